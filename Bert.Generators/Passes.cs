@@ -1,0 +1,193 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+
+namespace Bert.Generators;
+
+/// <summary>Fuse: merges chains of element-wise nodes (bias, activation, dropout, residual, scaling) into one
+/// kernel. A producer joins its consumer when the consumer is its only reader and both have one shape; the
+/// intermediate value then lives only in registers, forward and backward.</summary>
+public static class Fuse
+{
+    public static void Run(Graph g)
+    {
+        bool changed = true;
+        while (changed)
+        {
+            changed = false;
+            foreach (var p in g.Nodes.ToList())
+            {
+                if (p.Kind != OpKind.Pointwise || !g.Nodes.Contains(p)) continue;
+                for (int k = 0; k < p.Inputs.Count; k++)
+                {
+                    var v = p.Inputs[k];
+                    var q = v.Producer;
+                    if (q is null || q.Kind != OpKind.Pointwise || v.Consumers.Count != 1 || v == g.Output || !v.Shape.SequenceEqual(p.Out.Shape)) continue;
+                    Merge(g, p, k, q);
+                    changed = true;
+                    break;
+                }
+            }
+        }
+        for (int i = 0; i < g.Nodes.Count; i++) g.Nodes[i].Id = i;
+    }
+
+    static void Merge(Graph g, Node p, int k, Node q)
+    {
+        var inputs = new List<Value>();
+        int Idx(Value v) { int i = inputs.IndexOf(v); if (i < 0) { i = inputs.Count; inputs.Add(v); } return i; }
+        var mapP = new int[p.Inputs.Count];
+        for (int j = 0; j < p.Inputs.Count; j++) if (j != k) mapP[j] = Idx(p.Inputs[j]);
+        var mapQ = q.Inputs.Select(Idx).ToArray();
+        var memoQ = new Dictionary<FE, FE>(ReferenceEqualityComparer.Instance);
+        var qExpr = Remap(q.Expr!, mapQ, null, memoQ);
+        var memoP = new Dictionary<FE, FE>(ReferenceEqualityComparer.Instance);
+        p.Expr = Remap(p.Expr!, mapP, (k, qExpr), memoP);
+        foreach (var v in q.Inputs.Distinct()) { v.Consumers.Remove(q); if (!v.Consumers.Contains(p)) v.Consumers.Add(p); }
+        p.Inputs[k].Consumers.Remove(p);
+        p.Inputs = inputs;
+        p.Sources.InsertRange(0, q.Sources);
+        p.FusedFrom += q.FusedFrom;
+        p.Label = string.Join("+", p.Sources);
+        g.Nodes.Remove(q);
+    }
+
+    static FE Remap(FE e, int[] map, (int K, FE Expr)? subst, Dictionary<FE, FE> memo)
+    {
+        if (memo.TryGetValue(e, out var r)) return r;
+        r = e switch
+        {
+            FIn i when subst is { } s && i.Index == s.K => s.Expr,
+            FIn i => new FIn(map[i.Index]),
+            FConst c => c,
+            FOp o when o.Args.Length == 0 => o,
+            FOp o => new FOp(o.Op, o.Args.Select(a => Remap(a, map, subst, memo)).ToArray()) { Site = o.Site, P = o.P },
+            _ => e,
+        };
+        memo[e] = r;
+        return r;
+    }
+
+    sealed class ReferenceEqualityComparer : IEqualityComparer<FE>
+    {
+        public static readonly ReferenceEqualityComparer Instance = new();
+        public bool Equals(FE? x, FE? y) => ReferenceEquals(x, y);
+        public int GetHashCode(FE obj) => System.Runtime.CompilerServices.RuntimeHelpers.GetHashCode(obj);
+    }
+}
+
+public enum BufRole { Activation, Saved, Gradient }
+
+public sealed class Buf
+{
+    public int Id; public string Name = ""; public BufRole Role; public Size Size; public Value? Of;
+    public int Def, Last; public bool Pinned;
+    public int SlotTrain = -1, SlotInfer = -1;
+}
+
+/// <summary>Plan: the buffers a step needs, their lifetimes over the forward-then-backward schedule, and
+/// which share memory. Sizes stay symbolic in B, T, G; the runtime evaluates them per batch.</summary>
+public sealed class Plan
+{
+    public readonly List<Buf> Bufs = new();
+    public readonly Dictionary<Value, Buf> Act = new();
+    public readonly Dictionary<Value, Buf> Grad = new();
+    public readonly Dictionary<(Node, int), Buf> Saved = new();
+    public int SlotsTrain, SlotsInfer;
+
+    public static int Fwd(int i) => 2 * (i + 1);
+    public static int Bwd(int n, int i) => 2 * (2 * n - i);
+
+    /// <summary>Which float inputs a node's backward reads (by index into Inputs).</summary>
+    public static bool BackwardReads(Node n, int input) => n.Kind switch
+    {
+        OpKind.Embed or OpKind.Gather or OpKind.First or OpKind.CrossEntropy => false,
+        _ => true,
+    };
+
+    public static Size RowsOf(int[] shape) => Size.Of(shape.Take(shape.Length - 1).ToList());
+
+    public static Plan Build(Graph g)
+    {
+        var plan = new Plan();
+        int n = g.Nodes.Count;
+        Buf New(string name, BufRole role, Size size, Value? of)
+        {
+            var b = new Buf { Id = plan.Bufs.Count, Name = name, Role = role, Size = size, Of = of };
+            plan.Bufs.Add(b);
+            return b;
+        }
+        foreach (var v in g.FloatInputs) plan.Act[v] = New(v.Name, BufRole.Activation, v.Size, v);
+        foreach (var node in g.Nodes)
+        {
+            plan.Act[node.Out] = New(node.Label, BufRole.Activation, node.Out.Size, node.Out);
+            switch (node.Kind)
+            {
+                case OpKind.LayerNorm:
+                    plan.Saved[(node, 0)] = New(node.Label + ".mean", BufRole.Saved, RowsOf(node.Out.Shape), null);
+                    plan.Saved[(node, 1)] = New(node.Label + ".rstd", BufRole.Saved, RowsOf(node.Out.Shape), null);
+                    break;
+                case OpKind.Attention:
+                    plan.Saved[(node, 0)] = New(node.Label + ".probs", BufRole.Saved, new Size(node.Heads, 1, 2, 0), null);
+                    break;
+                case OpKind.CrossEntropy:
+                    plan.Saved[(node, 0)] = New(node.Label + ".probs", BufRole.Saved, Size.Of(node.Inputs[0].Shape), null);
+                    break;
+            }
+        }
+        foreach (var v in g.FloatInputs.Concat(g.Nodes.Select(x => x.Out)))
+            if (v.NeedsGrad) plan.Grad[v] = New("d" + (v.Producer?.Label ?? v.Name), BufRole.Gradient, v.Size, v);
+
+        // Lifetimes for training (forward then backward).
+        foreach (var (v, b) in plan.Act)
+        {
+            b.Def = v.Producer is null ? 0 : Fwd(v.Producer.Id);
+            b.Last = b.Def;
+            foreach (var c in v.Consumers)
+            {
+                b.Last = Math.Max(b.Last, Fwd(c.Id));
+                if (BackwardReads(c, c.Inputs.IndexOf(v))) b.Last = Math.Max(b.Last, Bwd(n, c.Id));
+            }
+            b.Pinned = v == g.Output || v.Kind == ValueKind.Input;
+        }
+        foreach (var ((node, _), b) in plan.Saved) { b.Def = Fwd(node.Id); b.Last = Bwd(n, node.Id); }
+        foreach (var (v, b) in plan.Grad)
+        {
+            b.Def = v == g.Output ? 4 * n + 1 : v.Consumers.Count == 0 ? 4 * n + 1 : v.Consumers.Min(c => Bwd(n, c.Id));
+            b.Last = v.Producer is null ? int.MaxValue : Bwd(n, v.Producer.Id);
+            b.Pinned = v.Kind == ValueKind.Input || v == g.Output;
+        }
+        plan.SlotsTrain = Assign(plan.Bufs, b => true, b => b.Def, b => b.Pinned ? int.MaxValue : b.Last, (b, s) => b.SlotTrain = s);
+        // Inference: forward only; saved tensors die at once and no gradient exists.
+        plan.SlotsInfer = Assign(plan.Bufs.Where(b => b.Role != BufRole.Gradient).ToList(), b => true, b => b.Def,
+            b =>
+            {
+                if (b.Role == BufRole.Saved) return b.Def;
+                if (b.Pinned && b.Of == g.Output) return int.MaxValue;
+                if (b.Of is { } v && v.Kind == ValueKind.Input) return int.MaxValue;
+                return b.Of is { } o && o.Consumers.Count > 0 ? o.Consumers.Max(c => Fwd(c.Id)) : b.Def;
+            }, (b, s) => b.SlotInfer = s);
+        return plan;
+    }
+
+    /// <summary>Greedy interval colouring: a buffer takes a slot whose last occupant is dead before it is
+    /// written (preferring one whose occupants have the same size), else a new slot.</summary>
+    static int Assign(IList<Buf> bufs, Func<Buf, bool> include, Func<Buf, int> def, Func<Buf, int> last, Action<Buf, int> set)
+    {
+        var slotEnd = new List<int>();
+        var slotSize = new List<Size>();
+        foreach (var b in bufs.Where(include).OrderBy(def).ThenBy(b => b.Id))
+        {
+            int d = def(b), best = -1;
+            for (int s = 0; s < slotEnd.Count; s++)
+            {
+                if (slotEnd[s] >= d) continue;
+                if (best < 0 || (slotSize[s] == b.Size && slotSize[best] != b.Size)) best = s;
+            }
+            if (best < 0) { best = slotEnd.Count; slotEnd.Add(0); slotSize.Add(b.Size); }
+            slotEnd[best] = last(b);
+            set(b, best);
+        }
+        return slotEnd.Count;
+    }
+}

@@ -1,0 +1,46 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
+
+namespace Bert.Runtime;
+
+/// <summary>What generated schedules run against: one step's buffers, parameters and inputs.</summary>
+public interface IModelProgram<T> where T : unmanaged, IBinaryFloatingPointIeee754<T>
+{
+    void Forward(Exec<T> ex);
+    void Backward(Exec<T> ex);
+}
+
+/// <summary>The state of one step as generated code sees it. Buffers live in one pinned arena laid out by
+/// the memory plan; parameters and gradients in two flat pinned buffers.</summary>
+public sealed unsafe class Exec<T> where T : unmanaged, IBinaryFloatingPointIeee754<T>
+{
+    internal T* Arena, Params, Grads;
+    internal long[] Offsets = Array.Empty<long>(), Lengths = Array.Empty<long>();
+    internal int[][] IntData = Array.Empty<int[]>();
+    internal int[] IntLengths = Array.Empty<int>();
+
+    /// <summary>B, T and G of this step.</summary>
+    public int Batch { get; internal set; }
+    public int Seq { get; internal set; }
+    public int Rows { get; internal set; }
+    /// <summary>The dropout seed of this step; backward regenerates the same masks from it.</summary>
+    public ulong Seed { get; internal set; }
+    public bool Training { get; internal set; }
+    /// <summary>The op being run (for error messages and profiling).</summary>
+    public int CurrentOp { get; private set; } = -1;
+    public Action<int>? OnOp { get; set; }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Op(int id) { CurrentOp = id; OnOp?.Invoke(id); }
+
+    public Span<T> Buf(int id) => new(Arena + Offsets[id], checked((int)Lengths[id]));
+    public T* Ptr(int id) => Arena + Offsets[id];
+    public Span<T> Param(long offset, int length) => new(Params + offset, length);
+    public T* ParamPtr(long offset) => Params + offset;
+    public Span<T> Grad(long offset, int length) => Grads == null ? throw NoGrads() : new(Grads + offset, length);
+    public T* GradPtr(long offset) => Grads == null ? throw NoGrads() : Grads + offset;
+    public ReadOnlySpan<int> Ints(int input) => IntData[input].AsSpan(0, IntLengths[input]);
+    public void Zero(int id) => Buf(id).Clear();
+
+    static InvalidOperationException NoGrads() => new("This model has no gradient buffer; call Backward only on a model created for training.");
+}

@@ -1,0 +1,170 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using Bert.Dsl;
+using Bert.Runtime.Kernels;
+
+namespace Bert.Runtime;
+
+/// <summary>A compiled model ready to run on the CPU: flat parameters and gradients, an arena sized by the
+/// memory plan, and the generated forward and backward schedules.</summary>
+public sealed unsafe class Model<T> where T : unmanaged, IBinaryFloatingPointIeee754<T>
+{
+    readonly IModelProgram<T> _program;
+    readonly Exec<T> _ex = new();
+    T[] _params, _grads = Array.Empty<T>(), _arena = Array.Empty<T>();
+    GCHandle _hp, _hg, _ha;
+    bool _bound, _boundTraining, _forwardDone;
+
+    public Model(ModelInfo info, IModelProgram<T> program)
+    {
+        Info = info;
+        _program = program;
+        _params = GC.AllocateArray<T>(checked((int)Math.Max(1, info.ParameterCount)), pinned: true);
+        _ex.Params = (T*)Unsafe.AsPointer(ref _params[0]);
+        _ex.IntData = info.Inputs.Where(i => i.Kind != InputKind.Tensor).OrderBy(i => i.Index).Select(_ => Array.Empty<int>()).ToArray();
+        _ex.IntLengths = new int[_ex.IntData.Length];
+    }
+
+    public ModelInfo Info { get; }
+    public Span<T> Parameters => _params.AsSpan(0, (int)Info.ParameterCount);
+    public Span<T> Gradients => _grads.Length == 0 ? Span<T>.Empty : _grads.AsSpan(0, (int)Info.ParameterCount);
+    public int Batch => _ex.Batch;
+    public int Seq => _ex.Seq;
+    public int Rows => _ex.Rows;
+    /// <summary>Called with each op's index as the schedules run (profiling).</summary>
+    public Action<int>? OnOp { get => _ex.OnOp; set => _ex.OnOp = value; }
+
+    public Span<T> Parameter(string name)
+    {
+        var p = Info.Parameters.FirstOrDefault(x => x.Name == name || x.HfName == name)
+            ?? throw new ArgumentException($"Model {Info.Name} has no parameter '{name}'.");
+        return _params.AsSpan((int)p.Offset, (int)p.Length);
+    }
+
+    public Span<T> Gradient(string name)
+    {
+        var p = Info.Parameters.First(x => x.Name == name || x.HfName == name);
+        return Gradients.Slice((int)p.Offset, (int)p.Length);
+    }
+
+    /// <summary>Initializes every parameter as declared (N(0, 0.02), zeros or ones) from a seed.</summary>
+    public void InitParameters(ulong seed, double std = 0.02)
+    {
+        foreach (var p in Info.Parameters)
+        {
+            var dst = _params.AsSpan((int)p.Offset, (int)p.Length);
+            switch (p.Init)
+            {
+                case Init.Zeros: dst.Clear(); break;
+                case Init.Ones: dst.Fill(T.One); break;
+                default:
+                    for (int i = 0; i < dst.Length; i++)
+                    {
+                        // Box–Muller on the counter-based generator: the value depends on (seed, offset) only.
+                        ulong idx = (ulong)(p.Offset + i);
+                        double u1 = Philox.Uniform(seed, 0xA11CE, 2 * idx), u2 = Philox.Uniform(seed, 0xA11CE, 2 * idx + 1);
+                        double z = Math.Sqrt(-2 * Math.Log(1 - u1)) * Math.Cos(2 * Math.PI * u2);
+                        dst[i] = T.CreateTruncating(z * std);
+                    }
+                    break;
+            }
+        }
+    }
+
+    /// <summary>Sizes the arena for a batch shape. Training plans keep what backward needs.</summary>
+    public void Bind(int batch, int seq, int rows = 0, bool training = true)
+    {
+        if (batch < 1) throw new ArgumentOutOfRangeException(nameof(batch), $"Batch size {batch} must be at least 1.");
+        if (seq < 1 || seq > Info.MaxLen) throw new ArgumentOutOfRangeException(nameof(seq), $"Sequence length {seq} is outside 1..{Info.MaxLen} (the model's MaxLen); truncate the input.");
+        if (rows < 0) throw new ArgumentOutOfRangeException(nameof(rows), "The number of gathered rows cannot be negative.");
+        var (offsets, lengths, total) = Info.Layout(batch, seq, rows, training);
+        if (total + 16 > _arena.Length)
+        {
+            if (_ha.IsAllocated) _ha.Free();
+            _arena = GC.AllocateArray<T>(checked((int)(total + 16)), pinned: true);
+            _ex.Arena = (T*)Unsafe.AsPointer(ref _arena[0]);
+        }
+        if (training && _grads.Length == 0)
+        {
+            _grads = GC.AllocateArray<T>(_params.Length, pinned: true);
+            _ex.Grads = (T*)Unsafe.AsPointer(ref _grads[0]);
+        }
+        _ex.Offsets = offsets; _ex.Lengths = lengths;
+        _ex.Batch = batch; _ex.Seq = seq; _ex.Rows = rows;
+        foreach (var i in Info.Inputs.Where(i => i.Kind != InputKind.Tensor))
+        {
+            int n = checked((int)Size(i.Shape));
+            if (_ex.IntData[i.Index].Length < n) _ex.IntData[i.Index] = new int[n];
+            _ex.IntLengths[i.Index] = n;
+        }
+        _bound = true; _boundTraining = training; _forwardDone = false;
+    }
+
+    /// <summary>Bytes of arena the current binding uses.</summary>
+    public long ArenaBytes => _arena.Length * (long)sizeof(T);
+
+    long Size(int[] shape) => shape.Aggregate(1L, (a, d) => a * (d switch { -1 => _ex.Batch, -2 => _ex.Seq, -3 => _ex.Rows, _ => d }));
+
+    void RequireBound() { if (!_bound) throw new InvalidOperationException("Call Bind(batch, seq, rows) before setting inputs or running the model."); }
+
+    /// <summary>Copies an integer input (token ids, mask, labels, rows) for the bound shape.</summary>
+    public void SetInput(string name, ReadOnlySpan<int> data)
+    {
+        RequireBound();
+        var i = Info.Input(name);
+        if (i.Kind == InputKind.Tensor) throw new ArgumentException($"Input '{name}' is a tensor of {typeof(T).Name}; pass numbers of that type.");
+        long n = Size(i.Shape);
+        if (data.Length != n) throw new ArgumentException($"Input '{name}' needs {n} values for B={_ex.Batch}, T={_ex.Seq}, G={_ex.Rows} but got {data.Length}.");
+        data.CopyTo(_ex.IntData[i.Index]);
+    }
+
+    /// <summary>Copies a tensor input for the bound shape.</summary>
+    public void SetInput(string name, ReadOnlySpan<T> data)
+    {
+        RequireBound();
+        var i = Info.Input(name);
+        if (i.Kind != InputKind.Tensor) throw new ArgumentException($"Input '{name}' takes integers.");
+        var dst = _ex.Buf(i.Buffer);
+        if (data.Length != dst.Length) throw new ArgumentException($"Input '{name}' needs {dst.Length} values but got {data.Length}.");
+        data.CopyTo(dst);
+    }
+
+    /// <summary>Runs the forward schedule; training turns dropout on with masks drawn from the seed.</summary>
+    public ReadOnlySpan<T> Forward(bool training = false, ulong seed = 0)
+    {
+        RequireBound();
+        _ex.Training = training; _ex.Seed = seed;
+        _program.Forward(_ex);
+        _forwardDone = true;
+        return Output;
+    }
+
+    public ReadOnlySpan<T> Output => _ex.Buf(Info.OutputBuffer);
+
+    /// <summary>Runs the backward schedule after Forward, accumulating into Gradients (call ZeroGradients
+    /// between steps). A scalar output is seeded with 1; otherwise pass dOutput.</summary>
+    public void Backward(ReadOnlySpan<T> dOutput = default)
+    {
+        if (!_forwardDone) throw new InvalidOperationException("Call Forward before Backward.");
+        if (!_boundTraining) throw new InvalidOperationException("This binding is for inference; call Bind(..., training: true) to run Backward.");
+        var d = _ex.Buf(Info.OutputGradBuffer);
+        if (dOutput.IsEmpty)
+        {
+            if (d.Length != 1) throw new ArgumentException("The model's output is not a scalar; pass the gradient of the output to Backward.");
+            d[0] = T.One;
+        }
+        else
+        {
+            if (dOutput.Length != d.Length) throw new ArgumentException($"The output gradient needs {d.Length} values but got {dOutput.Length}.");
+            dOutput.CopyTo(d);
+        }
+        foreach (var i in Info.Inputs.Where(i => i.Kind == InputKind.Tensor && i.GradBuffer >= 0)) _ex.Zero(i.GradBuffer);
+        _program.Backward(_ex);
+    }
+
+    public void ZeroGradients() => Gradients.Clear();
+
+    /// <summary>The gradient of a tensor input after Backward.</summary>
+    public ReadOnlySpan<T> InputGradient(string name) => _ex.Buf(Info.Input(name).GradBuffer);
+}

@@ -1,0 +1,128 @@
+using Bert.Dsl;
+
+namespace Bert.Runtime;
+
+public enum InputKind { Tensor, Tokens, Mask, Labels, Rows }
+public enum BufferRole { Activation, Saved, Gradient }
+public enum OpKind { MatMul, Linear, Embed, LayerNorm, Attention, Gather, First, CrossEntropy, Pointwise }
+
+/// <summary>A size c·B^b·T^t·G^g in elements.</summary>
+public readonly record struct SizeExpr(long C, int PB, int PT, int PG)
+{
+    public long Eval(int batch, int seq, int rows)
+    {
+        long s = C;
+        for (int i = 0; i < PB; i++) s *= batch;
+        for (int i = 0; i < PT; i++) s *= seq;
+        for (int i = 0; i < PG; i++) s *= rows;
+        return s;
+    }
+    public override string ToString() =>
+        string.Join("·", new[] { C != 1 || PB + PT + PG == 0 ? C.ToString() : null }
+            .Concat(Enumerable.Repeat("B", PB)).Concat(Enumerable.Repeat("T", PT)).Concat(Enumerable.Repeat("G", PG)).Where(s => s is not null));
+}
+
+/// <summary>One weight tensor: where it lives in the flat buffer and what Hugging Face calls it.</summary>
+public sealed record ParamInfo(string Name, string HfName, int[] Shape, long Offset, long Length, Init Init, bool Decay, string Block)
+{
+    public ParamInfo(string name, string hf, int[] shape, long offset, long length, Init init, bool decay, string block, int _ = 0)
+        : this(name, hf, shape, offset, length, init, decay, block) { }
+}
+
+public sealed record InputInfo(string Name, InputKind Kind, int[] Shape, int Index, int Buffer, int GradBuffer)
+{
+    public InputInfo(string name, InputKind kind, int[] shape, int index, int buffer, int gradBuffer, int _ = 0)
+        : this(name, kind, shape, index, buffer, gradBuffer) { }
+}
+
+public sealed record BufferInfo(int Id, string Name, BufferRole Role, SizeExpr Size, int SlotTrain, int SlotInfer)
+{
+    public BufferInfo(int id, string name, BufferRole role, SizeExpr size, int slotTrain, int slotInfer, int _ = 0)
+        : this(id, name, role, size, slotTrain, slotInfer) { }
+}
+
+/// <summary>One op of the compiled forward schedule (after fusion); Sources are the DSL ops it stands for.</summary>
+public sealed record OpInfo(int Id, OpKind Kind, string Label, string[] InputShapes, string OutputShape, string Location,
+    string[] Sources, string? Kernel, int Heads, double Dropout)
+{
+    public OpInfo(int id, OpKind kind, string label, string[] inputShapes, string outputShape, string location,
+        string[] sources, string? kernel, int heads, double dropout, int _ = 0)
+        : this(id, kind, label, inputShapes, outputShape, location, sources, kernel, heads, dropout) { }
+}
+
+public delegate void FusedForward(double[] y, double[][] xs, ulong seed, bool training);
+public delegate void FusedBackward(double[] dy, double[]?[] dxs, double[][] xs, ulong seed, bool training);
+
+/// <summary>A generated fused element-wise kernel, with entry points in double for gradient checks.</summary>
+public sealed record FusedKernelInfo(string Name, string Expression, SizeExpr Output, SizeExpr[] Inputs, string[] Sources,
+    bool Dropout, FusedForward Forward, FusedBackward Backward)
+{
+    public FusedKernelInfo(string name, string expression, SizeExpr output, SizeExpr[] inputs, string[] sources, bool dropout,
+        FusedForward forward, FusedBackward backward, int _ = 0)
+        : this(name, expression, output, inputs, sources, dropout, forward, backward) { }
+}
+
+/// <summary>Everything the generator compiled for one model.</summary>
+public sealed class ModelInfo
+{
+    public ModelInfo(string name, (string, long)[] constants, ParamInfo[] parameters, InputInfo[] inputs, BufferInfo[] buffers,
+        OpInfo[] ops, FusedKernelInfo[] kernels, int[] output, int outputBuffer, int outputGradBuffer, int slotsTrain, int slotsInfer, int dropoutSites)
+    {
+        Name = name; Constants = constants.ToDictionary(c => c.Item1, c => c.Item2); Parameters = parameters; Inputs = inputs;
+        Buffers = buffers; Ops = ops; Kernels = kernels; OutputShape = output; OutputBuffer = outputBuffer; OutputGradBuffer = outputGradBuffer;
+        SlotsTrain = slotsTrain; SlotsInfer = slotsInfer; DropoutSites = dropoutSites;
+        ParameterCount = parameters.Sum(p => p.Length);
+        MaxLen = Constants.TryGetValue("MaxLen", out var m) ? (int)m : int.MaxValue;
+    }
+
+    public string Name { get; }
+    public IReadOnlyDictionary<string, long> Constants { get; }
+    public IReadOnlyList<ParamInfo> Parameters { get; }
+    public IReadOnlyList<InputInfo> Inputs { get; }
+    public IReadOnlyList<BufferInfo> Buffers { get; }
+    public IReadOnlyList<OpInfo> Ops { get; }
+    public IReadOnlyList<FusedKernelInfo> Kernels { get; }
+    public int[] OutputShape { get; }
+    public int OutputBuffer { get; }
+    public int OutputGradBuffer { get; }
+    public int SlotsTrain { get; }
+    public int SlotsInfer { get; }
+    public int DropoutSites { get; }
+    public long ParameterCount { get; }
+    public int MaxLen { get; }
+
+    public InputInfo Input(string name) => Inputs.FirstOrDefault(i => i.Name == name)
+        ?? throw new ArgumentException($"Model {Name} has no input '{name}'; its inputs are {string.Join(", ", Inputs.Select(i => i.Name))}.");
+
+    /// <summary>The memory plan for one batch shape: element offset of every buffer and the arena size.</summary>
+    public (long[] Offsets, long[] Lengths, long Total) Layout(int batch, int seq, int rows, bool training)
+    {
+        int slots = training ? SlotsTrain : SlotsInfer;
+        var slotSize = new long[slots];
+        var lengths = new long[Buffers.Count];
+        foreach (var b in Buffers)
+        {
+            lengths[b.Id] = b.Size.Eval(batch, seq, rows);
+            int s = training ? b.SlotTrain : b.SlotInfer;
+            if (s >= 0) slotSize[s] = Math.Max(slotSize[s], lengths[b.Id]);
+        }
+        var slotOffset = new long[slots];
+        long total = 0;
+        for (int s = 0; s < slots; s++) { slotOffset[s] = total; total += (slotSize[s] + 15) & ~15L; }
+        var offsets = new long[Buffers.Count];
+        foreach (var b in Buffers)
+        {
+            int s = training ? b.SlotTrain : b.SlotInfer;
+            offsets[b.Id] = s >= 0 ? slotOffset[s] : -1;
+        }
+        return (offsets, lengths, total);
+    }
+
+    /// <summary>Bytes of activation memory (after reuse) for one step at this shape.</summary>
+    public long ActivationBytes(int batch, int seq, int rows, int elementSize, bool training) =>
+        Layout(batch, seq, rows, training).Total * elementSize;
+
+    /// <summary>Bytes the same buffers would take with no reuse at all.</summary>
+    public long UnplannedBytes(int batch, int seq, int rows, int elementSize, bool training) =>
+        Buffers.Where(b => training || b.Role != BufferRole.Gradient).Sum(b => b.Size.Eval(batch, seq, rows)) * elementSize;
+}
