@@ -1,0 +1,117 @@
+using System.Buffers;
+using System.Numerics;
+using System.Numerics.Tensors;
+
+namespace Bert.Runtime.Kernels;
+
+/// <summary>Softmax cross-entropy: loss = mean, over the rows whose label is not ignoreIndex, of
+/// -log softmax(logits[n])[labels[n]]; 0 when no row counts. N rows · V classes (vocabulary).
+/// Forward saves the softmax of every row (ignored rows included) for Backward.</summary>
+public static class CrossEntropy
+{
+    // Below this many logits the work is too small to pay for Parallel.For.
+    const int ParallelMinElements = 1 << 15;
+
+    public static unsafe void Forward<T>(Span<T> loss, Span<T> probs, ReadOnlySpan<T> logits, ReadOnlySpan<int> labels,
+        int N, int V, int ignoreIndex = -100)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        // loss (1), probs (N,V), logits (N,V), labels (N)
+        Check(probs.Length, logits.Length, labels.Length, N, V);
+        int count = CountAndCheckLabels(labels, N, V, ignoreIndex);
+        T sum = T.Zero;
+        if ((long)N * V < ParallelMinElements || Environment.ProcessorCount == 1)
+        {
+            for (int n = 0; n < N; n++) sum += ForwardRow(probs, logits, labels, n, V, ignoreIndex);
+        }
+        else
+        {
+            T[] rowLoss = ArrayPool<T>.Shared.Rent(N); // (N) loss of each row, summed below in row order
+            try
+            {
+                fixed (T* pProbs = probs, pLogits = logits, pRow = rowLoss)
+                fixed (int* pLabels = labels)
+                {
+                    nint p = (nint)pProbs, x = (nint)pLogits, l = (nint)pLabels, rl = (nint)pRow;
+                    Parallel.For(0, N, n => ((T*)rl)[n] = ForwardRow(
+                        new Span<T>((void*)p, N * V), new ReadOnlySpan<T>((void*)x, N * V),
+                        new ReadOnlySpan<int>((void*)l, N), n, V, ignoreIndex));
+                }
+                for (int n = 0; n < N; n++) sum += rowLoss[n];
+            }
+            finally { ArrayPool<T>.Shared.Return(rowLoss); }
+        }
+        loss[0] = count == 0 ? T.Zero : sum / T.CreateTruncating(count);
+    }
+
+    /// <summary>Writes the softmax of row n (max subtracted first, for stability) and returns its loss, 0 if ignored.</summary>
+    static T ForwardRow<T>(Span<T> probs, ReadOnlySpan<T> logits, ReadOnlySpan<int> labels, int n, int V, int ignoreIndex)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        ReadOnlySpan<T> x = logits.Slice(n * V, V); // (V)
+        Span<T> p = probs.Slice(n * V, V);          // (V)
+        T max = TensorPrimitives.Max(x);
+        TensorPrimitives.Subtract(x, max, p);
+        TensorPrimitives.Exp<T>(p, p);
+        T sum = TensorPrimitives.Sum<T>(p);
+        TensorPrimitives.Divide(p, sum, p);
+        int label = labels[n];
+        return label == ignoreIndex ? T.Zero : T.Log(sum) + max - x[label];
+    }
+
+    public static unsafe void Backward<T>(Span<T> dLogits, ReadOnlySpan<T> dLoss, ReadOnlySpan<T> probs, ReadOnlySpan<int> labels,
+        int N, int V, int ignoreIndex = -100)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        // dLogits (N,V) +=, dLoss (1), probs (N,V), labels (N)
+        Check(dLogits.Length, probs.Length, labels.Length, N, V);
+        int count = CountAndCheckLabels(labels, N, V, ignoreIndex);
+        if (count == 0) return;
+        T g = dLoss[0] / T.CreateTruncating(count); // d loss / d logit = g · (probs - onehot(label))
+        if ((long)N * V < ParallelMinElements || Environment.ProcessorCount == 1)
+        {
+            for (int n = 0; n < N; n++) BackwardRow(dLogits, probs, labels, n, V, ignoreIndex, g);
+            return;
+        }
+        fixed (T* pd = dLogits, pProbs = probs)
+        fixed (int* pLabels = labels)
+        {
+            nint d = (nint)pd, p = (nint)pProbs, l = (nint)pLabels;
+            Parallel.For(0, N, n => BackwardRow(
+                new Span<T>((void*)d, N * V), new ReadOnlySpan<T>((void*)p, N * V),
+                new ReadOnlySpan<int>((void*)l, N), n, V, ignoreIndex, g));
+        }
+    }
+
+    static void BackwardRow<T>(Span<T> dLogits, ReadOnlySpan<T> probs, ReadOnlySpan<int> labels, int n, int V, int ignoreIndex, T g)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int label = labels[n];
+        if (label == ignoreIndex) return;
+        Span<T> d = dLogits.Slice(n * V, V); // (V)
+        TensorPrimitives.MultiplyAdd(probs.Slice(n * V, V), g, d, d);
+        d[label] -= g;
+    }
+
+    static int CountAndCheckLabels(ReadOnlySpan<int> labels, int N, int V, int ignoreIndex)
+    {
+        int count = 0;
+        for (int n = 0; n < N; n++)
+        {
+            int label = labels[n];
+            if (label == ignoreIndex) continue;
+            if ((uint)label >= (uint)V)
+                throw new ArgumentOutOfRangeException(nameof(labels), label,
+                    $"CrossEntropy label {label} at row {n} is outside the classes [0, {V}) and is not the ignore index {ignoreIndex}.");
+            count++;
+        }
+        return count;
+    }
+
+    static void Check(int aLen, int bLen, int labelsLen, int N, int V)
+    {
+        if (N < 0 || V <= 0) throw new ArgumentOutOfRangeException(nameof(V), $"CrossEntropy needs N >= 0 and V > 0; got N = {N}, V = {V}.");
+        if (aLen < N * V || bLen < N * V || labelsLen < N)
+            throw new ArgumentException($"CrossEntropy buffers are too short for N = {N}, V = {V}: need (N,V) = {N * V} and (N) = {N} elements.");
+    }
+}

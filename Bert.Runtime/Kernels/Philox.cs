@@ -1,0 +1,39 @@
+namespace Bert.Runtime.Kernels;
+
+/// <summary>Philox4x32-10 (Salmon, Moraes, Dror, Shaw, "Parallel random numbers: as easy as 1, 2, 3", SC 2011):
+/// a counter-based generator, so the random number for any element is a pure function of (seed, site, index).
+/// Dropout uses it to make the keep mask identical in forward, backward and on every repeated call, on any
+/// thread and on any device, without storing the mask.</summary>
+public static class Philox
+{
+    const uint M0 = 0xD2511F53, M1 = 0xCD9E8D57; // round multipliers
+    const uint W0 = 0x9E3779B9, W1 = 0xBB67AE85; // Weyl key increments (golden ratio, sqrt(3)-1)
+
+    /// <summary>Ten Philox rounds of counter (c0..c3) under key (k0, k1); the key is bumped between rounds.</summary>
+    public static (uint, uint, uint, uint) Round10(uint c0, uint c1, uint c2, uint c3, uint k0, uint k1)
+    {
+        for (int r = 0; r < 10; r++)
+        {
+            if (r > 0) { k0 += W0; k1 += W1; }
+            ulong p0 = (ulong)M0 * c0;
+            ulong p1 = (ulong)M1 * c2;
+            uint hi0 = (uint)(p0 >> 32), lo0 = (uint)p0;
+            uint hi1 = (uint)(p1 >> 32), lo1 = (uint)p1;
+            (c0, c1, c2, c3) = (hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0);
+        }
+        return (c0, c1, c2, c3);
+    }
+
+    /// <summary>Uniform in [0,1) for element <paramref name="index"/> of dropout site <paramref name="site"/>
+    /// under <paramref name="seed"/>: key = seed, counter = (index, site); the top 24 bits of the first output
+    /// word become the float exactly.</summary>
+    public static float Uniform(ulong seed, ulong site, ulong index)
+    {
+        var (x, _, _, _) = Round10((uint)index, (uint)(index >> 32), (uint)site, (uint)(site >> 32),
+                                   (uint)seed, (uint)(seed >> 32));
+        return (x >> 8) * (1.0f / (1 << 24));
+    }
+
+    /// <summary>Dropout keep decision for one element, identical on every call: Uniform(seed, site, index) >= p.</summary>
+    public static bool Keep(ulong seed, ulong site, ulong index, float p) => Uniform(seed, site, index) >= p;
+}

@@ -1,0 +1,446 @@
+using Bert.Runtime.Kernels;
+using Bert.Tests.Support;
+using FsCheck;
+using FsCheck.Fluent;
+using FsCheck.Xunit;
+using Xunit;
+
+namespace Bert.Tests.Kernels;
+
+/// <summary>The hand-written structured CPU ops (Bert.Runtime/Kernels): for each, on random small shapes and
+/// values, Backward against central differences in double (through <see cref="GradCheck"/>), Backward's
+/// accumulation into prefilled gradients, and the float instantiation against the double one. Also Philox's
+/// known answers and keep rate, bitwise repeatability on the parallel paths, and the out-of-range errors.
+/// B batch · T sequence · C hidden · H heads · D head size · V vocabulary · N rows · G gathered rows.</summary>
+public class StructuredOpGradientTests
+{
+    const int Cases = 30;
+    const double Eps = 1e-5; // LayerNorm epsilon, BERT's
+
+    static Property Verdict(string? error) => (error is null).Label(error ?? "");
+
+    static Gen<int> Seeds => Gen.Choose(0, 1_000_000_000);
+
+    /// <summary>A gradient buffer prefilled with random values, and a copy, to check that Backward adds (+=).</summary>
+    static (double[] Buf, double[] Before) Prefilled(Random rng, int n)
+    {
+        var buf = GradCheck.Uniform(rng, n);
+        return (buf, (double[])buf.Clone());
+    }
+
+    /// <summary>What Backward added: buf - before.</summary>
+    static double[] Added(double[] buf, double[] before)
+    {
+        var d = new double[buf.Length];
+        for (int i = 0; i < d.Length; i++) d[i] = buf[i] - before[i];
+        return d;
+    }
+
+    static string? SameBits<T>(string what, T[] a, T[] b) where T : unmanaged
+    {
+        for (int i = 0; i < a.Length; i++)
+            if (!EqualityComparer<T>.Default.Equals(a[i], b[i]))
+                return $"{what}: element [{i}] differs between two identical calls ({a[i]} vs {b[i]}).";
+        return null;
+    }
+
+    // ---------------------------------------------------------------- Embedding
+
+    public record EmbeddingCase(int N, int C, int V, int Seed);
+
+    [Property(MaxTest = Cases)]
+    public Property Embedding_BackwardMatchesFiniteDifferences_FloatMatchesDouble() => Prop.ForAll(
+        (from n in Gen.Choose(1, 6) from c in Gen.Choose(1, 5) from v in Gen.Choose(2, 7) from s in Seeds
+         select new EmbeddingCase(n, c, v, s)).ToArbitrary(),
+        k =>
+        {
+            var (N, C, V) = (k.N, k.C, k.V);
+            var rng = new Random(k.Seed);
+            var (tableF, table) = GradCheck.SameInputs(GradCheck.Uniform(rng, V * C));
+            var ids = Enumerable.Range(0, N).Select(_ => rng.Next(V)).ToArray();
+            var (wF, w) = GradCheck.SameInputs(GradCheck.Uniform(rng, N * C));   // (N,C) weights of the outputs = dOut
+
+            var out_ = new double[N * C];
+            double Loss() { Embedding.Forward<double>(out_, table, ids, N, C); return GradCheck.WeightedSum(out_, w); }
+            var (dTable, before) = Prefilled(rng, V * C);
+            Embedding.Backward<double>(dTable, w, ids, N, C);
+            string? error = GradCheck.Check("Embedding dTable", Loss, table, Added(dTable, before), rng);
+
+            var outF = new float[N * C];
+            var dTableF = new float[V * C];
+            Embedding.Forward<float>(outF, tableF, ids, N, C);
+            Embedding.Backward<float>(dTableF, wF, ids, N, C);
+            var dTableD = new double[V * C];
+            Embedding.Forward<double>(out_, table, ids, N, C);
+            Embedding.Backward<double>(dTableD, w, ids, N, C);
+            return Verdict(error
+                ?? GradCheck.AllClose("Embedding out", outF, out_)
+                ?? GradCheck.AllClose("Embedding dTable", dTableF, dTableD));
+        });
+
+    // ---------------------------------------------------------------- LayerNorm
+
+    public record LayerNormCase(int N, int C, int Seed);
+
+    [Property(MaxTest = Cases)]
+    public Property LayerNorm_BackwardMatchesFiniteDifferences_FloatMatchesDouble() => Prop.ForAll(
+        (from n in Gen.Choose(1, 6) from c in Gen.Choose(1, 8) from s in Seeds select new LayerNormCase(n, c, s)).ToArbitrary(),
+        k =>
+        {
+            var (N, C) = (k.N, k.C);
+            var rng = new Random(k.Seed);
+            var (xF, x) = GradCheck.SameInputs(GradCheck.Uniform(rng, N * C, -2, 2));  // (N,C)
+            var (weightF, weight) = GradCheck.SameInputs(GradCheck.Uniform(rng, C, 0.5, 1.5));
+            var (biasF, bias) = GradCheck.SameInputs(GradCheck.Uniform(rng, C));
+            var (wF, w) = GradCheck.SameInputs(GradCheck.Uniform(rng, N * C));        // (N,C) = dOut
+
+            var out_ = new double[N * C];
+            var mean = new double[N];
+            var rstd = new double[N];
+            double Loss() { LayerNorm.Forward<double>(out_, mean, rstd, x, weight, bias, N, C, Eps); return GradCheck.WeightedSum(out_, w); }
+            Loss();
+            var (dInp, dInp0) = Prefilled(rng, N * C);
+            var (dWeight, dWeight0) = Prefilled(rng, C);
+            var (dBias, dBias0) = Prefilled(rng, C);
+            LayerNorm.Backward<double>(dInp, dWeight, dBias, w, x, weight, mean, rstd, N, C);
+            string? error = GradCheck.Check("LayerNorm dInp", Loss, x, Added(dInp, dInp0), rng)
+                ?? GradCheck.Check("LayerNorm dWeight", Loss, weight, Added(dWeight, dWeight0), rng)
+                ?? GradCheck.Check("LayerNorm dBias", Loss, bias, Added(dBias, dBias0), rng);
+
+            var (outF, dInpF, dWeightF, dBiasF) = LayerNormRun(xF, weightF, biasF, wF, N, C);
+            var (outD, dInpD, dWeightD, dBiasD) = LayerNormRun(x, weight, bias, w, N, C);
+            return Verdict(error
+                ?? GradCheck.AllClose("LayerNorm out", outF, outD)
+                ?? GradCheck.AllClose("LayerNorm dInp", dInpF, dInpD)
+                ?? GradCheck.AllClose("LayerNorm dWeight", dWeightF, dWeightD)
+                ?? GradCheck.AllClose("LayerNorm dBias", dBiasF, dBiasD));
+        });
+
+    static (T[] Out, T[] DInp, T[] DWeight, T[] DBias) LayerNormRun<T>(T[] x, T[] weight, T[] bias, T[] dOut, int N, int C)
+        where T : unmanaged, System.Numerics.IBinaryFloatingPointIeee754<T>
+    {
+        var (out_, mean, rstd) = (new T[N * C], new T[N], new T[N]);
+        var (dInp, dWeight, dBias) = (new T[N * C], new T[C], new T[C]);
+        LayerNorm.Forward<T>(out_, mean, rstd, x, weight, bias, N, C, Eps);
+        LayerNorm.Backward<T>(dInp, dWeight, dBias, dOut, x, weight, mean, rstd, N, C);
+        return (out_, dInp, dWeight, dBias);
+    }
+
+    // ---------------------------------------------------------------- Attention
+
+    public record AttentionCase(int B, int T, int H, int D, int Seed);
+
+    static Arbitrary<AttentionCase> AttentionCases =>
+        (from b in Gen.Choose(1, 3) from t in Gen.Choose(1, 5) from h in Gen.Choose(1, 3) from d in Gen.Choose(1, 4) from s in Seeds
+         select new AttentionCase(b, t, h, d, s)).ToArbitrary();
+
+    [Property(MaxTest = Cases)]
+    public Property Attention_NoDropout_BackwardMatchesFiniteDifferences_FloatMatchesDouble() => Prop.ForAll(AttentionCases, k =>
+    {
+        // Dropout is off either way: not training, or training with dropout 0.
+        bool training = new Random(k.Seed).Next(2) == 0;
+        return Verdict(AttentionCheck(k, dropout: training ? 0f : 0.3f, training));
+    });
+
+    [Property(MaxTest = Cases)]
+    public Property Attention_Dropout_BackwardMatchesFiniteDifferences_FloatMatchesDouble() =>
+        Prop.ForAll(AttentionCases, k => Verdict(AttentionCheck(k, dropout: 0.3f, training: true)));
+
+    static string? AttentionCheck(AttentionCase k, float dropout, bool training)
+    {
+        var (B, T, H, D) = (k.B, k.T, k.H, k.D);
+        int C = H * D;
+        var rng = new Random(k.Seed + 1);
+        var (qkvF, qkv) = GradCheck.SameInputs(GradCheck.Uniform(rng, B * T * 3 * C, -2, 2)); // (B,T,3C)
+        var mask = Enumerable.Range(0, B * T).Select(_ => rng.NextDouble() < 0.3 ? 0 : 1).ToArray(); // (B,T), ~30% padding
+        var (wF, w) = GradCheck.SameInputs(GradCheck.Uniform(rng, B * T * C));                  // (B,T,C) = dOut
+        ulong seed = (ulong)rng.NextInt64(), site = (ulong)rng.Next(100);
+
+        var out_ = new double[B * T * C];
+        var probs = new double[B * H * T * T];
+        double Loss() { Attention.Forward<double>(out_, probs, qkv, mask, B, T, C, H, dropout, seed, site, training); return GradCheck.WeightedSum(out_, w); }
+        Loss();
+        var (dQkv, before) = Prefilled(rng, B * T * 3 * C);
+        Attention.Backward<double>(dQkv, w, qkv, probs, mask, B, T, C, H, dropout, seed, site, training);
+        string? error = GradCheck.Check($"Attention dQkv (B={B},T={T},C={C},H={H},dropout={dropout},training={training})",
+            Loss, qkv, Added(dQkv, before), rng);
+
+        // In float, a row whose keys are all padded scores near -10000, where the float ulp (1e-3) alone shifts its
+        // softmax by more than the float tolerance: compare float and double with the first key of each sequence
+        // unmasked, as BERT's [CLS] always is.
+        var maskF = (int[])mask.Clone();
+        for (int b = 0; b < B; b++) maskF[b * T] = 1;
+        var (outF, probsF, dQkvF) = AttentionRun(qkvF, maskF, wF, B, T, C, H, dropout, seed, site, training);
+        var (outD, probsD, dQkvD) = AttentionRun(qkv, maskF, w, B, T, C, H, dropout, seed, site, training);
+        return error
+            ?? GradCheck.AllClose("Attention out", outF, outD)
+            ?? GradCheck.AllClose("Attention probs", probsF, probsD)
+            ?? GradCheck.AllClose("Attention dQkv", dQkvF, dQkvD);
+    }
+
+    static (T[] Out, T[] Probs, T[] DQkv) AttentionRun<T>(T[] qkv, int[] mask, T[] dOut, int B, int Tn, int C, int H,
+        float dropout, ulong seed, ulong site, bool training)
+        where T : unmanaged, System.Numerics.IBinaryFloatingPointIeee754<T>
+    {
+        var (out_, probs, dQkv) = (new T[B * Tn * C], new T[B * H * Tn * Tn], new T[B * Tn * 3 * C]);
+        Attention.Forward<T>(out_, probs, qkv, mask, B, Tn, C, H, dropout, seed, site, training);
+        Attention.Backward<T>(dQkv, dOut, qkv, probs, mask, B, Tn, C, H, dropout, seed, site, training);
+        return (out_, probs, dQkv);
+    }
+
+    [Fact]
+    public void Attention_PaddedKeys_GetNoProbability()
+    {
+        int B = 1, T = 3, C = 4, H = 2;
+        var qkv = GradCheck.Uniform(new Random(1), B * T * 3 * C);
+        var out_ = new double[B * T * C];
+        var probs = new double[B * H * T * T];
+        Attention.Forward<double>(out_, probs, qkv, [1, 1, 0], B, T, C, H, 0f, 0, 0, false);
+        for (int row = 0; row < B * H * T; row++)
+        {
+            Assert.True(probs[row * T + 2] < 1e-30, $"padded key has probability {probs[row * T + 2]} in row {row}");
+            Assert.Equal(1.0, probs[row * T] + probs[row * T + 1], 12);
+        }
+    }
+
+    // ---------------------------------------------------------------- CrossEntropy
+
+    public record CrossEntropyCase(int N, int V, int Seed);
+
+    [Property(MaxTest = Cases)]
+    public Property CrossEntropy_IgnoredLabels_BackwardMatchesFiniteDifferences_FloatMatchesDouble() => Prop.ForAll(
+        (from n in Gen.Choose(1, 6) from v in Gen.Choose(2, 7) from s in Seeds select new CrossEntropyCase(n, v, s)).ToArbitrary(),
+        k =>
+        {
+            var (N, V) = (k.N, k.V);
+            const int ignore = -100;
+            var rng = new Random(k.Seed);
+            var (logitsF, logits) = GradCheck.SameInputs(GradCheck.Uniform(rng, N * V, -3, 3)); // (N,V)
+            var labels = Enumerable.Range(0, N).Select(_ => rng.NextDouble() < 0.3 ? ignore : rng.Next(V)).ToArray();
+            var (dLossF, dLoss) = GradCheck.SameInputs([0.5 + rng.NextDouble()]);              // (1)
+
+            var loss = new double[1];
+            var probs = new double[N * V];
+            double Loss() { CrossEntropy.Forward<double>(loss, probs, logits, labels, N, V, ignore); return loss[0] * dLoss[0]; }
+            Loss();
+            var (dLogits, before) = Prefilled(rng, N * V);
+            CrossEntropy.Backward<double>(dLogits, dLoss, probs, labels, N, V, ignore);
+            string? error = GradCheck.Check("CrossEntropy dLogits", Loss, logits, Added(dLogits, before), rng);
+
+            var (lossF, probsF, dLogitsF) = CrossEntropyRun(logitsF, labels, dLossF, N, V);
+            var (lossD, probsD, dLogitsD) = CrossEntropyRun(logits, labels, dLoss, N, V);
+            return Verdict(error
+                ?? GradCheck.AllClose("CrossEntropy loss", lossF, lossD)
+                ?? GradCheck.AllClose("CrossEntropy probs", probsF, probsD)
+                ?? GradCheck.AllClose("CrossEntropy dLogits", dLogitsF, dLogitsD));
+        });
+
+    static (T[] Loss, T[] Probs, T[] DLogits) CrossEntropyRun<T>(T[] logits, int[] labels, T[] dLoss, int N, int V)
+        where T : unmanaged, System.Numerics.IBinaryFloatingPointIeee754<T>
+    {
+        var (loss, probs, dLogits) = (new T[1], new T[N * V], new T[N * V]);
+        CrossEntropy.Forward<T>(loss, probs, logits, labels, N, V);
+        CrossEntropy.Backward<T>(dLogits, dLoss, probs, labels, N, V);
+        return (loss, probs, dLogits);
+    }
+
+    [Fact]
+    public void CrossEntropy_AllLabelsIgnored_LossIsZeroAndNoGradient()
+    {
+        int N = 3, V = 4;
+        var logits = GradCheck.Uniform(new Random(2), N * V);
+        var loss = new double[] { 42 };
+        var probs = new double[N * V];
+        var dLogits = new double[N * V];
+        CrossEntropy.Forward<double>(loss, probs, logits, [-100, -100, -100], N, V);
+        CrossEntropy.Backward<double>(dLogits, [1.0], probs, [-100, -100, -100], N, V);
+        Assert.Equal(0.0, loss[0]);
+        Assert.All(dLogits, d => Assert.Equal(0.0, d));
+    }
+
+    // ---------------------------------------------------------------- GatherRows
+
+    public record GatherRowsCase(int N, int G, int C, int Seed);
+
+    [Property(MaxTest = Cases)]
+    public Property GatherRows_RepeatedRows_BackwardMatchesFiniteDifferences_FloatMatchesDouble() => Prop.ForAll(
+        (from n in Gen.Choose(1, 6) from g in Gen.Choose(1, 6) from c in Gen.Choose(1, 5) from s in Seeds
+         select new GatherRowsCase(n, g, c, s)).ToArbitrary(),
+        k =>
+        {
+            var (N, G, C) = (k.N, k.G, k.C);
+            var rng = new Random(k.Seed);
+            var (inpF, inp) = GradCheck.SameInputs(GradCheck.Uniform(rng, N * C)); // (N,C)
+            var rows = Enumerable.Range(0, G).Select(_ => rng.Next(N)).ToArray(); // (G)
+            if (G > 1) rows[G - 1] = rows[0];                                      // at least one repeat
+            var (wF, w) = GradCheck.SameInputs(GradCheck.Uniform(rng, G * C));     // (G,C) = dOut
+
+            var out_ = new double[G * C];
+            double Loss() { GatherRows.Forward<double>(out_, inp, rows, G, C); return GradCheck.WeightedSum(out_, w); }
+            var (dInp, before) = Prefilled(rng, N * C);
+            GatherRows.Backward<double>(dInp, w, rows, G, C);
+            string? error = GradCheck.Check("GatherRows dInp", Loss, inp, Added(dInp, before), rng);
+
+            var (outF, dInpF) = (new float[G * C], new float[N * C]);
+            GatherRows.Forward<float>(outF, inpF, rows, G, C);
+            GatherRows.Backward<float>(dInpF, wF, rows, G, C);
+            var dInpD = new double[N * C];
+            GatherRows.Forward<double>(out_, inp, rows, G, C);
+            GatherRows.Backward<double>(dInpD, w, rows, G, C);
+            return Verdict(error
+                ?? GradCheck.AllClose("GatherRows out", outF, out_)
+                ?? GradCheck.AllClose("GatherRows dInp", dInpF, dInpD));
+        });
+
+    // ---------------------------------------------------------------- FirstToken
+
+    public record FirstTokenCase(int B, int T, int C, int Seed);
+
+    [Property(MaxTest = Cases)]
+    public Property FirstToken_BackwardMatchesFiniteDifferences_FloatMatchesDouble() => Prop.ForAll(
+        (from b in Gen.Choose(1, 3) from t in Gen.Choose(1, 5) from c in Gen.Choose(1, 5) from s in Seeds
+         select new FirstTokenCase(b, t, c, s)).ToArbitrary(),
+        k =>
+        {
+            var (B, T, C) = (k.B, k.T, k.C);
+            var rng = new Random(k.Seed);
+            var (inpF, inp) = GradCheck.SameInputs(GradCheck.Uniform(rng, B * T * C)); // (B,T,C)
+            var (wF, w) = GradCheck.SameInputs(GradCheck.Uniform(rng, B * C));         // (B,C) = dOut
+
+            var out_ = new double[B * C];
+            double Loss() { FirstToken.Forward<double>(out_, inp, B, T, C); return GradCheck.WeightedSum(out_, w); }
+            var (dInp, before) = Prefilled(rng, B * T * C);
+            FirstToken.Backward<double>(dInp, w, B, T, C);
+            string? error = GradCheck.Check("FirstToken dInp", Loss, inp, Added(dInp, before), rng);
+
+            var (outF, dInpF) = (new float[B * C], new float[B * T * C]);
+            FirstToken.Forward<float>(outF, inpF, B, T, C);
+            FirstToken.Backward<float>(dInpF, wF, B, T, C);
+            var dInpD = new double[B * T * C];
+            FirstToken.Forward<double>(out_, inp, B, T, C);
+            FirstToken.Backward<double>(dInpD, w, B, T, C);
+            return Verdict(error
+                ?? GradCheck.AllClose("FirstToken out", outF, out_)
+                ?? GradCheck.AllClose("FirstToken dInp", dInpF, dInpD));
+        });
+
+    // ---------------------------------------------------------------- Philox
+
+    // Philox4x32-10 known answers from Random123's kat_vectors (Salmon et al. 2011).
+    [Theory]
+    [InlineData(0x00000000u, 0x00000000u, 0x00000000u, 0x00000000u, 0x00000000u, 0x00000000u, 0x6627e8d5u, 0xe169c58du, 0xbc57ac4cu, 0x9b00dbd8u)]
+    [InlineData(0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu, 0x408f276du, 0x41c83b0eu, 0xa20bc7c6u, 0x6d5451fdu)]
+    [InlineData(0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u, 0xa4093822u, 0x299f31d0u, 0xd16cfe09u, 0x94fdccebu, 0x5001e420u, 0x24126ea1u)]
+    public void Philox_Round10_MatchesRandom123KnownAnswers(uint c0, uint c1, uint c2, uint c3, uint k0, uint k1,
+        uint e0, uint e1, uint e2, uint e3)
+    {
+        Assert.Equal((e0, e1, e2, e3), Philox.Round10(c0, c1, c2, c3, k0, k1));
+    }
+
+    [Theory]
+    [InlineData(0.1f)]
+    [InlineData(0.5f)]
+    [InlineData(0.9f)]
+    public void Philox_Keep_KeepsOneMinusPOfIndices(float p)
+    {
+        const int n = 100_000;
+        int kept = 0;
+        for (ulong i = 0; i < n; i++)
+        {
+            float u = Philox.Uniform(1234, 7, i);
+            Assert.InRange(u, 0f, 0.99999994f);
+            if (Philox.Keep(1234, 7, i, p)) kept++;
+        }
+        Assert.InRange((double)kept / n, 1 - p - Tolerances.KeepFractionAbs, 1 - p + Tolerances.KeepFractionAbs);
+    }
+
+    [Fact]
+    public void Philox_Keep_DependsOnSeedAndSite()
+    {
+        int sameSeed = 0, sameSite = 0;
+        for (ulong i = 0; i < 1000; i++)
+        {
+            if (Philox.Keep(1, 0, i, 0.5f) == Philox.Keep(2, 0, i, 0.5f)) sameSeed++;
+            if (Philox.Keep(1, 0, i, 0.5f) == Philox.Keep(1, 1, i, 0.5f)) sameSite++;
+        }
+        Assert.InRange(sameSeed, 400, 600); // independent streams agree about half the time
+        Assert.InRange(sameSite, 400, 600);
+    }
+
+    // ---------------------------------------------------------------- Determinism (sizes large enough for the parallel paths)
+
+    [Fact]
+    public void Attention_TwoIdenticalCalls_GiveBitwiseIdenticalResults()
+    {
+        int B = 2, T = 48, H = 4, D = 16, C = H * D; // B·H·T·T·D = 294 912 multiply-adds: the parallel path
+        var rng = new Random(3);
+        var qkv = Array.ConvertAll(GradCheck.Uniform(rng, B * T * 3 * C), v => (float)v);
+        var dOut = Array.ConvertAll(GradCheck.Uniform(rng, B * T * C), v => (float)v);
+        var mask = Enumerable.Range(0, B * T).Select(i => i % T < T - 5 ? 1 : 0).ToArray();
+        var first = AttentionRun(qkv, mask, dOut, B, T, C, H, 0.1f, 99, 3, true);
+        var second = AttentionRun(qkv, mask, dOut, B, T, C, H, 0.1f, 99, 3, true);
+        Assert.Null(SameBits("Attention out", first.Out, second.Out)
+            ?? SameBits("Attention probs", first.Probs, second.Probs)
+            ?? SameBits("Attention dQkv", first.DQkv, second.DQkv));
+    }
+
+    [Fact]
+    public void LayerNorm_TwoIdenticalBackwardCalls_GiveBitwiseIdenticalResults()
+    {
+        int N = 512, C = 96; // N·C = 49 152: the parallel path, with a partial last column block
+        var rng = new Random(4);
+        var x = Array.ConvertAll(GradCheck.Uniform(rng, N * C), v => (float)v);
+        var weight = Array.ConvertAll(GradCheck.Uniform(rng, C), v => (float)v);
+        var bias = Array.ConvertAll(GradCheck.Uniform(rng, C), v => (float)v);
+        var dOut = Array.ConvertAll(GradCheck.Uniform(rng, N * C), v => (float)v);
+        var first = LayerNormRun(x, weight, bias, dOut, N, C);
+        var second = LayerNormRun(x, weight, bias, dOut, N, C);
+        Assert.Null(SameBits("LayerNorm out", first.Out, second.Out)
+            ?? SameBits("LayerNorm dInp", first.DInp, second.DInp)
+            ?? SameBits("LayerNorm dWeight", first.DWeight, second.DWeight)
+            ?? SameBits("LayerNorm dBias", first.DBias, second.DBias));
+    }
+
+    [Fact]
+    public void CrossEntropy_TwoIdenticalCalls_GiveBitwiseIdenticalResults()
+    {
+        int N = 64, V = 1024; // N·V = 65 536: the parallel path
+        var rng = new Random(5);
+        var logits = Array.ConvertAll(GradCheck.Uniform(rng, N * V, -5, 5), v => (float)v);
+        var labels = Enumerable.Range(0, N).Select(n => n % 5 == 0 ? -100 : rng.Next(V)).ToArray();
+        var first = CrossEntropyRun(logits, labels, [1f], N, V);
+        var second = CrossEntropyRun(logits, labels, [1f], N, V);
+        Assert.Null(SameBits("CrossEntropy loss", first.Loss, second.Loss)
+            ?? SameBits("CrossEntropy probs", first.Probs, second.Probs)
+            ?? SameBits("CrossEntropy dLogits", first.DLogits, second.DLogits));
+    }
+
+    // ---------------------------------------------------------------- Errors a caller can cause
+
+    [Fact]
+    public void Embedding_OutOfRangeId_ThrowsNamingIdPositionAndRange()
+    {
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() =>
+            Embedding.Forward<float>(new float[4], new float[6], [0, 7], 2, 2));
+        Assert.Contains("id 7 at position 1", e.Message);
+        Assert.Contains("[0, 3)", e.Message);
+    }
+
+    [Fact]
+    public void GatherRows_NegativeRow_ThrowsNamingRowPositionAndRange()
+    {
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() =>
+            GatherRows.Backward<double>(new double[6], new double[4], [-1, 0], 2, 2));
+        Assert.Contains("row -1 at position 0", e.Message);
+        Assert.Contains("[0, 3)", e.Message);
+    }
+
+    [Fact]
+    public void CrossEntropy_OutOfRangeLabel_ThrowsNamingLabelRowAndRange()
+    {
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() =>
+            CrossEntropy.Forward<float>(new float[1], new float[6], new float[6], [1, 3], 2, 3));
+        Assert.Contains("label 3 at row 1", e.Message);
+        Assert.Contains("[0, 3)", e.Message);
+    }
+}
