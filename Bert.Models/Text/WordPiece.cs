@@ -1,0 +1,319 @@
+using System.Globalization;
+using System.Text;
+using Bert.Data;
+using Microsoft.ML.Tokenizers;
+
+namespace Bert.Text;
+
+/// <summary>Ids of a BERT input: <c>[CLS] a [SEP]</c> or <c>[CLS] a [SEP] b [SEP]</c>, segment (token type) ids
+/// 0 for <c>[CLS] a [SEP]</c> and 1 for <c>b [SEP]</c>, and how many word pieces truncation dropped.</summary>
+public readonly record struct EncodedPair(int[] Ids, int[] TypeIds, int Truncated);
+
+/// <summary>BERT's WordPiece tokenizer: Microsoft.ML.Tokenizers' <see cref="BertTokenizer"/> for normalization
+/// (lower-casing, accent stripping, CJK spacing) and greedy longest-match-first word pieces, with three fixes
+/// that make it agree with Google's and Hugging Face's BertTokenizer:
+/// <list type="number">
+/// <item>Pre-tokenization splits on whitespace and on BERT's punctuation — ASCII <c>!"#$%&amp;'()*+,-./:;&lt;=&gt;?@[\]^_`{|}~</c>
+/// and every Unicode P* character — and keeps every other character in its word. The package's default
+/// (<c>\w+|\p{P}</c>) silently drops symbols: "$5" became "5" and "1+1=2" became "1 1 2"; here they are "$ 5"
+/// and "1 + 1 = 2", and "x😀y" is one word ([UNK] in bert-base-uncased) as in Hugging Face.</item>
+/// <item>Before the package sees the text, control and format characters (Unicode C*, except tab, CR, LF),
+/// U+0000 and U+FFFD are removed and all whitespace (tab, CR, LF, Zs, Zl, Zp) becomes a space, as BERT's
+/// <c>_clean_text</c> does; the package deleted tabs (gluing "a\tb" into "ab") and kept U+200B inside words.</item>
+/// <item>The five special tokens written literally in the text ("[MASK]") are split out first and kept whole,
+/// as Hugging Face's added-token split does, before lower-casing could turn them into "[mask]".</item>
+/// </list>
+/// Special ids come from the vocabulary file itself (<see cref="SpecialTokenIds"/>), never from constants.</summary>
+public sealed class WordPiece
+{
+    public const string VocabFileName = "vocab.txt";
+    public const string PadToken = "[PAD]", UnkToken = "[UNK]", ClsToken = "[CLS]", SepToken = "[SEP]", MaskToken = "[MASK]";
+
+    /// <summary>The five special tokens, in the <see cref="SpecialTokenIds"/> order.</summary>
+    public static IReadOnlyList<string> SpecialTokens { get; } = [PadToken, UnkToken, ClsToken, SepToken, MaskToken];
+
+    readonly string[] _vocab;
+    readonly Dictionary<string, int> _ids;
+    readonly BertTokenizer _bert;
+    readonly BertText _text;
+
+    /// <summary>Builds a tokenizer from the vocabulary's tokens in id order. <paramref name="source"/> names the
+    /// vocabulary in error messages.</summary>
+    public WordPiece(IReadOnlyList<string> vocab, TokenizerSettings settings, string source = "vocabulary")
+    {
+        Settings = settings;
+        _vocab = vocab.ToArray();
+        _ids = new Dictionary<string, int>(_vocab.Length, StringComparer.Ordinal);
+        for (int i = 0; i < _vocab.Length; i++)
+        {
+            string token = _vocab[i];
+            if (token.Length == 0 || token.AsSpan().IndexOfAny('\n', '\r') >= 0)
+                throw new DataException($"{source} entry {i} (line {i + 1}) is empty or holds a line break; write exactly one token per line.", source, i + 1);
+            if (!_ids.TryAdd(token, i))
+                throw new DataException($"{source} lists '{token}' twice (lines {_ids[token] + 1} and {i + 1}); remove the duplicate so every token has one id.", source, i + 1);
+        }
+        foreach (string special in SpecialTokens)
+            if (!_ids.ContainsKey(special))
+                throw new DataException($"{source} has no {special} token; a BERT vocabulary needs all of {string.Join(", ", SpecialTokens)} (VocabBuilder puts them at 0–4).", source);
+        Ids = new SpecialTokenIds(_ids[PadToken], _ids[UnkToken], _ids[ClsToken], _ids[SepToken], _ids[MaskToken]);
+        if (settings.SpecialIds is SpecialTokenIds recorded && recorded != Ids)
+            throw new DataException($"{source} has special ids {Ids} but its {TokenizerSettings.FileName} records {recorded}; save the vocabulary and its settings together with WordPiece.Save.", source);
+        if (settings.MaxWordChars < 1)
+            throw new ArgumentOutOfRangeException(nameof(settings), settings.MaxWordChars, "MaxWordChars must be positive.");
+
+        var bytes = Encoding.UTF8.GetBytes(string.Join('\n', _vocab) + "\n");
+        _bert = BertTokenizer.Create(new MemoryStream(bytes), Options(settings));
+        _text = new BertText(settings, _bert.Normalizer!);
+    }
+
+    /// <summary>Reads a vocabulary file (one token per line, the line index is the id).</summary>
+    public static WordPiece FromVocabFile(string path, TokenizerSettings settings) =>
+        new(ParseVocab(TextSource.ReadFile(path), path), settings, path);
+
+    /// <summary>Reads vocabulary text (one token per line); <paramref name="source"/> names it in errors.</summary>
+    public static WordPiece FromVocabText(string text, TokenizerSettings settings, string source) =>
+        new(ParseVocab(text, source), settings, source);
+
+    /// <summary>Google's bert-base-uncased vocabulary, embedded, with <see cref="TokenizerSettings.Uncased"/>.</summary>
+    public static WordPiece BertBaseUncased() =>
+        FromVocabText(DefaultData.ReadText(DataFile.BertBaseUncasedVocab), TokenizerSettings.Uncased, DefaultData.ResourceName(DataFile.BertBaseUncasedVocab));
+
+    /// <summary>Loads <c>vocab.txt</c> and <c>tokenizer_config.json</c> from a folder written by <see cref="Save"/>.</summary>
+    public static WordPiece Load(string directory) =>
+        FromVocabFile(Path.Combine(directory, VocabFileName), TokenizerSettings.Load(directory));
+
+    /// <summary>Writes <c>vocab.txt</c> (LF, one token per line) and <c>tokenizer_config.json</c> with the ids
+    /// recorded.</summary>
+    public void Save(string directory)
+    {
+        Directory.CreateDirectory(directory);
+        File.WriteAllText(Path.Combine(directory, VocabFileName), string.Join('\n', _vocab) + "\n", new UTF8Encoding(false));
+        (Settings with { SpecialIds = Ids }).Save(directory);
+    }
+
+    public TokenizerSettings Settings { get; }
+
+    /// <summary>The tokens in id order.</summary>
+    public IReadOnlyList<string> Vocab => _vocab;
+
+    /// <summary>V, the vocabulary size.</summary>
+    public int VocabSize => _vocab.Length;
+
+    /// <summary>The special ids as they are in the vocabulary file.</summary>
+    public SpecialTokenIds Ids { get; }
+
+    public int PadId => Ids.Pad;
+    public int UnkId => Ids.Unk;
+    public int ClsId => Ids.Cls;
+    public int SepId => Ids.Sep;
+    public int MaskId => Ids.Mask;
+
+    public bool TryGetId(string token, out int id) => _ids.TryGetValue(token, out id);
+
+    /// <summary>The id of a token, or <see cref="UnkId"/> when the vocabulary lacks it.</summary>
+    public int IdOf(string token) => _ids.TryGetValue(token, out int id) ? id : UnkId;
+
+    public string TokenOf(int id) => _vocab[id];
+
+    /// <summary>True for pieces that continue a word (<c>##</c> prefix).</summary>
+    public bool IsContinuation(int id) => _vocab[id].StartsWith("##", StringComparison.Ordinal);
+
+    /// <summary>Word-piece ids of <paramref name="text"/>, without [CLS]/[SEP]. Empty text gives no ids.</summary>
+    public int[] Encode(string text)
+    {
+        var ids = new List<int>();
+        int start = 0;
+        while (start < text.Length)
+        {
+            var (at, special) = NextSpecial(text, start);
+            if (at > start)
+            {
+                string clean = BertText.Clean(text.AsSpan(start, at - start));
+                if (clean.Length > 0)
+                    ids.AddRange(_bert.EncodeToIds(clean, addSpecialTokens: false, considerPreTokenization: true, considerNormalization: true));
+            }
+            if (special is null) break;
+            ids.Add(_ids[special]);
+            start = at + special.Length;
+        }
+        return ids.ToArray();
+    }
+
+    /// <summary>The word pieces of <paramref name="text"/> as strings (continuations keep their <c>##</c>).</summary>
+    public string[] Tokenize(string text) => Array.ConvertAll(Encode(text), id => _vocab[id]);
+
+    /// <summary>The normalized text WordPiece sees: cleaned, CJK spaced, lower-cased and accent-stripped per
+    /// <see cref="Settings"/>.</summary>
+    public string Normalize(string text) => _text.Normalize(text);
+
+    /// <summary>The words (pre-tokens) of the normalized text, before word pieces.</summary>
+    public IReadOnlyList<string> Words(string text) => _text.Words(text);
+
+    /// <summary>Encodes one text or a pair as BERT input of at most <paramref name="maxLen"/> ids.</summary>
+    public EncodedPair EncodePair(string a, string? b, int maxLen) =>
+        Pack(Encode(a), b is null ? null : Encode(b), maxLen);
+
+    /// <summary>Packs already-encoded segments: <c>[CLS] a [SEP] (b [SEP])</c>. When too long, drops the last
+    /// piece of the longer segment (of <paramref name="b"/> on a tie) until it fits, as BERT's
+    /// <c>_truncate_seq_pair</c> does for classification.</summary>
+    public EncodedPair Pack(IReadOnlyList<int> a, IReadOnlyList<int>? b, int maxLen)
+    {
+        int specials = b is null ? 2 : 3;
+        if (maxLen < specials)
+            throw new ArgumentOutOfRangeException(nameof(maxLen), maxLen, $"maxLen must leave room for the {specials} special tokens.");
+        int la = a.Count, lb = b?.Count ?? 0;
+        while (la + lb > maxLen - specials)
+        {
+            if (la > lb) la--;
+            else lb--;
+        }
+        int t = la + lb + specials;
+        var ids = new int[t];
+        var types = new int[t];
+        int k = 0;
+        ids[k++] = ClsId;
+        for (int i = 0; i < la; i++) ids[k++] = a[i];
+        ids[k++] = SepId;
+        if (b is not null)
+        {
+            for (int i = 0; i < lb; i++) { types[k] = 1; ids[k++] = b[i]; }
+            types[k] = 1;
+            ids[k++] = SepId;
+        }
+        return new EncodedPair(ids, types, a.Count + (b?.Count ?? 0) - la - lb);
+    }
+
+    /// <summary>Text from ids: pieces joined, <c>##</c> glued to the previous piece, specials dropped unless
+    /// <paramref name="skipSpecialTokens"/> is false.</summary>
+    public string Decode(IEnumerable<int> ids, bool skipSpecialTokens = true) => _bert.Decode(ids, skipSpecialTokens);
+
+    static BertOptions Options(TokenizerSettings settings) => new()
+    {
+        LowerCaseBeforeTokenization = settings.LowerCase,
+        RemoveNonSpacingMarks = settings.StripAccents,
+        ApplyBasicTokenization = true,
+        IndividuallyTokenizeCjk = true,
+        SplitOnSpecialTokens = false, // Encode splits them out itself, before normalization
+        PreTokenizer = BertPreTokenizer.Instance,
+        MaxInputCharsPerWord = settings.MaxWordChars,
+        UnknownToken = UnkToken,
+        ClassificationToken = ClsToken,
+        SeparatorToken = SepToken,
+        PaddingToken = PadToken,
+        MaskingToken = MaskToken,
+    };
+
+    static (int At, string? Special) NextSpecial(string text, int start)
+    {
+        for (int at = text.IndexOf('[', start); at >= 0; at = text.IndexOf('[', at + 1))
+            foreach (string special in SpecialTokens)
+                if (string.CompareOrdinal(text, at, special, 0, special.Length) == 0)
+                    return (at, special);
+        return (text.Length, null);
+    }
+
+    /// <summary>Vocabulary text to tokens: every line is a token (its index is its id); one final line break
+    /// does not add an entry.</summary>
+    internal static List<string> ParseVocab(string text, string source) =>
+        TextSource.Lines(text).Select(l => l.Line).ToList();
+
+    /// <summary>The normalizer for a settings object when no vocabulary exists yet (VocabBuilder): the package's
+    /// normalizer taken from a tokenizer over the five special tokens alone.</summary>
+    internal static BertText TextFor(TokenizerSettings settings)
+    {
+        var bytes = Encoding.UTF8.GetBytes(string.Join('\n', SpecialTokens) + "\n");
+        var bert = BertTokenizer.Create(new MemoryStream(bytes), Options(settings));
+        return new BertText(settings, bert.Normalizer!);
+    }
+}
+
+/// <summary>BERT's text pipeline before word pieces: <see cref="Clean"/>, the package's normalizer, then
+/// <see cref="BertPreTokenizer"/>. Shared by <see cref="WordPiece"/> and <see cref="VocabBuilder"/> so that a
+/// built vocabulary sees exactly the words the tokenizer will.</summary>
+internal sealed class BertText(TokenizerSettings settings, Normalizer normalizer)
+{
+    public TokenizerSettings Settings { get; } = settings;
+
+    public string Normalize(string text)
+    {
+        string clean = Clean(text);
+        return clean.Length == 0 ? clean : normalizer.Normalize(clean);
+    }
+
+    public List<string> Words(string text)
+    {
+        string normalized = Normalize(text);
+        var words = new List<string>();
+        foreach (var (offset, length) in BertPreTokenizer.Split(normalized))
+            words.Add(normalized.Substring(offset, length));
+        return words;
+    }
+
+    /// <summary>BERT's <c>_clean_text</c>: drop U+0000, U+FFFD, unpaired surrogates and C* characters other than
+    /// tab/CR/LF; turn whitespace (tab, CR, LF, Zs, Zl, Zp) into a space. Returns the input when nothing changes.</summary>
+    public static string Clean(ReadOnlySpan<char> text)
+    {
+        StringBuilder? sb = null;
+        int i = 0;
+        while (i < text.Length)
+        {
+            Rune.DecodeFromUtf16(text[i..], out Rune rune, out int used);
+            int cp = rune.Value;
+            bool drop = cp == 0 || cp == 0xFFFD || IsControl(rune);
+            bool space = !drop && cp != ' ' && IsWhitespace(rune);
+            if ((drop || space) && sb is null) sb = new StringBuilder(text.Length).Append(text[..i]);
+            if (space) sb!.Append(' ');
+            else if (!drop) sb?.Append(text.Slice(i, used));
+            i += used;
+        }
+        return sb?.ToString() ?? text.ToString();
+    }
+
+    static bool IsWhitespace(Rune r) => r.Value is ' ' or '\t' or '\n' or '\r'
+        || Rune.GetUnicodeCategory(r) is UnicodeCategory.SpaceSeparator or UnicodeCategory.LineSeparator or UnicodeCategory.ParagraphSeparator;
+
+    static bool IsControl(Rune r) => r.Value is not ('\t' or '\n' or '\r')
+        && Rune.GetUnicodeCategory(r) is UnicodeCategory.Control or UnicodeCategory.Format or UnicodeCategory.Surrogate
+            or UnicodeCategory.PrivateUse or UnicodeCategory.OtherNotAssigned;
+}
+
+/// <summary>BERT's basic split of normalized text: whitespace separates words, and each punctuation character is a
+/// word of its own. Punctuation is BERT's: the ASCII ranges 33–47, 58–64, 91–96, 123–126 (so <c>$ + &lt; = &gt; ^ ` | ~</c>
+/// count) plus every Unicode P* category. All other characters (letters, digits, marks, symbols, emoji) stay in
+/// their word.</summary>
+internal sealed class BertPreTokenizer : PreTokenizer
+{
+    public static BertPreTokenizer Instance { get; } = new();
+
+    public override IEnumerable<(int Offset, int Length)> PreTokenize(string text) => Split(text);
+
+    public override IEnumerable<(int Offset, int Length)> PreTokenize(ReadOnlySpan<char> text) => Split(text);
+
+    public static List<(int Offset, int Length)> Split(ReadOnlySpan<char> text)
+    {
+        var words = new List<(int, int)>();
+        int start = -1, i = 0;
+        while (i < text.Length)
+        {
+            Rune.DecodeFromUtf16(text[i..], out Rune rune, out int used);
+            if (Rune.IsWhiteSpace(rune) || IsPunctuation(rune))
+            {
+                if (start >= 0) words.Add((start, i - start));
+                start = -1;
+                if (!Rune.IsWhiteSpace(rune)) words.Add((i, used));
+            }
+            else if (start < 0)
+            {
+                start = i;
+            }
+            i += used;
+        }
+        if (start >= 0) words.Add((start, text.Length - start));
+        return words;
+    }
+
+    public static bool IsPunctuation(Rune r) => r.Value is (>= 33 and <= 47) or (>= 58 and <= 64) or (>= 91 and <= 96) or (>= 123 and <= 126)
+        || Rune.GetUnicodeCategory(r) is UnicodeCategory.ConnectorPunctuation or UnicodeCategory.DashPunctuation
+            or UnicodeCategory.OpenPunctuation or UnicodeCategory.ClosePunctuation or UnicodeCategory.InitialQuotePunctuation
+            or UnicodeCategory.FinalQuotePunctuation or UnicodeCategory.OtherPunctuation;
+}
