@@ -41,7 +41,7 @@ public static class TextSource
             int at = Math.Clamp(e.Index, 0, bytes.Length);
             for (int i = 0; i < at; i++)
                 if (bytes[i] == (byte)'\n') line++;
-            throw new DataException($"Data file '{name}' is not valid UTF-8 (first bad byte on line {line}); re-save it as UTF-8, e.g. with `iconv -f cp1252 -t utf-8`.", name, line, e);
+            throw new DataException($"Data file '{name}' is not valid UTF-8 (first bad byte on line {line}); re-save it as UTF-8, for example with `iconv -f cp1252 -t utf-8`.", name, line, e);
         }
         if (text.Length > 0 && text[0] == '\uFEFF') text = text[1..];
         if (text.Length == 0)

@@ -1,0 +1,150 @@
+using System.Globalization;
+
+namespace Bert.Data;
+
+/// <summary>A labelled text classification set: labels are <c>0 .. Classes-1</c>.</summary>
+public sealed record LabeledSet(string Name, IReadOnlyList<(string Text, int Label)> Examples, int Classes)
+{
+    /// <summary>How many examples carry each label.</summary>
+    public int[] LabelCounts()
+    {
+        var counts = new int[Classes];
+        foreach (var (_, label) in Examples) counts[label]++;
+        return counts;
+    }
+}
+
+/// <summary>Readers for the sentence classification sets, and a fixed stratified split.
+/// <list type="bullet">
+/// <item>UCI Sentiment Labelled Sentences: <c>sentence TAB label</c>; the label is after the LAST tab; no quote
+/// handling (imdb has an unbalanced <c>"</c> on line 19); 2 classes.</item>
+/// <item>SST-2 (<c>stsa.binary.*</c>): <c>label SPACE sentence</c>; 2 classes.</item>
+/// <item>Generic TSV: <c>text TAB label</c>, label after the last tab; classes given or the largest label + 1.</item>
+/// </list>
+/// Every reader splits lines on <c>'\n'</c> only (see <see cref="TextSource.Lines"/>), trims the text, and skips
+/// lines that are empty or all whitespace. Any other bad line is a <see cref="DataException"/> naming file and line.</summary>
+public static class Labeled
+{
+    /// <summary>Reads a UCI sentiment file (amazon/imdb/yelp layout).</summary>
+    public static LabeledSet ReadUci(string path) => ParseUci(TextSource.ReadFile(path), path);
+
+    /// <summary>Parses UCI sentiment text; <paramref name="file"/> names the source in errors and the set.</summary>
+    public static LabeledSet ParseUci(string text, string file) => ParseTabbed(text, file, classes: 2);
+
+    /// <summary>Reads an SST-2 file (<c>label SPACE sentence</c>).</summary>
+    public static LabeledSet ReadSst2(string path) => ParseSst2(TextSource.ReadFile(path), path);
+
+    /// <summary>Parses SST-2 text; <paramref name="file"/> names the source in errors and the set.</summary>
+    public static LabeledSet ParseSst2(string text, string file)
+    {
+        const int classes = 2;
+        var examples = new List<(string, int)>();
+        foreach (var (number, line) in TextSource.Lines(text))
+        {
+            if (string.IsNullOrWhiteSpace(line)) continue;
+            int space = line.IndexOf(' ');
+            if (space < 0)
+                throw new DataException($"{file} line {number} has no space after the label; write SST-2 lines as 'LABEL sentence', such as '1 a gorgeous film'.", file, number);
+            int label = ParseLabel(line[..space], classes, file, number);
+            examples.Add((line[(space + 1)..].Trim(), label));
+        }
+        return Finish(file, examples, classes);
+    }
+
+    /// <summary>Reads a generic <c>text TAB label</c> file. With <paramref name="classes"/> null the number of
+    /// classes is the largest label + 1 and labels must be non-negative.</summary>
+    public static LabeledSet ReadTsv(string path, int? classes = null) => ParseTsv(TextSource.ReadFile(path), path, classes);
+
+    /// <summary>Parses generic <c>text TAB label</c> text.</summary>
+    public static LabeledSet ParseTsv(string text, string file, int? classes = null)
+    {
+        if (classes is < 1)
+            throw new ArgumentOutOfRangeException(nameof(classes), classes, "A labelled set needs at least one class.");
+        return ParseTabbed(text, file, classes);
+    }
+
+    /// <summary>An embedded labelled set: the three UCI files and the two SST-2 splits.</summary>
+    public static LabeledSet Load(DataFile file)
+    {
+        string text = DefaultData.ReadText(file);
+        string name = DefaultData.FileName(file);
+        return file switch
+        {
+            DataFile.UciAmazon or DataFile.UciImdb or DataFile.UciYelp => ParseUci(text, name),
+            DataFile.Sst2Train or DataFile.Sst2Dev => ParseSst2(text, name),
+            _ => throw new ArgumentException($"{file} is not a labelled set; use one of UciAmazon, UciImdb, UciYelp, Sst2Train, Sst2Dev.", nameof(file)),
+        };
+    }
+
+    /// <summary>A fixed stratified split: within each class, a <see cref="Random"/>(<paramref name="seed"/>)
+    /// shuffle picks <c>round(count × devFraction)</c> examples for dev (at least one while the class has two or
+    /// more). Both halves keep the original order. The same set, fraction and seed always give the same split.</summary>
+    public static (LabeledSet Train, LabeledSet Dev) Split(LabeledSet set, double devFraction, int seed)
+    {
+        if (!(devFraction > 0 && devFraction < 1))
+            throw new ArgumentOutOfRangeException(nameof(devFraction), devFraction, "The dev fraction must lie strictly between 0 and 1.");
+        var rng = new Random(seed);
+        var inDev = new bool[set.Examples.Count];
+        for (int c = 0; c < set.Classes; c++)
+        {
+            var members = new List<int>();
+            for (int i = 0; i < set.Examples.Count; i++)
+                if (set.Examples[i].Label == c) members.Add(i);
+            Shuffle(members, rng);
+            int take = (int)Math.Round(members.Count * devFraction, MidpointRounding.AwayFromZero);
+            if (take == 0 && members.Count >= 2) take = 1;
+            if (take == members.Count && members.Count >= 2) take = members.Count - 1;
+            for (int k = 0; k < take; k++) inDev[members[k]] = true;
+        }
+        var train = new List<(string, int)>();
+        var dev = new List<(string, int)>();
+        for (int i = 0; i < inDev.Length; i++) (inDev[i] ? dev : train).Add(set.Examples[i]);
+        return (set with { Name = set.Name + "-train", Examples = train }, set with { Name = set.Name + "-dev", Examples = dev });
+    }
+
+    /// <summary>Fisher–Yates with the given generator; the one shuffle every reader here uses.</summary>
+    internal static void Shuffle<T>(IList<T> items, Random rng)
+    {
+        for (int i = items.Count - 1; i > 0; i--)
+        {
+            int j = rng.Next(i + 1);
+            (items[i], items[j]) = (items[j], items[i]);
+        }
+    }
+
+    static LabeledSet ParseTabbed(string text, string file, int? classes)
+    {
+        var examples = new List<(string, int)>();
+        int maxLabel = -1;
+        foreach (var (number, line) in TextSource.Lines(text))
+        {
+            if (string.IsNullOrWhiteSpace(line)) continue;
+            int tab = line.LastIndexOf('\t');
+            if (tab < 0)
+                throw new DataException($"{file} line {number} has no tab between the text and the label; write each example as 'text<TAB>label'.", file, number);
+            int label = ParseLabel(line[(tab + 1)..], classes, file, number);
+            maxLabel = Math.Max(maxLabel, label);
+            examples.Add((line[..tab].Trim(), label));
+        }
+        return Finish(file, examples, classes ?? maxLabel + 1);
+    }
+
+    static int ParseLabel(string field, int? classes, string file, int number)
+    {
+        string s = field.Trim();
+        if (!int.TryParse(s, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out int label))
+            throw new DataException($"{file} line {number} has label '{s}', which is not an integer; put a class number {Range(classes)} after the last separator.", file, number);
+        if (label < 0 || label >= classes)
+            throw new DataException($"{file} line {number} has label {label}, outside the classes {Range(classes)}; fix the label or say how many classes the set has.", file, number);
+        return label;
+    }
+
+    static string Range(int? classes) => classes is int c ? $"0..{c - 1}" : "0 or more";
+
+    static LabeledSet Finish(string file, List<(string, int)> examples, int classes)
+    {
+        if (examples.Count == 0)
+            throw new DataException($"Data file '{file}' holds no examples, only blank lines; point to the file that holds the data.", file);
+        return new LabeledSet(Path.GetFileName(file), examples, classes);
+    }
+}
