@@ -24,7 +24,7 @@ public sealed class ParamAttribute : Attribute
 
 public enum Init { Normal = 0, Zeros = 1, Ones = 2 }
 
-/// <summary>On a block-typed field: the block is applied <paramref name="count"/> times in sequence.</summary>
+/// <summary>On a block-typed field: the block is applied Count times in sequence.</summary>
 [AttributeUsage(AttributeTargets.Field, Inherited = false)]
 public sealed class StackAttribute : Attribute
 {

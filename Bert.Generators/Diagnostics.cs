@@ -44,6 +44,9 @@ public static class Diagnostics
     public static readonly DiagnosticDescriptor InputShape = E("BERT0016", "Tensor input without a shape",
         "Tensor input '{0}' needs a [Shape(...)] attribute, e.g. [Shape(Dim.Batch, Dim.Seq, Hidden)]");
 
+    public static readonly DiagnosticDescriptor ForeignBase = E("BERT0017", "Base architecture from another assembly",
+        "'{0}' derives from '{1}', whose declaration is in another assembly and cannot be recompiled with new sizes; declare the variant in the project that declares '{1}'");
+
     public static readonly DiagnosticDescriptor InnerDim = E("BERT0100", "Matrix product dimensions disagree",
         "{0}: the inner dimensions disagree, {1} · {2}; the last dimension of the left operand must equal {3}");
     public static readonly DiagnosticDescriptor Broadcast = E("BERT0101", "Element-wise shapes incompatible",
@@ -78,7 +81,7 @@ public static class Diagnostics
         "BERT0001" => NotPartial, "BERT0002" => NoForward, "BERT0003" => TwoForwards, "BERT0004" => NotConstant,
         "BERT0005" => HeadsDivide, "BERT0006" => StackCount, "BERT0007" => UnusedParam, "BERT0008" => ParamShape,
         "BERT0009" => BadDimension, "BERT0010" => NoMaxLen, "BERT0011" => SeqBound, "BERT0012" => BadInput,
-        "BERT0013" => BadCat, "BERT0014" => StackShape, "BERT0015" => UnknownName, "BERT0016" => InputShape,
+        "BERT0013" => BadCat, "BERT0014" => StackShape, "BERT0015" => UnknownName, "BERT0016" => InputShape, "BERT0017" => ForeignBase,
         "BERT0100" => InnerDim, "BERT0101" => Broadcast, "BERT0102" => UnknownOp, "BERT0103" => Construct,
         "BERT0104" => ScalarConst, "BERT0105" => DropoutRange, "BERT0106" => Rank, "BERT0107" => Arity,
         "BERT0200" => PwTranslate, "BERT0201" => PwDiff, "BERT0202" => PwRecursive, "BERT0203" => PwNotPartial, "BERT0299" => Internal,

@@ -72,8 +72,9 @@ public sealed class Lowering
 
     void Build()
     {
+        foreach (var d in _m.Diags) _diags.Add(d);
+        if (_diags.Count > 0) return;
         if (!_m.IsPartial) Report("BERT0001", _m.Loc, _m.ClassName);
-        foreach (var b in _m.Blocks) if (!b.IsPartial) Report("BERT0001", b.Loc, b.Name);
         var ml = _m.Constants.FirstOrDefault(c => c.Name == "MaxLen");
         if (ml is null) Report("BERT0010", _m.Loc, _m.ClassName); else _maxLen = ml.Value;
 
@@ -111,7 +112,8 @@ public sealed class Lowering
         if (result is Value outV) _g.Output = outV;
         else if (result is not null && !(result is string)) Report("BERT0106", fwd.Loc, "Forward", "to return a tensor", "another kind of value");
 
-        // Parameters nobody reads.
+        // Parameters nobody reads (only meaningful once the rest compiled).
+        if (_diags.Count > 0 || _failed) return;
         var seen = new HashSet<ParamSpec>();
         foreach (var p in _g.Params)
             if (p.Value.Consumers.Count == 0 && !IsViewed(p) && seen.Add(p.Spec))
@@ -217,6 +219,18 @@ public sealed class Lowering
                 return v;
             }
             case ExBad bad: Report("BERT0103", bad.Loc, bad.Description); return null;
+            case ExMember mem:
+            {
+                var t = Lookup(mem.Target, inst, env);
+                if (t is ValueTuple<SubSpec, List<Instance>> sub)
+                {
+                    if (sub.Item2.Distinct().Count() != 1) { Report("BERT0107", mem.Loc, $"'{mem.Target}' is stacked {sub.Item2.Count} times; name one repetition's parameter only of a single or shared block"); return null; }
+                    if (sub.Item2[0].Params.TryGetValue(mem.Name, out var pv)) return pv.V;
+                    Report("BERT0015", mem.Loc, mem.Target + "." + mem.Name, inst.Spec.Name); return null;
+                }
+                Report("BERT0015", mem.Loc, mem.Target + "." + mem.Name, inst.Spec.Name);
+                return null;
+            }
             case ExUnary u:
             {
                 var x = Lower(u.X, inst, env);

@@ -19,25 +19,46 @@ public static class Parser
         var type = (INamedTypeSymbol)ctx.TargetSymbol;
         var decl = (ClassDeclarationSyntax)ctx.TargetNode;
         var diags = new List<Diag>();
-        var constants = type.GetMembers().OfType<IFieldSymbol>()
-            .Where(f => f.IsConst && f.HasConstantValue && f.ConstantValue is int or long)
-            .Select(f => new ConstSpec(f.Name, Convert.ToInt64(f.ConstantValue))).ToEquatable();
+        // A variant may derive from another model and hide its constants ('new const int Hidden = 256'):
+        // sizes are then re-evaluated from the declarations' syntax against the most derived constants.
+        var consts = new Dictionary<string, long>();
+        var inits = new Dictionary<string, ExpressionSyntax>();
+        for (var t = type; t is not null && t.SpecialType != SpecialType.System_Object; t = t.BaseType)
+            foreach (var f in t.GetMembers().OfType<IFieldSymbol>())
+                if (f.IsConst && f.HasConstantValue && f.ConstantValue is int or long && !consts.ContainsKey(f.Name))
+                {
+                    consts[f.Name] = Convert.ToInt64(f.ConstantValue);
+                    if (f.DeclaringSyntaxReferences.FirstOrDefault()?.GetSyntax(ct) is VariableDeclaratorSyntax { Initializer.Value: { } iv }) inits[f.Name] = iv;
+                }
+        // Inherited constants written in terms of others (Ffn = 4 * Hidden) follow the variant's values.
+        for (int pass = 0; pass < 8; pass++)
+            foreach (var kv in inits)
+                if (EvalConst(kv.Value, consts) is double dv) consts[kv.Key] = (long)dv;
+        var constants = consts.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => new ConstSpec(kv.Key, kv.Value)).ToEquatable();
         var blocks = new List<BlockSpec>();
+        var seenBlocks = new HashSet<string>();
         void CollectBlocks(INamedTypeSymbol t)
         {
             foreach (var nested in t.GetTypeMembers())
             {
                 ct.ThrowIfCancellationRequested();
-                if (HasAttr(nested, "BlockAttribute")) blocks.Add(ParseBlock(nested, ctx.SemanticModel.Compilation, ct));
+                if (HasAttr(nested, "BlockAttribute") && seenBlocks.Add(nested.Name)) blocks.Add(ParseBlock(nested, ctx.SemanticModel.Compilation, consts, ct));
                 CollectBlocks(nested);
             }
         }
-        CollectBlocks(type);
-        var root = ParseBlock(type, ctx.SemanticModel.Compilation, ct);
+        for (var t = type; t is not null && t.SpecialType != SpecialType.System_Object; t = t.BaseType) CollectBlocks(t);
+        var root = ParseBlock(type, ctx.SemanticModel.Compilation, consts, ct);
+        bool derived = type.BaseType is { } bt && HasAttr(bt, "ModelAttribute");
+        for (var t = type.BaseType; t is not null && t.SpecialType != SpecialType.System_Object; t = t.BaseType)
+            if (t.DeclaringSyntaxReferences.Length == 0 && (HasAttr(t, "ModelAttribute") || t.GetTypeMembers().Any(n => HasAttr(n, "BlockAttribute"))))
+            {
+                diags.Add(new Diag("BERT0017", Loc.From(decl.BaseList?.Types.FirstOrDefault()?.Type ?? (SyntaxNode)decl), new[] { type.Name, t.Name }.ToEquatable()));
+                break;
+            }
         return new ModelSpec(
             type.ContainingNamespace.IsGlobalNamespace ? "" : type.ContainingNamespace.ToDisplayString(),
             type.Name, MetadataName(type), AccessibilityText(type.DeclaredAccessibility), IsPartial(type),
-            constants, root, blocks.ToEquatable(), diags.ToEquatable(), Loc.From(decl.Identifier.GetLocation()));
+            constants, root, blocks.ToEquatable(), diags.ToEquatable(), Loc.From(decl.Identifier.GetLocation()), derived);
     }
 
     static string MetadataName(INamedTypeSymbol t) =>
@@ -69,40 +90,90 @@ public static class Parser
 
     static Loc AttrLoc(AttributeData a) => a.ApplicationSyntaxReference is { } r ? Loc.From(r.GetSyntax()) : Loc.None;
 
-    static BlockSpec ParseBlock(INamedTypeSymbol type, Compilation compilation, CancellationToken ct)
+    /// <summary>Evaluates a size expression from its syntax against the model's constants: literals, constants,
+    /// Dim.Batch/Seq/Rows, + - * / %, parentheses. Null when it is not such an expression.</summary>
+    public static double? EvalConst(ExpressionSyntax e, IReadOnlyDictionary<string, long> consts)
+    {
+        switch (e)
+        {
+            case LiteralExpressionSyntax l when l.Token.Value is IConvertible c && l.Token.Value is not string and not bool and not char:
+                return Convert.ToDouble(c, System.Globalization.CultureInfo.InvariantCulture);
+            case IdentifierNameSyntax id: return consts.TryGetValue(id.Identifier.ValueText, out var v) ? v : null;
+            case MemberAccessExpressionSyntax ma when ma.Expression.ToString() is "Dim" or "Bert.Dsl.Dim" or "global::Bert.Dsl.Dim":
+                return ma.Name.Identifier.ValueText switch { "Batch" => -1, "Seq" => -2, "Rows" => -3, _ => null };
+            case MemberAccessExpressionSyntax ma: return consts.TryGetValue(ma.Name.Identifier.ValueText, out var mv) ? mv : null;
+            case ParenthesizedExpressionSyntax p: return EvalConst(p.Expression, consts);
+            case CastExpressionSyntax c: return EvalConst(c.Expression, consts);
+            case PrefixUnaryExpressionSyntax u when u.IsKind(SyntaxKind.UnaryMinusExpression): return -EvalConst(u.Operand, consts);
+            case PrefixUnaryExpressionSyntax u when u.IsKind(SyntaxKind.UnaryPlusExpression): return EvalConst(u.Operand, consts);
+            case BinaryExpressionSyntax b:
+                var l2 = EvalConst(b.Left, consts); var r2 = EvalConst(b.Right, consts);
+                if (l2 is null || r2 is null) return null;
+                bool ints = l2 == Math.Floor(l2.Value) && r2 == Math.Floor(r2.Value) && !(b.Left is LiteralExpressionSyntax ll && ll.Token.Text.Contains(".")) && !(b.Right is LiteralExpressionSyntax rl && rl.Token.Text.Contains("."));
+                return b.Kind() switch
+                {
+                    SyntaxKind.AddExpression => l2 + r2,
+                    SyntaxKind.SubtractExpression => l2 - r2,
+                    SyntaxKind.MultiplyExpression => l2 * r2,
+                    SyntaxKind.DivideExpression => r2 == 0 ? null : ints ? Math.Truncate(l2.Value / r2.Value) : l2 / r2,
+                    SyntaxKind.ModuloExpression => r2 == 0 ? null : l2 % r2,
+                    _ => null,
+                };
+            default: return null;
+        }
+    }
+
+    /// <summary>The attribute's positional int arguments, evaluated against the model's constants where the syntax
+    /// allows (so a derived variant's constants apply), else as the compiler bound them.</summary>
+    static int[] Dims(AttributeData a, IReadOnlyDictionary<string, long> consts)
+    {
+        var bound = IntArray(a);
+        if (a.ApplicationSyntaxReference?.GetSyntax() is not AttributeSyntax syn || syn.ArgumentList is null) return bound;
+        var positional = syn.ArgumentList.Arguments.Where(x => x.NameEquals is null && x.NameColon is null).ToList();
+        if (positional.Count != bound.Length) return bound;
+        return positional.Select((x, i) => EvalConst(x.Expression, consts) is double d ? (int)d : bound[i]).ToArray();
+    }
+
+    static BlockSpec ParseBlock(INamedTypeSymbol type, Compilation compilation, IReadOnlyDictionary<string, long> consts, CancellationToken ct)
     {
         var ps = new List<ParamSpec>();
         var subs = new List<SubSpec>();
-        foreach (var f in type.GetMembers().OfType<IFieldSymbol>())
+        var fields = new List<IFieldSymbol>();
+        for (var t = type; t is not null && t.SpecialType != SpecialType.System_Object; t = t.BaseType)
+            fields.InsertRange(0, t.GetMembers().OfType<IFieldSymbol>());
+        foreach (var f in fields)
         {
             var pa = Attr(f, "ParamAttribute");
             var fieldLoc = Loc.From(f.Locations.FirstOrDefault());
             if (pa is not null)
             {
-                ps.Add(new ParamSpec(f.Name, IntArray(pa).ToEquatable(), Named<int>(pa, "Init"), Named<string>(pa, "Hf"), fieldLoc, AttrLoc(pa)));
+                ps.Add(new ParamSpec(f.Name, Dims(pa, consts).ToEquatable(), Named<int>(pa, "Init"), Named<string>(pa, "Hf"), fieldLoc, AttrLoc(pa)));
                 continue;
             }
             if (f.Type is INamedTypeSymbol ft && HasAttr(ft, "BlockAttribute"))
             {
                 var sa = Attr(f, "StackAttribute");
-                int count = sa is null ? 1 : sa.ConstructorArguments.FirstOrDefault().Value is int c ? c : 0;
+                int count = sa is null ? 1 : Dims(sa, consts).FirstOrDefault();
                 subs.Add(new SubSpec(f.Name, ft.Name, count, sa is not null && Named<bool>(sa, "Shared"), sa is null ? null : Named<string>(sa, "Hf"),
                     sa is not null ? AttrLoc(sa) : fieldLoc));
             }
         }
         var forwards = new List<MethodSpec>();
-        foreach (var m in type.GetMembers("Forward").OfType<IMethodSymbol>())
+        var methods = type.GetMembers("Forward").OfType<IMethodSymbol>().ToList();
+        for (var t = type.BaseType; methods.Count == 0 && t is not null && t.SpecialType != SpecialType.System_Object; t = t.BaseType)
+            methods = t.GetMembers("Forward").OfType<IMethodSymbol>().ToList();
+        foreach (var m in methods)
         {
             ct.ThrowIfCancellationRequested();
             if (m.DeclaringSyntaxReferences.FirstOrDefault()?.GetSyntax(ct) is not MethodDeclarationSyntax md) continue;
             var model = compilation.GetSemanticModel(md.SyntaxTree);
-            forwards.Add(ParseForward(m, md, model, ct));
+            forwards.Add(ParseForward(m, md, model, consts, ct));
         }
         return new BlockSpec(type.Name, IsPartial(type), ps.ToEquatable(), subs.ToEquatable(), forwards.ToEquatable(),
             Loc.From(type.Locations.FirstOrDefault()));
     }
 
-    static MethodSpec ParseForward(IMethodSymbol m, MethodDeclarationSyntax md, SemanticModel model, CancellationToken ct)
+    static MethodSpec ParseForward(IMethodSymbol m, MethodDeclarationSyntax md, SemanticModel model, IReadOnlyDictionary<string, long> consts, CancellationToken ct)
     {
         var args = new List<ArgSpec>();
         foreach (var p in m.Parameters)
@@ -113,25 +184,25 @@ public static class Parser
                 "Labels" => ArgKind.Labels, "Rows" => ArgKind.Rows, _ => ArgKind.Other,
             } : ArgKind.Other;
             var sa = Attr(p, "ShapeAttribute");
-            args.Add(new ArgSpec(p.Name, kind, (sa is null ? Array.Empty<int>() : IntArray(sa)).ToEquatable(), sa is not null, Loc.From(p.Locations.FirstOrDefault())));
+            args.Add(new ArgSpec(p.Name, kind, (sa is null ? Array.Empty<int>() : Dims(sa, consts)).ToEquatable(), sa is not null, Loc.From(p.Locations.FirstOrDefault())));
         }
         var body = new List<Stmt>();
-        if (md.ExpressionBody is { } eb) body.Add(new StReturn(ToEx(eb.Expression, model, ct), Loc.From(eb.Expression)));
+        if (md.ExpressionBody is { } eb) body.Add(new StReturn(ToEx(eb.Expression, model, consts, ct), Loc.From(eb.Expression)));
         else if (md.Body is { } b)
-            foreach (var s in b.Statements) body.Add(ToStmt(s, model, ct));
+            foreach (var s in b.Statements) body.Add(ToStmt(s, model, consts, ct));
         return new MethodSpec(args.ToEquatable(), body.ToEquatable(), Loc.From(md.Identifier.GetLocation()));
     }
 
-    static Stmt ToStmt(StatementSyntax s, SemanticModel model, CancellationToken ct)
+    static Stmt ToStmt(StatementSyntax s, SemanticModel model, IReadOnlyDictionary<string, long> consts, CancellationToken ct)
     {
         switch (s)
         {
             case LocalDeclarationStatementSyntax ld when ld.Declaration.Variables.Count == 1 && ld.Declaration.Variables[0].Initializer is { } init:
-                return new StLet(ld.Declaration.Variables[0].Identifier.ValueText, ToEx(init.Value, model, ct), Loc.From(ld));
+                return new StLet(ld.Declaration.Variables[0].Identifier.ValueText, ToEx(init.Value, model, consts, ct), Loc.From(ld));
             case ExpressionStatementSyntax { Expression: AssignmentExpressionSyntax a } when a.IsKind(SyntaxKind.SimpleAssignmentExpression) && a.Left is IdentifierNameSyntax id:
-                return new StLet(id.Identifier.ValueText, ToEx(a.Right, model, ct), Loc.From(s));
+                return new StLet(id.Identifier.ValueText, ToEx(a.Right, model, consts, ct), Loc.From(s));
             case ReturnStatementSyntax r when r.Expression is not null:
-                return new StReturn(ToEx(r.Expression, model, ct), Loc.From(r.Expression));
+                return new StReturn(ToEx(r.Expression, model, consts, ct), Loc.From(r.Expression));
             default:
                 return new StBad(Describe(s), Loc.From(s));
         }
@@ -140,23 +211,27 @@ public static class Parser
     static string Describe(SyntaxNode n) => n.Kind().ToString().Replace("Syntax", "")
         .Replace("Statement", " statement").Replace("Expression", " expression").ToLowerInvariant().Trim();
 
-    static Ex ToEx(ExpressionSyntax e, SemanticModel model, CancellationToken ct)
+    static Ex ToEx(ExpressionSyntax e, SemanticModel model, IReadOnlyDictionary<string, long> consts, CancellationToken ct)
     {
         ct.ThrowIfCancellationRequested();
         var loc = Loc.From(e);
+        if (e is not IdentifierNameSyntax { Identifier.ValueText: var idn } || consts.ContainsKey(idn))
+            if (EvalConst(e, consts) is double k) return new ExNum(k, loc);
         var cv = model.GetConstantValue(e, ct);
         if (cv.HasValue && cv.Value is IConvertible && cv.Value is not string and not bool and not char)
             return new ExNum(Convert.ToDouble(cv.Value, System.Globalization.CultureInfo.InvariantCulture), loc);
         switch (e)
         {
-            case ParenthesizedExpressionSyntax p: return ToEx(p.Expression, model, ct);
+            case ParenthesizedExpressionSyntax p: return ToEx(p.Expression, model, consts, ct);
             case IdentifierNameSyntax id: return new ExIdent(id.Identifier.ValueText, loc);
             case BinaryExpressionSyntax b when b.Kind() is SyntaxKind.AddExpression or SyntaxKind.SubtractExpression or SyntaxKind.MultiplyExpression or SyntaxKind.DivideExpression:
-                return new ExBinary(b.OperatorToken.Text, ToEx(b.Left, model, ct), ToEx(b.Right, model, ct), loc);
+                return new ExBinary(b.OperatorToken.Text, ToEx(b.Left, model, consts, ct), ToEx(b.Right, model, consts, ct), loc);
             case PrefixUnaryExpressionSyntax u when u.IsKind(SyntaxKind.UnaryMinusExpression):
-                return new ExUnary("-", ToEx(u.Operand, model, ct), loc);
+                return new ExUnary("-", ToEx(u.Operand, model, consts, ct), loc);
             case PrefixUnaryExpressionSyntax u when u.IsKind(SyntaxKind.UnaryPlusExpression):
-                return ToEx(u.Operand, model, ct);
+                return ToEx(u.Operand, model, consts, ct);
+            case MemberAccessExpressionSyntax ma when ma.Expression is IdentifierNameSyntax mt:
+                return new ExMember(mt.Identifier.ValueText, ma.Name.Identifier.ValueText, loc);
             case InvocationExpressionSyntax inv:
             {
                 string? target; string method;
@@ -178,7 +253,7 @@ public static class Parser
                 foreach (var a in inv.ArgumentList.Arguments)
                 {
                     if (!a.RefKindKeyword.IsKind(SyntaxKind.None)) return new ExBad("ref or out argument", Loc.From(a));
-                    args.Add(ToEx(a.Expression, model, ct));
+                    args.Add(ToEx(a.Expression, model, consts, ct));
                     names.Add(a.NameColon?.Name.Identifier.ValueText ?? "");
                 }
                 return new ExCallN(target, method, args.ToEquatable(), names.ToEquatable(), loc);

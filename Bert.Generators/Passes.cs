@@ -153,7 +153,8 @@ public sealed class Plan
         foreach (var ((node, _), b) in plan.Saved) { b.Def = Fwd(node.Id); b.Last = Bwd(n, node.Id); }
         foreach (var (v, b) in plan.Grad)
         {
-            b.Def = v == g.Output ? 4 * n + 1 : v.Consumers.Count == 0 ? 4 * n + 1 : v.Consumers.Min(c => Bwd(n, c.Id));
+            // The output's gradient is written by the caller between forward and backward.
+            b.Def = v == g.Output ? 2 * n + 1 : v.Consumers.Count == 0 ? 4 * n + 3 : v.Consumers.Min(c => Bwd(n, c.Id));
             b.Last = v.Producer is null ? int.MaxValue : Bwd(n, v.Producer.Id);
             b.Pinned = v.Kind == ValueKind.Input || v == g.Output;
         }

@@ -43,7 +43,8 @@ public sealed record PointwiseSpec(string Name, string ContainingType, string Na
 public abstract record Ex(Loc Loc);
 public sealed record ExIdent(string Name, Loc Loc) : Ex(Loc);
 public sealed record ExNum(double Value, Loc Loc) : Ex(Loc);
-/// <summary>Target is null for a plain call (an op), or the receiver's name (a block field, or Ops).</summary>
+/// <summary>A parameter of a block field, e.g. embeddings.Word (tied weights).</summary>
+public sealed record ExMember(string Target, string Name, Loc Loc) : Ex(Loc);
 public sealed record ExBinary(string Op, Ex L, Ex R, Loc Loc) : Ex(Loc);
 public sealed record ExUnary(string Op, Ex X, Loc Loc) : Ex(Loc);
 /// <summary>Something the forward method may not contain; Description says what.</summary>
@@ -65,4 +66,4 @@ public sealed record BlockSpec(string Name, bool IsPartial, EquatableArray<Param
 public sealed record ConstSpec(string Name, long Value);
 
 public sealed record ModelSpec(string Namespace, string ClassName, string MetadataName, string Accessibility, bool IsPartial,
-    EquatableArray<ConstSpec> Constants, BlockSpec Root, EquatableArray<BlockSpec> Blocks, EquatableArray<Diag> Diags, Loc Loc);
+    EquatableArray<ConstSpec> Constants, BlockSpec Root, EquatableArray<BlockSpec> Blocks, EquatableArray<Diag> Diags, Loc Loc, bool DerivedFromModel);

@@ -13,7 +13,6 @@ public sealed unsafe class Model<T> where T : unmanaged, IBinaryFloatingPointIee
     readonly IModelProgram<T> _program;
     readonly Exec<T> _ex = new();
     T[] _params, _grads = Array.Empty<T>(), _arena = Array.Empty<T>();
-    GCHandle _hp, _hg, _ha;
     bool _bound, _boundTraining, _forwardDone;
 
     public Model(ModelInfo info, IModelProgram<T> program)
@@ -81,7 +80,6 @@ public sealed unsafe class Model<T> where T : unmanaged, IBinaryFloatingPointIee
         var (offsets, lengths, total) = Info.Layout(batch, seq, rows, training);
         if (total + 16 > _arena.Length)
         {
-            if (_ha.IsAllocated) _ha.Free();
             _arena = GC.AllocateArray<T>(checked((int)(total + 16)), pinned: true);
             _ex.Arena = (T*)Unsafe.AsPointer(ref _arena[0]);
         }
@@ -159,7 +157,6 @@ public sealed unsafe class Model<T> where T : unmanaged, IBinaryFloatingPointIee
             if (dOutput.Length != d.Length) throw new ArgumentException($"The output gradient needs {d.Length} values but got {dOutput.Length}.");
             dOutput.CopyTo(d);
         }
-        foreach (var i in Info.Inputs.Where(i => i.Kind == InputKind.Tensor && i.GradBuffer >= 0)) _ex.Zero(i.GradBuffer);
         _program.Backward(_ex);
     }
 

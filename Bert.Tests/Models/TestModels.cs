@@ -1,0 +1,28 @@
+using Bert.Dsl;
+using static Bert.Dsl.Ops;
+using static Bert.Dsl.Scalar;
+
+namespace Bert.Tests.Models;
+
+/// <summary>Every element-wise construct: built-in activations, a user [Pointwise] function with a
+/// conditional, arithmetic with scalars and broadcasting, MatMul and dropout, on a tensor input.</summary>
+[Model]
+public partial class PointwiseZoo
+{
+    public const int C = 6, N = 5, MaxLen = 8;
+
+    [Param(C, N)] Tensor W;
+    [Param(N)] Tensor Bias;
+    [Param(C)] Tensor Scale;
+
+    [Pointwise] static float LeakyRelu(float x) => x > 0f ? x : 0.01f * x;
+    [Pointwise] static float SoftClip(float x, float y) => x * Tanh(y) / (1f + Abs(y)) - Log(1f + Exp(-Max(x, y)));
+
+    public Tensor Forward([Shape(Dim.Batch, Dim.Seq, C)] Tensor x)
+    {
+        var a = Gelu(x) + GeluTanh(x) * Scale - Sigmoid(x) / 2f;
+        var b = Swish(a) + Relu(a) + Tanh(a) + LeakyRelu(x);
+        var h = MatMul(Dropout(b, 0.25f), W) + Bias;
+        return SoftClip(h, -h * 0.5f + 1f);
+    }
+}
