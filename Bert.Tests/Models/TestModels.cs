@@ -26,3 +26,15 @@ public partial class PointwiseZoo
         return SoftClip(h, -h * 0.5f + 1f);
     }
 }
+
+/// <summary>The two matrix-product ops on a tensor input, for their gradient property.</summary>
+[Model]
+public partial class MatrixOps
+{
+    public const int C = 5, F = 7, N = 3, MaxLen = 6;
+    [Param(F, C)] Tensor W1;
+    [Param(F)] Tensor B1;
+    [Param(F, N)] Tensor W2;
+
+    public Tensor Forward([Shape(Dim.Batch, Dim.Seq, C)] Tensor x) => MatMul(Linear(x, W1, B1), W2);
+}
