@@ -1,0 +1,416 @@
+using System.Text;
+using Bert.Text;
+
+namespace Bert.Data;
+
+/// <summary>Knobs of BERT's <c>create_pretraining_data.py</c>, with its defaults.</summary>
+public sealed record PretrainingOptions
+{
+    /// <summary>T of a pair, [CLS] and both [SEP]s included.</summary>
+    public int MaxSeqLength { get; init; } = 128;
+
+    /// <summary>Probability that a document chunk aims at a random shorter length (2 .. T-3) instead of T-3, so
+    /// the model also sees short inputs (BERT's short_seq_prob).</summary>
+    public double ShortSeqProb { get; init; } = 0.1;
+
+    /// <summary>Probability that segment B comes from another document (BERT's 0.5); chunks of a single sentence
+    /// always take a random B, so the observed share is a little higher.</summary>
+    public double RandomNextProb { get; init; } = 0.5;
+
+    /// <summary>How many times each document is paired up, each time with other random draws (BERT's dupe_factor).</summary>
+    public int DupeFactor { get; init; } = 1;
+
+    /// <summary>Share of the maskable tokens chosen for prediction (BERT's masked_lm_prob).</summary>
+    public double MaskedLmProb { get; init; } = 0.15;
+
+    /// <summary>Cap on predictions per sequence (BERT's max_predictions_per_seq).</summary>
+    public int MaxPredictionsPerSeq { get; init; } = 20;
+
+    /// <summary>Mask every piece of a word together: a <c>##</c> piece is never chosen apart from its word.</summary>
+    public bool WholeWordMask { get; init; }
+}
+
+/// <summary>A segment pair before masking: <c>[CLS] A [SEP] B [SEP]</c> as ids, with type ids 0 for
+/// <c>[CLS] A [SEP]</c> and 1 for <c>B [SEP]</c>. Masks are drawn per epoch by <see cref="Masker.Mask"/>.</summary>
+public sealed record PretrainingInstance(int[] Tokens, int[] TypeIds, bool IsRandomNext);
+
+/// <summary>A masked pair ready for the model: InputIds (T) with the chosen positions replaced, the positions in
+/// ascending order, the original ids there (the MLM labels), and the next-sentence label: 1 when B is a random
+/// segment, 0 when it really follows A (BERT's and Hugging Face's convention).</summary>
+public sealed record MaskedInstance(int[] InputIds, int[] TypeIds, int[] MaskedPositions, int[] MaskedLabels, int NspLabel);
+
+/// <summary>BERT's <c>create_pretraining_data.py</c>: documents → sentences → segment pairs for next-sentence
+/// prediction; see <see cref="Masker"/> for the masked-LM half. Everything is a deterministic function of the seed
+/// (<see cref="Random"/>(seed) draws in a fixed order).</summary>
+public static class Pretraining
+{
+    // ---- documents and sentences -----------------------------------------------------------------------------
+
+    /// <summary>Splits text into sentences with a simple rule: a sentence ends after a run of <c>. ! ?</c> (and any
+    /// closing quotes or brackets right after it) when whitespace follows and the next word starts with an
+    /// upper-case letter (an opening quote or bracket before it is allowed), or at the end of the text. It does not
+    /// end after a known abbreviation (Mr. Mrs. Dr. St. No. …), a single capital letter (initials such as
+    /// "J. Smith") or dotted letters ("U.S. Army"). Whitespace inside a sentence is collapsed to single spaces.
+    /// Good enough for pairing segments; it is not a linguistic sentence splitter ("Resolved. resolved." stays one
+    /// sentence, and a sentence ending in an abbreviation runs on into the next).</summary>
+    public static List<string> SplitSentences(string text)
+    {
+        var sentences = new List<string>();
+        int start = 0;
+        for (int i = 0; i < text.Length; i++)
+        {
+            if (text[i] is not ('.' or '!' or '?')) continue;
+            int j = i;
+            while (j + 1 < text.Length && (text[j + 1] is '.' or '!' or '?' || IsCloser(text[j + 1]))) j++;
+            int k = j + 1;
+            if (k < text.Length && !char.IsWhiteSpace(text[k])) { i = j; continue; }
+            while (k < text.Length && char.IsWhiteSpace(text[k])) k++;
+            int next = k;
+            while (next < text.Length && IsOpener(text[next])) next++;
+            bool boundary = k >= text.Length || (next < text.Length && char.IsUpper(text[next]) && !IsAbbreviation(text, i));
+            if (boundary)
+            {
+                AddSentence(sentences, text.AsSpan(start, j + 1 - start));
+                start = k;
+            }
+            i = j;
+        }
+        if (start < text.Length) AddSentence(sentences, text.AsSpan(start));
+        return sentences;
+    }
+
+    /// <summary>Documents separated by blank lines (Google's input format). Within a document the lines are
+    /// joined with spaces and split with <see cref="SplitSentences"/>; with <paramref name="lineIsSentence"/>
+    /// every non-blank line is one sentence as it stands.</summary>
+    public static List<List<string>> ParagraphDocuments(string text, bool lineIsSentence = false)
+    {
+        var docs = new List<List<string>>();
+        var lines = new List<string>();
+        void Flush()
+        {
+            if (lines.Count == 0) return;
+            var doc = lineIsSentence ? lines.Select(l => l.Trim()).ToList() : SplitSentences(string.Join(' ', lines));
+            if (doc.Count > 0) docs.Add(doc);
+            lines.Clear();
+        }
+        foreach (var (_, line) in TextSource.Lines(text))
+        {
+            if (string.IsNullOrWhiteSpace(line)) Flush();
+            else lines.Add(line);
+        }
+        Flush();
+        return docs;
+    }
+
+    /// <summary>Tiny Shakespeare: speeches are blank-line separated, each a speaker line ("First Citizen:") and its
+    /// verse. The speaker line is a sentence of its own; the verse is joined and split into sentences. Consecutive
+    /// speeches are grouped into documents of at least <paramref name="linesPerDocument"/> lines (a speech is never
+    /// cut; the last document may be shorter), so a document is a stretch of one scene.</summary>
+    public static List<List<string>> ShakespeareDocuments(string text, int linesPerDocument = 60)
+    {
+        if (linesPerDocument < 1) throw new ArgumentOutOfRangeException(nameof(linesPerDocument), linesPerDocument, "A document needs at least one line.");
+        var docs = new List<List<string>>();
+        var doc = new List<string>();
+        var speech = new List<string>();
+        int docLines = 0;
+        void EndSpeech()
+        {
+            if (speech.Count == 0) return;
+            doc.Add(speech[0].Trim());
+            doc.AddRange(SplitSentences(string.Join(' ', speech.Skip(1))));
+            docLines += speech.Count;
+            speech.Clear();
+            if (docLines >= linesPerDocument) EndDocument();
+        }
+        void EndDocument()
+        {
+            if (doc.Count > 0) docs.Add(doc);
+            doc = [];
+            docLines = 0;
+        }
+        foreach (var (_, line) in TextSource.Lines(text))
+        {
+            if (string.IsNullOrWhiteSpace(line)) EndSpeech();
+            else speech.Add(line);
+        }
+        EndSpeech();
+        EndDocument();
+        return docs;
+    }
+
+    /// <summary>WikiText (raw): a title line <c> = Title = </c> starts a document; section headings
+    /// (<c> = = Section = = </c>) are dropped; every other line is a paragraph, split into sentences. The
+    /// tokenization artifacts <c> @-@ </c>, <c> @,@ </c>, <c> @.@ </c> are joined back ("well @-@ known" →
+    /// "well-known", "1 @.@ 5" → "1.5"). Text before the first title, if any, is a document too.</summary>
+    public static List<List<string>> WikiTextDocuments(string text)
+    {
+        var docs = new List<List<string>>();
+        var doc = new List<string>();
+        foreach (var (_, raw) in TextSource.Lines(text))
+        {
+            string line = raw.Trim();
+            if (line.Length == 0) continue;
+            if (line.StartsWith("= ", StringComparison.Ordinal) && line.EndsWith(" =", StringComparison.Ordinal) && line.Length > 3)
+            {
+                if (!line.StartsWith("= =", StringComparison.Ordinal))
+                {
+                    if (doc.Count > 0) docs.Add(doc);
+                    doc = [];
+                }
+                continue;
+            }
+            line = line.Replace(" @-@ ", "-").Replace(" @,@ ", ",").Replace(" @.@ ", ".");
+            doc.AddRange(SplitSentences(line));
+        }
+        if (doc.Count > 0) docs.Add(doc);
+        return docs;
+    }
+
+    /// <summary>Encodes every sentence; sentences that give no ids and documents left empty are dropped.</summary>
+    public static List<List<int[]>> Tokenize(IEnumerable<IReadOnlyList<string>> documents, WordPiece tokenizer)
+    {
+        var docs = new List<List<int[]>>();
+        foreach (var doc in documents)
+        {
+            var encoded = doc.Select(tokenizer.Encode).Where(ids => ids.Length > 0).ToList();
+            if (encoded.Count > 0) docs.Add(encoded);
+        }
+        return docs;
+    }
+
+    // ---- segment pairs ---------------------------------------------------------------------------------------
+
+    /// <summary>Tokenizes documents and makes segment pairs; see the other overload.</summary>
+    public static List<PretrainingInstance> CreateInstances(IEnumerable<IReadOnlyList<string>> documents, WordPiece tokenizer, PretrainingOptions options, int seed) =>
+        CreateInstances(Tokenize(documents, tokenizer), tokenizer.ClsId, tokenizer.SepId, options, seed);
+
+    /// <summary>BERT's <c>create_instances_from_document</c> over every document, <see cref="PretrainingOptions.DupeFactor"/>
+    /// times: the documents are shuffled; each is cut into chunks of sentences up to a target length (T-3, or with
+    /// probability ShortSeqProb a random length in 2..T-3); a chunk's first 1..n-1 sentences are A; B is the rest of
+    /// the chunk, or (probability RandomNextProb, and always for a one-sentence chunk) sentences from a random start
+    /// in another document, in which case the unused sentences of the chunk go back to be reused. The pair is then
+    /// truncated to T-3 pieces by dropping, from the longer segment, its first or last piece at random. The
+    /// instances come back shuffled.</summary>
+    /// <param name="documents">Documents as lists of tokenized sentences (no specials).</param>
+    public static List<PretrainingInstance> CreateInstances(IReadOnlyList<IReadOnlyList<int[]>> documents, int clsId, int sepId, PretrainingOptions options, int seed)
+    {
+        if (options.MaxSeqLength < 5)
+            throw new ArgumentOutOfRangeException(nameof(options), options.MaxSeqLength, "MaxSeqLength must be at least 5: [CLS], [SEP], [SEP] and one piece per segment.");
+        var docs = documents.Where(d => d.Any(s => s.Length > 0))
+            .Select(d => (IReadOnlyList<int[]>)d.Where(s => s.Length > 0).ToList()).ToList();
+        var rng = new Random(seed);
+        var instances = new List<PretrainingInstance>();
+        for (int dupe = 0; dupe < options.DupeFactor; dupe++)
+        {
+            var order = Enumerable.Range(0, docs.Count).ToList();
+            Labeled.Shuffle(order, rng);
+            var shuffled = order.Select(i => docs[i]).ToList();
+            for (int d = 0; d < shuffled.Count; d++)
+                FromDocument(shuffled, d, clsId, sepId, options, rng, instances);
+        }
+        Labeled.Shuffle(instances, rng);
+        return instances;
+    }
+
+    static void FromDocument(List<IReadOnlyList<int[]>> docs, int docIndex, int clsId, int sepId, PretrainingOptions o, Random rng, List<PretrainingInstance> output)
+    {
+        var document = docs[docIndex];
+        int maxTokens = o.MaxSeqLength - 3;
+        int target = rng.NextDouble() < o.ShortSeqProb ? rng.Next(2, maxTokens + 1) : maxTokens;
+        var chunk = new List<int[]>();
+        int chunkLength = 0;
+        int i = 0;
+        while (i < document.Count)
+        {
+            chunk.Add(document[i]);
+            chunkLength += document[i].Length;
+            if (i == document.Count - 1 || chunkLength >= target)
+            {
+                int aEnd = chunk.Count >= 2 ? rng.Next(1, chunk.Count) : 1;
+                var a = chunk.Take(aEnd).SelectMany(s => s).ToList();
+                var b = new List<int>();
+                bool randomNext = chunk.Count == 1 || rng.NextDouble() < o.RandomNextProb;
+                if (randomNext)
+                {
+                    int targetB = target - a.Count;
+                    int other = docIndex;
+                    for (int tries = 0; tries < 10 && other == docIndex; tries++) other = rng.Next(docs.Count);
+                    var randomDoc = docs[other];
+                    for (int j = rng.Next(randomDoc.Count); j < randomDoc.Count; j++)
+                    {
+                        b.AddRange(randomDoc[j]);
+                        if (b.Count >= targetB) break;
+                    }
+                    i -= chunk.Count - aEnd; // put the unused sentences back
+                }
+                else
+                {
+                    for (int j = aEnd; j < chunk.Count; j++) b.AddRange(chunk[j]);
+                }
+                TruncatePair(a, b, maxTokens, rng);
+                output.Add(Assemble(a, b, clsId, sepId, randomNext));
+                chunk.Clear();
+                chunkLength = 0;
+                // Like BERT, each new chunk keeps the target drawn for the document.
+            }
+            i++;
+        }
+    }
+
+    /// <summary>BERT's pretraining <c>truncate_seq_pair</c>: while too long, drop the first or the last piece
+    /// (a fair coin) of the longer segment (of B on a tie).</summary>
+    static void TruncatePair(List<int> a, List<int> b, int maxTokens, Random rng)
+    {
+        while (a.Count + b.Count > maxTokens)
+        {
+            var longer = a.Count > b.Count ? a : b;
+            if (rng.NextDouble() < 0.5) longer.RemoveAt(0);
+            else longer.RemoveAt(longer.Count - 1);
+        }
+    }
+
+    static PretrainingInstance Assemble(List<int> a, List<int> b, int clsId, int sepId, bool randomNext)
+    {
+        int t = a.Count + b.Count + 3;
+        var tokens = new int[t];
+        var types = new int[t];
+        int k = 0;
+        tokens[k++] = clsId;
+        foreach (int id in a) tokens[k++] = id;
+        tokens[k++] = sepId;
+        foreach (int id in b) { types[k] = 1; tokens[k++] = id; }
+        types[k] = 1;
+        tokens[k] = sepId;
+        return new PretrainingInstance(tokens, types, randomNext);
+    }
+
+    static bool IsCloser(char c) => c is '"' or '\'' or ')' or ']' or '”' or '’' or '»';
+
+    static bool IsOpener(char c) => c is '"' or '\'' or '(' or '[' or '“' or '‘' or '«';
+
+    static readonly HashSet<string> Abbreviations = new(StringComparer.OrdinalIgnoreCase)
+    {
+        "mr", "mrs", "ms", "dr", "st", "jr", "sr", "prof", "rev", "gen", "col", "lt", "capt", "sgt", "mt", "no", "vs",
+        "etc", "e.g", "i.e", "cf", "fig", "vol", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept",
+        "oct", "nov", "dec", "inc", "ltd", "co", "sra", "dra",
+    };
+
+    /// <summary>True when the word right before the period at <paramref name="dot"/> is a known abbreviation, a
+    /// single capital letter (an initial) or dotted letters ("U.S", "e.g").</summary>
+    static bool IsAbbreviation(string text, int dot)
+    {
+        if (text[dot] != '.') return false;
+        int s = dot;
+        while (s > 0 && (char.IsLetter(text[s - 1]) || text[s - 1] == '.')) s--;
+        if (s == dot) return false;
+        string word = text[s..dot];
+        return (word.Length == 1 && char.IsUpper(word[0])) || word.Contains('.') || Abbreviations.Contains(word);
+    }
+
+    static void AddSentence(List<string> sentences, ReadOnlySpan<char> span)
+    {
+        var sb = new StringBuilder(span.Length);
+        bool space = false;
+        foreach (char c in span.Trim())
+        {
+            if (char.IsWhiteSpace(c)) { space = true; continue; }
+            if (space && sb.Length > 0) sb.Append(' ');
+            space = false;
+            sb.Append(c);
+        }
+        if (sb.Length > 0) sentences.Add(sb.ToString());
+    }
+}
+
+/// <summary>BERT's <c>create_masked_lm_predictions</c>, drawn anew for each epoch. Candidates are all tokens
+/// except the special ones ([CLS], [SEP], [PAD], [MASK]); with whole-word masking a <c>##</c> piece joins the
+/// candidate of the piece right before it. Candidates are shuffled and taken until
+/// <c>min(MaxPredictionsPerSeq, max(1, round(MaskedLmProb × maskable)))</c> positions are chosen (a word that
+/// would overshoot is skipped). Each chosen position becomes [MASK] with probability 0.8, a random token with 0.1,
+/// and stays itself with 0.1.
+/// <para>Two small departures from Google's script, both documented here: the count is taken over the maskable
+/// tokens (Google multiplies the whole length, specials included, so it picks slightly more than 15%), and the
+/// random replacement is drawn uniformly from the vocabulary minus the five special tokens (Google can insert
+/// [PAD], [CLS] or [SEP] there). A <c>##</c> piece at the very start of a segment (cut by truncation) is a word of
+/// its own, never glued to the word before the [SEP].</para></summary>
+public sealed class Masker
+{
+    /// <summary>Share of the chosen positions replaced by [MASK]; half the rest get a random token.</summary>
+    public const double MaskShare = 0.8;
+
+    readonly int _vocabSize;
+    readonly SpecialTokenIds _ids;
+    readonly int[] _excluded;
+    readonly bool[] _continuation;
+    readonly PretrainingOptions _options;
+
+    public Masker(WordPiece tokenizer, PretrainingOptions options)
+        : this(tokenizer.VocabSize, tokenizer.Ids, tokenizer.IsContinuation, options) { }
+
+    /// <param name="isContinuation">Whether an id is a <c>##</c> piece (used by whole-word masking).</param>
+    public Masker(int vocabSize, SpecialTokenIds ids, Func<int, bool> isContinuation, PretrainingOptions options)
+    {
+        if (!(options.MaskedLmProb > 0 && options.MaskedLmProb <= 1))
+            throw new ArgumentOutOfRangeException(nameof(options), options.MaskedLmProb, "MaskedLmProb must be in (0, 1].");
+        if (options.MaxPredictionsPerSeq < 1)
+            throw new ArgumentOutOfRangeException(nameof(options), options.MaxPredictionsPerSeq, "MaxPredictionsPerSeq must be at least 1.");
+        _vocabSize = vocabSize;
+        _ids = ids;
+        _excluded = new[] { ids.Pad, ids.Unk, ids.Cls, ids.Sep, ids.Mask }.Distinct().Order().ToArray();
+        if (vocabSize <= _excluded.Length)
+            throw new ArgumentOutOfRangeException(nameof(vocabSize), vocabSize, "The vocabulary needs tokens besides the special ones.");
+        _continuation = new bool[vocabSize];
+        for (int id = 0; id < vocabSize; id++) _continuation[id] = isContinuation(id);
+        _options = options;
+    }
+
+    /// <summary>True for the ids that are never chosen for prediction.</summary>
+    public bool IsSpecial(int id) => id == _ids.Cls || id == _ids.Sep || id == _ids.Pad || id == _ids.Mask;
+
+    /// <summary>Masks one instance. Call it once per epoch with the epoch's generator.</summary>
+    public MaskedInstance Mask(PretrainingInstance instance, Random rng)
+    {
+        int[] tokens = instance.Tokens;
+        var candidates = new List<List<int>>();
+        int maskable = 0;
+        for (int i = 0; i < tokens.Length; i++)
+        {
+            if (IsSpecial(tokens[i])) continue;
+            maskable++;
+            bool joins = _options.WholeWordMask && _continuation[tokens[i]] && candidates.Count > 0 && candidates[^1][^1] == i - 1;
+            if (joins) candidates[^1].Add(i);
+            else candidates.Add([i]);
+        }
+        Labeled.Shuffle(candidates, rng);
+        // Python's round() (BERT's script) rounds halves to even.
+        int toPredict = maskable == 0 ? 0
+            : Math.Min(_options.MaxPredictionsPerSeq, Math.Max(1, (int)Math.Round(maskable * _options.MaskedLmProb, MidpointRounding.ToEven)));
+
+        int[] input = (int[])tokens.Clone();
+        var chosen = new List<int>(toPredict);
+        foreach (var word in candidates)
+        {
+            if (chosen.Count >= toPredict) break;
+            if (chosen.Count + word.Count > toPredict) continue;
+            foreach (int p in word)
+            {
+                chosen.Add(p);
+                if (rng.NextDouble() < MaskShare) input[p] = _ids.Mask;
+                else if (rng.NextDouble() < 0.5) input[p] = RandomToken(rng);
+                // else: unchanged
+            }
+        }
+        chosen.Sort();
+        var labels = chosen.Select(p => tokens[p]).ToArray();
+        return new MaskedInstance(input, (int[])instance.TypeIds.Clone(), chosen.ToArray(), labels, instance.IsRandomNext ? 1 : 0);
+    }
+
+    /// <summary>A uniform draw over the vocabulary minus the special ids.</summary>
+    int RandomToken(Random rng)
+    {
+        int r = rng.Next(_vocabSize - _excluded.Length);
+        foreach (int s in _excluded)
+            if (r >= s) r++;
+        return r;
+    }
+}
