@@ -132,14 +132,13 @@ public static class Labeled
     static int ParseLabel(string field, int? classes, string file, int number)
     {
         string s = field.Trim();
+        string allowed = classes is int c ? $"a class number from 0 to {c - 1}" : "a class number of 0 or more";
         if (!int.TryParse(s, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out int label))
-            throw new DataException($"{file} line {number} has label '{s}', which is not an integer; put a class number {Range(classes)} after the last separator.", file, number);
+            throw new DataException($"{file} line {number} has label '{s}', which is not an integer; the label must be {allowed}.", file, number);
         if (label < 0 || label >= classes)
-            throw new DataException($"{file} line {number} has label {label}, outside the classes {Range(classes)}; fix the label or say how many classes the set has.", file, number);
+            throw new DataException($"{file} line {number} has label {label}, but the label must be {allowed}; fix the label or say how many classes the set has.", file, number);
         return label;
     }
-
-    static string Range(int? classes) => classes is int c ? $"0..{c - 1}" : "0 or more";
 
     static LabeledSet Finish(string file, List<(string, int)> examples, int classes)
     {

@@ -68,11 +68,11 @@ public sealed class WordPiece
 
     /// <summary>Reads a vocabulary file (one token per line, the line index is the id).</summary>
     public static WordPiece FromVocabFile(string path, TokenizerSettings settings) =>
-        new(ParseVocab(TextSource.ReadFile(path), path), settings, path);
+        new(ParseVocab(TextSource.ReadFile(path)), settings, path);
 
     /// <summary>Reads vocabulary text (one token per line); <paramref name="source"/> names it in errors.</summary>
     public static WordPiece FromVocabText(string text, TokenizerSettings settings, string source) =>
-        new(ParseVocab(text, source), settings, source);
+        new(ParseVocab(text), settings, source);
 
     /// <summary>Google's bert-base-uncased vocabulary, embedded, with <see cref="TokenizerSettings.Uncased"/>.</summary>
     public static WordPiece BertBaseUncased() =>
@@ -214,7 +214,7 @@ public sealed class WordPiece
 
     /// <summary>Vocabulary text to tokens: every line is a token (its index is its id); one final line break
     /// does not add an entry.</summary>
-    internal static List<string> ParseVocab(string text, string source) =>
+    internal static List<string> ParseVocab(string text) =>
         TextSource.Lines(text).Select(l => l.Line).ToList();
 
     /// <summary>The normalizer for a settings object when no vocabulary exists yet (VocabBuilder): the package's

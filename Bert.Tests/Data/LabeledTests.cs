@@ -91,7 +91,7 @@ public class LabeledTests
     [InlineData("latin1", "latin1.txt", 2, "not valid UTF-8")]
     [InlineData("notab", "notab.txt", 2, "no tab")]
     [InlineData("notint", "notint.txt", 3, "not an integer")]
-    [InlineData("range", "range.txt", 1, "outside the classes 0..1")]
+    [InlineData("range", "range.txt", 1, "must be a class number from 0 to 1")]
     [InlineData("sstspace", "sstspace.txt", 2, "no space")]
     [InlineData("sstlabel", "sstlabel.txt", 1, "not an integer")]
     public void BadFilesAreOneClearSentence(string kind, string name, int line, string says)
