@@ -26,6 +26,9 @@ public sealed unsafe class Model<T> where T : unmanaged, IBinaryFloatingPointIee
     }
 
     public ModelInfo Info { get; }
+    /// <summary>Share memory between buffers whose lifetimes do not overlap (the generated plan). Off gives every
+    /// buffer its own memory, which must compute exactly the same thing.</summary>
+    public bool ReuseMemory { get; set; } = true;
     public Span<T> Parameters => _params.AsSpan(0, (int)Info.ParameterCount);
     public Span<T> Gradients => _grads.Length == 0 ? Span<T>.Empty : _grads.AsSpan(0, (int)Info.ParameterCount);
     public int Batch => _ex.Batch;
@@ -77,7 +80,7 @@ public sealed unsafe class Model<T> where T : unmanaged, IBinaryFloatingPointIee
         if (batch < 1) throw new ArgumentOutOfRangeException(nameof(batch), $"Batch size {batch} must be at least 1.");
         if (seq < 1 || seq > Info.MaxLen) throw new ArgumentOutOfRangeException(nameof(seq), $"Sequence length {seq} is outside 1..{Info.MaxLen} (the model's MaxLen); truncate the input.");
         if (rows < 0) throw new ArgumentOutOfRangeException(nameof(rows), "The number of gathered rows cannot be negative.");
-        var (offsets, lengths, total) = Info.Layout(batch, seq, rows, training);
+        var (offsets, lengths, total) = Info.Layout(batch, seq, rows, training, ReuseMemory);
         if (total + 16 > _arena.Length)
         {
             _arena = GC.AllocateArray<T>(checked((int)(total + 16)), pinned: true);

@@ -95,8 +95,21 @@ public sealed class ModelInfo
         ?? throw new ArgumentException($"Model {Name} has no input '{name}'; its inputs are {string.Join(", ", Inputs.Select(i => i.Name))}.");
 
     /// <summary>The memory plan for one batch shape: element offset of every buffer and the arena size.</summary>
-    public (long[] Offsets, long[] Lengths, long Total) Layout(int batch, int seq, int rows, bool training)
+    /// <param name="reuse">false gives every buffer memory of its own (to check the plan against).</param>
+    public (long[] Offsets, long[] Lengths, long Total) Layout(int batch, int seq, int rows, bool training, bool reuse = true)
     {
+        if (!reuse)
+        {
+            var len = Buffers.Select(b => b.Size.Eval(batch, seq, rows)).ToArray();
+            var off = new long[len.Length];
+            long t = 0;
+            foreach (var b in Buffers)
+            {
+                if (!training && b.Role == BufferRole.Gradient) { off[b.Id] = -1; continue; }
+                off[b.Id] = t; t += (len[b.Id] + 15) & ~15L;
+            }
+            return (off, len, t);
+        }
         int slots = training ? SlotsTrain : SlotsInfer;
         var slotSize = new long[slots];
         var lengths = new long[Buffers.Count];
