@@ -264,23 +264,32 @@ public static unsafe class ManagedGemm
                 Sequential(transA, transB, M, N, K, alpha, pa, lda, pb, ldb, beta, pc, ldc);
                 return;
             }
-            nint a = (nint)pa, b = (nint)pb, c = (nint)pc;
-            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
-            {
-                int lo = (int)((long)units * t / threads) * unit;
-                int hi = Math.Min((int)((long)units * (t + 1) / threads) * unit, splitRows ? M : N);
-                if (hi <= lo) return;
-                if (splitRows)
-                    Sequential(transA, transB, hi - lo, N, K, alpha, (T*)a + (transA ? lo : (long)lo * lda), lda,
-                        (T*)b, ldb, beta, (T*)c + (long)lo * ldc, ldc);
-                else
-                    Sequential(transA, transB, M, hi - lo, K, alpha, (T*)a, lda,
-                        (T*)b + (transB ? (long)lo * ldb : lo), ldb, beta, (T*)c + lo, ldc);
-            });
+            RunParallel(transA, transB, M, N, K, alpha, pa, lda, pb, ldb, beta, pc, ldc, threads, splitRows, unit, units);
         }
     }
 
+    /// <summary>Splits the rows (or columns) into <paramref name="threads"/> contiguous ranges of whole micro-tiles and runs
+    /// them as independent sequential products. A separate method so that the lambda's closure is allocated only here.</summary>
+    private static void RunParallel<T>(bool transA, bool transB, int M, int N, int K, T alpha, T* pa, int lda, T* pb, int ldb,
+        T beta, T* pc, int ldc, int threads, bool splitRows, int unit, int units) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        nint a = (nint)pa, b = (nint)pb, c = (nint)pc;
+        Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
+        {
+            int lo = (int)((long)units * t / threads) * unit;
+            int hi = Math.Min((int)((long)units * (t + 1) / threads) * unit, splitRows ? M : N);
+            if (hi <= lo) return;
+            if (splitRows)
+                Sequential(transA, transB, hi - lo, N, K, alpha, (T*)a + (transA ? lo : (long)lo * lda), lda,
+                    (T*)b, ldb, beta, (T*)c + (long)lo * ldc, ldc);
+            else
+                Sequential(transA, transB, M, hi - lo, K, alpha, (T*)a, lda,
+                    (T*)b + (transB ? (long)lo * ldb : lo), ldb, beta, (T*)c + lo, ldc);
+        });
+    }
+
     /// <summary>The single-threaded blocked product on raw pointers (shapes already validated, K &gt; 0).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // fully optimized from the first call (no tier-0 driver)
     private static void Sequential<T>(bool transA, bool transB, int M, int N, int K,
         T alpha, T* A, int lda, T* B, int ldb, T beta, T* C, int ldc) where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
@@ -326,6 +335,7 @@ public static unsafe class ManagedGemm
 
     /// <summary>Packs op(A)[i0..i0+mc, p0..p0+kc] into MR-row slivers: sliver s holds, for each k, the MR values
     /// op(A)[i0+s·MR+r, p0+k] (rows past mc are zero).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // fully optimized from the first call (no tier-0 driver)
     private static void PackA<T>(bool transA, T* A, int lda, int i0, int p0, int mc, int kc, int mr, T* dst) where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         for (int s = 0; s < mc; s += mr, dst += (long)mr * kc)
@@ -372,6 +382,7 @@ public static unsafe class ManagedGemm
 
     /// <summary>Packs op(B)[p0..p0+kc, j0..j0+nc] into NR-column slivers: sliver t holds, for each k, the NR values
     /// op(B)[p0+k, j0+t·NR+j] (columns past nc are zero).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // fully optimized from the first call (no tier-0 driver)
     private static void PackB<T>(bool transB, T* B, int ldb, int p0, int j0, int kc, int nc, int nr, T* dst) where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         for (int t = 0; t < nc; t += nr, dst += (long)nr * kc)

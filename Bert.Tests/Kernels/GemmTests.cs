@@ -248,6 +248,19 @@ public class GemmTests
         Assert.True(first.AsSpan().SequenceEqual(three), "the result depends on the thread count");
     }
 
+    /// <summary>Packing buffers are pooled per thread: after a first call, a single-threaded product allocates nothing.</summary>
+    [Fact]
+    public void Managed_single_threaded_calls_do_not_allocate()
+    {
+        var rng = new Random(3);
+        float[] a = Fill<float>(rng, 50 * 40), b = Fill<float>(rng, 40 * 30), c = new float[50 * 30];
+        ManagedGemm.Run<float>(true, false, 50, 30, 40, 1f, a, 50, b, 30, 0f, c, 30);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        ManagedGemm.Run<float>(true, false, 50, 30, 40, 1f, a, 50, b, 30, 0.5f, c, 30);
+        ManagedGemm.Run<float>(false, true, 50, 30, 40, 1f, a, 40, b, 40, 0f, c, 30);
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+
     [Fact]
     public void Backend_and_description()
     {

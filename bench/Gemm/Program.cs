@@ -3,7 +3,9 @@
 using System.Diagnostics;
 using Bert.Runtime.Kernels;
 
-int reps = args.Length > 0 ? int.Parse(args[0]) : 7;
+// Arguments: [reps] [threads] — threads limits the managed GEMM (set OPENBLAS_NUM_THREADS to match for OpenBLAS).
+int reps = args.Length > 0 ? int.Parse(args[0]) : 9;
+int threads = args.Length > 1 ? int.Parse(args[1]) : ManagedGemm.DefaultThreads;
 (int M, int N, int K, string note)[] shapes =
 [
     (512, 512, 512, "square"),
@@ -23,10 +25,12 @@ Console.WriteLine($"OPENBLAS_CORETYPE={Environment.GetEnvironmentVariable("OPENB
 Console.WriteLine($"managed : {ManagedGemm.Describe()}");
 Console.WriteLine($"openblas: {OpenBlasGemm.Describe()}");
 Console.WriteLine($"Gemm.Describe() (default backend): {Gemm.Describe()}");
-Console.WriteLine($"median of {reps} timed reps after warm-up; GFLOP/s = 2·M·N·K / time");
+Console.WriteLine($"load average at start (other processes on the machine): {LoadAverage()}");
+Console.WriteLine($"managed threads: {threads}; OPENBLAS_NUM_THREADS={Environment.GetEnvironmentVariable("OPENBLAS_NUM_THREADS") ?? "(unset)"}");
+Console.WriteLine($"GFLOP/s = 2·M·N·K / time; median (and best) of {reps} timed reps after warm-up, managed and OpenBLAS reps interleaved");
 Console.WriteLine();
-Console.WriteLine("| M×N×K | managed GFLOP/s | OpenBLAS GFLOP/s | managed/OpenBLAS | max rel diff |");
-Console.WriteLine("|---|---:|---:|---:|---:|");
+Console.WriteLine("| M×N×K | managed GFLOP/s | OpenBLAS GFLOP/s | managed/OpenBLAS (median) | managed best | OpenBLAS best | ratio (best) | max rel diff |");
+Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|");
 
 var rng = new Random(42);
 foreach (var (M, N, K, _) in shapes)
@@ -36,10 +40,22 @@ foreach (var (M, N, K, _) in shapes)
     for (int i = 0; i < b.Length; i++) b[i] = (float)(rng.NextDouble() * 2 - 1);
 
     double flops = 2.0 * M * N * K;
-    double managed = Measure(() => ManagedGemm.Run(false, false, M, N, K, 1f, a, K, b, N, 0f, c1, N), reps, flops);
-    double openblas = OpenBlasGemm.IsAvailable
-        ? Measure(() => OpenBlasGemm.Run(false, false, M, N, K, 1f, a, K, b, N, 0f, c2, N), reps, flops)
-        : double.NaN;
+    Action managed = () => ManagedGemm.Run(false, false, M, N, K, 1f, a, K, b, N, 0f, c1, N, threads);
+    Action openblas = OpenBlasGemm.IsAvailable ? () => OpenBlasGemm.Run(false, false, M, N, K, 1f, a, K, b, N, 0f, c2, N) : () => { };
+    Warm(managed);
+    Warm(openblas);
+    var tm = new double[reps];
+    var to = new double[reps];
+    var sw = new Stopwatch();
+    for (int r = 0; r < reps; r++)
+    {
+        sw.Restart(); managed(); tm[r] = sw.Elapsed.TotalSeconds;
+        sw.Restart(); openblas(); to[r] = sw.Elapsed.TotalSeconds;
+    }
+    Array.Sort(tm);
+    Array.Sort(to);
+    double gm = flops / tm[reps / 2] / 1e9, go = OpenBlasGemm.IsAvailable ? flops / to[reps / 2] / 1e9 : double.NaN;
+    double bm = flops / tm[0] / 1e9, bo = OpenBlasGemm.IsAvailable ? flops / to[0] / 1e9 : double.NaN;
     double maxRel = 0;
     if (OpenBlasGemm.IsAvailable)
     {
@@ -47,22 +63,18 @@ foreach (var (M, N, K, _) in shapes)
         foreach (float v in c2) scale = Math.Max(scale, Math.Abs(v));
         for (int i = 0; i < c1.Length; i++) maxRel = Math.Max(maxRel, Math.Abs(c1[i] - c2[i]) / scale);
     }
-    Console.WriteLine($"| {M}×{N}×{K} | {managed:F1} | {openblas:F1} | {managed / openblas * 100:F0}% | {maxRel:E1} |");
+    Console.WriteLine($"| {M}×{N}×{K} | {gm:F1} | {go:F1} | {gm / go * 100:F0}% | {bm:F1} | {bo:F1} | {bm / bo * 100:F0}% | {maxRel:E1} |");
 }
 
-static double Measure(Action run, int reps, double flops)
+Console.WriteLine();
+Console.WriteLine($"load average at end: {LoadAverage()}");
+
+static string LoadAverage() => File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Trim() : "?";
+
+static void Warm(Action run)
 {
-    // Warm-up: JIT tiering (the kernels are AggressiveOptimization, the drivers tier up), page faults, thread pool.
+    // Warm-up: JIT tiering (the kernels are AggressiveOptimization, the drivers tier up), page faults, thread pools.
     var sw = Stopwatch.StartNew();
-    int warm = 0;
-    while (warm < 3 || (sw.Elapsed.TotalSeconds < 0.5 && warm < 50)) { run(); warm++; }
-    var times = new double[reps];
-    for (int r = 0; r < reps; r++)
-    {
-        sw.Restart();
-        run();
-        times[r] = sw.Elapsed.TotalSeconds;
-    }
-    Array.Sort(times);
-    return flops / times[reps / 2] / 1e9;
+    int n = 0;
+    while (n < 3 || (sw.Elapsed.TotalSeconds < 0.5 && n < 50)) { run(); n++; }
 }
