@@ -321,35 +321,31 @@ public static class Emitter
         w.Indent--; w.WriteLine("}");
         w.Indent--; w.WriteLine("}");
 
-        // backward: recompute the values, then propagate adjoints in reverse
+        // backward: recompute the values, then propagate adjoints in reverse. With a broadcast input (a bias,
+        // a position table), tasks own column ranges of the shortest broadcast length nb, so each task alone
+        // sums the rows into its columns of every broadcast gradient: no shared partials, deterministic.
+        bool anyB = bcast.Any(b => b);
         w.WriteLine($"internal static void {name}_Backward<T>(T* dy, {dParams}, {xParams}, int n, ulong seed, bool training) {Where}");
         w.WriteLine("{"); w.Indent++;
-        w.WriteLine($"int chunks = (n + {RT}.Par.ReduceChunk - 1) / {RT}.Par.ReduceChunk;");
-        for (int i = 0; i < ni; i++)
-            if (bcast[i]) w.WriteLine($"T[]? part{i} = dx{i} == null ? null : global::System.Buffers.ArrayPool<T>.Shared.Rent(chunks * n{i}); if (part{i} != null) global::System.Array.Clear(part{i}, 0, chunks * n{i});");
         w.WriteLine("nint pdy = (nint)dy, " + string.Join(", ", Enumerable.Range(0, ni).Select(i => $"pd{i} = (nint)dx{i}, p{i} = (nint)x{i}")) + ";");
-        w.WriteLine("fixed (" + "T* " + (Enumerable.Range(0, ni).Any(i => bcast[i]) ? string.Join(", ", Enumerable.Range(0, ni).Where(i => bcast[i]).Select(i => $"q{i} = part{i}")) : "unused = (T[]?)null") + ")");
-        w.WriteLine("{"); w.Indent++;
-        var qPins = string.Join("", Enumerable.Range(0, ni).Where(i => bcast[i]).Select(i => $", pq{i} = (nint)q{i}"));
-        if (qPins.Length > 0) w.WriteLine($"nint {qPins.Substring(2)};");
-        var dArgs = string.Join(", ", Enumerable.Range(0, ni).Select(i => bcast[i] ? $"(T*)pq{i}" : $"(T*)pd{i}"));
-        w.WriteLine($"{RT}.Par.ForChunks(n, (c, lo, hi) => {name}_BackwardRange<T>((T*)pdy, {dArgs}, {xArgs}, c, lo, hi, seed, training));");
+        var dArgs = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"(T*)pd{i}"));
+        if (!anyB)
+            w.WriteLine($"{RT}.Par.For(n, {RT}.Par.Grain, (lo, hi) => {name}_BackwardRange<T>((T*)pdy, {dArgs}, {xArgs}, 1, lo, hi, 0, 1, seed, training));");
+        else
+        {
+            w.WriteLine($"int nb = {string.Join(", ", Enumerable.Range(0, ni).Where(i => bcast[i]).Select(i => $"n{i}").Aggregate((a, b) => $"global::System.Math.Min({a}, {b})"))};");
+            w.WriteLine("if (n == 0 || nb == 0) return;");
+            w.WriteLine("int rows = n / nb;");
+            w.WriteLine($"{RT}.Par.For(nb, global::System.Math.Max(1, {RT}.Par.Grain / global::System.Math.Max(1, rows)), (j0, j1) => {name}_BackwardRange<T>((T*)pdy, {dArgs}, {xArgs}, nb, j0, j1, 0, rows, seed, training));");
+        }
         w.Indent--; w.WriteLine("}");
-        for (int i = 0; i < ni; i++)
-            if (bcast[i])
-            {
-                w.WriteLine($"if (part{i} != null)");
-                w.WriteLine("{"); w.Indent++;
-                w.WriteLine($"for (int c = 0; c < chunks; c++) for (int j = 0; j < n{i}; j++) dx{i}[j] += part{i}[c * n{i} + j];");
-                w.WriteLine($"global::System.Buffers.ArrayPool<T>.Shared.Return(part{i});");
-                w.Indent--; w.WriteLine("}");
-            }
-        w.Indent--; w.WriteLine("}");
-        w.WriteLine($"static void {name}_BackwardRange<T>(T* dy, {dParams}, {xParams}, int chunk, int lo, int hi, ulong seed, bool training) {Where}");
+        w.WriteLine($"static void {name}_BackwardRange<T>(T* dy, {dParams}, {xParams}, int nb, int j0, int j1, int r0, int r1, ulong seed, bool training) {Where}");
         w.WriteLine("{"); w.Indent++;
         EmitConsts(w, topo);
-        w.WriteLine("for (int i = lo; i < hi; i++)");
+        w.WriteLine("for (int r = r0; r < r1; r++)");
+        w.WriteLine("for (int j = j0; j < j1; j++)");
         w.WriteLine("{"); w.Indent++;
+        w.WriteLine("int i = r * nb + j;");
         EmitValues(w, topo, bcast);
         EmitAdjoints(w, topo, n.Expr!, ni, bcast);
         w.Indent--; w.WriteLine("}");
@@ -469,7 +465,7 @@ public static class Emitter
             var leaf = t.Order.FirstOrDefault(e => e is FIn f && f.Index == i);
             if (leaf is null || !hasAdj.Contains(t[leaf])) continue;
             w.WriteLine(bcast[i]
-                ? $"if (dx{i} != null) dx{i}[chunk * n{i} + i % n{i}] += g{t[leaf]};"
+                ? $"if (dx{i} != null) dx{i}[i % n{i}] += g{t[leaf]};"
                 : $"if (dx{i} != null) dx{i}[i] += g{t[leaf]};");
         }
     }

@@ -50,15 +50,12 @@ public static class MathT
     }
 }
 
-/// <summary>Deterministic parallel loops: the work is split by fixed sizes, never by the core count, so
-/// results are bitwise the same on any machine.</summary>
+/// <summary>Deterministic parallel loops: the work is split by fixed sizes, never by the core count, and no two
+/// tasks write one element, so results are bitwise the same on any machine.</summary>
 public static class Par
 {
     /// <summary>Elements per task for element-wise loops.</summary>
     public const int Grain = 16384;
-    /// <summary>Elements per chunk for loops that reduce (broadcast gradients): each chunk sums privately,
-    /// then chunks are added in order.</summary>
-    public const int ReduceChunk = 32768;
 
     public static void For(int n, int grain, Action<int, int> body)
     {
@@ -66,13 +63,5 @@ public static class Par
         if (n <= grain) { body(0, n); return; }
         int chunks = (n + grain - 1) / grain;
         Parallel.For(0, chunks, c => body(c * grain, Math.Min(n, (c + 1) * grain)));
-    }
-
-    public static void ForChunks(int n, Action<int, int, int> body)
-    {
-        if (n <= 0) return;
-        int chunks = (n + ReduceChunk - 1) / ReduceChunk;
-        if (chunks == 1) { body(0, 0, n); return; }
-        Parallel.For(0, chunks, c => body(c, c * ReduceChunk, Math.Min(n, (c + 1) * ReduceChunk)));
     }
 }
