@@ -1,0 +1,189 @@
+using System.Text;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Bert.Runtime.Checkpoints;
+
+/// <summary>A Hugging Face <c>config.json</c> (the fields of transformers' BertConfig, AlbertConfig for ALBERT-style
+/// models), built from a model's constants or read back and checked against a model.</summary>
+public sealed class HfConfig
+{
+    /// <summary>Which model constant each config key holds.</summary>
+    public static readonly IReadOnlyList<(string Constant, string Key)> ConstantKeys =
+    [
+        ("Vocab", "vocab_size"), ("Hidden", "hidden_size"), ("Layers", "num_hidden_layers"), ("Heads", "num_attention_heads"),
+        ("Ffn", "intermediate_size"), ("MaxLen", "max_position_embeddings"), ("Types", "type_vocab_size"),
+        ("Embedding", "embedding_size"), ("Classes", "num_labels"),
+    ];
+
+    /// <summary>Our own key: the name of the compiled model (ModelInfo.Name) the checkpoint was saved from.</summary>
+    public const string BertModelKey = "bert_model";
+
+    public HfConfig(JsonObject json) => Json = json;
+
+    public JsonObject Json { get; }
+
+    public string? ModelType => Json["model_type"] is JsonValue v && v.TryGetValue<string>(out var s) ? s : null;
+    public string? BertModel => Json[BertModelKey] is JsonValue v && v.TryGetValue<string>(out var s) ? s : null;
+
+    public IReadOnlyList<string> Architectures => Json["architectures"] is JsonArray a
+        ? a.Select(x => x is JsonValue v && v.TryGetValue<string>(out var s) ? s : null).OfType<string>().ToArray()
+        : [];
+
+    /// <summary>An integer field; null when absent or null. A non-integer value is an error.</summary>
+    public long? Get(string key, string source = "config.json")
+    {
+        var node = Json[key];
+        if (node is null) return null;
+        if (node is JsonValue v && v.GetValueKind() == JsonValueKind.Number)
+        {
+            if (v.TryGetValue<long>(out var l)) return l;
+            if (v.TryGetValue<double>(out var d) && d == Math.Floor(d) && Math.Abs(d) < 1e15) return (long)d;
+        }
+        throw new CheckpointException($"{source} has {key} = {node.ToJsonString()}, which is not an integer; fix that field or re-save the checkpoint.", source);
+    }
+
+    /// <summary>num_labels, or the size of id2label when only that is given (as transformers derives it).</summary>
+    public long? NumLabels(string source = "config.json") =>
+        Get("num_labels", source) ?? (Json["id2label"] is JsonObject o ? o.Count : null);
+
+    /// <summary>The label names from id2label, in id order; null when absent.</summary>
+    public IReadOnlyList<string>? Labels => Json["id2label"] is JsonObject o
+        ? o.Select(kv => (Id: int.TryParse(kv.Key, out var i) ? i : int.MaxValue, Name: kv.Value?.ToString() ?? ""))
+            .OrderBy(x => x.Id).Select(x => x.Name).ToArray()
+        : null;
+
+    /// <summary>The base-model prefix of the tensor names ("bert.", "albert."), or "" when the model has none.</summary>
+    public static string BaseModelPrefix(ModelInfo info)
+    {
+        foreach (var p in info.Parameters)
+        {
+            int i = p.HfName.IndexOf("embeddings.word_embeddings.", StringComparison.Ordinal);
+            if (i > 0 && p.HfName[i - 1] == '.' && p.HfName.LastIndexOf('.', i - 2) < 0) return p.HfName[..i];
+        }
+        return "";
+    }
+
+    /// <summary>"albert" for ALBERT-style models (an "albert." prefix or a factorized Embedding constant), else "bert".</summary>
+    public static string ModelTypeOf(ModelInfo info) =>
+        BaseModelPrefix(info) == "albert." || (BaseModelPrefix(info) == "" && info.Constants.ContainsKey("Embedding")) ? "albert" : "bert";
+
+    static bool Has(ModelInfo info, string hfName) => info.Parameters.Any(p => p.HfName == hfName);
+
+    /// <summary>Whether the model ends in a <c>classifier.*</c> head (sequence classification).</summary>
+    public static bool IsClassifier(ModelInfo info) => Has(info, "classifier.weight");
+
+    /// <summary>The transformers class that holds the same tensors: BertForPreTraining, BertForMaskedLM,
+    /// BertForSequenceClassification, ... (Albert... for ALBERT-style models).</summary>
+    public static string ArchitectureOf(ModelInfo info)
+    {
+        string t = ModelTypeOf(info) == "albert" ? "Albert" : "Bert";
+        bool mlm = Has(info, "cls.predictions.bias"), nsp = Has(info, "cls.seq_relationship.weight");
+        if (mlm && nsp) return t + "ForPreTraining";
+        if (mlm) return t + "ForMaskedLM";
+        if (nsp) return t + "ForNextSentencePrediction";
+        if (IsClassifier(info)) return t + "ForSequenceClassification";
+        return t + "Model";
+    }
+
+    /// <summary>The config for a model: its constants under BertConfig's names, BERT's fixed hyper-parameters
+    /// (GELU, dropout 0.1, LayerNorm ε 1e-12, initializer range 0.02) and, for classifiers, id2label/label2id
+    /// (LABEL_0, LABEL_1, ... unless <paramref name="labels"/> names them).</summary>
+    public static HfConfig FromModel(ModelInfo info, IReadOnlyList<string>? labels = null, string torchDtype = "float32")
+    {
+        var c = new SortedDictionary<string, JsonNode?>(StringComparer.Ordinal);
+        string type = ModelTypeOf(info);
+        c["architectures"] = new JsonArray(ArchitectureOf(info));
+        c["model_type"] = type;
+        c[BertModelKey] = info.Name;
+        foreach (var (constant, key) in ConstantKeys)
+            if (info.Constants.TryGetValue(constant, out var v)) c[key] = v;
+        c["hidden_act"] = "gelu";
+        c["hidden_dropout_prob"] = 0.1;
+        c["attention_probs_dropout_prob"] = 0.1;
+        c["initializer_range"] = 0.02;
+        c["layer_norm_eps"] = 1e-12;
+        c["pad_token_id"] = 0;
+        c["position_embedding_type"] = "absolute";
+        c["torch_dtype"] = torchDtype;
+        if (type == "albert")
+        {
+            c["num_hidden_groups"] = 1;
+            c["inner_group_num"] = 1;
+            c["classifier_dropout_prob"] = 0.1;
+        }
+        if (IsClassifier(info) && info.Constants.TryGetValue("Classes", out var classes))
+        {
+            if (labels is not null && labels.Count != classes)
+                throw new ArgumentException($"{info.Name} has {classes} classes but {labels.Count} label names were given.", nameof(labels));
+            var id2label = new JsonObject();
+            var label2id = new JsonObject();
+            for (int i = 0; i < classes; i++)
+            {
+                string name = labels?[i] ?? $"LABEL_{i}";
+                id2label[i.ToString()] = name;
+                if (label2id.ContainsKey(name)) throw new ArgumentException($"Label '{name}' is given twice.", nameof(labels));
+                label2id[name] = i;
+            }
+            c["id2label"] = id2label;
+            c["label2id"] = label2id;
+        }
+        var json = new JsonObject();
+        foreach (var (k, v) in c) json[k] = v;
+        return new HfConfig(json);
+    }
+
+    /// <summary>Reads a config.json; a file that is not a JSON object gives a <see cref="CheckpointException"/>.</summary>
+    public static HfConfig Read(string path)
+    {
+        string text;
+        try { text = File.ReadAllText(path, Encoding.UTF8); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new CheckpointException($"Cannot read {path} ({e.Message.TrimEnd('.')}); check that the file is readable.", path, e);
+        }
+        return Parse(text, path);
+    }
+
+    public static HfConfig Parse(string json, string source = "config.json")
+    {
+        JsonNode? node;
+        try { node = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { AllowTrailingCommas = false }); }
+        catch (JsonException e)
+        {
+            throw new CheckpointException($"{source} is not valid JSON ({e.Message.TrimEnd('.')}); re-save the checkpoint or delete config.json to load the weights without the size check.", source, e);
+        }
+        if (node is not JsonObject o)
+            throw new CheckpointException($"{source} is JSON but not an object; re-save the checkpoint or delete config.json to load the weights without the size check.", source);
+        return new HfConfig(o);
+    }
+
+    static readonly JsonSerializerOptions Indented = new() { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    public string ToJson() => Json.ToJsonString(Indented) + "\n";
+
+    /// <summary>Writes the config atomically (temporary file, flush, move).</summary>
+    public void Save(string path) => AtomicFile.Write(path, s => s.Write(Encoding.UTF8.GetBytes(ToJson())));
+
+    /// <summary>Throws a <see cref="CheckpointException"/> when this config describes a model of another type or
+    /// size than <paramref name="info"/>. num_labels is compared only when both are the same classifier
+    /// architecture (a pre-training config's num_labels says nothing about a classifier's head).</summary>
+    public void Check(ModelInfo info, string source)
+    {
+        string ours = ModelTypeOf(info);
+        string fix = BertModel is { } saved && saved != info.Name
+            ? $"load it into the matching model ({saved}) or save a new checkpoint from {info.Name}"
+            : "load it into the matching model or save a new checkpoint from this one";
+        if (ModelType is { } mt && mt != ours)
+            throw new CheckpointException($"{source} was saved from a {mt} model but this model ({info.Name}) is a {ours} model; {fix}.", source);
+        foreach (var (constant, key) in ConstantKeys)
+        {
+            if (!info.Constants.TryGetValue(constant, out var want)) continue;
+            if (constant == "Classes" && !(IsClassifier(info) && Architectures.Contains(ArchitectureOf(info)))) continue;
+            var have = constant == "Classes" ? NumLabels(source) : Get(key, source);
+            if (have is { } h && h != want)
+                throw new CheckpointException($"{source} was saved from a model with {key} {h} but this model ({info.Name}) has {want}; {fix}.", source);
+        }
+    }
+}
