@@ -89,13 +89,13 @@ public sealed class Lowering
             switch (a.Kind)
             {
                 case ArgKind.Tensor:
-                    if (!a.HasShape) { Report("BERT0016", a.Loc, a.Name); continue; }
-                    if (!CheckDims(a.Name, a.Shape, a.Loc, allowSym: true)) continue;
+                    if (!a.HasShape) { Report("BERT0016", a.Loc, a.Name); env[a.Name] = Reported; continue; }
+                    if (!CheckDims(a.Name, a.Shape, a.Loc, allowSym: true)) { env[a.Name] = Reported; continue; }
                     var v = _g.NewValue(a.Name, a.Shape.ToArray(), ValueKind.Input);
                     v.InputIndex = _g.FloatInputs.Count; v.NeedsGrad = true;
                     _g.FloatInputs.Add(v); env[a.Name] = v; break;
                 case ArgKind.Other:
-                    Report("BERT0012", a.Loc, a.Name); break;
+                    Report("BERT0012", a.Loc, a.Name); env[a.Name] = Reported; break;
                 default:
                     var shape = a.HasShape ? a.Shape.ToArray() : a.Kind switch
                     {
@@ -103,7 +103,7 @@ public sealed class Lowering
                         ArgKind.Rows => new[] { Sym.G },
                         _ => new[] { Sym.B, Sym.T },
                     };
-                    if (!CheckDims(a.Name, shape.ToEquatable(), a.Loc, allowSym: true)) continue;
+                    if (!CheckDims(a.Name, shape.ToEquatable(), a.Loc, allowSym: true)) { env[a.Name] = Reported; continue; }
                     var ii = new IntInput { Name = a.Name, Kind = a.Kind, Shape = shape, Index = _g.IntInputs.Count };
                     _g.IntInputs.Add(ii); env[a.Name] = ii; break;
             }
@@ -143,7 +143,9 @@ public sealed class Lowering
         if (depth > 16) return inst;
         foreach (var p in b.Params)
         {
-            if (!CheckDims(p.Name, p.Shape, p.ShapeLoc, allowSym: false) || p.Shape.Count == 0) continue;
+            if (_badDecl.Contains(b.Name + "." + p.Name)) continue;
+            if (!CheckDims(p.Name, p.Shape, p.ShapeLoc, allowSym: false)) { _badDecl.Add(b.Name + "." + p.Name); continue; }
+            if (p.Shape.Count == 0) continue;
             long len = p.Shape.Aggregate(1L, (a, d) => a * d);
             var name = path + p.Name;
             var e = new ParamEntry
@@ -159,7 +161,7 @@ public sealed class Lowering
         }
         foreach (var s in b.Subs)
         {
-            if (s.Count < 1) { Report("BERT0006", s.Loc, s.Name, s.Count); continue; }
+            if (s.Count < 1) { if (_badDecl.Add(b.Name + "." + s.Name)) Report("BERT0006", s.Loc, s.Name, s.Count); continue; }
             if (!_blocks.TryGetValue(s.BlockType, out var bs)) continue;
             var reps = new List<Instance>();
             for (int i = 0; i < s.Count; i++)
@@ -199,11 +201,21 @@ public sealed class Lowering
         return null;
     }
 
+    /// <summary>Stands for a name whose declaration already has an error (an input without a shape, a parameter with
+    /// a bad dimension, a block stacked 0 times): its uses fail without a second, misleading diagnostic.</summary>
+    static readonly object Reported = new();
+    /// <summary>"Block.member" of parameters and block fields whose declarations were reported.</summary>
+    readonly HashSet<string> _badDecl = new();
+
+    /// <summary>A number that is not a compile-time constant; the op that needs a constant reports it.</summary>
+    sealed class NotConst { public string Text = ""; }
+
     object? Lookup(string name, Instance inst, Dictionary<string, object> env)
     {
         if (env.TryGetValue(name, out var v)) return v;
         if (inst.Params.TryGetValue(name, out var p)) return p.V;
         if (inst.Subs.TryGetValue(name, out var s)) return s;
+        if (_badDecl.Contains(inst.Spec.Name + "." + name)) return Reported;
         return null;
     }
 
@@ -216,12 +228,14 @@ public sealed class Lowering
             {
                 var v = Lookup(id.Name, inst, env);
                 if (v is null) Report("BERT0015", id.Loc, id.Name, inst.Spec.Name);
-                return v;
+                return v == Reported ? null : v;
             }
+            case ExNotConst nc: return new NotConst { Text = nc.Text };
             case ExBad bad: Report("BERT0103", bad.Loc, bad.Description); return null;
             case ExMember mem:
             {
                 var t = Lookup(mem.Target, inst, env);
+                if (t == Reported) return null;
                 if (t is ValueTuple<SubSpec, List<Instance>> sub)
                 {
                     if (sub.Item2.Distinct().Count() != 1) { Report("BERT0107", mem.Loc, $"'{mem.Target}' is stacked {sub.Item2.Count} times; name one repetition's parameter only of a single or shared block"); return null; }
@@ -235,6 +249,7 @@ public sealed class Lowering
             {
                 var x = Lower(u.X, inst, env);
                 if (x is double d) return -d;
+                if (x is NotConst) return x;
                 if (x is Value xv) return Pw("neg", new List<Value> { xv }, new FOp("neg", new FIn(0)), u.Loc, xv.Shape);
                 if (x is not null) Report("BERT0106", u.Loc, "'-'", "a tensor or a number", Kind(x));
                 return null;
@@ -249,6 +264,7 @@ public sealed class Lowering
     {
         Value v => "a tensor " + Sym.Shape(v.Shape),
         double => "a number",
+        NotConst n => "'" + n.Text + "', a number that is not a compile-time constant",
         IntInput i => "the integer input '" + i.Name + "'",
         _ => "a block",
     };
@@ -259,6 +275,13 @@ public sealed class Lowering
         var r = Lower(b.R, inst, env);
         if (l is null || r is null) return null;
         string op = b.Op switch { "+" => "add", "-" => "sub", "*" => "mul", _ => "div" };
+        // Arithmetic on a run-time number stays one (reported by the op that needs a constant); with a tensor it is
+        // a scalar operand that has to be a constant.
+        if (l is NotConst || r is NotConst)
+        {
+            if (l is NotConst or double && r is NotConst or double) return l as NotConst ?? r;
+            if (l is Value || r is Value) { Report("BERT0104", (l is NotConst ? b.L : b.R).Loc, "scalar operand of '" + b.Op + "'"); return null; }
+        }
         if (l is double dl && r is double dr) return op switch { "add" => dl + dr, "sub" => dl - dr, "mul" => dl * dr, _ => dl / dr };
         if (l is Value lv && r is double rd) return Pw(op, new List<Value> { lv }, new FOp(op, new FIn(0), new FConst(rd)), b.Loc, lv.Shape);
         if (l is double ld && r is Value rv) return Pw(op, new List<Value> { rv }, new FOp(op, new FConst(ld), new FIn(0)), b.Loc, rv.Shape);
@@ -309,6 +332,7 @@ public sealed class Lowering
         if (c.Target is not null && c.Target != "Ops" && c.Target != "Activations" && c.Target != _m.ClassName)
         {
             var t = Lookup(c.Target, inst, env);
+            if (t == Reported) return null;
             if (t is ValueTuple<SubSpec, List<Instance>> sub && c.Method == "Forward") return CallBlock(sub.Item1, sub.Item2, c, inst, env);
             if (t is null) { Report("BERT0015", c.Loc, c.Target, inst.Spec.Name); return null; }
             Report("BERT0102", c.Loc, c.Target + "." + c.Method, string.Join(", ", Vocabulary));

@@ -208,6 +208,10 @@ public static class Parser
         }
     }
 
+    static bool IsNumber(ITypeSymbol t) => t.SpecialType is SpecialType.System_Int32 or SpecialType.System_Int64 or SpecialType.System_Single
+        or SpecialType.System_Double or SpecialType.System_Int16 or SpecialType.System_Byte or SpecialType.System_SByte or SpecialType.System_UInt16
+        or SpecialType.System_UInt32 or SpecialType.System_UInt64 or SpecialType.System_Decimal;
+
     static string Describe(SyntaxNode n) => n.Kind().ToString().Replace("Syntax", "")
         .Replace("Statement", " statement").Replace("Expression", " expression").ToLowerInvariant().Trim();
 
@@ -220,6 +224,11 @@ public static class Parser
         var cv = model.GetConstantValue(e, ct);
         if (cv.HasValue && cv.Value is IConvertible && cv.Value is not string and not bool and not char)
             return new ExNum(Convert.ToDouble(cv.Value, System.Globalization.CultureInfo.InvariantCulture), loc);
+        // A number read from a field or property that is not 'const' (static readonly, instance, computed): the
+        // ops that need a constant report it there, instead of calling it an unknown name.
+        if (e is IdentifierNameSyntax or MemberAccessExpressionSyntax &&
+            model.GetSymbolInfo(e, ct).Symbol switch { IFieldSymbol { IsConst: false } f => f.Type, IPropertySymbol p => p.Type, _ => null } is { } vt && IsNumber(vt))
+            return new ExNotConst(e.ToString(), loc);
         switch (e)
         {
             case ParenthesizedExpressionSyntax p: return ToEx(p.Expression, model, consts, ct);
@@ -409,3 +418,6 @@ public static class Parser
 
 /// <summary>A call with the names of its named arguments ("" for positional ones).</summary>
 public sealed record ExCallN(string? Target, string Method, EquatableArray<Ex> Args, EquatableArray<string> ArgNames, Loc Loc) : Ex(Loc);
+
+/// <summary>A number that is not a compile-time constant (a static readonly field, a property): Text is its source.</summary>
+public sealed record ExNotConst(string Text, Loc Loc) : Ex(Loc);
