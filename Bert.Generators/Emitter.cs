@@ -75,7 +75,8 @@ public static class Emitter
         foreach (var n in g.Nodes)
         {
             var kernel = n.Kind == OpKind.Pointwise ? Lit("K" + n.Id) : "null";
-            w.WriteLine($"new({n.Id}, {RT}.OpKind.{n.Kind}, {Lit(n.Label)}, new string[] {{ {string.Join(", ", n.Inputs.Select(i => Lit(Sym.Shape(i.Shape))))} }}, {Lit(Sym.Shape(n.Out.Shape))}, {Lit(n.Loc.ToString())}, sources: new string[] {{ {string.Join(", ", n.Sources.Select(Lit))} }}, kernel: {kernel}, heads: {n.Heads}, dropout: {Num(n.P)}),");
+            var saved = plan.Saved.Where(kv => kv.Key.Item1 == n).OrderBy(kv => kv.Key.Item2).Select(kv => kv.Value.Id);
+            w.WriteLine($"new({n.Id}, {RT}.OpKind.{n.Kind}, {Lit(n.Label)}, new string[] {{ {string.Join(", ", n.Inputs.Select(i => Lit(Sym.Shape(i.Shape))))} }}, {Lit(Sym.Shape(n.Out.Shape))}, {Lit(n.Loc.ToString())}, sources: new string[] {{ {string.Join(", ", n.Sources.Select(Lit))} }}, kernel: {kernel}, heads: {n.Heads}, dropout: {Num(n.P)}, buffer: {plan.Act[n.Out].Id}, saved: {Ints(saved)}),");
         }
         w.Indent--; w.WriteLine("},");
         w.WriteLine($"kernels: new {RT}.FusedKernelInfo[]");

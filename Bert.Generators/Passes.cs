@@ -163,7 +163,8 @@ public sealed class Plan
         plan.SlotsInfer = Assign(plan.Bufs.Where(b => b.Role != BufRole.Gradient).ToList(), b => true, b => b.Def,
             b =>
             {
-                if (b.Role == BufRole.Saved) return b.Def;
+                // A cross-entropy's probabilities stay readable after forward (accuracy, predictions).
+                if (b.Role == BufRole.Saved) return b.Name.EndsWith(".probs") && b.Name.StartsWith("CrossEntropy") ? int.MaxValue : b.Def;
                 if (b.Pinned && b.Of == g.Output) return int.MaxValue;
                 if (b.Of is { } v && v.Kind == ValueKind.Input) return int.MaxValue;
                 return b.Of is { } o && o.Consumers.Count > 0 ? o.Consumers.Max(c => Fwd(c.Id)) : b.Def;

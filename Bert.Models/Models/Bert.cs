@@ -133,3 +133,13 @@ public partial class BertClassifier : BertArchitecture
 /// <summary>BERT-Nano (2 layers, hidden 32, 4 heads): small enough for gradient checks and smoke runs.</summary>
 [Model] public partial class BertNanoPreTraining : BertPreTraining { public new const int Hidden = 32, Layers = 2, Heads = 4, MaxLen = 64; }
 [Model] public partial class BertNanoClassifier : BertClassifier { public new const int Hidden = 32, Layers = 2, Heads = 4, MaxLen = 64, Classes = 3; }
+
+[Model] public partial class BertSmallPreTraining : BertPreTraining { public new const int Hidden = 512, Layers = 4, Heads = 8; }
+[Model] public partial class BertMediumPreTraining : BertPreTraining { public new const int Hidden = 512, Layers = 8, Heads = 8; }
+[Model] public partial class BertLargePreTraining : BertPreTraining { public new const int Hidden = 1024, Layers = 24, Heads = 16; }
+[Model] public partial class BertSmallClassifier : BertClassifier { public new const int Hidden = 512, Layers = 4, Heads = 8; }
+[Model] public partial class BertMediumClassifier : BertClassifier { public new const int Hidden = 512, Layers = 8, Heads = 8; }
+[Model] public partial class BertBaseClassifier : BertClassifier { public new const int Hidden = 768, Layers = 12, Heads = 12; }
+[Model] public partial class BertLargeClassifier : BertClassifier { public new const int Hidden = 1024, Layers = 24, Heads = 16; }
+/// <summary>BERT-Mini with a three-way output (negative, neutral, positive).</summary>
+[Model] public partial class BertMini3Classifier : BertClassifier { public new const int Hidden = 256, Layers = 4, Heads = 4, Classes = 3; }

@@ -234,7 +234,7 @@ public static class Checkpoint
 
 /// <summary>Writes through a temporary file in the target's folder, flushed to disk, then moved over the target,
 /// so readers see either the old file or the whole new one.</summary>
-internal static class AtomicFile
+public static class AtomicFile
 {
     /// <summary>Writes a temporary sibling of <paramref name="path"/> (created with its folder) and returns its path;
     /// on failure the temporary file is removed and the exception rethrown.</summary>

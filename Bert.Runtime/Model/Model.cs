@@ -143,6 +143,16 @@ public sealed unsafe class Model<T> where T : unmanaged, IBinaryFloatingPointIee
 
     public ReadOnlySpan<T> Output => _ex.Buf(Info.OutputBuffer);
 
+    /// <summary>The softmax probabilities [N, K] of the index-th CrossEntropy of the forward schedule (in the
+    /// order written), valid after Forward until Backward: accuracy and predictions read them.</summary>
+    public ReadOnlySpan<T> Probabilities(int index = 0)
+    {
+        if (!_forwardDone) throw new InvalidOperationException("Call Forward before reading probabilities.");
+        var ce = Info.Ops.Where(o => o.Kind == OpKind.CrossEntropy).ElementAtOrDefault(index)
+            ?? throw new ArgumentOutOfRangeException(nameof(index), $"Model {Info.Name} has no CrossEntropy number {index}.");
+        return _ex.Buf(ce.Saved[0]);
+    }
+
     /// <summary>Runs the backward schedule after Forward, accumulating into Gradients (call ZeroGradients
     /// between steps). A scalar output is seeded with 1; otherwise pass dOutput.</summary>
     public void Backward(ReadOnlySpan<T> dOutput = default)

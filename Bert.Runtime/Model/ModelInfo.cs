@@ -41,13 +41,14 @@ public sealed record BufferInfo(int Id, string Name, BufferRole Role, SizeExpr S
         : this(id, name, role, size, slotTrain, slotInfer) { }
 }
 
-/// <summary>One op of the compiled forward schedule (after fusion); Sources are the DSL ops it stands for.</summary>
+/// <summary>One op of the compiled forward schedule (after fusion); Sources are the DSL ops it stands for,
+/// Buffer its output, Saved what it keeps for backward.</summary>
 public sealed record OpInfo(int Id, OpKind Kind, string Label, string[] InputShapes, string OutputShape, string Location,
-    string[] Sources, string? Kernel, int Heads, double Dropout)
+    string[] Sources, string? Kernel, int Heads, double Dropout, int Buffer, int[] Saved)
 {
     public OpInfo(int id, OpKind kind, string label, string[] inputShapes, string outputShape, string location,
-        string[] sources, string? kernel, int heads, double dropout, int _ = 0)
-        : this(id, kind, label, inputShapes, outputShape, location, sources, kernel, heads, dropout) { }
+        string[] sources, string? kernel, int heads, double dropout, int buffer, int[] saved, int _ = 0)
+        : this(id, kind, label, inputShapes, outputShape, location, sources, kernel, heads, dropout, buffer, saved) { }
 }
 
 public delegate void FusedForward(double[] y, double[][] xs, ulong seed, bool training);

@@ -1,0 +1,309 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using Bert.Data;
+using Bert.Models;
+using Bert.Runtime;
+using Bert.Runtime.Checkpoints;
+using Bert.Runtime.Kernels;
+using Bert.Text;
+using Bert.Training;
+using Spectre.Console;
+
+namespace Bert.Cli;
+
+/// <summary>The `bert` command: tokenize, pre-train, fine-tune, evaluate, predict, inspect, and the demo.</summary>
+public static class Program
+{
+    static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
+
+    public static int Main(string[] args)
+    {
+        using var cancel = new CancellationTokenSource();
+        ConsoleCancelEventHandler onCancel = (_, e) =>
+        {
+            if (cancel.IsCancellationRequested) return;  // a second Ctrl-C ends the process
+            e.Cancel = true;
+            cancel.Cancel();
+            Console.Error.WriteLine("Stopping after this step (Ctrl-C again to quit at once)…");
+        };
+        Console.CancelKeyPress += onCancel;
+        try
+        {
+            var root = Build(cancel.Token);
+            return root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = null });
+        }
+        catch (Exception e) when (UserError(e) is string message)
+        {
+            Console.Error.WriteLine("error: " + message);
+            return 1;
+        }
+        finally { Console.CancelKeyPress -= onCancel; }
+    }
+
+    /// <summary>The one sentence to show for a mistake a user can make; null for a bug (which then shows its trace).</summary>
+    static string? UserError(Exception e) => e switch
+    {
+        DataException or CheckpointException or TrainingException or ArgumentException or FileNotFoundException
+            or DirectoryNotFoundException or UnauthorizedAccessException or InvalidDataException => e.Message,
+        IOException io => io.Message,
+        InvalidOperationException io when io.Message.Contains("OpenBLAS") || io.Message.Contains("BERT_BLAS") => io.Message,
+        _ => null,
+    };
+
+    static Option<T> Opt<T>(string name, string description, T defaultValue) =>
+        new(name) { Description = description, DefaultValueFactory = _ => defaultValue };
+
+    public static RootCommand Build(CancellationToken cancel)
+    {
+        var root = new RootCommand("Bert: declare, pre-train and fine-tune BERT models in C#. Runs on the CPU; --device cuda arrives with the CUDA backend.");
+        var device = Opt("--device", "cpu or cuda", "cpu");
+        device.AcceptOnlyFromAmong("cpu", "cuda");
+        var seed = Opt("--seed", "random seed: the same seed gives the same run", 1);
+
+        // ---- demo ----
+        var demo = new Command("demo", "Pre-train BERT on the embedded corpus, then fine-tune on Amazon, IMDb, Yelp and SST-2; compare with training from scratch.");
+        var dSize = Opt("--size", "model size (tiny, mini, …)", "mini");
+        var dSteps = Opt("--pretrain-steps", "pre-training steps (more takes longer and helps more)", 600);
+        var dEpochs = Opt("--epochs", "fine-tuning epochs on each set", 4);
+        var dOut = Opt("--out", "folder for the checkpoints", Path.Combine(Path.GetTempPath(), "bert-demo"));
+        var dSets = Opt("--sets", "comma-separated labeled sets", string.Join(",", DataSets.Named));
+        var dSst2Epochs = Opt("--sst2-epochs", "fine-tuning epochs on SST-2 (larger than the others)", 2);
+        foreach (var o in new Option[] { dSize, dSteps, dEpochs, dSst2Epochs, dOut, dSets, seed, device }) demo.Options.Add(o);
+        demo.SetAction(pr => RequireCpu(pr.GetValue(device)!) ?? Demo.Run(new Demo.Settings(pr.GetValue(dSize)!, pr.GetValue(dSteps), pr.GetValue(dEpochs),
+            pr.GetValue(dSst2Epochs), pr.GetValue(dOut)!, pr.GetValue(dSets)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries), pr.GetValue(seed)), cancel));
+        root.Subcommands.Add(demo);
+
+        // ---- pretrain ----
+        var pre = new Command("pretrain", "Pre-train a BERT model (masked LM + next sentence) on text.");
+        var corpus = new Option<string[]>("--corpus") { Description = "text files (documents separated by blank lines); default: the embedded corpus", AllowMultipleArgumentsPerToken = true };
+        var size = Opt("--size", "model size: " + string.Join(", ", Catalog.Sizes), "mini");
+        var steps = Opt("--steps", "optimizer steps", 1000);
+        var batch = Opt("--batch", "sequences per micro-batch", 32);
+        var accumulate = Opt("--accumulate", "micro-batches per optimizer step", 1);
+        var maxLen = Opt("--max-len", "maximum sequence length in tokens", 128);
+        var lr = Opt("--lr", "peak learning rate", 5e-4);
+        var warmup = Opt("--warmup", "fraction of steps spent warming up", 0.1);
+        var optimizer = Opt("--optimizer", "adamw, or lamb for large batches", "adamw");
+        optimizer.AcceptOnlyFromAmong("adamw", "lamb");
+        var wholeWord = Opt("--whole-word", "mask whole words", false);
+        var vocabDir = new Option<string?>("--vocab") { Description = "folder with vocab.txt and tokenizer_config.json (default: bert-base-uncased)" };
+        var evalEvery = Opt("--eval-every", "evaluate on held-out text every N steps (0: at the end)", 0);
+        var output = new Option<string>("--out") { Description = "checkpoint folder (resumes when it holds a run)", Required = true };
+        foreach (var o in new Option[] { corpus, size, steps, batch, accumulate, maxLen, lr, warmup, optimizer, wholeWord, vocabDir, evalEvery, output, seed, device }) pre.Options.Add(o);
+        pre.SetAction(pr => RequireCpu(pr.GetValue(device)!) ?? Pretrain(pr.GetValue(corpus), pr.GetValue(size)!, pr.GetValue(vocabDir), pr.GetValue(output)!,
+            new PretrainingOptions { MaxSeqLength = pr.GetValue(maxLen), WholeWordMask = pr.GetValue(wholeWord) },
+            new TrainOptions { BatchSize = pr.GetValue(batch), Accumulate = pr.GetValue(accumulate), LearningRate = pr.GetValue(lr), WarmupFraction = pr.GetValue(warmup),
+                Optimizer = pr.GetValue(optimizer)!, Seed = (ulong)pr.GetValue(seed), EvalEvery = pr.GetValue(evalEvery) }, pr.GetValue(steps), cancel));
+        root.Subcommands.Add(pre);
+
+        // ---- finetune ----
+        var ft = new Command("finetune", "Fine-tune a sequence classifier on a labeled set.");
+        var data = new Option<string>("--data") { Description = "amazon, imdb, yelp, sst2, or a text<TAB>label file", Required = true };
+        var dev = new Option<string?>("--dev") { Description = "dev file (default: a fixed stratified 80/20 split)" };
+        var format = Opt("--format", "file format: tsv (text<TAB>label) or sst2 (label first)", "tsv");
+        var from = new Option<string?>("--from") { Description = "pre-trained checkpoint folder (default: random initialization)" };
+        var epochs = Opt("--epochs", "passes over the training set", 3);
+        var ftLr = Opt("--lr", "peak learning rate", 1e-4);
+        var ftLen = Opt("--max-len", "maximum tokens per text (longer ones are truncated and counted)", 128);
+        var ftOut = new Option<string>("--out") { Description = "checkpoint folder", Required = true };
+        foreach (var o in new Option[] { data, dev, format, from, size, epochs, batch, ftLr, ftLen, warmup, ftOut, seed, device }) ft.Options.Add(o);
+        ft.SetAction(pr => RequireCpu(pr.GetValue(device)!) ?? Finetune(pr.GetValue(data)!, pr.GetValue(dev), pr.GetValue(format)!, pr.GetValue(from), pr.GetValue(size)!,
+            pr.GetValue(ftOut)!, pr.GetValue(ftLen), pr.GetValue(epochs),
+            new TrainOptions { BatchSize = pr.GetValue(batch), LearningRate = pr.GetValue(ftLr), WarmupFraction = pr.GetValue(warmup), Seed = (ulong)pr.GetValue(seed) }, cancel));
+        root.Subcommands.Add(ft);
+
+        // ---- eval ----
+        var ev = new Command("eval", "Accuracy of a fine-tuned classifier on a labeled set.");
+        var model = new Option<string>("--model") { Description = "checkpoint folder of a classifier", Required = true };
+        foreach (var o in new Option[] { model, data, dev, format, ftLen, device }) ev.Options.Add(o);
+        ev.SetAction(pr => RequireCpu(pr.GetValue(device)!) ?? Eval(pr.GetValue(model)!, pr.GetValue(data)!, pr.GetValue(dev), pr.GetValue(format)!, pr.GetValue(ftLen)));
+        root.Subcommands.Add(ev);
+
+        // ---- predict ----
+        var pred = new Command("predict", "Classify texts: the argument, or one text per line on standard input.");
+        var text = new Argument<string?>("text") { Description = "the text (omit to read lines from standard input)", Arity = ArgumentArity.ZeroOrOne };
+        pred.Arguments.Add(text);
+        foreach (var o in new Option[] { model, ftLen, device }) pred.Options.Add(o);
+        pred.SetAction(pr => RequireCpu(pr.GetValue(device)!) ?? Predict(pr.GetValue(model)!, pr.GetValue(text), pr.GetValue(ftLen)));
+        root.Subcommands.Add(pred);
+
+        // ---- vocab ----
+        var voc = new Command("vocab", "Build a WordPiece vocabulary from a corpus (for another language).");
+        var vCorpus = new Option<string[]>("--corpus") { Description = "text files", Required = true, AllowMultipleArgumentsPerToken = true };
+        var vSize = Opt("--size", "entries in the vocabulary", 8000);
+        var cased = Opt("--cased", "keep upper case", false);
+        var keepAccents = Opt("--keep-accents", "keep accents (é and e stay different)", false);
+        var minFreq = Opt("--min-frequency", "characters seen fewer times become [UNK]", 2);
+        var vOut = new Option<string>("--out") { Description = "folder for vocab.txt and tokenizer_config.json", Required = true };
+        foreach (var o in new Option[] { vCorpus, vSize, cased, keepAccents, minFreq, vOut }) voc.Options.Add(o);
+        voc.SetAction(pr => Vocab(pr.GetValue(vCorpus)!, pr.GetValue(vSize), pr.GetValue(cased), pr.GetValue(keepAccents), pr.GetValue(minFreq), pr.GetValue(vOut)!));
+        root.Subcommands.Add(voc);
+
+        // ---- info ----
+        var info = new Command("info", "Parameters, FLOPs per token and the memory plan of a declared model.");
+        var which = new Argument<string>("model") { Description = "a size (" + string.Join(", ", Catalog.Sizes) + ") or a model name (e.g. BertMiniClassifier)" };
+        var head = Opt("--head", "pretraining or classifier", "pretraining");
+        var iBatch = Opt("--batch", "batch size for the memory plan", 32);
+        var iSeq = Opt("--seq", "sequence length for the memory plan", 128);
+        info.Arguments.Add(which);
+        foreach (var o in new Option[] { head, iBatch, iSeq }) info.Options.Add(o);
+        info.SetAction(pr => Info(pr.GetValue(which)!, pr.GetValue(head)!, pr.GetValue(iBatch), pr.GetValue(iSeq)));
+        root.Subcommands.Add(info);
+        return root;
+    }
+
+    static int? RequireCpu(string device)
+    {
+        if (device == "cpu") return null;
+        Console.Error.WriteLine("error: --device cuda is not available in this build yet (the CUDA backend is in progress); run with --device cpu.");
+        return 2;
+    }
+
+    internal static WordPiece Tokenizer(string? dir) => dir is null ? WordPiece.BertBaseUncased() : WordPiece.Load(dir);
+
+    static int Pretrain(string[]? corpusFiles, string size, string? vocab, string outDir, PretrainingOptions data, TrainOptions train, long steps, CancellationToken cancel)
+    {
+        var entry = Catalog.Get(size, "pretraining");
+        var tok = Tokenizer(vocab);
+        var (docs, how) = DataSets.Corpus(corpusFiles);
+        Console.WriteLine($"Model {entry.Info.Name}: {entry.Info.ParameterCount:N0} parameters; corpus: {how}; {Gemm.Describe()}");
+        var instances = Data.Pretraining.CreateInstances(docs, tok, data, (int)train.Seed);
+        var model = entry.Create();
+        model.InitParameters(train.Seed);
+        var job = new PretrainJob(model, tok, instances, data, train.BatchSize, train.Seed);
+        Console.WriteLine($"{job.TrainInstances:N0} training sequences ({job.StepsPerEpoch} steps an epoch); masks drawn anew each epoch.");
+        var loop = new TrainLoop
+        {
+            Model = model, Options = train, TotalSteps = steps, Bind = job.Bind, StepMetrics = job.Metrics, Evaluate = job.Evaluate, Dir = outDir,
+            SaveExtras = tok.Save, Metadata = new Dictionary<string, string> { ["task"] = "pretraining" },
+        };
+        if (loop.TryResume()) Console.WriteLine($"Resuming from step {loop.Step} in {outDir}.");
+        Reporter.Run("pre-training", loop, cancel);
+        if (cancel.IsCancellationRequested) return 130;
+        var best = loop.Best!;
+        Reporter.Table("pre-training", ["steps", "final loss", "held-out MLM loss", "held-out MLM accuracy", "held-out NSP accuracy"],
+            [[loop.Step.ToString(Inv), loop.Losses[^1].Loss.ToString("F4", Inv), (-best.Score).ToString("F4", Inv),
+              best.Metrics.GetValueOrDefault("mlm_acc").ToString("P1", Inv), best.Metrics.GetValueOrDefault("nsp_acc").ToString("P1", Inv)]]);
+        Console.WriteLine($"Saved to {outDir} (best held-out checkpoint in {Path.Combine(outDir, "best")}).");
+        return 0;
+    }
+
+    /// <summary>Reads a checkpoint folder's config.json to find which declared model it holds.</summary>
+    internal static (Catalog.Entry Entry, Model<float> Model) LoadModel(string dir)
+    {
+        var config = HfConfig.Read(Path.Combine(dir, "config.json"));
+        var name = config.BertModel ?? throw new CheckpointException($"{dir}/config.json does not say which Bert model it holds (no bert_model field); save it with Bert.", dir);
+        var entry = Catalog.ByName(name);
+        var model = entry.Create();
+        Checkpoint.Load(dir, model);
+        return (entry, model);
+    }
+
+    static int Finetune(string dataSpec, string? devFile, string format, string? from, string size, string outDir, int maxLen, int epochs, TrainOptions train, CancellationToken cancel)
+    {
+        var (trainSet, devSet, how) = DataSets.Load(dataSpec, devFile, format);
+        var tok = Tokenizer(from);
+        var entry = Catalog.Get(size, "classifier", Math.Max(2, trainSet.Classes));
+        var model = entry.Create();
+        model.InitParameters(train.Seed);
+        if (from is not null)
+        {
+            var (_, pre) = LoadModel(from);
+            int n = FinetuneJob.Transfer(pre, model);
+            Console.WriteLine($"Initialized {n} of {model.Info.Parameters.Count} tensors from {from}; the classifier head starts fresh.");
+        }
+        var job = new FinetuneJob(model, tok, trainSet, devSet, maxLen, train.BatchSize, (int)train.Seed);
+        Console.WriteLine($"{entry.Info.Name} on {how}; {job.Truncated} texts truncated to {maxLen} tokens.");
+        var loop = new TrainLoop
+        {
+            Model = model, Options = train, TotalSteps = (long)epochs * job.StepsPerEpoch, Bind = job.Bind, StepMetrics = job.Metrics,
+            Evaluate = job.Evaluate, Dir = outDir, SaveExtras = tok.Save,
+            Metadata = new Dictionary<string, string> { ["task"] = "classification", ["data"] = dataSpec },
+        };
+        if (loop.TryResume()) Console.WriteLine($"Resuming from step {loop.Step} in {outDir}.");
+        Reporter.Run("fine-tuning", loop, cancel);
+        if (cancel.IsCancellationRequested) return 130;
+        Console.WriteLine(string.Create(Inv, $"Best dev accuracy {loop.Best!.Score:P2}; best checkpoint in {Path.Combine(outDir, "best")}."));
+        return 0;
+    }
+
+    static int Eval(string dir, string dataSpec, string? devFile, string format, int maxLen)
+    {
+        var (entry, model) = LoadModel(dir);
+        var tok = WordPiece.Load(dir);
+        var (_, devSet, how) = DataSets.Load(dataSpec, devFile, format);
+        var set = devSet.Examples.Select(e => (tok.EncodePair(e.Text, null, Math.Min(maxLen, model.Info.MaxLen)).Ids, e.Label)).ToList();
+        var r = FinetuneJob.Evaluate(model, set, tok.PadId, 32);
+        Reporter.Table($"{entry.Info.Name} on {how}", ["examples", "accuracy", "loss"],
+            [[set.Count.ToString(Inv), r.Score.ToString("P2", Inv), r.Loss.ToString("F4", Inv)]]);
+        return 0;
+    }
+
+    static int Predict(string dir, string? text, int maxLen)
+    {
+        var (_, model) = LoadModel(dir);
+        var tok = WordPiece.Load(dir);
+        var texts = text is not null ? new List<string> { text } : ReadStdin();
+        if (texts.Count == 0) throw new ArgumentException("No text to classify; pass it as an argument or one per line on standard input.");
+        foreach (var chunk in texts.Chunk(32))
+        {
+            var items = chunk.Select(t => (tok.EncodePair(t, null, Math.Min(maxLen, model.Info.MaxLen)).Ids, -100)).ToArray();
+            FinetuneJob.BindBatch(model, items, tok.PadId, training: false);
+            model.Forward();
+            var p = model.Probabilities(0);
+            int K = p.Length / items.Length;
+            for (int b = 0; b < items.Length; b++)
+            {
+                var row = p.Slice(b * K, K);
+                int label = PretrainJob.ArgMax(row);
+                Console.WriteLine(string.Create(Inv, $"{label}\t{row[label]:F3}\t{chunk[b]}"));
+            }
+        }
+        return 0;
+    }
+
+    static List<string> ReadStdin()
+    {
+        var lines = new List<string>();
+        string? line;
+        while ((line = Console.In.ReadLine()) is not null) if (line.Trim().Length > 0) lines.Add(line);
+        return lines;
+    }
+
+    static int Vocab(string[] files, int size, bool cased, bool keepAccents, int minFrequency, string outDir)
+    {
+        var lines = new List<string>();
+        foreach (var f in files)
+        {
+            if (!File.Exists(f)) throw new ArgumentException($"Corpus file '{f}' does not exist; check the path.");
+            lines.AddRange(TextSource.Lines(TextSource.ReadFile(f)).Select(l => l.Line));
+        }
+        var settings = new TokenizerSettings { LowerCase = !cased, StripAccents = !keepAccents };
+        var sw = Stopwatch.StartNew();
+        var built = VocabBuilder.Build(lines, size, settings, minFrequency);
+        var tok = built.ToTokenizer();
+        tok.Save(outDir);
+        Console.WriteLine($"Wrote {tok.VocabSize} entries to {Path.Combine(outDir, WordPiece.VocabFileName)} in {sw.Elapsed.TotalSeconds:F1} s (lower case: {settings.LowerCase}, strip accents: {settings.StripAccents}).");
+        return 0;
+    }
+
+    static int Info(string which, string head, int batch, int seq)
+    {
+        var entry = Catalog.All.FirstOrDefault(e => e.Info.Name.Equals(which, StringComparison.OrdinalIgnoreCase)) ?? Catalog.Get(which, head);
+        var i = entry.Info;
+        int rows = (int)Math.Round(batch * seq * 0.15);
+        double flops = Catalog.FlopsPerToken(i, seq, 0.15);
+        Reporter.Table(i.Name, ["property", "value"],
+        [
+            ["parameters", i.ParameterCount.ToString("N0", Inv)],
+            ["constants", string.Join(", ", i.Constants.OrderBy(c => c.Key).Select(c => $"{c.Key}={c.Value}"))],
+            ["ops after fusion", $"{i.Ops.Count} ({i.Kernels.Count} fused element-wise kernels)"],
+            ["training FLOPs per token", $"{flops / 1e6:F1} M (6·N + 12·L·T·C + 6·(C²+C·V)·f, T={seq}, f=0.15)"],
+            ["activation memory, training", $"{i.ActivationBytes(batch, seq, rows, 4, true) / 1048576.0:F1} MiB at B={batch}, T={seq} (without reuse {i.UnplannedBytes(batch, seq, rows, 4, true) / 1048576.0:F1} MiB)"],
+            ["activation memory, inference", $"{i.ActivationBytes(batch, seq, rows, 4, false) / 1048576.0:F1} MiB"],
+            ["parameters + gradients + AdamW", $"{i.ParameterCount * 16 / 1048576.0:F1} MiB (fp32)"],
+        ]);
+        return 0;
+    }
+}

@@ -1,0 +1,52 @@
+using System.Globalization;
+using Bert.Training;
+using Spectre.Console;
+
+namespace Bert.Cli;
+
+/// <summary>Shows training progress: a live Spectre.Console display on a terminal, one plain line every few
+/// steps when the output goes to a file or a pipe.</summary>
+public static class Reporter
+{
+    static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
+
+    public static bool Interactive => !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive;
+
+    public static string Line(StepReport r) =>
+        string.Create(Inv, $"step {r.Step}/{r.TotalSteps}  loss {r.Loss:F4}  ") +
+        string.Join("  ", r.Metrics.Select(kv => string.Create(Inv, $"{kv.Key} {kv.Value:P1}"))) +
+        string.Create(Inv, $"  lr {r.Lr:E2}  {r.TokensPerSecond:F0} tok/s  {r.Elapsed:mm\\:ss} elapsed  ETA {r.Eta:mm\\:ss}");
+
+    /// <summary>Runs a training loop with progress shown under a title.</summary>
+    public static void Run(string title, TrainLoop loop, CancellationToken cancel, int plainEvery = 0)
+    {
+        if (!Interactive)
+        {
+            int every = plainEvery > 0 ? plainEvery : (int)Math.Max(1, loop.TotalSteps / 20);
+            Console.WriteLine(title);
+            loop.Run(r => { if (r.Step % every == 0 || r.Step == r.TotalSteps) Console.WriteLine("  " + Line(r)); }, cancel);
+            return;
+        }
+        AnsiConsole.Progress()
+            .AutoClear(false)
+            .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+            .Start(ctx =>
+            {
+                var task = ctx.AddTask(Markup.Escape(title), maxValue: loop.TotalSteps);
+                task.Value = loop.Step;
+                loop.Run(r =>
+                {
+                    task.Value = r.Step;
+                    task.Description = Markup.Escape(title + "  " + Line(r));
+                }, cancel);
+            });
+    }
+
+    public static void Table(string title, string[] headers, IEnumerable<string[]> rows)
+    {
+        var t = new Table().Title(Markup.Escape(title)).Border(TableBorder.Rounded);
+        foreach (var h in headers) t.AddColumn(Markup.Escape(h));
+        foreach (var r in rows) t.AddRow(r.Select(Markup.Escape).ToArray());
+        AnsiConsole.Write(t);
+    }
+}

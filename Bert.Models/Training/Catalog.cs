@@ -1,0 +1,59 @@
+using Bert.Runtime;
+
+namespace Bert.Models;
+
+/// <summary>The declared models by name, for the command line: a size and a head.</summary>
+public static class Catalog
+{
+    public sealed record Entry(string Size, string Head, int Classes, ModelInfo Info, Func<Model<float>> Create);
+
+    static Entry E(string size, string head, int classes, ModelInfo info, Func<Model<float>> create) => new(size, head, classes, info, create);
+
+    public static IReadOnlyList<Entry> All { get; } =
+    [
+        E("nano", "pretraining", 2, BertNanoPreTraining.Info, BertNanoPreTraining.Create<float>),
+        E("tiny", "pretraining", 2, BertPreTraining.Info, BertPreTraining.Create<float>),
+        E("mini", "pretraining", 2, BertMiniPreTraining.Info, BertMiniPreTraining.Create<float>),
+        E("small", "pretraining", 2, BertSmallPreTraining.Info, BertSmallPreTraining.Create<float>),
+        E("medium", "pretraining", 2, BertMediumPreTraining.Info, BertMediumPreTraining.Create<float>),
+        E("base", "pretraining", 2, BertBasePreTraining.Info, BertBasePreTraining.Create<float>),
+        E("large", "pretraining", 2, BertLargePreTraining.Info, BertLargePreTraining.Create<float>),
+        E("nano", "classifier", 3, BertNanoClassifier.Info, BertNanoClassifier.Create<float>),
+        E("tiny", "classifier", 2, BertClassifier.Info, BertClassifier.Create<float>),
+        E("mini", "classifier", 2, BertMiniClassifier.Info, BertMiniClassifier.Create<float>),
+        E("mini", "classifier", 3, BertMini3Classifier.Info, BertMini3Classifier.Create<float>),
+        E("small", "classifier", 2, BertSmallClassifier.Info, BertSmallClassifier.Create<float>),
+        E("medium", "classifier", 2, BertMediumClassifier.Info, BertMediumClassifier.Create<float>),
+        E("base", "classifier", 2, BertBaseClassifier.Info, BertBaseClassifier.Create<float>),
+        E("large", "classifier", 2, BertLargeClassifier.Info, BertLargeClassifier.Create<float>),
+        E("albert", "classifier", 2, AlbertClassifier.Info, AlbertClassifier.Create<float>),
+    ];
+
+    public static IEnumerable<string> Sizes => All.Select(e => e.Size).Distinct();
+
+    /// <summary>The model of a size and head; for classifiers the one with that many classes.</summary>
+    public static Entry Get(string size, string head, int classes = 2)
+    {
+        var bySize = All.Where(e => e.Size.Equals(size, StringComparison.OrdinalIgnoreCase)).ToList();
+        if (bySize.Count == 0)
+            throw new ArgumentException($"There is no model size '{size}'; choose one of {string.Join(", ", Sizes)}.");
+        var entry = bySize.FirstOrDefault(e => e.Head == head && (head != "classifier" || e.Classes == classes));
+        return entry ?? throw new ArgumentException(
+            $"There is no {size} {head} with {classes} classes; declare one in Bert.Models/Models (a one-line variant) or choose one of: " +
+            string.Join(", ", All.Where(e => e.Head == head).Select(e => $"{e.Size} ({e.Classes} classes)")) + ".");
+    }
+
+    public static Entry ByName(string modelName) => All.FirstOrDefault(e => e.Info.Name == modelName)
+        ?? throw new ArgumentException($"This build has no model named '{modelName}'.");
+
+    /// <summary>Training FLOPs per token, forward and backward: 6·N + 12·L·T·C + 6·(C² + C·V)·f, where N counts
+    /// the encoder's weights and f is the fraction of tokens that go through the MLM head.</summary>
+    public static double FlopsPerToken(ModelInfo info, int seq, double maskedFraction)
+    {
+        long L = info.Constants.GetValueOrDefault("Layers", 0), C = info.Constants.GetValueOrDefault("Hidden", 0), V = info.Constants.GetValueOrDefault("Vocab", 0);
+        long n = info.Parameters.Where(p => p.HfName.Contains(".encoder.")).Sum(p => p.Length);
+        if (info.Parameters.Any(p => p.Block == "Layer" && !p.HfName.Contains(".layer.")) && L > 1) n *= L; // shared layers run L times
+        bool mlm = info.Parameters.Any(p => p.HfName.StartsWith("cls.predictions", StringComparison.Ordinal));
+        return 6.0 * n + 12.0 * L * seq * C + (mlm ? 6.0 * (C * C + C * V) * maskedFraction : 0);
+    }
+}

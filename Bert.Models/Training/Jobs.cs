@@ -1,0 +1,227 @@
+using Bert.Data;
+using Bert.Runtime;
+using Bert.Runtime.Checkpoints;
+using Bert.Text;
+
+namespace Bert.Training;
+
+/// <summary>Pre-training on unlabeled text: masked LM on ~15% of the tokens plus next-sentence prediction.
+/// Masks are drawn anew each epoch from (seed, epoch); batches are bucketed by length.</summary>
+public sealed class PretrainJob
+{
+    readonly List<PretrainingInstance> _train, _heldOut;
+    readonly Masker _masker;
+    readonly WordPiece _tok;
+    readonly Model<float> _model;
+    readonly int _batch, _perEpoch;
+    readonly ulong _seed;
+    int _epochCached = -1;
+    List<MaskedInstance> _epochData = new();
+    List<Batch> _epochBatches = new();
+    readonly List<MaskedInstance> _heldOutMasked;
+    MaskedInstance[] _current = Array.Empty<MaskedInstance>();
+
+    public PretrainJob(Model<float> model, WordPiece tokenizer, IReadOnlyList<PretrainingInstance> instances, PretrainingOptions data, int batchSize, ulong seed, double heldOutFraction = 0.05)
+    {
+        _model = model; _tok = tokenizer; _batch = batchSize; _seed = seed;
+        int vocab = (int)model.Info.Constants["Vocab"];
+        if (tokenizer.VocabSize > vocab)
+            throw new ArgumentException($"The vocabulary has {tokenizer.VocabSize} entries but {model.Info.Name} embeds {vocab}; use a model declared with Vocab = {tokenizer.VocabSize} or a smaller vocabulary.");
+        if (data.MaxSeqLength > model.Info.MaxLen)
+            throw new ArgumentException($"Sequences of {data.MaxSeqLength} tokens are longer than {model.Info.Name}'s MaxLen of {model.Info.MaxLen}; lower --max-len.");
+        var rng = new Random((int)(seed % int.MaxValue));
+        var shuffled = instances.OrderBy(_ => rng.Next()).ToList();
+        int held = Math.Clamp((int)(shuffled.Count * heldOutFraction), 1, Math.Max(1, shuffled.Count - 1));
+        _heldOut = shuffled.Take(held).ToList();
+        _train = shuffled.Skip(held).ToList();
+        if (_train.Count == 0) throw new ArgumentException("The corpus gives too few pre-training instances; give it more text.");
+        _masker = new Masker(tokenizer, data);
+        var hr = new Random(12345);
+        _heldOutMasked = _heldOut.Select(i => _masker.Mask(i, hr)).ToList();
+        _perEpoch = (_train.Count + batchSize - 1) / batchSize;
+    }
+
+    public int TrainInstances => _train.Count;
+    public int StepsPerEpoch => _perEpoch;
+
+    void Epoch(int e)
+    {
+        if (e == _epochCached) return;
+        var rng = new Random(unchecked((int)(_seed * 31 + (ulong)e * 7919)));
+        _epochData = _train.Select(i => _masker.Mask(i, rng)).ToList();
+        _epochBatches = Batching.ByLength(_epochData.Select(m => m.InputIds.Length).ToList(), _batch, unchecked((int)_seed + e));
+        _epochCached = e;
+    }
+
+    /// <summary>Binds micro-batch number <paramref name="index"/> of the whole run; returns its tokens.</summary>
+    public int Bind(long index)
+    {
+        Epoch((int)(index / _perEpoch));
+        var b = _epochBatches[(int)(index % _perEpoch)];
+        _current = b.Indices.Select(i => _epochData[i]).ToArray();
+        return BindBatch(_model, _current, _tok.PadId);
+    }
+
+    public static int BindBatch(Model<float> m, IReadOnlyList<MaskedInstance> batch, int pad)
+    {
+        int B = batch.Count, T = batch.Max(x => x.InputIds.Length), G = batch.Sum(x => x.MaskedPositions.Length);
+        var ids = new int[B * T]; var types = new int[B * T]; var mask = new int[B * T];
+        var rows = new int[G]; var labels = new int[G]; var nsp = new int[B];
+        if (pad != 0) Array.Fill(ids, pad);
+        int g = 0;
+        for (int b = 0; b < B; b++)
+        {
+            var x = batch[b];
+            x.InputIds.CopyTo(ids, b * T); x.TypeIds.CopyTo(types, b * T);
+            mask.AsSpan(b * T, x.InputIds.Length).Fill(1);
+            for (int k = 0; k < x.MaskedPositions.Length; k++) { rows[g] = b * T + x.MaskedPositions[k]; labels[g] = x.MaskedLabels[k]; g++; }
+            nsp[b] = x.NspLabel;
+        }
+        m.Bind(B, T, G, training: true);
+        m.SetInput("ids", ids); m.SetInput("types", types); m.SetInput("mask", mask);
+        m.SetInput("masked", rows); m.SetInput("mlmLabels", labels); m.SetInput("nspLabels", nsp);
+        return B * T;
+    }
+
+    /// <summary>MLM and NSP accuracy of the batch just run forward, from the saved softmax probabilities.</summary>
+    public IReadOnlyDictionary<string, double> Metrics() => Accuracies(_model, _current);
+
+    static Dictionary<string, double> Accuracies(Model<float> m, IReadOnlyList<MaskedInstance> batch)
+    {
+        var mlm = m.Probabilities(0); var nsp = m.Probabilities(1);
+        int V = mlm.Length / Math.Max(1, batch.Sum(x => x.MaskedLabels.Length));
+        int g = 0, right = 0, total = 0, nspRight = 0;
+        for (int b = 0; b < batch.Count; b++)
+        {
+            foreach (var label in batch[b].MaskedLabels)
+            {
+                if (label >= 0) { total++; if (ArgMax(mlm.Slice(g * V, V)) == label) right++; }
+                g++;
+            }
+            if (ArgMax(nsp.Slice(b * 2, 2)) == batch[b].NspLabel) nspRight++;
+        }
+        return new Dictionary<string, double> { ["mlm_acc"] = total == 0 ? 0 : (double)right / total, ["nsp_acc"] = (double)nspRight / batch.Count };
+    }
+
+    public static int ArgMax(ReadOnlySpan<float> xs)
+    {
+        int best = 0;
+        for (int i = 1; i < xs.Length; i++) if (xs[i] > xs[best]) best = i;
+        return best;
+    }
+
+    /// <summary>Masked-LM loss and accuracy on the held-out instances (fixed masks), dropout off.</summary>
+    public EvalReport Evaluate()
+    {
+        double loss = 0; double mlm = 0, nsp = 0; int n = 0;
+        foreach (var chunk in _heldOutMasked.Chunk(_batch))
+        {
+            BindBatch(_model, chunk, _tok.PadId);
+            loss += _model.Forward(training: false)[0] * chunk.Length;
+            var acc = Accuracies(_model, chunk);
+            mlm += acc["mlm_acc"] * chunk.Length; nsp += acc["nsp_acc"] * chunk.Length; n += chunk.Length;
+        }
+        var metrics = new Dictionary<string, double> { ["mlm_acc"] = mlm / n, ["nsp_acc"] = nsp / n };
+        return new EvalReport(loss / n, metrics, -loss / n);
+    }
+}
+
+/// <summary>Fine-tuning a sequence classifier on a labeled set; evaluation is accuracy on a dev set.</summary>
+public sealed class FinetuneJob
+{
+    readonly Model<float> _model;
+    readonly WordPiece _tok;
+    readonly List<(int[] Ids, int Label)> _train, _dev;
+    readonly int _batch, _perEpoch;
+    readonly int _seed;
+    int _epochCached = -1;
+    List<Batch> _batches = new();
+    (int[] Ids, int Label)[] _current = Array.Empty<(int[], int)>();
+
+    public FinetuneJob(Model<float> model, WordPiece tokenizer, LabeledSet train, LabeledSet dev, int maxLen, int batchSize, int seed)
+    {
+        _model = model; _tok = tokenizer; _batch = batchSize; _seed = seed;
+        int classes = (int)model.Info.Constants.GetValueOrDefault("Classes", 2);
+        if (train.Classes > classes)
+            throw new ArgumentException($"{train.Name} has {train.Classes} classes but {model.Info.Name} predicts {classes}; use a classifier declared with Classes = {train.Classes}.");
+        if (maxLen > model.Info.MaxLen) throw new ArgumentException($"--max-len {maxLen} is over {model.Info.Name}'s MaxLen of {model.Info.MaxLen}.");
+        int truncated = 0;
+        List<(int[], int)> Encode(LabeledSet s) => s.Examples.Select(e =>
+        {
+            var p = tokenizer.EncodePair(e.Text, null, maxLen);
+            if (p.Truncated > 0) truncated++;
+            return (p.Ids, e.Label);
+        }).ToList();
+        _train = Encode(train); _dev = Encode(dev);
+        Truncated = truncated;
+        _perEpoch = (_train.Count + batchSize - 1) / batchSize;
+    }
+
+    /// <summary>How many texts were cut to the maximum length.</summary>
+    public int Truncated { get; }
+    public int StepsPerEpoch => _perEpoch;
+
+    public int Bind(long index)
+    {
+        int e = (int)(index / _perEpoch);
+        if (e != _epochCached) { _batches = Batching.ByLength(_train.Select(x => x.Ids).ToList(), _batch, _seed * 7919 + e); _epochCached = e; }
+        var b = _batches[(int)(index % _perEpoch)];
+        _current = b.Indices.Select(i => _train[i]).ToArray();
+        return BindBatch(_model, _current, _tok.PadId, training: true);
+    }
+
+    public static int BindBatch(Model<float> m, IReadOnlyList<(int[] Ids, int Label)> batch, int pad, bool training)
+    {
+        int B = batch.Count, T = batch.Max(x => x.Ids.Length);
+        var ids = new int[B * T]; var types = new int[B * T]; var mask = new int[B * T];
+        if (pad != 0) Array.Fill(ids, pad);
+        for (int b = 0; b < B; b++) { batch[b].Ids.CopyTo(ids, b * T); mask.AsSpan(b * T, batch[b].Ids.Length).Fill(1); }
+        m.Bind(B, T, 0, training);
+        m.SetInput("ids", ids); m.SetInput("types", types); m.SetInput("mask", mask);
+        m.SetInput("labels", batch.Select(x => x.Label).ToArray());
+        return B * T;
+    }
+
+    public IReadOnlyDictionary<string, double> Metrics()
+    {
+        var p = _model.Probabilities(0);
+        int K = p.Length / _current.Length, right = 0;
+        for (int b = 0; b < _current.Length; b++) if (PretrainJob.ArgMax(p.Slice(b * K, K)) == _current[b].Label) right++;
+        return new Dictionary<string, double> { ["acc"] = (double)right / _current.Length };
+    }
+
+    public EvalReport Evaluate() => Evaluate(_model, _dev, _tok.PadId, _batch);
+
+    /// <summary>Accuracy (the score) and mean loss over a set, dropout off.</summary>
+    public static EvalReport Evaluate(Model<float> m, IReadOnlyList<(int[] Ids, int Label)> set, int pad, int batch)
+    {
+        double loss = 0; int right = 0;
+        var order = Enumerable.Range(0, set.Count).OrderBy(i => set[i].Ids.Length).ToArray();
+        foreach (var chunk in order.Chunk(batch))
+        {
+            var items = chunk.Select(i => set[i]).ToArray();
+            BindBatch(m, items, pad, training: false);
+            loss += m.Forward(training: false)[0] * items.Length;
+            var p = m.Probabilities(0);
+            int K = p.Length / items.Length;
+            for (int b = 0; b < items.Length; b++) if (PretrainJob.ArgMax(p.Slice(b * K, K)) == items[b].Label) right++;
+        }
+        double acc = (double)right / set.Count;
+        return new EvalReport(loss / set.Count, new Dictionary<string, double> { ["acc"] = acc }, acc);
+    }
+
+    /// <summary>Copies the weights two models share by Hugging Face name and shape (the encoder from a
+    /// pre-trained model into a classifier); returns how many tensors were copied.</summary>
+    public static int Transfer(Model<float> from, Model<float> to)
+    {
+        int n = 0;
+        foreach (var p in to.Info.Parameters)
+        {
+            var q = from.Info.Parameters.FirstOrDefault(x => x.HfName == p.HfName && x.Shape.SequenceEqual(p.Shape));
+            if (q is null) continue;
+            from.Parameters.Slice((int)q.Offset, (int)q.Length).CopyTo(to.Parameters.Slice((int)p.Offset, (int)p.Length));
+            n++;
+        }
+        return n;
+    }
+}

@@ -1,0 +1,149 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Bert.Runtime;
+using Bert.Runtime.Checkpoints;
+using Bert.Runtime.Training;
+
+namespace Bert.Training;
+
+/// <summary>Settings shared by pre-training and fine-tuning (BERT's defaults where it has them).</summary>
+public sealed record TrainOptions
+{
+    public int BatchSize { get; init; } = 32;
+    /// <summary>Micro-batches whose gradients are summed (and averaged) into one optimizer step.</summary>
+    public int Accumulate { get; init; } = 1;
+    public double LearningRate { get; init; } = 1e-4;
+    public double WarmupFraction { get; init; } = 0.1;
+    public double ClipNorm { get; init; } = 1.0;
+    public double WeightDecay { get; init; } = 0.01;
+    public string Optimizer { get; init; } = "adamw";
+    public ulong Seed { get; init; } = 1;
+    public int EvalEvery { get; init; } = 0;
+}
+
+public sealed record StepReport(long Step, long TotalSteps, double Loss, double Lr, double TokensPerSecond, TimeSpan Elapsed, TimeSpan Eta,
+    IReadOnlyDictionary<string, double> Metrics);
+
+public sealed record EvalReport(double Loss, IReadOnlyDictionary<string, double> Metrics, double Score);
+
+/// <summary>Raised when training cannot go on (a non-finite loss): one sentence naming the step and what was kept.</summary>
+public sealed class TrainingException(string message) : Exception(message);
+
+/// <summary>The optimization loop: micro-batches → forward/backward → average → clip → AdamW/LAMB with BERT's
+/// warm-up and linear decay; evaluation and best-checkpoint keeping; a resumable checkpoint on cancellation.
+/// Every random choice derives from (seed, step), so a resumed run repeats an uninterrupted one exactly.</summary>
+public sealed class TrainLoop
+{
+    public required Model<float> Model { get; init; }
+    public required TrainOptions Options { get; init; }
+    public required long TotalSteps { get; init; }
+    /// <summary>Binds the inputs of one micro-batch (global index); returns its token count.</summary>
+    public required Func<long, int> Bind { get; init; }
+    /// <summary>Metrics of the micro-batch just run forward (accuracy from the saved probabilities).</summary>
+    public Func<IReadOnlyDictionary<string, double>>? StepMetrics { get; init; }
+    public Func<EvalReport>? Evaluate { get; init; }
+    /// <summary>Where checkpoints go (latest in Dir, best in Dir/best); null keeps nothing on disk.</summary>
+    public string? Dir { get; init; }
+    /// <summary>Written beside every checkpoint (tokenizer files and the like).</summary>
+    public Action<string>? SaveExtras { get; init; }
+    public IReadOnlyDictionary<string, string>? Metadata { get; init; }
+
+    Optimizer<float>? _opt;
+    public Optimizer<float> Optimizer => _opt ??= Options.Optimizer.ToLowerInvariant() switch
+    {
+        "adamw" => new AdamW<float>(Model.Info, weightDecay: Options.WeightDecay),
+        "lamb" => new Lamb<float>(Model.Info, weightDecay: Options.WeightDecay),
+        var o => throw new ArgumentException($"Unknown optimizer '{o}'; use adamw or lamb."),
+    };
+
+    public long Step { get; private set; }
+    public EvalReport? Best { get; private set; }
+    public List<(long Step, double Loss)> Losses { get; } = new();
+
+    /// <summary>Restores weights, optimizer state and step from Dir when a resumable checkpoint is there.</summary>
+    public bool TryResume()
+    {
+        if (Dir is null || !File.Exists(Path.Combine(Dir, "trainer_state.json"))) return false;
+        var state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(Path.Combine(Dir, "trainer_state.json")))
+            ?? throw new CheckpointException($"{Dir}/trainer_state.json is empty; delete the folder to start afresh.", Dir);
+        if (state.Model != Model.Info.Name)
+            throw new CheckpointException($"{Dir} holds a run of {state.Model}, not {Model.Info.Name}; choose another output folder.", Dir);
+        Checkpoint.Load(Dir, Model);
+        using (var s = Checkpoint.LoadOptimizerState(Dir)) if (s is not null) Optimizer.LoadState(s);
+        Step = state.Step;
+        if (state.BestScore is double b) Best = new EvalReport(double.NaN, new Dictionary<string, double>(), b);
+        Losses.AddRange(state.Losses.Select(l => (l[0] is var st ? (long)st : 0, l[1])));
+        return true;
+    }
+
+    sealed record TrainerState(string Model, long Step, long TotalSteps, double? BestScore, List<double[]> Losses);
+
+    /// <summary>Runs from the current step to TotalSteps, or until cancelled (then saves a resumable checkpoint).</summary>
+    public void Run(Action<StepReport>? progress, CancellationToken cancel)
+    {
+        var schedule = new LinearWarmupDecay(Options.LearningRate, (long)(Options.WarmupFraction * TotalSteps), TotalSteps);
+        var sw = Stopwatch.StartNew();
+        long tokens = 0, startStep = Step;
+        int accumulate = Math.Max(1, Options.Accumulate);
+        while (Step < TotalSteps)
+        {
+            if (cancel.IsCancellationRequested) { Save(Dir, interrupted: true); return; }
+            Model.ZeroGradients();
+            double loss = 0;
+            var metrics = new Dictionary<string, double>();
+            for (int micro = 0; micro < accumulate; micro++)
+            {
+                long index = Step * accumulate + micro;
+                tokens += Bind(index);
+                float l = Model.Forward(training: true, seed: StepSeed(index))[0];
+                if (!float.IsFinite(l))
+                {
+                    throw new TrainingException($"The loss became {l} at step {Step + 1}; " +
+                        (Dir is null ? "nothing was saved" : $"the last good checkpoint (step {Step}) is in {Dir}") +
+                        "; lower the learning rate or check the data.");
+                }
+                loss += l / accumulate;
+                if (StepMetrics is not null) foreach (var (k, v) in StepMetrics()) metrics[k] = metrics.GetValueOrDefault(k) + v / accumulate;
+                Model.Backward();
+            }
+            var grads = Model.Gradients;
+            if (accumulate > 1) GradientAccumulator.Scale(grads, 1f / accumulate);
+            if (!GradientClipping.AllFinite<float>(grads))
+                throw new TrainingException($"The gradients became non-finite at step {Step + 1}; " +
+                    (Dir is null ? "nothing was saved" : $"the last good checkpoint (step {Step}) is in {Dir}") + "; lower the learning rate.");
+            GradientClipping.ClipByGlobalNorm(grads, Options.ClipNorm);
+            double lr = schedule.At(Step);
+            Optimizer.Step(Model.Parameters, grads, lr);
+            Step++;
+            Losses.Add((Step, loss));
+            var elapsed = sw.Elapsed;
+            double perStep = elapsed.TotalSeconds / Math.Max(1, Step - startStep);
+            progress?.Invoke(new StepReport(Step, TotalSteps, loss, lr, tokens / Math.Max(1e-9, elapsed.TotalSeconds), elapsed,
+                TimeSpan.FromSeconds(perStep * (TotalSteps - Step)), metrics));
+            bool last = Step == TotalSteps;
+            if (Evaluate is not null && ((Options.EvalEvery > 0 && Step % Options.EvalEvery == 0) || last))
+            {
+                var e = Evaluate();
+                if (Best is null || e.Score > Best.Score)
+                {
+                    Best = e;
+                    if (Dir is not null) Save(Path.Combine(Dir, "best"), interrupted: false);
+                }
+            }
+        }
+        Save(Dir, interrupted: false);
+    }
+
+    ulong StepSeed(long microIndex) => Options.Seed * 0x9E3779B97F4A7C15UL ^ (ulong)microIndex * 0xBF58476D1CE4E5B9UL;
+
+    void Save(string? dir, bool interrupted)
+    {
+        if (dir is null) return;
+        var meta = new Dictionary<string, string>(Metadata ?? new Dictionary<string, string>()) { ["step"] = Step.ToString() };
+        Checkpoint.Save(dir, Model, meta, optimizerState: s => Optimizer.SaveState(s));
+        SaveExtras?.Invoke(dir);
+        var state = new TrainerState(Model.Info.Name, Step, TotalSteps, Best?.Score, Losses.Select(l => new[] { (double)l.Step, l.Loss }).ToList());
+        AtomicFile.Write(Path.Combine(dir, "trainer_state.json"), s => JsonSerializer.Serialize(s, state));
+        if (interrupted) Console.Error.WriteLine($"Stopped at step {Step}; a resumable checkpoint is in {dir} (run the same command again to continue).");
+    }
+}
