@@ -10,6 +10,9 @@ public static class Reporter
 {
     static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
 
+    /// <summary>A console over whatever Console.Out is now (so redirected output is captured too).</summary>
+    static IAnsiConsole Out => AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Out) });
+
     public static bool Interactive => !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive;
 
     public static string Line(StepReport r) =>
@@ -27,7 +30,7 @@ public static class Reporter
             loop.Run(r => { if (r.Step % every == 0 || r.Step == r.TotalSteps) Console.WriteLine("  " + Line(r)); }, cancel);
             return;
         }
-        AnsiConsole.Progress()
+        Out.Progress()
             .AutoClear(false)
             .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
             .Start(ctx =>
@@ -47,6 +50,6 @@ public static class Reporter
         var t = new Table().Title(Markup.Escape(title)).Border(TableBorder.Rounded);
         foreach (var h in headers) t.AddColumn(Markup.Escape(h));
         foreach (var r in rows) t.AddRow(r.Select(Markup.Escape).ToArray());
-        AnsiConsole.Write(t);
+        Out.Write(t);
     }
 }

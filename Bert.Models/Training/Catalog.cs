@@ -37,7 +37,9 @@ public static class Catalog
         var bySize = All.Where(e => e.Size.Equals(size, StringComparison.OrdinalIgnoreCase)).ToList();
         if (bySize.Count == 0)
             throw new ArgumentException($"There is no model size '{size}'; choose one of {string.Join(", ", Sizes)}.");
-        var entry = bySize.FirstOrDefault(e => e.Head == head && (head != "classifier" || e.Classes == classes));
+        // A classifier with exactly that many classes, else the smallest head with more (unused classes never win).
+        var entry = bySize.FirstOrDefault(e => e.Head == head && (head != "classifier" || e.Classes == classes))
+            ?? bySize.Where(e => e.Head == head && e.Classes > classes).OrderBy(e => e.Classes).FirstOrDefault();
         return entry ?? throw new ArgumentException(
             $"There is no {size} {head} with {classes} classes; declare one in Bert.Models/Models (a one-line variant) or choose one of: " +
             string.Join(", ", All.Where(e => e.Head == head).Select(e => $"{e.Size} ({e.Classes} classes)")) + ".");

@@ -1,0 +1,131 @@
+using System.Text;
+using Bert.Cli;
+using Xunit;
+
+namespace Bert.Tests.Cli;
+
+[CollectionDefinition("Console", DisableParallelization = true)]
+public class ConsoleCollection { }
+
+/// <summary>The `bert` command end to end with small budgets, in process, on temporary files.</summary>
+[Collection("Console")]
+public class CliTests : IDisposable
+{
+    readonly string _dir = Directory.CreateTempSubdirectory("bert-cli-").FullName;
+    public void Dispose() { try { Directory.Delete(_dir, true); } catch (IOException) { } }
+
+    internal static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var (oldOut, oldErr) = (Console.Out, Console.Error);
+        var (o, e) = (new StringWriter(), new StringWriter());
+        Console.SetOut(o); Console.SetError(e);
+        try { return (Program.Main(args), o.ToString(), e.ToString()); }
+        finally { Console.SetOut(oldOut); Console.SetError(oldErr); }
+    }
+
+    string Corpus()
+    {
+        var path = Path.Combine(_dir, "corpus.txt");
+        var sb = new StringBuilder();
+        var rng = new Random(1);
+        string[] words = ["the", "movie", "was", "good", "bad", "great", "phone", "battery", "film", "actor", "story", "really", "not", "very", "and"];
+        for (int d = 0; d < 30; d++)
+        {
+            for (int s = 0; s < 6; s++) sb.Append(string.Join(' ', Enumerable.Range(0, 8).Select(_ => words[rng.Next(words.Length)]))).Append(". ");
+            sb.Append("\n\n");
+        }
+        File.WriteAllText(path, sb.ToString());
+        return path;
+    }
+
+    string Labeled(string name = "set.tsv")
+    {
+        var path = Path.Combine(_dir, name);
+        var lines = Enumerable.Range(0, 40).Select(i => i % 2 == 0 ? $"a really great film number {i}\t1" : $"a very bad phone number {i}\t0");
+        File.WriteAllText(path, string.Join("\n", lines) + "\n");
+        return path;
+    }
+
+    [Fact]
+    public void Info_ShowsParametersFlopsAndMemory()
+    {
+        var (code, output, _) = Run("info", "mini");
+        Assert.Equal(0, code);
+        Assert.Contains("BertMiniPreTraining", output);
+        Assert.Contains("FLOPs per token", output);
+        Assert.Contains("MiB", output);
+    }
+
+    [Fact]
+    public void PretrainThenFinetuneThenEvalAndPredict()
+    {
+        var pre = Path.Combine(_dir, "pre");
+        var r = Run("pretrain", "--corpus", Corpus(), "--size", "nano", "--steps", "4", "--batch", "8", "--max-len", "32", "--out", pre);
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        foreach (var f in new[] { "model.safetensors", "config.json", "vocab.txt", "tokenizer_config.json", "optimizer.bin", "trainer_state.json" })
+            Assert.True(File.Exists(Path.Combine(pre, f)), f + " missing");
+
+        var ft = Path.Combine(_dir, "ft");
+        r = Run("finetune", "--data", Labeled(), "--from", pre, "--size", "nano", "--epochs", "2", "--batch", "8", "--max-len", "16", "--out", ft);
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        Assert.Contains("Initialized", r.Out);
+        Assert.Contains("Best dev accuracy", r.Out);
+
+        r = Run("eval", "--model", Path.Combine(ft, "best"), "--data", Labeled());
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        Assert.Contains("accuracy", r.Out);
+
+        r = Run("predict", "--model", Path.Combine(ft, "best"), "a really great film");
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        var line = r.Out.Trim().Split('\n').Last();
+        Assert.Matches(@"^[0-2]\t0\.\d{3}\ta really great film$", line);
+    }
+
+    [Fact]
+    public void Vocab_BuildsAVocabularyOfTheAskedSize()
+    {
+        var outDir = Path.Combine(_dir, "vocab");
+        var r = Run("vocab", "--corpus", Corpus(), "--size", "60", "--min-frequency", "1", "--cased", "--keep-accents", "--out", outDir);
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        Assert.Equal(60, File.ReadAllLines(Path.Combine(outDir, "vocab.txt")).Length);
+        Assert.Contains("\"do_lower_case\": false", File.ReadAllText(Path.Combine(outDir, "tokenizer_config.json")));
+    }
+
+    [Theory]
+    [InlineData("finetune --data /nonexistent/x.tsv --size nano --out {dir}/a", "neither a data set")]
+    [InlineData("pretrain --corpus /nonexistent/c.txt --size nano --steps 1 --out {dir}/b", "does not exist")]
+    [InlineData("pretrain --size galactic --steps 1 --out {dir}/c", "no model size 'galactic'")]
+    [InlineData("predict --model {dir}/nothing hello", "")]
+    [InlineData("finetune --data {bad} --size nano --out {dir}/d", "line 2")]
+    [InlineData("pretrain --size nano --steps 1 --max-len 100000 --out {dir}/e", "MaxLen")]
+    public void BadInput_IsOneSentenceAndANonZeroExit(string command, string expected)
+    {
+        var bad = Path.Combine(_dir, "bad.tsv");
+        File.WriteAllText(bad, "fine text\t1\nno label here\n");
+        var args = command.Replace("{dir}", _dir).Replace("{bad}", bad).Split(' ');
+        var r = Run(args);
+        Assert.NotEqual(0, r.Code);
+        var err = r.Err.Trim();
+        Assert.StartsWith("error: ", err);
+        Assert.DoesNotContain("   at ", err);                        // no stack trace
+        Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Contains(expected, err);
+    }
+
+    [Fact]
+    public void CudaDevice_SaysItIsNotAvailableYet()
+    {
+        var r = Run("info", "mini");
+        Assert.Equal(0, r.Code);
+        r = Run("finetune", "--data", "amazon", "--size", "nano", "--out", Path.Combine(_dir, "x"), "--device", "cuda");
+        Assert.Equal(2, r.Code);
+        Assert.Contains("--device cuda is not available", r.Err);
+    }
+
+    [Fact]
+    public void UnknownFlag_IsAParseError()
+    {
+        var r = Run("pretrain", "--size", "nano", "--out", _dir, "--bogus", "1");
+        Assert.NotEqual(0, r.Code);
+    }
+}
