@@ -1,0 +1,123 @@
+using Bert.Data;
+using Bert.Models;
+using Bert.Text;
+using Bert.Training;
+using Xunit;
+
+namespace Bert.Tests.Training;
+
+/// <summary>The training loop on real generated models: learning happens, interruption and resumption repeat an
+/// uninterrupted run exactly, and a diverging run stops naming its step.</summary>
+public class TrainLoopTests
+{
+    static readonly WordPiece Tok = WordPiece.BertBaseUncased();
+
+    static LabeledSet Eight() => new("eight",
+    [
+        ("a wonderful film", 1), ("truly great acting", 1), ("i loved this phone", 1), ("best purchase ever", 1),
+        ("a terrible film", 0), ("awful boring acting", 0), ("i hated this phone", 0), ("worst purchase ever", 0),
+    ], 2);
+
+    [Fact]
+    public void TinyClassifier_OverfitsEightExamples()
+    {
+        var m = BertClassifier.Create<float>();
+        m.InitParameters(3);
+        var job = new FinetuneJob(m, Tok, Eight(), Eight(), 16, 8, 1);
+        var loop = new TrainLoop
+        {
+            Model = m, TotalSteps = 60, Bind = job.Bind, Evaluate = job.Evaluate,
+            Options = new TrainOptions { BatchSize = 8, LearningRate = 1e-3, WarmupFraction = 0.1, EvalEvery = 60 },
+        };
+        loop.Run(null, CancellationToken.None);
+        Assert.Equal(1.0, job.Evaluate().Score);
+        Assert.True(loop.Losses[^1].Loss < 0.1, $"final loss {loop.Losses[^1].Loss}");
+    }
+
+    static (PretrainJob Job, Bert.Runtime.Model<float> Model) Pretraining(int seed = 1)
+    {
+        var text = DefaultData.ReadText(DataFile.WikiText2RawTest);
+        var lines = text.Split('\n').Take(600);   // a few hundred lines of WikiText
+        var docs = global::Bert.Data.Pretraining.WikiTextDocuments(string.Join('\n', lines));
+        var options = new PretrainingOptions { MaxSeqLength = 48 };
+        var instances = global::Bert.Data.Pretraining.CreateInstances(docs, Tok, options, seed);
+        var m = BertNanoPreTraining.Create<float>();
+        m.InitParameters((ulong)seed);
+        return (new PretrainJob(m, Tok, instances, options, 16, (ulong)seed), m);
+    }
+
+    [Fact]
+    public void Pretraining_LowersTheHeldOutMaskedLmLoss()
+    {
+        var (job, m) = Pretraining();
+        double before = -job.Evaluate().Score;
+        var loop = new TrainLoop
+        {
+            Model = m, TotalSteps = 40, Bind = job.Bind, Evaluate = job.Evaluate,
+            Options = new TrainOptions { BatchSize = 16, LearningRate = 2e-3, WarmupFraction = 0.1 },
+        };
+        loop.Run(null, CancellationToken.None);
+        double after = -job.Evaluate().Score;
+        Assert.True(after < before - 1.0, $"held-out loss {before:F3} → {after:F3}");
+    }
+
+    [Fact]
+    public void InterruptedThenResumed_RepeatsTheUninterruptedLossesExactly()
+    {
+        var dir = Directory.CreateTempSubdirectory("bert-resume-").FullName;
+        try
+        {
+            TrainLoop Loop(PretrainJob job, Bert.Runtime.Model<float> m, string? d) => new()
+            {
+                Model = m, TotalSteps = 8, Bind = job.Bind, Dir = d,
+                Options = new TrainOptions { BatchSize = 16, LearningRate = 1e-3, Seed = 5 },
+            };
+            var (j1, m1) = Pretraining(2);
+            var whole = Loop(j1, m1, null);
+            whole.Run(null, CancellationToken.None);
+
+            var (j2, m2) = Pretraining(2);
+            var first = Loop(j2, m2, dir);
+            using var cts = new CancellationTokenSource();
+            first.Run(r => { if (r.Step == 3) cts.Cancel(); }, cts.Token);   // Ctrl-C after step 3
+            Assert.Equal(3, first.Step);
+
+            var (j3, m3) = Pretraining(2);
+            var second = Loop(j3, m3, dir);
+            Assert.True(second.TryResume());
+            Assert.Equal(3, second.Step);
+            second.Run(null, CancellationToken.None);
+            Assert.Equal(whole.Losses.Select(l => l.Loss), second.Losses.Select(l => l.Loss));
+            Assert.True(m1.Parameters.SequenceEqual(m3.Parameters), "resumed weights differ from the uninterrupted run");
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void DivergingRun_StopsNamingTheStep_AndKeepsTheLastGoodCheckpoint()
+    {
+        var dir = Directory.CreateTempSubdirectory("bert-nan-").FullName;
+        try
+        {
+            var (job, m) = Pretraining(3);
+            var loop = new TrainLoop
+            {
+                Model = m, TotalSteps = 2, Bind = job.Bind, Dir = dir,
+                Options = new TrainOptions { BatchSize = 16, LearningRate = 1e-3 },
+            };
+            loop.Run(null, CancellationToken.None);               // a good checkpoint at step 2
+            var saved = File.ReadAllBytes(Path.Combine(dir, "model.safetensors"));
+            m.Parameters[0] = float.NaN;                          // then the weights go bad
+            var bad = new TrainLoop
+            {
+                Model = m, TotalSteps = 5, Bind = job.Bind, Dir = dir,
+                Options = new TrainOptions { BatchSize = 16, LearningRate = 1e-3 },
+            };
+            var e = Assert.Throws<TrainingException>(() => bad.Run(null, CancellationToken.None));
+            Assert.Contains("step 1", e.Message);
+            Assert.Contains(dir, e.Message);
+            Assert.Equal(saved, File.ReadAllBytes(Path.Combine(dir, "model.safetensors")));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+}
