@@ -145,7 +145,7 @@ public sealed class Lowering
         {
             if (_badDecl.Contains(b.Name + "." + p.Name)) continue;
             if (!CheckDims(p.Name, p.Shape, p.ShapeLoc, allowSym: false)) { _badDecl.Add(b.Name + "." + p.Name); continue; }
-            if (p.Shape.Count == 0) continue;
+            if (p.Shape.Count == 0) { Report("BERT0009", p.ShapeLoc, p.Name, "none"); _badDecl.Add(b.Name + "." + p.Name); continue; }
             long len = p.Shape.Aggregate(1L, (a, d) => a * d);
             var name = path + p.Name;
             var e = new ParamEntry
