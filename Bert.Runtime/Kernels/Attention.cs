@@ -1,6 +1,10 @@
 using System.Buffers;
 using System.Numerics;
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Bert.Runtime.Kernels;
 
@@ -13,6 +17,13 @@ namespace Bert.Runtime.Kernels;
 /// ((b·H+h)·T+q)·T+k, dropout), else probs; out[b,q,h·D+d] = Σ_k dropped[b,h,q,k] · V[b,k,h·D+d].
 /// Each (b,h) owns its slice of out_, probs and dQkv, so heads run in parallel without races, and the
 /// keep mask is recomputed in Backward rather than stored.</summary>
+/// <remarks>Per (b,h) the products are GEMMs on strided views of qkv / out / dQkv (row stride 3C or C):
+/// forward scores = scale·Q·Kᵀ (written straight into probs), out = dropped·V; backward dDropped = dOut·Vᵀ,
+/// dV += droppedᵀ·dOut, dS = P ⊙ (dP − rowsum(P ⊙ dP)), dQ += scale·dS·K, dK += scale·dSᵀ·Q, all through the managed
+/// GEMM (see <see cref="Mm{TFloat}"/> for why not OpenBLAS). Large calls run the (b,h) pairs in parallel, each GEMM on
+/// one thread; every element is computed by the same arithmetic whatever thread runs its pair, so results are bitwise
+/// reproducible. The dropout keep mask is Philox computed 8 (AVX-512) or 4 (AVX2) counters at a time. Scratch (dropped probabilities, their gradient, one row of keep scales and one of mask
+/// offsets) comes from ArrayPool, T×T per worker.</remarks>
 public static class Attention
 {
     // Below this many multiply-adds (B·H·T·T·D) the work is too small to pay for Parallel.For.
@@ -25,57 +36,88 @@ public static class Attention
     {
         // out_ (B,T,C), probs (B,H,T,T), qkv (B,T,3C), mask (B,T)
         Check(out_.Length, probs.Length, qkv.Length, mask.Length, B, T, C, H, dropout);
-        if ((long)B * H * T * T * (C / H) < ParallelMinWork || Environment.ProcessorCount == 1)
+        int scratchLen = ForwardScratch(T, training && dropout > 0);
+        if (!RunsInParallel(B, T, C, H))
         {
-            for (int bh = 0; bh < B * H; bh++)
-                ForwardHead(out_, probs, qkv, mask, bh / H, bh % H, T, C, H, dropout, seed, site, training);
+            TFloat[] scratch = ArrayPool<TFloat>.Shared.Rent(scratchLen);
+            try
+            {
+                for (int bh = 0; bh < B * H; bh++)
+                    ForwardHead(out_, probs, qkv, mask, scratch, bh / H, bh % H, T, C, H, dropout, seed, site, training, single: false);
+            }
+            finally { ArrayPool<TFloat>.Shared.Return(scratch); }
             return;
         }
         fixed (TFloat* pOut = out_, pProbs = probs, pQkv = qkv)
         fixed (int* pMask = mask)
         {
             nint o = (nint)pOut, p = (nint)pProbs, x = (nint)pQkv, m = (nint)pMask;
-            Parallel.For(0, B * H, bh => ForwardHead(
-                new Span<TFloat>((void*)o, B * T * C), new Span<TFloat>((void*)p, B * H * T * T),
-                new ReadOnlySpan<TFloat>((void*)x, B * T * 3 * C), new ReadOnlySpan<int>((void*)m, B * T),
-                bh / H, bh % H, T, C, H, dropout, seed, site, training));
+            Parallel.For(0, B * H,
+                () => ArrayPool<TFloat>.Shared.Rent(scratchLen), // scratch per worker
+                (bh, _, scratch) =>
+                {
+                    ForwardHead(new Span<TFloat>((void*)o, B * T * C), new Span<TFloat>((void*)p, B * H * T * T),
+                        new ReadOnlySpan<TFloat>((void*)x, B * T * 3 * C), new ReadOnlySpan<int>((void*)m, B * T),
+                        scratch, bh / H, bh % H, T, C, H, dropout, seed, site, training, single: true);
+                    return scratch;
+                },
+                scratch => ArrayPool<TFloat>.Shared.Return(scratch));
         }
     }
 
-    static void ForwardHead<TFloat>(Span<TFloat> out_, Span<TFloat> probs, ReadOnlySpan<TFloat> qkv, ReadOnlySpan<int> mask,
-        int b, int h, int T, int C, int H, float dropout, ulong seed, ulong site, bool training)
+    /// <summary>Scratch of one forward worker: mask offsets (T), and when dropping, keep scales (T) and dropped probabilities (T×T).</summary>
+    static int ForwardScratch(int T, bool drop) => drop ? T * T + 2 * T : T;
+
+    static void ForwardHead<TFloat>(Span<TFloat> out_, Span<TFloat> probs, ReadOnlySpan<TFloat> qkv, ReadOnlySpan<int> mask, Span<TFloat> scratch,
+        int b, int h, int T, int C, int H, float dropout, ulong seed, ulong site, bool training, bool single)
         where TFloat : unmanaged, IBinaryFloatingPointIeee754<TFloat>
     {
         int D = C / H, C3 = 3 * C;
         TFloat scale = TFloat.One / TFloat.Sqrt(TFloat.CreateTruncating(D));
-        TFloat masked = TFloat.CreateTruncating(MaskedScore);
         bool drop = training && dropout > 0;
-        TFloat keepScale = KeepScale<TFloat>(dropout);
+        int qkvBase = b * T * C3 + h * D, headBase = (b * H + h) * T * T;
+        Span<TFloat> P = probs.Slice(headBase, T * T);                              // (T,T) of this head
+
+        // scores = scale · Q·Kᵀ, straight into probs
+        Mm(false, true, T, T, D, scale, qkv.Slice(qkvBase), C3, qkv.Slice(qkvBase + C), C3, TFloat.Zero, P, T, single);
+
+        // mask offsets of batch b: -10000 on padded keys, 0 elsewhere (adding 0 leaves a score unchanged)
+        Span<TFloat> maskAdd = scratch.Slice(0, T);
+        bool anyMasked = false;
+        TFloat masked = TFloat.CreateTruncating(MaskedScore);
+        for (int k = 0; k < T; k++)
+        {
+            bool isMasked = mask[b * T + k] == 0;
+            maskAdd[k] = isMasked ? masked : TFloat.Zero;
+            anyMasked |= isMasked;
+        }
         for (int q = 0; q < T; q++)
         {
-            ReadOnlySpan<TFloat> qRow = qkv.Slice((b * T + q) * C3 + h * D, D); // (D)
-            int rowBase = ((b * H + h) * T + q) * T;
-            Span<TFloat> pRow = probs.Slice(rowBase, T);                         // (T) over keys
-            for (int k = 0; k < T; k++)
-            {
-                ReadOnlySpan<TFloat> kRow = qkv.Slice((b * T + k) * C3 + C + h * D, D);
-                TFloat s = TensorPrimitives.Dot(qRow, kRow) * scale;
-                pRow[k] = mask[b * T + k] == 0 ? s + masked : s;
-            }
+            Span<TFloat> pRow = P.Slice(q * T, T);                                   // (T) over keys
+            if (anyMasked) TensorPrimitives.Add<TFloat>(pRow, maskAdd, pRow);
             TFloat max = TensorPrimitives.Max<TFloat>(pRow);
             TensorPrimitives.Subtract(pRow, max, pRow);
             TensorPrimitives.Exp<TFloat>(pRow, pRow);
             TensorPrimitives.Divide(pRow, TensorPrimitives.Sum<TFloat>(pRow), pRow);
-
-            Span<TFloat> oRow = out_.Slice((b * T + q) * C + h * D, D);          // (D)
-            oRow.Clear();
-            for (int k = 0; k < T; k++)
-            {
-                TFloat pk = pRow[k];
-                if (drop) pk *= Philox.Keep(seed, site, (ulong)(rowBase + k), dropout) ? keepScale : TFloat.Zero;
-                TensorPrimitives.MultiplyAdd(qkv.Slice((b * T + k) * C3 + 2 * C + h * D, D), pk, oRow, oRow);
-            }
         }
+
+        // dropped = probs ⊙ keep scale (probs themselves are saved before dropout)
+        ReadOnlySpan<TFloat> dropped = P;
+        if (drop)
+        {
+            Span<TFloat> ks = scratch.Slice(T, T), Pd = scratch.Slice(2 * T, T * T);
+            TFloat keepScale = KeepScale<TFloat>(dropout);
+            for (int q = 0; q < T; q++)
+            {
+                KeepScales(ks, seed, site, (ulong)(headBase + q * T), dropout, keepScale);
+                TensorPrimitives.Multiply<TFloat>(P.Slice(q * T, T), ks, Pd.Slice(q * T, T));
+            }
+            dropped = Pd;
+        }
+
+        // out = dropped · V
+        Mm(false, false, T, D, T, TFloat.One, dropped, T, qkv.Slice(qkvBase + 2 * C), C3, TFloat.Zero,
+            out_.Slice(b * T * C + h * D), C, single);
     }
 
     public static unsafe void Backward<TFloat>(Span<TFloat> dQkv, ReadOnlySpan<TFloat> dOut, ReadOnlySpan<TFloat> qkv, ReadOnlySpan<TFloat> probs,
@@ -85,75 +127,223 @@ public static class Attention
         // dQkv (B,T,3C) +=, dOut (B,T,C), qkv (B,T,3C), probs (B,H,T,T), mask (B,T)
         Check(dOut.Length, probs.Length, qkv.Length, mask.Length, B, T, C, H, dropout);
         if (dQkv.Length < B * T * 3 * C) throw new ArgumentException($"Attention dQkv needs (B,T,3C) = {B * T * 3 * C} elements; it has {dQkv.Length}.");
-        if ((long)B * H * T * T * (C / H) < ParallelMinWork || Environment.ProcessorCount == 1)
+        int scratchLen = BackwardScratch(T, training && dropout > 0);
+        if (!RunsInParallel(B, T, C, H))
         {
-            TFloat[] dP = ArrayPool<TFloat>.Shared.Rent(T); // (T) scratch: d probs of one query row
+            TFloat[] scratch = ArrayPool<TFloat>.Shared.Rent(scratchLen);
             try
             {
                 for (int bh = 0; bh < B * H; bh++)
-                    BackwardHead(dQkv, dOut, qkv, probs, dP, bh / H, bh % H, T, C, H, dropout, seed, site, training);
+                    BackwardHead(dQkv, dOut, qkv, probs, scratch, bh / H, bh % H, T, C, H, dropout, seed, site, training, single: false);
             }
-            finally { ArrayPool<TFloat>.Shared.Return(dP); }
+            finally { ArrayPool<TFloat>.Shared.Return(scratch); }
             return;
         }
         fixed (TFloat* pdQkv = dQkv, pdOut = dOut, pQkv = qkv, pProbs = probs)
         {
             nint dx = (nint)pdQkv, dO = (nint)pdOut, x = (nint)pQkv, p = (nint)pProbs;
             Parallel.For(0, B * H,
-                () => ArrayPool<TFloat>.Shared.Rent(T), // (T) scratch per worker
-                (bh, _, dP) =>
+                () => ArrayPool<TFloat>.Shared.Rent(scratchLen), // scratch per worker
+                (bh, _, scratch) =>
                 {
                     BackwardHead(new Span<TFloat>((void*)dx, B * T * 3 * C), new ReadOnlySpan<TFloat>((void*)dO, B * T * C),
                         new ReadOnlySpan<TFloat>((void*)x, B * T * 3 * C), new ReadOnlySpan<TFloat>((void*)p, B * H * T * T),
-                        dP, bh / H, bh % H, T, C, H, dropout, seed, site, training);
-                    return dP;
+                        scratch, bh / H, bh % H, T, C, H, dropout, seed, site, training, single: true);
+                    return scratch;
                 },
-                dP => ArrayPool<TFloat>.Shared.Return(dP));
+                scratch => ArrayPool<TFloat>.Shared.Return(scratch));
         }
     }
 
+    /// <summary>Scratch of one backward worker: dP (T×T), and when dropping, dropped probabilities (T×T) and keep scales (T).</summary>
+    static int BackwardScratch(int T, bool drop) => drop ? 2 * T * T + T : T * T;
+
     static void BackwardHead<TFloat>(Span<TFloat> dQkv, ReadOnlySpan<TFloat> dOut, ReadOnlySpan<TFloat> qkv, ReadOnlySpan<TFloat> probs,
-        Span<TFloat> dP, int b, int h, int T, int C, int H, float dropout, ulong seed, ulong site, bool training)
+        Span<TFloat> scratch, int b, int h, int T, int C, int H, float dropout, ulong seed, ulong site, bool training, bool single)
         where TFloat : unmanaged, IBinaryFloatingPointIeee754<TFloat>
     {
         int D = C / H, C3 = 3 * C;
         TFloat scale = TFloat.One / TFloat.Sqrt(TFloat.CreateTruncating(D));
         bool drop = training && dropout > 0;
-        TFloat keepScale = KeepScale<TFloat>(dropout);
-        dP = dP.Slice(0, T);
+        int qkvBase = b * T * C3 + h * D, outBase = b * T * C + h * D, headBase = (b * H + h) * T * T;
+        ReadOnlySpan<TFloat> P = probs.Slice(headBase, T * T);                      // (T,T) saved probs of this head
+        Span<TFloat> dP = scratch.Slice(0, T * T);                                   // (T,T) d dropped, then d probs, then dS
+
+        // d dropped = dOut · Vᵀ
+        Mm(false, true, T, T, D, TFloat.One, dOut.Slice(outBase), C, qkv.Slice(qkvBase + 2 * C), C3, TFloat.Zero, dP, T, single);
+
+        // through dropout: dropped = P ⊙ ks, so d probs = d dropped ⊙ ks
+        ReadOnlySpan<TFloat> dropped = P;
+        if (drop)
+        {
+            Span<TFloat> Pd = scratch.Slice(T * T, T * T), ks = scratch.Slice(2 * T * T, T);
+            TFloat keepScale = KeepScale<TFloat>(dropout);
+            for (int q = 0; q < T; q++)
+            {
+                KeepScales(ks, seed, site, (ulong)(headBase + q * T), dropout, keepScale);
+                TensorPrimitives.Multiply<TFloat>(P.Slice(q * T, T), ks, Pd.Slice(q * T, T));
+                Span<TFloat> dpRow = dP.Slice(q * T, T);
+                TensorPrimitives.Multiply<TFloat>(dpRow, ks, dpRow);
+            }
+            dropped = Pd;
+        }
+
+        // dV += droppedᵀ · dOut
+        Mm(true, false, T, D, T, TFloat.One, dropped, T, dOut.Slice(outBase), C, TFloat.One, dQkv.Slice(qkvBase + 2 * C), C3, single);
+
+        // softmax backward: dS[q,k] = P[q,k] · (dP[q,k] - Σ_j P[q,j] dP[q,j])
         for (int q = 0; q < T; q++)
         {
-            int rowBase = ((b * H + h) * T + q) * T;
-            ReadOnlySpan<TFloat> pRow = probs.Slice(rowBase, T);                 // (T)
-            ReadOnlySpan<TFloat> dORow = dOut.Slice((b * T + q) * C + h * D, D); // (D)
-            int qOff = (b * T + q) * C3 + h * D;
-            // dV[k] += dropped[q,k] · dOut[q];  dP[k] = (dOut[q] · V[k]) · keep/(1-dropout)
-            for (int k = 0; k < T; k++)
-            {
-                TFloat ks = drop ? (Philox.Keep(seed, site, (ulong)(rowBase + k), dropout) ? keepScale : TFloat.Zero) : TFloat.One;
-                int vOff = (b * T + k) * C3 + 2 * C + h * D;
-                Span<TFloat> dVRow = dQkv.Slice(vOff, D);
-                TensorPrimitives.MultiplyAdd(dORow, pRow[k] * ks, dVRow, dVRow);
-                dP[k] = TensorPrimitives.Dot(dORow, qkv.Slice(vOff, D)) * ks;
-            }
-            // softmax backward: dS[k] = P[k] · (dP[k] - Σ_j P[j] dP[j]); then through scores = Q·Kᵀ·scale
-            TFloat pdp = TensorPrimitives.Dot(pRow, dP);
-            ReadOnlySpan<TFloat> qRow = qkv.Slice(qOff, D);
-            Span<TFloat> dQRow = dQkv.Slice(qOff, D);
-            for (int k = 0; k < T; k++)
-            {
-                TFloat dS = pRow[k] * (dP[k] - pdp) * scale;
-                int kOff = (b * T + k) * C3 + C + h * D;
-                TensorPrimitives.MultiplyAdd(qkv.Slice(kOff, D), dS, dQRow, dQRow);
-                Span<TFloat> dKRow = dQkv.Slice(kOff, D);
-                TensorPrimitives.MultiplyAdd(qRow, dS, dKRow, dKRow);
-            }
+            ReadOnlySpan<TFloat> pRow = P.Slice(q * T, T);
+            Span<TFloat> dsRow = dP.Slice(q * T, T);
+            TFloat pdp = TensorPrimitives.Dot(pRow, dsRow);
+            TensorPrimitives.Subtract(dsRow, pdp, dsRow);
+            TensorPrimitives.Multiply<TFloat>(pRow, dsRow, dsRow);
         }
+
+        // through scores = scale · Q·Kᵀ: dQ += scale · dS·K, dK += scale · dSᵀ·Q
+        Mm(false, false, T, D, T, scale, dP, T, qkv.Slice(qkvBase + C), C3, TFloat.One, dQkv.Slice(qkvBase), C3, single);
+        Mm(true, false, T, D, T, scale, dP, T, qkv.Slice(qkvBase), C3, TFloat.One, dQkv.Slice(qkvBase + C), C3, single);
     }
+
+    static bool RunsInParallel(int B, int T, int C, int H)
+        => (long)B * H * T * T * (C / H) >= ParallelMinWork && Environment.ProcessorCount > 1 && B * H > 1;
+
+    /// <summary>One GEMM, always the managed one (<see cref="ManagedGemm"/>), whatever <see cref="Gemm.Backend"/> is: on the
+    /// parallel path (<paramref name="single"/>) the (b,h) pairs already occupy the cores, so it must run on the calling
+    /// thread, and OpenBLAS cannot be limited to one thread per call (its threaded calls made from several threads at once
+    /// contend for its thread pool: 30-500 ms per forward+backward, erratic, at B=32, T=128, C=256, H=4 on 2 cores, against
+    /// 10-13 ms with one-thread managed GEMMs, and about 33 ms running the pairs one after another with two-thread OpenBLAS
+    /// GEMMs). The managed GEMM gives the same bits for any thread count, so results do not depend on the path taken,
+    /// the number of cores or BERT_BLAS.</summary>
+    static void Mm<TFloat>(bool transA, bool transB, int M, int N, int K, TFloat alpha, ReadOnlySpan<TFloat> A, int lda,
+        ReadOnlySpan<TFloat> B, int ldb, TFloat beta, Span<TFloat> C, int ldc, bool single)
+        where TFloat : unmanaged, IBinaryFloatingPointIeee754<TFloat>
+        => ManagedGemm.Run(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+            single ? 1 : ManagedGemm.DefaultThreads);
 
     /// <summary>1/(1-dropout), the scale of kept probabilities; 0 when dropout is 1 and nothing is kept.</summary>
     static TFloat KeepScale<TFloat>(float dropout) where TFloat : unmanaged, IBinaryFloatingPointIeee754<TFloat>
         => dropout >= 1f ? TFloat.Zero : TFloat.CreateTruncating(1.0 / (1.0 - dropout));
+
+    // ---------------------------------------------------------------- keep mask (Philox4x32-10, vectorized)
+
+    // The constants of Philox.Round10; the vector code below computes exactly Philox.Keep, lane by lane.
+    const uint PhiloxM0 = 0xD2511F53, PhiloxM1 = 0xCD9E8D57;
+    const uint PhiloxW0 = 0x9E3779B9, PhiloxW1 = 0xBB67AE85;
+
+    /// <summary>ks[k] = Philox.Keep(seed, site, index0 + k, p) ? keepScale : 0 for k in [0, ks.Length).</summary>
+    /// <remarks>Keep is Uniform >= p with Uniform = (x >> 8)·2⁻²⁴ exactly (x the first Philox output word), which is
+    /// (x >> 8) >= ceil(p·2²⁴) in integers. Eight (AVX-512) or four (AVX2) counters go through the rounds at once, each
+    /// 32-bit word in a 64-bit lane so that vpmuludq gives the 32×32→64 products; the tail uses Philox.Keep.</remarks>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // intrinsics at tier 0 are ~20× slower
+    internal static void KeepScales<TFloat>(Span<TFloat> ks, ulong seed, ulong site, ulong index0, float p, TFloat keepScale)
+        where TFloat : unmanaged, IBinaryFloatingPointIeee754<TFloat>
+    {
+        int n = ks.Length, k = 0;
+        ulong threshold = (ulong)Math.Ceiling(p * 16777216.0);
+        if (Avx512F.IsSupported && (typeof(TFloat) == typeof(float) || typeof(TFloat) == typeof(double)))
+        {
+            var c = new PhiloxLanes512(seed, site, threshold);
+            if (typeof(TFloat) == typeof(float))
+            {
+                Span<float> dst = MemoryMarshal.Cast<TFloat, float>(ks);
+                Vector512<float> s = Vector512.Create(float.CreateTruncating(keepScale));
+                for (; k + 16 <= n; k += 16)
+                {
+                    Vector512<uint> keep = Vector512.Narrow(c.Keep(index0 + (ulong)k), c.Keep(index0 + (ulong)k + 8));
+                    Vector512.ConditionalSelect(keep.AsSingle(), s, Vector512<float>.Zero).StoreUnsafe(ref MemoryMarshal.GetReference(dst), (nuint)k);
+                }
+            }
+            else
+            {
+                Span<double> dst = MemoryMarshal.Cast<TFloat, double>(ks);
+                Vector512<double> s = Vector512.Create(double.CreateTruncating(keepScale));
+                for (; k + 8 <= n; k += 8)
+                    Vector512.ConditionalSelect(c.Keep(index0 + (ulong)k).AsDouble(), s, Vector512<double>.Zero).StoreUnsafe(ref MemoryMarshal.GetReference(dst), (nuint)k);
+            }
+        }
+        else if (Avx2.IsSupported && (typeof(TFloat) == typeof(float) || typeof(TFloat) == typeof(double)))
+        {
+            var c = new PhiloxLanes256(seed, site, threshold);
+            if (typeof(TFloat) == typeof(float))
+            {
+                Span<float> dst = MemoryMarshal.Cast<TFloat, float>(ks);
+                Vector256<float> s = Vector256.Create(float.CreateTruncating(keepScale));
+                for (; k + 8 <= n; k += 8)
+                {
+                    Vector256<uint> keep = Vector256.Narrow(c.Keep(index0 + (ulong)k), c.Keep(index0 + (ulong)k + 4));
+                    Vector256.ConditionalSelect(keep.AsSingle(), s, Vector256<float>.Zero).StoreUnsafe(ref MemoryMarshal.GetReference(dst), (nuint)k);
+                }
+            }
+            else
+            {
+                Span<double> dst = MemoryMarshal.Cast<TFloat, double>(ks);
+                Vector256<double> s = Vector256.Create(double.CreateTruncating(keepScale));
+                for (; k + 4 <= n; k += 4)
+                    Vector256.ConditionalSelect(c.Keep(index0 + (ulong)k).AsDouble(), s, Vector256<double>.Zero).StoreUnsafe(ref MemoryMarshal.GetReference(dst), (nuint)k);
+            }
+        }
+        for (; k < n; k++)
+            ks[k] = Philox.Keep(seed, site, index0 + (ulong)k, p) ? keepScale : TFloat.Zero;
+    }
+
+    /// <summary>Philox4x32-10 keep decisions for 8 consecutive counters; each 32-bit word sits in a 64-bit lane.</summary>
+    readonly struct PhiloxLanes512(ulong seed, ulong site, ulong threshold)
+    {
+        readonly Vector512<ulong> _c2 = Vector512.Create(site & 0xFFFFFFFF), _c3 = Vector512.Create(site >> 32);
+        readonly uint _k0 = (uint)seed, _k1 = (uint)(seed >> 32);
+        readonly Vector512<ulong> _threshold = Vector512.Create(threshold);
+
+        /// <summary>All-ones lanes where index0 + lane is kept, zero where it is dropped.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public Vector512<ulong> Keep(ulong index0)
+        {
+            Vector512<ulong> lo32 = Vector512.Create(0xFFFFFFFFUL);
+            Vector512<uint> m0 = Vector512.Create((ulong)PhiloxM0).AsUInt32(), m1 = Vector512.Create((ulong)PhiloxM1).AsUInt32();
+            Vector512<ulong> idx = Vector512.Create(index0) + Vector512.Create(0UL, 1, 2, 3, 4, 5, 6, 7);
+            Vector512<ulong> c0 = idx & lo32, c1 = idx >> 32, c2 = _c2, c3 = _c3;
+            uint k0 = _k0, k1 = _k1;
+            for (int r = 0; r < 10; r++)
+            {
+                if (r > 0) { k0 += PhiloxW0; k1 += PhiloxW1; }
+                Vector512<ulong> p0 = Avx512F.Multiply(c0.AsUInt32(), m0), p1 = Avx512F.Multiply(c2.AsUInt32(), m1);
+                c0 = (p1 >> 32) ^ c1 ^ Vector512.Create((ulong)k0);
+                c1 = p1 & lo32;
+                c2 = (p0 >> 32) ^ c3 ^ Vector512.Create((ulong)k1);
+                c3 = p0 & lo32;
+            }
+            return Vector512.GreaterThanOrEqual(c0 >> 8, _threshold);
+        }
+    }
+
+    /// <summary>As <see cref="PhiloxLanes512"/> for 4 counters with AVX2.</summary>
+    readonly struct PhiloxLanes256(ulong seed, ulong site, ulong threshold)
+    {
+        readonly Vector256<ulong> _c2 = Vector256.Create(site & 0xFFFFFFFF), _c3 = Vector256.Create(site >> 32);
+        readonly uint _k0 = (uint)seed, _k1 = (uint)(seed >> 32);
+        readonly Vector256<ulong> _threshold = Vector256.Create(threshold);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public Vector256<ulong> Keep(ulong index0)
+        {
+            Vector256<ulong> lo32 = Vector256.Create(0xFFFFFFFFUL);
+            Vector256<uint> m0 = Vector256.Create((ulong)PhiloxM0).AsUInt32(), m1 = Vector256.Create((ulong)PhiloxM1).AsUInt32();
+            Vector256<ulong> idx = Vector256.Create(index0) + Vector256.Create(0UL, 1, 2, 3);
+            Vector256<ulong> c0 = idx & lo32, c1 = idx >> 32, c2 = _c2, c3 = _c3;
+            uint k0 = _k0, k1 = _k1;
+            for (int r = 0; r < 10; r++)
+            {
+                if (r > 0) { k0 += PhiloxW0; k1 += PhiloxW1; }
+                Vector256<ulong> p0 = Avx2.Multiply(c0.AsUInt32(), m0), p1 = Avx2.Multiply(c2.AsUInt32(), m1);
+                c0 = (p1 >> 32) ^ c1 ^ Vector256.Create((ulong)k0);
+                c1 = p1 & lo32;
+                c2 = (p0 >> 32) ^ c3 ^ Vector256.Create((ulong)k1);
+                c3 = p0 & lo32;
+            }
+            return Vector256.GreaterThanOrEqual(c0 >> 8, _threshold);
+        }
+    }
 
     static void Check(int outLen, int probsLen, int qkvLen, int maskLen, int B, int T, int C, int H, float dropout)
     {

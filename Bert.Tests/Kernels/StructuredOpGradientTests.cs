@@ -203,6 +203,97 @@ public class StructuredOpGradientTests
         }
     }
 
+    /// <summary>Rows long enough for the vectorized keep mask (16 float / 8 double counters at a time, then a scalar tail)
+    /// and the GEMM paths, on both the sequential and the parallel path, against a direct evaluation of the documented
+    /// semantics with Philox.Keep per element, in double and in float.</summary>
+    [Theory]
+    [InlineData(1, 19, 2, 3, 0.3f, true)]   // B·H·T·T·D = 4 332: sequential
+    [InlineData(2, 37, 3, 8, 0.1f, true)]   // 65 712: parallel
+    [InlineData(2, 37, 3, 8, 0.1f, false)]  // parallel, no dropout
+    [InlineData(3, 48, 2, 16, 0.5f, true)]  // parallel, rows a multiple of 16
+    public void Attention_LongRows_MatchDirectEvaluation(int B, int T, int H, int D, float dropout, bool training)
+    {
+        int C = H * D;
+        var rng = new Random(B * 1000 + T);
+        var (qkvF, qkv) = GradCheck.SameInputs(GradCheck.Uniform(rng, B * T * 3 * C, -2, 2));
+        var (dOutF, dOut) = GradCheck.SameInputs(GradCheck.Uniform(rng, B * T * C));
+        var mask = Enumerable.Range(0, B * T).Select(i => i % T == 0 || rng.NextDouble() >= 0.3 ? 1 : 0).ToArray();
+        ulong seed = 0x0123_4567_89AB_CDEFUL, site = (1UL << 33) + 5;
+        var (outE, probsE, dQkvE) = AttentionDirect(qkv, mask, dOut, B, T, C, H, dropout, seed, site, training);
+
+        var (outD, probsD, dQkvD) = AttentionRun(qkv, mask, dOut, B, T, C, H, dropout, seed, site, training);
+        static string? Close(string what, double[] a, double[] e)
+        {
+            for (int i = 0; i < a.Length; i++)
+                if (!(Math.Abs(a[i] - e[i]) <= 1e-10 + 1e-10 * Math.Abs(e[i])))
+                    return $"{what}: element [{i}] is {a[i]:R}, directly {e[i]:R}.";
+            return null;
+        }
+        Assert.Null(Close("Attention out", outD, outE) ?? Close("Attention probs", probsD, probsE) ?? Close("Attention dQkv", dQkvD, dQkvE));
+
+        var (outF, probsF, dQkvF) = AttentionRun(qkvF, mask, dOutF, B, T, C, H, dropout, seed, site, training);
+        Assert.Null(GradCheck.AllClose("Attention out", outF, outE) ?? GradCheck.AllClose("Attention probs", probsF, probsE)
+            ?? GradCheck.AllClose("Attention dQkv", dQkvF, dQkvE));
+    }
+
+    /// <summary>Attention forward and backward (into zeroed dQkv) straight from the definition, element by element.</summary>
+    static (double[] Out, double[] Probs, double[] DQkv) AttentionDirect(double[] qkv, int[] mask, double[] dOut,
+        int B, int T, int C, int H, float dropout, ulong seed, ulong site, bool training)
+    {
+        int D = C / H, C3 = 3 * C;
+        double scale = 1 / Math.Sqrt(D), keepScale = dropout >= 1f ? 0 : 1.0 / (1.0 - dropout);
+        var (out_, probs, dQkv) = (new double[B * T * C], new double[B * H * T * T], new double[B * T * 3 * C]);
+        double Q(int b, int t, int h, int d) => qkv[(b * T + t) * C3 + h * D + d];
+        double K(int b, int t, int h, int d) => qkv[(b * T + t) * C3 + C + h * D + d];
+        double V(int b, int t, int h, int d) => qkv[(b * T + t) * C3 + 2 * C + h * D + d];
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++)
+            {
+                var ks = new double[T, T];
+                var dS = new double[T, T];
+                for (int q = 0; q < T; q++)
+                {
+                    int row = ((b * H + h) * T + q) * T;
+                    for (int k = 0; k < T; k++)
+                    {
+                        double s = 0;
+                        for (int d = 0; d < D; d++) s += Q(b, q, h, d) * K(b, k, h, d);
+                        probs[row + k] = s * scale + (mask[b * T + k] == 0 ? -10000.0 : 0);
+                        ks[q, k] = training && dropout > 0 ? (Philox.Keep(seed, site, (ulong)(row + k), dropout) ? keepScale : 0) : 1;
+                    }
+                    double max = double.NegativeInfinity, sum = 0;
+                    for (int k = 0; k < T; k++) max = Math.Max(max, probs[row + k]);
+                    for (int k = 0; k < T; k++) sum += probs[row + k] = Math.Exp(probs[row + k] - max);
+                    for (int k = 0; k < T; k++) probs[row + k] /= sum;
+                    for (int d = 0; d < D; d++)
+                        for (int k = 0; k < T; k++)
+                            out_[(b * T + q) * C + h * D + d] += probs[row + k] * ks[q, k] * V(b, k, h, d);
+                    // backward of this row
+                    var dP = new double[T];
+                    double pdp = 0;
+                    for (int k = 0; k < T; k++)
+                    {
+                        for (int d = 0; d < D; d++)
+                        {
+                            double g = dOut[(b * T + q) * C + h * D + d];
+                            dQkv[(b * T + k) * C3 + 2 * C + h * D + d] += probs[row + k] * ks[q, k] * g;
+                            dP[k] += g * V(b, k, h, d) * ks[q, k];
+                        }
+                        pdp += probs[row + k] * dP[k];
+                    }
+                    for (int k = 0; k < T; k++) dS[q, k] = probs[row + k] * (dP[k] - pdp) * scale;
+                }
+                for (int q = 0; q < T; q++)
+                    for (int k = 0; k < T; k++)
+                        for (int d = 0; d < D; d++)
+                        {
+                            dQkv[(b * T + q) * C3 + h * D + d] += dS[q, k] * K(b, k, h, d);
+                            dQkv[(b * T + k) * C3 + C + h * D + d] += dS[q, k] * Q(b, q, h, d);
+                        }
+            }
+        return (out_, probs, dQkv);
+    }
+
     // ---------------------------------------------------------------- CrossEntropy
 
     public record CrossEntropyCase(int N, int V, int Seed);
