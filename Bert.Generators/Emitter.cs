@@ -34,6 +34,7 @@ public static class Emitter
         w.WriteLine();
         w.WriteLine("/// <summary>Creates the model for element type T (float, or double for gradient checks).</summary>");
         w.WriteLine($"public static {(m.DerivedFromModel ? "new " : "")}{RT}.Model<T> Create<T>() {Where} => new {RT}.Model<T>(Info, new __Program<T>());");
+        CudaEmitter.EmitMember(w, m, g, plan); // CUDA backend: public const string CudaSource (CudaEmitter.cs)
         w.WriteLine();
         EmitProgram(w, g, plan);
         w.WriteLine();
@@ -307,25 +308,35 @@ public static class Emitter
 
         w.WriteLine($"// {name}: y = {Describe(n.Expr!)}   (fused: {string.Join(" → ", n.Sources)}; {n.Loc})");
         // forward
+        bool anyB = bcast.Any(b => b);
+        string nbExpr = anyB ? string.Join(", ", Enumerable.Range(0, ni).Where(i => bcast[i]).Select(i => $"n{i}").Aggregate((a, b) => $"global::System.Math.Min({a}, {b})")) : "1";
         w.WriteLine($"internal static void {name}_Forward<T>(T* y, {xParams}, int n, ulong seed, bool training) {Where}");
         w.WriteLine("{"); w.Indent++;
         w.WriteLine($"nint py = (nint)y, {xPins};");
-        w.WriteLine($"{RT}.Par.For(n, {RT}.Par.Grain, (lo, hi) => {name}_ForwardRange<T>((T*)py, {xArgs}, lo, hi, seed, training));");
+        if (!anyB)
+            w.WriteLine($"{RT}.Par.For(n, {RT}.Par.Grain, (lo, hi) => {name}_ForwardRange<T>((T*)py, {xArgs}, 1, lo, hi, 0, 1, seed, training));");
+        else
+        {
+            // Rows of the shortest broadcast length nb: a broadcast input's row starts at (r·nb) mod n_k.
+            w.WriteLine($"int nb = {nbExpr};");
+            w.WriteLine("if (n == 0 || nb == 0) return;");
+            w.WriteLine("int rows = n / nb;");
+            w.WriteLine($"{RT}.Par.For(rows, global::System.Math.Max(1, {RT}.Par.Grain / nb), (r0, r1) => {name}_ForwardRange<T>((T*)py, {xArgs}, nb, 0, nb, r0, r1, seed, training));");
+        }
         w.Indent--; w.WriteLine("}");
-        w.WriteLine($"static void {name}_ForwardRange<T>(T* y, {xParams}, int lo, int hi, ulong seed, bool training) {Where}");
+        w.WriteLine($"static void {name}_ForwardRange<T>(T* y, {xParams}, int nb, int j0, int j1, int r0, int r1, ulong seed, bool training) {Where}");
         w.WriteLine("{"); w.Indent++;
         EmitConsts(w, topo);
-        w.WriteLine("for (int i = lo; i < hi; i++)");
-        w.WriteLine("{"); w.Indent++;
+        EmitLoops(w, bcast);
         EmitValues(w, topo, bcast);
         w.WriteLine($"y[i] = v{topo[n.Expr!]};");
+        w.Indent--; w.WriteLine("}");
         w.Indent--; w.WriteLine("}");
         w.Indent--; w.WriteLine("}");
 
         // backward: recompute the values, then propagate adjoints in reverse. With a broadcast input (a bias,
         // a position table), tasks own column ranges of the shortest broadcast length nb, so each task alone
         // sums the rows into its columns of every broadcast gradient: no shared partials, deterministic.
-        bool anyB = bcast.Any(b => b);
         w.WriteLine($"internal static void {name}_Backward<T>(T* dy, {dParams}, {xParams}, int n, ulong seed, bool training) {Where}");
         w.WriteLine("{"); w.Indent++;
         w.WriteLine("nint pdy = (nint)dy, " + string.Join(", ", Enumerable.Range(0, ni).Select(i => $"pd{i} = (nint)dx{i}, p{i} = (nint)x{i}")) + ";");
@@ -334,7 +345,7 @@ public static class Emitter
             w.WriteLine($"{RT}.Par.For(n, {RT}.Par.Grain, (lo, hi) => {name}_BackwardRange<T>((T*)pdy, {dArgs}, {xArgs}, 1, lo, hi, 0, 1, seed, training));");
         else
         {
-            w.WriteLine($"int nb = {string.Join(", ", Enumerable.Range(0, ni).Where(i => bcast[i]).Select(i => $"n{i}").Aggregate((a, b) => $"global::System.Math.Min({a}, {b})"))};");
+            w.WriteLine($"int nb = {nbExpr};");
             w.WriteLine("if (n == 0 || nb == 0) return;");
             w.WriteLine("int rows = n / nb;");
             w.WriteLine($"{RT}.Par.For(nb, global::System.Math.Max(1, {RT}.Par.Grain / global::System.Math.Max(1, rows)), (j0, j1) => {name}_BackwardRange<T>((T*)pdy, {dArgs}, {xArgs}, nb, j0, j1, 0, rows, seed, training));");
@@ -343,12 +354,10 @@ public static class Emitter
         w.WriteLine($"static void {name}_BackwardRange<T>(T* dy, {dParams}, {xParams}, int nb, int j0, int j1, int r0, int r1, ulong seed, bool training) {Where}");
         w.WriteLine("{"); w.Indent++;
         EmitConsts(w, topo);
-        w.WriteLine("for (int r = r0; r < r1; r++)");
-        w.WriteLine("for (int j = j0; j < j1; j++)");
-        w.WriteLine("{"); w.Indent++;
-        w.WriteLine("int i = r * nb + j;");
+        EmitLoops(w, bcast);
         EmitValues(w, topo, bcast);
         EmitAdjoints(w, topo, n.Expr!, ni, bcast);
+        w.Indent--; w.WriteLine("}");
         w.Indent--; w.WriteLine("}");
         w.Indent--; w.WriteLine("}");
 
@@ -366,6 +375,18 @@ public static class Emitter
         w.WriteLine($"fixed (double* pdy = dy, {fixedX}, {fixedD}) {name}_Backward<double>(pdy, {dCall}, {xCall}, dy.Length, seed, training);");
         w.Indent--; w.WriteLine("}");
         w.WriteLine();
+    }
+
+    /// <summary>for r in [r0, r1): row offsets of broadcast inputs; for j in [j0, j1): i = r·nb + j.</summary>
+    static void EmitLoops(IndentedTextWriter w, bool[] bcast)
+    {
+        w.WriteLine("for (int r = r0; r < r1; r++)");
+        w.WriteLine("{"); w.Indent++;
+        for (int k = 0; k < bcast.Length; k++)
+            if (bcast[k]) w.WriteLine($"long o{k} = (long)r * nb % n{k};");
+        w.WriteLine("for (int j = j0; j < j1; j++)");
+        w.WriteLine("{"); w.Indent++;
+        w.WriteLine("int i = r * nb + j;");
     }
 
     static void EmitConsts(IndentedTextWriter w, Topo t)
@@ -386,7 +407,7 @@ public static class Emitter
             int id = t[e];
             switch (e)
             {
-                case FIn i: w.WriteLine($"T v{id} = x{i.Index}[{(bcast[i.Index] ? $"i % n{i.Index}" : "i")}];"); break;
+                case FIn i: w.WriteLine($"T v{id} = x{i.Index}[{(bcast[i.Index] ? $"o{i.Index} + j" : "i")}];"); break;
                 case FConst: break;
                 case FOp o:
                     string A(int k) => V(t, o.Args[k]);
@@ -466,7 +487,7 @@ public static class Emitter
             var leaf = t.Order.FirstOrDefault(e => e is FIn f && f.Index == i);
             if (leaf is null || !hasAdj.Contains(t[leaf])) continue;
             w.WriteLine(bcast[i]
-                ? $"if (dx{i} != null) dx{i}[i % n{i}] += g{t[leaf]};"
+                ? $"if (dx{i} != null) dx{i}[o{i} + j] += g{t[leaf]};"
                 : $"if (dx{i} != null) dx{i}[i] += g{t[leaf]};");
         }
     }
