@@ -1,0 +1,438 @@
+using System.ComponentModel;
+using System.Diagnostics;
+using System.Globalization;
+using System.Reflection;
+using System.Text;
+using Bert.Generators;
+using Bert.Runtime;
+using Bert.Runtime.Kernels;
+using Bert.Tests.Models;
+using Bert.Tests.Support;
+using Xunit;
+
+namespace Bert.Tests.Generator;
+
+/// <summary>The generated CUDA C of every model, checked without a GPU: clang-14 parses and type-checks it as device
+/// code against a prelude that declares the NVRTC built-ins it may use; and the same source, compiled for the host with
+/// the CUDA thread variables emulated, runs every distinct fused kernel against the CPU kernel it must mirror.
+/// Without clang-14 these tests skip, except on CI (CI=true), where .ci/run installs it and its absence is a failure.</summary>
+public class CudaSourceTests
+{
+    // ---------------- clang ----------------
+
+    const string Clang = "clang-14";
+
+    static readonly Lazy<string?> ClangError = new(() =>
+    {
+        try { return Run(Clang, new[] { "--version" }, Path.GetTempPath()).Code == 0 ? null : $"{Clang} --version failed"; }
+        catch (Win32Exception e) { return $"{Clang} is not installed ({e.Message})"; }
+    });
+
+    static bool OnCi => Environment.GetEnvironmentVariable("CI") is { } ci && (ci.Equals("true", StringComparison.OrdinalIgnoreCase) || ci == "1");
+
+    /// <summary>Why the clang tests skip here, or null when they run: clang-14 is present, or this is CI, where its
+    /// absence must fail (see <see cref="RequireClang"/>).</summary>
+    static string? SkipReason => ClangError.Value is { } why && !OnCi
+        ? $"{why}; install clang-14 (apt-get install clang-14) to check the generated CUDA C without a GPU." : null;
+
+    static void RequireClang()
+    {
+        if (ClangError.Value is { } why)
+            Assert.Fail($"{why}, but CI=true: CI must check the generated CUDA C. .ci/run installs clang-14 with apt-get; install it on this machine.");
+    }
+
+    public sealed class ClangFactAttribute : FactAttribute
+    {
+        public ClangFactAttribute() { if (SkipReason is { } why) Skip = why; }
+    }
+
+    public sealed class ClangTheoryAttribute : TheoryAttribute
+    {
+        public ClangTheoryAttribute() { if (SkipReason is { } why) Skip = why; }
+    }
+
+    static (int Code, string Output) Run(string exe, IEnumerable<string> args, string dir)
+    {
+        var psi = new ProcessStartInfo(exe) { WorkingDirectory = dir, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(120_000)) { p.Kill(); return (-1, $"{exe} did not finish in 120 s"); }
+        return (p.ExitCode, stdout.Result + stderr.Result);
+    }
+
+    static string Tail(string s, int max = 6000) => s.Length <= max ? s : "…" + s.Substring(s.Length - max);
+
+    // ---------------- the models ----------------
+
+    /// <summary>Every type in Bert.Models and in these tests that declares a generated CudaSource.</summary>
+    static IReadOnlyList<Type> ModelTypes() =>
+        new[] { typeof(Bert.Models.BertPreTraining).Assembly, typeof(CudaSourceTests).Assembly }
+            .SelectMany(a => a.GetTypes())
+            .Where(t => Source(t) is not null)
+            .ToList();
+
+    static string? Source(Type t) =>
+        t.GetField("CudaSource", BindingFlags.Public | BindingFlags.Static | BindingFlags.DeclaredOnly) is { IsLiteral: true } f
+            ? (string?)f.GetRawConstantValue() : null;
+
+    static Type ModelType(string fullName) => ModelTypes().Single(t => t.FullName == fullName);
+
+    static ModelInfo Info(Type t) =>
+        (ModelInfo)t.GetProperty("Info", BindingFlags.Public | BindingFlags.Static | BindingFlags.DeclaredOnly)!.GetValue(null)!;
+
+    public static IEnumerable<object[]> Models() => ModelTypes().Select(t => new object[] { t.FullName! });
+
+    // ---------------- device syntax check ----------------
+
+    /// <summary>What NVRTC provides without any header, declared for clang: the CUDA keywords, the thread variables
+    /// and the device built-ins the generated kernels may call.</summary>
+    internal const string DevicePrelude = """
+        #define __global__ __attribute__((global))
+        #define __device__ __attribute__((device))
+        #define __shared__ __attribute__((shared))
+        #define __forceinline__ __inline__ __attribute__((always_inline))
+        #include <__clang_cuda_builtin_vars.h>
+        extern "C" __device__ float expf(float);
+        extern "C" __device__ float logf(float);
+        extern "C" __device__ float tanhf(float);
+        extern "C" __device__ float sqrtf(float);
+        extern "C" __device__ float erff(float);
+        extern "C" __device__ float fmaxf(float, float);
+        extern "C" __device__ float fminf(float, float);
+        extern "C" __device__ float fabsf(float);
+        __device__ float __int_as_float(int);
+        __device__ int __float_as_int(float);
+        __device__ float __shfl_xor_sync(unsigned int mask, float var, int lane_mask, int width = 32);
+        __device__ int __shfl_xor_sync(unsigned int mask, int var, int lane_mask, int width = 32);
+        __device__ float atomicAdd(float* address, float val);
+        __device__ int atomicAdd(int* address, int val);
+
+        """;
+
+    /// <summary>clang-14 type-checks the model's CUDA C as sm_80 device code; an implicit double (a literal without f,
+    /// a promotion) is an error too, since the kernels are fp32 by contract.</summary>
+    [ClangTheory]
+    [MemberData(nameof(Models))]
+    public void GeneratedCuda_CompilesAsDeviceCode(string model)
+    {
+        RequireClang();
+        var source = Source(ModelType(model))!;
+        var dir = Directory.CreateTempSubdirectory("bert-cuda-").FullName;
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "prelude.h"), DevicePrelude);
+            File.WriteAllText(Path.Combine(dir, "k.cu"), source);
+            var (code, output) = Run(Clang, new[]
+            {
+                "-x", "cuda", "--cuda-device-only", "--cuda-gpu-arch=sm_80", "-nocudainc", "-nocudalib",
+                "-include", "prelude.h", "-fsyntax-only", "-Wdouble-promotion", "-Wimplicit-float-conversion", "-Werror", "k.cu",
+            }, dir);
+            Assert.True(code == 0, $"clang-14 rejected the CUDA source of {model} (exit {code}):\n{Tail(output)}");
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void EveryModelHasCudaSource_WithBothKernelsOfEveryFusedKernel()
+    {
+        var types = ModelTypes();
+        Assert.Contains(types, t => t == typeof(Bert.Models.BertPreTraining));
+        Assert.Contains(types, t => t == typeof(PointwiseZoo));
+        foreach (var t in types)
+        {
+            var source = Source(t)!;
+            Assert.StartsWith("// <auto-generated/>", source);
+            foreach (var k in Info(t).Kernels)
+            {
+                var name = k.Name.ToLowerInvariant();
+                Assert.Contains($"// {name}: y = {k.Expression}\n", source);
+                Assert.Contains($"extern \"C\" __global__ void {name}_forward(float* __restrict__ y, ", source);
+                Assert.Contains($"extern \"C\" __global__ void {name}_backward(const float* __restrict__ dy, ", source);
+            }
+            Assert.DoesNotContain("#include", source);
+            Assert.True(source.All(c => c < 128), $"the CUDA source of {t.Name} is not ASCII");
+        }
+    }
+
+    /// <summary>The text of one kernel pair: from its comment to the next kernel's.</summary>
+    static string KernelText(string source, Func<string, bool> which)
+    {
+        var parts = source.Split("\n// k").Skip(1).Select(p => "// k" + p).ToList();
+        var hit = parts.FirstOrDefault(p => which(p.Substring(0, p.IndexOf('\n'))));
+        Assert.True(hit is not null, "no such kernel in:\n" + Tail(source));
+        return hit!;
+    }
+
+    [Fact]
+    public void GeluKernel_UsesErff_AndSpecializesItsConstantsAsFloatLiterals()
+    {
+        var gelu = KernelText(Bert.Models.BertPreTraining.CudaSource, c => c.Contains("erf("));
+        Assert.Contains("0.5f * v", gelu);
+        Assert.Contains("* 0.70710677f;", gelu);
+        Assert.Contains("= erff(v", gelu);
+        Assert.Contains("1.0f + v", gelu);
+        // d/dx erf(x) = 2/sqrt(pi) exp(-x^2), as the CPU kernel's rule:
+        Assert.Contains("* 1.1283792f * expf(-v", gelu);
+        // The bias is a broadcast input: its gradient is summed per column by one thread, no atomics.
+        Assert.Contains("for (int r = 0; r < rows; r++)", gelu);
+        Assert.Contains("dx1[i % n1] += ", gelu);
+        Assert.DoesNotContain("atomicAdd", gelu);
+        Assert.DoesNotContain("bert_keep", gelu);
+    }
+
+    [Fact]
+    public void DropoutKernels_RegenerateTheMaskWithThePhiloxPrelude()
+    {
+        var source = Bert.Models.BertPreTraining.CudaSource;
+        Assert.Contains("static __device__ __forceinline__ float bert_uniform(", source);
+        Assert.Contains("0xD2511F53ull", source);
+        Assert.Contains("0xCD9E8D57ull", source);
+        Assert.Contains("0x9E3779B9u", source);
+        Assert.Contains("0xBB67AE85u", source);
+        var drop = KernelText(source, c => c.Contains("dropmask("));
+        var mask = "training ? (bert_keep(seed, ";
+        Assert.Equal(2, drop.Split(mask).Length - 1);   // forward and backward draw the same mask
+        Assert.Contains("(unsigned long long)i, 0.1f) ? 1.1111112f : 0.0f) : 1.0f;", drop);
+        // A model without dropout has no Philox.
+        Assert.DoesNotContain("bert_uniform", MatrixOps.CudaSource);
+    }
+
+    [Theory]
+    [InlineData(0.5, "0.5f")]
+    [InlineData(1.0, "1.0f")]
+    [InlineData(-2.0, "(-2.0f)")]
+    [InlineData(0.7071067811865476, "0.70710677f")]
+    [InlineData(1e-12, "1E-12f")]
+    [InlineData(3e38, "3E+38f")]
+    [InlineData(1e39, "__int_as_float(0x7f800000)")]
+    [InlineData(double.NegativeInfinity, "(-__int_as_float(0x7f800000))")]
+    public void FloatLiterals_AreRoundTripInvariantWithSuffix(double value, string expected)
+    {
+        Assert.Equal(expected, CudaEmitter.Float(value));
+    }
+
+    // ---------------- host run against the CPU kernels ----------------
+
+    /// <summary>The CUDA keywords and built-ins for a host C++ compiler: kernels become plain functions and the
+    /// driver sets blockIdx/threadIdx itself, running the threads of a small grid one after another (valid for
+    /// these kernels: no barriers, no two threads write one element).</summary>
+    const string HostPrelude = """
+        #include <math.h>
+        #include <stdio.h>
+        #include <stdlib.h>
+        #include <string.h>
+        #define __global__
+        #define __device__
+        #define __forceinline__ inline
+        struct bert_uint3 { unsigned int x, y, z; };
+        static bert_uint3 threadIdx, blockIdx, blockDim, gridDim;
+        static inline float __int_as_float(int i) { float f; memcpy(&f, &i, sizeof f); return f; }
+        static inline int __float_as_int(float f) { int i; memcpy(&i, &f, sizeof i); return i; }
+
+        """;
+
+    const int Grid = 2, Block = 3;   // six emulated threads: the grid-stride loops wrap
+
+    /// <summary>A driver reading cases from argv[1] and writing results to argv[2]. A case: int kernel, int mode
+    /// (0 forward, 1 backward, 2 Philox uniform), int training, u64 seed, int n, int ni, int ns[ni]; then forward: the
+    /// inputs; backward: dy[n], the inputs, the prefilled dx; uniform: n (site, index) pairs of u64. Writes y, the
+    /// dx, or the n uniforms.</summary>
+    static string Driver(ModelInfo info, bool philox)
+    {
+        var sb = new StringBuilder();
+        sb.Append(HostPrelude).Append("#include \"k.cu\"\n");
+        sb.Append("""
+            static int rd(FILE* f, void* p, size_t bytes) { return fread(p, 1, bytes, f) == bytes; }
+            static float* rdf(FILE* f, int n) { float* p = (float*)malloc(sizeof(float) * (n + 1)); if (!rd(f, p, sizeof(float) * n)) exit(3); return p; }
+            int main(int argc, char** argv)
+            {
+                FILE* in = fopen(argv[1], "rb"); FILE* out = fopen(argv[2], "wb");
+                if (!in || !out) return 2;
+                int h[3], n, ni, ns[16]; unsigned long long seed;
+                while (rd(in, h, sizeof h) && rd(in, &seed, 8) && rd(in, &n, 4) && rd(in, &ni, 4))
+                {
+                    if (ni > 16 || !rd(in, ns, 4 * ni)) return 3;
+                    if (h[1] == 2)
+                    {
+
+            """);
+        if (philox)
+            sb.Append("""
+                        for (int k = 0; k < n; k++)
+                        {
+                            unsigned long long si[2]; if (!rd(in, si, 16)) return 3;
+                            float u = bert_uniform(seed, si[0], si[1]); fwrite(&u, 4, 1, out);
+                        }
+
+            """);
+        else sb.Append("            return 4;\n");
+        sb.Append("""
+                        continue;
+                    }
+                    float* dy = h[1] == 1 ? rdf(in, n) : 0;
+                    float* x[16]; float* dx[16];
+                    for (int k = 0; k < ni; k++) x[k] = rdf(in, ns[k]);
+                    for (int k = 0; k < ni; k++) dx[k] = h[1] == 1 ? rdf(in, ns[k]) : 0;
+                    float* y = (float*)malloc(sizeof(float) * (n + 1));
+                    blockDim.x = BLOCK; gridDim.x = GRID; blockDim.y = blockDim.z = gridDim.y = gridDim.z = 1;
+                    for (unsigned b = 0; b < gridDim.x; b++)
+                    for (unsigned t = 0; t < blockDim.x; t++)
+                    {
+                        blockIdx.x = b; threadIdx.x = t;
+                        switch (h[0] * 2 + h[1])
+                        {
+
+            """.Replace("BLOCK", Block.ToString(CultureInfo.InvariantCulture)).Replace("GRID", Grid.ToString(CultureInfo.InvariantCulture)));
+        for (int q = 0; q < info.Kernels.Count; q++)
+        {
+            var k = info.Kernels[q];
+            var name = k.Name.ToLowerInvariant();
+            int ni = k.Inputs.Length;
+            var xs = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"x[{i}], ns[{i}]"));
+            var dxs = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"dx[{i}]"));
+            sb.Append($"                case {2 * q}: {name}_forward(y, {xs}, n, seed, h[2]); break;\n");
+            sb.Append($"                case {2 * q + 1}: {name}_backward(dy, {dxs}, {xs}, n, seed, h[2]); break;\n");
+        }
+        sb.Append("""
+                            default: return 5;
+                        }
+                    }
+                    if (h[1] == 0) fwrite(y, sizeof(float), n, out);
+                    else for (int k = 0; k < ni; k++) fwrite(dx[k], sizeof(float), ns[k], out);
+                    free(y); free(dy);
+                    for (int k = 0; k < ni; k++) { free(x[k]); free(dx[k]); }
+                }
+                fclose(out);
+                return 0;
+            }
+
+            """);
+        return sb.ToString();
+    }
+
+    /// <summary>The models that stand for the distinct fused kernels (the same families as the CPU gradient properties).</summary>
+    public static IEnumerable<object[]> KernelModels() => OpCoverageTests.Kernels()
+        .Select(o => ((string)o[0]).Split('.')[0]).Distinct()
+        .Select(name => new object[] { ModelTypes().Single(t => t.Name == name).FullName! });
+
+    sealed record Case(int Kernel, int Mode, bool Training, ulong Seed, int N, float[][] Arrays, int OutLength);
+
+    static float[] Floats(Random rng, int n) => Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 4 - 2)).ToArray();
+    static double[] Doubles(float[] x) => x.Select(v => (double)v).ToArray();
+
+    /// <summary>Every fused kernel of the model that stands for a family, run from the model's CUDA source compiled for
+    /// the host: forward and backward, with and without dropout, B=2 T=3 G=2, against the CPU kernel in double on the
+    /// same float inputs. The dropout mask must be the CPU's element for element; the Philox uniforms must be the
+    /// CPU's bit for bit, for indices and sites past 2^32.</summary>
+    [ClangTheory]
+    [MemberData(nameof(KernelModels))]
+    public void CudaKernels_RunOnTheHost_MatchTheCpuKernels(string model)
+    {
+        RequireClang();
+        var type = ModelType(model);
+        var info = Info(type);
+        var source = Source(type)!;
+        var families = OpCoverageTests.Kernels().Select(o => (string)o[0]).Where(id => id.Split('.')[0] == info.Name).Select(id => id.Split('.')[1]).ToHashSet();
+        bool philox = source.Contains("bert_uniform(");
+        var dir = Directory.CreateTempSubdirectory("bert-cuda-host-").FullName;
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "k.cu"), source);
+            File.WriteAllText(Path.Combine(dir, "main.cpp"), Driver(info, philox));
+            var build = Run(Clang, new[] { "-x", "c++", "-std=c++17", "-O1", "-ffp-contract=off", "-w", "main.cpp", "-o", "run", "-lm" }, dir);
+            Assert.True(build.Code == 0, $"clang-14 could not compile the CUDA source of {model} for the host (exit {build.Code}):\n{Tail(build.Output)}");
+
+            const int B = 2, T = 3, G = 2;
+            var rng = new Random(20240611);
+            var cases = new List<(Case Case, Func<float[], string?> Check)>();
+            for (int q = 0; q < info.Kernels.Count; q++)
+            {
+                var k = info.Kernels[q];
+                if (!families.Contains(k.Name)) continue;
+                int n = (int)k.Output.Eval(B, T, G);
+                var ns = k.Inputs.Select(s => (int)s.Eval(B, T, G)).ToArray();
+                foreach (bool training in new[] { false, true })
+                {
+                    ulong seed = 0x9E3779B97F4A7C15UL + (ulong)(q * 7 + (training ? 1 : 0));
+                    var xs = ns.Select(len => Floats(rng, len)).ToArray();
+                    var what = $"{info.Name}.{k.Name} ({k.Expression}) training={training}";
+
+                    var yCpu = new double[n];
+                    k.Forward(yCpu, xs.Select(Doubles).ToArray(), seed, training);
+                    cases.Add((new Case(q, 0, training, seed, n, xs, n), y => Compare(what + " forward", y, yCpu, k.Dropout && training)));
+
+                    var dy = Floats(rng, n);
+                    var prefill = ns.Select(len => Floats(rng, len)).ToArray();   // backward must add
+                    var dxCpu = prefill.Select(Doubles).ToArray();
+                    k.Backward(Doubles(dy), dxCpu, xs.Select(Doubles).ToArray(), seed, training);
+                    var expected = dxCpu.SelectMany(d => d).ToArray();
+                    cases.Add((new Case(q, 1, training, seed, n, new[] { dy }.Concat(xs).Concat(prefill).ToArray(), expected.Length),
+                        dx => Compare(what + " backward (dx of all inputs, concatenated)", dx, expected, false)));
+                }
+            }
+            Assert.NotEmpty(cases);
+
+            // Philox: bit-exact against the CPU generator, with the high words of seed, site and index in play.
+            var pairs = new List<(ulong Site, ulong Index)>();
+            if (philox)
+            {
+                for (int i = 0; i < 64; i++) pairs.Add(((ulong)(i % 5) + ((ulong)(i % 3) << 32), (ulong)i * 0x9E3779B1UL + ((ulong)i << 33)));
+                pairs.Add((ulong.MaxValue, ulong.MaxValue));
+            }
+            const ulong PhiloxSeed = 0xFEDCBA9876543210UL;
+
+            var inPath = Path.Combine(dir, "cases.bin");
+            using (var f = new BinaryWriter(File.Create(inPath)))
+            {
+                foreach (var (c, _) in cases)
+                {
+                    var kernel = info.Kernels[c.Kernel];
+                    f.Write(c.Kernel); f.Write(c.Mode); f.Write(c.Training ? 1 : 0); f.Write(c.Seed); f.Write(c.N);
+                    f.Write(kernel.Inputs.Length);
+                    foreach (var s in kernel.Inputs) f.Write((int)s.Eval(B, T, G));
+                    foreach (var a in c.Arrays) foreach (var v in a) f.Write(v);
+                }
+                if (philox)
+                {
+                    f.Write(0); f.Write(2); f.Write(0); f.Write(PhiloxSeed); f.Write(pairs.Count); f.Write(0);
+                    foreach (var (site, index) in pairs) { f.Write(site); f.Write(index); }
+                }
+            }
+            var outPath = Path.Combine(dir, "out.bin");
+            var run = Run(Path.Combine(dir, "run"), new[] { inPath, outPath }, dir);
+            Assert.True(run.Code == 0, $"the host build of {model}'s CUDA kernels failed (exit {run.Code}):\n{Tail(run.Output)}");
+
+            using var r = new BinaryReader(File.OpenRead(outPath));
+            float[] Read(int len) => Enumerable.Range(0, len).Select(_ => r.ReadSingle()).ToArray();
+            var failures = cases.Select(c => c.Check(Read(c.Case.OutLength))).Where(e => e is not null).ToList();
+            if (philox)
+                foreach (var (site, index) in pairs)
+                {
+                    float got = r.ReadSingle(), want = Philox.Uniform(PhiloxSeed, site, index);
+                    if (BitConverter.SingleToInt32Bits(got) != BitConverter.SingleToInt32Bits(want))
+                        failures.Add($"Philox uniform(seed {PhiloxSeed:X}, site {site:X}, index {index:X}) is {got:R} on the GPU path but {want:R} on the CPU.");
+                }
+            Assert.True(r.BaseStream.Position == r.BaseStream.Length, "the host driver wrote more results than the cases asked for");
+            Assert.True(failures.Count == 0, string.Join("\n", failures.Take(10)));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    /// <summary>fp32 against the CPU kernel in double, within the float-vs-double bounds; with dropout, the dropped
+    /// elements (exact zeros) must be the same.</summary>
+    static string? Compare(string what, float[] got, double[] want, bool sameZeros)
+    {
+        if (got.Length != want.Length) return $"{what}: {got.Length} values, expected {want.Length}.";
+        for (int i = 0; i < got.Length; i++)
+        {
+            double bound = Tolerances.FloatVsDoubleAbs + Tolerances.FloatVsDoubleRel * Math.Abs(want[i]);
+            if (!(Math.Abs(got[i] - want[i]) <= bound))
+                return string.Create(CultureInfo.InvariantCulture, $"{what}: [{i}] is {got[i]:R} in CUDA C but {want[i]:R} on the CPU (|diff| {Math.Abs(got[i] - want[i]):G3} > {bound:G3}).");
+            if (sameZeros && (got[i] == 0) != (want[i] == 0))
+                return string.Create(CultureInfo.InvariantCulture, $"{what}: [{i}] is {got[i]:R} in CUDA C but {want[i]:R} on the CPU: the dropout masks differ.");
+        }
+        return null;
+    }
+}
