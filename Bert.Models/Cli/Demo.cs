@@ -13,7 +13,7 @@ namespace Bert.Cli;
 /// with the same architecture trained on the labeled sets alone, with the same fine-tuning budget.</summary>
 public static class Demo
 {
-    public sealed record Settings(string Size, int PretrainSteps, int Epochs, int Sst2Epochs, string Out, string[] Sets, int Seed);
+    public sealed record Settings(string Size, int PretrainSteps, int Epochs, int Sst2Epochs, string Out, string[] Sets, int Seed, int MaxLen = 64, double PretrainLr = 1e-3, double FinetuneLr = 2e-4);
 
     public sealed record Row(string Set, int Train, int Dev, double Scratch, double Pretrained);
 
@@ -30,7 +30,7 @@ public static class Demo
 
         // 1. Pre-training on the embedded unlabeled corpus.
         var (docs, how) = DataSets.Corpus(null);
-        var data = new PretrainingOptions { MaxSeqLength = 128 };
+        var data = new PretrainingOptions { MaxSeqLength = s.MaxLen };
         var instances = Data.Pretraining.CreateInstances(docs, tok, data, s.Seed);
         var pre = entry.Create();
         pre.InitParameters((ulong)s.Seed);
@@ -39,7 +39,7 @@ public static class Demo
         var loop = new TrainLoop
         {
             Model = pre, TotalSteps = s.PretrainSteps, Bind = job.Bind, StepMetrics = job.Metrics, Evaluate = job.Evaluate, Dir = preDir, SaveExtras = tok.Save,
-            Options = new TrainOptions { BatchSize = 32, LearningRate = 5e-4, WarmupFraction = 0.1, Seed = (ulong)s.Seed },
+            Options = new TrainOptions { BatchSize = 32, LearningRate = s.PretrainLr, WarmupFraction = 0.1, Seed = (ulong)s.Seed },
             Metadata = new Dictionary<string, string> { ["task"] = "pretraining" },
         };
         if (loop.TryResume()) Console.WriteLine($"Resuming pre-training from step {loop.Step} in {preDir}.");
@@ -61,11 +61,11 @@ public static class Demo
                 var m = classifier.Create();
                 m.InitParameters((ulong)s.Seed + 100);
                 if (pretrained) FinetuneJob.Transfer(pre, m);
-                var ft = new FinetuneJob(m, tok, train, dev, 128, 32, s.Seed);
+                var ft = new FinetuneJob(m, tok, train, dev, 128, 32, s.Seed);   // texts up to 128 tokens (longer ones are cut)
                 var l = new TrainLoop
                 {
                     Model = m, TotalSteps = (long)epochs * ft.StepsPerEpoch, Bind = ft.Bind, StepMetrics = ft.Metrics, Evaluate = ft.Evaluate,
-                    Options = new TrainOptions { BatchSize = 32, LearningRate = 2e-4, WarmupFraction = 0.1, Seed = (ulong)s.Seed, EvalEvery = ft.StepsPerEpoch },
+                    Options = new TrainOptions { BatchSize = 32, LearningRate = s.FinetuneLr, WarmupFraction = 0.1, Seed = (ulong)s.Seed, EvalEvery = ft.StepsPerEpoch },
                 };
                 Reporter.Run($"{set} ({(pretrained ? "pre-trained" : "from scratch")})", l, cancel, plainEvery: ft.StepsPerEpoch);
                 return l.Best?.Score ?? double.NaN;

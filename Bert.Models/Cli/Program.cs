@@ -69,9 +69,13 @@ public static class Program
         var dOut = Opt("--out", "folder for the checkpoints", Path.Combine(Path.GetTempPath(), "bert-demo"));
         var dSets = Opt("--sets", "comma-separated labeled sets", string.Join(",", DataSets.Named));
         var dSst2Epochs = Opt("--sst2-epochs", "fine-tuning epochs on SST-2 (larger than the others)", 2);
-        foreach (var o in new Option[] { dSize, dSteps, dEpochs, dSst2Epochs, dOut, dSets, seed, device }) demo.Options.Add(o);
+        var dLen = Opt("--pretrain-max-len", "pre-training sequence length", 64);
+        var dPreLr = Opt("--pretrain-lr", "pre-training peak learning rate", 1e-3);
+        var dFtLr = Opt("--finetune-lr", "fine-tuning peak learning rate (both arms)", 2e-4);
+        foreach (var o in new Option[] { dSize, dSteps, dEpochs, dSst2Epochs, dLen, dPreLr, dFtLr, dOut, dSets, seed, device }) demo.Options.Add(o);
         demo.SetAction(pr => RequireCpu(pr.GetValue(device)!) ?? Demo.Run(new Demo.Settings(pr.GetValue(dSize)!, pr.GetValue(dSteps), pr.GetValue(dEpochs),
-            pr.GetValue(dSst2Epochs), pr.GetValue(dOut)!, pr.GetValue(dSets)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries), pr.GetValue(seed)), cancel));
+            pr.GetValue(dSst2Epochs), pr.GetValue(dOut)!, pr.GetValue(dSets)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries), pr.GetValue(seed),
+            pr.GetValue(dLen), pr.GetValue(dPreLr), pr.GetValue(dFtLr)), cancel));
         root.Subcommands.Add(demo);
 
         // ---- pretrain ----
