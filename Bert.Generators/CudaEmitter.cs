@@ -147,7 +147,7 @@ public static class CudaEmitter
         else
         {
             var bs = Enumerable.Range(0, ni).Where(i => bcast[i]).ToList();
-            w.WriteLine($"// launch over nb threads (enough), nb = min({string.Join(", ", bs.Select(i => "n" + i))})");
+            w.WriteLine($"// one thread per column j < nb, nb = min({string.Join(", ", bs.Select(i => "n" + i))}): a grid of nb threads is enough");
             w.WriteLine($"int nb = n{bs[0]};");
             foreach (var i in bs.Skip(1)) w.WriteLine($"if (n{i} < nb) nb = n{i};");
             w.WriteLine("if (n == 0 || nb == 0) return;");

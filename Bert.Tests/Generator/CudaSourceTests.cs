@@ -140,6 +140,10 @@ public class CudaSourceTests
         var types = ModelTypes();
         Assert.Contains(types, t => t == typeof(Bert.Models.BertPreTraining));
         Assert.Contains(types, t => t == typeof(PointwiseZoo));
+        var compiled = new[] { typeof(Bert.Models.BertPreTraining).Assembly, typeof(CudaSourceTests).Assembly }
+            .SelectMany(a => a.GetTypes())
+            .Where(t => t.GetProperty("Info", BindingFlags.Public | BindingFlags.Static | BindingFlags.DeclaredOnly)?.PropertyType == typeof(ModelInfo));
+        Assert.Equal(compiled.OrderBy(t => t.FullName), types.OrderBy(t => t.FullName));
         foreach (var t in types)
         {
             var source = Source(t)!;
