@@ -327,11 +327,12 @@ public static class Emitter
         w.WriteLine($"static void {name}_ForwardRange<T>(T* y, {xParams}, int nb, int j0, int j1, int r0, int r1, ulong seed, bool training) {Where}");
         w.WriteLine("{"); w.Indent++;
         EmitConsts(w, topo);
-        EmitLoops(w, bcast);
+        EmitLoops(w, bcast, topo);
         EmitValues(w, topo, bcast);
         w.WriteLine($"y[i] = v{topo[n.Expr!]};");
         w.Indent--; w.WriteLine("}");
         w.Indent--; w.WriteLine("}");
+        EmitLoopsEnd(w, topo);
         w.Indent--; w.WriteLine("}");
 
         // backward: recompute the values, then propagate adjoints in reverse. With a broadcast input (a bias,
@@ -354,11 +355,12 @@ public static class Emitter
         w.WriteLine($"static void {name}_BackwardRange<T>(T* dy, {dParams}, {xParams}, int nb, int j0, int j1, int r0, int r1, ulong seed, bool training) {Where}");
         w.WriteLine("{"); w.Indent++;
         EmitConsts(w, topo);
-        EmitLoops(w, bcast);
+        EmitLoops(w, bcast, topo);
         EmitValues(w, topo, bcast);
         EmitAdjoints(w, topo, n.Expr!, ni, bcast);
         w.Indent--; w.WriteLine("}");
         w.Indent--; w.WriteLine("}");
+        EmitLoopsEnd(w, topo);
         w.Indent--; w.WriteLine("}");
 
         // test entry points in double
@@ -378,15 +380,33 @@ public static class Emitter
     }
 
     /// <summary>for r in [r0, r1): row offsets of broadcast inputs; for j in [j0, j1): i = r·nb + j.</summary>
-    static void EmitLoops(IndentedTextWriter w, bool[] bcast)
+    static void EmitLoops(IndentedTextWriter w, bool[] bcast, Topo t)
     {
+        var drops = t.Order.Where(e => e is FOp { Op: "drop" }).Cast<FOp>().ToList();
+        foreach (var d in drops)
+            w.WriteLine($"T[]? m{t[d]} = training ? global::System.Buffers.ArrayPool<T>.Shared.Rent(j1 - j0) : null;");
+        if (drops.Count > 0) { w.WriteLine("try"); w.WriteLine("{"); w.Indent++; }
         w.WriteLine("for (int r = r0; r < r1; r++)");
         w.WriteLine("{"); w.Indent++;
         for (int k = 0; k < bcast.Length; k++)
             if (bcast[k]) w.WriteLine($"long o{k} = (long)r * nb % n{k};");
+        // Dropout masks of this row segment, drawn in bulk by the vectorized Philox (the same bits as one by one).
+        foreach (var d in drops)
+            w.WriteLine($"if (m{t[d]} != null) {K}.Philox.FillKeepScales<T>(m{t[d]}.AsSpan(0, j1 - j0), seed, {d.Site}UL, (ulong)((long)r * nb + j0), {Num(d.P)}f, s{t[d]});");
         w.WriteLine("for (int j = j0; j < j1; j++)");
         w.WriteLine("{"); w.Indent++;
         w.WriteLine("int i = r * nb + j;");
+    }
+
+    static void EmitLoopsEnd(IndentedTextWriter w, Topo t)
+    {
+        var drops = t.Order.Where(e => e is FOp { Op: "drop" }).ToList();
+        if (drops.Count == 0) return;
+        w.Indent--; w.WriteLine("}");
+        w.WriteLine("finally");
+        w.WriteLine("{"); w.Indent++;
+        foreach (var d in drops) w.WriteLine($"if (m{t[d]} != null) global::System.Buffers.ArrayPool<T>.Shared.Return(m{t[d]});");
+        w.Indent--; w.WriteLine("}");
     }
 
     static void EmitConsts(IndentedTextWriter w, Topo t)
@@ -426,7 +446,7 @@ public static class Emitter
                         "max" => $"T.Max({A(0)}, {A(1)})",
                         "min" => $"T.Min({A(0)}, {A(1)})",
                         "erf" => $"{RT}.MathT.Erf({A(0)})",
-                        "drop" => $"training ? ({K}.Philox.Keep(seed, {o.Site}UL, (ulong)i, {Num(o.P)}f) ? s{id} : T.Zero) : T.One",
+                        "drop" => $"m{id} != null ? m{id}[j - j0] : T.One",
                         _ when o.Op.StartsWith("sel") => $"{A(0)} {o.Op.Substring(3)} {A(1)} ? {A(2)} : {A(3)}",
                         _ => throw new InvalidOperationException(o.Op),
                     };
