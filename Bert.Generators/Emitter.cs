@@ -87,7 +87,7 @@ public static class Emitter
             var outSize = n.Out.Size;
             var ins = string.Join(", ", n.Inputs.Select(i => $"new {RT}.SizeExpr({i.Size.C}L, {i.Size.PB}, {i.Size.PT}, {i.Size.PG})"));
             w.WriteLine($"new({Lit("K" + n.Id)}, {Lit(Describe(n.Expr!))}, new {RT}.SizeExpr({outSize.C}L, {outSize.PB}, {outSize.PT}, {outSize.PG}), new {RT}.SizeExpr[] {{ {ins} }}, sources: new string[] {{ {string.Join(", ", n.Sources.Select(Lit))} }}, dropout: {(HasDrop(n.Expr!) ? "true" : "false")},");
-            w.WriteLine($"    forward: __Kernels.K{n.Id}_TestForward, backward: __Kernels.K{n.Id}_TestBackward),");
+            w.WriteLine($"    forward: __Kernels.K{n.Id}_TestForward<double>, backward: __Kernels.K{n.Id}_TestBackward<double>, forwardF: __Kernels.K{n.Id}_TestForward<float>, backwardF: __Kernels.K{n.Id}_TestBackward<float>),");
         }
         w.Indent--; w.WriteLine("},");
         var outB = g.Output is null ? -1 : plan.Act[g.Output].Id;
@@ -327,7 +327,11 @@ public static class Emitter
         w.WriteLine($"static void {name}_ForwardRange<T>(T* y, {xParams}, int nb, int j0, int j1, int r0, int r1, ulong seed, bool training) {Where}");
         w.WriteLine("{"); w.Indent++;
         EmitConsts(w, topo);
-        EmitLoops(w, bcast, topo);
+        EmitLoops(w, bcast, topo, () =>
+        {
+            EmitVValues(w, topo, bcast);
+            w.WriteLine($"{V5}.Store(u{topo[n.Expr!]}, (float*)y + i);");
+        });
         EmitValues(w, topo, bcast);
         w.WriteLine($"y[i] = v{topo[n.Expr!]};");
         w.Indent--; w.WriteLine("}");
@@ -355,7 +359,11 @@ public static class Emitter
         w.WriteLine($"static void {name}_BackwardRange<T>(T* dy, {dParams}, {xParams}, int nb, int j0, int j1, int r0, int r1, ulong seed, bool training) {Where}");
         w.WriteLine("{"); w.Indent++;
         EmitConsts(w, topo);
-        EmitLoops(w, bcast, topo);
+        EmitLoops(w, bcast, topo, () =>
+        {
+            EmitVValues(w, topo, bcast);
+            EmitVAdjoints(w, topo, n.Expr!, ni, bcast);
+        });
         EmitValues(w, topo, bcast);
         EmitAdjoints(w, topo, n.Expr!, ni, bcast);
         w.Indent--; w.WriteLine("}");
@@ -368,19 +376,19 @@ public static class Emitter
         var xCall = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"x{i}, xs[{i}].Length"));
         var fixedD = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"d{i} = dxs[{i}]"));
         var dCall = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"d{i}"));
-        w.WriteLine($"internal static void {name}_TestForward(double[] y, double[][] xs, ulong seed, bool training)");
+        w.WriteLine($"internal static void {name}_TestForward<T>(T[] y, T[][] xs, ulong seed, bool training) {Where}");
         w.WriteLine("{"); w.Indent++;
-        w.WriteLine($"fixed (double* py = y, {fixedX}) {name}_Forward<double>(py, {xCall}, y.Length, seed, training);");
+        w.WriteLine($"fixed (T* py = y, {fixedX}) {name}_Forward<T>(py, {xCall}, y.Length, seed, training);");
         w.Indent--; w.WriteLine("}");
-        w.WriteLine($"internal static void {name}_TestBackward(double[] dy, double[]?[] dxs, double[][] xs, ulong seed, bool training)");
+        w.WriteLine($"internal static void {name}_TestBackward<T>(T[] dy, T[]?[] dxs, T[][] xs, ulong seed, bool training) {Where}");
         w.WriteLine("{"); w.Indent++;
-        w.WriteLine($"fixed (double* pdy = dy, {fixedX}, {fixedD}) {name}_Backward<double>(pdy, {dCall}, {xCall}, dy.Length, seed, training);");
+        w.WriteLine($"fixed (T* pdy = dy, {fixedX}, {fixedD}) {name}_Backward<T>(pdy, {dCall}, {xCall}, dy.Length, seed, training);");
         w.Indent--; w.WriteLine("}");
         w.WriteLine();
     }
 
     /// <summary>for r in [r0, r1): row offsets of broadcast inputs; for j in [j0, j1): i = r·nb + j.</summary>
-    static void EmitLoops(IndentedTextWriter w, bool[] bcast, Topo t)
+    static void EmitLoops(IndentedTextWriter w, bool[] bcast, Topo t, Action vectorBody)
     {
         var drops = t.Order.Where(e => e is FOp { Op: "drop" }).Cast<FOp>().ToList();
         foreach (var d in drops)
@@ -393,9 +401,123 @@ public static class Emitter
         // Dropout masks of this row segment, drawn in bulk by the vectorized Philox (the same bits as one by one).
         foreach (var d in drops)
             w.WriteLine($"if (m{t[d]} != null) {K}.Philox.FillKeepScales<T>(m{t[d]}.AsSpan(0, j1 - j0), seed, {d.Site}UL, (ulong)((long)r * nb + j0), {Num(d.P)}f, s{t[d]});");
-        w.WriteLine("for (int j = j0; j < j1; j++)");
+        w.WriteLine("int j = j0;");
+        w.WriteLine("if (typeof(T) == typeof(float) && global::System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated)");
+        w.WriteLine("{"); w.Indent++;
+        w.WriteLine("for (; j + 16 <= j1; j += 16)");
         w.WriteLine("{"); w.Indent++;
         w.WriteLine("int i = r * nb + j;");
+        vectorBody();
+        w.Indent--; w.WriteLine("}");
+        w.Indent--; w.WriteLine("}");
+        w.WriteLine("for (; j < j1; j++)");
+        w.WriteLine("{"); w.Indent++;
+        w.WriteLine("int i = r * nb + j;");
+    }
+
+    const string V5 = "global::System.Runtime.Intrinsics.Vector512";
+    const string VF = "global::System.Runtime.Intrinsics.Vector512<float>";
+
+    static string U(Topo t, FE e) => e is FConst c ? $"{V5}.Create({Num((float)c.Value)}f)" : "u" + t[e];
+
+    /// <summary>The float path, sixteen lanes at a time: the same expression as <see cref="EmitValues"/>.</summary>
+    static void EmitVValues(IndentedTextWriter w, Topo t, bool[] bcast)
+    {
+        foreach (var e in t.Order)
+        {
+            int id = t[e];
+            switch (e)
+            {
+                case FIn i: w.WriteLine($"var u{id} = {V5}.Load((float*)x{i.Index} + {(bcast[i.Index] ? $"o{i.Index} + j" : "i")});"); break;
+                case FConst: break;
+                case FOp o:
+                    string A(int k) => U(t, o.Args[k]);
+                    string expr = o.Op switch
+                    {
+                        "add" => $"{A(0)} + {A(1)}",
+                        "sub" => $"{A(0)} - {A(1)}",
+                        "mul" => $"{A(0)} * {A(1)}",
+                        "div" => $"{A(0)} / {A(1)}",
+                        "neg" => $"-{A(0)}",
+                        "exp" => $"{V5}.Exp({A(0)})",
+                        "log" => $"{V5}.Log({A(0)})",
+                        "tanh" => $"{RT}.VMath.Tanh({A(0)})",
+                        "sqrt" => $"{V5}.Sqrt({A(0)})",
+                        "abs" => $"{V5}.Abs({A(0)})",
+                        "max" => $"{V5}.Max({A(0)}, {A(1)})",
+                        "min" => $"{V5}.Min({A(0)}, {A(1)})",
+                        "erf" => $"{RT}.VMath.Erf({A(0)})",
+                        "drop" => $"m{id} != null ? {V5}.LoadUnsafe(ref global::System.Runtime.CompilerServices.Unsafe.As<T, float>(ref m{id}[j - j0])) : {VF}.One",
+                        _ when o.Op.StartsWith("sel") => $"{V5}.ConditionalSelect({Cmp(o.Op.Substring(3), A(0), A(1))}, {A(2)}, {A(3)})",
+                        _ => throw new InvalidOperationException(o.Op),
+                    };
+                    w.WriteLine($"var u{id} = {expr};");
+                    break;
+            }
+        }
+    }
+
+    static string Cmp(string op, string a, string b) => op switch
+    {
+        "<" => $"{V5}.LessThan({a}, {b})",
+        "<=" => $"{V5}.LessThanOrEqual({a}, {b})",
+        ">" => $"{V5}.GreaterThan({a}, {b})",
+        _ => $"{V5}.GreaterThanOrEqual({a}, {b})",
+    };
+
+    /// <summary>The float path of <see cref="EmitAdjoints"/>.</summary>
+    static void EmitVAdjoints(IndentedTextWriter w, Topo t, FE root, int ni, bool[] bcast)
+    {
+        var has = new HashSet<int>();
+        void Acc(FE target, string term)
+        {
+            if (target is FConst || target is FOp { Op: "drop" }) return;
+            int id = t[target];
+            if (has.Add(id)) w.WriteLine($"var h{id} = {term};");
+            else w.WriteLine($"h{id} += {term};");
+        }
+        string Z = $"{VF}.Zero";
+        w.WriteLine($"var h{t[root]} = {V5}.Load((float*)dy + i);");
+        has.Add(t[root]);
+        for (int k = t.Order.Count - 1; k >= 0; k--)
+        {
+            var e = t.Order[k];
+            if (e is not FOp o || !has.Contains(k)) continue;
+            string g = "h" + k, y = "u" + k;
+            string A(int j) => U(t, o.Args[j]);
+            switch (o.Op)
+            {
+                case "add": Acc(o.Args[0], g); Acc(o.Args[1], g); break;
+                case "sub": Acc(o.Args[0], g); Acc(o.Args[1], "-" + g); break;
+                case "mul": Acc(o.Args[0], $"{g} * {A(1)}"); Acc(o.Args[1], $"{g} * {A(0)}"); break;
+                case "div": Acc(o.Args[0], $"{g} / {A(1)}"); Acc(o.Args[1], $"-{g} * {y} / {A(1)}"); break;
+                case "neg": Acc(o.Args[0], "-" + g); break;
+                case "exp": Acc(o.Args[0], $"{g} * {y}"); break;
+                case "log": Acc(o.Args[0], $"{g} / {A(0)}"); break;
+                case "tanh": Acc(o.Args[0], $"{g} * ({VF}.One - {y} * {y})"); break;
+                case "sqrt": Acc(o.Args[0], $"{g} / ({y} + {y})"); break;
+                case "abs": Acc(o.Args[0], $"{V5}.ConditionalSelect({V5}.GreaterThanOrEqual({A(0)}, {Z}), {g}, -{g})"); break;
+                case "erf": Acc(o.Args[0], $"{g} * {V5}.Create(1.1283791670955126f) * {V5}.Exp(-{A(0)} * {A(0)})"); break;
+                case "max": Acc(o.Args[0], $"{V5}.ConditionalSelect({V5}.GreaterThanOrEqual({A(0)}, {A(1)}), {g}, {Z})"); Acc(o.Args[1], $"{V5}.ConditionalSelect({V5}.GreaterThanOrEqual({A(0)}, {A(1)}), {Z}, {g})"); break;
+                case "min": Acc(o.Args[0], $"{V5}.ConditionalSelect({V5}.LessThanOrEqual({A(0)}, {A(1)}), {g}, {Z})"); Acc(o.Args[1], $"{V5}.ConditionalSelect({V5}.LessThanOrEqual({A(0)}, {A(1)}), {Z}, {g})"); break;
+                case "drop": break;
+                default:
+                    if (o.Op.StartsWith("sel"))
+                    {
+                        var cond = Cmp(o.Op.Substring(3), A(0), A(1));
+                        Acc(o.Args[2], $"{V5}.ConditionalSelect({cond}, {g}, {Z})");
+                        Acc(o.Args[3], $"{V5}.ConditionalSelect({cond}, {Z}, {g})");
+                    }
+                    break;
+            }
+        }
+        for (int i = 0; i < ni; i++)
+        {
+            var leaf = t.Order.FirstOrDefault(e => e is FIn f && f.Index == i);
+            if (leaf is null || !has.Contains(t[leaf])) continue;
+            var at = bcast[i] ? $"o{i} + j" : "i";
+            w.WriteLine($"if (dx{i} != null) {{ float* q = (float*)dx{i} + {at}; {V5}.Store({V5}.Load(q) + h{t[leaf]}, q); }}");
+        }
     }
 
     static void EmitLoopsEnd(IndentedTextWriter w, Topo t)

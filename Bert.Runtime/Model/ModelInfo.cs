@@ -53,14 +53,17 @@ public sealed record OpInfo(int Id, OpKind Kind, string Label, string[] InputSha
 
 public delegate void FusedForward(double[] y, double[][] xs, ulong seed, bool training);
 public delegate void FusedBackward(double[] dy, double[]?[] dxs, double[][] xs, ulong seed, bool training);
+public delegate void FusedForwardF(float[] y, float[][] xs, ulong seed, bool training);
+public delegate void FusedBackwardF(float[] dy, float[]?[] dxs, float[][] xs, ulong seed, bool training);
 
-/// <summary>A generated fused element-wise kernel, with entry points in double for gradient checks.</summary>
+/// <summary>A generated fused element-wise kernel, with entry points in double (gradient checks) and float (the
+/// vectorized path, checked against double).</summary>
 public sealed record FusedKernelInfo(string Name, string Expression, SizeExpr Output, SizeExpr[] Inputs, string[] Sources,
-    bool Dropout, FusedForward Forward, FusedBackward Backward)
+    bool Dropout, FusedForward Forward, FusedBackward Backward, FusedForwardF ForwardF, FusedBackwardF BackwardF)
 {
     public FusedKernelInfo(string name, string expression, SizeExpr output, SizeExpr[] inputs, string[] sources, bool dropout,
-        FusedForward forward, FusedBackward backward, int _ = 0)
-        : this(name, expression, output, inputs, sources, dropout, forward, backward) { }
+        FusedForward forward, FusedBackward backward, FusedForwardF forwardF, FusedBackwardF backwardF, int _ = 0)
+        : this(name, expression, output, inputs, sources, dropout, forward, backward, forwardF, backwardF) { }
 }
 
 /// <summary>Everything the generator compiled for one model.</summary>

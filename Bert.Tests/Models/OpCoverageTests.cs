@@ -126,3 +126,44 @@ public class OpCoverageTests
             return (err is null).Label(err ?? "");
         });
 }
+
+/// <summary>The float path of every fused kernel (sixteen lanes at a time where rows allow, then scalar)
+/// against the double path, forward and backward, on rows long enough to use the vectors.</summary>
+public class FusedKernelFloatTests
+{
+    public static IEnumerable<object[]> Kernels() => OpCoverageTests.AllModels()
+        .SelectMany(m => m.Kernels.Select(k => (m, k)))
+        .GroupBy(x => x.k.Expression + "|" + string.Join(",", x.k.Inputs.Select(i => i == x.k.Output ? "full" : i.PT > 0 ? "rows" : "vector")))
+        .Select(g => g.Where(x => x.k.Output.C >= 16).OrderBy(x => x.k.Output.C).FirstOrDefault())
+        .Where(x => x.k is not null)
+        .Select(x => new object[] { x.m.Name + "." + x.k.Name });
+
+    [Theory]
+    [MemberData(nameof(Kernels))]
+    public void FusedKernel_FloatPathMatchesDouble(string id)
+    {
+        var k = OpCoverageTests.AllModels().First(m => m.Name == id.Split('.')[0]).Kernels.First(x => x.Name == id.Split('.')[1]);
+        foreach (var (b, t, g) in new[] { (2, 3, 5), (1, 7, 17) })
+            foreach (bool train in new[] { false, true })
+            {
+                var rng = new Random(b * 100 + t);
+                var xs = k.Inputs.Select(s => GradCheck.Uniform(rng, (int)s.Eval(b, t, g), -2, 2)).ToArray();
+                int n = (int)k.Output.Eval(b, t, g);
+                var dy = GradCheck.Uniform(rng, n);
+                var y = new double[n];
+                k.Forward(y, xs, 7, train);
+                var dxs = xs.Select(x => new double[x.Length]).ToArray();
+                k.Backward(dy, dxs, xs, 7, train);
+
+                var xf = xs.Select(x => x.Select(v => (float)v).ToArray()).ToArray();
+                var yf = new float[n];
+                k.ForwardF(yf, xf, 7, train);
+                var dxf = xs.Select(x => new float[x.Length]).ToArray();
+                k.BackwardF(dy.Select(v => (float)v).ToArray(), dxf, xf, 7, train);
+                var err = GradCheck.AllClose($"{id} ({k.Expression}) forward, training={train}", yf, y);
+                for (int i = 0; err is null && i < xs.Length; i++)
+                    err = GradCheck.AllClose($"{id} ({k.Expression}) d input {i}, training={train}", dxf[i], dxs[i]);
+                Assert.True(err is null, err);
+            }
+    }
+}
