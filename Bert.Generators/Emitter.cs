@@ -353,7 +353,7 @@ public static class Emitter
             w.WriteLine($"int nb = {nbExpr};");
             w.WriteLine("if (n == 0 || nb == 0) return;");
             w.WriteLine("int rows = n / nb;");
-            w.WriteLine($"{RT}.Par.For(nb, global::System.Math.Max(1, {RT}.Par.Grain / global::System.Math.Max(1, rows)), (j0, j1) => {name}_BackwardRange<T>((T*)pdy, {dArgs}, {xArgs}, nb, j0, j1, 0, rows, seed, training));");
+            w.WriteLine($"{RT}.Par.For(nb, {RT}.Par.ColumnGrain(rows), (j0, j1) => {name}_BackwardRange<T>((T*)pdy, {dArgs}, {xArgs}, nb, j0, j1, 0, rows, seed, training));");
         }
         w.Indent--; w.WriteLine("}");
         w.WriteLine($"static void {name}_BackwardRange<T>(T* dy, {dParams}, {xParams}, int nb, int j0, int j1, int r0, int r1, ulong seed, bool training) {Where}");

@@ -57,6 +57,10 @@ public static class Par
     /// <summary>Elements per task for element-wise loops.</summary>
     public const int Grain = 16384;
 
+    /// <summary>Columns per task for a loop over all rows of a column block: about Grain elements, at least 64
+    /// columns (whole cache lines and vectors), a multiple of 16.</summary>
+    public static int ColumnGrain(int rows) => Math.Max(64, (Grain / Math.Max(1, rows) + 15) & ~15);
+
     public static void For(int n, int grain, Action<int, int> body)
     {
         if (n <= 0) return;
