@@ -13,7 +13,8 @@ namespace Bert.Cli;
 /// with the same architecture trained on the labeled sets alone, with the same fine-tuning budget.</summary>
 public static class Demo
 {
-    public sealed record Settings(string Size, int PretrainSteps, int Epochs, int Sst2Epochs, string Out, string[] Sets, int Seed, int MaxLen = 64, double PretrainLr = 1e-3, double FinetuneLr = 2e-4);
+    public sealed record Settings(string Size, int PretrainSteps, int Epochs, int Sst2Epochs, string Out, string[] Sets, int Seed, int MaxLen = 64,
+        double PretrainLr = 1e-3, double FinetuneLr = 2e-4, bool TaskText = true);
 
     public sealed record Row(string Set, int Train, int Dev, double Scratch, double Pretrained);
 
@@ -28,8 +29,19 @@ public static class Demo
         var entry = Catalog.Get(s.Size, "pretraining");
         Console.WriteLine($"Bert demo: {entry.Info.Name} ({entry.Info.ParameterCount:N0} parameters) on {Environment.ProcessorCount} CPU cores; {Gemm.Describe()}.");
 
-        // 1. Pre-training on the embedded unlabeled corpus.
+        // 1. Pre-training on the embedded unlabeled corpus, plus (task-adaptive pre-training, Gururangan et al.
+        //    2020) the training texts of the fine-tuning sets without their labels; dev texts are never seen.
         var (docs, how) = DataSets.Corpus(null);
+        if (s.TaskText)
+        {
+            int before = docs.Count;
+            foreach (var set in s.Sets)
+            {
+                var (train, _, _) = DataSets.Load(set);
+                docs.AddRange(train.Examples.Select(e => e.Text).Chunk(8).Select(c => c.ToList()));
+            }
+            how += $" + the unlabeled training texts of {string.Join(", ", s.Sets)} ({docs.Count - before} documents of 8)";
+        }
         var data = new PretrainingOptions { MaxSeqLength = s.MaxLen };
         var instances = Data.Pretraining.CreateInstances(docs, tok, data, s.Seed);
         var pre = entry.Create();

@@ -64,18 +64,19 @@ public static class Program
         // ---- demo ----
         var demo = new Command("demo", "Pre-train BERT on the embedded corpus, then fine-tune on Amazon, IMDb, Yelp and SST-2; compare with training from scratch.");
         var dSize = Opt("--size", "model size (tiny, mini, …)", "mini");
-        var dSteps = Opt("--pretrain-steps", "pre-training steps (more takes longer and helps more)", 600);
-        var dEpochs = Opt("--epochs", "fine-tuning epochs on each set", 4);
+        var dSteps = Opt("--pretrain-steps", "pre-training steps (more takes longer and helps more)", 700);
+        var dEpochs = Opt("--epochs", "fine-tuning epochs on each set", 5);
         var dOut = Opt("--out", "folder for the checkpoints", Path.Combine(Path.GetTempPath(), "bert-demo"));
         var dSets = Opt("--sets", "comma-separated labeled sets", string.Join(",", DataSets.Named));
         var dSst2Epochs = Opt("--sst2-epochs", "fine-tuning epochs on SST-2 (larger than the others)", 2);
         var dLen = Opt("--pretrain-max-len", "pre-training sequence length", 64);
         var dPreLr = Opt("--pretrain-lr", "pre-training peak learning rate", 1e-3);
         var dFtLr = Opt("--finetune-lr", "fine-tuning peak learning rate (both arms)", 2e-4);
-        foreach (var o in new Option[] { dSize, dSteps, dEpochs, dSst2Epochs, dLen, dPreLr, dFtLr, dOut, dSets, seed, device }) demo.Options.Add(o);
+        var dNoTask = Opt("--no-task-text", "pre-train on the embedded corpus only, without the sets' unlabeled training texts", false);
+        foreach (var o in new Option[] { dSize, dSteps, dEpochs, dSst2Epochs, dLen, dPreLr, dFtLr, dNoTask, dOut, dSets, seed, device }) demo.Options.Add(o);
         demo.SetAction(pr => RequireCpu(pr.GetValue(device)!) ?? Demo.Run(new Demo.Settings(pr.GetValue(dSize)!, pr.GetValue(dSteps), pr.GetValue(dEpochs),
             pr.GetValue(dSst2Epochs), pr.GetValue(dOut)!, pr.GetValue(dSets)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries), pr.GetValue(seed),
-            pr.GetValue(dLen), pr.GetValue(dPreLr), pr.GetValue(dFtLr)), cancel));
+            pr.GetValue(dLen), pr.GetValue(dPreLr), pr.GetValue(dFtLr), !pr.GetValue(dNoTask)), cancel));
         root.Subcommands.Add(demo);
 
         // ---- pretrain ----
