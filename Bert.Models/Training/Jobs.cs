@@ -145,6 +145,9 @@ public sealed class FinetuneJob
         if (train.Classes > classes)
             throw new ArgumentException($"{train.Name} has {train.Classes} classes but {model.Info.Name} predicts {classes}; use a classifier declared with Classes = {train.Classes}.");
         if (maxLen > model.Info.MaxLen) throw new ArgumentException($"--max-len {maxLen} is over {model.Info.Name}'s MaxLen of {model.Info.MaxLen}.");
+        int vocab = (int)model.Info.Constants["Vocab"];
+        if (tokenizer.VocabSize > vocab)
+            throw new ArgumentException($"The vocabulary has {tokenizer.VocabSize} entries but {model.Info.Name} embeds {vocab}; use the vocabulary the model was pre-trained with, or a model declared with Vocab = {tokenizer.VocabSize}.");
         int truncated = 0;
         List<(int[], int)> Encode(LabeledSet s) => s.Examples.Select(e =>
         {
