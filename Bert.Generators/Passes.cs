@@ -82,6 +82,8 @@ public sealed class Buf
 {
     public int Id; public string Name = ""; public BufRole Role; public Size Size; public Value? Of;
     public int Def, Last; public bool Pinned;
+    /// <summary>Read after forward (a cross-entropy's probabilities): kept alive to the end of the inference plan.</summary>
+    public bool ReadAfterForward;
     public int SlotTrain = -1, SlotInfer = -1;
 }
 
@@ -132,6 +134,7 @@ public sealed class Plan
                     break;
                 case OpKind.CrossEntropy:
                     plan.Saved[(node, 0)] = New(node.Label + ".probs", BufRole.Saved, Size.Of(node.Inputs[0].Shape), null);
+                    plan.Saved[(node, 0)].ReadAfterForward = true;
                     break;
             }
         }
@@ -158,13 +161,13 @@ public sealed class Plan
             b.Last = v.Producer is null ? int.MaxValue : Bwd(n, v.Producer.Id);
             b.Pinned = v.Kind == ValueKind.Input || v == g.Output;
         }
-        plan.SlotsTrain = Assign(plan.Bufs, b => true, b => b.Def, b => b.Pinned ? int.MaxValue : b.Last, (b, s) => b.SlotTrain = s);
+        plan.SlotsTrain = Assign(plan.Bufs, b => b.Pinned ? int.MaxValue : b.Last, (b, s) => b.SlotTrain = s);
         // Inference: forward only; saved tensors die at once and no gradient exists.
-        plan.SlotsInfer = Assign(plan.Bufs.Where(b => b.Role != BufRole.Gradient).ToList(), b => true, b => b.Def,
+        plan.SlotsInfer = Assign(plan.Bufs.Where(b => b.Role != BufRole.Gradient).ToList(),
             b =>
             {
                 // A cross-entropy's probabilities stay readable after forward (accuracy, predictions).
-                if (b.Role == BufRole.Saved) return b.Name.EndsWith(".probs") && b.Name.StartsWith("CrossEntropy") ? int.MaxValue : b.Def;
+                if (b.Role == BufRole.Saved) return b.ReadAfterForward ? int.MaxValue : b.Def;
                 if (b.Pinned && b.Of == g.Output) return int.MaxValue;
                 if (b.Of is { } v && v.Kind == ValueKind.Input) return int.MaxValue;
                 return b.Of is { } o && o.Consumers.Count > 0 ? o.Consumers.Max(c => Fwd(c.Id)) : b.Def;
@@ -174,13 +177,13 @@ public sealed class Plan
 
     /// <summary>Greedy interval colouring: a buffer takes a slot whose last occupant is dead before it is
     /// written (preferring one whose occupants have the same size), else a new slot.</summary>
-    static int Assign(IList<Buf> bufs, Func<Buf, bool> include, Func<Buf, int> def, Func<Buf, int> last, Action<Buf, int> set)
+    static int Assign(IList<Buf> bufs, Func<Buf, int> last, Action<Buf, int> set)
     {
         var slotEnd = new List<int>();
         var slotSize = new List<Size>();
-        foreach (var b in bufs.Where(include).OrderBy(def).ThenBy(b => b.Id))
+        foreach (var b in bufs.OrderBy(b => b.Def).ThenBy(b => b.Id))
         {
-            int d = def(b), best = -1;
+            int d = b.Def, best = -1;
             for (int s = 0; s < slotEnd.Count; s++)
             {
                 if (slotEnd[s] >= d) continue;

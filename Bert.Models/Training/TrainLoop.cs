@@ -72,7 +72,7 @@ public sealed class TrainLoop
         using (var s = Checkpoint.LoadOptimizerState(Dir)) if (s is not null) Optimizer.LoadState(s);
         Step = state.Step;
         if (state.BestScore is double b) Best = new EvalReport(double.NaN, new Dictionary<string, double>(), b);
-        Losses.AddRange(state.Losses.Select(l => (l[0] is var st ? (long)st : 0, l[1])));
+        Losses.AddRange(state.Losses.Select(l => ((long)l[0], l[1])));
         return true;
     }
 
