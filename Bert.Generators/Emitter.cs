@@ -77,7 +77,8 @@ public static class Emitter
         {
             var kernel = n.Kind == OpKind.Pointwise ? Lit("K" + n.Id) : "null";
             var saved = plan.Saved.Where(kv => kv.Key.Item1 == n).OrderBy(kv => kv.Key.Item2).Select(kv => kv.Value.Id);
-            w.WriteLine($"new({n.Id}, {RT}.OpKind.{n.Kind}, {Lit(n.Label)}, new string[] {{ {string.Join(", ", n.Inputs.Select(i => Lit(Sym.Shape(i.Shape))))} }}, {Lit(Sym.Shape(n.Out.Shape))}, {Lit(n.Loc.ToString())}, sources: new string[] {{ {string.Join(", ", n.Sources.Select(Lit))} }}, kernel: {kernel}, heads: {n.Heads}, dropout: {Num(n.P)}, buffer: {plan.Act[n.Out].Id}, saved: {Ints(saved)}),");
+            w.WriteLine($"new({n.Id}, {RT}.OpKind.{n.Kind}, {Lit(n.Label)}, new string[] {{ {string.Join(", ", n.Inputs.Select(i => Lit(Sym.Shape(i.Shape))))} }}, {Lit(Sym.Shape(n.Out.Shape))}, {Lit(n.Loc.ToString())}, sources: new string[] {{ {string.Join(", ", n.Sources.Select(Lit))} }}, kernel: {kernel}, heads: {n.Heads}, dropout: {Num(n.P)}, buffer: {plan.Act[n.Out].Id}, saved: {Ints(saved)},");
+            w.WriteLine($"    operands: new {RT}.OperandInfo[] {{ {string.Join(", ", n.Inputs.Select(v => Operand(plan, v)))} }}, intInput: {n.IntInput}, shape: {Ints(n.Out.Shape)}),");
         }
         w.Indent--; w.WriteLine("},");
         w.WriteLine($"kernels: new {RT}.FusedKernelInfo[]");
@@ -87,7 +88,8 @@ public static class Emitter
             var outSize = n.Out.Size;
             var ins = string.Join(", ", n.Inputs.Select(i => $"new {RT}.SizeExpr({i.Size.C}L, {i.Size.PB}, {i.Size.PT}, {i.Size.PG})"));
             w.WriteLine($"new({Lit("K" + n.Id)}, {Lit(Describe(n.Expr!))}, new {RT}.SizeExpr({outSize.C}L, {outSize.PB}, {outSize.PT}, {outSize.PG}), new {RT}.SizeExpr[] {{ {ins} }}, sources: new string[] {{ {string.Join(", ", n.Sources.Select(Lit))} }}, dropout: {(HasDrop(n.Expr!) ? "true" : "false")},");
-            w.WriteLine($"    forward: __Kernels.K{n.Id}_TestForward<double>, backward: __Kernels.K{n.Id}_TestBackward<double>, forwardF: __Kernels.K{n.Id}_TestForward<float>, backwardF: __Kernels.K{n.Id}_TestBackward<float>),");
+            w.WriteLine($"    forward: __Kernels.K{n.Id}_TestForward<double>, backward: __Kernels.K{n.Id}_TestBackward<double>, forwardF: __Kernels.K{n.Id}_TestForward<float>, backwardF: __Kernels.K{n.Id}_TestBackward<float>,");
+            w.WriteLine($"    nodes: new {RT}.ExprNode[] {{ {string.Join(", ", ExprNodes(n.Expr!))} }}),");
         }
         w.Indent--; w.WriteLine("},");
         var outB = g.Output is null ? -1 : plan.Act[g.Output].Id;
@@ -95,6 +97,29 @@ public static class Emitter
         w.WriteLine($"output: {Ints(g.Output?.Shape ?? Array.Empty<int>())}, outputBuffer: {outB}, outputGradBuffer: {outG},");
         w.WriteLine($"slotsTrain: {plan.SlotsTrain}, slotsInfer: {plan.SlotsInfer}, dropoutSites: {g.Sites});");
         w.Indent--;
+    }
+
+    /// <summary>What an op reads, for the metadata: a parameter (or view of one), a tensor input, or an op's buffer.</summary>
+    static string Operand(Plan plan, Value v) => v.Kind switch
+    {
+        ValueKind.Param => $"new({RT}.OperandKind.Param, {v.ParamIndex}, {v.ParamOffset}L, {Ints(v.Shape)})",
+        ValueKind.Input => $"new({RT}.OperandKind.Input, {v.InputIndex}, 0L, {Ints(v.Shape)})",
+        _ => $"new({RT}.OperandKind.Buffer, {plan.Act[v].Id}, 0L, {Ints(v.Shape)})",
+    };
+
+    /// <summary>A fused expression as ExprNode constructors in the kernels' own topological order.</summary>
+    static IEnumerable<string> ExprNodes(FE root)
+    {
+        const string None = "global::System.Array.Empty<int>()";
+        var t = new Topo(root);
+        return t.Order.Select(e => e switch
+        {
+            FIn i => $"new(\"in\", {None}, {i.Index}.0)",
+            FConst c => $"new(\"const\", {None}, {Num(c.Value)})",
+            FOp { Op: "drop" } d => $"new(\"drop\", {None}, {Num(d.P)})",
+            FOp o => $"new({Lit(o.Op)}, {Ints(o.Args.Select(a => t[a]))}, 0.0)",
+            _ => throw new InvalidOperationException("unknown expression node"),
+        });
     }
 
     static bool HasDrop(FE e) => e is FOp o && (o.Op == "drop" || o.Args.Any(HasDrop));

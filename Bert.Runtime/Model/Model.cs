@@ -13,7 +13,7 @@ public sealed unsafe class Model<T> where T : unmanaged, IBinaryFloatingPointIee
     readonly IModelProgram<T> _program;
     readonly Exec<T> _ex = new();
     T[] _params, _grads = Array.Empty<T>(), _arena = Array.Empty<T>();
-    bool _bound, _boundTraining, _forwardDone;
+    bool _bound, _boundTraining, _boundReuse, _forwardDone;
 
     public Model(ModelInfo info, IModelProgram<T> program)
     {
@@ -99,7 +99,7 @@ public sealed unsafe class Model<T> where T : unmanaged, IBinaryFloatingPointIee
             if (_ex.IntData[i.Index].Length < n) _ex.IntData[i.Index] = new int[n];
             _ex.IntLengths[i.Index] = n;
         }
-        _bound = true; _boundTraining = training; _forwardDone = false;
+        _bound = true; _boundTraining = training; _boundReuse = ReuseMemory; _forwardDone = false;
     }
 
     /// <summary>Bytes of arena the current binding uses.</summary>
@@ -151,6 +151,23 @@ public sealed unsafe class Model<T> where T : unmanaged, IBinaryFloatingPointIee
         var ce = Info.Ops.Where(o => o.Kind == OpKind.CrossEntropy).ElementAtOrDefault(index)
             ?? throw new ArgumentOutOfRangeException(nameof(index), $"Model {Info.Name} has no CrossEntropy number {index}.");
         return _ex.Buf(ce.Saved[0]);
+    }
+
+    /// <summary>The logits [N, K] the index-th CrossEntropy of the forward schedule read, valid after Forward. A plan
+    /// that reuses memory may have written a later op's output over them (the masked-LM logits of pre-training, for
+    /// one): then this throws, and a binding made with ReuseMemory off has them.</summary>
+    public ReadOnlySpan<T> Logits(int index = 0)
+    {
+        if (!_forwardDone) throw new InvalidOperationException("Call Forward before reading logits.");
+        var ce = Info.Ops.Where(o => o.Kind == OpKind.CrossEntropy).ElementAtOrDefault(index)
+            ?? throw new ArgumentOutOfRangeException(nameof(index), $"Model {Info.Name} has no CrossEntropy number {index}.");
+        if (ce.Operands.Length == 0 || ce.Operands[0].Kind != OperandKind.Buffer)
+            throw new InvalidOperationException($"Model {Info.Name} was generated without operand metadata; rebuild it to read logits.");
+        var buf = Info.Buffers[ce.Operands[0].Index];
+        int Slot(BufferInfo b) => _boundTraining ? b.SlotTrain : b.SlotInfer;
+        if (_boundReuse && Info.Buffers.Any(b => b.Id > buf.Id && Slot(b) == Slot(buf) && (_boundTraining || b.Role != BufferRole.Gradient)))
+            throw new InvalidOperationException($"The logits of CrossEntropy {index} of {Info.Name} share memory with a later buffer; set ReuseMemory = false before Bind to read them.");
+        return _ex.Buf(buf.Id);
     }
 
     /// <summary>Runs the backward schedule after Forward, accumulating into Gradients (call ZeroGradients

@@ -41,14 +41,42 @@ public sealed record BufferInfo(int Id, string Name, BufferRole Role, SizeExpr S
         : this(id, name, role, size, slotTrain, slotInfer) { }
 }
 
-/// <summary>One op of the compiled forward schedule (after fusion); Sources are the DSL ops it stands for,
-/// Buffer its output, Saved what it keeps for backward.</summary>
-public sealed record OpInfo(int Id, OpKind Kind, string Label, string[] InputShapes, string OutputShape, string Location,
-    string[] Sources, string? Kernel, int Heads, double Dropout, int Buffer, int[] Saved)
+public enum OperandKind { Param, Input, Buffer }
+
+/// <summary>What an op reads. Param: the parameter numbered Index, or a view of it at Offset in the flat buffer
+/// (Positions' first T rows, or Cat's rows of Index and the parameters declared after it); Input: the tensor input
+/// numbered Index; Buffer: the activation buffer Index, written by an earlier op. Shape as declared, with -1, -2,
+/// -3 standing for B, T, G.</summary>
+public sealed record OperandInfo(OperandKind Kind, int Index, long Offset, int[] Shape)
 {
+    public OperandInfo(OperandKind kind, int index, long offset, int[] shape, int _ = 0) : this(kind, index, offset, shape) { }
+}
+
+/// <summary>One op of the compiled forward schedule (after fusion); Sources are the DSL ops it stands for,
+/// Buffer its output, Saved what it keeps for backward. Operands are what it reads (a Pointwise op's kernel
+/// names them x0, x1, … in this order), IntInput the integer input it reads (token ids, mask, rows or labels;
+/// -1 for none), Shape its output's (-1, -2, -3 for B, T, G).</summary>
+public sealed record OpInfo(int Id, OpKind Kind, string Label, string[] InputShapes, string OutputShape, string Location,
+    string[] Sources, string? Kernel, int Heads, double Dropout, int Buffer, int[] Saved, OperandInfo[] Operands, int IntInput, int[] Shape)
+{
+    /// <summary>The shape written before ops carried their operands.</summary>
     public OpInfo(int id, OpKind kind, string label, string[] inputShapes, string outputShape, string location,
         string[] sources, string? kernel, int heads, double dropout, int buffer, int[] saved, int _ = 0)
-        : this(id, kind, label, inputShapes, outputShape, location, sources, kernel, heads, dropout, buffer, saved) { }
+        : this(id, kind, label, inputShapes, outputShape, location, sources, kernel, heads, dropout, buffer, saved, [], -1, []) { }
+
+    public OpInfo(int id, OpKind kind, string label, string[] inputShapes, string outputShape, string location,
+        string[] sources, string? kernel, int heads, double dropout, int buffer, int[] saved, OperandInfo[] operands, int intInput, int[] shape, int _ = 0)
+        : this(id, kind, label, inputShapes, outputShape, location, sources, kernel, heads, dropout, buffer, saved, operands, intInput, shape) { }
+}
+
+/// <summary>One node of a fused kernel's expression, in topological order (the last one is the result). Op "in"
+/// reads the kernel's input number Value, "const" is the number Value, "drop" is a dropout keep scale with
+/// probability Value (1 at inference). Any other Op applies to the earlier nodes named by Args: add, sub, mul, div,
+/// neg, exp, log, tanh, sqrt, erf, max, min, abs, and sel&lt;, sel&lt;=, sel&gt;, sel&gt;= (Args[2] where Args[0]
+/// compares so with Args[1], else Args[3]).</summary>
+public sealed record ExprNode(string Op, int[] Args, double Value)
+{
+    public ExprNode(string op, int[] args, double value, int _ = 0) : this(op, args, value) { }
 }
 
 public delegate void FusedForward(double[] y, double[][] xs, ulong seed, bool training);
@@ -57,13 +85,19 @@ public delegate void FusedForwardF(float[] y, float[][] xs, ulong seed, bool tra
 public delegate void FusedBackwardF(float[] dy, float[]?[] dxs, float[][] xs, ulong seed, bool training);
 
 /// <summary>A generated fused element-wise kernel, with entry points in double (gradient checks) and float (the
-/// vectorized path, checked against double).</summary>
+/// vectorized path, checked against double). Expression is for people to read; Nodes is the same expression for
+/// programs (the ONNX export).</summary>
 public sealed record FusedKernelInfo(string Name, string Expression, SizeExpr Output, SizeExpr[] Inputs, string[] Sources,
-    bool Dropout, FusedForward Forward, FusedBackward Backward, FusedForwardF ForwardF, FusedBackwardF BackwardF)
+    bool Dropout, FusedForward Forward, FusedBackward Backward, FusedForwardF ForwardF, FusedBackwardF BackwardF, ExprNode[] Nodes)
 {
+    /// <summary>The shape written before kernels carried their expression nodes.</summary>
     public FusedKernelInfo(string name, string expression, SizeExpr output, SizeExpr[] inputs, string[] sources, bool dropout,
         FusedForward forward, FusedBackward backward, FusedForwardF forwardF, FusedBackwardF backwardF, int _ = 0)
-        : this(name, expression, output, inputs, sources, dropout, forward, backward, forwardF, backwardF) { }
+        : this(name, expression, output, inputs, sources, dropout, forward, backward, forwardF, backwardF, []) { }
+
+    public FusedKernelInfo(string name, string expression, SizeExpr output, SizeExpr[] inputs, string[] sources, bool dropout,
+        FusedForward forward, FusedBackward backward, FusedForwardF forwardF, FusedBackwardF backwardF, ExprNode[] nodes, int _ = 0)
+        : this(name, expression, output, inputs, sources, dropout, forward, backward, forwardF, backwardF, nodes) { }
 }
 
 /// <summary>Everything the generator compiled for one model.</summary>
