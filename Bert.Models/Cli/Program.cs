@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using Bert.Data;
+using Bert.Export;
 using Bert.Models;
 using Bert.Runtime;
 using Bert.Runtime.Checkpoints;
@@ -155,6 +156,16 @@ public static class Program
         foreach (var o in new Option[] { head, iBatch, iSeq }) info.Options.Add(o);
         info.SetAction(pr => Info(pr.GetValue(which)!, pr.GetValue(head)!, pr.GetValue(iBatch), pr.GetValue(iSeq)));
         root.Subcommands.Add(info);
+
+        // ---- export ----
+        var export = new Command("export", "Write a model as an ONNX inference graph (opset 17, dynamic batch and sequence, weights inside).");
+        var onnx = new Option<string>("--onnx") { Description = "the .onnx file to write", Required = true };
+        var eModel = new Option<string?>("--model") { Description = "checkpoint folder to export" };
+        var eSize = new Option<string?>("--size") { Description = "instead of --model: a freshly initialized model of this size (" + string.Join(", ", Catalog.Sizes) + ") or name (e.g. AlbertClassifier)" };
+        var eClasses = Opt("--classes", "with --size and --head classifier: number of classes", 2);
+        foreach (var o in new Option[] { onnx, eModel, eSize, head, eClasses, seed }) export.Options.Add(o);
+        export.SetAction(pr => ExportOnnx(pr.GetValue(onnx)!, pr.GetValue(eModel), pr.GetValue(eSize), pr.GetValue(head)!, pr.GetValue(eClasses), pr.GetValue(seed)));
+        root.Subcommands.Add(export);
         return root;
     }
 
@@ -290,6 +301,26 @@ public static class Program
         var tok = built.ToTokenizer();
         tok.Save(outDir);
         Console.WriteLine($"Wrote {tok.VocabSize} entries to {Path.Combine(outDir, WordPiece.VocabFileName)} in {sw.Elapsed.TotalSeconds:F1} s (lower case: {settings.LowerCase}, strip accents: {settings.StripAccents}).");
+        return 0;
+    }
+
+    static int ExportOnnx(string file, string? dir, string? size, string head, int classes, int seed)
+    {
+        if ((dir is null) == (size is null))
+            throw new ArgumentException("Say which model to export: --model DIR for a checkpoint, or --size SIZE (with --head) for a freshly initialized one, not both.");
+        Model<float> model;
+        if (dir is not null) model = LoadModel(dir).Model;
+        else
+        {
+            var entry = Catalog.All.FirstOrDefault(e => e.Info.Name.Equals(size, StringComparison.OrdinalIgnoreCase)) ?? Catalog.Get(size!, head, classes);
+            model = entry.Create();
+            model.InitParameters((ulong)seed);
+        }
+        if (Path.GetExtension(file).Length == 0) throw new ArgumentException($"'{file}' has no extension; name the ONNX file, e.g. {file}.onnx.");
+        var proto = OnnxExport.Write(model, file);
+        var g = proto.Graph;
+        Console.WriteLine(string.Create(Inv, $"Wrote {file}: {model.Info.Name}, ONNX opset {OnnxExport.Opset}, {g.Node.Count} nodes, {model.Info.ParameterCount:N0} weights; " +
+            $"inputs {string.Join(", ", g.Input.Select(i => i.Name))}; outputs {string.Join(", ", g.Output.Select(o => o.Name))}."));
         return 0;
     }
 
