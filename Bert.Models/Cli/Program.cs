@@ -316,7 +316,6 @@ public static class Program
             model = entry.Create();
             model.InitParameters((ulong)seed);
         }
-        if (Path.GetExtension(file).Length == 0) throw new ArgumentException($"'{file}' has no extension; name the ONNX file, e.g. {file}.onnx.");
         var proto = OnnxExport.Write(model, file);
         var g = proto.Graph;
         Console.WriteLine(string.Create(Inv, $"Wrote {file}: {model.Info.Name}, ONNX opset {OnnxExport.Opset}, {g.Node.Count} nodes, {model.Info.ParameterCount:N0} weights; " +
