@@ -28,7 +28,8 @@ public static class Ops
     public static Tensor Gather(Tensor x, Rows rows) => throw Compiled.Only();
     /// <summary>x[B, T, C] → x[:, 0, :] = [B, C].</summary>
     public static Tensor First(Tensor x) => throw Compiled.Only();
-    /// <summary>Mean softmax cross-entropy of logits[N, K] against labels[N]; label -100 is ignored. → scalar.</summary>
+    /// <summary>Mean softmax cross-entropy of logits[N, K] against labels[N]; label -100 is ignored. → scalar.
+    /// Per token: logits[B, T, K] against labels declared <c>[Shape(Dim.Batch, Dim.Seq)] Labels</c>.</summary>
     public static Tensor CrossEntropy(Tensor logits, Labels labels) => throw Compiled.Only();
 
     public static Tensor Gelu(Tensor x) => throw Compiled.Only();

@@ -221,7 +221,7 @@ public static class Emitter
                 w.WriteLine($"{K}.FirstToken.Forward<T>({y}, {S(0)}, {Dim(n.Inputs[0].Shape[0])}, ex.Seq, {Last(n.Out)});");
                 break;
             case OpKind.CrossEntropy:
-                w.WriteLine($"{K}.CrossEntropy.Forward<T>({y}, ex.Buf({plan.Saved[(n, 0)].Id}), {S(0)}, ex.Ints({n.IntInput}), {Dim(n.Inputs[0].Shape[0])}, {Last(n.Inputs[0])});");
+                w.WriteLine($"{K}.CrossEntropy.Forward<T>({y}, ex.Buf({plan.Saved[(n, 0)].Id}), {S(0)}, ex.Ints({n.IntInput}), {Rows(n.Inputs[0])}, {Last(n.Inputs[0])});");
                 break;
             case OpKind.Pointwise:
                 var args = string.Join(", ", n.Inputs.Select(v => $"{Ptr(plan, v)}, {v.Size.Code()}"));
@@ -270,7 +270,7 @@ public static class Emitter
                 w.WriteLine($"{K}.FirstToken.Backward<T>({D(0)}, {dy}, {Dim(n.Inputs[0].Shape[0])}, ex.Seq, {Last(n.Out)});");
                 break;
             case OpKind.CrossEntropy:
-                w.WriteLine($"{K}.CrossEntropy.Backward<T>({D(0)}, {dy}, ex.Buf({plan.Saved[(n, 0)].Id}), ex.Ints({n.IntInput}), {Dim(n.Inputs[0].Shape[0])}, {Last(n.Inputs[0])});");
+                w.WriteLine($"{K}.CrossEntropy.Backward<T>({D(0)}, {dy}, ex.Buf({plan.Saved[(n, 0)].Id}), ex.Ints({n.IntInput}), {Rows(n.Inputs[0])}, {Last(n.Inputs[0])});");
                 break;
             case OpKind.Pointwise:
                 var dxs = string.Join(", ", n.Inputs.Select(v => v.NeedsGrad ? DPtr(plan, v) : "null"));

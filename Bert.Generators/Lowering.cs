@@ -493,9 +493,11 @@ public sealed class Lowering
                 var x = Tensor(v[0], a[0]!, "CrossEntropy's logits");
                 if (x is null) return null;
                 if (v[1] is not IntInput labels || labels.Kind != ArgKind.Labels) { Report("BERT0106", a[1]!.Loc, "CrossEntropy", "a Labels input", Kind(v[1]!)); return null; }
-                if (x.Shape.Length != 2) { Report("BERT0106", a[0]!.Loc, "CrossEntropy", "logits [N, K]", Sym.Shape(x.Shape)); return null; }
-                if (labels.Shape.Length != 1 || labels.Shape[0] != x.Shape[0])
-                { Report("BERT0106", a[1]!.Loc, "CrossEntropy", "labels " + Sym.Shape(new[] { x.Shape[0] }), "labels " + Sym.Shape(labels.Shape)); return null; }
+                // logits [N, K] with labels [N], or per token: logits [B, T, K] with labels [B, T]; the rows are flattened.
+                if (x.Shape.Length < 2) { Report("BERT0106", a[0]!.Loc, "CrossEntropy", "logits [N, K] or [B, T, K]", Sym.Shape(x.Shape)); return null; }
+                var rowShape = x.Shape.Take(x.Shape.Length - 1).ToArray();
+                if (!labels.Shape.SequenceEqual(rowShape))
+                { Report("BERT0106", a[1]!.Loc, "CrossEntropy", "labels " + Sym.Shape(rowShape), "labels " + Sym.Shape(labels.Shape)); return null; }
                 var n = new Node { Kind = OpKind.CrossEntropy, Label = "CrossEntropy", Loc = c.Loc, Inputs = { x }, IntInput = labels.Index, Sources = { "CrossEntropy" },
                     Out = _g.NewValue("loss", Array.Empty<int>(), ValueKind.Node) };
                 return Add(n);

@@ -226,6 +226,7 @@ public static class Program
         if (from is not null)
         {
             var (_, pre) = LoadModel(from);
+            FinetuneJob.CheckTransferable(pre.Info, model.Info, from);
             int n = FinetuneJob.Transfer(pre, model);
             Console.WriteLine($"Initialized {n} of {model.Info.Parameters.Count} tensors from {from}; the classifier head starts fresh.");
         }

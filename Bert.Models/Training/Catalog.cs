@@ -27,6 +27,14 @@ public static class Catalog
         E("base", "classifier", 2, BertBaseClassifier.Info, BertBaseClassifier.Create<float>),
         E("large", "classifier", 2, BertLargeClassifier.Info, BertLargeClassifier.Create<float>),
         E("albert", "classifier", 2, AlbertClassifier.Info, AlbertClassifier.Create<float>),
+        // Pre-LayerNorm BERT (Models/Variants.cs).
+        E("nano-preln", "pretraining", 2, BertNanoPreLnPreTraining.Info, BertNanoPreLnPreTraining.Create<float>),
+        E("mini-preln", "pretraining", 2, BertMiniPreLnPreTraining.Info, BertMiniPreLnPreTraining.Create<float>),
+        E("nano-preln", "classifier", 2, BertNanoPreLnClassifier.Info, BertNanoPreLnClassifier.Create<float>),
+        E("mini-preln", "classifier", 2, BertMiniPreLnClassifier.Info, BertMiniPreLnClassifier.Create<float>),
+        // Per-token tagging (Models/Variants.cs).
+        E("nano", "token-classifier", 5, BertNanoTokenClassifier.Info, BertNanoTokenClassifier.Create<float>),
+        E("tiny", "token-classifier", 9, BertTokenClassifier.Info, BertTokenClassifier.Create<float>),
     ];
 
     public static IEnumerable<string> Sizes => All.Select(e => e.Size).Distinct();

@@ -213,6 +213,18 @@ public sealed class FinetuneJob
         return new EvalReport(loss / set.Count, new Dictionary<string, double> { ["acc"] = acc }, acc);
     }
 
+    /// <summary>Throws when the pre-trained model's encoder does not fit the classifier: a tensor both name with
+    /// different shapes (another size), no tensor in common, or another model type (pre-LN into post-LN BERT).</summary>
+    public static void CheckTransferable(ModelInfo from, ModelInfo to, string source)
+    {
+        static string Sizes(ModelInfo i) => string.Join(", ", new[] { "Hidden", "Layers", "Heads", "Vocab", "MaxLen" }
+            .Where(i.Constants.ContainsKey).Select(k => $"{k} {i.Constants[k]}"));
+        var shared = to.Parameters.Select(p => (p, q: from.Parameters.FirstOrDefault(x => x.HfName == p.HfName))).Where(x => x.q is not null).ToList();
+        if (shared.Count == 0 || shared.Any(x => !x.p.Shape.SequenceEqual(x.q!.Shape)) || HfConfig.ModelTypeOf(from) != HfConfig.ModelTypeOf(to))
+            throw new ArgumentException($"The checkpoint in {source} holds {from.Name} ({Sizes(from)}), which does not fit {to.Name} ({Sizes(to)}); " +
+                "pass the --size the checkpoint was pre-trained with.");
+    }
+
     /// <summary>Copies the weights two models share by Hugging Face name and shape (the encoder from a
     /// pre-trained model into a classifier); returns how many tensors were copied.</summary>
     public static int Transfer(Model<float> from, Model<float> to)
@@ -226,5 +238,133 @@ public sealed class FinetuneJob
             n++;
         }
         return n;
+    }
+}
+
+/// <summary>Token classification (tagging) on sentences given as words with one tag each. The first word piece of
+/// a word carries its tag; [CLS], [SEP], the continuation pieces and padding carry -100 and do not count in the
+/// loss or the accuracy. Sentences longer than the maximum length are cut and counted.</summary>
+public sealed class TokenTaggingJob
+{
+    public const int Ignore = -100;
+
+    readonly Model<float> _model;
+    readonly WordPiece _tok;
+    readonly List<(int[] Ids, int[] Labels)> _train, _dev;
+    readonly int _batch, _perEpoch, _seed;
+    int _epochCached = -1;
+    List<Batch> _batches = new();
+    (int[] Ids, int[] Labels)[] _current = Array.Empty<(int[], int[])>();
+
+    public TokenTaggingJob(Model<float> model, WordPiece tokenizer, IReadOnlyList<(string[] Words, int[] Tags)> train,
+        IReadOnlyList<(string[] Words, int[] Tags)> dev, int maxLen, int batchSize, int seed)
+    {
+        _model = model; _tok = tokenizer; _batch = batchSize; _seed = seed;
+        int classes = (int)model.Info.Constants.GetValueOrDefault("Classes", 2);
+        if (maxLen > model.Info.MaxLen) throw new ArgumentException($"--max-len {maxLen} is over {model.Info.Name}'s MaxLen of {model.Info.MaxLen}.");
+        int vocab = (int)model.Info.Constants["Vocab"];
+        if (tokenizer.VocabSize > vocab)
+            throw new ArgumentException($"The vocabulary has {tokenizer.VocabSize} entries but {model.Info.Name} embeds {vocab}; use the vocabulary the model was pre-trained with, or a model declared with Vocab = {tokenizer.VocabSize}.");
+        int truncated = 0;
+        List<(int[], int[])> EncodeAll(IReadOnlyList<(string[] Words, int[] Tags)> set) => set.Select((s, i) =>
+        {
+            if (s.Words.Length != s.Tags.Length)
+                throw new ArgumentException($"Sentence {i + 1} has {s.Words.Length} words but {s.Tags.Length} tags; give one tag per word.");
+            foreach (int tag in s.Tags)
+                if (tag < 0 || tag >= classes)
+                    throw new ArgumentException($"Sentence {i + 1} has tag {tag}, but {model.Info.Name} predicts tags 0 to {classes - 1}; fix the tag or use a model declared with more classes.");
+            var e = Encode(tokenizer, s.Words, s.Tags, maxLen);
+            if (e.Truncated > 0) truncated++;
+            return (e.Ids, e.Labels);
+        }).ToList();
+        _train = EncodeAll(train); _dev = EncodeAll(dev);
+        Truncated = truncated;
+        _perEpoch = (_train.Count + batchSize - 1) / batchSize;
+    }
+
+    /// <summary>How many sentences were cut to the maximum length.</summary>
+    public int Truncated { get; }
+    public int StepsPerEpoch => _perEpoch;
+
+    /// <summary>[CLS] pieces [SEP] with per-piece labels: the word's tag on its first piece, -100 elsewhere.
+    /// Truncated counts the pieces that did not fit.</summary>
+    public static (int[] Ids, int[] Labels, int Truncated) Encode(WordPiece tok, IReadOnlyList<string> words, IReadOnlyList<int> tags, int maxLen)
+    {
+        var ids = new List<int> { tok.ClsId };
+        var labels = new List<int> { Ignore };
+        for (int w = 0; w < words.Count; w++)
+        {
+            var pieces = tok.Encode(words[w]);
+            if (pieces.Length == 0) pieces = [tok.UnkId];
+            for (int k = 0; k < pieces.Length; k++) { ids.Add(pieces[k]); labels.Add(k == 0 ? tags[w] : Ignore); }
+        }
+        int cut = Math.Max(0, ids.Count + 1 - maxLen);
+        if (cut > 0) { ids.RemoveRange(maxLen - 1, cut); labels.RemoveRange(maxLen - 1, cut); }
+        ids.Add(tok.SepId); labels.Add(Ignore);
+        return (ids.ToArray(), labels.ToArray(), cut);
+    }
+
+    public int Bind(long index)
+    {
+        int e = (int)(index / _perEpoch);
+        if (e != _epochCached) { _batches = Batching.ByLength(_train.Select(x => x.Ids).ToList(), _batch, _seed * 7919 + e); _epochCached = e; }
+        var b = _batches[(int)(index % _perEpoch)];
+        _current = b.Indices.Select(i => _train[i]).ToArray();
+        return BindBatch(_model, _current, _tok.PadId, training: true);
+    }
+
+    /// <summary>Pads to the longest sentence; padded positions are masked out of attention and labeled -100.</summary>
+    public static int BindBatch(Model<float> m, IReadOnlyList<(int[] Ids, int[] Labels)> batch, int pad, bool training)
+    {
+        int B = batch.Count, T = batch.Max(x => x.Ids.Length);
+        var ids = new int[B * T]; var types = new int[B * T]; var mask = new int[B * T]; var labels = new int[B * T];
+        if (pad != 0) Array.Fill(ids, pad);
+        Array.Fill(labels, Ignore);
+        for (int b = 0; b < B; b++)
+        {
+            batch[b].Ids.CopyTo(ids, b * T); batch[b].Labels.CopyTo(labels, b * T);
+            mask.AsSpan(b * T, batch[b].Ids.Length).Fill(1);
+        }
+        m.Bind(B, T, 0, training);
+        m.SetInput("ids", ids); m.SetInput("types", types); m.SetInput("mask", mask); m.SetInput("labels", labels);
+        return B * T;
+    }
+
+    public IReadOnlyDictionary<string, double> Metrics()
+    {
+        var (right, total) = Count(_model.Probabilities(0), _current);
+        return new Dictionary<string, double> { ["acc"] = total == 0 ? 0 : (double)right / total };
+    }
+
+    /// <summary>Correct and counted tags of a bound batch, from the softmax probabilities [B·T, K].</summary>
+    static (int Right, int Total) Count(ReadOnlySpan<float> p, IReadOnlyList<(int[] Ids, int[] Labels)> batch)
+    {
+        int T = batch.Max(x => x.Ids.Length), K = p.Length / (batch.Count * T), right = 0, total = 0;
+        for (int b = 0; b < batch.Count; b++)
+            for (int t = 0; t < batch[b].Labels.Length; t++)
+            {
+                int label = batch[b].Labels[t];
+                if (label == Ignore) continue;
+                total++;
+                if (PretrainJob.ArgMax(p.Slice((b * T + t) * K, K)) == label) right++;
+            }
+        return (right, total);
+    }
+
+    public EvalReport Evaluate() => Evaluate(_model, _dev, _tok.PadId, _batch);
+
+    /// <summary>Token accuracy over the counted positions (the score) and the mean loss per sentence batch, dropout off.</summary>
+    public static EvalReport Evaluate(Model<float> m, IReadOnlyList<(int[] Ids, int[] Labels)> set, int pad, int batch)
+    {
+        double loss = 0; int right = 0, total = 0;
+        foreach (var chunk in set.Chunk(batch))
+        {
+            BindBatch(m, chunk, pad, training: false);
+            loss += m.Forward(training: false)[0] * chunk.Length;
+            var (r, n) = Count(m.Probabilities(0), chunk);
+            right += r; total += n;
+        }
+        double acc = total == 0 ? 0 : (double)right / total;
+        return new EvalReport(loss / set.Count, new Dictionary<string, double> { ["acc"] = acc }, acc);
     }
 }

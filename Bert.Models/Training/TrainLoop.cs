@@ -98,9 +98,7 @@ public sealed class TrainLoop
                 float l = Model.Forward(training: true, seed: StepSeed(index))[0];
                 if (!float.IsFinite(l))
                 {
-                    throw new TrainingException($"The loss became {l} at step {Step + 1}; " +
-                        (Dir is null ? "nothing was saved" : $"the last good checkpoint (step {Step}) is in {Dir}") +
-                        "; lower the learning rate or check the data.");
+                    throw new TrainingException($"The loss became {l} at step {Step + 1}; {Kept()}; lower the learning rate or check the data.");
                 }
                 loss += l / accumulate;
                 if (StepMetrics is not null) foreach (var (k, v) in StepMetrics()) metrics[k] = metrics.GetValueOrDefault(k) + v / accumulate;
@@ -109,8 +107,7 @@ public sealed class TrainLoop
             var grads = Model.Gradients;
             if (accumulate > 1) GradientAccumulator.Scale(grads, 1f / accumulate);
             if (!GradientClipping.AllFinite<float>(grads))
-                throw new TrainingException($"The gradients became non-finite at step {Step + 1}; " +
-                    (Dir is null ? "nothing was saved" : $"the last good checkpoint (step {Step}) is in {Dir}") + "; lower the learning rate.");
+                throw new TrainingException($"The gradients became non-finite at step {Step + 1}; {Kept()}; lower the learning rate.");
             GradientClipping.ClipByGlobalNorm(grads, Options.ClipNorm);
             double lr = schedule.At(Step);
             Optimizer.Step(Model.Parameters, grads, lr);
@@ -132,6 +129,18 @@ public sealed class TrainLoop
             }
         }
         Save(Dir, interrupted: false);
+    }
+
+    /// <summary>What a stopped run leaves behind: the step of the checkpoint on disk (nothing is written after a
+    /// non-finite loss, so it is the last good one), or that there is none.</summary>
+    string Kept()
+    {
+        if (Dir is null) return "nothing was saved";
+        string path = Path.Combine(Dir, "trainer_state.json");
+        TrainerState? saved = null;
+        try { if (File.Exists(path)) saved = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(path)); }
+        catch (Exception e) when (e is JsonException or IOException) { }
+        return saved is null ? $"no checkpoint had been saved in {Dir} yet" : $"the last good checkpoint (step {saved.Step}) is in {Dir}";
     }
 
     ulong StepSeed(long microIndex) => Options.Seed * 0x9E3779B97F4A7C15UL ^ (ulong)microIndex * 0xBF58476D1CE4E5B9UL;

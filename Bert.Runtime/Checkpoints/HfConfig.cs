@@ -65,9 +65,15 @@ public sealed class HfConfig
         return "";
     }
 
-    /// <summary>"albert" for ALBERT-style models (an "albert." prefix or a factorized Embedding constant), else "bert".</summary>
-    public static string ModelTypeOf(ModelInfo info) =>
-        BaseModelPrefix(info) == "albert." || (BaseModelPrefix(info) == "" && info.Constants.ContainsKey("Embedding")) ? "albert" : "bert";
+    /// <summary>"albert" for ALBERT-style models (an "albert." prefix or a factorized Embedding constant),
+    /// "megatron-bert" for pre-LayerNorm BERT (a LayerNorm after the encoder, encoder.ln, as transformers'
+    /// Megatron-BERT names it), else "bert".</summary>
+    public static string ModelTypeOf(ModelInfo info)
+    {
+        string prefix = BaseModelPrefix(info);
+        if (prefix == "albert." || (prefix == "" && info.Constants.ContainsKey("Embedding"))) return "albert";
+        return Has(info, prefix + "encoder.ln.weight") ? "megatron-bert" : "bert";
+    }
 
     static bool Has(ModelInfo info, string hfName) => info.Parameters.Any(p => p.HfName == hfName);
 
@@ -75,15 +81,21 @@ public sealed class HfConfig
     public static bool IsClassifier(ModelInfo info) => Has(info, "classifier.weight");
 
     /// <summary>The transformers class that holds the same tensors: BertForPreTraining, BertForMaskedLM,
-    /// BertForSequenceClassification, ... (Albert... for ALBERT-style models).</summary>
+    /// BertForSequenceClassification, BertForTokenClassification (a classifier without a pooler), ...
+    /// (Albert... and MegatronBert... for those model types).</summary>
     public static string ArchitectureOf(ModelInfo info)
     {
-        string t = ModelTypeOf(info) == "albert" ? "Albert" : "Bert";
+        string t = ModelTypeOf(info) switch { "albert" => "Albert", "megatron-bert" => "MegatronBert", _ => "Bert" };
         bool mlm = Has(info, "cls.predictions.bias"), nsp = Has(info, "cls.seq_relationship.weight");
         if (mlm && nsp) return t + "ForPreTraining";
         if (mlm) return t + "ForMaskedLM";
         if (nsp) return t + "ForNextSentencePrediction";
-        if (IsClassifier(info)) return t + "ForSequenceClassification";
+        if (IsClassifier(info))
+        {
+            string prefix = BaseModelPrefix(info);
+            bool pooled = info.Parameters.Any(p => p.HfName.StartsWith(prefix + "pooler.", StringComparison.Ordinal));
+            return t + (pooled ? "ForSequenceClassification" : "ForTokenClassification");
+        }
         return t + "Model";
     }
 

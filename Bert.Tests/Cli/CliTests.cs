@@ -98,18 +98,106 @@ public class CliTests : IDisposable
     [InlineData("predict --model {dir}/nothing hello", "")]
     [InlineData("finetune --data {bad} --size nano --out {dir}/d", "line 2")]
     [InlineData("pretrain --size nano --steps 1 --max-len 100000 --out {dir}/e", "MaxLen")]
+    [InlineData("finetune --data {empty} --size nano --out {dir}/f", "is empty")]
+    [InlineData("finetune --data {latin1} --size nano --out {dir}/g", "not valid UTF-8")]
+    [InlineData("finetune --data {negative} --size nano --out {dir}/h", "line 2 has label -1")]
+    [InlineData("finetune --data {five} --size nano --out {dir}/i", "no nano classifier with 5 classes")]
+    [InlineData("pretrain --vocab {bigvocab} --size nano --steps 1 --out {dir}/j", "embeds 30522")]
+    [InlineData("finetune --data {five} --dev {dir}/missing.tsv --size nano --out {dir}/k", "does not exist")]
     public void BadInput_IsOneSentenceAndANonZeroExit(string command, string expected)
     {
         var bad = Path.Combine(_dir, "bad.tsv");
         File.WriteAllText(bad, "fine text\t1\nno label here\n");
-        var args = command.Replace("{dir}", _dir).Replace("{bad}", bad).Split(' ');
+        File.WriteAllBytes(Path.Combine(_dir, "empty.tsv"), []);
+        File.WriteAllBytes(Path.Combine(_dir, "latin1.tsv"), [.. Encoding.UTF8.GetBytes("fine\t1\ncaf"), 0xE9, .. Encoding.UTF8.GetBytes("\t0\n")]);
+        File.WriteAllText(Path.Combine(_dir, "negative.tsv"), "good\t1\nbad\t-1\n");
+        File.WriteAllText(Path.Combine(_dir, "five.tsv"), string.Join("\n", Enumerable.Range(0, 10).Select(i => $"text {i}\t{i % 5}")));
+        // A vocabulary with more entries than the model embeds (30522).
+        var bigVocab = Path.Combine(_dir, "bigvocab");
+        Directory.CreateDirectory(bigVocab);
+        File.WriteAllLines(Path.Combine(bigVocab, "vocab.txt"),
+            new[] { "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]" }.Concat(Enumerable.Range(0, 30600).Select(i => "w" + i)));
+        File.WriteAllText(Path.Combine(bigVocab, "tokenizer_config.json"), "{\"do_lower_case\": true, \"strip_accents\": true}");
+        var args = command.Replace("{dir}", _dir).Replace("{bad}", bad).Replace("{bigvocab}", bigVocab)
+            .Replace("{empty}", Path.Combine(_dir, "empty.tsv")).Replace("{latin1}", Path.Combine(_dir, "latin1.tsv"))
+            .Replace("{negative}", Path.Combine(_dir, "negative.tsv")).Replace("{five}", Path.Combine(_dir, "five.tsv")).Split(' ');
         var r = Run(args);
+        int outAt = Array.IndexOf(args, "--out");
+        if (outAt >= 0)                                                   // nothing half-written
+            Assert.False(Directory.Exists(args[outAt + 1]) && Directory.EnumerateFileSystemEntries(args[outAt + 1]).Any(), "the failed command wrote to " + args[outAt + 1]);
         Assert.NotEqual(0, r.Code);
         var err = r.Err.Trim();
         Assert.StartsWith("error: ", err);
         Assert.DoesNotContain("   at ", err);                        // no stack trace
         Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
         Assert.Contains(expected, err);
+    }
+
+    [Fact]
+    public void Finetune_FromACheckpointOfAnotherSize_IsRefused()
+    {
+        var pre = Path.Combine(_dir, "pre");
+        var r = Run("pretrain", "--corpus", Corpus(), "--size", "nano", "--steps", "1", "--batch", "8", "--max-len", "32", "--out", pre);
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        var ft = Path.Combine(_dir, "ft");
+        r = Run("finetune", "--data", Labeled(), "--from", pre, "--size", "nano-preln", "--epochs", "1", "--out", ft);
+        Assert.Equal(1, r.Code);
+        Assert.Single(r.Err.Trim().Split('\n'));
+        Assert.Contains("holds BertNanoPreTraining", r.Err);
+        Assert.Contains("pass the --size the checkpoint was pre-trained with", r.Err);
+        Assert.False(Directory.Exists(ft));
+    }
+
+    [Fact]
+    public void Finetune_CountsTheTextsItTruncates()
+    {
+        // "a really great film number 12" is 6 word pieces; with [CLS] and [SEP] every text is cut at --max-len 6.
+        var r = Run("finetune", "--data", Labeled(), "--size", "nano", "--epochs", "1", "--batch", "8", "--max-len", "6", "--out", Path.Combine(_dir, "ft"));
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        Assert.Contains("40 texts truncated to 6 tokens", r.Out);
+        r = Run("finetune", "--data", Labeled(), "--size", "nano", "--epochs", "1", "--batch", "8", "--max-len", "8", "--out", Path.Combine(_dir, "ft8"));
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        Assert.Contains("0 texts truncated to 8 tokens", r.Out);
+    }
+
+    /// <summary>Cancels (as Ctrl-C does) when a line containing the text is written.</summary>
+    sealed class CancelOn(string text, CancellationTokenSource cts) : StringWriter
+    {
+        public override void WriteLine(string? value)
+        {
+            base.WriteLine(value);
+            if (value is not null && value.Contains(text)) cts.Cancel();
+        }
+    }
+
+    [Fact]
+    public void CtrlC_SavesAResumableCheckpoint_AndTheResumedRunEqualsAnUninterruptedOne()
+    {
+        var corpus = Corpus();
+        string[] Args(string outDir) => ["pretrain", "--corpus", corpus, "--size", "nano", "--steps", "6", "--batch", "8", "--max-len", "32", "--out", outDir];
+        var whole = Path.Combine(_dir, "whole");
+        var r = Run(Args(whole));
+        Assert.True(r.Code == 0, r.Out + r.Err);
+
+        var cut = Path.Combine(_dir, "cut");
+        using var cts = new CancellationTokenSource();
+        var (oldOut, oldErr) = (Console.Out, Console.Error);
+        var (o, e) = (new CancelOn("step 2/6", cts), new StringWriter());
+        Console.SetOut(o); Console.SetError(e);
+        int code;
+        try { code = Program.Build(cts.Token).Parse(Args(cut)).Invoke(); }
+        finally { Console.SetOut(oldOut); Console.SetError(oldErr); }
+        Assert.Equal(130, code);
+        Assert.Contains("Stopped at step 2", e.ToString());
+        Assert.Empty(Directory.GetFiles(cut, "*.tmp", SearchOption.AllDirectories));
+        Assert.Contains("\"Step\":2", File.ReadAllText(Path.Combine(cut, "trainer_state.json")));
+
+        r = Run(Args(cut));
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        Assert.Contains("Resuming from step 2", r.Out);
+        static string Losses(string dir) => System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "trainer_state.json")))!["Losses"]!.ToJsonString();
+        Assert.Equal(Losses(whole), Losses(cut));
+        Assert.Equal(File.ReadAllBytes(Path.Combine(whole, "model.safetensors")), File.ReadAllBytes(Path.Combine(cut, "model.safetensors")));
     }
 
     [Fact]

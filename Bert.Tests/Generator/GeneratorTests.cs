@@ -294,6 +294,15 @@ public class GeneratorTests
                 public Tensor Forward([Shape(Dim.Batch, C)] Tensor x, Mask mask) => Attention([|Linear(x, W)|], mask, 2, 0f);
             }
             """ },
+        { "BERT0106", """
+            [Model]
+            public partial class M
+            {
+                public const int C = 4, K = 3, MaxLen = 8;
+                [Param(K, C)] Tensor W;
+                public Tensor Forward([Shape(Dim.Batch, Dim.Seq, C)] Tensor x, Labels labels) => CrossEntropy(Linear(x, W), [|labels|]);
+            }
+            """ },
         { "BERT0107", """
             [Model]
             public partial class M

@@ -114,10 +114,27 @@ public class TrainLoopTests
                 Options = new TrainOptions { BatchSize = 16, LearningRate = 1e-3 },
             };
             var e = Assert.Throws<TrainingException>(() => bad.Run(null, CancellationToken.None));
-            Assert.Contains("step 1", e.Message);
-            Assert.Contains(dir, e.Message);
+            Assert.Contains("at step 1", e.Message);
+            Assert.Contains($"the last good checkpoint (step 2) is in {dir}", e.Message);
             Assert.Equal(saved, File.ReadAllBytes(Path.Combine(dir, "model.safetensors")));
         }
         finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void DivergingRun_WithNothingSavedYet_SaysSo_AndWritesNothing()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "bert-nan-fresh-" + Guid.NewGuid().ToString("N"));
+        var (job, m) = Pretraining(3);
+        m.Parameters[0] = float.NaN;
+        var loop = new TrainLoop
+        {
+            Model = m, TotalSteps = 3, Bind = job.Bind, Dir = dir,
+            Options = new TrainOptions { BatchSize = 16, LearningRate = 1e-3 },
+        };
+        var e = Assert.Throws<TrainingException>(() => loop.Run(null, CancellationToken.None));
+        Assert.Contains("at step 1", e.Message);
+        Assert.Contains($"no checkpoint had been saved in {dir} yet", e.Message);
+        Assert.False(Directory.Exists(dir));
     }
 }
