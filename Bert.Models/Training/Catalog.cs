@@ -27,6 +27,9 @@ public static class Catalog
         E("base", "classifier", 2, BertBaseClassifier.Info, BertBaseClassifier.Create<float>),
         E("large", "classifier", 2, BertLargeClassifier.Info, BertLargeClassifier.Create<float>),
         E("albert", "classifier", 2, AlbertClassifier.Info, AlbertClassifier.Create<float>),
+        E("mini-pt", "pretraining", 2, BertMiniPtPreTraining.Info, BertMiniPtPreTraining.Create<float>),
+        E("mini-pt", "classifier", 2, BertMiniPtClassifier.Info, BertMiniPtClassifier.Create<float>),
+        E("mini-pt", "classifier", 3, BertMiniPt3Classifier.Info, BertMiniPt3Classifier.Create<float>),
     ];
 
     public static IEnumerable<string> Sizes => All.Select(e => e.Size).Distinct();
