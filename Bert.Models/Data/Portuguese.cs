@@ -13,7 +13,7 @@ public static partial class Portuguese
     /// Built from <see cref="VocabLines"/>, 8000 entries cut the novels' words into 1.17 pieces on average and the
     /// validation tweets' into 1.38 (12000: 1.11 and 1.30; 16000: 1.08 and 1.25); at BERT-Mini's width the MLM head
     /// (C·V) then stays smaller than the encoder, which keeps a two-core pre-training run cheap.</summary>
-    public const int VocabSize = 8000;
+    public const int VocabSize = Models.BertMiniPtPreTraining.Vocab;
 
     /// <summary>Case and accents kept (<see cref="TokenizerSettings.Cased"/>).</summary>
     public static TokenizerSettings Settings => TokenizerSettings.Cased;
