@@ -5,7 +5,17 @@ namespace Bert.Cli;
 /// <summary>Named labeled sets and pre-training corpora: the embedded defaults, or files.</summary>
 public static class DataSets
 {
+    /// <summary>The English sets (the demo's default).</summary>
     public static readonly string[] Named = ["amazon", "imdb", "yelp", "sst2"];
+
+    /// <summary>The Portuguese sets: Amazon Brasil book reviews (2 classes, fixed stratified split) and
+    /// TweetSentBR tweets (3 classes, train → val).</summary>
+    public static readonly string[] NamedPortuguese = ["pt-reviews", "pt-tweets"];
+
+    /// <summary>Embedded pre-training corpora by name (besides the default English one).</summary>
+    public static readonly string[] NamedCorpora = ["machado"];
+
+    static IEnumerable<string> AllNamed => Named.Concat(NamedPortuguese);
     public const int SplitSeed = 13;
     public const double DevFraction = 0.2;
 
@@ -18,9 +28,13 @@ public static class DataSets
             case "imdb": return Split(Labeled.Load(DataFile.UciImdb));
             case "yelp": return Split(Labeled.Load(DataFile.UciYelp));
             case "sst2": return (Labeled.Load(DataFile.Sst2Train), Labeled.Load(DataFile.Sst2Dev), "SST-2 train → dev");
+            case "pt-reviews": return Split(Portuguese.BookReviews().Set);
+            case "pt-tweets":
+                var (train, val) = Portuguese.Tweets();
+                return (train, val, "TweetSentBR (UMSAB) train → val");
         }
         if (!File.Exists(spec))
-            throw new ArgumentException($"'{spec}' is neither a data set ({string.Join(", ", Named)}) nor a file; give one of those names or the path of a text<TAB>label file.");
+            throw new ArgumentException($"'{spec}' is neither a data set ({string.Join(", ", AllNamed)}) nor a file; give one of those names or the path of a text<TAB>label file.");
         LabeledSet Read(string path) => format switch
         {
             "tsv" => Labeled.ReadTsv(path),
@@ -43,24 +57,59 @@ public static class DataSets
         return (train, dev, $"fixed stratified split of {set.Name}: {train.Examples.Count} train / {dev.Examples.Count} dev (seed {SplitSeed})");
     }
 
-    /// <summary>Documents of the pre-training corpus: the embedded Tiny Shakespeare and WikiText-2, or the given
-    /// files (documents separated by blank lines).</summary>
-    public static (List<List<string>> Documents, string How) Corpus(IReadOnlyList<string>? files)
+    /// <summary>Documents of the pre-training corpus: the embedded Tiny Shakespeare and WikiText-2 when
+    /// <paramref name="specs"/> is empty; otherwise, for each spec, the embedded corpus of that name
+    /// (<c>machado</c>: the novels of Machado de Assis, a document per chapter), the training texts of a named
+    /// labeled set without their labels (documents of 8 texts; dev texts are never used), or a text file
+    /// (documents separated by blank lines).</summary>
+    public static (List<List<string>> Documents, string How) Corpus(IReadOnlyList<string>? specs)
     {
-        if (files is null || files.Count == 0)
+        if (specs is null || specs.Count == 0)
         {
             var docs = Pretraining.ShakespeareDocuments(DefaultData.ReadText(DataFile.TinyShakespeare))
                 .Concat(Pretraining.WikiTextDocuments(DefaultData.ReadText(DataFile.WikiText2RawTest))).ToList();
             return (docs, "embedded Tiny Shakespeare + WikiText-2 (raw test)");
         }
         var all = new List<List<string>>();
-        foreach (var f in files)
+        var how = new List<string>();
+        foreach (var f in specs)
         {
-            if (!File.Exists(f)) throw new ArgumentException($"Corpus file '{f}' does not exist; check the path.");
+            if (f.Equals("machado", StringComparison.OrdinalIgnoreCase))
+            {
+                all.AddRange(Portuguese.MachadoDocuments());
+                how.Add("the ten novels of Machado de Assis (embedded)");
+                continue;
+            }
+            if (AllNamed.Contains(f.ToLowerInvariant()))
+            {
+                var (train, _, _) = Load(f);
+                all.AddRange(train.Examples.Select(e => e.Text).Chunk(8).Select(c => c.ToList()));
+                how.Add($"the unlabeled training texts of {f}");
+                continue;
+            }
+            if (!File.Exists(f)) throw new ArgumentException($"Corpus file '{f}' does not exist and is not a named corpus ({string.Join(", ", NamedCorpora.Concat(AllNamed))}); check the path.");
             var docs = Pretraining.ParagraphDocuments(TextSource.ReadFile(f));
             if (docs.Count == 0) throw new ArgumentException($"Corpus file '{f}' has no text; give a file of plain text with blank lines between documents.");
             all.AddRange(docs);
+            how.Add(Path.GetFileName(f));
         }
-        return (all, string.Join(", ", files.Select(Path.GetFileName)));
+        return (all, string.Join(", ", how));
+    }
+
+    /// <summary>Lines to learn a vocabulary from: for a named corpus or labeled set, the sentences or training
+    /// texts of <see cref="Corpus"/>; for a file, its lines as they are.</summary>
+    public static List<string> VocabLines(IReadOnlyList<string> specs)
+    {
+        var lines = new List<string>();
+        foreach (var f in specs)
+        {
+            if (NamedCorpora.Concat(AllNamed).Contains(f.ToLowerInvariant()))
+                lines.AddRange(Corpus([f]).Documents.SelectMany(d => d));
+            else if (File.Exists(f))
+                lines.AddRange(TextSource.Lines(TextSource.ReadFile(f)).Select(l => l.Line));
+            else
+                throw new ArgumentException($"Corpus file '{f}' does not exist and is not a named corpus ({string.Join(", ", NamedCorpora.Concat(AllNamed))}); check the path.");
+        }
+        return lines;
     }
 }

@@ -82,7 +82,7 @@ public static class Program
 
         // ---- pretrain ----
         var pre = new Command("pretrain", "Pre-train a BERT model (masked LM + next sentence) on text.");
-        var corpus = new Option<string[]>("--corpus") { Description = "text files (documents separated by blank lines); default: the embedded corpus", AllowMultipleArgumentsPerToken = true };
+        var corpus = new Option<string[]>("--corpus") { Description = "text files (documents separated by blank lines) or embedded names (machado: the Portuguese novels; a labeled set's name: its training texts); default: the embedded English corpus", AllowMultipleArgumentsPerToken = true };
         var size = Opt("--size", "model size: " + string.Join(", ", Catalog.Sizes), "mini");
         var steps = Opt("--steps", "optimizer steps", 1000);
         var batch = Opt("--batch", "sequences per micro-batch", 32);
@@ -105,7 +105,7 @@ public static class Program
 
         // ---- finetune ----
         var ft = new Command("finetune", "Fine-tune a sequence classifier on a labeled set.");
-        var data = new Option<string>("--data") { Description = "amazon, imdb, yelp, sst2, or a text<TAB>label file", Required = true };
+        var data = new Option<string>("--data") { Description = "amazon, imdb, yelp, sst2, pt-reviews, pt-tweets, or a text<TAB>label file", Required = true };
         var dev = new Option<string?>("--dev") { Description = "dev file (default: a fixed stratified 80/20 split)" };
         var format = Opt("--format", "file format: tsv (text<TAB>label) or sst2 (label first)", "tsv");
         var from = new Option<string?>("--from") { Description = "pre-trained checkpoint folder (default: random initialization)" };
@@ -113,8 +113,9 @@ public static class Program
         var ftLr = Opt("--lr", "peak learning rate", 1e-4);
         var ftLen = Opt("--max-len", "maximum tokens per text (longer ones are truncated and counted)", 128);
         var ftOut = new Option<string>("--out") { Description = "checkpoint folder", Required = true };
-        foreach (var o in new Option[] { data, dev, format, from, size, epochs, batch, ftLr, ftLen, warmup, ftOut, seed, device }) ft.Options.Add(o);
-        ft.SetAction(pr => RequireCpu(pr.GetValue(device)!) ?? Finetune(pr.GetValue(data)!, pr.GetValue(dev), pr.GetValue(format)!, pr.GetValue(from), pr.GetValue(size)!,
+        var ftVocab = new Option<string?>("--vocab") { Description = "folder with vocab.txt and tokenizer_config.json (default: the one saved with --from, else bert-base-uncased)" };
+        foreach (var o in new Option[] { data, dev, format, from, ftVocab, size, epochs, batch, ftLr, ftLen, warmup, ftOut, seed, device }) ft.Options.Add(o);
+        ft.SetAction(pr => RequireCpu(pr.GetValue(device)!) ?? Finetune(pr.GetValue(data)!, pr.GetValue(dev), pr.GetValue(format)!, pr.GetValue(from), pr.GetValue(ftVocab), pr.GetValue(size)!,
             pr.GetValue(ftOut)!, pr.GetValue(ftLen), pr.GetValue(epochs),
             new TrainOptions { BatchSize = pr.GetValue(batch), LearningRate = pr.GetValue(ftLr), WarmupFraction = pr.GetValue(warmup), Seed = (ulong)pr.GetValue(seed) }, cancel));
         root.Subcommands.Add(ft);
@@ -136,14 +137,21 @@ public static class Program
 
         // ---- vocab ----
         var voc = new Command("vocab", "Build a WordPiece vocabulary from a corpus (for another language).");
-        var vCorpus = new Option<string[]>("--corpus") { Description = "text files", Required = true, AllowMultipleArgumentsPerToken = true };
-        var vSize = Opt("--size", "entries in the vocabulary", 8000);
-        var cased = Opt("--cased", "keep upper case", false);
-        var keepAccents = Opt("--keep-accents", "keep accents (é and e stay different)", false);
+        var vCorpus = new Option<string[]>("--corpus")
+        {
+            Description = "text files (one line each) or embedded names: machado, or a labeled set's training texts (" + string.Join(", ", DataSets.Named.Concat(DataSets.NamedPortuguese)) +
+                "); default for --lang pt: machado pt-reviews pt-tweets",
+            AllowMultipleArgumentsPerToken = true,
+        };
+        var lang = Opt("--lang", "en: lower-case and strip accents (BERT uncased); pt: keep case and accents", "en");
+        lang.AcceptOnlyFromAmong("en", "pt");
+        var vSize = new Option<int?>("--size") { Description = $"entries in the vocabulary (default 8000; for --lang pt {Portuguese.VocabSize}, the Vocab of the mini-pt models)" };
+        var cased = Opt("--cased", "keep upper case (implied by --lang pt)", false);
+        var keepAccents = Opt("--keep-accents", "keep accents: é and e stay different (implied by --lang pt)", false);
         var minFreq = Opt("--min-frequency", "characters seen fewer times become [UNK]", 2);
         var vOut = new Option<string>("--out") { Description = "folder for vocab.txt and tokenizer_config.json", Required = true };
-        foreach (var o in new Option[] { vCorpus, vSize, cased, keepAccents, minFreq, vOut }) voc.Options.Add(o);
-        voc.SetAction(pr => Vocab(pr.GetValue(vCorpus)!, pr.GetValue(vSize), pr.GetValue(cased), pr.GetValue(keepAccents), pr.GetValue(minFreq), pr.GetValue(vOut)!));
+        foreach (var o in new Option[] { vCorpus, lang, vSize, cased, keepAccents, minFreq, vOut }) voc.Options.Add(o);
+        voc.SetAction(pr => Vocab(pr.GetValue(vCorpus), pr.GetValue(lang)!, pr.GetValue(vSize), pr.GetValue(cased), pr.GetValue(keepAccents), pr.GetValue(minFreq), pr.GetValue(vOut)!));
         root.Subcommands.Add(voc);
 
         // ---- info ----
@@ -178,6 +186,16 @@ public static class Program
 
     internal static WordPiece Tokenizer(string? dir) => dir is null ? WordPiece.BertBaseUncased() : WordPiece.Load(dir);
 
+    /// <summary>The tokenizer for fine-tuning: --vocab when given (it must be the one a --from checkpoint was
+    /// trained with), else the one saved with --from, else bert-base-uncased.</summary>
+    internal static WordPiece FinetuneTokenizer(string? from, string? vocab)
+    {
+        if (vocab is null) return from is null ? WordPiece.BertBaseUncased() : CheckpointTokenizer.Load(from);
+        var tok = WordPiece.Load(vocab);
+        if (from is not null) CheckpointTokenizer.Require(tok, from, $"the vocabulary in {vocab}");
+        return tok;
+    }
+
     static int Pretrain(string[]? corpusFiles, string size, string? vocab, string outDir, PretrainingOptions data, TrainOptions train, long steps, CancellationToken cancel)
     {
         var entry = Catalog.Get(size, "pretraining");
@@ -192,7 +210,7 @@ public static class Program
         var loop = new TrainLoop
         {
             Model = model, Options = train, TotalSteps = steps, Bind = job.Bind, StepMetrics = job.Metrics, Evaluate = job.Evaluate, Dir = outDir,
-            SaveExtras = tok.Save, Metadata = new Dictionary<string, string> { ["task"] = "pretraining" },
+            Tokenizer = tok, Metadata = new Dictionary<string, string> { ["task"] = "pretraining" },
         };
         if (loop.TryResume()) Console.WriteLine($"Resuming from step {loop.Step} in {outDir}.");
         Reporter.Run("pre-training", loop, cancel);
@@ -216,10 +234,10 @@ public static class Program
         return (entry, model);
     }
 
-    static int Finetune(string dataSpec, string? devFile, string format, string? from, string size, string outDir, int maxLen, int epochs, TrainOptions train, CancellationToken cancel)
+    static int Finetune(string dataSpec, string? devFile, string format, string? from, string? vocab, string size, string outDir, int maxLen, int epochs, TrainOptions train, CancellationToken cancel)
     {
         var (trainSet, devSet, how) = DataSets.Load(dataSpec, devFile, format);
-        var tok = Tokenizer(from);
+        var tok = FinetuneTokenizer(from, vocab);
         var entry = Catalog.Get(size, "classifier", Math.Max(2, trainSet.Classes));
         var model = entry.Create();
         model.InitParameters(train.Seed);
@@ -235,7 +253,7 @@ public static class Program
         var loop = new TrainLoop
         {
             Model = model, Options = train, TotalSteps = (long)epochs * job.StepsPerEpoch, Bind = job.Bind, StepMetrics = job.Metrics,
-            Evaluate = job.Evaluate, Dir = outDir, SaveExtras = tok.Save,
+            Evaluate = job.Evaluate, Dir = outDir, Tokenizer = tok,
             Metadata = new Dictionary<string, string> { ["task"] = "classification", ["data"] = dataSpec },
         };
         if (loop.TryResume()) Console.WriteLine($"Resuming from step {loop.Step} in {outDir}.");
@@ -248,7 +266,7 @@ public static class Program
     static int Eval(string dir, string dataSpec, string? devFile, string format, int maxLen)
     {
         var (entry, model) = LoadModel(dir);
-        var tok = WordPiece.Load(dir);
+        var tok = CheckpointTokenizer.Load(dir);
         var (_, devSet, how) = DataSets.Load(dataSpec, devFile, format);
         var set = devSet.Examples.Select(e => (tok.EncodePair(e.Text, null, Math.Min(maxLen, model.Info.MaxLen)).Ids, e.Label)).ToList();
         var r = FinetuneJob.Evaluate(model, set, tok.PadId, 32);
@@ -260,7 +278,7 @@ public static class Program
     static int Predict(string dir, string? text, int maxLen)
     {
         var (_, model) = LoadModel(dir);
-        var tok = WordPiece.Load(dir);
+        var tok = CheckpointTokenizer.Load(dir);
         var texts = text is not null ? new List<string> { text } : ReadStdin();
         if (texts.Count == 0) throw new ArgumentException("No text to classify; pass it as an argument or one per line on standard input.");
         foreach (var chunk in texts.Chunk(32))
@@ -288,20 +306,19 @@ public static class Program
         return lines;
     }
 
-    static int Vocab(string[] files, int size, bool cased, bool keepAccents, int minFrequency, string outDir)
+    static int Vocab(string[]? corpus, string lang, int? size, bool cased, bool keepAccents, int minFrequency, string outDir)
     {
-        var lines = new List<string>();
-        foreach (var f in files)
-        {
-            if (!File.Exists(f)) throw new ArgumentException($"Corpus file '{f}' does not exist; check the path.");
-            lines.AddRange(TextSource.Lines(TextSource.ReadFile(f)).Select(l => l.Line));
-        }
-        var settings = new TokenizerSettings { LowerCase = !cased, StripAccents = !keepAccents };
+        bool pt = lang == "pt";
+        if ((corpus is null || corpus.Length == 0) && !pt)
+            throw new ArgumentException("Give the corpus with --corpus (text files or embedded names such as machado), or --lang pt for the embedded Portuguese text.");
+        var lines = corpus is null || corpus.Length == 0 ? Portuguese.VocabLines(taskText: true).ToList() : DataSets.VocabLines(corpus);
+        var settings = new TokenizerSettings { LowerCase = !(cased || pt), StripAccents = !(keepAccents || pt) };
         var sw = Stopwatch.StartNew();
-        var built = VocabBuilder.Build(lines, size, settings, minFrequency);
+        var built = VocabBuilder.Build(lines, size ?? (pt ? Portuguese.VocabSize : 8000), settings, minFrequency);
         var tok = built.ToTokenizer();
         tok.Save(outDir);
-        Console.WriteLine($"Wrote {tok.VocabSize} entries to {Path.Combine(outDir, WordPiece.VocabFileName)} in {sw.Elapsed.TotalSeconds:F1} s (lower case: {settings.LowerCase}, strip accents: {settings.StripAccents}).");
+        Console.WriteLine($"Wrote {tok.VocabSize} entries ({built.Characters} characters) learnt from {lines.Count:N0} lines to {Path.Combine(outDir, WordPiece.VocabFileName)} in {sw.Elapsed.TotalSeconds:F1} s " +
+            $"(lower case: {settings.LowerCase}, strip accents: {settings.StripAccents}; saved in {TokenizerSettings.FileName}){(built.Exhausted ? "; the corpus ran out of pairs before the size asked" : "")}.");
         return 0;
     }
 

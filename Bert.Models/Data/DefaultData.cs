@@ -21,6 +21,38 @@ public enum DataFile
     Sst2Train,
     /// <summary>SST-2 sentence-level dev split (stsa.binary.dev), 872 lines.</summary>
     Sst2Dev,
+    /// <summary>Machado de Assis, <i>Casa Velha</i> (luxedo/dataset-machado-de-assis), hard-wrapped PDF lines, LF.</summary>
+    MachadoCasaVelha,
+    /// <summary>Machado de Assis, <i>Dom Casmurro</i> (luxedo/dataset-machado-de-assis), hard-wrapped PDF lines, LF.</summary>
+    MachadoDomCasmurro,
+    /// <summary>Machado de Assis, <i>Esaú e Jacó</i> (luxedo/dataset-machado-de-assis), hard-wrapped PDF lines, LF.</summary>
+    MachadoEsau,
+    /// <summary>Machado de Assis, <i>Helena</i> (luxedo/dataset-machado-de-assis), hard-wrapped PDF lines, LF.</summary>
+    MachadoHelena,
+    /// <summary>Machado de Assis, <i>Iaiá Garcia</i> (luxedo/dataset-machado-de-assis), hard-wrapped PDF lines, LF.</summary>
+    MachadoIaia,
+    /// <summary>Machado de Assis, <i>A Mão e a Luva</i> (luxedo/dataset-machado-de-assis), hard-wrapped PDF lines, LF.</summary>
+    MachadoMaoLuva,
+    /// <summary>Machado de Assis, <i>Memorial de Aires</i> (luxedo/dataset-machado-de-assis), hard-wrapped PDF lines, LF.</summary>
+    MachadoMemorialDeAires,
+    /// <summary>Machado de Assis, <i>Memórias Póstumas de Brás Cubas</i> (luxedo/dataset-machado-de-assis), hard-wrapped PDF lines, LF.</summary>
+    MachadoMemoriasBras,
+    /// <summary>Machado de Assis, <i>Quincas Borba</i> (luxedo/dataset-machado-de-assis), hard-wrapped PDF lines, LF.</summary>
+    MachadoQuincas,
+    /// <summary>Machado de Assis, <i>Ressurreição</i> (luxedo/dataset-machado-de-assis), hard-wrapped PDF lines, LF.</summary>
+    MachadoRessurreicao,
+    /// <summary>Amazon Brasil book reviews, negative (books_pt_neg): 1000 reviews, one per line, CRLF, no final line break.</summary>
+    BooksPtNeg,
+    /// <summary>Amazon Brasil book reviews, positive (books_pt_pos): 1000 reviews, one per line, CRLF, no final line break.</summary>
+    BooksPtPos,
+    /// <summary>UMSAB/TweetSentBR Portuguese tweets, train texts: 1839 lines, no final line break.</summary>
+    TweetsPtTrainText,
+    /// <summary>Labels of <see cref="TweetsPtTrainText"/>: 0 negative, 1 neutral, 2 positive, round-robin order.</summary>
+    TweetsPtTrainLabels,
+    /// <summary>UMSAB/TweetSentBR Portuguese tweets, validation texts: 324 lines, no final line break.</summary>
+    TweetsPtValText,
+    /// <summary>Labels of <see cref="TweetsPtValText"/>: 0 negative, 1 neutral, 2 positive, round-robin order.</summary>
+    TweetsPtValLabels,
 }
 
 /// <summary>Opens the embedded default data. Nothing here reads the file system.</summary>
@@ -40,6 +72,22 @@ public static class DefaultData
         DataFile.UciYelp => "yelp_labelled.txt",
         DataFile.Sst2Train => "stsa.binary.train",
         DataFile.Sst2Dev => "stsa.binary.dev",
+        DataFile.MachadoCasaVelha => "pt-machado-casaVelha.txt",
+        DataFile.MachadoDomCasmurro => "pt-machado-domCasmurro.txt",
+        DataFile.MachadoEsau => "pt-machado-esau.txt",
+        DataFile.MachadoHelena => "pt-machado-helena.txt",
+        DataFile.MachadoIaia => "pt-machado-iaia.txt",
+        DataFile.MachadoMaoLuva => "pt-machado-maoLuva.txt",
+        DataFile.MachadoMemorialDeAires => "pt-machado-memorial-de-aires.txt",
+        DataFile.MachadoMemoriasBras => "pt-machado-memoriasBras.txt",
+        DataFile.MachadoQuincas => "pt-machado-quincas.txt",
+        DataFile.MachadoRessurreicao => "pt-machado-ressurreicao.txt",
+        DataFile.BooksPtNeg => "pt-books_pt_neg",
+        DataFile.BooksPtPos => "pt-books_pt_pos",
+        DataFile.TweetsPtTrainText => "pt-tweets-train_text.txt",
+        DataFile.TweetsPtTrainLabels => "pt-tweets-train_labels.txt",
+        DataFile.TweetsPtValText => "pt-tweets-val_text.txt",
+        DataFile.TweetsPtValLabels => "pt-tweets-val_labels.txt",
         _ => throw new ArgumentOutOfRangeException(nameof(file), file, "Unknown embedded data file."),
     };
 

@@ -48,7 +48,8 @@ public static class Pretraining
 
     /// <summary>Splits text into sentences with a simple rule: a sentence ends after a run of <c>. ! ?</c> (and any
     /// closing quotes or brackets right after it) when whitespace follows and the next word starts with an
-    /// upper-case letter (an opening quote or bracket before it is allowed), or at the end of the text. It does not
+    /// upper-case letter (an opening quote or bracket before it is allowed, and a dialogue dash <c>— </c>), or at
+    /// the end of the text. It does not
     /// end after a known abbreviation (Mr. Mrs. Dr. St. No. …), a single capital letter (initials such as
     /// "J. Smith") or dotted letters ("U.S. Army"). Whitespace inside a sentence is collapsed to single spaces.
     /// Good enough for pairing segments; it is not a linguistic sentence splitter ("Resolved. resolved." stays one
@@ -67,6 +68,11 @@ public static class Pretraining
             while (k < text.Length && char.IsWhiteSpace(text[k])) k++;
             int next = k;
             while (next < text.Length && IsOpener(text[next])) next++;
+            if (next < text.Length && text[next] is '—' or '–')   // a dialogue dash opens the next turn: "— Não."
+            {
+                next++;
+                while (next < text.Length && (char.IsWhiteSpace(text[next]) || IsOpener(text[next]))) next++;
+            }
             bool boundary = k >= text.Length || (next < text.Length && char.IsUpper(text[next]) && !IsAbbreviation(text, i));
             if (boundary)
             {
@@ -292,7 +298,7 @@ public static class Pretraining
     {
         "mr", "mrs", "ms", "dr", "st", "jr", "sr", "prof", "rev", "gen", "col", "lt", "capt", "sgt", "mt", "no", "vs",
         "etc", "e.g", "i.e", "cf", "fig", "vol", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept",
-        "oct", "nov", "dec", "inc", "ltd", "co", "sra", "dra",
+        "oct", "nov", "dec", "inc", "ltd", "co", "sra", "dra", "srs", "sras", "exa", "exmo", "exma",
     };
 
     /// <summary>True when the word right before the period at <paramref name="dot"/> is a known abbreviation, a

@@ -35,6 +35,10 @@ public static class Catalog
         // Per-token tagging (Models/Variants.cs).
         E("nano", "token-classifier", 5, BertNanoTokenClassifier.Info, BertNanoTokenClassifier.Create<float>),
         E("tiny", "token-classifier", 9, BertTokenClassifier.Info, BertTokenClassifier.Create<float>),
+        // Portuguese vocabulary (Models/Portuguese.cs).
+        E("mini-pt", "pretraining", 2, BertMiniPtPreTraining.Info, BertMiniPtPreTraining.Create<float>),
+        E("mini-pt", "classifier", 2, BertMiniPtClassifier.Info, BertMiniPtClassifier.Create<float>),
+        E("mini-pt", "classifier", 3, BertMiniPt3Classifier.Info, BertMiniPt3Classifier.Create<float>),
     ];
 
     public static IEnumerable<string> Sizes => All.Select(e => e.Size).Distinct();

@@ -47,6 +47,9 @@ public sealed class TrainLoop
     /// <summary>Written beside every checkpoint (tokenizer files and the like).</summary>
     public Action<string>? SaveExtras { get; init; }
     public IReadOnlyDictionary<string, string>? Metadata { get; init; }
+    /// <summary>The tokenizer the model is trained with: saved beside every checkpoint and stamped into its
+    /// metadata (<see cref="CheckpointTokenizer"/>); <see cref="TryResume"/> refuses a run stamped with another.</summary>
+    public Text.WordPiece? Tokenizer { get; init; }
 
     Optimizer<float>? _opt;
     public Optimizer<float> Optimizer => _opt ??= Options.Optimizer.ToLowerInvariant() switch
@@ -68,6 +71,7 @@ public sealed class TrainLoop
             ?? throw new CheckpointException($"{Dir}/trainer_state.json is empty; delete the folder to start afresh.", Dir);
         if (state.Model != Model.Info.Name)
             throw new CheckpointException($"{Dir} holds a run of {state.Model}, not {Model.Info.Name}; choose another output folder.", Dir);
+        if (Tokenizer is not null) CheckpointTokenizer.Require(Tokenizer, Dir, "this run's tokenizer");
         Checkpoint.Load(Dir, Model);
         using (var s = Checkpoint.LoadOptimizerState(Dir)) if (s is not null) Optimizer.LoadState(s);
         Step = state.Step;
@@ -149,7 +153,9 @@ public sealed class TrainLoop
     {
         if (dir is null) return;
         var meta = new Dictionary<string, string>(Metadata ?? new Dictionary<string, string>()) { ["step"] = Step.ToString() };
+        if (Tokenizer is not null) foreach (var (k, v) in CheckpointTokenizer.Stamp(Tokenizer)) meta[k] = v;
         Checkpoint.Save(dir, Model, meta, optimizerState: s => Optimizer.SaveState(s));
+        Tokenizer?.Save(dir);
         SaveExtras?.Invoke(dir);
         var state = new TrainerState(Model.Info.Name, Step, TotalSteps, Best?.Score, Losses.Select(l => new[] { (double)l.Step, l.Loss }).ToList());
         AtomicFile.Write(Path.Combine(dir, "trainer_state.json"), s => JsonSerializer.Serialize(s, state));

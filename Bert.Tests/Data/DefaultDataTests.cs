@@ -32,7 +32,7 @@ public class DefaultDataTests
             Assert.StartsWith("Bert.Data.", DefaultData.ResourceName(file));
             Assert.NotEmpty(DefaultData.ReadText(file));
         }
-        Assert.Equal(8, DefaultData.All.Count);
+        Assert.Equal(24, DefaultData.All.Count); // 8 English files, 10 novels, 2 review files, 4 tweet files
     }
 
     [Fact]
