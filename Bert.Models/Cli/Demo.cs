@@ -14,24 +14,45 @@ namespace Bert.Cli;
 public static class Demo
 {
     public sealed record Settings(string Size, int PretrainSteps, int Epochs, int Sst2Epochs, string Out, string[] Sets, int Seed, int MaxLen = 64,
-        double PretrainLr = 1e-3, double FinetuneLr = 2e-4, bool TaskText = true);
+        double PretrainLr = 1e-3, double FinetuneLr = 2e-4, bool TaskText = true, string Lang = "en", int Runs = 3);
 
-    public sealed record Row(string Set, int Train, int Dev, double Scratch, double Pretrained);
+    /// <summary>One labeled set's result: mean dev accuracy (and its spread) over the fine-tuning runs of each arm.</summary>
+    public sealed record Row(string Set, int Train, int Dev, double Scratch, double Pretrained, double ScratchSd, double PretrainedSd);
+
+    /// <summary>The sets and model size the demo uses by default for a language.</summary>
+    public static (string Size, string[] Sets) Defaults(string lang) => lang switch
+    {
+        "en" => ("mini", DataSets.Named),
+        "pt" => ("mini-pt", DataSets.NamedPortuguese),
+        _ => throw new ArgumentException($"Unknown --lang '{lang}'; use en (English) or pt (Portuguese)."),
+    };
+
+    static double Mean(IReadOnlyList<double> xs) => xs.Average();
+    static double Sd(IReadOnlyList<double> xs) => xs.Count < 2 ? 0 : Math.Sqrt(xs.Sum(x => (x - xs.Average()) * (x - xs.Average())) / (xs.Count - 1));
 
     static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
 
     public static int Run(Settings s, CancellationToken cancel)
     {
         var total = Stopwatch.StartNew();
+        if (s.Runs < 1) throw new ArgumentException($"--runs {s.Runs} must be at least 1.");
+        var known = s.Lang == "pt" ? DataSets.NamedPortuguese : DataSets.Named;
         foreach (var set in s.Sets)
-            if (!DataSets.Named.Contains(set)) throw new ArgumentException($"Unknown set '{set}' in --sets; choose from {string.Join(", ", DataSets.Named)}.");
-        var tok = WordPiece.BertBaseUncased();
+            if (!known.Contains(set)) throw new ArgumentException($"Unknown set '{set}' in --sets for --lang {s.Lang}; choose from {string.Join(", ", known)}.");
+        WordPiece tok;
+        if (s.Lang == "pt")
+        {
+            // A Portuguese vocabulary from the novels and the sets' training texts: cased, accents kept.
+            tok = Portuguese.BuildVocab(taskText: s.TaskText).ToTokenizer();
+            Console.WriteLine($"Built a cased, accent-keeping WordPiece vocabulary of {tok.VocabSize:N0} entries from the Machado de Assis novels{(s.TaskText ? " and the sets' training texts" : "")}.");
+        }
+        else tok = WordPiece.BertBaseUncased();
         var entry = Catalog.Get(s.Size, "pretraining");
         Console.WriteLine($"Bert demo: {entry.Info.Name} ({entry.Info.ParameterCount:N0} parameters) on {Environment.ProcessorCount} CPU cores; {Gemm.Describe()}.");
 
         // 1. Pre-training on the embedded unlabeled corpus, plus (task-adaptive pre-training, Gururangan et al.
         //    2020) the training texts of the fine-tuning sets without their labels; dev texts are never seen.
-        var (docs, how) = DataSets.Corpus(null);
+        var (docs, how) = s.Lang == "pt" ? DataSets.Corpus(["machado"]) : DataSets.Corpus(null);
         if (s.TaskText)
         {
             int before = docs.Count;
@@ -50,7 +71,7 @@ public static class Demo
         var preDir = Path.Combine(s.Out, "pretrained");
         var loop = new TrainLoop
         {
-            Model = pre, TotalSteps = s.PretrainSteps, Bind = job.Bind, StepMetrics = job.Metrics, Evaluate = job.Evaluate, Dir = preDir, SaveExtras = tok.Save,
+            Model = pre, TotalSteps = s.PretrainSteps, Bind = job.Bind, StepMetrics = job.Metrics, Evaluate = job.Evaluate, Dir = preDir, Tokenizer = tok,
             Options = new TrainOptions { BatchSize = 32, LearningRate = s.PretrainLr, WarmupFraction = 0.1, Seed = (ulong)s.Seed },
             Metadata = new Dictionary<string, string> { ["task"] = "pretraining" },
         };
@@ -63,38 +84,46 @@ public static class Demo
 
         // 2. Fine-tuning from the pre-trained weights and from scratch, same budget.
         var rows = new List<Row>();
-        var classifier = Catalog.Get(s.Size, "classifier", 2);
+        string name = "";
         foreach (var set in s.Sets)
         {
             var (train, dev, split) = DataSets.Load(set);
+            var classifier = Catalog.Get(s.Size, "classifier", train.Classes);
+            name = classifier.Info.Name;
             int epochs = set == "sst2" ? s.Sst2Epochs : s.Epochs;
-            double Tune(bool pretrained)
+            // Run r of an arm: both arms share the head's initialization and the batch order of run r.
+            double Tune(bool pretrained, int run)
             {
                 var m = classifier.Create();
-                m.InitParameters((ulong)s.Seed + 100);
+                m.InitParameters((ulong)(s.Seed + 100 + run));
                 if (pretrained) FinetuneJob.Transfer(pre, m);
-                var ft = new FinetuneJob(m, tok, train, dev, 128, 32, s.Seed);   // texts up to 128 tokens (longer ones are cut)
+                var ft = new FinetuneJob(m, tok, train, dev, Math.Min(128, m.Info.MaxLen), 32, s.Seed + run);   // texts up to 128 tokens (longer ones are cut)
                 var l = new TrainLoop
                 {
                     Model = m, TotalSteps = (long)epochs * ft.StepsPerEpoch, Bind = ft.Bind, StepMetrics = ft.Metrics, Evaluate = ft.Evaluate,
-                    Options = new TrainOptions { BatchSize = 32, LearningRate = s.FinetuneLr, WarmupFraction = 0.1, Seed = (ulong)s.Seed, EvalEvery = ft.StepsPerEpoch },
+                    Options = new TrainOptions { BatchSize = 32, LearningRate = s.FinetuneLr, WarmupFraction = 0.1, Seed = (ulong)(s.Seed + run), EvalEvery = ft.StepsPerEpoch },
                 };
-                Reporter.Run($"{set} ({(pretrained ? "pre-trained" : "from scratch")})", l, cancel, plainEvery: ft.StepsPerEpoch);
+                Reporter.Run($"{set} ({(pretrained ? "pre-trained" : "from scratch")}, run {run + 1} of {s.Runs})", l, cancel, plainEvery: ft.StepsPerEpoch * epochs);
                 return l.Best?.Score ?? double.NaN;
             }
-            Console.WriteLine($"{set}: {split}.");
-            double scratch = Tune(false);
-            if (cancel.IsCancellationRequested) return 130;
-            double fine = Tune(true);
-            if (cancel.IsCancellationRequested) return 130;
-            rows.Add(new Row(set, train.Examples.Count, dev.Examples.Count, scratch, fine));
+            Console.WriteLine($"{set}: {split}; {train.Classes} classes; {s.Runs} fine-tuning run(s) per arm.");
+            var scratch = new List<double>(); var fine = new List<double>();
+            for (int run = 0; run < s.Runs; run++)
+            {
+                scratch.Add(Tune(false, run));
+                if (cancel.IsCancellationRequested) return 130;
+                fine.Add(Tune(true, run));
+                if (cancel.IsCancellationRequested) return 130;
+            }
+            rows.Add(new Row(set, train.Examples.Count, dev.Examples.Count, Mean(scratch), Mean(fine), Sd(scratch), Sd(fine)));
         }
 
-        Reporter.Table($"{classifier.Info.Name}: dev accuracy (best epoch), {s.PretrainSteps} pre-training steps, {total.Elapsed:mm\\:ss} in all",
+        string Acc(double mean, double sd) => mean.ToString("P1", Inv) + (s.Runs > 1 ? " ± " + (sd * 100).ToString("0.0", Inv) : "");
+        Reporter.Table($"{name}: dev accuracy (best epoch, mean ± sd of {s.Runs} runs), {s.PretrainSteps} pre-training steps, {total.Elapsed:mm\\:ss} in all",
             ["set", "train", "dev", "from scratch", "pre-trained", "gain"],
             rows.Select(r => new[]
             {
-                r.Set, r.Train.ToString(Inv), r.Dev.ToString(Inv), r.Scratch.ToString("P1", Inv), r.Pretrained.ToString("P1", Inv),
+                r.Set, r.Train.ToString(Inv), r.Dev.ToString(Inv), Acc(r.Scratch, r.ScratchSd), Acc(r.Pretrained, r.PretrainedSd),
                 ((r.Pretrained - r.Scratch) * 100).ToString("+0.0;-0.0", Inv) + " pts",
             }));
         int wins = rows.Count(r => r.Pretrained > r.Scratch);

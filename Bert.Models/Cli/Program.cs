@@ -64,20 +64,30 @@ public static class Program
 
         // ---- demo ----
         var demo = new Command("demo", "Pre-train BERT on the embedded corpus, then fine-tune on Amazon, IMDb, Yelp and SST-2; compare with training from scratch.");
-        var dSize = Opt("--size", "model size (tiny, mini, …)", "mini");
+        var dSize = new Option<string?>("--size") { Description = "model size (default: mini for en, mini-pt for pt)" };
+        var dLang = Opt("--lang", "en: English corpus and sets; pt: Portuguese (Machado de Assis, book reviews, tweets)", "en");
+        dLang.AcceptOnlyFromAmong("en", "pt");
+        var dRuns = Opt("--runs", "fine-tuning runs per set and arm (seeds); the table shows their mean", 3);
         var dSteps = Opt("--pretrain-steps", "pre-training steps (more takes longer and helps more)", 700);
         var dEpochs = Opt("--epochs", "fine-tuning epochs on each set", 5);
-        var dOut = Opt("--out", "folder for the checkpoints", Path.Combine(Path.GetTempPath(), "bert-demo"));
-        var dSets = Opt("--sets", "comma-separated labeled sets", string.Join(",", DataSets.Named));
+        var dOut = new Option<string?>("--out") { Description = "folder for the checkpoints (default: bert-demo-LANG in the temporary folder)" };
+        var dSets = new Option<string?>("--sets") { Description = "comma-separated labeled sets (default: amazon,imdb,yelp,sst2 for en; pt-reviews,pt-tweets for pt)" };
         var dSst2Epochs = Opt("--sst2-epochs", "fine-tuning epochs on SST-2 (larger than the others)", 2);
         var dLen = Opt("--pretrain-max-len", "pre-training sequence length", 64);
         var dPreLr = Opt("--pretrain-lr", "pre-training peak learning rate", 1e-3);
         var dFtLr = Opt("--finetune-lr", "fine-tuning peak learning rate (both arms)", 2e-4);
         var dNoTask = Opt("--no-task-text", "pre-train on the embedded corpus only, without the sets' unlabeled training texts", false);
-        foreach (var o in new Option[] { dSize, dSteps, dEpochs, dSst2Epochs, dLen, dPreLr, dFtLr, dNoTask, dOut, dSets, seed, device }) demo.Options.Add(o);
-        demo.SetAction(pr => RequireCpu(pr.GetValue(device)!) ?? Demo.Run(new Demo.Settings(pr.GetValue(dSize)!, pr.GetValue(dSteps), pr.GetValue(dEpochs),
-            pr.GetValue(dSst2Epochs), pr.GetValue(dOut)!, pr.GetValue(dSets)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries), pr.GetValue(seed),
-            pr.GetValue(dLen), pr.GetValue(dPreLr), pr.GetValue(dFtLr), !pr.GetValue(dNoTask)), cancel));
+        foreach (var o in new Option[] { dLang, dSize, dSteps, dEpochs, dSst2Epochs, dLen, dPreLr, dFtLr, dNoTask, dRuns, dOut, dSets, seed, device }) demo.Options.Add(o);
+        demo.SetAction(pr =>
+        {
+            if (RequireCpu(pr.GetValue(device)!) is int code) return code;
+            string lang = pr.GetValue(dLang)!;
+            var (defSize, defSets) = Demo.Defaults(lang);
+            var sets = pr.GetValue(dSets) is string list ? list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) : defSets;
+            return Demo.Run(new Demo.Settings(pr.GetValue(dSize) ?? defSize, pr.GetValue(dSteps), pr.GetValue(dEpochs),
+                pr.GetValue(dSst2Epochs), pr.GetValue(dOut) ?? Path.Combine(Path.GetTempPath(), "bert-demo-" + lang), sets, pr.GetValue(seed),
+                pr.GetValue(dLen), pr.GetValue(dPreLr), pr.GetValue(dFtLr), !pr.GetValue(dNoTask), lang, pr.GetValue(dRuns)), cancel);
+        });
         root.Subcommands.Add(demo);
 
         // ---- pretrain ----

@@ -1,0 +1,65 @@
+using System.Text.RegularExpressions;
+using Xunit;
+
+namespace Bert.Tests.Cli;
+
+/// <summary>`bert demo` end to end at the smallest size and budget: the pipeline runs, the table has a row per set
+/// with both arms, and the pre-trained checkpoint carries its tokenizer. (The claim itself needs the real budget;
+/// its measured table is in the README.)</summary>
+[Collection("Console")]
+public class DemoTests : IDisposable
+{
+    readonly string _dir = Directory.CreateTempSubdirectory("bert-demo-test-").FullName;
+    public void Dispose() { try { Directory.Delete(_dir, true); } catch (IOException) { } }
+
+    static void AssertTable(string output, params string[] sets)
+    {
+        foreach (var set in sets)
+        {
+            // a row: set, train, dev, two accuracies with their spread, and the gain
+            var row = Regex.Match(output, $@"│\s*{Regex.Escape(set)}\s*│\s*(\d+)\s*│\s*(\d+)\s*│\s*([\d.]+) %\s*± [\d.]+\s*│\s*([\d.]+) %\s*± [\d.]+\s*│\s*([+-][\d.]+) pts");
+            Assert.True(row.Success, $"no table row for {set} in:\n{output}");
+            double scratch = double.Parse(row.Groups[3].Value, System.Globalization.CultureInfo.InvariantCulture);
+            double pre = double.Parse(row.Groups[4].Value, System.Globalization.CultureInfo.InvariantCulture);
+            Assert.InRange(scratch, 0, 100); Assert.InRange(pre, 0, 100);
+            Assert.Equal(Math.Round(pre - scratch, 1), double.Parse(row.Groups[5].Value, System.Globalization.CultureInfo.InvariantCulture), 1);
+        }
+        Assert.Matches(@"Pre-trained beats from scratch on \d of " + sets.Length + " sets", output);
+    }
+
+    [Fact]
+    public void English_demo_runs_both_arms_and_prints_the_table()
+    {
+        var (code, output, err) = CliTests.Run("demo", "--size", "nano", "--pretrain-steps", "4", "--epochs", "1", "--runs", "2",
+            "--sets", "amazon", "--out", _dir);
+        Assert.True(code == 0, err + output);
+        AssertTable(output, "amazon");
+        Assert.Contains("run 2 of 2", output);
+        Assert.True(File.Exists(Path.Combine(_dir, "pretrained", "model.safetensors")));
+        Assert.True(File.Exists(Path.Combine(_dir, "pretrained", "vocab.txt")));
+    }
+
+    [Fact]
+    public void Portuguese_demo_builds_its_vocabulary_and_fine_tunes_three_classes()
+    {
+        var (code, output, err) = CliTests.Run("demo", "--lang", "pt", "--size", "nano", "--pretrain-steps", "3", "--epochs", "1", "--runs", "2",
+            "--out", _dir);
+        Assert.True(code == 0, err + output);
+        Assert.Contains("accent-keeping WordPiece vocabulary", output);
+        Assert.Contains("pt-tweets: ", output);
+        Assert.Contains("3 classes", output);
+        AssertTable(output, "pt-reviews", "pt-tweets");
+        var vocab = File.ReadAllLines(Path.Combine(_dir, "pretrained", "vocab.txt"));
+        Assert.Contains("é", vocab);                       // accents kept
+        Assert.Contains(vocab, v => v.Length > 0 && char.IsUpper(v[0]));   // case kept
+    }
+
+    [Fact]
+    public void Unknown_set_for_the_language_is_one_clear_error()
+    {
+        var (code, _, err) = CliTests.Run("demo", "--lang", "pt", "--sets", "amazon", "--size", "nano", "--out", _dir);
+        Assert.NotEqual(0, code);
+        Assert.Contains("Unknown set 'amazon'", err);
+        Assert.False(Directory.EnumerateFileSystemEntries(_dir).Any(), "nothing is written before the inputs are checked");
+    }
+}
