@@ -327,8 +327,6 @@ public static class Emitter
         bool[] bcast = n.Inputs.Select(v => v.Size != outSize).ToArray();
         var name = "K" + n.Id;
         var xParams = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"T* x{i}, int n{i}"));
-        var xArgs = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"(T*)p{i}, n{i}"));
-        var xPins = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"p{i} = (nint)x{i}"));
         var dParams = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"T* dx{i}"));
 
         w.WriteLine($"// {name}: y = {Describe(n.Expr!)}   (fused: {string.Join(" → ", n.Sources)}; {n.Loc})");
@@ -337,17 +335,31 @@ public static class Emitter
         string nbExpr = anyB ? string.Join(", ", Enumerable.Range(0, ni).Where(i => bcast[i]).Select(i => $"n{i}").Aggregate((a, b) => $"global::System.Math.Min({a}, {b})")) : "1";
         w.WriteLine($"internal static void {name}_Forward<T>(T* y, {xParams}, int n, ulong seed, bool training) {Where}");
         w.WriteLine("{"); w.Indent++;
-        w.WriteLine($"nint py = (nint)y, {xPins};");
+        // The loop body is a struct of the pointers and sizes (Par.For with a ref struct allocates nothing).
+        var xInit = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"x{i} = x{i}, n{i} = n{i}"));
         if (!anyB)
-            w.WriteLine($"{RT}.Par.For(n, {RT}.Par.Grain, (lo, hi) => {name}_ForwardRange<T>((T*)py, {xArgs}, 1, lo, hi, 0, 1, seed, training));");
+        {
+            w.WriteLine($"var body = new {name}_ForwardBody<T> {{ y = y, {xInit}, nb = 1, seed = seed, training = training }};");
+            w.WriteLine($"{RT}.Par.For(n, {RT}.Par.Grain, ref body);");
+        }
         else
         {
             // Rows of the shortest broadcast length nb: a broadcast input's row starts at (r·nb) mod n_k.
             w.WriteLine($"int nb = {nbExpr};");
             w.WriteLine("if (n == 0 || nb == 0) return;");
             w.WriteLine("int rows = n / nb;");
-            w.WriteLine($"{RT}.Par.For(rows, global::System.Math.Max(1, {RT}.Par.Grain / nb), (r0, r1) => {name}_ForwardRange<T>((T*)py, {xArgs}, nb, 0, nb, r0, r1, seed, training));");
+            w.WriteLine($"var body = new {name}_ForwardBody<T> {{ y = y, {xInit}, nb = nb, seed = seed, training = training }};");
+            w.WriteLine($"{RT}.Par.For(rows, global::System.Math.Max(1, {RT}.Par.Grain / nb), ref body);");
         }
+        w.Indent--; w.WriteLine("}");
+        var xFields = string.Join(" ", Enumerable.Range(0, ni).Select(i => $"public T* x{i}; public int n{i};"));
+        var xFieldArgs = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"x{i}, n{i}"));
+        w.WriteLine($"struct {name}_ForwardBody<T> : {RT}.IRangeBody {Where}");
+        w.WriteLine("{"); w.Indent++;
+        w.WriteLine($"public T* y; {xFields} public int nb; public ulong seed; public bool training;");
+        w.WriteLine(anyB
+            ? $"public readonly void Run(int r0, int r1) => {name}_ForwardRange<T>(y, {xFieldArgs}, nb, 0, nb, r0, r1, seed, training);"
+            : $"public readonly void Run(int lo, int hi) => {name}_ForwardRange<T>(y, {xFieldArgs}, 1, lo, hi, 0, 1, seed, training);");
         w.Indent--; w.WriteLine("}");
         w.WriteLine($"static void {name}_ForwardRange<T>(T* y, {xParams}, int nb, int j0, int j1, int r0, int r1, ulong seed, bool training) {Where}");
         w.WriteLine("{"); w.Indent++;
@@ -369,17 +381,29 @@ public static class Emitter
         // sums the rows into its columns of every broadcast gradient: no shared partials, deterministic.
         w.WriteLine($"internal static void {name}_Backward<T>(T* dy, {dParams}, {xParams}, int n, ulong seed, bool training) {Where}");
         w.WriteLine("{"); w.Indent++;
-        w.WriteLine("nint pdy = (nint)dy, " + string.Join(", ", Enumerable.Range(0, ni).Select(i => $"pd{i} = (nint)dx{i}, p{i} = (nint)x{i}")) + ";");
-        var dArgs = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"(T*)pd{i}"));
+        var dInit = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"dx{i} = dx{i}"));
         if (!anyB)
-            w.WriteLine($"{RT}.Par.For(n, {RT}.Par.Grain, (lo, hi) => {name}_BackwardRange<T>((T*)pdy, {dArgs}, {xArgs}, 1, lo, hi, 0, 1, seed, training));");
+        {
+            w.WriteLine($"var body = new {name}_BackwardBody<T> {{ dy = dy, {dInit}, {xInit}, nb = 1, rows = 1, seed = seed, training = training }};");
+            w.WriteLine($"{RT}.Par.For(n, {RT}.Par.Grain, ref body);");
+        }
         else
         {
             w.WriteLine($"int nb = {nbExpr};");
             w.WriteLine("if (n == 0 || nb == 0) return;");
             w.WriteLine("int rows = n / nb;");
-            w.WriteLine($"{RT}.Par.For(nb, {RT}.Par.ColumnGrain(rows), (j0, j1) => {name}_BackwardRange<T>((T*)pdy, {dArgs}, {xArgs}, nb, j0, j1, 0, rows, seed, training));");
+            w.WriteLine($"var body = new {name}_BackwardBody<T> {{ dy = dy, {dInit}, {xInit}, nb = nb, rows = rows, seed = seed, training = training }};");
+            w.WriteLine($"{RT}.Par.For(nb, {RT}.Par.ColumnGrain(rows), ref body);");
         }
+        w.Indent--; w.WriteLine("}");
+        var dFields = string.Join(" ", Enumerable.Range(0, ni).Select(i => $"public T* dx{i};"));
+        var dFieldArgs = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"dx{i}"));
+        w.WriteLine($"struct {name}_BackwardBody<T> : {RT}.IRangeBody {Where}");
+        w.WriteLine("{"); w.Indent++;
+        w.WriteLine($"public T* dy; {dFields} {xFields} public int nb, rows; public ulong seed; public bool training;");
+        w.WriteLine(anyB
+            ? $"public readonly void Run(int j0, int j1) => {name}_BackwardRange<T>(dy, {dFieldArgs}, {xFieldArgs}, nb, j0, j1, 0, rows, seed, training);"
+            : $"public readonly void Run(int lo, int hi) => {name}_BackwardRange<T>(dy, {dFieldArgs}, {xFieldArgs}, 1, lo, hi, 0, 1, seed, training);");
         w.Indent--; w.WriteLine("}");
         w.WriteLine($"static void {name}_BackwardRange<T>(T* dy, {dParams}, {xParams}, int nb, int j0, int j1, int r0, int r1, ulong seed, bool training) {Where}");
         w.WriteLine("{"); w.Indent++;

@@ -49,23 +49,3 @@ public static class MathT
         return x < 0 ? -r : r;
     }
 }
-
-/// <summary>Deterministic parallel loops: the work is split by fixed sizes, never by the core count, and no two
-/// tasks write one element, so results are bitwise the same on any machine.</summary>
-public static class Par
-{
-    /// <summary>Elements per task for element-wise loops.</summary>
-    public const int Grain = 16384;
-
-    /// <summary>Columns per task for a loop over all rows of a column block: about Grain elements, at least 64
-    /// columns (whole cache lines and vectors), a multiple of 16.</summary>
-    public static int ColumnGrain(int rows) => Math.Max(64, (Grain / Math.Max(1, rows) + 15) & ~15);
-
-    public static void For(int n, int grain, Action<int, int> body)
-    {
-        if (n <= 0) return;
-        if (n <= grain) { body(0, n); return; }
-        int chunks = (n + grain - 1) / grain;
-        Parallel.For(0, chunks, c => body(c * grain, Math.Min(n, (c + 1) * grain)));
-    }
-}

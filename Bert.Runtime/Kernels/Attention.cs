@@ -23,10 +23,10 @@ namespace Bert.Runtime.Kernels;
 /// GEMM (see <see cref="Mm{TFloat}"/> for why not OpenBLAS). Large calls run the (b,h) pairs in parallel, each GEMM on
 /// one thread; every element is computed by the same arithmetic whatever thread runs its pair, so results are bitwise
 /// reproducible. The dropout keep mask is Philox computed 8 (AVX-512) or 4 (AVX2) counters at a time. Scratch (dropped probabilities, their gradient, one row of keep scales and one of mask
-/// offsets) comes from ArrayPool, T×T per worker.</remarks>
+/// offsets) comes from ArrayPool, T×T per range of heads.</remarks>
 public static class Attention
 {
-    // Below this many multiply-adds (B·H·T·T·D) the work is too small to pay for Parallel.For.
+    // Below this many multiply-adds (B·H·T·T·D) the work is too small to pay for a parallel loop.
     const long ParallelMinWork = 1 << 16;
     const double MaskedScore = -10000.0; // added to the score of a padded key, as in BERT
 
@@ -51,17 +51,29 @@ public static class Attention
         fixed (TFloat* pOut = out_, pProbs = probs, pQkv = qkv)
         fixed (int* pMask = mask)
         {
-            nint o = (nint)pOut, p = (nint)pProbs, x = (nint)pQkv, m = (nint)pMask;
-            Parallel.For(0, B * H,
-                () => ArrayPool<TFloat>.Shared.Rent(scratchLen), // scratch per worker
-                (bh, _, scratch) =>
-                {
-                    ForwardHead(new Span<TFloat>((void*)o, B * T * C), new Span<TFloat>((void*)p, B * H * T * T),
-                        new ReadOnlySpan<TFloat>((void*)x, B * T * 3 * C), new ReadOnlySpan<int>((void*)m, B * T),
-                        scratch, bh / H, bh % H, T, C, H, dropout, seed, site, training, single: true);
-                    return scratch;
-                },
-                scratch => ArrayPool<TFloat>.Shared.Return(scratch));
+            var body = new ForwardHeads<TFloat> { Out = pOut, Probs = pProbs, Qkv = pQkv, Mask = pMask, B = B, T = T, C = C, H = H,
+                Dropout = dropout, Seed = seed, Site = site, Training = training, ScratchLength = scratchLen };
+            Par.For(B * H, ref body);
+        }
+    }
+
+    /// <summary>Heads lo .. hi - 1 (index b·H + h) of the forward, with scratch from ArrayPool per range.</summary>
+    unsafe struct ForwardHeads<TFloat> : IRangeBody where TFloat : unmanaged, IBinaryFloatingPointIeee754<TFloat>
+    {
+        public TFloat* Out, Probs, Qkv; public int* Mask;
+        public int B, T, C, H, ScratchLength; public float Dropout; public ulong Seed, Site; public bool Training;
+
+        public readonly void Run(int lo, int hi)
+        {
+            TFloat[] scratch = ArrayPool<TFloat>.Shared.Rent(ScratchLength);
+            try
+            {
+                for (int bh = lo; bh < hi; bh++)
+                    ForwardHead(new Span<TFloat>(Out, B * T * C), new Span<TFloat>(Probs, B * H * T * T),
+                        new ReadOnlySpan<TFloat>(Qkv, B * T * 3 * C), new ReadOnlySpan<int>(Mask, B * T),
+                        scratch, bh / H, bh % H, T, C, H, Dropout, Seed, Site, Training, single: true);
+            }
+            finally { ArrayPool<TFloat>.Shared.Return(scratch); }
         }
     }
 
@@ -141,17 +153,29 @@ public static class Attention
         }
         fixed (TFloat* pdQkv = dQkv, pdOut = dOut, pQkv = qkv, pProbs = probs)
         {
-            nint dx = (nint)pdQkv, dO = (nint)pdOut, x = (nint)pQkv, p = (nint)pProbs;
-            Parallel.For(0, B * H,
-                () => ArrayPool<TFloat>.Shared.Rent(scratchLen), // scratch per worker
-                (bh, _, scratch) =>
-                {
-                    BackwardHead(new Span<TFloat>((void*)dx, B * T * 3 * C), new ReadOnlySpan<TFloat>((void*)dO, B * T * C),
-                        new ReadOnlySpan<TFloat>((void*)x, B * T * 3 * C), new ReadOnlySpan<TFloat>((void*)p, B * H * T * T),
-                        scratch, bh / H, bh % H, T, C, H, dropout, seed, site, training, single: true);
-                    return scratch;
-                },
-                scratch => ArrayPool<TFloat>.Shared.Return(scratch));
+            var body = new BackwardHeads<TFloat> { DQkv = pdQkv, DOut = pdOut, Qkv = pQkv, Probs = pProbs, B = B, T = T, C = C, H = H,
+                Dropout = dropout, Seed = seed, Site = site, Training = training, ScratchLength = scratchLen };
+            Par.For(B * H, ref body);
+        }
+    }
+
+    /// <summary>Heads lo .. hi - 1 (index b·H + h) of the backward, with scratch from ArrayPool per range.</summary>
+    unsafe struct BackwardHeads<TFloat> : IRangeBody where TFloat : unmanaged, IBinaryFloatingPointIeee754<TFloat>
+    {
+        public TFloat* DQkv, DOut, Qkv, Probs;
+        public int B, T, C, H, ScratchLength; public float Dropout; public ulong Seed, Site; public bool Training;
+
+        public readonly void Run(int lo, int hi)
+        {
+            TFloat[] scratch = ArrayPool<TFloat>.Shared.Rent(ScratchLength);
+            try
+            {
+                for (int bh = lo; bh < hi; bh++)
+                    BackwardHead(new Span<TFloat>(DQkv, B * T * 3 * C), new ReadOnlySpan<TFloat>(DOut, B * T * C),
+                        new ReadOnlySpan<TFloat>(Qkv, B * T * 3 * C), new ReadOnlySpan<TFloat>(Probs, B * H * T * T),
+                        scratch, bh / H, bh % H, T, C, H, Dropout, Seed, Site, Training, single: true);
+            }
+            finally { ArrayPool<TFloat>.Shared.Return(scratch); }
         }
     }
 

@@ -9,7 +9,7 @@ namespace Bert.Runtime.Kernels;
 /// Forward saves the softmax of every row (ignored rows included) for Backward.</summary>
 public static class CrossEntropy
 {
-    // Below this many logits the work is too small to pay for Parallel.For.
+    // Below this many logits the work is too small to pay for a parallel loop.
     const int ParallelMinElements = 1 << 15;
 
     public static unsafe void Forward<T>(Span<T> loss, Span<T> probs, ReadOnlySpan<T> logits, ReadOnlySpan<int> labels,
@@ -32,10 +32,8 @@ public static class CrossEntropy
                 fixed (T* pProbs = probs, pLogits = logits, pRow = rowLoss)
                 fixed (int* pLabels = labels)
                 {
-                    nint p = (nint)pProbs, x = (nint)pLogits, l = (nint)pLabels, rl = (nint)pRow;
-                    Parallel.For(0, N, n => ((T*)rl)[n] = ForwardRow(
-                        new Span<T>((void*)p, N * V), new ReadOnlySpan<T>((void*)x, N * V),
-                        new ReadOnlySpan<int>((void*)l, N), n, V, ignoreIndex));
+                    var body = new ForwardRows<T> { Probs = pProbs, Logits = pLogits, Labels = pLabels, RowLoss = pRow, N = N, V = V, IgnoreIndex = ignoreIndex };
+                    Par.For(N, RowGrain(V), ref body);
                 }
                 for (int n = 0; n < N; n++) sum += rowLoss[n];
             }
@@ -76,10 +74,33 @@ public static class CrossEntropy
         fixed (T* pd = dLogits, pProbs = probs)
         fixed (int* pLabels = labels)
         {
-            nint d = (nint)pd, p = (nint)pProbs, l = (nint)pLabels;
-            Parallel.For(0, N, n => BackwardRow(
-                new Span<T>((void*)d, N * V), new ReadOnlySpan<T>((void*)p, N * V),
-                new ReadOnlySpan<int>((void*)l, N), n, V, ignoreIndex, g));
+            var body = new BackwardRows<T> { DLogits = pd, Probs = pProbs, Labels = pLabels, N = N, V = V, IgnoreIndex = ignoreIndex, G = g };
+            Par.For(N, RowGrain(V), ref body);
+        }
+    }
+
+    /// <summary>Rows per task: about Par.Grain logits (rows are independent, so the split does not change results).</summary>
+    static int RowGrain(int V) => Math.Max(1, Par.Grain / V);
+
+    unsafe struct ForwardRows<T> : IRangeBody where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        public T* Probs, Logits, RowLoss; public int* Labels; public int N, V, IgnoreIndex;
+
+        public readonly void Run(int lo, int hi)
+        {
+            for (int n = lo; n < hi; n++)
+                RowLoss[n] = ForwardRow(new Span<T>(Probs, N * V), new ReadOnlySpan<T>(Logits, N * V), new ReadOnlySpan<int>(Labels, N), n, V, IgnoreIndex);
+        }
+    }
+
+    unsafe struct BackwardRows<T> : IRangeBody where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        public T* DLogits, Probs; public int* Labels; public int N, V, IgnoreIndex; public T G;
+
+        public readonly void Run(int lo, int hi)
+        {
+            for (int n = lo; n < hi; n++)
+                BackwardRow(new Span<T>(DLogits, N * V), new ReadOnlySpan<T>(Probs, N * V), new ReadOnlySpan<int>(Labels, N), n, V, IgnoreIndex, G);
         }
     }
 

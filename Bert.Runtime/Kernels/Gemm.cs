@@ -269,23 +269,33 @@ public static unsafe class ManagedGemm
     }
 
     /// <summary>Splits the rows (or columns) into <paramref name="threads"/> contiguous ranges of whole micro-tiles and runs
-    /// them as independent sequential products. A separate method so that the lambda's closure is allocated only here.</summary>
+    /// them as independent sequential products.</summary>
     private static void RunParallel<T>(bool transA, bool transB, int M, int N, int K, T alpha, T* pa, int lda, T* pb, int ldb,
         T beta, T* pc, int ldc, int threads, bool splitRows, int unit, int units) where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        nint a = (nint)pa, b = (nint)pb, c = (nint)pc;
-        Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
+        var body = new Parts<T> { TransA = transA, TransB = transB, M = M, N = N, K = K, Alpha = alpha, A = pa, Lda = lda, B = pb, Ldb = ldb,
+            Beta = beta, C = pc, Ldc = ldc, Threads = threads, SplitRows = splitRows, Unit = unit, Units = units };
+        Par.For(threads, ref body);
+    }
+
+    private struct Parts<T> : IRangeBody where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        public bool TransA, TransB, SplitRows; public int M, N, K, Lda, Ldb, Ldc, Threads, Unit, Units;
+        public T Alpha, Beta; public T* A, B, C;
+
+        public readonly void Run(int t0, int t1)
         {
-            int lo = (int)((long)units * t / threads) * unit;
-            int hi = Math.Min((int)((long)units * (t + 1) / threads) * unit, splitRows ? M : N);
-            if (hi <= lo) return;
-            if (splitRows)
-                Sequential(transA, transB, hi - lo, N, K, alpha, (T*)a + (transA ? lo : (long)lo * lda), lda,
-                    (T*)b, ldb, beta, (T*)c + (long)lo * ldc, ldc);
-            else
-                Sequential(transA, transB, M, hi - lo, K, alpha, (T*)a, lda,
-                    (T*)b + (transB ? (long)lo * ldb : lo), ldb, beta, (T*)c + lo, ldc);
-        });
+            for (int t = t0; t < t1; t++)
+            {
+                int lo = (int)((long)Units * t / Threads) * Unit;
+                int hi = Math.Min((int)((long)Units * (t + 1) / Threads) * Unit, SplitRows ? M : N);
+                if (hi <= lo) continue;
+                if (SplitRows)
+                    Sequential(TransA, TransB, hi - lo, N, K, Alpha, A + (TransA ? lo : (long)lo * Lda), Lda, B, Ldb, Beta, C + (long)lo * Ldc, Ldc);
+                else
+                    Sequential(TransA, TransB, M, hi - lo, K, Alpha, A, Lda, B + (TransB ? (long)lo * Ldb : lo), Ldb, Beta, C + lo, Ldc);
+            }
+        }
     }
 
     /// <summary>The single-threaded blocked product on raw pointers (shapes already validated, K &gt; 0).</summary>

@@ -8,7 +8,7 @@ namespace Bert.Runtime.Kernels;
 /// N rows (B·T) · C hidden. Forward saves mean and rstd per row for Backward.</summary>
 public static class LayerNorm
 {
-    // Below this many elements the work is too small to pay for Parallel.For.
+    // Below this many elements the work is too small to pay for a parallel loop.
     const int ParallelMinElements = 1 << 15;
     // Columns per task in the dWeight/dBias reduction.
     const int ColumnBlock = 64;
@@ -29,11 +29,20 @@ public static class LayerNorm
         fixed (T* pOut = out_, pMean = mean, pRstd = rstd, pInp = inp, pW = weight, pB = bias)
         {
             // Each row is written by exactly one task: no shared outputs, so the result is independent of scheduling.
-            nint o = (nint)pOut, m = (nint)pMean, r = (nint)pRstd, x = (nint)pInp, w = (nint)pW, bb = (nint)pB;
-            Parallel.For(0, N, n => ForwardRow(
-                new Span<T>((void*)o, N * C), new Span<T>((void*)m, N), new Span<T>((void*)r, N),
-                new ReadOnlySpan<T>((void*)x, N * C), new ReadOnlySpan<T>((void*)w, C), new ReadOnlySpan<T>((void*)bb, C),
-                n, C, e));
+            var body = new ForwardRows<T> { Out = pOut, Mean = pMean, Rstd = pRstd, Inp = pInp, W = pW, B = pB, N = N, C = C, Eps = e };
+            Par.For(N, Math.Max(1, Par.Grain / C), ref body);
+        }
+    }
+
+    unsafe struct ForwardRows<T> : IRangeBody where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        public T* Out, Mean, Rstd, Inp, W, B; public int N, C; public T Eps;
+
+        public readonly void Run(int lo, int hi)
+        {
+            for (int n = lo; n < hi; n++)
+                ForwardRow(new Span<T>(Out, N * C), new Span<T>(Mean, N), new Span<T>(Rstd, N), new ReadOnlySpan<T>(Inp, N * C),
+                    new ReadOnlySpan<T>(W, C), new ReadOnlySpan<T>(B, C), n, C, Eps);
         }
     }
 
@@ -70,18 +79,30 @@ public static class LayerNorm
         }
         fixed (T* pdInp = dInp, pdW = dWeight, pdB = dBias, pdOut = dOut, pInp = inp, pW = weight, pMean = mean, pRstd = rstd)
         {
-            nint di = (nint)pdInp, dw = (nint)pdW, db = (nint)pdB, dO = (nint)pdOut, x = (nint)pInp, w = (nint)pW, m = (nint)pMean, r = (nint)pRstd;
-            // dInp: one task per row, each owning its row.
-            Parallel.For(0, N, n => BackwardRow(
-                new Span<T>((void*)di, N * C), new ReadOnlySpan<T>((void*)dO, N * C), new ReadOnlySpan<T>((void*)x, N * C),
-                new ReadOnlySpan<T>((void*)w, C), new ReadOnlySpan<T>((void*)m, N), new ReadOnlySpan<T>((void*)r, N), n, C));
+            var body = new BackwardRows<T> { DInp = pdInp, DW = pdW, DB = pdB, DOut = pdOut, Inp = pInp, W = pW, Mean = pMean, Rstd = pRstd, N = N, C = C };
+            // dInp: each row owned by one task.
+            Par.For(N, Math.Max(1, Par.Grain / C), ref body);
             // dWeight, dBias: one task per block of columns; each column sums its rows in the order n = 0..N-1,
             // so the result does not depend on the partitioning or the thread count.
-            int blocks = (C + ColumnBlock - 1) / ColumnBlock;
-            Parallel.For(0, blocks, blk => ParamColumns(
-                new Span<T>((void*)dw, C), new Span<T>((void*)db, C), new ReadOnlySpan<T>((void*)dO, N * C),
-                new ReadOnlySpan<T>((void*)x, N * C), new ReadOnlySpan<T>((void*)m, N), new ReadOnlySpan<T>((void*)r, N),
-                blk * ColumnBlock, Math.Min(C, (blk + 1) * ColumnBlock), N, C));
+            body.Columns = true;
+            Par.For(C, ColumnBlock, ref body);
+        }
+    }
+
+    unsafe struct BackwardRows<T> : IRangeBody where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        public T* DInp, DW, DB, DOut, Inp, W, Mean, Rstd; public int N, C; public bool Columns;
+
+        /// <summary>Rows lo .. hi - 1 of dInp, or (Columns) columns lo .. hi - 1 of dWeight and dBias.</summary>
+        public readonly void Run(int lo, int hi)
+        {
+            if (Columns)
+                ParamColumns(new Span<T>(DW, C), new Span<T>(DB, C), new ReadOnlySpan<T>(DOut, N * C), new ReadOnlySpan<T>(Inp, N * C),
+                    new ReadOnlySpan<T>(Mean, N), new ReadOnlySpan<T>(Rstd, N), lo, hi, N, C);
+            else
+                for (int n = lo; n < hi; n++)
+                    BackwardRow(new Span<T>(DInp, N * C), new ReadOnlySpan<T>(DOut, N * C), new ReadOnlySpan<T>(Inp, N * C),
+                        new ReadOnlySpan<T>(W, C), new ReadOnlySpan<T>(Mean, N), new ReadOnlySpan<T>(Rstd, N), n, C);
         }
     }
 

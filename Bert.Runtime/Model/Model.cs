@@ -14,6 +14,10 @@ public sealed unsafe class Model<T> where T : unmanaged, IBinaryFloatingPointIee
     readonly Exec<T> _ex = new();
     T[] _params, _grads = Array.Empty<T>(), _arena = Array.Empty<T>();
     bool _bound, _boundTraining, _boundReuse, _forwardDone;
+    readonly InputInfo[] _intInputs;
+    (int, int, int, bool, bool) _layoutKey = (-1, -1, -1, false, false);
+    long[] _offsets = [], _lengths = [];
+    long _total;
 
     public Model(ModelInfo info, IModelProgram<T> program)
     {
@@ -23,6 +27,7 @@ public sealed unsafe class Model<T> where T : unmanaged, IBinaryFloatingPointIee
         _ex.Params = (T*)Unsafe.AsPointer(ref _params[0]);
         _ex.IntData = info.Inputs.Where(i => i.Kind != InputKind.Tensor).OrderBy(i => i.Index).Select(_ => Array.Empty<int>()).ToArray();
         _ex.IntLengths = new int[_ex.IntData.Length];
+        _intInputs = info.Inputs.Where(i => i.Kind != InputKind.Tensor).ToArray();
     }
 
     public ModelInfo Info { get; }
@@ -80,7 +85,14 @@ public sealed unsafe class Model<T> where T : unmanaged, IBinaryFloatingPointIee
         if (batch < 1) throw new ArgumentOutOfRangeException(nameof(batch), $"Batch size {batch} must be at least 1.");
         if (seq < 1 || seq > Info.MaxLen) throw new ArgumentOutOfRangeException(nameof(seq), $"Sequence length {seq} is outside 1..{Info.MaxLen} (the model's MaxLen); truncate the input.");
         if (rows < 0) throw new ArgumentOutOfRangeException(nameof(rows), "The number of gathered rows cannot be negative.");
-        var (offsets, lengths, total) = Info.Layout(batch, seq, rows, training, ReuseMemory);
+        // A step binds the same shape again and again: keep the layout (and allocate nothing) when it is unchanged.
+        var key = (batch, seq, rows, training, ReuseMemory);
+        if (key != _layoutKey)
+        {
+            (_offsets, _lengths, _total) = Info.Layout(batch, seq, rows, training, ReuseMemory);
+            _layoutKey = key;
+        }
+        long total = _total;
         if (total + 16 > _arena.Length)
         {
             _arena = GC.AllocateArray<T>(checked((int)(total + 16)), pinned: true);
@@ -91,9 +103,9 @@ public sealed unsafe class Model<T> where T : unmanaged, IBinaryFloatingPointIee
             _grads = GC.AllocateArray<T>(_params.Length, pinned: true);
             _ex.Grads = (T*)Unsafe.AsPointer(ref _grads[0]);
         }
-        _ex.Offsets = offsets; _ex.Lengths = lengths;
+        _ex.Offsets = _offsets; _ex.Lengths = _lengths;
         _ex.Batch = batch; _ex.Seq = seq; _ex.Rows = rows;
-        foreach (var i in Info.Inputs.Where(i => i.Kind != InputKind.Tensor))
+        foreach (var i in _intInputs)
         {
             int n = checked((int)Size(i.Shape));
             if (_ex.IntData[i.Index].Length < n) _ex.IntData[i.Index] = new int[n];
@@ -105,7 +117,12 @@ public sealed unsafe class Model<T> where T : unmanaged, IBinaryFloatingPointIee
     /// <summary>Bytes of arena the current binding uses.</summary>
     public long ArenaBytes => _arena.Length * (long)sizeof(T);
 
-    long Size(int[] shape) => shape.Aggregate(1L, (a, d) => a * (d switch { -1 => _ex.Batch, -2 => _ex.Seq, -3 => _ex.Rows, _ => d }));
+    long Size(int[] shape)
+    {
+        long n = 1;   // a loop, not Aggregate with a lambda: called every step
+        foreach (int d in shape) n *= d switch { -1 => _ex.Batch, -2 => _ex.Seq, -3 => _ex.Rows, _ => d };
+        return n;
+    }
 
     void RequireBound() { if (!_bound) throw new InvalidOperationException("Call Bind(batch, seq, rows) before setting inputs or running the model."); }
 

@@ -129,8 +129,11 @@ public sealed class ModelInfo
     public long ParameterCount { get; }
     public int MaxLen { get; }
 
-    public InputInfo Input(string name) => Inputs.FirstOrDefault(i => i.Name == name)
-        ?? throw new ArgumentException($"Model {Name} has no input '{name}'; its inputs are {string.Join(", ", Inputs.Select(i => i.Name))}.");
+    public InputInfo Input(string name)
+    {
+        for (int k = 0; k < Inputs.Count; k++) if (Inputs[k].Name == name) return Inputs[k];   // no LINQ: called every step
+        throw new ArgumentException($"Model {Name} has no input '{name}'; its inputs are {string.Join(", ", Inputs.Select(i => i.Name))}.");
+    }
 
     /// <summary>The memory plan for one batch shape: element offset of every buffer and the arena size.</summary>
     /// <param name="reuse">false gives every buffer memory of its own (to check the plan against).</param>

@@ -19,20 +19,30 @@ public static unsafe class GradientClipping
         try
         {
             fixed (T* g = grads)
+            fixed (double* p = partial)
             {
-                nint at = (nint)g;
-                int n = grads.Length;
-                ParameterChunks.Run(chunks, c =>
-                {
-                    int s = c * ParameterChunks.ChunkSize, e = Math.Min(s + ParameterChunks.ChunkSize, n);
-                    partial[c] = SumOfSquares((T*)at + s, e - s);
-                });
+                var body = new ChunkSquares<T> { G = g, N = grads.Length, Partial = p };
+                Par.For(chunks, ref body);
             }
             double sum = 0;
             for (int c = 0; c < chunks; c++) sum += partial[c];
             return Math.Sqrt(sum);
         }
         finally { ArrayPool<double>.Shared.Return(partial); }
+    }
+
+    struct ChunkSquares<T> : IRangeBody where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        public T* G; public int N; public double* Partial;
+
+        public readonly void Run(int lo, int hi)
+        {
+            for (int c = lo; c < hi; c++)
+            {
+                int s = c * ParameterChunks.ChunkSize, e = Math.Min(s + ParameterChunks.ChunkSize, N);
+                Partial[c] = SumOfSquares(G + s, e - s);
+            }
+        }
     }
 
     /// <summary>Σ x² in double with four accumulators in a fixed pattern (the same bits on every machine).</summary>

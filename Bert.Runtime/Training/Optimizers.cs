@@ -182,7 +182,7 @@ public abstract unsafe class Optimizer<T> where T : unmanaged, IBinaryFloatingPo
 
 /// <summary>AdamW as BERT trains with it: β1 0.9, β2 0.999, ε 1e-6, decoupled weight decay 0.01 applied only to
 /// tensors whose ParamInfo.Decay is set (not biases, not LayerNorm weights). One fused pass over the flat buffers,
-/// in parallel over fixed chunks; nothing is allocated per step beyond Parallel.For's own bookkeeping.</summary>
+/// in parallel over fixed chunks; nothing is allocated per step.</summary>
 /// <remarks>
 /// The update is PyTorch's <c>torch.optim.AdamW</c> (amsgrad off), element by element, for step t:
 /// <code>

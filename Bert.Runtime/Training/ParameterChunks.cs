@@ -6,7 +6,7 @@ namespace Bert.Runtime.Training;
 internal sealed class ParameterChunks
 {
     /// <summary>Elements per chunk: 32 Ki keeps a chunk's four float32 streams (p, g, m, v) within L2 and makes
-    /// BERT-base (110 M parameters) about 3 400 work items, plenty for Parallel.For to balance.</summary>
+    /// BERT-base (110 M parameters) about 3 400 work items, plenty for a parallel loop to balance.</summary>
     public const int ChunkSize = 1 << 15;
 
     public int Count { get; }
@@ -65,10 +65,16 @@ internal sealed class ParameterChunks
     /// <summary>Chunks of a plain buffer of n elements (no tensors).</summary>
     public static int ChunksOf(int n) => (n + ChunkSize - 1) / ChunkSize;
 
-    /// <summary>Runs body(c) for every chunk; one chunk runs on the calling thread.</summary>
+    /// <summary>Runs body(c) for every chunk; one chunk runs on the calling thread. Allocates nothing when body is
+    /// a cached delegate (the optimizers keep theirs in fields).</summary>
     public static void Run(int chunks, Action<int> body)
     {
-        if (chunks == 1) body(0);
-        else if (chunks > 1) Parallel.For(0, chunks, body);
+        var b = new Body(body);
+        Par.For(chunks, ref b);
+    }
+
+    readonly struct Body(Action<int> body) : IRangeBody
+    {
+        public void Run(int lo, int hi) { for (int c = lo; c < hi; c++) body(c); }
     }
 }

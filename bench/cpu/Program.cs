@@ -1,0 +1,235 @@
+// The CPU benchmark of issue 5, all in one run (medians; our runs and ONNX Runtime's interleaved so both see
+// the same background load):
+//   1. inference of BERT-Mini and BERT-Base classifiers at T=128 — latency at B=1, throughput at B=32 — ours
+//      (Bind(B, T, 0, training: false) + Forward) against ONNX Runtime (ORT_ENABLE_ALL, 2 intra-op threads)
+//      running the model our exporter wrote, with the same weights;
+//   2. training tokens/s of BERT-Mini and BERT-Base pre-training at T=128 (forward, backward, AdamW step) and
+//      its fraction of the GEMM-bound: Catalog.FlopsPerToken at the sgemm rate measured in this run;
+//   3. peak memory of each: our planned bytes (arena + parameters [+ gradients + AdamW moments]) and the
+//      process's peak resident set above the level before the phase (VmHWM after resetting it through
+//      /proc/self/clear_refs), the only measure that also sees ONNX Runtime's native allocations.
+// Usage: bench/cpu/run.sh [--quick]
+using System.Diagnostics;
+using Bert.Export;
+using Bert.Models;
+using Bert.Runtime;
+using Bert.Runtime.Kernels;
+using Bert.Runtime.Training;
+using Google.Protobuf;
+using Microsoft.ML.OnnxRuntime;
+
+bool quick = args.Contains("--quick");
+const int T = 128, OrtThreads = 2;
+var cpu = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name"))?.Split(':')[1].Trim() ?? "unknown CPU";
+Console.WriteLine($"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC · {cpu} · {Environment.ProcessorCount} cores · {GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / (1 << 30)} GiB · .NET {Environment.Version}");
+Console.WriteLine($"GEMM: {Gemm.Describe()}");
+Console.WriteLine($"ONNX Runtime {OrtEnv.Instance().GetVersionString()}: GraphOptimizationLevel ORT_ENABLE_ALL, IntraOpNumThreads {OrtThreads}, sequential execution");
+Console.WriteLine($"load average at start: {LoadAverage()}");
+Console.WriteLine();
+
+// ---- the sgemm rate, per model, on its biggest shape (x·W1ᵀ of the FFN at the training batch) ----
+var sgemm = new Dictionary<string, double>();
+foreach (var (size, B) in new[] { ("mini", 32), ("base", 8) })
+{
+    var info = Catalog.Get(size, "pretraining").Info;
+    int C = (int)info.Constants["Hidden"], F = (int)info.Constants["Ffn"];
+    sgemm[size] = GemmRate(B * T, F, C, quick ? 0.3 : 1.5);
+    Console.WriteLine($"sgemm {B * T}×{F}×{C} (x·Wᵀ, {size} FFN at B={B}): {sgemm[size]:F1} GFLOP/s");
+}
+Console.WriteLine();
+
+// ---- 1. inference against ONNX Runtime ----
+var inferRows = new List<string>();
+foreach (var size in new[] { "mini", "base" })
+{
+    var entry = Catalog.Get(size, "classifier");
+    ResetPeak(); long before = Rss();
+    var model = entry.Create();
+    model.InitParameters(1);
+    model.Bind(32, T, 0, training: false);
+    SetInputs(model, 32, 0, new Random(1));
+    model.Forward();
+    long oursPeak = Hwm() - before;
+    long oursPlanned = model.ArenaBytes + model.Info.ParameterCount * 4;
+
+    var onnx = OnnxExport.Build(model.Info, model.Parameters).ToByteArray();
+    ResetPeak(); before = Rss();
+    using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL, IntraOpNumThreads = OrtThreads, InterOpNumThreads = 1, ExecutionMode = ExecutionMode.ORT_SEQUENTIAL };
+    using var session = new InferenceSession(onnx, options);
+    using (var warm = new OrtBatch(session, 32, new Random(1))) warm.Run();
+    long ortPeak = Hwm() - before;
+    onnx = null;
+
+    foreach (var B in new[] { 1, 32 })
+    {
+        var rng = new Random(B);
+        model.Bind(B, T, 0, training: false);
+        var ids = SetInputs(model, B, 0, rng);
+        using var ort = new OrtBatch(session, B, ids);
+        model.Forward(); ort.Run();               // warm-up at this shape
+        double rel = Compare(model, ort);
+        double budget = quick ? 1 : size == "base" && B == 32 ? 40 : 12;
+        int minReps = quick ? 2 : B == 32 && size == "base" ? 3 : 5, maxReps = quick ? 3 : 200;
+        var (ours, theirs) = Interleaved(() => model.Forward(), ort.Run, minReps, maxReps, budget);
+        double o = Median(ours), t = Median(theirs);
+        string what = B == 1 ? "latency" : "throughput";
+        string oursS = B == 1 ? $"{o * 1000:F1} ms" : $"{B / o:F1} seq/s", theirsS = B == 1 ? $"{t * 1000:F1} ms" : $"{B / t:F1} seq/s";
+        Console.WriteLine($"{entry.Info.Name} B={B} T={T} {what}: ours {oursS}, ONNX Runtime {theirsS}, ours/ORT speed {t / o:F2}× ({ours.Count} + {theirs.Count} reps; max |Δlogit|/max|logit| {rel:E1}; load {LoadAverage()})");
+        inferRows.Add($"| {size} | {B} | {what} | {oursS} | {theirsS} | **{t / o:F2}×** |");
+    }
+    Console.WriteLine($"{entry.Info.Name} memory: ours planned {Mib(oursPlanned)} (arena at B=32 {Mib(model.ArenaBytes)} + parameters {Mib(model.Info.ParameterCount * 4)}), process peak +{Mib(oursPeak)}; ONNX Runtime process peak +{Mib(ortPeak)} (session creation + one B=32 run)");
+    inferRows.Add($"| {size} | memory | peak | planned {Mib(oursPlanned)}, RSS +{Mib(oursPeak)} | RSS +{Mib(ortPeak)} | |");
+    Console.WriteLine();
+}
+
+// ---- 2. training against the GEMM-bound ----
+var trainRows = new List<string>();
+foreach (var (size, B, steps) in new[] { ("mini", 32, quick ? 2 : 6), ("base", 8, quick ? 1 : 4) })
+{
+    var entry = Catalog.Get(size, "pretraining");
+    int G = (int)(B * T * 0.15);
+    ResetPeak(); long before = Rss();
+    var model = entry.Create();
+    model.InitParameters(1);
+    var opt = new AdamW<float>(model.Info);
+    model.Bind(B, T, G, training: true);
+    SetInputs(model, B, G, new Random(1));
+    var times = new List<double>();
+    for (int s = 0; s <= steps; s++)
+    {
+        var sw = Stopwatch.StartNew();
+        model.Forward(training: true, seed: (ulong)s);
+        model.ZeroGradients();
+        model.Backward();
+        opt.Step(model.Parameters, model.Gradients, 1e-4f);
+        if (s > 0) times.Add(sw.Elapsed.TotalSeconds);     // step 0 warms up
+    }
+    long peak = Hwm() - before;
+    long planned = model.ArenaBytes + model.Info.ParameterCount * 4 * 4;   // arena + parameters, gradients, m, v
+    double step = Median(times), tps = B * T / step;
+    double flopsPerToken = Catalog.FlopsPerToken(model.Info, T, (double)G / (B * T));
+    double achieved = flopsPerToken * tps / 1e9, frac = achieved / sgemm[size];
+    Console.WriteLine($"{entry.Info.Name} training B={B} T={T} G={G}: {step * 1000:F0} ms/step, {tps:F0} tokens/s, {flopsPerToken / 1e6:F1} MFLOP/token → {achieved:F1} GFLOP/s = {frac:P0} of the GEMM-bound ({sgemm[size]:F1} GFLOP/s) (median of {steps}; load {LoadAverage()})");
+    Console.WriteLine($"{entry.Info.Name} memory: planned {Mib(planned)} (arena {Mib(model.ArenaBytes)}, parameters + gradients + AdamW m, v {Mib(model.Info.ParameterCount * 16)}), process peak +{Mib(peak)}");
+    trainRows.Add($"| {size} | {B} | {step * 1000:F0} ms | {tps:F0} | {achieved:F1} | {sgemm[size]:F1} | **{frac:P0}** | planned {Mib(planned)}, RSS +{Mib(peak)} |");
+}
+
+Console.WriteLine();
+Console.WriteLine($"load average at end: {LoadAverage()}");
+Console.WriteLine();
+Console.WriteLine("| model | B | measure | ours | ONNX Runtime | ours/ORT |");
+Console.WriteLine("| --- | ---: | --- | ---: | ---: | ---: |");
+inferRows.ForEach(Console.WriteLine);
+Console.WriteLine();
+Console.WriteLine("| model | B | step | tokens/s | GFLOP/s | sgemm GFLOP/s | of GEMM-bound | memory |");
+Console.WriteLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+trainRows.ForEach(Console.WriteLine);
+
+// ---- helpers ----
+
+static double GemmRate(int m, int n, int k, double seconds)
+{
+    var a = new float[m * k]; var b = new float[n * k]; var c = new float[m * n];
+    for (int i = 0; i < a.Length; i++) a[i] = (i % 7) * 0.01f;
+    for (int i = 0; i < b.Length; i++) b[i] = (i % 5) * 0.01f;
+    Gemm.Run(false, true, m, n, k, 1f, a, k, b, k, 0f, c, n);
+    var times = new List<double>();
+    var total = Stopwatch.StartNew();
+    while (total.Elapsed.TotalSeconds < seconds || times.Count < 3)
+    {
+        var sw = Stopwatch.StartNew();
+        Gemm.Run(false, true, m, n, k, 1f, a, k, b, k, 0f, c, n);
+        times.Add(sw.Elapsed.TotalSeconds);
+    }
+    return 2.0 * m * n * k / Median(times) / 1e9;
+}
+
+// Random ids (types: second half 1, mask all 1, rows the first G positions of a shuffle, labels in range);
+// returns the ids, which ONNX Runtime is fed too.
+static int[] SetInputs(Model<float> model, int B, int G, Random rng)
+{
+    int V = (int)model.Info.Constants["Vocab"];
+    var ids = Enumerable.Range(0, B * T).Select(_ => rng.Next(1, V)).ToArray();
+    foreach (var i in model.Info.Inputs)
+    {
+        int n = i.Shape.Aggregate(1, (a, d) => a * (d == -1 ? B : d == -2 ? T : d == -3 ? G : d));
+        switch (i.Kind)
+        {
+            case InputKind.Tokens: model.SetInput(i.Name, i.Name == "types" ? Enumerable.Range(0, n).Select(k => k % T < T / 2 ? 0 : 1).ToArray() : ids); break;
+            case InputKind.Mask: model.SetInput(i.Name, Enumerable.Repeat(1, n).ToArray()); break;
+            case InputKind.Rows: model.SetInput(i.Name, Enumerable.Range(0, B * T).OrderBy(_ => rng.Next()).Take(n).ToArray()); break;
+            case InputKind.Labels: model.SetInput(i.Name, Enumerable.Range(0, n).Select(_ => rng.Next(i.Shape.Contains(-3) ? V : 2)).ToArray()); break;
+        }
+    }
+    return ids;
+}
+
+// Our logits against ONNX Runtime's, relative to their scale: the two ran the same model on the same input.
+static double Compare(Model<float> model, OrtBatch ort)
+{
+    var ours = model.Logits(0);
+    var theirs = ort.Logits();
+    if (ours.Length != theirs.Length) throw new InvalidOperationException($"logits: ours {ours.Length}, ONNX Runtime {theirs.Length}");
+    double diff = 0, scale = 0;
+    for (int i = 0; i < ours.Length; i++) { diff = Math.Max(diff, Math.Abs(ours[i] - theirs[i])); scale = Math.Max(scale, Math.Abs(ours[i])); }
+    return diff / scale;
+}
+
+static (List<double>, List<double>) Interleaved(Action a, Action b, int minReps, int maxReps, double budgetSeconds)
+{
+    var ta = new List<double>(); var tb = new List<double>();
+    var total = Stopwatch.StartNew();
+    while (ta.Count < maxReps && (ta.Count < minReps || total.Elapsed.TotalSeconds < budgetSeconds))
+    {
+        var sw = Stopwatch.StartNew(); a(); ta.Add(sw.Elapsed.TotalSeconds);
+        sw.Restart(); b(); tb.Add(sw.Elapsed.TotalSeconds);
+    }
+    return (ta, tb);
+}
+
+static double Median(List<double> xs) { var s = xs.Order().ToList(); return s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2; }
+static string LoadAverage() => string.Join(" ", File.ReadAllText("/proc/loadavg").Split(' ').Take(3));
+static string Mib(long bytes) => $"{bytes / 1048576.0:F0} MiB";
+static long Status(string key) => long.Parse(File.ReadLines("/proc/self/status").First(l => l.StartsWith(key + ":")).Split(':')[1].Trim().Split(' ')[0]) * 1024;
+static long Rss() => Status("VmRSS");
+static long Hwm() => Status("VmHWM");
+// Collects garbage, then resets the kernel's peak-RSS counter (VmHWM) to the current RSS.
+static void ResetPeak() { GC.Collect(); GC.WaitForPendingFinalizers(); GC.Collect(); File.WriteAllText("/proc/self/clear_refs", "5"); }
+
+/// <summary>One input batch for ONNX Runtime, in pinned int64 OrtValues made once, so a run measures the session.</summary>
+sealed class OrtBatch : IDisposable
+{
+    readonly InferenceSession _session;
+    readonly string[] _inputs, _outputs;
+    readonly OrtValue[] _values;
+    readonly RunOptions _run = new();
+    float[] _logits = [];
+
+    public OrtBatch(InferenceSession session, int B, int[] ids)
+    {
+        _session = session;
+        _inputs = session.InputMetadata.Keys.ToArray();
+        _outputs = [session.OutputMetadata.Keys.First()];
+        _values = _inputs.Select(name => OrtValue.CreateTensorValueFromMemory(name switch
+        {
+            "input_ids" => ids.Select(v => (long)v).ToArray(),
+            "token_type_ids" => Enumerable.Range(0, ids.Length).Select(k => k % 128 < 64 ? 0L : 1L).ToArray(),
+            "attention_mask" => Enumerable.Repeat(1L, ids.Length).ToArray(),
+            _ => throw new InvalidOperationException("unexpected input " + name),
+        }, new long[] { B, ids.Length / B })).ToArray();
+    }
+
+    public OrtBatch(InferenceSession session, int B, Random rng) : this(session, B, Enumerable.Range(0, B * 128).Select(_ => rng.Next(1, 30522)).ToArray()) { }
+
+    public void Run()
+    {
+        using var results = _session.Run(_run, _inputs, _values, _outputs);
+        var span = results[0].GetTensorDataAsSpan<float>();
+        if (_logits.Length != span.Length) _logits = new float[span.Length];
+        span.CopyTo(_logits);
+    }
+
+    public float[] Logits() => _logits;
+
+    public void Dispose() { foreach (var v in _values) v.Dispose(); _run.Dispose(); }
+}
