@@ -17,8 +17,10 @@ public enum GemmBackend
 
 /// <summary>Row-major general matrix product: C(M,N) = alpha · op(A)(M,K) · op(B)(K,N) + beta · C.
 /// op(X) is X or Xᵀ; lda/ldb/ldc are row strides of the matrices as stored.</summary>
-/// <remarks>The backend is OpenBLAS when it loads, else the managed SIMD GEMM; the environment variable
-/// <c>BERT_BLAS</c> = <c>openblas</c> | <c>managed</c> overrides the choice. T must be float or double.
+/// <remarks>The backend is the managed SIMD GEMM unless the environment variable <c>BERT_BLAS</c> = <c>openblas</c>
+/// asks for OpenBLAS: measured on whole training and inference steps (bench/RESULTS.md), OpenBLAS's own spinning
+/// threads fight the runtime's parallel kernels, so the managed GEMM is faster end to end even where OpenBLAS
+/// wins on a lone product. T must be float or double.
 /// beta == 0 ignores the old contents of C (they may be NaN); K == 0 or alpha == 0 gives C = beta·C.</remarks>
 public static class Gemm
 {
@@ -41,7 +43,7 @@ public static class Gemm
         string? v = Environment.GetEnvironmentVariable(EnvironmentVariable)?.Trim();
         GemmBackend b;
         if (string.IsNullOrEmpty(v))
-            b = OpenBlasGemm.IsAvailable ? GemmBackend.OpenBlas : GemmBackend.Managed;
+            b = GemmBackend.Managed;
         else if (v.Equals("openblas", StringComparison.OrdinalIgnoreCase))
         {
             if (!OpenBlasGemm.IsAvailable)
@@ -53,7 +55,7 @@ public static class Gemm
             b = GemmBackend.Managed;
         else
             throw new InvalidOperationException(
-                $"{EnvironmentVariable}='{v}' is not a known GEMM backend; allowed values are 'openblas' and 'managed' (or leave it unset for OpenBLAS when installed, else managed).");
+                $"{EnvironmentVariable}='{v}' is not a known GEMM backend; allowed values are 'openblas' and 'managed' (or leave it unset for the managed GEMM).");
         Volatile.Write(ref _backend, (int)b);
         return (int)b;
     }
