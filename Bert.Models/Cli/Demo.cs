@@ -80,7 +80,8 @@ public static class Demo
         Reporter.Run("pre-training", loop, cancel);
         if (cancel.IsCancellationRequested) return 130;
         var preTime = total.Elapsed;
-        Console.WriteLine(string.Create(Inv, $"Pre-trained in {preTime:mm\\:ss}: held-out MLM accuracy {loop.Best!.Metrics["mlm_acc"]:P1}, NSP accuracy {loop.Best.Metrics["nsp_acc"]:P1}."));
+        var held = job.Evaluate();   // also when the run was already complete and only resumed
+        Console.WriteLine(string.Create(Inv, $"Pre-trained in {preTime:mm\\:ss}: held-out MLM accuracy {held.Metrics["mlm_acc"]:P1}, NSP accuracy {held.Metrics["nsp_acc"]:P1}."));
 
         // 2. Fine-tuning from the pre-trained weights and from scratch, same budget.
         var rows = new List<Row>();

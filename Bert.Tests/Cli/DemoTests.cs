@@ -37,6 +37,13 @@ public class DemoTests : IDisposable
         Assert.Contains("run 2 of 2", output);
         Assert.True(File.Exists(Path.Combine(_dir, "pretrained", "model.safetensors")));
         Assert.True(File.Exists(Path.Combine(_dir, "pretrained", "vocab.txt")));
+
+        // Again into the same folder: the finished pre-training is resumed, not redone, and the table comes out.
+        var (again, output2, err2) = CliTests.Run("demo", "--size", "nano", "--pretrain-steps", "4", "--epochs", "1", "--runs", "1",
+            "--sets", "amazon", "--out", _dir);
+        Assert.True(again == 0, err2 + output2);
+        Assert.Contains("Resuming pre-training from step 4", output2);
+        Assert.Matches(@"held-out MLM accuracy [\d.]+ %", output2);
     }
 
     [Fact]
