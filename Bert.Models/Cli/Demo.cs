@@ -14,7 +14,7 @@ namespace Bert.Cli;
 public static class Demo
 {
     public sealed record Settings(string Size, int PretrainSteps, int Epochs, int Sst2Epochs, string Out, string[] Sets, int Seed, int MaxLen = 64,
-        double PretrainLr = 1e-3, double FinetuneLr = 2e-4, bool TaskText = true, string Lang = "en", int Runs = 3);
+        double PretrainLr = 1e-3, double FinetuneLr = 2e-4, bool TaskText = true, string Lang = "en", int Runs = 3, int VocabSize = 0);
 
     /// <summary>One labeled set's result: mean dev accuracy (and its spread) over the fine-tuning runs of each arm.</summary>
     public sealed record Row(string Set, int Train, int Dev, double Scratch, double Pretrained, double ScratchSd, double PretrainedSd);
@@ -62,6 +62,12 @@ public static class Demo
                 docs.AddRange(train.Examples.Select(e => e.Text).Chunk(8).Select(c => c.ToList()));
             }
             how += $" + the unlabeled training texts of {string.Join(", ", s.Sets)} ({docs.Count - before} documents of 8)";
+        }
+        if (s.VocabSize > 0 && s.Lang == "en")
+        {
+            // A vocabulary learnt from the pre-training text itself instead of bert-base-uncased's 30522 entries.
+            tok = VocabBuilder.Build(docs.SelectMany(d => d), s.VocabSize, TokenizerSettings.Uncased).ToTokenizer();
+            Console.WriteLine($"Built an uncased WordPiece vocabulary of {tok.VocabSize:N0} entries from the pre-training text.");
         }
         var data = new PretrainingOptions { MaxSeqLength = s.MaxLen };
         var instances = Data.Pretraining.CreateInstances(docs, tok, data, s.Seed);

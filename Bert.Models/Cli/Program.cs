@@ -67,6 +67,7 @@ public static class Program
         var dSize = new Option<string?>("--size") { Description = "model size (default: mini for en, mini-pt for pt)" };
         var dLang = Opt("--lang", "en: English corpus and sets; pt: Portuguese (Machado de Assis, book reviews, tweets)", "en");
         dLang.AcceptOnlyFromAmong("en", "pt");
+        var dVocab = Opt("--vocab-size", "en: build a vocabulary of this many entries from the pre-training text (0: bert-base-uncased's)", 0);
         var dRuns = Opt("--runs", "fine-tuning runs per set and arm (seeds); the table shows their mean", 3);
         var dSteps = Opt("--pretrain-steps", "pre-training steps (more takes longer and helps more)", 700);
         var dEpochs = Opt("--epochs", "fine-tuning epochs on each set", 5);
@@ -77,7 +78,7 @@ public static class Program
         var dPreLr = Opt("--pretrain-lr", "pre-training peak learning rate", 1e-3);
         var dFtLr = Opt("--finetune-lr", "fine-tuning peak learning rate (both arms)", 2e-4);
         var dNoTask = Opt("--no-task-text", "pre-train on the embedded corpus only, without the sets' unlabeled training texts", false);
-        foreach (var o in new Option[] { dLang, dSize, dSteps, dEpochs, dSst2Epochs, dLen, dPreLr, dFtLr, dNoTask, dRuns, dOut, dSets, seed, device }) demo.Options.Add(o);
+        foreach (var o in new Option[] { dLang, dSize, dSteps, dEpochs, dSst2Epochs, dLen, dPreLr, dFtLr, dNoTask, dRuns, dVocab, dOut, dSets, seed, device }) demo.Options.Add(o);
         demo.SetAction(pr =>
         {
             if (RequireCpu(pr.GetValue(device)!) is int code) return code;
@@ -86,7 +87,7 @@ public static class Program
             var sets = pr.GetValue(dSets) is string list ? list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) : defSets;
             return Demo.Run(new Demo.Settings(pr.GetValue(dSize) ?? defSize, pr.GetValue(dSteps), pr.GetValue(dEpochs),
                 pr.GetValue(dSst2Epochs), pr.GetValue(dOut) ?? Path.Combine(Path.GetTempPath(), "bert-demo-" + lang), sets, pr.GetValue(seed),
-                pr.GetValue(dLen), pr.GetValue(dPreLr), pr.GetValue(dFtLr), !pr.GetValue(dNoTask), lang, pr.GetValue(dRuns)), cancel);
+                pr.GetValue(dLen), pr.GetValue(dPreLr), pr.GetValue(dFtLr), !pr.GetValue(dNoTask), lang, pr.GetValue(dRuns), pr.GetValue(dVocab)), cancel);
         });
         root.Subcommands.Add(demo);
 
