@@ -36,7 +36,7 @@ public static class Demo
     {
         var total = Stopwatch.StartNew();
         if (s.Runs < 1) throw new ArgumentException($"--runs {s.Runs} must be at least 1.");
-        var known = s.Lang == "pt" ? DataSets.NamedPortuguese : DataSets.Named;
+        var known = Defaults(s.Lang).Sets;
         foreach (var set in s.Sets)
             if (!known.Contains(set)) throw new ArgumentException($"Unknown set '{set}' in --sets for --lang {s.Lang}; choose from {string.Join(", ", known)}.");
         WordPiece tok;

@@ -144,10 +144,7 @@ public sealed class FinetuneJob
         int classes = (int)model.Info.Constants.GetValueOrDefault("Classes", 2);
         if (train.Classes > classes)
             throw new ArgumentException($"{train.Name} has {train.Classes} classes but {model.Info.Name} predicts {classes}; use a classifier declared with Classes = {train.Classes}.");
-        if (maxLen > model.Info.MaxLen) throw new ArgumentException($"--max-len {maxLen} is over {model.Info.Name}'s MaxLen of {model.Info.MaxLen}.");
-        int vocab = (int)model.Info.Constants["Vocab"];
-        if (tokenizer.VocabSize > vocab)
-            throw new ArgumentException($"The vocabulary has {tokenizer.VocabSize} entries but {model.Info.Name} embeds {vocab}; use the vocabulary the model was pre-trained with, or a model declared with Vocab = {tokenizer.VocabSize}.");
+        CheckFits(model.Info, tokenizer, maxLen);
         int truncated = 0;
         List<(int[], int)> Encode(LabeledSet s) => s.Examples.Select(e =>
         {
@@ -158,6 +155,16 @@ public sealed class FinetuneJob
         _train = Encode(train); _dev = Encode(dev);
         Truncated = truncated;
         _perEpoch = (_train.Count + batchSize - 1) / batchSize;
+    }
+
+    /// <summary>Throws when texts of maxLen tokens or the tokenizer's vocabulary do not fit the model (fine-tuning and
+    /// tagging alike).</summary>
+    internal static void CheckFits(ModelInfo model, WordPiece tokenizer, int maxLen)
+    {
+        if (maxLen > model.MaxLen) throw new ArgumentException($"--max-len {maxLen} is over {model.Name}'s MaxLen of {model.MaxLen}.");
+        int vocab = (int)model.Constants["Vocab"];
+        if (tokenizer.VocabSize > vocab)
+            throw new ArgumentException($"The vocabulary has {tokenizer.VocabSize} entries but {model.Name} embeds {vocab}; use the vocabulary the model was pre-trained with, or a model declared with Vocab = {tokenizer.VocabSize}.");
     }
 
     /// <summary>How many texts were cut to the maximum length.</summary>
@@ -261,10 +268,7 @@ public sealed class TokenTaggingJob
     {
         _model = model; _tok = tokenizer; _batch = batchSize; _seed = seed;
         int classes = (int)model.Info.Constants.GetValueOrDefault("Classes", 2);
-        if (maxLen > model.Info.MaxLen) throw new ArgumentException($"--max-len {maxLen} is over {model.Info.Name}'s MaxLen of {model.Info.MaxLen}.");
-        int vocab = (int)model.Info.Constants["Vocab"];
-        if (tokenizer.VocabSize > vocab)
-            throw new ArgumentException($"The vocabulary has {tokenizer.VocabSize} entries but {model.Info.Name} embeds {vocab}; use the vocabulary the model was pre-trained with, or a model declared with Vocab = {tokenizer.VocabSize}.");
+        FinetuneJob.CheckFits(model.Info, tokenizer, maxLen);
         int truncated = 0;
         List<(int[], int[])> EncodeAll(IReadOnlyList<(string[] Words, int[] Tags)> set) => set.Select((s, i) =>
         {

@@ -44,8 +44,6 @@ public sealed class TrainLoop
     public Func<EvalReport>? Evaluate { get; init; }
     /// <summary>Where checkpoints go (latest in Dir, best in Dir/best); null keeps nothing on disk.</summary>
     public string? Dir { get; init; }
-    /// <summary>Written beside every checkpoint (tokenizer files and the like).</summary>
-    public Action<string>? SaveExtras { get; init; }
     public IReadOnlyDictionary<string, string>? Metadata { get; init; }
     /// <summary>The tokenizer the model is trained with: saved beside every checkpoint and stamped into its
     /// metadata (<see cref="CheckpointTokenizer"/>); <see cref="TryResume"/> refuses a run stamped with another.</summary>
@@ -156,7 +154,6 @@ public sealed class TrainLoop
         if (Tokenizer is not null) foreach (var (k, v) in CheckpointTokenizer.Stamp(Tokenizer)) meta[k] = v;
         Checkpoint.Save(dir, Model, meta, optimizerState: s => Optimizer.SaveState(s));
         Tokenizer?.Save(dir);
-        SaveExtras?.Invoke(dir);
         var state = new TrainerState(Model.Info.Name, Step, TotalSteps, Best?.Score, Losses.Select(l => new[] { (double)l.Step, l.Loss }).ToList());
         AtomicFile.Write(Path.Combine(dir, "trainer_state.json"), s => JsonSerializer.Serialize(s, state));
         if (interrupted) Console.Error.WriteLine($"Stopped at step {Step}; a resumable checkpoint is in {dir} (run the same command again to continue).");
