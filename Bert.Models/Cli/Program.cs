@@ -106,12 +106,18 @@ public static class Program
         var wholeWord = Opt("--whole-word", "mask whole words", false);
         var vocabDir = new Option<string?>("--vocab") { Description = "folder with vocab.txt and tokenizer_config.json (default: bert-base-uncased)" };
         var evalEvery = Opt("--eval-every", "evaluate on held-out text every N steps (0: at the end)", 0);
+        var maskProb = Opt("--mask-prob", "share of tokens chosen for prediction (BERT: 0.15)", 0.15);
+        var noNsp = Opt("--no-nsp", "masked LM only: no next-sentence objective (RoBERTa); every pair is a real continuation", false);
+        var noDropout = Opt("--no-dropout", "train without dropout (short budgets)", false);
+        var freqBias = Opt("--frequency-bias", "start the masked LM's output bias at the log unigram frequencies of the corpus", false);
         var output = new Option<string>("--out") { Description = "checkpoint folder (resumes when it holds a run)", Required = true };
-        foreach (var o in new Option[] { corpus, size, steps, batch, accumulate, maxLen, lr, warmup, optimizer, wholeWord, vocabDir, evalEvery, output, seed, device }) pre.Options.Add(o);
+        foreach (var o in new Option[] { corpus, size, steps, batch, accumulate, maxLen, lr, warmup, optimizer, wholeWord, maskProb, noNsp, noDropout, freqBias, vocabDir, evalEvery, output, seed, device }) pre.Options.Add(o);
         pre.SetAction(pr => RequireCpu(pr.GetValue(device)!) ?? Pretrain(pr.GetValue(corpus), pr.GetValue(size)!, pr.GetValue(vocabDir), pr.GetValue(output)!,
-            new PretrainingOptions { MaxSeqLength = pr.GetValue(maxLen), WholeWordMask = pr.GetValue(wholeWord) },
+            new PretrainingOptions { MaxSeqLength = pr.GetValue(maxLen), WholeWordMask = pr.GetValue(wholeWord), NextSentence = !pr.GetValue(noNsp),
+                MaskedLmProb = CheckMaskProb(pr.GetValue(maskProb)), MaxPredictionsPerSeq = MaxPredictions(pr.GetValue(maxLen), pr.GetValue(maskProb)) },
             new TrainOptions { BatchSize = pr.GetValue(batch), Accumulate = pr.GetValue(accumulate), LearningRate = pr.GetValue(lr), WarmupFraction = pr.GetValue(warmup),
-                Optimizer = pr.GetValue(optimizer)!, Seed = (ulong)pr.GetValue(seed), EvalEvery = pr.GetValue(evalEvery) }, pr.GetValue(steps), cancel));
+                Optimizer = pr.GetValue(optimizer)!, Seed = (ulong)pr.GetValue(seed), EvalEvery = pr.GetValue(evalEvery), Dropout = !pr.GetValue(noDropout) },
+            pr.GetValue(steps), pr.GetValue(freqBias), cancel));
         root.Subcommands.Add(pre);
 
         // ---- finetune ----
@@ -207,7 +213,14 @@ public static class Program
         return tok;
     }
 
-    static int Pretrain(string[]? corpusFiles, string size, string? vocab, string outDir, PretrainingOptions data, TrainOptions train, long steps, CancellationToken cancel)
+    /// <summary>--mask-prob must leave something to predict and something to read.</summary>
+    static double CheckMaskProb(double p) => p > 0 && p < 1 ? p
+        : throw new ArgumentException($"--mask-prob {p.ToString(Inv)} must be between 0 and 1 (BERT uses 0.15).");
+
+    /// <summary>BERT's cap of 20 predictions for 128 tokens at 15 %, scaled to the length and share asked for.</summary>
+    internal static int MaxPredictions(int maxLen, double maskProb) => Math.Max(20, (int)Math.Ceiling(maxLen * maskProb * 1.05));
+
+    static int Pretrain(string[]? corpusFiles, string size, string? vocab, string outDir, PretrainingOptions data, TrainOptions train, long steps, bool frequencyBias, CancellationToken cancel)
     {
         var entry = Catalog.Get(size, "pretraining");
         var tok = Tokenizer(vocab);
@@ -217,7 +230,10 @@ public static class Program
         var model = entry.Create();
         model.InitParameters(train.Seed);
         var job = new PretrainJob(model, tok, instances, data, train.BatchSize, train.Seed);
-        Console.WriteLine($"{job.TrainInstances:N0} training sequences ({job.StepsPerEpoch} steps an epoch); masks drawn anew each epoch.");
+        if (frequencyBias && !job.InitOutputBiasFromFrequencies())
+            throw new ArgumentException($"{entry.Info.Name} has no masked-LM output bias for --frequency-bias.");
+        Console.WriteLine($"{job.TrainInstances:N0} training sequences ({job.StepsPerEpoch} steps an epoch); masks drawn anew each epoch" +
+            $"{(data.NextSentence ? "" : "; masked LM only (no next-sentence objective)")}{(train.Dropout ? "" : "; no dropout")}{(frequencyBias ? "; output bias from token frequencies" : "")}.");
         var loop = new TrainLoop
         {
             Model = model, Options = train, TotalSteps = steps, Bind = job.Bind, StepMetrics = job.Metrics, Evaluate = job.Evaluate, Dir = outDir,

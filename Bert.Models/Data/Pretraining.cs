@@ -28,6 +28,11 @@ public sealed record PretrainingOptions
 
     /// <summary>Mask every piece of a word together: a <c>##</c> piece is never chosen apart from its word.</summary>
     public bool WholeWordMask { get; init; }
+
+    /// <summary>Train the next-sentence head (BERT). Off gives the masked-LM objective alone, as RoBERTa found
+    /// better (Liu et al. 2019): every pair is then a real continuation and its next-sentence label is ignored
+    /// (-100), so the loss is the masked LM's only.</summary>
+    public bool NextSentence { get; init; } = true;
 }
 
 /// <summary>A segment pair before masking: <c>[CLS] A [SEP] B [SEP]</c> as ids, with type ids 0 for
@@ -235,7 +240,7 @@ public static class Pretraining
                 int aEnd = chunk.Count >= 2 ? rng.Next(1, chunk.Count) : 1;
                 var a = chunk.Take(aEnd).SelectMany(s => s).ToList();
                 var b = new List<int>();
-                bool randomNext = chunk.Count == 1 || rng.NextDouble() < o.RandomNextProb;
+                bool randomNext = chunk.Count == 1 || (o.NextSentence && rng.NextDouble() < o.RandomNextProb);
                 if (randomNext)
                 {
                     int targetB = target - a.Count;
@@ -408,7 +413,7 @@ public sealed class Masker
         }
         chosen.Sort();
         var labels = chosen.Select(p => tokens[p]).ToArray();
-        return new MaskedInstance(input, (int[])instance.TypeIds.Clone(), chosen.ToArray(), labels, instance.IsRandomNext ? 1 : 0);
+        return new MaskedInstance(input, (int[])instance.TypeIds.Clone(), chosen.ToArray(), labels, !_options.NextSentence ? -100 : instance.IsRandomNext ? 1 : 0);
     }
 
     /// <summary>A uniform draw over the vocabulary minus the special ids.</summary>

@@ -42,6 +42,28 @@ public sealed class PretrainJob
     }
 
     public int TrainInstances => _train.Count;
+
+    /// <summary>Sets the masked LM's output bias (the parameter named <c>…predictions.bias</c>) to the log unigram
+    /// frequencies of the training text, centred, with add-0.1 smoothing: the frequency prior is then known from
+    /// step 0 instead of being learnt, mostly through the tied word embeddings, in the first few hundred steps.
+    /// Returns false for a model without that bias. Call it after InitParameters and before training.</summary>
+    public bool InitOutputBiasFromFrequencies()
+    {
+        var p = _model.Info.Parameters.FirstOrDefault(x => x.HfName.EndsWith("predictions.bias", StringComparison.Ordinal) && x.Shape.Length == 1);
+        if (p is null) return false;
+        var counts = new double[p.Shape[0]];
+        double total = 0;
+        foreach (var instance in _train)
+            foreach (int t in instance.Tokens)
+                if (t != _tok.ClsId && t != _tok.SepId && t != _tok.PadId && t < counts.Length) { counts[t]++; total++; }
+        const double Smoothing = 0.1;
+        double denominator = total + Smoothing * counts.Length, mean = 0;
+        for (int v = 0; v < counts.Length; v++) { counts[v] = Math.Log((counts[v] + Smoothing) / denominator); mean += counts[v]; }
+        mean /= counts.Length;
+        var bias = _model.Parameters.Slice((int)p.Offset, (int)p.Length);
+        for (int v = 0; v < counts.Length; v++) bias[v] = (float)(counts[v] - mean);
+        return true;
+    }
     public int StepsPerEpoch => _perEpoch;
 
     void Epoch(int e)

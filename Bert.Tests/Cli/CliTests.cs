@@ -91,6 +91,17 @@ public class CliTests : IDisposable
         Assert.Contains("\"do_lower_case\": false", File.ReadAllText(Path.Combine(outDir, "tokenizer_config.json")));
     }
 
+    [Fact]
+    public void Pretrain_MaskedLmOnly_WithoutDropout_FromTheFrequencyPrior()
+    {
+        var pre = Path.Combine(_dir, "mlm-only");
+        var r = Run("pretrain", "--corpus", Corpus(), "--size", "nano", "--steps", "3", "--batch", "8", "--max-len", "32", "--mask-prob", "0.3",
+            "--no-nsp", "--no-dropout", "--frequency-bias", "--out", pre);
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        Assert.Contains("masked LM only (no next-sentence objective); no dropout; output bias from token frequencies", r.Out);
+        Assert.True(File.Exists(Path.Combine(pre, "model.safetensors")));
+    }
+
     [Theory]
     [InlineData("finetune --data /nonexistent/x.tsv --size nano --out {dir}/a", "neither a data set")]
     [InlineData("pretrain --corpus /nonexistent/c.txt --size nano --steps 1 --out {dir}/b", "does not exist")]
@@ -104,6 +115,7 @@ public class CliTests : IDisposable
     [InlineData("finetune --data {five} --size nano --out {dir}/i", "no nano classifier with 5 classes")]
     [InlineData("pretrain --vocab {bigvocab} --size nano --steps 1 --out {dir}/j", "embeds 30522")]
     [InlineData("finetune --data {five} --dev {dir}/missing.tsv --size nano --out {dir}/k", "does not exist")]
+    [InlineData("pretrain --size nano --steps 1 --mask-prob 1.5 --out {dir}/l", "--mask-prob 1.5 must be between 0 and 1")]
     public void BadInput_IsOneSentenceAndANonZeroExit(string command, string expected)
     {
         var bad = Path.Combine(_dir, "bad.tsv");

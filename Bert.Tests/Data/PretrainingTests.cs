@@ -139,6 +139,21 @@ public class PretrainingTests
         Assert.Equal(pairs.Select(x => x.Tokens), again.Select(x => x.Tokens));
     }
 
+    [Fact]
+    public void WithoutNextSentence_PairsAreRealContinuations_AndTheirLabelIsIgnored()
+    {
+        var o = new PretrainingOptions { NextSentence = false };
+        var pairs = Pretraining.CreateInstances(ShakespeareDocs.Value, Tok.ClsId, Tok.SepId, o, seed: 12345);
+        // Only a chunk of one sentence (which has no continuation) still takes a random B.
+        double share = pairs.Count(x => x.IsRandomNext) / (double)pairs.Count;
+        Assert.InRange(share, 0, 0.25);
+        Assert.True(share < ShakespearePairs.Value.Count(x => x.IsRandomNext) / (double)ShakespearePairs.Value.Count / 2);
+        var masker = new Masker(Tok, o);
+        var rng = new Random(3);
+        Assert.All(pairs.Take(200), x => Assert.Equal(-100, masker.Mask(x, rng).NspLabel));
+        Assert.Equal(0, new Masker(Tok, new PretrainingOptions()).Mask(pairs.First(x => !x.IsRandomNext), rng).NspLabel);
+    }
+
     // ---- masking ----
 
     static Masker MaskerFor(PretrainingOptions o) => new(Tok, o);

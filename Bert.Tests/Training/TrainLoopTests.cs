@@ -62,6 +62,44 @@ public class TrainLoopTests
     }
 
     [Fact]
+    public void OutputBiasFromFrequencies_IsTheCentredLogUnigramPrior_AndLowersTheStartingLoss()
+    {
+        var (job, m) = Pretraining();
+        double before = -job.Evaluate().Score;
+        Assert.True(job.InitOutputBiasFromFrequencies());
+        var p = m.Info.Parameters.Single(x => x.HfName == "cls.predictions.bias");
+        var bias = m.Parameters.Slice((int)p.Offset, (int)p.Length).ToArray();
+        Assert.Equal(0, bias.Average(x => (double)x), 4);
+        int the = Tok.IdOf("the"), comma = Tok.IdOf(","), rare = Tok.IdOf("[unused5]");   // a piece no text holds
+        Assert.True(bias[the] > bias[rare] + 3 && bias[comma] > bias[rare] + 3, $"the {bias[the]}, ',' {bias[comma]}, [unused5] {bias[rare]}");
+        Assert.Equal(bias[Tok.ClsId], bias[rare]);   // [CLS] and [SEP] are never predicted: counted as unseen
+        double after = -job.Evaluate().Score;
+        // Random init predicts about uniformly over 30522 pieces (ln 30522 ≈ 10.3 nats); the prior starts near the
+        // unigram entropy of the text, several nats lower.
+        Assert.True(after < before - 2, $"held-out loss {before:F3} → {after:F3}");
+        PretrainingInstance[] two = [new([101, 1996, 102, 2003, 102], [0, 0, 0, 1, 1], false), new([101, 2003, 102, 1996, 102], [0, 0, 0, 1, 1], true)];
+        Assert.False(new PretrainJob(BertClassifier.Create<float>(), Tok, two, new PretrainingOptions(), 4, 1).InitOutputBiasFromFrequencies());
+    }
+
+    [Fact]
+    public void WithoutDropout_TheStepDoesNotDependOnItsSeed()
+    {
+        static double[] Losses(bool dropout, ulong seed)
+        {
+            var (job, m) = Pretraining();
+            var loop = new TrainLoop
+            {
+                Model = m, TotalSteps = 3, Bind = job.Bind,
+                Options = new TrainOptions { BatchSize = 16, LearningRate = 1e-3, Seed = seed, Dropout = dropout },
+            };
+            loop.Run(null, CancellationToken.None);
+            return loop.Losses.Select(l => l.Loss).ToArray();
+        }
+        Assert.Equal(Losses(false, 1), Losses(false, 2));
+        Assert.NotEqual(Losses(true, 1), Losses(true, 2));
+    }
+
+    [Fact]
     public void InterruptedThenResumed_RepeatsTheUninterruptedLossesExactly()
     {
         var dir = Directory.CreateTempSubdirectory("bert-resume-").FullName;
