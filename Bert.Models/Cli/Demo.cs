@@ -14,7 +14,8 @@ namespace Bert.Cli;
 public static class Demo
 {
     public sealed record Settings(string Size, int PretrainSteps, int Epochs, int Sst2Epochs, string Out, string[] Sets, int Seed, int MaxLen = 64,
-        double PretrainLr = 1e-3, double FinetuneLr = 2e-4, bool TaskText = true, string Lang = "en", int Runs = 3, int VocabSize = 0);
+        double PretrainLr = 1e-3, double FinetuneLr = 2e-4, bool TaskText = true, string Lang = "en", int Runs = 3, int VocabSize = 0,
+        bool NextSentence = false, bool FrequencyBias = true, double MaskProb = 0.15, bool PretrainDropout = true);
 
     /// <summary>One labeled set's result: mean dev accuracy (and its spread) over the fine-tuning runs of each arm.</summary>
     public sealed record Row(string Set, int Train, int Dev, double Scratch, double Pretrained, double ScratchSd, double PretrainedSd);
@@ -69,25 +70,31 @@ public static class Demo
             tok = VocabBuilder.Build(docs.SelectMany(d => d), s.VocabSize, TokenizerSettings.Uncased).ToTokenizer();
             Console.WriteLine($"Built an uncased WordPiece vocabulary of {tok.VocabSize:N0} entries from the pre-training text.");
         }
-        var data = new PretrainingOptions { MaxSeqLength = s.MaxLen };
+        var data = new PretrainingOptions
+        {
+            MaxSeqLength = s.MaxLen, NextSentence = s.NextSentence, MaskedLmProb = s.MaskProb, MaxPredictionsPerSeq = Program.MaxPredictions(s.MaxLen, s.MaskProb),
+        };
         var instances = Data.Pretraining.CreateInstances(docs, tok, data, s.Seed);
         var pre = entry.Create();
         pre.InitParameters((ulong)s.Seed);
         var job = new PretrainJob(pre, tok, instances, data, 32, (ulong)s.Seed);
+        if (s.FrequencyBias) job.InitOutputBiasFromFrequencies();
         var preDir = Path.Combine(s.Out, "pretrained");
         var loop = new TrainLoop
         {
             Model = pre, TotalSteps = s.PretrainSteps, Bind = job.Bind, StepMetrics = job.Metrics, Evaluate = job.Evaluate, Dir = preDir, Tokenizer = tok,
-            Options = new TrainOptions { BatchSize = 32, LearningRate = s.PretrainLr, WarmupFraction = 0.1, Seed = (ulong)s.Seed },
+            Options = new TrainOptions { BatchSize = 32, LearningRate = s.PretrainLr, WarmupFraction = 0.1, Seed = (ulong)s.Seed, Dropout = s.PretrainDropout },
             Metadata = new Dictionary<string, string> { ["task"] = "pretraining" },
         };
         if (loop.TryResume()) Console.WriteLine($"Resuming pre-training from step {loop.Step} in {preDir}.");
-        Console.WriteLine($"Pre-training on {how}: {job.TrainInstances:N0} sequences of up to {data.MaxSeqLength} tokens, {s.PretrainSteps} steps of 32.");
+        Console.WriteLine($"Pre-training on {how}: {job.TrainInstances:N0} sequences of up to {data.MaxSeqLength} tokens, {s.PretrainSteps} steps of 32; " +
+            $"{(s.NextSentence ? "masked LM + next sentence" : "masked LM only")}, {(s.MaskProb * 100).ToString("0.#", Inv)} % of tokens predicted{(s.PretrainDropout ? "" : ", no dropout")}{(s.FrequencyBias ? ", output bias from token frequencies" : "")}.");
         Reporter.Run("pre-training", loop, cancel);
         if (cancel.IsCancellationRequested) return 130;
         var preTime = total.Elapsed;
         var held = job.Evaluate();   // also when the run was already complete and only resumed
-        Console.WriteLine(string.Create(Inv, $"Pre-trained in {preTime:mm\\:ss}: held-out MLM accuracy {held.Metrics["mlm_acc"]:P1}, NSP accuracy {held.Metrics["nsp_acc"]:P1}."));
+        string nspPart = s.NextSentence ? string.Create(Inv, $", NSP accuracy {held.Metrics["nsp_acc"]:P1}") : "";
+        Console.WriteLine(string.Create(Inv, $"Pre-trained in {preTime:mm\\:ss}: held-out MLM accuracy {held.Metrics["mlm_acc"]:P1}{nspPart}."));
 
         // 2. Fine-tuning from the pre-trained weights and from scratch, same budget.
         var rows = new List<Row>();

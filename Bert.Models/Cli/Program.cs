@@ -78,7 +78,13 @@ public static class Program
         var dPreLr = Opt("--pretrain-lr", "pre-training peak learning rate", 1e-3);
         var dFtLr = Opt("--finetune-lr", "fine-tuning peak learning rate (both arms)", 2e-4);
         var dNoTask = Opt("--no-task-text", "pre-train on the embedded corpus only, without the sets' unlabeled training texts", false);
-        foreach (var o in new Option[] { dLang, dSize, dSteps, dEpochs, dSst2Epochs, dLen, dPreLr, dFtLr, dNoTask, dRuns, dVocab, dOut, dSets, seed, device }) demo.Options.Add(o);
+        var dObjective = Opt("--objective", "pre-training objective: mlm (masked LM only, as RoBERTa; measured better here) or mlm+nsp (BERT's, with next-sentence prediction)", "mlm");
+        dObjective.AcceptOnlyFromAmong("mlm", "mlm+nsp");
+        var dBias = Opt("--output-bias", "masked-LM output bias at the start: frequencies (log unigram frequencies of the corpus) or zeros (BERT's)", "frequencies");
+        dBias.AcceptOnlyFromAmong("frequencies", "zeros");
+        var dMask = Opt("--mask-prob", "share of tokens chosen for prediction in pre-training", 0.15);
+        var dNoDrop = Opt("--no-pretrain-dropout", "pre-train without dropout", false);
+        foreach (var o in new Option[] { dLang, dSize, dSteps, dEpochs, dSst2Epochs, dLen, dPreLr, dFtLr, dNoTask, dObjective, dBias, dMask, dNoDrop, dRuns, dVocab, dOut, dSets, seed, device }) demo.Options.Add(o);
         demo.SetAction(pr =>
         {
             if (RequireCpu(pr.GetValue(device)!) is int code) return code;
@@ -87,7 +93,8 @@ public static class Program
             var sets = pr.GetValue(dSets) is string list ? list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) : defSets;
             return Demo.Run(new Demo.Settings(pr.GetValue(dSize) ?? defSize, pr.GetValue(dSteps), pr.GetValue(dEpochs),
                 pr.GetValue(dSst2Epochs), pr.GetValue(dOut) ?? Path.Combine(Path.GetTempPath(), "bert-demo-" + lang), sets, pr.GetValue(seed),
-                pr.GetValue(dLen), pr.GetValue(dPreLr), pr.GetValue(dFtLr), !pr.GetValue(dNoTask), lang, pr.GetValue(dRuns), pr.GetValue(dVocab)), cancel);
+                pr.GetValue(dLen), pr.GetValue(dPreLr), pr.GetValue(dFtLr), !pr.GetValue(dNoTask), lang, pr.GetValue(dRuns), pr.GetValue(dVocab),
+                NextSentence: pr.GetValue(dObjective) == "mlm+nsp", FrequencyBias: pr.GetValue(dBias) == "frequencies", MaskProb: CheckMaskProb(pr.GetValue(dMask)), PretrainDropout: !pr.GetValue(dNoDrop)), cancel);
         });
         root.Subcommands.Add(demo);
 
@@ -107,17 +114,19 @@ public static class Program
         var vocabDir = new Option<string?>("--vocab") { Description = "folder with vocab.txt and tokenizer_config.json (default: bert-base-uncased)" };
         var evalEvery = Opt("--eval-every", "evaluate on held-out text every N steps (0: at the end)", 0);
         var maskProb = Opt("--mask-prob", "share of tokens chosen for prediction (BERT: 0.15)", 0.15);
-        var noNsp = Opt("--no-nsp", "masked LM only: no next-sentence objective (RoBERTa); every pair is a real continuation", false);
+        var objective = Opt("--objective", "mlm+nsp (BERT: masked LM and next-sentence prediction) or mlm (masked LM only, as RoBERTa: every pair a real continuation)", "mlm+nsp");
+        objective.AcceptOnlyFromAmong("mlm", "mlm+nsp");
         var noDropout = Opt("--no-dropout", "train without dropout (short budgets)", false);
-        var freqBias = Opt("--frequency-bias", "start the masked LM's output bias at the log unigram frequencies of the corpus", false);
+        var outputBias = Opt("--output-bias", "masked-LM output bias at the start: zeros (BERT's) or frequencies (the corpus's log unigram frequencies)", "zeros");
+        outputBias.AcceptOnlyFromAmong("frequencies", "zeros");
         var output = new Option<string>("--out") { Description = "checkpoint folder (resumes when it holds a run)", Required = true };
-        foreach (var o in new Option[] { corpus, size, steps, batch, accumulate, maxLen, lr, warmup, optimizer, wholeWord, maskProb, noNsp, noDropout, freqBias, vocabDir, evalEvery, output, seed, device }) pre.Options.Add(o);
+        foreach (var o in new Option[] { corpus, size, steps, batch, accumulate, maxLen, lr, warmup, optimizer, wholeWord, maskProb, objective, noDropout, outputBias, vocabDir, evalEvery, output, seed, device }) pre.Options.Add(o);
         pre.SetAction(pr => RequireCpu(pr.GetValue(device)!) ?? Pretrain(pr.GetValue(corpus), pr.GetValue(size)!, pr.GetValue(vocabDir), pr.GetValue(output)!,
-            new PretrainingOptions { MaxSeqLength = pr.GetValue(maxLen), WholeWordMask = pr.GetValue(wholeWord), NextSentence = !pr.GetValue(noNsp),
+            new PretrainingOptions { MaxSeqLength = pr.GetValue(maxLen), WholeWordMask = pr.GetValue(wholeWord), NextSentence = pr.GetValue(objective) == "mlm+nsp",
                 MaskedLmProb = CheckMaskProb(pr.GetValue(maskProb)), MaxPredictionsPerSeq = MaxPredictions(pr.GetValue(maxLen), pr.GetValue(maskProb)) },
             new TrainOptions { BatchSize = pr.GetValue(batch), Accumulate = pr.GetValue(accumulate), LearningRate = pr.GetValue(lr), WarmupFraction = pr.GetValue(warmup),
                 Optimizer = pr.GetValue(optimizer)!, Seed = (ulong)pr.GetValue(seed), EvalEvery = pr.GetValue(evalEvery), Dropout = !pr.GetValue(noDropout) },
-            pr.GetValue(steps), pr.GetValue(freqBias), cancel));
+            pr.GetValue(steps), pr.GetValue(outputBias) == "frequencies", cancel));
         root.Subcommands.Add(pre);
 
         // ---- finetune ----
@@ -231,7 +240,7 @@ public static class Program
         model.InitParameters(train.Seed);
         var job = new PretrainJob(model, tok, instances, data, train.BatchSize, train.Seed);
         if (frequencyBias && !job.InitOutputBiasFromFrequencies())
-            throw new ArgumentException($"{entry.Info.Name} has no masked-LM output bias for --frequency-bias.");
+            throw new ArgumentException($"{entry.Info.Name} has no masked-LM output bias for --output-bias frequencies.");
         Console.WriteLine($"{job.TrainInstances:N0} training sequences ({job.StepsPerEpoch} steps an epoch); masks drawn anew each epoch" +
             $"{(data.NextSentence ? "" : "; masked LM only (no next-sentence objective)")}{(train.Dropout ? "" : "; no dropout")}{(frequencyBias ? "; output bias from token frequencies" : "")}.");
         var loop = new TrainLoop
@@ -245,7 +254,7 @@ public static class Program
         var best = loop.Best!;
         Reporter.Table("pre-training", ["steps", "final loss", "held-out MLM loss", "held-out MLM accuracy", "held-out NSP accuracy"],
             [[loop.Step.ToString(Inv), loop.Losses[^1].Loss.ToString("F4", Inv), (-best.Score).ToString("F4", Inv),
-              best.Metrics.GetValueOrDefault("mlm_acc").ToString("P1", Inv), best.Metrics.GetValueOrDefault("nsp_acc").ToString("P1", Inv)]]);
+              best.Metrics.GetValueOrDefault("mlm_acc").ToString("P1", Inv), best.Metrics.TryGetValue("nsp_acc", out double nspAcc) ? nspAcc.ToString("P1", Inv) : "—"]]);
         Console.WriteLine($"Saved to {outDir} (best held-out checkpoint in {Path.Combine(outDir, "best")}).");
         return 0;
     }

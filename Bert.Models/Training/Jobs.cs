@@ -112,7 +112,7 @@ public sealed class PretrainJob
     {
         var mlm = m.Probabilities(0); var nsp = m.Probabilities(1);
         int V = mlm.Length / Math.Max(1, batch.Sum(x => x.MaskedLabels.Length));
-        int g = 0, right = 0, total = 0, nspRight = 0;
+        int g = 0, right = 0, total = 0, nspRight = 0, nspTotal = 0;
         for (int b = 0; b < batch.Count; b++)
         {
             foreach (var label in batch[b].MaskedLabels)
@@ -120,9 +120,13 @@ public sealed class PretrainJob
                 if (label >= 0) { total++; if (ArgMax(mlm.Slice(g * V, V)) == label) right++; }
                 g++;
             }
+            if (batch[b].NspLabel < 0) continue;   // masked LM only: no next-sentence label
+            nspTotal++;
             if (ArgMax(nsp.Slice(b * 2, 2)) == batch[b].NspLabel) nspRight++;
         }
-        return new Dictionary<string, double> { ["mlm_acc"] = total == 0 ? 0 : (double)right / total, ["nsp_acc"] = (double)nspRight / batch.Count };
+        var metrics = new Dictionary<string, double> { ["mlm_acc"] = total == 0 ? 0 : (double)right / total };
+        if (nspTotal > 0) metrics["nsp_acc"] = (double)nspRight / nspTotal;
+        return metrics;
     }
 
     public static int ArgMax(ReadOnlySpan<float> xs)
@@ -135,15 +139,17 @@ public sealed class PretrainJob
     /// <summary>Masked-LM loss and accuracy on the held-out instances (fixed masks), dropout off.</summary>
     public EvalReport Evaluate()
     {
-        double loss = 0; double mlm = 0, nsp = 0; int n = 0;
+        double loss = 0; double mlm = 0, nsp = 0; int n = 0, nspN = 0;
         foreach (var chunk in _heldOutMasked.Chunk(_batch))
         {
             BindBatch(_model, chunk, _tok.PadId);
             loss += _model.Forward(training: false)[0] * chunk.Length;
             var acc = Accuracies(_model, chunk);
-            mlm += acc["mlm_acc"] * chunk.Length; nsp += acc["nsp_acc"] * chunk.Length; n += chunk.Length;
+            mlm += acc["mlm_acc"] * chunk.Length; n += chunk.Length;
+            if (acc.TryGetValue("nsp_acc", out double a)) { nsp += a * chunk.Length; nspN += chunk.Length; }
         }
-        var metrics = new Dictionary<string, double> { ["mlm_acc"] = mlm / n, ["nsp_acc"] = nsp / n };
+        var metrics = new Dictionary<string, double> { ["mlm_acc"] = mlm / n };
+        if (nspN > 0) metrics["nsp_acc"] = nsp / nspN;
         return new EvalReport(loss / n, metrics, -loss / n);
     }
 }

@@ -96,10 +96,12 @@ public class CliTests : IDisposable
     {
         var pre = Path.Combine(_dir, "mlm-only");
         var r = Run("pretrain", "--corpus", Corpus(), "--size", "nano", "--steps", "3", "--batch", "8", "--max-len", "32", "--mask-prob", "0.3",
-            "--no-nsp", "--no-dropout", "--frequency-bias", "--out", pre);
+            "--objective", "mlm", "--no-dropout", "--output-bias", "frequencies", "--out", pre);
         Assert.True(r.Code == 0, r.Out + r.Err);
         Assert.Contains("masked LM only (no next-sentence objective); no dropout; output bias from token frequencies", r.Out);
         Assert.True(File.Exists(Path.Combine(pre, "model.safetensors")));
+        Assert.DoesNotContain("nsp_acc", r.Out);   // no next-sentence labels, so no accuracy to show
+        Assert.Contains("mlm_acc", r.Out);
     }
 
     [Theory]

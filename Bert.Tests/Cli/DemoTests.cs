@@ -35,6 +35,8 @@ public class DemoTests : IDisposable
         Assert.True(code == 0, err + output);
         AssertTable(output, "amazon");
         Assert.Contains("run 2 of 2", output);
+        Assert.Contains("masked LM only, 15 % of tokens predicted, output bias from token frequencies", output);   // the defaults
+        Assert.DoesNotContain("NSP accuracy", output);
         Assert.True(File.Exists(Path.Combine(_dir, "pretrained", "model.safetensors")));
         Assert.True(File.Exists(Path.Combine(_dir, "pretrained", "vocab.txt")));
 
@@ -59,6 +61,30 @@ public class DemoTests : IDisposable
         var vocab = File.ReadAllLines(Path.Combine(_dir, "pretrained", "vocab.txt"));
         Assert.Contains("é", vocab);                       // accents kept
         Assert.Contains(vocab, v => v.Length > 0 && char.IsUpper(v[0]));   // case kept
+    }
+
+    [Fact]
+    public void BertsOwnObjective_trains_and_reports_next_sentence_accuracy()
+    {
+        var (code, output, err) = CliTests.Run("demo", "--size", "nano", "--pretrain-steps", "3", "--epochs", "1", "--runs", "1",
+            "--sets", "amazon", "--objective", "mlm+nsp", "--output-bias", "zeros", "--out", _dir);
+        Assert.True(code == 0, err + output);
+        Assert.Contains("masked LM + next sentence", output);
+        Assert.DoesNotContain("output bias from token frequencies", output);
+        Assert.Matches(@"NSP accuracy [\d.]+ %", output);
+        AssertTable(output, "amazon");
+    }
+
+    [Theory]
+    [InlineData("--objective", "nsp")]
+    [InlineData("--output-bias", "random")]
+    [InlineData("--mask-prob", "0")]
+    public void Bad_pretraining_setting_is_refused_before_anything_is_written(string option, string value)
+    {
+        var (code, output, err) = CliTests.Run("demo", "--size", "nano", option, value, "--out", _dir);
+        Assert.NotEqual(0, code);
+        Assert.Contains(option, err + output);
+        Assert.False(Directory.EnumerateFileSystemEntries(_dir).Any(), "nothing is written before the inputs are checked");
     }
 
     [Fact]
