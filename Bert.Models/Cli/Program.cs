@@ -200,6 +200,22 @@ public static class Program
         foreach (var o in new Option[] { onnx, eModel, eSize, head, eClasses, seed }) export.Options.Add(o);
         export.SetAction(pr => ExportOnnx(pr.GetValue(onnx)!, pr.GetValue(eModel), pr.GetValue(eSize), pr.GetValue(head)!, pr.GetValue(eClasses), pr.GetValue(seed)));
         root.Subcommands.Add(export);
+
+        // ---- parity-batch ----
+        var par = new Command("parity-batch", "Write one pre-training batch, our loss, logits and gradients for bench/parity/parity.py to replay in PyTorch or transformers.");
+        var pModel = new Argument<string>("model") { Description = "a pre-training checkpoint folder (as `bert pretrain` writes)" };
+        var pOut = new Option<string>("--out") { Description = "folder for batch.json and gradients.safetensors", Required = true };
+        var pBatch = Opt("--batch", "sequences in the batch", 8);
+        var pLen = Opt("--max-len", "maximum sequence length in tokens", 64);
+        par.Arguments.Add(pModel);
+        foreach (var o in new Option[] { pOut, pBatch, pLen, corpus, seed }) par.Options.Add(o);
+        par.SetAction(pr =>
+        {
+            var r = Parity.Write(pr.GetValue(pModel)!, pr.GetValue(pOut)!, pr.GetValue(pBatch), pr.GetValue(pLen), pr.GetValue(seed), pr.GetValue(corpus));
+            Console.WriteLine(string.Create(Inv, $"{r.Model}: B={r.Batch} T={r.Seq}, {r.Predictions} masked positions, loss {r.Loss:R} (no dropout); wrote {Parity.BatchFile} and {Parity.GradientsFile} to {pr.GetValue(pOut)}."));
+            return 0;
+        });
+        root.Subcommands.Add(par);
         return root;
     }
 
