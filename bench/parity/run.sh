@@ -12,6 +12,7 @@ root=$(cd "$here/../.." && pwd)
 BERT=${BERT:-"dotnet run --project $root/Bert.Models -c Release --"}
 PYTHON=${PYTHON:-python3}
 work=${WORK:-$(mktemp -d)}
+mkdir -p "$work"
 ckpt=${1:-}
 if [ -z "$ckpt" ]; then
   ckpt=$work/mini
