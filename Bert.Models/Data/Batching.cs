@@ -42,11 +42,12 @@ public static class Batching
                 rest = 0;
             }
             members.Sort((x, y) => lengths[x] != lengths[y] ? lengths[x].CompareTo(lengths[y]) : x.CompareTo(y));
-            // The short batch, if any, takes the shortest sequences: sorted groups with the short one first give the
-            // least padding of any split of the pool into these batch sizes.
-            for (int b = 0; b < members.Count;)
+            // Consecutive groups of the sorted pool pad least; the short batch, if any, goes where it saves most (first
+            // when lengths are even, last when one sequence is much longer than the rest).
+            int shortAt = rest > 0 ? ShortBatchPosition(members.Select(i => lengths[i]).ToArray(), batchSize, rest) : -1;
+            for (int b = 0, group = 0; b < members.Count; group++)
             {
-                int n = b == 0 && rest > 0 ? rest : batchSize;
+                int n = group == shortAt ? rest : batchSize;
                 var indices = members.GetRange(b, n).ToArray();
                 batches.Add(new Batch(indices, indices.Max(i => lengths[i])));
                 b += n;
@@ -54,6 +55,28 @@ public static class Batching
         }
         Labeled.Shuffle(batches, rng);
         return batches;
+    }
+
+    /// <summary>Where among the consecutive groups of ascending <paramref name="sorted"/> lengths (full groups of
+    /// <paramref name="batchSize"/> and one of <paramref name="rest"/>) the short group pads least: group k's cost is its
+    /// size times its last (longest) length.</summary>
+    static int ShortBatchPosition(int[] sorted, int batchSize, int rest)
+    {
+        int full = (sorted.Length - rest) / batchSize, best = 0;
+        long bestCost = long.MaxValue;
+        for (int k = 0; k <= full; k++)
+        {
+            long cost = 0;
+            int end = 0;
+            for (int g = 0; g <= full; g++)
+            {
+                int n = g == k ? rest : batchSize;
+                end += n;
+                cost += (long)n * sorted[end - 1];
+            }
+            if (cost < bestCost) { bestCost = cost; best = k; }
+        }
+        return best;
     }
 
     /// <summary>Forms batches over sequences (their lengths are the array lengths).</summary>
