@@ -113,6 +113,7 @@ public static class Program
         var wholeWord = Opt("--whole-word", "mask whole words", false);
         var vocabDir = new Option<string?>("--vocab") { Description = "folder with vocab.txt and tokenizer_config.json (default: bert-base-uncased)" };
         var evalEvery = Opt("--eval-every", "evaluate on held-out text every N steps (0: at the end)", 0);
+        var saveEvery = Opt("--save-every", "also save a resumable checkpoint every N steps (0: at the end and on Ctrl-C only)", 0);
         var maskProb = Opt("--mask-prob", "share of tokens chosen for prediction (BERT: 0.15)", 0.15);
         var objective = Opt("--objective", "mlm+nsp (BERT: masked LM and next-sentence prediction) or mlm (masked LM only, as RoBERTa: every pair a real continuation)", "mlm+nsp");
         objective.AcceptOnlyFromAmong("mlm", "mlm+nsp");
@@ -120,12 +121,13 @@ public static class Program
         var outputBias = Opt("--output-bias", "masked-LM output bias at the start: zeros (BERT's) or frequencies (the corpus's log unigram frequencies)", "zeros");
         outputBias.AcceptOnlyFromAmong("frequencies", "zeros");
         var output = new Option<string>("--out") { Description = "checkpoint folder (resumes when it holds a run)", Required = true };
-        foreach (var o in new Option[] { corpus, size, steps, batch, accumulate, maxLen, lr, warmup, optimizer, wholeWord, maskProb, objective, noDropout, outputBias, vocabDir, evalEvery, output, seed, device }) pre.Options.Add(o);
+        foreach (var o in new Option[] { corpus, size, steps, batch, accumulate, maxLen, lr, warmup, optimizer, wholeWord, maskProb, objective, noDropout, outputBias, vocabDir, evalEvery, saveEvery, output, seed, device }) pre.Options.Add(o);
         pre.SetAction(pr => RequireCpu(pr.GetValue(device)!) ?? Pretrain(pr.GetValue(corpus), pr.GetValue(size)!, pr.GetValue(vocabDir), pr.GetValue(output)!,
             new PretrainingOptions { MaxSeqLength = pr.GetValue(maxLen), WholeWordMask = pr.GetValue(wholeWord), NextSentence = pr.GetValue(objective) == "mlm+nsp",
                 MaskedLmProb = CheckMaskProb(pr.GetValue(maskProb)), MaxPredictionsPerSeq = MaxPredictions(pr.GetValue(maxLen), pr.GetValue(maskProb)) },
             new TrainOptions { BatchSize = pr.GetValue(batch), Accumulate = pr.GetValue(accumulate), LearningRate = pr.GetValue(lr), WarmupFraction = pr.GetValue(warmup),
-                Optimizer = pr.GetValue(optimizer)!, Seed = (ulong)pr.GetValue(seed), EvalEvery = pr.GetValue(evalEvery), Dropout = !pr.GetValue(noDropout) },
+                Optimizer = pr.GetValue(optimizer)!, Seed = (ulong)pr.GetValue(seed), EvalEvery = pr.GetValue(evalEvery), Dropout = !pr.GetValue(noDropout),
+                SaveEvery = CheckNonNegative("--save-every", pr.GetValue(saveEvery)) },
             pr.GetValue(steps), pr.GetValue(outputBias) == "frequencies", cancel));
         root.Subcommands.Add(pre);
 
@@ -237,6 +239,9 @@ public static class Program
         if (from is not null) CheckpointTokenizer.Require(tok, from, $"the vocabulary in {vocab}");
         return tok;
     }
+
+    static int CheckNonNegative(string flag, int value) => value >= 0 ? value
+        : throw new ArgumentException($"{flag} {value} must be 0 or more.");
 
     /// <summary>--mask-prob must leave something to predict and something to read.</summary>
     static double CheckMaskProb(double p) => p > 0 && p < 1 ? p

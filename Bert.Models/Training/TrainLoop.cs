@@ -22,6 +22,9 @@ public sealed record TrainOptions
     /// <summary>Dropout during training (the model's declared rates); off trains the deterministic network, as
     /// short pre-training budgets prefer (Geiping &amp; Goldstein 2022, "Cramming").</summary>
     public bool Dropout { get; init; } = true;
+    /// <summary>Also save a resumable checkpoint (to the run's folder) every N steps, so a crash or a killed process
+    /// loses at most N steps; 0 saves only at the end, on Ctrl-C and for the best evaluation.</summary>
+    public int SaveEvery { get; init; } = 0;
 }
 
 public sealed record StepReport(long Step, long TotalSteps, double Loss, double Lr, double TokensPerSecond, TimeSpan Elapsed, TimeSpan Eta,
@@ -123,6 +126,7 @@ public sealed class TrainLoop
             progress?.Invoke(new StepReport(Step, TotalSteps, loss, lr, tokens / Math.Max(1e-9, elapsed.TotalSeconds), elapsed,
                 TimeSpan.FromSeconds(perStep * (TotalSteps - Step)), metrics));
             bool last = Step == TotalSteps;
+            if (Options.SaveEvery > 0 && Step % Options.SaveEvery == 0 && !last) Save(Dir, interrupted: false);
             if (Evaluate is not null && ((Options.EvalEvery > 0 && Step % Options.EvalEvery == 0) || last))
             {
                 var e = Evaluate();

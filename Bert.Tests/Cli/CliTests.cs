@@ -118,6 +118,8 @@ public class CliTests : IDisposable
     [InlineData("pretrain --vocab {bigvocab} --size nano --steps 1 --out {dir}/j", "embeds 30522")]
     [InlineData("finetune --data {five} --dev {dir}/missing.tsv --size nano --out {dir}/k", "does not exist")]
     [InlineData("pretrain --size nano --steps 1 --mask-prob 1.5 --out {dir}/l", "--mask-prob 1.5 must be between 0 and 1")]
+    [InlineData("pretrain --size nano --steps 1 --save-every -3 --out {dir}/m", "--save-every -3 must be 0 or more")]
+    [InlineData("parity-batch {dir}/nothing --out {dir}/n", "config.json")]
     public void BadInput_IsOneSentenceAndANonZeroExit(string command, string expected)
     {
         var bad = Path.Combine(_dir, "bad.tsv");

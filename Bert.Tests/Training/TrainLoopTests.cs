@@ -132,6 +132,37 @@ public class TrainLoopTests
     }
 
     [Fact]
+    public void SaveEvery_KilledMidRun_ResumesFromTheLastSave_AndRepeatsTheUninterruptedRun()
+    {
+        var dir = Directory.CreateTempSubdirectory("bert-save-every-").FullName;
+        try
+        {
+            TrainLoop Loop(PretrainJob job, Bert.Runtime.Model<float> m, string? d, Func<long, int>? bind = null) => new()
+            {
+                Model = m, TotalSteps = 7, Bind = bind ?? job.Bind, Dir = d,
+                Options = new TrainOptions { BatchSize = 16, LearningRate = 1e-3, Seed = 9, SaveEvery = 2 },
+            };
+            var (j1, m1) = Pretraining(4);
+            var whole = Loop(j1, m1, null);
+            whole.Run(null, CancellationToken.None);
+
+            // The process dies while binding step 6 (index 5): no Ctrl-C, no final save.
+            var (j2, m2) = Pretraining(4);
+            var crashing = Loop(j2, m2, dir, i => i == 5 ? throw new IOException("killed") : j2.Bind(i));
+            Assert.Throws<IOException>(() => crashing.Run(null, CancellationToken.None));
+
+            var (j3, m3) = Pretraining(4);
+            var resumed = Loop(j3, m3, dir);
+            Assert.True(resumed.TryResume());
+            Assert.Equal(4, resumed.Step);                                  // the save after step 4, not 2
+            resumed.Run(null, CancellationToken.None);
+            Assert.Equal(whole.Losses.Select(l => l.Loss), resumed.Losses.Select(l => l.Loss));
+            Assert.True(m1.Parameters.SequenceEqual(m3.Parameters), "resumed weights differ from the uninterrupted run");
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
     public void DivergingRun_StopsNamingTheStep_AndKeepsTheLastGoodCheckpoint()
     {
         var dir = Directory.CreateTempSubdirectory("bert-nan-").FullName;
