@@ -39,8 +39,8 @@ public static class Parity
         var chosen = picked.Select(i => masker.Mask(i, rng)).ToArray();
 
         model.ReuseMemory = false;   // the logits stay readable after the forward pass
-        PretrainJob.BindBatch(model, chosen, tok.PadId);
-        int B = model.Batch, T = model.Seq;
+        var x = PretrainJob.Inputs(chosen, tok.PadId);
+        PretrainJob.Bind(model, x);
         model.ZeroGradients();
         double loss = model.Forward(training: false)[0];
         var mlm = model.Logits(0).ToArray();
@@ -54,52 +54,36 @@ public static class Parity
         foreach (var p in info.Parameters) grads.Add(p.HfName, p.Shape, (ReadOnlySpan<float>)all.Slice((int)p.Offset, (int)p.Length));
         grads.Save(Path.Combine(outDir, GradientsFile));
 
-        int G = chosen.Sum(x => x.MaskedPositions.Length), V = mlm.Length / Math.Max(1, G);
+        int G = x.Rows.Length;
         AtomicFile.Write(Path.Combine(outDir, BatchFile), s =>
         {
             using var w = new Utf8JsonWriter(s);
+            // A flat row-major array as a list of rows of `cols` values, or as one list when cols is 0.
+            void Write<TV>(string name, TV[] values, int cols, Action<TV> value)
+            {
+                w.WriteStartArray(name);
+                for (int i = 0; i < values.Length; i++)
+                {
+                    if (cols > 0 && i % cols == 0) w.WriteStartArray();
+                    value(values[i]);
+                    if (cols > 0 && i % cols == cols - 1) w.WriteEndArray();
+                }
+                w.WriteEndArray();
+            }
             w.WriteStartObject();
             w.WriteString("checkpoint", Path.GetFullPath(modelDir));
             w.WriteString("bert_model", info.Name);
-            void Rows(string name, Func<MaskedInstance, int, int> value)
-            {
-                w.WriteStartArray(name);
-                foreach (var x in chosen)
-                {
-                    w.WriteStartArray();
-                    for (int t = 0; t < T; t++) w.WriteNumberValue(value(x, t));
-                    w.WriteEndArray();
-                }
-                w.WriteEndArray();
-            }
-            Rows("input_ids", (x, t) => t < x.InputIds.Length ? x.InputIds[t] : tok.PadId);
-            Rows("token_type_ids", (x, t) => t < x.TypeIds.Length ? x.TypeIds[t] : 0);
-            Rows("attention_mask", (x, t) => t < x.InputIds.Length ? 1 : 0);
-            w.WriteStartArray("masked_positions");
-            for (int b = 0; b < B; b++) foreach (int p in chosen[b].MaskedPositions) w.WriteNumberValue(b * T + p);
-            w.WriteEndArray();
-            w.WriteStartArray("mlm_labels");
-            foreach (var x in chosen) foreach (int l in x.MaskedLabels) w.WriteNumberValue(l);
-            w.WriteEndArray();
-            w.WriteStartArray("nsp_labels");
-            foreach (var x in chosen) w.WriteNumberValue(x.NspLabel);
-            w.WriteEndArray();
+            Write("input_ids", x.Ids, x.T, w.WriteNumberValue);
+            Write("token_type_ids", x.Types, x.T, w.WriteNumberValue);
+            Write("attention_mask", x.Mask, x.T, w.WriteNumberValue);
+            Write("masked_positions", x.Rows, 0, w.WriteNumberValue);
+            Write("mlm_labels", x.MlmLabels, 0, w.WriteNumberValue);
+            Write("nsp_labels", x.NspLabels, 0, w.WriteNumberValue);
             w.WriteNumber("loss", loss);
-            void Matrix(string name, float[] values, int cols)
-            {
-                w.WriteStartArray(name);
-                for (int r = 0; r < values.Length / cols; r++)
-                {
-                    w.WriteStartArray();
-                    for (int c = 0; c < cols; c++) w.WriteNumberValue(values[r * cols + c]);
-                    w.WriteEndArray();
-                }
-                w.WriteEndArray();
-            }
-            Matrix("mlm_logits", mlm, V);
-            Matrix("nsp_logits", nsp, 2);
+            Write("mlm_logits", mlm, mlm.Length / Math.Max(1, G), w.WriteNumberValue);
+            Write("nsp_logits", nsp, 2, w.WriteNumberValue);
             w.WriteEndObject();
         });
-        return new Result(B, T, G, loss, info.Name);
+        return new Result(x.B, x.T, G, loss, info.Name);
     }
 }

@@ -84,7 +84,12 @@ public sealed class PretrainJob
         return BindBatch(_model, _current, _tok.PadId);
     }
 
-    public static int BindBatch(Model<float> m, IReadOnlyList<MaskedInstance> batch, int pad)
+    /// <summary>A pre-training batch as the model's inputs: ids, token types and attention mask (B, T) padded to the
+    /// longest sequence, the masked positions as rows of the flattened (B·T) sequence with their labels (G), and the
+    /// next-sentence labels (B).</summary>
+    public sealed record BatchInputs(int B, int T, int[] Ids, int[] Types, int[] Mask, int[] Rows, int[] MlmLabels, int[] NspLabels);
+
+    public static BatchInputs Inputs(IReadOnlyList<MaskedInstance> batch, int pad)
     {
         int B = batch.Count, T = batch.Max(x => x.InputIds.Length), G = batch.Sum(x => x.MaskedPositions.Length);
         var ids = new int[B * T]; var types = new int[B * T]; var mask = new int[B * T];
@@ -99,10 +104,17 @@ public sealed class PretrainJob
             for (int k = 0; k < x.MaskedPositions.Length; k++) { rows[g] = b * T + x.MaskedPositions[k]; labels[g] = x.MaskedLabels[k]; g++; }
             nsp[b] = x.NspLabel;
         }
-        m.Bind(B, T, G, training: true);
-        m.SetInput("ids", ids); m.SetInput("types", types); m.SetInput("mask", mask);
-        m.SetInput("masked", rows); m.SetInput("mlmLabels", labels); m.SetInput("nspLabels", nsp);
-        return B * T;
+        return new BatchInputs(B, T, ids, types, mask, rows, labels, nsp);
+    }
+
+    public static int BindBatch(Model<float> m, IReadOnlyList<MaskedInstance> batch, int pad) => Bind(m, Inputs(batch, pad));
+
+    public static int Bind(Model<float> m, BatchInputs x)
+    {
+        m.Bind(x.B, x.T, x.Rows.Length, training: true);
+        m.SetInput("ids", x.Ids); m.SetInput("types", x.Types); m.SetInput("mask", x.Mask);
+        m.SetInput("masked", x.Rows); m.SetInput("mlmLabels", x.MlmLabels); m.SetInput("nspLabels", x.NspLabels);
+        return x.B * x.T;
     }
 
     /// <summary>MLM and NSP accuracy of the batch just run forward, from the saved softmax probabilities.</summary>

@@ -10,7 +10,7 @@ the FLOPs per token our `Catalog.FlopsPerToken` uses, 6·N + 12·L·T·C + 6·(C
 and f = 0.15, against the card's dense bf16 peak (989 TFLOP/s for an H100 SXM; --peak to change). These are the
 numbers our CUDA backend has to beat; they are measured in the same run as ours when that backend is there.
 """
-import argparse, json, time
+import argparse, json
 
 import torch
 

@@ -63,6 +63,7 @@ def main():
     import os
     import torch
     import torch.nn.functional as F
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # torch_bert.py beside this script
 
     try:
         with open(args.batch, encoding="utf-8") as f:
@@ -91,7 +92,6 @@ def main():
             model = BertForPreTraining.from_pretrained(args.checkpoint)
             named = list(model.named_parameters())
         else:
-            sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
             import torch_bert
             model = torch_bert.load(args.checkpoint)
             named = model.hf_named_parameters()
@@ -140,7 +140,6 @@ def main():
     failed |= worst > args.tol
 
     if want_grads:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         from torch_bert import read_safetensors
         ours = read_safetensors(grads_path)
         theirs = {}
