@@ -158,7 +158,45 @@ public static class CudaEmitter
             w.WriteLine("int i = r * nb + j;");
         }
         EmitValues(w, topo, bcast);
-        EmitAdjoints(w, topo, n.Expr!, ni, bcast);
+        EmitAdjoints(w, topo, n.Expr!, ni, bcast, rows: false);
+        w.Indent--; w.WriteLine("}");
+        w.Indent--; w.WriteLine("}");
+        w.WriteLine();
+        if (HasRowsVariant(n)) EmitRowsVariant(w, n, topo, bcast, name, dParams, xParams);
+    }
+
+    /// <summary>Whether a fused kernel also gets <c>k{id}_backward_rows</c>: it has broadcast inputs, all of one size.</summary>
+    public static bool HasRowsVariant(Node n)
+    {
+        var sizes = n.Inputs.Where(v => v.Size != n.Out.Size).Select(v => v.Size).Distinct().ToList();
+        return sizes.Count == 1;
+    }
+
+    /// <summary>The backward with the sums over rows split in chunks of rowChunk rows (blockIdx.y is the chunk): a thread
+    /// owns column j of one chunk, writes the non-broadcast gradients of its elements, and stores its partial sum of every
+    /// broadcast gradient in part[(slot·chunks + chunk)·nb + j]; the runtime then adds the partials into dx in chunk order
+    /// (rt_colsum_finish). Deterministic, with far more threads than columns; the serial k{id}_backward stays the CPU's twin.</summary>
+    static void EmitRowsVariant(IndentedTextWriter w, Node n, Topo topo, bool[] bcast, string name, string dParams, string xParams)
+    {
+        int ni = n.Inputs.Count;
+        var bs = Enumerable.Range(0, ni).Where(i => bcast[i]).ToList();
+        w.WriteLine($"extern \"C\" __global__ void {name}_backward_rows(const float* __restrict__ dy, {dParams}, {xParams}, int n, unsigned long long seed, int training, float* __restrict__ part, int rowChunk)");
+        w.WriteLine("{"); w.Indent++;
+        w.WriteLine($"int nb = n{bs[0]};");
+        w.WriteLine("if (n == 0 || nb == 0) return;");
+        w.WriteLine("int rows = n / nb, chunk = (int)blockIdx.y, chunks = (int)gridDim.y;");
+        w.WriteLine("int r0 = chunk * rowChunk, r1 = r0 + rowChunk < rows ? r0 + rowChunk : rows;");
+        w.WriteLine("for (int j = (int)(blockIdx.x * blockDim.x + threadIdx.x); j < nb; j += (int)(blockDim.x * gridDim.x))");
+        w.WriteLine("{"); w.Indent++;
+        foreach (var b in bs) w.WriteLine($"float acc{b} = 0.0f;");
+        w.WriteLine("for (int r = r0; r < r1; r++)");
+        w.WriteLine("{"); w.Indent++;
+        w.WriteLine("int i = r * nb + j;");
+        EmitValues(w, topo, bcast);
+        EmitAdjoints(w, topo, n.Expr!, ni, bcast, rows: true);
+        w.Indent--; w.WriteLine("}");
+        for (int s = 0; s < bs.Count; s++)
+            w.WriteLine($"part[((long long){s} * chunks + chunk) * nb + j] = acc{bs[s]};");
         w.Indent--; w.WriteLine("}");
         w.Indent--; w.WriteLine("}");
         w.WriteLine();
@@ -231,7 +269,7 @@ public static class CudaEmitter
     }
 
     /// <summary>Reverse mode over the expression, rule for rule as the CPU kernel's.</summary>
-    static void EmitAdjoints(IndentedTextWriter w, Topo t, FE root, int ni, bool[] bcast)
+    static void EmitAdjoints(IndentedTextWriter w, Topo t, FE root, int ni, bool[] bcast, bool rows)
     {
         var hasAdj = new HashSet<int>();
         void Acc(FE target, string term)
@@ -280,7 +318,7 @@ public static class CudaEmitter
             var leaf = t.Order.FirstOrDefault(e => e is FIn f && f.Index == i);
             if (leaf is null || !hasAdj.Contains(t[leaf])) continue;
             w.WriteLine(bcast[i]
-                ? $"if (dx{i}) dx{i}[i % n{i}] += g{t[leaf]};"
+                ? rows ? $"acc{i} += g{t[leaf]};" : $"if (dx{i}) dx{i}[i % n{i}] += g{t[leaf]};"
                 : $"if (dx{i}) dx{i}[i] += g{t[leaf]};");
         }
     }

@@ -35,8 +35,12 @@ public static class Emitter
         w.WriteLine("/// <summary>Creates the model for element type T (float, or double for gradient checks).</summary>");
         w.WriteLine($"public static {(m.DerivedFromModel ? "new " : "")}{RT}.Model<T> Create<T>() {Where} => new {RT}.Model<T>(Info, new __Program<T>());");
         CudaEmitter.EmitMember(w, m, g, plan); // CUDA backend: public const string CudaSource (CudaEmitter.cs)
+        w.WriteLine("/// <summary>The CUDA schedule of this model (fp32): the same ops as the CPU one, as kernel launches and cuBLAS calls.</summary>");
+        w.WriteLine($"public static {(m.DerivedFromModel ? "new " : "")}{RT}.Cuda.ICudaProgram CreateCudaProgram() => new __CudaProgram();");
         w.WriteLine();
         EmitProgram(w, g, plan);
+        w.WriteLine();
+        EmitCudaProgram(w, g, plan);
         w.WriteLine();
         EmitKernels(w, g);
         w.Indent--;
@@ -277,6 +281,154 @@ public static class Emitter
                 var xs = string.Join(", ", n.Inputs.Select(v => $"{Ptr(plan, v)}, {v.Size.Code()}"));
                 w.WriteLine($"__Kernels.K{n.Id}_Backward<T>(ex.Ptr({plan.Grad[n.Out].Id}), {dxs}, {xs}, {n.Out.Size.Code()}, ex.Seed, ex.Training);");
                 break;
+        }
+    }
+
+    // ---------------- the CUDA schedule ----------------
+    // The CPU schedule's twin on device pointers (ulong): CudaExec launches the runtime's structured kernels and the
+    // generated fused kernels (CudaSource), and calls cuBLAS for the products, in the same order on one stream.
+
+    static string GPtr(Plan plan, Value v) => v.Kind == ValueKind.Param ? $"ex.Param({v.ParamOffset}L)" : $"ex.Buf({plan.Act[v].Id})";
+    static string GDPtr(Plan plan, Value v) => v.Kind == ValueKind.Param ? $"ex.Grad({v.ParamOffset}L)" : $"ex.Buf({plan.Grad[v].Id})";
+
+    static void EmitCudaProgram(IndentedTextWriter w, Graph g, Plan plan)
+    {
+        w.WriteLine($"private sealed class __CudaProgram : {RT}.Cuda.ICudaProgram");
+        w.WriteLine("{"); w.Indent++;
+        w.WriteLine("public string Source => CudaSource;");
+        w.WriteLine();
+        w.WriteLine($"public void Forward({RT}.Cuda.CudaExec ex)");
+        w.WriteLine("{"); w.Indent++;
+        foreach (var n in g.Nodes)
+        {
+            w.WriteLine($"ex.Op({n.Id}); // {n.Label} {Sym.Shape(n.Out.Shape)}");
+            EmitCudaForward(w, n, plan);
+        }
+        w.Indent--; w.WriteLine("}");
+        w.WriteLine();
+        w.WriteLine($"public void Backward({RT}.Cuda.CudaExec ex)");
+        w.WriteLine("{"); w.Indent++;
+        int count = g.Nodes.Count;
+        for (int i = count - 1; i >= 0; i--)
+        {
+            var n = g.Nodes[i];
+            if (!n.Out.NeedsGrad) continue;
+            w.WriteLine($"ex.Op({n.Id}); // backward: {n.Label}");
+            foreach (var v in n.Inputs.Distinct())
+                if (v.Kind != ValueKind.Param && plan.Grad.TryGetValue(v, out var gb) && gb.Def == Plan.Bwd(count, n.Id))
+                    w.WriteLine($"ex.Zero({gb.Id});");
+            EmitCudaBackward(w, n, plan);
+        }
+        w.Indent--; w.WriteLine("}");
+        w.Indent--; w.WriteLine("}");
+    }
+
+    static void EmitCudaForward(IndentedTextWriter w, Node n, Plan plan)
+    {
+        var y = $"ex.Buf({plan.Act[n.Out].Id})";
+        string P(int i) => GPtr(plan, n.Inputs[i]);
+        switch (n.Kind)
+        {
+            case OpKind.MatMul:
+            {
+                var x = n.Inputs[0]; var wt = n.Inputs[1];
+                string M = Rows(x), Kd = Dim(wt.Shape[0]), N = Dim(wt.Shape[1]);
+                w.WriteLine($"ex.Gemm(false, false, {M}, {N}, {Kd}, 1f, {P(0)}, {Kd}, {P(1)}, {N}, 0f, {y}, {N});");
+                break;
+            }
+            case OpKind.Linear:
+            {
+                var x = n.Inputs[0]; var wt = n.Inputs[1];
+                string M = Rows(x), O = Dim(wt.Shape[0]), I = Dim(wt.Shape[1]);
+                w.WriteLine($"ex.Gemm(false, true, {M}, {O}, {I}, 1f, {P(0)}, {I}, {P(1)}, {I}, 0f, {y}, {O});");
+                break;
+            }
+            case OpKind.Embed:
+                w.WriteLine($"ex.Embedding({y}, {P(0)}, ex.Ints({n.IntInput}), {Rows(n.Out)}, {Last(n.Out)}, {Dim(n.Inputs[0].Shape[0])});");
+                break;
+            case OpKind.LayerNorm:
+                w.WriteLine($"ex.LayerNorm({y}, ex.Buf({plan.Saved[(n, 0)].Id}), ex.Buf({plan.Saved[(n, 1)].Id}), {P(0)}, {P(1)}, {P(2)}, {Rows(n.Out)}, {Last(n.Out)}, 1e-12f);");
+                break;
+            case OpKind.Attention:
+                w.WriteLine($"ex.Attention({y}, ex.Buf({plan.Saved[(n, 0)].Id}), {P(0)}, ex.Ints({n.IntInput}), ex.Batch, ex.Seq, {Last(n.Out)}, {n.Heads}, {Num(n.P)}f, {n.Site}UL);");
+                break;
+            case OpKind.Gather:
+                w.WriteLine($"ex.Gather({y}, {P(0)}, ex.Ints({n.IntInput}), {Dim(n.Out.Shape[0])}, {Last(n.Out)}, {Rows(n.Inputs[0])});");
+                break;
+            case OpKind.First:
+                w.WriteLine($"ex.First({y}, {P(0)}, {Dim(n.Inputs[0].Shape[0])}, ex.Seq, {Last(n.Out)});");
+                break;
+            case OpKind.CrossEntropy:
+                w.WriteLine($"ex.CrossEntropy({y}, ex.Buf({plan.Saved[(n, 0)].Id}), {P(0)}, ex.Ints({n.IntInput}), {Rows(n.Inputs[0])}, {Last(n.Inputs[0])});");
+                break;
+            case OpKind.Pointwise:
+            {
+                var args = string.Concat(n.Inputs.Select(v => $".Add({GPtr(plan, v)}).Add({v.Size.Code()})"));
+                w.WriteLine($"ex.Pointwise(\"k{n.Id}_forward\", {n.Out.Size.Code()}, {n.Out.Size.Code()}, ex.Args().Add({y}){args}.Add({n.Out.Size.Code()}).Add(ex.Seed).Add(ex.Training ? 1 : 0));");
+                break;
+            }
+        }
+    }
+
+    static void EmitCudaBackward(IndentedTextWriter w, Node n, Plan plan)
+    {
+        var dy = $"ex.Buf({plan.Grad[n.Out].Id})";
+        string P(int i) => GPtr(plan, n.Inputs[i]);
+        string D(int i) => GDPtr(plan, n.Inputs[i]);
+        bool G(int i) => n.Inputs[i].NeedsGrad;
+        switch (n.Kind)
+        {
+            case OpKind.MatMul:
+            {
+                var x = n.Inputs[0]; var wt = n.Inputs[1];
+                string M = Rows(x), Kd = Dim(wt.Shape[0]), N = Dim(wt.Shape[1]);
+                if (G(0)) w.WriteLine($"ex.Gemm(false, true, {M}, {Kd}, {N}, 1f, {dy}, {N}, {P(1)}, {N}, 1f, {D(0)}, {Kd});");
+                if (G(1)) w.WriteLine($"ex.Gemm(true, false, {Kd}, {N}, {M}, 1f, {P(0)}, {Kd}, {dy}, {N}, 1f, {D(1)}, {N});");
+                break;
+            }
+            case OpKind.Linear:
+            {
+                var x = n.Inputs[0]; var wt = n.Inputs[1];
+                string M = Rows(x), O = Dim(wt.Shape[0]), I = Dim(wt.Shape[1]);
+                if (G(0)) w.WriteLine($"ex.Gemm(false, false, {M}, {I}, {O}, 1f, {dy}, {O}, {P(1)}, {I}, 1f, {D(0)}, {I});");
+                if (G(1)) w.WriteLine($"ex.Gemm(true, false, {O}, {I}, {M}, 1f, {dy}, {O}, {P(0)}, {I}, 1f, {D(1)}, {I});");
+                break;
+            }
+            case OpKind.Embed:
+                w.WriteLine($"ex.EmbeddingBackward({D(0)}, {dy}, ex.Ints({n.IntInput}), {Rows(n.Out)}, {Last(n.Out)}, {Dim(n.Inputs[0].Shape[0])});");
+                break;
+            case OpKind.LayerNorm:
+                w.WriteLine($"ex.LayerNormBackward({D(0)}, {D(1)}, {D(2)}, {dy}, {P(0)}, {P(1)}, ex.Buf({plan.Saved[(n, 0)].Id}), ex.Buf({plan.Saved[(n, 1)].Id}), {Rows(n.Out)}, {Last(n.Out)});");
+                break;
+            case OpKind.Attention:
+                w.WriteLine($"ex.AttentionBackward({D(0)}, {dy}, {P(0)}, ex.Buf({plan.Saved[(n, 0)].Id}), ex.Ints({n.IntInput}), ex.Batch, ex.Seq, {Last(n.Out)}, {n.Heads}, {Num(n.P)}f, {n.Site}UL);");
+                break;
+            case OpKind.Gather:
+                w.WriteLine($"ex.GatherBackward({D(0)}, {dy}, ex.Ints({n.IntInput}), {Dim(n.Out.Shape[0])}, {Last(n.Out)}, {Rows(n.Inputs[0])});");
+                break;
+            case OpKind.First:
+                w.WriteLine($"ex.FirstBackward({D(0)}, {dy}, {Dim(n.Inputs[0].Shape[0])}, ex.Seq, {Last(n.Out)});");
+                break;
+            case OpKind.CrossEntropy:
+                w.WriteLine($"ex.CrossEntropyBackward({D(0)}, {dy}, ex.Buf({plan.Saved[(n, 0)].Id}), ex.Ints({n.IntInput}), {Rows(n.Inputs[0])}, {Last(n.Inputs[0])});");
+                break;
+            case OpKind.Pointwise:
+            {
+                var dxs = string.Concat(n.Inputs.Select(v => v.NeedsGrad ? $".Add({GDPtr(plan, v)})" : ".Add(0UL)"));
+                var xs = string.Concat(n.Inputs.Select(v => $".Add({GPtr(plan, v)}).Add({v.Size.Code()})"));
+                // One thread per broadcast column (the smallest input), each summing its rows in order, as on the CPU.
+                var bs = n.Inputs.Where(v => !v.Size.Equals(n.Out.Size)).Select(v => v.Size.Code()).Distinct().ToList();
+                string threads = bs.Count == 0 ? n.Out.Size.Code() : bs.Skip(1).Aggregate(bs[0], (a, b) => $"global::System.Math.Min({a}, {b})");
+                if (CudaEmitter.HasRowsVariant(n))
+                {
+                    // Broadcast gradients summed over rows in chunks, then added in chunk order (k{id}_backward_rows).
+                    var bdx = string.Join(", ", n.Inputs.Where(v => v.Size != n.Out.Size).Select(v => v.NeedsGrad ? GDPtr(plan, v) : "0UL"));
+                    w.WriteLine($"ex.PointwiseRows(\"k{n.Id}_backward_rows\", {n.Out.Size.Code()}, {threads}, ex.Args().Add({dy}){dxs}{xs}.Add({n.Out.Size.Code()}).Add(ex.Seed).Add(ex.Training ? 1 : 0), {bdx});");
+                }
+                else
+                    w.WriteLine($"ex.Pointwise(\"k{n.Id}_backward\", {n.Out.Size.Code()}, {threads}, ex.Args().Add({dy}){dxs}{xs}.Add({n.Out.Size.Code()}).Add(ex.Seed).Add(ex.Training ? 1 : 0));");
+                break;
+            }
         }
     }
 

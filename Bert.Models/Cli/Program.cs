@@ -45,7 +45,7 @@ public static class Program
     /// <summary>The one sentence to show for a mistake a user can make; null for a bug (which then shows its trace).</summary>
     static string? UserError(Exception e) => e switch
     {
-        DataException or CheckpointException or TrainingException or ArgumentException or FileNotFoundException
+        DataException or CheckpointException or TrainingException or ArgumentException or FileNotFoundException or Bert.Runtime.Cuda.CudaUnavailableException
             or DirectoryNotFoundException or UnauthorizedAccessException or InvalidDataException => e.Message,
         IOException io => io.Message,
         InvalidOperationException io when io.Message.Contains("OpenBLAS") || io.Message.Contains("BERT_BLAS") => io.Message,
@@ -57,10 +57,12 @@ public static class Program
 
     public static RootCommand Build(CancellationToken cancel)
     {
-        var root = new RootCommand("Bert: declare, pre-train and fine-tune BERT models in C#. Runs on the CPU; --device cuda arrives with the CUDA backend.");
+        var root = new RootCommand("Bert: declare, pre-train and fine-tune BERT models in C#. Runs on the CPU; pretrain and finetune also on an NVIDIA GPU (--device cuda).");
         var device = Opt("--device", "cpu or cuda", "cpu");
         device.AcceptOnlyFromAmong("cpu", "cuda");
         var seed = Opt("--seed", "random seed: the same seed gives the same run", 1);
+        var precision = Opt("--precision", "with --device cuda: tf32 (matrix products on TF32 tensor cores, fp32 elsewhere) or fp32 (exact fp32 products)", "tf32");
+        precision.AcceptOnlyFromAmong("tf32", "fp32");
 
         // ---- demo ----
         var demo = new Command("demo", "Pre-train BERT on the embedded corpus, then fine-tune on Amazon, IMDb, Yelp and SST-2; compare with training from scratch.");
@@ -121,8 +123,8 @@ public static class Program
         var outputBias = Opt("--output-bias", "masked-LM output bias at the start: zeros (BERT's) or frequencies (the corpus's log unigram frequencies)", "zeros");
         outputBias.AcceptOnlyFromAmong("frequencies", "zeros");
         var output = new Option<string>("--out") { Description = "checkpoint folder (resumes when it holds a run)", Required = true };
-        foreach (var o in new Option[] { corpus, size, steps, batch, accumulate, maxLen, lr, warmup, optimizer, wholeWord, maskProb, objective, noDropout, outputBias, vocabDir, evalEvery, saveEvery, output, seed, device }) pre.Options.Add(o);
-        pre.SetAction(pr => RequireCpu(pr.GetValue(device)!) ?? Pretrain(pr.GetValue(corpus), pr.GetValue(size)!, pr.GetValue(vocabDir), pr.GetValue(output)!,
+        foreach (var o in new Option[] { corpus, size, steps, batch, accumulate, maxLen, lr, warmup, optimizer, wholeWord, maskProb, objective, noDropout, outputBias, vocabDir, evalEvery, saveEvery, output, seed, device, precision }) pre.Options.Add(o);
+        pre.SetAction(pr => Pretrain(Device(pr.GetValue(device)!, pr.GetValue(precision)!), pr.GetValue(corpus), pr.GetValue(size)!, pr.GetValue(vocabDir), pr.GetValue(output)!,
             new PretrainingOptions { MaxSeqLength = pr.GetValue(maxLen), WholeWordMask = pr.GetValue(wholeWord), NextSentence = pr.GetValue(objective) == "mlm+nsp",
                 MaskedLmProb = CheckMaskProb(pr.GetValue(maskProb)), MaxPredictionsPerSeq = MaxPredictions(pr.GetValue(maxLen), pr.GetValue(maskProb)) },
             new TrainOptions { BatchSize = pr.GetValue(batch), Accumulate = pr.GetValue(accumulate), LearningRate = pr.GetValue(lr), WarmupFraction = pr.GetValue(warmup),
@@ -142,8 +144,8 @@ public static class Program
         var ftLen = Opt("--max-len", "maximum tokens per text (longer ones are truncated and counted)", 128);
         var ftOut = new Option<string>("--out") { Description = "checkpoint folder", Required = true };
         var ftVocab = new Option<string?>("--vocab") { Description = "folder with vocab.txt and tokenizer_config.json (default: the one saved with --from, else bert-base-uncased)" };
-        foreach (var o in new Option[] { data, dev, format, from, ftVocab, size, epochs, batch, ftLr, ftLen, warmup, ftOut, seed, device }) ft.Options.Add(o);
-        ft.SetAction(pr => RequireCpu(pr.GetValue(device)!) ?? Finetune(pr.GetValue(data)!, pr.GetValue(dev), pr.GetValue(format)!, pr.GetValue(from), pr.GetValue(ftVocab), pr.GetValue(size)!,
+        foreach (var o in new Option[] { data, dev, format, from, ftVocab, size, epochs, batch, ftLr, ftLen, warmup, ftOut, seed, device, precision }) ft.Options.Add(o);
+        ft.SetAction(pr => Finetune(Device(pr.GetValue(device)!, pr.GetValue(precision)!), pr.GetValue(data)!, pr.GetValue(dev), pr.GetValue(format)!, pr.GetValue(from), pr.GetValue(ftVocab), pr.GetValue(size)!,
             pr.GetValue(ftOut)!, pr.GetValue(ftLen), pr.GetValue(epochs),
             new TrainOptions { BatchSize = pr.GetValue(batch), LearningRate = pr.GetValue(ftLr), WarmupFraction = pr.GetValue(warmup), Seed = (ulong)pr.GetValue(seed) }, cancel));
         root.Subcommands.Add(ft);
@@ -218,13 +220,37 @@ public static class Program
             return 0;
         });
         root.Subcommands.Add(par);
+
+        // ---- selftest ----
+        var st = new Command("selftest", "Check the CUDA backend against the CPU on this machine's GPU: cuBLAS, then every kernel through whole models (forward, backward, AdamW), and time BERT-Base pre-training steps.");
+        var stModels = Opt("--models", "comma-separated model names (or size-head) to check against the CPU in double", "BertNanoPreTraining,BertNanoClassifier,AlbertClassifier,BertNanoPreLnPreTraining,BertNanoTokenClassifier,BertMiniPreTraining");
+        var stTiming = Opt("--timing", "also time BERT-Base pre-training steps (fp32 and TF32)", false);
+        var stBatches = Opt("--batches", "batch sizes to time", "32,64,128");
+        var stSeq = Opt("--seq", "sequence length to time", 128);
+        var stSteps = Opt("--steps", "timed steps per batch size", 5);
+        var stJson = new Option<string?>("--json") { Description = "also write the results to this JSON file" };
+        foreach (var o in new Option[] { stModels, stTiming, stBatches, stSeq, stSteps, stJson, device }) st.Options.Add(o);
+        st.SetAction(pr =>
+        {
+            if (pr.GetValue(device) != "cuda")
+            {
+                Console.Error.WriteLine("error: selftest checks the CUDA backend; run it as `bert selftest --device cuda` on a machine with an NVIDIA GPU.");
+                return 2;
+            }
+            int[] batches;
+            try { batches = pr.GetValue(stBatches)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(b => int.Parse(b, Inv)).ToArray(); }
+            catch (FormatException) { throw new ArgumentException($"--batches '{pr.GetValue(stBatches)}' is not a comma-separated list of whole numbers; write e.g. --batches 32,64."); }
+            return GpuSelfTest.Run(new GpuSelfTest.Settings(pr.GetValue(stModels)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+                batches, pr.GetValue(stSeq), pr.GetValue(stSteps), pr.GetValue(stTiming), pr.GetValue(stJson)), Console.Out);
+        });
+        root.Subcommands.Add(st);
         return root;
     }
 
     static int? RequireCpu(string device)
     {
         if (device == "cpu") return null;
-        Console.Error.WriteLine("error: --device cuda is not available in this build yet (the CUDA backend is in progress); run with --device cpu.");
+        Console.Error.WriteLine("error: this command runs on the CPU only for now (pretrain, finetune and selftest take --device cuda); run it with --device cpu.");
         return 2;
     }
 
@@ -250,9 +276,25 @@ public static class Program
     /// <summary>BERT's cap of 20 predictions for 128 tokens at 15 %, scaled to the length and share asked for.</summary>
     internal static int MaxPredictions(int maxLen, double maskProb) => Math.Max(20, (int)Math.Ceiling(maxLen * maskProb * 1.05));
 
-    static int Pretrain(string[]? corpusFiles, string size, string? vocab, string outDir, PretrainingOptions data, TrainOptions train, long steps, bool frequencyBias, CancellationToken cancel)
+    /// <summary>The CUDA trainer for --device cuda (null for cpu); no usable GPU is one sentence (CudaUnavailableException).</summary>
+    /// <summary>"cpu", "cuda" (TF32 products) or "cuda-fp32".</summary>
+    static string Device(string device, string precision) => device == "cuda" && precision == "fp32" ? "cuda-fp32" : device;
+
+    static Bert.Runtime.Cuda.CudaTrainer? OpenTrainer(string device, Catalog.Entry entry, TrainOptions train)
+    {
+        if (!device.StartsWith("cuda", StringComparison.Ordinal)) return null;
+        if (train.Optimizer.Equals("lamb", StringComparison.OrdinalIgnoreCase))
+            throw new ArgumentException("On a CUDA device the optimizer is AdamW; LAMB runs on the CPU only (use --optimizer adamw, or --device cpu).");
+        var gpu = Bert.Runtime.Cuda.CudaDevice.Open();
+        var trainer = new Bert.Runtime.Cuda.CudaTrainer(entry.Info, entry.CreateCuda(), gpu, train.WeightDecay, tf32: device == "cuda");
+        Console.WriteLine($"Device: {trainer.Describe()}; kernels compiled by NVRTC (cached).");
+        return trainer;
+    }
+
+    static int Pretrain(string device, string[]? corpusFiles, string size, string? vocab, string outDir, PretrainingOptions data, TrainOptions train, long steps, bool frequencyBias, CancellationToken cancel)
     {
         var entry = Catalog.Get(size, "pretraining");
+        using var trainer = OpenTrainer(device, entry, train);
         var tok = Tokenizer(vocab);
         var (docs, how) = DataSets.Corpus(corpusFiles);
         Console.WriteLine($"Model {entry.Info.Name}: {entry.Info.ParameterCount:N0} parameters; corpus: {how}; {Gemm.Describe()}");
@@ -267,7 +309,7 @@ public static class Program
         var loop = new TrainLoop
         {
             Model = model, Options = train, TotalSteps = steps, Bind = job.Bind, StepMetrics = job.Metrics, Evaluate = job.Evaluate, Dir = outDir,
-            Tokenizer = tok, Metadata = new Dictionary<string, string> { ["task"] = "pretraining" },
+            Tokenizer = tok, Metadata = new Dictionary<string, string> { ["task"] = "pretraining" }, Device = trainer,
         };
         if (loop.TryResume()) Console.WriteLine($"Resuming from step {loop.Step} in {outDir}.");
         Reporter.Run("pre-training", loop, cancel);
@@ -291,11 +333,12 @@ public static class Program
         return (entry, model);
     }
 
-    static int Finetune(string dataSpec, string? devFile, string format, string? from, string? vocab, string size, string outDir, int maxLen, int epochs, TrainOptions train, CancellationToken cancel)
+    static int Finetune(string device, string dataSpec, string? devFile, string format, string? from, string? vocab, string size, string outDir, int maxLen, int epochs, TrainOptions train, CancellationToken cancel)
     {
         var (trainSet, devSet, how) = DataSets.Load(dataSpec, devFile, format);
         var tok = FinetuneTokenizer(from, vocab);
         var entry = Catalog.Get(size, "classifier", Math.Max(2, trainSet.Classes));
+        using var trainer = OpenTrainer(device, entry, train);
         var model = entry.Create();
         model.InitParameters(train.Seed);
         if (from is not null)
@@ -310,7 +353,7 @@ public static class Program
         var loop = new TrainLoop
         {
             Model = model, Options = train, TotalSteps = (long)epochs * job.StepsPerEpoch, Bind = job.Bind, StepMetrics = job.Metrics,
-            Evaluate = job.Evaluate, Dir = outDir, Tokenizer = tok,
+            Evaluate = job.Evaluate, Dir = outDir, Tokenizer = tok, Device = trainer,
             Metadata = new Dictionary<string, string> { ["task"] = "classification", ["data"] = dataSpec },
         };
         if (loop.TryResume()) Console.WriteLine($"Resuming from step {loop.Step} in {outDir}.");

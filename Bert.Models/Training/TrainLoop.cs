@@ -54,6 +54,9 @@ public sealed class TrainLoop
     /// <summary>The tokenizer the model is trained with: saved beside every checkpoint and stamped into its
     /// metadata (<see cref="CheckpointTokenizer"/>); <see cref="TryResume"/> refuses a run stamped with another.</summary>
     public Text.WordPiece? Tokenizer { get; init; }
+    /// <summary>Runs the steps on a CUDA device (forward, backward, clipping, AdamW); null runs them on the CPU. The CPU
+    /// model keeps the inputs and receives the weights before every save and evaluation.</summary>
+    public Bert.Runtime.Cuda.CudaTrainer? Device { get; init; }
 
     Optimizer<float>? _opt;
     public Optimizer<float> Optimizer => _opt ??= Options.Optimizer.ToLowerInvariant() switch
@@ -93,6 +96,7 @@ public sealed class TrainLoop
         var sw = Stopwatch.StartNew();
         long tokens = 0, startStep = Step;
         int accumulate = Math.Max(1, Options.Accumulate);
+        if (Device is not null) { RunOnDevice(Device, schedule, progress, cancel); return; }
         while (Step < TotalSteps)
         {
             if (cancel.IsCancellationRequested) { Save(Dir, interrupted: true); return; }
@@ -138,6 +142,69 @@ public sealed class TrainLoop
             }
         }
         Save(Dir, interrupted: false);
+    }
+
+    /// <summary><see cref="Run"/> with the steps on the device: the same batches, seeds, schedule and checkpoints; step
+    /// metrics (read from the CPU model's probabilities) are left out, the held-out evaluation gives them.</summary>
+    void RunOnDevice(Bert.Runtime.Cuda.CudaTrainer device, LinearWarmupDecay schedule, Action<StepReport>? progress, CancellationToken cancel)
+    {
+        var sw = Stopwatch.StartNew();
+        long tokens = 0, startStep = Step;
+        int accumulate = Math.Max(1, Options.Accumulate);
+        device.Upload(Model, Optimizer);
+        var none = new Dictionary<string, double>();
+        try
+        {
+            while (Step < TotalSteps)
+            {
+                if (cancel.IsCancellationRequested) { Sync(device); Save(Dir, interrupted: true); return; }
+                device.ZeroGradients();
+                double loss = 0;
+                for (int micro = 0; micro < accumulate; micro++)
+                {
+                    long index = Step * accumulate + micro;
+                    Model.InputsOnly = true;
+                    tokens += Bind(index);
+                    float l = device.ForwardBackward(Model, Options.Dropout, StepSeed(index));
+                    if (!float.IsFinite(l))
+                        throw new TrainingException($"The loss became {l} at step {Step + 1}; {Kept()}; lower the learning rate or check the data.");
+                    loss += l / accumulate;
+                }
+                double norm = device.ClipGradients(accumulate, Options.ClipNorm);
+                if (!double.IsFinite(norm))
+                    throw new TrainingException($"The gradients became non-finite at step {Step + 1}; {Kept()}; lower the learning rate.");
+                double lr = schedule.At(Step);
+                device.Step(lr);
+                Step++;
+                Losses.Add((Step, loss));
+                var elapsed = sw.Elapsed;
+                double perStep = elapsed.TotalSeconds / Math.Max(1, Step - startStep);
+                progress?.Invoke(new StepReport(Step, TotalSteps, loss, lr, tokens / Math.Max(1e-9, elapsed.TotalSeconds), elapsed,
+                    TimeSpan.FromSeconds(perStep * (TotalSteps - Step)), none));
+                bool last = Step == TotalSteps;
+                if (Options.SaveEvery > 0 && Step % Options.SaveEvery == 0 && !last) { Sync(device); Save(Dir, interrupted: false); }
+                if (Evaluate is not null && ((Options.EvalEvery > 0 && Step % Options.EvalEvery == 0) || last))
+                {
+                    Sync(device);
+                    var e = Evaluate();
+                    if (Best is null || e.Score > Best.Score)
+                    {
+                        Best = e;
+                        if (Dir is not null) Save(Path.Combine(Dir, "best"), interrupted: false);
+                    }
+                }
+            }
+            Sync(device);
+            Save(Dir, interrupted: false);
+        }
+        finally { Model.InputsOnly = false; }
+    }
+
+    /// <summary>The device's weights and optimizer state into the CPU model and optimizer, which then evaluate or save.</summary>
+    void Sync(Bert.Runtime.Cuda.CudaTrainer device)
+    {
+        device.Download(Model, Optimizer);
+        Model.InputsOnly = false;
     }
 
     /// <summary>What a stopped run leaves behind: the step of the checkpoint on disk (nothing is written after a

@@ -73,7 +73,8 @@ public sealed class CudaLibrarySearch
     /// <summary>Whether the bare file names are handed to the loader (LD_LIBRARY_PATH, /etc/ld.so.cache, system lib folders).</summary>
     public bool UseLoaderDefaultPath { get; init; } = true;
 
-    /// <summary>Folders holding python3.*/{site,dist}-packages; null: $VIRTUAL_ENV/lib, $CONDA_PREFIX/lib, ~/.local/lib,
+    /// <summary>Folders holding python3.*/{site,dist}-packages; null: $VIRTUAL_ENV/lib, $CONDA_PREFIX/lib, the lib beside each bin on
+    /// PATH that holds a python3, ~/.local/lib,
     /// /usr/local/lib, /usr/lib, /opt/conda/lib. Only directories are globbed (no Python is run).</summary>
     public IReadOnlyList<string>? PythonLibRoots { get; init; }
 
@@ -91,6 +92,10 @@ public sealed class CudaLibrarySearch
         var roots = new List<string>();
         if (Env("VIRTUAL_ENV") is { } venv) roots.Add(System.IO.Path.Combine(venv, "lib"));
         if (Env("CONDA_PREFIX") is { } conda) roots.Add(System.IO.Path.Combine(conda, "lib"));
+        // The environment of the python3 on PATH (a venv's bin/python3 → its lib), e.g. /opt/torch/.venv/lib.
+        foreach (string dir in (Env("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries))
+            if (System.IO.File.Exists(System.IO.Path.Combine(dir, "python3")) && System.IO.Path.GetDirectoryName(dir.TrimEnd('/')) is { Length: > 0 } prefix)
+                roots.Add(System.IO.Path.Combine(prefix, "lib"));
         if (Home is { Length: > 0 } home) roots.Add(System.IO.Path.Combine(home, ".local", "lib"));
         roots.AddRange(["/usr/local/lib", "/usr/lib", "/opt/conda/lib"]);
         return roots.Distinct(StringComparer.Ordinal).ToArray();

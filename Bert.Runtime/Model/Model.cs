@@ -31,6 +31,9 @@ public sealed unsafe class Model<T> where T : unmanaged, IBinaryFloatingPointIee
     }
 
     public ModelInfo Info { get; }
+    /// <summary>Bind keeps the integer inputs only, allocating no arena and no gradients: set while another device (a
+    /// <c>CudaModel</c>) runs the steps and reads the inputs from here (<see cref="IntInput"/>). Forward needs it off.</summary>
+    public bool InputsOnly { get; set; }
     /// <summary>Share memory between buffers whose lifetimes do not overlap (the generated plan). Off gives every
     /// buffer its own memory, which must compute exactly the same thing.</summary>
     public bool ReuseMemory { get; set; } = true;
@@ -93,12 +96,13 @@ public sealed unsafe class Model<T> where T : unmanaged, IBinaryFloatingPointIee
             _layoutKey = key;
         }
         long total = _total;
+        if (InputsOnly) total = -16; // a device runs the step: keep the inputs only
         if (total + 16 > _arena.Length)
         {
             _arena = GC.AllocateArray<T>(checked((int)(total + 16)), pinned: true);
             _ex.Arena = (T*)Unsafe.AsPointer(ref _arena[0]);
         }
-        if (training && _grads.Length == 0)
+        if (training && _grads.Length == 0 && !InputsOnly)
         {
             _grads = GC.AllocateArray<T>(_params.Length, pinned: true);
             _ex.Grads = (T*)Unsafe.AsPointer(ref _grads[0]);
@@ -137,6 +141,15 @@ public sealed unsafe class Model<T> where T : unmanaged, IBinaryFloatingPointIee
         data.CopyTo(_ex.IntData[i.Index]);
     }
 
+    /// <summary>The integer input as last set for the bound shape.</summary>
+    public ReadOnlySpan<int> IntInput(string name)
+    {
+        RequireBound();
+        var i = Info.Input(name);
+        if (i.Kind == InputKind.Tensor) throw new ArgumentException($"Input '{name}' is a tensor, not integers.");
+        return _ex.Ints(i.Index);
+    }
+
     /// <summary>Copies a tensor input for the bound shape.</summary>
     public void SetInput(string name, ReadOnlySpan<T> data)
     {
@@ -152,6 +165,7 @@ public sealed unsafe class Model<T> where T : unmanaged, IBinaryFloatingPointIee
     public ReadOnlySpan<T> Forward(bool training = false, ulong seed = 0)
     {
         RequireBound();
+        if (_arena.Length == 0) throw new InvalidOperationException("This model was bound with InputsOnly set; clear it and Bind again to run Forward on the CPU.");
         _ex.Training = training; _ex.Seed = seed;
         _program.Forward(_ex);
         _forwardDone = true;
@@ -159,6 +173,14 @@ public sealed unsafe class Model<T> where T : unmanaged, IBinaryFloatingPointIee
     }
 
     public ReadOnlySpan<T> Output => _ex.Buf(Info.OutputBuffer);
+
+    /// <summary>Buffer <paramref name="id"/> of the memory plan as the last schedule left it (empty when this binding gives
+    /// it no memory); with ReuseMemory on, a later buffer may share its memory.</summary>
+    public ReadOnlySpan<T> Buffer(int id)
+    {
+        RequireBound();
+        return _ex.Offsets[id] < 0 ? ReadOnlySpan<T>.Empty : _ex.Buf(id);
+    }
 
     /// <summary>The softmax probabilities [N, K] of the index-th CrossEntropy of the forward schedule (in the
     /// order written), valid after Forward until Backward: accuracy and predictions read them.</summary>

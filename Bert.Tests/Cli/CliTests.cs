@@ -1,5 +1,6 @@
 using System.Text;
 using Bert.Cli;
+using Bert.Tests.Cuda;
 using Xunit;
 
 namespace Bert.Tests.Cli;
@@ -216,14 +217,42 @@ public class CliTests : IDisposable
         Assert.Equal(File.ReadAllBytes(Path.Combine(whole, "model.safetensors")), File.ReadAllBytes(Path.Combine(cut, "model.safetensors")));
     }
 
-    [Fact]
-    public void CudaDevice_SaysItIsNotAvailableYet()
+    [WithoutCudaFact(Bert.Runtime.Cuda.CudaLibrary.Driver)]
+    public void CudaDevice_WithoutADriver_IsOneSentence_AndWritesNothing()
     {
         var r = Run("info", "mini");
         Assert.Equal(0, r.Code);
-        r = Run("finetune", "--data", "amazon", "--size", "nano", "--out", Path.Combine(_dir, "x"), "--device", "cuda");
+        string outDir = Path.Combine(_dir, "x");
+        foreach (var args in new[]
+        {
+            new[] { "finetune", "--data", "amazon", "--size", "nano", "--out", outDir, "--device", "cuda" },
+            new[] { "pretrain", "--size", "nano", "--steps", "1", "--out", outDir, "--device", "cuda" },
+        })
+        {
+            r = Run(args);
+            Assert.Equal(1, r.Code);
+            Assert.StartsWith("error: The CUDA driver (libcuda.so.1) was not found", r.Err);
+            Assert.Contains("install the NVIDIA driver", r.Err);
+            Assert.Single(r.Err.Trim().Split('\n'));
+            Assert.False(Directory.Exists(outDir), "nothing is written when the device cannot be opened");
+        }
+        r = Run("selftest", "--device", "cuda");
         Assert.Equal(2, r.Code);
-        Assert.Contains("--device cuda is not available", r.Err);
+        Assert.StartsWith("error: The CUDA driver (libcuda.so.1) was not found", r.Err);
+        r = Run("selftest");
+        Assert.Equal(2, r.Code);
+        Assert.Contains("run it as `bert selftest --device cuda`", r.Err);
+        r = Run("eval", "--model", outDir, "--data", "amazon", "--device", "cuda");
+        Assert.Equal(2, r.Code);
+        Assert.Contains("runs on the CPU only for now", r.Err);
+    }
+
+    [Fact]
+    public void CudaTraining_WithLamb_IsOneSentence()
+    {
+        var r = Run("pretrain", "--size", "nano", "--steps", "1", "--optimizer", "lamb", "--out", Path.Combine(_dir, "y"), "--device", "cuda");
+        Assert.Equal(1, r.Code);
+        Assert.Equal("error: On a CUDA device the optimizer is AdamW; LAMB runs on the CPU only (use --optimizer adamw, or --device cpu).", r.Err.Trim());
     }
 
     [Fact]

@@ -108,6 +108,8 @@ public class CudaSourceTests
         __device__ int __shfl_xor_sync(unsigned int mask, int var, int lane_mask, int width = 32);
         __device__ float atomicAdd(float* address, float val);
         __device__ int atomicAdd(int* address, int val);
+        __device__ void __syncthreads();
+        extern "C" __device__ double sqrt(double);
 
         """;
 
@@ -130,6 +132,29 @@ public class CudaSourceTests
                 "-include", "prelude.h", "-fsyntax-only", "-Wdouble-promotion", "-Wimplicit-float-conversion", "-Werror", "k.cu",
             }, dir);
             Assert.True(code == 0, $"clang-14 rejected the CUDA source of {model} (exit {code}):\n{Tail(output)}");
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    /// <summary>What NVRTC compiles at run time is the runtime's structured kernels followed by the model's fused ones, as
+    /// one program (CudaModel): it must type-check as one translation unit (no clashing names), under the same rules.</summary>
+    [ClangTheory]
+    [MemberData(nameof(Models))]
+    public void GeneratedCuda_WithTheRuntimeKernels_CompilesAsOneProgram(string model)
+    {
+        RequireClang();
+        var source = global::Bert.Runtime.Cuda.CudaKernels.Source + "\n" + Source(ModelType(model))!;
+        var dir = Directory.CreateTempSubdirectory("bert-cuda-").FullName;
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "prelude.h"), DevicePrelude);
+            File.WriteAllText(Path.Combine(dir, "k.cu"), source);
+            var (code, output) = Run(Clang, new[]
+            {
+                "-x", "cuda", "--cuda-device-only", "--cuda-gpu-arch=sm_80", "-nocudainc", "-nocudalib",
+                "-include", "prelude.h", "-fsyntax-only", "-Wdouble-promotion", "-Wimplicit-float-conversion", "-Werror", "k.cu",
+            }, dir);
+            Assert.True(code == 0, $"clang-14 rejected the runtime kernels + the CUDA source of {model} (exit {code}):\n{Tail(output)}");
         }
         finally { Directory.Delete(dir, true); }
     }

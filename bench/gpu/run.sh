@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # The GPU machine's checks, in one run (issue 4). Here first: scripts/publish.sh (writes publish/bert), then
-#   device run, carry ["publish"], command: bash bench/gpu/run.sh        (about 5 minutes on an H100)
-# (a) parity of a checkpoint we wrote with transformers' BertForPreTraining: logits, loss and every gradient, fp32 and
-#     fp64 (bench/parity/run.sh, our side on the CPU); (b) transformers' BERT-Base pre-training step (T=128, bf16,
-#     batch 64/128/256), eager and torch.compile, with MFU; (c) its inference at batch 1 and 64. Outputs go to $OUT
-#     (or bench/gpu/out) for bench/RESULTS.md. Our CUDA backend's rows join (b) and (c) when `bert --device cuda` runs.
+#   device run, carry ["publish"], command: bash bench/gpu/run.sh
+# Parts (PARTS, default all three, in this order):
+#   selftest  `bert selftest --device cuda --timing`: cuBLAS, every kernel through whole models against the CPU in double
+#             (forward, backward, AdamW, determinism), then BERT-Base pre-training steps timed (fp32 and TF32)
+#   train     `bert pretrain --device cuda` (BERT-Mini, embedded corpus) then `bert finetune --device cuda` on Amazon
+#   hf        transformers' BERT-Base pre-training step (T=128, bf16, eager and torch.compile) and inference, with MFU
+#             (HF_ARGS, default: --batches 32,64); the baseline our rows are compared with, measured in the same run
+#   parity    a checkpoint we wrote, loaded into transformers' BertForPreTraining: logits, loss and every gradient
+# Outputs go to $OUT (or bench/gpu/out) for bench/RESULTS.md.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -12,13 +16,28 @@ out=${OUT:-$here/out}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 bert=${BERT:-$root/publish/bert}
+parts=${PARTS:-selftest train hf parity}
 [ -x "$bert" ] || { echo "error: $bert is missing; run scripts/publish.sh here and carry publish/." >&2; exit 2; }
 {
-  date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; uname -m; nproc
-  echo "== (a) parity with transformers"
-  BERT=$bert WORK=/tmp/bert-parity bash "$root/bench/parity/run.sh"; echo "parity exit $?"
-  echo "== (b, c) transformers baselines"
-  timeout 420 python3 "$here/hf_baseline.py" --json "$out/hf_baseline.json"; echo "baseline exit $?"
-  echo "== ours on the GPU"
-  "$bert" pretrain --device cuda --size base --steps 1 --out /tmp/bert-cuda 2>&1 | tail -1
+  date -u; nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader; uname -m; nproc
+  ls /usr/local/cuda/lib64 2>/dev/null | grep -E '^lib(nvrtc|cublas|cublasLt)\.so' | tr '\n' ' '; echo
+  for part in $parts; do
+    case $part in
+      selftest)
+        echo "== selftest (ours: CUDA against the CPU, then timing)"
+        timeout ${SELFTEST_TIMEOUT:-300} "$bert" selftest --device cuda --timing --batches ${BATCHES:-32,64} --json "$out/selftest.json"; echo "selftest exit $?" ;;
+      train)
+        echo "== the product's commands on the device: pre-train BERT-Mini, then fine-tune it on Amazon"
+        timeout ${TRAIN_TIMEOUT:-150} "$bert" pretrain --size mini --steps ${TRAIN_STEPS:-300} --batch 32 --max-len 128 --lr 1e-3 --objective mlm \
+          --output-bias frequencies --device cuda --out /tmp/bert-gpu-mini < /dev/null; echo "pretrain exit $?"
+        timeout ${TRAIN_TIMEOUT:-150} "$bert" finetune --data amazon --size mini --from /tmp/bert-gpu-mini --epochs 3 --lr 2e-4 --device cuda \
+          --out /tmp/bert-gpu-ft < /dev/null; echo "finetune exit $?" ;;
+      hf)
+        echo "== transformers baselines"
+        timeout ${HF_TIMEOUT:-240} python3 "$here/hf_baseline.py" ${HF_ARGS:---batches 32,64} --json "$out/hf_baseline.json"; echo "baseline exit $?" ;;
+      parity)
+        echo "== parity with transformers"
+        BERT=$bert WORK=/tmp/bert-parity timeout ${PARITY_TIMEOUT:-180} bash "$root/bench/parity/run.sh"; echo "parity exit $?" ;;
+    esac
+  done
 } 2>&1 | tee "$out/gpu.log"

@@ -1,0 +1,510 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using Bert.Models;
+using Bert.Runtime;
+using Bert.Runtime.Cuda;
+using Bert.Runtime.Kernels;
+using Bert.Runtime.Training;
+
+namespace Bert.Cli;
+
+/// <summary><c>bert selftest --device cuda</c>: the CUDA backend against the CPU, on this machine's GPU. Checks the
+/// bindings (cuBLAS fp32 and bf16 products, a captured graph), then, per model, one training step's every activation,
+/// saved tensor and gradient against the CPU model in double (dropout on: the masks must agree exactly), run to run
+/// determinism, AdamW with clipping against the CPU optimizer, and the timing of BERT-Base pre-training steps.</summary>
+public static class GpuSelfTest
+{
+    static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
+
+    public sealed record Settings(string[] Models, int[] Batches, int Seq, int Steps, bool Timing, string? Json);
+
+    sealed class Report(TextWriter o)
+    {
+        public int Passed, Failed;
+        public readonly List<Dictionary<string, object>> Rows = [];
+
+        public void Row(string check, bool ok, string detail, Dictionary<string, object>? data = null)
+        {
+            if (ok) Passed++; else Failed++;
+            o.WriteLine($"{(ok ? "PASS" : "FAIL")}  {check,-44} {detail}");
+            var d = data ?? [];
+            d["check"] = check; d["ok"] = ok; d["detail"] = detail;
+            Rows.Add(d);
+        }
+
+        public void Info(string line) { o.WriteLine("      " + line); }
+    }
+
+    public static int Run(Settings s, TextWriter o)
+    {
+        if (!CudaDevice.TryOpen(out var device, out string why))
+        {
+            Console.Error.WriteLine("error: " + why);
+            return 2;
+        }
+        using var _ = device!;
+        var r = new Report(o);
+        o.WriteLine($"device: {device.Describe()}");
+        foreach (var lib in new[] { CudaDriver.Load(), Nvrtc.Load(), Cublas.Load() }) o.WriteLine($"  {lib}");
+        var (nvMaj, nvMin) = Nvrtc.Version();
+        o.WriteLine($"  NVRTC {nvMaj}.{nvMin}, target {Nvrtc.TargetArchitecture(device.ComputeCapabilityMajor, device.ComputeCapabilityMinor)}; CPU GEMM: {Gemm.Describe()}");
+        var cache = new KernelCache();
+        o.WriteLine($"  kernel cache: {cache.Directory}");
+
+        Guard(r, "cuBLAS fp32 GEMM (4 transpositions)", CublasFp32);
+        Guard(r, "cuBLAS bf16 strided-batched GEMM", CublasBf16);
+        foreach (string name in s.Models)
+        {
+            var entry = Catalog.All.FirstOrDefault(e => e.Info.Name.Equals(name, StringComparison.OrdinalIgnoreCase) || $"{e.Size}-{e.Head}".Equals(name, StringComparison.OrdinalIgnoreCase));
+            if (entry is null) { r.Row($"model {name}", false, "no such model in the catalog"); continue; }
+            try { CheckModel(r, entry, device, cache); }
+            catch (Exception e) when (e is CudaException or NvrtcCompileException or InvalidOperationException or ArgumentException)
+            {
+                r.Row($"{entry.Info.Name}", false, e.GetType().Name + ": " + e.Message);
+            }
+        }
+        try { TrainLoopCheck(r, device, cache); }
+        catch (Exception e) when (e is CudaException or InvalidOperationException or ArgumentException)
+        {
+            r.Row("training loop on the device", false, e.GetType().Name + ": " + e.Message);
+        }
+        if (s.Timing)
+        {
+            try { Timing(r, device, cache, s); }
+            catch (Exception e) when (e is CudaException or InvalidOperationException)
+            {
+                r.Row("timing", false, e.GetType().Name + ": " + e.Message);
+            }
+        }
+        o.WriteLine($"{r.Passed} checks passed, {r.Failed} failed");
+        if (s.Json is string path)
+        {
+            File.WriteAllText(path, JsonSerializer.Serialize(new Dictionary<string, object> { ["device"] = device.Describe(), ["date"] = DateTime.UtcNow.ToString("u", Inv), ["rows"] = r.Rows },
+                new JsonSerializerOptions { WriteIndented = true }));
+        }
+        return r.Failed == 0 ? 0 : 1;
+    }
+
+    static void Guard(Report r, string check, Func<(bool, string)> f)
+    {
+        try { var (ok, d) = f(); r.Row(check, ok, d); }
+        catch (Exception e) when (e is CudaException or InvalidOperationException) { r.Row(check, false, e.GetType().Name + ": " + e.Message); }
+    }
+
+    // ---------------------------------------------------------------- bindings
+
+    static float[] RandomFloats(Random rng, int n) { var a = new float[n]; for (int i = 0; i < n; i++) a[i] = (float)(rng.NextDouble() * 2 - 1); return a; }
+
+    static ulong Upload<T>(T[] a, nint stream) where T : unmanaged
+    {
+        ulong p = CudaDriver.MemAlloc((ulong)Math.Max(1, a.Length) * (ulong)System.Runtime.CompilerServices.Unsafe.SizeOf<T>());
+        CudaDriver.MemcpyHtoDAsync<T>(p, a, stream);
+        return p;
+    }
+
+    static float[] Download(ulong p, int n, nint stream)
+    {
+        var h = new float[n];
+        CudaDriver.MemcpyDtoHAsync<float>(h, p, stream);
+        CudaDriver.StreamSynchronize(stream);
+        return h;
+    }
+
+    static (bool, string) CublasFp32()
+    {
+        nint stream = CudaDriver.StreamCreate();
+        using var blas = new Cublas();
+        blas.SetStream(stream);
+        blas.SetMathMode(CublasMath.Pedantic);
+        var rng = new Random(3);
+        double worst = 0;
+        foreach (bool tA in (bool[])[false, true])
+            foreach (bool tB in (bool[])[false, true])
+                foreach ((int M, int N, int K) in ((int, int, int)[])[(1, 1, 1), (37, 53, 29), (128, 96, 200)])
+                {
+                    int lda = (tA ? M : K) + 2, ldb = (tB ? K : N) + 1, ldc = N + 3;
+                    float[] A = RandomFloats(rng, (tA ? K : M) * lda), B = RandomFloats(rng, (tB ? N : K) * ldb), C = RandomFloats(rng, M * ldc);
+                    ulong dA = Upload(A, stream), dB = Upload(B, stream), dC = Upload(C, stream);
+                    blas.Gemm(tA, tB, M, N, K, 0.75f, dA, lda, dB, ldb, -0.5f, dC, ldc, CudaDataType.R32F);
+                    float[] got = Download(dC, C.Length, stream);
+                    foreach (ulong p in new[] { dA, dB, dC }) CudaDriver.MemFree(p);
+                    for (int i = 0; i < M; i++)
+                        for (int j = 0; j < ldc; j++)
+                        {
+                            double want = C[i * ldc + j];
+                            if (j < N)
+                            {
+                                double acc = 0;
+                                for (int p = 0; p < K; p++)
+                                    acc += (double)(tA ? A[p * lda + i] : A[i * lda + p]) * (tB ? B[j * ldb + p] : B[p * ldb + j]);
+                                want = 0.75 * acc - 0.5 * C[i * ldc + j];
+                            }
+                            worst = Math.Max(worst, Math.Abs(got[i * ldc + j] - want) / (1 + Math.Abs(want)));
+                        }
+                }
+        CudaDriver.StreamDestroy(stream);
+        return (worst <= 1e-5, string.Create(Inv, $"max error {worst:E2} (limit 1e-5; padding untouched)"));
+    }
+
+    static ushort ToBf16(float f) { uint b = BitConverter.SingleToUInt32Bits(f); return (ushort)((b + 0x7FFF + ((b >> 16) & 1)) >> 16); }
+    static float FromBf16(ushort b) => BitConverter.UInt32BitsToSingle((uint)b << 16);
+
+    static (bool, string) CublasBf16()
+    {
+        nint stream = CudaDriver.StreamCreate();
+        using var blas = new Cublas();
+        blas.SetStream(stream);
+        const int batch = 3, M = 64, N = 48, K = 128;
+        var rng = new Random(5);
+        ushort[] A = RandomFloats(rng, batch * M * K).Select(ToBf16).ToArray(), B = RandomFloats(rng, batch * N * K).Select(ToBf16).ToArray();
+        ulong dA = Upload(A, stream), dB = Upload(B, stream), dC = CudaDriver.MemAlloc(batch * M * N * 4);
+        blas.GemmStridedBatched(false, true, M, N, K, 1f, dA, K, M * K, dB, K, N * K, 0f, dC, N, M * N, batch, CudaDataType.R16BF, CudaDataType.R32F);
+        float[] got = Download(dC, batch * M * N, stream);
+        double worst = 0;
+        for (int b = 0; b < batch; b++)
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++)
+                {
+                    double acc = 0;
+                    for (int p = 0; p < K; p++) acc += (double)FromBf16(A[b * M * K + i * K + p]) * FromBf16(B[b * N * K + j * K + p]);
+                    worst = Math.Max(worst, Math.Abs(got[b * M * N + i * N + j] - acc) / (1 + Math.Abs(acc)));
+                }
+        foreach (ulong p in new[] { dA, dB, dC }) CudaDriver.MemFree(p);
+        CudaDriver.StreamDestroy(stream);
+        return (worst <= 1e-4, string.Create(Inv, $"max error {worst:E2} vs double on the bf16 inputs (limit 1e-4)"));
+    }
+
+    // ---------------------------------------------------------------- models
+
+    /// <summary>Random integer inputs for any declared model: token ids below the table they index, a mask with padded
+    /// tails, distinct gathered rows, labels below their class count with some ignored (-100).</summary>
+    public static Dictionary<string, int[]> RandomInputs(ModelInfo info, int B, int T, int G, Random rng)
+    {
+        var inputs = new Dictionary<string, int[]>();
+        int[] lengths = Enumerable.Range(0, B).Select(b => b == 0 ? T : rng.Next(Math.Max(1, T / 2), Math.Max(2, T))).ToArray(); // padding past b = 0
+        foreach (var i in info.Inputs)
+        {
+            int n = (int)i.Shape.Aggregate(1L, (a, d) => a * (d switch { -1 => B, -2 => T, -3 => G, _ => d }));
+            var v = new int[n];
+            switch (i.Kind)
+            {
+                case InputKind.Tokens:
+                {
+                    var embed = info.Ops.First(o => o.IntInput == i.Index && o.Kind == OpKind.Embed);
+                    int V = embed.Operands[0].Shape[0];
+                    for (int k = 0; k < n; k++) v[k] = rng.Next(V);
+                    break;
+                }
+                case InputKind.Mask:
+                    for (int k = 0; k < n; k++) v[k] = k % T < lengths[k / T] ? 1 : 0;
+                    break;
+                case InputKind.Rows:
+                {
+                    var pool = Enumerable.Range(0, B * T).OrderBy(_ => rng.Next()).Take(n).OrderBy(x => x).ToArray();
+                    pool.CopyTo(v, 0);
+                    break;
+                }
+                case InputKind.Labels:
+                {
+                    var ce = info.Ops.First(o => o.IntInput == i.Index && o.Kind == OpKind.CrossEntropy);
+                    int K = ce.Operands[0].Shape[^1];
+                    for (int k = 0; k < n; k++) v[k] = k > 0 && rng.Next(8) == 0 ? -100 : rng.Next(K);
+                    break;
+                }
+            }
+            inputs[i.Name] = v;
+        }
+        return inputs;
+    }
+
+    static double RelErr(ReadOnlySpan<float> got, ReadOnlySpan<double> want, out double maxAbs)
+    {
+        double num = 0, den = 0; maxAbs = 0;
+        for (int i = 0; i < want.Length; i++)
+        {
+            double d = got[i] - want[i];
+            if (double.IsNaN(got[i]) && !double.IsNaN(want[i])) { maxAbs = double.NaN; return double.NaN; }
+            num += d * d; den += want[i] * want[i];
+            maxAbs = Math.Max(maxAbs, Math.Abs(d));
+        }
+        return den == 0 ? Math.Sqrt(num) : Math.Sqrt(num / den);
+    }
+
+    static void CheckModel(Report r, Catalog.Entry entry, CudaDevice device, KernelCache cache)
+    {
+        var info = entry.Info;
+        var sw = Stopwatch.StartNew();
+        using var gpu = new CudaModel(info, entry.CreateCuda(), device, cache);
+        r.Row($"{info.Name}: NVRTC compile + load", true, string.Create(Inv, $"{info.Kernels.Count} fused + structured kernels, {gpu.Image.Length / 1024} KiB image, {sw.Elapsed.TotalSeconds:F1} s"));
+
+        var cpuF = entry.Create();
+        cpuF.InitParameters(7);
+        var rng = new Random(11);
+        var pf = cpuF.Parameters;
+        for (int i = 0; i < pf.Length; i++) pf[i] += (float)((rng.NextDouble() * 2 - 1) * 0.05); // no exact ones and zeros
+        float[] p32 = pf.ToArray();
+        var cpu = entry.CreateDouble();
+        for (int i = 0; i < p32.Length; i++) cpu.Parameters[i] = p32[i];
+        gpu.SetParameters(p32);
+
+        int B = 3, T = Math.Min(info.MaxLen, 24), G = info.Inputs.Any(i => i.Kind == InputKind.Rows) ? 7 : 0;
+        var inputs = RandomInputs(info, B, T, G, rng);
+        const ulong seed = 1234;
+        cpu.ReuseMemory = false; gpu.ReuseMemory = false;
+        cpu.Bind(B, T, G, training: true); gpu.Bind(B, T, G, training: true);
+        foreach (var (k, v) in inputs) { cpu.SetInput(k, v); gpu.SetInput(k, v); }
+        gpu.PoisonArena();
+        cpu.ZeroGradients(); gpu.ZeroGradients();
+        cpu.Forward(training: true, seed: seed);
+        gpu.Forward(training: true, seed: seed);
+        cpu.Backward();
+        gpu.Backward();
+
+        // Every buffer of the plan, forward (activations, saved) and backward (gradients).
+        var cpuBuffers = CpuBuffers(cpu, info, B, T, G);
+        double worstF = 0, worstB = 0; string worstFName = "", worstBName = "";
+        var failures = new List<string>();
+        foreach (var b in info.Buffers)
+        {
+            double[] want = cpuBuffers[b.Id];
+            if (want.Length == 0) continue;
+            float[] got = gpu.ReadBuffer(b.Id);
+            double e = RelErr(got, want, out _);
+            bool fwd = b.Role != BufferRole.Gradient;
+            double limit = fwd ? 1e-5 : 1e-4;
+            if (!(e <= limit)) failures.Add(string.Create(Inv, $"{b.Name}#{b.Id} {e:E2}"));
+            if (fwd && !(e <= worstF)) { worstF = e; worstFName = b.Name; }
+            if (!fwd && !(e <= worstB)) { worstB = e; worstBName = b.Name; }
+        }
+        r.Row($"{info.Name}: forward buffers vs CPU double", failures.All(f => !IsForward(info, f)),
+            string.Create(Inv, $"worst {worstF:E2} ({worstFName}); limit 1e-5; B={B} T={T} G={G}, dropout on"));
+        r.Row($"{info.Name}: backward buffers vs CPU double", failures.All(f => IsForward(info, f)),
+            string.Create(Inv, $"worst {worstB:E2} ({worstBName}); limit 1e-4"));
+        if (failures.Count > 0) r.Info("over the limit: " + string.Join(", ", failures.Take(12)));
+
+        float[] g1 = gpu.GetGradients();
+        var gWant = cpu.Gradients.ToArray();
+        double worstP = 0; string worstPName = "";
+        var pFail = new List<string>();
+        double global = Math.Sqrt(gWant.Sum(x => x * x));
+        int negligible = 0;
+        foreach (var p in info.Parameters)
+        {
+            var want = gWant.AsSpan((int)p.Offset, (int)p.Length);
+            var got = g1.AsSpan((int)p.Offset, (int)p.Length);
+            double norm = 0, gotNorm = 0;
+            foreach (double x in want) norm += x * x;
+            foreach (float x in got) gotNorm += (double)x * x;
+            if (Math.Sqrt(norm) < 1e-6 * global)
+            {
+                // Zero in exact arithmetic (the attention key bias: softmax ignores a shift of all scores): both must be tiny.
+                negligible++;
+                if (!(Math.Sqrt(gotNorm) < 1e-5 * global)) pFail.Add(string.Create(Inv, $"{p.Name} {Math.Sqrt(gotNorm):E2} where ~0 is expected"));
+                continue;
+            }
+            double e = RelErr(got, want, out _);
+            if (!(e <= 1e-4)) pFail.Add(string.Create(Inv, $"{p.Name} {e:E2}"));
+            if (!(e <= worstP)) { worstP = e; worstPName = p.Name; }
+        }
+        r.Row($"{info.Name}: parameter gradients vs CPU double", pFail.Count == 0,
+            string.Create(Inv, $"worst {worstP:E2} ({worstPName}); limit 1e-4; {info.Parameters.Count} tensors, {negligible} ~0 in both"));
+        if (pFail.Count > 0) r.Info("over the limit: " + string.Join(", ", pFail.Take(12)));
+
+        // The same step again: bit for bit.
+        gpu.ZeroGradients();
+        gpu.Forward(training: true, seed: seed);
+        gpu.Backward();
+        float[] g2 = gpu.GetGradients();
+        int diff = 0;
+        for (int i = 0; i < g1.Length; i++) if (BitConverter.SingleToInt32Bits(g1[i]) != BitConverter.SingleToInt32Bits(g2[i])) diff++;
+        r.Row($"{info.Name}: same step twice, same bits", diff == 0, $"{diff} of {g1.Length} gradient elements differ");
+
+        // Inference (dropout off, the reusing plan) against the CPU float model.
+        cpuF.Bind(B, T, G, training: false); gpu.ReuseMemory = true; gpu.Bind(B, T, G, training: false);
+        foreach (var (k, v) in inputs) { cpuF.SetInput(k, v); gpu.SetInput(k, v); }
+        var outCpu = cpuF.Forward(training: false).ToArray();
+        gpu.Forward(training: false);
+        float[] outGpu = gpu.Output;
+        double eo = RelErr(outGpu, outCpu.Select(x => (double)x).ToArray(), out _);
+        r.Row($"{info.Name}: inference output vs CPU float", eo <= 1e-5, string.Create(Inv, $"{eo:E2} (limit 1e-5), {outGpu.Length} values, memory reused"));
+
+        // AdamW with clipping, two steps, against the CPU optimizer on the same gradients.
+        if (info.Inputs.Any(i => i.Kind == InputKind.Labels))
+        {
+            gpu.Bind(B, T, G, training: true);
+            gpu.SetParameters(p32);
+            using var opt = new CudaAdamW(gpu);
+            var cpuOpt = new AdamW<float>(info);
+            float[] pc = (float[])p32.Clone(), gc = (float[])g1.Clone();
+            double worstNorm = 0;
+            for (int step = 0; step < 2; step++)
+            {
+                CudaDriver.MemcpyHtoDAsync<float>(gpu.GradientsPointer, g1, gpu.Stream);
+                opt.ComputeNorm(0.05);
+                opt.Step(1e-3);
+                double gn = opt.LastNorm;
+                gc = (float[])g1.Clone();
+                double cn = GradientClipping.ClipByGlobalNorm<float>(gc, 0.05);
+                worstNorm = Math.Max(worstNorm, Math.Abs(gn - cn) / cn);
+                cpuOpt.Step(pc, gc, 1e-3);
+            }
+            float[] pg = gpu.GetParameters();
+            double ep = 0;
+            for (int i = 0; i < pc.Length; i++) ep = Math.Max(ep, Math.Abs(pg[i] - pc[i]) / (1e-3 + Math.Abs(pc[i])));
+            r.Row($"{info.Name}: AdamW + clipping, 2 steps vs CPU", ep <= 1e-5 && worstNorm <= 1e-5,
+                string.Create(Inv, $"parameters {ep:E2}, gradient norm {worstNorm:E2} (limits 1e-5)"));
+        }
+    }
+
+    /// <summary>The product's training loop (the pre-training job on the embedded corpus, dropout on, clipping, AdamW with
+    /// warm-up, a checkpoint at the end) run on the device and on the CPU from the same start: the losses and the saved
+    /// weights must agree.</summary>
+    static void TrainLoopCheck(Report r, CudaDevice device, KernelCache cache)
+    {
+        var entry = Catalog.Get("nano", "pretraining");
+        var tok = Bert.Text.WordPiece.BertBaseUncased();
+        var (docs, _) = DataSets.Corpus(null);
+        var data = new Bert.Data.PretrainingOptions { MaxSeqLength = 32, MaxPredictionsPerSeq = 6 };
+        var instances = Bert.Data.Pretraining.CreateInstances(docs.Take(40).ToList(), tok, data, 1);
+        (List<(long, double)> Losses, float[] Weights) Train(bool gpu)
+        {
+            var model = entry.Create();
+            model.InitParameters(3);
+            var job = new Bert.Training.PretrainJob(model, tok, instances, data, 8, 5);
+            using var trainer = gpu ? new CudaTrainer(entry.Info, entry.CreateCuda(), device, 0.01, tf32: false, cache) : null;
+            var loop = new Bert.Training.TrainLoop
+            {
+                Model = model, TotalSteps = 6, Bind = job.Bind, Device = trainer,
+                Options = new Bert.Training.TrainOptions { BatchSize = 8, LearningRate = 1e-3, WarmupFraction = 0.3, Seed = 9, Accumulate = 2 },
+            };
+            loop.Run(null, CancellationToken.None);
+            return (loop.Losses, model.Parameters.ToArray());
+        }
+        var (lc, wc) = Train(gpu: false);
+        var (lg, wg) = Train(gpu: true);
+        double dl = lc.Zip(lg).Max(x => Math.Abs(x.First.Item2 - x.Second.Item2) / Math.Abs(x.First.Item2));
+        // The attention key bias is left out: its gradient is zero in exact arithmetic (softmax ignores a shift of all
+        // scores), so Adam turns rounding noise of either sign into full steps there, on any two machines.
+        double dw = 0, nw = 0;
+        foreach (var p in entry.Info.Parameters.Where(p => !p.Name.EndsWith(".Bk", StringComparison.Ordinal)))
+            for (long i = p.Offset; i < p.Offset + p.Length; i++) { double d = wc[i] - wg[i]; dw += d * d; nw += (double)wc[i] * wc[i]; }
+        double ew = Math.Sqrt(dw / nw);
+        r.Row("training loop: 6 steps on the device vs the CPU", dl <= 1e-4 && ew <= 1e-4,
+            string.Create(Inv, $"{entry.Info.Name}, accumulating 2 micro-batches of 8, dropout on: losses {dl:E2}, weights after {ew:E2} (limits 1e-4); loss {lc[0].Item2:F3} → {lc[^1].Item2:F3}"));
+    }
+
+    static bool IsForward(ModelInfo info, string failure)
+    {
+        int id = int.Parse(failure[(failure.IndexOf('#') + 1)..failure.IndexOf(' ')], Inv);
+        return info.Buffers[id].Role != BufferRole.Gradient;
+    }
+
+    /// <summary>Every buffer of the CPU model (bound with ReuseMemory off) as double, through the same Exec the schedule used.</summary>
+    static Dictionary<int, double[]> CpuBuffers(Model<double> cpu, ModelInfo info, int B, int T, int G)
+    {
+        var d = new Dictionary<int, double[]>();
+        foreach (var b in info.Buffers) d[b.Id] = cpu.Buffer(b.Id).ToArray();
+        return d;
+    }
+
+    // ---------------------------------------------------------------- timing
+
+    static void Timing(Report r, CudaDevice device, KernelCache cache, Settings s)
+    {
+        var entry = Catalog.Get("base", "pretraining");
+        var info = entry.Info;
+        using var gpu = new CudaModel(info, entry.CreateCuda(), device, cache);
+        var cpu = entry.Create();
+        cpu.InitParameters(1);
+        gpu.SetParameters(cpu.Parameters);
+        using var opt = new CudaAdamW(gpu);
+        double fpt = Catalog.FlopsPerToken(info, s.Seq, 0.15);
+        var rng = new Random(2);
+        nint start = CudaDriver.EventCreate(), stop = CudaDriver.EventCreate();
+        foreach (bool tf32 in (bool[])[false, true])
+        {
+            gpu.AllowTf32 = tf32;
+            foreach (int B in s.Batches)
+            {
+                int G = (int)Math.Round(0.15 * B * s.Seq);
+                var inputs = RandomInputs(info, B, s.Seq, G, rng);
+                for (int k = 0; k < B * s.Seq; k++) inputs["mask"][k] = 1; // full sequences, as the HF baseline
+                try
+                {
+                    gpu.Bind(B, s.Seq, G, training: true);
+                    foreach (var (k, v) in inputs) gpu.SetInput(k, v);
+                    void Step(ulong seed)
+                    {
+                        gpu.ZeroGradients();
+                        gpu.Forward(training: true, seed: seed);
+                        gpu.Backward();
+                        opt.ComputeNorm(1.0);
+                        opt.Step(1e-4);
+                    }
+                    for (int w = 0; w < 2; w++) Step((ulong)w);
+                    gpu.Synchronize();
+                    CudaDriver.EventRecord(start, gpu.Stream);
+                    for (int k = 0; k < s.Steps; k++) Step((ulong)(10 + k));
+                    CudaDriver.EventRecord(stop, gpu.Stream);
+                    CudaDriver.EventSynchronize(stop);
+                    double ms = CudaDriver.EventElapsedTime(start, stop) / s.Steps;
+                    double seqs = B / (ms / 1000), mfu = seqs * s.Seq * fpt / 989e12;
+                    float loss = gpu.ReadBuffer(info.OutputBuffer)[0];
+                    r.Row($"time BERT-Base step fp32{(tf32 ? "/TF32" : "")} B={B} T={s.Seq}", float.IsFinite(loss),
+                        string.Create(Inv, $"{ms:F1} ms/step, {seqs:F1} seq/s, MFU {mfu:P1} of 989 TFLOP/s; loss {loss:F3}; arena {gpu.ArenaBytes / (1 << 20)} MiB"),
+                        new() { ["batch"] = B, ["seq"] = s.Seq, ["tf32"] = tf32, ["step_ms"] = ms, ["seq_per_s"] = seqs, ["mfu"] = mfu });
+                }
+                catch (CudaException e) when (e.Message.Contains("OUT_OF_MEMORY"))
+                {
+                    r.Info($"B={B}: out of device memory");
+                }
+            }
+        }
+        CudaDriver.EventDestroy(start); CudaDriver.EventDestroy(stop);
+        Profile(r, gpu, opt, info, s, rng);
+    }
+
+    /// <summary>One TF32 step at the largest batch with an event at every op: where the time goes, by op kind and phase.</summary>
+    static void Profile(Report r, CudaModel gpu, CudaAdamW opt, ModelInfo info, Settings s, Random rng)
+    {
+        int B = s.Batches.Max(), G = (int)Math.Round(0.15 * B * s.Seq);
+        var inputs = RandomInputs(info, B, s.Seq, G, rng);
+        gpu.AllowTf32 = true;
+        gpu.Bind(B, s.Seq, G, training: true);
+        foreach (var (k, v) in inputs) gpu.SetInput(k, v);
+        var ops = info.Ops.ToDictionary(o => o.Id);
+        var events = new List<nint>();
+        var labels = new List<string>();
+        string phase = "forward";
+        void Mark(string label)
+        {
+            nint e = CudaDriver.EventCreate();
+            CudaDriver.EventRecord(e, gpu.Stream);
+            events.Add(e); labels.Add(label);
+        }
+        gpu.OnOp = id => Mark($"{phase} {ops[id].Kind}");
+        gpu.ZeroGradients();
+        Mark("zero gradients");
+        gpu.Forward(training: true, seed: 5);
+        phase = "backward";
+        Mark("backward seed");
+        gpu.Backward();
+        gpu.OnOp = null;
+        Mark("optimizer");
+        opt.ComputeNorm(1.0);
+        opt.Step(1e-4);
+        Mark("end");
+        CudaDriver.EventSynchronize(events[^1]);
+        var sums = new Dictionary<string, double>();
+        for (int i = 0; i + 1 < events.Count; i++)
+            sums[labels[i]] = sums.GetValueOrDefault(labels[i]) + CudaDriver.EventElapsedTime(events[i], events[i + 1]);
+        double total = CudaDriver.EventElapsedTime(events[0], events[^1]);
+        foreach (var e in events) CudaDriver.EventDestroy(e);
+        var data = new Dictionary<string, object> { ["batch"] = B, ["total_ms"] = total };
+        foreach (var (k, v) in sums) data[k] = v;
+        r.Row($"profile BERT-Base TF32 step B={B}", true, string.Create(Inv, $"{total:F1} ms in all (events at every op)"), data);
+        foreach (var (k, v) in sums.OrderByDescending(x => x.Value).Take(14))
+            r.Info(string.Create(Inv, $"{k,-28} {v,8:F2} ms  {v / total,6:P1}"));
+    }
+}

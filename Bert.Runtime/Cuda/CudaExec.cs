@@ -1,0 +1,213 @@
+namespace Bert.Runtime.Cuda;
+
+/// <summary>What a generated CUDA schedule implements: the model's ops as launches on a <see cref="CudaExec"/>, and the
+/// CUDA C source of its fused element-wise kernels.</summary>
+public interface ICudaProgram
+{
+    /// <summary>The model's fused kernels (k{id}_forward / k{id}_backward), compiled with <see cref="CudaKernels.Source"/>.</summary>
+    string Source { get; }
+    void Forward(CudaExec ex);
+    void Backward(CudaExec ex);
+}
+
+/// <summary>One step's state on the device as generated CUDA schedules see it: device pointers (CUdeviceptr as ulong) into
+/// the arena laid out by the memory plan, the flat parameters and gradients, and the integer inputs; and the launches of
+/// the structured kernels, the fused kernels and cuBLAS, all on one stream, in schedule order.</summary>
+public sealed unsafe class CudaExec
+{
+    const int Block = CudaKernels.Block;
+    readonly Dictionary<string, nint> _functions = new();
+    readonly KernelArguments _args = new(512);
+    internal nint Module, Stream;
+    internal Cublas Blas = null!;
+    internal ulong Arena, Params, Grads, Scratch, Count;
+    internal long ScratchFloats;
+    internal long[] Offsets = [];
+    internal ulong[] IntPtrs = [];
+    internal int MaxGrid = 65535;
+
+    public int Batch { get; internal set; }
+    public int Seq { get; internal set; }
+    public int Rows { get; internal set; }
+    public ulong Seed { get; internal set; }
+    public bool Training { get; internal set; }
+    public int CurrentOp { get; private set; } = -1;
+    /// <summary>Called with each op's index as the schedules run (per-op checks and profiling).</summary>
+    public Action<int>? OnOp { get; set; }
+
+    public void Op(int id) { CurrentOp = id; OnOp?.Invoke(id); }
+
+    public ulong Buf(int id) => Arena + (ulong)Offsets[id] * 4;
+    public ulong Param(long offset) => Params + (ulong)offset * 4;
+    public ulong Grad(long offset) => Grads == 0 ? throw new InvalidOperationException("This CUDA model has no gradient buffer; bind it for training.") : Grads + (ulong)offset * 4;
+    public ulong Ints(int input) => IntPtrs[input];
+
+    public void Zero(int id)
+    {
+        // The buffer's length is not needed here: the plan's next offset bounds it; Length comes from the layout.
+        CudaDriver.MemsetD8Async(Buf(id), 0, (ulong)Lengths[id] * 4, Stream);
+    }
+    internal long[] Lengths = [];
+
+    /// <summary>The argument list for the next launch (reused; valid until the next call of Args).</summary>
+    public KernelArguments Args() { _args.Clear(); return _args; }
+
+    nint Fn(string name)
+    {
+        if (!_functions.TryGetValue(name, out nint f))
+            _functions[name] = f = CudaDriver.ModuleGetFunction(Module, name);
+        return f;
+    }
+
+    uint Grid(long threads) => (uint)Math.Clamp((threads + Block - 1) / Block, 1, MaxGrid);
+
+    void Launch(string name, long threads, KernelArguments args, uint block = Block) =>
+        CudaDriver.LaunchKernel(Fn(name), Grid(threads), block, 0, Stream, args);
+
+    void LaunchBlocks(string name, Dim3 grid, KernelArguments args, uint block = Block) =>
+        CudaDriver.LaunchKernel(Fn(name), grid, block, 0, Stream, args);
+
+    /// <summary>A generated fused kernel over n elements with <paramref name="threads"/> threads wanted (n for forward;
+    /// the broadcast column count for a backward that sums over rows).</summary>
+    public void Pointwise(string kernel, long n, long threads, KernelArguments args)
+    {
+        if (n == 0) return;
+        Launch(kernel, threads, args);
+    }
+
+    /// <summary>Rows per chunk of the broadcast sums of a fused backward (<see cref="PointwiseRows"/>).</summary>
+    public const int PointwiseRowChunk = 32;
+
+    /// <summary>A generated fused backward with broadcast inputs (k{id}_backward_rows): n elements as rows of nb columns,
+    /// one thread per (column, chunk of <see cref="PointwiseRowChunk"/> rows) writing partial sums of each broadcast gradient
+    /// to the scratch, then the partials added into <paramref name="broadcastGrads"/> (0: not wanted) in chunk order.</summary>
+    public void PointwiseRows(string kernel, long n, long nb, KernelArguments args, params ulong[] broadcastGrads)
+    {
+        if (n == 0 || nb == 0) return;
+        long rows = n / nb, chunks = (rows + PointwiseRowChunk - 1) / PointwiseRowChunk;
+        RequireScratch(broadcastGrads.Length * chunks * nb, "a fused backward");
+        args.Add(Scratch).Add(PointwiseRowChunk);
+        LaunchBlocks(kernel, new Dim3(Grid(nb), (uint)chunks), args);
+        for (int s = 0; s < broadcastGrads.Length; s++)
+            if (broadcastGrads[s] != 0)
+                Launch("rt_colsum_finish", nb, Args().Add(broadcastGrads[s]).Add(Scratch + (ulong)(s * chunks * nb) * 4).Add((int)nb).Add((int)chunks));
+    }
+
+    /// <summary>Row-major C(M×N) = alpha·op(A)·op(B) + beta·C through cuBLAS (fp32 in, fp32 accumulate).</summary>
+    public void Gemm(bool transA, bool transB, int M, int N, int K, float alpha, ulong A, int lda, ulong B, int ldb, float beta, ulong C, int ldc)
+    {
+        if (M == 0 || N == 0) return;
+        if (K == 0) { if (beta != 1f) throw new InvalidOperationException("A product over an empty dimension must accumulate (beta = 1)."); return; }
+        Blas.Gemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, CudaDataType.R32F);
+    }
+
+    public void Embedding(ulong y, ulong table, ulong ids, int N, int C, int V) =>
+        Launch("rt_embed_forward", (long)N * C, Args().Add(y).Add(table).Add(ids).Add(N).Add(C).Add(V));
+
+    public void EmbeddingBackward(ulong dTable, ulong dy, ulong ids, int N, int C, int V) =>
+        LaunchBlocks("rt_embed_backward", new Dim3(Grid(C), (uint)Math.Clamp(V, 1, 128)), Args().Add(dTable).Add(dy).Add(ids).Add(N).Add(C).Add(V));
+
+    public void LayerNorm(ulong y, ulong mean, ulong rstd, ulong x, ulong w, ulong b, int N, int C, float eps) =>
+        LaunchBlocks("rt_layernorm_forward", (uint)((N + Block / 32 - 1) / (Block / 32)), Args().Add(y).Add(mean).Add(rstd).Add(x).Add(w).Add(b).Add(N).Add(C).Add(eps));
+
+    public void LayerNormBackward(ulong dx, ulong dw, ulong db, ulong dy, ulong x, ulong w, ulong mean, ulong rstd, int N, int C)
+    {
+        if (N == 0) return;
+        if (dx != 0)
+            LaunchBlocks("rt_layernorm_backward_x", (uint)((N + Block / 32 - 1) / (Block / 32)), Args().Add(dx).Add(dy).Add(x).Add(w).Add(mean).Add(rstd).Add(N).Add(C));
+        if (dw == 0 && db == 0) return;
+        int chunks = (N + CudaKernels.RowChunk - 1) / CudaKernels.RowChunk;
+        RequireScratch(2L * chunks * C, "LayerNorm");
+        LaunchBlocks("rt_layernorm_backward_wb_partial", new Dim3((uint)((C + Block - 1) / Block), (uint)chunks),
+            Args().Add(Scratch).Add(dy).Add(x).Add(mean).Add(rstd).Add(N).Add(C).Add(CudaKernels.RowChunk));
+        Launch("rt_layernorm_backward_wb_finish", C, Args().Add(dw).Add(db).Add(Scratch).Add(C).Add(chunks));
+    }
+
+    static float Scale(int C, int H) => 1f / MathF.Sqrt(C / H);
+
+    /// <summary>The scratch attention uses: head-major Q, K, V, the output or its gradient, dQ, dK, dV (B·T·C each), the
+    /// score gradients and the dropped probabilities (B·H·T·T each).</summary>
+    public static long AttentionScratch(int B, int T, int C, int H) => 7L * B * T * C + 2L * B * H * T * T;
+
+    void Split(ulong dst, ulong src, int B, int T, int C, int H, int stride, int offset) =>
+        Launch("rt_heads_split", (long)B * T * C, Args().Add(dst).Add(src).Add(B).Add(T).Add(C).Add(H).Add(stride).Add(offset));
+
+    void Merge(ulong dst, ulong src, int B, int T, int C, int H, int stride, int offset, bool accumulate) =>
+        Launch("rt_heads_merge", (long)B * T * C, Args().Add(dst).Add(src).Add(B).Add(T).Add(C).Add(H).Add(stride).Add(offset).Add(accumulate ? 1 : 0));
+
+    void Batched(bool tA, bool tB, int M, int N, int K, float alpha, ulong A, int lda, long sA, ulong Bm, int ldb, long sB, ulong C, int ldc, long sC, int batch) =>
+        Blas.GemmStridedBatched(tA, tB, M, N, K, alpha, A, lda, sA, Bm, ldb, sB, 0f, C, ldc, sC, batch, CudaDataType.R32F);
+
+    /// <summary>Scaled dot-product attention as the CPU computes it: scores = scale·Q·Kᵀ (cuBLAS, straight into probs), mask and
+    /// softmax (saved), dropout, out = dropped·V (cuBLAS), over all B·H heads at once.</summary>
+    public void Attention(ulong y, ulong probs, ulong qkv, ulong mask, int B, int T, int C, int H, float p, ulong site)
+    {
+        bool drop = Training && p > 0;
+        int D = C / H, BH = B * H;
+        long btc = (long)B * T * C, tt = (long)T * T, td = (long)T * D;
+        RequireScratch(AttentionScratch(B, T, C, H), "attention");
+        ulong q = Scratch, k = q + (ulong)btc * 4, v = k + (ulong)btc * 4, o = v + (ulong)btc * 4, dropped = Scratch + (ulong)(7 * btc) * 4;
+        Split(q, qkv, B, T, C, H, 3 * C, 0); Split(k, qkv, B, T, C, H, 3 * C, C); Split(v, qkv, B, T, C, H, 3 * C, 2 * C);
+        Batched(false, true, T, T, D, Scale(C, H), q, D, td, k, D, td, probs, T, tt, BH);
+        LaunchBlocks("rt_attention_softmax", (uint)(((long)BH * T + Block / 32 - 1) / (Block / 32)),
+            Args().Add(probs).Add(dropped).Add(mask).Add(B).Add(H).Add(T).Add(p).Add(Seed).Add(site).Add(drop ? 1 : 0));
+        Batched(false, false, T, D, T, 1f, drop ? dropped : probs, T, tt, v, D, td, o, D, td, BH);
+        Merge(y, o, B, T, C, H, C, 0, accumulate: false);
+    }
+
+    public void AttentionBackward(ulong dqkv, ulong dy, ulong qkv, ulong probs, ulong mask, int B, int T, int C, int H, float p, ulong site)
+    {
+        bool drop = Training && p > 0;
+        int D = C / H, BH = B * H;
+        long btc = (long)B * T * C, tt = (long)T * T, td = (long)T * D, bhtt = (long)BH * tt;
+        RequireScratch(AttentionScratch(B, T, C, H), "attention");
+        ulong At(long floats) => Scratch + (ulong)floats * 4;
+        ulong q = At(0), k = At(btc), v = At(2 * btc), dO = At(3 * btc), dq = At(4 * btc), dk = At(5 * btc), dv = At(6 * btc);
+        ulong dS = At(7 * btc), dropped = At(7 * btc + bhtt);
+        float scale = Scale(C, H);
+        Split(q, qkv, B, T, C, H, 3 * C, 0); Split(k, qkv, B, T, C, H, 3 * C, C); Split(v, qkv, B, T, C, H, 3 * C, 2 * C);
+        Split(dO, dy, B, T, C, H, C, 0);
+        Batched(false, true, T, T, D, 1f, dO, D, td, v, D, td, dS, T, tt, BH);                 // d dropped = dO·Vᵀ
+        LaunchBlocks("rt_attention_softmax_backward", (uint)(((long)BH * T + Block / 32 - 1) / (Block / 32)),
+            Args().Add(dS).Add(dropped).Add(probs).Add(B).Add(H).Add(T).Add(p).Add(Seed).Add(site).Add(drop ? 1 : 0));
+        Batched(true, false, T, D, T, 1f, drop ? dropped : probs, T, tt, dO, D, td, dv, D, td, BH); // dV = droppedᵀ·dO
+        Batched(false, false, T, D, T, scale, dS, T, tt, k, D, td, dq, D, td, BH);                 // dQ = scale·dS·K
+        Batched(true, false, T, D, T, scale, dS, T, tt, q, D, td, dk, D, td, BH);                  // dK = scale·dSᵀ·Q
+        Merge(dqkv, dq, B, T, C, H, 3 * C, 0, accumulate: true);
+        Merge(dqkv, dk, B, T, C, H, 3 * C, C, accumulate: true);
+        Merge(dqkv, dv, B, T, C, H, 3 * C, 2 * C, accumulate: true);
+    }
+
+    public void Gather(ulong y, ulong x, ulong rows, int G, int C, int N) =>
+        Launch("rt_gather_forward", (long)G * C, Args().Add(y).Add(x).Add(rows).Add(G).Add(C).Add(N));
+
+    public void GatherBackward(ulong dx, ulong dy, ulong rows, int G, int C, int N) =>
+        Launch("rt_gather_backward", C, Args().Add(dx).Add(dy).Add(rows).Add(G).Add(C).Add(N));
+
+    public void First(ulong y, ulong x, int B, int T, int C) =>
+        Launch("rt_first_forward", (long)B * C, Args().Add(y).Add(x).Add(B).Add(T).Add(C));
+
+    public void FirstBackward(ulong dx, ulong dy, int B, int T, int C) =>
+        Launch("rt_first_backward", (long)B * C, Args().Add(dx).Add(dy).Add(B).Add(T).Add(C));
+
+    public void CrossEntropy(ulong loss, ulong probs, ulong logits, ulong labels, int N, int V)
+    {
+        RequireScratch(Math.Max(1, N), "cross-entropy");
+        if (N > 0)
+            LaunchBlocks("rt_ce_forward_rows", (uint)N, Args().Add(probs).Add(Scratch).Add(logits).Add(labels).Add(N).Add(V), 1024);
+        LaunchBlocks("rt_ce_forward_total", 1, Args().Add(loss).Add(0UL).Add(Scratch).Add(labels).Add(N), 1024);
+    }
+
+    public void CrossEntropyBackward(ulong dlogits, ulong dloss, ulong probs, ulong labels, int N, int V)
+    {
+        if (N == 0) return;
+        LaunchBlocks("rt_ce_count", 1, Args().Add(Count).Add(labels).Add(N), 1024);
+        Launch("rt_ce_backward", (long)N * V, Args().Add(dlogits).Add(dloss).Add(Count).Add(probs).Add(labels).Add(N).Add(V));
+    }
+
+    void RequireScratch(long floats, string what)
+    {
+        if (floats > ScratchFloats)
+            throw new InvalidOperationException($"The CUDA scratch buffer holds {ScratchFloats} floats but {what} needs {floats}; this is a bug in CudaModel's sizing.");
+    }
+}

@@ -1,0 +1,233 @@
+using System.Runtime.InteropServices;
+
+namespace Bert.Runtime.Cuda;
+
+/// <summary>A compiled model on a CUDA device (fp32): flat parameters and gradients and an arena laid out by the same
+/// memory plan as the CPU's, the model's kernels compiled once by NVRTC (cached on disk), and the generated CUDA schedule.
+/// The CPU <see cref="Model{T}"/>'s twin: Bind, SetInput, Forward, Backward, then read results back.</summary>
+public sealed unsafe class CudaModel : IDisposable
+{
+    readonly ICudaProgram _program;
+    readonly CudaExec _ex = new();
+    readonly InputInfo[] _intInputs;
+    readonly int[] _intCapacity;
+    ulong _arenaBytes, _scratchBytes;
+    bool _bound, _boundTraining, _forwardDone, _disposed;
+    (int, int, int, bool, bool) _layoutKey = (-1, -1, -1, false, false);
+
+    /// <summary>Opens the model on <paramref name="device"/>: compiles (or takes from <paramref name="cache"/>) its kernels for
+    /// the device's architecture, allocates the parameters, and creates the stream and the cuBLAS handle.</summary>
+    public CudaModel(ModelInfo info, ICudaProgram program, CudaDevice device, KernelCache? cache = null)
+    {
+        Info = info;
+        _program = program;
+        Device = device;
+        device.MakeCurrent();
+        cache ??= new KernelCache();
+        string arch = Nvrtc.TargetArchitecture(device.ComputeCapabilityMajor, device.ComputeCapabilityMinor);
+        string source = CudaKernels.Source + "\n" + program.Source;
+        // --fmad=false: + and * round as on the CPU (the CPU twins are compared with these in selftest).
+        var options = Nvrtc.Options(arch, extra: "--fmad=false").Skip(1).ToArray();
+        Image = cache.GetOrCompile(source, info.Name + ".cu", options, arch);
+        _ex.Module = CudaDriver.ModuleLoadData(Image);
+        _ex.Stream = CudaDriver.StreamCreate();
+        _ex.Blas = new Cublas();
+        _ex.Blas.SetStream(_ex.Stream);
+        _ex.Blas.SetMathMode(CublasMath.Pedantic); // fp32 products in fp32 (no TF32) unless asked otherwise
+        long n = Math.Max(1, info.ParameterCount);
+        _ex.Params = CudaDriver.MemAlloc((ulong)n * 4);
+        _ex.Count = CudaDriver.MemAlloc(16);
+        _intInputs = info.Inputs.Where(i => i.Kind != InputKind.Tensor).OrderBy(i => i.Index).ToArray();
+        _ex.IntPtrs = new ulong[_intInputs.Length == 0 ? 0 : _intInputs.Max(i => i.Index) + 1];
+        _intCapacity = new int[_ex.IntPtrs.Length];
+    }
+
+    public ModelInfo Info { get; }
+    public CudaDevice Device { get; }
+    /// <summary>The compiled module (CUBIN or PTX) of this model's kernels.</summary>
+    public byte[] Image { get; }
+    /// <summary>Share memory between buffers whose lifetimes do not overlap; off gives every buffer its own (to compare).</summary>
+    public bool ReuseMemory { get; set; } = true;
+    /// <summary>TF32 tensor-core products (faster, about 1e-3 relative) instead of exact fp32.</summary>
+    public bool AllowTf32 { set => _ex.Blas.SetMathMode(value ? CublasMath.Tf32TensorOp : CublasMath.Pedantic); }
+    public nint Stream => _ex.Stream;
+    public ulong ParametersPointer => _ex.Params;
+    public ulong GradientsPointer => _ex.Grads;
+    public int Batch => _ex.Batch;
+    public int Seq => _ex.Seq;
+    public int Rows => _ex.Rows;
+    public Action<int>? OnOp { get => _ex.OnOp; set => _ex.OnOp = value; }
+    /// <summary>Bytes of device memory held for activations and scratch at the current binding.</summary>
+    public ulong ArenaBytes => _arenaBytes + _scratchBytes;
+
+    public void SetParameters(ReadOnlySpan<float> values)
+    {
+        if (values.Length != Info.ParameterCount) throw new ArgumentException($"{Info.Name} has {Info.ParameterCount} parameters; got {values.Length}.");
+        CudaDriver.MemcpyHtoDAsync(_ex.Params, values, _ex.Stream);
+        Synchronize();
+    }
+
+    public float[] GetParameters() => Download(_ex.Params, Info.ParameterCount);
+    public float[] GetGradients() => _ex.Grads == 0 ? [] : Download(_ex.Grads, Info.ParameterCount);
+
+    public void Bind(int batch, int seq, int rows = 0, bool training = true)
+    {
+        if (batch < 1) throw new ArgumentOutOfRangeException(nameof(batch), $"Batch size {batch} must be at least 1.");
+        if (seq < 1 || seq > Info.MaxLen) throw new ArgumentOutOfRangeException(nameof(seq), $"Sequence length {seq} is outside 1..{Info.MaxLen} (the model's MaxLen); truncate the input.");
+        if (rows < 0) throw new ArgumentOutOfRangeException(nameof(rows), "The number of gathered rows cannot be negative.");
+        Device.MakeCurrent();
+        var key = (batch, seq, rows, training, ReuseMemory);
+        if (key != _layoutKey)
+        {
+            var (offsets, lengths, total) = Info.Layout(batch, seq, rows, training, ReuseMemory);
+            _ex.Offsets = offsets; _ex.Lengths = lengths;
+            ulong bytes = (ulong)(total + 16) * 4;
+            if (bytes > _arenaBytes)
+            {
+                if (_ex.Arena != 0) CudaDriver.MemFree(_ex.Arena);
+                _ex.Arena = CudaDriver.MemAlloc(bytes);
+                _arenaBytes = bytes;
+            }
+            long scratch = ScratchFloats(batch, seq, rows);
+            if ((ulong)scratch * 4 > _scratchBytes)
+            {
+                if (_ex.Scratch != 0) CudaDriver.MemFree(_ex.Scratch);
+                _ex.Scratch = CudaDriver.MemAlloc((ulong)scratch * 4);
+                _scratchBytes = (ulong)scratch * 4;
+            }
+            _ex.ScratchFloats = (long)(_scratchBytes / 4);
+            _layoutKey = key;
+        }
+        if (training && _ex.Grads == 0)
+        {
+            _ex.Grads = CudaDriver.MemAlloc((ulong)Math.Max(1, Info.ParameterCount) * 4);
+            CudaDriver.MemsetD8Async(_ex.Grads, 0, (ulong)Math.Max(1, Info.ParameterCount) * 4, _ex.Stream);
+        }
+        _ex.Batch = batch; _ex.Seq = seq; _ex.Rows = rows;
+        foreach (var i in _intInputs)
+        {
+            int n = checked((int)Size(i.Shape));
+            if (_intCapacity[i.Index] < n)
+            {
+                if (_ex.IntPtrs[i.Index] != 0) CudaDriver.MemFree(_ex.IntPtrs[i.Index]);
+                _ex.IntPtrs[i.Index] = CudaDriver.MemAlloc((ulong)Math.Max(1, n) * 4);
+                _intCapacity[i.Index] = n;
+            }
+        }
+        _bound = true; _boundTraining = training; _forwardDone = false;
+    }
+
+    /// <summary>What the structured kernels need beyond the plan: attention's T×T per head (twice in backward with dropout),
+    /// LayerNorm's partial column sums, cross-entropy's per-row losses.</summary>
+    long ScratchFloats(int batch, int seq, int rows)
+    {
+        long n = Math.Max(Math.Max((long)batch * seq, rows), batch);
+        long s = n + 16;
+        foreach (var op in Info.Ops)
+        {
+            int last = op.Shape.Length > 0 ? op.Shape[^1] : 1;
+            if (op.Kind == OpKind.Attention) s = Math.Max(s, CudaExec.AttentionScratch(batch, seq, last, op.Heads));
+            if (op.Kind == OpKind.LayerNorm && last > 0) s = Math.Max(s, 2L * ((n + CudaKernels.RowChunk - 1) / CudaKernels.RowChunk) * last);
+        }
+        foreach (var k in Info.Kernels)
+        {
+            long out_ = k.Output.Eval(batch, seq, rows);
+            var bs = k.Inputs.Select(x => x.Eval(batch, seq, rows)).Where(x => x != out_).ToList();
+            if (bs.Count == 0 || bs.Min() == 0) continue;
+            long nb = bs.Min(), chunks = (out_ / nb + CudaExec.PointwiseRowChunk - 1) / CudaExec.PointwiseRowChunk;
+            s = Math.Max(s, bs.Count * chunks * nb);
+        }
+        return s;
+    }
+
+    long Size(int[] shape)
+    {
+        long n = 1;
+        foreach (int d in shape) n *= d switch { -1 => _ex.Batch, -2 => _ex.Seq, -3 => _ex.Rows, _ => d };
+        return n;
+    }
+
+    void RequireBound() { if (!_bound) throw new InvalidOperationException("Call Bind(batch, seq, rows) before setting inputs or running the model."); }
+
+    public void SetInput(string name, ReadOnlySpan<int> data)
+    {
+        RequireBound();
+        var i = Info.Input(name);
+        if (i.Kind == InputKind.Tensor) throw new ArgumentException($"Input '{name}' is a tensor; the CUDA model takes integer inputs only.");
+        long n = Size(i.Shape);
+        if (data.Length != n) throw new ArgumentException($"Input '{name}' needs {n} values for B={_ex.Batch}, T={_ex.Seq}, G={_ex.Rows} but got {data.Length}.");
+        if (n > 0) CudaDriver.MemcpyHtoDAsync(_ex.IntPtrs[i.Index], data, _ex.Stream);
+    }
+
+    /// <summary>Runs the forward schedule (asynchronously; reading a result waits for it).</summary>
+    public void Forward(bool training = false, ulong seed = 0)
+    {
+        RequireBound();
+        Device.MakeCurrent();
+        _ex.Training = training; _ex.Seed = seed;
+        _program.Forward(_ex);
+        _forwardDone = true;
+    }
+
+    /// <summary>Runs the backward schedule after Forward, accumulating into the gradients; a scalar output is seeded with 1.</summary>
+    public void Backward()
+    {
+        if (!_forwardDone) throw new InvalidOperationException("Call Forward before Backward.");
+        if (!_boundTraining) throw new InvalidOperationException("This binding is for inference; call Bind(..., training: true) to run Backward.");
+        ulong d = _ex.Buf(Info.OutputGradBuffer);
+        if (_ex.Lengths[Info.OutputGradBuffer] != 1) throw new InvalidOperationException("The CUDA model seeds only a scalar output's gradient.");
+        float one = 1f;
+        CudaDriver.MemcpyHtoDAsync(d, &one, 4, _ex.Stream);
+        _program.Backward(_ex);
+        Synchronize(); // `one` lives on this stack frame
+    }
+
+    public void ZeroGradients()
+    {
+        if (_ex.Grads != 0) CudaDriver.MemsetD8Async(_ex.Grads, 0, (ulong)Math.Max(1, Info.ParameterCount) * 4, _ex.Stream);
+    }
+
+    public void Synchronize() => CudaDriver.StreamSynchronize(_ex.Stream);
+
+    /// <summary>A buffer of the memory plan, copied back (waits for the stream).</summary>
+    public float[] ReadBuffer(int id)
+    {
+        long n = _ex.Lengths[id];
+        if (_ex.Offsets[id] < 0) throw new InvalidOperationException($"Buffer {id} has no memory in this binding.");
+        return Download(_ex.Buf(id), n);
+    }
+
+    public float[] Output => ReadBuffer(Info.OutputBuffer);
+
+    /// <summary>Poisons the whole arena with NaN (so that a buffer no kernel wrote shows up in a comparison).</summary>
+    public void PoisonArena()
+    {
+        // 0xFF bytes are a NaN in fp32.
+        CudaDriver.MemsetD8Async(_ex.Arena, 0xFF, _arenaBytes, _ex.Stream);
+        CudaDriver.MemsetD8Async(_ex.Scratch, 0xFF, _scratchBytes, _ex.Stream);
+    }
+
+    float[] Download(ulong src, long n)
+    {
+        var h = new float[n];
+        if (n > 0) CudaDriver.MemcpyDtoHAsync<float>(h, src, _ex.Stream);
+        Synchronize();
+        return h;
+    }
+
+    /// <summary>The kernel module, stream and exec for the optimizer and the timing code (same stream as the schedules).</summary>
+    internal CudaExec Exec => _ex;
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        Device.MakeCurrent();
+        try { Synchronize(); } catch (CudaException) { }
+        foreach (ulong p in _ex.IntPtrs) if (p != 0) CudaDriver.MemFree(p);
+        foreach (ulong p in new[] { _ex.Arena, _ex.Scratch, _ex.Params, _ex.Grads, _ex.Count }) if (p != 0) CudaDriver.MemFree(p);
+        _ex.Blas.Dispose();
+        CudaDriver.StreamDestroy(_ex.Stream);
+        CudaDriver.ModuleUnload(_ex.Module);
+    }
+}

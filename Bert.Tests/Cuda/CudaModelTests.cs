@@ -1,0 +1,102 @@
+using Bert.Cli;
+using Bert.Models;
+using Bert.Runtime;
+using Bert.Runtime.Cuda;
+using Xunit;
+
+namespace Bert.Tests.Cuda;
+
+/// <summary>The CUDA backend's pieces that run anywhere (the generated schedules, the self-test's inputs, the CPU model's
+/// inputs-only binding), and on a machine with a GPU the self-test itself: every kernel through whole models against the CPU.</summary>
+[Collection("Cuda environment")]
+public sealed class CudaModelTests
+{
+    static IEnumerable<Catalog.Entry> SmallModels => Catalog.All.Where(e => e.Info.ParameterCount < 20_000_000);
+
+    [Fact]
+    public void EveryCatalogModel_HasACudaSchedule_WhoseSourceIsItsCudaSource()
+    {
+        foreach (var e in Catalog.All)
+        {
+            ICudaProgram p = e.CreateCuda();
+            Assert.Contains($"// {e.Info.Name}: fused element-wise kernels", p.Source);
+            // Every fused kernel is there, and the chunked backward for those whose broadcast inputs share one size.
+            foreach (var k in e.Info.Kernels)
+            {
+                string name = k.Name.ToLowerInvariant();
+                Assert.Contains($"void {name}_forward(", p.Source);
+                Assert.Contains($"void {name}_backward(", p.Source);
+                var bs = k.Inputs.Where(x => x != k.Output).Distinct().ToList();
+                Assert.Equal(bs.Count == 1, p.Source.Contains($"void {name}_backward_rows("));
+            }
+        }
+    }
+
+    [Fact]
+    public void SelfTestInputs_AreValidForEveryModel_AndTheCpuRunsThem()
+    {
+        var rng = new Random(4);
+        foreach (var e in SmallModels)
+        {
+            var info = e.Info;
+            int B = 3, T = Math.Min(info.MaxLen, 12), G = info.Inputs.Any(i => i.Kind == InputKind.Rows) ? 5 : 0;
+            var inputs = GpuSelfTest.RandomInputs(info, B, T, G, rng);
+            var rows = inputs.Where(kv => info.Input(kv.Key).Kind == InputKind.Rows).SelectMany(kv => kv.Value).ToList();
+            Assert.Equal(rows.Count, rows.Distinct().Count());
+            Assert.All(rows, r => Assert.InRange(r, 0, B * T - 1));
+            var mask = inputs.Where(kv => info.Input(kv.Key).Kind == InputKind.Mask).SelectMany(kv => kv.Value).ToList();
+            Assert.Contains(0, mask);                   // some padding is exercised
+            var m = e.Create();
+            m.InitParameters(1);
+            m.Bind(B, T, G, training: true);
+            foreach (var (k, v) in inputs) m.SetInput(k, v);
+            float loss = m.Forward(training: true, seed: 3)[0];
+            Assert.True(float.IsFinite(loss), $"{info.Name}: loss {loss}");
+        }
+    }
+
+    [Fact]
+    public void InputsOnlyBinding_KeepsTheInputs_AllocatesNoArena_AndRefusesForward()
+    {
+        var e = Catalog.Get("nano", "classifier", 3);
+        var m = e.Create();
+        m.InitParameters(2);
+        var inputs = GpuSelfTest.RandomInputs(e.Info, 2, 8, 0, new Random(1));
+        m.InputsOnly = true;
+        m.Bind(2, 8, 0, training: true);
+        foreach (var (k, v) in inputs) m.SetInput(k, v);
+        Assert.Equal(0, m.ArenaBytes);
+        Assert.True(m.Gradients.IsEmpty);
+        foreach (var (k, v) in inputs) Assert.Equal(v, m.IntInput(k).ToArray());
+        var ex = Assert.Throws<InvalidOperationException>(() => m.Forward());
+        Assert.Contains("InputsOnly", ex.Message);
+
+        // Cleared and bound again, the same inputs run as on a model that never had the flag.
+        m.InputsOnly = false;
+        m.Bind(2, 8, 0, training: true);
+        foreach (var (k, v) in inputs) m.SetInput(k, v);
+        float a = m.Forward(training: false)[0];
+        var fresh = e.Create();
+        fresh.InitParameters(2);
+        fresh.Bind(2, 8, 0, training: true);
+        foreach (var (k, v) in inputs) fresh.SetInput(k, v);
+        Assert.Equal(fresh.Forward(training: false)[0], a);
+    }
+
+    [Fact]
+    public void AttentionScratch_HoldsTheHeadMajorCopiesAndTheScoreGradients()
+    {
+        // 7 (B,T,C) tensors (Q, K, V, dO, dQ, dK, dV) and 2 (B,H,T,T) ones (dS, dropped).
+        Assert.Equal(7L * 2 * 5 * 8 + 2L * 2 * 4 * 5 * 5, CudaExec.AttentionScratch(2, 5, 8, 4));
+    }
+
+    [SkippableGpuFact]
+    public void Gpu_SelfTest_EveryCheckPasses_OnTheNanoModels()
+    {
+        _ = Gpu.Device;
+        var o = new StringWriter();
+        int code = GpuSelfTest.Run(new GpuSelfTest.Settings(["BertNanoPreTraining", "BertNanoClassifier", "BertNanoPreLnPreTraining"], [8], 32, 2, false, null), o);
+        Assert.True(code == 0, o.ToString());
+        Assert.DoesNotContain("FAIL", o.ToString());
+    }
+}
