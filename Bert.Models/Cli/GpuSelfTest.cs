@@ -10,9 +10,11 @@ using Bert.Runtime.Training;
 namespace Bert.Cli;
 
 /// <summary><c>bert selftest --device cuda</c>: the CUDA backend against the CPU, on this machine's GPU. Checks the
-/// bindings (cuBLAS fp32 and bf16 products, a captured graph), then, per model, one training step's every activation,
-/// saved tensor and gradient against the CPU model in double (dropout on: the masks must agree exactly), run to run
-/// determinism, AdamW with clipping against the CPU optimizer, and the timing of BERT-Base pre-training steps.</summary>
+/// bindings (cuBLAS fp32 and bf16 products), then, per model, one training step's every activation, saved tensor and
+/// gradient against the CPU model in double (dropout on: the masks must agree exactly), run to run determinism, inference,
+/// AdamW with clipping against the CPU optimizer, bf16 products against the CPU; the product's training loop on the device
+/// against the CPU; and the timing of BERT-Base pre-training steps (fp32, TF32, bf16) and inference (kernel by kernel and
+/// as a replayed CUDA graph).</summary>
 public static class GpuSelfTest
 {
     static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
@@ -63,6 +65,11 @@ public static class GpuSelfTest
             {
                 r.Row($"{entry.Info.Name}", false, e.GetType().Name + ": " + e.Message);
             }
+        }
+        try { EvaluationCheck(r, device, cache); }
+        catch (Exception e) when (e is CudaException or InvalidOperationException or ArgumentException)
+        {
+            r.Row("evaluation with the forward on the device", false, e.GetType().Name + ": " + e.Message);
         }
         try { TrainLoopCheck(r, device, cache); }
         catch (Exception e) when (e is CudaException or InvalidOperationException or ArgumentException)
@@ -311,6 +318,35 @@ public static class GpuSelfTest
             string.Create(Inv, $"worst {worstP:E2} ({worstPName}); limit 1e-4; {info.Parameters.Count} tensors, {negligible} ~0 in both"));
         if (pFail.Count > 0) r.Info("over the limit: " + string.Join(", ", pFail.Take(12)));
 
+        // bf16 products (the linear layers' operands rounded to bf16): the loss, every buffer and the gradients against the
+        // CPU in double, looser (bf16 keeps 8 bits of mantissa).
+        {
+            gpu.Precision = CudaPrecision.Bf16;
+            gpu.Bind(B, T, G, training: true);
+            foreach (var (k, v) in inputs) gpu.SetInput(k, v);
+            gpu.PoisonArena();
+            gpu.ZeroGradients();
+            gpu.Forward(training: true, seed: seed);
+            gpu.Backward();
+            double worstBf = 0; string worstBfName = "";
+            foreach (var b in info.Buffers)
+            {
+                double[] want = cpuBuffers[b.Id];
+                if (want.Length == 0 || b.Role == BufferRole.Gradient) continue;
+                double e = RelErr(gpu.ReadBuffer(b.Id), want, out _);
+                if (!(e <= worstBf)) { worstBf = e; worstBfName = b.Name; }
+            }
+            float[] gb = gpu.GetGradients();
+            double num = 0, den = 0;
+            for (int i = 0; i < gb.Length; i++) { double d = gb[i] - gWant[i]; num += d * d; den += gWant[i] * gWant[i]; }
+            double eg = Math.Sqrt(num / den);
+            r.Row($"{info.Name}: bf16 products vs CPU double", worstBf <= 2e-2 && eg <= 2e-2,
+                string.Create(Inv, $"forward buffers worst {worstBf:E2} ({worstBfName}), all gradients {eg:E2} (limits 2e-2)"));
+            gpu.Precision = CudaPrecision.Fp32;
+            gpu.Bind(B, T, G, training: true);
+            foreach (var (k, v) in inputs) gpu.SetInput(k, v);
+        }
+
         // The same step again: bit for bit.
         gpu.ZeroGradients();
         gpu.Forward(training: true, seed: seed);
@@ -372,7 +408,7 @@ public static class GpuSelfTest
             var model = entry.Create();
             model.InitParameters(3);
             var job = new Bert.Training.PretrainJob(model, tok, instances, data, 8, 5);
-            using var trainer = gpu ? new CudaTrainer(entry.Info, entry.CreateCuda(), device, 0.01, tf32: false, cache) : null;
+            using var trainer = gpu ? new CudaTrainer(entry.Info, entry.CreateCuda(), device, 0.01, CudaPrecision.Fp32, cache) : null;
             var loop = new Bert.Training.TrainLoop
             {
                 Model = model, TotalSteps = 6, Bind = job.Bind, Device = trainer,
@@ -392,6 +428,26 @@ public static class GpuSelfTest
         double ew = Math.Sqrt(dw / nw);
         r.Row("training loop: 6 steps on the device vs the CPU", dl <= 1e-4 && ew <= 1e-4,
             string.Create(Inv, $"{entry.Info.Name}, accumulating 2 micro-batches of 8, dropout on: losses {dl:E2}, weights after {ew:E2} (limits 1e-4); loss {lc[0].Item2:F3} → {lc[^1].Item2:F3}"));
+    }
+
+    /// <summary>The fine-tuning evaluation (FinetuneJob.Evaluate) with the model's forward on the device (Model.Runner) and on
+    /// the CPU: the same accuracy, the same loss.</summary>
+    static void EvaluationCheck(Report r, CudaDevice device, KernelCache cache)
+    {
+        var entry = Catalog.Get("nano", "classifier", 3);
+        var model = entry.Create();
+        model.InitParameters(4);
+        var rng = new Random(6);
+        var set = Enumerable.Range(0, 45).Select(i => (Ids: new[] { 101 }.Concat(Enumerable.Range(0, rng.Next(3, 30)).Select(_ => rng.Next(1000, 30000))).Append(102).ToArray(), Label: rng.Next(3))).ToList();
+        var cpu = Bert.Training.FinetuneJob.Evaluate(model, set, 0, 16);
+        using var trainer = new CudaTrainer(entry.Info, entry.CreateCuda(), device, 0.01, CudaPrecision.Fp32, cache);
+        trainer.SetParameters(model);
+        model.Runner = trainer;
+        var gpu = Bert.Training.FinetuneJob.Evaluate(model, set, 0, 16);
+        model.Runner = null;
+        double dl = Math.Abs(cpu.Loss - gpu.Loss) / Math.Abs(cpu.Loss);
+        r.Row("evaluation with the forward on the device", dl <= 1e-5 && cpu.Score == gpu.Score,
+            string.Create(Inv, $"{set.Count} texts in batches of 16: accuracy {gpu.Score:P1} (CPU {cpu.Score:P1}), loss {dl:E2} relative (limit 1e-5)"));
     }
 
     static bool IsForward(ModelInfo info, string failure)
@@ -422,9 +478,9 @@ public static class GpuSelfTest
         double fpt = Catalog.FlopsPerToken(info, s.Seq, 0.15);
         var rng = new Random(2);
         nint start = CudaDriver.EventCreate(), stop = CudaDriver.EventCreate();
-        foreach (bool tf32 in (bool[])[false, true])
+        foreach (var precision in (CudaPrecision[])[CudaPrecision.Fp32, CudaPrecision.Tf32, CudaPrecision.Bf16])
         {
-            gpu.AllowTf32 = tf32;
+            gpu.Precision = precision;
             foreach (int B in s.Batches)
             {
                 int G = (int)Math.Round(0.15 * B * s.Seq);
@@ -451,9 +507,9 @@ public static class GpuSelfTest
                     double ms = CudaDriver.EventElapsedTime(start, stop) / s.Steps;
                     double seqs = B / (ms / 1000), mfu = seqs * s.Seq * fpt / 989e12;
                     float loss = gpu.ReadBuffer(info.OutputBuffer)[0];
-                    r.Row($"time BERT-Base step fp32{(tf32 ? "/TF32" : "")} B={B} T={s.Seq}", float.IsFinite(loss),
+                    r.Row($"time BERT-Base step {precision.ToString().ToLowerInvariant()} B={B} T={s.Seq}", float.IsFinite(loss),
                         string.Create(Inv, $"{ms:F1} ms/step, {seqs:F1} seq/s, MFU {mfu:P1} of 989 TFLOP/s; loss {loss:F3}; arena {gpu.ArenaBytes / (1 << 20)} MiB"),
-                        new() { ["batch"] = B, ["seq"] = s.Seq, ["tf32"] = tf32, ["step_ms"] = ms, ["seq_per_s"] = seqs, ["mfu"] = mfu });
+                        new() { ["batch"] = B, ["seq"] = s.Seq, ["precision"] = precision.ToString(), ["step_ms"] = ms, ["seq_per_s"] = seqs, ["mfu"] = mfu });
                 }
                 catch (CudaException e) when (e.Message.Contains("OUT_OF_MEMORY"))
                 {
@@ -463,14 +519,77 @@ public static class GpuSelfTest
         }
         CudaDriver.EventDestroy(start); CudaDriver.EventDestroy(stop);
         Profile(r, gpu, opt, info, s, rng);
+        gpu.Dispose();
+        Inference(r, device, cache, s);
     }
 
-    /// <summary>One TF32 step at the largest batch with an event at every op: where the time goes, by op kind and phase.</summary>
+    /// <summary>BERT-Base sequence classification, forward only (dropout off, the reusing plan): latency at batch 1 and
+    /// throughput at the largest batch, T = seq, TF32 products.</summary>
+    static void Inference(Report r, CudaDevice device, KernelCache cache, Settings s)
+    {
+        var entry = Catalog.Get("base", "classifier");
+        using var gpu = new CudaModel(entry.Info, entry.CreateCuda(), device, cache) { AllowTf32 = true };
+        var cpu = entry.Create();
+        cpu.InitParameters(1);
+        gpu.SetParameters(cpu.Parameters);
+        var rng = new Random(8);
+        nint start = CudaDriver.EventCreate(), stop = CudaDriver.EventCreate();
+        foreach (int B in new[] { 1, s.Batches.Max() })
+        {
+            var inputs = RandomInputs(entry.Info, B, s.Seq, 0, rng);
+            foreach (var k in inputs.Keys.Where(k => entry.Info.Input(k).Kind == InputKind.Mask)) Array.Fill(inputs[k], 1);
+            gpu.Bind(B, s.Seq, 0, training: false);
+            foreach (var (k, v) in inputs) gpu.SetInput(k, v);
+            for (int w = 0; w < 5; w++) gpu.Forward(training: false);
+            gpu.Synchronize();
+            const int Runs = 50;
+            var ms = new List<double>();
+            for (int i = 0; i < Runs; i++)
+            {
+                CudaDriver.EventRecord(start, gpu.Stream);
+                gpu.Forward(training: false);
+                CudaDriver.EventRecord(stop, gpu.Stream);
+                CudaDriver.EventSynchronize(stop);
+                ms.Add(CudaDriver.EventElapsedTime(start, stop));
+            }
+            ms.Sort();
+            double median = ms[Runs / 2];
+            float[] direct = gpu.Output;
+            r.Row($"time BERT-Base classifier inference B={B} T={s.Seq}", float.IsFinite(direct[0]),
+                string.Create(Inv, $"{median:F3} ms (median of {Runs}), {B / (median / 1000):F0} seq/s; TF32 products, kernel by kernel"),
+                new() { ["batch"] = B, ["seq"] = s.Seq, ["infer_ms"] = median, ["seq_per_s"] = B / (median / 1000), ["graph"] = false });
+
+            // The same forward captured once as a CUDA graph and replayed: one launch instead of one per kernel.
+            using var graph = gpu.CaptureForward();
+            var probsDirect = gpu.ReadBuffer(entry.Info.Ops.First(o => o.Kind == OpKind.CrossEntropy).Saved[0]);
+            gpu.PoisonArena();
+            graph.Launch();
+            var probsGraph = gpu.ReadBuffer(entry.Info.Ops.First(o => o.Kind == OpKind.CrossEntropy).Saved[0]);
+            bool same = probsDirect.AsSpan().SequenceEqual(probsGraph);
+            var gms = new List<double>();
+            for (int i = 0; i < Runs; i++)
+            {
+                CudaDriver.EventRecord(start, gpu.Stream);
+                graph.Launch();
+                CudaDriver.EventRecord(stop, gpu.Stream);
+                CudaDriver.EventSynchronize(stop);
+                gms.Add(CudaDriver.EventElapsedTime(start, stop));
+            }
+            gms.Sort();
+            double gmedian = gms[Runs / 2];
+            r.Row($"time BERT-Base classifier inference B={B} T={s.Seq}, graph", same,
+                string.Create(Inv, $"{gmedian:F3} ms (median of {Runs}), {B / (gmedian / 1000):F0} seq/s; replayed CUDA graph, {(same ? "the same bits as kernel by kernel" : "DIFFERENT from kernel by kernel")} (arena poisoned first)"),
+                new() { ["batch"] = B, ["seq"] = s.Seq, ["infer_ms"] = gmedian, ["seq_per_s"] = B / (gmedian / 1000), ["graph"] = true });
+        }
+        CudaDriver.EventDestroy(start); CudaDriver.EventDestroy(stop);
+    }
+
+    /// <summary>One bf16 step at the largest batch with an event at every op: where the time goes, by op kind and phase.</summary>
     static void Profile(Report r, CudaModel gpu, CudaAdamW opt, ModelInfo info, Settings s, Random rng)
     {
         int B = s.Batches.Max(), G = (int)Math.Round(0.15 * B * s.Seq);
         var inputs = RandomInputs(info, B, s.Seq, G, rng);
-        gpu.AllowTf32 = true;
+        gpu.Precision = CudaPrecision.Bf16;
         gpu.Bind(B, s.Seq, G, training: true);
         foreach (var (k, v) in inputs) gpu.SetInput(k, v);
         var ops = info.Ops.ToDictionary(o => o.Id);
@@ -503,7 +622,7 @@ public static class GpuSelfTest
         foreach (var e in events) CudaDriver.EventDestroy(e);
         var data = new Dictionary<string, object> { ["batch"] = B, ["total_ms"] = total };
         foreach (var (k, v) in sums) data[k] = v;
-        r.Row($"profile BERT-Base TF32 step B={B}", true, string.Create(Inv, $"{total:F1} ms in all (events at every op)"), data);
+        r.Row($"profile BERT-Base bf16 step B={B}", true, string.Create(Inv, $"{total:F1} ms in all (events at every op)"), data);
         foreach (var (k, v) in sums.OrderByDescending(x => x.Value).Take(14))
             r.Info(string.Create(Inv, $"{k,-28} {v,8:F2} ms  {v / total,6:P1}"));
     }

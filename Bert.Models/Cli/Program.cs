@@ -61,8 +61,8 @@ public static class Program
         var device = Opt("--device", "cpu or cuda", "cpu");
         device.AcceptOnlyFromAmong("cpu", "cuda");
         var seed = Opt("--seed", "random seed: the same seed gives the same run", 1);
-        var precision = Opt("--precision", "with --device cuda: tf32 (matrix products on TF32 tensor cores, fp32 elsewhere) or fp32 (exact fp32 products)", "tf32");
-        precision.AcceptOnlyFromAmong("tf32", "fp32");
+        var precision = Opt("--precision", "with --device cuda: tf32 (matrix products on TF32 tensor cores, fp32 elsewhere), bf16 (the linear layers' operands rounded to bf16, fp32 accumulation, weights and optimizer) or fp32 (exact)", "tf32");
+        precision.AcceptOnlyFromAmong("tf32", "fp32", "bf16");
 
         // ---- demo ----
         var demo = new Command("demo", "Pre-train BERT on the embedded corpus, then fine-tune on Amazon, IMDb, Yelp and SST-2; compare with training from scratch.");
@@ -154,7 +154,8 @@ public static class Program
         var ev = new Command("eval", "Accuracy of a fine-tuned classifier on a labeled set.");
         var model = new Option<string>("--model") { Description = "checkpoint folder of a classifier", Required = true };
         foreach (var o in new Option[] { model, data, dev, format, ftLen, device }) ev.Options.Add(o);
-        ev.SetAction(pr => RequireCpu(pr.GetValue(device)!) ?? Eval(pr.GetValue(model)!, pr.GetValue(data)!, pr.GetValue(dev), pr.GetValue(format)!, pr.GetValue(ftLen)));
+        ev.Options.Add(precision);
+        ev.SetAction(pr => Eval(Device(pr.GetValue(device)!, pr.GetValue(precision)!), pr.GetValue(model)!, pr.GetValue(data)!, pr.GetValue(dev), pr.GetValue(format)!, pr.GetValue(ftLen)));
         root.Subcommands.Add(ev);
 
         // ---- predict ----
@@ -162,7 +163,8 @@ public static class Program
         var text = new Argument<string?>("text") { Description = "the text (omit to read lines from standard input)", Arity = ArgumentArity.ZeroOrOne };
         pred.Arguments.Add(text);
         foreach (var o in new Option[] { model, ftLen, device }) pred.Options.Add(o);
-        pred.SetAction(pr => RequireCpu(pr.GetValue(device)!) ?? Predict(pr.GetValue(model)!, pr.GetValue(text), pr.GetValue(ftLen)));
+        pred.Options.Add(precision);
+        pred.SetAction(pr => Predict(Device(pr.GetValue(device)!, pr.GetValue(precision)!), pr.GetValue(model)!, pr.GetValue(text), pr.GetValue(ftLen)));
         root.Subcommands.Add(pred);
 
         // ---- vocab ----
@@ -250,7 +252,7 @@ public static class Program
     static int? RequireCpu(string device)
     {
         if (device == "cpu") return null;
-        Console.Error.WriteLine("error: this command runs on the CPU only for now (pretrain, finetune and selftest take --device cuda); run it with --device cpu.");
+        Console.Error.WriteLine("error: this command runs on the CPU only for now (pretrain, finetune, eval, predict and selftest take --device cuda); run it with --device cpu.");
         return 2;
     }
 
@@ -277,8 +279,8 @@ public static class Program
     internal static int MaxPredictions(int maxLen, double maskProb) => Math.Max(20, (int)Math.Ceiling(maxLen * maskProb * 1.05));
 
     /// <summary>The CUDA trainer for --device cuda (null for cpu); no usable GPU is one sentence (CudaUnavailableException).</summary>
-    /// <summary>"cpu", "cuda" (TF32 products) or "cuda-fp32".</summary>
-    static string Device(string device, string precision) => device == "cuda" && precision == "fp32" ? "cuda-fp32" : device;
+    /// <summary>"cpu", or "cuda-" and the precision of the products (tf32, bf16, fp32).</summary>
+    static string Device(string device, string precision) => device == "cuda" ? "cuda-" + precision : device;
 
     static Bert.Runtime.Cuda.CudaTrainer? OpenTrainer(string device, Catalog.Entry entry, TrainOptions train)
     {
@@ -286,8 +288,9 @@ public static class Program
         if (train.Optimizer.Equals("lamb", StringComparison.OrdinalIgnoreCase))
             throw new ArgumentException("On a CUDA device the optimizer is AdamW; LAMB runs on the CPU only (use --optimizer adamw, or --device cpu).");
         var gpu = Bert.Runtime.Cuda.CudaDevice.Open();
-        var trainer = new Bert.Runtime.Cuda.CudaTrainer(entry.Info, entry.CreateCuda(), gpu, train.WeightDecay, tf32: device == "cuda");
-        Console.WriteLine($"Device: {trainer.Describe()}; kernels compiled by NVRTC (cached).");
+        var precision = device switch { "cuda-fp32" => Bert.Runtime.Cuda.CudaPrecision.Fp32, "cuda-bf16" => Bert.Runtime.Cuda.CudaPrecision.Bf16, _ => Bert.Runtime.Cuda.CudaPrecision.Tf32 };
+        var trainer = new Bert.Runtime.Cuda.CudaTrainer(entry.Info, entry.CreateCuda(), gpu, train.WeightDecay, precision);
+        Console.Error.WriteLine($"Device: {trainer.Describe()}; kernels compiled by NVRTC (cached).");
         return trainer;
     }
 
@@ -363,9 +366,20 @@ public static class Program
         return 0;
     }
 
-    static int Eval(string dir, string dataSpec, string? devFile, string format, int maxLen)
+    /// <summary>For --device cuda: runs the model's forward on the GPU from now on (its weights copied there).</summary>
+    static Bert.Runtime.Cuda.CudaTrainer? OnDevice(string device, Catalog.Entry entry, Model<float> model)
+    {
+        var trainer = OpenTrainer(device, entry, new TrainOptions());
+        if (trainer is null) return null;
+        trainer.SetParameters(model);
+        model.Runner = trainer;
+        return trainer;
+    }
+
+    static int Eval(string device, string dir, string dataSpec, string? devFile, string format, int maxLen)
     {
         var (entry, model) = LoadModel(dir);
+        using var gpu = OnDevice(device, entry, model);
         var tok = CheckpointTokenizer.Load(dir);
         var (_, devSet, how) = DataSets.Load(dataSpec, devFile, format);
         var set = devSet.Examples.Select(e => (tok.EncodePair(e.Text, null, Math.Min(maxLen, model.Info.MaxLen)).Ids, e.Label)).ToList();
@@ -375,9 +389,10 @@ public static class Program
         return 0;
     }
 
-    static int Predict(string dir, string? text, int maxLen)
+    static int Predict(string device, string dir, string? text, int maxLen)
     {
-        var (_, model) = LoadModel(dir);
+        var (entry, model) = LoadModel(dir);
+        using var gpu = OnDevice(device, entry, model);
         var tok = CheckpointTokenizer.Load(dir);
         var texts = text is not null ? new List<string> { text } : ReadStdin();
         if (texts.Count == 0) throw new ArgumentException("No text to classify; pass it as an argument or one per line on standard input.");

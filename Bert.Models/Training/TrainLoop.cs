@@ -186,7 +186,10 @@ public sealed class TrainLoop
                 if (Evaluate is not null && ((Options.EvalEvery > 0 && Step % Options.EvalEvery == 0) || last))
                 {
                     Sync(device);
-                    var e = Evaluate();
+                    Model.Runner = device;   // the evaluation's forwards run on the device too
+                    EvalReport e;
+                    try { e = Evaluate(); }
+                    finally { Model.Runner = null; }
                     if (Best is null || e.Score > Best.Score)
                     {
                         Best = e;

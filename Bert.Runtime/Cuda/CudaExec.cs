@@ -1,5 +1,17 @@
 namespace Bert.Runtime.Cuda;
 
+/// <summary>How a CUDA model's matrix products treat their fp32 operands (everything else is fp32 in every mode).</summary>
+public enum CudaPrecision
+{
+    /// <summary>Exact fp32 products (CUDA cores).</summary>
+    Fp32,
+    /// <summary>TF32 tensor cores: operands rounded to 10-bit mantissas, fp32 accumulation (about 1e-3 relative).</summary>
+    Tf32,
+    /// <summary>Operands rounded to bf16 (8-bit mantissas) for the linear layers, fp32 accumulation and outputs; attention's
+    /// products in TF32. fp32 master weights, activations and optimizer state.</summary>
+    Bf16,
+}
+
 /// <summary>What a generated CUDA schedule implements: the model's ops as launches on a <see cref="CudaExec"/>, and the
 /// CUDA C source of its fused element-wise kernels.</summary>
 public interface ICudaProgram
@@ -93,13 +105,30 @@ public sealed unsafe class CudaExec
                 Launch("rt_colsum_finish", nb, Args().Add(broadcastGrads[s]).Add(Scratch + (ulong)(s * chunks * nb) * 4).Add((int)nb).Add((int)chunks));
     }
 
-    /// <summary>Row-major C(M×N) = alpha·op(A)·op(B) + beta·C through cuBLAS (fp32 in, fp32 accumulate).</summary>
+    /// <summary>Row-major C(M×N) = alpha·op(A)·op(B) + beta·C through cuBLAS, fp32 accumulation and fp32 C; the operands in
+    /// fp32 (exact, or TF32 tensor cores by the math mode), or, in <see cref="CudaPrecision.Bf16"/>, rounded to bf16 first.</summary>
     public void Gemm(bool transA, bool transB, int M, int N, int K, float alpha, ulong A, int lda, ulong B, int ldb, float beta, ulong C, int ldc)
     {
         if (M == 0 || N == 0) return;
         if (K == 0) { if (beta != 1f) throw new InvalidOperationException("A product over an empty dimension must accumulate (beta = 1)."); return; }
-        Blas.Gemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, CudaDataType.R32F);
+        if (Precision != CudaPrecision.Bf16)
+        {
+            Blas.Gemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, CudaDataType.R32F);
+            return;
+        }
+        int rowsA = transA ? K : M, colsA = transA ? M : K, rowsB = transB ? N : K, colsB = transB ? K : N;
+        if ((long)rowsA * colsA > GemmSlot || (long)rowsB * colsB > GemmSlot)
+            throw new InvalidOperationException($"The bf16 operand scratch holds {GemmSlot} elements but a {M}×{N}×{K} product needs {(long)rowsA * colsA} and {(long)rowsB * colsB}; this is a bug in CudaModel's sizing.");
+        ulong a16 = GemmScratch, b16 = GemmScratch + (ulong)GemmSlot * 2;
+        Launch("rt_to_bf16", (long)rowsA * colsA, Args().Add(a16).Add(A).Add((long)rowsA).Add(colsA).Add(lda));
+        Launch("rt_to_bf16", (long)rowsB * colsB, Args().Add(b16).Add(B).Add((long)rowsB).Add(colsB).Add(ldb));
+        Blas.Gemm(transA, transB, M, N, K, alpha, a16, colsA, b16, colsB, beta, C, ldc, CudaDataType.R16BF, CudaDataType.R32F);
     }
+
+    /// <summary>How the matrix products round their operands.</summary>
+    public CudaPrecision Precision { get; internal set; } = CudaPrecision.Fp32;
+    internal ulong GemmScratch;
+    internal long GemmSlot;
 
     public void Embedding(ulong y, ulong table, ulong ids, int N, int C, int V) =>
         Launch("rt_embed_forward", (long)N * C, Args().Add(y).Add(table).Add(ids).Add(N).Add(C).Add(V));

@@ -81,17 +81,28 @@ extern "C" __global__ void rt_embed_forward(float* __restrict__ y, const float* 
     }
 }
 
-// dTable[ids[n]] += dy[n]: thread (column c, bucket blockIdx.y) walks the rows in order and adds those whose id falls in
-// its bucket (id mod buckets), so repeated ids add in row order, as on the CPU, with columns × buckets threads at work.
+// dTable[ids[n]] += dy[n]: thread (column c, bucket blockIdx.y) walks the rows in order and takes those whose id falls in
+// its bucket (id mod buckets), summing runs of one id in a register before adding them to the table: deterministic, with
+// columns × buckets threads at work, and one write per run (a table of two rows, the token types, gets two writes per
+// column instead of a chain of dependent read-modify-writes).
 extern "C" __global__ void rt_embed_backward(float* __restrict__ dtable, const float* __restrict__ dy, const int* __restrict__ ids, int N, int C, int V)
 {
     int c = blockIdx.x * blockDim.x + threadIdx.x, bucket = (int)blockIdx.y, buckets = (int)gridDim.y;
     if (c >= C) return;
+    int cur = -1;
+    float acc = 0.0f;
     for (int n = 0; n < N; n++)
     {
         int id = ids[n];
-        if (id >= 0 && id < V && id % buckets == bucket) dtable[(long long)id * C + c] += dy[(long long)n * C + c];
+        if (id < 0 || id >= V || id % buckets != bucket) continue;
+        if (id != cur)
+        {
+            if (cur >= 0) dtable[(long long)cur * C + c] += acc;
+            cur = id; acc = 0.0f;
+        }
+        acc += dy[(long long)n * C + c];
     }
+    if (cur >= 0) dtable[(long long)cur * C + c] += acc;
 }
 
 // ---------------- LayerNorm: one warp per row ----------------
@@ -360,6 +371,19 @@ extern "C" __global__ void rt_ce_backward(float* __restrict__ dlogits, const flo
         int n = (int)(i / V), v = (int)(i % V), label = labels[n];
         if (label == -100) continue;
         dlogits[i] += g * (probs[i] - (v == label ? 1.0f : 0.0f));
+    }
+}
+
+// ---------------- bf16 operands ----------------
+// dst (rows × cols, packed) = src (rows × cols, row stride ld) rounded to bf16 (nearest even; NaN stays NaN).
+extern "C" __global__ void rt_to_bf16(unsigned short* __restrict__ dst, const float* __restrict__ src, long long rows, int cols, int ld)
+{
+    long long total = rows * cols;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)blockDim.x * gridDim.x)
+    {
+        long long r = i / cols; int c = (int)(i % cols);
+        unsigned int b = (unsigned int)__float_as_int(src[r * ld + c]);
+        dst[i] = (b & 0x7fffffffu) > 0x7f800000u ? (unsigned short)0x7fc0u : (unsigned short)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
     }
 }
 

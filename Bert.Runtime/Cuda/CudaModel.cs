@@ -34,6 +34,9 @@ public sealed unsafe class CudaModel : IDisposable
         _ex.Blas = new Cublas();
         _ex.Blas.SetStream(_ex.Stream);
         _ex.Blas.SetMathMode(CublasMath.Pedantic); // fp32 products in fp32 (no TF32) unless asked otherwise
+        // A workspace of our own: cuBLAS then allocates nothing while a graph is being captured.
+        _workspace = CudaDriver.MemAlloc(WorkspaceBytes);
+        _ex.Blas.SetWorkspace(_workspace, WorkspaceBytes);
         long n = Math.Max(1, info.ParameterCount);
         _ex.Params = CudaDriver.MemAlloc((ulong)n * 4);
         _ex.Count = CudaDriver.MemAlloc(16);
@@ -42,6 +45,9 @@ public sealed unsafe class CudaModel : IDisposable
         _intCapacity = new int[_ex.IntPtrs.Length];
     }
 
+    const ulong WorkspaceBytes = 32UL << 20;
+    readonly ulong _workspace;
+
     public ModelInfo Info { get; }
     public CudaDevice Device { get; }
     /// <summary>The compiled module (CUBIN or PTX) of this model's kernels.</summary>
@@ -49,7 +55,41 @@ public sealed unsafe class CudaModel : IDisposable
     /// <summary>Share memory between buffers whose lifetimes do not overlap; off gives every buffer its own (to compare).</summary>
     public bool ReuseMemory { get; set; } = true;
     /// <summary>TF32 tensor-core products (faster, about 1e-3 relative) instead of exact fp32.</summary>
-    public bool AllowTf32 { set => _ex.Blas.SetMathMode(value ? CublasMath.Tf32TensorOp : CublasMath.Pedantic); }
+    public bool AllowTf32 { set => Precision = value ? CudaPrecision.Tf32 : CudaPrecision.Fp32; }
+
+    /// <summary>How the matrix products treat their operands: exact fp32, TF32, or bf16 (the linear layers).</summary>
+    public CudaPrecision Precision
+    {
+        get => _ex.Precision;
+        set
+        {
+            _ex.Blas.SetMathMode(value == CudaPrecision.Fp32 ? CublasMath.Pedantic : CublasMath.Tf32TensorOp);
+            _ex.Precision = value;
+            if (value == CudaPrecision.Bf16 && _bound) AllocateGemmScratch(_ex.Batch, _ex.Seq, _ex.Rows);
+        }
+    }
+
+    /// <summary>Two bf16 operand slots, each as large as the largest operand of any product of the model at this shape.</summary>
+    void AllocateGemmScratch(int batch, int seq, int rows)
+    {
+        long slot = 16;
+        long Eval(int[] shape, int from, int to)
+        {
+            long n = 1;
+            for (int k = from; k < to; k++) n *= shape[k] switch { -1 => batch, -2 => seq, -3 => rows, var d => d };
+            return n;
+        }
+        foreach (var op in Info.Ops.Where(o => o.Kind is OpKind.Linear or OpKind.MatMul && o.Operands.Length >= 2))
+        {
+            var x = op.Operands[0].Shape; var w = op.Operands[1].Shape;
+            long r = Eval(x, 0, x.Length - 1), k = x[^1], wn = Eval(w, 0, w.Length), o = wn / Math.Max(1, k);
+            slot = Math.Max(slot, Math.Max(Math.Max(r * k, r * o), wn));
+        }
+        if (slot <= _ex.GemmSlot) return;
+        if (_ex.GemmScratch != 0) CudaDriver.MemFree(_ex.GemmScratch);
+        _ex.GemmScratch = CudaDriver.MemAlloc((ulong)slot * 4); // two slots of 2-byte elements
+        _ex.GemmSlot = slot;
+    }
     public nint Stream => _ex.Stream;
     public ulong ParametersPointer => _ex.Params;
     public ulong GradientsPointer => _ex.Grads;
@@ -114,6 +154,7 @@ public sealed unsafe class CudaModel : IDisposable
                 _intCapacity[i.Index] = n;
             }
         }
+        if (_ex.Precision == CudaPrecision.Bf16) AllocateGemmScratch(batch, seq, rows);
         _bound = true; _boundTraining = training; _forwardDone = false;
     }
 
@@ -182,6 +223,24 @@ public sealed unsafe class CudaModel : IDisposable
         Synchronize(); // `one` lives on this stack frame
     }
 
+    /// <summary>Captures the forward schedule at the bound shape into a CUDA graph: one launch replays all its kernels and
+    /// products, reading whatever inputs were set since (SetInput copies into the same device buffers). The dropout seed
+    /// and mode are those given here; Bind again (another shape) and the graph no longer applies: capture anew.</summary>
+    public CudaGraph CaptureForward(bool training = false, ulong seed = 0)
+    {
+        RequireBound();
+        Device.MakeCurrent();
+        Forward(training, seed);   // once outside the capture: every kernel looked up, every lazy allocation made
+        Synchronize();
+        _ex.Training = training; _ex.Seed = seed;
+        CudaDriver.StreamBeginCapture(_ex.Stream, CuStreamCaptureMode.ThreadLocal);
+        nint graph;
+        try { _program.Forward(_ex); }
+        finally { graph = CudaDriver.StreamEndCapture(_ex.Stream); }
+        _forwardDone = true;
+        return new CudaGraph(graph, CudaDriver.GraphInstantiate(graph), _ex.Stream);
+    }
+
     public void ZeroGradients()
     {
         if (_ex.Grads != 0) CudaDriver.MemsetD8Async(_ex.Grads, 0, (ulong)Math.Max(1, Info.ParameterCount) * 4, _ex.Stream);
@@ -225,9 +284,31 @@ public sealed unsafe class CudaModel : IDisposable
         Device.MakeCurrent();
         try { Synchronize(); } catch (CudaException) { }
         foreach (ulong p in _ex.IntPtrs) if (p != 0) CudaDriver.MemFree(p);
-        foreach (ulong p in new[] { _ex.Arena, _ex.Scratch, _ex.Params, _ex.Grads, _ex.Count }) if (p != 0) CudaDriver.MemFree(p);
+        foreach (ulong p in new[] { _ex.Arena, _ex.Scratch, _ex.Params, _ex.Grads, _ex.Count, _ex.GemmScratch, _workspace }) if (p != 0) CudaDriver.MemFree(p);
         _ex.Blas.Dispose();
         CudaDriver.StreamDestroy(_ex.Stream);
         CudaDriver.ModuleUnload(_ex.Module);
+    }
+}
+
+/// <summary>A captured and instantiated CUDA graph, replayed on its stream.</summary>
+public sealed class CudaGraph : IDisposable
+{
+    nint _graph, _exec;
+    readonly nint _stream;
+
+    internal CudaGraph(nint graph, nint exec, nint stream) { _graph = graph; _exec = exec; _stream = stream; }
+
+    /// <summary>Enqueues one replay (asynchronous, like the launches it stands for).</summary>
+    public void Launch()
+    {
+        ObjectDisposedException.ThrowIf(_exec == 0, this);
+        CudaDriver.GraphLaunch(_exec, _stream);
+    }
+
+    public void Dispose()
+    {
+        if (_exec != 0) { CudaDriver.GraphExecDestroy(_exec); _exec = 0; }
+        if (_graph != 0) { CudaDriver.GraphDestroy(_graph); _graph = 0; }
     }
 }

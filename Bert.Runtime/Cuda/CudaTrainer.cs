@@ -6,24 +6,50 @@ namespace Bert.Runtime.Cuda;
 /// the CPU model is bound with <see cref="Model{T}.InputsOnly"/> (the data pipeline sets its inputs, no arena), the device
 /// takes the inputs, runs forward, backward, clipping and AdamW, and the weights and optimizer state come back to the CPU
 /// model only when a checkpoint is saved or the CPU evaluates.</summary>
-public sealed class CudaTrainer : IDisposable
+public sealed class CudaTrainer : IDisposable, IModelRunner<float>
 {
     readonly CudaModel _gpu;
-    readonly CudaAdamW _opt;
+    readonly double _weightDecay;
+    CudaAdamW? _adamw;
     readonly InputInfo[] _intInputs;
+    readonly int[] _probabilities;
 
-    /// <param name="tf32">Matrix products on TF32 tensor cores (about 1e-3 relative, several times faster) instead of exact fp32.</param>
-    public CudaTrainer(ModelInfo info, ICudaProgram program, CudaDevice device, double weightDecay, bool tf32 = true, KernelCache? cache = null)
+    CudaAdamW _opt => _adamw ??= new CudaAdamW(_gpu, weightDecay: _weightDecay);
+
+    /// <param name="precision">How the matrix products treat their operands (TF32 by default: about 1e-3 relative and several
+    /// times faster than exact fp32; bf16 rounds the linear layers' operands to bf16).</param>
+    public CudaTrainer(ModelInfo info, ICudaProgram program, CudaDevice device, double weightDecay, CudaPrecision precision = CudaPrecision.Tf32, KernelCache? cache = null)
     {
-        _gpu = new CudaModel(info, program, device, cache) { AllowTf32 = tf32 };
-        Tf32 = tf32;
-        _opt = new CudaAdamW(_gpu, weightDecay: weightDecay);
+        _gpu = new CudaModel(info, program, device, cache) { Precision = precision };
+        _weightDecay = weightDecay;
         _intInputs = info.Inputs.Where(i => i.Kind != InputKind.Tensor).ToArray();
+        _probabilities = info.Ops.Where(o => o.Kind == OpKind.CrossEntropy).Select(o => o.Saved[0]).ToArray();
+    }
+
+    /// <summary>The CPU model's weights to the device (for inference; training uploads with <see cref="Upload"/>).</summary>
+    public void SetParameters(Model<float> cpu) => _gpu.SetParameters(cpu.Parameters);
+
+    /// <summary>Forward on the device for a CPU model bound as usual (its inputs set): the output and every cross-entropy's
+    /// probabilities come back into the CPU model's buffers. The device holds the weights last uploaded or trained.</summary>
+    public void Forward(Model<float> cpu, bool training, ulong seed)
+    {
+        _gpu.Bind(cpu.Batch, cpu.Seq, cpu.Rows, training: cpu.BoundForTraining);
+        foreach (var i in _intInputs) _gpu.SetInput(i.Name, cpu.IntInput(i.Name));
+        _gpu.Forward(training, seed);
+        foreach (int id in _probabilities.Append(_gpu.Info.OutputBuffer))
+        {
+            var dst = cpu.WritableBuffer(id);
+            if (!dst.IsEmpty) _gpu.ReadBuffer(id).CopyTo(dst);
+        }
     }
 
     public CudaModel Model => _gpu;
-    public bool Tf32 { get; }
-    public string Describe() => _gpu.Device.Describe() + (Tf32 ? ", fp32 with TF32 products" : ", fp32");
+    public string Describe() => _gpu.Device.Describe() + _gpu.Precision switch
+    {
+        CudaPrecision.Tf32 => ", fp32 with TF32 products",
+        CudaPrecision.Bf16 => ", fp32 with bf16 linear-layer products",
+        _ => ", fp32",
+    };
 
     /// <summary>The CPU model's weights and the CPU optimizer's state to the device (at the start, and after a resume).</summary>
     public void Upload(Model<float> cpu, Optimizer<float> optimizer)
@@ -67,7 +93,7 @@ public sealed class CudaTrainer : IDisposable
 
     public void Dispose()
     {
-        _opt.Dispose();
+        _adamw?.Dispose();
         _gpu.Dispose();
     }
 }

@@ -10,6 +10,13 @@ public interface IModelProgram<T> where T : unmanaged, IBinaryFloatingPointIeee7
     void Backward(Exec<T> ex);
 }
 
+/// <summary>Runs a model's forward somewhere else (a GPU): takes the inputs the model was bound with and leaves its output
+/// and its softmax probabilities in the model's buffers, so that Output and Probabilities read them as usual.</summary>
+public interface IModelRunner<T> where T : unmanaged, IBinaryFloatingPointIeee754<T>
+{
+    void Forward(Model<T> model, bool training, ulong seed);
+}
+
 /// <summary>The state of one step as generated code sees it. Buffers live in one pinned arena laid out by
 /// the memory plan; parameters and gradients in two flat pinned buffers.</summary>
 public sealed unsafe class Exec<T> where T : unmanaged, IBinaryFloatingPointIeee754<T>

@@ -34,6 +34,10 @@ public sealed unsafe class Model<T> where T : unmanaged, IBinaryFloatingPointIee
     /// <summary>Bind keeps the integer inputs only, allocating no arena and no gradients: set while another device (a
     /// <c>CudaModel</c>) runs the steps and reads the inputs from here (<see cref="IntInput"/>). Forward needs it off.</summary>
     public bool InputsOnly { get; set; }
+    /// <summary>Runs Forward elsewhere (a GPU) when set; Backward stays on the CPU (training on a device uses its own loop).</summary>
+    public IModelRunner<T>? Runner { get; set; }
+    /// <summary>Whether the current binding is for training (keeps what backward needs).</summary>
+    public bool BoundForTraining => _boundTraining;
     /// <summary>Share memory between buffers whose lifetimes do not overlap (the generated plan). Off gives every
     /// buffer its own memory, which must compute exactly the same thing.</summary>
     public bool ReuseMemory { get; set; } = true;
@@ -141,6 +145,13 @@ public sealed unsafe class Model<T> where T : unmanaged, IBinaryFloatingPointIee
         data.CopyTo(_ex.IntData[i.Index]);
     }
 
+    /// <summary>Buffer <paramref name="id"/> to write into (a runner leaves its results there).</summary>
+    internal Span<T> WritableBuffer(int id)
+    {
+        RequireBound();
+        return _ex.Offsets[id] < 0 ? Span<T>.Empty : _ex.Buf(id);
+    }
+
     /// <summary>The integer input as last set for the bound shape.</summary>
     public ReadOnlySpan<int> IntInput(string name)
     {
@@ -167,7 +178,8 @@ public sealed unsafe class Model<T> where T : unmanaged, IBinaryFloatingPointIee
         RequireBound();
         if (_arena.Length == 0) throw new InvalidOperationException("This model was bound with InputsOnly set; clear it and Bind again to run Forward on the CPU.");
         _ex.Training = training; _ex.Seed = seed;
-        _program.Forward(_ex);
+        if (Runner is { } runner) runner.Forward(this, training, seed);
+        else _program.Forward(_ex);
         _forwardDone = true;
         return Output;
     }

@@ -242,7 +242,7 @@ public class CliTests : IDisposable
         r = Run("selftest");
         Assert.Equal(2, r.Code);
         Assert.Contains("run it as `bert selftest --device cuda`", r.Err);
-        r = Run("eval", "--model", outDir, "--data", "amazon", "--device", "cuda");
+        r = Run("demo", "--device", "cuda");
         Assert.Equal(2, r.Code);
         Assert.Contains("runs on the CPU only for now", r.Err);
     }

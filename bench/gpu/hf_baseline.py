@@ -104,6 +104,19 @@ def main():
             results["infer"].append({"mode": mode, "batch": B, "ms": s * 1000, "seq_per_s": B / s})
         del model, fwd
         torch.cuda.empty_cache()
+    # Sequence classification (the fine-tuned product's forward): encoder + pooler + 2-way head.
+    from transformers import BertForSequenceClassification
+    for mode in modes:
+        model = BertForSequenceClassification(cfg).to(dev).eval().to(torch.bfloat16)
+        fwd = torch.compile(model) if mode == "compile" else model
+        for B in (1, 64):
+            ids, types, mask, _, _ = batch(B)
+            with torch.no_grad():
+                s = timed(lambda: fwd(input_ids=ids, token_type_ids=types, attention_mask=mask), max(args.steps, 50))
+            print(f"  classify {mode:7s} B={B:4d} T={T}: {s * 1000:8.3f} ms  {B / s:9.1f} seq/s")
+            results["infer"].append({"mode": mode, "head": "classifier", "batch": B, "ms": s * 1000, "seq_per_s": B / s})
+        del model, fwd
+        torch.cuda.empty_cache()
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

@@ -4,7 +4,8 @@
 # Parts (PARTS, default all three, in this order):
 #   selftest  `bert selftest --device cuda --timing`: cuBLAS, every kernel through whole models against the CPU in double
 #             (forward, backward, AdamW, determinism), then BERT-Base pre-training steps timed (fp32 and TF32)
-#   train     `bert pretrain --device cuda` (BERT-Mini, embedded corpus) then `bert finetune --device cuda` on Amazon
+#   train     `bert pretrain --device cuda` (BERT-Mini, embedded corpus, TF32), `bert finetune --device cuda --precision bf16`
+#             on Amazon, then `bert eval` and `bert predict` with --device cuda
 #   hf        transformers' BERT-Base pre-training step (T=128, bf16, eager and torch.compile) and inference, with MFU
 #             (HF_ARGS, default: --batches 32,64); the baseline our rows are compared with, measured in the same run
 #   parity    a checkpoint we wrote, loaded into transformers' BertForPreTraining: logits, loss and every gradient
@@ -31,7 +32,9 @@ parts=${PARTS:-selftest train hf parity}
         timeout ${TRAIN_TIMEOUT:-150} "$bert" pretrain --size mini --steps ${TRAIN_STEPS:-300} --batch 32 --max-len 128 --lr 1e-3 --objective mlm \
           --output-bias frequencies --device cuda --out /tmp/bert-gpu-mini < /dev/null; echo "pretrain exit $?"
         timeout ${TRAIN_TIMEOUT:-150} "$bert" finetune --data amazon --size mini --from /tmp/bert-gpu-mini --epochs 3 --lr 2e-4 --device cuda \
-          --out /tmp/bert-gpu-ft < /dev/null; echo "finetune exit $?" ;;
+          --precision bf16 --out /tmp/bert-gpu-ft < /dev/null; echo "finetune exit $?"
+        timeout 60 "$bert" eval --model /tmp/bert-gpu-ft/best --data amazon --device cuda < /dev/null; echo "eval exit $?"
+        printf 'I love this phone, the battery lasts for days.\nBroke after a week. Terrible.\n' | timeout 60 "$bert" predict --model /tmp/bert-gpu-ft/best --device cuda; echo "predict exit $?" ;;
       hf)
         echo "== transformers baselines"
         timeout ${HF_TIMEOUT:-240} python3 "$here/hf_baseline.py" ${HF_ARGS:---batches 32,64} --json "$out/hf_baseline.json"; echo "baseline exit $?" ;;
