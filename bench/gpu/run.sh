@@ -26,7 +26,7 @@ parts=${PARTS:-selftest train hf parity}
     case $part in
       selftest)
         echo "== selftest (ours: CUDA against the CPU, then timing)"
-        timeout ${SELFTEST_TIMEOUT:-300} "$bert" selftest --device cuda --timing --batches ${BATCHES:-32,64} --json "$out/selftest.json"; echo "selftest exit $?" ;;
+        timeout ${SELFTEST_TIMEOUT:-300} "$bert" selftest --device cuda --timing --batches ${BATCHES:-32,64} ${MODELS:+--models $MODELS} --json "$out/selftest.json"; echo "selftest exit $?" ;;
       train)
         echo "== the product's commands on the device: pre-train BERT-Mini, then fine-tune it on Amazon"
         timeout ${TRAIN_TIMEOUT:-150} "$bert" pretrain --size mini --steps ${TRAIN_STEPS:-300} --batch 32 --max-len 128 --lr 1e-3 --objective mlm \
