@@ -300,11 +300,61 @@ public class CudaSourceTests
         sb.Append("""
                         continue;
                     }
-                    float* dy = h[1] == 1 ? rdf(in, n) : 0;
+                    float* dy = h[1] == 1 || h[1] == 3 ? rdf(in, n) : 0;
                     float* x[16]; float* dx[16];
                     for (int k = 0; k < ni; k++) x[k] = rdf(in, ns[k]);
-                    for (int k = 0; k < ni; k++) dx[k] = h[1] == 1 ? rdf(in, ns[k]) : 0;
+                    for (int k = 0; k < ni; k++) dx[k] = h[1] == 1 || h[1] == 3 ? rdf(in, ns[k]) : 0;
+                    if (h[1] == 3)
+                    {
+                        // k{id}_backward_rows: chunks of 2 rows as blockIdx.y, then the partials added in chunk order.
+                        int nb = n, nbc = 0;
+                        for (int k = 0; k < ni; k++) if (ns[k] != n) { nbc++; if (ns[k] < nb) nb = ns[k]; }
+                        int rows = n / nb, rowChunk = 2, chunks = (rows + rowChunk - 1) / rowChunk;
+                        float* part = (float*)calloc((size_t)nbc * chunks * nb + 1, sizeof(float));
+                        blockDim.x = BLOCK; gridDim.x = GRID; gridDim.y = chunks; blockDim.y = blockDim.z = gridDim.z = 1;
+                        for (unsigned c = 0; c < gridDim.y; c++)
+                        for (unsigned b = 0; b < gridDim.x; b++)
+                        for (unsigned t = 0; t < blockDim.x; t++)
+                        {
+                            blockIdx.x = b; blockIdx.y = c; threadIdx.x = t;
+                            switch (h[0])
+                            {
+
+            """.Replace("BLOCK", Block.ToString(CultureInfo.InvariantCulture)).Replace("GRID", Grid.ToString(CultureInfo.InvariantCulture)));
+        for (int q = 0; q < info.Kernels.Count; q++)
+        {
+            var k = info.Kernels[q];
+            var name = k.Name.ToLowerInvariant();
+            if (!HasRowsVariant(k)) continue;
+            int ni = k.Inputs.Length;
+            var xs = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"x[{i}], ns[{i}]"));
+            var dxs = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"dx[{i}]"));
+            sb.Append($"                                case {q}: {name}_backward_rows(dy, {dxs}, {xs}, n, seed, h[2], part, rowChunk); break;\n");
+        }
+        sb.Append("""
+                                default: return 6;
+                            }
+                        }
+                        for (int k = 0, slot = 0; k < ni; k++)
+                        {
+                            if (ns[k] == n) continue;
+                            for (int j = 0; j < nb; j++)
+                            {
+                                float sum = 0.0f;
+                                for (int c = 0; c < chunks; c++) sum += part[((long long)slot * chunks + c) * nb + j];
+                                dx[k][j] += sum;
+                            }
+                            slot++;
+                        }
+                        for (int k = 0; k < ni; k++) fwrite(dx[k], sizeof(float), ns[k], out);
+                        free(part); free(dy);
+                        for (int k = 0; k < ni; k++) { free(x[k]); free(dx[k]); }
+                        continue;
+                    }
                     float* y = (float*)malloc(sizeof(float) * (n + 1));
+
+            """);
+        sb.Append("""
                     blockDim.x = BLOCK; gridDim.x = GRID; blockDim.y = blockDim.z = gridDim.y = gridDim.z = 1;
                     for (unsigned b = 0; b < gridDim.x; b++)
                     for (unsigned t = 0; t < blockDim.x; t++)
@@ -340,6 +390,9 @@ public class CudaSourceTests
             """);
         return sb.ToString();
     }
+
+    /// <summary>Whether the generator gave the kernel a chunked backward (broadcast inputs, all of one size).</summary>
+    static bool HasRowsVariant(FusedKernelInfo k) => k.Inputs.Where(x => x != k.Output).Distinct().Count() == 1;
 
     /// <summary>The models that stand for the distinct fused kernels (the same families as the CPU gradient properties).</summary>
     public static IEnumerable<object[]> KernelModels() => OpCoverageTests.Kernels()
@@ -399,6 +452,9 @@ public class CudaSourceTests
                     var expected = dxCpu.SelectMany(d => d).ToArray();
                     cases.Add((new Case(q, 1, training, seed, n, new[] { dy }.Concat(xs).Concat(prefill).ToArray(), expected.Length),
                         dx => Compare(what + " backward (dx of all inputs, concatenated)", dx, expected, false)));
+                    if (HasRowsVariant(k))   // the chunked backward the GPU schedule calls: the same gradients
+                        cases.Add((new Case(q, 3, training, seed, n, new[] { dy }.Concat(xs).Concat(prefill).ToArray(), expected.Length),
+                            dx => Compare(what + " backward_rows (chunks of 2 rows, then summed in order)", dx, expected, false)));
                 }
             }
             Assert.NotEmpty(cases);
