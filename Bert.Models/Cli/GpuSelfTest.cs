@@ -269,7 +269,7 @@ public static class GpuSelfTest
         gpu.Backward();
 
         // Every buffer of the plan, forward (activations, saved) and backward (gradients).
-        var cpuBuffers = CpuBuffers(cpu, info, B, T, G);
+        var cpuBuffers = CpuBuffers(cpu, info);
         double worstF = 0, worstB = 0; string worstFName = "", worstBName = "";
         var failures = new List<string>();
         foreach (var b in info.Buffers)
@@ -456,8 +456,8 @@ public static class GpuSelfTest
         return info.Buffers[id].Role != BufferRole.Gradient;
     }
 
-    /// <summary>Every buffer of the CPU model (bound with ReuseMemory off) as double, through the same Exec the schedule used.</summary>
-    static Dictionary<int, double[]> CpuBuffers(Model<double> cpu, ModelInfo info, int B, int T, int G)
+    /// <summary>Every buffer of the CPU model (bound with ReuseMemory off) as double.</summary>
+    static Dictionary<int, double[]> CpuBuffers(Model<double> cpu, ModelInfo info)
     {
         var d = new Dictionary<int, double[]>();
         foreach (var b in info.Buffers) d[b.Id] = cpu.Buffer(b.Id).ToArray();

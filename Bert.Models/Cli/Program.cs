@@ -225,7 +225,7 @@ public static class Program
 
         // ---- selftest ----
         var st = new Command("selftest", "Check the CUDA backend against the CPU on this machine's GPU: cuBLAS, then every kernel through whole models (forward, backward, AdamW), and time BERT-Base pre-training steps.");
-        var stModels = Opt("--models", "comma-separated model names (or size-head) to check against the CPU in double", "BertNanoPreTraining,BertNanoClassifier,AlbertClassifier,BertNanoPreLnPreTraining,BertNanoTokenClassifier,BertMiniPreTraining");
+        var stModels = Opt("--models", "comma-separated model names (or size-head) to check against the CPU in double", "BertNanoPreTraining,BertNanoClassifier,AlbertClassifier,BertNanoPreLnPreTraining,BertNanoTokenClassifier,BertMiniPreTraining,BertBasePreTraining");
         var stTiming = Opt("--timing", "also time BERT-Base pre-training steps (fp32 and TF32)", false);
         var stBatches = Opt("--batches", "batch sizes to time", "32,64,128");
         var stSeq = Opt("--seq", "sequence length to time", 128);

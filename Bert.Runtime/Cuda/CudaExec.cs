@@ -34,7 +34,7 @@ public sealed unsafe class CudaExec
     internal Cublas Blas = null!;
     internal ulong Arena, Params, Grads, Scratch, Count;
     internal long ScratchFloats;
-    internal long[] Offsets = [];
+    internal long[] Offsets = [], Lengths = [];
     internal ulong[] IntPtrs = [];
     internal int MaxGrid = 65535;
 
@@ -54,12 +54,8 @@ public sealed unsafe class CudaExec
     public ulong Grad(long offset) => Grads == 0 ? throw new InvalidOperationException("This CUDA model has no gradient buffer; bind it for training.") : Grads + (ulong)offset * 4;
     public ulong Ints(int input) => IntPtrs[input];
 
-    public void Zero(int id)
-    {
-        // The buffer's length is not needed here: the plan's next offset bounds it; Length comes from the layout.
-        CudaDriver.MemsetD8Async(Buf(id), 0, (ulong)Lengths[id] * 4, Stream);
-    }
-    internal long[] Lengths = [];
+    /// <summary>Clears buffer <paramref name="id"/> (a gradient that the ops after it add into).</summary>
+    public void Zero(int id) => CudaDriver.MemsetD8Async(Buf(id), 0, (ulong)Lengths[id] * 4, Stream);
 
     /// <summary>The argument list for the next launch (reused; valid until the next call of Args).</summary>
     public KernelArguments Args() { _args.Clear(); return _args; }

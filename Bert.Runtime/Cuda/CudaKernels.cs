@@ -375,15 +375,29 @@ extern "C" __global__ void rt_ce_backward(float* __restrict__ dlogits, const flo
 }
 
 // ---------------- bf16 operands ----------------
-// dst (rows × cols, packed) = src (rows × cols, row stride ld) rounded to bf16 (nearest even; NaN stays NaN).
+// fp32 → bf16, round to nearest even; NaN stays a (quiet) NaN, overflow rounds to infinity.
+static __device__ __forceinline__ unsigned short rt_bf16(float f)
+{
+    unsigned int b = (unsigned int)__float_as_int(f);
+    return (b & 0x7fffffffu) > 0x7f800000u ? (unsigned short)0x7fc0u : (unsigned short)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
+}
+// end rt_bf16
+
+// dst (rows × cols, packed) = src (rows × cols, row stride ld) rounded to bf16. Packed sources (ld = cols, every operand
+// the schedules pass) take a flat loop with no index division.
 extern "C" __global__ void rt_to_bf16(unsigned short* __restrict__ dst, const float* __restrict__ src, long long rows, int cols, int ld)
 {
-    long long total = rows * cols;
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)blockDim.x * gridDim.x)
+    long long total = rows * cols, stride = (long long)blockDim.x * gridDim.x;
+    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (ld == cols)
     {
-        long long r = i / cols; int c = (int)(i % cols);
-        unsigned int b = (unsigned int)__float_as_int(src[r * ld + c]);
-        dst[i] = (b & 0x7fffffffu) > 0x7f800000u ? (unsigned short)0x7fc0u : (unsigned short)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
+        for (; i < total; i += stride) dst[i] = rt_bf16(src[i]);
+        return;
+    }
+    for (; i < total; i += stride)
+    {
+        long long r = i / cols; int c = (int)(i - r * cols);
+        dst[i] = rt_bf16(src[r * ld + c]);
     }
 }
 

@@ -248,6 +248,16 @@ public class CliTests : IDisposable
     }
 
     [Fact]
+    public void UnknownPrecision_IsAParseError_NamingTheChoices()
+    {
+        var r = Run("finetune", "--data", "amazon", "--size", "nano", "--out", Path.Combine(_dir, "p"), "--device", "cuda", "--precision", "fp16");
+        Assert.NotEqual(0, r.Code);
+        Assert.Contains("fp16", r.Err);
+        Assert.Contains("bf16", r.Err);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "p")));
+    }
+
+    [Fact]
     public void CudaTraining_WithLamb_IsOneSentence()
     {
         var r = Run("pretrain", "--size", "nano", "--steps", "1", "--optimizer", "lamb", "--out", Path.Combine(_dir, "y"), "--device", "cuda");

@@ -505,6 +505,79 @@ public class CudaSourceTests
         finally { Directory.Delete(dir, true); }
     }
 
+    /// <summary>The runtime's fp32 → bf16 conversion (the bf16 products' operands), compiled for the host from the runtime
+    /// source and run on edge cases and random values, packed and strided, against round-to-nearest-even worked out in
+    /// double from the two neighbouring bf16 values (NaN → quiet NaN, overflow → infinity).</summary>
+    [ClangFact]
+    public void RuntimeBf16Conversion_RoundsToNearestEven_PackedAndStrided()
+    {
+        RequireClang();
+        string src = global::Bert.Runtime.Cuda.CudaKernels.Source;
+        int from = src.IndexOf("static __device__ __forceinline__ unsigned short rt_bf16", StringComparison.Ordinal);
+        int to = src.IndexOf("// ---------------- optimizer", StringComparison.Ordinal);
+        Assert.True(from >= 0 && to > from, "rt_bf16 and rt_to_bf16 are not where the test looks for them");
+        var rng = new Random(77);
+        var values = new List<float> { 0f, -0f, 1f, -1f, float.Epsilon, -float.Epsilon, float.MaxValue, -float.MaxValue,
+            float.PositiveInfinity, float.NegativeInfinity, float.NaN, BitConverter.UInt32BitsToSingle(0xFFC12345), BitConverter.UInt32BitsToSingle(0x7F800001),
+            BitConverter.UInt32BitsToSingle(0x3F808000), BitConverter.UInt32BitsToSingle(0x3F818000), BitConverter.UInt32BitsToSingle(0x3F807FFF),
+            BitConverter.UInt32BitsToSingle(0x7F7F8000), BitConverter.UInt32BitsToSingle(0x7F7F7FFF), BitConverter.UInt32BitsToSingle(0x00008000) };
+        while (values.Count < 6 * 40) values.Add(BitConverter.UInt32BitsToSingle((uint)rng.NextInt64(0, 1L << 32)));
+        const int Rows = 6, Cols = 40, Ld = 43;
+        var dir = Directory.CreateTempSubdirectory("bert-bf16-").FullName;
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "main.cpp"), HostPrelude + """
+                #define __restrict__ __restrict
+                """ + "\n" + src.Substring(from, to - from) + $$"""
+                int main(int argc, char** argv)
+                {
+                    const int rows = {{Rows}}, cols = {{Cols}}, ld = {{Ld}};
+                    static float packed[rows * cols], strided[rows * ld];
+                    static unsigned short a[rows * cols], b[rows * cols];
+                    FILE* in = fopen(argv[1], "rb"); FILE* out = fopen(argv[2], "wb");
+                    if (!in || !out || fread(packed, 4, rows * cols, in) != rows * cols) return 2;
+                    for (int r = 0; r < rows; r++) for (int c = 0; c < ld; c++) strided[r * ld + c] = c < cols ? packed[r * cols + c] : -7.0f;
+                    blockDim.x = 3; gridDim.x = 2;
+                    for (unsigned k = 0; k < gridDim.x; k++) for (unsigned t = 0; t < blockDim.x; t++)
+                    {
+                        blockIdx.x = k; threadIdx.x = t;
+                        rt_to_bf16(a, packed, rows, cols, cols);
+                        rt_to_bf16(b, strided, rows, cols, ld);
+                    }
+                    fwrite(a, 2, rows * cols, out); fwrite(b, 2, rows * cols, out);
+                    return 0;
+                }
+                """);
+            var build = Run(Clang, new[] { "-x", "c++", "-std=c++17", "-O1", "-w", "main.cpp", "-o", "run" }, dir);
+            Assert.True(build.Code == 0, $"clang-14 could not compile the runtime's bf16 conversion for the host:\n{Tail(build.Output)}");
+            using (var f = new BinaryWriter(File.Create(Path.Combine(dir, "in.bin")))) foreach (var v in values) f.Write(v);
+            var run = Run(Path.Combine(dir, "run"), new[] { Path.Combine(dir, "in.bin"), Path.Combine(dir, "out.bin") }, dir);
+            Assert.True(run.Code == 0, Tail(run.Output));
+            var bytes = File.ReadAllBytes(Path.Combine(dir, "out.bin"));
+            Assert.Equal(4 * values.Count, bytes.Length);
+            for (int pass = 0; pass < 2; pass++)
+                for (int i = 0; i < values.Count; i++)
+                {
+                    ushort got = BitConverter.ToUInt16(bytes, 2 * (pass * values.Count + i)), want = Bf16Reference(values[i]);
+                    Assert.True(got == want, $"{(pass == 0 ? "packed" : "strided")}: {values[i]:R} (0x{BitConverter.SingleToUInt32Bits(values[i]):X8}) became 0x{got:X4}, expected 0x{want:X4}");
+                }
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    /// <summary>Round to nearest even by distances in double between the two bf16 neighbours (the larger one's magnitude is
+    /// 2^128 when it is infinity, which is how IEEE rounding treats overflow).</summary>
+    static ushort Bf16Reference(float f)
+    {
+        if (float.IsNaN(f)) return 0x7FC0;
+        ushort lo = (ushort)(BitConverter.SingleToUInt32Bits(f) >> 16);   // toward zero
+        static double Value(ushort h) => (h & 0x7FFF) == 0x7F80 ? Math.CopySign(Math.Pow(2, 128), (h & 0x8000) != 0 ? -1 : 1) : BitConverter.UInt32BitsToSingle((uint)h << 16);
+        if (Value(lo) == f || float.IsInfinity(f)) return lo;
+        ushort hi = (ushort)(lo + 1);                                      // away from zero
+        double dlo = Math.Abs(f - Value(lo)), dhi = Math.Abs(Value(hi) - f);
+        return dlo < dhi ? lo : dhi < dlo ? hi : (lo & 1) == 0 ? lo : hi;
+    }
+
     /// <summary>fp32 against the CPU kernel in double, within the float-vs-double bounds; with dropout, the dropped
     /// elements (exact zeros) must be the same.</summary>
     static string? Compare(string what, float[] got, double[] want, bool sameZeros)
