@@ -15,7 +15,8 @@ public static class Demo
 {
     public sealed record Settings(string Size, int PretrainSteps, int Epochs, int Sst2Epochs, string Out, string[] Sets, int Seed, int MaxLen = 64,
         double PretrainLr = 1e-3, double FinetuneLr = 2e-4, bool TaskText = true, string Lang = "en", int Runs = 3, int VocabSize = 0,
-        bool NextSentence = false, bool FrequencyBias = true, double MaskProb = 0.15, bool PretrainDropout = true);
+        bool NextSentence = false, bool FrequencyBias = true, double MaskProb = 0.15, bool PretrainDropout = true,
+        Bert.Runtime.Cuda.CudaPrecision? Cuda = null);
 
     /// <summary>One labeled set's result: mean dev accuracy (and its spread) over the fine-tuning runs of each arm.</summary>
     public sealed record Row(string Set, int Train, int Dev, double Scratch, double Pretrained, double ScratchSd, double PretrainedSd);
@@ -37,6 +38,11 @@ public static class Demo
     {
         var total = Stopwatch.StartNew();
         if (s.Runs < 1) throw new ArgumentException($"--runs {s.Runs} must be at least 1.");
+        // --device cuda: every training loop (pre-training and each fine-tuning run) steps on the GPU.
+        using var gpu = s.Cuda is null ? null : Bert.Runtime.Cuda.CudaDevice.Open();
+        if (gpu is not null) Console.WriteLine($"Device: {gpu.Describe()}, {s.Cuda} products.");
+        Bert.Runtime.Cuda.CudaTrainer? Trainer(Catalog.Entry e) =>
+            gpu is null ? null : new Bert.Runtime.Cuda.CudaTrainer(e.Info, e.CreateCuda(), gpu, 0.01, s.Cuda!.Value);
         var known = Defaults(s.Lang).Sets;
         foreach (var set in s.Sets)
             if (!known.Contains(set)) throw new ArgumentException($"Unknown set '{set}' in --sets for --lang {s.Lang}; choose from {string.Join(", ", known)}.");
@@ -80,9 +86,11 @@ public static class Demo
         var job = new PretrainJob(pre, tok, instances, data, 32, (ulong)s.Seed);
         if (s.FrequencyBias) job.InitOutputBiasFromFrequencies();
         var preDir = Path.Combine(s.Out, "pretrained");
+        using var preTrainer = Trainer(entry);
         var loop = new TrainLoop
         {
             Model = pre, TotalSteps = s.PretrainSteps, Bind = job.Bind, StepMetrics = job.Metrics, Evaluate = job.Evaluate, Dir = preDir, Tokenizer = tok,
+            Device = preTrainer,
             Options = new TrainOptions { BatchSize = 32, LearningRate = s.PretrainLr, WarmupFraction = 0.1, Seed = (ulong)s.Seed, Dropout = s.PretrainDropout },
             Metadata = new Dictionary<string, string> { ["task"] = "pretraining" },
         };
@@ -112,9 +120,10 @@ public static class Demo
                 m.InitParameters((ulong)(s.Seed + 100 + run));
                 if (pretrained) FinetuneJob.Transfer(pre, m);
                 var ft = new FinetuneJob(m, tok, train, dev, Math.Min(128, m.Info.MaxLen), 32, s.Seed + run);   // texts up to 128 tokens (longer ones are cut)
+                using var trainer = Trainer(classifier);
                 var l = new TrainLoop
                 {
-                    Model = m, TotalSteps = (long)epochs * ft.StepsPerEpoch, Bind = ft.Bind, StepMetrics = ft.Metrics, Evaluate = ft.Evaluate,
+                    Model = m, TotalSteps = (long)epochs * ft.StepsPerEpoch, Bind = ft.Bind, StepMetrics = ft.Metrics, Evaluate = ft.Evaluate, Device = trainer,
                     Options = new TrainOptions { BatchSize = 32, LearningRate = s.FinetuneLr, WarmupFraction = 0.1, Seed = (ulong)(s.Seed + run), EvalEvery = ft.StepsPerEpoch },
                 };
                 Reporter.Run($"{set} ({(pretrained ? "pre-trained" : "from scratch")}, run {run + 1} of {s.Runs})", l, cancel, plainEvery: ft.StepsPerEpoch * epochs);

@@ -57,7 +57,7 @@ public static class Program
 
     public static RootCommand Build(CancellationToken cancel)
     {
-        var root = new RootCommand("Bert: declare, pre-train and fine-tune BERT models in C#. Runs on the CPU; pretrain and finetune also on an NVIDIA GPU (--device cuda).");
+        var root = new RootCommand("Bert: declare, pre-train and fine-tune BERT models in C#. Runs on the CPU, or on an NVIDIA GPU with --device cuda.");
         var device = Opt("--device", "cpu or cuda", "cpu");
         device.AcceptOnlyFromAmong("cpu", "cuda");
         var seed = Opt("--seed", "random seed: the same seed gives the same run", 1);
@@ -86,17 +86,22 @@ public static class Program
         dBias.AcceptOnlyFromAmong("frequencies", "zeros");
         var dMask = Opt("--mask-prob", "share of tokens chosen for prediction in pre-training", 0.15);
         var dNoDrop = Opt("--no-pretrain-dropout", "pre-train without dropout", false);
-        foreach (var o in new Option[] { dLang, dSize, dSteps, dEpochs, dSst2Epochs, dLen, dPreLr, dFtLr, dNoTask, dObjective, dBias, dMask, dNoDrop, dRuns, dVocab, dOut, dSets, seed, device }) demo.Options.Add(o);
+        foreach (var o in new Option[] { dLang, dSize, dSteps, dEpochs, dSst2Epochs, dLen, dPreLr, dFtLr, dNoTask, dObjective, dBias, dMask, dNoDrop, dRuns, dVocab, dOut, dSets, seed, device, precision }) demo.Options.Add(o);
         demo.SetAction(pr =>
         {
-            if (RequireCpu(pr.GetValue(device)!) is int code) return code;
+            var cuda = Device(pr.GetValue(device)!, pr.GetValue(precision)!) switch
+            {
+                "cuda-fp32" => Bert.Runtime.Cuda.CudaPrecision.Fp32, "cuda-bf16" => Bert.Runtime.Cuda.CudaPrecision.Bf16, "cuda-tf32" => Bert.Runtime.Cuda.CudaPrecision.Tf32,
+                _ => (Bert.Runtime.Cuda.CudaPrecision?)null,
+            };
             string lang = pr.GetValue(dLang)!;
             var (defSize, defSets) = Demo.Defaults(lang);
             var sets = pr.GetValue(dSets) is string list ? list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) : defSets;
             return Demo.Run(new Demo.Settings(pr.GetValue(dSize) ?? defSize, pr.GetValue(dSteps), pr.GetValue(dEpochs),
                 pr.GetValue(dSst2Epochs), pr.GetValue(dOut) ?? Path.Combine(Path.GetTempPath(), "bert-demo-" + lang), sets, pr.GetValue(seed),
                 pr.GetValue(dLen), pr.GetValue(dPreLr), pr.GetValue(dFtLr), !pr.GetValue(dNoTask), lang, pr.GetValue(dRuns), pr.GetValue(dVocab),
-                NextSentence: pr.GetValue(dObjective) == "mlm+nsp", FrequencyBias: pr.GetValue(dBias) == "frequencies", MaskProb: CheckMaskProb(pr.GetValue(dMask)), PretrainDropout: !pr.GetValue(dNoDrop)), cancel);
+                NextSentence: pr.GetValue(dObjective) == "mlm+nsp", FrequencyBias: pr.GetValue(dBias) == "frequencies", MaskProb: CheckMaskProb(pr.GetValue(dMask)), PretrainDropout: !pr.GetValue(dNoDrop),
+                Cuda: cuda), cancel);
         });
         root.Subcommands.Add(demo);
 
@@ -247,13 +252,6 @@ public static class Program
         });
         root.Subcommands.Add(st);
         return root;
-    }
-
-    static int? RequireCpu(string device)
-    {
-        if (device == "cpu") return null;
-        Console.Error.WriteLine("error: this command runs on the CPU only for now (pretrain, finetune, eval, predict and selftest take --device cuda); run it with --device cpu.");
-        return 2;
     }
 
     internal static WordPiece Tokenizer(string? dir) => dir is null ? WordPiece.BertBaseUncased() : WordPiece.Load(dir);

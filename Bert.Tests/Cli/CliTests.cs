@@ -242,9 +242,14 @@ public class CliTests : IDisposable
         r = Run("selftest");
         Assert.Equal(2, r.Code);
         Assert.Contains("run it as `bert selftest --device cuda`", r.Err);
-        r = Run("demo", "--device", "cuda");
-        Assert.Equal(2, r.Code);
-        Assert.Contains("runs on the CPU only for now", r.Err);
+        foreach (var command in new[] { "demo", "eval", "predict" })
+        {
+            r = command == "demo" ? Run("demo", "--device", "cuda", "--out", outDir)
+                : Run(command, "--model", Path.Combine(_dir, "none"), "--data", "amazon", "--device", "cuda");
+            Assert.NotEqual(0, r.Code);
+            Assert.Single(r.Err.Trim().Split('\n'));
+        }
+        Assert.False(Directory.Exists(outDir), "the demo writes nothing when the device cannot be opened");
     }
 
     [Fact]
