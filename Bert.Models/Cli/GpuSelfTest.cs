@@ -318,6 +318,40 @@ public static class GpuSelfTest
             string.Create(Inv, $"worst {worstP:E2} ({worstPName}); limit 1e-4; {info.Parameters.Count} tensors, {negligible} ~0 in both"));
         if (pFail.Count > 0) r.Info("over the limit: " + string.Join(", ", pFail.Take(12)));
 
+        // The fused attention kernels (BERT_CUDA_ATTENTION=fused): the same step, every buffer and gradient, same limits.
+        {
+            bool before = gpu.FusedAttention;
+            gpu.FusedAttention = true;
+            gpu.Bind(B, T, G, training: true);
+            foreach (var (k, v) in inputs) gpu.SetInput(k, v);
+            gpu.PoisonArena();
+            gpu.ZeroGradients();
+            gpu.Forward(training: true, seed: seed);
+            gpu.Backward();
+            double wf = 0, wb = 0; string wfName = "", wbName = "";
+            foreach (var b in info.Buffers)
+            {
+                double[] want = cpuBuffers[b.Id];
+                if (want.Length == 0) continue;
+                double e = RelErr(gpu.ReadBuffer(b.Id), want, out _);
+                if (b.Role != BufferRole.Gradient) { if (!(e <= wf)) { wf = e; wfName = b.Name; } }
+                else if (!(e <= wb)) { wb = e; wbName = b.Name; }
+            }
+            float[] gf = gpu.GetGradients();
+            double wp = 0; string wpName = "";
+            foreach (var p in info.Parameters)
+            {
+                var want = gWant.AsSpan((int)p.Offset, (int)p.Length);
+                double norm = 0; foreach (double x in want) norm += x * x;
+                if (Math.Sqrt(norm) < 1e-6 * global) continue;   // ~0 in exact arithmetic (see above)
+                double e = RelErr(gf.AsSpan((int)p.Offset, (int)p.Length), want, out _);
+                if (!(e <= wp)) { wp = e; wpName = p.Name; }
+            }
+            r.Row($"{info.Name}: fused attention vs CPU double", wf <= 1e-5 && wb <= 1e-4 && wp <= 1e-4,
+                string.Create(Inv, $"forward worst {wf:E2} ({wfName}), backward {wb:E2} ({wbName}), parameter gradients {wp:E2} ({wpName})"));
+            gpu.FusedAttention = before;
+        }
+
         // bf16 products (the linear layers' operands rounded to bf16): the loss, every buffer and the gradients against the
         // CPU in double, looser (bf16 keeps 8 bits of mantissa).
         {
@@ -478,9 +512,10 @@ public static class GpuSelfTest
         double fpt = Catalog.FlopsPerToken(info, s.Seq, 0.15);
         var rng = new Random(2);
         nint start = CudaDriver.EventCreate(), stop = CudaDriver.EventCreate();
-        foreach (var precision in (CudaPrecision[])[CudaPrecision.Fp32, CudaPrecision.Tf32, CudaPrecision.Bf16])
+        foreach (var (precision, fused) in ((CudaPrecision, bool)[])[(CudaPrecision.Fp32, false), (CudaPrecision.Tf32, false), (CudaPrecision.Tf32, true), (CudaPrecision.Bf16, false), (CudaPrecision.Bf16, true)])
         {
             gpu.Precision = precision;
+            gpu.FusedAttention = fused;
             foreach (int B in s.Batches)
             {
                 int G = (int)Math.Round(0.15 * B * s.Seq);
@@ -507,9 +542,9 @@ public static class GpuSelfTest
                     double ms = CudaDriver.EventElapsedTime(start, stop) / s.Steps;
                     double seqs = B / (ms / 1000), mfu = seqs * s.Seq * fpt / 989e12;
                     float loss = gpu.ReadBuffer(info.OutputBuffer)[0];
-                    r.Row($"time BERT-Base step {precision.ToString().ToLowerInvariant()} B={B} T={s.Seq}", float.IsFinite(loss),
+                    r.Row($"time BERT-Base step {precision.ToString().ToLowerInvariant()}{(fused ? " fused-attn" : "")} B={B} T={s.Seq}", float.IsFinite(loss),
                         string.Create(Inv, $"{ms:F1} ms/step, {seqs:F1} seq/s, MFU {mfu:P1} of 989 TFLOP/s; loss {loss:F3}; arena {gpu.ArenaBytes / (1 << 20)} MiB"),
-                        new() { ["batch"] = B, ["seq"] = s.Seq, ["precision"] = precision.ToString(), ["step_ms"] = ms, ["seq_per_s"] = seqs, ["mfu"] = mfu });
+                        new() { ["batch"] = B, ["seq"] = s.Seq, ["precision"] = precision.ToString(), ["fused_attention"] = fused, ["step_ms"] = ms, ["seq_per_s"] = seqs, ["mfu"] = mfu });
                 }
                 catch (CudaException e) when (e.Message.Contains("OUT_OF_MEMORY"))
                 {
@@ -518,7 +553,8 @@ public static class GpuSelfTest
             }
         }
         CudaDriver.EventDestroy(start); CudaDriver.EventDestroy(stop);
-        Profile(r, gpu, opt, info, s, rng);
+        Profile(r, gpu, opt, info, s, rng, CudaPrecision.Tf32, fused: false);
+        Profile(r, gpu, opt, info, s, rng, CudaPrecision.Tf32, fused: true);
         gpu.Dispose();
         Inference(r, device, cache, s);
     }
@@ -534,8 +570,10 @@ public static class GpuSelfTest
         gpu.SetParameters(cpu.Parameters);
         var rng = new Random(8);
         nint start = CudaDriver.EventCreate(), stop = CudaDriver.EventCreate();
-        foreach (int B in new[] { 1, s.Batches.Max() })
+        foreach (var (B, fused) in new[] { (1, false), (s.Batches.Max(), false), (1, true), (s.Batches.Max(), true) })
         {
+            gpu.FusedAttention = fused;
+            string attn = fused ? ", fused attention" : "";
             var inputs = RandomInputs(entry.Info, B, s.Seq, 0, rng);
             foreach (var k in inputs.Keys.Where(k => entry.Info.Input(k).Kind == InputKind.Mask)) Array.Fill(inputs[k], 1);
             gpu.Bind(B, s.Seq, 0, training: false);
@@ -555,9 +593,9 @@ public static class GpuSelfTest
             ms.Sort();
             double median = ms[Runs / 2];
             float[] direct = gpu.Output;
-            r.Row($"time BERT-Base classifier inference B={B} T={s.Seq}", float.IsFinite(direct[0]),
+            r.Row($"time BERT-Base classifier inference B={B} T={s.Seq}{attn}", float.IsFinite(direct[0]),
                 string.Create(Inv, $"{median:F3} ms (median of {Runs}), {B / (median / 1000):F0} seq/s; TF32 products, kernel by kernel"),
-                new() { ["batch"] = B, ["seq"] = s.Seq, ["infer_ms"] = median, ["seq_per_s"] = B / (median / 1000), ["graph"] = false });
+                new() { ["batch"] = B, ["seq"] = s.Seq, ["infer_ms"] = median, ["seq_per_s"] = B / (median / 1000), ["graph"] = false, ["fused_attention"] = fused });
 
             // The same forward captured once as a CUDA graph and replayed: one launch instead of one per kernel.
             using var graph = gpu.CaptureForward();
@@ -577,19 +615,20 @@ public static class GpuSelfTest
             }
             gms.Sort();
             double gmedian = gms[Runs / 2];
-            r.Row($"time BERT-Base classifier inference B={B} T={s.Seq}, graph", same,
+            r.Row($"time BERT-Base classifier inference B={B} T={s.Seq}{attn}, graph", same,
                 string.Create(Inv, $"{gmedian:F3} ms (median of {Runs}), {B / (gmedian / 1000):F0} seq/s; replayed CUDA graph, {(same ? "the same bits as kernel by kernel" : "DIFFERENT from kernel by kernel")} (arena poisoned first)"),
-                new() { ["batch"] = B, ["seq"] = s.Seq, ["infer_ms"] = gmedian, ["seq_per_s"] = B / (gmedian / 1000), ["graph"] = true });
+                new() { ["batch"] = B, ["seq"] = s.Seq, ["infer_ms"] = gmedian, ["seq_per_s"] = B / (gmedian / 1000), ["graph"] = true, ["fused_attention"] = fused });
         }
         CudaDriver.EventDestroy(start); CudaDriver.EventDestroy(stop);
     }
 
-    /// <summary>One bf16 step at the largest batch with an event at every op: where the time goes, by op kind and phase.</summary>
-    static void Profile(Report r, CudaModel gpu, CudaAdamW opt, ModelInfo info, Settings s, Random rng)
+    /// <summary>One step at the largest batch with an event at every op: where the time goes, by op kind and phase.</summary>
+    static void Profile(Report r, CudaModel gpu, CudaAdamW opt, ModelInfo info, Settings s, Random rng, CudaPrecision precision, bool fused)
     {
         int B = s.Batches.Max(), G = (int)Math.Round(0.15 * B * s.Seq);
         var inputs = RandomInputs(info, B, s.Seq, G, rng);
-        gpu.Precision = CudaPrecision.Bf16;
+        gpu.Precision = precision;
+        gpu.FusedAttention = fused;
         gpu.Bind(B, s.Seq, G, training: true);
         foreach (var (k, v) in inputs) gpu.SetInput(k, v);
         var ops = info.Ops.ToDictionary(o => o.Id);
@@ -622,7 +661,7 @@ public static class GpuSelfTest
         foreach (var e in events) CudaDriver.EventDestroy(e);
         var data = new Dictionary<string, object> { ["batch"] = B, ["total_ms"] = total };
         foreach (var (k, v) in sums) data[k] = v;
-        r.Row($"profile BERT-Base bf16 step B={B}", true, string.Create(Inv, $"{total:F1} ms in all (events at every op)"), data);
+        r.Row($"profile BERT-Base {precision.ToString().ToLowerInvariant()}{(fused ? " fused-attn" : "")} step B={B}", true, string.Create(Inv, $"{total:F1} ms in all (events at every op)"), data);
         foreach (var (k, v) in sums.OrderByDescending(x => x.Value).Take(14))
             r.Info(string.Create(Inv, $"{k,-28} {v,8:F2} ms  {v / total,6:P1}"));
     }

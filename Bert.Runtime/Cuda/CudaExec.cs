@@ -163,12 +163,30 @@ public sealed unsafe class CudaExec
     void Batched(bool tA, bool tB, int M, int N, int K, float alpha, ulong A, int lda, long sA, ulong Bm, int ldb, long sB, ulong C, int ldc, long sC, int batch) =>
         Blas.GemmStridedBatched(tA, tB, M, N, K, alpha, A, lda, sA, Bm, ldb, sB, 0f, C, ldc, sC, batch, CudaDataType.R32F);
 
+    /// <summary>Attention by the fused kernels (no head-major copies, no separate products) instead of cuBLAS batched
+    /// products around a softmax kernel; for head sizes up to 128. Off by default until measured (BERT_CUDA_ATTENTION=fused).</summary>
+    public bool FusedAttention { get; set; }
+
+    const int FusedRows = 32;
+
+    void LaunchFused(string name, int B, int T, int C, int H, KernelArguments args)
+    {
+        uint shared = (uint)(2 * FusedRows * (C / H + 1) * 4);
+        CudaDriver.LaunchKernel(Fn(name), new Dim3((uint)(B * H), (uint)((T + FusedRows - 1) / FusedRows)), Block, shared, Stream, args);
+    }
+
     /// <summary>Scaled dot-product attention as the CPU computes it: scores = scale·Q·Kᵀ (cuBLAS, straight into probs), mask and
     /// softmax (saved), dropout, out = dropped·V (cuBLAS), over all B·H heads at once.</summary>
     public void Attention(ulong y, ulong probs, ulong qkv, ulong mask, int B, int T, int C, int H, float p, ulong site)
     {
         bool drop = Training && p > 0;
         int D = C / H, BH = B * H;
+        if (FusedAttention && D <= 128)
+        {
+            LaunchFused("rt_attention_fused_forward", B, T, C, H,
+                Args().Add(y).Add(probs).Add(qkv).Add(mask).Add(B).Add(T).Add(C).Add(H).Add(Scale(C, H)).Add(p).Add(Seed).Add(site).Add(drop ? 1 : 0));
+            return;
+        }
         long btc = (long)B * T * C, tt = (long)T * T, td = (long)T * D;
         RequireScratch(AttentionScratch(B, T, C, H), "attention");
         ulong q = Scratch, k = q + (ulong)btc * 4, v = k + (ulong)btc * 4, o = v + (ulong)btc * 4, dropped = Scratch + (ulong)(7 * btc) * 4;
@@ -184,6 +202,15 @@ public sealed unsafe class CudaExec
     {
         bool drop = Training && p > 0;
         int D = C / H, BH = B * H;
+        if (FusedAttention && D <= 128)
+        {
+            RequireScratch((long)BH * T * T, "attention");
+            LaunchFused("rt_attention_fused_backward_q", B, T, C, H,
+                Args().Add(dqkv).Add(Scratch).Add(dy).Add(qkv).Add(probs).Add(B).Add(T).Add(C).Add(H).Add(Scale(C, H)).Add(p).Add(Seed).Add(site).Add(drop ? 1 : 0));
+            LaunchFused("rt_attention_fused_backward_kv", B, T, C, H,
+                Args().Add(dqkv).Add(Scratch).Add(dy).Add(qkv).Add(probs).Add(B).Add(T).Add(C).Add(H).Add(Scale(C, H)).Add(p).Add(Seed).Add(site).Add(drop ? 1 : 0));
+            return;
+        }
         long btc = (long)B * T * C, tt = (long)T * T, td = (long)T * D, bhtt = (long)BH * tt;
         RequireScratch(AttentionScratch(B, T, C, H), "attention");
         ulong At(long floats) => Scratch + (ulong)floats * 4;

@@ -275,6 +275,226 @@ extern "C" __global__ void rt_attention_softmax_backward(float* __restrict__ g, 
     for (int k = lane; k < T; k += 32) G[k] = P[k] * (G[k] - dot);
 }
 
+// ---------------- attention, fused (no head-major copies; BERT_CUDA_ATTENTION=fused) ----------------
+// Blocks of 8 warps own 32 query (or key) rows of one head (b,h): grid (B·H, ceil(T/32)). Keys (or queries) stream through
+// shared memory in tiles of 32 rows (stride D+1 against bank conflicts); a lane owns one key of a tile for dot products,
+// and elements d = lane + 32·j (j < 4, so D ≤ 128) of a row for the sums over keys. probs (B,H,T,T) are written as the
+// CPU saves them; the dropout keep of (q,k) is computed once, by the lane that owns k, and broadcast with a shuffle.
+#define RT_ROWS 32
+#define RT_RPW 4
+
+static __device__ __forceinline__ void rt_load_tile(float* __restrict__ tile, const float* __restrict__ src, int r0, int T, int C3, int D)
+{
+    for (int i = threadIdx.x; i < RT_ROWS * D; i += blockDim.x)
+    {
+        int rr = i / D, d = i - rr * D, r = r0 + rr;
+        tile[rr * (D + 1) + d] = r < T ? src[(long long)r * C3 + d] : 0.0f;
+    }
+}
+
+// Forward: probs (saved) and out = dropped·V, written straight into out (B,T,C).
+extern "C" __global__ void rt_attention_fused_forward(float* __restrict__ out, float* __restrict__ probs, const float* __restrict__ qkv, const int* __restrict__ mask,
+    int B, int T, int C, int H, float scale, float p, rt_u64 seed, rt_u64 site, int drop)
+{
+    extern __shared__ float rt_sh[];
+    int D = C / H, C3 = 3 * C, bh = blockIdx.x, b = bh / H, h = bh - b * H, q0 = blockIdx.y * RT_ROWS;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const float* base = qkv + (long long)b * T * C3 + h * D;
+    float* P = probs + (long long)bh * T * T;
+    // scores = scale·Q·Kᵀ + mask, into probs
+    for (int k0 = 0; k0 < T; k0 += 32)
+    {
+        __syncthreads();
+        rt_load_tile(rt_sh, base + C, k0, T, C3, D);
+        __syncthreads();
+        int k = k0 + lane;
+        for (int i = 0; i < RT_RPW; i++)
+        {
+            int q = q0 + warp * RT_RPW + i;
+            if (q >= T || k >= T) continue;
+            const float* Q = base + (long long)q * C3;
+            const float* K = rt_sh + lane * (D + 1);
+            float s = 0.0f;
+            for (int d = 0; d < D; d++) s += Q[d] * K[d];
+            s *= scale;
+            if (mask[b * T + k] == 0) s += -10000.0f;
+            P[(long long)q * T + k] = s;
+        }
+    }
+    __syncwarp();
+    // softmax of each row, in place
+    for (int i = 0; i < RT_RPW; i++)
+    {
+        int q = q0 + warp * RT_RPW + i;
+        if (q >= T) continue;
+        float* row = P + (long long)q * T;
+        float mx = -3.402823466e38f;
+        for (int k = lane; k < T; k += 32) mx = fmaxf(mx, row[k]);
+        mx = rt_warp_max(mx);
+        float sum = 0.0f;
+        for (int k = lane; k < T; k += 32) { float e = expf(row[k] - mx); row[k] = e; sum += e; }
+        sum = rt_warp_sum(sum);
+        for (int k = lane; k < T; k += 32) row[k] = row[k] / sum;
+    }
+    __syncwarp();
+    // out = dropped·V
+    float ks = p >= 1.0f ? 0.0f : 1.0f / (1.0f - p);
+    float acc[RT_RPW][4];
+    for (int i = 0; i < RT_RPW; i++) for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
+    for (int k0 = 0; k0 < T; k0 += 32)
+    {
+        __syncthreads();
+        rt_load_tile(rt_sh, base + 2 * C, k0, T, C3, D);
+        __syncthreads();
+        int k = k0 + lane;
+        for (int i = 0; i < RT_RPW; i++)
+        {
+            int q = q0 + warp * RT_RPW + i;
+            float a = 0.0f;
+            if (q < T && k < T)
+            {
+                long long at = ((long long)bh * T + q) * T + k;
+                a = probs[at];
+                if (drop) a = rt_uniform(seed, site, (rt_u64)at) >= p ? a * ks : 0.0f;
+            }
+            int n = T - k0 < 32 ? T - k0 : 32;
+            for (int kk = 0; kk < n; kk++)
+            {
+                float ab = __shfl_sync(0xffffffffu, a, kk);
+                const float* V = rt_sh + kk * (D + 1);
+                for (int j = 0; j < 4; j++) { int d = lane + 32 * j; if (d < D) acc[i][j] += ab * V[d]; }
+            }
+        }
+    }
+    for (int i = 0; i < RT_RPW; i++)
+    {
+        int q = q0 + warp * RT_RPW + i;
+        if (q >= T) continue;
+        for (int j = 0; j < 4; j++) { int d = lane + 32 * j; if (d < D) out[((long long)b * T + q) * C + h * D + d] = acc[i][j]; }
+    }
+}
+
+// Backward, query rows: d dropped = dO·Vᵀ, through dropout and the softmax into dS (scratch, B·H·T·T), then
+// dQ += scale·dS·K.
+extern "C" __global__ void rt_attention_fused_backward_q(float* __restrict__ dqkv, float* __restrict__ dS, const float* __restrict__ dout, const float* __restrict__ qkv,
+    const float* __restrict__ probs, int B, int T, int C, int H, float scale, float p, rt_u64 seed, rt_u64 site, int drop)
+{
+    extern __shared__ float rt_sh[];
+    int D = C / H, C3 = 3 * C, bh = blockIdx.x, b = bh / H, h = bh - b * H, q0 = blockIdx.y * RT_ROWS;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const float* base = qkv + (long long)b * T * C3 + h * D;
+    float ks = p >= 1.0f ? 0.0f : 1.0f / (1.0f - p);
+    for (int k0 = 0; k0 < T; k0 += 32)
+    {
+        __syncthreads();
+        rt_load_tile(rt_sh, base + 2 * C, k0, T, C3, D);
+        __syncthreads();
+        int k = k0 + lane;
+        for (int i = 0; i < RT_RPW; i++)
+        {
+            int q = q0 + warp * RT_RPW + i;
+            if (q >= T || k >= T) continue;
+            const float* dO = dout + ((long long)b * T + q) * C + h * D;
+            const float* V = rt_sh + lane * (D + 1);
+            float g = 0.0f;
+            for (int d = 0; d < D; d++) g += dO[d] * V[d];
+            long long at = ((long long)bh * T + q) * T + k;
+            if (drop) g *= rt_uniform(seed, site, (rt_u64)at) >= p ? ks : 0.0f;
+            dS[at] = g;
+        }
+    }
+    __syncwarp();
+    for (int i = 0; i < RT_RPW; i++)
+    {
+        int q = q0 + warp * RT_RPW + i;
+        if (q >= T) continue;
+        long long row = ((long long)bh * T + q) * T;
+        float dot = 0.0f;
+        for (int k = lane; k < T; k += 32) dot += probs[row + k] * dS[row + k];
+        dot = rt_warp_sum(dot);
+        for (int k = lane; k < T; k += 32) dS[row + k] = probs[row + k] * (dS[row + k] - dot);
+    }
+    __syncwarp();
+    float acc[RT_RPW][4];
+    for (int i = 0; i < RT_RPW; i++) for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
+    for (int k0 = 0; k0 < T; k0 += 32)
+    {
+        __syncthreads();
+        rt_load_tile(rt_sh, base + C, k0, T, C3, D);
+        __syncthreads();
+        int k = k0 + lane;
+        for (int i = 0; i < RT_RPW; i++)
+        {
+            int q = q0 + warp * RT_RPW + i;
+            float g = q < T && k < T ? dS[((long long)bh * T + q) * T + k] : 0.0f;
+            int n = T - k0 < 32 ? T - k0 : 32;
+            for (int kk = 0; kk < n; kk++)
+            {
+                float gb = __shfl_sync(0xffffffffu, g, kk);
+                const float* K = rt_sh + kk * (D + 1);
+                for (int j = 0; j < 4; j++) { int d = lane + 32 * j; if (d < D) acc[i][j] += gb * K[d]; }
+            }
+        }
+    }
+    for (int i = 0; i < RT_RPW; i++)
+    {
+        int q = q0 + warp * RT_RPW + i;
+        if (q >= T) continue;
+        for (int j = 0; j < 4; j++) { int d = lane + 32 * j; if (d < D) dqkv[((long long)b * T + q) * C3 + h * D + d] += scale * acc[i][j]; }
+    }
+}
+
+// Backward, key rows (blockIdx.y picks 32 keys): dK += scale·dSᵀ·Q and dV += droppedᵀ·dO, queries streaming through
+// shared memory (Q tile, then dO tile, side by side).
+extern "C" __global__ void rt_attention_fused_backward_kv(float* __restrict__ dqkv, const float* __restrict__ dS, const float* __restrict__ dout, const float* __restrict__ qkv,
+    const float* __restrict__ probs, int B, int T, int C, int H, float scale, float p, rt_u64 seed, rt_u64 site, int drop)
+{
+    extern __shared__ float rt_sh[];
+    int D = C / H, C3 = 3 * C, bh = blockIdx.x, b = bh / H, h = bh - b * H, k0 = blockIdx.y * RT_ROWS;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const float* base = qkv + (long long)b * T * C3 + h * D;
+    float* Qs = rt_sh;
+    float* Os = rt_sh + RT_ROWS * (D + 1);
+    float ks = p >= 1.0f ? 0.0f : 1.0f / (1.0f - p);
+    float accK[RT_RPW][4], accV[RT_RPW][4];
+    for (int i = 0; i < RT_RPW; i++) for (int j = 0; j < 4; j++) { accK[i][j] = 0.0f; accV[i][j] = 0.0f; }
+    for (int q0 = 0; q0 < T; q0 += 32)
+    {
+        __syncthreads();
+        rt_load_tile(Qs, base, q0, T, C3, D);
+        rt_load_tile(Os, dout + (long long)b * T * C + h * D, q0, T, C, D);
+        __syncthreads();
+        int q = q0 + lane;
+        for (int i = 0; i < RT_RPW; i++)
+        {
+            int k = k0 + warp * RT_RPW + i;
+            float a = 0.0f, g = 0.0f;
+            if (q < T && k < T)
+            {
+                long long at = ((long long)bh * T + q) * T + k;
+                a = probs[at];
+                if (drop) a = rt_uniform(seed, site, (rt_u64)at) >= p ? a * ks : 0.0f;
+                g = dS[at];
+            }
+            int n = T - q0 < 32 ? T - q0 : 32;
+            for (int qq = 0; qq < n; qq++)
+            {
+                float ab = __shfl_sync(0xffffffffu, a, qq), gb = __shfl_sync(0xffffffffu, g, qq);
+                const float* Q = Qs + qq * (D + 1);
+                const float* O = Os + qq * (D + 1);
+                for (int j = 0; j < 4; j++) { int d = lane + 32 * j; if (d < D) { accK[i][j] += gb * Q[d]; accV[i][j] += ab * O[d]; } }
+            }
+        }
+    }
+    for (int i = 0; i < RT_RPW; i++)
+    {
+        int k = k0 + warp * RT_RPW + i;
+        if (k >= T) continue;
+        long long at = ((long long)b * T + k) * C3 + h * D;
+        for (int j = 0; j < 4; j++) { int d = lane + 32 * j; if (d < D) { dqkv[at + C + d] += scale * accK[i][j]; dqkv[at + 2 * C + d] += accV[i][j]; } }
+    }
+}
+
 // ---------------- gathers ----------------
 extern "C" __global__ void rt_gather_forward(float* __restrict__ y, const float* __restrict__ x, const int* __restrict__ rows, int G, int C, int N)
 {

@@ -37,6 +37,7 @@ public sealed unsafe class CudaModel : IDisposable
         // A workspace of our own: cuBLAS then allocates nothing while a graph is being captured.
         _workspace = CudaDriver.MemAlloc(WorkspaceBytes);
         _ex.Blas.SetWorkspace(_workspace, WorkspaceBytes);
+        _ex.FusedAttention = string.Equals(Environment.GetEnvironmentVariable(FusedAttentionVariable), "fused", StringComparison.OrdinalIgnoreCase);
         long n = Math.Max(1, info.ParameterCount);
         _ex.Params = CudaDriver.MemAlloc((ulong)n * 4);
         _ex.Count = CudaDriver.MemAlloc(16);
@@ -46,6 +47,11 @@ public sealed unsafe class CudaModel : IDisposable
     }
 
     const ulong WorkspaceBytes = 32UL << 20;
+    /// <summary>BERT_CUDA_ATTENTION=fused selects the fused attention kernels (see <see cref="FusedAttention"/>).</summary>
+    public const string FusedAttentionVariable = "BERT_CUDA_ATTENTION";
+
+    /// <summary>Attention by the fused kernels instead of cuBLAS batched products around a softmax (head sizes ≤ 128).</summary>
+    public bool FusedAttention { get => _ex.FusedAttention; set => _ex.FusedAttention = value; }
     readonly ulong _workspace;
 
     public ModelInfo Info { get; }

@@ -109,6 +109,8 @@ public class CudaSourceTests
         __device__ float atomicAdd(float* address, float val);
         __device__ int atomicAdd(int* address, int val);
         __device__ void __syncthreads();
+        __device__ void __syncwarp(unsigned int mask = 0xffffffffu);
+        __device__ float __shfl_sync(unsigned int mask, float var, int srcLane, int width = 32);
         extern "C" __device__ double sqrt(double);
 
         """;
