@@ -91,6 +91,7 @@ public sealed unsafe class CudaModel : IDisposable
             long r = Eval(x, 0, x.Length - 1), k = x[^1], wn = Eval(w, 0, w.Length), o = wn / Math.Max(1, k);
             slot = Math.Max(slot, Math.Max(Math.Max(r * k, r * o), wn));
         }
+        slot = (slot + 63) & ~63L;   // the second slot starts 128-byte aligned (cuBLAS picks its fast kernels on aligned operands)
         if (slot <= _ex.GemmSlot) return;
         if (_ex.GemmScratch != 0) CudaDriver.MemFree(_ex.GemmScratch);
         _ex.GemmScratch = CudaDriver.MemAlloc((ulong)slot * 4); // two slots of 2-byte elements
