@@ -79,9 +79,22 @@ public sealed class TrainLoop
         if (state.Model != Model.Info.Name)
             throw new CheckpointException($"{Dir} holds a run of {state.Model}, not {Model.Info.Name}; choose another output folder.", Dir);
         if (Tokenizer is not null) CheckpointTokenizer.Require(Tokenizer, Dir, "this run's tokenizer");
-        Checkpoint.Load(Dir, Model);
-        using (var s = Checkpoint.LoadOptimizerState(Dir)) if (s is not null) Optimizer.LoadState(s);
+        var report = Checkpoint.Load(Dir, Model);
+        bool hasOptimizer;
+        using (var s = Checkpoint.LoadOptimizerState(Dir)) { hasOptimizer = s is not null; if (s is not null) Optimizer.LoadState(s); }
         Step = state.Step;
+        // A save writes the weights and the optimizer state together, then trainer_state.json: a process killed in
+        // between leaves the state one save behind. The weights' own step (their metadata) then wins when the optimizer
+        // agrees with it; anything else cannot be pieced together.
+        long weightsStep = report.Metadata.TryGetValue("step", out var stepText) && long.TryParse(stepText, out long w) ? w : state.Step;
+        bool optimizerFits = !hasOptimizer || Optimizer.StepCount == weightsStep;
+        if (weightsStep > state.Step && hasOptimizer && optimizerFits)
+        {
+            Console.Error.WriteLine($"{Dir}/trainer_state.json is from step {state.Step} but the weights and optimizer state are from step {weightsStep} (the last save stopped before its last file); resuming from step {weightsStep}.");
+            Step = weightsStep;
+        }
+        else if (weightsStep != state.Step || !optimizerFits)
+            throw new CheckpointException($"{Dir} holds weights from step {weightsStep}, optimizer state from step {(hasOptimizer ? Optimizer.StepCount : 0)} and trainer_state.json from step {state.Step}, which do not belong together; resume from {Path.Combine(Dir, "best")} or delete {Dir} to start afresh.", Dir);
         if (state.BestScore is double b) Best = new EvalReport(double.NaN, new Dictionary<string, double>(), b);
         Losses.AddRange(state.Losses.Select(l => ((long)l[0], l[1])));
         return true;

@@ -162,6 +162,59 @@ public class TrainLoopTests
         finally { Directory.Delete(dir, true); }
     }
 
+    /// <summary>A process killed after a save's weights and optimizer state but before trainer_state.json: resuming takes the
+    /// weights' step (and says so) and repeats the uninterrupted run; a folder whose weights and optimizer disagree too is
+    /// one sentence naming the three steps.</summary>
+    [Fact]
+    public void Resume_WithTrainerStateOneSaveBehind_TakesTheWeightsStep_AndMismatchedFilesAreOneSentence()
+    {
+        var dir = Directory.CreateTempSubdirectory("bert-resume-behind-").FullName;
+        try
+        {
+            TrainLoop Loop(PretrainJob job, Bert.Runtime.Model<float> m, string? d, long steps, Func<long, int>? bind = null) => new()
+            {
+                Model = m, TotalSteps = steps, Bind = bind ?? job.Bind, Dir = d,
+                Options = new TrainOptions { BatchSize = 16, LearningRate = 1e-3, Seed = 5, SaveEvery = 2 },
+            };
+            var (j1, m1) = Pretraining(4);
+            var whole = Loop(j1, m1, null, 6);
+            whole.Run(null, CancellationToken.None);
+
+            // A run killed while binding step 5 (after the save at step 4) whose trainer_state.json is still step 2's.
+            var (j2, m2) = Pretraining(4);
+            var first = Loop(j2, m2, dir, 6, i => i == 4 ? throw new IOException("killed") : j2.Bind(i));
+            Assert.Throws<IOException>(() => first.Run(null, CancellationToken.None));
+            string statePath = Path.Combine(dir, "trainer_state.json");
+            var state = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(statePath))!.AsObject();
+            state["Step"] = 2;
+            state["Losses"] = new System.Text.Json.Nodes.JsonArray(state["Losses"]!.AsArray().Take(2).Select(x => x!.DeepClone()).ToArray());
+            File.WriteAllText(statePath, state.ToJsonString());
+
+            var (j3, m3) = Pretraining(4);
+            var resumed = Loop(j3, m3, dir, 6);
+            var err = new StringWriter();
+            var old = Console.Error;
+            Console.SetError(err);
+            try { Assert.True(resumed.TryResume()); }
+            finally { Console.SetError(old); }
+            Assert.Equal(4, resumed.Step);
+            Assert.Contains("trainer_state.json is from step 2 but the weights and optimizer state are from step 4", err.ToString());
+            resumed.Run(null, CancellationToken.None);
+            Assert.True(m1.Parameters.SequenceEqual(m3.Parameters), "the resumed run's weights differ from the uninterrupted run's");
+
+            // Weights from one save, optimizer state from another: nothing fits together.
+            string opt = Path.Combine(dir, "optimizer.bin");
+            var (j4, m4) = Pretraining(4);
+            var other = Loop(j4, m4, Path.Combine(dir, "other"), 2);
+            other.Run(null, CancellationToken.None);
+            File.Copy(Path.Combine(dir, "other", "optimizer.bin"), opt, overwrite: true);
+            var (j5, m5) = Pretraining(4);
+            var e = Assert.Throws<Bert.Runtime.Checkpoints.CheckpointException>(() => Loop(j5, m5, dir, 8).TryResume());
+            Assert.Contains("holds weights from step 6, optimizer state from step 2 and trainer_state.json from step 6", e.Message.Replace(dir, "DIR"));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
     [Fact]
     public void DivergingRun_StopsNamingTheStep_AndKeepsTheLastGoodCheckpoint()
     {
