@@ -122,7 +122,12 @@ public class CudaSourceTests
     public void GeneratedCuda_CompilesAsDeviceCode(string model)
     {
         RequireClang();
-        var source = Source(ModelType(model))!;
+        AssertCompilesAsDeviceCode(Source(ModelType(model))!, $"the CUDA source of {model}");
+    }
+
+    /// <summary>clang-14, sm_80 device code against <see cref="DevicePrelude"/>, every warning (implicit doubles too) an error.</summary>
+    static void AssertCompilesAsDeviceCode(string source, string what)
+    {
         var dir = Directory.CreateTempSubdirectory("bert-cuda-").FullName;
         try
         {
@@ -133,7 +138,7 @@ public class CudaSourceTests
                 "-x", "cuda", "--cuda-device-only", "--cuda-gpu-arch=sm_80", "-nocudainc", "-nocudalib",
                 "-include", "prelude.h", "-fsyntax-only", "-Wdouble-promotion", "-Wimplicit-float-conversion", "-Werror", "k.cu",
             }, dir);
-            Assert.True(code == 0, $"clang-14 rejected the CUDA source of {model} (exit {code}):\n{Tail(output)}");
+            Assert.True(code == 0, $"clang-14 rejected {what} (exit {code}):\n{Tail(output)}");
         }
         finally { Directory.Delete(dir, true); }
     }
@@ -145,20 +150,8 @@ public class CudaSourceTests
     public void GeneratedCuda_WithTheRuntimeKernels_CompilesAsOneProgram(string model)
     {
         RequireClang();
-        var source = global::Bert.Runtime.Cuda.CudaKernels.Source + "\n" + Source(ModelType(model))!;
-        var dir = Directory.CreateTempSubdirectory("bert-cuda-").FullName;
-        try
-        {
-            File.WriteAllText(Path.Combine(dir, "prelude.h"), DevicePrelude);
-            File.WriteAllText(Path.Combine(dir, "k.cu"), source);
-            var (code, output) = Run(Clang, new[]
-            {
-                "-x", "cuda", "--cuda-device-only", "--cuda-gpu-arch=sm_80", "-nocudainc", "-nocudalib",
-                "-include", "prelude.h", "-fsyntax-only", "-Wdouble-promotion", "-Wimplicit-float-conversion", "-Werror", "k.cu",
-            }, dir);
-            Assert.True(code == 0, $"clang-14 rejected the runtime kernels + the CUDA source of {model} (exit {code}):\n{Tail(output)}");
-        }
-        finally { Directory.Delete(dir, true); }
+        AssertCompilesAsDeviceCode(global::Bert.Runtime.Cuda.CudaKernels.Source + "\n" + Source(ModelType(model))!,
+            $"the runtime kernels + the CUDA source of {model}");
     }
 
     [Fact]
