@@ -192,7 +192,7 @@ public static class GpuSelfTest
         int[] lengths = Enumerable.Range(0, B).Select(b => b == 0 ? T : rng.Next(Math.Max(1, T / 2), Math.Max(2, T))).ToArray(); // padding past b = 0
         foreach (var i in info.Inputs)
         {
-            int n = (int)i.Shape.Aggregate(1L, (a, d) => a * (d switch { -1 => B, -2 => T, -3 => G, _ => d }));
+            int n = (int)ModelInfo.ShapeSize(i.Shape, B, T, G);
             var v = new int[n];
             switch (i.Kind)
             {

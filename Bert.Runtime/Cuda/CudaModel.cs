@@ -79,16 +79,10 @@ public sealed unsafe class CudaModel : IDisposable
     void AllocateGemmScratch(int batch, int seq, int rows)
     {
         long slot = 16;
-        long Eval(int[] shape, int from, int to)
-        {
-            long n = 1;
-            for (int k = from; k < to; k++) n *= shape[k] switch { -1 => batch, -2 => seq, -3 => rows, var d => d };
-            return n;
-        }
         foreach (var op in Info.Ops.Where(o => o.Kind is OpKind.Linear or OpKind.MatMul && o.Operands.Length >= 2))
         {
             var x = op.Operands[0].Shape; var w = op.Operands[1].Shape;
-            long r = Eval(x, 0, x.Length - 1), k = x[^1], wn = Eval(w, 0, w.Length), o = wn / Math.Max(1, k);
+            long r = ModelInfo.ShapeSize(x, batch, seq, rows, to: x.Length - 1), k = x[^1], wn = ModelInfo.ShapeSize(w, batch, seq, rows), o = wn / Math.Max(1, k);
             slot = Math.Max(slot, Math.Max(Math.Max(r * k, r * o), wn));
         }
         slot = (slot + 63) & ~63L;   // the second slot starts 128-byte aligned (cuBLAS picks its fast kernels on aligned operands)
@@ -188,12 +182,7 @@ public sealed unsafe class CudaModel : IDisposable
         return s;
     }
 
-    long Size(int[] shape)
-    {
-        long n = 1;
-        foreach (int d in shape) n *= d switch { -1 => _ex.Batch, -2 => _ex.Seq, -3 => _ex.Rows, _ => d };
-        return n;
-    }
+    long Size(int[] shape) => ModelInfo.ShapeSize(shape, _ex.Batch, _ex.Seq, _ex.Rows);
 
     void RequireBound() { if (!_bound) throw new InvalidOperationException("Call Bind(batch, seq, rows) before setting inputs or running the model."); }
 

@@ -125,12 +125,7 @@ public sealed unsafe class Model<T> where T : unmanaged, IBinaryFloatingPointIee
     /// <summary>Bytes of arena the current binding uses.</summary>
     public long ArenaBytes => _arena.Length * (long)sizeof(T);
 
-    long Size(int[] shape)
-    {
-        long n = 1;   // a loop, not Aggregate with a lambda: called every step
-        foreach (int d in shape) n *= d switch { -1 => _ex.Batch, -2 => _ex.Seq, -3 => _ex.Rows, _ => d };
-        return n;
-    }
+    long Size(int[] shape) => ModelInfo.ShapeSize(shape, _ex.Batch, _ex.Seq, _ex.Rows);
 
     void RequireBound() { if (!_bound) throw new InvalidOperationException("Call Bind(batch, seq, rows) before setting inputs or running the model."); }
 

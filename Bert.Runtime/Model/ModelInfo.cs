@@ -135,6 +135,16 @@ public sealed class ModelInfo
         throw new ArgumentException($"Model {Name} has no input '{name}'; its inputs are {string.Join(", ", Inputs.Select(i => i.Name))}.");
     }
 
+    /// <summary>Elements of a declared shape (dims -1, -2, -3 standing for B, T, G) from dimension <paramref name="from"/>
+    /// up to <paramref name="to"/> (exclusive; -1 for the end) at one batch shape. A loop, not LINQ: called every step.</summary>
+    public static long ShapeSize(int[] shape, int batch, int seq, int rows, int from = 0, int to = -1)
+    {
+        long n = 1;
+        for (int k = from, end = to < 0 ? shape.Length : to; k < end; k++)
+            n *= shape[k] switch { -1 => batch, -2 => seq, -3 => rows, var d => d };
+        return n;
+    }
+
     /// <summary>The memory plan for one batch shape: element offset of every buffer and the arena size.</summary>
     /// <param name="reuse">false gives every buffer memory of its own (to check the plan against).</param>
     public (long[] Offsets, long[] Lengths, long Total) Layout(int batch, int seq, int rows, bool training, bool reuse = true)
