@@ -102,104 +102,66 @@ public sealed class TrainLoop
 
     sealed record TrainerState(string Model, long Step, long TotalSteps, double? BestScore, List<double[]> Losses);
 
-    /// <summary>Runs from the current step to TotalSteps, or until cancelled (then saves a resumable checkpoint).</summary>
+    /// <summary>Runs from the current step to TotalSteps, or until cancelled (then saves a resumable checkpoint). With a
+    /// <see cref="Device"/>, the steps (forward, backward, clipping, AdamW) and the evaluation's forwards run there, on the
+    /// same batches, seeds and schedule; the CPU model receives the weights before every save and evaluation, and step
+    /// metrics (read from the CPU model's probabilities) are left out: the held-out evaluation gives them.</summary>
     public void Run(Action<StepReport>? progress, CancellationToken cancel)
     {
         var schedule = new LinearWarmupDecay(Options.LearningRate, (long)(Options.WarmupFraction * TotalSteps), TotalSteps);
         var sw = Stopwatch.StartNew();
         long tokens = 0, startStep = Step;
         int accumulate = Math.Max(1, Options.Accumulate);
-        if (Device is not null) { RunOnDevice(Device, schedule, progress, cancel); return; }
-        while (Step < TotalSteps)
-        {
-            if (cancel.IsCancellationRequested) { Save(Dir, interrupted: true); return; }
-            Model.ZeroGradients();
-            double loss = 0;
-            var metrics = new Dictionary<string, double>();
-            for (int micro = 0; micro < accumulate; micro++)
-            {
-                long index = Step * accumulate + micro;
-                tokens += Bind(index);
-                float l = Model.Forward(training: Options.Dropout, seed: StepSeed(index))[0];
-                if (!float.IsFinite(l))
-                {
-                    throw new TrainingException($"The loss became {l} at step {Step + 1}; {Kept()}; lower the learning rate or check the data.");
-                }
-                loss += l / accumulate;
-                if (StepMetrics is not null) foreach (var (k, v) in StepMetrics()) metrics[k] = metrics.GetValueOrDefault(k) + v / accumulate;
-                Model.Backward();
-            }
-            var grads = Model.Gradients;
-            if (accumulate > 1) GradientAccumulator.Scale(grads, 1f / accumulate);
-            if (!GradientClipping.AllFinite<float>(grads))
-                throw new TrainingException($"The gradients became non-finite at step {Step + 1}; {Kept()}; lower the learning rate.");
-            GradientClipping.ClipByGlobalNorm(grads, Options.ClipNorm);
-            double lr = schedule.At(Step);
-            Optimizer.Step(Model.Parameters, grads, lr);
-            Step++;
-            Losses.Add((Step, loss));
-            var elapsed = sw.Elapsed;
-            double perStep = elapsed.TotalSeconds / Math.Max(1, Step - startStep);
-            progress?.Invoke(new StepReport(Step, TotalSteps, loss, lr, tokens / Math.Max(1e-9, elapsed.TotalSeconds), elapsed,
-                TimeSpan.FromSeconds(perStep * (TotalSteps - Step)), metrics));
-            bool last = Step == TotalSteps;
-            if (Options.SaveEvery > 0 && Step % Options.SaveEvery == 0 && !last) Save(Dir, interrupted: false);
-            if (Evaluate is not null && ((Options.EvalEvery > 0 && Step % Options.EvalEvery == 0) || last))
-            {
-                var e = Evaluate();
-                if (Best is null || e.Score > Best.Score)
-                {
-                    Best = e;
-                    if (Dir is not null) Save(Path.Combine(Dir, "best"), interrupted: false);
-                }
-            }
-        }
-        Save(Dir, interrupted: false);
-    }
-
-    /// <summary><see cref="Run"/> with the steps on the device: the same batches, seeds, schedule and checkpoints; step
-    /// metrics (read from the CPU model's probabilities) are left out, the held-out evaluation gives them.</summary>
-    void RunOnDevice(Bert.Runtime.Cuda.CudaTrainer device, LinearWarmupDecay schedule, Action<StepReport>? progress, CancellationToken cancel)
-    {
-        var sw = Stopwatch.StartNew();
-        long tokens = 0, startStep = Step;
-        int accumulate = Math.Max(1, Options.Accumulate);
-        device.Upload(Model, Optimizer);
-        var none = new Dictionary<string, double>();
+        Device?.Upload(Model, Optimizer);
         try
         {
             while (Step < TotalSteps)
             {
-                if (cancel.IsCancellationRequested) { Sync(device); Save(Dir, interrupted: true); return; }
-                device.ZeroGradients();
+                if (cancel.IsCancellationRequested) { SyncFromDevice(); Save(Dir, interrupted: true); return; }
+                if (Device is null) Model.ZeroGradients(); else Device.ZeroGradients();
                 double loss = 0;
+                var metrics = new Dictionary<string, double>();
                 for (int micro = 0; micro < accumulate; micro++)
                 {
                     long index = Step * accumulate + micro;
-                    Model.InputsOnly = true;
+                    Model.InputsOnly = Device is not null;   // the device runs the step: the CPU model keeps the inputs only
                     tokens += Bind(index);
-                    float l = device.ForwardBackward(Model, Options.Dropout, StepSeed(index));
+                    float l = Device?.ForwardBackward(Model, Options.Dropout, StepSeed(index)) ?? Model.Forward(training: Options.Dropout, seed: StepSeed(index))[0];
                     if (!float.IsFinite(l))
                         throw new TrainingException($"The loss became {l} at step {Step + 1}; {Kept()}; lower the learning rate or check the data.");
                     loss += l / accumulate;
+                    if (Device is not null) continue;
+                    if (StepMetrics is not null) foreach (var (k, v) in StepMetrics()) metrics[k] = metrics.GetValueOrDefault(k) + v / accumulate;
+                    Model.Backward();
                 }
-                double norm = device.ClipGradients(accumulate, Options.ClipNorm);
-                if (!double.IsFinite(norm))
-                    throw new TrainingException($"The gradients became non-finite at step {Step + 1}; {Kept()}; lower the learning rate.");
                 double lr = schedule.At(Step);
-                device.Step(lr);
+                if (Device is null)
+                {
+                    var grads = Model.Gradients;
+                    if (accumulate > 1) GradientAccumulator.Scale(grads, 1f / accumulate);
+                    if (!GradientClipping.AllFinite<float>(grads))
+                        throw new TrainingException($"The gradients became non-finite at step {Step + 1}; {Kept()}; lower the learning rate.");
+                    GradientClipping.ClipByGlobalNorm(grads, Options.ClipNorm);
+                    Optimizer.Step(Model.Parameters, grads, lr);
+                }
+                else
+                {
+                    if (!double.IsFinite(Device.ClipGradients(accumulate, Options.ClipNorm)))
+                        throw new TrainingException($"The gradients became non-finite at step {Step + 1}; {Kept()}; lower the learning rate.");
+                    Device.Step(lr);
+                }
                 Step++;
                 Losses.Add((Step, loss));
                 var elapsed = sw.Elapsed;
                 double perStep = elapsed.TotalSeconds / Math.Max(1, Step - startStep);
                 progress?.Invoke(new StepReport(Step, TotalSteps, loss, lr, tokens / Math.Max(1e-9, elapsed.TotalSeconds), elapsed,
-                    TimeSpan.FromSeconds(perStep * (TotalSteps - Step)), none));
+                    TimeSpan.FromSeconds(perStep * (TotalSteps - Step)), metrics));
                 bool last = Step == TotalSteps;
-                if (Options.SaveEvery > 0 && Step % Options.SaveEvery == 0 && !last) { Sync(device); Save(Dir, interrupted: false); }
+                if (Options.SaveEvery > 0 && Step % Options.SaveEvery == 0 && !last) { SyncFromDevice(); Save(Dir, interrupted: false); }
                 if (Evaluate is not null && ((Options.EvalEvery > 0 && Step % Options.EvalEvery == 0) || last))
                 {
-                    Sync(device);
-                    Model.Runner = device;   // the evaluation's forwards run on the device too
+                    SyncFromDevice();
+                    Model.Runner = Device;   // on a device, the evaluation's forwards run there too
                     EvalReport e;
                     try { e = Evaluate(); }
                     finally { Model.Runner = null; }
@@ -210,16 +172,18 @@ public sealed class TrainLoop
                     }
                 }
             }
-            Sync(device);
+            SyncFromDevice();
             Save(Dir, interrupted: false);
         }
         finally { Model.InputsOnly = false; }
     }
 
-    /// <summary>The device's weights and optimizer state into the CPU model and optimizer, which then evaluate or save.</summary>
-    void Sync(Bert.Runtime.Cuda.CudaTrainer device)
+    /// <summary>With a device: its weights and optimizer state into the CPU model and optimizer, which then evaluate or
+    /// save (and may run Forward: the inputs-only binding ends).</summary>
+    void SyncFromDevice()
     {
-        device.Download(Model, Optimizer);
+        if (Device is null) return;
+        Device.Download(Model, Optimizer);
         Model.InputsOnly = false;
     }
 
