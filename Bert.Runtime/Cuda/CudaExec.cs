@@ -126,8 +126,8 @@ public sealed unsafe class CudaExec
     internal ulong GemmScratch;
     internal long GemmSlot;
 
-    public void Embedding(ulong y, ulong table, ulong ids, int N, int C, int V) =>
-        Launch("rt_embed_forward", (long)N * C, Args().Add(y).Add(table).Add(ids).Add(N).Add(C).Add(V));
+    /// <summary>y[n] = table[ids[n]]: the gather of <see cref="Gather"/> over the table's V rows.</summary>
+    public void Embedding(ulong y, ulong table, ulong ids, int N, int C, int V) => Gather(y, table, ids, N, C, V);
 
     public void EmbeddingBackward(ulong dTable, ulong dy, ulong ids, int N, int C, int V) =>
         LaunchBlocks("rt_embed_backward", new Dim3(Grid(C), (uint)Math.Clamp(V, 1, 128)), Args().Add(dTable).Add(dy).Add(ids).Add(N).Add(C).Add(V));

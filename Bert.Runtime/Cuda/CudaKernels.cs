@@ -70,17 +70,7 @@ static __device__ float rt_block_max(float v, float* sh)
     return rt_warp_max(v);
 }
 
-// ---------------- embedding: y[n] = table[ids[n]] ----------------
-extern "C" __global__ void rt_embed_forward(float* __restrict__ y, const float* __restrict__ table, const int* __restrict__ ids, int N, int C, int V)
-{
-    long long total = (long long)N * C;
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)blockDim.x * gridDim.x)
-    {
-        int n = (int)(i / C), c = (int)(i % C), id = ids[n];
-        y[i] = id >= 0 && id < V ? table[(long long)id * C + c] : rt_nan();
-    }
-}
-
+// ---------------- embedding: y[n] = table[ids[n]] (the forward is rt_gather_forward: a gather of table rows) ----------------
 // dTable[ids[n]] += dy[n]: thread (column c, bucket blockIdx.y) walks the rows in order and takes those whose id falls in
 // its bucket (id mod buckets), summing runs of one id in a register before adding them to the table: deterministic, with
 // columns × buckets threads at work, and one write per run (a table of two rows, the token types, gets two writes per
@@ -495,7 +485,7 @@ extern "C" __global__ void rt_attention_fused_backward_kv(float* __restrict__ dq
     }
 }
 
-// ---------------- gathers ----------------
+// ---------------- gathers (and the embedding lookup): y[g] = x[rows[g]], NaN for a row outside 0..N-1 ----------------
 extern "C" __global__ void rt_gather_forward(float* __restrict__ y, const float* __restrict__ x, const int* __restrict__ rows, int G, int C, int N)
 {
     long long total = (long long)G * C;
