@@ -42,7 +42,7 @@ public static class Demo
         using var gpu = s.Cuda is null ? null : Bert.Runtime.Cuda.CudaDevice.Open();
         if (gpu is not null) Console.WriteLine($"Device: {gpu.Describe()}, {s.Cuda} products.");
         Bert.Runtime.Cuda.CudaTrainer? Trainer(Catalog.Entry e) =>
-            gpu is null ? null : new Bert.Runtime.Cuda.CudaTrainer(e.Info, e.CreateCuda(), gpu, 0.01, s.Cuda!.Value);
+            gpu is null ? null : new Bert.Runtime.Cuda.CudaTrainer(e.Info, e.CreateCuda(), gpu, s.Cuda!.Value);
         var known = Defaults(s.Lang).Sets;
         foreach (var set in s.Sets)
             if (!known.Contains(set)) throw new ArgumentException($"Unknown set '{set}' in --sets for --lang {s.Lang}; choose from {string.Join(", ", known)}.");

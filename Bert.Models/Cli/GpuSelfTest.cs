@@ -47,7 +47,7 @@ public static class GpuSelfTest
         }
         using var _ = device!;
         var r = new Report(o);
-        o.WriteLine($"device: {device.Describe()}");
+        o.WriteLine($"device: {device!.Describe()}");
         foreach (var lib in new[] { CudaDriver.Load(), Nvrtc.Load(), Cublas.Load() }) o.WriteLine($"  {lib}");
         var (nvMaj, nvMin) = Nvrtc.Version();
         o.WriteLine($"  NVRTC {nvMaj}.{nvMin}, target {Nvrtc.TargetArchitecture(device.ComputeCapabilityMajor, device.ComputeCapabilityMinor)}; CPU GEMM: {Gemm.Describe()}");
@@ -399,32 +399,41 @@ public static class GpuSelfTest
         double eo = RelErr(outGpu, outCpu.Select(x => (double)x).ToArray(), out _);
         r.Row($"{info.Name}: inference output vs CPU float", eo <= 1e-5, string.Create(Inv, $"{eo:E2} (limit 1e-5), {outGpu.Length} values, memory reused"));
 
-        // AdamW with clipping, two steps, against the CPU optimizer on the same gradients.
+        // AdamW and LAMB with clipping, two steps each, against the CPU optimizer on the same gradients.
         if (info.Inputs.Any(i => i.Kind == InputKind.Labels))
-        {
-            gpu.Bind(B, T, G, training: true);
-            gpu.SetParameters(p32);
-            using var opt = new CudaAdamW(gpu);
-            var cpuOpt = new AdamW<float>(info);
-            float[] pc = (float[])p32.Clone(), gc = (float[])g1.Clone();
-            double worstNorm = 0;
-            for (int step = 0; step < 2; step++)
+            foreach (Optimizer<float> cpuOpt in new Optimizer<float>[] { new AdamW<float>(info), new Lamb<float>(info) })
             {
-                CudaDriver.MemcpyHtoDAsync<float>(gpu.GradientsPointer, g1, gpu.Stream);
-                opt.ComputeNorm(0.05);
-                opt.Step(1e-3);
-                double gn = opt.LastNorm;
-                gc = (float[])g1.Clone();
-                double cn = GradientClipping.ClipByGlobalNorm<float>(gc, 0.05);
-                worstNorm = Math.Max(worstNorm, Math.Abs(gn - cn) / cn);
-                cpuOpt.Step(pc, gc, 1e-3);
+                gpu.Bind(B, T, G, training: true);
+                gpu.SetParameters(p32);
+                using var opt = CudaOptimizer.Like(gpu, cpuOpt);
+                float[] pc = (float[])p32.Clone(), gc;
+                double worstNorm = 0;
+                for (int step = 0; step < 2; step++)
+                {
+                    CudaDriver.MemcpyHtoDAsync<float>(gpu.GradientsPointer, g1, gpu.Stream);
+                    opt.ComputeNorm(0.05);
+                    opt.Step(1e-3);
+                    double gn = opt.LastNorm;
+                    gc = (float[])g1.Clone();
+                    double cn = GradientClipping.ClipByGlobalNorm<float>(gc, 0.05);
+                    worstNorm = Math.Max(worstNorm, Math.Abs(gn - cn) / cn);
+                    cpuOpt.Step(pc, gc, 1e-3);
+                }
+                float[] pg = gpu.GetParameters();
+                double ep = 0;
+                for (int i = 0; i < pc.Length; i++) ep = Math.Max(ep, Math.Abs(pg[i] - pc[i]) / (1e-3 + Math.Abs(pc[i])));
+                string ratios = "";
+                if (opt is CudaLamb lamb && cpuOpt is Lamb<float> cpuLamb)
+                {
+                    double[] rg = lamb.LastTrustRatios();
+                    double er = rg.Zip(cpuLamb.LastTrustRatios.ToArray()).Max(x => Math.Abs(x.First - x.Second) / x.Second);
+                    ep = Math.Max(ep, er);
+                    ratios = string.Create(Inv, $", trust ratios {er:E2} ({rg.Length} tensors)");
+                }
+                string name = cpuOpt is Lamb<float> ? "LAMB" : "AdamW";
+                r.Row($"{info.Name}: {name} + clipping, 2 steps vs CPU", ep <= 1e-5 && worstNorm <= 1e-5,
+                    string.Create(Inv, $"parameters {ep:E2}, gradient norm {worstNorm:E2}{ratios} (limits 1e-5)"));
             }
-            float[] pg = gpu.GetParameters();
-            double ep = 0;
-            for (int i = 0; i < pc.Length; i++) ep = Math.Max(ep, Math.Abs(pg[i] - pc[i]) / (1e-3 + Math.Abs(pc[i])));
-            r.Row($"{info.Name}: AdamW + clipping, 2 steps vs CPU", ep <= 1e-5 && worstNorm <= 1e-5,
-                string.Create(Inv, $"parameters {ep:E2}, gradient norm {worstNorm:E2} (limits 1e-5)"));
-        }
     }
 
     /// <summary>The product's training loop (the pre-training job on the embedded corpus, dropout on, clipping, AdamW with
@@ -437,31 +446,34 @@ public static class GpuSelfTest
         var (docs, _) = DataSets.Corpus(null);
         var data = new Bert.Data.PretrainingOptions { MaxSeqLength = 32, MaxPredictionsPerSeq = 6 };
         var instances = Bert.Data.Pretraining.CreateInstances(docs.Take(40).ToList(), tok, data, 1);
-        (List<(long, double)> Losses, float[] Weights) Train(bool gpu)
+        (List<(long, double)> Losses, float[] Weights) Train(bool gpu, string optimizer)
         {
             var model = entry.Create();
             model.InitParameters(3);
             var job = new Bert.Training.PretrainJob(model, tok, instances, data, 8, 5);
-            using var trainer = gpu ? new CudaTrainer(entry.Info, entry.CreateCuda(), device, 0.01, CudaPrecision.Fp32, cache) : null;
+            using var trainer = gpu ? new CudaTrainer(entry.Info, entry.CreateCuda(), device, CudaPrecision.Fp32, cache) : null;
             var loop = new Bert.Training.TrainLoop
             {
                 Model = model, TotalSteps = 6, Bind = job.Bind, Device = trainer,
-                Options = new Bert.Training.TrainOptions { BatchSize = 8, LearningRate = 1e-3, WarmupFraction = 0.3, Seed = 9, Accumulate = 2 },
+                Options = new Bert.Training.TrainOptions { BatchSize = 8, LearningRate = 1e-3, WarmupFraction = 0.3, Seed = 9, Accumulate = 2, Optimizer = optimizer },
             };
             loop.Run(null, CancellationToken.None);
             return (loop.Losses, model.Parameters.ToArray());
         }
-        var (lc, wc) = Train(gpu: false);
-        var (lg, wg) = Train(gpu: true);
-        double dl = lc.Zip(lg).Max(x => Math.Abs(x.First.Item2 - x.Second.Item2) / Math.Abs(x.First.Item2));
-        // The attention key bias is left out: its gradient is zero in exact arithmetic (softmax ignores a shift of all
-        // scores), so Adam turns rounding noise of either sign into full steps there, on any two machines.
-        double dw = 0, nw = 0;
-        foreach (var p in entry.Info.Parameters.Where(p => !p.Name.EndsWith(".Bk", StringComparison.Ordinal)))
-            for (long i = p.Offset; i < p.Offset + p.Length; i++) { double d = wc[i] - wg[i]; dw += d * d; nw += (double)wc[i] * wc[i]; }
-        double ew = Math.Sqrt(dw / nw);
-        r.Row("training loop: 6 steps on the device vs the CPU", dl <= 1e-4 && ew <= 1e-4,
-            string.Create(Inv, $"{entry.Info.Name}, accumulating 2 micro-batches of 8, dropout on: losses {dl:E2}, weights after {ew:E2} (limits 1e-4); loss {lc[0].Item2:F3} → {lc[^1].Item2:F3}"));
+        foreach (string optimizer in new[] { "adamw", "lamb" })
+        {
+            var (lc, wc) = Train(gpu: false, optimizer);
+            var (lg, wg) = Train(gpu: true, optimizer);
+            double dl = lc.Zip(lg).Max(x => Math.Abs(x.First.Item2 - x.Second.Item2) / Math.Abs(x.First.Item2));
+            // The attention key bias is left out: its gradient is zero in exact arithmetic (softmax ignores a shift of all
+            // scores), so Adam turns rounding noise of either sign into full steps there, on any two machines.
+            double dw = 0, nw = 0;
+            foreach (var p in entry.Info.Parameters.Where(p => !p.Name.EndsWith(".Bk", StringComparison.Ordinal)))
+                for (long i = p.Offset; i < p.Offset + p.Length; i++) { double d = wc[i] - wg[i]; dw += d * d; nw += (double)wc[i] * wc[i]; }
+            double ew = Math.Sqrt(dw / nw);
+            r.Row($"training loop ({optimizer}): 6 steps on the device vs the CPU", dl <= 1e-4 && ew <= 1e-4,
+                string.Create(Inv, $"{entry.Info.Name}, accumulating 2 micro-batches of 8, dropout on: losses {dl:E2}, weights after {ew:E2} (limits 1e-4); loss {lc[0].Item2:F3} → {lc[^1].Item2:F3}"));
+        }
     }
 
     /// <summary>The fine-tuning evaluation (FinetuneJob.Evaluate) with the model's forward on the device (Model.Runner) and on
@@ -474,7 +486,7 @@ public static class GpuSelfTest
         var rng = new Random(6);
         var set = Enumerable.Range(0, 45).Select(i => (Ids: new[] { 101 }.Concat(Enumerable.Range(0, rng.Next(3, 30)).Select(_ => rng.Next(1000, 30000))).Append(102).ToArray(), Label: rng.Next(3))).ToList();
         var cpu = Bert.Training.FinetuneJob.Evaluate(model, set, 0, 16);
-        using var trainer = new CudaTrainer(entry.Info, entry.CreateCuda(), device, 0.01, CudaPrecision.Fp32, cache);
+        using var trainer = new CudaTrainer(entry.Info, entry.CreateCuda(), device, CudaPrecision.Fp32, cache);
         trainer.SetParameters(model);
         model.Runner = trainer;
         var gpu = Bert.Training.FinetuneJob.Evaluate(model, set, 0, 16);
@@ -623,7 +635,7 @@ public static class GpuSelfTest
     }
 
     /// <summary>One step at the largest batch with an event at every op: where the time goes, by op kind and phase.</summary>
-    static void Profile(Report r, CudaModel gpu, CudaAdamW opt, ModelInfo info, Settings s, Random rng, CudaPrecision precision, bool fused)
+    static void Profile(Report r, CudaModel gpu, CudaOptimizer opt, ModelInfo info, Settings s, Random rng, CudaPrecision precision, bool fused)
     {
         int B = s.Batches.Max(), G = (int)Math.Round(0.15 * B * s.Seq);
         var inputs = RandomInputs(info, B, s.Seq, G, rng);

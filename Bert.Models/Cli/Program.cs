@@ -276,18 +276,17 @@ public static class Program
     /// <summary>BERT's cap of 20 predictions for 128 tokens at 15 %, scaled to the length and share asked for.</summary>
     internal static int MaxPredictions(int maxLen, double maskProb) => Math.Max(20, (int)Math.Ceiling(maxLen * maskProb * 1.05));
 
-    /// <summary>The CUDA trainer for --device cuda (null for cpu); no usable GPU is one sentence (CudaUnavailableException).</summary>
     /// <summary>"cpu", or "cuda-" and the precision of the products (tf32, bf16, fp32).</summary>
     static string Device(string device, string precision) => device == "cuda" ? "cuda-" + precision : device;
 
+    /// <summary>The CUDA trainer for --device cuda (null for cpu); no usable GPU is one sentence (CudaUnavailableException).
+    /// The optimizer (AdamW or LAMB) and its hyperparameters come from the training loop's CPU optimizer.</summary>
     static Bert.Runtime.Cuda.CudaTrainer? OpenTrainer(string device, Catalog.Entry entry, TrainOptions train)
     {
         if (!device.StartsWith("cuda", StringComparison.Ordinal)) return null;
-        if (train.Optimizer.Equals("lamb", StringComparison.OrdinalIgnoreCase))
-            throw new ArgumentException("On a CUDA device the optimizer is AdamW; LAMB runs on the CPU only (use --optimizer adamw, or --device cpu).");
         var gpu = Bert.Runtime.Cuda.CudaDevice.Open();
         var precision = device switch { "cuda-fp32" => Bert.Runtime.Cuda.CudaPrecision.Fp32, "cuda-bf16" => Bert.Runtime.Cuda.CudaPrecision.Bf16, _ => Bert.Runtime.Cuda.CudaPrecision.Tf32 };
-        var trainer = new Bert.Runtime.Cuda.CudaTrainer(entry.Info, entry.CreateCuda(), gpu, train.WeightDecay, precision);
+        var trainer = new Bert.Runtime.Cuda.CudaTrainer(entry.Info, entry.CreateCuda(), gpu, precision);
         Console.Error.WriteLine($"Device: {trainer.Describe()}; kernels compiled by NVRTC (cached).");
         return trainer;
     }

@@ -2,7 +2,7 @@ namespace Bert.Runtime.Cuda;
 
 /// <summary>CUDA C source (NVRTC, fp32, no SDK header) of the structured ops every model shares: embedding lookup,
 /// LayerNorm, attention (scale + mask + softmax + dropout around the two products), row gathers, the first token,
-/// softmax cross-entropy, and the optimizer (global gradient norm, AdamW). Each is the twin of its CPU kernel in
+/// softmax cross-entropy, and the optimizer (global gradient norm, AdamW, LAMB). Each is the twin of its CPU kernel in
 /// Bert.Runtime.Kernels: the same formula, the same dropout mask (Philox on the same counters), and every sum over rows
 /// done by one thread in row order or by a fixed tree, so a run repeats bit for bit on the same card. Compiled in one
 /// program with a model's fused kernels (<see cref="ICudaProgram.Source"/>).</summary>
@@ -656,6 +656,62 @@ extern "C" __global__ void rt_adamw(float* __restrict__ p, float* __restrict__ g
         m[i] = mi; v[i] = vi;
         p[i] = pi - stepSize * (mi / (sqrtf(vi) / bc2Sqrt + eps));
     }
+}
+
+// LAMB (as Training.Lamb), in three launches after the clipping norm. (1) Per element: the gradient times the clipping
+// scale, m and v updated, and the update direction u = m/bc1/(√v/bc2Sqrt + ε) [+ λ·w where decay] written over the
+// gradient (it is spent). (2) Per piece (pieces[2k] .. pieces[2k+1], a stretch of one tensor: the CPU optimizer's
+// pieces): Σw² and Σu² by a fixed tree, into part[2k], part[2k+1] in double. (3) Per tensor: its pieces summed in
+// buffer order, trust ratio ‖w‖/‖u‖ (1 when either is 0 or not a number), scale = lr·ratio. (4) Per piece:
+// p ← p − scale·u.
+extern "C" __global__ void rt_lamb_direction(float* __restrict__ g, float* __restrict__ m, float* __restrict__ v, const float* __restrict__ p,
+    const unsigned char* __restrict__ decay, const double* __restrict__ clip, long long n, float b1, float c1, float b2, float c2, float bc1, float bc2Sqrt,
+    float eps, float wd)
+{
+    double coef = clip ? clip[1] : 1.0;
+    float scale = (float)coef;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)blockDim.x * gridDim.x)
+    {
+        float gi = g[i];
+        if (coef < 1.0) gi *= scale;
+        float mi = b1 * m[i] + c1 * gi;
+        float vi = b2 * v[i] + c2 * gi * gi;
+        m[i] = mi; v[i] = vi;
+        float r = mi / bc1 / (sqrtf(vi) / bc2Sqrt + eps);
+        g[i] = decay[i] ? r + wd * p[i] : r;
+    }
+}
+
+extern "C" __global__ void rt_lamb_norms(double* __restrict__ part, const float* __restrict__ p, const float* __restrict__ u, const int* __restrict__ pieces)
+{
+    __shared__ float sh[32];
+    int k = (int)blockIdx.x, lo = pieces[2 * k], hi = pieces[2 * k + 1];
+    float w2 = 0.0f, u2 = 0.0f;
+    for (int i = lo + (int)threadIdx.x; i < hi; i += (int)blockDim.x) { float a = p[i], b = u[i]; w2 += a * a; u2 += b * b; }
+    w2 = rt_block_sum(w2, sh);
+    u2 = rt_block_sum(u2, sh);
+    if (threadIdx.x == 0) { part[2 * k] = (double)w2; part[2 * k + 1] = (double)u2; }
+}
+
+extern "C" __global__ void rt_lamb_ratios(float* __restrict__ scale, double* __restrict__ ratios, const double* __restrict__ part,
+    const int* __restrict__ firstPiece, int tensors, double lr)
+{
+    int j = (int)(blockIdx.x * blockDim.x + threadIdx.x);
+    if (j >= tensors) return;
+    double w = 0.0, u = 0.0;
+    for (int k = firstPiece[j]; k < firstPiece[j + 1]; k++) { w += part[2 * k]; u += part[2 * k + 1]; }
+    w = sqrt(w); u = sqrt(u);
+    double r = w > 0.0 && u > 0.0 ? w / u : 1.0;
+    ratios[j] = r;
+    scale[j] = (float)(lr * r);
+}
+
+extern "C" __global__ void rt_lamb_apply(float* __restrict__ p, const float* __restrict__ u, const float* __restrict__ scale, const int* __restrict__ pieces,
+    const int* __restrict__ pieceTensor)
+{
+    int k = (int)blockIdx.x, hi = pieces[2 * k + 1];
+    float s = scale[pieceTensor[k]];
+    for (int i = pieces[2 * k] + (int)threadIdx.x; i < hi; i += (int)blockDim.x) p[i] -= s * u[i];
 }
 """;
 }

@@ -4,24 +4,22 @@ namespace Bert.Runtime.Cuda;
 
 /// <summary>Runs a training loop's steps on a CUDA device while the CPU <see cref="Model{T}"/> stays the model of record:
 /// the CPU model is bound with <see cref="Model{T}.InputsOnly"/> (the data pipeline sets its inputs, no arena), the device
-/// takes the inputs, runs forward, backward, clipping and AdamW, and the weights and optimizer state come back to the CPU
+/// takes the inputs, runs forward, backward, clipping and the optimizer (AdamW or LAMB), and the weights and optimizer state come back to the CPU
 /// model only when a checkpoint is saved or the CPU evaluates.</summary>
 public sealed class CudaTrainer : IDisposable, IModelRunner<float>
 {
     readonly CudaModel _gpu;
-    readonly double _weightDecay;
-    CudaAdamW? _adamw;
+    CudaOptimizer? _optimizer;
     readonly InputInfo[] _intInputs;
     readonly int[] _probabilities;
 
-    CudaAdamW _opt => _adamw ??= new CudaAdamW(_gpu, weightDecay: _weightDecay);
+    CudaOptimizer _opt => _optimizer ?? throw new InvalidOperationException("Upload the CPU model and its optimizer before training on the device.");
 
     /// <param name="precision">How the matrix products treat their operands (TF32 by default: about 1e-3 relative and several
     /// times faster than exact fp32; bf16 rounds the linear layers' operands to bf16).</param>
-    public CudaTrainer(ModelInfo info, ICudaProgram program, CudaDevice device, double weightDecay, CudaPrecision precision = CudaPrecision.Tf32, KernelCache? cache = null)
+    public CudaTrainer(ModelInfo info, ICudaProgram program, CudaDevice device, CudaPrecision precision = CudaPrecision.Tf32, KernelCache? cache = null)
     {
         _gpu = new CudaModel(info, program, device, cache) { Precision = precision };
-        _weightDecay = weightDecay;
         _intInputs = info.Inputs.Where(i => i.Kind != InputKind.Tensor).ToArray();
         _probabilities = info.Ops.Where(o => o.Kind == OpKind.CrossEntropy).Select(o => o.Saved[0]).ToArray();
     }
@@ -51,11 +49,15 @@ public sealed class CudaTrainer : IDisposable, IModelRunner<float>
         _ => ", fp32",
     };
 
-    /// <summary>The CPU model's weights and the CPU optimizer's state to the device (at the start, and after a resume).</summary>
+    /// <summary>The CPU model's weights and the CPU optimizer's state to the device (at the start, and after a resume); the
+    /// device runs the same optimizer (AdamW or LAMB) with the same hyperparameters.</summary>
     public void Upload(Model<float> cpu, Optimizer<float> optimizer)
     {
-        if (optimizer is not AdamW<float>)
-            throw new ArgumentException("On a CUDA device the optimizer is AdamW; LAMB runs on the CPU only (--optimizer adamw, or --device cpu).");
+        if (_optimizer is not null && _optimizer.GetType() != (optimizer is Lamb<float> ? typeof(CudaLamb) : typeof(CudaAdamW)))
+        {
+            _optimizer.Dispose(); _optimizer = null;
+        }
+        _optimizer ??= CudaOptimizer.Like(_gpu, optimizer);
         _gpu.SetParameters(cpu.Parameters);
         _opt.SetState(optimizer.FirstMoment, optimizer.SecondMoment, optimizer.StepCount);
     }
@@ -93,7 +95,7 @@ public sealed class CudaTrainer : IDisposable, IModelRunner<float>
 
     public void Dispose()
     {
-        _adamw?.Dispose();
+        _optimizer?.Dispose();
         _gpu.Dispose();
     }
 }

@@ -16,7 +16,7 @@ namespace Bert.Tests.Generator;
 /// code against a prelude that declares the NVRTC built-ins it may use; and the same source, compiled for the host with
 /// the CUDA thread variables emulated, runs every distinct fused kernel against the CPU kernel it must mirror.
 /// Without clang-14 these tests skip, except on CI (CI=true), where .ci/run installs it and its absence is a failure.</summary>
-public class CudaSourceTests
+public partial class CudaSourceTests
 {
     // ---------------- clang ----------------
 
