@@ -1,0 +1,378 @@
+using System.Globalization;
+using Bert.Dsl;
+using Bert.Runtime;
+using Bert.Runtime.Cuda;
+using Bert.Runtime.Kernels;
+using Bert.Runtime.Training;
+using Xunit;
+
+namespace Bert.Tests.Generator;
+
+/// <summary>Runtime CUDA kernels that need a block's threads at once (barriers, warp shuffles, block sums), compiled for the
+/// host from the runtime's CUDA source and run with a block's threads as coroutines against the CPU code they mirror: the device optimizers'
+/// kernels (global norm and clipping, AdamW, LAMB's four launches) over several steps, and the fused attention kernels,
+/// forward and backward, with and without dropout.</summary>
+public partial class CudaSourceTests
+{
+    /// <summary>A host C++ compiler's view of the CUDA keywords, with threads: a launch runs its blocks one after another, and
+    /// the threads of a block as coroutines (ucontext) on one OS thread, each running until it waits at a barrier, so
+    /// <c>__syncthreads</c> is a block barrier, <c>__syncwarp</c> a warp barrier, and a warp shuffle exchanges values through a
+    /// lane array between two warp barriers; a thread that returns leaves its barriers (as an exited GPU thread does), and a
+    /// block whose threads all wait on barriers that can never open exits with code 7 (a deadlock on a GPU). Scheduling is
+    /// round robin, so runs are deterministic. <c>__shared__</c> becomes a function-level static: one block runs at a time.</summary>
+    const string ThreadedHostPrelude = """
+        #include <math.h>
+        #include <stdio.h>
+        #include <stdlib.h>
+        #include <string.h>
+        #include <ucontext.h>
+        #define __global__
+        #define __device__
+        #define __forceinline__ inline
+        #define __restrict__ __restrict
+        #define __shared__ static
+        struct bert_uint3 { unsigned int x, y, z; };
+        static bert_uint3 threadIdx, blockIdx, blockDim, gridDim;   // set by the scheduler before it resumes a thread
+        static inline float __int_as_float(int i) { float f; memcpy(&f, &i, sizeof f); return f; }
+        static inline int __float_as_int(float f) { int i; memcpy(&i, &f, sizeof i); return i; }
+
+        struct bert_bar { int expected, arrived; unsigned gen; };
+        static bert_bar bert_bars[33];                  // [0] the block, [1 + w] warp w
+        static ucontext_t bert_sched, bert_ctx[1024];
+        static int bert_cur, bert_waiting[1024], bert_done[1024];
+        static unsigned bert_wait_gen[1024];
+        static void bert_wait(int which)
+        {
+            bert_bar* b = &bert_bars[which];
+            if (++b->arrived == b->expected) { b->arrived = 0; b->gen++; return; }
+            bert_waiting[bert_cur] = which; bert_wait_gen[bert_cur] = b->gen;
+            swapcontext(&bert_ctx[bert_cur], &bert_sched);
+        }
+        static void bert_drop(int which)
+        {
+            bert_bar* b = &bert_bars[which];
+            b->expected--;
+            if (b->arrived > 0 && b->arrived == b->expected) { b->arrived = 0; b->gen++; }
+        }
+        static float bert_lanes[1024];
+        static void __syncthreads() { bert_wait(0); }
+        static void __syncwarp(unsigned int = 0xffffffffu) { bert_wait(1 + (int)(threadIdx.x >> 5)); }
+        static float bert_exchange(float v, int from)
+        {
+            int t = (int)threadIdx.x;
+            bert_lanes[t] = v;
+            bert_wait(1 + (t >> 5));
+            float r = bert_lanes[(t & ~31) | (from & 31)];
+            bert_wait(1 + (t >> 5));
+            return r;
+        }
+        static float __shfl_xor_sync(unsigned int, float v, int m) { return bert_exchange(v, (int)threadIdx.x ^ m); }
+        static float __shfl_sync(unsigned int, float v, int src) { return bert_exchange(v, src); }
+
+        static void (*bert_run)(void*);
+        static void* bert_body;
+        static void bert_entry()
+        {
+            bert_run(bert_body);
+            bert_drop(1 + (int)(threadIdx.x >> 5));
+            bert_drop(0);
+            bert_done[bert_cur] = 1;
+        }
+        template <class F> static void bert_call(void* f) { (*(F*)f)(); }
+        // kernel<<<dim3(gx, gy), block>>>: the lambda calls the kernel with its arguments.
+        template <class F> static void bert_launch2(unsigned gx, unsigned gy, unsigned block, F f)
+        {
+            if (block == 0 || block > 1024) exit(5);
+            gridDim.x = gx; gridDim.y = gy; gridDim.z = 1; blockDim.x = block; blockDim.y = blockDim.z = 1;
+            const size_t stack = 1 << 16;
+            char* stacks = (char*)malloc(stack * block);
+            bert_run = bert_call<F>; bert_body = &f;
+            for (unsigned b = 0; b < gx * gy; b++)
+            {
+                bert_bars[0].expected = (int)block; bert_bars[0].arrived = 0;
+                for (unsigned w = 0; w * 32 < block; w++) { bert_bars[1 + w].expected = (int)(block - w * 32 < 32 ? block - w * 32 : 32); bert_bars[1 + w].arrived = 0; }
+                for (unsigned t = 0; t < block; t++)
+                {
+                    getcontext(&bert_ctx[t]);
+                    bert_ctx[t].uc_stack.ss_sp = stacks + stack * t; bert_ctx[t].uc_stack.ss_size = stack; bert_ctx[t].uc_link = &bert_sched;
+                    makecontext(&bert_ctx[t], bert_entry, 0);
+                    bert_waiting[t] = -1; bert_done[t] = 0;
+                }
+                for (int live = (int)block; live > 0;)
+                {
+                    int ran = 0;
+                    for (unsigned t = 0; t < block; t++)
+                    {
+                        if (bert_done[t] || (bert_waiting[t] >= 0 && bert_bars[bert_waiting[t]].gen == bert_wait_gen[t])) continue;
+                        bert_waiting[t] = -1; bert_cur = (int)t;
+                        threadIdx.x = t; threadIdx.y = threadIdx.z = 0; blockIdx.x = b % gx; blockIdx.y = b / gx; blockIdx.z = 0;
+                        swapcontext(&bert_sched, &bert_ctx[t]);
+                        ran = 1;
+                        if (bert_done[t]) live--;
+                    }
+                    if (!ran) exit(7);
+                }
+            }
+            free(stacks);
+        }
+        template <class F> static void bert_launch(unsigned grid, unsigned block, F f) { bert_launch2(grid, 1, block, f); }
+
+        """;
+
+    /// <summary>The runtime source's shared helpers (Philox, warp and block sums, everything before the first section) and
+    /// the sections whose header lines ("// ---------------- NAME") start with the given names, each up to the next
+    /// header. A kernel's dynamic shared memory becomes a static array of <paramref name="dynamicShared"/> floats.</summary>
+    static string RuntimeSections(int dynamicShared, params string[] names)
+    {
+        const string Header = "// ----------------";
+        string src = CudaKernels.Source;
+        int first = src.IndexOf(Header, StringComparison.Ordinal);
+        Assert.True(first > 0, "the runtime CUDA source has no sections");
+        var sb = new System.Text.StringBuilder(src[..first]);
+        foreach (string name in names)
+        {
+            int at = src.IndexOf(Header + " " + name, StringComparison.Ordinal);
+            Assert.True(at > 0, $"the runtime CUDA source has no section '{name}'");
+            int end = src.IndexOf(Header, at + Header.Length, StringComparison.Ordinal);
+            sb.Append(src[at..(end < 0 ? src.Length : end)]);
+        }
+        return sb.ToString().Replace("extern __shared__ float rt_sh[];", $"__shared__ float rt_sh[{Math.Max(1, dynamicShared)}];", StringComparison.Ordinal);
+    }
+
+    /// <summary>Reads the case file, runs the steps as CudaOptimizer launches them (the same grids and blocks, except the
+    /// element-wise passes get 3 blocks so their grid-stride loops wrap), writes each step's norm, then p, m, v and, for
+    /// LAMB, the last trust ratios.</summary>
+    const string OptimizerDriver = """
+        static void* rdall(FILE* f, size_t bytes) { void* p = malloc(bytes + 8); if (fread(p, 1, bytes, f) != bytes) exit(3); return p; }
+        int main(int argc, char** argv)
+        {
+            FILE* in = fopen(argv[1], "rb"); FILE* out = fopen(argv[2], "wb");
+            if (!in || !out) return 2;
+            int h[5]; if (fread(h, 4, 5, in) != 5) return 3;
+            int n = h[0], tensors = h[1], pcount = h[2], steps = h[3], lamb = h[4];
+            unsigned char* decay = (unsigned char*)rdall(in, n);
+            int* pieces = (int*)rdall(in, 8 * (size_t)pcount);
+            int* pieceTensor = (int*)rdall(in, 4 * (size_t)pcount);
+            int* firstPiece = (int*)rdall(in, 4 * (size_t)(tensors + 1));
+            float* p = (float*)rdall(in, 4 * (size_t)n);
+            float* m = (float*)rdall(in, 4 * (size_t)n);
+            float* v = (float*)rdall(in, 4 * (size_t)n);
+            const long long normChunk = 1 << 16;
+            int parts = (int)((n + normChunk - 1) / normChunk);
+            double* partial = (double*)calloc(parts + 1, 8);
+            double norm[2] = { 0.0, 1.0 };
+            double* piecePart = (double*)calloc(2 * (size_t)pcount + 2, 8);
+            float* scale = (float*)calloc(tensors + 1, 4);
+            double* ratios = (double*)calloc(tensors + 1, 8);
+            for (int s = 0; s < steps; s++)
+            {
+                float* g = (float*)rdall(in, 4 * (size_t)n);
+                double maxNorm, lr; float k[8];
+                if (fread(&maxNorm, 8, 1, in) != 1 || fread(&lr, 8, 1, in) != 1 || fread(k, 4, 8, in) != 8) return 3;
+                bert_launch(parts, 256, [&] { rt_sumsq_partial(partial, g, n, normChunk); });
+                bert_launch(1, 32, [&] { rt_norm_finish(norm, partial, parts, maxNorm); });
+                fwrite(&norm[0], 8, 1, out);
+                if (!lamb)
+                    bert_launch(3, 256, [&] { rt_adamw(p, g, m, v, decay, norm, n, k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7]); });
+                else
+                {
+                    bert_launch(3, 256, [&] { rt_lamb_direction(g, m, v, p, decay, norm, n, k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7]); });
+                    bert_launch(pcount, 256, [&] { rt_lamb_norms(piecePart, p, g, pieces); });
+                    bert_launch((tensors + 127) / 128, 128, [&] { rt_lamb_ratios(scale, ratios, piecePart, firstPiece, tensors, lr); });
+                    bert_launch(pcount, 256, [&] { rt_lamb_apply(p, g, scale, pieces, pieceTensor); });
+                }
+                free(g);
+            }
+            fwrite(p, 4, n, out); fwrite(m, 4, n, out); fwrite(v, 4, n, out);
+            if (lamb) fwrite(ratios, 8, tensors, out);
+            return 0;
+        }
+        """;
+
+    /// <summary>Tensors that cross the CPU optimizer's 32 Ki chunks (so one tensor has several pieces), a tensor of zeros (LAMB's
+    /// ratio-1 case), tensors with and without decay; three steps: clipping active, clipping off (0), a limit above the norm.</summary>
+    [ClangTheory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void OptimizerKernels_RunOnTheHostWithThreads_MatchTheCpuOptimizer(bool lamb)
+    {
+        RequireClang();
+        int[] sizes = { 70, 40_000, 3, 30_000, 1, 900 };
+        bool[] decays = { true, true, false, true, false, true };
+        var ps = new List<ParamInfo>();
+        long offset = 0;
+        for (int j = 0; j < sizes.Length; j++)
+        {
+            ps.Add(new ParamInfo($"t{j}", $"t{j}", new[] { sizes[j] }, offset, sizes[j], Init.Zeros, decays[j], "b"));
+            offset += sizes[j];
+        }
+        int n = (int)offset;
+        var rng = new Random(12);
+        float[] p = Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1) * 0.05f).ToArray();
+        Array.Clear(p, (int)ps[2].Offset, sizes[2]);                    // a tensor of zeros ...
+        var grads = Enumerable.Range(0, 3).Select(s => Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1) * 0.01f * (s + 1)).ToArray()).ToArray();
+        foreach (var g in grads) Array.Clear(g, (int)ps[2].Offset, sizes[2]);   // ... with no gradient and no decay: it stays 0
+        double[] maxNorms = { 0.5, 0, 1e3 };
+        double[] lrs = { 1e-2, 5e-3, 2e-3 };
+        (double b1, double b2, double eps, double wd) = (0.9, 0.999, 1e-6, 0.01);
+        var (pieces, pieceTensor, firstPiece) = CudaLamb.PieceLayout(ps);
+        Assert.True(firstPiece[2] - firstPiece[1] >= 2, "the test wants a tensor cut into several pieces");
+
+        // The CPU optimizer, from the same start.
+        Optimizer<float> cpu = lamb ? new Lamb<float>(ps, b1, b2, eps, wd) : new AdamW<float>(ps, b1, b2, eps, wd);
+        float[] pc = (float[])p.Clone();
+        var cpuNorms = new double[3];
+        for (int s = 0; s < 3; s++)
+        {
+            float[] g = (float[])grads[s].Clone();
+            cpuNorms[s] = maxNorms[s] > 0 ? GradientClipping.ClipByGlobalNorm<float>(g, maxNorms[s]) : GradientClipping.GlobalNorm<float>(g);
+            cpu.Step(pc, g, lrs[s]);
+        }
+
+        var dir = Directory.CreateTempSubdirectory("bert-cuda-opt-").FullName;
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "main.cpp"), ThreadedHostPrelude + RuntimeSections(0, "optimizer") + "\n" + OptimizerDriver);
+            var build = Run(Clang, new[] { "-x", "c++", "-std=c++17", "-O1", "-w", "main.cpp", "-lm", "-o", "run" }, dir);
+            Assert.True(build.Code == 0, $"clang-14 could not compile the runtime's optimizer kernels for the host:\n{Tail(build.Output)}");
+            using (var f = new BinaryWriter(File.Create(Path.Combine(dir, "in.bin"))))
+            {
+                foreach (int x in new[] { n, firstPiece.Length - 1, pieceTensor.Length, 3, lamb ? 1 : 0 }) f.Write(x);
+                foreach (var q in ps) for (int i = 0; i < q.Length; i++) f.Write((byte)(q.Decay ? 1 : 0));
+                foreach (int x in pieces) f.Write(x);
+                foreach (int x in pieceTensor) f.Write(x);
+                foreach (int x in firstPiece) f.Write(x);
+                foreach (float x in p) f.Write(x);
+                for (int i = 0; i < 2 * n; i++) f.Write(0f);               // m, v
+                for (int s = 0; s < 3; s++)
+                {
+                    foreach (float x in grads[s]) f.Write(x);
+                    f.Write(maxNorms[s]); f.Write(lrs[s]);
+                    // The scalars as CudaAdamW / CudaLamb pass them for step t.
+                    int t = s + 1;
+                    double bc1 = 1 - Math.Pow(b1, t), bc2 = 1 - Math.Pow(b2, t);
+                    float[] k = lamb
+                        ? new[] { (float)b1, (float)(1 - b1), (float)b2, (float)(1 - b2), (float)bc1, (float)Math.Sqrt(bc2), (float)eps, (float)wd }
+                        : new[] { (float)b1, (float)(1 - b1), (float)b2, (float)(1 - b2), (float)(lrs[s] / bc1), (float)Math.Sqrt(bc2), (float)eps, (float)(1 - lrs[s] * wd) };
+                    foreach (float x in k) f.Write(x);
+                }
+            }
+            var run = Run(Path.Combine(dir, "run"), new[] { Path.Combine(dir, "in.bin"), Path.Combine(dir, "out.bin") }, dir);
+            Assert.True(run.Code == 0, $"the host build of the optimizer kernels failed (exit {run.Code}):\n{Tail(run.Output)}");
+            using var r = new BinaryReader(File.OpenRead(Path.Combine(dir, "out.bin")));
+            for (int s = 0; s < 3; s++)
+            {
+                double norm = r.ReadDouble();
+                Assert.True(Math.Abs(norm - cpuNorms[s]) <= 1e-6 * cpuNorms[s], $"step {s + 1}: gradient norm {norm:R}, CPU {cpuNorms[s]:R}");
+            }
+            float[] Read() => Enumerable.Range(0, n).Select(_ => r.ReadSingle()).ToArray();
+            float[] pg = Read(), mg = Read(), vg = Read();
+            AssertClose("parameters", pg, pc);
+            AssertClose("first moment", mg, cpu.FirstMoment.ToArray());
+            AssertClose("second moment", vg, cpu.SecondMoment.ToArray());
+            if (lamb)
+            {
+                var want = ((Lamb<float>)cpu).LastTrustRatios.ToArray();
+                Assert.Equal(sizes.Length, want.Length);
+                for (int j = 0; j < want.Length; j++)
+                {
+                    double got = r.ReadDouble();
+                    Assert.True(Math.Abs(got - want[j]) <= 1e-5 * want[j], $"tensor {j}: trust ratio {got:R}, CPU {want[j]:R}");
+                }
+                Assert.Equal(1.0, want[2]);                               // the tensor of zeros: ‖w‖ = ‖u‖ = 0
+            }
+            Assert.Equal(r.BaseStream.Length, r.BaseStream.Position);
+            // The update moved every parameter of a decaying or non-zero tensor: nothing was left unwritten.
+            Assert.True(pg.Zip(p).Count(x => x.First == x.Second) < n / 100, "most parameters did not move");
+        }
+        finally { Directory.Delete(dir, true); }
+
+        static void AssertClose(string what, float[] got, float[] want)
+        {
+            double rms = Math.Sqrt(want.Sum(x => (double)x * x) / want.Length);
+            for (int i = 0; i < want.Length; i++)
+                Assert.True(Math.Abs(got[i] - want[i]) <= 1e-5 * (Math.Abs(want[i]) + 1e-3 * rms),
+                    string.Create(CultureInfo.InvariantCulture, $"{what}[{i}] = {got[i]:R}, CPU {want[i]:R}"));
+        }
+    }
+
+    /// <summary>Runs the fused attention kernels as CudaExec launches them (grid B·H × ⌈T/32⌉, 256 threads): forward, then
+    /// backward_q and backward_kv on the forward's probabilities, adding into a prefilled dqkv; writes out, probs, dqkv.</summary>
+    const string AttentionDriver = """
+        static void* rdall(FILE* f, size_t bytes) { void* p = malloc(bytes + 8); if (fread(p, 1, bytes, f) != bytes) exit(3); return p; }
+        int main(int argc, char** argv)
+        {
+            FILE* in = fopen(argv[1], "rb"); FILE* out = fopen(argv[2], "wb");
+            if (!in || !out) return 2;
+            int h[5]; float f[2]; unsigned long long u[2];
+            if (fread(h, 4, 5, in) != 5 || fread(f, 4, 2, in) != 2 || fread(u, 8, 2, in) != 2) return 3;
+            int B = h[0], T = h[1], C = h[2], H = h[3], drop = h[4];
+            float p = f[0], scale = f[1];
+            size_t btc = (size_t)B * T * C, bhtt = (size_t)B * H * T * T;
+            float* qkv = (float*)rdall(in, 12 * btc);
+            int* mask = (int*)rdall(in, 4 * (size_t)B * T);
+            float* dy = (float*)rdall(in, 4 * btc);
+            float* dqkv = (float*)rdall(in, 12 * btc);
+            float* o = (float*)calloc(btc, 4); float* probs = (float*)calloc(bhtt, 4); float* dS = (float*)calloc(bhtt, 4);
+            unsigned gy = (unsigned)((T + 31) / 32);
+            bert_launch2(B * H, gy, 256, [&] { rt_attention_fused_forward(o, probs, qkv, mask, B, T, C, H, scale, p, u[0], u[1], drop); });
+            bert_launch2(B * H, gy, 256, [&] { rt_attention_fused_backward_q(dqkv, dS, dy, qkv, probs, B, T, C, H, scale, p, u[0], u[1], drop); });
+            bert_launch2(B * H, gy, 256, [&] { rt_attention_fused_backward_kv(dqkv, dS, dy, qkv, probs, B, T, C, H, scale, p, u[0], u[1], drop); });
+            fwrite(o, 4, btc, out); fwrite(probs, 4, bhtt, out); fwrite(dqkv, 4, 3 * btc, out);
+            return 0;
+        }
+        """;
+
+    /// <summary>T past one tile of 32 rows (a partial second tile), padded keys in the second sequence, head sizes 16 and 72
+    /// (72: a partial fourth group of columns per lane).</summary>
+    [ClangTheory]
+    [InlineData(2, 37, 16, 1, false)]
+    [InlineData(2, 37, 32, 2, true)]
+    [InlineData(1, 33, 144, 2, true)]
+    public void FusedAttentionKernels_RunOnTheHostWithThreads_MatchTheCpuAttention(int B, int T, int C, int H, bool drop)
+    {
+        RequireClang();
+        const float P = 0.1f;
+        const ulong Seed = 0x5EED, Site = 7;
+        var rng = new Random(B * 1000 + T + C + (drop ? 1 : 0));
+        float[] Random(long n, double scale) => Enumerable.Range(0, (int)n).Select(_ => (float)((rng.NextDouble() * 2 - 1) * scale)).ToArray();
+        float[] qkv = Random(3L * B * T * C, 1.0), dy = Random((long)B * T * C, 1.0), dqkv0 = Random(3L * B * T * C, 0.1);
+        int[] mask = Enumerable.Range(0, B * T).Select(i => i % T < T - 5 * (i / T) ? 1 : 0).ToArray();
+        float scale = 1f / MathF.Sqrt(C / H);   // as CudaExec passes it
+
+        int bhtt = B * H * T * T;
+        var outCpu = new double[B * T * C];
+        var probsCpu = new double[bhtt];
+        double[] Double(float[] x) => x.Select(v => (double)v).ToArray();
+        Attention.Forward<double>(outCpu, probsCpu, Double(qkv), mask, B, T, C, H, P, Seed, Site, training: drop);
+        double[] dqkvCpu = Double(dqkv0);
+        Attention.Backward<double>(dqkvCpu, Double(dy), Double(qkv), probsCpu, mask, B, T, C, H, P, Seed, Site, training: drop);
+
+        var dir = Directory.CreateTempSubdirectory("bert-cuda-attn-").FullName;
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "main.cpp"), ThreadedHostPrelude + RuntimeSections(2 * 32 * 129, "attention, fused") + "\n" + AttentionDriver);
+            var build = Run(Clang, new[] { "-x", "c++", "-std=c++17", "-O1", "-w", "main.cpp", "-lm", "-o", "run" }, dir);
+            Assert.True(build.Code == 0, $"clang-14 could not compile the fused attention kernels for the host:\n{Tail(build.Output)}");
+            using (var f = new BinaryWriter(File.Create(Path.Combine(dir, "in.bin"))))
+            {
+                foreach (int x in new[] { B, T, C, H, drop ? 1 : 0 }) f.Write(x);
+                f.Write(P); f.Write(scale); f.Write(Seed); f.Write(Site);
+                foreach (float x in qkv) f.Write(x);
+                foreach (int x in mask) f.Write(x);
+                foreach (float x in dy) f.Write(x);
+                foreach (float x in dqkv0) f.Write(x);
+            }
+            var run = Run(Path.Combine(dir, "run"), new[] { Path.Combine(dir, "in.bin"), Path.Combine(dir, "out.bin") }, dir);
+            Assert.True(run.Code == 0, $"the host build of the fused attention kernels failed (exit {run.Code}):\n{Tail(run.Output)}");
+            using var r = new BinaryReader(File.OpenRead(Path.Combine(dir, "out.bin")));
+            float[] Read(int n) => Enumerable.Range(0, n).Select(_ => r.ReadSingle()).ToArray();
+            float[] o = Read(B * T * C), probs = Read(bhtt), dqkv = Read(3 * B * T * C);
+            Assert.Equal(r.BaseStream.Length, r.BaseStream.Position);
+            Assert.Null(Compare("fused attention out", o, outCpu, false));
+            Assert.Null(Compare("fused attention probs", probs, probsCpu, false));
+            Assert.Null(Compare("fused attention dqkv (added to the prefilled values)", dqkv, dqkvCpu, false));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+}
