@@ -129,8 +129,56 @@ public sealed unsafe class CudaExec
     /// <summary>y[n] = table[ids[n]]: the gather of <see cref="Gather"/> over the table's V rows.</summary>
     public void Embedding(ulong y, ulong table, ulong ids, int N, int C, int V) => Gather(y, table, ids, N, C, V);
 
-    public void EmbeddingBackward(ulong dTable, ulong dy, ulong ids, int N, int C, int V) =>
+    /// <summary>dTable[ids[n]] += dy[n]. When the ids are an input whose rows were grouped by id as it was set
+    /// (<see cref="GroupById"/>, training bindings), one block per distinct id sums its rows; otherwise each thread (column,
+    /// id bucket) scans all the ids.</summary>
+    public void EmbeddingBackward(ulong dTable, ulong dy, ulong ids, int N, int C, int V)
+    {
+        int input = Array.IndexOf(IntPtrs, ids);
+        if (input >= 0 && input < RunCounts.Length && RunCounts[input] >= 0)
+        {
+            int runs = RunCounts[input];
+            if (runs == 0) return;
+            ulong order = RunPtrs[input], runStart = order + (ulong)N * 4, runId = order + (ulong)(2 * N + 1) * 4;
+            LaunchBlocks("rt_embed_backward_runs", (uint)Math.Min(runs, MaxGrid),
+                Args().Add(dTable).Add(dy).Add(order).Add(runStart).Add(runId).Add(runs).Add(C).Add(V), (uint)Math.Clamp((C + 31) / 32 * 32, 32, Block));
+            return;
+        }
         LaunchBlocks("rt_embed_backward", new Dim3(Grid(C), (uint)Math.Clamp(V, 1, 128)), Args().Add(dTable).Add(dy).Add(ids).Add(N).Add(C).Add(V));
+    }
+
+    /// <summary>Per integer input: its rows grouped by id (device, <see cref="GroupById"/>'s layout) and the number of
+    /// distinct ids, or -1 when not grouped.</summary>
+    internal ulong[] RunPtrs = [];
+    internal int[] RunCounts = [];
+
+    /// <summary>Ids above this are not grouped (the count array would be too large); the scanning kernel takes them.</summary>
+    public const int MaxGroupedId = 1 << 24;
+
+    /// <summary>Groups the rows of <paramref name="ids"/> (n of them) by id for the embedding backward, a stable counting sort:
+    /// <paramref name="packed"/> (at least 3n + 2 ints) receives at [0, m) the m rows with a non-negative id, by id and then
+    /// by row; at [n, n + R] the start of each id's rows (R + 1 values); at [2n + 1, 2n + 1 + R) the R distinct ids, ascending.
+    /// Returns R, or -1 when an id exceeds <see cref="MaxGroupedId"/>. <paramref name="counts"/> is scratch, grown as needed.</summary>
+    public static int GroupById(ReadOnlySpan<int> ids, Span<int> packed, ref int[] counts)
+    {
+        int n = ids.Length, max = -1;
+        if (packed.Length < 3 * n + 2) throw new ArgumentException($"GroupById needs {3 * n + 2} ints of output for {n} ids but was given {packed.Length}.", nameof(packed));
+        foreach (int id in ids) if (id > max) max = id;
+        if (max > MaxGroupedId) return -1;
+        if (counts.Length < max + 2) counts = new int[Math.Max(max + 2, 2 * counts.Length)];
+        var c = counts.AsSpan(0, max + 2);
+        c.Clear();
+        foreach (int id in ids) if (id >= 0) c[id + 1]++;
+        for (int v = 1; v < c.Length; v++) c[v] += c[v - 1];          // c[v]: where id v's rows start
+        Span<int> runStart = packed.Slice(n, n + 1), runId = packed.Slice(2 * n + 1, n + 1);
+        int runs = 0;
+        for (int v = 0; v <= max; v++)
+            if (c[v + 1] > c[v]) { runStart[runs] = c[v]; runId[runs] = v; runs++; }
+        runStart[runs] = c[max + 1];
+        for (int row = 0; row < n; row++)
+            if (ids[row] >= 0) packed[c[ids[row]]++] = row;
+        return runs;
+    }
 
     public void LayerNorm(ulong y, ulong mean, ulong rstd, ulong x, ulong w, ulong b, int N, int C, float eps) =>
         LaunchBlocks("rt_layernorm_forward", (uint)((N + Block / 32 - 1) / (Block / 32)), Args().Add(y).Add(mean).Add(rstd).Add(x).Add(w).Add(b).Add(N).Add(C).Add(eps));

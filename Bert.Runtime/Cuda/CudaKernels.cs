@@ -95,6 +95,25 @@ extern "C" __global__ void rt_embed_backward(float* __restrict__ dtable, const f
     if (cur >= 0) dtable[(long long)cur * C + c] += acc;
 }
 
+// dTable[runId[r]] += Σ dy[order[k]] for k in runStart[r] .. runStart[r+1]-1: the rows grouped by id on the host
+// (CudaExec.GroupById: ascending rows within an id), one block per id, its threads over the columns; each element of the
+// table is summed by one thread in row order and written once (deterministic). Ids at or past V are skipped.
+extern "C" __global__ void rt_embed_backward_runs(float* __restrict__ dtable, const float* __restrict__ dy, const int* __restrict__ order,
+    const int* __restrict__ runStart, const int* __restrict__ runId, int runs, int C, int V)
+{
+    for (int r = (int)blockIdx.x; r < runs; r += (int)gridDim.x)
+    {
+        int id = runId[r], lo = runStart[r], hi = runStart[r + 1];
+        if (id >= V) continue;
+        for (int c = (int)threadIdx.x; c < C; c += (int)blockDim.x)
+        {
+            float acc = 0.0f;
+            for (int k = lo; k < hi; k++) acc += dy[(long long)order[k] * C + c];
+            dtable[(long long)id * C + c] += acc;
+        }
+    }
+}
+
 // ---------------- LayerNorm: one warp per row ----------------
 extern "C" __global__ void rt_layernorm_forward(float* __restrict__ y, float* __restrict__ mean, float* __restrict__ rstd, const float* __restrict__ x,
     const float* __restrict__ w, const float* __restrict__ b, int N, int C, float eps)

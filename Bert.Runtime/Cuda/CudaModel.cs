@@ -44,7 +44,19 @@ public sealed unsafe class CudaModel : IDisposable
         _intInputs = info.Inputs.Where(i => i.Kind != InputKind.Tensor).OrderBy(i => i.Index).ToArray();
         _ex.IntPtrs = new ulong[_intInputs.Length == 0 ? 0 : _intInputs.Max(i => i.Index) + 1];
         _intCapacity = new int[_ex.IntPtrs.Length];
+        _ex.RunPtrs = new ulong[_ex.IntPtrs.Length];
+        _ex.RunCounts = new int[_ex.IntPtrs.Length];
+        _runCapacity = new int[_ex.IntPtrs.Length];
+        _embedIds = new bool[_ex.IntPtrs.Length];
+        foreach (var op in info.Ops)
+            if (op.Kind == OpKind.Embed && op.IntInput >= 0 && op.IntInput < _embedIds.Length) _embedIds[op.IntInput] = true;
     }
+
+    // Embedding ids grouped by id as they are set (training bindings): the device copies, their capacity in ints, which
+    // inputs an embedding reads, and the host scratch of the grouping.
+    readonly int[] _runCapacity;
+    readonly bool[] _embedIds;
+    int[] _groupCounts = [], _grouped = [];
 
     const ulong WorkspaceBytes = 32UL << 20;
     /// <summary>BERT_CUDA_ATTENTION=fused selects the fused attention kernels (see <see cref="FusedAttention"/>).</summary>
@@ -154,6 +166,13 @@ public sealed unsafe class CudaModel : IDisposable
                 _ex.IntPtrs[i.Index] = CudaDriver.MemAlloc((ulong)Math.Max(1, n) * 4);
                 _intCapacity[i.Index] = n;
             }
+            _ex.RunCounts[i.Index] = -1;
+            if (training && _embedIds[i.Index] && _runCapacity[i.Index] < 3 * n + 2)
+            {
+                if (_ex.RunPtrs[i.Index] != 0) CudaDriver.MemFree(_ex.RunPtrs[i.Index]);
+                _ex.RunPtrs[i.Index] = CudaDriver.MemAlloc((ulong)(3 * n + 2) * 4);
+                _runCapacity[i.Index] = 3 * n + 2;
+            }
         }
         if (_ex.Precision == CudaPrecision.Bf16) AllocateGemmScratch(batch, seq, rows);
         _bound = true; _boundTraining = training; _forwardDone = false;
@@ -194,6 +213,15 @@ public sealed unsafe class CudaModel : IDisposable
         long n = Size(i.Shape);
         if (data.Length != n) throw new ArgumentException($"Input '{name}' needs {n} values for B={_ex.Batch}, T={_ex.Seq}, G={_ex.Rows} but got {data.Length}.");
         if (n > 0) CudaDriver.MemcpyHtoDAsync(_ex.IntPtrs[i.Index], data, _ex.Stream);
+        if (_boundTraining && _embedIds[i.Index])
+        {
+            // The embedding backward's rows grouped by id (CudaExec.GroupById); the copy of pageable memory is staged before
+            // MemcpyHtoDAsync returns, so the host scratch can be reused at once.
+            if (_grouped.Length < 3 * data.Length + 2) _grouped = new int[3 * data.Length + 2];
+            int runs = CudaExec.GroupById(data, _grouped, ref _groupCounts);
+            if (runs >= 0) CudaDriver.MemcpyHtoDAsync<int>(_ex.RunPtrs[i.Index], _grouped.AsSpan(0, 3 * data.Length + 2), _ex.Stream);
+            _ex.RunCounts[i.Index] = runs;
+        }
     }
 
     /// <summary>Runs the forward schedule (asynchronously; reading a result waits for it).</summary>
@@ -279,7 +307,7 @@ public sealed unsafe class CudaModel : IDisposable
         _disposed = true;
         Device.MakeCurrent();
         try { Synchronize(); } catch (CudaException) { }
-        foreach (ulong p in _ex.IntPtrs) if (p != 0) CudaDriver.MemFree(p);
+        foreach (ulong p in _ex.IntPtrs.Concat(_ex.RunPtrs)) if (p != 0) CudaDriver.MemFree(p);
         foreach (ulong p in new[] { _ex.Arena, _ex.Scratch, _ex.Params, _ex.Grads, _ex.Count, _ex.GemmScratch, _workspace }) if (p != 0) CudaDriver.MemFree(p);
         _ex.Blas.Dispose();
         CudaDriver.StreamDestroy(_ex.Stream);

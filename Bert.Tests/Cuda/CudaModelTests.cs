@@ -32,6 +32,47 @@ public sealed class CudaModelTests
         }
     }
 
+    /// <summary>The embedding backward groups an input's rows by id when the input is set (CudaModel.SetInput), which needs
+    /// every embedding to read a model input.</summary>
+    [Fact]
+    public void EveryEmbedding_ReadsAnIntegerInput()
+    {
+        foreach (var e in Catalog.All)
+            foreach (var op in e.Info.Ops.Where(o => o.Kind == OpKind.Embed))
+                Assert.True(e.Info.Inputs.Any(i => i.Index == op.IntInput && i.Kind == InputKind.Tokens),
+                    $"{e.Info.Name}: embedding op {op.Id} reads integer input {op.IntInput}, which is not a token input");
+    }
+
+    /// <summary>GroupById against a plain reference (rows with a non-negative id, ordered by id then row; one run per distinct
+    /// id), on random ids with repeats, negatives and an empty input; ids past the limit decline.</summary>
+    [Fact]
+    public void GroupById_OrdersRowsById_ThenByRow_WithOneRunPerId()
+    {
+        var rng = new Random(21);
+        int[] counts = [];
+        foreach (int n in new[] { 0, 1, 7, 64, 300 })
+            for (int rep = 0; rep < 5; rep++)
+            {
+                int[] ids = Enumerable.Range(0, n).Select(_ => rng.Next(10) == 0 ? -1 - rng.Next(3) : rng.Next(rep == 0 ? 3 : 200)).ToArray();
+                var packed = new int[3 * n + 2];
+                int runs = CudaExec.GroupById(ids, packed, ref counts);
+                var want = Enumerable.Range(0, n).Where(r => ids[r] >= 0).OrderBy(r => ids[r]).ThenBy(r => r).ToArray();
+                var distinct = want.Select(r => ids[r]).Distinct().ToArray();
+                Assert.Equal(distinct.Length, runs);
+                Assert.Equal(want, packed[..want.Length]);
+                for (int k = 0; k < runs; k++)
+                {
+                    int lo = packed[n + k], hi = packed[n + k + 1], id = packed[2 * n + 1 + k];
+                    Assert.Equal(distinct[k], id);
+                    Assert.True(hi > lo);
+                    Assert.All(want[lo..hi], r => Assert.Equal(id, ids[r]));
+                }
+                Assert.Equal(want.Length, packed[n + runs]);
+            }
+        Assert.Equal(-1, CudaExec.GroupById(new[] { 3, CudaExec.MaxGroupedId + 1 }, new int[8], ref counts));
+        Assert.Throws<ArgumentException>(() => CudaExec.GroupById(new[] { 1, 2 }, new int[7], ref counts));
+    }
+
     [Fact]
     public void SelfTestInputs_AreValidForEveryModel_AndTheCpuRunsThem()
     {

@@ -375,4 +375,62 @@ public partial class CudaSourceTests
         }
         finally { Directory.Delete(dir, true); }
     }
+
+    /// <summary>The embedding backward over rows grouped by id (rt_embed_backward_runs on CudaExec.GroupById's layout, launched
+    /// as CudaExec does: 2 blocks here so the block loop wraps, 32 threads for 40 columns so the column loop wraps) against the
+    /// CPU's Embedding.Backward in double, adding into a prefilled table; the one id at or past V is skipped.</summary>
+    [ClangFact]
+    public void EmbeddingBackwardRuns_RunOnTheHost_MatchTheCpuEmbedding()
+    {
+        RequireClang();
+        const int N = 50, C = 40, V = 9;
+        var rng = new Random(31);
+        int[] ids = Enumerable.Range(0, N).Select(_ => rng.Next(V)).ToArray();
+        ids[17] = V;                                                        // outside the table: the kernel skips it
+        float[] dy = Enumerable.Range(0, N * C).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        float[] table = Enumerable.Range(0, V * C).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        var packed = new int[3 * N + 2];
+        int[] counts = [];
+        int runs = CudaExec.GroupById(ids, packed, ref counts);
+        Assert.Equal(ids.Distinct().Count(), runs);
+
+        double[] want = table.Select(v => (double)v).ToArray();
+        var valid = Enumerable.Range(0, N).Where(n => ids[n] < V).ToArray();
+        Embedding.Backward<double>(want, valid.SelectMany(n => dy.Skip(n * C).Take(C)).Select(v => (double)v).ToArray(), valid.Select(n => ids[n]).ToArray(), valid.Length, C);
+
+        var dir = Directory.CreateTempSubdirectory("bert-cuda-embed-").FullName;
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "main.cpp"), ThreadedHostPrelude + RuntimeSections(0, "embedding") + "\n" + """
+                int main(int argc, char** argv)
+                {
+                    FILE* in = fopen(argv[1], "rb"); FILE* out = fopen(argv[2], "wb");
+                    if (!in || !out) return 2;
+                    int h[4]; if (fread(h, 4, 4, in) != 4) return 3;
+                    int N = h[0], C = h[1], V = h[2], runs = h[3];
+                    int* packed = (int*)malloc(4 * (3 * N + 2)); float* dy = (float*)malloc(4 * N * C); float* table = (float*)malloc(4 * V * C);
+                    if (fread(packed, 4, 3 * N + 2, in) != 3 * N + 2 || fread(dy, 4, N * C, in) != N * C || fread(table, 4, V * C, in) != V * C) return 3;
+                    bert_launch(2, 32, [&] { rt_embed_backward_runs(table, dy, packed, packed + N, packed + 2 * N + 1, runs, C, V); });
+                    fwrite(table, 4, V * C, out);
+                    return 0;
+                }
+                """);
+            var build = Run(Clang, new[] { "-x", "c++", "-std=c++17", "-O1", "-w", "main.cpp", "-lm", "-o", "run" }, dir);
+            Assert.True(build.Code == 0, $"clang-14 could not compile the embedding kernels for the host:\n{Tail(build.Output)}");
+            using (var f = new BinaryWriter(File.Create(Path.Combine(dir, "in.bin"))))
+            {
+                foreach (int x in new[] { N, C, V, runs }) f.Write(x);
+                foreach (int x in packed) f.Write(x);
+                foreach (float x in dy) f.Write(x);
+                foreach (float x in table) f.Write(x);
+            }
+            var run = Run(Path.Combine(dir, "run"), new[] { Path.Combine(dir, "in.bin"), Path.Combine(dir, "out.bin") }, dir);
+            Assert.True(run.Code == 0, $"the host build of the embedding kernels failed (exit {run.Code}):\n{Tail(run.Output)}");
+            var bytes = File.ReadAllBytes(Path.Combine(dir, "out.bin"));
+            Assert.Equal(4 * V * C, bytes.Length);
+            float[] got = Enumerable.Range(0, V * C).Select(i => BitConverter.ToSingle(bytes, 4 * i)).ToArray();
+            Assert.Null(Compare("embedding backward over runs", got, want, false));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
 }
