@@ -433,4 +433,90 @@ public partial class CudaSourceTests
         }
         finally { Directory.Delete(dir, true); }
     }
+
+    /// <summary>LayerNorm (warp per row; weight and bias gradients by chunked column sums) and softmax cross-entropy (block per
+    /// row, ignored labels, the count of counted rows), launched as CudaExec launches them, against the CPU kernels in double,
+    /// the gradients added into prefilled buffers. N = 70 rows cross a 64-row chunk, C = 300 columns cross a 256-thread block
+    /// and are not a multiple of 32; V = 1500 classes exceed a block of 1024 threads.</summary>
+    [ClangFact]
+    public void LayerNormAndCrossEntropyKernels_RunOnTheHost_MatchTheCpuKernels()
+    {
+        RequireClang();
+        const int N = 70, C = 300, Rows = 5, V = 1500, RowChunk = CudaKernels.RowChunk;
+        const float Eps = 1e-12f;
+        var rng = new Random(41);
+        float[] Random(int n, double scale, double shift = 0) => Enumerable.Range(0, n).Select(_ => (float)((rng.NextDouble() * 2 - 1) * scale + shift)).ToArray();
+        double[] D(float[] x) => x.Select(v => (double)v).ToArray();
+        float[] x = Random(N * C, 2, 0.5), w = Random(C, 1, 1), b = Random(C, 0.5), dy = Random(N * C, 1);
+        float[] dx0 = Random(N * C, 0.1), dw0 = Random(C, 0.1), db0 = Random(C, 0.1);
+        float[] logits = Random(Rows * V, 4), dlogits0 = Random(Rows * V, 0.01);
+        int[] labels = { 3, -100, V - 1, 0, 777 };
+        const float DLoss = 1.3f;
+        Assert.True((N + RowChunk - 1) / RowChunk >= 2, "the test wants two row chunks");
+
+        var y = new double[N * C]; var mean = new double[N]; var rstd = new double[N];
+        LayerNorm.Forward<double>(y, mean, rstd, D(x), D(w), D(b), N, C, Eps);
+        double[] dx = D(dx0), dw = D(dw0), db = D(db0);
+        LayerNorm.Backward<double>(dx, dw, db, D(dy), D(x), D(w), mean, rstd, N, C);
+        var loss = new double[1]; var probs = new double[Rows * V];
+        CrossEntropy.Forward<double>(loss, probs, D(logits), labels, Rows, V);
+        double[] dlogits = D(dlogits0);
+        CrossEntropy.Backward<double>(dlogits, new double[] { DLoss }, probs, labels, Rows, V);
+
+        var dir = Directory.CreateTempSubdirectory("bert-cuda-lnce-").FullName;
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "main.cpp"), ThreadedHostPrelude + RuntimeSections(0, "LayerNorm", "softmax cross-entropy") + "\n" + $$"""
+                static float* rdf(FILE* f, int n) { float* p = (float*)malloc(4 * (size_t)n + 8); if (fread(p, 4, n, f) != (size_t)n) exit(3); return p; }
+                int main(int argc, char** argv)
+                {
+                    FILE* in = fopen(argv[1], "rb"); FILE* out = fopen(argv[2], "wb");
+                    if (!in || !out) return 2;
+                    const int N = {{N}}, C = {{C}}, R = {{Rows}}, V = {{V}}, chunk = {{RowChunk}}, block = 256;
+                    float *x = rdf(in, N * C), *w = rdf(in, C), *b = rdf(in, C), *dy = rdf(in, N * C), *dx = rdf(in, N * C), *dw = rdf(in, C), *db = rdf(in, C);
+                    float *logits = rdf(in, R * V), *dlogits = rdf(in, R * V);
+                    int labels[R]; if (fread(labels, 4, R, in) != R) return 3;
+                    float* y = (float*)calloc(N * C, 4); float* mean = (float*)calloc(N, 4); float* rstd = (float*)calloc(N, 4);
+                    int chunks = (N + chunk - 1) / chunk;
+                    float* part = (float*)calloc(2 * chunks * C, 4);
+                    unsigned rowBlocks = (N + block / 32 - 1) / (block / 32);
+                    bert_launch(rowBlocks, block, [&] { rt_layernorm_forward(y, mean, rstd, x, w, b, N, C, {{Eps.ToString("R", CultureInfo.InvariantCulture)}}f); });
+                    bert_launch(rowBlocks, block, [&] { rt_layernorm_backward_x(dx, dy, x, w, mean, rstd, N, C); });
+                    bert_launch2((C + block - 1) / block, chunks, block, [&] { rt_layernorm_backward_wb_partial(part, dy, x, mean, rstd, N, C, chunk); });
+                    bert_launch((C + block - 1) / block, block, [&] { rt_layernorm_backward_wb_finish(dw, db, part, C, chunks); });
+                    float* probs = (float*)calloc(R * V, 4); float* rowLoss = (float*)calloc(R, 4); float loss = 0.0f, count[2] = { 0.0f, 0.0f }, dloss = {{DLoss.ToString("R", CultureInfo.InvariantCulture)}}f;
+                    bert_launch(R, 1024, [&] { rt_ce_forward_rows(probs, rowLoss, logits, labels, R, V); });
+                    bert_launch(1, 1024, [&] { rt_ce_forward_total(&loss, 0, rowLoss, labels, R); });
+                    bert_launch(1, 1024, [&] { rt_ce_count(count, labels, R); });
+                    bert_launch((R * V + block - 1) / block, block, [&] { rt_ce_backward(dlogits, &dloss, count, probs, labels, R, V); });
+                    fwrite(y, 4, N * C, out); fwrite(mean, 4, N, out); fwrite(rstd, 4, N, out);
+                    fwrite(dx, 4, N * C, out); fwrite(dw, 4, C, out); fwrite(db, 4, C, out);
+                    fwrite(&loss, 4, 1, out); fwrite(probs, 4, R * V, out); fwrite(dlogits, 4, R * V, out);
+                    return 0;
+                }
+                """);
+            var build = Run(Clang, new[] { "-x", "c++", "-std=c++17", "-O1", "-w", "main.cpp", "-lm", "-o", "run" }, dir);
+            Assert.True(build.Code == 0, $"clang-14 could not compile the LayerNorm and cross-entropy kernels for the host:\n{Tail(build.Output)}");
+            using (var f = new BinaryWriter(File.Create(Path.Combine(dir, "in.bin"))))
+            {
+                foreach (var a in new[] { x, w, b, dy, dx0, dw0, db0, logits, dlogits0 }) foreach (float v in a) f.Write(v);
+                foreach (int l in labels) f.Write(l);
+            }
+            var run = Run(Path.Combine(dir, "run"), new[] { Path.Combine(dir, "in.bin"), Path.Combine(dir, "out.bin") }, dir);
+            Assert.True(run.Code == 0, $"the host build of the LayerNorm and cross-entropy kernels failed (exit {run.Code}):\n{Tail(run.Output)}");
+            using var r = new BinaryReader(File.OpenRead(Path.Combine(dir, "out.bin")));
+            float[] Read(int n) => Enumerable.Range(0, n).Select(_ => r.ReadSingle()).ToArray();
+            Assert.Null(Compare("LayerNorm y", Read(N * C), y, false));
+            Assert.Null(Compare("LayerNorm mean", Read(N), mean, false));
+            Assert.Null(Compare("LayerNorm rstd", Read(N), rstd, false));
+            Assert.Null(Compare("LayerNorm dx (added)", Read(N * C), dx, false));
+            Assert.Null(Compare("LayerNorm dweight (added)", Read(C), dw, false));
+            Assert.Null(Compare("LayerNorm dbias (added)", Read(C), db, false));
+            Assert.Null(Compare("cross-entropy loss", Read(1), loss, false));
+            Assert.Null(Compare("cross-entropy probabilities", Read(Rows * V), probs, false));
+            Assert.Null(Compare("cross-entropy dlogits (added)", Read(Rows * V), dlogits, false));
+            Assert.Equal(r.BaseStream.Length, r.BaseStream.Position);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
 }
