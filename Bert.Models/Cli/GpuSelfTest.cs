@@ -376,6 +376,28 @@ public static class GpuSelfTest
             double eg = Math.Sqrt(num / den);
             r.Row($"{info.Name}: bf16 products vs CPU double", worstBf <= 2e-2 && eg <= 2e-2,
                 string.Create(Inv, $"forward buffers worst {worstBf:E2} ({worstBfName}), all gradients {eg:E2} (limits 2e-2)"));
+
+            // The products read the weights from a bf16 copy, made again when the parameters change: new weights must reach
+            // a forward and a replayed graph captured before them, and the old weights back give the old bits.
+            gpu.Bind(B, T, G, training: false);
+            foreach (var (k, v) in inputs) gpu.SetInput(k, v);
+            gpu.Forward(training: false);
+            float[] o1 = gpu.Output;
+            using (var graph = gpu.CaptureForward(training: false))
+            {
+                gpu.SetParameters(p32.Select(x => x * 0.75f).ToArray());
+                graph.Launch();
+                float[] o2 = gpu.Output;
+                gpu.Forward(training: false);
+                float[] o3 = gpu.Output;
+                gpu.SetParameters(p32);
+                graph.Launch();
+                float[] o4 = gpu.Output;
+                static bool Same(float[] a, float[] b) => a.AsSpan().SequenceEqual(b);
+                r.Row($"{info.Name}: bf16 weight copy follows the parameters", !Same(o1, o2) && Same(o2, o3) && Same(o1, o4),
+                    $"new weights {(Same(o1, o2) ? "NOT seen" : "seen")} by the replayed graph, {(Same(o2, o3) ? "the same bits" : "DIFFERENT bits")} as a forward; the old weights back: {(Same(o1, o4) ? "the old bits" : "DIFFERENT bits")}");
+            }
+            gpu.SetParameters(p32);
             gpu.Precision = CudaPrecision.Fp32;
             gpu.Bind(B, T, G, training: true);
             foreach (var (k, v) in inputs) gpu.SetInput(k, v);

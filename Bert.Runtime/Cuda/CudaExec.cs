@@ -115,16 +115,37 @@ public sealed unsafe class CudaExec
         int rowsA = transA ? K : M, colsA = transA ? M : K, rowsB = transB ? N : K, colsB = transB ? K : N;
         if ((long)rowsA * colsA > GemmSlot || (long)rowsB * colsB > GemmSlot)
             throw new InvalidOperationException($"The bf16 operand scratch holds {GemmSlot} elements but a {M}×{N}×{K} product needs {(long)rowsA * colsA} and {(long)rowsB * colsB}; this is a bug in CudaModel's sizing.");
-        ulong a16 = GemmScratch, b16 = GemmScratch + (ulong)GemmSlot * 2;
-        Launch("rt_to_bf16", (long)rowsA * colsA, Args().Add(a16).Add(A).Add((long)rowsA).Add(colsA).Add(lda));
-        Launch("rt_to_bf16", (long)rowsB * colsB, Args().Add(b16).Add(B).Add((long)rowsB).Add(colsB).Add(ldb));
+        ulong a16 = Bf16Operand(A, rowsA, colsA, lda, GemmScratch), b16 = Bf16Operand(B, rowsB, colsB, ldb, GemmScratch + (ulong)GemmSlot * 2);
         Blas.Gemm(transA, transB, M, N, K, alpha, a16, colsA, b16, colsB, beta, C, ldc, CudaDataType.R16BF, CudaDataType.R32F);
+    }
+
+    /// <summary>A product's operand in bf16: a packed weight (inside the parameters, 16-byte aligned in the bf16 copy) is read
+    /// from <see cref="Params16"/>, which CudaModel keeps current; anything else is rounded into <paramref name="slot"/>.</summary>
+    ulong Bf16Operand(ulong x, int rows, int cols, int ld, ulong slot)
+    {
+        if (Params16 != 0 && ld == cols && x >= Params && x + (ulong)rows * (ulong)cols * 4 <= Params + ParamCount * 4)
+        {
+            ulong elements = (x - Params) / 4;
+            if (elements % 8 == 0) return Params16 + elements * 2;
+        }
+        Launch("rt_to_bf16", (long)rows * cols, Args().Add(slot).Add(x).Add((long)rows).Add(cols).Add(ld));
+        return slot;
+    }
+
+    /// <summary>dst (n bf16) = src (n floats) rounded to nearest even.</summary>
+    internal void ToBf16(ulong dst, ulong src, long n)
+    {
+        if (n > int.MaxValue) throw new InvalidOperationException($"A bf16 conversion of {n} values is more than one launch converts.");
+        Launch("rt_to_bf16", n, Args().Add(dst).Add(src).Add(1L).Add((int)n).Add((int)n));
     }
 
     /// <summary>How the matrix products round their operands.</summary>
     public CudaPrecision Precision { get; internal set; } = CudaPrecision.Fp32;
     internal ulong GemmScratch;
     internal long GemmSlot;
+    /// <summary>The parameters rounded to bf16 (0 until bf16 precision is chosen), and how many there are.</summary>
+    internal ulong Params16;
+    internal ulong ParamCount;
 
     /// <summary>y[n] = table[ids[n]]: the gather of <see cref="Gather"/> over the table's V rows.</summary>
     public void Embedding(ulong y, ulong table, ulong ids, int N, int C, int V) => Gather(y, table, ids, N, C, V);

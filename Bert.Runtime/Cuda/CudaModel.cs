@@ -40,6 +40,7 @@ public sealed unsafe class CudaModel : IDisposable
         _ex.FusedAttention = string.Equals(Environment.GetEnvironmentVariable(FusedAttentionVariable), "fused", StringComparison.OrdinalIgnoreCase);
         long n = Math.Max(1, info.ParameterCount);
         _ex.Params = CudaDriver.MemAlloc((ulong)n * 4);
+        _ex.ParamCount = (ulong)info.ParameterCount;
         _ex.Count = CudaDriver.MemAlloc(16);
         _intInputs = info.Inputs.Where(i => i.Kind != InputKind.Tensor).OrderBy(i => i.Index).ToArray();
         _ex.IntPtrs = new ulong[_intInputs.Length == 0 ? 0 : _intInputs.Max(i => i.Index) + 1];
@@ -83,8 +84,30 @@ public sealed unsafe class CudaModel : IDisposable
         {
             _ex.Blas.SetMathMode(value == CudaPrecision.Fp32 ? CublasMath.Pedantic : CublasMath.Tf32TensorOp);
             _ex.Precision = value;
-            if (value == CudaPrecision.Bf16 && _bound) AllocateGemmScratch(_ex.Batch, _ex.Seq, _ex.Rows);
+            if (value == CudaPrecision.Bf16)
+            {
+                if (_bound) AllocateGemmScratch(_ex.Batch, _ex.Seq, _ex.Rows);
+                if (_ex.Params16 == 0) _ex.Params16 = CudaDriver.MemAlloc((ulong)Math.Max(1, Info.ParameterCount) * 2);
+                _params16Stale = true;
+            }
         }
+    }
+
+    // bf16 products read the weights from a bf16 copy of the parameters (CudaExec.Params16), made again before a forward
+    // (or a graph replay) after the parameters changed.
+    bool _params16Stale = true;
+
+    /// <summary>Tells the model its parameters changed on the device (the optimizers call it after a step; call it after
+    /// writing through <see cref="ParametersPointer"/>), so the bf16 copy the products read is made again before the next
+    /// forward.</summary>
+    public void ParametersChanged() => _params16Stale = true;
+
+    /// <summary>In bf16 precision, rounds the parameters into their bf16 copy if they changed since it was made (one launch).</summary>
+    void RefreshBf16Weights()
+    {
+        if (_ex.Precision != CudaPrecision.Bf16 || !_params16Stale) return;
+        _ex.ToBf16(_ex.Params16, _ex.Params, Math.Max(1, Info.ParameterCount));
+        _params16Stale = false;
     }
 
     /// <summary>Two bf16 operand slots, each as large as the largest operand of any product of the model at this shape.</summary>
@@ -118,6 +141,7 @@ public sealed unsafe class CudaModel : IDisposable
         if (values.Length != Info.ParameterCount) throw new ArgumentException($"{Info.Name} has {Info.ParameterCount} parameters; got {values.Length}.");
         CudaDriver.MemcpyHtoDAsync(_ex.Params, values, _ex.Stream);
         Synchronize();
+        ParametersChanged();
     }
 
     public float[] GetParameters() => Download(_ex.Params, Info.ParameterCount);
@@ -230,6 +254,7 @@ public sealed unsafe class CudaModel : IDisposable
         RequireBound();
         Device.MakeCurrent();
         _ex.Training = training; _ex.Seed = seed;
+        RefreshBf16Weights();
         _program.Forward(_ex);
         _forwardDone = true;
     }
@@ -243,6 +268,7 @@ public sealed unsafe class CudaModel : IDisposable
         if (_ex.Lengths[Info.OutputGradBuffer] != 1) throw new InvalidOperationException("The CUDA model seeds only a scalar output's gradient.");
         float one = 1f;
         CudaDriver.MemcpyHtoDAsync(d, &one, 4, _ex.Stream);
+        RefreshBf16Weights();
         _program.Backward(_ex);
         Synchronize(); // `one` lives on this stack frame
     }
@@ -262,7 +288,7 @@ public sealed unsafe class CudaModel : IDisposable
         try { _program.Forward(_ex); }
         finally { graph = CudaDriver.StreamEndCapture(_ex.Stream); }
         _forwardDone = true;
-        return new CudaGraph(graph, CudaDriver.GraphInstantiate(graph), _ex.Stream);
+        return new CudaGraph(graph, CudaDriver.GraphInstantiate(graph), _ex.Stream, RefreshBf16Weights);
     }
 
     public void ZeroGradients()
@@ -308,7 +334,7 @@ public sealed unsafe class CudaModel : IDisposable
         Device.MakeCurrent();
         try { Synchronize(); } catch (CudaException) { }
         foreach (ulong p in _ex.IntPtrs.Concat(_ex.RunPtrs)) if (p != 0) CudaDriver.MemFree(p);
-        foreach (ulong p in new[] { _ex.Arena, _ex.Scratch, _ex.Params, _ex.Grads, _ex.Count, _ex.GemmScratch, _workspace }) if (p != 0) CudaDriver.MemFree(p);
+        foreach (ulong p in new[] { _ex.Arena, _ex.Scratch, _ex.Params, _ex.Params16, _ex.Grads, _ex.Count, _ex.GemmScratch, _workspace }) if (p != 0) CudaDriver.MemFree(p);
         _ex.Blas.Dispose();
         CudaDriver.StreamDestroy(_ex.Stream);
         CudaDriver.ModuleUnload(_ex.Module);
@@ -320,13 +346,16 @@ public sealed class CudaGraph : IDisposable
 {
     nint _graph, _exec;
     readonly nint _stream;
+    readonly Action _before;
 
-    internal CudaGraph(nint graph, nint exec, nint stream) { _graph = graph; _exec = exec; _stream = stream; }
+    internal CudaGraph(nint graph, nint exec, nint stream, Action before) { _graph = graph; _exec = exec; _stream = stream; _before = before; }
 
-    /// <summary>Enqueues one replay (asynchronous, like the launches it stands for).</summary>
+    /// <summary>Enqueues one replay (asynchronous, like the launches it stands for); in bf16 precision, after remaking the
+    /// weights' bf16 copy first if the parameters changed since the last forward.</summary>
     public void Launch()
     {
         ObjectDisposedException.ThrowIf(_exec == 0, this);
+        _before();
         CudaDriver.GraphLaunch(_exec, _stream);
     }
 

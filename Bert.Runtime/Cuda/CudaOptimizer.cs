@@ -83,6 +83,7 @@ public abstract class CudaOptimizer : IDisposable
         if (!(lr >= 0 && double.IsFinite(lr)))
             throw new ArgumentOutOfRangeException(nameof(lr), $"The learning rate {lr} must be zero or positive and finite.");
         Apply(lr, ++StepCount);
+        Model.ParametersChanged();
     }
 
     /// <summary>The update for step t (1-based).</summary>
