@@ -61,7 +61,7 @@ public static class Program
         var device = Opt("--device", "cpu or cuda", "cpu");
         device.AcceptOnlyFromAmong("cpu", "cuda");
         var seed = Opt("--seed", "random seed: the same seed gives the same run", 1);
-        var precision = Opt("--precision", "with --device cuda: tf32 (matrix products on TF32 tensor cores, fp32 elsewhere), bf16 (the linear layers' operands rounded to bf16, fp32 accumulation, weights and optimizer) or fp32 (exact)", "tf32");
+        var precision = Opt("--precision", "with --device cuda: tf32 (matrix products on TF32 tensor cores, fp32 elsewhere), bf16 (the linear layers' operands rounded to bf16, the weights through a copy made once per step; fp32 accumulation, master weights and optimizer) or fp32 (exact)", "tf32");
         precision.AcceptOnlyFromAmong("tf32", "fp32", "bf16");
 
         // ---- demo ----

@@ -36,6 +36,15 @@ public sealed class LoadedCudaLibrary
         Spec = spec; Handle = handle; Path = path; Place = place;
     }
 
+    /// <summary>A library whose exports come from <paramref name="exports"/> (0: not exported) instead of a loaded file: the
+    /// host emulation (<see cref="CudaEmulation"/>).</summary>
+    internal LoadedCudaLibrary(CudaLibrarySpec spec, string path, string place, Func<string, nint> exports) : this(spec, 0, path, place)
+    {
+        _exports = exports;
+    }
+
+    readonly Func<string, nint>? _exports;
+
     public CudaLibrarySpec Spec { get; }
     public nint Handle { get; }
     /// <summary>The full path, or the bare file name when the loader's default path found it.</summary>
@@ -47,13 +56,13 @@ public sealed class LoadedCudaLibrary
     /// (an older library than this binding needs).</summary>
     public nint GetExport(string name)
     {
-        if (NativeLibrary.TryGetExport(Handle, name, out nint p)) return p;
+        if (TryGetExport(name) is var p && p != 0) return p;
         throw new CudaUnavailableException(
             $"{Spec.DisplayName} at {Path} does not export {name}, so it is older than this runtime needs; install a newer NVIDIA driver / CUDA toolkit, or set {Spec.EnvironmentVariable} to a newer library's path.");
     }
 
     /// <summary>The address of an exported function, or 0.</summary>
-    public nint TryGetExport(string name) => NativeLibrary.TryGetExport(Handle, name, out nint p) ? p : 0;
+    public nint TryGetExport(string name) => _exports is { } e ? e(name) : NativeLibrary.TryGetExport(Handle, name, out nint p) ? p : 0;
 
     public override string ToString() => $"{Spec.DisplayName} ({Path}, from {Place})";
 }
@@ -132,7 +141,7 @@ public static class CudaLibraries
         {
             hit = Cache[(int)library];
             if (hit != null) return hit;
-            hit = Load(library);
+            hit = CudaEmulation.Enabled ? CudaEmulation.Library(Spec(library)) : Load(library);
             Volatile.Write(ref Cache[(int)library], hit);
             return hit;
         }

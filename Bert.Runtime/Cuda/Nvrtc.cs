@@ -317,9 +317,12 @@ public sealed class KernelCache
     private readonly ConcurrentDictionary<string, Lazy<byte[]>> _memory = new(StringComparer.Ordinal);
     private int _compilations, _diskHits;
 
-    /// <summary>A cache over NVRTC (the compiler id is NVRTC's version, so an upgrade recompiles everything).</summary>
+    /// <summary>A cache over NVRTC (the compiler id is NVRTC's version, so an upgrade recompiles everything; under the host
+    /// emulation, the emulation's own id, so that its host libraries never mix with real images or an older emulation's).</summary>
     public KernelCache(string? directory = null)
-        : this(directory, NvrtcCompiler, () => { var (ma, mi) = Nvrtc.Version(); return $"nvrtc-{ma}.{mi}"; }) { }
+        : this(directory, NvrtcCompiler, () => CudaEmulation.Enabled ? CudaEmulation.CompilerId : NvrtcId()) { }
+
+    static string NvrtcId() { var (ma, mi) = Nvrtc.Version(); return $"nvrtc-{ma}.{mi}"; }
 
     /// <summary>A cache over any compiler; <paramref name="compilerId"/> is part of every key (e.g. the compiler's version).</summary>
     public KernelCache(string? directory, KernelCompiler compiler, string compilerId) : this(directory, compiler, () => compilerId) { }

@@ -1,0 +1,742 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.RegularExpressions;
+
+namespace Bert.Runtime.Cuda;
+
+/// <summary>A CUDA device emulated on the host, for checking the whole CUDA backend without a GPU: with
+/// <c>BERT_CUDA_EMULATE=1</c> the driver, NVRTC and cuBLAS "libraries" are this class's exports, so everything above them
+/// (CudaModel, the generated schedules, the optimizers, CudaTrainer, <c>bert selftest --device cuda</c>) runs unchanged.
+/// Device memory is host memory; "NVRTC" compiles the program's CUDA C with clang-14 for the host into a shared library
+/// (the kernels as plain functions, see <see cref="Prelude"/>) and a launch calls it: kernels without barriers run their
+/// threads one after another, kernels with barriers or warp shuffles run a block's threads as coroutines. cuBLAS products
+/// are loops in double over fp32 or bf16 operands. Streams run in order as the calls come (everything is synchronous);
+/// events read a clock; a captured graph is the list of its launches, replayed. Slow (small models only), and a check of
+/// logic, not of speed or of the GPU's own rounding (no TF32, no fused multiply-add).</summary>
+public static unsafe class CudaEmulation
+{
+    /// <summary>The environment variable that turns the emulation on ("1"), or names the host compiler to use.</summary>
+    public const string Variable = "BERT_CUDA_EMULATE";
+
+    public static bool Enabled => Environment.GetEnvironmentVariable(Variable) is { Length: > 0 } v && v != "0";
+
+    /// <summary>The kernel cache's compiler id under the emulation: the host compiler and a hash of the prelude and of the
+    /// dispatcher's shape, so a changed emulation never loads a library an older one built.</summary>
+    public static string CompilerId => _compilerId ??= $"emulation-{Compiler}-" + Convert.ToHexStringLower(
+        System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(Prelude + HostProgram("extern \"C\" __global__ void k(int* x) { __syncthreads(); }"))))[..16];
+    static string? _compilerId;
+
+    static string Compiler => Environment.GetEnvironmentVariable(Variable) is { } v && v.Contains("clang", StringComparison.Ordinal) ? v : "clang-14";
+
+    internal static LoadedCudaLibrary Library(CudaLibrarySpec spec) => spec.Library is CudaLibrary.Driver or CudaLibrary.Nvrtc or CudaLibrary.Cublas
+        ? new(spec, $"host emulation ({Compiler})", Variable, name => Export(spec.Library, name))
+        : throw new CudaUnavailableException($"{spec.DisplayName} is not part of the host emulation ({Variable} is set); unset {Variable} to use the real library.");
+
+    // ---------------- the kernels on the host ----------------
+
+    /// <summary>A host C++ compiler's view of the CUDA keywords and built-ins the kernels use. A launch runs its blocks one
+    /// after another; <c>bert_launch_seq</c> runs a block's threads one after another (kernels without barriers),
+    /// <c>bert_launch2</c> as coroutines on one OS thread (a small x86-64 stack switch), each running until it waits at a barrier, so
+    /// <c>__syncthreads</c> is a block barrier, <c>__syncwarp</c> a warp barrier, and a warp shuffle exchanges values
+    /// through a lane array between two warp barriers; a thread that returns leaves its barriers (as an exited GPU thread
+    /// does), and a block whose threads all wait on barriers that can never open exits with code 7 (a deadlock on a GPU).
+    /// Scheduling is round robin, so runs are deterministic. <c>__shared__</c> is a function-level static (one block runs
+    /// at a time).</summary>
+    public const string Prelude = """
+        #include <math.h>
+        #include <stdio.h>
+        #include <stdlib.h>
+        #include <string.h>
+        #define __global__
+        #define __device__
+        #define __forceinline__ inline
+        #define __restrict__ __restrict
+        #define __shared__ static
+        struct bert_uint3 { unsigned int x, y, z; };
+        static bert_uint3 threadIdx, blockIdx, blockDim, gridDim;   // set by the scheduler before it resumes a thread
+        static inline float __int_as_float(int i) { float f; memcpy(&f, &i, sizeof f); return f; }
+        static inline int __float_as_int(float f) { int i; memcpy(&i, &f, sizeof i); return i; }
+
+        // Coroutines: bert_switch saves the callee-saved registers on the current stack, stores the stack pointer in *save,
+        // and resumes the coroutine whose stack pointer is load (x86-64 System V; no signal mask, unlike swapcontext).
+        asm(R"(
+        .text
+        .globl bert_switch
+        .hidden bert_switch
+        .type bert_switch,@function
+        bert_switch:
+            pushq %rbp
+            pushq %rbx
+            pushq %r12
+            pushq %r13
+            pushq %r14
+            pushq %r15
+            movq %rsp, (%rdi)
+            movq %rsi, %rsp
+            popq %r15
+            popq %r14
+            popq %r13
+            popq %r12
+            popq %rbx
+            popq %rbp
+            ret
+        )");
+        extern "C" void bert_switch(void** save, void* load);
+
+        struct bert_bar { int expected, arrived; unsigned gen; };
+        static bert_bar bert_bars[33];                  // [0] the block, [1 + w] warp w
+        static void* bert_sched_sp;
+        static void* bert_sp[1024];
+        static int bert_cur, bert_waiting[1024], bert_done[1024];
+        static unsigned bert_wait_gen[1024];
+        static const size_t bert_stack = 1 << 14;
+        static char* bert_stacks;                        // 1024 stacks, allocated once
+        static void bert_wait(int which)
+        {
+            bert_bar* b = &bert_bars[which];
+            if (++b->arrived == b->expected) { b->arrived = 0; b->gen++; return; }
+            bert_waiting[bert_cur] = which; bert_wait_gen[bert_cur] = b->gen;
+            bert_switch(&bert_sp[bert_cur], bert_sched_sp);
+        }
+        static void bert_drop(int which)
+        {
+            bert_bar* b = &bert_bars[which];
+            b->expected--;
+            if (b->arrived > 0 && b->arrived == b->expected) { b->arrived = 0; b->gen++; }
+        }
+        static float bert_lanes[1024];
+        static void __syncthreads() { bert_wait(0); }
+        static void __syncwarp(unsigned int = 0xffffffffu) { bert_wait(1 + (int)(threadIdx.x >> 5)); }
+        static float bert_exchange(float v, int from)
+        {
+            int t = (int)threadIdx.x;
+            bert_lanes[t] = v;
+            bert_wait(1 + (t >> 5));
+            float r = bert_lanes[(t & ~31) | (from & 31)];
+            bert_wait(1 + (t >> 5));
+            return r;
+        }
+        static float __shfl_xor_sync(unsigned int, float v, int m) { return bert_exchange(v, (int)threadIdx.x ^ m); }
+        static float __shfl_sync(unsigned int, float v, int src) { return bert_exchange(v, src); }
+
+        static void (*bert_run)(void*);
+        static void* bert_body;
+        // A coroutine's first function; it never returns: when the kernel is done it leaves its barriers and switches away.
+        static void bert_start()
+        {
+            bert_run(bert_body);
+            bert_drop(1 + (int)(threadIdx.x >> 5));
+            bert_drop(0);
+            bert_done[bert_cur] = 1;
+            bert_switch(&bert_sp[bert_cur], bert_sched_sp);
+            abort();
+        }
+        // A fresh stack whose first bert_switch pops six zero registers and returns into bert_start, with the stack
+        // aligned as after a call.
+        static void* bert_fresh(int t)
+        {
+            char* top = bert_stacks + bert_stack * (size_t)(t + 1);
+            void** sp = (void**)((size_t)top & ~(size_t)15);
+            *--sp = 0;                                   // bert_start's return address (never used)
+            *--sp = (void*)bert_start;
+            for (int r = 0; r < 6; r++) *--sp = 0;
+            return sp;
+        }
+        template <class F> static void bert_call(void* f) { (*(F*)f)(); }
+        // kernel<<<dim3(gx, gy), block>>> with barriers: the lambda calls the kernel with its arguments.
+        template <class F> static void bert_launch2(unsigned gx, unsigned gy, unsigned block, F f)
+        {
+            if (block == 0 || block > 1024) exit(5);
+            gridDim.x = gx; gridDim.y = gy; gridDim.z = 1; blockDim.x = block; blockDim.y = blockDim.z = 1;
+            if (!bert_stacks)
+            {
+                if (!(bert_stacks = (char*)malloc(bert_stack * 1024))) exit(8);
+                memset(bert_stacks, 0, bert_stack * 1024);  // every page touched once, here
+            }
+            bert_run = bert_call<F>; bert_body = &f;
+            for (unsigned b = 0; b < gx * gy; b++)
+            {
+                bert_bars[0].expected = (int)block; bert_bars[0].arrived = 0;
+                for (unsigned w = 0; w * 32 < block; w++) { bert_bars[1 + w].expected = (int)(block - w * 32 < 32 ? block - w * 32 : 32); bert_bars[1 + w].arrived = 0; }
+                for (unsigned t = 0; t < block; t++) { bert_sp[t] = bert_fresh((int)t); bert_waiting[t] = -1; bert_done[t] = 0; }
+                for (int live = (int)block; live > 0;)
+                {
+                    int ran = 0;
+                    for (unsigned t = 0; t < block; t++)
+                    {
+                        if (bert_done[t] || (bert_waiting[t] >= 0 && bert_bars[bert_waiting[t]].gen == bert_wait_gen[t])) continue;
+                        bert_waiting[t] = -1; bert_cur = (int)t;
+                        threadIdx.x = t; threadIdx.y = threadIdx.z = 0; blockIdx.x = b % gx; blockIdx.y = b / gx; blockIdx.z = 0;
+                        bert_switch(&bert_sched_sp, bert_sp[t]);
+                        ran = 1;
+                        if (bert_done[t]) live--;
+                    }
+                    if (!ran) exit(7);
+                }
+            }
+        }
+        template <class F> static void bert_launch(unsigned grid, unsigned block, F f) { bert_launch2(grid, 1, block, f); }
+        // The same for kernels without barriers or shuffles: a block's threads one after another.
+        template <class F> static void bert_launch_seq(unsigned gx, unsigned gy, unsigned block, F f)
+        {
+            gridDim.x = gx; gridDim.y = gy; gridDim.z = 1; blockDim.x = block; blockDim.y = blockDim.z = 1;
+            for (unsigned b = 0; b < gx * gy; b++)
+                for (unsigned t = 0; t < block; t++)
+                {
+                    threadIdx.x = t; threadIdx.y = threadIdx.z = 0; blockIdx.x = b % gx; blockIdx.y = b / gx; blockIdx.z = 0;
+                    f();
+                }
+        }
+
+        """;
+
+    /// <summary>Dynamic shared memory (<c>extern __shared__ float rt_sh[]</c>) becomes a static array of this many floats.</summary>
+    public const int DynamicSharedFloats = 16384;
+
+    static readonly Regex KernelSignature = new(@"extern\s+""C""\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)", RegexOptions.Compiled);
+    static readonly string[] BarrierWords = ["__syncthreads", "__syncwarp", "__shfl", "rt_block_", "rt_warp_"];
+
+    /// <summary>The host program for <paramref name="source"/> (CUDA C as NVRTC would take it): the prelude, the source with
+    /// its dynamic shared memory made static, and a dispatcher — <c>bert_emu_kernel(name)</c> gives a kernel's index,
+    /// <c>bert_emu_arg_sizes(k, sizes)</c> its parameters' sizes, <c>bert_emu_launch(k, gx, gy, gz, bx, by, bz, args)</c>
+    /// runs it with the driver's argument array.</summary>
+    public static string HostProgram(string source, string programName = "program.cu")
+    {
+        var kernels = new List<(string Name, string[] Types, bool Barriers)>();
+        foreach (Match m in KernelSignature.Matches(source))
+        {
+            string[] types = m.Groups[2].Value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+                .Select(ParameterType).ToArray();
+            int open = source.IndexOf('{', m.Index + m.Length), depth = 0, end = open;
+            for (; end < source.Length; end++)
+            {
+                if (source[end] == '{') depth++;
+                else if (source[end] == '}' && --depth == 0) break;
+            }
+            string body = source[open..end];
+            kernels.Add((m.Groups[1].Value, types, BarrierWords.Any(w => body.Contains(w, StringComparison.Ordinal))));
+        }
+        var sb = new StringBuilder(Prelude);
+        // Errors in the source name its own lines, as NVRTC's do.
+        sb.Append($"#line 1 \"{programName.Replace("\\", "/", StringComparison.Ordinal).Replace("\"", "'", StringComparison.Ordinal)}\"\n");
+        sb.Append(source.Replace("extern __shared__ float rt_sh[];", $"__shared__ float rt_sh[{DynamicSharedFloats}];", StringComparison.Ordinal)).Append('\n');
+        sb.Append("#line 1 \"bert-emulation-dispatch.cpp\"\n");
+        sb.Append("static const char* bert_emu_names[] = {");
+        foreach (var k in kernels) sb.Append('"').Append(k.Name).Append("\", ");
+        sb.Append("0 };\n");
+        sb.Append("extern \"C\" int bert_emu_kernel(const char* name) { for (int i = 0; bert_emu_names[i]; i++) if (!strcmp(bert_emu_names[i], name)) return i; return -1; }\n");
+        sb.Append("extern \"C\" int bert_emu_arg_sizes(int k, int* sizes)\n{\n    switch (k)\n    {\n");
+        for (int i = 0; i < kernels.Count; i++)
+        {
+            sb.Append($"    case {i}: ");
+            for (int j = 0; j < kernels[i].Types.Length; j++) sb.Append($"sizes[{j}] = (int)sizeof({kernels[i].Types[j]}); ");
+            sb.Append($"return {kernels[i].Types.Length};\n");
+        }
+        sb.Append("    }\n    return -1;\n}\n");
+        sb.Append("extern \"C\" int bert_emu_launch(int k, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, void** a)\n{\n");
+        sb.Append("    if (gz != 1 || by != 1 || bz != 1 || bx == 0 || bx > 1024) return 2;\n    switch (k)\n    {\n");
+        for (int i = 0; i < kernels.Count; i++)
+        {
+            var (name, types, barriers) = kernels[i];
+            string args = string.Join(", ", types.Select((t, j) => $"*({t}*)a[{j}]"));
+            sb.Append($"    case {i}: {(barriers ? "bert_launch2" : "bert_launch_seq")}(gx, gy, bx, [&] {{ {name}({args}); }}); return 0;\n");
+        }
+        sb.Append("    }\n    return 1;\n}\n");
+        return sb.ToString();
+    }
+
+    /// <summary>"const float* __restrict__ x" → "const float*".</summary>
+    static string ParameterType(string parameter)
+    {
+        string p = parameter.Replace("__restrict__", "", StringComparison.Ordinal).Trim();
+        int end = p.Length;
+        while (end > 0 && (char.IsLetterOrDigit(p[end - 1]) || p[end - 1] == '_')) end--;
+        return Regex.Replace(p[..end].Trim(), @"\s+", " ");
+    }
+
+    // ---------------- state ----------------
+
+    static readonly object Gate = new();
+    static readonly Dictionary<ulong, nuint> Allocations = new();
+    static readonly ConcurrentDictionary<nint, double> Events = new();
+    static long _nextHandle = 16;
+    static nint NewHandle() => (nint)Interlocked.Increment(ref _nextHandle);
+
+    sealed class Module(nint library, delegate* unmanaged[Cdecl]<byte*, int> kernel, delegate* unmanaged[Cdecl]<int, int*, int> argSizes,
+        delegate* unmanaged[Cdecl]<int, uint, uint, uint, uint, uint, uint, void**, int> launch)
+    {
+        public readonly nint Library = library;
+        public readonly delegate* unmanaged[Cdecl]<byte*, int> Kernel = kernel;
+        public readonly delegate* unmanaged[Cdecl]<int, int*, int> ArgSizes = argSizes;
+        public readonly delegate* unmanaged[Cdecl]<int, uint, uint, uint, uint, uint, uint, void**, int> Launch = launch;
+    }
+
+    sealed record Function(Module Module, int Index, string Name, int[] ArgSizes);
+
+    static readonly Dictionary<nint, Module> Modules = new();
+    static readonly Dictionary<nint, Function> Functions = new();
+    // Streams being captured, and graphs: their recorded operations.
+    static readonly Dictionary<nint, List<Action>> Capturing = new();
+    static readonly Dictionary<nint, List<Action>> Graphs = new();
+
+    /// <summary>Runs an operation on a stream now, or records it when the stream is being captured.</summary>
+    static void Enqueue(nint stream, Action op)
+    {
+        List<Action>? list;
+        lock (Gate) Capturing.TryGetValue(stream, out list);
+        if (list != null) list.Add(op); else op();
+    }
+
+    static int Guard(Action body)
+    {
+        try { body(); return 0; }
+        catch (Exception e)
+        {
+            Console.Error.WriteLine($"CUDA emulation: {e.Message}");
+            return 999;
+        }
+    }
+
+    // ---------------- exports ----------------
+
+    static nint Export(CudaLibrary library, string name) => library switch
+    {
+        CudaLibrary.Driver => DriverExport(name),
+        CudaLibrary.Nvrtc => NvrtcExport(name),
+        CudaLibrary.Cublas => CublasExport(name),
+        _ => 0,
+    };
+
+    static nint DriverExport(string name) => name switch
+    {
+        "cuInit" => (nint)(delegate* unmanaged[Cdecl]<uint, int>)&CuInit,
+        "cuDriverGetVersion" => (nint)(delegate* unmanaged[Cdecl]<int*, int>)&CuDriverGetVersion,
+        "cuDeviceGetCount" => (nint)(delegate* unmanaged[Cdecl]<int*, int>)&CuDeviceGetCount,
+        "cuDeviceGet" => (nint)(delegate* unmanaged[Cdecl]<int*, int, int>)&CuDeviceGet,
+        "cuDeviceGetName" => (nint)(delegate* unmanaged[Cdecl]<byte*, int, int, int>)&CuDeviceGetName,
+        "cuDeviceGetAttribute" => (nint)(delegate* unmanaged[Cdecl]<int*, int, int, int>)&CuDeviceGetAttribute,
+        "cuDeviceTotalMem_v2" => (nint)(delegate* unmanaged[Cdecl]<nuint*, int, int>)&CuDeviceTotalMem,
+        "cuDevicePrimaryCtxRetain" => (nint)(delegate* unmanaged[Cdecl]<nint*, int, int>)&CuDevicePrimaryCtxRetain,
+        "cuDevicePrimaryCtxRelease_v2" => (nint)(delegate* unmanaged[Cdecl]<int, int>)&CuIntOk,
+        "cuCtxSetCurrent" => (nint)(delegate* unmanaged[Cdecl]<nint, int>)&CuHandleOk,
+        "cuCtxGetCurrent" => (nint)(delegate* unmanaged[Cdecl]<nint*, int>)&CuCtxGetCurrent,
+        "cuCtxSynchronize" => (nint)(delegate* unmanaged[Cdecl]<int>)&CuOk,
+        "cuMemGetInfo_v2" => (nint)(delegate* unmanaged[Cdecl]<nuint*, nuint*, int>)&CuMemGetInfo,
+        "cuMemAlloc_v2" => (nint)(delegate* unmanaged[Cdecl]<ulong*, nuint, int>)&CuMemAlloc,
+        "cuMemFree_v2" => (nint)(delegate* unmanaged[Cdecl]<ulong, int>)&CuMemFree,
+        "cuMemcpyHtoDAsync_v2" => (nint)(delegate* unmanaged[Cdecl]<ulong, void*, nuint, nint, int>)&CuMemcpyHtoD,
+        "cuMemcpyDtoHAsync_v2" => (nint)(delegate* unmanaged[Cdecl]<void*, ulong, nuint, nint, int>)&CuMemcpyDtoH,
+        "cuMemcpyDtoDAsync_v2" => (nint)(delegate* unmanaged[Cdecl]<ulong, ulong, nuint, nint, int>)&CuMemcpyDtoD,
+        "cuMemsetD8Async" => (nint)(delegate* unmanaged[Cdecl]<ulong, byte, nuint, nint, int>)&CuMemsetD8,
+        "cuStreamCreate" => (nint)(delegate* unmanaged[Cdecl]<nint*, uint, int>)&CuCreateHandle,
+        "cuStreamSynchronize" => (nint)(delegate* unmanaged[Cdecl]<nint, int>)&CuHandleOk,
+        "cuStreamDestroy_v2" => (nint)(delegate* unmanaged[Cdecl]<nint, int>)&CuHandleOk,
+        "cuEventCreate" => (nint)(delegate* unmanaged[Cdecl]<nint*, uint, int>)&CuCreateHandle,
+        "cuEventRecord" => (nint)(delegate* unmanaged[Cdecl]<nint, nint, int>)&CuEventRecord,
+        "cuEventSynchronize" => (nint)(delegate* unmanaged[Cdecl]<nint, int>)&CuHandleOk,
+        "cuEventElapsedTime" => (nint)(delegate* unmanaged[Cdecl]<float*, nint, nint, int>)&CuEventElapsedTime,
+        "cuEventDestroy_v2" => (nint)(delegate* unmanaged[Cdecl]<nint, int>)&CuEventDestroy,
+        "cuModuleLoadData" => (nint)(delegate* unmanaged[Cdecl]<nint*, void*, int>)&CuModuleLoadData,
+        "cuModuleGetFunction" => (nint)(delegate* unmanaged[Cdecl]<nint*, nint, byte*, int>)&CuModuleGetFunction,
+        "cuModuleUnload" => (nint)(delegate* unmanaged[Cdecl]<nint, int>)&CuModuleUnload,
+        "cuFuncSetAttribute" => (nint)(delegate* unmanaged[Cdecl]<nint, int, int, int>)&CuFuncSetAttribute,
+        "cuLaunchKernel" => (nint)(delegate* unmanaged[Cdecl]<nint, uint, uint, uint, uint, uint, uint, uint, nint, void**, void**, int>)&CuLaunchKernel,
+        "cuStreamBeginCapture_v2" => (nint)(delegate* unmanaged[Cdecl]<nint, int, int>)&CuStreamBeginCapture,
+        "cuStreamEndCapture" => (nint)(delegate* unmanaged[Cdecl]<nint, nint*, int>)&CuStreamEndCapture,
+        "cuGraphInstantiateWithFlags" => (nint)(delegate* unmanaged[Cdecl]<nint*, nint, ulong, int>)&CuGraphInstantiate,
+        "cuGraphLaunch" => (nint)(delegate* unmanaged[Cdecl]<nint, nint, int>)&CuGraphLaunch,
+        "cuGraphExecDestroy" => (nint)(delegate* unmanaged[Cdecl]<nint, int>)&CuHandleOk,
+        "cuGraphDestroy" => (nint)(delegate* unmanaged[Cdecl]<nint, int>)&CuGraphDestroy,
+        "cuGetErrorName" => (nint)(delegate* unmanaged[Cdecl]<int, byte**, int>)&CuGetErrorName,
+        "cuGetErrorString" => (nint)(delegate* unmanaged[Cdecl]<int, byte**, int>)&CuGetErrorText,
+        _ => 0,
+    };
+
+    static readonly byte* ErrorText = (byte*)Marshal.StringToHGlobalAnsi("CUDA emulation error (see the message above)");
+    // The driver's names and descriptions for the codes the emulation returns.
+    static readonly Dictionary<int, (nint Name, nint Text)> Errors = new()
+    {
+        [2] = (Marshal.StringToHGlobalAnsi("CUDA_ERROR_OUT_OF_MEMORY"), Marshal.StringToHGlobalAnsi("out of memory")),
+        [101] = (Marshal.StringToHGlobalAnsi("CUDA_ERROR_INVALID_DEVICE"), Marshal.StringToHGlobalAnsi("invalid device ordinal")),
+        [400] = (Marshal.StringToHGlobalAnsi("CUDA_ERROR_INVALID_HANDLE"), Marshal.StringToHGlobalAnsi("invalid resource handle")),
+        [500] = (Marshal.StringToHGlobalAnsi("CUDA_ERROR_NOT_FOUND"), Marshal.StringToHGlobalAnsi("named symbol not found")),
+        [600] = (Marshal.StringToHGlobalAnsi("CUDA_ERROR_NOT_READY"), Marshal.StringToHGlobalAnsi("device not ready")),
+        [999] = (Marshal.StringToHGlobalAnsi("CUDA_ERROR_UNKNOWN"), (nint)ErrorText),
+    };
+    static readonly byte* DeviceName = (byte*)Marshal.StringToHGlobalAnsi("host emulation");
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])] static int CuOk() => 0;
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])] static int CuInit(uint flags) => 0;
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])] static int CuIntOk(int value) => 0;
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])] static int CuHandleOk(nint handle) => 0;
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])] static int CuDriverGetVersion(int* v) { *v = 13000; return 0; }
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])] static int CuDeviceGetCount(int* n) { *n = 1; return 0; }
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])] static int CuDeviceGet(int* d, int ordinal) { *d = ordinal; return ordinal == 0 ? 0 : 101; }
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])] static int CuGetErrorText(int result, byte** s) { bool known = Errors.TryGetValue(result, out var e); *s = known ? (byte*)e.Text : null; return known ? 0 : 1; }
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int CuGetErrorName(int result, byte** s) { bool known = Errors.TryGetValue(result, out var e); *s = known ? (byte*)e.Name : null; return known ? 0 : 1; }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int CuDeviceGetName(byte* buf, int length, int device)
+    {
+        int i = 0;
+        for (; i < length - 1 && DeviceName[i] != 0; i++) buf[i] = DeviceName[i];
+        buf[i] = 0;
+        return 0;
+    }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int CuDeviceGetAttribute(int* v, int attribute, int device)
+    {
+        *v = (CuDeviceAttribute)attribute switch
+        {
+            CuDeviceAttribute.ComputeCapabilityMajor => 8,
+            CuDeviceAttribute.ComputeCapabilityMinor => 0,
+            CuDeviceAttribute.MultiprocessorCount => 1,
+            CuDeviceAttribute.MaxThreadsPerBlock => 1024,
+            CuDeviceAttribute.WarpSize => 32,
+            CuDeviceAttribute.MaxSharedMemoryPerBlock => DynamicSharedFloats * 4,
+            _ => 1,
+        };
+        return 0;
+    }
+
+    static readonly nuint DeviceMemory = unchecked((nuint)(8UL << 30));
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])] static int CuDeviceTotalMem(nuint* bytes, int device) { *bytes = DeviceMemory; return 0; }
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])] static int CuDevicePrimaryCtxRetain(nint* ctx, int device) { *ctx = 1; return 0; }
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])] static int CuCtxGetCurrent(nint* ctx) { *ctx = 1; return 0; }
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])] static int CuMemGetInfo(nuint* free, nuint* total) { *free = DeviceMemory; *total = DeviceMemory; return 0; }
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])] static int CuCreateHandle(nint* h, uint flags) { *h = NewHandle(); return 0; }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int CuMemAlloc(ulong* p, nuint bytes)
+    {
+        if (bytes > DeviceMemory) return 2;             // CUDA_ERROR_OUT_OF_MEMORY, as the emulated device has 8 GiB
+        void* m = NativeMemory.AlignedAlloc(Math.Max(bytes, 1), 256);
+        // Fresh device memory holds garbage, not zeros: a kernel that reads what nothing wrote shows it.
+        new Span<byte>(m, (int)Math.Min(bytes, int.MaxValue)).Fill(0xFF);
+        lock (Gate) Allocations[(ulong)m] = bytes;
+        *p = (ulong)m;
+        return 0;
+    }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int CuMemFree(ulong p)
+    {
+        lock (Gate) if (!Allocations.Remove(p)) return 1;
+        NativeMemory.AlignedFree((void*)p);
+        return 0;
+    }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int CuMemcpyHtoD(ulong dst, void* src, nuint bytes, nint stream) { Buffer.MemoryCopy(src, (void*)dst, bytes, bytes); return 0; }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int CuMemcpyDtoH(void* dst, ulong src, nuint bytes, nint stream) { Buffer.MemoryCopy((void*)src, dst, bytes, bytes); return 0; }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int CuMemcpyDtoD(ulong dst, ulong src, nuint bytes, nint stream) =>
+        Guard(() => Enqueue(stream, () => Buffer.MemoryCopy((void*)src, (void*)dst, bytes, bytes)));
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int CuMemsetD8(ulong dst, byte value, nuint count, nint stream) =>
+        Guard(() => Enqueue(stream, () => NativeMemory.Fill((void*)dst, count, value)));
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int CuEventRecord(nint ev, nint stream) => Guard(() => Enqueue(stream, () => Events[ev] = Stopwatch.GetTimestamp() * 1000.0 / Stopwatch.Frequency));
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int CuEventElapsedTime(float* ms, nint start, nint end)
+    {
+        if (!Events.TryGetValue(start, out double a) || !Events.TryGetValue(end, out double b)) return 600; // CUDA_ERROR_NOT_READY
+        *ms = (float)(b - a);
+        return 0;
+    }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int CuEventDestroy(nint ev) { Events.TryRemove(ev, out _); return 0; }
+
+    /// <summary>The image is the shared library "NVRTC" built (an ELF file, its length read from its header).</summary>
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int CuModuleLoadData(nint* module, void* image) => Guard(() =>
+    {
+        byte* b = (byte*)image;
+        if (!(b[0] == 0x7F && b[1] == (byte)'E' && b[2] == (byte)'L' && b[3] == (byte)'F'))
+            throw new InvalidOperationException("the module image is not a host shared library built by the emulated NVRTC");
+        ulong length = *(ulong*)(b + 0x28) + (ulong)(*(ushort*)(b + 0x3C)) * *(ushort*)(b + 0x3A);   // e_shoff + e_shnum·e_shentsize
+        string path = Path.Combine(Path.GetTempPath(), $"bert-cuda-emu-{Environment.ProcessId}-{NewHandle()}.so");
+        File.WriteAllBytes(path, new ReadOnlySpan<byte>(b, checked((int)length)).ToArray());
+        nint lib = NativeLibrary.Load(path);
+        File.Delete(path);
+        var m = new Module(lib,
+            (delegate* unmanaged[Cdecl]<byte*, int>)NativeLibrary.GetExport(lib, "bert_emu_kernel"),
+            (delegate* unmanaged[Cdecl]<int, int*, int>)NativeLibrary.GetExport(lib, "bert_emu_arg_sizes"),
+            (delegate* unmanaged[Cdecl]<int, uint, uint, uint, uint, uint, uint, void**, int>)NativeLibrary.GetExport(lib, "bert_emu_launch"));
+        nint h = NewHandle();
+        lock (Gate) Modules[h] = m;
+        *module = h;
+    });
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int CuModuleGetFunction(nint* function, nint module, byte* name)
+    {
+        Module? m;
+        lock (Gate) Modules.TryGetValue(module, out m);
+        if (m == null) return 400;                      // CUDA_ERROR_INVALID_HANDLE
+        int k = m.Kernel(name);
+        if (k < 0) return 500;                          // CUDA_ERROR_NOT_FOUND
+        int* sizes = stackalloc int[64];
+        int n = m.ArgSizes(k, sizes);
+        nint h = NewHandle();
+        lock (Gate) Functions[h] = new Function(m, k, Marshal.PtrToStringUTF8((nint)name) ?? "", new ReadOnlySpan<int>(sizes, n).ToArray());
+        *function = h;
+        return 0;
+    }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int CuModuleUnload(nint module)
+    {
+        Module? m;
+        lock (Gate) { if (Modules.Remove(module, out m)) foreach (var f in Functions.Where(kv => kv.Value.Module == m).ToList()) Functions.Remove(f.Key); }
+        if (m == null) return 400;
+        NativeLibrary.Free(m.Library);
+        return 0;
+    }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int CuFuncSetAttribute(nint function, int attribute, int value) => 0;
+
+    /// <summary>Copies the arguments (the caller reuses its buffers), then runs the kernel now or when the graph replays.</summary>
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int CuLaunchKernel(nint function, uint gx, uint gy, uint gz, uint bx, uint by, uint bz, uint shared, nint stream, void** args, void** extra) => Guard(() =>
+    {
+        Function? f;
+        lock (Gate) Functions.TryGetValue(function, out f);
+        if (f == null) throw new InvalidOperationException("launch of an unknown function handle");
+        if (shared > DynamicSharedFloats * 4) throw new InvalidOperationException($"{f.Name} asks for {shared} bytes of dynamic shared memory; the emulation has {DynamicSharedFloats * 4}");
+        var values = new byte[f.ArgSizes.Length][];
+        for (int i = 0; i < values.Length; i++) values[i] = new ReadOnlySpan<byte>(args[i], f.ArgSizes[i]).ToArray();
+        Enqueue(stream, () => Run(f, gx, gy, gz, bx, by, bz, values));
+    });
+
+    static readonly ConcurrentDictionary<string, (long Ticks, long Calls)> Profile = new();
+    static readonly bool Profiling = Environment.GetEnvironmentVariable("BERT_CUDA_EMULATE_PROFILE") == "1";
+
+    static void Timed(string name, Action body)
+    {
+        if (!Profiling) { body(); return; }
+        long t0 = Stopwatch.GetTimestamp();
+        body();
+        long dt = Stopwatch.GetTimestamp() - t0;
+        if (Profile.IsEmpty) AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+        {
+            foreach (var (k, v) in Profile.OrderByDescending(kv => kv.Value.Ticks).Take(25))
+                Console.Error.WriteLine($"emulation profile: {k,-40} {v.Ticks * 1000.0 / Stopwatch.Frequency,10:F0} ms {v.Calls,8} calls");
+        };
+        Profile.AddOrUpdate(name, (dt, 1), (_, v) => (v.Ticks + dt, v.Calls + 1));
+    }
+
+    static void Run(Function f, uint gx, uint gy, uint gz, uint bx, uint by, uint bz, byte[][] values) => Timed(f.Name, () => RunNow(f, gx, gy, gz, bx, by, bz, values));
+
+    static void RunNow(Function f, uint gx, uint gy, uint gz, uint bx, uint by, uint bz, byte[][] values)
+    {
+        var handles = values.Select(v => GCHandle.Alloc(v, GCHandleType.Pinned)).ToArray();
+        try
+        {
+            void** a = stackalloc void*[Math.Max(1, values.Length)];
+            for (int i = 0; i < values.Length; i++) a[i] = (void*)handles[i].AddrOfPinnedObject();
+            int r = f.Module.Launch(f.Index, gx, gy, gz, bx, by, bz, a);
+            if (r != 0) throw new InvalidOperationException($"{f.Name}<<<({gx},{gy},{gz}), ({bx},{by},{bz})>>> cannot run in the emulation (code {r}: only 1-D blocks of 1..1024 threads on 2-D grids)");
+        }
+        finally { foreach (var h in handles) h.Free(); }
+    }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int CuStreamBeginCapture(nint stream, int mode)
+    {
+        lock (Gate) Capturing[stream] = new List<Action>();
+        return 0;
+    }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int CuStreamEndCapture(nint stream, nint* graph)
+    {
+        List<Action>? ops;
+        lock (Gate) { if (!Capturing.Remove(stream, out ops)) return 1; }
+        nint h = NewHandle();
+        lock (Gate) Graphs[h] = ops!;
+        *graph = h;
+        return 0;
+    }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int CuGraphInstantiate(nint* exec, nint graph, ulong flags) { *exec = graph; return 0; }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int CuGraphLaunch(nint exec, nint stream) => Guard(() =>
+    {
+        List<Action>? ops;
+        lock (Gate) Graphs.TryGetValue(exec, out ops);
+        if (ops == null) throw new InvalidOperationException("launch of an unknown graph");
+        Enqueue(stream, () => { foreach (var op in ops) op(); });
+    });
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int CuGraphDestroy(nint graph) { lock (Gate) Graphs.Remove(graph); return 0; }
+
+    // ---------------- NVRTC: clang-14 for the host ----------------
+
+    sealed class Program(string source, string name) { public readonly string Source = source, Name = name; public string Log = ""; public byte[] Image = []; }
+
+    /// <summary>clang's "file:line:column: error: …" as NVRTC's "file(line): error: …".</summary>
+    static readonly Regex ClangDiagnostic = new(@"^(?<file>[^:\n]+):(?<line>\d+):\d+: (?<kind>fatal error|error|warning)", RegexOptions.Multiline | RegexOptions.Compiled);
+    static readonly Dictionary<nint, Program> Programs = new();
+    static readonly byte* NvrtcErrorText = (byte*)Marshal.StringToHGlobalAnsi("NVRTC_ERROR_COMPILATION");
+
+    static nint NvrtcExport(string name) => name switch
+    {
+        "nvrtcCreateProgram" => (nint)(delegate* unmanaged[Cdecl]<nint*, byte*, byte*, int, byte**, byte**, int>)&NvrtcCreateProgram,
+        "nvrtcCompileProgram" => (nint)(delegate* unmanaged[Cdecl]<nint, int, byte**, int>)&NvrtcCompileProgram,
+        "nvrtcGetPTXSize" or "nvrtcGetCUBINSize" => (nint)(delegate* unmanaged[Cdecl]<nint, nuint*, int>)&NvrtcGetImageSize,
+        "nvrtcGetPTX" or "nvrtcGetCUBIN" => (nint)(delegate* unmanaged[Cdecl]<nint, byte*, int>)&NvrtcGetImage,
+        "nvrtcGetProgramLogSize" => (nint)(delegate* unmanaged[Cdecl]<nint, nuint*, int>)&NvrtcGetLogSize,
+        "nvrtcGetProgramLog" => (nint)(delegate* unmanaged[Cdecl]<nint, byte*, int>)&NvrtcGetLog,
+        "nvrtcDestroyProgram" => (nint)(delegate* unmanaged[Cdecl]<nint*, int>)&NvrtcDestroyProgram,
+        "nvrtcGetErrorString" => (nint)(delegate* unmanaged[Cdecl]<int, byte*>)&NvrtcGetErrorString,
+        "nvrtcVersion" => (nint)(delegate* unmanaged[Cdecl]<int*, int*, int>)&NvrtcVersion,
+        "nvrtcGetNumSupportedArchs" => (nint)(delegate* unmanaged[Cdecl]<int*, int>)&NvrtcOneArch,
+        "nvrtcGetSupportedArchs" => (nint)(delegate* unmanaged[Cdecl]<int*, int>)&NvrtcArchs,
+        _ => 0,
+    };
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])] static int NvrtcVersion(int* major, int* minor) { *major = 13; *minor = 0; return 0; }
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])] static int NvrtcOneArch(int* n) { *n = 1; return 0; }
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])] static int NvrtcArchs(int* archs) { archs[0] = 80; return 0; }
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])] static byte* NvrtcGetErrorString(int result) => NvrtcErrorText;
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int NvrtcCreateProgram(nint* prog, byte* src, byte* name, int headers, byte** headerSources, byte** includeNames)
+    {
+        nint h = NewHandle();
+        lock (Gate) Programs[h] = new Program(Marshal.PtrToStringUTF8((nint)src) ?? "", name == null ? "program.cu" : Marshal.PtrToStringUTF8((nint)name) ?? "program.cu");
+        *prog = h;
+        return 0;
+    }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int NvrtcCompileProgram(nint prog, int count, byte** options)
+    {
+        Program? p;
+        lock (Gate) Programs.TryGetValue(prog, out p);
+        if (p == null) return 5;                         // NVRTC_ERROR_INVALID_PROGRAM
+        string dir = Directory.CreateTempSubdirectory("bert-cuda-emu-").FullName;
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "k.cpp"), HostProgram(p.Source, p.Name));
+            var psi = new ProcessStartInfo(Compiler) { WorkingDirectory = dir, RedirectStandardOutput = true, RedirectStandardError = true };
+            foreach (var a in new[] { "-x", "c++", "-std=c++17", "-O1", "-w", "-shared", "-fPIC", "k.cpp", "-lm", "-o", "k.so" }) psi.ArgumentList.Add(a);
+            using var c = Process.Start(psi)!;
+            var stdout = c.StandardOutput.ReadToEndAsync();
+            string stderr = c.StandardError.ReadToEnd();
+            c.WaitForExit();
+            p.Log = ClangDiagnostic.Replace(stdout.Result + stderr, m => $"{m.Groups["file"].Value}({m.Groups["line"].Value}): {(m.Groups["kind"].Value == "warning" ? "warning" : "error")}");
+            if (c.ExitCode != 0) return 6;               // NVRTC_ERROR_COMPILATION
+            p.Image = File.ReadAllBytes(Path.Combine(dir, "k.so"));
+            return 0;
+        }
+        catch (Exception e) { p.Log = $"the emulation could not run {Compiler}: {e.Message}"; return 6; }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    static Program? Prog(nint prog) { lock (Gate) return Programs.GetValueOrDefault(prog); }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int NvrtcGetImageSize(nint prog, nuint* size) { if (Prog(prog) is not { } p) return 5; *size = (nuint)p.Image.Length; return 0; }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int NvrtcGetImage(nint prog, byte* dst) { if (Prog(prog) is not { } p) return 5; p.Image.CopyTo(new Span<byte>(dst, p.Image.Length)); return 0; }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int NvrtcGetLogSize(nint prog, nuint* size) { if (Prog(prog) is not { } p) return 5; *size = (nuint)Encoding.UTF8.GetByteCount(p.Log) + 1; return 0; }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int NvrtcGetLog(nint prog, byte* dst)
+    {
+        if (Prog(prog) is not { } p) return 5;
+        int n = Encoding.UTF8.GetBytes(p.Log, new Span<byte>(dst, Encoding.UTF8.GetByteCount(p.Log)));
+        dst[n] = 0;
+        return 0;
+    }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int NvrtcDestroyProgram(nint* prog) { lock (Gate) Programs.Remove(*prog); *prog = 0; return 0; }
+
+    // ---------------- cuBLAS: column-major products in double ----------------
+
+    static nint CublasExport(string name) => name switch
+    {
+        "cublasCreate_v2" => (nint)(delegate* unmanaged[Cdecl]<nint*, int>)&CublasCreate,
+        "cublasDestroy_v2" => (nint)(delegate* unmanaged[Cdecl]<nint, int>)&CuHandleOk,
+        "cublasSetStream_v2" => (nint)(delegate* unmanaged[Cdecl]<nint, nint, int>)&CublasSetStream,
+        "cublasSetMathMode" => (nint)(delegate* unmanaged[Cdecl]<nint, int, int>)&CublasSetMathMode,
+        "cublasSetWorkspace_v2" => (nint)(delegate* unmanaged[Cdecl]<nint, void*, nuint, int>)&CublasSetWorkspace,
+        "cublasGetVersion_v2" => (nint)(delegate* unmanaged[Cdecl]<nint, int*, int>)&CublasGetVersion,
+        "cublasGemmEx" => (nint)(delegate* unmanaged[Cdecl]<nint, int, int, int, int, int, void*, void*, int, int, void*, int, int, void*, void*, int, int, int, int, int>)&CublasGemmEx,
+        "cublasGemmStridedBatchedEx" => (nint)(delegate* unmanaged[Cdecl]<nint, int, int, int, int, int, void*, void*, int, int, long, void*, int, int, long, void*, void*, int, int, long, int, int, int, int>)&CublasGemmStridedBatchedEx,
+        _ => 0,
+    };
+
+    static readonly ConcurrentDictionary<nint, nint> BlasStreams = new();
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])] static int CublasCreate(nint* h) { *h = NewHandle(); return 0; }
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])] static int CublasSetStream(nint h, nint stream) { BlasStreams[h] = stream; return 0; }
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])] static int CublasSetMathMode(nint h, int mode) => 0;
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])] static int CublasSetWorkspace(nint h, void* p, nuint bytes) => 0;
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])] static int CublasGetVersion(nint h, int* v) { *v = 130000; return 0; }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int CublasGemmEx(nint h, int ta, int tb, int m, int n, int k, void* alpha, void* A, int aType, int lda, void* B, int bType, int ldb,
+        void* beta, void* C, int cType, int ldc, int compute, int algo) =>
+        Gemm(h, ta, tb, m, n, k, *(float*)alpha, (nint)A, aType, lda, 0, (nint)B, bType, ldb, 0, *(float*)beta, (nint)C, cType, ldc, 0, 1);
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int CublasGemmStridedBatchedEx(nint h, int ta, int tb, int m, int n, int k, void* alpha, void* A, int aType, int lda, long sA,
+        void* B, int bType, int ldb, long sB, void* beta, void* C, int cType, int ldc, long sC, int batch, int compute, int algo) =>
+        Gemm(h, ta, tb, m, n, k, *(float*)alpha, (nint)A, aType, lda, sA, (nint)B, bType, ldb, sB, *(float*)beta, (nint)C, cType, ldc, sC, batch);
+
+    /// <summary>Column-major C = alpha·op(A)·op(B) + beta·C per batch, the sums in double (beta = 0 ignores what C held, as
+    /// cuBLAS does).</summary>
+    static int Gemm(nint h, int ta, int tb, int m, int n, int k, float alpha, nint A, int aType, int lda, long sA, nint B, int bType, int ldb, long sB,
+        float beta, nint C, int cType, int ldc, long sC, int batch)
+    {
+        if (cType != (int)CudaDataType.R32F || aType is not ((int)CudaDataType.R32F or (int)CudaDataType.R16BF) || bType is not ((int)CudaDataType.R32F or (int)CudaDataType.R16BF))
+            return 15;                                   // CUBLAS_STATUS_NOT_SUPPORTED
+        return Guard(() => Enqueue(BlasStreams.GetValueOrDefault(h), () => Timed($"gemm {m}x{n}x{k}", () =>
+        {
+            int aSize = aType == (int)CudaDataType.R16BF ? 2 : 4, bSize = bType == (int)CudaDataType.R16BF ? 2 : 4;
+            for (int q = 0; q < batch; q++)
+            {
+                nint a = A + (nint)(q * sA * aSize), b = B + (nint)(q * sB * bSize);
+                float* c = (float*)(C + (nint)(q * sC * 4));
+                for (int j = 0; j < n; j++)
+                    for (int i = 0; i < m; i++)
+                    {
+                        double s = 0;
+                        for (int p = 0; p < k; p++)
+                        {
+                            long ai = ta == 0 ? i + (long)p * lda : p + (long)i * lda;     // op(A)[i, p]
+                            long bi = tb == 0 ? p + (long)j * ldb : j + (long)p * ldb;     // op(B)[p, j]
+                            s += (double)Load(a, ai, aSize) * Load(b, bi, bSize);
+                        }
+                        float* cij = c + i + (long)j * ldc;
+                        *cij = beta == 0 ? (float)(alpha * s) : (float)(alpha * s + beta * (double)*cij);
+                    }
+            }
+        })));
+    }
+
+    static float Load(nint p, long i, int size) => size == 4 ? ((float*)p)[i] : BitConverter.UInt32BitsToSingle((uint)((ushort*)p)[i] << 16);
+}

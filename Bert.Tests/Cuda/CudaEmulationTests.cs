@@ -1,0 +1,115 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.RegularExpressions;
+using Bert.Runtime.Checkpoints;
+using Bert.Runtime.Cuda;
+using Bert.Tests.Data;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Bert.Tests.Generator;
+
+/// <summary>The whole CUDA backend without a GPU: the <c>bert</c> command run in a child process with
+/// <c>BERT_CUDA_EMULATE=1</c>, where the driver, NVRTC and cuBLAS are <see cref="CudaEmulation"/> (the model's CUDA C
+/// built for the host by clang-14, kernels with barriers and warp shuffles run a block's threads as coroutines, fresh
+/// device memory full of 0xFF). Everything above the three libraries is the code a GPU runs: CudaModel, the generated
+/// launch schedules, the fused attention, the optimizers, CudaTrainer, the CUDA graphs, the CLI. A child process,
+/// because the libraries are chosen once per process and the other tests must see this machine as it is.</summary>
+public partial class CudaSourceTests(ITestOutputHelper output)
+{
+    readonly ITestOutputHelper? _output = output;
+
+    /// <summary>Runs bert.dll (beside the tests) with the emulation on and a private kernel cache.</summary>
+    (int Code, string Output) RunBert(string dir, bool emulate, params string[] args)
+    {
+        var psi = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host ? host : "dotnet")
+        {
+            WorkingDirectory = dir, RedirectStandardOutput = true, RedirectStandardError = true,
+        };
+        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "bert.dll"));
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        if (emulate) psi.Environment[CudaEmulation.Variable] = "1";
+        else psi.Environment.Remove(CudaEmulation.Variable);
+        psi.Environment[KernelCache.EnvironmentVariable] = Path.Combine(dir, "kernels");
+            using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(600_000)) { p.Kill(entireProcessTree: true); return (-1, "bert did not finish in 10 minutes"); }
+        string text = stdout.Result + stderr.Result;
+        _output?.WriteLine($"$ {(emulate ? CudaEmulation.Variable + "=1 " : "")}bert {string.Join(' ', args)}\n{text}");
+        return (p.ExitCode, text);
+    }
+
+    /// <summary>`bert selftest --device cuda` on the emulated device: every check of every model but BERT-Base (too slow
+    /// for loops on the host) — cuBLAS, forward and backward buffers and every parameter gradient against the CPU in
+    /// double with outputs poisoned first, the fused attention, bf16 products and the bf16 weight copy through a replayed
+    /// graph, bitwise repeatability, inference, AdamW and LAMB with clipping, evaluation and both training loops.</summary>
+    [ClangFact]
+    public void Emulated_SelfTest_PassesEveryCheck_OnEveryModelButBase()
+    {
+        RequireClang();
+        string dir = TempDir.Create();
+        try
+        {
+            string[] models = ["BertNanoPreTraining", "BertNanoClassifier", "AlbertClassifier", "BertNanoPreLnPreTraining", "BertNanoTokenClassifier", "BertMiniPreTraining"];
+            var (code, text) = RunBert(dir, emulate: true, "selftest", "--device", "cuda", "--models", string.Join(',', models));
+            Assert.True(code == 0, Tail(text));
+            Assert.Contains("host emulation", text);
+            Assert.DoesNotContain("FAIL", text);
+            var total = Regex.Match(text, @"(\d+) checks passed, 0 failed");
+            Assert.True(total.Success, Tail(text));
+            // 11 checks per model (compile, forward, backward, gradients, fused attention, bf16, bf16 copy, repeatability,
+            // inference, AdamW, LAMB), cuBLAS twice, evaluation, two training loops.
+            Assert.Equal(models.Length * 11 + 5, int.Parse(total.Groups[1].Value, CultureInfo.InvariantCulture));
+            foreach (var m in models) Assert.Contains($"PASS  {m}: parameter gradients vs CPU double", text);
+        }
+        finally { TempDir.Delete(dir); }
+    }
+
+    /// <summary>`bert pretrain --device cuda` through the CLI on the emulated device gives the CPU run's losses step by
+    /// step and, after the optimizer steps, its weights: same seed, same batches, same masks, same dropout.</summary>
+    [ClangFact]
+    public void Emulated_PretrainOnTheDevice_GivesTheCpuRunsLossesAndWeights()
+    {
+        RequireClang();
+        string dir = TempDir.Create();
+        try
+        {
+            string corpus = Path.Combine(dir, "corpus.txt");
+            string[] nouns = ["king", "queen", "river", "horse", "garden", "city", "ship", "lord", "child", "house", "storm"];
+            string[] verbs = ["walked", "slept", "spoke"];
+            File.WriteAllText(corpus, string.Join("\n\n", Enumerable.Range(0, 12).Select(d => string.Join(' ', Enumerable.Range(0, 30).Select(i =>
+                $"The {nouns[(i * 7 + d) % nouns.Length]} {verbs[(i + d) % verbs.Length]} {(i % 2 == 0 ? "slowly" : "well")}.")))) + "\n");
+            string[] common = ["pretrain", "--corpus", corpus, "--size", "nano", "--steps", "4", "--batch", "4", "--max-len", "32", "--accumulate", "2", "--seed", "3"];
+            var cpu = RunBert(dir, emulate: false, [.. common, "--out", Path.Combine(dir, "cpu")]);
+            Assert.True(cpu.Code == 0, Tail(cpu.Output));
+            var gpu = RunBert(dir, emulate: true, [.. common, "--out", Path.Combine(dir, "cuda"), "--device", "cuda", "--precision", "fp32"]);
+            Assert.True(gpu.Code == 0, Tail(gpu.Output));
+
+            static double[] Losses(string text) => Regex.Matches(text, @"step \d+/4\s+loss ([0-9.]+)")
+                .Select(m => double.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture)).ToArray();
+            double[] a = Losses(cpu.Output), b = Losses(gpu.Output);
+            Assert.Equal(4, a.Length);
+            Assert.Equal(a, b);                       // printed to 4 decimals
+
+            using var ra = SafeTensors.Open(Path.Combine(dir, "cpu", "model.safetensors"));
+            using var rb = SafeTensors.Open(Path.Combine(dir, "cuda", "model.safetensors"));
+            Assert.Equal(ra.Tensors.Select(t => t.Name).Order(), rb.Tensors.Select(t => t.Name).Order());
+            double worst = 0;
+            string worstName = "";
+            foreach (var t in ra.Tensors)
+            {
+                float[] x = ra.Read<float>(t.Name), y = rb.Read<float>(t.Name);
+                Assert.Equal(x.Length, y.Length);
+                double scale = Math.Max(1e-3, x.Max(Math.Abs));
+                for (int i = 0; i < x.Length; i++)
+                {
+                    double e = Math.Abs(x[i] - (double)y[i]) / scale;
+                    if (e > worst) { worst = e; worstName = t.Name; }
+                }
+            }
+            Assert.True(worst < 1e-4, $"the device's weights after 4 steps differ from the CPU's by {worst:E2} of the tensor's scale ({worstName})");
+        }
+        finally { TempDir.Delete(dir); }
+    }
+}
