@@ -33,7 +33,9 @@ public static class CudaEmitter
         w.WriteLine($"// {m.ClassName}: fused element-wise kernels, fp32. Compiled by NVRTC; uses no SDK header.");
         w.WriteLine("// Each kernel is the twin of the CPU kernel K{id} in the generated C#; compile with --fmad=false for");
         w.WriteLine("// the same rounding of + and * as the CPU (transcendentals differ by their last bits).");
-        w.WriteLine("// Sizes: n elements of y; n{k} elements of input x{k} (a broadcast input repeats every n{k}).");
+        w.WriteLine("// Sizes: n elements of y; n{k} elements of input x{k} (a broadcast input repeats every n{k}). A broadcast");
+        w.WriteLine("// input whose shape the model fixes (a bias [C]) repeats every C, written as a literal, so that the index");
+        w.WriteLine("// arithmetic is by a compile-time constant (a power of two is a mask) instead of a division by n{k}.");
         w.WriteLine();
         EmitPrelude(w, used);
         foreach (var n in pointwise) EmitKernels(w, n);
@@ -110,6 +112,7 @@ public static class CudaEmitter
         int ni = n.Inputs.Count;
         var outSize = n.Out.Size;
         bool[] bcast = n.Inputs.Select(v => v.Size != outSize).ToArray();
+        string[] period = Period(n, bcast);
         var name = "k" + n.Id;
         var xParams = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"const float* __restrict__ x{i}, int n{i}"));
         var dParams = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"float* dx{i}"));
@@ -126,7 +129,7 @@ public static class CudaEmitter
         w.WriteLine("int stride = (int)(blockDim.x * gridDim.x);");
         w.WriteLine("for (int i = (int)(blockIdx.x * blockDim.x + threadIdx.x); i < n; i += stride)");
         w.WriteLine("{"); w.Indent++;
-        EmitValues(w, topo, bcast);
+        EmitValues(w, topo, bcast, period);
         w.WriteLine($"y[i] = {V(topo, n.Expr!)};");
         w.Indent--; w.WriteLine("}");
         w.Indent--; w.WriteLine("}");
@@ -148,8 +151,8 @@ public static class CudaEmitter
         {
             var bs = Enumerable.Range(0, ni).Where(i => bcast[i]).ToList();
             w.WriteLine($"// one thread per column j < nb, nb = min({string.Join(", ", bs.Select(i => "n" + i))}): a grid of nb threads is enough");
-            w.WriteLine($"int nb = n{bs[0]};");
-            foreach (var i in bs.Skip(1)) w.WriteLine($"if (n{i} < nb) nb = n{i};");
+            w.WriteLine($"int nb = {period[bs[0]]};");
+            foreach (var i in bs.Skip(1)) w.WriteLine($"if ({period[i]} < nb) nb = {period[i]};");
             w.WriteLine("if (n == 0 || nb == 0) return;");
             w.WriteLine("int rows = n / nb;");
             w.WriteLine("for (int j = (int)(blockIdx.x * blockDim.x + threadIdx.x); j < nb; j += stride)");
@@ -157,13 +160,18 @@ public static class CudaEmitter
             w.WriteLine("{"); w.Indent++;
             w.WriteLine("int i = r * nb + j;");
         }
-        EmitValues(w, topo, bcast);
-        EmitAdjoints(w, topo, n.Expr!, ni, bcast, rows: false);
+        EmitValues(w, topo, bcast, period);
+        EmitAdjoints(w, topo, n.Expr!, ni, bcast, period, rows: false);
         w.Indent--; w.WriteLine("}");
         w.Indent--; w.WriteLine("}");
         w.WriteLine();
-        if (HasRowsVariant(n)) EmitRowsVariant(w, n, topo, bcast, name, dParams, xParams);
+        if (HasRowsVariant(n)) EmitRowsVariant(w, n, topo, bcast, period, name, dParams, xParams);
     }
+
+    /// <summary>Per input, how often its values repeat along y: "i" for none (not broadcast), the literal element count
+    /// when the model fixes the input's shape (no B, T or G in it), else its runtime size n{k}.</summary>
+    static string[] Period(Node n, bool[] bcast) => n.Inputs.Select((v, i) =>
+        !bcast[i] ? "" : v.Size is { PB: 0, PT: 0, PG: 0 } s ? s.C.ToString(CultureInfo.InvariantCulture) : "n" + i).ToArray();
 
     /// <summary>Whether a fused kernel also gets <c>k{id}_backward_rows</c>: it has broadcast inputs, all of one size.</summary>
     public static bool HasRowsVariant(Node n)
@@ -176,13 +184,13 @@ public static class CudaEmitter
     /// owns column j of one chunk, writes the non-broadcast gradients of its elements, and stores its partial sum of every
     /// broadcast gradient in part[(slot·chunks + chunk)·nb + j]; the runtime then adds the partials into dx in chunk order
     /// (rt_colsum_finish). Deterministic, with far more threads than columns; the serial k{id}_backward stays the CPU's twin.</summary>
-    static void EmitRowsVariant(IndentedTextWriter w, Node n, Topo topo, bool[] bcast, string name, string dParams, string xParams)
+    static void EmitRowsVariant(IndentedTextWriter w, Node n, Topo topo, bool[] bcast, string[] period, string name, string dParams, string xParams)
     {
         int ni = n.Inputs.Count;
         var bs = Enumerable.Range(0, ni).Where(i => bcast[i]).ToList();
         w.WriteLine($"extern \"C\" __global__ void {name}_backward_rows(const float* __restrict__ dy, {dParams}, {xParams}, int n, unsigned long long seed, int training, float* __restrict__ part, int rowChunk)");
         w.WriteLine("{"); w.Indent++;
-        w.WriteLine($"int nb = n{bs[0]};");
+        w.WriteLine($"int nb = {period[bs[0]]};");
         w.WriteLine("if (n == 0 || nb == 0) return;");
         w.WriteLine("int rows = n / nb, chunk = (int)blockIdx.y, chunks = (int)gridDim.y;");
         w.WriteLine("int r0 = chunk * rowChunk, r1 = r0 + rowChunk < rows ? r0 + rowChunk : rows;");
@@ -192,8 +200,9 @@ public static class CudaEmitter
         w.WriteLine("for (int r = r0; r < r1; r++)");
         w.WriteLine("{"); w.Indent++;
         w.WriteLine("int i = r * nb + j;");
-        EmitValues(w, topo, bcast);
-        EmitAdjoints(w, topo, n.Expr!, ni, bcast, rows: true);
+        // Every broadcast input has nb elements here, so element i = r·nb + j of y reads element j of each.
+        EmitValues(w, topo, bcast, bs.ToDictionary(b => b, _ => "j") is var cols ? period.Select((p, i) => cols.TryGetValue(i, out var c) ? c : p).ToArray() : period, direct: true);
+        EmitAdjoints(w, topo, n.Expr!, ni, bcast, period, rows: true);
         w.Indent--; w.WriteLine("}");
         for (int s = 0; s < bs.Count; s++)
             w.WriteLine($"part[((long long){s} * chunks + chunk) * nb + j] = acc{bs[s]};");
@@ -232,14 +241,16 @@ public static class CudaEmitter
 
     static string V(Topo t, FE e) => e is FConst c ? Float(c.Value) : "v" + t[e];
 
-    static void EmitValues(IndentedTextWriter w, Topo t, bool[] bcast)
+    /// <param name="period">Per broadcast input, the divisor of its index (see <see cref="Period"/>); with
+    /// <paramref name="direct"/>, the index itself.</param>
+    static void EmitValues(IndentedTextWriter w, Topo t, bool[] bcast, string[] period, bool direct = false)
     {
         foreach (var e in t.Order)
         {
             int id = t[e];
             switch (e)
             {
-                case FIn i: w.WriteLine($"float v{id} = x{i.Index}[{(bcast[i.Index] ? $"i % n{i.Index}" : "i")}];"); break;
+                case FIn i: w.WriteLine($"float v{id} = x{i.Index}[{(!bcast[i.Index] ? "i" : direct ? period[i.Index] : $"i % {period[i.Index]}")}];"); break;
                 case FConst: break;
                 case FOp o:
                     string A(int k) => V(t, o.Args[k]);
@@ -269,7 +280,7 @@ public static class CudaEmitter
     }
 
     /// <summary>Reverse mode over the expression, rule for rule as the CPU kernel's.</summary>
-    static void EmitAdjoints(IndentedTextWriter w, Topo t, FE root, int ni, bool[] bcast, bool rows)
+    static void EmitAdjoints(IndentedTextWriter w, Topo t, FE root, int ni, bool[] bcast, string[] period, bool rows)
     {
         var hasAdj = new HashSet<int>();
         void Acc(FE target, string term)
@@ -318,7 +329,7 @@ public static class CudaEmitter
             var leaf = t.Order.FirstOrDefault(e => e is FIn f && f.Index == i);
             if (leaf is null || !hasAdj.Contains(t[leaf])) continue;
             w.WriteLine(bcast[i]
-                ? rows ? $"acc{i} += g{t[leaf]};" : $"if (dx{i}) dx{i}[i % n{i}] += g{t[leaf]};"
+                ? rows ? $"acc{i} += g{t[leaf]};" : $"if (dx{i}) dx{i}[i % {period[i]}] += g{t[leaf]};"
                 : $"if (dx{i}) dx{i}[i] += g{t[leaf]};");
         }
     }

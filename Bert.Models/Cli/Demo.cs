@@ -89,7 +89,7 @@ public static class Demo
         using var preTrainer = Trainer(entry);
         var loop = new TrainLoop
         {
-            Model = pre, TotalSteps = s.PretrainSteps, Bind = job.Bind, StepMetrics = job.Metrics, Evaluate = job.Evaluate, Dir = preDir, Tokenizer = tok,
+            Model = pre, TotalSteps = s.PretrainSteps, Bind = job.Bind, StepMetrics = job.Metrics, DeviceMetrics = PretrainJob.DeviceMetrics, Evaluate = job.Evaluate, Dir = preDir, Tokenizer = tok,
             Device = preTrainer,
             Options = new TrainOptions { BatchSize = 32, LearningRate = s.PretrainLr, WarmupFraction = 0.1, Seed = (ulong)s.Seed, Dropout = s.PretrainDropout },
             Metadata = new Dictionary<string, string> { ["task"] = "pretraining" },
@@ -123,7 +123,7 @@ public static class Demo
                 using var trainer = Trainer(classifier);
                 var l = new TrainLoop
                 {
-                    Model = m, TotalSteps = (long)epochs * ft.StepsPerEpoch, Bind = ft.Bind, StepMetrics = ft.Metrics, Evaluate = ft.Evaluate, Device = trainer,
+                    Model = m, TotalSteps = (long)epochs * ft.StepsPerEpoch, Bind = ft.Bind, StepMetrics = ft.Metrics, DeviceMetrics = FinetuneJob.DeviceMetrics, Evaluate = ft.Evaluate, Device = trainer,
                     Options = new TrainOptions { BatchSize = 32, LearningRate = s.FinetuneLr, WarmupFraction = 0.1, Seed = (ulong)(s.Seed + run), EvalEvery = ft.StepsPerEpoch },
                 };
                 Reporter.Run($"{set} ({(pretrained ? "pre-trained" : "from scratch")}, run {run + 1} of {s.Runs})", l, cancel, plainEvery: ft.StepsPerEpoch * epochs);

@@ -421,6 +421,43 @@ public static class GpuSelfTest
         double eo = RelErr(outGpu, outCpu.Select(x => (double)x).ToArray(), out _);
         r.Row($"{info.Name}: inference output vs CPU float", eo <= 1e-5, string.Create(Inv, $"{eo:E2} (limit 1e-5), {outGpu.Length} values, memory reused"));
 
+        // Accuracy counted on the device (the progress display's, without reading the probabilities back) against the
+        // argmax of the probabilities read back: on the random labels, then on labels made right on every even row.
+        Guard(r, $"{info.Name}: accuracy counted on the device", () =>
+        {
+            var ces = info.Ops.Where(o => o.Kind == OpKind.CrossEntropy).ToArray();
+            var parts = new List<string>();
+            bool ok = true;
+            for (int round = 0; round < 2; round++)
+            {
+                var counted = gpu.CrossEntropyAccuracy();
+                ok &= counted.Length == ces.Length;
+                for (int c = 0; c < ces.Length && c < counted.Length; c++)
+                {
+                    float[] probs = gpu.ReadBuffer(ces[c].Saved[0]);
+                    string name = info.Inputs.First(i => i.Index == ces[c].IntInput).Name;
+                    int[] labels = inputs[name];
+                    int V = labels.Length == 0 ? 1 : probs.Length / labels.Length;
+                    if (round == 1)
+                    {
+                        labels = labels.Select((l, n) => n % 5 == 4 ? -100 : (Bert.Training.PretrainJob.ArgMax(probs.AsSpan(n * V, V)) + (n % 2)) % V).ToArray();
+                        gpu.SetInput(name, labels);
+                        counted[c] = gpu.CrossEntropyAccuracy()[c];
+                    }
+                    int right = 0, total = 0;
+                    for (int n = 0; n < labels.Length; n++)
+                    {
+                        if (labels[n] < 0) continue;
+                        total++;
+                        if (Bert.Training.PretrainJob.ArgMax(probs.AsSpan(n * V, V)) == labels[n]) right++;
+                    }
+                    ok &= counted[c] == (right, total) && (round == 0 || right > 0);
+                    parts.Add(string.Create(Inv, $"{counted[c].Right}/{counted[c].Total} (read back: {right}/{total})"));
+                }
+            }
+            return (ok, "right/counted rows per cross-entropy, random labels then half made right: " + string.Join(", ", parts));
+        });
+
         // AdamW and LAMB with clipping, two steps each, against the CPU optimizer on the same gradients.
         if (info.Inputs.Any(i => i.Kind == InputKind.Labels))
             foreach (Optimizer<float> cpuOpt in new Optimizer<float>[] { new AdamW<float>(info), new Lamb<float>(info) })

@@ -308,7 +308,7 @@ public static class Program
             $"{(data.NextSentence ? "" : "; masked LM only (no next-sentence objective)")}{(train.Dropout ? "" : "; no dropout")}{(frequencyBias ? "; output bias from token frequencies" : "")}.");
         var loop = new TrainLoop
         {
-            Model = model, Options = train, TotalSteps = steps, Bind = job.Bind, StepMetrics = job.Metrics, Evaluate = job.Evaluate, Dir = outDir,
+            Model = model, Options = train, TotalSteps = steps, Bind = job.Bind, StepMetrics = job.Metrics, DeviceMetrics = PretrainJob.DeviceMetrics, Evaluate = job.Evaluate, Dir = outDir,
             Tokenizer = tok, Metadata = new Dictionary<string, string> { ["task"] = "pretraining" }, Device = trainer,
         };
         if (loop.TryResume()) Console.WriteLine($"Resuming from step {loop.Step} in {outDir}.");
@@ -352,7 +352,7 @@ public static class Program
         Console.WriteLine($"{entry.Info.Name} on {how}; {job.Truncated} texts truncated to {maxLen} tokens.");
         var loop = new TrainLoop
         {
-            Model = model, Options = train, TotalSteps = (long)epochs * job.StepsPerEpoch, Bind = job.Bind, StepMetrics = job.Metrics,
+            Model = model, Options = train, TotalSteps = (long)epochs * job.StepsPerEpoch, Bind = job.Bind, StepMetrics = job.Metrics, DeviceMetrics = FinetuneJob.DeviceMetrics,
             Evaluate = job.Evaluate, Dir = outDir, Tokenizer = tok, Device = trainer,
             Metadata = new Dictionary<string, string> { ["task"] = "classification", ["data"] = dataSpec },
         };

@@ -120,6 +120,14 @@ public sealed class PretrainJob
     /// <summary>MLM and NSP accuracy of the batch just run forward, from the saved softmax probabilities.</summary>
     public IReadOnlyDictionary<string, double> Metrics() => Accuracies(_model, _current);
 
+    /// <summary>The same from the device's counts (masked LM, then next sentence; no NSP accuracy when no row has a label).</summary>
+    public static IReadOnlyDictionary<string, double> DeviceMetrics(IReadOnlyList<(int Right, int Total)> ce)
+    {
+        var metrics = new Dictionary<string, double> { ["mlm_acc"] = ce.Count == 0 || ce[0].Total == 0 ? 0 : (double)ce[0].Right / ce[0].Total };
+        if (ce.Count > 1 && ce[1].Total > 0) metrics["nsp_acc"] = (double)ce[1].Right / ce[1].Total;
+        return metrics;
+    }
+
     static Dictionary<string, double> Accuracies(Model<float> m, IReadOnlyList<MaskedInstance> batch)
     {
         var mlm = m.Probabilities(0); var nsp = m.Probabilities(1);
@@ -239,6 +247,10 @@ public sealed class FinetuneJob
         for (int b = 0; b < _current.Length; b++) if (PretrainJob.ArgMax(p.Slice(b * K, K)) == _current[b].Label) right++;
         return new Dictionary<string, double> { ["acc"] = (double)right / _current.Length };
     }
+
+    /// <summary>The same from the device's counts.</summary>
+    public static IReadOnlyDictionary<string, double> DeviceMetrics(IReadOnlyList<(int Right, int Total)> ce) =>
+        new Dictionary<string, double> { ["acc"] = ce.Count == 0 || ce[0].Total == 0 ? 0 : (double)ce[0].Right / ce[0].Total };
 
     public EvalReport Evaluate() => Evaluate(_model, _dev, _tok.PadId, _batch);
 
@@ -379,6 +391,9 @@ public sealed class TokenTaggingJob
         var (right, total) = Count(_model.Probabilities(0), _current);
         return new Dictionary<string, double> { ["acc"] = total == 0 ? 0 : (double)right / total };
     }
+
+    /// <summary>The same from the device's counts (ignored tags are not counted there either).</summary>
+    public static IReadOnlyDictionary<string, double> DeviceMetrics(IReadOnlyList<(int Right, int Total)> ce) => FinetuneJob.DeviceMetrics(ce);
 
     /// <summary>Correct and counted tags of a bound batch, from the softmax probabilities [B·T, K].</summary>
     static (int Right, int Total) Count(ReadOnlySpan<float> p, IReadOnlyList<(int[] Ids, int[] Labels)> batch)

@@ -47,6 +47,9 @@ public sealed class TrainLoop
     public required Func<long, int> Bind { get; init; }
     /// <summary>Metrics of the micro-batch just run forward (accuracy from the saved probabilities).</summary>
     public Func<IReadOnlyDictionary<string, double>>? StepMetrics { get; init; }
+    /// <summary>The same metrics on a <see cref="Device"/>, from each cross-entropy's right and counted rows (counted there,
+    /// so the probabilities never come back).</summary>
+    public Func<IReadOnlyList<(int Right, int Total)>, IReadOnlyDictionary<string, double>>? DeviceMetrics { get; init; }
     public Func<EvalReport>? Evaluate { get; init; }
     /// <summary>Where checkpoints go (latest in Dir, best in Dir/best); null keeps nothing on disk.</summary>
     public string? Dir { get; init; }
@@ -104,8 +107,8 @@ public sealed class TrainLoop
 
     /// <summary>Runs from the current step to TotalSteps, or until cancelled (then saves a resumable checkpoint). With a
     /// <see cref="Device"/>, the steps (forward, backward, clipping, AdamW) and the evaluation's forwards run there, on the
-    /// same batches, seeds and schedule; the CPU model receives the weights before every save and evaluation, and step
-    /// metrics (read from the CPU model's probabilities) are left out: the held-out evaluation gives them.</summary>
+    /// same batches, seeds and schedule; the CPU model receives the weights before every save and evaluation, and the step
+    /// metrics come from <see cref="DeviceMetrics"/> (left out without it).</summary>
     public void Run(Action<StepReport>? progress, CancellationToken cancel)
     {
         var schedule = new LinearWarmupDecay(Options.LearningRate, (long)(Options.WarmupFraction * TotalSteps), TotalSteps);
@@ -113,6 +116,7 @@ public sealed class TrainLoop
         long tokens = 0, startStep = Step;
         int accumulate = Math.Max(1, Options.Accumulate);
         Device?.Upload(Model, Optimizer);
+        if (Device is not null) Device.CountAccuracy = DeviceMetrics is not null;
         try
         {
             while (Step < TotalSteps)
@@ -130,7 +134,11 @@ public sealed class TrainLoop
                     if (!float.IsFinite(l))
                         throw new TrainingException($"The loss became {l} at step {Step + 1}; {Kept()}; lower the learning rate or check the data.");
                     loss += l / accumulate;
-                    if (Device is not null) continue;
+                    if (Device is not null)
+                    {
+                        if (DeviceMetrics is not null) foreach (var (k, v) in DeviceMetrics(Device.LastAccuracy)) metrics[k] = metrics.GetValueOrDefault(k) + v / accumulate;
+                        continue;
+                    }
                     if (StepMetrics is not null) foreach (var (k, v) in StepMetrics()) metrics[k] = metrics.GetValueOrDefault(k) + v / accumulate;
                     Model.Backward();
                 }

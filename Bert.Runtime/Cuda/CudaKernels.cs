@@ -587,6 +587,33 @@ extern "C" __global__ void rt_ce_count(float* __restrict__ count, const int* __r
     if (threadIdx.x == 0) count[0] = c;
 }
 
+// Per row: 1 when the most probable class (the lowest index among equal maxima, as the CPU's argmax) is the label, 0 when
+// it is not, -1 when the label is ignored (negative): accuracy on the device without reading the probabilities back.
+// One block of 256 threads per row; a tree over shared memory, the same every time.
+extern "C" __global__ void rt_ce_correct(int* __restrict__ right, const float* __restrict__ probs, const int* __restrict__ labels, int N, int V)
+{
+    __shared__ float sv[256];
+    __shared__ int si[256];
+    int n = blockIdx.x, t = threadIdx.x;
+    if (n >= N) return;
+    const float* p = probs + (long long)n * V;
+    float best = -1.0f;                                  // probabilities are >= 0
+    int at = 0x7fffffff;
+    for (int v = t; v < V; v += blockDim.x) if (p[v] > best) { best = p[v]; at = v; }
+    sv[t] = best; si[t] = at;
+    __syncthreads();
+    for (int s = blockDim.x >> 1; s > 0; s >>= 1)
+    {
+        if (t < s && (sv[t + s] > sv[t] || (sv[t + s] == sv[t] && si[t + s] < si[t]))) { sv[t] = sv[t + s]; si[t] = si[t + s]; }
+        __syncthreads();
+    }
+    if (t == 0)
+    {
+        int label = labels[n], arg = si[0] == 0x7fffffff ? 0 : si[0];
+        right[n] = label < 0 ? -1 : arg == label ? 1 : 0;
+    }
+}
+
 // dLogits += dLoss/count · (probs − onehot(label)) on the rows that count.
 extern "C" __global__ void rt_ce_backward(float* __restrict__ dlogits, const float* __restrict__ dloss, const float* __restrict__ count, const float* __restrict__ probs,
     const int* __restrict__ labels, int N, int V)

@@ -308,6 +308,30 @@ public sealed unsafe class CudaModel : IDisposable
 
     public float[] Output => ReadBuffer(Info.OutputBuffer);
 
+    /// <summary>For each cross-entropy of the model, in order: the rows whose most probable class is their label, and the
+    /// rows with a label (not ignored), from the probabilities of the last forward, counted on the device (a few bytes come
+    /// back, not the probabilities). Call it before Backward: the backward may reuse the probabilities' memory.</summary>
+    public (int Right, int Total)[] CrossEntropyAccuracy()
+    {
+        if (!_forwardDone) throw new InvalidOperationException("Call Forward before counting accuracy.");
+        var result = new List<(int, int)>();
+        foreach (var op in Info.Ops.Where(o => o.Kind == OpKind.CrossEntropy))
+        {
+            var labels = Info.Inputs.First(i => i.Index == op.IntInput);
+            long n = Size(labels.Shape), probs = _ex.Lengths[op.Saved[0]];
+            if (n == 0 || _ex.Offsets[op.Saved[0]] < 0) { result.Add((0, 0)); continue; }
+            ulong right = _ex.CrossEntropyCorrect(_ex.Buf(op.Saved[0]), _ex.Ints(op.IntInput), checked((int)n), checked((int)(probs / n)));
+            int r = 0, t = 0;
+            foreach (float f in Download(right, n))
+            {
+                int c = BitConverter.SingleToInt32Bits(f);
+                if (c >= 0) { t++; r += c; }
+            }
+            result.Add((r, t));
+        }
+        return [.. result];
+    }
+
     /// <summary>Poisons the whole arena with NaN (so that a buffer no kernel wrote shows up in a comparison).</summary>
     public void PoisonArena()
     {

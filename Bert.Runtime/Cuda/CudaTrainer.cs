@@ -71,6 +71,13 @@ public sealed class CudaTrainer : IDisposable, IModelRunner<float>
 
     public void ZeroGradients() => _gpu.ZeroGradients();
 
+    /// <summary>Whether <see cref="ForwardBackward"/> also counts, on the device, how many rows of each cross-entropy
+    /// the model got right (<see cref="LastAccuracy"/>): the progress display's accuracies.</summary>
+    public bool CountAccuracy { get; set; }
+
+    /// <summary>Per cross-entropy, in order: right and counted rows of the last micro-batch (with <see cref="CountAccuracy"/>).</summary>
+    public (int Right, int Total)[] LastAccuracy { get; private set; } = [];
+
     /// <summary>One micro-batch, forward and backward, on the inputs the CPU model was bound with; returns the loss.</summary>
     public float ForwardBackward(Model<float> cpu, bool training, ulong seed)
     {
@@ -78,6 +85,7 @@ public sealed class CudaTrainer : IDisposable, IModelRunner<float>
         foreach (var i in _intInputs) _gpu.SetInput(i.Name, cpu.IntInput(i.Name));
         _gpu.Forward(training, seed);
         float loss = _gpu.ReadBuffer(_gpu.Info.OutputBuffer)[0];
+        if (CountAccuracy) LastAccuracy = _gpu.CrossEntropyAccuracy();
         if (float.IsFinite(loss)) _gpu.Backward();
         return loss;
     }

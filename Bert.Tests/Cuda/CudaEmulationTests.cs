@@ -58,16 +58,17 @@ public partial class CudaSourceTests(ITestOutputHelper output)
             Assert.DoesNotContain("FAIL", text);
             var total = Regex.Match(text, @"(\d+) checks passed, 0 failed");
             Assert.True(total.Success, Tail(text));
-            // 11 checks per model (compile, forward, backward, gradients, fused attention, bf16, bf16 copy, repeatability,
-            // inference, AdamW, LAMB), cuBLAS twice, evaluation, two training loops.
-            Assert.Equal(models.Length * 11 + 5, int.Parse(total.Groups[1].Value, CultureInfo.InvariantCulture));
+            // 12 checks per model (compile, forward, backward, gradients, fused attention, bf16, bf16 copy, repeatability,
+            // inference, accuracy counted on the device, AdamW, LAMB), cuBLAS twice, evaluation, two training loops.
+            Assert.Equal(models.Length * 12 + 5, int.Parse(total.Groups[1].Value, CultureInfo.InvariantCulture));
             foreach (var m in models) Assert.Contains($"PASS  {m}: parameter gradients vs CPU double", text);
         }
         finally { TempDir.Delete(dir); }
     }
 
-    /// <summary>`bert pretrain --device cuda` through the CLI on the emulated device gives the CPU run's losses step by
-    /// step and, after the optimizer steps, its weights: same seed, same batches, same masks, same dropout.</summary>
+    /// <summary>`bert pretrain --device cuda` through the CLI on the emulated device gives the CPU run's losses and
+    /// accuracies step by step (the device counts them) and, after the optimizer steps, its weights: same seed, same
+    /// batches, same masks, same dropout.</summary>
     [ClangFact]
     public void Emulated_PretrainOnTheDevice_GivesTheCpuRunsLossesAndWeights()
     {
@@ -91,6 +92,10 @@ public partial class CudaSourceTests(ITestOutputHelper output)
             double[] a = Losses(cpu.Output), b = Losses(gpu.Output);
             Assert.Equal(4, a.Length);
             Assert.Equal(a, b);                       // printed to 4 decimals
+            static string[] Accuracies(string text) => Regex.Matches(text, @"step \d+/4\s+loss [0-9.]+\s+(mlm_acc [0-9.]+ %\s+nsp_acc [0-9.]+ %)")
+                .Select(m => m.Groups[1].Value).ToArray();
+            Assert.Equal(4, Accuracies(cpu.Output).Length);
+            Assert.Equal(Accuracies(cpu.Output), Accuracies(gpu.Output));
 
             using var ra = SafeTensors.Open(Path.Combine(dir, "cpu", "model.safetensors"));
             using var rb = SafeTensors.Open(Path.Combine(dir, "cuda", "model.safetensors"));

@@ -201,7 +201,14 @@ public partial class CudaSourceTests
         Assert.Contains("* 1.1283792f * expf(-v", gelu);
         // The bias is a broadcast input: its gradient is summed per column by one thread, no atomics.
         Assert.Contains("for (int r = 0; r < rows; r++)", gelu);
-        Assert.Contains("dx1[i % n1] += ", gelu);
+        // Its shape is fixed by the model ([Ffn]), so its period is that literal, not the runtime n1; the chunked
+        // variant, where every broadcast input has nb elements, reads column j directly.
+        int ffn = Bert.Models.BertPreTraining.Ffn;
+        Assert.Contains($"dx1[i % {ffn}] += ", gelu);
+        Assert.Contains($"x1[i % {ffn}];", gelu);
+        Assert.Contains($"int nb = {ffn};", gelu);
+        Assert.DoesNotContain("% n1", gelu);
+        Assert.Contains("= x1[j];", gelu);
         Assert.DoesNotContain("atomicAdd", gelu);
         Assert.DoesNotContain("bert_keep", gelu);
     }
