@@ -717,23 +717,29 @@ public static unsafe class CudaEmulation
         return Guard(() => Enqueue(BlasStreams.GetValueOrDefault(h), () => Timed($"gemm {m}x{n}x{k}", () =>
         {
             int aSize = aType == (int)CudaDataType.R16BF ? 2 : 4, bSize = bType == (int)CudaDataType.R16BF ? 2 : 4;
+            // op(A) as m rows of k and op(B) as n rows of k, in double, so that every sum is a contiguous dot product.
+            var ra = new double[(long)m * k];
+            var rb = new double[(long)n * k];
             for (int q = 0; q < batch; q++)
             {
                 nint a = A + (nint)(q * sA * aSize), b = B + (nint)(q * sB * bSize);
                 float* c = (float*)(C + (nint)(q * sC * 4));
+                for (int i = 0; i < m; i++)
+                    for (int p = 0; p < k; p++)
+                        ra[(long)i * k + p] = Load(a, ta == 0 ? i + (long)p * lda : p + (long)i * lda, aSize);      // op(A)[i, p]
                 for (int j = 0; j < n; j++)
+                    for (int p = 0; p < k; p++)
+                        rb[(long)j * k + p] = Load(b, tb == 0 ? p + (long)j * ldb : j + (long)p * ldb, bSize);      // op(B)[p, j]
+                for (int j = 0; j < n; j++)
+                {
+                    var bj = new ReadOnlySpan<double>(rb, j * k, k);
                     for (int i = 0; i < m; i++)
                     {
-                        double s = 0;
-                        for (int p = 0; p < k; p++)
-                        {
-                            long ai = ta == 0 ? i + (long)p * lda : p + (long)i * lda;     // op(A)[i, p]
-                            long bi = tb == 0 ? p + (long)j * ldb : j + (long)p * ldb;     // op(B)[p, j]
-                            s += (double)Load(a, ai, aSize) * Load(b, bi, bSize);
-                        }
+                        double s = System.Numerics.Tensors.TensorPrimitives.Dot(new ReadOnlySpan<double>(ra, i * k, k), bj);
                         float* cij = c + i + (long)j * ldc;
                         *cij = beta == 0 ? (float)(alpha * s) : (float)(alpha * s + beta * (double)*cij);
                     }
+                }
             }
         })));
     }
