@@ -146,6 +146,14 @@ public static unsafe class CudaEmulation
             return sp;
         }
         template <class F> static void bert_call(void* f) { (*(F*)f)(); }
+        // BERT_CUDA_EMULATE_ORDER=reverse runs blocks, and a block's threads, last first: a kernel that depends on the order
+        // (a missing barrier, blocks that race) gives other results than in order.
+        static int bert_reverse = -1;
+        static inline unsigned bert_order(unsigned k, unsigned count)
+        {
+            if (bert_reverse < 0) { const char* o = getenv("BERT_CUDA_EMULATE_ORDER"); bert_reverse = o && !strcmp(o, "reverse"); }
+            return bert_reverse ? count - 1 - k : k;
+        }
         // kernel<<<dim3(gx, gy), block>>> with barriers: the lambda calls the kernel with its arguments.
         template <class F> static void bert_launch2(unsigned gx, unsigned gy, unsigned block, F f)
         {
@@ -157,16 +165,18 @@ public static unsafe class CudaEmulation
                 memset(bert_stacks, 0, bert_stack * 1024);  // every page touched once, here
             }
             bert_run = bert_call<F>; bert_body = &f;
-            for (unsigned b = 0; b < gx * gy; b++)
+            for (unsigned bo = 0; bo < gx * gy; bo++)
             {
+                unsigned b = bert_order(bo, gx * gy);
                 bert_bars[0].expected = (int)block; bert_bars[0].arrived = 0;
                 for (unsigned w = 0; w * 32 < block; w++) { bert_bars[1 + w].expected = (int)(block - w * 32 < 32 ? block - w * 32 : 32); bert_bars[1 + w].arrived = 0; }
                 for (unsigned t = 0; t < block; t++) { bert_sp[t] = bert_fresh((int)t); bert_waiting[t] = -1; bert_done[t] = 0; }
                 for (int live = (int)block; live > 0;)
                 {
                     int ran = 0;
-                    for (unsigned t = 0; t < block; t++)
+                    for (unsigned to = 0; to < block; to++)
                     {
+                        unsigned t = bert_order(to, block);
                         if (bert_done[t] || (bert_waiting[t] >= 0 && bert_bars[bert_waiting[t]].gen == bert_wait_gen[t])) continue;
                         bert_waiting[t] = -1; bert_cur = (int)t;
                         threadIdx.x = t; threadIdx.y = threadIdx.z = 0; blockIdx.x = b % gx; blockIdx.y = b / gx; blockIdx.z = 0;
@@ -183,9 +193,10 @@ public static unsafe class CudaEmulation
         template <class F> static void bert_launch_seq(unsigned gx, unsigned gy, unsigned block, F f)
         {
             gridDim.x = gx; gridDim.y = gy; gridDim.z = 1; blockDim.x = block; blockDim.y = blockDim.z = 1;
-            for (unsigned b = 0; b < gx * gy; b++)
-                for (unsigned t = 0; t < block; t++)
+            for (unsigned bo = 0; bo < gx * gy; bo++)
+                for (unsigned to = 0; to < block; to++)
                 {
+                    unsigned b = bert_order(bo, gx * gy), t = bert_order(to, block);
                     threadIdx.x = t; threadIdx.y = threadIdx.z = 0; blockIdx.x = b % gx; blockIdx.y = b / gx; blockIdx.z = 0;
                     f();
                 }

@@ -20,7 +20,10 @@ public partial class CudaSourceTests(ITestOutputHelper output)
     readonly ITestOutputHelper? _output = output;
 
     /// <summary>Runs bert.dll (beside the tests) with the emulation on and a private kernel cache.</summary>
-    (int Code, string Output) RunBert(string dir, bool emulate, params string[] args)
+    (int Code, string Output) RunBert(string dir, bool emulate, params string[] args) => RunBertOrdered(dir, emulate, null, args);
+
+    /// <param name="order">BERT_CUDA_EMULATE_ORDER for the child ("reverse"), or null.</param>
+    (int Code, string Output) RunBertOrdered(string dir, bool emulate, string? order, string[] args)
     {
         var psi = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host ? host : "dotnet")
         {
@@ -30,8 +33,10 @@ public partial class CudaSourceTests(ITestOutputHelper output)
         foreach (var a in args) psi.ArgumentList.Add(a);
         if (emulate) psi.Environment[CudaEmulation.Variable] = "1";
         else psi.Environment.Remove(CudaEmulation.Variable);
+        if (order != null) psi.Environment["BERT_CUDA_EMULATE_ORDER"] = order;
+        else psi.Environment.Remove("BERT_CUDA_EMULATE_ORDER");
         psi.Environment[KernelCache.EnvironmentVariable] = Path.Combine(dir, "kernels");
-            using var p = Process.Start(psi)!;
+        using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
         if (!p.WaitForExit(600_000)) { p.Kill(entireProcessTree: true); return (-1, "bert did not finish in 10 minutes"); }
@@ -62,6 +67,25 @@ public partial class CudaSourceTests(ITestOutputHelper output)
             // inference, accuracy counted on the device, AdamW, LAMB), cuBLAS twice, evaluation, two training loops.
             Assert.Equal(models.Length * 12 + 5, int.Parse(total.Groups[1].Value, CultureInfo.InvariantCulture));
             foreach (var m in models) Assert.Contains($"PASS  {m}: parameter gradients vs CPU double", text);
+        }
+        finally { TempDir.Delete(dir); }
+    }
+
+    /// <summary>The same with blocks, and each block's threads, run last first: a kernel whose result depends on the
+    /// order of its threads or blocks (a missing barrier, a race between blocks) fails here.</summary>
+    [ClangFact]
+    public void Emulated_SelfTest_PassesInReverseThreadOrder()
+    {
+        RequireClang();
+        string dir = TempDir.Create();
+        try
+        {
+            string[] models = ["BertNanoPreTraining", "BertNanoClassifier", "BertNanoTokenClassifier"];
+            var (code, text) = RunBertOrdered(dir, emulate: true, "reverse", ["selftest", "--device", "cuda", "--models", string.Join(',', models)]);
+            Assert.True(code == 0, Tail(text));
+            Assert.DoesNotContain("FAIL", text);
+            Assert.Matches(@"\d+ checks passed, 0 failed", text);
+            foreach (var m in models) Assert.Contains($"PASS  {m}: fused attention vs CPU double", text);
         }
         finally { TempDir.Delete(dir); }
     }
