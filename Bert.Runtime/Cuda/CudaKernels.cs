@@ -247,7 +247,7 @@ extern "C" __global__ void rt_attention_softmax(float* __restrict__ probs, float
     float sum = 0.0f;
     for (int k = lane; k < T; k += 32) { float e = expf(P[k] - mx); P[k] = e; sum += e; }
     sum = rt_warp_sum(sum);
-    float ks = p >= 1.0f ? 0.0f : 1.0f / (1.0f - p);
+    float ks = p >= 1.0f ? 0.0f : (float)(1.0 / (1.0 - (double)p));   // rounded from double, as the CPU does
     for (int k = lane; k < T; k += 32)
     {
         float v = P[k] / sum;
@@ -266,7 +266,7 @@ extern "C" __global__ void rt_attention_softmax_backward(float* __restrict__ g, 
     if (row >= (long long)B * H * T) return;
     const float* P = probs + row * T;
     float* G = g + row * T;
-    float ks = p >= 1.0f ? 0.0f : 1.0f / (1.0f - p);
+    float ks = p >= 1.0f ? 0.0f : (float)(1.0 / (1.0 - (double)p));   // rounded from double, as the CPU does
     float dot = 0.0f;
     for (int k = lane; k < T; k += 32)
     {
@@ -347,7 +347,7 @@ extern "C" __global__ void rt_attention_fused_forward(float* __restrict__ out, f
     }
     __syncwarp();
     // out = dropped·V
-    float ks = p >= 1.0f ? 0.0f : 1.0f / (1.0f - p);
+    float ks = p >= 1.0f ? 0.0f : (float)(1.0 / (1.0 - (double)p));   // rounded from double, as the CPU does
     float acc[RT_RPW][4];
     for (int i = 0; i < RT_RPW; i++) for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
     for (int k0 = 0; k0 < T; k0 += 32)
@@ -392,7 +392,7 @@ extern "C" __global__ void rt_attention_fused_backward_q(float* __restrict__ dqk
     int D = C / H, C3 = 3 * C, bh = blockIdx.x, b = bh / H, h = bh - b * H, q0 = blockIdx.y * RT_ROWS;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const float* base = qkv + (long long)b * T * C3 + h * D;
-    float ks = p >= 1.0f ? 0.0f : 1.0f / (1.0f - p);
+    float ks = p >= 1.0f ? 0.0f : (float)(1.0 / (1.0 - (double)p));   // rounded from double, as the CPU does
     for (int k0 = 0; k0 < T; k0 += 32)
     {
         __syncthreads();
@@ -464,7 +464,7 @@ extern "C" __global__ void rt_attention_fused_backward_kv(float* __restrict__ dq
     const float* base = qkv + (long long)b * T * C3 + h * D;
     float* Qs = rt_sh;
     float* Os = rt_sh + RT_ROWS * (D + 1);
-    float ks = p >= 1.0f ? 0.0f : 1.0f / (1.0f - p);
+    float ks = p >= 1.0f ? 0.0f : (float)(1.0 / (1.0 - (double)p));   // rounded from double, as the CPU does
     float accK[RT_RPW][4], accV[RT_RPW][4];
     for (int i = 0; i < RT_RPW; i++) for (int j = 0; j < 4; j++) { accK[i][j] = 0.0f; accV[i][j] = 0.0f; }
     for (int q0 = 0; q0 < T; q0 += 32)
