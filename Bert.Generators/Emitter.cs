@@ -640,7 +640,7 @@ public static class Emitter
                         "mul" => $"{A(0)} * {A(1)}",
                         "div" => $"{A(0)} / {A(1)}",
                         "neg" => $"-{A(0)}",
-                        "exp" => $"{V5}.Exp({A(0)})",
+                        "exp" => $"{RT}.VMath.Exp({A(0)})",
                         "log" => $"{V5}.Log({A(0)})",
                         "tanh" => $"{RT}.VMath.Tanh({A(0)})",
                         "sqrt" => $"{V5}.Sqrt({A(0)})",
@@ -698,7 +698,7 @@ public static class Emitter
                 case "tanh": Acc(o.Args[0], $"{g} * ({VF}.One - {y} * {y})"); break;
                 case "sqrt": Acc(o.Args[0], $"{g} / ({y} + {y})"); break;
                 case "abs": Acc(o.Args[0], $"{V5}.ConditionalSelect({V5}.GreaterThanOrEqual({A(0)}, {Z}), {g}, -{g})"); break;
-                case "erf": Acc(o.Args[0], $"{g} * {V5}.Create(1.1283791670955126f) * {V5}.Exp(-{A(0)} * {A(0)})"); break;
+                case "erf": Acc(o.Args[0], $"{g} * {V5}.Create(1.1283791670955126f) * {RT}.VMath.Exp(-{A(0)} * {A(0)})"); break;
                 case "max": Acc(o.Args[0], $"{V5}.ConditionalSelect({V5}.GreaterThanOrEqual({A(0)}, {A(1)}), {g}, {Z})"); Acc(o.Args[1], $"{V5}.ConditionalSelect({V5}.GreaterThanOrEqual({A(0)}, {A(1)}), {Z}, {g})"); break;
                 case "min": Acc(o.Args[0], $"{V5}.ConditionalSelect({V5}.LessThanOrEqual({A(0)}, {A(1)}), {g}, {Z})"); Acc(o.Args[1], $"{V5}.ConditionalSelect({V5}.LessThanOrEqual({A(0)}, {A(1)}), {Z}, {g})"); break;
                 case "drop": break;

@@ -50,7 +50,8 @@ public static class CrossEntropy
         Span<T> p = probs.Slice(n * V, V);          // (V)
         T max = TensorPrimitives.Max(x);
         TensorPrimitives.Subtract(x, max, p);
-        TensorPrimitives.Exp<T>(p, p);
+        if (typeof(T) == typeof(float)) VMath.ExpInPlace(System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(p));
+        else TensorPrimitives.Exp<T>(p, p);
         T sum = TensorPrimitives.Sum<T>(p);
         TensorPrimitives.Divide(p, sum, p);
         int label = labels[n];
