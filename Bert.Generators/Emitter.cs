@@ -206,7 +206,10 @@ public static class Emitter
             {
                 var x = n.Inputs[0]; var wt = n.Inputs[1];
                 string M = Rows(x), O = Dim(wt.Shape[0]), I = Dim(wt.Shape[1]);
-                w.WriteLine($"{K}.Gemm.Run<T>(false, true, {M}, {O}, {I}, T.One, {S(0)}, {I}, {S(1)}, {I}, T.Zero, {y}, {O});");
+                // Weights in the parameter buffer go through the inference binding's packed copies (null when training).
+                w.WriteLine(wt.Kind == ValueKind.Param
+                    ? $"{K}.Gemm.Linear<T>(ex.Packs, {M}, {O}, {I}, {S(0)}, {S(1)}, {y});"
+                    : $"{K}.Gemm.Run<T>(false, true, {M}, {O}, {I}, T.One, {S(0)}, {I}, {S(1)}, {I}, T.Zero, {y}, {O});");
                 break;
             }
             case OpKind.Embed:

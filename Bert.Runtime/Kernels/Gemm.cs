@@ -1,3 +1,4 @@
+using System.Linq;
 using System.Buffers;
 using System.Numerics;
 using System.Runtime.CompilerServices;
@@ -5,6 +6,35 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
 namespace Bert.Runtime.Kernels;
+
+/// <summary>A model's weight matrices packed for <see cref="ManagedGemm.RunPacked{T}"/>, keyed by the weights' address
+/// (a model's parameters live in one pinned buffer) and shape. The owner clears it whenever the weights may have
+/// changed (<see cref="Model{T}"/> does on every access to its parameters); a stale entry would compute with old weights.</summary>
+public sealed unsafe class WeightPacks<T> where T : unmanaged, IBinaryFloatingPointIeee754<T>
+{
+    readonly Dictionary<(nint, int, int), ManagedGemm.PackedMatrix<T>> _packs = new();
+
+    /// <summary>How many matrices are packed.</summary>
+    public int Count => _packs.Count;
+    /// <summary>Memory the packed copies take.</summary>
+    public long Bytes => _packs.Values.Sum(p => p.Bytes);
+    /// <summary>How many times a matrix was packed (a second pack of the same weights means they were cleared between).</summary>
+    public int Packings { get; private set; }
+
+    public void Clear() => _packs.Clear();
+
+    /// <summary>W (N×K, row-major) packed as op(B) = Wᵀ.</summary>
+    public ManagedGemm.PackedMatrix<T> Get(ReadOnlySpan<T> w, int K, int N)
+    {
+        var key = ((nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(w)), K, N);
+        if (!_packs.TryGetValue(key, out var p))
+        {
+            _packs[key] = p = ManagedGemm.Pack(true, w, K, K, N);
+            Packings++;
+        }
+        return p;
+    }
+}
 
 /// <summary>Which implementation <see cref="Gemm.Run{T}"/> dispatches to.</summary>
 public enum GemmBackend
@@ -58,6 +88,18 @@ public static class Gemm
                 $"{EnvironmentVariable}='{v}' is not a known GEMM backend; allowed values are 'openblas' and 'managed' (or leave it unset for the managed GEMM).");
         Volatile.Write(ref _backend, (int)b);
         return (int)b;
+    }
+
+    /// <summary>y = x·Wᵀ (x: M×K, W: N×K, y: M×N), a layer's forward product. With <paramref name="packs"/> and the
+    /// managed backend, W is packed once and reused (<see cref="WeightPacks{T}"/>): the same bits, without transposing
+    /// the weights again on every call.</summary>
+    public static void Linear<T>(WeightPacks<T>? packs, int M, int N, int K, ReadOnlySpan<T> x, ReadOnlySpan<T> w, Span<T> y)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        if (packs is null || Backend != GemmBackend.Managed || M == 0 || N == 0 || K == 0)
+            Run(false, true, M, N, K, T.One, x, K, w, K, T.Zero, y, N);
+        else
+            ManagedGemm.RunPacked(false, M, T.One, x, K, packs.Get(w, K, N), T.Zero, y, N);
     }
 
     /// <summary>One line naming the backend in use, e.g. "OpenBLAS 0.3.21 ... (libopenblas.so.0, pthread, 2 threads)".</summary>
@@ -214,6 +256,8 @@ public static unsafe class ManagedGemm
 
     /// <summary>K block (depth of a packed panel); fixed per element type so that the summation order depends only on K.</summary>
     private static int Kc<T>() => typeof(T) == typeof(float) ? 384 : 256;
+    /// <summary>The depth of the K blocks of every product with this K.</summary>
+    private static int KBlock<T>(int K) { int nPc = (K + Kc<T>() - 1) / Kc<T>(); return (K + nPc - 1) / nPc; }
     /// <summary>Most columns of op(B) packed at once (the kc×nc block of B should stay in L2).</summary>
     private static int NcMax<T>() => typeof(T) == typeof(float) ? 512 : 256;
     /// <summary>Most rows of op(A) packed at once.</summary>
@@ -270,13 +314,74 @@ public static unsafe class ManagedGemm
         }
     }
 
+    /// <summary>op(B) (K×N) packed once for the products that reuse it (a layer's weights at inference): per K block, with
+    /// the blocking every product with this K uses, all NR-column slivers of the full width in column order. A product
+    /// through it (<see cref="RunPacked{T}"/>) is bit for bit the one <see cref="Run{T}(bool,bool,int,int,int,T,ReadOnlySpan{T},int,ReadOnlySpan{T},int,T,Span{T},int)"/>
+    /// computes from the same op(B), without packing B again on every call (for y = x·Wᵀ that is a transposing copy of
+    /// the whole weight matrix per call, per thread).</summary>
+    public sealed class PackedMatrix<T> where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        internal readonly T[] Data;
+        internal readonly long Width;
+        public int K { get; }
+        public int N { get; }
+        public long Bytes => (long)Data.Length * sizeof(T);
+
+        internal PackedMatrix(int k, int n, long width)
+        {
+            K = k; N = n; Width = width;
+            Data = GC.AllocateArray<T>(checked((int)Math.Max(1, (long)k * width)), pinned: true);
+        }
+    }
+
+    /// <summary>Packs op(B) (K×N; B is N×K with <paramref name="transB"/>, K×N without) once.</summary>
+    public static PackedMatrix<T> Pack<T>(bool transB, ReadOnlySpan<T> B, int ldb, int K, int N) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        if (K < 0 || N < 0) throw new ArgumentOutOfRangeException(K < 0 ? nameof(K) : nameof(N), "Matrix sizes cannot be negative.");
+        long need = K == 0 || N == 0 ? 0 : transB ? (long)(N - 1) * ldb + K : (long)(K - 1) * ldb + N;
+        if (B.Length < need || ldb < (transB ? K : N)) throw new ArgumentException($"B holds {B.Length} elements with leading dimension {ldb}; a {K}×{N} op(B) needs {need}.", nameof(B));
+        int nr = Nr<T>();
+        var m = new PackedMatrix<T>(K, N, RoundUp(Math.Max(N, 1), nr));
+        if (K == 0 || N == 0) return m;
+        int kcBlk = KBlock<T>(K);
+        fixed (T* pb = B) fixed (T* dst = m.Data)
+            for (int pc = 0; pc < K; pc += kcBlk)
+                PackB(transB, pb, ldb, pc, 0, Math.Min(kcBlk, K - pc), N, nr, dst + (long)pc * m.Width);
+        return m;
+    }
+
+    /// <summary>C = alpha·op(A)·B + beta·C with B packed by <see cref="Pack{T}"/>: the same bits as the unpacked product.</summary>
+    public static void RunPacked<T>(bool transA, int M, T alpha, ReadOnlySpan<T> A, int lda, PackedMatrix<T> B, T beta, Span<T> C, int ldc,
+        int maxThreads = -1) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int N = B.N, K = B.K;
+        if (M < 0) throw new ArgumentOutOfRangeException(nameof(M), "Matrix sizes cannot be negative.");
+        if (M == 0 || N == 0) return;
+        long needA = transA ? (long)(K - 1) * lda + M : (long)(M - 1) * lda + K, needC = (long)(M - 1) * ldc + N;
+        if (K > 0 && (A.Length < needA || lda < (transA ? M : K))) throw new ArgumentException($"A holds {A.Length} elements with leading dimension {lda}; op(A) of {M}×{K} needs {needA}.", nameof(A));
+        if (C.Length < needC || ldc < N) throw new ArgumentException($"C holds {C.Length} elements with leading dimension {ldc}; {M}×{N} needs {needC}.", nameof(C));
+        if (K == 0 || alpha == T.Zero) { Gemm.Scale(M, N, beta, C, ldc); return; }
+
+        int threads = Math.Max(1, maxThreads < 0 ? DefaultThreads : maxThreads);
+        if ((long)M * N * K < ParallelThreshold) threads = 1;
+        bool splitRows = M >= N;
+        int unit = splitRows ? Mr : Nr<T>();
+        int units = ((splitRows ? M : N) + unit - 1) / unit;
+        threads = Math.Min(threads, units);
+        fixed (T* pa = A) fixed (T* pc = C) fixed (T* pb = B.Data)
+        {
+            if (threads == 1) Sequential(transA, false, M, N, K, alpha, pa, lda, pb, N, beta, pc, ldc, pb, B.Width, 0);
+            else RunParallel(transA, false, M, N, K, alpha, pa, lda, pb, N, beta, pc, ldc, threads, splitRows, unit, units, pb, B.Width);
+        }
+    }
+
     /// <summary>Splits the rows (or columns) into <paramref name="threads"/> contiguous ranges of whole micro-tiles and runs
     /// them as independent sequential products.</summary>
     private static void RunParallel<T>(bool transA, bool transB, int M, int N, int K, T alpha, T* pa, int lda, T* pb, int ldb,
-        T beta, T* pc, int ldc, int threads, bool splitRows, int unit, int units) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+        T beta, T* pc, int ldc, int threads, bool splitRows, int unit, int units, T* packed = null, long packedWidth = 0) where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         var body = new Parts<T> { TransA = transA, TransB = transB, M = M, N = N, K = K, Alpha = alpha, A = pa, Lda = lda, B = pb, Ldb = ldb,
-            Beta = beta, C = pc, Ldc = ldc, Threads = threads, SplitRows = splitRows, Unit = unit, Units = units };
+            Beta = beta, C = pc, Ldc = ldc, Threads = threads, SplitRows = splitRows, Unit = unit, Units = units, Packed = packed, PackedWidth = packedWidth };
         Par.For(threads, ref body);
     }
 
@@ -284,6 +389,7 @@ public static unsafe class ManagedGemm
     {
         public bool TransA, TransB, SplitRows; public int M, N, K, Lda, Ldb, Ldc, Threads, Unit, Units;
         public T Alpha, Beta; public T* A, B, C;
+        public T* Packed; public long PackedWidth;
 
         public readonly void Run(int t0, int t1)
         {
@@ -293,9 +399,9 @@ public static unsafe class ManagedGemm
                 int hi = Math.Min((int)((long)Units * (t + 1) / Threads) * Unit, SplitRows ? M : N);
                 if (hi <= lo) continue;
                 if (SplitRows)
-                    Sequential(TransA, TransB, hi - lo, N, K, Alpha, A + (TransA ? lo : (long)lo * Lda), Lda, B, Ldb, Beta, C + (long)lo * Ldc, Ldc);
+                    Sequential(TransA, TransB, hi - lo, N, K, Alpha, A + (TransA ? lo : (long)lo * Lda), Lda, B, Ldb, Beta, C + (long)lo * Ldc, Ldc, Packed, PackedWidth, 0);
                 else
-                    Sequential(TransA, TransB, M, hi - lo, K, Alpha, A, Lda, B + (TransB ? (long)lo * Ldb : lo), Ldb, Beta, C + lo, Ldc);
+                    Sequential(TransA, TransB, M, hi - lo, K, Alpha, A, Lda, Packed != null ? B : B + (TransB ? (long)lo * Ldb : lo), Ldb, Beta, C + lo, Ldc, Packed, PackedWidth, lo);
             }
         }
     }
@@ -303,11 +409,11 @@ public static unsafe class ManagedGemm
     /// <summary>The single-threaded blocked product on raw pointers (shapes already validated, K &gt; 0).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // fully optimized from the first call (no tier-0 driver)
     private static void Sequential<T>(bool transA, bool transB, int M, int N, int K,
-        T alpha, T* A, int lda, T* B, int ldb, T beta, T* C, int ldc) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+        T alpha, T* A, int lda, T* B, int ldb, T beta, T* C, int ldc, T* packed = null, long packedWidth = 0, int packedCol = 0)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int mr = Mr, nr = Nr<T>();
-        int nPc = (K + Kc<T>() - 1) / Kc<T>();
-        int kcBlk = (K + nPc - 1) / nPc;                      // depends on K only (determinism)
+        int kcBlk = KBlock<T>(K);                             // depends on K only (determinism)
         int nIc = (M + McMax<T>() - 1) / McMax<T>();
         int mcBlk = RoundUp((M + nIc - 1) / nIc, mr);
         int nJc = (N + NcMax<T>() - 1) / NcMax<T>();
@@ -329,7 +435,10 @@ public static unsafe class ManagedGemm
                 for (int jc = 0; jc < N; jc += ncBlk)
                 {
                     int nc = Math.Min(ncBlk, N - jc);
-                    PackB(transB, B, ldb, pc, jc, kc, nc, nr, packB);
+                    // A matrix packed beforehand (PackedMatrix): K block pc holds every sliver of the full width in
+                    // column order, so columns packedCol + jc on start (packedCol + jc)·kc elements into it.
+                    if (packed != null) packB = packed + (long)pc * packedWidth + (long)(packedCol + jc) * kc;
+                    else PackB(transB, B, ldb, pc, jc, kc, nc, nr, packB);
                     for (int ir = 0; ir < mc; ir += mr)
                     {
                         T* ap = packA + (long)ir * kc;

@@ -32,6 +32,8 @@ public sealed unsafe class Exec<T> where T : unmanaged, IBinaryFloatingPointIeee
     public int Rows { get; internal set; }
     /// <summary>The dropout seed of this step; backward regenerates the same masks from it.</summary>
     public ulong Seed { get; internal set; }
+    /// <summary>Packed weight matrices for the forward's products (inference bindings only; null otherwise).</summary>
+    public Kernels.WeightPacks<T>? Packs { get; internal set; }
     public bool Training { get; internal set; }
     /// <summary>The op being run (for error messages and profiling).</summary>
     public int CurrentOp { get; private set; } = -1;

@@ -41,7 +41,21 @@ public sealed unsafe class Model<T> where T : unmanaged, IBinaryFloatingPointIee
     /// <summary>Share memory between buffers whose lifetimes do not overlap (the generated plan). Off gives every
     /// buffer its own memory, which must compute exactly the same thing.</summary>
     public bool ReuseMemory { get; set; } = true;
-    public Span<T> Parameters => _params.AsSpan(0, (int)Info.ParameterCount);
+    /// <summary>The flat parameter buffer. Taking it drops the packed copies of the weights an inference binding keeps
+    /// (<see cref="PackWeights"/>), so that writes through it are seen; after writing through a span taken before the
+    /// last inference forward, call <see cref="WeightsChanged"/>.</summary>
+    public Span<T> Parameters { get { WeightsChanged(); return _params.AsSpan(0, (int)Info.ParameterCount); } }
+
+    /// <summary>Inference bindings pack each layer's weight matrix once for the forward's products (the managed GEMM;
+    /// the same bits, without re-transposing the weights on every call), at the cost of a second copy of those weights.
+    /// On by default.</summary>
+    public bool PackWeights { get; set; } = true;
+
+    /// <summary>Drops the packed weights (they are packed again from the current parameters at the next forward).</summary>
+    public void WeightsChanged() => _ex.Packs?.Clear();
+
+    /// <summary>The packed weights of the current inference binding, or null.</summary>
+    public Kernels.WeightPacks<T>? Packs => _ex.Packs;
     public Span<T> Gradients => _grads.Length == 0 ? Span<T>.Empty : _grads.AsSpan(0, (int)Info.ParameterCount);
     public int Batch => _ex.Batch;
     public int Seq => _ex.Seq;
@@ -53,6 +67,7 @@ public sealed unsafe class Model<T> where T : unmanaged, IBinaryFloatingPointIee
     {
         var p = Info.Parameters.FirstOrDefault(x => x.Name == name || x.HfName == name)
             ?? throw new ArgumentException($"Model {Info.Name} has no parameter '{name}'.");
+        WeightsChanged();
         return _params.AsSpan((int)p.Offset, (int)p.Length);
     }
 
@@ -65,6 +80,7 @@ public sealed unsafe class Model<T> where T : unmanaged, IBinaryFloatingPointIee
     /// <summary>Initializes every parameter as declared (N(0, 0.02), zeros or ones) from a seed.</summary>
     public void InitParameters(ulong seed, double std = 0.02)
     {
+        WeightsChanged();
         foreach (var p in Info.Parameters)
         {
             var dst = _params.AsSpan((int)p.Offset, (int)p.Length);
@@ -119,6 +135,7 @@ public sealed unsafe class Model<T> where T : unmanaged, IBinaryFloatingPointIee
             if (_ex.IntData[i.Index].Length < n) _ex.IntData[i.Index] = new int[n];
             _ex.IntLengths[i.Index] = n;
         }
+        _ex.Packs = training || !PackWeights ? null : _ex.Packs ?? new Kernels.WeightPacks<T>();
         _bound = true; _boundTraining = training; _boundReuse = ReuseMemory; _forwardDone = false;
     }
 
