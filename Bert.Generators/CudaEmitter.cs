@@ -168,8 +168,8 @@ public static class CudaEmitter
         if (HasRowsVariant(n)) EmitRowsVariant(w, n, topo, bcast, period, name, dParams, xParams);
     }
 
-    /// <summary>Per input, how often its values repeat along y: "i" for none (not broadcast), the literal element count
-    /// when the model fixes the input's shape (no B, T or G in it), else its runtime size n{k}.</summary>
+    /// <summary>Per broadcast input, how often its values repeat along y: the literal element count when the model fixes
+    /// the input's shape (no B, T or G in it), else its runtime size n{k}; "" for an input that is not broadcast.</summary>
     static string[] Period(Node n, bool[] bcast) => n.Inputs.Select((v, i) =>
         !bcast[i] ? "" : v.Size is { PB: 0, PT: 0, PG: 0 } s ? s.C.ToString(CultureInfo.InvariantCulture) : "n" + i).ToArray();
 
@@ -201,7 +201,7 @@ public static class CudaEmitter
         w.WriteLine("{"); w.Indent++;
         w.WriteLine("int i = r * nb + j;");
         // Every broadcast input has nb elements here, so element i = r·nb + j of y reads element j of each.
-        EmitValues(w, topo, bcast, bs.ToDictionary(b => b, _ => "j") is var cols ? period.Select((p, i) => cols.TryGetValue(i, out var c) ? c : p).ToArray() : period, direct: true);
+        EmitValues(w, topo, bcast, period.Select((p, i) => bcast[i] ? "j" : p).ToArray(), direct: true);
         EmitAdjoints(w, topo, n.Expr!, ni, bcast, period, rows: true);
         w.Indent--; w.WriteLine("}");
         for (int s = 0; s < bs.Count; s++)

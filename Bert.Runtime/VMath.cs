@@ -55,6 +55,14 @@ public static class VMath
         return Vector512.ConditionalSelect(Vector512.Equals(x, x), y, x);
     }
 
+    /// <summary>xs[i] = e^xs[i] in place: floats through <see cref="ExpInPlace(System.Span{float})"/>, doubles through
+    /// TensorPrimitives (exact to the last bits, for the double models the tests check gradients with).</summary>
+    public static void ExpInPlace<T>(System.Span<T> xs) where T : unmanaged, System.Numerics.IExponentialFunctions<T>
+    {
+        if (typeof(T) == typeof(float)) ExpInPlace(System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(xs));
+        else System.Numerics.Tensors.TensorPrimitives.Exp<T>(xs, xs);
+    }
+
     /// <summary>xs[i] = e^xs[i] in place (the vector <see cref="Exp(Vector512{float})"/>, then MathF.Exp for a tail of
     /// fewer than 16).</summary>
     public static unsafe void ExpInPlace(System.Span<float> xs)

@@ -109,8 +109,7 @@ public static class Attention
             if (anyMasked) TensorPrimitives.Add<TFloat>(pRow, maskAdd, pRow);
             TFloat max = TensorPrimitives.Max<TFloat>(pRow);
             TensorPrimitives.Subtract(pRow, max, pRow);
-            if (typeof(TFloat) == typeof(float)) VMath.ExpInPlace(System.Runtime.InteropServices.MemoryMarshal.Cast<TFloat, float>(pRow));
-            else TensorPrimitives.Exp<TFloat>(pRow, pRow);
+            VMath.ExpInPlace(pRow);
             TensorPrimitives.Divide(pRow, TensorPrimitives.Sum<TFloat>(pRow), pRow);
         }
 

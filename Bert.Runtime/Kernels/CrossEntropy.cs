@@ -50,8 +50,7 @@ public static class CrossEntropy
         Span<T> p = probs.Slice(n * V, V);          // (V)
         T max = TensorPrimitives.Max(x);
         TensorPrimitives.Subtract(x, max, p);
-        if (typeof(T) == typeof(float)) VMath.ExpInPlace(System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(p));
-        else TensorPrimitives.Exp<T>(p, p);
+        VMath.ExpInPlace(p);
         T sum = TensorPrimitives.Sum<T>(p);
         TensorPrimitives.Divide(p, sum, p);
         int label = labels[n];

@@ -96,7 +96,7 @@ public static class Gemm
     public static void Linear<T>(WeightPacks<T>? packs, int M, int N, int K, ReadOnlySpan<T> x, ReadOnlySpan<T> w, Span<T> y)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        if (packs is null || Backend != GemmBackend.Managed || M == 0 || N == 0 || K == 0)
+        if (packs is null || Backend != GemmBackend.Managed)
             Run(false, true, M, N, K, T.One, x, K, w, K, T.Zero, y, N);
         else
             ManagedGemm.RunPacked(false, M, T.One, x, K, packs.Get(w, K, N), T.Zero, y, N);
@@ -295,23 +295,23 @@ public static unsafe class ManagedGemm
     {
         if (!Gemm.Validate(transA, transB, M, N, K, A, lda, B, ldb, C, ldc)) return;
         if (K == 0 || alpha == T.Zero) { Gemm.Scale(M, N, beta, C, ldc); return; }
+        fixed (T* pa = A) fixed (T* pb = B) fixed (T* pc = C)
+            Blocked(transA, transB, M, N, K, alpha, pa, lda, pb, ldb, beta, pc, ldc, maxThreads, null, 0);
+    }
 
+    /// <summary>The validated product (K &gt; 0) on one thread or split between up to <paramref name="maxThreads"/>; with
+    /// <paramref name="packed"/>, op(B) comes from a <see cref="PackedMatrix{T}"/> of that width and B is not read.</summary>
+    private static void Blocked<T>(bool transA, bool transB, int M, int N, int K, T alpha, T* pa, int lda, T* pb, int ldb,
+        T beta, T* pc, int ldc, int maxThreads, T* packed, long packedWidth) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
         int threads = Math.Max(1, maxThreads);
         if ((long)M * N * K < ParallelThreshold) threads = 1;
         bool splitRows = M >= N;
         int unit = splitRows ? Mr : Nr<T>();
         int units = ((splitRows ? M : N) + unit - 1) / unit;
         threads = Math.Min(threads, units);
-
-        fixed (T* pa = A) fixed (T* pb = B) fixed (T* pc = C)
-        {
-            if (threads == 1)
-            {
-                Sequential(transA, transB, M, N, K, alpha, pa, lda, pb, ldb, beta, pc, ldc);
-                return;
-            }
-            RunParallel(transA, transB, M, N, K, alpha, pa, lda, pb, ldb, beta, pc, ldc, threads, splitRows, unit, units);
-        }
+        if (threads == 1) Sequential(transA, transB, M, N, K, alpha, pa, lda, pb, ldb, beta, pc, ldc, packed, packedWidth, 0);
+        else RunParallel(transA, transB, M, N, K, alpha, pa, lda, pb, ldb, beta, pc, ldc, threads, splitRows, unit, units, packed, packedWidth);
     }
 
     /// <summary>op(B) (K×N) packed once for the products that reuse it (a layer's weights at inference): per K block, with
@@ -351,34 +351,27 @@ public static unsafe class ManagedGemm
     }
 
     /// <summary>C = alpha·op(A)·B + beta·C with B packed by <see cref="Pack{T}"/>: the same bits as the unpacked product.</summary>
+    public static void RunPacked<T>(bool transA, int M, T alpha, ReadOnlySpan<T> A, int lda, PackedMatrix<T> B, T beta, Span<T> C, int ldc)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+        => RunPacked(transA, M, alpha, A, lda, B, beta, C, ldc, DefaultThreads);
+
+    /// <summary>As <see cref="RunPacked{T}(bool,int,T,ReadOnlySpan{T},int,PackedMatrix{T},T,Span{T},int)"/> with at most
+    /// <paramref name="maxThreads"/> threads (the result does not depend on it).</summary>
     public static void RunPacked<T>(bool transA, int M, T alpha, ReadOnlySpan<T> A, int lda, PackedMatrix<T> B, T beta, Span<T> C, int ldc,
-        int maxThreads = -1) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+        int maxThreads) where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int N = B.N, K = B.K;
-        if (M < 0) throw new ArgumentOutOfRangeException(nameof(M), "Matrix sizes cannot be negative.");
-        if (M == 0 || N == 0) return;
-        long needA = transA ? (long)(K - 1) * lda + M : (long)(M - 1) * lda + K, needC = (long)(M - 1) * ldc + N;
-        if (K > 0 && (A.Length < needA || lda < (transA ? M : K))) throw new ArgumentException($"A holds {A.Length} elements with leading dimension {lda}; op(A) of {M}×{K} needs {needA}.", nameof(A));
-        if (C.Length < needC || ldc < N) throw new ArgumentException($"C holds {C.Length} elements with leading dimension {ldc}; {M}×{N} needs {needC}.", nameof(C));
+        // The packed data holds K·Width ≥ K·N elements, so it passes for a K×N op(B) with leading dimension N.
+        if (!Gemm.Validate(transA, false, M, N, K, A, lda, B.Data, N, C, ldc)) return;
         if (K == 0 || alpha == T.Zero) { Gemm.Scale(M, N, beta, C, ldc); return; }
-
-        int threads = Math.Max(1, maxThreads < 0 ? DefaultThreads : maxThreads);
-        if ((long)M * N * K < ParallelThreshold) threads = 1;
-        bool splitRows = M >= N;
-        int unit = splitRows ? Mr : Nr<T>();
-        int units = ((splitRows ? M : N) + unit - 1) / unit;
-        threads = Math.Min(threads, units);
         fixed (T* pa = A) fixed (T* pc = C) fixed (T* pb = B.Data)
-        {
-            if (threads == 1) Sequential(transA, false, M, N, K, alpha, pa, lda, pb, N, beta, pc, ldc, pb, B.Width, 0);
-            else RunParallel(transA, false, M, N, K, alpha, pa, lda, pb, N, beta, pc, ldc, threads, splitRows, unit, units, pb, B.Width);
-        }
+            Blocked(transA, false, M, N, K, alpha, pa, lda, pb, N, beta, pc, ldc, maxThreads, pb, B.Width);
     }
 
     /// <summary>Splits the rows (or columns) into <paramref name="threads"/> contiguous ranges of whole micro-tiles and runs
     /// them as independent sequential products.</summary>
     private static void RunParallel<T>(bool transA, bool transB, int M, int N, int K, T alpha, T* pa, int lda, T* pb, int ldb,
-        T beta, T* pc, int ldc, int threads, bool splitRows, int unit, int units, T* packed = null, long packedWidth = 0) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+        T beta, T* pc, int ldc, int threads, bool splitRows, int unit, int units, T* packed, long packedWidth) where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         var body = new Parts<T> { TransA = transA, TransB = transB, M = M, N = N, K = K, Alpha = alpha, A = pa, Lda = lda, B = pb, Ldb = ldb,
             Beta = beta, C = pc, Ldc = ldc, Threads = threads, SplitRows = splitRows, Unit = unit, Units = units, Packed = packed, PackedWidth = packedWidth };
@@ -409,7 +402,7 @@ public static unsafe class ManagedGemm
     /// <summary>The single-threaded blocked product on raw pointers (shapes already validated, K &gt; 0).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // fully optimized from the first call (no tier-0 driver)
     private static void Sequential<T>(bool transA, bool transB, int M, int N, int K,
-        T alpha, T* A, int lda, T* B, int ldb, T beta, T* C, int ldc, T* packed = null, long packedWidth = 0, int packedCol = 0)
+        T alpha, T* A, int lda, T* B, int ldb, T beta, T* C, int ldc, T* packed, long packedWidth, int packedCol)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int mr = Mr, nr = Nr<T>();

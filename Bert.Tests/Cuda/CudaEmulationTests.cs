@@ -45,6 +45,24 @@ public partial class CudaSourceTests(ITestOutputHelper output)
         return (p.ExitCode, text);
     }
 
+    /// <summary>`bert selftest --device cuda --models …` on the emulated device (threads in <paramref name="order"/>, or in
+    /// order): it must run there, exit 0, fail no check; returns what it printed.</summary>
+    string EmulatedSelfTest(string[] models, string? order)
+    {
+        RequireClang();
+        string dir = TempDir.Create();
+        try
+        {
+            var (code, text) = RunBertOrdered(dir, emulate: true, order, ["selftest", "--device", "cuda", "--models", string.Join(',', models)]);
+            Assert.True(code == 0, Tail(text));
+            Assert.Contains("host emulation", text);
+            Assert.DoesNotContain("FAIL", text);
+            Assert.Matches(@"\d+ checks passed, 0 failed", text);
+            return text;
+        }
+        finally { TempDir.Delete(dir); }
+    }
+
     /// <summary>`bert selftest --device cuda` on the emulated device: every check of every model but BERT-Base (too slow
     /// for loops on the host) — cuBLAS, forward and backward buffers and every parameter gradient against the CPU in
     /// double with outputs poisoned first, the fused attention, bf16 products and the bf16 weight copy through a replayed
@@ -52,23 +70,13 @@ public partial class CudaSourceTests(ITestOutputHelper output)
     [ClangFact]
     public void Emulated_SelfTest_PassesEveryCheck_OnEveryModelButBase()
     {
-        RequireClang();
-        string dir = TempDir.Create();
-        try
-        {
-            string[] models = ["BertNanoPreTraining", "BertNanoClassifier", "AlbertClassifier", "BertNanoPreLnPreTraining", "BertNanoTokenClassifier", "BertMiniPreTraining"];
-            var (code, text) = RunBert(dir, emulate: true, "selftest", "--device", "cuda", "--models", string.Join(',', models));
-            Assert.True(code == 0, Tail(text));
-            Assert.Contains("host emulation", text);
-            Assert.DoesNotContain("FAIL", text);
-            var total = Regex.Match(text, @"(\d+) checks passed, 0 failed");
-            Assert.True(total.Success, Tail(text));
-            // 12 checks per model (compile, forward, backward, gradients, fused attention, bf16, bf16 copy, repeatability,
-            // inference, accuracy counted on the device, AdamW, LAMB), cuBLAS twice, evaluation, two training loops.
-            Assert.Equal(models.Length * 12 + 5, int.Parse(total.Groups[1].Value, CultureInfo.InvariantCulture));
-            foreach (var m in models) Assert.Contains($"PASS  {m}: parameter gradients vs CPU double", text);
-        }
-        finally { TempDir.Delete(dir); }
+        string[] models = ["BertNanoPreTraining", "BertNanoClassifier", "AlbertClassifier", "BertNanoPreLnPreTraining", "BertNanoTokenClassifier", "BertMiniPreTraining"];
+        string text = EmulatedSelfTest(models, order: null);
+        // 12 checks per model (compile, forward, backward, gradients, fused attention, bf16, bf16 copy, repeatability,
+        // inference, accuracy counted on the device, AdamW, LAMB), cuBLAS twice, evaluation, two training loops.
+        var total = Regex.Match(text, @"(\d+) checks passed, 0 failed");
+        Assert.Equal(models.Length * 12 + 5, int.Parse(total.Groups[1].Value, CultureInfo.InvariantCulture));
+        foreach (var m in models) Assert.Contains($"PASS  {m}: parameter gradients vs CPU double", text);
     }
 
     /// <summary>The same with blocks, and each block's threads, run last first: a kernel whose result depends on the
@@ -76,18 +84,9 @@ public partial class CudaSourceTests(ITestOutputHelper output)
     [ClangFact]
     public void Emulated_SelfTest_PassesInReverseThreadOrder()
     {
-        RequireClang();
-        string dir = TempDir.Create();
-        try
-        {
-            string[] models = ["BertNanoPreTraining", "BertNanoClassifier", "BertNanoTokenClassifier"];
-            var (code, text) = RunBertOrdered(dir, emulate: true, "reverse", ["selftest", "--device", "cuda", "--models", string.Join(',', models)]);
-            Assert.True(code == 0, Tail(text));
-            Assert.DoesNotContain("FAIL", text);
-            Assert.Matches(@"\d+ checks passed, 0 failed", text);
-            foreach (var m in models) Assert.Contains($"PASS  {m}: fused attention vs CPU double", text);
-        }
-        finally { TempDir.Delete(dir); }
+        string[] models = ["BertNanoPreTraining", "BertNanoClassifier", "BertNanoTokenClassifier"];
+        string text = EmulatedSelfTest(models, order: "reverse");
+        foreach (var m in models) Assert.Contains($"PASS  {m}: fused attention vs CPU double", text);
     }
 
     /// <summary>`bert pretrain --device cuda` through the CLI on the emulated device gives the CPU run's losses and
