@@ -649,8 +649,11 @@ public static class GpuSelfTest
             }
         }
         CudaDriver.EventDestroy(start); CudaDriver.EventDestroy(stop);
-        Profile(r, gpu, opt, info, s, rng, CudaPrecision.Tf32, fused: false);
-        Profile(r, gpu, opt, info, s, rng, CudaPrecision.Tf32, fused: true);
+        Profile(r, gpu, opt, info, s, rng, CudaPrecision.Tf32, fused: false, byKernel: false);
+        Profile(r, gpu, opt, info, s, rng, CudaPrecision.Bf16, fused: false, byKernel: false);
+        Profile(r, gpu, opt, info, s, rng, CudaPrecision.Bf16, fused: true, byKernel: false);
+        Profile(r, gpu, opt, info, s, rng, CudaPrecision.Bf16, fused: false, byKernel: true);
+        Profile(r, gpu, opt, info, s, rng, CudaPrecision.Bf16, fused: true, byKernel: true);
         gpu.Dispose();
         Inference(r, device, cache, s);
     }
@@ -666,10 +669,12 @@ public static class GpuSelfTest
         gpu.SetParameters(cpu.Parameters);
         var rng = new Random(8);
         nint start = CudaDriver.EventCreate(), stop = CudaDriver.EventCreate();
-        foreach (var (B, fused) in new[] { (1, false), (s.Batches.Max(), false), (1, true), (s.Batches.Max(), true) })
+        int most = s.Batches.Max();
+        foreach (var (B, fused, bf16) in new[] { (1, false, false), (most, false, false), (1, true, false), (most, true, false), (1, false, true), (most, false, true), (most, true, true) })
         {
             gpu.FusedAttention = fused;
-            string attn = fused ? ", fused attention" : "";
+            gpu.Precision = bf16 ? CudaPrecision.Bf16 : CudaPrecision.Tf32;
+            string attn = (fused ? ", fused attention" : "") + (bf16 ? ", bf16" : "");
             var inputs = RandomInputs(entry.Info, B, s.Seq, 0, rng);
             foreach (var k in inputs.Keys.Where(k => entry.Info.Input(k).Kind == InputKind.Mask)) Array.Fill(inputs[k], 1);
             gpu.Bind(B, s.Seq, 0, training: false);
@@ -690,8 +695,8 @@ public static class GpuSelfTest
             double median = ms[Runs / 2];
             float[] direct = gpu.Output;
             r.Row($"time BERT-Base classifier inference B={B} T={s.Seq}{attn}", float.IsFinite(direct[0]),
-                string.Create(Inv, $"{median:F3} ms (median of {Runs}), {B / (median / 1000):F0} seq/s; TF32 products, kernel by kernel"),
-                new() { ["batch"] = B, ["seq"] = s.Seq, ["infer_ms"] = median, ["seq_per_s"] = B / (median / 1000), ["graph"] = false, ["fused_attention"] = fused });
+                string.Create(Inv, $"{median:F3} ms (median of {Runs}), {B / (median / 1000):F0} seq/s; {(bf16 ? "bf16" : "TF32")} products, kernel by kernel"),
+                new() { ["batch"] = B, ["seq"] = s.Seq, ["infer_ms"] = median, ["seq_per_s"] = B / (median / 1000), ["graph"] = false, ["fused_attention"] = fused, ["bf16"] = bf16 });
 
             // The same forward captured once as a CUDA graph and replayed: one launch instead of one per kernel.
             using var graph = gpu.CaptureForward();
@@ -713,13 +718,14 @@ public static class GpuSelfTest
             double gmedian = gms[Runs / 2];
             r.Row($"time BERT-Base classifier inference B={B} T={s.Seq}{attn}, graph", same,
                 string.Create(Inv, $"{gmedian:F3} ms (median of {Runs}), {B / (gmedian / 1000):F0} seq/s; replayed CUDA graph, {(same ? "the same bits as kernel by kernel" : "DIFFERENT from kernel by kernel")} (arena poisoned first)"),
-                new() { ["batch"] = B, ["seq"] = s.Seq, ["infer_ms"] = gmedian, ["seq_per_s"] = B / (gmedian / 1000), ["graph"] = true, ["fused_attention"] = fused });
+                new() { ["batch"] = B, ["seq"] = s.Seq, ["infer_ms"] = gmedian, ["seq_per_s"] = B / (gmedian / 1000), ["graph"] = true, ["fused_attention"] = fused, ["bf16"] = bf16 });
         }
         CudaDriver.EventDestroy(start); CudaDriver.EventDestroy(stop);
     }
 
-    /// <summary>One step at the largest batch with an event at every op: where the time goes, by op kind and phase.</summary>
-    static void Profile(Report r, CudaModel gpu, CudaOptimizer opt, ModelInfo info, Settings s, Random rng, CudaPrecision precision, bool fused)
+    /// <summary>One step at the largest batch with an event at every op (or, <paramref name="byKernel"/>, at every kernel
+    /// launch and cuBLAS product): where the time goes, by op kind (or kernel, or product shape) and phase.</summary>
+    static void Profile(Report r, CudaModel gpu, CudaOptimizer opt, ModelInfo info, Settings s, Random rng, CudaPrecision precision, bool fused, bool byKernel)
     {
         int B = s.Batches.Max(), G = (int)Math.Round(0.15 * B * s.Seq);
         var inputs = RandomInputs(info, B, s.Seq, G, rng);
@@ -737,7 +743,8 @@ public static class GpuSelfTest
             CudaDriver.EventRecord(e, gpu.Stream);
             events.Add(e); labels.Add(label);
         }
-        gpu.OnOp = id => Mark($"{phase} {ops[id].Kind}");
+        if (byKernel) gpu.OnLaunch = name => Mark($"{phase[0]} {name}");
+        else gpu.OnOp = id => Mark($"{phase} {ops[id].Kind}");
         gpu.ZeroGradients();
         Mark("zero gradients");
         gpu.Forward(training: true, seed: 5);
@@ -745,6 +752,7 @@ public static class GpuSelfTest
         Mark("backward seed");
         gpu.Backward();
         gpu.OnOp = null;
+        gpu.OnLaunch = null;
         Mark("optimizer");
         opt.ComputeNorm(1.0);
         opt.Step(1e-4);
@@ -757,8 +765,9 @@ public static class GpuSelfTest
         foreach (var e in events) CudaDriver.EventDestroy(e);
         var data = new Dictionary<string, object> { ["batch"] = B, ["total_ms"] = total };
         foreach (var (k, v) in sums) data[k] = v;
-        r.Row($"profile BERT-Base {precision.ToString().ToLowerInvariant()}{(fused ? " fused-attn" : "")} step B={B}", true, string.Create(Inv, $"{total:F1} ms in all (events at every op)"), data);
-        foreach (var (k, v) in sums.OrderByDescending(x => x.Value).Take(14))
-            r.Info(string.Create(Inv, $"{k,-28} {v,8:F2} ms  {v / total,6:P1}"));
+        r.Row($"profile BERT-Base {precision.ToString().ToLowerInvariant()}{(fused ? " fused-attn" : "")} step B={B}{(byKernel ? " by kernel" : "")}", true,
+            string.Create(Inv, $"{total:F1} ms in all (events at every {(byKernel ? "launch" : "op")}, {events.Count} of them)"), data);
+        foreach (var (k, v) in sums.OrderByDescending(x => x.Value).Take(byKernel ? 30 : 14))
+            r.Info(string.Create(Inv, $"{k,-44} {v,8:F2} ms  {v / total,6:P1}"));
     }
 }

@@ -49,13 +49,21 @@ public sealed unsafe class CudaExec
 
     public void Op(int id) { CurrentOp = id; OnOp?.Invoke(id); }
 
+    /// <summary>Called before each kernel launch and each cuBLAS product with a label (the kernel's name, or the product's
+    /// type and shape): the self-test's per-kernel profile.</summary>
+    public Action<string>? OnLaunch { get; set; }
+
     public ulong Buf(int id) => Arena + (ulong)Offsets[id] * 4;
     public ulong Param(long offset) => Params + (ulong)offset * 4;
     public ulong Grad(long offset) => Grads == 0 ? throw new InvalidOperationException("This CUDA model has no gradient buffer; bind it for training.") : Grads + (ulong)offset * 4;
     public ulong Ints(int input) => IntPtrs[input];
 
     /// <summary>Clears buffer <paramref name="id"/> (a gradient that the ops after it add into).</summary>
-    public void Zero(int id) => CudaDriver.MemsetD8Async(Buf(id), 0, (ulong)Lengths[id] * 4, Stream);
+    public void Zero(int id)
+    {
+        ForgetOperands();
+        CudaDriver.MemsetD8Async(Buf(id), 0, (ulong)Lengths[id] * 4, Stream);
+    }
 
     /// <summary>The argument list for the next launch (reused; valid until the next call of Args).</summary>
     public KernelArguments Args() { _args.Clear(); return _args; }
@@ -69,11 +77,19 @@ public sealed unsafe class CudaExec
 
     uint Grid(long threads) => (uint)Math.Clamp((threads + Block - 1) / Block, 1, MaxGrid);
 
-    void Launch(string name, long threads, KernelArguments args, uint block = Block) =>
+    void Launch(string name, long threads, KernelArguments args, uint block = Block)
+    {
+        OnLaunch?.Invoke(name);
+        ForgetOperands();
         CudaDriver.LaunchKernel(Fn(name), Grid(threads), block, 0, Stream, args);
+    }
 
-    void LaunchBlocks(string name, Dim3 grid, KernelArguments args, uint block = Block) =>
+    void LaunchBlocks(string name, Dim3 grid, KernelArguments args, uint block = Block)
+    {
+        OnLaunch?.Invoke(name);
+        ForgetOperands();
         CudaDriver.LaunchKernel(Fn(name), grid, block, 0, Stream, args);
+    }
 
     /// <summary>A generated fused kernel over n elements with <paramref name="threads"/> threads wanted (n for forward;
     /// the broadcast column count for a backward that sums over rows).</summary>
@@ -98,7 +114,7 @@ public sealed unsafe class CudaExec
         LaunchBlocks(kernel, new Dim3(Grid(nb), (uint)chunks), args);
         for (int s = 0; s < broadcastGrads.Length; s++)
             if (broadcastGrads[s] != 0)
-                Launch("rt_colsum_finish", nb, Args().Add(broadcastGrads[s]).Add(Scratch + (ulong)(s * chunks * nb) * 4).Add((int)nb).Add((int)chunks));
+                LaunchBlocks("rt_colsum_finish", (uint)((nb + 31) / 32), Args().Add(broadcastGrads[s]).Add(Scratch + (ulong)(s * chunks * nb) * 4).Add((int)nb).Add((int)chunks), 1024);
     }
 
     /// <summary>Row-major C(M×N) = alpha·op(A)·op(B) + beta·C through cuBLAS, fp32 accumulation and fp32 C; the operands in
@@ -109,34 +125,72 @@ public sealed unsafe class CudaExec
         if (K == 0) { if (beta != 1f) throw new InvalidOperationException("A product over an empty dimension must accumulate (beta = 1)."); return; }
         if (Precision != CudaPrecision.Bf16)
         {
+            OnLaunch?.Invoke($"gemm {(Precision == CudaPrecision.Tf32 ? "tf32" : "fp32")} {(transA ? 'T' : 'N')}{(transB ? 'T' : 'N')} {M}x{N}x{K}");
+            ForgetOperands();
             Blas.Gemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, CudaDataType.R32F);
             return;
         }
         int rowsA = transA ? K : M, colsA = transA ? M : K, rowsB = transB ? N : K, colsB = transB ? K : N;
         if ((long)rowsA * colsA > GemmSlot || (long)rowsB * colsB > GemmSlot)
             throw new InvalidOperationException($"The bf16 operand scratch holds {GemmSlot} elements but a {M}×{N}×{K} product needs {(long)rowsA * colsA} and {(long)rowsB * colsB}; this is a bug in CudaModel's sizing.");
-        ulong a16 = Bf16Operand(A, rowsA, colsA, lda, GemmScratch), b16 = Bf16Operand(B, rowsB, colsB, ldb, GemmScratch + (ulong)GemmSlot * 2);
+        ulong a16 = Bf16Operand(A, rowsA, colsA, lda, 0), b16 = Bf16Operand(B, rowsB, colsB, ldb, 1);
+        OnLaunch?.Invoke($"gemm bf16 {(transA ? 'T' : 'N')}{(transB ? 'T' : 'N')} {M}x{N}x{K}");
         Blas.Gemm(transA, transB, M, N, K, alpha, a16, colsA, b16, colsB, beta, C, ldc, CudaDataType.R16BF, CudaDataType.R32F);
+        // The product wrote C: a remembered operand that C overlaps is stale.
+        ulong cEnd = C + ((ulong)(M - 1) * (ulong)ldc + (ulong)N) * 4;
+        for (int slot = 0; slot < 2; slot++)
+            if (_held[slot].Src != 0 && _held[slot].Src < cEnd && C < _held[slot].End) _held[slot] = default;
     }
 
+    /// <summary>What each of the two bf16 operand slots holds: the rounded copy of [Src, End) with that shape, until a launch,
+    /// a memset or a product writing over the source makes it stale. A Linear's backward rounds its output gradient once for
+    /// both products (dX = dY·W and dW = dYᵀ·X take it as their first operand).</summary>
+    (ulong Src, ulong End, int Rows, int Cols, int Ld)[] _held = new (ulong, ulong, int, int, int)[2];
+
+    /// <summary>Forgets the bf16 operands the slots hold (anything may have written their sources).</summary>
+    internal void ForgetOperands() { _held[0] = default; _held[1] = default; }
+
     /// <summary>A product's operand in bf16: a packed weight (inside the parameters, 16-byte aligned in the bf16 copy) is read
-    /// from <see cref="Params16"/>, which CudaModel keeps current; anything else is rounded into <paramref name="slot"/>.</summary>
-    ulong Bf16Operand(ulong x, int rows, int cols, int ld, ulong slot)
+    /// from <see cref="Params16"/>, which CudaModel keeps current; anything else is rounded into operand slot
+    /// <paramref name="slot"/> (0 or 1), unless that slot still holds it.</summary>
+    ulong Bf16Operand(ulong x, int rows, int cols, int ld, int slot)
     {
         if (Params16 != 0 && ld == cols && x >= Params && x + (ulong)rows * (ulong)cols * 4 <= Params + ParamCount * 4)
         {
             ulong elements = (x - Params) / 4;
             if (elements % 8 == 0) return Params16 + elements * 2;
         }
-        Launch("rt_to_bf16", (long)rows * cols, Args().Add(slot).Add(x).Add((long)rows).Add(cols).Add(ld));
-        return slot;
+        ulong dst = GemmScratch + (ulong)(slot * GemmSlot) * 2;
+        if (_held[slot] == (x, x + ((ulong)(rows - 1) * (ulong)ld + (ulong)cols) * 4, rows, cols, ld)) return dst;
+        if (ld == cols) ConvertBf16(dst, x, (long)rows * cols);
+        else
+        {
+            OnLaunch?.Invoke("rt_to_bf16");
+            CudaDriver.LaunchKernel(Fn("rt_to_bf16"), Grid((long)rows * cols), Block, 0, Stream, Args().Add(dst).Add(x).Add((long)rows).Add(cols).Add(ld));
+        }
+        _held[slot] = (x, x + ((ulong)(rows - 1) * (ulong)ld + (ulong)cols) * 4, rows, cols, ld);
+        return dst;
+    }
+
+    /// <summary>dst (n bf16) = src (n floats) rounded to nearest even, four at a time where the addresses allow.</summary>
+    void ConvertBf16(ulong dst, ulong src, long n)
+    {
+        if (n % 4 == 0 && src % 16 == 0 && dst % 8 == 0)
+        {
+            OnLaunch?.Invoke("rt_to_bf16_4");
+            CudaDriver.LaunchKernel(Fn("rt_to_bf16_4"), Grid(n / 4), Block, 0, Stream, Args().Add(dst).Add(src).Add(n / 4));
+            return;
+        }
+        OnLaunch?.Invoke("rt_to_bf16");
+        CudaDriver.LaunchKernel(Fn("rt_to_bf16"), Grid(n), Block, 0, Stream, Args().Add(dst).Add(src).Add(1L).Add((int)Math.Min(n, int.MaxValue)).Add((int)Math.Min(n, int.MaxValue)));
     }
 
     /// <summary>dst (n bf16) = src (n floats) rounded to nearest even.</summary>
     internal void ToBf16(ulong dst, ulong src, long n)
     {
         if (n > int.MaxValue) throw new InvalidOperationException($"A bf16 conversion of {n} values is more than one launch converts.");
-        Launch("rt_to_bf16", n, Args().Add(dst).Add(src).Add(1L).Add((int)n).Add((int)n));
+        ForgetOperands();
+        ConvertBf16(dst, src, n);
     }
 
     /// <summary>How the matrix products round their operands.</summary>
@@ -160,9 +214,18 @@ public sealed unsafe class CudaExec
         {
             int runs = RunCounts[input];
             if (runs == 0) return;
+            var (segments, multi, parts) = Segments[input];
             ulong order = RunPtrs[input], runStart = order + (ulong)N * 4, runId = order + (ulong)(2 * N + 1) * 4;
-            LaunchBlocks("rt_embed_backward_runs", (uint)Math.Min(runs, MaxGrid),
-                Args().Add(dTable).Add(dy).Add(order).Add(runStart).Add(runId).Add(runs).Add(C).Add(V), (uint)Math.Clamp((C + 31) / 32 * 32, 32, Block));
+            ulong segLo = order + (ulong)(3 * N + 2) * 4, segRun = segLo + (ulong)segments * 4, segPart = segRun + (ulong)segments * 4;
+            ulong multiRun = segPart + (ulong)segments * 4, multiFirst = multiRun + (ulong)multi * 4;
+            RequireScratch((long)parts * C, "the embedding backward");
+            uint threads = (uint)Math.Clamp((C + 31) / 32 * 32, 32, Block);
+            LaunchBlocks("rt_embed_backward_segments", (uint)Math.Min(segments, MaxGrid),
+                Args().Add(dTable).Add(Scratch).Add(dy).Add(order).Add(runStart).Add(runId).Add(segLo).Add(segRun).Add(segPart)
+                    .Add(segments).Add(CudaKernels.EmbedSegmentRows).Add(C).Add(V), threads);
+            if (multi > 0)
+                LaunchBlocks("rt_embed_backward_finish", new Dim3(Grid(C), (uint)Math.Min(multi, MaxGrid)),
+                    Args().Add(dTable).Add(Scratch).Add(runId).Add(multiRun).Add(multiFirst).Add(multi).Add(C).Add(V));
             return;
         }
         LaunchBlocks("rt_embed_backward", new Dim3(Grid(C), (uint)Math.Clamp(V, 1, 128)), Args().Add(dTable).Add(dy).Add(ids).Add(N).Add(C).Add(V));
@@ -172,6 +235,48 @@ public sealed unsafe class CudaExec
     /// distinct ids, or -1 when not grouped.</summary>
     internal ulong[] RunPtrs = [];
     internal int[] RunCounts = [];
+    /// <summary>Per grouped input, <see cref="SegmentRuns"/>' counts: segments, runs of several segments, partials.</summary>
+    internal (int Segments, int Multi, int Parts)[] Segments = [];
+
+    /// <summary>Ints of host and device memory the grouped rows of n ids take, segments included.</summary>
+    public static int GroupedLength(int n) => 7 * n + 8;
+
+    /// <summary>Cuts the <paramref name="runs"/> runs that <see cref="GroupById"/> wrote into <paramref name="packed"/> (n ids)
+    /// into segments of at most <paramref name="segmentRows"/> rows, written after its 3n + 2 ints: segLo (each segment's
+    /// first position in the row order), segRun (its run), segPart (its partial's index, or -1 when its run is a single
+    /// segment, which adds to the table directly), then the runs of several segments (multiRun) and where each one's partials
+    /// start (multiFirst, one more value). Returns the segment count, the multi-segment run count and the partial count.</summary>
+    public static (int Segments, int Multi, int Parts) SegmentRuns(Span<int> packed, int n, int runs, int segmentRows)
+    {
+        if (packed.Length < GroupedLength(n)) throw new ArgumentException($"SegmentRuns needs {GroupedLength(n)} ints for {n} ids but was given {packed.Length}.", nameof(packed));
+        if (segmentRows < 1) throw new ArgumentOutOfRangeException(nameof(segmentRows));
+        var runStart = packed.Slice(n, runs + 1);
+        int segments = 0, multi = 0;
+        for (int r = 0; r < runs; r++)
+        {
+            int k = (runStart[r + 1] - runStart[r] + segmentRows - 1) / segmentRows;
+            segments += k;
+            if (k > 1) multi++;
+        }
+        var segLo = packed.Slice(3 * n + 2, segments);
+        var segRun = packed.Slice(3 * n + 2 + segments, segments);
+        var segPart = packed.Slice(3 * n + 2 + 2 * segments, segments);
+        var multiRun = packed.Slice(3 * n + 2 + 3 * segments, multi);
+        var multiFirst = packed.Slice(3 * n + 2 + 3 * segments + multi, multi + 1);
+        int s = 0, m = 0, parts = 0;
+        for (int r = 0; r < runs; r++)
+        {
+            bool several = runStart[r + 1] - runStart[r] > segmentRows;
+            if (several) { multiRun[m] = r; multiFirst[m] = parts; m++; }
+            for (int lo = runStart[r]; lo < runStart[r + 1]; lo += segmentRows, s++)
+            {
+                segLo[s] = lo; segRun[s] = r;
+                segPart[s] = several ? parts++ : -1;
+            }
+        }
+        multiFirst[multi] = parts;
+        return (segments, multi, parts);
+    }
 
     /// <summary>Ids above this are not grouped (the count array would be too large); the scanning kernel takes them.</summary>
     public const int MaxGroupedId = 1 << 24;
@@ -214,7 +319,7 @@ public sealed unsafe class CudaExec
         RequireScratch(2L * chunks * C, "LayerNorm");
         LaunchBlocks("rt_layernorm_backward_wb_partial", new Dim3((uint)((C + Block - 1) / Block), (uint)chunks),
             Args().Add(Scratch).Add(dy).Add(x).Add(mean).Add(rstd).Add(N).Add(C).Add(CudaKernels.RowChunk));
-        Launch("rt_layernorm_backward_wb_finish", C, Args().Add(dw).Add(db).Add(Scratch).Add(C).Add(chunks));
+        LaunchBlocks("rt_layernorm_backward_wb_finish", (uint)((C + 31) / 32), Args().Add(dw).Add(db).Add(Scratch).Add(C).Add(chunks), 1024);
     }
 
     static float Scale(int C, int H) => 1f / MathF.Sqrt(C / H);
@@ -223,14 +328,32 @@ public sealed unsafe class CudaExec
     /// score gradients and the dropped probabilities (B·H·T·T each).</summary>
     public static long AttentionScratch(int B, int T, int C, int H) => 7L * B * T * C + 2L * B * H * T * T;
 
-    void Split(ulong dst, ulong src, int B, int T, int C, int H, int stride, int offset) =>
-        Launch("rt_heads_split", (long)B * T * C, Args().Add(dst).Add(src).Add(B).Add(T).Add(C).Add(H).Add(stride).Add(offset));
+    /// <summary>Whether the head moves can go four floats at a time (rt_heads_split4 / rt_heads_merge4).</summary>
+    static bool Vec4(ulong dst, ulong src, int B, int T, int C, int H, int stride, int offset) =>
+        (C / H) % 4 == 0 && C % 4 == 0 && stride % 4 == 0 && offset % 4 == 0 && dst % 16 == 0 && src % 16 == 0 && (long)B * T * Math.Max(C, stride) < int.MaxValue;
 
-    void Merge(ulong dst, ulong src, int B, int T, int C, int H, int stride, int offset, bool accumulate) =>
-        Launch("rt_heads_merge", (long)B * T * C, Args().Add(dst).Add(src).Add(B).Add(T).Add(C).Add(H).Add(stride).Add(offset).Add(accumulate ? 1 : 0));
+    void Split(ulong dst, ulong src, int B, int T, int C, int H, int stride, int offset)
+    {
+        if (Vec4(dst, src, B, T, C, H, stride, offset))
+            Launch("rt_heads_split4", (long)B * T * C / 4, Args().Add(dst).Add(src).Add(B * T).Add(T).Add(C).Add(H).Add(stride).Add(offset));
+        else
+            Launch("rt_heads_split", (long)B * T * C, Args().Add(dst).Add(src).Add(B).Add(T).Add(C).Add(H).Add(stride).Add(offset));
+    }
 
-    void Batched(bool tA, bool tB, int M, int N, int K, float alpha, ulong A, int lda, long sA, ulong Bm, int ldb, long sB, ulong C, int ldc, long sC, int batch) =>
+    void Merge(ulong dst, ulong src, int B, int T, int C, int H, int stride, int offset, bool accumulate)
+    {
+        if (Vec4(dst, src, B, T, C, H, stride, offset))
+            Launch("rt_heads_merge4", (long)B * T * C / 4, Args().Add(dst).Add(src).Add(B * T).Add(T).Add(C).Add(H).Add(stride).Add(offset).Add(accumulate ? 1 : 0));
+        else
+            Launch("rt_heads_merge", (long)B * T * C, Args().Add(dst).Add(src).Add(B).Add(T).Add(C).Add(H).Add(stride).Add(offset).Add(accumulate ? 1 : 0));
+    }
+
+    void Batched(bool tA, bool tB, int M, int N, int K, float alpha, ulong A, int lda, long sA, ulong Bm, int ldb, long sB, ulong C, int ldc, long sC, int batch)
+    {
+        OnLaunch?.Invoke($"gemm batched {(tA ? 'T' : 'N')}{(tB ? 'T' : 'N')} {batch}x{M}x{N}x{K}");
+        ForgetOperands();
         Blas.GemmStridedBatched(tA, tB, M, N, K, alpha, A, lda, sA, Bm, ldb, sB, 0f, C, ldc, sC, batch, CudaDataType.R32F);
+    }
 
     /// <summary>Attention by the fused kernels (no head-major copies, no separate products) instead of cuBLAS batched
     /// products around a softmax kernel; for head sizes up to 128. Off by default until measured (BERT_CUDA_ATTENTION=fused).</summary>
@@ -241,6 +364,8 @@ public sealed unsafe class CudaExec
     void LaunchFused(string name, int B, int T, int C, int H, KernelArguments args)
     {
         uint shared = (uint)(2 * FusedRows * (C / H + 1) * 4);
+        OnLaunch?.Invoke(name);
+        ForgetOperands();
         CudaDriver.LaunchKernel(Fn(name), new Dim3((uint)(B * H), (uint)((T + FusedRows - 1) / FusedRows)), Block, shared, Stream, args);
     }
 
@@ -302,8 +427,25 @@ public sealed unsafe class CudaExec
     public void Gather(ulong y, ulong x, ulong rows, int G, int C, int N) =>
         Launch("rt_gather_forward", (long)G * C, Args().Add(y).Add(x).Add(rows).Add(G).Add(C).Add(N));
 
-    public void GatherBackward(ulong dx, ulong dy, ulong rows, int G, int C, int N) =>
-        Launch("rt_gather_backward", C, Args().Add(dx).Add(dy).Add(rows).Add(G).Add(C).Add(N));
+    public void GatherBackward(ulong dx, ulong dy, ulong rows, int G, int C, int N)
+    {
+        int input = Array.IndexOf(IntPtrs, rows);
+        if (input >= 0 && input < DistinctRows.Length && DistinctRows[input])
+            Launch("rt_gather_backward_distinct", (long)G * C, Args().Add(dx).Add(dy).Add(rows).Add(G).Add(C).Add(N));
+        else
+            Launch("rt_gather_backward", C, Args().Add(dx).Add(dy).Add(rows).Add(G).Add(C).Add(N));
+    }
+
+    /// <summary>Per integer input: whether its values (the gathered rows) were distinct when last set.</summary>
+    internal bool[] DistinctRows = [];
+
+    /// <summary>Whether the non-negative values are all different (the masked positions of a batch).</summary>
+    public static bool AllDistinct(ReadOnlySpan<int> values)
+    {
+        var seen = new HashSet<int>(values.Length);
+        foreach (int v in values) if (v >= 0 && !seen.Add(v)) return false;
+        return true;
+    }
 
     public void First(ulong y, ulong x, int B, int T, int C) =>
         Launch("rt_first_forward", (long)B * C, Args().Add(y).Add(x).Add(B).Add(T).Add(C));

@@ -47,16 +47,23 @@ public sealed unsafe class CudaModel : IDisposable
         _intCapacity = new int[_ex.IntPtrs.Length];
         _ex.RunPtrs = new ulong[_ex.IntPtrs.Length];
         _ex.RunCounts = new int[_ex.IntPtrs.Length];
+        _ex.Segments = new (int, int, int)[_ex.IntPtrs.Length];
         _runCapacity = new int[_ex.IntPtrs.Length];
         _embedIds = new bool[_ex.IntPtrs.Length];
+        _gatherRows = new bool[_ex.IntPtrs.Length];
+        _ex.DistinctRows = new bool[_ex.IntPtrs.Length];
         foreach (var op in info.Ops)
+        {
             if (op.Kind == OpKind.Embed && op.IntInput >= 0 && op.IntInput < _embedIds.Length) _embedIds[op.IntInput] = true;
+            if (op.Kind == OpKind.Gather && op.IntInput >= 0 && op.IntInput < _gatherRows.Length) _gatherRows[op.IntInput] = true;
+        }
     }
 
     // Embedding ids grouped by id as they are set (training bindings): the device copies, their capacity in ints, which
     // inputs an embedding reads, and the host scratch of the grouping.
     readonly int[] _runCapacity;
     readonly bool[] _embedIds;
+    readonly bool[] _gatherRows;
     int[] _groupCounts = [], _grouped = [];
 
     const ulong WorkspaceBytes = 32UL << 20;
@@ -123,6 +130,7 @@ public sealed unsafe class CudaModel : IDisposable
         slot = (slot + 63) & ~63L;   // the second slot starts 128-byte aligned (cuBLAS picks its fast kernels on aligned operands)
         if (slot <= _ex.GemmSlot) return;
         if (_ex.GemmScratch != 0) CudaDriver.MemFree(_ex.GemmScratch);
+        _ex.ForgetOperands();
         _ex.GemmScratch = CudaDriver.MemAlloc((ulong)slot * 4); // two slots of 2-byte elements
         _ex.GemmSlot = slot;
     }
@@ -133,6 +141,8 @@ public sealed unsafe class CudaModel : IDisposable
     public int Seq => _ex.Seq;
     public int Rows => _ex.Rows;
     public Action<int>? OnOp { get => _ex.OnOp; set => _ex.OnOp = value; }
+    /// <summary>Called before each kernel launch and cuBLAS product with its label (<see cref="CudaExec.OnLaunch"/>).</summary>
+    public Action<string>? OnLaunch { get => _ex.OnLaunch; set => _ex.OnLaunch = value; }
     /// <summary>Bytes of device memory held for activations and scratch at the current binding.</summary>
     public ulong ArenaBytes => _arenaBytes + _scratchBytes;
 
@@ -191,11 +201,11 @@ public sealed unsafe class CudaModel : IDisposable
                 _intCapacity[i.Index] = n;
             }
             _ex.RunCounts[i.Index] = -1;
-            if (training && _embedIds[i.Index] && _runCapacity[i.Index] < 3 * n + 2)
+            if (training && _embedIds[i.Index] && _runCapacity[i.Index] < CudaExec.GroupedLength((int)n))
             {
                 if (_ex.RunPtrs[i.Index] != 0) CudaDriver.MemFree(_ex.RunPtrs[i.Index]);
-                _ex.RunPtrs[i.Index] = CudaDriver.MemAlloc((ulong)(3 * n + 2) * 4);
-                _runCapacity[i.Index] = 3 * n + 2;
+                _ex.RunPtrs[i.Index] = CudaDriver.MemAlloc((ulong)CudaExec.GroupedLength((int)n) * 4);
+                _runCapacity[i.Index] = CudaExec.GroupedLength((int)n);
             }
         }
         if (_ex.Precision == CudaPrecision.Bf16) AllocateGemmScratch(batch, seq, rows);
@@ -213,6 +223,8 @@ public sealed unsafe class CudaModel : IDisposable
             int last = op.Shape.Length > 0 ? op.Shape[^1] : 1;
             if (op.Kind == OpKind.Attention) s = Math.Max(s, CudaExec.AttentionScratch(batch, seq, last, op.Heads));
             if (op.Kind == OpKind.LayerNorm && last > 0) s = Math.Max(s, 2L * ((n + CudaKernels.RowChunk - 1) / CudaKernels.RowChunk) * last);
+            // the embedding backward's partials: runs longer than a segment have fewer than 2·len/segment of them
+            if (op.Kind == OpKind.Embed) s = Math.Max(s, (2 * n / CudaKernels.EmbedSegmentRows + 1) * last);
         }
         foreach (var k in Info.Kernels)
         {
@@ -237,13 +249,20 @@ public sealed unsafe class CudaModel : IDisposable
         long n = Size(i.Shape);
         if (data.Length != n) throw new ArgumentException($"Input '{name}' needs {n} values for B={_ex.Batch}, T={_ex.Seq}, G={_ex.Rows} but got {data.Length}.");
         if (n > 0) CudaDriver.MemcpyHtoDAsync(_ex.IntPtrs[i.Index], data, _ex.Stream);
+        if (_gatherRows[i.Index]) _ex.DistinctRows[i.Index] = CudaExec.AllDistinct(data);
         if (_boundTraining && _embedIds[i.Index])
         {
             // The embedding backward's rows grouped by id (CudaExec.GroupById); the copy of pageable memory is staged before
             // MemcpyHtoDAsync returns, so the host scratch can be reused at once.
-            if (_grouped.Length < 3 * data.Length + 2) _grouped = new int[3 * data.Length + 2];
+            if (_grouped.Length < CudaExec.GroupedLength(data.Length)) _grouped = new int[CudaExec.GroupedLength(data.Length)];
             int runs = CudaExec.GroupById(data, _grouped, ref _groupCounts);
-            if (runs >= 0) CudaDriver.MemcpyHtoDAsync<int>(_ex.RunPtrs[i.Index], _grouped.AsSpan(0, 3 * data.Length + 2), _ex.Stream);
+            if (runs >= 0)
+            {
+                var seg = CudaExec.SegmentRuns(_grouped, data.Length, runs, CudaKernels.EmbedSegmentRows);
+                int used = 3 * data.Length + 2 + 3 * seg.Segments + 2 * seg.Multi + 1;
+                CudaDriver.MemcpyHtoDAsync<int>(_ex.RunPtrs[i.Index], _grouped.AsSpan(0, used), _ex.Stream);
+                _ex.Segments[i.Index] = seg;
+            }
             _ex.RunCounts[i.Index] = runs;
         }
     }
@@ -255,6 +274,7 @@ public sealed unsafe class CudaModel : IDisposable
         Device.MakeCurrent();
         _ex.Training = training; _ex.Seed = seed;
         RefreshBf16Weights();
+        _ex.ForgetOperands();
         _program.Forward(_ex);
         _forwardDone = true;
     }
@@ -269,6 +289,7 @@ public sealed unsafe class CudaModel : IDisposable
         float one = 1f;
         CudaDriver.MemcpyHtoDAsync(d, &one, 4, _ex.Stream);
         RefreshBf16Weights();
+        _ex.ForgetOperands();
         _program.Backward(_ex);
         Synchronize(); // `one` lives on this stack frame
     }
@@ -285,6 +306,7 @@ public sealed unsafe class CudaModel : IDisposable
         _ex.Training = training; _ex.Seed = seed;
         CudaDriver.StreamBeginCapture(_ex.Stream, CuStreamCaptureMode.ThreadLocal);
         nint graph;
+        _ex.ForgetOperands();
         try { _program.Forward(_ex); }
         finally { graph = CudaDriver.StreamEndCapture(_ex.Stream); }
         _forwardDone = true;

@@ -274,23 +274,31 @@ public partial class CudaSourceTests
         finally { Directory.Delete(dir, true); }
     }
 
-    /// <summary>The embedding backward over rows grouped by id (rt_embed_backward_runs on CudaExec.GroupById's layout, launched
-    /// as CudaExec does: 2 blocks here so the block loop wraps, 32 threads for 40 columns so the column loop wraps) against the
-    /// CPU's Embedding.Backward in double, adding into a prefilled table; the one id at or past V is skipped.</summary>
+    /// <summary>The embedding backward over rows grouped by id and cut into segments (rt_embed_backward_segments and
+    /// rt_embed_backward_finish on CudaExec.GroupById's and SegmentRuns' layout, launched as CudaExec does: 2 blocks here so
+    /// the block loop wraps, 32 threads for 40 columns so the column loop wraps) against the CPU's Embedding.Backward in
+    /// double, adding into a prefilled table; the one id at or past V is skipped. Segments of 4 rows: one id has 25 rows
+    /// (7 segments, as the token types' two ids have thousands), others one segment or several.</summary>
     [ClangFact]
-    public void EmbeddingBackwardRuns_RunOnTheHost_MatchTheCpuEmbedding()
+    public void EmbeddingBackwardSegments_RunOnTheHost_MatchTheCpuEmbedding()
     {
         RequireClang();
-        const int N = 50, C = 40, V = 9;
+        const int N = 80, C = 40, V = 9, SegmentRows = 4;
         var rng = new Random(31);
-        int[] ids = Enumerable.Range(0, N).Select(_ => rng.Next(V)).ToArray();
+        int[] ids = Enumerable.Range(0, N).Select(i => i % 3 == 0 ? 2 : rng.Next(V)).ToArray();
         ids[17] = V;                                                        // outside the table: the kernel skips it
         float[] dy = Enumerable.Range(0, N * C).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
         float[] table = Enumerable.Range(0, V * C).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
-        var packed = new int[3 * N + 2];
+        var packed = new int[CudaExec.GroupedLength(N)];
         int[] counts = [];
         int runs = CudaExec.GroupById(ids, packed, ref counts);
         Assert.Equal(ids.Distinct().Count(), runs);
+        var (segments, multi, parts) = CudaExec.SegmentRuns(packed, N, runs, SegmentRows);
+        var lengths = ids.GroupBy(i => i).Select(g => g.Count()).ToArray();
+        Assert.Equal(lengths.Sum(l => (l + SegmentRows - 1) / SegmentRows), segments);
+        Assert.Equal(lengths.Count(l => l > SegmentRows), multi);
+        Assert.Equal(lengths.Where(l => l > SegmentRows).Sum(l => (l + SegmentRows - 1) / SegmentRows), parts);
+        Assert.True(lengths.Max() >= 25 && multi >= 2, "the test wants long runs");
 
         double[] want = table.Select(v => (double)v).ToArray();
         var valid = Enumerable.Range(0, N).Where(n => ids[n] < V).ToArray();
@@ -304,11 +312,16 @@ public partial class CudaSourceTests
                 {
                     FILE* in = fopen(argv[1], "rb"); FILE* out = fopen(argv[2], "wb");
                     if (!in || !out) return 2;
-                    int h[4]; if (fread(h, 4, 4, in) != 4) return 3;
-                    int N = h[0], C = h[1], V = h[2], runs = h[3];
-                    int* packed = (int*)malloc(4 * (3 * N + 2)); float* dy = (float*)malloc(4 * N * C); float* table = (float*)malloc(4 * V * C);
-                    if (fread(packed, 4, 3 * N + 2, in) != 3 * N + 2 || fread(dy, 4, N * C, in) != N * C || fread(table, 4, V * C, in) != V * C) return 3;
-                    bert_launch(2, 32, [&] { rt_embed_backward_runs(table, dy, packed, packed + N, packed + 2 * N + 1, runs, C, V); });
+                    int h[8]; if (fread(h, 4, 8, in) != 8) return 3;
+                    int N = h[0], C = h[1], V = h[2], segments = h[4], multi = h[5], parts = h[6], segRows = h[7], length = 7 * N + 8;
+                    int* packed = (int*)malloc(4 * length); float* dy = (float*)malloc(4 * N * C); float* table = (float*)malloc(4 * V * C);
+                    float* part = (float*)malloc(4 * (parts * C + 1));
+                    for (int i = 0; i < parts * C; i++) part[i] = __builtin_nanf("");
+                    if (fread(packed, 4, length, in) != length || fread(dy, 4, N * C, in) != N * C || fread(table, 4, V * C, in) != V * C) return 3;
+                    int *runStart = packed + N, *runId = packed + 2 * N + 1, *segLo = packed + 3 * N + 2, *segRun = segLo + segments, *segPart = segRun + segments;
+                    int *multiRun = segPart + segments, *multiFirst = multiRun + multi;
+                    bert_launch(2, 32, [&] { rt_embed_backward_segments(table, part, dy, packed, runStart, runId, segLo, segRun, segPart, segments, segRows, C, V); });
+                    bert_launch2(1, multi, 64, [&] { rt_embed_backward_finish(table, part, runId, multiRun, multiFirst, multi, C, V); });
                     fwrite(table, 4, V * C, out);
                     return 0;
                 }
@@ -317,7 +330,7 @@ public partial class CudaSourceTests
             Assert.True(build.Code == 0, $"clang-14 could not compile the embedding kernels for the host:\n{Tail(build.Output)}");
             using (var f = new BinaryWriter(File.Create(Path.Combine(dir, "in.bin"))))
             {
-                foreach (int x in new[] { N, C, V, runs }) f.Write(x);
+                foreach (int x in new[] { N, C, V, runs, segments, multi, parts, SegmentRows }) f.Write(x);
                 foreach (int x in packed) f.Write(x);
                 foreach (float x in dy) f.Write(x);
                 foreach (float x in table) f.Write(x);
@@ -327,7 +340,7 @@ public partial class CudaSourceTests
             var bytes = File.ReadAllBytes(Path.Combine(dir, "out.bin"));
             Assert.Equal(4 * V * C, bytes.Length);
             float[] got = Enumerable.Range(0, V * C).Select(i => BitConverter.ToSingle(bytes, 4 * i)).ToArray();
-            Assert.Null(Compare("embedding backward over runs", got, want, false));
+            Assert.Null(Compare("embedding backward over segments", got, want, false));
         }
         finally { Directory.Delete(dir, true); }
     }
@@ -381,7 +394,7 @@ public partial class CudaSourceTests
                     bert_launch(rowBlocks, block, [&] { rt_layernorm_forward(y, mean, rstd, x, w, b, N, C, {{Eps.ToString("R", CultureInfo.InvariantCulture)}}f); });
                     bert_launch(rowBlocks, block, [&] { rt_layernorm_backward_x(dx, dy, x, w, mean, rstd, N, C); });
                     bert_launch2((C + block - 1) / block, chunks, block, [&] { rt_layernorm_backward_wb_partial(part, dy, x, mean, rstd, N, C, chunk); });
-                    bert_launch((C + block - 1) / block, block, [&] { rt_layernorm_backward_wb_finish(dw, db, part, C, chunks); });
+                    bert_launch((C + 31) / 32, 1024, [&] { rt_layernorm_backward_wb_finish(dw, db, part, C, chunks); });
                     float* probs = (float*)calloc(R * V, 4); float* rowLoss = (float*)calloc(R, 4); float loss = 0.0f, count[2] = { 0.0f, 0.0f }, dloss = {{DLoss.ToString("R", CultureInfo.InvariantCulture)}}f;
                     bert_launch(R, 1024, [&] { rt_ce_forward_rows(probs, rowLoss, logits, labels, R, V); });
                     bert_launch(1, 1024, [&] { rt_ce_forward_total(&loss, 0, rowLoss, labels, R); });
@@ -413,6 +426,97 @@ public partial class CudaSourceTests
             Assert.Null(Compare("cross-entropy loss", Read(1), loss, false));
             Assert.Null(Compare("cross-entropy probabilities", Read(Rows * V), probs, false));
             Assert.Null(Compare("cross-entropy dlogits (added)", Read(Rows * V), dlogits, false));
+            Assert.Equal(r.BaseStream.Length, r.BaseStream.Position);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    /// <summary>The four-at-a-time kernels against the scalar ones they replace, bit for bit: the head-major split of a qkv
+    /// block (stride 3C, offset C) and the accumulating merge back; bf16 rounding of values that include NaN, infinities,
+    /// ties and overflow; the gather backward over distinct rows (one thread per element) against the row loop; and the fixed-tree column sums of the partials (rt_colsum_finish, 70 chunks by 45 columns, more
+    /// chunks than a block's 32 rows and columns not a multiple of 32) against the sums in double.</summary>
+    [ClangFact]
+    public void FourAtATimeKernelsAndColumnSums_RunOnTheHost_MatchTheScalarKernels()
+    {
+        RequireClang();
+        const int B = 2, T = 5, C = 16, H = 2, Stride = 3 * C, Offset = C, N4 = 250, Nb = 45, Chunks = 70;
+        var rng = new Random(53);
+        float[] Random(int n) => Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        float[] qkv = Random(B * T * Stride), heads = Random(B * T * C), merged = Random(B * T * Stride);
+        float[] values = Random(4 * N4).Select((v, i) => i % 5 == 0 ? v * 1e30f : v).ToArray();
+        values[0] = float.NaN; values[1] = float.PositiveInfinity; values[2] = float.NegativeInfinity; values[3] = 3.4e38f;
+        values[4] = BitConverter.Int32BitsToSingle(0x3f808000); values[5] = BitConverter.Int32BitsToSingle(0x3f818000); // ties: to even
+        float[] part = Random(Chunks * Nb), dx0 = Random(Nb);
+        const int G = 7, Gc = 37, Gn = 12;
+        int[] gatherRows = { 5, 0, -1, 11, 3, 12, 8 };                       // distinct; -1 and 12 (= N) are skipped
+        float[] gdy = Random(G * Gc), gdx = Random(Gn * Gc);
+        var want = new double[Nb];
+        for (int j = 0; j < Nb; j++) { want[j] = dx0[j]; for (int k = 0; k < Chunks; k++) want[j] += part[k * Nb + j]; }
+
+        var dir = Directory.CreateTempSubdirectory("bert-cuda-vec4-").FullName;
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "main.cpp"), ThreadedHostPrelude + RuntimeSections(2 * 32 * 129, "LayerNorm", "attention", "gathers", "bf16 operands") + "\n" + $$"""
+                static float* rdf(FILE* f, int n) { float* p = (float*)aligned_alloc(16, 4 * (size_t)n + 16); if (fread(p, 4, n, f) != (size_t)n) exit(3); return p; }
+                int main(int argc, char** argv)
+                {
+                    FILE* in = fopen(argv[1], "rb"); FILE* out = fopen(argv[2], "wb");
+                    if (!in || !out) return 2;
+                    const int B = {{B}}, T = {{T}}, C = {{C}}, H = {{H}}, S = {{Stride}}, O = {{Offset}}, N4 = {{N4}}, nb = {{Nb}}, chunks = {{Chunks}};
+                    float *qkv = rdf(in, B * T * S), *heads = rdf(in, B * T * C), *merged = rdf(in, B * T * S), *values = rdf(in, 4 * N4), *part = rdf(in, chunks * nb), *dx = rdf(in, nb);
+                    float *split1 = (float*)aligned_alloc(16, 4 * B * T * C), *split4 = (float*)aligned_alloc(16, 4 * B * T * C);
+                    float *m1 = (float*)aligned_alloc(16, 4 * B * T * S), *m4 = (float*)aligned_alloc(16, 4 * B * T * S);
+                    memcpy(m1, merged, 4 * B * T * S); memcpy(m4, merged, 4 * B * T * S);
+                    bert_launch(1, 64, [&] { rt_heads_split(split1, qkv, B, T, C, H, S, O); });
+                    bert_launch(1, 8, [&] { rt_heads_split4(split4, qkv, B * T, T, C, H, S, O); });
+                    bert_launch(1, 64, [&] { rt_heads_merge(m1, heads, B, T, C, H, S, O, 1); });
+                    bert_launch(1, 8, [&] { rt_heads_merge4(m4, heads, B * T, T, C, H, S, O, 1); });
+                    unsigned short *h1 = (unsigned short*)aligned_alloc(16, 8 * N4), *h4 = (unsigned short*)aligned_alloc(16, 8 * N4);
+                    bert_launch(2, 256, [&] { rt_to_bf16(h1, values, 1, 4 * N4, 4 * N4); });
+                    bert_launch(2, 32, [&] { rt_to_bf16_4((rt_h4*)h4, (const rt_f4*)values, N4); });
+                    bert_launch((nb + 31) / 32, 1024, [&] { rt_colsum_finish(dx, part, nb, chunks); });
+                    const int G = {{G}}, Gc = {{Gc}}, Gn = {{Gn}};
+                    float *gdy = rdf(in, G * Gc), *gdx1 = rdf(in, Gn * Gc); int grows[G]; if (fread(grows, 4, G, in) != G) return 3;
+                    float* gdx2 = (float*)malloc(4 * Gn * Gc); memcpy(gdx2, gdx1, 4 * Gn * Gc);
+                    bert_launch(1, 64, [&] { rt_gather_backward(gdx1, gdy, grows, G, Gc, Gn); });
+                    bert_launch(3, 32, [&] { rt_gather_backward_distinct(gdx2, gdy, grows, G, Gc, Gn); });
+                    fwrite(split1, 4, B * T * C, out); fwrite(split4, 4, B * T * C, out);
+                    fwrite(m1, 4, B * T * S, out); fwrite(m4, 4, B * T * S, out);
+                    fwrite(h1, 2, 4 * N4, out); fwrite(h4, 2, 4 * N4, out); fwrite(dx, 4, nb, out);
+                    fwrite(gdx1, 4, Gn * Gc, out); fwrite(gdx2, 4, Gn * Gc, out);
+                    return 0;
+                }
+                """);
+            var build = Run(Clang, new[] { "-x", "c++", "-std=c++17", "-O1", "-w", "main.cpp", "-lm", "-o", "run" }, dir);
+            Assert.True(build.Code == 0, $"clang-14 could not compile the four-at-a-time kernels for the host:\n{Tail(build.Output)}");
+            using (var f = new BinaryWriter(File.Create(Path.Combine(dir, "in.bin"))))
+            {
+                foreach (var a in new[] { qkv, heads, merged, values, part, dx0, gdy, gdx }) foreach (float v in a) f.Write(v);
+                foreach (int g in gatherRows) f.Write(g);
+            }
+            var run = Run(Path.Combine(dir, "run"), new[] { Path.Combine(dir, "in.bin"), Path.Combine(dir, "out.bin") }, dir);
+            Assert.True(run.Code == 0, $"the host build of the four-at-a-time kernels failed (exit {run.Code}):\n{Tail(run.Output)}");
+            using var r = new BinaryReader(File.OpenRead(Path.Combine(dir, "out.bin")));
+            int[] Bits(int n) => Enumerable.Range(0, n).Select(_ => r.ReadInt32()).ToArray();
+            ushort[] Halves(int n) => Enumerable.Range(0, n).Select(_ => r.ReadUInt16()).ToArray();
+            int[] split1 = Bits(B * T * C), split4 = Bits(B * T * C);
+            Assert.Equal(split1, split4);
+            Assert.Equal(BitConverter.SingleToInt32Bits(qkv[(1 * T + 3) * Stride + Offset + 1 * (C / H) + 2]), split1[((1 * H + 1) * T + 3) * (C / H) + 2]);
+            int[] m1 = Bits(B * T * Stride), m4 = Bits(B * T * Stride);
+            Assert.Equal(m1, m4);
+            Assert.Equal(merged[(1 * T + 3) * Stride + Offset + 1 * (C / H) + 2] + heads[((1 * H + 1) * T + 3) * (C / H) + 2],
+                BitConverter.Int32BitsToSingle(m1[(1 * T + 3) * Stride + Offset + 1 * (C / H) + 2]));
+            Assert.Equal(BitConverter.SingleToInt32Bits(merged[0]), m1[0]);   // outside the merged columns: untouched
+            ushort[] h1 = Halves(4 * N4), h4 = Halves(4 * N4);
+            Assert.Equal(h1, h4);
+            Assert.Equal((ushort)0x7fc0, h4[0]); Assert.Equal((ushort)0x7f80, h4[1]); Assert.Equal((ushort)0xff80, h4[2]);
+            Assert.Equal((ushort)0x3f80, h4[4]); Assert.Equal((ushort)0x3f82, h4[5]);
+            float[] dx = Enumerable.Range(0, Nb).Select(_ => r.ReadSingle()).ToArray();
+            Assert.Null(Compare("column sums of the partials (added)", dx, want, false));
+            int[] g1 = Bits(Gn * Gc), g2 = Bits(Gn * Gc);
+            Assert.Equal(g1, g2);                                             // distinct rows: the same bits as the row loop
+            Assert.Equal(gdx[5 * Gc + 4] + gdy[0 * Gc + 4], BitConverter.Int32BitsToSingle(g2[5 * Gc + 4]));
+            Assert.Equal(BitConverter.SingleToInt32Bits(gdx[1 * Gc]), g2[1 * Gc]);   // row 1 is not gathered: untouched
             Assert.Equal(r.BaseStream.Length, r.BaseStream.Position);
         }
         finally { Directory.Delete(dir, true); }

@@ -530,6 +530,7 @@ public partial class CudaSourceTests
         {
             File.WriteAllText(Path.Combine(dir, "main.cpp"), HostPrelude + """
                 #define __restrict__ __restrict
+                struct alignas(16) rt_f4 { float x, y, z, w; };
                 """ + "\n" + src.Substring(from, to - from) + $$"""
                 int main(int argc, char** argv)
                 {
