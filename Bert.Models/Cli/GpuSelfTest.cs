@@ -402,6 +402,38 @@ public static class GpuSelfTest
             r.Row($"{info.Name}: bf16 products vs CPU double", worstBf <= 2e-2 && eg <= 2e-2,
                 string.Create(Inv, $"forward buffers worst {worstBf:E2} ({worstBfName}), all gradients {eg:E2} (limits 2e-2)"));
 
+            // The optimizers write the bf16 weight copy in their update pass: after a step the copy is current and holds
+            // each new parameter rounded to nearest even (the copy poisoned first, so an element no update wrote shows).
+            {
+                var parts = new List<string>();
+                bool okOpt = true;
+                foreach (string kind in new[] { "AdamW", "LAMB" })
+                {
+                    gpu.SetParameters(p32);
+                    gpu.ZeroGradients();
+                    gpu.Forward(training: true, seed: seed);   // makes the copy current
+                    gpu.Backward();
+                    gpu.PoisonBf16Weights();
+                    using CudaOptimizer o = kind == "AdamW" ? new CudaAdamW(gpu) : new CudaLamb(gpu);
+                    o.ComputeNorm(1.0);
+                    o.Step(1e-3);
+                    bool current = gpu.Bf16WeightsCurrent;
+                    ushort[] w16 = gpu.ReadBf16Weights();
+                    float[] w = gpu.GetParameters();
+                    int wrong = 0;
+                    for (int i = 0; i < w.Length; i++)
+                    {
+                        uint bits = BitConverter.SingleToUInt32Bits(w[i]);
+                        ushort want = float.IsNaN(w[i]) ? (ushort)0x7FC0 : (ushort)((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
+                        if (w16[i] != want) wrong++;
+                    }
+                    okOpt &= current && wrong == 0;
+                    parts.Add($"{kind}: {(current ? "current" : "NOT current")}, {wrong} of {w.Length} values differ from the new parameters rounded");
+                }
+                r.Row($"{info.Name}: bf16 copy written by the optimizer", okOpt, string.Join("; ", parts));
+                gpu.SetParameters(p32);
+            }
+
             // The products read the weights from a bf16 copy, made again when the parameters change: new weights must reach
             // a forward and a replayed graph captured before them, and the old weights back give the old bits.
             gpu.Bind(B, T, G, training: false);

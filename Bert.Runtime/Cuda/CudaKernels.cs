@@ -782,8 +782,10 @@ extern "C" __global__ void rt_norm_finish(double* __restrict__ out, const double
 
 // AdamW (PyTorch's order): p ← p·keep; m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²; p ← p − step·m/(√v/bc2Sqrt + ε);
 // g is first multiplied by the clipping scale (when it is below 1). decay[i] != 0 where the tensor decays.
+// p16 (null: none) receives the new parameters rounded to bf16: the bf16 products' weight copy, kept current in the same pass.
 extern "C" __global__ void rt_adamw(float* __restrict__ p, float* __restrict__ g, float* __restrict__ m, float* __restrict__ v, const unsigned char* __restrict__ decay,
-    const double* __restrict__ clip, long long n, float b1, float c1, float b2, float c2, float stepSize, float bc2Sqrt, float eps, float keep)
+    const double* __restrict__ clip, long long n, float b1, float c1, float b2, float c2, float stepSize, float bc2Sqrt, float eps, float keep,
+    unsigned short* __restrict__ p16)
 {
     double coef = clip ? clip[1] : 1.0;
     float scale = (float)coef;
@@ -795,7 +797,9 @@ extern "C" __global__ void rt_adamw(float* __restrict__ p, float* __restrict__ g
         float mi = b1 * m[i] + c1 * gi;
         float vi = b2 * v[i] + c2 * gi * gi;
         m[i] = mi; v[i] = vi;
-        p[i] = pi - stepSize * (mi / (sqrtf(vi) / bc2Sqrt + eps));
+        float np = pi - stepSize * (mi / (sqrtf(vi) / bc2Sqrt + eps));
+        p[i] = np;
+        if (p16) p16[i] = rt_bf16(np);
     }
 }
 
@@ -848,11 +852,16 @@ extern "C" __global__ void rt_lamb_ratios(float* __restrict__ scale, double* __r
 }
 
 extern "C" __global__ void rt_lamb_apply(float* __restrict__ p, const float* __restrict__ u, const float* __restrict__ scale, const int* __restrict__ pieces,
-    const int* __restrict__ pieceTensor)
+    const int* __restrict__ pieceTensor, unsigned short* __restrict__ p16)
 {
     int k = (int)blockIdx.x, hi = pieces[2 * k + 1];
     float s = scale[pieceTensor[k]];
-    for (int i = pieces[2 * k] + (int)threadIdx.x; i < hi; i += (int)blockDim.x) p[i] -= s * u[i];
+    for (int i = pieces[2 * k] + (int)threadIdx.x; i < hi; i += (int)blockDim.x)
+    {
+        float np = p[i] - s * u[i];
+        p[i] = np;
+        if (p16) p16[i] = rt_bf16(np);
+    }
 }
 """;
 }

@@ -109,6 +109,19 @@ public sealed unsafe class CudaModel : IDisposable
     /// forward.</summary>
     public void ParametersChanged() => _params16Stale = true;
 
+    /// <summary>Whether the bf16 weight copy matches the parameters (the optimizers keep it so in bf16 precision).</summary>
+    public bool Bf16WeightsCurrent => _ex.Params16 != 0 && !_params16Stale;
+
+    /// <summary>The bf16 weight copy as it is on the device (not made again first; empty before bf16 precision is chosen).</summary>
+    public ushort[] ReadBf16Weights()
+    {
+        if (_ex.Params16 == 0) return [];
+        var h = new ushort[Math.Max(1, Info.ParameterCount)];
+        CudaDriver.MemcpyDtoHAsync<ushort>(h, _ex.Params16, _ex.Stream);
+        Synchronize();
+        return h.AsSpan(0, (int)Info.ParameterCount).ToArray();
+    }
+
     /// <summary>In bf16 precision, rounds the parameters into their bf16 copy if they changed since it was made (one launch).</summary>
     void RefreshBf16Weights()
     {
@@ -360,6 +373,13 @@ public sealed unsafe class CudaModel : IDisposable
         // 0xFF bytes are a NaN in fp32.
         CudaDriver.MemsetD8Async(_ex.Arena, 0xFF, _arenaBytes, _ex.Stream);
         CudaDriver.MemsetD8Async(_ex.Scratch, 0xFF, _scratchBytes, _ex.Stream);
+    }
+
+    /// <summary>Poisons the bf16 weight copy with NaN without marking it stale (so that a value an optimizer step should
+    /// have written shows up).</summary>
+    public void PoisonBf16Weights()
+    {
+        if (_ex.Params16 != 0) CudaDriver.MemsetD8Async(_ex.Params16, 0xFF, (ulong)Math.Max(1, Info.ParameterCount) * 2, _ex.Stream);
     }
 
     float[] Download(ulong src, long n)

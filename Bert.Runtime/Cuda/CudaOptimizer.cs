@@ -82,12 +82,15 @@ public abstract class CudaOptimizer : IDisposable
     {
         if (!(lr >= 0 && double.IsFinite(lr)))
             throw new ArgumentOutOfRangeException(nameof(lr), $"The learning rate {lr} must be zero or positive and finite.");
-        Apply(lr, ++StepCount);
-        Model.ParametersChanged();
+        // In bf16 precision the update writes the products' bf16 weight copy in the same pass, if the copy was current (a
+        // stale one may differ where no update reaches: it is made again before the next forward).
+        bool copy = Model.Precision == CudaPrecision.Bf16 && Model.Bf16WeightsCurrent;
+        Apply(lr, ++StepCount, copy ? Model.Exec.Params16 : 0UL);
+        if (!copy) Model.ParametersChanged();
     }
 
-    /// <summary>The update for step t (1-based).</summary>
-    private protected abstract void Apply(double lr, long t);
+    /// <summary>The update for step t (1-based); <paramref name="params16"/> (0: none) receives the new parameters in bf16.</summary>
+    private protected abstract void Apply(double lr, long t, ulong params16);
 
     /// <summary>Multiplies the gradients by s (the mean over accumulated micro-batches).</summary>
     public void ScaleGradients(float s)
@@ -141,13 +144,13 @@ public abstract class CudaOptimizer : IDisposable
 public sealed class CudaAdamW(CudaModel model, double beta1 = 0.9, double beta2 = 0.999, double epsilon = 1e-6, double weightDecay = 0.01)
     : CudaOptimizer(model, beta1, beta2, epsilon, weightDecay)
 {
-    private protected override void Apply(double lr, long t)
+    private protected override void Apply(double lr, long t, ulong params16)
     {
         double bc1 = 1 - Math.Pow(Beta1, t), bc2 = 1 - Math.Pow(Beta2, t);
         var ex = Model.Exec;
         using var a = new KernelArguments(256).Add(Model.ParametersPointer).Add(Model.GradientsPointer).Add(M).Add(V).Add(DecayMask).Add(Norm).Add(N)
             .Add((float)Beta1).Add((float)(1 - Beta1)).Add((float)Beta2).Add((float)(1 - Beta2)).Add((float)(lr / bc1)).Add((float)Math.Sqrt(bc2))
-            .Add((float)Epsilon).Add((float)(1 - lr * WeightDecay));
+            .Add((float)Epsilon).Add((float)(1 - lr * WeightDecay)).Add(params16);
         CudaDriver.LaunchKernel(CudaDriver.ModuleGetFunction(ex.Module, "rt_adamw"), ElementGrid, 256, 0, ex.Stream, a);
     }
 }
@@ -210,7 +213,7 @@ public sealed class CudaLamb : CudaOptimizer
         return h;
     }
 
-    private protected override void Apply(double lr, long t)
+    private protected override void Apply(double lr, long t, ulong params16)
     {
         if (_pieceCount == 0) return;
         var ex = Model.Exec;
@@ -222,7 +225,7 @@ public sealed class CudaLamb : CudaOptimizer
             CudaDriver.LaunchKernel(CudaDriver.ModuleGetFunction(ex.Module, "rt_lamb_norms"), (uint)_pieceCount, CudaKernels.Block, 0, ex.Stream, a);
         using (var a = new KernelArguments().Add(_scale).Add(_ratios).Add(_part).Add(_firstPiece).Add(_tensors).Add(lr))
             CudaDriver.LaunchKernel(CudaDriver.ModuleGetFunction(ex.Module, "rt_lamb_ratios"), (uint)((_tensors + 127) / 128), 128, 0, ex.Stream, a);
-        using (var a = new KernelArguments().Add(Model.ParametersPointer).Add(Model.GradientsPointer).Add(_scale).Add(_pieces).Add(_pieceTensor))
+        using (var a = new KernelArguments().Add(Model.ParametersPointer).Add(Model.GradientsPointer).Add(_scale).Add(_pieces).Add(_pieceTensor).Add(params16))
             CudaDriver.LaunchKernel(CudaDriver.ModuleGetFunction(ex.Module, "rt_lamb_apply"), (uint)_pieceCount, CudaKernels.Block, 0, ex.Stream, a);
     }
 

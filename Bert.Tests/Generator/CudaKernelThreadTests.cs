@@ -55,6 +55,8 @@ public partial class CudaSourceTests
             float* p = (float*)rdall(in, 4 * (size_t)n);
             float* m = (float*)rdall(in, 4 * (size_t)n);
             float* v = (float*)rdall(in, 4 * (size_t)n);
+            unsigned short* p16 = (unsigned short*)malloc(2 * (size_t)n + 8);
+            for (int i = 0; i < n; i++) p16[i] = 0xFFFF;                   // a NaN pattern no rounding gives
             const long long normChunk = 1 << 16;
             int parts = (int)((n + normChunk - 1) / normChunk);
             double* partial = (double*)calloc(parts + 1, 8);
@@ -71,17 +73,17 @@ public partial class CudaSourceTests
                 bert_launch(1, 32, [&] { rt_norm_finish(norm, partial, parts, maxNorm); });
                 fwrite(&norm[0], 8, 1, out);
                 if (!lamb)
-                    bert_launch(3, 256, [&] { rt_adamw(p, g, m, v, decay, norm, n, k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7]); });
+                    bert_launch(3, 256, [&] { rt_adamw(p, g, m, v, decay, norm, n, k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], s == steps - 1 ? p16 : nullptr); });
                 else
                 {
                     bert_launch(3, 256, [&] { rt_lamb_direction(g, m, v, p, decay, norm, n, k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7]); });
                     bert_launch(pcount, 256, [&] { rt_lamb_norms(piecePart, p, g, pieces); });
                     bert_launch((tensors + 127) / 128, 128, [&] { rt_lamb_ratios(scale, ratios, piecePart, firstPiece, tensors, lr); });
-                    bert_launch(pcount, 256, [&] { rt_lamb_apply(p, g, scale, pieces, pieceTensor); });
+                    bert_launch(pcount, 256, [&] { rt_lamb_apply(p, g, scale, pieces, pieceTensor, s == steps - 1 ? p16 : nullptr); });
                 }
                 free(g);
             }
-            fwrite(p, 4, n, out); fwrite(m, 4, n, out); fwrite(v, 4, n, out);
+            fwrite(p, 4, n, out); fwrite(m, 4, n, out); fwrite(v, 4, n, out); fwrite(p16, 2, n, out);
             if (lamb) fwrite(ratios, 8, tensors, out);
             return 0;
         }
@@ -130,7 +132,7 @@ public partial class CudaSourceTests
         var dir = Directory.CreateTempSubdirectory("bert-cuda-opt-").FullName;
         try
         {
-            File.WriteAllText(Path.Combine(dir, "main.cpp"), ThreadedHostPrelude + RuntimeSections(0, "optimizer") + "\n" + OptimizerDriver);
+            File.WriteAllText(Path.Combine(dir, "main.cpp"), ThreadedHostPrelude + RuntimeSections(0, "bf16 operands", "optimizer") + "\n" + OptimizerDriver);
             var build = Run(Clang, new[] { "-x", "c++", "-std=c++17", "-O1", "-w", "main.cpp", "-lm", "-o", "run" }, dir);
             Assert.True(build.Code == 0, $"clang-14 could not compile the runtime's optimizer kernels for the host:\n{Tail(build.Output)}");
             using (var f = new BinaryWriter(File.Create(Path.Combine(dir, "in.bin"))))
@@ -165,6 +167,13 @@ public partial class CudaSourceTests
             }
             float[] Read() => Enumerable.Range(0, n).Select(_ => r.ReadSingle()).ToArray();
             float[] pg = Read(), mg = Read(), vg = Read();
+            // The last step also wrote the bf16 weight copy: each value the new parameter rounded to nearest even.
+            for (int i = 0; i < n; i++)
+            {
+                uint bits = BitConverter.SingleToUInt32Bits(pg[i]);
+                ushort want16 = (ushort)((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16), got16 = r.ReadUInt16();
+                Assert.True(want16 == got16, $"bf16 copy [{i}] = 0x{got16:X4}, want 0x{want16:X4} (parameter {pg[i]:R})");
+            }
             AssertClose("parameters", pg, pc);
             AssertClose("first moment", mg, cpu.FirstMoment.ToArray());
             AssertClose("second moment", vg, cpu.SecondMoment.ToArray());
