@@ -306,14 +306,18 @@ public sealed unsafe class CudaExec
         return runs;
     }
 
+    /// <summary>Whether a LayerNorm's rows fit the register-held kernels (rt_layernorm_forward4, rt_layernorm_backward_x4).</summary>
+    static bool RowsInRegisters(int C, ulong a, ulong b, ulong c = 0) => C % 4 == 0 && C <= 1024 && (a | b | c) % 16 == 0;
+
     public void LayerNorm(ulong y, ulong mean, ulong rstd, ulong x, ulong w, ulong b, int N, int C, float eps) =>
-        LaunchBlocks("rt_layernorm_forward", (uint)((N + Block / 32 - 1) / (Block / 32)), Args().Add(y).Add(mean).Add(rstd).Add(x).Add(w).Add(b).Add(N).Add(C).Add(eps));
+        LaunchBlocks(RowsInRegisters(C, y, x) ? "rt_layernorm_forward4" : "rt_layernorm_forward", (uint)((N + Block / 32 - 1) / (Block / 32)),
+            Args().Add(y).Add(mean).Add(rstd).Add(x).Add(w).Add(b).Add(N).Add(C).Add(eps));
 
     public void LayerNormBackward(ulong dx, ulong dw, ulong db, ulong dy, ulong x, ulong w, ulong mean, ulong rstd, int N, int C)
     {
         if (N == 0) return;
         if (dx != 0)
-            LaunchBlocks("rt_layernorm_backward_x", (uint)((N + Block / 32 - 1) / (Block / 32)), Args().Add(dx).Add(dy).Add(x).Add(w).Add(mean).Add(rstd).Add(N).Add(C));
+            LaunchBlocks(RowsInRegisters(C, dx, dy, x) ? "rt_layernorm_backward_x4" : "rt_layernorm_backward_x", (uint)((N + Block / 32 - 1) / (Block / 32)), Args().Add(dx).Add(dy).Add(x).Add(w).Add(mean).Add(rstd).Add(N).Add(C));
         if (dw == 0 && db == 0) return;
         int chunks = (N + CudaKernels.RowChunk - 1) / CudaKernels.RowChunk;
         RequireScratch(2L * chunks * C, "LayerNorm");
