@@ -640,10 +640,12 @@ public static class GpuSelfTest
         double fpt = Catalog.FlopsPerToken(info, s.Seq, 0.15);
         var rng = new Random(2);
         nint start = CudaDriver.EventCreate(), stop = CudaDriver.EventCreate();
-        foreach (var (precision, fused) in ((CudaPrecision, bool)[])[(CudaPrecision.Fp32, false), (CudaPrecision.Tf32, false), (CudaPrecision.Tf32, true), (CudaPrecision.Bf16, false), (CudaPrecision.Bf16, true)])
+        foreach (var (precision, fused, split) in ((CudaPrecision, bool, bool)[])[(CudaPrecision.Fp32, false, false), (CudaPrecision.Tf32, false, false), (CudaPrecision.Tf32, true, false),
+            (CudaPrecision.Bf16, false, false), (CudaPrecision.Bf16, false, true), (CudaPrecision.Bf16, true, false)])
         {
             gpu.Precision = precision;
             gpu.FusedAttention = fused;
+            gpu.SplitHeads = split;
             foreach (int B in s.Batches)
             {
                 int G = (int)Math.Round(0.15 * B * s.Seq);
@@ -670,9 +672,9 @@ public static class GpuSelfTest
                     double ms = CudaDriver.EventElapsedTime(start, stop) / s.Steps;
                     double seqs = B / (ms / 1000), mfu = seqs * s.Seq * fpt / 989e12;
                     float loss = gpu.ReadBuffer(info.OutputBuffer)[0];
-                    r.Row($"time BERT-Base step {precision.ToString().ToLowerInvariant()}{(fused ? " fused-attn" : "")} B={B} T={s.Seq}", float.IsFinite(loss),
+                    r.Row($"time BERT-Base step {precision.ToString().ToLowerInvariant()}{(fused ? " fused-attn" : "")}{(split ? " split-heads" : "")} B={B} T={s.Seq}", float.IsFinite(loss),
                         string.Create(Inv, $"{ms:F1} ms/step, {seqs:F1} seq/s, MFU {mfu:P1} of 989 TFLOP/s; loss {loss:F3}; arena {gpu.ArenaBytes / (1 << 20)} MiB"),
-                        new() { ["batch"] = B, ["seq"] = s.Seq, ["precision"] = precision.ToString(), ["fused_attention"] = fused, ["step_ms"] = ms, ["seq_per_s"] = seqs, ["mfu"] = mfu });
+                        new() { ["batch"] = B, ["seq"] = s.Seq, ["precision"] = precision.ToString(), ["fused_attention"] = fused, ["split_heads"] = split, ["step_ms"] = ms, ["seq_per_s"] = seqs, ["mfu"] = mfu });
                 }
                 catch (CudaException e) when (e.Message.Contains("OUT_OF_MEMORY"))
                 {

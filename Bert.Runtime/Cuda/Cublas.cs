@@ -97,6 +97,7 @@ public sealed unsafe class Cublas : IDisposable
         public delegate* unmanaged[Cdecl]<nint, int*, int> cublasGetVersion_v2;
         public delegate* unmanaged[Cdecl]<nint, int, int, int, int, int, void*, void*, int, int, void*, int, int, void*, void*, int, int, int, int, int> cublasGemmEx;
         public delegate* unmanaged[Cdecl]<nint, int, int, int, int, int, void*, void*, int, int, long, void*, int, int, long, void*, void*, int, int, long, int, int, int, int> cublasGemmStridedBatchedEx;
+        public delegate* unmanaged[Cdecl]<nint, int, int, int, int, int, void*, ulong, int, int, ulong, int, int, void*, ulong, int, int, int, int, int, int> cublasGemmBatchedEx;
         public delegate* unmanaged[Cdecl]<int, byte*> cublasGetStatusName;   // optional (11.4.2+)
         public delegate* unmanaged[Cdecl]<int, byte*> cublasGetStatusString; // optional
     }
@@ -125,6 +126,7 @@ public sealed unsafe class Cublas : IDisposable
                 cublasGetVersion_v2 = (delegate* unmanaged[Cdecl]<nint, int*, int>)lib.GetExport("cublasGetVersion_v2"),
                 cublasGemmEx = (delegate* unmanaged[Cdecl]<nint, int, int, int, int, int, void*, void*, int, int, void*, int, int, void*, void*, int, int, int, int, int>)lib.GetExport("cublasGemmEx"),
                 cublasGemmStridedBatchedEx = (delegate* unmanaged[Cdecl]<nint, int, int, int, int, int, void*, void*, int, int, long, void*, int, int, long, void*, void*, int, int, long, int, int, int, int>)lib.GetExport("cublasGemmStridedBatchedEx"),
+                cublasGemmBatchedEx = (delegate* unmanaged[Cdecl]<nint, int, int, int, int, int, void*, ulong, int, int, ulong, int, int, void*, ulong, int, int, int, int, int, int>)lib.GetExport("cublasGemmBatchedEx"),
                 cublasGetStatusName = (delegate* unmanaged[Cdecl]<int, byte*>)lib.TryGetExport("cublasGetStatusName"),
                 cublasGetStatusString = (delegate* unmanaged[Cdecl]<int, byte*>)lib.TryGetExport("cublasGetStatusString"),
             };
@@ -238,6 +240,18 @@ public sealed unsafe class Cublas : IDisposable
             "cublasGemmStridedBatchedEx");
     }
 
+    /// <summary>cublasGemmBatchedEx with host float alpha/beta: <paramref name="batchCount"/> column-major GEMMs, the i-th
+    /// reading Aarray[i] and Barray[i] and writing Carray[i] (device arrays of device pointers).</summary>
+    public void GemmBatchedEx(CublasOperation transa, CublasOperation transb, int m, int n, int k,
+        float alpha, ulong Aarray, CudaDataType aType, int lda, ulong Barray, CudaDataType bType, int ldb,
+        float beta, ulong Carray, CudaDataType cType, int ldc, int batchCount,
+        CublasComputeType computeType = CublasComputeType.Compute32F, int algo = GemmDefault)
+    {
+        CheckFloatScale(computeType);
+        Check(Fn.cublasGemmBatchedEx(Handle, (int)transa, (int)transb, m, n, k, &alpha, Aarray, (int)aType, lda, Barray, (int)bType, ldb,
+            &beta, Carray, (int)cType, ldc, batchCount, (int)computeType, algo), "cublasGemmBatchedEx");
+    }
+
     private static void CheckFloatScale(CublasComputeType t)
     {
         if (t is not (CublasComputeType.Compute32F or CublasComputeType.Compute32FPedantic or CublasComputeType.Compute32FFast16F
@@ -286,6 +300,18 @@ public sealed unsafe class Cublas : IDisposable
         if (M == 0 || N == 0 || batch == 0) return;
         GemmStridedBatchedEx(g.TransA, g.TransB, g.M, g.N, g.K, alpha, B, dtype, g.Lda, strideB, A, dtype, g.Ldb, strideA,
             beta, C, cType ?? dtype, g.Ldc, strideC, batch, computeType);
+    }
+
+    /// <summary>Row-major batched GEMM over device arrays of device pointers: for i &lt; batch, C[i] = alpha·op(A[i])·op(B[i]) +
+    /// beta·C[i]; the same row-major → column-major mapping as <see cref="Gemm"/>. The matrices may sit anywhere (attention's
+    /// heads inside the B×T×3C projections, rows lda apart), which no single stride describes.</summary>
+    public void GemmBatched(bool transA, bool transB, int M, int N, int K, float alpha, ulong Aarray, int lda, ulong Barray, int ldb,
+        float beta, ulong Carray, int ldc, int batch, CudaDataType dtype, CudaDataType? cType = null, CublasComputeType computeType = CublasComputeType.Compute32F)
+    {
+        ColumnMajorGemm g = RowMajorToColumnMajor(transA, transB, M, N, K, lda, ldb, ldc);
+        if (batch < 0) throw new ArgumentOutOfRangeException(nameof(batch), $"batch={batch} must be non-negative.");
+        if (M == 0 || N == 0 || batch == 0) return;
+        GemmBatchedEx(g.TransA, g.TransB, g.M, g.N, g.K, alpha, Barray, dtype, g.Lda, Aarray, dtype, g.Ldb, beta, Carray, cType ?? dtype, g.Ldc, batch, computeType);
     }
 
     public void Dispose()

@@ -534,7 +534,7 @@ public static unsafe class CudaEmulation
     });
 
     static readonly ConcurrentDictionary<string, (long Ticks, long Calls)> Profile = new();
-    static readonly bool Profiling = Environment.GetEnvironmentVariable("BERT_CUDA_EMULATE_PROFILE") == "1";
+    static readonly bool Profiling = Environment.GetEnvironmentVariable("BERT_CUDA_EMULATE_PROFILE") is "1" or "all";
 
     static void Timed(string name, Action body)
     {
@@ -544,7 +544,7 @@ public static unsafe class CudaEmulation
         long dt = Stopwatch.GetTimestamp() - t0;
         if (Profile.IsEmpty) AppDomain.CurrentDomain.ProcessExit += (_, _) =>
         {
-            foreach (var (k, v) in Profile.OrderByDescending(kv => kv.Value.Ticks).Take(25))
+            foreach (var (k, v) in Profile.OrderByDescending(kv => kv.Value.Ticks).Take(Environment.GetEnvironmentVariable("BERT_CUDA_EMULATE_PROFILE") == "all" ? int.MaxValue : 25))
                 Console.Error.WriteLine($"emulation profile: {k,-40} {v.Ticks * 1000.0 / Stopwatch.Frequency,10:F0} ms {v.Calls,8} calls");
         };
         Profile.AddOrUpdate(name, (dt, 1), (_, v) => (v.Ticks + dt, v.Calls + 1));
@@ -697,6 +697,7 @@ public static unsafe class CudaEmulation
         "cublasGetVersion_v2" => (nint)(delegate* unmanaged[Cdecl]<nint, int*, int>)&CublasGetVersion,
         "cublasGemmEx" => (nint)(delegate* unmanaged[Cdecl]<nint, int, int, int, int, int, void*, void*, int, int, void*, int, int, void*, void*, int, int, int, int, int>)&CublasGemmEx,
         "cublasGemmStridedBatchedEx" => (nint)(delegate* unmanaged[Cdecl]<nint, int, int, int, int, int, void*, void*, int, int, long, void*, int, int, long, void*, void*, int, int, long, int, int, int, int>)&CublasGemmStridedBatchedEx,
+        "cublasGemmBatchedEx" => (nint)(delegate* unmanaged[Cdecl]<nint, int, int, int, int, int, void*, ulong, int, int, ulong, int, int, void*, ulong, int, int, int, int, int, int>)&CublasGemmBatchedEx,
         _ => 0,
     };
 
@@ -718,10 +719,16 @@ public static unsafe class CudaEmulation
         void* B, int bType, int ldb, long sB, void* beta, void* C, int cType, int ldc, long sC, int batch, int compute, int algo) =>
         Gemm(h, ta, tb, m, n, k, *(float*)alpha, (nint)A, aType, lda, sA, (nint)B, bType, ldb, sB, *(float*)beta, (nint)C, cType, ldc, sC, batch);
 
+    // The pointer arrays are read when the product runs in stream order, as on a GPU (a kernel before it may write them).
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int CublasGemmBatchedEx(nint h, int ta, int tb, int m, int n, int k, void* alpha, ulong A, int aType, int lda,
+        ulong B, int bType, int ldb, void* beta, ulong C, int cType, int ldc, int batch, int compute, int algo) =>
+        Gemm(h, ta, tb, m, n, k, *(float*)alpha, (nint)A, aType, lda, 0, (nint)B, bType, ldb, 0, *(float*)beta, (nint)C, cType, ldc, 0, batch, arrays: true);
+
     /// <summary>Column-major C = alpha·op(A)·op(B) + beta·C per batch, the sums in double (beta = 0 ignores what C held, as
     /// cuBLAS does).</summary>
     static int Gemm(nint h, int ta, int tb, int m, int n, int k, float alpha, nint A, int aType, int lda, long sA, nint B, int bType, int ldb, long sB,
-        float beta, nint C, int cType, int ldc, long sC, int batch)
+        float beta, nint C, int cType, int ldc, long sC, int batch, bool arrays = false)
     {
         if (cType != (int)CudaDataType.R32F || aType is not ((int)CudaDataType.R32F or (int)CudaDataType.R16BF) || bType is not ((int)CudaDataType.R32F or (int)CudaDataType.R16BF))
             return 15;                                   // CUBLAS_STATUS_NOT_SUPPORTED
@@ -733,8 +740,8 @@ public static unsafe class CudaEmulation
             var rb = new double[(long)n * k];
             for (int q = 0; q < batch; q++)
             {
-                nint a = A + (nint)(q * sA * aSize), b = B + (nint)(q * sB * bSize);
-                float* c = (float*)(C + (nint)(q * sC * 4));
+                nint a = arrays ? ((nint*)A)[q] : A + (nint)(q * sA * aSize), b = arrays ? ((nint*)B)[q] : B + (nint)(q * sB * bSize);
+                float* c = arrays ? (float*)((nint*)C)[q] : (float*)(C + (nint)(q * sC * 4));
                 for (int i = 0; i < m; i++)
                     for (int p = 0; p < k; p++)
                         ra[(long)i * k + p] = Load(a, ta == 0 ? i + (long)p * lda : p + (long)i * lda, aSize);      // op(A)[i, p]

@@ -359,6 +359,52 @@ public sealed unsafe class CudaExec
         Blas.GemmStridedBatched(tA, tB, M, N, K, alpha, A, lda, sA, Bm, ldb, sB, 0f, C, ldc, sC, batch, CudaDataType.R32F);
     }
 
+    /// <summary>Attention's products through head-major copies of Q, K, V (and the output and its gradient) and strided
+    /// batched products, as before the pointer-array products (BERT_CUDA_ATTENTION=split, to compare); off by default.</summary>
+    public bool SplitHeads { get; set; }
+
+    /// <summary>Device arrays of the B·H heads' addresses (base + b·batchStride + h·headStride, in bytes), made once per
+    /// binding and kept (a captured graph reads them); the pointer-array products take each head where it lies.</summary>
+    readonly Dictionary<(ulong, long, long, int, int), ulong> _heads = new();
+    /// <summary>Set while a CUDA graph is being captured: no pointer array may be made then (the upload would be captured).</summary>
+    internal bool Capturing;
+
+    ulong Heads(ulong at, long batchStride, long headStride, int B, int H)
+    {
+        var key = (at, batchStride, headStride, B, H);
+        if (_heads.TryGetValue(key, out ulong d)) return d;
+        if (Capturing) throw new InvalidOperationException("An attention pointer array was first needed during a graph capture; CudaModel runs the schedule once before capturing, so this is a bug.");
+        var h = new ulong[B * H];
+        for (int b = 0; b < B; b++)
+            for (int j = 0; j < H; j++) h[b * H + j] = at + (ulong)(b * batchStride + j * headStride);
+        d = CudaDriver.MemAlloc((ulong)h.Length * 8);
+        CudaDriver.MemcpyHtoDAsync<ulong>(d, h, Stream);   // pageable: staged before the call returns
+        _heads[key] = d;
+        return d;
+    }
+
+    /// <summary>Frees the attention pointer arrays (a new layout, or the model's end).</summary>
+    internal void FreeHeads()
+    {
+        foreach (ulong d in _heads.Values) CudaDriver.MemFree(d);
+        _heads.Clear();
+    }
+
+    void BatchedHeads(bool tA, bool tB, int M, int N, int K, float alpha, ulong A, int lda, ulong Bm, int ldb, float beta, ulong C, int ldc, int batch)
+    {
+        OnLaunch?.Invoke($"gemm heads {(tA ? 'T' : 'N')}{(tB ? 'T' : 'N')} {batch}x{M}x{N}x{K}");
+        ForgetOperands();
+        Blas.GemmBatched(tA, tB, M, N, K, alpha, A, lda, Bm, ldb, beta, C, ldc, batch, CudaDataType.R32F);
+    }
+
+    /// <summary>Whether attention's products can take the heads where they lie (16-byte aligned heads).</summary>
+    bool Direct(int C, int H, params ulong[] pointers)
+    {
+        if (SplitHeads || (C / H) % 4 != 0) return false;
+        foreach (ulong p in pointers) if (p % 16 != 0) return false;
+        return true;
+    }
+
     /// <summary>Attention by the fused kernels (no head-major copies, no separate products) instead of cuBLAS batched
     /// products around a softmax kernel; for head sizes up to 128. Off by default until measured (BERT_CUDA_ATTENTION=fused).</summary>
     public bool FusedAttention { get; set; }
@@ -387,6 +433,18 @@ public sealed unsafe class CudaExec
         }
         long btc = (long)B * T * C, tt = (long)T * T, td = (long)T * D;
         RequireScratch(AttentionScratch(B, T, C, H), "attention");
+        if (Direct(C, H, qkv, y, probs, Scratch))
+        {
+            // Each head where it lies: Q, K, V rows 3C apart inside qkv, the output rows C apart inside y.
+            long qkvRow = 3L * C * 4, tt4 = tt * 4;
+            ulong hq = Heads(qkv, T * qkvRow, D * 4, B, H), hk = Heads(qkv + (ulong)C * 4, T * qkvRow, D * 4, B, H), hv = Heads(qkv + (ulong)C * 8, T * qkvRow, D * 4, B, H);
+            ulong hp = Heads(probs, H * tt4, tt4, B, H), hd = Heads(Scratch, H * tt4, tt4, B, H), hy = Heads(y, (long)T * C * 4, D * 4, B, H);
+            BatchedHeads(false, true, T, T, D, Scale(C, H), hq, 3 * C, hk, 3 * C, 0f, hp, T, BH);
+            LaunchBlocks("rt_attention_softmax", (uint)(((long)BH * T + Block / 32 - 1) / (Block / 32)),
+                Args().Add(probs).Add(Scratch).Add(mask).Add(B).Add(H).Add(T).Add(p).Add(Seed).Add(site).Add(drop ? 1 : 0));
+            BatchedHeads(false, false, T, D, T, 1f, drop ? hd : hp, T, hv, 3 * C, 0f, hy, C, BH);
+            return;
+        }
         ulong q = Scratch, k = q + (ulong)btc * 4, v = k + (ulong)btc * 4, o = v + (ulong)btc * 4, dropped = Scratch + (ulong)(7 * btc) * 4;
         Split(q, qkv, B, T, C, H, 3 * C, 0); Split(k, qkv, B, T, C, H, 3 * C, C); Split(v, qkv, B, T, C, H, 3 * C, 2 * C);
         Batched(false, true, T, T, D, Scale(C, H), q, D, td, k, D, td, probs, T, tt, BH);
@@ -411,6 +469,24 @@ public sealed unsafe class CudaExec
         }
         long btc = (long)B * T * C, tt = (long)T * T, td = (long)T * D, bhtt = (long)BH * tt;
         RequireScratch(AttentionScratch(B, T, C, H), "attention");
+        if (Direct(C, H, dqkv, dy, qkv, probs, Scratch))
+        {
+            // dP = dO·Vᵀ into dS (scratch), the softmax backward in place (and the dropped probabilities made again), then
+            // dV += P̃ᵀ·dO, dQ += scale·dS·K, dK += scale·dSᵀ·Q straight into dqkv (β = 1: the gradient adds up).
+            long qkvRow = 3L * C * 4, tt4 = tt * 4, yRow = (long)C * 4;
+            ulong sS = Scratch, sDropped = Scratch + (ulong)bhtt * 4;
+            ulong hq = Heads(qkv, T * qkvRow, D * 4, B, H), hk = Heads(qkv + (ulong)C * 4, T * qkvRow, D * 4, B, H), hv = Heads(qkv + (ulong)C * 8, T * qkvRow, D * 4, B, H);
+            ulong gq = Heads(dqkv, T * qkvRow, D * 4, B, H), gk = Heads(dqkv + (ulong)C * 4, T * qkvRow, D * 4, B, H), gv = Heads(dqkv + (ulong)C * 8, T * qkvRow, D * 4, B, H);
+            ulong hp = Heads(probs, H * tt4, tt4, B, H), hs = Heads(sS, H * tt4, tt4, B, H), hd = Heads(sDropped, H * tt4, tt4, B, H), ho = Heads(dy, T * yRow, D * 4, B, H);
+            float sc = Scale(C, H);
+            BatchedHeads(false, true, T, T, D, 1f, ho, C, hv, 3 * C, 0f, hs, T, BH);
+            LaunchBlocks("rt_attention_softmax_backward", (uint)(((long)BH * T + Block / 32 - 1) / (Block / 32)),
+                Args().Add(sS).Add(sDropped).Add(probs).Add(B).Add(H).Add(T).Add(p).Add(Seed).Add(site).Add(drop ? 1 : 0));
+            BatchedHeads(true, false, T, D, T, 1f, drop ? hd : hp, T, ho, C, 1f, gv, 3 * C, BH);
+            BatchedHeads(false, false, T, D, T, sc, hs, T, hk, 3 * C, 1f, gq, 3 * C, BH);
+            BatchedHeads(true, false, T, D, T, sc, hs, T, hq, 3 * C, 1f, gk, 3 * C, BH);
+            return;
+        }
         ulong At(long floats) => Scratch + (ulong)floats * 4;
         ulong q = At(0), k = At(btc), v = At(2 * btc), dO = At(3 * btc), dq = At(4 * btc), dk = At(5 * btc), dv = At(6 * btc);
         ulong dS = At(7 * btc), dropped = At(7 * btc + bhtt);

@@ -38,6 +38,7 @@ public sealed unsafe class CudaModel : IDisposable
         _workspace = CudaDriver.MemAlloc(WorkspaceBytes);
         _ex.Blas.SetWorkspace(_workspace, WorkspaceBytes);
         _ex.FusedAttention = string.Equals(Environment.GetEnvironmentVariable(FusedAttentionVariable), "fused", StringComparison.OrdinalIgnoreCase);
+        _ex.SplitHeads = string.Equals(Environment.GetEnvironmentVariable(FusedAttentionVariable), "split", StringComparison.OrdinalIgnoreCase);
         long n = Math.Max(1, info.ParameterCount);
         _ex.Params = CudaDriver.MemAlloc((ulong)n * 4);
         _ex.ParamCount = (ulong)info.ParameterCount;
@@ -72,6 +73,10 @@ public sealed unsafe class CudaModel : IDisposable
 
     /// <summary>Attention by the fused kernels instead of cuBLAS batched products around a softmax (head sizes ≤ 128).</summary>
     public bool FusedAttention { get => _ex.FusedAttention; set => _ex.FusedAttention = value; }
+
+    /// <summary>Attention's products on head-major copies (strided batched) instead of on the heads where they lie (pointer-array
+    /// batched, the default); BERT_CUDA_ATTENTION=split.</summary>
+    public bool SplitHeads { get => _ex.SplitHeads; set => _ex.SplitHeads = value; }
     readonly ulong _workspace;
 
     public ModelInfo Info { get; }
@@ -181,6 +186,7 @@ public sealed unsafe class CudaModel : IDisposable
         {
             var (offsets, lengths, total) = Info.Layout(batch, seq, rows, training, ReuseMemory);
             _ex.Offsets = offsets; _ex.Lengths = lengths;
+            _ex.FreeHeads();
             ulong bytes = (ulong)(total + 16) * 4;
             if (bytes > _arenaBytes)
             {
@@ -320,8 +326,9 @@ public sealed unsafe class CudaModel : IDisposable
         CudaDriver.StreamBeginCapture(_ex.Stream, CuStreamCaptureMode.ThreadLocal);
         nint graph;
         _ex.ForgetOperands();
+        _ex.Capturing = true;
         try { _program.Forward(_ex); }
-        finally { graph = CudaDriver.StreamEndCapture(_ex.Stream); }
+        finally { graph = CudaDriver.StreamEndCapture(_ex.Stream); _ex.Capturing = false; }
         _forwardDone = true;
         return new CudaGraph(graph, CudaDriver.GraphInstantiate(graph), _ex.Stream, RefreshBf16Weights);
     }
@@ -400,6 +407,7 @@ public sealed unsafe class CudaModel : IDisposable
         Device.MakeCurrent();
         try { Synchronize(); } catch (CudaException) { }
         foreach (ulong p in _ex.IntPtrs.Concat(_ex.RunPtrs)) if (p != 0) CudaDriver.MemFree(p);
+        _ex.FreeHeads();
         foreach (ulong p in new[] { _ex.Arena, _ex.Scratch, _ex.Params, _ex.Params16, _ex.Grads, _ex.Count, _ex.GemmScratch, _workspace }) if (p != 0) CudaDriver.MemFree(p);
         _ex.Blas.Dispose();
         CudaDriver.StreamDestroy(_ex.Stream);

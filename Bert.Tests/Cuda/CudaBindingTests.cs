@@ -772,6 +772,41 @@ public sealed class CudaBindingTests : IDisposable
         CudaDriver.StreamDestroy(stream);
     }
 
+    /// <summary>The pointer-array batched product as attention uses it: each head's Q and K rows 3C apart inside one B×T×3C
+    /// block, the scores of (b, h) at their own place, β = 1 adding into what C held.</summary>
+    [SkippableGpuFact]
+    public void Gpu_CublasPointerArrayBatchedGemm_HeadsInsideTheProjection_MatchesTheCpu()
+    {
+        _ = Gpu.Device;
+        nint stream = CudaDriver.StreamCreate();
+        using var blas = new Cublas();
+        blas.SetStream(stream);
+        const int Bt = 2, H = 3, T = 5, D = 8, C = H * D;
+        var rng = new Random(6);
+        float[] qkv = RandomFloats(rng, Bt * T * 3 * C), c0 = RandomFloats(rng, Bt * H * T * T);
+        ulong dQkv = Upload(qkv, stream), dC = Upload(c0, stream);
+        ulong[] Pointers(ulong at, long batchStride, long headStride) =>
+            Enumerable.Range(0, Bt * H).Select(i => at + (ulong)(i / H * batchStride + i % H * headStride)).ToArray();
+        ulong UploadPointers(ulong[] p) { ulong d = CudaDriver.MemAlloc((ulong)p.Length * 8); CudaDriver.MemcpyHtoDAsync<ulong>(d, p, stream); return d; }
+        ulong q = UploadPointers(Pointers(dQkv, T * 3 * C * 4, D * 4)), k = UploadPointers(Pointers(dQkv + C * 4, T * 3 * C * 4, D * 4));
+        ulong c = UploadPointers(Pointers(dC, H * T * T * 4, T * T * 4));
+        blas.GemmBatched(false, true, T, T, D, 0.5f, q, 3 * C, k, 3 * C, 1f, c, T, Bt * H, CudaDataType.R32F);
+        float[] got = Download(dC, Bt * H * T * T, stream);
+        for (int b = 0; b < Bt; b++)
+            for (int h = 0; h < H; h++)
+                for (int i = 0; i < T; i++)
+                    for (int j = 0; j < T; j++)
+                    {
+                        double s = 0;
+                        for (int p = 0; p < D; p++) s += (double)qkv[(b * T + i) * 3 * C + h * D + p] * qkv[(b * T + j) * 3 * C + C + h * D + p];
+                        int at = ((b * H + h) * T + i) * T + j;
+                        double want = 0.5 * s + c0[at];
+                        Assert.True(Math.Abs(got[at] - want) <= 1e-5 * (1 + Math.Abs(want)), $"head ({b},{h}): C[{i},{j}] = {got[at]}, expected {want}");
+                    }
+        foreach (ulong d in new[] { dQkv, dC, q, k, c }) CudaDriver.MemFree(d);
+        CudaDriver.StreamDestroy(stream);
+    }
+
     [SkippableGpuFact]
     public void Gpu_CublasLtMatmul_WithBiasAndGeluEpilogue_MatchesTheCpu()
     {
