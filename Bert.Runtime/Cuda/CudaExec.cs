@@ -548,13 +548,13 @@ public sealed unsafe class CudaExec
         Launch("rt_ce_backward", (long)N * V, Args().Add(dlogits).Add(dloss).Add(Count).Add(probs).Add(labels).Add(N).Add(V));
     }
 
-    /// <summary>Per row of a cross-entropy, into the scratch buffer as ints: 1 when the argmax of the probabilities is the
-    /// label, 0 when not, -1 when the label is ignored.</summary>
-    public ulong CrossEntropyCorrect(ulong probs, ulong labels, int N, int V)
+    /// <summary>Per row of a cross-entropy, as ints into <paramref name="into"/> (0: the scratch buffer): 1 when the argmax of
+    /// the probabilities is the label, 0 when not, -1 when the label is ignored.</summary>
+    public ulong CrossEntropyCorrect(ulong probs, ulong labels, int N, int V, ulong into = 0)
     {
-        RequireScratch(Math.Max(1, N), "cross-entropy accuracy");
-        if (N > 0) LaunchBlocks("rt_ce_correct", (uint)N, Args().Add(Scratch).Add(probs).Add(labels).Add(N).Add(V), 256);
-        return Scratch;
+        if (into == 0) { RequireScratch(Math.Max(1, N), "cross-entropy accuracy"); into = Scratch; }
+        if (N > 0) LaunchBlocks("rt_ce_correct", (uint)N, Args().Add(into).Add(probs).Add(labels).Add(N).Add(V), 256);
+        return into;
     }
 
     void RequireScratch(long floats, string what)

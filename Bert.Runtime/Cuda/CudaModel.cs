@@ -43,6 +43,10 @@ public sealed unsafe class CudaModel : IDisposable
         _ex.Params = CudaDriver.MemAlloc((ulong)n * 4);
         _ex.ParamCount = (ulong)info.ParameterCount;
         _ex.Count = CudaDriver.MemAlloc(16);
+        _one = CudaDriver.MemAlloc(4);
+        float one = 1f;
+        CudaDriver.MemcpyHtoDAsync(_one, &one, 4, _ex.Stream);
+        Synchronize();
         _intInputs = info.Inputs.Where(i => i.Kind != InputKind.Tensor).OrderBy(i => i.Index).ToArray();
         _ex.IntPtrs = new ulong[_intInputs.Length == 0 ? 0 : _intInputs.Max(i => i.Index) + 1];
         _intCapacity = new int[_ex.IntPtrs.Length];
@@ -305,13 +309,17 @@ public sealed unsafe class CudaModel : IDisposable
         if (!_boundTraining) throw new InvalidOperationException("This binding is for inference; call Bind(..., training: true) to run Backward.");
         ulong d = _ex.Buf(Info.OutputGradBuffer);
         if (_ex.Lengths[Info.OutputGradBuffer] != 1) throw new InvalidOperationException("The CUDA model seeds only a scalar output's gradient.");
-        float one = 1f;
-        CudaDriver.MemcpyHtoDAsync(d, &one, 4, _ex.Stream);
+        CudaDriver.MemcpyDtoDAsync(d, _one, 4, _ex.Stream);   // from a device 1.0: nothing on this stack for the stream to read later
         RefreshBf16Weights();
         _ex.ForgetOperands();
         _program.Backward(_ex);
-        Synchronize(); // `one` lives on this stack frame
     }
+
+    // A device 1.0f (the scalar output's gradient seed) and the per-row results of CountAccuracy with their layout.
+    readonly ulong _one;
+    ulong _accuracyRows;
+    long _accuracyCapacity;
+    readonly List<long> _accuracyCounts = [];
 
     /// <summary>Captures the forward schedule at the bound shape into a CUDA graph: one launch replays all its kernels and
     /// products, reading whatever inputs were set since (SetInput copies into the same device buffers). The dropout seed
@@ -355,24 +363,69 @@ public sealed unsafe class CudaModel : IDisposable
     /// back, not the probabilities). Call it before Backward: the backward may reuse the probabilities' memory.</summary>
     public (int Right, int Total)[] CrossEntropyAccuracy()
     {
+        CountAccuracy();
+        return ReadAccuracy();
+    }
+
+    /// <summary>Launches <see cref="CrossEntropyAccuracy"/>'s counting into a buffer of its own without waiting, so that
+    /// Backward may follow at once (it may reuse the probabilities' memory, not this buffer); <see cref="ReadAccuracy"/>
+    /// reads the counts later.</summary>
+    public void CountAccuracy()
+    {
         if (!_forwardDone) throw new InvalidOperationException("Call Forward before counting accuracy.");
-        var result = new List<(int, int)>();
-        foreach (var op in Info.Ops.Where(o => o.Kind == OpKind.CrossEntropy))
+        var ces = Info.Ops.Where(o => o.Kind == OpKind.CrossEntropy).ToList();
+        _accuracyCounts.Clear();
+        long total = 0;
+        foreach (var op in ces) total += Size(Info.Inputs.First(i => i.Index == op.IntInput).Shape);
+        if (total > _accuracyCapacity)
         {
-            var labels = Info.Inputs.First(i => i.Index == op.IntInput);
-            long n = Size(labels.Shape), probs = _ex.Lengths[op.Saved[0]];
-            if (n == 0 || _ex.Offsets[op.Saved[0]] < 0) { result.Add((0, 0)); continue; }
-            ulong right = _ex.CrossEntropyCorrect(_ex.Buf(op.Saved[0]), _ex.Ints(op.IntInput), checked((int)n), checked((int)(probs / n)));
+            if (_accuracyRows != 0) CudaDriver.MemFree(_accuracyRows);
+            _accuracyRows = CudaDriver.MemAlloc((ulong)total * 4);
+            _accuracyCapacity = total;
+        }
+        long at = 0;
+        foreach (var op in ces)
+        {
+            long n = Size(Info.Inputs.First(i => i.Index == op.IntInput).Shape), probs = _ex.Lengths[op.Saved[0]];
+            if (n == 0 || _ex.Offsets[op.Saved[0]] < 0) { _accuracyCounts.Add(0); continue; }
+            _ex.CrossEntropyCorrect(_ex.Buf(op.Saved[0]), _ex.Ints(op.IntInput), checked((int)n), checked((int)(probs / n)), _accuracyRows + (ulong)at * 4);
+            _accuracyCounts.Add(n);
+            at += n;
+        }
+    }
+
+    /// <summary>The counts of the last <see cref="CountAccuracy"/> (waits for the stream): per cross-entropy, right and
+    /// counted rows.</summary>
+    public (int Right, int Total)[] ReadAccuracy()
+    {
+        long all = _accuracyCounts.Sum();
+        float[] rows = all > 0 ? Download(_accuracyRows, all) : [];
+        var result = new (int, int)[_accuracyCounts.Count];
+        long at = 0;
+        for (int k = 0; k < _accuracyCounts.Count; k++)
+        {
             int r = 0, t = 0;
-            foreach (float f in Download(right, n))
+            for (long i = at; i < at + _accuracyCounts[k]; i++)
             {
-                int c = BitConverter.SingleToInt32Bits(f);
+                int c = BitConverter.SingleToInt32Bits(rows[i]);
                 if (c >= 0) { t++; r += c; }
             }
-            result.Add((r, t));
+            result[k] = (r, t);
+            at += _accuracyCounts[k];
         }
-        return [.. result];
+        return result;
     }
+
+    /// <summary>Copies the scalar output (the loss) into <paramref name="dst"/>, 4 bytes of device memory, without waiting:
+    /// kept past a Backward that may reuse the output's memory.</summary>
+    public void CopyOutput(ulong dst)
+    {
+        if (_ex.Offsets[Info.OutputBuffer] < 0) throw new InvalidOperationException("The output has no memory in this binding.");
+        CudaDriver.MemcpyDtoDAsync(dst, _ex.Buf(Info.OutputBuffer), 4, _ex.Stream);
+    }
+
+    /// <summary>4 bytes of device memory read back as a float (waits for the stream).</summary>
+    public float ReadFloat(ulong src) => Download(src, 1)[0];
 
     /// <summary>Poisons the whole arena with NaN (so that a buffer no kernel wrote shows up in a comparison).</summary>
     public void PoisonArena()
@@ -408,6 +461,7 @@ public sealed unsafe class CudaModel : IDisposable
         try { Synchronize(); } catch (CudaException) { }
         foreach (ulong p in _ex.IntPtrs.Concat(_ex.RunPtrs)) if (p != 0) CudaDriver.MemFree(p);
         _ex.FreeHeads();
+        foreach (ulong p in new[] { _one, _accuracyRows }) if (p != 0) CudaDriver.MemFree(p);
         foreach (ulong p in new[] { _ex.Arena, _ex.Scratch, _ex.Params, _ex.Params16, _ex.Grads, _ex.Count, _ex.GemmScratch, _workspace }) if (p != 0) CudaDriver.MemFree(p);
         _ex.Blas.Dispose();
         CudaDriver.StreamDestroy(_ex.Stream);

@@ -83,10 +83,15 @@ public sealed class CudaTrainer : IDisposable, IModelRunner<float>
     {
         _gpu.Bind(cpu.Batch, cpu.Seq, cpu.Rows, training: true);
         foreach (var i in _intInputs) _gpu.SetInput(i.Name, cpu.IntInput(i.Name));
+        // Forward, the loss kept aside, accuracy counted, backward, all queued before the one wait that reads the loss (a
+        // non-finite loss stops the training loop, so a backward on it is never applied).
         _gpu.Forward(training, seed);
-        float loss = _gpu.ReadBuffer(_gpu.Info.OutputBuffer)[0];
-        if (CountAccuracy) LastAccuracy = _gpu.CrossEntropyAccuracy();
-        if (float.IsFinite(loss)) _gpu.Backward();
+        if (_loss == 0) _loss = CudaDriver.MemAlloc(4);
+        _gpu.CopyOutput(_loss);
+        if (CountAccuracy) _gpu.CountAccuracy();
+        _gpu.Backward();
+        float loss = _gpu.ReadFloat(_loss);
+        if (CountAccuracy) LastAccuracy = _gpu.ReadAccuracy();
         return loss;
     }
 
@@ -101,8 +106,11 @@ public sealed class CudaTrainer : IDisposable, IModelRunner<float>
 
     public void Step(double lr) => _opt.Step(lr);
 
+    ulong _loss;
+
     public void Dispose()
     {
+        if (_loss != 0) { _gpu.Device.MakeCurrent(); CudaDriver.MemFree(_loss); _loss = 0; }
         _optimizer?.Dispose();
         _gpu.Dispose();
     }
