@@ -683,6 +683,7 @@ public static class GpuSelfTest
             }
         }
         CudaDriver.EventDestroy(start); CudaDriver.EventDestroy(stop);
+        TrainerSteps(r, device, cache, s, rng);
         Profile(r, gpu, opt, info, s, rng, CudaPrecision.Tf32, fused: false, byKernel: false);
         Profile(r, gpu, opt, info, s, rng, CudaPrecision.Bf16, fused: false, byKernel: false);
         Profile(r, gpu, opt, info, s, rng, CudaPrecision.Bf16, fused: true, byKernel: false);
@@ -690,6 +691,42 @@ public static class GpuSelfTest
         Profile(r, gpu, opt, info, s, rng, CudaPrecision.Bf16, fused: true, byKernel: true);
         gpu.Dispose();
         Inference(r, device, cache, s);
+    }
+
+    /// <summary>The product's training step as `bert pretrain --device cuda --precision bf16` runs it (CudaTrainer: the CPU
+    /// model's inputs set on the device, forward, accuracy counted, backward, the loss read back, clipping with the norm read
+    /// back, AdamW), timed by the host clock over whole steps: the kernels' time above plus what the host adds.</summary>
+    static void TrainerSteps(Report r, CudaDevice device, KernelCache cache, Settings s, Random rng)
+    {
+        var entry = Catalog.Get("base", "pretraining");
+        var info = entry.Info;
+        int B = s.Batches.Max(), G = (int)Math.Round(0.15 * B * s.Seq);
+        var cpu = entry.Create();
+        cpu.InitParameters(1);
+        using var trainer = new CudaTrainer(info, entry.CreateCuda(), device, CudaPrecision.Bf16, cache) { CountAccuracy = true };
+        trainer.Upload(cpu, new AdamW<float>(info));
+        cpu.InputsOnly = true;
+        cpu.Bind(B, s.Seq, G, training: true);
+        var inputs = RandomInputs(info, B, s.Seq, G, rng);
+        for (int k = 0; k < B * s.Seq; k++) inputs["mask"][k] = 1;
+        foreach (var (k, v) in inputs) cpu.SetInput(k, v);
+        void Step(ulong seed)
+        {
+            trainer.ZeroGradients();
+            trainer.ForwardBackward(cpu, true, seed);
+            trainer.ClipGradients(1, 1.0);
+            trainer.Step(1e-4);
+        }
+        for (int w = 0; w < 2; w++) Step((ulong)w);
+        trainer.Model.Synchronize();
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        for (int k = 0; k < s.Steps; k++) Step((ulong)(10 + k));
+        trainer.Model.Synchronize();
+        double ms = sw.Elapsed.TotalMilliseconds / s.Steps;
+        cpu.InputsOnly = false;
+        r.Row($"time BERT-Base step bf16 B={B} T={s.Seq}, the product's training loop", double.IsFinite(ms),
+            string.Create(Inv, $"{ms:F1} ms/step by the host clock ({B / (ms / 1000):F1} seq/s): CudaTrainer's step with inputs set, accuracy counted, loss and norm read back"),
+            new() { ["batch"] = B, ["seq"] = s.Seq, ["precision"] = "Bf16", ["trainer"] = true, ["step_ms"] = ms });
     }
 
     /// <summary>BERT-Base sequence classification, forward only (dropout off, the reusing plan): latency at batch 1 and
