@@ -363,9 +363,16 @@ public sealed unsafe class CudaExec
     /// batched products, as before the pointer-array products (BERT_CUDA_ATTENTION=split, to compare); off by default.</summary>
     public bool SplitHeads { get; set; }
 
-    /// <summary>Device arrays of the B·H heads' addresses (base + b·batchStride + h·headStride, in bytes), made once per
-    /// binding and kept (a captured graph reads them); the pointer-array products take each head where it lies.</summary>
+    /// <summary>Device arrays of the B·H heads' addresses (base + b·batchStride + h·headStride, in bytes) for the pointer-array
+    /// products, laid out in <see cref="HeadPool"/> (sized by CudaModel at Bind: <see cref="HeadArrays"/> per attention op)
+    /// as first needed in a layout and reused while it lasts (a captured graph reads them); a new layout starts the pool
+    /// over (<see cref="ResetHeads"/>): uploads in stream order, no allocation per step.</summary>
     readonly Dictionary<(ulong, long, long, int, int), ulong> _heads = new();
+    internal ulong HeadPool;
+    internal long HeadPoolBytes;
+    long _headUsed;
+    /// <summary>Pointer arrays one attention op uses at most (forward and backward).</summary>
+    public const int HeadArrays = 16;
     /// <summary>Set while a CUDA graph is being captured: no pointer array may be made then (the upload would be captured).</summary>
     internal bool Capturing;
 
@@ -374,20 +381,24 @@ public sealed unsafe class CudaExec
         var key = (at, batchStride, headStride, B, H);
         if (_heads.TryGetValue(key, out ulong d)) return d;
         if (Capturing) throw new InvalidOperationException("An attention pointer array was first needed during a graph capture; CudaModel runs the schedule once before capturing, so this is a bug.");
+        long bytes = ((long)B * H * 8 + 15) & ~15L;
+        if (_headUsed + bytes > HeadPoolBytes)
+            throw new InvalidOperationException($"The attention pointer pool holds {HeadPoolBytes} bytes but needs {_headUsed + bytes}; this is a bug in CudaModel's sizing.");
         var h = new ulong[B * H];
         for (int b = 0; b < B; b++)
             for (int j = 0; j < H; j++) h[b * H + j] = at + (ulong)(b * batchStride + j * headStride);
-        d = CudaDriver.MemAlloc((ulong)h.Length * 8);
-        CudaDriver.MemcpyHtoDAsync<ulong>(d, h, Stream);   // pageable: staged before the call returns
+        d = HeadPool + (ulong)_headUsed;
+        _headUsed += bytes;
+        CudaDriver.MemcpyHtoDAsync<ulong>(d, h, Stream);   // pageable: staged before the call returns, copied in stream order
         _heads[key] = d;
         return d;
     }
 
-    /// <summary>Frees the attention pointer arrays (a new layout, or the model's end).</summary>
-    internal void FreeHeads()
+    /// <summary>Starts the pointer pool over (a new layout: every array is made again as first needed).</summary>
+    internal void ResetHeads()
     {
-        foreach (ulong d in _heads.Values) CudaDriver.MemFree(d);
         _heads.Clear();
+        _headUsed = 0;
     }
 
     void BatchedHeads(bool tA, bool tB, int M, int N, int K, float alpha, ulong A, int lda, ulong Bm, int ldb, float beta, ulong C, int ldc, int batch)
@@ -398,9 +409,10 @@ public sealed unsafe class CudaExec
     }
 
     /// <summary>Whether attention's products can take the heads where they lie (16-byte aligned heads).</summary>
-    bool Direct(int C, int H, params ulong[] pointers)
+    bool Direct(int C, int H, int T, params ulong[] pointers)
     {
-        if (SplitHeads || (C / H) % 4 != 0) return false;
+        // Every head 16-byte aligned: D a multiple of 4 (heads inside the projections), T a multiple of 4 (the T×T blocks).
+        if (SplitHeads || (C / H) % 4 != 0 || T % 4 != 0) return false;
         foreach (ulong p in pointers) if (p % 16 != 0) return false;
         return true;
     }
@@ -433,7 +445,7 @@ public sealed unsafe class CudaExec
         }
         long btc = (long)B * T * C, tt = (long)T * T, td = (long)T * D;
         RequireScratch(AttentionScratch(B, T, C, H), "attention");
-        if (Direct(C, H, qkv, y, probs, Scratch))
+        if (Direct(C, H, T, qkv, y, probs, Scratch))
         {
             // Each head where it lies: Q, K, V rows 3C apart inside qkv, the output rows C apart inside y.
             long qkvRow = 3L * C * 4, tt4 = tt * 4;
@@ -469,7 +481,7 @@ public sealed unsafe class CudaExec
         }
         long btc = (long)B * T * C, tt = (long)T * T, td = (long)T * D, bhtt = (long)BH * tt;
         RequireScratch(AttentionScratch(B, T, C, H), "attention");
-        if (Direct(C, H, dqkv, dy, qkv, probs, Scratch))
+        if (Direct(C, H, T, dqkv, dy, qkv, probs, Scratch))
         {
             // dP = dO·Vᵀ into dS (scratch), the softmax backward in place (and the dropped probabilities made again), then
             // dV += P̃ᵀ·dO, dQ += scale·dS·K, dK += scale·dSᵀ·Q straight into dqkv (β = 1: the gradient adds up).

@@ -190,7 +190,14 @@ public sealed unsafe class CudaModel : IDisposable
         {
             var (offsets, lengths, total) = Info.Layout(batch, seq, rows, training, ReuseMemory);
             _ex.Offsets = offsets; _ex.Lengths = lengths;
-            _ex.FreeHeads();
+            _ex.ResetHeads();
+            long pool = Info.Ops.Where(o => o.Kind == OpKind.Attention).Sum(o => (long)CudaExec.HeadArrays * ((8L * batch * o.Heads + 15) & ~15L));
+            if (pool > _ex.HeadPoolBytes)
+            {
+                if (_ex.HeadPool != 0) CudaDriver.MemFree(_ex.HeadPool);
+                _ex.HeadPool = CudaDriver.MemAlloc((ulong)pool);
+                _ex.HeadPoolBytes = pool;
+            }
             ulong bytes = (ulong)(total + 16) * 4;
             if (bytes > _arenaBytes)
             {
@@ -460,8 +467,7 @@ public sealed unsafe class CudaModel : IDisposable
         Device.MakeCurrent();
         try { Synchronize(); } catch (CudaException) { }
         foreach (ulong p in _ex.IntPtrs.Concat(_ex.RunPtrs)) if (p != 0) CudaDriver.MemFree(p);
-        _ex.FreeHeads();
-        foreach (ulong p in new[] { _one, _accuracyRows }) if (p != 0) CudaDriver.MemFree(p);
+        foreach (ulong p in new[] { _one, _accuracyRows, _ex.HeadPool }) if (p != 0) CudaDriver.MemFree(p);
         foreach (ulong p in new[] { _ex.Arena, _ex.Scratch, _ex.Params, _ex.Params16, _ex.Grads, _ex.Count, _ex.GemmScratch, _workspace }) if (p != 0) CudaDriver.MemFree(p);
         _ex.Blas.Dispose();
         CudaDriver.StreamDestroy(_ex.Stream);

@@ -78,7 +78,9 @@ public sealed class CudaTrainer : IDisposable, IModelRunner<float>
     /// <summary>Per cross-entropy, in order: right and counted rows of the last micro-batch (with <see cref="CountAccuracy"/>).</summary>
     public (int Right, int Total)[] LastAccuracy { get; private set; } = [];
 
-    /// <summary>One micro-batch, forward and backward, on the inputs the CPU model was bound with; returns the loss.</summary>
+    /// <summary>One micro-batch, forward and backward, on the inputs the CPU model was bound with; returns the loss. The
+    /// backward is queued before the loss is read, so it runs even when the loss is not finite: the gradients are then not
+    /// fit to apply (the training loop stops on such a loss).</summary>
     public float ForwardBackward(Model<float> cpu, bool training, ulong seed)
     {
         _gpu.Bind(cpu.Batch, cpu.Seq, cpu.Rows, training: true);
