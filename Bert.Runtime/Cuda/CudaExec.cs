@@ -77,17 +77,23 @@ public sealed unsafe class CudaExec
 
     uint Grid(long threads) => (uint)Math.Clamp((threads + Block - 1) / Block, 1, MaxGrid);
 
+    /// <summary>A launch that may write anything: the bf16 operands the slots hold are forgotten.</summary>
     void Launch(string name, long threads, KernelArguments args, uint block = Block)
     {
-        OnLaunch?.Invoke(name);
         ForgetOperands();
-        CudaDriver.LaunchKernel(Fn(name), Grid(threads), block, 0, Stream, args);
+        LaunchKeeping(name, Grid(threads), args, block);
     }
 
     void LaunchBlocks(string name, Dim3 grid, KernelArguments args, uint block = Block)
     {
-        OnLaunch?.Invoke(name);
         ForgetOperands();
+        LaunchKeeping(name, grid, args, block);
+    }
+
+    /// <summary>A launch that writes only a bf16 operand slot (the conversions): what the slots hold stays known.</summary>
+    void LaunchKeeping(string name, Dim3 grid, KernelArguments args, uint block = Block)
+    {
+        OnLaunch?.Invoke(name);
         CudaDriver.LaunchKernel(Fn(name), grid, block, 0, Stream, args);
     }
 
@@ -161,14 +167,11 @@ public sealed unsafe class CudaExec
             if (elements % 8 == 0) return Params16 + elements * 2;
         }
         ulong dst = GemmScratch + (ulong)(slot * GemmSlot) * 2;
-        if (_held[slot] == (x, x + ((ulong)(rows - 1) * (ulong)ld + (ulong)cols) * 4, rows, cols, ld)) return dst;
+        var operand = (x, x + ((ulong)(rows - 1) * (ulong)ld + (ulong)cols) * 4, rows, cols, ld);
+        if (_held[slot] == operand) return dst;
         if (ld == cols) ConvertBf16(dst, x, (long)rows * cols);
-        else
-        {
-            OnLaunch?.Invoke("rt_to_bf16");
-            CudaDriver.LaunchKernel(Fn("rt_to_bf16"), Grid((long)rows * cols), Block, 0, Stream, Args().Add(dst).Add(x).Add((long)rows).Add(cols).Add(ld));
-        }
-        _held[slot] = (x, x + ((ulong)(rows - 1) * (ulong)ld + (ulong)cols) * 4, rows, cols, ld);
+        else LaunchKeeping("rt_to_bf16", Grid((long)rows * cols), Args().Add(dst).Add(x).Add((long)rows).Add(cols).Add(ld));
+        _held[slot] = operand;
         return dst;
     }
 
@@ -176,13 +179,9 @@ public sealed unsafe class CudaExec
     void ConvertBf16(ulong dst, ulong src, long n)
     {
         if (n % 4 == 0 && src % 16 == 0 && dst % 8 == 0)
-        {
-            OnLaunch?.Invoke("rt_to_bf16_4");
-            CudaDriver.LaunchKernel(Fn("rt_to_bf16_4"), Grid(n / 4), Block, 0, Stream, Args().Add(dst).Add(src).Add(n / 4));
-            return;
-        }
-        OnLaunch?.Invoke("rt_to_bf16");
-        CudaDriver.LaunchKernel(Fn("rt_to_bf16"), Grid(n), Block, 0, Stream, Args().Add(dst).Add(src).Add(1L).Add((int)Math.Min(n, int.MaxValue)).Add((int)Math.Min(n, int.MaxValue)));
+            LaunchKeeping("rt_to_bf16_4", Grid(n / 4), Args().Add(dst).Add(src).Add(n / 4));
+        else
+            LaunchKeeping("rt_to_bf16", Grid(n), Args().Add(dst).Add(src).Add(1L).Add((int)Math.Min(n, int.MaxValue)).Add((int)Math.Min(n, int.MaxValue)));
     }
 
     /// <summary>dst (n bf16) = src (n floats) rounded to nearest even.</summary>
@@ -215,9 +214,10 @@ public sealed unsafe class CudaExec
             int runs = RunCounts[input];
             if (runs == 0) return;
             var (segments, multi, parts) = Segments[input];
+            var at = SegmentLayout.Of(N, segments, multi);
             ulong order = RunPtrs[input], runStart = order + (ulong)N * 4, runId = order + (ulong)(2 * N + 1) * 4;
-            ulong segLo = order + (ulong)(3 * N + 2) * 4, segRun = segLo + (ulong)segments * 4, segPart = segRun + (ulong)segments * 4;
-            ulong multiRun = segPart + (ulong)segments * 4, multiFirst = multiRun + (ulong)multi * 4;
+            ulong segLo = order + (ulong)at.SegLo * 4, segRun = order + (ulong)at.SegRun * 4, segPart = order + (ulong)at.SegPart * 4;
+            ulong multiRun = order + (ulong)at.MultiRun * 4, multiFirst = order + (ulong)at.MultiFirst * 4;
             RequireScratch((long)parts * C, "the embedding backward");
             uint threads = (uint)Math.Clamp((C + 31) / 32 * 32, 32, Block);
             LaunchBlocks("rt_embed_backward_segments", (uint)Math.Min(segments, MaxGrid),
@@ -241,6 +241,18 @@ public sealed unsafe class CudaExec
     /// <summary>Ints of host and device memory the grouped rows of n ids take, segments included.</summary>
     public static int GroupedLength(int n) => 7 * n + 8;
 
+    /// <summary>Where <see cref="SegmentRuns"/> writes its arrays in the grouped ints of n ids (after GroupById's 3n + 2),
+    /// as offsets in ints, and where they end: segLo, segRun, segPart (one per segment), multiRun (one per run of several
+    /// segments), multiFirst (one more).</summary>
+    public readonly record struct SegmentLayout(int SegLo, int SegRun, int SegPart, int MultiRun, int MultiFirst, int End)
+    {
+        public static SegmentLayout Of(int n, int segments, int multi)
+        {
+            int segLo = 3 * n + 2, multiRun = segLo + 3 * segments;
+            return new(segLo, segLo + segments, segLo + 2 * segments, multiRun, multiRun + multi, multiRun + 2 * multi + 1);
+        }
+    }
+
     /// <summary>Cuts the <paramref name="runs"/> runs that <see cref="GroupById"/> wrote into <paramref name="packed"/> (n ids)
     /// into segments of at most <paramref name="segmentRows"/> rows, written after its 3n + 2 ints: segLo (each segment's
     /// first position in the row order), segRun (its run), segPart (its partial's index, or -1 when its run is a single
@@ -258,11 +270,12 @@ public sealed unsafe class CudaExec
             segments += k;
             if (k > 1) multi++;
         }
-        var segLo = packed.Slice(3 * n + 2, segments);
-        var segRun = packed.Slice(3 * n + 2 + segments, segments);
-        var segPart = packed.Slice(3 * n + 2 + 2 * segments, segments);
-        var multiRun = packed.Slice(3 * n + 2 + 3 * segments, multi);
-        var multiFirst = packed.Slice(3 * n + 2 + 3 * segments + multi, multi + 1);
+        var at = SegmentLayout.Of(n, segments, multi);
+        var segLo = packed.Slice(at.SegLo, segments);
+        var segRun = packed.Slice(at.SegRun, segments);
+        var segPart = packed.Slice(at.SegPart, segments);
+        var multiRun = packed.Slice(at.MultiRun, multi);
+        var multiFirst = packed.Slice(at.MultiFirst, multi + 1);
         int s = 0, m = 0, parts = 0;
         for (int r = 0; r < runs; r++)
         {
@@ -408,6 +421,13 @@ public sealed unsafe class CudaExec
         Blas.GemmBatched(tA, tB, M, N, K, alpha, A, lda, Bm, ldb, beta, C, ldc, batch, CudaDataType.R32F);
     }
 
+    /// <summary>The pointer arrays of the Q, K and V heads inside a B×T×3C projection (or its gradient).</summary>
+    (ulong Q, ulong K, ulong V) ProjectionHeads(ulong qkv, int B, int T, int C, int H)
+    {
+        long row = 3L * C * 4, head = C / H * 4;
+        return (Heads(qkv, T * row, head, B, H), Heads(qkv + (ulong)C * 4, T * row, head, B, H), Heads(qkv + (ulong)C * 8, T * row, head, B, H));
+    }
+
     /// <summary>Whether attention's products can take the heads where they lie (16-byte aligned heads).</summary>
     bool Direct(int C, int H, int T, params ulong[] pointers)
     {
@@ -448,8 +468,8 @@ public sealed unsafe class CudaExec
         if (Direct(C, H, T, qkv, y, probs, Scratch))
         {
             // Each head where it lies: Q, K, V rows 3C apart inside qkv, the output rows C apart inside y.
-            long qkvRow = 3L * C * 4, tt4 = tt * 4;
-            ulong hq = Heads(qkv, T * qkvRow, D * 4, B, H), hk = Heads(qkv + (ulong)C * 4, T * qkvRow, D * 4, B, H), hv = Heads(qkv + (ulong)C * 8, T * qkvRow, D * 4, B, H);
+            long tt4 = tt * 4;
+            var (hq, hk, hv) = ProjectionHeads(qkv, B, T, C, H);
             ulong hp = Heads(probs, H * tt4, tt4, B, H), hd = Heads(Scratch, H * tt4, tt4, B, H), hy = Heads(y, (long)T * C * 4, D * 4, B, H);
             BatchedHeads(false, true, T, T, D, Scale(C, H), hq, 3 * C, hk, 3 * C, 0f, hp, T, BH);
             LaunchBlocks("rt_attention_softmax", (uint)(((long)BH * T + Block / 32 - 1) / (Block / 32)),
@@ -485,10 +505,10 @@ public sealed unsafe class CudaExec
         {
             // dP = dO·Vᵀ into dS (scratch), the softmax backward in place (and the dropped probabilities made again), then
             // dV += P̃ᵀ·dO, dQ += scale·dS·K, dK += scale·dSᵀ·Q straight into dqkv (β = 1: the gradient adds up).
-            long qkvRow = 3L * C * 4, tt4 = tt * 4, yRow = (long)C * 4;
+            long tt4 = tt * 4, yRow = (long)C * 4;
             ulong sS = Scratch, sDropped = Scratch + (ulong)bhtt * 4;
-            ulong hq = Heads(qkv, T * qkvRow, D * 4, B, H), hk = Heads(qkv + (ulong)C * 4, T * qkvRow, D * 4, B, H), hv = Heads(qkv + (ulong)C * 8, T * qkvRow, D * 4, B, H);
-            ulong gq = Heads(dqkv, T * qkvRow, D * 4, B, H), gk = Heads(dqkv + (ulong)C * 4, T * qkvRow, D * 4, B, H), gv = Heads(dqkv + (ulong)C * 8, T * qkvRow, D * 4, B, H);
+            var (hq, hk, hv) = ProjectionHeads(qkv, B, T, C, H);
+            var (gq, gk, gv) = ProjectionHeads(dqkv, B, T, C, H);
             ulong hp = Heads(probs, H * tt4, tt4, B, H), hs = Heads(sS, H * tt4, tt4, B, H), hd = Heads(sDropped, H * tt4, tt4, B, H), ho = Heads(dy, T * yRow, D * 4, B, H);
             float sc = Scale(C, H);
             BatchedHeads(false, true, T, T, D, 1f, ho, C, hv, 3 * C, 0f, hs, T, BH);

@@ -286,39 +286,43 @@ extern "C" __global__ void rt_layernorm_backward_wb_partial(float* __restrict__ 
     part[(long long)(chunks + k) * C + c] = sb;
 }
 
-// The column sums of the partials: a block of 1024 threads takes 32 columns, thread (lane = column, row y) sums chunks
-// y, y+32, … in order, then lane's 32 sums are added in y order: a fixed tree, so the same bits every run; 32× the threads
-// of one thread per column walking every chunk (which left most of the GPU idle for 768 columns).
+// Σ_k part[k·stride + c] over k < chunks for the block's 32 columns (c = blockIdx.x·32 + lane, valid where c < the
+// column count): thread (lane, y) of the 1024 sums chunks y, y+32, … in order, then a column's 32 sums are added in y
+// order — a fixed tree, so the same bits every run, with 32× the threads of one thread per column walking every chunk
+// (which left most of the GPU idle for 768 columns). Every thread of the block calls it; the threads of y = 0 get the sum.
+static __device__ float rt_block_colsum32(const float* __restrict__ part, long long stride, int chunks, int c, bool valid, float (*sh)[33])
+{
+    int lane = threadIdx.x & 31, y = threadIdx.x >> 5;
+    float s = 0.0f;
+    if (valid)
+        for (int k = y; k < chunks; k += 32) s += part[(long long)k * stride + c];
+    sh[y][lane] = s;
+    __syncthreads();
+    s = 0.0f;
+    if (y == 0)
+        for (int j = 0; j < 32; j++) s += sh[j][lane];
+    __syncthreads();   // sh is free for the next call
+    return s;
+}
+
+// dw[c] += Σ_k part[k][c], db[c] += Σ_k part[chunks + k][c] (rt_block_colsum32: 32 columns per block of 1024 threads).
 extern "C" __global__ void rt_layernorm_backward_wb_finish(float* __restrict__ dw, float* __restrict__ db, const float* __restrict__ part, int C, int chunks)
 {
-    __shared__ float shw[32][33], shb[32][33];
-    int lane = threadIdx.x & 31, y = threadIdx.x >> 5, c = blockIdx.x * 32 + lane;
-    float sw = 0.0f, sb = 0.0f;
-    if (c < C)
-        for (int k = y; k < chunks; k += 32) { sw += part[(long long)k * C + c]; sb += part[(long long)(chunks + k) * C + c]; }
-    shw[y][lane] = sw; shb[y][lane] = sb;
-    __syncthreads();
-    if (y != 0 || c >= C) return;
-    sw = 0.0f; sb = 0.0f;
-    for (int j = 0; j < 32; j++) { sw += shw[j][lane]; sb += shb[j][lane]; }
+    __shared__ float sh[32][33];
+    int c = blockIdx.x * 32 + (threadIdx.x & 31);
+    float sw = rt_block_colsum32(part, C, chunks, c, c < C, sh), sb = rt_block_colsum32(part + (long long)chunks * C, C, chunks, c, c < C, sh);
+    if (threadIdx.x >= 32 || c >= C) return;
     if (dw) dw[c] += sw;
     if (db) db[c] += sb;
 }
 
-// dx[j] += Σ_k part[k·nb + j] over the chunks (the broadcast gradients of a fused backward), with the fixed tree of
-// rt_layernorm_backward_wb_finish: 32 columns per block of 1024 threads.
+// dx[j] += Σ_k part[k·nb + j] over the chunks (the broadcast gradients of a fused backward; rt_block_colsum32).
 extern "C" __global__ void rt_colsum_finish(float* __restrict__ dx, const float* __restrict__ part, int nb, int chunks)
 {
     __shared__ float sh[32][33];
-    int lane = threadIdx.x & 31, y = threadIdx.x >> 5, j = blockIdx.x * 32 + lane;
-    float s = 0.0f;
-    if (j < nb)
-        for (int k = y; k < chunks; k += 32) s += part[(long long)k * nb + j];
-    sh[y][lane] = s;
-    __syncthreads();
-    if (y != 0 || j >= nb) return;
-    s = 0.0f;
-    for (int i = 0; i < 32; i++) s += sh[i][lane];
+    int j = blockIdx.x * 32 + (threadIdx.x & 31);
+    float s = rt_block_colsum32(part, nb, chunks, j, j < nb, sh);
+    if (threadIdx.x >= 32 || j >= nb) return;
     dx[j] += s;
 }
 

@@ -43,7 +43,7 @@ public sealed unsafe class CudaModel : IDisposable
         _ex.Params = CudaDriver.MemAlloc((ulong)n * 4);
         _ex.ParamCount = (ulong)info.ParameterCount;
         _ex.Count = CudaDriver.MemAlloc(16);
-        _one = CudaDriver.MemAlloc(4);
+        _one = CudaDriver.MemAlloc(8);   // the 1.0 and, 4 bytes on, the kept output
         float one = 1f;
         CudaDriver.MemcpyHtoDAsync(_one, &one, 4, _ex.Stream);
         Synchronize();
@@ -289,7 +289,7 @@ public sealed unsafe class CudaModel : IDisposable
             if (runs >= 0)
             {
                 var seg = CudaExec.SegmentRuns(_grouped, data.Length, runs, CudaKernels.EmbedSegmentRows);
-                int used = 3 * data.Length + 2 + 3 * seg.Segments + 2 * seg.Multi + 1;
+                int used = CudaExec.SegmentLayout.Of(data.Length, seg.Segments, seg.Multi).End;
                 CudaDriver.MemcpyHtoDAsync<int>(_ex.RunPtrs[i.Index], _grouped.AsSpan(0, used), _ex.Stream);
                 _ex.Segments[i.Index] = seg;
             }
@@ -322,8 +322,10 @@ public sealed unsafe class CudaModel : IDisposable
         _program.Backward(_ex);
     }
 
-    // A device 1.0f (the scalar output's gradient seed) and the per-row results of CountAccuracy with their layout.
+    // A device 1.0f (the scalar output's gradient seed) followed by the output KeepOutput copied; the per-row results of
+    // CountAccuracy with their layout.
     readonly ulong _one;
+    ulong Kept => _one + 4;
     ulong _accuracyRows;
     long _accuracyCapacity;
     readonly List<long> _accuracyCounts = [];
@@ -382,8 +384,9 @@ public sealed unsafe class CudaModel : IDisposable
         if (!_forwardDone) throw new InvalidOperationException("Call Forward before counting accuracy.");
         var ces = Info.Ops.Where(o => o.Kind == OpKind.CrossEntropy).ToList();
         _accuracyCounts.Clear();
-        long total = 0;
-        foreach (var op in ces) total += Size(Info.Inputs.First(i => i.Index == op.IntInput).Shape);
+        foreach (var op in ces)   // rows counted per cross-entropy: its labels, or none where its probabilities have no memory
+            _accuracyCounts.Add(_ex.Offsets[op.Saved[0]] < 0 ? 0 : Size(Info.Inputs.First(i => i.Index == op.IntInput).Shape));
+        long total = _accuracyCounts.Sum();
         if (total > _accuracyCapacity)
         {
             if (_accuracyRows != 0) CudaDriver.MemFree(_accuracyRows);
@@ -391,12 +394,12 @@ public sealed unsafe class CudaModel : IDisposable
             _accuracyCapacity = total;
         }
         long at = 0;
-        foreach (var op in ces)
+        for (int k = 0; k < ces.Count; k++)
         {
-            long n = Size(Info.Inputs.First(i => i.Index == op.IntInput).Shape), probs = _ex.Lengths[op.Saved[0]];
-            if (n == 0 || _ex.Offsets[op.Saved[0]] < 0) { _accuracyCounts.Add(0); continue; }
-            _ex.CrossEntropyCorrect(_ex.Buf(op.Saved[0]), _ex.Ints(op.IntInput), checked((int)n), checked((int)(probs / n)), _accuracyRows + (ulong)at * 4);
-            _accuracyCounts.Add(n);
+            long n = _accuracyCounts[k];
+            if (n == 0) continue;
+            var op = ces[k];
+            _ex.CrossEntropyCorrect(_ex.Buf(op.Saved[0]), _ex.Ints(op.IntInput), checked((int)n), checked((int)(_ex.Lengths[op.Saved[0]] / n)), _accuracyRows + (ulong)at * 4);
             at += n;
         }
     }
@@ -423,16 +426,16 @@ public sealed unsafe class CudaModel : IDisposable
         return result;
     }
 
-    /// <summary>Copies the scalar output (the loss) into <paramref name="dst"/>, 4 bytes of device memory, without waiting:
-    /// kept past a Backward that may reuse the output's memory.</summary>
-    public void CopyOutput(ulong dst)
+    /// <summary>Keeps the scalar output (the loss) aside on the device without waiting, past a Backward that may reuse the
+    /// output's memory; <see cref="ReadKeptOutput"/> reads it later.</summary>
+    public void KeepOutput()
     {
         if (_ex.Offsets[Info.OutputBuffer] < 0) throw new InvalidOperationException("The output has no memory in this binding.");
-        CudaDriver.MemcpyDtoDAsync(dst, _ex.Buf(Info.OutputBuffer), 4, _ex.Stream);
+        CudaDriver.MemcpyDtoDAsync(Kept, _ex.Buf(Info.OutputBuffer), 4, _ex.Stream);
     }
 
-    /// <summary>4 bytes of device memory read back as a float (waits for the stream).</summary>
-    public float ReadFloat(ulong src) => Download(src, 1)[0];
+    /// <summary>The output last kept by <see cref="KeepOutput"/> (waits for the stream).</summary>
+    public float ReadKeptOutput() => Download(Kept, 1)[0];
 
     /// <summary>Poisons the whole arena with NaN (so that a buffer no kernel wrote shows up in a comparison).</summary>
     public void PoisonArena()

@@ -88,11 +88,10 @@ public sealed class CudaTrainer : IDisposable, IModelRunner<float>
         // Forward, the loss kept aside, accuracy counted, backward, all queued before the one wait that reads the loss (a
         // non-finite loss stops the training loop, so a backward on it is never applied).
         _gpu.Forward(training, seed);
-        if (_loss == 0) _loss = CudaDriver.MemAlloc(4);
-        _gpu.CopyOutput(_loss);
+        _gpu.KeepOutput();
         if (CountAccuracy) _gpu.CountAccuracy();
         _gpu.Backward();
-        float loss = _gpu.ReadFloat(_loss);
+        float loss = _gpu.ReadKeptOutput();
         if (CountAccuracy) LastAccuracy = _gpu.ReadAccuracy();
         return loss;
     }
@@ -108,11 +107,8 @@ public sealed class CudaTrainer : IDisposable, IModelRunner<float>
 
     public void Step(double lr) => _opt.Step(lr);
 
-    ulong _loss;
-
     public void Dispose()
     {
-        if (_loss != 0) { _gpu.Device.MakeCurrent(); CudaDriver.MemFree(_loss); _loss = 0; }
         _optimizer?.Dispose();
         _gpu.Dispose();
     }

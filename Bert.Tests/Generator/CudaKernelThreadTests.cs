@@ -170,8 +170,7 @@ public partial class CudaSourceTests
             // The last step also wrote the bf16 weight copy: each value the new parameter rounded to nearest even.
             for (int i = 0; i < n; i++)
             {
-                uint bits = BitConverter.SingleToUInt32Bits(pg[i]);
-                ushort want16 = (ushort)((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16), got16 = r.ReadUInt16();
+                ushort want16 = Bert.Runtime.Checkpoints.SafeTensors.ToBFloat16(pg[i]), got16 = r.ReadUInt16();
                 Assert.True(want16 == got16, $"bf16 copy [{i}] = 0x{got16:X4}, want 0x{want16:X4} (parameter {pg[i]:R})");
             }
             AssertClose("parameters", pg, pc);
@@ -321,14 +320,14 @@ public partial class CudaSourceTests
                 {
                     FILE* in = fopen(argv[1], "rb"); FILE* out = fopen(argv[2], "wb");
                     if (!in || !out) return 2;
-                    int h[8]; if (fread(h, 4, 8, in) != 8) return 3;
-                    int N = h[0], C = h[1], V = h[2], segments = h[4], multi = h[5], parts = h[6], segRows = h[7], length = 7 * N + 8;
+                    int h[13]; if (fread(h, 4, 13, in) != 13) return 3;
+                    int N = h[0], C = h[1], V = h[2], segments = h[4], multi = h[5], parts = h[6], segRows = h[7], length = h[12];
                     int* packed = (int*)malloc(4 * length); float* dy = (float*)malloc(4 * N * C); float* table = (float*)malloc(4 * V * C);
                     float* part = (float*)malloc(4 * (parts * C + 1));
                     for (int i = 0; i < parts * C; i++) part[i] = __builtin_nanf("");
                     if (fread(packed, 4, length, in) != length || fread(dy, 4, N * C, in) != N * C || fread(table, 4, V * C, in) != V * C) return 3;
-                    int *runStart = packed + N, *runId = packed + 2 * N + 1, *segLo = packed + 3 * N + 2, *segRun = segLo + segments, *segPart = segRun + segments;
-                    int *multiRun = segPart + segments, *multiFirst = multiRun + multi;
+                    int *runStart = packed + N, *runId = packed + 2 * N + 1, *segLo = packed + h[8], *segRun = packed + h[9], *segPart = packed + h[10];
+                    int *multiRun = packed + h[11], *multiFirst = multiRun + multi;
                     bert_launch(2, 32, [&] { rt_embed_backward_segments(table, part, dy, packed, runStart, runId, segLo, segRun, segPart, segments, segRows, C, V); });
                     bert_launch2(1, multi, 64, [&] { rt_embed_backward_finish(table, part, runId, multiRun, multiFirst, multi, C, V); });
                     fwrite(table, 4, V * C, out);
@@ -339,8 +338,9 @@ public partial class CudaSourceTests
             Assert.True(build.Code == 0, $"clang-14 could not compile the embedding kernels for the host:\n{Tail(build.Output)}");
             using (var f = new BinaryWriter(File.Create(Path.Combine(dir, "in.bin"))))
             {
-                foreach (int x in new[] { N, C, V, runs, segments, multi, parts, SegmentRows }) f.Write(x);
-                foreach (int x in packed) f.Write(x);
+                var at = CudaExec.SegmentLayout.Of(N, segments, multi);
+                foreach (int x in new[] { N, C, V, runs, segments, multi, parts, SegmentRows, at.SegLo, at.SegRun, at.SegPart, at.MultiRun, at.End }) f.Write(x);
+                foreach (int x in packed.AsSpan(0, at.End)) f.Write(x);
                 foreach (float x in dy) f.Write(x);
                 foreach (float x in table) f.Write(x);
             }
