@@ -381,26 +381,22 @@ public static class GpuSelfTest
         // CPU in double, looser (bf16 keeps 8 bits of mantissa).
         {
             gpu.Precision = CudaPrecision.Bf16;
-            gpu.Bind(B, T, G, training: true);
-            foreach (var (k, v) in inputs) gpu.SetInput(k, v);
-            gpu.PoisonArena();
-            gpu.ZeroGradients();
-            gpu.Forward(training: true, seed: seed);
-            gpu.Backward();
-            double worstBf = 0; string worstBfName = "";
-            foreach (var b in info.Buffers)
-            {
-                double[] want = cpuBuffers[b.Id];
-                if (want.Length == 0 || b.Role == BufferRole.Gradient) continue;
-                double e = BufferErr(info, b, gpu.ReadBuffer(b.Id), cpuBuffers);
-                if (!(e <= worstBf)) { worstBf = e; worstBfName = b.Name; }
-            }
-            float[] gb = gpu.GetGradients();
-            double num = 0, den = 0;
-            for (int i = 0; i < gb.Length; i++) { double d = gb[i] - gWant[i]; num += d * d; den += gWant[i] * gWant[i]; }
-            double eg = Math.Sqrt(num / den);
+            var (worstBf, worstBfName, eg) = Bf16Step(gpu, info, inputs, cpuBuffers, gWant, B, T, G, seed);
             r.Row($"{info.Name}: bf16 products vs CPU double", worstBf <= 2e-2 && eg <= 2e-2,
                 string.Create(Inv, $"forward buffers worst {worstBf:E2} ({worstBfName}), all gradients {eg:E2} (limits 2e-2)"));
+
+            // The same with cuBLAS rounding the fp32 operands (CUBLAS_COMPUTE_32F_FAST_16BF; BERT_CUDA_BF16=cublas).
+            {
+                bool before = gpu.Bf16InCublas;
+                gpu.Bf16InCublas = true;
+                try
+                {
+                    var (wfc, wfcName, egc) = Bf16Step(gpu, info, inputs, cpuBuffers, gWant, B, T, G, seed);
+                    r.Row($"{info.Name}: bf16 products rounded by cuBLAS vs CPU double", wfc <= 2e-2 && egc <= 2e-2,
+                        string.Create(Inv, $"forward buffers worst {wfc:E2} ({wfcName}), all gradients {egc:E2} (limits 2e-2)"));
+                }
+                finally { gpu.Bf16InCublas = before; }
+            }
 
             // The optimizers write the bf16 weight copy in their update pass: after a step the copy is current and holds
             // each new parameter rounded to nearest even (the copy poisoned first, so an element no update wrote shows).
@@ -611,6 +607,31 @@ public static class GpuSelfTest
             string.Create(Inv, $"{set.Count} texts in batches of 16: accuracy {gpu.Score:P1} (CPU {cpu.Score:P1}), loss {dl:E2} relative (limit 1e-5)"));
     }
 
+    /// <summary>One training step in the model's current (bf16) precision on fresh poisoned memory: the worst forward buffer's
+    /// error against the CPU in double, its name, and the relative error of all the parameter gradients together.</summary>
+    static (double Worst, string WorstName, double Gradients) Bf16Step(CudaModel gpu, ModelInfo info, Dictionary<string, int[]> inputs,
+        Dictionary<int, double[]> cpuBuffers, double[] gWant, int B, int T, int G, ulong seed)
+    {
+        gpu.Bind(B, T, G, training: true);
+        foreach (var (k, v) in inputs) gpu.SetInput(k, v);
+        gpu.PoisonArena();
+        gpu.ZeroGradients();
+        gpu.Forward(training: true, seed: seed);
+        gpu.Backward();
+        double worst = 0; string worstName = "";
+        foreach (var b in info.Buffers)
+        {
+            double[] want = cpuBuffers[b.Id];
+            if (want.Length == 0 || b.Role == BufferRole.Gradient) continue;
+            double e = BufferErr(info, b, gpu.ReadBuffer(b.Id), cpuBuffers);
+            if (!(e <= worst)) { worst = e; worstName = b.Name; }
+        }
+        float[] gb = gpu.GetGradients();
+        double num = 0, den = 0;
+        for (int i = 0; i < gb.Length; i++) { double d = gb[i] - gWant[i]; num += d * d; den += gWant[i] * gWant[i]; }
+        return (worst, worstName, Math.Sqrt(num / den));
+    }
+
     static bool IsForward(ModelInfo info, string failure)
     {
         int id = int.Parse(failure[(failure.IndexOf('#') + 1)..failure.IndexOf(' ')], Inv);
@@ -639,12 +660,14 @@ public static class GpuSelfTest
         double fpt = Catalog.FlopsPerToken(info, s.Seq, 0.15);
         var rng = new Random(2);
         nint start = CudaDriver.EventCreate(), stop = CudaDriver.EventCreate();
-        foreach (var (precision, fused, split) in ((CudaPrecision, bool, bool)[])[(CudaPrecision.Fp32, false, false), (CudaPrecision.Tf32, false, false), (CudaPrecision.Tf32, true, false),
-            (CudaPrecision.Bf16, false, false), (CudaPrecision.Bf16, false, true), (CudaPrecision.Bf16, true, false)])
+        foreach (var (precision, fused, split, inCublas) in ((CudaPrecision, bool, bool, bool)[])[(CudaPrecision.Fp32, false, false, false), (CudaPrecision.Tf32, false, false, false),
+            (CudaPrecision.Tf32, true, false, false), (CudaPrecision.Bf16, false, false, false), (CudaPrecision.Bf16, false, true, false), (CudaPrecision.Bf16, false, false, true),
+            (CudaPrecision.Bf16, true, false, false)])
         {
             gpu.Precision = precision;
             gpu.FusedAttention = fused;
             gpu.SplitHeads = split;
+            gpu.Bf16InCublas = inCublas;
             foreach (int B in s.Batches)
             {
                 int G = (int)Math.Round(0.15 * B * s.Seq);
@@ -671,9 +694,9 @@ public static class GpuSelfTest
                     double ms = CudaDriver.EventElapsedTime(start, stop) / s.Steps;
                     double seqs = B / (ms / 1000), mfu = seqs * s.Seq * fpt / 989e12;
                     float loss = gpu.ReadBuffer(info.OutputBuffer)[0];
-                    r.Row($"time BERT-Base step {precision.ToString().ToLowerInvariant()}{(fused ? " fused-attn" : "")}{(split ? " split-heads" : "")} B={B} T={s.Seq}", float.IsFinite(loss),
+                    r.Row($"time BERT-Base step {precision.ToString().ToLowerInvariant()}{(fused ? " fused-attn" : "")}{(split ? " split-heads" : "")}{(inCublas ? " cublas-rounded" : "")} B={B} T={s.Seq}", float.IsFinite(loss),
                         string.Create(Inv, $"{ms:F1} ms/step, {seqs:F1} seq/s, MFU {mfu:P1} of 989 TFLOP/s; loss {loss:F3}; arena {gpu.ArenaBytes / (1 << 20)} MiB"),
-                        new() { ["batch"] = B, ["seq"] = s.Seq, ["precision"] = precision.ToString(), ["fused_attention"] = fused, ["split_heads"] = split, ["step_ms"] = ms, ["seq_per_s"] = seqs, ["mfu"] = mfu });
+                        new() { ["batch"] = B, ["seq"] = s.Seq, ["precision"] = precision.ToString(), ["fused_attention"] = fused, ["split_heads"] = split, ["cublas_rounded"] = inCublas, ["step_ms"] = ms, ["seq_per_s"] = seqs, ["mfu"] = mfu });
                 }
                 catch (CudaException e) when (e.Message.Contains("OUT_OF_MEMORY"))
                 {
@@ -682,12 +705,16 @@ public static class GpuSelfTest
             }
         }
         CudaDriver.EventDestroy(start); CudaDriver.EventDestroy(stop);
+        gpu.Bf16InCublas = false;
         TrainerSteps(r, device, cache, s, rng);
         Profile(r, gpu, opt, info, s, rng, CudaPrecision.Tf32, fused: false, byKernel: false);
         Profile(r, gpu, opt, info, s, rng, CudaPrecision.Bf16, fused: false, byKernel: false);
         Profile(r, gpu, opt, info, s, rng, CudaPrecision.Bf16, fused: true, byKernel: false);
         Profile(r, gpu, opt, info, s, rng, CudaPrecision.Bf16, fused: false, byKernel: true);
         Profile(r, gpu, opt, info, s, rng, CudaPrecision.Bf16, fused: true, byKernel: true);
+        gpu.Bf16InCublas = true;
+        Profile(r, gpu, opt, info, s, rng, CudaPrecision.Bf16, fused: false, byKernel: true);
+        gpu.Bf16InCublas = false;
         gpu.Dispose();
         Inference(r, device, cache, s);
     }
@@ -835,7 +862,7 @@ public static class GpuSelfTest
         foreach (var e in events) CudaDriver.EventDestroy(e);
         var data = new Dictionary<string, object> { ["batch"] = B, ["total_ms"] = total };
         foreach (var (k, v) in sums) data[k] = v;
-        r.Row($"profile BERT-Base {precision.ToString().ToLowerInvariant()}{(fused ? " fused-attn" : "")} step B={B}{(byKernel ? " by kernel" : "")}", true,
+        r.Row($"profile BERT-Base {precision.ToString().ToLowerInvariant()}{(fused ? " fused-attn" : "")}{(gpu.Bf16InCublas ? " cublas-rounded" : "")} step B={B}{(byKernel ? " by kernel" : "")}", true,
             string.Create(Inv, $"{total:F1} ms in all (events at every {(byKernel ? "launch" : "op")}, {events.Count} of them)"), data);
         foreach (var (k, v) in sums.OrderByDescending(x => x.Value).Take(byKernel ? 30 : 14))
             r.Info(string.Create(Inv, $"{k,-44} {v,8:F2} ms  {v / total,6:P1}"));

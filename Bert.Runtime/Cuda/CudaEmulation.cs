@@ -712,24 +712,26 @@ public static unsafe class CudaEmulation
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
     static int CublasGemmEx(nint h, int ta, int tb, int m, int n, int k, void* alpha, void* A, int aType, int lda, void* B, int bType, int ldb,
         void* beta, void* C, int cType, int ldc, int compute, int algo) =>
-        Gemm(h, ta, tb, m, n, k, *(float*)alpha, (nint)A, aType, lda, 0, (nint)B, bType, ldb, 0, *(float*)beta, (nint)C, cType, ldc, 0, 1);
+        Gemm(h, ta, tb, m, n, k, *(float*)alpha, (nint)A, aType, lda, 0, (nint)B, bType, ldb, 0, *(float*)beta, (nint)C, cType, ldc, 0, 1, compute: compute);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
     static int CublasGemmStridedBatchedEx(nint h, int ta, int tb, int m, int n, int k, void* alpha, void* A, int aType, int lda, long sA,
         void* B, int bType, int ldb, long sB, void* beta, void* C, int cType, int ldc, long sC, int batch, int compute, int algo) =>
-        Gemm(h, ta, tb, m, n, k, *(float*)alpha, (nint)A, aType, lda, sA, (nint)B, bType, ldb, sB, *(float*)beta, (nint)C, cType, ldc, sC, batch);
+        Gemm(h, ta, tb, m, n, k, *(float*)alpha, (nint)A, aType, lda, sA, (nint)B, bType, ldb, sB, *(float*)beta, (nint)C, cType, ldc, sC, batch, compute: compute);
 
     // The pointer arrays are read when the product runs in stream order, as on a GPU (a kernel before it may write them).
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
     static int CublasGemmBatchedEx(nint h, int ta, int tb, int m, int n, int k, void* alpha, ulong A, int aType, int lda,
         ulong B, int bType, int ldb, void* beta, ulong C, int cType, int ldc, int batch, int compute, int algo) =>
-        Gemm(h, ta, tb, m, n, k, *(float*)alpha, (nint)A, aType, lda, 0, (nint)B, bType, ldb, 0, *(float*)beta, (nint)C, cType, ldc, 0, batch, arrays: true);
+        Gemm(h, ta, tb, m, n, k, *(float*)alpha, (nint)A, aType, lda, 0, (nint)B, bType, ldb, 0, *(float*)beta, (nint)C, cType, ldc, 0, batch, arrays: true, compute: compute);
 
     /// <summary>Column-major C = alpha·op(A)·op(B) + beta·C per batch, the sums in double (beta = 0 ignores what C held, as
-    /// cuBLAS does).</summary>
+    /// cuBLAS does). CUBLAS_COMPUTE_32F_FAST_16BF rounds fp32 operands to bf16 (nearest even) first, as the tensor cores
+    /// take them.</summary>
     static int Gemm(nint h, int ta, int tb, int m, int n, int k, float alpha, nint A, int aType, int lda, long sA, nint B, int bType, int ldb, long sB,
-        float beta, nint C, int cType, int ldc, long sC, int batch, bool arrays = false)
+        float beta, nint C, int cType, int ldc, long sC, int batch, bool arrays = false, int compute = (int)CublasComputeType.Compute32F)
     {
+        bool round16 = compute == (int)CublasComputeType.Compute32FFast16BF;
         if (cType != (int)CudaDataType.R32F || aType is not ((int)CudaDataType.R32F or (int)CudaDataType.R16BF) || bType is not ((int)CudaDataType.R32F or (int)CudaDataType.R16BF))
             return 15;                                   // CUBLAS_STATUS_NOT_SUPPORTED
         return Guard(() => Enqueue(BlasStreams.GetValueOrDefault(h), () => Timed($"gemm {m}x{n}x{k}", () =>
@@ -744,10 +746,10 @@ public static unsafe class CudaEmulation
                 float* c = arrays ? (float*)((nint*)C)[q] : (float*)(C + (nint)(q * sC * 4));
                 for (int i = 0; i < m; i++)
                     for (int p = 0; p < k; p++)
-                        ra[(long)i * k + p] = Load(a, ta == 0 ? i + (long)p * lda : p + (long)i * lda, aSize);      // op(A)[i, p]
+                        ra[(long)i * k + p] = Load(a, ta == 0 ? i + (long)p * lda : p + (long)i * lda, aSize, round16);      // op(A)[i, p]
                 for (int j = 0; j < n; j++)
                     for (int p = 0; p < k; p++)
-                        rb[(long)j * k + p] = Load(b, tb == 0 ? p + (long)j * ldb : j + (long)p * ldb, bSize);      // op(B)[p, j]
+                        rb[(long)j * k + p] = Load(b, tb == 0 ? p + (long)j * ldb : j + (long)p * ldb, bSize, round16);      // op(B)[p, j]
                 for (int j = 0; j < n; j++)
                 {
                     var bj = new ReadOnlySpan<double>(rb, j * k, k);
@@ -762,5 +764,6 @@ public static unsafe class CudaEmulation
         })));
     }
 
-    static float Load(nint p, long i, int size) => size == 4 ? ((float*)p)[i] : BitConverter.UInt32BitsToSingle((uint)((ushort*)p)[i] << 16);
+    static float Load(nint p, long i, int size, bool round16) => size == 2 ? BitConverter.UInt32BitsToSingle((uint)((ushort*)p)[i] << 16)
+        : round16 ? Checkpoints.SafeTensors.FromBFloat16(Checkpoints.SafeTensors.ToBFloat16(((float*)p)[i])) : ((float*)p)[i];
 }

@@ -136,6 +136,14 @@ public sealed unsafe class CudaExec
             Blas.Gemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, CudaDataType.R32F);
             return;
         }
+        if (Bf16InCublas)
+        {
+            // cuBLAS rounds the fp32 operands itself (CUBLAS_COMPUTE_32F_FAST_16BF): no conversion launches, no operand slots.
+            OnLaunch?.Invoke($"gemm bf16-cublas {(transA ? 'T' : 'N')}{(transB ? 'T' : 'N')} {M}x{N}x{K}");
+            ForgetOperands();
+            Blas.Gemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, CudaDataType.R32F, computeType: CublasComputeType.Compute32FFast16BF);
+            return;
+        }
         int rowsA = transA ? K : M, colsA = transA ? M : K, rowsB = transB ? N : K, colsB = transB ? K : N;
         if ((long)rowsA * colsA > GemmSlot || (long)rowsB * colsB > GemmSlot)
             throw new InvalidOperationException($"The bf16 operand scratch holds {GemmSlot} elements but a {M}×{N}×{K} product needs {(long)rowsA * colsA} and {(long)rowsB * colsB}; this is a bug in CudaModel's sizing.");
@@ -194,6 +202,10 @@ public sealed unsafe class CudaExec
 
     /// <summary>How the matrix products round their operands.</summary>
     public CudaPrecision Precision { get; internal set; } = CudaPrecision.Fp32;
+    /// <summary>In <see cref="CudaPrecision.Bf16"/>: the linear layers' products take their fp32 operands as they are and cuBLAS
+    /// rounds them to bf16 (CUBLAS_COMPUTE_32F_FAST_16BF) instead of our conversion kernels and the bf16 weight copy
+    /// (BERT_CUDA_BF16=cublas, to compare; off by default until measured).</summary>
+    public bool Bf16InCublas { get; set; }
     internal ulong GemmScratch;
     internal long GemmSlot;
     /// <summary>The parameters rounded to bf16 (0 until bf16 precision is chosen), and how many there are.</summary>

@@ -39,6 +39,7 @@ public sealed unsafe class CudaModel : IDisposable
         _ex.Blas.SetWorkspace(_workspace, WorkspaceBytes);
         _ex.FusedAttention = string.Equals(Environment.GetEnvironmentVariable(FusedAttentionVariable), "fused", StringComparison.OrdinalIgnoreCase);
         _ex.SplitHeads = string.Equals(Environment.GetEnvironmentVariable(FusedAttentionVariable), "split", StringComparison.OrdinalIgnoreCase);
+        _ex.Bf16InCublas = string.Equals(Environment.GetEnvironmentVariable(Bf16Variable), "cublas", StringComparison.OrdinalIgnoreCase);
         long n = Math.Max(1, info.ParameterCount);
         _ex.Params = CudaDriver.MemAlloc((ulong)n * 4);
         _ex.ParamCount = (ulong)info.ParameterCount;
@@ -77,6 +78,13 @@ public sealed unsafe class CudaModel : IDisposable
 
     /// <summary>Attention by the fused kernels instead of cuBLAS batched products around a softmax (head sizes ≤ 128).</summary>
     public bool FusedAttention { get => _ex.FusedAttention; set => _ex.FusedAttention = value; }
+
+    /// <summary>BERT_CUDA_BF16=cublas: bf16 products rounded by cuBLAS (see <see cref="Bf16InCublas"/>).</summary>
+    public const string Bf16Variable = "BERT_CUDA_BF16";
+
+    /// <summary>In bf16 precision, the products' fp32 operands rounded by cuBLAS (CUBLAS_COMPUTE_32F_FAST_16BF) instead of by our
+    /// conversion kernels into bf16 operand buffers; BERT_CUDA_BF16=cublas.</summary>
+    public bool Bf16InCublas { get => _ex.Bf16InCublas; set => _ex.Bf16InCublas = value; }
 
     /// <summary>Attention's products on head-major copies (strided batched) instead of on the heads where they lie (pointer-array
     /// batched, the default); BERT_CUDA_ATTENTION=split.</summary>

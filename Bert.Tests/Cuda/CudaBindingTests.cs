@@ -772,6 +772,43 @@ public sealed class CudaBindingTests : IDisposable
         CudaDriver.StreamDestroy(stream);
     }
 
+    /// <summary>CUBLAS_COMPUTE_32F_FAST_16BF on fp32 operands and output (BERT_CUDA_BF16=cublas): the product of the operands
+    /// rounded to bf16 where cuBLAS takes the tensor-core path, the exact one where it may not; never anything else. The
+    /// operands carry bits below bf16's mantissa (2⁻⁹ relative) so the two differ by far more than the tolerance.</summary>
+    [SkippableGpuFact]
+    public void Gpu_CublasFast16BF_Fp32Operands_GiveTheBf16RoundedOrExactProduct()
+    {
+        _ = Gpu.Device;
+        nint stream = CudaDriver.StreamCreate();
+        using var blas = new Cublas();
+        blas.SetStream(stream);
+        blas.SetMathMode(CublasMath.Tf32TensorOp);
+        const int M = 64, N = 96, K = 128;
+        var rng = new Random(8);
+        // bf16 values plus 2⁻⁹ of themselves: below half an ulp of bf16, so nearest-even and truncation both drop it.
+        float Off(float x) => FromBf16(ToBf16(x)) * (1 + 1f / 512);
+        float[] A = RandomFloats(rng, M * K).Select(x => Off(Math.Abs(x) + 0.5f)).ToArray(), B = RandomFloats(rng, K * N).Select(x => Off(Math.Abs(x) + 0.5f)).ToArray();
+        ulong dA = Upload(A, stream), dB = Upload(B, stream), dC = CudaDriver.MemAlloc(M * N * 4);
+        blas.Gemm(false, false, M, N, K, 1f, dA, K, dB, N, 0f, dC, N, CudaDataType.R32F, computeType: CublasComputeType.Compute32FFast16BF);
+        float[] got = Download(dC, M * N, stream);
+        CudaDriver.MemFree(dA); CudaDriver.MemFree(dB); CudaDriver.MemFree(dC);
+        CudaDriver.StreamDestroy(stream);
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++)
+            {
+                double exact = 0, r16 = 0;
+                for (int p = 0; p < K; p++)
+                {
+                    exact += (double)A[i * K + p] * B[p * N + j];
+                    r16 += (double)FromBf16(ToBf16(A[i * K + p])) * FromBf16(ToBf16(B[p * N + j]));
+                }
+                double g = got[i * N + j];
+                Assert.True(exact - r16 > 2e-3 * exact, "the operands were meant to differ from their bf16 roundings");
+                bool isRounded = Math.Abs(g - r16) <= 1e-5 * r16, isExact = Math.Abs(g - exact) <= 1e-5 * exact;
+                Assert.True(isRounded || isExact, $"C[{i},{j}] = {g}: neither the bf16-rounded product {r16} nor the exact {exact}");
+            }
+    }
+
     /// <summary>The pointer-array batched product as attention uses it: each head's Q and K rows 3C apart inside one B×T×3C
     /// block, the scores of (b, h) at their own place, β = 1 adding into what C held.</summary>
     [SkippableGpuFact]

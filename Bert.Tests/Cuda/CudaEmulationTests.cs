@@ -72,12 +72,16 @@ public partial class CudaSourceTests(ITestOutputHelper output)
     {
         string[] models = ["BertNanoPreTraining", "BertNanoClassifier", "AlbertClassifier", "BertNanoPreLnPreTraining", "BertNanoTokenClassifier", "BertMiniPreTraining"];
         string text = EmulatedSelfTest(models, order: null);
-        // 13 checks per model (compile, forward, backward, gradients, fused attention, bf16, the bf16 copy written by the
-        // optimizers, the bf16 copy through a graph, repeatability, inference, accuracy counted on the device, AdamW, LAMB),
+        // 14 checks per model (compile, forward, backward, gradients, fused attention, bf16, bf16 rounded by cuBLAS, the bf16
+        // copy written by the optimizers, the bf16 copy through a graph, repeatability, inference, accuracy counted on the device, AdamW, LAMB),
         // cuBLAS twice, evaluation, two training loops.
         var total = Regex.Match(text, @"(\d+) checks passed, 0 failed");
-        Assert.Equal(models.Length * 13 + 5, int.Parse(total.Groups[1].Value, CultureInfo.InvariantCulture));
-        foreach (var m in models) Assert.Contains($"PASS  {m}: parameter gradients vs CPU double", text);
+        Assert.Equal(models.Length * 14 + 5, int.Parse(total.Groups[1].Value, CultureInfo.InvariantCulture));
+        foreach (var m in models)
+        {
+            Assert.Contains($"PASS  {m}: parameter gradients vs CPU double", text);
+            Assert.Contains($"PASS  {m}: bf16 products rounded by cuBLAS vs CPU double", text);
+        }
     }
 
     /// <summary>The same with blocks, and each block's threads, run last first: a kernel whose result depends on the
