@@ -8,7 +8,7 @@
 //   3. peak memory of each: our planned bytes (arena + parameters [+ gradients + AdamW moments]) and the
 //      process's peak resident set above the level before the phase (VmHWM after resetting it through
 //      /proc/self/clear_refs), the only measure that also sees ONNX Runtime's native allocations.
-// Usage: bench/cpu/run.sh [--quick]
+// Usage: bench/cpu/run.sh [--quick | --profile]
 using System.Diagnostics;
 using Bert.Export;
 using Bert.Models;
@@ -19,6 +19,7 @@ using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 
 bool quick = args.Contains("--quick");
+if (args.Contains("--profile")) { ProfileInference(); return; }
 const int T = 128, OrtThreads = 2;
 var cpu = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name"))?.Split(':')[1].Trim() ?? "unknown CPU";
 Console.WriteLine($"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC · {cpu} · {Environment.ProcessorCount} cores · {GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / (1 << 30)} GiB · .NET {Environment.Version}");
@@ -126,6 +127,56 @@ Console.WriteLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
 trainRows.ForEach(Console.WriteLine);
 
 // ---- helpers ----
+
+// `--profile`: where the time of a B = 1 forward goes, per op kind (the model's OnOp hook with a stopwatch; medians of
+// the per-kind sums over the last 30 of PROFILE_REPS forwards, default 200: the JIT's tiering needs about a hundred
+// forwards before the kernels run their optimized code, and the first few dozen are 2-3× slower), for BERT-Mini and
+// BERT-Base classifiers at T = 128.
+static void ProfileInference()
+{
+    foreach (var size in new[] { "mini", "base" })
+    {
+        var entry = Catalog.Get(size, "classifier");
+        var model = entry.Create();
+        model.InitParameters(1);
+        model.Bind(1, T, 0, training: false);
+        SetInputs(model, 1, 0, new Random(1));
+        var ops = model.Info.Ops;
+        var sums = new Dictionary<string, List<double>>();
+        var totals = new List<double>();
+        int reps = int.TryParse(Environment.GetEnvironmentVariable("PROFILE_REPS"), out int pr) ? pr : 200;
+        for (int rep = 0; rep < reps; rep++)
+        {
+            var acc = new Dictionary<string, double>();
+            var sw = Stopwatch.StartNew();
+            int current = -1; double at = 0;
+            model.OnOp = id =>
+            {
+                double now = sw.Elapsed.TotalMilliseconds;
+                if (current >= 0) { string k = Kind(ops[current]); acc[k] = acc.GetValueOrDefault(k) + now - at; }
+                current = id; at = now;
+            };
+            model.Forward();
+            double end = sw.Elapsed.TotalMilliseconds;
+            if (current >= 0) { string k = Kind(ops[current]); acc[k] = acc.GetValueOrDefault(k) + end - at; }
+            model.OnOp = null;
+            if (rep < reps - 30) continue;
+            totals.Add(end);
+            foreach (var (k, v) in acc) (sums.TryGetValue(k, out var l) ? l : sums[k] = []).Add(v);
+        }
+        double total = Median(totals);
+        Console.WriteLine($"{entry.Info.Name} B=1 T={T}: {total:F2} ms (median of {totals.Count}); {Gemm.Describe()}");
+        foreach (var (k, l) in sums.OrderByDescending(x => Median(x.Value)))
+            Console.WriteLine($"  {k,-40} {Median(l),8:F3} ms  {Median(l) / total,6:P1}");
+    }
+
+    static string Kind(Bert.Runtime.OpInfo op) => op.Kind switch
+    {
+        Bert.Runtime.OpKind.Linear or Bert.Runtime.OpKind.MatMul => $"{op.Kind} {op.InputShapes.FirstOrDefault()} -> {op.OutputShape}",
+        Bert.Runtime.OpKind.Pointwise => "pointwise " + op.Label,
+        _ => op.Kind.ToString(),
+    };
+}
 
 static double GemmRate(int m, int n, int k, double seconds)
 {
