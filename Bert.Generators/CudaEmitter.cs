@@ -124,8 +124,9 @@ public static class CudaEmitter
             $"x{i} is {Sym.Shape(n.Inputs[i].Shape)}{(bcast[i] ? " (broadcast)" : "")}")));
 
         // forward: one element per iteration of a grid-stride loop.
-        w.WriteLine($"extern \"C\" __global__ void {name}_forward(float* __restrict__ y, {xParams}, int n, unsigned long long seed, int training)");
+        w.WriteLine($"extern \"C\" __global__ void {name}_forward(float* __restrict__ y, {xParams}, int n, const unsigned long long* __restrict__ seedp, int training)");
         w.WriteLine("{"); w.Indent++;
+        w.WriteLine("const unsigned long long seed = *seedp;   // on the device: a replayed graph reads each step's seed");
         w.WriteLine("int stride = (int)(blockDim.x * gridDim.x);");
         w.WriteLine("for (int i = (int)(blockIdx.x * blockDim.x + threadIdx.x); i < n; i += stride)");
         w.WriteLine("{"); w.Indent++;
@@ -139,8 +140,9 @@ public static class CudaEmitter
         // order, so it alone sums into its elements of every broadcast gradient: no atomics, deterministic, and the
         // same order of additions as the CPU.
         bool anyB = bcast.Any(b => b);
-        w.WriteLine($"extern \"C\" __global__ void {name}_backward(const float* __restrict__ dy, {dParams}, {xParams}, int n, unsigned long long seed, int training)");
+        w.WriteLine($"extern \"C\" __global__ void {name}_backward(const float* __restrict__ dy, {dParams}, {xParams}, int n, const unsigned long long* __restrict__ seedp, int training)");
         w.WriteLine("{"); w.Indent++;
+        w.WriteLine("const unsigned long long seed = *seedp;   // on the device: a replayed graph reads each step's seed");
         w.WriteLine("int stride = (int)(blockDim.x * gridDim.x);");
         if (!anyB)
         {
@@ -188,8 +190,9 @@ public static class CudaEmitter
     {
         int ni = n.Inputs.Count;
         var bs = Enumerable.Range(0, ni).Where(i => bcast[i]).ToList();
-        w.WriteLine($"extern \"C\" __global__ void {name}_backward_rows(const float* __restrict__ dy, {dParams}, {xParams}, int n, unsigned long long seed, int training, float* __restrict__ part, int rowChunk)");
+        w.WriteLine($"extern \"C\" __global__ void {name}_backward_rows(const float* __restrict__ dy, {dParams}, {xParams}, int n, const unsigned long long* __restrict__ seedp, int training, float* __restrict__ part, int rowChunk)");
         w.WriteLine("{"); w.Indent++;
+        w.WriteLine("const unsigned long long seed = *seedp;   // on the device: a replayed graph reads each step's seed");
         w.WriteLine($"int nb = {period[bs[0]]};");
         w.WriteLine("if (n == 0 || nb == 0) return;");
         w.WriteLine("int rows = n / nb, chunk = (int)blockIdx.y, chunks = (int)gridDim.y;");

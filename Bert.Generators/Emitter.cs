@@ -367,7 +367,7 @@ public static class Emitter
             case OpKind.Pointwise:
             {
                 var args = string.Concat(n.Inputs.Select(v => $".Add({GPtr(plan, v)}).Add({v.Size.Code()})"));
-                w.WriteLine($"ex.Pointwise(\"k{n.Id}_forward\", {n.Out.Size.Code()}, {n.Out.Size.Code()}, ex.Args().Add({y}){args}.Add({n.Out.Size.Code()}).Add(ex.Seed).Add(ex.Training ? 1 : 0));");
+                w.WriteLine($"ex.Pointwise(\"k{n.Id}_forward\", {n.Out.Size.Code()}, {n.Out.Size.Code()}, ex.Args().Add({y}){args}.Add({n.Out.Size.Code()}).Add(ex.SeedPointer).Add(ex.Training ? 1 : 0));");
                 break;
             }
         }
@@ -426,10 +426,10 @@ public static class Emitter
                 {
                     // Broadcast gradients summed over rows in chunks, then added in chunk order (k{id}_backward_rows).
                     var bdx = string.Join(", ", n.Inputs.Where(v => v.Size != n.Out.Size).Select(v => v.NeedsGrad ? GDPtr(plan, v) : "0UL"));
-                    w.WriteLine($"ex.PointwiseRows(\"k{n.Id}_backward_rows\", {n.Out.Size.Code()}, {threads}, ex.Args().Add({dy}){dxs}{xs}.Add({n.Out.Size.Code()}).Add(ex.Seed).Add(ex.Training ? 1 : 0), {bdx});");
+                    w.WriteLine($"ex.PointwiseRows(\"k{n.Id}_backward_rows\", {n.Out.Size.Code()}, {threads}, ex.Args().Add({dy}){dxs}{xs}.Add({n.Out.Size.Code()}).Add(ex.SeedPointer).Add(ex.Training ? 1 : 0), {bdx});");
                 }
                 else
-                    w.WriteLine($"ex.Pointwise(\"k{n.Id}_backward\", {n.Out.Size.Code()}, {threads}, ex.Args().Add({dy}){dxs}{xs}.Add({n.Out.Size.Code()}).Add(ex.Seed).Add(ex.Training ? 1 : 0));");
+                    w.WriteLine($"ex.Pointwise(\"k{n.Id}_backward\", {n.Out.Size.Code()}, {threads}, ex.Args().Add({dy}){dxs}{xs}.Add({n.Out.Size.Code()}).Add(ex.SeedPointer).Add(ex.Training ? 1 : 0));");
                 break;
             }
         }

@@ -41,7 +41,17 @@ public sealed unsafe class CudaExec
     public int Batch { get; internal set; }
     public int Seq { get; internal set; }
     public int Rows { get; internal set; }
-    public ulong Seed { get; internal set; }
+    public ulong Seed { get; private set; }
+    /// <summary>Where the kernels read the dropout seed (8 bytes of device memory, written by <see cref="SetSeed"/> in stream
+    /// order): a replayed graph reads each step's seed instead of the one it was captured with.</summary>
+    public ulong SeedPointer { get; internal set; }
+
+    /// <summary>Sets the dropout seed of the launches that follow, in stream order (a one-thread kernel: no host memory, no wait).</summary>
+    internal void SetSeed(ulong seed)
+    {
+        Seed = seed;
+        LaunchKeeping("rt_set_seed", 1, Args().Add(SeedPointer).Add(seed), 32);
+    }
     public bool Training { get; internal set; }
     public int CurrentOp { get; private set; } = -1;
     /// <summary>Called with each op's index as the schedules run (per-op checks and profiling).</summary>
@@ -472,7 +482,7 @@ public sealed unsafe class CudaExec
         if (FusedAttention && D <= 128)
         {
             LaunchFused("rt_attention_fused_forward", B, T, C, H,
-                Args().Add(y).Add(probs).Add(qkv).Add(mask).Add(B).Add(T).Add(C).Add(H).Add(Scale(C, H)).Add(p).Add(Seed).Add(site).Add(drop ? 1 : 0));
+                Args().Add(y).Add(probs).Add(qkv).Add(mask).Add(B).Add(T).Add(C).Add(H).Add(Scale(C, H)).Add(p).Add(SeedPointer).Add(site).Add(drop ? 1 : 0));
             return;
         }
         long btc = (long)B * T * C, tt = (long)T * T, td = (long)T * D;
@@ -485,7 +495,7 @@ public sealed unsafe class CudaExec
             ulong hp = Heads(probs, H * tt4, tt4, B, H), hd = Heads(Scratch, H * tt4, tt4, B, H), hy = Heads(y, (long)T * C * 4, D * 4, B, H);
             BatchedHeads(false, true, T, T, D, Scale(C, H), hq, 3 * C, hk, 3 * C, 0f, hp, T, BH);
             LaunchBlocks("rt_attention_softmax", (uint)(((long)BH * T + Block / 32 - 1) / (Block / 32)),
-                Args().Add(probs).Add(Scratch).Add(mask).Add(B).Add(H).Add(T).Add(p).Add(Seed).Add(site).Add(drop ? 1 : 0));
+                Args().Add(probs).Add(Scratch).Add(mask).Add(B).Add(H).Add(T).Add(p).Add(SeedPointer).Add(site).Add(drop ? 1 : 0));
             BatchedHeads(false, false, T, D, T, 1f, drop ? hd : hp, T, hv, 3 * C, 0f, hy, C, BH);
             return;
         }
@@ -493,7 +503,7 @@ public sealed unsafe class CudaExec
         Split(q, qkv, B, T, C, H, 3 * C, 0); Split(k, qkv, B, T, C, H, 3 * C, C); Split(v, qkv, B, T, C, H, 3 * C, 2 * C);
         Batched(false, true, T, T, D, Scale(C, H), q, D, td, k, D, td, probs, T, tt, BH);
         LaunchBlocks("rt_attention_softmax", (uint)(((long)BH * T + Block / 32 - 1) / (Block / 32)),
-            Args().Add(probs).Add(dropped).Add(mask).Add(B).Add(H).Add(T).Add(p).Add(Seed).Add(site).Add(drop ? 1 : 0));
+            Args().Add(probs).Add(dropped).Add(mask).Add(B).Add(H).Add(T).Add(p).Add(SeedPointer).Add(site).Add(drop ? 1 : 0));
         Batched(false, false, T, D, T, 1f, drop ? dropped : probs, T, tt, v, D, td, o, D, td, BH);
         Merge(y, o, B, T, C, H, C, 0, accumulate: false);
     }
@@ -506,9 +516,9 @@ public sealed unsafe class CudaExec
         {
             RequireScratch((long)BH * T * T, "attention");
             LaunchFused("rt_attention_fused_backward_q", B, T, C, H,
-                Args().Add(dqkv).Add(Scratch).Add(dy).Add(qkv).Add(probs).Add(B).Add(T).Add(C).Add(H).Add(Scale(C, H)).Add(p).Add(Seed).Add(site).Add(drop ? 1 : 0));
+                Args().Add(dqkv).Add(Scratch).Add(dy).Add(qkv).Add(probs).Add(B).Add(T).Add(C).Add(H).Add(Scale(C, H)).Add(p).Add(SeedPointer).Add(site).Add(drop ? 1 : 0));
             LaunchFused("rt_attention_fused_backward_kv", B, T, C, H,
-                Args().Add(dqkv).Add(Scratch).Add(dy).Add(qkv).Add(probs).Add(B).Add(T).Add(C).Add(H).Add(Scale(C, H)).Add(p).Add(Seed).Add(site).Add(drop ? 1 : 0));
+                Args().Add(dqkv).Add(Scratch).Add(dy).Add(qkv).Add(probs).Add(B).Add(T).Add(C).Add(H).Add(Scale(C, H)).Add(p).Add(SeedPointer).Add(site).Add(drop ? 1 : 0));
             return;
         }
         long btc = (long)B * T * C, tt = (long)T * T, td = (long)T * D, bhtt = (long)BH * tt;
@@ -525,7 +535,7 @@ public sealed unsafe class CudaExec
             float sc = Scale(C, H);
             BatchedHeads(false, true, T, T, D, 1f, ho, C, hv, 3 * C, 0f, hs, T, BH);
             LaunchBlocks("rt_attention_softmax_backward", (uint)(((long)BH * T + Block / 32 - 1) / (Block / 32)),
-                Args().Add(sS).Add(sDropped).Add(probs).Add(B).Add(H).Add(T).Add(p).Add(Seed).Add(site).Add(drop ? 1 : 0));
+                Args().Add(sS).Add(sDropped).Add(probs).Add(B).Add(H).Add(T).Add(p).Add(SeedPointer).Add(site).Add(drop ? 1 : 0));
             BatchedHeads(true, false, T, D, T, 1f, drop ? hd : hp, T, ho, C, 1f, gv, 3 * C, BH);
             BatchedHeads(false, false, T, D, T, sc, hs, T, hk, 3 * C, 1f, gq, 3 * C, BH);
             BatchedHeads(true, false, T, D, T, sc, hs, T, hq, 3 * C, 1f, gk, 3 * C, BH);
@@ -539,7 +549,7 @@ public sealed unsafe class CudaExec
         Split(dO, dy, B, T, C, H, C, 0);
         Batched(false, true, T, T, D, 1f, dO, D, td, v, D, td, dS, T, tt, BH);                 // d dropped = dO·Vᵀ
         LaunchBlocks("rt_attention_softmax_backward", (uint)(((long)BH * T + Block / 32 - 1) / (Block / 32)),
-            Args().Add(dS).Add(dropped).Add(probs).Add(B).Add(H).Add(T).Add(p).Add(Seed).Add(site).Add(drop ? 1 : 0));
+            Args().Add(dS).Add(dropped).Add(probs).Add(B).Add(H).Add(T).Add(p).Add(SeedPointer).Add(site).Add(drop ? 1 : 0));
         Batched(true, false, T, D, T, 1f, drop ? dropped : probs, T, tt, dO, D, td, dv, D, td, BH); // dV = droppedᵀ·dO
         Batched(false, false, T, D, T, scale, dS, T, tt, k, D, td, dq, D, td, BH);                 // dQ = scale·dS·K
         Batched(true, false, T, D, T, scale, dS, T, tt, q, D, td, dk, D, td, BH);                  // dK = scale·dSᵀ·Q

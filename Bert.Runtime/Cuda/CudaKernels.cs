@@ -388,8 +388,9 @@ extern "C" __global__ void rt_heads_merge4(float* __restrict__ dst, const float*
 // One warp per (b,h,q) row of the scaled scores in probs: add the key mask (-10000 on padded keys), softmax in place, and
 // the dropped row into dropped when dropping.
 extern "C" __global__ void rt_attention_softmax(float* __restrict__ probs, float* __restrict__ dropped, const int* __restrict__ mask,
-    int B, int H, int T, float p, rt_u64 seed, rt_u64 site, int drop)
+    int B, int H, int T, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
 {
+    const rt_u64 seed = *seedp;
     long long row = blockIdx.x * (long long)(blockDim.x >> 5) + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (row >= (long long)B * H * T) return;
@@ -419,8 +420,9 @@ extern "C" __global__ void rt_attention_softmax(float* __restrict__ probs, float
 // One warp per (b,h,q) row: g holds d dropped; through dropout (the dropped row recomputed into dropped), then the
 // softmax: g ← P ⊙ (dP − Σ P·dP), in place.
 extern "C" __global__ void rt_attention_softmax_backward(float* __restrict__ g, float* __restrict__ dropped, const float* __restrict__ probs,
-    int B, int H, int T, float p, rt_u64 seed, rt_u64 site, int drop)
+    int B, int H, int T, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
 {
+    const rt_u64 seed = *seedp;
     long long row = blockIdx.x * (long long)(blockDim.x >> 5) + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (row >= (long long)B * H * T) return;
@@ -463,8 +465,9 @@ static __device__ __forceinline__ void rt_load_tile(float* __restrict__ tile, co
 
 // Forward: probs (saved) and out = dropped·V, written straight into out (B,T,C).
 extern "C" __global__ void rt_attention_fused_forward(float* __restrict__ out, float* __restrict__ probs, const float* __restrict__ qkv, const int* __restrict__ mask,
-    int B, int T, int C, int H, float scale, float p, rt_u64 seed, rt_u64 site, int drop)
+    int B, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
 {
+    const rt_u64 seed = *seedp;
     extern __shared__ float rt_sh[];
     int D = C / H, C3 = 3 * C, bh = blockIdx.x, b = bh / H, h = bh - b * H, q0 = blockIdx.y * RT_ROWS;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -546,8 +549,9 @@ extern "C" __global__ void rt_attention_fused_forward(float* __restrict__ out, f
 // Backward, query rows: d dropped = dO·Vᵀ, through dropout and the softmax into dS (scratch, B·H·T·T), then
 // dQ += scale·dS·K.
 extern "C" __global__ void rt_attention_fused_backward_q(float* __restrict__ dqkv, float* __restrict__ dS, const float* __restrict__ dout, const float* __restrict__ qkv,
-    const float* __restrict__ probs, int B, int T, int C, int H, float scale, float p, rt_u64 seed, rt_u64 site, int drop)
+    const float* __restrict__ probs, int B, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
 {
+    const rt_u64 seed = *seedp;
     extern __shared__ float rt_sh[];
     int D = C / H, C3 = 3 * C, bh = blockIdx.x, b = bh / H, h = bh - b * H, q0 = blockIdx.y * RT_ROWS;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -616,8 +620,9 @@ extern "C" __global__ void rt_attention_fused_backward_q(float* __restrict__ dqk
 // Backward, key rows (blockIdx.y picks 32 keys): dK += scale·dSᵀ·Q and dV += droppedᵀ·dO, queries streaming through
 // shared memory (Q tile, then dO tile, side by side).
 extern "C" __global__ void rt_attention_fused_backward_kv(float* __restrict__ dqkv, const float* __restrict__ dS, const float* __restrict__ dout, const float* __restrict__ qkv,
-    const float* __restrict__ probs, int B, int T, int C, int H, float scale, float p, rt_u64 seed, rt_u64 site, int drop)
+    const float* __restrict__ probs, int B, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
 {
+    const rt_u64 seed = *seedp;
     extern __shared__ float rt_sh[];
     int D = C / H, C3 = 3 * C, bh = blockIdx.x, b = bh / H, h = bh - b * H, k0 = blockIdx.y * RT_ROWS;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -839,6 +844,12 @@ extern "C" __global__ void rt_to_bf16_4(rt_h4* __restrict__ dst, const rt_f4* __
         rt_h4 h; h.x = rt_bf16(v.x); h.y = rt_bf16(v.y); h.z = rt_bf16(v.z); h.w = rt_bf16(v.w);
         dst[i] = h;
     }
+}
+
+// The step's dropout seed into device memory (the kernels read it there, so a replayed graph sees each step's).
+extern "C" __global__ void rt_set_seed(unsigned long long* __restrict__ seed, unsigned long long value)
+{
+    if (blockIdx.x == 0 && threadIdx.x == 0) *seed = value;
 }
 
 // ---------------- optimizer ----------------

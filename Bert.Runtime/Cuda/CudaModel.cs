@@ -44,7 +44,8 @@ public sealed unsafe class CudaModel : IDisposable
         _ex.Params = CudaDriver.MemAlloc((ulong)n * 4);
         _ex.ParamCount = (ulong)info.ParameterCount;
         _ex.Count = CudaDriver.MemAlloc(16);
-        _one = CudaDriver.MemAlloc(8);   // the 1.0 and, 4 bytes on, the kept output
+        _one = CudaDriver.MemAlloc(16);   // the 1.0, 4 bytes on the kept output, 8 bytes on the dropout seed
+        _ex.SeedPointer = _one + 8;
         float one = 1f;
         CudaDriver.MemcpyHtoDAsync(_one, &one, 4, _ex.Stream);
         Synchronize();
@@ -310,8 +311,9 @@ public sealed unsafe class CudaModel : IDisposable
     {
         RequireBound();
         Device.MakeCurrent();
-        _ex.Training = training; _ex.Seed = seed;
+        _ex.Training = training;
         RefreshBf16Weights();
+        _ex.SetSeed(seed);
         _ex.ForgetOperands();
         _program.Forward(_ex);
         _forwardDone = true;
@@ -330,7 +332,8 @@ public sealed unsafe class CudaModel : IDisposable
         _program.Backward(_ex);
     }
 
-    // A device 1.0f (the scalar output's gradient seed) followed by the output KeepOutput copied; the per-row results of
+    // A device 1.0f (the scalar output's gradient seed) followed by the output KeepOutput copied (and, 8 bytes on, the
+    // dropout seed the kernels read); the per-row results of
     // CountAccuracy with their layout.
     readonly ulong _one;
     ulong Kept => _one + 4;
@@ -347,12 +350,12 @@ public sealed unsafe class CudaModel : IDisposable
         Device.MakeCurrent();
         Forward(training, seed);   // once outside the capture: every kernel looked up, every lazy allocation made
         Synchronize();
-        _ex.Training = training; _ex.Seed = seed;
+        _ex.Training = training;
         CudaDriver.StreamBeginCapture(_ex.Stream, CuStreamCaptureMode.ThreadLocal);
         nint graph;
         _ex.ForgetOperands();
         _ex.Capturing = true;
-        try { _program.Forward(_ex); }
+        try { _ex.SetSeed(seed); _program.Forward(_ex); }
         finally { graph = CudaDriver.StreamEndCapture(_ex.Stream); _ex.Capturing = false; }
         _forwardDone = true;
         return new CudaGraph(graph, CudaDriver.GraphInstantiate(graph), _ex.Stream, RefreshBf16Weights);

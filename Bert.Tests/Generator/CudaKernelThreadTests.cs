@@ -221,9 +221,9 @@ public partial class CudaSourceTests
             float* dqkv = (float*)rdall(in, 12 * btc);
             float* o = (float*)calloc(btc, 4); float* probs = (float*)calloc(bhtt, 4); float* dS = (float*)calloc(bhtt, 4);
             unsigned gy = (unsigned)((T + 31) / 32);
-            bert_launch2(B * H, gy, 256, [&] { rt_attention_fused_forward(o, probs, qkv, mask, B, T, C, H, scale, p, u[0], u[1], drop); });
-            bert_launch2(B * H, gy, 256, [&] { rt_attention_fused_backward_q(dqkv, dS, dy, qkv, probs, B, T, C, H, scale, p, u[0], u[1], drop); });
-            bert_launch2(B * H, gy, 256, [&] { rt_attention_fused_backward_kv(dqkv, dS, dy, qkv, probs, B, T, C, H, scale, p, u[0], u[1], drop); });
+            bert_launch2(B * H, gy, 256, [&] { rt_attention_fused_forward(o, probs, qkv, mask, B, T, C, H, scale, p, &u[0], u[1], drop); });
+            bert_launch2(B * H, gy, 256, [&] { rt_attention_fused_backward_q(dqkv, dS, dy, qkv, probs, B, T, C, H, scale, p, &u[0], u[1], drop); });
+            bert_launch2(B * H, gy, 256, [&] { rt_attention_fused_backward_kv(dqkv, dS, dy, qkv, probs, B, T, C, H, scale, p, &u[0], u[1], drop); });
             fwrite(o, 4, btc, out); fwrite(probs, 4, bhtt, out); fwrite(dqkv, 4, 3 * btc, out);
             return 0;
         }

@@ -331,7 +331,7 @@ public partial class CudaSourceTests
             int ni = k.Inputs.Length;
             var xs = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"x[{i}], ns[{i}]"));
             var dxs = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"dx[{i}]"));
-            sb.Append($"                                case {q}: {name}_backward_rows(dy, {dxs}, {xs}, n, seed, h[2], part, rowChunk); break;\n");
+            sb.Append($"                                case {q}: {name}_backward_rows(dy, {dxs}, {xs}, n, &seed, h[2], part, rowChunk); break;\n");
         }
         sb.Append("""
                                 default: return 6;
@@ -373,8 +373,8 @@ public partial class CudaSourceTests
             int ni = k.Inputs.Length;
             var xs = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"x[{i}], ns[{i}]"));
             var dxs = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"dx[{i}]"));
-            sb.Append($"                case {2 * q}: {name}_forward(y, {xs}, n, seed, h[2]); break;\n");
-            sb.Append($"                case {2 * q + 1}: {name}_backward(dy, {dxs}, {xs}, n, seed, h[2]); break;\n");
+            sb.Append($"                case {2 * q}: {name}_forward(y, {xs}, n, &seed, h[2]); break;\n");
+            sb.Append($"                case {2 * q + 1}: {name}_backward(dy, {dxs}, {xs}, n, &seed, h[2]); break;\n");
         }
         sb.Append("""
                             default: return 5;
