@@ -226,91 +226,87 @@ public sealed unsafe class CudaExec
     public void Embedding(ulong y, ulong table, ulong ids, int N, int C, int V) => Gather(y, table, ids, N, C, V);
 
     /// <summary>dTable[ids[n]] += dy[n]. When the ids are an input whose rows were grouped by id as it was set
-    /// (<see cref="GroupById"/>, training bindings), one block per distinct id sums its rows; otherwise each thread (column,
-    /// id bucket) scans all the ids.</summary>
+    /// (<see cref="GroupById"/>, training bindings), blocks sum the segments of each id's rows; otherwise each thread
+    /// (column, id bucket) scans all the ids. The grouped launches' grids depend only on N (the kernels read the counts
+    /// of segments and runs from the device), so a captured graph replays with each batch's grouping.</summary>
     public void EmbeddingBackward(ulong dTable, ulong dy, ulong ids, int N, int C, int V)
     {
         int input = Array.IndexOf(IntPtrs, ids);
         if (input >= 0 && input < RunCounts.Length && RunCounts[input] >= 0)
         {
-            int runs = RunCounts[input];
-            if (runs == 0) return;
-            var (segments, multi, parts) = Segments[input];
-            var at = SegmentLayout.Of(N, segments, multi);
+            var at = SegmentLayout.Of(N);
             ulong order = RunPtrs[input], runStart = order + (ulong)N * 4, runId = order + (ulong)(2 * N + 1) * 4;
             ulong segLo = order + (ulong)at.SegLo * 4, segRun = order + (ulong)at.SegRun * 4, segPart = order + (ulong)at.SegPart * 4;
-            ulong multiRun = order + (ulong)at.MultiRun * 4, multiFirst = order + (ulong)at.MultiFirst * 4;
-            RequireScratch((long)parts * C, "the embedding backward");
+            ulong multiRun = order + (ulong)at.MultiRun * 4, multiFirst = order + (ulong)at.MultiFirst * 4, counts = order + (ulong)at.Counts * 4;
+            RequireScratch((long)MaxSegmentParts(N) * C, "the embedding backward");
             uint threads = (uint)Math.Clamp((C + 31) / 32 * 32, 32, Block);
-            LaunchBlocks("rt_embed_backward_segments", (uint)Math.Min(segments, MaxGrid),
+            LaunchBlocks("rt_embed_backward_segments", (uint)Math.Clamp(N, 1, SegmentBlocks),
                 Args().Add(dTable).Add(Scratch).Add(dy).Add(order).Add(runStart).Add(runId).Add(segLo).Add(segRun).Add(segPart)
-                    .Add(segments).Add(CudaKernels.EmbedSegmentRows).Add(C).Add(V), threads);
-            if (multi > 0)
-                LaunchBlocks("rt_embed_backward_finish", new Dim3(Grid(C), (uint)Math.Min(multi, MaxGrid)),
-                    Args().Add(dTable).Add(Scratch).Add(runId).Add(multiRun).Add(multiFirst).Add(multi).Add(C).Add(V));
+                    .Add(counts).Add(CudaKernels.EmbedSegmentRows).Add(C).Add(V), threads);
+            LaunchBlocks("rt_embed_backward_finish", new Dim3(Grid(C), (uint)Math.Clamp(MaxMultiSegmentRuns(N), 1, MaxGrid)),
+                Args().Add(dTable).Add(Scratch).Add(runId).Add(multiRun).Add(multiFirst).Add(counts).Add(C).Add(V));
             return;
         }
         LaunchBlocks("rt_embed_backward", new Dim3(Grid(C), (uint)Math.Clamp(V, 1, 128)), Args().Add(dTable).Add(dy).Add(ids).Add(N).Add(C).Add(V));
     }
 
-    /// <summary>Per integer input: its rows grouped by id (device, <see cref="GroupById"/>'s layout) and the number of
-    /// distinct ids, or -1 when not grouped.</summary>
+    /// <summary>Blocks of the segment kernel at most (each walks segments blockIdx.x, + gridDim.x, … below the count).</summary>
+    const int SegmentBlocks = 4096;
+
+    /// <summary>Runs of more than one segment among n rows, at most: each has over EmbedSegmentRows rows.</summary>
+    static int MaxMultiSegmentRuns(int n) => n / (CudaKernels.EmbedSegmentRows + 1);
+
+    /// <summary>Partials the embedding backward writes for n rows, at most: a run of L &gt; S rows writes ⌈L/S⌉ &lt; 2L/S.</summary>
+    internal static int MaxSegmentParts(int n) => 2 * n / CudaKernels.EmbedSegmentRows + 1;
+
+    /// <summary>Per integer input: its rows grouped by id (device, <see cref="GroupById"/>'s and <see cref="SegmentRuns"/>'
+    /// layout) and the number of distinct ids, or -1 when not grouped.</summary>
     internal ulong[] RunPtrs = [];
     internal int[] RunCounts = [];
-    /// <summary>Per grouped input, <see cref="SegmentRuns"/>' counts: segments, runs of several segments, partials.</summary>
-    internal (int Segments, int Multi, int Parts)[] Segments = [];
 
-    /// <summary>Ints of host and device memory the grouped rows of n ids take, segments included.</summary>
-    public static int GroupedLength(int n) => 7 * n + 8;
+    /// <summary>Ints of host and device memory the grouped rows of n ids take, segments and counts included.</summary>
+    public static int GroupedLength(int n) => SegmentLayout.Of(n).End;
 
-    /// <summary>Where <see cref="SegmentRuns"/> writes its arrays in the grouped ints of n ids (after GroupById's 3n + 2),
-    /// as offsets in ints, and where they end: segLo, segRun, segPart (one per segment), multiRun (one per run of several
-    /// segments), multiFirst (one more).</summary>
-    public readonly record struct SegmentLayout(int SegLo, int SegRun, int SegPart, int MultiRun, int MultiFirst, int End)
+    /// <summary>Where <see cref="SegmentRuns"/> writes its arrays in the grouped ints of n ids (after GroupById's 3n + 2), as
+    /// offsets in ints, each sized for the most it can hold, so that no offset depends on the ids: segLo, segRun, segPart
+    /// (one per segment, at most n), multiRun (one per run of several segments), multiFirst (one more), then the counts
+    /// of segments and of runs of several segments, and where it all ends.</summary>
+    public readonly record struct SegmentLayout(int SegLo, int SegRun, int SegPart, int MultiRun, int MultiFirst, int Counts, int End)
     {
-        public static SegmentLayout Of(int n, int segments, int multi)
+        public static SegmentLayout Of(int n)
         {
-            int segLo = 3 * n + 2, multiRun = segLo + 3 * segments;
-            return new(segLo, segLo + segments, segLo + 2 * segments, multiRun, multiRun + multi, multiRun + 2 * multi + 1);
+            // Runs of several segments: at most n / (segment rows + 1); room for n, so that any segment length fits.
+            int segLo = 3 * n + 2, multiRun = segLo + 3 * n, multiFirst = multiRun + n, counts = multiFirst + n + 1;
+            return new(segLo, segLo + n, segLo + 2 * n, multiRun, multiFirst, counts, counts + 2);
         }
     }
 
     /// <summary>Cuts the <paramref name="runs"/> runs that <see cref="GroupById"/> wrote into <paramref name="packed"/> (n ids)
-    /// into segments of at most <paramref name="segmentRows"/> rows, written after its 3n + 2 ints: segLo (each segment's
-    /// first position in the row order), segRun (its run), segPart (its partial's index, or -1 when its run is a single
-    /// segment, which adds to the table directly), then the runs of several segments (multiRun) and where each one's partials
-    /// start (multiFirst, one more value). Returns the segment count, the multi-segment run count and the partial count.</summary>
+    /// into segments of at most <paramref name="segmentRows"/> rows, written at <see cref="SegmentLayout"/>'s places: segLo
+    /// (each segment's first position in the row order), segRun (its run), segPart (its partial's index, or -1 when its run
+    /// is a single segment, which adds to the table directly), the runs of several segments (multiRun), where each one's
+    /// partials start (multiFirst, one more value), and the two counts. Returns the segment count, the multi-segment run
+    /// count and the partial count.</summary>
     public static (int Segments, int Multi, int Parts) SegmentRuns(Span<int> packed, int n, int runs, int segmentRows)
     {
         if (packed.Length < GroupedLength(n)) throw new ArgumentException($"SegmentRuns needs {GroupedLength(n)} ints for {n} ids but was given {packed.Length}.", nameof(packed));
         if (segmentRows < 1) throw new ArgumentOutOfRangeException(nameof(segmentRows));
         var runStart = packed.Slice(n, runs + 1);
-        int segments = 0, multi = 0;
-        for (int r = 0; r < runs; r++)
-        {
-            int k = (runStart[r + 1] - runStart[r] + segmentRows - 1) / segmentRows;
-            segments += k;
-            if (k > 1) multi++;
-        }
-        var at = SegmentLayout.Of(n, segments, multi);
-        var segLo = packed.Slice(at.SegLo, segments);
-        var segRun = packed.Slice(at.SegRun, segments);
-        var segPart = packed.Slice(at.SegPart, segments);
-        var multiRun = packed.Slice(at.MultiRun, multi);
-        var multiFirst = packed.Slice(at.MultiFirst, multi + 1);
+        var at = SegmentLayout.Of(n);
         int s = 0, m = 0, parts = 0;
         for (int r = 0; r < runs; r++)
         {
             bool several = runStart[r + 1] - runStart[r] > segmentRows;
-            if (several) { multiRun[m] = r; multiFirst[m] = parts; m++; }
+            if (several) { packed[at.MultiRun + m] = r; packed[at.MultiFirst + m] = parts; m++; }
             for (int lo = runStart[r]; lo < runStart[r + 1]; lo += segmentRows, s++)
             {
-                segLo[s] = lo; segRun[s] = r;
-                segPart[s] = several ? parts++ : -1;
+                packed[at.SegLo + s] = lo; packed[at.SegRun + s] = r;
+                packed[at.SegPart + s] = several ? parts++ : -1;
             }
         }
-        multiFirst[multi] = parts;
-        return (segments, multi, parts);
+        packed[at.MultiFirst + m] = parts;
+        packed[at.Counts] = s; packed[at.Counts + 1] = m;
+        return (s, m, parts);
     }
 
     /// <summary>Ids above this are not grouped (the count array would be too large); the scanning kernel takes them.</summary>

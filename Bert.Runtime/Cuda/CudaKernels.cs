@@ -109,8 +109,9 @@ extern "C" __global__ void rt_embed_backward(float* __restrict__ dtable, const f
 // block per run had one block walk half the batch's rows for the two-row token-type table: 3.4 ms of a BERT-Base step.)
 extern "C" __global__ void rt_embed_backward_segments(float* __restrict__ dtable, float* __restrict__ part, const float* __restrict__ dy,
     const int* __restrict__ order, const int* __restrict__ runStart, const int* __restrict__ runId, const int* __restrict__ segLo,
-    const int* __restrict__ segRun, const int* __restrict__ segPart, int segments, int segRows, int C, int V)
+    const int* __restrict__ segRun, const int* __restrict__ segPart, const int* __restrict__ counts, int segRows, int C, int V)
 {
+    int segments = counts[0];   // read on the device: the grid depends only on the row count
     for (int k = (int)blockIdx.x; k < segments; k += (int)gridDim.x)
     {
         int r = segRun[k], id = runId[r], lo = segLo[k], end = runStart[r + 1], pi = segPart[k];
@@ -128,9 +129,9 @@ extern "C" __global__ void rt_embed_backward_segments(float* __restrict__ dtable
 
 // dTable[runId[multiRun[m]]] += Σ part[p] for p in multiFirst[m] .. multiFirst[m+1]-1, in order; thread (column, m).
 extern "C" __global__ void rt_embed_backward_finish(float* __restrict__ dtable, const float* __restrict__ part, const int* __restrict__ runId,
-    const int* __restrict__ multiRun, const int* __restrict__ multiFirst, int multi, int C, int V)
+    const int* __restrict__ multiRun, const int* __restrict__ multiFirst, const int* __restrict__ counts, int C, int V)
 {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    int c = blockIdx.x * blockDim.x + threadIdx.x, multi = counts[1];
     if (c >= C) return;
     for (int m = (int)blockIdx.y; m < multi; m += (int)gridDim.y)
     {

@@ -54,7 +54,6 @@ public sealed unsafe class CudaModel : IDisposable
         _intCapacity = new int[_ex.IntPtrs.Length];
         _ex.RunPtrs = new ulong[_ex.IntPtrs.Length];
         _ex.RunCounts = new int[_ex.IntPtrs.Length];
-        _ex.Segments = new (int, int, int)[_ex.IntPtrs.Length];
         _runCapacity = new int[_ex.IntPtrs.Length];
         _embedIds = new bool[_ex.IntPtrs.Length];
         _gatherRows = new bool[_ex.IntPtrs.Length];
@@ -297,10 +296,8 @@ public sealed unsafe class CudaModel : IDisposable
             int runs = CudaExec.GroupById(data, _grouped, ref _groupCounts);
             if (runs >= 0)
             {
-                var seg = CudaExec.SegmentRuns(_grouped, data.Length, runs, CudaKernels.EmbedSegmentRows);
-                int used = CudaExec.SegmentLayout.Of(data.Length, seg.Segments, seg.Multi).End;
-                CudaDriver.MemcpyHtoDAsync<int>(_ex.RunPtrs[i.Index], _grouped.AsSpan(0, used), _ex.Stream);
-                _ex.Segments[i.Index] = seg;
+                CudaExec.SegmentRuns(_grouped, data.Length, runs, CudaKernels.EmbedSegmentRows);
+                CudaDriver.MemcpyHtoDAsync<int>(_ex.RunPtrs[i.Index], _grouped.AsSpan(0, CudaExec.GroupedLength(data.Length)), _ex.Stream);
             }
             _ex.RunCounts[i.Index] = runs;
         }

@@ -320,16 +320,16 @@ public partial class CudaSourceTests
                 {
                     FILE* in = fopen(argv[1], "rb"); FILE* out = fopen(argv[2], "wb");
                     if (!in || !out) return 2;
-                    int h[13]; if (fread(h, 4, 13, in) != 13) return 3;
-                    int N = h[0], C = h[1], V = h[2], segments = h[4], multi = h[5], parts = h[6], segRows = h[7], length = h[12];
+                    int h[15]; if (fread(h, 4, 15, in) != 15) return 3;
+                    int N = h[0], C = h[1], V = h[2], multi = h[5], parts = h[6], segRows = h[7], length = h[14];
                     int* packed = (int*)malloc(4 * length); float* dy = (float*)malloc(4 * N * C); float* table = (float*)malloc(4 * V * C);
                     float* part = (float*)malloc(4 * (parts * C + 1));
                     for (int i = 0; i < parts * C; i++) part[i] = __builtin_nanf("");
                     if (fread(packed, 4, length, in) != length || fread(dy, 4, N * C, in) != N * C || fread(table, 4, V * C, in) != V * C) return 3;
                     int *runStart = packed + N, *runId = packed + 2 * N + 1, *segLo = packed + h[8], *segRun = packed + h[9], *segPart = packed + h[10];
-                    int *multiRun = packed + h[11], *multiFirst = multiRun + multi;
-                    bert_launch(2, 32, [&] { rt_embed_backward_segments(table, part, dy, packed, runStart, runId, segLo, segRun, segPart, segments, segRows, C, V); });
-                    bert_launch2(1, multi, 64, [&] { rt_embed_backward_finish(table, part, runId, multiRun, multiFirst, multi, C, V); });
+                    int *multiRun = packed + h[11], *multiFirst = packed + h[12], *counts = packed + h[13];
+                    bert_launch(2, 32, [&] { rt_embed_backward_segments(table, part, dy, packed, runStart, runId, segLo, segRun, segPart, counts, segRows, C, V); });
+                    bert_launch2(1, multi + 1, 64, [&] { rt_embed_backward_finish(table, part, runId, multiRun, multiFirst, counts, C, V); });
                     fwrite(table, 4, V * C, out);
                     return 0;
                 }
@@ -338,8 +338,10 @@ public partial class CudaSourceTests
             Assert.True(build.Code == 0, $"clang-14 could not compile the embedding kernels for the host:\n{Tail(build.Output)}");
             using (var f = new BinaryWriter(File.Create(Path.Combine(dir, "in.bin"))))
             {
-                var at = CudaExec.SegmentLayout.Of(N, segments, multi);
-                foreach (int x in new[] { N, C, V, runs, segments, multi, parts, SegmentRows, at.SegLo, at.SegRun, at.SegPart, at.MultiRun, at.End }) f.Write(x);
+                var at = CudaExec.SegmentLayout.Of(N);
+                Assert.Equal(segments, packed[at.Counts]);
+                Assert.Equal(multi, packed[at.Counts + 1]);
+                foreach (int x in new[] { N, C, V, runs, segments, multi, parts, SegmentRows, at.SegLo, at.SegRun, at.SegPart, at.MultiRun, at.MultiFirst, at.Counts, at.End }) f.Write(x);
                 foreach (int x in packed.AsSpan(0, at.End)) f.Write(x);
                 foreach (float x in dy) f.Write(x);
                 foreach (float x in table) f.Write(x);
