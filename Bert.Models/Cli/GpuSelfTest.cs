@@ -76,6 +76,11 @@ public static class GpuSelfTest
         {
             r.Row("training loop on the device", false, e.GetType().Name + ": " + e.Message);
         }
+        try { GraphStepCheck(r, device, cache); }
+        catch (Exception e) when (e is CudaException or InvalidOperationException or ArgumentException)
+        {
+            r.Row("training steps replayed from CUDA graphs", false, e.GetType().Name + ": " + e.Message);
+        }
         if (s.Timing)
         {
             try { Timing(r, device, cache, s); }
@@ -585,6 +590,46 @@ public static class GpuSelfTest
             r.Row($"training loop ({optimizer}): 6 steps on the device vs the CPU", dl <= 1e-4 && ew <= 1e-4,
                 string.Create(Inv, $"{entry.Info.Name}, accumulating 2 micro-batches of 8, dropout on: losses {dl:E2}, weights after {ew:E2} (limits 1e-4); loss {lc[0].Item2:F3} → {lc[^1].Item2:F3}"));
         }
+    }
+
+    /// <summary>CudaTrainer's steps captured into CUDA graphs and replayed against the same steps kernel by kernel: eight
+    /// micro-batches of two shapes (the masked rows differ, as in pre-training), fresh inputs and dropout seeds each,
+    /// accuracy counted, clipping and AdamW between them. Losses, accuracies and the weights after must be the same bits,
+    /// and four of the steps must have been replays (each shape is captured after its second step).</summary>
+    static void GraphStepCheck(Report r, CudaDevice device, KernelCache cache)
+    {
+        var entry = Catalog.Get("nano", "pretraining");
+        var info = entry.Info;
+        const int B = 3, T = 16;
+        int[] rows = [7, 7, 5, 7, 5, 5, 7, 7];
+        (List<float> Losses, List<string> Accuracy, float[] Weights, long Replays) Run(bool graphs)
+        {
+            var cpu = entry.Create();
+            cpu.InitParameters(8);
+            using var trainer = new CudaTrainer(info, entry.CreateCuda(), device, CudaPrecision.Fp32, cache) { CountAccuracy = true, UseGraphs = graphs };
+            trainer.Upload(cpu, new AdamW<float>(info));
+            cpu.InputsOnly = true;
+            var rng = new Random(12);
+            var losses = new List<float>(); var accuracy = new List<string>();
+            for (int step = 0; step < rows.Length; step++)
+            {
+                cpu.Bind(B, T, rows[step], training: true);
+                foreach (var (k, v) in RandomInputs(info, B, T, rows[step], rng)) cpu.SetInput(k, v);
+                trainer.ZeroGradients();
+                losses.Add(trainer.ForwardBackward(cpu, true, (ulong)(100 + step)));
+                accuracy.Add(string.Join(" ", trainer.LastAccuracy.Select(a => $"{a.Right}/{a.Total}")));
+                trainer.ClipGradients(1, 1.0);
+                trainer.Step(1e-3);
+            }
+            return (losses, accuracy, trainer.Model.GetParameters(), trainer.GraphReplays);
+        }
+        var eager = Run(graphs: false);
+        var replayed = Run(graphs: true);
+        int lossDiff = eager.Losses.Zip(replayed.Losses).Count(x => BitConverter.SingleToInt32Bits(x.First) != BitConverter.SingleToInt32Bits(x.Second));
+        int accDiff = eager.Accuracy.Zip(replayed.Accuracy).Count(x => x.First != x.Second);
+        int wDiff = eager.Weights.Zip(replayed.Weights).Count(x => BitConverter.SingleToInt32Bits(x.First) != BitConverter.SingleToInt32Bits(x.Second));
+        r.Row("training steps replayed from CUDA graphs", lossDiff == 0 && accDiff == 0 && wDiff == 0 && replayed.Replays == 4 && eager.Replays == 0,
+            string.Create(Inv, $"{info.Name}, {rows.Length} micro-batches of two shapes, dropout and accuracy counting on: {replayed.Replays} replayed (4 expected); {lossDiff} losses, {accDiff} accuracies and {wDiff} of {eager.Weights.Length} weights differ from kernel by kernel; loss {eager.Losses[0]:F3} → {eager.Losses[^1]:F3}"));
     }
 
     /// <summary>The fine-tuning evaluation (FinetuneJob.Evaluate) with the model's forward on the device (Model.Runner) and on

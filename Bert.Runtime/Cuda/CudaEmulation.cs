@@ -334,7 +334,7 @@ public static unsafe class CudaEmulation
         "cuDevicePrimaryCtxRelease_v2" => (nint)(delegate* unmanaged[Cdecl]<int, int>)&CuIntOk,
         "cuCtxSetCurrent" => (nint)(delegate* unmanaged[Cdecl]<nint, int>)&CuHandleOk,
         "cuCtxGetCurrent" => (nint)(delegate* unmanaged[Cdecl]<nint*, int>)&CuCtxGetCurrent,
-        "cuCtxSynchronize" => (nint)(delegate* unmanaged[Cdecl]<int>)&CuOk,
+        "cuCtxSynchronize" => (nint)(delegate* unmanaged[Cdecl]<int>)&CuCtxSynchronize,
         "cuMemGetInfo_v2" => (nint)(delegate* unmanaged[Cdecl]<nuint*, nuint*, int>)&CuMemGetInfo,
         "cuMemAlloc_v2" => (nint)(delegate* unmanaged[Cdecl]<ulong*, nuint, int>)&CuMemAlloc,
         "cuMemFree_v2" => (nint)(delegate* unmanaged[Cdecl]<ulong, int>)&CuMemFree,
@@ -343,7 +343,7 @@ public static unsafe class CudaEmulation
         "cuMemcpyDtoDAsync_v2" => (nint)(delegate* unmanaged[Cdecl]<ulong, ulong, nuint, nint, int>)&CuMemcpyDtoD,
         "cuMemsetD8Async" => (nint)(delegate* unmanaged[Cdecl]<ulong, byte, nuint, nint, int>)&CuMemsetD8,
         "cuStreamCreate" => (nint)(delegate* unmanaged[Cdecl]<nint*, uint, int>)&CuCreateHandle,
-        "cuStreamSynchronize" => (nint)(delegate* unmanaged[Cdecl]<nint, int>)&CuHandleOk,
+        "cuStreamSynchronize" => (nint)(delegate* unmanaged[Cdecl]<nint, int>)&CuStreamSynchronize,
         "cuStreamDestroy_v2" => (nint)(delegate* unmanaged[Cdecl]<nint, int>)&CuHandleOk,
         "cuEventCreate" => (nint)(delegate* unmanaged[Cdecl]<nint*, uint, int>)&CuCreateHandle,
         "cuEventRecord" => (nint)(delegate* unmanaged[Cdecl]<nint, nint, int>)&CuEventRecord,
@@ -422,9 +422,23 @@ public static unsafe class CudaEmulation
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])] static int CuMemGetInfo(nuint* free, nuint* total) { *free = DeviceMemory; *total = DeviceMemory; return 0; }
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])] static int CuCreateHandle(nint* h, uint flags) { *h = NewHandle(); return 0; }
 
+    /// <summary>CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED: what a GPU answers to a call that a stream capture (in the thread-local
+    /// mode CudaModel uses) does not allow: a copy to or from host memory, an allocation, a synchronization.</summary>
+    const int CaptureUnsupported = 900;
+
+    static bool IsCapturing(nint stream) { lock (Gate) return Capturing.ContainsKey(stream); }
+    static bool AnyCapture() { lock (Gate) return Capturing.Count > 0; }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int CuStreamSynchronize(nint stream) => IsCapturing(stream) ? CaptureUnsupported : 0;
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int CuCtxSynchronize() => AnyCapture() ? CaptureUnsupported : 0;
+
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
     static int CuMemAlloc(ulong* p, nuint bytes)
     {
+        if (AnyCapture()) return CaptureUnsupported;
         if (bytes > DeviceMemory) return 2;             // CUDA_ERROR_OUT_OF_MEMORY, as the emulated device has 8 GiB
         void* m = NativeMemory.AlignedAlloc(Math.Max(bytes, 1), 256);
         // Fresh device memory holds garbage, not zeros: a kernel that reads what nothing wrote shows it.
@@ -443,10 +457,20 @@ public static unsafe class CudaEmulation
     }
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    static int CuMemcpyHtoD(ulong dst, void* src, nuint bytes, nint stream) { Buffer.MemoryCopy(src, (void*)dst, bytes, bytes); return 0; }
+    static int CuMemcpyHtoD(ulong dst, void* src, nuint bytes, nint stream)
+    {
+        if (IsCapturing(stream)) return CaptureUnsupported;
+        Buffer.MemoryCopy(src, (void*)dst, bytes, bytes);
+        return 0;
+    }
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    static int CuMemcpyDtoH(void* dst, ulong src, nuint bytes, nint stream) { Buffer.MemoryCopy((void*)src, dst, bytes, bytes); return 0; }
+    static int CuMemcpyDtoH(void* dst, ulong src, nuint bytes, nint stream)
+    {
+        if (IsCapturing(stream)) return CaptureUnsupported;
+        Buffer.MemoryCopy((void*)src, dst, bytes, bytes);
+        return 0;
+    }
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
     static int CuMemcpyDtoD(ulong dst, ulong src, nuint bytes, nint stream) =>

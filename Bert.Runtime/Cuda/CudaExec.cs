@@ -414,7 +414,13 @@ public sealed unsafe class CudaExec
         if (Capturing) throw new InvalidOperationException("An attention pointer array was first needed during a graph capture; CudaModel runs the schedule once before capturing, so this is a bug.");
         long bytes = ((long)B * H * 8 + 15) & ~15L;
         if (_headUsed + bytes > HeadPoolBytes)
-            throw new InvalidOperationException($"The attention pointer pool holds {HeadPoolBytes} bytes but needs {_headUsed + bytes}; this is a bug in CudaModel's sizing.");
+        {
+            // Full of earlier layouts' arrays: start over (the launches already queued have read theirs by the time the
+            // upload below runs, in stream order; graphs that point at them are dropped).
+            if (bytes > HeadPoolBytes)
+                throw new InvalidOperationException($"The attention pointer pool holds {HeadPoolBytes} bytes but one array needs {bytes}; this is a bug in CudaModel's sizing.");
+            ResetHeads();
+        }
         var h = new ulong[B * H];
         for (int b = 0; b < B; b++)
             for (int j = 0; j < H; j++) h[b * H + j] = at + (ulong)(b * batchStride + j * headStride);
@@ -425,12 +431,17 @@ public sealed unsafe class CudaExec
         return d;
     }
 
-    /// <summary>Starts the pointer pool over (a new layout: every array is made again as first needed).</summary>
+    /// <summary>Starts the pointer pool over (every array is made again as first needed; captured graphs are stale).</summary>
     internal void ResetHeads()
     {
         _heads.Clear();
         _headUsed = 0;
+        Generation++;
     }
+
+    /// <summary>Bumped whenever memory that launches point at moves or is reused for something else (a reallocation, the
+    /// attention pointer pool started over): a graph captured under another generation must not be replayed.</summary>
+    internal int Generation;
 
     void BatchedHeads(bool tA, bool tB, int M, int N, int K, float alpha, ulong A, int lda, ulong Bm, int ldb, float beta, ulong C, int ldc, int batch)
     {

@@ -73,6 +73,8 @@ public sealed unsafe class CudaModel : IDisposable
     int[] _groupCounts = [], _grouped = [];
 
     const ulong WorkspaceBytes = 32UL << 20;
+    /// <summary>Layouts of the size that grew the attention pointer pool that it then holds.</summary>
+    const int HeadPoolLayouts = 8;
     /// <summary>BERT_CUDA_ATTENTION=fused selects the fused attention kernels (see <see cref="FusedAttention"/>).</summary>
     public const string FusedAttentionVariable = "BERT_CUDA_ATTENTION";
 
@@ -111,7 +113,7 @@ public sealed unsafe class CudaModel : IDisposable
             if (value == CudaPrecision.Bf16)
             {
                 if (_bound) AllocateGemmScratch(_ex.Batch, _ex.Seq, _ex.Rows);
-                if (_ex.Params16 == 0) _ex.Params16 = CudaDriver.MemAlloc((ulong)Math.Max(1, Info.ParameterCount) * 2);
+                if (_ex.Params16 == 0) { _ex.Params16 = CudaDriver.MemAlloc((ulong)Math.Max(1, Info.ParameterCount) * 2); _ex.Generation++; }
                 _params16Stale = true;
             }
         }
@@ -162,6 +164,7 @@ public sealed unsafe class CudaModel : IDisposable
         if (_ex.GemmScratch != 0) CudaDriver.MemFree(_ex.GemmScratch);
         _ex.ForgetOperands();
         _ex.GemmScratch = CudaDriver.MemAlloc((ulong)slot * 4); // two slots of 2-byte elements
+        _ex.Generation++;   // what a captured graph points at moved
         _ex.GemmSlot = slot;
     }
     public nint Stream => _ex.Stream;
@@ -198,12 +201,16 @@ public sealed unsafe class CudaModel : IDisposable
         {
             var (offsets, lengths, total) = Info.Layout(batch, seq, rows, training, ReuseMemory);
             _ex.Offsets = offsets; _ex.Lengths = lengths;
-            _ex.ResetHeads();
+            // The attention pointer arrays of this layout; the pool keeps those of earlier layouts (a captured graph of
+            // one reads them) until it is full, holding those of several layouts like this one.
             long pool = Info.Ops.Where(o => o.Kind == OpKind.Attention).Sum(o => (long)CudaExec.HeadArrays * ((8L * batch * o.Heads + 15) & ~15L));
             if (pool > _ex.HeadPoolBytes)
             {
+                pool *= HeadPoolLayouts;
+                _ex.ResetHeads();
                 if (_ex.HeadPool != 0) CudaDriver.MemFree(_ex.HeadPool);
                 _ex.HeadPool = CudaDriver.MemAlloc((ulong)pool);
+                _ex.Generation++;   // what a captured graph points at moved
                 _ex.HeadPoolBytes = pool;
             }
             ulong bytes = (ulong)(total + 16) * 4;
@@ -211,6 +218,7 @@ public sealed unsafe class CudaModel : IDisposable
             {
                 if (_ex.Arena != 0) CudaDriver.MemFree(_ex.Arena);
                 _ex.Arena = CudaDriver.MemAlloc(bytes);
+                _ex.Generation++;   // what a captured graph points at moved
                 _arenaBytes = bytes;
             }
             long scratch = ScratchFloats(batch, seq, rows);
@@ -218,6 +226,7 @@ public sealed unsafe class CudaModel : IDisposable
             {
                 if (_ex.Scratch != 0) CudaDriver.MemFree(_ex.Scratch);
                 _ex.Scratch = CudaDriver.MemAlloc((ulong)scratch * 4);
+                _ex.Generation++;   // what a captured graph points at moved
                 _scratchBytes = (ulong)scratch * 4;
             }
             _ex.ScratchFloats = (long)(_scratchBytes / 4);
@@ -226,6 +235,7 @@ public sealed unsafe class CudaModel : IDisposable
         if (training && _ex.Grads == 0)
         {
             _ex.Grads = CudaDriver.MemAlloc((ulong)Math.Max(1, Info.ParameterCount) * 4);
+            _ex.Generation++;   // what a captured graph points at moved
             CudaDriver.MemsetD8Async(_ex.Grads, 0, (ulong)Math.Max(1, Info.ParameterCount) * 4, _ex.Stream);
         }
         _ex.Batch = batch; _ex.Seq = seq; _ex.Rows = rows;
@@ -236,6 +246,7 @@ public sealed unsafe class CudaModel : IDisposable
             {
                 if (_ex.IntPtrs[i.Index] != 0) CudaDriver.MemFree(_ex.IntPtrs[i.Index]);
                 _ex.IntPtrs[i.Index] = CudaDriver.MemAlloc((ulong)Math.Max(1, n) * 4);
+                _ex.Generation++;   // what a captured graph points at moved
                 _intCapacity[i.Index] = n;
             }
             _ex.RunCounts[i.Index] = -1;
@@ -243,6 +254,7 @@ public sealed unsafe class CudaModel : IDisposable
             {
                 if (_ex.RunPtrs[i.Index] != 0) CudaDriver.MemFree(_ex.RunPtrs[i.Index]);
                 _ex.RunPtrs[i.Index] = CudaDriver.MemAlloc((ulong)CudaExec.GroupedLength((int)n) * 4);
+                _ex.Generation++;   // what a captured graph points at moved
                 _runCapacity[i.Index] = CudaExec.GroupedLength((int)n);
             }
         }
@@ -358,6 +370,75 @@ public sealed unsafe class CudaModel : IDisposable
         return new CudaGraph(graph, CudaDriver.GraphInstantiate(graph), _ex.Stream, RefreshBf16Weights);
     }
 
+    /// <summary>Changes whenever memory that the schedules point at moves (a captured graph of another value is stale).</summary>
+    public int MemoryGeneration => _ex.Generation;
+
+    /// <summary>What a captured training step depends on beyond the inputs' values: the binding's shape, the precision and
+    /// attention settings, how each integer input was prepared (rows distinct, ids grouped) and the memory generation. A
+    /// step whose key equals a graph's may replay it.</summary>
+    public string TrainingStepKey(bool training, bool countAccuracy)
+    {
+        RequireBound();
+        var sb = new System.Text.StringBuilder();
+        sb.Append(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"{_ex.Batch},{_ex.Seq},{_ex.Rows},{_boundTraining},{ReuseMemory},{training},{countAccuracy},{_ex.Precision},{_ex.FusedAttention},{_ex.SplitHeads},{_ex.Bf16InCublas},{_ex.Generation};"));
+        for (int i = 0; i < _ex.IntPtrs.Length; i++)
+            sb.Append(_ex.DistinctRows.Length > i && _ex.DistinctRows[i] ? 'd' : '-').Append(_ex.RunCounts[i] >= 0 ? 'g' : '-');
+        return sb.ToString();
+    }
+
+    /// <summary>Captures one training micro-batch at the bound shape into a CUDA graph, without running it: the forward, the
+    /// loss kept aside (<see cref="KeepOutput"/>), the accuracy counted (with <paramref name="countAccuracy"/>) and the
+    /// backward. Run the same step kernel by kernel first at this binding (every kernel looked up, every pointer array and
+    /// buffer made); replay with <see cref="ReplayTrainingStep"/>, which sets that step's dropout seed. The graph holds
+    /// while <see cref="TrainingStepKey"/> stays the same.</summary>
+    public CudaGraph CaptureTrainingStep(bool training, bool countAccuracy)
+    {
+        RequireBound();
+        if (!_boundTraining) throw new InvalidOperationException("This binding is for inference; call Bind(..., training: true) to capture a training step.");
+        if (_ex.Lengths[Info.OutputGradBuffer] != 1) throw new InvalidOperationException("The CUDA model seeds only a scalar output's gradient.");
+        Device.MakeCurrent();
+        RefreshBf16Weights();   // outside the graph: its replays remake the copy first when the parameters changed (CudaGraph.Launch)
+        _ex.Training = training;
+        int generation = _ex.Generation;
+        CudaDriver.StreamBeginCapture(_ex.Stream, CuStreamCaptureMode.ThreadLocal);
+        nint graph;
+        _ex.ForgetOperands();
+        _ex.Capturing = true;
+        try
+        {
+            _program.Forward(_ex);
+            _forwardDone = true;
+            KeepOutput();
+            if (countAccuracy) CountAccuracy();
+            CudaDriver.MemcpyDtoDAsync(_ex.Buf(Info.OutputGradBuffer), _one, 4, _ex.Stream);
+            _ex.ForgetOperands();
+            _program.Backward(_ex);
+        }
+        finally { graph = CudaDriver.StreamEndCapture(_ex.Stream); _ex.Capturing = false; }
+        if (_ex.Generation != generation)
+        {
+            CudaDriver.GraphDestroy(graph);
+            throw new InvalidOperationException("Memory moved while a training step was being captured; run the step kernel by kernel at this binding first.");
+        }
+        return new CudaGraph(graph, CudaDriver.GraphInstantiate(graph), _ex.Stream, RefreshBf16Weights)
+        {
+            AccuracyCounts = countAccuracy ? _accuracyCounts.ToArray() : null,
+        };
+    }
+
+    /// <summary>Replays a graph of <see cref="CaptureTrainingStep"/> with this step's dropout seed (asynchronous); the inputs are
+    /// those set since, the loss is read with <see cref="ReadKeptOutput"/>, the accuracy with <see cref="ReadAccuracy"/>.</summary>
+    public void ReplayTrainingStep(CudaGraph graph, ulong seed)
+    {
+        RequireBound();
+        Device.MakeCurrent();
+        _ex.SetSeed(seed);
+        graph.Launch();
+        _forwardDone = true;
+        if (graph.AccuracyCounts is { } counts) { _accuracyCounts.Clear(); _accuracyCounts.AddRange(counts); }
+    }
+
     public void ZeroGradients()
     {
         if (_ex.Grads != 0) CudaDriver.MemsetD8Async(_ex.Grads, 0, (ulong)Math.Max(1, Info.ParameterCount) * 4, _ex.Stream);
@@ -399,6 +480,7 @@ public sealed unsafe class CudaModel : IDisposable
         {
             if (_accuracyRows != 0) CudaDriver.MemFree(_accuracyRows);
             _accuracyRows = CudaDriver.MemAlloc((ulong)total * 4);
+            _ex.Generation++;   // what a captured graph points at moved
             _accuracyCapacity = total;
         }
         long at = 0;
@@ -494,6 +576,9 @@ public sealed class CudaGraph : IDisposable
     readonly Action _before;
 
     internal CudaGraph(nint graph, nint exec, nint stream, Action before) { _graph = graph; _exec = exec; _stream = stream; _before = before; }
+
+    /// <summary>A captured training step's rows counted per cross-entropy (how to read the counts it writes), or null.</summary>
+    internal long[]? AccuracyCounts { get; init; }
 
     /// <summary>Enqueues one replay (asynchronous, like the launches it stands for); in bf16 precision, after remaking the
     /// weights' bf16 copy first if the parameters changed since the last forward.</summary>

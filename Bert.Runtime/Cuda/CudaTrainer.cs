@@ -86,14 +86,78 @@ public sealed class CudaTrainer : IDisposable, IModelRunner<float>
         _gpu.Bind(cpu.Batch, cpu.Seq, cpu.Rows, training: true);
         foreach (var i in _intInputs) _gpu.SetInput(i.Name, cpu.IntInput(i.Name));
         // Forward, the loss kept aside, accuracy counted, backward, all queued before the one wait that reads the loss (a
-        // non-finite loss stops the training loop, so a backward on it is never applied).
-        _gpu.Forward(training, seed);
-        _gpu.KeepOutput();
-        if (CountAccuracy) _gpu.CountAccuracy();
-        _gpu.Backward();
+        // non-finite loss stops the training loop, so a backward on it is never applied): one graph replay where a step of
+        // the same key was captured, else kernel by kernel, and captured after its second time so.
+        if (_gpu.MemoryGeneration != _graphGeneration)
+        {
+            foreach (var k in _graphOrder.ToList()) Drop(k);   // they point at memory that moved
+            _graphGeneration = _gpu.MemoryGeneration;
+        }
+        string? key = UseGraphs ? _gpu.TrainingStepKey(training, CountAccuracy) : null;
+        if (key != null && _graphs.TryGetValue(key, out var graph))
+        {
+            _gpu.ReplayTrainingStep(graph, seed);
+            GraphReplays++;
+        }
+        else
+        {
+            _gpu.Forward(training, seed);
+            _gpu.KeepOutput();
+            if (CountAccuracy) _gpu.CountAccuracy();
+            _gpu.Backward();
+            if (key != null) Remember(training);
+        }
         float loss = _gpu.ReadKeptOutput();
         if (CountAccuracy) LastAccuracy = _gpu.ReadAccuracy();
         return loss;
+    }
+
+    /// <summary>Whether training steps are captured into CUDA graphs and replayed (one launch for the hundreds of kernels
+    /// and products of a step), per shape: on unless BERT_CUDA_GRAPHS=0. A replay computes the same bits as the launches.</summary>
+    public bool UseGraphs { get; set; } = Environment.GetEnvironmentVariable(GraphsVariable) != "0";
+    /// <summary>BERT_CUDA_GRAPHS=0 runs every training step kernel by kernel.</summary>
+    public const string GraphsVariable = "BERT_CUDA_GRAPHS";
+    /// <summary>Steps replayed from a graph so far, and graphs captured.</summary>
+    public long GraphReplays { get; private set; }
+    public int GraphsCaptured { get; private set; }
+    /// <summary>Why graphs were turned off, if a capture failed (the steps then run kernel by kernel).</summary>
+    public string? GraphsOff { get; private set; }
+
+    // Captured steps by key, the most recent last (a few shapes: pre-training's rows vary by batch), and keys seen once.
+    const int MaxGraphs = 16;
+    readonly Dictionary<string, CudaGraph> _graphs = new();
+    readonly LinkedList<string> _graphOrder = new();
+    readonly HashSet<string> _seenOnce = new();
+    int _graphGeneration = -1;
+
+    /// <summary>After a step ran kernel by kernel: a key seen before is captured (the step just run made every buffer and
+    /// pointer array it needs); graphs of another memory generation are dropped.</summary>
+    void Remember(bool training)
+    {
+        string key = _gpu.TrainingStepKey(training, CountAccuracy);   // after the step: its memory generation
+        if (_seenOnce.Count > 4096) _seenOnce.Clear();
+        if (_seenOnce.Add(key)) return;
+        try
+        {
+            var graph = _gpu.CaptureTrainingStep(training, CountAccuracy);
+            _graphs[key] = graph;
+            _graphOrder.AddLast(key);
+            GraphsCaptured++;
+            if (_graphOrder.Count > MaxGraphs) Drop(_graphOrder.First!.Value);
+        }
+        catch (InvalidOperationException) { }   // memory moved during the capture: captured again when the key comes back
+        catch (CudaException e)
+        {
+            UseGraphs = false;
+            GraphsOff = $"capturing a training step failed ({e.Message}); the steps run kernel by kernel";
+            foreach (var k in _graphOrder.ToList()) Drop(k);
+        }
+    }
+
+    void Drop(string key)
+    {
+        if (_graphs.Remove(key, out var g)) g.Dispose();
+        _graphOrder.Remove(key);
     }
 
     /// <summary>Averages accumulated gradients, clips them to <paramref name="clipNorm"/> and returns their norm before
@@ -109,6 +173,7 @@ public sealed class CudaTrainer : IDisposable, IModelRunner<float>
 
     public void Dispose()
     {
+        foreach (var k in _graphOrder.ToList()) Drop(k);
         _optimizer?.Dispose();
         _gpu.Dispose();
     }
