@@ -352,12 +352,7 @@ public static class GpuSelfTest
         {
             bool before = gpu.FusedAttention;
             gpu.FusedAttention = true;
-            gpu.Bind(B, T, G, training: true);
-            foreach (var (k, v) in inputs) gpu.SetInput(k, v);
-            gpu.PoisonArena();
-            gpu.ZeroGradients();
-            gpu.Forward(training: true, seed: seed);
-            gpu.Backward();
+            PoisonedStep(gpu, inputs, B, T, G, seed);
             double wf = 0, wb = 0; string wfName = "", wbName = "";
             foreach (var b in info.Buffers)
             {
@@ -657,12 +652,7 @@ public static class GpuSelfTest
     static (double Worst, string WorstName, double Gradients) Bf16Step(CudaModel gpu, ModelInfo info, Dictionary<string, int[]> inputs,
         Dictionary<int, double[]> cpuBuffers, double[] gWant, int B, int T, int G, ulong seed)
     {
-        gpu.Bind(B, T, G, training: true);
-        foreach (var (k, v) in inputs) gpu.SetInput(k, v);
-        gpu.PoisonArena();
-        gpu.ZeroGradients();
-        gpu.Forward(training: true, seed: seed);
-        gpu.Backward();
+        PoisonedStep(gpu, inputs, B, T, G, seed);
         double worst = 0; string worstName = "";
         foreach (var b in info.Buffers)
         {
@@ -675,6 +665,17 @@ public static class GpuSelfTest
         double num = 0, den = 0;
         for (int i = 0; i < gb.Length; i++) { double d = gb[i] - gWant[i]; num += d * d; den += gWant[i] * gWant[i]; }
         return (worst, worstName, Math.Sqrt(num / den));
+    }
+
+    /// <summary>One training step, forward and backward, at a fresh binding of the arena poisoned first and zero gradients.</summary>
+    static void PoisonedStep(CudaModel gpu, Dictionary<string, int[]> inputs, int B, int T, int G, ulong seed)
+    {
+        gpu.Bind(B, T, G, training: true);
+        foreach (var (k, v) in inputs) gpu.SetInput(k, v);
+        gpu.PoisonArena();
+        gpu.ZeroGradients();
+        gpu.Forward(training: true, seed: seed);
+        gpu.Backward();
     }
 
     static bool IsForward(ModelInfo info, string failure)
@@ -766,38 +767,47 @@ public static class GpuSelfTest
 
     /// <summary>The product's training step as `bert pretrain --device cuda --precision bf16` runs it (CudaTrainer: the CPU
     /// model's inputs set on the device, forward, accuracy counted, backward, the loss read back, clipping with the norm read
-    /// back, AdamW), timed by the host clock over whole steps: the kernels' time above plus what the host adds.</summary>
+    /// back, AdamW), timed by the host clock over whole steps: the kernels' time above plus what the host adds; kernel by
+    /// kernel and as CUDA graph replays.</summary>
     static void TrainerSteps(Report r, CudaDevice device, KernelCache cache, Settings s, Random rng)
     {
-        var entry = Catalog.Get("base", "pretraining");
-        var info = entry.Info;
-        int B = s.Batches.Max(), G = (int)Math.Round(0.15 * B * s.Seq);
-        var cpu = entry.Create();
-        cpu.InitParameters(1);
-        using var trainer = new CudaTrainer(info, entry.CreateCuda(), device, CudaPrecision.Bf16, cache) { CountAccuracy = true };
-        trainer.Upload(cpu, new AdamW<float>(info));
-        cpu.InputsOnly = true;
-        cpu.Bind(B, s.Seq, G, training: true);
-        var inputs = RandomInputs(info, B, s.Seq, G, rng);
-        for (int k = 0; k < B * s.Seq; k++) inputs["mask"][k] = 1;
-        foreach (var (k, v) in inputs) cpu.SetInput(k, v);
-        void Step(ulong seed)
-        {
-            trainer.ZeroGradients();
-            trainer.ForwardBackward(cpu, true, seed);
-            trainer.ClipGradients(1, 1.0);
-            trainer.Step(1e-4);
-        }
-        for (int w = 0; w < 2; w++) Step((ulong)w);
-        trainer.Model.Synchronize();
-        var sw = System.Diagnostics.Stopwatch.StartNew();
-        for (int k = 0; k < s.Steps; k++) Step((ulong)(10 + k));
-        trainer.Model.Synchronize();
-        double ms = sw.Elapsed.TotalMilliseconds / s.Steps;
-        cpu.InputsOnly = false;
-        r.Row($"time BERT-Base step bf16 B={B} T={s.Seq}, the product's training loop", double.IsFinite(ms),
-            string.Create(Inv, $"{ms:F1} ms/step by the host clock ({B / (ms / 1000):F1} seq/s): CudaTrainer's step with inputs set, accuracy counted, loss and norm read back"),
-            new() { ["batch"] = B, ["seq"] = s.Seq, ["precision"] = "Bf16", ["trainer"] = true, ["step_ms"] = ms });
+        // BERT-Base at the largest batch, and BERT-Mini (the demo's model: small kernels, where launching them is the cost),
+        // each kernel by kernel and replayed from a CUDA graph.
+        foreach (var (size, B) in new[] { ("base", s.Batches.Max()), ("mini", 32) })
+            foreach (bool graphs in new[] { false, true })
+            {
+                var entry = Catalog.Get(size, "pretraining");
+                var info = entry.Info;
+                int G = (int)Math.Round(0.15 * B * s.Seq);
+                var cpu = entry.Create();
+                cpu.InitParameters(1);
+                using var trainer = new CudaTrainer(info, entry.CreateCuda(), device, CudaPrecision.Bf16, cache) { CountAccuracy = true, UseGraphs = graphs };
+                trainer.Upload(cpu, new AdamW<float>(info));
+                cpu.InputsOnly = true;
+                cpu.Bind(B, s.Seq, G, training: true);
+                var inputs = RandomInputs(info, B, s.Seq, G, rng);
+                for (int k = 0; k < B * s.Seq; k++) inputs["mask"][k] = 1;
+                foreach (var (k, v) in inputs) cpu.SetInput(k, v);
+                void Step(ulong seed)
+                {
+                    trainer.ZeroGradients();
+                    trainer.ForwardBackward(cpu, true, seed);
+                    trainer.ClipGradients(1, 1.0);
+                    trainer.Step(1e-4);
+                }
+                for (int w = 0; w < 3; w++) Step((ulong)w);   // the second step of a shape is captured
+                trainer.Model.Synchronize();
+                long replays = trainer.GraphReplays;
+                var sw = System.Diagnostics.Stopwatch.StartNew();
+                for (int k = 0; k < s.Steps; k++) Step((ulong)(10 + k));
+                trainer.Model.Synchronize();
+                double ms = sw.Elapsed.TotalMilliseconds / s.Steps;
+                bool replayed = trainer.GraphReplays - replays == s.Steps;
+                cpu.InputsOnly = false;
+                r.Row($"time BERT-{char.ToUpperInvariant(size[0])}{size[1..]} step bf16 B={B} T={s.Seq}, the product's training loop{(graphs ? ", graph" : "")}", double.IsFinite(ms) && (!graphs || replayed),
+                    string.Create(Inv, $"{ms:F2} ms/step by the host clock ({B / (ms / 1000):F1} seq/s): CudaTrainer's step with inputs set, accuracy counted, loss and norm read back{(graphs ? (replayed ? "; every step a graph replay" : $"; only {trainer.GraphReplays - replays} of {s.Steps} steps replayed ({trainer.GraphsOff ?? "no capture"})") : "")}"),
+                    new() { ["model"] = size, ["batch"] = B, ["seq"] = s.Seq, ["precision"] = "Bf16", ["trainer"] = true, ["graph"] = graphs, ["step_ms"] = ms });
+            }
     }
 
     /// <summary>BERT-Base sequence classification, forward only (dropout off, the reusing plan): latency at batch 1 and

@@ -415,7 +415,15 @@ public sealed unsafe class CudaModel : IDisposable
             _ex.ForgetOperands();
             _program.Backward(_ex);
         }
-        finally { graph = CudaDriver.StreamEndCapture(_ex.Stream); _ex.Capturing = false; }
+        catch
+        {
+            // End the capture (the stream is usable again) and drop what it recorded.
+            _ex.Capturing = false;
+            try { CudaDriver.GraphDestroy(CudaDriver.StreamEndCapture(_ex.Stream)); } catch (CudaException) { }
+            throw;
+        }
+        _ex.Capturing = false;
+        graph = CudaDriver.StreamEndCapture(_ex.Stream);
         if (_ex.Generation != generation)
         {
             CudaDriver.GraphDestroy(graph);

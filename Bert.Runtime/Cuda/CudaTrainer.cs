@@ -47,7 +47,7 @@ public sealed class CudaTrainer : IDisposable, IModelRunner<float>
         CudaPrecision.Tf32 => ", fp32 with TF32 products",
         CudaPrecision.Bf16 => ", fp32 with bf16 linear-layer products",
         _ => ", fp32",
-    };
+    } + (UseGraphs ? "; training steps replayed as CUDA graphs" : "");
 
     /// <summary>The CPU model's weights and the CPU optimizer's state to the device (at the start, and after a resume); the
     /// device runs the same optimizer (AdamW or LAMB) with the same hyperparameters.</summary>
