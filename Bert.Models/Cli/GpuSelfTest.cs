@@ -13,13 +13,17 @@ namespace Bert.Cli;
 /// bindings (cuBLAS fp32 and bf16 products), then, per model, one training step's every activation, saved tensor and
 /// gradient against the CPU model in double (dropout on: the masks must agree exactly), run to run determinism, inference,
 /// AdamW with clipping against the CPU optimizer, bf16 products against the CPU; the product's training loop on the device
-/// against the CPU; and the timing of BERT-Base pre-training steps (fp32, TF32, bf16) and inference (kernel by kernel and
+/// against the CPU; and the timing of BERT-Base (or --timing-size) pre-training steps (fp32, TF32, bf16) and inference (kernel by kernel and
 /// as a replayed CUDA graph).</summary>
 public static class GpuSelfTest
 {
     static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
 
-    public sealed record Settings(string[] Models, int[] Batches, int Seq, int Steps, bool Timing, string? Json);
+    public sealed record Settings(string[] Models, int[] Batches, int Seq, int Steps, bool Timing, string? Json, string TimingSize = "base")
+    {
+        /// <summary>The timed model's name in the rows: BERT-Base, BERT-Nano, …</summary>
+        public string Name => "BERT-" + char.ToUpperInvariant(TimingSize[0]) + TimingSize[1..];
+    }
 
     sealed class Report(TextWriter o)
     {
@@ -696,7 +700,7 @@ public static class GpuSelfTest
 
     static void Timing(Report r, CudaDevice device, KernelCache cache, Settings s)
     {
-        var entry = Catalog.Get("base", "pretraining");
+        var entry = Catalog.Get(s.TimingSize, "pretraining");
         var info = entry.Info;
         using var gpu = new CudaModel(info, entry.CreateCuda(), device, cache);
         var cpu = entry.Create();
@@ -740,7 +744,7 @@ public static class GpuSelfTest
                     double ms = CudaDriver.EventElapsedTime(start, stop) / s.Steps;
                     double seqs = B / (ms / 1000), mfu = seqs * s.Seq * fpt / 989e12;
                     float loss = gpu.ReadBuffer(info.OutputBuffer)[0];
-                    r.Row($"time BERT-Base step {precision.ToString().ToLowerInvariant()}{(fused ? " fused-attn" : "")}{(split ? " split-heads" : "")}{(inCublas ? " cublas-rounded" : "")} B={B} T={s.Seq}", float.IsFinite(loss),
+                    r.Row($"time {s.Name} step {precision.ToString().ToLowerInvariant()}{(fused ? " fused-attn" : "")}{(split ? " split-heads" : "")}{(inCublas ? " cublas-rounded" : "")} B={B} T={s.Seq}", float.IsFinite(loss),
                         string.Create(Inv, $"{ms:F1} ms/step, {seqs:F1} seq/s, MFU {mfu:P1} of 989 TFLOP/s; loss {loss:F3}; arena {gpu.ArenaBytes / (1 << 20)} MiB"),
                         new() { ["batch"] = B, ["seq"] = s.Seq, ["precision"] = precision.ToString(), ["fused_attention"] = fused, ["split_heads"] = split, ["cublas_rounded"] = inCublas, ["step_ms"] = ms, ["seq_per_s"] = seqs, ["mfu"] = mfu });
                 }
@@ -771,9 +775,9 @@ public static class GpuSelfTest
     /// kernel and as CUDA graph replays.</summary>
     static void TrainerSteps(Report r, CudaDevice device, KernelCache cache, Settings s, Random rng)
     {
-        // BERT-Base at the largest batch, and BERT-Mini (the demo's model: small kernels, where launching them is the cost),
+        // The timed model at the largest batch, and BERT-Mini (the demo's model: small kernels, where launching them is the cost),
         // each kernel by kernel and replayed from a CUDA graph.
-        foreach (var (size, B) in new[] { ("base", s.Batches.Max()), ("mini", 32) })
+        foreach (var (size, B) in new[] { (s.TimingSize, s.Batches.Max()), ("mini", Math.Min(32, s.Batches.Max())) })
             foreach (bool graphs in new[] { false, true })
             {
                 var entry = Catalog.Get(size, "pretraining");
@@ -810,11 +814,11 @@ public static class GpuSelfTest
             }
     }
 
-    /// <summary>BERT-Base sequence classification, forward only (dropout off, the reusing plan): latency at batch 1 and
+    /// <summary>BERT-Base (or the --timing-size) sequence classification, forward only (dropout off, the reusing plan): latency at batch 1 and
     /// throughput at the largest batch, T = seq, TF32 products.</summary>
     static void Inference(Report r, CudaDevice device, KernelCache cache, Settings s)
     {
-        var entry = Catalog.Get("base", "classifier");
+        var entry = Catalog.Get(s.TimingSize, "classifier");
         using var gpu = new CudaModel(entry.Info, entry.CreateCuda(), device, cache) { AllowTf32 = true };
         var cpu = entry.Create();
         cpu.InitParameters(1);
@@ -822,11 +826,13 @@ public static class GpuSelfTest
         var rng = new Random(8);
         nint start = CudaDriver.EventCreate(), stop = CudaDriver.EventCreate();
         int most = s.Batches.Max();
-        foreach (var (B, fused, bf16) in new[] { (1, false, false), (most, false, false), (1, true, false), (most, true, false), (1, false, true), (most, false, true), (most, true, true) })
+        foreach (var (B, fused, bf16, inCublas) in new[] { (1, false, false, false), (most, false, false, false), (1, true, false, false), (most, true, false, false),
+            (1, false, true, false), (most, false, true, false), (1, false, true, true), (most, false, true, true), (most, true, true, false) })
         {
             gpu.FusedAttention = fused;
             gpu.Precision = bf16 ? CudaPrecision.Bf16 : CudaPrecision.Tf32;
-            string attn = (fused ? ", fused attention" : "") + (bf16 ? ", bf16" : "");
+            gpu.Bf16InCublas = inCublas;
+            string attn = (fused ? ", fused attention" : "") + (bf16 ? ", bf16" : "") + (inCublas ? " cublas-rounded" : "");
             var inputs = RandomInputs(entry.Info, B, s.Seq, 0, rng);
             foreach (var k in inputs.Keys.Where(k => entry.Info.Input(k).Kind == InputKind.Mask)) Array.Fill(inputs[k], 1);
             gpu.Bind(B, s.Seq, 0, training: false);
@@ -846,9 +852,9 @@ public static class GpuSelfTest
             ms.Sort();
             double median = ms[Runs / 2];
             float[] direct = gpu.Output;
-            r.Row($"time BERT-Base classifier inference B={B} T={s.Seq}{attn}", float.IsFinite(direct[0]),
+            r.Row($"time {s.Name} classifier inference B={B} T={s.Seq}{attn}", float.IsFinite(direct[0]),
                 string.Create(Inv, $"{median:F3} ms (median of {Runs}), {B / (median / 1000):F0} seq/s; {(bf16 ? "bf16" : "TF32")} products, kernel by kernel"),
-                new() { ["batch"] = B, ["seq"] = s.Seq, ["infer_ms"] = median, ["seq_per_s"] = B / (median / 1000), ["graph"] = false, ["fused_attention"] = fused, ["bf16"] = bf16 });
+                new() { ["batch"] = B, ["seq"] = s.Seq, ["infer_ms"] = median, ["seq_per_s"] = B / (median / 1000), ["graph"] = false, ["fused_attention"] = fused, ["bf16"] = bf16, ["cublas_rounded"] = inCublas });
 
             // The same forward captured once as a CUDA graph and replayed: one launch instead of one per kernel.
             using var graph = gpu.CaptureForward();
@@ -868,11 +874,31 @@ public static class GpuSelfTest
             }
             gms.Sort();
             double gmedian = gms[Runs / 2];
-            r.Row($"time BERT-Base classifier inference B={B} T={s.Seq}{attn}, graph", same,
+            r.Row($"time {s.Name} classifier inference B={B} T={s.Seq}{attn}, graph", same,
                 string.Create(Inv, $"{gmedian:F3} ms (median of {Runs}), {B / (gmedian / 1000):F0} seq/s; replayed CUDA graph, {(same ? "the same bits as kernel by kernel" : "DIFFERENT from kernel by kernel")} (arena poisoned first)"),
-                new() { ["batch"] = B, ["seq"] = s.Seq, ["infer_ms"] = gmedian, ["seq_per_s"] = B / (gmedian / 1000), ["graph"] = true, ["fused_attention"] = fused, ["bf16"] = bf16 });
+                new() { ["batch"] = B, ["seq"] = s.Seq, ["infer_ms"] = gmedian, ["seq_per_s"] = B / (gmedian / 1000), ["graph"] = true, ["fused_attention"] = fused, ["bf16"] = bf16, ["cublas_rounded"] = inCublas });
         }
         CudaDriver.EventDestroy(start); CudaDriver.EventDestroy(stop);
+
+        // Where a bf16 forward at the largest batch spends its time, kernel by kernel (rounded by our kernels, then by cuBLAS).
+        foreach (bool inCublas in new[] { false, true })
+        {
+            gpu.FusedAttention = false;
+            gpu.Precision = CudaPrecision.Bf16;
+            gpu.Bf16InCublas = inCublas;
+            var inputs = RandomInputs(entry.Info, most, s.Seq, 0, rng);
+            gpu.Bind(most, s.Seq, 0, training: false);
+            foreach (var (k, v) in inputs) gpu.SetInput(k, v);
+            gpu.Forward(training: false);
+            gpu.Synchronize();
+            using var t = new EventTimeline(gpu.Stream);
+            gpu.OnLaunch = name => t.Mark(name);
+            t.Mark("start");
+            gpu.Forward(training: false);
+            gpu.OnLaunch = null;
+            t.Report(r, $"profile {s.Name} classifier inference bf16{(inCublas ? " cublas-rounded" : "")} B={most} T={s.Seq} by kernel", "launch", most, 20);
+        }
+        gpu.Bf16InCublas = false;
     }
 
     /// <summary>One step at the largest batch with an event at every op (or, <paramref name="byKernel"/>, at every kernel
@@ -886,40 +912,54 @@ public static class GpuSelfTest
         gpu.Bind(B, s.Seq, G, training: true);
         foreach (var (k, v) in inputs) gpu.SetInput(k, v);
         var ops = info.Ops.ToDictionary(o => o.Id);
-        var events = new List<nint>();
-        var labels = new List<string>();
+        using var t = new EventTimeline(gpu.Stream);
         string phase = "forward";
-        void Mark(string label)
-        {
-            nint e = CudaDriver.EventCreate();
-            CudaDriver.EventRecord(e, gpu.Stream);
-            events.Add(e); labels.Add(label);
-        }
-        if (byKernel) gpu.OnLaunch = name => Mark($"{phase[0]} {name}");
-        else gpu.OnOp = id => Mark($"{phase} {ops[id].Kind}");
+        if (byKernel) gpu.OnLaunch = name => t.Mark($"{phase[0]} {name}");
+        else gpu.OnOp = id => t.Mark($"{phase} {ops[id].Kind}");
         gpu.ZeroGradients();
-        Mark("zero gradients");
+        t.Mark("zero gradients");
         gpu.Forward(training: true, seed: 5);
         phase = "backward";
-        Mark("backward seed");
+        t.Mark("backward seed");
         gpu.Backward();
         gpu.OnOp = null;
         gpu.OnLaunch = null;
-        Mark("optimizer");
+        t.Mark("optimizer");
         opt.ComputeNorm(1.0);
         opt.Step(1e-4);
-        Mark("end");
-        CudaDriver.EventSynchronize(events[^1]);
-        var sums = new Dictionary<string, double>();
-        for (int i = 0; i + 1 < events.Count; i++)
-            sums[labels[i]] = sums.GetValueOrDefault(labels[i]) + CudaDriver.EventElapsedTime(events[i], events[i + 1]);
-        double total = CudaDriver.EventElapsedTime(events[0], events[^1]);
-        foreach (var e in events) CudaDriver.EventDestroy(e);
-        var data = new Dictionary<string, object> { ["batch"] = B, ["total_ms"] = total };
-        foreach (var (k, v) in sums) data[k] = v;
-        r.Row($"profile BERT-Base {precision.ToString().ToLowerInvariant()}{(fused ? " fused-attn" : "")}{(gpu.Bf16InCublas ? " cublas-rounded" : "")} step B={B}{(byKernel ? " by kernel" : "")}", true,
-            string.Create(Inv, $"{total:F1} ms in all (events at every {(byKernel ? "launch" : "op")}, {events.Count} of them)"), data);
-        foreach (var (k, v) in sums.OrderByDescending(x => x.Value).Take(byKernel ? 30 : 14))
-            r.Info(string.Create(Inv, $"{k,-44} {v,8:F2} ms  {v / total,6:P1}"));
+        t.Report(r, $"profile {s.Name} {precision.ToString().ToLowerInvariant()}{(fused ? " fused-attn" : "")}{(gpu.Bf16InCublas ? " cublas-rounded" : "")} step B={B}{(byKernel ? " by kernel" : "")}",
+            byKernel ? "launch" : "op", B, byKernel ? 30 : 14);
+    }
+
+    /// <summary>Events recorded on a stream between labelled marks: the time from each mark to the next, summed per label.</summary>
+    sealed class EventTimeline(nint stream) : IDisposable
+    {
+        readonly List<nint> _events = [];
+        readonly List<string> _labels = [];
+
+        public void Mark(string label)
+        {
+            nint e = CudaDriver.EventCreate();
+            CudaDriver.EventRecord(e, stream);
+            _events.Add(e); _labels.Add(label);
+        }
+
+        /// <summary>Marks the end, waits for it and reports the sums as a row and the largest as lines.</summary>
+        public void Report(Report r, string row, string what, int batch, int lines)
+        {
+            Mark("end");
+            CudaDriver.EventSynchronize(_events[^1]);
+            var sums = new Dictionary<string, double>();
+            for (int i = 0; i + 1 < _events.Count; i++)
+                sums[_labels[i]] = sums.GetValueOrDefault(_labels[i]) + CudaDriver.EventElapsedTime(_events[i], _events[i + 1]);
+            double total = CudaDriver.EventElapsedTime(_events[0], _events[^1]);
+            var data = new Dictionary<string, object> { ["batch"] = batch, ["total_ms"] = total };
+            foreach (var (k, v) in sums) data[k] = v;
+            r.Row(row, true, string.Create(Inv, $"{total:F1} ms in all (events at every {what}, {_events.Count} of them)"), data);
+            foreach (var (k, v) in sums.OrderByDescending(x => x.Value).Take(lines))
+                r.Info(string.Create(Inv, $"{k,-44} {v,8:F2} ms  {v / total,6:P1}"));
+        }
+
+        public void Dispose() { foreach (var e in _events) CudaDriver.EventDestroy(e); }
     }
 }

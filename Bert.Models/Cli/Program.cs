@@ -231,12 +231,14 @@ public static class Program
         // ---- selftest ----
         var st = new Command("selftest", "Check the CUDA backend against the CPU on this machine's GPU: cuBLAS, then every kernel through whole models (forward, backward, AdamW), and time BERT-Base pre-training steps.");
         var stModels = Opt("--models", "comma-separated model names (or size-head) to check against the CPU in double", "BertNanoPreTraining,BertNanoClassifier,AlbertClassifier,BertNanoPreLnPreTraining,BertNanoTokenClassifier,BertMiniPreTraining,BertBasePreTraining");
-        var stTiming = Opt("--timing", "also time BERT-Base pre-training steps (fp32 and TF32)", false);
+        var stTiming = Opt("--timing", "also time pre-training steps (fp32, TF32, bf16 and its variants; the product's training loop with and without CUDA graphs), profile them, and time inference", false);
         var stBatches = Opt("--batches", "batch sizes to time", "32,64,128");
         var stSeq = Opt("--seq", "sequence length to time", 128);
         var stSteps = Opt("--steps", "timed steps per batch size", 5);
         var stJson = new Option<string?>("--json") { Description = "also write the results to this JSON file" };
-        foreach (var o in new Option[] { stModels, stTiming, stBatches, stSeq, stSteps, stJson, device }) st.Options.Add(o);
+        var stSize = Opt("--timing-size", "the model size --timing times (base: BERT-Base, as issue 4 measures; nano for a quick run of the timing code)", "base");
+        stSize.AcceptOnlyFromAmong("nano", "tiny", "mini", "small", "medium", "base", "large");
+        foreach (var o in new Option[] { stModels, stTiming, stBatches, stSeq, stSteps, stSize, stJson, device }) st.Options.Add(o);
         st.SetAction(pr =>
         {
             if (pr.GetValue(device) != "cuda")
@@ -248,7 +250,7 @@ public static class Program
             try { batches = pr.GetValue(stBatches)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(b => int.Parse(b, Inv)).ToArray(); }
             catch (FormatException) { throw new ArgumentException($"--batches '{pr.GetValue(stBatches)}' is not a comma-separated list of whole numbers; write e.g. --batches 32,64."); }
             return GpuSelfTest.Run(new GpuSelfTest.Settings(pr.GetValue(stModels)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
-                batches, pr.GetValue(stSeq), pr.GetValue(stSteps), pr.GetValue(stTiming), pr.GetValue(stJson)), Console.Out);
+                batches, pr.GetValue(stSeq), pr.GetValue(stSteps), pr.GetValue(stTiming), pr.GetValue(stJson), pr.GetValue(stSize)!), Console.Out);
         });
         root.Subcommands.Add(st);
         return root;

@@ -84,6 +84,31 @@ public partial class CudaSourceTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>`bert selftest --device cuda --timing` on the emulated device with BERT-Nano as the timed model: every
+    /// timing, profile and inference row runs and passes (the code a GPU session spends its minutes on, checked before it
+    /// gets there) — the bf16 variants, the product's training loop replayed from CUDA graphs at every timed step, the
+    /// per-kernel profiles of training and inference, inference as a replayed graph giving the same bits.</summary>
+    [ClangFact]
+    public void Emulated_SelfTestTiming_RunsEveryRow()
+    {
+        RequireClang();
+        string dir = TempDir.Create();
+        try
+        {
+            var (code, text) = RunBert(dir, emulate: true, "selftest", "--device", "cuda", "--models", "BertNanoClassifier", "--timing", "--timing-size", "nano",
+                "--batches", "2", "--seq", "8", "--steps", "1");
+            Assert.True(code == 0, Tail(text));
+            Assert.DoesNotContain("FAIL", text);
+            Assert.Contains("time BERT-Nano step bf16 cublas-rounded B=2 T=8", text);
+            Assert.Matches(@"PASS  time BERT-Nano step bf16 B=2 T=8, the product's training loop, graph .*every step a graph replay", text);
+            Assert.Matches(@"PASS  time BERT-Mini step bf16 B=2 T=8, the product's training loop, graph .*every step a graph replay", text);
+            Assert.Contains("PASS  profile BERT-Nano bf16 cublas-rounded step B=2 by kernel", text);
+            Assert.Contains("PASS  profile BERT-Nano classifier inference bf16 B=2 T=8 by kernel", text);
+            Assert.Matches(@"PASS  time BERT-Nano classifier inference B=2 T=8, bf16 cublas-rounded, graph .*the same bits as kernel by kernel", text);
+        }
+        finally { TempDir.Delete(dir); }
+    }
+
     /// <summary>The same with blocks, and each block's threads, run last first: a kernel whose result depends on the
     /// order of its threads or blocks (a missing barrier, a race between blocks) fails here.</summary>
     [ClangFact]
