@@ -402,6 +402,8 @@ public sealed unsafe class CudaExec
     internal ulong HeadPool;
     internal long HeadPoolBytes;
     long _headUsed;
+    /// <summary>Bytes of the pointer pool not yet used.</summary>
+    internal long HeadPoolFree => HeadPoolBytes - _headUsed;
     /// <summary>Pointer arrays one attention op uses at most (forward and backward).</summary>
     public const int HeadArrays = 16;
     /// <summary>Set while a CUDA graph is being captured: no pointer array may be made then (the upload would be captured).</summary>
@@ -437,7 +439,11 @@ public sealed unsafe class CudaExec
         _heads.Clear();
         _headUsed = 0;
         Generation++;
+        HeadResets++;
     }
+
+    /// <summary>How many times the pointer pool started over.</summary>
+    internal int HeadResets;
 
     /// <summary>Bumped whenever memory that launches point at moves or is reused for something else (a reallocation, the
     /// attention pointer pool started over): a graph captured under another generation must not be replayed.</summary>

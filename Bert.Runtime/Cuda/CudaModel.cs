@@ -75,6 +75,17 @@ public sealed unsafe class CudaModel : IDisposable
     const ulong WorkspaceBytes = 32UL << 20;
     /// <summary>Layouts of the size that grew the attention pointer pool that it then holds.</summary>
     const int HeadPoolLayouts = 8;
+    // The layouts whose pointer arrays the pool has held since it last started over (their steps need no new room).
+    readonly HashSet<(int, int, int, bool, bool)> _layoutsInPool = [];
+    int _poolEpoch;
+
+    /// <summary>Starts the attention pointer pool over (captured graphs are stale: the generation moves).</summary>
+    void RestartHeads()
+    {
+        _ex.ResetHeads();
+        _layoutsInPool.Clear();
+        _poolEpoch = _ex.HeadResets;
+    }
     /// <summary>BERT_CUDA_ATTENTION=fused selects the fused attention kernels (see <see cref="FusedAttention"/>).</summary>
     public const string FusedAttentionVariable = "BERT_CUDA_ATTENTION";
 
@@ -204,14 +215,17 @@ public sealed unsafe class CudaModel : IDisposable
             // The attention pointer arrays of this layout; the pool keeps those of earlier layouts (a captured graph of
             // one reads them) until it is full, holding those of several layouts like this one.
             long pool = Info.Ops.Where(o => o.Kind == OpKind.Attention).Sum(o => (long)CudaExec.HeadArrays * ((8L * batch * o.Heads + 15) & ~15L));
+            // A schedule never spans a restart of the pool: with less room left than a whole layout's arrays, start over
+            // now (a forward that lost its early arrays to a restart in its middle could not be captured after it).
+            if (_ex.HeadResets != _poolEpoch) { _layoutsInPool.Clear(); _poolEpoch = _ex.HeadResets; }
+            if (pool <= _ex.HeadPoolBytes && !_layoutsInPool.Contains(key) && _ex.HeadPoolFree < pool) RestartHeads();
             if (pool > _ex.HeadPoolBytes)
             {
                 pool *= HeadPoolLayouts;
-                _ex.ResetHeads();
                 if (_ex.HeadPool != 0) CudaDriver.MemFree(_ex.HeadPool);
                 _ex.HeadPool = CudaDriver.MemAlloc((ulong)pool);
-                _ex.Generation++;   // what a captured graph points at moved
                 _ex.HeadPoolBytes = pool;
+                RestartHeads();
             }
             ulong bytes = (ulong)(total + 16) * 4;
             if (bytes > _arenaBytes)
@@ -220,6 +234,7 @@ public sealed unsafe class CudaModel : IDisposable
                 _ex.Arena = CudaDriver.MemAlloc(bytes);
                 _ex.Generation++;   // what a captured graph points at moved
                 _arenaBytes = bytes;
+                RestartHeads();      // the arrays held point into the old arena
             }
             long scratch = ScratchFloats(batch, seq, rows);
             if ((ulong)scratch * 4 > _scratchBytes)
@@ -231,6 +246,7 @@ public sealed unsafe class CudaModel : IDisposable
             }
             _ex.ScratchFloats = (long)(_scratchBytes / 4);
             _layoutKey = key;
+            _layoutsInPool.Add(key);
         }
         if (training && _ex.Grads == 0)
         {
@@ -360,14 +376,34 @@ public sealed unsafe class CudaModel : IDisposable
         Forward(training, seed);   // once outside the capture: every kernel looked up, every lazy allocation made
         Synchronize();
         _ex.Training = training;
+        nint graph = Capture(() => { _ex.SetSeed(seed); _program.Forward(_ex); });
+        _forwardDone = true;
+        return new CudaGraph(graph, Instantiate(graph), _ex.Stream, RefreshBf16Weights);
+    }
+
+    /// <summary>Records what <paramref name="body"/> launches on the stream into a graph (thread-local capture mode: nothing
+    /// may copy to or from the host, allocate or wait meanwhile); if it throws, the capture is ended and dropped.</summary>
+    nint Capture(Action body)
+    {
         CudaDriver.StreamBeginCapture(_ex.Stream, CuStreamCaptureMode.ThreadLocal);
-        nint graph;
         _ex.ForgetOperands();
         _ex.Capturing = true;
-        try { _ex.SetSeed(seed); _program.Forward(_ex); }
-        finally { graph = CudaDriver.StreamEndCapture(_ex.Stream); _ex.Capturing = false; }
-        _forwardDone = true;
-        return new CudaGraph(graph, CudaDriver.GraphInstantiate(graph), _ex.Stream, RefreshBf16Weights);
+        try { body(); }
+        catch
+        {
+            _ex.Capturing = false;
+            try { CudaDriver.GraphDestroy(CudaDriver.StreamEndCapture(_ex.Stream)); } catch (CudaException) { }
+            throw;
+        }
+        _ex.Capturing = false;
+        return CudaDriver.StreamEndCapture(_ex.Stream);
+    }
+
+    /// <summary>Instantiates a captured graph; the graph is destroyed if that fails.</summary>
+    static nint Instantiate(nint graph)
+    {
+        try { return CudaDriver.GraphInstantiate(graph); }
+        catch { CudaDriver.GraphDestroy(graph); throw; }
     }
 
     /// <summary>Changes whenever memory that the schedules point at moves (a captured graph of another value is stale).</summary>
@@ -399,13 +435,10 @@ public sealed unsafe class CudaModel : IDisposable
         if (_ex.Lengths[Info.OutputGradBuffer] != 1) throw new InvalidOperationException("The CUDA model seeds only a scalar output's gradient.");
         Device.MakeCurrent();
         RefreshBf16Weights();   // outside the graph: its replays remake the copy first when the parameters changed (CudaGraph.Launch)
+        if (countAccuracy) SizeAccuracyRows();   // no allocation inside the capture
         _ex.Training = training;
         int generation = _ex.Generation;
-        CudaDriver.StreamBeginCapture(_ex.Stream, CuStreamCaptureMode.ThreadLocal);
-        nint graph;
-        _ex.ForgetOperands();
-        _ex.Capturing = true;
-        try
+        nint graph = Capture(() =>
         {
             _program.Forward(_ex);
             _forwardDone = true;
@@ -414,22 +447,13 @@ public sealed unsafe class CudaModel : IDisposable
             CudaDriver.MemcpyDtoDAsync(_ex.Buf(Info.OutputGradBuffer), _one, 4, _ex.Stream);
             _ex.ForgetOperands();
             _program.Backward(_ex);
-        }
-        catch
-        {
-            // End the capture (the stream is usable again) and drop what it recorded.
-            _ex.Capturing = false;
-            try { CudaDriver.GraphDestroy(CudaDriver.StreamEndCapture(_ex.Stream)); } catch (CudaException) { }
-            throw;
-        }
-        _ex.Capturing = false;
-        graph = CudaDriver.StreamEndCapture(_ex.Stream);
+        });
         if (_ex.Generation != generation)
         {
             CudaDriver.GraphDestroy(graph);
             throw new InvalidOperationException("Memory moved while a training step was being captured; run the step kernel by kernel at this binding first.");
         }
-        return new CudaGraph(graph, CudaDriver.GraphInstantiate(graph), _ex.Stream, RefreshBf16Weights)
+        return new CudaGraph(graph, Instantiate(graph), _ex.Stream, RefreshBf16Weights)
         {
             AccuracyCounts = countAccuracy ? _accuracyCounts.ToArray() : null,
         };
@@ -479,18 +503,7 @@ public sealed unsafe class CudaModel : IDisposable
     public void CountAccuracy()
     {
         if (!_forwardDone) throw new InvalidOperationException("Call Forward before counting accuracy.");
-        var ces = Info.Ops.Where(o => o.Kind == OpKind.CrossEntropy).ToList();
-        _accuracyCounts.Clear();
-        foreach (var op in ces)   // rows counted per cross-entropy: its labels, or none where its probabilities have no memory
-            _accuracyCounts.Add(_ex.Offsets[op.Saved[0]] < 0 ? 0 : Size(Info.Inputs.First(i => i.Index == op.IntInput).Shape));
-        long total = _accuracyCounts.Sum();
-        if (total > _accuracyCapacity)
-        {
-            if (_accuracyRows != 0) CudaDriver.MemFree(_accuracyRows);
-            _accuracyRows = CudaDriver.MemAlloc((ulong)total * 4);
-            _ex.Generation++;   // what a captured graph points at moved
-            _accuracyCapacity = total;
-        }
+        var ces = SizeAccuracyRows();
         long at = 0;
         for (int k = 0; k < ces.Count; k++)
         {
@@ -500,6 +513,25 @@ public sealed unsafe class CudaModel : IDisposable
             _ex.CrossEntropyCorrect(_ex.Buf(op.Saved[0]), _ex.Ints(op.IntInput), checked((int)n), checked((int)(_ex.Lengths[op.Saved[0]] / n)), _accuracyRows + (ulong)at * 4);
             at += n;
         }
+    }
+
+    /// <summary>The rows <see cref="CountAccuracy"/> counts per cross-entropy at this binding (its labels, or none where its
+    /// probabilities have no memory), and a buffer large enough for them; returns the cross-entropy ops.</summary>
+    List<OpInfo> SizeAccuracyRows()
+    {
+        var ces = Info.Ops.Where(o => o.Kind == OpKind.CrossEntropy).ToList();
+        _accuracyCounts.Clear();
+        foreach (var op in ces)
+            _accuracyCounts.Add(_ex.Offsets[op.Saved[0]] < 0 ? 0 : Size(Info.Inputs.First(i => i.Index == op.IntInput).Shape));
+        long total = _accuracyCounts.Sum();
+        if (total > _accuracyCapacity)
+        {
+            if (_accuracyRows != 0) CudaDriver.MemFree(_accuracyRows);
+            _accuracyRows = CudaDriver.MemAlloc((ulong)total * 4);
+            _ex.Generation++;   // what a captured graph points at moved
+            _accuracyCapacity = total;
+        }
+        return ces;
     }
 
     /// <summary>The counts of the last <see cref="CountAccuracy"/> (waits for the stream): per cross-entropy, right and

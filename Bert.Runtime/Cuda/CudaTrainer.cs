@@ -98,6 +98,8 @@ public sealed class CudaTrainer : IDisposable, IModelRunner<float>
         {
             _gpu.ReplayTrainingStep(graph, seed);
             GraphReplays++;
+            _graphOrder.Remove(key);      // the most recently used last: eviction drops the least recently used
+            _graphOrder.AddLast(key);
         }
         else
         {
@@ -123,7 +125,7 @@ public sealed class CudaTrainer : IDisposable, IModelRunner<float>
     /// <summary>Why graphs were turned off, if a capture failed (the steps then run kernel by kernel).</summary>
     public string? GraphsOff { get; private set; }
 
-    // Captured steps by key, the most recent last (a few shapes: pre-training's rows vary by batch), and keys seen once.
+    // Captured steps by key, the most recently used last (a few shapes: pre-training's rows vary by batch), and keys seen.
     const int MaxGraphs = 16;
     readonly Dictionary<string, CudaGraph> _graphs = new();
     readonly LinkedList<string> _graphOrder = new();
@@ -137,6 +139,13 @@ public sealed class CudaTrainer : IDisposable, IModelRunner<float>
         string key = _gpu.TrainingStepKey(training, CountAccuracy);   // after the step: its memory generation
         if (_seenOnce.Count > 4096) _seenOnce.Clear();
         if (_seenOnce.Add(key)) return;
+        if (GraphsCaptured >= GiveUpAfter && GraphReplays < GraphsCaptured)
+        {
+            // Shapes vary too much (padding to each batch's longest text, pre-training's masked-row counts): capturing
+            // costs more than replaying saves.
+            TurnOff($"the step shapes varied too much for graphs to pay ({GraphsCaptured} captured, {GraphReplays} replayed)");
+            return;
+        }
         try
         {
             var graph = _gpu.CaptureTrainingStep(training, CountAccuracy);
@@ -148,10 +157,19 @@ public sealed class CudaTrainer : IDisposable, IModelRunner<float>
         catch (InvalidOperationException) { }   // memory moved during the capture: captured again when the key comes back
         catch (CudaException e)
         {
-            UseGraphs = false;
-            GraphsOff = $"capturing a training step failed ({e.Message}); the steps run kernel by kernel";
-            foreach (var k in _graphOrder.ToList()) Drop(k);
+            if (++_captureFailures >= 2) TurnOff($"capturing a training step failed ({e.Message})");
         }
+    }
+
+    /// <summary>Captures before giving up on graphs when fewer steps than that were replayed.</summary>
+    const int GiveUpAfter = 64;
+    int _captureFailures;
+
+    void TurnOff(string why)
+    {
+        UseGraphs = false;
+        GraphsOff = why + "; the steps run kernel by kernel";
+        foreach (var k in _graphOrder.ToList()) Drop(k);
     }
 
     void Drop(string key)
