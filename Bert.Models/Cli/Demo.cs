@@ -87,6 +87,7 @@ public static class Demo
         if (s.FrequencyBias) job.InitOutputBiasFromFrequencies();
         var preDir = Path.Combine(s.Out, "pretrained");
         using var preTrainer = Trainer(entry);
+        if (preTrainer is { UseGraphs: true }) job.RowMultiple = PretrainJob.GraphRowMultiple;   // batches of a length share a graph
         var loop = new TrainLoop
         {
             Model = pre, TotalSteps = s.PretrainSteps, Bind = job.Bind, StepMetrics = job.Metrics, DeviceMetrics = PretrainJob.DeviceMetrics, Evaluate = job.Evaluate, Dir = preDir, Tokenizer = tok,

@@ -304,6 +304,7 @@ public static class Program
         var model = entry.Create();
         model.InitParameters(train.Seed);
         var job = new PretrainJob(model, tok, instances, data, train.BatchSize, train.Seed);
+        if (trainer is { UseGraphs: true }) job.RowMultiple = PretrainJob.GraphRowMultiple;   // batches of a length share a graph
         if (frequencyBias && !job.InitOutputBiasFromFrequencies())
             throw new ArgumentException($"{entry.Info.Name} has no masked-LM output bias for --output-bias frequencies.");
         Console.WriteLine($"{job.TrainInstances:N0} training sequences ({job.StepsPerEpoch} steps an epoch); masks drawn anew each epoch" +
@@ -321,6 +322,7 @@ public static class Program
             [[loop.Step.ToString(Inv), loop.Losses[^1].Loss.ToString("F4", Inv), (-best.Score).ToString("F4", Inv),
               best.Metrics.GetValueOrDefault("mlm_acc").ToString("P1", Inv), best.Metrics.TryGetValue("nsp_acc", out double nspAcc) ? nspAcc.ToString("P1", Inv) : "—"]]);
         Console.WriteLine($"Saved to {outDir} (best held-out checkpoint in {Path.Combine(outDir, "best")}).");
+        if (trainer is not null) Console.Error.WriteLine(trainer.GraphSummary);
         return 0;
     }
 

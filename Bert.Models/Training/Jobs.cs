@@ -81,17 +81,28 @@ public sealed class PretrainJob
         Epoch((int)(index / _perEpoch));
         var b = _epochBatches[(int)(index % _perEpoch)];
         _current = b.Indices.Select(i => _epochData[i]).ToArray();
-        return BindBatch(_model, _current, _tok.PadId);
+        return Bind(_model, Inputs(_current, _tok.PadId, RowMultiple));
     }
+
+    /// <summary>Pads each training batch's masked-LM rows up to a multiple of this (0: no padding) with ignored rows, so
+    /// that batches of one length share a shape: a CUDA graph captured for one replays for the others (the count of masked
+    /// tokens varies from batch to batch). The loss and the gradients are those of the unpadded batch.</summary>
+    public int RowMultiple { get; set; }
+
+    /// <summary>The row multiple the CUDA trainer's graphs use (see <see cref="RowMultiple"/>).</summary>
+    public const int GraphRowMultiple = 32;
 
     /// <summary>A pre-training batch as the model's inputs: ids, token types and attention mask (B, T) padded to the
     /// longest sequence, the masked positions as rows of the flattened (B·T) sequence with their labels (G), and the
     /// next-sentence labels (B).</summary>
     public sealed record BatchInputs(int B, int T, int[] Ids, int[] Types, int[] Mask, int[] Rows, int[] MlmLabels, int[] NspLabels);
 
-    public static BatchInputs Inputs(IReadOnlyList<MaskedInstance> batch, int pad)
+    /// <param name="rowMultiple">Pads the masked rows up to a multiple of this (at most B·T rows; 0: no padding): the extra
+    /// rows gather distinct positions that are not masked, with the ignored label -100, after the real ones.</param>
+    public static BatchInputs Inputs(IReadOnlyList<MaskedInstance> batch, int pad, int rowMultiple = 0)
     {
-        int B = batch.Count, T = batch.Max(x => x.InputIds.Length), G = batch.Sum(x => x.MaskedPositions.Length);
+        int B = batch.Count, T = batch.Max(x => x.InputIds.Length), real = batch.Sum(x => x.MaskedPositions.Length);
+        int G = rowMultiple > 0 ? Math.Min(B * T, (real + rowMultiple - 1) / rowMultiple * rowMultiple) : real;
         var ids = new int[B * T]; var types = new int[B * T]; var mask = new int[B * T];
         var rows = new int[G]; var labels = new int[G]; var nsp = new int[B];
         if (pad != 0) Array.Fill(ids, pad);
@@ -103,6 +114,13 @@ public sealed class PretrainJob
             mask.AsSpan(b * T, x.InputIds.Length).Fill(1);
             for (int k = 0; k < x.MaskedPositions.Length; k++) { rows[g] = b * T + x.MaskedPositions[k]; labels[g] = x.MaskedLabels[k]; g++; }
             nsp[b] = x.NspLabel;
+        }
+        if (g < G)
+        {
+            // Padding rows: positions no real row gathers, from the end (padding tokens first), each once.
+            var taken = new HashSet<int>(rows.AsSpan(0, g).ToArray());
+            for (int q = B * T - 1; g < G; q--)
+                if (!taken.Contains(q)) { rows[g] = q; labels[g] = Bert.Runtime.Kernels.CrossEntropy.DefaultIgnoreIndex; g++; }
         }
         return new BatchInputs(B, T, ids, types, mask, rows, labels, nsp);
     }
@@ -131,7 +149,7 @@ public sealed class PretrainJob
     static Dictionary<string, double> Accuracies(Model<float> m, IReadOnlyList<MaskedInstance> batch)
     {
         var mlm = m.Probabilities(0); var nsp = m.Probabilities(1);
-        int V = mlm.Length / Math.Max(1, batch.Sum(x => x.MaskedLabels.Length));
+        int V = mlm.Length / Math.Max(1, m.Rows);   // the bound rows, padding rows (after the real ones) included
         int g = 0, right = 0, total = 0, nspRight = 0, nspTotal = 0;
         for (int b = 0; b < batch.Count; b++)
         {

@@ -93,6 +93,7 @@ public sealed class CudaTrainer : IDisposable, IModelRunner<float>
             foreach (var k in _graphOrder.ToList()) Drop(k);   // they point at memory that moved
             _graphGeneration = _gpu.MemoryGeneration;
         }
+        _steps++;
         string? key = UseGraphs ? _gpu.TrainingStepKey(training, CountAccuracy) : null;
         if (key != null && _graphs.TryGetValue(key, out var graph))
         {
@@ -122,6 +123,12 @@ public sealed class CudaTrainer : IDisposable, IModelRunner<float>
     /// <summary>Steps replayed from a graph so far, and graphs captured.</summary>
     public long GraphReplays { get; private set; }
     public int GraphsCaptured { get; private set; }
+    /// <summary>One sentence on how the micro-batches ran: how many were graph replays, or why graphs were off.</summary>
+    public string GraphSummary => GraphsOff is { } why ? $"CUDA graphs off: {why}."
+        : UseGraphs ? $"CUDA graphs: {GraphReplays:N0} of {_steps:N0} micro-batches replayed from {GraphsCaptured} captured shape(s)."
+        : "CUDA graphs off (BERT_CUDA_GRAPHS=0): every micro-batch ran kernel by kernel.";
+    long _steps;
+
     /// <summary>Why graphs were turned off, if a capture failed (the steps then run kernel by kernel).</summary>
     public string? GraphsOff { get; private set; }
 

@@ -9,11 +9,14 @@ namespace Bert.Runtime.Kernels;
 /// Forward saves the softmax of every row (ignored rows included) for Backward.</summary>
 public static class CrossEntropy
 {
+    /// <summary>The label of a row that counts for nothing (Hugging Face's and PyTorch's -100).</summary>
+    public const int DefaultIgnoreIndex = -100;
+
     // Below this many logits the work is too small to pay for a parallel loop.
     const int ParallelMinElements = 1 << 15;
 
     public static unsafe void Forward<T>(Span<T> loss, Span<T> probs, ReadOnlySpan<T> logits, ReadOnlySpan<int> labels,
-        int N, int V, int ignoreIndex = -100)
+        int N, int V, int ignoreIndex = DefaultIgnoreIndex)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         // loss (1), probs (N,V), logits (N,V), labels (N)
@@ -58,7 +61,7 @@ public static class CrossEntropy
     }
 
     public static unsafe void Backward<T>(Span<T> dLogits, ReadOnlySpan<T> dLoss, ReadOnlySpan<T> probs, ReadOnlySpan<int> labels,
-        int N, int V, int ignoreIndex = -100)
+        int N, int V, int ignoreIndex = DefaultIgnoreIndex)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         // dLogits (N,V) +=, dLoss (1), probs (N,V), labels (N)
