@@ -122,6 +122,7 @@ public static class Demo
                 if (pretrained) FinetuneJob.Transfer(pre, m);
                 var ft = new FinetuneJob(m, tok, train, dev, Math.Min(128, m.Info.MaxLen), 32, s.Seed + run);   // texts up to 128 tokens (longer ones are cut)
                 using var trainer = Trainer(classifier);
+                if (trainer is { UseGraphs: true }) ft.SeqMultiple = FinetuneJob.GraphSeqMultiple;   // fewer shapes: graphs replay
                 var l = new TrainLoop
                 {
                     Model = m, TotalSteps = (long)epochs * ft.StepsPerEpoch, Bind = ft.Bind, StepMetrics = ft.Metrics, DeviceMetrics = FinetuneJob.DeviceMetrics, Evaluate = ft.Evaluate, Device = trainer,

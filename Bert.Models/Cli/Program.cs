@@ -353,6 +353,7 @@ public static class Program
             Console.WriteLine($"Initialized {n} of {model.Info.Parameters.Count} tensors from {from}; the classifier head starts fresh.");
         }
         var job = new FinetuneJob(model, tok, trainSet, devSet, maxLen, train.BatchSize, (int)train.Seed);
+        if (trainer is { UseGraphs: true }) job.SeqMultiple = FinetuneJob.GraphSeqMultiple;   // fewer shapes: graphs replay
         Console.WriteLine($"{entry.Info.Name} on {how}; {job.Truncated} texts truncated to {maxLen} tokens.");
         var loop = new TrainLoop
         {
@@ -364,6 +365,7 @@ public static class Program
         Reporter.Run("fine-tuning", loop, cancel);
         if (cancel.IsCancellationRequested) return 130;
         Console.WriteLine(string.Create(Inv, $"Best dev accuracy {loop.Best!.Score:P2}; best checkpoint in {Path.Combine(outDir, "best")}."));
+        if (trainer is not null) Console.Error.WriteLine(trainer.GraphSummary);
         return 0;
     }
 

@@ -243,12 +243,22 @@ public sealed class FinetuneJob
         if (e != _epochCached) { _batches = Batching.ByLength(_train.Select(x => x.Ids).ToList(), _batch, _seed * 7919 + e); _epochCached = e; }
         var b = _batches[(int)(index % _perEpoch)];
         _current = b.Indices.Select(i => _train[i]).ToArray();
-        return BindBatch(_model, _current, _tok.PadId, training: true);
+        return BindBatch(_model, _current, _tok.PadId, training: true, SeqMultiple);
     }
 
-    public static int BindBatch(Model<float> m, IReadOnlyList<(int[] Ids, int Label)> batch, int pad, bool training)
+    /// <summary>Pads each training batch to a length that is a multiple of this (0: to its longest text), within the
+    /// model's MaxLen: fewer shapes, so CUDA graphs captured for one batch replay for others, and lengths that attention's
+    /// tensor-core products take without copies. Padding is masked out of attention (the classification is the same), but
+    /// dropout draws over the padded length, so a padded run is another draw than an unpadded one.</summary>
+    public int SeqMultiple { get; set; }
+
+    /// <summary>The sequence multiple the CUDA trainer's graphs use (see <see cref="SeqMultiple"/>).</summary>
+    public const int GraphSeqMultiple = 8;
+
+    public static int BindBatch(Model<float> m, IReadOnlyList<(int[] Ids, int Label)> batch, int pad, bool training, int seqMultiple = 0)
     {
         int B = batch.Count, T = batch.Max(x => x.Ids.Length);
+        if (seqMultiple > 0) T = Math.Min(m.Info.MaxLen, (T + seqMultiple - 1) / seqMultiple * seqMultiple);
         var ids = new int[B * T]; var types = new int[B * T]; var mask = new int[B * T];
         if (pad != 0) Array.Fill(ids, pad);
         for (int b = 0; b < B; b++) { batch[b].Ids.CopyTo(ids, b * T); mask.AsSpan(b * T, batch[b].Ids.Length).Fill(1); }

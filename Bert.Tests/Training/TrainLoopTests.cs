@@ -76,6 +76,27 @@ public class TrainLoopTests
         }
     }
 
+    /// <summary>SeqMultiple pads a fine-tuning batch to a length that is a multiple of 8 (fewer shapes for CUDA graphs): the
+    /// padding is masked out of attention, so without dropout the classifier's loss and probabilities are the unpadded ones.</summary>
+    [Fact]
+    public void PaddedSequences_GiveTheUnpaddedClassification()
+    {
+        var m1 = BertClassifier.Create<float>(); var m2 = BertClassifier.Create<float>();
+        m1.InitParameters(5); m2.InitParameters(5);
+        var batch = Eight().Examples.Select(e => (Tok.EncodePair(e.Text, null, 32).Ids, e.Label)).ToArray();
+        int T = batch.Max(x => x.Ids.Length);
+        Assert.True(T % 8 != 0, "the batch must need padding for the test to say anything");
+        FinetuneJob.BindBatch(m1, batch, Tok.PadId, training: false);
+        FinetuneJob.BindBatch(m2, batch, Tok.PadId, training: false, seqMultiple: 8);
+        Assert.Equal(T, m1.Seq);
+        Assert.Equal((T + 7) / 8 * 8, m2.Seq);
+        float l1 = m1.Forward()[0], l2 = m2.Forward()[0];
+        Assert.True(Math.Abs(l1 - l2) <= 1e-6f * Math.Abs(l1), $"loss {l1} unpadded, {l2} padded");
+        var p1 = m1.Probabilities(0).ToArray(); var p2 = m2.Probabilities(0).ToArray();
+        Assert.Equal(p1.Length, p2.Length);
+        for (int i = 0; i < p1.Length; i++) Assert.True(Math.Abs(p1[i] - p2[i]) <= 1e-6f, $"probability {i}: {p1[i]} vs {p2[i]}");
+    }
+
     [Fact]
     public void Pretraining_LowersTheHeldOutMaskedLmLoss()
     {
