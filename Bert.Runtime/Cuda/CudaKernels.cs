@@ -884,6 +884,18 @@ extern "C" __global__ void rt_norm_finish(double* __restrict__ out, const double
 // AdamW (PyTorch's order): p ← p·keep; m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²; p ← p − step·m/(√v/bc2Sqrt + ε);
 // g is first multiplied by the clipping scale (when it is below 1). decay[i] != 0 where the tensor decays.
 // p16 (null: none) receives the new parameters rounded to bf16: the bf16 products' weight copy, kept current in the same pass.
+// One AdamW element (PyTorch's update, decay where the mask says): the gradient scaled by the clipping coefficient (written
+// back when it clips), m and v updated, the new parameter returned.
+static __device__ __forceinline__ float rt_adamw_one(float pi, float& gi, float& mi, float& vi, unsigned char decay, double coef, float scale,
+    float b1, float c1, float b2, float c2, float stepSize, float bc2Sqrt, float eps, float keep)
+{
+    if (coef < 1.0) gi *= scale;
+    pi = pi * (decay ? keep : 1.0f);
+    mi = b1 * mi + c1 * gi;
+    vi = b2 * vi + c2 * gi * gi;
+    return pi - stepSize * (mi / (sqrtf(vi) / bc2Sqrt + eps));
+}
+
 extern "C" __global__ void rt_adamw(float* __restrict__ p, float* __restrict__ g, float* __restrict__ m, float* __restrict__ v, const unsigned char* __restrict__ decay,
     const double* __restrict__ clip, long long n, float b1, float c1, float b2, float c2, float stepSize, float bc2Sqrt, float eps, float keep,
     unsigned short* __restrict__ p16)
@@ -892,14 +904,47 @@ extern "C" __global__ void rt_adamw(float* __restrict__ p, float* __restrict__ g
     float scale = (float)coef;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)blockDim.x * gridDim.x)
     {
-        float gi = g[i];
-        if (coef < 1.0) { gi *= scale; g[i] = gi; }
-        float pi = p[i] * (decay[i] ? keep : 1.0f);
-        float mi = b1 * m[i] + c1 * gi;
-        float vi = b2 * v[i] + c2 * gi * gi;
-        m[i] = mi; v[i] = vi;
-        float np = pi - stepSize * (mi / (sqrtf(vi) / bc2Sqrt + eps));
-        p[i] = np;
+        float gi = g[i], mi = m[i], vi = v[i];
+        float np = rt_adamw_one(p[i], gi, mi, vi, decay[i], coef, scale, b1, c1, b2, c2, stepSize, bc2Sqrt, eps, keep);
+        if (coef < 1.0) g[i] = gi;
+        m[i] = mi; v[i] = vi; p[i] = np;
+        if (p16) p16[i] = rt_bf16(np);
+    }
+}
+
+// rt_adamw four elements at a time (16-byte loads and stores of p, g, m, v; the mask four bytes, the bf16 copy eight):
+// the same arithmetic per element, so the same bits. The pointers are 16-byte aligned (separate allocations); the last
+// n % 4 elements go one by one.
+extern "C" __global__ void rt_adamw4(float* __restrict__ p, float* __restrict__ g, float* __restrict__ m, float* __restrict__ v, const unsigned char* __restrict__ decay,
+    const double* __restrict__ clip, long long n, float b1, float c1, float b2, float c2, float stepSize, float bc2Sqrt, float eps, float keep,
+    unsigned short* __restrict__ p16)
+{
+    double coef = clip ? clip[1] : 1.0;
+    float scale = (float)coef;
+    long long n4 = n >> 2, stride = (long long)blockDim.x * gridDim.x, t = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    for (long long q = t; q < n4; q += stride)
+    {
+        rt_f4 pq = ((const rt_f4*)p)[q], gq = ((const rt_f4*)g)[q], mq = ((const rt_f4*)m)[q], vq = ((const rt_f4*)v)[q];
+        unsigned int dq = ((const unsigned int*)decay)[q];
+        rt_f4 np;
+        np.x = rt_adamw_one(pq.x, gq.x, mq.x, vq.x, (unsigned char)(dq & 0xffu), coef, scale, b1, c1, b2, c2, stepSize, bc2Sqrt, eps, keep);
+        np.y = rt_adamw_one(pq.y, gq.y, mq.y, vq.y, (unsigned char)((dq >> 8) & 0xffu), coef, scale, b1, c1, b2, c2, stepSize, bc2Sqrt, eps, keep);
+        np.z = rt_adamw_one(pq.z, gq.z, mq.z, vq.z, (unsigned char)((dq >> 16) & 0xffu), coef, scale, b1, c1, b2, c2, stepSize, bc2Sqrt, eps, keep);
+        np.w = rt_adamw_one(pq.w, gq.w, mq.w, vq.w, (unsigned char)(dq >> 24), coef, scale, b1, c1, b2, c2, stepSize, bc2Sqrt, eps, keep);
+        if (coef < 1.0) ((rt_f4*)g)[q] = gq;
+        ((rt_f4*)m)[q] = mq; ((rt_f4*)v)[q] = vq; ((rt_f4*)p)[q] = np;
+        if (p16)
+        {
+            unsigned int lo = (unsigned int)rt_bf16(np.x) | ((unsigned int)rt_bf16(np.y) << 16), hi = (unsigned int)rt_bf16(np.z) | ((unsigned int)rt_bf16(np.w) << 16);
+            ((unsigned int*)p16)[2 * q] = lo; ((unsigned int*)p16)[2 * q + 1] = hi;
+        }
+    }
+    for (long long i = 4 * n4 + t; i < n; i += stride)
+    {
+        float gi = g[i], mi = m[i], vi = v[i];
+        float np = rt_adamw_one(p[i], gi, mi, vi, decay[i], coef, scale, b1, c1, b2, c2, stepSize, bc2Sqrt, eps, keep);
+        if (coef < 1.0) g[i] = gi;
+        m[i] = mi; v[i] = vi; p[i] = np;
         if (p16) p16[i] = rt_bf16(np);
     }
 }

@@ -47,7 +47,7 @@ public partial class CudaSourceTests
             FILE* in = fopen(argv[1], "rb"); FILE* out = fopen(argv[2], "wb");
             if (!in || !out) return 2;
             int h[5]; if (fread(h, 4, 5, in) != 5) return 3;
-            int n = h[0], tensors = h[1], pcount = h[2], steps = h[3], lamb = h[4];
+            int n = h[0], tensors = h[1], pcount = h[2], steps = h[3], lamb = h[4];   // 0 AdamW, 1 LAMB, 2 AdamW four at a time
             unsigned char* decay = (unsigned char*)rdall(in, n);
             int* pieces = (int*)rdall(in, 8 * (size_t)pcount);
             int* pieceTensor = (int*)rdall(in, 4 * (size_t)pcount);
@@ -72,7 +72,10 @@ public partial class CudaSourceTests
                 bert_launch(parts, 256, [&] { rt_sumsq_partial(partial, g, n, normChunk); });
                 bert_launch(1, 32, [&] { rt_norm_finish(norm, partial, parts, maxNorm); });
                 fwrite(&norm[0], 8, 1, out);
-                if (!lamb)
+                if (lamb == 2 && ((((unsigned long long)p | (unsigned long long)g | (unsigned long long)m | (unsigned long long)v | (unsigned long long)decay | (unsigned long long)p16) & 15) != 0)) return 4;   // rt_adamw4's alignment
+                if (lamb == 2)
+                    bert_launch(3, 256, [&] { rt_adamw4(p, g, m, v, decay, norm, n, k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], s == steps - 1 ? p16 : nullptr); });
+                else if (!lamb)
                     bert_launch(3, 256, [&] { rt_adamw(p, g, m, v, decay, norm, n, k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], s == steps - 1 ? p16 : nullptr); });
                 else
                 {
@@ -84,17 +87,19 @@ public partial class CudaSourceTests
                 free(g);
             }
             fwrite(p, 4, n, out); fwrite(m, 4, n, out); fwrite(v, 4, n, out); fwrite(p16, 2, n, out);
-            if (lamb) fwrite(ratios, 8, tensors, out);
+            if (lamb == 1) fwrite(ratios, 8, tensors, out);
             return 0;
         }
         """;
 
     /// <summary>Tensors that cross the CPU optimizer's 32 Ki chunks (so one tensor has several pieces), a tensor of zeros (LAMB's
-    /// ratio-1 case), tensors with and without decay; three steps: clipping active, clipping off (0), a limit above the norm.</summary>
+    /// ratio-1 case), tensors with and without decay; three steps: clipping active, clipping off (0), a limit above the norm.
+    /// <paramref name="four"/>: AdamW four elements at a time (rt_adamw4; n = 70 974 leaves two for its scalar tail).</summary>
     [ClangTheory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public void OptimizerKernels_RunOnTheHostWithThreads_MatchTheCpuOptimizer(bool lamb)
+    [InlineData(false, false)]
+    [InlineData(false, true)]
+    [InlineData(true, false)]
+    public void OptimizerKernels_RunOnTheHostWithThreads_MatchTheCpuOptimizer(bool lamb, bool four)
     {
         RequireClang();
         int[] sizes = { 70, 40_000, 3, 30_000, 1, 900 };
@@ -137,7 +142,7 @@ public partial class CudaSourceTests
             Assert.True(build.Code == 0, $"clang-14 could not compile the runtime's optimizer kernels for the host:\n{Tail(build.Output)}");
             using (var f = new BinaryWriter(File.Create(Path.Combine(dir, "in.bin"))))
             {
-                foreach (int x in new[] { n, firstPiece.Length - 1, pieceTensor.Length, 3, lamb ? 1 : 0 }) f.Write(x);
+                foreach (int x in new[] { n, firstPiece.Length - 1, pieceTensor.Length, 3, lamb ? 1 : four ? 2 : 0 }) f.Write(x);
                 foreach (var q in ps) for (int i = 0; i < q.Length; i++) f.Write((byte)(q.Decay ? 1 : 0));
                 foreach (int x in pieces) f.Write(x);
                 foreach (int x in pieceTensor) f.Write(x);
@@ -159,6 +164,17 @@ public partial class CudaSourceTests
             }
             var run = Run(Path.Combine(dir, "run"), new[] { Path.Combine(dir, "in.bin"), Path.Combine(dir, "out.bin") }, dir);
             Assert.True(run.Code == 0, $"the host build of the optimizer kernels failed (exit {run.Code}):\n{Tail(run.Output)}");
+            if (four)
+            {
+                // The same case through rt_adamw, one element a thread: the same bits everywhere.
+                byte[] input = File.ReadAllBytes(Path.Combine(dir, "in.bin"));
+                BitConverter.GetBytes(0).CopyTo(input, 16);
+                File.WriteAllBytes(Path.Combine(dir, "in1.bin"), input);
+                var one = Run(Path.Combine(dir, "run"), new[] { Path.Combine(dir, "in1.bin"), Path.Combine(dir, "out1.bin") }, dir);
+                Assert.True(one.Code == 0, Tail(one.Output));
+                Assert.True(File.ReadAllBytes(Path.Combine(dir, "out.bin")).AsSpan().SequenceEqual(File.ReadAllBytes(Path.Combine(dir, "out1.bin"))),
+                    "rt_adamw4 and rt_adamw wrote different bits");
+            }
             using var r = new BinaryReader(File.OpenRead(Path.Combine(dir, "out.bin")));
             for (int s = 0; s < 3; s++)
             {
