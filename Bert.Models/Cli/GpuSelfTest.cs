@@ -624,11 +624,44 @@ public static class GpuSelfTest
         }
         var eager = Run(graphs: false);
         var replayed = Run(graphs: true);
+        string failed = FailedCaptureLeavesTheModelUsable(entry, device, cache);
         int lossDiff = eager.Losses.Zip(replayed.Losses).Count(x => BitConverter.SingleToInt32Bits(x.First) != BitConverter.SingleToInt32Bits(x.Second));
         int accDiff = eager.Accuracy.Zip(replayed.Accuracy).Count(x => x.First != x.Second);
         int wDiff = eager.Weights.Zip(replayed.Weights).Count(x => BitConverter.SingleToInt32Bits(x.First) != BitConverter.SingleToInt32Bits(x.Second));
-        r.Row("training steps replayed from CUDA graphs", lossDiff == 0 && accDiff == 0 && wDiff == 0 && replayed.Replays == 4 && eager.Replays == 0,
-            string.Create(Inv, $"{info.Name}, {rows.Length} micro-batches of two shapes, dropout and accuracy counting on: {replayed.Replays} replayed (4 expected); {lossDiff} losses, {accDiff} accuracies and {wDiff} of {eager.Weights.Length} weights differ from kernel by kernel; loss {eager.Losses[0]:F3} → {eager.Losses[^1]:F3}"));
+        r.Row("training steps replayed from CUDA graphs", lossDiff == 0 && accDiff == 0 && wDiff == 0 && replayed.Replays == 4 && eager.Replays == 0 && failed == "",
+            string.Create(Inv, $"{info.Name}, {rows.Length} micro-batches of two shapes, dropout and accuracy counting on: {replayed.Replays} replayed (4 expected); {lossDiff} losses, {accDiff} accuracies and {wDiff} of {eager.Weights.Length} weights differ from kernel by kernel; loss {eager.Losses[0]:F3} → {eager.Losses[^1]:F3}; {(failed == "" ? "a failed capture left the model usable" : failed)}"));
+    }
+
+    /// <summary>A capture that fails (a training step captured at a binding that never ran kernel by kernel: its attention
+    /// pointer arrays do not exist yet) must end the capture: the same model then runs a step and gives the loss it gives
+    /// on a fresh model. Returns "" or what went wrong.</summary>
+    static string FailedCaptureLeavesTheModelUsable(Catalog.Entry entry, CudaDevice device, KernelCache cache)
+    {
+        var cpu = entry.Create();
+        cpu.InitParameters(4);
+        var inputs = RandomInputs(entry.Info, 2, 12, 5, new Random(21));
+        float Loss(CudaModel m)
+        {
+            m.Bind(2, 12, 5, training: true);
+            foreach (var (k, v) in inputs) m.SetInput(k, v);
+            m.Forward(training: true, seed: 77);
+            return m.ReadBuffer(entry.Info.OutputBuffer)[0];
+        }
+        using var fresh = new CudaModel(entry.Info, entry.CreateCuda(), device, cache);
+        fresh.SetParameters(cpu.Parameters);
+        float want = Loss(fresh);
+        using var gpu = new CudaModel(entry.Info, entry.CreateCuda(), device, cache);
+        gpu.SetParameters(cpu.Parameters);
+        gpu.Bind(2, 12, 5, training: true);
+        foreach (var (k, v) in inputs) gpu.SetInput(k, v);
+        try
+        {
+            using var graph = gpu.CaptureTrainingStep(training: true, countAccuracy: false);
+            return "a capture at a binding that never ran was expected to fail, and did not";
+        }
+        catch (Exception e) when (e is InvalidOperationException or CudaException) { }
+        float got = Loss(gpu);
+        return BitConverter.SingleToInt32Bits(got) == BitConverter.SingleToInt32Bits(want) ? "" : string.Create(Inv, $"after a failed capture the loss is {got:R}, on a fresh model {want:R}");
     }
 
     /// <summary>The fine-tuning evaluation (FinetuneJob.Evaluate) with the model's forward on the device (Model.Runner) and on
