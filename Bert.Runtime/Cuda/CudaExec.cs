@@ -139,19 +139,15 @@ public sealed unsafe class CudaExec
     {
         if (M == 0 || N == 0) return;
         if (K == 0) { if (beta != 1f) throw new InvalidOperationException("A product over an empty dimension must accumulate (beta = 1)."); return; }
-        if (Precision != CudaPrecision.Bf16)
+        if (Precision != CudaPrecision.Bf16 || Bf16InCublas)
         {
-            OnLaunch?.Invoke($"gemm {(Precision == CudaPrecision.Tf32 ? "tf32" : "fp32")} {(transA ? 'T' : 'N')}{(transB ? 'T' : 'N')} {M}x{N}x{K}");
+            // fp32 operands as they are: exact or TF32 by the math mode, or rounded to bf16 by cuBLAS itself
+            // (CUBLAS_COMPUTE_32F_FAST_16BF: no conversion launches, no operand slots).
+            bool fast16 = Precision == CudaPrecision.Bf16;
+            OnLaunch?.Invoke($"gemm {(fast16 ? "bf16-cublas" : Precision == CudaPrecision.Tf32 ? "tf32" : "fp32")} {(transA ? 'T' : 'N')}{(transB ? 'T' : 'N')} {M}x{N}x{K}");
             ForgetOperands();
-            Blas.Gemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, CudaDataType.R32F);
-            return;
-        }
-        if (Bf16InCublas)
-        {
-            // cuBLAS rounds the fp32 operands itself (CUBLAS_COMPUTE_32F_FAST_16BF): no conversion launches, no operand slots.
-            OnLaunch?.Invoke($"gemm bf16-cublas {(transA ? 'T' : 'N')}{(transB ? 'T' : 'N')} {M}x{N}x{K}");
-            ForgetOperands();
-            Blas.Gemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, CudaDataType.R32F, computeType: CublasComputeType.Compute32FFast16BF);
+            Blas.Gemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, CudaDataType.R32F,
+                computeType: fast16 ? CublasComputeType.Compute32FFast16BF : CublasComputeType.Compute32F);
             return;
         }
         int rowsA = transA ? K : M, colsA = transA ? M : K, rowsB = transB ? N : K, colsB = transB ? K : N;
@@ -438,12 +434,13 @@ public sealed unsafe class CudaExec
     {
         _heads.Clear();
         _headUsed = 0;
+        LayoutsInPool.Clear();
         Generation++;
-        HeadResets++;
     }
 
-    /// <summary>How many times the pointer pool started over.</summary>
-    internal int HeadResets;
+    /// <summary>The layouts (CudaModel's binding keys) whose pointer arrays the pool has held since it last started over:
+    /// their steps need no new room.</summary>
+    internal readonly HashSet<(int Batch, int Seq, int Rows, bool Training, bool Reuse)> LayoutsInPool = [];
 
     /// <summary>Bumped whenever memory that launches point at moves or is reused for something else (a reallocation, the
     /// attention pointer pool started over): a graph captured under another generation must not be replayed.</summary>

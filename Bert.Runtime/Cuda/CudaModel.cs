@@ -75,17 +75,7 @@ public sealed unsafe class CudaModel : IDisposable
     const ulong WorkspaceBytes = 32UL << 20;
     /// <summary>Layouts of the size that grew the attention pointer pool that it then holds.</summary>
     const int HeadPoolLayouts = 8;
-    // The layouts whose pointer arrays the pool has held since it last started over (their steps need no new room).
-    readonly HashSet<(int, int, int, bool, bool)> _layoutsInPool = [];
-    int _poolEpoch;
 
-    /// <summary>Starts the attention pointer pool over (captured graphs are stale: the generation moves).</summary>
-    void RestartHeads()
-    {
-        _ex.ResetHeads();
-        _layoutsInPool.Clear();
-        _poolEpoch = _ex.HeadResets;
-    }
     /// <summary>BERT_CUDA_ATTENTION=fused selects the fused attention kernels (see <see cref="FusedAttention"/>).</summary>
     public const string FusedAttentionVariable = "BERT_CUDA_ATTENTION";
 
@@ -217,24 +207,22 @@ public sealed unsafe class CudaModel : IDisposable
             long pool = Info.Ops.Where(o => o.Kind == OpKind.Attention).Sum(o => (long)CudaExec.HeadArrays * ((8L * batch * o.Heads + 15) & ~15L));
             // A schedule never spans a restart of the pool: with less room left than a whole layout's arrays, start over
             // now (a forward that lost its early arrays to a restart in its middle could not be captured after it).
-            if (_ex.HeadResets != _poolEpoch) { _layoutsInPool.Clear(); _poolEpoch = _ex.HeadResets; }
-            if (pool <= _ex.HeadPoolBytes && !_layoutsInPool.Contains(key) && _ex.HeadPoolFree < pool) RestartHeads();
+            if (pool <= _ex.HeadPoolBytes && !_ex.LayoutsInPool.Contains(key) && _ex.HeadPoolFree < pool) _ex.ResetHeads();
             if (pool > _ex.HeadPoolBytes)
             {
                 pool *= HeadPoolLayouts;
                 if (_ex.HeadPool != 0) CudaDriver.MemFree(_ex.HeadPool);
                 _ex.HeadPool = CudaDriver.MemAlloc((ulong)pool);
                 _ex.HeadPoolBytes = pool;
-                RestartHeads();
+                _ex.ResetHeads();
             }
             ulong bytes = (ulong)(total + 16) * 4;
             if (bytes > _arenaBytes)
             {
                 if (_ex.Arena != 0) CudaDriver.MemFree(_ex.Arena);
                 _ex.Arena = CudaDriver.MemAlloc(bytes);
-                _ex.Generation++;   // what a captured graph points at moved
                 _arenaBytes = bytes;
-                RestartHeads();      // the arrays held point into the old arena
+                _ex.ResetHeads();   // the arrays held point into the old arena; moves the generation (graphs are stale)
             }
             long scratch = ScratchFloats(batch, seq, rows);
             if ((ulong)scratch * 4 > _scratchBytes)
@@ -246,7 +234,7 @@ public sealed unsafe class CudaModel : IDisposable
             }
             _ex.ScratchFloats = (long)(_scratchBytes / 4);
             _layoutKey = key;
-            _layoutsInPool.Add(key);
+            _ex.LayoutsInPool.Add(key);
         }
         if (training && _ex.Grads == 0)
         {

@@ -90,7 +90,7 @@ public sealed class CudaTrainer : IDisposable, IModelRunner<float>
         // the same key was captured, else kernel by kernel, and captured after its second time so.
         if (_gpu.MemoryGeneration != _graphGeneration)
         {
-            foreach (var k in _graphOrder.ToList()) Drop(k);   // they point at memory that moved
+            DropAll();   // they point at memory that moved
             _graphGeneration = _gpu.MemoryGeneration;
         }
         _steps++;
@@ -176,8 +176,10 @@ public sealed class CudaTrainer : IDisposable, IModelRunner<float>
     {
         UseGraphs = false;
         GraphsOff = why + "; the steps run kernel by kernel";
-        foreach (var k in _graphOrder.ToList()) Drop(k);
+        DropAll();
     }
+
+    void DropAll() { foreach (var k in _graphOrder.ToList()) Drop(k); }
 
     void Drop(string key)
     {
@@ -198,7 +200,7 @@ public sealed class CudaTrainer : IDisposable, IModelRunner<float>
 
     public void Dispose()
     {
-        foreach (var k in _graphOrder.ToList()) Drop(k);
+        DropAll();
         _optimizer?.Dispose();
         _gpu.Dispose();
     }
