@@ -52,6 +52,13 @@ public static class Program
         _ => null,
     };
 
+    /// <summary>--reinit for fine-tuning from a pre-trained checkpoint (finetune, demo).</summary>
+    static Option<string?> ReinitOption(string defaultValue) => new("--reinit")
+    {
+        Description = "with a pre-trained start: parts that start afresh instead of copied, comma-separated: qk (attention query and key), qkv, attention (query, key, value and output), ffn, layernorm, pooler, top-N (the last N layers), or none",
+        DefaultValueFactory = _ => defaultValue,
+    };
+
     static Option<T> Opt<T>(string name, string description, T defaultValue) =>
         new(name) { Description = description, DefaultValueFactory = _ => defaultValue };
 
@@ -86,7 +93,8 @@ public static class Program
         dBias.AcceptOnlyFromAmong("frequencies", "zeros");
         var dMask = Opt("--mask-prob", "share of tokens chosen for prediction in pre-training", 0.15);
         var dNoDrop = Opt("--no-pretrain-dropout", "pre-train without dropout", false);
-        foreach (var o in new Option[] { dLang, dSize, dSteps, dEpochs, dSst2Epochs, dLen, dPreLr, dFtLr, dNoTask, dObjective, dBias, dMask, dNoDrop, dRuns, dVocab, dOut, dSets, seed, device, precision }) demo.Options.Add(o);
+        var dReinit = ReinitOption(Demo.DefaultReinit);
+        foreach (var o in new Option[] { dLang, dSize, dSteps, dEpochs, dSst2Epochs, dLen, dPreLr, dFtLr, dNoTask, dObjective, dBias, dMask, dNoDrop, dReinit, dRuns, dVocab, dOut, dSets, seed, device, precision }) demo.Options.Add(o);
         demo.SetAction(pr =>
         {
             var cuda = Device(pr.GetValue(device)!, pr.GetValue(precision)!) switch
@@ -101,7 +109,7 @@ public static class Program
                 pr.GetValue(dSst2Epochs), pr.GetValue(dOut) ?? Path.Combine(Path.GetTempPath(), "bert-demo-" + lang), sets, pr.GetValue(seed),
                 pr.GetValue(dLen), pr.GetValue(dPreLr), pr.GetValue(dFtLr), !pr.GetValue(dNoTask), lang, pr.GetValue(dRuns), pr.GetValue(dVocab),
                 NextSentence: pr.GetValue(dObjective) == "mlm+nsp", FrequencyBias: pr.GetValue(dBias) == "frequencies", MaskProb: CheckMaskProb(pr.GetValue(dMask)), PretrainDropout: !pr.GetValue(dNoDrop),
-                Cuda: cuda), cancel);
+                Cuda: cuda, Reinit: Reinit.Parse(pr.GetValue(dReinit))), cancel);
         });
         root.Subcommands.Add(demo);
 
@@ -149,8 +157,9 @@ public static class Program
         var ftLen = Opt("--max-len", "maximum tokens per text (longer ones are truncated and counted)", 128);
         var ftOut = new Option<string>("--out") { Description = "checkpoint folder", Required = true };
         var ftVocab = new Option<string?>("--vocab") { Description = "folder with vocab.txt and tokenizer_config.json (default: the one saved with --from, else bert-base-uncased)" };
-        foreach (var o in new Option[] { data, dev, format, from, ftVocab, size, epochs, batch, ftLr, ftLen, warmup, ftOut, seed, device, precision }) ft.Options.Add(o);
-        ft.SetAction(pr => Finetune(Device(pr.GetValue(device)!, pr.GetValue(precision)!), pr.GetValue(data)!, pr.GetValue(dev), pr.GetValue(format)!, pr.GetValue(from), pr.GetValue(ftVocab), pr.GetValue(size)!,
+        var ftReinit = ReinitOption("none");
+        foreach (var o in new Option[] { data, dev, format, from, ftReinit, ftVocab, size, epochs, batch, ftLr, ftLen, warmup, ftOut, seed, device, precision }) ft.Options.Add(o);
+        ft.SetAction(pr => Finetune(Device(pr.GetValue(device)!, pr.GetValue(precision)!), pr.GetValue(data)!, pr.GetValue(dev), pr.GetValue(format)!, pr.GetValue(from), Reinit.Parse(pr.GetValue(ftReinit)), pr.GetValue(ftVocab), pr.GetValue(size)!,
             pr.GetValue(ftOut)!, pr.GetValue(ftLen), pr.GetValue(epochs),
             new TrainOptions { BatchSize = pr.GetValue(batch), LearningRate = pr.GetValue(ftLr), WarmupFraction = pr.GetValue(warmup), Seed = (ulong)pr.GetValue(seed) }, cancel));
         root.Subcommands.Add(ft);
@@ -337,8 +346,9 @@ public static class Program
         return (entry, model);
     }
 
-    static int Finetune(string device, string dataSpec, string? devFile, string format, string? from, string? vocab, string size, string outDir, int maxLen, int epochs, TrainOptions train, CancellationToken cancel)
+    static int Finetune(string device, string dataSpec, string? devFile, string format, string? from, Reinit? reinit, string? vocab, string size, string outDir, int maxLen, int epochs, TrainOptions train, CancellationToken cancel)
     {
+        if (reinit is not null && from is null) throw new ArgumentException($"--reinit {reinit} needs --from: without a pre-trained checkpoint every tensor starts afresh already.");
         var (trainSet, devSet, how) = DataSets.Load(dataSpec, devFile, format);
         var tok = FinetuneTokenizer(from, vocab);
         var entry = Catalog.Get(size, "classifier", Math.Max(2, trainSet.Classes));
@@ -349,8 +359,8 @@ public static class Program
         {
             var (_, pre) = LoadModel(from);
             FinetuneJob.CheckTransferable(pre.Info, model.Info, from);
-            int n = FinetuneJob.Transfer(pre, model);
-            Console.WriteLine($"Initialized {n} of {model.Info.Parameters.Count} tensors from {from}; the classifier head starts fresh.");
+            int n = FinetuneJob.Transfer(pre, model, reinit);
+            Console.WriteLine($"Initialized {n} of {model.Info.Parameters.Count} tensors from {from}; the classifier head{(reinit is null ? "" : $" and {reinit}")} start{(reinit is null ? "s" : "")} fresh.");
         }
         var job = new FinetuneJob(model, tok, trainSet, devSet, maxLen, train.BatchSize, (int)train.Seed);
         if (trainer is { UseGraphs: true }) job.SeqMultiple = FinetuneJob.GraphSeqMultiple;   // fewer shapes: graphs replay

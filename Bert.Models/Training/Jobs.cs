@@ -313,18 +313,86 @@ public sealed class FinetuneJob
     }
 
     /// <summary>Copies the weights two models share by Hugging Face name and shape (the encoder from a
-    /// pre-trained model into a classifier); returns how many tensors were copied.</summary>
-    public static int Transfer(Model<float> from, Model<float> to)
+    /// pre-trained model into a classifier), except those <paramref name="reinit"/> names, which keep the target's
+    /// fresh initialization; returns how many tensors were copied.</summary>
+    public static int Transfer(Model<float> from, Model<float> to, Reinit? reinit = null)
     {
+        reinit?.CheckMatches(to.Info);
         int n = 0;
         foreach (var p in to.Info.Parameters)
         {
             var q = from.Info.Parameters.FirstOrDefault(x => x.HfName == p.HfName && x.Shape.SequenceEqual(p.Shape));
-            if (q is null) continue;
+            if (q is null || reinit is not null && reinit.Matches(p.HfName, to.Info)) continue;
             from.Parameters.Slice((int)q.Offset, (int)q.Length).CopyTo(to.Parameters.Slice((int)p.Offset, (int)p.Length));
             n++;
         }
         return n;
+    }
+}
+
+/// <summary>Parts of a pre-trained encoder that fine-tuning starts afresh instead of copying (<c>--reinit</c>): the
+/// tensors keep the classifier's random initialization, as in the from-scratch arm. Re-initializing the top layers is
+/// Zhang et al.'s (2021) remedy for few-sample fine-tuning; re-initializing only the attention's query and key makes
+/// every layer start by averaging over the text (near-uniform attention), as a random encoder does, while the
+/// embeddings, values and feed-forward layers keep what pre-training learnt.</summary>
+public sealed class Reinit
+{
+    /// <summary>The parts <see cref="Parse"/> accepts; <c>top-N</c> is the last N encoder layers.</summary>
+    public static readonly string[] Parts = ["qk", "qkv", "attention", "ffn", "layernorm", "pooler", "top-N"];
+
+    readonly string[] _parts;
+    Reinit(string[] parts) => _parts = parts;
+
+    /// <summary>The parts as given, comma-separated.</summary>
+    public override string ToString() => string.Join(",", _parts);
+
+    /// <summary>Null for none (null, empty or "none"); throws naming the accepted parts for anything else unknown.</summary>
+    public static Reinit? Parse(string? spec)
+    {
+        if (string.IsNullOrWhiteSpace(spec) || spec.Trim() == "none") return null;
+        var parts = spec.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        foreach (var part in parts)
+            if (!Parts.Contains(part) && !(part.StartsWith("top-", StringComparison.Ordinal) && int.TryParse(part.AsSpan(4), out int k) && k > 0))
+                throw new ArgumentException($"Unknown part '{part}' in --reinit; use a comma-separated list of {string.Join(", ", Parts)} (N a positive number of layers), or none.");
+        return new Reinit(parts);
+    }
+
+    static readonly System.Text.RegularExpressions.Regex LayerIndex = new(@"\.layer\.(\d+)\.", System.Text.RegularExpressions.RegexOptions.Compiled);
+
+    /// <summary>Whether the tensor of this Hugging Face name starts afresh.</summary>
+    public bool Matches(string hf, ModelInfo model) => _parts.Any(part => Part(part, hf, model));
+
+    static bool Part(string part, string hf, ModelInfo model)
+    {
+        bool query = hf.Contains(".query.") || hf.Contains(".key."), value = hf.Contains(".value.");
+        bool attentionOut = hf.Contains(".attention.output.dense.") || hf.Contains(".attention.dense.");
+        bool ffn = hf.Contains(".intermediate.dense.") || (hf.Contains(".output.dense.") && !attentionOut) || hf.Contains(".ffn.") || hf.Contains(".ffn_output.");
+        switch (part)
+        {
+            case "qk": return query;
+            case "qkv": return query || value;
+            case "attention": return query || value || attentionOut;
+            case "ffn": return ffn;
+            case "layernorm": return (hf.Contains("LayerNorm") || hf.Contains("layer_norm")) && hf.Contains("encoder.");
+            case "pooler": return hf.Contains("pooler.");
+            default:
+                int top = int.Parse(part.AsSpan(4), System.Globalization.CultureInfo.InvariantCulture);
+                var m = LayerIndex.Match(hf);
+                return m.Success && int.Parse(m.Groups[1].ValueSpan, System.Globalization.CultureInfo.InvariantCulture) >= (int)model.Constants["Layers"] - top;
+        }
+    }
+
+    /// <summary>Throws when a part names no tensor of the model (top-N of a model without numbered layers, N over its
+    /// layer count), so a typo in an experiment never silently copies everything.</summary>
+    public void CheckMatches(ModelInfo model)
+    {
+        foreach (var part in _parts)
+        {
+            if (part.StartsWith("top-", StringComparison.Ordinal) && int.Parse(part.AsSpan(4), System.Globalization.CultureInfo.InvariantCulture) > (model.Constants.TryGetValue("Layers", out var l) ? (int)l : 0))
+                throw new ArgumentException($"--reinit {part} asks for more layers than {model.Name} has ({(model.Constants.TryGetValue("Layers", out var n) ? n : 0)}).");
+            if (!model.Parameters.Any(p => Part(part, p.HfName, model)))
+                throw new ArgumentException($"--reinit {part} names no tensor of {model.Name}; use one of {string.Join(", ", Parts)}.");
+        }
     }
 }
 

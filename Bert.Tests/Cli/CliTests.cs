@@ -121,6 +121,8 @@ public class CliTests : IDisposable
     [InlineData("pretrain --size nano --steps 1 --mask-prob 1.5 --out {dir}/l", "--mask-prob 1.5 must be between 0 and 1")]
     [InlineData("pretrain --size nano --steps 1 --save-every -3 --out {dir}/m", "--save-every -3 must be 0 or more")]
     [InlineData("parity-batch {dir}/nothing --out {dir}/n", "config.json")]
+    [InlineData("finetune --data amazon --size nano --reinit qk --out {dir}/o", "--reinit qk needs --from")]
+    [InlineData("finetune --data amazon --size nano --reinit attn --out {dir}/p", "Unknown part 'attn' in --reinit")]
     public void BadInput_IsOneSentenceAndANonZeroExit(string command, string expected)
     {
         var bad = Path.Combine(_dir, "bad.tsv");

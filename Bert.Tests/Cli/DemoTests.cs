@@ -37,13 +37,15 @@ public class DemoTests : IDisposable
         Assert.Contains("run 2 of 2", output);
         Assert.Contains("masked LM only, 15 % of tokens predicted, output bias from token frequencies", output);   // the defaults
         Assert.DoesNotContain("NSP accuracy", output);
+        Assert.Contains("the pre-trained arm starts attention afresh", output);                                    // --reinit's default
         Assert.True(File.Exists(Path.Combine(_dir, "pretrained", "model.safetensors")));
         Assert.True(File.Exists(Path.Combine(_dir, "pretrained", "vocab.txt")));
 
         // Again into the same folder: the finished pre-training is resumed, not redone, and the table comes out.
         var (again, output2, err2) = CliTests.Run("demo", "--size", "nano", "--pretrain-steps", "4", "--epochs", "1", "--runs", "1",
-            "--sets", "amazon", "--out", _dir);
+            "--sets", "amazon", "--reinit", "none", "--out", _dir);
         Assert.True(again == 0, err2 + output2);
+        Assert.DoesNotContain("afresh", output2);                                                                    // the whole encoder transferred
         Assert.Contains("Resuming pre-training from step 4", output2);
         Assert.Matches(@"held-out MLM accuracy [\d.]+ %", output2);
     }
@@ -79,6 +81,7 @@ public class DemoTests : IDisposable
     [InlineData("--objective", "nsp")]
     [InlineData("--output-bias", "random")]
     [InlineData("--mask-prob", "0")]
+    [InlineData("--reinit", "attn")]
     public void Bad_pretraining_setting_is_refused_before_anything_is_written(string option, string value)
     {
         var (code, output, err) = CliTests.Run("demo", "--size", "nano", option, value, "--out", _dir);
