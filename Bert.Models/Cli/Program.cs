@@ -369,7 +369,7 @@ public static class Program
         {
             Model = model, Options = train, TotalSteps = (long)epochs * job.StepsPerEpoch, Bind = job.Bind, StepMetrics = job.Metrics, DeviceMetrics = FinetuneJob.DeviceMetrics,
             Evaluate = job.Evaluate, Dir = outDir, Tokenizer = tok, Device = trainer,
-            Metadata = new Dictionary<string, string> { ["task"] = "classification", ["data"] = dataSpec },
+            Metadata = new Dictionary<string, string> { ["task"] = "classification", ["data"] = dataSpec, ["from"] = from ?? "random initialization", ["reinit"] = reinit?.ToString() ?? "none" },
         };
         if (loop.TryResume()) Console.WriteLine($"Resuming from step {loop.Step} in {outDir}.");
         Reporter.Run("fine-tuning", loop, cancel);

@@ -67,10 +67,16 @@ public class CliTests : IDisposable
             Assert.True(File.Exists(Path.Combine(pre, f)), f + " missing");
 
         var ft = Path.Combine(_dir, "ft");
-        r = Run("finetune", "--data", Labeled(), "--from", pre, "--size", "nano", "--epochs", "2", "--batch", "8", "--max-len", "16", "--out", ft);
+        r = Run("finetune", "--data", Labeled(), "--from", pre, "--reinit", "qk,pooler", "--size", "nano", "--epochs", "2", "--batch", "8", "--max-len", "16", "--out", ft);
         Assert.True(r.Code == 0, r.Out + r.Err);
         Assert.Contains("Initialized", r.Out);
+        Assert.Contains("the classifier head and qk,pooler start fresh", r.Out);
         Assert.Contains("Best dev accuracy", r.Out);
+        using (var saved = Bert.Runtime.Checkpoints.SafeTensorsReader.Open(Path.Combine(ft, "model.safetensors")))
+        {
+            Assert.Equal(pre, saved.Metadata["from"]);         // the checkpoint says how it started
+            Assert.Equal("qk,pooler", saved.Metadata["reinit"]);
+        }
 
         r = Run("eval", "--model", Path.Combine(ft, "best"), "--data", Labeled());
         Assert.True(r.Code == 0, r.Out + r.Err);
