@@ -1,3 +1,4 @@
+using System.Globalization;
 using Bert.Data;
 using Bert.Runtime;
 using Bert.Runtime.Checkpoints;
@@ -340,45 +341,47 @@ public sealed class Reinit
     /// <summary>The parts <see cref="Parse"/> accepts; <c>top-N</c> is the last N encoder layers.</summary>
     public static readonly string[] Parts = ["qk", "qkv", "attention", "ffn", "layernorm", "pooler", "top-N"];
 
-    readonly string[] _parts;
-    Reinit(string[] parts) => _parts = parts;
+    /// <summary>One part as parsed: its name, and for <c>top-N</c> the N (0 for the named parts).</summary>
+    readonly record struct Part(string Name, int Top);
+
+    readonly Part[] _parts;
+    Reinit(Part[] parts) => _parts = parts;
 
     /// <summary>The parts as given, comma-separated.</summary>
-    public override string ToString() => string.Join(",", _parts);
+    public override string ToString() => string.Join(",", _parts.Select(p => p.Name));
 
     /// <summary>Null for none (null, empty or "none"); throws naming the accepted parts for anything else unknown.</summary>
     public static Reinit? Parse(string? spec)
     {
         if (string.IsNullOrWhiteSpace(spec) || spec.Trim() == "none") return null;
-        var parts = spec.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        foreach (var part in parts)
-            if (!Parts.Contains(part) && !(part.StartsWith("top-", StringComparison.Ordinal) && int.TryParse(part.AsSpan(4), out int k) && k > 0))
-                throw new ArgumentException($"Unknown part '{part}' in --reinit; use a comma-separated list of {string.Join(", ", Parts)} (N a positive number of layers), or none.");
-        return new Reinit(parts);
+        return new Reinit(spec.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(part =>
+            part.StartsWith("top-", StringComparison.Ordinal) && int.TryParse(part.AsSpan(4), NumberStyles.None, CultureInfo.InvariantCulture, out int top) && top > 0 ? new Part(part, top)
+            : Parts.Contains(part) && part != "top-N" ? new Part(part, 0)
+            : throw new ArgumentException($"Unknown part '{part}' in --reinit; use a comma-separated list of {string.Join(", ", Parts)} (N a positive number of layers), or none.")).ToArray());
     }
 
     static readonly System.Text.RegularExpressions.Regex LayerIndex = new(@"\.layer\.(\d+)\.", System.Text.RegularExpressions.RegexOptions.Compiled);
 
-    /// <summary>Whether the tensor of this Hugging Face name starts afresh.</summary>
-    public bool Matches(string hf, ModelInfo model) => _parts.Any(part => Part(part, hf, model));
+    static int Layers(ModelInfo model) => model.Constants.TryGetValue("Layers", out var l) ? (int)l : 0;
 
-    static bool Part(string part, string hf, ModelInfo model)
+    /// <summary>Whether the tensor of this Hugging Face name starts afresh.</summary>
+    public bool Matches(string hf, ModelInfo model) => _parts.Any(part => Names(part, hf, Layers(model)));
+
+    static bool Names(Part part, string hf, int layers)
     {
         bool query = hf.Contains(".query.") || hf.Contains(".key."), value = hf.Contains(".value.");
         bool attentionOut = hf.Contains(".attention.output.dense.") || hf.Contains(".attention.dense.");
-        bool ffn = hf.Contains(".intermediate.dense.") || (hf.Contains(".output.dense.") && !attentionOut) || hf.Contains(".ffn.") || hf.Contains(".ffn_output.");
-        switch (part)
+        switch (part.Name)
         {
             case "qk": return query;
             case "qkv": return query || value;
             case "attention": return query || value || attentionOut;
-            case "ffn": return ffn;
+            case "ffn": return hf.Contains(".intermediate.dense.") || (hf.Contains(".output.dense.") && !attentionOut) || hf.Contains(".ffn.") || hf.Contains(".ffn_output.");
             case "layernorm": return (hf.Contains("LayerNorm") || hf.Contains("layer_norm")) && hf.Contains("encoder.");
             case "pooler": return hf.Contains("pooler.");
-            default:
-                int top = int.Parse(part.AsSpan(4), System.Globalization.CultureInfo.InvariantCulture);
+            default:   // top-N
                 var m = LayerIndex.Match(hf);
-                return m.Success && int.Parse(m.Groups[1].ValueSpan, System.Globalization.CultureInfo.InvariantCulture) >= (int)model.Constants["Layers"] - top;
+                return m.Success && int.Parse(m.Groups[1].ValueSpan, CultureInfo.InvariantCulture) >= layers - part.Top;
         }
     }
 
@@ -386,12 +389,13 @@ public sealed class Reinit
     /// layer count), so a typo in an experiment never silently copies everything.</summary>
     public void CheckMatches(ModelInfo model)
     {
+        int layers = Layers(model);
         foreach (var part in _parts)
         {
-            if (part.StartsWith("top-", StringComparison.Ordinal) && int.Parse(part.AsSpan(4), System.Globalization.CultureInfo.InvariantCulture) > (model.Constants.TryGetValue("Layers", out var l) ? (int)l : 0))
-                throw new ArgumentException($"--reinit {part} asks for more layers than {model.Name} has ({(model.Constants.TryGetValue("Layers", out var n) ? n : 0)}).");
-            if (!model.Parameters.Any(p => Part(part, p.HfName, model)))
-                throw new ArgumentException($"--reinit {part} names no tensor of {model.Name}; use one of {string.Join(", ", Parts)}.");
+            if (part.Top > layers)
+                throw new ArgumentException($"--reinit {part.Name} asks for more layers than {model.Name} has ({layers}).");
+            if (!model.Parameters.Any(p => Names(part, p.HfName, layers)))
+                throw new ArgumentException($"--reinit {part.Name} names no tensor of {model.Name}; use one of {string.Join(", ", Parts)}.");
         }
     }
 }
@@ -401,7 +405,7 @@ public sealed class Reinit
 /// loss or the accuracy. Sentences longer than the maximum length are cut and counted.</summary>
 public sealed class TokenTaggingJob
 {
-    public const int Ignore = -100;
+    public const int Ignore = Bert.Runtime.Kernels.CrossEntropy.DefaultIgnoreIndex;
 
     readonly Model<float> _model;
     readonly WordPiece _tok;

@@ -82,6 +82,7 @@ public class ReinitTests
     [Theory]
     [InlineData("attn", "Unknown part 'attn'")]
     [InlineData("top-0", "Unknown part 'top-0'")]
+    [InlineData("top-N", "Unknown part 'top-N'")]   // the placeholder itself, not a number of layers
     [InlineData("qk,top-x", "Unknown part 'top-x'")]
     public void UnknownParts_AreRefused(string spec, string message)
     {
