@@ -411,7 +411,7 @@ public static class Program
         if (texts.Count == 0) throw new ArgumentException("No text to classify; pass it as an argument or one per line on standard input.");
         foreach (var chunk in texts.Chunk(32))
         {
-            var items = chunk.Select(t => (tok.EncodePair(t, null, Math.Min(maxLen, model.Info.MaxLen)).Ids, -100)).ToArray();
+            var items = chunk.Select(t => (tok.EncodePair(t, null, Math.Min(maxLen, model.Info.MaxLen)).Ids, Bert.Runtime.Kernels.CrossEntropy.DefaultIgnoreIndex)).ToArray();
             FinetuneJob.BindBatch(model, items, tok.PadId, training: false);
             model.Forward();
             var p = model.Probabilities(0);

@@ -413,7 +413,7 @@ public sealed class Masker
         }
         chosen.Sort();
         var labels = chosen.Select(p => tokens[p]).ToArray();
-        return new MaskedInstance(input, (int[])instance.TypeIds.Clone(), chosen.ToArray(), labels, !_options.NextSentence ? -100 : instance.IsRandomNext ? 1 : 0);
+        return new MaskedInstance(input, (int[])instance.TypeIds.Clone(), chosen.ToArray(), labels, !_options.NextSentence ? Bert.Runtime.Kernels.CrossEntropy.DefaultIgnoreIndex : instance.IsRandomNext ? 1 : 0);
     }
 
     /// <summary>A uniform draw over the vocabulary minus the special ids.</summary>

@@ -35,6 +35,14 @@ public class DemoTests : IDisposable
         Assert.True(code == 0, err + output);
         AssertTable(output, "amazon");
         Assert.Contains("run 2 of 2", output);
+        // Each run's best dev accuracy is printed, and the table's cell is their mean.
+        foreach (var (arm, column) in new[] { ("from scratch", 3), ("pre-trained", 4) })
+        {
+            var runs = Regex.Matches(output, $@"amazon {arm} run \d: best dev accuracy ([\d.]+) %").Select(m => double.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture)).ToList();
+            Assert.Equal(2, runs.Count);
+            var cell = Regex.Match(output, @"│\s*amazon\s*│\s*(\d+)\s*│\s*(\d+)\s*│\s*([\d.]+) %[^│]*│\s*([\d.]+) %");
+            Assert.Equal(runs.Average(), double.Parse(cell.Groups[column].Value, System.Globalization.CultureInfo.InvariantCulture), 0.11);
+        }
         Assert.Contains("masked LM only, 15 % of tokens predicted, output bias from token frequencies", output);   // the defaults
         Assert.DoesNotContain("NSP accuracy", output);
         Assert.Contains("the pre-trained arm starts attention afresh", output);                                    // --reinit's default
