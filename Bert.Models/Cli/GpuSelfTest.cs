@@ -62,7 +62,7 @@ public static class GpuSelfTest
         Guard(r, "cuBLAS bf16 strided-batched GEMM", CublasBf16);
         foreach (string name in s.Models)
         {
-            var entry = Catalog.All.FirstOrDefault(e => e.Info.Name.Equals(name, StringComparison.OrdinalIgnoreCase) || $"{e.Size}-{e.Head}".Equals(name, StringComparison.OrdinalIgnoreCase));
+            var entry = Catalog.All.FirstOrDefault(e => e.Name.Equals(name, StringComparison.OrdinalIgnoreCase) || $"{e.Size}-{e.Head}".Equals(name, StringComparison.OrdinalIgnoreCase));
             if (entry is null) { r.Row($"model {name}", false, "no such model in the catalog"); continue; }
             try { CheckModel(r, entry, device, cache); }
             catch (Exception e) when (e is CudaException or NvrtcCompileException or InvalidOperationException or ArgumentException)

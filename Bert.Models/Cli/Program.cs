@@ -458,7 +458,7 @@ public static class Program
         if (dir is not null) model = LoadModel(dir).Model;
         else
         {
-            var entry = Catalog.All.FirstOrDefault(e => e.Info.Name.Equals(size, StringComparison.OrdinalIgnoreCase)) ?? Catalog.Get(size!, head, classes);
+            var entry = Catalog.All.FirstOrDefault(e => e.Name.Equals(size, StringComparison.OrdinalIgnoreCase)) ?? Catalog.Get(size!, head, classes);
             model = entry.Create();
             model.InitParameters((ulong)seed);
         }
@@ -471,7 +471,7 @@ public static class Program
 
     static int Info(string which, string head, int batch, int seq)
     {
-        var entry = Catalog.All.FirstOrDefault(e => e.Info.Name.Equals(which, StringComparison.OrdinalIgnoreCase)) ?? Catalog.Get(which, head);
+        var entry = Catalog.All.FirstOrDefault(e => e.Name.Equals(which, StringComparison.OrdinalIgnoreCase)) ?? Catalog.Get(which, head);
         var i = entry.Info;
         int rows = (int)Math.Round(batch * seq * 0.15);
         double flops = Catalog.FlopsPerToken(i, seq, 0.15);

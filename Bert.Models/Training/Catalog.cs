@@ -6,43 +6,48 @@ namespace Bert.Models;
 public static class Catalog
 {
     /// <summary>A declared model: its metadata, the CPU model in float (training) and double (gradient checks), and
-    /// its CUDA schedule.</summary>
-    public sealed record Entry(string Size, string Head, int Classes, ModelInfo Info, Func<Model<float>> Create,
-        Func<Model<double>> CreateDouble, Func<Bert.Runtime.Cuda.ICudaProgram> CreateCuda);
+    /// its CUDA schedule. <see cref="Info"/> is read on first use: touching a generated model's static members runs its
+    /// initializer (about 40 ms each; 1.1 s for the whole catalog, which every command used to pay at start).</summary>
+    public sealed record Entry(string Size, string Head, int Classes, string Name, Func<ModelInfo> LoadInfo, Func<Model<float>> Create,
+        Func<Model<double>> CreateDouble, Func<Bert.Runtime.Cuda.ICudaProgram> CreateCuda)
+    {
+        ModelInfo? _info;
+        public ModelInfo Info => _info ??= LoadInfo();
+    }
 
-    static Entry E(string size, string head, int classes, ModelInfo info, Func<Model<float>> create, Func<Model<double>> createDouble,
-        Func<Bert.Runtime.Cuda.ICudaProgram> cuda) => new(size, head, classes, info, create, createDouble, cuda);
+    static Entry E(string size, string head, int classes, string name, Func<ModelInfo> info, Func<Model<float>> create, Func<Model<double>> createDouble,
+        Func<Bert.Runtime.Cuda.ICudaProgram> cuda) => new(size, head, classes, name, info, create, createDouble, cuda);
 
     public static IReadOnlyList<Entry> All { get; } =
     [
-        E("nano", "pretraining", 2, BertNanoPreTraining.Info, BertNanoPreTraining.Create<float>, BertNanoPreTraining.Create<double>, BertNanoPreTraining.CreateCudaProgram),
-        E("tiny", "pretraining", 2, BertPreTraining.Info, BertPreTraining.Create<float>, BertPreTraining.Create<double>, BertPreTraining.CreateCudaProgram),
-        E("mini", "pretraining", 2, BertMiniPreTraining.Info, BertMiniPreTraining.Create<float>, BertMiniPreTraining.Create<double>, BertMiniPreTraining.CreateCudaProgram),
-        E("small", "pretraining", 2, BertSmallPreTraining.Info, BertSmallPreTraining.Create<float>, BertSmallPreTraining.Create<double>, BertSmallPreTraining.CreateCudaProgram),
-        E("medium", "pretraining", 2, BertMediumPreTraining.Info, BertMediumPreTraining.Create<float>, BertMediumPreTraining.Create<double>, BertMediumPreTraining.CreateCudaProgram),
-        E("base", "pretraining", 2, BertBasePreTraining.Info, BertBasePreTraining.Create<float>, BertBasePreTraining.Create<double>, BertBasePreTraining.CreateCudaProgram),
-        E("large", "pretraining", 2, BertLargePreTraining.Info, BertLargePreTraining.Create<float>, BertLargePreTraining.Create<double>, BertLargePreTraining.CreateCudaProgram),
-        E("nano", "classifier", 3, BertNanoClassifier.Info, BertNanoClassifier.Create<float>, BertNanoClassifier.Create<double>, BertNanoClassifier.CreateCudaProgram),
-        E("tiny", "classifier", 2, BertClassifier.Info, BertClassifier.Create<float>, BertClassifier.Create<double>, BertClassifier.CreateCudaProgram),
-        E("mini", "classifier", 2, BertMiniClassifier.Info, BertMiniClassifier.Create<float>, BertMiniClassifier.Create<double>, BertMiniClassifier.CreateCudaProgram),
-        E("mini", "classifier", 3, BertMini3Classifier.Info, BertMini3Classifier.Create<float>, BertMini3Classifier.Create<double>, BertMini3Classifier.CreateCudaProgram),
-        E("small", "classifier", 2, BertSmallClassifier.Info, BertSmallClassifier.Create<float>, BertSmallClassifier.Create<double>, BertSmallClassifier.CreateCudaProgram),
-        E("medium", "classifier", 2, BertMediumClassifier.Info, BertMediumClassifier.Create<float>, BertMediumClassifier.Create<double>, BertMediumClassifier.CreateCudaProgram),
-        E("base", "classifier", 2, BertBaseClassifier.Info, BertBaseClassifier.Create<float>, BertBaseClassifier.Create<double>, BertBaseClassifier.CreateCudaProgram),
-        E("large", "classifier", 2, BertLargeClassifier.Info, BertLargeClassifier.Create<float>, BertLargeClassifier.Create<double>, BertLargeClassifier.CreateCudaProgram),
-        E("albert", "classifier", 2, AlbertClassifier.Info, AlbertClassifier.Create<float>, AlbertClassifier.Create<double>, AlbertClassifier.CreateCudaProgram),
+        E("nano", "pretraining", 2, nameof(BertNanoPreTraining), () => BertNanoPreTraining.Info, BertNanoPreTraining.Create<float>, BertNanoPreTraining.Create<double>, BertNanoPreTraining.CreateCudaProgram),
+        E("tiny", "pretraining", 2, nameof(BertPreTraining), () => BertPreTraining.Info, BertPreTraining.Create<float>, BertPreTraining.Create<double>, BertPreTraining.CreateCudaProgram),
+        E("mini", "pretraining", 2, nameof(BertMiniPreTraining), () => BertMiniPreTraining.Info, BertMiniPreTraining.Create<float>, BertMiniPreTraining.Create<double>, BertMiniPreTraining.CreateCudaProgram),
+        E("small", "pretraining", 2, nameof(BertSmallPreTraining), () => BertSmallPreTraining.Info, BertSmallPreTraining.Create<float>, BertSmallPreTraining.Create<double>, BertSmallPreTraining.CreateCudaProgram),
+        E("medium", "pretraining", 2, nameof(BertMediumPreTraining), () => BertMediumPreTraining.Info, BertMediumPreTraining.Create<float>, BertMediumPreTraining.Create<double>, BertMediumPreTraining.CreateCudaProgram),
+        E("base", "pretraining", 2, nameof(BertBasePreTraining), () => BertBasePreTraining.Info, BertBasePreTraining.Create<float>, BertBasePreTraining.Create<double>, BertBasePreTraining.CreateCudaProgram),
+        E("large", "pretraining", 2, nameof(BertLargePreTraining), () => BertLargePreTraining.Info, BertLargePreTraining.Create<float>, BertLargePreTraining.Create<double>, BertLargePreTraining.CreateCudaProgram),
+        E("nano", "classifier", 3, nameof(BertNanoClassifier), () => BertNanoClassifier.Info, BertNanoClassifier.Create<float>, BertNanoClassifier.Create<double>, BertNanoClassifier.CreateCudaProgram),
+        E("tiny", "classifier", 2, nameof(BertClassifier), () => BertClassifier.Info, BertClassifier.Create<float>, BertClassifier.Create<double>, BertClassifier.CreateCudaProgram),
+        E("mini", "classifier", 2, nameof(BertMiniClassifier), () => BertMiniClassifier.Info, BertMiniClassifier.Create<float>, BertMiniClassifier.Create<double>, BertMiniClassifier.CreateCudaProgram),
+        E("mini", "classifier", 3, nameof(BertMini3Classifier), () => BertMini3Classifier.Info, BertMini3Classifier.Create<float>, BertMini3Classifier.Create<double>, BertMini3Classifier.CreateCudaProgram),
+        E("small", "classifier", 2, nameof(BertSmallClassifier), () => BertSmallClassifier.Info, BertSmallClassifier.Create<float>, BertSmallClassifier.Create<double>, BertSmallClassifier.CreateCudaProgram),
+        E("medium", "classifier", 2, nameof(BertMediumClassifier), () => BertMediumClassifier.Info, BertMediumClassifier.Create<float>, BertMediumClassifier.Create<double>, BertMediumClassifier.CreateCudaProgram),
+        E("base", "classifier", 2, nameof(BertBaseClassifier), () => BertBaseClassifier.Info, BertBaseClassifier.Create<float>, BertBaseClassifier.Create<double>, BertBaseClassifier.CreateCudaProgram),
+        E("large", "classifier", 2, nameof(BertLargeClassifier), () => BertLargeClassifier.Info, BertLargeClassifier.Create<float>, BertLargeClassifier.Create<double>, BertLargeClassifier.CreateCudaProgram),
+        E("albert", "classifier", 2, nameof(AlbertClassifier), () => AlbertClassifier.Info, AlbertClassifier.Create<float>, AlbertClassifier.Create<double>, AlbertClassifier.CreateCudaProgram),
         // Pre-LayerNorm BERT (Models/Variants.cs).
-        E("nano-preln", "pretraining", 2, BertNanoPreLnPreTraining.Info, BertNanoPreLnPreTraining.Create<float>, BertNanoPreLnPreTraining.Create<double>, BertNanoPreLnPreTraining.CreateCudaProgram),
-        E("mini-preln", "pretraining", 2, BertMiniPreLnPreTraining.Info, BertMiniPreLnPreTraining.Create<float>, BertMiniPreLnPreTraining.Create<double>, BertMiniPreLnPreTraining.CreateCudaProgram),
-        E("nano-preln", "classifier", 2, BertNanoPreLnClassifier.Info, BertNanoPreLnClassifier.Create<float>, BertNanoPreLnClassifier.Create<double>, BertNanoPreLnClassifier.CreateCudaProgram),
-        E("mini-preln", "classifier", 2, BertMiniPreLnClassifier.Info, BertMiniPreLnClassifier.Create<float>, BertMiniPreLnClassifier.Create<double>, BertMiniPreLnClassifier.CreateCudaProgram),
+        E("nano-preln", "pretraining", 2, nameof(BertNanoPreLnPreTraining), () => BertNanoPreLnPreTraining.Info, BertNanoPreLnPreTraining.Create<float>, BertNanoPreLnPreTraining.Create<double>, BertNanoPreLnPreTraining.CreateCudaProgram),
+        E("mini-preln", "pretraining", 2, nameof(BertMiniPreLnPreTraining), () => BertMiniPreLnPreTraining.Info, BertMiniPreLnPreTraining.Create<float>, BertMiniPreLnPreTraining.Create<double>, BertMiniPreLnPreTraining.CreateCudaProgram),
+        E("nano-preln", "classifier", 2, nameof(BertNanoPreLnClassifier), () => BertNanoPreLnClassifier.Info, BertNanoPreLnClassifier.Create<float>, BertNanoPreLnClassifier.Create<double>, BertNanoPreLnClassifier.CreateCudaProgram),
+        E("mini-preln", "classifier", 2, nameof(BertMiniPreLnClassifier), () => BertMiniPreLnClassifier.Info, BertMiniPreLnClassifier.Create<float>, BertMiniPreLnClassifier.Create<double>, BertMiniPreLnClassifier.CreateCudaProgram),
         // Per-token tagging (Models/Variants.cs).
-        E("nano", "token-classifier", 5, BertNanoTokenClassifier.Info, BertNanoTokenClassifier.Create<float>, BertNanoTokenClassifier.Create<double>, BertNanoTokenClassifier.CreateCudaProgram),
-        E("tiny", "token-classifier", 9, BertTokenClassifier.Info, BertTokenClassifier.Create<float>, BertTokenClassifier.Create<double>, BertTokenClassifier.CreateCudaProgram),
+        E("nano", "token-classifier", 5, nameof(BertNanoTokenClassifier), () => BertNanoTokenClassifier.Info, BertNanoTokenClassifier.Create<float>, BertNanoTokenClassifier.Create<double>, BertNanoTokenClassifier.CreateCudaProgram),
+        E("tiny", "token-classifier", 9, nameof(BertTokenClassifier), () => BertTokenClassifier.Info, BertTokenClassifier.Create<float>, BertTokenClassifier.Create<double>, BertTokenClassifier.CreateCudaProgram),
         // Portuguese vocabulary (Models/Portuguese.cs).
-        E("mini-pt", "pretraining", 2, BertMiniPtPreTraining.Info, BertMiniPtPreTraining.Create<float>, BertMiniPtPreTraining.Create<double>, BertMiniPtPreTraining.CreateCudaProgram),
-        E("mini-pt", "classifier", 2, BertMiniPtClassifier.Info, BertMiniPtClassifier.Create<float>, BertMiniPtClassifier.Create<double>, BertMiniPtClassifier.CreateCudaProgram),
-        E("mini-pt", "classifier", 3, BertMiniPt3Classifier.Info, BertMiniPt3Classifier.Create<float>, BertMiniPt3Classifier.Create<double>, BertMiniPt3Classifier.CreateCudaProgram),
+        E("mini-pt", "pretraining", 2, nameof(BertMiniPtPreTraining), () => BertMiniPtPreTraining.Info, BertMiniPtPreTraining.Create<float>, BertMiniPtPreTraining.Create<double>, BertMiniPtPreTraining.CreateCudaProgram),
+        E("mini-pt", "classifier", 2, nameof(BertMiniPtClassifier), () => BertMiniPtClassifier.Info, BertMiniPtClassifier.Create<float>, BertMiniPtClassifier.Create<double>, BertMiniPtClassifier.CreateCudaProgram),
+        E("mini-pt", "classifier", 3, nameof(BertMiniPt3Classifier), () => BertMiniPt3Classifier.Info, BertMiniPt3Classifier.Create<float>, BertMiniPt3Classifier.Create<double>, BertMiniPt3Classifier.CreateCudaProgram),
     ];
 
     public static IEnumerable<string> Sizes => All.Select(e => e.Size).Distinct();
@@ -61,7 +66,7 @@ public static class Catalog
             string.Join(", ", All.Where(e => e.Head == head).Select(e => $"{e.Size} ({e.Classes} classes)")) + ".");
     }
 
-    public static Entry ByName(string modelName) => All.FirstOrDefault(e => e.Info.Name == modelName)
+    public static Entry ByName(string modelName) => All.FirstOrDefault(e => e.Name == modelName)
         ?? throw new ArgumentException($"This build has no model named '{modelName}'.");
 
     /// <summary>Training FLOPs per token, forward and backward: 6·N + 12·L·T·C + 6·(C² + C·V)·f, where N counts
