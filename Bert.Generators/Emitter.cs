@@ -516,6 +516,7 @@ public static class Emitter
             ? $"public readonly void Run(int r0, int r1) => {name}_ForwardRange<T>(y, {xFieldArgs}, nb, 0, nb, r0, r1, seed, training);"
             : $"public readonly void Run(int lo, int hi) => {name}_ForwardRange<T>(y, {xFieldArgs}, 1, lo, hi, 0, 1, seed, training);");
         w.Indent--; w.WriteLine("}");
+        w.WriteLine("[global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]");
         w.WriteLine($"static void {name}_ForwardRange<T>(T* y, {xParams}, int nb, int j0, int j1, int r0, int r1, ulong seed, bool training) {Where}");
         w.WriteLine("{"); w.Indent++;
         EmitConsts(w, topo);
@@ -560,6 +561,7 @@ public static class Emitter
             ? $"public readonly void Run(int j0, int j1) => {name}_BackwardRange<T>(dy, {dFieldArgs}, {xFieldArgs}, nb, j0, j1, 0, rows, seed, training);"
             : $"public readonly void Run(int lo, int hi) => {name}_BackwardRange<T>(dy, {dFieldArgs}, {xFieldArgs}, 1, lo, hi, 0, 1, seed, training);");
         w.Indent--; w.WriteLine("}");
+        w.WriteLine("[global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]");
         w.WriteLine($"static void {name}_BackwardRange<T>(T* dy, {dParams}, {xParams}, int nb, int j0, int j1, int r0, int r1, ulong seed, bool training) {Where}");
         w.WriteLine("{"); w.Indent++;
         EmitConsts(w, topo);

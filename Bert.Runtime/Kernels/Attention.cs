@@ -80,6 +80,7 @@ public static class Attention
     /// <summary>Scratch of one forward worker: mask offsets (T), and when dropping, keep scales (T) and dropped probabilities (T×T).</summary>
     static int ForwardScratch(int T, bool drop) => drop ? T * T + 2 * T : T;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // no tier-0 phase: a short run (predict, eval) pays it on every forward
     static void ForwardHead<TFloat>(Span<TFloat> out_, Span<TFloat> probs, ReadOnlySpan<TFloat> qkv, ReadOnlySpan<int> mask, Span<TFloat> scratch,
         int b, int h, int T, int C, int H, float dropout, ulong seed, ulong site, bool training, bool single)
         where TFloat : unmanaged, IBinaryFloatingPointIeee754<TFloat>
@@ -182,6 +183,7 @@ public static class Attention
     /// <summary>Scratch of one backward worker: dP (T×T), and when dropping, dropped probabilities (T×T) and keep scales (T).</summary>
     static int BackwardScratch(int T, bool drop) => drop ? 2 * T * T + T : T * T;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // no tier-0 phase: a short run (predict, eval) pays it on every forward
     static void BackwardHead<TFloat>(Span<TFloat> dQkv, ReadOnlySpan<TFloat> dOut, ReadOnlySpan<TFloat> qkv, ReadOnlySpan<TFloat> probs,
         Span<TFloat> scratch, int b, int h, int T, int C, int H, float dropout, ulong seed, ulong site, bool training, bool single)
         where TFloat : unmanaged, IBinaryFloatingPointIeee754<TFloat>

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics;
 using System.Numerics.Tensors;
 
@@ -46,6 +47,7 @@ public static class LayerNorm
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // no tier-0 phase: a short run (predict, eval) pays it on every forward
     static void ForwardRow<T>(Span<T> out_, Span<T> mean, Span<T> rstd, ReadOnlySpan<T> inp,
         ReadOnlySpan<T> weight, ReadOnlySpan<T> bias, int n, int C, T eps)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -106,6 +108,7 @@ public static class LayerNorm
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // no tier-0 phase: a short run (predict, eval) pays it on every forward
     static void BackwardRow<T>(Span<T> dInp, ReadOnlySpan<T> dOut, ReadOnlySpan<T> inp, ReadOnlySpan<T> weight,
         ReadOnlySpan<T> mean, ReadOnlySpan<T> rstd, int n, int C)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -132,6 +135,7 @@ public static class LayerNorm
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // no tier-0 phase: a short run (predict, eval) pays it on every forward
     static void ParamColumns<T>(Span<T> dWeight, Span<T> dBias, ReadOnlySpan<T> dOut, ReadOnlySpan<T> inp,
         ReadOnlySpan<T> mean, ReadOnlySpan<T> rstd, int c0, int c1, int N, int C)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
