@@ -7,7 +7,8 @@
 #   train     `bert pretrain --device cuda` (BERT-Mini, embedded corpus, TF32), `bert finetune --device cuda --precision bf16`
 #             on Amazon, then `bert eval` and `bert predict` with --device cuda
 #   demo      (not in the default PARTS) `bert demo --device cuda --pretrain-steps $DEMO_STEPS` (default 25000, ≈ 35× the CPU
-#             demo's budget, 2 min 19 s on an H100): the pre-trained-versus-scratch table after far more pre-training (issue 3)
+#             demo's budget, 2 min 19 s on an H100): the pre-trained-versus-scratch table after far more pre-training (issue 3);
+#             DEMO_LANG=pt runs the Portuguese demo instead (issue 6: does GPU pre-training on the novels beat scratch?)
 #   hf        transformers' BERT-Base pre-training step (T=128, bf16, eager and torch.compile) and inference, with MFU
 #             (HF_ARGS, default: --batches 32,64); the baseline our rows are compared with, measured in the same run
 #   parity    a checkpoint we wrote, loaded into transformers' BertForPreTraining: logits, loss and every gradient
@@ -38,8 +39,8 @@ parts=${PARTS:-selftest train hf parity}
         timeout 60 "$bert" eval --model /tmp/bert-gpu-ft/best --data amazon --device cuda < /dev/null; echo "eval exit $?"
         printf 'I love this phone, the battery lasts for days.\nBroke after a week. Terrible.\n' | timeout 60 "$bert" predict --model /tmp/bert-gpu-ft/best --device cuda; echo "predict exit $?" ;;
       demo)
-        echo "== the demo on the device, pre-training ${DEMO_STEPS:-25000} steps (issue 3: does much more pre-training beat scratch?)"
-        timeout ${DEMO_TIMEOUT:-540} "$bert" demo --device cuda --pretrain-steps ${DEMO_STEPS:-25000} --runs ${DEMO_RUNS:-3} --out /tmp/bert-gpu-demo < /dev/null
+        echo "== the demo (--lang ${DEMO_LANG:-en}) on the device, pre-training ${DEMO_STEPS:-25000} steps (issues 3 and 6: does much more pre-training beat scratch?)"
+        timeout ${DEMO_TIMEOUT:-540} "$bert" demo --device cuda --lang ${DEMO_LANG:-en} --pretrain-steps ${DEMO_STEPS:-25000} --runs ${DEMO_RUNS:-3} --out /tmp/bert-gpu-demo-${DEMO_LANG:-en} < /dev/null
         echo "demo exit $?" ;;
       hf)
         echo "== transformers baselines"
