@@ -8,11 +8,20 @@ public static class Catalog
     /// <summary>A declared model: its metadata, the CPU model in float (training) and double (gradient checks), and
     /// its CUDA schedule. <see cref="Info"/> is read on first use: touching a generated model's static members runs its
     /// initializer (about 40 ms each; 1.1 s for the whole catalog, which every command used to pay at start).</summary>
-    public sealed record Entry(string Size, string Head, int Classes, string Name, Func<ModelInfo> LoadInfo, Func<Model<float>> Create,
-        Func<Model<double>> CreateDouble, Func<Bert.Runtime.Cuda.ICudaProgram> CreateCuda)
+    /// A class, not a record: a record's equality, hash code and ToString would read (and so load) the cached Info.
+    public sealed class Entry(string size, string head, int classes, string name, Func<ModelInfo> loadInfo, Func<Model<float>> create,
+        Func<Model<double>> createDouble, Func<Bert.Runtime.Cuda.ICudaProgram> createCuda)
     {
         ModelInfo? _info;
-        public ModelInfo Info => _info ??= LoadInfo();
+        public string Size => size;
+        public string Head => head;
+        public int Classes => classes;
+        public string Name => name;
+        public ModelInfo Info => _info ??= loadInfo();   // a race loads the same static Info twice: harmless
+        public Func<Model<float>> Create => create;
+        public Func<Model<double>> CreateDouble => createDouble;
+        public Func<Bert.Runtime.Cuda.ICudaProgram> CreateCuda => createCuda;
+        public override string ToString() => $"{name} ({size} {head})";
     }
 
     static Entry E(string size, string head, int classes, string name, Func<ModelInfo> info, Func<Model<float>> create, Func<Model<double>> createDouble,
