@@ -134,9 +134,10 @@ public static class Demo
                     Model = m, TotalSteps = (long)epochs * ft.StepsPerEpoch, Bind = ft.Bind, StepMetrics = ft.Metrics, DeviceMetrics = FinetuneJob.DeviceMetrics, Evaluate = ft.Evaluate, Device = trainer,
                     Options = new TrainOptions { BatchSize = 32, LearningRate = s.FinetuneLr, WarmupFraction = 0.1, Seed = (ulong)(s.Seed + run), EvalEvery = ft.StepsPerEpoch },
                 };
-                Reporter.Run($"{set} ({(pretrained ? "pre-trained" : "from scratch")}, run {run + 1} of {s.Runs})", l, cancel, plainEvery: ft.StepsPerEpoch * epochs);
+                string arm = pretrained ? "pre-trained" : "from scratch";
+                Reporter.Run($"{set} ({arm}, run {run + 1} of {s.Runs})", l, cancel, plainEvery: ft.StepsPerEpoch * epochs);
                 double best = l.Best?.Score ?? double.NaN;
-                Console.WriteLine(string.Create(Inv, $"  {set} {(pretrained ? "pre-trained" : "from scratch")} run {run + 1}: best dev accuracy {best:P1}"));
+                Console.WriteLine(string.Create(Inv, $"  {set} {arm} run {run + 1}: best dev accuracy {best:P1}"));
                 return best;
             }
             Console.WriteLine($"{set}: {split}; {train.Classes} classes; {s.Runs} fine-tuning run(s) per arm{(s.Reinit is null ? "" : $"; the pre-trained arm starts {s.Reinit} afresh")}.");

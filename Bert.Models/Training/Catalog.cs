@@ -7,8 +7,8 @@ public static class Catalog
 {
     /// <summary>A declared model: its metadata, the CPU model in float (training) and double (gradient checks), and
     /// its CUDA schedule. <see cref="Info"/> is read on first use: touching a generated model's static members runs its
-    /// initializer (about 40 ms each; 1.1 s for the whole catalog, which every command used to pay at start).</summary>
-    /// A class, not a record: a record's equality, hash code and ToString would read (and so load) the cached Info.
+    /// initializer (about 40 ms each; 1.1 s for the whole catalog, which every command used to pay at start). A class,
+    /// not a record: a record's equality, hash code and ToString would read (and so load) the cached Info.</summary>
     public sealed class Entry(string size, string head, int classes, string name, Func<ModelInfo> loadInfo, Func<Model<float>> create,
         Func<Model<double>> createDouble, Func<Bert.Runtime.Cuda.ICudaProgram> createCuda)
     {
