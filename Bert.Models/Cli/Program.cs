@@ -158,10 +158,13 @@ public static class Program
         var ftOut = new Option<string>("--out") { Description = "checkpoint folder", Required = true };
         var ftVocab = new Option<string?>("--vocab") { Description = "folder with vocab.txt and tokenizer_config.json (default: the one saved with --from, else bert-base-uncased)" };
         var ftReinit = ReinitOption("none");
-        foreach (var o in new Option[] { data, dev, format, from, ftReinit, ftVocab, size, epochs, batch, ftLr, ftLen, warmup, ftOut, seed, device, precision }) ft.Options.Add(o);
-        ft.SetAction(pr => Finetune(Device(pr.GetValue(device)!, pr.GetValue(precision)!), pr.GetValue(data)!, pr.GetValue(dev), pr.GetValue(format)!, pr.GetValue(from), Reinit.Parse(pr.GetValue(ftReinit)), pr.GetValue(ftVocab), pr.GetValue(size)!,
+        var ftSize = new Option<string?>("--size") { Description = "model size: " + string.Join(", ", Catalog.Sizes) + " (default: the size of the --from checkpoint, else mini)" };
+        var ftEvalEvery = Opt("--eval-every", "evaluate on the dev set every N steps and keep the best checkpoint (0: after every epoch)", 0);
+        foreach (var o in new Option[] { data, dev, format, from, ftReinit, ftVocab, ftSize, ftEvalEvery, epochs, batch, ftLr, ftLen, warmup, ftOut, seed, device, precision }) ft.Options.Add(o);
+        ft.SetAction(pr => Finetune(Device(pr.GetValue(device)!, pr.GetValue(precision)!), pr.GetValue(data)!, pr.GetValue(dev), pr.GetValue(format)!, pr.GetValue(from), Reinit.Parse(pr.GetValue(ftReinit)), pr.GetValue(ftVocab), pr.GetValue(ftSize),
             pr.GetValue(ftOut)!, pr.GetValue(ftLen), pr.GetValue(epochs),
-            new TrainOptions { BatchSize = pr.GetValue(batch), LearningRate = pr.GetValue(ftLr), WarmupFraction = pr.GetValue(warmup), Seed = (ulong)pr.GetValue(seed) }, cancel));
+            new TrainOptions { BatchSize = pr.GetValue(batch), LearningRate = pr.GetValue(ftLr), WarmupFraction = pr.GetValue(warmup), Seed = (ulong)pr.GetValue(seed),
+                EvalEvery = CheckNonNegative("--eval-every", pr.GetValue(ftEvalEvery)) }, cancel));
         root.Subcommands.Add(ft);
 
         // ---- eval ----
@@ -335,34 +338,60 @@ public static class Program
         return 0;
     }
 
-    /// <summary>Reads a checkpoint folder's config.json to find which declared model it holds.</summary>
-    internal static (Catalog.Entry Entry, Model<float> Model) LoadModel(string dir)
+    /// <summary>A model loaded from a checkpoint folder: the declared model, its weights, and the tensors the folder did
+    /// not have (a Hugging Face masked-LM folder has no pooler or next-sentence head), which keep a fresh initialization.</summary>
+    internal sealed record Loaded(Catalog.Entry Entry, Model<float> Model, IReadOnlyList<string> Missing)
     {
-        var config = HfConfig.Read(Path.Combine(dir, "config.json"));
-        var name = config.BertModel ?? throw new CheckpointException($"{dir}/config.json does not say which Bert model it holds (no bert_model field); save it with Bert.", dir);
-        var entry = Catalog.ByName(name);
-        var model = entry.Create();
-        Checkpoint.Load(dir, model);
-        return (entry, model);
+        public void Deconstruct(out Catalog.Entry entry, out Model<float> model) { entry = Entry; model = Model; }
     }
 
-    static int Finetune(string device, string dataSpec, string? devFile, string format, string? from, Reinit? reinit, string? vocab, string size, string outDir, int maxLen, int epochs, TrainOptions train, CancellationToken cancel)
+    /// <summary>Loads a checkpoint folder: ours names its model in config.json (bert_model); a Hugging Face BERT folder
+    /// (from the Hub or save_pretrained) is matched to a declared model by its architecture and sizes
+    /// (<see cref="Catalog.FromHfConfig"/>). A pre-training model may lack the heads that only pre-training uses (the
+    /// pooler, the masked-LM and next-sentence heads); a classifier must have every tensor.</summary>
+    internal static Loaded LoadModel(string dir)
+    {
+        string configPath = Path.Combine(dir, "config.json");
+        if (Directory.Exists(dir) && !File.Exists(configPath))
+            throw new CheckpointException($"{dir} has no config.json, so which model it holds is unknown; point to a folder that `bert` or transformers' save_pretrained wrote.", dir);
+        var config = HfConfig.Read(configPath);
+        if (config.BertModel is { } name)
+        {
+            var entry = Catalog.ByName(name);
+            var model = entry.Create();
+            Checkpoint.Load(dir, model);
+            return new Loaded(entry, model, []);
+        }
+        var hfEntry = Catalog.FromHfConfig(config, configPath);
+        var hfModel = hfEntry.Create();
+        hfModel.InitParameters(1);
+        string prefix = HfConfig.BaseModelPrefix(hfEntry.Info);
+        bool Optional(string n) => hfEntry.Head == "pretraining" && (!n.StartsWith(prefix, StringComparison.Ordinal) || n.StartsWith(prefix + "pooler.", StringComparison.Ordinal));
+        var report = Checkpoint.Load(dir, hfModel, Optional);
+        Console.Error.WriteLine($"{dir} is a Hugging Face {config.Architectures.FirstOrDefault() ?? config.ModelType ?? "BERT"} checkpoint; loaded as {hfEntry.Name}" +
+            (report.Missing.Count == 0 ? "." : $" ({report.Missing.Count} tensors it lacks start fresh: {string.Join(", ", report.Missing.Take(3))}{(report.Missing.Count > 3 ? ", …" : "")})."));
+        return new Loaded(hfEntry, hfModel, report.Missing);
+    }
+
+    static int Finetune(string device, string dataSpec, string? devFile, string format, string? from, Reinit? reinit, string? vocab, string? size, string outDir, int maxLen, int epochs, TrainOptions train, CancellationToken cancel)
     {
         if (reinit is not null && from is null) throw new ArgumentException($"--reinit {reinit} needs --from: without a pre-trained checkpoint every tensor starts afresh already.");
         var (trainSet, devSet, how) = DataSets.Load(dataSpec, devFile, format);
         var tok = FinetuneTokenizer(from, vocab);
-        var entry = Catalog.Get(size, "classifier", Math.Max(2, trainSet.Classes));
+        // The pre-trained model first: its size is the classifier's unless --size says otherwise (then it must fit).
+        var pre = from is null ? null : LoadModel(from);
+        var entry = Catalog.Get(size ?? pre?.Entry.Size ?? "mini", "classifier", Math.Max(2, trainSet.Classes));
         using var trainer = OpenTrainer(device, entry, train);
         var model = entry.Create();
         model.InitParameters(train.Seed);
-        if (from is not null)
+        if (pre is not null)
         {
-            var (_, pre) = LoadModel(from);
-            FinetuneJob.CheckTransferable(pre.Info, model.Info, from);
-            int n = FinetuneJob.Transfer(pre, model, reinit);
+            FinetuneJob.CheckTransferable(pre.Model.Info, model.Info, from!);
+            int n = FinetuneJob.Transfer(pre.Model, model, reinit, notLoaded: pre.Missing);
             Console.WriteLine($"Initialized {n} of {model.Info.Parameters.Count} tensors from {from}; the classifier head{(reinit is null ? "" : $" and {reinit}")} start{(reinit is null ? "s" : "")} fresh.");
         }
         var job = new FinetuneJob(model, tok, trainSet, devSet, maxLen, train.BatchSize, (int)train.Seed);
+        if (train.EvalEvery == 0) train = train with { EvalEvery = job.StepsPerEpoch };   // the best epoch's weights are kept in best/
         if (trainer is { UseGraphs: true }) job.SeqMultiple = FinetuneJob.GraphSeqMultiple;   // fewer shapes: graphs replay
         Console.WriteLine($"{entry.Info.Name} on {how}; {job.Truncated} texts truncated to {maxLen} tokens.");
         var loop = new TrainLoop
@@ -372,7 +401,8 @@ public static class Program
             Metadata = new Dictionary<string, string> { ["task"] = "classification", ["data"] = dataSpec, ["from"] = from ?? "random initialization", ["reinit"] = reinit?.ToString() ?? "none" },
         };
         if (loop.TryResume()) Console.WriteLine($"Resuming from step {loop.Step} in {outDir}.");
-        Reporter.Run("fine-tuning", loop, cancel);
+        Reporter.Run("fine-tuning", loop, cancel, evaluation: (step, e, best) =>
+            string.Create(Inv, $"step {step} (epoch {(step + job.StepsPerEpoch - 1) / job.StepsPerEpoch}): dev accuracy {e.Score:P2}, loss {e.Loss:F4}{(best ? ", best so far" : "")}"));
         if (cancel.IsCancellationRequested) return 130;
         Console.WriteLine(string.Create(Inv, $"Best dev accuracy {loop.Best!.Score:P2}; best checkpoint in {Path.Combine(outDir, "best")}."));
         if (trainer is not null) Console.Error.WriteLine(trainer.GraphSummary);
@@ -394,7 +424,10 @@ public static class Program
         var (entry, model) = LoadModel(dir);
         using var gpu = OnDevice(device, entry, model);
         var tok = CheckpointTokenizer.Load(dir);
-        var (_, devSet, how) = DataSets.Load(dataSpec, devFile, format);
+        var (trainSet, devSet, how) = DataSets.Load(dataSpec, devFile, format);
+        // A file is scored whole (with --dev: the dev file); a named set by its dev split, the part fine-tuning never trains on.
+        if (devFile is null && File.Exists(dataSpec))
+            (devSet, how) = (devSet with { Examples = [.. trainSet.Examples, .. devSet.Examples] }, $"all {trainSet.Examples.Count + devSet.Examples.Count} examples of {Path.GetFileName(dataSpec)}");
         var set = devSet.Examples.Select(e => (tok.EncodePair(e.Text, null, Math.Min(maxLen, model.Info.MaxLen)).Ids, e.Label)).ToList();
         var r = FinetuneJob.Evaluate(model, set, tok.PadId, 32);
         Reporter.Table($"{entry.Info.Name} on {how}", ["examples", "accuracy", "loss"],

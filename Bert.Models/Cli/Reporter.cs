@@ -20,17 +20,21 @@ public static class Reporter
         string.Join("  ", r.Metrics.Select(kv => string.Create(Inv, $"{kv.Key} {kv.Value:P1}"))) +
         string.Create(Inv, $"  lr {r.Lr:E2}  {r.TokensPerSecond:F0} tok/s  {r.Elapsed:mm\\:ss} elapsed  ETA {r.Eta:mm\\:ss}");
 
-    /// <summary>Runs a training loop with progress shown under a title.</summary>
-    public static void Run(string title, TrainLoop loop, CancellationToken cancel, int plainEvery = 0)
+    /// <summary>Runs a training loop with progress shown under a title; with <paramref name="evaluation"/>, a line for each
+    /// evaluation (its step, the report, whether it is the best so far) above the progress.</summary>
+    public static void Run(string title, TrainLoop loop, CancellationToken cancel, int plainEvery = 0, Func<long, EvalReport, bool, string>? evaluation = null)
     {
         if (!Interactive)
         {
             int every = plainEvery > 0 ? plainEvery : (int)Math.Max(1, loop.TotalSteps / 20);
             Console.WriteLine(title);
+            if (evaluation is not null) loop.Evaluated = (step, e, best) => Console.WriteLine("  " + evaluation(step, e, best));
             loop.Run(r => { if (r.Step % every == 0 || r.Step == r.TotalSteps) Console.WriteLine("  " + Line(r)); }, cancel);
             return;
         }
-        Out.Progress()
+        var console = Out;
+        if (evaluation is not null) loop.Evaluated = (step, e, best) => console.WriteLine(evaluation(step, e, best));   // drawn above the live progress
+        console.Progress()
             .AutoClear(false)
             .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
             .Start(ctx =>

@@ -1,4 +1,5 @@
 using Bert.Runtime;
+using Bert.Runtime.Checkpoints;
 
 namespace Bert.Models;
 
@@ -73,6 +74,33 @@ public static class Catalog
         return entry ?? throw new ArgumentException(
             $"There is no {size} {head} with {classes} classes; declare one in Bert.Models/Models (a one-line variant) or choose one of: " +
             string.Join(", ", All.Where(e => e.Head == head).Select(e => $"{e.Size} ({e.Classes} classes)")) + ".");
+    }
+
+    /// <summary>The declared model a Hugging Face <c>config.json</c> without our <c>bert_model</c> field describes (a
+    /// folder from the Hub or transformers' <c>save_pretrained</c>): the head from <c>architectures</c>
+    /// (…ForSequenceClassification: a classifier with num_labels classes, …ForTokenClassification: a token classifier,
+    /// anything else: the pre-training model, whose encoder every head shares), the type from <c>model_type</c>, and
+    /// every size the config gives equal to the model's constant.</summary>
+    public static Entry FromHfConfig(HfConfig config, string source)
+    {
+        string arch = config.Architectures.FirstOrDefault() ?? "";
+        string head = arch.EndsWith("ForSequenceClassification", StringComparison.Ordinal) ? "classifier"
+            : arch.EndsWith("ForTokenClassification", StringComparison.Ordinal) ? "token-classifier" : "pretraining";
+        string type = config.ModelType ?? "bert";
+        long? labels = head == "pretraining" ? null : config.NumLabels(source) ?? 2;
+        bool Fits(Entry e)
+        {
+            if (e.Head != head || (labels is { } n && e.Classes != n) || HfConfig.ModelTypeOf(e.Info) != type) return false;
+            foreach (var (constant, key) in HfConfig.ConstantKeys)
+                if (constant != "Classes" && config.Get(key, source) is { } have && e.Info.Constants.TryGetValue(constant, out var want) && have != want) return false;
+            return true;
+        }
+        var match = All.Where(e => e.Head == head).FirstOrDefault(Fits);
+        if (match is not null) return match;
+        string sizes = string.Join(", ", HfConfig.ConstantKeys.Where(k => k.Constant != "Classes" && config.Json[k.Key] is not null).Select(k => $"{k.Key} {config.Json[k.Key]}"));
+        string what = labels is { } l ? $"{type} {head} with {l} labels" : $"{type} model";
+        throw new Bert.Runtime.Checkpoints.CheckpointException(
+            $"{source} describes a {what} ({sizes}) that no declared model matches; declare a variant with those sizes in Bert.Models/Models (one line, as BertMiniClassifier) and add it to the catalog, or use a checkpoint of a declared size ({string.Join(", ", Sizes)}).", source);
     }
 
     public static Entry ByName(string modelName) => All.FirstOrDefault(e => e.Name == modelName)

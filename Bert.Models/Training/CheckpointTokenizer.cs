@@ -49,11 +49,25 @@ public static class CheckpointTokenizer
     /// <c>tokenizer_config.json</c>), checked against the checkpoint's stamp.</summary>
     public static WordPiece Load(string dir)
     {
-        var tokenizer = WordPiece.Load(dir);
+        var tokenizer = IsHfFolderWithoutSettings(dir)
+            ? WordPiece.FromVocabFile(Path.Combine(dir, WordPiece.VocabFileName), TokenizerSettings.Uncased)
+            : WordPiece.Load(dir);
         if (ReadStamp(dir) is { } stamp && stamp[Sha256Key] != Fingerprint(tokenizer))
             throw new CheckpointException(
                 $"The model in {dir} was trained with {Describe(stamp)}, but the {WordPiece.VocabFileName} and {TokenizerSettings.FileName} beside it give {Describe(Stamp(tokenizer))}; put back the tokenizer files saved with the checkpoint.", dir);
         return tokenizer;
+    }
+
+    /// <summary>A Hugging Face folder (config.json without our bert_model field) with a vocab.txt but no
+    /// tokenizer_config.json, as the Hub's older BERT repositories are: transformers' BertTokenizer then lower-cases and
+    /// strips accents (its defaults), and so do we, saying so.</summary>
+    static bool IsHfFolderWithoutSettings(string dir)
+    {
+        string config = Path.Combine(dir, "config.json");
+        if (File.Exists(Path.Combine(dir, TokenizerSettings.FileName)) || !File.Exists(Path.Combine(dir, WordPiece.VocabFileName)) || !File.Exists(config)) return false;
+        if (HfConfig.Read(config).BertModel is not null) return false;
+        Console.Error.WriteLine($"{dir} has no {TokenizerSettings.FileName}; tokenizing as transformers' BertTokenizer does by default (lower-cased, accents stripped).");
+        return true;
     }
 
     /// <summary>Refuses <paramref name="tokenizer"/> when the checkpoint in <paramref name="dir"/> is stamped with

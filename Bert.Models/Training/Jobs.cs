@@ -315,15 +315,16 @@ public sealed class FinetuneJob
 
     /// <summary>Copies the weights two models share by Hugging Face name and shape (the encoder from a
     /// pre-trained model into a classifier), except those <paramref name="reinit"/> names, which keep the target's
-    /// fresh initialization; returns how many tensors were copied.</summary>
-    public static int Transfer(Model<float> from, Model<float> to, Reinit? reinit = null)
+    /// fresh initialization, and those the source's checkpoint did not hold (<paramref name="notLoaded"/>); returns how
+    /// many tensors were copied.</summary>
+    public static int Transfer(Model<float> from, Model<float> to, Reinit? reinit = null, IReadOnlyCollection<string>? notLoaded = null)
     {
         reinit?.CheckMatches(to.Info);
         int n = 0;
         foreach (var p in to.Info.Parameters)
         {
             var q = from.Info.Parameters.FirstOrDefault(x => x.HfName == p.HfName && x.Shape.SequenceEqual(p.Shape));
-            if (q is null || reinit is not null && reinit.Matches(p.HfName, to.Info)) continue;
+            if (q is null || reinit is not null && reinit.Matches(p.HfName, to.Info) || notLoaded?.Contains(q.HfName) == true) continue;
             from.Parameters.Slice((int)q.Offset, (int)q.Length).CopyTo(to.Parameters.Slice((int)p.Offset, (int)p.Length));
             n++;
         }

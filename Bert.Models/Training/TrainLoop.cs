@@ -51,6 +51,9 @@ public sealed class TrainLoop
     /// so the probabilities never come back).</summary>
     public Func<IReadOnlyList<(int Right, int Total)>, IReadOnlyDictionary<string, double>>? DeviceMetrics { get; init; }
     public Func<EvalReport>? Evaluate { get; init; }
+    /// <summary>Called after each evaluation with the step, the report and whether it is the best so far (then saved to
+    /// Dir/best): progress displays show it.</summary>
+    public Action<long, EvalReport, bool>? Evaluated { get; set; }
     /// <summary>Where checkpoints go (latest in Dir, best in Dir/best); null keeps nothing on disk.</summary>
     public string? Dir { get; init; }
     public IReadOnlyDictionary<string, string>? Metadata { get; init; }
@@ -173,11 +176,13 @@ public sealed class TrainLoop
                     EvalReport e;
                     try { e = Evaluate(); }
                     finally { Model.Runner = null; }
-                    if (Best is null || e.Score > Best.Score)
+                    bool better = Best is null || e.Score > Best.Score;
+                    if (better)
                     {
                         Best = e;
                         if (Dir is not null) Save(Path.Combine(Dir, "best"), interrupted: false);
                     }
+                    Evaluated?.Invoke(Step, e, better);
                 }
             }
             SyncFromDevice();

@@ -72,6 +72,9 @@ public class CliTests : IDisposable
         Assert.Contains("Initialized", r.Out);
         Assert.Contains("the classifier head and qk,pooler start fresh", r.Out);
         Assert.Contains("Best dev accuracy", r.Out);
+        // Evaluated after every epoch (the best epoch's weights go to best/), each evaluation on its own line.
+        Assert.Matches(@"step \d+ \(epoch 1\): dev accuracy \d+\.\d\d %, loss \d\.\d{4}, best so far", r.Out);
+        Assert.Matches(@"step \d+ \(epoch 2\): dev accuracy", r.Out);
         using (var saved = Bert.Runtime.Checkpoints.SafeTensorsReader.Open(Path.Combine(ft, "model.safetensors")))
         {
             Assert.Equal(pre, saved.Metadata["from"]);         // the checkpoint says how it started
@@ -86,6 +89,81 @@ public class CliTests : IDisposable
         Assert.True(r.Code == 0, r.Out + r.Err);
         var line = r.Out.Trim().Split('\n').Last();
         Assert.Matches(@"^[0-2]\t0\.\d{3}\ta really great film$", line);
+    }
+
+    /// <summary>Rewrites one of our checkpoint folders as transformers writes it: the tensors of <paramref name="keep"/>
+    /// only, no metadata, a config.json without our bert_model field (and with <paramref name="config"/>'s fields), no
+    /// tokenizer_config.json (as the Hub's older BERT repositories).</summary>
+    string AsHuggingFace(string ours, string name, string modelName, Func<string, bool> keep, string config)
+    {
+        var m = Bert.Models.Catalog.ByName(modelName).Create();
+        Bert.Runtime.Checkpoints.Checkpoint.Load(ours, m);
+        var dir = Path.Combine(_dir, name);
+        Directory.CreateDirectory(dir);
+        var w = new Bert.Runtime.Checkpoints.SafeTensorsWriter();
+        foreach (var p in m.Info.Parameters.Where(p => keep(p.HfName))) w.Add<float>(p.HfName, p.Shape, m.Parameter(p.Name));
+        w.Save(Path.Combine(dir, "model.safetensors"));
+        File.Copy(Path.Combine(ours, "vocab.txt"), Path.Combine(dir, "vocab.txt"));
+        File.WriteAllText(Path.Combine(dir, "config.json"), config);
+        return dir;
+    }
+
+    const string NanoSizes = "\"model_type\": \"bert\", \"vocab_size\": 30522, \"hidden_size\": 32, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, " +
+        "\"intermediate_size\": 128, \"max_position_embeddings\": 64, \"type_vocab_size\": 2, \"hidden_act\": \"gelu\"";
+
+    [Fact]
+    public void HuggingFaceFolders_FinetuneFromAMaskedLm_ThenEvalAndPredictAClassifier()
+    {
+        var pre = Path.Combine(_dir, "pre");
+        var r = Run("pretrain", "--corpus", Corpus(), "--size", "nano", "--steps", "2", "--batch", "8", "--max-len", "32", "--out", pre);
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        // BertForMaskedLM: no pooler, no next-sentence head.
+        var hfMlm = AsHuggingFace(pre, "hf-mlm", "BertNanoPreTraining", n => !n.Contains("pooler") && !n.Contains("seq_relationship"),
+            "{\"architectures\": [\"BertForMaskedLM\"], " + NanoSizes + "}");
+
+        // No --size: the checkpoint's (nano) is taken; the pooler it lacks starts fresh rather than copied from nowhere.
+        var ft = Path.Combine(_dir, "ft");
+        r = Run("finetune", "--data", Labeled(), "--from", hfMlm, "--epochs", "2", "--batch", "8", "--max-len", "16", "--out", ft);
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        Assert.Contains("is a Hugging Face BertForMaskedLM checkpoint; loaded as BertNanoPreTraining (4 tensors it lacks start fresh", r.Err);
+        Assert.Contains("tokenizing as transformers' BertTokenizer does by default (lower-cased, accents stripped)", r.Err);
+        var info = Bert.Models.BertNanoClassifier.Info;
+        int encoder = info.Parameters.Count(p => p.HfName.StartsWith("bert.", StringComparison.Ordinal) && !p.HfName.Contains("pooler"));
+        Assert.Contains($"Initialized {encoder} of {info.Parameters.Count} tensors from {hfMlm}", r.Out);
+        Assert.Contains("BertNanoClassifier", r.Out);
+
+        // Our classifier as transformers' BertForSequenceClassification (3 labels, BertNanoClassifier's classes).
+        var ours = Path.Combine(ft, "best");
+        var hfCls = AsHuggingFace(ours, "hf-cls", "BertNanoClassifier", _ => true,
+            "{\"architectures\": [\"BertForSequenceClassification\"], " + NanoSizes + ", \"id2label\": {\"0\": \"neg\", \"1\": \"pos\", \"2\": \"other\"}}");
+        var mine = Run("predict", "--model", ours, "a really great film");
+        var theirs = Run("predict", "--model", hfCls, "a really great film");
+        Assert.True(theirs.Code == 0, theirs.Out + theirs.Err);
+        Assert.Contains("loaded as BertNanoClassifier.", theirs.Err);
+        Assert.Equal(mine.Out.Trim().Split('\n').Last(), theirs.Out.Trim().Split('\n').Last());
+
+        // eval scores a file whole (40 examples), not the 20 % dev split fine-tuning held out.
+        r = Run("eval", "--model", hfCls, "--data", Labeled());
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        Assert.Contains("all 40", r.Out);   // the title (wrapped by the table) says where the examples came from
+        Assert.Matches(@"│ 40 +│", r.Out);
+    }
+
+    [Fact]
+    public void HuggingFaceFolder_OfAnUndeclaredSize_IsOneSentenceNamingTheSizes()
+    {
+        var pre = Path.Combine(_dir, "pre");
+        var r = Run("pretrain", "--corpus", Corpus(), "--size", "nano", "--steps", "1", "--batch", "8", "--max-len", "32", "--out", pre);
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        var hf = AsHuggingFace(pre, "hf", "BertNanoPreTraining", _ => true,
+            "{\"architectures\": [\"BertForPreTraining\"], " + NanoSizes.Replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3") + "}");
+        var ft = Path.Combine(_dir, "ft");
+        r = Run("finetune", "--data", Labeled(), "--from", hf, "--epochs", "1", "--out", ft);
+        Assert.Equal(1, r.Code);
+        var lines = r.Err.Trim().Split('\n');
+        Assert.Contains("describes a bert model (vocab_size 30522, hidden_size 32, num_hidden_layers 3, num_attention_heads 4", lines.Last());
+        Assert.Contains("that no declared model matches; declare a variant with those sizes in Bert.Models/Models", lines.Last());
+        Assert.False(Directory.Exists(ft));
     }
 
     [Fact]

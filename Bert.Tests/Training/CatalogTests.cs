@@ -20,4 +20,35 @@ public class CatalogTests
         Assert.Same(Catalog.ByName("BertMiniClassifier"), Catalog.Get("mini", "classifier"));
         Assert.Contains("no model named 'BertHugeClassifier'", Assert.Throws<ArgumentException>(() => Catalog.ByName("BertHugeClassifier")).Message);
     }
+
+    static Bert.Runtime.Checkpoints.HfConfig Config(string json) => Bert.Runtime.Checkpoints.HfConfig.Parse(json);
+
+    /// <summary>Hugging Face configs as the Hub's BERT repositories have them (no bert_model field) find the declared
+    /// model of their architecture, type and sizes; every declared model's own config finds itself.</summary>
+    [Fact]
+    public void FromHfConfig_FindsTheDeclaredModelOfThoseSizes()
+    {
+        // bert-base-uncased (BertForMaskedLM) and google/bert_uncased_L-4_H-256_A-4 (BERT-Mini; no architectures field).
+        Assert.Equal("BertBasePreTraining", Catalog.FromHfConfig(Config("""
+            {"architectures": ["BertForMaskedLM"], "model_type": "bert", "vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12,
+             "num_attention_heads": 12, "intermediate_size": 3072, "max_position_embeddings": 512, "type_vocab_size": 2}
+            """), "config.json").Name);
+        Assert.Equal("BertMiniPreTraining", Catalog.FromHfConfig(Config("""
+            {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 1024, "vocab_size": 30522}
+            """), "config.json").Name);
+        Assert.Equal("BertMini3Classifier", Catalog.FromHfConfig(Config("""
+            {"architectures": ["BertForSequenceClassification"], "model_type": "bert", "hidden_size": 256, "num_hidden_layers": 4,
+             "num_attention_heads": 4, "id2label": {"0": "negative", "1": "neutral", "2": "positive"}}
+            """), "config.json").Name);
+        foreach (var e in Catalog.All.Where(e => e.Head is "pretraining" or "classifier"))
+        {
+            var json = Bert.Runtime.Checkpoints.HfConfig.FromModel(e.Info).Json;
+            json.Remove(Bert.Runtime.Checkpoints.HfConfig.BertModelKey);
+            Assert.Equal(e.Name, Catalog.FromHfConfig(new Bert.Runtime.Checkpoints.HfConfig(json), "config.json").Name);
+        }
+        var error = Assert.Throws<Bert.Runtime.Checkpoints.CheckpointException>(() => Catalog.FromHfConfig(Config("""
+            {"architectures": ["BertForSequenceClassification"], "model_type": "bert", "hidden_size": 256, "num_hidden_layers": 4, "num_labels": 5}
+            """), "x/config.json"));
+        Assert.StartsWith("x/config.json describes a bert classifier with 5 labels (hidden_size 256, num_hidden_layers 4) that no declared model matches", error.Message);
+    }
 }
