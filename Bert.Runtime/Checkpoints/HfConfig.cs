@@ -75,6 +75,36 @@ public sealed class HfConfig
         return Has(info, prefix + "encoder.ln.weight") ? "megatron-bert" : "bert";
     }
 
+    /// <summary>The feed-forward activation as transformers' <c>hidden_act</c> names it, from the model's element-wise
+    /// ops (their labels name the DSL functions: bias+Gelu, …): Gelu (erf) "gelu", GeluTanh "gelu_new", Swish "silu",
+    /// Relu "relu"; "gelu" when none is used. The pooler's Tanh is not hidden_act in transformers and is not counted.</summary>
+    public static string HiddenAct(ModelInfo info)
+    {
+        foreach (var op in info.Ops)
+        {
+            if (op.Kind != OpKind.Pointwise) continue;
+            foreach (var part in op.Label.Split('+', '(', ')', ' ', ','))
+                switch (part)
+                {
+                    case "GeluTanh": return "gelu_new";
+                    case "Gelu": return "gelu";
+                    case "Swish": return "silu";
+                    case "Relu": return "relu";
+                }
+        }
+        return "gelu";
+    }
+
+    /// <summary>transformers' activation names grouped by the function they compute (null: one we do not declare).</summary>
+    static string? ActivationFunction(string hiddenAct) => hiddenAct switch
+    {
+        "gelu" => "gelu",
+        "gelu_new" or "gelu_pytorch_tanh" or "gelu_fast" => "gelu_new",
+        "silu" or "swish" => "silu",
+        "relu" => "relu",
+        _ => null,
+    };
+
     static bool Has(ModelInfo info, string hfName) => info.Parameters.Any(p => p.HfName == hfName);
 
     /// <summary>Whether the model ends in a <c>classifier.*</c> head (sequence classification).</summary>
@@ -111,7 +141,7 @@ public sealed class HfConfig
         c[BertModelKey] = info.Name;
         foreach (var (constant, key) in ConstantKeys)
             if (info.Constants.TryGetValue(constant, out var v)) c[key] = v;
-        c["hidden_act"] = "gelu";
+        c["hidden_act"] = HiddenAct(info);
         c["hidden_dropout_prob"] = 0.1;
         c["attention_probs_dropout_prob"] = 0.1;
         c["initializer_range"] = 0.02;
@@ -189,6 +219,8 @@ public sealed class HfConfig
             : "load it into the matching model or save a new checkpoint from this one";
         if (ModelType is { } mt && mt != ours)
             throw new CheckpointException($"{source} was saved from a {mt} model but this model ({info.Name}) is a {ours} model; {fix}.", source);
+        if (Json["hidden_act"] is JsonValue act && act.TryGetValue<string>(out var hiddenAct) && ActivationFunction(hiddenAct) != HiddenAct(info))
+            throw new CheckpointException($"{source} was saved from a model with hidden_act \"{hiddenAct}\" but this model ({info.Name}) computes \"{HiddenAct(info)}\"; the weights would run through another function: {fix}.", source);
         foreach (var (constant, key) in ConstantKeys)
         {
             if (!info.Constants.TryGetValue(constant, out var want)) continue;

@@ -235,6 +235,28 @@ public sealed class CheckpointTests : IDisposable
             Assert.Equal(Bits(pt.Parameter(p.HfName)), Bits(c.Parameter(p.HfName)));
     }
 
+    /// <summary>config.json's hidden_act names the function the model's element-wise ops compute, and a config whose
+    /// activation computes another function is refused, in one sentence (transformers' aliases are the same function).</summary>
+    [Fact]
+    public void HiddenAct_IsTheModelsActivation_AndAnotherOneIsRefused()
+    {
+        Assert.Equal("gelu", HfConfig.FromModel(BertNanoClassifier.Info).Json["hidden_act"]!.GetValue<string>());
+        Assert.Equal("gelu_new", HfConfig.FromModel(Bert.Tests.Models.TanhGeluFeedForward.Info).Json["hidden_act"]!.GetValue<string>());
+
+        var json = HfConfig.FromModel(BertNanoClassifier.Info).Json;
+        foreach (var (act, ok) in new[] { ("gelu", true), ("gelu_new", false), ("gelu_pytorch_tanh", false), ("relu", false), ("quick_gelu", false) })
+        {
+            json["hidden_act"] = act;
+            var config = new HfConfig(json);
+            if (ok) { config.Check(BertNanoClassifier.Info, "c.json"); continue; }
+            var e = Assert.Throws<CheckpointException>(() => config.Check(BertNanoClassifier.Info, "c.json"));
+            Assert.Contains($"c.json was saved from a model with hidden_act \"{act}\" but this model (BertNanoClassifier) computes \"gelu\"", e.Message);
+        }
+        json = HfConfig.FromModel(Bert.Tests.Models.TanhGeluFeedForward.Info).Json;
+        json["hidden_act"] = "gelu_pytorch_tanh";   // the same function under another name
+        new HfConfig(json).Check(Bert.Tests.Models.TanhGeluFeedForward.Info, "c.json");
+    }
+
     // ---------------------------------------------------------------- mismatches
 
     [Fact]

@@ -38,3 +38,16 @@ public partial class MatrixOps
 
     public Tensor Forward([Shape(Dim.Batch, Dim.Seq, C)] Tensor x) => MatMul(Linear(x, W1, B1), W2);
 }
+
+/// <summary>A BERT-named feed-forward block with transformers' "gelu_new" (the tanh approximation), for config.json's
+/// hidden_act.</summary>
+[Model]
+public partial class TanhGeluFeedForward
+{
+    public const int Hidden = 8, Ffn = 16, MaxLen = 8;
+    [Param(Ffn, Hidden, Hf = "bert.encoder.layer.0.intermediate.dense.weight")] Tensor W1;
+    [Param(Ffn, Init = Init.Zeros, Hf = "bert.encoder.layer.0.intermediate.dense.bias")] Tensor B1;
+    [Param(Hidden, Ffn, Hf = "bert.encoder.layer.0.output.dense.weight")] Tensor W2;
+
+    public Tensor Forward([Shape(Dim.Batch, Dim.Seq, Hidden)] Tensor x) => Linear(GeluTanh(Linear(x, W1, B1)), W2);
+}
