@@ -35,16 +35,17 @@ public static class DataSets
         }
         if (!File.Exists(spec))
             throw new ArgumentException($"'{spec}' is neither a data set ({string.Join(", ", AllNamed)}) nor a file; give one of those names or the path of a text<TAB>label file.");
-        LabeledSet Read(string path) => format switch
+        LabeledSet Read(string path, IReadOnlyList<string>? names) => format switch
         {
-            "tsv" => Labeled.ReadTsv(path),
+            "tsv" => Labeled.ReadTsv(path, names: names),
+            "pairs" => Labeled.ReadPairs(path, names),
             "sst2" => Labeled.ReadSst2(path),
-            _ => throw new ArgumentException($"Unknown --format '{format}'; use tsv (text<TAB>label) or sst2 (label first)."),
+            _ => throw new ArgumentException($"Unknown --format '{format}'; use tsv (text<TAB>label), pairs (text<TAB>text<TAB>label) or sst2 (label first)."),
         };
-        var set = Read(spec);
+        var set = Read(spec, null);
         if (devFile is not null)
         {
-            var dev = Read(devFile);
+            var dev = Read(devFile, set.LabelNames);   // named classes keep the training file's ids
             if (dev.Classes > set.Classes) set = set with { Classes = dev.Classes };
             return (set, dev with { Classes = set.Classes }, $"{Path.GetFileName(spec)} → {Path.GetFileName(devFile)}");
         }

@@ -672,7 +672,7 @@ public static class GpuSelfTest
         var model = entry.Create();
         model.InitParameters(4);
         var rng = new Random(6);
-        var set = Enumerable.Range(0, 45).Select(i => (Ids: new[] { 101 }.Concat(Enumerable.Range(0, rng.Next(3, 30)).Select(_ => rng.Next(1000, 30000))).Append(102).ToArray(), Label: rng.Next(3))).ToList();
+        var set = Enumerable.Range(0, 45).Select(i => (Ids: new[] { 101 }.Concat(Enumerable.Range(0, rng.Next(3, 30)).Select(_ => rng.Next(1000, 30000))).Append(102).ToArray(), Label: rng.Next(3))).Select(x => new Bert.Training.FinetuneJob.Example(x.Ids, x.Label)).ToList();
         var cpu = Bert.Training.FinetuneJob.Evaluate(model, set, 0, 16);
         using var trainer = new CudaTrainer(entry.Info, entry.CreateCuda(), device, CudaPrecision.Fp32, cache);
         trainer.SetParameters(model);

@@ -150,7 +150,8 @@ public static class Program
         var ft = new Command("finetune", "Fine-tune a sequence classifier on a labeled set.");
         var data = new Option<string>("--data") { Description = "amazon, imdb, yelp, sst2, pt-reviews, pt-tweets, or a text<TAB>label file", Required = true };
         var dev = new Option<string?>("--dev") { Description = "dev file (default: a fixed stratified 80/20 split)" };
-        var format = Opt("--format", "file format: tsv (text<TAB>label) or sst2 (label first)", "tsv");
+        var format = Opt("--format", "file format: tsv (text<TAB>label), pairs (first text<TAB>second text<TAB>label: entailment, paraphrase) or sst2 (label first); labels are class numbers or names", "tsv");
+        format.AcceptOnlyFromAmong("tsv", "pairs", "sst2");
         var from = new Option<string?>("--from") { Description = "pre-trained checkpoint folder (default: random initialization)" };
         var epochs = Opt("--epochs", "passes over the training set", 3);
         var ftLr = Opt("--lr", "peak learning rate", 1e-4);
@@ -397,7 +398,7 @@ public static class Program
         var loop = new TrainLoop
         {
             Model = model, Options = train, TotalSteps = (long)epochs * job.StepsPerEpoch, Bind = job.Bind, StepMetrics = job.Metrics, DeviceMetrics = FinetuneJob.DeviceMetrics,
-            Evaluate = job.Evaluate, Dir = outDir, Tokenizer = tok, Device = trainer,
+            Evaluate = job.Evaluate, Dir = outDir, Tokenizer = tok, Device = trainer, Labels = trainSet.LabelNames,
             Metadata = new Dictionary<string, string> { ["task"] = "classification", ["data"] = dataSpec, ["from"] = from ?? "random initialization", ["reinit"] = reinit?.ToString() ?? "none" },
         };
         if (loop.TryResume()) Console.WriteLine($"Resuming from step {loop.Step} in {outDir}.");
@@ -419,6 +420,14 @@ public static class Program
         return trainer;
     }
 
+    /// <summary>The class names a checkpoint's config.json gives (id2label), or null when it has none or only the
+    /// LABEL_i defaults.</summary>
+    static IReadOnlyList<string>? LabelNames(string dir)
+    {
+        var names = HfConfig.Read(Path.Combine(dir, "config.json")).Labels;
+        return names is null || names.Select((n, i) => n == $"LABEL_{i}").All(x => x) ? null : names;
+    }
+
     static int Eval(string device, string dir, string dataSpec, string? devFile, string format, int maxLen)
     {
         var (entry, model) = LoadModel(dir);
@@ -427,24 +436,41 @@ public static class Program
         var (trainSet, devSet, how) = DataSets.Load(dataSpec, devFile, format);
         // A file is scored whole (with --dev: the dev file); a named set by its dev split, the part fine-tuning never trains on.
         if (devFile is null && File.Exists(dataSpec))
-            (devSet, how) = (devSet with { Examples = [.. trainSet.Examples, .. devSet.Examples] }, $"all {trainSet.Examples.Count + devSet.Examples.Count} examples of {Path.GetFileName(dataSpec)}");
-        var set = devSet.Examples.Select(e => (tok.EncodePair(e.Text, null, Math.Min(maxLen, model.Info.MaxLen)).Ids, e.Label)).ToList();
+            (devSet, how) = (trainSet.Concat(devSet), $"all {trainSet.Examples.Count + devSet.Examples.Count} examples of {Path.GetFileName(dataSpec)}");
+        // Named classes are matched to the model's by name, not by the file's order.
+        if (devSet.LabelNames is { } fileNames)
+        {
+            var modelNames = LabelNames(dir) ?? throw new ArgumentException($"The labels in {dataSpec} are names ({string.Join(", ", fileNames)}) but the model in {dir} has none (its config.json's id2label is LABEL_0, …); give the labels as class numbers.");
+            var remap = fileNames.Select(n => modelNames.ToList().IndexOf(n)).ToArray();
+            if (remap.Any(i => i < 0))
+                throw new ArgumentException($"{dataSpec} has the label '{fileNames[Array.IndexOf(remap, -1)]}', which is not one of the model's classes ({string.Join(", ", modelNames)}); fix the data or evaluate another model.");
+            devSet = devSet with { Examples = devSet.Examples.Select(e => (e.Text, remap[e.Label])).ToList() };
+        }
+        var (set, _) = FinetuneJob.Encode(tok, devSet, Math.Min(maxLen, model.Info.MaxLen));
         var r = FinetuneJob.Evaluate(model, set, tok.PadId, 32);
         Reporter.Table($"{entry.Info.Name} on {how}", ["examples", "accuracy", "loss"],
             [[set.Count.ToString(Inv), r.Score.ToString("P2", Inv), r.Loss.ToString("F4", Inv)]]);
         return 0;
     }
 
+    /// <summary>Prints label (its name when the checkpoint names its classes), probability and text for each text; a
+    /// text with a tab is a sentence pair (first TAB second), for models fine-tuned on pairs.</summary>
     static int Predict(string device, string dir, string? text, int maxLen)
     {
         var (entry, model) = LoadModel(dir);
         using var gpu = OnDevice(device, entry, model);
         var tok = CheckpointTokenizer.Load(dir);
+        var names = LabelNames(dir);
         var texts = text is not null ? new List<string> { text } : ReadStdin();
         if (texts.Count == 0) throw new ArgumentException("No text to classify; pass it as an argument or one per line on standard input.");
         foreach (var chunk in texts.Chunk(32))
         {
-            var items = chunk.Select(t => (tok.EncodePair(t, null, Math.Min(maxLen, model.Info.MaxLen)).Ids, Bert.Runtime.Kernels.CrossEntropy.DefaultIgnoreIndex)).ToArray();
+            var items = chunk.Select(t =>
+            {
+                int tab = t.IndexOf('\t');
+                var p = tab < 0 ? tok.EncodePair(t, null, Math.Min(maxLen, model.Info.MaxLen)) : tok.EncodePair(t[..tab], t[(tab + 1)..], Math.Min(maxLen, model.Info.MaxLen));
+                return new FinetuneJob.Example(p.Ids, p.TypeIds, Bert.Runtime.Kernels.CrossEntropy.DefaultIgnoreIndex);
+            }).ToArray();
             FinetuneJob.BindBatch(model, items, tok.PadId, training: false);
             model.Forward();
             var p = model.Probabilities(0);
@@ -453,7 +479,8 @@ public static class Program
             {
                 var row = p.Slice(b * K, K);
                 int label = PretrainJob.ArgMax(row);
-                Console.WriteLine(string.Create(Inv, $"{label}\t{row[label]:F3}\t{chunk[b]}"));
+                string shown = names is not null && label < names.Count ? names[label] : label.ToString(Inv);
+                Console.WriteLine(string.Create(Inv, $"{shown}\t{row[label]:F3}\t{chunk[b]}"));
             }
         }
         return 0;

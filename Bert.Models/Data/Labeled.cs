@@ -2,9 +2,27 @@ using System.Globalization;
 
 namespace Bert.Data;
 
-/// <summary>A labelled text classification set: labels are <c>0 .. Classes-1</c>.</summary>
+/// <summary>A labelled text classification set: labels are <c>0 .. Classes-1</c>. <see cref="LabelNames"/> names them
+/// when the file did (in id order); <see cref="Pairs"/>, when set, holds each example's second text (sentence-pair
+/// tasks: entailment, paraphrase), in the order of <see cref="Examples"/>.</summary>
 public sealed record LabeledSet(string Name, IReadOnlyList<(string Text, int Label)> Examples, int Classes)
 {
+    public IReadOnlyList<string>? LabelNames { get; init; }
+    public IReadOnlyList<string>? Pairs { get; init; }
+
+    /// <summary>The second text of example <paramref name="i"/>, or null for single-text sets.</summary>
+    public string? Pair(int i) => Pairs?[i];
+
+    /// <summary>The name of label <paramref name="label"/>: the file's, else the number.</summary>
+    public string NameOf(int label) => LabelNames is { } n && label < n.Count ? n[label] : label.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>This set followed by <paramref name="other"/> (same labels).</summary>
+    public LabeledSet Concat(LabeledSet other) => this with
+    {
+        Examples = [.. Examples, .. other.Examples],
+        Pairs = Pairs is null ? null : [.. Pairs, .. other.Pairs ?? throw new ArgumentException("Only sentence-pair sets can be joined to a sentence-pair set.", nameof(other))],
+    };
+
     /// <summary>How many examples carry each label.</summary>
     public int[] LabelCounts()
     {
@@ -29,7 +47,7 @@ public static class Labeled
     public static LabeledSet ReadUci(string path) => ParseUci(TextSource.ReadFile(path), path);
 
     /// <summary>Parses UCI sentiment text; <paramref name="file"/> names the source in errors and the set.</summary>
-    public static LabeledSet ParseUci(string text, string file) => ParseTabbed(text, file, classes: 2);
+    public static LabeledSet ParseUci(string text, string file) => ParseTabbed(text, file, classes: 2, allowNames: false);
 
     /// <summary>Reads an SST-2 file (<c>label SPACE sentence</c>).</summary>
     public static LabeledSet ReadSst2(string path) => ParseSst2(TextSource.ReadFile(path), path);
@@ -53,15 +71,24 @@ public static class Labeled
 
     /// <summary>Reads a generic <c>text TAB label</c> file. With <paramref name="classes"/> null the number of
     /// classes is the largest label + 1 and labels must be non-negative.</summary>
-    public static LabeledSet ReadTsv(string path, int? classes = null) => ParseTsv(TextSource.ReadFile(path), path, classes);
+    public static LabeledSet ReadTsv(string path, int? classes = null, IReadOnlyList<string>? names = null) => ParseTsv(TextSource.ReadFile(path), path, classes, names);
 
-    /// <summary>Parses generic <c>text TAB label</c> text.</summary>
-    public static LabeledSet ParseTsv(string text, string file, int? classes = null)
+    /// <summary>Parses generic <c>text TAB label</c> text. Labels are class numbers, or names (every label a word that
+    /// is not a number: <c>positive</c>, <c>negative</c>): then the classes are the names in ordinal order, or
+    /// <paramref name="names"/>' order when given (a dev file read with its training file's names; a name it lacks is
+    /// an error).</summary>
+    public static LabeledSet ParseTsv(string text, string file, int? classes = null, IReadOnlyList<string>? names = null)
     {
         if (classes is < 1)
             throw new ArgumentOutOfRangeException(nameof(classes), classes, "A labelled set needs at least one class.");
-        return ParseTabbed(text, file, classes);
+        return ParseTabbed(text, file, classes, pairs: false, names);
     }
+
+    /// <summary>Reads a sentence-pair file: <c>first text TAB second text TAB label</c> on every line (labels as in
+    /// <see cref="ParseTsv"/>).</summary>
+    public static LabeledSet ReadPairs(string path, IReadOnlyList<string>? names = null) => ParsePairs(TextSource.ReadFile(path), path, names);
+
+    public static LabeledSet ParsePairs(string text, string file, IReadOnlyList<string>? names = null) => ParseTabbed(text, file, null, pairs: true, names);
 
     /// <summary>An embedded labelled set: the three UCI files and the two SST-2 splits.</summary>
     public static LabeledSet Load(DataFile file)
@@ -99,7 +126,8 @@ public static class Labeled
         var train = new List<(string, int)>();
         var dev = new List<(string, int)>();
         for (int i = 0; i < inDev.Length; i++) (inDev[i] ? dev : train).Add(set.Examples[i]);
-        return (set with { Name = set.Name + "-train", Examples = train }, set with { Name = set.Name + "-dev", Examples = dev });
+        List<string>? Pairs(bool want) => set.Pairs is null ? null : Enumerable.Range(0, inDev.Length).Where(i => inDev[i] == want).Select(i => set.Pairs[i]).ToList();
+        return (set with { Name = set.Name + "-train", Examples = train, Pairs = Pairs(false) }, set with { Name = set.Name + "-dev", Examples = dev, Pairs = Pairs(true) });
     }
 
     /// <summary>Fisher–Yates with the given generator; the one shuffle every reader here uses.</summary>
@@ -112,21 +140,59 @@ public static class Labeled
         }
     }
 
-    static LabeledSet ParseTabbed(string text, string file, int? classes)
+    static LabeledSet ParseTabbed(string text, string file, int? classes, bool pairs = false, IReadOnlyList<string>? names = null, bool allowNames = true)
     {
-        var examples = new List<(string, int)>();
-        int maxLabel = -1;
+        var rows = new List<(int Number, string Text, string? Second, string Label)>();
         foreach (var (number, line) in TextSource.Lines(text))
         {
             if (string.IsNullOrWhiteSpace(line)) continue;
             int tab = line.LastIndexOf('\t');
             if (tab < 0)
-                throw new DataException($"{file} line {number} has no tab between the text and the label; write each example as 'text<TAB>label'.", file, number);
-            int label = ParseLabel(line[(tab + 1)..], classes, file, number);
-            maxLabel = Math.Max(maxLabel, label);
-            examples.Add((line[..tab].Trim(), label));
+                throw new DataException(pairs
+                    ? $"{file} line {number} has no tab; write each sentence pair as 'first text<TAB>second text<TAB>label'."
+                    : $"{file} line {number} has no tab between the text and the label; write each example as 'text<TAB>label'.", file, number);
+            string body = line[..tab], second = "";
+            if (pairs)
+            {
+                int mid = body.IndexOf('\t');
+                if (mid < 0 || body.IndexOf('\t', mid + 1) >= 0)
+                    throw new DataException($"{file} line {number} has {line.Count(c => c == '\t') + 1} tab-separated fields, not 3; write each sentence pair as 'first text<TAB>second text<TAB>label'.", file, number);
+                (body, second) = (body[..mid], body[(mid + 1)..].Trim());
+            }
+            rows.Add((number, body.Trim(), pairs ? second : null, line[(tab + 1)..].Trim()));
         }
-        return Finish(file, examples, classes ?? maxLabel + 1);
+        if (rows.Count == 0)
+            throw new DataException($"Data file '{file}' holds no examples, only blank lines; point to the file that holds the data.", file);
+
+        // Class numbers, or names: a file whose labels are all words that are not numbers names its classes.
+        static bool IsNumber(string s) => int.TryParse(s, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out _);
+        bool named = allowNames && (names is not null || rows.All(r => !IsNumber(r.Label)));
+        var examples = new List<(string, int)>();
+        if (!named)
+        {
+            int maxLabel = -1;
+            foreach (var r in rows)
+            {
+                int label = ParseLabel(r.Label, classes, file, r.Number);
+                maxLabel = Math.Max(maxLabel, label);
+                examples.Add((r.Text, label));
+            }
+            return Finish(file, examples, classes ?? maxLabel + 1) with { Pairs = pairs ? rows.Select(r => r.Second!).ToList() : null };
+        }
+        var order = names ?? rows.Select(r => r.Label).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
+        var ids = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (int i = 0; i < order.Count; i++) ids[order[i]] = i;
+        foreach (var r in rows)
+        {
+            if (!ids.TryGetValue(r.Label, out int label))
+                throw new DataException(names is not null
+                    ? $"{file} line {r.Number} has label '{r.Label}', which is not one of the classes it is read with ({string.Join(", ", order)}); fix the label or add examples of it to the training file."
+                    : $"{file} line {r.Number} has label '{r.Label}' while others are names; give every line a class name (or every line a class number).", file, r.Number);
+            examples.Add((r.Text, label));
+        }
+        if (classes is int c && order.Count > c)
+            throw new DataException($"{file} names {order.Count} classes ({string.Join(", ", order)}) but the set has {c}; fix the labels.", file);
+        return Finish(file, examples, Math.Max(classes ?? 0, order.Count)) with { LabelNames = order, Pairs = pairs ? rows.Select(r => r.Second!).ToList() : null };
     }
 
     static int ParseLabel(string field, int? classes, string file, int number)

@@ -198,12 +198,35 @@ public sealed class FinetuneJob
 {
     readonly Model<float> _model;
     readonly WordPiece _tok;
-    readonly List<(int[] Ids, int Label)> _train, _dev;
+    readonly List<Example> _train, _dev;
     readonly int _batch, _perEpoch;
     readonly int _seed;
     int _epochCached = -1;
     List<Batch> _batches = new();
-    (int[] Ids, int Label)[] _current = Array.Empty<(int[], int)>();
+    Example[] _current = [];
+
+    /// <summary>One encoded example: word-piece ids with [CLS]/[SEP], their segment (token type: 0 for the first text,
+    /// 1 for a pair's second), and the label.</summary>
+    public readonly record struct Example(int[] Ids, int[] Types, int Label)
+    {
+        /// <summary>A single text (every token in segment 0).</summary>
+        public Example(int[] ids, int label) : this(ids, new int[ids.Length], label) { }
+    }
+
+    /// <summary>A set's examples encoded (a pair as [CLS] a [SEP] b [SEP], cut to maxLen from the longer text first), and
+    /// how many were cut.</summary>
+    public static (List<Example> Examples, int Truncated) Encode(WordPiece tokenizer, LabeledSet set, int maxLen)
+    {
+        int truncated = 0;
+        var list = new List<Example>(set.Examples.Count);
+        for (int i = 0; i < set.Examples.Count; i++)
+        {
+            var p = tokenizer.EncodePair(set.Examples[i].Text, set.Pair(i), maxLen);
+            if (p.Truncated > 0) truncated++;
+            list.Add(new Example(p.Ids, p.TypeIds, set.Examples[i].Label));
+        }
+        return (list, truncated);
+    }
 
     public FinetuneJob(Model<float> model, WordPiece tokenizer, LabeledSet train, LabeledSet dev, int maxLen, int batchSize, int seed)
     {
@@ -212,15 +235,9 @@ public sealed class FinetuneJob
         if (train.Classes > classes)
             throw new ArgumentException($"{train.Name} has {train.Classes} classes but {model.Info.Name} predicts {classes}; use a classifier declared with Classes = {train.Classes}.");
         CheckFits(model.Info, tokenizer, maxLen);
-        int truncated = 0;
-        List<(int[], int)> Encode(LabeledSet s) => s.Examples.Select(e =>
-        {
-            var p = tokenizer.EncodePair(e.Text, null, maxLen);
-            if (p.Truncated > 0) truncated++;
-            return (p.Ids, e.Label);
-        }).ToList();
-        _train = Encode(train); _dev = Encode(dev);
-        Truncated = truncated;
+        (_train, int cutTrain) = Encode(tokenizer, train, maxLen);
+        (_dev, int cutDev) = Encode(tokenizer, dev, maxLen);
+        Truncated = cutTrain + cutDev;
         _perEpoch = (_train.Count + batchSize - 1) / batchSize;
     }
 
@@ -256,13 +273,17 @@ public sealed class FinetuneJob
     /// <summary>The sequence multiple the CUDA trainer's graphs use (see <see cref="SeqMultiple"/>).</summary>
     public const int GraphSeqMultiple = 8;
 
-    public static int BindBatch(Model<float> m, IReadOnlyList<(int[] Ids, int Label)> batch, int pad, bool training, int seqMultiple = 0)
+    public static int BindBatch(Model<float> m, IReadOnlyList<Example> batch, int pad, bool training, int seqMultiple = 0)
     {
         int B = batch.Count, T = batch.Max(x => x.Ids.Length);
         if (seqMultiple > 0) T = Math.Min(m.Info.MaxLen, (T + seqMultiple - 1) / seqMultiple * seqMultiple);
         var ids = new int[B * T]; var types = new int[B * T]; var mask = new int[B * T];
         if (pad != 0) Array.Fill(ids, pad);
-        for (int b = 0; b < B; b++) { batch[b].Ids.CopyTo(ids, b * T); mask.AsSpan(b * T, batch[b].Ids.Length).Fill(1); }
+        for (int b = 0; b < B; b++)
+        {
+            batch[b].Ids.CopyTo(ids, b * T); batch[b].Types.CopyTo(types, b * T);
+            mask.AsSpan(b * T, batch[b].Ids.Length).Fill(1);
+        }
         m.Bind(B, T, 0, training);
         m.SetInput("ids", ids); m.SetInput("types", types); m.SetInput("mask", mask);
         m.SetInput("labels", batch.Select(x => x.Label).ToArray());
@@ -284,7 +305,7 @@ public sealed class FinetuneJob
     public EvalReport Evaluate() => Evaluate(_model, _dev, _tok.PadId, _batch);
 
     /// <summary>Accuracy (the score) and mean loss over a set, dropout off.</summary>
-    public static EvalReport Evaluate(Model<float> m, IReadOnlyList<(int[] Ids, int Label)> set, int pad, int batch)
+    public static EvalReport Evaluate(Model<float> m, IReadOnlyList<Example> set, int pad, int batch)
     {
         double loss = 0; int right = 0;
         var order = Enumerable.Range(0, set.Count).OrderBy(i => set[i].Ids.Length).ToArray();

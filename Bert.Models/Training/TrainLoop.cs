@@ -60,6 +60,9 @@ public sealed class TrainLoop
     /// <summary>The tokenizer the model is trained with: saved beside every checkpoint and stamped into its
     /// metadata (<see cref="CheckpointTokenizer"/>); <see cref="TryResume"/> refuses a run stamped with another.</summary>
     public Text.WordPiece? Tokenizer { get; init; }
+    /// <summary>A classifier's class names (the training file's), saved as config.json's id2label; classes the model has
+    /// beyond them are LABEL_i.</summary>
+    public IReadOnlyList<string>? Labels { get; init; }
     /// <summary>Runs the steps on a CUDA device (forward, backward, clipping, AdamW); null runs them on the CPU. The CPU
     /// model keeps the inputs and receives the weights before every save and evaluation.</summary>
     public Bert.Runtime.Cuda.CudaTrainer? Device { get; init; }
@@ -219,7 +222,9 @@ public sealed class TrainLoop
         if (dir is null) return;
         var meta = new Dictionary<string, string>(Metadata ?? new Dictionary<string, string>()) { ["step"] = Step.ToString() };
         if (Tokenizer is not null) foreach (var (k, v) in CheckpointTokenizer.Stamp(Tokenizer)) meta[k] = v;
-        Checkpoint.Save(dir, Model, meta, optimizerState: s => Optimizer.SaveState(s));
+        IReadOnlyList<string>? labels = Labels is null ? null : Enumerable.Range(0, (int)Model.Info.Constants.GetValueOrDefault("Classes", Labels.Count))
+            .Select(i => i < Labels.Count ? Labels[i] : $"LABEL_{i}").ToList();
+        Checkpoint.Save(dir, Model, meta, optimizerState: s => Optimizer.SaveState(s), labels: labels);
         Tokenizer?.Save(dir);
         var state = new TrainerState(Model.Info.Name, Step, TotalSteps, Best?.Score, Losses.Select(l => new[] { (double)l.Step, l.Loss }).ToList());
         AtomicFile.Write(Path.Combine(dir, "trainer_state.json"), s => JsonSerializer.Serialize(s, state));

@@ -166,6 +166,50 @@ public class CliTests : IDisposable
         Assert.False(Directory.Exists(ft));
     }
 
+    /// <summary>Sentence pairs with named classes: the names go to config.json's id2label, predict prints them (a tab in
+    /// the text makes a pair), and eval matches a file's names to the model's (a file of one class is not class 0).</summary>
+    [Fact]
+    public void Finetune_OnNamedSentencePairs_SavesTheNames_AndPredictAndEvalUseThem()
+    {
+        string Pairs(string name, int n, bool onlyPositive) => WriteLines(name, Enumerable.Range(0, n).Select(i => onlyPositive || i % 2 == 0
+            ? $"a really great film number {i}\ti liked it\tpositive" : $"a very bad phone number {i}\ti hated it\tnegative"));
+        var ft = Path.Combine(_dir, "ft");
+        var r = Run("finetune", "--data", Pairs("pairs.tsv", 40, false), "--format", "pairs", "--size", "nano", "--epochs", "2", "--batch", "8", "--max-len", "24", "--out", ft);
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        var id2label = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(ft, "best", "config.json")))!["id2label"]!;
+        Assert.Equal("negative", id2label["0"]!.GetValue<string>());
+        Assert.Equal("positive", id2label["1"]!.GetValue<string>());
+        Assert.Equal("LABEL_2", id2label["2"]!.GetValue<string>());   // BertNanoClassifier has a third class
+
+        var best = Path.Combine(ft, "best");
+        r = Run("predict", "--model", best, "a really great film\ti liked it");
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        Assert.Matches(@"^(negative|positive|LABEL_2)\t[01]\.\d{3}\ta really great film\ti liked it$", r.Out.Trim().Split('\n').Last());
+
+        // Ten "positive" pairs: eval's accuracy is the share predict calls positive.
+        var positives = Pairs("positives.tsv", 10, true);
+        var oldIn = Console.In;
+        Console.SetIn(new StringReader(string.Join("\n", File.ReadAllLines(positives).Select(l => l[..l.LastIndexOf('\t')]))));
+        try { r = Run("predict", "--model", best); }
+        finally { Console.SetIn(oldIn); }
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        int called = r.Out.Trim().Split('\n').Count(l => l.StartsWith("positive\t", StringComparison.Ordinal));
+        r = Run("eval", "--model", best, "--data", positives, "--format", "pairs");
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        Assert.Contains((called / 10.0).ToString("P2", System.Globalization.CultureInfo.InvariantCulture), r.Out);
+
+        r = Run("eval", "--model", best, "--data", WriteLines("odd.tsv", ["a film\tit was\tneutral"]), "--format", "pairs");
+        Assert.Equal(1, r.Code);
+        Assert.Contains("has the label 'neutral', which is not one of the model's classes (negative, positive, LABEL_2)", r.Err);
+    }
+
+    string WriteLines(string name, IEnumerable<string> lines)
+    {
+        var path = Path.Combine(_dir, name);
+        File.WriteAllText(path, string.Join("\n", lines) + "\n");
+        return path;
+    }
+
     [Fact]
     public void Vocab_BuildsAVocabularyOfTheAskedSize()
     {

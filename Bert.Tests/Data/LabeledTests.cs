@@ -63,6 +63,53 @@ public class LabeledTests
         Assert.Throws<DataException>(() => Labeled.ParseTsv("a\t-1\n", "t.tsv"));
     }
 
+    /// <summary>Labels may be names: the classes are then the names in ordinal order (a dev file keeps its training
+    /// file's ids), a name the training file lacks is an error, and a file mixing names and numbers is one.</summary>
+    [Fact]
+    public void TsvLabelsMayBeNames_ADevFileKeepsTheTrainingIds()
+    {
+        var train = Labeled.ParseTsv("great\tpositive\nawful\tnegative\nmeh\tneutral\nfine\tpositive\n", "t.tsv");
+        Assert.Equal(["negative", "neutral", "positive"], train.LabelNames);
+        Assert.Equal(3, train.Classes);
+        Assert.Equal([("great", 2), ("awful", 0), ("meh", 1), ("fine", 2)], train.Examples);
+        Assert.Equal("neutral", train.NameOf(1));
+
+        var dev = Labeled.ParseTsv("good\tpositive\n", "d.tsv", names: train.LabelNames);
+        Assert.Equal([("good", 2)], dev.Examples);   // alone it would be class 0 of 1
+        Assert.Equal(0, Labeled.ParseTsv("good\tpositive\n", "d.tsv").Examples[0].Label);
+
+        var e = Assert.Throws<DataException>(() => Labeled.ParseTsv("ok\tmixed\n", "d.tsv", names: train.LabelNames));
+        Assert.Equal("d.tsv line 1 has label 'mixed', which is not one of the classes it is read with (negative, neutral, positive); fix the label or add examples of it to the training file.", e.Message);
+        e = Assert.Throws<DataException>(() => Labeled.ParseTsv("a\tpositive\nb\t1\n", "m.tsv"));
+        Assert.Contains("m.tsv line 1 has label 'positive', which is not an integer", e.Message);
+        // UCI files are numbered, always.
+        Assert.Throws<DataException>(() => Labeled.ParseUci("a\tpositive\n", "u.txt"));
+    }
+
+    /// <summary>Sentence pairs: three fields on every line; a split keeps each second text with its first.</summary>
+    [Fact]
+    public void PairsHoldTheSecondTextBesideEachExample_AndSplitKeepsThemTogether()
+    {
+        var text = string.Join("\n", Enumerable.Range(0, 20).Select(i => $"premise {i}\thypothesis {i}\t{(i % 3 == 0 ? "entailment" : "contradiction")}"));
+        var set = Labeled.ParsePairs(text, "p.tsv");
+        Assert.Equal(["contradiction", "entailment"], set.LabelNames);
+        Assert.Equal(("premise 3", 1), set.Examples[3]);
+        Assert.Equal("hypothesis 3", set.Pair(3));
+        var (train, dev) = Labeled.Split(set, 0.25, 13);
+        foreach (var part in new[] { train, dev })
+        {
+            Assert.Equal(part.Examples.Count, part.Pairs!.Count);
+            for (int i = 0; i < part.Examples.Count; i++) Assert.Equal(part.Examples[i].Text.Replace("premise", "hypothesis"), part.Pair(i));
+        }
+        var joined = train.Concat(dev);
+        Assert.Equal(20, joined.Pairs!.Count);
+        Assert.Equal(joined.Examples.Select(x => x.Text.Replace("premise", "hypothesis")), joined.Pairs);
+
+        var e = Assert.Throws<DataException>(() => Labeled.ParsePairs("a\tb\t1\nonly one\t0\n", "p.tsv"));
+        Assert.Equal("p.tsv line 2 has 2 tab-separated fields, not 3; write each sentence pair as 'first text<TAB>second text<TAB>label'.", e.Message);
+        Assert.Null(Labeled.ParseTsv("a\t1\n", "t.tsv").Pairs);
+    }
+
     [Fact]
     public void FilesOnDiskReadTheSameAsText()
     {

@@ -78,12 +78,31 @@ public class TrainLoopTests
 
     /// <summary>SeqMultiple pads a fine-tuning batch to a length that is a multiple of 8 (fewer shapes for CUDA graphs): the
     /// padding is masked out of attention, so without dropout the classifier's loss and probabilities are the unpadded ones.</summary>
+    /// <summary>A sentence pair is encoded as [CLS] a [SEP] b [SEP] with segment 1 from b on, and bound as the token types.</summary>
+    [Fact]
+    public void SentencePairs_BindTheSecondTextAsSegmentOne()
+    {
+        var set = Bert.Data.Labeled.ParsePairs("a great film\ti liked it\tyes\ngood\tbad\tno\n", "p.tsv");
+        var (examples, cut) = FinetuneJob.Encode(Tok, set, 32);
+        Assert.Equal(0, cut);
+        var x = examples[0];
+        int sep = Array.IndexOf(x.Ids, Tok.SepId);
+        Assert.Equal(Tok.EncodePair("a great film", "i liked it", 32).Ids, x.Ids);
+        Assert.All(x.Types[..(sep + 1)], t => Assert.Equal(0, t));
+        Assert.All(x.Types[(sep + 1)..], t => Assert.Equal(1, t));
+        var m = BertClassifier.Create<float>();
+        FinetuneJob.BindBatch(m, examples, Tok.PadId, training: false);
+        var types = m.IntInput("types");
+        Assert.Equal(x.Types, types[..x.Ids.Length].ToArray());
+        Assert.Equal(examples[1].Types, types.Slice(m.Seq, examples[1].Ids.Length).ToArray());
+    }
+
     [Fact]
     public void PaddedSequences_GiveTheUnpaddedClassification()
     {
         var m1 = BertClassifier.Create<float>(); var m2 = BertClassifier.Create<float>();
         m1.InitParameters(5); m2.InitParameters(5);
-        var batch = Eight().Examples.Select(e => (Tok.EncodePair(e.Text, null, 32).Ids, e.Label)).ToArray();
+        var batch = FinetuneJob.Encode(Tok, Eight(), 32).Examples.ToArray();
         int T = batch.Max(x => x.Ids.Length);
         Assert.True(T % 8 != 0, "the batch must need padding for the test to say anything");
         FinetuneJob.BindBatch(m1, batch, Tok.PadId, training: false);
