@@ -147,11 +147,11 @@ public static class Program
         root.Subcommands.Add(pre);
 
         // ---- finetune ----
-        var ft = new Command("finetune", "Fine-tune a sequence classifier on a labeled set.");
-        var data = new Option<string>("--data") { Description = "amazon, imdb, yelp, sst2, pt-reviews, pt-tweets, or a text<TAB>label file", Required = true };
+        var ft = new Command("finetune", "Fine-tune a classifier of texts or sentence pairs, or a tagger of words (--format conll), on a labeled set.");
+        var data = new Option<string>("--data") { Description = "amazon, imdb, yelp, sst2, pt-reviews, pt-tweets, or a file (its layout: --format)", Required = true };
         var dev = new Option<string?>("--dev") { Description = "dev file (default: a fixed stratified 80/20 split)" };
-        var format = Opt("--format", "file format: tsv (text<TAB>label), pairs (first text<TAB>second text<TAB>label: entailment, paraphrase) or sst2 (label first); labels are class numbers or names", "tsv");
-        format.AcceptOnlyFromAmong("tsv", "pairs", "sst2");
+        var format = Opt("--format", "file format: tsv (text<TAB>label), pairs (first text<TAB>second text<TAB>label: entailment, paraphrase), sst2 (label first), or conll (a word and its tag per line, blank lines between sentences: token classification); labels are class numbers or names", "tsv");
+        format.AcceptOnlyFromAmong("tsv", "pairs", "sst2", "conll");
         var from = new Option<string?>("--from") { Description = "pre-trained checkpoint folder (default: random initialization)" };
         var epochs = Opt("--epochs", "passes over the training set", 3);
         var ftLr = Opt("--lr", "peak learning rate", 1e-4);
@@ -169,7 +169,7 @@ public static class Program
         root.Subcommands.Add(ft);
 
         // ---- eval ----
-        var ev = new Command("eval", "Accuracy of a fine-tuned classifier on a labeled set.");
+        var ev = new Command("eval", "Accuracy of a fine-tuned classifier on a labeled set (a tagger's word accuracy and entity F1 on a CoNLL file).");
         var model = new Option<string>("--model") { Description = "checkpoint folder of a classifier", Required = true };
         foreach (var o in new Option[] { model, data, dev, format, ftLen, device }) ev.Options.Add(o);
         ev.Options.Add(precision);
@@ -377,6 +377,7 @@ public static class Program
     static int Finetune(string device, string dataSpec, string? devFile, string format, string? from, Reinit? reinit, string? vocab, string? size, string outDir, int maxLen, int epochs, TrainOptions train, CancellationToken cancel)
     {
         if (reinit is not null && from is null) throw new ArgumentException($"--reinit {reinit} needs --from: without a pre-trained checkpoint every tensor starts afresh already.");
+        if (format == "conll") return FinetuneTagger(device, dataSpec, devFile, from, reinit, vocab, size, outDir, maxLen, epochs, train, cancel);
         var (trainSet, devSet, how) = DataSets.Load(dataSpec, devFile, format);
         var tok = FinetuneTokenizer(from, vocab);
         // The pre-trained model first: its size is the classifier's unless --size says otherwise (then it must fit).
@@ -410,6 +411,59 @@ public static class Program
         return 0;
     }
 
+    /// <summary>A tagging set's fixed dev split when no dev file is given: every fifth sentence of a seeded shuffle
+    /// (sentences are not stratified: they carry many tags).</summary>
+    static (TaggedSet Train, TaggedSet Dev, string How) TaggedSplit(string dataSpec, string? devFile)
+    {
+        var all = Conll.Read(dataSpec);
+        if (devFile is not null) return (all, Conll.Read(devFile, all.Tags), $"{Path.GetFileName(dataSpec)} → {Path.GetFileName(devFile)}");
+        var order = Enumerable.Range(0, all.Sentences.Count).ToList();
+        Labeled.Shuffle(order, new Random(DataSets.SplitSeed));
+        int dev = Math.Max(1, (int)Math.Round(order.Count * DataSets.DevFraction));
+        if (dev >= order.Count) throw new DataException($"{dataSpec} holds {order.Count} sentence(s), too few to set some aside for dev; give more sentences or a --dev file.", dataSpec);
+        var inDev = order.Take(dev).ToHashSet();
+        TaggedSet Part(bool want, string suffix) => all with { Name = all.Name + suffix, Sentences = Enumerable.Range(0, all.Sentences.Count).Where(i => inDev.Contains(i) == want).Select(i => all.Sentences[i]).ToList() };
+        return (Part(false, "-train"), Part(true, "-dev"), $"fixed split of {all.Name}: {all.Sentences.Count - dev} train / {dev} dev sentences (seed {DataSets.SplitSeed})");
+    }
+
+    static string TaggingScores(EvalReport e) => e.Metrics.TryGetValue("f1", out double f1)
+        ? string.Create(Inv, $"entity F1 {f1:P2} (precision {e.Metrics["precision"]:P2}, recall {e.Metrics["recall"]:P2}), word accuracy {e.Metrics["acc"]:P2}")
+        : string.Create(Inv, $"word accuracy {e.Metrics["acc"]:P2}");
+
+    /// <summary>finetune --format conll: token classification (named entities, parts of speech) from CoNLL files.</summary>
+    static int FinetuneTagger(string device, string dataSpec, string? devFile, string? from, Reinit? reinit, string? vocab, string? size, string outDir, int maxLen, int epochs, TrainOptions train, CancellationToken cancel)
+    {
+        var (trainSet, devSet, how) = TaggedSplit(dataSpec, devFile);
+        var tok = FinetuneTokenizer(from, vocab);
+        var pre = from is null ? null : LoadModel(from);
+        var entry = Catalog.Get(size ?? pre?.Entry.Size ?? "mini", "token-classifier", trainSet.Tags.Count);
+        using var trainer = OpenTrainer(device, entry, train);
+        var model = entry.Create();
+        model.InitParameters(train.Seed);
+        if (pre is not null)
+        {
+            FinetuneJob.CheckTransferable(pre.Model.Info, model.Info, from!);
+            int n = FinetuneJob.Transfer(pre.Model, model, reinit, notLoaded: pre.Missing);
+            Console.WriteLine($"Initialized {n} of {model.Info.Parameters.Count} tensors from {from}; the tagging head{(reinit is null ? "" : $" and {reinit}")} start{(reinit is null ? "s" : "")} fresh.");
+        }
+        var job = new TokenTaggingJob(model, tok, trainSet.Sentences, devSet.Sentences, maxLen, train.BatchSize, (int)train.Seed) { TagNames = trainSet.Tags };
+        if (train.EvalEvery == 0) train = train with { EvalEvery = job.StepsPerEpoch };
+        Console.WriteLine($"{entry.Info.Name} on {how}; {trainSet.Tags.Count} tags ({string.Join(", ", trainSet.Tags.Take(12))}{(trainSet.Tags.Count > 12 ? ", …" : "")}); {job.Truncated} sentences truncated to {maxLen} tokens.");
+        var loop = new TrainLoop
+        {
+            Model = model, Options = train, TotalSteps = (long)epochs * job.StepsPerEpoch, Bind = job.Bind, StepMetrics = job.Metrics, DeviceMetrics = TokenTaggingJob.DeviceMetrics,
+            Evaluate = job.Evaluate, Dir = outDir, Tokenizer = tok, Device = trainer, Labels = trainSet.Tags,
+            Metadata = new Dictionary<string, string> { ["task"] = "token-classification", ["data"] = dataSpec, ["from"] = from ?? "random initialization", ["reinit"] = reinit?.ToString() ?? "none" },
+        };
+        if (loop.TryResume()) Console.WriteLine($"Resuming from step {loop.Step} in {outDir}.");
+        Reporter.Run("fine-tuning", loop, cancel, evaluation: (step, e, best) =>
+            string.Create(Inv, $"step {step} (epoch {(step + job.StepsPerEpoch - 1) / job.StepsPerEpoch}): dev {TaggingScores(e)}, loss {e.Loss:F4}{(best ? ", best so far" : "")}"));
+        if (cancel.IsCancellationRequested) return 130;
+        Console.WriteLine($"Best dev {TaggingScores(loop.Best!)}; best checkpoint in {Path.Combine(outDir, "best")}.");
+        if (trainer is not null) Console.Error.WriteLine(trainer.GraphSummary);
+        return 0;
+    }
+
     /// <summary>For --device cuda: runs the model's forward on the GPU from now on (its weights copied there).</summary>
     static Bert.Runtime.Cuda.CudaTrainer? OnDevice(string device, Catalog.Entry entry, Model<float> model)
     {
@@ -433,6 +487,19 @@ public static class Program
         var (entry, model) = LoadModel(dir);
         using var gpu = OnDevice(device, entry, model);
         var tok = CheckpointTokenizer.Load(dir);
+        if (entry.Head == "token-classifier")
+        {
+            // A tagger reads CoNLL files with its own tags (id2label); a tag it does not know is an error.
+            var tags = HfConfig.Read(Path.Combine(dir, "config.json")).Labels ?? Enumerable.Range(0, entry.Classes).Select(i => $"LABEL_{i}").ToList();
+            var tagged = Conll.Read(devFile ?? dataSpec, tags);
+            var encoded = tagged.Sentences.Select(x => { var e = TokenTaggingJob.Encode(tok, x.Words, x.Tags, Math.Min(maxLen, model.Info.MaxLen)); return (e.Ids, e.Labels); }).ToList();
+            var t = TokenTaggingJob.Evaluate(model, encoded, tok.PadId, 32, tags);
+            Reporter.Table($"{entry.Info.Name} on {tagged.Name}", ["sentences", "words", "word accuracy", "entity precision", "entity recall", "entity F1", "loss"],
+                [[tagged.Sentences.Count.ToString(Inv), tagged.Sentences.Sum(x => x.Words.Length).ToString(Inv), t.Metrics["acc"].ToString("P2", Inv),
+                  Cell(t, "precision"), Cell(t, "recall"), Cell(t, "f1"), t.Loss.ToString("F4", Inv)]]);
+            return 0;
+            static string Cell(EvalReport r, string key) => r.Metrics.TryGetValue(key, out double v) ? v.ToString("P2", Inv) : "—";
+        }
         var (trainSet, devSet, how) = DataSets.Load(dataSpec, devFile, format);
         // A file is scored whole (with --dev: the dev file); a named set by its dev split, the part fine-tuning never trains on.
         if (devFile is null && File.Exists(dataSpec))
@@ -463,6 +530,22 @@ public static class Program
         var names = LabelNames(dir);
         var texts = text is not null ? new List<string> { text } : ReadStdin();
         if (texts.Count == 0) throw new ArgumentException("No text to classify; pass it as an argument or one per line on standard input.");
+        if (entry.Head == "token-classifier")
+        {
+            // Words are what spaces separate (as in a CoNLL file); each gets a line: word, tag, probability; a blank line after each text.
+            var sentences = texts.Select(t => t.Split([' ', '\t'], StringSplitOptions.RemoveEmptyEntries)).ToList();
+            var tagged = TokenTaggingJob.Predict(model, tok, sentences, Math.Min(maxLen, model.Info.MaxLen));
+            for (int i = 0; i < sentences.Count; i++)
+            {
+                for (int w = 0; w < sentences[i].Length; w++)
+                {
+                    var (tag, prob) = tagged[i][w];
+                    Console.WriteLine(tag < 0 ? $"{sentences[i][w]}\t-\t-" : string.Create(Inv, $"{sentences[i][w]}\t{(names is not null && tag < names.Count ? names[tag] : tag.ToString(Inv))}\t{prob:F3}"));
+                }
+                Console.WriteLine();
+            }
+            return 0;
+        }
         foreach (var chunk in texts.Chunk(32))
         {
             var items = chunk.Select(t =>

@@ -125,3 +125,9 @@ public partial class BertTokenClassifier : BertArchitecture
 }
 
 [Model] public partial class BertNanoTokenClassifier : BertTokenClassifier { public new const int Hidden = 32, Layers = 2, Heads = 4, MaxLen = 64, Classes = 5; }
+/// <summary>BERT-Mini and BERT-Base taggers: CoNLL-2003's nine BIO tags, and 48 for larger tag sets (Penn Treebank's 45
+/// parts of speech, OntoNotes' 37 entity tags; a set with fewer tags leaves the rest unused).</summary>
+[Model] public partial class BertMiniTokenClassifier : BertTokenClassifier { public new const int Hidden = 256, Layers = 4, Heads = 4; }
+[Model] public partial class BertMini48TokenClassifier : BertTokenClassifier { public new const int Hidden = 256, Layers = 4, Heads = 4, Classes = 48; }
+[Model] public partial class BertBaseTokenClassifier : BertTokenClassifier { public new const int Hidden = 768, Layers = 12, Heads = 12; }
+[Model] public partial class BertBase48TokenClassifier : BertTokenClassifier { public new const int Hidden = 768, Layers = 12, Heads = 12, Classes = 48; }

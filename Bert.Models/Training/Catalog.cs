@@ -54,6 +54,10 @@ public static class Catalog
         // Per-token tagging (Models/Variants.cs).
         E("nano", "token-classifier", 5, nameof(BertNanoTokenClassifier), () => BertNanoTokenClassifier.Info, BertNanoTokenClassifier.Create<float>, BertNanoTokenClassifier.Create<double>, BertNanoTokenClassifier.CreateCudaProgram),
         E("tiny", "token-classifier", 9, nameof(BertTokenClassifier), () => BertTokenClassifier.Info, BertTokenClassifier.Create<float>, BertTokenClassifier.Create<double>, BertTokenClassifier.CreateCudaProgram),
+        E("mini", "token-classifier", 9, nameof(BertMiniTokenClassifier), () => BertMiniTokenClassifier.Info, BertMiniTokenClassifier.Create<float>, BertMiniTokenClassifier.Create<double>, BertMiniTokenClassifier.CreateCudaProgram),
+        E("mini", "token-classifier", 48, nameof(BertMini48TokenClassifier), () => BertMini48TokenClassifier.Info, BertMini48TokenClassifier.Create<float>, BertMini48TokenClassifier.Create<double>, BertMini48TokenClassifier.CreateCudaProgram),
+        E("base", "token-classifier", 9, nameof(BertBaseTokenClassifier), () => BertBaseTokenClassifier.Info, BertBaseTokenClassifier.Create<float>, BertBaseTokenClassifier.Create<double>, BertBaseTokenClassifier.CreateCudaProgram),
+        E("base", "token-classifier", 48, nameof(BertBase48TokenClassifier), () => BertBase48TokenClassifier.Info, BertBase48TokenClassifier.Create<float>, BertBase48TokenClassifier.Create<double>, BertBase48TokenClassifier.CreateCudaProgram),
         // Portuguese vocabulary (Models/Portuguese.cs).
         E("mini-pt", "pretraining", 2, nameof(BertMiniPtPreTraining), () => BertMiniPtPreTraining.Info, BertMiniPtPreTraining.Create<float>, BertMiniPtPreTraining.Create<double>, BertMiniPtPreTraining.CreateCudaProgram),
         E("mini-pt", "classifier", 2, nameof(BertMiniPtClassifier), () => BertMiniPtClassifier.Info, BertMiniPtClassifier.Create<float>, BertMiniPtClassifier.Create<double>, BertMiniPtClassifier.CreateCudaProgram),
@@ -69,7 +73,8 @@ public static class Catalog
         if (bySize.Count == 0)
             throw new ArgumentException($"There is no model size '{size}'; choose one of {string.Join(", ", Sizes)}.");
         // A classifier with exactly that many classes, else the smallest head with more (unused classes never win).
-        var entry = bySize.FirstOrDefault(e => e.Head == head && (head != "classifier" || e.Classes == classes))
+        bool classified = head is "classifier" or "token-classifier";
+        var entry = bySize.FirstOrDefault(e => e.Head == head && (!classified || e.Classes == classes))
             ?? bySize.Where(e => e.Head == head && e.Classes > classes).OrderBy(e => e.Classes).FirstOrDefault();
         return entry ?? throw new ArgumentException(
             $"There is no {size} {head} with {classes} classes; declare one in Bert.Models/Models (a one-line variant) or choose one of: " +

@@ -532,20 +532,79 @@ public sealed class TokenTaggingJob
         return (right, total);
     }
 
-    public EvalReport Evaluate() => Evaluate(_model, _dev, _tok.PadId, _batch);
+    /// <summary>The tags' names (a CoNLL file's): with BIO tags the evaluation also counts entities, and its score is the
+    /// entity F1 instead of the word accuracy.</summary>
+    public IReadOnlyList<string>? TagNames { get; init; }
 
-    /// <summary>Token accuracy over the counted positions (the score) and the mean loss per sentence batch, dropout off.</summary>
-    public static EvalReport Evaluate(Model<float> m, IReadOnlyList<(int[] Ids, int[] Labels)> set, int pad, int batch)
+    public EvalReport Evaluate() => Evaluate(_model, _dev, _tok.PadId, _batch, TagNames);
+
+    /// <summary>Word accuracy over the counted positions and the mean loss per sentence batch, dropout off; with BIO tag
+    /// names (<see cref="Bert.Data.Conll.IsBio"/>) also entity precision, recall and F1 (conlleval's), and F1 is the
+    /// score; else the accuracy is.</summary>
+    public static EvalReport Evaluate(Model<float> m, IReadOnlyList<(int[] Ids, int[] Labels)> set, int pad, int batch, IReadOnlyList<string>? tagNames = null)
     {
         double loss = 0; int right = 0, total = 0;
+        var predicted = new List<int[]>(set.Count);
         foreach (var chunk in set.Chunk(batch))
         {
             BindBatch(m, chunk, pad, training: false);
             loss += m.Forward(training: false)[0] * chunk.Length;
-            var (r, n) = Count(m.Probabilities(0), chunk);
+            var p = m.Probabilities(0);
+            var (r, n) = Count(p, chunk);
             right += r; total += n;
+            predicted.AddRange(Tags(p, chunk));
         }
         double acc = total == 0 ? 0 : (double)right / total;
-        return new EvalReport(loss / set.Count, new Dictionary<string, double> { ["acc"] = acc }, acc);
+        var metrics = new Dictionary<string, double> { ["acc"] = acc };
+        if (tagNames is null || !Bert.Data.Conll.IsBio(tagNames)) return new EvalReport(loss / set.Count, metrics, acc);
+        string Name(int t) => t < tagNames.Count ? tagNames[t] : "O";
+        var (precision, recall, f1) = Bert.Data.Conll.EntityScores(set.Select((x, i) =>
+            ((IReadOnlyList<string>)x.Labels.Where(l => l != Ignore).Select(Name).ToList(), (IReadOnlyList<string>)predicted[i].Select(Name).ToList())));
+        metrics["precision"] = precision; metrics["recall"] = recall; metrics["f1"] = f1;
+        return new EvalReport(loss / set.Count, metrics, f1);
+    }
+
+    /// <summary>The predicted tag of each counted position (each word's first piece), per sentence of a bound batch.</summary>
+    static IEnumerable<int[]> Tags(ReadOnlySpan<float> p, IReadOnlyList<(int[] Ids, int[] Labels)> batch)
+    {
+        int T = batch.Max(x => x.Ids.Length), K = p.Length / (batch.Count * T);
+        var result = new List<int[]>(batch.Count);
+        for (int b = 0; b < batch.Count; b++)
+        {
+            var tags = new List<int>();
+            for (int t = 0; t < batch[b].Labels.Length; t++)
+                if (batch[b].Labels[t] != Ignore) tags.Add(PretrainJob.ArgMax(p.Slice((b * T + t) * K, K)));
+            result.Add(tags.ToArray());
+        }
+        return result;
+    }
+
+    /// <summary>Tags words (one sentence each, the model's forward in batches, dropout off): each word's tag id and its
+    /// probability, from its first piece; words past the maximum length get none (-1).</summary>
+    public static List<(int Tag, float Probability)[]> Predict(Model<float> m, WordPiece tok, IReadOnlyList<string[]> sentences, int maxLen, int batch = 32)
+    {
+        var result = new List<(int, float)[]>(sentences.Count);
+        foreach (var chunk in sentences.Chunk(batch))
+        {
+            var encoded = chunk.Select(words => { var e = Encode(tok, words, new int[words.Length], maxLen); return (e.Ids, e.Labels); }).ToArray();
+            BindBatch(m, encoded, tok.PadId, training: false);
+            m.Forward(training: false);
+            var p = m.Probabilities(0);
+            int T = encoded.Max(x => x.Ids.Length), K = p.Length / (encoded.Length * T);
+            for (int b = 0; b < encoded.Length; b++)
+            {
+                var tags = Enumerable.Repeat((-1, 0f), chunk[b].Length).ToArray();
+                int w = 0;
+                for (int t = 0; t < encoded[b].Labels.Length; t++)
+                {
+                    if (encoded[b].Labels[t] == Ignore) continue;
+                    var row = p.Slice((b * T + t) * K, K);
+                    int tag = PretrainJob.ArgMax(row);
+                    tags[w++] = (tag, row[tag]);
+                }
+                result.Add(tags);
+            }
+        }
+        return result;
     }
 }

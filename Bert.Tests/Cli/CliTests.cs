@@ -203,6 +203,41 @@ public class CliTests : IDisposable
         Assert.Contains("has the label 'neutral', which is not one of the model's classes (negative, positive, LABEL_2)", r.Err);
     }
 
+    /// <summary>Token classification from CoNLL files: the tags become id2label, every epoch reports entity F1, predict
+    /// tags each word, and eval counts entities over a whole file.</summary>
+    [Fact]
+    public void Finetune_OnConllTags_ThenPredictAndEvalTagWords()
+    {
+        var rng = new Random(3);
+        string[] people = ["John", "Mary", "Peter", "Anna"], places = ["Paris", "London", "Rome"];
+        var lines = new List<string> { "-DOCSTART- -X- -X- O", "" };
+        for (int i = 0; i < 40; i++)
+        {
+            lines.AddRange([$"{people[rng.Next(4)]} NNP B-PER", "Smith NNP I-PER", "lives VBZ O", "in IN O", $"{places[rng.Next(3)]} NNP B-LOC", ""]);
+        }
+        var data = WriteLines("ner.conll", lines);
+        var ft = Path.Combine(_dir, "tagger");
+        var r = Run("finetune", "--data", data, "--format", "conll", "--size", "nano", "--epochs", "2", "--batch", "8", "--max-len", "16", "--lr", "1e-3", "--out", ft);
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        Assert.Contains("BertNanoTokenClassifier on fixed split of ner.conll: 32 train / 8 dev sentences", r.Out);
+        Assert.Contains("4 tags (B-LOC, B-PER, I-PER, O)", r.Out);
+        Assert.Matches(@"step \d+ \(epoch 1\): dev entity F1 \d+\.\d\d % \(precision", r.Out);
+        var best = Path.Combine(ft, "best");
+        var id2label = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(best, "config.json")))!["id2label"]!;
+        Assert.Equal("B-LOC", id2label["0"]!.GetValue<string>());
+        Assert.Equal("LABEL_4", id2label["4"]!.GetValue<string>());   // BertNanoTokenClassifier has five classes
+
+        r = Run("predict", "--model", best, "Anna Smith lives in Rome");
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        var tagged = r.Out.TrimEnd().Split('\n');
+        Assert.Equal(["Anna", "Smith", "lives", "in", "Rome"], tagged.Select(l => l.Split('\t')[0]));
+        Assert.All(tagged, l => Assert.Matches(@"^\S+\t(B-LOC|B-PER|I-PER|O|LABEL_4)\t[01]\.\d{3}$", l));
+
+        r = Run("eval", "--model", best, "--data", data);
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        Assert.Matches(@"│ 40 +│ 200 +│ \d+\.\d\d % +│ \d+\.\d\d % +│ \d+\.\d\d % +│ \d+\.\d\d % +│", r.Out);
+    }
+
     string WriteLines(string name, IEnumerable<string> lines)
     {
         var path = Path.Combine(_dir, name);
