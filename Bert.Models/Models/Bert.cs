@@ -143,3 +143,10 @@ public partial class BertClassifier : BertArchitecture
 [Model] public partial class BertLargeClassifier : BertClassifier { public new const int Hidden = 1024, Layers = 24, Heads = 16; }
 /// <summary>BERT-Mini with a three-way output (negative, neutral, positive).</summary>
 [Model] public partial class BertMini3Classifier : BertClassifier { public new const int Hidden = 256, Layers = 4, Heads = 4, Classes = 3; }
+/// <summary>More classes: five (star ratings, SST-5) and twenty (topics: AG News' 4, DBpedia's 14, 20 Newsgroups); a set
+/// with fewer classes than a model's leaves the rest unused (the command line picks the smallest that fits).</summary>
+[Model] public partial class BertMini5Classifier : BertClassifier { public new const int Hidden = 256, Layers = 4, Heads = 4, Classes = 5; }
+[Model] public partial class BertMini20Classifier : BertClassifier { public new const int Hidden = 256, Layers = 4, Heads = 4, Classes = 20; }
+[Model] public partial class BertBase3Classifier : BertClassifier { public new const int Hidden = 768, Layers = 12, Heads = 12, Classes = 3; }
+[Model] public partial class BertBase5Classifier : BertClassifier { public new const int Hidden = 768, Layers = 12, Heads = 12, Classes = 5; }
+[Model] public partial class BertBase20Classifier : BertClassifier { public new const int Hidden = 768, Layers = 12, Heads = 12, Classes = 20; }

@@ -44,6 +44,11 @@ public static class Catalog
         E("small", "classifier", 2, nameof(BertSmallClassifier), () => BertSmallClassifier.Info, BertSmallClassifier.Create<float>, BertSmallClassifier.Create<double>, BertSmallClassifier.CreateCudaProgram),
         E("medium", "classifier", 2, nameof(BertMediumClassifier), () => BertMediumClassifier.Info, BertMediumClassifier.Create<float>, BertMediumClassifier.Create<double>, BertMediumClassifier.CreateCudaProgram),
         E("base", "classifier", 2, nameof(BertBaseClassifier), () => BertBaseClassifier.Info, BertBaseClassifier.Create<float>, BertBaseClassifier.Create<double>, BertBaseClassifier.CreateCudaProgram),
+        E("mini", "classifier", 5, nameof(BertMini5Classifier), () => BertMini5Classifier.Info, BertMini5Classifier.Create<float>, BertMini5Classifier.Create<double>, BertMini5Classifier.CreateCudaProgram),
+        E("mini", "classifier", 20, nameof(BertMini20Classifier), () => BertMini20Classifier.Info, BertMini20Classifier.Create<float>, BertMini20Classifier.Create<double>, BertMini20Classifier.CreateCudaProgram),
+        E("base", "classifier", 3, nameof(BertBase3Classifier), () => BertBase3Classifier.Info, BertBase3Classifier.Create<float>, BertBase3Classifier.Create<double>, BertBase3Classifier.CreateCudaProgram),
+        E("base", "classifier", 5, nameof(BertBase5Classifier), () => BertBase5Classifier.Info, BertBase5Classifier.Create<float>, BertBase5Classifier.Create<double>, BertBase5Classifier.CreateCudaProgram),
+        E("base", "classifier", 20, nameof(BertBase20Classifier), () => BertBase20Classifier.Info, BertBase20Classifier.Create<float>, BertBase20Classifier.Create<double>, BertBase20Classifier.CreateCudaProgram),
         E("large", "classifier", 2, nameof(BertLargeClassifier), () => BertLargeClassifier.Info, BertLargeClassifier.Create<float>, BertLargeClassifier.Create<double>, BertLargeClassifier.CreateCudaProgram),
         E("albert", "classifier", 2, nameof(AlbertClassifier), () => AlbertClassifier.Info, AlbertClassifier.Create<float>, AlbertClassifier.Create<double>, AlbertClassifier.CreateCudaProgram),
         // Pre-LayerNorm BERT (Models/Variants.cs).

@@ -241,6 +241,20 @@ public class CliTests : IDisposable
         Assert.Matches(@"│ 40 +│ 200 +│ \d+\.\d\d % +│ \d+\.\d\d % +│ \d+\.\d\d % +│ \d+\.\d\d % +│", r.Out);
     }
 
+    /// <summary>Four named classes take the smallest classifier that has room (BERT-Mini's five-way), the fifth unnamed.</summary>
+    [Fact]
+    public void Finetune_FourNamedClasses_TakesTheSmallestClassifierWithRoom()
+    {
+        string[] stars = ["one", "two", "three", "four"];
+        var data = WriteLines("stars.tsv", Enumerable.Range(0, 24).Select(i => $"review {i} with {stars[i % 4]} stars\t{stars[i % 4]}"));
+        var ft = Path.Combine(_dir, "stars");
+        var r = Run("finetune", "--data", data, "--size", "mini", "--epochs", "1", "--batch", "8", "--max-len", "16", "--out", ft);
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        Assert.Contains("BertMini5Classifier on", r.Out);
+        var id2label = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(ft, "config.json")))!["id2label"]!.AsObject();
+        Assert.Equal(["four", "one", "three", "two", "LABEL_4"], id2label.Select(kv => kv.Value!.GetValue<string>()));
+    }
+
     string WriteLines(string name, IEnumerable<string> lines)
     {
         var path = Path.Combine(_dir, name);

@@ -18,6 +18,12 @@ public class CatalogTests
         }
         Assert.Equal(Catalog.All.Count, Catalog.All.Select(e => e.Name).Distinct().Count());
         Assert.Same(Catalog.ByName("BertMiniClassifier"), Catalog.Get("mini", "classifier"));
+        // A classifier with exactly that many classes, else the smallest with more; past the largest, one sentence.
+        Assert.Equal("BertMini3Classifier", Catalog.Get("mini", "classifier", 3).Name);
+        Assert.Equal("BertMini5Classifier", Catalog.Get("mini", "classifier", 4).Name);
+        Assert.Equal("BertBase20Classifier", Catalog.Get("base", "classifier", 14).Name);
+        Assert.Equal("BertMini48TokenClassifier", Catalog.Get("mini", "token-classifier", 17).Name);
+        Assert.Contains("There is no base classifier with 21 classes; declare one in Bert.Models/Models", Assert.Throws<ArgumentException>(() => Catalog.Get("base", "classifier", 21)).Message);
         Assert.Contains("no model named 'BertHugeClassifier'", Assert.Throws<ArgumentException>(() => Catalog.ByName("BertHugeClassifier")).Message);
     }
 
@@ -47,8 +53,8 @@ public class CatalogTests
             Assert.Equal(e.Name, Catalog.FromHfConfig(new Bert.Runtime.Checkpoints.HfConfig(json), "config.json").Name);
         }
         var error = Assert.Throws<Bert.Runtime.Checkpoints.CheckpointException>(() => Catalog.FromHfConfig(Config("""
-            {"architectures": ["BertForSequenceClassification"], "model_type": "bert", "hidden_size": 256, "num_hidden_layers": 4, "num_labels": 5}
+            {"architectures": ["BertForSequenceClassification"], "model_type": "bert", "hidden_size": 256, "num_hidden_layers": 4, "num_labels": 7}
             """), "x/config.json"));
-        Assert.StartsWith("x/config.json describes a bert classifier with 5 labels (hidden_size 256, num_hidden_layers 4) that no declared model matches", error.Message);
+        Assert.StartsWith("x/config.json describes a bert classifier with 7 labels (hidden_size 256, num_hidden_layers 4) that no declared model matches", error.Message);
     }
 }
