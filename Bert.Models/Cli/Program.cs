@@ -380,33 +380,50 @@ public static class Program
         if (format == "conll") return FinetuneTagger(device, dataSpec, devFile, from, reinit, vocab, size, outDir, maxLen, epochs, train, cancel);
         var (trainSet, devSet, how) = DataSets.Load(dataSpec, devFile, format);
         var tok = FinetuneTokenizer(from, vocab);
-        // The pre-trained model first: its size is the classifier's unless --size says otherwise (then it must fit).
-        var pre = from is null ? null : LoadModel(from);
-        var entry = Catalog.Get(size ?? pre?.Entry.Size ?? "mini", "classifier", Math.Max(2, trainSet.Classes));
+        var (entry, model) = StartingModel(from, reinit, size, "classifier", Math.Max(2, trainSet.Classes), train.Seed);
         using var trainer = OpenTrainer(device, entry, train);
-        var model = entry.Create();
-        model.InitParameters(train.Seed);
-        if (pre is not null)
-        {
-            FinetuneJob.CheckTransferable(pre.Model.Info, model.Info, from!);
-            int n = FinetuneJob.Transfer(pre.Model, model, reinit, notLoaded: pre.Missing);
-            Console.WriteLine($"Initialized {n} of {model.Info.Parameters.Count} tensors from {from}; the classifier head{(reinit is null ? "" : $" and {reinit}")} start{(reinit is null ? "s" : "")} fresh.");
-        }
         var job = new FinetuneJob(model, tok, trainSet, devSet, maxLen, train.BatchSize, (int)train.Seed);
-        if (train.EvalEvery == 0) train = train with { EvalEvery = job.StepsPerEpoch };   // the best epoch's weights are kept in best/
         if (trainer is { UseGraphs: true }) job.SeqMultiple = FinetuneJob.GraphSeqMultiple;   // fewer shapes: graphs replay
         Console.WriteLine($"{entry.Info.Name} on {how}; {job.Truncated} texts truncated to {maxLen} tokens.");
         var loop = new TrainLoop
         {
-            Model = model, Options = train, TotalSteps = (long)epochs * job.StepsPerEpoch, Bind = job.Bind, StepMetrics = job.Metrics, DeviceMetrics = FinetuneJob.DeviceMetrics,
+            Model = model, Options = PerEpoch(train, job.StepsPerEpoch), TotalSteps = (long)epochs * job.StepsPerEpoch, Bind = job.Bind, StepMetrics = job.Metrics, DeviceMetrics = FinetuneJob.DeviceMetrics,
             Evaluate = job.Evaluate, Dir = outDir, Tokenizer = tok, Device = trainer, Labels = trainSet.LabelNames,
             Metadata = new Dictionary<string, string> { ["task"] = "classification", ["data"] = dataSpec, ["from"] = from ?? "random initialization", ["reinit"] = reinit?.ToString() ?? "none" },
         };
+        return RunFineTuning(loop, job.StepsPerEpoch, e => string.Create(Inv, $"accuracy {e.Score:P2}"), outDir, trainer, cancel);
+    }
+
+    /// <summary>The model a fine-tuning run starts from: the declared <paramref name="head"/> with room for the classes, of
+    /// --size or else the --from checkpoint's size, freshly initialized, then the pre-trained tensors copied in (except
+    /// <paramref name="reinit"/>'s and those the checkpoint lacked).</summary>
+    static (Catalog.Entry Entry, Model<float> Model) StartingModel(string? from, Reinit? reinit, string? size, string head, int classes, ulong seed)
+    {
+        var pre = from is null ? null : LoadModel(from);
+        var entry = Catalog.Get(size ?? pre?.Entry.Size ?? "mini", head, classes);
+        var model = entry.Create();
+        model.InitParameters(seed);
+        if (pre is not null)
+        {
+            FinetuneJob.CheckTransferable(pre.Model.Info, model.Info, from!);
+            int n = FinetuneJob.Transfer(pre.Model, model, reinit, notLoaded: pre.Missing);
+            string what = head == "classifier" ? "the classifier head" : "the tagging head";
+            Console.WriteLine($"Initialized {n} of {model.Info.Parameters.Count} tensors from {from}; {what}{(reinit is null ? "" : $" and {reinit}")} start{(reinit is null ? "s" : "")} fresh.");
+        }
+        return (entry, model);
+    }
+
+    /// <summary>--eval-every 0: the dev set is scored after every epoch (the best epoch's weights are kept in best/).</summary>
+    static TrainOptions PerEpoch(TrainOptions train, int stepsPerEpoch) => train.EvalEvery == 0 ? train with { EvalEvery = stepsPerEpoch } : train;
+
+    /// <summary>Runs a fine-tuning loop (resuming a run in its folder), printing each dev evaluation and the best.</summary>
+    static int RunFineTuning(TrainLoop loop, int stepsPerEpoch, Func<EvalReport, string> scores, string outDir, Bert.Runtime.Cuda.CudaTrainer? trainer, CancellationToken cancel)
+    {
         if (loop.TryResume()) Console.WriteLine($"Resuming from step {loop.Step} in {outDir}.");
         Reporter.Run("fine-tuning", loop, cancel, evaluation: (step, e, best) =>
-            string.Create(Inv, $"step {step} (epoch {(step + job.StepsPerEpoch - 1) / job.StepsPerEpoch}): dev accuracy {e.Score:P2}, loss {e.Loss:F4}{(best ? ", best so far" : "")}"));
+            string.Create(Inv, $"step {step} (epoch {(step + stepsPerEpoch - 1) / stepsPerEpoch}): dev {scores(e)}, loss {e.Loss:F4}{(best ? ", best so far" : "")}"));
         if (cancel.IsCancellationRequested) return 130;
-        Console.WriteLine(string.Create(Inv, $"Best dev accuracy {loop.Best!.Score:P2}; best checkpoint in {Path.Combine(outDir, "best")}."));
+        Console.WriteLine($"Best dev {scores(loop.Best!)}; best checkpoint in {Path.Combine(outDir, "best")}.");
         if (trainer is not null) Console.Error.WriteLine(trainer.GraphSummary);
         return 0;
     }
@@ -435,33 +452,17 @@ public static class Program
     {
         var (trainSet, devSet, how) = TaggedSplit(dataSpec, devFile);
         var tok = FinetuneTokenizer(from, vocab);
-        var pre = from is null ? null : LoadModel(from);
-        var entry = Catalog.Get(size ?? pre?.Entry.Size ?? "mini", "token-classifier", trainSet.Tags.Count);
+        var (entry, model) = StartingModel(from, reinit, size, "token-classifier", trainSet.Tags.Count, train.Seed);
         using var trainer = OpenTrainer(device, entry, train);
-        var model = entry.Create();
-        model.InitParameters(train.Seed);
-        if (pre is not null)
-        {
-            FinetuneJob.CheckTransferable(pre.Model.Info, model.Info, from!);
-            int n = FinetuneJob.Transfer(pre.Model, model, reinit, notLoaded: pre.Missing);
-            Console.WriteLine($"Initialized {n} of {model.Info.Parameters.Count} tensors from {from}; the tagging head{(reinit is null ? "" : $" and {reinit}")} start{(reinit is null ? "s" : "")} fresh.");
-        }
         var job = new TokenTaggingJob(model, tok, trainSet.Sentences, devSet.Sentences, maxLen, train.BatchSize, (int)train.Seed) { TagNames = trainSet.Tags };
-        if (train.EvalEvery == 0) train = train with { EvalEvery = job.StepsPerEpoch };
         Console.WriteLine($"{entry.Info.Name} on {how}; {trainSet.Tags.Count} tags ({string.Join(", ", trainSet.Tags.Take(12))}{(trainSet.Tags.Count > 12 ? ", …" : "")}); {job.Truncated} sentences truncated to {maxLen} tokens.");
         var loop = new TrainLoop
         {
-            Model = model, Options = train, TotalSteps = (long)epochs * job.StepsPerEpoch, Bind = job.Bind, StepMetrics = job.Metrics, DeviceMetrics = TokenTaggingJob.DeviceMetrics,
+            Model = model, Options = PerEpoch(train, job.StepsPerEpoch), TotalSteps = (long)epochs * job.StepsPerEpoch, Bind = job.Bind, StepMetrics = job.Metrics, DeviceMetrics = TokenTaggingJob.DeviceMetrics,
             Evaluate = job.Evaluate, Dir = outDir, Tokenizer = tok, Device = trainer, Labels = trainSet.Tags,
             Metadata = new Dictionary<string, string> { ["task"] = "token-classification", ["data"] = dataSpec, ["from"] = from ?? "random initialization", ["reinit"] = reinit?.ToString() ?? "none" },
         };
-        if (loop.TryResume()) Console.WriteLine($"Resuming from step {loop.Step} in {outDir}.");
-        Reporter.Run("fine-tuning", loop, cancel, evaluation: (step, e, best) =>
-            string.Create(Inv, $"step {step} (epoch {(step + job.StepsPerEpoch - 1) / job.StepsPerEpoch}): dev {TaggingScores(e)}, loss {e.Loss:F4}{(best ? ", best so far" : "")}"));
-        if (cancel.IsCancellationRequested) return 130;
-        Console.WriteLine($"Best dev {TaggingScores(loop.Best!)}; best checkpoint in {Path.Combine(outDir, "best")}.");
-        if (trainer is not null) Console.Error.WriteLine(trainer.GraphSummary);
-        return 0;
+        return RunFineTuning(loop, job.StepsPerEpoch, TaggingScores, outDir, trainer, cancel);
     }
 
     /// <summary>For --device cuda: runs the model's forward on the GPU from now on (its weights copied there).</summary>
