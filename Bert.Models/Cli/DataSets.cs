@@ -46,6 +46,8 @@ public static class DataSets
         if (devFile is not null)
         {
             var dev = Read(devFile, set.LabelNames);   // named classes keep the training file's ids
+            if (set.LabelNames is null && dev.LabelNames is not null)
+                throw new DataException($"{devFile} names its classes ({string.Join(", ", dev.LabelNames)}) but {spec} numbers them; label both files the same way.", devFile);
             if (dev.Classes > set.Classes) set = set with { Classes = dev.Classes };
             return (set, dev with { Classes = set.Classes }, $"{Path.GetFileName(spec)} → {Path.GetFileName(devFile)}");
         }

@@ -341,8 +341,11 @@ public static class Program
 
     /// <summary>A model loaded from a checkpoint folder: the declared model, its weights, and the tensors the folder did
     /// not have (a Hugging Face masked-LM folder has no pooler or next-sentence head), which keep a fresh initialization.</summary>
-    internal sealed record Loaded(Catalog.Entry Entry, Model<float> Model, IReadOnlyList<string> Missing)
+    internal sealed record Loaded(Catalog.Entry Entry, Model<float> Model, IReadOnlyList<string> Missing, IReadOnlyDictionary<string, string> Metadata)
     {
+        /// <summary>Whether the model was fine-tuned on sentence pairs (its checkpoint says so).</summary>
+        public bool Pairs => Metadata.GetValueOrDefault(PairsKey) == "true";
+
         public void Deconstruct(out Catalog.Entry entry, out Model<float> model) { entry = Entry; model = Model; }
     }
 
@@ -360,8 +363,8 @@ public static class Program
         {
             var entry = Catalog.ByName(name);
             var model = entry.Create();
-            Checkpoint.Load(dir, model);
-            return new Loaded(entry, model, []);
+            var ours = Checkpoint.Load(dir, model);
+            return new Loaded(entry, model, [], ours.Metadata);
         }
         var hfEntry = Catalog.FromHfConfig(config, configPath);
         var hfModel = hfEntry.Create();
@@ -371,7 +374,7 @@ public static class Program
         var report = Checkpoint.Load(dir, hfModel, Optional);
         Console.Error.WriteLine($"{dir} is a Hugging Face {config.Architectures.FirstOrDefault() ?? config.ModelType ?? "BERT"} checkpoint; loaded as {hfEntry.Name}" +
             (report.Missing.Count == 0 ? "." : $" ({report.Missing.Count} tensors it lacks start fresh: {string.Join(", ", report.Missing.Take(3))}{(report.Missing.Count > 3 ? ", …" : "")})."));
-        return new Loaded(hfEntry, hfModel, report.Missing);
+        return new Loaded(hfEntry, hfModel, report.Missing, report.Metadata);
     }
 
     static int Finetune(string device, string dataSpec, string? devFile, string format, string? from, Reinit? reinit, string? vocab, string? size, string outDir, int maxLen, int epochs, TrainOptions train, CancellationToken cancel)
@@ -389,9 +392,24 @@ public static class Program
         {
             Model = model, Options = PerEpoch(train, job.StepsPerEpoch), TotalSteps = (long)epochs * job.StepsPerEpoch, Bind = job.Bind, StepMetrics = job.Metrics, DeviceMetrics = FinetuneJob.DeviceMetrics,
             Evaluate = job.Evaluate, Dir = outDir, Tokenizer = tok, Device = trainer, Labels = trainSet.LabelNames,
-            Metadata = new Dictionary<string, string> { ["task"] = "classification", ["data"] = dataSpec, ["from"] = from ?? "random initialization", ["reinit"] = reinit?.ToString() ?? "none" },
+            Metadata = new Dictionary<string, string>
+            {
+                ["task"] = "classification", ["data"] = dataSpec, ["from"] = from ?? "random initialization", ["reinit"] = reinit?.ToString() ?? "none",
+                [PairsKey] = trainSet.Pairs is null ? "false" : "true",
+            },
         };
         return RunFineTuning(loop, job.StepsPerEpoch, e => string.Create(Inv, $"accuracy {e.Score:P2}"), outDir, trainer, cancel);
+    }
+
+    /// <summary>The checkpoint metadata that marks a classifier of sentence pairs: predict then reads a tab as the pair's
+    /// separator (for any other model a tab is part of the text).</summary>
+    internal const string PairsKey = "sentence_pairs";
+
+    /// <summary>eval and predict need a fine-tuned head; a pre-training model is one sentence saying so.</summary>
+    static void RequireFineTuned(Loaded loaded, string dir)
+    {
+        if (loaded.Entry.Head is "classifier" or "token-classifier") return;
+        throw new ArgumentException($"{dir} holds {loaded.Entry.Name}, a {loaded.Entry.Head} model without a classifier or tagging head; fine-tune it first (bert finetune --from {dir} --data …) and use that folder.");
     }
 
     /// <summary>The model a fine-tuning run starts from: the declared <paramref name="head"/> with room for the classes, of
@@ -443,9 +461,11 @@ public static class Program
         return (Part(false, "-train"), Part(true, "-dev"), $"fixed split of {all.Name}: {all.Sentences.Count - dev} train / {dev} dev sentences (seed {DataSets.SplitSeed})");
     }
 
-    static string TaggingScores(EvalReport e) => e.Metrics.TryGetValue("f1", out double f1)
-        ? string.Create(Inv, $"entity F1 {f1:P2} (precision {e.Metrics["precision"]:P2}, recall {e.Metrics["recall"]:P2}), word accuracy {e.Metrics["acc"]:P2}")
-        : string.Create(Inv, $"word accuracy {e.Metrics["acc"]:P2}");
+    /// <summary>A tagger's dev scores; a report restored from an older trainer_state.json has only its score.</summary>
+    static string TaggingScores(EvalReport e) =>
+        e.Metrics.TryGetValue("f1", out double f1) && e.Metrics.TryGetValue("precision", out double p) && e.Metrics.TryGetValue("recall", out double r) && e.Metrics.TryGetValue("acc", out double a)
+            ? string.Create(Inv, $"entity F1 {f1:P2} (precision {p:P2}, recall {r:P2}), word accuracy {a:P2}")
+            : e.Metrics.TryGetValue("acc", out a) ? string.Create(Inv, $"word accuracy {a:P2}") : string.Create(Inv, $"score {e.Score:P2}");
 
     /// <summary>finetune --format conll: token classification (named entities, parts of speech) from CoNLL files.</summary>
     static int FinetuneTagger(string device, string dataSpec, string? devFile, string? from, Reinit? reinit, string? vocab, string? size, string outDir, int maxLen, int epochs, TrainOptions train, CancellationToken cancel)
@@ -485,39 +505,56 @@ public static class Program
 
     static int Eval(string device, string dir, string dataSpec, string? devFile, string format, int maxLen)
     {
-        var (entry, model) = LoadModel(dir);
+        var loaded = LoadModel(dir);
+        RequireFineTuned(loaded, dir);
+        var (entry, model) = loaded;
         using var gpu = OnDevice(device, entry, model);
         var tok = CheckpointTokenizer.Load(dir);
-        if (entry.Head == "token-classifier")
-        {
-            // A tagger reads CoNLL files with its own tags (id2label); a tag it does not know is an error.
-            var tags = HfConfig.Read(Path.Combine(dir, "config.json")).Labels ?? Enumerable.Range(0, entry.Classes).Select(i => $"LABEL_{i}").ToList();
-            var tagged = Conll.Read(devFile ?? dataSpec, tags);
-            var encoded = tagged.Sentences.Select(x => { var e = TokenTaggingJob.Encode(tok, x.Words, x.Tags, Math.Min(maxLen, model.Info.MaxLen)); return (e.Ids, e.Labels); }).ToList();
-            var t = TokenTaggingJob.Evaluate(model, encoded, tok.PadId, 32, tags);
-            Reporter.Table($"{entry.Info.Name} on {tagged.Name}", ["sentences", "words", "word accuracy", "entity precision", "entity recall", "entity F1", "loss"],
-                [[tagged.Sentences.Count.ToString(Inv), tagged.Sentences.Sum(x => x.Words.Length).ToString(Inv), t.Metrics["acc"].ToString("P2", Inv),
-                  Cell(t, "precision"), Cell(t, "recall"), Cell(t, "f1"), t.Loss.ToString("F4", Inv)]]);
-            return 0;
-            static string Cell(EvalReport r, string key) => r.Metrics.TryGetValue(key, out double v) ? v.ToString("P2", Inv) : "—";
-        }
-        var (trainSet, devSet, how) = DataSets.Load(dataSpec, devFile, format);
-        // A file is scored whole (with --dev: the dev file); a named set by its dev split, the part fine-tuning never trains on.
-        if (devFile is null && File.Exists(dataSpec))
-            (devSet, how) = (trainSet.Concat(devSet), $"all {trainSet.Examples.Count + devSet.Examples.Count} examples of {Path.GetFileName(dataSpec)}");
+        int len = Math.Min(maxLen, model.Info.MaxLen);
+        if (entry.Head == "token-classifier") return EvalTagger(entry, model, tok, dir, devFile ?? dataSpec, len);
+        // A file is scored whole; --dev FILE scores that file; a named set, its dev split (the part fine-tuning never trains on).
+        string source = devFile ?? dataSpec;
+        var (trainSet, devSet, how) = DataSets.Load(source, null, format);
+        if (File.Exists(source))
+            (devSet, how) = (trainSet.Concat(devSet), $"all {trainSet.Examples.Count + devSet.Examples.Count} examples of {Path.GetFileName(source)}");
         // Named classes are matched to the model's by name, not by the file's order.
         if (devSet.LabelNames is { } fileNames)
         {
-            var modelNames = LabelNames(dir) ?? throw new ArgumentException($"The labels in {dataSpec} are names ({string.Join(", ", fileNames)}) but the model in {dir} has none (its config.json's id2label is LABEL_0, …); give the labels as class numbers.");
+            var modelNames = LabelNames(dir) ?? throw new ArgumentException($"The labels in {source} are names ({string.Join(", ", fileNames)}) but the model in {dir} has none (its config.json's id2label is LABEL_0, …); give the labels as class numbers.");
             var remap = fileNames.Select(n => modelNames.ToList().IndexOf(n)).ToArray();
             if (remap.Any(i => i < 0))
-                throw new ArgumentException($"{dataSpec} has the label '{fileNames[Array.IndexOf(remap, -1)]}', which is not one of the model's classes ({string.Join(", ", modelNames)}); fix the data or evaluate another model.");
+                throw new ArgumentException($"{source} has the label '{fileNames[Array.IndexOf(remap, -1)]}', which is not one of the model's classes ({string.Join(", ", modelNames)}); fix the data or evaluate another model.");
             devSet = devSet with { Examples = devSet.Examples.Select(e => (e.Text, remap[e.Label])).ToList() };
         }
-        var (set, _) = FinetuneJob.Encode(tok, devSet, Math.Min(maxLen, model.Info.MaxLen));
+        var (set, cut) = FinetuneJob.Encode(tok, devSet, len);
         var r = FinetuneJob.Evaluate(model, set, tok.PadId, 32);
-        Reporter.Table($"{entry.Info.Name} on {how}", ["examples", "accuracy", "loss"],
-            [[set.Count.ToString(Inv), r.Score.ToString("P2", Inv), r.Loss.ToString("F4", Inv)]]);
+        Reporter.Table($"{entry.Info.Name} on {how}", ["examples", "truncated", "accuracy", "loss"],
+            [[set.Count.ToString(Inv), cut.ToString(Inv), r.Score.ToString("P2", Inv), r.Loss.ToString("F4", Inv)]]);
+        return 0;
+    }
+
+    /// <summary>A tagger on a CoNLL file read with the model's tags (id2label): word accuracy and conlleval's entity scores
+    /// over every word, the words past the maximum length counted as tagged O (so their entities are missed, not dropped).</summary>
+    static int EvalTagger(Catalog.Entry entry, Model<float> model, WordPiece tok, string dir, string file, int maxLen)
+    {
+        var tags = HfConfig.Read(Path.Combine(dir, "config.json")).Labels ?? Enumerable.Range(0, entry.Classes).Select(i => $"LABEL_{i}").ToList();
+        var tagged = Conll.Read(file, tags, "the model");
+        var predicted = TokenTaggingJob.Predict(model, tok, tagged.Sentences.Select(x => x.Words).ToList(), maxLen);
+        int words = 0, right = 0, truncated = 0;
+        string Name(int t) => t >= 0 && t < tags.Count ? tags[t] : "O";
+        var pairs = new List<(IReadOnlyList<string>, IReadOnlyList<string>)>();
+        for (int i = 0; i < tagged.Sentences.Count; i++)
+        {
+            var gold = tagged.Sentences[i].Tags;
+            if (predicted[i].Any(p => p.Tag < 0)) truncated++;
+            for (int w = 0; w < gold.Length; w++) { words++; if (predicted[i][w].Tag == gold[w]) right++; }
+            pairs.Add((gold.Select(Name).ToList(), predicted[i].Select(p => Name(p.Tag)).ToList()));
+        }
+        bool bio = Conll.IsBio(tags);
+        var (precision, recall, f1) = Conll.EntityScores(pairs);
+        string Cell(double v) => bio ? v.ToString("P2", Inv) : "—";
+        Reporter.Table($"{entry.Info.Name} on {tagged.Name}", ["sentences", "words", "truncated", "word accuracy", "entity precision", "entity recall", "entity F1"],
+            [[tagged.Sentences.Count.ToString(Inv), words.ToString(Inv), truncated.ToString(Inv), ((double)right / Math.Max(1, words)).ToString("P2", Inv), Cell(precision), Cell(recall), Cell(f1)]]);
         return 0;
     }
 
@@ -525,7 +562,9 @@ public static class Program
     /// text with a tab is a sentence pair (first TAB second), for models fine-tuned on pairs.</summary>
     static int Predict(string device, string dir, string? text, int maxLen)
     {
-        var (entry, model) = LoadModel(dir);
+        var loaded = LoadModel(dir);
+        RequireFineTuned(loaded, dir);
+        var (entry, model) = loaded;
         using var gpu = OnDevice(device, entry, model);
         var tok = CheckpointTokenizer.Load(dir);
         var names = LabelNames(dir);
@@ -551,7 +590,7 @@ public static class Program
         {
             var items = chunk.Select(t =>
             {
-                int tab = t.IndexOf('\t');
+                int tab = loaded.Pairs ? t.IndexOf('\t') : -1;
                 var p = tab < 0 ? tok.EncodePair(t, null, Math.Min(maxLen, model.Info.MaxLen)) : tok.EncodePair(t[..tab], t[(tab + 1)..], Math.Min(maxLen, model.Info.MaxLen));
                 return new FinetuneJob.Example(p.Ids, p.TypeIds, Bert.Runtime.Kernels.CrossEntropy.DefaultIgnoreIndex);
             }).ToArray();

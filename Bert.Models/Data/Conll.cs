@@ -9,9 +9,10 @@ public sealed record TaggedSet(string Name, IReadOnlyList<(string[] Words, int[]
 /// ordinal order, or in a training file's order when a dev file is read with its tags.</summary>
 public static class Conll
 {
-    public static TaggedSet Read(string path, IReadOnlyList<string>? tags = null) => Parse(TextSource.ReadFile(path), path, tags);
+    /// <param name="tagsFrom">What <paramref name="tags"/> came from, for the message about a tag outside them.</param>
+    public static TaggedSet Read(string path, IReadOnlyList<string>? tags = null, string tagsFrom = "the training file") => Parse(TextSource.ReadFile(path), path, tags, tagsFrom);
 
-    public static TaggedSet Parse(string text, string file, IReadOnlyList<string>? tags = null)
+    public static TaggedSet Parse(string text, string file, IReadOnlyList<string>? tags = null, string tagsFrom = "the training file")
     {
         var sentences = new List<(List<string> Words, List<string> Tags, int Line)>();
         List<string>? words = null, names = null;
@@ -35,7 +36,7 @@ public static class Conll
             var tagIds = new int[t.Count];
             for (int i = 0; i < t.Count; i++)
                 if (!ids.TryGetValue(t[i], out tagIds[i]))
-                    throw new DataException($"{file} line {line + i} has the tag '{t[i]}', which the training file does not have ({string.Join(", ", order)}); fix the tag or add examples of it to the training file.", file, line + i);
+                    throw new DataException($"{file} line {line + i} has the tag '{t[i]}', which {tagsFrom} does not have ({string.Join(", ", order)}); fix the tag{(tagsFrom == "the training file" ? " or add examples of it to the training file" : "")}.", file, line + i);
             result.Add((w.ToArray(), tagIds));
         }
         return new TaggedSet(Path.GetFileName(file), result, order);

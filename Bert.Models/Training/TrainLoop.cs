@@ -104,12 +104,15 @@ public sealed class TrainLoop
         }
         else if (weightsStep != state.Step || !optimizerFits)
             throw new CheckpointException($"{Dir} holds weights from step {weightsStep}, optimizer state from step {(hasOptimizer ? Optimizer.StepCount : 0)} and trainer_state.json from step {state.Step}, which do not belong together; resume from {Path.Combine(Dir, "best")} or delete {Dir} to start afresh.", Dir);
-        if (state.BestScore is double b) Best = new EvalReport(double.NaN, new Dictionary<string, double>(), b);
+        if (state.BestScore is double b) Best = new EvalReport(state.BestLoss ?? double.NaN, state.BestMetrics ?? new Dictionary<string, double>(), b);
         Losses.AddRange(state.Losses.Select(l => ((long)l[0], l[1])));
         return true;
     }
 
-    sealed record TrainerState(string Model, long Step, long TotalSteps, double? BestScore, List<double[]> Losses);
+    /// <summary>trainer_state.json. BestLoss and BestMetrics (the best evaluation's, so a resumed run reports it whole)
+    /// are absent from states written before they were.</summary>
+    sealed record TrainerState(string Model, long Step, long TotalSteps, double? BestScore, List<double[]> Losses,
+        double? BestLoss = null, Dictionary<string, double>? BestMetrics = null);
 
     /// <summary>Runs from the current step to TotalSteps, or until cancelled (then saves a resumable checkpoint). With a
     /// <see cref="Device"/>, the steps (forward, backward, clipping, AdamW) and the evaluation's forwards run there, on the
@@ -226,7 +229,8 @@ public sealed class TrainLoop
             .Select(i => i < Labels.Count ? Labels[i] : $"LABEL_{i}").ToList();
         Checkpoint.Save(dir, Model, meta, optimizerState: s => Optimizer.SaveState(s), labels: labels);
         Tokenizer?.Save(dir);
-        var state = new TrainerState(Model.Info.Name, Step, TotalSteps, Best?.Score, Losses.Select(l => new[] { (double)l.Step, l.Loss }).ToList());
+        var state = new TrainerState(Model.Info.Name, Step, TotalSteps, Best?.Score, Losses.Select(l => new[] { (double)l.Step, l.Loss }).ToList(),
+            Best is { Loss: var bl } && double.IsFinite(bl) ? bl : null, Best is null ? null : new Dictionary<string, double>(Best.Metrics));
         AtomicFile.Write(Path.Combine(dir, "trainer_state.json"), s => JsonSerializer.Serialize(s, state));
         if (interrupted) Console.Error.WriteLine($"Stopped at step {Step}; a resumable checkpoint is in {dir} (run the same command again to continue).");
     }

@@ -95,11 +95,12 @@ public sealed class HfConfig
         return "gelu";
     }
 
-    /// <summary>transformers' activation names grouped by the function they compute (null: one we do not declare).</summary>
+    /// <summary>transformers' activation names grouped by the function they compute (null: one we do not declare). GELU
+    /// and its tanh approximation (gelu_new, as ALBERT's published checkpoints use) count as one function: they differ by
+    /// less than 1e-3, and a checkpoint of one loads into a model of the other.</summary>
     static string? ActivationFunction(string hiddenAct) => hiddenAct switch
     {
-        "gelu" => "gelu",
-        "gelu_new" or "gelu_pytorch_tanh" or "gelu_fast" => "gelu_new",
+        "gelu" or "gelu_python" or "gelu_new" or "gelu_pytorch_tanh" or "gelu_fast" => "gelu",
         "silu" or "swish" => "silu",
         "relu" => "relu",
         _ => null,
@@ -219,7 +220,7 @@ public sealed class HfConfig
             : "load it into the matching model or save a new checkpoint from this one";
         if (ModelType is { } mt && mt != ours)
             throw new CheckpointException($"{source} was saved from a {mt} model but this model ({info.Name}) is a {ours} model; {fix}.", source);
-        if (Json["hidden_act"] is JsonValue act && act.TryGetValue<string>(out var hiddenAct) && ActivationFunction(hiddenAct) != HiddenAct(info))
+        if (Json["hidden_act"] is JsonValue act && act.TryGetValue<string>(out var hiddenAct) && ActivationFunction(hiddenAct) != ActivationFunction(HiddenAct(info)))
             throw new CheckpointException($"{source} was saved from a model with hidden_act \"{hiddenAct}\" but this model ({info.Name}) computes \"{HiddenAct(info)}\"; the weights would run through another function: {fix}.", source);
         foreach (var (constant, key) in ConstantKeys)
         {

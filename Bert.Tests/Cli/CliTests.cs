@@ -238,7 +238,58 @@ public class CliTests : IDisposable
 
         r = Run("eval", "--model", best, "--data", data);
         Assert.True(r.Code == 0, r.Out + r.Err);
-        Assert.Matches(@"│ 40 +│ 200 +│ \d+\.\d\d % +│ \d+\.\d\d % +│ \d+\.\d\d % +│ \d+\.\d\d % +│", r.Out);
+        Assert.Matches(@"│ 40 +│ 200 +│ 0 +│ \d+\.\d\d % +│ \d+\.\d\d % +│ \d+\.\d\d % +│ \d+\.\d\d % +│", r.Out);
+        // Words past --max-len are not dropped: they count as wrong (and as tagged O for the entities). With 3 tokens
+        // ([CLS] piece [SEP]) only the first word of each sentence is read, so at most 40 of the 200 words are right.
+        r = Run("eval", "--model", best, "--data", data, "--max-len", "3");
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        Assert.Matches(@"│ 40 +│ 200 +│ 40 +│ ([0-9]|1[0-9]|20)\.\d\d % +│", r.Out);
+
+        // The same command again: the run is complete, and the best evaluation is reported whole from trainer_state.json.
+        var again = Run("finetune", "--data", data, "--format", "conll", "--size", "nano", "--epochs", "2", "--batch", "8", "--max-len", "16", "--lr", "1e-3", "--out", ft);
+        Assert.True(again.Code == 0, again.Out + again.Err);
+        Assert.Contains("Resuming from step", again.Out);
+        Assert.Matches(@"Best dev entity F1 \d+\.\d\d % \(precision", again.Out);
+
+        // A tag the model does not know is one sentence naming it and the model's tags.
+        r = Run("eval", "--model", best, "--data", WriteLines("odd.conll", ["Rome B-GPE"]));
+        Assert.Equal(1, r.Code);
+        Assert.Contains("has the tag 'B-GPE', which the model does not have (B-LOC, B-PER, I-PER, O, LABEL_4); fix the tag.", r.Err);
+    }
+
+    [Fact]
+    public void EvalAndPredict_OfAPreTrainingModel_SayToFineTuneFirst()
+    {
+        var pre = Path.Combine(_dir, "pre");
+        var r = Run("pretrain", "--corpus", Corpus(), "--size", "nano", "--steps", "1", "--batch", "8", "--max-len", "32", "--out", pre);
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        foreach (var args in new[] { new[] { "predict", "--model", pre, "a text" }, ["eval", "--model", pre, "--data", Labeled()] })
+        {
+            r = Run(args);
+            Assert.Equal(1, r.Code);
+            Assert.Equal($"error: {pre} holds BertNanoPreTraining, a pretraining model without a classifier or tagging head; fine-tune it first (bert finetune --from {pre} --data …) and use that folder.", r.Err.Trim());
+        }
+    }
+
+    /// <summary>A numbered training file with a named dev file is refused (their ids could not be matched); for a model not
+    /// fine-tuned on pairs, a tab in predict's text is part of the text.</summary>
+    [Fact]
+    public void NamedAndNumberedFiles_DoNotMix_AndATabIsTextForSingleTextModels()
+    {
+        var ft = Path.Combine(_dir, "ft");
+        var r = Run("finetune", "--data", Labeled(), "--dev", WriteLines("dev.tsv", ["a great film\tpositive"]), "--size", "nano", "--epochs", "1", "--out", ft);
+        Assert.Equal(1, r.Code);
+        Assert.Contains("dev.tsv names its classes (positive) but", r.Err);
+        Assert.Contains("numbers them; label both files the same way.", r.Err);
+
+        r = Run("finetune", "--data", Labeled(), "--size", "nano", "--epochs", "1", "--batch", "8", "--max-len", "16", "--out", ft);
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        r = Run("predict", "--model", ft, "a really great\tfilm");
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        Assert.EndsWith("\ta really great\tfilm", r.Out.Trim());
+        var joined = Run("predict", "--model", ft, "a really great film");
+        // The tab is whitespace to the tokenizer: the same pieces, the same segment, so the same prediction.
+        Assert.Equal(joined.Out.Trim().Split('\t')[..2], r.Out.Trim().Split('\t')[..2]);
     }
 
     /// <summary>Four named classes take the smallest classifier that has room (BERT-Mini's five-way), the fifth unnamed.</summary>
