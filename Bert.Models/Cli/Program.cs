@@ -475,6 +475,7 @@ public static class Program
         var (entry, model) = StartingModel(from, reinit, size, "token-classifier", trainSet.Tags.Count, train.Seed);
         using var trainer = OpenTrainer(device, entry, train);
         var job = new TokenTaggingJob(model, tok, trainSet.Sentences, devSet.Sentences, maxLen, train.BatchSize, (int)train.Seed) { TagNames = trainSet.Tags };
+        if (trainer is { UseGraphs: true }) job.SeqMultiple = FinetuneJob.GraphSeqMultiple;   // fewer shapes: graphs replay
         Console.WriteLine($"{entry.Info.Name} on {how}; {trainSet.Tags.Count} tags ({string.Join(", ", trainSet.Tags.Take(12))}{(trainSet.Tags.Count > 12 ? ", …" : "")}); {job.Truncated} sentences truncated to {maxLen} tokens.");
         var loop = new TrainLoop
         {

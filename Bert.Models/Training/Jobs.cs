@@ -488,13 +488,19 @@ public sealed class TokenTaggingJob
         if (e != _epochCached) { _batches = Batching.ByLength(_train.Select(x => x.Ids).ToList(), _batch, _seed * 7919 + e); _epochCached = e; }
         var b = _batches[(int)(index % _perEpoch)];
         _current = b.Indices.Select(i => _train[i]).ToArray();
-        return BindBatch(_model, _current, _tok.PadId, training: true);
+        return BindBatch(_model, _current, _tok.PadId, training: true, SeqMultiple);
     }
 
-    /// <summary>Pads to the longest sentence; padded positions are masked out of attention and labeled -100.</summary>
-    public static int BindBatch(Model<float> m, IReadOnlyList<(int[] Ids, int[] Labels)> batch, int pad, bool training)
+    /// <summary>Pads each training batch to a multiple of this many tokens (0: to its longest sentence), as
+    /// <see cref="FinetuneJob.SeqMultiple"/>: fewer shapes, so CUDA graphs replay.</summary>
+    public int SeqMultiple { get; set; }
+
+    /// <summary>Pads to the longest sentence (or up to a multiple of <paramref name="seqMultiple"/>, within MaxLen); padded
+    /// positions are masked out of attention and labeled -100.</summary>
+    public static int BindBatch(Model<float> m, IReadOnlyList<(int[] Ids, int[] Labels)> batch, int pad, bool training, int seqMultiple = 0)
     {
         int B = batch.Count, T = batch.Max(x => x.Ids.Length);
+        if (seqMultiple > 0) T = Math.Min(m.Info.MaxLen, (T + seqMultiple - 1) / seqMultiple * seqMultiple);
         var ids = new int[B * T]; var types = new int[B * T]; var mask = new int[B * T]; var labels = new int[B * T];
         if (pad != 0) Array.Fill(ids, pad);
         Array.Fill(labels, Ignore);
@@ -510,7 +516,7 @@ public sealed class TokenTaggingJob
 
     public IReadOnlyDictionary<string, double> Metrics()
     {
-        var (right, total) = Count(_model.Probabilities(0), _current);
+        var (right, total) = Count(_model.Probabilities(0), _current, _model.Seq);
         return new Dictionary<string, double> { ["acc"] = total == 0 ? 0 : (double)right / total };
     }
 
@@ -518,9 +524,9 @@ public sealed class TokenTaggingJob
     public static IReadOnlyDictionary<string, double> DeviceMetrics(IReadOnlyList<(int Right, int Total)> ce) => FinetuneJob.DeviceMetrics(ce);
 
     /// <summary>Correct and counted tags of a bound batch, from the softmax probabilities [B·T, K].</summary>
-    static (int Right, int Total) Count(ReadOnlySpan<float> p, IReadOnlyList<(int[] Ids, int[] Labels)> batch)
+    static (int Right, int Total) Count(ReadOnlySpan<float> p, IReadOnlyList<(int[] Ids, int[] Labels)> batch, int T)
     {
-        int T = batch.Max(x => x.Ids.Length), K = p.Length / (batch.Count * T), right = 0, total = 0;
+        int K = p.Length / (batch.Count * T), right = 0, total = 0;   // T: the bound length (padded or not)
         for (int b = 0; b < batch.Count; b++)
             for (int t = 0; t < batch[b].Labels.Length; t++)
             {
@@ -550,9 +556,9 @@ public sealed class TokenTaggingJob
             BindBatch(m, chunk, pad, training: false);
             loss += m.Forward(training: false)[0] * chunk.Length;
             var p = m.Probabilities(0);
-            var (r, n) = Count(p, chunk);
+            var (r, n) = Count(p, chunk, m.Seq);
             right += r; total += n;
-            predicted.AddRange(Tags(p, chunk));
+            predicted.AddRange(Tags(p, chunk, m.Seq));
         }
         double acc = total == 0 ? 0 : (double)right / total;
         var metrics = new Dictionary<string, double> { ["acc"] = acc };
@@ -565,9 +571,9 @@ public sealed class TokenTaggingJob
     }
 
     /// <summary>The predicted tag of each counted position (each word's first piece), per sentence of a bound batch.</summary>
-    static IEnumerable<int[]> Tags(ReadOnlySpan<float> p, IReadOnlyList<(int[] Ids, int[] Labels)> batch)
+    static IEnumerable<int[]> Tags(ReadOnlySpan<float> p, IReadOnlyList<(int[] Ids, int[] Labels)> batch, int T)
     {
-        int T = batch.Max(x => x.Ids.Length), K = p.Length / (batch.Count * T);
+        int K = p.Length / (batch.Count * T);
         var result = new List<int[]>(batch.Count);
         for (int b = 0; b < batch.Count; b++)
         {

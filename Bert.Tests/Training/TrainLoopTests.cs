@@ -116,6 +116,25 @@ public class TrainLoopTests
         for (int i = 0; i < p1.Length; i++) Assert.True(Math.Abs(p1[i] - p2[i]) <= 1e-6f, $"probability {i}: {p1[i]} vs {p2[i]}");
     }
 
+    /// <summary>The same for tagging: a batch padded to a multiple of 8 (as on a GPU with graphs) has the unpadded loss,
+    /// and the padded positions carry no label.</summary>
+    [Fact]
+    public void PaddedSentences_GiveTheUnpaddedTagging()
+    {
+        var m1 = BertNanoTokenClassifier.Create<float>(); var m2 = BertNanoTokenClassifier.Create<float>();
+        m1.InitParameters(5); m2.InitParameters(5);
+        var set = Conll.Parse("Mary B-PER\nSmith I-PER\nlives O\nin O\nRome B-LOC\n\nHi O\n", "t.conll");
+        var batch = set.Sentences.Select(x => { var e = TokenTaggingJob.Encode(Tok, x.Words, x.Tags, 32); return (e.Ids, e.Labels); }).ToArray();
+        int T = batch.Max(x => x.Ids.Length);
+        Assert.True(T % 8 != 0, "the batch must need padding for the test to say anything");
+        TokenTaggingJob.BindBatch(m1, batch, Tok.PadId, training: false);
+        TokenTaggingJob.BindBatch(m2, batch, Tok.PadId, training: false, seqMultiple: 8);
+        Assert.Equal((T + 7) / 8 * 8, m2.Seq);
+        Assert.All(m2.IntInput("labels").ToArray().Where((_, i) => i % m2.Seq >= T), l => Assert.Equal(TokenTaggingJob.Ignore, l));
+        float l1 = m1.Forward()[0], l2 = m2.Forward()[0];
+        Assert.True(Math.Abs(l1 - l2) <= 1e-6f * Math.Abs(l1), $"loss {l1} unpadded, {l2} padded");
+    }
+
     [Fact]
     public void Pretraining_LowersTheHeldOutMaskedLmLoss()
     {
