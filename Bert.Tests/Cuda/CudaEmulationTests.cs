@@ -170,4 +170,32 @@ public partial class CudaSourceTests(ITestOutputHelper output)
         }
         finally { TempDir.Delete(dir); }
     }
+
+    /// <summary>`bert finetune --format conll --device cuda` on the emulated device: the tagger trains with its steps
+    /// replayed from CUDA graphs (sentences padded to multiples of 8 tokens, so few shapes), evaluates entity F1 every
+    /// epoch, and keeps its best checkpoint.</summary>
+    [ClangFact]
+    public void Emulated_TaggerFineTuning_ReplaysItsStepsFromGraphs()
+    {
+        RequireClang();
+        string dir = TempDir.Create();
+        try
+        {
+            string data = Path.Combine(dir, "ner.conll");
+            string[] people = ["John", "Mary", "Peter"], places = ["Paris", "Rome"];
+            File.WriteAllText(data, string.Join("\n\n", Enumerable.Range(0, 30).Select(i => i % 3 == 0
+                ? $"{people[i % 3]} B-PER\nSmith I-PER\nlives O\nin O\n{places[i % 2]} B-LOC"
+                : $"In O\n{places[i % 2]} B-LOC\n{people[i % 3]} B-PER\nsmiled O")) + "\n");
+            var run = RunBert(dir, emulate: true, "finetune", "--data", data, "--format", "conll", "--size", "nano", "--epochs", "2", "--batch", "8",
+                "--max-len", "32", "--lr", "1e-3", "--device", "cuda", "--precision", "fp32", "--out", Path.Combine(dir, "ft"));
+            Assert.True(run.Code == 0, Tail(run.Output));
+            Assert.Matches(@"step \d+ \(epoch 2\): dev entity F1 \d+\.\d\d %", run.Output);
+            var graphs = Regex.Match(run.Output, @"CUDA graphs: (\d+) of (\d+) micro-batches replayed from (\d+) captured shape");
+            Assert.True(graphs.Success, Tail(run.Output));
+            Assert.Equal(6, int.Parse(graphs.Groups[2].Value));             // 24 training sentences in batches of 8, 2 epochs
+            Assert.InRange(int.Parse(graphs.Groups[3].Value), 1, 2);        // lengths 6-9 pad to 8 or 16
+            Assert.True(File.Exists(Path.Combine(dir, "ft", "best", "model.safetensors")));
+        }
+        finally { TempDir.Delete(dir); }
+    }
 }
