@@ -207,7 +207,8 @@ public static class Program
         // ---- info ----
         var info = new Command("info", "Parameters, FLOPs per token and the memory plan of a declared model.");
         var which = new Argument<string>("model") { Description = "a size (" + string.Join(", ", Catalog.Sizes) + ") or a model name (e.g. BertMiniClassifier)" };
-        var head = Opt("--head", "pretraining or classifier", "pretraining");
+        var head = Opt("--head", "pretraining, classifier or token-classifier", "pretraining");
+        head.AcceptOnlyFromAmong("pretraining", "classifier", "token-classifier");
         var iBatch = Opt("--batch", "batch size for the memory plan", 32);
         var iSeq = Opt("--seq", "sequence length for the memory plan", 128);
         info.Arguments.Add(which);
