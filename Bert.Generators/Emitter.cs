@@ -27,7 +27,7 @@ public static class Emitter
         w.WriteLine("#nullable enable");
         w.WriteLine("#pragma warning disable CS1591, CS0162, CS8500, CS0108, CS0109");
         if (m.Namespace.Length > 0) { w.WriteLine($"namespace {m.Namespace}"); w.WriteLine("{"); w.Indent++; }
-        w.WriteLine($"partial class {m.ClassName}");
+        w.WriteLine($"partial class {m.ClassName} : {RT}.IDeclaredModel");
         w.WriteLine("{");
         w.Indent++;
         EmitInfo(w, m, g, plan);

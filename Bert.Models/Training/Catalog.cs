@@ -25,48 +25,50 @@ public static class Catalog
         public override string ToString() => $"{name} ({size} {head})";
     }
 
-    static Entry E(string size, string head, int classes, string name, Func<ModelInfo> info, Func<Model<float>> create, Func<Model<double>> createDouble,
-        Func<Bert.Runtime.Cuda.ICudaProgram> cuda) => new(size, head, classes, name, info, create, createDouble, cuda);
+    /// <summary>The entry of a declared model: its generated statics reached through <see cref="IDeclaredModel"/>, so that
+    /// naming the class once names them all (nothing here touches them: Info loads on first use).</summary>
+    static Entry E<TModel>(string size, string head, int classes) where TModel : IDeclaredModel =>
+        new(size, head, classes, typeof(TModel).Name, () => TModel.Info, TModel.Create<float>, TModel.Create<double>, TModel.CreateCudaProgram);
 
     public static IReadOnlyList<Entry> All { get; } =
     [
-        E("nano", "pretraining", 2, nameof(BertNanoPreTraining), () => BertNanoPreTraining.Info, BertNanoPreTraining.Create<float>, BertNanoPreTraining.Create<double>, BertNanoPreTraining.CreateCudaProgram),
-        E("tiny", "pretraining", 2, nameof(BertPreTraining), () => BertPreTraining.Info, BertPreTraining.Create<float>, BertPreTraining.Create<double>, BertPreTraining.CreateCudaProgram),
-        E("mini", "pretraining", 2, nameof(BertMiniPreTraining), () => BertMiniPreTraining.Info, BertMiniPreTraining.Create<float>, BertMiniPreTraining.Create<double>, BertMiniPreTraining.CreateCudaProgram),
-        E("small", "pretraining", 2, nameof(BertSmallPreTraining), () => BertSmallPreTraining.Info, BertSmallPreTraining.Create<float>, BertSmallPreTraining.Create<double>, BertSmallPreTraining.CreateCudaProgram),
-        E("medium", "pretraining", 2, nameof(BertMediumPreTraining), () => BertMediumPreTraining.Info, BertMediumPreTraining.Create<float>, BertMediumPreTraining.Create<double>, BertMediumPreTraining.CreateCudaProgram),
-        E("base", "pretraining", 2, nameof(BertBasePreTraining), () => BertBasePreTraining.Info, BertBasePreTraining.Create<float>, BertBasePreTraining.Create<double>, BertBasePreTraining.CreateCudaProgram),
-        E("large", "pretraining", 2, nameof(BertLargePreTraining), () => BertLargePreTraining.Info, BertLargePreTraining.Create<float>, BertLargePreTraining.Create<double>, BertLargePreTraining.CreateCudaProgram),
-        E("nano", "classifier", 3, nameof(BertNanoClassifier), () => BertNanoClassifier.Info, BertNanoClassifier.Create<float>, BertNanoClassifier.Create<double>, BertNanoClassifier.CreateCudaProgram),
-        E("tiny", "classifier", 2, nameof(BertClassifier), () => BertClassifier.Info, BertClassifier.Create<float>, BertClassifier.Create<double>, BertClassifier.CreateCudaProgram),
-        E("mini", "classifier", 2, nameof(BertMiniClassifier), () => BertMiniClassifier.Info, BertMiniClassifier.Create<float>, BertMiniClassifier.Create<double>, BertMiniClassifier.CreateCudaProgram),
-        E("mini", "classifier", 3, nameof(BertMini3Classifier), () => BertMini3Classifier.Info, BertMini3Classifier.Create<float>, BertMini3Classifier.Create<double>, BertMini3Classifier.CreateCudaProgram),
-        E("small", "classifier", 2, nameof(BertSmallClassifier), () => BertSmallClassifier.Info, BertSmallClassifier.Create<float>, BertSmallClassifier.Create<double>, BertSmallClassifier.CreateCudaProgram),
-        E("medium", "classifier", 2, nameof(BertMediumClassifier), () => BertMediumClassifier.Info, BertMediumClassifier.Create<float>, BertMediumClassifier.Create<double>, BertMediumClassifier.CreateCudaProgram),
-        E("base", "classifier", 2, nameof(BertBaseClassifier), () => BertBaseClassifier.Info, BertBaseClassifier.Create<float>, BertBaseClassifier.Create<double>, BertBaseClassifier.CreateCudaProgram),
-        E("mini", "classifier", 5, nameof(BertMini5Classifier), () => BertMini5Classifier.Info, BertMini5Classifier.Create<float>, BertMini5Classifier.Create<double>, BertMini5Classifier.CreateCudaProgram),
-        E("mini", "classifier", 20, nameof(BertMini20Classifier), () => BertMini20Classifier.Info, BertMini20Classifier.Create<float>, BertMini20Classifier.Create<double>, BertMini20Classifier.CreateCudaProgram),
-        E("base", "classifier", 3, nameof(BertBase3Classifier), () => BertBase3Classifier.Info, BertBase3Classifier.Create<float>, BertBase3Classifier.Create<double>, BertBase3Classifier.CreateCudaProgram),
-        E("base", "classifier", 5, nameof(BertBase5Classifier), () => BertBase5Classifier.Info, BertBase5Classifier.Create<float>, BertBase5Classifier.Create<double>, BertBase5Classifier.CreateCudaProgram),
-        E("base", "classifier", 20, nameof(BertBase20Classifier), () => BertBase20Classifier.Info, BertBase20Classifier.Create<float>, BertBase20Classifier.Create<double>, BertBase20Classifier.CreateCudaProgram),
-        E("large", "classifier", 2, nameof(BertLargeClassifier), () => BertLargeClassifier.Info, BertLargeClassifier.Create<float>, BertLargeClassifier.Create<double>, BertLargeClassifier.CreateCudaProgram),
-        E("albert", "classifier", 2, nameof(AlbertClassifier), () => AlbertClassifier.Info, AlbertClassifier.Create<float>, AlbertClassifier.Create<double>, AlbertClassifier.CreateCudaProgram),
+        E<BertNanoPreTraining>("nano", "pretraining", 2),
+        E<BertPreTraining>("tiny", "pretraining", 2),
+        E<BertMiniPreTraining>("mini", "pretraining", 2),
+        E<BertSmallPreTraining>("small", "pretraining", 2),
+        E<BertMediumPreTraining>("medium", "pretraining", 2),
+        E<BertBasePreTraining>("base", "pretraining", 2),
+        E<BertLargePreTraining>("large", "pretraining", 2),
+        E<BertNanoClassifier>("nano", "classifier", 3),
+        E<BertClassifier>("tiny", "classifier", 2),
+        E<BertMiniClassifier>("mini", "classifier", 2),
+        E<BertMini3Classifier>("mini", "classifier", 3),
+        E<BertSmallClassifier>("small", "classifier", 2),
+        E<BertMediumClassifier>("medium", "classifier", 2),
+        E<BertBaseClassifier>("base", "classifier", 2),
+        E<BertMini5Classifier>("mini", "classifier", 5),
+        E<BertMini20Classifier>("mini", "classifier", 20),
+        E<BertBase3Classifier>("base", "classifier", 3),
+        E<BertBase5Classifier>("base", "classifier", 5),
+        E<BertBase20Classifier>("base", "classifier", 20),
+        E<BertLargeClassifier>("large", "classifier", 2),
+        E<AlbertClassifier>("albert", "classifier", 2),
         // Pre-LayerNorm BERT (Models/Variants.cs).
-        E("nano-preln", "pretraining", 2, nameof(BertNanoPreLnPreTraining), () => BertNanoPreLnPreTraining.Info, BertNanoPreLnPreTraining.Create<float>, BertNanoPreLnPreTraining.Create<double>, BertNanoPreLnPreTraining.CreateCudaProgram),
-        E("mini-preln", "pretraining", 2, nameof(BertMiniPreLnPreTraining), () => BertMiniPreLnPreTraining.Info, BertMiniPreLnPreTraining.Create<float>, BertMiniPreLnPreTraining.Create<double>, BertMiniPreLnPreTraining.CreateCudaProgram),
-        E("nano-preln", "classifier", 2, nameof(BertNanoPreLnClassifier), () => BertNanoPreLnClassifier.Info, BertNanoPreLnClassifier.Create<float>, BertNanoPreLnClassifier.Create<double>, BertNanoPreLnClassifier.CreateCudaProgram),
-        E("mini-preln", "classifier", 2, nameof(BertMiniPreLnClassifier), () => BertMiniPreLnClassifier.Info, BertMiniPreLnClassifier.Create<float>, BertMiniPreLnClassifier.Create<double>, BertMiniPreLnClassifier.CreateCudaProgram),
+        E<BertNanoPreLnPreTraining>("nano-preln", "pretraining", 2),
+        E<BertMiniPreLnPreTraining>("mini-preln", "pretraining", 2),
+        E<BertNanoPreLnClassifier>("nano-preln", "classifier", 2),
+        E<BertMiniPreLnClassifier>("mini-preln", "classifier", 2),
         // Per-token tagging (Models/Variants.cs).
-        E("nano", "token-classifier", 5, nameof(BertNanoTokenClassifier), () => BertNanoTokenClassifier.Info, BertNanoTokenClassifier.Create<float>, BertNanoTokenClassifier.Create<double>, BertNanoTokenClassifier.CreateCudaProgram),
-        E("tiny", "token-classifier", 9, nameof(BertTokenClassifier), () => BertTokenClassifier.Info, BertTokenClassifier.Create<float>, BertTokenClassifier.Create<double>, BertTokenClassifier.CreateCudaProgram),
-        E("mini", "token-classifier", 9, nameof(BertMiniTokenClassifier), () => BertMiniTokenClassifier.Info, BertMiniTokenClassifier.Create<float>, BertMiniTokenClassifier.Create<double>, BertMiniTokenClassifier.CreateCudaProgram),
-        E("mini", "token-classifier", 48, nameof(BertMini48TokenClassifier), () => BertMini48TokenClassifier.Info, BertMini48TokenClassifier.Create<float>, BertMini48TokenClassifier.Create<double>, BertMini48TokenClassifier.CreateCudaProgram),
-        E("base", "token-classifier", 9, nameof(BertBaseTokenClassifier), () => BertBaseTokenClassifier.Info, BertBaseTokenClassifier.Create<float>, BertBaseTokenClassifier.Create<double>, BertBaseTokenClassifier.CreateCudaProgram),
-        E("base", "token-classifier", 48, nameof(BertBase48TokenClassifier), () => BertBase48TokenClassifier.Info, BertBase48TokenClassifier.Create<float>, BertBase48TokenClassifier.Create<double>, BertBase48TokenClassifier.CreateCudaProgram),
+        E<BertNanoTokenClassifier>("nano", "token-classifier", 5),
+        E<BertTokenClassifier>("tiny", "token-classifier", 9),
+        E<BertMiniTokenClassifier>("mini", "token-classifier", 9),
+        E<BertMini48TokenClassifier>("mini", "token-classifier", 48),
+        E<BertBaseTokenClassifier>("base", "token-classifier", 9),
+        E<BertBase48TokenClassifier>("base", "token-classifier", 48),
         // Portuguese vocabulary (Models/Portuguese.cs).
-        E("mini-pt", "pretraining", 2, nameof(BertMiniPtPreTraining), () => BertMiniPtPreTraining.Info, BertMiniPtPreTraining.Create<float>, BertMiniPtPreTraining.Create<double>, BertMiniPtPreTraining.CreateCudaProgram),
-        E("mini-pt", "classifier", 2, nameof(BertMiniPtClassifier), () => BertMiniPtClassifier.Info, BertMiniPtClassifier.Create<float>, BertMiniPtClassifier.Create<double>, BertMiniPtClassifier.CreateCudaProgram),
-        E("mini-pt", "classifier", 3, nameof(BertMiniPt3Classifier), () => BertMiniPt3Classifier.Info, BertMiniPt3Classifier.Create<float>, BertMiniPt3Classifier.Create<double>, BertMiniPt3Classifier.CreateCudaProgram),
+        E<BertMiniPtPreTraining>("mini-pt", "pretraining", 2),
+        E<BertMiniPtClassifier>("mini-pt", "classifier", 2),
+        E<BertMiniPt3Classifier>("mini-pt", "classifier", 3),
     ];
 
     public static IEnumerable<string> Sizes => All.Select(e => e.Size).Distinct();

@@ -3,6 +3,17 @@ using System.Runtime.CompilerServices;
 
 namespace Bert.Runtime;
 
+/// <summary>What every <c>[Model]</c> class is, through its generated statics: its metadata, the model for an element type
+/// and its CUDA schedule. Code that takes a model as a type parameter (<c>where TModel : IDeclaredModel</c>) reaches
+/// them as <c>TModel.Info</c>, <c>TModel.Create&lt;float&gt;()</c>, …; a model derived from another re-implements it
+/// with its own statics.</summary>
+public interface IDeclaredModel
+{
+    static abstract ModelInfo Info { get; }
+    static abstract Model<T> Create<T>() where T : unmanaged, IBinaryFloatingPointIeee754<T>;
+    static abstract Cuda.ICudaProgram CreateCudaProgram();
+}
+
 /// <summary>What generated schedules run against: one step's buffers, parameters and inputs.</summary>
 public interface IModelProgram<T> where T : unmanaged, IBinaryFloatingPointIeee754<T>
 {
