@@ -344,8 +344,12 @@ public static class Program
     /// not have (a Hugging Face masked-LM folder has no pooler or next-sentence head), which keep a fresh initialization.</summary>
     internal sealed record Loaded(Catalog.Entry Entry, Model<float> Model, IReadOnlyList<string> Missing, IReadOnlyDictionary<string, string> Metadata)
     {
-        /// <summary>Whether the model was fine-tuned on sentence pairs (its checkpoint says so).</summary>
+        /// <summary>Whether the checkpoint says the model was fine-tuned on sentence pairs.</summary>
         public bool Pairs => Metadata.GetValueOrDefault(PairsKey) == "true";
+
+        /// <summary>Whether predict reads a tab as a pair's separator: unless the checkpoint says it was fine-tuned on single
+        /// texts (a Hugging Face classifier does not say; a tab given to it is taken as deliberate).</summary>
+        public bool TabSeparatesPairs => Metadata.GetValueOrDefault(PairsKey) != "false";
 
         public void Deconstruct(out Catalog.Entry entry, out Model<float> model) { entry = Entry; model = Model; }
     }
@@ -516,6 +520,7 @@ public static class Program
         if (entry.Head == "token-classifier") return EvalTagger(entry, model, tok, dir, devFile ?? dataSpec, len);
         // A file is scored whole; --dev FILE scores that file; a named set, its dev split (the part fine-tuning never trains on).
         string source = devFile ?? dataSpec;
+        if (loaded.Pairs && format == "tsv") format = "pairs";   // a model of sentence pairs reads its files as pairs
         var (trainSet, devSet, how) = DataSets.Load(source, null, format);
         if (File.Exists(source))
             (devSet, how) = (trainSet.Concat(devSet), $"all {trainSet.Examples.Count + devSet.Examples.Count} examples of {Path.GetFileName(source)}");
@@ -592,7 +597,7 @@ public static class Program
         {
             var items = chunk.Select(t =>
             {
-                int tab = loaded.Pairs ? t.IndexOf('\t') : -1;
+                int tab = loaded.TabSeparatesPairs ? t.IndexOf('\t') : -1;
                 var p = tab < 0 ? tok.EncodePair(t, null, Math.Min(maxLen, model.Info.MaxLen)) : tok.EncodePair(t[..tab], t[(tab + 1)..], Math.Min(maxLen, model.Info.MaxLen));
                 return new FinetuneJob.Example(p.Ids, p.TypeIds, Bert.Runtime.Kernels.CrossEntropy.DefaultIgnoreIndex);
             }).ToArray();

@@ -235,6 +235,7 @@ public sealed class FinetuneJob
         if (train.Classes > classes)
             throw new ArgumentException($"{train.Name} has {train.Classes} classes but {model.Info.Name} predicts {classes}; use a classifier declared with Classes = {train.Classes}.");
         CheckFits(model.Info, tokenizer, maxLen);
+        if (dev.Examples.Count == 0) throw new ArgumentException($"The dev set of {train.Name} has no examples (too few per class to set one aside); give more examples or a --dev file.");
         (_train, int cutTrain) = Encode(tokenizer, train, maxLen);
         (_dev, int cutDev) = Encode(tokenizer, dev, maxLen);
         Truncated = cutTrain + cutDev;
@@ -455,7 +456,10 @@ public sealed class TokenTaggingJob
             if (e.Truncated > 0) truncated++;
             return (e.Ids, e.Labels);
         }).ToList();
-        _train = EncodeAll(train); _dev = EncodeAll(dev);
+        _train = EncodeAll(train);
+        if (dev.Count == 0) throw new ArgumentException("The dev set has no sentences; give more sentences or a --dev file.");
+        _dev = EncodeAll(dev);
+        _devTags = dev.Select(s => s.Tags).ToList();
         Truncated = truncated;
         _perEpoch = (_train.Count + batchSize - 1) / batchSize;
     }
@@ -542,12 +546,17 @@ public sealed class TokenTaggingJob
     /// entity F1 instead of the word accuracy.</summary>
     public IReadOnlyList<string>? TagNames { get; init; }
 
-    public EvalReport Evaluate() => Evaluate(_model, _dev, _tok.PadId, _batch, TagNames);
+    readonly List<int[]> _devTags;
+
+    public EvalReport Evaluate() => Evaluate(_model, _dev, _tok.PadId, _batch, TagNames, _devTags);
 
     /// <summary>Word accuracy over the counted positions and the mean loss per sentence batch, dropout off; with BIO tag
     /// names (<see cref="Bert.Data.Conll.IsBio"/>) also entity precision, recall and F1 (conlleval's), and F1 is the
     /// score; else the accuracy is.</summary>
-    public static EvalReport Evaluate(Model<float> m, IReadOnlyList<(int[] Ids, int[] Labels)> set, int pad, int batch, IReadOnlyList<string>? tagNames = null)
+    /// <param name="fullTags">Each sentence's tags, every word: then the words cut at the maximum length count as wrong
+    /// (and as tagged O for the entities), as <c>bert eval</c> counts them; without it only the words read count.</param>
+    public static EvalReport Evaluate(Model<float> m, IReadOnlyList<(int[] Ids, int[] Labels)> set, int pad, int batch, IReadOnlyList<string>? tagNames = null,
+        IReadOnlyList<int[]>? fullTags = null)
     {
         double loss = 0; int right = 0, total = 0;
         var predicted = new List<int[]>(set.Count);
@@ -560,12 +569,19 @@ public sealed class TokenTaggingJob
             right += r; total += n;
             predicted.AddRange(Tags(p, chunk, m.Seq));
         }
+        var gold = fullTags ?? set.Select(x => x.Labels.Where(l => l != Ignore).ToArray()).ToList();
+        if (fullTags is not null)
+        {
+            // Words past the cut: no prediction (-1), so wrong, and O for the entities.
+            total = gold.Sum(g => g.Length);
+            for (int i = 0; i < predicted.Count; i++) predicted[i] = [.. predicted[i], .. Enumerable.Repeat(-1, gold[i].Length - predicted[i].Length)];
+        }
         double acc = total == 0 ? 0 : (double)right / total;
         var metrics = new Dictionary<string, double> { ["acc"] = acc };
         if (tagNames is null || !Bert.Data.Conll.IsBio(tagNames)) return new EvalReport(loss / set.Count, metrics, acc);
-        string Name(int t) => t < tagNames.Count ? tagNames[t] : "O";
-        var (precision, recall, f1) = Bert.Data.Conll.EntityScores(set.Select((x, i) =>
-            ((IReadOnlyList<string>)x.Labels.Where(l => l != Ignore).Select(Name).ToList(), (IReadOnlyList<string>)predicted[i].Select(Name).ToList())));
+        string Name(int t) => t >= 0 && t < tagNames.Count ? tagNames[t] : "O";
+        var (precision, recall, f1) = Bert.Data.Conll.EntityScores(gold.Select((g, i) =>
+            ((IReadOnlyList<string>)g.Select(Name).ToList(), (IReadOnlyList<string>)predicted[i].Select(Name).ToList())));
         metrics["precision"] = precision; metrics["recall"] = recall; metrics["f1"] = f1;
         return new EvalReport(loss / set.Count, metrics, f1);
     }

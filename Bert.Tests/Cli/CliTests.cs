@@ -200,6 +200,9 @@ public class CliTests : IDisposable
         r = Run("eval", "--model", best, "--data", positives, "--format", "pairs");
         Assert.True(r.Code == 0, r.Out + r.Err);
         Assert.Contains((called / 10.0).ToString("P2", System.Globalization.CultureInfo.InvariantCulture), r.Out);
+        var implicitFormat = Run("eval", "--model", best, "--data", positives);   // the checkpoint says pairs: read as pairs
+        Assert.True(implicitFormat.Code == 0, implicitFormat.Out + implicitFormat.Err);
+        Assert.Equal(r.Out, implicitFormat.Out);
 
         r = Run("eval", "--model", best, "--data", WriteLines("odd.tsv", ["a film\tit was\tneutral"]), "--format", "pairs");
         Assert.Equal(1, r.Code);
@@ -255,6 +258,29 @@ public class CliTests : IDisposable
         r = Run("eval", "--model", best, "--data", WriteLines("odd.conll", ["Rome B-GPE"]));
         Assert.Equal(1, r.Code);
         Assert.Contains("has the tag 'B-GPE', which the model does not have (B-LOC, B-PER, I-PER, O, LABEL_4); fix the tag.", r.Err);
+    }
+
+    /// <summary>The dev scores printed while fine-tuning a tagger are eval's on the same file: words past --max-len count as
+    /// wrong in both. A set too small to set a dev example aside is one sentence.</summary>
+    [Fact]
+    public void TaggerDevScores_AreEvals_AndAnEmptyDevSetIsRefused()
+    {
+        var lines = Enumerable.Range(0, 12).SelectMany(i => new[] { $"{(i % 2 == 0 ? "Anna" : "Rome")} {(i % 2 == 0 ? "B-PER" : "B-LOC")}", "is O", "here O", "today O", "" });
+        var train = WriteLines("train.conll", lines);
+        var dev = WriteLines("dev.conll", lines.Take(10));
+        var ft = Path.Combine(_dir, "tagger");
+        var r = Run("finetune", "--data", train, "--dev", dev, "--format", "conll", "--size", "nano", "--epochs", "1", "--batch", "4", "--max-len", "4", "--lr", "1e-3", "--out", ft);
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        var printed = System.Text.RegularExpressions.Regex.Match(r.Out, @"Best dev entity F1 (\d+\.\d\d %) \(precision (\d+\.\d\d %), recall (\d+\.\d\d %)\), word accuracy (\d+\.\d\d %)");
+        Assert.True(printed.Success, r.Out);
+        r = Run("eval", "--model", Path.Combine(ft, "best"), "--data", dev, "--max-len", "4");
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        // sentences, words, truncated, word accuracy, precision, recall, F1: the same four numbers.
+        Assert.Matches($@"│ 2 +│ 8 +│ 2 +│ {printed.Groups[4].Value} +│ {printed.Groups[2].Value} +│ {printed.Groups[3].Value} +│ {printed.Groups[1].Value} +│", r.Out);
+
+        r = Run("finetune", "--data", WriteLines("two.tsv", ["good\t1", "bad\t0"]), "--size", "nano", "--epochs", "1", "--max-len", "16", "--out", Path.Combine(_dir, "two"));
+        Assert.Equal(1, r.Code);
+        Assert.Contains("has no examples (too few per class to set one aside); give more examples or a --dev file.", r.Err);
     }
 
     [Fact]
