@@ -530,15 +530,14 @@ public sealed class TokenTaggingJob
     /// <summary>Correct and counted tags of a bound batch, from the softmax probabilities [B·T, K].</summary>
     static (int Right, int Total) Count(ReadOnlySpan<float> p, IReadOnlyList<(int[] Ids, int[] Labels)> batch, int T)
     {
-        int K = p.Length / (batch.Count * T), right = 0, total = 0;   // T: the bound length (padded or not)
+        var tags = Tags(p, batch, T);
+        int right = 0, total = 0;
         for (int b = 0; b < batch.Count; b++)
-            for (int t = 0; t < batch[b].Labels.Length; t++)
-            {
-                int label = batch[b].Labels[t];
-                if (label == Ignore) continue;
-                total++;
-                if (PretrainJob.ArgMax(p.Slice((b * T + t) * K, K)) == label) right++;
-            }
+        {
+            var labels = batch[b].Labels.Where(l => l != Ignore).ToArray();
+            total += labels.Length;
+            for (int w = 0; w < labels.Length; w++) if (tags[b][w].Tag == labels[w]) right++;
+        }
         return (right, total);
     }
 
@@ -558,24 +557,19 @@ public sealed class TokenTaggingJob
     public static EvalReport Evaluate(Model<float> m, IReadOnlyList<(int[] Ids, int[] Labels)> set, int pad, int batch, IReadOnlyList<string>? tagNames = null,
         IReadOnlyList<int[]>? fullTags = null)
     {
-        double loss = 0; int right = 0, total = 0;
+        double loss = 0;
         var predicted = new List<int[]>(set.Count);
         foreach (var chunk in set.Chunk(batch))
         {
             BindBatch(m, chunk, pad, training: false);
             loss += m.Forward(training: false)[0] * chunk.Length;
-            var p = m.Probabilities(0);
-            var (r, n) = Count(p, chunk, m.Seq);
-            right += r; total += n;
-            predicted.AddRange(Tags(p, chunk, m.Seq));
+            predicted.AddRange(Tags(m.Probabilities(0), chunk, m.Seq).Select(s => s.Select(x => x.Tag).ToArray()));
         }
+        // Without the full tags, only the words read count; with them, the words past the cut have no prediction (-1),
+        // so they are wrong, and O for the entities.
         var gold = fullTags ?? set.Select(x => x.Labels.Where(l => l != Ignore).ToArray()).ToList();
-        if (fullTags is not null)
-        {
-            // Words past the cut: no prediction (-1), so wrong, and O for the entities.
-            total = gold.Sum(g => g.Length);
-            for (int i = 0; i < predicted.Count; i++) predicted[i] = [.. predicted[i], .. Enumerable.Repeat(-1, gold[i].Length - predicted[i].Length)];
-        }
+        for (int i = 0; i < predicted.Count; i++) predicted[i] = [.. predicted[i], .. Enumerable.Repeat(-1, gold[i].Length - predicted[i].Length)];
+        int total = gold.Sum(g => g.Length), right = gold.Select((g, i) => g.Where((t, w) => predicted[i][w] == t).Count()).Sum();
         double acc = total == 0 ? 0 : (double)right / total;
         var metrics = new Dictionary<string, double> { ["acc"] = acc };
         if (tagNames is null || !Bert.Data.Conll.IsBio(tagNames)) return new EvalReport(loss / set.Count, metrics, acc);
@@ -586,16 +580,22 @@ public sealed class TokenTaggingJob
         return new EvalReport(loss / set.Count, metrics, f1);
     }
 
-    /// <summary>The predicted tag of each counted position (each word's first piece), per sentence of a bound batch.</summary>
-    static IEnumerable<int[]> Tags(ReadOnlySpan<float> p, IReadOnlyList<(int[] Ids, int[] Labels)> batch, int T)
+    /// <summary>The predicted tag and its probability at each counted position (each word's first piece), per sentence of
+    /// a batch bound at length <paramref name="T"/> (padded or not), from the softmax probabilities [B·T, K].</summary>
+    static List<(int Tag, float Probability)[]> Tags(ReadOnlySpan<float> p, IReadOnlyList<(int[] Ids, int[] Labels)> batch, int T)
     {
         int K = p.Length / (batch.Count * T);
-        var result = new List<int[]>(batch.Count);
+        var result = new List<(int, float)[]>(batch.Count);
         for (int b = 0; b < batch.Count; b++)
         {
-            var tags = new List<int>();
+            var tags = new List<(int, float)>();
             for (int t = 0; t < batch[b].Labels.Length; t++)
-                if (batch[b].Labels[t] != Ignore) tags.Add(PretrainJob.ArgMax(p.Slice((b * T + t) * K, K)));
+            {
+                if (batch[b].Labels[t] == Ignore) continue;
+                var row = p.Slice((b * T + t) * K, K);
+                int tag = PretrainJob.ArgMax(row);
+                tags.Add((tag, row[tag]));
+            }
             result.Add(tags.ToArray());
         }
         return result;
@@ -611,21 +611,9 @@ public sealed class TokenTaggingJob
             var encoded = chunk.Select(words => { var e = Encode(tok, words, new int[words.Length], maxLen); return (e.Ids, e.Labels); }).ToArray();
             BindBatch(m, encoded, tok.PadId, training: false);
             m.Forward(training: false);
-            var p = m.Probabilities(0);
-            int T = encoded.Max(x => x.Ids.Length), K = p.Length / (encoded.Length * T);
+            var tags = Tags(m.Probabilities(0), encoded, m.Seq);
             for (int b = 0; b < encoded.Length; b++)
-            {
-                var tags = Enumerable.Repeat((-1, 0f), chunk[b].Length).ToArray();
-                int w = 0;
-                for (int t = 0; t < encoded[b].Labels.Length; t++)
-                {
-                    if (encoded[b].Labels[t] == Ignore) continue;
-                    var row = p.Slice((b * T + t) * K, K);
-                    int tag = PretrainJob.ArgMax(row);
-                    tags[w++] = (tag, row[tag]);
-                }
-                result.Add(tags);
-            }
+                result.Add([.. tags[b], .. Enumerable.Repeat((-1, 0f), chunk[b].Length - tags[b].Length)]);
         }
         return result;
     }
