@@ -342,8 +342,11 @@ public static class Program
 
     /// <summary>A model loaded from a checkpoint folder: the declared model, its weights, and the tensors the folder did
     /// not have (a Hugging Face masked-LM folder has no pooler or next-sentence head), which keep a fresh initialization.</summary>
-    internal sealed record Loaded(Catalog.Entry Entry, Model<float> Model, IReadOnlyList<string> Missing, IReadOnlyDictionary<string, string> Metadata)
+    internal sealed record Loaded(Catalog.Entry Entry, Model<float> Model, IReadOnlyList<string> Missing, IReadOnlyDictionary<string, string> Metadata, HfConfig Config)
     {
+        /// <summary>The class names config.json gives (id2label), or null when it has none or only the LABEL_i defaults.</summary>
+        public IReadOnlyList<string>? LabelNames => Config.Labels is { } names && names.Where((n, i) => n != $"LABEL_{i}").Any() ? names : null;
+
         /// <summary>Whether the checkpoint says the model was fine-tuned on sentence pairs.</summary>
         public bool Pairs => Metadata.GetValueOrDefault(PairsKey) == "true";
 
@@ -369,7 +372,7 @@ public static class Program
             var entry = Catalog.ByName(name);
             var model = entry.Create();
             var ours = Checkpoint.Load(dir, model);
-            return new Loaded(entry, model, [], ours.Metadata);
+            return new Loaded(entry, model, [], ours.Metadata, config);
         }
         var hfEntry = Catalog.FromHfConfig(config, configPath);
         var hfModel = hfEntry.Create();
@@ -379,7 +382,7 @@ public static class Program
         var report = Checkpoint.Load(dir, hfModel, Optional);
         Console.Error.WriteLine($"{dir} is a Hugging Face {config.Architectures.FirstOrDefault() ?? config.ModelType ?? "BERT"} checkpoint; loaded as {hfEntry.Name}" +
             (report.Missing.Count == 0 ? "." : $" ({report.Missing.Count} tensors it lacks start fresh: {string.Join(", ", report.Missing.Take(3))}{(report.Missing.Count > 3 ? ", …" : "")})."));
-        return new Loaded(hfEntry, hfModel, report.Missing, report.Metadata);
+        return new Loaded(hfEntry, hfModel, report.Missing, report.Metadata, config);
     }
 
     static int Finetune(string device, string dataSpec, string? devFile, string format, string? from, Reinit? reinit, string? vocab, string? size, string outDir, int maxLen, int epochs, TrainOptions train, CancellationToken cancel)
@@ -406,8 +409,8 @@ public static class Program
         return RunFineTuning(loop, job.StepsPerEpoch, e => string.Create(Inv, $"accuracy {e.Score:P2}"), outDir, trainer, cancel);
     }
 
-    /// <summary>The checkpoint metadata that marks a classifier of sentence pairs: predict then reads a tab as the pair's
-    /// separator (for any other model a tab is part of the text).</summary>
+    /// <summary>The checkpoint metadata that says whether a classifier was fine-tuned on sentence pairs: eval then reads its
+    /// files as pairs, and predict reads a tab as part of the text only when it says "false".</summary>
     internal const string PairsKey = "sentence_pairs";
 
     /// <summary>eval and predict need a fine-tuned head; a pre-training model is one sentence saying so.</summary>
@@ -501,14 +504,6 @@ public static class Program
         return trainer;
     }
 
-    /// <summary>The class names a checkpoint's config.json gives (id2label), or null when it has none or only the
-    /// LABEL_i defaults.</summary>
-    static IReadOnlyList<string>? LabelNames(string dir)
-    {
-        var names = HfConfig.Read(Path.Combine(dir, "config.json")).Labels;
-        return names is null || names.Select((n, i) => n == $"LABEL_{i}").All(x => x) ? null : names;
-    }
-
     static int Eval(string device, string dir, string dataSpec, string? devFile, string format, int maxLen)
     {
         var loaded = LoadModel(dir);
@@ -517,7 +512,7 @@ public static class Program
         using var gpu = OnDevice(device, entry, model);
         var tok = CheckpointTokenizer.Load(dir);
         int len = Math.Min(maxLen, model.Info.MaxLen);
-        if (entry.Head == "token-classifier") return EvalTagger(entry, model, tok, dir, devFile ?? dataSpec, len);
+        if (entry.Head == "token-classifier") return EvalTagger(loaded, tok, devFile ?? dataSpec, len);
         // A file is scored whole; --dev FILE scores that file; a named set, its dev split (the part fine-tuning never trains on).
         string source = devFile ?? dataSpec;
         if (loaded.Pairs && format == "tsv") format = "pairs";   // a model of sentence pairs reads its files as pairs
@@ -527,7 +522,7 @@ public static class Program
         // Named classes are matched to the model's by name, not by the file's order.
         if (devSet.LabelNames is { } fileNames)
         {
-            var modelNames = LabelNames(dir) ?? throw new ArgumentException($"The labels in {source} are names ({string.Join(", ", fileNames)}) but the model in {dir} has none (its config.json's id2label is LABEL_0, …); give the labels as class numbers.");
+            var modelNames = loaded.LabelNames ?? throw new ArgumentException($"The labels in {source} are names ({string.Join(", ", fileNames)}) but the model in {dir} has none (its config.json's id2label is LABEL_0, …); give the labels as class numbers.");
             var remap = fileNames.Select(n => modelNames.ToList().IndexOf(n)).ToArray();
             if (remap.Any(i => i < 0))
                 throw new ArgumentException($"{source} has the label '{fileNames[Array.IndexOf(remap, -1)]}', which is not one of the model's classes ({string.Join(", ", modelNames)}); fix the data or evaluate another model.");
@@ -542,9 +537,10 @@ public static class Program
 
     /// <summary>A tagger on a CoNLL file read with the model's tags (id2label): word accuracy and conlleval's entity scores
     /// over every word, the words past the maximum length counted as tagged O (so their entities are missed, not dropped).</summary>
-    static int EvalTagger(Catalog.Entry entry, Model<float> model, WordPiece tok, string dir, string file, int maxLen)
+    static int EvalTagger(Loaded loaded, WordPiece tok, string file, int maxLen)
     {
-        var tags = HfConfig.Read(Path.Combine(dir, "config.json")).Labels ?? Enumerable.Range(0, entry.Classes).Select(i => $"LABEL_{i}").ToList();
+        var (entry, model) = loaded;
+        var tags = loaded.Config.Labels ?? Enumerable.Range(0, entry.Classes).Select(i => $"LABEL_{i}").ToList();
         var tagged = Conll.Read(file, tags, "the model");
         var predicted = TokenTaggingJob.Predict(model, tok, tagged.Sentences.Select(x => x.Words).ToList(), maxLen);
         int words = 0, right = 0, truncated = 0;
@@ -574,7 +570,7 @@ public static class Program
         var (entry, model) = loaded;
         using var gpu = OnDevice(device, entry, model);
         var tok = CheckpointTokenizer.Load(dir);
-        var names = LabelNames(dir);
+        var names = loaded.LabelNames;
         var texts = text is not null ? new List<string> { text } : ReadStdin();
         if (texts.Count == 0) throw new ArgumentException("No text to classify; pass it as an argument or one per line on standard input.");
         if (entry.Head == "token-classifier")
