@@ -13,9 +13,6 @@ public sealed record LabeledSet(string Name, IReadOnlyList<(string Text, int Lab
     /// <summary>The second text of example <paramref name="i"/>, or null for single-text sets.</summary>
     public string? Pair(int i) => Pairs?[i];
 
-    /// <summary>The name of label <paramref name="label"/>: the file's, else the number.</summary>
-    public string NameOf(int label) => LabelNames is { } n && label < n.Count ? n[label] : label.ToString(CultureInfo.InvariantCulture);
-
     /// <summary>This set followed by <paramref name="other"/> (same labels).</summary>
     public LabeledSet Concat(LabeledSet other) => this with
     {
@@ -168,6 +165,7 @@ public static class Labeled
         static bool IsNumber(string s) => int.TryParse(s, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out _);
         bool named = allowNames && (names is not null || rows.All(r => !IsNumber(r.Label)));
         var examples = new List<(string, int)>();
+        var seconds = pairs ? rows.Select(r => r.Second!).ToList() : null;
         if (!named)
         {
             int maxLabel = -1;
@@ -177,7 +175,7 @@ public static class Labeled
                 maxLabel = Math.Max(maxLabel, label);
                 examples.Add((r.Text, label));
             }
-            return Finish(file, examples, classes ?? maxLabel + 1) with { Pairs = pairs ? rows.Select(r => r.Second!).ToList() : null };
+            return Finish(file, examples, classes ?? maxLabel + 1) with { Pairs = seconds };
         }
         var order = names ?? rows.Select(r => r.Label).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
         var ids = new Dictionary<string, int>(StringComparer.Ordinal);
@@ -192,7 +190,7 @@ public static class Labeled
         }
         if (classes is int c && order.Count > c)
             throw new DataException($"{file} names {order.Count} classes ({string.Join(", ", order)}) but the set has {c}; fix the labels.", file);
-        return Finish(file, examples, Math.Max(classes ?? 0, order.Count)) with { LabelNames = order, Pairs = pairs ? rows.Select(r => r.Second!).ToList() : null };
+        return Finish(file, examples, Math.Max(classes ?? 0, order.Count)) with { LabelNames = order, Pairs = seconds };
     }
 
     static int ParseLabel(string field, int? classes, string file, int number)
