@@ -3,7 +3,7 @@ using Microsoft.CodeAnalysis;
 namespace Bert.Generators;
 
 /// <summary>Every diagnostic the generator reports. IDs: 0001–0099 declarations and shapes, 0100–0199 ops,
-/// 0200+ kernels. Each is documented, with a bad and a good example, in docs/diagnostics.md.</summary>
+/// 0200+ kernels and experiments. Each is documented, with a bad and a good example, in docs/diagnostics.md.</summary>
 public static class Diagnostics
 {
     const string Cat = "Bert";
@@ -73,6 +73,31 @@ public static class Diagnostics
     public static readonly DiagnosticDescriptor PwNotPartial = E("BERT0203", "[Pointwise] function in a type that is not partial",
         "[Pointwise] '{0}' is declared in '{1}', which must be partial (with every containing type) for its tensor overload");
 
+    public static readonly DiagnosticDescriptor ExpNotPartial = E("BERT0210", "Experiment class is not partial",
+        "'{0}' must be declared partial so that the generator can add the checked experiment to it");
+    public static readonly DiagnosticDescriptor ExpModel = E("BERT0211", "Experiment's model is not a model of this project",
+        "Experiment '{0}' trains {1}, which is {2}; name a [Model] class declared in this project, e.g. typeof(BertMiniClassifier)");
+    public static readonly DiagnosticDescriptor ExpRange = E("BERT0212", "Experiment value out of range",
+        "{0} = {1} is out of range: it must be {2}");
+    public static readonly DiagnosticDescriptor ExpSeq = E("BERT0213", "Sequence length over the model's MaxLen",
+        "Seq = {0} is longer than {1} accepts (MaxLen = {2}); use Seq <= {2} or a model with a longer MaxLen");
+    public static readonly DiagnosticDescriptor ExpOtherJob = E("BERT0214", "Argument of the other job",
+        "{0} has no meaning for {1}: {2}; remove it");
+    public static readonly DiagnosticDescriptor ExpHead = E("BERT0215", "Job does not fit the model's head",
+        "Experiment '{0}' is {1}, but {2} is {3}; {4}");
+    public static readonly DiagnosticDescriptor ExpClasses = E("BERT0216", "Data set has more classes than the model",
+        "{0} has {1} classes but {2} predicts {3}; name a classifier with at least {1} classes");
+    public static readonly DiagnosticDescriptor ExpData = E("BERT0217", "Unknown data set",
+        "'{0}' is not {1}; use one of {2}");
+    public static readonly DiagnosticDescriptor ExpPrecision = E("BERT0218", "Precision the device does not have",
+        "Precision.{0} is not available: {1}");
+    public static readonly DiagnosticDescriptor ExpMemory = E("BERT0219", "Training step does not fit the device's memory",
+        "Experiment '{0}' needs about {1} per training step, more than {2} ({3}); {4}");
+    public static readonly DiagnosticDescriptor ExpFrom = E("BERT0220", "From experiment does not fit",
+        "Experiment '{0}' cannot start from the From experiment: {1}");
+    public static readonly DiagnosticDescriptor ExpReinit = E("BERT0221", "Bad Reinit",
+        "Reinit = \"{0}\" is not usable: {1}");
+
     public static readonly DiagnosticDescriptor Internal = E("BERT0299", "Internal generator error",
         "The Bert generator failed on '{0}': {1}; please report this with the model's declaration");
 
@@ -84,7 +109,10 @@ public static class Diagnostics
         "BERT0013" => BadCat, "BERT0014" => StackShape, "BERT0015" => UnknownName, "BERT0016" => InputShape, "BERT0017" => ForeignBase,
         "BERT0100" => InnerDim, "BERT0101" => Broadcast, "BERT0102" => UnknownOp, "BERT0103" => Construct,
         "BERT0104" => ScalarConst, "BERT0105" => DropoutRange, "BERT0106" => Rank, "BERT0107" => Arity,
-        "BERT0200" => PwTranslate, "BERT0201" => PwDiff, "BERT0202" => PwRecursive, "BERT0203" => PwNotPartial, "BERT0299" => Internal,
+        "BERT0200" => PwTranslate, "BERT0201" => PwDiff, "BERT0202" => PwRecursive, "BERT0203" => PwNotPartial,
+        "BERT0210" => ExpNotPartial, "BERT0211" => ExpModel, "BERT0212" => ExpRange, "BERT0213" => ExpSeq, "BERT0214" => ExpOtherJob,
+        "BERT0215" => ExpHead, "BERT0216" => ExpClasses, "BERT0217" => ExpData, "BERT0218" => ExpPrecision, "BERT0219" => ExpMemory,
+        "BERT0220" => ExpFrom, "BERT0221" => ExpReinit, "BERT0299" => Internal,
         _ => throw new System.ArgumentException(id),
     };
 

@@ -9,8 +9,9 @@ using Microsoft.CodeAnalysis.Text;
 
 namespace Bert.Generators;
 
-/// <summary>The compiled form of one model: its source, or the diagnostics that stopped it.</summary>
-public sealed record CompiledModel(string HintName, string? Source, EquatableArray<Diag> Diags);
+/// <summary>The compiled form of one model: its source, or the diagnostics that stopped it, and what an experiment's
+/// checks need of it (null when it did not compile).</summary>
+public sealed record CompiledModel(string HintName, string? Source, EquatableArray<Diag> Diags, ModelFootprint? Footprint = null);
 
 /// <summary>The Bert model compiler: [Model] classes → checked, differentiated, fused, planned C#;
 /// [Pointwise] functions → tensor overloads.</summary>
@@ -45,6 +46,24 @@ public sealed class ModelGenerator : IIncrementalGenerator
             if (!p.ContainingIsPartial || p.ContainingType.Length == 0 || p.ContainingType == "Bert.Dsl.Activations") return;
             spc.AddSource($"{p.ContainingType}.{p.Name}.Pointwise.g.cs", SourceText.From(EmitOverload(p), Encoding.UTF8));
         });
+
+        // Experiments: checked against the footprints of the models they name; one file each, and one list of them all.
+        var experiments = context.SyntaxProvider.ForAttributeWithMetadataName("Bert.Dsl.ExperimentAttribute",
+            static (n, _) => n is ClassDeclarationSyntax, static (c, ct) => Parser.ParseExperiment(c, ct)).WithTrackingName("ExperimentSpec");
+        var allExperiments = experiments.Collect().Select(static (a, _) => a.ToEquatable());
+        var footprints = compiled.Select(static (c, _) => c.Footprint).Collect()
+            .Select(static (a, _) => a.Where(f => f is not null).Select(f => f!).ToEquatable()).WithTrackingName("Footprints");
+        var compiledExperiments = allExperiments.Combine(footprints)
+            .Select(static (p, _) => (Specs: p.Left, Compiled: ExperimentCompiler.Compile(p.Left, p.Right))).WithTrackingName("CompiledExperiments");
+        context.RegisterSourceOutput(compiledExperiments, static (spc, x) =>
+        {
+            foreach (var c in x.Compiled)
+            {
+                foreach (var d in c.Diags) spc.ReportDiagnostic(Diagnostics.ToDiagnostic(d));
+                if (c.Source is not null) spc.AddSource(c.HintName, SourceText.From(c.Source, Encoding.UTF8));
+            }
+            if (ExperimentCompiler.EmitList(x.Specs, x.Compiled) is { } list) spc.AddSource("Bert.Generated.DeclaredExperiments.g.cs", SourceText.From(list, Encoding.UTF8));
+        });
     }
 
     public static CompiledModel Compile(ModelSpec m, EquatableArray<PointwiseSpec> user)
@@ -56,7 +75,7 @@ public sealed class ModelGenerator : IIncrementalGenerator
             if (failed) return new CompiledModel(hint, null, diags.ToEquatable());
             Fuse.Run(graph);
             var plan = Plan.Build(graph);
-            return new CompiledModel(hint, Emitter.Emit(m, graph, plan), EquatableArray<Diag>.Empty);
+            return new CompiledModel(hint, Emitter.Emit(m, graph, plan), EquatableArray<Diag>.Empty, ExperimentCompiler.Footprint(m, graph, plan));
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {

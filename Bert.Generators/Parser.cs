@@ -9,7 +9,7 @@ using Microsoft.CodeAnalysis.CSharp.Syntax;
 namespace Bert.Generators;
 
 /// <summary>Syntax and symbols → specs. The only stage that sees Roslyn's semantic model.</summary>
-public static class Parser
+public static partial class Parser
 {
     public const string DslNs = "Bert.Dsl";
     static readonly HashSet<string> Primitives = new() { "Exp", "Log", "Tanh", "Sqrt", "Erf", "Max", "Min", "Abs" };
@@ -61,21 +61,21 @@ public static class Parser
             constants, root, blocks.ToEquatable(), diags.ToEquatable(), Loc.From(decl.Identifier.GetLocation()), derived);
     }
 
-    static string MetadataName(INamedTypeSymbol t) =>
+    internal static string MetadataName(INamedTypeSymbol t) =>
         (t.ContainingNamespace.IsGlobalNamespace ? "" : t.ContainingNamespace.ToDisplayString() + ".") + t.MetadataName;
 
-    static string AccessibilityText(Accessibility a) => a switch
+    internal static string AccessibilityText(Accessibility a) => a switch
     {
         Accessibility.Public => "public",
         Accessibility.Internal => "internal",
         _ => "internal",
     };
 
-    static bool IsPartial(INamedTypeSymbol t) => t.DeclaringSyntaxReferences
+    internal static bool IsPartial(INamedTypeSymbol t) => t.DeclaringSyntaxReferences
         .Select(r => r.GetSyntax()).OfType<TypeDeclarationSyntax>()
         .Any(d => d.Modifiers.Any(SyntaxKind.PartialKeyword));
 
-    static bool HasAttr(ISymbol s, string name) =>
+    internal static bool HasAttr(ISymbol s, string name) =>
         s.GetAttributes().Any(a => a.AttributeClass?.Name == name && a.AttributeClass.ContainingNamespace.ToDisplayString() == DslNs);
 
     static AttributeData? Attr(ISymbol s, string name) =>

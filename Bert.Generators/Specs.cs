@@ -67,3 +67,23 @@ public sealed record ConstSpec(string Name, long Value);
 
 public sealed record ModelSpec(string Namespace, string ClassName, string MetadataName, string Accessibility, bool IsPartial,
     EquatableArray<ConstSpec> Constants, BlockSpec Root, EquatableArray<BlockSpec> Blocks, EquatableArray<Diag> Diags, Loc Loc, bool DerivedFromModel);
+
+// ---- experiments ----
+
+/// <summary>One named argument of an [Experiment] attribute as written: its text (strings, type names), number (ints,
+/// doubles, enums as their value) or flag, and where it stands.</summary>
+public sealed record ExpArg(string Name, string Text, double Number, bool Flag, Loc Loc);
+
+/// <summary>An [Experiment] class: the model it names (its metadata name, and whether it is a [Model] of this
+/// compilation), the experiment it starts From, and the named arguments given.</summary>
+public sealed record ExperimentSpec(string Namespace, string ClassName, string MetadataName, string Accessibility, bool IsPartial,
+    string Model, string ModelDisplay, bool ModelIsModel, bool ModelInCompilation, Loc ModelLoc,
+    string? From, bool FromIsExperiment, EquatableArray<ExpArg> Args, Loc Loc);
+
+/// <summary>What an experiment's checks need of a compiled model: its sizes, head, parameter table (Hugging Face names
+/// and shapes) and memory plan (each buffer's training slot and symbolic size), and the shapes of its products.</summary>
+public sealed record ModelFootprint(string MetadataName, string FullName, string ClassName, long ParamCount, long MaxLen, long Classes, string Head,
+    EquatableArray<FootBuf> Bufs, int SlotsTrain, EquatableArray<FootGemm> Gemms, EquatableArray<FootParam> Params);
+public sealed record FootBuf(int SlotTrain, long C, int PB, int PT, int PG);
+public sealed record FootGemm(EquatableArray<int> X, EquatableArray<int> W);
+public sealed record FootParam(string Hf, string Shape);

@@ -12,8 +12,9 @@ public static class DataSets
     /// TweetSentBR tweets (3 classes, train → val).</summary>
     public static readonly string[] NamedPortuguese = ["pt-reviews", "pt-tweets"];
 
-    /// <summary>Embedded pre-training corpora by name (besides the default English one).</summary>
-    public static readonly string[] NamedCorpora = ["machado"];
+    /// <summary>Embedded pre-training corpora by name: the Portuguese novels, and the default English corpus (Tiny
+    /// Shakespeare + WikiText-2), named so that it can be listed with others.</summary>
+    public static readonly string[] NamedCorpora = ["machado", "english"];
 
     static IEnumerable<string> AllNamed => Named.Concat(NamedPortuguese);
     public const int SplitSeed = 13;
@@ -67,16 +68,20 @@ public static class DataSets
     /// (documents separated by blank lines).</summary>
     public static (List<List<string>> Documents, string How) Corpus(IReadOnlyList<string>? specs)
     {
-        if (specs is null || specs.Count == 0)
-        {
-            var docs = Pretraining.ShakespeareDocuments(DefaultData.ReadText(DataFile.TinyShakespeare))
-                .Concat(Pretraining.WikiTextDocuments(DefaultData.ReadText(DataFile.WikiText2RawTest))).ToList();
-            return (docs, "embedded Tiny Shakespeare + WikiText-2 (raw test)");
-        }
+        static List<List<string>> English() => Pretraining.ShakespeareDocuments(DefaultData.ReadText(DataFile.TinyShakespeare))
+            .Concat(Pretraining.WikiTextDocuments(DefaultData.ReadText(DataFile.WikiText2RawTest))).ToList();
+        const string EnglishHow = "embedded Tiny Shakespeare + WikiText-2 (raw test)";
+        if (specs is null || specs.Count == 0) return (English(), EnglishHow);
         var all = new List<List<string>>();
         var how = new List<string>();
         foreach (var f in specs)
         {
+            if (f.Equals("english", StringComparison.OrdinalIgnoreCase))
+            {
+                all.AddRange(English());
+                how.Add(EnglishHow);
+                continue;
+            }
             if (f.Equals("machado", StringComparison.OrdinalIgnoreCase))
             {
                 all.AddRange(Portuguese.MachadoDocuments());

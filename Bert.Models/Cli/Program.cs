@@ -14,7 +14,7 @@ using Spectre.Console;
 namespace Bert.Cli;
 
 /// <summary>The `bert` command: tokenize, pre-train, fine-tune, evaluate, predict, inspect, and the demo.</summary>
-public static class Program
+public static partial class Program
 {
     static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
 
@@ -137,7 +137,7 @@ public static class Program
         outputBias.AcceptOnlyFromAmong("frequencies", "zeros");
         var output = new Option<string>("--out") { Description = "checkpoint folder (resumes when it holds a run)", Required = true };
         foreach (var o in new Option[] { corpus, size, steps, batch, accumulate, maxLen, lr, warmup, optimizer, wholeWord, maskProb, objective, noDropout, outputBias, vocabDir, evalEvery, saveEvery, output, seed, device, precision }) pre.Options.Add(o);
-        pre.SetAction(pr => Pretrain(Device(pr.GetValue(device)!, pr.GetValue(precision)!), pr.GetValue(corpus), pr.GetValue(size)!, pr.GetValue(vocabDir), pr.GetValue(output)!,
+        pre.SetAction(pr => Pretrain(Device(pr.GetValue(device)!, pr.GetValue(precision)!), pr.GetValue(corpus), Catalog.Get(pr.GetValue(size)!, "pretraining"), pr.GetValue(vocabDir), pr.GetValue(output)!,
             new PretrainingOptions { MaxSeqLength = pr.GetValue(maxLen), WholeWordMask = pr.GetValue(wholeWord), NextSentence = pr.GetValue(objective) == "mlm+nsp",
                 MaskedLmProb = CheckMaskProb(pr.GetValue(maskProb)), MaxPredictionsPerSeq = MaxPredictions(pr.GetValue(maxLen), pr.GetValue(maskProb)) },
             new TrainOptions { BatchSize = pr.GetValue(batch), Accumulate = pr.GetValue(accumulate), LearningRate = pr.GetValue(lr), WarmupFraction = pr.GetValue(warmup),
@@ -267,6 +267,7 @@ public static class Program
                 batches, pr.GetValue(stSeq), pr.GetValue(stSteps), pr.GetValue(stTiming), pr.GetValue(stJson), pr.GetValue(stSize)!), Console.Out);
         });
         root.Subcommands.Add(st);
+        root.Subcommands.Add(RunCommand(cancel));
         return root;
     }
 
@@ -307,9 +308,8 @@ public static class Program
         return trainer;
     }
 
-    static int Pretrain(string device, string[]? corpusFiles, string size, string? vocab, string outDir, PretrainingOptions data, TrainOptions train, long steps, bool frequencyBias, CancellationToken cancel)
+    static int Pretrain(string device, string[]? corpusFiles, Catalog.Entry entry, string? vocab, string outDir, PretrainingOptions data, TrainOptions train, long steps, bool frequencyBias, CancellationToken cancel)
     {
-        var entry = Catalog.Get(size, "pretraining");
         using var trainer = OpenTrainer(device, entry, train);
         var tok = Tokenizer(vocab);
         var (docs, how) = DataSets.Corpus(corpusFiles);
@@ -385,13 +385,15 @@ public static class Program
         return new Loaded(hfEntry, hfModel, report.Missing, report.Metadata, config);
     }
 
-    static int Finetune(string device, string dataSpec, string? devFile, string format, string? from, Reinit? reinit, string? vocab, string? size, string outDir, int maxLen, int epochs, TrainOptions train, CancellationToken cancel)
+    /// <param name="declared">The model to fine-tune when an experiment names it (else the catalog's of --size and the set's classes).</param>
+    static int Finetune(string device, string dataSpec, string? devFile, string format, string? from, Reinit? reinit, string? vocab, string? size, string outDir, int maxLen, int epochs, TrainOptions train, CancellationToken cancel,
+        Catalog.Entry? declared = null)
     {
         if (reinit is not null && from is null) throw new ArgumentException($"--reinit {reinit} needs --from: without a pre-trained checkpoint every tensor starts afresh already.");
-        if (format == "conll") return FinetuneTagger(device, dataSpec, devFile, from, reinit, vocab, size, outDir, maxLen, epochs, train, cancel);
+        if (format == "conll") return FinetuneTagger(device, dataSpec, devFile, from, reinit, vocab, size, outDir, maxLen, epochs, train, cancel, declared);
         var (trainSet, devSet, how) = DataSets.Load(dataSpec, devFile, format);
         var tok = FinetuneTokenizer(from, vocab);
-        var (entry, model) = StartingModel(from, reinit, size, "classifier", Math.Max(2, trainSet.Classes), train.Seed);
+        var (entry, model) = StartingModel(from, reinit, size, "classifier", Math.Max(2, trainSet.Classes), train.Seed, declared);
         using var trainer = OpenTrainer(device, entry, train);
         var job = new FinetuneJob(model, tok, trainSet, devSet, maxLen, train.BatchSize, (int)train.Seed);
         if (trainer is { UseGraphs: true }) job.SeqMultiple = FinetuneJob.GraphSeqMultiple;   // fewer shapes: graphs replay
@@ -423,10 +425,12 @@ public static class Program
     /// <summary>The model a fine-tuning run starts from: the declared <paramref name="head"/> with room for the classes, of
     /// --size or else the --from checkpoint's size, freshly initialized, then the pre-trained tensors copied in (except
     /// <paramref name="reinit"/>'s and those the checkpoint lacked).</summary>
-    static (Catalog.Entry Entry, Model<float> Model) StartingModel(string? from, Reinit? reinit, string? size, string head, int classes, ulong seed)
+    static (Catalog.Entry Entry, Model<float> Model) StartingModel(string? from, Reinit? reinit, string? size, string head, int classes, ulong seed, Catalog.Entry? declared = null)
     {
         var pre = from is null ? null : LoadModel(from);
-        var entry = Catalog.Get(size ?? pre?.Entry.Size ?? "mini", head, classes);
+        var entry = declared ?? Catalog.Get(size ?? pre?.Entry.Size ?? "mini", head, classes);
+        if (declared is not null && (declared.Head != head || declared.Classes < classes))
+            throw new ArgumentException($"{declared.Name} is a {declared.Head} with {declared.Classes} classes, and the data needs a {head} with {classes}; name another model in the experiment.");
         var model = entry.Create();
         model.InitParameters(seed);
         if (pre is not null)
@@ -476,11 +480,12 @@ public static class Program
             : e.Metrics.TryGetValue("acc", out a) ? string.Create(Inv, $"word accuracy {a:P2}") : string.Create(Inv, $"score {e.Score:P2}");
 
     /// <summary>finetune --format conll: token classification (named entities, parts of speech) from CoNLL files.</summary>
-    static int FinetuneTagger(string device, string dataSpec, string? devFile, string? from, Reinit? reinit, string? vocab, string? size, string outDir, int maxLen, int epochs, TrainOptions train, CancellationToken cancel)
+    static int FinetuneTagger(string device, string dataSpec, string? devFile, string? from, Reinit? reinit, string? vocab, string? size, string outDir, int maxLen, int epochs, TrainOptions train, CancellationToken cancel,
+        Catalog.Entry? declared = null)
     {
         var (trainSet, devSet, how) = TaggedSplit(dataSpec, devFile);
         var tok = FinetuneTokenizer(from, vocab);
-        var (entry, model) = StartingModel(from, reinit, size, "token-classifier", trainSet.Tags.Count, train.Seed);
+        var (entry, model) = StartingModel(from, reinit, size, "token-classifier", trainSet.Tags.Count, train.Seed, declared);
         using var trainer = OpenTrainer(device, entry, train);
         var job = new TokenTaggingJob(model, tok, trainSet.Sentences, devSet.Sentences, maxLen, train.BatchSize, (int)train.Seed) { TagNames = trainSet.Tags };
         if (trainer is { UseGraphs: true }) job.SeqMultiple = FinetuneJob.GraphSeqMultiple;   // fewer shapes: graphs replay

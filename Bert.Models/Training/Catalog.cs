@@ -116,7 +116,21 @@ public static class Catalog
     }
 
     public static Entry ByName(string modelName) => All.FirstOrDefault(e => e.Name == modelName)
+        ?? Bert.Generated.DeclaredExperiments.All.Where(x => x.Model == modelName).Select(Of).FirstOrDefault()
         ?? throw new ArgumentException($"This build has no model named '{modelName}'.");
+
+    /// <summary>The entry of an experiment's model: the catalog's when it has one, else one made from the experiment's
+    /// generated statics (its head from the model's inputs: gathered rows pre-train, labels per text classify, labels per
+    /// token tag).</summary>
+    public static Entry Of(ExperimentInfo experiment)
+    {
+        if (All.FirstOrDefault(e => e.Name == experiment.Model) is { } listed) return listed;
+        var info = experiment.Info();
+        string head = info.Inputs.Any(i => i.Kind == InputKind.Rows) ? "pretraining"
+            : info.Inputs.FirstOrDefault(i => i.Kind == InputKind.Labels) is { } l ? (l.Shape.Length == 1 ? "classifier" : "token-classifier") : "other";
+        int classes = info.Constants.TryGetValue("Classes", out var c) ? (int)c : 2;
+        return new Entry(experiment.Model, head, classes, experiment.Model, experiment.Info, experiment.Create, experiment.CreateDouble, experiment.CreateCuda);
+    }
 
     /// <summary>Training FLOPs per token, forward and backward: 6·N + 12·L·T·C + 6·(C² + C·V)·f, where N counts
     /// the encoder's weights and f is the fraction of tokens that go through the MLM head.</summary>

@@ -79,6 +79,16 @@ public sealed class TrainLoop
     public EvalReport? Best { get; private set; }
     public List<(long Step, double Loss)> Losses { get; } = new();
 
+    /// <summary>Whether <paramref name="dir"/> holds a run of <paramref name="model"/> that reached its last step (its
+    /// trainer_state.json says so).</summary>
+    public static bool Finished(string dir, string model)
+    {
+        string path = Path.Combine(dir, "trainer_state.json");
+        if (!File.Exists(path)) return false;
+        try { return JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(path)) is { } s && s.Model == model && s.Step >= s.TotalSteps; }
+        catch (JsonException) { return false; }
+    }
+
     /// <summary>Restores weights, optimizer state and step from Dir when a resumable checkpoint is there.</summary>
     public bool TryResume()
     {

@@ -69,7 +69,7 @@ public class GeneratorTests
 
     // ---------------- one diagnostic each, at its span ----------------
 
-    const string Usings = "using Bert.Dsl;\nusing static Bert.Dsl.Ops;\nnamespace T;\n";
+    internal const string Usings = "using Bert.Dsl;\nusing static Bert.Dsl.Ops;\nnamespace T;\n";
 
     public static TheoryData<string, string> BadDeclarations() => new()
     {
@@ -355,7 +355,7 @@ public class GeneratorTests
 
     /// <summary>The generator reports exactly one diagnostic, <paramref name="id"/> at <paramref name="span"/>, and
     /// the user's own declarations compile.</summary>
-    static void AssertOnly(GeneratorRun run, string id, TextSpan span, string path)
+    internal static void AssertOnly(GeneratorRun run, string id, TextSpan span, string path)
     {
         var ours = run.GeneratorDiagnostics;
         var d = Assert.Single(ours, x => x.Id == id);
@@ -400,7 +400,7 @@ public class GeneratorTests
     [Fact]
     public void EveryDescriptor_IsCoveredByATest_AndDocumented()
     {
-        var tested = BadDeclarations().Select(r => (string)r[0]).Append("BERT0017").ToHashSet();
+        var tested = BadDeclarations().Concat(ExperimentTests.BadExperiments()).Select(r => (string)r[0]).Append("BERT0017").ToHashSet();
         var all = typeof(Diagnostics).GetFields(BindingFlags.Public | BindingFlags.Static)
             .Where(f => f.FieldType == typeof(DiagnosticDescriptor))
             .Select(f => ((DiagnosticDescriptor)f.GetValue(null)!).Id).ToList();

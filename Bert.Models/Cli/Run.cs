@@ -1,0 +1,86 @@
+using System.CommandLine;
+using Bert.Data;
+using Bert.Models;
+using Bert.Runtime;
+using Bert.Training;
+
+namespace Bert.Cli;
+
+/// <summary>`bert run`: the experiments declared in this project (<c>[Experiment]</c> classes, Experiments/Declared.cs), each
+/// run as `bert pretrain` or `bert finetune` runs it, after the experiment it starts from when that one's folder holds no
+/// finished run.</summary>
+public static partial class Program
+{
+    /// <summary>The declared experiments, in name order.</summary>
+    public static IReadOnlyList<ExperimentInfo> Experiments => Bert.Generated.DeclaredExperiments.All;
+
+    /// <summary>The experiment of that name (any case); an unknown one is one sentence naming them.</summary>
+    public static ExperimentInfo Experiment(string name) =>
+        Experiments.FirstOrDefault(e => e.Name.Equals(name, StringComparison.OrdinalIgnoreCase))
+        ?? throw new ArgumentException($"There is no experiment named '{name}'; declared: {string.Join(", ", Experiments.Select(e => e.Name))} (`bert run --list` describes them).");
+
+    static Command RunCommand(CancellationToken cancel)
+    {
+        var run = new Command("run", "Run an experiment declared in code ([Experiment] classes, checked at build time), after the one it starts from.");
+        var name = new Argument<string?>("experiment") { Description = "the experiment's name (see --list)", Arity = ArgumentArity.ZeroOrOne };
+        var list = Opt("--list", "list the declared experiments with their memory estimates", false);
+        var root = Opt("--out", "folder that holds a folder per experiment", "runs");
+        var device = new Option<string?>("--device") { Description = "cpu or cuda instead of the declared device (the build-time memory check was for the declared one)" };
+        device.AcceptOnlyFromAmong("cpu", "cuda");
+        run.Arguments.Add(name);
+        foreach (var o in new Option[] { list, root, device }) run.Options.Add(o);
+        run.SetAction(pr =>
+        {
+            if (pr.GetValue(list))
+            {
+                foreach (var e in Experiments) Console.WriteLine(e);
+                return 0;
+            }
+            if (pr.GetValue(name) is null)
+            {
+                Console.Error.WriteLine($"Name the experiment to run: bert run NAME, one of {string.Join(", ", Experiments.Select(e => e.Name))} (`bert run --list` describes them).");
+                return 2;
+            }
+            return RunExperiment(Experiment(pr.GetValue(name)!), pr.GetValue(root)!, pr.GetValue(device), cancel, new HashSet<string>());
+        });
+        return run;
+    }
+
+    /// <summary>"cpu", or "cuda-" and the declared precision, for the declared device or the one asked for instead.</summary>
+    static string DeviceOf(ExperimentInfo e, string? asked) =>
+        (asked ?? (e.Device == Bert.Dsl.Device.Cpu ? "cpu" : "cuda")) == "cpu" ? "cpu" : "cuda-" + e.Precision.ToString().ToLowerInvariant();
+
+    static int RunExperiment(ExperimentInfo e, string root, string? device, CancellationToken cancel, HashSet<string> running)
+    {
+        if (!running.Add(e.Name)) throw new ArgumentException($"Experiment {e.Name} starts from itself through From; declare a chain that ends.");
+        string? fromDir = null;
+        if (e.From is { } fromName)
+        {
+            var from = Experiment(fromName);
+            fromDir = Path.Combine(root, from.Name);
+            if (TrainLoop.Finished(fromDir, from.Model)) Console.WriteLine($"{e.Name} starts from {from.Name}: reusing its finished run in {fromDir}.");
+            else
+            {
+                Console.WriteLine($"{e.Name} starts from {from.Name}, which has no finished run in {fromDir}: running it first.");
+                int code = RunExperiment(from, root, device, cancel, running);
+                if (code != 0) return code;
+            }
+        }
+        string dir = Path.Combine(root, e.Name);
+        Console.WriteLine("Experiment " + e);
+        var entry = Catalog.Of(e);
+        var train = new TrainOptions
+        {
+            BatchSize = e.Batch, Accumulate = e.Accumulate, LearningRate = e.LearningRate, WarmupFraction = e.Warmup, Seed = (ulong)e.Seed,
+            Optimizer = e.Optimizer == Bert.Dsl.Optimizer.Lamb ? "lamb" : "adamw",
+        };
+        if (e.Job == Bert.Dsl.Job.Pretrain)
+        {
+            var corpus = e.Data.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            var data = new PretrainingOptions { MaxSeqLength = e.Seq, NextSentence = e.NextSentence, MaskedLmProb = e.MaskProb, MaxPredictionsPerSeq = MaxPredictions(e.Seq, e.MaskProb) };
+            return Pretrain(DeviceOf(e, device), corpus.Length == 0 ? null : corpus, entry, null, dir, data, train, e.Steps, e.FrequencyBias, cancel);
+        }
+        string format = entry.Head == "token-classifier" ? "conll" : "tsv";
+        return Finetune(DeviceOf(e, device), e.Data, null, format, fromDir, Reinit.Parse(e.Reinit), null, null, dir, e.Seq, e.Epochs, train, cancel, entry);
+    }
+}

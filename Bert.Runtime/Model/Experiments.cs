@@ -1,0 +1,102 @@
+using System.Numerics;
+using Bert.Dsl;
+
+namespace Bert.Runtime;
+
+/// <summary>What every <c>[Experiment]</c> class is, through its generated static: the experiment as declared and checked.</summary>
+public interface IDeclaredExperiment
+{
+    static abstract ExperimentInfo Experiment { get; }
+}
+
+/// <summary>A training step's memory, by part, in bytes: the memory plan's activations, the parameter state (weights,
+/// gradients and the optimizer's two moments, plus the GPU's decay mask), and for bf16 on a GPU the weights' bf16 copy and
+/// the two bf16 operand slots. The generator computes it at build time for an experiment's shape and the runtime
+/// recomputes it from <see cref="ModelInfo"/> with <see cref="For"/> (a test holds the two equal).</summary>
+public sealed record MemoryEstimate(long Activations, long ParameterState, long Bf16, long Capacity)
+{
+    /// <summary>What the step needs in all.</summary>
+    public long Total => Activations + ParameterState + Bf16;
+
+    /// <summary>Bytes a GPU keeps for its context, cuBLAS's workspace and the libraries' own allocations, which the
+    /// estimate leaves out: the capacity checked against is the device's less this.</summary>
+    public const long GpuReserve = 1L << 30;
+
+    /// <summary>The memory of a named device in bytes as its driver reports it (nvidia-smi's total), less
+    /// <see cref="GpuReserve"/>; 0 for the CPU, whose memory is not known at build time.</summary>
+    public static long CapacityOf(Device device) => device switch
+    {
+        Device.A100_40GB => (40_960L << 20) - GpuReserve,
+        Device.A100_80GB => (81_920L << 20) - GpuReserve,
+        Device.H100 => (81_559L << 20) - GpuReserve,
+        Device.H200 => (143_771L << 20) - GpuReserve,
+        Device.L4 => (23_034L << 20) - GpuReserve,
+        _ => 0,
+    };
+
+    /// <summary>The masked-LM rows (G) a pre-training micro-batch binds at most: BERT's cap of 20 predictions per 128 tokens
+    /// scaled to the length and share (as <c>bert pretrain</c> sets it), padded to a multiple of 32 as a GPU's batches are,
+    /// and no more than B·T.</summary>
+    public static int PretrainingRows(int batch, int seq, double maskProb)
+    {
+        long perSeq = Math.Max(20, (long)Math.Ceiling(seq * maskProb * 1.05));
+        long rows = (batch * perSeq + 31) / 32 * 32;
+        return (int)Math.Min(rows, (long)batch * seq);
+    }
+
+    /// <summary>The estimate for one training micro-batch of <paramref name="batch"/> × <paramref name="seq"/> tokens with
+    /// <paramref name="rows"/> gathered rows: what the generator computed at build time.</summary>
+    public static MemoryEstimate For(ModelInfo info, int batch, int seq, int rows, Device device, Precision precision, double memoryGiB = 0)
+    {
+        bool gpu = device != Device.Cpu;
+        long n = info.ParameterCount;
+        long activations = info.Layout(batch, seq, rows, training: true).Total * 4;
+        long state = n * (gpu ? 17 : 16);
+        long bf16 = 0;
+        if (gpu && precision == Precision.Bf16)
+        {
+            long slot = 16;
+            foreach (var op in info.Ops)
+            {
+                if (op.Kind is not (OpKind.Linear or OpKind.MatMul) || op.Operands.Length < 2) continue;
+                var x = op.Operands[0].Shape; var w = op.Operands[1].Shape;
+                long r = ModelInfo.ShapeSize(x, batch, seq, rows, to: x.Length - 1), k = x[^1], wn = ModelInfo.ShapeSize(w, batch, seq, rows);
+                slot = Math.Max(slot, Math.Max(Math.Max(r * k, r * (wn / Math.Max(1, k))), wn));
+            }
+            bf16 = n * 2 + ((slot + 63) & ~63L) * 4;
+        }
+        long capacity = memoryGiB > 0 ? (long)(memoryGiB * (1L << 30)) : CapacityOf(device);
+        return new MemoryEstimate(activations, state, bf16, capacity);
+    }
+
+    /// <summary>"1.23 GiB".</summary>
+    public static string Format(long bytes) => (bytes / (double)(1L << 30)).ToString("0.00", System.Globalization.CultureInfo.InvariantCulture) + " GiB";
+}
+
+/// <summary>A declared experiment: the model, the job and data, the shape, precision, device and schedule, as written in
+/// its <c>[Experiment]</c> attribute (defaults filled in) and checked at build time, with the build-time memory estimate
+/// and the model's generated statics.</summary>
+public sealed record ExperimentInfo(
+    string Name, string Model, Job Job, string Data, int Batch, int Seq, int Accumulate, int Steps, int Epochs,
+    double LearningRate, double Warmup, Optimizer Optimizer, Precision Precision, Device Device, string? From, string Reinit,
+    double MaskProb, bool NextSentence, bool FrequencyBias, int Seed, int Rows, MemoryEstimate Memory,
+    Func<ModelInfo> Info, Func<Model<float>> Create, Func<Model<double>> CreateDouble, Func<Cuda.ICudaProgram> CreateCuda)
+{
+    /// <summary>The experiment for model <typeparamref name="TModel"/>; what the generated code calls.</summary>
+    public static ExperimentInfo Of<TModel>(string name, Job job, string data, int batch, int seq, int accumulate, int steps, int epochs,
+        double learningRate, double warmup, Optimizer optimizer, Precision precision, Device device, string? from, string reinit,
+        double maskProb, bool nextSentence, bool frequencyBias, int seed, int rows, MemoryEstimate memory) where TModel : IDeclaredModel =>
+        new(name, typeof(TModel).Name, job, data, batch, seq, accumulate, steps, epochs, learningRate, warmup, optimizer, precision, device,
+            from, reinit, maskProb, nextSentence, frequencyBias, seed, rows, memory,
+            () => TModel.Info, TModel.Create<float>, TModel.Create<double>, TModel.CreateCudaProgram);
+
+    /// <summary>One line for a listing: job, model, data, shape, device and the memory estimate.</summary>
+    public override string ToString()
+    {
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        string length = Job == Job.Pretrain ? $"{Steps} step{(Steps == 1 ? "" : "s")}" : $"{Epochs} epoch{(Epochs == 1 ? "" : "s")}";
+        string data = Data.Length == 0 ? "the embedded corpus" : Data;
+        string fits = Memory.Capacity > 0 ? $" of {MemoryEstimate.Format(Memory.Capacity)}" : "";
+        return string.Create(inv, $"{Name}: {(Job == Job.Pretrain ? "pre-train" : "fine-tune")} {Model} on {data}{(From is null ? "" : $" from {From}")}, B={Batch} T={Seq}, {length}, lr {LearningRate:G3}, {Precision} on {Device}; ≈ {MemoryEstimate.Format(Memory.Total)}{fits} per step");
+    }
+}
