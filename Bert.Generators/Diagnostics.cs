@@ -73,8 +73,8 @@ public static class Diagnostics
     public static readonly DiagnosticDescriptor PwNotPartial = E("BERT0203", "[Pointwise] function in a type that is not partial",
         "[Pointwise] '{0}' is declared in '{1}', which must be partial (with every containing type) for its tensor overload");
 
-    public static readonly DiagnosticDescriptor ExpNotPartial = E("BERT0210", "Experiment class is not partial",
-        "'{0}' must be declared partial so that the generator can add the checked experiment to it");
+    public static readonly DiagnosticDescriptor ExpNotPartial = E("BERT0210", "Experiment class is not a plain partial class",
+        "'{0}' must be a partial, non-static, non-generic class declared directly in a namespace, so that the generator can add the checked experiment to it and list it by name: {1}");
     public static readonly DiagnosticDescriptor ExpModel = E("BERT0211", "Experiment's model is not a model of this project",
         "Experiment '{0}' trains {1}, which is {2}; name a [Model] class declared in this project, e.g. typeof(BertMiniClassifier)");
     public static readonly DiagnosticDescriptor ExpRange = E("BERT0212", "Experiment value out of range",
@@ -98,6 +98,9 @@ public static class Diagnostics
     public static readonly DiagnosticDescriptor ExpReinit = E("BERT0221", "Bad Reinit",
         "Reinit = \"{0}\" is not usable: {1}");
 
+    public static readonly DiagnosticDescriptor ExpName = E("BERT0222", "Two experiments share a name",
+        "Another experiment is also named '{0}' ({1}); `bert run` and the runs folder know an experiment by its class name alone (in any case): rename one");
+
     public static readonly DiagnosticDescriptor Internal = E("BERT0299", "Internal generator error",
         "The Bert generator failed on '{0}': {1}; please report this with the model's declaration");
 
@@ -112,7 +115,7 @@ public static class Diagnostics
         "BERT0200" => PwTranslate, "BERT0201" => PwDiff, "BERT0202" => PwRecursive, "BERT0203" => PwNotPartial,
         "BERT0210" => ExpNotPartial, "BERT0211" => ExpModel, "BERT0212" => ExpRange, "BERT0213" => ExpSeq, "BERT0214" => ExpOtherJob,
         "BERT0215" => ExpHead, "BERT0216" => ExpClasses, "BERT0217" => ExpData, "BERT0218" => ExpPrecision, "BERT0219" => ExpMemory,
-        "BERT0220" => ExpFrom, "BERT0221" => ExpReinit, "BERT0299" => Internal,
+        "BERT0220" => ExpFrom, "BERT0221" => ExpReinit, "BERT0222" => ExpName, "BERT0299" => Internal,
         _ => throw new System.ArgumentException(id),
     };
 

@@ -17,7 +17,7 @@ public static partial class Parser
     public static ExperimentSpec ParseExperiment(GeneratorAttributeSyntaxContext ctx, CancellationToken ct)
     {
         var type = (INamedTypeSymbol)ctx.TargetSymbol;
-        var decl = (ClassDeclarationSyntax)ctx.TargetNode;
+        var decl = (TypeDeclarationSyntax)ctx.TargetNode;
         var attr = ctx.Attributes[0];
         var syntax = attr.ApplicationSyntaxReference?.GetSyntax(ct) as AttributeSyntax;
         var arguments = syntax?.ArgumentList?.Arguments ?? default;
@@ -44,9 +44,12 @@ public static partial class Parser
             double number = v.Value is IConvertible c and not string and not bool ? Convert.ToDouble(c, CultureInfo.InvariantCulture) : 0;
             args.Add(new ExpArg(kv.Key, text, number, v.Value is true, ArgLoc(kv.Key)));
         }
+        // The generator adds a static to the class and lists it by name: a plain class directly in a namespace.
+        string? notPlain = type.IsRecord ? "it is a record" : type.IsStatic ? "it is static" : type.IsGenericType ? "it is generic"
+            : type.ContainingType is { } outer ? $"it is nested in {outer.Name}" : null;
         return new ExperimentSpec(
             type.ContainingNamespace.IsGlobalNamespace ? "" : type.ContainingNamespace.ToDisplayString(),
-            type.Name, MetadataName(type), AccessibilityText(type.DeclaredAccessibility), IsPartial(type),
+            type.Name, MetadataName(type), AccessibilityText(type.DeclaredAccessibility), IsPartial(type), notPlain,
             model is null ? "" : MetadataName(model), model?.Name ?? "", model is not null && HasAttr(model, "ModelAttribute"),
             model is not null && model.DeclaringSyntaxReferences.Length > 0, ArgLoc(null),
             from, fromIsExperiment, args.ToEquatable(), Loc.From(decl.Identifier.GetLocation()));
@@ -67,7 +70,7 @@ public static class ExperimentCompiler
     static readonly string[] Precisions = { "Fp32", "Tf32", "Bf16" };
     static readonly string[] Devices = { "Cpu", "A100_40GB", "A100_80GB", "H100", "H200", "L4" };
     /// <summary>nvidia-smi's total memory of each device, in MiB (MemoryEstimate.CapacityOf in the runtime, which a test holds equal).</summary>
-    public static readonly long[] DeviceMiB = { 0, 40_960, 81_920, 81_559, 143_771, 23_034 };
+    public static readonly long[] DeviceMiB = { 0, 40_536, 81_920, 81_559, 143_771, 23_034 };
     public const long GpuReserve = 1L << 30;
 
     /// <summary>The embedded labeled sets and their classes (Bert.Models' DataSets; a test holds the two equal).</summary>
@@ -84,11 +87,56 @@ public static class ExperimentCompiler
             : g.IntInputs.FirstOrDefault(i => i.Kind == ArgKind.Labels) is { } l ? (l.Shape.Length == 1 ? "classifier" : "token-classifier") : "other";
         long Const(string n) => m.Constants.FirstOrDefault(c => c.Name == n)?.Value ?? -1;
         string full = "global::" + (m.Namespace.Length > 0 ? m.Namespace + "." : "") + m.ClassName;
-        return new ModelFootprint(m.MetadataName, full, m.ClassName, g.ParamCount, Const("MaxLen"), Const("Classes"), head,
+        // A classifier's classes: its Classes constant, else the width of the logits its cross-entropy reads.
+        long classes = Const("Classes");
+        if (classes < 0 && head is ("classifier" or "token-classifier") && g.Nodes.FirstOrDefault(n => n.Kind == OpKind.CrossEntropy) is { } ce && ce.Inputs[0].Shape.Length > 0)
+            classes = ce.Inputs[0].Shape[ce.Inputs[0].Shape.Length - 1];
+        return new ModelFootprint(m.MetadataName, full, m.ClassName, g.ParamCount, Const("MaxLen"), classes, head,
             plan.Bufs.Select(b => new FootBuf(b.SlotTrain, b.Size.C, b.Size.PB, b.Size.PT, b.Size.PG)).ToEquatable(), plan.SlotsTrain,
             g.Nodes.Where(n => n.Kind is OpKind.Linear or OpKind.MatMul && n.Inputs.Count >= 2)
                 .Select(n => new FootGemm(n.Inputs[0].Shape.ToEquatable(), n.Inputs[1].Shape.ToEquatable())).ToEquatable(),
-            g.Params.Select(p => new FootParam(p.Hf, Sym.Shape(p.Shape))).ToEquatable());
+            g.Params.Select(p => new FootParam(p.Hf, Sym.Shape(p.Shape))).ToEquatable(),
+            g.Nodes.Where(n => n.Kind is OpKind.Attention or OpKind.LayerNorm or OpKind.Embed)
+                .Select(n => new FootRowOp(n.Kind, n.Out.Shape.Length > 0 ? n.Out.Shape[n.Out.Shape.Length - 1] : 1, n.Heads)).ToEquatable(),
+            g.Nodes.Where(n => n.Kind == OpKind.Pointwise)
+                .Select(n => new FootKernel(Foot(n.Out.Size), n.Inputs.Select(i => Foot(i.Size)).ToEquatable())).ToEquatable());
+    }
+
+    static FootSize Foot(Size s) => new(s.C, s.PB, s.PT, s.PG);
+
+    // CudaModel's constants (CudaExec.PointwiseRowChunk, CudaKernels.RowChunk and EmbedSegmentRows; a test holds them equal).
+    public const int PointwiseRowChunk = 32, RowChunk = 64, EmbedSegmentRows = 32;
+
+    /// <summary>The floats of CudaModel's kernel scratch at this shape (CudaModel.ScratchFloats): attention's head-major
+    /// copies and probabilities' gradient, LayerNorm's and the embedding's partial sums, the fused kernels' partial sums
+    /// of broadcast gradients.</summary>
+    public static long ScratchFloats(ModelFootprint f, int batch, int seq, int rows)
+    {
+        long Eval(FootSize z)
+        {
+            long v = z.C;
+            for (int i = 0; i < z.PB; i++) v *= batch;
+            for (int i = 0; i < z.PT; i++) v *= seq;
+            for (int i = 0; i < z.PG; i++) v *= rows;
+            return v;
+        }
+        long n = Math.Max(Math.Max((long)batch * seq, rows), batch);
+        long s = n + 16;
+        foreach (var op in f.RowOps)
+        {
+            if (op.Kind == OpKind.Attention) s = Math.Max(s, 7L * batch * seq * op.Last + 2L * batch * op.Heads * seq * seq);
+            if (op.Kind == OpKind.LayerNorm && op.Last > 0) s = Math.Max(s, 2L * ((n + RowChunk - 1) / RowChunk) * op.Last);
+            if (op.Kind == OpKind.Embed) s = Math.Max(s, (2 * n / EmbedSegmentRows + 1) * op.Last);
+        }
+        foreach (var k in f.Kernels)
+        {
+            long out_ = Eval(k.Output);
+            var bs = k.Inputs.Select(Eval).Where(x => x != out_).ToList();
+            if (bs.Count == 0 || bs.Min() == 0) continue;
+            long nb = bs.Min(), chunks = (out_ / nb + PointwiseRowChunk - 1) / PointwiseRowChunk;
+            s = Math.Max(s, bs.Count * chunks * nb);
+        }
+        return s;
     }
 
     /// <summary>An experiment's values with the defaults filled in.</summary>
@@ -137,7 +185,7 @@ public static class ExperimentCompiler
 
     /// <summary>The training step's memory at one batch size: activations (the plan's slots at B, T, G, 16-element
     /// aligned, 4 bytes each), parameter state and bf16 buffers, as MemoryEstimate.For computes it at run time.</summary>
-    public static (long Activations, long State, long Bf16) Memory(ModelFootprint f, int batch, int seq, int rows, bool gpu, bool bf16)
+    public static (long Activations, long State, long Bf16, long Scratch) Memory(ModelFootprint f, int batch, int seq, int rows, bool gpu, bool bf16)
     {
         long Eval(long c, int pb, int pt, int pg)
         {
@@ -170,7 +218,7 @@ public static class ExperimentCompiler
             }
             extra = f.ParamCount * 2 + ((most + 63) & ~63L) * 4;
         }
-        return (activations, state, extra);
+        return (activations, state, extra, gpu ? ScratchFloats(f, batch, seq, rows) * 4 : 0);
     }
 
     /// <summary>The masked-LM rows a pre-training micro-batch binds at most (MemoryEstimate.PretrainingRows).</summary>
@@ -207,13 +255,20 @@ public static class ExperimentCompiler
 
     /// <summary>Every check of one experiment; its memory estimate and rows when it passes (null when the model itself did
     /// not compile: its own diagnostics say why).</summary>
-    static (long Activations, long State, long Bf16, long Capacity, int Rows)? Check(ExperimentSpec e, Dictionary<string, ExperimentSpec> byName,
+    static (long Activations, long State, long Bf16, long Scratch, long Capacity, int Rows, int BoundSeq)? Check(ExperimentSpec e, Dictionary<string, ExperimentSpec> byName,
         EquatableArray<ModelFootprint> models, List<Diag> diags)
     {
         void Report(string id, Loc loc, params string[] args) => diags.Add(new Diag(id, loc, args.ToEquatable()));
         Loc At(string name, Loc fallback) => e.Args.FirstOrDefault(a => a.Name == name)?.Loc ?? fallback;
         bool Given(string name) => e.Args.Any(a => a.Name == name);
-        if (!e.IsPartial) { Report("BERT0210", e.Loc, e.ClassName); return null; }
+        if (!e.IsPartial || e.NotPlain is not null) { Report("BERT0210", e.Loc, e.ClassName, e.NotPlain ?? "it is not partial"); return null; }
+        // Two experiments of one name (in any case): the later one in ordinal order of their full names is told.
+        if (byName.Values.Where(x => string.Equals(x.ClassName, e.ClassName, StringComparison.OrdinalIgnoreCase) && string.CompareOrdinal(x.MetadataName, e.MetadataName) < 0)
+            .OrderBy(x => x.MetadataName, StringComparer.Ordinal).FirstOrDefault() is { } first)
+        {
+            Report("BERT0222", e.Loc, e.ClassName, first.MetadataName);
+            return null;
+        }
         if (!e.ModelIsModel || !e.ModelInCompilation)
         {
             Report("BERT0211", e.ModelLoc, e.ClassName, e.ModelDisplay.Length == 0 ? "the type given" : e.ModelDisplay,
@@ -224,8 +279,15 @@ public static class ExperimentCompiler
         bool pre = v.Job == 0;
         string job = pre ? "pre-training" : "fine-tuning";
 
-        // Ranges, each at its argument.
+        // Ranges, each at its argument; the enums first (a cast number outside them names nothing).
         void Range(string name, bool ok, string value, string rule) { if (!ok) Report("BERT0212", At(name, e.Loc), name, value, rule); }
+        void InEnum(string name, int value, string[] names) =>
+            Range(name, value >= 0 && value < names.Length, value.ToString(CultureInfo.InvariantCulture), "one of " + string.Join(", ", names.Select(x => name + "." + x)));
+        InEnum("Job", v.Job, Jobs);
+        InEnum("Optimizer", v.Optimizer, Optimizers);
+        InEnum("Precision", v.Precision, Precisions);
+        InEnum("Device", v.Device, Devices);
+        if (diags.Count > 0) return null;
         Range("Batch", v.Batch >= 1, v.Batch.ToString(CultureInfo.InvariantCulture), "at least 1");
         Range("Seq", v.Seq >= 1, v.Seq.ToString(CultureInfo.InvariantCulture), "at least 1");
         Range("Accumulate", v.Accumulate >= 1, v.Accumulate.ToString(CultureInfo.InvariantCulture), "at least 1");
@@ -238,9 +300,11 @@ public static class ExperimentCompiler
         Range("Seed", v.Seed >= 0, v.Seed.ToString(CultureInfo.InvariantCulture), "0 or more");
 
         // Arguments of the other job.
-        foreach (var name in pre ? new[] { "Epochs", "From", "Reinit" } : new[] { "Steps", "MaskProb", "NextSentence", "FrequencyBias" })
+        foreach (var name in pre ? new[] { "Epochs", "From", "Reinit" } : new[] { "Steps", "MaskProb", "NextSentence", "FrequencyBias", "Accumulate" })
             if (Given(name))
-                Report("BERT0214", At(name, e.Loc), name, job, pre ? "pre-training counts Steps and starts from a fresh model" : "fine-tuning counts Epochs and has no masked-LM objective");
+                Report("BERT0214", At(name, e.Loc), name, job, pre ? "pre-training counts Steps and starts from a fresh model"
+                    : name == "Accumulate" ? "fine-tuning takes one micro-batch per optimizer step (bert finetune has no --accumulate)"
+                    : "fine-tuning counts Epochs and has no masked-LM objective");
 
         var model = models.FirstOrDefault(m => m.MetadataName == e.Model);
         if (model is null) return null;   // the model did not compile; its diagnostics say why
@@ -267,12 +331,12 @@ public static class ExperimentCompiler
         if (pre)
         {
             foreach (var part in v.Data.Split(',').Select(p => p.Trim()).Where(p => p.Length > 0))
-                if (!LooksLikePath(part) && !Corpora.Contains(part) && !Sets.Any(s => s.Name == part))
+                if (!LooksLikePath(part) && !Corpora.Contains(part, StringComparer.OrdinalIgnoreCase) && !Sets.Any(s => string.Equals(s.Name, part, StringComparison.OrdinalIgnoreCase)))
                     Report("BERT0217", dataLoc, part, "a pre-training corpus", string.Join(", ", Corpora.Concat(Sets.Select(s => s.Name))) + ", or a file path (empty: the embedded English corpus)");
         }
         else if (v.Data.Length == 0)
             Report("BERT0217", dataLoc, "(none)", "a fine-tuning set", string.Join(", ", Sets.Select(s => s.Name)) + ", or a file path");
-        else if (Sets.FirstOrDefault(s => s.Name == v.Data) is { Name: not null } set)
+        else if (Sets.FirstOrDefault(s => string.Equals(s.Name, v.Data, StringComparison.OrdinalIgnoreCase)) is { Name: not null } set)
         {
             if (fits && model.Head == "token-classifier")
                 Report("BERT0215", dataLoc, e.ClassName, "fine-tuning on " + set.Name, model.ClassName, headText(model.Head),
@@ -330,33 +394,41 @@ public static class ExperimentCompiler
 
         // Memory: the step at this shape against the device's.
         bool gpu = v.Device != 0, bf16 = v.Precision == 2;
+        int seq = BoundSeq(v.Seq, (int)model.MaxLen, pre, gpu);
         int Rows(int b) => pre ? PretrainingRows(b, v.Seq, v.MaskProb) : 0;
         long capacity = v.MemoryGiB > 0 ? (long)(v.MemoryGiB * (1L << 30)) : gpu ? (DeviceMiB[v.Device] << 20) - GpuReserve : 0;
-        var (act, state, extra) = Memory(model, v.Batch, v.Seq, Rows(v.Batch), gpu, bf16);
-        if (capacity > 0 && act + state + extra > capacity)
+        long Total(int b) { var (a, st, x, sc) = Memory(model, b, seq, Rows(b), gpu, bf16); return a + st + x + sc; }
+        var (act, state, extra, scratch) = Memory(model, v.Batch, seq, Rows(v.Batch), gpu, bf16);
+        if (capacity > 0 && act + state + extra + scratch > capacity)
         {
             int lo = 0, hi = v.Batch - 1;   // the largest batch that fits: the estimate grows with the batch
             while (lo < hi)
             {
                 int mid = (lo + hi + 1) / 2;
-                var (a2, s2, x2) = Memory(model, mid, v.Seq, Rows(mid), gpu, bf16);
-                if (a2 + s2 + x2 <= capacity) lo = mid; else hi = mid - 1;
+                if (Total(mid) <= capacity) lo = mid; else hi = mid - 1;
             }
             string where = v.MemoryGiB > 0 ? $"the {GiB(capacity)} given by MemoryGiB" : $"an {Devices[v.Device]}'s {GiB(capacity)} (its memory less {GiB(GpuReserve)} for the CUDA context and libraries)";
             long perStep = (long)v.Batch * v.Accumulate;
-            string advice = lo >= 1
-                ? $"at most Batch = {lo} fits; Batch = {lo} with Accumulate = {(perStep + lo - 1) / lo} keeps about {perStep} sequences per step"
-                : "not even Batch = 1 fits: choose a smaller model, a shorter Seq or a larger Device";
-            Report("BERT0219", At("Batch", At("Device", e.Loc)), e.ClassName, GiB(act + state + extra), where,
-                $"activations {GiB(act)} at B={v.Batch}, T={v.Seq}; weights, gradients and optimizer state {GiB(state)}{(extra > 0 ? $"; bf16 copies {GiB(extra)}" : "")}", advice);
+            string advice = lo < 1 ? "not even Batch = 1 fits: choose a smaller model, a shorter Seq or a larger Device"
+                : pre ? $"at most Batch = {lo} fits; Batch = {lo} with Accumulate = {(perStep + lo - 1) / lo} keeps about {perStep} sequences per step"
+                : $"at most Batch = {lo} fits";
+            var parts = $"activations {GiB(act)} at B={v.Batch}, T={seq}; weights, gradients and optimizer state {GiB(state)}";
+            if (extra > 0) parts += $"; bf16 copies {GiB(extra)}";
+            if (scratch > 0) parts += $"; kernel scratch {GiB(scratch)}";
+            Report("BERT0219", At("Batch", At("Device", e.Loc)), e.ClassName, GiB(act + state + extra + scratch), where, parts, advice);
             return null;
         }
-        return (act, state, extra, capacity, Rows(v.Batch));
+        return (act, state, extra, scratch, capacity, Rows(v.Batch), seq);
     }
+
+    /// <summary>The sequence length a training step binds: Seq, except that fine-tuning on a GPU pads each batch to a
+    /// multiple of 8 tokens within MaxLen (FinetuneJob.GraphSeqMultiple), so that CUDA graphs replay.</summary>
+    public static int BoundSeq(int seq, int maxLen, bool pretraining, bool gpu) =>
+        pretraining || !gpu ? seq : Math.Min(maxLen, (seq + 7) / 8 * 8);
 
     static string Lit(string s) => "@\"" + s.Replace("\"", "\"\"") + "\"";
 
-    static string Emit(ExperimentSpec e, Dictionary<string, ExperimentSpec> byName, (long Activations, long State, long Bf16, long Capacity, int Rows) memory)
+    static string Emit(ExperimentSpec e, Dictionary<string, ExperimentSpec> byName, (long Activations, long State, long Bf16, long Scratch, long Capacity, int Rows, int BoundSeq) memory)
     {
         var v = Read(e);
         var sw = new StringWriter();
@@ -378,7 +450,7 @@ public static class ExperimentCompiler
         w.WriteLine($"learningRate: {Text(v.Lr)}, warmup: {Text(v.Warmup)}, optimizer: {D}.Optimizer.{Optimizers[v.Optimizer]},");
         w.WriteLine($"precision: {D}.Precision.{Precisions[v.Precision]}, device: {D}.Device.{Devices[v.Device]}, from: {from}, reinit: {Lit(v.Reinit)},");
         w.WriteLine($"maskProb: {Text(v.MaskProb)}, nextSentence: {(v.NextSentence ? "true" : "false")}, frequencyBias: {(v.FrequencyBias ? "true" : "false")}, seed: {v.Seed}, rows: {memory.Rows},");
-        w.WriteLine($"memory: new {RT}.MemoryEstimate({memory.Activations}L, {memory.State}L, {memory.Bf16}L, {memory.Capacity}L));");
+        w.WriteLine($"memory: new {RT}.MemoryEstimate({memory.Activations}L, {memory.State}L, {memory.Bf16}L, {memory.Scratch}L, {memory.Capacity}L, {memory.BoundSeq}));");
         w.Indent--;
         w.Indent--;
         w.WriteLine("}");
@@ -389,8 +461,8 @@ public static class ExperimentCompiler
     /// <summary>Bert.Generated.DeclaredExperiments.All: every experiment of the compilation that compiled, by name.</summary>
     public static string? EmitList(EquatableArray<ExperimentSpec> all, EquatableArray<CompiledExperiment> compiled)
     {
+        if (all.Count == 0) return null;
         var ok = all.Zip(compiled, (e, c) => (e, c)).Where(x => x.c.Source is not null).Select(x => x.e).OrderBy(x => x.MetadataName, StringComparer.Ordinal).ToList();
-        if (ok.Count == 0) return null;
         var sw = new StringWriter();
         var w = new IndentedTextWriter(sw, "    ");
         w.WriteLine("// <auto-generated/>");

@@ -76,14 +76,20 @@ public sealed record ExpArg(string Name, string Text, double Number, bool Flag, 
 
 /// <summary>An [Experiment] class: the model it names (its metadata name, and whether it is a [Model] of this
 /// compilation), the experiment it starts From, and the named arguments given.</summary>
-public sealed record ExperimentSpec(string Namespace, string ClassName, string MetadataName, string Accessibility, bool IsPartial,
+public sealed record ExperimentSpec(string Namespace, string ClassName, string MetadataName, string Accessibility, bool IsPartial, string? NotPlain,
     string Model, string ModelDisplay, bool ModelIsModel, bool ModelInCompilation, Loc ModelLoc,
     string? From, bool FromIsExperiment, EquatableArray<ExpArg> Args, Loc Loc);
 
 /// <summary>What an experiment's checks need of a compiled model: its sizes, head, parameter table (Hugging Face names
 /// and shapes) and memory plan (each buffer's training slot and symbolic size), and the shapes of its products.</summary>
 public sealed record ModelFootprint(string MetadataName, string FullName, string ClassName, long ParamCount, long MaxLen, long Classes, string Head,
-    EquatableArray<FootBuf> Bufs, int SlotsTrain, EquatableArray<FootGemm> Gemms, EquatableArray<FootParam> Params);
+    EquatableArray<FootBuf> Bufs, int SlotsTrain, EquatableArray<FootGemm> Gemms, EquatableArray<FootParam> Params,
+    EquatableArray<FootRowOp> RowOps, EquatableArray<FootKernel> Kernels);
 public sealed record FootBuf(int SlotTrain, long C, int PB, int PT, int PG);
 public sealed record FootGemm(EquatableArray<int> X, EquatableArray<int> W);
 public sealed record FootParam(string Hf, string Shape);
+/// <summary>An attention, LayerNorm or embedding op: what its CUDA kernels' scratch depends on (its last dimension, heads).</summary>
+public sealed record FootRowOp(OpKind Kind, int Last, int Heads);
+/// <summary>A fused element-wise kernel's output and input sizes (its backward's partial sums take scratch).</summary>
+public sealed record FootKernel(FootSize Output, EquatableArray<FootSize> Inputs);
+public sealed record FootSize(long C, int PB, int PT, int PG);

@@ -70,6 +70,17 @@ public static class GpuSelfTest
                 r.Row($"{entry.Info.Name}", false, e.GetType().Name + ": " + e.Message);
             }
         }
+        // The build-time memory estimate (BERT0219) against the device: BERT-Nano always, the timed model with --timing.
+        var memoryChecks = new List<(Catalog.Entry Entry, int B, int T)> { (Catalog.Get("nano", "pretraining"), 8, 32) };
+        if (s.Timing) memoryChecks.Add((Catalog.Get(s.TimingSize, "pretraining"), s.Batches.Max(), s.Seq));
+        foreach (var (entry, b, t) in memoryChecks)
+        {
+            try { MemoryCheck(r, entry, device, cache, b, t); }
+            catch (Exception e) when (e is CudaException or InvalidOperationException or ArgumentException)
+            {
+                r.Row($"memory estimate: {entry.Info.Name}", false, e.GetType().Name + ": " + e.Message);
+            }
+        }
         try { EvaluationCheck(r, device, cache); }
         catch (Exception e) when (e is CudaException or InvalidOperationException or ArgumentException)
         {
@@ -549,6 +560,43 @@ public static class GpuSelfTest
                 r.Row($"{info.Name}: {name} + clipping, 2 steps vs CPU", ep <= 1e-5 && worstNorm <= 1e-5,
                     string.Create(Inv, $"parameters {ep:E2}, gradient norm {worstNorm:E2}{ratios} (limits 1e-5)"));
             }
+    }
+
+    /// <summary>What an experiment's build-time estimate (MemoryEstimate.For, BERT0219) says a bf16 training step with
+    /// AdamW takes, against the device memory it takes: the model, its optimizer, one step at B × T (pre-training's
+    /// masked rows as `bert pretrain` binds them). The estimate must not exceed what was taken, and what it leaves out
+    /// (cuBLAS's workspace, the attention pointer arrays, the inputs, the loaded kernels) must fit the 1 GiB margin the
+    /// check keeps below the device's memory.</summary>
+    static void MemoryCheck(Report r, Catalog.Entry entry, CudaDevice device, KernelCache cache, int B, int T)
+    {
+        var info = entry.Info;
+        int G = info.Inputs.Any(i => i.Kind == InputKind.Rows) ? MemoryEstimate.PretrainingRows(B, T, 0.15) : 0;
+        var estimate = MemoryEstimate.For(info, B, T, G, Bert.Dsl.Device.H100, Bert.Dsl.Precision.Bf16, Bert.Dsl.Job.Pretrain);
+        CudaDriver.CtxSynchronize();
+        var (free0, _) = CudaDriver.MemGetInfo();
+        long taken;
+        var cpu = entry.Create();
+        cpu.InitParameters(1);
+        using (var gpu = new CudaModel(info, entry.CreateCuda(), device, cache) { Precision = CudaPrecision.Bf16 })
+        using (var opt = new CudaAdamW(gpu))
+        {
+            gpu.SetParameters(cpu.Parameters);
+            gpu.Bind(B, T, G, training: true);
+            foreach (var (k, v) in RandomInputs(info, B, T, G, new Random(4))) gpu.SetInput(k, v);
+            gpu.ZeroGradients();
+            gpu.Forward(training: true, seed: 1);
+            gpu.Backward();
+            opt.ComputeNorm(1.0);
+            opt.Step(1e-4);
+            CudaDriver.CtxSynchronize();
+            var (free1, _) = CudaDriver.MemGetInfo();
+            taken = (long)free0 - (long)free1;
+        }
+        static string MiB(long bytes) => string.Create(Inv, $"{bytes / 1048576.0:F1} MiB");
+        long rest = taken - estimate.Total;
+        r.Row($"memory estimate: {info.Name} bf16 step, B={B} T={T}", rest >= 0 && rest <= MemoryEstimate.GpuReserve,
+            $"taken {MiB(taken)}, build-time estimate {MiB(estimate.Total)} (activations {MiB(estimate.Activations)}, weights/gradients/AdamW {MiB(estimate.ParameterState)}, bf16 {MiB(estimate.Bf16)}, scratch {MiB(estimate.Scratch)}); left out {MiB(rest)} (must be 0 to 1024 MiB)",
+            new Dictionary<string, object> { ["taken"] = taken, ["estimate"] = estimate.Total });
     }
 
     /// <summary>The product's training loop (the pre-training job on the embedded corpus, dropout on, clipping, AdamW with

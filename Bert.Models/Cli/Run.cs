@@ -58,10 +58,14 @@ public static partial class Program
         {
             var from = Experiment(fromName);
             fromDir = Path.Combine(root, from.Name);
-            if (TrainLoop.Finished(fromDir, from.Model)) Console.WriteLine($"{e.Name} starts from {from.Name}: reusing its finished run in {fromDir}.");
+            // A pre-training run counts as finished at the declared number of steps (one of another length is continued or
+            // restarted by pretrain's own resume); a fine-tuning run's steps depend on its data, so any finished one counts.
+            if (TrainLoop.Finished(fromDir, from.Model, from.Job == Bert.Dsl.Job.Pretrain ? from.Steps : (long?)null))
+                Console.WriteLine($"{e.Name} starts from {from.Name}: reusing its finished run in {fromDir}.");
             else
             {
-                Console.WriteLine($"{e.Name} starts from {from.Name}, which has no finished run in {fromDir}: running it first.");
+                string missing = from.Job == Bert.Dsl.Job.Pretrain ? $"no finished run of {from.Steps} steps" : "no finished run";
+                Console.WriteLine($"{e.Name} starts from {from.Name}, which has {missing} in {fromDir}: running it first.");
                 int code = RunExperiment(from, root, device, cancel, running);
                 if (code != 0) return code;
             }

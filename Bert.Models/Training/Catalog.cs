@@ -128,7 +128,9 @@ public static class Catalog
         var info = experiment.Info();
         string head = info.Inputs.Any(i => i.Kind == InputKind.Rows) ? "pretraining"
             : info.Inputs.FirstOrDefault(i => i.Kind == InputKind.Labels) is { } l ? (l.Shape.Length == 1 ? "classifier" : "token-classifier") : "other";
-        int classes = info.Constants.TryGetValue("Classes", out var c) ? (int)c : 2;
+        // Its Classes constant, else the width of the logits its cross-entropy reads (as the build-time check counts them).
+        int classes = info.Constants.TryGetValue("Classes", out var c) ? (int)c
+            : info.Ops.FirstOrDefault(o => o.Kind == OpKind.CrossEntropy && o.Operands.Length > 0) is { } ce && ce.Operands[0].Shape.Length > 0 ? ce.Operands[0].Shape[^1] : 2;
         return new Entry(experiment.Model, head, classes, experiment.Model, experiment.Info, experiment.Create, experiment.CreateDouble, experiment.CreateCuda);
     }
 

@@ -80,12 +80,16 @@ public sealed class TrainLoop
     public List<(long Step, double Loss)> Losses { get; } = new();
 
     /// <summary>Whether <paramref name="dir"/> holds a run of <paramref name="model"/> that reached its last step (its
-    /// trainer_state.json says so).</summary>
-    public static bool Finished(string dir, string model)
+    /// trainer_state.json says so), and when <paramref name="totalSteps"/> is given, a run of that many steps.</summary>
+    public static bool Finished(string dir, string model, long? totalSteps = null)
     {
         string path = Path.Combine(dir, "trainer_state.json");
         if (!File.Exists(path)) return false;
-        try { return JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(path)) is { } s && s.Model == model && s.Step >= s.TotalSteps; }
+        try
+        {
+            return JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(path)) is { } s && s.Model == model && s.Step >= s.TotalSteps
+                && (totalSteps is null || s.TotalSteps == totalSteps);
+        }
         catch (JsonException) { return false; }
     }
 

@@ -419,7 +419,16 @@ public static unsafe class CudaEmulation
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])] static int CuDeviceTotalMem(nuint* bytes, int device) { *bytes = DeviceMemory; return 0; }
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])] static int CuDevicePrimaryCtxRetain(nint* ctx, int device) { *ctx = 1; return 0; }
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])] static int CuCtxGetCurrent(nint* ctx) { *ctx = 1; return 0; }
-    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])] static int CuMemGetInfo(nuint* free, nuint* total) { *free = DeviceMemory; *total = DeviceMemory; return 0; }
+    /// <summary>The emulated device's memory: what the live allocations leave of its 8 GiB free.</summary>
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int CuMemGetInfo(nuint* free, nuint* total)
+    {
+        nuint used;
+        lock (Gate) used = Allocations.Values.Aggregate((nuint)0, (a, b) => a + b);
+        *free = DeviceMemory - Math.Min(used, DeviceMemory);
+        *total = DeviceMemory;
+        return 0;
+    }
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])] static int CuCreateHandle(nint* h, uint flags) { *h = NewHandle(); return 0; }
 
     /// <summary>CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED: what a GPU answers to a call that a stream capture (in the thread-local

@@ -268,8 +268,14 @@ public sealed unsafe class CudaModel : IDisposable
 
     /// <summary>What the structured kernels need beyond the plan: attention's T×T per head (twice in backward with dropout),
     /// LayerNorm's partial column sums, cross-entropy's per-row losses.</summary>
-    long ScratchFloats(int batch, int seq, int rows)
+    long ScratchFloats(int batch, int seq, int rows) => ScratchFloats(Info, batch, seq, rows);
+
+    /// <summary>The floats of kernel scratch a model binds at this shape: attention's head-major copies and the
+    /// probabilities' gradient, LayerNorm's and the embedding's partial sums, the fused kernels' partial sums of broadcast
+    /// gradients (the largest of them; an experiment's build-time memory estimate counts the same).</summary>
+    public static long ScratchFloats(ModelInfo info, int batch, int seq, int rows)
     {
+        var Info = info;
         long n = Math.Max(Math.Max((long)batch * seq, rows), batch);
         long s = n + 16;
         foreach (var op in Info.Ops)

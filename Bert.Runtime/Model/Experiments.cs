@@ -10,23 +10,25 @@ public interface IDeclaredExperiment
 }
 
 /// <summary>A training step's memory, by part, in bytes: the memory plan's activations, the parameter state (weights,
-/// gradients and the optimizer's two moments, plus the GPU's decay mask), and for bf16 on a GPU the weights' bf16 copy and
-/// the two bf16 operand slots. The generator computes it at build time for an experiment's shape and the runtime
-/// recomputes it from <see cref="ModelInfo"/> with <see cref="For"/> (a test holds the two equal).</summary>
-public sealed record MemoryEstimate(long Activations, long ParameterState, long Bf16, long Capacity)
+/// gradients and the optimizer's two moments, plus the GPU's decay mask), for bf16 on a GPU the weights' bf16 copy and
+/// the two bf16 operand slots, and on a GPU the kernels' scratch; <paramref name="Seq"/> is the sequence length the step
+/// binds (fine-tuning on a GPU pads to a multiple of 8). The generator computes it at build time for an experiment's
+/// shape and the runtime recomputes it from <see cref="ModelInfo"/> with <see cref="For"/> (a test holds the two equal;
+/// the GPU self-test holds it against what a step takes of the device).</summary>
+public sealed record MemoryEstimate(long Activations, long ParameterState, long Bf16, long Scratch, long Capacity, int Seq)
 {
     /// <summary>What the step needs in all.</summary>
-    public long Total => Activations + ParameterState + Bf16;
+    public long Total => Activations + ParameterState + Bf16 + Scratch;
 
-    /// <summary>Bytes a GPU keeps for its context, cuBLAS's workspace and the libraries' own allocations, which the
-    /// estimate leaves out: the capacity checked against is the device's less this.</summary>
+    /// <summary>Bytes a GPU keeps for its context, cuBLAS's workspace, the attention pointer arrays, the inputs and the
+    /// libraries' own allocations, which the estimate leaves out: the capacity checked against is the device's less this.</summary>
     public const long GpuReserve = 1L << 30;
 
     /// <summary>The memory of a named device in bytes as its driver reports it (nvidia-smi's total), less
     /// <see cref="GpuReserve"/>; 0 for the CPU, whose memory is not known at build time.</summary>
     public static long CapacityOf(Device device) => device switch
     {
-        Device.A100_40GB => (40_960L << 20) - GpuReserve,
+        Device.A100_40GB => (40_536L << 20) - GpuReserve,
         Device.A100_80GB => (81_920L << 20) - GpuReserve,
         Device.H100 => (81_559L << 20) - GpuReserve,
         Device.H200 => (143_771L << 20) - GpuReserve,
@@ -44,11 +46,17 @@ public sealed record MemoryEstimate(long Activations, long ParameterState, long 
         return (int)Math.Min(rows, (long)batch * seq);
     }
 
+    /// <summary>The sequence length a training step of <paramref name="seq"/> tokens binds: the same, except that
+    /// fine-tuning on a GPU pads each batch to a multiple of 8 tokens within MaxLen (so that CUDA graphs replay).</summary>
+    public static int BoundSeq(int seq, int maxLen, Job job, Device device) =>
+        job == Job.Pretrain || device == Device.Cpu ? seq : Math.Min(maxLen, (seq + 7) / 8 * 8);
+
     /// <summary>The estimate for one training micro-batch of <paramref name="batch"/> × <paramref name="seq"/> tokens with
     /// <paramref name="rows"/> gathered rows: what the generator computed at build time.</summary>
-    public static MemoryEstimate For(ModelInfo info, int batch, int seq, int rows, Device device, Precision precision, double memoryGiB = 0)
+    public static MemoryEstimate For(ModelInfo info, int batch, int seq, int rows, Device device, Precision precision, Job job, double memoryGiB = 0)
     {
         bool gpu = device != Device.Cpu;
+        seq = BoundSeq(seq, info.MaxLen, job, device);
         long n = info.ParameterCount;
         long activations = info.Layout(batch, seq, rows, training: true).Total * 4;
         long state = n * (gpu ? 17 : 16);
@@ -65,8 +73,9 @@ public sealed record MemoryEstimate(long Activations, long ParameterState, long 
             }
             bf16 = n * 2 + ((slot + 63) & ~63L) * 4;
         }
+        long scratch = gpu ? Cuda.CudaModel.ScratchFloats(info, batch, seq, rows) * 4 : 0;
         long capacity = memoryGiB > 0 ? (long)(memoryGiB * (1L << 30)) : CapacityOf(device);
-        return new MemoryEstimate(activations, state, bf16, capacity);
+        return new MemoryEstimate(activations, state, bf16, scratch, capacity, seq);
     }
 
     /// <summary>"1.23 GiB".</summary>

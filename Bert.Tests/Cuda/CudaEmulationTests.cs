@@ -74,9 +74,11 @@ public partial class CudaSourceTests(ITestOutputHelper output)
         string text = EmulatedSelfTest(models, order: null);
         // 14 checks per model (compile, forward, backward, gradients, fused attention, bf16, bf16 rounded by cuBLAS, the bf16
         // copy written by the optimizers, the bf16 copy through a graph, repeatability, inference, accuracy counted on the device, AdamW, LAMB),
-        // cuBLAS twice, evaluation, two training loops, training steps replayed from graphs.
+        // cuBLAS twice, the memory estimate against what a step takes, evaluation, two training loops, training steps replayed
+        // from graphs.
         var total = Regex.Match(text, @"(\d+) checks passed, 0 failed");
-        Assert.Equal(models.Length * 14 + 6, int.Parse(total.Groups[1].Value, CultureInfo.InvariantCulture));
+        Assert.Equal(models.Length * 14 + 7, int.Parse(total.Groups[1].Value, CultureInfo.InvariantCulture));
+        Assert.Matches(@"PASS  memory estimate: BertNanoPreTraining bf16 step, B=8 T=32 +taken [\d.]+ MiB, build-time estimate [\d.]+ MiB", text);
         foreach (var m in models)
         {
             Assert.Contains($"PASS  {m}: parameter gradients vs CPU double", text);
@@ -100,6 +102,7 @@ public partial class CudaSourceTests(ITestOutputHelper output)
             Assert.True(code == 0, Tail(text));
             Assert.DoesNotContain("FAIL", text);
             Assert.Contains("time BERT-Nano step bf16 cublas-rounded B=2 T=8", text);
+            Assert.Contains("PASS  memory estimate: BertNanoPreTraining bf16 step, B=2 T=8", text);
             Assert.Matches(@"PASS  time BERT-Nano step bf16 B=2 T=8, the product's training loop, graph .*every step a graph replay", text);
             Assert.Matches(@"PASS  time BERT-Mini step bf16 B=2 T=8, the product's training loop, graph .*every step a graph replay", text);
             Assert.Contains("PASS  profile BERT-Nano bf16 cublas-rounded step B=2 by kernel", text);

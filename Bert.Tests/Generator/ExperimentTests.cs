@@ -94,6 +94,32 @@ public class ExperimentTests
             [Experiment(typeof(Clf), Data = "amazon", Seq = 16, Reinit = [|"qk"|])]
             public partial class X;
             """ },
+        { "BERT0222", """
+            [Experiment(typeof(Clf), Data = "amazon", Seq = 16)]
+            public partial class RUN1;
+
+            [Experiment(typeof(Clf), Data = "imdb", Seq = 16)]
+            public partial class [|Run1|];
+            """ },
+        { "BERT0212", """
+            [Experiment(typeof(Clf), Data = "amazon", Seq = 16, Device = [|(Device)99|])]
+            public partial class X;
+            """ },
+        { "BERT0214", """
+            [Experiment(typeof(Clf), Data = "amazon", Seq = 16, Accumulate = [|2|])]
+            public partial class X;
+            """ },
+        { "BERT0210", """
+            public partial class Outer
+            {
+                [Experiment(typeof(Clf), Data = "amazon", Seq = 16)]
+                public partial class [|X|];
+            }
+            """ },
+        { "BERT0210", """
+            [Experiment(typeof(Clf), Data = "amazon", Seq = 16)]
+            public partial record [|X|];
+            """ },
     };
 
     [Theory]
@@ -115,7 +141,7 @@ public class ExperimentTests
     {
         // Out of memory: the largest batch that fits, and the accumulation that keeps the sequences per step.
         var memory = Message(RunWith("""
-            [Experiment(typeof(Clf), Data = "amazon", Seq = 16, MemoryGiB = 0.01, Batch = 10_000_000, Accumulate = 2)]
+            [Experiment(typeof(Lm), Job = Job.Pretrain, Seq = 16, MemoryGiB = 0.01, Batch = 10_000_000, Accumulate = 2)]
             public partial class X;
             """), "BERT0219");
         var fit = System.Text.RegularExpressions.Regex.Match(memory, @"at most Batch = (\d+) fits; Batch = \1 with Accumulate = (\d+) keeps about 20000000 sequences");
@@ -156,6 +182,23 @@ public class ExperimentTests
             [Experiment(typeof(Clf), Data = "amazon", Seq = 16, Device = Device.H100, Precision = Precision.Bf16)]
             public partial class X;
             """).GeneratorDiagnostics);
+
+        // Fine-tuning's advice is the batch alone (it has no Accumulate).
+        var tune = Message(RunWith("""
+            [Experiment(typeof(Clf), Data = "amazon", Seq = 16, MemoryGiB = 0.01, Batch = 10_000_000)]
+            public partial class X;
+            """), "BERT0219");
+        Assert.Matches(@"; at most Batch = \d+ fits$", tune);
+
+        // Static, generic: why the class is not plain.
+        Assert.Contains("it is static", Message(RunWith("""
+            [Experiment(typeof(Clf), Data = "amazon", Seq = 16)]
+            public static partial class X;
+            """), "BERT0210"));
+        Assert.Contains("it is generic", Message(RunWith("""
+            [Experiment(typeof(Clf), Data = "amazon", Seq = 16)]
+            public partial class X<TSome>;
+            """), "BERT0210"));
     }
 
     static string RepoRoot()
@@ -190,7 +233,7 @@ public class ExperimentTests
             }
             ids.Add(id);
         }
-        Assert.Equal(Enumerable.Range(210, 12).Select(i => "BERT0" + i), ids);
+        Assert.Equal(Enumerable.Range(210, 13).Select(i => "BERT0" + i), ids);
         var run = GeneratorHarness.Run(files.ToArray());
         foreach (var id in ids)
         {
@@ -228,16 +271,22 @@ public class ExperimentTests
             (pre.Job, pre.Model, pre.Batch, pre.Seq, pre.Steps, pre.LearningRate, pre.Device, pre.Precision));
         Assert.Equal(MemoryEstimate.PretrainingRows(4, 16, 0.15), pre.Rows);
         // The build-time estimate is the runtime's for the same shape, part by part, bf16 copies included.
-        Assert.Equal(MemoryEstimate.For(pre.Info(), 4, 16, pre.Rows, Dsl.Device.A100_40GB, Dsl.Precision.Bf16), pre.Memory);
-        Assert.True(pre.Memory.Bf16 > 0);
+        Assert.Equal(MemoryEstimate.For(pre.Info(), 4, 16, pre.Rows, Dsl.Device.A100_40GB, Dsl.Precision.Bf16, Dsl.Job.Pretrain), pre.Memory);
+        Assert.True(pre.Memory.Bf16 > 0 && pre.Memory.Scratch > 0);
         Assert.Equal(MemoryEstimate.CapacityOf(Dsl.Device.A100_40GB), pre.Memory.Capacity);
 
         // Defaults: 32 sequences, 3 epochs at 1e-4, warm-up 0.1, AdamW, fp32 on the CPU (no capacity known).
         var tune = Of("Tune");
         Assert.Equal((Dsl.Job.FineTune, "Clf", "amazon", 32, 16, 3, 1e-4, 0.1, Dsl.Optimizer.AdamW, "Pre2", "qk", 0L),
             (tune.Job, tune.Model, tune.Data, tune.Batch, tune.Seq, tune.Epochs, tune.LearningRate, tune.Warmup, tune.Optimizer, tune.From, tune.Reinit, tune.Memory.Capacity));
-        Assert.Equal(MemoryEstimate.For(tune.Info(), 32, 16, 0, Dsl.Device.Cpu, Dsl.Precision.Fp32), tune.Memory);
+        Assert.Equal(MemoryEstimate.For(tune.Info(), 32, 16, 0, Dsl.Device.Cpu, Dsl.Precision.Fp32, Dsl.Job.FineTune), tune.Memory);
         Assert.Equal(tune.Info().ParameterCount * 16, tune.Memory.ParameterState);
+        Assert.Equal(0, tune.Memory.Scratch);
+        // On a GPU, fine-tuning binds sequences padded to a multiple of 8 (within MaxLen): Seq = 12 counts 16.
+        var pre2 = Of("Pre2");
+        Assert.Equal(12, pre2.Memory.Seq);
+        Assert.Equal(16, MemoryEstimate.For(pre2.Info(), 32, 12, 0, Dsl.Device.H100, Dsl.Precision.Fp32, Dsl.Job.FineTune).Seq);
+        Assert.Equal(MemoryEstimate.BoundSeq(12, 16, Dsl.Job.FineTune, Dsl.Device.L4), ExperimentCompiler.BoundSeq(12, 16, pretraining: false, gpu: true));
     }
 
     [Fact]
@@ -250,7 +299,7 @@ public class ExperimentTests
             Assert.Equal(info.Name, e.Model);
             int rows = e.Job == Dsl.Job.Pretrain ? MemoryEstimate.PretrainingRows(e.Batch, e.Seq, e.MaskProb) : 0;
             Assert.Equal(rows, e.Rows);
-            var runtime = MemoryEstimate.For(info, e.Batch, e.Seq, rows, e.Device, e.Precision);
+            var runtime = MemoryEstimate.For(info, e.Batch, e.Seq, rows, e.Device, e.Precision, e.Job);
             Assert.Equal(runtime with { Capacity = e.Memory.Capacity }, e.Memory);
             Assert.True(e.Memory.Capacity == 0 || e.Memory.Total <= e.Memory.Capacity, e.ToString());
         }
@@ -269,6 +318,8 @@ public class ExperimentTests
         foreach (var d in Enum.GetValues<Dsl.Device>())
             Assert.Equal(d == Dsl.Device.Cpu ? 0 : (ExperimentCompiler.DeviceMiB[(int)d] << 20) - ExperimentCompiler.GpuReserve, MemoryEstimate.CapacityOf(d));
         Assert.Equal(MemoryEstimate.GpuReserve, ExperimentCompiler.GpuReserve);
+        Assert.Equal((Bert.Runtime.Cuda.CudaExec.PointwiseRowChunk, Bert.Runtime.Cuda.CudaKernels.RowChunk, Bert.Runtime.Cuda.CudaKernels.EmbedSegmentRows),
+            (ExperimentCompiler.PointwiseRowChunk, ExperimentCompiler.RowChunk, ExperimentCompiler.EmbedSegmentRows));
         Assert.Equal(DataSets.NamedCorpora.Order(), ExperimentCompiler.Corpora.Order());
         Assert.Equal(DataSets.Named.Concat(DataSets.NamedPortuguese).Order(), ExperimentCompiler.Sets.Select(s => s.Name).Order());
         foreach (var (name, classes) in ExperimentCompiler.Sets)
