@@ -72,6 +72,13 @@ public static partial class Program
         }
         string dir = Path.Combine(root, e.Name);
         Console.WriteLine("Experiment " + e);
+        if (DeviceOf(e, device) != "cpu")
+        {
+            // A GPU experiment on a machine without one: say so, and how to run it here anyway.
+            if (!Bert.Runtime.Cuda.CudaDevice.TryOpen(out var gpu, out string why))
+                throw new ArgumentException($"{why.TrimEnd('.')}; or run {e.Name} on this machine's CPU with --device cpu.");
+            gpu!.Dispose();
+        }
         var entry = Catalog.Of(e);
         var train = new TrainOptions
         {

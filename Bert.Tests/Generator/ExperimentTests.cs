@@ -386,5 +386,20 @@ public class RunCommandTests
         (code, _, err) = CliTests.Run("run");
         Assert.Equal(2, code);
         Assert.Contains("Name the experiment to run", err);
+
+        // A GPU experiment where there is none (the suite runs without one): the missing library and the way to run it here.
+        if (!Bert.Runtime.Cuda.CudaDevice.TryOpen(out var gpu, out _))
+        {
+            string dir = TempDir.Create();
+            try
+            {
+                (code, _, err) = CliTests.Run("run", "BasePretrainingH100", "--out", dir);
+                Assert.NotEqual(0, code);
+                Assert.Contains("or run BasePretrainingH100 on this machine's CPU with --device cpu.", err);
+                Assert.Empty(Directory.GetFileSystemEntries(dir));
+            }
+            finally { Directory.Delete(dir, true); }
+        }
+        else gpu!.Dispose();
     }
 }
