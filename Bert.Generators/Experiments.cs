@@ -300,11 +300,9 @@ public static class ExperimentCompiler
         Range("Seed", v.Seed >= 0, v.Seed.ToString(CultureInfo.InvariantCulture), "0 or more");
 
         // Arguments of the other job.
-        foreach (var name in pre ? new[] { "Epochs", "From", "Reinit" } : new[] { "Steps", "MaskProb", "NextSentence", "FrequencyBias", "Accumulate" })
+        foreach (var name in pre ? new[] { "Epochs", "From", "Reinit" } : new[] { "Steps", "MaskProb", "NextSentence", "FrequencyBias" })
             if (Given(name))
-                Report("BERT0214", At(name, e.Loc), name, job, pre ? "pre-training counts Steps and starts from a fresh model"
-                    : name == "Accumulate" ? "fine-tuning takes one micro-batch per optimizer step (bert finetune has no --accumulate)"
-                    : "fine-tuning counts Epochs and has no masked-LM objective");
+                Report("BERT0214", At(name, e.Loc), name, job, pre ? "pre-training counts Steps and starts from a fresh model" : "fine-tuning counts Epochs and has no masked-LM objective");
 
         var model = models.FirstOrDefault(m => m.MetadataName == e.Model);
         if (model is null) return null;   // the model did not compile; its diagnostics say why
@@ -410,8 +408,7 @@ public static class ExperimentCompiler
             string where = v.MemoryGiB > 0 ? $"the {GiB(capacity)} given by MemoryGiB" : $"an {Devices[v.Device]}'s {GiB(capacity)} (its memory less {GiB(GpuReserve)} for the CUDA context and libraries)";
             long perStep = (long)v.Batch * v.Accumulate;
             string advice = lo < 1 ? "not even Batch = 1 fits: choose a smaller model, a shorter Seq or a larger Device"
-                : pre ? $"at most Batch = {lo} fits; Batch = {lo} with Accumulate = {(perStep + lo - 1) / lo} keeps about {perStep} sequences per step"
-                : $"at most Batch = {lo} fits";
+                : $"at most Batch = {lo} fits; Batch = {lo} with Accumulate = {(perStep + lo - 1) / lo} keeps about {perStep} sequences per step";
             var parts = $"activations {GiB(act)} at B={v.Batch}, T={seq}; weights, gradients and optimizer state {GiB(state)}";
             if (extra > 0) parts += $"; bf16 copies {GiB(extra)}";
             if (scratch > 0) parts += $"; kernel scratch {GiB(scratch)}";

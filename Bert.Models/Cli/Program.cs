@@ -140,7 +140,7 @@ public static partial class Program
         pre.SetAction(pr => Pretrain(Device(pr.GetValue(device)!, pr.GetValue(precision)!), pr.GetValue(corpus), Catalog.Get(pr.GetValue(size)!, "pretraining"), pr.GetValue(vocabDir), pr.GetValue(output)!,
             new PretrainingOptions { MaxSeqLength = pr.GetValue(maxLen), WholeWordMask = pr.GetValue(wholeWord), NextSentence = pr.GetValue(objective) == "mlm+nsp",
                 MaskedLmProb = CheckMaskProb(pr.GetValue(maskProb)), MaxPredictionsPerSeq = MaxPredictions(pr.GetValue(maxLen), pr.GetValue(maskProb)) },
-            new TrainOptions { BatchSize = pr.GetValue(batch), Accumulate = pr.GetValue(accumulate), LearningRate = pr.GetValue(lr), WarmupFraction = pr.GetValue(warmup),
+            new TrainOptions { BatchSize = pr.GetValue(batch), Accumulate = CheckPositive("--accumulate", pr.GetValue(accumulate)), LearningRate = pr.GetValue(lr), WarmupFraction = pr.GetValue(warmup),
                 Optimizer = pr.GetValue(optimizer)!, Seed = (ulong)pr.GetValue(seed), EvalEvery = pr.GetValue(evalEvery), Dropout = !pr.GetValue(noDropout),
                 SaveEvery = CheckNonNegative("--save-every", pr.GetValue(saveEvery)) },
             pr.GetValue(steps), pr.GetValue(outputBias) == "frequencies", cancel));
@@ -161,11 +161,11 @@ public static partial class Program
         var ftReinit = ReinitOption("none");
         var ftSize = new Option<string?>("--size") { Description = "model size: " + string.Join(", ", Catalog.Sizes) + " (default: the size of the --from checkpoint, else mini)" };
         var ftEvalEvery = Opt("--eval-every", "evaluate on the dev set every N steps and keep the best checkpoint (0: after every epoch)", 0);
-        foreach (var o in new Option[] { data, dev, format, from, ftReinit, ftVocab, ftSize, ftEvalEvery, epochs, batch, ftLr, ftLen, warmup, ftOut, seed, device, precision }) ft.Options.Add(o);
+        foreach (var o in new Option[] { data, dev, format, from, ftReinit, ftVocab, ftSize, ftEvalEvery, epochs, batch, accumulate, ftLr, ftLen, warmup, ftOut, seed, device, precision }) ft.Options.Add(o);
         ft.SetAction(pr => Finetune(Device(pr.GetValue(device)!, pr.GetValue(precision)!), pr.GetValue(data)!, pr.GetValue(dev), pr.GetValue(format)!, pr.GetValue(from), Reinit.Parse(pr.GetValue(ftReinit)), pr.GetValue(ftVocab), pr.GetValue(ftSize),
             pr.GetValue(ftOut)!, pr.GetValue(ftLen), pr.GetValue(epochs),
-            new TrainOptions { BatchSize = pr.GetValue(batch), LearningRate = pr.GetValue(ftLr), WarmupFraction = pr.GetValue(warmup), Seed = (ulong)pr.GetValue(seed),
-                EvalEvery = CheckNonNegative("--eval-every", pr.GetValue(ftEvalEvery)) }, cancel));
+            new TrainOptions { BatchSize = pr.GetValue(batch), Accumulate = CheckPositive("--accumulate", pr.GetValue(accumulate)), LearningRate = pr.GetValue(ftLr), WarmupFraction = pr.GetValue(warmup),
+                Seed = (ulong)pr.GetValue(seed), EvalEvery = CheckNonNegative("--eval-every", pr.GetValue(ftEvalEvery)) }, cancel));
         root.Subcommands.Add(ft);
 
         // ---- eval ----
@@ -283,6 +283,13 @@ public static partial class Program
         return tok;
     }
 
+    static int CheckPositive(string flag, int value) => value >= 1 ? value
+        : throw new ArgumentException($"{flag} {value} is not a count; give 1 or more.");
+
+    /// <summary>Optimizer steps in an epoch of <paramref name="microBatches"/> micro-batches taken <paramref name="accumulate"/>
+    /// at a time (the last step of an epoch may reach into the next).</summary>
+    static int OptimizerSteps(int microBatches, int accumulate) => (microBatches + accumulate - 1) / Math.Max(1, accumulate);
+
     static int CheckNonNegative(string flag, int value) => value >= 0 ? value
         : throw new ArgumentException($"{flag} {value} must be 0 or more.");
 
@@ -398,9 +405,10 @@ public static partial class Program
         var job = new FinetuneJob(model, tok, trainSet, devSet, maxLen, train.BatchSize, (int)train.Seed);
         if (trainer is { UseGraphs: true }) job.SeqMultiple = FinetuneJob.GraphSeqMultiple;   // fewer shapes: graphs replay
         Console.WriteLine($"{entry.Info.Name} on {how}; {job.Truncated} texts truncated to {maxLen} tokens.");
+        int perEpoch = OptimizerSteps(job.StepsPerEpoch, train.Accumulate);
         var loop = new TrainLoop
         {
-            Model = model, Options = PerEpoch(train, job.StepsPerEpoch), TotalSteps = (long)epochs * job.StepsPerEpoch, Bind = job.Bind, StepMetrics = job.Metrics, DeviceMetrics = FinetuneJob.DeviceMetrics,
+            Model = model, Options = PerEpoch(train, perEpoch), TotalSteps = (long)epochs * perEpoch, Bind = job.Bind, StepMetrics = job.Metrics, DeviceMetrics = FinetuneJob.DeviceMetrics,
             Evaluate = job.Evaluate, Dir = outDir, Tokenizer = tok, Device = trainer, Labels = trainSet.LabelNames,
             Metadata = new Dictionary<string, string>
             {
@@ -408,7 +416,7 @@ public static partial class Program
                 [PairsKey] = trainSet.Pairs is null ? "false" : "true",
             },
         };
-        return RunFineTuning(loop, job.StepsPerEpoch, e => string.Create(Inv, $"accuracy {e.Score:P2}"), outDir, trainer, cancel);
+        return RunFineTuning(loop, perEpoch, e => string.Create(Inv, $"accuracy {e.Score:P2}"), outDir, trainer, cancel);
     }
 
     /// <summary>The checkpoint metadata that says whether a classifier was fine-tuned on sentence pairs: eval then reads its
@@ -490,13 +498,14 @@ public static partial class Program
         var job = new TokenTaggingJob(model, tok, trainSet.Sentences, devSet.Sentences, maxLen, train.BatchSize, (int)train.Seed) { TagNames = trainSet.Tags };
         if (trainer is { UseGraphs: true }) job.SeqMultiple = FinetuneJob.GraphSeqMultiple;   // fewer shapes: graphs replay
         Console.WriteLine($"{entry.Info.Name} on {how}; {trainSet.Tags.Count} tags ({string.Join(", ", trainSet.Tags.Take(12))}{(trainSet.Tags.Count > 12 ? ", …" : "")}); {job.Truncated} sentences truncated to {maxLen} tokens.");
+        int perEpoch = OptimizerSteps(job.StepsPerEpoch, train.Accumulate);
         var loop = new TrainLoop
         {
-            Model = model, Options = PerEpoch(train, job.StepsPerEpoch), TotalSteps = (long)epochs * job.StepsPerEpoch, Bind = job.Bind, StepMetrics = job.Metrics, DeviceMetrics = TokenTaggingJob.DeviceMetrics,
+            Model = model, Options = PerEpoch(train, perEpoch), TotalSteps = (long)epochs * perEpoch, Bind = job.Bind, StepMetrics = job.Metrics, DeviceMetrics = TokenTaggingJob.DeviceMetrics,
             Evaluate = job.Evaluate, Dir = outDir, Tokenizer = tok, Device = trainer, Labels = trainSet.Tags,
             Metadata = new Dictionary<string, string> { ["task"] = "token-classification", ["data"] = dataSpec, ["from"] = from ?? "random initialization", ["reinit"] = reinit?.ToString() ?? "none" },
         };
-        return RunFineTuning(loop, job.StepsPerEpoch, TaggingScores, outDir, trainer, cancel);
+        return RunFineTuning(loop, perEpoch, TaggingScores, outDir, trainer, cancel);
     }
 
     /// <summary>For --device cuda: runs the model's forward on the GPU from now on (its weights copied there).</summary>

@@ -169,6 +169,28 @@ public class CliTests : IDisposable
         Assert.False(Directory.Exists(ft));
     }
 
+    /// <summary>finetune --accumulate: K micro-batches per optimizer step, so an epoch is a K-th as many steps, the dev set
+    /// is still scored once an epoch, and the run records its step count; a count below 1 is one sentence.</summary>
+    [Fact]
+    public void Finetune_Accumulates_MicroBatchesIntoEachStep()
+    {
+        var ft = Path.Combine(_dir, "acc");
+        // 40 texts: 32 train (4 micro-batches of 8), 8 dev; 2 micro-batches a step → 2 steps an epoch, 4 in 2 epochs.
+        var r = Run("finetune", "--data", Labeled(), "--size", "nano", "--epochs", "2", "--batch", "8", "--accumulate", "2", "--max-len", "16", "--out", ft);
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        var state = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(ft, "trainer_state.json")))!;
+        Assert.Equal(4, state["TotalSteps"]!.GetValue<long>());
+        Assert.Equal(4, state["Step"]!.GetValue<long>());
+        Assert.Contains("step 2 (epoch 1): dev accuracy", r.Out);
+        Assert.Contains("step 4 (epoch 2): dev accuracy", r.Out);
+        Assert.DoesNotContain("(epoch 3)", r.Out);
+
+        r = Run("finetune", "--data", Labeled(), "--size", "nano", "--accumulate", "0", "--out", Path.Combine(_dir, "acc0"));
+        Assert.NotEqual(0, r.Code);
+        Assert.Contains("--accumulate 0 is not a count; give 1 or more.", r.Err);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "acc0")));
+    }
+
     /// <summary>Sentence pairs with named classes: the names go to config.json's id2label, predict prints them (a tab in
     /// the text makes a pair), and eval matches a file's names to the model's (a file of one class is not class 0).</summary>
     [Fact]

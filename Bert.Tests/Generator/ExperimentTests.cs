@@ -106,7 +106,7 @@ public class ExperimentTests
             public partial class X;
             """ },
         { "BERT0214", """
-            [Experiment(typeof(Clf), Data = "amazon", Seq = 16, Accumulate = [|2|])]
+            [Experiment(typeof(Lm), Job = Job.Pretrain, Seq = 16, Reinit = [|"qk"|])]
             public partial class X;
             """ },
         { "BERT0210", """
@@ -183,12 +183,12 @@ public class ExperimentTests
             public partial class X;
             """).GeneratorDiagnostics);
 
-        // Fine-tuning's advice is the batch alone (it has no Accumulate).
+        // Fine-tuning accumulates too.
         var tune = Message(RunWith("""
             [Experiment(typeof(Clf), Data = "amazon", Seq = 16, MemoryGiB = 0.01, Batch = 10_000_000)]
             public partial class X;
             """), "BERT0219");
-        Assert.Matches(@"; at most Batch = \d+ fits$", tune);
+        Assert.Matches(@"; at most Batch = (\d+) fits; Batch = \1 with Accumulate = \d+ keeps about 10000000 sequences per step$", tune);
 
         // Static, generic: why the class is not plain.
         Assert.Contains("it is static", Message(RunWith("""
