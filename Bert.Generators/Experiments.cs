@@ -12,6 +12,11 @@ namespace Bert.Generators;
 
 public static partial class Parser
 {
+    /// <summary>The metadata name with the containing types (Ns.Outer+Inner), so that a nested class and a top-level one
+    /// of the same name stay apart.</summary>
+    static string FullMetadataName(INamedTypeSymbol t) =>
+        t.ContainingType is { } outer ? FullMetadataName(outer) + "+" + t.MetadataName : MetadataName(t);
+
     /// <summary>[Experiment(typeof(M), Name = value, …)] → its spec: the model named, the From experiment, and each named
     /// argument with the location of its value (where a check reports).</summary>
     public static ExperimentSpec ParseExperiment(GeneratorAttributeSyntaxContext ctx, CancellationToken ct)
@@ -36,8 +41,10 @@ public static partial class Parser
             var v = kv.Value;
             if (kv.Key == "From")
             {
-                if (v.Value is INamedTypeSymbol f) { from = MetadataName(f); fromIsExperiment = HasAttr(f, "ExperimentAttribute"); }
-                args.Add(new ExpArg(kv.Key, (v.Value as INamedTypeSymbol)?.Name ?? "", 0, false, ArgLoc(kv.Key)));
+                // From = null is no start; any other type (an array, a class that is no experiment) is reported by the check.
+                if (v.Value is INamedTypeSymbol f) { from = FullMetadataName(f); fromIsExperiment = HasAttr(f, "ExperimentAttribute"); }
+                else if (v.Value is ITypeSymbol other) from = other.ToDisplayString();
+                args.Add(new ExpArg(kv.Key, (v.Value as ITypeSymbol)?.Name ?? "", 0, false, ArgLoc(kv.Key)));
                 continue;
             }
             string text = v.Value as string ?? "";
@@ -49,7 +56,7 @@ public static partial class Parser
             : type.ContainingType is { } outer ? $"it is nested in {outer.Name}" : null;
         return new ExperimentSpec(
             type.ContainingNamespace.IsGlobalNamespace ? "" : type.ContainingNamespace.ToDisplayString(),
-            type.Name, MetadataName(type), AccessibilityText(type.DeclaredAccessibility), IsPartial(type), notPlain,
+            type.Name, FullMetadataName(type), AccessibilityText(type.DeclaredAccessibility), IsPartial(type), notPlain,
             model is null ? "" : MetadataName(model), model?.Name ?? "", model is not null && HasAttr(model, "ModelAttribute"),
             model is not null && model.DeclaringSyntaxReferences.Length > 0, ArgLoc(null),
             from, fromIsExperiment, args.ToEquatable(), Loc.From(decl.Identifier.GetLocation()));

@@ -50,7 +50,8 @@ public sealed class ModelGenerator : IIncrementalGenerator
         // Experiments: checked against the footprints of the models they name; one file each, and one list of them all.
         var experiments = context.SyntaxProvider.ForAttributeWithMetadataName("Bert.Dsl.ExperimentAttribute",
             static (n, _) => n is ClassDeclarationSyntax or RecordDeclarationSyntax, static (c, ct) => Parser.ParseExperiment(c, ct)).WithTrackingName("ExperimentSpec");
-        var allExperiments = experiments.Collect().Select(static (a, _) => a.ToEquatable());
+        // One spec a class (an attribute repeated on another part of it is the compiler's error, not a second experiment).
+        var allExperiments = experiments.Collect().Select(static (a, _) => a.GroupBy(x => x.MetadataName).Select(g => g.First()).ToEquatable());
         var footprints = compiled.Select(static (c, _) => c.Footprint).Collect()
             .Select(static (a, _) => a.Where(f => f is not null).Select(f => f!).ToEquatable()).WithTrackingName("Footprints");
         var compiledExperiments = allExperiments.Combine(footprints)

@@ -41,7 +41,9 @@ public static partial class Program
                 Console.Error.WriteLine($"Name the experiment to run: bert run NAME, one of {string.Join(", ", Experiments.Select(e => e.Name))} (`bert run --list` describes them).");
                 return 2;
             }
-            return RunExperiment(Experiment(pr.GetValue(name)!), pr.GetValue(root)!, pr.GetValue(device), cancel, new HashSet<string>());
+            var experiment = Experiment(pr.GetValue(name)!);
+            CheckDevices(experiment, pr.GetValue(device));
+            return RunExperiment(experiment, pr.GetValue(root)!, pr.GetValue(device), cancel, new HashSet<string>());
         });
         return run;
     }
@@ -49,6 +51,35 @@ public static partial class Program
     /// <summary>"cpu", or "cuda-" and the declared precision, for the declared device or the one asked for instead.</summary>
     static string DeviceOf(ExperimentInfo e, string? asked) =>
         (asked ?? (e.Device == Bert.Dsl.Device.Cpu ? "cpu" : "cuda")) == "cpu" ? "cpu" : "cuda-" + e.Precision.ToString().ToLowerInvariant();
+
+    /// <summary>The experiment and those it starts from, nearest first (a chain that leads back stops at the repeat, which
+    /// RunExperiment reports).</summary>
+    static List<ExperimentInfo> Chain(ExperimentInfo e)
+    {
+        var chain = new List<ExperimentInfo> { e };
+        while (chain[^1].From is { } from && Experiments.FirstOrDefault(x => x.Name == from) is { } next && !chain.Contains(next)) chain.Add(next);
+        return chain;
+    }
+
+    /// <summary>Before anything runs: a GPU for every experiment of the chain that runs on one (else one sentence naming
+    /// the missing library and how to run here), and a warning for a step the build-time estimate says exceeds it.</summary>
+    static void CheckDevices(ExperimentInfo e, string? device)
+    {
+        var onGpu = Chain(e).Where(x => DeviceOf(x, device) != "cpu").ToList();
+        if (onGpu.Count == 0) return;
+        if (!Bert.Runtime.Cuda.CudaDevice.TryOpen(out var gpu, out string why))
+            throw new ArgumentException($"{why.TrimEnd('.')}; or run {string.Join(" and ", onGpu.Select(x => x.Name))} on this machine's CPU with --device cpu.");
+        using (gpu)
+        {
+            long room = (long)gpu!.TotalMemory - MemoryEstimate.GpuReserve;
+            foreach (var x in onGpu)
+            {
+                var need = MemoryEstimate.For(x.Info(), x.Batch, x.Seq, x.Rows, Bert.Dsl.Device.H100, x.Precision, x.Job);
+                if (need.Total > room)
+                    Console.Error.WriteLine($"warning: {x.Name} needs about {MemoryEstimate.Format(need.Total)} per step by the build-time estimate, more than {gpu.Name}'s {MemoryEstimate.Format(room)} (its memory less 1 GiB); it may run out of memory: declare a smaller Batch with Accumulate.");
+            }
+        }
+    }
 
     static int RunExperiment(ExperimentInfo e, string root, string? device, CancellationToken cancel, HashSet<string> running)
     {
@@ -72,13 +103,11 @@ public static partial class Program
         }
         string dir = Path.Combine(root, e.Name);
         Console.WriteLine("Experiment " + e);
-        if (DeviceOf(e, device) != "cpu")
-        {
-            // A GPU experiment on a machine without one: say so, and how to run it here anyway.
-            if (!Bert.Runtime.Cuda.CudaDevice.TryOpen(out var gpu, out string why))
-                throw new ArgumentException($"{why.TrimEnd('.')}; or run {e.Name} on this machine's CPU with --device cpu.");
-            gpu!.Dispose();
-        }
+        string declared = DeviceOf(e, null), actual = DeviceOf(e, device);
+        if (actual != declared)
+            Console.WriteLine(actual == "cpu"
+                ? $"Running on the CPU (fp32 products) instead of the declared {e.Device} ({e.Precision}); the estimate above is the declared device's."
+                : $"Running on the GPU ({e.Precision} products) instead of the declared CPU; the estimate above is the CPU's.");
         var entry = Catalog.Of(e);
         var train = new TrainOptions
         {

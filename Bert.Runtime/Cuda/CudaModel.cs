@@ -72,9 +72,10 @@ public sealed unsafe class CudaModel : IDisposable
     readonly bool[] _gatherRows;
     int[] _groupCounts = [], _grouped = [];
 
-    const ulong WorkspaceBytes = 32UL << 20;
+    /// <summary>cuBLAS's workspace, allocated with the model.</summary>
+    public const ulong WorkspaceBytes = 32UL << 20;
     /// <summary>Layouts of the size that grew the attention pointer pool that it then holds.</summary>
-    const int HeadPoolLayouts = 8;
+    public const int HeadPoolLayouts = 8;
 
     /// <summary>BERT_CUDA_ATTENTION=fused selects the fused attention kernels (see <see cref="FusedAttention"/>).</summary>
     public const string FusedAttentionVariable = "BERT_CUDA_ATTENTION";
@@ -204,7 +205,7 @@ public sealed unsafe class CudaModel : IDisposable
             _ex.Offsets = offsets; _ex.Lengths = lengths;
             // The attention pointer arrays of this layout; the pool keeps those of earlier layouts (a captured graph of
             // one reads them) until it is full, holding those of several layouts like this one.
-            long pool = Info.Ops.Where(o => o.Kind == OpKind.Attention).Sum(o => (long)CudaExec.HeadArrays * ((8L * batch * o.Heads + 15) & ~15L));
+            long pool = HeadArrayBytes(Info, batch);
             // A schedule never spans a restart of the pool: with less room left than a whole layout's arrays, start over
             // now (a forward that lost its early arrays to a restart in its middle could not be captured after it).
             if (pool <= _ex.HeadPoolBytes && !_ex.LayoutsInPool.Contains(key) && _ex.HeadPoolFree < pool) _ex.ResetHeads();
@@ -269,6 +270,11 @@ public sealed unsafe class CudaModel : IDisposable
     /// <summary>What the structured kernels need beyond the plan: attention's T×T per head (twice in backward with dropout),
     /// LayerNorm's partial column sums, cross-entropy's per-row losses.</summary>
     long ScratchFloats(int batch, int seq, int rows) => ScratchFloats(Info, batch, seq, rows);
+
+    /// <summary>Bytes of one layout's attention pointer arrays at this batch size (the pool holds
+    /// <see cref="HeadPoolLayouts"/> layouts' worth).</summary>
+    public static long HeadArrayBytes(ModelInfo info, int batch) =>
+        info.Ops.Where(o => o.Kind == OpKind.Attention).Sum(o => (long)CudaExec.HeadArrays * ((8L * batch * o.Heads + 15) & ~15L));
 
     /// <summary>The floats of kernel scratch a model binds at this shape: attention's head-major copies and the
     /// probabilities' gradient, LayerNorm's and the embedding's partial sums, the fused kernels' partial sums of broadcast

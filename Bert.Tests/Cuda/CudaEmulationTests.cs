@@ -78,7 +78,12 @@ public partial class CudaSourceTests(ITestOutputHelper output)
         // from graphs.
         var total = Regex.Match(text, @"(\d+) checks passed, 0 failed");
         Assert.Equal(models.Length * 14 + 7, int.Parse(total.Groups[1].Value, CultureInfo.InvariantCulture));
-        Assert.Matches(@"PASS  memory estimate: BertNanoPreTraining bf16 step, B=8 T=32 +taken [\d.]+ MiB, build-time estimate [\d.]+ MiB", text);
+        // Under the emulation every device allocation is counted: beyond cuBLAS's workspace and the pointer arrays, only the
+        // inputs are left out of the estimate (a few KiB), so a part the estimate missed (the kernels' scratch is 3 MiB here) shows.
+        var memory = Regex.Match(text, @"PASS  memory estimate: BertNanoPreTraining bf16 step, B=16 T=64 +taken [\d.]+ MiB, build-time estimate [\d.]+ MiB.*scratch ([\d.]+) MiB.*beyond them ([\d.]+) MiB");
+        Assert.True(memory.Success, Tail(text));
+        Assert.True(double.Parse(memory.Groups[1].Value, CultureInfo.InvariantCulture) >= 2.0, memory.Value);
+        Assert.True(double.Parse(memory.Groups[2].Value, CultureInfo.InvariantCulture) < 0.5, memory.Value);
         foreach (var m in models)
         {
             Assert.Contains($"PASS  {m}: parameter gradients vs CPU double", text);

@@ -168,6 +168,12 @@ public class ExperimentTests
             """);
         Assert.Equal(2, cycle.GeneratorDiagnostics.Count(d => d.Id == "BERT0220" && d.GetMessage().Contains("leads back to itself")));
 
+        // A From that is no experiment class at all.
+        Assert.Contains("its From type is not an [Experiment] of this project", Message(RunWith("""
+            [Experiment(typeof(Clf), Data = "amazon", Seq = 16, From = typeof(int[]))]
+            public partial class X;
+            """), "BERT0220"));
+
         // A part --reinit does not know, with a valid start.
         var reinit = Message(RunWith("""
             [Experiment(typeof(Clf), Data = "amazon", Seq = 16)]
@@ -396,6 +402,7 @@ public class RunCommandTests
                 (code, _, err) = CliTests.Run("run", "BasePretrainingH100", "--out", dir);
                 Assert.NotEqual(0, code);
                 Assert.Contains("or run BasePretrainingH100 on this machine's CPU with --device cpu.", err);
+                Assert.Single(err.Trim().Split('\n'));
                 Assert.Empty(Directory.GetFileSystemEntries(dir));
             }
             finally { Directory.Delete(dir, true); }
