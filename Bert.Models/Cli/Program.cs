@@ -211,9 +211,11 @@ public static partial class Program
         head.AcceptOnlyFromAmong("pretraining", "classifier", "token-classifier");
         var iBatch = Opt("--batch", "batch size for the memory plan", 32);
         var iSeq = Opt("--seq", "sequence length for the memory plan", 128);
+        var iGpu = new Option<string?>("--gpu") { Description = "also estimate a training step on this GPU, as an [Experiment]'s build-time check does: " + string.Join(", ", GpuNames.Keys) };
+        iGpu.AcceptOnlyFromAmong([.. GpuNames.Keys]);
         info.Arguments.Add(which);
-        foreach (var o in new Option[] { head, iBatch, iSeq }) info.Options.Add(o);
-        info.SetAction(pr => Info(pr.GetValue(which)!, pr.GetValue(head)!, pr.GetValue(iBatch), pr.GetValue(iSeq)));
+        foreach (var o in new Option[] { head, iBatch, iSeq, iGpu, precision }) info.Options.Add(o);
+        info.SetAction(pr => Info(pr.GetValue(which)!, pr.GetValue(head)!, pr.GetValue(iBatch), pr.GetValue(iSeq), pr.GetValue(iGpu), pr.GetValue(precision)!));
         root.Subcommands.Add(info);
 
         // ---- export ----
@@ -669,7 +671,34 @@ public static partial class Program
         return 0;
     }
 
-    static int Info(string which, string head, int batch, int seq)
+    /// <summary>The GPUs an experiment (and `info --gpu`) can be checked against, by their command-line names.</summary>
+    /// <summary>A training step's memory by the experiments' estimate (MemoryEstimate.For): on the CPU, and with
+    /// <paramref name="gpu"/> on that card at <paramref name="precision"/>, whether it fits and the largest batch that does.</summary>
+    static IEnumerable<string[]> StepMemoryRows(ModelInfo info, string head, int batch, int seq, string? gpu, string precision)
+    {
+        var job = head == "pretraining" ? Bert.Dsl.Job.Pretrain : Bert.Dsl.Job.FineTune;
+        int Rows(int b) => job == Bert.Dsl.Job.Pretrain ? MemoryEstimate.PretrainingRows(b, seq, 0.15) : 0;
+        var cpu = MemoryEstimate.For(info, batch, seq, Rows(batch), Bert.Dsl.Device.Cpu, Bert.Dsl.Precision.Fp32, job);
+        yield return ["training step, CPU", $"{MemoryEstimate.Format(cpu.Total)} at B={batch}, T={seq} (activations, parameters, gradients, AdamW)"];
+        if (gpu is null) yield break;
+        var device = GpuNames[gpu];
+        var p = precision switch { "bf16" => Bert.Dsl.Precision.Bf16, "fp32" => Bert.Dsl.Precision.Fp32, _ => Bert.Dsl.Precision.Tf32 };
+        MemoryEstimate At(int b) => MemoryEstimate.For(info, b, seq, Rows(b), device, p, job);
+        var step = At(batch);
+        int lo = 0, hi = 1 << 16;   // the largest batch that fits: the estimate grows with the batch
+        while (lo < hi) { int mid = (lo + hi + 1) / 2; if (At(mid).Total <= step.Capacity) lo = mid; else hi = mid - 1; }
+        string fits = step.Total <= step.Capacity ? "fits" : "does not fit";
+        yield return [$"training step, {device} ({precision})",
+            $"{MemoryEstimate.Format(step.Total)} of {MemoryEstimate.Format(step.Capacity)} at B={batch}, T={step.Seq}: {fits}; at most B={lo} fits (kernel scratch {MemoryEstimate.Format(step.Scratch)}, bf16 copies {MemoryEstimate.Format(step.Bf16)})"];
+    }
+
+    static readonly Dictionary<string, Bert.Dsl.Device> GpuNames = new()
+    {
+        ["a100-40gb"] = Bert.Dsl.Device.A100_40GB, ["a100-80gb"] = Bert.Dsl.Device.A100_80GB, ["h100"] = Bert.Dsl.Device.H100,
+        ["h200"] = Bert.Dsl.Device.H200, ["l4"] = Bert.Dsl.Device.L4,
+    };
+
+    static int Info(string which, string head, int batch, int seq, string? gpu = null, string precision = "tf32")
     {
         var entry = Catalog.All.FirstOrDefault(e => e.Name.Equals(which, StringComparison.OrdinalIgnoreCase)) ?? Catalog.Get(which, head);
         var i = entry.Info;
@@ -684,6 +713,7 @@ public static partial class Program
             ["activation memory, training", $"{i.ActivationBytes(batch, seq, rows, 4, true) / 1048576.0:F1} MiB at B={batch}, T={seq} (without reuse {i.UnplannedBytes(batch, seq, rows, 4, true) / 1048576.0:F1} MiB)"],
             ["activation memory, inference", $"{i.ActivationBytes(batch, seq, rows, 4, false) / 1048576.0:F1} MiB"],
             ["parameters + gradients + AdamW", $"{i.ParameterCount * 16 / 1048576.0:F1} MiB (fp32)"],
+            .. StepMemoryRows(i, entry.Head, batch, seq, gpu, precision),
         ]);
         return 0;
     }

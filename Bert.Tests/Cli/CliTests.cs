@@ -55,6 +55,25 @@ public class CliTests : IDisposable
         Assert.Contains("BertMiniPreTraining", output);
         Assert.Contains("FLOPs per token", output);
         Assert.Contains("MiB", output);
+        Assert.Matches(@"training step, CPU [\d.]+ GiB at B=32, T=128", System.Text.RegularExpressions.Regex.Replace(output.Replace("│", " "), @"\s+", " "));
+    }
+
+    /// <summary>info --gpu: a training step on a named card by the experiments' estimate, with the largest batch that fits
+    /// (the same figure BERT0219 gives for docs/diagnostics.md's BERT-Large on an L4).</summary>
+    [Fact]
+    public void Info_EstimatesAStepOnANamedGpu()
+    {
+        // The table wraps long cells: read it as one line of text.
+        static string Flat(string table) => System.Text.RegularExpressions.Regex.Replace(table.Replace("│", " "), @"\s+", " ");
+        var (code, output, _) = Run("info", "large", "--batch", "256", "--seq", "512", "--gpu", "l4", "--precision", "tf32");
+        Assert.Equal(0, code);
+        Assert.Contains("training step, L4 (tf32) 380.12 GiB of 21.49 GiB at B=256, T=512: does not fit; at most B=11 fits", Flat(output));
+        (code, output, _) = Run("info", "mini", "--head", "classifier", "--batch", "32", "--seq", "100", "--gpu", "h100", "--precision", "bf16");
+        Assert.Equal(0, code);
+        Assert.Matches(@"training step, H100 \(bf16\) [\d.]+ GiB of 78\.65 GiB at B=32, T=104: fits", Flat(output));   // fine-tuning on a GPU pads to 8
+        (code, _, var err) = Run("info", "mini", "--gpu", "v100");
+        Assert.NotEqual(0, code);
+        Assert.Contains("v100", err);
     }
 
     [Fact]
