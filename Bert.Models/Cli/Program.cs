@@ -317,7 +317,8 @@ public static partial class Program
         return trainer;
     }
 
-    static int Pretrain(string device, string[]? corpusFiles, Catalog.Entry entry, string? vocab, string outDir, PretrainingOptions data, TrainOptions train, long steps, bool frequencyBias, CancellationToken cancel)
+    static int Pretrain(string device, string[]? corpusFiles, Catalog.Entry entry, string? vocab, string outDir, PretrainingOptions data, TrainOptions train, long steps, bool frequencyBias, CancellationToken cancel,
+        string? experiment = null)
     {
         using var trainer = OpenTrainer(device, entry, train);
         var tok = Tokenizer(vocab);
@@ -335,7 +336,7 @@ public static partial class Program
         var loop = new TrainLoop
         {
             Model = model, Options = train, TotalSteps = steps, Bind = job.Bind, StepMetrics = job.Metrics, DeviceMetrics = PretrainJob.DeviceMetrics, Evaluate = job.Evaluate, Dir = outDir,
-            Tokenizer = tok, Metadata = new Dictionary<string, string> { ["task"] = "pretraining" }, Device = trainer,
+            Tokenizer = tok, Metadata = new Dictionary<string, string> { ["task"] = "pretraining" }, Device = trainer, Experiment = experiment,
         };
         if (loop.TryResume()) Console.WriteLine($"Resuming from step {loop.Step} in {outDir}.");
         Reporter.Run("pre-training", loop, cancel);
@@ -396,10 +397,10 @@ public static partial class Program
 
     /// <param name="declared">The model to fine-tune when an experiment names it (else the catalog's of --size and the set's classes).</param>
     static int Finetune(string device, string dataSpec, string? devFile, string format, string? from, Reinit? reinit, string? vocab, string? size, string outDir, int maxLen, int epochs, TrainOptions train, CancellationToken cancel,
-        Catalog.Entry? declared = null)
+        Catalog.Entry? declared = null, string? experiment = null)
     {
         if (reinit is not null && from is null) throw new ArgumentException($"--reinit {reinit} needs --from: without a pre-trained checkpoint every tensor starts afresh already.");
-        if (format == "conll") return FinetuneTagger(device, dataSpec, devFile, from, reinit, vocab, size, outDir, maxLen, epochs, train, cancel, declared);
+        if (format == "conll") return FinetuneTagger(device, dataSpec, devFile, from, reinit, vocab, size, outDir, maxLen, epochs, train, cancel, declared, experiment);
         var (trainSet, devSet, how) = DataSets.Load(dataSpec, devFile, format);
         var tok = FinetuneTokenizer(from, vocab);
         var (entry, model) = StartingModel(from, reinit, size, "classifier", Math.Max(2, trainSet.Classes), train.Seed, declared);
@@ -411,7 +412,7 @@ public static partial class Program
         var loop = new TrainLoop
         {
             Model = model, Options = PerEpoch(train, perEpoch), TotalSteps = (long)epochs * perEpoch, Bind = job.Bind, StepMetrics = job.Metrics, DeviceMetrics = FinetuneJob.DeviceMetrics,
-            Evaluate = job.Evaluate, Dir = outDir, Tokenizer = tok, Device = trainer, Labels = trainSet.LabelNames,
+            Evaluate = job.Evaluate, Dir = outDir, Tokenizer = tok, Device = trainer, Labels = trainSet.LabelNames, Experiment = experiment,
             Metadata = new Dictionary<string, string>
             {
                 ["task"] = "classification", ["data"] = dataSpec, ["from"] = from ?? "random initialization", ["reinit"] = reinit?.ToString() ?? "none",
@@ -491,7 +492,7 @@ public static partial class Program
 
     /// <summary>finetune --format conll: token classification (named entities, parts of speech) from CoNLL files.</summary>
     static int FinetuneTagger(string device, string dataSpec, string? devFile, string? from, Reinit? reinit, string? vocab, string? size, string outDir, int maxLen, int epochs, TrainOptions train, CancellationToken cancel,
-        Catalog.Entry? declared = null)
+        Catalog.Entry? declared = null, string? experiment = null)
     {
         var (trainSet, devSet, how) = TaggedSplit(dataSpec, devFile);
         var tok = FinetuneTokenizer(from, vocab);
@@ -504,7 +505,7 @@ public static partial class Program
         var loop = new TrainLoop
         {
             Model = model, Options = PerEpoch(train, perEpoch), TotalSteps = (long)epochs * perEpoch, Bind = job.Bind, StepMetrics = job.Metrics, DeviceMetrics = TokenTaggingJob.DeviceMetrics,
-            Evaluate = job.Evaluate, Dir = outDir, Tokenizer = tok, Device = trainer, Labels = trainSet.Tags,
+            Evaluate = job.Evaluate, Dir = outDir, Tokenizer = tok, Device = trainer, Labels = trainSet.Tags, Experiment = experiment,
             Metadata = new Dictionary<string, string> { ["task"] = "token-classification", ["data"] = dataSpec, ["from"] = from ?? "random initialization", ["reinit"] = reinit?.ToString() ?? "none" },
         };
         return RunFineTuning(loop, perEpoch, TaggingScores, outDir, trainer, cancel);

@@ -91,7 +91,7 @@ public static partial class Program
             fromDir = Path.Combine(root, from.Name);
             // A pre-training run counts as finished at the declared number of steps (one of another length is continued or
             // restarted by pretrain's own resume); a fine-tuning run's steps depend on its data, so any finished one counts.
-            if (TrainLoop.Finished(fromDir, from.Model, from.Job == Bert.Dsl.Job.Pretrain ? from.Steps : (long?)null))
+            if (TrainLoop.Finished(fromDir, from.Model, from.Job == Bert.Dsl.Job.Pretrain ? from.Steps : (long?)null, from.Declaration))
                 Console.WriteLine($"{e.Name} starts from {from.Name}: reusing its finished run in {fromDir}.");
             else
             {
@@ -118,9 +118,9 @@ public static partial class Program
         {
             var corpus = e.Data.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             var data = new PretrainingOptions { MaxSeqLength = e.Seq, NextSentence = e.NextSentence, MaskedLmProb = e.MaskProb, MaxPredictionsPerSeq = MaxPredictions(e.Seq, e.MaskProb) };
-            return Pretrain(DeviceOf(e, device), corpus.Length == 0 ? null : corpus, entry, null, dir, data, train, e.Steps, e.FrequencyBias, cancel);
+            return Pretrain(DeviceOf(e, device), corpus.Length == 0 ? null : corpus, entry, null, dir, data, train, e.Steps, e.FrequencyBias, cancel, e.Declaration);
         }
         string format = entry.Head == "token-classifier" ? "conll" : "tsv";
-        return Finetune(DeviceOf(e, device), e.Data, null, format, fromDir, Reinit.Parse(e.Reinit), null, null, dir, e.Seq, e.Epochs, train, cancel, entry);
+        return Finetune(DeviceOf(e, device), e.Data, null, format, fromDir, Reinit.Parse(e.Reinit), null, null, dir, e.Seq, e.Epochs, train, cancel, entry, e.Declaration);
     }
 }

@@ -57,6 +57,10 @@ public sealed class TrainLoop
     /// <summary>Where checkpoints go (latest in Dir, best in Dir/best); null keeps nothing on disk.</summary>
     public string? Dir { get; init; }
     public IReadOnlyDictionary<string, string>? Metadata { get; init; }
+
+    /// <summary>The declaration of the experiment this run is (<c>bert run</c>), kept in trainer_state.json: a folder that
+    /// holds a run of another declaration is not resumed or reused.</summary>
+    public string? Experiment { get; init; }
     /// <summary>The tokenizer the model is trained with: saved beside every checkpoint and stamped into its
     /// metadata (<see cref="CheckpointTokenizer"/>); <see cref="TryResume"/> refuses a run stamped with another.</summary>
     public Text.WordPiece? Tokenizer { get; init; }
@@ -81,14 +85,14 @@ public sealed class TrainLoop
 
     /// <summary>Whether <paramref name="dir"/> holds a run of <paramref name="model"/> that reached its last step (its
     /// trainer_state.json says so), and when <paramref name="totalSteps"/> is given, a run of that many steps.</summary>
-    public static bool Finished(string dir, string model, long? totalSteps = null)
+    public static bool Finished(string dir, string model, long? totalSteps = null, string? experiment = null)
     {
         string path = Path.Combine(dir, "trainer_state.json");
         if (!File.Exists(path)) return false;
         try
         {
             return JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(path)) is { } s && s.Model == model && s.Step >= s.TotalSteps
-                && (totalSteps is null || s.TotalSteps == totalSteps);
+                && (totalSteps is null || s.TotalSteps == totalSteps) && (experiment is null || s.Experiment == experiment);
         }
         catch (JsonException) { return false; }
     }
@@ -101,6 +105,8 @@ public sealed class TrainLoop
             ?? throw new CheckpointException($"{Dir}/trainer_state.json is empty; delete the folder to start afresh.", Dir);
         if (state.Model != Model.Info.Name)
             throw new CheckpointException($"{Dir} holds a run of {state.Model}, not {Model.Info.Name}; choose another output folder.", Dir);
+        if (Experiment is not null && state.Experiment != Experiment)
+            throw new CheckpointException($"{Dir} holds a run of {(state.Experiment is null ? "a command other than bert run" : "another declaration of this experiment (" + state.Experiment + ")")}, not of {Experiment}; move or delete the folder, or give bert run another --out.", Dir);
         if (Tokenizer is not null) CheckpointTokenizer.Require(Tokenizer, Dir, "this run's tokenizer");
         var report = Checkpoint.Load(Dir, Model);
         bool hasOptimizer;
@@ -126,7 +132,7 @@ public sealed class TrainLoop
     /// <summary>trainer_state.json. BestLoss and BestMetrics (the best evaluation's, so a resumed run reports it whole)
     /// are absent from states written before they were.</summary>
     sealed record TrainerState(string Model, long Step, long TotalSteps, double? BestScore, List<double[]> Losses,
-        double? BestLoss = null, Dictionary<string, double>? BestMetrics = null);
+        double? BestLoss = null, Dictionary<string, double>? BestMetrics = null, string? Experiment = null);
 
     /// <summary>Runs from the current step to TotalSteps, or until cancelled (then saves a resumable checkpoint). With a
     /// <see cref="Device"/>, the steps (forward, backward, clipping, AdamW) and the evaluation's forwards run there, on the
@@ -244,7 +250,7 @@ public sealed class TrainLoop
         Checkpoint.Save(dir, Model, meta, optimizerState: s => Optimizer.SaveState(s), labels: labels);
         Tokenizer?.Save(dir);
         var state = new TrainerState(Model.Info.Name, Step, TotalSteps, Best?.Score, Losses.Select(l => new[] { (double)l.Step, l.Loss }).ToList(),
-            Best is { Loss: var bl } && double.IsFinite(bl) ? bl : null, Best is null ? null : new Dictionary<string, double>(Best.Metrics));
+            Best is { Loss: var bl } && double.IsFinite(bl) ? bl : null, Best is null ? null : new Dictionary<string, double>(Best.Metrics), Experiment);
         AtomicFile.Write(Path.Combine(dir, "trainer_state.json"), s => JsonSerializer.Serialize(s, state));
         if (interrupted) Console.Error.WriteLine($"Stopped at step {Step}; a resumable checkpoint is in {dir} (run the same command again to continue).");
     }

@@ -99,6 +99,11 @@ public sealed record ExperimentInfo(
             from, reinit, maskProb, nextSentence, frequencyBias, seed, rows, memory,
             () => TModel.Info, TModel.Create<float>, TModel.Create<double>, TModel.CreateCudaProgram);
 
+    /// <summary>What the experiment trains and how, as declared (where it runs left out): a run folder records it, and
+    /// <c>bert run</c> neither resumes nor reuses a folder whose run was declared otherwise.</summary>
+    public string Declaration => string.Create(System.Globalization.CultureInfo.InvariantCulture,
+        $"{Name}: {Job} {Model} on '{Data}', B={Batch} T={Seq} accumulate={Accumulate} steps={Steps} epochs={Epochs} lr={LearningRate:R} warmup={Warmup:R} {Optimizer} from={From ?? "none"} reinit='{Reinit}' mask={MaskProb:R} nsp={NextSentence} frequency-bias={FrequencyBias} seed={Seed}");
+
     /// <summary>One line for a listing: job, model, data, shape, device and the memory estimate.</summary>
     public override string ToString()
     {

@@ -366,11 +366,37 @@ public class RunCommandTests
             Assert.Matches(@"dev accuracy \d+\.\d+ %", output);
             Assert.True(File.Exists(Path.Combine(dir, "NanoAmazonCheck", "best", "model.safetensors")));
 
+            var declared = Program.Experiment("NanoPretrainingCheck").Declaration;
+            Assert.True(TrainLoop.Finished(Path.Combine(dir, "NanoPretrainingCheck"), "BertNanoPreTraining", 30, declared));
+            Assert.False(TrainLoop.Finished(Path.Combine(dir, "NanoPretrainingCheck"), "BertNanoPreTraining", 30, declared.Replace("seed=1", "seed=2")));
+            Assert.Contains("NanoPretrainingCheck: Pretrain BertNanoPreTraining on '', B=8 T=32 accumulate=1 steps=30", declared);
+
             var pretrained = File.ReadAllBytes(Path.Combine(dir, "NanoPretrainingCheck", "model.safetensors"));
             (code, output, err) = CliTests.Run("run", "nanoamazoncheck", "--out", dir);
             Assert.True(code == 0, output + err);
             Assert.Contains("reusing its finished run", output);
             Assert.Equal(pretrained, File.ReadAllBytes(Path.Combine(dir, "NanoPretrainingCheck", "model.safetensors")));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    /// <summary>A run folder that holds another run (here one `bert pretrain` made) is neither resumed nor reused: one
+    /// sentence, and the folder as it was.</summary>
+    [Fact]
+    public void Run_RefusesAFolderOfAnotherRun()
+    {
+        string dir = TempDir.Create();
+        try
+        {
+            string other = Path.Combine(dir, "NanoPretrainingCheck");
+            var (code, output, err) = CliTests.Run("pretrain", "--size", "nano", "--steps", "2", "--batch", "4", "--max-len", "32", "--out", other);
+            Assert.True(code == 0, output + err);
+            var before = File.ReadAllBytes(Path.Combine(other, "model.safetensors"));
+            (code, _, err) = CliTests.Run("run", "NanoPretrainingCheck", "--out", dir);
+            Assert.NotEqual(0, code);
+            Assert.Contains("holds a run of a command other than bert run, not of NanoPretrainingCheck: ", err);
+            Assert.Contains("move or delete the folder, or give bert run another --out.", err);
+            Assert.Equal(before, File.ReadAllBytes(Path.Combine(other, "model.safetensors")));
         }
         finally { Directory.Delete(dir, true); }
     }
