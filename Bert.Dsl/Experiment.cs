@@ -83,6 +83,10 @@ public sealed class ExperimentAttribute : Attribute
 
     /// <summary>Random seed: the same seed gives the same run. Default 1.</summary>
     public int Seed { get; set; } = 1;
+
+    /// <summary>Fine-tuning: how many runs, with seeds Seed, Seed + 1, …, each in a folder of its own (run-1, run-2, …);
+    /// <c>bert run</c> prints each run's best dev score and their mean ± sd. Default 1.</summary>
+    public int Runs { get; set; } = 1;
 }
 
 /// <summary>What an experiment trains its model for.</summary>

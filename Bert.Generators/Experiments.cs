@@ -149,7 +149,7 @@ public static class ExperimentCompiler
     /// <summary>An experiment's values with the defaults filled in.</summary>
     sealed class Values
     {
-        public int Job = 1, Batch = 32, Seq = 128, Accumulate = 1, Steps, Epochs, Optimizer, Precision, Device, Seed = 1;
+        public int Job = 1, Batch = 32, Seq = 128, Accumulate = 1, Steps, Epochs, Optimizer, Precision, Device, Seed = 1, Runs = 1;
         public double Lr, Warmup = 0.1, MaskProb = 0.15, MemoryGiB;
         public string Data = "", Reinit = "";
         public bool NextSentence = true, FrequencyBias;
@@ -179,6 +179,7 @@ public static class ExperimentCompiler
                 case "NextSentence": v.NextSentence = a.Flag; break;
                 case "FrequencyBias": v.FrequencyBias = a.Flag; break;
                 case "Seed": v.Seed = (int)a.Number; break;
+                case "Runs": v.Runs = (int)a.Number; break;
             }
         bool pre = v.Job == 0;
         if (!e.Args.Any(a => a.Name == "Steps") && pre) v.Steps = 1000;
@@ -305,11 +306,14 @@ public static class ExperimentCompiler
         Range("MaskProb", v.MaskProb > 0 && v.MaskProb < 1, Text(v.MaskProb), "between 0 and 1 (BERT uses 0.15)");
         Range("MemoryGiB", v.MemoryGiB >= 0, Text(v.MemoryGiB), "0 (the device's) or more");
         Range("Seed", v.Seed >= 0, v.Seed.ToString(CultureInfo.InvariantCulture), "0 or more");
+        Range("Runs", v.Runs >= 1, v.Runs.ToString(CultureInfo.InvariantCulture), "at least 1");
 
         // Arguments of the other job.
-        foreach (var name in pre ? new[] { "Epochs", "From", "Reinit" } : new[] { "Steps", "MaskProb", "NextSentence", "FrequencyBias" })
+        foreach (var name in pre ? new[] { "Epochs", "From", "Reinit", "Runs" } : new[] { "Steps", "MaskProb", "NextSentence", "FrequencyBias" })
             if (Given(name))
-                Report("BERT0214", At(name, e.Loc), name, job, pre ? "pre-training counts Steps and starts from a fresh model" : "fine-tuning counts Epochs and has no masked-LM objective");
+                Report("BERT0214", At(name, e.Loc), name, job, pre
+                    ? name == "Runs" ? "pre-training makes one checkpoint for the experiments that start from it" : "pre-training counts Steps and starts from a fresh model"
+                    : "fine-tuning counts Epochs and has no masked-LM objective");
 
         var model = models.FirstOrDefault(m => m.MetadataName == e.Model);
         if (model is null) return null;   // the model did not compile; its diagnostics say why
@@ -373,6 +377,7 @@ public static class ExperimentCompiler
                     step = step.From is { } next && byName.TryGetValue(next, out var n2) ? n2 : null;
                 }
                 if (cycle) Report("BERT0220", fromLoc, e.ClassName, $"starting from {src.ClassName} leads back to itself");
+                else if (Read(src).Runs > 1) Report("BERT0220", fromLoc, e.ClassName, $"{src.ClassName} has Runs = {Read(src).Runs}, one checkpoint each; start from an experiment of one run");
                 else if (models.FirstOrDefault(m => m.MetadataName == src.Model) is { } fm)
                 {
                     var shared = model.Params.Where(p => fm.Params.Any(q => q.Hf == p.Hf)).ToList();
@@ -453,7 +458,7 @@ public static class ExperimentCompiler
         w.WriteLine($"batch: {v.Batch}, seq: {v.Seq}, accumulate: {v.Accumulate}, steps: {v.Steps}, epochs: {v.Epochs},");
         w.WriteLine($"learningRate: {Text(v.Lr)}, warmup: {Text(v.Warmup)}, optimizer: {D}.Optimizer.{Optimizers[v.Optimizer]},");
         w.WriteLine($"precision: {D}.Precision.{Precisions[v.Precision]}, device: {D}.Device.{Devices[v.Device]}, from: {from}, reinit: {Lit(v.Reinit)},");
-        w.WriteLine($"maskProb: {Text(v.MaskProb)}, nextSentence: {(v.NextSentence ? "true" : "false")}, frequencyBias: {(v.FrequencyBias ? "true" : "false")}, seed: {v.Seed}, rows: {memory.Rows},");
+        w.WriteLine($"maskProb: {Text(v.MaskProb)}, nextSentence: {(v.NextSentence ? "true" : "false")}, frequencyBias: {(v.FrequencyBias ? "true" : "false")}, seed: {v.Seed}, runs: {v.Runs}, rows: {memory.Rows},");
         w.WriteLine($"memory: new {RT}.MemoryEstimate({memory.Activations}L, {memory.State}L, {memory.Bf16}L, {memory.Scratch}L, {memory.Capacity}L, {memory.BoundSeq}));");
         w.Indent--;
         w.Indent--;

@@ -35,8 +35,9 @@ public static class Demo
         _ => throw new ArgumentException($"Unknown --lang '{lang}'; use en (English) or pt (Portuguese)."),
     };
 
-    static double Mean(IReadOnlyList<double> xs) => xs.Average();
-    static double Sd(IReadOnlyList<double> xs) => xs.Count < 2 ? 0 : Math.Sqrt(xs.Sum(x => (x - xs.Average()) * (x - xs.Average())) / (xs.Count - 1));
+    internal static double Mean(IReadOnlyList<double> xs) => xs.Average();
+    /// <summary>The sample standard deviation (0 for fewer than two values).</summary>
+    internal static double Sd(IReadOnlyList<double> xs) => xs.Count < 2 ? 0 : Math.Sqrt(xs.Sum(x => (x - xs.Average()) * (x - xs.Average())) / (xs.Count - 1));
 
     static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
 

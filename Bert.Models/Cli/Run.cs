@@ -121,6 +121,22 @@ public static partial class Program
             return Pretrain(DeviceOf(e, device), corpus.Length == 0 ? null : corpus, entry, null, dir, data, train, e.Steps, e.FrequencyBias, cancel, e.Declaration);
         }
         string format = entry.Head == "token-classifier" ? "conll" : "tsv";
-        return Finetune(DeviceOf(e, device), e.Data, null, format, fromDir, Reinit.Parse(e.Reinit), null, null, dir, e.Seq, e.Epochs, train, cancel, entry, e.Declaration);
+        if (e.Runs == 1)
+            return Finetune(DeviceOf(e, device), e.Data, null, format, fromDir, Reinit.Parse(e.Reinit), null, null, dir, e.Seq, e.Epochs, train, cancel, entry, e.Declaration);
+        // Several runs: seeds Seed, Seed + 1, …, each in a folder of its own; then each best dev score and their mean ± sd.
+        var scores = new List<double>();
+        for (int run = 0; run < e.Runs; run++)
+        {
+            Console.WriteLine($"{e.Name}, run {run + 1} of {e.Runs} (seed {e.Seed + run})");
+            string runDir = Path.Combine(dir, $"run-{run + 1}");
+            int code = Finetune(DeviceOf(e, device), e.Data, null, format, fromDir, Reinit.Parse(e.Reinit), null, null, runDir, e.Seq, e.Epochs,
+                train with { Seed = (ulong)(e.Seed + run) }, cancel, entry, e.DeclarationOf(run));
+            if (code != 0) return code;
+            scores.Add(TrainLoop.BestScore(runDir) ?? throw new InvalidOperationException($"{runDir} finished without a dev score."));
+        }
+        string Pct(double x) => x.ToString("P1", System.Globalization.CultureInfo.InvariantCulture);
+        Console.WriteLine($"{e.Name}: best dev {(format == "conll" ? "score" : "accuracy")} of {e.Runs} runs {string.Join(", ", scores.Select(Pct))}; " +
+            $"mean {Pct(Bert.Cli.Demo.Mean(scores))} ± {(Bert.Cli.Demo.Sd(scores) * 100).ToString("0.0", System.Globalization.CultureInfo.InvariantCulture)} (sd).");
+        return 0;
     }
 }

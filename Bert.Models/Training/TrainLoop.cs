@@ -97,6 +97,15 @@ public sealed class TrainLoop
         catch (JsonException) { return false; }
     }
 
+    /// <summary>The best evaluation's score of the run in <paramref name="dir"/> (its trainer_state.json), or null.</summary>
+    public static double? BestScore(string dir)
+    {
+        string path = Path.Combine(dir, "trainer_state.json");
+        if (!File.Exists(path)) return null;
+        try { return JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(path))?.BestScore; }
+        catch (JsonException) { return null; }
+    }
+
     /// <summary>Restores weights, optimizer state and step from Dir when a resumable checkpoint is there.</summary>
     public bool TryResume()
     {

@@ -168,6 +168,22 @@ public class ExperimentTests
             """);
         Assert.Equal(2, cycle.GeneratorDiagnostics.Count(d => d.Id == "BERT0220" && d.GetMessage().Contains("leads back to itself")));
 
+        // Runs: at least one, fine-tuning only, and no start for another experiment.
+        Assert.Contains("Runs = 0 is out of range", Message(RunWith("""
+            [Experiment(typeof(Clf), Data = "amazon", Seq = 16, Runs = 0)]
+            public partial class X;
+            """), "BERT0212"));
+        Assert.Contains("Runs has no meaning for pre-training", Message(RunWith("""
+            [Experiment(typeof(Lm), Job = Job.Pretrain, Seq = 16, Runs = 3)]
+            public partial class X;
+            """), "BERT0214"));
+        Assert.Contains("Many has Runs = 3, one checkpoint each", Message(RunWith("""
+            [Experiment(typeof(Clf), Data = "amazon", Seq = 16, Runs = 3)]
+            public partial class Many;
+            [Experiment(typeof(Clf), Data = "imdb", Seq = 16, From = typeof(Many))]
+            public partial class X;
+            """), "BERT0220"));
+
         // A From that is no experiment class at all.
         Assert.Contains("its From type is not an [Experiment] of this project", Message(RunWith("""
             [Experiment(typeof(Clf), Data = "amazon", Seq = 16, From = typeof(int[]))]
@@ -256,7 +272,7 @@ public class ExperimentTests
             [Experiment(typeof(Lm), Job = Job.Pretrain, Batch = 4, Seq = 16, Steps = 10, Device = Device.A100_40GB, Precision = Precision.Bf16)]
             public partial class Pre;
 
-            [Experiment(typeof(Clf), Data = "amazon", Seq = 16, Reinit = "qk", From = typeof(Pre2))]
+            [Experiment(typeof(Clf), Data = "amazon", Seq = 16, Reinit = "qk", From = typeof(Pre2), Runs = 4, Seed = 7)]
             public partial class Tune;
 
             [Experiment(typeof(Clf), Data = "imdb", Seq = 12)]
@@ -291,6 +307,8 @@ public class ExperimentTests
         // On a GPU, fine-tuning binds sequences padded to a multiple of 8 (within MaxLen): Seq = 12 counts 16.
         var pre2 = Of("Pre2");
         Assert.Equal(12, pre2.Memory.Seq);
+        Assert.Equal((4, 7, 1), (tune.Runs, tune.Seed, pre2.Runs));
+        Assert.EndsWith("seed=9", tune.DeclarationOf(2));
         Assert.Equal(16, MemoryEstimate.For(pre2.Info(), 32, 12, 0, Dsl.Device.H100, Dsl.Precision.Fp32, Dsl.Job.FineTune).Seq);
         Assert.Equal(MemoryEstimate.BoundSeq(12, 16, Dsl.Job.FineTune, Dsl.Device.L4), ExperimentCompiler.BoundSeq(12, 16, pretraining: false, gpu: true));
     }
@@ -360,11 +378,22 @@ public class RunCommandTests
             Assert.True(code == 0, output + err);
             Assert.Contains("NanoAmazonCheck starts from NanoPretrainingCheck, which has no finished run", output);
             Assert.True(TrainLoop.Finished(Path.Combine(dir, "NanoPretrainingCheck"), "BertNanoPreTraining"));
-            Assert.True(TrainLoop.Finished(Path.Combine(dir, "NanoAmazonCheck"), "BertNanoClassifier"));
-            Assert.False(TrainLoop.Finished(Path.Combine(dir, "NanoAmazonCheck"), "BertNanoPreTraining"));
+            // Two runs (Runs = 2), seeds 1 and 2, a folder each, then each best score and their mean ± sd.
+            var check = Program.Experiment("NanoAmazonCheck");
+            foreach (int run in new[] { 0, 1 })
+            {
+                string runDir = Path.Combine(dir, "NanoAmazonCheck", $"run-{run + 1}");
+                Assert.True(TrainLoop.Finished(runDir, "BertNanoClassifier", experiment: check.DeclarationOf(run)));
+                Assert.False(TrainLoop.Finished(runDir, "BertNanoPreTraining"));
+                Assert.True(File.Exists(Path.Combine(runDir, "best", "model.safetensors")));
+            }
+            Assert.Contains("NanoAmazonCheck, run 2 of 2 (seed 2)", output);
+            var summary = System.Text.RegularExpressions.Regex.Match(output, @"NanoAmazonCheck: best dev accuracy of 2 runs (\d+\.\d) %, (\d+\.\d) %; mean (\d+\.\d) % ± (\d+\.\d) \(sd\)\.");
+            Assert.True(summary.Success, output);
+            double a = double.Parse(summary.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), b = double.Parse(summary.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture);
+            Assert.InRange(Math.Abs((a + b) / 2 - double.Parse(summary.Groups[3].Value, System.Globalization.CultureInfo.InvariantCulture)), 0, 0.051);
+            Assert.Equal(TrainLoop.BestScore(Path.Combine(dir, "NanoAmazonCheck", "run-1"))!.Value * 100, a, 1);
             Assert.Contains("Initialized 39 of 41 tensors from " + Path.Combine(dir, "NanoPretrainingCheck"), output);
-            Assert.Matches(@"dev accuracy \d+\.\d+ %", output);
-            Assert.True(File.Exists(Path.Combine(dir, "NanoAmazonCheck", "best", "model.safetensors")));
 
             var declared = Program.Experiment("NanoPretrainingCheck").Declaration;
             Assert.True(TrainLoop.Finished(Path.Combine(dir, "NanoPretrainingCheck"), "BertNanoPreTraining", 30, declared));
