@@ -99,7 +99,7 @@ public static class ExperimentCompiler
         if (classes < 0 && head is ("classifier" or "token-classifier") && g.Nodes.FirstOrDefault(n => n.Kind == OpKind.CrossEntropy) is { } ce && ce.Inputs[0].Shape.Length > 0)
             classes = ce.Inputs[0].Shape[ce.Inputs[0].Shape.Length - 1];
         return new ModelFootprint(m.MetadataName, full, m.ClassName, g.ParamCount, Const("MaxLen"), classes, head,
-            plan.Bufs.Select(b => new FootBuf(b.SlotTrain, b.Size.C, b.Size.PB, b.Size.PT, b.Size.PG)).ToEquatable(), plan.SlotsTrain,
+            plan.Bufs.Select(b => new FootBuf(b.SlotTrain, Foot(b.Size))).ToEquatable(), plan.SlotsTrain,
             g.Nodes.Where(n => n.Kind is OpKind.Linear or OpKind.MatMul && n.Inputs.Count >= 2)
                 .Select(n => new FootGemm(n.Inputs[0].Shape.ToEquatable(), n.Inputs[1].Shape.ToEquatable())).ToEquatable(),
             g.Params.Select(p => new FootParam(p.Hf, Sym.Shape(p.Shape))).ToEquatable(),
@@ -111,6 +111,16 @@ public static class ExperimentCompiler
 
     static FootSize Foot(Size s) => new(s.C, s.PB, s.PT, s.PG);
 
+    /// <summary>A size c·B^b·T^t·G^g in elements at this shape (SizeExpr.Eval in the runtime).</summary>
+    static long Eval(FootSize z, int batch, int seq, int rows)
+    {
+        long v = z.C;
+        for (int i = 0; i < z.PB; i++) v *= batch;
+        for (int i = 0; i < z.PT; i++) v *= seq;
+        for (int i = 0; i < z.PG; i++) v *= rows;
+        return v;
+    }
+
     // CudaModel's constants (CudaExec.PointwiseRowChunk, CudaKernels.RowChunk and EmbedSegmentRows; a test holds them equal).
     public const int PointwiseRowChunk = 32, RowChunk = 64, EmbedSegmentRows = 32;
 
@@ -119,14 +129,6 @@ public static class ExperimentCompiler
     /// of broadcast gradients.</summary>
     public static long ScratchFloats(ModelFootprint f, int batch, int seq, int rows)
     {
-        long Eval(FootSize z)
-        {
-            long v = z.C;
-            for (int i = 0; i < z.PB; i++) v *= batch;
-            for (int i = 0; i < z.PT; i++) v *= seq;
-            for (int i = 0; i < z.PG; i++) v *= rows;
-            return v;
-        }
         long n = Math.Max(Math.Max((long)batch * seq, rows), batch);
         long s = n + 16;
         foreach (var op in f.RowOps)
@@ -137,8 +139,8 @@ public static class ExperimentCompiler
         }
         foreach (var k in f.Kernels)
         {
-            long out_ = Eval(k.Output);
-            var bs = k.Inputs.Select(Eval).Where(x => x != out_).ToList();
+            long out_ = Eval(k.Output, batch, seq, rows);
+            var bs = k.Inputs.Select(i => Eval(i, batch, seq, rows)).Where(x => x != out_).ToList();
             if (bs.Count == 0 || bs.Min() == 0) continue;
             long nb = bs.Min(), chunks = (out_ / nb + PointwiseRowChunk - 1) / PointwiseRowChunk;
             s = Math.Max(s, bs.Count * chunks * nb);
@@ -195,16 +197,8 @@ public static class ExperimentCompiler
     /// aligned, 4 bytes each), parameter state and bf16 buffers, as MemoryEstimate.For computes it at run time.</summary>
     public static (long Activations, long State, long Bf16, long Scratch) Memory(ModelFootprint f, int batch, int seq, int rows, bool gpu, bool bf16)
     {
-        long Eval(long c, int pb, int pt, int pg)
-        {
-            long s = c;
-            for (int i = 0; i < pb; i++) s *= batch;
-            for (int i = 0; i < pt; i++) s *= seq;
-            for (int i = 0; i < pg; i++) s *= rows;
-            return s;
-        }
         var slot = new long[f.SlotsTrain];
-        foreach (var b in f.Bufs) if (b.SlotTrain >= 0) slot[b.SlotTrain] = Math.Max(slot[b.SlotTrain], Eval(b.C, b.PB, b.PT, b.PG));
+        foreach (var b in f.Bufs) if (b.SlotTrain >= 0) slot[b.SlotTrain] = Math.Max(slot[b.SlotTrain], Eval(b.Size, batch, seq, rows));
         long activations = slot.Sum(s => (s + 15) & ~15L) * 4;
         long state = f.ParamCount * (gpu ? 17 : 16);
         long extra = 0;
@@ -321,7 +315,6 @@ public static class ExperimentCompiler
             Report("BERT0213", At("Seq", e.ModelLoc), v.Seq.ToString(CultureInfo.InvariantCulture), model.ClassName, model.MaxLen.ToString(CultureInfo.InvariantCulture));
 
         // The job against the model's head.
-        string want = pre ? "pretraining" : "classifier or token-classifier";
         bool fits = pre ? model.Head == "pretraining" : model.Head is "classifier" or "token-classifier";
         string headText(string h) => h switch
         {
@@ -377,7 +370,7 @@ public static class ExperimentCompiler
                     step = step.From is { } next && byName.TryGetValue(next, out var n2) ? n2 : null;
                 }
                 if (cycle) Report("BERT0220", fromLoc, e.ClassName, $"starting from {src.ClassName} leads back to itself");
-                else if (Read(src).Runs > 1) Report("BERT0220", fromLoc, e.ClassName, $"{src.ClassName} has Runs = {Read(src).Runs}, one checkpoint each; start from an experiment of one run");
+                else if (Read(src).Runs is > 1 and var runs) Report("BERT0220", fromLoc, e.ClassName, $"{src.ClassName} has Runs = {runs}, one checkpoint each; start from an experiment of one run");
                 else if (models.FirstOrDefault(m => m.MetadataName == src.Model) is { } fm)
                 {
                     var shared = model.Params.Where(p => fm.Params.Any(q => q.Hf == p.Hf)).ToList();

@@ -300,7 +300,7 @@ public static partial class Program
         : throw new ArgumentException($"--mask-prob {p.ToString(Inv)} must be between 0 and 1 (BERT uses 0.15).");
 
     /// <summary>BERT's cap of 20 predictions for 128 tokens at 15 %, scaled to the length and share asked for.</summary>
-    internal static int MaxPredictions(int maxLen, double maskProb) => Math.Max(20, (int)Math.Ceiling(maxLen * maskProb * 1.05));
+    internal static int MaxPredictions(int maxLen, double maskProb) => MemoryEstimate.MaxPredictionsPerSeq(maxLen, maskProb);
 
     /// <summary>"cpu", or "cuda-" and the precision of the products (tf32, bf16, fp32).</summary>
     static string Device(string device, string precision) => device == "cuda" ? "cuda-" + precision : device;

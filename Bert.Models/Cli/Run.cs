@@ -43,7 +43,7 @@ public static partial class Program
             }
             var experiment = Experiment(pr.GetValue(name)!);
             CheckDevices(experiment, pr.GetValue(device));
-            return RunExperiment(experiment, pr.GetValue(root)!, pr.GetValue(device), cancel, new HashSet<string>());
+            return RunExperiment(experiment, pr.GetValue(root)!, pr.GetValue(device), cancel);
         });
         return run;
     }
@@ -52,8 +52,8 @@ public static partial class Program
     static string DeviceOf(ExperimentInfo e, string? asked) =>
         (asked ?? (e.Device == Bert.Dsl.Device.Cpu ? "cpu" : "cuda")) == "cpu" ? "cpu" : "cuda-" + e.Precision.ToString().ToLowerInvariant();
 
-    /// <summary>The experiment and those it starts from, nearest first (a chain that leads back stops at the repeat, which
-    /// RunExperiment reports).</summary>
+    /// <summary>The experiment and those it starts from, nearest first (a chain that leads back is BERT0220 at build time;
+    /// this stops at a repeat all the same).</summary>
     static List<ExperimentInfo> Chain(ExperimentInfo e)
     {
         var chain = new List<ExperimentInfo> { e };
@@ -81,9 +81,9 @@ public static partial class Program
         }
     }
 
-    static int RunExperiment(ExperimentInfo e, string root, string? device, CancellationToken cancel, HashSet<string> running)
+    /// <remarks>A chain of starts that leads back to itself does not build (BERT0220), so the recursion ends.</remarks>
+    static int RunExperiment(ExperimentInfo e, string root, string? device, CancellationToken cancel)
     {
-        if (!running.Add(e.Name)) throw new ArgumentException($"Experiment {e.Name} starts from itself through From; declare a chain that ends.");
         string? fromDir = null;
         if (e.From is { } fromName)
         {
@@ -97,7 +97,7 @@ public static partial class Program
             {
                 string missing = from.Job == Bert.Dsl.Job.Pretrain ? $"no finished run of {from.Steps} steps" : "no finished run";
                 Console.WriteLine($"{e.Name} starts from {from.Name}, which has {missing} in {fromDir}: running it first.");
-                int code = RunExperiment(from, root, device, cancel, running);
+                int code = RunExperiment(from, root, device, cancel);
                 if (code != 0) return code;
             }
         }
@@ -121,17 +121,16 @@ public static partial class Program
             return Pretrain(DeviceOf(e, device), corpus.Length == 0 ? null : corpus, entry, null, dir, data, train, e.Steps, e.FrequencyBias, cancel, e.Declaration);
         }
         string format = entry.Head == "token-classifier" ? "conll" : "tsv";
-        if (e.Runs == 1)
-            return Finetune(DeviceOf(e, device), e.Data, null, format, fromDir, Reinit.Parse(e.Reinit), null, null, dir, e.Seq, e.Epochs, train, cancel, entry, e.Declaration);
-        // Several runs: seeds Seed, Seed + 1, …, each in a folder of its own; then each best dev score and their mean ± sd.
+        // Seeds Seed, Seed + 1, …: one run in the experiment's folder, several each in a folder of its own, then each best
+        // dev score and their mean ± sd.
         var scores = new List<double>();
         for (int run = 0; run < e.Runs; run++)
         {
-            Console.WriteLine($"{e.Name}, run {run + 1} of {e.Runs} (seed {e.Seed + run})");
-            string runDir = Path.Combine(dir, $"run-{run + 1}");
+            string runDir = e.Runs == 1 ? dir : Path.Combine(dir, $"run-{run + 1}");
+            if (e.Runs > 1) Console.WriteLine($"{e.Name}, run {run + 1} of {e.Runs} (seed {e.Seed + run})");
             int code = Finetune(DeviceOf(e, device), e.Data, null, format, fromDir, Reinit.Parse(e.Reinit), null, null, runDir, e.Seq, e.Epochs,
                 train with { Seed = (ulong)(e.Seed + run) }, cancel, entry, e.DeclarationOf(run));
-            if (code != 0) return code;
+            if (code != 0 || e.Runs == 1) return code;
             scores.Add(TrainLoop.BestScore(runDir) ?? throw new InvalidOperationException($"{runDir} finished without a dev score."));
         }
         string Pct(double x) => x.ToString("P1", System.Globalization.CultureInfo.InvariantCulture);

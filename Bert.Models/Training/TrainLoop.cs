@@ -85,24 +85,19 @@ public sealed class TrainLoop
 
     /// <summary>Whether <paramref name="dir"/> holds a run of <paramref name="model"/> that reached its last step (its
     /// trainer_state.json says so), and when <paramref name="totalSteps"/> is given, a run of that many steps.</summary>
-    public static bool Finished(string dir, string model, long? totalSteps = null, string? experiment = null)
-    {
-        string path = Path.Combine(dir, "trainer_state.json");
-        if (!File.Exists(path)) return false;
-        try
-        {
-            return JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(path)) is { } s && s.Model == model && s.Step >= s.TotalSteps
-                && (totalSteps is null || s.TotalSteps == totalSteps) && (experiment is null || s.Experiment == experiment);
-        }
-        catch (JsonException) { return false; }
-    }
+    public static bool Finished(string dir, string model, long? totalSteps = null, string? experiment = null) =>
+        ReadState(dir) is { } s && s.Model == model && s.Step >= s.TotalSteps
+            && (totalSteps is null || s.TotalSteps == totalSteps) && (experiment is null || s.Experiment == experiment);
 
     /// <summary>The best evaluation's score of the run in <paramref name="dir"/> (its trainer_state.json), or null.</summary>
-    public static double? BestScore(string dir)
+    public static double? BestScore(string dir) => ReadState(dir)?.BestScore;
+
+    /// <summary>The trainer_state.json in <paramref name="dir"/>, or null when there is none or it does not parse.</summary>
+    static TrainerState? ReadState(string dir)
     {
         string path = Path.Combine(dir, "trainer_state.json");
         if (!File.Exists(path)) return null;
-        try { return JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(path))?.BestScore; }
+        try { return JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(path)); }
         catch (JsonException) { return null; }
     }
 

@@ -154,14 +154,7 @@ public sealed unsafe class CudaModel : IDisposable
     /// <summary>Two bf16 operand slots, each as large as the largest operand of any product of the model at this shape.</summary>
     void AllocateGemmScratch(int batch, int seq, int rows)
     {
-        long slot = 16;
-        foreach (var op in Info.Ops.Where(o => o.Kind is OpKind.Linear or OpKind.MatMul && o.Operands.Length >= 2))
-        {
-            var x = op.Operands[0].Shape; var w = op.Operands[1].Shape;
-            long r = ModelInfo.ShapeSize(x, batch, seq, rows, to: x.Length - 1), k = x[^1], wn = ModelInfo.ShapeSize(w, batch, seq, rows), o = wn / Math.Max(1, k);
-            slot = Math.Max(slot, Math.Max(Math.Max(r * k, r * o), wn));
-        }
-        slot = (slot + 63) & ~63L;   // the second slot starts 128-byte aligned (cuBLAS picks its fast kernels on aligned operands)
+        long slot = GemmSlotElements(Info, batch, seq, rows);
         if (slot <= _ex.GemmSlot) return;
         if (_ex.GemmScratch != 0) CudaDriver.MemFree(_ex.GemmScratch);
         _ex.ForgetOperands();
@@ -169,6 +162,21 @@ public sealed unsafe class CudaModel : IDisposable
         _ex.Generation++;   // what a captured graph points at moved
         _ex.GemmSlot = slot;
     }
+    /// <summary>Elements of one bf16 operand slot at this shape: the largest operand of any product of the model, rounded
+    /// up so that the second slot starts 128-byte aligned (cuBLAS picks its fast kernels on aligned operands). The two
+    /// slots take this many floats' bytes; an experiment's build-time memory estimate counts the same.</summary>
+    public static long GemmSlotElements(ModelInfo info, int batch, int seq, int rows)
+    {
+        long slot = 16;
+        foreach (var op in info.Ops.Where(o => o.Kind is OpKind.Linear or OpKind.MatMul && o.Operands.Length >= 2))
+        {
+            var x = op.Operands[0].Shape; var w = op.Operands[1].Shape;
+            long r = ModelInfo.ShapeSize(x, batch, seq, rows, to: x.Length - 1), k = x[^1], wn = ModelInfo.ShapeSize(w, batch, seq, rows), o = wn / Math.Max(1, k);
+            slot = Math.Max(slot, Math.Max(Math.Max(r * k, r * o), wn));
+        }
+        return (slot + 63) & ~63L;
+    }
+
     public nint Stream => _ex.Stream;
     public ulong ParametersPointer => _ex.Params;
     public ulong GradientsPointer => _ex.Grads;
@@ -281,10 +289,9 @@ public sealed unsafe class CudaModel : IDisposable
     /// gradients (the largest of them; an experiment's build-time memory estimate counts the same).</summary>
     public static long ScratchFloats(ModelInfo info, int batch, int seq, int rows)
     {
-        var Info = info;
         long n = Math.Max(Math.Max((long)batch * seq, rows), batch);
         long s = n + 16;
-        foreach (var op in Info.Ops)
+        foreach (var op in info.Ops)
         {
             int last = op.Shape.Length > 0 ? op.Shape[^1] : 1;
             if (op.Kind == OpKind.Attention) s = Math.Max(s, CudaExec.AttentionScratch(batch, seq, last, op.Heads));
@@ -292,7 +299,7 @@ public sealed unsafe class CudaModel : IDisposable
             // the embedding backward's partials: runs longer than a segment have fewer than 2·len/segment of them
             if (op.Kind == OpKind.Embed) s = Math.Max(s, (2 * n / CudaKernels.EmbedSegmentRows + 1) * last);
         }
-        foreach (var k in Info.Kernels)
+        foreach (var k in info.Kernels)
         {
             long out_ = k.Output.Eval(batch, seq, rows);
             var bs = k.Inputs.Select(x => x.Eval(batch, seq, rows)).Where(x => x != out_).ToList();

@@ -41,10 +41,13 @@ public sealed record MemoryEstimate(long Activations, long ParameterState, long 
     /// and no more than B·T.</summary>
     public static int PretrainingRows(int batch, int seq, double maskProb)
     {
-        long perSeq = Math.Max(20, (long)Math.Ceiling(seq * maskProb * 1.05));
-        long rows = (batch * perSeq + 31) / 32 * 32;
+        long rows = ((long)batch * MaxPredictionsPerSeq(seq, maskProb) + 31) / 32 * 32;
         return (int)Math.Min(rows, (long)batch * seq);
     }
+
+    /// <summary>The masked positions one sequence of <paramref name="seq"/> tokens predicts at most: BERT's 20 per 128 tokens
+    /// at 15 %, scaled to the length and share with 5 % to spare, and never fewer than 20.</summary>
+    public static int MaxPredictionsPerSeq(int seq, double maskProb) => Math.Max(20, (int)Math.Ceiling(seq * maskProb * 1.05));
 
     /// <summary>The sequence length a training step of <paramref name="seq"/> tokens binds: the same, except that
     /// fine-tuning on a GPU pads each batch to a multiple of 8 tokens within MaxLen (so that CUDA graphs replay).</summary>
@@ -60,19 +63,7 @@ public sealed record MemoryEstimate(long Activations, long ParameterState, long 
         long n = info.ParameterCount;
         long activations = info.Layout(batch, seq, rows, training: true).Total * 4;
         long state = n * (gpu ? 17 : 16);
-        long bf16 = 0;
-        if (gpu && precision == Precision.Bf16)
-        {
-            long slot = 16;
-            foreach (var op in info.Ops)
-            {
-                if (op.Kind is not (OpKind.Linear or OpKind.MatMul) || op.Operands.Length < 2) continue;
-                var x = op.Operands[0].Shape; var w = op.Operands[1].Shape;
-                long r = ModelInfo.ShapeSize(x, batch, seq, rows, to: x.Length - 1), k = x[^1], wn = ModelInfo.ShapeSize(w, batch, seq, rows);
-                slot = Math.Max(slot, Math.Max(Math.Max(r * k, r * (wn / Math.Max(1, k))), wn));
-            }
-            bf16 = n * 2 + ((slot + 63) & ~63L) * 4;
-        }
+        long bf16 = gpu && precision == Precision.Bf16 ? n * 2 + Cuda.CudaModel.GemmSlotElements(info, batch, seq, rows) * 4 : 0;
         long scratch = gpu ? Cuda.CudaModel.ScratchFloats(info, batch, seq, rows) * 4 : 0;
         long capacity = memoryGiB > 0 ? (long)(memoryGiB * (1L << 30)) : CapacityOf(device);
         return new MemoryEstimate(activations, state, bf16, scratch, capacity, seq);
