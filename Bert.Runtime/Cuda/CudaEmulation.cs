@@ -122,6 +122,37 @@ public static unsafe class CudaEmulation
         static float __shfl_xor_sync(unsigned int, float v, int m) { return bert_exchange(v, (int)threadIdx.x ^ m); }
         static float __shfl_sync(unsigned int, float v, int src) { return bert_exchange(v, src); }
 
+        // The tensor cores' mma.sync.m16n8k16 (bf16 in, fp32 accumulation) as a warp collective: each lane leaves its
+        // fragments in a lane array, and after a warp barrier computes its four results from everyone's, by the PTX ISA's
+        // fragment layout (A: lane 4·(row mod 8) + (k mod 8)/2, register row/8 + 2·(k/8), half k mod 2; B: lane 4·n + (k mod 8)/2,
+        // register k/8, half k mod 2; D: rows g, g + 8, columns 2·t, 2·t + 1 of lane 4·g + t).
+        #define BERT_HOST_EMULATION 1
+        static unsigned int bert_mma_a[1024][4], bert_mma_b[1024][2];
+        static inline float bert_bf16_float(unsigned int h) { unsigned int u = (h & 0xffffu) << 16; float f; memcpy(&f, &u, sizeof f); return f; }
+        static void rt_warp_mma(float* d, const unsigned int* a, const unsigned int* b)
+        {
+            int t = (int)threadIdx.x, w = t & ~31, g = (t & 31) >> 2, q = t & 3;
+            for (int i = 0; i < 4; i++) bert_mma_a[t][i] = a[i];
+            bert_mma_b[t][0] = b[0]; bert_mma_b[t][1] = b[1];
+            bert_wait(1 + (t >> 5));
+            float r[4];
+            for (int c = 0; c < 4; c++)
+            {
+                int row = g + 8 * (c >> 1), col = q * 2 + (c & 1);
+                float sum = 0.0f;
+                for (int k = 0; k < 16; k++)
+                {
+                    unsigned int ar = bert_mma_a[w + (row & 7) * 4 + ((k & 7) >> 1)][(row >> 3) + 2 * (k >> 3)];
+                    unsigned int br = bert_mma_b[w + col * 4 + ((k & 7) >> 1)][k >> 3];
+                    sum += bert_bf16_float(ar >> (16 * (k & 1))) * bert_bf16_float(br >> (16 * (k & 1)));
+                }
+                r[c] = d[c] + sum;
+            }
+            bert_wait(1 + (t >> 5));
+            for (int c = 0; c < 4; c++) d[c] = r[c];
+        }
+        static inline unsigned int rt_ld2(const unsigned short* p) { unsigned int v; memcpy(&v, p, sizeof v); return v; }
+
         static void (*bert_run)(void*);
         static void* bert_body;
         // A coroutine's first function; it never returns: when the kernel is done it leaves its barriers and switches away.
@@ -208,7 +239,7 @@ public static unsafe class CudaEmulation
     public const int DynamicSharedFloats = 16384;
 
     static readonly Regex KernelSignature = new(@"extern\s+""C""\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)", RegexOptions.Compiled);
-    static readonly string[] BarrierWords = ["__syncthreads", "__syncwarp", "__shfl", "rt_block_", "rt_warp_"];
+    static readonly string[] BarrierWords = ["__syncthreads", "__syncwarp", "__shfl", "rt_block_", "rt_warp_", "rt_flash_"];
 
     /// <summary>The host program for <paramref name="source"/> (CUDA C as NVRTC would take it): the prelude, the source with
     /// its dynamic shared memory made static, and a dispatcher — <c>bert_emu_kernel(name)</c> gives a kernel's index,

@@ -483,12 +483,36 @@ public sealed unsafe class CudaExec
         CudaDriver.LaunchKernel(Fn(name), new Dim3((uint)(B * H), (uint)((T + FusedRows - 1) / FusedRows)), Block, shared, Stream, args);
     }
 
+    /// <summary>Attention by the tensor-core flash kernels (rt_flash_*: bf16 operands, fp32 accumulation, no T×T matrix in
+    /// memory) in bf16 precision, for head sizes 32, 64 and 128; other precisions and head sizes take the other paths. The
+    /// probs buffer then holds each query row's log-sum-exp in its first B·H·T elements instead of the probabilities. Off by
+    /// default until measured on a GPU (BERT_CUDA_ATTENTION=flash).</summary>
+    public bool FlashAttention { get; set; }
+
+    /// <summary>Head sizes the flash kernels are compiled for.</summary>
+    public static bool FlashHeadSize(int d) => d is 32 or 64 or 128;
+
+    /// <summary>Whether attention over C columns in H heads runs on the flash kernels now.</summary>
+    public bool UsesFlash(int C, int H) => FlashAttention && Precision == CudaPrecision.Bf16 && FlashHeadSize(C / H);
+
+    /// <summary>Rows of queries (or keys) per block of the flash kernels; 4 warps of 16.</summary>
+    public const int FlashRows = 64;
+
+    void LaunchFlash(string name, int B, int T, int C, int H, KernelArguments args) =>
+        LaunchBlocks($"{name}_d{C / H}", new Dim3((uint)((T + FlashRows - 1) / FlashRows), (uint)(B * H)), args, 128);
+
     /// <summary>Scaled dot-product attention as the CPU computes it: scores = scale·Q·Kᵀ (cuBLAS, straight into probs), mask and
     /// softmax (saved), dropout, out = dropped·V (cuBLAS), over all B·H heads at once.</summary>
     public void Attention(ulong y, ulong probs, ulong qkv, ulong mask, int B, int T, int C, int H, float p, ulong site)
     {
         bool drop = Training && p > 0;
         int D = C / H, BH = B * H;
+        if (UsesFlash(C, H))
+        {
+            LaunchFlash("rt_flash_forward", B, T, C, H,
+                Args().Add(y).Add(probs).Add(qkv).Add(mask).Add(T).Add(C).Add(H).Add(Scale(C, H)).Add(p).Add(SeedPointer).Add(site).Add(drop ? 1 : 0));
+            return;
+        }
         if (FusedAttention && D <= 128)
         {
             LaunchFused("rt_attention_fused_forward", B, T, C, H,
@@ -522,6 +546,15 @@ public sealed unsafe class CudaExec
     {
         bool drop = Training && p > 0;
         int D = C / H, BH = B * H;
+        if (UsesFlash(C, H))
+        {
+            // The query kernel adds dQ and leaves Δ = Σ P·dP per query row in the scratch; the key kernel adds dK and dV.
+            RequireScratch((long)BH * T, "attention");
+            foreach (string kernel in new[] { "rt_flash_backward_q", "rt_flash_backward_kv" })
+                LaunchFlash(kernel, B, T, C, H,
+                    Args().Add(dqkv).Add(Scratch).Add(dy).Add(qkv).Add(probs).Add(mask).Add(T).Add(C).Add(H).Add(Scale(C, H)).Add(p).Add(SeedPointer).Add(site).Add(drop ? 1 : 0));
+            return;
+        }
         if (FusedAttention && D <= 128)
         {
             RequireScratch((long)BH * T * T, "attention");

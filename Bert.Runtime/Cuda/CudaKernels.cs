@@ -853,6 +853,388 @@ extern "C" __global__ void rt_set_seed(unsigned long long* __restrict__ seed, un
     if (blockIdx.x == 0 && threadIdx.x == 0) *seed = value;
 }
 
+// ---------------- attention, flash (bf16 tensor cores; BERT_CUDA_ATTENTION=flash in bf16 precision, head sizes 32, 64, 128) ----------------
+// FlashAttention-2 (Dao, 2023) on mma.sync m16n8k16: bf16 operands, fp32 accumulation, no T×T matrix in global memory. A
+// block of 4 warps owns 64 rows of one head (b,h) — queries in the forward and dQ kernels, keys in the dK/dV kernel — a
+// warp 16 of them as an mma A fragment held in registers; the other side streams through shared memory as bf16 tiles
+// (rows padded by 8 halves against bank conflicts). Scale, key mask (-10000 on padded keys, as the CPU), softmax and
+// dropout (the CPU's Philox keep on the same (q, k) index) work on the accumulators, whose layout is that of an A
+// fragment once rounded to bf16, so P̃·V and dS·K take them without a trip through memory. The forward keeps each query
+// row's log-sum-exp (B·H·T floats: the first elements of the probs buffer); the backward recomputes the probabilities from
+// it. The dQ kernel also makes Δ = Σ_k P·dP per query row (a first pass over the keys) for the dK/dV kernel: no atomics,
+// every sum in a fixed order, so a run repeats bit for bit.
+#define RT_FL_ROWS 64
+#define RT_FL_KEYS 32
+
+#ifndef BERT_HOST_EMULATION
+// d += a·b, one m16n8k16 tile (PTX ISA, "Matrix Fragments for mma.m16n8k16"): a four registers of two bf16 (rows g and
+// g + 8, columns 2·t, 2·t + 1 and those + 8, for lane 4·g + t), b two (rows 2·t, 2·t + 1 and + 8 of column g), d four
+// floats (rows g, g + 8; columns 2·t, 2·t + 1).
+static __device__ __forceinline__ void rt_warp_mma(float* d, const unsigned int* a, const unsigned int* b)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+static __device__ __forceinline__ unsigned int rt_ld2(const unsigned short* p) { return *(const unsigned int*)p; }
+#endif
+
+static __device__ __forceinline__ unsigned int rt_bf16x2(float lo, float hi) { return (unsigned int)rt_bf16(lo) | ((unsigned int)rt_bf16(hi) << 16); }
+
+// rows × D of a head (row stride ld floats, rows from r0; rows at or past T as zeros) into a shared bf16 tile, row stride D + 8.
+template <int D> static __device__ __forceinline__ void rt_fl_tile(unsigned short* __restrict__ dst, const float* __restrict__ src, int r0, int rows, int T, int ld)
+{
+    for (int i = (int)threadIdx.x; i < rows * D; i += (int)blockDim.x)
+    {
+        int rr = i / D, d = i - rr * D, r = r0 + rr;
+        dst[rr * (D + 8) + d] = rt_bf16(r < T ? src[(long long)r * ld + d] : 0.0f);
+    }
+}
+
+// A fragments of the 16 rows from r0 (this lane: r0 + g and r0 + g + 8) × D of a head, rounded to bf16; a[kk] holds
+// columns 16·kk … 16·kk + 15. Rows at or past T are zeros.
+template <int D> static __device__ __forceinline__ void rt_fl_rows(unsigned int (*a)[4], const float* __restrict__ src, int r0, int T, int ld, int g, int t)
+{
+    bool ok0 = r0 + g < T, ok1 = r0 + g + 8 < T;
+    const float* x0 = src + (long long)(ok0 ? r0 + g : 0) * ld;
+    const float* x1 = src + (long long)(ok1 ? r0 + g + 8 : 0) * ld;
+    #pragma unroll
+    for (int kk = 0; kk < D / 16; kk++)
+    {
+        int c = kk * 16 + t * 2;
+        a[kk][0] = ok0 ? rt_bf16x2(x0[c], x0[c + 1]) : 0u;
+        a[kk][1] = ok1 ? rt_bf16x2(x1[c], x1[c + 1]) : 0u;
+        a[kk][2] = ok0 ? rt_bf16x2(x0[c + 8], x0[c + 9]) : 0u;
+        a[kk][3] = ok1 ? rt_bf16x2(x1[c + 8], x1[c + 9]) : 0u;
+    }
+}
+
+// The B fragment B[k][n] = tile[n0 + n][k0 + k] (the tile's rows are the product's n): Q·Kᵀ, dO·Vᵀ, K·Qᵀ, V·dOᵀ.
+static __device__ __forceinline__ void rt_fl_bn(unsigned int* b, const unsigned short* tile, int stride, int n0, int k0, int g, int t)
+{
+    const unsigned short* x = tile + (n0 + g) * stride + k0 + t * 2;
+    b[0] = rt_ld2(x);
+    b[1] = rt_ld2(x + 8);
+}
+
+// The B fragment B[k][n] = tile[k0 + k][n0 + n] (the tile's rows are the product's k): P̃·V, dS·K, P̃ᵀ·dO, dSᵀ·Q.
+static __device__ __forceinline__ void rt_fl_bk(unsigned int* b, const unsigned short* tile, int stride, int k0, int n0, int g, int t)
+{
+    const unsigned short* x = tile + (k0 + t * 2) * stride + n0 + g;
+    b[0] = (unsigned int)x[0] | ((unsigned int)x[stride] << 16);
+    b[1] = (unsigned int)x[8 * stride] | ((unsigned int)x[9 * stride] << 16);
+}
+
+// Accumulators s[2·kc], s[2·kc + 1] (16 rows × 16 columns) as an A fragment, rounded to bf16.
+static __device__ __forceinline__ void rt_fl_acc_a(unsigned int* a, const float* s0, const float* s1)
+{
+    a[0] = rt_bf16x2(s0[0], s0[1]); a[1] = rt_bf16x2(s0[2], s0[3]);
+    a[2] = rt_bf16x2(s1[0], s1[1]); a[3] = rt_bf16x2(s1[2], s1[3]);
+}
+
+static __device__ __forceinline__ float rt_quad_max(float v)
+{
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+    return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+
+static __device__ __forceinline__ float rt_quad_sum(float v)
+{
+    v += __shfl_xor_sync(0xffffffffu, v, 1);
+    return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+// The dropout factor of (q, k): 1/(1 − p) kept, 0 dropped; 1 without dropout.
+static __device__ __forceinline__ float rt_fl_keep(rt_u64 seed, rt_u64 site, int bh, int T, int q, int k, float p, float ks, int drop)
+{
+    if (!drop) return 1.0f;
+    return q < T && k < T && rt_uniform(seed, site, ((rt_u64)bh * (rt_u64)T + (rt_u64)q) * (rt_u64)T + (rt_u64)k) >= p ? ks : 0.0f;
+}
+
+// Forward: grid (ceil(T/64), B·H), 128 threads. out (B,T,C) = dropout(softmax(scale·Q·Kᵀ + mask))·V; lse[(b·H+h)·T+q].
+template <int D> static __device__ void rt_flash_forward_t(float* __restrict__ out, float* __restrict__ lse, const float* __restrict__ qkv, const int* __restrict__ mask,
+    int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
+{
+    __shared__ unsigned short Ks[RT_FL_ROWS * (D + 8)];
+    __shared__ unsigned short Vs[RT_FL_ROWS * (D + 8)];
+    __shared__ float bias[RT_FL_ROWS];
+    const rt_u64 seed = *seedp;
+    const int S = D + 8, C3 = 3 * C;
+    int bh = (int)blockIdx.y, b = bh / H, h = bh - b * H;
+    int warp = (int)(threadIdx.x >> 5), lane = (int)(threadIdx.x & 31), g = lane >> 2, t = lane & 3;
+    int r0 = (int)blockIdx.x * RT_FL_ROWS + warp * 16, q0 = r0 + g, q1 = q0 + 8;
+    const float* base = qkv + (long long)b * T * C3 + h * D;
+    float ks = p >= 1.0f ? 0.0f : (float)(1.0 / (1.0 - (double)p));   // rounded from double, as the CPU does
+    unsigned int qa[D / 16][4];
+    rt_fl_rows<D>(qa, base, r0, T, C3, g, t);
+    float o[D / 8][4];
+    #pragma unroll
+    for (int i = 0; i < D / 8; i++) for (int j = 0; j < 4; j++) o[i][j] = 0.0f;
+    float m0 = -1e30f, m1 = -1e30f, l0 = 0.0f, l1 = 0.0f;
+    for (int k0 = 0; k0 < T; k0 += RT_FL_ROWS)
+    {
+        __syncthreads();
+        rt_fl_tile<D>(Ks, base + C, k0, RT_FL_ROWS, T, C3);
+        rt_fl_tile<D>(Vs, base + 2 * C, k0, RT_FL_ROWS, T, C3);
+        for (int i = (int)threadIdx.x; i < RT_FL_ROWS; i += (int)blockDim.x)
+        {
+            int k = k0 + i;
+            bias[i] = k >= T ? -1e30f : mask[b * T + k] == 0 ? -10000.0f : 0.0f;
+        }
+        __syncthreads();
+        float s[RT_FL_ROWS / 8][4];
+        #pragma unroll
+        for (int n = 0; n < RT_FL_ROWS / 8; n++)
+        {
+            #pragma unroll
+            for (int j = 0; j < 4; j++) s[n][j] = 0.0f;
+            #pragma unroll
+            for (int kk = 0; kk < D / 16; kk++) { unsigned int kb[2]; rt_fl_bn(kb, Ks, S, n * 8, kk * 16, g, t); rt_warp_mma(s[n], qa[kk], kb); }
+        }
+        float x0 = m0, x1 = m1;
+        #pragma unroll
+        for (int n = 0; n < RT_FL_ROWS / 8; n++)
+            #pragma unroll
+            for (int j = 0; j < 4; j++)
+            {
+                float v = s[n][j] * scale + bias[n * 8 + t * 2 + (j & 1)];
+                s[n][j] = v;
+                if (j < 2) x0 = fmaxf(x0, v); else x1 = fmaxf(x1, v);
+            }
+        x0 = rt_quad_max(x0); x1 = rt_quad_max(x1);
+        float c0 = expf(m0 - x0), c1 = expf(m1 - x1);
+        m0 = x0; m1 = x1; l0 *= c0; l1 *= c1;
+        #pragma unroll
+        for (int i = 0; i < D / 8; i++) { o[i][0] *= c0; o[i][1] *= c0; o[i][2] *= c1; o[i][3] *= c1; }
+        #pragma unroll
+        for (int n = 0; n < RT_FL_ROWS / 8; n++)
+            #pragma unroll
+            for (int j = 0; j < 4; j++)
+            {
+                float e = expf(s[n][j] - (j < 2 ? m0 : m1));
+                if (j < 2) l0 += e; else l1 += e;
+                s[n][j] = e * rt_fl_keep(seed, site, bh, T, j < 2 ? q0 : q1, k0 + n * 8 + t * 2 + (j & 1), p, ks, drop);
+            }
+        #pragma unroll
+        for (int kc = 0; kc < RT_FL_ROWS / 16; kc++)
+        {
+            unsigned int pa[4];
+            rt_fl_acc_a(pa, s[2 * kc], s[2 * kc + 1]);
+            #pragma unroll
+            for (int i = 0; i < D / 8; i++) { unsigned int vb[2]; rt_fl_bk(vb, Vs, S, kc * 16, i * 8, g, t); rt_warp_mma(o[i], pa, vb); }
+        }
+    }
+    l0 = rt_quad_sum(l0); l1 = rt_quad_sum(l1);
+    float* y0 = out + ((long long)b * T + q0) * C + h * D + t * 2;
+    float* y1 = out + ((long long)b * T + q1) * C + h * D + t * 2;
+    #pragma unroll
+    for (int i = 0; i < D / 8; i++)
+    {
+        if (q0 < T) { y0[i * 8] = o[i][0] / l0; y0[i * 8 + 1] = o[i][1] / l0; }
+        if (q1 < T) { y1[i * 8] = o[i][2] / l1; y1[i * 8 + 1] = o[i][3] / l1; }
+    }
+    if (t == 0 && q0 < T) lse[(long long)bh * T + q0] = m0 + logf(l0);
+    if (t == 0 && q1 < T) lse[(long long)bh * T + q1] = m1 + logf(l1);
+}
+
+// Backward, query rows: grid (ceil(T/64), B·H), 128 threads. Pass 1 over the keys: Δ = Σ_k P·dP (dP = dO·Vᵀ through
+// dropout); pass 2: dS = P·(dP − Δ), dQ += scale·dS·K into dqkv; Δ into delta for the key kernel.
+template <int D> static __device__ void rt_flash_backward_q_t(float* __restrict__ dqkv, float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ qkv,
+    const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
+{
+    __shared__ unsigned short Ks[RT_FL_KEYS * (D + 8)];
+    __shared__ unsigned short Vs[RT_FL_KEYS * (D + 8)];
+    __shared__ float bias[RT_FL_KEYS];
+    const rt_u64 seed = *seedp;
+    const int S = D + 8, C3 = 3 * C;
+    int bh = (int)blockIdx.y, b = bh / H, h = bh - b * H;
+    int warp = (int)(threadIdx.x >> 5), lane = (int)(threadIdx.x & 31), g = lane >> 2, t = lane & 3;
+    int r0 = (int)blockIdx.x * RT_FL_ROWS + warp * 16, q0 = r0 + g, q1 = q0 + 8;
+    const float* base = qkv + (long long)b * T * C3 + h * D;
+    float ks = p >= 1.0f ? 0.0f : (float)(1.0 / (1.0 - (double)p));
+    unsigned int qa[D / 16][4], da[D / 16][4];
+    rt_fl_rows<D>(qa, base, r0, T, C3, g, t);
+    rt_fl_rows<D>(da, dout + (long long)b * T * C + h * D, r0, T, C, g, t);
+    float L0 = q0 < T ? lse[(long long)bh * T + q0] : 0.0f, L1 = q1 < T ? lse[(long long)bh * T + q1] : 0.0f;
+    float dq[D / 8][4];
+    #pragma unroll
+    for (int i = 0; i < D / 8; i++) for (int j = 0; j < 4; j++) dq[i][j] = 0.0f;
+    float d0 = 0.0f, d1 = 0.0f;
+    for (int pass = 0; pass < 2; pass++)
+    {
+        if (pass == 1) { d0 = rt_quad_sum(d0); d1 = rt_quad_sum(d1); }
+        for (int k0 = 0; k0 < T; k0 += RT_FL_KEYS)
+        {
+            __syncthreads();
+            rt_fl_tile<D>(Ks, base + C, k0, RT_FL_KEYS, T, C3);
+            rt_fl_tile<D>(Vs, base + 2 * C, k0, RT_FL_KEYS, T, C3);
+            for (int i = (int)threadIdx.x; i < RT_FL_KEYS; i += (int)blockDim.x)
+            {
+                int k = k0 + i;
+                bias[i] = k >= T ? -1e30f : mask[b * T + k] == 0 ? -10000.0f : 0.0f;
+            }
+            __syncthreads();
+            float s[RT_FL_KEYS / 8][4], dp[RT_FL_KEYS / 8][4];
+            #pragma unroll
+            for (int n = 0; n < RT_FL_KEYS / 8; n++)
+            {
+                #pragma unroll
+                for (int j = 0; j < 4; j++) { s[n][j] = 0.0f; dp[n][j] = 0.0f; }
+                #pragma unroll
+                for (int kk = 0; kk < D / 16; kk++)
+                {
+                    unsigned int kb[2], vb[2];
+                    rt_fl_bn(kb, Ks, S, n * 8, kk * 16, g, t); rt_warp_mma(s[n], qa[kk], kb);
+                    rt_fl_bn(vb, Vs, S, n * 8, kk * 16, g, t); rt_warp_mma(dp[n], da[kk], vb);
+                }
+            }
+            #pragma unroll
+            for (int n = 0; n < RT_FL_KEYS / 8; n++)
+                #pragma unroll
+                for (int j = 0; j < 4; j++)
+                {
+                    int kcol = n * 8 + t * 2 + (j & 1);
+                    float P = expf(s[n][j] * scale + bias[kcol] - (j < 2 ? L0 : L1));
+                    float gP = dp[n][j] * rt_fl_keep(seed, site, bh, T, j < 2 ? q0 : q1, k0 + kcol, p, ks, drop);
+                    if (pass == 0) { if (j < 2) d0 += P * gP; else d1 += P * gP; }
+                    else s[n][j] = P * (gP - (j < 2 ? d0 : d1));
+                }
+            if (pass == 1)
+                #pragma unroll
+                for (int kc = 0; kc < RT_FL_KEYS / 16; kc++)
+                {
+                    unsigned int sa[4];
+                    rt_fl_acc_a(sa, s[2 * kc], s[2 * kc + 1]);
+                    #pragma unroll
+                    for (int i = 0; i < D / 8; i++) { unsigned int kb[2]; rt_fl_bk(kb, Ks, S, kc * 16, i * 8, g, t); rt_warp_mma(dq[i], sa, kb); }
+                }
+        }
+    }
+    float* x0 = dqkv + ((long long)b * T + q0) * C3 + h * D + t * 2;
+    float* x1 = dqkv + ((long long)b * T + q1) * C3 + h * D + t * 2;
+    #pragma unroll
+    for (int i = 0; i < D / 8; i++)
+    {
+        if (q0 < T) { x0[i * 8] += scale * dq[i][0]; x0[i * 8 + 1] += scale * dq[i][1]; }
+        if (q1 < T) { x1[i * 8] += scale * dq[i][2]; x1[i * 8 + 1] += scale * dq[i][3]; }
+    }
+    if (t == 0 && q0 < T) delta[(long long)bh * T + q0] = d0;
+    if (t == 0 && q1 < T) delta[(long long)bh * T + q1] = d1;
+}
+
+// Backward, key rows: grid (ceil(T/64), B·H), 128 threads, after the query kernel. With the queries streaming through
+// shared memory: Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ, then dV += P̃ᵀ·dO and dK += scale·dSᵀ·Q into dqkv.
+template <int D> static __device__ void rt_flash_backward_kv_t(float* __restrict__ dqkv, const float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ qkv,
+    const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
+{
+    __shared__ unsigned short Qs[RT_FL_KEYS * (D + 8)];
+    __shared__ unsigned short Os[RT_FL_KEYS * (D + 8)];
+    __shared__ float Ls[RT_FL_KEYS], Dl[RT_FL_KEYS];
+    const rt_u64 seed = *seedp;
+    const int S = D + 8, C3 = 3 * C;
+    int bh = (int)blockIdx.y, b = bh / H, h = bh - b * H;
+    int warp = (int)(threadIdx.x >> 5), lane = (int)(threadIdx.x & 31), g = lane >> 2, t = lane & 3;
+    int r0 = (int)blockIdx.x * RT_FL_ROWS + warp * 16, k0 = r0 + g, k1 = k0 + 8;
+    const float* base = qkv + (long long)b * T * C3 + h * D;
+    const float* obase = dout + (long long)b * T * C + h * D;
+    float ks = p >= 1.0f ? 0.0f : (float)(1.0 / (1.0 - (double)p));
+    unsigned int ka[D / 16][4], va[D / 16][4];
+    rt_fl_rows<D>(ka, base + C, r0, T, C3, g, t);
+    rt_fl_rows<D>(va, base + 2 * C, r0, T, C3, g, t);
+    float bias0 = k0 < T && mask[b * T + k0] == 0 ? -10000.0f : 0.0f, bias1 = k1 < T && mask[b * T + k1] == 0 ? -10000.0f : 0.0f;
+    float dk[D / 8][4], dv[D / 8][4];
+    #pragma unroll
+    for (int i = 0; i < D / 8; i++) for (int j = 0; j < 4; j++) { dk[i][j] = 0.0f; dv[i][j] = 0.0f; }
+    for (int qt = 0; qt < T; qt += RT_FL_KEYS)
+    {
+        __syncthreads();
+        rt_fl_tile<D>(Qs, base, qt, RT_FL_KEYS, T, C3);
+        rt_fl_tile<D>(Os, obase, qt, RT_FL_KEYS, T, C);
+        for (int i = (int)threadIdx.x; i < RT_FL_KEYS; i += (int)blockDim.x)
+        {
+            int q = qt + i;
+            Ls[i] = q < T ? lse[(long long)bh * T + q] : 1e30f;   // rows past T: P = 0
+            Dl[i] = q < T ? delta[(long long)bh * T + q] : 0.0f;
+        }
+        __syncthreads();
+        float s[RT_FL_KEYS / 8][4], dp[RT_FL_KEYS / 8][4];
+        #pragma unroll
+        for (int n = 0; n < RT_FL_KEYS / 8; n++)
+        {
+            #pragma unroll
+            for (int j = 0; j < 4; j++) { s[n][j] = 0.0f; dp[n][j] = 0.0f; }
+            #pragma unroll
+            for (int kk = 0; kk < D / 16; kk++)
+            {
+                unsigned int qb[2], ob[2];
+                rt_fl_bn(qb, Qs, S, n * 8, kk * 16, g, t); rt_warp_mma(s[n], ka[kk], qb);
+                rt_fl_bn(ob, Os, S, n * 8, kk * 16, g, t); rt_warp_mma(dp[n], va[kk], ob);
+            }
+        }
+        #pragma unroll
+        for (int n = 0; n < RT_FL_KEYS / 8; n++)
+            #pragma unroll
+            for (int j = 0; j < 4; j++)
+            {
+                int qcol = n * 8 + t * 2 + (j & 1);
+                float P = expf(s[n][j] * scale + (j < 2 ? bias0 : bias1) - Ls[qcol]);
+                float keep = rt_fl_keep(seed, site, bh, T, qt + qcol, j < 2 ? k0 : k1, p, ks, drop);
+                s[n][j] = P * (dp[n][j] * keep - Dl[qcol]);   // dSᵀ
+                dp[n][j] = P * keep;                          // P̃ᵀ
+            }
+        #pragma unroll
+        for (int kc = 0; kc < RT_FL_KEYS / 16; kc++)
+        {
+            unsigned int pa[4], sa[4];
+            rt_fl_acc_a(pa, dp[2 * kc], dp[2 * kc + 1]);
+            rt_fl_acc_a(sa, s[2 * kc], s[2 * kc + 1]);
+            #pragma unroll
+            for (int i = 0; i < D / 8; i++)
+            {
+                unsigned int ob[2], qb[2];
+                rt_fl_bk(ob, Os, S, kc * 16, i * 8, g, t); rt_warp_mma(dv[i], pa, ob);
+                rt_fl_bk(qb, Qs, S, kc * 16, i * 8, g, t); rt_warp_mma(dk[i], sa, qb);
+            }
+        }
+    }
+    float* x0 = dqkv + ((long long)b * T + k0) * C3 + h * D + t * 2;
+    float* x1 = dqkv + ((long long)b * T + k1) * C3 + h * D + t * 2;
+    #pragma unroll
+    for (int i = 0; i < D / 8; i++)
+    {
+        if (k0 < T) { x0[C + i * 8] += scale * dk[i][0]; x0[C + i * 8 + 1] += scale * dk[i][1]; x0[2 * C + i * 8] += dv[i][0]; x0[2 * C + i * 8 + 1] += dv[i][1]; }
+        if (k1 < T) { x1[C + i * 8] += scale * dk[i][2]; x1[C + i * 8 + 1] += scale * dk[i][3]; x1[2 * C + i * 8] += dv[i][2]; x1[2 * C + i * 8 + 1] += dv[i][3]; }
+    }
+}
+
+// The kernels, one per head size (D a constant: register arrays, shifts).
+extern "C" __global__ void rt_flash_forward_d32(float* __restrict__ out, float* __restrict__ lse, const float* __restrict__ qkv, const int* __restrict__ mask,
+    int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
+{ rt_flash_forward_t<32>(out, lse, qkv, mask, T, C, H, scale, p, seedp, site, drop); }
+extern "C" __global__ void rt_flash_backward_q_d32(float* __restrict__ dqkv, float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ qkv,
+    const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
+{ rt_flash_backward_q_t<32>(dqkv, delta, dout, qkv, lse, mask, T, C, H, scale, p, seedp, site, drop); }
+extern "C" __global__ void rt_flash_backward_kv_d32(float* __restrict__ dqkv, float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ qkv,
+    const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
+{ rt_flash_backward_kv_t<32>(dqkv, delta, dout, qkv, lse, mask, T, C, H, scale, p, seedp, site, drop); }
+extern "C" __global__ void rt_flash_forward_d64(float* __restrict__ out, float* __restrict__ lse, const float* __restrict__ qkv, const int* __restrict__ mask,
+    int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
+{ rt_flash_forward_t<64>(out, lse, qkv, mask, T, C, H, scale, p, seedp, site, drop); }
+extern "C" __global__ void rt_flash_backward_q_d64(float* __restrict__ dqkv, float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ qkv,
+    const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
+{ rt_flash_backward_q_t<64>(dqkv, delta, dout, qkv, lse, mask, T, C, H, scale, p, seedp, site, drop); }
+extern "C" __global__ void rt_flash_backward_kv_d64(float* __restrict__ dqkv, float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ qkv,
+    const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
+{ rt_flash_backward_kv_t<64>(dqkv, delta, dout, qkv, lse, mask, T, C, H, scale, p, seedp, site, drop); }
+extern "C" __global__ void rt_flash_forward_d128(float* __restrict__ out, float* __restrict__ lse, const float* __restrict__ qkv, const int* __restrict__ mask,
+    int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
+{ rt_flash_forward_t<128>(out, lse, qkv, mask, T, C, H, scale, p, seedp, site, drop); }
+extern "C" __global__ void rt_flash_backward_q_d128(float* __restrict__ dqkv, float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ qkv,
+    const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
+{ rt_flash_backward_q_t<128>(dqkv, delta, dout, qkv, lse, mask, T, C, H, scale, p, seedp, site, drop); }
+extern "C" __global__ void rt_flash_backward_kv_d128(float* __restrict__ dqkv, float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ qkv,
+    const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
+{ rt_flash_backward_kv_t<128>(dqkv, delta, dout, qkv, lse, mask, T, C, H, scale, p, seedp, site, drop); }
+
 // ---------------- optimizer ----------------
 extern "C" __global__ void rt_scale(float* __restrict__ x, long long n, float s)
 {

@@ -39,6 +39,7 @@ public sealed unsafe class CudaModel : IDisposable
         _ex.Blas.SetWorkspace(_workspace, WorkspaceBytes);
         _ex.FusedAttention = string.Equals(Environment.GetEnvironmentVariable(FusedAttentionVariable), "fused", StringComparison.OrdinalIgnoreCase);
         _ex.SplitHeads = string.Equals(Environment.GetEnvironmentVariable(FusedAttentionVariable), "split", StringComparison.OrdinalIgnoreCase);
+        _ex.FlashAttention = string.Equals(Environment.GetEnvironmentVariable(FusedAttentionVariable), "flash", StringComparison.OrdinalIgnoreCase);
         _ex.Bf16InCublas = string.Equals(Environment.GetEnvironmentVariable(Bf16Variable), "cublas", StringComparison.OrdinalIgnoreCase);
         long n = Math.Max(1, info.ParameterCount);
         _ex.Params = CudaDriver.MemAlloc((ulong)n * 4);
@@ -82,6 +83,10 @@ public sealed unsafe class CudaModel : IDisposable
 
     /// <summary>Attention by the fused kernels instead of cuBLAS batched products around a softmax (head sizes ≤ 128).</summary>
     public bool FusedAttention { get => _ex.FusedAttention; set => _ex.FusedAttention = value; }
+
+    /// <summary>In bf16 precision, attention by the tensor-core flash kernels (head sizes 32, 64, 128; see
+    /// <see cref="CudaExec.FlashAttention"/>); BERT_CUDA_ATTENTION=flash.</summary>
+    public bool FlashAttention { get => _ex.FlashAttention; set => _ex.FlashAttention = value; }
 
     /// <summary>BERT_CUDA_BF16=cublas: bf16 products rounded by cuBLAS (see <see cref="Bf16InCublas"/>).</summary>
     public const string Bf16Variable = "BERT_CUDA_BF16";
@@ -424,7 +429,7 @@ public sealed unsafe class CudaModel : IDisposable
         RequireBound();
         var sb = new System.Text.StringBuilder();
         sb.Append(string.Create(System.Globalization.CultureInfo.InvariantCulture,
-            $"{_ex.Batch},{_ex.Seq},{_ex.Rows},{_boundTraining},{ReuseMemory},{training},{countAccuracy},{_ex.Precision},{_ex.FusedAttention},{_ex.SplitHeads},{_ex.Bf16InCublas},{_ex.Generation};"));
+            $"{_ex.Batch},{_ex.Seq},{_ex.Rows},{_boundTraining},{ReuseMemory},{training},{countAccuracy},{_ex.Precision},{_ex.FusedAttention},{_ex.FlashAttention},{_ex.SplitHeads},{_ex.Bf16InCublas},{_ex.Generation};"));
         for (int i = 0; i < _ex.IntPtrs.Length; i++)
             sb.Append(_ex.DistinctRows.Length > i && _ex.DistinctRows[i] ? 'd' : '-').Append(_ex.RunCounts[i] >= 0 ? 'g' : '-');
         return sb.ToString();

@@ -74,10 +74,14 @@ public partial class CudaSourceTests(ITestOutputHelper output)
         string text = EmulatedSelfTest(models, order: null);
         // 14 checks per model (compile, forward, backward, gradients, fused attention, bf16, bf16 rounded by cuBLAS, the bf16
         // copy written by the optimizers, the bf16 copy through a graph, repeatability, inference, accuracy counted on the device, AdamW, LAMB),
-        // cuBLAS twice, the memory estimate against what a step takes, evaluation, two training loops, training steps replayed
-        // from graphs.
+        // the flash attention on the models whose head size it takes (ALBERT's and BERT-Mini's 64; the nano models' 8 is not),
+        // cuBLAS twice, the memory estimate against what a step takes, evaluation, two training loops, training steps
+        // replayed from graphs.
+        string[] flash = ["AlbertClassifier", "BertMiniPreTraining"];
         var total = Regex.Match(text, @"(\d+) checks passed, 0 failed");
-        Assert.Equal(models.Length * 14 + 7, int.Parse(total.Groups[1].Value, CultureInfo.InvariantCulture));
+        Assert.Equal(models.Length * 14 + flash.Length + 7, int.Parse(total.Groups[1].Value, CultureInfo.InvariantCulture));
+        foreach (var m in flash) Assert.Matches($@"PASS  {m}: flash attention \(bf16\) vs CPU double .*twice: 0 of \d+ gradient elements differ", text);
+        Assert.DoesNotContain("BertNanoPreTraining: flash attention", text);
         // Under the emulation every device allocation is counted: beyond cuBLAS's workspace and the pointer arrays, only the
         // inputs are left out of the estimate (a few KiB), so a part the estimate missed (the kernels' scratch is 3 MiB here) shows.
         var memory = Regex.Match(text, @"PASS  memory estimate: BertNanoPreTraining bf16 step, B=16 T=64 +taken [\d.]+ MiB, build-time estimate [\d.]+ MiB.*scratch ([\d.]+) MiB.*beyond them ([\d.]+) MiB");
@@ -91,7 +95,8 @@ public partial class CudaSourceTests(ITestOutputHelper output)
         }
     }
 
-    /// <summary>`bert selftest --device cuda --timing` on the emulated device with BERT-Nano as the timed model: every
+    /// <summary>`bert selftest --device cuda --timing` on the emulated device with BERT-Mini as the timed model (head size 64,
+    /// so the flash attention's rows run too): every
     /// timing, profile and inference row runs and passes (the code a GPU session spends its minutes on, checked before it
     /// gets there) — the bf16 variants, the product's training loop replayed from CUDA graphs at every timed step, the
     /// per-kernel profiles of training and inference, inference as a replayed graph giving the same bits.</summary>
@@ -102,17 +107,20 @@ public partial class CudaSourceTests(ITestOutputHelper output)
         string dir = TempDir.Create();
         try
         {
-            var (code, text) = RunBert(dir, emulate: true, "selftest", "--device", "cuda", "--models", "BertNanoClassifier", "--timing", "--timing-size", "nano",
+            var (code, text) = RunBert(dir, emulate: true, "selftest", "--device", "cuda", "--models", "BertNanoClassifier", "--timing", "--timing-size", "mini",
                 "--batches", "2", "--seq", "8", "--steps", "1");
             Assert.True(code == 0, Tail(text));
             Assert.DoesNotContain("FAIL", text);
-            Assert.Contains("time BERT-Nano step bf16 cublas-rounded B=2 T=8", text);
-            Assert.Contains("PASS  memory estimate: BertNanoPreTraining bf16 step, B=2 T=8", text);
-            Assert.Matches(@"PASS  time BERT-Nano step bf16 B=2 T=8, the product's training loop, graph .*every step a graph replay", text);
+            Assert.Contains("time BERT-Mini step bf16 cublas-rounded B=2 T=8", text);
+            Assert.Contains("PASS  memory estimate: BertMiniPreTraining bf16 step, B=2 T=8", text);
             Assert.Matches(@"PASS  time BERT-Mini step bf16 B=2 T=8, the product's training loop, graph .*every step a graph replay", text);
-            Assert.Contains("PASS  profile BERT-Nano bf16 cublas-rounded step B=2 by kernel", text);
-            Assert.Contains("PASS  profile BERT-Nano classifier inference bf16 B=2 T=8 by kernel", text);
-            Assert.Matches(@"PASS  time BERT-Nano classifier inference B=2 T=8, bf16 cublas-rounded, graph .*the same bits as kernel by kernel", text);
+            Assert.Contains("PASS  profile BERT-Mini bf16 cublas-rounded step B=2 by kernel", text);
+            Assert.Contains("PASS  time BERT-Mini step bf16 flash-attn B=2 T=8", text);
+            Assert.Contains("PASS  profile BERT-Mini bf16 flash-attn step B=2 by kernel", text);
+            Assert.Matches(@"PASS  time BERT-Mini step bf16 flash-attn B=2 T=8, the product's training loop, graph .*every step a graph replay", text);
+            Assert.Matches(@"PASS  time BERT-Mini classifier inference B=2 T=8, flash attention, bf16, graph .*the same bits as kernel by kernel", text);
+            Assert.Contains("PASS  profile BERT-Mini classifier inference bf16 B=2 T=8 by kernel", text);
+            Assert.Matches(@"PASS  time BERT-Mini classifier inference B=2 T=8, bf16 cublas-rounded, graph .*the same bits as kernel by kernel", text);
         }
         finally { TempDir.Delete(dir); }
     }
@@ -122,9 +130,10 @@ public partial class CudaSourceTests(ITestOutputHelper output)
     [ClangFact]
     public void Emulated_SelfTest_PassesInReverseThreadOrder()
     {
-        string[] models = ["BertNanoPreTraining", "BertNanoClassifier", "BertNanoTokenClassifier"];
+        string[] models = ["BertNanoPreTraining", "BertNanoClassifier", "BertNanoTokenClassifier", "AlbertClassifier"];
         string text = EmulatedSelfTest(models, order: "reverse");
         foreach (var m in models) Assert.Contains($"PASS  {m}: fused attention vs CPU double", text);
+        Assert.Contains("PASS  AlbertClassifier: flash attention (bf16) vs CPU double", text);
     }
 
     /// <summary>`bert pretrain --device cuda` through the CLI on the emulated device gives the CPU run's losses and

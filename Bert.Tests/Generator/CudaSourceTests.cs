@@ -516,7 +516,7 @@ public partial class CudaSourceTests
         RequireClang();
         string src = global::Bert.Runtime.Cuda.CudaKernels.Source;
         int from = src.IndexOf("static __device__ __forceinline__ unsigned short rt_bf16", StringComparison.Ordinal);
-        int to = src.IndexOf("// ---------------- optimizer", StringComparison.Ordinal);
+        int to = src.IndexOf("// ---------------- attention, flash", StringComparison.Ordinal);
         Assert.True(from >= 0 && to > from, "rt_bf16 and rt_to_bf16 are not where the test looks for them");
         var rng = new Random(77);
         var values = new List<float> { 0f, -0f, 1f, -1f, float.Epsilon, -float.Epsilon, float.MaxValue, -float.MaxValue,

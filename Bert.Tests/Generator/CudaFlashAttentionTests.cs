@@ -1,0 +1,173 @@
+using System.Globalization;
+using Bert.Runtime.Cuda;
+using Bert.Runtime.Kernels;
+using Xunit;
+
+namespace Bert.Tests.Generator;
+
+/// <summary>The tensor-core flash attention kernels (BERT_CUDA_ATTENTION=flash), compiled for the host with the emulation's
+/// prelude — mma.sync as a warp collective over the PTX ISA's fragment layout, a block's threads as coroutines — and run as
+/// CudaExec launches them, against the CPU attention in double.</summary>
+public partial class CudaSourceTests
+{
+    /// <summary>Runs rt_flash_forward, rt_flash_backward_q and rt_flash_backward_kv for head size D as CudaExec launches
+    /// them (grid ⌈T/64⌉ × B·H, 128 threads), the output and log-sum-exp poisoned with NaN first, dqkv prefilled; writes
+    /// out, lse, delta and dqkv.</summary>
+    const string FlashDriver = """
+        static void* rdall(FILE* f, size_t bytes) { void* p = malloc(bytes + 8); if (fread(p, 1, bytes, f) != bytes) exit(3); return p; }
+        int main(int argc, char** argv)
+        {
+            FILE* in = fopen(argv[1], "rb"); FILE* out = fopen(argv[2], "wb");
+            if (!in || !out) return 2;
+            int h[5]; float f[2]; unsigned long long u[2];
+            if (fread(h, 4, 5, in) != 5 || fread(f, 4, 2, in) != 2 || fread(u, 8, 2, in) != 2) return 3;
+            int B = h[0], T = h[1], C = h[2], H = h[3], drop = h[4], D = C / H;
+            float p = f[0], scale = f[1];
+            size_t btc = (size_t)B * T * C, bht = (size_t)B * H * T;
+            float* qkv = (float*)rdall(in, 12 * btc);
+            int* mask = (int*)rdall(in, 4 * (size_t)B * T);
+            float* dy = (float*)rdall(in, 4 * btc);
+            float* dqkv = (float*)rdall(in, 12 * btc);
+            float* o = (float*)malloc(4 * btc); float* lse = (float*)malloc(4 * bht); float* delta = (float*)malloc(4 * bht);
+            float nan = __int_as_float(0x7fc00000);
+            for (size_t i = 0; i < btc; i++) o[i] = nan;
+            for (size_t i = 0; i < bht; i++) { lse[i] = nan; delta[i] = nan; }
+            unsigned gx = (unsigned)((T + 63) / 64), gy = (unsigned)(B * H);
+            if (D == 32)
+            {
+                bert_launch2(gx, gy, 128, [&] { rt_flash_forward_d32(o, lse, qkv, mask, T, C, H, scale, p, &u[0], u[1], drop); });
+                bert_launch2(gx, gy, 128, [&] { rt_flash_backward_q_d32(dqkv, delta, dy, qkv, lse, mask, T, C, H, scale, p, &u[0], u[1], drop); });
+                bert_launch2(gx, gy, 128, [&] { rt_flash_backward_kv_d32(dqkv, delta, dy, qkv, lse, mask, T, C, H, scale, p, &u[0], u[1], drop); });
+            }
+            else if (D == 64)
+            {
+                bert_launch2(gx, gy, 128, [&] { rt_flash_forward_d64(o, lse, qkv, mask, T, C, H, scale, p, &u[0], u[1], drop); });
+                bert_launch2(gx, gy, 128, [&] { rt_flash_backward_q_d64(dqkv, delta, dy, qkv, lse, mask, T, C, H, scale, p, &u[0], u[1], drop); });
+                bert_launch2(gx, gy, 128, [&] { rt_flash_backward_kv_d64(dqkv, delta, dy, qkv, lse, mask, T, C, H, scale, p, &u[0], u[1], drop); });
+            }
+            else if (D == 128)
+            {
+                bert_launch2(gx, gy, 128, [&] { rt_flash_forward_d128(o, lse, qkv, mask, T, C, H, scale, p, &u[0], u[1], drop); });
+                bert_launch2(gx, gy, 128, [&] { rt_flash_backward_q_d128(dqkv, delta, dy, qkv, lse, mask, T, C, H, scale, p, &u[0], u[1], drop); });
+                bert_launch2(gx, gy, 128, [&] { rt_flash_backward_kv_d128(dqkv, delta, dy, qkv, lse, mask, T, C, H, scale, p, &u[0], u[1], drop); });
+            }
+            else return 4;
+            fwrite(o, 4, btc, out); fwrite(lse, 4, bht, out); fwrite(delta, 4, bht, out); fwrite(dqkv, 4, 3 * btc, out);
+            return 0;
+        }
+        """;
+
+    /// <summary>Head sizes 32, 64 and 128; T within one tile, across two forward tiles with a partial last one (70), and
+    /// across several backward tiles; padded keys in the second sequence; with and without dropout. bf16 operands give
+    /// about 3e-3 relative error; the limits (1e-2 of each part's norm, 6e-2 of its RMS per element) leave room for that
+    /// and none for a misplaced fragment, a wrong row's statistics or another dropout mask.</summary>
+    [ClangTheory]
+    [InlineData(2, 37, 64, 2, true)]
+    [InlineData(1, 70, 128, 2, false)]
+    [InlineData(2, 24, 128, 1, true)]
+    [InlineData(1, 45, 96, 3, true)]
+    public void FlashAttentionKernels_OnTheEmulatedTensorCores_MatchTheCpuAttention(int B, int T, int C, int H, bool drop)
+    {
+        RequireClang();
+        const float P = 0.1f;
+        const ulong Seed = 0x5EED, Site = 7;
+        var rng = new Random(B * 1000 + T + C + (drop ? 1 : 0));
+        float[] Random(long n, double scale) => Enumerable.Range(0, (int)n).Select(_ => (float)((rng.NextDouble() * 2 - 1) * scale)).ToArray();
+        // Scores of a few units, as in a trained model, so the softmax is not flat.
+        float[] qkv = Random(3L * B * T * C, 1.5), dy = Random((long)B * T * C, 1.0), dqkv0 = Random(3L * B * T * C, 0.1);
+        int[] mask = Enumerable.Range(0, B * T).Select(i => i % T < T - 5 * (i / T) ? 1 : 0).ToArray();
+        float scale = 1f / MathF.Sqrt(C / H);
+
+        int D = C / H, bht = B * H * T;
+        var outCpu = new double[B * T * C];
+        var probsCpu = new double[bht * T];
+        double[] Double(float[] x) => x.Select(v => (double)v).ToArray();
+        Attention.Forward<double>(outCpu, probsCpu, Double(qkv), mask, B, T, C, H, P, Seed, Site, training: drop);
+        double[] dqkvCpu = Double(dqkv0);
+        Attention.Backward<double>(dqkvCpu, Double(dy), Double(qkv), probsCpu, mask, B, T, C, H, P, Seed, Site, training: drop);
+        // The log-sum-exp of each row's scaled, masked scores, and Δ = Σ_k P·dP, in double.
+        var lseCpu = new double[bht];
+        var deltaCpu = new double[bht];
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++)
+                for (int q = 0; q < T; q++)
+                {
+                    var s = new double[T];
+                    for (int k = 0; k < T; k++)
+                    {
+                        double dot = 0;
+                        for (int d = 0; d < D; d++) dot += (double)qkv[(b * T + q) * 3 * C + h * D + d] * qkv[(b * T + k) * 3 * C + C + h * D + d];
+                        s[k] = (double)scale * dot + (mask[b * T + k] == 0 ? -10000.0 : 0.0);
+                    }
+                    double mx = s.Max(), sum = s.Sum(x => Math.Exp(x - mx));
+                    int row = (b * H + h) * T + q;
+                    lseCpu[row] = mx + Math.Log(sum);
+                    double delta = 0;
+                    for (int k = 0; k < T; k++)
+                    {
+                        double keep = !drop ? 1.0 : Philox.Uniform(Seed, Site, (ulong)((long)row * T + k)) >= P ? 1.0 / (1.0 - P) : 0.0;
+                        double dpd = 0;
+                        for (int d = 0; d < D; d++) dpd += (double)dy[(b * T + q) * C + h * D + d] * qkv[(b * T + k) * 3 * C + 2 * C + h * D + d];
+                        delta += probsCpu[(long)row * T + k] * dpd * keep;
+                    }
+                    deltaCpu[row] = delta;
+                }
+
+        var dir = Directory.CreateTempSubdirectory("bert-cuda-flash-").FullName;
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "main.cpp"), ThreadedHostPrelude + RuntimeSections(1, "bf16 operands", "attention, flash") + "\n" + FlashDriver);
+            var build = Run(Clang, new[] { "-x", "c++", "-std=c++17", "-O1", "-w", "main.cpp", "-lm", "-o", "run" }, dir);
+            Assert.True(build.Code == 0, $"clang-14 could not compile the flash attention kernels for the host:\n{Tail(build.Output)}");
+            using (var f = new BinaryWriter(File.Create(Path.Combine(dir, "in.bin"))))
+            {
+                foreach (int x in new[] { B, T, C, H, drop ? 1 : 0 }) f.Write(x);
+                f.Write(P); f.Write(scale); f.Write(Seed); f.Write(Site);
+                foreach (float x in qkv) f.Write(x);
+                foreach (int x in mask) f.Write(x);
+                foreach (float x in dy) f.Write(x);
+                foreach (float x in dqkv0) f.Write(x);
+            }
+            var run = Run(Path.Combine(dir, "run"), new[] { Path.Combine(dir, "in.bin"), Path.Combine(dir, "out.bin") }, dir);
+            Assert.True(run.Code == 0, $"the host build of the flash attention kernels failed (exit {run.Code}):\n{Tail(run.Output)}");
+            using var r = new BinaryReader(File.OpenRead(Path.Combine(dir, "out.bin")));
+            float[] Read(int n) => Enumerable.Range(0, n).Select(_ => r.ReadSingle()).ToArray();
+            float[] o = Read(B * T * C), lse = Read(bht), delta = Read(bht), dqkv = Read(3 * B * T * C);
+            Assert.Equal(r.BaseStream.Length, r.BaseStream.Position);
+
+            AssertNear("out", o, outCpu, 1e-2);
+            AssertNear("log-sum-exp", lse, lseCpu, 1e-3);
+            AssertNear("delta", delta, deltaCpu, 2e-2);
+            // dQ, dK, dV apart (each its own kernel's work), the prefilled values subtracted so that only the added part counts.
+            for (int part = 0; part < 3; part++)
+            {
+                var got = new List<float>(); var want = new List<double>();
+                for (int bt = 0; bt < B * T; bt++)
+                    for (int c = 0; c < C; c++)
+                    {
+                        int at = bt * 3 * C + part * C + c;
+                        got.Add(dqkv[at] - dqkv0[at]);
+                        want.Add(dqkvCpu[at] - dqkv0[at]);
+                    }
+                AssertNear("d" + "QKV"[part], got.ToArray(), want.ToArray(), 1.5e-2);
+            }
+        }
+        finally { Directory.Delete(dir, true); }
+
+        static void AssertNear(string what, float[] got, double[] want, double limit)
+        {
+            Assert.Equal(want.Length, got.Length);
+            double num = 0, den = 0, worst = 0;
+            for (int i = 0; i < got.Length; i++)
+            {
+                Assert.False(float.IsNaN(got[i]), $"{what}[{i}] is NaN: an element no thread wrote");
+                double d = got[i] - want[i];
+                num += d * d; den += want[i] * want[i];
+                worst = Math.Max(worst, Math.Abs(d));
+            }
+            double rel = Math.Sqrt(num / den), rms = Math.Sqrt(den / got.Length);
+            Assert.True(rel <= limit, string.Create(CultureInfo.InvariantCulture, $"{what}: relative error {rel:E2} over the limit {limit:E0}"));
+            Assert.True(worst <= 6 * limit * rms, string.Create(CultureInfo.InvariantCulture, $"{what}: worst element off by {worst:E2}, {worst / rms:E2} of the RMS {rms:E2}"));
+        }
+    }
+}
