@@ -404,7 +404,7 @@ public static class Emitter
                 w.WriteLine($"ex.LayerNormBackward({D(0)}, {D(1)}, {D(2)}, {dy}, {P(0)}, {P(1)}, ex.Buf({plan.Saved[(n, 0)].Id}), ex.Buf({plan.Saved[(n, 1)].Id}), {Rows(n.Out)}, {Last(n.Out)});");
                 break;
             case OpKind.Attention:
-                w.WriteLine($"ex.AttentionBackward({D(0)}, {dy}, {P(0)}, ex.Buf({plan.Saved[(n, 0)].Id}), ex.Ints({n.IntInput}), ex.Batch, ex.Seq, {Last(n.Out)}, {n.Heads}, {Num(n.P)}f, {n.Site}UL);");
+                w.WriteLine($"ex.AttentionBackward({D(0)}, {dy}, {GPtr(plan, n.Out)}, {P(0)}, ex.Buf({plan.Saved[(n, 0)].Id}), ex.Ints({n.IntInput}), ex.Batch, ex.Seq, {Last(n.Out)}, {n.Heads}, {Num(n.P)}f, {n.Site}UL);");
                 break;
             case OpKind.Gather:
                 w.WriteLine($"ex.GatherBackward({D(0)}, {dy}, ex.Ints({n.IntInput}), {Dim(n.Out.Shape[0])}, {Last(n.Out)}, {Rows(n.Inputs[0])});");

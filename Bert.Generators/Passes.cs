@@ -151,6 +151,8 @@ public sealed class Plan
                 b.Last = Math.Max(b.Last, Fwd(c.Id));
                 if (BackwardReads(c, c.Inputs.IndexOf(v))) b.Last = Math.Max(b.Last, Bwd(n, c.Id));
             }
+            // Attention's output stays until its backward: the CUDA flash backward takes Δ = rowsum(dO ⊙ O) from it.
+            if (v.Producer is { Kind: OpKind.Attention } att) b.Last = Math.Max(b.Last, Bwd(n, att.Id));
             b.Pinned = v == g.Output || v.Kind == ValueKind.Input;
         }
         foreach (var ((node, _), b) in plan.Saved) { b.Def = Fwd(node.Id); b.Last = Bwd(n, node.Id); }

@@ -290,6 +290,11 @@ public static class GpuSelfTest
         var sw = Stopwatch.StartNew();
         using var gpu = new CudaModel(info, entry.CreateCuda(), device, cache);
         r.Row($"{info.Name}: NVRTC compile + load", true, string.Create(Inv, $"{info.Kernels.Count} fused + structured kernels, {gpu.Image.Length / 1024} KiB image, {sw.Elapsed.TotalSeconds:F1} s"));
+        // What the compiler made of the kernels: local memory means spills (slow, not wrong); the flash kernels' registers.
+        var resources = gpu.KernelResources();
+        var spills = resources.Where(k => k.LocalBytes > 0).Select(k => string.Create(Inv, $"{k.Name} {k.LocalBytes} B")).ToArray();
+        var flashRes = resources.Where(k => k.Name.StartsWith("rt_flash_", StringComparison.Ordinal)).Select(k => string.Create(Inv, $"{k.Name[3..]} {k.Registers}r/{k.SharedBytes / 1024.0:F1}K")).ToArray();
+        r.Info($"{resources.Count} kernels; local memory (spills) in {(spills.Length == 0 ? "none" : string.Join(", ", spills))}; flash registers/shared: {string.Join(", ", flashRes)}");
 
         var cpuF = entry.Create();
         cpuF.InitParameters(7);
@@ -428,10 +433,20 @@ public static class GpuSelfTest
                     float[] gl2 = gpu.GetGradients();
                     int differ = 0;
                     for (int i = 0; i < gl1.Length; i++) if (BitConverter.SingleToInt32Bits(gl1[i]) != BitConverter.SingleToInt32Bits(gl2[i])) differ++;
-                    r.Row($"{info.Name}: flash attention (bf16) vs CPU double", wfl <= 2e-2 && egl <= 2e-2 && differ == 0,
-                        string.Create(Inv, $"forward buffers worst {wfl:E2} ({wflName}), all gradients {egl:E2} (limits 2e-2); twice: {differ} of {gl1.Length} gradient elements differ"));
+                    var stats = FlashOps(info).SelectMany(o => o.Saved.Select(id => (id, (long)B * o.Heads * T))).ToDictionary(x => x.id, x => x.Item2);
+                    long planFlash = info.Layout(B, T, G, training: true, lengths: stats).Total, plan = info.Layout(B, T, G, training: true).Total;
+                    // The plan gave the probabilities less room: without the flash kernels that binding must be refused.
+                    gpu.FlashAttention = false;
+                    bool refused = false;
+                    try { gpu.Forward(training: true, seed: seed); } catch (InvalidOperationException) { refused = true; }
+                    r.Row($"{info.Name}: flash attention (bf16) vs CPU double", wfl <= 2e-2 && egl <= 2e-2 && differ == 0 && planFlash < plan && refused,
+                        string.Create(Inv, $"forward buffers worst {wfl:E2} ({wflName}), all gradients {egl:E2} (limits 2e-2); twice: {differ} of {gl1.Length} gradient elements differ; activations {planFlash * 4 / 1024.0:F0} KiB instead of {plan * 4 / 1024.0:F0}; flash off without Bind: {(refused ? "refused" : "NOT refused")}"));
                 }
-                finally { gpu.FlashAttention = before; }
+                finally
+                {
+                    gpu.FlashAttention = before;
+                    PoisonedStep(gpu, inputs, B, T, G, seed);   // bound again: the probabilities take B·H·T·T floats again
+                }
             }
 
             // The optimizers write the bf16 weight copy in their update pass: after a step the copy is current and holds

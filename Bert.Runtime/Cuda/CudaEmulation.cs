@@ -385,6 +385,7 @@ public static unsafe class CudaEmulation
         "cuModuleGetFunction" => (nint)(delegate* unmanaged[Cdecl]<nint*, nint, byte*, int>)&CuModuleGetFunction,
         "cuModuleUnload" => (nint)(delegate* unmanaged[Cdecl]<nint, int>)&CuModuleUnload,
         "cuFuncSetAttribute" => (nint)(delegate* unmanaged[Cdecl]<nint, int, int, int>)&CuFuncSetAttribute,
+        "cuFuncGetAttribute" => (nint)(delegate* unmanaged[Cdecl]<int*, int, nint, int>)&CuFuncGetAttribute,
         "cuLaunchKernel" => (nint)(delegate* unmanaged[Cdecl]<nint, uint, uint, uint, uint, uint, uint, uint, nint, void**, void**, int>)&CuLaunchKernel,
         "cuStreamBeginCapture_v2" => (nint)(delegate* unmanaged[Cdecl]<nint, int, int>)&CuStreamBeginCapture,
         "cuStreamEndCapture" => (nint)(delegate* unmanaged[Cdecl]<nint, nint*, int>)&CuStreamEndCapture,
@@ -583,6 +584,15 @@ public static unsafe class CudaEmulation
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
     static int CuFuncSetAttribute(nint function, int attribute, int value) => 0;
+
+    /// <summary>A host function has no registers, local memory or shared memory to report: 0 for each (and 1024 threads).</summary>
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int CuFuncGetAttribute(int* value, int attribute, nint function)
+    {
+        lock (Gate) if (!Functions.ContainsKey(function)) return 400;   // CUDA_ERROR_INVALID_HANDLE
+        *value = attribute == 0 ? 1024 : 0;
+        return 0;
+    }
 
     /// <summary>Copies the arguments (the caller reuses its buffers), then runs the kernel now or when the graph replays.</summary>
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]

@@ -440,7 +440,7 @@ public sealed unsafe class CudaExec
 
     /// <summary>The layouts (CudaModel's binding keys) whose pointer arrays the pool has held since it last started over:
     /// their steps need no new room.</summary>
-    internal readonly HashSet<(int Batch, int Seq, int Rows, bool Training, bool Reuse)> LayoutsInPool = [];
+    internal readonly HashSet<(int Batch, int Seq, int Rows, bool Training, bool Reuse, bool Flash)> LayoutsInPool = [];
 
     /// <summary>Bumped whenever memory that launches point at moves or is reused for something else (a reallocation, the
     /// attention pointer pool started over): a graph captured under another generation must not be replayed.</summary>
@@ -499,7 +499,7 @@ public sealed unsafe class CudaExec
     public const int FlashRows = 64;
 
     void LaunchFlash(string name, int B, int T, int C, int H, KernelArguments args) =>
-        LaunchBlocks($"{name}_d{C / H}", new Dim3((uint)((T + FlashRows - 1) / FlashRows), (uint)(B * H)), args, 128);
+        LaunchBlocks($"{name}_d{C / H}", new Dim3((uint)(B * H), (uint)((T + FlashRows - 1) / FlashRows)), args, 128);
 
     /// <summary>Scaled dot-product attention as the CPU computes it: scores = scale·Q·Kᵀ (cuBLAS, straight into probs), mask and
     /// softmax (saved), dropout, out = dropped·V (cuBLAS), over all B·H heads at once.</summary>
@@ -542,17 +542,19 @@ public sealed unsafe class CudaExec
         Merge(y, o, B, T, C, H, C, 0, accumulate: false);
     }
 
-    public void AttentionBackward(ulong dqkv, ulong dy, ulong qkv, ulong probs, ulong mask, int B, int T, int C, int H, float p, ulong site)
+    /// <summary>dqkv += attention's gradient for output gradient dy; y is the forward's output (the flash kernels take
+    /// Δ = rowsum(dy ⊙ y) from it; the plan keeps it until here).</summary>
+    public void AttentionBackward(ulong dqkv, ulong dy, ulong y, ulong qkv, ulong probs, ulong mask, int B, int T, int C, int H, float p, ulong site)
     {
         bool drop = Training && p > 0;
         int D = C / H, BH = B * H;
         if (UsesFlash(C, H))
         {
-            // The query kernel adds dQ and leaves Δ = Σ P·dP per query row in the scratch; the key kernel adds dK and dV.
+            // The query kernel adds dQ and leaves Δ = rowsum(dO ⊙ O) per query row in the scratch; the key kernel adds dK and dV.
             RequireScratch((long)BH * T, "attention");
             foreach (string kernel in new[] { "rt_flash_backward_q", "rt_flash_backward_kv" })
                 LaunchFlash(kernel, B, T, C, H,
-                    Args().Add(dqkv).Add(Scratch).Add(dy).Add(qkv).Add(probs).Add(mask).Add(T).Add(C).Add(H).Add(Scale(C, H)).Add(p).Add(SeedPointer).Add(site).Add(drop ? 1 : 0));
+                    Args().Add(dqkv).Add(Scratch).Add(dy).Add(y).Add(qkv).Add(probs).Add(mask).Add(T).Add(C).Add(H).Add(Scale(C, H)).Add(p).Add(SeedPointer).Add(site).Add(drop ? 1 : 0));
             return;
         }
         if (FusedAttention && D <= 128)

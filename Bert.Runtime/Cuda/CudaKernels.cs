@@ -860,9 +860,9 @@ extern "C" __global__ void rt_set_seed(unsigned long long* __restrict__ seed, un
 // (rows padded by 8 halves against bank conflicts). Scale, key mask (-10000 on padded keys, as the CPU), softmax and
 // dropout (the CPU's Philox keep on the same (q, k) index) work on the accumulators, whose layout is that of an A
 // fragment once rounded to bf16, so P̃·V and dS·K take them without a trip through memory. The forward keeps each query
-// row's log-sum-exp (B·H·T floats: the first elements of the probs buffer); the backward recomputes the probabilities from
-// it. The dQ kernel also makes Δ = Σ_k P·dP per query row (a first pass over the keys) for the dK/dV kernel: no atomics,
-// every sum in a fixed order, so a run repeats bit for bit.
+// row's log-sum-exp (B·H·T floats, in the probs buffer, which the plan then sizes so); the backward recomputes the
+// probabilities from it. The dQ kernel also makes Δ = rowsum(dO ⊙ O) per query row from the forward's output for the
+// dK/dV kernel: no atomics, every sum in a fixed order, so a run repeats bit for bit.
 #define RT_FL_ROWS 64
 #define RT_FL_KEYS 32
 
@@ -924,6 +924,13 @@ static __device__ __forceinline__ void rt_fl_bk(unsigned int* b, const unsigned 
     b[1] = (unsigned int)x[8 * stride] | ((unsigned int)x[9 * stride] << 16);
 }
 
+// The A fragment of the 16 rows from r0 × 16 columns from k0 of a shared bf16 tile (row stride `stride`).
+static __device__ __forceinline__ void rt_fl_as(unsigned int* a, const unsigned short* tile, int stride, int r0, int k0, int g, int t)
+{
+    const unsigned short* x = tile + (r0 + g) * stride + k0 + t * 2;
+    a[0] = rt_ld2(x); a[1] = rt_ld2(x + 8 * stride); a[2] = rt_ld2(x + 8); a[3] = rt_ld2(x + 8 * stride + 8);
+}
+
 // Accumulators s[2·kc], s[2·kc + 1] (16 rows × 16 columns) as an A fragment, rounded to bf16.
 static __device__ __forceinline__ void rt_fl_acc_a(unsigned int* a, const float* s0, const float* s1)
 {
@@ -950,18 +957,19 @@ static __device__ __forceinline__ float rt_fl_keep(rt_u64 seed, rt_u64 site, int
     return q < T && k < T && rt_uniform(seed, site, ((rt_u64)bh * (rt_u64)T + (rt_u64)q) * (rt_u64)T + (rt_u64)k) >= p ? ks : 0.0f;
 }
 
-// Forward: grid (ceil(T/64), B·H), 128 threads. out (B,T,C) = dropout(softmax(scale·Q·Kᵀ + mask))·V; lse[(b·H+h)·T+q].
+// Forward: grid (B·H, ceil(T/64)), 128 threads. out (B,T,C) = dropout(softmax(scale·Q·Kᵀ + mask))·V; lse[(b·H+h)·T+q].
 template <int D> static __device__ void rt_flash_forward_t(float* __restrict__ out, float* __restrict__ lse, const float* __restrict__ qkv, const int* __restrict__ mask,
     int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
 {
-    __shared__ unsigned short Ks[RT_FL_ROWS * (D + 8)];
-    __shared__ unsigned short Vs[RT_FL_ROWS * (D + 8)];
+    __shared__ rt_f4 sk[RT_FL_ROWS * (D + 8) / 8], sv[RT_FL_ROWS * (D + 8) / 8];   // 16-byte aligned storage
     __shared__ float bias[RT_FL_ROWS];
+    unsigned short* Ks = (unsigned short*)sk;
+    unsigned short* Vs = (unsigned short*)sv;
     const rt_u64 seed = *seedp;
     const int S = D + 8, C3 = 3 * C;
-    int bh = (int)blockIdx.y, b = bh / H, h = bh - b * H;
+    int bh = (int)blockIdx.x, b = bh / H, h = bh - b * H;
     int warp = (int)(threadIdx.x >> 5), lane = (int)(threadIdx.x & 31), g = lane >> 2, t = lane & 3;
-    int r0 = (int)blockIdx.x * RT_FL_ROWS + warp * 16, q0 = r0 + g, q1 = q0 + 8;
+    int r0 = (int)blockIdx.y * RT_FL_ROWS + warp * 16, q0 = r0 + g, q1 = q0 + 8;
     const float* base = qkv + (long long)b * T * C3 + h * D;
     float ks = p >= 1.0f ? 0.0f : (float)(1.0 / (1.0 - (double)p));   // rounded from double, as the CPU does
     unsigned int qa[D / 16][4];
@@ -1036,82 +1044,93 @@ template <int D> static __device__ void rt_flash_forward_t(float* __restrict__ o
     if (t == 0 && q1 < T) lse[(long long)bh * T + q1] = m1 + logf(l1);
 }
 
-// Backward, query rows: grid (ceil(T/64), B·H), 128 threads. Pass 1 over the keys: Δ = Σ_k P·dP (dP = dO·Vᵀ through
-// dropout); pass 2: dS = P·(dP − Δ), dQ += scale·dS·K into dqkv; Δ into delta for the key kernel.
-template <int D> static __device__ void rt_flash_backward_q_t(float* __restrict__ dqkv, float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ qkv,
-    const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
+// Backward, query rows: grid (B·H, ceil(T/64)), 128 threads. Δ = rowsum(dO ⊙ O) from the forward's output (= Σ_k P·dP
+// with dP = dO·Vᵀ through dropout), then over the keys: dS = P·(dP − Δ), dQ += scale·dS·K into dqkv; Δ into delta for the
+// key kernel.
+template <int D> static __device__ void rt_flash_backward_q_t(float* __restrict__ dqkv, float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ yout,
+    const float* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
 {
-    __shared__ unsigned short Ks[RT_FL_KEYS * (D + 8)];
-    __shared__ unsigned short Vs[RT_FL_KEYS * (D + 8)];
+    __shared__ rt_f4 sk[RT_FL_KEYS * (D + 8) / 8], sv[RT_FL_KEYS * (D + 8) / 8];   // 16-byte aligned storage
     __shared__ float bias[RT_FL_KEYS];
+    unsigned short* Ks = (unsigned short*)sk;
+    unsigned short* Vs = (unsigned short*)sv;
     const rt_u64 seed = *seedp;
     const int S = D + 8, C3 = 3 * C;
-    int bh = (int)blockIdx.y, b = bh / H, h = bh - b * H;
+    int bh = (int)blockIdx.x, b = bh / H, h = bh - b * H;
     int warp = (int)(threadIdx.x >> 5), lane = (int)(threadIdx.x & 31), g = lane >> 2, t = lane & 3;
-    int r0 = (int)blockIdx.x * RT_FL_ROWS + warp * 16, q0 = r0 + g, q1 = q0 + 8;
+    int r0 = (int)blockIdx.y * RT_FL_ROWS + warp * 16, q0 = r0 + g, q1 = q0 + 8;
     const float* base = qkv + (long long)b * T * C3 + h * D;
+    const float* gbase = dout + (long long)b * T * C + h * D;
+    const float* ybase = yout + (long long)b * T * C + h * D;
     float ks = p >= 1.0f ? 0.0f : (float)(1.0 / (1.0 - (double)p));
     unsigned int qa[D / 16][4], da[D / 16][4];
     rt_fl_rows<D>(qa, base, r0, T, C3, g, t);
-    rt_fl_rows<D>(da, dout + (long long)b * T * C + h * D, r0, T, C, g, t);
+    rt_fl_rows<D>(da, gbase, r0, T, C, g, t);
     float L0 = q0 < T ? lse[(long long)bh * T + q0] : 0.0f, L1 = q1 < T ? lse[(long long)bh * T + q1] : 0.0f;
-    float dq[D / 8][4];
-    #pragma unroll
-    for (int i = 0; i < D / 8; i++) for (int j = 0; j < 4; j++) dq[i][j] = 0.0f;
+    // Δ over this lane's columns (those of its accumulators), then its quad's: a fixed order, the same bits every run.
     float d0 = 0.0f, d1 = 0.0f;
-    for (int pass = 0; pass < 2; pass++)
-    {
-        if (pass == 1) { d0 = rt_quad_sum(d0); d1 = rt_quad_sum(d1); }
-        for (int k0 = 0; k0 < T; k0 += RT_FL_KEYS)
+#pragma unroll
+    for (int i = 0; i < D / 8; i++)
+#pragma unroll
+        for (int e = 0; e < 2; e++)
         {
-            __syncthreads();
-            rt_fl_tile<D>(Ks, base + C, k0, RT_FL_KEYS, T, C3);
-            rt_fl_tile<D>(Vs, base + 2 * C, k0, RT_FL_KEYS, T, C3);
-            for (int i = (int)threadIdx.x; i < RT_FL_KEYS; i += (int)blockDim.x)
+            int d = i * 8 + t * 2 + e;
+            if (q0 < T) d0 += gbase[(long long)q0 * C + d] * ybase[(long long)q0 * C + d];
+            if (q1 < T) d1 += gbase[(long long)q1 * C + d] * ybase[(long long)q1 * C + d];
+        }
+    d0 = rt_quad_sum(d0); d1 = rt_quad_sum(d1);
+    float dq[D / 8][4];
+#pragma unroll
+    for (int i = 0; i < D / 8; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) dq[i][j] = 0.0f;
+    for (int k0 = 0; k0 < T; k0 += RT_FL_KEYS)
+    {
+        __syncthreads();
+        rt_fl_tile<D>(Ks, base + C, k0, RT_FL_KEYS, T, C3);
+        rt_fl_tile<D>(Vs, base + 2 * C, k0, RT_FL_KEYS, T, C3);
+        for (int i = (int)threadIdx.x; i < RT_FL_KEYS; i += (int)blockDim.x)
+        {
+            int k = k0 + i;
+            bias[i] = k >= T ? -1e30f : mask[b * T + k] == 0 ? -10000.0f : 0.0f;
+        }
+        __syncthreads();
+        float s[RT_FL_KEYS / 8][4], dp[RT_FL_KEYS / 8][4];
+#pragma unroll
+        for (int n = 0; n < RT_FL_KEYS / 8; n++)
+        {
+#pragma unroll
+            for (int j = 0; j < 4; j++) { s[n][j] = 0.0f; dp[n][j] = 0.0f; }
+#pragma unroll
+            for (int kk = 0; kk < D / 16; kk++)
             {
-                int k = k0 + i;
-                bias[i] = k >= T ? -1e30f : mask[b * T + k] == 0 ? -10000.0f : 0.0f;
+                unsigned int kb[2], vb[2];
+                rt_fl_bn(kb, Ks, S, n * 8, kk * 16, g, t); rt_warp_mma(s[n], qa[kk], kb);
+                rt_fl_bn(vb, Vs, S, n * 8, kk * 16, g, t); rt_warp_mma(dp[n], da[kk], vb);
             }
-            __syncthreads();
-            float s[RT_FL_KEYS / 8][4], dp[RT_FL_KEYS / 8][4];
-            #pragma unroll
-            for (int n = 0; n < RT_FL_KEYS / 8; n++)
+        }
+#pragma unroll
+        for (int n = 0; n < RT_FL_KEYS / 8; n++)
+#pragma unroll
+            for (int j = 0; j < 4; j++)
             {
-                #pragma unroll
-                for (int j = 0; j < 4; j++) { s[n][j] = 0.0f; dp[n][j] = 0.0f; }
-                #pragma unroll
-                for (int kk = 0; kk < D / 16; kk++)
-                {
-                    unsigned int kb[2], vb[2];
-                    rt_fl_bn(kb, Ks, S, n * 8, kk * 16, g, t); rt_warp_mma(s[n], qa[kk], kb);
-                    rt_fl_bn(vb, Vs, S, n * 8, kk * 16, g, t); rt_warp_mma(dp[n], da[kk], vb);
-                }
+                int kcol = n * 8 + t * 2 + (j & 1);
+                float P = expf(s[n][j] * scale + bias[kcol] - (j < 2 ? L0 : L1));
+                float gP = dp[n][j] * rt_fl_keep(seed, site, bh, T, j < 2 ? q0 : q1, k0 + kcol, p, ks, drop);
+                s[n][j] = P * (gP - (j < 2 ? d0 : d1));
             }
-            #pragma unroll
-            for (int n = 0; n < RT_FL_KEYS / 8; n++)
-                #pragma unroll
-                for (int j = 0; j < 4; j++)
-                {
-                    int kcol = n * 8 + t * 2 + (j & 1);
-                    float P = expf(s[n][j] * scale + bias[kcol] - (j < 2 ? L0 : L1));
-                    float gP = dp[n][j] * rt_fl_keep(seed, site, bh, T, j < 2 ? q0 : q1, k0 + kcol, p, ks, drop);
-                    if (pass == 0) { if (j < 2) d0 += P * gP; else d1 += P * gP; }
-                    else s[n][j] = P * (gP - (j < 2 ? d0 : d1));
-                }
-            if (pass == 1)
-                #pragma unroll
-                for (int kc = 0; kc < RT_FL_KEYS / 16; kc++)
-                {
-                    unsigned int sa[4];
-                    rt_fl_acc_a(sa, s[2 * kc], s[2 * kc + 1]);
-                    #pragma unroll
-                    for (int i = 0; i < D / 8; i++) { unsigned int kb[2]; rt_fl_bk(kb, Ks, S, kc * 16, i * 8, g, t); rt_warp_mma(dq[i], sa, kb); }
-                }
+#pragma unroll
+        for (int kc = 0; kc < RT_FL_KEYS / 16; kc++)
+        {
+            unsigned int sa[4];
+            rt_fl_acc_a(sa, s[2 * kc], s[2 * kc + 1]);
+#pragma unroll
+            for (int i = 0; i < D / 8; i++) { unsigned int kb[2]; rt_fl_bk(kb, Ks, S, kc * 16, i * 8, g, t); rt_warp_mma(dq[i], sa, kb); }
         }
     }
     float* x0 = dqkv + ((long long)b * T + q0) * C3 + h * D + t * 2;
     float* x1 = dqkv + ((long long)b * T + q1) * C3 + h * D + t * 2;
-    #pragma unroll
+#pragma unroll
     for (int i = 0; i < D / 8; i++)
     {
         if (q0 < T) { x0[i * 8] += scale * dq[i][0]; x0[i * 8 + 1] += scale * dq[i][1]; }
@@ -1121,29 +1140,35 @@ template <int D> static __device__ void rt_flash_backward_q_t(float* __restrict_
     if (t == 0 && q1 < T) delta[(long long)bh * T + q1] = d1;
 }
 
-// Backward, key rows: grid (ceil(T/64), B·H), 128 threads, after the query kernel. With the queries streaming through
-// shared memory: Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ, then dV += P̃ᵀ·dO and dK += scale·dSᵀ·Q into dqkv.
-template <int D> static __device__ void rt_flash_backward_kv_t(float* __restrict__ dqkv, const float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ qkv,
-    const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
+// Backward, key rows: grid (B·H, ceil(T/64)), 128 threads, after the query kernel. The block's 64 value rows wait in shared
+// memory (their A fragments read there, not held: registers for dK and dV), the queries stream through it: Sᵀ = K·Qᵀ and
+// dPᵀ = V·dOᵀ, then dV += P̃ᵀ·dO and dK += scale·dSᵀ·Q into dqkv.
+template <int D> static __device__ void rt_flash_backward_kv_t(float* __restrict__ dqkv, const float* __restrict__ delta, const float* __restrict__ dout,
+    const float* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
 {
-    __shared__ unsigned short Qs[RT_FL_KEYS * (D + 8)];
-    __shared__ unsigned short Os[RT_FL_KEYS * (D + 8)];
+    __shared__ rt_f4 sq[RT_FL_KEYS * (D + 8) / 8], so[RT_FL_KEYS * (D + 8) / 8], svb[RT_FL_ROWS * (D + 8) / 8];   // 16-byte aligned storage
     __shared__ float Ls[RT_FL_KEYS], Dl[RT_FL_KEYS];
+    unsigned short* Qs = (unsigned short*)sq;
+    unsigned short* Os = (unsigned short*)so;
+    unsigned short* Vb = (unsigned short*)svb;
     const rt_u64 seed = *seedp;
     const int S = D + 8, C3 = 3 * C;
-    int bh = (int)blockIdx.y, b = bh / H, h = bh - b * H;
+    int bh = (int)blockIdx.x, b = bh / H, h = bh - b * H;
     int warp = (int)(threadIdx.x >> 5), lane = (int)(threadIdx.x & 31), g = lane >> 2, t = lane & 3;
-    int r0 = (int)blockIdx.x * RT_FL_ROWS + warp * 16, k0 = r0 + g, k1 = k0 + 8;
+    int r0 = (int)blockIdx.y * RT_FL_ROWS + warp * 16, k0 = r0 + g, k1 = k0 + 8;
     const float* base = qkv + (long long)b * T * C3 + h * D;
     const float* obase = dout + (long long)b * T * C + h * D;
     float ks = p >= 1.0f ? 0.0f : (float)(1.0 / (1.0 - (double)p));
-    unsigned int ka[D / 16][4], va[D / 16][4];
+    unsigned int ka[D / 16][4];
     rt_fl_rows<D>(ka, base + C, r0, T, C3, g, t);
-    rt_fl_rows<D>(va, base + 2 * C, r0, T, C3, g, t);
-    float bias0 = k0 < T && mask[b * T + k0] == 0 ? -10000.0f : 0.0f, bias1 = k1 < T && mask[b * T + k1] == 0 ? -10000.0f : 0.0f;
+    rt_fl_tile<D>(Vb, base + 2 * C, (int)blockIdx.y * RT_FL_ROWS, RT_FL_ROWS, T, C3);   // read after the loop's first barrier
+    // Keys past T: P = 0 (their rows are not written; this keeps them finite).
+    float bias0 = k0 >= T ? -1e30f : mask[b * T + k0] == 0 ? -10000.0f : 0.0f, bias1 = k1 >= T ? -1e30f : mask[b * T + k1] == 0 ? -10000.0f : 0.0f;
     float dk[D / 8][4], dv[D / 8][4];
-    #pragma unroll
-    for (int i = 0; i < D / 8; i++) for (int j = 0; j < 4; j++) { dk[i][j] = 0.0f; dv[i][j] = 0.0f; }
+#pragma unroll
+    for (int i = 0; i < D / 8; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) { dk[i][j] = 0.0f; dv[i][j] = 0.0f; }
     for (int qt = 0; qt < T; qt += RT_FL_KEYS)
     {
         __syncthreads();
@@ -1157,22 +1182,23 @@ template <int D> static __device__ void rt_flash_backward_kv_t(float* __restrict
         }
         __syncthreads();
         float s[RT_FL_KEYS / 8][4], dp[RT_FL_KEYS / 8][4];
-        #pragma unroll
+#pragma unroll
         for (int n = 0; n < RT_FL_KEYS / 8; n++)
         {
-            #pragma unroll
+#pragma unroll
             for (int j = 0; j < 4; j++) { s[n][j] = 0.0f; dp[n][j] = 0.0f; }
-            #pragma unroll
+#pragma unroll
             for (int kk = 0; kk < D / 16; kk++)
             {
-                unsigned int qb[2], ob[2];
+                unsigned int qb[2], ob[2], va[4];
                 rt_fl_bn(qb, Qs, S, n * 8, kk * 16, g, t); rt_warp_mma(s[n], ka[kk], qb);
-                rt_fl_bn(ob, Os, S, n * 8, kk * 16, g, t); rt_warp_mma(dp[n], va[kk], ob);
+                rt_fl_as(va, Vb, S, warp * 16, kk * 16, g, t);
+                rt_fl_bn(ob, Os, S, n * 8, kk * 16, g, t); rt_warp_mma(dp[n], va, ob);
             }
         }
-        #pragma unroll
+#pragma unroll
         for (int n = 0; n < RT_FL_KEYS / 8; n++)
-            #pragma unroll
+#pragma unroll
             for (int j = 0; j < 4; j++)
             {
                 int qcol = n * 8 + t * 2 + (j & 1);
@@ -1181,13 +1207,13 @@ template <int D> static __device__ void rt_flash_backward_kv_t(float* __restrict
                 s[n][j] = P * (dp[n][j] * keep - Dl[qcol]);   // dSᵀ
                 dp[n][j] = P * keep;                          // P̃ᵀ
             }
-        #pragma unroll
+#pragma unroll
         for (int kc = 0; kc < RT_FL_KEYS / 16; kc++)
         {
             unsigned int pa[4], sa[4];
             rt_fl_acc_a(pa, dp[2 * kc], dp[2 * kc + 1]);
             rt_fl_acc_a(sa, s[2 * kc], s[2 * kc + 1]);
-            #pragma unroll
+#pragma unroll
             for (int i = 0; i < D / 8; i++)
             {
                 unsigned int ob[2], qb[2];
@@ -1198,7 +1224,7 @@ template <int D> static __device__ void rt_flash_backward_kv_t(float* __restrict
     }
     float* x0 = dqkv + ((long long)b * T + k0) * C3 + h * D + t * 2;
     float* x1 = dqkv + ((long long)b * T + k1) * C3 + h * D + t * 2;
-    #pragma unroll
+#pragma unroll
     for (int i = 0; i < D / 8; i++)
     {
         if (k0 < T) { x0[C + i * 8] += scale * dk[i][0]; x0[C + i * 8 + 1] += scale * dk[i][1]; x0[2 * C + i * 8] += dv[i][0]; x0[2 * C + i * 8 + 1] += dv[i][1]; }
@@ -1206,33 +1232,33 @@ template <int D> static __device__ void rt_flash_backward_kv_t(float* __restrict
     }
 }
 
-// The kernels, one per head size (D a constant: register arrays, shifts).
+// The kernels, one per head size (D a constant: register arrays, shifts). The backward kernels take the same arguments.
 extern "C" __global__ void rt_flash_forward_d32(float* __restrict__ out, float* __restrict__ lse, const float* __restrict__ qkv, const int* __restrict__ mask,
     int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
 { rt_flash_forward_t<32>(out, lse, qkv, mask, T, C, H, scale, p, seedp, site, drop); }
-extern "C" __global__ void rt_flash_backward_q_d32(float* __restrict__ dqkv, float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ qkv,
-    const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
-{ rt_flash_backward_q_t<32>(dqkv, delta, dout, qkv, lse, mask, T, C, H, scale, p, seedp, site, drop); }
-extern "C" __global__ void rt_flash_backward_kv_d32(float* __restrict__ dqkv, float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ qkv,
-    const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
+extern "C" __global__ void rt_flash_backward_q_d32(float* __restrict__ dqkv, float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ yout,
+    const float* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
+{ rt_flash_backward_q_t<32>(dqkv, delta, dout, yout, qkv, lse, mask, T, C, H, scale, p, seedp, site, drop); }
+extern "C" __global__ void rt_flash_backward_kv_d32(float* __restrict__ dqkv, float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ yout,
+    const float* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
 { rt_flash_backward_kv_t<32>(dqkv, delta, dout, qkv, lse, mask, T, C, H, scale, p, seedp, site, drop); }
 extern "C" __global__ void rt_flash_forward_d64(float* __restrict__ out, float* __restrict__ lse, const float* __restrict__ qkv, const int* __restrict__ mask,
     int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
 { rt_flash_forward_t<64>(out, lse, qkv, mask, T, C, H, scale, p, seedp, site, drop); }
-extern "C" __global__ void rt_flash_backward_q_d64(float* __restrict__ dqkv, float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ qkv,
-    const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
-{ rt_flash_backward_q_t<64>(dqkv, delta, dout, qkv, lse, mask, T, C, H, scale, p, seedp, site, drop); }
-extern "C" __global__ void rt_flash_backward_kv_d64(float* __restrict__ dqkv, float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ qkv,
-    const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
+extern "C" __global__ void rt_flash_backward_q_d64(float* __restrict__ dqkv, float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ yout,
+    const float* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
+{ rt_flash_backward_q_t<64>(dqkv, delta, dout, yout, qkv, lse, mask, T, C, H, scale, p, seedp, site, drop); }
+extern "C" __global__ void rt_flash_backward_kv_d64(float* __restrict__ dqkv, float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ yout,
+    const float* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
 { rt_flash_backward_kv_t<64>(dqkv, delta, dout, qkv, lse, mask, T, C, H, scale, p, seedp, site, drop); }
 extern "C" __global__ void rt_flash_forward_d128(float* __restrict__ out, float* __restrict__ lse, const float* __restrict__ qkv, const int* __restrict__ mask,
     int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
 { rt_flash_forward_t<128>(out, lse, qkv, mask, T, C, H, scale, p, seedp, site, drop); }
-extern "C" __global__ void rt_flash_backward_q_d128(float* __restrict__ dqkv, float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ qkv,
-    const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
-{ rt_flash_backward_q_t<128>(dqkv, delta, dout, qkv, lse, mask, T, C, H, scale, p, seedp, site, drop); }
-extern "C" __global__ void rt_flash_backward_kv_d128(float* __restrict__ dqkv, float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ qkv,
-    const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
+extern "C" __global__ void rt_flash_backward_q_d128(float* __restrict__ dqkv, float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ yout,
+    const float* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
+{ rt_flash_backward_q_t<128>(dqkv, delta, dout, yout, qkv, lse, mask, T, C, H, scale, p, seedp, site, drop); }
+extern "C" __global__ void rt_flash_backward_kv_d128(float* __restrict__ dqkv, float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ yout,
+    const float* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
 { rt_flash_backward_kv_t<128>(dqkv, delta, dout, qkv, lse, mask, T, C, H, scale, p, seedp, site, drop); }
 
 // ---------------- optimizer ----------------

@@ -13,7 +13,7 @@ public sealed unsafe class CudaModel : IDisposable
     readonly int[] _intCapacity;
     ulong _arenaBytes, _scratchBytes;
     bool _bound, _boundTraining, _forwardDone, _disposed;
-    (int, int, int, bool, bool) _layoutKey = (-1, -1, -1, false, false);
+    (int, int, int, bool, bool, bool) _layoutKey = (-1, -1, -1, false, false, false);
 
     /// <summary>Opens the model on <paramref name="device"/>: compiles (or takes from <paramref name="cache"/>) its kernels for
     /// the device's architecture, allocates the parameters, and creates the stream and the cuBLAS handle.</summary>
@@ -26,6 +26,7 @@ public sealed unsafe class CudaModel : IDisposable
         cache ??= new KernelCache();
         string arch = Nvrtc.TargetArchitecture(device.ComputeCapabilityMajor, device.ComputeCapabilityMinor);
         string source = CudaKernels.Source + "\n" + program.Source;
+        _source = source;
         // --fmad=false: + and * round as on the CPU (the CPU twins are compared with these in selftest).
         var options = Nvrtc.Options(arch, extra: "--fmad=false").Skip(1).ToArray();
         Image = cache.GetOrCompile(source, info.Name + ".cu", options, arch);
@@ -61,6 +62,8 @@ public sealed unsafe class CudaModel : IDisposable
         _ex.DistinctRows = new bool[_ex.IntPtrs.Length];
         foreach (var op in info.Ops)
         {
+            if (op.Kind == OpKind.Attention && op.Shape.Length > 0 && op.Heads > 0 && CudaExec.FlashHeadSize(op.Shape[^1] / op.Heads))
+                foreach (int saved in op.Saved) _flashProbs[saved] = op.Heads;
             if (op.Kind == OpKind.Embed && op.IntInput >= 0 && op.IntInput < _embedIds.Length) _embedIds[op.IntInput] = true;
             if (op.Kind == OpKind.Gather && op.IntInput >= 0 && op.IntInput < _gatherRows.Length) _gatherRows[op.IntInput] = true;
         }
@@ -88,6 +91,20 @@ public sealed unsafe class CudaModel : IDisposable
     /// <see cref="CudaExec.FlashAttention"/>); BERT_CUDA_ATTENTION=flash.</summary>
     public bool FlashAttention { get => _ex.FlashAttention; set => _ex.FlashAttention = value; }
 
+    /// <summary>The probabilities buffers of the attention ops the flash kernels take, with their head counts.</summary>
+    readonly Dictionary<int, int> _flashProbs = [];
+
+    /// <summary>Whether attention runs on the flash kernels now (flash chosen, bf16 precision, a head size they take): the
+    /// memory plan then gives the probabilities buffers B·H·T floats. Bind lays memory out by it; changing it after Bind
+    /// needs another Bind before the next forward.</summary>
+    bool FlashLayout => _ex.FlashAttention && _ex.Precision == CudaPrecision.Bf16 && _flashProbs.Count > 0;
+
+    void RequireLayoutForAttention()
+    {
+        if (_layoutKey.Item6 != FlashLayout)
+            throw new InvalidOperationException($"The flash attention was turned {(FlashLayout ? "on" : "off")} (or the precision changed) since Bind, and the room attention's probabilities take depends on it; call Bind again before running the model.");
+    }
+
     /// <summary>BERT_CUDA_BF16=cublas: bf16 products rounded by cuBLAS (see <see cref="Bf16InCublas"/>).</summary>
     public const string Bf16Variable = "BERT_CUDA_BF16";
 
@@ -102,6 +119,24 @@ public sealed unsafe class CudaModel : IDisposable
 
     public ModelInfo Info { get; }
     public CudaDevice Device { get; }
+    readonly string _source;
+
+    /// <summary>Every kernel of this model's program (the structured kernels and the fused ones) with what the driver
+    /// reports for it after loading: registers per thread, local memory per thread (above 0: spilled registers or arrays
+    /// the compiler could not keep in registers) and static shared memory per block.</summary>
+    public IReadOnlyList<(string Name, int Registers, int LocalBytes, int SharedBytes)> KernelResources()
+    {
+        Device.MakeCurrent();
+        var list = new List<(string, int, int, int)>();
+        foreach (System.Text.RegularExpressions.Match m in System.Text.RegularExpressions.Regex.Matches(_source, @"extern\s+""C""\s+__global__\s+void\s+(\w+)\s*\("))
+        {
+            nint f = CudaDriver.ModuleGetFunction(_ex.Module, m.Groups[1].Value);
+            list.Add((m.Groups[1].Value, CudaDriver.FuncGetAttribute(f, CuFunctionAttribute.NumRegs),
+                CudaDriver.FuncGetAttribute(f, CuFunctionAttribute.LocalSizeBytes), CudaDriver.FuncGetAttribute(f, CuFunctionAttribute.SharedSizeBytes)));
+        }
+        return list;
+    }
+
     /// <summary>The compiled module (CUBIN or PTX) of this model's kernels.</summary>
     public byte[] Image { get; }
     /// <summary>Share memory between buffers whose lifetimes do not overlap; off gives every buffer its own (to compare).</summary>
@@ -211,10 +246,13 @@ public sealed unsafe class CudaModel : IDisposable
         if (seq < 1 || seq > Info.MaxLen) throw new ArgumentOutOfRangeException(nameof(seq), $"Sequence length {seq} is outside 1..{Info.MaxLen} (the model's MaxLen); truncate the input.");
         if (rows < 0) throw new ArgumentOutOfRangeException(nameof(rows), "The number of gathered rows cannot be negative.");
         Device.MakeCurrent();
-        var key = (batch, seq, rows, training, ReuseMemory);
+        bool flash = FlashLayout;
+        var key = (batch, seq, rows, training, ReuseMemory, flash);
         if (key != _layoutKey)
         {
-            var (offsets, lengths, total) = Info.Layout(batch, seq, rows, training, ReuseMemory);
+            // With the flash attention a probabilities buffer holds B·H·T row statistics instead of B·H·T·T probabilities.
+            var stats = flash ? _flashProbs.ToDictionary(p => p.Key, p => (long)batch * p.Value * seq) : null;
+            var (offsets, lengths, total) = Info.Layout(batch, seq, rows, training, ReuseMemory, stats);
             _ex.Offsets = offsets; _ex.Lengths = lengths;
             // The attention pointer arrays of this layout; the pool keeps those of earlier layouts (a captured graph of
             // one reads them) until it is full, holding those of several layouts like this one.
@@ -347,6 +385,7 @@ public sealed unsafe class CudaModel : IDisposable
     public void Forward(bool training = false, ulong seed = 0)
     {
         RequireBound();
+        RequireLayoutForAttention();
         Device.MakeCurrent();
         _ex.Training = training;
         RefreshBf16Weights();
@@ -360,6 +399,7 @@ public sealed unsafe class CudaModel : IDisposable
     public void Backward()
     {
         if (!_forwardDone) throw new InvalidOperationException("Call Forward before Backward.");
+        RequireLayoutForAttention();
         if (!_boundTraining) throw new InvalidOperationException("This binding is for inference; call Bind(..., training: true) to run Backward.");
         ulong d = _ex.Buf(Info.OutputGradBuffer);
         if (_ex.Lengths[Info.OutputGradBuffer] != 1) throw new InvalidOperationException("The CUDA model seeds only a scalar output's gradient.");
@@ -443,6 +483,7 @@ public sealed unsafe class CudaModel : IDisposable
     public CudaGraph CaptureTrainingStep(bool training, bool countAccuracy)
     {
         RequireBound();
+        RequireLayoutForAttention();
         if (!_boundTraining) throw new InvalidOperationException("This binding is for inference; call Bind(..., training: true) to capture a training step.");
         if (_ex.Lengths[Info.OutputGradBuffer] != 1) throw new InvalidOperationException("The CUDA model seeds only a scalar output's gradient.");
         Device.MakeCurrent();

@@ -48,11 +48,12 @@ public enum CuDeviceAttribute
     MaxSharedMemoryPerBlockOptin = 97,
 }
 
-/// <summary>CUfunction_attribute values settable with <see cref="CudaDriver.FuncSetAttribute"/>.</summary>
+/// <summary>CUfunction_attribute values, read with <see cref="CudaDriver.FuncGetAttribute"/> or set with <see cref="CudaDriver.FuncSetAttribute"/>.</summary>
 public enum CuFunctionAttribute
 {
     MaxThreadsPerBlock = 0,
     SharedSizeBytes = 1,
+    LocalSizeBytes = 3,
     NumRegs = 4,
     MaxDynamicSharedSizeBytes = 8,
     PreferredSharedMemoryCarveout = 9,
@@ -184,6 +185,7 @@ public static unsafe class CudaDriver
         public delegate* unmanaged[Cdecl]<nint*, nint, byte*, int> cuModuleGetFunction;
         public delegate* unmanaged[Cdecl]<nint, int> cuModuleUnload;
         public delegate* unmanaged[Cdecl]<nint, int, int, int> cuFuncSetAttribute;
+        public delegate* unmanaged[Cdecl]<int*, int, nint, int> cuFuncGetAttribute;
         public delegate* unmanaged[Cdecl]<nint, uint, uint, uint, uint, uint, uint, uint, nint, void**, void**, int> cuLaunchKernel;
         public delegate* unmanaged[Cdecl]<nint, int, int> cuStreamBeginCapture_v2;
         public delegate* unmanaged[Cdecl]<nint, nint*, int> cuStreamEndCapture;
@@ -246,6 +248,7 @@ public static unsafe class CudaDriver
             a.cuModuleGetFunction = (delegate* unmanaged[Cdecl]<nint*, nint, byte*, int>)lib.GetExport("cuModuleGetFunction");
             a.cuModuleUnload = (delegate* unmanaged[Cdecl]<nint, int>)lib.GetExport("cuModuleUnload");
             a.cuFuncSetAttribute = (delegate* unmanaged[Cdecl]<nint, int, int, int>)lib.GetExport("cuFuncSetAttribute");
+            a.cuFuncGetAttribute = (delegate* unmanaged[Cdecl]<int*, int, nint, int>)lib.GetExport("cuFuncGetAttribute");
             a.cuLaunchKernel = (delegate* unmanaged[Cdecl]<nint, uint, uint, uint, uint, uint, uint, uint, nint, void**, void**, int>)lib.GetExport("cuLaunchKernel");
             a.cuStreamBeginCapture_v2 = (delegate* unmanaged[Cdecl]<nint, int, int>)lib.GetExport("cuStreamBeginCapture_v2");
             a.cuStreamEndCapture = (delegate* unmanaged[Cdecl]<nint, nint*, int>)lib.GetExport("cuStreamEndCapture");
@@ -514,6 +517,14 @@ public static unsafe class CudaDriver
     }
 
     public static void ModuleUnload(nint module) => Check(A.cuModuleUnload(module), "cuModuleUnload");
+
+    /// <summary>A compiled kernel's attribute: its registers per thread, its local memory per thread (spills), its static shared memory.</summary>
+    public static int FuncGetAttribute(nint function, CuFunctionAttribute attribute)
+    {
+        int v;
+        Check(A.cuFuncGetAttribute(&v, (int)attribute, function), "cuFuncGetAttribute");
+        return v;
+    }
 
     public static void FuncSetAttribute(nint function, CuFunctionAttribute attribute, int value) =>
         Check(A.cuFuncSetAttribute(function, (int)attribute, value), "cuFuncSetAttribute");

@@ -147,11 +147,14 @@ public sealed class ModelInfo
 
     /// <summary>The memory plan for one batch shape: element offset of every buffer and the arena size.</summary>
     /// <param name="reuse">false gives every buffer memory of its own (to check the plan against).</param>
-    public (long[] Offsets, long[] Lengths, long Total) Layout(int batch, int seq, int rows, bool training, bool reuse = true)
+    /// <param name="lengths">Lengths that replace the plan's for some buffers (a backend that stores less in them: the CUDA
+    /// flash attention keeps B·H·T row statistics where the plan has B·H·T·T probabilities).</param>
+    public (long[] Offsets, long[] Lengths, long Total) Layout(int batch, int seq, int rows, bool training, bool reuse = true, IReadOnlyDictionary<int, long>? lengths = null)
     {
+        long Length(BufferInfo b) => lengths != null && lengths.TryGetValue(b.Id, out long n) ? n : b.Size.Eval(batch, seq, rows);
         if (!reuse)
         {
-            var len = Buffers.Select(b => b.Size.Eval(batch, seq, rows)).ToArray();
+            var len = Buffers.Select(Length).ToArray();
             var off = new long[len.Length];
             long t = 0;
             foreach (var b in Buffers)
@@ -163,12 +166,12 @@ public sealed class ModelInfo
         }
         int slots = training ? SlotsTrain : SlotsInfer;
         var slotSize = new long[slots];
-        var lengths = new long[Buffers.Count];
+        var planned = new long[Buffers.Count];
         foreach (var b in Buffers)
         {
-            lengths[b.Id] = b.Size.Eval(batch, seq, rows);
+            planned[b.Id] = Length(b);
             int s = training ? b.SlotTrain : b.SlotInfer;
-            if (s >= 0) slotSize[s] = Math.Max(slotSize[s], lengths[b.Id]);
+            if (s >= 0) slotSize[s] = Math.Max(slotSize[s], planned[b.Id]);
         }
         var slotOffset = new long[slots];
         long total = 0;
@@ -179,7 +182,7 @@ public sealed class ModelInfo
             int s = training ? b.SlotTrain : b.SlotInfer;
             offsets[b.Id] = s >= 0 ? slotOffset[s] : -1;
         }
-        return (offsets, lengths, total);
+        return (offsets, planned, total);
     }
 
     /// <summary>Bytes of activation memory (after reuse) for one step at this shape.</summary>

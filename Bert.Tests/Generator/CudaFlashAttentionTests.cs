@@ -11,7 +11,7 @@ namespace Bert.Tests.Generator;
 public partial class CudaSourceTests
 {
     /// <summary>Runs rt_flash_forward, rt_flash_backward_q and rt_flash_backward_kv for head size D as CudaExec launches
-    /// them (grid ⌈T/64⌉ × B·H, 128 threads), the output and log-sum-exp poisoned with NaN first, dqkv prefilled; writes
+    /// them (grid B·H × ⌈T/64⌉, 128 threads; the backward reads the forward's output), the output and log-sum-exp poisoned with NaN first, dqkv prefilled; writes
     /// out, lse, delta and dqkv.</summary>
     const string FlashDriver = """
         static void* rdall(FILE* f, size_t bytes) { void* p = malloc(bytes + 8); if (fread(p, 1, bytes, f) != bytes) exit(3); return p; }
@@ -32,24 +32,24 @@ public partial class CudaSourceTests
             float nan = __int_as_float(0x7fc00000);
             for (size_t i = 0; i < btc; i++) o[i] = nan;
             for (size_t i = 0; i < bht; i++) { lse[i] = nan; delta[i] = nan; }
-            unsigned gx = (unsigned)((T + 63) / 64), gy = (unsigned)(B * H);
+            unsigned gx = (unsigned)(B * H), gy = (unsigned)((T + 63) / 64);
             if (D == 32)
             {
                 bert_launch2(gx, gy, 128, [&] { rt_flash_forward_d32(o, lse, qkv, mask, T, C, H, scale, p, &u[0], u[1], drop); });
-                bert_launch2(gx, gy, 128, [&] { rt_flash_backward_q_d32(dqkv, delta, dy, qkv, lse, mask, T, C, H, scale, p, &u[0], u[1], drop); });
-                bert_launch2(gx, gy, 128, [&] { rt_flash_backward_kv_d32(dqkv, delta, dy, qkv, lse, mask, T, C, H, scale, p, &u[0], u[1], drop); });
+                bert_launch2(gx, gy, 128, [&] { rt_flash_backward_q_d32(dqkv, delta, dy, o, qkv, lse, mask, T, C, H, scale, p, &u[0], u[1], drop); });
+                bert_launch2(gx, gy, 128, [&] { rt_flash_backward_kv_d32(dqkv, delta, dy, o, qkv, lse, mask, T, C, H, scale, p, &u[0], u[1], drop); });
             }
             else if (D == 64)
             {
                 bert_launch2(gx, gy, 128, [&] { rt_flash_forward_d64(o, lse, qkv, mask, T, C, H, scale, p, &u[0], u[1], drop); });
-                bert_launch2(gx, gy, 128, [&] { rt_flash_backward_q_d64(dqkv, delta, dy, qkv, lse, mask, T, C, H, scale, p, &u[0], u[1], drop); });
-                bert_launch2(gx, gy, 128, [&] { rt_flash_backward_kv_d64(dqkv, delta, dy, qkv, lse, mask, T, C, H, scale, p, &u[0], u[1], drop); });
+                bert_launch2(gx, gy, 128, [&] { rt_flash_backward_q_d64(dqkv, delta, dy, o, qkv, lse, mask, T, C, H, scale, p, &u[0], u[1], drop); });
+                bert_launch2(gx, gy, 128, [&] { rt_flash_backward_kv_d64(dqkv, delta, dy, o, qkv, lse, mask, T, C, H, scale, p, &u[0], u[1], drop); });
             }
             else if (D == 128)
             {
                 bert_launch2(gx, gy, 128, [&] { rt_flash_forward_d128(o, lse, qkv, mask, T, C, H, scale, p, &u[0], u[1], drop); });
-                bert_launch2(gx, gy, 128, [&] { rt_flash_backward_q_d128(dqkv, delta, dy, qkv, lse, mask, T, C, H, scale, p, &u[0], u[1], drop); });
-                bert_launch2(gx, gy, 128, [&] { rt_flash_backward_kv_d128(dqkv, delta, dy, qkv, lse, mask, T, C, H, scale, p, &u[0], u[1], drop); });
+                bert_launch2(gx, gy, 128, [&] { rt_flash_backward_q_d128(dqkv, delta, dy, o, qkv, lse, mask, T, C, H, scale, p, &u[0], u[1], drop); });
+                bert_launch2(gx, gy, 128, [&] { rt_flash_backward_kv_d128(dqkv, delta, dy, o, qkv, lse, mask, T, C, H, scale, p, &u[0], u[1], drop); });
             }
             else return 4;
             fwrite(o, 4, btc, out); fwrite(lse, 4, bht, out); fwrite(delta, 4, bht, out); fwrite(dqkv, 4, 3 * btc, out);
