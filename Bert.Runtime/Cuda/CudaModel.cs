@@ -99,6 +99,12 @@ public sealed unsafe class CudaModel : IDisposable
     /// needs another Bind before the next forward.</summary>
     bool FlashLayout => _ex.FlashAttention && _ex.Precision == CudaPrecision.Bf16 && _flashProbs.Count > 0;
 
+    /// <summary>Whether attention runs on the flash kernels now; and, when they were asked for but do not run, why.</summary>
+    public (bool Active, string? WhyNot) FlashAttentionState => !_ex.FlashAttention ? (false, null)
+        : _flashProbs.Count == 0 ? (false, $"no attention of {Info.Name} has a head size of 32, 64 or 128")
+        : _ex.Precision != CudaPrecision.Bf16 ? (false, "they need bf16 precision (--precision bf16)")
+        : (true, null);
+
     void RequireLayoutForAttention()
     {
         if (_layoutKey.Item6 != FlashLayout)

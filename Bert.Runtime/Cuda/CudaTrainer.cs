@@ -47,6 +47,11 @@ public sealed class CudaTrainer : IDisposable, IModelRunner<float>
         CudaPrecision.Tf32 => ", fp32 with TF32 products",
         CudaPrecision.Bf16 => ", fp32 with bf16 linear-layer products",
         _ => ", fp32",
+    } + _gpu.FlashAttentionState switch
+    {
+        (true, _) => "; attention on the tensor-core flash kernels",
+        (false, string why) => $"; {CudaModel.FusedAttentionVariable}=flash ignored: {why}",
+        _ => "",
     } + (UseGraphs ? "; training steps replayed as CUDA graphs" : "");
 
     /// <summary>The CPU model's weights and the CPU optimizer's state to the device (at the start, and after a resume); the
