@@ -838,7 +838,7 @@ public static class GpuSelfTest
         // and is checked above, not timed; its tensor-core successor is (flash).
         foreach (var (precision, flash, split, inCublas) in ((CudaPrecision, bool, bool, bool)[])[(CudaPrecision.Fp32, false, false, false), (CudaPrecision.Tf32, false, false, false),
             (CudaPrecision.Bf16, false, false, false), (CudaPrecision.Bf16, false, true, false), (CudaPrecision.Bf16, false, false, true),
-            (CudaPrecision.Bf16, true, false, false)])
+            (CudaPrecision.Bf16, true, false, false), (CudaPrecision.Bf16, true, false, true)])
         {
             if (flash && FlashOps(info).Length == 0) continue;   // no head size it takes: the rows would time cuBLAS again
             gpu.Precision = precision;

@@ -880,9 +880,22 @@ static __device__ __forceinline__ unsigned int rt_ld2(const unsigned short* p) {
 
 static __device__ __forceinline__ unsigned int rt_bf16x2(float lo, float hi) { return (unsigned int)rt_bf16(lo) | ((unsigned int)rt_bf16(hi) << 16); }
 
-// rows × D of a head (row stride ld floats, rows from r0; rows at or past T as zeros) into a shared bf16 tile, row stride D + 8.
+// rows × D of a head (row stride ld floats, rows from r0; rows at or past T as zeros) into a shared bf16 tile, row stride
+// D + 8 (rows 16-byte aligned): four floats a thread (16-byte loads, 8-byte stores) where src and ld allow, else one.
 template <int D> static __device__ __forceinline__ void rt_fl_tile(unsigned short* __restrict__ dst, const float* __restrict__ src, int r0, int rows, int T, int ld)
 {
+    if ((((unsigned long long)src) & 15ull) == 0 && (ld & 3) == 0)
+    {
+        for (int i = (int)threadIdx.x; i < rows * (D / 4); i += (int)blockDim.x)
+        {
+            int rr = i / (D / 4), d = (i - rr * (D / 4)) * 4, r = r0 + rr;
+            rt_f4 v = { 0.0f, 0.0f, 0.0f, 0.0f };
+            if (r < T) v = *(const rt_f4*)(src + (long long)r * ld + d);
+            rt_h4 h; h.x = rt_bf16(v.x); h.y = rt_bf16(v.y); h.z = rt_bf16(v.z); h.w = rt_bf16(v.w);
+            *(rt_h4*)(dst + rr * (D + 8) + d) = h;
+        }
+        return;
+    }
     for (int i = (int)threadIdx.x; i < rows * D; i += (int)blockDim.x)
     {
         int rr = i / D, d = i - rr * D, r = r0 + rr;
