@@ -50,6 +50,7 @@ public static class GpuSelfTest
             return 2;
         }
         using var _ = device!;
+        _flashCapable = device!.ComputeCapabilityMajor >= 8;
         var r = new Report(o);
         o.WriteLine($"device: {device!.Describe()}");
         foreach (var lib in new[] { CudaDriver.Load(), Nvrtc.Load(), Cublas.Load() }) o.WriteLine($"  {lib}");
@@ -771,9 +772,12 @@ public static class GpuSelfTest
             string.Create(Inv, $"{set.Count} texts in batches of 16: accuracy {gpu.Score:P1} (CPU {cpu.Score:P1}), loss {dl:E2} relative (limit 1e-5)"));
     }
 
-    /// <summary>The attention ops the flash kernels take (head sizes 32, 64, 128); the others keep cuBLAS.</summary>
-    static OpInfo[] FlashOps(ModelInfo info) =>
-        info.Ops.Where(o => o.Kind == OpKind.Attention && o.Shape.Length > 0 && CudaExec.FlashHeadSize(o.Shape[^1] / o.Heads)).ToArray();
+    /// <summary>The attention ops the flash kernels take (head sizes 32, 64, 128, on a card with bf16 tensor cores); the
+    /// others keep cuBLAS.</summary>
+    static OpInfo[] FlashOps(ModelInfo info) => !_flashCapable ? []
+        : info.Ops.Where(o => o.Kind == OpKind.Attention && o.Shape.Length > 0 && CudaExec.FlashHeadSize(o.Shape[^1] / o.Heads)).ToArray();
+
+    static bool _flashCapable = true;
 
     /// <summary>One training step in the model's current (bf16) precision on fresh poisoned memory: the worst forward buffer's
     /// error against the CPU in double, its name, and the relative error of all the parameter gradients together.</summary>

@@ -492,8 +492,11 @@ public sealed unsafe class CudaExec
     /// <summary>Head sizes the flash kernels are compiled for.</summary>
     public static bool FlashHeadSize(int d) => d is 32 or 64 or 128;
 
+    /// <summary>Whether the card has bf16 tensor-core mma (compute capability 8.0 or newer); set by CudaModel.</summary>
+    public bool FlashCapable { get; internal set; }
+
     /// <summary>Whether attention over C columns in H heads runs on the flash kernels now.</summary>
-    public bool UsesFlash(int C, int H) => FlashAttention && Precision == CudaPrecision.Bf16 && FlashHeadSize(C / H);
+    public bool UsesFlash(int C, int H) => FlashAttention && FlashCapable && Precision == CudaPrecision.Bf16 && FlashHeadSize(C / H);
 
     /// <summary>Rows of queries (or keys) per block of the flash kernels; 4 warps of 16.</summary>
     public const int FlashRows = 64;

@@ -872,8 +872,13 @@ extern "C" __global__ void rt_set_seed(unsigned long long* __restrict__ seed, un
 // floats (rows g, g + 8; columns 2·t, 2·t + 1).
 static __device__ __forceinline__ void rt_warp_mma(float* d, const unsigned int* a, const unsigned int* b)
 {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    // No bf16 mma before sm_80: the program still compiles for older cards, where CudaExec never launches these kernels.
+    asm volatile("trap;");
+#else
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
 }
 static __device__ __forceinline__ unsigned int rt_ld2(const unsigned short* p) { return *(const unsigned int*)p; }
 #endif

@@ -41,6 +41,7 @@ public sealed unsafe class CudaModel : IDisposable
         _ex.FusedAttention = string.Equals(Environment.GetEnvironmentVariable(FusedAttentionVariable), "fused", StringComparison.OrdinalIgnoreCase);
         _ex.SplitHeads = string.Equals(Environment.GetEnvironmentVariable(FusedAttentionVariable), "split", StringComparison.OrdinalIgnoreCase);
         _ex.FlashAttention = string.Equals(Environment.GetEnvironmentVariable(FusedAttentionVariable), "flash", StringComparison.OrdinalIgnoreCase);
+        _ex.FlashCapable = device.ComputeCapabilityMajor >= 8;
         _ex.Bf16InCublas = string.Equals(Environment.GetEnvironmentVariable(Bf16Variable), "cublas", StringComparison.OrdinalIgnoreCase);
         long n = Math.Max(1, info.ParameterCount);
         _ex.Params = CudaDriver.MemAlloc((ulong)n * 4);
@@ -97,10 +98,11 @@ public sealed unsafe class CudaModel : IDisposable
     /// <summary>Whether attention runs on the flash kernels now (flash chosen, bf16 precision, a head size they take): the
     /// memory plan then gives the probabilities buffers B·H·T floats. Bind lays memory out by it; changing it after Bind
     /// needs another Bind before the next forward.</summary>
-    bool FlashLayout => _ex.FlashAttention && _ex.Precision == CudaPrecision.Bf16 && _flashProbs.Count > 0;
+    bool FlashLayout => _ex.FlashAttention && _ex.FlashCapable && _ex.Precision == CudaPrecision.Bf16 && _flashProbs.Count > 0;
 
     /// <summary>Whether attention runs on the flash kernels now; and, when they were asked for but do not run, why.</summary>
     public (bool Active, string? WhyNot) FlashAttentionState => !_ex.FlashAttention ? (false, null)
+        : !_ex.FlashCapable ? (false, $"they need bf16 tensor cores (compute capability 8.0 or newer; this card has {Device.ComputeCapabilityMajor}.{Device.ComputeCapabilityMinor})")
         : _flashProbs.Count == 0 ? (false, $"no attention of {Info.Name} has a head size of 32, 64 or 128")
         : _ex.Precision != CudaPrecision.Bf16 ? (false, "they need bf16 precision (--precision bf16)")
         : (true, null);
