@@ -295,7 +295,7 @@ public static class GpuSelfTest
         var resources = gpu.KernelResources();
         var spills = resources.Where(k => k.LocalBytes > 0).Select(k => string.Create(Inv, $"{k.Name} {k.LocalBytes} B")).ToArray();
         var flashRes = resources.Where(k => k.Name.StartsWith("rt_flash_", StringComparison.Ordinal)).Select(k => string.Create(Inv, $"{k.Name[3..]} {k.Registers}r/{k.SharedBytes / 1024.0:F1}K")).ToArray();
-        r.Info($"{resources.Count} kernels; local memory (spills) in {(spills.Length == 0 ? "none" : string.Join(", ", spills))}; flash registers/shared: {string.Join(", ", flashRes)}");
+        r.Info($"{resources.Count} kernels; local memory (spills) in {(spills.Length == 0 ? "none" : string.Join(", ", spills))}{(flashRes.Length == 0 ? "; no flash attention kernels (head size)" : "; flash registers/shared: " + string.Join(", ", flashRes))}");
 
         var cpuF = entry.Create();
         cpuF.InitParameters(7);

@@ -490,7 +490,7 @@ public sealed unsafe class CudaExec
     public bool FlashAttention { get; set; }
 
     /// <summary>Head sizes the flash kernels are compiled for.</summary>
-    public static bool FlashHeadSize(int d) => d is 32 or 64 or 128;
+    public static bool FlashHeadSize(int d) => Array.IndexOf(CudaKernels.FlashHeadSizes, d) >= 0;
 
     /// <summary>Whether the card has bf16 tensor-core mma (compute capability 8.0 or newer); set by CudaModel.</summary>
     public bool FlashCapable { get; internal set; }

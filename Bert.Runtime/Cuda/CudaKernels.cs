@@ -1250,34 +1250,7 @@ template <int D> static __device__ void rt_flash_backward_kv_t(float* __restrict
     }
 }
 
-// The kernels, one per head size (D a constant: register arrays, shifts). The backward kernels take the same arguments.
-extern "C" __global__ void rt_flash_forward_d32(float* __restrict__ out, float* __restrict__ lse, const float* __restrict__ qkv, const int* __restrict__ mask,
-    int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
-{ rt_flash_forward_t<32>(out, lse, qkv, mask, T, C, H, scale, p, seedp, site, drop); }
-extern "C" __global__ void rt_flash_backward_q_d32(float* __restrict__ dqkv, float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ yout,
-    const float* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
-{ rt_flash_backward_q_t<32>(dqkv, delta, dout, yout, qkv, lse, mask, T, C, H, scale, p, seedp, site, drop); }
-extern "C" __global__ void rt_flash_backward_kv_d32(float* __restrict__ dqkv, float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ yout,
-    const float* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
-{ rt_flash_backward_kv_t<32>(dqkv, delta, dout, qkv, lse, mask, T, C, H, scale, p, seedp, site, drop); }
-extern "C" __global__ void rt_flash_forward_d64(float* __restrict__ out, float* __restrict__ lse, const float* __restrict__ qkv, const int* __restrict__ mask,
-    int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
-{ rt_flash_forward_t<64>(out, lse, qkv, mask, T, C, H, scale, p, seedp, site, drop); }
-extern "C" __global__ void rt_flash_backward_q_d64(float* __restrict__ dqkv, float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ yout,
-    const float* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
-{ rt_flash_backward_q_t<64>(dqkv, delta, dout, yout, qkv, lse, mask, T, C, H, scale, p, seedp, site, drop); }
-extern "C" __global__ void rt_flash_backward_kv_d64(float* __restrict__ dqkv, float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ yout,
-    const float* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
-{ rt_flash_backward_kv_t<64>(dqkv, delta, dout, qkv, lse, mask, T, C, H, scale, p, seedp, site, drop); }
-extern "C" __global__ void rt_flash_forward_d128(float* __restrict__ out, float* __restrict__ lse, const float* __restrict__ qkv, const int* __restrict__ mask,
-    int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
-{ rt_flash_forward_t<128>(out, lse, qkv, mask, T, C, H, scale, p, seedp, site, drop); }
-extern "C" __global__ void rt_flash_backward_q_d128(float* __restrict__ dqkv, float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ yout,
-    const float* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
-{ rt_flash_backward_q_t<128>(dqkv, delta, dout, yout, qkv, lse, mask, T, C, H, scale, p, seedp, site, drop); }
-extern "C" __global__ void rt_flash_backward_kv_d128(float* __restrict__ dqkv, float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ yout,
-    const float* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
-{ rt_flash_backward_kv_t<128>(dqkv, delta, dout, qkv, lse, mask, T, C, H, scale, p, seedp, site, drop); }
+// The kernels themselves, one set per head size, come from FlashKernels(D): a model's program holds those of its head sizes.
 
 // ---------------- optimizer ----------------
 extern "C" __global__ void rt_scale(float* __restrict__ x, long long n, float s)
@@ -1436,4 +1409,29 @@ extern "C" __global__ void rt_lamb_apply(float* __restrict__ p, const float* __r
     }
 }
 """;
+
+    /// <summary>Head sizes the flash attention kernels are written for (<see cref="FlashKernels"/>).</summary>
+    public static readonly int[] FlashHeadSizes = [32, 64, 128];
+
+    /// <summary>The flash attention's three kernels for head size <paramref name="d"/> (rt_flash_forward_d{D},
+    /// rt_flash_backward_q_d{D}, rt_flash_backward_kv_d{D}), instances of the templates in <see cref="Source"/>; a model's
+    /// program appends those of its head sizes only (each instance is a few seconds of NVRTC's time). The backward kernels
+    /// take the same arguments.</summary>
+    public static string FlashKernels(int d)
+    {
+        if (Array.IndexOf(FlashHeadSizes, d) < 0) throw new ArgumentOutOfRangeException(nameof(d), $"The flash attention kernels take head sizes 32, 64 and 128, not {d}.");
+        return $$"""
+            extern "C" __global__ void rt_flash_forward_d{{d}}(float* __restrict__ out, float* __restrict__ lse, const float* __restrict__ qkv, const int* __restrict__ mask,
+                int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
+            { rt_flash_forward_t<{{d}}>(out, lse, qkv, mask, T, C, H, scale, p, seedp, site, drop); }
+            extern "C" __global__ void rt_flash_backward_q_d{{d}}(float* __restrict__ dqkv, float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ yout,
+                const float* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
+            { rt_flash_backward_q_t<{{d}}>(dqkv, delta, dout, yout, qkv, lse, mask, T, C, H, scale, p, seedp, site, drop); }
+            extern "C" __global__ void rt_flash_backward_kv_d{{d}}(float* __restrict__ dqkv, float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ yout,
+                const float* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
+            { rt_flash_backward_kv_t<{{d}}>(dqkv, delta, dout, qkv, lse, mask, T, C, H, scale, p, seedp, site, drop); }
+
+            """;
+    }
+
 }

@@ -25,7 +25,10 @@ public sealed unsafe class CudaModel : IDisposable
         device.MakeCurrent();
         cache ??= new KernelCache();
         string arch = Nvrtc.TargetArchitecture(device.ComputeCapabilityMajor, device.ComputeCapabilityMinor);
-        string source = CudaKernels.Source + "\n" + program.Source;
+        // The flash attention's kernels for this model's head sizes only (each set is seconds of NVRTC's time).
+        string flash = string.Concat(info.Ops.Where(o => o.Kind == OpKind.Attention && o.Shape.Length > 0 && o.Heads > 0 && CudaExec.FlashHeadSize(o.Shape[^1] / o.Heads))
+            .Select(o => o.Shape[^1] / o.Heads).Distinct().Order().Select(CudaKernels.FlashKernels));
+        string source = CudaKernels.Source + "\n" + flash + program.Source;
         _source = source;
         // --fmad=false: + and * round as on the CPU (the CPU twins are compared with these in selftest).
         var options = Nvrtc.Options(arch, extra: "--fmad=false").Skip(1).ToArray();

@@ -123,7 +123,8 @@ public partial class CudaSourceTests
         var dir = Directory.CreateTempSubdirectory("bert-cuda-flash-").FullName;
         try
         {
-            File.WriteAllText(Path.Combine(dir, "main.cpp"), ThreadedHostPrelude + RuntimeSections(1, "bf16 operands", "attention, flash") + "\n" + FlashDriver);
+            File.WriteAllText(Path.Combine(dir, "main.cpp"), ThreadedHostPrelude + RuntimeSections(1, "bf16 operands", "attention, flash") + "\n"
+                + string.Concat(CudaKernels.FlashHeadSizes.Select(CudaKernels.FlashKernels)) + FlashDriver);
             var build = Run(Clang, new[] { "-x", "c++", "-std=c++17", "-O1", "-w", "main.cpp", "-lm", "-o", "run" }, dir);
             Assert.True(build.Code == 0, $"clang-14 could not compile the flash attention kernels for the host:\n{Tail(build.Output)}");
             using (var f = new BinaryWriter(File.Create(Path.Combine(dir, "in.bin"))))

@@ -115,13 +115,17 @@ public partial class CudaSourceTests
 
         """;
 
+    /// <summary>The runtime's structured kernels with every head size's flash attention kernels (the templates instantiated).</summary>
+    static string AllRuntimeKernels => global::Bert.Runtime.Cuda.CudaKernels.Source + "\n"
+        + string.Concat(global::Bert.Runtime.Cuda.CudaKernels.FlashHeadSizes.Select(global::Bert.Runtime.Cuda.CudaKernels.FlashKernels));
+
     /// <summary>The runtime's kernels compile for cards before sm_80 too (a T4 is sm_75): the flash attention's bf16 mma
     /// is left out there (a trap CudaExec never reaches: it does not choose those kernels on such a card).</summary>
     [ClangFact]
     public void RuntimeCuda_CompilesForSm75Too()
     {
         RequireClang();
-        AssertCompilesAsDeviceCode(global::Bert.Runtime.Cuda.CudaKernels.Source, "the runtime's CUDA source for sm_75", "sm_75");
+        AssertCompilesAsDeviceCode(AllRuntimeKernels, "the runtime's CUDA source for sm_75", "sm_75");
         Assert.Contains("#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800", global::Bert.Runtime.Cuda.CudaKernels.Source);
     }
 
@@ -160,7 +164,7 @@ public partial class CudaSourceTests
     public void GeneratedCuda_WithTheRuntimeKernels_CompilesAsOneProgram(string model)
     {
         RequireClang();
-        AssertCompilesAsDeviceCode(global::Bert.Runtime.Cuda.CudaKernels.Source + "\n" + Source(ModelType(model))!,
+        AssertCompilesAsDeviceCode(AllRuntimeKernels + Source(ModelType(model))!,
             $"the runtime kernels + the CUDA source of {model}");
     }
 
