@@ -853,7 +853,7 @@ extern "C" __global__ void rt_set_seed(unsigned long long* __restrict__ seed, un
     if (blockIdx.x == 0 && threadIdx.x == 0) *seed = value;
 }
 
-// ---------------- attention, flash (bf16 tensor cores; BERT_CUDA_ATTENTION=flash in bf16 precision, head sizes 32, 64, 128) ----------------
+// ---------------- attention, flash (bf16 tensor cores; BERT_CUDA_ATTENTION=flash in bf16 precision, head sizes 16 … 128) ----------------
 // FlashAttention-2 (Dao, 2023) on mma.sync m16n8k16: bf16 operands, fp32 accumulation, no T×T matrix in global memory. A
 // block of 4 warps owns 64 rows of one head (b,h) — queries in the forward and dQ kernels, keys in the dK/dV kernel — a
 // warp 16 of them as an mma A fragment held in registers; the other side streams through shared memory as bf16 tiles
@@ -1410,8 +1410,8 @@ extern "C" __global__ void rt_lamb_apply(float* __restrict__ p, const float* __r
 }
 """;
 
-    /// <summary>Head sizes the flash attention kernels are written for (<see cref="FlashKernels"/>).</summary>
-    public static readonly int[] FlashHeadSizes = [32, 64, 128];
+    /// <summary>Head sizes the flash attention kernels are written for (<see cref="FlashKernels"/>): a multiple of 16 (the mma's k) up to 128 (registers).</summary>
+    public static readonly int[] FlashHeadSizes = [16, 32, 48, 64, 80, 96, 112, 128];
 
     /// <summary>The flash attention's three kernels for head size <paramref name="d"/> (rt_flash_forward_d{D},
     /// rt_flash_backward_q_d{D}, rt_flash_backward_kv_d{D}), instances of the templates in <see cref="Source"/>; a model's
@@ -1419,7 +1419,7 @@ extern "C" __global__ void rt_lamb_apply(float* __restrict__ p, const float* __r
     /// take the same arguments.</summary>
     public static string FlashKernels(int d)
     {
-        if (Array.IndexOf(FlashHeadSizes, d) < 0) throw new ArgumentOutOfRangeException(nameof(d), $"The flash attention kernels take head sizes 32, 64 and 128, not {d}.");
+        if (Array.IndexOf(FlashHeadSizes, d) < 0) throw new ArgumentOutOfRangeException(nameof(d), $"The flash attention kernels take head sizes that are multiples of 16 up to 128, not {d}.");
         return $$"""
             extern "C" __global__ void rt_flash_forward_d{{d}}(float* __restrict__ out, float* __restrict__ lse, const float* __restrict__ qkv, const int* __restrict__ mask,
                 int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
