@@ -24,14 +24,8 @@ public sealed unsafe class CudaModel : IDisposable
         Device = device;
         device.MakeCurrent();
         cache ??= new KernelCache();
-        string arch = Nvrtc.TargetArchitecture(device.ComputeCapabilityMajor, device.ComputeCapabilityMinor);
-        // The flash attention's kernels for this model's head sizes only (each set is seconds of NVRTC's time).
-        string flash = string.Concat(info.Ops.Where(o => o.Kind == OpKind.Attention && o.Shape.Length > 0 && o.Heads > 0 && CudaExec.FlashHeadSize(o.Shape[^1] / o.Heads))
-            .Select(o => o.Shape[^1] / o.Heads).Distinct().Order().Select(CudaKernels.FlashKernels));
-        string source = CudaKernels.Source + "\n" + flash + program.Source;
+        var (source, options, arch) = ProgramFor(info, program, device);
         _source = source;
-        // --fmad=false: + and * round as on the CPU (the CPU twins are compared with these in selftest).
-        var options = Nvrtc.Options(arch, extra: "--fmad=false").Skip(1).ToArray();
         Image = cache.GetOrCompile(source, info.Name + ".cu", options, arch);
         _ex.Module = CudaDriver.ModuleLoadData(Image);
         _ex.Stream = CudaDriver.StreamCreate();
@@ -131,6 +125,27 @@ public sealed unsafe class CudaModel : IDisposable
     public ModelInfo Info { get; }
     public CudaDevice Device { get; }
     readonly string _source;
+
+    /// <summary>What NVRTC compiles for a model on this device: the structured kernels, the flash attention's kernels for
+    /// the model's head sizes only (each set is seconds of NVRTC's time), the model's fused kernels; the options
+    /// (--fmad=false: + and * round as on the CPU, whose twins selftest compares) and the target architecture.</summary>
+    public static (string Source, string[] Options, string Architecture) ProgramFor(ModelInfo info, ICudaProgram program, CudaDevice device)
+    {
+        string arch = Nvrtc.TargetArchitecture(device.ComputeCapabilityMajor, device.ComputeCapabilityMinor);
+        string flash = string.Concat(info.Ops.Where(o => o.Kind == OpKind.Attention && o.Shape.Length > 0 && o.Heads > 0 && CudaExec.FlashHeadSize(o.Shape[^1] / o.Heads))
+            .Select(o => o.Shape[^1] / o.Heads).Distinct().Order().Select(CudaKernels.FlashKernels));
+        return (CudaKernels.Source + "\n" + flash + program.Source, Nvrtc.Options(arch, extra: "--fmad=false").Skip(1).ToArray(), arch);
+    }
+
+    /// <summary>Compiles several models' programs into <paramref name="cache"/> at once, one NVRTC program per thread (NVRTC
+    /// needs no context), so that opening them after takes the images from the cache: a self-test of seven models waited
+    /// about 50 s for NVRTC one model after the other on an H100's host.</summary>
+    public static void Precompile(IEnumerable<(ModelInfo Info, ICudaProgram Program)> models, CudaDevice device, KernelCache cache) =>
+        Parallel.ForEach(models, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, m =>
+        {
+            var (source, options, arch) = ProgramFor(m.Info, m.Program, device);
+            cache.GetOrCompile(source, m.Info.Name + ".cu", options, arch);
+        });
 
     /// <summary>Every kernel of this model's program (the structured kernels and the fused ones) with what the driver
     /// reports for it after loading: registers per thread, local memory per thread (above 0: spilled registers or arrays
