@@ -787,7 +787,7 @@ public static class GpuSelfTest
             string.Create(Inv, $"{set.Count} texts in batches of 16: accuracy {gpu.Score:P1} (CPU {cpu.Score:P1}), loss {dl:E2} relative (limit 1e-5)"));
     }
 
-    /// <summary>The attention ops the flash kernels take (head sizes multiples of 16 up to 128, on a card with bf16 tensor cores); the
+    /// <summary>The attention ops the flash kernels take (head sizes multiples of 8 up to 128, on a card with bf16 tensor cores); the
     /// others keep cuBLAS.</summary>
     static OpInfo[] FlashOps(ModelInfo info) => !_flashCapable ? []
         : info.Ops.Where(o => o.Kind == OpKind.Attention && o.Shape.Length > 0 && CudaExec.FlashHeadSize(o.Shape[^1] / o.Heads)).ToArray();

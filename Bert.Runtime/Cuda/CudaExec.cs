@@ -484,7 +484,7 @@ public sealed unsafe class CudaExec
     }
 
     /// <summary>Attention by the tensor-core flash kernels (rt_flash_*: bf16 operands, fp32 accumulation, no T×T matrix in
-    /// memory) in bf16 precision, for head sizes that are multiples of 16 up to 128 (BERT's 64 among them); other precisions and head sizes take the other paths. The
+    /// memory) in bf16 precision, for head sizes that are multiples of 8 up to 128 (BERT's 64 among them); other precisions and head sizes take the other paths. The
     /// probs buffer then holds each query row's log-sum-exp in its first B·H·T elements instead of the probabilities. Off by
     /// default until measured on a GPU (BERT_CUDA_ATTENTION=flash).</summary>
     public bool FlashAttention { get; set; }

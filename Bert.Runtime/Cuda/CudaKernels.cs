@@ -853,7 +853,7 @@ extern "C" __global__ void rt_set_seed(unsigned long long* __restrict__ seed, un
     if (blockIdx.x == 0 && threadIdx.x == 0) *seed = value;
 }
 
-// ---------------- attention, flash (bf16 tensor cores; BERT_CUDA_ATTENTION=flash in bf16 precision, head sizes 16 … 128) ----------------
+// ---------------- attention, flash (bf16 tensor cores; BERT_CUDA_ATTENTION=flash in bf16 precision, head sizes 8 … 128) ----------------
 // FlashAttention-2 (Dao, 2023) on mma.sync m16n8k16: bf16 operands, fp32 accumulation, no T×T matrix in global memory. A
 // block of 4 warps owns 64 rows of one head (b,h) — queries in the forward and dQ kernels, keys in the dK/dV kernel — a
 // warp 16 of them as an mma A fragment held in registers; the other side streams through shared memory as bf16 tiles
@@ -865,6 +865,9 @@ extern "C" __global__ void rt_set_seed(unsigned long long* __restrict__ seed, un
 // dK/dV kernel: no atomics, every sum in a fixed order, so a run repeats bit for bit.
 #define RT_FL_ROWS 64
 #define RT_FL_KEYS 32
+// A head size D (a multiple of 8) padded to the mma's k (16), and a shared tile's row stride (16-byte aligned rows).
+#define RT_FL_K(D) (((D) + 15) / 16 * 16)
+#define RT_FL_S(D) (RT_FL_K(D) + 8)
 
 #ifndef BERT_HOST_EMULATION
 // d += a·b, one m16n8k16 tile (PTX ISA, "Matrix Fragments for mma.m16n8k16"): a four registers of two bf16 (rows g and
@@ -886,43 +889,48 @@ static __device__ __forceinline__ unsigned int rt_ld2(const unsigned short* p) {
 static __device__ __forceinline__ unsigned int rt_bf16x2(float lo, float hi) { return (unsigned int)rt_bf16(lo) | ((unsigned int)rt_bf16(hi) << 16); }
 
 // rows × D of a head (row stride ld floats, rows from r0; rows at or past T as zeros) into a shared bf16 tile, row stride
-// D + 8 (rows 16-byte aligned): four floats a thread (16-byte loads, 8-byte stores) where src and ld allow, else one.
+// RT_FL_S(D) (rows 16-byte aligned): four floats a thread (16-byte loads, 8-byte stores) where src and ld allow, else one.
+// Columns D … RT_FL_K(D) − 1 (a head size that is not a multiple of 16) are zeros: the products' k runs over them.
 template <int D> static __device__ __forceinline__ void rt_fl_tile(unsigned short* __restrict__ dst, const float* __restrict__ src, int r0, int rows, int T, int ld)
 {
     if ((((unsigned long long)src) & 15ull) == 0 && (ld & 3) == 0)
-    {
         for (int i = (int)threadIdx.x; i < rows * (D / 4); i += (int)blockDim.x)
         {
             int rr = i / (D / 4), d = (i - rr * (D / 4)) * 4, r = r0 + rr;
             rt_f4 v = { 0.0f, 0.0f, 0.0f, 0.0f };
             if (r < T) v = *(const rt_f4*)(src + (long long)r * ld + d);
             rt_h4 h; h.x = rt_bf16(v.x); h.y = rt_bf16(v.y); h.z = rt_bf16(v.z); h.w = rt_bf16(v.w);
-            *(rt_h4*)(dst + rr * (D + 8) + d) = h;
+            *(rt_h4*)(dst + rr * RT_FL_S(D) + d) = h;
         }
-        return;
-    }
-    for (int i = (int)threadIdx.x; i < rows * D; i += (int)blockDim.x)
-    {
-        int rr = i / D, d = i - rr * D, r = r0 + rr;
-        dst[rr * (D + 8) + d] = rt_bf16(r < T ? src[(long long)r * ld + d] : 0.0f);
-    }
+    else
+        for (int i = (int)threadIdx.x; i < rows * D; i += (int)blockDim.x)
+        {
+            int rr = i / D, d = i - rr * D, r = r0 + rr;
+            dst[rr * RT_FL_S(D) + d] = rt_bf16(r < T ? src[(long long)r * ld + d] : 0.0f);
+        }
+    if (RT_FL_K(D) > D)
+        for (int i = (int)threadIdx.x; i < rows * (RT_FL_K(D) - D); i += (int)blockDim.x)
+        {
+            int rr = i / (RT_FL_K(D) - D);
+            dst[rr * RT_FL_S(D) + D + (i - rr * (RT_FL_K(D) - D))] = 0;
+        }
 }
 
 // A fragments of the 16 rows from r0 (this lane: r0 + g and r0 + g + 8) × D of a head, rounded to bf16; a[kk] holds
-// columns 16·kk … 16·kk + 15. Rows at or past T are zeros.
+// columns 16·kk … 16·kk + 15. Rows at or past T, and columns past D, are zeros.
 template <int D> static __device__ __forceinline__ void rt_fl_rows(unsigned int (*a)[4], const float* __restrict__ src, int r0, int T, int ld, int g, int t)
 {
     bool ok0 = r0 + g < T, ok1 = r0 + g + 8 < T;
     const float* x0 = src + (long long)(ok0 ? r0 + g : 0) * ld;
     const float* x1 = src + (long long)(ok1 ? r0 + g + 8 : 0) * ld;
     #pragma unroll
-    for (int kk = 0; kk < D / 16; kk++)
+    for (int kk = 0; kk < RT_FL_K(D) / 16; kk++)
     {
-        int c = kk * 16 + t * 2;
+        int c = kk * 16 + t * 2;   // always < D; c + 8 reaches past D in the padding of a head size that is not a multiple of 16
         a[kk][0] = ok0 ? rt_bf16x2(x0[c], x0[c + 1]) : 0u;
         a[kk][1] = ok1 ? rt_bf16x2(x1[c], x1[c + 1]) : 0u;
-        a[kk][2] = ok0 ? rt_bf16x2(x0[c + 8], x0[c + 9]) : 0u;
-        a[kk][3] = ok1 ? rt_bf16x2(x1[c + 8], x1[c + 9]) : 0u;
+        a[kk][2] = ok0 && c + 8 < D ? rt_bf16x2(x0[c + 8], x0[c + 9]) : 0u;
+        a[kk][3] = ok1 && c + 8 < D ? rt_bf16x2(x1[c + 8], x1[c + 9]) : 0u;
     }
 }
 
@@ -979,18 +987,18 @@ static __device__ __forceinline__ float rt_fl_keep(rt_u64 seed, rt_u64 site, int
 template <int D> static __device__ void rt_flash_forward_t(float* __restrict__ out, float* __restrict__ lse, const float* __restrict__ qkv, const int* __restrict__ mask,
     int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
 {
-    __shared__ rt_f4 sk[RT_FL_ROWS * (D + 8) / 8], sv[RT_FL_ROWS * (D + 8) / 8];   // 16-byte aligned storage
+    __shared__ rt_f4 sk[RT_FL_ROWS * RT_FL_S(D) / 8], sv[RT_FL_ROWS * RT_FL_S(D) / 8];   // 16-byte aligned storage
     __shared__ float bias[RT_FL_ROWS];
     unsigned short* Ks = (unsigned short*)sk;
     unsigned short* Vs = (unsigned short*)sv;
     const rt_u64 seed = *seedp;
-    const int S = D + 8, C3 = 3 * C;
+    const int S = RT_FL_S(D), C3 = 3 * C;
     int bh = (int)blockIdx.x, b = bh / H, h = bh - b * H;
     int warp = (int)(threadIdx.x >> 5), lane = (int)(threadIdx.x & 31), g = lane >> 2, t = lane & 3;
     int r0 = (int)blockIdx.y * RT_FL_ROWS + warp * 16, q0 = r0 + g, q1 = q0 + 8;
     const float* base = qkv + (long long)b * T * C3 + h * D;
     float ks = p >= 1.0f ? 0.0f : (float)(1.0 / (1.0 - (double)p));   // rounded from double, as the CPU does
-    unsigned int qa[D / 16][4];
+    unsigned int qa[RT_FL_K(D) / 16][4];
     rt_fl_rows<D>(qa, base, r0, T, C3, g, t);
     float o[D / 8][4];
     #pragma unroll
@@ -1014,7 +1022,7 @@ template <int D> static __device__ void rt_flash_forward_t(float* __restrict__ o
             #pragma unroll
             for (int j = 0; j < 4; j++) s[n][j] = 0.0f;
             #pragma unroll
-            for (int kk = 0; kk < D / 16; kk++) { unsigned int kb[2]; rt_fl_bn(kb, Ks, S, n * 8, kk * 16, g, t); rt_warp_mma(s[n], qa[kk], kb); }
+            for (int kk = 0; kk < RT_FL_K(D) / 16; kk++) { unsigned int kb[2]; rt_fl_bn(kb, Ks, S, n * 8, kk * 16, g, t); rt_warp_mma(s[n], qa[kk], kb); }
         }
         float x0 = m0, x1 = m1;
         #pragma unroll
@@ -1068,12 +1076,12 @@ template <int D> static __device__ void rt_flash_forward_t(float* __restrict__ o
 template <int D> static __device__ void rt_flash_backward_q_t(float* __restrict__ dqkv, float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ yout,
     const float* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
 {
-    __shared__ rt_f4 sk[RT_FL_KEYS * (D + 8) / 8], sv[RT_FL_KEYS * (D + 8) / 8];   // 16-byte aligned storage
+    __shared__ rt_f4 sk[RT_FL_KEYS * RT_FL_S(D) / 8], sv[RT_FL_KEYS * RT_FL_S(D) / 8];   // 16-byte aligned storage
     __shared__ float bias[RT_FL_KEYS];
     unsigned short* Ks = (unsigned short*)sk;
     unsigned short* Vs = (unsigned short*)sv;
     const rt_u64 seed = *seedp;
-    const int S = D + 8, C3 = 3 * C;
+    const int S = RT_FL_S(D), C3 = 3 * C;
     int bh = (int)blockIdx.x, b = bh / H, h = bh - b * H;
     int warp = (int)(threadIdx.x >> 5), lane = (int)(threadIdx.x & 31), g = lane >> 2, t = lane & 3;
     int r0 = (int)blockIdx.y * RT_FL_ROWS + warp * 16, q0 = r0 + g, q1 = q0 + 8;
@@ -1081,7 +1089,7 @@ template <int D> static __device__ void rt_flash_backward_q_t(float* __restrict_
     const float* gbase = dout + (long long)b * T * C + h * D;
     const float* ybase = yout + (long long)b * T * C + h * D;
     float ks = p >= 1.0f ? 0.0f : (float)(1.0 / (1.0 - (double)p));
-    unsigned int qa[D / 16][4], da[D / 16][4];
+    unsigned int qa[RT_FL_K(D) / 16][4], da[RT_FL_K(D) / 16][4];
     rt_fl_rows<D>(qa, base, r0, T, C3, g, t);
     rt_fl_rows<D>(da, gbase, r0, T, C, g, t);
     float L0 = q0 < T ? lse[(long long)bh * T + q0] : 0.0f, L1 = q1 < T ? lse[(long long)bh * T + q1] : 0.0f;
@@ -1120,7 +1128,7 @@ template <int D> static __device__ void rt_flash_backward_q_t(float* __restrict_
 #pragma unroll
             for (int j = 0; j < 4; j++) { s[n][j] = 0.0f; dp[n][j] = 0.0f; }
 #pragma unroll
-            for (int kk = 0; kk < D / 16; kk++)
+            for (int kk = 0; kk < RT_FL_K(D) / 16; kk++)
             {
                 unsigned int kb[2], vb[2];
                 rt_fl_bn(kb, Ks, S, n * 8, kk * 16, g, t); rt_warp_mma(s[n], qa[kk], kb);
@@ -1164,20 +1172,20 @@ template <int D> static __device__ void rt_flash_backward_q_t(float* __restrict_
 template <int D> static __device__ void rt_flash_backward_kv_t(float* __restrict__ dqkv, const float* __restrict__ delta, const float* __restrict__ dout,
     const float* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
 {
-    __shared__ rt_f4 sq[RT_FL_KEYS * (D + 8) / 8], so[RT_FL_KEYS * (D + 8) / 8], svb[RT_FL_ROWS * (D + 8) / 8];   // 16-byte aligned storage
+    __shared__ rt_f4 sq[RT_FL_KEYS * RT_FL_S(D) / 8], so[RT_FL_KEYS * RT_FL_S(D) / 8], svb[RT_FL_ROWS * RT_FL_S(D) / 8];   // 16-byte aligned storage
     __shared__ float Ls[RT_FL_KEYS], Dl[RT_FL_KEYS];
     unsigned short* Qs = (unsigned short*)sq;
     unsigned short* Os = (unsigned short*)so;
     unsigned short* Vb = (unsigned short*)svb;
     const rt_u64 seed = *seedp;
-    const int S = D + 8, C3 = 3 * C;
+    const int S = RT_FL_S(D), C3 = 3 * C;
     int bh = (int)blockIdx.x, b = bh / H, h = bh - b * H;
     int warp = (int)(threadIdx.x >> 5), lane = (int)(threadIdx.x & 31), g = lane >> 2, t = lane & 3;
     int r0 = (int)blockIdx.y * RT_FL_ROWS + warp * 16, k0 = r0 + g, k1 = k0 + 8;
     const float* base = qkv + (long long)b * T * C3 + h * D;
     const float* obase = dout + (long long)b * T * C + h * D;
     float ks = p >= 1.0f ? 0.0f : (float)(1.0 / (1.0 - (double)p));
-    unsigned int ka[D / 16][4];
+    unsigned int ka[RT_FL_K(D) / 16][4];
     rt_fl_rows<D>(ka, base + C, r0, T, C3, g, t);
     rt_fl_tile<D>(Vb, base + 2 * C, (int)blockIdx.y * RT_FL_ROWS, RT_FL_ROWS, T, C3);   // read after the loop's first barrier
     // Keys past T: P = 0 (their rows are not written; this keeps them finite).
@@ -1206,7 +1214,7 @@ template <int D> static __device__ void rt_flash_backward_kv_t(float* __restrict
 #pragma unroll
             for (int j = 0; j < 4; j++) { s[n][j] = 0.0f; dp[n][j] = 0.0f; }
 #pragma unroll
-            for (int kk = 0; kk < D / 16; kk++)
+            for (int kk = 0; kk < RT_FL_K(D) / 16; kk++)
             {
                 unsigned int qb[2], ob[2], va[4];
                 rt_fl_bn(qb, Qs, S, n * 8, kk * 16, g, t); rt_warp_mma(s[n], ka[kk], qb);
@@ -1410,8 +1418,8 @@ extern "C" __global__ void rt_lamb_apply(float* __restrict__ p, const float* __r
 }
 """;
 
-    /// <summary>Head sizes the flash attention kernels are written for (<see cref="FlashKernels"/>): a multiple of 16 (the mma's k) up to 128 (registers).</summary>
-    public static readonly int[] FlashHeadSizes = [16, 32, 48, 64, 80, 96, 112, 128];
+    /// <summary>Head sizes the flash attention kernels are written for (<see cref="FlashKernels"/>): a multiple of 8 (the mma's n; its k pads to 16) up to 128 (registers).</summary>
+    public static readonly int[] FlashHeadSizes = [8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112, 120, 128];
 
     /// <summary>The flash attention's three kernels for head size <paramref name="d"/> (rt_flash_forward_d{D},
     /// rt_flash_backward_q_d{D}, rt_flash_backward_kv_d{D}), instances of the templates in <see cref="Source"/>; a model's
@@ -1419,7 +1427,7 @@ extern "C" __global__ void rt_lamb_apply(float* __restrict__ p, const float* __r
     /// take the same arguments.</summary>
     public static string FlashKernels(int d)
     {
-        if (Array.IndexOf(FlashHeadSizes, d) < 0) throw new ArgumentOutOfRangeException(nameof(d), $"The flash attention kernels take head sizes that are multiples of 16 up to 128, not {d}.");
+        if (Array.IndexOf(FlashHeadSizes, d) < 0) throw new ArgumentOutOfRangeException(nameof(d), $"The flash attention kernels take head sizes that are multiples of 8 up to 128, not {d}.");
         return $$"""
             extern "C" __global__ void rt_flash_forward_d{{d}}(float* __restrict__ out, float* __restrict__ lse, const float* __restrict__ qkv, const int* __restrict__ mask,
                 int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)

@@ -85,7 +85,7 @@ public sealed unsafe class CudaModel : IDisposable
     /// <summary>Attention by the fused kernels instead of cuBLAS batched products around a softmax (head sizes ≤ 128).</summary>
     public bool FusedAttention { get => _ex.FusedAttention; set => _ex.FusedAttention = value; }
 
-    /// <summary>In bf16 precision, attention by the tensor-core flash kernels (head sizes multiples of 16 up to 128; see
+    /// <summary>In bf16 precision, attention by the tensor-core flash kernels (head sizes multiples of 8 up to 128; see
     /// <see cref="CudaExec.FlashAttention"/>); BERT_CUDA_ATTENTION=flash.</summary>
     public bool FlashAttention { get => _ex.FlashAttention; set => _ex.FlashAttention = value; }
 
@@ -100,7 +100,7 @@ public sealed unsafe class CudaModel : IDisposable
     /// <summary>Whether attention runs on the flash kernels now; and, when they were asked for but do not run, why.</summary>
     public (bool Active, string? WhyNot) FlashAttentionState => !_ex.FlashAttention ? (false, null)
         : !_ex.FlashCapable ? (false, $"they need bf16 tensor cores (compute capability 8.0 or newer; this card has {Device.ComputeCapabilityMajor}.{Device.ComputeCapabilityMinor})")
-        : _flashProbs.Count == 0 ? (false, $"no attention of {Info.Name} has a head size the flash kernels take (a multiple of 16 up to 128)")
+        : _flashProbs.Count == 0 ? (false, $"no attention of {Info.Name} has a head size the flash kernels take (a multiple of 8 up to 128)")
         : _ex.Precision != CudaPrecision.Bf16 ? (false, "they need bf16 precision (--precision bf16)")
         : (true, null);
 

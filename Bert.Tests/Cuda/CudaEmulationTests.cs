@@ -76,14 +76,11 @@ public partial class CudaSourceTests(ITestOutputHelper output)
         string text = EmulatedSelfTest(models, order: null);
         // 14 checks per model (compile, forward, backward, gradients, fused attention, bf16, bf16 rounded by cuBLAS, the bf16
         // copy written by the optimizers, the bf16 copy through a graph, repeatability, inference, accuracy counted on the device, AdamW, LAMB),
-        // the flash attention on the models whose head size it takes (ALBERT's and BERT-Mini's 64; the nano models' 8 is not),
-        // cuBLAS twice, the memory estimate against what a step takes, evaluation, two training loops, training steps
-        // replayed from graphs.
-        string[] flash = ["AlbertClassifier", "BertMiniPreTraining"];
+        // the flash attention (head sizes 64 and, padded, the nano models' 8), cuBLAS twice, the memory estimate against what a
+        // step takes, evaluation, two training loops, training steps replayed from graphs.
         var total = Regex.Match(text, @"(\d+) checks passed, 0 failed");
-        Assert.Equal(models.Length * 14 + flash.Length + 7, int.Parse(total.Groups[1].Value, CultureInfo.InvariantCulture));
-        foreach (var m in flash) Assert.Matches($@"PASS  {m}: flash attention \(bf16\) vs CPU double .*twice: 0 of \d+ gradient elements differ", text);
-        Assert.DoesNotContain("BertNanoPreTraining: flash attention", text);
+        Assert.Equal(models.Length * 15 + 7, int.Parse(total.Groups[1].Value, CultureInfo.InvariantCulture));
+        foreach (var m in models) Assert.Matches($@"PASS  {m}: flash attention \(bf16\) vs CPU double .*twice: 0 of \d+ gradient elements differ.*flash off without Bind: refused", text);
         // Under the emulation every device allocation is counted: beyond cuBLAS's workspace and the pointer arrays, only the
         // inputs are left out of the estimate (a few KiB), so a part the estimate missed (the kernels' scratch is 3 MiB here) shows.
         var memory = Regex.Match(text, @"PASS  memory estimate: BertNanoPreTraining bf16 step, B=16 T=64 +taken [\d.]+ MiB, build-time estimate [\d.]+ MiB.*scratch ([\d.]+) MiB.*beyond them ([\d.]+) MiB");
@@ -132,10 +129,13 @@ public partial class CudaSourceTests(ITestOutputHelper output)
     [ClangFact]
     public void Emulated_SelfTest_PassesInReverseThreadOrder()
     {
-        string[] models = ["BertNanoPreTraining", "BertNanoClassifier", "BertNanoTokenClassifier", "AlbertClassifier"];
+        string[] models = ["BertNanoPreTraining", "BertNanoClassifier", "BertNanoTokenClassifier"];
         string text = EmulatedSelfTest(models, order: "reverse");
-        foreach (var m in models) Assert.Contains($"PASS  {m}: fused attention vs CPU double", text);
-        Assert.Contains("PASS  AlbertClassifier: flash attention (bf16) vs CPU double", text);
+        foreach (var m in models)
+        {
+            Assert.Contains($"PASS  {m}: fused attention vs CPU double", text);
+            Assert.Contains($"PASS  {m}: flash attention (bf16) vs CPU double", text);
+        }
     }
 
     /// <summary>`bert pretrain --device cuda` through the CLI on the emulated device gives the CPU run's losses and

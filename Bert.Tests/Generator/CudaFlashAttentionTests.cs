@@ -53,7 +53,7 @@ public partial class CudaSourceTests
         }
         """;
 
-    /// <summary>Head sizes 16, 32, 48, 64 and 128; T within one tile, across two forward tiles with a partial last one (70), and
+    /// <summary>Head sizes 8, 16, 24, 32, 48, 64 and 128 (8 and 24 padded to the mma's k of 16); T within one tile, across two forward tiles with a partial last one (70), and
     /// across several backward tiles; padded keys in the second sequence; with and without dropout; once with the
     /// projections one float off 16-byte alignment (the tiles then load a float at a time). bf16 operands give
     /// about 3e-3 relative error; the limits (1e-2 of each part's norm, 6e-2 of its RMS per element) leave room for that
@@ -65,6 +65,8 @@ public partial class CudaSourceTests
     [InlineData(1, 45, 96, 3, true, false)]
     [InlineData(2, 33, 32, 2, true, false)]
     [InlineData(1, 40, 96, 2, false, false)]
+    [InlineData(2, 29, 16, 2, true, false)]
+    [InlineData(1, 50, 72, 3, true, false)]
     public void FlashAttentionKernels_OnTheEmulatedTensorCores_MatchTheCpuAttention(int B, int T, int C, int H, bool drop, bool misaligned)
     {
         RequireClang();
