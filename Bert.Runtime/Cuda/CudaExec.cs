@@ -505,7 +505,8 @@ public sealed unsafe class CudaExec
         LaunchBlocks($"{name}_d{C / H}", new Dim3((uint)(B * H), (uint)((T + FlashRows - 1) / FlashRows)), args, 128);
 
     /// <summary>Scaled dot-product attention as the CPU computes it: scores = scale·Q·Kᵀ (cuBLAS, straight into probs), mask and
-    /// softmax (saved), dropout, out = dropped·V (cuBLAS), over all B·H heads at once.</summary>
+    /// softmax (saved), dropout, out = dropped·V (cuBLAS), over all B·H heads at once; or the flash kernels (probs then
+    /// holds each query row's log-sum-exp), or the fused ones.</summary>
     public void Attention(ulong y, ulong probs, ulong qkv, ulong mask, int B, int T, int C, int H, float p, ulong site)
     {
         bool drop = Training && p > 0;

@@ -24,7 +24,7 @@ public sealed unsafe class CudaModel : IDisposable
         Device = device;
         device.MakeCurrent();
         cache ??= new KernelCache();
-        var (source, options, arch) = ProgramFor(info, program, device);
+        var (source, options, arch) = ProgramFor(info, program, device);   // flash kernels only where they can run
         _source = source;
         Image = cache.GetOrCompile(source, info.Name + ".cu", options, arch);
         _ex.Module = CudaDriver.ModuleLoadData(Image);
@@ -79,7 +79,9 @@ public sealed unsafe class CudaModel : IDisposable
     /// <summary>Layouts of the size that grew the attention pointer pool that it then holds.</summary>
     public const int HeadPoolLayouts = 8;
 
-    /// <summary>BERT_CUDA_ATTENTION=fused selects the fused attention kernels (see <see cref="FusedAttention"/>).</summary>
+    /// <summary>BERT_CUDA_ATTENTION: <c>flash</c> the tensor-core flash kernels in bf16 (<see cref="FlashAttention"/>),
+    /// <c>fused</c> the fused CUDA-core kernels (<see cref="FusedAttention"/>), <c>split</c> head-major copies
+    /// (<see cref="SplitHeads"/>); unset, cuBLAS products on the heads where they lie.</summary>
     public const string FusedAttentionVariable = "BERT_CUDA_ATTENTION";
 
     /// <summary>Attention by the fused kernels instead of cuBLAS batched products around a softmax (head sizes ≤ 128).</summary>
@@ -132,8 +134,9 @@ public sealed unsafe class CudaModel : IDisposable
     public static (string Source, string[] Options, string Architecture) ProgramFor(ModelInfo info, ICudaProgram program, CudaDevice device)
     {
         string arch = Nvrtc.TargetArchitecture(device.ComputeCapabilityMajor, device.ComputeCapabilityMinor);
-        string flash = string.Concat(info.Ops.Where(o => o.Kind == OpKind.Attention && o.Shape.Length > 0 && o.Heads > 0 && CudaExec.FlashHeadSize(o.Shape[^1] / o.Heads))
-            .Select(o => o.Shape[^1] / o.Heads).Distinct().Order().Select(CudaKernels.FlashKernels));
+        string flash = device.ComputeCapabilityMajor < 8 ? ""   // no bf16 mma: the kernels could only trap there
+            : string.Concat(info.Ops.Where(o => o.Kind == OpKind.Attention && o.Shape.Length > 0 && o.Heads > 0 && CudaExec.FlashHeadSize(o.Shape[^1] / o.Heads))
+                .Select(o => o.Shape[^1] / o.Heads).Distinct().Order().Select(CudaKernels.FlashKernels));
         return (CudaKernels.Source + "\n" + flash + program.Source, Nvrtc.Options(arch, extra: "--fmad=false").Skip(1).ToArray(), arch);
     }
 
@@ -346,7 +349,7 @@ public sealed unsafe class CudaModel : IDisposable
 
     /// <summary>What the structured kernels need beyond the plan: attention's T×T per head (twice in backward with dropout),
     /// LayerNorm's partial column sums, cross-entropy's per-row losses.</summary>
-    long ScratchFloats(int batch, int seq, int rows) => ScratchFloats(Info, batch, seq, rows);
+    long ScratchFloats(int batch, int seq, int rows) => ScratchFloats(Info, batch, seq, rows, FlashLayout);
 
     /// <summary>Bytes of one layout's attention pointer arrays at this batch size (the pool holds
     /// <see cref="HeadPoolLayouts"/> layouts' worth).</summary>
@@ -356,14 +359,17 @@ public sealed unsafe class CudaModel : IDisposable
     /// <summary>The floats of kernel scratch a model binds at this shape: attention's head-major copies and the
     /// probabilities' gradient, LayerNorm's and the embedding's partial sums, the fused kernels' partial sums of broadcast
     /// gradients (the largest of them; an experiment's build-time memory estimate counts the same).</summary>
-    public static long ScratchFloats(ModelInfo info, int batch, int seq, int rows)
+    /// <param name="flash">With the flash attention: its ops need B·H·T floats (Δ per query row) instead of attention's
+    /// head-major copies and T×T blocks (the build-time estimate counts without, an upper bound).</param>
+    public static long ScratchFloats(ModelInfo info, int batch, int seq, int rows, bool flash = false)
     {
         long n = Math.Max(Math.Max((long)batch * seq, rows), batch);
         long s = n + 16;
         foreach (var op in info.Ops)
         {
             int last = op.Shape.Length > 0 ? op.Shape[^1] : 1;
-            if (op.Kind == OpKind.Attention) s = Math.Max(s, CudaExec.AttentionScratch(batch, seq, last, op.Heads));
+            if (op.Kind == OpKind.Attention)
+                s = Math.Max(s, flash && op.Heads > 0 && CudaExec.FlashHeadSize(last / op.Heads) ? (long)batch * op.Heads * seq : CudaExec.AttentionScratch(batch, seq, last, op.Heads));
             if (op.Kind == OpKind.LayerNorm && last > 0) s = Math.Max(s, 2L * ((n + CudaKernels.RowChunk - 1) / CudaKernels.RowChunk) * last);
             // the embedding backward's partials: runs longer than a segment have fewer than 2·len/segment of them
             if (op.Kind == OpKind.Embed) s = Math.Max(s, (2 * n / CudaKernels.EmbedSegmentRows + 1) * last);

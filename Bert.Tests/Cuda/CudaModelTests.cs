@@ -34,7 +34,8 @@ public sealed class CudaModelTests
 
     /// <summary>The flash attention's memory plan: each probabilities buffer of BERT-Base (head size 64) gets B·H·T floats
     /// (each query row's log-sum-exp) instead of B·H·T·T, without and with reuse; nothing else moves or shrinks, and the
-    /// reusing plan still keeps every buffer inside the arena. At B=64, T=128 that is 571 MiB less.</summary>
+    /// reusing plan still keeps every buffer inside the arena. At B=64, T=128 that is 571 MiB less, and the kernels' scratch
+    /// shrinks from attention's copies to the other ops' partial sums.</summary>
     [Fact]
     public void FlashLayout_GivesTheProbabilitiesBuffers_RowStatisticsOnly()
     {
@@ -59,6 +60,11 @@ public sealed class CudaModelTests
             else
                 Assert.True(plan.Total - small.Total >= 12L * B * 12 * T * (T - 1) / 2, $"{plan.Total} → {small.Total}");
         }
+        // The kernels' scratch: attention's head-major copies and T×T blocks (7·B·T·C + 2·B·H·T² floats) are not needed,
+        // only Δ per query row; what is left is the largest of the other ops' partial sums.
+        long scratch = CudaModel.ScratchFloats(info, B, T, G), flashScratch = CudaModel.ScratchFloats(info, B, T, G, flash: true);
+        Assert.Equal(CudaExec.AttentionScratch(B, T, 768, 12), scratch);
+        Assert.True(flashScratch >= (long)B * 12 * T && flashScratch < scratch / 10, $"{scratch} → {flashScratch}");
     }
 
     /// <summary>The embedding backward groups an input's rows by id when the input is set (CudaModel.SetInput), which needs
