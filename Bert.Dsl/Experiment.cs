@@ -60,6 +60,10 @@ public sealed class ExperimentAttribute : Attribute
     /// <summary>Where it runs, and whose memory the step must fit. Default the CPU.</summary>
     public Device Device { get; set; } = Device.Cpu;
 
+    /// <summary>How attention runs on a GPU: the backend's default (cuBLAS products around a softmax kernel), or the
+    /// tensor-core flash kernels (bf16 only; head sizes that are multiples of 8 up to 128). Default the default.</summary>
+    public AttentionKernel Attention { get; set; } = AttentionKernel.Default;
+
     /// <summary>The memory to fit, in GiB, instead of the device's own (a CPU's RAM is not known at build time, so a CPU
     /// experiment is checked only when this is given). Default 0: the device's.</summary>
     public double MemoryGiB { get; set; }
@@ -110,6 +114,15 @@ public enum Precision
     Tf32,
     /// <summary>bf16 operands, fp32 accumulation, fp32 master weights (a GPU).</summary>
     Bf16,
+}
+
+/// <summary>How attention runs on a GPU.</summary>
+public enum AttentionKernel
+{
+    /// <summary>The backend's default: cuBLAS products over the heads where they lie, a softmax kernel between them.</summary>
+    Default,
+    /// <summary>The tensor-core flash kernels: bf16 operands, no T×T matrix in memory (needs <see cref="Precision.Bf16"/>).</summary>
+    Flash,
 }
 
 /// <summary>Where an experiment runs; a GPU's memory is what the build-time estimate is checked against.</summary>

@@ -98,6 +98,9 @@ public static class Diagnostics
     public static readonly DiagnosticDescriptor ExpReinit = E("BERT0221", "Bad Reinit",
         "Reinit = \"{0}\" is not usable: {1}");
 
+    public static readonly DiagnosticDescriptor ExpFlash = E("BERT0223", "Flash attention the experiment cannot run",
+        "AttentionKernel.Flash needs {0}: {1}");
+
     public static readonly DiagnosticDescriptor ExpName = E("BERT0222", "Two experiments share a name",
         "Another experiment is also named '{0}' ({1}); `bert run` and the runs folder know an experiment by its class name alone (in any case): rename one");
 
@@ -115,7 +118,7 @@ public static class Diagnostics
         "BERT0200" => PwTranslate, "BERT0201" => PwDiff, "BERT0202" => PwRecursive, "BERT0203" => PwNotPartial,
         "BERT0210" => ExpNotPartial, "BERT0211" => ExpModel, "BERT0212" => ExpRange, "BERT0213" => ExpSeq, "BERT0214" => ExpOtherJob,
         "BERT0215" => ExpHead, "BERT0216" => ExpClasses, "BERT0217" => ExpData, "BERT0218" => ExpPrecision, "BERT0219" => ExpMemory,
-        "BERT0220" => ExpFrom, "BERT0221" => ExpReinit, "BERT0222" => ExpName, "BERT0299" => Internal,
+        "BERT0220" => ExpFrom, "BERT0221" => ExpReinit, "BERT0222" => ExpName, "BERT0223" => ExpFlash, "BERT0299" => Internal,
         _ => throw new System.ArgumentException(id),
     };
 

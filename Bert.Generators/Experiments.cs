@@ -75,6 +75,7 @@ public static class ExperimentCompiler
     static readonly string[] Jobs = { "Pretrain", "FineTune" };
     static readonly string[] Optimizers = { "AdamW", "Lamb" };
     static readonly string[] Precisions = { "Fp32", "Tf32", "Bf16" };
+    static readonly string[] AttentionKernels = { "Default", "Flash" };
     static readonly string[] Devices = { "Cpu", "A100_40GB", "A100_80GB", "H100", "H200", "L4" };
     /// <summary>nvidia-smi's total memory of each device, in MiB (MemoryEstimate.CapacityOf in the runtime, which a test holds equal).</summary>
     public static readonly long[] DeviceMiB = { 0, 40_536, 81_920, 81_559, 143_771, 23_034 };
@@ -151,7 +152,7 @@ public static class ExperimentCompiler
     /// <summary>An experiment's values with the defaults filled in.</summary>
     sealed class Values
     {
-        public int Job = 1, Batch = 32, Seq = 128, Accumulate = 1, Steps, Epochs, Optimizer, Precision, Device, Seed = 1, Runs = 1;
+        public int Job = 1, Batch = 32, Seq = 128, Accumulate = 1, Steps, Epochs, Optimizer, Precision, Device, Attention, Seed = 1, Runs = 1;
         public double Lr, Warmup = 0.1, MaskProb = 0.15, MemoryGiB;
         public string Data = "", Reinit = "";
         public bool NextSentence = true, FrequencyBias;
@@ -175,6 +176,7 @@ public static class ExperimentCompiler
                 case "Optimizer": v.Optimizer = (int)a.Number; break;
                 case "Precision": v.Precision = (int)a.Number; break;
                 case "Device": v.Device = (int)a.Number; break;
+                case "Attention": v.Attention = (int)a.Number; break;
                 case "MemoryGiB": v.MemoryGiB = a.Number; break;
                 case "Reinit": v.Reinit = a.Text; break;
                 case "MaskProb": v.MaskProb = a.Number; break;
@@ -289,6 +291,7 @@ public static class ExperimentCompiler
         InEnum("Optimizer", v.Optimizer, Optimizers);
         InEnum("Precision", v.Precision, Precisions);
         InEnum("Device", v.Device, Devices);
+        InEnum("Attention", v.Attention, AttentionKernels);
         if (diags.Count > 0) return null;
         Range("Batch", v.Batch >= 1, v.Batch.ToString(CultureInfo.InvariantCulture), "at least 1");
         Range("Seq", v.Seq >= 1, v.Seq.ToString(CultureInfo.InvariantCulture), "at least 1");
@@ -352,6 +355,22 @@ public static class ExperimentCompiler
         // Precision against the device.
         if (v.Device == 0 && v.Precision != 0)
             Report("BERT0218", At("Precision", e.Loc), Precisions[v.Precision], "the CPU computes its products in fp32: use Precision.Fp32, or name a GPU Device");
+
+        // The flash attention: a GPU, bf16, and head sizes its kernels take (CudaKernels.FlashHeadSizes).
+        if (v.Attention == 1)
+        {
+            var at = At("Attention", e.Loc);
+            int[] heads = model.RowOps.Where(o => o.Kind == OpKind.Attention && o.Heads > 0).Select(o => o.Last / o.Heads).Distinct().ToArray();
+            if (v.Device == 0)
+                Report("BERT0223", at, "a GPU Device", "it runs on tensor cores; name a GPU Device, or drop Attention");
+            else if (v.Precision != 2)
+                Report("BERT0223", at, "Precision.Bf16", "its products take bf16 operands; set Precision = Precision.Bf16, or drop Attention");
+            else if (heads.Length == 0)
+                Report("BERT0223", at, "an attention to run", model.ClassName + " has none; drop Attention");
+            else if (heads.Any(d => d % 8 != 0 || d > 128))
+                Report("BERT0223", at, "head sizes that are multiples of 8 up to 128",
+                    $"{model.ClassName}'s is {heads.First(d => d % 8 != 0 || d > 128).ToString(CultureInfo.InvariantCulture)}; drop Attention");
+        }
 
         // From: an experiment whose model's tensors fit this one's.
         if (e.From is not null && !pre)
@@ -450,7 +469,7 @@ public static class ExperimentCompiler
         w.WriteLine($"name: {Lit(e.ClassName)}, job: {D}.Job.{Jobs[v.Job]}, data: {Lit(v.Data)},");
         w.WriteLine($"batch: {v.Batch}, seq: {v.Seq}, accumulate: {v.Accumulate}, steps: {v.Steps}, epochs: {v.Epochs},");
         w.WriteLine($"learningRate: {Text(v.Lr)}, warmup: {Text(v.Warmup)}, optimizer: {D}.Optimizer.{Optimizers[v.Optimizer]},");
-        w.WriteLine($"precision: {D}.Precision.{Precisions[v.Precision]}, device: {D}.Device.{Devices[v.Device]}, from: {from}, reinit: {Lit(v.Reinit)},");
+        w.WriteLine($"precision: {D}.Precision.{Precisions[v.Precision]}, device: {D}.Device.{Devices[v.Device]}, attention: {D}.AttentionKernel.{AttentionKernels[v.Attention]}, from: {from}, reinit: {Lit(v.Reinit)},");
         w.WriteLine($"maskProb: {Text(v.MaskProb)}, nextSentence: {(v.NextSentence ? "true" : "false")}, frequencyBias: {(v.FrequencyBias ? "true" : "false")}, seed: {v.Seed}, runs: {v.Runs}, rows: {memory.Rows},");
         w.WriteLine($"memory: new {RT}.MemoryEstimate({memory.Activations}L, {memory.State}L, {memory.Bf16}L, {memory.Scratch}L, {memory.Capacity}L, {memory.BoundSeq}));");
         w.Indent--;

@@ -108,6 +108,16 @@ public static partial class Program
             Console.WriteLine(actual == "cpu"
                 ? $"Running on the CPU (fp32 products) instead of the declared {e.Device} ({e.Precision}); the estimate above is the declared device's."
                 : $"Running on the GPU ({e.Precision} products) instead of the declared CPU; the estimate above is the CPU's.");
+        // A declared flash attention reaches the trainer's CudaModel through the variable it reads (set for this experiment
+        // only; a variable the user set stays for the others).
+        string? attention = Environment.GetEnvironmentVariable(Bert.Runtime.Cuda.CudaModel.FusedAttentionVariable);
+        if (e.Attention == Bert.Dsl.AttentionKernel.Flash) Environment.SetEnvironmentVariable(Bert.Runtime.Cuda.CudaModel.FusedAttentionVariable, "flash");
+        try { return Train(e, dir, device, fromDir, cancel); }
+        finally { Environment.SetEnvironmentVariable(Bert.Runtime.Cuda.CudaModel.FusedAttentionVariable, attention); }
+    }
+
+    static int Train(ExperimentInfo e, string dir, string? device, string? fromDir, CancellationToken cancel)
+    {
         var entry = Catalog.Of(e);
         var train = new TrainOptions
         {

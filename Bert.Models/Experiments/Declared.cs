@@ -35,3 +35,9 @@ public partial class NanoPretrainingCheck;
 /// <summary>The fine-tuning half of the check.</summary>
 [Experiment(typeof(BertNanoClassifier), Data = "amazon", From = typeof(NanoPretrainingCheck), Batch = 32, Seq = 48, Epochs = 1, LearningRate = 1e-3, Runs = 2)]
 public partial class NanoAmazonCheck;
+
+/// <summary>A check of the flash attention through <c>bert run</c>: BERT-Nano pre-trained for 3 steps on a GPU with bf16
+/// products and attention on the tensor-core flash kernels (seconds on an H100; the suite runs it on the host emulation).</summary>
+[Experiment(typeof(BertNanoPreTraining), Job = Job.Pretrain, Device = Device.H100, Precision = Precision.Bf16, Attention = AttentionKernel.Flash,
+    Batch = 8, Seq = 32, Steps = 3, LearningRate = 1e-3, NextSentence = false)]
+public partial class NanoFlashCheck;

@@ -78,16 +78,16 @@ public sealed record MemoryEstimate(long Activations, long ParameterState, long 
 /// and the model's generated statics.</summary>
 public sealed record ExperimentInfo(
     string Name, string Model, Job Job, string Data, int Batch, int Seq, int Accumulate, int Steps, int Epochs,
-    double LearningRate, double Warmup, Optimizer Optimizer, Precision Precision, Device Device, string? From, string Reinit,
+    double LearningRate, double Warmup, Optimizer Optimizer, Precision Precision, Device Device, AttentionKernel Attention, string? From, string Reinit,
     double MaskProb, bool NextSentence, bool FrequencyBias, int Seed, int Runs, int Rows, MemoryEstimate Memory,
     Func<ModelInfo> Info, Func<Model<float>> Create, Func<Model<double>> CreateDouble, Func<Cuda.ICudaProgram> CreateCuda)
 {
     /// <summary>The experiment for model <typeparamref name="TModel"/>; what the generated code calls.</summary>
     public static ExperimentInfo Of<TModel>(string name, Job job, string data, int batch, int seq, int accumulate, int steps, int epochs,
-        double learningRate, double warmup, Optimizer optimizer, Precision precision, Device device, string? from, string reinit,
+        double learningRate, double warmup, Optimizer optimizer, Precision precision, Device device, AttentionKernel attention, string? from, string reinit,
         double maskProb, bool nextSentence, bool frequencyBias, int seed, int runs, int rows, MemoryEstimate memory) where TModel : IDeclaredModel =>
         new(name, typeof(TModel).Name, job, data, batch, seq, accumulate, steps, epochs, learningRate, warmup, optimizer, precision, device,
-            from, reinit, maskProb, nextSentence, frequencyBias, seed, runs, rows, memory,
+            attention, from, reinit, maskProb, nextSentence, frequencyBias, seed, runs, rows, memory,
             () => TModel.Info, TModel.Create<float>, TModel.Create<double>, TModel.CreateCudaProgram);
 
     /// <summary>What the experiment trains and how, as declared (where it runs left out): a run folder records it, and
@@ -96,7 +96,7 @@ public sealed record ExperimentInfo(
 
     /// <summary>The declaration of run <paramref name="run"/> (from 0) of <see cref="Runs"/>: its seed is Seed + run.</summary>
     public string DeclarationOf(int run) => string.Create(System.Globalization.CultureInfo.InvariantCulture,
-        $"{Name}: {Job} {Model} on '{Data}', B={Batch} T={Seq} accumulate={Accumulate} steps={Steps} epochs={Epochs} lr={LearningRate:R} warmup={Warmup:R} {Optimizer} from={From ?? "none"} reinit='{Reinit}' mask={MaskProb:R} nsp={NextSentence} frequency-bias={FrequencyBias} seed={Seed + run}");
+        $"{Name}: {Job} {Model} on '{Data}', B={Batch} T={Seq} accumulate={Accumulate} steps={Steps} epochs={Epochs} lr={LearningRate:R} warmup={Warmup:R} {Optimizer} from={From ?? "none"} reinit='{Reinit}' mask={MaskProb:R} nsp={NextSentence} frequency-bias={FrequencyBias} seed={Seed + run}{(Attention == AttentionKernel.Flash ? " attention=Flash" : "")}");
 
     /// <summary>One line for a listing: job, model, data, shape, device and the memory estimate.</summary>
     public override string ToString()
@@ -105,6 +105,6 @@ public sealed record ExperimentInfo(
         string length = Job == Job.Pretrain ? $"{Steps} step{(Steps == 1 ? "" : "s")}" : $"{Epochs} epoch{(Epochs == 1 ? "" : "s")}{(Runs > 1 ? $" × {Runs} runs" : "")}";
         string data = Data.Length == 0 ? "the embedded corpus" : Data;
         string fits = Memory.Capacity > 0 ? $" of {MemoryEstimate.Format(Memory.Capacity)}" : "";
-        return string.Create(inv, $"{Name}: {(Job == Job.Pretrain ? "pre-train" : "fine-tune")} {Model} on {data}{(From is null ? "" : $" from {From}")}, B={Batch} T={Seq}, {length}, lr {LearningRate:G3}, {Precision} on {Device}; ≈ {MemoryEstimate.Format(Memory.Total)}{fits} per step");
+        return string.Create(inv, $"{Name}: {(Job == Job.Pretrain ? "pre-train" : "fine-tune")} {Model} on {data}{(From is null ? "" : $" from {From}")}, B={Batch} T={Seq}, {length}, lr {LearningRate:G3}, {Precision} on {Device}{(Attention == AttentionKernel.Flash ? " with flash attention" : "")}; ≈ {MemoryEstimate.Format(Memory.Total)}{fits} per step");
     }
 }

@@ -228,6 +228,26 @@ public partial class CudaSourceTests(ITestOutputHelper output)
         finally { TempDir.Delete(dir); }
     }
 
+    /// <summary>`bert run NanoFlashCheck` (declared with Attention = AttentionKernel.Flash, bf16, an H100) on the emulated
+    /// device: the trainer runs the flash kernels, and the run folder records a declaration that says so.</summary>
+    [ClangFact]
+    public void Emulated_RunOfAFlashExperiment_UsesTheFlashKernels()
+    {
+        RequireClang();
+        string dir = TempDir.Create();
+        try
+        {
+            var (code, text) = RunBert(dir, emulate: true, "run", "NanoFlashCheck", "--out", dir);
+            Assert.True(code == 0, Tail(text));
+            Assert.Contains("with flash attention", text);
+            Assert.Contains("attention on the tensor-core flash kernels", text);
+            var declared = Bert.Cli.Program.Experiment("NanoFlashCheck").Declaration;
+            Assert.EndsWith(" attention=Flash", declared);
+            Assert.True(Bert.Training.TrainLoop.Finished(Path.Combine(dir, "NanoFlashCheck"), "BertNanoPreTraining", 3, declared));
+        }
+        finally { TempDir.Delete(dir); }
+    }
+
     /// <summary>`bert finetune --format conll --device cuda` on the emulated device: the tagger trains with its steps
     /// replayed from CUDA graphs (sentences padded to multiples of 8 tokens, so few shapes), evaluates entity F1 every
     /// epoch, and keeps its best checkpoint.</summary>

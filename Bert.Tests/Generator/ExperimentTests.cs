@@ -79,6 +79,10 @@ public class ExperimentTests
             [Experiment(typeof(Clf), Data = "amazon", Seq = 16, Precision = [|Precision.Bf16|])]
             public partial class X;
             """ },
+        { "BERT0223", """
+            [Experiment(typeof(Clf), Data = "amazon", Seq = 16, Device = Device.H100, Precision = Precision.Bf16, Attention = [|AttentionKernel.Flash|])]
+            public partial class X;
+            """ },
         { "BERT0219", """
             [Experiment(typeof(Clf), Data = "amazon", Seq = 16, MemoryGiB = 0.01, Batch = [|10_000_000|])]
             public partial class X;
@@ -184,6 +188,35 @@ public class ExperimentTests
             public partial class X;
             """), "BERT0220"));
 
+        // The flash attention: each thing it needs, named.
+        const string Att = """
+            [Model]
+            public partial class Att
+            {
+                public const int C = 12, Heads = 2, Classes = 2, MaxLen = 16;
+                [Param(3 * C, C)] Tensor Wqkv;
+                [Param(Classes, C)] Tensor Wo;
+                public Tensor Forward([Shape(Dim.Batch, Dim.Seq, C)] Tensor x, Mask mask, Labels labels) =>
+                    CrossEntropy(Linear(First(Attention(Linear(x, Wqkv), mask, Heads, 0.1f)), Wo), labels);
+            }
+            """;
+        Assert.Contains("AttentionKernel.Flash needs a GPU Device", Message(RunWith(Att + """
+            [Experiment(typeof(Att), Data = "amazon", Seq = 16, Attention = AttentionKernel.Flash)]
+            public partial class X;
+            """), "BERT0223"));
+        Assert.Contains("AttentionKernel.Flash needs Precision.Bf16: its products take bf16 operands", Message(RunWith(Att + """
+            [Experiment(typeof(Att), Data = "amazon", Seq = 16, Device = Device.H100, Attention = AttentionKernel.Flash)]
+            public partial class X;
+            """), "BERT0223"));
+        Assert.Contains("Att's is 6; drop Attention", Message(RunWith(Att + """
+            [Experiment(typeof(Att), Data = "amazon", Seq = 16, Device = Device.H100, Precision = Precision.Bf16, Attention = AttentionKernel.Flash)]
+            public partial class X;
+            """), "BERT0223"));
+        Assert.Contains("Clf has none", Message(RunWith("""
+            [Experiment(typeof(Clf), Data = "amazon", Seq = 16, Device = Device.H100, Precision = Precision.Bf16, Attention = AttentionKernel.Flash)]
+            public partial class X;
+            """), "BERT0223"));
+
         // A From that is no experiment class at all.
         Assert.Contains("its From type is not an [Experiment] of this project", Message(RunWith("""
             [Experiment(typeof(Clf), Data = "amazon", Seq = 16, From = typeof(int[]))]
@@ -255,7 +288,7 @@ public class ExperimentTests
             }
             ids.Add(id);
         }
-        Assert.Equal(Enumerable.Range(210, 13).Select(i => "BERT0" + i), ids);
+        Assert.Equal(Enumerable.Range(210, 14).Select(i => "BERT0" + i), ids);
         var run = GeneratorHarness.Run(files.ToArray());
         foreach (var id in ids)
         {
