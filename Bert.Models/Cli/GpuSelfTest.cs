@@ -72,7 +72,7 @@ public static class GpuSelfTest
         // Every program the run will open, compiled at once on all cores into the cache (the models' own rows then report
         // a cache hit's time; a compile error shows again there, at its model).
         {
-            var wanted = s.Models.Select(n => Catalog.All.FirstOrDefault(e => e.Name.Equals(n, StringComparison.OrdinalIgnoreCase) || $"{e.Size}-{e.Head}".Equals(n, StringComparison.OrdinalIgnoreCase)))
+            var wanted = s.Models.Select(FindModel)
                 .OfType<Catalog.Entry>().Append(Catalog.Get("nano", "pretraining"));
             if (s.Timing) wanted = wanted.Concat([Catalog.Get(s.TimingSize, "pretraining"), Catalog.Get(s.TimingSize, "classifier"), Catalog.Get("mini", "pretraining")]);
             var all = wanted.DistinctBy(e => e.Name).ToArray();
@@ -86,7 +86,7 @@ public static class GpuSelfTest
         }
         foreach (string name in s.Models)
         {
-            var entry = Catalog.All.FirstOrDefault(e => e.Name.Equals(name, StringComparison.OrdinalIgnoreCase) || $"{e.Size}-{e.Head}".Equals(name, StringComparison.OrdinalIgnoreCase));
+            var entry = FindModel(name);
             if (entry is null) { r.Row($"model {name}", false, "no such model in the catalog"); continue; }
             try { CheckModel(r, entry, device, cache); }
             catch (Exception e) when (e is CudaException or NvrtcCompileException or InvalidOperationException or ArgumentException)
@@ -136,6 +136,10 @@ public static class GpuSelfTest
         }
         return r.Failed == 0 ? 0 : 1;
     }
+
+    /// <summary>A --models name: a catalog model's class name or size-head (any case); null when none.</summary>
+    static Catalog.Entry? FindModel(string name) =>
+        Catalog.All.FirstOrDefault(e => e.Name.Equals(name, StringComparison.OrdinalIgnoreCase) || $"{e.Size}-{e.Head}".Equals(name, StringComparison.OrdinalIgnoreCase));
 
     static void Guard(Report r, string check, Func<(bool, string)> f)
     {
@@ -798,7 +802,7 @@ public static class GpuSelfTest
     /// <summary>The attention ops the flash kernels take (head sizes multiples of 8 up to 128, on a card with bf16 tensor cores); the
     /// others keep cuBLAS.</summary>
     static OpInfo[] FlashOps(ModelInfo info) => !_flashCapable ? []
-        : info.Ops.Where(o => o.Kind == OpKind.Attention && o.Shape.Length > 0 && o.Heads > 0 && CudaExec.FlashHeadSize(o.Shape[^1] / o.Heads)).ToArray();
+        : info.Ops.Where(CudaExec.TakesFlash).ToArray();
 
     static bool _flashCapable = true;
 
@@ -859,6 +863,7 @@ public static class GpuSelfTest
         gpu.SetParameters(cpu.Parameters);
         using var opt = new CudaAdamW(gpu);
         double fpt = Catalog.FlopsPerToken(info, s.Seq, 0.15);
+        bool flashApplies = FlashOps(info).Length > 0;   // else the flash rows would time cuBLAS again
         var rng = new Random(2);
         nint start = CudaDriver.EventCreate(), stop = CudaDriver.EventCreate();
         // The fused CUDA-core attention (BERT_CUDA_ATTENTION=fused) lost to cuBLAS on the H100 (59.8 against 36.5 ms at B=64)
@@ -867,7 +872,7 @@ public static class GpuSelfTest
             (CudaPrecision.Bf16, false, false, false), (CudaPrecision.Bf16, false, true, false), (CudaPrecision.Bf16, false, false, true),
             (CudaPrecision.Bf16, true, false, false), (CudaPrecision.Bf16, true, false, true)])
         {
-            if (flash && FlashOps(info).Length == 0) continue;   // no head size it takes: the rows would time cuBLAS again
+            if (flash && !flashApplies) continue;
             gpu.Precision = precision;
             gpu.FlashAttention = flash;
             gpu.SplitHeads = split;
@@ -914,9 +919,9 @@ public static class GpuSelfTest
         TrainerSteps(r, device, cache, s, rng);
         Profile(r, gpu, opt, info, s, rng, CudaPrecision.Tf32, flash: false, byKernel: false);
         Profile(r, gpu, opt, info, s, rng, CudaPrecision.Bf16, flash: false, byKernel: false);
-        if (FlashOps(info).Length > 0) Profile(r, gpu, opt, info, s, rng, CudaPrecision.Bf16, flash: true, byKernel: false);
+        if (flashApplies) Profile(r, gpu, opt, info, s, rng, CudaPrecision.Bf16, flash: true, byKernel: false);
         Profile(r, gpu, opt, info, s, rng, CudaPrecision.Bf16, flash: false, byKernel: true);
-        if (FlashOps(info).Length > 0) Profile(r, gpu, opt, info, s, rng, CudaPrecision.Bf16, flash: true, byKernel: true);
+        if (flashApplies) Profile(r, gpu, opt, info, s, rng, CudaPrecision.Bf16, flash: true, byKernel: true);
         gpu.Bf16InCublas = true;
         Profile(r, gpu, opt, info, s, rng, CudaPrecision.Bf16, flash: false, byKernel: true);
         gpu.Bf16InCublas = false;
@@ -983,13 +988,14 @@ public static class GpuSelfTest
         var cpu = entry.Create();
         cpu.InitParameters(1);
         gpu.SetParameters(cpu.Parameters);
+        bool flashApplies = FlashOps(entry.Info).Length > 0;
         var rng = new Random(8);
         nint start = CudaDriver.EventCreate(), stop = CudaDriver.EventCreate();
         int most = s.Batches.Max();
         foreach (var (B, flash, bf16, inCublas) in new[] { (1, false, false, false), (most, false, false, false),
             (1, false, true, false), (most, false, true, false), (1, false, true, true), (most, false, true, true), (1, true, true, false), (most, true, true, false) })
         {
-            if (flash && FlashOps(entry.Info).Length == 0) continue;
+            if (flash && !flashApplies) continue;
             gpu.FlashAttention = flash;
             gpu.Precision = bf16 ? CudaPrecision.Bf16 : CudaPrecision.Tf32;
             gpu.Bf16InCublas = inCublas;
@@ -1045,7 +1051,7 @@ public static class GpuSelfTest
         // then with the flash attention).
         foreach (var (inCublas, flash) in new[] { (false, false), (true, false), (false, true) })
         {
-            if (flash && FlashOps(entry.Info).Length == 0) continue;
+            if (flash && !flashApplies) continue;
             gpu.FlashAttention = flash;
             gpu.Precision = CudaPrecision.Bf16;
             gpu.Bf16InCublas = inCublas;

@@ -306,13 +306,15 @@ public static partial class Program
     static string Device(string device, string precision) => device == "cuda" ? "cuda-" + precision : device;
 
     /// <summary>The CUDA trainer for --device cuda (null for cpu); no usable GPU is one sentence (CudaUnavailableException).
-    /// The optimizer (AdamW or LAMB) and its hyperparameters come from the training loop's CPU optimizer.</summary>
+    /// The optimizer (AdamW or LAMB) and its hyperparameters come from the training loop's CPU optimizer. A device ending in
+    /// "-flash" (bert run's experiments declared with the flash attention) turns the flash kernels on.</summary>
     static Bert.Runtime.Cuda.CudaTrainer? OpenTrainer(string device, Catalog.Entry entry, TrainOptions train)
     {
         if (!device.StartsWith("cuda", StringComparison.Ordinal)) return null;
         var gpu = Bert.Runtime.Cuda.CudaDevice.Open();
-        var precision = device switch { "cuda-fp32" => Bert.Runtime.Cuda.CudaPrecision.Fp32, "cuda-bf16" => Bert.Runtime.Cuda.CudaPrecision.Bf16, _ => Bert.Runtime.Cuda.CudaPrecision.Tf32 };
+        var precision = (device.Split('-') is [_, var p, ..] ? p : "") switch { "fp32" => Bert.Runtime.Cuda.CudaPrecision.Fp32, "bf16" => Bert.Runtime.Cuda.CudaPrecision.Bf16, _ => Bert.Runtime.Cuda.CudaPrecision.Tf32 };
         var trainer = new Bert.Runtime.Cuda.CudaTrainer(entry.Info, entry.CreateCuda(), gpu, precision);
+        if (device.EndsWith("-flash", StringComparison.Ordinal)) trainer.Model.FlashAttention = true;
         Console.Error.WriteLine($"Device: {trainer.Describe()}; kernels compiled by NVRTC (cached).");
         return trainer;
     }

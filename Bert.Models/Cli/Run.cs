@@ -48,9 +48,11 @@ public static partial class Program
         return run;
     }
 
-    /// <summary>"cpu", or "cuda-" and the declared precision, for the declared device or the one asked for instead.</summary>
+    /// <summary>"cpu", or "cuda-" and the declared precision (and "-flash" for a declared flash attention), for the declared
+    /// device or the one asked for instead.</summary>
     static string DeviceOf(ExperimentInfo e, string? asked) =>
-        (asked ?? (e.Device == Bert.Dsl.Device.Cpu ? "cpu" : "cuda")) == "cpu" ? "cpu" : "cuda-" + e.Precision.ToString().ToLowerInvariant();
+        (asked ?? (e.Device == Bert.Dsl.Device.Cpu ? "cpu" : "cuda")) == "cpu" ? "cpu"
+            : "cuda-" + e.Precision.ToString().ToLowerInvariant() + (e.Attention == Bert.Dsl.AttentionKernel.Flash ? "-flash" : "");
 
     /// <summary>The experiment and those it starts from, nearest first (a chain that leads back is BERT0220 at build time;
     /// this stops at a repeat all the same).</summary>
@@ -108,16 +110,6 @@ public static partial class Program
             Console.WriteLine(actual == "cpu"
                 ? $"Running on the CPU (fp32 products) instead of the declared {e.Device} ({e.Precision}); the estimate above is the declared device's."
                 : $"Running on the GPU ({e.Precision} products) instead of the declared CPU; the estimate above is the CPU's.");
-        // A declared flash attention reaches the trainer's CudaModel through the variable it reads (set for this experiment
-        // only; a variable the user set stays for the others).
-        string? attention = Environment.GetEnvironmentVariable(Bert.Runtime.Cuda.CudaModel.FusedAttentionVariable);
-        if (e.Attention == Bert.Dsl.AttentionKernel.Flash) Environment.SetEnvironmentVariable(Bert.Runtime.Cuda.CudaModel.FusedAttentionVariable, "flash");
-        try { return Train(e, dir, device, fromDir, cancel); }
-        finally { Environment.SetEnvironmentVariable(Bert.Runtime.Cuda.CudaModel.FusedAttentionVariable, attention); }
-    }
-
-    static int Train(ExperimentInfo e, string dir, string? device, string? fromDir, CancellationToken cancel)
-    {
         var entry = Catalog.Of(e);
         var train = new TrainOptions
         {

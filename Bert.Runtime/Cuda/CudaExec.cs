@@ -492,11 +492,18 @@ public sealed unsafe class CudaExec
     /// <summary>Head sizes the flash kernels are compiled for.</summary>
     public static bool FlashHeadSize(int d) => Array.IndexOf(CudaKernels.FlashHeadSizes, d) >= 0;
 
+    /// <summary>Whether <paramref name="op"/> is an attention whose head size the flash kernels take.</summary>
+    public static bool TakesFlash(OpInfo op) => op.Kind == OpKind.Attention && op.Shape.Length > 0 && op.Heads > 0 && FlashHeadSize(op.Shape[^1] / op.Heads);
+
     /// <summary>Whether the card has bf16 tensor-core mma (compute capability 8.0 or newer); set by CudaModel.</summary>
     public bool FlashCapable { get; internal set; }
 
+    /// <summary>Whether the flash kernels run now for the attentions whose head size they take (chosen, a card with bf16
+    /// tensor cores, bf16 precision).</summary>
+    public bool FlashOn => FlashAttention && FlashCapable && Precision == CudaPrecision.Bf16;
+
     /// <summary>Whether attention over C columns in H heads runs on the flash kernels now.</summary>
-    public bool UsesFlash(int C, int H) => FlashAttention && FlashCapable && Precision == CudaPrecision.Bf16 && FlashHeadSize(C / H);
+    public bool UsesFlash(int C, int H) => FlashOn && FlashHeadSize(C / H);
 
     /// <summary>Rows of queries (or keys) per block of the flash kernels; 4 warps of 16.</summary>
     public const int FlashRows = 64;

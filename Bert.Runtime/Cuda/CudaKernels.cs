@@ -35,22 +35,29 @@ static __device__ __forceinline__ float rt_uniform(rt_u64 seed, rt_u64 site, rt_
     return (float)(c0 >> 8) * 5.9604645E-08f;
 }
 
+// Dropout's scale of a kept value, 1/(1 − p) rounded from double as the CPU does; 0 when everything drops.
+static __device__ __forceinline__ float rt_keep_scale(float p) { return p >= 1.0f ? 0.0f : (float)(1.0 / (1.0 - (double)p)); }
+
 // Four floats for 16-byte loads and stores (no SDK header: NVRTC's float4 is not assumed).
 struct alignas(16) rt_f4 { float x, y, z, w; };
 
 static __device__ __forceinline__ float rt_nan() { return __int_as_float(0x7fc00000); }
 
-static __device__ __forceinline__ float rt_warp_sum(float v)
+// Sum (max) over each group of n lanes (n a power of two up to 32), the same tree every time; every lane of a group gets it.
+static __device__ __forceinline__ float rt_lanes_sum(float v, int n)
 {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    for (int o = n >> 1; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
 }
 
-static __device__ __forceinline__ float rt_warp_max(float v)
+static __device__ __forceinline__ float rt_lanes_max(float v, int n)
 {
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    for (int o = n >> 1; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
+
+static __device__ __forceinline__ float rt_warp_sum(float v) { return rt_lanes_sum(v, 32); }
+static __device__ __forceinline__ float rt_warp_max(float v) { return rt_lanes_max(v, 32); }
 
 // Sum over the block (blockDim.x a multiple of 32, at most 1024), the same tree every time; every thread gets it.
 static __device__ float rt_block_sum(float v, float* sh)
@@ -409,7 +416,7 @@ extern "C" __global__ void rt_attention_softmax(float* __restrict__ probs, float
     float sum = 0.0f;
     for (int k = lane; k < T; k += 32) { float e = expf(P[k] - mx); P[k] = e; sum += e; }
     sum = rt_warp_sum(sum);
-    float ks = p >= 1.0f ? 0.0f : (float)(1.0 / (1.0 - (double)p));   // rounded from double, as the CPU does
+    float ks = rt_keep_scale(p);
     for (int k = lane; k < T; k += 32)
     {
         float v = P[k] / sum;
@@ -429,7 +436,7 @@ extern "C" __global__ void rt_attention_softmax_backward(float* __restrict__ g, 
     if (row >= (long long)B * H * T) return;
     const float* P = probs + row * T;
     float* G = g + row * T;
-    float ks = p >= 1.0f ? 0.0f : (float)(1.0 / (1.0 - (double)p));   // rounded from double, as the CPU does
+    float ks = rt_keep_scale(p);
     float dot = 0.0f;
     for (int k = lane; k < T; k += 32)
     {
@@ -511,7 +518,7 @@ extern "C" __global__ void rt_attention_fused_forward(float* __restrict__ out, f
     }
     __syncwarp();
     // out = dropped·V
-    float ks = p >= 1.0f ? 0.0f : (float)(1.0 / (1.0 - (double)p));   // rounded from double, as the CPU does
+    float ks = rt_keep_scale(p);
     float acc[RT_RPW][4];
     for (int i = 0; i < RT_RPW; i++) for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
     for (int k0 = 0; k0 < T; k0 += 32)
@@ -557,7 +564,7 @@ extern "C" __global__ void rt_attention_fused_backward_q(float* __restrict__ dqk
     int D = C / H, C3 = 3 * C, bh = blockIdx.x, b = bh / H, h = bh - b * H, q0 = blockIdx.y * RT_ROWS;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const float* base = qkv + (long long)b * T * C3 + h * D;
-    float ks = p >= 1.0f ? 0.0f : (float)(1.0 / (1.0 - (double)p));   // rounded from double, as the CPU does
+    float ks = rt_keep_scale(p);
     for (int k0 = 0; k0 < T; k0 += 32)
     {
         __syncthreads();
@@ -630,7 +637,7 @@ extern "C" __global__ void rt_attention_fused_backward_kv(float* __restrict__ dq
     const float* base = qkv + (long long)b * T * C3 + h * D;
     float* Qs = rt_sh;
     float* Os = rt_sh + RT_ROWS * (D + 1);
-    float ks = p >= 1.0f ? 0.0f : (float)(1.0 / (1.0 - (double)p));   // rounded from double, as the CPU does
+    float ks = rt_keep_scale(p);
     float accK[RT_RPW][4], accV[RT_RPW][4];
     for (int i = 0; i < RT_RPW; i++) for (int j = 0; j < 4; j++) { accK[i][j] = 0.0f; accV[i][j] = 0.0f; }
     for (int q0 = 0; q0 < T; q0 += 32)
@@ -964,16 +971,19 @@ static __device__ __forceinline__ void rt_fl_acc_a(unsigned int* a, const float*
     a[2] = rt_bf16x2(s1[0], s1[1]); a[3] = rt_bf16x2(s1[2], s1[3]);
 }
 
-static __device__ __forceinline__ float rt_quad_max(float v)
+// The score added for key k of sequence b: −10000 when masked out (as the CPU), −1e30 past T (no weight at all), else 0.
+static __device__ __forceinline__ float rt_fl_bias(const int* __restrict__ mask, int b, int T, int k)
 {
-    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
-    return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+    return k >= T ? -1e30f : mask[b * T + k] == 0 ? -10000.0f : 0.0f;
 }
 
-static __device__ __forceinline__ float rt_quad_sum(float v)
+// The key and value rows k0 … k0 + rows − 1 of a head into shared bf16 tiles, and their biases.
+template <int D> static __device__ __forceinline__ void rt_fl_keys(unsigned short* __restrict__ Ks, unsigned short* __restrict__ Vs, float* __restrict__ bias,
+    const float* __restrict__ base, const int* __restrict__ mask, int b, int k0, int rows, int T, int C)
 {
-    v += __shfl_xor_sync(0xffffffffu, v, 1);
-    return v + __shfl_xor_sync(0xffffffffu, v, 2);
+    rt_fl_tile<D>(Ks, base + C, k0, rows, T, 3 * C);
+    rt_fl_tile<D>(Vs, base + 2 * C, k0, rows, T, 3 * C);
+    for (int i = (int)threadIdx.x; i < rows; i += (int)blockDim.x) bias[i] = rt_fl_bias(mask, b, T, k0 + i);
 }
 
 // The dropout factor of (q, k): 1/(1 − p) kept, 0 dropped; 1 without dropout.
@@ -997,7 +1007,7 @@ template <int D> static __device__ void rt_flash_forward_t(float* __restrict__ o
     int warp = (int)(threadIdx.x >> 5), lane = (int)(threadIdx.x & 31), g = lane >> 2, t = lane & 3;
     int r0 = (int)blockIdx.y * RT_FL_ROWS + warp * 16, q0 = r0 + g, q1 = q0 + 8;
     const float* base = qkv + (long long)b * T * C3 + h * D;
-    float ks = p >= 1.0f ? 0.0f : (float)(1.0 / (1.0 - (double)p));   // rounded from double, as the CPU does
+    float ks = rt_keep_scale(p);
     unsigned int qa[RT_FL_K(D) / 16][4];
     rt_fl_rows<D>(qa, base, r0, T, C3, g, t);
     float o[D / 8][4];
@@ -1007,13 +1017,7 @@ template <int D> static __device__ void rt_flash_forward_t(float* __restrict__ o
     for (int k0 = 0; k0 < T; k0 += RT_FL_ROWS)
     {
         __syncthreads();
-        rt_fl_tile<D>(Ks, base + C, k0, RT_FL_ROWS, T, C3);
-        rt_fl_tile<D>(Vs, base + 2 * C, k0, RT_FL_ROWS, T, C3);
-        for (int i = (int)threadIdx.x; i < RT_FL_ROWS; i += (int)blockDim.x)
-        {
-            int k = k0 + i;
-            bias[i] = k >= T ? -1e30f : mask[b * T + k] == 0 ? -10000.0f : 0.0f;
-        }
+        rt_fl_keys<D>(Ks, Vs, bias, base, mask, b, k0, RT_FL_ROWS, T, C);
         __syncthreads();
         float s[RT_FL_ROWS / 8][4];
         #pragma unroll
@@ -1034,7 +1038,7 @@ template <int D> static __device__ void rt_flash_forward_t(float* __restrict__ o
                 s[n][j] = v;
                 if (j < 2) x0 = fmaxf(x0, v); else x1 = fmaxf(x1, v);
             }
-        x0 = rt_quad_max(x0); x1 = rt_quad_max(x1);
+        x0 = rt_lanes_max(x0, 4); x1 = rt_lanes_max(x1, 4);
         float c0 = expf(m0 - x0), c1 = expf(m1 - x1);
         m0 = x0; m1 = x1; l0 *= c0; l1 *= c1;
         #pragma unroll
@@ -1057,7 +1061,7 @@ template <int D> static __device__ void rt_flash_forward_t(float* __restrict__ o
             for (int i = 0; i < D / 8; i++) { unsigned int vb[2]; rt_fl_bk(vb, Vs, S, kc * 16, i * 8, g, t); rt_warp_mma(o[i], pa, vb); }
         }
     }
-    l0 = rt_quad_sum(l0); l1 = rt_quad_sum(l1);
+    l0 = rt_lanes_sum(l0, 4); l1 = rt_lanes_sum(l1, 4);
     float* y0 = out + ((long long)b * T + q0) * C + h * D + t * 2;
     float* y1 = out + ((long long)b * T + q1) * C + h * D + t * 2;
     #pragma unroll
@@ -1088,7 +1092,7 @@ template <int D> static __device__ void rt_flash_backward_q_t(float* __restrict_
     const float* base = qkv + (long long)b * T * C3 + h * D;
     const float* gbase = dout + (long long)b * T * C + h * D;
     const float* ybase = yout + (long long)b * T * C + h * D;
-    float ks = p >= 1.0f ? 0.0f : (float)(1.0 / (1.0 - (double)p));
+    float ks = rt_keep_scale(p);
     unsigned int qa[RT_FL_K(D) / 16][4], da[RT_FL_K(D) / 16][4];
     rt_fl_rows<D>(qa, base, r0, T, C3, g, t);
     rt_fl_rows<D>(da, gbase, r0, T, C, g, t);
@@ -1104,7 +1108,7 @@ template <int D> static __device__ void rt_flash_backward_q_t(float* __restrict_
             if (q0 < T) d0 += gbase[(long long)q0 * C + d] * ybase[(long long)q0 * C + d];
             if (q1 < T) d1 += gbase[(long long)q1 * C + d] * ybase[(long long)q1 * C + d];
         }
-    d0 = rt_quad_sum(d0); d1 = rt_quad_sum(d1);
+    d0 = rt_lanes_sum(d0, 4); d1 = rt_lanes_sum(d1, 4);
     float dq[D / 8][4];
 #pragma unroll
     for (int i = 0; i < D / 8; i++)
@@ -1113,13 +1117,7 @@ template <int D> static __device__ void rt_flash_backward_q_t(float* __restrict_
     for (int k0 = 0; k0 < T; k0 += RT_FL_KEYS)
     {
         __syncthreads();
-        rt_fl_tile<D>(Ks, base + C, k0, RT_FL_KEYS, T, C3);
-        rt_fl_tile<D>(Vs, base + 2 * C, k0, RT_FL_KEYS, T, C3);
-        for (int i = (int)threadIdx.x; i < RT_FL_KEYS; i += (int)blockDim.x)
-        {
-            int k = k0 + i;
-            bias[i] = k >= T ? -1e30f : mask[b * T + k] == 0 ? -10000.0f : 0.0f;
-        }
+        rt_fl_keys<D>(Ks, Vs, bias, base, mask, b, k0, RT_FL_KEYS, T, C);
         __syncthreads();
         float s[RT_FL_KEYS / 8][4], dp[RT_FL_KEYS / 8][4];
 #pragma unroll
@@ -1184,12 +1182,12 @@ template <int D> static __device__ void rt_flash_backward_kv_t(float* __restrict
     int r0 = (int)blockIdx.y * RT_FL_ROWS + warp * 16, k0 = r0 + g, k1 = k0 + 8;
     const float* base = qkv + (long long)b * T * C3 + h * D;
     const float* obase = dout + (long long)b * T * C + h * D;
-    float ks = p >= 1.0f ? 0.0f : (float)(1.0 / (1.0 - (double)p));
+    float ks = rt_keep_scale(p);
     unsigned int ka[RT_FL_K(D) / 16][4];
     rt_fl_rows<D>(ka, base + C, r0, T, C3, g, t);
     rt_fl_tile<D>(Vb, base + 2 * C, (int)blockIdx.y * RT_FL_ROWS, RT_FL_ROWS, T, C3);   // read after the loop's first barrier
     // Keys past T: P = 0 (their rows are not written; this keeps them finite).
-    float bias0 = k0 >= T ? -1e30f : mask[b * T + k0] == 0 ? -10000.0f : 0.0f, bias1 = k1 >= T ? -1e30f : mask[b * T + k1] == 0 ? -10000.0f : 0.0f;
+    float bias0 = rt_fl_bias(mask, b, T, k0), bias1 = rt_fl_bias(mask, b, T, k1);
     float dk[D / 8][4], dv[D / 8][4];
 #pragma unroll
     for (int i = 0; i < D / 8; i++)

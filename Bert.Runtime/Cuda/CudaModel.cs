@@ -35,9 +35,10 @@ public sealed unsafe class CudaModel : IDisposable
         // A workspace of our own: cuBLAS then allocates nothing while a graph is being captured.
         _workspace = CudaDriver.MemAlloc(WorkspaceBytes);
         _ex.Blas.SetWorkspace(_workspace, WorkspaceBytes);
-        _ex.FusedAttention = string.Equals(Environment.GetEnvironmentVariable(FusedAttentionVariable), "fused", StringComparison.OrdinalIgnoreCase);
-        _ex.SplitHeads = string.Equals(Environment.GetEnvironmentVariable(FusedAttentionVariable), "split", StringComparison.OrdinalIgnoreCase);
-        _ex.FlashAttention = string.Equals(Environment.GetEnvironmentVariable(FusedAttentionVariable), "flash", StringComparison.OrdinalIgnoreCase);
+        string? attention = Environment.GetEnvironmentVariable(FusedAttentionVariable);
+        _ex.FusedAttention = string.Equals(attention, "fused", StringComparison.OrdinalIgnoreCase);
+        _ex.SplitHeads = string.Equals(attention, "split", StringComparison.OrdinalIgnoreCase);
+        _ex.FlashAttention = string.Equals(attention, "flash", StringComparison.OrdinalIgnoreCase);
         _ex.FlashCapable = device.ComputeCapabilityMajor >= 8;
         _ex.Bf16InCublas = string.Equals(Environment.GetEnvironmentVariable(Bf16Variable), "cublas", StringComparison.OrdinalIgnoreCase);
         long n = Math.Max(1, info.ParameterCount);
@@ -60,7 +61,7 @@ public sealed unsafe class CudaModel : IDisposable
         _ex.DistinctRows = new bool[_ex.IntPtrs.Length];
         foreach (var op in info.Ops)
         {
-            if (op.Kind == OpKind.Attention && op.Shape.Length > 0 && op.Heads > 0 && CudaExec.FlashHeadSize(op.Shape[^1] / op.Heads))
+            if (CudaExec.TakesFlash(op))
                 foreach (int saved in op.Saved) _flashProbs[saved] = op.Heads;
             if (op.Kind == OpKind.Embed && op.IntInput >= 0 && op.IntInput < _embedIds.Length) _embedIds[op.IntInput] = true;
             if (op.Kind == OpKind.Gather && op.IntInput >= 0 && op.IntInput < _gatherRows.Length) _gatherRows[op.IntInput] = true;
@@ -97,14 +98,14 @@ public sealed unsafe class CudaModel : IDisposable
     /// <summary>Whether attention runs on the flash kernels now (flash chosen, bf16 precision, a head size they take): the
     /// memory plan then gives the probabilities buffers B·H·T floats. Bind lays memory out by it; changing it after Bind
     /// needs another Bind before the next forward.</summary>
-    bool FlashLayout => _ex.FlashAttention && _ex.FlashCapable && _ex.Precision == CudaPrecision.Bf16 && _flashProbs.Count > 0;
+    bool FlashLayout => _ex.FlashOn && _flashProbs.Count > 0;
 
     /// <summary>Whether attention runs on the flash kernels now; and, when they were asked for but do not run, why.</summary>
     public (bool Active, string? WhyNot) FlashAttentionState => !_ex.FlashAttention ? (false, null)
+        : FlashLayout ? (true, null)
         : !_ex.FlashCapable ? (false, $"they need bf16 tensor cores (compute capability 8.0 or newer; this card has {Device.ComputeCapabilityMajor}.{Device.ComputeCapabilityMinor})")
         : _flashProbs.Count == 0 ? (false, $"no attention of {Info.Name} has a head size the flash kernels take (a multiple of 8 up to 128)")
-        : _ex.Precision != CudaPrecision.Bf16 ? (false, "they need bf16 precision (--precision bf16)")
-        : (true, null);
+        : (false, "they need bf16 precision (--precision bf16)");
 
     void RequireLayoutForAttention()
     {
@@ -135,7 +136,7 @@ public sealed unsafe class CudaModel : IDisposable
     {
         string arch = Nvrtc.TargetArchitecture(device.ComputeCapabilityMajor, device.ComputeCapabilityMinor);
         string flash = device.ComputeCapabilityMajor < 8 ? ""   // no bf16 mma: the kernels could only trap there
-            : string.Concat(info.Ops.Where(o => o.Kind == OpKind.Attention && o.Shape.Length > 0 && o.Heads > 0 && CudaExec.FlashHeadSize(o.Shape[^1] / o.Heads))
+            : string.Concat(info.Ops.Where(CudaExec.TakesFlash)
                 .Select(o => o.Shape[^1] / o.Heads).Distinct().Order().Select(CudaKernels.FlashKernels));
         return (CudaKernels.Source + "\n" + flash + program.Source, Nvrtc.Options(arch, extra: "--fmad=false").Skip(1).ToArray(), arch);
     }
@@ -369,7 +370,7 @@ public sealed unsafe class CudaModel : IDisposable
         {
             int last = op.Shape.Length > 0 ? op.Shape[^1] : 1;
             if (op.Kind == OpKind.Attention)
-                s = Math.Max(s, flash && op.Heads > 0 && CudaExec.FlashHeadSize(last / op.Heads) ? (long)batch * op.Heads * seq : CudaExec.AttentionScratch(batch, seq, last, op.Heads));
+                s = Math.Max(s, flash && CudaExec.TakesFlash(op) ? (long)batch * op.Heads * seq : CudaExec.AttentionScratch(batch, seq, last, op.Heads));
             if (op.Kind == OpKind.LayerNorm && last > 0) s = Math.Max(s, 2L * ((n + CudaKernels.RowChunk - 1) / CudaKernels.RowChunk) * last);
             // the embedding backward's partials: runs longer than a segment have fewer than 2·len/segment of them
             if (op.Kind == OpKind.Embed) s = Math.Max(s, (2 * n / CudaKernels.EmbedSegmentRows + 1) * last);

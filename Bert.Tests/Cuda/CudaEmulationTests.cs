@@ -142,6 +142,21 @@ public partial class CudaSourceTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>A small English corpus in <paramref name="dir"/> for pre-training runs: 12 documents of 30 short sentences.</summary>
+    static string SmallCorpus(string dir)
+    {
+        string corpus = Path.Combine(dir, "corpus.txt");
+        string[] nouns = ["king", "queen", "river", "horse", "garden", "city", "ship", "lord", "child", "house", "storm"];
+        string[] verbs = ["walked", "slept", "spoke"];
+        File.WriteAllText(corpus, string.Join("\n\n", Enumerable.Range(0, 12).Select(d => string.Join(' ', Enumerable.Range(0, 30).Select(i =>
+            $"The {nouns[(i * 7 + d) % nouns.Length]} {verbs[(i + d) % verbs.Length]} {(i % 2 == 0 ? "slowly" : "well")}.")))) + "\n");
+        return corpus;
+    }
+
+    /// <summary>The losses `bert pretrain` printed for steps 1 … <paramref name="steps"/>.</summary>
+    static double[] Losses(string text, int steps) => Regex.Matches(text, $@"step \d+/{steps}\s+loss ([0-9.]+)")
+        .Select(m => double.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture)).ToArray();
+
     /// <summary>`bert pretrain --device cuda` through the CLI on the emulated device gives the CPU run's losses and
     /// accuracies step by step (the device counts them) and, after the optimizer steps, its weights: same seed, same
     /// batches, same masks, same dropout.</summary>
@@ -152,20 +167,14 @@ public partial class CudaSourceTests(ITestOutputHelper output)
         string dir = TempDir.Create();
         try
         {
-            string corpus = Path.Combine(dir, "corpus.txt");
-            string[] nouns = ["king", "queen", "river", "horse", "garden", "city", "ship", "lord", "child", "house", "storm"];
-            string[] verbs = ["walked", "slept", "spoke"];
-            File.WriteAllText(corpus, string.Join("\n\n", Enumerable.Range(0, 12).Select(d => string.Join(' ', Enumerable.Range(0, 30).Select(i =>
-                $"The {nouns[(i * 7 + d) % nouns.Length]} {verbs[(i + d) % verbs.Length]} {(i % 2 == 0 ? "slowly" : "well")}.")))) + "\n");
+            string corpus = SmallCorpus(dir);
             string[] common = ["pretrain", "--corpus", corpus, "--size", "nano", "--steps", "4", "--batch", "4", "--max-len", "32", "--accumulate", "2", "--seed", "3"];
             var cpu = RunBert(dir, emulate: false, [.. common, "--out", Path.Combine(dir, "cpu")]);
             Assert.True(cpu.Code == 0, Tail(cpu.Output));
             var gpu = RunBert(dir, emulate: true, [.. common, "--out", Path.Combine(dir, "cuda"), "--device", "cuda", "--precision", "fp32"]);
             Assert.True(gpu.Code == 0, Tail(gpu.Output));
 
-            static double[] Losses(string text) => Regex.Matches(text, @"step \d+/4\s+loss ([0-9.]+)")
-                .Select(m => double.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture)).ToArray();
-            double[] a = Losses(cpu.Output), b = Losses(gpu.Output);
+            double[] a = Losses(cpu.Output, 4), b = Losses(gpu.Output, 4);
             Assert.Equal(4, a.Length);
             Assert.Equal(a, b);                       // printed to 4 decimals
             static string[] Accuracies(string text) => Regex.Matches(text, @"step \d+/4\s+loss [0-9.]+\s+(mlm_acc [0-9.]+ %\s+nsp_acc [0-9.]+ %)")
@@ -204,19 +213,14 @@ public partial class CudaSourceTests(ITestOutputHelper output)
         string dir = TempDir.Create();
         try
         {
-            string corpus = Path.Combine(dir, "corpus.txt");
-            string[] nouns = ["king", "queen", "river", "horse", "garden", "city", "ship", "lord", "child", "house", "storm"];
-            File.WriteAllText(corpus, string.Join("\n\n", Enumerable.Range(0, 10).Select(d => string.Join(' ', Enumerable.Range(0, 30).Select(i =>
-                $"The {nouns[(i * 7 + d) % nouns.Length]} walked {(i % 2 == 0 ? "slowly" : "well")}.")))) + "\n");
+            string corpus = SmallCorpus(dir);
             string[] common = ["pretrain", "--corpus", corpus, "--size", "mini", "--batch", "4", "--max-len", "32", "--seed", "3"];
             var cpu = RunBert(dir, emulate: false, [.. common, "--steps", "3", "--out", Path.Combine(dir, "cpu")]);
             Assert.True(cpu.Code == 0, Tail(cpu.Output));
             var flash = RunBertOrdered(dir, emulate: true, null, [.. common, "--steps", "3", "--out", Path.Combine(dir, "flash"), "--device", "cuda", "--precision", "bf16"], attention: "flash");
             Assert.True(flash.Code == 0, Tail(flash.Output));
             Assert.Contains("attention on the tensor-core flash kernels", flash.Output);
-            static double[] Losses(string text) => Regex.Matches(text, @"step \d+/3\s+loss ([0-9.]+)")
-                .Select(m => double.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture)).ToArray();
-            double[] a = Losses(cpu.Output), b = Losses(flash.Output);
+            double[] a = Losses(cpu.Output, 3), b = Losses(flash.Output, 3);
             Assert.Equal(3, a.Length);
             Assert.Equal(3, b.Length);
             for (int i = 0; i < 3; i++) Assert.True(Math.Abs(a[i] - b[i]) <= 0.02 * a[i], $"step {i + 1}: loss {b[i]} with the flash kernels, {a[i]} on the CPU");

@@ -39,15 +39,10 @@ public partial class CudaSourceTests
             for (size_t i = 0; i < btc; i++) o[i] = nan;
             for (size_t i = 0; i < bht; i++) { lse[i] = nan; delta[i] = nan; }
             unsigned gx = (unsigned)(B * H), gy = (unsigned)((T + 63) / 64);
-            #define BERT_FLASH_CASE(DD) \
-            if (D == DD) \
-            { \
-                bert_launch2(gx, gy, 128, [&] { rt_flash_forward_d##DD(o, lse, qkv, mask, T, C, H, scale, p, &u[0], u[1], drop); }); \
-                bert_launch2(gx, gy, 128, [&] { rt_flash_backward_q_d##DD(dqkv, delta, dy, o, qkv, lse, mask, T, C, H, scale, p, &u[0], u[1], drop); }); \
-                bert_launch2(gx, gy, 128, [&] { rt_flash_backward_kv_d##DD(dqkv, delta, dy, o, qkv, lse, mask, T, C, H, scale, p, &u[0], u[1], drop); }); \
-            } else
-            BERT_FLASH_CASES
-            return 4;
+            if (D != DHEAD) return 4;   // DHEAD: the head size this program was built for
+            bert_launch2(gx, gy, 128, [&] { rt_flash_forward_dDHEAD(o, lse, qkv, mask, T, C, H, scale, p, &u[0], u[1], drop); });
+            bert_launch2(gx, gy, 128, [&] { rt_flash_backward_q_dDHEAD(dqkv, delta, dy, o, qkv, lse, mask, T, C, H, scale, p, &u[0], u[1], drop); });
+            bert_launch2(gx, gy, 128, [&] { rt_flash_backward_kv_dDHEAD(dqkv, delta, dy, o, qkv, lse, mask, T, C, H, scale, p, &u[0], u[1], drop); });
             fwrite(o, 4, btc, out); fwrite(lse, 4, bht, out); fwrite(delta, 4, bht, out); fwrite(dqkv, 4, 3 * btc, out);
             return 0;
         }
@@ -117,22 +112,9 @@ public partial class CudaSourceTests
         var dir = Directory.CreateTempSubdirectory("bert-cuda-flash-").FullName;
         try
         {
-            File.WriteAllText(Path.Combine(dir, "main.cpp"), ThreadedHostPrelude + RuntimeSections(1, "bf16 operands", "attention, flash") + "\n"
-                + CudaKernels.FlashKernels(D) + FlashDriver.Replace("BERT_FLASH_CASES", $"BERT_FLASH_CASE({D})", StringComparison.Ordinal));
-            var build = Run(Clang, new[] { "-x", "c++", "-std=c++17", "-O1", "-w", "main.cpp", "-lm", "-o", "run" }, dir);
-            Assert.True(build.Code == 0, $"clang-14 could not compile the flash attention kernels for the host:\n{Tail(build.Output)}");
-            using (var f = new BinaryWriter(File.Create(Path.Combine(dir, "in.bin"))))
-            {
-                foreach (int x in new[] { B, T, C, H, drop ? 1 : 0, misaligned ? 1 : 0 }) f.Write(x);
-                f.Write(P); f.Write(scale); f.Write(Seed); f.Write(Site);
-                foreach (float x in qkv) f.Write(x);
-                foreach (int x in mask) f.Write(x);
-                foreach (float x in dy) f.Write(x);
-                foreach (float x in dqkv0) f.Write(x);
-            }
-            var run = Run(Path.Combine(dir, "run"), new[] { Path.Combine(dir, "in.bin"), Path.Combine(dir, "out.bin") }, dir);
-            Assert.True(run.Code == 0, $"the host build of the flash attention kernels failed (exit {run.Code}):\n{Tail(run.Output)}");
-            using var r = new BinaryReader(File.OpenRead(Path.Combine(dir, "out.bin")));
+            string program = ThreadedHostPrelude + RuntimeSections(1, "bf16 operands", "attention, flash") + "\n"
+                + CudaKernels.FlashKernels(D) + FlashDriver.Replace("DHEAD", D.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal);
+            using var r = RunAttentionProgram(dir, program, "flash attention", [B, T, C, H, drop ? 1 : 0, misaligned ? 1 : 0], P, scale, Seed, Site, qkv, mask, dy, dqkv0);
             float[] Read(int n) => Enumerable.Range(0, n).Select(_ => r.ReadSingle()).ToArray();
             float[] o = Read(B * T * C), lse = Read(bht), delta = Read(bht), dqkv = Read(3 * B * T * C);
             Assert.Equal(r.BaseStream.Length, r.BaseStream.Position);

@@ -245,6 +245,29 @@ public partial class CudaSourceTests
         }
         """;
 
+    /// <summary>Compiles an attention driver <paramref name="program"/> for the host in <paramref name="dir"/>, runs it on the
+    /// inputs (the header's ints, then p, scale, seed and site, qkv, mask, dy and the prefilled dqkv) and returns a reader
+    /// over what it wrote.</summary>
+    static BinaryReader RunAttentionProgram(string dir, string program, string what, int[] header, float p, float scale, ulong seed, ulong site,
+        float[] qkv, int[] mask, float[] dy, float[] dqkv0)
+    {
+        File.WriteAllText(Path.Combine(dir, "main.cpp"), program);
+        var build = Run(Clang, new[] { "-x", "c++", "-std=c++17", "-O1", "-w", "main.cpp", "-lm", "-o", "run" }, dir);
+        Assert.True(build.Code == 0, $"clang-14 could not compile the {what} kernels for the host:\n{Tail(build.Output)}");
+        using (var f = new BinaryWriter(File.Create(Path.Combine(dir, "in.bin"))))
+        {
+            foreach (int x in header) f.Write(x);
+            f.Write(p); f.Write(scale); f.Write(seed); f.Write(site);
+            foreach (float x in qkv) f.Write(x);
+            foreach (int x in mask) f.Write(x);
+            foreach (float x in dy) f.Write(x);
+            foreach (float x in dqkv0) f.Write(x);
+        }
+        var run = Run(Path.Combine(dir, "run"), new[] { Path.Combine(dir, "in.bin"), Path.Combine(dir, "out.bin") }, dir);
+        Assert.True(run.Code == 0, $"the host build of the {what} kernels failed (exit {run.Code}):\n{Tail(run.Output)}");
+        return new BinaryReader(File.OpenRead(Path.Combine(dir, "out.bin")));
+    }
+
     /// <summary>T past one tile of 32 rows (a partial second tile), padded keys in the second sequence, head sizes 16 and 72
     /// (72: a partial fourth group of columns per lane).</summary>
     [ClangTheory]
@@ -273,21 +296,8 @@ public partial class CudaSourceTests
         var dir = Directory.CreateTempSubdirectory("bert-cuda-attn-").FullName;
         try
         {
-            File.WriteAllText(Path.Combine(dir, "main.cpp"), ThreadedHostPrelude + RuntimeSections(2 * 32 * 129, "attention, fused") + "\n" + AttentionDriver);
-            var build = Run(Clang, new[] { "-x", "c++", "-std=c++17", "-O1", "-w", "main.cpp", "-lm", "-o", "run" }, dir);
-            Assert.True(build.Code == 0, $"clang-14 could not compile the fused attention kernels for the host:\n{Tail(build.Output)}");
-            using (var f = new BinaryWriter(File.Create(Path.Combine(dir, "in.bin"))))
-            {
-                foreach (int x in new[] { B, T, C, H, drop ? 1 : 0 }) f.Write(x);
-                f.Write(P); f.Write(scale); f.Write(Seed); f.Write(Site);
-                foreach (float x in qkv) f.Write(x);
-                foreach (int x in mask) f.Write(x);
-                foreach (float x in dy) f.Write(x);
-                foreach (float x in dqkv0) f.Write(x);
-            }
-            var run = Run(Path.Combine(dir, "run"), new[] { Path.Combine(dir, "in.bin"), Path.Combine(dir, "out.bin") }, dir);
-            Assert.True(run.Code == 0, $"the host build of the fused attention kernels failed (exit {run.Code}):\n{Tail(run.Output)}");
-            using var r = new BinaryReader(File.OpenRead(Path.Combine(dir, "out.bin")));
+            using var r = RunAttentionProgram(dir, ThreadedHostPrelude + RuntimeSections(2 * 32 * 129, "attention, fused") + "\n" + AttentionDriver, "fused attention",
+                [B, T, C, H, drop ? 1 : 0], P, scale, Seed, Site, qkv, mask, dy, dqkv0);
             float[] Read(int n) => Enumerable.Range(0, n).Select(_ => r.ReadSingle()).ToArray();
             float[] o = Read(B * T * C), probs = Read(bhtt), dqkv = Read(3 * B * T * C);
             Assert.Equal(r.BaseStream.Length, r.BaseStream.Position);
