@@ -38,7 +38,7 @@ public static class CudaEmitter
         w.WriteLine("// arithmetic is by a compile-time constant (a power of two is a mask) instead of a division by n{k}.");
         w.WriteLine();
         EmitPrelude(w, used);
-        foreach (var n in pointwise) EmitKernels(w, n);
+        foreach (var n in pointwise) EmitKernels(w, n, Plan.AssignsGrads(plan, g.Nodes.Count, n));
         return sw.ToString();
     }
 
@@ -106,7 +106,9 @@ public static class CudaEmitter
         return s[0] == '-' ? "(" + s + "f)" : s + "f";
     }
 
-    static void EmitKernels(IndentedTextWriter w, Node n)
+    /// <summary>A node's kernels; <paramref name="assign"/>[k]: the backward writes dx{k} (=) instead of adding into it
+    /// (<see cref="Plan.AssignsGrad"/>), zeros where the input has no adjoint — as the CPU kernel does.</summary>
+    static void EmitKernels(IndentedTextWriter w, Node n, bool[] assign)
     {
         var topo = new Topo(n.Expr!);
         int ni = n.Inputs.Count;
@@ -122,6 +124,8 @@ public static class CudaEmitter
         w.WriteLine($"//   fused: {sources}; {n.Loc}");
         w.WriteLine($"//   y is {Sym.Shape(n.Out.Shape)}; " + string.Join(", ", Enumerable.Range(0, ni).Select(i =>
             $"x{i} is {Sym.Shape(n.Inputs[i].Shape)}{(bcast[i] ? " (broadcast)" : "")}")));
+        if (assign.Any(a => a))
+            w.WriteLine($"//   backward: writes {string.Join(", ", Enumerable.Range(0, ni).Where(i => assign[i]).Select(i => "dx" + i))} (the first gradient into {(assign.Count(a => a) == 1 ? "it" : "each")}; the schedule does not clear it), adds into the others");
 
         // forward: one element per iteration of a grid-stride loop.
         w.WriteLine($"extern \"C\" __global__ void {name}_forward(float* __restrict__ y, {xParams}, int n, const unsigned long long* __restrict__ seedp, int training)");
@@ -163,11 +167,11 @@ public static class CudaEmitter
             w.WriteLine("int i = r * nb + j;");
         }
         EmitValues(w, topo, bcast, period);
-        EmitAdjoints(w, topo, n.Expr!, ni, bcast, period, rows: false);
+        EmitAdjoints(w, topo, n.Expr!, ni, bcast, period, assign, rows: false);
         w.Indent--; w.WriteLine("}");
         w.Indent--; w.WriteLine("}");
         w.WriteLine();
-        if (HasRowsVariant(n)) EmitRowsVariant(w, n, topo, bcast, period, name, dParams, xParams);
+        if (HasRowsVariant(n)) EmitRowsVariant(w, n, topo, bcast, period, assign, name, dParams, xParams);
     }
 
     /// <summary>Per broadcast input, how often its values repeat along y: the literal element count when the model fixes
@@ -186,7 +190,7 @@ public static class CudaEmitter
     /// owns column j of one chunk, writes the non-broadcast gradients of its elements, and stores its partial sum of every
     /// broadcast gradient in part[(slot·chunks + chunk)·nb + j]; the runtime then adds the partials into dx in chunk order
     /// (rt_colsum_finish). Deterministic, with far more threads than columns; the serial k{id}_backward stays the CPU's twin.</summary>
-    static void EmitRowsVariant(IndentedTextWriter w, Node n, Topo topo, bool[] bcast, string[] period, string name, string dParams, string xParams)
+    static void EmitRowsVariant(IndentedTextWriter w, Node n, Topo topo, bool[] bcast, string[] period, bool[] assign, string name, string dParams, string xParams)
     {
         int ni = n.Inputs.Count;
         var bs = Enumerable.Range(0, ni).Where(i => bcast[i]).ToList();
@@ -205,7 +209,7 @@ public static class CudaEmitter
         w.WriteLine("int i = r * nb + j;");
         // Every broadcast input has nb elements here, so element i = r·nb + j of y reads element j of each.
         EmitValues(w, topo, bcast, period.Select((p, i) => bcast[i] ? "j" : p).ToArray(), direct: true);
-        EmitAdjoints(w, topo, n.Expr!, ni, bcast, period, rows: true);
+        EmitAdjoints(w, topo, n.Expr!, ni, bcast, period, assign, rows: true);
         w.Indent--; w.WriteLine("}");
         for (int s = 0; s < bs.Count; s++)
             w.WriteLine($"part[((long long){s} * chunks + chunk) * nb + j] = acc{bs[s]};");
@@ -283,7 +287,7 @@ public static class CudaEmitter
     }
 
     /// <summary>Reverse mode over the expression, rule for rule as the CPU kernel's.</summary>
-    static void EmitAdjoints(IndentedTextWriter w, Topo t, FE root, int ni, bool[] bcast, string[] period, bool rows)
+    static void EmitAdjoints(IndentedTextWriter w, Topo t, FE root, int ni, bool[] bcast, string[] period, bool[] assign, bool rows)
     {
         var hasAdj = new HashSet<int>();
         void Acc(FE target, string term)
@@ -330,10 +334,12 @@ public static class CudaEmitter
         for (int i = 0; i < ni; i++)
         {
             var leaf = t.Order.FirstOrDefault(e => e is FIn f && f.Index == i);
-            if (leaf is null || !hasAdj.Contains(t[leaf])) continue;
-            w.WriteLine(bcast[i]
-                ? rows ? $"acc{i} += g{t[leaf]};" : $"if (dx{i}) dx{i}[i % {period[i]}] += g{t[leaf]};"
-                : $"if (dx{i}) dx{i}[i] += g{t[leaf]};");
+            bool adj = leaf is not null && hasAdj.Contains(t[leaf]);
+            if (assign[i]) w.WriteLine($"if (dx{i}) dx{i}[i] = {(adj ? "g" + t[leaf!] : "0.0f")};");
+            else if (adj)
+                w.WriteLine(bcast[i]
+                    ? rows ? $"acc{i} += g{t[leaf!]};" : $"if (dx{i}) dx{i}[i % {period[i]}] += g{t[leaf!]};"
+                    : $"if (dx{i}) dx{i}[i] += g{t[leaf!]};");
         }
     }
 }

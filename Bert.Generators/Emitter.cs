@@ -42,7 +42,7 @@ public static class Emitter
         w.WriteLine();
         EmitCudaProgram(w, g, plan);
         w.WriteLine();
-        EmitKernels(w, g);
+        EmitKernels(w, g, plan);
         w.Indent--;
         w.WriteLine("}");
         if (m.Namespace.Length > 0) { w.Indent--; w.WriteLine("}"); }
@@ -93,7 +93,8 @@ public static class Emitter
             var ins = string.Join(", ", n.Inputs.Select(i => $"new {RT}.SizeExpr({i.Size.C}L, {i.Size.PB}, {i.Size.PT}, {i.Size.PG})"));
             w.WriteLine($"new({Lit("K" + n.Id)}, {Lit(Describe(n.Expr!))}, new {RT}.SizeExpr({outSize.C}L, {outSize.PB}, {outSize.PT}, {outSize.PG}), new {RT}.SizeExpr[] {{ {ins} }}, sources: new string[] {{ {string.Join(", ", n.Sources.Select(Lit))} }}, dropout: {(HasDrop(n.Expr!) ? "true" : "false")},");
             w.WriteLine($"    forward: __Kernels.K{n.Id}_TestForward<double>, backward: __Kernels.K{n.Id}_TestBackward<double>, forwardF: __Kernels.K{n.Id}_TestForward<float>, backwardF: __Kernels.K{n.Id}_TestBackward<float>,");
-            w.WriteLine($"    nodes: new {RT}.ExprNode[] {{ {string.Join(", ", ExprNodes(n.Expr!))} }}),");
+            var writes = Plan.AssignsGrads(plan, g.Nodes.Count, n);
+            w.WriteLine($"    nodes: new {RT}.ExprNode[] {{ {string.Join(", ", ExprNodes(n.Expr!))} }}){(writes.Any(x => x) ? $" {{ Writes = new bool[] {{ {string.Join(", ", writes.Select(x => x ? "true" : "false"))} }} }}" : "")},");
         }
         w.Indent--; w.WriteLine("},");
         var outB = g.Output is null ? -1 : plan.Act[g.Output].Id;
@@ -180,13 +181,25 @@ public static class Emitter
             if (!n.Out.NeedsGrad) continue;
             w.WriteLine($"// op {n.Id} backward: {n.Label}");
             w.WriteLine($"ex.Op({n.Id});");
-            foreach (var v in n.Inputs.Distinct())
-                if (v.Kind != ValueKind.Param && plan.Grad.TryGetValue(v, out var gb) && gb.Def == Plan.Bwd(count, n.Id))
-                    w.WriteLine($"ex.Zero({gb.Id});");
-            EmitBackward(w, n, plan);
+            var assign = Plan.AssignsGrads(plan, count, n);
+            EmitZeros(w, n, plan, count, assign);
+            EmitBackward(w, n, plan, assign);
         }
         w.Indent--; w.WriteLine("}");
         w.Indent--; w.WriteLine("}");
+    }
+
+    /// <summary>Clears the gradients whose first contribution this node's backward adds (+=); one it writes (=) needs no clearing
+    /// (<see cref="Plan.AssignsGrad"/>).</summary>
+    static void EmitZeros(IndentedTextWriter w, Node n, Plan plan, int count, bool[] assign)
+    {
+        for (int i = 0; i < n.Inputs.Count; i++)
+        {
+            var v = n.Inputs[i];
+            if (assign[i] || n.Inputs.IndexOf(v) != i) continue;
+            if (v.Kind != ValueKind.Param && plan.Grad.TryGetValue(v, out var gb) && gb.Def == Plan.Bwd(count, n.Id))
+                w.WriteLine($"ex.Zero({gb.Id});");
+        }
     }
 
     static void EmitForward(IndentedTextWriter w, Node n, Plan plan)
@@ -237,38 +250,39 @@ public static class Emitter
         }
     }
 
-    static void EmitBackward(IndentedTextWriter w, Node n, Plan plan)
+    static void EmitBackward(IndentedTextWriter w, Node n, Plan plan, bool[] assign)
     {
         var dy = $"ex.Buf({plan.Grad[n.Out].Id})";
         string S(int i) => Span(plan, n.Inputs[i]);
         string D(int i) => DSpan(plan, n.Inputs[i]);
         bool G(int i) => n.Inputs[i].NeedsGrad;
+        string Beta(int i) => assign[i] ? "T.Zero" : "T.One";
         switch (n.Kind)
         {
             case OpKind.MatMul:
             {
                 var x = n.Inputs[0]; var wt = n.Inputs[1];
                 string M = Rows(x), Kd = Dim(wt.Shape[0]), N = Dim(wt.Shape[1]);
-                if (G(0)) w.WriteLine($"{K}.Gemm.Run<T>(false, true, {M}, {Kd}, {N}, T.One, {dy}, {N}, {S(1)}, {N}, T.One, {D(0)}, {Kd});");
-                if (G(1)) w.WriteLine($"{K}.Gemm.Run<T>(true, false, {Kd}, {N}, {M}, T.One, {S(0)}, {Kd}, {dy}, {N}, T.One, {D(1)}, {N});");
+                if (G(0)) w.WriteLine($"{K}.Gemm.Run<T>(false, true, {M}, {Kd}, {N}, T.One, {dy}, {N}, {S(1)}, {N}, {Beta(0)}, {D(0)}, {Kd});");
+                if (G(1)) w.WriteLine($"{K}.Gemm.Run<T>(true, false, {Kd}, {N}, {M}, T.One, {S(0)}, {Kd}, {dy}, {N}, {Beta(1)}, {D(1)}, {N});");
                 break;
             }
             case OpKind.Linear:
             {
                 var x = n.Inputs[0]; var wt = n.Inputs[1];
                 string M = Rows(x), O = Dim(wt.Shape[0]), I = Dim(wt.Shape[1]);
-                if (G(0)) w.WriteLine($"{K}.Gemm.Run<T>(false, false, {M}, {I}, {O}, T.One, {dy}, {O}, {S(1)}, {I}, T.One, {D(0)}, {I});");
-                if (G(1)) w.WriteLine($"{K}.Gemm.Run<T>(true, false, {O}, {I}, {M}, T.One, {dy}, {O}, {S(0)}, {I}, T.One, {D(1)}, {I});");
+                if (G(0)) w.WriteLine($"{K}.Gemm.Run<T>(false, false, {M}, {I}, {O}, T.One, {dy}, {O}, {S(1)}, {I}, {Beta(0)}, {D(0)}, {I});");
+                if (G(1)) w.WriteLine($"{K}.Gemm.Run<T>(true, false, {O}, {I}, {M}, T.One, {dy}, {O}, {S(0)}, {I}, {Beta(1)}, {D(1)}, {I});");
                 break;
             }
             case OpKind.Embed:
                 w.WriteLine($"{K}.Embedding.Backward<T>({D(0)}, {dy}, ex.Ints({n.IntInput}), {Rows(n.Out)}, {Last(n.Out)});");
                 break;
             case OpKind.LayerNorm:
-                w.WriteLine($"{K}.LayerNorm.Backward<T>({D(0)}, {D(1)}, {D(2)}, {dy}, {S(0)}, {S(1)}, ex.Buf({plan.Saved[(n, 0)].Id}), ex.Buf({plan.Saved[(n, 1)].Id}), {Rows(n.Out)}, {Last(n.Out)});");
+                w.WriteLine($"{K}.LayerNorm.Backward<T>({D(0)}, {D(1)}, {D(2)}, {dy}, {S(0)}, {S(1)}, ex.Buf({plan.Saved[(n, 0)].Id}), ex.Buf({plan.Saved[(n, 1)].Id}), {Rows(n.Out)}, {Last(n.Out)}{(assign[0] ? ", accumulate: false" : "")});");
                 break;
             case OpKind.Attention:
-                w.WriteLine($"{K}.Attention.Backward<T>({D(0)}, {dy}, {S(0)}, ex.Buf({plan.Saved[(n, 0)].Id}), ex.Ints({n.IntInput}), ex.Batch, ex.Seq, {Last(n.Out)}, {n.Heads}, {Num(n.P)}f, ex.Seed, {n.Site}UL, ex.Training);");
+                w.WriteLine($"{K}.Attention.Backward<T>({D(0)}, {dy}, {S(0)}, ex.Buf({plan.Saved[(n, 0)].Id}), ex.Ints({n.IntInput}), ex.Batch, ex.Seq, {Last(n.Out)}, {n.Heads}, {Num(n.P)}f, ex.Seed, {n.Site}UL, ex.Training{(assign[0] ? ", accumulate: false" : "")});");
                 break;
             case OpKind.Gather:
                 w.WriteLine($"{K}.GatherRows.Backward<T>({D(0)}, {dy}, ex.Ints({n.IntInput}), {Dim(n.Out.Shape[0])}, {Last(n.Out)});");
@@ -317,10 +331,9 @@ public static class Emitter
             var n = g.Nodes[i];
             if (!n.Out.NeedsGrad) continue;
             w.WriteLine($"ex.Op({n.Id}); // backward: {n.Label}");
-            foreach (var v in n.Inputs.Distinct())
-                if (v.Kind != ValueKind.Param && plan.Grad.TryGetValue(v, out var gb) && gb.Def == Plan.Bwd(count, n.Id))
-                    w.WriteLine($"ex.Zero({gb.Id});");
-            EmitCudaBackward(w, n, plan);
+            var assign = Plan.AssignsGrads(plan, count, n);
+            EmitZeros(w, n, plan, count, assign);
+            EmitCudaBackward(w, n, plan, assign);
         }
         w.Indent--; w.WriteLine("}");
         w.Indent--; w.WriteLine("}");
@@ -373,38 +386,39 @@ public static class Emitter
         }
     }
 
-    static void EmitCudaBackward(IndentedTextWriter w, Node n, Plan plan)
+    static void EmitCudaBackward(IndentedTextWriter w, Node n, Plan plan, bool[] assign)
     {
         var dy = $"ex.Buf({plan.Grad[n.Out].Id})";
         string P(int i) => GPtr(plan, n.Inputs[i]);
         string D(int i) => GDPtr(plan, n.Inputs[i]);
         bool G(int i) => n.Inputs[i].NeedsGrad;
+        string Beta(int i) => assign[i] ? "0f" : "1f";
         switch (n.Kind)
         {
             case OpKind.MatMul:
             {
                 var x = n.Inputs[0]; var wt = n.Inputs[1];
                 string M = Rows(x), Kd = Dim(wt.Shape[0]), N = Dim(wt.Shape[1]);
-                if (G(0)) w.WriteLine($"ex.Gemm(false, true, {M}, {Kd}, {N}, 1f, {dy}, {N}, {P(1)}, {N}, 1f, {D(0)}, {Kd});");
-                if (G(1)) w.WriteLine($"ex.Gemm(true, false, {Kd}, {N}, {M}, 1f, {P(0)}, {Kd}, {dy}, {N}, 1f, {D(1)}, {N});");
+                if (G(0)) w.WriteLine($"ex.Gemm(false, true, {M}, {Kd}, {N}, 1f, {dy}, {N}, {P(1)}, {N}, {Beta(0)}, {D(0)}, {Kd});");
+                if (G(1)) w.WriteLine($"ex.Gemm(true, false, {Kd}, {N}, {M}, 1f, {P(0)}, {Kd}, {dy}, {N}, {Beta(1)}, {D(1)}, {N});");
                 break;
             }
             case OpKind.Linear:
             {
                 var x = n.Inputs[0]; var wt = n.Inputs[1];
                 string M = Rows(x), O = Dim(wt.Shape[0]), I = Dim(wt.Shape[1]);
-                if (G(0)) w.WriteLine($"ex.Gemm(false, false, {M}, {I}, {O}, 1f, {dy}, {O}, {P(1)}, {I}, 1f, {D(0)}, {I});");
-                if (G(1)) w.WriteLine($"ex.Gemm(true, false, {O}, {I}, {M}, 1f, {dy}, {O}, {P(0)}, {I}, 1f, {D(1)}, {I});");
+                if (G(0)) w.WriteLine($"ex.Gemm(false, false, {M}, {I}, {O}, 1f, {dy}, {O}, {P(1)}, {I}, {Beta(0)}, {D(0)}, {I});");
+                if (G(1)) w.WriteLine($"ex.Gemm(true, false, {O}, {I}, {M}, 1f, {dy}, {O}, {P(0)}, {I}, {Beta(1)}, {D(1)}, {I});");
                 break;
             }
             case OpKind.Embed:
                 w.WriteLine($"ex.EmbeddingBackward({D(0)}, {dy}, ex.Ints({n.IntInput}), {Rows(n.Out)}, {Last(n.Out)}, {Dim(n.Inputs[0].Shape[0])});");
                 break;
             case OpKind.LayerNorm:
-                w.WriteLine($"ex.LayerNormBackward({D(0)}, {D(1)}, {D(2)}, {dy}, {P(0)}, {P(1)}, ex.Buf({plan.Saved[(n, 0)].Id}), ex.Buf({plan.Saved[(n, 1)].Id}), {Rows(n.Out)}, {Last(n.Out)});");
+                w.WriteLine($"ex.LayerNormBackward({D(0)}, {D(1)}, {D(2)}, {dy}, {P(0)}, {P(1)}, ex.Buf({plan.Saved[(n, 0)].Id}), ex.Buf({plan.Saved[(n, 1)].Id}), {Rows(n.Out)}, {Last(n.Out)}{(assign[0] ? ", accumulate: false" : "")});");
                 break;
             case OpKind.Attention:
-                w.WriteLine($"ex.AttentionBackward({D(0)}, {dy}, {GPtr(plan, n.Out)}, {P(0)}, ex.Buf({plan.Saved[(n, 0)].Id}), ex.Ints({n.IntInput}), ex.Batch, ex.Seq, {Last(n.Out)}, {n.Heads}, {Num(n.P)}f, {n.Site}UL);");
+                w.WriteLine($"ex.AttentionBackward({D(0)}, {dy}, {GPtr(plan, n.Out)}, {P(0)}, ex.Buf({plan.Saved[(n, 0)].Id}), ex.Ints({n.IntInput}), ex.Batch, ex.Seq, {Last(n.Out)}, {n.Heads}, {Num(n.P)}f, {n.Site}UL{(assign[0] ? ", accumulate: false" : "")});");
                 break;
             case OpKind.Gather:
                 w.WriteLine($"ex.GatherBackward({D(0)}, {dy}, ex.Ints({n.IntInput}), {Dim(n.Out.Shape[0])}, {Last(n.Out)}, {Rows(n.Inputs[0])});");
@@ -437,12 +451,12 @@ public static class Emitter
 
     // ---------------- fused element-wise kernels ----------------
 
-    static void EmitKernels(IndentedTextWriter w, Graph g)
+    static void EmitKernels(IndentedTextWriter w, Graph g, Plan plan)
     {
         w.WriteLine("/// <summary>The fused element-wise kernels (CPU), forward and backward.</summary>");
         w.WriteLine("internal static unsafe class __Kernels");
         w.WriteLine("{"); w.Indent++;
-        foreach (var n in g.Nodes.Where(x => x.Kind == OpKind.Pointwise)) EmitKernel(w, n);
+        foreach (var n in g.Nodes.Where(x => x.Kind == OpKind.Pointwise)) EmitKernel(w, n, Plan.AssignsGrads(plan, g.Nodes.Count, n));
         w.Indent--; w.WriteLine("}");
     }
 
@@ -474,7 +488,9 @@ public static class Emitter
         public int GetHashCode(FE obj) => System.Runtime.CompilerServices.RuntimeHelpers.GetHashCode(obj);
     }
 
-    static void EmitKernel(IndentedTextWriter w, Node n)
+    /// <summary>A node's CPU kernels; <paramref name="assign"/>[k]: the backward writes dx{k} (=) instead of adding into it
+    /// (<see cref="Plan.AssignsGrad"/>), zeros where the input has no adjoint.</summary>
+    static void EmitKernel(IndentedTextWriter w, Node n, bool[] assign)
     {
         var topo = new Topo(n.Expr!);
         int ni = n.Inputs.Count;
@@ -485,6 +501,8 @@ public static class Emitter
         var dParams = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"T* dx{i}"));
 
         w.WriteLine($"// {name}: y = {Describe(n.Expr!)}   (fused: {string.Join(" → ", n.Sources)}; {n.Loc})");
+        if (assign.Any(a => a))
+            w.WriteLine($"// backward: writes {string.Join(", ", Enumerable.Range(0, ni).Where(i => assign[i]).Select(i => "dx" + i))} (the first gradient into {(assign.Count(a => a) == 1 ? "it" : "each")}; the schedule does not clear it), adds into the others");
         // forward
         bool anyB = bcast.Any(b => b);
         string nbExpr = anyB ? string.Join(", ", Enumerable.Range(0, ni).Where(i => bcast[i]).Select(i => $"n{i}").Aggregate((a, b) => $"global::System.Math.Min({a}, {b})")) : "1";
@@ -568,10 +586,10 @@ public static class Emitter
         EmitLoops(w, bcast, topo, () =>
         {
             EmitVValues(w, topo, bcast);
-            EmitVAdjoints(w, topo, n.Expr!, ni, bcast);
+            EmitVAdjoints(w, topo, n.Expr!, ni, bcast, assign);
         });
         EmitValues(w, topo, bcast);
-        EmitAdjoints(w, topo, n.Expr!, ni, bcast);
+        EmitAdjoints(w, topo, n.Expr!, ni, bcast, assign);
         w.Indent--; w.WriteLine("}");
         w.Indent--; w.WriteLine("}");
         EmitLoopsEnd(w, topo);
@@ -672,7 +690,7 @@ public static class Emitter
     };
 
     /// <summary>The float path of <see cref="EmitAdjoints"/>.</summary>
-    static void EmitVAdjoints(IndentedTextWriter w, Topo t, FE root, int ni, bool[] bcast)
+    static void EmitVAdjoints(IndentedTextWriter w, Topo t, FE root, int ni, bool[] bcast, bool[] assign)
     {
         var has = new HashSet<int>();
         void Acc(FE target, string term)
@@ -720,9 +738,13 @@ public static class Emitter
         for (int i = 0; i < ni; i++)
         {
             var leaf = t.Order.FirstOrDefault(e => e is FIn f && f.Index == i);
-            if (leaf is null || !has.Contains(t[leaf])) continue;
-            var at = bcast[i] ? $"o{i} + j" : "i";
-            w.WriteLine($"if (dx{i} != null) {{ float* q = (float*)dx{i} + {at}; {V5}.Store({V5}.Load(q) + h{t[leaf]}, q); }}");
+            bool adj = leaf is not null && has.Contains(t[leaf]);
+            if (assign[i]) w.WriteLine($"if (dx{i} != null) {V5}.Store({(adj ? "h" + t[leaf!] : $"{VF}.Zero")}, (float*)dx{i} + i);");
+            else if (adj)
+            {
+                var at = bcast[i] ? $"o{i} + j" : "i";
+                w.WriteLine($"if (dx{i} != null) {{ float* q = (float*)dx{i} + {at}; {V5}.Store({V5}.Load(q) + h{t[leaf!]}, q); }}");
+            }
         }
     }
 
@@ -785,7 +807,7 @@ public static class Emitter
     }
 
     /// <summary>Reverse mode over the expression: each primitive's derivative, written symbolically.</summary>
-    static void EmitAdjoints(IndentedTextWriter w, Topo t, FE root, int ni, bool[] bcast)
+    static void EmitAdjoints(IndentedTextWriter w, Topo t, FE root, int ni, bool[] bcast, bool[] assign)
     {
         var hasAdj = new HashSet<int>();
         string G(FE e) => "g" + t[e];
@@ -833,10 +855,12 @@ public static class Emitter
         for (int i = 0; i < ni; i++)
         {
             var leaf = t.Order.FirstOrDefault(e => e is FIn f && f.Index == i);
-            if (leaf is null || !hasAdj.Contains(t[leaf])) continue;
-            w.WriteLine(bcast[i]
-                ? $"if (dx{i} != null) dx{i}[o{i} + j] += g{t[leaf]};"
-                : $"if (dx{i} != null) dx{i}[i] += g{t[leaf]};");
+            bool adj = leaf is not null && hasAdj.Contains(t[leaf]);
+            if (assign[i]) w.WriteLine($"if (dx{i} != null) dx{i}[i] = {(adj ? "g" + t[leaf!] : "T.Zero")};");
+            else if (adj)
+                w.WriteLine(bcast[i]
+                    ? $"if (dx{i} != null) dx{i}[o{i} + j] += g{t[leaf!]};"
+                    : $"if (dx{i} != null) dx{i}[i] += g{t[leaf!]};");
         }
     }
 }

@@ -109,6 +109,30 @@ public sealed class Plan
 
     public static Size RowsOf(int[] shape) => Size.Of(shape.Take(shape.Length - 1).ToList());
 
+    /// <summary>Whether node <paramref name="n"/>'s backward writes the gradient of input <paramref name="input"/> (=) instead
+    /// of adding into it (+=), so that the schedule neither clears that buffer first nor reads it back: n is the first op of
+    /// the backward to reach that gradient (its buffer is defined there), the value is that one input of n alone, and the op
+    /// writes every element of it — a product's operand (β = 0), LayerNorm's input, attention's projections, an element-wise
+    /// kernel's full-size input. A gather, a first-token pick or an embedding writes some rows only, and cross-entropy keeps
+    /// the clear-then-add schedule; they are not named here.</summary>
+    public static bool AssignsGrad(Plan plan, int count, Node n, int input)
+    {
+        var v = n.Inputs[input];
+        if (v.Kind == ValueKind.Param || !v.NeedsGrad || !plan.Grad.TryGetValue(v, out var gb) || gb.Def != Bwd(count, n.Id)) return false;
+        if (n.Inputs.Count(x => x == v) != 1) return false;
+        return n.Kind switch
+        {
+            OpKind.MatMul or OpKind.Linear => true,
+            OpKind.LayerNorm or OpKind.Attention => input == 0,
+            OpKind.Pointwise => v.Size == n.Out.Size,
+            _ => false,
+        };
+    }
+
+    /// <summary><see cref="AssignsGrad"/> for each input of <paramref name="n"/>.</summary>
+    public static bool[] AssignsGrads(Plan plan, int count, Node n) =>
+        Enumerable.Range(0, n.Inputs.Count).Select(i => AssignsGrad(plan, count, n, i)).ToArray();
+
     public static Plan Build(Graph g)
     {
         var plan = new Plan();

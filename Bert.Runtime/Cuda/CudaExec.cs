@@ -138,7 +138,15 @@ public sealed unsafe class CudaExec
     public void Gemm(bool transA, bool transB, int M, int N, int K, float alpha, ulong A, int lda, ulong B, int ldb, float beta, ulong C, int ldc)
     {
         if (M == 0 || N == 0) return;
-        if (K == 0) { if (beta != 1f) throw new InvalidOperationException("A product over an empty dimension must accumulate (beta = 1)."); return; }
+        if (K == 0)
+        {
+            // C = beta·C: nothing to add; β = 0 (a gradient's first write) clears C.
+            if (beta == 1f) return;
+            if (beta != 0f || ldc != N) throw new InvalidOperationException("A product over an empty dimension must accumulate (beta = 1) or write a packed C (beta = 0).");
+            ForgetOperands();
+            CudaDriver.MemsetD8Async(C, 0, (ulong)M * (ulong)N * 4, Stream);
+            return;
+        }
         if (Precision != CudaPrecision.Bf16 || Bf16InCublas)
         {
             // fp32 operands as they are: exact or TF32 by the math mode, or rounded to bf16 by cuBLAS itself
@@ -340,11 +348,13 @@ public sealed unsafe class CudaExec
         LaunchBlocks(RowsInRegisters(C, y, x) ? "rt_layernorm_forward4" : "rt_layernorm_forward", (uint)((N + Block / 32 - 1) / (Block / 32)),
             Args().Add(y).Add(mean).Add(rstd).Add(x).Add(w).Add(b).Add(N).Add(C).Add(eps));
 
-    public void LayerNormBackward(ulong dx, ulong dw, ulong db, ulong dy, ulong x, ulong w, ulong mean, ulong rstd, int N, int C)
+    /// <summary>LayerNorm's backward: dx += (or, <paramref name="accumulate"/> false, =) the input gradient, dw and db += the
+    /// weight and bias gradients.</summary>
+    public void LayerNormBackward(ulong dx, ulong dw, ulong db, ulong dy, ulong x, ulong w, ulong mean, ulong rstd, int N, int C, bool accumulate = true)
     {
         if (N == 0) return;
         if (dx != 0)
-            LaunchBlocks(RowsInRegisters(C, dx, dy, x) ? "rt_layernorm_backward_x4" : "rt_layernorm_backward_x", (uint)((N + Block / 32 - 1) / (Block / 32)), Args().Add(dx).Add(dy).Add(x).Add(w).Add(mean).Add(rstd).Add(N).Add(C));
+            LaunchBlocks(RowsInRegisters(C, dx, dy, x) ? "rt_layernorm_backward_x4" : "rt_layernorm_backward_x", (uint)((N + Block / 32 - 1) / (Block / 32)), Args().Add(dx).Add(dy).Add(x).Add(w).Add(mean).Add(rstd).Add(N).Add(C).Add(accumulate ? 1 : 0));
         if (dw == 0 && db == 0) return;
         int chunks = (N + CudaKernels.RowChunk - 1) / CudaKernels.RowChunk;
         RequireScratch(2L * chunks * C, "LayerNorm");
@@ -555,8 +565,11 @@ public sealed unsafe class CudaExec
 
     /// <summary>dqkv += attention's gradient for output gradient dy; y is the forward's output (the flash kernels take
     /// Δ = rowsum(dy ⊙ y) from it; the plan keeps it until here).</summary>
-    public void AttentionBackward(ulong dqkv, ulong dy, ulong y, ulong qkv, ulong probs, ulong mask, int B, int T, int C, int H, float p, ulong site)
+    /// <summary>Attention's backward: dqkv += (or, <paramref name="accumulate"/> false, =) the gradient of the projections.</summary>
+    public void AttentionBackward(ulong dqkv, ulong dy, ulong y, ulong qkv, ulong probs, ulong mask, int B, int T, int C, int H, float p, ulong site, bool accumulate = true)
     {
+        int acc = accumulate ? 1 : 0;
+        float beta = accumulate ? 1f : 0f;
         bool drop = Training && p > 0;
         int D = C / H, BH = B * H;
         if (UsesFlash(C, H))
@@ -565,16 +578,16 @@ public sealed unsafe class CudaExec
             RequireScratch((long)BH * T, "attention");
             foreach (string kernel in new[] { "rt_flash_backward_q", "rt_flash_backward_kv" })
                 LaunchFlash(kernel, B, T, C, H,
-                    Args().Add(dqkv).Add(Scratch).Add(dy).Add(y).Add(qkv).Add(probs).Add(mask).Add(T).Add(C).Add(H).Add(Scale(C, H)).Add(p).Add(SeedPointer).Add(site).Add(drop ? 1 : 0));
+                    Args().Add(dqkv).Add(Scratch).Add(dy).Add(y).Add(qkv).Add(probs).Add(mask).Add(T).Add(C).Add(H).Add(Scale(C, H)).Add(p).Add(SeedPointer).Add(site).Add(drop ? 1 : 0).Add(acc));
             return;
         }
         if (FusedAttention && D <= 128)
         {
             RequireScratch((long)BH * T * T, "attention");
             LaunchFused("rt_attention_fused_backward_q", B, T, C, H,
-                Args().Add(dqkv).Add(Scratch).Add(dy).Add(qkv).Add(probs).Add(B).Add(T).Add(C).Add(H).Add(Scale(C, H)).Add(p).Add(SeedPointer).Add(site).Add(drop ? 1 : 0));
+                Args().Add(dqkv).Add(Scratch).Add(dy).Add(qkv).Add(probs).Add(B).Add(T).Add(C).Add(H).Add(Scale(C, H)).Add(p).Add(SeedPointer).Add(site).Add(drop ? 1 : 0).Add(acc));
             LaunchFused("rt_attention_fused_backward_kv", B, T, C, H,
-                Args().Add(dqkv).Add(Scratch).Add(dy).Add(qkv).Add(probs).Add(B).Add(T).Add(C).Add(H).Add(Scale(C, H)).Add(p).Add(SeedPointer).Add(site).Add(drop ? 1 : 0));
+                Args().Add(dqkv).Add(Scratch).Add(dy).Add(qkv).Add(probs).Add(B).Add(T).Add(C).Add(H).Add(Scale(C, H)).Add(p).Add(SeedPointer).Add(site).Add(drop ? 1 : 0).Add(acc));
             return;
         }
         long btc = (long)B * T * C, tt = (long)T * T, td = (long)T * D, bhtt = (long)BH * tt;
@@ -582,7 +595,8 @@ public sealed unsafe class CudaExec
         if (Direct(C, H, T, dqkv, dy, qkv, probs, Scratch))
         {
             // dP = dO·Vᵀ into dS (scratch), the softmax backward in place (and the dropped probabilities made again), then
-            // dV += P̃ᵀ·dO, dQ += scale·dS·K, dK += scale·dSᵀ·Q straight into dqkv (β = 1: the gradient adds up).
+            // dV += P̃ᵀ·dO, dQ += scale·dS·K, dK += scale·dSᵀ·Q straight into dqkv (β = 1: the gradient adds up; β = 0 when
+            // this is the first gradient into dqkv).
             long tt4 = tt * 4, yRow = (long)C * 4;
             ulong sS = Scratch, sDropped = Scratch + (ulong)bhtt * 4;
             var (hq, hk, hv) = ProjectionHeads(qkv, B, T, C, H);
@@ -592,9 +606,9 @@ public sealed unsafe class CudaExec
             BatchedHeads(false, true, T, T, D, 1f, ho, C, hv, 3 * C, 0f, hs, T, BH);
             LaunchBlocks("rt_attention_softmax_backward", (uint)(((long)BH * T + Block / 32 - 1) / (Block / 32)),
                 Args().Add(sS).Add(sDropped).Add(probs).Add(B).Add(H).Add(T).Add(p).Add(SeedPointer).Add(site).Add(drop ? 1 : 0));
-            BatchedHeads(true, false, T, D, T, 1f, drop ? hd : hp, T, ho, C, 1f, gv, 3 * C, BH);
-            BatchedHeads(false, false, T, D, T, sc, hs, T, hk, 3 * C, 1f, gq, 3 * C, BH);
-            BatchedHeads(true, false, T, D, T, sc, hs, T, hq, 3 * C, 1f, gk, 3 * C, BH);
+            BatchedHeads(true, false, T, D, T, 1f, drop ? hd : hp, T, ho, C, beta, gv, 3 * C, BH);
+            BatchedHeads(false, false, T, D, T, sc, hs, T, hk, 3 * C, beta, gq, 3 * C, BH);
+            BatchedHeads(true, false, T, D, T, sc, hs, T, hq, 3 * C, beta, gk, 3 * C, BH);
             return;
         }
         ulong At(long floats) => Scratch + (ulong)floats * 4;
@@ -609,9 +623,9 @@ public sealed unsafe class CudaExec
         Batched(true, false, T, D, T, 1f, drop ? dropped : probs, T, tt, dO, D, td, dv, D, td, BH); // dV = droppedᵀ·dO
         Batched(false, false, T, D, T, scale, dS, T, tt, k, D, td, dq, D, td, BH);                 // dQ = scale·dS·K
         Batched(true, false, T, D, T, scale, dS, T, tt, q, D, td, dk, D, td, BH);                  // dK = scale·dSᵀ·Q
-        Merge(dqkv, dq, B, T, C, H, 3 * C, 0, accumulate: true);
-        Merge(dqkv, dk, B, T, C, H, 3 * C, C, accumulate: true);
-        Merge(dqkv, dv, B, T, C, H, 3 * C, 2 * C, accumulate: true);
+        Merge(dqkv, dq, B, T, C, H, 3 * C, 0, accumulate);
+        Merge(dqkv, dk, B, T, C, H, 3 * C, C, accumulate);
+        Merge(dqkv, dv, B, T, C, H, 3 * C, 2 * C, accumulate);
     }
 
     public void Gather(ulong y, ulong x, ulong rows, int G, int C, int N) =>

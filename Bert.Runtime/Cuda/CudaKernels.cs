@@ -37,6 +37,8 @@ static __device__ __forceinline__ float rt_uniform(rt_u64 seed, rt_u64 site, rt_
 
 // Dropout's scale of a kept value, 1/(1 − p) rounded from double as the CPU does; 0 when everything drops.
 static __device__ __forceinline__ float rt_keep_scale(float p) { return p >= 1.0f ? 0.0f : (float)(1.0 / (1.0 - (double)p)); }
+// A gradient's element: added (accumulate 1), or written (0: the first gradient into a buffer the schedule did not clear).
+static __device__ __forceinline__ void rt_put(float* p, float v, int accumulate) { *p = accumulate ? *p + v : v; }
 
 // Four floats for 16-byte loads and stores (no SDK header: NVRTC's float4 is not assumed).
 struct alignas(16) rt_f4 { float x, y, z, w; };
@@ -168,9 +170,10 @@ extern "C" __global__ void rt_layernorm_forward(float* __restrict__ y, float* __
     if (lane == 0) { mean[row] = m; rstd[row] = r; }
 }
 
-// dx += rstd·(g − mean(g) − x̂·mean(g·x̂)), g = dy·w, x̂ = (x − mean)·rstd; one warp per row.
+// dx += rstd·(g − mean(g) − x̂·mean(g·x̂)), g = dy·w, x̂ = (x − mean)·rstd; one warp per row. accumulate 0: dx = (the first
+// gradient into dx: the schedule did not clear it).
 extern "C" __global__ void rt_layernorm_backward_x(float* __restrict__ dx, const float* __restrict__ dy, const float* __restrict__ x,
-    const float* __restrict__ w, const float* __restrict__ mean, const float* __restrict__ rstd, int N, int C)
+    const float* __restrict__ w, const float* __restrict__ mean, const float* __restrict__ rstd, int N, int C, int accumulate)
 {
     int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (row >= N) return;
@@ -186,8 +189,8 @@ extern "C" __global__ void rt_layernorm_backward_x(float* __restrict__ dx, const
     float* dxr = dx + (long long)row * C;
     for (int c = lane; c < C; c += 32)
     {
-        float g = dyr[c] * w[c], xh = (xr[c] - m) * r;
-        dxr[c] += r * (g - mg - xh * mgx);
+        float g = dyr[c] * w[c], xh = (xr[c] - m) * r, d = r * (g - mg - xh * mgx);
+        dxr[c] = accumulate ? dxr[c] + d : d;
     }
 }
 
@@ -239,7 +242,7 @@ extern "C" __global__ void rt_layernorm_forward4(float* __restrict__ y, float* _
 }
 
 extern "C" __global__ void rt_layernorm_backward_x4(float* __restrict__ dx, const float* __restrict__ dy, const float* __restrict__ x,
-    const float* __restrict__ w, const float* __restrict__ mean, const float* __restrict__ rstd, int N, int C)
+    const float* __restrict__ w, const float* __restrict__ mean, const float* __restrict__ rstd, int N, int C, int accumulate)
 {
     int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31, C4 = C >> 2;
     if (row >= N) return;
@@ -268,9 +271,10 @@ extern "C" __global__ void rt_layernorm_backward_x4(float* __restrict__ dx, cons
         int c = lane + 32 * i;
         if (c < C4)
         {
-            rt_f4 o = dxr[c];
-            o.x += r * (g[i].x - mg - xh[i].x * mgx); o.y += r * (g[i].y - mg - xh[i].y * mgx);
-            o.z += r * (g[i].z - mg - xh[i].z * mgx); o.w += r * (g[i].w - mg - xh[i].w * mgx);
+            rt_f4 o;
+            o.x = r * (g[i].x - mg - xh[i].x * mgx); o.y = r * (g[i].y - mg - xh[i].y * mgx);
+            o.z = r * (g[i].z - mg - xh[i].z * mgx); o.w = r * (g[i].w - mg - xh[i].w * mgx);
+            if (accumulate) { rt_f4 p = dxr[c]; o.x = p.x + o.x; o.y = p.y + o.y; o.z = p.z + o.z; o.w = p.w + o.w; }
             dxr[c] = o;
         }
     }
@@ -557,7 +561,7 @@ extern "C" __global__ void rt_attention_fused_forward(float* __restrict__ out, f
 // Backward, query rows: d dropped = dO·Vᵀ, through dropout and the softmax into dS (scratch, B·H·T·T), then
 // dQ += scale·dS·K.
 extern "C" __global__ void rt_attention_fused_backward_q(float* __restrict__ dqkv, float* __restrict__ dS, const float* __restrict__ dout, const float* __restrict__ qkv,
-    const float* __restrict__ probs, int B, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
+    const float* __restrict__ probs, int B, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop, int accumulate)
 {
     const rt_u64 seed = *seedp;
     extern __shared__ float rt_sh[];
@@ -621,14 +625,14 @@ extern "C" __global__ void rt_attention_fused_backward_q(float* __restrict__ dqk
     {
         int q = q0 + warp * RT_RPW + i;
         if (q >= T) continue;
-        for (int j = 0; j < 4; j++) { int d = lane + 32 * j; if (d < D) dqkv[((long long)b * T + q) * C3 + h * D + d] += scale * acc[i][j]; }
+        for (int j = 0; j < 4; j++) { int d = lane + 32 * j; if (d < D) rt_put(dqkv + ((long long)b * T + q) * C3 + h * D + d, scale * acc[i][j], accumulate); }
     }
 }
 
 // Backward, key rows (blockIdx.y picks 32 keys): dK += scale·dSᵀ·Q and dV += droppedᵀ·dO, queries streaming through
 // shared memory (Q tile, then dO tile, side by side).
 extern "C" __global__ void rt_attention_fused_backward_kv(float* __restrict__ dqkv, const float* __restrict__ dS, const float* __restrict__ dout, const float* __restrict__ qkv,
-    const float* __restrict__ probs, int B, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
+    const float* __restrict__ probs, int B, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop, int accumulate)
 {
     const rt_u64 seed = *seedp;
     extern __shared__ float rt_sh[];
@@ -673,7 +677,7 @@ extern "C" __global__ void rt_attention_fused_backward_kv(float* __restrict__ dq
         int k = k0 + warp * RT_RPW + i;
         if (k >= T) continue;
         long long at = ((long long)b * T + k) * C3 + h * D;
-        for (int j = 0; j < 4; j++) { int d = lane + 32 * j; if (d < D) { dqkv[at + C + d] += scale * accK[i][j]; dqkv[at + 2 * C + d] += accV[i][j]; } }
+        for (int j = 0; j < 4; j++) { int d = lane + 32 * j; if (d < D) { rt_put(dqkv + at + C + d, scale * accK[i][j], accumulate); rt_put(dqkv + at + 2 * C + d, accV[i][j], accumulate); } }
     }
 }
 
@@ -1075,10 +1079,10 @@ template <int D> static __device__ void rt_flash_forward_t(float* __restrict__ o
 }
 
 // Backward, query rows: grid (B·H, ceil(T/64)), 128 threads. Δ = rowsum(dO ⊙ O) from the forward's output (= Σ_k P·dP
-// with dP = dO·Vᵀ through dropout), then over the keys: dS = P·(dP − Δ), dQ += scale·dS·K into dqkv; Δ into delta for the
+// with dP = dO·Vᵀ through dropout), then over the keys: dS = P·(dP − Δ), dQ += (or, accumulate 0, =) scale·dS·K into dqkv; Δ into delta for the
 // key kernel.
 template <int D> static __device__ void rt_flash_backward_q_t(float* __restrict__ dqkv, float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ yout,
-    const float* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
+    const float* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop, int accumulate)
 {
     __shared__ rt_f4 sk[RT_FL_KEYS * RT_FL_S(D) / 8], sv[RT_FL_KEYS * RT_FL_S(D) / 8];   // 16-byte aligned storage
     __shared__ float bias[RT_FL_KEYS];
@@ -1157,8 +1161,8 @@ template <int D> static __device__ void rt_flash_backward_q_t(float* __restrict_
 #pragma unroll
     for (int i = 0; i < D / 8; i++)
     {
-        if (q0 < T) { x0[i * 8] += scale * dq[i][0]; x0[i * 8 + 1] += scale * dq[i][1]; }
-        if (q1 < T) { x1[i * 8] += scale * dq[i][2]; x1[i * 8 + 1] += scale * dq[i][3]; }
+        if (q0 < T) { rt_put(x0 + i * 8, scale * dq[i][0], accumulate); rt_put(x0 + i * 8 + 1, scale * dq[i][1], accumulate); }
+        if (q1 < T) { rt_put(x1 + i * 8, scale * dq[i][2], accumulate); rt_put(x1 + i * 8 + 1, scale * dq[i][3], accumulate); }
     }
     if (t == 0 && q0 < T) delta[(long long)bh * T + q0] = d0;
     if (t == 0 && q1 < T) delta[(long long)bh * T + q1] = d1;
@@ -1168,7 +1172,7 @@ template <int D> static __device__ void rt_flash_backward_q_t(float* __restrict_
 // memory (their A fragments read there, not held: registers for dK and dV), the queries stream through it: Sᵀ = K·Qᵀ and
 // dPᵀ = V·dOᵀ, then dV += P̃ᵀ·dO and dK += scale·dSᵀ·Q into dqkv.
 template <int D> static __device__ void rt_flash_backward_kv_t(float* __restrict__ dqkv, const float* __restrict__ delta, const float* __restrict__ dout,
-    const float* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
+    const float* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop, int accumulate)
 {
     __shared__ rt_f4 sq[RT_FL_KEYS * RT_FL_S(D) / 8], so[RT_FL_KEYS * RT_FL_S(D) / 8], svb[RT_FL_ROWS * RT_FL_S(D) / 8];   // 16-byte aligned storage
     __shared__ float Ls[RT_FL_KEYS], Dl[RT_FL_KEYS];
@@ -1251,8 +1255,16 @@ template <int D> static __device__ void rt_flash_backward_kv_t(float* __restrict
 #pragma unroll
     for (int i = 0; i < D / 8; i++)
     {
-        if (k0 < T) { x0[C + i * 8] += scale * dk[i][0]; x0[C + i * 8 + 1] += scale * dk[i][1]; x0[2 * C + i * 8] += dv[i][0]; x0[2 * C + i * 8 + 1] += dv[i][1]; }
-        if (k1 < T) { x1[C + i * 8] += scale * dk[i][2]; x1[C + i * 8 + 1] += scale * dk[i][3]; x1[2 * C + i * 8] += dv[i][2]; x1[2 * C + i * 8 + 1] += dv[i][3]; }
+        if (k0 < T)
+        {
+            rt_put(x0 + C + i * 8, scale * dk[i][0], accumulate); rt_put(x0 + C + i * 8 + 1, scale * dk[i][1], accumulate);
+            rt_put(x0 + 2 * C + i * 8, dv[i][0], accumulate); rt_put(x0 + 2 * C + i * 8 + 1, dv[i][1], accumulate);
+        }
+        if (k1 < T)
+        {
+            rt_put(x1 + C + i * 8, scale * dk[i][2], accumulate); rt_put(x1 + C + i * 8 + 1, scale * dk[i][3], accumulate);
+            rt_put(x1 + 2 * C + i * 8, dv[i][2], accumulate); rt_put(x1 + 2 * C + i * 8 + 1, dv[i][3], accumulate);
+        }
     }
 }
 
@@ -1431,11 +1443,11 @@ extern "C" __global__ void rt_lamb_apply(float* __restrict__ p, const float* __r
                 int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
             { rt_flash_forward_t<{{d}}>(out, lse, qkv, mask, T, C, H, scale, p, seedp, site, drop); }
             extern "C" __global__ void rt_flash_backward_q_d{{d}}(float* __restrict__ dqkv, float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ yout,
-                const float* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
-            { rt_flash_backward_q_t<{{d}}>(dqkv, delta, dout, yout, qkv, lse, mask, T, C, H, scale, p, seedp, site, drop); }
+                const float* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop, int accumulate)
+            { rt_flash_backward_q_t<{{d}}>(dqkv, delta, dout, yout, qkv, lse, mask, T, C, H, scale, p, seedp, site, drop, accumulate); }
             extern "C" __global__ void rt_flash_backward_kv_d{{d}}(float* __restrict__ dqkv, float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ yout,
-                const float* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
-            { rt_flash_backward_kv_t<{{d}}>(dqkv, delta, dout, qkv, lse, mask, T, C, H, scale, p, seedp, site, drop); }
+                const float* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop, int accumulate)
+            { rt_flash_backward_kv_t<{{d}}>(dqkv, delta, dout, qkv, lse, mask, T, C, H, scale, p, seedp, site, drop, accumulate); }
 
             """;
     }

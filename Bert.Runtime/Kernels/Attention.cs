@@ -133,11 +133,12 @@ public static class Attention
             out_.Slice(b * T * C + h * D), C, single);
     }
 
+    /// <summary>dQkv (B,T,3C) += (or, <paramref name="accumulate"/> false, =); dOut (B,T,C), qkv (B,T,3C), probs (B,H,T,T),
+    /// mask (B,T).</summary>
     public static unsafe void Backward<TFloat>(Span<TFloat> dQkv, ReadOnlySpan<TFloat> dOut, ReadOnlySpan<TFloat> qkv, ReadOnlySpan<TFloat> probs,
-        ReadOnlySpan<int> mask, int B, int T, int C, int H, float dropout, ulong seed, ulong site, bool training)
+        ReadOnlySpan<int> mask, int B, int T, int C, int H, float dropout, ulong seed, ulong site, bool training, bool accumulate = true)
         where TFloat : unmanaged, IBinaryFloatingPointIeee754<TFloat>
     {
-        // dQkv (B,T,3C) +=, dOut (B,T,C), qkv (B,T,3C), probs (B,H,T,T), mask (B,T)
         Check(dOut.Length, probs.Length, qkv.Length, mask.Length, B, T, C, H, dropout);
         if (dQkv.Length < B * T * 3 * C) throw new ArgumentException($"Attention dQkv needs (B,T,3C) = {B * T * 3 * C} elements; it has {dQkv.Length}.");
         int scratchLen = BackwardScratch(T, training && dropout > 0);
@@ -147,7 +148,7 @@ public static class Attention
             try
             {
                 for (int bh = 0; bh < B * H; bh++)
-                    BackwardHead(dQkv, dOut, qkv, probs, scratch, bh / H, bh % H, T, C, H, dropout, seed, site, training, single: false);
+                    BackwardHead(dQkv, dOut, qkv, probs, scratch, bh / H, bh % H, T, C, H, dropout, seed, site, training, single: false, accumulate);
             }
             finally { ArrayPool<TFloat>.Shared.Return(scratch); }
             return;
@@ -155,7 +156,7 @@ public static class Attention
         fixed (TFloat* pdQkv = dQkv, pdOut = dOut, pQkv = qkv, pProbs = probs)
         {
             var body = new BackwardHeads<TFloat> { DQkv = pdQkv, DOut = pdOut, Qkv = pQkv, Probs = pProbs, B = B, T = T, C = C, H = H,
-                Dropout = dropout, Seed = seed, Site = site, Training = training, ScratchLength = scratchLen };
+                Dropout = dropout, Seed = seed, Site = site, Training = training, ScratchLength = scratchLen, Accumulate = accumulate };
             Par.For(B * H, ref body);
         }
     }
@@ -164,7 +165,7 @@ public static class Attention
     unsafe struct BackwardHeads<TFloat> : IRangeBody where TFloat : unmanaged, IBinaryFloatingPointIeee754<TFloat>
     {
         public TFloat* DQkv, DOut, Qkv, Probs;
-        public int B, T, C, H, ScratchLength; public float Dropout; public ulong Seed, Site; public bool Training;
+        public int B, T, C, H, ScratchLength; public float Dropout; public ulong Seed, Site; public bool Training, Accumulate;
 
         public readonly void Run(int lo, int hi)
         {
@@ -174,7 +175,7 @@ public static class Attention
                 for (int bh = lo; bh < hi; bh++)
                     BackwardHead(new Span<TFloat>(DQkv, B * T * 3 * C), new ReadOnlySpan<TFloat>(DOut, B * T * C),
                         new ReadOnlySpan<TFloat>(Qkv, B * T * 3 * C), new ReadOnlySpan<TFloat>(Probs, B * H * T * T),
-                        scratch, bh / H, bh % H, T, C, H, Dropout, Seed, Site, Training, single: true);
+                        scratch, bh / H, bh % H, T, C, H, Dropout, Seed, Site, Training, single: true, Accumulate);
             }
             finally { ArrayPool<TFloat>.Shared.Return(scratch); }
         }
@@ -185,9 +186,10 @@ public static class Attention
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // no tier-0 phase: a short run (predict, eval) pays it on every forward
     static void BackwardHead<TFloat>(Span<TFloat> dQkv, ReadOnlySpan<TFloat> dOut, ReadOnlySpan<TFloat> qkv, ReadOnlySpan<TFloat> probs,
-        Span<TFloat> scratch, int b, int h, int T, int C, int H, float dropout, ulong seed, ulong site, bool training, bool single)
+        Span<TFloat> scratch, int b, int h, int T, int C, int H, float dropout, ulong seed, ulong site, bool training, bool single, bool accumulate)
         where TFloat : unmanaged, IBinaryFloatingPointIeee754<TFloat>
     {
+        TFloat beta = accumulate ? TFloat.One : TFloat.Zero;
         int D = C / H, C3 = 3 * C;
         TFloat scale = TFloat.One / TFloat.Sqrt(TFloat.CreateTruncating(D));
         bool drop = training && dropout > 0;
@@ -215,7 +217,7 @@ public static class Attention
         }
 
         // dV += droppedᵀ · dOut
-        Mm(true, false, T, D, T, TFloat.One, dropped, T, dOut.Slice(outBase), C, TFloat.One, dQkv.Slice(qkvBase + 2 * C), C3, single);
+        Mm(true, false, T, D, T, TFloat.One, dropped, T, dOut.Slice(outBase), C, beta, dQkv.Slice(qkvBase + 2 * C), C3, single);
 
         // softmax backward: dS[q,k] = P[q,k] · (dP[q,k] - Σ_j P[q,j] dP[q,j])
         for (int q = 0; q < T; q++)
@@ -228,8 +230,8 @@ public static class Attention
         }
 
         // through scores = scale · Q·Kᵀ: dQ += scale · dS·K, dK += scale · dSᵀ·Q
-        Mm(false, false, T, D, T, scale, dP, T, qkv.Slice(qkvBase + C), C3, TFloat.One, dQkv.Slice(qkvBase), C3, single);
-        Mm(true, false, T, D, T, scale, dP, T, qkv.Slice(qkvBase), C3, TFloat.One, dQkv.Slice(qkvBase + C), C3, single);
+        Mm(false, false, T, D, T, scale, dP, T, qkv.Slice(qkvBase + C), C3, beta, dQkv.Slice(qkvBase), C3, single);
+        Mm(true, false, T, D, T, scale, dP, T, qkv.Slice(qkvBase), C3, beta, dQkv.Slice(qkvBase + C), C3, single);
     }
 
     static bool RunsInParallel(int B, int T, int C, int H)

@@ -65,23 +65,24 @@ public static class LayerNorm
         rstd[n] = s;
     }
 
+    /// <summary>dInp (N,C) += (or, <paramref name="accumulate"/> false, =), dWeight (C) +=, dBias (C) +=; dOut (N,C), inp (N,C),
+    /// weight (C), mean (N), rstd (N).</summary>
     public static unsafe void Backward<T>(Span<T> dInp, Span<T> dWeight, Span<T> dBias, ReadOnlySpan<T> dOut,
-        ReadOnlySpan<T> inp, ReadOnlySpan<T> weight, ReadOnlySpan<T> mean, ReadOnlySpan<T> rstd, int N, int C)
+        ReadOnlySpan<T> inp, ReadOnlySpan<T> weight, ReadOnlySpan<T> mean, ReadOnlySpan<T> rstd, int N, int C, bool accumulate = true)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        // dInp (N,C) +=, dWeight (C) +=, dBias (C) +=, dOut (N,C), inp (N,C), weight (C), mean (N), rstd (N)
         Check(dInp.Length, inp.Length, weight.Length, dWeight.Length, N, C);
         if (dOut.Length < N * C || dBias.Length < C || mean.Length < N || rstd.Length < N)
             throw new ArgumentException($"LayerNorm.Backward needs dOut of {N * C}, dBias of {C}, mean and rstd of {N} elements.");
         if ((long)N * C < ParallelMinElements || Environment.ProcessorCount == 1)
         {
-            for (int n = 0; n < N; n++) BackwardRow(dInp, dOut, inp, weight, mean, rstd, n, C);
+            for (int n = 0; n < N; n++) BackwardRow(dInp, dOut, inp, weight, mean, rstd, n, C, accumulate);
             ParamColumns(dWeight, dBias, dOut, inp, mean, rstd, 0, C, N, C);
             return;
         }
         fixed (T* pdInp = dInp, pdW = dWeight, pdB = dBias, pdOut = dOut, pInp = inp, pW = weight, pMean = mean, pRstd = rstd)
         {
-            var body = new BackwardRows<T> { DInp = pdInp, DW = pdW, DB = pdB, DOut = pdOut, Inp = pInp, W = pW, Mean = pMean, Rstd = pRstd, N = N, C = C };
+            var body = new BackwardRows<T> { DInp = pdInp, DW = pdW, DB = pdB, DOut = pdOut, Inp = pInp, W = pW, Mean = pMean, Rstd = pRstd, N = N, C = C, Accumulate = accumulate };
             // dInp: each row owned by one task.
             Par.For(N, Math.Max(1, Par.Grain / C), ref body);
             // dWeight, dBias: one task per block of columns; each column sums its rows in the order n = 0..N-1,
@@ -93,7 +94,7 @@ public static class LayerNorm
 
     unsafe struct BackwardRows<T> : IRangeBody where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        public T* DInp, DW, DB, DOut, Inp, W, Mean, Rstd; public int N, C; public bool Columns;
+        public T* DInp, DW, DB, DOut, Inp, W, Mean, Rstd; public int N, C; public bool Columns, Accumulate;
 
         /// <summary>Rows lo .. hi - 1 of dInp, or (Columns) columns lo .. hi - 1 of dWeight and dBias.</summary>
         public readonly void Run(int lo, int hi)
@@ -104,13 +105,13 @@ public static class LayerNorm
             else
                 for (int n = lo; n < hi; n++)
                     BackwardRow(new Span<T>(DInp, N * C), new ReadOnlySpan<T>(DOut, N * C), new ReadOnlySpan<T>(Inp, N * C),
-                        new ReadOnlySpan<T>(W, C), new ReadOnlySpan<T>(Mean, N), new ReadOnlySpan<T>(Rstd, N), n, C);
+                        new ReadOnlySpan<T>(W, C), new ReadOnlySpan<T>(Mean, N), new ReadOnlySpan<T>(Rstd, N), n, C, Accumulate);
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // no tier-0 phase: a short run (predict, eval) pays it on every forward
     static void BackwardRow<T>(Span<T> dInp, ReadOnlySpan<T> dOut, ReadOnlySpan<T> inp, ReadOnlySpan<T> weight,
-        ReadOnlySpan<T> mean, ReadOnlySpan<T> rstd, int n, int C)
+        ReadOnlySpan<T> mean, ReadOnlySpan<T> rstd, int n, int C, bool accumulate)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         ReadOnlySpan<T> x = inp.Slice(n * C, C), dy = dOut.Slice(n * C, C); // (C)
@@ -131,7 +132,8 @@ public static class LayerNorm
         for (int i = 0; i < C; i++)
         {
             T norm = (x[i] - m) * s;
-            dx[i] += (weight[i] * dy[i] - dNormMean - norm * dNormNormMean) * s;
+            T d = (weight[i] * dy[i] - dNormMean - norm * dNormNormMean) * s;
+            dx[i] = accumulate ? dx[i] + d : d;
         }
     }
 

@@ -255,6 +255,19 @@ public sealed unsafe class Model<T> where T : unmanaged, IBinaryFloatingPointIee
 
     public void ZeroGradients() => Gradients.Clear();
 
+    /// <summary>Fills every gradient buffer of the plan but the output's with <paramref name="value"/> (NaN, say) after
+    /// Forward: a check that the backward schedule writes each element of a gradient it does not clear first. Only for a
+    /// binding made with ReuseMemory off, where no gradient shares memory with an activation the backward still reads.</summary>
+    public void FillGradientBuffers(T value)
+    {
+        RequireBound();
+        if (!_boundTraining || _boundReuse)
+            throw new InvalidOperationException("FillGradientBuffers needs a training binding made with ReuseMemory = false: otherwise the gradients share memory with activations the backward reads.");
+        foreach (var b in Info.Buffers)
+            if (b.Role == BufferRole.Gradient && b.Id != Info.OutputGradBuffer && _ex.Offsets[b.Id] >= 0)
+                _ex.Buf(b.Id).Fill(value);
+    }
+
     /// <summary>The gradient of a tensor input after Backward.</summary>
     public ReadOnlySpan<T> InputGradient(string name) => _ex.Buf(Info.Input(name).GradBuffer);
 }

@@ -90,6 +90,13 @@ public delegate void FusedBackwardF(float[] dy, float[]?[] dxs, float[][] xs, ul
 public sealed record FusedKernelInfo(string Name, string Expression, SizeExpr Output, SizeExpr[] Inputs, string[] Sources,
     bool Dropout, FusedForward Forward, FusedBackward Backward, FusedForwardF ForwardF, FusedBackwardF BackwardF, ExprNode[] Nodes)
 {
+    /// <summary>Per input: the backward writes its gradient (=) instead of adding into it (+=) — the model's schedule gives that
+    /// kernel the first gradient into the buffer and clears it no more. Empty: it adds into every one.</summary>
+    public bool[] Writes { get; init; } = [];
+
+    /// <summary>Whether the backward writes input <paramref name="input"/>'s gradient instead of adding into it.</summary>
+    public bool WritesGradient(int input) => input < Writes.Length && Writes[input];
+
     /// <summary>The shape written before kernels carried their expression nodes.</summary>
     public FusedKernelInfo(string name, string expression, SizeExpr output, SizeExpr[] inputs, string[] sources, bool dropout,
         FusedForward forward, FusedBackward backward, FusedForwardF forwardF, FusedBackwardF backwardF, int _ = 0)

@@ -11,17 +11,17 @@ namespace Bert.Tests.Generator;
 public partial class CudaSourceTests
 {
     /// <summary>Runs rt_flash_forward, rt_flash_backward_q and rt_flash_backward_kv for head size D as CudaExec launches
-    /// them (grid B·H × ⌈T/64⌉, 128 threads; the backward reads the forward's output), the output and log-sum-exp poisoned with NaN first, dqkv prefilled; writes
-    /// out, lse, delta and dqkv.</summary>
+    /// them (grid B·H × ⌈T/64⌉, 128 threads; the backward reads the forward's output), the output and log-sum-exp poisoned with NaN first, dqkv prefilled (added into, or, the header's seventh int 0,
+    /// written over); writes out, lse, delta and dqkv.</summary>
     const string FlashDriver = """
         static void* rdall(FILE* f, size_t bytes) { void* p = malloc(bytes + 8); if (fread(p, 1, bytes, f) != bytes) exit(3); return p; }
         int main(int argc, char** argv)
         {
             FILE* in = fopen(argv[1], "rb"); FILE* out = fopen(argv[2], "wb");
             if (!in || !out) return 2;
-            int h[6]; float f[2]; unsigned long long u[2];
-            if (fread(h, 4, 6, in) != 6 || fread(f, 4, 2, in) != 2 || fread(u, 8, 2, in) != 2) return 3;
-            int B = h[0], T = h[1], C = h[2], H = h[3], drop = h[4], D = C / H, misalign = h[5];
+            int h[7]; float f[2]; unsigned long long u[2];
+            if (fread(h, 4, 7, in) != 7 || fread(f, 4, 2, in) != 2 || fread(u, 8, 2, in) != 2) return 3;
+            int B = h[0], T = h[1], C = h[2], H = h[3], drop = h[4], D = C / H, misalign = h[5], acc = h[6];
             float p = f[0], scale = f[1];
             size_t btc = (size_t)B * T * C, bht = (size_t)B * H * T;
             float* qkv = (float*)rdall(in, 12 * btc);
@@ -41,8 +41,8 @@ public partial class CudaSourceTests
             unsigned gx = (unsigned)(B * H), gy = (unsigned)((T + 63) / 64);
             if (D != DHEAD) return 4;   // DHEAD: the head size this program was built for
             bert_launch2(gx, gy, 128, [&] { rt_flash_forward_dDHEAD(o, lse, qkv, mask, T, C, H, scale, p, &u[0], u[1], drop); });
-            bert_launch2(gx, gy, 128, [&] { rt_flash_backward_q_dDHEAD(dqkv, delta, dy, o, qkv, lse, mask, T, C, H, scale, p, &u[0], u[1], drop); });
-            bert_launch2(gx, gy, 128, [&] { rt_flash_backward_kv_dDHEAD(dqkv, delta, dy, o, qkv, lse, mask, T, C, H, scale, p, &u[0], u[1], drop); });
+            bert_launch2(gx, gy, 128, [&] { rt_flash_backward_q_dDHEAD(dqkv, delta, dy, o, qkv, lse, mask, T, C, H, scale, p, &u[0], u[1], drop, acc); });
+            bert_launch2(gx, gy, 128, [&] { rt_flash_backward_kv_dDHEAD(dqkv, delta, dy, o, qkv, lse, mask, T, C, H, scale, p, &u[0], u[1], drop, acc); });
             fwrite(o, 4, btc, out); fwrite(lse, 4, bht, out); fwrite(delta, 4, bht, out); fwrite(dqkv, 4, 3 * btc, out);
             return 0;
         }
@@ -62,7 +62,9 @@ public partial class CudaSourceTests
     [InlineData(1, 40, 96, 2, false, false)]
     [InlineData(2, 29, 16, 2, true, false)]
     [InlineData(1, 50, 72, 3, true, false)]
-    public void FlashAttentionKernels_OnTheEmulatedTensorCores_MatchTheCpuAttention(int B, int T, int C, int H, bool drop, bool misaligned)
+    [InlineData(2, 37, 64, 2, true, false, true)]
+    [InlineData(2, 24, 128, 1, true, true, true)]
+    public void FlashAttentionKernels_OnTheEmulatedTensorCores_MatchTheCpuAttention(int B, int T, int C, int H, bool drop, bool misaligned, bool written = false)
     {
         RequireClang();
         const float P = 0.1f;
@@ -71,6 +73,8 @@ public partial class CudaSourceTests
         float[] Random(long n, double scale) => Enumerable.Range(0, (int)n).Select(_ => (float)((rng.NextDouble() * 2 - 1) * scale)).ToArray();
         // Scores of a few units, as in a trained model, so the softmax is not flat.
         float[] qkv = Random(3L * B * T * C, 1.5), dy = Random((long)B * T * C, 1.0), dqkv0 = Random(3L * B * T * C, 0.1);
+        // written: the first gradient into dqkv, which the schedule did not clear (NaN here), is written, not added.
+        if (written) Array.Fill(dqkv0, float.NaN);
         int[] mask = Enumerable.Range(0, B * T).Select(i => i % T < T - 5 * (i / T) ? 1 : 0).ToArray();
         float scale = 1f / MathF.Sqrt(C / H);
 
@@ -80,7 +84,7 @@ public partial class CudaSourceTests
         double[] Double(float[] x) => x.Select(v => (double)v).ToArray();
         Attention.Forward<double>(outCpu, probsCpu, Double(qkv), mask, B, T, C, H, P, Seed, Site, training: drop);
         double[] dqkvCpu = Double(dqkv0);
-        Attention.Backward<double>(dqkvCpu, Double(dy), Double(qkv), probsCpu, mask, B, T, C, H, P, Seed, Site, training: drop);
+        Attention.Backward<double>(dqkvCpu, Double(dy), Double(qkv), probsCpu, mask, B, T, C, H, P, Seed, Site, training: drop, accumulate: !written);
         // The log-sum-exp of each row's scaled, masked scores, and Δ = Σ_k P·dP, in double.
         var lseCpu = new double[bht];
         var deltaCpu = new double[bht];
@@ -114,7 +118,7 @@ public partial class CudaSourceTests
         {
             string program = ThreadedHostPrelude + RuntimeSections(1, "bf16 operands", "attention, flash") + "\n"
                 + CudaKernels.FlashKernels(D) + FlashDriver.Replace("DHEAD", D.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal);
-            using var r = RunAttentionProgram(dir, program, "flash attention", [B, T, C, H, drop ? 1 : 0, misaligned ? 1 : 0], P, scale, Seed, Site, qkv, mask, dy, dqkv0);
+            using var r = RunAttentionProgram(dir, program, "flash attention", [B, T, C, H, drop ? 1 : 0, misaligned ? 1 : 0, written ? 0 : 1], P, scale, Seed, Site, qkv, mask, dy, dqkv0);
             float[] Read(int n) => Enumerable.Range(0, n).Select(_ => r.ReadSingle()).ToArray();
             float[] o = Read(B * T * C), lse = Read(bht), delta = Read(bht), dqkv = Read(3 * B * T * C);
             Assert.Equal(r.BaseStream.Length, r.BaseStream.Position);
@@ -130,8 +134,8 @@ public partial class CudaSourceTests
                     for (int c = 0; c < C; c++)
                     {
                         int at = bt * 3 * C + part * C + c;
-                        got.Add(dqkv[at] - dqkv0[at]);
-                        want.Add(dqkvCpu[at] - dqkv0[at]);
+                        got.Add(written ? dqkv[at] : dqkv[at] - dqkv0[at]);
+                        want.Add(written ? dqkvCpu[at] : dqkvCpu[at] - dqkv0[at]);
                     }
                 AssertNear("d" + "QKV"[part], got.ToArray(), want.ToArray(), 1.5e-2);
             }

@@ -219,16 +219,17 @@ public partial class CudaSourceTests
     }
 
     /// <summary>Runs the fused attention kernels as CudaExec launches them (grid B·H × ⌈T/32⌉, 256 threads): forward, then
-    /// backward_q and backward_kv on the forward's probabilities, adding into a prefilled dqkv; writes out, probs, dqkv.</summary>
+    /// backward_q and backward_kv on the forward's probabilities, adding into a prefilled dqkv (or, the header's sixth int 0,
+    /// writing over it); writes out, probs, dqkv.</summary>
     const string AttentionDriver = """
         static void* rdall(FILE* f, size_t bytes) { void* p = malloc(bytes + 8); if (fread(p, 1, bytes, f) != bytes) exit(3); return p; }
         int main(int argc, char** argv)
         {
             FILE* in = fopen(argv[1], "rb"); FILE* out = fopen(argv[2], "wb");
             if (!in || !out) return 2;
-            int h[5]; float f[2]; unsigned long long u[2];
-            if (fread(h, 4, 5, in) != 5 || fread(f, 4, 2, in) != 2 || fread(u, 8, 2, in) != 2) return 3;
-            int B = h[0], T = h[1], C = h[2], H = h[3], drop = h[4];
+            int h[6]; float f[2]; unsigned long long u[2];
+            if (fread(h, 4, 6, in) != 6 || fread(f, 4, 2, in) != 2 || fread(u, 8, 2, in) != 2) return 3;
+            int B = h[0], T = h[1], C = h[2], H = h[3], drop = h[4], acc = h[5];
             float p = f[0], scale = f[1];
             size_t btc = (size_t)B * T * C, bhtt = (size_t)B * H * T * T;
             float* qkv = (float*)rdall(in, 12 * btc);
@@ -238,8 +239,8 @@ public partial class CudaSourceTests
             float* o = (float*)calloc(btc, 4); float* probs = (float*)calloc(bhtt, 4); float* dS = (float*)calloc(bhtt, 4);
             unsigned gy = (unsigned)((T + 31) / 32);
             bert_launch2(B * H, gy, 256, [&] { rt_attention_fused_forward(o, probs, qkv, mask, B, T, C, H, scale, p, &u[0], u[1], drop); });
-            bert_launch2(B * H, gy, 256, [&] { rt_attention_fused_backward_q(dqkv, dS, dy, qkv, probs, B, T, C, H, scale, p, &u[0], u[1], drop); });
-            bert_launch2(B * H, gy, 256, [&] { rt_attention_fused_backward_kv(dqkv, dS, dy, qkv, probs, B, T, C, H, scale, p, &u[0], u[1], drop); });
+            bert_launch2(B * H, gy, 256, [&] { rt_attention_fused_backward_q(dqkv, dS, dy, qkv, probs, B, T, C, H, scale, p, &u[0], u[1], drop, acc); });
+            bert_launch2(B * H, gy, 256, [&] { rt_attention_fused_backward_kv(dqkv, dS, dy, qkv, probs, B, T, C, H, scale, p, &u[0], u[1], drop, acc); });
             fwrite(o, 4, btc, out); fwrite(probs, 4, bhtt, out); fwrite(dqkv, 4, 3 * btc, out);
             return 0;
         }
@@ -274,7 +275,8 @@ public partial class CudaSourceTests
     [InlineData(2, 37, 16, 1, false)]
     [InlineData(2, 37, 32, 2, true)]
     [InlineData(1, 33, 144, 2, true)]
-    public void FusedAttentionKernels_RunOnTheHostWithThreads_MatchTheCpuAttention(int B, int T, int C, int H, bool drop)
+    [InlineData(2, 37, 32, 2, true, true)]
+    public void FusedAttentionKernels_RunOnTheHostWithThreads_MatchTheCpuAttention(int B, int T, int C, int H, bool drop, bool written = false)
     {
         RequireClang();
         const float P = 0.1f;
@@ -282,6 +284,8 @@ public partial class CudaSourceTests
         var rng = new Random(B * 1000 + T + C + (drop ? 1 : 0));
         float[] Random(long n, double scale) => Enumerable.Range(0, (int)n).Select(_ => (float)((rng.NextDouble() * 2 - 1) * scale)).ToArray();
         float[] qkv = Random(3L * B * T * C, 1.0), dy = Random((long)B * T * C, 1.0), dqkv0 = Random(3L * B * T * C, 0.1);
+        // written: the first gradient into dqkv, which the schedule did not clear (NaN here), is written, not added.
+        if (written) Array.Fill(dqkv0, float.NaN);
         int[] mask = Enumerable.Range(0, B * T).Select(i => i % T < T - 5 * (i / T) ? 1 : 0).ToArray();
         float scale = 1f / MathF.Sqrt(C / H);   // as CudaExec passes it
 
@@ -291,19 +295,19 @@ public partial class CudaSourceTests
         double[] Double(float[] x) => x.Select(v => (double)v).ToArray();
         Attention.Forward<double>(outCpu, probsCpu, Double(qkv), mask, B, T, C, H, P, Seed, Site, training: drop);
         double[] dqkvCpu = Double(dqkv0);
-        Attention.Backward<double>(dqkvCpu, Double(dy), Double(qkv), probsCpu, mask, B, T, C, H, P, Seed, Site, training: drop);
+        Attention.Backward<double>(dqkvCpu, Double(dy), Double(qkv), probsCpu, mask, B, T, C, H, P, Seed, Site, training: drop, accumulate: !written);
 
         var dir = Directory.CreateTempSubdirectory("bert-cuda-attn-").FullName;
         try
         {
             using var r = RunAttentionProgram(dir, ThreadedHostPrelude + RuntimeSections(2 * 32 * 129, "attention, fused") + "\n" + AttentionDriver, "fused attention",
-                [B, T, C, H, drop ? 1 : 0], P, scale, Seed, Site, qkv, mask, dy, dqkv0);
+                [B, T, C, H, drop ? 1 : 0, written ? 0 : 1], P, scale, Seed, Site, qkv, mask, dy, dqkv0);
             float[] Read(int n) => Enumerable.Range(0, n).Select(_ => r.ReadSingle()).ToArray();
             float[] o = Read(B * T * C), probs = Read(bhtt), dqkv = Read(3 * B * T * C);
             Assert.Equal(r.BaseStream.Length, r.BaseStream.Position);
             Assert.Null(Compare("fused attention out", o, outCpu, false));
             Assert.Null(Compare("fused attention probs", probs, probsCpu, false));
-            Assert.Null(Compare("fused attention dqkv (added to the prefilled values)", dqkv, dqkvCpu, false));
+            Assert.Null(Compare(written ? "fused attention dqkv (written over NaN)" : "fused attention dqkv (added to the prefilled values)", dqkv, dqkvCpu, false));
         }
         finally { Directory.Delete(dir, true); }
     }
@@ -409,6 +413,9 @@ public partial class CudaSourceTests
         LayerNorm.Forward<double>(y, mean, rstd, D(x), D(w), D(b), N, C, Eps);
         double[] dx = D(dx0), dw = D(dw0), db = D(db0);
         LayerNorm.Backward<double>(dx, dw, db, D(dy), D(x), D(w), mean, rstd, N, C);
+        // The first gradient into dx is written, not added (the schedule does not clear it): NaN there must not survive.
+        double[] dxWritten = Enumerable.Repeat(double.NaN, N * C).ToArray();
+        LayerNorm.Backward<double>(dxWritten, new double[C], new double[C], D(dy), D(x), D(w), mean, rstd, N, C, accumulate: false);
         var loss = new double[1]; var probs = new double[Rows * V];
         CrossEntropy.Forward<double>(loss, probs, D(logits), labels, Rows, V);
         double[] dlogits = D(dlogits0);
@@ -432,7 +439,9 @@ public partial class CudaSourceTests
                     float* part = (float*)calloc(2 * chunks * C, 4);
                     unsigned rowBlocks = (N + block / 32 - 1) / (block / 32);
                     bert_launch(rowBlocks, block, [&] { rt_layernorm_forward{{(registers ? "4" : "")}}(y, mean, rstd, x, w, b, N, C, {{Eps.ToString("R", CultureInfo.InvariantCulture)}}f); });
-                    bert_launch(rowBlocks, block, [&] { rt_layernorm_backward_x{{(registers ? "4" : "")}}(dx, dy, x, w, mean, rstd, N, C); });
+                    bert_launch(rowBlocks, block, [&] { rt_layernorm_backward_x{{(registers ? "4" : "")}}(dx, dy, x, w, mean, rstd, N, C, 1); });
+                    float* dxw = (float*)malloc(4 * (size_t)N * C); for (int i = 0; i < N * C; i++) dxw[i] = __builtin_nanf("");
+                    bert_launch(rowBlocks, block, [&] { rt_layernorm_backward_x{{(registers ? "4" : "")}}(dxw, dy, x, w, mean, rstd, N, C, 0); });
                     bert_launch2((C + block - 1) / block, chunks, block, [&] { rt_layernorm_backward_wb_partial(part, dy, x, mean, rstd, N, C, chunk); });
                     bert_launch((C + 31) / 32, 1024, [&] { rt_layernorm_backward_wb_finish(dw, db, part, C, chunks); });
                     float* probs = (float*)calloc(R * V, 4); float* rowLoss = (float*)calloc(R, 4); float loss = 0.0f, count[2] = { 0.0f, 0.0f }, dloss = {{DLoss.ToString("R", CultureInfo.InvariantCulture)}}f;
@@ -443,6 +452,7 @@ public partial class CudaSourceTests
                     fwrite(y, 4, N * C, out); fwrite(mean, 4, N, out); fwrite(rstd, 4, N, out);
                     fwrite(dx, 4, N * C, out); fwrite(dw, 4, C, out); fwrite(db, 4, C, out);
                     fwrite(&loss, 4, 1, out); fwrite(probs, 4, R * V, out); fwrite(dlogits, 4, R * V, out);
+                    fwrite(dxw, 4, N * C, out);
                     return 0;
                 }
                 """);
@@ -466,6 +476,7 @@ public partial class CudaSourceTests
             Assert.Null(Compare("cross-entropy loss", Read(1), loss, false));
             Assert.Null(Compare("cross-entropy probabilities", Read(Rows * V), probs, false));
             Assert.Null(Compare("cross-entropy dlogits (added)", Read(Rows * V), dlogits, false));
+            Assert.Null(Compare("LayerNorm dx (written over NaN)", Read(N * C), dxWritten, false));
             Assert.Equal(r.BaseStream.Length, r.BaseStream.Position);
         }
         finally { Directory.Delete(dir, true); }

@@ -28,6 +28,20 @@ public class StructuredOpGradientTests
         return (buf, (double[])buf.Clone());
     }
 
+    /// <summary>A backward that writes its input gradient (accumulate: false, the first gradient into a buffer the schedule did
+    /// not clear) must cover every element of a NaN-filled buffer with the bits the adding backward leaves in zeros.</summary>
+    static string? WrittenOverNaN(string what, int n, Action<double[]> write, Action<double[]> add)
+    {
+        var written = Enumerable.Repeat(double.NaN, n).ToArray();
+        write(written);
+        var added = new double[n];
+        add(added);
+        int nan = Array.FindIndex(written, double.IsNaN);
+        if (nan >= 0) return $"{what}: written over NaN, element {nan} of {n} was left unwritten.";
+        int diff = Enumerable.Range(0, n).FirstOrDefault(i => !written[i].Equals(added[i]), -1);
+        return diff < 0 ? null : $"{what}: written over NaN, element {diff} is {written[diff]:R} but {added[diff]:R} added into zeros.";
+    }
+
     /// <summary>What Backward added: buf - before.</summary>
     static double[] Added(double[] buf, double[] before)
     {
@@ -105,7 +119,10 @@ public class StructuredOpGradientTests
             LayerNorm.Backward<double>(dInp, dWeight, dBias, w, x, weight, mean, rstd, N, C);
             string? error = GradCheck.Check("LayerNorm dInp", Loss, x, Added(dInp, dInp0), rng)
                 ?? GradCheck.Check("LayerNorm dWeight", Loss, weight, Added(dWeight, dWeight0), rng)
-                ?? GradCheck.Check("LayerNorm dBias", Loss, bias, Added(dBias, dBias0), rng);
+                ?? GradCheck.Check("LayerNorm dBias", Loss, bias, Added(dBias, dBias0), rng)
+                ?? WrittenOverNaN("LayerNorm dInp", N * C,
+                    d => LayerNorm.Backward<double>(d, new double[C], new double[C], w, x, weight, mean, rstd, N, C, accumulate: false),
+                    d => LayerNorm.Backward<double>(d, new double[C], new double[C], w, x, weight, mean, rstd, N, C));
 
             var (outF, dInpF, dWeightF, dBiasF) = LayerNormRun(xF, weightF, biasF, wF, N, C);
             var (outD, dInpD, dWeightD, dBiasD) = LayerNormRun(x, weight, bias, w, N, C);
@@ -163,7 +180,10 @@ public class StructuredOpGradientTests
         var (dQkv, before) = Prefilled(rng, B * T * 3 * C);
         Attention.Backward<double>(dQkv, w, qkv, probs, mask, B, T, C, H, dropout, seed, site, training);
         string? error = GradCheck.Check($"Attention dQkv (B={B},T={T},C={C},H={H},dropout={dropout},training={training})",
-            Loss, qkv, Added(dQkv, before), rng);
+            Loss, qkv, Added(dQkv, before), rng)
+            ?? WrittenOverNaN($"Attention dQkv (B={B},T={T},C={C},H={H})", B * T * 3 * C,
+                d => Attention.Backward<double>(d, w, qkv, probs, mask, B, T, C, H, dropout, seed, site, training, accumulate: false),
+                d => Attention.Backward<double>(d, w, qkv, probs, mask, B, T, C, H, dropout, seed, site, training));
 
         // In float, a row whose keys are all padded scores near -10000, where the float ulp (1e-3) alone shifts its
         // softmax by more than the float tolerance: compare float and double with the first key of each sequence

@@ -62,12 +62,15 @@ public class OpCoverageTests
             var y = new double[n];
             double Loss() { k.Forward(y, xs, (ulong)c.seed, c.train); return GradCheck.WeightedSum(y, w); }
             Loss();
-            var dxs = xs.Select(x => GradCheck.Uniform(rng, x.Length)).ToArray();   // prefilled: backward must add
+            // Prefilled: the backward must add into a gradient it does not write, and write over (NaN) one it writes.
+            var dxs = xs.Select((x, i) => k.WritesGradient(i) ? Enumerable.Repeat(double.NaN, x.Length).ToArray() : GradCheck.Uniform(rng, x.Length)).ToArray();
             var before = dxs.Select(d => (double[])d.Clone()).ToArray();
             k.Backward(w, dxs, xs, (ulong)c.seed, c.train);
             for (int i = 0; i < xs.Length; i++)
             {
-                var added = dxs[i].Select((v, j) => v - before[i][j]).ToArray();
+                var added = k.WritesGradient(i) ? dxs[i] : dxs[i].Select((v, j) => v - before[i][j]).ToArray();
+                if (k.WritesGradient(i) && Array.FindIndex(added, double.IsNaN) is var left and >= 0)
+                    return false.Label($"{id} input {i}: the backward writes this gradient but left element {left} of {added.Length} unwritten (NaN).");
                 var err = GradCheck.Check($"{id} ({k.Expression}) input {i}, B={c.b} T={c.t} G={c.g} training={c.train}", Loss, xs[i], added, rng, 40);
                 if (err is not null) return false.Label(err);
             }

@@ -1,0 +1,90 @@
+using System.Reflection;
+using Bert.Runtime;
+using Xunit;
+
+namespace Bert.Tests.Models;
+
+/// <summary>The backward schedule clears a gradient buffer only when its first contribution is added (+=); the first op to
+/// reach a gradient that it writes whole (a product's operand with β = 0, LayerNorm's input, an element-wise kernel's
+/// full-size input) writes it (=) and nothing clears it. These tests check that no element is left to chance: the
+/// gradient buffers filled with NaN before the backward give the same bits as over zeros.</summary>
+public class GradientWriteTests
+{
+    /// <summary>Every compiled model (Bert.Models and these tests) small enough to run twice in double within a second.</summary>
+    public static IEnumerable<object[]> SmallModels() =>
+        new[] { typeof(Bert.Models.BertPreTraining).Assembly, typeof(GradientWriteTests).Assembly }
+            .SelectMany(a => a.GetTypes())
+            .Where(t => t.GetProperty("Info", BindingFlags.Public | BindingFlags.Static | BindingFlags.DeclaredOnly)?.PropertyType == typeof(ModelInfo))
+            .Where(t => Info(t).ParameterCount <= 12_000_000)
+            .OrderBy(t => t.FullName, StringComparer.Ordinal)
+            .Select(t => new object[] { t.FullName! });
+
+    static ModelInfo Info(Type t) => (ModelInfo)t.GetProperty("Info", BindingFlags.Public | BindingFlags.Static | BindingFlags.DeclaredOnly)!.GetValue(null)!;
+
+    static Type ModelType(string name) =>
+        new[] { typeof(Bert.Models.BertPreTraining).Assembly, typeof(GradientWriteTests).Assembly }.Select(a => a.GetType(name)).Single(t => t is not null)!;
+
+    static Model<double> Create(Type t) =>
+        (Model<double>)t.GetMethod("Create", BindingFlags.Public | BindingFlags.Static)!.MakeGenericMethod(typeof(double)).Invoke(null, null)!;
+
+    [Theory]
+    [MemberData(nameof(SmallModels))]
+    public void Backward_OverNaNGradientBuffers_GivesTheBitsOfTheBackwardOverZeros(string typeName)
+    {
+        var type = ModelType(typeName);
+        var info = Info(type);
+        var m = Create(type);
+        m.InitParameters(11, std: 0.3);
+        int B = 2, T = Math.Min(info.MaxLen, 7), G = info.Inputs.Any(i => i.Kind == InputKind.Rows) ? 3 : 0;
+        m.ReuseMemory = false;
+        m.Bind(B, T, G, training: true);
+        var rng = new Random(5);
+        foreach (var (name, values) in Bert.Cli.GpuSelfTest.RandomInputs(info, B, T, G, rng))
+            if (info.Input(name).Kind != InputKind.Tensor) m.SetInput(name, values);
+        foreach (var input in info.Inputs.Where(i => i.Kind == InputKind.Tensor))
+            m.SetInput(input.Name, Enumerable.Range(0, (int)ModelInfo.ShapeSize(input.Shape, B, T, G)).Select(_ => rng.NextDouble() * 2 - 1).ToArray());
+        double[]? dOut = null;
+
+        (double[] Grads, double[][] Buffers) Step(bool poison)
+        {
+            m.ZeroGradients();
+            var y = m.Forward(training: true, seed: 99);
+            dOut ??= y.Length == 1 ? null : Enumerable.Range(0, y.Length).Select(_ => rng.NextDouble() - 0.5).ToArray();
+            if (poison) m.FillGradientBuffers(double.NaN);
+            m.Backward(dOut);
+            return (m.Gradients.ToArray(), info.Buffers.Where(b => b.Role == BufferRole.Gradient).Select(b => m.Buffer(b.Id).ToArray()).ToArray());
+        }
+
+        var (gradsZero, buffersZero) = Step(poison: false);
+        var (gradsNaN, buffersNaN) = Step(poison: true);
+        int nan = Array.FindIndex(gradsNaN, double.IsNaN);
+        Assert.True(nan < 0, $"{info.Name}: parameter gradient {nan} is NaN after a backward over NaN-filled gradient buffers: a gradient was written by halves.");
+        Assert.True(gradsZero.AsSpan().SequenceEqual(gradsNaN), $"{info.Name}: the parameter gradients differ between the backward over zeros and over NaN.");
+        var gradientBuffers = info.Buffers.Where(b => b.Role == BufferRole.Gradient).ToArray();
+        for (int k = 0; k < gradientBuffers.Length; k++)
+        {
+            int at = Array.FindIndex(buffersNaN[k], double.IsNaN);
+            Assert.True(at < 0, $"{info.Name}: gradient buffer {gradientBuffers[k].Name} (id {gradientBuffers[k].Id}) keeps NaN at element {at} of {buffersNaN[k].Length}: its first write does not cover it.");
+            Assert.True(buffersZero[k].AsSpan().SequenceEqual(buffersNaN[k]), $"{info.Name}: gradient buffer {gradientBuffers[k].Name} differs between the backward over zeros and over NaN.");
+        }
+    }
+
+    /// <summary>The schedules of BERT really take the shortcut: most of the fused kernels write a gradient (the residual
+    /// adds, the bias and GELU, the dropouts), so that their buffers are neither cleared nor read back.</summary>
+    [Fact]
+    public void BertSchedules_WriteTheirFirstGradients_InsteadOfClearingThem()
+    {
+        var info = Bert.Models.BertMiniPreTraining.Info;
+        int writing = info.Kernels.Count(k => k.Writes.Any(w => w));
+        Assert.True(writing * 2 > info.Kernels.Count, $"only {writing} of {info.Kernels.Count} fused kernels of {info.Name} write a gradient; the schedule clears and adds into the rest.");
+    }
+
+    [Fact]
+    public void FillGradientBuffers_RefusesABindingThatReusesMemory()
+    {
+        var m = Bert.Models.BertNanoClassifier.Create<double>();
+        m.Bind(1, 4, training: true);
+        var e = Assert.Throws<InvalidOperationException>(() => m.FillGradientBuffers(double.NaN));
+        Assert.Contains("ReuseMemory = false", e.Message);
+    }
+}
