@@ -100,7 +100,7 @@ public static class ExperimentCompiler
         if (classes < 0 && head is ("classifier" or "token-classifier") && g.Nodes.FirstOrDefault(n => n.Kind == OpKind.CrossEntropy) is { } ce && ce.Inputs[0].Shape.Length > 0)
             classes = ce.Inputs[0].Shape[ce.Inputs[0].Shape.Length - 1];
         return new ModelFootprint(m.MetadataName, full, m.ClassName, g.ParamCount, Const("MaxLen"), classes, head,
-            plan.Bufs.Select(b => new FootBuf(b.SlotTrain, Foot(b.Size))).ToEquatable(), plan.SlotsTrain,
+            plan.Bufs.Select(b => new FootBuf(b.SlotTrain, Foot(b.Size), FlashHeads(plan, b))).ToEquatable(), plan.SlotsTrain,
             g.Nodes.Where(n => n.Kind is OpKind.Linear or OpKind.MatMul && n.Inputs.Count >= 2)
                 .Select(n => new FootGemm(n.Inputs[0].Shape.ToEquatable(), n.Inputs[1].Shape.ToEquatable())).ToEquatable(),
             g.Params.Select(p => new FootParam(p.Hf, Sym.Shape(p.Shape))).ToEquatable(),
@@ -111,6 +111,20 @@ public static class ExperimentCompiler
     }
 
     static FootSize Foot(Size s) => new(s.C, s.PB, s.PT, s.PG);
+
+    /// <summary>Whether the flash kernels take this head size (CudaKernels.FlashHeadSizes: multiples of 8 up to 128).</summary>
+    public static bool FlashHeadSize(int d) => d > 0 && d % 8 == 0 && d <= 128;
+
+    /// <summary>The heads of the attention whose probabilities buffer <paramref name="b"/> is, when the flash kernels take its
+    /// head size (with them it holds B·H·T row statistics, CudaModel's layout); else 0.</summary>
+    static int FlashHeads(Plan plan, Buf b)
+    {
+        foreach (var ((node, k), saved) in plan.Saved)
+            if (saved == b && k == 0 && node.Kind == OpKind.Attention && node.Heads > 0 && node.Out.Shape.Length > 0
+                && FlashHeadSize(node.Out.Shape[node.Out.Shape.Length - 1] / node.Heads))
+                return node.Heads;
+        return 0;
+    }
 
     /// <summary>A size c·B^b·T^t·G^g in elements at this shape (SizeExpr.Eval in the runtime).</summary>
     static long Eval(FootSize z, int batch, int seq, int rows)
@@ -126,15 +140,18 @@ public static class ExperimentCompiler
     public const int PointwiseRowChunk = 32, RowChunk = 64, EmbedSegmentRows = 32;
 
     /// <summary>The floats of CudaModel's kernel scratch at this shape (CudaModel.ScratchFloats): attention's head-major
-    /// copies and probabilities' gradient, LayerNorm's and the embedding's partial sums, the fused kernels' partial sums
-    /// of broadcast gradients.</summary>
-    public static long ScratchFloats(ModelFootprint f, int batch, int seq, int rows)
+    /// copies and probabilities' gradient (with <paramref name="flash"/>, Δ per query row instead where the flash kernels
+    /// take the head size), LayerNorm's and the embedding's partial sums, the fused kernels' partial sums of broadcast
+    /// gradients.</summary>
+    public static long ScratchFloats(ModelFootprint f, int batch, int seq, int rows, bool flash = false)
     {
         long n = Math.Max(Math.Max((long)batch * seq, rows), batch);
         long s = n + 16;
         foreach (var op in f.RowOps)
         {
-            if (op.Kind == OpKind.Attention) s = Math.Max(s, 7L * batch * seq * op.Last + 2L * batch * op.Heads * seq * seq);
+            if (op.Kind == OpKind.Attention)
+                s = Math.Max(s, flash && op.Heads > 0 && FlashHeadSize(op.Last / op.Heads) ? (long)batch * op.Heads * seq
+                    : 7L * batch * seq * op.Last + 2L * batch * op.Heads * seq * seq);
             if (op.Kind == OpKind.LayerNorm && op.Last > 0) s = Math.Max(s, 2L * ((n + RowChunk - 1) / RowChunk) * op.Last);
             if (op.Kind == OpKind.Embed) s = Math.Max(s, (2 * n / EmbedSegmentRows + 1) * op.Last);
         }
@@ -196,11 +213,15 @@ public static class ExperimentCompiler
     static string GiB(long bytes) => (bytes / (double)(1L << 30)).ToString("0.00", CultureInfo.InvariantCulture) + " GiB";
 
     /// <summary>The training step's memory at one batch size: activations (the plan's slots at B, T, G, 16-element
-    /// aligned, 4 bytes each), parameter state and bf16 buffers, as MemoryEstimate.For computes it at run time.</summary>
-    public static (long Activations, long State, long Bf16, long Scratch) Memory(ModelFootprint f, int batch, int seq, int rows, bool gpu, bool bf16)
+    /// aligned, 4 bytes each), parameter state and bf16 buffers, as MemoryEstimate.For computes it at run time. With
+    /// <paramref name="flash"/> (an experiment's flash attention) a probabilities buffer the flash kernels replace holds B·H·T
+    /// row statistics, and attention's scratch is theirs.</summary>
+    public static (long Activations, long State, long Bf16, long Scratch) Memory(ModelFootprint f, int batch, int seq, int rows, bool gpu, bool bf16, bool flash = false)
     {
         var slot = new long[f.SlotsTrain];
-        foreach (var b in f.Bufs) if (b.SlotTrain >= 0) slot[b.SlotTrain] = Math.Max(slot[b.SlotTrain], Eval(b.Size, batch, seq, rows));
+        foreach (var b in f.Bufs)
+            if (b.SlotTrain >= 0)
+                slot[b.SlotTrain] = Math.Max(slot[b.SlotTrain], flash && b.FlashHeads > 0 ? (long)batch * b.FlashHeads * seq : Eval(b.Size, batch, seq, rows));
         long activations = slot.Sum(s => (s + 15) & ~15L) * 4;
         long state = f.ParamCount * (gpu ? 17 : 16);
         long extra = 0;
@@ -222,7 +243,7 @@ public static class ExperimentCompiler
             }
             extra = f.ParamCount * 2 + ((most + 63) & ~63L) * 4;
         }
-        return (activations, state, extra, gpu ? ScratchFloats(f, batch, seq, rows) * 4 : 0);
+        return (activations, state, extra, gpu ? ScratchFloats(f, batch, seq, rows, flash) * 4 : 0);
     }
 
     /// <summary>The masked-LM rows a pre-training micro-batch binds at most (MemoryEstimate.PretrainingRows).</summary>
@@ -367,9 +388,9 @@ public static class ExperimentCompiler
                 Report("BERT0223", at, "Precision.Bf16", "its products take bf16 operands; set Precision = Precision.Bf16, or drop Attention");
             else if (heads.Length == 0)
                 Report("BERT0223", at, "an attention to run", model.ClassName + " has none; drop Attention");
-            else if (heads.Any(d => d % 8 != 0 || d > 128))
+            else if (heads.Any(d => !FlashHeadSize(d)))
                 Report("BERT0223", at, "head sizes that are multiples of 8 up to 128",
-                    $"{model.ClassName}'s is {heads.First(d => d % 8 != 0 || d > 128).ToString(CultureInfo.InvariantCulture)}; drop Attention");
+                    $"{model.ClassName}'s is {heads.First(d => !FlashHeadSize(d)).ToString(CultureInfo.InvariantCulture)}; drop Attention");
         }
 
         // From: an experiment whose model's tensors fit this one's.
@@ -419,8 +440,9 @@ public static class ExperimentCompiler
         int seq = BoundSeq(v.Seq, (int)model.MaxLen, pre, gpu);
         int Rows(int b) => pre ? PretrainingRows(b, v.Seq, v.MaskProb) : 0;
         long capacity = v.MemoryGiB > 0 ? (long)(v.MemoryGiB * (1L << 30)) : gpu ? (DeviceMiB[v.Device] << 20) - GpuReserve : 0;
-        long Total(int b) { var (a, st, x, sc) = Memory(model, b, seq, Rows(b), gpu, bf16); return a + st + x + sc; }
-        var (act, state, extra, scratch) = Memory(model, v.Batch, seq, Rows(v.Batch), gpu, bf16);
+        bool flash = v.Attention == 1;   // BERT0223 above holds it to a GPU, bf16 and head sizes the kernels take
+        long Total(int b) { var (a, st, x, sc) = Memory(model, b, seq, Rows(b), gpu, bf16, flash); return a + st + x + sc; }
+        var (act, state, extra, scratch) = Memory(model, v.Batch, seq, Rows(v.Batch), gpu, bf16, flash);
         if (capacity > 0 && act + state + extra + scratch > capacity)
         {
             int lo = 0, hi = v.Batch - 1;   // the largest batch that fits: the estimate grows with the batch
@@ -433,7 +455,7 @@ public static class ExperimentCompiler
             long perStep = (long)v.Batch * v.Accumulate;
             string advice = lo < 1 ? "not even Batch = 1 fits: choose a smaller model, a shorter Seq or a larger Device"
                 : $"at most Batch = {lo} fits; Batch = {lo} with Accumulate = {(perStep + lo - 1) / lo} keeps about {perStep} sequences per step";
-            var parts = $"activations {GiB(act)} at B={v.Batch}, T={seq}; weights, gradients and optimizer state {GiB(state)}";
+            var parts = $"activations {GiB(act)} at B={v.Batch}, T={seq}{(flash ? " with the flash attention's row statistics" : "")}; weights, gradients and optimizer state {GiB(state)}";
             if (extra > 0) parts += $"; bf16 copies {GiB(extra)}";
             if (scratch > 0) parts += $"; kernel scratch {GiB(scratch)}";
             Report("BERT0219", At("Batch", At("Device", e.Loc)), e.ClassName, GiB(act + state + extra + scratch), where, parts, advice);

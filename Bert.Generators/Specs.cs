@@ -85,7 +85,9 @@ public sealed record ExperimentSpec(string Namespace, string ClassName, string M
 public sealed record ModelFootprint(string MetadataName, string FullName, string ClassName, long ParamCount, long MaxLen, long Classes, string Head,
     EquatableArray<FootBuf> Bufs, int SlotsTrain, EquatableArray<FootGemm> Gemms, EquatableArray<FootParam> Params,
     EquatableArray<FootRowOp> RowOps, EquatableArray<FootKernel> Kernels);
-public sealed record FootBuf(int SlotTrain, FootSize Size);
+/// <summary>A buffer of the training plan; <paramref name="FlashHeads"/>: the heads of the attention whose probabilities it
+/// holds when the flash kernels take its head size (it then holds B·H·T row statistics), else 0.</summary>
+public sealed record FootBuf(int SlotTrain, FootSize Size, int FlashHeads = 0);
 public sealed record FootGemm(EquatableArray<int> X, EquatableArray<int> W);
 public sealed record FootParam(string Hf, string Shape);
 /// <summary>An attention, LayerNorm or embedding op: what its CUDA kernels' scratch depends on (its last dimension, heads).</summary>

@@ -686,13 +686,19 @@ public static partial class Program
         if (gpu is null) yield break;
         var device = GpuNames[gpu];
         var p = precision switch { "bf16" => Bert.Dsl.Precision.Bf16, "fp32" => Bert.Dsl.Precision.Fp32, _ => Bert.Dsl.Precision.Tf32 };
-        MemoryEstimate At(int b) => MemoryEstimate.For(info, b, seq, Rows(b), device, p, job);
-        var step = At(batch);
-        int lo = 0, hi = 1 << 16;   // the largest batch that fits: the estimate grows with the batch
-        while (lo < hi) { int mid = (lo + hi + 1) / 2; if (At(mid).Total <= step.Capacity) lo = mid; else hi = mid - 1; }
-        string fits = step.Total <= step.Capacity ? "fits" : "does not fit";
-        yield return [$"training step, {device} ({precision})",
-            $"{MemoryEstimate.Format(step.Total)} of {MemoryEstimate.Format(step.Capacity)} at B={batch}, T={step.Seq}: {fits}; at most B={lo} fits (kernel scratch {MemoryEstimate.Format(step.Scratch)}, bf16 copies {MemoryEstimate.Format(step.Bf16)})"];
+        // In bf16, also with the flash attention (Attention = AttentionKernel.Flash, BERT_CUDA_ATTENTION=flash) where the model
+        // has an attention its kernels take: no T×T probabilities.
+        bool flashToo = p == Bert.Dsl.Precision.Bf16 && info.Ops.Any(Bert.Runtime.Cuda.CudaExec.TakesFlash);
+        foreach (bool flash in flashToo ? new[] { false, true } : [false])
+        {
+            MemoryEstimate At(int b) => MemoryEstimate.For(info, b, seq, Rows(b), device, p, job, flash: flash);
+            var step = At(batch);
+            int lo = 0, hi = 1 << 16;   // the largest batch that fits: the estimate grows with the batch
+            while (lo < hi) { int mid = (lo + hi + 1) / 2; if (At(mid).Total <= step.Capacity) lo = mid; else hi = mid - 1; }
+            string fits = step.Total <= step.Capacity ? "fits" : "does not fit";
+            yield return [$"training step, {device} ({precision}{(flash ? ", flash" : "")})",
+                $"{MemoryEstimate.Format(step.Total)} of {MemoryEstimate.Format(step.Capacity)} at B={batch}, T={step.Seq}: {fits}; at most B={lo} fits (kernel scratch {MemoryEstimate.Format(step.Scratch)}, bf16 copies {MemoryEstimate.Format(step.Bf16)})"];
+        }
     }
 
     static readonly Dictionary<string, Bert.Dsl.Device> GpuNames = new()

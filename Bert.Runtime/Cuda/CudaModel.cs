@@ -281,7 +281,7 @@ public sealed unsafe class CudaModel : IDisposable
         if (key != _layoutKey)
         {
             // With the flash attention a probabilities buffer holds B·H·T row statistics instead of B·H·T·T probabilities.
-            var stats = flash ? _flashProbs.ToDictionary(p => p.Key, p => (long)batch * p.Value * seq) : null;
+            var stats = flash ? FlashStatistics(Info, batch, seq) : null;
             var (offsets, lengths, total) = Info.Layout(batch, seq, rows, training, ReuseMemory, stats);
             _ex.Offsets = offsets; _ex.Lengths = lengths;
             // The attention pointer arrays of this layout; the pool keeps those of earlier layouts (a captured graph of
@@ -352,6 +352,18 @@ public sealed unsafe class CudaModel : IDisposable
     /// LayerNorm's partial column sums, cross-entropy's per-row losses.</summary>
     long ScratchFloats(int batch, int seq, int rows) => ScratchFloats(Info, batch, seq, rows, FlashLayout);
 
+    /// <summary>The lengths the flash layout gives the probabilities buffers of the attentions the flash kernels take: B·H·T
+    /// row statistics each (the log-sum-exp per query row) instead of B·H·T·T probabilities; the override of
+    /// <see cref="ModelInfo.Layout"/>, for a binding and for the memory estimate.</summary>
+    public static Dictionary<int, long> FlashStatistics(ModelInfo info, int batch, int seq)
+    {
+        var lengths = new Dictionary<int, long>();
+        foreach (var op in info.Ops)
+            if (CudaExec.TakesFlash(op))
+                foreach (int saved in op.Saved) lengths[saved] = (long)batch * op.Heads * seq;
+        return lengths;
+    }
+
     /// <summary>Bytes of one layout's attention pointer arrays at this batch size (the pool holds
     /// <see cref="HeadPoolLayouts"/> layouts' worth).</summary>
     public static long HeadArrayBytes(ModelInfo info, int batch) =>
@@ -361,7 +373,7 @@ public sealed unsafe class CudaModel : IDisposable
     /// probabilities' gradient, LayerNorm's and the embedding's partial sums, the fused kernels' partial sums of broadcast
     /// gradients (the largest of them; an experiment's build-time memory estimate counts the same).</summary>
     /// <param name="flash">With the flash attention: its ops need B·H·T floats (Δ per query row) instead of attention's
-    /// head-major copies and T×T blocks (the build-time estimate counts without, an upper bound).</param>
+    /// head-major copies and T×T blocks (an experiment that declares the flash attention is estimated so at build time).</param>
     public static long ScratchFloats(ModelInfo info, int batch, int seq, int rows, bool flash = false)
     {
         long n = Math.Max(Math.Max((long)batch * seq, rows), batch);

@@ -55,16 +55,19 @@ public sealed record MemoryEstimate(long Activations, long ParameterState, long 
         job == Job.Pretrain || device == Device.Cpu ? seq : Math.Min(maxLen, (seq + 7) / 8 * 8);
 
     /// <summary>The estimate for one training micro-batch of <paramref name="batch"/> × <paramref name="seq"/> tokens with
-    /// <paramref name="rows"/> gathered rows: what the generator computed at build time.</summary>
-    public static MemoryEstimate For(ModelInfo info, int batch, int seq, int rows, Device device, Precision precision, Job job, double memoryGiB = 0)
+    /// <paramref name="rows"/> gathered rows: what the generator computed at build time. <paramref name="flash"/>: with the
+    /// flash attention (an experiment's <c>Attention = AttentionKernel.Flash</c>), whose probabilities buffers hold B·H·T row
+    /// statistics (CudaModel's layout) and whose scratch is Δ per query row.</summary>
+    public static MemoryEstimate For(ModelInfo info, int batch, int seq, int rows, Device device, Precision precision, Job job, double memoryGiB = 0, bool flash = false)
     {
         bool gpu = device != Device.Cpu;
+        flash &= gpu;
         seq = BoundSeq(seq, info.MaxLen, job, device);
         long n = info.ParameterCount;
-        long activations = info.Layout(batch, seq, rows, training: true).Total * 4;
+        long activations = info.Layout(batch, seq, rows, training: true, lengths: flash ? Cuda.CudaModel.FlashStatistics(info, batch, seq) : null).Total * 4;
         long state = n * (gpu ? 17 : 16);
         long bf16 = gpu && precision == Precision.Bf16 ? n * 2 + Cuda.CudaModel.GemmSlotElements(info, batch, seq, rows) * 4 : 0;
-        long scratch = gpu ? Cuda.CudaModel.ScratchFloats(info, batch, seq, rows) * 4 : 0;
+        long scratch = gpu ? Cuda.CudaModel.ScratchFloats(info, batch, seq, rows, flash) * 4 : 0;
         long capacity = memoryGiB > 0 ? (long)(memoryGiB * (1L << 30)) : CapacityOf(device);
         return new MemoryEstimate(activations, state, bf16, scratch, capacity, seq);
     }

@@ -71,6 +71,14 @@ public class CliTests : IDisposable
         (code, output, _) = Run("info", "mini", "--head", "classifier", "--batch", "32", "--seq", "100", "--gpu", "h100", "--precision", "bf16");
         Assert.Equal(0, code);
         Assert.Matches(@"training step, H100 \(bf16\) [\d.]+ GiB of 78\.65 GiB at B=32, T=104: fits", Flat(output));   // fine-tuning on a GPU pads to 8
+        // In bf16 also with the flash attention: BERT-Large at T=512 on an H100 fits a larger batch without the T×T
+        // probabilities and their gradient (49 → 68).
+        (code, output, _) = Run("info", "large", "--batch", "64", "--seq", "512", "--gpu", "h100", "--precision", "bf16");
+        Assert.Equal(0, code);
+        var flat = Flat(output);
+        int Most(string rowName) => int.Parse(System.Text.RegularExpressions.Regex.Match(flat, System.Text.RegularExpressions.Regex.Escape(rowName) + @" [\d.]+ GiB of [\d.]+ GiB at B=64, T=512: (?:does not fit|fits); at most B=(\d+) fits").Groups[1].Value);
+        int plain = Most("training step, H100 (bf16)"), flash = Most("training step, H100 (bf16, flash)");
+        Assert.True(flash > plain, $"with the flash attention at most B={flash} fits, without B={plain}:\n{flat}");
         (code, _, var err) = Run("info", "mini", "--gpu", "v100");
         Assert.NotEqual(0, code);
         Assert.Contains("v100", err);

@@ -217,6 +217,32 @@ public class ExperimentTests
             public partial class X;
             """), "BERT0223"));
 
+        // The memory estimate follows the attention kernel: at T = 4096 four sequences' T×T probabilities (and their
+        // gradient in the scratch) exceed 1 GiB, the flash attention's row statistics do not.
+        const string Long = """
+            [Model]
+            public partial class Long
+            {
+                public const int C = 16, Heads = 2, Classes = 2, MaxLen = 4096;
+                [Param(3 * C, C)] Tensor Wqkv;
+                [Param(Classes, C)] Tensor Wo;
+                public Tensor Forward([Shape(Dim.Batch, Dim.Seq, C)] Tensor x, Mask mask, Labels labels) =>
+                    CrossEntropy(Linear(First(Attention(Linear(x, Wqkv), mask, Heads, 0.1f)), Wo), labels);
+            }
+            """;
+        Assert.Matches(@"needs about 1\.\d\d GiB .*; at most Batch = [123] fits", Message(RunWith(Long + """
+            [Experiment(typeof(Long), Data = "amazon", Seq = 4096, Batch = 4, Device = Device.H100, Precision = Precision.Bf16, MemoryGiB = 1)]
+            public partial class X;
+            """), "BERT0219"));
+        Assert.Empty(RunWith(Long + """
+            [Experiment(typeof(Long), Data = "amazon", Seq = 4096, Batch = 4, Device = Device.H100, Precision = Precision.Bf16, MemoryGiB = 1, Attention = AttentionKernel.Flash)]
+            public partial class X;
+            """).GeneratorDiagnostics);
+        Assert.Contains("with the flash attention's row statistics", Message(RunWith(Long + """
+            [Experiment(typeof(Long), Data = "amazon", Seq = 4096, Batch = 100_000, Device = Device.H100, Precision = Precision.Bf16, MemoryGiB = 1, Attention = AttentionKernel.Flash)]
+            public partial class X;
+            """), "BERT0219"));
+
         // A From that is no experiment class at all.
         Assert.Contains("its From type is not an [Experiment] of this project", Message(RunWith("""
             [Experiment(typeof(Clf), Data = "amazon", Seq = 16, From = typeof(int[]))]
@@ -356,7 +382,7 @@ public class ExperimentTests
             Assert.Equal(info.Name, e.Model);
             int rows = e.Job == Dsl.Job.Pretrain ? MemoryEstimate.PretrainingRows(e.Batch, e.Seq, e.MaskProb) : 0;
             Assert.Equal(rows, e.Rows);
-            var runtime = MemoryEstimate.For(info, e.Batch, e.Seq, rows, e.Device, e.Precision, e.Job);
+            var runtime = MemoryEstimate.For(info, e.Batch, e.Seq, rows, e.Device, e.Precision, e.Job, flash: e.Attention == Dsl.AttentionKernel.Flash);
             Assert.Equal(runtime with { Capacity = e.Memory.Capacity }, e.Memory);
             Assert.True(e.Memory.Capacity == 0 || e.Memory.Total <= e.Memory.Capacity, e.ToString());
         }
