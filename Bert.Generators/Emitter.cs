@@ -100,7 +100,9 @@ public static class Emitter
         var outB = g.Output is null ? -1 : plan.Act[g.Output].Id;
         var outG = g.Output is not null && plan.Grad.TryGetValue(g.Output, out var og) ? og.Id : -1;
         w.WriteLine($"output: {Ints(g.Output?.Shape ?? Array.Empty<int>())}, outputBuffer: {outB}, outputGradBuffer: {outG},");
-        w.WriteLine($"slotsTrain: {plan.SlotsTrain}, slotsInfer: {plan.SlotsInfer}, dropoutSites: {g.Sites});");
+        w.WriteLine($"slotsTrain: {plan.SlotsTrain}, slotsInfer: {plan.SlotsInfer}, dropoutSites: {g.Sites},");
+        var shadows = plan.Shadows.OrderBy(x => x.Value).Select(x => x.Key.Size).Select(z => $"new {RT}.SizeExpr({z.C}L, {z.PB}, {z.PT}, {z.PG})");
+        w.WriteLine($"shadows: new {RT}.SizeExpr[] {{ {string.Join(", ", shadows)} }});");
         w.Indent--;
     }
 
@@ -291,7 +293,7 @@ public static class Emitter
                 w.WriteLine($"{K}.FirstToken.Backward<T>({D(0)}, {dy}, {Dim(n.Inputs[0].Shape[0])}, ex.Seq, {Last(n.Out)});");
                 break;
             case OpKind.CrossEntropy:
-                w.WriteLine($"{K}.CrossEntropy.Backward<T>({D(0)}, {dy}, ex.Buf({plan.Saved[(n, 0)].Id}), ex.Ints({n.IntInput}), {Rows(n.Inputs[0])}, {Last(n.Inputs[0])});");
+                w.WriteLine($"{K}.CrossEntropy.Backward<T>({D(0)}, {dy}, ex.Buf({plan.Saved[(n, 0)].Id}), ex.Ints({n.IntInput}), {Rows(n.Inputs[0])}, {Last(n.Inputs[0])}{(assign[0] ? ", accumulate: false" : "")});");
                 break;
             case OpKind.Pointwise:
                 var dxs = string.Join(", ", n.Inputs.Select(v => v.NeedsGrad ? DPtr(plan, v) : "null"));
@@ -343,20 +345,30 @@ public static class Emitter
     {
         var y = $"ex.Buf({plan.Act[n.Out].Id})";
         string P(int i) => GPtr(plan, n.Inputs[i]);
+        // A product's activation operand in bf16: made (rounded into its shadow) at the first product that reads it, read
+        // from there by the later ones (Plan.Shadows).
+        string MakeShadow(Node node, int i, string arg)
+        {
+            var v = node.Inputs[i];
+            int k = plan.ShadowOf(v);
+            if (k < 0) return "";
+            bool first = v.Consumers.Where(c => c.Kind is OpKind.Linear or OpKind.MatMul).Min(c => c.Id) == node.Id && node.Inputs.IndexOf(v) == i;
+            return first ? $", {arg}: ex.ToShadow({k}, {P(i)}, {v.Size.Code()})" : $", {arg}: ex.Shadow({k})";
+        }
         switch (n.Kind)
         {
             case OpKind.MatMul:
             {
                 var x = n.Inputs[0]; var wt = n.Inputs[1];
                 string M = Rows(x), Kd = Dim(wt.Shape[0]), N = Dim(wt.Shape[1]);
-                w.WriteLine($"ex.Gemm(false, false, {M}, {N}, {Kd}, 1f, {P(0)}, {Kd}, {P(1)}, {N}, 0f, {y}, {N});");
+                w.WriteLine($"ex.Gemm(false, false, {M}, {N}, {Kd}, 1f, {P(0)}, {Kd}, {P(1)}, {N}, 0f, {y}, {N}{MakeShadow(n, 0, "a16")}{MakeShadow(n, 1, "b16")});");
                 break;
             }
             case OpKind.Linear:
             {
                 var x = n.Inputs[0]; var wt = n.Inputs[1];
                 string M = Rows(x), O = Dim(wt.Shape[0]), I = Dim(wt.Shape[1]);
-                w.WriteLine($"ex.Gemm(false, true, {M}, {O}, {I}, 1f, {P(0)}, {I}, {P(1)}, {I}, 0f, {y}, {O});");
+                w.WriteLine($"ex.Gemm(false, true, {M}, {O}, {I}, 1f, {P(0)}, {I}, {P(1)}, {I}, 0f, {y}, {O}{MakeShadow(n, 0, "a16")}{MakeShadow(n, 1, "b16")});");
                 break;
             }
             case OpKind.Embed:
@@ -393,22 +405,24 @@ public static class Emitter
         string D(int i) => GDPtr(plan, n.Inputs[i]);
         bool G(int i) => n.Inputs[i].NeedsGrad;
         string Beta(int i) => assign[i] ? "0f" : "1f";
+        // The forward's bf16 copy of a product's activation operand (Plan.Shadows), for dW = dYᵀ·X and its kin.
+        string Shadow(int i, string arg) => plan.ShadowOf(n.Inputs[i]) is var k and >= 0 ? $", {arg}: ex.Shadow({k})" : "";
         switch (n.Kind)
         {
             case OpKind.MatMul:
             {
                 var x = n.Inputs[0]; var wt = n.Inputs[1];
                 string M = Rows(x), Kd = Dim(wt.Shape[0]), N = Dim(wt.Shape[1]);
-                if (G(0)) w.WriteLine($"ex.Gemm(false, true, {M}, {Kd}, {N}, 1f, {dy}, {N}, {P(1)}, {N}, {Beta(0)}, {D(0)}, {Kd});");
-                if (G(1)) w.WriteLine($"ex.Gemm(true, false, {Kd}, {N}, {M}, 1f, {P(0)}, {Kd}, {dy}, {N}, {Beta(1)}, {D(1)}, {N});");
+                if (G(0)) w.WriteLine($"ex.Gemm(false, true, {M}, {Kd}, {N}, 1f, {dy}, {N}, {P(1)}, {N}, {Beta(0)}, {D(0)}, {Kd}{Shadow(1, "b16")});");
+                if (G(1)) w.WriteLine($"ex.Gemm(true, false, {Kd}, {N}, {M}, 1f, {P(0)}, {Kd}, {dy}, {N}, {Beta(1)}, {D(1)}, {N}{Shadow(0, "a16")});");
                 break;
             }
             case OpKind.Linear:
             {
                 var x = n.Inputs[0]; var wt = n.Inputs[1];
                 string M = Rows(x), O = Dim(wt.Shape[0]), I = Dim(wt.Shape[1]);
-                if (G(0)) w.WriteLine($"ex.Gemm(false, false, {M}, {I}, {O}, 1f, {dy}, {O}, {P(1)}, {I}, {Beta(0)}, {D(0)}, {I});");
-                if (G(1)) w.WriteLine($"ex.Gemm(true, false, {O}, {I}, {M}, 1f, {dy}, {O}, {P(0)}, {I}, {Beta(1)}, {D(1)}, {I});");
+                if (G(0)) w.WriteLine($"ex.Gemm(false, false, {M}, {I}, {O}, 1f, {dy}, {O}, {P(1)}, {I}, {Beta(0)}, {D(0)}, {I}{Shadow(1, "b16")});");
+                if (G(1)) w.WriteLine($"ex.Gemm(true, false, {O}, {I}, {M}, 1f, {dy}, {O}, {P(0)}, {I}, {Beta(1)}, {D(1)}, {I}{Shadow(0, "b16")});");
                 break;
             }
             case OpKind.Embed:
@@ -427,7 +441,7 @@ public static class Emitter
                 w.WriteLine($"ex.FirstBackward({D(0)}, {dy}, {Dim(n.Inputs[0].Shape[0])}, ex.Seq, {Last(n.Out)});");
                 break;
             case OpKind.CrossEntropy:
-                w.WriteLine($"ex.CrossEntropyBackward({D(0)}, {dy}, ex.Buf({plan.Saved[(n, 0)].Id}), ex.Ints({n.IntInput}), {Rows(n.Inputs[0])}, {Last(n.Inputs[0])});");
+                w.WriteLine($"ex.CrossEntropyBackward({D(0)}, {dy}, ex.Buf({plan.Saved[(n, 0)].Id}), ex.Ints({n.IntInput}), {Rows(n.Inputs[0])}, {Last(n.Inputs[0])}{(assign[0] ? ", accumulate: false" : "")});");
                 break;
             case OpKind.Pointwise:
             {

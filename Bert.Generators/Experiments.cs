@@ -107,7 +107,8 @@ public static class ExperimentCompiler
             g.Nodes.Where(n => n.Kind is OpKind.Attention or OpKind.LayerNorm or OpKind.Embed)
                 .Select(n => new FootRowOp(n.Kind, n.Out.Shape.Length > 0 ? n.Out.Shape[n.Out.Shape.Length - 1] : 1, n.Heads)).ToEquatable(),
             g.Nodes.Where(n => n.Kind == OpKind.Pointwise)
-                .Select(n => new FootKernel(Foot(n.Out.Size), n.Inputs.Select(i => Foot(i.Size)).ToEquatable())).ToEquatable());
+                .Select(n => new FootKernel(Foot(n.Out.Size), n.Inputs.Select(i => Foot(i.Size)).ToEquatable())).ToEquatable(),
+            plan.Shadows.OrderBy(x => x.Value).Select(x => Foot(x.Key.Size)).ToEquatable());
     }
 
     static FootSize Foot(Size s) => new(s.C, s.PB, s.PT, s.PG);
@@ -241,7 +242,8 @@ public static class ExperimentCompiler
                 long r = Size(gm.X, 0, x.Length - 1), k = x[x.Length - 1], wn = Size(gm.W, 0, gm.W.Count);
                 most = Math.Max(most, Math.Max(Math.Max(r * k, r * (wn / Math.Max(1, k))), wn));
             }
-            extra = f.ParamCount * 2 + ((most + 63) & ~63L) * 4;
+            // the weights' bf16 copy, the two operand slots, the shadows of the products' activation operands (CudaModel.ShadowBytes)
+            extra = f.ParamCount * 2 + ((most + 63) & ~63L) * 4 + f.Shadows.Sum(z => (Eval(z, batch, seq, rows) * 2 + 127) & ~127L);
         }
         return (activations, state, extra, gpu ? ScratchFloats(f, batch, seq, rows, flash) * 4 : 0);
     }

@@ -96,6 +96,13 @@ public sealed class Plan
     public readonly Dictionary<Value, Buf> Grad = new();
     public readonly Dictionary<(Node, int), Buf> Saved = new();
     public int SlotsTrain, SlotsInfer;
+    /// <summary>The activations that are operands of a product (Linear, MatMul), numbered in the order the forward first
+    /// reads them: on a GPU in bf16 each gets a bf16 copy made once, at its first product, that its later products and the
+    /// backward's (dW = dYᵀ·X) read instead of rounding it again (CudaExec.ToShadow).</summary>
+    public readonly Dictionary<Value, int> Shadows = new();
+
+    /// <summary>The shadow of an operand of a product, or -1 (a parameter: the weights have their bf16 copy already).</summary>
+    public int ShadowOf(Value v) => Shadows.TryGetValue(v, out int k) ? k : -1;
 
     public static int Fwd(int i) => 2 * (i + 1);
     public static int Bwd(int n, int i) => 2 * (2 * n - i);
@@ -112,9 +119,9 @@ public sealed class Plan
     /// <summary>Whether node <paramref name="n"/>'s backward writes the gradient of input <paramref name="input"/> (=) instead
     /// of adding into it (+=), so that the schedule neither clears that buffer first nor reads it back: n is the first op of
     /// the backward to reach that gradient (its buffer is defined there), the value is that one input of n alone, and the op
-    /// writes every element of it — a product's operand (β = 0), LayerNorm's input, attention's projections, an element-wise
-    /// kernel's full-size input. A gather, a first-token pick or an embedding writes some rows only, and cross-entropy keeps
-    /// the clear-then-add schedule; they are not named here.</summary>
+    /// writes every element of it — a product's operand (β = 0), LayerNorm's input, attention's projections, cross-entropy's
+    /// logits (zeros on ignored rows), an element-wise kernel's full-size input. A gather, a first-token pick or an embedding
+    /// writes some rows only; they are not named here.</summary>
     public static bool AssignsGrad(Plan plan, int count, Node n, int input)
     {
         var v = n.Inputs[input];
@@ -123,7 +130,7 @@ public sealed class Plan
         return n.Kind switch
         {
             OpKind.MatMul or OpKind.Linear => true,
-            OpKind.LayerNorm or OpKind.Attention => input == 0,
+            OpKind.LayerNorm or OpKind.Attention or OpKind.CrossEntropy => input == 0,
             OpKind.Pointwise => v.Size == n.Out.Size,
             _ => false,
         };
@@ -187,6 +194,10 @@ public sealed class Plan
             b.Last = v.Producer is null ? int.MaxValue : Bwd(n, v.Producer.Id);
             b.Pinned = v.Kind == ValueKind.Input || v == g.Output;
         }
+        foreach (var node in g.Nodes)
+            if (node.Kind is OpKind.Linear or OpKind.MatMul)
+                foreach (var v in node.Inputs)
+                    if (v.Kind != ValueKind.Param && !plan.Shadows.ContainsKey(v)) plan.Shadows[v] = plan.Shadows.Count;
         plan.SlotsTrain = Assign(plan.Bufs, b => b.Pinned ? int.MaxValue : b.Last, (b, s) => b.SlotTrain = s);
         // Inference: forward only; saved tensors die at once and no gradient exists.
         plan.SlotsInfer = Assign(plan.Bufs.Where(b => b.Role != BufRole.Gradient).ToList(),

@@ -84,7 +84,7 @@ public sealed record ExperimentSpec(string Namespace, string ClassName, string M
 /// and shapes) and memory plan (each buffer's training slot and symbolic size), and the shapes of its products.</summary>
 public sealed record ModelFootprint(string MetadataName, string FullName, string ClassName, long ParamCount, long MaxLen, long Classes, string Head,
     EquatableArray<FootBuf> Bufs, int SlotsTrain, EquatableArray<FootGemm> Gemms, EquatableArray<FootParam> Params,
-    EquatableArray<FootRowOp> RowOps, EquatableArray<FootKernel> Kernels);
+    EquatableArray<FootRowOp> RowOps, EquatableArray<FootKernel> Kernels, EquatableArray<FootSize> Shadows);
 /// <summary>A buffer of the training plan; <paramref name="FlashHeads"/>: the heads of the attention whose probabilities it
 /// holds when the flash kernels take its head size (it then holds B·H·T row statistics), else 0.</summary>
 public sealed record FootBuf(int SlotTrain, FootSize Size, int FlashHeads = 0);

@@ -433,6 +433,22 @@ public static class GpuSelfTest
             r.Row($"{info.Name}: bf16 products vs CPU double", worstBf <= 2e-2 && eg <= 2e-2,
                 string.Create(Inv, $"forward buffers worst {worstBf:E2} ({worstBfName}), all gradients {eg:E2} (limits 2e-2)"));
 
+            // The products' activation operands kept in bf16 from the forward to the backward (the shadows, on by default)
+            // round the same values as rounding per product: the same bits, every buffer and gradient.
+            if (info.Shadows.Count > 0)
+            {
+                float[] withShadows = gpu.GetGradients();
+                var buffersWith = info.Buffers.Select(b => gpu.ReadBuffer(b.Id)).ToArray();
+                gpu.Bf16Shadows = false;
+                try { PoisonedStep(gpu, inputs, B, T, G, seed); }
+                finally { gpu.Bf16Shadows = true; }
+                float[] perProduct = gpu.GetGradients();
+                int differ = Enumerable.Range(0, perProduct.Length).Count(i => BitConverter.SingleToInt32Bits(perProduct[i]) != BitConverter.SingleToInt32Bits(withShadows[i]));
+                int buffersDiffer = info.Buffers.Count(b => !gpu.ReadBuffer(b.Id).AsSpan().SequenceEqual(buffersWith[b.Id]));
+                r.Row($"{info.Name}: bf16 operands kept from the forward = rounded per product", differ == 0 && buffersDiffer == 0,
+                    string.Create(Inv, $"{info.Shadows.Count} activation operands kept in bf16 ({CudaModel.ShadowBytes(info, B, T, G) / 1024.0:F1} KiB at B={B}, T={T}); {differ} of {perProduct.Length} gradient elements and {buffersDiffer} of {info.Buffers.Count} buffers differ"));
+            }
+
             // The same with cuBLAS rounding the fp32 operands (CUBLAS_COMPUTE_32F_FAST_16BF; BERT_CUDA_BF16=cublas).
             {
                 bool before = gpu.Bf16InCublas;
@@ -868,15 +884,18 @@ public static class GpuSelfTest
         nint start = CudaDriver.EventCreate(), stop = CudaDriver.EventCreate();
         // The fused CUDA-core attention (BERT_CUDA_ATTENTION=fused) lost to cuBLAS on the H100 (59.8 against 36.5 ms at B=64)
         // and is checked above, not timed; its tensor-core successor is (flash).
-        foreach (var (precision, flash, split, inCublas) in ((CudaPrecision, bool, bool, bool)[])[(CudaPrecision.Fp32, false, false, false), (CudaPrecision.Tf32, false, false, false),
-            (CudaPrecision.Bf16, false, false, false), (CudaPrecision.Bf16, false, true, false), (CudaPrecision.Bf16, false, false, true),
-            (CudaPrecision.Bf16, true, false, false), (CudaPrecision.Bf16, true, false, true)])
+        // perProduct: bf16 operands rounded at every product, as before the shadows (the forward's bf16 copies kept for the backward).
+        foreach (var (precision, flash, split, inCublas, perProduct) in ((CudaPrecision, bool, bool, bool, bool)[])[(CudaPrecision.Fp32, false, false, false, false),
+            (CudaPrecision.Tf32, false, false, false, false), (CudaPrecision.Bf16, false, false, false, false), (CudaPrecision.Bf16, false, false, false, true),
+            (CudaPrecision.Bf16, false, true, false, false), (CudaPrecision.Bf16, false, false, true, false),
+            (CudaPrecision.Bf16, true, false, false, false), (CudaPrecision.Bf16, true, false, true, false)])
         {
             if (flash && !flashApplies) continue;
             gpu.Precision = precision;
             gpu.FlashAttention = flash;
             gpu.SplitHeads = split;
             gpu.Bf16InCublas = inCublas;
+            gpu.Bf16Shadows = !perProduct;
             foreach (int B in s.Batches)
             {
                 int G = (int)Math.Round(0.15 * B * s.Seq);
@@ -903,9 +922,9 @@ public static class GpuSelfTest
                     double ms = CudaDriver.EventElapsedTime(start, stop) / s.Steps;
                     double seqs = B / (ms / 1000), mfu = seqs * s.Seq * fpt / 989e12;
                     float loss = gpu.ReadBuffer(info.OutputBuffer)[0];
-                    r.Row($"time {s.Name} step {precision.ToString().ToLowerInvariant()}{(flash ? " flash-attn" : "")}{(split ? " split-heads" : "")}{(inCublas ? " cublas-rounded" : "")} B={B} T={s.Seq}", float.IsFinite(loss),
+                    r.Row($"time {s.Name} step {precision.ToString().ToLowerInvariant()}{(flash ? " flash-attn" : "")}{(split ? " split-heads" : "")}{(inCublas ? " cublas-rounded" : "")}{(perProduct ? " rounded-per-product" : "")} B={B} T={s.Seq}", float.IsFinite(loss),
                         string.Create(Inv, $"{ms:F1} ms/step, {seqs:F1} seq/s, MFU {mfu:P1} of 989 TFLOP/s; loss {loss:F3}; arena {gpu.ArenaBytes / (1 << 20)} MiB"),
-                        new() { ["batch"] = B, ["seq"] = s.Seq, ["precision"] = precision.ToString(), ["flash_attention"] = flash, ["split_heads"] = split, ["cublas_rounded"] = inCublas, ["step_ms"] = ms, ["seq_per_s"] = seqs, ["mfu"] = mfu });
+                        new() { ["batch"] = B, ["seq"] = s.Seq, ["precision"] = precision.ToString(), ["flash_attention"] = flash, ["split_heads"] = split, ["cublas_rounded"] = inCublas, ["rounded_per_product"] = perProduct, ["step_ms"] = ms, ["seq_per_s"] = seqs, ["mfu"] = mfu });
                 }
                 catch (CudaException e) when (e.Message.Contains("OUT_OF_MEMORY"))
                 {
@@ -916,6 +935,7 @@ public static class GpuSelfTest
         CudaDriver.EventDestroy(start); CudaDriver.EventDestroy(stop);
         gpu.Bf16InCublas = false;
         gpu.FlashAttention = false;
+        gpu.Bf16Shadows = true;
         TrainerSteps(r, device, cache, s, rng);
         Profile(r, gpu, opt, info, s, rng, CudaPrecision.Tf32, flash: false, byKernel: false);
         Profile(r, gpu, opt, info, s, rng, CudaPrecision.Bf16, flash: false, byKernel: false);

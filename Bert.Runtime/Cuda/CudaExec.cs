@@ -135,7 +135,11 @@ public sealed unsafe class CudaExec
 
     /// <summary>Row-major C(M×N) = alpha·op(A)·op(B) + beta·C through cuBLAS, fp32 accumulation and fp32 C; the operands in
     /// fp32 (exact, or TF32 tensor cores by the math mode), or, in <see cref="CudaPrecision.Bf16"/>, rounded to bf16 first.</summary>
-    public void Gemm(bool transA, bool transB, int M, int N, int K, float alpha, ulong A, int lda, ulong B, int ldb, float beta, ulong C, int ldc)
+    /// <param name="a16">In bf16 precision, A already in bf16 (packed, <paramref name="lda"/> its row length): the shadow of an
+    /// activation (<see cref="ToShadow"/>, <see cref="Shadow"/>); 0: rounded here. Ignored in other precisions.</param>
+    /// <param name="b16">The same for B.</param>
+    public void Gemm(bool transA, bool transB, int M, int N, int K, float alpha, ulong A, int lda, ulong B, int ldb, float beta, ulong C, int ldc,
+        ulong a16 = 0, ulong b16 = 0)
     {
         if (M == 0 || N == 0) return;
         if (K == 0)
@@ -159,9 +163,12 @@ public sealed unsafe class CudaExec
             return;
         }
         int rowsA = transA ? K : M, colsA = transA ? M : K, rowsB = transB ? N : K, colsB = transB ? K : N;
-        if ((long)rowsA * colsA > GemmSlot || (long)rowsB * colsB > GemmSlot)
+        if ((a16 == 0 && (long)rowsA * colsA > GemmSlot) || (b16 == 0 && (long)rowsB * colsB > GemmSlot))
             throw new InvalidOperationException($"The bf16 operand scratch holds {GemmSlot} elements but a {M}×{N}×{K} product needs {(long)rowsA * colsA} and {(long)rowsB * colsB}; this is a bug in CudaModel's sizing.");
-        ulong a16 = Bf16Operand(A, rowsA, colsA, lda, 0), b16 = Bf16Operand(B, rowsB, colsB, ldb, 1);
+        if ((a16 != 0 && lda != colsA) || (b16 != 0 && ldb != colsB))
+            throw new InvalidOperationException($"A {M}×{N}×{K} product was given a packed bf16 copy of an operand that is not packed (lda {lda}, ldb {ldb}); this is a bug in the generated schedule.");
+        if (a16 == 0) a16 = Bf16Operand(A, rowsA, colsA, lda, 0);
+        if (b16 == 0) b16 = Bf16Operand(B, rowsB, colsB, ldb, 1);
         OnLaunch?.Invoke($"gemm bf16 {(transA ? 'T' : 'N')}{(transB ? 'T' : 'N')} {M}x{N}x{K}");
         Blas.Gemm(transA, transB, M, N, K, alpha, a16, colsA, b16, colsB, beta, C, ldc, CudaDataType.R16BF, CudaDataType.R32F);
         // The product wrote C: a remembered operand that C overlaps is stale.
@@ -196,6 +203,32 @@ public sealed unsafe class CudaExec
         _held[slot] = operand;
         return dst;
     }
+
+    /// <summary>In bf16 precision on a training binding: rounds activation <paramref name="x"/> (<paramref name="n"/> floats, a
+    /// product's packed operand) into its shadow <paramref name="k"/> and returns the shadow, which the later products of the
+    /// forward and the backward's read as <see cref="Shadow"/> (the activation is written once and lives until them, as the
+    /// memory plan keeps it); otherwise 0 (the product rounds its operand itself). Called by the generated schedule at the
+    /// first product that reads x. <see cref="Bf16Shadows"/> changes only between steps.</summary>
+    public ulong ToShadow(int k, ulong x, long n)
+    {
+        if (!ShadowsOn) return 0;
+        ulong dst = Shadow(k);
+        ConvertBf16(dst, x, n);   // writes the shadow alone: what the operand slots hold stays valid
+        return dst;
+    }
+
+    /// <summary>Shadow <paramref name="k"/> as its first product made it (<see cref="ToShadow"/>), or 0 when shadows are off.</summary>
+    public ulong Shadow(int k) => ShadowsOn ? ShadowBase + (ulong)ShadowOffsets[k] : 0;
+
+    bool ShadowsOn => ShadowBase != 0 && Bf16Shadows && Precision == CudaPrecision.Bf16 && !Bf16InCublas;
+
+    /// <summary>In bf16 precision, training bindings keep each product's activation operand in bf16 from the first product
+    /// that reads it to the backward's (dW = dYᵀ·X), instead of rounding it per product (on by default; off to compare:
+    /// the same bits). Change it between steps only.</summary>
+    public bool Bf16Shadows { get; set; } = true;
+    /// <summary>The shadows' memory (0: none bound) and each one's byte offset in it at the bound shape.</summary>
+    internal ulong ShadowBase;
+    internal long[] ShadowOffsets = [];
 
     /// <summary>dst (n bf16) = src (n floats) rounded to nearest even, four at a time where the addresses allow.</summary>
     void ConvertBf16(ulong dst, ulong src, long n)
@@ -665,11 +698,13 @@ public sealed unsafe class CudaExec
         LaunchBlocks("rt_ce_forward_total", 1, Args().Add(loss).Add(0UL).Add(Scratch).Add(labels).Add(N), 1024);
     }
 
-    public void CrossEntropyBackward(ulong dlogits, ulong dloss, ulong probs, ulong labels, int N, int V)
+    /// <summary>Cross-entropy's backward: dlogits += (or, <paramref name="accumulate"/> false, =) the logits' gradient.</summary>
+    public void CrossEntropyBackward(ulong dlogits, ulong dloss, ulong probs, ulong labels, int N, int V, bool accumulate = true)
     {
         if (N == 0) return;
         LaunchBlocks("rt_ce_count", 1, Args().Add(Count).Add(labels).Add(N), 1024);
-        Launch("rt_ce_backward", (long)N * V, Args().Add(dlogits).Add(dloss).Add(Count).Add(probs).Add(labels).Add(N).Add(V));
+        LaunchBlocks("rt_ce_backward", new Dim3(Grid(V), (uint)Math.Min(N, 65535)),
+            Args().Add(dlogits).Add(dloss).Add(Count).Add(probs).Add(labels).Add(N).Add(V).Add(accumulate ? 1 : 0));
     }
 
     /// <summary>Per row of a cross-entropy, as ints into <paramref name="into"/> (0: the scratch buffer): 1 when the argmax of

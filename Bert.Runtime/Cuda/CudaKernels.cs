@@ -804,18 +804,26 @@ extern "C" __global__ void rt_ce_correct(int* __restrict__ right, const float* _
 }
 
 // dLogits += dLoss/count · (probs − onehot(label)) on the rows that count.
+// dlogits += (or, accumulate 0, =: the first gradient into it) g·(probs − onehot(label)), g = dloss / count; rows with an
+// ignored label (and every row when none counts) add nothing, or are written with zeros. Rows by blockIdx.y (grid-stride
+// past 65535), columns by x: no 64-bit division per element.
 extern "C" __global__ void rt_ce_backward(float* __restrict__ dlogits, const float* __restrict__ dloss, const float* __restrict__ count, const float* __restrict__ probs,
-    const int* __restrict__ labels, int N, int V)
+    const int* __restrict__ labels, int N, int V, int accumulate)
 {
-    long long total = (long long)N * V;
     float cnt = count[0];
-    if (cnt == 0.0f) return;
-    float g = dloss[0] / cnt;
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)blockDim.x * gridDim.x)
+    float g = cnt == 0.0f ? 0.0f : dloss[0] / cnt;
+    for (int n = blockIdx.y; n < N; n += gridDim.y)
     {
-        int n = (int)(i / V), v = (int)(i % V), label = labels[n];
-        if (label == -100) continue;
-        dlogits[i] += g * (probs[i] - (v == label ? 1.0f : 0.0f));
+        int label = labels[n];
+        bool none = label == -100 || cnt == 0.0f;
+        if (none && accumulate) continue;
+        const float* p = probs + (long long)n * V;
+        float* d = dlogits + (long long)n * V;
+        for (int v = blockIdx.x * blockDim.x + threadIdx.x; v < V; v += blockDim.x * gridDim.x)
+        {
+            float x = none ? 0.0f : g * (p[v] - (v == label ? 1.0f : 0.0f));
+            d[v] = accumulate ? d[v] + x : x;
+        }
     }
 }
 

@@ -120,6 +120,11 @@ public sealed unsafe class CudaModel : IDisposable
     /// conversion kernels into bf16 operand buffers; BERT_CUDA_BF16=cublas.</summary>
     public bool Bf16InCublas { get => _ex.Bf16InCublas; set => _ex.Bf16InCublas = value; }
 
+    /// <summary>In bf16 precision, a training step keeps each product's activation operand in bf16 from its first product to the
+    /// backward's instead of rounding it per product (CudaExec.Bf16Shadows; on by default; off gives the same bits). Change
+    /// it between steps only.</summary>
+    public bool Bf16Shadows { get => _ex.Bf16Shadows; set => _ex.Bf16Shadows = value; }
+
     /// <summary>Attention's products on head-major copies (strided batched) instead of on the heads where they lie (pointer-array
     /// batched, the default); BERT_CUDA_ATTENTION=split.</summary>
     public bool SplitHeads { get => _ex.SplitHeads; set => _ex.SplitHeads = value; }
@@ -185,6 +190,7 @@ public sealed unsafe class CudaModel : IDisposable
             if (value == CudaPrecision.Bf16)
             {
                 if (_bound) AllocateGemmScratch(_ex.Batch, _ex.Seq, _ex.Rows);
+                if (_bound && _boundTraining) BindShadows(_ex.Batch, _ex.Seq, _ex.Rows);
                 if (_ex.Params16 == 0) { _ex.Params16 = CudaDriver.MemAlloc((ulong)Math.Max(1, Info.ParameterCount) * 2); _ex.Generation++; }
                 _params16Stale = true;
             }
@@ -220,6 +226,38 @@ public sealed unsafe class CudaModel : IDisposable
         _ex.ToBf16(_ex.Params16, _ex.Params, Math.Max(1, Info.ParameterCount));
         _params16Stale = false;
     }
+
+    /// <summary>Bytes of the bf16 shadows of the products' activation operands at this shape (<see cref="ModelInfo.Shadows"/>,
+    /// CudaExec.ToShadow), each 128-byte aligned; an experiment's build-time memory estimate counts the same.</summary>
+    public static long ShadowBytes(ModelInfo info, int batch, int seq, int rows)
+    {
+        long total = 0;
+        foreach (var z in info.Shadows) total += ShadowSpan(z.Eval(batch, seq, rows));
+        return total;
+    }
+
+    static long ShadowSpan(long elements) => (elements * 2 + 127) & ~127L;
+
+    /// <summary>A training binding in bf16: the shadows' memory (grown, never shrunk) and their offsets at this shape.</summary>
+    void BindShadows(int batch, int seq, int rows)
+    {
+        long need = ShadowBytes(Info, batch, seq, rows);
+        if (need > _shadowBytes)
+        {
+            if (_shadows != 0) CudaDriver.MemFree(_shadows);
+            _shadows = CudaDriver.MemAlloc((ulong)need);
+            _shadowBytes = need;
+            _ex.Generation++;   // what a captured graph points at moved
+        }
+        var offsets = new long[Info.Shadows.Count];
+        long at = 0;
+        for (int k = 0; k < offsets.Length; k++) { offsets[k] = at; at += ShadowSpan(Info.Shadows[k].Eval(batch, seq, rows)); }
+        _ex.ShadowOffsets = offsets;
+        _ex.ShadowBase = _shadows;
+    }
+
+    ulong _shadows;
+    long _shadowBytes;
 
     /// <summary>Two bf16 operand slots, each as large as the largest operand of any product of the model at this shape.</summary>
     void AllocateGemmScratch(int batch, int seq, int rows)
@@ -345,6 +383,9 @@ public sealed unsafe class CudaModel : IDisposable
             }
         }
         if (_ex.Precision == CudaPrecision.Bf16) AllocateGemmScratch(batch, seq, rows);
+        // Shadows on a training binding in bf16 only: an inference forward rounds per product (nothing reads them after).
+        _ex.ShadowBase = 0;
+        if (training && _ex.Precision == CudaPrecision.Bf16 && Info.Shadows.Count > 0) BindShadows(batch, seq, rows);
         _bound = true; _boundTraining = training; _forwardDone = false;
     }
 
@@ -514,7 +555,7 @@ public sealed unsafe class CudaModel : IDisposable
         RequireBound();
         var sb = new System.Text.StringBuilder();
         sb.Append(string.Create(System.Globalization.CultureInfo.InvariantCulture,
-            $"{_ex.Batch},{_ex.Seq},{_ex.Rows},{_boundTraining},{ReuseMemory},{training},{countAccuracy},{_ex.Precision},{_ex.FusedAttention},{_ex.FlashAttention},{_ex.SplitHeads},{_ex.Bf16InCublas},{_ex.Generation};"));
+            $"{_ex.Batch},{_ex.Seq},{_ex.Rows},{_boundTraining},{ReuseMemory},{training},{countAccuracy},{_ex.Precision},{_ex.FusedAttention},{_ex.FlashAttention},{_ex.SplitHeads},{_ex.Bf16InCublas},{_ex.Bf16Shadows},{_ex.Generation};"));
         for (int i = 0; i < _ex.IntPtrs.Length; i++)
             sb.Append(_ex.DistinctRows.Length > i && _ex.DistinctRows[i] ? 'd' : '-').Append(_ex.RunCounts[i] >= 0 ? 'g' : '-');
         return sb.ToString();
@@ -699,7 +740,7 @@ public sealed unsafe class CudaModel : IDisposable
         try { Synchronize(); } catch (CudaException) { }
         foreach (ulong p in _ex.IntPtrs.Concat(_ex.RunPtrs)) if (p != 0) CudaDriver.MemFree(p);
         foreach (ulong p in new[] { _one, _accuracyRows, _ex.HeadPool }) if (p != 0) CudaDriver.MemFree(p);
-        foreach (ulong p in new[] { _ex.Arena, _ex.Scratch, _ex.Params, _ex.Params16, _ex.Grads, _ex.Count, _ex.GemmScratch, _workspace }) if (p != 0) CudaDriver.MemFree(p);
+        foreach (ulong p in new[] { _ex.Arena, _ex.Scratch, _ex.Params, _ex.Params16, _ex.Grads, _ex.Count, _ex.GemmScratch, _shadows, _workspace }) if (p != 0) CudaDriver.MemFree(p);
         _ex.Blas.Dispose();
         CudaDriver.StreamDestroy(_ex.Stream);
         CudaDriver.ModuleUnload(_ex.Module);

@@ -60,24 +60,29 @@ public static class CrossEntropy
         return label == ignoreIndex ? T.Zero : T.Log(sum) + max - x[label];
     }
 
+    /// <summary>dLogits (N,V) += (or, <paramref name="accumulate"/> false, =: rows of ignored labels, or all when none counts,
+    /// then zeros) g·(probs − onehot(label)), g = dLoss / the counted rows; dLoss (1), probs (N,V), labels (N).</summary>
     public static unsafe void Backward<T>(Span<T> dLogits, ReadOnlySpan<T> dLoss, ReadOnlySpan<T> probs, ReadOnlySpan<int> labels,
-        int N, int V, int ignoreIndex = DefaultIgnoreIndex)
+        int N, int V, int ignoreIndex = DefaultIgnoreIndex, bool accumulate = true)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        // dLogits (N,V) +=, dLoss (1), probs (N,V), labels (N)
         Check(dLogits.Length, probs.Length, labels.Length, N, V);
         int count = CountAndCheckLabels(labels, N, V, ignoreIndex);
-        if (count == 0) return;
+        if (count == 0)
+        {
+            if (!accumulate) dLogits.Slice(0, N * V).Clear();
+            return;
+        }
         T g = dLoss[0] / T.CreateTruncating(count); // d loss / d logit = g · (probs - onehot(label))
         if ((long)N * V < ParallelMinElements || Environment.ProcessorCount == 1)
         {
-            for (int n = 0; n < N; n++) BackwardRow(dLogits, probs, labels, n, V, ignoreIndex, g);
+            for (int n = 0; n < N; n++) BackwardRow(dLogits, probs, labels, n, V, ignoreIndex, g, accumulate);
             return;
         }
         fixed (T* pd = dLogits, pProbs = probs)
         fixed (int* pLabels = labels)
         {
-            var body = new BackwardRows<T> { DLogits = pd, Probs = pProbs, Labels = pLabels, N = N, V = V, IgnoreIndex = ignoreIndex, G = g };
+            var body = new BackwardRows<T> { DLogits = pd, Probs = pProbs, Labels = pLabels, N = N, V = V, IgnoreIndex = ignoreIndex, G = g, Accumulate = accumulate };
             Par.For(N, RowGrain(V), ref body);
         }
     }
@@ -98,22 +103,27 @@ public static class CrossEntropy
 
     unsafe struct BackwardRows<T> : IRangeBody where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        public T* DLogits, Probs; public int* Labels; public int N, V, IgnoreIndex; public T G;
+        public T* DLogits, Probs; public int* Labels; public int N, V, IgnoreIndex; public T G; public bool Accumulate;
 
         public readonly void Run(int lo, int hi)
         {
             for (int n = lo; n < hi; n++)
-                BackwardRow(new Span<T>(DLogits, N * V), new ReadOnlySpan<T>(Probs, N * V), new ReadOnlySpan<int>(Labels, N), n, V, IgnoreIndex, G);
+                BackwardRow(new Span<T>(DLogits, N * V), new ReadOnlySpan<T>(Probs, N * V), new ReadOnlySpan<int>(Labels, N), n, V, IgnoreIndex, G, Accumulate);
         }
     }
 
-    static void BackwardRow<T>(Span<T> dLogits, ReadOnlySpan<T> probs, ReadOnlySpan<int> labels, int n, int V, int ignoreIndex, T g)
+    static void BackwardRow<T>(Span<T> dLogits, ReadOnlySpan<T> probs, ReadOnlySpan<int> labels, int n, int V, int ignoreIndex, T g, bool accumulate)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int label = labels[n];
-        if (label == ignoreIndex) return;
         Span<T> d = dLogits.Slice(n * V, V); // (V)
-        TensorPrimitives.MultiplyAdd(probs.Slice(n * V, V), g, d, d);
+        if (label == ignoreIndex)
+        {
+            if (!accumulate) d.Clear();
+            return;
+        }
+        if (accumulate) TensorPrimitives.MultiplyAdd(probs.Slice(n * V, V), g, d, d);
+        else TensorPrimitives.Multiply(probs.Slice(n * V, V), g, d);
         d[label] -= g;
     }
 

@@ -10,8 +10,8 @@ public interface IDeclaredExperiment
 }
 
 /// <summary>A training step's memory, by part, in bytes: the memory plan's activations, the parameter state (weights,
-/// gradients and the optimizer's two moments, plus the GPU's decay mask), for bf16 on a GPU the weights' bf16 copy and
-/// the two bf16 operand slots, and on a GPU the kernels' scratch; <paramref name="Seq"/> is the sequence length the step
+/// gradients and the optimizer's two moments, plus the GPU's decay mask), for bf16 on a GPU the weights' bf16 copy, the
+/// two bf16 operand slots and the bf16 shadows of the products' activation operands, and on a GPU the kernels' scratch; <paramref name="Seq"/> is the sequence length the step
 /// binds (fine-tuning on a GPU pads to a multiple of 8). The generator computes it at build time for an experiment's
 /// shape and the runtime recomputes it from <see cref="ModelInfo"/> with <see cref="For"/> (a test holds the two equal;
 /// the GPU self-test holds it against what a step takes of the device).</summary>
@@ -66,7 +66,8 @@ public sealed record MemoryEstimate(long Activations, long ParameterState, long 
         long n = info.ParameterCount;
         long activations = info.Layout(batch, seq, rows, training: true, lengths: flash ? Cuda.CudaModel.FlashStatistics(info, batch, seq) : null).Total * 4;
         long state = n * (gpu ? 17 : 16);
-        long bf16 = gpu && precision == Precision.Bf16 ? n * 2 + Cuda.CudaModel.GemmSlotElements(info, batch, seq, rows) * 4 : 0;
+        long bf16 = gpu && precision == Precision.Bf16
+            ? n * 2 + Cuda.CudaModel.GemmSlotElements(info, batch, seq, rows) * 4 + Cuda.CudaModel.ShadowBytes(info, batch, seq, rows) : 0;
         long scratch = gpu ? Cuda.CudaModel.ScratchFloats(info, batch, seq, rows, flash) * 4 : 0;
         long capacity = memoryGiB > 0 ? (long)(memoryGiB * (1L << 30)) : CapacityOf(device);
         return new MemoryEstimate(activations, state, bf16, scratch, capacity, seq);

@@ -111,8 +111,10 @@ public sealed record FusedKernelInfo(string Name, string Expression, SizeExpr Ou
 public sealed class ModelInfo
 {
     public ModelInfo(string name, (string, long)[] constants, ParamInfo[] parameters, InputInfo[] inputs, BufferInfo[] buffers,
-        OpInfo[] ops, FusedKernelInfo[] kernels, int[] output, int outputBuffer, int outputGradBuffer, int slotsTrain, int slotsInfer, int dropoutSites)
+        OpInfo[] ops, FusedKernelInfo[] kernels, int[] output, int outputBuffer, int outputGradBuffer, int slotsTrain, int slotsInfer, int dropoutSites,
+        SizeExpr[]? shadows = null)
     {
+        Shadows = shadows ?? [];
         Name = name; Constants = constants.ToDictionary(c => c.Item1, c => c.Item2); Parameters = parameters; Inputs = inputs;
         Buffers = buffers; Ops = ops; Kernels = kernels; OutputShape = output; OutputBuffer = outputBuffer; OutputGradBuffer = outputGradBuffer;
         SlotsTrain = slotsTrain; SlotsInfer = slotsInfer; DropoutSites = dropoutSites;
@@ -135,6 +137,10 @@ public sealed class ModelInfo
     public int DropoutSites { get; }
     public long ParameterCount { get; }
     public int MaxLen { get; }
+    /// <summary>The elements of each activation that a product reads (a Linear's input, a MatMul's operands), in the order the
+    /// forward first reads them: a GPU training step in bf16 keeps a bf16 copy of each from its first product to the
+    /// backward's (CUDA: CudaExec.ToShadow).</summary>
+    public IReadOnlyList<SizeExpr> Shadows { get; }
 
     public InputInfo Input(string name)
     {

@@ -420,6 +420,8 @@ public partial class CudaSourceTests
         CrossEntropy.Forward<double>(loss, probs, D(logits), labels, Rows, V);
         double[] dlogits = D(dlogits0);
         CrossEntropy.Backward<double>(dlogits, new double[] { DLoss }, probs, labels, Rows, V);
+        double[] dlogitsWritten = Enumerable.Repeat(double.NaN, Rows * V).ToArray();
+        CrossEntropy.Backward<double>(dlogitsWritten, new double[] { DLoss }, probs, labels, Rows, V, accumulate: false);
 
         var dir = Directory.CreateTempSubdirectory("bert-cuda-lnce-").FullName;
         try
@@ -448,11 +450,13 @@ public partial class CudaSourceTests
                     bert_launch(R, 1024, [&] { rt_ce_forward_rows(probs, rowLoss, logits, labels, R, V); });
                     bert_launch(1, 1024, [&] { rt_ce_forward_total(&loss, 0, rowLoss, labels, R); });
                     bert_launch(1, 1024, [&] { rt_ce_count(count, labels, R); });
-                    bert_launch((R * V + block - 1) / block, block, [&] { rt_ce_backward(dlogits, &dloss, count, probs, labels, R, V); });
+                    bert_launch2((V + block - 1) / block, R, block, [&] { rt_ce_backward(dlogits, &dloss, count, probs, labels, R, V, 1); });
+                    float* dlw = (float*)malloc(4 * (size_t)R * V); for (int i = 0; i < R * V; i++) dlw[i] = __builtin_nanf("");
+                    bert_launch2((V + block - 1) / block, R, block, [&] { rt_ce_backward(dlw, &dloss, count, probs, labels, R, V, 0); });
                     fwrite(y, 4, N * C, out); fwrite(mean, 4, N, out); fwrite(rstd, 4, N, out);
                     fwrite(dx, 4, N * C, out); fwrite(dw, 4, C, out); fwrite(db, 4, C, out);
                     fwrite(&loss, 4, 1, out); fwrite(probs, 4, R * V, out); fwrite(dlogits, 4, R * V, out);
-                    fwrite(dxw, 4, N * C, out);
+                    fwrite(dxw, 4, N * C, out); fwrite(dlw, 4, R * V, out);
                     return 0;
                 }
                 """);
@@ -477,6 +481,7 @@ public partial class CudaSourceTests
             Assert.Null(Compare("cross-entropy probabilities", Read(Rows * V), probs, false));
             Assert.Null(Compare("cross-entropy dlogits (added)", Read(Rows * V), dlogits, false));
             Assert.Null(Compare("LayerNorm dx (written over NaN)", Read(N * C), dxWritten, false));
+            Assert.Null(Compare("cross-entropy dlogits (written over NaN; zeros on the ignored row)", Read(Rows * V), dlogitsWritten, false));
             Assert.Equal(r.BaseStream.Length, r.BaseStream.Position);
         }
         finally { Directory.Delete(dir, true); }

@@ -336,7 +336,10 @@ public class StructuredOpGradientTests
             Loss();
             var (dLogits, before) = Prefilled(rng, N * V);
             CrossEntropy.Backward<double>(dLogits, dLoss, probs, labels, N, V, ignore);
-            string? error = GradCheck.Check("CrossEntropy dLogits", Loss, logits, Added(dLogits, before), rng);
+            string? error = GradCheck.Check("CrossEntropy dLogits", Loss, logits, Added(dLogits, before), rng)
+                ?? WrittenOverNaN("CrossEntropy dLogits", N * V,
+                    d => CrossEntropy.Backward<double>(d, dLoss, probs, labels, N, V, ignore, accumulate: false),
+                    d => CrossEntropy.Backward<double>(d, dLoss, probs, labels, N, V, ignore));
 
             var (lossF, probsF, dLogitsF) = CrossEntropyRun(logitsF, labels, dLossF, N, V);
             var (lossD, probsD, dLogitsD) = CrossEntropyRun(logits, labels, dLoss, N, V);
@@ -367,6 +370,10 @@ public class StructuredOpGradientTests
         CrossEntropy.Backward<double>(dLogits, [1.0], probs, [-100, -100, -100], N, V);
         Assert.Equal(0.0, loss[0]);
         Assert.All(dLogits, d => Assert.Equal(0.0, d));
+        // Written instead of added (the first gradient into the buffer): zeros over whatever was there.
+        var written = Enumerable.Repeat(double.NaN, N * V).ToArray();
+        CrossEntropy.Backward<double>(written, [1.0], probs, [-100, -100, -100], N, V, accumulate: false);
+        Assert.All(written, d => Assert.Equal(0.0, d));
     }
 
     // ---------------------------------------------------------------- GatherRows
