@@ -37,15 +37,26 @@ public static class CudaEmitter
         w.WriteLine("// input whose shape the model fixes (a bias [C]) repeats every C, written as a literal, so that the index");
         w.WriteLine("// arithmetic is by a compile-time constant (a power of two is a mask) instead of a division by n{k}.");
         w.WriteLine();
-        EmitPrelude(w, used);
-        foreach (var n in pointwise) EmitKernels(w, n, Plan.AssignsGrads(plan, g.Nodes.Count, n));
+        EmitPrelude(w, used, pointwise.Any(n => Plan.GradientToSlot(plan, g.Nodes.Count, n) >= 0));
+        foreach (var n in pointwise) EmitKernels(w, n, Plan.AssignsGrads(plan, g.Nodes.Count, n), Plan.GradientToSlot(plan, g.Nodes.Count, n));
         return sw.ToString();
     }
 
     // ---------------- prelude ----------------
 
-    static void EmitPrelude(IndentedTextWriter w, HashSet<string> used)
+    static void EmitPrelude(IndentedTextWriter w, HashSet<string> used, bool bf16)
     {
+        if (bf16)
+        {
+            w.WriteLine("// fp32 to bf16 bits, round to nearest even, a NaN kept a quiet NaN: the runtime's rt_bf16, bit for bit (a product's");
+            w.WriteLine("// output gradient rounded here, as its backward would round it).");
+            w.WriteLine("static __device__ __forceinline__ unsigned short bert_bf16(float f)");
+            w.WriteLine("{"); w.Indent++;
+            w.WriteLine("unsigned int b = (unsigned int)__float_as_int(f);");
+            w.WriteLine("return (b & 0x7fffffffu) > 0x7f800000u ? (unsigned short)0x7fc0u : (unsigned short)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);");
+            w.Indent--; w.WriteLine("}");
+            w.WriteLine();
+        }
         if (used.Contains("drop"))
         {
             w.WriteLine("// Philox4x32-10 (Salmon et al., SC 2011), as Bert.Runtime.Kernels.Philox: key = seed, counter = (index, site).");
@@ -108,7 +119,7 @@ public static class CudaEmitter
 
     /// <summary>A node's kernels; <paramref name="assign"/>[k]: the backward writes dx{k} (=) instead of adding into it
     /// (<see cref="Plan.AssignsGrad"/>), zeros where the input has no adjoint — as the CPU kernel does.</summary>
-    static void EmitKernels(IndentedTextWriter w, Node n, bool[] assign)
+    static void EmitKernels(IndentedTextWriter w, Node n, bool[] assign, int slot)
     {
         var topo = new Topo(n.Expr!);
         int ni = n.Inputs.Count;
@@ -144,7 +155,9 @@ public static class CudaEmitter
         // order, so it alone sums into its elements of every broadcast gradient: no atomics, deterministic, and the
         // same order of additions as the CPU.
         bool anyB = bcast.Any(b => b);
-        w.WriteLine($"extern \"C\" __global__ void {name}_backward(const float* __restrict__ dy, {dParams}, {xParams}, int n, const unsigned long long* __restrict__ seedp, int training)");
+        // slot: dx{slot} is a product's output gradient; its bf16 copy also goes to dx16 when given (CudaExec.Grad16).
+        string dx16 = slot >= 0 ? ", unsigned short* __restrict__ dx16" : "";
+        w.WriteLine($"extern \"C\" __global__ void {name}_backward(const float* __restrict__ dy, {dParams}, {xParams}, int n, const unsigned long long* __restrict__ seedp, int training{dx16})");
         w.WriteLine("{"); w.Indent++;
         w.WriteLine("const unsigned long long seed = *seedp;   // on the device: a replayed graph reads each step's seed");
         w.WriteLine("int stride = (int)(blockDim.x * gridDim.x);");
@@ -167,11 +180,11 @@ public static class CudaEmitter
             w.WriteLine("int i = r * nb + j;");
         }
         EmitValues(w, topo, bcast, period);
-        EmitAdjoints(w, topo, n.Expr!, ni, bcast, period, assign, rows: false);
+        EmitAdjoints(w, topo, n.Expr!, ni, bcast, period, assign, slot, rows: false);
         w.Indent--; w.WriteLine("}");
         w.Indent--; w.WriteLine("}");
         w.WriteLine();
-        if (HasRowsVariant(n)) EmitRowsVariant(w, n, topo, bcast, period, assign, name, dParams, xParams);
+        if (HasRowsVariant(n)) EmitRowsVariant(w, n, topo, bcast, period, assign, slot, name, dParams, xParams);
     }
 
     /// <summary>Per broadcast input, how often its values repeat along y: the literal element count when the model fixes
@@ -190,11 +203,11 @@ public static class CudaEmitter
     /// owns column j of one chunk, writes the non-broadcast gradients of its elements, and stores its partial sum of every
     /// broadcast gradient in part[(slot·chunks + chunk)·nb + j]; the runtime then adds the partials into dx in chunk order
     /// (rt_colsum_finish). Deterministic, with far more threads than columns; the serial k{id}_backward stays the CPU's twin.</summary>
-    static void EmitRowsVariant(IndentedTextWriter w, Node n, Topo topo, bool[] bcast, string[] period, bool[] assign, string name, string dParams, string xParams)
+    static void EmitRowsVariant(IndentedTextWriter w, Node n, Topo topo, bool[] bcast, string[] period, bool[] assign, int slot, string name, string dParams, string xParams)
     {
         int ni = n.Inputs.Count;
         var bs = Enumerable.Range(0, ni).Where(i => bcast[i]).ToList();
-        w.WriteLine($"extern \"C\" __global__ void {name}_backward_rows(const float* __restrict__ dy, {dParams}, {xParams}, int n, const unsigned long long* __restrict__ seedp, int training, float* __restrict__ part, int rowChunk)");
+        w.WriteLine($"extern \"C\" __global__ void {name}_backward_rows(const float* __restrict__ dy, {dParams}, {xParams}, int n, const unsigned long long* __restrict__ seedp, int training, float* __restrict__ part, int rowChunk{(slot >= 0 ? ", unsigned short* __restrict__ dx16" : "")})");
         w.WriteLine("{"); w.Indent++;
         w.WriteLine("const unsigned long long seed = *seedp;   // on the device: a replayed graph reads each step's seed");
         w.WriteLine($"int nb = {period[bs[0]]};");
@@ -209,7 +222,7 @@ public static class CudaEmitter
         w.WriteLine("int i = r * nb + j;");
         // Every broadcast input has nb elements here, so element i = r·nb + j of y reads element j of each.
         EmitValues(w, topo, bcast, period.Select((p, i) => bcast[i] ? "j" : p).ToArray(), direct: true);
-        EmitAdjoints(w, topo, n.Expr!, ni, bcast, period, assign, rows: true);
+        EmitAdjoints(w, topo, n.Expr!, ni, bcast, period, assign, slot, rows: true);
         w.Indent--; w.WriteLine("}");
         for (int s = 0; s < bs.Count; s++)
             w.WriteLine($"part[((long long){s} * chunks + chunk) * nb + j] = acc{bs[s]};");
@@ -287,7 +300,7 @@ public static class CudaEmitter
     }
 
     /// <summary>Reverse mode over the expression, rule for rule as the CPU kernel's.</summary>
-    static void EmitAdjoints(IndentedTextWriter w, Topo t, FE root, int ni, bool[] bcast, string[] period, bool[] assign, bool rows)
+    static void EmitAdjoints(IndentedTextWriter w, Topo t, FE root, int ni, bool[] bcast, string[] period, bool[] assign, int slot, bool rows)
     {
         var hasAdj = new HashSet<int>();
         void Acc(FE target, string term)
@@ -335,7 +348,13 @@ public static class CudaEmitter
         {
             var leaf = t.Order.FirstOrDefault(e => e is FIn f && f.Index == i);
             bool adj = leaf is not null && hasAdj.Contains(t[leaf]);
-            if (assign[i]) w.WriteLine($"if (dx{i}) dx{i}[i] = {(adj ? "g" + t[leaf!] : "0.0f")};");
+            if (assign[i] && i == slot)
+            {
+                string v = adj ? "g" + t[leaf!] : "0.0f";
+                w.WriteLine($"if (dx{i}) dx{i}[i] = {v};");
+                w.WriteLine($"if (dx16) dx16[i] = bert_bf16({v});");
+            }
+            else if (assign[i]) w.WriteLine($"if (dx{i}) dx{i}[i] = {(adj ? "g" + t[leaf!] : "0.0f")};");
             else if (adj)
                 w.WriteLine(bcast[i]
                     ? rows ? $"acc{i} += g{t[leaf!]};" : $"if (dx{i}) dx{i}[i % {period[i]}] += g{t[leaf!]};"

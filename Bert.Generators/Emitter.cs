@@ -94,7 +94,11 @@ public static class Emitter
             w.WriteLine($"new({Lit("K" + n.Id)}, {Lit(Describe(n.Expr!))}, new {RT}.SizeExpr({outSize.C}L, {outSize.PB}, {outSize.PT}, {outSize.PG}), new {RT}.SizeExpr[] {{ {ins} }}, sources: new string[] {{ {string.Join(", ", n.Sources.Select(Lit))} }}, dropout: {(HasDrop(n.Expr!) ? "true" : "false")},");
             w.WriteLine($"    forward: __Kernels.K{n.Id}_TestForward<double>, backward: __Kernels.K{n.Id}_TestBackward<double>, forwardF: __Kernels.K{n.Id}_TestForward<float>, backwardF: __Kernels.K{n.Id}_TestBackward<float>,");
             var writes = Plan.AssignsGrads(plan, g.Nodes.Count, n);
-            w.WriteLine($"    nodes: new {RT}.ExprNode[] {{ {string.Join(", ", ExprNodes(n.Expr!))} }}){(writes.Any(x => x) ? $" {{ Writes = new bool[] {{ {string.Join(", ", writes.Select(x => x ? "true" : "false"))} }} }}" : "")},");
+            int slot = Plan.GradientToSlot(plan, g.Nodes.Count, n);
+            var init = new List<string>();
+            if (writes.Any(x => x)) init.Add($"Writes = new bool[] {{ {string.Join(", ", writes.Select(x => x ? "true" : "false"))} }}");
+            if (slot >= 0) init.Add($"Grad16Input = {slot}");
+            w.WriteLine($"    nodes: new {RT}.ExprNode[] {{ {string.Join(", ", ExprNodes(n.Expr!))} }}){(init.Count > 0 ? $" {{ {string.Join(", ", init)} }}" : "")},");
         }
         w.Indent--; w.WriteLine("},");
         var outB = g.Output is null ? -1 : plan.Act[g.Output].Id;
@@ -335,7 +339,7 @@ public static class Emitter
             w.WriteLine($"ex.Op({n.Id}); // backward: {n.Label}");
             var assign = Plan.AssignsGrads(plan, count, n);
             EmitZeros(w, n, plan, count, assign);
-            EmitCudaBackward(w, n, plan, assign);
+            EmitCudaBackward(w, n, plan, assign, count);
         }
         w.Indent--; w.WriteLine("}");
         w.Indent--; w.WriteLine("}");
@@ -398,7 +402,7 @@ public static class Emitter
         }
     }
 
-    static void EmitCudaBackward(IndentedTextWriter w, Node n, Plan plan, bool[] assign)
+    static void EmitCudaBackward(IndentedTextWriter w, Node n, Plan plan, bool[] assign, int count)
     {
         var dy = $"ex.Buf({plan.Grad[n.Out].Id})";
         string P(int i) => GPtr(plan, n.Inputs[i]);
@@ -450,14 +454,20 @@ public static class Emitter
                 // One thread per broadcast column (the smallest input), each summing its rows in order, as on the CPU.
                 var bs = n.Inputs.Where(v => !v.Size.Equals(n.Out.Size)).Select(v => v.Size.Code()).Distinct().ToList();
                 string threads = bs.Count == 0 ? n.Out.Size.Code() : bs.Skip(1).Aggregate(bs[0], (a, b) => $"global::System.Math.Min({a}, {b})");
+                // A product's output gradient written here also goes, in bf16, to the products' first operand slot, where
+                // the product's backward (the next op) reads it (Plan.GradientToSlot).
+                int slot = Plan.GradientToSlot(plan, count, n);
+                string grad16 = slot < 0 ? "" : $"ex.Grad16({GDPtr(plan, n.Inputs[slot])}, {Rows(n.Inputs[slot])}, {Last(n.Inputs[slot])})";
                 if (CudaEmitter.HasRowsVariant(n))
                 {
                     // Broadcast gradients summed over rows in chunks, then added in chunk order (k{id}_backward_rows).
                     var bdx = string.Join(", ", n.Inputs.Where(v => v.Size != n.Out.Size).Select(v => v.NeedsGrad ? GDPtr(plan, v) : "0UL"));
-                    w.WriteLine($"ex.PointwiseRows(\"k{n.Id}_backward_rows\", {n.Out.Size.Code()}, {threads}, ex.Args().Add({dy}){dxs}{xs}.Add({n.Out.Size.Code()}).Add(ex.SeedPointer).Add(ex.Training ? 1 : 0), {bdx});");
+                    w.WriteLine(slot < 0
+                        ? $"ex.PointwiseRows(\"k{n.Id}_backward_rows\", {n.Out.Size.Code()}, {threads}, ex.Args().Add({dy}){dxs}{xs}.Add({n.Out.Size.Code()}).Add(ex.SeedPointer).Add(ex.Training ? 1 : 0), {bdx});"
+                        : $"ex.PointwiseRows(\"k{n.Id}_backward_rows\", {n.Out.Size.Code()}, {threads}, ex.Args().Add({dy}){dxs}{xs}.Add({n.Out.Size.Code()}).Add(ex.SeedPointer).Add(ex.Training ? 1 : 0), new ulong[] {{ {bdx} }}, {grad16});");
                 }
                 else
-                    w.WriteLine($"ex.Pointwise(\"k{n.Id}_backward\", {n.Out.Size.Code()}, {threads}, ex.Args().Add({dy}){dxs}{xs}.Add({n.Out.Size.Code()}).Add(ex.SeedPointer).Add(ex.Training ? 1 : 0));");
+                    w.WriteLine($"ex.Pointwise(\"k{n.Id}_backward\", {n.Out.Size.Code()}, {threads}, ex.Args().Add({dy}){dxs}{xs}.Add({n.Out.Size.Code()}).Add(ex.SeedPointer).Add(ex.Training ? 1 : 0){(slot < 0 ? "" : $".Add({grad16})")});");
                 break;
             }
         }

@@ -136,6 +136,22 @@ public sealed class Plan
         };
     }
 
+    /// <summary>For a fused element-wise node whose backward writes the output gradient of the product just before it (a
+    /// Linear's or MatMul's output that only this node reads): that input's index, else -1. In bf16 its CUDA backward also
+    /// writes the gradient's bf16 copy into the products' first operand slot, which the product's backward then reads
+    /// instead of rounding dY itself (CudaExec.Grad16).</summary>
+    public static int GradientToSlot(Plan plan, int count, Node p)
+    {
+        if (p.Kind != OpKind.Pointwise) return -1;
+        for (int k = 0; k < p.Inputs.Count; k++)
+        {
+            var v = p.Inputs[k];
+            if (v.Producer is { Kind: OpKind.Linear or OpKind.MatMul } n && n.Id == p.Id - 1 && v.Consumers.Count == 1 && AssignsGrad(plan, count, p, k))
+                return k;
+        }
+        return -1;
+    }
+
     /// <summary><see cref="AssignsGrad"/> for each input of <paramref name="n"/>.</summary>
     public static bool[] AssignsGrads(Plan plan, int count, Node n) =>
         Enumerable.Range(0, n.Inputs.Count).Select(i => AssignsGrad(plan, count, n, i)).ToArray();

@@ -439,14 +439,33 @@ public static class GpuSelfTest
             {
                 float[] withShadows = gpu.GetGradients();
                 var buffersWith = info.Buffers.Select(b => gpu.ReadBuffer(b.Id)).ToArray();
+                // the conversion launches a step makes either way (the kept copies should save some)
+                int conversions = 0;
+                gpu.OnLaunch = name => { if (name.StartsWith("rt_to_bf16", StringComparison.Ordinal)) conversions++; };
+                PoisonedStep(gpu, inputs, B, T, G, seed);
+                int kept = conversions;
+                conversions = 0;
                 gpu.Bf16Shadows = false;
                 try { PoisonedStep(gpu, inputs, B, T, G, seed); }
-                finally { gpu.Bf16Shadows = true; }
+                finally { gpu.Bf16Shadows = true; gpu.OnLaunch = null; }
+                int rounded = conversions;
                 float[] perProduct = gpu.GetGradients();
-                int differ = Enumerable.Range(0, perProduct.Length).Count(i => BitConverter.SingleToInt32Bits(perProduct[i]) != BitConverter.SingleToInt32Bits(withShadows[i]));
+                int Differ(float[] g) => Enumerable.Range(0, g.Length).Count(i => BitConverter.SingleToInt32Bits(g[i]) != BitConverter.SingleToInt32Bits(withShadows[i]));
+                int differ = Differ(perProduct);
                 int buffersDiffer = info.Buffers.Count(b => !gpu.ReadBuffer(b.Id).AsSpan().SequenceEqual(buffersWith[b.Id]));
-                r.Row($"{info.Name}: bf16 operands kept from the forward = rounded per product", differ == 0 && buffersDiffer == 0,
-                    string.Create(Inv, $"{info.Shadows.Count} activation operands kept in bf16 ({CudaModel.ShadowBytes(info, B, T, G) / 1024.0:F1} KiB at B={B}, T={T}); {differ} of {perProduct.Length} gradient elements and {buffersDiffer} of {info.Buffers.Count} buffers differ"));
+                // Turned on between a forward that made no copies and its backward (the copies poisoned): the backward
+                // rounds per product rather than read copies its forward did not make.
+                gpu.Bf16Shadows = false;
+                gpu.Bind(B, T, G, training: true);
+                foreach (var (k, v) in inputs) gpu.SetInput(k, v);
+                gpu.PoisonArena();
+                gpu.ZeroGradients();
+                gpu.Forward(training: true, seed: seed);
+                gpu.Bf16Shadows = true;
+                gpu.Backward();
+                int midStep = Differ(gpu.GetGradients());
+                r.Row($"{info.Name}: bf16 operands kept from the forward = rounded per product", differ == 0 && buffersDiffer == 0 && midStep == 0 && kept < rounded,
+                    string.Create(Inv, $"{info.Shadows.Count} activation operands kept in bf16 ({CudaModel.ShadowBytes(info, B, T, G) / 1024.0:F1} KiB at B={B}, T={T}), output gradients from the fused kernels: {kept} conversion launches a step instead of {rounded}; {differ} of {perProduct.Length} gradient elements and {buffersDiffer} of {info.Buffers.Count} buffers differ; turned on after the forward: {midStep} differ"));
             }
 
             // The same with cuBLAS rounding the fp32 operands (CUBLAS_COMPUTE_32F_FAST_16BF; BERT_CUDA_BF16=cublas).

@@ -76,7 +76,7 @@ public static partial class Program
             long room = (long)gpu!.TotalMemory - MemoryEstimate.GpuReserve;
             foreach (var x in onGpu)
             {
-                var need = MemoryEstimate.For(x.Info(), x.Batch, x.Seq, x.Rows, Bert.Dsl.Device.H100, x.Precision, x.Job, flash: x.Attention == Bert.Dsl.AttentionKernel.Flash);
+                var need = MemoryEstimate.For(x.Info(), x.Batch, x.Seq, x.Rows, Bert.Dsl.Device.H100, x.Precision, x.Job, flash: x.Attention == Bert.Dsl.AttentionKernel.Flash && gpu.ComputeCapabilityMajor >= 8);   // below 8.0 the flash kernels do not run
                 if (need.Total > room)
                     Console.Error.WriteLine($"warning: {x.Name} needs about {MemoryEstimate.Format(need.Total)} per step by the build-time estimate, more than {gpu.Name}'s {MemoryEstimate.Format(room)} (its memory less 1 GiB); it may run out of memory: declare a smaller Batch with Accumulate.");
             }

@@ -111,9 +111,31 @@ public sealed unsafe class CudaExec
     /// the broadcast column count for a backward that sums over rows).</summary>
     public void Pointwise(string kernel, long n, long threads, KernelArguments args)
     {
-        if (n == 0) return;
+        if (n == 0) { _pendingSlot = default; return; }
         Launch(kernel, threads, args);
+        TakePendingSlot();
     }
+
+    /// <summary>For a fused backward that writes a product's output gradient <paramref name="dx"/> (rows × cols, packed) just
+    /// before that product's backward: in bf16 (with <see cref="Bf16Shadows"/>), operand slot 0, where the kernel also writes
+    /// the gradient rounded to bf16 and which the product's two backward products then read as if they had rounded dx
+    /// there themselves (the slot remembers it after the launch); else 0 (the kernel writes no copy).</summary>
+    public ulong Grad16(ulong dx, long rows, int cols)
+    {
+        _pendingSlot = default;
+        if (!Bf16Shadows || Precision != CudaPrecision.Bf16 || Bf16InCublas || GemmScratch == 0 || rows * cols > GemmSlot || dx == 0) return 0;
+        _pendingSlot = (dx, dx + (ulong)(rows * cols) * 4, (int)rows, cols, cols);
+        return GemmScratch;
+    }
+
+    /// <summary>Slot 0 holds what the last launch wrote there for <see cref="Grad16"/>.</summary>
+    void TakePendingSlot()
+    {
+        if (_pendingSlot.Src != 0) _held[0] = _pendingSlot;
+        _pendingSlot = default;
+    }
+
+    (ulong Src, ulong End, int Rows, int Cols, int Ld) _pendingSlot;
 
     /// <summary>Rows per chunk of the broadcast sums of a fused backward (<see cref="PointwiseRows"/>).</summary>
     public const int PointwiseRowChunk = 32;
@@ -121,16 +143,26 @@ public sealed unsafe class CudaExec
     /// <summary>A generated fused backward with broadcast inputs (k{id}_backward_rows): n elements as rows of nb columns,
     /// one thread per (column, chunk of <see cref="PointwiseRowChunk"/> rows) writing partial sums of each broadcast gradient
     /// to the scratch, then the partials added into <paramref name="broadcastGrads"/> (0: not wanted) in chunk order.</summary>
-    public void PointwiseRows(string kernel, long n, long nb, KernelArguments args, params ulong[] broadcastGrads)
+    public void PointwiseRows(string kernel, long n, long nb, KernelArguments args, params ulong[] broadcastGrads) =>
+        PointwiseRows(kernel, n, nb, args, broadcastGrads, null);
+
+    /// <summary><see cref="PointwiseRows(string, long, long, KernelArguments, ulong[])"/> for a kernel that takes, last, the
+    /// bf16 copy of a product's output gradient (<paramref name="dx16"/>, from <see cref="Grad16"/>; 0 for none).</summary>
+    public void PointwiseRows(string kernel, long n, long nb, KernelArguments args, ulong[] broadcastGrads, ulong? dx16)
     {
-        if (n == 0 || nb == 0) return;
+        if (n == 0 || nb == 0) { _pendingSlot = default; return; }
         long rows = n / nb, chunks = (rows + PointwiseRowChunk - 1) / PointwiseRowChunk;
+        var pending = _pendingSlot;   // RequireScratch and the launches below forget the slots
         RequireScratch(broadcastGrads.Length * chunks * nb, "a fused backward");
         args.Add(Scratch).Add(PointwiseRowChunk);
+        if (dx16 is { } d16) args.Add(d16);
         LaunchBlocks(kernel, new Dim3(Grid(nb), (uint)chunks), args);
+        // The column sums write the broadcast (parameter) gradients only: neither the slot nor what it copies.
         for (int s = 0; s < broadcastGrads.Length; s++)
             if (broadcastGrads[s] != 0)
                 LaunchBlocks("rt_colsum_finish", (uint)((nb + 31) / 32), Args().Add(broadcastGrads[s]).Add(Scratch + (ulong)(s * chunks * nb) * 4).Add((int)nb).Add((int)chunks), 1024);
+        _pendingSlot = pending;
+        TakePendingSlot();
     }
 
     /// <summary>Row-major C(M×N) = alpha·op(A)·op(B) + beta·C through cuBLAS, fp32 accumulation and fp32 C; the operands in
@@ -212,15 +244,24 @@ public sealed unsafe class CudaExec
     public ulong ToShadow(int k, ulong x, long n)
     {
         if (!ShadowsOn) return 0;
-        ulong dst = Shadow(k);
+        _shadowsMade = true;
+        ulong dst = ShadowAt(k);
         ConvertBf16(dst, x, n);   // writes the shadow alone: what the operand slots hold stays valid
         return dst;
     }
 
-    /// <summary>Shadow <paramref name="k"/> as its first product made it (<see cref="ToShadow"/>), or 0 when shadows are off.</summary>
-    public ulong Shadow(int k) => ShadowsOn ? ShadowBase + (ulong)ShadowOffsets[k] : 0;
+    /// <summary>Shadow <paramref name="k"/> as its first product made it (<see cref="ToShadow"/>), or 0 when shadows are off or
+    /// the last forward made none (a setting changed between it and this backward: the product then rounds its operand).</summary>
+    public ulong Shadow(int k) => _shadowsMade && ShadowsOn ? ShadowAt(k) : 0;
+
+    ulong ShadowAt(int k) => ShadowBase + (ulong)ShadowOffsets[k];
 
     bool ShadowsOn => ShadowBase != 0 && Bf16Shadows && Precision == CudaPrecision.Bf16 && !Bf16InCublas;
+
+    /// <summary>Called by CudaModel before each forward schedule: whether this forward makes the shadows its backward reads.</summary>
+    internal void BeginForward() => _shadowsMade = ShadowsOn;
+
+    bool _shadowsMade;
 
     /// <summary>In bf16 precision, training bindings keep each product's activation operand in bf16 from the first product
     /// that reads it to the backward's (dW = dYᵀ·X), instead of rounding it per product (on by default; off to compare:

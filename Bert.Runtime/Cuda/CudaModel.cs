@@ -477,7 +477,7 @@ public sealed unsafe class CudaModel : IDisposable
         RefreshBf16Weights();
         _ex.SetSeed(seed);
         _ex.ForgetOperands();
-        _program.Forward(_ex);
+        _ex.BeginForward(); _program.Forward(_ex);
         _forwardDone = true;
     }
 
@@ -514,7 +514,7 @@ public sealed unsafe class CudaModel : IDisposable
         Forward(training, seed);   // once outside the capture: every kernel looked up, every lazy allocation made
         Synchronize();
         _ex.Training = training;
-        nint graph = Capture(() => { _ex.SetSeed(seed); _program.Forward(_ex); });
+        nint graph = Capture(() => { _ex.SetSeed(seed); _ex.BeginForward(); _program.Forward(_ex); });
         _forwardDone = true;
         return new CudaGraph(graph, Instantiate(graph), _ex.Stream, RefreshBf16Weights);
     }
@@ -579,7 +579,7 @@ public sealed unsafe class CudaModel : IDisposable
         int generation = _ex.Generation;
         nint graph = Capture(() =>
         {
-            _program.Forward(_ex);
+            _ex.BeginForward(); _program.Forward(_ex);
             _forwardDone = true;
             KeepOutput();
             if (countAccuracy) CountAccuracy();
@@ -706,12 +706,16 @@ public sealed unsafe class CudaModel : IDisposable
     /// <summary>The output last kept by <see cref="KeepOutput"/> (waits for the stream).</summary>
     public float ReadKeptOutput() => Download(Kept, 1)[0];
 
-    /// <summary>Poisons the whole arena with NaN (so that a buffer no kernel wrote shows up in a comparison).</summary>
+    /// <summary>Poisons the whole arena, the kernels' scratch and the bf16 operand copies with NaN (so that a buffer no kernel
+    /// wrote, or a copy no forward made, shows up in a comparison).</summary>
     public void PoisonArena()
     {
         // 0xFF bytes are a NaN in fp32.
         CudaDriver.MemsetD8Async(_ex.Arena, 0xFF, _arenaBytes, _ex.Stream);
         CudaDriver.MemsetD8Async(_ex.Scratch, 0xFF, _scratchBytes, _ex.Stream);
+        // and the bf16 copies of the products' operands (0xFFFF is a NaN in bf16): a product that read one its forward did
+        // not make shows up too
+        if (_shadows != 0) CudaDriver.MemsetD8Async(_shadows, 0xFF, (ulong)_shadowBytes, _ex.Stream);
     }
 
     /// <summary>Poisons the bf16 weight copy with NaN without marking it stale (so that a value an optimizer step should

@@ -94,6 +94,10 @@ public sealed record FusedKernelInfo(string Name, string Expression, SizeExpr Ou
     /// kernel the first gradient into the buffer and clears it no more. Empty: it adds into every one.</summary>
     public bool[] Writes { get; init; } = [];
 
+    /// <summary>The input whose gradient (a product's output gradient, written here) the CUDA backward also writes rounded to
+    /// bf16, into its last argument <c>dx16</c> (CudaExec.Grad16); -1: the kernels take no such argument.</summary>
+    public int Grad16Input { get; init; } = -1;
+
     /// <summary>Whether the backward writes input <paramref name="input"/>'s gradient instead of adding into it.</summary>
     public bool WritesGradient(int input) => input < Writes.Length && Writes[input];
 

@@ -290,6 +290,8 @@ public partial class CudaSourceTests
     {
         var sb = new StringBuilder();
         sb.Append(HostPrelude).Append("#include \"k.cu\"\n");
+        // Per kernel: whether its backward also writes a product's output gradient in bf16 (FusedKernelInfo.Grad16Input).
+        sb.Append($"static const int grad16[] = {{ {string.Join(", ", info.Kernels.Select(k => k.Grad16Input >= 0 ? "1" : "0").Append("0"))} }};\n");
         sb.Append("""
             static int rd(FILE* f, void* p, size_t bytes) { return fread(p, 1, bytes, f) == bytes; }
             static float* rdf(FILE* f, int n) { float* p = (float*)malloc(sizeof(float) * (n + 1)); if (!rd(f, p, sizeof(float) * n)) exit(3); return p; }
@@ -322,6 +324,9 @@ public partial class CudaSourceTests
                     float* x[16]; float* dx[16];
                     for (int k = 0; k < ni; k++) x[k] = rdf(in, ns[k]);
                     for (int k = 0; k < ni; k++) dx[k] = h[1] == 1 || h[1] == 3 ? rdf(in, ns[k]) : 0;
+                    // a product's output gradient in bf16 (kernels with Grad16Input), written after the dx as floats
+                    unsigned short* d16 = (unsigned short*)calloc((size_t)n + 1, sizeof(unsigned short));
+                    for (int i = 0; i < n; i++) d16[i] = 0xFFFF;
                     if (h[1] == 3)
                     {
                         // k{id}_backward_rows: chunks of 2 rows as blockIdx.y, then the partials added in chunk order.
@@ -347,7 +352,7 @@ public partial class CudaSourceTests
             int ni = k.Inputs.Length;
             var xs = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"x[{i}], ns[{i}]"));
             var dxs = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"dx[{i}]"));
-            sb.Append($"                                case {q}: {name}_backward_rows(dy, {dxs}, {xs}, n, &seed, h[2], part, rowChunk); break;\n");
+            sb.Append($"                                case {q}: {name}_backward_rows(dy, {dxs}, {xs}, n, &seed, h[2], part, rowChunk{(k.Grad16Input >= 0 ? ", d16" : "")}); break;\n");
         }
         sb.Append("""
                                 default: return 6;
@@ -365,7 +370,9 @@ public partial class CudaSourceTests
                             slot++;
                         }
                         for (int k = 0; k < ni; k++) fwrite(dx[k], sizeof(float), ns[k], out);
-                        free(part); free(dy);
+                        if (grad16[h[0]])
+                            for (int i = 0; i < n; i++) { unsigned int b = (unsigned int)d16[i] << 16; float f; memcpy(&f, &b, 4); fwrite(&f, 4, 1, out); }
+                        free(part); free(dy); free(d16);
                         for (int k = 0; k < ni; k++) { free(x[k]); free(dx[k]); }
                         continue;
                     }
@@ -390,7 +397,7 @@ public partial class CudaSourceTests
             var xs = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"x[{i}], ns[{i}]"));
             var dxs = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"dx[{i}]"));
             sb.Append($"                case {2 * q}: {name}_forward(y, {xs}, n, &seed, h[2]); break;\n");
-            sb.Append($"                case {2 * q + 1}: {name}_backward(dy, {dxs}, {xs}, n, &seed, h[2]); break;\n");
+            sb.Append($"                case {2 * q + 1}: {name}_backward(dy, {dxs}, {xs}, n, &seed, h[2]{(k.Grad16Input >= 0 ? ", d16" : "")}); break;\n");
         }
         sb.Append("""
                             default: return 5;
@@ -398,7 +405,9 @@ public partial class CudaSourceTests
                     }
                     if (h[1] == 0) fwrite(y, sizeof(float), n, out);
                     else for (int k = 0; k < ni; k++) fwrite(dx[k], sizeof(float), ns[k], out);
-                    free(y); free(dy);
+                    if ((h[1] == 1 || h[1] == 3) && grad16[h[0]])
+                        for (int i = 0; i < n; i++) { unsigned int b = (unsigned int)d16[i] << 16; float f; memcpy(&f, &b, 4); fwrite(&f, 4, 1, out); }
+                    free(y); free(dy); free(d16);
                     for (int k = 0; k < ni; k++) { free(x[k]); free(dx[k]); }
                 }
                 fclose(out);
@@ -468,11 +477,16 @@ public partial class CudaSourceTests
                     var dxCpu = prefill.Select(Doubles).ToArray();
                     k.Backward(Doubles(dy), dxCpu, xs.Select(Doubles).ToArray(), seed, training);
                     var expected = dxCpu.SelectMany(d => d).ToArray();
-                    cases.Add((new Case(q, 1, training, seed, n, new[] { dy }.Concat(xs).Concat(prefill).ToArray(), expected.Length),
-                        dx => Compare(what + " backward (dx of all inputs, concatenated)", dx, expected, false)));
+                    // With Grad16Input, the bf16 copy of that input's gradient follows: the kernel's own dx rounded, bit for bit.
+                    int extra = k.Grad16Input >= 0 ? n : 0, at = ns.Take(Math.Max(0, k.Grad16Input)).Sum();
+                    string? Backward(string name, float[] got) => Compare(name, got[..expected.Length], expected, false)
+                        ?? (extra == 0 ? null : Enumerable.Range(0, n).Where(i => BitConverter.SingleToUInt32Bits(got[expected.Length + i]) != (uint)Bf16Reference(got[at + i]) << 16)
+                            .Select(i => $"{name}: the bf16 copy of dx{k.Grad16Input}[{i}] = {got[at + i]:R} is 0x{BitConverter.SingleToUInt32Bits(got[expected.Length + i]) >> 16:X4}, expected 0x{Bf16Reference(got[at + i]):X4}").FirstOrDefault());
+                    cases.Add((new Case(q, 1, training, seed, n, new[] { dy }.Concat(xs).Concat(prefill).ToArray(), expected.Length + extra),
+                        dx => Backward(what + " backward (dx of all inputs, concatenated)", dx)));
                     if (HasRowsVariant(k))   // the chunked backward the GPU schedule calls: the same gradients
-                        cases.Add((new Case(q, 3, training, seed, n, new[] { dy }.Concat(xs).Concat(prefill).ToArray(), expected.Length),
-                            dx => Compare(what + " backward_rows (chunks of 2 rows, then summed in order)", dx, expected, false)));
+                        cases.Add((new Case(q, 3, training, seed, n, new[] { dy }.Concat(xs).Concat(prefill).ToArray(), expected.Length + extra),
+                            dx => Backward(what + " backward_rows (chunks of 2 rows, then summed in order)", dx)));
                 }
             }
             Assert.NotEmpty(cases);

@@ -77,6 +77,13 @@ public class GradientWriteTests
         var info = Bert.Models.BertMiniPreTraining.Info;
         int writing = info.Kernels.Count(k => k.Writes.Any(w => w));
         Assert.True(writing * 2 > info.Kernels.Count, $"only {writing} of {info.Kernels.Count} fused kernels of {info.Name} write a gradient; the schedule clears and adds into the rest.");
+        // Each layer's four products get their output gradient in bf16 from the fused kernel after them (CudaExec.Grad16),
+        // and the kernels the host tests run for each family include such ones (their bf16 copy is checked bit for bit).
+        int layers = (int)info.Constants["Layers"];
+        Assert.True(info.Kernels.Count(k => k.Grad16Input >= 0) >= 4 * layers, $"{info.Name}: {info.Kernels.Count(k => k.Grad16Input >= 0)} kernels write a product's output gradient in bf16");
+        var families = OpCoverageTests.Kernels().Select(o => ((string)o[0]).Split('.'))
+            .Select(id => OpCoverageTests.AllModels().First(m => m.Name == id[0]).Kernels.First(k => k.Name == id[1]));
+        Assert.Contains(families, k => k.Grad16Input >= 0);
     }
 
     [Fact]
