@@ -456,13 +456,7 @@ public static class GpuSelfTest
                 // Turned on between a forward that made no copies and its backward (the copies poisoned): the backward
                 // rounds per product rather than read copies its forward did not make.
                 gpu.Bf16Shadows = false;
-                gpu.Bind(B, T, G, training: true);
-                foreach (var (k, v) in inputs) gpu.SetInput(k, v);
-                gpu.PoisonArena();
-                gpu.ZeroGradients();
-                gpu.Forward(training: true, seed: seed);
-                gpu.Bf16Shadows = true;
-                gpu.Backward();
+                PoisonedStep(gpu, inputs, B, T, G, seed, beforeBackward: () => gpu.Bf16Shadows = true);
                 int midStep = Differ(gpu.GetGradients());
                 r.Row($"{info.Name}: bf16 operands kept from the forward = rounded per product", differ == 0 && buffersDiffer == 0 && midStep == 0 && kept < rounded,
                     string.Create(Inv, $"{info.Shadows.Count} activation operands kept in bf16 ({CudaModel.ShadowBytes(info, B, T, G) / 1024.0:F1} KiB at B={B}, T={T}), output gradients from the fused kernels: {kept} conversion launches a step instead of {rounded}; {differ} of {perProduct.Length} gradient elements and {buffersDiffer} of {info.Buffers.Count} buffers differ; turned on after the forward: {midStep} differ"));
@@ -861,14 +855,16 @@ public static class GpuSelfTest
         return (worst, worstName, Math.Sqrt(num / den));
     }
 
-    /// <summary>One training step, forward and backward, at a fresh binding of the arena poisoned first and zero gradients.</summary>
-    static void PoisonedStep(CudaModel gpu, Dictionary<string, int[]> inputs, int B, int T, int G, ulong seed)
+    /// <summary>One training step, forward and backward, at a fresh binding of the arena poisoned first and zero gradients;
+    /// <paramref name="beforeBackward"/> runs between the two (a setting changed mid-step).</summary>
+    static void PoisonedStep(CudaModel gpu, Dictionary<string, int[]> inputs, int B, int T, int G, ulong seed, Action? beforeBackward = null)
     {
         gpu.Bind(B, T, G, training: true);
         foreach (var (k, v) in inputs) gpu.SetInput(k, v);
         gpu.PoisonArena();
         gpu.ZeroGradients();
         gpu.Forward(training: true, seed: seed);
+        beforeBackward?.Invoke();
         gpu.Backward();
     }
 

@@ -152,7 +152,6 @@ public sealed unsafe class CudaExec
     {
         if (n == 0 || nb == 0) { _pendingSlot = default; return; }
         long rows = n / nb, chunks = (rows + PointwiseRowChunk - 1) / PointwiseRowChunk;
-        var pending = _pendingSlot;   // RequireScratch and the launches below forget the slots
         RequireScratch(broadcastGrads.Length * chunks * nb, "a fused backward");
         args.Add(Scratch).Add(PointwiseRowChunk);
         if (dx16 is { } d16) args.Add(d16);
@@ -161,7 +160,6 @@ public sealed unsafe class CudaExec
         for (int s = 0; s < broadcastGrads.Length; s++)
             if (broadcastGrads[s] != 0)
                 LaunchBlocks("rt_colsum_finish", (uint)((nb + 31) / 32), Args().Add(broadcastGrads[s]).Add(Scratch + (ulong)(s * chunks * nb) * 4).Add((int)nb).Add((int)chunks), 1024);
-        _pendingSlot = pending;
         TakePendingSlot();
     }
 
@@ -244,7 +242,6 @@ public sealed unsafe class CudaExec
     public ulong ToShadow(int k, ulong x, long n)
     {
         if (!ShadowsOn) return 0;
-        _shadowsMade = true;
         ulong dst = ShadowAt(k);
         ConvertBf16(dst, x, n);   // writes the shadow alone: what the operand slots hold stays valid
         return dst;

@@ -59,10 +59,9 @@ public sealed unsafe class CudaModel : IDisposable
         _embedIds = new bool[_ex.IntPtrs.Length];
         _gatherRows = new bool[_ex.IntPtrs.Length];
         _ex.DistinctRows = new bool[_ex.IntPtrs.Length];
+        _takesFlash = info.Ops.Any(CudaExec.TakesFlash);
         foreach (var op in info.Ops)
         {
-            if (CudaExec.TakesFlash(op))
-                foreach (int saved in op.Saved) _flashProbs[saved] = op.Heads;
             if (op.Kind == OpKind.Embed && op.IntInput >= 0 && op.IntInput < _embedIds.Length) _embedIds[op.IntInput] = true;
             if (op.Kind == OpKind.Gather && op.IntInput >= 0 && op.IntInput < _gatherRows.Length) _gatherRows[op.IntInput] = true;
         }
@@ -92,19 +91,19 @@ public sealed unsafe class CudaModel : IDisposable
     /// <see cref="CudaExec.FlashAttention"/>); BERT_CUDA_ATTENTION=flash.</summary>
     public bool FlashAttention { get => _ex.FlashAttention; set => _ex.FlashAttention = value; }
 
-    /// <summary>The probabilities buffers of the attention ops the flash kernels take, with their head counts.</summary>
-    readonly Dictionary<int, int> _flashProbs = [];
+    /// <summary>Whether the model has an attention whose head size the flash kernels take (their buffers: FlashStatistics).</summary>
+    readonly bool _takesFlash;
 
     /// <summary>Whether attention runs on the flash kernels now (flash chosen, bf16 precision, a head size they take): the
     /// memory plan then gives the probabilities buffers B·H·T floats. Bind lays memory out by it; changing it after Bind
     /// needs another Bind before the next forward.</summary>
-    bool FlashLayout => _ex.FlashOn && _flashProbs.Count > 0;
+    bool FlashLayout => _ex.FlashOn && _takesFlash;
 
     /// <summary>Whether attention runs on the flash kernels now; and, when they were asked for but do not run, why.</summary>
     public (bool Active, string? WhyNot) FlashAttentionState => !_ex.FlashAttention ? (false, null)
         : FlashLayout ? (true, null)
         : !_ex.FlashCapable ? (false, $"they need bf16 tensor cores (compute capability 8.0 or newer; this card has {Device.ComputeCapabilityMajor}.{Device.ComputeCapabilityMinor})")
-        : _flashProbs.Count == 0 ? (false, $"no attention of {Info.Name} has a head size the flash kernels take (a multiple of 8 up to 128)")
+        : !_takesFlash ? (false, $"no attention of {Info.Name} has a head size the flash kernels take (a multiple of 8 up to 128)")
         : (false, "they need bf16 precision (--precision bf16)");
 
     void RequireLayoutForAttention()

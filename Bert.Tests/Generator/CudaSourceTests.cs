@@ -67,7 +67,7 @@ public partial class CudaSourceTests
     // ---------------- the models ----------------
 
     /// <summary>Every type in Bert.Models and in these tests that declares a generated CudaSource.</summary>
-    static IReadOnlyList<Type> ModelTypes() =>
+    internal static IReadOnlyList<Type> ModelTypes() =>
         new[] { typeof(Bert.Models.BertPreTraining).Assembly, typeof(CudaSourceTests).Assembly }
             .SelectMany(a => a.GetTypes())
             .Where(t => Source(t) is not null)
@@ -77,9 +77,9 @@ public partial class CudaSourceTests
         t.GetField("CudaSource", BindingFlags.Public | BindingFlags.Static | BindingFlags.DeclaredOnly) is { IsLiteral: true } f
             ? (string?)f.GetRawConstantValue() : null;
 
-    static Type ModelType(string fullName) => ModelTypes().Single(t => t.FullName == fullName);
+    internal static Type ModelType(string fullName) => ModelTypes().Single(t => t.FullName == fullName);
 
-    static ModelInfo Info(Type t) =>
+    internal static ModelInfo Info(Type t) =>
         (ModelInfo)t.GetProperty("Info", BindingFlags.Public | BindingFlags.Static | BindingFlags.DeclaredOnly)!.GetValue(null)!;
 
     public static IEnumerable<object[]> Models() => ModelTypes().Select(t => new object[] { t.FullName! });
@@ -295,6 +295,8 @@ public partial class CudaSourceTests
         sb.Append("""
             static int rd(FILE* f, void* p, size_t bytes) { return fread(p, 1, bytes, f) == bytes; }
             static float* rdf(FILE* f, int n) { float* p = (float*)malloc(sizeof(float) * (n + 1)); if (!rd(f, p, sizeof(float) * n)) exit(3); return p; }
+            // bf16 values widened to the floats they stand for
+            static void wr16(FILE* out, const unsigned short* d16, int n) { for (int i = 0; i < n; i++) { unsigned int b = (unsigned int)d16[i] << 16; float f; memcpy(&f, &b, 4); fwrite(&f, 4, 1, out); } }
             int main(int argc, char** argv)
             {
                 FILE* in = fopen(argv[1], "rb"); FILE* out = fopen(argv[2], "wb");
@@ -370,8 +372,7 @@ public partial class CudaSourceTests
                             slot++;
                         }
                         for (int k = 0; k < ni; k++) fwrite(dx[k], sizeof(float), ns[k], out);
-                        if (grad16[h[0]])
-                            for (int i = 0; i < n; i++) { unsigned int b = (unsigned int)d16[i] << 16; float f; memcpy(&f, &b, 4); fwrite(&f, 4, 1, out); }
+                        if (grad16[h[0]]) wr16(out, d16, n);
                         free(part); free(dy); free(d16);
                         for (int k = 0; k < ni; k++) { free(x[k]); free(dx[k]); }
                         continue;
@@ -405,8 +406,7 @@ public partial class CudaSourceTests
                     }
                     if (h[1] == 0) fwrite(y, sizeof(float), n, out);
                     else for (int k = 0; k < ni; k++) fwrite(dx[k], sizeof(float), ns[k], out);
-                    if ((h[1] == 1 || h[1] == 3) && grad16[h[0]])
-                        for (int i = 0; i < n; i++) { unsigned int b = (unsigned int)d16[i] << 16; float f; memcpy(&f, &b, 4); fwrite(&f, 4, 1, out); }
+                    if ((h[1] == 1 || h[1] == 3) && grad16[h[0]]) wr16(out, d16, n);
                     free(y); free(dy); free(d16);
                     for (int k = 0; k < ni; k++) { free(x[k]); free(dx[k]); }
                 }

@@ -188,18 +188,21 @@ public class ExperimentTests
             public partial class X;
             """), "BERT0220"));
 
-        // The flash attention: each thing it needs, named.
-        const string Att = """
+        // A classifier over one attention of two heads (head size C / 2).
+        static string AttentionModel(string name, int c, int maxLen) => $$"""
             [Model]
-            public partial class Att
+            public partial class {{name}}
             {
-                public const int C = 12, Heads = 2, Classes = 2, MaxLen = 16;
+                public const int C = {{c}}, Heads = 2, Classes = 2, MaxLen = {{maxLen}};
                 [Param(3 * C, C)] Tensor Wqkv;
                 [Param(Classes, C)] Tensor Wo;
                 public Tensor Forward([Shape(Dim.Batch, Dim.Seq, C)] Tensor x, Mask mask, Labels labels) =>
                     CrossEntropy(Linear(First(Attention(Linear(x, Wqkv), mask, Heads, 0.1f)), Wo), labels);
             }
             """;
+
+        // The flash attention: each thing it needs, named.
+        string Att = AttentionModel("Att", 12, 16);
         Assert.Contains("AttentionKernel.Flash needs a GPU Device", Message(RunWith(Att + """
             [Experiment(typeof(Att), Data = "amazon", Seq = 16, Attention = AttentionKernel.Flash)]
             public partial class X;
@@ -219,17 +222,7 @@ public class ExperimentTests
 
         // The memory estimate follows the attention kernel: at T = 4096 four sequences' T×T probabilities (and their
         // gradient in the scratch) exceed 1 GiB, the flash attention's row statistics do not.
-        const string Long = """
-            [Model]
-            public partial class Long
-            {
-                public const int C = 16, Heads = 2, Classes = 2, MaxLen = 4096;
-                [Param(3 * C, C)] Tensor Wqkv;
-                [Param(Classes, C)] Tensor Wo;
-                public Tensor Forward([Shape(Dim.Batch, Dim.Seq, C)] Tensor x, Mask mask, Labels labels) =>
-                    CrossEntropy(Linear(First(Attention(Linear(x, Wqkv), mask, Heads, 0.1f)), Wo), labels);
-            }
-            """;
+        string Long = AttentionModel("Long", 16, 4096);
         Assert.Matches(@"needs about 1\.\d\d GiB .*; at most Batch = [123] fits", Message(RunWith(Long + """
             [Experiment(typeof(Long), Data = "amazon", Seq = 4096, Batch = 4, Device = Device.H100, Precision = Precision.Bf16, MemoryGiB = 1)]
             public partial class X;
@@ -401,6 +394,8 @@ public class ExperimentTests
         foreach (var d in Enum.GetValues<Dsl.Device>())
             Assert.Equal(d == Dsl.Device.Cpu ? 0 : (ExperimentCompiler.DeviceMiB[(int)d] << 20) - ExperimentCompiler.GpuReserve, MemoryEstimate.CapacityOf(d));
         Assert.Equal(MemoryEstimate.GpuReserve, ExperimentCompiler.GpuReserve);
+        // The head sizes the flash kernels take, by the generator's rule (BERT0223, the flash estimate) and the runtime's table.
+        Assert.All(Enumerable.Range(-1, 300), d => Assert.Equal(Bert.Runtime.Cuda.CudaExec.FlashHeadSize(d), ExperimentCompiler.FlashHeadSize(d)));
         Assert.Equal((Bert.Runtime.Cuda.CudaExec.PointwiseRowChunk, Bert.Runtime.Cuda.CudaKernels.RowChunk, Bert.Runtime.Cuda.CudaKernels.EmbedSegmentRows),
             (ExperimentCompiler.PointwiseRowChunk, ExperimentCompiler.RowChunk, ExperimentCompiler.EmbedSegmentRows));
         Assert.Equal(DataSets.NamedCorpora.Order(), ExperimentCompiler.Corpora.Order());

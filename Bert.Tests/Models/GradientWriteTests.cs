@@ -5,24 +5,16 @@ using Xunit;
 namespace Bert.Tests.Models;
 
 /// <summary>The backward schedule clears a gradient buffer only when its first contribution is added (+=); the first op to
-/// reach a gradient that it writes whole (a product's operand with β = 0, LayerNorm's input, an element-wise kernel's
-/// full-size input) writes it (=) and nothing clears it. These tests check that no element is left to chance: the
+/// reach a gradient that it writes whole (a product's operand with β = 0, LayerNorm's input, attention's projections,
+/// cross-entropy's logits, an element-wise kernel's full-size input) writes it (=) and nothing clears it. These tests check that no element is left to chance: the
 /// gradient buffers filled with NaN before the backward give the same bits as over zeros.</summary>
 public class GradientWriteTests
 {
     /// <summary>Every compiled model (Bert.Models and these tests) small enough to run twice in double within a second.</summary>
-    public static IEnumerable<object[]> SmallModels() =>
-        new[] { typeof(Bert.Models.BertPreTraining).Assembly, typeof(GradientWriteTests).Assembly }
-            .SelectMany(a => a.GetTypes())
-            .Where(t => t.GetProperty("Info", BindingFlags.Public | BindingFlags.Static | BindingFlags.DeclaredOnly)?.PropertyType == typeof(ModelInfo))
-            .Where(t => Info(t).ParameterCount <= 12_000_000)
-            .OrderBy(t => t.FullName, StringComparer.Ordinal)
-            .Select(t => new object[] { t.FullName! });
-
-    static ModelInfo Info(Type t) => (ModelInfo)t.GetProperty("Info", BindingFlags.Public | BindingFlags.Static | BindingFlags.DeclaredOnly)!.GetValue(null)!;
-
-    static Type ModelType(string name) =>
-        new[] { typeof(Bert.Models.BertPreTraining).Assembly, typeof(GradientWriteTests).Assembly }.Select(a => a.GetType(name)).Single(t => t is not null)!;
+    public static IEnumerable<object[]> SmallModels() => Generator.CudaSourceTests.ModelTypes()
+        .Where(t => Generator.CudaSourceTests.Info(t).ParameterCount <= 12_000_000)
+        .OrderBy(t => t.FullName, StringComparer.Ordinal)
+        .Select(t => new object[] { t.FullName! });
 
     static Model<double> Create(Type t) =>
         (Model<double>)t.GetMethod("Create", BindingFlags.Public | BindingFlags.Static)!.MakeGenericMethod(typeof(double)).Invoke(null, null)!;
@@ -31,8 +23,8 @@ public class GradientWriteTests
     [MemberData(nameof(SmallModels))]
     public void Backward_OverNaNGradientBuffers_GivesTheBitsOfTheBackwardOverZeros(string typeName)
     {
-        var type = ModelType(typeName);
-        var info = Info(type);
+        var type = Generator.CudaSourceTests.ModelType(typeName);
+        var info = Generator.CudaSourceTests.Info(type);
         var m = Create(type);
         m.InitParameters(11, std: 0.3);
         int B = 2, T = Math.Min(info.MaxLen, 7), G = info.Inputs.Any(i => i.Kind == InputKind.Rows) ? 3 : 0;
