@@ -37,8 +37,10 @@ public static class CudaEmitter
         w.WriteLine("// input whose shape the model fixes (a bias [C]) repeats every C, written as a literal, so that the index");
         w.WriteLine("// arithmetic is by a compile-time constant (a power of two is a mask) instead of a division by n{k}.");
         w.WriteLine();
-        EmitPrelude(w, used, pointwise.Any(n => Plan.GradientToSlot(plan, g.Nodes.Count, n) >= 0));
-        foreach (var n in pointwise) EmitKernels(w, n, Plan.AssignsGrads(plan, g.Nodes.Count, n), Plan.GradientToSlot(plan, g.Nodes.Count, n));
+        EmitPrelude(w, used, pointwise.Any(n => Plan.GradientToSlot(plan, g.Nodes.Count, n) >= 0 || Plan.Bf16Output(plan, n) >= 0));
+        foreach (var n in pointwise)
+            EmitKernels(w, n, Plan.AssignsGrads(plan, g.Nodes.Count, n), Plan.GradientToSlot(plan, g.Nodes.Count, n), Plan.Bf16Output(plan, n) >= 0,
+                n.Inputs.Select((_, k) => plan.AliasesGrad(n, k)).ToArray());
         return sw.ToString();
     }
 
@@ -49,7 +51,7 @@ public static class CudaEmitter
         if (bf16)
         {
             w.WriteLine("// fp32 to bf16 bits, round to nearest even, a NaN kept a quiet NaN: the runtime's rt_bf16, bit for bit (a product's");
-            w.WriteLine("// output gradient rounded here, as its backward would round it).");
+            w.WriteLine("// operand or output gradient rounded here, as the product would round it).");
             w.WriteLine("static __device__ __forceinline__ unsigned short bert_bf16(float f)");
             w.WriteLine("{"); w.Indent++;
             w.WriteLine("unsigned int b = (unsigned int)__float_as_int(f);");
@@ -119,7 +121,7 @@ public static class CudaEmitter
 
     /// <summary>A node's kernels; <paramref name="assign"/>[k]: the backward writes dx{k} (=) instead of adding into it
     /// (<see cref="Plan.AssignsGrad"/>), zeros where the input has no adjoint — as the CPU kernel does.</summary>
-    static void EmitKernels(IndentedTextWriter w, Node n, bool[] assign, int slot)
+    static void EmitKernels(IndentedTextWriter w, Node n, bool[] assign, int slot, bool out16, bool[] alias)
     {
         var topo = new Topo(n.Expr!);
         int ni = n.Inputs.Count;
@@ -139,14 +141,22 @@ public static class CudaEmitter
             w.WriteLine($"//   backward: writes {string.Join(", ", Enumerable.Range(0, ni).Where(i => assign[i]).Select(i => "dx" + i))} (the first gradient into {(assign.Count(a => a) == 1 ? "it" : "each")}; the schedule does not clear it), adds into the others");
 
         // forward: one element per iteration of a grid-stride loop.
-        w.WriteLine($"extern \"C\" __global__ void {name}_forward(float* __restrict__ y, {xParams}, int n, const unsigned long long* __restrict__ seedp, int training)");
+        // out16: y is a product's operand; its bf16 copy also goes to y16 when given (CudaExec.Out16).
+        if (out16) w.WriteLine("// y16 (when not null): y rounded to bf16 as well, for the product that reads it");
+        w.WriteLine($"extern \"C\" __global__ void {name}_forward(float* __restrict__ y, {xParams}, int n, const unsigned long long* __restrict__ seedp, int training{(out16 ? ", unsigned short* __restrict__ y16" : "")})");
         w.WriteLine("{"); w.Indent++;
         w.WriteLine("const unsigned long long seed = *seedp;   // on the device: a replayed graph reads each step's seed");
         w.WriteLine("int stride = (int)(blockDim.x * gridDim.x);");
         w.WriteLine("for (int i = (int)(blockIdx.x * blockDim.x + threadIdx.x); i < n; i += stride)");
         w.WriteLine("{"); w.Indent++;
         EmitValues(w, topo, bcast, period);
-        w.WriteLine($"y[i] = {V(topo, n.Expr!)};");
+        if (out16)
+        {
+            w.WriteLine($"float yv = {V(topo, n.Expr!)};");
+            w.WriteLine("y[i] = yv;");
+            w.WriteLine("if (y16) y16[i] = bert_bf16(yv);");
+        }
+        else w.WriteLine($"y[i] = {V(topo, n.Expr!)};");
         w.Indent--; w.WriteLine("}");
         w.Indent--; w.WriteLine("}");
 
@@ -180,11 +190,11 @@ public static class CudaEmitter
             w.WriteLine("int i = r * nb + j;");
         }
         EmitValues(w, topo, bcast, period);
-        EmitAdjoints(w, topo, n.Expr!, ni, bcast, period, assign, slot, rows: false);
+        EmitAdjoints(w, topo, n.Expr!, ni, bcast, period, assign, slot, alias, rows: false);
         w.Indent--; w.WriteLine("}");
         w.Indent--; w.WriteLine("}");
         w.WriteLine();
-        if (HasRowsVariant(n)) EmitRowsVariant(w, n, topo, bcast, period, assign, slot, name, dParams, xParams);
+        if (HasRowsVariant(n)) EmitRowsVariant(w, n, topo, bcast, period, assign, slot, alias, name, dParams, xParams);
     }
 
     /// <summary>Per broadcast input, how often its values repeat along y: the literal element count when the model fixes
@@ -203,7 +213,7 @@ public static class CudaEmitter
     /// owns column j of one chunk, writes the non-broadcast gradients of its elements, and stores its partial sum of every
     /// broadcast gradient in part[(slot·chunks + chunk)·nb + j]; the runtime then adds the partials into dx in chunk order
     /// (rt_colsum_finish). Deterministic, with far more threads than columns; the serial k{id}_backward stays the CPU's twin.</summary>
-    static void EmitRowsVariant(IndentedTextWriter w, Node n, Topo topo, bool[] bcast, string[] period, bool[] assign, int slot, string name, string dParams, string xParams)
+    static void EmitRowsVariant(IndentedTextWriter w, Node n, Topo topo, bool[] bcast, string[] period, bool[] assign, int slot, bool[] alias, string name, string dParams, string xParams)
     {
         int ni = n.Inputs.Count;
         var bs = Enumerable.Range(0, ni).Where(i => bcast[i]).ToList();
@@ -222,7 +232,7 @@ public static class CudaEmitter
         w.WriteLine("int i = r * nb + j;");
         // Every broadcast input has nb elements here, so element i = r·nb + j of y reads element j of each.
         EmitValues(w, topo, bcast, period.Select((p, i) => bcast[i] ? "j" : p).ToArray(), direct: true);
-        EmitAdjoints(w, topo, n.Expr!, ni, bcast, period, assign, slot, rows: true);
+        EmitAdjoints(w, topo, n.Expr!, ni, bcast, period, assign, slot, alias, rows: true);
         w.Indent--; w.WriteLine("}");
         for (int s = 0; s < bs.Count; s++)
             w.WriteLine($"part[((long long){s} * chunks + chunk) * nb + j] = acc{bs[s]};");
@@ -300,7 +310,7 @@ public static class CudaEmitter
     }
 
     /// <summary>Reverse mode over the expression, rule for rule as the CPU kernel's.</summary>
-    static void EmitAdjoints(IndentedTextWriter w, Topo t, FE root, int ni, bool[] bcast, string[] period, bool[] assign, int slot, bool rows)
+    static void EmitAdjoints(IndentedTextWriter w, Topo t, FE root, int ni, bool[] bcast, string[] period, bool[] assign, int slot, bool[] alias, bool rows)
     {
         var hasAdj = new HashSet<int>();
         void Acc(FE target, string term)
@@ -355,6 +365,12 @@ public static class CudaEmitter
                 w.WriteLine($"if (dx16) dx16[i] = bert_bf16({v});");
             }
             else if (assign[i]) w.WriteLine($"if (dx{i}) dx{i}[i] = {(adj ? "g" + t[leaf!] : "0.0f")};");
+            else if (alias[i] && i == slot)
+            {
+                // dx{i} is dy's own buffer (the schedule passes none): its bf16 copy is dy's, the adjoint passed unchanged
+                w.WriteLine($"if (dx{i}) dx{i}[i] += g{t[leaf!]};");
+                w.WriteLine($"if (dx16) dx16[i] = bert_bf16(g{t[leaf!]});");
+            }
             else if (adj)
                 w.WriteLine(bcast[i]
                     ? rows ? $"acc{i} += g{t[leaf!]};" : $"if (dx{i}) dx{i}[i % {period[i]}] += g{t[leaf!]};"

@@ -98,6 +98,9 @@ public static class Emitter
             var init = new List<string>();
             if (writes.Any(x => x)) init.Add($"Writes = new bool[] {{ {string.Join(", ", writes.Select(x => x ? "true" : "false"))} }}");
             if (slot >= 0) init.Add($"Grad16Input = {slot}");
+            if (Plan.Bf16Output(plan, n) >= 0) init.Add("Out16 = true");
+            if (n.Inputs.Select((_, k) => plan.AliasesGrad(n, k)).Any(a => a))
+                init.Add($"Aliases = new bool[] {{ {string.Join(", ", n.Inputs.Select((_, k) => plan.AliasesGrad(n, k) ? "true" : "false"))} }}");
             w.WriteLine($"    nodes: new {RT}.ExprNode[] {{ {string.Join(", ", ExprNodes(n.Expr!))} }}){(init.Count > 0 ? $" {{ {string.Join(", ", init)} }}" : "")},");
         }
         w.Indent--; w.WriteLine("},");
@@ -300,7 +303,8 @@ public static class Emitter
                 w.WriteLine($"{K}.CrossEntropy.Backward<T>({D(0)}, {dy}, ex.Buf({plan.Saved[(n, 0)].Id}), ex.Ints({n.IntInput}), {Rows(n.Inputs[0])}, {Last(n.Inputs[0])}{(assign[0] ? ", accumulate: false" : "")});");
                 break;
             case OpKind.Pointwise:
-                var dxs = string.Join(", ", n.Inputs.Select(v => v.NeedsGrad ? DPtr(plan, v) : "null"));
+                // no dx for an input whose gradient is dy's own buffer (Plan.GradAliases)
+                var dxs = string.Join(", ", n.Inputs.Select((v, k) => v.NeedsGrad && !plan.AliasesGrad(n, k) ? DPtr(plan, v) : "null"));
                 var xs = string.Join(", ", n.Inputs.Select(v => $"{Ptr(plan, v)}, {v.Size.Code()}"));
                 w.WriteLine($"__Kernels.K{n.Id}_Backward<T>(ex.Ptr({plan.Grad[n.Out].Id}), {dxs}, {xs}, {n.Out.Size.Code()}, ex.Seed, ex.Training);");
                 break;
@@ -325,7 +329,7 @@ public static class Emitter
         foreach (var n in g.Nodes)
         {
             w.WriteLine($"ex.Op({n.Id}); // {n.Label} {Sym.Shape(n.Out.Shape)}");
-            EmitCudaForward(w, n, plan);
+            EmitCudaForward(w, g, n, plan);
         }
         w.Indent--; w.WriteLine("}");
         w.WriteLine();
@@ -345,9 +349,12 @@ public static class Emitter
         w.Indent--; w.WriteLine("}");
     }
 
-    static void EmitCudaForward(IndentedTextWriter w, Node n, Plan plan)
+    static void EmitCudaForward(IndentedTextWriter w, Graph g, Node n, Plan plan)
     {
         var y = $"ex.Buf({plan.Act[n.Out].Id})";
+        // This op's output in bf16 too, written by its own kernel, when it is a product's operand (Plan.Bf16Output).
+        int k16 = Plan.Bf16Output(plan, n);
+        string Out16() => $"ex.Out16({k16}, {y}, {Rows(n.Out)}, {Last(n.Out)}, {Plan.NextProductSlot(g, n)})";
         string P(int i) => GPtr(plan, n.Inputs[i]);
         // A product's activation operand in bf16: made (rounded into its shadow) at the first product that reads it, read
         // from there by the later ones (Plan.Shadows).
@@ -356,8 +363,9 @@ public static class Emitter
             var v = node.Inputs[i];
             int k = plan.ShadowOf(v);
             if (k < 0) return "";
-            bool first = v.Consumers.Where(c => c.Kind is OpKind.Linear or OpKind.MatMul).Min(c => c.Id) == node.Id && node.Inputs.IndexOf(v) == i;
-            return first ? $", {arg}: ex.ToShadow({k}, {P(i)}, {v.Size.Code()})" : $", {arg}: ex.Shadow({k})";
+            // made by the op that wrote v (Plan.Bf16Output), or else rounded here, at the first product that reads it
+            bool make = !(v.Producer is { } p && Plan.Bf16Output(plan, p) >= 0) && Plan.FirstProduct(v) == node && node.Inputs.IndexOf(v) == i;
+            return make ? $", {arg}: ex.ToShadow({k}, {P(i)}, {v.Size.Code()})" : $", {arg}: ex.Shadow({k})";
         }
         switch (n.Kind)
         {
@@ -379,7 +387,7 @@ public static class Emitter
                 w.WriteLine($"ex.Embedding({y}, {P(0)}, ex.Ints({n.IntInput}), {Rows(n.Out)}, {Last(n.Out)}, {Dim(n.Inputs[0].Shape[0])});");
                 break;
             case OpKind.LayerNorm:
-                w.WriteLine($"ex.LayerNorm({y}, ex.Buf({plan.Saved[(n, 0)].Id}), ex.Buf({plan.Saved[(n, 1)].Id}), {P(0)}, {P(1)}, {P(2)}, {Rows(n.Out)}, {Last(n.Out)}, 1e-12f);");
+                w.WriteLine($"ex.LayerNorm({y}, ex.Buf({plan.Saved[(n, 0)].Id}), ex.Buf({plan.Saved[(n, 1)].Id}), {P(0)}, {P(1)}, {P(2)}, {Rows(n.Out)}, {Last(n.Out)}, 1e-12f{(k16 >= 0 ? $", y16: {Out16()}" : "")});");
                 break;
             case OpKind.Attention:
                 w.WriteLine($"ex.Attention({y}, ex.Buf({plan.Saved[(n, 0)].Id}), {P(0)}, ex.Ints({n.IntInput}), ex.Batch, ex.Seq, {Last(n.Out)}, {n.Heads}, {Num(n.P)}f, {n.Site}UL);");
@@ -396,7 +404,7 @@ public static class Emitter
             case OpKind.Pointwise:
             {
                 var args = string.Concat(n.Inputs.Select(v => $".Add({GPtr(plan, v)}).Add({v.Size.Code()})"));
-                w.WriteLine($"ex.Pointwise(\"k{n.Id}_forward\", {n.Out.Size.Code()}, {n.Out.Size.Code()}, ex.Args().Add({y}){args}.Add({n.Out.Size.Code()}).Add(ex.SeedPointer).Add(ex.Training ? 1 : 0));");
+                w.WriteLine($"ex.Pointwise(\"k{n.Id}_forward\", {n.Out.Size.Code()}, {n.Out.Size.Code()}, ex.Args().Add({y}){args}.Add({n.Out.Size.Code()}).Add(ex.SeedPointer).Add(ex.Training ? 1 : 0){(k16 >= 0 ? $".Add({Out16()})" : "")});");
                 break;
             }
         }
@@ -449,7 +457,7 @@ public static class Emitter
                 break;
             case OpKind.Pointwise:
             {
-                var dxs = string.Concat(n.Inputs.Select(v => v.NeedsGrad ? $".Add({GDPtr(plan, v)})" : ".Add(0UL)"));
+                var dxs = string.Concat(n.Inputs.Select((v, k) => v.NeedsGrad && !plan.AliasesGrad(n, k) ? $".Add({GDPtr(plan, v)})" : ".Add(0UL)"));
                 var xs = string.Concat(n.Inputs.Select(v => $".Add({GPtr(plan, v)}).Add({v.Size.Code()})"));
                 // One thread per broadcast column (the smallest input), each summing its rows in order, as on the CPU.
                 var bs = n.Inputs.Where(v => !v.Size.Equals(n.Out.Size)).Select(v => v.Size.Code()).Distinct().ToList();

@@ -138,7 +138,7 @@ public static class ExperimentCompiler
     }
 
     // CudaModel's constants (CudaExec.PointwiseRowChunk, CudaKernels.RowChunk and EmbedSegmentRows; a test holds them equal).
-    public const int PointwiseRowChunk = 32, RowChunk = 64, EmbedSegmentRows = 32;
+    public const int PointwiseRowChunk = 32, RowChunk = 16, EmbedSegmentRows = 32;
 
     /// <summary>The floats of CudaModel's kernel scratch at this shape (CudaModel.ScratchFloats): attention's head-major
     /// copies and probabilities' gradient (with <paramref name="flash"/>, Δ per query row instead where the flash kernels

@@ -101,6 +101,60 @@ public sealed class Plan
     /// backward's (dW = dYᵀ·X) read instead of rounding it again (CudaExec.ToShadow).</summary>
     public readonly Dictionary<Value, int> Shadows = new();
 
+    /// <summary>Inputs (node, index) of fused element-wise nodes whose gradient is the node's output gradient itself: y = … + x
+    /// along additions only (<see cref="IdentityAdjoint"/>), x full-size, and the node the first op of the backward to reach
+    /// x's gradient, so its backward would only copy dy there. x's gradient takes dy's buffer instead (the plan extends its
+    /// lifetime), the schedule passes no dx for it, and the ops after add into it: BERT's residual connections and the query,
+    /// key and value bias, the embeddings' sum.</summary>
+    public readonly HashSet<(Node, int)> GradAliases = new();
+
+    /// <summary>Whether input <paramref name="input"/>'s gradient is <paramref name="n"/>'s output gradient (<see cref="GradAliases"/>).</summary>
+    public bool AliasesGrad(Node n, int input) => GradAliases.Contains((n, input));
+
+    /// <summary>Whether ∂y/∂x_k is 1 with y's adjoint passed to x_k unchanged: x_k read once in the expression, and every node
+    /// from the root down to it an addition (either side) or a subtraction's left side, each read once.</summary>
+    public static bool IdentityAdjoint(FE root, int k)
+    {
+        var refs = new Dictionary<FE, int>(RefEq.Instance);
+        int reads = 0;
+        var seen = new HashSet<FE>(RefEq.Instance);
+        void Visit(FE e)
+        {
+            if (!seen.Add(e)) return;
+            if (e is FOp o)
+                foreach (var a in o.Args)
+                {
+                    refs[a] = refs.TryGetValue(a, out int c) ? c + 1 : 1;
+                    if (a is FIn f && f.Index == k) reads++;
+                    Visit(a);
+                }
+        }
+        Visit(root);
+        if (root is FIn r0) return r0.Index == k;
+        if (reads != 1) return false;
+        bool Holds(FE e) => e is FIn f ? f.Index == k : e is FOp o && o.Args.Any(Holds);
+        var at = root;
+        while (at is FOp op)
+        {
+            FE? next = op.Op switch
+            {
+                "add" when Holds(op.Args[0]) != Holds(op.Args[1]) => Holds(op.Args[0]) ? op.Args[0] : op.Args[1],
+                "sub" when Holds(op.Args[0]) && !Holds(op.Args[1]) => op.Args[0],
+                _ => null,
+            };
+            if (next is null || refs[next] != 1) return false;
+            at = next;
+        }
+        return at is FIn leaf && leaf.Index == k;
+    }
+
+    sealed class RefEq : IEqualityComparer<FE>
+    {
+        public static readonly RefEq Instance = new();
+        public bool Equals(FE? x, FE? y) => ReferenceEquals(x, y);
+        public int GetHashCode(FE obj) => System.Runtime.CompilerServices.RuntimeHelpers.GetHashCode(obj);
+    }
+
     /// <summary>The shadow of an operand of a product, or -1 (a parameter: the weights have their bf16 copy already).</summary>
     public int ShadowOf(Value v) => Shadows.TryGetValue(v, out int k) ? k : -1;
 
@@ -137,7 +191,8 @@ public sealed class Plan
     }
 
     /// <summary>For a fused element-wise node whose backward writes the output gradient of the product just before it (a
-    /// Linear's or MatMul's output that only this node reads): that input's index, else -1. In bf16 its CUDA backward also
+    /// Linear's or MatMul's output that only this node reads), or whose output gradient is that gradient (<see cref="GradAliases"/>):
+    /// that input's index, else -1. In bf16 its CUDA backward also
     /// writes the gradient's bf16 copy into the products' first operand slot, which the product's backward then reads
     /// instead of rounding dY itself (CudaExec.Grad16).</summary>
     public static int GradientToSlot(Plan plan, int count, Node p)
@@ -146,11 +201,32 @@ public sealed class Plan
         for (int k = 0; k < p.Inputs.Count; k++)
         {
             var v = p.Inputs[k];
-            if (v.Producer is { Kind: OpKind.Linear or OpKind.MatMul } n && n.Id == p.Id - 1 && v.Consumers.Count == 1 && AssignsGrad(plan, count, p, k))
+            if (v.Producer is { Kind: OpKind.Linear or OpKind.MatMul } n && n.Id == p.Id - 1 && v.Consumers.Count == 1 && (AssignsGrad(plan, count, p, k) || plan.AliasesGrad(p, k)))
                 return k;
         }
         return -1;
     }
+
+    /// <summary>For an op that writes every element of its output in one kernel (a fused element-wise kernel, LayerNorm) when
+    /// that output is a product's activation operand: the output's shadow (<see cref="Shadows"/>), else -1. In bf16 the CUDA
+    /// kernel then also writes the output rounded to bf16 (CudaExec.Out16): into the shadow when the forward keeps them, else
+    /// into the operand slot of the product right after it (<see cref="NextProductSlot"/>), so that no conversion pass reads
+    /// the output again.</summary>
+    public static int Bf16Output(Plan plan, Node n) => n.Kind is OpKind.Pointwise or OpKind.LayerNorm ? plan.ShadowOf(n.Out) : -1;
+
+    /// <summary>Which operand (0: A, 1: B) of the op right after <paramref name="n"/> is n's output, when that op is a product
+    /// and the first to read it; else -1.</summary>
+    public static int NextProductSlot(Graph g, Node n)
+    {
+        if (n.Id + 1 >= g.Nodes.Count) return -1;
+        var next = g.Nodes[n.Id + 1];
+        if (next.Kind is not (OpKind.Linear or OpKind.MatMul)) return -1;
+        int i = next.Inputs.IndexOf(n.Out);
+        return i is 0 or 1 && FirstProduct(n.Out) == next ? i : -1;
+    }
+
+    /// <summary>The first product (Linear, MatMul) to read <paramref name="v"/>, or null.</summary>
+    public static Node? FirstProduct(Value v) => v.Consumers.Where(c => c.Kind is OpKind.Linear or OpKind.MatMul).OrderBy(c => c.Id).FirstOrDefault();
 
     /// <summary><see cref="AssignsGrad"/> for each input of <paramref name="n"/>.</summary>
     public static bool[] AssignsGrads(Plan plan, int count, Node n) =>
@@ -210,6 +286,23 @@ public sealed class Plan
             b.Last = v.Producer is null ? int.MaxValue : Bwd(n, v.Producer.Id);
             b.Pinned = v.Kind == ValueKind.Input || v == g.Output;
         }
+        // Identity adjoints share dy's buffer (GradAliases); the backward's last node first, so that chains merge into one.
+        for (int i = n - 1; i >= 0; i--)
+        {
+            var node = g.Nodes[i];
+            if (node.Kind != OpKind.Pointwise || node.Out == g.Output || !plan.Grad.TryGetValue(node.Out, out var gy) || gy.Pinned || node.Out.Consumers.Count == 0) continue;
+            var aliased = Enumerable.Range(0, node.Inputs.Count).Where(k =>
+                node.Inputs[k] is { Kind: ValueKind.Node } v && v.Size == node.Out.Size && AssignsGrad(plan, n, node, k) && IdentityAdjoint(node.Expr!, k)).ToList();
+            foreach (int k in aliased)
+            {
+                var gx = plan.Grad[node.Inputs[k]];
+                gy.Last = Math.Max(gy.Last, gx.Last);
+                plan.Bufs.Remove(gx);
+                plan.Grad[node.Inputs[k]] = gy;
+                plan.GradAliases.Add((node, k));
+            }
+        }
+        for (int i = 0; i < plan.Bufs.Count; i++) plan.Bufs[i].Id = i;
         foreach (var node in g.Nodes)
             if (node.Kind is OpKind.Linear or OpKind.MatMul)
                 foreach (var v in node.Inputs)

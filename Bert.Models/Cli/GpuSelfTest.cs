@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using Bert.Models;
 using Bert.Runtime;
@@ -558,6 +559,33 @@ public static class GpuSelfTest
                     $"new weights {(Same(o1, o2) ? "NOT seen" : "seen")} by the replayed graph, {(Same(o2, o3) ? "the same bits" : "DIFFERENT bits")} as a forward; the old weights back: {(Same(o1, o4) ? "the old bits" : "DIFFERENT bits")}");
             }
             gpu.SetParameters(p32);
+
+            // The inference forward: LayerNorm and the fused kernels write a product's operand in bf16 too, into the operand
+            // slot of the product right after them (CudaExec.Out16), instead of that product rounding it: the same output
+            // bits, fewer conversion launches. The arena and the slots poisoned first.
+            if (info.Shadows.Count > 0)
+            {
+                int conversions = 0;
+                gpu.OnLaunch = name => { if (name.StartsWith("rt_to_bf16", StringComparison.Ordinal)) conversions++; };
+                var forwardBuffers = info.Buffers.Where(b => b.Role != BufferRole.Gradient).ToArray();
+                float[][] Run()
+                {
+                    gpu.PoisonArena();
+                    gpu.Forward(training: false);
+                    return forwardBuffers.Select(b => gpu.ReadBuffer(b.Id)).Append(gpu.Output).ToArray();
+                }
+                float[][] written = Run();
+                int kept = conversions;
+                conversions = 0;
+                gpu.Bf16Shadows = false;
+                float[][] perProduct;
+                try { perProduct = Run(); }
+                finally { gpu.Bf16Shadows = true; gpu.OnLaunch = null; }
+                static bool Bits(float[] a, float[] b) => MemoryMarshal.Cast<float, int>(a).SequenceEqual(MemoryMarshal.Cast<float, int>(b));
+                int differ = Enumerable.Range(0, written.Length).Count(i => !Bits(written[i], perProduct[i]));
+                r.Row($"{info.Name}: bf16 inference, operands written by their producers = rounded per product", differ == 0 && kept < conversions,
+                    $"{kept} conversion launches a forward instead of {conversions}; {differ} of {forwardBuffers.Length} buffers and the output differ");
+            }
             gpu.Precision = CudaPrecision.Fp32;
             gpu.Bind(B, T, G, training: true);
             foreach (var (k, v) in inputs) gpu.SetInput(k, v);
@@ -899,11 +927,13 @@ public static class GpuSelfTest
         nint start = CudaDriver.EventCreate(), stop = CudaDriver.EventCreate();
         // The fused CUDA-core attention (BERT_CUDA_ATTENTION=fused) lost to cuBLAS on the H100 (59.8 against 36.5 ms at B=64)
         // and is checked above, not timed; its tensor-core successor is (flash).
-        // perProduct: bf16 operands rounded at every product, as before the shadows (the forward's bf16 copies kept for the backward).
-        foreach (var (precision, flash, split, inCublas, perProduct) in ((CudaPrecision, bool, bool, bool, bool)[])[(CudaPrecision.Fp32, false, false, false, false),
-            (CudaPrecision.Tf32, false, false, false, false), (CudaPrecision.Bf16, false, false, false, false), (CudaPrecision.Bf16, false, false, false, true),
-            (CudaPrecision.Bf16, false, true, false, false), (CudaPrecision.Bf16, false, false, true, false),
-            (CudaPrecision.Bf16, true, false, false, false), (CudaPrecision.Bf16, true, false, true, false)])
+        // perProduct: bf16 operands rounded at every product, as before the shadows (the forward's bf16 copies kept for the
+        // backward, written by the kernels that compute them); separateLn: LayerNorm's backward in two passes over dy and x.
+        foreach (var (precision, flash, split, inCublas, perProduct, separateLn) in ((CudaPrecision, bool, bool, bool, bool, bool)[])[(CudaPrecision.Fp32, false, false, false, false, false),
+            (CudaPrecision.Tf32, false, false, false, false, false), (CudaPrecision.Bf16, false, false, false, false, false), (CudaPrecision.Bf16, false, false, false, true, false),
+            (CudaPrecision.Bf16, false, false, false, false, true),
+            (CudaPrecision.Bf16, false, true, false, false, false), (CudaPrecision.Bf16, false, false, true, false, false),
+            (CudaPrecision.Bf16, true, false, false, false, false), (CudaPrecision.Bf16, true, false, true, false, false)])
         {
             if (flash && !flashApplies) continue;
             gpu.Precision = precision;
@@ -911,6 +941,7 @@ public static class GpuSelfTest
             gpu.SplitHeads = split;
             gpu.Bf16InCublas = inCublas;
             gpu.Bf16Shadows = !perProduct;
+            gpu.SeparateLayerNormSums = separateLn;
             foreach (int B in s.Batches)
             {
                 int G = (int)Math.Round(0.15 * B * s.Seq);
@@ -937,9 +968,9 @@ public static class GpuSelfTest
                     double ms = CudaDriver.EventElapsedTime(start, stop) / s.Steps;
                     double seqs = B / (ms / 1000), mfu = seqs * s.Seq * fpt / 989e12;
                     float loss = gpu.ReadBuffer(info.OutputBuffer)[0];
-                    r.Row($"time {s.Name} step {precision.ToString().ToLowerInvariant()}{(flash ? " flash-attn" : "")}{(split ? " split-heads" : "")}{(inCublas ? " cublas-rounded" : "")}{(perProduct ? " rounded-per-product" : "")} B={B} T={s.Seq}", float.IsFinite(loss),
+                    r.Row($"time {s.Name} step {precision.ToString().ToLowerInvariant()}{(flash ? " flash-attn" : "")}{(split ? " split-heads" : "")}{(inCublas ? " cublas-rounded" : "")}{(perProduct ? " rounded-per-product" : "")}{(separateLn ? " separate-ln-sums" : "")} B={B} T={s.Seq}", float.IsFinite(loss),
                         string.Create(Inv, $"{ms:F1} ms/step, {seqs:F1} seq/s, MFU {mfu:P1} of 989 TFLOP/s; loss {loss:F3}; arena {gpu.ArenaBytes / (1 << 20)} MiB"),
-                        new() { ["batch"] = B, ["seq"] = s.Seq, ["precision"] = precision.ToString(), ["flash_attention"] = flash, ["split_heads"] = split, ["cublas_rounded"] = inCublas, ["rounded_per_product"] = perProduct, ["step_ms"] = ms, ["seq_per_s"] = seqs, ["mfu"] = mfu });
+                        new() { ["batch"] = B, ["seq"] = s.Seq, ["precision"] = precision.ToString(), ["flash_attention"] = flash, ["split_heads"] = split, ["cublas_rounded"] = inCublas, ["rounded_per_product"] = perProduct, ["separate_ln_sums"] = separateLn, ["step_ms"] = ms, ["seq_per_s"] = seqs, ["mfu"] = mfu });
                 }
                 catch (CudaException e) when (e.Message.Contains("OUT_OF_MEMORY"))
                 {
@@ -951,6 +982,7 @@ public static class GpuSelfTest
         gpu.Bf16InCublas = false;
         gpu.FlashAttention = false;
         gpu.Bf16Shadows = true;
+        gpu.SeparateLayerNormSums = false;
         TrainerSteps(r, device, cache, s, rng);
         Profile(r, gpu, opt, info, s, rng, CudaPrecision.Tf32, flash: false, byKernel: false);
         Profile(r, gpu, opt, info, s, rng, CudaPrecision.Bf16, flash: false, byKernel: false);

@@ -123,19 +123,40 @@ public sealed unsafe class CudaExec
     public ulong Grad16(ulong dx, long rows, int cols)
     {
         _pendingSlot = default;
-        if (!Bf16Shadows || Precision != CudaPrecision.Bf16 || Bf16InCublas || GemmScratch == 0 || rows * cols > GemmSlot || dx == 0) return 0;
-        _pendingSlot = (dx, dx + (ulong)(rows * cols) * 4, (int)rows, cols, cols);
-        return GemmScratch;
+        return SlotCopies ? PendSlot(0, dx, rows, cols) : 0;
     }
 
-    /// <summary>Slot 0 holds what the last launch wrote there for <see cref="Grad16"/>.</summary>
+    /// <summary>For a kernel that writes activation <paramref name="y"/> (rows × cols, packed) in full, when y is a product's
+    /// operand (shadow <paramref name="k"/>): where the kernel also writes y rounded to bf16, or 0 for nowhere. In bf16 with
+    /// <see cref="Bf16Shadows"/>: y's shadow, when this forward keeps them (a training binding; the products and the
+    /// backward then read it as <see cref="Shadow"/>); otherwise, when the next op is the product that reads y as operand
+    /// <paramref name="slot"/> (0: A, 1: B; -1: it is not next), that operand slot, which the product then takes as if it had
+    /// rounded y there itself (the slot remembers it after the launch). No pass over y to round it either way.</summary>
+    public ulong Out16(int k, ulong y, long rows, int cols, int slot)
+    {
+        _pendingSlot = default;
+        if (_shadowsMade && ShadowsOn) return ShadowAt(k);
+        return slot >= 0 && SlotCopies ? PendSlot(slot, y, rows, cols) : 0;
+    }
+
+    /// <summary>Whether a kernel may write a product's operand into an operand slot for it (<see cref="Grad16"/>, <see cref="Out16"/>).</summary>
+    bool SlotCopies => Bf16Shadows && Precision == CudaPrecision.Bf16 && !Bf16InCublas && GemmScratch != 0;
+
+    ulong PendSlot(int slot, ulong src, long rows, int cols)
+    {
+        if (src == 0 || rows <= 0 || cols <= 0 || rows * cols > GemmSlot) return 0;
+        _pendingSlot = (slot, (src, src + (ulong)(rows * cols) * 4, (int)rows, cols, cols));
+        return GemmScratch + (ulong)(slot * GemmSlot) * 2;
+    }
+
+    /// <summary>The operand slot holds what the last launch wrote there for <see cref="Grad16"/> or <see cref="Out16"/>.</summary>
     void TakePendingSlot()
     {
-        if (_pendingSlot.Src != 0) _held[0] = _pendingSlot;
+        if (_pendingSlot.Held.Src != 0) _held[_pendingSlot.Slot] = _pendingSlot.Held;
         _pendingSlot = default;
     }
 
-    (ulong Src, ulong End, int Rows, int Cols, int Ld) _pendingSlot;
+    (int Slot, (ulong Src, ulong End, int Rows, int Cols, int Ld) Held) _pendingSlot;
 
     /// <summary>Rows per chunk of the broadcast sums of a fused backward (<see cref="PointwiseRows"/>).</summary>
     public const int PointwiseRowChunk = 32;
@@ -415,24 +436,43 @@ public sealed unsafe class CudaExec
     /// <summary>Whether a LayerNorm's rows fit the register-held kernels (rt_layernorm_forward4, rt_layernorm_backward_x4).</summary>
     static bool RowsInRegisters(int C, ulong a, ulong b, ulong c = 0) => C % 4 == 0 && C <= 1024 && (a | b | c) % 16 == 0;
 
-    public void LayerNorm(ulong y, ulong mean, ulong rstd, ulong x, ulong w, ulong b, int N, int C, float eps) =>
-        LaunchBlocks(RowsInRegisters(C, y, x) ? "rt_layernorm_forward4" : "rt_layernorm_forward", (uint)((N + Block / 32 - 1) / (Block / 32)),
-            Args().Add(y).Add(mean).Add(rstd).Add(x).Add(w).Add(b).Add(N).Add(C).Add(eps));
+    /// <summary>LayerNorm's forward over N rows of C; <paramref name="y16"/> (from <see cref="Out16"/>; 0: none) also gets y
+    /// rounded to bf16.</summary>
+    public void LayerNorm(ulong y, ulong mean, ulong rstd, ulong x, ulong w, ulong b, int N, int C, float eps, ulong y16 = 0)
+    {
+        if (N == 0) { _pendingSlot = default; return; }
+        LaunchBlocks(RowsInRegisters(C, y, x) && y16 % 8 == 0 ? "rt_layernorm_forward4" : "rt_layernorm_forward", (uint)((N + Block / 32 - 1) / (Block / 32)),
+            Args().Add(y).Add(mean).Add(rstd).Add(x).Add(w).Add(b).Add(N).Add(C).Add(eps).Add(y16));
+        TakePendingSlot();
+    }
 
     /// <summary>LayerNorm's backward: dx += (or, <paramref name="accumulate"/> false, =) the input gradient, dw and db += the
-    /// weight and bias gradients.</summary>
+    /// weight and bias gradients (partial sums over chunks of <see cref="CudaKernels.RowChunk"/> rows, then added in chunk
+    /// order). Rows of at most 1024 columns, a multiple of 4, take one kernel for dx and the partial sums
+    /// (rt_layernorm_backward4: dy and x read once), unless <see cref="SeparateLayerNormSums"/>.</summary>
     public void LayerNormBackward(ulong dx, ulong dw, ulong db, ulong dy, ulong x, ulong w, ulong mean, ulong rstd, int N, int C, bool accumulate = true)
     {
         if (N == 0) return;
-        if (dx != 0)
-            LaunchBlocks(RowsInRegisters(C, dx, dy, x) ? "rt_layernorm_backward_x4" : "rt_layernorm_backward_x", (uint)((N + Block / 32 - 1) / (Block / 32)), Args().Add(dx).Add(dy).Add(x).Add(w).Add(mean).Add(rstd).Add(N).Add(C).Add(accumulate ? 1 : 0));
-        if (dw == 0 && db == 0) return;
         int chunks = (N + CudaKernels.RowChunk - 1) / CudaKernels.RowChunk;
-        RequireScratch(2L * chunks * C, "LayerNorm");
-        LaunchBlocks("rt_layernorm_backward_wb_partial", new Dim3((uint)((C + Block - 1) / Block), (uint)chunks),
-            Args().Add(Scratch).Add(dy).Add(x).Add(mean).Add(rstd).Add(N).Add(C).Add(CudaKernels.RowChunk));
+        bool sums = dw != 0 || db != 0;
+        if (sums) RequireScratch(2L * chunks * C, "LayerNorm");
+        if (dx != 0 && sums && RowsInRegisters(C, dx, dy, x) && Scratch % 16 == 0 && !SeparateLayerNormSums)
+            // dx and the partial column sums in one pass over dy and x (a block of 4 warps per chunk of rows)
+            LaunchBlocks("rt_layernorm_backward4", (uint)chunks, Args().Add(dx).Add(Scratch).Add(dy).Add(x).Add(w).Add(mean).Add(rstd).Add(N).Add(C).Add(CudaKernels.RowChunk).Add(accumulate ? 1 : 0), 128);
+        else
+        {
+            if (dx != 0)
+                LaunchBlocks(RowsInRegisters(C, dx, dy, x) ? "rt_layernorm_backward_x4" : "rt_layernorm_backward_x", (uint)((N + Block / 32 - 1) / (Block / 32)), Args().Add(dx).Add(dy).Add(x).Add(w).Add(mean).Add(rstd).Add(N).Add(C).Add(accumulate ? 1 : 0));
+            if (!sums) return;
+            LaunchBlocks("rt_layernorm_backward_wb_partial", new Dim3((uint)((C + Block - 1) / Block), (uint)chunks),
+                Args().Add(Scratch).Add(dy).Add(x).Add(mean).Add(rstd).Add(N).Add(C).Add(CudaKernels.RowChunk));
+        }
         LaunchBlocks("rt_layernorm_backward_wb_finish", (uint)((C + 31) / 32), Args().Add(dw).Add(db).Add(Scratch).Add(C).Add(chunks), 1024);
     }
+
+    /// <summary>LayerNorm's backward in two passes over dy and x, dx then the partial column sums, as before
+    /// rt_layernorm_backward4 (BERT_CUDA_LAYERNORM=separate, to time the two against each other); the same dx bits.</summary>
+    public bool SeparateLayerNormSums { get; set; }
 
     static float Scale(int C, int H) => 1f / MathF.Sqrt(C / H);
 

@@ -11,7 +11,7 @@ public static class CudaKernels
     /// <summary>Threads per block of the row kernels (a multiple of 32).</summary>
     public const int Block = 256;
     /// <summary>Rows per partial sum in the column reductions (LayerNorm's weight and bias gradients).</summary>
-    public const int RowChunk = 64;
+    public const int RowChunk = 16;
     /// <summary>Rows per block of the embedding backward (<see cref="CudaExec.SegmentRuns"/>).</summary>
     public const int EmbedSegmentRows = 32;
 
@@ -42,6 +42,20 @@ static __device__ __forceinline__ void rt_put(float* p, float v, int accumulate)
 
 // Four floats for 16-byte loads and stores (no SDK header: NVRTC's float4 is not assumed).
 struct alignas(16) rt_f4 { float x, y, z, w; };
+// Four bf16 values for 8-byte stores.
+struct alignas(8) rt_h4 { unsigned short x, y, z, w; };
+
+// fp32 → bf16, round to nearest even; NaN stays a (quiet) NaN, overflow rounds to infinity.
+static __device__ __forceinline__ unsigned short rt_bf16(float f)
+{
+    unsigned int b = (unsigned int)__float_as_int(f);
+    return (b & 0x7fffffffu) > 0x7f800000u ? (unsigned short)0x7fc0u : (unsigned short)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
+}
+static __device__ __forceinline__ rt_h4 rt_bf16x4(rt_f4 v)
+{
+    rt_h4 h; h.x = rt_bf16(v.x); h.y = rt_bf16(v.y); h.z = rt_bf16(v.z); h.w = rt_bf16(v.w); return h;
+}
+// end rt_bf16
 
 static __device__ __forceinline__ float rt_nan() { return __int_as_float(0x7fc00000); }
 
@@ -153,8 +167,9 @@ extern "C" __global__ void rt_embed_backward_finish(float* __restrict__ dtable, 
 }
 
 // ---------------- LayerNorm: one warp per row ----------------
+// y16 (0: none): y rounded to bf16 as well, for the product that reads it next (CudaExec.Out16), the same bits as rt_to_bf16.
 extern "C" __global__ void rt_layernorm_forward(float* __restrict__ y, float* __restrict__ mean, float* __restrict__ rstd, const float* __restrict__ x,
-    const float* __restrict__ w, const float* __restrict__ b, int N, int C, float eps)
+    const float* __restrict__ w, const float* __restrict__ b, int N, int C, float eps, unsigned short* __restrict__ y16)
 {
     int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (row >= N) return;
@@ -166,7 +181,13 @@ extern "C" __global__ void rt_layernorm_forward(float* __restrict__ y, float* __
     for (int c = lane; c < C; c += 32) { float d = xr[c] - m; q += d * d; }
     float r = 1.0f / sqrtf(rt_warp_sum(q) / (float)C + eps);
     float* yr = y + (long long)row * C;
-    for (int c = lane; c < C; c += 32) yr[c] = (xr[c] - m) * r * w[c] + b[c];
+    unsigned short* y16r = y16 ? y16 + (long long)row * C : 0;
+    for (int c = lane; c < C; c += 32)
+    {
+        float o = (xr[c] - m) * r * w[c] + b[c];
+        yr[c] = o;
+        if (y16r) y16r[c] = rt_bf16(o);
+    }
     if (lane == 0) { mean[row] = m; rstd[row] = r; }
 }
 
@@ -203,7 +224,7 @@ static __device__ __forceinline__ rt_f4 rt_f4_at(const float* __restrict__ p, in
 }
 
 extern "C" __global__ void rt_layernorm_forward4(float* __restrict__ y, float* __restrict__ mean, float* __restrict__ rstd, const float* __restrict__ x,
-    const float* __restrict__ w, const float* __restrict__ b, int N, int C, float eps)
+    const float* __restrict__ w, const float* __restrict__ b, int N, int C, float eps, unsigned short* __restrict__ y16)
 {
     int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31, C4 = C >> 2;
     if (row >= N) return;
@@ -226,6 +247,7 @@ extern "C" __global__ void rt_layernorm_forward4(float* __restrict__ y, float* _
         }
     float r = 1.0f / sqrtf(rt_warp_sum(q) / (float)C + eps);
     rt_f4* yr = (rt_f4*)(y + (long long)row * C);
+    rt_h4* y16r = y16 ? (rt_h4*)(y16 + (long long)row * C) : 0;   // 8-byte aligned (CudaExec checks)
 #pragma unroll
     for (int i = 0; i < 8; i++)
     {
@@ -236,6 +258,7 @@ extern "C" __global__ void rt_layernorm_forward4(float* __restrict__ y, float* _
             o.x = (v[i].x - m) * r * ww.x + bv.x; o.y = (v[i].y - m) * r * ww.y + bv.y;
             o.z = (v[i].z - m) * r * ww.z + bv.z; o.w = (v[i].w - m) * r * ww.w + bv.w;
             yr[c] = o;
+            if (y16r) y16r[c] = rt_bf16x4(o);
         }
     }
     if (lane == 0) { mean[row] = m; rstd[row] = r; }
@@ -277,6 +300,78 @@ extern "C" __global__ void rt_layernorm_backward_x4(float* __restrict__ dx, cons
             if (accumulate) { rt_f4 p = dxr[c]; o.x = p.x + o.x; o.y = p.y + o.y; o.z = p.z + o.z; o.w = p.w + o.w; }
             dxr[c] = o;
         }
+    }
+}
+
+// LayerNorm's whole backward in one pass over dy and x, for the rows rt_layernorm_backward_x4 takes (C ≤ 1024, a multiple
+// of 4, dx, dy and x 16-byte aligned): a block of RT_LN_WARPS warps per chunk of rowChunk consecutive rows, each warp
+// rowChunk / RT_LN_WARPS of them in order; dx exactly as rt_layernorm_backward_x4 (the same bits), and each warp's column
+// sums of dy·x̂ and dy in shared memory, then the block's (its warps in order) into part[k][c] and part[chunks + k][c], the
+// layout rt_layernorm_backward_wb_finish adds up. dy and x are read once instead of twice (dx, then the partial sums).
+#define RT_LN_WARPS 4
+extern "C" __global__ void rt_layernorm_backward4(float* __restrict__ dx, float* __restrict__ part, const float* __restrict__ dy,
+    const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ mean, const float* __restrict__ rstd,
+    int N, int C, int rowChunk, int accumulate)
+{
+    __shared__ rt_f4 sh[RT_LN_WARPS][2][256];
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, C4 = C >> 2, per = rowChunk / RT_LN_WARPS;
+    const rt_f4 zero = { 0.0f, 0.0f, 0.0f, 0.0f };
+    for (int c = lane; c < C4; c += 32) { sh[warp][0][c] = zero; sh[warp][1][c] = zero; }
+    int first = blockIdx.x * rowChunk + warp * per;
+    for (int k = 0; k < per && first + k < N; k++)
+    {
+        int row = first + k;
+        const rt_f4* xr = (const rt_f4*)(x + (long long)row * C);
+        const rt_f4* dyr = (const rt_f4*)(dy + (long long)row * C);
+        float m = mean[row], r = rstd[row], sg = 0.0f, sgx = 0.0f;
+        rt_f4 dv[8], xh[8];
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+        {
+            int c = lane + 32 * i;
+            if (c < C4)
+            {
+                rt_f4 xv = xr[c], ww = rt_f4_at(w, c), g;
+                dv[i] = dyr[c];
+                g.x = dv[i].x * ww.x; g.y = dv[i].y * ww.y; g.z = dv[i].z * ww.z; g.w = dv[i].w * ww.w;
+                xh[i].x = (xv.x - m) * r; xh[i].y = (xv.y - m) * r; xh[i].z = (xv.z - m) * r; xh[i].w = (xv.w - m) * r;
+                sg += (g.x + g.y) + (g.z + g.w);
+                sgx += (g.x * xh[i].x + g.y * xh[i].y) + (g.z * xh[i].z + g.w * xh[i].w);
+                rt_f4 a = sh[warp][0][c], b = sh[warp][1][c];
+                a.x += dv[i].x * xh[i].x; a.y += dv[i].y * xh[i].y; a.z += dv[i].z * xh[i].z; a.w += dv[i].w * xh[i].w;
+                b.x += dv[i].x; b.y += dv[i].y; b.z += dv[i].z; b.w += dv[i].w;
+                sh[warp][0][c] = a; sh[warp][1][c] = b;
+            }
+        }
+        float mg = rt_warp_sum(sg) / (float)C, mgx = rt_warp_sum(sgx) / (float)C;
+        rt_f4* dxr = (rt_f4*)(dx + (long long)row * C);
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+        {
+            int c = lane + 32 * i;
+            if (c < C4)
+            {
+                rt_f4 ww = rt_f4_at(w, c), o;
+                o.x = r * (dv[i].x * ww.x - mg - xh[i].x * mgx); o.y = r * (dv[i].y * ww.y - mg - xh[i].y * mgx);
+                o.z = r * (dv[i].z * ww.z - mg - xh[i].z * mgx); o.w = r * (dv[i].w * ww.w - mg - xh[i].w * mgx);
+                if (accumulate) { rt_f4 p = dxr[c]; o.x = p.x + o.x; o.y = p.y + o.y; o.z = p.z + o.z; o.w = p.w + o.w; }
+                dxr[c] = o;
+            }
+        }
+    }
+    __syncthreads();
+    rt_f4* pw = (rt_f4*)(part + (long long)blockIdx.x * C);
+    rt_f4* pb = (rt_f4*)(part + (long long)(gridDim.x + blockIdx.x) * C);
+    for (int c = threadIdx.x; c < C4; c += blockDim.x)
+    {
+        rt_f4 a = sh[0][0][c], b = sh[0][1][c];
+        for (int j = 1; j < RT_LN_WARPS; j++)
+        {
+            rt_f4 a2 = sh[j][0][c], b2 = sh[j][1][c];
+            a.x += a2.x; a.y += a2.y; a.z += a2.z; a.w += a2.w;
+            b.x += b2.x; b.y += b2.y; b.z += b2.z; b.w += b2.w;
+        }
+        pw[c] = a; pb[c] = b;
     }
 }
 
@@ -828,13 +923,6 @@ extern "C" __global__ void rt_ce_backward(float* __restrict__ dlogits, const flo
 }
 
 // ---------------- bf16 operands ----------------
-// fp32 → bf16, round to nearest even; NaN stays a (quiet) NaN, overflow rounds to infinity.
-static __device__ __forceinline__ unsigned short rt_bf16(float f)
-{
-    unsigned int b = (unsigned int)__float_as_int(f);
-    return (b & 0x7fffffffu) > 0x7f800000u ? (unsigned short)0x7fc0u : (unsigned short)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
-}
-// end rt_bf16
 
 // dst (rows × cols, packed) = src (rows × cols, row stride ld) rounded to bf16. Packed sources (ld = cols, every operand
 // the schedules pass) take a flat loop with no index division.
@@ -855,15 +943,10 @@ extern "C" __global__ void rt_to_bf16(unsigned short* __restrict__ dst, const fl
 }
 
 // n4 groups of four: dst (8-byte aligned) = src (16-byte aligned) rounded to bf16, 16-byte loads and 8-byte stores.
-struct alignas(8) rt_h4 { unsigned short x, y, z, w; };
 extern "C" __global__ void rt_to_bf16_4(rt_h4* __restrict__ dst, const rt_f4* __restrict__ src, long long n4)
 {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n4; i += (long long)blockDim.x * gridDim.x)
-    {
-        rt_f4 v = src[i];
-        rt_h4 h; h.x = rt_bf16(v.x); h.y = rt_bf16(v.y); h.z = rt_bf16(v.z); h.w = rt_bf16(v.w);
-        dst[i] = h;
-    }
+        dst[i] = rt_bf16x4(src[i]);
 }
 
 // The step's dropout seed into device memory (the kernels read it there, so a replayed graph sees each step's).

@@ -124,6 +124,10 @@ public sealed unsafe class CudaModel : IDisposable
     /// it between steps only.</summary>
     public bool Bf16Shadows { get => _ex.Bf16Shadows; set => _ex.Bf16Shadows = value; }
 
+    /// <summary>LayerNorm's backward in two passes over dy and x (dx, then the weight and bias gradients' partial sums) instead
+    /// of one (CudaExec.SeparateLayerNormSums; to time them against each other; the same dx bits).</summary>
+    public bool SeparateLayerNormSums { get => _ex.SeparateLayerNormSums; set => _ex.SeparateLayerNormSums = value; }
+
     /// <summary>Attention's products on head-major copies (strided batched) instead of on the heads where they lie (pointer-array
     /// batched, the default); BERT_CUDA_ATTENTION=split.</summary>
     public bool SplitHeads { get => _ex.SplitHeads; set => _ex.SplitHeads = value; }
@@ -715,6 +719,9 @@ public sealed unsafe class CudaModel : IDisposable
         // and the bf16 copies of the products' operands (0xFFFF is a NaN in bf16): a product that read one its forward did
         // not make shows up too
         if (_shadows != 0) CudaDriver.MemsetD8Async(_shadows, 0xFF, (ulong)_shadowBytes, _ex.Stream);
+        // and the two operand slots, which then hold nothing: a product that took a slot no kernel wrote shows up
+        if (_ex.GemmScratch != 0) CudaDriver.MemsetD8Async(_ex.GemmScratch, 0xFF, (ulong)_ex.GemmSlot * 4, _ex.Stream);
+        _ex.ForgetOperands();
     }
 
     /// <summary>Poisons the bf16 weight copy with NaN without marking it stale (so that a value an optimizer step should

@@ -98,6 +98,17 @@ public sealed record FusedKernelInfo(string Name, string Expression, SizeExpr Ou
     /// bf16, into its last argument <c>dx16</c> (CudaExec.Grad16); -1: the kernels take no such argument.</summary>
     public int Grad16Input { get; init; } = -1;
 
+    /// <summary>Whether the CUDA forward also writes y rounded to bf16 into its last argument <c>y16</c> (0: none), its output
+    /// being a product's operand (CudaExec.Out16).</summary>
+    public bool Out16 { get; init; }
+
+    /// <summary>Per input: its gradient is the kernel's output gradient itself (y = … + x along additions only), so the
+    /// model's schedule gives it no dx (the buffer of dy is x's gradient, which the ops after add into). Empty: none.</summary>
+    public bool[] Aliases { get; init; } = [];
+
+    /// <summary>Whether input <paramref name="input"/>'s gradient is the output gradient's buffer.</summary>
+    public bool AliasesGradient(int input) => input < Aliases.Length && Aliases[input];
+
     /// <summary>Whether the backward writes input <paramref name="input"/>'s gradient instead of adding into it.</summary>
     public bool WritesGradient(int input) => input < Writes.Length && Writes[input];
 

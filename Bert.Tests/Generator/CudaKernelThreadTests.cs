@@ -388,9 +388,11 @@ public partial class CudaSourceTests
 
     /// <summary>LayerNorm (warp per row; weight and bias gradients by chunked column sums) and softmax cross-entropy (block per
     /// row, ignored labels, the count of counted rows), launched as CudaExec launches them, against the CPU kernels in double,
-    /// the gradients added into prefilled buffers. N = 70 rows cross a 64-row chunk, C = 300 columns cross a 256-thread block
-    /// and are not a multiple of 32; V = 1500 classes exceed a block of 1024 threads. <paramref name="registers"/>: the
-    /// LayerNorm kernels that hold a row in registers four at a time (300 columns: 75 groups, the third lane pass partial).</summary>
+    /// the gradients added into prefilled buffers. N = 70 rows are 5 chunks of 16, the last partial (in the one-pass backward
+    /// two of its four warps have no row), C = 300 columns cross a 256-thread block and are not a multiple of 32; V = 1500
+    /// classes exceed a block of 1024 threads. The forward's bf16 copy of y is y rounded, bit for bit. <paramref name="registers"/>:
+    /// the LayerNorm kernels that hold a row in registers four at a time (300 columns: 75 groups, the third lane pass
+    /// partial), and the one-pass backward (dx the two-pass kernel's bits; the weight and bias sums against the CPU).</summary>
     [ClangTheory]
     [InlineData(false)]
     [InlineData(true)]
@@ -427,20 +429,25 @@ public partial class CudaSourceTests
         try
         {
             File.WriteAllText(Path.Combine(dir, "main.cpp"), ThreadedHostPrelude + RuntimeSections(0, "LayerNorm", "softmax cross-entropy") + "\n" + $$"""
-                static float* rdf(FILE* f, int n) { float* p = (float*)malloc(4 * (size_t)n + 8); if (fread(p, 4, n, f) != (size_t)n) exit(3); return p; }
+                static float* rdf(FILE* f, int n) { float* p = (float*)aligned_alloc(16, 4 * (size_t)n + 16); if (fread(p, 4, n, f) != (size_t)n) exit(3); return p; }
+                static float* rdcopy(const float* src, int n) { float* p = (float*)aligned_alloc(16, 4 * (size_t)n + 16); memcpy(p, src, 4 * (size_t)n); return p; }
                 int main(int argc, char** argv)
                 {
                     FILE* in = fopen(argv[1], "rb"); FILE* out = fopen(argv[2], "wb");
                     if (!in || !out) return 2;
                     const int N = {{N}}, C = {{C}}, R = {{Rows}}, V = {{V}}, chunk = {{RowChunk}}, block = 256;
                     float *x = rdf(in, N * C), *w = rdf(in, C), *b = rdf(in, C), *dy = rdf(in, N * C), *dx = rdf(in, N * C), *dw = rdf(in, C), *db = rdf(in, C);
+                    float* dx0 = rdcopy(dx, N * C); float* dw0 = rdcopy(dw, C); float* db0 = rdcopy(db, C);   // the prefilled gradients, before the kernels add
                     float *logits = rdf(in, R * V), *dlogits = rdf(in, R * V);
                     int labels[R]; if (fread(labels, 4, R, in) != R) return 3;
                     float* y = (float*)calloc(N * C, 4); float* mean = (float*)calloc(N, 4); float* rstd = (float*)calloc(N, 4);
                     int chunks = (N + chunk - 1) / chunk;
                     float* part = (float*)calloc(2 * chunks * C, 4);
                     unsigned rowBlocks = (N + block / 32 - 1) / (block / 32);
-                    bert_launch(rowBlocks, block, [&] { rt_layernorm_forward{{(registers ? "4" : "")}}(y, mean, rstd, x, w, b, N, C, {{Eps.ToString("R", CultureInfo.InvariantCulture)}}f); });
+                    unsigned short* y16 = (unsigned short*)aligned_alloc(16, 2 * (size_t)N * C + 16); for (int i = 0; i < N * C; i++) y16[i] = 0xFFFF;
+                    float* y2 = (float*)calloc(N * C, 4); float* mean2 = (float*)calloc(N, 4); float* rstd2 = (float*)calloc(N, 4);
+                    bert_launch(rowBlocks, block, [&] { rt_layernorm_forward{{(registers ? "4" : "")}}(y, mean, rstd, x, w, b, N, C, {{Eps.ToString("R", CultureInfo.InvariantCulture)}}f, 0); });
+                    bert_launch(rowBlocks, block, [&] { rt_layernorm_forward{{(registers ? "4" : "")}}(y2, mean2, rstd2, x, w, b, N, C, {{Eps.ToString("R", CultureInfo.InvariantCulture)}}f, y16); });
                     bert_launch(rowBlocks, block, [&] { rt_layernorm_backward_x{{(registers ? "4" : "")}}(dx, dy, x, w, mean, rstd, N, C, 1); });
                     float* dxw = (float*)malloc(4 * (size_t)N * C); for (int i = 0; i < N * C; i++) dxw[i] = __builtin_nanf("");
                     bert_launch(rowBlocks, block, [&] { rt_layernorm_backward_x{{(registers ? "4" : "")}}(dxw, dy, x, w, mean, rstd, N, C, 0); });
@@ -457,6 +464,19 @@ public partial class CudaSourceTests
                     fwrite(dx, 4, N * C, out); fwrite(dw, 4, C, out); fwrite(db, 4, C, out);
                     fwrite(&loss, 4, 1, out); fwrite(probs, 4, R * V, out); fwrite(dlogits, 4, R * V, out);
                     fwrite(dxw, 4, N * C, out); fwrite(dlw, 4, R * V, out);
+                    fwrite(y2, 4, N * C, out); fwrite(y16, 2, N * C, out);
+                    if ({{(registers ? 1 : 0)}})
+                    {
+                        // the one-pass backward (rt_layernorm_backward4): dx added and written over NaN, then the sums
+                        float* dxf = (float*)aligned_alloc(16, 4 * (size_t)N * C + 16); memcpy(dxf, dx0, 4 * (size_t)N * C);
+                        float* dxfw = (float*)aligned_alloc(16, 4 * (size_t)N * C + 16); for (int i = 0; i < N * C; i++) dxfw[i] = __builtin_nanf("");
+                        float* dwf = rdcopy(dw0, C); float* dbf = rdcopy(db0, C);
+                        float* partf = (float*)aligned_alloc(16, 4 * (size_t)2 * chunks * C + 16);
+                        bert_launch(chunks, 128, [&] { rt_layernorm_backward4(dxf, partf, dy, x, w, mean, rstd, N, C, chunk, 1); });
+                        bert_launch(chunks, 128, [&] { rt_layernorm_backward4(dxfw, partf, dy, x, w, mean, rstd, N, C, chunk, 0); });
+                        bert_launch((C + 31) / 32, 1024, [&] { rt_layernorm_backward_wb_finish(dwf, dbf, partf, C, chunks); });
+                        fwrite(dxf, 4, N * C, out); fwrite(dxfw, 4, N * C, out); fwrite(dwf, 4, C, out); fwrite(dbf, 4, C, out);
+                    }
                     return 0;
                 }
                 """);
@@ -471,17 +491,37 @@ public partial class CudaSourceTests
             Assert.True(run.Code == 0, $"the host build of the LayerNorm and cross-entropy kernels failed (exit {run.Code}):\n{Tail(run.Output)}");
             using var r = new BinaryReader(File.OpenRead(Path.Combine(dir, "out.bin")));
             float[] Read(int n) => Enumerable.Range(0, n).Select(_ => r.ReadSingle()).ToArray();
-            Assert.Null(Compare("LayerNorm y", Read(N * C), y, false));
+            float[] yGot = Read(N * C);
+            Assert.Null(Compare("LayerNorm y", yGot, y, false));
             Assert.Null(Compare("LayerNorm mean", Read(N), mean, false));
             Assert.Null(Compare("LayerNorm rstd", Read(N), rstd, false));
-            Assert.Null(Compare("LayerNorm dx (added)", Read(N * C), dx, false));
+            float[] dxGot = Read(N * C);
+            Assert.Null(Compare("LayerNorm dx (added)", dxGot, dx, false));
             Assert.Null(Compare("LayerNorm dweight (added)", Read(C), dw, false));
             Assert.Null(Compare("LayerNorm dbias (added)", Read(C), db, false));
             Assert.Null(Compare("cross-entropy loss", Read(1), loss, false));
             Assert.Null(Compare("cross-entropy probabilities", Read(Rows * V), probs, false));
             Assert.Null(Compare("cross-entropy dlogits (added)", Read(Rows * V), dlogits, false));
-            Assert.Null(Compare("LayerNorm dx (written over NaN)", Read(N * C), dxWritten, false));
+            float[] dxWrittenGot = Read(N * C);
+            Assert.Null(Compare("LayerNorm dx (written over NaN)", dxWrittenGot, dxWritten, false));
             Assert.Null(Compare("cross-entropy dlogits (written over NaN; zeros on the ignored row)", Read(Rows * V), dlogitsWritten, false));
+            // With a bf16 output (CudaExec.Out16): the same y, bit for bit, and y rounded to bf16 bit for bit.
+            float[] y2 = Read(N * C);
+            Assert.True(y2.AsSpan().SequenceEqual(yGot), "LayerNorm y differs when the kernel also writes its bf16 copy");
+            for (int i = 0; i < N * C; i++)
+            {
+                ushort got = r.ReadUInt16(), want = Bf16Reference(y2[i]);
+                Assert.True(got == want, $"LayerNorm's bf16 copy of y[{i}] = {y2[i]:R} is 0x{got:X4}, expected 0x{want:X4}");
+            }
+            if (registers)
+            {
+                // The one-pass backward: dx the bits of the two-pass one's (added, and written over NaN), the weight and bias
+                // gradients from its partial sums against the CPU.
+                Assert.True(Read(N * C).AsSpan().SequenceEqual(dxGot), "rt_layernorm_backward4's dx (added) differs from rt_layernorm_backward_x4's");
+                Assert.True(Read(N * C).AsSpan().SequenceEqual(dxWrittenGot), "rt_layernorm_backward4's dx (written over NaN) differs from rt_layernorm_backward_x4's");
+                Assert.Null(Compare("LayerNorm dweight (added; one pass)", Read(C), dw, false));
+                Assert.Null(Compare("LayerNorm dbias (added; one pass)", Read(C), db, false));
+            }
             Assert.Equal(r.BaseStream.Length, r.BaseStream.Position);
         }
         finally { Directory.Delete(dir, true); }

@@ -292,6 +292,8 @@ public partial class CudaSourceTests
         sb.Append(HostPrelude).Append("#include \"k.cu\"\n");
         // Per kernel: whether its backward also writes a product's output gradient in bf16 (FusedKernelInfo.Grad16Input).
         sb.Append($"static const int grad16[] = {{ {string.Join(", ", info.Kernels.Select(k => k.Grad16Input >= 0 ? "1" : "0").Append("0"))} }};\n");
+        // Per kernel: whether its forward also writes y in bf16 (FusedKernelInfo.Out16).
+        sb.Append($"static const int out16[] = {{ {string.Join(", ", info.Kernels.Select(k => k.Out16 ? "1" : "0").Append("0"))} }};\n");
         sb.Append("""
             static int rd(FILE* f, void* p, size_t bytes) { return fread(p, 1, bytes, f) == bytes; }
             static float* rdf(FILE* f, int n) { float* p = (float*)malloc(sizeof(float) * (n + 1)); if (!rd(f, p, sizeof(float) * n)) exit(3); return p; }
@@ -397,14 +399,14 @@ public partial class CudaSourceTests
             int ni = k.Inputs.Length;
             var xs = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"x[{i}], ns[{i}]"));
             var dxs = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"dx[{i}]"));
-            sb.Append($"                case {2 * q}: {name}_forward(y, {xs}, n, &seed, h[2]); break;\n");
+            sb.Append($"                case {2 * q}: {name}_forward(y, {xs}, n, &seed, h[2]{(k.Out16 ? ", d16" : "")}); break;\n");
             sb.Append($"                case {2 * q + 1}: {name}_backward(dy, {dxs}, {xs}, n, &seed, h[2]{(k.Grad16Input >= 0 ? ", d16" : "")}); break;\n");
         }
         sb.Append("""
                             default: return 5;
                         }
                     }
-                    if (h[1] == 0) fwrite(y, sizeof(float), n, out);
+                    if (h[1] == 0) { fwrite(y, sizeof(float), n, out); if (out16[h[0]]) wr16(out, d16, n); }
                     else for (int k = 0; k < ni; k++) fwrite(dx[k], sizeof(float), ns[k], out);
                     if ((h[1] == 1 || h[1] == 3) && grad16[h[0]]) wr16(out, d16, n);
                     free(y); free(dy); free(d16);
@@ -470,18 +472,27 @@ public partial class CudaSourceTests
 
                     var yCpu = new double[n];
                     k.Forward(yCpu, xs.Select(Doubles).ToArray(), seed, training);
-                    cases.Add((new Case(q, 0, training, seed, n, xs, n), y => Compare(what + " forward", y, yCpu, k.Dropout && training)));
+                    // With Out16, the bf16 copy of y follows: the kernel's own y rounded, bit for bit.
+                    cases.Add((new Case(q, 0, training, seed, n, xs, k.Out16 ? 2 * n : n), y => Compare(what + " forward", y[..n], yCpu, k.Dropout && training)
+                        ?? (!k.Out16 ? null : Enumerable.Range(0, n).Where(i => BitConverter.SingleToUInt32Bits(y[n + i]) != (uint)Bf16Reference(y[i]) << 16)
+                            .Select(i => $"{what} forward: the bf16 copy of y[{i}] = {y[i]:R} is 0x{BitConverter.SingleToUInt32Bits(y[n + i]) >> 16:X4}, expected 0x{Bf16Reference(y[i]):X4}").FirstOrDefault())));
 
                     var dy = Floats(rng, n);
                     var prefill = ns.Select(len => Floats(rng, len)).ToArray();   // backward must add
                     var dxCpu = prefill.Select(Doubles).ToArray();
                     k.Backward(Doubles(dy), dxCpu, xs.Select(Doubles).ToArray(), seed, training);
                     var expected = dxCpu.SelectMany(d => d).ToArray();
-                    // With Grad16Input, the bf16 copy of that input's gradient follows: the kernel's own dx rounded, bit for bit.
+                    // With Grad16Input, the bf16 copy of that input's gradient follows: the kernel's own dx rounded, bit for bit
+                    // (or, when that gradient is dy's own buffer, Aliases, dy rounded: the adjoint passed on unchanged).
                     int extra = k.Grad16Input >= 0 ? n : 0, at = ns.Take(Math.Max(0, k.Grad16Input)).Sum();
-                    string? Backward(string name, float[] got) => Compare(name, got[..expected.Length], expected, false)
-                        ?? (extra == 0 ? null : Enumerable.Range(0, n).Where(i => BitConverter.SingleToUInt32Bits(got[expected.Length + i]) != (uint)Bf16Reference(got[at + i]) << 16)
-                            .Select(i => $"{name}: the bf16 copy of dx{k.Grad16Input}[{i}] = {got[at + i]:R} is 0x{BitConverter.SingleToUInt32Bits(got[expected.Length + i]) >> 16:X4}, expected 0x{Bf16Reference(got[at + i]):X4}").FirstOrDefault());
+                    bool ofDy = k.Grad16Input >= 0 && k.AliasesGradient(k.Grad16Input);
+                    string? Backward(string name, float[] got)
+                    {
+                        float Source(int i) => ofDy ? dy[i] : got[at + i];
+                        return Compare(name, got[..expected.Length], expected, false)
+                            ?? (extra == 0 ? null : Enumerable.Range(0, n).Where(i => BitConverter.SingleToUInt32Bits(got[expected.Length + i]) != (uint)Bf16Reference(Source(i)) << 16)
+                                .Select(i => $"{name}: the bf16 copy of {(ofDy ? "dy" : "dx" + k.Grad16Input)}[{i}] = {Source(i):R} is 0x{BitConverter.SingleToUInt32Bits(got[expected.Length + i]) >> 16:X4}, expected 0x{Bf16Reference(Source(i)):X4}").FirstOrDefault());
+                    }
                     cases.Add((new Case(q, 1, training, seed, n, new[] { dy }.Concat(xs).Concat(prefill).ToArray(), expected.Length + extra),
                         dx => Backward(what + " backward (dx of all inputs, concatenated)", dx)));
                     if (HasRowsVariant(k))   // the chunked backward the GPU schedule calls: the same gradients
@@ -545,9 +556,10 @@ public partial class CudaSourceTests
     {
         RequireClang();
         string src = global::Bert.Runtime.Cuda.CudaKernels.Source;
-        int from = src.IndexOf("static __device__ __forceinline__ unsigned short rt_bf16", StringComparison.Ordinal);
-        int to = src.IndexOf("// ---------------- attention, flash", StringComparison.Ordinal);
-        Assert.True(from >= 0 && to > from, "rt_bf16 and rt_to_bf16 are not where the test looks for them");
+        // the shared helpers from rt_f4 to rt_bf16 (and its four-wide form), then the conversion kernels' section
+        int from = src.IndexOf("struct alignas(16) rt_f4", StringComparison.Ordinal), fromEnd = src.IndexOf("// end rt_bf16", StringComparison.Ordinal);
+        int at = src.IndexOf("// ---------------- bf16 operands", StringComparison.Ordinal), to = src.IndexOf("// ---------------- attention, flash", StringComparison.Ordinal);
+        Assert.True(from >= 0 && fromEnd > from && at > fromEnd && to > at, "rt_bf16 and rt_to_bf16 are not where the test looks for them");
         var rng = new Random(77);
         var values = new List<float> { 0f, -0f, 1f, -1f, float.Epsilon, -float.Epsilon, float.MaxValue, -float.MaxValue,
             float.PositiveInfinity, float.NegativeInfinity, float.NaN, BitConverter.UInt32BitsToSingle(0xFFC12345), BitConverter.UInt32BitsToSingle(0x7F800001),
@@ -560,8 +572,7 @@ public partial class CudaSourceTests
         {
             File.WriteAllText(Path.Combine(dir, "main.cpp"), HostPrelude + """
                 #define __restrict__ __restrict
-                struct alignas(16) rt_f4 { float x, y, z, w; };
-                """ + "\n" + src.Substring(from, to - from) + $$"""
+                """ + "\n" + src[from..fromEnd] + src[at..to] + $$"""
                 int main(int argc, char** argv)
                 {
                     const int rows = {{Rows}}, cols = {{Cols}}, ld = {{Ld}};

@@ -76,6 +76,28 @@ public class GradientWriteTests
         var families = OpCoverageTests.Kernels().Select(o => ((string)o[0]).Split('.'))
             .Select(id => OpCoverageTests.AllModels().First(m => m.Name == id[0]).Kernels.First(k => k.Name == id[1]));
         Assert.Contains(families, k => k.Grad16Input >= 0);
+        // Each layer's bias + GELU writes its output in bf16 too, for the product that reads it (CudaExec.Out16), and a
+        // family kernel the host tests run does (its copy checked bit for bit).
+        Assert.True(info.Kernels.Count(k => k.Out16) >= layers, $"{info.Name}: {info.Kernels.Count(k => k.Out16)} kernels write their output in bf16 for a product");
+        Assert.Contains(families, k => k.Out16);
+    }
+
+    /// <summary>An identity adjoint (y = … + x along additions) shares dy's buffer instead of copying dy into x's own: each
+    /// BERT layer's two residual connections and its query, key and value bias, and the embeddings' sum. A kernel whose bf16
+    /// copy of a product's output gradient is then dy's (the QKV bias) is among the kernels the host tests run, which check
+    /// that copy against dy rounded.</summary>
+    [Fact]
+    public void IdentityAdjoints_ShareTheOutputGradientsBuffer()
+    {
+        var info = Bert.Models.BertMiniPreTraining.Info;
+        int layers = (int)info.Constants["Layers"];
+        int aliased = info.Kernels.Sum(k => k.Aliases.Count(a => a));
+        Assert.True(aliased >= 3 * layers + 2, $"{info.Name}: {aliased} kernel inputs share their output's gradient buffer");
+        // (That the shared buffers hold the right sums is what the NaN-filled runs above, the gradient properties and the
+        // self-test check.)
+        var families = OpCoverageTests.Kernels().Select(o => ((string)o[0]).Split('.'))
+            .Select(id => OpCoverageTests.AllModels().First(m => m.Name == id[0]).Kernels.First(k => k.Name == id[1]));
+        Assert.Contains(families, k => k.Grad16Input >= 0 && k.AliasesGradient(k.Grad16Input));
     }
 
     [Fact]

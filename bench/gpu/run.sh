@@ -5,8 +5,8 @@
 #   selftest  `bert selftest --device cuda --timing`: cuBLAS, every kernel through whole models against the CPU in double
 #             (forward, backward, AdamW, LAMB, determinism, bf16, the flash attention, CUDA graphs, the memory estimate),
 #             then BERT-Base pre-training steps timed (fp32, TF32, bf16; bf16 rounded per product as before the kept bf16
-#             operands, with cuBLAS rounding, with the flash attention, with both), per-kernel profiles, the product's
-#             training loop, inference
+#             operands, with LayerNorm's backward in two passes, with cuBLAS rounding, with the flash attention, with both),
+#             per-kernel profiles, the product's training loop, inference
 #   train     `bert pretrain --device cuda` (BERT-Mini, embedded corpus, TF32), `bert finetune --device cuda --precision bf16`
 #             on Amazon, then `bert eval` and `bert predict` with --device cuda
 #   demo      (not in the default PARTS) `bert demo --device cuda --pretrain-steps $DEMO_STEPS` (default 25000, ≈ 35× the CPU
