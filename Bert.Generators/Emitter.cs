@@ -363,8 +363,9 @@ public static class Emitter
             var v = node.Inputs[i];
             int k = plan.ShadowOf(v);
             if (k < 0) return "";
-            // made by the op that wrote v (Plan.Bf16Output), or else rounded here, at the first product that reads it
-            bool make = !(v.Producer is { } p && Plan.Bf16Output(plan, p) >= 0) && Plan.FirstProduct(v) == node && node.Inputs.IndexOf(v) == i;
+            // made by the op that wrote v (Plan.Bf16OutputAlways), or else rounded here, at the first product that reads it
+            // (nothing to round when attention's flash kernel wrote it: CudaExec.ToShadow)
+            bool make = !(v.Producer is { } p && Plan.Bf16OutputAlways(plan, p)) && Plan.FirstProduct(v) == node && node.Inputs.IndexOf(v) == i;
             return make ? $", {arg}: ex.ToShadow({k}, {P(i)}, {v.Size.Code()})" : $", {arg}: ex.Shadow({k})";
         }
         switch (n.Kind)
@@ -390,7 +391,7 @@ public static class Emitter
                 w.WriteLine($"ex.LayerNorm({y}, ex.Buf({plan.Saved[(n, 0)].Id}), ex.Buf({plan.Saved[(n, 1)].Id}), {P(0)}, {P(1)}, {P(2)}, {Rows(n.Out)}, {Last(n.Out)}, 1e-12f{(k16 >= 0 ? $", y16: {Out16()}" : "")});");
                 break;
             case OpKind.Attention:
-                w.WriteLine($"ex.Attention({y}, ex.Buf({plan.Saved[(n, 0)].Id}), {P(0)}, ex.Ints({n.IntInput}), ex.Batch, ex.Seq, {Last(n.Out)}, {n.Heads}, {Num(n.P)}f, {n.Site}UL);");
+                w.WriteLine($"ex.Attention({y}, ex.Buf({plan.Saved[(n, 0)].Id}), {P(0)}, ex.Ints({n.IntInput}), ex.Batch, ex.Seq, {Last(n.Out)}, {n.Heads}, {Num(n.P)}f, {n.Site}UL{(k16 >= 0 ? $", y16: {Out16()}" : "")});");
                 break;
             case OpKind.Gather:
                 w.WriteLine($"ex.Gather({y}, {P(0)}, ex.Ints({n.IntInput}), {Dim(n.Out.Shape[0])}, {Last(n.Out)}, {Rows(n.Inputs[0])});");

@@ -207,12 +207,17 @@ public sealed class Plan
         return -1;
     }
 
-    /// <summary>For an op that writes every element of its output in one kernel (a fused element-wise kernel, LayerNorm) when
-    /// that output is a product's activation operand: the output's shadow (<see cref="Shadows"/>), else -1. In bf16 the CUDA
+    /// <summary>For an op that writes every element of its output in one kernel (a fused element-wise kernel, LayerNorm,
+    /// attention) when that output is a product's activation operand: the output's shadow (<see cref="Shadows"/>), else -1. In bf16 the CUDA
     /// kernel then also writes the output rounded to bf16 (CudaExec.Out16): into the shadow when the forward keeps them, else
     /// into the operand slot of the product right after it (<see cref="NextProductSlot"/>), so that no conversion pass reads
     /// the output again.</summary>
-    public static int Bf16Output(Plan plan, Node n) => n.Kind is OpKind.Pointwise or OpKind.LayerNorm ? plan.ShadowOf(n.Out) : -1;
+    public static int Bf16Output(Plan plan, Node n) => n.Kind is OpKind.Pointwise or OpKind.LayerNorm or OpKind.Attention ? plan.ShadowOf(n.Out) : -1;
+
+    /// <summary>Whether <paramref name="n"/>'s kernel always writes the copy <see cref="Bf16Output"/> names (a fused kernel,
+    /// LayerNorm), so that the products read the shadow without converting; attention writes it only on the flash path, and
+    /// its first product converts unless it did (CudaExec.ToShadow).</summary>
+    public static bool Bf16OutputAlways(Plan plan, Node n) => n.Kind is OpKind.Pointwise or OpKind.LayerNorm && Bf16Output(plan, n) >= 0;
 
     /// <summary>Which operand (0: A, 1: B) of the op right after <paramref name="n"/> is n's output, when that op is a product
     /// and the first to read it; else -1.</summary>
@@ -286,13 +291,18 @@ public sealed class Plan
             b.Last = v.Producer is null ? int.MaxValue : Bwd(n, v.Producer.Id);
             b.Pinned = v.Kind == ValueKind.Input || v == g.Output;
         }
-        // Identity adjoints share dy's buffer (GradAliases); the backward's last node first, so that chains merge into one.
+        // Identity adjoints share dy's buffer (GradAliases), from the node the backward reaches first (the last one) down, so
+        // that chains merge into one buffer. The ops after the node add their parts of x's gradient into that buffer, so two
+        // inputs of one node share it only when nothing else reads either of them (the embeddings' sum); otherwise one does
+        // (preferably one that only this node reads: a product's output, whose bf16 copy is then dy's).
         for (int i = n - 1; i >= 0; i--)
         {
             var node = g.Nodes[i];
             if (node.Kind != OpKind.Pointwise || node.Out == g.Output || !plan.Grad.TryGetValue(node.Out, out var gy) || gy.Pinned || node.Out.Consumers.Count == 0) continue;
             var aliased = Enumerable.Range(0, node.Inputs.Count).Where(k =>
                 node.Inputs[k] is { Kind: ValueKind.Node } v && v.Size == node.Out.Size && AssignsGrad(plan, n, node, k) && IdentityAdjoint(node.Expr!, k)).ToList();
+            if (aliased.Count > 1 && aliased.Any(k => node.Inputs[k].Consumers.Count != 1))
+                aliased = new List<int> { aliased.OrderBy(k => node.Inputs[k].Consumers.Count == 1 ? 0 : 1).First() };
             foreach (int k in aliased)
             {
                 var gx = plan.Grad[node.Inputs[k]];

@@ -491,6 +491,30 @@ public static class GpuSelfTest
                     float[] gl2 = gpu.GetGradients();
                     int differ = 0;
                     for (int i = 0; i < gl1.Length; i++) if (BitConverter.SingleToInt32Bits(gl1[i]) != BitConverter.SingleToInt32Bits(gl2[i])) differ++;
+                    // The flash kernel writes its output's bf16 copy for the product after it (CudaExec.Out16): the same bits
+                    // as rounding per product, in a training step and in an inference forward.
+                    gpu.Bf16Shadows = false;
+                    float[] gl3;
+                    try { PoisonedStep(gpu, inputs, B, T, G, seed); gl3 = gpu.GetGradients(); }
+                    finally { gpu.Bf16Shadows = true; }
+                    int keptDiffer = Enumerable.Range(0, gl1.Length).Count(i => BitConverter.SingleToInt32Bits(gl1[i]) != BitConverter.SingleToInt32Bits(gl3[i]));
+                    float[] Infer(bool copies)
+                    {
+                        gpu.Bf16Shadows = copies;
+                        try
+                        {
+                            gpu.Bind(B, T, G, training: false);
+                            foreach (var (k, v) in inputs) gpu.SetInput(k, v);
+                            gpu.PoisonArena();
+                            gpu.Forward(training: false);
+                            return gpu.Output;
+                        }
+                        finally { gpu.Bf16Shadows = true; }
+                    }
+                    float[] inferWritten = Infer(true), inferRounded = Infer(false);
+                    int inferDiffer = Enumerable.Range(0, inferWritten.Length).Count(i => BitConverter.SingleToInt32Bits(inferWritten[i]) != BitConverter.SingleToInt32Bits(inferRounded[i]));
+                    gpu.Bind(B, T, G, training: true);
+                    foreach (var (k, v) in inputs) gpu.SetInput(k, v);
                     // The binding gave each probabilities buffer B·H·T floats (read back: the length the binding has), and
                     // without the flash kernels that binding must be refused until bound again.
                     var sizes = flashProbs.Select(id => gpu.ReadBuffer(id).Length).ToArray();
@@ -500,8 +524,8 @@ public static class GpuSelfTest
                     string refused = "NOT refused";
                     try { gpu.Forward(training: true, seed: seed); }
                     catch (InvalidOperationException e) when (e.Message.Contains("call Bind again", StringComparison.Ordinal)) { refused = "refused"; }
-                    r.Row($"{info.Name}: flash attention (bf16) vs CPU double", wfl <= 2e-2 && egl <= 2e-2 && differ == 0 && planned && refused == "refused",
-                        string.Create(Inv, $"forward buffers worst {wfl:E2} ({wflName}), all gradients {egl:E2} (limits 2e-2); twice: {differ} of {gl1.Length} gradient elements differ; probabilities buffers of {string.Join('/', sizes.Distinct())} floats (B·H·T = {want}); flash off without Bind: {refused}"));
+                    r.Row($"{info.Name}: flash attention (bf16) vs CPU double", wfl <= 2e-2 && egl <= 2e-2 && differ == 0 && keptDiffer == 0 && inferDiffer == 0 && planned && refused == "refused",
+                        string.Create(Inv, $"forward buffers worst {wfl:E2} ({wflName}), all gradients {egl:E2} (limits 2e-2); twice: {differ} of {gl1.Length} gradient elements differ; bf16 copies from the kernels against rounding per product: {keptDiffer} gradient elements and {inferDiffer} of {inferWritten.Length} inference outputs differ; probabilities buffers of {string.Join('/', sizes.Distinct())} floats (B·H·T = {want}); flash off without Bind: {refused}"));
                 }
                 finally { gpu.FlashAttention = before; }
                 PoisonedStep(gpu, inputs, B, T, G, seed);   // bound again: the probabilities take B·H·T·T floats again

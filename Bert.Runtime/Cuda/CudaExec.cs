@@ -111,7 +111,7 @@ public sealed unsafe class CudaExec
     /// the broadcast column count for a backward that sums over rows).</summary>
     public void Pointwise(string kernel, long n, long threads, KernelArguments args)
     {
-        if (n == 0) { _pendingSlot = default; return; }
+        if (n == 0) { _pendingSlot = NoPending; return; }
         Launch(kernel, threads, args);
         TakePendingSlot();
     }
@@ -122,7 +122,7 @@ public sealed unsafe class CudaExec
     /// there themselves (the slot remembers it after the launch); else 0 (the kernel writes no copy).</summary>
     public ulong Grad16(ulong dx, long rows, int cols)
     {
-        _pendingSlot = default;
+        _pendingSlot = NoPending;
         return SlotCopies ? PendSlot(0, dx, rows, cols) : 0;
     }
 
@@ -134,8 +134,8 @@ public sealed unsafe class CudaExec
     /// rounded y there itself (the slot remembers it after the launch). No pass over y to round it either way.</summary>
     public ulong Out16(int k, ulong y, long rows, int cols, int slot)
     {
-        _pendingSlot = default;
-        if (_shadowsMade && ShadowsOn) return ShadowAt(k);
+        _pendingSlot = NoPending;
+        if (_shadowsMade && ShadowsOn) { _pendingSlot.Shadow = k; return ShadowAt(k); }
         return slot >= 0 && SlotCopies ? PendSlot(slot, y, rows, cols) : 0;
     }
 
@@ -145,18 +145,27 @@ public sealed unsafe class CudaExec
     ulong PendSlot(int slot, ulong src, long rows, int cols)
     {
         if (src == 0 || rows <= 0 || cols <= 0 || rows * cols > GemmSlot) return 0;
-        _pendingSlot = (slot, (src, src + (ulong)(rows * cols) * 4, (int)rows, cols, cols));
+        _pendingSlot = (slot, (src, src + (ulong)(rows * cols) * 4, (int)rows, cols, cols), -1);
         return GemmScratch + (ulong)(slot * GemmSlot) * 2;
     }
 
-    /// <summary>The operand slot holds what the last launch wrote there for <see cref="Grad16"/> or <see cref="Out16"/>.</summary>
+    /// <summary>The operand slot (or the shadow) holds what the last launch wrote there for <see cref="Grad16"/> or
+    /// <see cref="Out16"/>.</summary>
     void TakePendingSlot()
     {
         if (_pendingSlot.Held.Src != 0) _held[_pendingSlot.Slot] = _pendingSlot.Held;
-        _pendingSlot = default;
+        if (_pendingSlot.Shadow >= 0 && _pendingSlot.Shadow < _shadowWritten.Length) _shadowWritten[_pendingSlot.Shadow] = true;
+        _pendingSlot = NoPending;
     }
 
-    (int Slot, (ulong Src, ulong End, int Rows, int Cols, int Ld) Held) _pendingSlot;
+    /// <summary>A kernel that was given an <see cref="Out16"/> destination but wrote none (a path without the copy).</summary>
+    void DropPendingSlot() => _pendingSlot = NoPending;
+
+    static readonly (int, (ulong, ulong, int, int, int), int) NoPending = (0, default, -1);
+    (int Slot, (ulong Src, ulong End, int Rows, int Cols, int Ld) Held, int Shadow) _pendingSlot = NoPending;
+    /// <summary>Per shadow: this forward's producer wrote it (<see cref="Out16"/> on a kernel that may or may not write it,
+    /// attention); <see cref="ToShadow"/> then converts nothing.</summary>
+    bool[] _shadowWritten = [];
 
     /// <summary>Rows per chunk of the broadcast sums of a fused backward (<see cref="PointwiseRows"/>).</summary>
     public const int PointwiseRowChunk = 32;
@@ -171,7 +180,7 @@ public sealed unsafe class CudaExec
     /// bf16 copy of a product's output gradient (<paramref name="dx16"/>, from <see cref="Grad16"/>; 0 for none).</summary>
     public void PointwiseRows(string kernel, long n, long nb, KernelArguments args, ulong[] broadcastGrads, ulong? dx16)
     {
-        if (n == 0 || nb == 0) { _pendingSlot = default; return; }
+        if (n == 0 || nb == 0) { _pendingSlot = NoPending; return; }
         long rows = n / nb, chunks = (rows + PointwiseRowChunk - 1) / PointwiseRowChunk;
         RequireScratch(broadcastGrads.Length * chunks * nb, "a fused backward");
         args.Add(Scratch).Add(PointwiseRowChunk);
@@ -264,6 +273,7 @@ public sealed unsafe class CudaExec
     {
         if (!ShadowsOn) return 0;
         ulong dst = ShadowAt(k);
+        if (_shadowsMade && k < _shadowWritten.Length && _shadowWritten[k]) return dst;   // its producer wrote it (Out16)
         ConvertBf16(dst, x, n);   // writes the shadow alone: what the operand slots hold stays valid
         return dst;
     }
@@ -277,7 +287,12 @@ public sealed unsafe class CudaExec
     bool ShadowsOn => ShadowBase != 0 && Bf16Shadows && Precision == CudaPrecision.Bf16 && !Bf16InCublas;
 
     /// <summary>Called by CudaModel before each forward schedule: whether this forward makes the shadows its backward reads.</summary>
-    internal void BeginForward() => _shadowsMade = ShadowsOn;
+    internal void BeginForward()
+    {
+        _shadowsMade = ShadowsOn;
+        if (_shadowWritten.Length != ShadowOffsets.Length) _shadowWritten = new bool[ShadowOffsets.Length];
+        else Array.Clear(_shadowWritten);
+    }
 
     bool _shadowsMade;
 
@@ -440,7 +455,7 @@ public sealed unsafe class CudaExec
     /// rounded to bf16.</summary>
     public void LayerNorm(ulong y, ulong mean, ulong rstd, ulong x, ulong w, ulong b, int N, int C, float eps, ulong y16 = 0)
     {
-        if (N == 0) { _pendingSlot = default; return; }
+        if (N == 0) { _pendingSlot = NoPending; return; }
         LaunchBlocks(RowsInRegisters(C, y, x) && y16 % 8 == 0 ? "rt_layernorm_forward4" : "rt_layernorm_forward", (uint)((N + Block / 32 - 1) / (Block / 32)),
             Args().Add(y).Add(mean).Add(rstd).Add(x).Add(w).Add(b).Add(N).Add(C).Add(eps).Add(y16));
         TakePendingSlot();
@@ -635,16 +650,20 @@ public sealed unsafe class CudaExec
     /// <summary>Scaled dot-product attention as the CPU computes it: scores = scale·Q·Kᵀ (cuBLAS, straight into probs), mask and
     /// softmax (saved), dropout, out = dropped·V (cuBLAS), over all B·H heads at once; or the flash kernels (probs then
     /// holds each query row's log-sum-exp), or the fused ones.</summary>
-    public void Attention(ulong y, ulong probs, ulong qkv, ulong mask, int B, int T, int C, int H, float p, ulong site)
+    /// <param name="y16">From <see cref="Out16"/> (0: none): where the flash kernel also writes y rounded to bf16; the other
+    /// paths write no copy (and the product then rounds y itself).</param>
+    public void Attention(ulong y, ulong probs, ulong qkv, ulong mask, int B, int T, int C, int H, float p, ulong site, ulong y16 = 0)
     {
         bool drop = Training && p > 0;
         int D = C / H, BH = B * H;
         if (UsesFlash(C, H))
         {
             LaunchFlash("rt_flash_forward", B, T, C, H,
-                Args().Add(y).Add(probs).Add(qkv).Add(mask).Add(T).Add(C).Add(H).Add(Scale(C, H)).Add(p).Add(SeedPointer).Add(site).Add(drop ? 1 : 0));
+                Args().Add(y).Add(probs).Add(qkv).Add(mask).Add(T).Add(C).Add(H).Add(Scale(C, H)).Add(p).Add(SeedPointer).Add(site).Add(drop ? 1 : 0).Add(y16));
+            TakePendingSlot();
             return;
         }
+        DropPendingSlot();
         if (FusedAttention && D <= 128)
         {
             LaunchFused("rt_attention_fused_forward", B, T, C, H,

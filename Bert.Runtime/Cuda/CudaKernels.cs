@@ -1090,7 +1090,7 @@ static __device__ __forceinline__ float rt_fl_keep(rt_u64 seed, rt_u64 site, int
 
 // Forward: grid (B·H, ceil(T/64)), 128 threads. out (B,T,C) = dropout(softmax(scale·Q·Kᵀ + mask))·V; lse[(b·H+h)·T+q].
 template <int D> static __device__ void rt_flash_forward_t(float* __restrict__ out, float* __restrict__ lse, const float* __restrict__ qkv, const int* __restrict__ mask,
-    int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
+    int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop, unsigned short* __restrict__ out16)
 {
     __shared__ rt_f4 sk[RT_FL_ROWS * RT_FL_S(D) / 8], sv[RT_FL_ROWS * RT_FL_S(D) / 8];   // 16-byte aligned storage
     __shared__ float bias[RT_FL_ROWS];
@@ -1157,13 +1157,18 @@ template <int D> static __device__ void rt_flash_forward_t(float* __restrict__ o
         }
     }
     l0 = rt_lanes_sum(l0, 4); l1 = rt_lanes_sum(l1, 4);
-    float* y0 = out + ((long long)b * T + q0) * C + h * D + t * 2;
-    float* y1 = out + ((long long)b * T + q1) * C + h * D + t * 2;
+    long long at0 = ((long long)b * T + q0) * C + h * D + t * 2, at1 = ((long long)b * T + q1) * C + h * D + t * 2;
+    float* y0 = out + at0;
+    float* y1 = out + at1;
     #pragma unroll
     for (int i = 0; i < D / 8; i++)
     {
-        if (q0 < T) { y0[i * 8] = o[i][0] / l0; y0[i * 8 + 1] = o[i][1] / l0; }
-        if (q1 < T) { y1[i * 8] = o[i][2] / l1; y1[i * 8 + 1] = o[i][3] / l1; }
+        float a0 = o[i][0] / l0, a1 = o[i][1] / l0, c0 = o[i][2] / l1, c1 = o[i][3] / l1;
+        if (q0 < T) { y0[i * 8] = a0; y0[i * 8 + 1] = a1; }
+        if (q1 < T) { y1[i * 8] = c0; y1[i * 8 + 1] = c1; }
+        // out16 (0: none): the output rounded to bf16 as well, for the product that reads it (CudaExec.Out16)
+        if (out16 && q0 < T) { out16[at0 + i * 8] = rt_bf16(a0); out16[at0 + i * 8 + 1] = rt_bf16(a1); }
+        if (out16 && q1 < T) { out16[at1 + i * 8] = rt_bf16(c0); out16[at1 + i * 8 + 1] = rt_bf16(c1); }
     }
     if (t == 0 && q0 < T) lse[(long long)bh * T + q0] = m0 + logf(l0);
     if (t == 0 && q1 < T) lse[(long long)bh * T + q1] = m1 + logf(l1);
@@ -1531,8 +1536,8 @@ extern "C" __global__ void rt_lamb_apply(float* __restrict__ p, const float* __r
         if (Array.IndexOf(FlashHeadSizes, d) < 0) throw new ArgumentOutOfRangeException(nameof(d), $"The flash attention kernels take head sizes that are multiples of 8 up to 128, not {d}.");
         return $$"""
             extern "C" __global__ void rt_flash_forward_d{{d}}(float* __restrict__ out, float* __restrict__ lse, const float* __restrict__ qkv, const int* __restrict__ mask,
-                int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop)
-            { rt_flash_forward_t<{{d}}>(out, lse, qkv, mask, T, C, H, scale, p, seedp, site, drop); }
+                int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop, unsigned short* __restrict__ out16)
+            { rt_flash_forward_t<{{d}}>(out, lse, qkv, mask, T, C, H, scale, p, seedp, site, drop, out16); }
             extern "C" __global__ void rt_flash_backward_q_d{{d}}(float* __restrict__ dqkv, float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ yout,
                 const float* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop, int accumulate)
             { rt_flash_backward_q_t<{{d}}>(dqkv, delta, dout, yout, qkv, lse, mask, T, C, H, scale, p, seedp, site, drop, accumulate); }

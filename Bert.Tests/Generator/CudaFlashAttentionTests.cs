@@ -11,8 +11,9 @@ namespace Bert.Tests.Generator;
 public partial class CudaSourceTests
 {
     /// <summary>Runs rt_flash_forward, rt_flash_backward_q and rt_flash_backward_kv for head size D as CudaExec launches
-    /// them (grid B·H × ⌈T/64⌉, 128 threads; the backward reads the forward's output), the output and log-sum-exp poisoned with NaN first, dqkv prefilled (added into, or, the header's seventh int 0,
-    /// written over); writes out, lse, delta and dqkv.</summary>
+    /// them (grid B·H × ⌈T/64⌉, 128 threads; the backward reads the forward's output), the output, its bf16 copy and the
+    /// log-sum-exp poisoned with NaN first, dqkv prefilled (added into, or, the header's seventh int 0, written over);
+    /// writes out, lse, delta, dqkv and the output's bf16 copy.</summary>
     const string FlashDriver = """
         static void* rdall(FILE* f, size_t bytes) { void* p = malloc(bytes + 8); if (fread(p, 1, bytes, f) != bytes) exit(3); return p; }
         int main(int argc, char** argv)
@@ -40,10 +41,12 @@ public partial class CudaSourceTests
             for (size_t i = 0; i < bht; i++) { lse[i] = nan; delta[i] = nan; }
             unsigned gx = (unsigned)(B * H), gy = (unsigned)((T + 63) / 64);
             if (D != DHEAD) return 4;   // DHEAD: the head size this program was built for
-            bert_launch2(gx, gy, 128, [&] { rt_flash_forward_dDHEAD(o, lse, qkv, mask, T, C, H, scale, p, &u[0], u[1], drop); });
+            unsigned short* o16 = (unsigned short*)malloc(2 * btc + 8);   // the output's bf16 copy (CudaExec.Out16), poisoned too
+            for (size_t i = 0; i < btc; i++) o16[i] = 0xFFFF;
+            bert_launch2(gx, gy, 128, [&] { rt_flash_forward_dDHEAD(o, lse, qkv, mask, T, C, H, scale, p, &u[0], u[1], drop, o16); });
             bert_launch2(gx, gy, 128, [&] { rt_flash_backward_q_dDHEAD(dqkv, delta, dy, o, qkv, lse, mask, T, C, H, scale, p, &u[0], u[1], drop, acc); });
             bert_launch2(gx, gy, 128, [&] { rt_flash_backward_kv_dDHEAD(dqkv, delta, dy, o, qkv, lse, mask, T, C, H, scale, p, &u[0], u[1], drop, acc); });
-            fwrite(o, 4, btc, out); fwrite(lse, 4, bht, out); fwrite(delta, 4, bht, out); fwrite(dqkv, 4, 3 * btc, out);
+            fwrite(o, 4, btc, out); fwrite(lse, 4, bht, out); fwrite(delta, 4, bht, out); fwrite(dqkv, 4, 3 * btc, out); fwrite(o16, 2, btc, out);
             return 0;
         }
         """;
@@ -121,7 +124,11 @@ public partial class CudaSourceTests
             using var r = RunAttentionProgram(dir, program, "flash attention", [B, T, C, H, drop ? 1 : 0, misaligned ? 1 : 0, written ? 0 : 1], P, scale, Seed, Site, qkv, mask, dy, dqkv0);
             float[] Read(int n) => Enumerable.Range(0, n).Select(_ => r.ReadSingle()).ToArray();
             float[] o = Read(B * T * C), lse = Read(bht), delta = Read(bht), dqkv = Read(3 * B * T * C);
+            ushort[] o16 = Enumerable.Range(0, B * T * C).Select(_ => r.ReadUInt16()).ToArray();
             Assert.Equal(r.BaseStream.Length, r.BaseStream.Position);
+            // the bf16 copy is the output rounded, bit for bit
+            int bad = Enumerable.Range(0, o.Length).FirstOrDefault(i => o16[i] != Bf16Reference(o[i]), -1);
+            Assert.True(bad < 0, bad < 0 ? "" : $"the flash output's bf16 copy at {bad} is 0x{o16[bad]:X4}, {o[bad]:R} rounded is 0x{Bf16Reference(o[bad]):X4}");
 
             AssertNear("out", o, outCpu, 1e-2);
             AssertNear("log-sum-exp", lse, lseCpu, 1e-3);

@@ -106,6 +106,31 @@ public class OpCoverageTests
         }
     }
 
+    /// <summary>Sums whose sides share an input (SharedResidual): the input and parameter gradients against central
+    /// differences, so that a gradient buffer shared by two sides of a sum that other ops add into shows.</summary>
+    [Property(MaxTest = 10)]
+    public Property SharedSides_BackwardMatchesCentralDifferences() => Prop.ForAll(
+        (from b in Gen.Choose(1, 3) from t in Gen.Choose(1, 6) from s in Gen.Choose(0, 1 << 30) select (b, t, s)).ToArbitrary(),
+        c =>
+        {
+            var m = SharedResidual.Create<double>();
+            m.InitParameters((ulong)c.s, std: 0.5);
+            m.Bind(c.b, c.t);
+            var rng = new Random(c.s);
+            var x = GradCheck.Uniform(rng, c.b * c.t * SharedResidual.C);
+            var w = GradCheck.Uniform(rng, c.b * c.t * SharedResidual.C);
+            double Loss() { m.SetInput("x", x); return GradCheck.WeightedSum(m.Forward(), w); }
+            Loss();
+            m.ZeroGradients();
+            m.Backward(w);
+            var p = m.Parameters.ToArray();
+            var dp = m.Gradients.ToArray();
+            var dx = m.InputGradient("x").ToArray();
+            var err = GradCheck.Check("SharedResidual parameters", () => { p.CopyTo(m.Parameters); return Loss(); }, p, dp, rng)
+                   ?? GradCheck.Check("SharedResidual input", Loss, x, dx, rng);
+            return (err is null).Label(err ?? "");
+        });
+
     [Property(MaxTest = 15)]
     public Property MatMulAndLinear_BackwardMatchesCentralDifferences() => Prop.ForAll(
         (from b in Gen.Choose(1, 3) from t in Gen.Choose(1, 6) from s in Gen.Choose(0, 1 << 30) select (b, t, s)).ToArbitrary(),

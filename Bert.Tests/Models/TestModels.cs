@@ -27,6 +27,28 @@ public partial class PointwiseZoo
     }
 }
 
+/// <summary>Sums whose sides share an input: y = h + Linear(h) after a LayerNorm (h also feeds the product), then
+/// z = Linear(y) + y·2 and t = Tanh(y) + z; the plan lets one side of a sum share the output's gradient buffer, never
+/// two sides when another op adds into one of them (Plan.GradAliases).</summary>
+[Model]
+public partial class SharedResidual
+{
+    public const int C = 6, MaxLen = 8;
+    [Param(C, Init = Init.Ones)] Tensor Gamma;
+    [Param(C, Init = Init.Zeros)] Tensor Beta;
+    [Param(C, C)] Tensor W;
+    [Param(C)] Tensor B;
+    [Param(C, C)] Tensor V;
+
+    public Tensor Forward([Shape(Dim.Batch, Dim.Seq, C)] Tensor x)
+    {
+        var h = LayerNorm(x, Gamma, Beta);
+        var y = h + Linear(h, W, B);
+        var z = Linear(y, V) + y * 2f;
+        return Tanh(y) + z;
+    }
+}
+
 /// <summary>The two matrix-product ops on a tensor input, for their gradient property.</summary>
 [Model]
 public partial class MatrixOps
