@@ -26,7 +26,7 @@ public static unsafe class CudaEmulation
     /// <summary>The kernel cache's compiler id under the emulation: the host compiler and a hash of the prelude and of the
     /// dispatcher's shape, so a changed emulation never loads a library an older one built.</summary>
     public static string CompilerId => _compilerId ??= $"emulation-{Compiler}-" + Convert.ToHexStringLower(
-        System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(Prelude + HostProgram("extern \"C\" __global__ void k(int* x) { __syncthreads(); }"))))[..16];
+        System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(Prelude + HostProgram("static __device__ void w() { __syncthreads(); }\nextern \"C\" __global__ void k(int* x) { w(); }"))))[..16];
     static string? _compilerId;
 
     static string Compiler => Environment.GetEnvironmentVariable(Variable) is { } v && v.Contains("clang", StringComparison.Ordinal) ? v : "clang-14";
@@ -239,7 +239,50 @@ public static unsafe class CudaEmulation
     public const int DynamicSharedFloats = 16384;
 
     static readonly Regex KernelSignature = new(@"extern\s+""C""\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)", RegexOptions.Compiled);
-    static readonly string[] BarrierWords = ["__syncthreads", "__syncwarp", "__shfl", "rt_block_", "rt_warp_", "rt_flash_"];
+    /// <summary>What waits for other threads: CUDA's barriers and shuffles, and the prelude's warp-collective mma. Functions of
+    /// the source that call them, directly or not, are found by <see cref="BarrierFunctions"/>.</summary>
+    static readonly string[] BarrierWords = ["__syncthreads", "__syncwarp", "__shfl", "rt_warp_mma"];
+    static readonly Regex DeviceFunction = new(@"__device__\b[^;{}()]*?\b(\w+)\s*\(", RegexOptions.Compiled);
+
+    /// <summary>The source's device functions that wait at a barrier or exchange values across a warp, directly or through
+    /// another such function (to a fixed point): a kernel that calls one must run its threads as coroutines too.</summary>
+    static HashSet<string> BarrierFunctions(string source)
+    {
+        var functions = new List<(string Name, string Body)>();
+        foreach (Match m in DeviceFunction.Matches(source))
+        {
+            int at = m.Index + m.Length, depth = 1;
+            for (; at < source.Length && depth > 0; at++)
+                if (source[at] == '(') depth++;
+                else if (source[at] == ')') depth--;
+            while (at < source.Length && char.IsWhiteSpace(source[at])) at++;
+            if (at < source.Length && source[at] == '{') functions.Add((m.Groups[1].Value, Body(source, at)));
+        }
+        var barrier = new HashSet<string>(StringComparer.Ordinal);
+        for (bool grew = true; grew;)
+        {
+            grew = false;
+            foreach (var (name, body) in functions)
+                if (!barrier.Contains(name) && HasBarrier(body, barrier)) { barrier.Add(name); grew = true; }
+        }
+        return barrier;
+    }
+
+    static bool HasBarrier(string body, HashSet<string> functions) =>
+        BarrierWords.Any(w => body.Contains(w, StringComparison.Ordinal))
+        || functions.Any(f => body.Contains(f, StringComparison.Ordinal) && Regex.IsMatch(body, $@"\b{f}\s*[(<]"));
+
+    /// <summary>The braced body that starts at <paramref name="open"/> (a '{').</summary>
+    static string Body(string source, int open)
+    {
+        int depth = 0, end = open;
+        for (; end < source.Length; end++)
+        {
+            if (source[end] == '{') depth++;
+            else if (source[end] == '}' && --depth == 0) break;
+        }
+        return source[open..end];
+    }
 
     /// <summary>The host program for <paramref name="source"/> (CUDA C as NVRTC would take it): the prelude, the source with
     /// its dynamic shared memory made static, and a dispatcher — <c>bert_emu_kernel(name)</c> gives a kernel's index,
@@ -248,18 +291,13 @@ public static unsafe class CudaEmulation
     public static string HostProgram(string source, string programName = "program.cu")
     {
         var kernels = new List<(string Name, string[] Types, bool Barriers)>();
+        var barrierFunctions = BarrierFunctions(source);
         foreach (Match m in KernelSignature.Matches(source))
         {
             string[] types = m.Groups[2].Value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
                 .Select(ParameterType).ToArray();
-            int open = source.IndexOf('{', m.Index + m.Length), depth = 0, end = open;
-            for (; end < source.Length; end++)
-            {
-                if (source[end] == '{') depth++;
-                else if (source[end] == '}' && --depth == 0) break;
-            }
-            string body = source[open..end];
-            kernels.Add((m.Groups[1].Value, types, BarrierWords.Any(w => body.Contains(w, StringComparison.Ordinal))));
+            string body = Body(source, source.IndexOf('{', m.Index + m.Length));
+            kernels.Add((m.Groups[1].Value, types, HasBarrier(body, barrierFunctions)));
         }
         var sb = new StringBuilder(Prelude);
         // Errors in the source name its own lines, as NVRTC's do.
