@@ -39,8 +39,7 @@ public static class CudaEmitter
         w.WriteLine();
         EmitPrelude(w, used, pointwise.Any(n => Plan.GradientToSlot(plan, g.Nodes.Count, n) >= 0 || Plan.Bf16Output(plan, n) >= 0));
         foreach (var n in pointwise)
-            EmitKernels(w, n, Plan.AssignsGrads(plan, g.Nodes.Count, n), Plan.GradientToSlot(plan, g.Nodes.Count, n), Plan.Bf16Output(plan, n) >= 0,
-                n.Inputs.Select((_, k) => plan.AliasesGrad(n, k)).ToArray());
+            EmitKernels(w, n, Plan.AssignsGrads(plan, g.Nodes.Count, n), Plan.GradientToSlot(plan, g.Nodes.Count, n), Plan.Bf16Output(plan, n) >= 0, plan.AliasesGrads(n));
         return sw.ToString();
     }
 
@@ -358,23 +357,15 @@ public static class CudaEmitter
         {
             var leaf = t.Order.FirstOrDefault(e => e is FIn f && f.Index == i);
             bool adj = leaf is not null && hasAdj.Contains(t[leaf]);
-            if (assign[i] && i == slot)
-            {
-                string v = adj ? "g" + t[leaf!] : "0.0f";
-                w.WriteLine($"if (dx{i}) dx{i}[i] = {v};");
-                w.WriteLine($"if (dx16) dx16[i] = bert_bf16({v});");
-            }
-            else if (assign[i]) w.WriteLine($"if (dx{i}) dx{i}[i] = {(adj ? "g" + t[leaf!] : "0.0f")};");
-            else if (alias[i] && i == slot)
-            {
-                // dx{i} is dy's own buffer (the schedule passes none): its bf16 copy is dy's, the adjoint passed unchanged
-                w.WriteLine($"if (dx{i}) dx{i}[i] += g{t[leaf!]};");
-                w.WriteLine($"if (dx16) dx16[i] = bert_bf16(g{t[leaf!]});");
-            }
+            string v = adj ? "g" + t[leaf!] : "0.0f";
+            if (assign[i]) w.WriteLine($"if (dx{i}) dx{i}[i] = {v};");
             else if (adj)
                 w.WriteLine(bcast[i]
-                    ? rows ? $"acc{i} += g{t[leaf!]};" : $"if (dx{i}) dx{i}[i % {period[i]}] += g{t[leaf!]};"
-                    : $"if (dx{i}) dx{i}[i] += g{t[leaf!]};");
+                    ? rows ? $"acc{i} += {v};" : $"if (dx{i}) dx{i}[i % {period[i]}] += {v};"
+                    : $"if (dx{i}) dx{i}[i] += {v};");
+            // A product's output gradient, written here or (aliased: the schedule passes no dx{i}) dy's own buffer, which
+            // the adjoint passes on unchanged: its bf16 copy too.
+            if (i == slot && (assign[i] || alias[i])) w.WriteLine($"if (dx16) dx16[i] = bert_bf16({v});");
         }
     }
 }

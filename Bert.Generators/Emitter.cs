@@ -99,8 +99,8 @@ public static class Emitter
             if (writes.Any(x => x)) init.Add($"Writes = new bool[] {{ {string.Join(", ", writes.Select(x => x ? "true" : "false"))} }}");
             if (slot >= 0) init.Add($"Grad16Input = {slot}");
             if (Plan.Bf16Output(plan, n) >= 0) init.Add("Out16 = true");
-            if (n.Inputs.Select((_, k) => plan.AliasesGrad(n, k)).Any(a => a))
-                init.Add($"Aliases = new bool[] {{ {string.Join(", ", n.Inputs.Select((_, k) => plan.AliasesGrad(n, k) ? "true" : "false"))} }}");
+            var aliases = plan.AliasesGrads(n);
+            if (aliases.Any(a => a)) init.Add($"Aliases = new bool[] {{ {string.Join(", ", aliases.Select(x => x ? "true" : "false"))} }}");
             w.WriteLine($"    nodes: new {RT}.ExprNode[] {{ {string.Join(", ", ExprNodes(n.Expr!))} }}){(init.Count > 0 ? $" {{ {string.Join(", ", init)} }}" : "")},");
         }
         w.Indent--; w.WriteLine("},");

@@ -233,6 +233,9 @@ public sealed class Plan
     /// <summary>The first product (Linear, MatMul) to read <paramref name="v"/>, or null.</summary>
     public static Node? FirstProduct(Value v) => v.Consumers.Where(c => c.Kind is OpKind.Linear or OpKind.MatMul).OrderBy(c => c.Id).FirstOrDefault();
 
+    /// <summary><see cref="AliasesGrad"/> for each input of <paramref name="n"/>.</summary>
+    public bool[] AliasesGrads(Node n) => Enumerable.Range(0, n.Inputs.Count).Select(k => AliasesGrad(n, k)).ToArray();
+
     /// <summary><see cref="AssignsGrad"/> for each input of <paramref name="n"/>.</summary>
     public static bool[] AssignsGrads(Plan plan, int count, Node n) =>
         Enumerable.Range(0, n.Inputs.Count).Select(i => AssignsGrad(plan, count, n, i)).ToArray();

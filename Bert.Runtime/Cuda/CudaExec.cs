@@ -111,7 +111,7 @@ public sealed unsafe class CudaExec
     /// the broadcast column count for a backward that sums over rows).</summary>
     public void Pointwise(string kernel, long n, long threads, KernelArguments args)
     {
-        if (n == 0) { _pendingSlot = NoPending; return; }
+        if (n == 0) { DropPendingSlot(); return; }
         Launch(kernel, threads, args);
         TakePendingSlot();
     }
@@ -122,7 +122,7 @@ public sealed unsafe class CudaExec
     /// there themselves (the slot remembers it after the launch); else 0 (the kernel writes no copy).</summary>
     public ulong Grad16(ulong dx, long rows, int cols)
     {
-        _pendingSlot = NoPending;
+        DropPendingSlot();
         return SlotCopies ? PendSlot(0, dx, rows, cols) : 0;
     }
 
@@ -134,7 +134,7 @@ public sealed unsafe class CudaExec
     /// rounded y there itself (the slot remembers it after the launch). No pass over y to round it either way.</summary>
     public ulong Out16(int k, ulong y, long rows, int cols, int slot)
     {
-        _pendingSlot = NoPending;
+        DropPendingSlot();
         if (_shadowsMade && ShadowsOn) { _pendingSlot.Shadow = k; return ShadowAt(k); }
         return slot >= 0 && SlotCopies ? PendSlot(slot, y, rows, cols) : 0;
     }
@@ -155,10 +155,11 @@ public sealed unsafe class CudaExec
     {
         if (_pendingSlot.Held.Src != 0) _held[_pendingSlot.Slot] = _pendingSlot.Held;
         if (_pendingSlot.Shadow >= 0 && _pendingSlot.Shadow < _shadowWritten.Length) _shadowWritten[_pendingSlot.Shadow] = true;
-        _pendingSlot = NoPending;
+        DropPendingSlot();
     }
 
-    /// <summary>A kernel that was given an <see cref="Out16"/> destination but wrote none (a path without the copy).</summary>
+    /// <summary>No launch writes a bf16 copy for <see cref="Grad16"/> or <see cref="Out16"/>: a kernel given a destination
+    /// that wrote none (a path without the copy, or nothing to launch), or a new destination being chosen.</summary>
     void DropPendingSlot() => _pendingSlot = NoPending;
 
     static readonly (int, (ulong, ulong, int, int, int), int) NoPending = (0, default, -1);
@@ -180,7 +181,7 @@ public sealed unsafe class CudaExec
     /// bf16 copy of a product's output gradient (<paramref name="dx16"/>, from <see cref="Grad16"/>; 0 for none).</summary>
     public void PointwiseRows(string kernel, long n, long nb, KernelArguments args, ulong[] broadcastGrads, ulong? dx16)
     {
-        if (n == 0 || nb == 0) { _pendingSlot = NoPending; return; }
+        if (n == 0 || nb == 0) { DropPendingSlot(); return; }
         long rows = n / nb, chunks = (rows + PointwiseRowChunk - 1) / PointwiseRowChunk;
         RequireScratch(broadcastGrads.Length * chunks * nb, "a fused backward");
         args.Add(Scratch).Add(PointwiseRowChunk);
@@ -455,7 +456,7 @@ public sealed unsafe class CudaExec
     /// rounded to bf16.</summary>
     public void LayerNorm(ulong y, ulong mean, ulong rstd, ulong x, ulong w, ulong b, int N, int C, float eps, ulong y16 = 0)
     {
-        if (N == 0) { _pendingSlot = NoPending; return; }
+        if (N == 0) { DropPendingSlot(); return; }
         LaunchBlocks(RowsInRegisters(C, y, x) && y16 % 8 == 0 ? "rt_layernorm_forward4" : "rt_layernorm_forward", (uint)((N + Block / 32 - 1) / (Block / 32)),
             Args().Add(y).Add(mean).Add(rstd).Add(x).Add(w).Add(b).Add(N).Add(C).Add(eps).Add(y16));
         TakePendingSlot();
@@ -486,7 +487,7 @@ public sealed unsafe class CudaExec
     }
 
     /// <summary>LayerNorm's backward in two passes over dy and x, dx then the partial column sums, as before
-    /// rt_layernorm_backward4 (BERT_CUDA_LAYERNORM=separate, to time the two against each other); the same dx bits.</summary>
+    /// rt_layernorm_backward4 (the self-test's separate-ln-sums timing row, to time the two against each other); the same dx bits.</summary>
     public bool SeparateLayerNormSums { get; set; }
 
     static float Scale(int C, int H) => 1f / MathF.Sqrt(C / H);
@@ -693,9 +694,9 @@ public sealed unsafe class CudaExec
         Merge(y, o, B, T, C, H, C, 0, accumulate: false);
     }
 
-    /// <summary>dqkv += attention's gradient for output gradient dy; y is the forward's output (the flash kernels take
-    /// Δ = rowsum(dy ⊙ y) from it; the plan keeps it until here).</summary>
-    /// <summary>Attention's backward: dqkv += (or, <paramref name="accumulate"/> false, =) the gradient of the projections.</summary>
+    /// <summary>Attention's backward: dqkv += (or, <paramref name="accumulate"/> false, =) the gradient of the projections for
+    /// output gradient dy; y is the forward's output (the flash kernels take Δ = rowsum(dy ⊙ y) from it; the plan keeps it
+    /// until here).</summary>
     public void AttentionBackward(ulong dqkv, ulong dy, ulong y, ulong qkv, ulong probs, ulong mask, int B, int T, int C, int H, float p, ulong site, bool accumulate = true)
     {
         int acc = accumulate ? 1 : 0;

@@ -264,14 +264,16 @@ extern "C" __global__ void rt_layernorm_forward4(float* __restrict__ y, float* _
     if (lane == 0) { mean[row] = m; rstd[row] = r; }
 }
 
-extern "C" __global__ void rt_layernorm_backward_x4(float* __restrict__ dx, const float* __restrict__ dy, const float* __restrict__ x,
-    const float* __restrict__ w, const float* __restrict__ mean, const float* __restrict__ rstd, int N, int C, int accumulate)
+// One row of LayerNorm's backward held in registers as a lane's groups of four columns: dx += (accumulate 1) or = the
+// input gradient; with sums (a warp's column sums of dy·x̂ and dy in shared memory; 0: none) this row's are added there
+// too. rt_layernorm_backward_x4 and rt_layernorm_backward4 both compute dx here, so their dx bits are the same.
+static __device__ __forceinline__ void rt_layernorm_backward_row4(float* __restrict__ dx, const float* __restrict__ dy, const float* __restrict__ x,
+    const float* __restrict__ w, float m, float r, long long row, int C, int accumulate, rt_f4 (*sums)[256])
 {
-    int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31, C4 = C >> 2;
-    if (row >= N) return;
-    const rt_f4* xr = (const rt_f4*)(x + (long long)row * C);
-    const rt_f4* dyr = (const rt_f4*)(dy + (long long)row * C);
-    float m = mean[row], r = rstd[row], sg = 0.0f, sgx = 0.0f;
+    int lane = threadIdx.x & 31, C4 = C >> 2;
+    const rt_f4* xr = (const rt_f4*)(x + row * C);
+    const rt_f4* dyr = (const rt_f4*)(dy + row * C);
+    float sg = 0.0f, sgx = 0.0f;
     rt_f4 g[8], xh[8];
 #pragma unroll
     for (int i = 0; i < 8; i++)
@@ -284,10 +286,17 @@ extern "C" __global__ void rt_layernorm_backward_x4(float* __restrict__ dx, cons
             xh[i].x = (xv.x - m) * r; xh[i].y = (xv.y - m) * r; xh[i].z = (xv.z - m) * r; xh[i].w = (xv.w - m) * r;
             sg += (g[i].x + g[i].y) + (g[i].z + g[i].w);
             sgx += (g[i].x * xh[i].x + g[i].y * xh[i].y) + (g[i].z * xh[i].z + g[i].w * xh[i].w);
+            if (sums)
+            {
+                rt_f4 a = sums[0][c], b = sums[1][c];
+                a.x += dv.x * xh[i].x; a.y += dv.y * xh[i].y; a.z += dv.z * xh[i].z; a.w += dv.w * xh[i].w;
+                b.x += dv.x; b.y += dv.y; b.z += dv.z; b.w += dv.w;
+                sums[0][c] = a; sums[1][c] = b;
+            }
         }
     }
     float mg = rt_warp_sum(sg) / (float)C, mgx = rt_warp_sum(sgx) / (float)C;
-    rt_f4* dxr = (rt_f4*)(dx + (long long)row * C);
+    rt_f4* dxr = (rt_f4*)(dx + row * C);
 #pragma unroll
     for (int i = 0; i < 8; i++)
     {
@@ -303,9 +312,17 @@ extern "C" __global__ void rt_layernorm_backward_x4(float* __restrict__ dx, cons
     }
 }
 
+extern "C" __global__ void rt_layernorm_backward_x4(float* __restrict__ dx, const float* __restrict__ dy, const float* __restrict__ x,
+    const float* __restrict__ w, const float* __restrict__ mean, const float* __restrict__ rstd, int N, int C, int accumulate)
+{
+    int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (row >= N) return;
+    rt_layernorm_backward_row4(dx, dy, x, w, mean[row], rstd[row], row, C, accumulate, 0);
+}
+
 // LayerNorm's whole backward in one pass over dy and x, for the rows rt_layernorm_backward_x4 takes (C ≤ 1024, a multiple
 // of 4, dx, dy and x 16-byte aligned): a block of RT_LN_WARPS warps per chunk of rowChunk consecutive rows, each warp
-// rowChunk / RT_LN_WARPS of them in order; dx exactly as rt_layernorm_backward_x4 (the same bits), and each warp's column
+// rowChunk / RT_LN_WARPS of them in order; dx by rt_layernorm_backward_x4's row code (the same bits), and each warp's column
 // sums of dy·x̂ and dy in shared memory, then the block's (its warps in order) into part[k][c] and part[chunks + k][c], the
 // layout rt_layernorm_backward_wb_finish adds up. dy and x are read once instead of twice (dx, then the partial sums).
 #define RT_LN_WARPS 4
@@ -319,46 +336,7 @@ extern "C" __global__ void rt_layernorm_backward4(float* __restrict__ dx, float*
     for (int c = lane; c < C4; c += 32) { sh[warp][0][c] = zero; sh[warp][1][c] = zero; }
     int first = blockIdx.x * rowChunk + warp * per;
     for (int k = 0; k < per && first + k < N; k++)
-    {
-        int row = first + k;
-        const rt_f4* xr = (const rt_f4*)(x + (long long)row * C);
-        const rt_f4* dyr = (const rt_f4*)(dy + (long long)row * C);
-        float m = mean[row], r = rstd[row], sg = 0.0f, sgx = 0.0f;
-        rt_f4 dv[8], xh[8];
-#pragma unroll
-        for (int i = 0; i < 8; i++)
-        {
-            int c = lane + 32 * i;
-            if (c < C4)
-            {
-                rt_f4 xv = xr[c], ww = rt_f4_at(w, c), g;
-                dv[i] = dyr[c];
-                g.x = dv[i].x * ww.x; g.y = dv[i].y * ww.y; g.z = dv[i].z * ww.z; g.w = dv[i].w * ww.w;
-                xh[i].x = (xv.x - m) * r; xh[i].y = (xv.y - m) * r; xh[i].z = (xv.z - m) * r; xh[i].w = (xv.w - m) * r;
-                sg += (g.x + g.y) + (g.z + g.w);
-                sgx += (g.x * xh[i].x + g.y * xh[i].y) + (g.z * xh[i].z + g.w * xh[i].w);
-                rt_f4 a = sh[warp][0][c], b = sh[warp][1][c];
-                a.x += dv[i].x * xh[i].x; a.y += dv[i].y * xh[i].y; a.z += dv[i].z * xh[i].z; a.w += dv[i].w * xh[i].w;
-                b.x += dv[i].x; b.y += dv[i].y; b.z += dv[i].z; b.w += dv[i].w;
-                sh[warp][0][c] = a; sh[warp][1][c] = b;
-            }
-        }
-        float mg = rt_warp_sum(sg) / (float)C, mgx = rt_warp_sum(sgx) / (float)C;
-        rt_f4* dxr = (rt_f4*)(dx + (long long)row * C);
-#pragma unroll
-        for (int i = 0; i < 8; i++)
-        {
-            int c = lane + 32 * i;
-            if (c < C4)
-            {
-                rt_f4 ww = rt_f4_at(w, c), o;
-                o.x = r * (dv[i].x * ww.x - mg - xh[i].x * mgx); o.y = r * (dv[i].y * ww.y - mg - xh[i].y * mgx);
-                o.z = r * (dv[i].z * ww.z - mg - xh[i].z * mgx); o.w = r * (dv[i].w * ww.w - mg - xh[i].w * mgx);
-                if (accumulate) { rt_f4 p = dxr[c]; o.x = p.x + o.x; o.y = p.y + o.y; o.z = p.z + o.z; o.w = p.w + o.w; }
-                dxr[c] = o;
-            }
-        }
-    }
+        rt_layernorm_backward_row4(dx, dy, x, w, mean[first + k], rstd[first + k], first + k, C, accumulate, sh[warp]);
     __syncthreads();
     rt_f4* pw = (rt_f4*)(part + (long long)blockIdx.x * C);
     rt_f4* pb = (rt_f4*)(part + (long long)(gridDim.x + blockIdx.x) * C);

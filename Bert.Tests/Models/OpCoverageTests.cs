@@ -109,39 +109,25 @@ public class OpCoverageTests
     /// <summary>Sums whose sides share an input (SharedResidual): the input and parameter gradients against central
     /// differences, so that a gradient buffer shared by two sides of a sum that other ops add into shows.</summary>
     [Property(MaxTest = 10)]
-    public Property SharedSides_BackwardMatchesCentralDifferences() => Prop.ForAll(
-        (from b in Gen.Choose(1, 3) from t in Gen.Choose(1, 6) from s in Gen.Choose(0, 1 << 30) select (b, t, s)).ToArbitrary(),
-        c =>
-        {
-            var m = SharedResidual.Create<double>();
-            m.InitParameters((ulong)c.s, std: 0.5);
-            m.Bind(c.b, c.t);
-            var rng = new Random(c.s);
-            var x = GradCheck.Uniform(rng, c.b * c.t * SharedResidual.C);
-            var w = GradCheck.Uniform(rng, c.b * c.t * SharedResidual.C);
-            double Loss() { m.SetInput("x", x); return GradCheck.WeightedSum(m.Forward(), w); }
-            Loss();
-            m.ZeroGradients();
-            m.Backward(w);
-            var p = m.Parameters.ToArray();
-            var dp = m.Gradients.ToArray();
-            var dx = m.InputGradient("x").ToArray();
-            var err = GradCheck.Check("SharedResidual parameters", () => { p.CopyTo(m.Parameters); return Loss(); }, p, dp, rng)
-                   ?? GradCheck.Check("SharedResidual input", Loss, x, dx, rng);
-            return (err is null).Label(err ?? "");
-        });
+    public Property SharedSides_BackwardMatchesCentralDifferences() =>
+        TensorInputGradients(SharedResidual.Create<double>, "SharedResidual", SharedResidual.C, SharedResidual.C);
 
     [Property(MaxTest = 15)]
-    public Property MatMulAndLinear_BackwardMatchesCentralDifferences() => Prop.ForAll(
+    public Property MatMulAndLinear_BackwardMatchesCentralDifferences() => TensorInputGradients(MatrixOps.Create<double>, "MatrixOps", 5, 3);
+
+    /// <summary>A model of one tensor input "x" (<paramref name="inWidth"/> values a position) and a tensor output
+    /// (<paramref name="outWidth"/> a position), at random B, T and parameters: the parameter and input gradients of Σ y·w
+    /// against central differences.</summary>
+    static Property TensorInputGradients(Func<Model<double>> create, string name, int inWidth, int outWidth) => Prop.ForAll(
         (from b in Gen.Choose(1, 3) from t in Gen.Choose(1, 6) from s in Gen.Choose(0, 1 << 30) select (b, t, s)).ToArbitrary(),
         c =>
         {
-            var m = MatrixOps.Create<double>();
+            var m = create();
             m.InitParameters((ulong)c.s, std: 0.5);
             m.Bind(c.b, c.t);
             var rng = new Random(c.s);
-            var x = GradCheck.Uniform(rng, c.b * c.t * 5);
-            var w = GradCheck.Uniform(rng, c.b * c.t * 3);
+            var x = GradCheck.Uniform(rng, c.b * c.t * inWidth);
+            var w = GradCheck.Uniform(rng, c.b * c.t * outWidth);
             double Loss() { m.SetInput("x", x); return GradCheck.WeightedSum(m.Forward(), w); }
             Loss();
             m.ZeroGradients();
@@ -149,8 +135,8 @@ public class OpCoverageTests
             var p = m.Parameters.ToArray();
             var dp = m.Gradients.ToArray();
             var dx = m.InputGradient("x").ToArray();
-            var err = GradCheck.Check("MatrixOps parameters", () => { p.CopyTo(m.Parameters); return Loss(); }, p, dp, rng)
-                   ?? GradCheck.Check("MatrixOps input", Loss, x, dx, rng);
+            var err = GradCheck.Check($"{name} parameters", () => { p.CopyTo(m.Parameters); return Loss(); }, p, dp, rng)
+                   ?? GradCheck.Check($"{name} input", Loss, x, dx, rng);
             return (err is null).Label(err ?? "");
         });
 }
