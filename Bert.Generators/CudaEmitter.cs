@@ -37,16 +37,23 @@ public static class CudaEmitter
         w.WriteLine("// input whose shape the model fixes (a bias [C]) repeats every C, written as a literal, so that the index");
         w.WriteLine("// arithmetic is by a compile-time constant (a power of two is a mask) instead of a division by n{k}.");
         w.WriteLine();
-        EmitPrelude(w, used, pointwise.Any(n => Plan.GradientToSlot(plan, g.Nodes.Count, n) >= 0 || Plan.Bf16Output(plan, n) >= 0));
+        EmitPrelude(w, used, pointwise.Any(n => Plan.GradientToSlot(plan, g.Nodes.Count, n) >= 0 || Plan.Bf16Output(plan, n) >= 0),
+            pointwise.Any(n => Plan.Bf16Inputs(g, n).Any(h => h)));
         foreach (var n in pointwise)
-            EmitKernels(w, n, Plan.AssignsGrads(plan, g.Nodes.Count, n), Plan.GradientToSlot(plan, g.Nodes.Count, n), Plan.Bf16Output(plan, n) >= 0, plan.AliasesGrads(n));
+            EmitKernels(w, n, Plan.AssignsGrads(plan, g.Nodes.Count, n), Plan.GradientToSlot(plan, g.Nodes.Count, n), Plan.Bf16Output(plan, n) >= 0, plan.AliasesGrads(n), Plan.Bf16Inputs(g, n));
         return sw.ToString();
     }
 
     // ---------------- prelude ----------------
 
-    static void EmitPrelude(IndentedTextWriter w, HashSet<string> used, bool bf16)
+    static void EmitPrelude(IndentedTextWriter w, HashSet<string> used, bool bf16, bool bf16In)
     {
+        if (bf16In)
+        {
+            w.WriteLine("// bf16 bits to the fp32 value they stand for (exact): an input a product wrote in bf16 (Plan.Bf16Stored).");
+            w.WriteLine("static __device__ __forceinline__ float bert_f32(unsigned short h) { return __int_as_float((int)((unsigned int)h << 16)); }");
+            w.WriteLine();
+        }
         if (bf16)
         {
             w.WriteLine("// fp32 to bf16 bits, round to nearest even, a NaN kept a quiet NaN: the runtime's rt_bf16, bit for bit (a product's");
@@ -120,7 +127,7 @@ public static class CudaEmitter
 
     /// <summary>A node's kernels; <paramref name="assign"/>[k]: the backward writes dx{k} (=) instead of adding into it
     /// (<see cref="Plan.AssignsGrad"/>), zeros where the input has no adjoint — as the CPU kernel does.</summary>
-    static void EmitKernels(IndentedTextWriter w, Node n, bool[] assign, int slot, bool out16, bool[] alias)
+    static void EmitKernels(IndentedTextWriter w, Node n, bool[] assign, int slot, bool out16, bool[] alias, bool[] half)
     {
         var topo = new Topo(n.Expr!);
         int ni = n.Inputs.Count;
@@ -128,7 +135,9 @@ public static class CudaEmitter
         bool[] bcast = n.Inputs.Select(v => v.Size != outSize).ToArray();
         string[] period = Period(n, bcast);
         var name = "k" + n.Id;
-        var xParams = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"const float* __restrict__ x{i}, int n{i}"));
+        // half[k]: x{k} is a product's output the product may have written in bf16 (Plan.Bf16Stored): then h{k} holds it and
+        // x{k} is null (CudaExec.In32 / In16), else h{k} is null.
+        var xParams = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"const float* __restrict__ x{i}, int n{i}" + (half[i] ? $", const unsigned short* __restrict__ h{i}" : "")));
         var dParams = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"float* dx{i}"));
         var sources = string.Join(" -> ", n.Sources);
 
@@ -136,23 +145,25 @@ public static class CudaEmitter
         w.WriteLine($"//   fused: {sources}; {n.Loc}");
         w.WriteLine($"//   y is {Sym.Shape(n.Out.Shape)}; " + string.Join(", ", Enumerable.Range(0, ni).Select(i =>
             $"x{i} is {Sym.Shape(n.Inputs[i].Shape)}{(bcast[i] ? " (broadcast)" : "")}")));
+        if (half.Any(h => h))
+            w.WriteLine($"//   {string.Join(", ", Enumerable.Range(0, ni).Where(i => half[i]).Select(i => $"x{i}"))} in bf16 when h{Enumerable.Range(0, ni).First(i => half[i])}... is given (a product's output kept in bf16)");
         if (assign.Any(a => a))
             w.WriteLine($"//   backward: writes {string.Join(", ", Enumerable.Range(0, ni).Where(i => assign[i]).Select(i => "dx" + i))} (the first gradient into {(assign.Count(a => a) == 1 ? "it" : "each")}; the schedule does not clear it), adds into the others");
 
         // forward: one element per iteration of a grid-stride loop.
         // out16: y is a product's operand; its bf16 copy also goes to y16 when given (CudaExec.Out16).
-        if (out16) w.WriteLine("// y16 (when not null): y rounded to bf16 as well, for the product that reads it");
+        if (out16) w.WriteLine("// y16 (when not null): y rounded to bf16 as well, for the product that reads it; y null: only that copy (CudaExec.Out32)");
         w.WriteLine($"extern \"C\" __global__ void {name}_forward(float* __restrict__ y, {xParams}, int n, const unsigned long long* __restrict__ seedp, int training{(out16 ? ", unsigned short* __restrict__ y16" : "")})");
         w.WriteLine("{"); w.Indent++;
         w.WriteLine("const unsigned long long seed = *seedp;   // on the device: a replayed graph reads each step's seed");
         w.WriteLine("int stride = (int)(blockDim.x * gridDim.x);");
         w.WriteLine("for (int i = (int)(blockIdx.x * blockDim.x + threadIdx.x); i < n; i += stride)");
         w.WriteLine("{"); w.Indent++;
-        EmitValues(w, topo, bcast, period);
+        EmitValues(w, topo, bcast, period, half);
         if (out16)
         {
             w.WriteLine($"float yv = {V(topo, n.Expr!)};");
-            w.WriteLine("y[i] = yv;");
+            w.WriteLine("if (y) y[i] = yv;");
             w.WriteLine("if (y16) y16[i] = bert_bf16(yv);");
         }
         else w.WriteLine($"y[i] = {V(topo, n.Expr!)};");
@@ -188,12 +199,12 @@ public static class CudaEmitter
             w.WriteLine("{"); w.Indent++;
             w.WriteLine("int i = r * nb + j;");
         }
-        EmitValues(w, topo, bcast, period);
+        EmitValues(w, topo, bcast, period, half);
         EmitAdjoints(w, topo, n.Expr!, ni, bcast, period, assign, slot, alias, rows: false);
         w.Indent--; w.WriteLine("}");
         w.Indent--; w.WriteLine("}");
         w.WriteLine();
-        if (HasRowsVariant(n)) EmitRowsVariant(w, n, topo, bcast, period, assign, slot, alias, name, dParams, xParams);
+        if (HasRowsVariant(n)) EmitRowsVariant(w, n, topo, bcast, period, assign, slot, alias, half, name, dParams, xParams);
     }
 
     /// <summary>Per broadcast input, how often its values repeat along y: the literal element count when the model fixes
@@ -212,7 +223,7 @@ public static class CudaEmitter
     /// owns column j of one chunk, writes the non-broadcast gradients of its elements, and stores its partial sum of every
     /// broadcast gradient in part[(slot·chunks + chunk)·nb + j]; the runtime then adds the partials into dx in chunk order
     /// (rt_colsum_finish). Deterministic, with far more threads than columns; the serial k{id}_backward stays the CPU's twin.</summary>
-    static void EmitRowsVariant(IndentedTextWriter w, Node n, Topo topo, bool[] bcast, string[] period, bool[] assign, int slot, bool[] alias, string name, string dParams, string xParams)
+    static void EmitRowsVariant(IndentedTextWriter w, Node n, Topo topo, bool[] bcast, string[] period, bool[] assign, int slot, bool[] alias, bool[] half, string name, string dParams, string xParams)
     {
         int ni = n.Inputs.Count;
         var bs = Enumerable.Range(0, ni).Where(i => bcast[i]).ToList();
@@ -230,7 +241,7 @@ public static class CudaEmitter
         w.WriteLine("{"); w.Indent++;
         w.WriteLine("int i = r * nb + j;");
         // Every broadcast input has nb elements here, so element i = r·nb + j of y reads element j of each.
-        EmitValues(w, topo, bcast, period.Select((p, i) => bcast[i] ? "j" : p).ToArray(), direct: true);
+        EmitValues(w, topo, bcast, period.Select((p, i) => bcast[i] ? "j" : p).ToArray(), half, direct: true);
         EmitAdjoints(w, topo, n.Expr!, ni, bcast, period, assign, slot, alias, rows: true);
         w.Indent--; w.WriteLine("}");
         for (int s = 0; s < bs.Count; s++)
@@ -272,14 +283,20 @@ public static class CudaEmitter
 
     /// <param name="period">Per broadcast input, the divisor of its index (see <see cref="Period"/>); with
     /// <paramref name="direct"/>, the index itself.</param>
-    static void EmitValues(IndentedTextWriter w, Topo t, bool[] bcast, string[] period, bool direct = false)
+    /// <param name="half">Per input: it may come in bf16 (h{k}, when not null, instead of x{k}).</param>
+    static void EmitValues(IndentedTextWriter w, Topo t, bool[] bcast, string[] period, bool[] half, bool direct = false)
     {
         foreach (var e in t.Order)
         {
             int id = t[e];
             switch (e)
             {
-                case FIn i: w.WriteLine($"float v{id} = x{i.Index}[{(!bcast[i.Index] ? "i" : direct ? period[i.Index] : $"i % {period[i.Index]}")}];"); break;
+                case FIn i:
+                {
+                    string at = !bcast[i.Index] ? "i" : direct ? period[i.Index] : $"i % {period[i.Index]}";
+                    w.WriteLine(half[i.Index] ? $"float v{id} = h{i.Index} ? bert_f32(h{i.Index}[{at}]) : x{i.Index}[{at}];" : $"float v{id} = x{i.Index}[{at}];");
+                    break;
+                }
                 case FConst: break;
                 case FOp o:
                     string A(int k) => V(t, o.Args[k]);

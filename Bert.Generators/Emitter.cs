@@ -101,6 +101,8 @@ public static class Emitter
             if (Plan.Bf16Output(plan, n) >= 0) init.Add("Out16 = true");
             var aliases = plan.AliasesGrads(n);
             if (aliases.Any(a => a)) init.Add($"Aliases = new bool[] {{ {string.Join(", ", aliases.Select(x => x ? "true" : "false"))} }}");
+            var half = Plan.Bf16Inputs(g, n);
+            if (half.Any(h => h)) init.Add($"Bf16Inputs = new bool[] {{ {string.Join(", ", half.Select(x => x ? "true" : "false"))} }}");
             w.WriteLine($"    nodes: new {RT}.ExprNode[] {{ {string.Join(", ", ExprNodes(n.Expr!))} }}){(init.Count > 0 ? $" {{ {string.Join(", ", init)} }}" : "")},");
         }
         w.Indent--; w.WriteLine("},");
@@ -343,7 +345,7 @@ public static class Emitter
             w.WriteLine($"ex.Op({n.Id}); // backward: {n.Label}");
             var assign = Plan.AssignsGrads(plan, count, n);
             EmitZeros(w, n, plan, count, assign);
-            EmitCudaBackward(w, n, plan, assign, count);
+            EmitCudaBackward(w, g, n, plan, assign, count);
         }
         w.Indent--; w.WriteLine("}");
         w.Indent--; w.WriteLine("}");
@@ -368,20 +370,26 @@ public static class Emitter
             bool make = !(v.Producer is { } p && Plan.Bf16OutputAlways(plan, p)) && Plan.FirstProduct(v) == node && node.Inputs.IndexOf(v) == i;
             return make ? $", {arg}: ex.ToShadow({k}, {P(i)}, {v.Size.Code()})" : $", {arg}: ex.Shadow({k})";
         }
+        // A product's output that only fused kernels read: written in bf16 when the run keeps products' outputs so (Plan.Bf16Stored).
+        string C16() => Plan.Bf16Stored(g, n.Out) ? $", c16: ex.Store16({plan.Act[n.Out].Id})" : "";
+        // A fused kernel's input that its product may have written in bf16: the fp32 pointer or null, then the bf16 one or null.
+        var half = Plan.Bf16Inputs(g, n);
+        string X(int k) => half[k] ? $".Add(ex.In32({plan.Act[n.Inputs[k]].Id})).Add({n.Inputs[k].Size.Code()}).Add(ex.In16({plan.Act[n.Inputs[k]].Id}))"
+            : $".Add({GPtr(plan, n.Inputs[k])}).Add({n.Inputs[k].Size.Code()})";
         switch (n.Kind)
         {
             case OpKind.MatMul:
             {
                 var x = n.Inputs[0]; var wt = n.Inputs[1];
                 string M = Rows(x), Kd = Dim(wt.Shape[0]), N = Dim(wt.Shape[1]);
-                w.WriteLine($"ex.Gemm(false, false, {M}, {N}, {Kd}, 1f, {P(0)}, {Kd}, {P(1)}, {N}, 0f, {y}, {N}{MakeShadow(n, 0, "a16")}{MakeShadow(n, 1, "b16")});");
+                w.WriteLine($"ex.Gemm(false, false, {M}, {N}, {Kd}, 1f, {P(0)}, {Kd}, {P(1)}, {N}, 0f, {y}, {N}{MakeShadow(n, 0, "a16")}{MakeShadow(n, 1, "b16")}{C16()});");
                 break;
             }
             case OpKind.Linear:
             {
                 var x = n.Inputs[0]; var wt = n.Inputs[1];
                 string M = Rows(x), O = Dim(wt.Shape[0]), I = Dim(wt.Shape[1]);
-                w.WriteLine($"ex.Gemm(false, true, {M}, {O}, {I}, 1f, {P(0)}, {I}, {P(1)}, {I}, 0f, {y}, {O}{MakeShadow(n, 0, "a16")}{MakeShadow(n, 1, "b16")});");
+                w.WriteLine($"ex.Gemm(false, true, {M}, {O}, {I}, 1f, {P(0)}, {I}, {P(1)}, {I}, 0f, {y}, {O}{MakeShadow(n, 0, "a16")}{MakeShadow(n, 1, "b16")}{C16()});");
                 break;
             }
             case OpKind.Embed:
@@ -404,14 +412,18 @@ public static class Emitter
                 break;
             case OpKind.Pointwise:
             {
-                var args = string.Concat(n.Inputs.Select(v => $".Add({GPtr(plan, v)}).Add({v.Size.Code()})"));
-                w.WriteLine($"ex.Pointwise(\"k{n.Id}_forward\", {n.Out.Size.Code()}, {n.Out.Size.Code()}, ex.Args().Add({y}){args}.Add({n.Out.Size.Code()}).Add(ex.SeedPointer).Add(ex.Training ? 1 : 0){(k16 >= 0 ? $".Add({Out16()})" : "")});");
+                var args = string.Concat(n.Inputs.Select((_, k) => X(k)));
+                // An output that only products read, from its bf16 copy: no fp32 write when that copy is made (Plan.Bf16OnlyOutput).
+                string y32 = Plan.Bf16OnlyOutput(g, plan, n)
+                    ? $"ex.Out32({plan.Act[n.Out].Id}, {k16}, {Rows(n.Out)}, {Last(n.Out)}, {Plan.NextProductSlot(g, n)}, {(Plan.OnlyNextProductReads(g, n) ? "true" : "false")})"
+                    : y;
+                w.WriteLine($"ex.Pointwise(\"k{n.Id}_forward\", {n.Out.Size.Code()}, {n.Out.Size.Code()}, ex.Args().Add({y32}){args}.Add({n.Out.Size.Code()}).Add(ex.SeedPointer).Add(ex.Training ? 1 : 0){(k16 >= 0 ? $".Add({Out16()})" : "")});");
                 break;
             }
         }
     }
 
-    static void EmitCudaBackward(IndentedTextWriter w, Node n, Plan plan, bool[] assign, int count)
+    static void EmitCudaBackward(IndentedTextWriter w, Graph g, Node n, Plan plan, bool[] assign, int count)
     {
         var dy = $"ex.Buf({plan.Grad[n.Out].Id})";
         string P(int i) => GPtr(plan, n.Inputs[i]);
@@ -458,8 +470,16 @@ public static class Emitter
                 break;
             case OpKind.Pointwise:
             {
-                var dxs = string.Concat(n.Inputs.Select((v, k) => v.NeedsGrad && !plan.AliasesGrad(n, k) ? $".Add({GDPtr(plan, v)})" : ".Add(0UL)"));
-                var xs = string.Concat(n.Inputs.Select(v => $".Add({GPtr(plan, v)}).Add({v.Size.Code()})"));
+                // A Linear's output gradient written here, which its two backward products both take as operand A from the bf16
+                // copy in slot 0: no fp32 write when that copy is made (Plan.GradientToSlot, CudaExec.Grad32). (A MatMul's
+                // dB = Aᵀ·dY takes it as operand B, from the other slot: it keeps the fp32 write.)
+                int toSlot = Plan.GradientToSlot(plan, count, n);
+                if (toSlot >= 0 && n.Inputs[toSlot].Producer?.Kind != OpKind.Linear) toSlot = -1;
+                var dxs = string.Concat(n.Inputs.Select((v, k) => !v.NeedsGrad || plan.AliasesGrad(n, k) ? ".Add(0UL)"
+                    : k == toSlot && assign[k] ? $".Add(ex.Grad32({plan.Grad[v].Id}, {Rows(v)}, {Last(v)}))"
+                    : $".Add({GDPtr(plan, v)})"));
+                var half = Plan.Bf16Inputs(g, n);
+                var xs = string.Concat(n.Inputs.Select((v, k) => half[k] ? $".Add(ex.In32({plan.Act[v].Id})).Add({v.Size.Code()}).Add(ex.In16({plan.Act[v].Id}))" : $".Add({GPtr(plan, v)}).Add({v.Size.Code()})"));
                 // One thread per broadcast column (the smallest input), each summing its rows in order, as on the CPU.
                 var bs = n.Inputs.Where(v => !v.Size.Equals(n.Out.Size)).Select(v => v.Size.Code()).Distinct().ToList();
                 string threads = bs.Count == 0 ? n.Out.Size.Code() : bs.Skip(1).Aggregate(bs[0], (a, b) => $"global::System.Math.Min({a}, {b})");

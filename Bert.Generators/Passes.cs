@@ -219,6 +219,19 @@ public sealed class Plan
     /// its first product converts unless it did (CudaExec.ToShadow).</summary>
     public static bool Bf16OutputAlways(Plan plan, Node n) => n.Kind is OpKind.Pointwise or OpKind.LayerNorm && Bf16Output(plan, n) >= 0;
 
+    /// <summary>Whether fused node <paramref name="n"/>'s output is read by products only (not the model's output), which take
+    /// it in bf16 from the copy n's kernel writes (<see cref="Bf16Output"/>): from the kept shadow in training, or, when its
+    /// only reader is the product right after n and reads it once, from that product's operand slot in inference. Then, in
+    /// bf16, the fp32 output need not be written at all (CudaExec.Out32): BERT's GELU output, 4·C floats a token a layer.</summary>
+    public static bool Bf16OnlyOutput(Graph g, Plan plan, Node n) =>
+        n.Kind == OpKind.Pointwise && Bf16Output(plan, n) >= 0 && n.Out != g.Output && n.Out.Consumers.Count > 0
+        && n.Out.Consumers.All(c => c.Kind is OpKind.Linear or OpKind.MatMul);
+
+    /// <summary>For <see cref="Bf16OnlyOutput"/>: whether n's output has one reader, the product right after n, reading it once
+    /// (inference can then skip the fp32 output too: the product takes the operand slot n's kernel wrote).</summary>
+    public static bool OnlyNextProductReads(Graph g, Node n) =>
+        NextProductSlot(g, n) >= 0 && n.Out.Consumers.Distinct().Count() == 1 && g.Nodes[n.Id + 1].Inputs.Count(x => x == n.Out) == 1;
+
     /// <summary>Which operand (0: A, 1: B) of the op right after <paramref name="n"/> is n's output, when that op is a product
     /// and the first to read it; else -1.</summary>
     public static int NextProductSlot(Graph g, Node n)
@@ -229,6 +242,20 @@ public sealed class Plan
         int i = next.Inputs.IndexOf(n.Out);
         return i is 0 or 1 && FirstProduct(n.Out) == next ? i : -1;
     }
+
+    /// <summary>Whether <paramref name="v"/> is a product's output (Linear, MatMul) that only fused element-wise kernels read
+    /// (a bias, bias + GELU, bias + dropout + residual) and not the model's output: on a GPU in bf16 the product may then write
+    /// it in bf16 (half the bytes, in the first half of its buffer) and those kernels, forward and backward, read it so
+    /// (CudaExec.Store16, In16), as autocast keeps a product's output. Its gradient stays fp32. Not where those kernels feed a
+    /// cross-entropy or are the model's output: the logits keep fp32 (rounding them moves every probability by up to 2⁻⁸ of
+    /// the logit).</summary>
+    public static bool Bf16Stored(Graph g, Value v) =>
+        v.Producer is { Kind: OpKind.Linear or OpKind.MatMul } && v != g.Output && v.Consumers.Count > 0
+        && v.Consumers.All(c => c.Kind == OpKind.Pointwise && c.Out != g.Output && c.Out.Consumers.All(d => d.Kind != OpKind.CrossEntropy));
+
+    /// <summary>Per input of fused node <paramref name="n"/>: whether it may come in bf16 (<see cref="Bf16Stored"/>); its CUDA
+    /// kernels then take <c>h{k}</c>, the bf16 values, beside <c>x{k}</c> (one of the two null).</summary>
+    public static bool[] Bf16Inputs(Graph g, Node n) => n.Inputs.Select(v => n.Kind == OpKind.Pointwise && Bf16Stored(g, v)).ToArray();
 
     /// <summary>The first product (Linear, MatMul) to read <paramref name="v"/>, or null.</summary>
     public static Node? FirstProduct(Value v) => v.Consumers.Where(c => c.Kind is OpKind.Linear or OpKind.MatMul).OrderBy(c => c.Id).FirstOrDefault();

@@ -226,9 +226,31 @@ public static class GpuSelfTest
                     for (int p = 0; p < K; p++) acc += (double)FromBf16(A[b * M * K + i * K + p]) * FromBf16(B[b * N * K + j * K + p]);
                     worst = Math.Max(worst, Math.Abs(got[b * M * N + i * N + j] - acc) / (1 + Math.Abs(acc)));
                 }
+        // The same product of the first batch written in bf16 (a product whose output only fused kernels read,
+        // CudaExec.Store16), with a row stride past N whose padding must stay as it was: the sum rounded once, to within
+        // half a bf16 ulp (2⁻⁹ relative) and the fp32 accumulation's error.
+        const int Ldc16 = N + 6;
+        var pad = Enumerable.Repeat((ushort)0x7FC1, M * Ldc16).ToArray();
+        ulong dC16 = Upload(pad, stream);
+        blas.Gemm(false, true, M, N, K, 1f, dA, K, dB, K, 0f, dC16, Ldc16, CudaDataType.R16BF, CudaDataType.R16BF);
+        var got16 = new ushort[M * Ldc16];
+        CudaDriver.MemcpyDtoHAsync<ushort>(got16, dC16, stream);
+        CudaDriver.StreamSynchronize(stream);
+        CudaDriver.MemFree(dC16);
+        double worst16 = 0;
+        int padTouched = 0;
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < Ldc16; j++)
+            {
+                if (j >= N) { padTouched += got16[i * Ldc16 + j] == 0x7FC1 ? 0 : 1; continue; }
+                double acc = 0;
+                for (int p = 0; p < K; p++) acc += (double)FromBf16(A[i * K + p]) * FromBf16(B[j * K + p]);
+                worst16 = Math.Max(worst16, Math.Abs(FromBf16(got16[i * Ldc16 + j]) - acc) / (1e-3 + Math.Abs(acc)));
+            }
         foreach (ulong p in new[] { dA, dB, dC }) CudaDriver.MemFree(p);
         CudaDriver.StreamDestroy(stream);
-        return (worst <= 1e-4, string.Create(Inv, $"max error {worst:E2} vs double on the bf16 inputs (limit 1e-4)"));
+        return (worst <= 1e-4 && worst16 <= 1.0 / 256 + 1e-5 && padTouched == 0, string.Create(Inv,
+            $"max error {worst:E2} vs double on the bf16 inputs (limit 1e-4); bf16 output {worst16:E2} relative (limit 3.9e-3: bf16's unit roundoff 2⁻⁸), {padTouched} padding elements written"));
     }
 
     // ---------------------------------------------------------------- models
@@ -431,15 +453,21 @@ public static class GpuSelfTest
         {
             gpu.Precision = CudaPrecision.Bf16;
             var (worstBf, worstBfName, eg) = Bf16Step(gpu, info, inputs, cpuBuffers, gWant, B, T, G, seed);
-            r.Row($"{info.Name}: bf16 products vs CPU double", worstBf <= 2e-2 && eg <= 2e-2,
-                string.Create(Inv, $"forward buffers worst {worstBf:E2} ({worstBfName}), all gradients {eg:E2} (limits 2e-2)"));
+            // A training step keeps its products' outputs in fp32 by default (CudaExec.Bf16OutputsInTraining off).
+            int takers = info.Kernels.Sum(k => k.Bf16Inputs.Count(h => h)), held = info.Buffers.Count(b => gpu.HoldsBf16(b.Id));
+            r.Row($"{info.Name}: bf16 products vs CPU double", worstBf <= 2e-2 && eg <= 2e-2 && (takers == 0 || !(gpu.Bf16Outputs && gpu.Bf16OutputsInTraining)) == (held == 0),
+                string.Create(Inv, $"forward buffers worst {worstBf:E2} ({worstBfName}), all gradients {eg:E2} (limits 2e-2); {held} product outputs written in bf16"));
 
             // The products' activation operands kept in bf16 from the forward to the backward (the shadows, on by default)
             // round the same values as rounding per product: the same bits, every buffer and gradient.
             if (info.Shadows.Count > 0)
             {
                 float[] withShadows = gpu.GetGradients();
-                var buffersWith = info.Buffers.Select(b => gpu.ReadBuffer(b.Id)).ToArray();
+                // (the products' output gradients that went to the products in bf16 alone were not written in fp32: SkipUnreadFp32)
+                var buffersWith = info.Buffers.Select(b => gpu.Readable(b.Id) ? gpu.ReadBuffer(b.Id) : null).ToArray();
+                int unwritten = buffersWith.Count(b => b is null);
+                // (and one whose fp32 write was skipped for the copy kept in bf16 reads back as that copy: compared rounded)
+                var asBf16 = info.Buffers.Select(b => gpu.ReadsBf16(b.Id)).ToArray();
                 // the conversion launches a step makes either way (the kept copies should save some)
                 int conversions = 0;
                 gpu.OnLaunch = name => { if (name.StartsWith("rt_to_bf16", StringComparison.Ordinal)) conversions++; };
@@ -453,14 +481,33 @@ public static class GpuSelfTest
                 float[] perProduct = gpu.GetGradients();
                 int Differ(float[] g) => Enumerable.Range(0, g.Length).Count(i => BitConverter.SingleToInt32Bits(g[i]) != BitConverter.SingleToInt32Bits(withShadows[i]));
                 int differ = Differ(perProduct);
-                int buffersDiffer = info.Buffers.Count(b => !gpu.ReadBuffer(b.Id).AsSpan().SequenceEqual(buffersWith[b.Id]));
+                int buffersDiffer = info.Buffers.Count(b => buffersWith[b.Id] is { } with
+                    && !(asBf16[b.Id] ? gpu.ReadBuffer(b.Id).Select(x => FromBf16(ToBf16(x))).ToArray() : gpu.ReadBuffer(b.Id)).AsSpan().SequenceEqual(with));
                 // Turned on between a forward that made no copies and its backward (the copies poisoned): the backward
                 // rounds per product rather than read copies its forward did not make.
                 gpu.Bf16Shadows = false;
                 PoisonedStep(gpu, inputs, B, T, G, seed, beforeBackward: () => gpu.Bf16Shadows = true);
                 int midStep = Differ(gpu.GetGradients());
                 r.Row($"{info.Name}: bf16 operands kept from the forward = rounded per product", differ == 0 && buffersDiffer == 0 && midStep == 0 && kept < rounded,
-                    string.Create(Inv, $"{info.Shadows.Count} activation operands kept in bf16 ({CudaModel.ShadowBytes(info, B, T, G) / 1024.0:F1} KiB at B={B}, T={T}), output gradients from the fused kernels: {kept} conversion launches a step instead of {rounded}; {differ} of {perProduct.Length} gradient elements and {buffersDiffer} of {info.Buffers.Count} buffers differ; turned on after the forward: {midStep} differ"));
+                    string.Create(Inv, $"{info.Shadows.Count} activation operands kept in bf16 ({CudaModel.ShadowBytes(info, B, T, G) / 1024.0:F1} KiB at B={B}, T={T}), output gradients from the fused kernels: {kept} conversion launches a step instead of {rounded}; {differ} of {perProduct.Length} gradient elements and {buffersDiffer} of {info.Buffers.Count - unwritten} buffers differ ({unwritten} not written in fp32: read in bf16 alone); turned on after the forward: {midStep} differ"));
+            }
+
+            // The same with the products whose outputs only fused kernels read writing them in bf16 (as inference does, and
+            // here the backward reading them so too; BERT_CUDA_BF16=bf16-outputs): what that adds to the errors.
+            {
+                // (by default not in a training binding's forward without dropout either: a backward may follow it)
+                gpu.Forward(training: false);
+                int heldNoDropout = info.Buffers.Count(b => gpu.HoldsBf16(b.Id));
+                bool before = gpu.Bf16OutputsInTraining;
+                gpu.Bf16OutputsInTraining = true;
+                try
+                {
+                    var (wf16, wf16Name, eg16) = Bf16Step(gpu, info, inputs, cpuBuffers, gWant, B, T, G, seed);
+                    int held16 = info.Buffers.Count(b => gpu.HoldsBf16(b.Id));
+                    r.Row($"{info.Name}: bf16 products, bf16 outputs vs CPU double", wf16 <= 2e-2 && eg16 <= 2e-2 && (takers == 0) == (held16 == 0) && (heldNoDropout == 0 || before),
+                        string.Create(Inv, $"forward buffers worst {wf16:E2} ({wf16Name}), all gradients {eg16:E2} (limits 2e-2; with fp32 outputs {worstBf:E2} and {eg:E2}); {held16} product outputs written in bf16 (off: {heldNoDropout} in a forward without dropout)"));
+                }
+                finally { gpu.Bf16OutputsInTraining = before; }
             }
 
             // The same with cuBLAS rounding the fp32 operands (CUBLAS_COMPUTE_32F_FAST_16BF; BERT_CUDA_BF16=cublas).
@@ -592,23 +639,27 @@ public static class GpuSelfTest
                 int conversions = 0;
                 gpu.OnLaunch = name => { if (name.StartsWith("rt_to_bf16", StringComparison.Ordinal)) conversions++; };
                 var forwardBuffers = info.Buffers.Where(b => b.Role != BufferRole.Gradient).ToArray();
-                float[][] Run()
+                float[]?[] Run()
                 {
                     gpu.PoisonArena();
                     gpu.Forward(training: false);
-                    return forwardBuffers.Select(b => gpu.ReadBuffer(b.Id)).Append(gpu.Output).ToArray();
+                    // (an output that only the product after it read, from its bf16 copy, is not written in fp32: SkipUnreadFp32)
+                    return forwardBuffers.Select(b => gpu.Readable(b.Id) ? gpu.ReadBuffer(b.Id) : null).Append(gpu.Output).ToArray();
                 }
-                float[][] written = Run();
+                float[]?[] written = Run();
+                int unwrittenInference = written.Count(b => b is null);
                 int kept = conversions;
+                // and the products whose outputs only fused kernels read write them in bf16 (CudaExec.Bf16Outputs)
+                int outputs16 = forwardBuffers.Count(b => gpu.HoldsBf16(b.Id)), takers16 = info.Kernels.Sum(k => k.Bf16Inputs.Count(h => h));
                 conversions = 0;
                 gpu.Bf16Shadows = false;
-                float[][] perProduct;
+                float[]?[] perProduct;
                 try { perProduct = Run(); }
                 finally { gpu.Bf16Shadows = true; gpu.OnLaunch = null; }
-                static bool Bits(float[] a, float[] b) => MemoryMarshal.Cast<float, int>(a).SequenceEqual(MemoryMarshal.Cast<float, int>(b));
+                static bool Bits(float[]? a, float[]? b) => a is null || (b is not null && MemoryMarshal.Cast<float, int>(a).SequenceEqual(MemoryMarshal.Cast<float, int>(b)));
                 int differ = Enumerable.Range(0, written.Length).Count(i => !Bits(written[i], perProduct[i]));
-                r.Row($"{info.Name}: bf16 inference, operands written by their producers = rounded per product", differ == 0 && kept < conversions,
-                    $"{kept} conversion launches a forward instead of {conversions}; {differ} of {forwardBuffers.Length} buffers and the output differ");
+                r.Row($"{info.Name}: bf16 inference, operands written by their producers = rounded per product", differ == 0 && kept < conversions && (takers16 == 0) == (outputs16 == 0),
+                    $"{kept} conversion launches a forward instead of {conversions}; {differ} of {forwardBuffers.Length - unwrittenInference} buffers and the output differ; {outputs16} product outputs written in bf16, {unwrittenInference} outputs read in bf16 alone");
             }
             gpu.Precision = CudaPrecision.Fp32;
             gpu.Bind(B, T, G, training: true);
@@ -953,11 +1004,12 @@ public static class GpuSelfTest
         // and is checked above, not timed; its tensor-core successor is (flash).
         // perProduct: bf16 operands rounded at every product, as before the shadows (the forward's bf16 copies kept for the
         // backward, written by the kernels that compute them); separateLn: LayerNorm's backward in two passes over dy and x.
-        foreach (var (precision, flash, split, inCublas, perProduct, separateLn) in ((CudaPrecision, bool, bool, bool, bool, bool)[])[(CudaPrecision.Fp32, false, false, false, false, false),
-            (CudaPrecision.Tf32, false, false, false, false, false), (CudaPrecision.Bf16, false, false, false, false, false), (CudaPrecision.Bf16, false, false, false, true, false),
-            (CudaPrecision.Bf16, false, false, false, false, true),
-            (CudaPrecision.Bf16, false, true, false, false, false), (CudaPrecision.Bf16, false, false, true, false, false),
-            (CudaPrecision.Bf16, true, false, false, false, false), (CudaPrecision.Bf16, true, false, true, false, false)])
+        // bf16Out: the products whose outputs only fused kernels read write them in bf16 in training too (off by default).
+        foreach (var (precision, flash, split, inCublas, perProduct, separateLn, bf16Out) in ((CudaPrecision, bool, bool, bool, bool, bool, bool)[])[(CudaPrecision.Fp32, false, false, false, false, false, false),
+            (CudaPrecision.Tf32, false, false, false, false, false, false), (CudaPrecision.Bf16, false, false, false, false, false, false), (CudaPrecision.Bf16, false, false, false, false, false, true),
+            (CudaPrecision.Bf16, false, false, false, true, false, false), (CudaPrecision.Bf16, false, false, false, false, true, false),
+            (CudaPrecision.Bf16, false, true, false, false, false, false), (CudaPrecision.Bf16, false, false, true, false, false, false),
+            (CudaPrecision.Bf16, true, false, false, false, false, false), (CudaPrecision.Bf16, true, false, true, false, false, false)])
         {
             if (flash && !flashApplies) continue;
             gpu.Precision = precision;
@@ -966,6 +1018,7 @@ public static class GpuSelfTest
             gpu.Bf16InCublas = inCublas;
             gpu.Bf16Shadows = !perProduct;
             gpu.SeparateLayerNormSums = separateLn;
+            gpu.Bf16OutputsInTraining = bf16Out;
             foreach (int B in s.Batches)
             {
                 int G = (int)Math.Round(0.15 * B * s.Seq);
@@ -992,9 +1045,9 @@ public static class GpuSelfTest
                     double ms = CudaDriver.EventElapsedTime(start, stop) / s.Steps;
                     double seqs = B / (ms / 1000), mfu = seqs * s.Seq * fpt / 989e12;
                     float loss = gpu.ReadBuffer(info.OutputBuffer)[0];
-                    r.Row($"time {s.Name} step {precision.ToString().ToLowerInvariant()}{(flash ? " flash-attn" : "")}{(split ? " split-heads" : "")}{(inCublas ? " cublas-rounded" : "")}{(perProduct ? " rounded-per-product" : "")}{(separateLn ? " separate-ln-sums" : "")} B={B} T={s.Seq}", float.IsFinite(loss),
+                    r.Row($"time {s.Name} step {precision.ToString().ToLowerInvariant()}{(flash ? " flash-attn" : "")}{(split ? " split-heads" : "")}{(inCublas ? " cublas-rounded" : "")}{(perProduct ? " rounded-per-product" : "")}{(separateLn ? " separate-ln-sums" : "")}{(bf16Out ? " bf16-outputs" : "")} B={B} T={s.Seq}", float.IsFinite(loss),
                         string.Create(Inv, $"{ms:F1} ms/step, {seqs:F1} seq/s, MFU {mfu:P1} of 989 TFLOP/s; loss {loss:F3}; arena {gpu.ArenaBytes / (1 << 20)} MiB"),
-                        new() { ["batch"] = B, ["seq"] = s.Seq, ["precision"] = precision.ToString(), ["flash_attention"] = flash, ["split_heads"] = split, ["cublas_rounded"] = inCublas, ["rounded_per_product"] = perProduct, ["separate_ln_sums"] = separateLn, ["step_ms"] = ms, ["seq_per_s"] = seqs, ["mfu"] = mfu });
+                        new() { ["batch"] = B, ["seq"] = s.Seq, ["precision"] = precision.ToString(), ["flash_attention"] = flash, ["split_heads"] = split, ["cublas_rounded"] = inCublas, ["rounded_per_product"] = perProduct, ["separate_ln_sums"] = separateLn, ["bf16_outputs"] = bf16Out, ["step_ms"] = ms, ["seq_per_s"] = seqs, ["mfu"] = mfu });
                 }
                 catch (CudaException e) when (e.Message.Contains("OUT_OF_MEMORY"))
                 {
@@ -1007,6 +1060,7 @@ public static class GpuSelfTest
         gpu.FlashAttention = false;
         gpu.Bf16Shadows = true;
         gpu.SeparateLayerNormSums = false;
+        gpu.Bf16OutputsInTraining = false;
         TrainerSteps(r, device, cache, s, rng);
         Profile(r, gpu, opt, info, s, rng, CudaPrecision.Tf32, flash: false, byKernel: false);
         Profile(r, gpu, opt, info, s, rng, CudaPrecision.Bf16, flash: false, byKernel: false);
@@ -1083,14 +1137,17 @@ public static class GpuSelfTest
         var rng = new Random(8);
         nint start = CudaDriver.EventCreate(), stop = CudaDriver.EventCreate();
         int most = s.Batches.Max();
-        foreach (var (B, flash, bf16, inCublas) in new[] { (1, false, false, false), (most, false, false, false),
-            (1, false, true, false), (most, false, true, false), (1, false, true, true), (most, false, true, true), (1, true, true, false), (most, true, true, false) })
+        // fp32Out: every product writes fp32 (CudaModel.Bf16Outputs off; on by default in inference), to compare.
+        foreach (var (B, flash, bf16, inCublas, fp32Out) in new[] { (1, false, false, false, false), (most, false, false, false, false),
+            (1, false, true, false, false), (most, false, true, false, false), (most, false, true, false, true), (1, false, true, true, false), (most, false, true, true, false),
+            (1, true, true, false, false), (most, true, true, false, false) })
         {
             if (flash && !flashApplies) continue;
             gpu.FlashAttention = flash;
             gpu.Precision = bf16 ? CudaPrecision.Bf16 : CudaPrecision.Tf32;
             gpu.Bf16InCublas = inCublas;
-            string attn = (flash ? ", flash attention" : "") + (bf16 ? ", bf16" : "") + (inCublas ? " cublas-rounded" : "");
+            gpu.Bf16Outputs = !fp32Out;
+            string attn = (flash ? ", flash attention" : "") + (bf16 ? ", bf16" : "") + (inCublas ? " cublas-rounded" : "") + (fp32Out ? " fp32-outputs" : "");
             var inputs = RandomInputs(entry.Info, B, s.Seq, 0, rng);
             foreach (var k in inputs.Keys.Where(k => entry.Info.Input(k).Kind == InputKind.Mask)) Array.Fill(inputs[k], 1);
             gpu.Bind(B, s.Seq, 0, training: false);
@@ -1112,7 +1169,7 @@ public static class GpuSelfTest
             float[] direct = gpu.Output;
             r.Row($"time {s.Name} classifier inference B={B} T={s.Seq}{attn}", float.IsFinite(direct[0]),
                 string.Create(Inv, $"{median:F3} ms (median of {Runs}), {B / (median / 1000):F0} seq/s; {(bf16 ? "bf16" : "TF32")} products, kernel by kernel"),
-                new() { ["batch"] = B, ["seq"] = s.Seq, ["infer_ms"] = median, ["seq_per_s"] = B / (median / 1000), ["graph"] = false, ["flash_attention"] = flash, ["bf16"] = bf16, ["cublas_rounded"] = inCublas });
+                new() { ["batch"] = B, ["seq"] = s.Seq, ["infer_ms"] = median, ["seq_per_s"] = B / (median / 1000), ["graph"] = false, ["flash_attention"] = flash, ["bf16"] = bf16, ["cublas_rounded"] = inCublas, ["fp32_outputs"] = fp32Out });
 
             // The same forward captured once as a CUDA graph and replayed: one launch instead of one per kernel.
             using var graph = gpu.CaptureForward();
@@ -1134,8 +1191,9 @@ public static class GpuSelfTest
             double gmedian = gms[Runs / 2];
             r.Row($"time {s.Name} classifier inference B={B} T={s.Seq}{attn}, graph", same,
                 string.Create(Inv, $"{gmedian:F3} ms (median of {Runs}), {B / (gmedian / 1000):F0} seq/s; replayed CUDA graph, {(same ? "the same bits as kernel by kernel" : "DIFFERENT from kernel by kernel")} (arena poisoned first)"),
-                new() { ["batch"] = B, ["seq"] = s.Seq, ["infer_ms"] = gmedian, ["seq_per_s"] = B / (gmedian / 1000), ["graph"] = true, ["flash_attention"] = flash, ["bf16"] = bf16, ["cublas_rounded"] = inCublas });
+                new() { ["batch"] = B, ["seq"] = s.Seq, ["infer_ms"] = gmedian, ["seq_per_s"] = B / (gmedian / 1000), ["graph"] = true, ["flash_attention"] = flash, ["bf16"] = bf16, ["cublas_rounded"] = inCublas, ["fp32_outputs"] = fp32Out });
         }
+        gpu.Bf16Outputs = true;
         CudaDriver.EventDestroy(start); CudaDriver.EventDestroy(stop);
 
         // Where a bf16 forward at the largest batch spends its time, kernel by kernel (rounded by our kernels, then by cuBLAS,

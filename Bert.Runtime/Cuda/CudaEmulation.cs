@@ -844,18 +844,18 @@ public static unsafe class CudaEmulation
         float beta, nint C, int cType, int ldc, long sC, int batch, bool arrays = false, int compute = (int)CublasComputeType.Compute32F)
     {
         bool round16 = compute == (int)CublasComputeType.Compute32FFast16BF;
-        if (cType != (int)CudaDataType.R32F || aType is not ((int)CudaDataType.R32F or (int)CudaDataType.R16BF) || bType is not ((int)CudaDataType.R32F or (int)CudaDataType.R16BF))
+        if (cType is not ((int)CudaDataType.R32F or (int)CudaDataType.R16BF) || (cType == (int)CudaDataType.R16BF && aType != (int)CudaDataType.R16BF) || aType is not ((int)CudaDataType.R32F or (int)CudaDataType.R16BF) || bType is not ((int)CudaDataType.R32F or (int)CudaDataType.R16BF))
             return 15;                                   // CUBLAS_STATUS_NOT_SUPPORTED
         return Guard(() => Enqueue(BlasStreams.GetValueOrDefault(h), () => Timed($"gemm {m}x{n}x{k}", () =>
         {
-            int aSize = aType == (int)CudaDataType.R16BF ? 2 : 4, bSize = bType == (int)CudaDataType.R16BF ? 2 : 4;
+            int aSize = aType == (int)CudaDataType.R16BF ? 2 : 4, bSize = bType == (int)CudaDataType.R16BF ? 2 : 4, cSize = cType == (int)CudaDataType.R16BF ? 2 : 4;
             // op(A) as m rows of k and op(B) as n rows of k, in double, so that every sum is a contiguous dot product.
             var ra = new double[(long)m * k];
             var rb = new double[(long)n * k];
             for (int q = 0; q < batch; q++)
             {
                 nint a = arrays ? ((nint*)A)[q] : A + (nint)(q * sA * aSize), b = arrays ? ((nint*)B)[q] : B + (nint)(q * sB * bSize);
-                float* c = arrays ? (float*)((nint*)C)[q] : (float*)(C + (nint)(q * sC * 4));
+                nint c = arrays ? ((nint*)C)[q] : C + (nint)(q * sC * cSize);
                 for (int i = 0; i < m; i++)
                     for (int p = 0; p < k; p++)
                         ra[(long)i * k + p] = Load(a, ta == 0 ? i + (long)p * lda : p + (long)i * lda, aSize, round16);      // op(A)[i, p]
@@ -868,8 +868,19 @@ public static unsafe class CudaEmulation
                     for (int i = 0; i < m; i++)
                     {
                         double s = System.Numerics.Tensors.TensorPrimitives.Dot(new ReadOnlySpan<double>(ra, i * k, k), bj);
-                        float* cij = c + i + (long)j * ldc;
-                        *cij = beta == 0 ? (float)(alpha * s) : (float)(alpha * s + beta * (double)*cij);
+                        long at = i + (long)j * ldc;
+                        if (cSize == 2)
+                        {
+                            // bf16 C: the fp32 result rounded to nearest even, as cuBLAS stores it
+                            ushort* cij = (ushort*)c + at;
+                            float v = beta == 0 ? (float)(alpha * s) : (float)(alpha * s + beta * (double)BitConverter.UInt32BitsToSingle((uint)*cij << 16));
+                            *cij = Checkpoints.SafeTensors.ToBFloat16(v);
+                        }
+                        else
+                        {
+                            float* cij = (float*)c + at;
+                            *cij = beta == 0 ? (float)(alpha * s) : (float)(alpha * s + beta * (double)*cij);
+                        }
                     }
                 }
             }

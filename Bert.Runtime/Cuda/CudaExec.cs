@@ -139,6 +139,66 @@ public sealed unsafe class CudaExec
         return slot >= 0 && SlotCopies ? PendSlot(slot, y, rows, cols) : 0;
     }
 
+    /// <summary>In bf16 with <see cref="Bf16Shadows"/>: a value that only products read, from the bf16 copy its kernel writes
+    /// for them, is not written in fp32 at all (<see cref="Out32"/>, <see cref="Grad32"/>): BERT's GELU output in the forward,
+    /// the products' output gradients in the backward. On by default; off to compare or to read those buffers back. Change
+    /// it between steps only.</summary>
+    public bool SkipUnreadFp32 { get; set; } = true;
+
+    /// <summary>Per buffer of the memory plan, from its last write: 0 written in fp32; 1 not (its bf16 copy went to an operand
+    /// slot, gone since); k + 2 not, its bf16 copy is shadow k.</summary>
+    int[] _fp32Skipped = [];
+
+    int MarkFp32(int id, int state)
+    {
+        if (_fp32Skipped.Length != Offsets.Length) _fp32Skipped = new int[Offsets.Length];
+        return _fp32Skipped[id] = state;
+    }
+
+    /// <summary>The fp32 destination of a fused kernel's output <paramref name="id"/> (rows × cols; shadow <paramref name="k"/>)
+    /// that products alone read (Plan.Bf16OnlyOutput), or 0 when they will all take the bf16 copy the kernel writes
+    /// (<see cref="Out16"/>, called after this for the same launch): in training the shadow; otherwise, when
+    /// <paramref name="onlyNext"/> (its one reader is the product right after, operand <paramref name="slot"/>), that operand slot.</summary>
+    public ulong Out32(int id, int k, long rows, int cols, int slot, bool onlyNext)
+    {
+        if (SkipUnreadFp32 && _shadowsMade && ShadowsOn)
+        {
+            _shadowsOnly = true;
+            MarkFp32(id, k + 2);
+            return 0;
+        }
+        if (SkipUnreadFp32 && !(_shadowsMade && ShadowsOn) && onlyNext && slot >= 0 && SlotTakes(rows, cols))
+        {
+            MarkFp32(id, 1);
+            return 0;
+        }
+        MarkFp32(id, 0);
+        return Buf(id);
+    }
+
+    /// <summary>The fp32 destination of a product's output gradient <paramref name="id"/> (rows × cols) written by the fused
+    /// backward right before that product's backward (Plan.GradientToSlot), or 0 when the product will take the bf16 copy the
+    /// kernel writes into its operand slot (<see cref="Grad16"/>, called after this for the same launch) for both of its
+    /// products, which then read nothing else of it.</summary>
+    public ulong Grad32(int id, long rows, int cols)
+    {
+        if (SkipUnreadFp32 && SlotTakes(rows, cols)) { MarkFp32(id, 1); return 0; }
+        MarkFp32(id, 0);
+        return Buf(id);
+    }
+
+    /// <summary>Whether buffer <paramref name="id"/> can be read back: written in fp32, or its bf16 copy kept in a shadow.</summary>
+    public bool Readable(int id) => id >= _fp32Skipped.Length || _fp32Skipped[id] != 1;
+
+    /// <summary>The shadow holding buffer <paramref name="id"/>'s only copy (bf16), or -1 when it was written in fp32.</summary>
+    internal int Fp32SkippedShadow(int id) => id < _fp32Skipped.Length && _fp32Skipped[id] >= 2 ? _fp32Skipped[id] - 2 : -1;
+
+    /// <summary>Shadow <paramref name="k"/>'s address (a buffer whose fp32 write was skipped is read back from it).</summary>
+    internal ulong ShadowAddress(int k) => ShadowAt(k);
+
+    /// <summary>Whether an operand slot takes a rows × cols copy (<see cref="PendSlot"/> with a source).</summary>
+    bool SlotTakes(long rows, int cols) => SlotCopies && rows > 0 && cols > 0 && rows * cols <= GemmSlot;
+
     /// <summary>Whether a kernel may write a product's operand into an operand slot for it (<see cref="Grad16"/>, <see cref="Out16"/>).</summary>
     bool SlotCopies => Bf16Shadows && Precision == CudaPrecision.Bf16 && !Bf16InCublas && GemmScratch != 0;
 
@@ -199,9 +259,12 @@ public sealed unsafe class CudaExec
     /// <param name="a16">In bf16 precision, A already in bf16 (packed, <paramref name="lda"/> its row length): the shadow of an
     /// activation (<see cref="ToShadow"/>, <see cref="Shadow"/>); 0: rounded here. Ignored in other precisions.</param>
     /// <param name="b16">The same for B.</param>
+    /// <param name="c16">C written in bf16 (β = 0; <see cref="Store16"/> said so: bf16 precision only), ldc in bf16 elements.</param>
     public void Gemm(bool transA, bool transB, int M, int N, int K, float alpha, ulong A, int lda, ulong B, int ldb, float beta, ulong C, int ldc,
-        ulong a16 = 0, ulong b16 = 0)
+        ulong a16 = 0, ulong b16 = 0, bool c16 = false)
     {
+        if (c16 && (beta != 0f || Precision != CudaPrecision.Bf16 || Bf16InCublas))
+            throw new InvalidOperationException($"A {M}×{N}×{K} product was asked for a bf16 output with beta {beta} in {Precision}{(Bf16InCublas ? " (rounded by cuBLAS)" : "")}; this is a bug in the generated schedule.");
         if (M == 0 || N == 0) return;
         if (K == 0)
         {
@@ -214,6 +277,8 @@ public sealed unsafe class CudaExec
         }
         if (Precision != CudaPrecision.Bf16 || Bf16InCublas)
         {
+            if (_shadowsOnly)
+                throw new InvalidOperationException($"The precision changed between a forward and its backward ({Precision}{(Bf16InCublas ? ", rounded by cuBLAS" : "")} now), and that forward left some activations in bf16 alone (SkipUnreadFp32); change the precision between steps only.");
             // fp32 operands as they are: exact or TF32 by the math mode, or rounded to bf16 by cuBLAS itself
             // (CUBLAS_COMPUTE_32F_FAST_16BF: no conversion launches, no operand slots).
             bool fast16 = Precision == CudaPrecision.Bf16;
@@ -230,13 +295,56 @@ public sealed unsafe class CudaExec
             throw new InvalidOperationException($"A {M}×{N}×{K} product was given a packed bf16 copy of an operand that is not packed (lda {lda}, ldb {ldb}); this is a bug in the generated schedule.");
         if (a16 == 0) a16 = Bf16Operand(A, rowsA, colsA, lda, 0);
         if (b16 == 0) b16 = Bf16Operand(B, rowsB, colsB, ldb, 1);
-        OnLaunch?.Invoke($"gemm bf16 {(transA ? 'T' : 'N')}{(transB ? 'T' : 'N')} {M}x{N}x{K}");
-        Blas.Gemm(transA, transB, M, N, K, alpha, a16, colsA, b16, colsB, beta, C, ldc, CudaDataType.R16BF, CudaDataType.R32F);
+        OnLaunch?.Invoke($"gemm bf16 {(transA ? 'T' : 'N')}{(transB ? 'T' : 'N')} {M}x{N}x{K}{(c16 ? " out bf16" : "")}");
+        Blas.Gemm(transA, transB, M, N, K, alpha, a16, colsA, b16, colsB, beta, C, ldc, CudaDataType.R16BF, c16 ? CudaDataType.R16BF : CudaDataType.R32F);
         // The product wrote C: a remembered operand that C overlaps is stale.
         ulong cEnd = C + ((ulong)(M - 1) * (ulong)ldc + (ulong)N) * 4;
         for (int slot = 0; slot < 2; slot++)
             if (_held[slot].Src != 0 && _held[slot].Src < cEnd && C < _held[slot].End) _held[slot] = default;
     }
+
+    /// <summary>In bf16 precision (linear layers' products rounded by our kernels), the products whose outputs only fused
+    /// element-wise kernels read write them in bf16 (<see cref="Store16"/>), as autocast keeps a product's output: half the
+    /// bytes written by the product and read by the kernels after it (BERT's query-key-value, attention output and
+    /// feed-forward products).
+    /// On by default on inference bindings (no backward follows); off (BERT_CUDA_BF16=fp32-outputs) to compare.
+    /// Change it between steps only.</summary>
+    public bool Bf16Outputs { get; set; } = true;
+
+    /// <summary><see cref="Bf16Outputs"/> on training bindings too, whose backward then reads the kept outputs in bf16 as well.
+    /// Off by default: one more rounding per product adds about 9 % to the bf16 gradients' error (BERT-Base under the host
+    /// emulation: 1.71e-2 → 1.87e-2 of the self-test's 2e-2 limit); BERT_CUDA_BF16=bf16-outputs turns it on.</summary>
+    public bool Bf16OutputsInTraining { get; set; }
+
+    bool Bf16OutputsOn => Bf16Outputs && (!BackwardMayFollow || Bf16OutputsInTraining) && Precision == CudaPrecision.Bf16 && !Bf16InCublas;
+
+    /// <summary>The binding is a training one: a backward may follow any forward (with dropout or without), so
+    /// <see cref="Bf16Outputs"/> applies only with <see cref="Bf16OutputsInTraining"/>.</summary>
+    internal bool BackwardMayFollow { get; set; }
+
+    /// <summary>Per buffer of the memory plan: whether its last writer, a product, wrote it in bf16 (<see cref="Store16"/>).</summary>
+    bool[] _holds16 = [];
+
+    /// <summary>For the product that writes buffer <paramref name="id"/> (a product's output only fused kernels read,
+    /// Plan.Bf16Stored): whether it writes it in bf16 now (<see cref="Bf16Outputs"/>), remembered for the kernels that read it
+    /// (<see cref="In32"/>, <see cref="In16"/>) and for <see cref="Holds16"/>.</summary>
+    public bool Store16(int id)
+    {
+        if (_holds16.Length != Offsets.Length) _holds16 = new bool[Offsets.Length];
+        return _holds16[id] = Bf16OutputsOn;
+    }
+
+    /// <summary>A new layout: no buffer holds bf16 until a product writes it so.</summary>
+    internal void ForgetHolds16() { Array.Clear(_holds16); Array.Clear(_fp32Skipped); }
+
+    /// <summary>Buffer <paramref name="id"/> for a fused kernel's fp32 input pointer, or 0 when its product wrote it in bf16.</summary>
+    public ulong In32(int id) => Holds16(id) ? 0 : Buf(id);
+
+    /// <summary>Buffer <paramref name="id"/> for a fused kernel's bf16 input pointer when its product wrote it in bf16, else 0.</summary>
+    public ulong In16(int id) => Holds16(id) ? Buf(id) : 0;
+
+    /// <summary>Whether buffer <paramref name="id"/> holds bf16 values (its product wrote it so), in its first half.</summary>
+    public bool Holds16(int id) => id < _holds16.Length && _holds16[id];
 
     /// <summary>What each of the two bf16 operand slots holds: the rounded copy of [Src, End) with that shape, until a launch,
     /// a memset or a product writing over the source makes it stale. A Linear's backward rounds its output gradient once for
@@ -281,7 +389,11 @@ public sealed unsafe class CudaExec
 
     /// <summary>Shadow <paramref name="k"/> as its first product made it (<see cref="ToShadow"/>), or 0 when shadows are off or
     /// the last forward made none (a setting changed between it and this backward: the product then rounds its operand).</summary>
-    public ulong Shadow(int k) => _shadowsMade && ShadowsOn ? ShadowAt(k) : 0;
+    public ulong Shadow(int k) => _shadowsMade && (ShadowsOn || _shadowsOnly) ? ShadowAt(k) : 0;
+
+    /// <summary>This forward left an activation in its shadow alone (<see cref="Out32"/>): its backward reads the shadows even
+    /// if they were turned off since.</summary>
+    bool _shadowsOnly;
 
     ulong ShadowAt(int k) => ShadowBase + (ulong)ShadowOffsets[k];
 
@@ -291,6 +403,7 @@ public sealed unsafe class CudaExec
     internal void BeginForward()
     {
         _shadowsMade = ShadowsOn;
+        _shadowsOnly = false;
         if (_shadowWritten.Length != ShadowOffsets.Length) _shadowWritten = new bool[ShadowOffsets.Length];
         else Array.Clear(_shadowWritten);
     }

@@ -40,7 +40,10 @@ public sealed unsafe class CudaModel : IDisposable
         _ex.SplitHeads = string.Equals(attention, "split", StringComparison.OrdinalIgnoreCase);
         _ex.FlashAttention = string.Equals(attention, "flash", StringComparison.OrdinalIgnoreCase);
         _ex.FlashCapable = device.ComputeCapabilityMajor >= 8;
-        _ex.Bf16InCublas = string.Equals(Environment.GetEnvironmentVariable(Bf16Variable), "cublas", StringComparison.OrdinalIgnoreCase);
+        string? bf16 = Environment.GetEnvironmentVariable(Bf16Variable);
+        _ex.Bf16InCublas = string.Equals(bf16, "cublas", StringComparison.OrdinalIgnoreCase);
+        _ex.Bf16Outputs = !string.Equals(bf16, "fp32-outputs", StringComparison.OrdinalIgnoreCase);
+        _ex.Bf16OutputsInTraining = string.Equals(bf16, "bf16-outputs", StringComparison.OrdinalIgnoreCase);
         long n = Math.Max(1, info.ParameterCount);
         _ex.Params = CudaDriver.MemAlloc((ulong)n * 4);
         _ex.ParamCount = (ulong)info.ParameterCount;
@@ -112,7 +115,9 @@ public sealed unsafe class CudaModel : IDisposable
             throw new InvalidOperationException($"The flash attention was turned {(FlashLayout ? "on" : "off")} (or the precision changed) since Bind, and the room attention's probabilities take depends on it; call Bind again before running the model.");
     }
 
-    /// <summary>BERT_CUDA_BF16=cublas: bf16 products rounded by cuBLAS (see <see cref="Bf16InCublas"/>).</summary>
+    /// <summary>BERT_CUDA_BF16=cublas: bf16 products rounded by cuBLAS (see <see cref="Bf16InCublas"/>); =fp32-outputs: every
+    /// product writes fp32 (see <see cref="Bf16Outputs"/>); =bf16-outputs: on training bindings too
+    /// (<see cref="Bf16OutputsInTraining"/>).</summary>
     public const string Bf16Variable = "BERT_CUDA_BF16";
 
     /// <summary>In bf16 precision, the products' fp32 operands rounded by cuBLAS (CUBLAS_COMPUTE_32F_FAST_16BF) instead of by our
@@ -123,6 +128,15 @@ public sealed unsafe class CudaModel : IDisposable
     /// backward's instead of rounding it per product (CudaExec.Bf16Shadows; on by default; off gives the same bits). Change
     /// it between steps only.</summary>
     public bool Bf16Shadows { get => _ex.Bf16Shadows; set => _ex.Bf16Shadows = value; }
+
+    /// <summary>In bf16 precision, the products whose outputs only fused element-wise kernels read write them in bf16
+    /// on inference bindings (CudaExec.Bf16Outputs; on by default; off, BERT_CUDA_BF16=fp32-outputs, to compare).
+    /// Change it between steps only.</summary>
+    public bool Bf16Outputs { get => _ex.Bf16Outputs; set => _ex.Bf16Outputs = value; }
+
+    /// <summary><see cref="Bf16Outputs"/> on training bindings too (CudaExec.Bf16OutputsInTraining; off by default: it adds
+    /// to the bf16 gradients' error; BERT_CUDA_BF16=bf16-outputs).</summary>
+    public bool Bf16OutputsInTraining { get => _ex.Bf16OutputsInTraining; set => _ex.Bf16OutputsInTraining = value; }
 
     /// <summary>LayerNorm's backward in two passes over dy and x (dx, then the weight and bias gradients' partial sums) instead
     /// of one (CudaExec.SeparateLayerNormSums; to time them against each other; the same dx bits).</summary>
@@ -325,6 +339,7 @@ public sealed unsafe class CudaModel : IDisposable
             var stats = flash ? FlashStatistics(Info, batch, seq) : null;
             var (offsets, lengths, total) = Info.Layout(batch, seq, rows, training, ReuseMemory, stats);
             _ex.Offsets = offsets; _ex.Lengths = lengths;
+            _ex.ForgetHolds16();
             // The attention pointer arrays of this layout; the pool keeps those of earlier layouts (a captured graph of
             // one reads them) until it is full, holding those of several layouts like this one.
             long pool = HeadArrayBytes(Info, batch);
@@ -390,6 +405,7 @@ public sealed unsafe class CudaModel : IDisposable
         _ex.ShadowBase = 0;
         if (training && _ex.Precision == CudaPrecision.Bf16 && Info.Shadows.Count > 0) BindShadows(batch, seq, rows);
         _bound = true; _boundTraining = training; _forwardDone = false;
+        _ex.BackwardMayFollow = training;
     }
 
     /// <summary>What the structured kernels need beyond the plan: attention's T×T per head (twice in backward with dropout),
@@ -558,7 +574,7 @@ public sealed unsafe class CudaModel : IDisposable
         RequireBound();
         var sb = new System.Text.StringBuilder();
         sb.Append(string.Create(System.Globalization.CultureInfo.InvariantCulture,
-            $"{_ex.Batch},{_ex.Seq},{_ex.Rows},{_boundTraining},{ReuseMemory},{training},{countAccuracy},{_ex.Precision},{_ex.FusedAttention},{_ex.FlashAttention},{_ex.SplitHeads},{_ex.Bf16InCublas},{_ex.Bf16Shadows},{_ex.Generation};"));
+            $"{_ex.Batch},{_ex.Seq},{_ex.Rows},{_boundTraining},{ReuseMemory},{training},{countAccuracy},{_ex.Precision},{_ex.FusedAttention},{_ex.FlashAttention},{_ex.SplitHeads},{_ex.Bf16InCublas},{_ex.Bf16Shadows},{_ex.Bf16Outputs},{_ex.Bf16OutputsInTraining},{_ex.SkipUnreadFp32},{_ex.Generation};"));
         for (int i = 0; i < _ex.IntPtrs.Length; i++)
             sb.Append(_ex.DistinctRows.Length > i && _ex.DistinctRows[i] ? 'd' : '-').Append(_ex.RunCounts[i] >= 0 ? 'g' : '-');
         return sb.ToString();
@@ -620,13 +636,45 @@ public sealed unsafe class CudaModel : IDisposable
 
     public void Synchronize() => CudaDriver.StreamSynchronize(_ex.Stream);
 
-    /// <summary>A buffer of the memory plan, copied back (waits for the stream).</summary>
+    /// <summary>A buffer of the memory plan, copied back (waits for the stream); one that its product wrote in bf16
+    /// (CudaExec.Holds16) widened to the floats its values stand for.</summary>
     public float[] ReadBuffer(int id)
     {
         long n = _ex.Lengths[id];
         if (_ex.Offsets[id] < 0) throw new InvalidOperationException($"Buffer {id} has no memory in this binding.");
-        return Download(_ex.Buf(id), n);
+        if (!_ex.Readable(id))
+            throw new InvalidOperationException($"Buffer {id} was not written in fp32: its only readers took the bf16 copy its kernel wrote for them (CudaModel.SkipUnreadFp32); turn SkipUnreadFp32 off to read it back.");
+        if (_ex.Fp32SkippedShadow(id) is int k && k >= 0) return Widen(Download(_ex.ShadowAddress(k), (n + 1) / 2), n);
+        if (!_ex.Holds16(id)) return Download(_ex.Buf(id), n);
+        return Widen(Download(_ex.Buf(id), (n + 1) / 2), n);
     }
+
+    /// <summary>bf16 values, two to a float as they lie in memory, widened to the floats they stand for.</summary>
+    static float[] Widen(float[] raw, long n)
+    {
+        var wide = new float[n];
+        for (long i = 0; i < n; i++)
+        {
+            uint pair = BitConverter.SingleToUInt32Bits(raw[i / 2]);
+            wide[i] = BitConverter.UInt32BitsToSingle((i % 2 == 0 ? pair & 0xFFFFu : pair >> 16) << 16);
+        }
+        return wide;
+    }
+
+    /// <summary>Whether <see cref="ReadBuffer"/> reads buffer <paramref name="id"/> from bf16 values (a product wrote it so, or
+    /// only its bf16 copy was written).</summary>
+    public bool ReadsBf16(int id) => _ex.Holds16(id) || _ex.Fp32SkippedShadow(id) >= 0;
+
+    /// <summary>Whether <see cref="ReadBuffer"/> can read buffer <paramref name="id"/> back: not a value whose only readers took
+    /// its bf16 copy from an operand slot (CudaExec.SkipUnreadFp32).</summary>
+    public bool Readable(int id) => _ex.Readable(id);
+
+    /// <summary>In bf16, a value that only products read from the bf16 copy its kernel writes for them is not written in fp32
+    /// (CudaExec.SkipUnreadFp32; on by default). Change it between steps only.</summary>
+    public bool SkipUnreadFp32 { get => _ex.SkipUnreadFp32; set => _ex.SkipUnreadFp32 = value; }
+
+    /// <summary>Whether buffer <paramref name="id"/> holds bf16 values now (its product wrote it so, CudaExec.Bf16Outputs).</summary>
+    public bool HoldsBf16(int id) => _ex.Holds16(id);
 
     public float[] Output => ReadBuffer(Info.OutputBuffer);
 

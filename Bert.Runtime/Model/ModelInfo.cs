@@ -106,6 +106,14 @@ public sealed record FusedKernelInfo(string Name, string Expression, SizeExpr Ou
     /// model's schedule gives it no dx (the buffer of dy is x's gradient, which the ops after add into). Empty: none.</summary>
     public bool[] Aliases { get; init; } = [];
 
+    /// <summary>Per input: a product's output that the product may write in bf16 (a GPU run in bf16 keeps it so): the CUDA
+    /// kernels then take, right after that input's <c>x{k}, n{k}</c>, <c>h{k}</c>, its bf16 values, one of the two null
+    /// (CudaExec.In32, In16). Empty: none.</summary>
+    public bool[] Bf16Inputs { get; init; } = [];
+
+    /// <summary>Whether input <paramref name="input"/> comes with a bf16 pointer (<see cref="Bf16Inputs"/>).</summary>
+    public bool TakesBf16(int input) => input < Bf16Inputs.Length && Bf16Inputs[input];
+
     /// <summary>Whether input <paramref name="input"/>'s gradient is the output gradient's buffer.</summary>
     public bool AliasesGradient(int input) => input < Aliases.Length && Aliases[input];
 

@@ -294,6 +294,8 @@ public partial class CudaSourceTests
         sb.Append($"static const int grad16[] = {{ {string.Join(", ", info.Kernels.Select(k => k.Grad16Input >= 0 ? "1" : "0").Append("0"))} }};\n");
         // Per kernel: whether its forward also writes y in bf16 (FusedKernelInfo.Out16).
         sb.Append($"static const int out16[] = {{ {string.Join(", ", info.Kernels.Select(k => k.Out16 ? "1" : "0").Append("0"))} }};\n");
+        // Per kernel: which inputs may come in bf16 (FusedKernelInfo.Bf16Inputs), as a bit mask.
+        sb.Append($"static const int takes16[] = {{ {string.Join(", ", info.Kernels.Select(k => Enumerable.Range(0, k.Inputs.Length).Sum(i => k.TakesBf16(i) ? 1 << i : 0).ToString(CultureInfo.InvariantCulture)).Append("0"))} }};\n");
         sb.Append("""
             static int rd(FILE* f, void* p, size_t bytes) { return fread(p, 1, bytes, f) == bytes; }
             static float* rdf(FILE* f, int n) { float* p = (float*)malloc(sizeof(float) * (n + 1)); if (!rd(f, p, sizeof(float) * n)) exit(3); return p; }
@@ -307,6 +309,9 @@ public partial class CudaSourceTests
                 while (rd(in, h, sizeof h) && rd(in, &seed, 8) && rd(in, &n, 4) && rd(in, &ni, 4))
                 {
                     if (ni > 16 || !rd(in, ns, 4 * ni)) return 3;
+                    // mode | 4: the inputs that may come in bf16 are given so (h{k}, rounded from the floats read, which the
+                    // test rounded already), their fp32 pointers null
+                    int half = h[1] & 4; h[1] &= 3;
                     if (h[1] == 2)
                     {
 
@@ -328,6 +333,15 @@ public partial class CudaSourceTests
                     float* x[16]; float* dx[16];
                     for (int k = 0; k < ni; k++) x[k] = rdf(in, ns[k]);
                     for (int k = 0; k < ni; k++) dx[k] = h[1] == 1 || h[1] == 3 ? rdf(in, ns[k]) : 0;
+                    float* xa[16]; unsigned short* hx[16];
+                    for (int k = 0; k < ni; k++)
+                    {
+                        hx[k] = 0; xa[k] = x[k];
+                        if (!half || !((takes16[h[0]] >> k) & 1)) continue;
+                        hx[k] = (unsigned short*)malloc(2 * ((size_t)ns[k] + 1));
+                        for (int i = 0; i < ns[k]; i++) { unsigned int b; memcpy(&b, &x[k][i], 4); hx[k][i] = (unsigned short)(b >> 16); }
+                        xa[k] = 0;
+                    }
                     // a product's output gradient in bf16 (kernels with Grad16Input), written after the dx as floats
                     unsigned short* d16 = (unsigned short*)calloc((size_t)n + 1, sizeof(unsigned short));
                     for (int i = 0; i < n; i++) d16[i] = 0xFFFF;
@@ -354,7 +368,7 @@ public partial class CudaSourceTests
             var name = k.Name.ToLowerInvariant();
             if (!HasRowsVariant(k)) continue;
             int ni = k.Inputs.Length;
-            var xs = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"x[{i}], ns[{i}]"));
+            var xs = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"xa[{i}], ns[{i}]" + (k.TakesBf16(i) ? $", hx[{i}]" : "")));
             var dxs = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"dx[{i}]"));
             sb.Append($"                                case {q}: {name}_backward_rows(dy, {dxs}, {xs}, n, &seed, h[2], part, rowChunk{(k.Grad16Input >= 0 ? ", d16" : "")}); break;\n");
         }
@@ -376,7 +390,7 @@ public partial class CudaSourceTests
                         for (int k = 0; k < ni; k++) fwrite(dx[k], sizeof(float), ns[k], out);
                         if (grad16[h[0]]) wr16(out, d16, n);
                         free(part); free(dy); free(d16);
-                        for (int k = 0; k < ni; k++) { free(x[k]); free(dx[k]); }
+                        for (int k = 0; k < ni; k++) { free(x[k]); free(dx[k]); free(hx[k]); }
                         continue;
                     }
                     float* y = (float*)malloc(sizeof(float) * (n + 1));
@@ -397,7 +411,7 @@ public partial class CudaSourceTests
             var k = info.Kernels[q];
             var name = k.Name.ToLowerInvariant();
             int ni = k.Inputs.Length;
-            var xs = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"x[{i}], ns[{i}]"));
+            var xs = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"xa[{i}], ns[{i}]" + (k.TakesBf16(i) ? $", hx[{i}]" : "")));
             var dxs = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"dx[{i}]"));
             sb.Append($"                case {2 * q}: {name}_forward(y, {xs}, n, &seed, h[2]{(k.Out16 ? ", d16" : "")}); break;\n");
             sb.Append($"                case {2 * q + 1}: {name}_backward(dy, {dxs}, {xs}, n, &seed, h[2]{(k.Grad16Input >= 0 ? ", d16" : "")}); break;\n");
@@ -410,7 +424,7 @@ public partial class CudaSourceTests
                     else for (int k = 0; k < ni; k++) fwrite(dx[k], sizeof(float), ns[k], out);
                     if ((h[1] == 1 || h[1] == 3) && grad16[h[0]]) wr16(out, d16, n);
                     free(y); free(dy); free(d16);
-                    for (int k = 0; k < ni; k++) { free(x[k]); free(dx[k]); }
+                    for (int k = 0; k < ni; k++) { free(x[k]); free(dx[k]); free(hx[k]); }
                 }
                 fclose(out);
                 return 0;
@@ -465,15 +479,21 @@ public partial class CudaSourceTests
                 int n = (int)k.Output.Eval(B, T, G);
                 var ns = k.Inputs.Select(s => (int)s.Eval(B, T, G)).ToArray();
                 foreach (bool training in new[] { false, true })
+                foreach (bool half in k.Bf16Inputs.Any(b => b) ? new[] { false, true } : new[] { false })
                 {
                     ulong seed = 0x9E3779B97F4A7C15UL + (ulong)(q * 7 + (training ? 1 : 0));
                     var xs = ns.Select(len => Floats(rng, len)).ToArray();
-                    var what = $"{info.Name}.{k.Name} ({k.Expression}) training={training}";
+                    // half: the inputs a product may write in bf16 come so (h{k}; their fp32 pointers null), the values bf16's
+                    int halfMode = half ? 4 : 0;
+                    if (half)
+                        for (int i = 0; i < xs.Length; i++)
+                            if (k.TakesBf16(i)) xs[i] = xs[i].Select(v => BitConverter.UInt32BitsToSingle((uint)Bf16Reference(v) << 16)).ToArray();
+                    var what = $"{info.Name}.{k.Name} ({k.Expression}) training={training}{(half ? ", bf16 inputs " + string.Join(",", Enumerable.Range(0, xs.Length).Where(k.TakesBf16)) : "")}";
 
                     var yCpu = new double[n];
                     k.Forward(yCpu, xs.Select(Doubles).ToArray(), seed, training);
                     // With Out16, the bf16 copy of y follows: the kernel's own y rounded, bit for bit.
-                    cases.Add((new Case(q, 0, training, seed, n, xs, k.Out16 ? 2 * n : n), y => Compare(what + " forward", y[..n], yCpu, k.Dropout && training)
+                    cases.Add((new Case(q, 0 | halfMode, training, seed, n, xs, k.Out16 ? 2 * n : n), y => Compare(what + " forward", y[..n], yCpu, k.Dropout && training)
                         ?? (!k.Out16 ? null : Enumerable.Range(0, n).Where(i => BitConverter.SingleToUInt32Bits(y[n + i]) != (uint)Bf16Reference(y[i]) << 16)
                             .Select(i => $"{what} forward: the bf16 copy of y[{i}] = {y[i]:R} is 0x{BitConverter.SingleToUInt32Bits(y[n + i]) >> 16:X4}, expected 0x{Bf16Reference(y[i]):X4}").FirstOrDefault())));
 
@@ -493,10 +513,10 @@ public partial class CudaSourceTests
                             ?? (extra == 0 ? null : Enumerable.Range(0, n).Where(i => BitConverter.SingleToUInt32Bits(got[expected.Length + i]) != (uint)Bf16Reference(Source(i)) << 16)
                                 .Select(i => $"{name}: the bf16 copy of {(ofDy ? "dy" : "dx" + k.Grad16Input)}[{i}] = {Source(i):R} is 0x{BitConverter.SingleToUInt32Bits(got[expected.Length + i]) >> 16:X4}, expected 0x{Bf16Reference(Source(i)):X4}").FirstOrDefault());
                     }
-                    cases.Add((new Case(q, 1, training, seed, n, new[] { dy }.Concat(xs).Concat(prefill).ToArray(), expected.Length + extra),
+                    cases.Add((new Case(q, 1 | halfMode, training, seed, n, new[] { dy }.Concat(xs).Concat(prefill).ToArray(), expected.Length + extra),
                         dx => Backward(what + " backward (dx of all inputs, concatenated)", dx)));
                     if (HasRowsVariant(k))   // the chunked backward the GPU schedule calls: the same gradients
-                        cases.Add((new Case(q, 3, training, seed, n, new[] { dy }.Concat(xs).Concat(prefill).ToArray(), expected.Length + extra),
+                        cases.Add((new Case(q, 3 | halfMode, training, seed, n, new[] { dy }.Concat(xs).Concat(prefill).ToArray(), expected.Length + extra),
                             dx => Backward(what + " backward_rows (chunks of 2 rows, then summed in order)", dx)));
                 }
             }

@@ -542,4 +542,40 @@ public class GeneratorTests
         Assert.All(fieldWarnings.Where(d => !Field(d).Contains("plain")), d => Assert.True(d.IsSuppressed, d.ToString()));
         Assert.Contains(fieldWarnings, d => Field(d).Contains("plain") && !d.IsSuppressed);
     }
+
+    /// <summary>A fused backward skips the fp32 write of a product's output gradient (CudaExec.Grad32) only for a Linear, whose
+    /// two backward products both take that gradient as operand A from the bf16 copy in slot 0; a MatMul's dB = Aᵀ·dY takes it
+    /// as operand B and would round the fp32 buffer that was never written. And a product's output the model returns through
+    /// a fused kernel keeps fp32 (no h{k} input).</summary>
+    [Fact]
+    public void Fp32WriteOfAProductsOutputGradient_IsSkippedForALinearOnly()
+    {
+        var run = GeneratorHarness.Run(new SourceFile("Test0.cs", Usings + """
+            [Model]
+            public partial class ViaMatMul
+            {
+                public const int C = 4, N = 6, MaxLen = 8;
+                [Param(C, N)] Tensor W;
+                [Param(N)] Tensor B;
+                [Param(C, C)] Tensor V;
+                public Tensor Forward([Shape(Dim.Batch, Dim.Seq, C)] Tensor x) => Tanh(MatMul(Gelu(MatMul(x, V)), W) + B);
+            }
+            [Model]
+            public partial class ViaLinear
+            {
+                public const int C = 4, N = 6, MaxLen = 8;
+                [Param(N, C)] Tensor W;
+                [Param(N)] Tensor B;
+                [Param(C, C)] Tensor V;
+                public Tensor Forward([Shape(Dim.Batch, Dim.Seq, C)] Tensor x) => Tanh(Linear(Gelu(Linear(x, V)), W) + B);
+            }
+            """));
+        Assert.True(run.CompileErrors.IsEmpty && run.GeneratorDiagnostics.IsEmpty, run.Describe());
+        string Of(string name) => run.Sources.Single(s => s.HintName.EndsWith("." + name + ".g.cs", StringComparison.Ordinal)).Text;
+        Assert.DoesNotContain("ex.Grad32(", Of("ViaMatMul"));
+        Assert.Contains("ex.Grad32(", Of("ViaLinear"));
+        // the inner product's output feeds the GELU (bf16 in inference); the outer one's fused kernel is the model's output
+        Assert.Contains("c16: ex.Store16(", Of("ViaLinear"));
+        Assert.Single(System.Text.RegularExpressions.Regex.Matches(Of("ViaLinear"), @"c16: ex\.Store16\("));
+    }
 }

@@ -100,6 +100,38 @@ public class GradientWriteTests
         Assert.Contains(families, k => k.Grad16Input >= 0 && k.AliasesGradient(k.Grad16Input));
     }
 
+    /// <summary>Each BERT layer's four products (query-key-value, attention output, the two feed-forward ones) are read only by
+    /// the fused kernel after them, so in bf16 they write their outputs in bf16 and those kernels read them so (Plan.Bf16Stored);
+    /// a product whose output something else reads (the output, a structured op) is not among them. Kernels of the families the
+    /// host tests run take bf16 inputs, which those tests feed (CudaSourceTests).</summary>
+    [Fact]
+    public void ProductsReadOnlyByFusedKernels_MayWriteBf16()
+    {
+        var info = Bert.Models.BertMiniPreTraining.Info;
+        int layers = (int)info.Constants["Layers"];
+        int taking = info.Kernels.Sum(k => k.Bf16Inputs.Count(h => h));
+        Assert.True(taking >= 4 * layers, $"{info.Name}: {taking} fused kernel inputs may come in bf16 from their product");
+        // the bias + GELU of every layer reads its product's output so, forward and backward
+        Assert.True(info.Kernels.Count(k => k.Expression.Contains("erf") && k.Bf16Inputs.Any(h => h)) >= layers);
+        // only products' outputs: a residual input (a LayerNorm's output) never
+        var source = Bert.Models.BertMiniPreTraining.CudaSource;
+        foreach (var k in info.Kernels)
+            for (int i = 0; i < k.Inputs.Length; i++)
+                Assert.Equal(k.TakesBf16(i), source.Contains($"{k.Name.ToLowerInvariant()}_forward(") && KernelSignature(source, k.Name.ToLowerInvariant() + "_forward").Contains($"h{i}"));
+        var families = OpCoverageTests.Kernels().Select(o => ((string)o[0]).Split('.'))
+            .Select(id => OpCoverageTests.AllModels().First(m => m.Name == id[0]).Kernels.First(k => k.Name == id[1]));
+        Assert.Contains(families, k => k.Bf16Inputs.Any(h => h) && HasRows(k));
+        Assert.Contains(families, k => k.Bf16Inputs.Any(h => h) && k.Dropout);
+    }
+
+    static bool HasRows(FusedKernelInfo k) => k.Inputs.Where(x => x != k.Output).Distinct().Count() == 1;
+
+    static string KernelSignature(string source, string name)
+    {
+        int at = source.IndexOf($"void {name}(", StringComparison.Ordinal);
+        return at < 0 ? "" : source[at..source.IndexOf(')', at)];
+    }
+
     [Fact]
     public void FillGradientBuffers_RefusesABindingThatReusesMemory()
     {
