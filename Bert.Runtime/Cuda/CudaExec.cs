@@ -334,6 +334,21 @@ public sealed unsafe class CudaExec
         return _holds16[id] = Bf16OutputsOn;
     }
 
+    /// <summary>What the host knows of the buffers after a schedule (for a captured graph, restored at each replay).</summary>
+    sealed record BufferState(bool[] Holds16, int[] Fp32Skipped, bool ShadowsMade, bool ShadowsOnly, bool[] ShadowWritten);
+
+    internal object SaveBufferState() => new BufferState((bool[])_holds16.Clone(), (int[])_fp32Skipped.Clone(), _shadowsMade, _shadowsOnly, (bool[])_shadowWritten.Clone());
+
+    internal void RestoreBufferState(object state)
+    {
+        var s = (BufferState)state;
+        _holds16 = (bool[])s.Holds16.Clone();
+        _fp32Skipped = (int[])s.Fp32Skipped.Clone();
+        _shadowsMade = s.ShadowsMade;
+        _shadowsOnly = s.ShadowsOnly;
+        _shadowWritten = (bool[])s.ShadowWritten.Clone();
+    }
+
     /// <summary>A new layout: no buffer holds bf16 until a product writes it so.</summary>
     internal void ForgetHolds16() { Array.Clear(_holds16); Array.Clear(_fp32Skipped); }
 

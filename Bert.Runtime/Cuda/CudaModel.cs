@@ -535,7 +535,7 @@ public sealed unsafe class CudaModel : IDisposable
         _ex.Training = training;
         nint graph = Capture(() => { _ex.SetSeed(seed); _ex.BeginForward(); _program.Forward(_ex); });
         _forwardDone = true;
-        return new CudaGraph(graph, Instantiate(graph), _ex.Stream, RefreshBf16Weights);
+        return new CudaGraph(graph, Instantiate(graph), _ex.Stream, ReplayBefore(_ex.SaveBufferState()));
     }
 
     /// <summary>Records what <paramref name="body"/> launches on the stream into a graph (thread-local capture mode: nothing
@@ -611,7 +611,7 @@ public sealed unsafe class CudaModel : IDisposable
             CudaDriver.GraphDestroy(graph);
             throw new InvalidOperationException("Memory moved while a training step was being captured; run the step kernel by kernel at this binding first.");
         }
-        return new CudaGraph(graph, Instantiate(graph), _ex.Stream, RefreshBf16Weights)
+        return new CudaGraph(graph, Instantiate(graph), _ex.Stream, ReplayBefore(_ex.SaveBufferState()))
         {
             AccuracyCounts = countAccuracy ? _accuracyCounts.ToArray() : null,
         };
@@ -635,6 +635,11 @@ public sealed unsafe class CudaModel : IDisposable
     }
 
     public void Synchronize() => CudaDriver.StreamSynchronize(_ex.Stream);
+
+    /// <summary>What a graph's replay does first: the weights' bf16 copy made current, and what the host knows of the buffers
+    /// (which a product wrote in bf16, which were left in their bf16 copy alone) set to what the captured schedule did, so
+    /// that a backward run after it and <see cref="ReadBuffer"/> read them as that schedule wrote them.</summary>
+    Action ReplayBefore(object state) => () => { RefreshBf16Weights(); _ex.RestoreBufferState(state); };
 
     /// <summary>A buffer of the memory plan, copied back (waits for the stream); one that its product wrote in bf16
     /// (CudaExec.Holds16) widened to the floats its values stand for.</summary>
