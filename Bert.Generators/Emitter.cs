@@ -372,10 +372,6 @@ public static class Emitter
         }
         // A product's output that only fused kernels read: written in bf16 when the run keeps products' outputs so (Plan.Bf16Stored).
         string C16() => Plan.Bf16Stored(g, n.Out) ? $", c16: ex.Store16({plan.Act[n.Out].Id})" : "";
-        // A fused kernel's input that its product may have written in bf16: the fp32 pointer or null, then the bf16 one or null.
-        var half = Plan.Bf16Inputs(g, n);
-        string X(int k) => half[k] ? $".Add(ex.In32({plan.Act[n.Inputs[k]].Id})).Add({n.Inputs[k].Size.Code()}).Add(ex.In16({plan.Act[n.Inputs[k]].Id}))"
-            : $".Add({GPtr(plan, n.Inputs[k])}).Add({n.Inputs[k].Size.Code()})";
         switch (n.Kind)
         {
             case OpKind.MatMul:
@@ -412,7 +408,7 @@ public static class Emitter
                 break;
             case OpKind.Pointwise:
             {
-                var args = string.Concat(n.Inputs.Select((_, k) => X(k)));
+                var args = FusedInputs(g, plan, n);
                 // An output that only products read, from its bf16 copy: no fp32 write when that copy is made (Plan.Bf16OnlyOutput).
                 string y32 = Plan.Bf16OnlyOutput(g, plan, n)
                     ? $"ex.Out32({plan.Act[n.Out].Id}, {k16}, {Rows(n.Out)}, {Last(n.Out)}, {Plan.NextProductSlot(g, n)}, {(Plan.OnlyNextProductReads(g, n) ? "true" : "false")})"
@@ -421,6 +417,16 @@ public static class Emitter
                 break;
             }
         }
+    }
+
+    /// <summary>A fused kernel's input arguments, forward and backward: per input its pointer and size, and, for one its product
+    /// may have written in bf16 (Plan.Bf16Inputs), the fp32 pointer or null, the size, then the bf16 pointer or null.</summary>
+    static string FusedInputs(Graph g, Plan plan, Node n)
+    {
+        var half = Plan.Bf16Inputs(g, n);
+        return string.Concat(n.Inputs.Select((v, k) => half[k]
+            ? $".Add(ex.In32({plan.Act[v].Id})).Add({v.Size.Code()}).Add(ex.In16({plan.Act[v].Id}))"
+            : $".Add({GPtr(plan, v)}).Add({v.Size.Code()})"));
     }
 
     static void EmitCudaBackward(IndentedTextWriter w, Graph g, Node n, Plan plan, bool[] assign, int count)
@@ -478,8 +484,7 @@ public static class Emitter
                 var dxs = string.Concat(n.Inputs.Select((v, k) => !v.NeedsGrad || plan.AliasesGrad(n, k) ? ".Add(0UL)"
                     : k == toSlot && assign[k] ? $".Add(ex.Grad32({plan.Grad[v].Id}, {Rows(v)}, {Last(v)}))"
                     : $".Add({GDPtr(plan, v)})"));
-                var half = Plan.Bf16Inputs(g, n);
-                var xs = string.Concat(n.Inputs.Select((v, k) => half[k] ? $".Add(ex.In32({plan.Act[v].Id})).Add({v.Size.Code()}).Add(ex.In16({plan.Act[v].Id}))" : $".Add({GPtr(plan, v)}).Add({v.Size.Code()})"));
+                var xs = FusedInputs(g, plan, n);
                 // One thread per broadcast column (the smallest input), each summing its rows in order, as on the CPU.
                 var bs = n.Inputs.Where(v => !v.Size.Equals(n.Out.Size)).Select(v => v.Size.Code()).Distinct().ToList();
                 string threads = bs.Count == 0 ? n.Out.Size.Code() : bs.Skip(1).Aggregate(bs[0], (a, b) => $"global::System.Math.Min({a}, {b})");

@@ -149,11 +149,7 @@ public sealed unsafe class CudaExec
     /// slot, gone since); k + 2 not, its bf16 copy is shadow k.</summary>
     int[] _fp32Skipped = [];
 
-    int MarkFp32(int id, int state)
-    {
-        if (_fp32Skipped.Length != Offsets.Length) _fp32Skipped = new int[Offsets.Length];
-        return _fp32Skipped[id] = state;
-    }
+    void MarkFp32(int id, int state) => _fp32Skipped[id] = state;
 
     /// <summary>The fp32 destination of a fused kernel's output <paramref name="id"/> (rows × cols; shadow <paramref name="k"/>)
     /// that products alone read (Plan.Bf16OnlyOutput), or 0 when they will all take the bf16 copy the kernel writes
@@ -167,7 +163,7 @@ public sealed unsafe class CudaExec
             MarkFp32(id, k + 2);
             return 0;
         }
-        if (SkipUnreadFp32 && !(_shadowsMade && ShadowsOn) && onlyNext && slot >= 0 && SlotTakes(rows, cols))
+        if (SkipUnreadFp32 && onlyNext && slot >= 0 && SlotTakes(rows, cols))
         {
             MarkFp32(id, 1);
             return 0;
@@ -188,10 +184,10 @@ public sealed unsafe class CudaExec
     }
 
     /// <summary>Whether buffer <paramref name="id"/> can be read back: written in fp32, or its bf16 copy kept in a shadow.</summary>
-    public bool Readable(int id) => id >= _fp32Skipped.Length || _fp32Skipped[id] != 1;
+    public bool Readable(int id) => _fp32Skipped[id] != 1;
 
     /// <summary>The shadow holding buffer <paramref name="id"/>'s only copy (bf16), or -1 when it was written in fp32.</summary>
-    internal int Fp32SkippedShadow(int id) => id < _fp32Skipped.Length && _fp32Skipped[id] >= 2 ? _fp32Skipped[id] - 2 : -1;
+    internal int Fp32SkippedShadow(int id) => _fp32Skipped[id] >= 2 ? _fp32Skipped[id] - 2 : -1;
 
     /// <summary>Shadow <paramref name="k"/>'s address (a buffer whose fp32 write was skipped is read back from it).</summary>
     internal ulong ShadowAddress(int k) => ShadowAt(k);
@@ -328,11 +324,7 @@ public sealed unsafe class CudaExec
     /// <summary>For the product that writes buffer <paramref name="id"/> (a product's output only fused kernels read,
     /// Plan.Bf16Stored): whether it writes it in bf16 now (<see cref="Bf16Outputs"/>), remembered for the kernels that read it
     /// (<see cref="In32"/>, <see cref="In16"/>) and for <see cref="Holds16"/>.</summary>
-    public bool Store16(int id)
-    {
-        if (_holds16.Length != Offsets.Length) _holds16 = new bool[Offsets.Length];
-        return _holds16[id] = Bf16OutputsOn;
-    }
+    public bool Store16(int id) => _holds16[id] = Bf16OutputsOn;
 
     /// <summary>What the host knows of the buffers after a schedule (for a captured graph, restored at each replay).</summary>
     sealed record BufferState(bool[] Holds16, int[] Fp32Skipped, bool ShadowsMade, bool ShadowsOnly, bool[] ShadowWritten);
@@ -349,8 +341,8 @@ public sealed unsafe class CudaExec
         _shadowWritten = (bool[])s.ShadowWritten.Clone();
     }
 
-    /// <summary>A new layout: no buffer holds bf16 until a product writes it so.</summary>
-    internal void ForgetHolds16() { Array.Clear(_holds16); Array.Clear(_fp32Skipped); }
+    /// <summary>A new layout (<see cref="Offsets"/> set): every buffer written in fp32 until a schedule says otherwise.</summary>
+    internal void ResetBufferState() { _holds16 = new bool[Offsets.Length]; _fp32Skipped = new int[Offsets.Length]; }
 
     /// <summary>Buffer <paramref name="id"/> for a fused kernel's fp32 input pointer, or 0 when its product wrote it in bf16.</summary>
     public ulong In32(int id) => Holds16(id) ? 0 : Buf(id);
@@ -359,7 +351,7 @@ public sealed unsafe class CudaExec
     public ulong In16(int id) => Holds16(id) ? Buf(id) : 0;
 
     /// <summary>Whether buffer <paramref name="id"/> holds bf16 values (its product wrote it so), in its first half.</summary>
-    public bool Holds16(int id) => id < _holds16.Length && _holds16[id];
+    public bool Holds16(int id) => _holds16[id];
 
     /// <summary>What each of the two bf16 operand slots holds: the rounded copy of [Src, End) with that shape, until a launch,
     /// a memset or a product writing over the source makes it stale. A Linear's backward rounds its output gradient once for

@@ -339,7 +339,7 @@ public sealed unsafe class CudaModel : IDisposable
             var stats = flash ? FlashStatistics(Info, batch, seq) : null;
             var (offsets, lengths, total) = Info.Layout(batch, seq, rows, training, ReuseMemory, stats);
             _ex.Offsets = offsets; _ex.Lengths = lengths;
-            _ex.ForgetHolds16();
+            _ex.ResetBufferState();
             // The attention pointer arrays of this layout; the pool keeps those of earlier layouts (a captured graph of
             // one reads them) until it is full, holding those of several layouts like this one.
             long pool = HeadArrayBytes(Info, batch);
