@@ -199,7 +199,8 @@ public static class CudaEmitter
             w.WriteLine("{"); w.Indent++;
             w.WriteLine("int i = r * nb + j;");
         }
-        EmitValues(w, topo, bcast, period, half);
+        // Only what the derivative rules read: an input none of them needs is not loaded (its buffer may be gone).
+        EmitValues(w, topo, bcast, period, half, needs: BackwardNeeds.Of(n.Expr!));
         EmitAdjoints(w, topo, n.Expr!, ni, bcast, period, assign, slot, alias, rows: false);
         w.Indent--; w.WriteLine("}");
         w.Indent--; w.WriteLine("}");
@@ -241,7 +242,7 @@ public static class CudaEmitter
         w.WriteLine("{"); w.Indent++;
         w.WriteLine("int i = r * nb + j;");
         // Every broadcast input has nb elements here, so element i = r·nb + j of y reads element j of each.
-        EmitValues(w, topo, bcast, period.Select((p, i) => bcast[i] ? "j" : p).ToArray(), half, direct: true);
+        EmitValues(w, topo, bcast, period.Select((p, i) => bcast[i] ? "j" : p).ToArray(), half, direct: true, needs: BackwardNeeds.Of(n.Expr!));
         EmitAdjoints(w, topo, n.Expr!, ni, bcast, period, assign, slot, alias, rows: true);
         w.Indent--; w.WriteLine("}");
         for (int s = 0; s < bs.Count; s++)
@@ -284,10 +285,12 @@ public static class CudaEmitter
     /// <param name="period">Per broadcast input, the divisor of its index (see <see cref="Period"/>); with
     /// <paramref name="direct"/>, the index itself.</param>
     /// <param name="half">Per input: it may come in bf16 (h{k}, when not null, instead of x{k}).</param>
-    static void EmitValues(IndentedTextWriter w, Topo t, bool[] bcast, string[] period, bool[] half, bool direct = false)
+    /// <param name="needs">In a backward: only the values its derivative rules read (<see cref="BackwardNeeds"/>).</param>
+    static void EmitValues(IndentedTextWriter w, Topo t, bool[] bcast, string[] period, bool[] half, bool direct = false, BackwardNeeds? needs = null)
     {
         foreach (var e in t.Order)
         {
+            if (needs != null && !needs.Has(e)) continue;
             int id = t[e];
             switch (e)
             {

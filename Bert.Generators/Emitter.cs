@@ -370,6 +370,8 @@ public static class Emitter
             bool make = !(v.Producer is { } p && Plan.Bf16OutputAlways(plan, p)) && Plan.FirstProduct(v) == node && node.Inputs.IndexOf(v) == i;
             return make ? $", {arg}: ex.ToShadow({k}, {P(i)}, {v.Size.Code()})" : $", {arg}: ex.Shadow({k})";
         }
+        // The shadow as MakeShadow left it (for a second call at the same product).
+        string UseShadow(Node node, int i, string arg) => plan.ShadowOf(node.Inputs[i]) is var k and >= 0 ? $", {arg}: ex.Shadow({k})" : "";
         // A product's output that only fused kernels read: written in bf16 when the run keeps products' outputs so (Plan.Bf16Stored).
         string C16() => Plan.Bf16Stored(g, n.Out) ? $", c16: ex.Store16({plan.Act[n.Out].Id})" : "";
         switch (n.Kind)
@@ -385,7 +387,19 @@ public static class Emitter
             {
                 var x = n.Inputs[0]; var wt = n.Inputs[1];
                 string M = Rows(x), O = Dim(wt.Shape[0]), I = Dim(wt.Shape[1]);
-                w.WriteLine($"ex.Gemm(false, true, {M}, {O}, {I}, 1f, {P(0)}, {I}, {P(1)}, {I}, 0f, {y}, {O}{MakeShadow(n, 0, "a16")}{MakeShadow(n, 1, "b16")}{C16()});");
+                string gemm = $"ex.Gemm(false, true, {M}, {O}, {I}, 1f, {P(0)}, {I}, {P(1)}, {I}, 0f, {y}, {O}";
+                if (n.Id + 1 < g.Nodes.Count && g.Nodes[n.Id + 1] is var p && Plan.EpilogueOf(g, p) is { } epi)
+                {
+                    // The bias kernel after this product folded into it (cuBLASLt's bias epilogue writes p's output; with the
+                    // residual as C when no dropout applies), unless the runtime declines; then the product and p's kernel run
+                    // as usual (the shadows are made by the first call).
+                    string sum = $"ex.Buf({plan.Act[p.Out].Id})", bias = GPtr(plan, p.Inputs[epi.Bias]);
+                    string residual = epi.Residual < 0 ? "" : $", residual: {GPtr(plan, p.Inputs[epi.Residual])}{(epi.Dropout ? ", dropout: true" : "")}";
+                    w.WriteLine($"bool lt{p.Id} = ex.GemmBias({plan.Act[n.Out].Id}, false, true, {M}, {O}, {I}, {P(0)}, {I}, {P(1)}, {I}, {sum}, {O}, {bias}{residual}{MakeShadow(n, 0, "a16")}{MakeShadow(n, 1, "b16")});");
+                    w.WriteLine($"if (!lt{p.Id}) {gemm}{UseShadow(n, 0, "a16")}{UseShadow(n, 1, "b16")}{C16()});");
+                }
+                else
+                    w.WriteLine($"{gemm}{MakeShadow(n, 0, "a16")}{MakeShadow(n, 1, "b16")}{C16()});");
                 break;
             }
             case OpKind.Embed:
@@ -413,7 +427,9 @@ public static class Emitter
                 string y32 = Plan.Bf16OnlyOutput(g, plan, n)
                     ? $"ex.Out32({plan.Act[n.Out].Id}, {k16}, {Rows(n.Out)}, {Last(n.Out)}, {Plan.NextProductSlot(g, n)}, {(Plan.OnlyNextProductReads(g, n) ? "true" : "false")})"
                     : y;
-                w.WriteLine($"ex.Pointwise(\"k{n.Id}_forward\", {n.Out.Size.Code()}, {n.Out.Size.Code()}, ex.Args().Add({y32}){args}.Add({n.Out.Size.Code()}).Add(ex.SeedPointer).Add(ex.Training ? 1 : 0){(k16 >= 0 ? $".Add({Out16()})" : "")});");
+                // A bias the product before added itself (Plan.EpilogueOf) needs no kernel.
+                string skip = Plan.EpilogueOf(g, n) != null ? $"if (!lt{n.Id}) " : "";
+                w.WriteLine($"{skip}ex.Pointwise(\"k{n.Id}_forward\", {n.Out.Size.Code()}, {n.Out.Size.Code()}, ex.Args().Add({y32}){args}.Add({n.Out.Size.Code()}).Add(ex.SeedPointer).Add(ex.Training ? 1 : 0){(k16 >= 0 ? $".Add({Out16()})" : "")});");
                 break;
             }
         }
@@ -421,11 +437,15 @@ public static class Emitter
 
     /// <summary>A fused kernel's input arguments, forward and backward: per input its pointer and size, and, for one its product
     /// may have written in bf16 (Plan.Bf16Inputs), the fp32 pointer or null, the size, then the bf16 pointer or null.</summary>
-    static string FusedInputs(Graph g, Plan plan, Node n)
+    /// <param name="backward">For the backward: an input its derivative rules do not read (<see cref="BackwardNeeds"/>) gets null
+    /// pointers (its buffer may hold something else by then).</param>
+    static string FusedInputs(Graph g, Plan plan, Node n, bool backward = false)
     {
         var half = Plan.Bf16Inputs(g, n);
-        return string.Concat(n.Inputs.Select((v, k) => half[k]
-            ? $".Add(ex.In32({plan.Act[v].Id})).Add({v.Size.Code()}).Add(ex.In16({plan.Act[v].Id}))"
+        var needs = backward ? BackwardNeeds.Of(n.Expr!) : null;
+        return string.Concat(n.Inputs.Select((v, k) =>
+            needs != null && !needs.Inputs.Contains(k) ? (half[k] ? $".Add(0UL).Add({v.Size.Code()}).Add(0UL)" : $".Add(0UL).Add({v.Size.Code()})")
+            : half[k] ? $".Add(ex.In32({plan.Act[v].Id})).Add({v.Size.Code()}).Add(ex.In16({plan.Act[v].Id}))"
             : $".Add({GPtr(plan, v)}).Add({v.Size.Code()})"));
     }
 
@@ -484,7 +504,7 @@ public static class Emitter
                 var dxs = string.Concat(n.Inputs.Select((v, k) => !v.NeedsGrad || plan.AliasesGrad(n, k) ? ".Add(0UL)"
                     : k == toSlot && assign[k] ? $".Add(ex.Grad32({plan.Grad[v].Id}, {Rows(v)}, {Last(v)}))"
                     : $".Add({GDPtr(plan, v)})"));
-                var xs = FusedInputs(g, plan, n);
+                var xs = FusedInputs(g, plan, n, backward: true);
                 // One thread per broadcast column (the smallest input), each summing its rows in order, as on the CPU.
                 var bs = n.Inputs.Where(v => !v.Size.Equals(n.Out.Size)).Select(v => v.Size.Code()).Distinct().ToList();
                 string threads = bs.Count == 0 ? n.Out.Size.Code() : bs.Skip(1).Aggregate(bs[0], (a, b) => $"global::System.Math.Min({a}, {b})");
@@ -641,12 +661,14 @@ public static class Emitter
         w.WriteLine($"static void {name}_BackwardRange<T>(T* dy, {dParams}, {xParams}, int nb, int j0, int j1, int r0, int r1, ulong seed, bool training) {Where}");
         w.WriteLine("{"); w.Indent++;
         EmitConsts(w, topo);
+        // Only the values the derivative rules read (an input none of them needs is not loaded: its buffer may be gone).
+        var needs = BackwardNeeds.Of(n.Expr!);
         EmitLoops(w, bcast, topo, () =>
         {
-            EmitVValues(w, topo, bcast);
+            EmitVValues(w, topo, bcast, needs);
             EmitVAdjoints(w, topo, n.Expr!, ni, bcast, assign);
         });
-        EmitValues(w, topo, bcast);
+        EmitValues(w, topo, bcast, needs);
         EmitAdjoints(w, topo, n.Expr!, ni, bcast, assign);
         w.Indent--; w.WriteLine("}");
         w.Indent--; w.WriteLine("}");
@@ -703,10 +725,11 @@ public static class Emitter
     static string U(Topo t, FE e) => e is FConst c ? $"{V5}.Create({Num((float)c.Value)}f)" : "u" + t[e];
 
     /// <summary>The float path, sixteen lanes at a time: the same expression as <see cref="EmitValues"/>.</summary>
-    static void EmitVValues(IndentedTextWriter w, Topo t, bool[] bcast)
+    static void EmitVValues(IndentedTextWriter w, Topo t, bool[] bcast, BackwardNeeds? needs = null)
     {
         foreach (var e in t.Order)
         {
+            if (needs != null && !needs.Has(e)) continue;
             int id = t[e];
             switch (e)
             {
@@ -828,10 +851,11 @@ public static class Emitter
 
     static string V(Topo t, FE e) => e is FConst ? "c" + t[e] : "v" + t[e];
 
-    static void EmitValues(IndentedTextWriter w, Topo t, bool[] bcast)
+    static void EmitValues(IndentedTextWriter w, Topo t, bool[] bcast, BackwardNeeds? needs = null)
     {
         foreach (var e in t.Order)
         {
+            if (needs != null && !needs.Has(e)) continue;
             int id = t[e];
             switch (e)
             {

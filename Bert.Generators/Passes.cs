@@ -161,10 +161,14 @@ public sealed class Plan
     public static int Fwd(int i) => 2 * (i + 1);
     public static int Bwd(int n, int i) => 2 * (2 * n - i);
 
-    /// <summary>Which float inputs a node's backward reads (by index into Inputs).</summary>
+    /// <summary>Which float inputs a node's backward reads (by index into Inputs). A fused element-wise kernel reads only the
+    /// inputs its derivative rules need (<see cref="BackwardNeeds"/>): a bias add or bias + dropout + residual reads none, so
+    /// the product output before it need not live until the backward (BERT-Base at B=64, T=128: the query-key-value,
+    /// attention-output and second feed-forward products' outputs, about 1.5 GB).</summary>
     public static bool BackwardReads(Node n, int input) => n.Kind switch
     {
         OpKind.Embed or OpKind.Gather or OpKind.First or OpKind.CrossEntropy => false,
+        OpKind.Pointwise => BackwardNeeds.Of(n.Expr!).Inputs.Contains(input),
         _ => true,
     };
 
@@ -257,6 +261,56 @@ public sealed class Plan
     /// kernels then take <c>h{k}</c>, the bf16 values, beside <c>x{k}</c> (one of the two null).</summary>
     public static bool[] Bf16Inputs(Graph g, Node n) => n.Inputs.Select(v => n.Kind == OpKind.Pointwise && Bf16Stored(g, v)).ToArray();
 
+    /// <summary>Whether fused node <paramref name="p"/> is a bias add right after the Linear that computes x — y = x + b, or
+    /// y = r + (x + b) with a residual r, the sum possibly dropped out (y = r + dropout(x + b)) — with x read by p alone, once
+    /// (not the model's output), b a parameter of one element per output column, and p's output read by no product: on a GPU
+    /// the product then adds the bias itself (cuBLASLt's bias epilogue, CudaExec.GemmBias), and the residual too when no
+    /// dropout applies (an inference forward: cuBLASLt's C = r, β = 1), writing y, and p's forward kernel does not run
+    /// (BERT's query-key-value bias, the masked-LM decoder's and the output layers' biases; in inference also each layer's
+    /// attention-output and second feed-forward products with their residual). p's backward is unchanged (it reads neither
+    /// x nor b, <see cref="BackwardNeeds"/>). y's buffer is defined from the product on.</summary>
+    public static Epilogue? EpilogueOf(Graph g, Node p)
+    {
+        if (p.Kind != OpKind.Pointwise || p.Id < 1 || p.Expr is not FOp root) return null;
+        var prod = g.Nodes[p.Id - 1];
+        if (prod.Kind != OpKind.Linear) return null;
+        var y = prod.Out;
+        int x = p.Inputs.IndexOf(y);
+        if (x < 0 || y == g.Output || y.Consumers.Count != 1 || !p.Out.Shape.SequenceEqual(y.Shape) || y.Shape.Length == 0 || y.Shape[^1] <= 0) return null;
+        // Not where a product reads p's output: p's kernel would write its bf16 copy for it (Bf16Output).
+        if (p.Out.Consumers.Any(c => c.Kind is OpKind.Linear or OpKind.MatMul)) return null;
+        bool IsBias(int k) => k != x && p.Inputs[k] is { Kind: ValueKind.Param } b && b.Shape.Length == 1 && b.Shape[0] == y.Shape[^1];
+        // x + b (either side): b's index
+        int Bare(FE e) => e is FOp { Op: "add" } a && a.Args[0] is FIn l && a.Args[1] is FIn r
+            ? (l.Index == x && IsBias(r.Index) ? r.Index : r.Index == x && IsBias(l.Index) ? l.Index : -1) : -1;
+        int bias = Bare(root);
+        if (bias >= 0) return p.Inputs.Count == 2 ? new Epilogue(x, bias, -1, false) : null;
+        // r + T or T + r, T = x + b or (x + b)·dropout (either side)
+        if (root.Op != "add" || p.Inputs.Count != 3) return null;
+        foreach (var (rs, t) in new[] { (root.Args[0], root.Args[1]), (root.Args[1], root.Args[0]) })
+        {
+            if (rs is not FIn res || res.Index == x) continue;
+            var v = p.Inputs[res.Index];
+            // the residual in fp32, as large as y (a product's output kept in bf16 would not do)
+            if (v.Kind == ValueKind.Param || v.Size != p.Out.Size || Bf16Stored(g, v)) continue;
+            bool dropout = false;
+            int b = Bare(t);
+            if (b < 0 && t is FOp { Op: "mul" } m)
+            {
+                if (m.Args[1] is FOp { Op: "drop" }) b = Bare(m.Args[0]);
+                else if (m.Args[0] is FOp { Op: "drop" }) b = Bare(m.Args[1]);
+                dropout = b >= 0;
+            }
+            if (b >= 0 && b != res.Index) return new Epilogue(x, b, res.Index, dropout);
+        }
+        return null;
+    }
+
+    /// <summary>What the product before a fused node adds itself (<see cref="EpilogueOf"/>): the indices of the product's output,
+    /// the bias and the residual (-1: none) among the node's inputs, and whether the residual's term is dropped out (then the
+    /// product adds the residual only when dropout is off).</summary>
+    public sealed record Epilogue(int Product, int Bias, int Residual, bool Dropout);
+
     /// <summary>The first product (Linear, MatMul) to read <paramref name="v"/>, or null.</summary>
     public static Node? FirstProduct(Value v) => v.Consumers.Where(c => c.Kind is OpKind.Linear or OpKind.MatMul).OrderBy(c => c.Id).FirstOrDefault();
 
@@ -311,6 +365,8 @@ public sealed class Plan
             }
             // Attention's output stays until its backward: the CUDA flash backward takes Δ = rowsum(dO ⊙ O) from it.
             if (v.Producer is { Kind: OpKind.Attention } att) b.Last = Math.Max(b.Last, Bwd(n, att.Id));
+            // A bias the product before adds itself (EpilogueOf): the product writes the sum.
+            if (v.Producer is { } bp && EpilogueOf(g, bp) != null) b.Def = Fwd(bp.Id - 1);
             b.Pinned = v == g.Output || v.Kind == ValueKind.Input;
         }
         foreach (var ((node, _), b) in plan.Saved) { b.Def = Fwd(node.Id); b.Last = Bwd(n, node.Id); }
@@ -380,5 +436,88 @@ public sealed class Plan
             set(b, best);
         }
         return slotEnd.Count;
+    }
+}
+
+/// <summary>What a fused element-wise kernel's backward must recompute: the values its derivative rules read, for the nodes
+/// that receive an adjoint (the same rules the CPU and CUDA emitters write: add, sub, neg and dropout's scale read nothing;
+/// mul the other factor; div the divisor and, for the divisor's adjoint, its own value; exp, tanh and sqrt their own value;
+/// log, abs and erf their argument; max, min and the selects their two compared operands), and everything those values are
+/// computed from. An input outside <see cref="Inputs"/> is not read by the backward at all.</summary>
+public sealed class BackwardNeeds
+{
+    /// <summary>The operation nodes whose values the backward computes (by reference).</summary>
+    public readonly HashSet<FE> Ops = new(RefIdentity.Instance);
+    /// <summary>The input indices whose values the backward loads.</summary>
+    public readonly HashSet<int> Inputs = new();
+
+    /// <summary>Whether the backward computes <paramref name="e"/>'s value (a constant: always available).</summary>
+    public bool Has(FE e) => e switch { FIn f => Inputs.Contains(f.Index), FConst => true, _ => Ops.Contains(e) };
+
+    public static BackwardNeeds Of(FE root)
+    {
+        var r = new BackwardNeeds();
+        var order = new List<FE>();
+        var seen = new HashSet<FE>(RefIdentity.Instance);
+        void Topo(FE e)
+        {
+            if (!seen.Add(e)) return;
+            if (e is FOp o) foreach (var a in o.Args) Topo(a);
+            order.Add(e);
+        }
+        Topo(root);
+        void Need(FE e)
+        {
+            switch (e)
+            {
+                case FIn f: r.Inputs.Add(f.Index); break;
+                case FOp o when r.Ops.Add(o): foreach (var a in o.Args) Need(a); break;
+            }
+        }
+        // An adjoint reaches every argument but constants and dropout's scale (the emitters' Acc skips those), and not the
+        // compared operands of a select.
+        static bool Takes(FE e) => e is not FConst && e is not FOp { Op: "drop" };
+        var adj = new HashSet<FE>(RefIdentity.Instance) { root };
+        for (int k = order.Count - 1; k >= 0; k--)
+        {
+            if (order[k] is not FOp o || !adj.Contains(o)) continue;
+            var a = o.Args;
+            switch (o.Op)
+            {
+                case "add" or "sub": break;
+                case "neg" or "drop": break;
+                case "mul":
+                    if (Takes(a[0])) Need(a[1]);
+                    if (Takes(a[1])) Need(a[0]);
+                    break;
+                case "div":
+                    if (Takes(a[0])) Need(a[1]);
+                    if (Takes(a[1])) { Need(o); Need(a[1]); }
+                    break;
+                case "exp" or "tanh" or "sqrt":
+                    if (Takes(a[0])) Need(o);
+                    break;
+                case "log" or "abs" or "erf":
+                    if (Takes(a[0])) Need(a[0]);
+                    break;
+                case "max" or "min":
+                    if (Takes(a[0]) || Takes(a[1])) { Need(a[0]); Need(a[1]); }
+                    break;
+                default:
+                    if (!o.Op.StartsWith("sel", StringComparison.Ordinal)) throw new InvalidOperationException(o.Op);
+                    if (Takes(a[2]) || Takes(a[3])) { Need(a[0]); Need(a[1]); }
+                    foreach (var x in a.Skip(2)) if (Takes(x)) adj.Add(x);
+                    continue;
+            }
+            foreach (var x in a) if (Takes(x)) adj.Add(x);
+        }
+        return r;
+    }
+
+    sealed class RefIdentity : IEqualityComparer<FE>
+    {
+        public static readonly RefIdentity Instance = new();
+        public bool Equals(FE? x, FE? y) => ReferenceEquals(x, y);
+        public int GetHashCode(FE obj) => System.Runtime.CompilerServices.RuntimeHelpers.GetHashCode(obj);
     }
 }

@@ -374,10 +374,13 @@ public static class GpuSelfTest
         var cpuBuffers = CpuBuffers(cpu, info);
         double worstF = 0, worstB = 0; string worstFName = "", worstBName = "";
         var failures = new List<string>();
+        // A product that added its bias itself (CudaExec.GemmBias) never wrote its own output: the sum it wrote is compared.
+        int folded = 0;
         foreach (var b in info.Buffers)
         {
             double[] want = cpuBuffers[b.Id];
             if (want.Length == 0) continue;
+            if (!gpu.Readable(b.Id)) { folded++; continue; }
             double e = BufferErr(info, b, gpu.ReadBuffer(b.Id), cpuBuffers);
             bool fwd = b.Role != BufferRole.Gradient;
             double limit = fwd ? 1e-5 : 1e-4;
@@ -386,7 +389,7 @@ public static class GpuSelfTest
             if (!fwd && !(e <= worstB)) { worstB = e; worstBName = b.Name; }
         }
         r.Row($"{info.Name}: forward buffers vs CPU double", failures.All(f => !IsForward(info, f)),
-            string.Create(Inv, $"worst {worstF:E2} ({worstFName}); limit 1e-5; B={B} T={T} G={G}, dropout on"));
+            string.Create(Inv, $"worst {worstF:E2} ({worstFName}); limit 1e-5; B={B} T={T} G={G}, dropout on; {folded} product outputs folded into their bias (cuBLASLt epilogue)"));
         r.Row($"{info.Name}: backward buffers vs CPU double", failures.All(f => IsForward(info, f)),
             string.Create(Inv, $"worst {worstB:E2} ({worstBName}); limit 1e-4"));
         if (failures.Count > 0) r.Info("over the limit: " + string.Join(", ", failures.Take(12)));
@@ -428,7 +431,7 @@ public static class GpuSelfTest
             foreach (var b in info.Buffers)
             {
                 double[] want = cpuBuffers[b.Id];
-                if (want.Length == 0) continue;
+                if (want.Length == 0 || !gpu.Readable(b.Id)) continue;
                 double e = BufferErr(info, b, gpu.ReadBuffer(b.Id), cpuBuffers);
                 if (b.Role != BufferRole.Gradient) { if (!(e <= wf)) { wf = e; wfName = b.Name; } }
                 else if (!(e <= wb)) { wb = e; wbName = b.Name; }
@@ -446,6 +449,45 @@ public static class GpuSelfTest
             r.Row($"{info.Name}: fused attention vs CPU double", wf <= 1e-5 && wb <= 1e-4 && wp <= 1e-4,
                 string.Create(Inv, $"forward worst {wf:E2} ({wfName}), backward {wb:E2} ({wbName}), parameter gradients {wp:E2} ({wpName})"));
             gpu.FusedAttention = before;
+        }
+
+        // The bias epilogue (cuBLASLt adds a Linear's bias in the product; on by default) was in the step above; here the
+        // products that took it are counted, and the same step without it (the product, then its bias kernel) is checked
+        // against the CPU in double at the same limits, every buffer now written.
+        if (gpu.HasCublasLt)
+        {
+            int taken = 0;
+            gpu.OnLaunch = name => { if (name.StartsWith("gemm+bias", StringComparison.Ordinal)) taken++; };
+            try { PoisonedStep(gpu, inputs, B, T, G, seed); }
+            finally { gpu.OnLaunch = null; }
+            gpu.BiasEpilogue = false;
+            double wf = 0, wb = 0, wp = 0; string wfName = "", wbName = "", wpName = "";
+            int unread = 0;
+            try
+            {
+                PoisonedStep(gpu, inputs, B, T, G, seed);
+                foreach (var b in info.Buffers)
+                {
+                    double[] want = cpuBuffers[b.Id];
+                    if (want.Length == 0) continue;
+                    if (!gpu.Readable(b.Id)) { unread++; continue; }
+                    double e = BufferErr(info, b, gpu.ReadBuffer(b.Id), cpuBuffers);
+                    if (b.Role != BufferRole.Gradient) { if (!(e <= wf)) { wf = e; wfName = b.Name; } }
+                    else if (!(e <= wb)) { wb = e; wbName = b.Name; }
+                }
+                float[] gn = gpu.GetGradients();
+                foreach (var p in info.Parameters)
+                {
+                    var want = gWant.AsSpan((int)p.Offset, (int)p.Length);
+                    double norm = 0; foreach (double x in want) norm += x * x;
+                    if (Math.Sqrt(norm) < 1e-6 * global) continue;   // ~0 in exact arithmetic (see above)
+                    double e = RelErr(gn.AsSpan((int)p.Offset, (int)p.Length), want, out _);
+                    if (!(e <= wp)) { wp = e; wpName = p.Name; }
+                }
+            }
+            finally { gpu.BiasEpilogue = true; }
+            r.Row($"{info.Name}: bias epilogue off vs CPU double", taken == folded && taken > 0 && unread == 0 && wf <= 1e-5 && wb <= 1e-4 && wp <= 1e-4,
+                string.Create(Inv, $"{taken} products added their bias in cuBLASLt with it on ({folded} outputs unwritten); off: forward worst {wf:E2} ({wfName}), backward {wb:E2} ({wbName}), parameter gradients {wp:E2} ({wpName}), {unread} buffers unwritten"));
         }
 
         // bf16 products (the linear layers' operands rounded to bf16): the loss, every buffer and the gradients against the
@@ -688,10 +730,20 @@ public static class GpuSelfTest
         cpuF.Bind(B, T, G, training: false); gpu.ReuseMemory = true; gpu.Bind(B, T, G, training: false);
         foreach (var (k, v) in inputs) { cpuF.SetInput(k, v); gpu.SetInput(k, v); }
         var outCpu = cpuF.Forward(training: false).ToArray();
-        gpu.Forward(training: false);
+        // The products that add their bias (and, without dropout, the residual after it) in cuBLASLt, counted; then the same
+        // forward with the bias kernels instead.
+        int withBias = 0, withResidual = 0;
+        gpu.OnLaunch = name => { if (name.StartsWith("gemm+bias", StringComparison.Ordinal)) { withBias++; if (name.StartsWith("gemm+bias+residual", StringComparison.Ordinal)) withResidual++; } };
+        try { gpu.Forward(training: false); }
+        finally { gpu.OnLaunch = null; }
         float[] outGpu = gpu.Output;
         double eo = RelErr(outGpu, outCpu.Select(x => (double)x).ToArray(), out _);
-        r.Row($"{info.Name}: inference output vs CPU float", eo <= 1e-5, string.Create(Inv, $"{eo:E2} (limit 1e-5), {outGpu.Length} values, memory reused"));
+        gpu.BiasEpilogue = false;
+        try { gpu.Forward(training: false); }
+        finally { gpu.BiasEpilogue = true; }
+        double eOff = RelErr(gpu.Output, outCpu.Select(x => (double)x).ToArray(), out _);
+        r.Row($"{info.Name}: inference output vs CPU float", eo <= 1e-5 && eOff <= 1e-5 && (!gpu.HasCublasLt || withBias > 0),
+            string.Create(Inv, $"{eo:E2} (limit 1e-5), {outGpu.Length} values, memory reused; {withBias} products added their bias in cuBLASLt, {withResidual} the residual too (bias epilogue off: {eOff:E2})"));
 
         // Accuracy counted on the device (the progress display's, without reading the probabilities back) against the
         // argmax of the probabilities read back: on the random labels, then on labels made right on every even row.
@@ -957,7 +1009,7 @@ public static class GpuSelfTest
         foreach (var b in info.Buffers)
         {
             double[] want = cpuBuffers[b.Id];
-            if (want.Length == 0 || b.Role == BufferRole.Gradient || skip?.Contains(b.Id) == true) continue;
+            if (want.Length == 0 || b.Role == BufferRole.Gradient || skip?.Contains(b.Id) == true || !gpu.Readable(b.Id)) continue;
             double e = BufferErr(info, b, gpu.ReadBuffer(b.Id), cpuBuffers);
             if (!(e <= worst)) { worst = e; worstName = b.Name; }
         }
@@ -1014,13 +1066,17 @@ public static class GpuSelfTest
         // perProduct: bf16 operands rounded at every product, as before the shadows (the forward's bf16 copies kept for the
         // backward, written by the kernels that compute them); separateLn: LayerNorm's backward in two passes over dy and x.
         // bf16Out: the products whose outputs only fused kernels read write them in bf16 in training too (off by default).
-        foreach (var (precision, flash, split, inCublas, perProduct, separateLn, bf16Out) in ((CudaPrecision, bool, bool, bool, bool, bool, bool)[])[(CudaPrecision.Fp32, false, false, false, false, false, false),
-            (CudaPrecision.Tf32, false, false, false, false, false, false), (CudaPrecision.Bf16, false, false, false, false, false, false), (CudaPrecision.Bf16, false, false, false, false, false, true),
-            (CudaPrecision.Bf16, false, false, false, true, false, false), (CudaPrecision.Bf16, false, false, false, false, true, false),
-            (CudaPrecision.Bf16, false, true, false, false, false, false), (CudaPrecision.Bf16, false, false, true, false, false, false),
-            (CudaPrecision.Bf16, true, false, false, false, false, false), (CudaPrecision.Bf16, true, false, true, false, false, false)])
+        // noEpilogue: a Linear's bias as a kernel after the product instead of cuBLASLt's bias epilogue (BERT_CUDA_BIAS_EPILOGUE=0).
+        foreach (var (precision, flash, split, inCublas, perProduct, separateLn, bf16Out, noEpilogue) in ((CudaPrecision, bool, bool, bool, bool, bool, bool, bool)[])[(CudaPrecision.Fp32, false, false, false, false, false, false, false),
+            (CudaPrecision.Tf32, false, false, false, false, false, false, false), (CudaPrecision.Bf16, false, false, false, false, false, false, false), (CudaPrecision.Bf16, false, false, false, false, false, true, false),
+            (CudaPrecision.Bf16, false, false, false, false, false, false, true),
+            (CudaPrecision.Bf16, false, false, false, true, false, false, false), (CudaPrecision.Bf16, false, false, false, false, true, false, false),
+            (CudaPrecision.Bf16, false, true, false, false, false, false, false), (CudaPrecision.Bf16, false, false, true, false, false, false, false),
+            (CudaPrecision.Bf16, true, false, false, false, false, false, false), (CudaPrecision.Bf16, true, false, true, false, false, false, false)])
         {
             if (flash && !flashApplies) continue;
+            if (noEpilogue && !gpu.HasCublasLt) continue;
+            gpu.BiasEpilogue = !noEpilogue;
             gpu.Precision = precision;
             gpu.FlashAttention = flash;
             gpu.SplitHeads = split;
@@ -1054,9 +1110,9 @@ public static class GpuSelfTest
                     double ms = CudaDriver.EventElapsedTime(start, stop) / s.Steps;
                     double seqs = B / (ms / 1000), mfu = seqs * s.Seq * fpt / 989e12;
                     float loss = gpu.ReadBuffer(info.OutputBuffer)[0];
-                    r.Row($"time {s.Name} step {precision.ToString().ToLowerInvariant()}{(flash ? " flash-attn" : "")}{(split ? " split-heads" : "")}{(inCublas ? " cublas-rounded" : "")}{(perProduct ? " rounded-per-product" : "")}{(separateLn ? " separate-ln-sums" : "")}{(bf16Out ? " bf16-outputs" : "")} B={B} T={s.Seq}", float.IsFinite(loss),
+                    r.Row($"time {s.Name} step {precision.ToString().ToLowerInvariant()}{(flash ? " flash-attn" : "")}{(split ? " split-heads" : "")}{(inCublas ? " cublas-rounded" : "")}{(perProduct ? " rounded-per-product" : "")}{(separateLn ? " separate-ln-sums" : "")}{(bf16Out ? " bf16-outputs" : "")}{(noEpilogue ? " no-bias-epilogue" : "")} B={B} T={s.Seq}", float.IsFinite(loss),
                         string.Create(Inv, $"{ms:F1} ms/step, {seqs:F1} seq/s, MFU {mfu:P1} of 989 TFLOP/s; loss {loss:F3}; arena {gpu.ArenaBytes / (1 << 20)} MiB"),
-                        new() { ["batch"] = B, ["seq"] = s.Seq, ["precision"] = precision.ToString(), ["flash_attention"] = flash, ["split_heads"] = split, ["cublas_rounded"] = inCublas, ["rounded_per_product"] = perProduct, ["separate_ln_sums"] = separateLn, ["bf16_outputs"] = bf16Out, ["step_ms"] = ms, ["seq_per_s"] = seqs, ["mfu"] = mfu });
+                        new() { ["batch"] = B, ["seq"] = s.Seq, ["precision"] = precision.ToString(), ["flash_attention"] = flash, ["split_heads"] = split, ["cublas_rounded"] = inCublas, ["rounded_per_product"] = perProduct, ["separate_ln_sums"] = separateLn, ["bf16_outputs"] = bf16Out, ["bias_epilogue"] = !noEpilogue && gpu.HasCublasLt, ["step_ms"] = ms, ["seq_per_s"] = seqs, ["mfu"] = mfu });
                 }
                 catch (CudaException e) when (e.Message.Contains("OUT_OF_MEMORY"))
                 {
@@ -1070,6 +1126,7 @@ public static class GpuSelfTest
         gpu.Bf16Shadows = true;
         gpu.SeparateLayerNormSums = false;
         gpu.Bf16OutputsInTraining = false;
+        gpu.BiasEpilogue = true;
         TrainerSteps(r, device, cache, s, rng);
         Profile(r, gpu, opt, info, s, rng, CudaPrecision.Tf32, flash: false, byKernel: false);
         Profile(r, gpu, opt, info, s, rng, CudaPrecision.Bf16, flash: false, byKernel: false);
@@ -1147,16 +1204,20 @@ public static class GpuSelfTest
         nint start = CudaDriver.EventCreate(), stop = CudaDriver.EventCreate();
         int most = s.Batches.Max();
         // fp32Out: every product writes fp32 (CudaModel.Bf16Outputs off; on by default in inference), to compare.
-        foreach (var (B, flash, bf16, inCublas, fp32Out) in new[] { (1, false, false, false, false), (most, false, false, false, false),
-            (1, false, true, false, false), (most, false, true, false, false), (most, false, true, false, true), (1, false, true, true, false), (most, false, true, true, false),
-            (1, true, true, false, false), (most, true, true, false, false) })
+        // noEpilogue: the Linears' bias kernels instead of cuBLASLt's bias epilogue (on by default where cuBLASLt is found).
+        foreach (var (B, flash, bf16, inCublas, fp32Out, noEpilogue) in new[] { (1, false, false, false, false, false), (most, false, false, false, false, false),
+            (1, false, true, false, false, false), (most, false, true, false, false, false), (most, false, true, false, true, false), (most, false, true, false, false, true),
+            (1, false, true, true, false, false), (most, false, true, true, false, false),
+            (1, true, true, false, false, false), (most, true, true, false, false, false) })
         {
             if (flash && !flashApplies) continue;
+            if (noEpilogue && !gpu.HasCublasLt) continue;
+            gpu.BiasEpilogue = !noEpilogue;
             gpu.FlashAttention = flash;
             gpu.Precision = bf16 ? CudaPrecision.Bf16 : CudaPrecision.Tf32;
             gpu.Bf16InCublas = inCublas;
             gpu.Bf16Outputs = !fp32Out;
-            string attn = (flash ? ", flash attention" : "") + (bf16 ? ", bf16" : "") + (inCublas ? " cublas-rounded" : "") + (fp32Out ? " fp32-outputs" : "");
+            string attn = (flash ? ", flash attention" : "") + (bf16 ? ", bf16" : "") + (inCublas ? " cublas-rounded" : "") + (fp32Out ? " fp32-outputs" : "") + (noEpilogue ? " no-bias-epilogue" : "");
             var inputs = RandomInputs(entry.Info, B, s.Seq, 0, rng);
             foreach (var k in inputs.Keys.Where(k => entry.Info.Input(k).Kind == InputKind.Mask)) Array.Fill(inputs[k], 1);
             gpu.Bind(B, s.Seq, 0, training: false);
@@ -1178,7 +1239,7 @@ public static class GpuSelfTest
             float[] direct = gpu.Output;
             r.Row($"time {s.Name} classifier inference B={B} T={s.Seq}{attn}", float.IsFinite(direct[0]),
                 string.Create(Inv, $"{median:F3} ms (median of {Runs}), {B / (median / 1000):F0} seq/s; {(bf16 ? "bf16" : "TF32")} products, kernel by kernel"),
-                new() { ["batch"] = B, ["seq"] = s.Seq, ["infer_ms"] = median, ["seq_per_s"] = B / (median / 1000), ["graph"] = false, ["flash_attention"] = flash, ["bf16"] = bf16, ["cublas_rounded"] = inCublas, ["fp32_outputs"] = fp32Out });
+                new() { ["batch"] = B, ["seq"] = s.Seq, ["infer_ms"] = median, ["seq_per_s"] = B / (median / 1000), ["graph"] = false, ["flash_attention"] = flash, ["bf16"] = bf16, ["cublas_rounded"] = inCublas, ["fp32_outputs"] = fp32Out, ["bias_epilogue"] = !noEpilogue && gpu.HasCublasLt });
 
             // The same forward captured once as a CUDA graph and replayed: one launch instead of one per kernel.
             using var graph = gpu.CaptureForward();
@@ -1200,9 +1261,10 @@ public static class GpuSelfTest
             double gmedian = gms[Runs / 2];
             r.Row($"time {s.Name} classifier inference B={B} T={s.Seq}{attn}, graph", same,
                 string.Create(Inv, $"{gmedian:F3} ms (median of {Runs}), {B / (gmedian / 1000):F0} seq/s; replayed CUDA graph, {(same ? "the same bits as kernel by kernel" : "DIFFERENT from kernel by kernel")} (arena poisoned first)"),
-                new() { ["batch"] = B, ["seq"] = s.Seq, ["infer_ms"] = gmedian, ["seq_per_s"] = B / (gmedian / 1000), ["graph"] = true, ["flash_attention"] = flash, ["bf16"] = bf16, ["cublas_rounded"] = inCublas, ["fp32_outputs"] = fp32Out });
+                new() { ["batch"] = B, ["seq"] = s.Seq, ["infer_ms"] = gmedian, ["seq_per_s"] = B / (gmedian / 1000), ["graph"] = true, ["flash_attention"] = flash, ["bf16"] = bf16, ["cublas_rounded"] = inCublas, ["fp32_outputs"] = fp32Out, ["bias_epilogue"] = !noEpilogue && gpu.HasCublasLt });
         }
         gpu.Bf16Outputs = true;
+        gpu.BiasEpilogue = true;
         CudaDriver.EventDestroy(start); CudaDriver.EventDestroy(stop);
 
         // Where a bf16 forward at the largest batch spends its time, kernel by kernel (rounded by our kernels, then by cuBLAS,

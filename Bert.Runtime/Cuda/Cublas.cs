@@ -393,6 +393,10 @@ public enum CublasLtMatmulPreferenceAttribute
 {
     SearchMode = 0,
     MaxWorkspaceBytes = 1,
+    MinAlignmentABytes = 5,
+    MinAlignmentBBytes = 6,
+    MinAlignmentCBytes = 7,
+    MinAlignmentDBytes = 8,
 }
 
 /// <summary>cublasLtMatmulAlgo_t: 8 × uint64, opaque.</summary>
@@ -611,9 +615,104 @@ public sealed unsafe class CublasLt : IDisposable
             algo.HasValue ? &a : null, (void*)workspace, (nuint)workspaceBytes, stream), "cublasLtMatmul");
     }
 
+    /// <summary>A product's descriptors and algorithm, made once per shape, types and operand alignment (null: no algorithm).</summary>
+    sealed class BiasPlan(nint desc, nint a, nint b, nint c, CublasLtMatmulAlgo algo)
+    {
+        public readonly nint Desc = desc, A = a, B = b, C = c;
+        public readonly CublasLtMatmulAlgo Algo = algo;
+    }
+
+    readonly record struct BiasKey(bool TransA, bool TransB, int M, int N, int K, int Lda, int Ldb, int Ldc, CudaDataType Type,
+        CublasComputeType Compute, int AlignA, int AlignB, int AlignC, int AlignD, ulong WorkspaceBytes);
+
+    static BiasKey KeyOf(bool transA, bool transB, int M, int N, int K, int lda, int ldb, int ldc, CudaDataType type, CublasComputeType compute,
+        ulong A, ulong B, ulong D, ulong residual, ulong workspaceBytes) =>
+        new(transA, transB, M, N, K, lda, ldb, ldc, type, compute, Alignment(A), Alignment(B), Alignment(residual != 0 ? residual : D), Alignment(D), workspaceBytes);
+
+    readonly Dictionary<BiasKey, BiasPlan?> _biasPlans = new();
+
+    /// <summary>The alignment cuBLASLt may assume of a pointer: its lowest set bit, up to 256 bytes (the default it assumes
+    /// when not told).</summary>
+    public static int Alignment(ulong pointer) => pointer == 0 ? 256 : (int)Math.Min(256UL, pointer & (~pointer + 1));
+
+    /// <summary>Whether <see cref="RowMajorBias"/> has an algorithm for this product (asked once per key, then remembered).</summary>
+    public bool CanBias(bool transA, bool transB, int M, int N, int K, int lda, int ldb, int ldc, CudaDataType type, CublasComputeType compute,
+        ulong A, ulong B, ulong C, ulong residual, ulong workspaceBytes) =>
+        Plan(KeyOf(transA, transB, M, N, K, lda, ldb, ldc, type, compute, A, B, C, residual, workspaceBytes)) != null;
+
+    /// <summary>Row-major C(M×N) = op(A)·op(B) + bias, the bias one fp32 element per column of C (16-byte aligned), in one
+    /// cublasLtMatmul with CUBLASLT_EPILOGUE_BIAS: A and B of <paramref name="type"/> (fp32 or bf16), C fp32, fp32 accumulation
+    /// (<paramref name="compute"/>: 32F, or 32F_FAST_TF32). The same row-major → column-major mapping as <see cref="Cublas.Gemm"/>
+    /// (cuBLASLt's D = C = Cᵀ column-major, whose rows are C's columns: the bias runs along them). <paramref name="residual"/>
+    /// (0: none), packed like C, is added too: cuBLASLt's input C with β = 1, out of place (D = C here). <see cref="CanBias"/>
+    /// first.</summary>
+    public void RowMajorBias(bool transA, bool transB, int M, int N, int K, ulong A, int lda, ulong B, int ldb, ulong C, int ldc, ulong bias,
+        ulong residual, CudaDataType type, CublasComputeType compute, ulong workspace, ulong workspaceBytes, nint stream)
+    {
+        var plan = Plan(KeyOf(transA, transB, M, N, K, lda, ldb, ldc, type, compute, A, B, C, residual, workspaceBytes))
+            ?? throw new InvalidOperationException($"cuBLASLt has no algorithm for a {M}×{N}×{K} product with a bias; ask CanBias first.");
+        MatmulDescSetAttribute(plan.Desc, CublasLtMatmulDescAttribute.BiasPointer, (nint)bias);
+        // Column-major: the caller's B is cuBLASLt's first operand, the caller's A its second.
+        Matmul(plan.Desc, 1f, B, plan.A, A, plan.B, residual != 0 ? 1f : 0f, residual != 0 ? residual : C, plan.C, C, plan.C, plan.Algo, workspace, workspaceBytes, stream);
+    }
+
+    BiasPlan? Plan(BiasKey key)
+    {
+        if (_biasPlans.TryGetValue(key, out var plan)) return plan;
+        var g = Cublas.RowMajorToColumnMajor(key.TransA, key.TransB, key.M, key.N, key.K, key.Lda, key.Ldb, key.Ldc);
+        nint desc = 0, a = 0, b = 0, c = 0, pref = 0;
+        try
+        {
+            desc = MatmulDescCreate(key.Compute, CudaDataType.R32F);
+            MatmulDescSetAttribute(desc, CublasLtMatmulDescAttribute.TransA, (int)g.TransA);
+            MatmulDescSetAttribute(desc, CublasLtMatmulDescAttribute.TransB, (int)g.TransB);
+            MatmulDescSetAttribute(desc, CublasLtMatmulDescAttribute.Epilogue, (uint)CublasLtEpilogue.Bias);
+            MatmulDescSetAttribute(desc, CublasLtMatmulDescAttribute.BiasDataType, (int)CudaDataType.R32F);
+            // Matrices as stored: op(X) is rows × cols after the transpose, X itself before it.
+            a = g.TransA == CublasOperation.N ? MatrixLayoutCreate(key.Type, (ulong)g.M, (ulong)g.K, g.Lda) : MatrixLayoutCreate(key.Type, (ulong)g.K, (ulong)g.M, g.Lda);
+            b = g.TransB == CublasOperation.N ? MatrixLayoutCreate(key.Type, (ulong)g.K, (ulong)g.N, g.Ldb) : MatrixLayoutCreate(key.Type, (ulong)g.N, (ulong)g.K, g.Ldb);
+            c = MatrixLayoutCreate(CudaDataType.R32F, (ulong)g.M, (ulong)g.N, g.Ldc);
+            pref = MatmulPreferenceCreate();
+            MatmulPreferenceSetAttribute(pref, CublasLtMatmulPreferenceAttribute.MaxWorkspaceBytes, key.WorkspaceBytes);
+            // The caller's B is cuBLASLt's A.
+            MatmulPreferenceSetAttribute(pref, CublasLtMatmulPreferenceAttribute.MinAlignmentABytes, (uint)key.AlignB);
+            MatmulPreferenceSetAttribute(pref, CublasLtMatmulPreferenceAttribute.MinAlignmentBBytes, (uint)key.AlignA);
+            MatmulPreferenceSetAttribute(pref, CublasLtMatmulPreferenceAttribute.MinAlignmentCBytes, (uint)key.AlignC);
+            MatmulPreferenceSetAttribute(pref, CublasLtMatmulPreferenceAttribute.MinAlignmentDBytes, (uint)key.AlignD);
+            // Any refusal (no algorithm, a shape or alignment it does not take) means the product and its bias kernel run
+            // instead; remembered, so that it is asked once.
+            CublasLtMatmulHeuristicResult[] found;
+            try { found = AlgoGetHeuristic(desc, a, b, c, c, pref, 1); }
+            catch (CublasException) { found = []; }
+            if (found.Length > 0 && found[0].State == 0)
+            {
+                plan = new BiasPlan(desc, a, b, c, found[0].Algo);
+                desc = a = b = c = 0;   // the plan owns them
+            }
+            _biasPlans[key] = plan;
+            return plan;
+        }
+        catch (CublasException)
+        {
+            _biasPlans[key] = null;   // a layout or attribute it refuses for this shape: the same fallback
+            return null;
+        }
+        finally
+        {
+            if (pref != 0) MatmulPreferenceDestroy(pref);
+            if (c != 0) MatrixLayoutDestroy(c);
+            if (b != 0) MatrixLayoutDestroy(b);
+            if (a != 0) MatrixLayoutDestroy(a);
+            if (desc != 0) MatmulDescDestroy(desc);
+        }
+    }
+
     public void Dispose()
     {
         if (_handle == 0) return;
+        foreach (var p in _biasPlans.Values)
+            if (p != null) { MatmulDescDestroy(p.Desc); MatrixLayoutDestroy(p.A); MatrixLayoutDestroy(p.B); MatrixLayoutDestroy(p.C); }
+        _biasPlans.Clear();
         nint h = _handle;
         _handle = 0;
         Check(Fn.cublasLtDestroy(h), "cublasLtDestroy");

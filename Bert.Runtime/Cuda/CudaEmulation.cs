@@ -31,7 +31,7 @@ public static unsafe class CudaEmulation
 
     static string Compiler => Environment.GetEnvironmentVariable(Variable) is { } v && v.Contains("clang", StringComparison.Ordinal) ? v : "clang-14";
 
-    internal static LoadedCudaLibrary Library(CudaLibrarySpec spec) => spec.Library is CudaLibrary.Driver or CudaLibrary.Nvrtc or CudaLibrary.Cublas
+    internal static LoadedCudaLibrary Library(CudaLibrarySpec spec) => spec.Library is CudaLibrary.Driver or CudaLibrary.Nvrtc or CudaLibrary.Cublas or CudaLibrary.CublasLt
         ? new(spec, $"host emulation ({Compiler})", Variable, name => Export(spec.Library, name))
         : throw new CudaUnavailableException($"{spec.DisplayName} is not part of the host emulation ({Variable} is set); unset {Variable} to use the real library.");
 
@@ -387,6 +387,7 @@ public static unsafe class CudaEmulation
         CudaLibrary.Driver => DriverExport(name),
         CudaLibrary.Nvrtc => NvrtcExport(name),
         CudaLibrary.Cublas => CublasExport(name),
+        CudaLibrary.CublasLt => CublasLtExport(name),
         _ => 0,
     };
 
@@ -837,16 +838,147 @@ public static unsafe class CudaEmulation
         ulong B, int bType, int ldb, void* beta, ulong C, int cType, int ldc, int batch, int compute, int algo) =>
         Gemm(h, ta, tb, m, n, k, *(float*)alpha, (nint)A, aType, lda, 0, (nint)B, bType, ldb, 0, *(float*)beta, (nint)C, cType, ldc, 0, batch, arrays: true, compute: compute);
 
+    // ---------------- cuBLASLt: descriptors kept on the host, cublasLtMatmul through the same product ----------------
+
+    sealed class LtDesc { public int Compute, TransA, TransB, BiasType = -1; public uint Epilogue = 1; public nint Bias; }
+    sealed class LtLayout { public int Type; public ulong Rows, Cols; public long Ld; }
+    static readonly ConcurrentDictionary<nint, LtDesc> LtDescs = new();
+    static readonly ConcurrentDictionary<nint, LtLayout> LtLayouts = new();
+
+    static nint CublasLtExport(string name) => name switch
+    {
+        "cublasLtCreate" => (nint)(delegate* unmanaged[Cdecl]<nint*, int>)&CublasCreate,
+        "cublasLtDestroy" => (nint)(delegate* unmanaged[Cdecl]<nint, int>)&CuHandleOk,
+        "cublasLtMatmulDescCreate" => (nint)(delegate* unmanaged[Cdecl]<nint*, int, int, int>)&LtDescCreate,
+        "cublasLtMatmulDescDestroy" => (nint)(delegate* unmanaged[Cdecl]<nint, int>)&LtDescDestroy,
+        "cublasLtMatmulDescSetAttribute" => (nint)(delegate* unmanaged[Cdecl]<nint, int, void*, nuint, int>)&LtDescSet,
+        "cublasLtMatrixLayoutCreate" => (nint)(delegate* unmanaged[Cdecl]<nint*, int, ulong, ulong, long, int>)&LtLayoutCreate,
+        "cublasLtMatrixLayoutDestroy" => (nint)(delegate* unmanaged[Cdecl]<nint, int>)&LtLayoutDestroy,
+        "cublasLtMatrixLayoutSetAttribute" => (nint)(delegate* unmanaged[Cdecl]<nint, int, void*, nuint, int>)&LtLayoutSet,
+        "cublasLtMatmulPreferenceCreate" => (nint)(delegate* unmanaged[Cdecl]<nint*, int>)&CublasCreate,
+        "cublasLtMatmulPreferenceDestroy" => (nint)(delegate* unmanaged[Cdecl]<nint, int>)&CuHandleOk,
+        "cublasLtMatmulPreferenceSetAttribute" => (nint)(delegate* unmanaged[Cdecl]<nint, int, void*, nuint, int>)&LtPreferenceSet,
+        "cublasLtMatmulAlgoGetHeuristic" => (nint)(delegate* unmanaged[Cdecl]<nint, nint, nint, nint, nint, nint, nint, int, CublasLtMatmulHeuristicResult*, int*, int>)&LtHeuristic,
+        "cublasLtMatmul" => (nint)(delegate* unmanaged[Cdecl]<nint, nint, void*, void*, nint, void*, nint, void*, void*, nint, void*, nint, CublasLtMatmulAlgo*, void*, nuint, nint, int>)&LtMatmul,
+        _ => 0,
+    };
+
+    const int LtInvalidValue = 7, LtNotSupported = 15;
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int LtDescCreate(nint* d, int compute, int scale)
+    {
+        if (scale != (int)CudaDataType.R32F) return LtNotSupported;
+        *d = NewHandle();
+        LtDescs[*d] = new LtDesc { Compute = compute };
+        return 0;
+    }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int LtDescDestroy(nint d) => LtDescs.TryRemove(d, out _) ? 0 : LtInvalidValue;
+
+    /// <summary>The attributes the runtime sets, each checked for its size; any other is refused (the emulation does not do it).</summary>
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int LtDescSet(nint d, int attribute, void* value, nuint size)
+    {
+        if (!LtDescs.TryGetValue(d, out var desc)) return LtInvalidValue;
+        var a = (CublasLtMatmulDescAttribute)attribute;
+        if ((int)size != CublasLt.AttributeSize(a)) return LtInvalidValue;
+        switch (a)
+        {
+            case CublasLtMatmulDescAttribute.TransA: desc.TransA = *(int*)value; break;
+            case CublasLtMatmulDescAttribute.TransB: desc.TransB = *(int*)value; break;
+            case CublasLtMatmulDescAttribute.Epilogue: desc.Epilogue = *(uint*)value; break;
+            case CublasLtMatmulDescAttribute.BiasPointer: desc.Bias = *(nint*)value; break;
+            case CublasLtMatmulDescAttribute.BiasDataType: desc.BiasType = *(int*)value; break;
+            default: return LtNotSupported;
+        }
+        return 0;
+    }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int LtLayoutCreate(nint* l, int type, ulong rows, ulong cols, long ld)
+    {
+        if (ld < (long)Math.Max(1UL, rows)) return LtInvalidValue;   // column-major: ld at least the rows
+        *l = NewHandle();
+        LtLayouts[*l] = new LtLayout { Type = type, Rows = rows, Cols = cols, Ld = ld };
+        return 0;
+    }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int LtLayoutDestroy(nint l) => LtLayouts.TryRemove(l, out _) ? 0 : LtInvalidValue;
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int LtLayoutSet(nint l, int attribute, void* value, nuint size) => LtNotSupported;   // column order, one matrix: the defaults
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int LtPreferenceSet(nint p, int attribute, void* value, nuint size) =>
+        (int)size == CublasLt.AttributeSize((CublasLtMatmulPreferenceAttribute)attribute) ? 0 : LtInvalidValue;
+
+    /// <summary>What the emulated cublasLtMatmul does: fp32 or bf16 operands (both alike), an fp32 C and D, no epilogue or a
+    /// bias (fp32), op(A) m×k and op(B) k×n against D m×n.</summary>
+    static bool LtSupports(LtDesc d, LtLayout a, LtLayout b, LtLayout c, LtLayout dl)
+    {
+        if (d.Epilogue is not ((uint)CublasLtEpilogue.Default or (uint)CublasLtEpilogue.Bias)) return false;
+        if (d.BiasType is not (-1 or (int)CudaDataType.R32F)) return false;
+        if (a.Type != b.Type || a.Type is not ((int)CudaDataType.R32F or (int)CudaDataType.R16BF)) return false;
+        if (c.Type != (int)CudaDataType.R32F || dl.Type != c.Type || c.Rows != dl.Rows || c.Cols != dl.Cols) return false;
+        ulong m = dl.Rows, n = dl.Cols;
+        (ulong ar, ulong ac) = d.TransA == 0 ? (a.Rows, a.Cols) : (a.Cols, a.Rows);
+        (ulong br, ulong bc) = d.TransB == 0 ? (b.Rows, b.Cols) : (b.Cols, b.Rows);
+        return ar == m && bc == n && ac == br;
+    }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int LtHeuristic(nint h, nint desc, nint a, nint b, nint c, nint d, nint pref, int requested, CublasLtMatmulHeuristicResult* results, int* returned)
+    {
+        *returned = 0;
+        if (requested < 1 || !LtDescs.TryGetValue(desc, out var dd) || !LtLayouts.TryGetValue(a, out var la) || !LtLayouts.TryGetValue(b, out var lb)
+            || !LtLayouts.TryGetValue(c, out var lc) || !LtLayouts.TryGetValue(d, out var ld)) return LtInvalidValue;
+        if (!LtSupports(dd, la, lb, lc, ld)) return LtNotSupported;
+        results[0] = default;
+        results[0].WavesCount = 1f;
+        *returned = 1;
+        return 0;
+    }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    static int LtMatmul(nint h, nint desc, void* alpha, void* A, nint aDesc, void* B, nint bDesc, void* beta, void* C, nint cDesc, void* D, nint dDesc,
+        CublasLtMatmulAlgo* algo, void* workspace, nuint workspaceBytes, nint stream)
+    {
+        if (!LtDescs.TryGetValue(desc, out var dd) || !LtLayouts.TryGetValue(aDesc, out var la) || !LtLayouts.TryGetValue(bDesc, out var lb)
+            || !LtLayouts.TryGetValue(cDesc, out var lc) || !LtLayouts.TryGetValue(dDesc, out var ld)) return LtInvalidValue;
+        if (!LtSupports(dd, la, lb, lc, ld)) return LtNotSupported;
+        float b0 = *(float*)beta;
+        bool bias = dd.Epilogue == (uint)CublasLtEpilogue.Bias;
+        if (bias && (dd.Bias == 0 || dd.Bias % 16 != 0)) return LtInvalidValue;
+        int m = (int)ld.Rows, n = (int)ld.Cols, k = (int)(dd.TransA == 0 ? la.Cols : la.Rows);
+        if (C != D && b0 != 0)
+        {
+            // Out of place: C (its layout) copied into D in stream order, then the product adds into D in place.
+            if (lc.Ld != ld.Ld) return LtNotSupported;
+            long floats = (n - 1) * ld.Ld + m;
+            long cBytes = floats * 4;
+            if ((nint)C < (nint)D + (nint)cBytes && (nint)D < (nint)C + (nint)cBytes) return LtInvalidValue;   // overlapping C and D
+            nint src = (nint)C, dst = (nint)D;
+            int copied = Guard(() => Enqueue(stream, () => Buffer.MemoryCopy((void*)src, (void*)dst, cBytes, cBytes)));
+            if (copied != 0) return copied;
+        }
+        return Gemm(h, dd.TransA, dd.TransB, m, n, k, *(float*)alpha, (nint)A, la.Type, (int)la.Ld, 0, (nint)B, lb.Type, (int)lb.Ld, 0,
+            b0, (nint)D, ld.Type, (int)ld.Ld, 0, 1, compute: dd.Compute, stream: stream, bias: bias ? dd.Bias : 0);
+    }
+
     /// <summary>Column-major C = alpha·op(A)·op(B) + beta·C per batch, the sums in double (beta = 0 ignores what C held, as
     /// cuBLAS does). CUBLAS_COMPUTE_32F_FAST_16BF rounds fp32 operands to bf16 (nearest even) first, as the tensor cores
-    /// take them.</summary>
+    /// take them. <paramref name="bias"/> (cuBLASLt's bias epilogue): one fp32 per row of C, added before C is stored.</summary>
     static int Gemm(nint h, int ta, int tb, int m, int n, int k, float alpha, nint A, int aType, int lda, long sA, nint B, int bType, int ldb, long sB,
-        float beta, nint C, int cType, int ldc, long sC, int batch, bool arrays = false, int compute = (int)CublasComputeType.Compute32F)
+        float beta, nint C, int cType, int ldc, long sC, int batch, bool arrays = false, int compute = (int)CublasComputeType.Compute32F,
+        nint? stream = null, nint bias = 0)
     {
         bool round16 = compute == (int)CublasComputeType.Compute32FFast16BF;
         if (cType is not ((int)CudaDataType.R32F or (int)CudaDataType.R16BF) || (cType == (int)CudaDataType.R16BF && aType != (int)CudaDataType.R16BF) || aType is not ((int)CudaDataType.R32F or (int)CudaDataType.R16BF) || bType is not ((int)CudaDataType.R32F or (int)CudaDataType.R16BF))
             return 15;                                   // CUBLAS_STATUS_NOT_SUPPORTED
-        return Guard(() => Enqueue(BlasStreams.GetValueOrDefault(h), () => Timed($"gemm {m}x{n}x{k}", () =>
+        return Guard(() => Enqueue(stream ?? BlasStreams.GetValueOrDefault(h), () => Timed($"gemm {m}x{n}x{k}", () =>
         {
             int aSize = aType == (int)CudaDataType.R16BF ? 2 : 4, bSize = bType == (int)CudaDataType.R16BF ? 2 : 4, cSize = cType == (int)CudaDataType.R16BF ? 2 : 4;
             // op(A) as m rows of k and op(B) as n rows of k, in double, so that every sum is a contiguous dot product.
@@ -862,24 +994,26 @@ public static unsafe class CudaEmulation
                 for (int j = 0; j < n; j++)
                     for (int p = 0; p < k; p++)
                         rb[(long)j * k + p] = Load(b, tb == 0 ? p + (long)j * ldb : j + (long)p * ldb, bSize, round16);      // op(B)[p, j]
+                double scale = bias != 0 ? 1.0 : alpha;
                 for (int j = 0; j < n; j++)
                 {
                     var bj = new ReadOnlySpan<double>(rb, j * k, k);
                     for (int i = 0; i < m; i++)
                     {
                         double s = System.Numerics.Tensors.TensorPrimitives.Dot(new ReadOnlySpan<double>(ra, i * k, k), bj);
+                        if (bias != 0) s = alpha * s + ((float*)bias)[i];   // alpha·product + bias (alpha folded in: the stores below take alpha = 1)
                         long at = i + (long)j * ldc;
                         if (cSize == 2)
                         {
                             // bf16 C: the fp32 result rounded to nearest even, as cuBLAS stores it
                             ushort* cij = (ushort*)c + at;
-                            float v = beta == 0 ? (float)(alpha * s) : (float)(alpha * s + beta * (double)BitConverter.UInt32BitsToSingle((uint)*cij << 16));
+                            float v = beta == 0 ? (float)(scale * s) : (float)(scale * s + beta * (double)BitConverter.UInt32BitsToSingle((uint)*cij << 16));
                             *cij = Checkpoints.SafeTensors.ToBFloat16(v);
                         }
                         else
                         {
                             float* cij = (float*)c + at;
-                            *cij = beta == 0 ? (float)(alpha * s) : (float)(alpha * s + beta * (double)*cij);
+                            *cij = beta == 0 ? (float)(scale * s) : (float)(scale * s + beta * (double)*cij);
                         }
                     }
                 }

@@ -284,6 +284,16 @@ public sealed unsafe class CudaExec
                 computeType: fast16 ? CublasComputeType.Compute32FFast16BF : CublasComputeType.Compute32F);
             return;
         }
+        (a16, b16, int ldA16, int ldB16) = Bf16Operands(transA, transB, M, N, K, A, lda, B, ldb, a16, b16);
+        OnLaunch?.Invoke($"gemm bf16 {(transA ? 'T' : 'N')}{(transB ? 'T' : 'N')} {M}x{N}x{K}{(c16 ? " out bf16" : "")}");
+        Blas.Gemm(transA, transB, M, N, K, alpha, a16, ldA16, b16, ldB16, beta, C, ldc, CudaDataType.R16BF, c16 ? CudaDataType.R16BF : CudaDataType.R32F);
+        Wrote(C, M, N, ldc);
+    }
+
+    /// <summary>A bf16 product's operands: the packed bf16 copies given (shadows, slots a kernel wrote), or else rounded into
+    /// the operand slots (or the weights' bf16 copy), with their row lengths.</summary>
+    (ulong A16, ulong B16, int Lda16, int Ldb16) Bf16Operands(bool transA, bool transB, int M, int N, int K, ulong A, int lda, ulong B, int ldb, ulong a16, ulong b16)
+    {
         int rowsA = transA ? K : M, colsA = transA ? M : K, rowsB = transB ? N : K, colsB = transB ? K : N;
         if ((a16 == 0 && (long)rowsA * colsA > GemmSlot) || (b16 == 0 && (long)rowsB * colsB > GemmSlot))
             throw new InvalidOperationException($"The bf16 operand scratch holds {GemmSlot} elements but a {M}×{N}×{K} product needs {(long)rowsA * colsA} and {(long)rowsB * colsB}; this is a bug in CudaModel's sizing.");
@@ -291,12 +301,62 @@ public sealed unsafe class CudaExec
             throw new InvalidOperationException($"A {M}×{N}×{K} product was given a packed bf16 copy of an operand that is not packed (lda {lda}, ldb {ldb}); this is a bug in the generated schedule.");
         if (a16 == 0) a16 = Bf16Operand(A, rowsA, colsA, lda, 0);
         if (b16 == 0) b16 = Bf16Operand(B, rowsB, colsB, ldb, 1);
-        OnLaunch?.Invoke($"gemm bf16 {(transA ? 'T' : 'N')}{(transB ? 'T' : 'N')} {M}x{N}x{K}{(c16 ? " out bf16" : "")}");
-        Blas.Gemm(transA, transB, M, N, K, alpha, a16, colsA, b16, colsB, beta, C, ldc, CudaDataType.R16BF, c16 ? CudaDataType.R16BF : CudaDataType.R32F);
-        // The product wrote C: a remembered operand that C overlaps is stale.
+        return (a16, b16, colsA, colsB);
+    }
+
+    /// <summary>A product wrote C (M rows of N floats, row stride ldc): a remembered operand that C overlaps is stale.</summary>
+    void Wrote(ulong C, int M, int N, int ldc)
+    {
         ulong cEnd = C + ((ulong)(M - 1) * (ulong)ldc + (ulong)N) * 4;
         for (int slot = 0; slot < 2; slot++)
             if (_held[slot].Src != 0 && _held[slot].Src < cEnd && C < _held[slot].End) _held[slot] = default;
+    }
+
+    /// <summary>cuBLASLt for <see cref="GemmBias"/> (null: the library is missing, the products and bias kernels run as before).</summary>
+    internal CublasLt? Lt;
+    /// <summary>The products' workspace (shared by cuBLAS and cuBLASLt: one stream orders them).</summary>
+    internal ulong Workspace, WorkspaceBytes;
+
+    /// <summary>A Linear's bias added by the product itself, cuBLASLt's bias epilogue (on by default; BERT_CUDA_BIAS_EPILOGUE=0
+    /// turns it off to compare). Change it between steps only.</summary>
+    public bool BiasEpilogue { get; set; } = true;
+
+    /// <summary>Row-major C(M×N) = op(A)·op(B) + bias (one bias element per column of C, broadcast over the rows) in one
+    /// cublasLtMatmul with CUBLASLT_EPILOGUE_BIAS, where the generated schedule would run a product into buffer
+    /// <paramref name="productOut"/> and then a fused kernel adding the bias into C (Plan.BiasEpilogue): one pass over C
+    /// instead of three (BERT-Base's query-key-value bias at B=64, T=128: 150 MB a layer). The operands as <see cref="Gemm"/>
+    /// takes them (fp32, TF32, or bf16 with their copies given); C fp32. Returns false, having done nothing, when it does not
+    /// apply — turned off, no cuBLASLt, bf16 rounded by cuBLAS, the bias not 16-byte aligned, or cuBLASLt has no algorithm for
+    /// the shape — and the schedule then runs the product and the bias kernel.</summary>
+    /// <param name="residual">Added too (cuBLASLt's C, β = 1; C then is D): y = residual + (x + b), a residual connection
+    /// (packed like C, fp32); 0: none.</param>
+    /// <param name="dropout">The residual's other term is dropped out: the product adds the residual only in a forward without
+    /// dropout (an inference forward), else it declines.</param>
+    public bool GemmBias(int productOut, bool transA, bool transB, int M, int N, int K, ulong A, int lda, ulong B, int ldb, ulong C, int ldc, ulong bias,
+        ulong residual = 0, bool dropout = false, ulong a16 = 0, ulong b16 = 0)
+    {
+        MarkFp32(productOut, 0);
+        if (!BiasEpilogue || Lt == null || M == 0 || N == 0 || K == 0 || bias % 16 != 0 || C % 16 != 0) return false;
+        if (residual != 0 && ((dropout && Training) || residual % 16 != 0)) return false;
+        bool bf16 = Precision == CudaPrecision.Bf16;
+        if (bf16 && Bf16InCublas) return false;
+        if (!bf16 && _shadowsOnly) return false;   // Gemm says why
+        var compute = Precision == CudaPrecision.Tf32 ? CublasComputeType.Compute32FFastTF32 : CublasComputeType.Compute32F;
+        var type = bf16 ? CudaDataType.R16BF : CudaDataType.R32F;
+        int colsA = transA ? M : K, colsB = transB ? K : N;
+        // The row strides the operands will have: bf16 copies are packed.
+        int ldA = bf16 ? colsA : lda, ldB = bf16 ? colsB : ldb;
+        // In bf16 the operands' copies first (a slot a kernel wrote is taken as it is; if cuBLASLt then declines, the product
+        // that runs instead finds them there).
+        ulong a = A, b = B;
+        if (bf16) (a, b, _, _) = Bf16Operands(transA, transB, M, N, K, A, lda, B, ldb, a16, b16);
+        if (!Lt.CanBias(transA, transB, M, N, K, ldA, ldB, ldc, type, compute, a, b, C, residual, WorkspaceBytes)) return false;
+        if (!bf16) ForgetOperands();
+        OnLaunch?.Invoke($"gemm+bias{(residual != 0 ? "+residual" : "")} {(bf16 ? "bf16" : Precision == CudaPrecision.Tf32 ? "tf32" : "fp32")} {(transA ? 'T' : 'N')}{(transB ? 'T' : 'N')} {M}x{N}x{K}");
+        Lt.RowMajorBias(transA, transB, M, N, K, a, ldA, b, ldB, C, ldc, bias, residual, type, compute, Workspace, WorkspaceBytes, Stream);
+        Wrote(C, M, N, ldc);
+        MarkFp32(productOut, 1);   // the product's own output was never written
+        return true;
     }
 
     /// <summary>In bf16 precision (linear layers' products rounded by our kernels), the products whose outputs only fused

@@ -35,6 +35,14 @@ public sealed unsafe class CudaModel : IDisposable
         // A workspace of our own: cuBLAS then allocates nothing while a graph is being captured.
         _workspace = CudaDriver.MemAlloc(WorkspaceBytes);
         _ex.Blas.SetWorkspace(_workspace, WorkspaceBytes);
+        // cuBLASLt for the products that add their bias themselves (CudaExec.GemmBias), on the same workspace; without the
+        // library those products and their bias kernels run as before.
+        try { _ex.Lt = new CublasLt(); }
+        catch (Exception e) when (e is CudaUnavailableException or CublasException) { _ex.Lt = null; }
+        _ex.Workspace = _workspace;
+        _ex.WorkspaceBytes = WorkspaceBytes;
+        _ex.BiasEpilogue = Environment.GetEnvironmentVariable(BiasEpilogueVariable) is not { } epilogue
+            || !(epilogue == "0" || epilogue.Equals("off", StringComparison.OrdinalIgnoreCase));
         string? attention = Environment.GetEnvironmentVariable(FusedAttentionVariable);
         _ex.FusedAttention = string.Equals(attention, "fused", StringComparison.OrdinalIgnoreCase);
         _ex.SplitHeads = string.Equals(attention, "split", StringComparison.OrdinalIgnoreCase);
@@ -81,6 +89,17 @@ public sealed unsafe class CudaModel : IDisposable
     public const ulong WorkspaceBytes = 32UL << 20;
     /// <summary>Layouts of the size that grew the attention pointer pool that it then holds.</summary>
     public const int HeadPoolLayouts = 8;
+
+    /// <summary>BERT_CUDA_BIAS_EPILOGUE: <c>0</c> or <c>off</c> runs a Linear's bias as a kernel after the product instead of in
+    /// cuBLASLt's bias epilogue (<see cref="BiasEpilogue"/>).</summary>
+    public const string BiasEpilogueVariable = "BERT_CUDA_BIAS_EPILOGUE";
+
+    /// <summary>Whether a Linear whose bias is added by a kernel of its own (y = x·Wᵀ + b, nothing else fused after it) adds it
+    /// in the product (cuBLASLt's bias epilogue; on by default where cuBLASLt is found). Change it between steps only.</summary>
+    public bool BiasEpilogue { get => _ex.BiasEpilogue; set => _ex.BiasEpilogue = value; }
+
+    /// <summary>Whether cuBLASLt was found (the bias epilogue needs it).</summary>
+    public bool HasCublasLt => _ex.Lt != null;
 
     /// <summary>BERT_CUDA_ATTENTION: <c>flash</c> the tensor-core flash kernels in bf16 (<see cref="FlashAttention"/>),
     /// <c>fused</c> the fused CUDA-core kernels (<see cref="FusedAttention"/>), <c>split</c> head-major copies
@@ -574,7 +593,7 @@ public sealed unsafe class CudaModel : IDisposable
         RequireBound();
         var sb = new System.Text.StringBuilder();
         sb.Append(string.Create(System.Globalization.CultureInfo.InvariantCulture,
-            $"{_ex.Batch},{_ex.Seq},{_ex.Rows},{_boundTraining},{ReuseMemory},{training},{countAccuracy},{_ex.Precision},{_ex.FusedAttention},{_ex.FlashAttention},{_ex.SplitHeads},{_ex.Bf16InCublas},{_ex.Bf16Shadows},{_ex.Bf16Outputs},{_ex.Bf16OutputsInTraining},{_ex.SkipUnreadFp32},{_ex.Generation};"));
+            $"{_ex.Batch},{_ex.Seq},{_ex.Rows},{_boundTraining},{ReuseMemory},{training},{countAccuracy},{_ex.Precision},{_ex.FusedAttention},{_ex.FlashAttention},{_ex.SplitHeads},{_ex.Bf16InCublas},{_ex.Bf16Shadows},{_ex.Bf16Outputs},{_ex.Bf16OutputsInTraining},{_ex.SkipUnreadFp32},{_ex.BiasEpilogue},{_ex.Generation};"));
         for (int i = 0; i < _ex.IntPtrs.Length; i++)
             sb.Append(_ex.DistinctRows.Length > i && _ex.DistinctRows[i] ? 'd' : '-').Append(_ex.RunCounts[i] >= 0 ? 'g' : '-');
         return sb.ToString();
@@ -805,6 +824,7 @@ public sealed unsafe class CudaModel : IDisposable
         foreach (ulong p in new[] { _one, _accuracyRows, _ex.HeadPool }) if (p != 0) CudaDriver.MemFree(p);
         foreach (ulong p in new[] { _ex.Arena, _ex.Scratch, _ex.Params, _ex.Params16, _ex.Grads, _ex.Count, _ex.GemmScratch, _shadows, _workspace }) if (p != 0) CudaDriver.MemFree(p);
         _ex.Blas.Dispose();
+        _ex.Lt?.Dispose();
         CudaDriver.StreamDestroy(_ex.Stream);
         CudaDriver.ModuleUnload(_ex.Module);
     }

@@ -67,7 +67,7 @@ public class CliTests : IDisposable
         static string Flat(string table) => System.Text.RegularExpressions.Regex.Replace(table.Replace("│", " "), @"\s+", " ");
         var (code, output, _) = Run("info", "large", "--batch", "256", "--seq", "512", "--gpu", "l4", "--precision", "tf32");
         Assert.Equal(0, code);
-        Assert.Contains("training step, L4 (tf32) 379.62 GiB of 21.49 GiB at B=256, T=512: does not fit; at most B=11 fits", Flat(output));
+        Assert.Contains("training step, L4 (tf32) 343.12 GiB of 21.49 GiB at B=256, T=512: does not fit; at most B=12 fits", Flat(output));
         (code, output, _) = Run("info", "mini", "--head", "classifier", "--batch", "32", "--seq", "100", "--gpu", "h100", "--precision", "bf16");
         Assert.Equal(0, code);
         Assert.Matches(@"training step, H100 \(bf16\) [\d.]+ GiB of 78\.65 GiB at B=32, T=104: fits", Flat(output));   // fine-tuning on a GPU pads to 8

@@ -74,13 +74,13 @@ public partial class CudaSourceTests(ITestOutputHelper output)
     {
         string[] models = ["BertNanoPreTraining", "BertNanoClassifier", "AlbertClassifier", "BertNanoPreLnPreTraining", "BertNanoTokenClassifier", "BertMiniPreTraining"];
         string text = EmulatedSelfTest(models, order: null);
-        // 18 checks per model (compile, forward, backward, gradients, fused attention, bf16, bf16 with bf16 product outputs, bf16 operands kept from the forward,
+        // 19 checks per model (compile, forward, backward, gradients, fused attention, the bias epilogue off, bf16, bf16 with bf16 product outputs, bf16 operands kept from the forward,
         // bf16 rounded by cuBLAS, the bf16 copy written by the optimizers, the bf16 copy through a graph, bf16 inference with
         // the operands written by their producers, repeatability, inference, accuracy counted on the device, AdamW, LAMB),
         // the flash attention (head sizes 64 and, padded, the nano models' 8), cuBLAS twice, the memory estimate against what a
         // step takes, evaluation, two training loops, training steps replayed from graphs.
         var total = Regex.Match(text, @"(\d+) checks passed, 0 failed");
-        Assert.Equal(models.Length * 18 + 7, int.Parse(total.Groups[1].Value, CultureInfo.InvariantCulture));
+        Assert.Equal(models.Length * 19 + 7, int.Parse(total.Groups[1].Value, CultureInfo.InvariantCulture));
         foreach (var m in models) Assert.Matches($@"PASS  {m}: flash attention \(bf16\) vs CPU double .*twice: 0 of \d+ gradient elements differ.*flash off without Bind: refused", text);
         // Under the emulation every device allocation is counted: beyond cuBLAS's workspace and the pointer arrays, only the
         // inputs are left out of the estimate (a few KiB), so a part the estimate missed (the kernels' scratch is 3 MiB here) shows.
@@ -91,6 +91,11 @@ public partial class CudaSourceTests(ITestOutputHelper output)
         foreach (var m in models)
         {
             Assert.Contains($"PASS  {m}: parameter gradients vs CPU double", text);
+            // every model ends in a Linear whose bias only a cross-entropy reads: at least that product takes cuBLASLt's epilogue
+            Assert.Matches($@"PASS  {m}: forward buffers vs CPU double .*; [1-9]\d* product outputs folded into their bias", text);
+            Assert.Matches($@"PASS  {m}: bias epilogue off vs CPU double +[1-9]\d* products added their bias in cuBLASLt with it on .*, 0 buffers unwritten", text);
+            // in inference (no dropout) the products before a residual connection add the residual too
+            Assert.Matches($@"PASS  {m}: inference output vs CPU float .*; [1-9]\d* products added their bias in cuBLASLt, [1-9]\d* the residual too", text);
             Assert.Contains($"PASS  {m}: bf16 products rounded by cuBLAS vs CPU double", text);
             Assert.Matches($@"PASS  {m}: bf16 products vs CPU double .*; 0 product outputs written in bf16", text);
             Assert.Matches($@"PASS  {m}: bf16 products, bf16 outputs vs CPU double .*; [1-9]\d* product outputs written in bf16 \(off: 0 in a forward without dropout\)", text);
@@ -129,6 +134,10 @@ public partial class CudaSourceTests(ITestOutputHelper output)
             Assert.Matches(@"PASS  time BERT-Mini classifier inference B=2 T=8, bf16 cublas-rounded, graph .*the same bits as kernel by kernel", text);
             Assert.Matches(@"PASS  time BERT-Mini classifier inference B=2 T=8, bf16 fp32-outputs, graph .*the same bits as kernel by kernel", text);
             Assert.Contains("PASS  time BERT-Mini step bf16 bf16-outputs B=2 T=8", text);
+            Assert.Contains("PASS  time BERT-Mini step bf16 no-bias-epilogue B=2 T=8", text);
+            Assert.Matches(@"PASS  time BERT-Mini classifier inference B=2 T=8, bf16 no-bias-epilogue, graph .*the same bits as kernel by kernel", text);
+            // the profiles name the products that added their bias themselves
+            Assert.Contains("gemm+bias bf16", text);
         }
         finally { TempDir.Delete(dir); }
     }

@@ -578,4 +578,86 @@ public class GeneratorTests
         Assert.Contains("c16: ex.Store16(", Of("ViaLinear"));
         Assert.Single(System.Text.RegularExpressions.Regex.Matches(Of("ViaLinear"), @"c16: ex\.Store16\("));
     }
+    /// <summary>A Linear whose bias kernel is a bare add, or a residual connection's (dropped out or not), read by no product
+    /// (before a LayerNorm, an attention or a cross-entropy) has the product add the bias (and the residual) on a GPU
+    /// (CudaExec.GemmBias, cuBLASLt's epilogue), the bias kernel's forward skipped when it does, with the product and the kernel as the fallback; not when more is fused after the bias (GELU),
+    /// when a product reads the sum (its kernel writes the bf16 copy for it), or after a MatMul. The backward reads neither
+    /// the product's output nor the bias (null pointers passed).</summary>
+    [Fact]
+    public void ABareBiasAfterALinear_IsAddedByTheProduct_WhereNothingElseNeedsItsKernel()
+    {
+        var run = GeneratorHarness.Run(new SourceFile("Test0.cs", Usings + """
+            [Model]
+            public partial class BiasThenNorm
+            {
+                public const int C = 4, N = 8, MaxLen = 8;
+                [Param(N, C)] Tensor W;
+                [Param(N)] Tensor B;
+                [Param(N, Init = Init.Ones)] Tensor G;
+                [Param(N)] Tensor Beta;
+                public Tensor Forward([Shape(Dim.Batch, Dim.Seq, C)] Tensor x) => LayerNorm(Linear(x, W, B), G, Beta);
+            }
+            [Model]
+            public partial class BiasThenGelu
+            {
+                public const int C = 4, N = 8, MaxLen = 8;
+                [Param(N, C)] Tensor W;
+                [Param(N)] Tensor B;
+                public Tensor Forward([Shape(Dim.Batch, Dim.Seq, C)] Tensor x) => Gelu(Linear(x, W, B));
+            }
+            [Model]
+            public partial class BiasThenProduct
+            {
+                public const int C = 4, N = 8, MaxLen = 8;
+                [Param(N, C)] Tensor W;
+                [Param(N)] Tensor B;
+                [Param(C, N)] Tensor V;
+                public Tensor Forward([Shape(Dim.Batch, Dim.Seq, C)] Tensor x) => Linear(Linear(x, W, B), V);
+            }
+            [Model]
+            public partial class Residual
+            {
+                public const int C = 8, MaxLen = 8;
+                [Param(C, C)] Tensor W;
+                [Param(C)] Tensor B;
+                [Param(C, Init = Init.Ones)] Tensor G;
+                [Param(C)] Tensor Beta;
+                public Tensor Forward([Shape(Dim.Batch, Dim.Seq, C)] Tensor x) => LayerNorm(x + Dropout(Linear(x, W, B), 0.1f), G, Beta);
+            }
+            [Model]
+            public partial class ResidualWithoutDropout
+            {
+                public const int C = 8, MaxLen = 8;
+                [Param(C, C)] Tensor W;
+                [Param(C)] Tensor B;
+                [Param(C, Init = Init.Ones)] Tensor G;
+                [Param(C)] Tensor Beta;
+                public Tensor Forward([Shape(Dim.Batch, Dim.Seq, C)] Tensor x) => LayerNorm(Linear(x, W, B) + x, G, Beta);
+            }
+            [Model]
+            public partial class MatMulThenBias
+            {
+                public const int C = 4, N = 8, MaxLen = 8;
+                [Param(C, N)] Tensor W;
+                [Param(N)] Tensor B;
+                [Param(N, Init = Init.Ones)] Tensor G;
+                [Param(N)] Tensor Beta;
+                public Tensor Forward([Shape(Dim.Batch, Dim.Seq, C)] Tensor x) => LayerNorm(MatMul(x, W) + B, G, Beta);
+            }
+            """));
+        Assert.True(run.CompileErrors.IsEmpty && run.GeneratorDiagnostics.IsEmpty, run.Describe());
+        string Of(string name) => run.Sources.Single(s => s.HintName.EndsWith("." + name + ".g.cs", StringComparison.Ordinal)).Text;
+        string norm = Of("BiasThenNorm");
+        Assert.Matches(@"bool lt1 = ex\.GemmBias\(\d+, false, true, \(ex\.Batch \* ex\.Seq\), 8, 4, .*ex\.Buf\(\d+\), 8, ex\.Param\(\d+L\)", norm);
+        Assert.Contains("if (!lt1) ex.Gemm(false, true,", norm);
+        Assert.Contains("if (!lt1) ex.Pointwise(\"k1_forward\"", norm);
+        // the bias kernel's backward takes no pointer to the product's output or the bias (it reads neither)
+        Assert.Matches(@"k1_backward_rows"", \(ex\.Batch \* ex\.Seq \* 8\), 8, ex\.Args\(\)\.Add\(ex\.Buf\(\d+\)\)\.Add\(0UL\)\.Add\(ex\.Grad\(\d+L\)\)\.Add\(0UL\)\.Add\(\(ex\.Batch \* ex\.Seq \* 8\)\)\.Add\(0UL\)\.Add\(0UL\)\.Add\(8\)", norm);
+        // a residual connection after the bias: added by the product too (cuBLASLt's C, β = 1), when no dropout applies
+        Assert.Matches(@"bool lt1 = ex\.GemmBias\(.*, ex\.Param\(\d+L\), residual: ex\.Buf\(0\), dropout: true[,)]", Of("Residual"));
+        Assert.Matches(@"bool lt1 = ex\.GemmBias\(.*, ex\.Param\(\d+L\), residual: ex\.Buf\(0\)[,)]", Of("ResidualWithoutDropout"));
+        Assert.DoesNotContain("dropout: true", Of("ResidualWithoutDropout"));
+        foreach (var other in new[] { "BiasThenGelu", "BiasThenProduct", "MatMulThenBias" })
+            Assert.DoesNotContain("GemmBias", Of(other));
+    }
 }
