@@ -454,8 +454,10 @@ public static class GpuSelfTest
         // The bias epilogue (cuBLASLt adds a Linear's bias in the product; on by default) was in the step above; here the
         // products that took it are counted, and the same step without it (the product, then its bias kernel) is checked
         // against the CPU in double at the same limits, every buffer now written.
+        // (With BERT_CUDA_BIAS_EPILOGUE=0 both runs are without it, and that setting is left as it was.)
         if (gpu.HasCublasLt)
         {
+            bool epilogueOn = gpu.BiasEpilogue;
             int taken = 0;
             gpu.OnLaunch = name => { if (name.StartsWith("gemm+bias", StringComparison.Ordinal)) taken++; };
             try { PoisonedStep(gpu, inputs, B, T, G, seed); }
@@ -485,8 +487,8 @@ public static class GpuSelfTest
                     if (!(e <= wp)) { wp = e; wpName = p.Name; }
                 }
             }
-            finally { gpu.BiasEpilogue = true; }
-            r.Row($"{info.Name}: bias epilogue off vs CPU double", taken == folded && taken > 0 && unread == 0 && wf <= 1e-5 && wb <= 1e-4 && wp <= 1e-4,
+            finally { gpu.BiasEpilogue = epilogueOn; }
+            r.Row($"{info.Name}: bias epilogue off vs CPU double", taken == folded && (taken > 0) == epilogueOn && unread == 0 && wf <= 1e-5 && wb <= 1e-4 && wp <= 1e-4,
                 string.Create(Inv, $"{taken} products added their bias in cuBLASLt with it on ({folded} outputs unwritten); off: forward worst {wf:E2} ({wfName}), backward {wb:E2} ({wbName}), parameter gradients {wp:E2} ({wpName}), {unread} buffers unwritten"));
         }
 
@@ -498,7 +500,7 @@ public static class GpuSelfTest
             // A training step keeps its products' outputs in fp32 by default (CudaExec.Bf16OutputsInTraining off).
             int takers = info.Kernels.Sum(k => k.Bf16Inputs.Count(h => h)), held = info.Buffers.Count(b => gpu.HoldsBf16(b.Id));
             r.Row($"{info.Name}: bf16 products vs CPU double", worstBf <= 2e-2 && eg <= 2e-2 && (takers == 0 || !(gpu.Bf16Outputs && gpu.Bf16OutputsInTraining)) == (held == 0),
-                string.Create(Inv, $"forward buffers worst {worstBf:E2} ({worstBfName}), all gradients {eg:E2} (limits 2e-2); {held} product outputs written in bf16"));
+                string.Create(Inv, $"forward buffers worst {worstBf:E2} ({worstBfName}), all gradients {eg:E2} (limits 2e-2); {held} product outputs written in bf16; the error's largest shares: {ErrorShares(info, gpu.GetGradients(), gWant, 4)}"));
 
             // The products' activation operands kept in bf16 from the forward to the backward (the shadows, on by default)
             // round the same values as rounding per product: the same bits, every buffer and gradient.
@@ -738,11 +740,12 @@ public static class GpuSelfTest
         finally { gpu.OnLaunch = null; }
         float[] outGpu = gpu.Output;
         double eo = RelErr(outGpu, outCpu.Select(x => (double)x).ToArray(), out _);
+        bool biasEpilogue = gpu.BiasEpilogue;
         gpu.BiasEpilogue = false;
         try { gpu.Forward(training: false); }
-        finally { gpu.BiasEpilogue = true; }
+        finally { gpu.BiasEpilogue = biasEpilogue; }
         double eOff = RelErr(gpu.Output, outCpu.Select(x => (double)x).ToArray(), out _);
-        r.Row($"{info.Name}: inference output vs CPU float", eo <= 1e-5 && eOff <= 1e-5 && (!gpu.HasCublasLt || withBias > 0),
+        r.Row($"{info.Name}: inference output vs CPU float", eo <= 1e-5 && eOff <= 1e-5 && (withBias > 0) == (gpu.HasCublasLt && biasEpilogue),
             string.Create(Inv, $"{eo:E2} (limit 1e-5), {outGpu.Length} values, memory reused; {withBias} products added their bias in cuBLASLt, {withResidual} the residual too (bias epilogue off: {eOff:E2})"));
 
         // Accuracy counted on the device (the progress display's, without reading the probabilities back) against the
@@ -1019,6 +1022,20 @@ public static class GpuSelfTest
         return (worst, worstName, Math.Sqrt(num / den));
     }
 
+    /// <summary>Which parameter tensors carry most of the gradients' squared error against the CPU (‖g − want‖² per tensor over
+    /// the total), the <paramref name="top"/> largest with their shares: where bf16's error budget goes.</summary>
+    static string ErrorShares(ModelInfo info, float[] got, double[] want, int top)
+    {
+        var shares = info.Parameters.Select(p =>
+        {
+            double e = 0;
+            for (long i = p.Offset; i < p.Offset + p.Length; i++) { double d = got[i] - want[i]; e += d * d; }
+            return (p.Name, Error: e);
+        }).ToList();
+        double total = shares.Sum(x => x.Error);
+        return total <= 0 ? "none" : string.Join(", ", shares.OrderByDescending(x => x.Error).Take(top).Select(x => string.Create(Inv, $"{x.Name} {x.Error / total:P0}")));
+    }
+
     /// <summary>One training step, forward and backward, at a fresh binding of the arena poisoned first and zero gradients;
     /// <paramref name="beforeBackward"/> runs between the two (a setting changed mid-step).</summary>
     static void PoisonedStep(CudaModel gpu, Dictionary<string, int[]> inputs, int B, int T, int G, ulong seed, Action? beforeBackward = null)
@@ -1066,6 +1083,7 @@ public static class GpuSelfTest
         // perProduct: bf16 operands rounded at every product, as before the shadows (the forward's bf16 copies kept for the
         // backward, written by the kernels that compute them); separateLn: LayerNorm's backward in two passes over dy and x.
         // bf16Out: the products whose outputs only fused kernels read write them in bf16 in training too (off by default).
+        bool epilogueDefault = gpu.BiasEpilogue;   // BERT_CUDA_BIAS_EPILOGUE as set
         // noEpilogue: a Linear's bias as a kernel after the product instead of cuBLASLt's bias epilogue (BERT_CUDA_BIAS_EPILOGUE=0).
         foreach (var (precision, flash, split, inCublas, perProduct, separateLn, bf16Out, noEpilogue) in ((CudaPrecision, bool, bool, bool, bool, bool, bool, bool)[])[(CudaPrecision.Fp32, false, false, false, false, false, false, false),
             (CudaPrecision.Tf32, false, false, false, false, false, false, false), (CudaPrecision.Bf16, false, false, false, false, false, false, false), (CudaPrecision.Bf16, false, false, false, false, false, true, false),
@@ -1075,9 +1093,8 @@ public static class GpuSelfTest
             (CudaPrecision.Bf16, true, false, false, false, false, false, false), (CudaPrecision.Bf16, true, false, true, false, false, false, false)])
         {
             if (flash && !flashApplies) continue;
-            if (noEpilogue && !gpu.HasCublasLt) continue;
-            gpu.BiasEpilogue = !noEpilogue;
-            gpu.Precision = precision;
+            if (noEpilogue && !(gpu.HasCublasLt && epilogueDefault)) continue;   // else the same as the default row
+            gpu.BiasEpilogue = epilogueDefault && !noEpilogue;
             gpu.FlashAttention = flash;
             gpu.SplitHeads = split;
             gpu.Bf16InCublas = inCublas;
@@ -1112,7 +1129,7 @@ public static class GpuSelfTest
                     float loss = gpu.ReadBuffer(info.OutputBuffer)[0];
                     r.Row($"time {s.Name} step {precision.ToString().ToLowerInvariant()}{(flash ? " flash-attn" : "")}{(split ? " split-heads" : "")}{(inCublas ? " cublas-rounded" : "")}{(perProduct ? " rounded-per-product" : "")}{(separateLn ? " separate-ln-sums" : "")}{(bf16Out ? " bf16-outputs" : "")}{(noEpilogue ? " no-bias-epilogue" : "")} B={B} T={s.Seq}", float.IsFinite(loss),
                         string.Create(Inv, $"{ms:F1} ms/step, {seqs:F1} seq/s, MFU {mfu:P1} of 989 TFLOP/s; loss {loss:F3}; arena {gpu.ArenaBytes / (1 << 20)} MiB"),
-                        new() { ["batch"] = B, ["seq"] = s.Seq, ["precision"] = precision.ToString(), ["flash_attention"] = flash, ["split_heads"] = split, ["cublas_rounded"] = inCublas, ["rounded_per_product"] = perProduct, ["separate_ln_sums"] = separateLn, ["bf16_outputs"] = bf16Out, ["bias_epilogue"] = !noEpilogue && gpu.HasCublasLt, ["step_ms"] = ms, ["seq_per_s"] = seqs, ["mfu"] = mfu });
+                        new() { ["batch"] = B, ["seq"] = s.Seq, ["precision"] = precision.ToString(), ["flash_attention"] = flash, ["split_heads"] = split, ["cublas_rounded"] = inCublas, ["rounded_per_product"] = perProduct, ["separate_ln_sums"] = separateLn, ["bf16_outputs"] = bf16Out, ["bias_epilogue"] = gpu.BiasEpilogue && gpu.HasCublasLt && !inCublas, ["step_ms"] = ms, ["seq_per_s"] = seqs, ["mfu"] = mfu });
                 }
                 catch (CudaException e) when (e.Message.Contains("OUT_OF_MEMORY"))
                 {
@@ -1126,7 +1143,7 @@ public static class GpuSelfTest
         gpu.Bf16Shadows = true;
         gpu.SeparateLayerNormSums = false;
         gpu.Bf16OutputsInTraining = false;
-        gpu.BiasEpilogue = true;
+        gpu.BiasEpilogue = epilogueDefault;
         TrainerSteps(r, device, cache, s, rng);
         Profile(r, gpu, opt, info, s, rng, CudaPrecision.Tf32, flash: false, byKernel: false);
         Profile(r, gpu, opt, info, s, rng, CudaPrecision.Bf16, flash: false, byKernel: false);
@@ -1204,6 +1221,7 @@ public static class GpuSelfTest
         nint start = CudaDriver.EventCreate(), stop = CudaDriver.EventCreate();
         int most = s.Batches.Max();
         // fp32Out: every product writes fp32 (CudaModel.Bf16Outputs off; on by default in inference), to compare.
+        bool epilogueDefault = gpu.BiasEpilogue;   // BERT_CUDA_BIAS_EPILOGUE as set
         // noEpilogue: the Linears' bias kernels instead of cuBLASLt's bias epilogue (on by default where cuBLASLt is found).
         foreach (var (B, flash, bf16, inCublas, fp32Out, noEpilogue) in new[] { (1, false, false, false, false, false), (most, false, false, false, false, false),
             (1, false, true, false, false, false), (most, false, true, false, false, false), (most, false, true, false, true, false), (most, false, true, false, false, true),
@@ -1211,8 +1229,8 @@ public static class GpuSelfTest
             (1, true, true, false, false, false), (most, true, true, false, false, false) })
         {
             if (flash && !flashApplies) continue;
-            if (noEpilogue && !gpu.HasCublasLt) continue;
-            gpu.BiasEpilogue = !noEpilogue;
+            if (noEpilogue && !(gpu.HasCublasLt && epilogueDefault)) continue;   // else the same as the default row
+            gpu.BiasEpilogue = epilogueDefault && !noEpilogue;
             gpu.FlashAttention = flash;
             gpu.Precision = bf16 ? CudaPrecision.Bf16 : CudaPrecision.Tf32;
             gpu.Bf16InCublas = inCublas;
@@ -1239,7 +1257,7 @@ public static class GpuSelfTest
             float[] direct = gpu.Output;
             r.Row($"time {s.Name} classifier inference B={B} T={s.Seq}{attn}", float.IsFinite(direct[0]),
                 string.Create(Inv, $"{median:F3} ms (median of {Runs}), {B / (median / 1000):F0} seq/s; {(bf16 ? "bf16" : "TF32")} products, kernel by kernel"),
-                new() { ["batch"] = B, ["seq"] = s.Seq, ["infer_ms"] = median, ["seq_per_s"] = B / (median / 1000), ["graph"] = false, ["flash_attention"] = flash, ["bf16"] = bf16, ["cublas_rounded"] = inCublas, ["fp32_outputs"] = fp32Out, ["bias_epilogue"] = !noEpilogue && gpu.HasCublasLt });
+                new() { ["batch"] = B, ["seq"] = s.Seq, ["infer_ms"] = median, ["seq_per_s"] = B / (median / 1000), ["graph"] = false, ["flash_attention"] = flash, ["bf16"] = bf16, ["cublas_rounded"] = inCublas, ["fp32_outputs"] = fp32Out, ["bias_epilogue"] = gpu.BiasEpilogue && gpu.HasCublasLt && !inCublas });
 
             // The same forward captured once as a CUDA graph and replayed: one launch instead of one per kernel.
             using var graph = gpu.CaptureForward();
@@ -1261,10 +1279,10 @@ public static class GpuSelfTest
             double gmedian = gms[Runs / 2];
             r.Row($"time {s.Name} classifier inference B={B} T={s.Seq}{attn}, graph", same,
                 string.Create(Inv, $"{gmedian:F3} ms (median of {Runs}), {B / (gmedian / 1000):F0} seq/s; replayed CUDA graph, {(same ? "the same bits as kernel by kernel" : "DIFFERENT from kernel by kernel")} (arena poisoned first)"),
-                new() { ["batch"] = B, ["seq"] = s.Seq, ["infer_ms"] = gmedian, ["seq_per_s"] = B / (gmedian / 1000), ["graph"] = true, ["flash_attention"] = flash, ["bf16"] = bf16, ["cublas_rounded"] = inCublas, ["fp32_outputs"] = fp32Out, ["bias_epilogue"] = !noEpilogue && gpu.HasCublasLt });
+                new() { ["batch"] = B, ["seq"] = s.Seq, ["infer_ms"] = gmedian, ["seq_per_s"] = B / (gmedian / 1000), ["graph"] = true, ["flash_attention"] = flash, ["bf16"] = bf16, ["cublas_rounded"] = inCublas, ["fp32_outputs"] = fp32Out, ["bias_epilogue"] = gpu.BiasEpilogue && gpu.HasCublasLt && !inCublas });
         }
         gpu.Bf16Outputs = true;
-        gpu.BiasEpilogue = true;
+        gpu.BiasEpilogue = epilogueDefault;
         CudaDriver.EventDestroy(start); CudaDriver.EventDestroy(stop);
 
         // Where a bf16 forward at the largest batch spends its time, kernel by kernel (rounded by our kernels, then by cuBLAS,

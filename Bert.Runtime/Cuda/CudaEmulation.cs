@@ -955,13 +955,17 @@ public static unsafe class CudaEmulation
         int m = (int)ld.Rows, n = (int)ld.Cols, k = (int)(dd.TransA == 0 ? la.Cols : la.Rows);
         if (C != D && b0 != 0)
         {
-            // Out of place: C (its layout) copied into D in stream order, then the product adds into D in place.
-            if (lc.Ld != ld.Ld) return LtNotSupported;
-            long floats = (n - 1) * ld.Ld + m;
-            long cBytes = floats * 4;
-            if ((nint)C < (nint)D + (nint)cBytes && (nint)D < (nint)C + (nint)cBytes) return LtInvalidValue;   // overlapping C and D
+            // Out of place: C copied into D column by column in stream order (D's padding untouched), then the product adds
+            // into D in place.
+            long cBytes = ((n - 1) * lc.Ld + m) * 4L, dBytes = ((n - 1) * ld.Ld + m) * 4L;
+            if ((nint)C < (nint)D + (nint)dBytes && (nint)D < (nint)C + (nint)cBytes) return LtInvalidValue;   // overlapping C and D
             nint src = (nint)C, dst = (nint)D;
-            int copied = Guard(() => Enqueue(stream, () => Buffer.MemoryCopy((void*)src, (void*)dst, cBytes, cBytes)));
+            long ldC = lc.Ld, ldD = ld.Ld;
+            int copied = Guard(() => Enqueue(stream, () =>
+            {
+                for (long j = 0; j < n; j++)
+                    Buffer.MemoryCopy((void*)(src + (nint)(j * ldC * 4)), (void*)(dst + (nint)(j * ldD * 4)), m * 4L, m * 4L);
+            }));
             if (copied != 0) return copied;
         }
         return Gemm(h, dd.TransA, dd.TransB, m, n, k, *(float*)alpha, (nint)A, la.Type, (int)la.Ld, 0, (nint)B, lb.Type, (int)lb.Ld, 0,
