@@ -376,18 +376,14 @@ public static class Emitter
         string C16() => Plan.Bf16Stored(g, n.Out) ? $", c16: ex.Store16({plan.Act[n.Out].Id})" : "";
         switch (n.Kind)
         {
-            case OpKind.MatMul:
+            case OpKind.MatMul or OpKind.Linear:
             {
+                // MatMul: x(M×K)·w(K×N); Linear: x(M×I)·wᵀ, w being O×I.
                 var x = n.Inputs[0]; var wt = n.Inputs[1];
-                string M = Rows(x), Kd = Dim(wt.Shape[0]), N = Dim(wt.Shape[1]);
-                w.WriteLine($"ex.Gemm(false, false, {M}, {N}, {Kd}, 1f, {P(0)}, {Kd}, {P(1)}, {N}, 0f, {y}, {N}{MakeShadow(n, 0, "a16")}{MakeShadow(n, 1, "b16")}{C16()});");
-                break;
-            }
-            case OpKind.Linear:
-            {
-                var x = n.Inputs[0]; var wt = n.Inputs[1];
-                string M = Rows(x), O = Dim(wt.Shape[0]), I = Dim(wt.Shape[1]);
-                string gemm = $"ex.Gemm(false, true, {M}, {O}, {I}, 1f, {P(0)}, {I}, {P(1)}, {I}, 0f, {y}, {O}";
+                bool linear = n.Kind == OpKind.Linear;
+                string M = Rows(x), N = Dim(linear ? wt.Shape[0] : wt.Shape[1]), K = Dim(linear ? wt.Shape[1] : wt.Shape[0]);
+                string tb = linear ? "true" : "false", ldb = linear ? K : N;
+                string gemm = $"ex.Gemm(false, {tb}, {M}, {N}, {K}, 1f, {P(0)}, {K}, {P(1)}, {ldb}, 0f, {y}, {N}";
                 if (n.Id + 1 < g.Nodes.Count && g.Nodes[n.Id + 1] is var p && Plan.EpilogueOf(g, p) is { } epi)
                 {
                     // The bias kernel after this product folded into it (cuBLASLt's bias epilogue writes p's output; with the
@@ -395,7 +391,7 @@ public static class Emitter
                     // as usual (the shadows are made by the first call).
                     string sum = $"ex.Buf({plan.Act[p.Out].Id})", bias = GPtr(plan, p.Inputs[epi.Bias]);
                     string residual = epi.Residual < 0 ? "" : $", residual: {GPtr(plan, p.Inputs[epi.Residual])}{(epi.Dropout ? ", dropout: true" : "")}";
-                    w.WriteLine($"bool lt{p.Id} = ex.GemmBias({plan.Act[n.Out].Id}, false, true, {M}, {O}, {I}, {P(0)}, {I}, {P(1)}, {I}, {sum}, {O}, {bias}{residual}{MakeShadow(n, 0, "a16")}{MakeShadow(n, 1, "b16")});");
+                    w.WriteLine($"bool lt{p.Id} = ex.GemmBias({plan.Act[n.Out].Id}, false, {tb}, {M}, {N}, {K}, {P(0)}, {K}, {P(1)}, {ldb}, {sum}, {N}, {bias}{residual}{MakeShadow(n, 0, "a16")}{MakeShadow(n, 1, "b16")});");
                     w.WriteLine($"if (!lt{p.Id}) {gemm}{UseShadow(n, 0, "a16")}{UseShadow(n, 1, "b16")}{C16()});");
                 }
                 else

@@ -261,7 +261,7 @@ public sealed class Plan
     /// kernels then take <c>h{k}</c>, the bf16 values, beside <c>x{k}</c> (one of the two null).</summary>
     public static bool[] Bf16Inputs(Graph g, Node n) => n.Inputs.Select(v => n.Kind == OpKind.Pointwise && Bf16Stored(g, v)).ToArray();
 
-    /// <summary>Whether fused node <paramref name="p"/> is a bias add right after the Linear that computes x — y = x + b, or
+    /// <summary>Whether fused node <paramref name="p"/> is a bias add right after the product (Linear, MatMul) that computes x — y = x + b, or
     /// y = r + (x + b) with a residual r, the sum possibly dropped out (y = r + dropout(x + b)) — with x read by p alone, once
     /// (not the model's output), b a parameter of one element per output column, and p's output read by no product: on a GPU
     /// the product then adds the bias itself (cuBLASLt's bias epilogue, CudaExec.GemmBias), and the residual too when no
@@ -273,7 +273,7 @@ public sealed class Plan
     {
         if (p.Kind != OpKind.Pointwise || p.Id < 1 || p.Expr is not FOp root) return null;
         var prod = g.Nodes[p.Id - 1];
-        if (prod.Kind != OpKind.Linear) return null;
+        if (prod.Kind is not (OpKind.Linear or OpKind.MatMul)) return null;
         var y = prod.Out;
         int x = p.Inputs.IndexOf(y);
         if (x < 0 || y == g.Output || y.Consumers.Count != 1 || !p.Out.Shape.SequenceEqual(y.Shape) || y.Shape.Length == 0 || y.Shape[^1] <= 0) return null;

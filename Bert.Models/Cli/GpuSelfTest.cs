@@ -63,6 +63,8 @@ public static class GpuSelfTest
         var r = new Report(o);
         o.WriteLine($"device: {device!.Describe()}");
         foreach (var lib in new[] { CudaDriver.Load(), Nvrtc.Load(), Cublas.Load() }) o.WriteLine($"  {lib}");
+        try { o.WriteLine($"  {CublasLt.Load()}"); }
+        catch (CudaUnavailableException e) { o.WriteLine($"  cuBLASLt not found, so the products add no bias themselves: {e.Message}"); }
         var (nvMaj, nvMin) = Nvrtc.Version();
         o.WriteLine($"  NVRTC {nvMaj}.{nvMin}, target {Nvrtc.TargetArchitecture(device.ComputeCapabilityMajor, device.ComputeCapabilityMinor)}; CPU GEMM: {Gemm.Describe()}");
         var cache = new KernelCache();
@@ -70,6 +72,7 @@ public static class GpuSelfTest
 
         Guard(r, "cuBLAS fp32 GEMM (4 transpositions)", CublasFp32);
         Guard(r, "cuBLAS bf16 strided-batched GEMM", CublasBf16);
+        Guard(r, "cuBLASLt bias epilogue (8 products)", CublasLtBias);
         // Every program the run will open, compiled at once on all cores into the cache (the models' own rows then report
         // a cache hit's time; a compile error shows again there, at its model).
         {
@@ -251,6 +254,51 @@ public static class GpuSelfTest
         CudaDriver.StreamDestroy(stream);
         return (worst <= 1e-4 && worst16 <= 1.0 / 256 + 1e-5 && padTouched == 0, string.Create(Inv,
             $"max error {worst:E2} vs double on the bf16 inputs (limit 1e-4); bf16 output {worst16:E2} relative (limit 3.9e-3: bf16's unit roundoff 2⁻⁸), {padTouched} padding elements written"));
+    }
+
+    /// <summary>The products that add a Linear's (or a MatMul's) bias, and a residual after it, in cuBLASLt (CudaExec.GemmBias):
+    /// row-major C = A·op(W) + bias (+ R) with W transposed or not, fp32 or bf16 operands, against double.</summary>
+    static (bool, string) CublasLtBias()
+    {
+        nint stream = CudaDriver.StreamCreate();
+        using var lt = new CublasLt();
+        const ulong WorkspaceBytes = 4UL << 20;
+        ulong ws = CudaDriver.MemAlloc(WorkspaceBytes);
+        const int M = 64, N = 48, K = 40;
+        var rng = new Random(7);
+        double worst32 = 0, worst16 = 0;
+        int declined = 0;
+        foreach (bool tB in (bool[])[false, true])
+            foreach (bool bf16 in (bool[])[false, true])
+                foreach (bool residual in (bool[])[false, true])
+                {
+                    float[] A = RandomFloats(rng, M * K), W = RandomFloats(rng, N * K), bias = RandomFloats(rng, N), R = RandomFloats(rng, M * N);
+                    if (bf16) { A = A.Select(x => FromBf16(ToBf16(x))).ToArray(); W = W.Select(x => FromBf16(ToBf16(x))).ToArray(); }
+                    int ldb = tB ? K : N;   // W as N×K (transposed, a Linear's) or K×N (a MatMul's)
+                    ulong dA = bf16 ? Upload(A.Select(ToBf16).ToArray(), stream) : Upload(A, stream);
+                    ulong dW = bf16 ? Upload(W.Select(ToBf16).ToArray(), stream) : Upload(W, stream);
+                    ulong dBias = Upload(bias, stream), dR = residual ? Upload(R, stream) : 0, dC = CudaDriver.MemAlloc(M * N * 4);
+                    var type = bf16 ? CudaDataType.R16BF : CudaDataType.R32F;
+                    if (!lt.CanBias(false, tB, M, N, K, K, ldb, N, type, CublasComputeType.Compute32F, dA, dW, dC, dR, WorkspaceBytes)) declined++;
+                    else
+                    {
+                        lt.RowMajorBias(false, tB, M, N, K, dA, K, dW, ldb, dC, N, dBias, dR, type, CublasComputeType.Compute32F, ws, WorkspaceBytes, stream);
+                        float[] got = Download(dC, M * N, stream);
+                        for (int i = 0; i < M; i++)
+                            for (int j = 0; j < N; j++)
+                            {
+                                double want = bias[j] + (residual ? R[i * N + j] : 0);
+                                for (int p = 0; p < K; p++) want += (double)A[i * K + p] * (tB ? W[j * K + p] : W[p * N + j]);
+                                double e = Math.Abs(got[i * N + j] - want) / (1 + Math.Abs(want));
+                                if (bf16) worst16 = Math.Max(worst16, e); else worst32 = Math.Max(worst32, e);
+                            }
+                    }
+                    foreach (ulong p in new[] { dA, dW, dBias, dR, dC }) if (p != 0) CudaDriver.MemFree(p);
+                }
+        CudaDriver.MemFree(ws);
+        CudaDriver.StreamDestroy(stream);
+        return (declined == 0 && worst32 <= 1e-5 && worst16 <= 1e-4, string.Create(Inv,
+            $"W transposed or not, fp32 and bf16 operands, with and without a residual: max error {worst32:E2} fp32 (limit 1e-5), {worst16:E2} bf16 vs double on the bf16 inputs (limit 1e-4); {declined} declined"));
     }
 
     // ---------------------------------------------------------------- models

@@ -581,7 +581,7 @@ public class GeneratorTests
     /// <summary>A Linear whose bias kernel is a bare add, or a residual connection's (dropped out or not), read by no product
     /// (before a LayerNorm, an attention or a cross-entropy) has the product add the bias (and the residual) on a GPU
     /// (CudaExec.GemmBias, cuBLASLt's epilogue), the bias kernel's forward skipped when it does, with the product and the kernel as the fallback; not when more is fused after the bias (GELU),
-    /// when a product reads the sum (its kernel writes the bf16 copy for it), or after a MatMul. The backward reads neither
+    /// or when a product reads the sum (its kernel writes the bf16 copy for it); after a MatMul as after a Linear. The backward reads neither
     /// the product's output nor the bias (null pointers passed).</summary>
     [Fact]
     public void ABareBiasAfterALinear_IsAddedByTheProduct_WhereNothingElseNeedsItsKernel()
@@ -657,7 +657,10 @@ public class GeneratorTests
         Assert.Matches(@"bool lt1 = ex\.GemmBias\(.*, ex\.Param\(\d+L\), residual: ex\.Buf\(0\), dropout: true[,)]", Of("Residual"));
         Assert.Matches(@"bool lt1 = ex\.GemmBias\(.*, ex\.Param\(\d+L\), residual: ex\.Buf\(0\)[,)]", Of("ResidualWithoutDropout"));
         Assert.DoesNotContain("dropout: true", Of("ResidualWithoutDropout"));
-        foreach (var other in new[] { "BiasThenGelu", "BiasThenProduct", "MatMulThenBias" })
+        // after a MatMul too (its weight not transposed)
+        Assert.Matches(@"bool lt1 = ex\.GemmBias\(\d+, false, false, \(ex\.Batch \* ex\.Seq\), 8, 4, .*ex\.Buf\(\d+\), 8, ex\.Param\(\d+L\)", Of("MatMulThenBias"));
+        Assert.Contains("if (!lt1) ex.Gemm(false, false,", Of("MatMulThenBias"));
+        foreach (var other in new[] { "BiasThenGelu", "BiasThenProduct" })
             Assert.DoesNotContain("GemmBias", Of(other));
     }
 }
