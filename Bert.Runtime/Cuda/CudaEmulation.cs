@@ -929,6 +929,11 @@ public static unsafe class CudaEmulation
         return ar == m && bc == n && ac == br;
     }
 
+    /// <summary>The environment variable that makes the emulated cuBLASLt decline what a real one might: <c>decline-bf16</c>,
+    /// every product with bf16 operands (its heuristic finds no algorithm), so that the schedules' fallback after the
+    /// operands' bf16 copies are made runs under the emulation too.</summary>
+    public const string LtVariable = "BERT_CUDA_EMULATE_LT";
+
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
     static int LtHeuristic(nint h, nint desc, nint a, nint b, nint c, nint d, nint pref, int requested, CublasLtMatmulHeuristicResult* results, int* returned)
     {
@@ -936,6 +941,7 @@ public static unsafe class CudaEmulation
         if (requested < 1 || !LtDescs.TryGetValue(desc, out var dd) || !LtLayouts.TryGetValue(a, out var la) || !LtLayouts.TryGetValue(b, out var lb)
             || !LtLayouts.TryGetValue(c, out var lc) || !LtLayouts.TryGetValue(d, out var ld)) return LtInvalidValue;
         if (!LtSupports(dd, la, lb, lc, ld)) return LtNotSupported;
+        if (la.Type == (int)CudaDataType.R16BF && Environment.GetEnvironmentVariable(LtVariable) == "decline-bf16") return LtNotSupported;
         results[0] = default;
         results[0].WavesCount = 1f;
         *returned = 1;

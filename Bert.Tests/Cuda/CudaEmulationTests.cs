@@ -23,7 +23,8 @@ public partial class CudaSourceTests(ITestOutputHelper output)
     (int Code, string Output) RunBert(string dir, bool emulate, params string[] args) => RunBertOrdered(dir, emulate, null, args);
 
     /// <param name="order">BERT_CUDA_EMULATE_ORDER for the child ("reverse"), or null.</param>
-    (int Code, string Output) RunBertOrdered(string dir, bool emulate, string? order, string[] args, string? attention = null)
+    /// <param name="lt">BERT_CUDA_EMULATE_LT for the child, or null.</param>
+    (int Code, string Output) RunBertOrdered(string dir, bool emulate, string? order, string[] args, string? attention = null, string? lt = null)
     {
         var psi = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host ? host : "dotnet")
         {
@@ -37,6 +38,8 @@ public partial class CudaSourceTests(ITestOutputHelper output)
         else psi.Environment.Remove("BERT_CUDA_EMULATE_ORDER");
         if (attention != null) psi.Environment[CudaModel.FusedAttentionVariable] = attention;
         else psi.Environment.Remove(CudaModel.FusedAttentionVariable);
+        if (lt != null) psi.Environment[CudaEmulation.LtVariable] = lt;
+        else psi.Environment.Remove(CudaEmulation.LtVariable);
         psi.Environment[KernelCache.EnvironmentVariable] = Path.Combine(dir, "kernels");
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
@@ -138,6 +141,29 @@ public partial class CudaSourceTests(ITestOutputHelper output)
             Assert.Matches(@"PASS  time BERT-Mini classifier inference B=2 T=8, bf16 no-bias-epilogue, graph .*the same bits as kernel by kernel", text);
             // the profiles name the products that added their bias themselves
             Assert.Contains("gemm+bias bf16", text);
+        }
+        finally { TempDir.Delete(dir); }
+    }
+
+    /// <summary>With a cuBLASLt that declines every product with bf16 operands (BERT_CUDA_EMULATE_LT=decline-bf16): in bf16
+    /// the schedules make the operands' bf16 copies for the product that would add its bias, find it declined, and run the
+    /// product and the bias kernel on those copies instead. Every model check passes (training and inference, the kept
+    /// copies against rounding per product, graph replays); only the binding row reports the four bf16 products declined.</summary>
+    [ClangFact]
+    public void Emulated_SelfTest_FallsBackWhenCublasLtDeclinesBf16()
+    {
+        RequireClang();
+        string dir = TempDir.Create();
+        try
+        {
+            var (code, text) = RunBertOrdered(dir, emulate: true, null, ["selftest", "--device", "cuda", "--models", "BertNanoPreTraining"], lt: "decline-bf16");
+            Assert.True(code != 0, Tail(text));
+            Assert.Matches(@"\d+ checks passed, 1 failed", text);
+            Assert.Matches(@"FAIL  cuBLASLt bias epilogue \(8 products\) .*; 4 declined", text);
+            Assert.Contains("PASS  BertNanoPreTraining: bf16 products vs CPU double", text);
+            Assert.Contains("PASS  BertNanoPreTraining: bf16 operands kept from the forward = rounded per product", text);
+            Assert.Contains("PASS  BertNanoPreTraining: bf16 inference, operands written by their producers = rounded per product", text);
+            Assert.Contains("PASS  BertNanoPreTraining: bias epilogue off vs CPU double", text);   // fp32: taken
         }
         finally { TempDir.Delete(dir); }
     }
