@@ -317,7 +317,7 @@ public sealed unsafe class CudaExec
     /// <summary>The products' workspace (shared by cuBLAS and cuBLASLt: one stream orders them).</summary>
     internal ulong Workspace, WorkspaceBytes;
 
-    /// <summary>A Linear's bias added by the product itself, cuBLASLt's bias epilogue (on by default; BERT_CUDA_BIAS_EPILOGUE=0
+    /// <summary>A Linear's or MatMul's bias added by the product itself, cuBLASLt's bias epilogue (on by default; BERT_CUDA_BIAS_EPILOGUE=0
     /// turns it off to compare). Change it between steps only.</summary>
     public bool BiasEpilogue { get; set; } = true;
 
