@@ -200,12 +200,13 @@ public static class CudaEmitter
             w.WriteLine("int i = r * nb + j;");
         }
         // Only what the derivative rules read: an input none of them needs is not loaded (its buffer may be gone).
-        EmitValues(w, topo, bcast, period, half, needs: BackwardNeeds.Of(n.Expr!));
+        var needs = BackwardNeeds.Of(n.Expr!);
+        EmitValues(w, topo, bcast, period, half, needs: needs);
         EmitAdjoints(w, topo, n.Expr!, ni, bcast, period, assign, slot, alias, rows: false);
         w.Indent--; w.WriteLine("}");
         w.Indent--; w.WriteLine("}");
         w.WriteLine();
-        if (HasRowsVariant(n)) EmitRowsVariant(w, n, topo, bcast, period, assign, slot, alias, half, name, dParams, xParams);
+        if (HasRowsVariant(n)) EmitRowsVariant(w, n, topo, bcast, period, assign, slot, alias, half, needs, name, dParams, xParams);
     }
 
     /// <summary>Per broadcast input, how often its values repeat along y: the literal element count when the model fixes
@@ -224,7 +225,7 @@ public static class CudaEmitter
     /// owns column j of one chunk, writes the non-broadcast gradients of its elements, and stores its partial sum of every
     /// broadcast gradient in part[(slot·chunks + chunk)·nb + j]; the runtime then adds the partials into dx in chunk order
     /// (rt_colsum_finish). Deterministic, with far more threads than columns; the serial k{id}_backward stays the CPU's twin.</summary>
-    static void EmitRowsVariant(IndentedTextWriter w, Node n, Topo topo, bool[] bcast, string[] period, bool[] assign, int slot, bool[] alias, bool[] half, string name, string dParams, string xParams)
+    static void EmitRowsVariant(IndentedTextWriter w, Node n, Topo topo, bool[] bcast, string[] period, bool[] assign, int slot, bool[] alias, bool[] half, BackwardNeeds needs, string name, string dParams, string xParams)
     {
         int ni = n.Inputs.Count;
         var bs = Enumerable.Range(0, ni).Where(i => bcast[i]).ToList();
@@ -242,7 +243,7 @@ public static class CudaEmitter
         w.WriteLine("{"); w.Indent++;
         w.WriteLine("int i = r * nb + j;");
         // Every broadcast input has nb elements here, so element i = r·nb + j of y reads element j of each.
-        EmitValues(w, topo, bcast, period.Select((p, i) => bcast[i] ? "j" : p).ToArray(), half, direct: true, needs: BackwardNeeds.Of(n.Expr!));
+        EmitValues(w, topo, bcast, period.Select((p, i) => bcast[i] ? "j" : p).ToArray(), half, direct: true, needs: needs);
         EmitAdjoints(w, topo, n.Expr!, ni, bcast, period, assign, slot, alias, rows: true);
         w.Indent--; w.WriteLine("}");
         for (int s = 0; s < bs.Count; s++)

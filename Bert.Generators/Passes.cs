@@ -148,7 +148,8 @@ public sealed class Plan
         return at is FIn leaf && leaf.Index == k;
     }
 
-    sealed class RefEq : IEqualityComparer<FE>
+    /// <summary>Expression nodes by reference (a DAG shares subtrees).</summary>
+    internal sealed class RefEq : IEqualityComparer<FE>
     {
         public static readonly RefEq Instance = new();
         public bool Equals(FE? x, FE? y) => ReferenceEquals(x, y);
@@ -447,7 +448,7 @@ public sealed class Plan
 public sealed class BackwardNeeds
 {
     /// <summary>The operation nodes whose values the backward computes (by reference).</summary>
-    public readonly HashSet<FE> Ops = new(RefIdentity.Instance);
+    public readonly HashSet<FE> Ops = new(Plan.RefEq.Instance);
     /// <summary>The input indices whose values the backward loads.</summary>
     public readonly HashSet<int> Inputs = new();
 
@@ -458,7 +459,7 @@ public sealed class BackwardNeeds
     {
         var r = new BackwardNeeds();
         var order = new List<FE>();
-        var seen = new HashSet<FE>(RefIdentity.Instance);
+        var seen = new HashSet<FE>(Plan.RefEq.Instance);
         void Topo(FE e)
         {
             if (!seen.Add(e)) return;
@@ -477,7 +478,7 @@ public sealed class BackwardNeeds
         // An adjoint reaches every argument but constants and dropout's scale (the emitters' Acc skips those), and not the
         // compared operands of a select.
         static bool Takes(FE e) => e is not FConst && e is not FOp { Op: "drop" };
-        var adj = new HashSet<FE>(RefIdentity.Instance) { root };
+        var adj = new HashSet<FE>(Plan.RefEq.Instance) { root };
         for (int k = order.Count - 1; k >= 0; k--)
         {
             if (order[k] is not FOp o || !adj.Contains(o)) continue;
@@ -514,10 +515,4 @@ public sealed class BackwardNeeds
         return r;
     }
 
-    sealed class RefIdentity : IEqualityComparer<FE>
-    {
-        public static readonly RefIdentity Instance = new();
-        public bool Equals(FE? x, FE? y) => ReferenceEquals(x, y);
-        public int GetHashCode(FE obj) => System.Runtime.CompilerServices.RuntimeHelpers.GetHashCode(obj);
-    }
 }

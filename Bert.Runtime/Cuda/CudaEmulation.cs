@@ -1004,26 +1004,26 @@ public static unsafe class CudaEmulation
                 for (int j = 0; j < n; j++)
                     for (int p = 0; p < k; p++)
                         rb[(long)j * k + p] = Load(b, tb == 0 ? p + (long)j * ldb : j + (long)p * ldb, bSize, round16);      // op(B)[p, j]
-                double scale = bias != 0 ? 1.0 : alpha;
                 for (int j = 0; j < n; j++)
                 {
                     var bj = new ReadOnlySpan<double>(rb, j * k, k);
                     for (int i = 0; i < m; i++)
                     {
                         double s = System.Numerics.Tensors.TensorPrimitives.Dot(new ReadOnlySpan<double>(ra, i * k, k), bj);
-                        if (bias != 0) s = alpha * s + ((float*)bias)[i];   // alpha·product + bias (alpha folded in: the stores below take alpha = 1)
+                        s *= alpha;
+                        if (bias != 0) s += ((float*)bias)[i];   // cuBLASLt's bias epilogue: added before C is stored
                         long at = i + (long)j * ldc;
                         if (cSize == 2)
                         {
                             // bf16 C: the fp32 result rounded to nearest even, as cuBLAS stores it
                             ushort* cij = (ushort*)c + at;
-                            float v = beta == 0 ? (float)(scale * s) : (float)(scale * s + beta * (double)BitConverter.UInt32BitsToSingle((uint)*cij << 16));
+                            float v = beta == 0 ? (float)s : (float)(s + beta * (double)BitConverter.UInt32BitsToSingle((uint)*cij << 16));
                             *cij = Checkpoints.SafeTensors.ToBFloat16(v);
                         }
                         else
                         {
                             float* cij = (float*)c + at;
-                            *cij = beta == 0 ? (float)(scale * s) : (float)(scale * s + beta * (double)*cij);
+                            *cij = beta == 0 ? (float)s : (float)(s + beta * (double)*cij);
                         }
                     }
                 }

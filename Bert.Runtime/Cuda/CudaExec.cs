@@ -146,8 +146,11 @@ public sealed unsafe class CudaExec
     public bool SkipUnreadFp32 { get; set; } = true;
 
     /// <summary>Per buffer of the memory plan, from its last write: 0 written in fp32; 1 not (its bf16 copy went to an operand
-    /// slot, gone since); k + 2 not, its bf16 copy is shadow k.</summary>
+    /// slot, gone since); k + 2 not, its bf16 copy is shadow k; <see cref="Folded"/> never written (a product's output whose
+    /// sum with the bias the product wrote instead, <see cref="GemmBias"/>).</summary>
     int[] _fp32Skipped = [];
+
+    const int Folded = -1;
 
     void MarkFp32(int id, int state) => _fp32Skipped[id] = state;
 
@@ -184,7 +187,11 @@ public sealed unsafe class CudaExec
     }
 
     /// <summary>Whether buffer <paramref name="id"/> can be read back: written in fp32, or its bf16 copy kept in a shadow.</summary>
-    public bool Readable(int id) => _fp32Skipped[id] != 1;
+    public bool Readable(int id) => _fp32Skipped[id] is not (1 or Folded);
+
+    /// <summary>Whether buffer <paramref name="id"/>, a product's output, was never written: the product added its bias and wrote
+    /// the sum instead (<see cref="GemmBias"/>).</summary>
+    internal bool FoldedIntoBias(int id) => _fp32Skipped[id] == Folded;
 
     /// <summary>The shadow holding buffer <paramref name="id"/>'s only copy (bf16), or -1 when it was written in fp32.</summary>
     internal int Fp32SkippedShadow(int id) => _fp32Skipped[id] >= 2 ? _fp32Skipped[id] - 2 : -1;
@@ -323,7 +330,7 @@ public sealed unsafe class CudaExec
 
     /// <summary>Row-major C(M×N) = op(A)·op(B) + bias (one bias element per column of C, broadcast over the rows) in one
     /// cublasLtMatmul with CUBLASLT_EPILOGUE_BIAS, where the generated schedule would run a product into buffer
-    /// <paramref name="productOut"/> and then a fused kernel adding the bias into C (Plan.BiasEpilogue): one pass over C
+    /// <paramref name="productOut"/> and then a fused kernel adding the bias into C (Plan.EpilogueOf): one pass over C
     /// instead of three (BERT-Base's query-key-value bias at B=64, T=128: 150 MB a layer). The operands as <see cref="Gemm"/>
     /// takes them (fp32, TF32, or bf16 with their copies given); C fp32. Returns false, having done nothing, when it does not
     /// apply — turned off, no cuBLASLt, bf16 rounded by cuBLAS, the bias not 16-byte aligned, or cuBLASLt has no algorithm for
@@ -355,7 +362,7 @@ public sealed unsafe class CudaExec
         OnLaunch?.Invoke($"gemm+bias{(residual != 0 ? "+residual" : "")} {(bf16 ? "bf16" : Precision == CudaPrecision.Tf32 ? "tf32" : "fp32")} {(transA ? 'T' : 'N')}{(transB ? 'T' : 'N')} {M}x{N}x{K}");
         Lt.RowMajorBias(transA, transB, M, N, K, a, ldA, b, ldB, C, ldc, bias, residual, type, compute, Workspace, WorkspaceBytes, Stream);
         Wrote(C, M, N, ldc);
-        MarkFp32(productOut, 1);   // the product's own output was never written
+        MarkFp32(productOut, Folded);   // the product's own output was never written
         return true;
     }
 

@@ -90,7 +90,7 @@ public sealed unsafe class CudaModel : IDisposable
     /// <summary>Layouts of the size that grew the attention pointer pool that it then holds.</summary>
     public const int HeadPoolLayouts = 8;
 
-    /// <summary>BERT_CUDA_BIAS_EPILOGUE: <c>0</c> or <c>off</c> runs a Linear's bias as a kernel after the product instead of in
+    /// <summary>BERT_CUDA_BIAS_EPILOGUE: <c>0</c> or <c>off</c> runs a Linear's (or MatMul's) bias as a kernel after the product instead of in
     /// cuBLASLt's bias epilogue (<see cref="BiasEpilogue"/>).</summary>
     public const string BiasEpilogueVariable = "BERT_CUDA_BIAS_EPILOGUE";
 
@@ -666,6 +666,8 @@ public sealed unsafe class CudaModel : IDisposable
     {
         long n = _ex.Lengths[id];
         if (_ex.Offsets[id] < 0) throw new InvalidOperationException($"Buffer {id} has no memory in this binding.");
+        if (_ex.FoldedIntoBias(id))
+            throw new InvalidOperationException($"Buffer {id} was never written: its product added the bias after it and wrote the sum instead (cuBLASLt's epilogue); turn BiasEpilogue off (BERT_CUDA_BIAS_EPILOGUE=0) to read it back.");
         if (!_ex.Readable(id))
             throw new InvalidOperationException($"Buffer {id} was not written in fp32: its only readers took the bf16 copy its kernel wrote for them (CudaModel.SkipUnreadFp32); turn SkipUnreadFp32 off to read it back.");
         if (_ex.Fp32SkippedShadow(id) is int k && k >= 0) return Widen(Download(_ex.ShadowAddress(k), (n + 1) / 2), n);
@@ -690,7 +692,8 @@ public sealed unsafe class CudaModel : IDisposable
     public bool ReadsBf16(int id) => _ex.Holds16(id) || _ex.Fp32SkippedShadow(id) >= 0;
 
     /// <summary>Whether <see cref="ReadBuffer"/> can read buffer <paramref name="id"/> back: not a value whose only readers took
-    /// its bf16 copy from an operand slot (CudaExec.SkipUnreadFp32).</summary>
+    /// its bf16 copy from an operand slot (CudaExec.SkipUnreadFp32), nor a product's output its product folded into the sum
+    /// with its bias (<see cref="BiasEpilogue"/>).</summary>
     public bool Readable(int id) => _ex.Readable(id);
 
     /// <summary>In bf16, a value that only products read from the bf16 copy its kernel writes for them is not written in fp32
