@@ -116,8 +116,12 @@ public static class ExperimentCompiler
     /// <summary>Whether the flash kernels take this head size (CudaKernels.FlashHeadSizes: multiples of 8 up to 128).</summary>
     public static bool FlashHeadSize(int d) => d > 0 && d % 8 == 0 && d <= 128;
 
+    /// <summary>The floats of a probabilities buffer the flash kernels take (CudaExec.FlashStatisticsFloats): B·H·T row
+    /// log-sum-exps and the dropout mask's bits, ⌈T/32⌉ words a row.</summary>
+    public static long FlashStatisticsFloats(int batch, int heads, int seq) => (long)batch * heads * seq * (1 + (seq + 31) / 32);
+
     /// <summary>The heads of the attention whose probabilities buffer <paramref name="b"/> is, when the flash kernels take its
-    /// head size (with them it holds B·H·T row statistics, CudaModel's layout); else 0.</summary>
+    /// head size (with them it holds B·H·T row statistics and the keep mask's bits, CudaModel's layout); else 0.</summary>
     static int FlashHeads(Plan plan, Buf b)
     {
         foreach (var ((node, k), saved) in plan.Saved)
@@ -216,13 +220,13 @@ public static class ExperimentCompiler
     /// <summary>The training step's memory at one batch size: activations (the plan's slots at B, T, G, 16-element
     /// aligned, 4 bytes each), parameter state and bf16 buffers, as MemoryEstimate.For computes it at run time. With
     /// <paramref name="flash"/> (an experiment's flash attention) a probabilities buffer the flash kernels replace holds B·H·T
-    /// row statistics, and attention's scratch is theirs.</summary>
+    /// row statistics and the keep mask's bits, and attention's scratch is theirs.</summary>
     public static (long Activations, long State, long Bf16, long Scratch) Memory(ModelFootprint f, int batch, int seq, int rows, bool gpu, bool bf16, bool flash = false)
     {
         var slot = new long[f.SlotsTrain];
         foreach (var b in f.Bufs)
             if (b.SlotTrain >= 0)
-                slot[b.SlotTrain] = Math.Max(slot[b.SlotTrain], flash && b.FlashHeads > 0 ? (long)batch * b.FlashHeads * seq : Eval(b.Size, batch, seq, rows));
+                slot[b.SlotTrain] = Math.Max(slot[b.SlotTrain], flash && b.FlashHeads > 0 ? FlashStatisticsFloats(batch, b.FlashHeads, seq) : Eval(b.Size, batch, seq, rows));
         long activations = slot.Sum(s => (s + 15) & ~15L) * 4;
         long state = f.ParamCount * (gpu ? 17 : 16);
         long extra = 0;

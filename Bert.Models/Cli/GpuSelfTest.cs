@@ -646,17 +646,17 @@ public static class GpuSelfTest
                     int inferDiffer = Enumerable.Range(0, inferWritten.Length).Count(i => BitConverter.SingleToInt32Bits(inferWritten[i]) != BitConverter.SingleToInt32Bits(inferRounded[i]));
                     gpu.Bind(B, T, G, training: true);
                     foreach (var (k, v) in inputs) gpu.SetInput(k, v);
-                    // The binding gave each probabilities buffer B·H·T floats (read back: the length the binding has), and
-                    // without the flash kernels that binding must be refused until bound again.
+                    // The binding gave each probabilities buffer B·H·T row statistics and the keep mask's bits (read back: the
+                    // length the binding has), and without the flash kernels that binding must be refused until bound again.
                     var sizes = flashProbs.Select(id => gpu.ReadBuffer(id).Length).ToArray();
-                    long want = FlashOps(info).Select(o => (long)B * o.Heads * T).Max();
+                    long want = FlashOps(info).Select(o => CudaExec.FlashStatisticsFloats(B, o.Heads, T)).Max();
                     bool planned = sizes.All(n => n == want);
                     gpu.FlashAttention = false;
                     string refused = "NOT refused";
                     try { gpu.Forward(training: true, seed: seed); }
                     catch (InvalidOperationException e) when (e.Message.Contains("call Bind again", StringComparison.Ordinal)) { refused = "refused"; }
                     r.Row($"{info.Name}: flash attention (bf16) vs CPU double", wfl <= 2e-2 && egl <= 2e-2 && differ == 0 && keptDiffer == 0 && inferDiffer == 0 && planned && refused == "refused",
-                        string.Create(Inv, $"forward buffers worst {wfl:E2} ({wflName}), all gradients {egl:E2} (limits 2e-2); twice: {differ} of {gl1.Length} gradient elements differ; bf16 copies from the kernels against rounding per product: {keptDiffer} gradient elements and {inferDiffer} of {inferWritten.Length} inference outputs differ; probabilities buffers of {string.Join('/', sizes.Distinct())} floats (B·H·T = {want}); flash off without Bind: {refused}"));
+                        string.Create(Inv, $"forward buffers worst {wfl:E2} ({wflName}), all gradients {egl:E2} (limits 2e-2); twice: {differ} of {gl1.Length} gradient elements differ; bf16 copies from the kernels against rounding per product: {keptDiffer} gradient elements and {inferDiffer} of {inferWritten.Length} inference outputs differ; probabilities buffers of {string.Join('/', sizes.Distinct())} floats (B·H·T·(1 + ⌈T/32⌉) = {want}); flash off without Bind: {refused}"));
                 }
                 finally { gpu.FlashAttention = before; }
                 PoisonedStep(gpu, inputs, B, T, G, seed);   // bound again: the probabilities take B·H·T·T floats again

@@ -809,7 +809,8 @@ public sealed unsafe class CudaExec
 
     /// <summary>Attention by the tensor-core flash kernels (rt_flash_*: bf16 operands, fp32 accumulation, no T×T matrix in
     /// memory) in bf16 precision, for head sizes that are multiples of 8 up to 128 (BERT's 64 among them); other precisions and head sizes take the other paths. The
-    /// probs buffer then holds each query row's log-sum-exp in its first B·H·T elements instead of the probabilities. Off by
+    /// probs buffer then holds each query row's log-sum-exp in its first B·H·T elements instead of the probabilities, and
+    /// after them the dropout mask's bits (<see cref="FlashStatisticsFloats"/>). Off by
     /// default until measured on a GPU (BERT_CUDA_ATTENTION=flash).</summary>
     public bool FlashAttention { get; set; }
 
@@ -835,6 +836,14 @@ public sealed unsafe class CudaExec
     void LaunchFlash(string name, int B, int T, int C, int H, KernelArguments args) =>
         LaunchBlocks($"{name}_d{C / H}", new Dim3((uint)(B * H), (uint)((T + FlashRows - 1) / FlashRows)), args, 128);
 
+    /// <summary>Floats of a flash attention's probabilities buffer (<see cref="CudaModel.FlashStatistics"/>): B·H·T row
+    /// log-sum-exps, then the dropout keep mask as B·H·T rows of ⌈T/32⌉ 32-bit words that the forward writes and the
+    /// backward reads instead of drawing the mask again.</summary>
+    public static long FlashStatisticsFloats(int batch, int heads, int seq) => (long)batch * heads * seq * (1 + (seq + 31) / 32);
+
+    /// <summary>Where the keep mask's words start inside a flash probabilities buffer.</summary>
+    static ulong FlashKeepBits(ulong probs, int B, int H, int T) => probs + (ulong)((long)B * H * T * 4);
+
     /// <summary>Scaled dot-product attention as the CPU computes it: scores = scale·Q·Kᵀ (cuBLAS, straight into probs), mask and
     /// softmax (saved), dropout, out = dropped·V (cuBLAS), over all B·H heads at once; or the flash kernels (probs then
     /// holds each query row's log-sum-exp), or the fused ones.</summary>
@@ -847,7 +856,8 @@ public sealed unsafe class CudaExec
         if (UsesFlash(C, H))
         {
             LaunchFlash("rt_flash_forward", B, T, C, H,
-                Args().Add(y).Add(probs).Add(qkv).Add(mask).Add(T).Add(C).Add(H).Add(Scale(C, H)).Add(p).Add(SeedPointer).Add(site).Add(drop ? 1 : 0).Add(y16));
+                Args().Add(y).Add(probs).Add(qkv).Add(mask).Add(T).Add(C).Add(H).Add(Scale(C, H)).Add(p).Add(SeedPointer).Add(site).Add(drop ? 1 : 0).Add(y16)
+                    .Add(FlashKeepBits(probs, B, H, T)));
             TakePendingSlot();
             return;
         }
@@ -896,7 +906,8 @@ public sealed unsafe class CudaExec
             RequireScratch((long)BH * T, "attention");
             foreach (string kernel in new[] { "rt_flash_backward_q", "rt_flash_backward_kv" })
                 LaunchFlash(kernel, B, T, C, H,
-                    Args().Add(dqkv).Add(Scratch).Add(dy).Add(y).Add(qkv).Add(probs).Add(mask).Add(T).Add(C).Add(H).Add(Scale(C, H)).Add(p).Add(SeedPointer).Add(site).Add(drop ? 1 : 0).Add(acc));
+                    Args().Add(dqkv).Add(Scratch).Add(dy).Add(y).Add(qkv).Add(probs).Add(mask).Add(T).Add(C).Add(H).Add(Scale(C, H)).Add(p).Add(SeedPointer).Add(site).Add(drop ? 1 : 0).Add(acc)
+                        .Add(FlashKeepBits(probs, B, H, T)));
             return;
         }
         if (FusedAttention && D <= 128)

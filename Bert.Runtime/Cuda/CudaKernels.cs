@@ -940,8 +940,9 @@ extern "C" __global__ void rt_set_seed(unsigned long long* __restrict__ seed, un
 // (rows padded by 8 halves against bank conflicts). Scale, key mask (-10000 on padded keys, as the CPU), softmax and
 // dropout (the CPU's Philox keep on the same (q, k) index) work on the accumulators, whose layout is that of an A
 // fragment once rounded to bf16, so P̃·V and dS·K take them without a trip through memory. The forward keeps each query
-// row's log-sum-exp (B·H·T floats, in the probs buffer, which the plan then sizes so); the backward recomputes the
-// probabilities from it. The dQ kernel also makes Δ = rowsum(dO ⊙ O) per query row from the forward's output for the
+// row's log-sum-exp (B·H·T floats, in the probs buffer, which the plan then sizes so) and, with dropout, the keep mask as
+// bits after them (rt_fl_words); the backward recomputes the probabilities from the first and reads the mask from the
+// second. The dQ kernel also makes Δ = rowsum(dO ⊙ O) per query row from the forward's output for the
 // dK/dV kernel: no atomics, every sum in a fixed order, so a run repeats bit for bit.
 #define RT_FL_ROWS 64
 #define RT_FL_KEYS 32
@@ -1059,16 +1060,22 @@ template <int D> static __device__ __forceinline__ void rt_fl_keys(unsigned shor
     for (int i = (int)threadIdx.x; i < rows; i += (int)blockDim.x) bias[i] = rt_fl_bias(mask, b, T, k0 + i);
 }
 
-// The dropout factor of (q, k): 1/(1 − p) kept, 0 dropped; 1 without dropout.
-static __device__ __forceinline__ float rt_fl_keep(rt_u64 seed, rt_u64 site, int bh, int T, int q, int k, float p, float ks, int drop)
+// Whether (q, k) is kept by dropout: the CPU's mask, Philox per element; never past T.
+static __device__ __forceinline__ bool rt_fl_kept(rt_u64 seed, rt_u64 site, int bh, int T, int q, int k, float p)
 {
-    if (!drop) return 1.0f;
-    return q < T && k < T && rt_uniform(seed, site, ((rt_u64)bh * (rt_u64)T + (rt_u64)q) * (rt_u64)T + (rt_u64)k) >= p ? ks : 0.0f;
+    return q < T && k < T && rt_uniform(seed, site, ((rt_u64)bh * (rt_u64)T + (rt_u64)q) * (rt_u64)T + (rt_u64)k) >= p;
 }
 
+// The keep mask as bits, written by the forward for the two backward kernels to read instead of running Philox again (its
+// ten rounds per element are most of a flash kernel's non-mma work): word w of query row q of head bh at
+// bits[(bh·T + q)·W + w], W = ⌈T/32⌉, bit k % 32 for key k = 32·w + (k % 32); 0 past T. The flash layout's probabilities
+// buffer holds them after the B·H·T log-sum-exps (CudaModel.FlashStatistics).
+static __device__ __forceinline__ int rt_fl_words(int T) { return (T + 31) >> 5; }
+
 // Forward: grid (B·H, ceil(T/64)), 128 threads. out (B,T,C) = dropout(softmax(scale·Q·Kᵀ + mask))·V; lse[(b·H+h)·T+q].
+// With dropout, the keep mask's bits into keepBits (rt_fl_words), whole words, for the backward.
 template <int D> static __device__ void rt_flash_forward_t(float* __restrict__ out, float* __restrict__ lse, const float* __restrict__ qkv, const int* __restrict__ mask,
-    int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop, unsigned short* __restrict__ out16)
+    int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop, unsigned short* __restrict__ out16, unsigned int* __restrict__ keepBits)
 {
     __shared__ rt_f4 sk[RT_FL_ROWS * RT_FL_S(D) / 8], sv[RT_FL_ROWS * RT_FL_S(D) / 8];   // 16-byte aligned storage
     __shared__ float bias[RT_FL_ROWS];
@@ -1116,6 +1123,8 @@ template <int D> static __device__ void rt_flash_forward_t(float* __restrict__ o
         m0 = x0; m1 = x1; l0 *= c0; l1 *= c1;
         #pragma unroll
         for (int i = 0; i < D / 8; i++) { o[i][0] *= c0; o[i][1] *= c0; o[i][2] *= c1; o[i][3] *= c1; }
+        // This lane's keep bits of the block's 64 keys: kw[2·(row q1) + word], word 0 for keys k0 … k0 + 31.
+        unsigned int kw[4] = { 0u, 0u, 0u, 0u };
         #pragma unroll
         for (int n = 0; n < RT_FL_ROWS / 8; n++)
             #pragma unroll
@@ -1123,8 +1132,23 @@ template <int D> static __device__ void rt_flash_forward_t(float* __restrict__ o
             {
                 float e = expf(s[n][j] - (j < 2 ? m0 : m1));
                 if (j < 2) l0 += e; else l1 += e;
-                s[n][j] = e * rt_fl_keep(seed, site, bh, T, j < 2 ? q0 : q1, k0 + n * 8 + t * 2 + (j & 1), p, ks, drop);
+                if (drop)
+                {
+                    bool kept = rt_fl_kept(seed, site, bh, T, j < 2 ? q0 : q1, k0 + n * 8 + t * 2 + (j & 1), p);
+                    if (kept) kw[(j >> 1) * 2 + (n >> 2)] |= 1u << ((n & 3) * 8 + t * 2 + (j & 1));
+                    e = kept ? e * ks : 0.0f;
+                }
+                s[n][j] = e;
             }
+        if (drop && keepBits)
+        {
+            // A quad's lanes hold a row's 64 bits between them: gathered, then each lane writes one (row, word).
+            #pragma unroll
+            for (int w = 0; w < 4; w++) { kw[w] |= __shfl_xor_sync(0xffffffffu, kw[w], 1); kw[w] |= __shfl_xor_sync(0xffffffffu, kw[w], 2); }
+            int q = t < 2 ? q0 : q1, word = (k0 >> 5) + (t & 1), W = rt_fl_words(T);
+            unsigned int mine = t == 0 ? kw[0] : t == 1 ? kw[1] : t == 2 ? kw[2] : kw[3];
+            if (q < T && word < W) keepBits[((long long)bh * T + q) * W + word] = mine;
+        }
         #pragma unroll
         for (int kc = 0; kc < RT_FL_ROWS / 16; kc++)
         {
@@ -1155,8 +1179,10 @@ template <int D> static __device__ void rt_flash_forward_t(float* __restrict__ o
 // Backward, query rows: grid (B·H, ceil(T/64)), 128 threads. Δ = rowsum(dO ⊙ O) from the forward's output (= Σ_k P·dP
 // with dP = dO·Vᵀ through dropout), then over the keys: dS = P·(dP − Δ), dQ += (or, accumulate 0, =) scale·dS·K into dqkv; Δ into delta for the
 // key kernel.
+// With dropout, the mask from the forward's keepBits (0: Philox again).
 template <int D> static __device__ void rt_flash_backward_q_t(float* __restrict__ dqkv, float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ yout,
-    const float* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop, int accumulate)
+    const float* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop, int accumulate,
+    const unsigned int* __restrict__ keepBits)
 {
     __shared__ rt_f4 sk[RT_FL_KEYS * RT_FL_S(D) / 8], sv[RT_FL_KEYS * RT_FL_S(D) / 8];   // 16-byte aligned storage
     __shared__ float bias[RT_FL_KEYS];
@@ -1211,6 +1237,10 @@ template <int D> static __device__ void rt_flash_backward_q_t(float* __restrict_
                 rt_fl_bn(vb, Vs, S, n * 8, kk * 16, g, t); rt_warp_mma(dp[n], da[kk], vb);
             }
         }
+        // The block's 32 keys are one word of each row's keep bits (k0 is a multiple of 32).
+        int W = rt_fl_words(T);
+        unsigned int w0 = drop && keepBits && q0 < T ? keepBits[((long long)bh * T + q0) * W + (k0 >> 5)] : 0u;
+        unsigned int w1 = drop && keepBits && q1 < T ? keepBits[((long long)bh * T + q1) * W + (k0 >> 5)] : 0u;
 #pragma unroll
         for (int n = 0; n < RT_FL_KEYS / 8; n++)
 #pragma unroll
@@ -1218,7 +1248,8 @@ template <int D> static __device__ void rt_flash_backward_q_t(float* __restrict_
             {
                 int kcol = n * 8 + t * 2 + (j & 1);
                 float P = expf(s[n][j] * scale + bias[kcol] - (j < 2 ? L0 : L1));
-                float gP = dp[n][j] * rt_fl_keep(seed, site, bh, T, j < 2 ? q0 : q1, k0 + kcol, p, ks, drop);
+                bool kept = !drop || (keepBits ? (((j < 2 ? w0 : w1) >> kcol) & 1u) != 0u : rt_fl_kept(seed, site, bh, T, j < 2 ? q0 : q1, k0 + kcol, p));
+                float gP = !drop ? dp[n][j] : kept ? dp[n][j] * ks : 0.0f;
                 s[n][j] = P * (gP - (j < 2 ? d0 : d1));
             }
 #pragma unroll
@@ -1246,7 +1277,8 @@ template <int D> static __device__ void rt_flash_backward_q_t(float* __restrict_
 // memory (their A fragments read there, not held: registers for dK and dV), the queries stream through it: Sᵀ = K·Qᵀ and
 // dPᵀ = V·dOᵀ, then dV += P̃ᵀ·dO and dK += scale·dSᵀ·Q into dqkv.
 template <int D> static __device__ void rt_flash_backward_kv_t(float* __restrict__ dqkv, const float* __restrict__ delta, const float* __restrict__ dout,
-    const float* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop, int accumulate)
+    const float* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop, int accumulate,
+    const unsigned int* __restrict__ keepBits)
 {
     __shared__ rt_f4 sq[RT_FL_KEYS * RT_FL_S(D) / 8], so[RT_FL_KEYS * RT_FL_S(D) / 8], svb[RT_FL_ROWS * RT_FL_S(D) / 8];   // 16-byte aligned storage
     __shared__ float Ls[RT_FL_KEYS], Dl[RT_FL_KEYS];
@@ -1298,14 +1330,27 @@ template <int D> static __device__ void rt_flash_backward_kv_t(float* __restrict
                 rt_fl_bn(ob, Os, S, n * 8, kk * 16, g, t); rt_warp_mma(dp[n], va, ob);
             }
         }
+        // This lane's keys k0 and k1 = k0 + 8 share a word of each query row's keep bits (the warp's 16 keys start at a
+        // multiple of 16); keys past T have no word to read (and no bit set).
+        int W = rt_fl_words(T);
+        unsigned int kwords[RT_FL_KEYS / 8][2];
+#pragma unroll
+        for (int n = 0; n < RT_FL_KEYS / 8; n++)
+#pragma unroll
+            for (int e = 0; e < 2; e++)
+            {
+                int q = qt + n * 8 + t * 2 + e;
+                kwords[n][e] = drop && keepBits && q < T && k0 < T ? keepBits[((long long)bh * T + q) * W + (k0 >> 5)] : 0u;
+            }
 #pragma unroll
         for (int n = 0; n < RT_FL_KEYS / 8; n++)
 #pragma unroll
             for (int j = 0; j < 4; j++)
             {
-                int qcol = n * 8 + t * 2 + (j & 1);
+                int qcol = n * 8 + t * 2 + (j & 1), kr = j < 2 ? k0 : k1;
                 float P = expf(s[n][j] * scale + (j < 2 ? bias0 : bias1) - Ls[qcol]);
-                float keep = rt_fl_keep(seed, site, bh, T, qt + qcol, j < 2 ? k0 : k1, p, ks, drop);
+                bool kept = !drop || (keepBits ? ((kwords[n][j & 1] >> (kr & 31)) & 1u) != 0u : rt_fl_kept(seed, site, bh, T, qt + qcol, kr, p));
+                float keep = !drop ? 1.0f : kept ? ks : 0.0f;
                 s[n][j] = P * (dp[n][j] * keep - Dl[qcol]);   // dSᵀ
                 dp[n][j] = P * keep;                          // P̃ᵀ
             }
@@ -1514,14 +1559,16 @@ extern "C" __global__ void rt_lamb_apply(float* __restrict__ p, const float* __r
         if (Array.IndexOf(FlashHeadSizes, d) < 0) throw new ArgumentOutOfRangeException(nameof(d), $"The flash attention kernels take head sizes that are multiples of 8 up to 128, not {d}.");
         return $$"""
             extern "C" __global__ void rt_flash_forward_d{{d}}(float* __restrict__ out, float* __restrict__ lse, const float* __restrict__ qkv, const int* __restrict__ mask,
-                int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop, unsigned short* __restrict__ out16)
-            { rt_flash_forward_t<{{d}}>(out, lse, qkv, mask, T, C, H, scale, p, seedp, site, drop, out16); }
+                int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop, unsigned short* __restrict__ out16, unsigned int* __restrict__ keepBits)
+            { rt_flash_forward_t<{{d}}>(out, lse, qkv, mask, T, C, H, scale, p, seedp, site, drop, out16, keepBits); }
             extern "C" __global__ void rt_flash_backward_q_d{{d}}(float* __restrict__ dqkv, float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ yout,
-                const float* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop, int accumulate)
-            { rt_flash_backward_q_t<{{d}}>(dqkv, delta, dout, yout, qkv, lse, mask, T, C, H, scale, p, seedp, site, drop, accumulate); }
+                const float* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop, int accumulate,
+                const unsigned int* __restrict__ keepBits)
+            { rt_flash_backward_q_t<{{d}}>(dqkv, delta, dout, yout, qkv, lse, mask, T, C, H, scale, p, seedp, site, drop, accumulate, keepBits); }
             extern "C" __global__ void rt_flash_backward_kv_d{{d}}(float* __restrict__ dqkv, float* __restrict__ delta, const float* __restrict__ dout, const float* __restrict__ yout,
-                const float* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop, int accumulate)
-            { rt_flash_backward_kv_t<{{d}}>(dqkv, delta, dout, qkv, lse, mask, T, C, H, scale, p, seedp, site, drop, accumulate); }
+                const float* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ mask, int T, int C, int H, float scale, float p, const rt_u64* __restrict__ seedp, rt_u64 site, int drop, int accumulate,
+                const unsigned int* __restrict__ keepBits)
+            { rt_flash_backward_kv_t<{{d}}>(dqkv, delta, dout, qkv, lse, mask, T, C, H, scale, p, seedp, site, drop, accumulate, keepBits); }
 
             """;
     }

@@ -432,14 +432,15 @@ public sealed unsafe class CudaModel : IDisposable
     long ScratchFloats(int batch, int seq, int rows) => ScratchFloats(Info, batch, seq, rows, FlashLayout);
 
     /// <summary>The lengths the flash layout gives the probabilities buffers of the attentions the flash kernels take: B·H·T
-    /// row statistics each (the log-sum-exp per query row) instead of B·H·T·T probabilities; the override of
+    /// row statistics each (the log-sum-exp per query row) and the dropout keep mask as bits (⌈T/32⌉ words a row,
+    /// <see cref="CudaExec.FlashStatisticsFloats"/>) instead of B·H·T·T probabilities; the override of
     /// <see cref="ModelInfo.Layout"/>, for a binding and for the memory estimate.</summary>
     public static Dictionary<int, long> FlashStatistics(ModelInfo info, int batch, int seq)
     {
         var lengths = new Dictionary<int, long>();
         foreach (var op in info.Ops)
             if (CudaExec.TakesFlash(op))
-                foreach (int saved in op.Saved) lengths[saved] = (long)batch * op.Heads * seq;
+                foreach (int saved in op.Saved) lengths[saved] = CudaExec.FlashStatisticsFloats(batch, op.Heads, seq);
         return lengths;
     }
 

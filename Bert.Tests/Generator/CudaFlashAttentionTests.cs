@@ -11,18 +11,19 @@ namespace Bert.Tests.Generator;
 public partial class CudaSourceTests
 {
     /// <summary>Runs rt_flash_forward, rt_flash_backward_q and rt_flash_backward_kv for head size D as CudaExec launches
-    /// them (grid B·H × ⌈T/64⌉, 128 threads; the backward reads the forward's output), the output, its bf16 copy and the
-    /// log-sum-exp poisoned with NaN first, dqkv prefilled (added into, or, the header's seventh int 0, written over);
-    /// writes out, lse, delta, dqkv and the output's bf16 copy.</summary>
+    /// them (grid B·H × ⌈T/64⌉, 128 threads; the backward reads the forward's output and keep bits), the output, its bf16
+    /// copy, the log-sum-exp and the keep bits poisoned first, dqkv prefilled (added into, or, the header's seventh int 0,
+    /// written over); the header's eighth int 1 flips every keep bit between the forward and the backward (a mutation: the
+    /// backward must follow the bits); writes out, lse, delta, dqkv, the output's bf16 copy and the keep bits.</summary>
     const string FlashDriver = """
         static void* rdall(FILE* f, size_t bytes) { void* p = malloc(bytes + 8); if (fread(p, 1, bytes, f) != bytes) exit(3); return p; }
         int main(int argc, char** argv)
         {
             FILE* in = fopen(argv[1], "rb"); FILE* out = fopen(argv[2], "wb");
             if (!in || !out) return 2;
-            int h[7]; float f[2]; unsigned long long u[2];
-            if (fread(h, 4, 7, in) != 7 || fread(f, 4, 2, in) != 2 || fread(u, 8, 2, in) != 2) return 3;
-            int B = h[0], T = h[1], C = h[2], H = h[3], drop = h[4], D = C / H, misalign = h[5], acc = h[6];
+            int h[8]; float f[2]; unsigned long long u[2];
+            if (fread(h, 4, 8, in) != 8 || fread(f, 4, 2, in) != 2 || fread(u, 8, 2, in) != 2) return 3;
+            int B = h[0], T = h[1], C = h[2], H = h[3], drop = h[4], D = C / H, misalign = h[5], acc = h[6], flip = h[7];
             float p = f[0], scale = f[1];
             size_t btc = (size_t)B * T * C, bht = (size_t)B * H * T;
             float* qkv = (float*)rdall(in, 12 * btc);
@@ -43,10 +44,15 @@ public partial class CudaSourceTests
             if (D != DHEAD) return 4;   // DHEAD: the head size this program was built for
             unsigned short* o16 = (unsigned short*)malloc(2 * btc + 8);   // the output's bf16 copy (CudaExec.Out16), poisoned too
             for (size_t i = 0; i < btc; i++) o16[i] = 0xFFFF;
-            bert_launch2(gx, gy, 128, [&] { rt_flash_forward_dDHEAD(o, lse, qkv, mask, T, C, H, scale, p, &u[0], u[1], drop, o16); });
-            bert_launch2(gx, gy, 128, [&] { rt_flash_backward_q_dDHEAD(dqkv, delta, dy, o, qkv, lse, mask, T, C, H, scale, p, &u[0], u[1], drop, acc); });
-            bert_launch2(gx, gy, 128, [&] { rt_flash_backward_kv_dDHEAD(dqkv, delta, dy, o, qkv, lse, mask, T, C, H, scale, p, &u[0], u[1], drop, acc); });
+            size_t words = bht * (size_t)((T + 31) / 32);   // the keep mask's bits (CudaExec.FlashStatisticsFloats)
+            unsigned int* bits = (unsigned int*)malloc(4 * words + 8);
+            for (size_t i = 0; i < words; i++) bits[i] = 0xA5A5A5A5u;
+            bert_launch2(gx, gy, 128, [&] { rt_flash_forward_dDHEAD(o, lse, qkv, mask, T, C, H, scale, p, &u[0], u[1], drop, o16, bits); });
+            if (flip) for (size_t i = 0; i < words; i++) bits[i] = ~bits[i];
+            bert_launch2(gx, gy, 128, [&] { rt_flash_backward_q_dDHEAD(dqkv, delta, dy, o, qkv, lse, mask, T, C, H, scale, p, &u[0], u[1], drop, acc, bits); });
+            bert_launch2(gx, gy, 128, [&] { rt_flash_backward_kv_dDHEAD(dqkv, delta, dy, o, qkv, lse, mask, T, C, H, scale, p, &u[0], u[1], drop, acc, bits); });
             fwrite(o, 4, btc, out); fwrite(lse, 4, bht, out); fwrite(delta, 4, bht, out); fwrite(dqkv, 4, 3 * btc, out); fwrite(o16, 2, btc, out);
+            fwrite(bits, 4, words, out);
             return 0;
         }
         """;
@@ -55,7 +61,9 @@ public partial class CudaSourceTests
     /// across several backward tiles; padded keys in the second sequence; with and without dropout; once with the
     /// projections one float off 16-byte alignment (the tiles then load a float at a time). bf16 operands give
     /// about 3e-3 relative error; the limits (1e-2 of each part's norm, 6e-2 of its RMS per element) leave room for that
-    /// and none for a misplaced fragment, a wrong row's statistics or another dropout mask.</summary>
+    /// and none for a misplaced fragment, a wrong row's statistics or another dropout mask. With dropout the forward's keep
+    /// bits must be the CPU's mask bit for bit (none set past T), and the backward must follow them: with every bit flipped
+    /// between the two (<paramref name="flipBits"/>) the gradients are far off.</summary>
     [ClangTheory]
     [InlineData(2, 37, 64, 2, true, false)]
     [InlineData(1, 70, 128, 2, false, false)]
@@ -67,7 +75,8 @@ public partial class CudaSourceTests
     [InlineData(1, 50, 72, 3, true, false)]
     [InlineData(2, 37, 64, 2, true, false, true)]
     [InlineData(2, 24, 128, 1, true, true, true)]
-    public void FlashAttentionKernels_OnTheEmulatedTensorCores_MatchTheCpuAttention(int B, int T, int C, int H, bool drop, bool misaligned, bool written = false)
+    [InlineData(2, 70, 64, 2, true, false, false, true)]
+    public void FlashAttentionKernels_OnTheEmulatedTensorCores_MatchTheCpuAttention(int B, int T, int C, int H, bool drop, bool misaligned, bool written = false, bool flipBits = false)
     {
         RequireClang();
         const float P = 0.1f;
@@ -121,11 +130,24 @@ public partial class CudaSourceTests
         {
             string program = ThreadedHostPrelude + RuntimeSections(1, "bf16 operands", "attention, flash") + "\n"
                 + CudaKernels.FlashKernels(D) + FlashDriver.Replace("DHEAD", D.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal);
-            using var r = RunAttentionProgram(dir, program, "flash attention", [B, T, C, H, drop ? 1 : 0, misaligned ? 1 : 0, written ? 0 : 1], P, scale, Seed, Site, qkv, mask, dy, dqkv0);
+            using var r = RunAttentionProgram(dir, program, "flash attention", [B, T, C, H, drop ? 1 : 0, misaligned ? 1 : 0, written ? 0 : 1, flipBits ? 1 : 0],
+                P, scale, Seed, Site, qkv, mask, dy, dqkv0);
             float[] Read(int n) => Enumerable.Range(0, n).Select(_ => r.ReadSingle()).ToArray();
             float[] o = Read(B * T * C), lse = Read(bht), delta = Read(bht), dqkv = Read(3 * B * T * C);
             ushort[] o16 = Enumerable.Range(0, B * T * C).Select(_ => r.ReadUInt16()).ToArray();
+            int W = (T + 31) / 32;
+            uint[] bits = Enumerable.Range(0, bht * W).Select(_ => r.ReadUInt32()).ToArray();
             Assert.Equal(r.BaseStream.Length, r.BaseStream.Position);
+            if (drop)
+                for (int row = 0; row < bht; row++)
+                    for (int w = 0; w < W; w++)
+                    {
+                        uint want = 0;
+                        for (int k = 32 * w; k < Math.Min(T, 32 * w + 32); k++)
+                            if (Philox.Keep(Seed, Site, (ulong)((long)row * T + k), P)) want |= 1u << (k - 32 * w);
+                        uint got = flipBits ? ~bits[row * W + w] : bits[row * W + w];
+                        Assert.True(got == want, $"keep bits of row {row}, word {w}: 0x{got:X8}, the CPU's mask 0x{want:X8}");
+                    }
             // the bf16 copy is the output rounded, bit for bit
             int bad = Enumerable.Range(0, o.Length).FirstOrDefault(i => o16[i] != Bf16Reference(o[i]), -1);
             Assert.True(bad < 0, bad < 0 ? "" : $"the flash output's bf16 copy at {bad} is 0x{o16[bad]:X4}, {o[bad]:R} rounded is 0x{Bf16Reference(o[bad]):X4}");
@@ -144,7 +166,14 @@ public partial class CudaSourceTests
                         got.Add(written ? dqkv[at] : dqkv[at] - dqkv0[at]);
                         want.Add(written ? dqkvCpu[at] : dqkvCpu[at] - dqkv0[at]);
                     }
-                AssertNear("d" + "QKV"[part], got.ToArray(), want.ToArray(), 1.5e-2);
+                if (flipBits)
+                {
+                    // every kept element dropped and every dropped one kept: dK (through dS) and dV far off the CPU's
+                    double num = 0, den = 0;
+                    for (int i = 0; i < got.Count; i++) { num += (got[i] - want[i]) * (got[i] - want[i]); den += want[i] * want[i]; }
+                    Assert.True(Math.Sqrt(num / den) > 0.3, $"d{"QKV"[part]} with the keep bits flipped is within {Math.Sqrt(num / den):E2} of the CPU: the backward did not read the bits");
+                }
+                else AssertNear("d" + "QKV"[part], got.ToArray(), want.ToArray(), 1.5e-2);
             }
         }
         finally { Directory.Delete(dir, true); }

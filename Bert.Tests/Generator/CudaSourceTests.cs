@@ -106,6 +106,7 @@ public partial class CudaSourceTests
         __device__ int __float_as_int(float);
         __device__ float __shfl_xor_sync(unsigned int mask, float var, int lane_mask, int width = 32);
         __device__ int __shfl_xor_sync(unsigned int mask, int var, int lane_mask, int width = 32);
+        __device__ unsigned int __shfl_xor_sync(unsigned int mask, unsigned int var, int lane_mask, int width = 32);
         __device__ float atomicAdd(float* address, float val);
         __device__ int atomicAdd(int* address, int val);
         __device__ void __syncthreads();
