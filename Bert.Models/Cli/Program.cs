@@ -32,7 +32,17 @@ public static partial class Program
         try
         {
             var root = Build(cancel.Token);
-            return root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = null });
+            var parsed = root.Parse(args);
+            if (parsed.Errors.Count > 0)
+            {
+                // Each error on a line of its own, naming its option, the last saying where the options are listed: not the
+                // whole help after them.
+                string command = parsed.CommandResult.Command is RootCommand ? "" : parsed.CommandResult.Command.Name + " ";
+                for (int i = 0; i < parsed.Errors.Count; i++)
+                    Console.Error.WriteLine("error: " + ParseError(parsed.Errors[i]).TrimEnd('.') + (i == parsed.Errors.Count - 1 ? $"; see `bert {command}--help` for the options." : "."));
+                return 1;
+            }
+            return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = null });
         }
         catch (Exception e) when (UserError(e) is string message)
         {
@@ -45,12 +55,35 @@ public static partial class Program
     /// <summary>The one sentence to show for a mistake a user can make; null for a bug (which then shows its trace).</summary>
     static string? UserError(Exception e) => e switch
     {
-        DataException or CheckpointException or TrainingException or ArgumentException or FileNotFoundException or Bert.Runtime.Cuda.CudaUnavailableException
+        ArgumentException a => Sentence(a),
+        DataException or CheckpointException or TrainingException or FileNotFoundException or Bert.Runtime.Cuda.CudaUnavailableException
             or DirectoryNotFoundException or UnauthorizedAccessException or InvalidDataException => e.Message,
         IOException io => io.Message,
         InvalidOperationException io when io.Message.Contains("OpenBLAS") || io.Message.Contains("BERT_BLAS") => io.Message,
         _ => null,
     };
+
+    /// <summary>A parse error on one line, prefixed with its option when the parser's message does not name it ("Argument
+    /// 'nsp' not recognized. Must be one of: 'mlm' 'mlm+nsp'").</summary>
+    static string ParseError(System.CommandLine.Parsing.ParseError e)
+    {
+        string message = string.Join(' ', e.Message.Split(['\r', '\n', '\t'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        var option = e.SymbolResult switch
+        {
+            System.CommandLine.Parsing.OptionResult o => o.Option,
+            System.CommandLine.Parsing.ArgumentResult { Parent: System.CommandLine.Parsing.OptionResult o } => o.Option,
+            _ => null,
+        };
+        return option is not null && !message.Contains(option.Name, StringComparison.Ordinal) ? $"{option.Name}: {message}" : message;
+    }
+
+    /// <summary>An argument exception's sentence without what .NET appends to it (" (Parameter 'x')" and, for a value out of
+    /// range, a line "Actual value was …"), which names a variable of the code rather than anything the user typed.</summary>
+    static string Sentence(ArgumentException a)
+    {
+        string m = a.Message.Split('\n')[0].TrimEnd('\r');
+        return a.ParamName is { } name ? m.Replace($" (Parameter '{name}')", "", StringComparison.Ordinal) : m;
+    }
 
     /// <summary>--reinit for fine-tuning from a pre-trained checkpoint (finetune, demo).</summary>
     static Option<string?> ReinitOption(string defaultValue) => new("--reinit")
@@ -97,7 +130,7 @@ public static partial class Program
         foreach (var o in new Option[] { dLang, dSize, dSteps, dEpochs, dSst2Epochs, dLen, dPreLr, dFtLr, dNoTask, dObjective, dBias, dMask, dNoDrop, dReinit, dRuns, dVocab, dOut, dSets, seed, device, precision }) demo.Options.Add(o);
         demo.SetAction(pr =>
         {
-            var cuda = Device(pr.GetValue(device)!, pr.GetValue(precision)!) switch
+            var cuda = DeviceOf(pr, device, precision) switch
             {
                 "cuda-fp32" => Bert.Runtime.Cuda.CudaPrecision.Fp32, "cuda-bf16" => Bert.Runtime.Cuda.CudaPrecision.Bf16, "cuda-tf32" => Bert.Runtime.Cuda.CudaPrecision.Tf32,
                 _ => (Bert.Runtime.Cuda.CudaPrecision?)null,
@@ -105,9 +138,12 @@ public static partial class Program
             string lang = pr.GetValue(dLang)!;
             var (defSize, defSets) = Demo.Defaults(lang);
             var sets = pr.GetValue(dSets) is string list ? list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) : defSets;
-            return Demo.Run(new Demo.Settings(pr.GetValue(dSize) ?? defSize, pr.GetValue(dSteps), pr.GetValue(dEpochs),
-                pr.GetValue(dSst2Epochs), pr.GetValue(dOut) ?? Path.Combine(Path.GetTempPath(), "bert-demo-" + lang), sets, pr.GetValue(seed),
-                pr.GetValue(dLen), pr.GetValue(dPreLr), pr.GetValue(dFtLr), !pr.GetValue(dNoTask), lang, pr.GetValue(dRuns), pr.GetValue(dVocab),
+            string demoOut = pr.GetValue(dOut) ?? Path.Combine(Path.GetTempPath(), "bert-demo-" + lang);
+            RequireWritableFolder(demoOut, "--out");
+            return Demo.Run(new Demo.Settings(pr.GetValue(dSize) ?? defSize, CheckNonNegative("--pretrain-steps", pr.GetValue(dSteps)), CheckPositive("--epochs", pr.GetValue(dEpochs)),
+                CheckPositive("--sst2-epochs", pr.GetValue(dSst2Epochs)), demoOut, sets, pr.GetValue(seed),
+                CheckMaxLen("--pretrain-max-len", pr.GetValue(dLen), PretrainingOptions.MinSeqLength), CheckRate("--pretrain-lr", pr.GetValue(dPreLr)), CheckRate("--finetune-lr", pr.GetValue(dFtLr)),
+                !pr.GetValue(dNoTask), lang, CheckPositive("--runs", pr.GetValue(dRuns)), CheckNonNegative("--vocab-size", pr.GetValue(dVocab)),
                 NextSentence: pr.GetValue(dObjective) == "mlm+nsp", FrequencyBias: pr.GetValue(dBias) == "frequencies", MaskProb: CheckMaskProb(pr.GetValue(dMask)), PretrainDropout: !pr.GetValue(dNoDrop),
                 Cuda: cuda, Reinit: Reinit.Parse(pr.GetValue(dReinit))), cancel);
         });
@@ -137,13 +173,13 @@ public static partial class Program
         outputBias.AcceptOnlyFromAmong("frequencies", "zeros");
         var output = new Option<string>("--out") { Description = "checkpoint folder (resumes when it holds a run)", Required = true };
         foreach (var o in new Option[] { corpus, size, steps, batch, accumulate, maxLen, lr, warmup, optimizer, wholeWord, maskProb, objective, noDropout, outputBias, vocabDir, evalEvery, saveEvery, output, seed, device, precision }) pre.Options.Add(o);
-        pre.SetAction(pr => Pretrain(Device(pr.GetValue(device)!, pr.GetValue(precision)!), pr.GetValue(corpus), Catalog.Get(pr.GetValue(size)!, "pretraining"), pr.GetValue(vocabDir), pr.GetValue(output)!,
-            new PretrainingOptions { MaxSeqLength = pr.GetValue(maxLen), WholeWordMask = pr.GetValue(wholeWord), NextSentence = pr.GetValue(objective) == "mlm+nsp",
+        pre.SetAction(pr => Pretrain(DeviceOf(pr, device, precision), pr.GetValue(corpus), Catalog.Get(pr.GetValue(size)!, "pretraining"), pr.GetValue(vocabDir), pr.GetValue(output)!,
+            new PretrainingOptions { MaxSeqLength = CheckMaxLen("--max-len", pr.GetValue(maxLen), PretrainingOptions.MinSeqLength), WholeWordMask = pr.GetValue(wholeWord), NextSentence = pr.GetValue(objective) == "mlm+nsp",
                 MaskedLmProb = CheckMaskProb(pr.GetValue(maskProb)), MaxPredictionsPerSeq = MaxPredictions(pr.GetValue(maxLen), pr.GetValue(maskProb)) },
-            new TrainOptions { BatchSize = pr.GetValue(batch), Accumulate = CheckPositive("--accumulate", pr.GetValue(accumulate)), LearningRate = pr.GetValue(lr), WarmupFraction = pr.GetValue(warmup),
-                Optimizer = pr.GetValue(optimizer)!, Seed = (ulong)pr.GetValue(seed), EvalEvery = pr.GetValue(evalEvery), Dropout = !pr.GetValue(noDropout),
-                SaveEvery = CheckNonNegative("--save-every", pr.GetValue(saveEvery)) },
-            pr.GetValue(steps), pr.GetValue(outputBias) == "frequencies", cancel));
+            new TrainOptions { BatchSize = CheckPositive("--batch", pr.GetValue(batch)), Accumulate = CheckPositive("--accumulate", pr.GetValue(accumulate)), LearningRate = CheckRate("--lr", pr.GetValue(lr)),
+                WarmupFraction = CheckWarmup(pr.GetValue(warmup)), Optimizer = pr.GetValue(optimizer)!, Seed = (ulong)pr.GetValue(seed), EvalEvery = CheckNonNegative("--eval-every", pr.GetValue(evalEvery)),
+                Dropout = !pr.GetValue(noDropout), SaveEvery = CheckNonNegative("--save-every", pr.GetValue(saveEvery)) },
+            CheckPositive("--steps", pr.GetValue(steps)), pr.GetValue(outputBias) == "frequencies", cancel));
         root.Subcommands.Add(pre);
 
         // ---- finetune ----
@@ -162,10 +198,10 @@ public static partial class Program
         var ftSize = new Option<string?>("--size") { Description = "model size: " + string.Join(", ", Catalog.Sizes) + " (default: the size of the --from checkpoint, else mini)" };
         var ftEvalEvery = Opt("--eval-every", "evaluate on the dev set every N steps and keep the best checkpoint (0: after every epoch)", 0);
         foreach (var o in new Option[] { data, dev, format, from, ftReinit, ftVocab, ftSize, ftEvalEvery, epochs, batch, accumulate, ftLr, ftLen, warmup, ftOut, seed, device, precision }) ft.Options.Add(o);
-        ft.SetAction(pr => Finetune(Device(pr.GetValue(device)!, pr.GetValue(precision)!), pr.GetValue(data)!, pr.GetValue(dev), pr.GetValue(format)!, pr.GetValue(from), Reinit.Parse(pr.GetValue(ftReinit)), pr.GetValue(ftVocab), pr.GetValue(ftSize),
-            pr.GetValue(ftOut)!, pr.GetValue(ftLen), pr.GetValue(epochs),
-            new TrainOptions { BatchSize = pr.GetValue(batch), Accumulate = CheckPositive("--accumulate", pr.GetValue(accumulate)), LearningRate = pr.GetValue(ftLr), WarmupFraction = pr.GetValue(warmup),
-                Seed = (ulong)pr.GetValue(seed), EvalEvery = CheckNonNegative("--eval-every", pr.GetValue(ftEvalEvery)) }, cancel));
+        ft.SetAction(pr => Finetune(DeviceOf(pr, device, precision), pr.GetValue(data)!, pr.GetValue(dev), pr.GetValue(format)!, pr.GetValue(from), Reinit.Parse(pr.GetValue(ftReinit)), pr.GetValue(ftVocab), pr.GetValue(ftSize),
+            pr.GetValue(ftOut)!, CheckMaxLen("--max-len", pr.GetValue(ftLen), 3), CheckPositive("--epochs", pr.GetValue(epochs)),
+            new TrainOptions { BatchSize = CheckPositive("--batch", pr.GetValue(batch)), Accumulate = CheckPositive("--accumulate", pr.GetValue(accumulate)), LearningRate = CheckRate("--lr", pr.GetValue(ftLr)),
+                WarmupFraction = CheckWarmup(pr.GetValue(warmup)), Seed = (ulong)pr.GetValue(seed), EvalEvery = CheckNonNegative("--eval-every", pr.GetValue(ftEvalEvery)) }, cancel));
         root.Subcommands.Add(ft);
 
         // ---- eval ----
@@ -173,7 +209,7 @@ public static partial class Program
         var model = new Option<string>("--model") { Description = "checkpoint folder of a classifier", Required = true };
         foreach (var o in new Option[] { model, data, dev, format, ftLen, device }) ev.Options.Add(o);
         ev.Options.Add(precision);
-        ev.SetAction(pr => Eval(Device(pr.GetValue(device)!, pr.GetValue(precision)!), pr.GetValue(model)!, pr.GetValue(data)!, pr.GetValue(dev), pr.GetValue(format)!, pr.GetValue(ftLen)));
+        ev.SetAction(pr => Eval(DeviceOf(pr, device, precision), pr.GetValue(model)!, pr.GetValue(data)!, pr.GetValue(dev), pr.GetValue(format)!, CheckMaxLen("--max-len", pr.GetValue(ftLen), 3)));
         root.Subcommands.Add(ev);
 
         // ---- predict ----
@@ -182,7 +218,7 @@ public static partial class Program
         pred.Arguments.Add(text);
         foreach (var o in new Option[] { model, ftLen, device }) pred.Options.Add(o);
         pred.Options.Add(precision);
-        pred.SetAction(pr => Predict(Device(pr.GetValue(device)!, pr.GetValue(precision)!), pr.GetValue(model)!, pr.GetValue(text), pr.GetValue(ftLen)));
+        pred.SetAction(pr => Predict(DeviceOf(pr, device, precision), pr.GetValue(model)!, pr.GetValue(text), CheckMaxLen("--max-len", pr.GetValue(ftLen), 3)));
         root.Subcommands.Add(pred);
 
         // ---- vocab ----
@@ -201,7 +237,8 @@ public static partial class Program
         var minFreq = Opt("--min-frequency", "characters seen fewer times become [UNK]", 2);
         var vOut = new Option<string>("--out") { Description = "folder for vocab.txt and tokenizer_config.json", Required = true };
         foreach (var o in new Option[] { vCorpus, lang, vSize, cased, keepAccents, minFreq, vOut }) voc.Options.Add(o);
-        voc.SetAction(pr => Vocab(pr.GetValue(vCorpus), pr.GetValue(lang)!, pr.GetValue(vSize), pr.GetValue(cased), pr.GetValue(keepAccents), pr.GetValue(minFreq), pr.GetValue(vOut)!));
+        voc.SetAction(pr => Vocab(pr.GetValue(vCorpus), pr.GetValue(lang)!, pr.GetValue(vSize) is int vs ? CheckPositive("--size", vs) : null, pr.GetValue(cased), pr.GetValue(keepAccents),
+            CheckPositive("--min-frequency", pr.GetValue(minFreq)), pr.GetValue(vOut)!));
         root.Subcommands.Add(voc);
 
         // ---- info ----
@@ -215,7 +252,7 @@ public static partial class Program
         iGpu.AcceptOnlyFromAmong([.. GpuNames.Keys]);
         info.Arguments.Add(which);
         foreach (var o in new Option[] { head, iBatch, iSeq, iGpu, precision }) info.Options.Add(o);
-        info.SetAction(pr => Info(pr.GetValue(which)!, pr.GetValue(head)!, pr.GetValue(iBatch), pr.GetValue(iSeq), pr.GetValue(iGpu), pr.GetValue(precision)!));
+        info.SetAction(pr => Info(pr.GetValue(which)!, pr.GetValue(head)!, CheckPositive("--batch", pr.GetValue(iBatch)), CheckPositive("--seq", pr.GetValue(iSeq)), pr.GetValue(iGpu), pr.GetValue(precision)!));
         root.Subcommands.Add(info);
 
         // ---- export ----
@@ -225,7 +262,8 @@ public static partial class Program
         var eSize = new Option<string?>("--size") { Description = "instead of --model: a freshly initialized model of this size (" + string.Join(", ", Catalog.Sizes) + ") or name (e.g. AlbertClassifier)" };
         var eClasses = Opt("--classes", "with --size and --head classifier: number of classes", 2);
         foreach (var o in new Option[] { onnx, eModel, eSize, head, eClasses, seed }) export.Options.Add(o);
-        export.SetAction(pr => ExportOnnx(pr.GetValue(onnx)!, pr.GetValue(eModel), pr.GetValue(eSize), pr.GetValue(head)!, pr.GetValue(eClasses), pr.GetValue(seed)));
+        export.SetAction(pr => ExportOnnx(pr.GetValue(onnx)!, pr.GetValue(eModel), pr.GetValue(eSize), pr.GetValue(head)!, pr.GetValue(eClasses) >= 2 ? pr.GetValue(eClasses)
+            : throw new ArgumentException($"--classes {pr.GetValue(eClasses)} is too few for a classifier; give 2 or more."), pr.GetValue(seed)));
         root.Subcommands.Add(export);
 
         // ---- parity-batch ----
@@ -238,7 +276,8 @@ public static partial class Program
         foreach (var o in new Option[] { pOut, pBatch, pLen, corpus, seed }) par.Options.Add(o);
         par.SetAction(pr =>
         {
-            var r = Parity.Write(pr.GetValue(pModel)!, pr.GetValue(pOut)!, pr.GetValue(pBatch), pr.GetValue(pLen), pr.GetValue(seed), pr.GetValue(corpus));
+            RequireWritableFolder(pr.GetValue(pOut)!, "--out");
+            var r = Parity.Write(pr.GetValue(pModel)!, pr.GetValue(pOut)!, CheckPositive("--batch", pr.GetValue(pBatch)), CheckMaxLen("--max-len", pr.GetValue(pLen), PretrainingOptions.MinSeqLength), pr.GetValue(seed), pr.GetValue(corpus));
             Console.WriteLine(string.Create(Inv, $"{r.Model}: B={r.Batch} T={r.Seq}, {r.Predictions} masked positions, loss {r.Loss:R} (no dropout); wrote {Parity.BatchFile} and {Parity.GradientsFile} to {pr.GetValue(pOut)}."));
             return 0;
         });
@@ -288,6 +327,61 @@ public static partial class Program
     static int CheckPositive(string flag, int value) => value >= 1 ? value
         : throw new ArgumentException($"{flag} {value} is not a count; give 1 or more.");
 
+    /// <summary>A peak learning rate: positive and finite.</summary>
+    static double CheckRate(string flag, double value) => double.IsFinite(value) && value > 0 ? value
+        : throw new ArgumentException($"{flag} {value.ToString(Inv)} is not a learning rate; give a positive number such as 1e-4.");
+
+    /// <summary>The share of the steps spent warming up.</summary>
+    static double CheckWarmup(double value) => value >= 0 && value < 1 ? value
+        : throw new ArgumentException($"--warmup {value.ToString(Inv)} is the share of the steps spent warming up; give a number from 0 up to 1 (not 1 itself), such as 0.1.");
+
+    /// <summary>A maximum length with room for a text between the special tokens (<paramref name="least"/> tokens).</summary>
+    static int CheckMaxLen(string flag, int value, int least) => value >= least ? value
+        : throw new ArgumentException($"{flag} {value} leaves no room for text between [CLS] and [SEP]; give {least} or more (BERT uses 128 or 512).");
+
+    /// <summary>--precision is the GPU's: given with the CPU (which computes in fp32) it is one sentence instead of being ignored.</summary>
+    static string DeviceOf(System.CommandLine.ParseResult pr, Option<string> device, Option<string> precision)
+    {
+        string d = pr.GetValue(device)!, p = pr.GetValue(precision)!;
+        if (d != "cuda" && pr.GetResult(precision) is { Implicit: false })
+            throw new ArgumentException($"--precision {p} applies to --device cuda; the CPU computes in fp32, so drop --precision or add --device cuda.");
+        return Device(d, p);
+    }
+
+    /// <summary>An output folder this process can write, checked before any work: a file in its place, or a place where no
+    /// file can be made, is one sentence now instead of an error after the training. Leaves nothing behind (the folder is
+    /// made later, by what writes it).</summary>
+    internal static void RequireWritableFolder(string dir, string flag)
+    {
+        if (File.Exists(Path.GetFullPath(dir))) throw new ArgumentException($"{flag} {dir} is a file; give a folder (it is made when missing).");
+        RequireWritable(Path.GetFullPath(dir), $"{flag} {dir}");
+    }
+
+    /// <summary>An output file whose folder can take files (made when missing, as for <see cref="RequireWritableFolder"/>),
+    /// at a path that is not a folder.</summary>
+    internal static void RequireWritableFile(string file, string flag)
+    {
+        string full = Path.GetFullPath(file);
+        if (Directory.Exists(full)) throw new ArgumentException($"{flag} {file} is a folder; give the file's name.");
+        RequireWritable(Path.GetDirectoryName(full)!, $"{flag} {file}");
+    }
+
+    /// <summary>The nearest existing folder at or above <paramref name="folder"/> takes a file (made and deleted at once).</summary>
+    static void RequireWritable(string folder, string what)
+    {
+        string existing = folder;
+        while (!Directory.Exists(existing))
+        {
+            if (File.Exists(existing)) throw new ArgumentException($"{what} cannot be made: {existing} is a file; give another path.");
+            existing = Path.GetDirectoryName(existing) ?? throw new ArgumentException($"{what} has no existing folder above it; give another path.");
+        }
+        try { using (File.Create(Path.Combine(existing, $".bert-write-check-{Environment.ProcessId}"), 1, FileOptions.DeleteOnClose)) { } }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ArgumentException($"{what} cannot be written (no file can be made in {existing}); choose a folder you can write to.");
+        }
+    }
+
     /// <summary>Optimizer steps in an epoch of <paramref name="microBatches"/> micro-batches taken <paramref name="accumulate"/>
     /// at a time (the last step of an epoch may reach into the next).</summary>
     static int OptimizerSteps(int microBatches, int accumulate) => (microBatches + accumulate - 1) / Math.Max(1, accumulate);
@@ -322,6 +416,8 @@ public static partial class Program
     static int Pretrain(string device, string[]? corpusFiles, Catalog.Entry entry, string? vocab, string outDir, PretrainingOptions data, TrainOptions train, long steps, bool frequencyBias, CancellationToken cancel,
         string? experiment = null)
     {
+        RequireWritableFolder(outDir, "--out");
+        TrainLoop.RequireRunOrEmpty(outDir);
         using var trainer = OpenTrainer(device, entry, train);
         var tok = Tokenizer(vocab);
         var (docs, how) = DataSets.Corpus(corpusFiles);
@@ -338,7 +434,7 @@ public static partial class Program
         var loop = new TrainLoop
         {
             Model = model, Options = train, TotalSteps = steps, Bind = job.Bind, StepMetrics = job.Metrics, DeviceMetrics = PretrainJob.DeviceMetrics, Evaluate = job.Evaluate, Dir = outDir,
-            Tokenizer = tok, Metadata = new Dictionary<string, string> { ["task"] = "pretraining" }, Device = trainer, Experiment = experiment,
+            Tokenizer = tok, Metadata = new Dictionary<string, string> { ["task"] = "pretraining", ["data"] = how }, Device = trainer, Experiment = experiment,
         };
         if (loop.TryResume()) Console.WriteLine($"Resuming from step {loop.Step} in {outDir}.");
         Reporter.Run("pre-training", loop, cancel);
@@ -376,12 +472,21 @@ public static partial class Program
     internal static Loaded LoadModel(string dir)
     {
         string configPath = Path.Combine(dir, "config.json");
-        if (Directory.Exists(dir) && !File.Exists(configPath))
+        if (File.Exists(dir))
+            throw new CheckpointException($"{dir} is a file; give the folder of a checkpoint (one that `bert` or transformers' save_pretrained wrote).", dir);
+        if (!Directory.Exists(dir))
+            throw new CheckpointException($"The checkpoint folder {dir} does not exist; check the path (a folder that `bert finetune` or transformers' save_pretrained wrote).", dir);
+        if (!File.Exists(configPath))
             throw new CheckpointException($"{dir} has no config.json, so which model it holds is unknown; point to a folder that `bert` or transformers' save_pretrained wrote.", dir);
         var config = HfConfig.Read(configPath);
         if (config.BertModel is { } name)
         {
-            var entry = Catalog.ByName(name);
+            Catalog.Entry entry;
+            try { entry = Catalog.ByName(name); }
+            catch (ArgumentException)
+            {
+                throw new CheckpointException($"{configPath} names the model {name}, which this build does not declare; run it with the build that wrote it, or use a checkpoint of a declared model ({string.Join(", ", Catalog.Sizes)}).", dir);
+            }
             var model = entry.Create();
             var ours = Checkpoint.Load(dir, model);
             return new Loaded(entry, model, [], ours.Metadata, config);
@@ -393,7 +498,8 @@ public static partial class Program
         bool Optional(string n) => hfEntry.Head == "pretraining" && (!n.StartsWith(prefix, StringComparison.Ordinal) || n.StartsWith(prefix + "pooler.", StringComparison.Ordinal));
         var report = Checkpoint.Load(dir, hfModel, Optional);
         Console.Error.WriteLine($"{dir} is a Hugging Face {config.Architectures.FirstOrDefault() ?? config.ModelType ?? "BERT"} checkpoint; loaded as {hfEntry.Name}" +
-            (report.Missing.Count == 0 ? "." : $" ({report.Missing.Count} tensors it lacks start fresh: {string.Join(", ", report.Missing.Take(3))}{(report.Missing.Count > 3 ? ", …" : "")})."));
+            (report.Missing.Count == 0 ? "" : $" ({report.Missing.Count} tensors it lacks start fresh: {string.Join(", ", report.Missing.Take(3))}{(report.Missing.Count > 3 ? ", …" : "")})") +
+            (report.Unused.Count == 0 ? "." : $"; {report.Unused.Count} of its tensors have no place in {hfEntry.Name} and are left out: {string.Join(", ", report.Unused.Take(3))}{(report.Unused.Count > 3 ? ", …" : "")}."));
         return new Loaded(hfEntry, hfModel, report.Missing, report.Metadata, config);
     }
 
@@ -402,6 +508,8 @@ public static partial class Program
         Catalog.Entry? declared = null, string? experiment = null)
     {
         if (reinit is not null && from is null) throw new ArgumentException($"--reinit {reinit} needs --from: without a pre-trained checkpoint every tensor starts afresh already.");
+        RequireWritableFolder(outDir, "--out");
+        TrainLoop.RequireRunOrEmpty(outDir);
         if (format == "conll") return FinetuneTagger(device, dataSpec, devFile, from, reinit, vocab, size, outDir, maxLen, epochs, train, cancel, declared, experiment);
         var (trainSet, devSet, how) = DataSets.Load(dataSpec, devFile, format);
         var tok = FinetuneTokenizer(from, vocab);
@@ -451,7 +559,12 @@ public static partial class Program
             FinetuneJob.CheckTransferable(pre.Model.Info, model.Info, from!);
             int n = FinetuneJob.Transfer(pre.Model, model, reinit, notLoaded: pre.Missing);
             string what = head == "classifier" ? "the classifier head" : "the tagging head";
-            Console.WriteLine($"Initialized {n} of {model.Info.Parameters.Count} tensors from {from}; {what}{(reinit is null ? "" : $" and {reinit}")} start{(reinit is null ? "s" : "")} fresh.");
+            // Tensors of the new model that the checkpoint lacked (a masked-LM folder has no pooler) start fresh too: say so.
+            var lacked = pre.Missing.Where(name => !name.StartsWith(FinetuneJob.HeadPrefix, StringComparison.Ordinal) && model.Info.Parameters.Any(p => p.HfName == name)).ToList();
+            var parts = new List<string> { what };
+            if (reinit is not null) parts.Add(reinit.ToString());
+            if (lacked.Count > 0) parts.Add($"{lacked.Count} tensor{(lacked.Count == 1 ? "" : "s")} {from} lacks ({string.Join(", ", lacked.Take(2))}{(lacked.Count > 2 ? ", …" : "")})");
+            Console.WriteLine($"Initialized {n} of {model.Info.Parameters.Count} tensors from {from}; {string.Join(parts.Count > 2 ? ", " : " and ", parts)} start{(parts.Count == 1 ? "s" : "")} fresh.");
         }
         return (entry, model);
     }
@@ -530,6 +643,7 @@ public static partial class Program
         var (entry, model) = loaded;
         using var gpu = OnDevice(device, entry, model);
         var tok = CheckpointTokenizer.Load(dir);
+        RequireVocabFits(tok, model, dir);
         int len = Math.Min(maxLen, model.Info.MaxLen);
         if (entry.Head == "token-classifier") return EvalTagger(loaded, tok, devFile ?? dataSpec, len);
         // A file is scored whole; --dev FILE scores that file; a named set, its dev split (the part fine-tuning never trains on).
@@ -547,6 +661,8 @@ public static partial class Program
                 throw new ArgumentException($"{source} has the label '{fileNames[Array.IndexOf(remap, -1)]}', which is not one of the model's classes ({string.Join(", ", modelNames)}); fix the data or evaluate another model.");
             devSet = devSet with { Examples = devSet.Examples.Select(e => (e.Text, remap[e.Label])).ToList() };
         }
+        if (devSet.Examples.FirstOrDefault(e => e.Label >= entry.Classes) is { Text: not null } outside)
+            throw new ArgumentException($"{source} has the label {outside.Label}, but the model in {dir} has {entry.Classes} classes (0 to {entry.Classes - 1}); evaluate it on data of its own classes.");
         var (set, cut) = FinetuneJob.Encode(tok, devSet, len);
         var r = FinetuneJob.Evaluate(model, set, tok.PadId, 32);
         Reporter.Table($"{entry.Info.Name} on {how}", ["examples", "truncated", "accuracy", "loss"],
@@ -589,9 +705,12 @@ public static partial class Program
         var (entry, model) = loaded;
         using var gpu = OnDevice(device, entry, model);
         var tok = CheckpointTokenizer.Load(dir);
+        RequireVocabFits(tok, model, dir);
         var names = loaded.LabelNames;
+        if (text is not null && text.Trim().Length == 0) throw new ArgumentException("The text to classify is empty; pass some text, or omit it to read one text per line from standard input.");
         var texts = text is not null ? new List<string> { text } : ReadStdin();
         if (texts.Count == 0) throw new ArgumentException("No text to classify; pass it as an argument or one per line on standard input.");
+        int limit = Math.Min(maxLen, model.Info.MaxLen), longer = 0;
         if (entry.Head == "token-classifier")
         {
             // Words are what spaces separate (as in a CoNLL file); each gets a line: word, tag, probability; a blank line after each text.
@@ -613,7 +732,8 @@ public static partial class Program
             var items = chunk.Select(t =>
             {
                 int tab = loaded.TabSeparatesPairs ? t.IndexOf('\t') : -1;
-                var p = tab < 0 ? tok.EncodePair(t, null, Math.Min(maxLen, model.Info.MaxLen)) : tok.EncodePair(t[..tab], t[(tab + 1)..], Math.Min(maxLen, model.Info.MaxLen));
+                var p = tab < 0 ? tok.EncodePair(t, null, limit) : tok.EncodePair(t[..tab], t[(tab + 1)..], limit);
+                if (p.Truncated > 0) longer++;
                 return new FinetuneJob.Example(p.Ids, p.TypeIds, Bert.Runtime.Kernels.CrossEntropy.DefaultIgnoreIndex);
             }).ToArray();
             FinetuneJob.BindBatch(model, items, tok.PadId, training: false);
@@ -628,23 +748,44 @@ public static partial class Program
                 Console.WriteLine(string.Create(Inv, $"{shown}\t{row[label]:F3}\t{chunk[b]}"));
             }
         }
+        if (longer > 0)
+            Console.Error.WriteLine($"{longer} of {texts.Count} text{(texts.Count == 1 ? " was" : "s were")} longer than {limit} tokens and classified by {(longer == 1 ? "its" : "their")} first {limit} (--max-len; the model takes up to {model.Info.MaxLen}).");
         return 0;
+    }
+
+    /// <summary>A tokenizer whose ids the model's embedding holds: more entries than it embeds is one sentence up front
+    /// (eval, predict), not an index error at the first rare word.</summary>
+    static void RequireVocabFits(WordPiece tok, Model<float> model, string dir)
+    {
+        long embeds = model.Info.Constants.GetValueOrDefault("Vocab", long.MaxValue);
+        if (tok.VocabSize > embeds)
+            throw new CheckpointException($"The {WordPiece.VocabFileName} in {dir} has {tok.VocabSize} entries but {model.Info.Name} embeds {embeds}; put back the vocabulary saved with the checkpoint.", dir);
     }
 
     static List<string> ReadStdin()
     {
         var lines = new List<string>();
         string? line;
-        while ((line = Console.In.ReadLine()) is not null) if (line.Trim().Length > 0) lines.Add(line);
+        while ((line = Console.In.ReadLine()) is not null)
+        {
+            if (lines.Count == 0) line = line.TrimStart('\uFEFF');   // a byte-order mark is not text
+            if (line.Trim().Length > 0) lines.Add(line);
+        }
         return lines;
     }
 
     static int Vocab(string[]? corpus, string lang, int? size, bool cased, bool keepAccents, int minFrequency, string outDir)
     {
+        RequireWritableFolder(outDir, "--out");
+        foreach (string held in new[] { WordPiece.VocabFileName, "config.json", Checkpoint.ModelFile })
+            if (File.Exists(Path.Combine(outDir, held)))
+                throw new ArgumentException($"{outDir} already holds {held}{(held == WordPiece.VocabFileName ? "" : " (a model, whose tokenizer a new vocabulary would replace)")}; give another --out.");
         bool pt = lang == "pt";
         if ((corpus is null || corpus.Length == 0) && !pt)
             throw new ArgumentException("Give the corpus with --corpus (text files or embedded names such as machado), or --lang pt for the embedded Portuguese text.");
         var lines = corpus is null || corpus.Length == 0 ? Portuguese.VocabLines(taskText: true).ToList() : DataSets.VocabLines(corpus);
+        if (!lines.Any(l => l.Trim().Length > 0))
+            throw new ArgumentException($"The corpus ({string.Join(", ", corpus ?? [])}) has no text to learn a vocabulary from; give files with text in them.");
         var settings = new TokenizerSettings { LowerCase = !(cased || pt), StripAccents = !(keepAccents || pt) };
         var sw = Stopwatch.StartNew();
         var built = VocabBuilder.Build(lines, size ?? (pt ? Portuguese.VocabSize : 8000), settings, minFrequency);
@@ -659,6 +800,7 @@ public static partial class Program
     {
         if ((dir is null) == (size is null))
             throw new ArgumentException("Say which model to export: --model DIR for a checkpoint, or --size SIZE (with --head) for a freshly initialized one, not both.");
+        RequireWritableFile(file, "--onnx");
         Model<float> model;
         if (dir is not null) model = LoadModel(dir).Model;
         else
@@ -711,6 +853,7 @@ public static partial class Program
     {
         var entry = Catalog.All.FirstOrDefault(e => e.Name.Equals(which, StringComparison.OrdinalIgnoreCase)) ?? Catalog.Get(which, head);
         var i = entry.Info;
+        if (seq > i.MaxLen) throw new ArgumentException($"--seq {seq} is longer than {i.Name}'s MaxLen of {i.MaxLen}; give {i.MaxLen} or less.");
         int rows = (int)Math.Round(batch * seq * 0.15);
         double flops = Catalog.FlopsPerToken(i, seq, 0.15);
         Reporter.Table(i.Name, ["property", "value"],

@@ -43,6 +43,7 @@ public static partial class Program
             }
             var experiment = Experiment(pr.GetValue(name)!);
             CheckDevices(experiment, pr.GetValue(device));
+            RequireWritableFolder(pr.GetValue(root)!, "--out");
             return RunExperiment(experiment, pr.GetValue(root)!, pr.GetValue(device), cancel);
         });
         return run;

@@ -9,6 +9,9 @@ public sealed record PretrainingOptions
     /// <summary>T of a pair, [CLS] and both [SEP]s included.</summary>
     public int MaxSeqLength { get; init; } = 128;
 
+    /// <summary>The shortest <see cref="MaxSeqLength"/>: [CLS], [SEP], [SEP] and one piece per segment.</summary>
+    public const int MinSeqLength = 5;
+
     /// <summary>Probability that a document chunk aims at a random shorter length (2 .. T-3) instead of T-3, so
     /// the model also sees short inputs (BERT's short_seq_prob).</summary>
     public double ShortSeqProb { get; init; } = 0.1;
@@ -205,8 +208,8 @@ public static class Pretraining
     /// <param name="documents">Documents as lists of tokenized sentences (no specials).</param>
     public static List<PretrainingInstance> CreateInstances(IReadOnlyList<IReadOnlyList<int[]>> documents, int clsId, int sepId, PretrainingOptions options, int seed)
     {
-        if (options.MaxSeqLength < 5)
-            throw new ArgumentOutOfRangeException(nameof(options), options.MaxSeqLength, "MaxSeqLength must be at least 5: [CLS], [SEP], [SEP] and one piece per segment.");
+        if (options.MaxSeqLength < PretrainingOptions.MinSeqLength)
+            throw new ArgumentOutOfRangeException(nameof(options), options.MaxSeqLength, $"MaxSeqLength must be at least {PretrainingOptions.MinSeqLength}: [CLS], [SEP], [SEP] and one piece per segment.");
         var docs = documents.Where(d => d.Any(s => s.Length > 0))
             .Select(d => (IReadOnlyList<int[]>)d.Where(s => s.Length > 0).ToList()).ToList();
         var rng = new Random(seed);

@@ -7,6 +7,9 @@ namespace Bert.Text;
 /// <summary>The ids of the five special tokens in a vocabulary file.</summary>
 public readonly record struct SpecialTokenIds(int Pad, int Unk, int Cls, int Sep, int Mask)
 {
+    /// <summary>"[PAD] 0, [UNK] 100, [CLS] 101, [SEP] 102, [MASK] 103".</summary>
+    public override string ToString() => $"[PAD] {Pad}, [UNK] {Unk}, [CLS] {Cls}, [SEP] {Sep}, [MASK] {Mask}";
+
     /// <summary>Google's layout (bert-base-uncased and -cased): [PAD] 0, [unused0..98] 1–99, [UNK] 100,
     /// [CLS] 101, [SEP] 102, [MASK] 103.</summary>
     public static SpecialTokenIds BertBase => new(0, 100, 101, 102, 103);
@@ -39,6 +42,11 @@ public sealed record TokenizerSettings
     /// takes the ids from the file; a recorded value that disagrees with the file is an error.</summary>
     public SpecialTokenIds? SpecialIds { get; init; }
 
+    /// <summary>The longest input the model saved beside this tokenizer takes (its MaxLen), written as transformers'
+    /// model_max_length so that its tokenizer truncates there; not read back (the model's config says it) and not part of
+    /// the checkpoint's tokenizer stamp.</summary>
+    public int? ModelMaxLength { get; init; }
+
     /// <summary>English uncased BERT: lower-case, strip accents.</summary>
     public static TokenizerSettings Uncased { get; } = new();
 
@@ -59,6 +67,7 @@ public sealed record TokenizerSettings
             ["sep_token"] = WordPiece.SepToken,
             ["mask_token"] = WordPiece.MaskToken,
         };
+        if (ModelMaxLength is int max) json["model_max_length"] = max;
         if (SpecialIds is SpecialTokenIds ids)
             json["special_token_ids"] = new JsonObject
             {
@@ -79,7 +88,7 @@ public sealed record TokenizerSettings
         }
         catch (JsonException e)
         {
-            throw new DataException($"{file} is not valid JSON ({e.Message}); fix it or save the tokenizer again with WordPiece.Save.", file, 0, e);
+            throw new DataException($"{file} is not valid JSON ({e.Message}); fix it, or put back the one saved with the vocabulary (bert vocab and every training command write one).", file, 0, e);
         }
         bool lower = Bool(root, "do_lower_case", file) ?? true;
         bool strip = Bool(root, "strip_accents", file) ?? lower;
@@ -103,8 +112,10 @@ public sealed record TokenizerSettings
     public static TokenizerSettings Load(string directory)
     {
         string path = Path.Combine(directory, FileName);
+        if (!Directory.Exists(directory))
+            throw new DataException($"The folder {directory} does not exist; check the path of the checkpoint or vocabulary.", directory);
         if (!File.Exists(path))
-            throw new DataException($"'{path}' does not exist; save the tokenizer with WordPiece.Save, or write {{\"do_lower_case\": true, \"strip_accents\": true}} there for an uncased vocabulary.", path);
+            throw new DataException($"'{path}' does not exist; put the {FileName} saved with this vocabulary there (bert vocab and every training command write one), or write {{\"do_lower_case\": true, \"strip_accents\": true}} there for an uncased vocabulary.", path);
         return FromJson(TextSource.ReadFile(path), path);
     }
 

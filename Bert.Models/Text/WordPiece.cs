@@ -57,7 +57,7 @@ public sealed class WordPiece
                 throw new DataException($"{source} has no {special} token; a BERT vocabulary needs all of {string.Join(", ", SpecialTokens)} (VocabBuilder puts them at 0–4).", source);
         Ids = new SpecialTokenIds(_ids[PadToken], _ids[UnkToken], _ids[ClsToken], _ids[SepToken], _ids[MaskToken]);
         if (settings.SpecialIds is SpecialTokenIds recorded && recorded != Ids)
-            throw new DataException($"{source} has special ids {Ids} but its {TokenizerSettings.FileName} records {recorded}; save the vocabulary and its settings together with WordPiece.Save.", source);
+            throw new DataException($"{source} has the special tokens at {Ids} but its {TokenizerSettings.FileName} records {recorded}; the two files are from different vocabularies: use the vocab.txt and tokenizer_config.json that were saved together.", source);
         if (settings.MaxWordChars < 1)
             throw new ArgumentOutOfRangeException(nameof(settings), settings.MaxWordChars, "MaxWordChars must be positive.");
 
@@ -84,11 +84,11 @@ public sealed class WordPiece
 
     /// <summary>Writes <c>vocab.txt</c> (LF, one token per line) and <c>tokenizer_config.json</c> with the ids
     /// recorded.</summary>
-    public void Save(string directory)
+    public void Save(string directory, int? modelMaxLength = null)
     {
         Directory.CreateDirectory(directory);
         File.WriteAllText(Path.Combine(directory, VocabFileName), string.Join('\n', _vocab) + "\n", new UTF8Encoding(false));
-        (Settings with { SpecialIds = Ids }).Save(directory);
+        (Settings with { SpecialIds = Ids, ModelMaxLength = modelMaxLength ?? Settings.ModelMaxLength }).Save(directory);
     }
 
     public TokenizerSettings Settings { get; }

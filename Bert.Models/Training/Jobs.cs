@@ -29,7 +29,7 @@ public sealed class PretrainJob
         if (tokenizer.VocabSize > vocab)
             throw new ArgumentException($"The vocabulary has {tokenizer.VocabSize} entries but {model.Info.Name} embeds {vocab}; use a model declared with Vocab = {tokenizer.VocabSize} or a smaller vocabulary.");
         if (data.MaxSeqLength > model.Info.MaxLen)
-            throw new ArgumentException($"Sequences of {data.MaxSeqLength} tokens are longer than {model.Info.Name}'s MaxLen of {model.Info.MaxLen}; lower --max-len.");
+            throw new ArgumentException($"Sequences of {data.MaxSeqLength} tokens are longer than {model.Info.Name}'s MaxLen of {model.Info.MaxLen}; lower the maximum length (--max-len, or the demo's --pretrain-max-len).");
         var rng = new Random((int)(seed % int.MaxValue));
         var shuffled = instances.OrderBy(_ => rng.Next()).ToList();
         int held = Math.Clamp((int)(shuffled.Count * heldOutFraction), 1, Math.Max(1, shuffled.Count - 1));
@@ -337,8 +337,12 @@ public sealed class FinetuneJob
 
     /// <summary>Copies the weights two models share by Hugging Face name and shape (the encoder from a
     /// pre-trained model into a classifier), except those <paramref name="reinit"/> names, which keep the target's
-    /// fresh initialization, and those the source's checkpoint did not hold (<paramref name="notLoaded"/>); returns how
-    /// many tensors were copied.</summary>
+    /// fresh initialization, those the source's checkpoint did not hold (<paramref name="notLoaded"/>), and the task head
+    /// (<see cref="HeadPrefix"/>: a classifier's or tagger's, whose classes are the new data's even when the source was
+    /// fine-tuned on others); returns how many tensors were copied.</summary>
+    /// <summary>The tensors of a classifier's or tagger's task head (transformers' names): never copied by <see cref="Transfer"/>.</summary>
+    public const string HeadPrefix = "classifier.";
+
     public static int Transfer(Model<float> from, Model<float> to, Reinit? reinit = null, IReadOnlyCollection<string>? notLoaded = null)
     {
         reinit?.CheckMatches(to.Info);
@@ -346,7 +350,7 @@ public sealed class FinetuneJob
         foreach (var p in to.Info.Parameters)
         {
             var q = from.Info.Parameters.FirstOrDefault(x => x.HfName == p.HfName && x.Shape.SequenceEqual(p.Shape));
-            if (q is null || reinit is not null && reinit.Matches(p.HfName, to.Info) || notLoaded?.Contains(q.HfName) == true) continue;
+            if (q is null || p.HfName.StartsWith(HeadPrefix, StringComparison.Ordinal) || reinit is not null && reinit.Matches(p.HfName, to.Info) || notLoaded?.Contains(q.HfName) == true) continue;
             from.Parameters.Slice((int)q.Offset, (int)q.Length).CopyTo(to.Parameters.Slice((int)p.Offset, (int)p.Length));
             n++;
         }

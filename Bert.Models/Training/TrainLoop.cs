@@ -95,26 +95,63 @@ public sealed class TrainLoop
     /// <summary>The trainer_state.json in <paramref name="dir"/>, or null when there is none or it does not parse.</summary>
     static TrainerState? ReadState(string dir)
     {
-        string path = Path.Combine(dir, "trainer_state.json");
+        string path = Path.Combine(dir, StateFile);
         if (!File.Exists(path)) return null;
         try { return JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(path)); }
         catch (JsonException) { return null; }
     }
 
+    /// <summary>A run's output folder must be new, empty, or hold a run to resume (trainer_state.json): a folder that holds a
+    /// model without one (a Hugging Face folder, a copied checkpoint) would be overwritten by the new run's weights, so it
+    /// is refused before any work.</summary>
+    public static void RequireRunOrEmpty(string dir)
+    {
+        if (!Directory.Exists(dir) || File.Exists(Path.Combine(dir, StateFile))) return;
+        foreach (string held in new[] { Checkpoint.ModelFile, "config.json", "pytorch_model.bin", "model.safetensors.index.json" })
+            if (File.Exists(Path.Combine(dir, held)))
+                throw new CheckpointException($"{dir} already holds a model ({held}) but no run to resume ({StateFile}), and this run would overwrite it; give another --out (`bert finetune --from {dir}` starts from that model).", dir);
+    }
+
+    /// <summary>The run's state beside its checkpoint.</summary>
+    public const string StateFile = "trainer_state.json";
+
     /// <summary>Restores weights, optimizer state and step from Dir when a resumable checkpoint is there.</summary>
     public bool TryResume()
     {
-        if (Dir is null || !File.Exists(Path.Combine(Dir, "trainer_state.json"))) return false;
-        var state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(Path.Combine(Dir, "trainer_state.json")))
-            ?? throw new CheckpointException($"{Dir}/trainer_state.json is empty; delete the folder to start afresh.", Dir);
+        if (Dir is null) return false;
+        RequireRunOrEmpty(Dir);
+        string statePath = Path.Combine(Dir, StateFile);
+        if (!File.Exists(statePath)) return false;
+        TrainerState? read;
+        try { read = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(statePath)); }
+        catch (JsonException) { read = null; }
+        var state = read is { Model: not null, Losses: not null } ? read
+            : throw new CheckpointException($"{statePath} is not a training state (empty or not the JSON `bert` writes), so the run there cannot be resumed; restore the file, or move the folder away to start afresh.", Dir);
         if (state.Model != Model.Info.Name)
             throw new CheckpointException($"{Dir} holds a run of {state.Model}, not {Model.Info.Name}; choose another output folder.", Dir);
+        string? data = Metadata?.GetValueOrDefault("data");
+        if (state.Data is not null && data is not null && state.Data != data)
+            throw new CheckpointException($"{Dir} holds a run on {state.Data}, not on {data}; resuming it would mix the two, so give the same data to continue it, or another --out.", Dir);
+        if (state.Step > TotalSteps)
+            throw new CheckpointException($"The run in {Dir} is at step {state.Step}, past the {TotalSteps} steps asked for; ask for more (--steps, or --epochs when fine-tuning) to continue it, or give another --out.", Dir);
         if (Experiment is not null && state.Experiment != Experiment)
             throw new CheckpointException($"{Dir} holds a run of {(state.Experiment is null ? "a command other than bert run" : "another declaration of this experiment (" + state.Experiment + ")")}, not of {Experiment}; move or delete the folder, or give bert run another --out.", Dir);
         if (Tokenizer is not null) CheckpointTokenizer.Require(Tokenizer, Dir, "this run's tokenizer");
         var report = Checkpoint.Load(Dir, Model);
         bool hasOptimizer;
-        using (var s = Checkpoint.LoadOptimizerState(Dir)) { hasOptimizer = s is not null; if (s is not null) Optimizer.LoadState(s); }
+        string optimizerPath = Path.Combine(Dir, Checkpoint.OptimizerFile);
+        try
+        {
+            using var s = Checkpoint.LoadOptimizerState(Dir);
+            hasOptimizer = s is not null;
+            if (s is not null) Optimizer.LoadState(s);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new CheckpointException($"{optimizerPath} cannot be read ({e.Message.TrimEnd('.')}); restore it, or move {Dir} away to start afresh.", Dir);
+        }
+        if (!hasOptimizer && state.Step > 0)
+            throw new CheckpointException($"{Dir} holds a run at step {state.Step} but no optimizer state ({Checkpoint.OptimizerFile}), which resuming needs; restore the file, or start afresh from these weights (finetune --from {Dir}) in another --out.", Dir);
         Step = state.Step;
         // A save writes the weights and the optimizer state together, then trainer_state.json: a process killed in
         // between leaves the state one save behind. The weights' own step (their metadata) then wins when the optimizer
@@ -135,8 +172,9 @@ public sealed class TrainLoop
 
     /// <summary>trainer_state.json. BestLoss and BestMetrics (the best evaluation's, so a resumed run reports it whole)
     /// are absent from states written before they were.</summary>
+    /// Data (the set or corpus the run trains on) is absent from states written before it was.
     sealed record TrainerState(string Model, long Step, long TotalSteps, double? BestScore, List<double[]> Losses,
-        double? BestLoss = null, Dictionary<string, double>? BestMetrics = null, string? Experiment = null);
+        double? BestLoss = null, Dictionary<string, double>? BestMetrics = null, string? Experiment = null, string? Data = null);
 
     /// <summary>Runs from the current step to TotalSteps, or until cancelled (then saves a resumable checkpoint). With a
     /// <see cref="Device"/>, the steps (forward, backward, clipping, AdamW) and the evaluation's forwards run there, on the
@@ -252,10 +290,11 @@ public sealed class TrainLoop
         IReadOnlyList<string>? labels = Labels is null ? null : Enumerable.Range(0, (int)Model.Info.Constants.GetValueOrDefault("Classes", Labels.Count))
             .Select(i => i < Labels.Count ? Labels[i] : $"LABEL_{i}").ToList();
         Checkpoint.Save(dir, Model, meta, optimizerState: s => Optimizer.SaveState(s), labels: labels);
-        Tokenizer?.Save(dir);
+        Tokenizer?.Save(dir, Model.Info.MaxLen);
         var state = new TrainerState(Model.Info.Name, Step, TotalSteps, Best?.Score, Losses.Select(l => new[] { (double)l.Step, l.Loss }).ToList(),
-            Best is { Loss: var bl } && double.IsFinite(bl) ? bl : null, Best is null ? null : new Dictionary<string, double>(Best.Metrics), Experiment);
-        AtomicFile.Write(Path.Combine(dir, "trainer_state.json"), s => JsonSerializer.Serialize(s, state));
+            Best is { Loss: var bl } && double.IsFinite(bl) ? bl : null, Best is null ? null : new Dictionary<string, double>(Best.Metrics), Experiment,
+            Metadata?.GetValueOrDefault("data"));
+        AtomicFile.Write(Path.Combine(dir, StateFile), s => JsonSerializer.Serialize(s, state));
         if (interrupted) Console.Error.WriteLine($"Stopped at step {Step}; a resumable checkpoint is in {dir} (run the same command again to continue).");
     }
 }

@@ -148,7 +148,7 @@ public static class Checkpoint
         var source = new Dictionary<string, string>(StringComparer.Ordinal);   // model HfName → file tensor name
         var unused = new List<string>();
         var ignored = new List<string>();
-        string? decoderInFile = null;
+        string? decoderInFile = null, decoderBiasInFile = null;
         foreach (var t in reader.Tensors.OrderBy(t => t.Name, StringComparer.Ordinal))
         {
             string c = Canonical(t.Name);
@@ -162,6 +162,7 @@ public static class Checkpoint
             {
                 ignored.Add(t.Name);
                 if (c == DecoderWeight) decoderInFile = t.Name;
+                if (c == DecoderBias) decoderBiasInFile = t.Name;
             }
             else unused.Add(t.Name);
         }
@@ -171,6 +172,12 @@ public static class Checkpoint
             source[wordName] = decoderInFile;
             ignored.Remove(decoderInFile);
         }
+        // Likewise the masked-LM bias, which transformers ties to the decoder's bias and some files hold only there.
+        if (byHf.ContainsKey(MlmBias) && !source.ContainsKey(MlmBias) && decoderBiasInFile is not null)
+        {
+            source[MlmBias] = decoderBiasInFile;
+            ignored.Remove(decoderBiasInFile);
+        }
 
         var missing = info.Parameters.Where(p => !source.ContainsKey(p.HfName)).Select(p => p.HfName).ToList();
         var required = missing.Where(n => allowMissing?.Invoke(n) != true).ToList();
@@ -179,7 +186,7 @@ public static class Checkpoint
             string first = required[0];
             string others = required.Count > 1 ? $" (and {required.Count - 1} more: {string.Join(", ", required.Skip(1).Take(4))}{(required.Count > 5 ? ", …" : "")})" : "";
             throw new CheckpointException(
-                $"{file} has no tensor {first}{others}, which {info.Name} needs; load a checkpoint saved from a matching model, or pass allowMissing to keep the initialization of tensors the checkpoint lacks.", file);
+                $"{file} has no tensor {first}{others}, which {info.Name} needs; point to a checkpoint saved from {info.Name} (or, from code, let allowMissing keep the initialization of the tensors it lacks).", file);
         }
 
         foreach (var (hf, name) in source)

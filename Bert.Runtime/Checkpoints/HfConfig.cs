@@ -17,6 +17,9 @@ public sealed class HfConfig
         ("Embedding", "embedding_size"), ("Classes", "num_labels"),
     ];
 
+    /// <summary>The ε of every LayerNorm the generator emits (BERT's); config.json's layer_norm_eps must be it.</summary>
+    public const double LayerNormEps = 1e-12;
+
     /// <summary>Our own key: the name of the compiled model (ModelInfo.Name) the checkpoint was saved from.</summary>
     public const string BertModelKey = "bert_model";
 
@@ -146,7 +149,7 @@ public sealed class HfConfig
         c["hidden_dropout_prob"] = 0.1;
         c["attention_probs_dropout_prob"] = 0.1;
         c["initializer_range"] = 0.02;
-        c["layer_norm_eps"] = 1e-12;
+        c["layer_norm_eps"] = LayerNormEps;
         c["pad_token_id"] = 0;
         c["position_embedding_type"] = "absolute";
         c["torch_dtype"] = torchDtype;
@@ -222,6 +225,13 @@ public sealed class HfConfig
             throw new CheckpointException($"{source} was saved from a {mt} model but this model ({info.Name}) is a {ours} model; {fix}.", source);
         if (Json["hidden_act"] is JsonValue act && act.TryGetValue<string>(out var hiddenAct) && ActivationFunction(hiddenAct) != ActivationFunction(HiddenAct(info)))
             throw new CheckpointException($"{source} was saved from a model with hidden_act \"{hiddenAct}\" but this model ({info.Name}) computes \"{HiddenAct(info)}\"; the weights would run through another function: {fix}.", source);
+        // What transformers' BERT reads from the config beyond the sizes and that changes what the weights compute.
+        if (Json["position_embedding_type"] is JsonValue pos && pos.TryGetValue<string>(out var positions) && positions != "absolute")
+            throw new CheckpointException($"{source} was saved from a model with position_embedding_type \"{positions}\" (attention with relative-position terms) but this model ({info.Name}) has absolute position embeddings only; the weights would compute something else: {fix}.", source);
+        if (Json["layer_norm_eps"] is JsonValue epsNode && epsNode.TryGetValue<double>(out double eps) && Math.Abs(eps - LayerNormEps) > 1e-3 * LayerNormEps)
+            throw new CheckpointException($"{source} was saved from a model with layer_norm_eps {eps.ToString("R", System.Globalization.CultureInfo.InvariantCulture)} but this model's ({info.Name}) LayerNorms use {LayerNormEps.ToString("R", System.Globalization.CultureInfo.InvariantCulture)}, BERT's; the normalization would differ: {fix}.", source);
+        if (IsClassifier(info) && Json["problem_type"] is JsonValue problem && problem.TryGetValue<string>(out var problemType) && problemType != "single_label_classification")
+            throw new CheckpointException($"{source} was saved from a {problemType.Replace('_', ' ')} model but this model ({info.Name}) picks one class of several (a softmax over the labels); its scores would be read wrongly: {fix}.", source);
         foreach (var (constant, key) in ConstantKeys)
         {
             if (!info.Constants.TryGetValue(constant, out var want)) continue;

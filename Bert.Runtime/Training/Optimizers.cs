@@ -152,7 +152,7 @@ public abstract unsafe class Optimizer<T> where T : unmanaged, IBinaryFloatingPo
         catch (EndOfStreamException)
         {
             Reset();
-            throw new InvalidDataException($"The {Name} state ends inside its moments (expected {2L * Count * sizeof(T)} bytes after the header); the checkpoint is truncated, so the optimizer was reset.");
+            throw new InvalidDataException($"The {Name} state ends inside its moments (expected {2L * Count * sizeof(T)} bytes after the header); the checkpoint is truncated, and the optimizer's moments were cleared.");
         }
         _step = step;
     }

@@ -223,7 +223,7 @@ public sealed class CheckpointTests : IDisposable
 
         var e = Assert.Throws<CheckpointException>(() => Checkpoint.Load(_dir, c));
         Assert.Contains("has no tensor classifier.weight (and 1 more: classifier.bias), which BertNanoClassifier needs", e.Message);
-        Assert.Contains("allowMissing", e.Message);
+        Assert.Contains("point to a checkpoint saved from BertNanoClassifier", e.Message);
         Assert.Equal(cBefore, Bits(c.Parameters));   // a failed load changes nothing
 
         var report = Checkpoint.Load(_dir, c, allowMissing: n => n.StartsWith("classifier."));
@@ -259,6 +259,48 @@ public sealed class CheckpointTests : IDisposable
         new HfConfig(json).Check(Bert.Tests.Models.TanhGeluFeedForward.Info, "c.json");
         json["hidden_act"] = "relu";
         Assert.Contains("computes \"gelu_new\"", Assert.Throws<CheckpointException>(() => new HfConfig(json).Check(Bert.Tests.Models.TanhGeluFeedForward.Info, "c.json")).Message);
+    }
+
+    /// <summary>A file that holds the masked-LM bias only under transformers' tied name (cls.predictions.decoder.bias) loads
+    /// it from there instead of leaving the bias at its initialization.</summary>
+    [Fact]
+    public void MlmBias_OnlyAsTheDecoderBias_IsTakenFromThere()
+    {
+        var a = PreTraining(1);
+        var w = new SafeTensorsWriter();
+        foreach (var p in a.Info.Parameters.Where(p => p.HfName != "cls.predictions.bias")) w.Add<float>(p.HfName, p.Shape, a.Parameter(p.Name));
+        w.Add<float>("cls.predictions.decoder.bias", [30522], a.Parameter("cls.predictions.bias"));
+        w.Save(Path.Combine(_dir, "model.safetensors"));
+        var b = BlankPreTraining();
+        var report = Checkpoint.Load(_dir, b);
+        Assert.Empty(report.Missing);
+        Assert.DoesNotContain("cls.predictions.decoder.bias", report.Ignored);
+        Assert.Equal(Bits(a.Parameters), Bits(b.Parameters));
+    }
+
+    /// <summary>The config fields beyond the sizes that change what transformers' BERT computes from the same weights:
+    /// relative position terms, another LayerNorm ε, a multi-label (sigmoid) head. Each is refused in one sentence naming
+    /// the field; BERT's values load.</summary>
+    [Fact]
+    public void ConfigFieldsThatChangeTheComputation_AreRefused()
+    {
+        void Check(string key, JsonNode value, string? refusal)
+        {
+            var json = HfConfig.FromModel(BertNanoClassifier.Info).Json;
+            json[key] = value;
+            var config = new HfConfig(json);
+            if (refusal is null) { config.Check(BertNanoClassifier.Info, "c.json"); return; }
+            var e = Assert.Throws<CheckpointException>(() => config.Check(BertNanoClassifier.Info, "c.json"));
+            Assert.Contains(refusal, e.Message);
+            Assert.Single(e.Message.Split('\n'));
+        }
+        Check("position_embedding_type", "absolute", null);
+        Check("position_embedding_type", "relative_key", "c.json was saved from a model with position_embedding_type \"relative_key\"");
+        Check("position_embedding_type", "relative_key_query", "has absolute position embeddings only");
+        Check("layer_norm_eps", 1e-12, null);
+        Check("layer_norm_eps", 1e-5, "c.json was saved from a model with layer_norm_eps 1E-05 but this model's (BertNanoClassifier) LayerNorms use 1E-12");
+        Check("problem_type", "single_label_classification", null);
+        Check("problem_type", "multi_label_classification", "c.json was saved from a multi label classification model but this model (BertNanoClassifier) picks one class");
     }
 
     // ---------------------------------------------------------------- mismatches

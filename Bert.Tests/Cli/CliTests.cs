@@ -10,7 +10,7 @@ public class ConsoleCollection { }
 
 /// <summary>The `bert` command end to end with small budgets, in process, on temporary files.</summary>
 [Collection("Console")]
-public class CliTests : IDisposable
+public partial class CliTests : IDisposable
 {
     readonly string _dir = Directory.CreateTempSubdirectory("bert-cli-").FullName;
     public void Dispose() { try { Directory.Delete(_dir, true); } catch (IOException) { } }
@@ -426,11 +426,29 @@ public class CliTests : IDisposable
     [InlineData("finetune --data {five} --dev {dir}/missing.tsv --size nano --out {dir}/k", "does not exist")]
     [InlineData("pretrain --size nano --steps 1 --mask-prob 1.5 --out {dir}/l", "--mask-prob 1.5 must be between 0 and 1")]
     [InlineData("pretrain --size nano --steps 1 --save-every -3 --out {dir}/m", "--save-every -3 must be 0 or more")]
-    [InlineData("parity-batch {dir}/nothing --out {dir}/n", "config.json")]
+    [InlineData("parity-batch {dir}/nothing --out {dir}/n", "The checkpoint folder")]
     [InlineData("finetune --data amazon --size nano --reinit qk --out {dir}/o", "--reinit qk needs --from")]
     [InlineData("finetune --data amazon --size nano --reinit attn --out {dir}/p", "Unknown part 'attn' in --reinit")]
+    [InlineData("pretrain --size nano --steps 1 --batch 0 --out {dir}/q", "--batch 0 is not a count; give 1 or more")]
+    [InlineData("finetune --data amazon --size nano --epochs 0 --out {dir}/r", "--epochs 0 is not a count")]
+    [InlineData("pretrain --size nano --steps 0 --out {dir}/s", "--steps 0 is not a count")]
+    [InlineData("pretrain --size nano --steps 1 --lr -1 --out {dir}/t", "--lr -1 is not a learning rate")]
+    [InlineData("finetune --data amazon --size nano --warmup 1.5 --out {dir}/u", "--warmup 1.5 is the share of the steps spent warming up")]
+    [InlineData("pretrain --size nano --steps 1 --max-len 0 --out {dir}/v", "--max-len 0 leaves no room for text")]
+    [InlineData("predict --model {dir}/nothing --max-len 2 hello", "--max-len 2 leaves no room for text")]
+    [InlineData("pretrain --size nano --steps 1 --precision bf16 --out {dir}/w", "--precision bf16 applies to --device cuda")]
+    [InlineData("pretrain --size nano --steps 1 --out {file}", "is a file; give a folder")]
+    [InlineData("finetune --data amazon --size nano --out /proc/bert-test-out", "cannot be written (no file can be made in /proc)")]
+    [InlineData("export --size nano --onnx /proc/bert-test.onnx", "cannot be written")]
+    [InlineData("export --size nano --head classifier --classes 0 --onnx {dir}/m.onnx", "--classes 0 is too few")]
+    [InlineData("info nano --seq 100000", "--seq 100000 is longer than BertNanoPreTraining's MaxLen of 64")]
+    [InlineData("vocab --corpus {blank} --out {dir}/x", "has no text to learn a vocabulary from")]
+    [InlineData("demo --runs 0 --out {dir}/y", "--runs 0 is not a count")]
+    [InlineData("pretrain --corpus {blank} --size nano --steps 1 --batch -4 --out {dir}/z", "--batch -4 is not a count")]
     public void BadInput_IsOneSentenceAndANonZeroExit(string command, string expected)
     {
+        File.WriteAllText(Path.Combine(_dir, "a-file"), "not a folder");
+        File.WriteAllText(Path.Combine(_dir, "blank.txt"), "\n\n   \n\n");
         var bad = Path.Combine(_dir, "bad.tsv");
         File.WriteAllText(bad, "fine text\t1\nno label here\n");
         File.WriteAllBytes(Path.Combine(_dir, "empty.tsv"), []);
@@ -445,7 +463,8 @@ public class CliTests : IDisposable
         File.WriteAllText(Path.Combine(bigVocab, "tokenizer_config.json"), "{\"do_lower_case\": true, \"strip_accents\": true}");
         var args = command.Replace("{dir}", _dir).Replace("{bad}", bad).Replace("{bigvocab}", bigVocab)
             .Replace("{empty}", Path.Combine(_dir, "empty.tsv")).Replace("{latin1}", Path.Combine(_dir, "latin1.tsv"))
-            .Replace("{negative}", Path.Combine(_dir, "negative.tsv")).Replace("{five}", Path.Combine(_dir, "five.tsv")).Split(' ');
+            .Replace("{negative}", Path.Combine(_dir, "negative.tsv")).Replace("{five}", Path.Combine(_dir, "five.tsv"))
+            .Replace("{file}", Path.Combine(_dir, "a-file")).Replace("{blank}", Path.Combine(_dir, "blank.txt")).Split(' ');
         var r = Run(args);
         int outAt = Array.IndexOf(args, "--out");
         if (outAt >= 0)                                                   // nothing half-written
@@ -456,6 +475,9 @@ public class CliTests : IDisposable
         Assert.DoesNotContain("   at ", err);                        // no stack trace
         Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
         Assert.Contains(expected, err);
+        Assert.DoesNotContain("(Parameter '", err);                  // .NET's note of a variable name, not the user's flag
+        Assert.Equal("not a folder", File.ReadAllText(Path.Combine(_dir, "a-file")));
+        Assert.Empty(Directory.EnumerateFiles(_dir, ".bert-write-check-*", SearchOption.AllDirectories));   // the probe of --out is gone
     }
 
     [Fact]
@@ -587,5 +609,11 @@ public class CliTests : IDisposable
     {
         var r = Run("pretrain", "--size", "nano", "--out", _dir, "--bogus", "1");
         Assert.NotEqual(0, r.Code);
+        // The error and where the options are listed, not the whole help after it.
+        var lines = r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        Assert.Contains(lines, l => l.Contains("--bogus"));
+        Assert.EndsWith("; see `bert pretrain --help` for the options.", lines[^1]);
+        Assert.True(lines.Length <= 2, r.Err);   // the flag, and its value taken as a stray argument
+        Assert.DoesNotContain("Usage:", r.Err + r.Out);
     }
 }

@@ -100,7 +100,7 @@ public class ParityBatchTests : IDisposable
 
         r = CliTests.Run("parity-batch", Path.Combine(_dir, "pre"), "--out", outDir, "--batch", "0", "--corpus", corpus);
         Assert.NotEqual(0, r.Code);
-        Assert.Contains("--batch 0 must be at least 1", r.Err);
+        Assert.Contains("--batch 0 is not a count; give 1 or more", r.Err);
         Assert.False(Directory.Exists(outDir));
     }
 }

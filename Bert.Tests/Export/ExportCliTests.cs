@@ -55,7 +55,7 @@ public class ExportCliTests : IDisposable
     [Theory]
     [InlineData("neither", "Say which model")]
     [InlineData("both", "not both")]
-    [InlineData("missing", "config.json")]
+    [InlineData("missing", "does not exist")]
     [InlineData("size", "no model size")]
     public void Mistakes_AreOneSentenceAndNonZero(string mistake, string says)
     {

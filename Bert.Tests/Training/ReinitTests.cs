@@ -18,6 +18,19 @@ public class ReinitTests
         return (pre, fresh, tuned);
     }
 
+    /// <summary>From a fine-tuned classifier of the same shape, everything but the task head is copied: its classes are the
+    /// new data's, so the head keeps the new model's initialization.</summary>
+    [Fact]
+    public void FromAClassifier_TheHeadStartsAfresh()
+    {
+        var tuned = BertNanoClassifier.Create<float>(); tuned.InitParameters(1);
+        var next = BertNanoClassifier.Create<float>(); next.InitParameters(2);
+        var fresh = BertNanoClassifier.Create<float>(); fresh.InitParameters(2);
+        Assert.Equal(next.Info.Parameters.Count - 2, FinetuneJob.Transfer(tuned, next));
+        foreach (var p in next.Info.Parameters)
+            Assert.Equal(Tensor(p.HfName.StartsWith(FinetuneJob.HeadPrefix, StringComparison.Ordinal) ? fresh : tuned, p.HfName), Tensor(next, p.HfName));
+    }
+
     static float[] Tensor(Model<float> m, string hf)
     {
         var p = m.Info.Parameters.Single(x => x.HfName == hf);

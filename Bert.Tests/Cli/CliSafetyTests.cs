@@ -1,0 +1,152 @@
+using System.Text;
+using Xunit;
+
+namespace Bert.Tests.Cli;
+
+/// <summary>What a command must never do with a user's files: overwrite a model it did not write, resume a run on other
+/// data or from a damaged state, or replace a checkpoint's tokenizer; and the notes and refusals that keep predict and
+/// eval honest about their input.</summary>
+public partial class CliTests
+{
+    /// <summary>A folder holding a model but no run (a Hugging Face folder, a copied checkpoint) is refused as --out by
+    /// pretrain and finetune before any work, and keeps its files byte for byte.</summary>
+    [Fact]
+    public void OutFolder_HoldingAModelButNoRun_IsRefused_AndKeptIntact()
+    {
+        var pre = Path.Combine(_dir, "pre");
+        var r = Run("pretrain", "--corpus", Corpus(), "--size", "nano", "--steps", "1", "--batch", "8", "--max-len", "32", "--out", pre);
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        var hf = AsHuggingFace(pre, "hf", "BertNanoPreTraining", _ => true, "{\"architectures\": [\"BertForPreTraining\"], " + NanoSizes + "}");
+        var before = Directory.GetFiles(hf).ToDictionary(f => f, File.ReadAllBytes);
+        foreach (var args in new[]
+        {
+            new[] { "finetune", "--data", Labeled(), "--from", hf, "--epochs", "1", "--out", hf },
+            ["pretrain", "--corpus", Corpus(), "--size", "nano", "--steps", "1", "--batch", "8", "--max-len", "32", "--out", hf],
+        })
+        {
+            r = Run(args);
+            Assert.Equal(1, r.Code);
+            Assert.Contains($"{hf} already holds a model (model.safetensors) but no run to resume (trainer_state.json), and this run would overwrite it", r.Err);
+            Assert.Single(r.Err.Trim().Split('\n'));
+            Assert.Equal(before.Keys.Order(), Directory.GetFiles(hf).Order());
+            foreach (var (f, bytes) in before) Assert.Equal(bytes, File.ReadAllBytes(f));
+        }
+    }
+
+    /// <summary>Resuming needs the same data, a readable state, the optimizer's state and no fewer steps than were run;
+    /// each refusal is one sentence and leaves the run's files as they were.</summary>
+    [Fact]
+    public void Resume_RefusesOtherData_ADamagedState_AMissingOptimizer_AndFewerSteps()
+    {
+        var run = Path.Combine(_dir, "run");
+        string[] Pretrain(string corpus, int steps) => ["pretrain", "--corpus", corpus, "--size", "nano", "--steps", steps.ToString(), "--batch", "8", "--max-len", "32", "--out", run];
+        string corpus = Corpus();
+        var r = Run(Pretrain(corpus, 2));
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        var other = Path.Combine(_dir, "other.txt");
+        File.WriteAllText(other, File.ReadAllText(corpus).Replace("movie", "picture"));
+        var snapshot = Directory.GetFiles(run).ToDictionary(f => f, File.ReadAllBytes);
+        void Refused(string[] args, string expected)
+        {
+            var before = Directory.GetFiles(run).ToDictionary(f => f, File.ReadAllBytes);
+            var rr = Run(args);
+            Assert.Equal(1, rr.Code);
+            var err = rr.Err.Trim();
+            Assert.Single(err.Split('\n'));
+            Assert.StartsWith("error: ", err);
+            Assert.Contains(expected, err);
+            Assert.Equal(before.Keys.Order(), Directory.GetFiles(run).Order());
+            foreach (var (f, bytes) in before) Assert.Equal(bytes, File.ReadAllBytes(f));
+        }
+
+        Refused(Pretrain(other, 4), $"{run} holds a run on corpus.txt, not on other.txt");
+        Refused(Pretrain(corpus, 1), $"The run in {run} is at step 2, past the 1 steps asked for");
+        var state = Path.Combine(run, "trainer_state.json");
+        File.WriteAllText(state, "{garbage");
+        Refused(Pretrain(corpus, 4), $"{state} is not a training state");
+        File.WriteAllBytes(state, snapshot[state]);
+        File.Move(Path.Combine(run, "optimizer.bin"), Path.Combine(_dir, "optimizer.bin"));
+        Refused(Pretrain(corpus, 4), $"{run} holds a run at step 2 but no optimizer state (optimizer.bin)");
+        File.WriteAllBytes(Path.Combine(run, "optimizer.bin"), snapshot[Path.Combine(run, "optimizer.bin")][..100]);
+        Refused(Pretrain(corpus, 4), "optimizer.bin cannot be read");
+        File.Move(Path.Combine(_dir, "optimizer.bin"), Path.Combine(run, "optimizer.bin"), overwrite: true);
+        r = Run(Pretrain(corpus, 4));   // all put back: it resumes
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        Assert.Contains("Resuming from step 2", r.Out);
+    }
+
+    /// <summary>vocab never writes over a vocabulary or a model's tokenizer.</summary>
+    [Fact]
+    public void Vocab_IntoAFolderWithAVocabularyOrAModel_IsRefused()
+    {
+        var voc = Path.Combine(_dir, "voc");
+        var r = Run("vocab", "--corpus", Corpus(), "--size", "200", "--out", voc);
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        var before = File.ReadAllBytes(Path.Combine(voc, "vocab.txt"));
+        r = Run("vocab", "--corpus", Corpus(), "--size", "100", "--out", voc);
+        Assert.Equal(1, r.Code);
+        Assert.Contains($"{voc} already holds vocab.txt; give another --out", r.Err);
+        Assert.Equal(before, File.ReadAllBytes(Path.Combine(voc, "vocab.txt")));
+        var model = Path.Combine(_dir, "model");
+        Directory.CreateDirectory(model);
+        File.WriteAllText(Path.Combine(model, "config.json"), "{}");
+        r = Run("vocab", "--corpus", Corpus(), "--size", "100", "--out", model);
+        Assert.Equal(1, r.Code);
+        Assert.Contains("already holds config.json (a model, whose tokenizer a new vocabulary would replace)", r.Err);
+        Assert.False(File.Exists(Path.Combine(model, "vocab.txt")));
+    }
+
+    /// <summary>Fine-tuning from a fine-tuned classifier starts its head afresh, as the line says (the classes are the new
+    /// data's); the saved tokenizer_config.json tells transformers the model's longest input; predict notes the texts it
+    /// cut, refuses an empty one, and eval a label the model does not have.</summary>
+    [Fact]
+    public void Finetune_FromAClassifier_StartsTheHeadAfresh_AndPredictAndEvalSayWhatTheyDid()
+    {
+        var first = Path.Combine(_dir, "first");
+        var r = Run("finetune", "--data", Labeled(), "--size", "nano", "--epochs", "1", "--batch", "8", "--max-len", "16", "--out", first);
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        var config = File.ReadAllText(Path.Combine(first, "tokenizer_config.json"));
+        Assert.Contains("\"model_max_length\": 64", config);
+        var second = Path.Combine(_dir, "second");
+        r = Run("finetune", "--data", Labeled(), "--from", Path.Combine(first, "best"), "--epochs", "1", "--batch", "8", "--max-len", "16", "--lr", "1e-12", "--out", second);
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        var info = Bert.Models.BertNanoClassifier.Info;
+        Assert.Contains($"Initialized {info.Parameters.Count - 2} of {info.Parameters.Count} tensors", r.Out);
+        Assert.Contains("the classifier head starts fresh", r.Out);
+        var a = Bert.Models.BertNanoClassifier.Create<float>();
+        var b = Bert.Models.BertNanoClassifier.Create<float>();
+        Bert.Runtime.Checkpoints.Checkpoint.Load(Path.Combine(first, "best"), a);
+        Bert.Runtime.Checkpoints.Checkpoint.Load(second, b);
+        Assert.NotEqual(a.Parameter("classifier.weight").ToArray(), b.Parameter("classifier.weight").ToArray());
+
+        var model = Path.Combine(first, "best");
+        r = Run("predict", "--model", model, "--max-len", "8", string.Join(' ', Enumerable.Repeat("great", 40)));
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        Assert.Contains("1 of 1 text was longer than 8 tokens and classified by its first 8 (--max-len; the model takes up to 64).", r.Err);
+        r = Run("predict", "--model", model, "  ");
+        Assert.Equal(1, r.Code);
+        Assert.Contains("The text to classify is empty", r.Err);
+        var seven = Path.Combine(_dir, "seven.tsv");
+        File.WriteAllText(seven, "good film\t1\nbad film\t7\n");
+        r = Run("eval", "--model", model, "--data", seven);
+        Assert.Equal(1, r.Code);
+        Assert.Contains($"{seven} has the label 7, but the model in {model} has 3 classes (0 to 2)", r.Err);
+        Assert.Single(r.Err.Trim().Split('\n'));
+    }
+
+    /// <summary>A Hugging Face classifier folder whose vocab.txt has more entries than the model embeds is refused when
+    /// loaded, not at the first word past the table.</summary>
+    [Fact]
+    public void Predict_WithAVocabularyLargerThanTheModel_IsOneSentence()
+    {
+        var ft = Path.Combine(_dir, "ft");
+        var r = Run("finetune", "--data", Labeled(), "--size", "nano", "--epochs", "1", "--batch", "8", "--max-len", "16", "--out", ft);
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        var hf = AsHuggingFace(Path.Combine(ft, "best"), "hf-big", "BertNanoClassifier", _ => true,
+            "{\"architectures\": [\"BertForSequenceClassification\"], " + NanoSizes + ", \"num_labels\": 3}");
+        File.AppendAllLines(Path.Combine(hf, "vocab.txt"), Enumerable.Range(0, 100).Select(i => "extra" + i));
+        r = Run("predict", "--model", hf, "hello extra99");
+        Assert.Equal(1, r.Code);
+        Assert.Contains($"The vocab.txt in {hf} has 30622 entries but BertNanoClassifier embeds 30522", r.Err);
+    }
+}
