@@ -133,7 +133,7 @@ public sealed class TrainLoop
         if (state.Data is not null && data is not null && state.Data != data)
             throw new CheckpointException($"{Dir} holds a run on {state.Data}, not on {data}; resuming it would mix the two, so give the same data to continue it, or another --out.", Dir);
         if (state.Step > TotalSteps)
-            throw new CheckpointException($"The run in {Dir} is at step {state.Step}, past the {TotalSteps} steps asked for; ask for more (--steps, or --epochs when fine-tuning) to continue it, or give another --out.", Dir);
+            throw new CheckpointException($"The run in {Dir} is at step {state.Step}, past the {TotalSteps} steps asked for; ask for at least {state.Step} steps (or the epochs that make them) to continue it, or give another --out.", Dir);
         if (Experiment is not null && state.Experiment != Experiment)
             throw new CheckpointException($"{Dir} holds a run of {(state.Experiment is null ? "a command other than bert run" : "another declaration of this experiment (" + state.Experiment + ")")}, not of {Experiment}; move or delete the folder, or give bert run another --out.", Dir);
         if (Tokenizer is not null) CheckpointTokenizer.Require(Tokenizer, Dir, "this run's tokenizer");
