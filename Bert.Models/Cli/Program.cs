@@ -152,7 +152,8 @@ public static partial class Program
         // ---- pretrain ----
         var pre = new Command("pretrain", "Pre-train a BERT model (masked LM + next sentence) on text.");
         var corpus = new Option<string[]>("--corpus") { Description = "text files (documents separated by blank lines) or embedded names (machado: the Portuguese novels; a labeled set's name: its training texts); default: the embedded English corpus", AllowMultipleArgumentsPerToken = true };
-        var size = Opt("--size", "model size: " + string.Join(", ", Catalog.Sizes), "mini");
+        var size = new Option<string?>("--size") { Description = "model size: " + string.Join(", ", Catalog.Sizes) + " (default: the size of the --from checkpoint, else mini)" };
+        var preFrom = new Option<string?>("--from") { Description = "checkpoint to continue pre-training from (ours, or a Hugging Face BERT folder): domain-adaptive pre-training; its vocabulary comes with it (default: random initialization)" };
         var steps = Opt("--steps", "optimizer steps", 1000);
         var batch = Opt("--batch", "sequences per micro-batch", 32);
         var accumulate = Opt("--accumulate", "micro-batches per optimizer step", 1);
@@ -172,14 +173,14 @@ public static partial class Program
         var outputBias = Opt("--output-bias", "masked-LM output bias at the start: zeros (BERT's) or frequencies (the corpus's log unigram frequencies)", "zeros");
         outputBias.AcceptOnlyFromAmong("frequencies", "zeros");
         var output = new Option<string>("--out") { Description = "checkpoint folder (resumes when it holds a run)", Required = true };
-        foreach (var o in new Option[] { corpus, size, steps, batch, accumulate, maxLen, lr, warmup, optimizer, wholeWord, maskProb, objective, noDropout, outputBias, vocabDir, evalEvery, saveEvery, output, seed, device, precision }) pre.Options.Add(o);
-        pre.SetAction(pr => Pretrain(DeviceOf(pr, device, precision), pr.GetValue(corpus), Catalog.Get(pr.GetValue(size)!, "pretraining"), pr.GetValue(vocabDir), pr.GetValue(output)!,
+        foreach (var o in new Option[] { corpus, size, preFrom, steps, batch, accumulate, maxLen, lr, warmup, optimizer, wholeWord, maskProb, objective, noDropout, outputBias, vocabDir, evalEvery, saveEvery, output, seed, device, precision }) pre.Options.Add(o);
+        pre.SetAction(pr => Pretrain(DeviceOf(pr, device, precision), pr.GetValue(corpus), pr.GetValue(preFrom) is null ? Catalog.Get(pr.GetValue(size) ?? "mini", "pretraining") : null, pr.GetValue(vocabDir), pr.GetValue(output)!,
             new PretrainingOptions { MaxSeqLength = CheckMaxLen("--max-len", pr.GetValue(maxLen), PretrainingOptions.MinSeqLength), WholeWordMask = pr.GetValue(wholeWord), NextSentence = pr.GetValue(objective) == "mlm+nsp",
                 MaskedLmProb = CheckMaskProb(pr.GetValue(maskProb)), MaxPredictionsPerSeq = MaxPredictions(pr.GetValue(maxLen), pr.GetValue(maskProb)) },
             new TrainOptions { BatchSize = CheckPositive("--batch", pr.GetValue(batch)), Accumulate = CheckPositive("--accumulate", pr.GetValue(accumulate)), LearningRate = CheckRate("--lr", pr.GetValue(lr)),
                 WarmupFraction = CheckWarmup(pr.GetValue(warmup)), Optimizer = pr.GetValue(optimizer)!, Seed = (ulong)pr.GetValue(seed), EvalEvery = CheckNonNegative("--eval-every", pr.GetValue(evalEvery)),
                 Dropout = !pr.GetValue(noDropout), SaveEvery = CheckNonNegative("--save-every", pr.GetValue(saveEvery)) },
-            CheckPositive("--steps", pr.GetValue(steps)), pr.GetValue(outputBias) == "frequencies", cancel));
+            CheckPositive("--steps", pr.GetValue(steps)), pr.GetValue(outputBias) == "frequencies", cancel, from: pr.GetValue(preFrom), size: pr.GetValue(size)));
         root.Subcommands.Add(pre);
 
         // ---- finetune ----
@@ -413,18 +414,36 @@ public static partial class Program
         return trainer;
     }
 
-    static int Pretrain(string device, string[]? corpusFiles, Catalog.Entry entry, string? vocab, string outDir, PretrainingOptions data, TrainOptions train, long steps, bool frequencyBias, CancellationToken cancel,
-        string? experiment = null)
+    /// <param name="entry">The model to pre-train; null with <paramref name="from"/>: the pre-training model of the
+    /// checkpoint's size (or of <paramref name="size"/>, which must fit it).</param>
+    /// <param name="from">A checkpoint to continue from (ours, or a Hugging Face folder): its tensors replace the fresh
+    /// initialization (the heads it lacks start fresh), and its tokenizer is the run's.</param>
+    static int Pretrain(string device, string[]? corpusFiles, Catalog.Entry? entry, string? vocab, string outDir, PretrainingOptions data, TrainOptions train, long steps, bool frequencyBias, CancellationToken cancel,
+        string? experiment = null, string? from = null, string? size = null)
     {
         RequireWritableFolder(outDir, "--out");
         TrainLoop.RequireRunOrEmpty(outDir);
+        var start = from is null ? null : LoadModel(from);
+        entry ??= Catalog.Get(size ?? start?.Entry.Size ?? "mini", "pretraining");
+        const string MlmBias = "cls.predictions.bias";
+        if (frequencyBias && start is not null && start.Model.Info.Parameters.Any(p => p.HfName == MlmBias) && !start.Missing.Contains(MlmBias))
+            throw new ArgumentException($"--output-bias frequencies would replace the masked-LM output bias {from} holds; drop it to keep the pre-trained bias.");
         using var trainer = OpenTrainer(device, entry, train);
-        var tok = Tokenizer(vocab);
+        var tok = from is null ? Tokenizer(vocab) : FinetuneTokenizer(from, vocab);
         var (docs, how) = DataSets.Corpus(corpusFiles);
         Console.WriteLine($"Model {entry.Info.Name}: {entry.Info.ParameterCount:N0} parameters; corpus: {how}; {Gemm.Describe()}");
         var instances = Data.Pretraining.CreateInstances(docs, tok, data, (int)train.Seed);
         var model = entry.Create();
         model.InitParameters(train.Seed);
+        if (start is not null)
+        {
+            FinetuneJob.CheckTransferable(start.Model.Info, model.Info, from!);
+            int n = FinetuneJob.Transfer(start.Model, model, notLoaded: start.Missing);
+            var fresh = model.Info.Parameters.Select(p => p.HfName).Where(h => !start.Model.Info.Parameters.Any(q => q.HfName == h) || start.Missing.Contains(h)).ToList();
+            Console.WriteLine($"Initialized {n} of {model.Info.Parameters.Count} tensors from {from}" +
+                (fresh.Count == 0 ? "." : $"; {fresh.Count} it lacks start fresh ({string.Join(", ", fresh.Take(3))}{(fresh.Count > 3 ? ", …" : "")})."));
+        }
+
         var job = new PretrainJob(model, tok, instances, data, train.BatchSize, train.Seed);
         if (trainer is { UseGraphs: true }) job.RowMultiple = PretrainJob.GraphRowMultiple;   // batches of a length share a graph
         if (frequencyBias && !job.InitOutputBiasFromFrequencies())
@@ -434,7 +453,7 @@ public static partial class Program
         var loop = new TrainLoop
         {
             Model = model, Options = train, TotalSteps = steps, Bind = job.Bind, StepMetrics = job.Metrics, DeviceMetrics = PretrainJob.DeviceMetrics, Evaluate = job.Evaluate, Dir = outDir,
-            Tokenizer = tok, Metadata = new Dictionary<string, string> { ["task"] = "pretraining", ["data"] = how }, Device = trainer, Experiment = experiment,
+            Tokenizer = tok, Metadata = new Dictionary<string, string> { ["task"] = "pretraining", ["data"] = how, ["from"] = from ?? "random initialization" }, Device = trainer, Experiment = experiment,
         };
         if (loop.TryResume()) Console.WriteLine($"Resuming from step {loop.Step} in {outDir}.");
         Reporter.Run("pre-training", loop, cancel);

@@ -149,4 +149,42 @@ public partial class CliTests
         Assert.Equal(1, r.Code);
         Assert.Contains($"The vocab.txt in {hf} has 30622 entries but BertNanoClassifier embeds 30522", r.Err);
     }
+
+    /// <summary>pretrain --from continues from a Hugging Face masked-LM folder: the model is the checkpoint's size (no
+    /// --size), its tensors are where the run starts (at a learning rate too small to move them, the saved encoder equals
+    /// the folder's), the heads it lacks start fresh and are named, its vocabulary is the run's, and --output-bias
+    /// frequencies, which would replace its masked-LM bias, is refused.</summary>
+    [Fact]
+    public void Pretrain_FromAHuggingFaceFolder_StartsFromItsWeights()
+    {
+        var pre = Path.Combine(_dir, "pre");
+        var r = Run("pretrain", "--corpus", Corpus(), "--size", "nano", "--steps", "2", "--batch", "8", "--max-len", "32", "--out", pre);
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        var hf = AsHuggingFace(pre, "hf-mlm", "BertNanoPreTraining", n => !n.Contains("pooler") && !n.Contains("seq_relationship"),
+            "{\"architectures\": [\"BertForMaskedLM\"], " + NanoSizes + "}");
+        var more = Path.Combine(_dir, "more");
+        r = Run("pretrain", "--from", hf, "--corpus", Corpus(), "--steps", "1", "--batch", "8", "--max-len", "32", "--lr", "1e-30", "--no-dropout", "--out", more);
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        var info = Bert.Models.BertNanoPreTraining.Info;
+        Assert.Contains($"Initialized {info.Parameters.Count - 4} of {info.Parameters.Count} tensors from {hf}; 4 it lacks start fresh (bert.pooler.dense.weight", r.Out);
+        var a = Bert.Models.BertNanoPreTraining.Create<float>();
+        var b = Bert.Models.BertNanoPreTraining.Create<float>();
+        Bert.Runtime.Checkpoints.Checkpoint.Load(pre, a);
+        Bert.Runtime.Checkpoints.Checkpoint.Load(more, b);
+        foreach (var p in info.Parameters.Where(p => !p.HfName.Contains("pooler") && !p.HfName.Contains("seq_relationship")))
+        {
+            var x = a.Parameter(p.Name).ToArray();
+            var y = b.Parameter(p.Name).ToArray();
+            for (int i = 0; i < x.Length; i++) Assert.True(MathF.Abs(x[i] - y[i]) <= 1e-6f * (1 + MathF.Abs(x[i])), $"{p.HfName}[{i}]: {x[i]} then {y[i]}");
+        }
+        Assert.Equal(File.ReadAllText(Path.Combine(hf, "vocab.txt")), File.ReadAllText(Path.Combine(more, "vocab.txt")));
+
+        r = Run("pretrain", "--from", hf, "--corpus", Corpus(), "--steps", "1", "--output-bias", "frequencies", "--out", Path.Combine(_dir, "freq"));
+        Assert.Equal(1, r.Code);
+        Assert.Contains("--output-bias frequencies would replace the masked-LM output bias", r.Err);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "freq")));
+        r = Run("pretrain", "--from", hf, "--size", "mini", "--corpus", Corpus(), "--steps", "1", "--out", Path.Combine(_dir, "mini"));
+        Assert.Equal(1, r.Code);
+        Assert.Contains("which does not fit BertMiniPreTraining", r.Err);
+    }
 }
