@@ -423,7 +423,7 @@ public static partial class Program
     {
         RequireWritableFolder(outDir, "--out");
         TrainLoop.RequireRunOrEmpty(outDir);
-        var start = from is null ? null : LoadModel(from);
+        var start = from is null ? null : LoadModel(from, asEncoder: true);
         entry ??= Catalog.Get(size ?? start?.Entry.Size ?? "mini", "pretraining");
         const string MlmBias = "cls.predictions.bias";
         if (frequencyBias && start is not null && start.Model.Info.Parameters.Any(p => p.HfName == MlmBias) && !start.Missing.Contains(MlmBias))
@@ -488,7 +488,9 @@ public static partial class Program
     /// (from the Hub or save_pretrained) is matched to a declared model by its architecture and sizes
     /// (<see cref="Catalog.FromHfConfig"/>). A pre-training model may lack the heads that only pre-training uses (the
     /// pooler, the masked-LM and next-sentence heads); a classifier must have every tensor.</summary>
-    internal static Loaded LoadModel(string dir)
+    /// <param name="asEncoder">For a start (--from): a Hugging Face classifier or tagger whose label count no declared model
+    /// has loads as the pre-training model of its size instead (its encoder is what a start takes; its head is left out).</param>
+    internal static Loaded LoadModel(string dir, bool asEncoder = false)
     {
         string configPath = Path.Combine(dir, "config.json");
         if (File.Exists(dir))
@@ -510,13 +512,24 @@ public static partial class Program
             var ours = Checkpoint.Load(dir, model);
             return new Loaded(entry, model, [], ours.Metadata, config);
         }
-        var hfEntry = Catalog.FromHfConfig(config, configPath);
+        Catalog.Entry hfEntry;
+        string note = "";
+        try { hfEntry = Catalog.FromHfConfig(config, configPath); }
+        catch (CheckpointException) when (asEncoder && config.Architectures.FirstOrDefault() is { } arch
+            && (arch.EndsWith("ForSequenceClassification", StringComparison.Ordinal) || arch.EndsWith("ForTokenClassification", StringComparison.Ordinal)))
+        {
+            var encoder = (System.Text.Json.Nodes.JsonObject)config.Json.DeepClone();
+            encoder["architectures"] = new System.Text.Json.Nodes.JsonArray("BertModel");
+            foreach (string key in new[] { "num_labels", "id2label", "label2id" }) encoder.Remove(key);
+            hfEntry = Catalog.FromHfConfig(new HfConfig(encoder), configPath);   // the sizes must still match: else this one's sentence
+            note = $" with {config.NumLabels(configPath)} labels, which no declared {(arch.EndsWith("ForTokenClassification", StringComparison.Ordinal) ? "tagger" : "classifier")} has; its encoder";
+        }
         var hfModel = hfEntry.Create();
         hfModel.InitParameters(1);
         string prefix = HfConfig.BaseModelPrefix(hfEntry.Info);
         bool Optional(string n) => hfEntry.Head == "pretraining" && (!n.StartsWith(prefix, StringComparison.Ordinal) || n.StartsWith(prefix + "pooler.", StringComparison.Ordinal));
         var report = Checkpoint.Load(dir, hfModel, Optional);
-        Console.Error.WriteLine($"{dir} is a Hugging Face {config.Architectures.FirstOrDefault() ?? config.ModelType ?? "BERT"} checkpoint; loaded as {hfEntry.Name}" +
+        Console.Error.WriteLine($"{dir} is a Hugging Face {config.Architectures.FirstOrDefault() ?? config.ModelType ?? "BERT"} checkpoint{note}{(note.Length == 0 ? ";" : "")} loaded as {hfEntry.Name}" +
             (report.Missing.Count == 0 ? "" : $" ({report.Missing.Count} tensors it lacks start fresh: {string.Join(", ", report.Missing.Take(3))}{(report.Missing.Count > 3 ? ", …" : "")})") +
             (report.Unused.Count == 0 ? "." : $"; {report.Unused.Count} of its tensors have no place in {hfEntry.Name} and are left out: {string.Join(", ", report.Unused.Take(3))}{(report.Unused.Count > 3 ? ", …" : "")}."));
         return new Loaded(hfEntry, hfModel, report.Missing, report.Metadata, config);
@@ -567,7 +580,7 @@ public static partial class Program
     /// <paramref name="reinit"/>'s and those the checkpoint lacked).</summary>
     static (Catalog.Entry Entry, Model<float> Model) StartingModel(string? from, Reinit? reinit, string? size, string head, int classes, ulong seed, Catalog.Entry? declared = null)
     {
-        var pre = from is null ? null : LoadModel(from);
+        var pre = from is null ? null : LoadModel(from, asEncoder: true);
         var entry = declared ?? Catalog.Get(size ?? pre?.Entry.Size ?? "mini", head, classes);
         if (declared is not null && (declared.Head != head || declared.Classes < classes))
             throw new ArgumentException($"{declared.Name} is a {declared.Head} with {declared.Classes} classes, and the data needs a {head} with {classes}; name another model in the experiment.");

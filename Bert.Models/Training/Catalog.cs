@@ -111,8 +111,22 @@ public static class Catalog
         if (match is not null) return match;
         string sizes = string.Join(", ", HfConfig.ConstantKeys.Where(k => k.Constant != "Classes" && config.Json[k.Key] is not null).Select(k => $"{k.Key} {config.Json[k.Key]}"));
         string what = labels is { } l ? $"{type} {head} with {l} labels" : $"{type} model";
+        // The declared model of this head that differs in the fewest fields, and those fields, so the message says what to change.
+        List<string> Differences(Entry e)
+        {
+            var d = new List<string>();
+            if (HfConfig.ModelTypeOf(e.Info) != type) d.Add($"model_type {HfConfig.ModelTypeOf(e.Info)}");
+            foreach (var (constant, key) in HfConfig.ConstantKeys)
+            {
+                long? have = constant == "Classes" ? labels : config.Get(key, source);
+                if (have is { } h && e.Info.Constants.TryGetValue(constant, out var want) && h != want) d.Add($"{key} {want}");
+            }
+            return d;
+        }
+        var nearest = All.Where(e => e.Head == head).Select(e => (Entry: e, Diff: Differences(e))).OrderBy(x => x.Diff.Count).FirstOrDefault();
+        string near = nearest.Entry is null ? "" : $" (the nearest, {nearest.Entry.Name}, has {string.Join(", ", nearest.Diff)})";
         throw new Bert.Runtime.Checkpoints.CheckpointException(
-            $"{source} describes a {what} ({sizes}) that no declared model matches; declare a variant with those sizes in Bert.Models/Models (one line, as BertMiniClassifier) and add it to the catalog, or use a checkpoint of a declared size ({string.Join(", ", Sizes)}).", source);
+            $"{source} describes a {what} ({sizes}) that no declared model matches{near}; declare a variant with those sizes in Bert.Models/Models (one line, as BertMiniClassifier) and add it to the catalog, or use a checkpoint of a declared size ({string.Join(", ", Sizes)}).", source);
     }
 
     public static Entry ByName(string modelName) => All.FirstOrDefault(e => e.Name == modelName)

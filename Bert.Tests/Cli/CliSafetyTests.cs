@@ -187,4 +187,26 @@ public partial class CliTests
         Assert.Equal(1, r.Code);
         Assert.Contains("which does not fit BertMiniPreTraining", r.Err);
     }
+
+    /// <summary>A Hugging Face classifier whose label count no declared model has: eval refuses it naming the nearest
+    /// declared model and the field it differs in, while finetune --from takes its encoder (the head a start never takes).</summary>
+    [Fact]
+    public void HuggingFaceClassifier_OfAnUndeclaredLabelCount_IsAStartButNotAModel()
+    {
+        var ft = Path.Combine(_dir, "ft");
+        var r = Run("finetune", "--data", Labeled(), "--size", "nano", "--epochs", "1", "--batch", "8", "--max-len", "16", "--out", ft);
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        var hf = AsHuggingFace(Path.Combine(ft, "best"), "hf-4", "BertNanoClassifier", n => !n.StartsWith("classifier."),
+            "{\"architectures\": [\"BertForSequenceClassification\"], " + NanoSizes + ", \"num_labels\": 4}");
+        r = Run("eval", "--model", hf, "--data", Labeled());
+        Assert.Equal(1, r.Code);
+        Assert.Contains("describes a bert classifier with 4 labels", r.Err);
+        Assert.Contains("(the nearest, BertNanoClassifier, has num_labels 3)", r.Err);
+        var again = Path.Combine(_dir, "again");
+        r = Run("finetune", "--data", Labeled(), "--from", hf, "--epochs", "1", "--batch", "8", "--max-len", "16", "--out", again);
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        Assert.Contains($"{hf} is a Hugging Face BertForSequenceClassification checkpoint with 4 labels, which no declared classifier has; its encoder loaded as BertNanoPreTraining", r.Err);
+        var info = Bert.Models.BertNanoClassifier.Info;
+        Assert.Contains($"Initialized {info.Parameters.Count - 2} of {info.Parameters.Count} tensors from {hf}", r.Out);
+    }
 }

@@ -192,7 +192,7 @@ public partial class CliTests : IDisposable
         Assert.Equal(1, r.Code);
         var lines = r.Err.Trim().Split('\n');
         Assert.Contains("describes a bert model (vocab_size 30522, hidden_size 32, num_hidden_layers 3, num_attention_heads 4", lines.Last());
-        Assert.Contains("that no declared model matches; declare a variant with those sizes in Bert.Models/Models", lines.Last());
+        Assert.Contains("that no declared model matches (the nearest, BertNanoPreTraining, has num_hidden_layers 2); declare a variant with those sizes in Bert.Models/Models", lines.Last());
         Assert.False(Directory.Exists(ft));
     }
 
