@@ -16,7 +16,7 @@ public static class DataSets
     /// Shakespeare + WikiText-2), named so that it can be listed with others.</summary>
     public static readonly string[] NamedCorpora = ["machado", "english"];
 
-    static IEnumerable<string> AllNamed => Named.Concat(NamedPortuguese);
+    internal static IEnumerable<string> AllNamed => Named.Concat(NamedPortuguese);
     public const int SplitSeed = 13;
     public const double DevFraction = 0.2;
 

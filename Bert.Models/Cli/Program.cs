@@ -544,6 +544,8 @@ public static partial class Program
         TrainLoop.RequireRunOrEmpty(outDir);
         if (format == "conll") return FinetuneTagger(device, dataSpec, devFile, from, reinit, vocab, size, outDir, maxLen, epochs, train, cancel, declared, experiment);
         var (trainSet, devSet, how) = DataSets.Load(dataSpec, devFile, format);
+        if (trainSet.Examples.Select(e => e.Label).Distinct().Count() < 2)
+            throw new ArgumentException($"The training part of {how} has examples of one class only; a classifier needs examples of at least two.");
         var tok = FinetuneTokenizer(from, vocab);
         var (entry, model) = StartingModel(from, reinit, size, "classifier", Math.Max(2, trainSet.Classes), train.Seed, declared);
         using var trainer = OpenTrainer(device, entry, train);
@@ -677,7 +679,15 @@ public static partial class Program
         var tok = CheckpointTokenizer.Load(dir);
         RequireVocabFits(tok, model, dir);
         int len = Math.Min(maxLen, model.Info.MaxLen);
-        if (entry.Head == "token-classifier") return EvalTagger(loaded, tok, devFile ?? dataSpec, len);
+        if (entry.Head == "token-classifier")
+        {
+            string file = devFile ?? dataSpec;
+            if (!File.Exists(file) && DataSets.AllNamed.Contains(file.ToLowerInvariant()))
+                throw new ArgumentException($"{dir} holds a tagger ({entry.Name}), which is scored on a CoNLL file of tagged words, and {file} is a set of labeled texts; give a CoNLL file.");
+            return EvalTagger(loaded, tok, file, len);
+        }
+        if (format == "conll")
+            throw new ArgumentException($"--format conll is for taggers, and {dir} holds a classifier ({entry.Name}) of texts; drop --format conll, or evaluate a tagger.");
         // A file is scored whole; --dev FILE scores that file; a named set, its dev split (the part fine-tuning never trains on).
         string source = devFile ?? dataSpec;
         if (loaded.Pairs && format == "tsv") format = "pairs";   // a model of sentence pairs reads its files as pairs

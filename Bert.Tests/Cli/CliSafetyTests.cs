@@ -132,6 +132,9 @@ public partial class CliTests
         Assert.Equal(1, r.Code);
         Assert.Contains($"{seven} has the label 7, but the model in {model} has 3 classes (0 to 2)", r.Err);
         Assert.Single(r.Err.Trim().Split('\n'));
+        r = Run("eval", "--model", model, "--data", Labeled(), "--format", "conll");
+        Assert.Equal(1, r.Code);
+        Assert.Contains($"--format conll is for taggers, and {model} holds a classifier (BertNanoClassifier) of texts", r.Err);
     }
 
     /// <summary>A Hugging Face classifier folder whose vocab.txt has more entries than the model embeds is refused when

@@ -307,6 +307,10 @@ public partial class CliTests : IDisposable
         r = Run("eval", "--model", best, "--data", WriteLines("odd.conll", ["Rome B-GPE"]));
         Assert.Equal(1, r.Code);
         Assert.Contains("has the tag 'B-GPE', which the model does not have (B-LOC, B-PER, I-PER, O, LABEL_4); fix the tag.", r.Err);
+        // A named set of labeled texts is not what a tagger is scored on.
+        r = Run("eval", "--model", best, "--data", "amazon");
+        Assert.Equal(1, r.Code);
+        Assert.Contains("holds a tagger (BertNanoTokenClassifier), which is scored on a CoNLL file of tagged words, and amazon is a set of labeled texts", r.Err);
     }
 
     /// <summary>The dev scores printed while fine-tuning a tagger are eval's on the same file: words past --max-len count as
@@ -445,10 +449,12 @@ public partial class CliTests : IDisposable
     [InlineData("vocab --corpus {blank} --out {dir}/x", "has no text to learn a vocabulary from")]
     [InlineData("demo --runs 0 --out {dir}/y", "--runs 0 is not a count")]
     [InlineData("pretrain --corpus {blank} --size nano --steps 1 --batch -4 --out {dir}/z", "--batch -4 is not a count")]
+    [InlineData("finetune --data {oneclass} --size nano --out {dir}/aa", "has examples of one class only")]
     public void BadInput_IsOneSentenceAndANonZeroExit(string command, string expected)
     {
         File.WriteAllText(Path.Combine(_dir, "a-file"), "not a folder");
         File.WriteAllText(Path.Combine(_dir, "blank.txt"), "\n\n   \n\n");
+        File.WriteAllText(Path.Combine(_dir, "oneclass.tsv"), string.Join("\n", Enumerable.Range(0, 20).Select(i => $"text {i}\t1")));
         var bad = Path.Combine(_dir, "bad.tsv");
         File.WriteAllText(bad, "fine text\t1\nno label here\n");
         File.WriteAllBytes(Path.Combine(_dir, "empty.tsv"), []);
@@ -464,7 +470,7 @@ public partial class CliTests : IDisposable
         var args = command.Replace("{dir}", _dir).Replace("{bad}", bad).Replace("{bigvocab}", bigVocab)
             .Replace("{empty}", Path.Combine(_dir, "empty.tsv")).Replace("{latin1}", Path.Combine(_dir, "latin1.tsv"))
             .Replace("{negative}", Path.Combine(_dir, "negative.tsv")).Replace("{five}", Path.Combine(_dir, "five.tsv"))
-            .Replace("{file}", Path.Combine(_dir, "a-file")).Replace("{blank}", Path.Combine(_dir, "blank.txt")).Split(' ');
+            .Replace("{file}", Path.Combine(_dir, "a-file")).Replace("{blank}", Path.Combine(_dir, "blank.txt")).Replace("{oneclass}", Path.Combine(_dir, "oneclass.tsv")).Split(' ');
         var r = Run(args);
         int outAt = Array.IndexOf(args, "--out");
         if (outAt >= 0)                                                   // nothing half-written
