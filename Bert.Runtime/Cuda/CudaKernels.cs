@@ -807,6 +807,9 @@ extern "C" __global__ void rt_first_backward(float* __restrict__ dx, const float
 
 // ---------------- softmax cross-entropy (labels equal to -100 are ignored) ----------------
 // One block per row: probs = softmax(logits), rowLoss = log Σ exp + max − x[label] (0 when ignored, NaN when out of range).
+// Two passes over the row instead of three: each thread keeps a running max and the sum of exponentials below it (online
+// softmax), rescaled to the block's max before the block's sum; then probs = exp(x − max) / sum in one write (the row is
+// read twice and written once, where max, then exp written, then divided in place read it three times and wrote twice).
 extern "C" __global__ void rt_ce_forward_rows(float* __restrict__ probs, float* __restrict__ rowLoss, const float* __restrict__ logits, const int* __restrict__ labels, int N, int V)
 {
     __shared__ float sh[32];
@@ -814,13 +817,16 @@ extern "C" __global__ void rt_ce_forward_rows(float* __restrict__ probs, float* 
     if (n >= N) return;
     const float* x = logits + (long long)n * V;
     float* pr = probs + (long long)n * V;
-    float mx = -3.402823466e38f;
-    for (int v = threadIdx.x; v < V; v += blockDim.x) mx = fmaxf(mx, x[v]);
-    mx = rt_block_max(mx, sh);
-    float s = 0.0f;
-    for (int v = threadIdx.x; v < V; v += blockDim.x) { float e = expf(x[v] - mx); pr[v] = e; s += e; }
-    s = rt_block_sum(s, sh);
-    for (int v = threadIdx.x; v < V; v += blockDim.x) pr[v] /= s;
+    float m = -3.402823466e38f, s = 0.0f;
+    for (int v = threadIdx.x; v < V; v += blockDim.x)
+    {
+        float xv = x[v];
+        if (xv > m) { s = s * expf(m - xv) + 1.0f; m = xv; }
+        else s += expf(xv - m);
+    }
+    float mx = rt_block_max(m, sh);
+    s = rt_block_sum(s * expf(m - mx), sh);
+    for (int v = threadIdx.x; v < V; v += blockDim.x) pr[v] = expf(x[v] - mx) / s;
     if (threadIdx.x == 0)
     {
         int label = labels[n];
