@@ -253,34 +253,6 @@ public static class CudaEmitter
         w.WriteLine();
     }
 
-    /// <summary>Expressions in topological order, numbered as the CPU kernel numbers them (one load per input).</summary>
-    sealed class Topo
-    {
-        public readonly List<FE> Order = new();
-        readonly Dictionary<FE, int> _ids = new(new RefEq());
-        readonly Dictionary<int, int> _inputs = new();
-        public int this[FE e] => _ids[e];
-        public Topo(FE root) => Visit(root);
-        void Visit(FE e)
-        {
-            if (_ids.ContainsKey(e)) return;
-            if (e is FIn f)
-            {
-                if (_inputs.TryGetValue(f.Index, out var first)) { _ids[e] = first; return; }
-                _inputs[f.Index] = Order.Count;
-            }
-            if (e is FOp o) foreach (var a in o.Args) Visit(a);
-            _ids[e] = Order.Count;
-            Order.Add(e);
-        }
-    }
-
-    sealed class RefEq : IEqualityComparer<FE>
-    {
-        public bool Equals(FE? x, FE? y) => ReferenceEquals(x, y);
-        public int GetHashCode(FE obj) => System.Runtime.CompilerServices.RuntimeHelpers.GetHashCode(obj);
-    }
-
     static string V(Topo t, FE e) => e is FConst c ? Float(c.Value) : "v" + t[e];
 
     /// <param name="period">Per broadcast input, the divisor of its index (see <see cref="Period"/>); with

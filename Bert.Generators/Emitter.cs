@@ -534,34 +534,6 @@ public static class Emitter
         w.Indent--; w.WriteLine("}");
     }
 
-    sealed class Topo
-    {
-        public readonly List<FE> Order = new();
-        readonly Dictionary<FE, int> _ids = new(new RefEq());
-        public int this[FE e] => _ids[e];
-        public Topo(FE root) => Visit(root);
-        readonly Dictionary<int, int> _inputs = new();
-        void Visit(FE e)
-        {
-            if (_ids.ContainsKey(e)) return;
-            if (e is FIn f)
-            {
-                // One load per input, however many leaves name it.
-                if (_inputs.TryGetValue(f.Index, out var first)) { _ids[e] = first; return; }
-                _inputs[f.Index] = Order.Count;
-            }
-            if (e is FOp o) foreach (var a in o.Args) Visit(a);
-            _ids[e] = Order.Count;
-            Order.Add(e);
-        }
-    }
-
-    sealed class RefEq : IEqualityComparer<FE>
-    {
-        public bool Equals(FE? x, FE? y) => ReferenceEquals(x, y);
-        public int GetHashCode(FE obj) => System.Runtime.CompilerServices.RuntimeHelpers.GetHashCode(obj);
-    }
-
     /// <summary>A node's CPU kernels; <paramref name="assign"/>[k]: the backward writes dx{k} (=) instead of adding into it
     /// (<see cref="Plan.AssignsGrad"/>), zeros where the input has no adjoint.</summary>
     static void EmitKernel(IndentedTextWriter w, Node n, bool[] assign)

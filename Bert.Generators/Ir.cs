@@ -93,6 +93,37 @@ public sealed class FOp : FE
     public FOp(string op, params FE[] args) { Op = op; Args = args; }
 }
 
+/// <summary>Expression nodes by reference (a DAG shares subtrees, and equal-looking subtrees are distinct nodes).</summary>
+internal sealed class FeRef : IEqualityComparer<FE>
+{
+    public static readonly FeRef Instance = new();
+    public bool Equals(FE? x, FE? y) => ReferenceEquals(x, y);
+    public int GetHashCode(FE obj) => System.Runtime.CompilerServices.RuntimeHelpers.GetHashCode(obj);
+}
+
+/// <summary>An expression's nodes in topological order (arguments first), numbered as both kernel emitters number their
+/// values (v0, v1, …): one number per input however many leaves name it, so each input is loaded once.</summary>
+internal sealed class Topo
+{
+    public readonly List<FE> Order = new();
+    readonly Dictionary<FE, int> _ids = new(FeRef.Instance);
+    readonly Dictionary<int, int> _inputs = new();
+    public int this[FE e] => _ids[e];
+    public Topo(FE root) => Visit(root);
+    void Visit(FE e)
+    {
+        if (_ids.ContainsKey(e)) return;
+        if (e is FIn f)
+        {
+            if (_inputs.TryGetValue(f.Index, out var first)) { _ids[e] = first; return; }
+            _inputs[f.Index] = Order.Count;
+        }
+        if (e is FOp o) foreach (var a in o.Args) Visit(a);
+        _ids[e] = Order.Count;
+        Order.Add(e);
+    }
+}
+
 public sealed class IntInput
 {
     public string Name = ""; public ArgKind Kind; public int[] Shape = Array.Empty<int>(); public int Index;

@@ -39,9 +39,9 @@ public static class Fuse
         var mapP = new int[p.Inputs.Count];
         for (int j = 0; j < p.Inputs.Count; j++) if (j != k) mapP[j] = Idx(p.Inputs[j]);
         var mapQ = q.Inputs.Select(Idx).ToArray();
-        var memoQ = new Dictionary<FE, FE>(ReferenceEqualityComparer.Instance);
+        var memoQ = new Dictionary<FE, FE>(FeRef.Instance);
         var qExpr = Remap(q.Expr!, mapQ, null, memoQ);
-        var memoP = new Dictionary<FE, FE>(ReferenceEqualityComparer.Instance);
+        var memoP = new Dictionary<FE, FE>(FeRef.Instance);
         p.Expr = Remap(p.Expr!, mapP, (k, qExpr), memoP);
         foreach (var v in q.Inputs.Distinct()) { v.Consumers.Remove(q); if (!v.Consumers.Contains(p)) v.Consumers.Add(p); }
         p.Inputs[k].Consumers.Remove(p);
@@ -68,12 +68,6 @@ public static class Fuse
         return r;
     }
 
-    sealed class ReferenceEqualityComparer : IEqualityComparer<FE>
-    {
-        public static readonly ReferenceEqualityComparer Instance = new();
-        public bool Equals(FE? x, FE? y) => ReferenceEquals(x, y);
-        public int GetHashCode(FE obj) => System.Runtime.CompilerServices.RuntimeHelpers.GetHashCode(obj);
-    }
 }
 
 public enum BufRole { Activation, Saved, Gradient }
@@ -115,9 +109,9 @@ public sealed class Plan
     /// from the root down to it an addition (either side) or a subtraction's left side, each read once.</summary>
     public static bool IdentityAdjoint(FE root, int k)
     {
-        var refs = new Dictionary<FE, int>(RefEq.Instance);
+        var refs = new Dictionary<FE, int>(FeRef.Instance);
         int reads = 0;
-        var seen = new HashSet<FE>(RefEq.Instance);
+        var seen = new HashSet<FE>(FeRef.Instance);
         void Visit(FE e)
         {
             if (!seen.Add(e)) return;
@@ -146,14 +140,6 @@ public sealed class Plan
             at = next;
         }
         return at is FIn leaf && leaf.Index == k;
-    }
-
-    /// <summary>Expression nodes by reference (a DAG shares subtrees).</summary>
-    internal sealed class RefEq : IEqualityComparer<FE>
-    {
-        public static readonly RefEq Instance = new();
-        public bool Equals(FE? x, FE? y) => ReferenceEquals(x, y);
-        public int GetHashCode(FE obj) => System.Runtime.CompilerServices.RuntimeHelpers.GetHashCode(obj);
     }
 
     /// <summary>The shadow of an operand of a product, or -1 (a parameter: the weights have their bf16 copy already).</summary>
@@ -448,7 +434,7 @@ public sealed class Plan
 public sealed class BackwardNeeds
 {
     /// <summary>The operation nodes whose values the backward computes (by reference).</summary>
-    public readonly HashSet<FE> Ops = new(Plan.RefEq.Instance);
+    public readonly HashSet<FE> Ops = new(FeRef.Instance);
     /// <summary>The input indices whose values the backward loads.</summary>
     public readonly HashSet<int> Inputs = new();
 
@@ -459,7 +445,7 @@ public sealed class BackwardNeeds
     {
         var r = new BackwardNeeds();
         var order = new List<FE>();
-        var seen = new HashSet<FE>(Plan.RefEq.Instance);
+        var seen = new HashSet<FE>(FeRef.Instance);
         void Topo(FE e)
         {
             if (!seen.Add(e)) return;
@@ -478,7 +464,7 @@ public sealed class BackwardNeeds
         // An adjoint reaches every argument but constants and dropout's scale (the emitters' Acc skips those), and not the
         // compared operands of a select.
         static bool Takes(FE e) => e is not FConst && e is not FOp { Op: "drop" };
-        var adj = new HashSet<FE>(Plan.RefEq.Instance) { root };
+        var adj = new HashSet<FE>(FeRef.Instance) { root };
         for (int k = order.Count - 1; k >= 0; k--)
         {
             if (order[k] is not FOp o || !adj.Contains(o)) continue;
