@@ -198,7 +198,9 @@ public static class Labeled
         string s = field.Trim();
         string allowed = classes is int c ? $"a class number from 0 to {c - 1}" : "a class number of 0 or more";
         if (!int.TryParse(s, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out int label))
-            throw new DataException($"{file} line {number} has label '{s}', which is not an integer; the label must be {allowed}.", file, number);
+            throw new DataException(System.Numerics.BigInteger.TryParse(s, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out _)
+                ? $"{file} line {number} has label {s}, far past any class; the label must be {allowed}."
+                : $"{file} line {number} has label '{s}', which is not an integer; the label must be {allowed}.", file, number);
         if (label < 0 || label >= classes)
             throw new DataException($"{file} line {number} has label {label}, but the label must be {allowed}; fix the label or say how many classes the set has.", file, number);
         return label;

@@ -140,6 +140,7 @@ public class LabeledTests
     [InlineData("range", "range.txt", 1, "must be a class number from 0 to 1")]
     [InlineData("sstspace", "sstspace.txt", 2, "no space")]
     [InlineData("sstlabel", "sstlabel.txt", 1, "not an integer")]
+    [InlineData("huge", "huge.txt", 2, "has label 99999999999, far past any class")]
     public void BadFilesAreOneClearSentence(string kind, string name, int line, string says)
     {
         string dir = TempDir.Create();
@@ -157,6 +158,7 @@ public class LabeledTests
                 "range" => Encoding.UTF8.GetBytes("a\t2\n"),
                 "sstspace" => Encoding.UTF8.GetBytes("1 fine\n0\n"),
                 "sstlabel" => Encoding.UTF8.GetBytes("good fine\n"),
+                "huge" => Encoding.UTF8.GetBytes("a\t1\nb\t99999999999\n"),
                 _ => throw new ArgumentException(kind),
             };
             if (bytes is not null) File.WriteAllBytes(path, bytes);
