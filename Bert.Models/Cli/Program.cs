@@ -32,7 +32,7 @@ public static partial class Program
         try
         {
             var root = Build(cancel.Token);
-            var parsed = root.Parse(args);
+            var parsed = root.Parse(args.Length == 0 ? ["--help"] : args);   // a bare `bert` lists the commands
             if (parsed.Errors.Count > 0)
             {
                 // Each error on a line of its own, naming its option, the last saying where the options are listed: not the
@@ -74,6 +74,9 @@ public static partial class Program
             System.CommandLine.Parsing.ArgumentResult { Parent: System.CommandLine.Parsing.OptionResult o } => o.Option,
             _ => null,
         };
+        // .NET's type names are not what a user typed: "as expected type 'System.Int32'" is "as a whole number".
+        message = message.Replace(" as expected type 'System.Int32'", " as a whole number").Replace(" as expected type 'System.Int64'", " as a whole number")
+            .Replace(" as expected type 'System.Double'", " as a number").Replace(" as expected type 'System.Boolean'", " as true or false");
         return option is not null && !message.Contains(option.Name, StringComparison.Ordinal) ? $"{option.Name}: {message}" : message;
     }
 
@@ -454,6 +457,7 @@ public static partial class Program
         {
             Model = model, Options = train, TotalSteps = steps, Bind = job.Bind, StepMetrics = job.Metrics, DeviceMetrics = PretrainJob.DeviceMetrics, Evaluate = job.Evaluate, Dir = outDir,
             Tokenizer = tok, Metadata = new Dictionary<string, string> { ["task"] = "pretraining", ["data"] = how, ["from"] = from ?? "random initialization" }, Device = trainer, Experiment = experiment,
+            Data = TrainLoop.DataIdentity(corpusFiles is { Length: > 0 } ? corpusFiles : ["english"]),
         };
         if (loop.TryResume()) Console.WriteLine($"Resuming from step {loop.Step} in {outDir}.");
         Reporter.Run("pre-training", loop, cancel);
@@ -512,17 +516,26 @@ public static partial class Program
             var ours = Checkpoint.Load(dir, model);
             return new Loaded(entry, model, [], ours.Metadata, config);
         }
-        Catalog.Entry hfEntry;
+        Catalog.Entry? hfEntry = null;
         string note = "";
-        try { hfEntry = Catalog.FromHfConfig(config, configPath); }
-        catch (CheckpointException) when (asEncoder && config.Architectures.FirstOrDefault() is { } arch
-            && (arch.EndsWith("ForSequenceClassification", StringComparison.Ordinal) || arch.EndsWith("ForTokenClassification", StringComparison.Ordinal)))
+        string arch = config.Architectures.FirstOrDefault() ?? "";
+        bool headed = arch.EndsWith("ForSequenceClassification", StringComparison.Ordinal) || arch.EndsWith("ForTokenClassification", StringComparison.Ordinal);
+        // A start takes the encoder only: a head no declared model has (its label count at this size, or a multi-label or
+        // regression head) does not stand in its way.
+        string? problem = config.Json["problem_type"] is System.Text.Json.Nodes.JsonValue pt && pt.TryGetValue<string>(out var p) ? p : null;
+        bool otherHead = asEncoder && problem is not null && problem != "single_label_classification";
+        if (!otherHead)
+        {
+            try { hfEntry = Catalog.FromHfConfig(config, configPath); }
+            catch (CheckpointException) when (asEncoder && headed) { }
+        }
+        if (hfEntry is null)
         {
             var encoder = (System.Text.Json.Nodes.JsonObject)config.Json.DeepClone();
             encoder["architectures"] = new System.Text.Json.Nodes.JsonArray("BertModel");
-            foreach (string key in new[] { "num_labels", "id2label", "label2id" }) encoder.Remove(key);
+            foreach (string key in new[] { "num_labels", "id2label", "label2id", "problem_type" }) encoder.Remove(key);
             hfEntry = Catalog.FromHfConfig(new HfConfig(encoder), configPath);   // the sizes must still match: else this one's sentence
-            note = $" with {config.NumLabels(configPath)} labels, which no declared {(arch.EndsWith("ForTokenClassification", StringComparison.Ordinal) ? "tagger" : "classifier")} has; its encoder";
+            note = $", whose head ({config.NumLabels(configPath)} labels{(otherHead ? ", " + problem!.Replace('_', ' ') : "")}) no declared model of its size has; its encoder";
         }
         var hfModel = hfEntry.Create();
         hfModel.InitParameters(1);
@@ -557,6 +570,7 @@ public static partial class Program
         {
             Model = model, Options = PerEpoch(train, perEpoch), TotalSteps = (long)epochs * perEpoch, Bind = job.Bind, StepMetrics = job.Metrics, DeviceMetrics = FinetuneJob.DeviceMetrics,
             Evaluate = job.Evaluate, Dir = outDir, Tokenizer = tok, Device = trainer, Labels = trainSet.LabelNames, Experiment = experiment,
+            Data = TrainLoop.DataIdentity(devFile is null ? [dataSpec] : [dataSpec, devFile]),
             Metadata = new Dictionary<string, string>
             {
                 ["task"] = "classification", ["data"] = dataSpec, ["from"] = from ?? "random initialization", ["reinit"] = reinit?.ToString() ?? "none",
@@ -655,6 +669,7 @@ public static partial class Program
         {
             Model = model, Options = PerEpoch(train, perEpoch), TotalSteps = (long)epochs * perEpoch, Bind = job.Bind, StepMetrics = job.Metrics, DeviceMetrics = TokenTaggingJob.DeviceMetrics,
             Evaluate = job.Evaluate, Dir = outDir, Tokenizer = tok, Device = trainer, Labels = trainSet.Tags, Experiment = experiment,
+            Data = TrainLoop.DataIdentity(devFile is null ? [dataSpec] : [dataSpec, devFile]),
             Metadata = new Dictionary<string, string> { ["task"] = "token-classification", ["data"] = dataSpec, ["from"] = from ?? "random initialization", ["reinit"] = reinit?.ToString() ?? "none" },
         };
         return RunFineTuning(loop, perEpoch, TaggingScores, outDir, trainer, cancel);

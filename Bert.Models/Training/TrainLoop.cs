@@ -102,15 +102,27 @@ public sealed class TrainLoop
     }
 
     /// <summary>A run's output folder must be new, empty, or hold a run to resume (trainer_state.json): a folder that holds a
-    /// model without one (a Hugging Face folder, a copied checkpoint) would be overwritten by the new run's weights, so it
-    /// is refused before any work.</summary>
-    public static void RequireRunOrEmpty(string dir)
+    /// model without one (a Hugging Face folder, a copied checkpoint, a run whose first save was cut off) would be
+    /// overwritten by the new run's weights, and a vocabulary folder's vocab.txt by the run's tokenizer
+    /// (<paramref name="tokenizer"/>, when it is another), so both are refused before any work.</summary>
+    public static void RequireRunOrEmpty(string dir, Text.WordPiece? tokenizer = null)
     {
         if (!Directory.Exists(dir) || File.Exists(Path.Combine(dir, StateFile))) return;
         foreach (string held in new[] { Checkpoint.ModelFile, "config.json", "pytorch_model.bin", "model.safetensors.index.json" })
             if (File.Exists(Path.Combine(dir, held)))
-                throw new CheckpointException($"{dir} already holds a model ({held}) but no run to resume ({StateFile}), and this run would overwrite it; give another --out (`bert finetune --from {dir}` starts from that model).", dir);
+                throw new CheckpointException($"{dir} already holds a model ({held}) but no run to resume ({StateFile}), and this run would overwrite it; give another --out (--from {dir} starts from that model), or delete the folder if it is a run whose first save was cut off.", dir);
+        string vocab = Path.Combine(dir, Text.WordPiece.VocabFileName);
+        if (tokenizer is not null && File.Exists(vocab) && !File.ReadAllLines(vocab).SequenceEqual(tokenizer.Vocab))
+            throw new CheckpointException($"{dir} holds a vocabulary ({Text.WordPiece.VocabFileName}) that this run, with another one, would replace; pass --vocab {dir} to train with it, or give another --out.", dir);
     }
+
+    /// <summary>What identifies a run's data for <see cref="TryResume"/> (kept in trainer_state.json): a file by its full
+    /// path, a named set or corpus by its lower-cased name; several joined in order.</summary>
+    public static string DataIdentity(IEnumerable<string> specs) =>
+        string.Join(", ", specs.Select(s => File.Exists(s) ? Path.GetFullPath(s) : s.ToLowerInvariant()));
+
+    /// <summary>The run's data (<see cref="DataIdentity"/>): resuming with other data is refused. Null: not compared.</summary>
+    public string? Data { get; init; }
 
     /// <summary>The run's state beside its checkpoint.</summary>
     public const string StateFile = "trainer_state.json";
@@ -119,7 +131,7 @@ public sealed class TrainLoop
     public bool TryResume()
     {
         if (Dir is null) return false;
-        RequireRunOrEmpty(Dir);
+        RequireRunOrEmpty(Dir, Tokenizer);
         string statePath = Path.Combine(Dir, StateFile);
         if (!File.Exists(statePath)) return false;
         TrainerState? read;
@@ -129,13 +141,12 @@ public sealed class TrainLoop
             : throw new CheckpointException($"{statePath} is not a training state (empty or not the JSON `bert` writes), so the run there cannot be resumed; restore the file, or move the folder away to start afresh.", Dir);
         if (state.Model != Model.Info.Name)
             throw new CheckpointException($"{Dir} holds a run of {state.Model}, not {Model.Info.Name}; choose another output folder.", Dir);
-        string? data = Metadata?.GetValueOrDefault("data");
-        if (state.Data is not null && data is not null && state.Data != data)
-            throw new CheckpointException($"{Dir} holds a run on {state.Data}, not on {data}; resuming it would mix the two, so give the same data to continue it, or another --out.", Dir);
-        if (state.Step > TotalSteps)
-            throw new CheckpointException($"The run in {Dir} is at step {state.Step}, past the {TotalSteps} steps asked for; ask for at least {state.Step} steps (or the epochs that make them) to continue it, or give another --out.", Dir);
         if (Experiment is not null && state.Experiment != Experiment)
             throw new CheckpointException($"{Dir} holds a run of {(state.Experiment is null ? "a command other than bert run" : "another declaration of this experiment (" + state.Experiment + ")")}, not of {Experiment}; move or delete the folder, or give bert run another --out.", Dir);
+        if (state.Data is not null && Data is not null && state.Data != Data)
+            throw new CheckpointException($"{Dir} holds a run on {state.Data}, not on {Data}; resuming it would mix the two, so give the same data to continue it, or another --out.", Dir);
+        if (state.Step > TotalSteps)
+            throw new CheckpointException($"The run in {Dir} is at step {state.Step}, past the {TotalSteps} steps asked for; ask for at least {state.Step} steps (or the epochs that make them) to continue it, or give another --out.", Dir);
         if (Tokenizer is not null) CheckpointTokenizer.Require(Tokenizer, Dir, "this run's tokenizer");
         var report = Checkpoint.Load(Dir, Model);
         bool hasOptimizer;
@@ -146,12 +157,16 @@ public sealed class TrainLoop
             hasOptimizer = s is not null;
             if (s is not null) Optimizer.LoadState(s);
         }
+        catch (InvalidDataException e) when (e.Message.StartsWith("The stream holds ", StringComparison.Ordinal))
+        {
+            throw new CheckpointException($"The run in {Dir} was trained with another optimizer ({e.Message.Split(';')[0]["The stream holds ".Length..]}); resume it with the --optimizer it used, or give another --out.", Dir);
+        }
         catch (InvalidDataException e)
         {
             throw new CheckpointException($"{optimizerPath} cannot be read ({e.Message.TrimEnd('.')}); restore it, or move {Dir} away to start afresh.", Dir);
         }
         if (!hasOptimizer && state.Step > 0)
-            throw new CheckpointException($"{Dir} holds a run at step {state.Step} but no optimizer state ({Checkpoint.OptimizerFile}), which resuming needs; restore the file, or start afresh from these weights (finetune --from {Dir}) in another --out.", Dir);
+            throw new CheckpointException($"{Dir} holds a run at step {state.Step} but no optimizer state ({Checkpoint.OptimizerFile}), which resuming needs; restore the file, or start afresh from these weights (--from {Dir}) in another --out.", Dir);
         Step = state.Step;
         // A save writes the weights and the optimizer state together, then trainer_state.json: a process killed in
         // between leaves the state one save behind. The weights' own step (their metadata) then wins when the optimizer
@@ -292,8 +307,7 @@ public sealed class TrainLoop
         Checkpoint.Save(dir, Model, meta, optimizerState: s => Optimizer.SaveState(s), labels: labels);
         Tokenizer?.Save(dir, Model.Info.MaxLen);
         var state = new TrainerState(Model.Info.Name, Step, TotalSteps, Best?.Score, Losses.Select(l => new[] { (double)l.Step, l.Loss }).ToList(),
-            Best is { Loss: var bl } && double.IsFinite(bl) ? bl : null, Best is null ? null : new Dictionary<string, double>(Best.Metrics), Experiment,
-            Metadata?.GetValueOrDefault("data"));
+            Best is { Loss: var bl } && double.IsFinite(bl) ? bl : null, Best is null ? null : new Dictionary<string, double>(Best.Metrics), Experiment, Data);
         AtomicFile.Write(Path.Combine(dir, StateFile), s => JsonSerializer.Serialize(s, state));
         if (interrupted) Console.Error.WriteLine($"Stopped at step {Step}; a resumable checkpoint is in {dir} (run the same command again to continue).");
     }

@@ -59,7 +59,7 @@ public partial class CliTests
             foreach (var (f, bytes) in before) Assert.Equal(bytes, File.ReadAllBytes(f));
         }
 
-        Refused(Pretrain(other, 4), $"{run} holds a run on corpus.txt, not on other.txt");
+        Refused(Pretrain(other, 4), $"{run} holds a run on {corpus}, not on {other}");
         Refused(Pretrain(corpus, 1), $"The run in {run} is at step 2, past the 1 steps asked for");
         var state = Path.Combine(run, "trainer_state.json");
         File.WriteAllText(state, "{garbage");
@@ -70,9 +70,14 @@ public partial class CliTests
         File.WriteAllBytes(Path.Combine(run, "optimizer.bin"), snapshot[Path.Combine(run, "optimizer.bin")][..100]);
         Refused(Pretrain(corpus, 4), "optimizer.bin cannot be read");
         File.Move(Path.Combine(_dir, "optimizer.bin"), Path.Combine(run, "optimizer.bin"), overwrite: true);
+        Refused([.. Pretrain(corpus, 4), "--optimizer", "lamb"], $"The run in {run} was trained with another optimizer (AdamW optimizer state, not Lamb); resume it with the --optimizer it used");
         r = Run(Pretrain(corpus, 4));   // all put back: it resumes
         Assert.True(r.Code == 0, r.Out + r.Err);
         Assert.Contains("Resuming from step 2", r.Out);
+        // The same file written another way is the same data.
+        r = Run(Pretrain(Path.Combine(_dir, ".", "corpus.txt"), 5));
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        Assert.Contains("Resuming from step 4", r.Out);
     }
 
     /// <summary>vocab never writes over a vocabulary or a model's tokenizer.</summary>
@@ -86,6 +91,15 @@ public partial class CliTests
         r = Run("vocab", "--corpus", Corpus(), "--size", "100", "--out", voc);
         Assert.Equal(1, r.Code);
         Assert.Contains($"{voc} already holds vocab.txt; give another --out", r.Err);
+        Assert.Equal(before, File.ReadAllBytes(Path.Combine(voc, "vocab.txt")));
+        // Nor does a run with another vocabulary put its own there; with this one (--vocab) it trains in the folder.
+        string[] Pretrain(params string[] more) => ["pretrain", "--corpus", Corpus(), "--size", "nano", "--steps", "1", "--batch", "8", "--max-len", "32", "--out", voc, .. more];
+        r = Run(Pretrain());
+        Assert.Equal(1, r.Code);
+        Assert.Contains($"{voc} holds a vocabulary (vocab.txt) that this run, with another one, would replace; pass --vocab {voc}", r.Err);
+        Assert.Equal(before, File.ReadAllBytes(Path.Combine(voc, "vocab.txt")));
+        r = Run(Pretrain("--vocab", voc));
+        Assert.True(r.Code == 0, r.Out + r.Err);
         Assert.Equal(before, File.ReadAllBytes(Path.Combine(voc, "vocab.txt")));
         var model = Path.Combine(_dir, "model");
         Directory.CreateDirectory(model);
@@ -208,8 +222,17 @@ public partial class CliTests
         var again = Path.Combine(_dir, "again");
         r = Run("finetune", "--data", Labeled(), "--from", hf, "--epochs", "1", "--batch", "8", "--max-len", "16", "--out", again);
         Assert.True(r.Code == 0, r.Out + r.Err);
-        Assert.Contains($"{hf} is a Hugging Face BertForSequenceClassification checkpoint with 4 labels, which no declared classifier has; its encoder loaded as BertNanoPreTraining", r.Err);
+        Assert.Contains($"{hf} is a Hugging Face BertForSequenceClassification checkpoint, whose head (4 labels) no declared model of its size has; its encoder loaded as BertNanoPreTraining", r.Err);
         var info = Bert.Models.BertNanoClassifier.Info;
         Assert.Contains($"Initialized {info.Parameters.Count - 2} of {info.Parameters.Count} tensors from {hf}", r.Out);
+        // A multi-label head is refused as a model (its sigmoid scores would be read as a softmax) but is no obstacle to a start.
+        var multi = AsHuggingFace(Path.Combine(ft, "best"), "hf-multi", "BertNanoClassifier", _ => true,
+            "{\"architectures\": [\"BertForSequenceClassification\"], " + NanoSizes + ", \"num_labels\": 3, \"problem_type\": \"multi_label_classification\"}");
+        r = Run("predict", "--model", multi, "a great film");
+        Assert.Equal(1, r.Code);
+        Assert.Contains("was saved from a multi label classification model", r.Err);
+        r = Run("finetune", "--data", Labeled(), "--from", multi, "--epochs", "1", "--batch", "8", "--max-len", "16", "--out", Path.Combine(_dir, "from-multi"));
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        Assert.Contains("whose head (3 labels, multi label classification) no declared model of its size has; its encoder loaded as BertNanoPreTraining", r.Err);
     }
 }

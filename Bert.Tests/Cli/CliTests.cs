@@ -621,5 +621,12 @@ public partial class CliTests : IDisposable
         Assert.EndsWith("; see `bert pretrain --help` for the options.", lines[^1]);
         Assert.True(lines.Length <= 2, r.Err);   // the flag, and its value taken as a stray argument
         Assert.DoesNotContain("Usage:", r.Err + r.Out);
+        r = Run("pretrain", "--size", "nano", "--out", _dir, "--steps", "many");
+        Assert.Contains("Cannot parse argument 'many' for option '--steps' as a whole number", r.Err);
+        Assert.DoesNotContain("System.", r.Err);
+        r = Run();   // a bare `bert` lists the commands
+        Assert.Equal(0, r.Code);
+        Assert.Contains("pretrain", r.Out);
+        Assert.Contains("finetune", r.Out);
     }
 }

@@ -138,6 +138,8 @@ public partial class CudaSourceTests
             int W = (T + 31) / 32;
             uint[] bits = Enumerable.Range(0, bht * W).Select(_ => r.ReadUInt32()).ToArray();
             Assert.Equal(r.BaseStream.Length, r.BaseStream.Position);
+            if (!drop)   // no dropout: the forward writes no bits (and the backward reads none)
+                Assert.All(bits, word => Assert.Equal(0xA5A5A5A5u, word));
             if (drop)
                 for (int row = 0; row < bht; row++)
                     for (int w = 0; w < W; w++)
