@@ -438,14 +438,7 @@ public static partial class Program
         var instances = Data.Pretraining.CreateInstances(docs, tok, data, (int)train.Seed);
         var model = entry.Create();
         model.InitParameters(train.Seed);
-        if (start is not null)
-        {
-            FinetuneJob.CheckTransferable(start.Model.Info, model.Info, from!);
-            int n = FinetuneJob.Transfer(start.Model, model, notLoaded: start.Missing);
-            var fresh = model.Info.Parameters.Select(p => p.HfName).Where(h => !start.Model.Info.Parameters.Any(q => q.HfName == h) || start.Missing.Contains(h)).ToList();
-            Console.WriteLine($"Initialized {n} of {model.Info.Parameters.Count} tensors from {from}" +
-                (fresh.Count == 0 ? "." : $"; {fresh.Count} it lacks start fresh ({string.Join(", ", fresh.Take(3))}{(fresh.Count > 3 ? ", …" : "")})."));
-        }
+        if (start is not null) StartFrom(start, model, from!, reinit: null, headName: null);
 
         var job = new PretrainJob(model, tok, instances, data, train.BatchSize, train.Seed);
         if (trainer is { UseGraphs: true }) job.RowMultiple = PretrainJob.GraphRowMultiple;   // batches of a length share a graph
@@ -602,19 +595,24 @@ public static partial class Program
             throw new ArgumentException($"{declared.Name} is a {declared.Head} with {declared.Classes} classes, and the data needs a {head} with {classes}; name another model in the experiment.");
         var model = entry.Create();
         model.InitParameters(seed);
-        if (pre is not null)
-        {
-            FinetuneJob.CheckTransferable(pre.Model.Info, model.Info, from!);
-            int n = FinetuneJob.Transfer(pre.Model, model, reinit, notLoaded: pre.Missing);
-            string what = head == "classifier" ? "the classifier head" : "the tagging head";
-            // Tensors of the new model that the checkpoint lacked (a masked-LM folder has no pooler) start fresh too: say so.
-            var lacked = pre.Missing.Where(name => !name.StartsWith(FinetuneJob.HeadPrefix, StringComparison.Ordinal) && model.Info.Parameters.Any(p => p.HfName == name)).ToList();
-            var parts = new List<string> { what };
-            if (reinit is not null) parts.Add(reinit.ToString());
-            if (lacked.Count > 0) parts.Add($"{lacked.Count} tensor{(lacked.Count == 1 ? "" : "s")} {from} lacks ({string.Join(", ", lacked.Take(2))}{(lacked.Count > 2 ? ", …" : "")})");
-            Console.WriteLine($"Initialized {n} of {model.Info.Parameters.Count} tensors from {from}; {string.Join(parts.Count > 2 ? ", " : " and ", parts)} start{(parts.Count == 1 ? "s" : "")} fresh.");
-        }
+        if (pre is not null) StartFrom(pre, model, from!, reinit, head == "classifier" ? "the classifier head" : "the tagging head");
         return (entry, model);
+    }
+
+    /// <summary>Copies a start's tensors into a freshly initialized model (<see cref="FinetuneJob.Transfer"/>) and says what
+    /// starts fresh: the task head (<paramref name="headName"/>; none when pre-training), the --reinit parts, and the
+    /// tensors the checkpoint lacked (a masked-LM folder has no pooler).</summary>
+    static void StartFrom(Loaded pre, Model<float> model, string from, Reinit? reinit, string? headName)
+    {
+        FinetuneJob.CheckTransferable(pre.Model.Info, model.Info, from);
+        int n = FinetuneJob.Transfer(pre.Model, model, reinit, notLoaded: pre.Missing);
+        var lacked = pre.Missing.Where(name => !name.StartsWith(FinetuneJob.HeadPrefix, StringComparison.Ordinal) && model.Info.Parameters.Any(p => p.HfName == name)).ToList();
+        var parts = new List<string>();
+        if (headName is not null) parts.Add(headName);
+        if (reinit is not null) parts.Add(reinit.ToString());
+        if (lacked.Count > 0) parts.Add($"{lacked.Count} tensor{(lacked.Count == 1 ? "" : "s")} {from} lacks ({string.Join(", ", lacked.Take(2))}{(lacked.Count > 2 ? ", …" : "")})");
+        Console.WriteLine($"Initialized {n} of {model.Info.Parameters.Count} tensors from {from}" + (parts.Count == 0 ? "."
+            : $"; {string.Join(parts.Count > 2 ? ", " : " and ", parts)} start{(parts.Count == 1 && headName is not null ? "s" : "")} fresh."));
     }
 
     /// <summary>--eval-every 0: the dev set is scored after every epoch (the best epoch's weights are kept in best/).</summary>

@@ -335,14 +335,14 @@ public sealed class FinetuneJob
                 "pass the --size the checkpoint was pre-trained with.");
     }
 
+    /// <summary>The tensors of a classifier's or tagger's task head (transformers' names): never copied by <see cref="Transfer"/>.</summary>
+    public const string HeadPrefix = "classifier.";
+
     /// <summary>Copies the weights two models share by Hugging Face name and shape (the encoder from a
     /// pre-trained model into a classifier), except those <paramref name="reinit"/> names, which keep the target's
     /// fresh initialization, those the source's checkpoint did not hold (<paramref name="notLoaded"/>), and the task head
     /// (<see cref="HeadPrefix"/>: a classifier's or tagger's, whose classes are the new data's even when the source was
     /// fine-tuned on others); returns how many tensors were copied.</summary>
-    /// <summary>The tensors of a classifier's or tagger's task head (transformers' names): never copied by <see cref="Transfer"/>.</summary>
-    public const string HeadPrefix = "classifier.";
-
     public static int Transfer(Model<float> from, Model<float> to, Reinit? reinit = null, IReadOnlyCollection<string>? notLoaded = null)
     {
         reinit?.CheckMatches(to.Info);

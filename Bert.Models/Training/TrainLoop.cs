@@ -134,10 +134,7 @@ public sealed class TrainLoop
         RequireRunOrEmpty(Dir, Tokenizer);
         string statePath = Path.Combine(Dir, StateFile);
         if (!File.Exists(statePath)) return false;
-        TrainerState? read;
-        try { read = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(statePath)); }
-        catch (JsonException) { read = null; }
-        var state = read is { Model: not null, Losses: not null } ? read
+        var state = ReadState(Dir) is { Model: not null, Losses: not null } read ? read
             : throw new CheckpointException($"{statePath} is not a training state (empty or not the JSON `bert` writes), so the run there cannot be resumed; restore the file, or move the folder away to start afresh.", Dir);
         if (state.Model != Model.Info.Name)
             throw new CheckpointException($"{Dir} holds a run of {state.Model}, not {Model.Info.Name}; choose another output folder.", Dir);
@@ -185,9 +182,8 @@ public sealed class TrainLoop
         return true;
     }
 
-    /// <summary>trainer_state.json. BestLoss and BestMetrics (the best evaluation's, so a resumed run reports it whole)
-    /// are absent from states written before they were.</summary>
-    /// Data (the set or corpus the run trains on) is absent from states written before it was.
+    /// <summary>trainer_state.json. BestLoss and BestMetrics (the best evaluation's, so a resumed run reports it whole),
+    /// and Data (the set or corpus the run trains on), are absent from states written before they were.</summary>
     sealed record TrainerState(string Model, long Step, long TotalSteps, double? BestScore, List<double[]> Losses,
         double? BestLoss = null, Dictionary<string, double>? BestMetrics = null, string? Experiment = null, string? Data = null);
 

@@ -107,30 +107,21 @@ public static unsafe class CudaEmulation
             b->expected--;
             if (b->arrived > 0 && b->arrived == b->expected) { b->arrived = 0; b->gen++; }
         }
-        static float bert_lanes[1024];
         static void __syncthreads() { bert_wait(0); }
         static void __syncwarp(unsigned int = 0xffffffffu) { bert_wait(1 + (int)(threadIdx.x >> 5)); }
-        static float bert_exchange(float v, int from)
+        // A warp's exchange of one value a lane (a lane array per value type, its bits moved as they are).
+        template <typename V> static V bert_exchange(V v, int from)
         {
+            static V lanes[1024];
             int t = (int)threadIdx.x;
-            bert_lanes[t] = v;
+            lanes[t] = v;
             bert_wait(1 + (t >> 5));
-            float r = bert_lanes[(t & ~31) | (from & 31)];
-            bert_wait(1 + (t >> 5));
-            return r;
-        }
-        static unsigned int bert_lanes_u[1024];
-        static unsigned int bert_exchange_u(unsigned int v, int from)
-        {
-            int t = (int)threadIdx.x;
-            bert_lanes_u[t] = v;
-            bert_wait(1 + (t >> 5));
-            unsigned int r = bert_lanes_u[(t & ~31) | (from & 31)];
+            V r = lanes[(t & ~31) | (from & 31)];
             bert_wait(1 + (t >> 5));
             return r;
         }
         static float __shfl_xor_sync(unsigned int, float v, int m) { return bert_exchange(v, (int)threadIdx.x ^ m); }
-        static unsigned int __shfl_xor_sync(unsigned int, unsigned int v, int m) { return bert_exchange_u(v, (int)threadIdx.x ^ m); }
+        static unsigned int __shfl_xor_sync(unsigned int, unsigned int v, int m) { return bert_exchange(v, (int)threadIdx.x ^ m); }
         static float __shfl_sync(unsigned int, float v, int src) { return bert_exchange(v, src); }
 
         // The tensor cores' mma.sync.m16n8k16 (bf16 in, fp32 accumulation) as a warp collective: each lane leaves its

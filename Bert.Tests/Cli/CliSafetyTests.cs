@@ -8,15 +8,31 @@ namespace Bert.Tests.Cli;
 /// eval honest about their input.</summary>
 public partial class CliTests
 {
+    /// <summary>A BERT-Nano classifier fine-tuned for an epoch on <see cref="Labeled"/> into _dir/<paramref name="name"/>;
+    /// returns its best checkpoint's folder.</summary>
+    string FineTunedNano(string name)
+    {
+        var dir = Path.Combine(_dir, name);
+        var r = Run("finetune", "--data", Labeled(), "--size", "nano", "--epochs", "1", "--batch", "8", "--max-len", "16", "--out", dir);
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        return Path.Combine(dir, "best");
+    }
+
+    /// <summary>BERT-Nano pre-trained for <paramref name="steps"/> steps on <see cref="Corpus"/> into _dir/<paramref name="name"/>.</summary>
+    string PretrainedNano(string name, int steps = 1)
+    {
+        var dir = Path.Combine(_dir, name);
+        var r = Run("pretrain", "--corpus", Corpus(), "--size", "nano", "--steps", steps.ToString(), "--batch", "8", "--max-len", "32", "--out", dir);
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        return dir;
+    }
+
     /// <summary>A folder holding a model but no run (a Hugging Face folder, a copied checkpoint) is refused as --out by
     /// pretrain and finetune before any work, and keeps its files byte for byte.</summary>
     [Fact]
     public void OutFolder_HoldingAModelButNoRun_IsRefused_AndKeptIntact()
     {
-        var pre = Path.Combine(_dir, "pre");
-        var r = Run("pretrain", "--corpus", Corpus(), "--size", "nano", "--steps", "1", "--batch", "8", "--max-len", "32", "--out", pre);
-        Assert.True(r.Code == 0, r.Out + r.Err);
-        var hf = AsHuggingFace(pre, "hf", "BertNanoPreTraining", _ => true, "{\"architectures\": [\"BertForPreTraining\"], " + NanoSizes + "}");
+        var hf = AsHuggingFace(PretrainedNano("pre"), "hf", "BertNanoPreTraining", _ => true, "{\"architectures\": [\"BertForPreTraining\"], " + NanoSizes + "}");
         var before = Directory.GetFiles(hf).ToDictionary(f => f, File.ReadAllBytes);
         foreach (var args in new[]
         {
@@ -24,7 +40,7 @@ public partial class CliTests
             ["pretrain", "--corpus", Corpus(), "--size", "nano", "--steps", "1", "--batch", "8", "--max-len", "32", "--out", hf],
         })
         {
-            r = Run(args);
+            var r = Run(args);
             Assert.Equal(1, r.Code);
             Assert.Contains($"{hf} already holds a model (model.safetensors) but no run to resume (trainer_state.json), and this run would overwrite it", r.Err);
             Assert.Single(r.Err.Trim().Split('\n'));
@@ -116,24 +132,21 @@ public partial class CliTests
     [Fact]
     public void Finetune_FromAClassifier_StartsTheHeadAfresh_AndPredictAndEvalSayWhatTheyDid()
     {
-        var first = Path.Combine(_dir, "first");
-        var r = Run("finetune", "--data", Labeled(), "--size", "nano", "--epochs", "1", "--batch", "8", "--max-len", "16", "--out", first);
-        Assert.True(r.Code == 0, r.Out + r.Err);
-        var config = File.ReadAllText(Path.Combine(first, "tokenizer_config.json"));
+        var model = FineTunedNano("first");
+        var config = File.ReadAllText(Path.Combine(_dir, "first", "tokenizer_config.json"));
         Assert.Contains("\"model_max_length\": 64", config);
         var second = Path.Combine(_dir, "second");
-        r = Run("finetune", "--data", Labeled(), "--from", Path.Combine(first, "best"), "--epochs", "1", "--batch", "8", "--max-len", "16", "--lr", "1e-12", "--out", second);
+        var r = Run("finetune", "--data", Labeled(), "--from", model, "--epochs", "1", "--batch", "8", "--max-len", "16", "--lr", "1e-12", "--out", second);
         Assert.True(r.Code == 0, r.Out + r.Err);
         var info = Bert.Models.BertNanoClassifier.Info;
         Assert.Contains($"Initialized {info.Parameters.Count - 2} of {info.Parameters.Count} tensors", r.Out);
         Assert.Contains("the classifier head starts fresh", r.Out);
         var a = Bert.Models.BertNanoClassifier.Create<float>();
         var b = Bert.Models.BertNanoClassifier.Create<float>();
-        Bert.Runtime.Checkpoints.Checkpoint.Load(Path.Combine(first, "best"), a);
+        Bert.Runtime.Checkpoints.Checkpoint.Load(model, a);
         Bert.Runtime.Checkpoints.Checkpoint.Load(second, b);
         Assert.NotEqual(a.Parameter("classifier.weight").ToArray(), b.Parameter("classifier.weight").ToArray());
 
-        var model = Path.Combine(first, "best");
         r = Run("predict", "--model", model, "--max-len", "8", string.Join(' ', Enumerable.Repeat("great", 40)));
         Assert.True(r.Code == 0, r.Out + r.Err);
         Assert.Contains("1 of 1 text was longer than 8 tokens and classified by its first 8 (--max-len; the model takes up to 64).", r.Err);
@@ -156,13 +169,10 @@ public partial class CliTests
     [Fact]
     public void Predict_WithAVocabularyLargerThanTheModel_IsOneSentence()
     {
-        var ft = Path.Combine(_dir, "ft");
-        var r = Run("finetune", "--data", Labeled(), "--size", "nano", "--epochs", "1", "--batch", "8", "--max-len", "16", "--out", ft);
-        Assert.True(r.Code == 0, r.Out + r.Err);
-        var hf = AsHuggingFace(Path.Combine(ft, "best"), "hf-big", "BertNanoClassifier", _ => true,
+        var hf = AsHuggingFace(FineTunedNano("ft"), "hf-big", "BertNanoClassifier", _ => true,
             "{\"architectures\": [\"BertForSequenceClassification\"], " + NanoSizes + ", \"num_labels\": 3}");
         File.AppendAllLines(Path.Combine(hf, "vocab.txt"), Enumerable.Range(0, 100).Select(i => "extra" + i));
-        r = Run("predict", "--model", hf, "hello extra99");
+        var r = Run("predict", "--model", hf, "hello extra99");
         Assert.Equal(1, r.Code);
         Assert.Contains($"The vocab.txt in {hf} has 30622 entries but BertNanoClassifier embeds 30522", r.Err);
     }
@@ -174,16 +184,14 @@ public partial class CliTests
     [Fact]
     public void Pretrain_FromAHuggingFaceFolder_StartsFromItsWeights()
     {
-        var pre = Path.Combine(_dir, "pre");
-        var r = Run("pretrain", "--corpus", Corpus(), "--size", "nano", "--steps", "2", "--batch", "8", "--max-len", "32", "--out", pre);
-        Assert.True(r.Code == 0, r.Out + r.Err);
+        var pre = PretrainedNano("pre", steps: 2);
         var hf = AsHuggingFace(pre, "hf-mlm", "BertNanoPreTraining", n => !n.Contains("pooler") && !n.Contains("seq_relationship"),
             "{\"architectures\": [\"BertForMaskedLM\"], " + NanoSizes + "}");
         var more = Path.Combine(_dir, "more");
-        r = Run("pretrain", "--from", hf, "--corpus", Corpus(), "--steps", "1", "--batch", "8", "--max-len", "32", "--lr", "1e-30", "--no-dropout", "--out", more);
+        var r = Run("pretrain", "--from", hf, "--corpus", Corpus(), "--steps", "1", "--batch", "8", "--max-len", "32", "--lr", "1e-30", "--no-dropout", "--out", more);
         Assert.True(r.Code == 0, r.Out + r.Err);
         var info = Bert.Models.BertNanoPreTraining.Info;
-        Assert.Contains($"Initialized {info.Parameters.Count - 4} of {info.Parameters.Count} tensors from {hf}; 4 it lacks start fresh (bert.pooler.dense.weight", r.Out);
+        Assert.Contains($"Initialized {info.Parameters.Count - 4} of {info.Parameters.Count} tensors from {hf}; 4 tensors {hf} lacks (bert.pooler.dense.weight", r.Out);
         var a = Bert.Models.BertNanoPreTraining.Create<float>();
         var b = Bert.Models.BertNanoPreTraining.Create<float>();
         Bert.Runtime.Checkpoints.Checkpoint.Load(pre, a);
@@ -210,12 +218,10 @@ public partial class CliTests
     [Fact]
     public void HuggingFaceClassifier_OfAnUndeclaredLabelCount_IsAStartButNotAModel()
     {
-        var ft = Path.Combine(_dir, "ft");
-        var r = Run("finetune", "--data", Labeled(), "--size", "nano", "--epochs", "1", "--batch", "8", "--max-len", "16", "--out", ft);
-        Assert.True(r.Code == 0, r.Out + r.Err);
-        var hf = AsHuggingFace(Path.Combine(ft, "best"), "hf-4", "BertNanoClassifier", n => !n.StartsWith("classifier."),
+        var best = FineTunedNano("ft");
+        var hf = AsHuggingFace(best, "hf-4", "BertNanoClassifier", n => !n.StartsWith("classifier."),
             "{\"architectures\": [\"BertForSequenceClassification\"], " + NanoSizes + ", \"num_labels\": 4}");
-        r = Run("eval", "--model", hf, "--data", Labeled());
+        var r = Run("eval", "--model", hf, "--data", Labeled());
         Assert.Equal(1, r.Code);
         Assert.Contains("describes a bert classifier with 4 labels", r.Err);
         Assert.Contains("(the nearest, BertNanoClassifier, has num_labels 3)", r.Err);
@@ -226,7 +232,7 @@ public partial class CliTests
         var info = Bert.Models.BertNanoClassifier.Info;
         Assert.Contains($"Initialized {info.Parameters.Count - 2} of {info.Parameters.Count} tensors from {hf}", r.Out);
         // A multi-label head is refused as a model (its sigmoid scores would be read as a softmax) but is no obstacle to a start.
-        var multi = AsHuggingFace(Path.Combine(ft, "best"), "hf-multi", "BertNanoClassifier", _ => true,
+        var multi = AsHuggingFace(best, "hf-multi", "BertNanoClassifier", _ => true,
             "{\"architectures\": [\"BertForSequenceClassification\"], " + NanoSizes + ", \"num_labels\": 3, \"problem_type\": \"multi_label_classification\"}");
         r = Run("predict", "--model", multi, "a great film");
         Assert.Equal(1, r.Code);

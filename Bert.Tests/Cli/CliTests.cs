@@ -182,13 +182,11 @@ public partial class CliTests : IDisposable
     [Fact]
     public void HuggingFaceFolder_OfAnUndeclaredSize_IsOneSentenceNamingTheSizes()
     {
-        var pre = Path.Combine(_dir, "pre");
-        var r = Run("pretrain", "--corpus", Corpus(), "--size", "nano", "--steps", "1", "--batch", "8", "--max-len", "32", "--out", pre);
-        Assert.True(r.Code == 0, r.Out + r.Err);
+        var pre = PretrainedNano("pre");
         var hf = AsHuggingFace(pre, "hf", "BertNanoPreTraining", _ => true,
             "{\"architectures\": [\"BertForPreTraining\"], " + NanoSizes.Replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3") + "}");
         var ft = Path.Combine(_dir, "ft");
-        r = Run("finetune", "--data", Labeled(), "--from", hf, "--epochs", "1", "--out", ft);
+        var r = Run("finetune", "--data", Labeled(), "--from", hf, "--epochs", "1", "--out", ft);
         Assert.Equal(1, r.Code);
         var lines = r.Err.Trim().Split('\n');
         Assert.Contains("describes a bert model (vocab_size 30522, hidden_size 32, num_hidden_layers 3, num_attention_heads 4", lines.Last());
@@ -339,12 +337,10 @@ public partial class CliTests : IDisposable
     [Fact]
     public void EvalAndPredict_OfAPreTrainingModel_SayToFineTuneFirst()
     {
-        var pre = Path.Combine(_dir, "pre");
-        var r = Run("pretrain", "--corpus", Corpus(), "--size", "nano", "--steps", "1", "--batch", "8", "--max-len", "32", "--out", pre);
-        Assert.True(r.Code == 0, r.Out + r.Err);
+        var pre = PretrainedNano("pre");
         foreach (var args in new[] { new[] { "predict", "--model", pre, "a text" }, ["eval", "--model", pre, "--data", Labeled()] })
         {
-            r = Run(args);
+            var r = Run(args);
             Assert.Equal(1, r.Code);
             Assert.Equal($"error: {pre} holds BertNanoPreTraining, a pretraining model without a classifier or tagging head; fine-tune it first (bert finetune --from {pre} --data …) and use that folder.", r.Err.Trim());
         }
@@ -489,11 +485,9 @@ public partial class CliTests : IDisposable
     [Fact]
     public void Finetune_FromACheckpointOfAnotherSize_IsRefused()
     {
-        var pre = Path.Combine(_dir, "pre");
-        var r = Run("pretrain", "--corpus", Corpus(), "--size", "nano", "--steps", "1", "--batch", "8", "--max-len", "32", "--out", pre);
-        Assert.True(r.Code == 0, r.Out + r.Err);
+        var pre = PretrainedNano("pre");
         var ft = Path.Combine(_dir, "ft");
-        r = Run("finetune", "--data", Labeled(), "--from", pre, "--size", "nano-preln", "--epochs", "1", "--out", ft);
+        var r = Run("finetune", "--data", Labeled(), "--from", pre, "--size", "nano-preln", "--epochs", "1", "--out", ft);
         Assert.Equal(1, r.Code);
         Assert.Single(r.Err.Trim().Split('\n'));
         Assert.Contains("holds BertNanoPreTraining", r.Err);
