@@ -552,13 +552,14 @@ public static class Emitter
         // forward
         bool anyB = bcast.Any(b => b);
         string nbExpr = anyB ? string.Join(", ", Enumerable.Range(0, ni).Where(i => bcast[i]).Select(i => $"n{i}").Aggregate((a, b) => $"global::System.Math.Min({a}, {b})")) : "1";
-        w.WriteLine($"internal static void {name}_Forward<T>(T* y, {xParams}, int n, ulong seed, bool training) {Where}");
+        w.WriteLine($"internal static void {name}_Forward<T>(T* y, {xParams}, int n, ulong seed, bool training, int lanes = -1) {Where}");
         w.WriteLine("{"); w.Indent++;
+        w.WriteLine($"if (lanes < 0) lanes = {RT}.Simd.FloatLanes;");
         // The loop body is a struct of the pointers and sizes (Par.For with a ref struct allocates nothing).
         var xInit = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"x{i} = x{i}, n{i} = n{i}"));
         if (!anyB)
         {
-            w.WriteLine($"var body = new {name}_ForwardBody<T> {{ y = y, {xInit}, nb = 1, seed = seed, training = training }};");
+            w.WriteLine($"var body = new {name}_ForwardBody<T> {{ y = y, {xInit}, nb = 1, seed = seed, training = training, lanes = lanes }};");
             w.WriteLine($"{RT}.Par.For(n, {RT}.Par.Grain, ref body);");
         }
         else
@@ -567,7 +568,7 @@ public static class Emitter
             w.WriteLine($"int nb = {nbExpr};");
             w.WriteLine("if (n == 0 || nb == 0) return;");
             w.WriteLine("int rows = n / nb;");
-            w.WriteLine($"var body = new {name}_ForwardBody<T> {{ y = y, {xInit}, nb = nb, seed = seed, training = training }};");
+            w.WriteLine($"var body = new {name}_ForwardBody<T> {{ y = y, {xInit}, nb = nb, seed = seed, training = training, lanes = lanes }};");
             w.WriteLine($"{RT}.Par.For(rows, global::System.Math.Max(1, {RT}.Par.Grain / nb), ref body);");
         }
         w.Indent--; w.WriteLine("}");
@@ -575,19 +576,19 @@ public static class Emitter
         var xFieldArgs = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"x{i}, n{i}"));
         w.WriteLine($"struct {name}_ForwardBody<T> : {RT}.IRangeBody {Where}");
         w.WriteLine("{"); w.Indent++;
-        w.WriteLine($"public T* y; {xFields} public int nb; public ulong seed; public bool training;");
+        w.WriteLine($"public T* y; {xFields} public int nb; public ulong seed; public bool training; public int lanes;");
         w.WriteLine(anyB
-            ? $"public readonly void Run(int r0, int r1) => {name}_ForwardRange<T>(y, {xFieldArgs}, nb, 0, nb, r0, r1, seed, training);"
-            : $"public readonly void Run(int lo, int hi) => {name}_ForwardRange<T>(y, {xFieldArgs}, 1, lo, hi, 0, 1, seed, training);");
+            ? $"public readonly void Run(int r0, int r1) {{ {Dispatch($"{name}_ForwardRange", $"y, {xFieldArgs}, nb, 0, nb, r0, r1, seed, training")} }}"
+            : $"public readonly void Run(int lo, int hi) {{ {Dispatch($"{name}_ForwardRange", $"y, {xFieldArgs}, 1, lo, hi, 0, 1, seed, training")} }}");
         w.Indent--; w.WriteLine("}");
-        w.WriteLine("[global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]");
-        w.WriteLine($"static void {name}_ForwardRange<T>(T* y, {xParams}, int nb, int j0, int j1, int r0, int r1, ulong seed, bool training) {Where}");
+        w.WriteLine(RangeAttribute);
+        w.WriteLine($"static void {name}_ForwardRange<T, TW>(T* y, {xParams}, int nb, int j0, int j1, int r0, int r1, ulong seed, bool training) {Where} where TW : struct, {RT}.ILanes");
         w.WriteLine("{"); w.Indent++;
         EmitConsts(w, topo);
-        EmitLoops(w, bcast, topo, () =>
+        EmitLoops(w, bcast, topo, wd =>
         {
-            EmitVValues(w, topo, bcast);
-            w.WriteLine($"{V5}.Store(u{topo[n.Expr!]}, (float*)y + i);");
+            EmitVValues(w, wd, topo, bcast);
+            w.WriteLine($"{wd.S}.Store(u{topo[n.Expr!]}, (float*)y + i);");
         });
         EmitValues(w, topo, bcast);
         w.WriteLine($"y[i] = v{topo[n.Expr!]};");
@@ -599,12 +600,13 @@ public static class Emitter
         // backward: recompute the values, then propagate adjoints in reverse. With a broadcast input (a bias,
         // a position table), tasks own column ranges of the shortest broadcast length nb, so each task alone
         // sums the rows into its columns of every broadcast gradient: no shared partials, deterministic.
-        w.WriteLine($"internal static void {name}_Backward<T>(T* dy, {dParams}, {xParams}, int n, ulong seed, bool training) {Where}");
+        w.WriteLine($"internal static void {name}_Backward<T>(T* dy, {dParams}, {xParams}, int n, ulong seed, bool training, int lanes = -1) {Where}");
         w.WriteLine("{"); w.Indent++;
+        w.WriteLine($"if (lanes < 0) lanes = {RT}.Simd.FloatLanes;");
         var dInit = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"dx{i} = dx{i}"));
         if (!anyB)
         {
-            w.WriteLine($"var body = new {name}_BackwardBody<T> {{ dy = dy, {dInit}, {xInit}, nb = 1, rows = 1, seed = seed, training = training }};");
+            w.WriteLine($"var body = new {name}_BackwardBody<T> {{ dy = dy, {dInit}, {xInit}, nb = 1, rows = 1, seed = seed, training = training, lanes = lanes }};");
             w.WriteLine($"{RT}.Par.For(n, {RT}.Par.Grain, ref body);");
         }
         else
@@ -612,7 +614,7 @@ public static class Emitter
             w.WriteLine($"int nb = {nbExpr};");
             w.WriteLine("if (n == 0 || nb == 0) return;");
             w.WriteLine("int rows = n / nb;");
-            w.WriteLine($"var body = new {name}_BackwardBody<T> {{ dy = dy, {dInit}, {xInit}, nb = nb, rows = rows, seed = seed, training = training }};");
+            w.WriteLine($"var body = new {name}_BackwardBody<T> {{ dy = dy, {dInit}, {xInit}, nb = nb, rows = rows, seed = seed, training = training, lanes = lanes }};");
             w.WriteLine($"{RT}.Par.For(nb, {RT}.Par.ColumnGrain(rows), ref body);");
         }
         w.Indent--; w.WriteLine("}");
@@ -620,21 +622,21 @@ public static class Emitter
         var dFieldArgs = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"dx{i}"));
         w.WriteLine($"struct {name}_BackwardBody<T> : {RT}.IRangeBody {Where}");
         w.WriteLine("{"); w.Indent++;
-        w.WriteLine($"public T* dy; {dFields} {xFields} public int nb, rows; public ulong seed; public bool training;");
+        w.WriteLine($"public T* dy; {dFields} {xFields} public int nb, rows; public ulong seed; public bool training; public int lanes;");
         w.WriteLine(anyB
-            ? $"public readonly void Run(int j0, int j1) => {name}_BackwardRange<T>(dy, {dFieldArgs}, {xFieldArgs}, nb, j0, j1, 0, rows, seed, training);"
-            : $"public readonly void Run(int lo, int hi) => {name}_BackwardRange<T>(dy, {dFieldArgs}, {xFieldArgs}, 1, lo, hi, 0, 1, seed, training);");
+            ? $"public readonly void Run(int j0, int j1) {{ {Dispatch($"{name}_BackwardRange", $"dy, {dFieldArgs}, {xFieldArgs}, nb, j0, j1, 0, rows, seed, training")} }}"
+            : $"public readonly void Run(int lo, int hi) {{ {Dispatch($"{name}_BackwardRange", $"dy, {dFieldArgs}, {xFieldArgs}, 1, lo, hi, 0, 1, seed, training")} }}");
         w.Indent--; w.WriteLine("}");
-        w.WriteLine("[global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]");
-        w.WriteLine($"static void {name}_BackwardRange<T>(T* dy, {dParams}, {xParams}, int nb, int j0, int j1, int r0, int r1, ulong seed, bool training) {Where}");
+        w.WriteLine(RangeAttribute);
+        w.WriteLine($"static void {name}_BackwardRange<T, TW>(T* dy, {dParams}, {xParams}, int nb, int j0, int j1, int r0, int r1, ulong seed, bool training) {Where} where TW : struct, {RT}.ILanes");
         w.WriteLine("{"); w.Indent++;
         EmitConsts(w, topo);
         // Only the values the derivative rules read (an input none of them needs is not loaded: its buffer may be gone).
         var needs = BackwardNeeds.Of(n.Expr!);
-        EmitLoops(w, bcast, topo, () =>
+        EmitLoops(w, bcast, topo, wd =>
         {
-            EmitVValues(w, topo, bcast, needs);
-            EmitVAdjoints(w, topo, n.Expr!, ni, bcast, assign);
+            EmitVValues(w, wd, topo, bcast, needs);
+            EmitVAdjoints(w, wd, topo, n.Expr!, ni, bcast, assign);
         });
         EmitValues(w, topo, bcast, needs);
         EmitAdjoints(w, topo, n.Expr!, ni, bcast, assign);
@@ -648,19 +650,19 @@ public static class Emitter
         var xCall = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"x{i}, xs[{i}].Length"));
         var fixedD = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"d{i} = dxs[{i}]"));
         var dCall = string.Join(", ", Enumerable.Range(0, ni).Select(i => $"d{i}"));
-        w.WriteLine($"internal static void {name}_TestForward<T>(T[] y, T[][] xs, ulong seed, bool training) {Where}");
+        w.WriteLine($"internal static void {name}_TestForward<T>(T[] y, T[][] xs, ulong seed, bool training, int lanes = -1) {Where}");
         w.WriteLine("{"); w.Indent++;
-        w.WriteLine($"fixed (T* py = y, {fixedX}) {name}_Forward<T>(py, {xCall}, y.Length, seed, training);");
+        w.WriteLine($"fixed (T* py = y, {fixedX}) {name}_Forward<T>(py, {xCall}, y.Length, seed, training, lanes);");
         w.Indent--; w.WriteLine("}");
-        w.WriteLine($"internal static void {name}_TestBackward<T>(T[] dy, T[]?[] dxs, T[][] xs, ulong seed, bool training) {Where}");
+        w.WriteLine($"internal static void {name}_TestBackward<T>(T[] dy, T[]?[] dxs, T[][] xs, ulong seed, bool training, int lanes = -1) {Where}");
         w.WriteLine("{"); w.Indent++;
-        w.WriteLine($"fixed (T* pdy = dy, {fixedX}, {fixedD}) {name}_Backward<T>(pdy, {dCall}, {xCall}, dy.Length, seed, training);");
+        w.WriteLine($"fixed (T* pdy = dy, {fixedX}, {fixedD}) {name}_Backward<T>(pdy, {dCall}, {xCall}, dy.Length, seed, training, lanes);");
         w.Indent--; w.WriteLine("}");
         w.WriteLine();
     }
 
     /// <summary>for r in [r0, r1): row offsets of broadcast inputs; for j in [j0, j1): i = r·nb + j.</summary>
-    static void EmitLoops(IndentedTextWriter w, bool[] bcast, Topo t, Action vectorBody)
+    static void EmitLoops(IndentedTextWriter w, bool[] bcast, Topo t, Action<Width> vectorBody)
     {
         var drops = t.Order.Where(e => e is FOp { Op: "drop" }).Cast<FOp>().ToList();
         foreach (var d in drops)
@@ -674,26 +676,43 @@ public static class Emitter
         foreach (var d in drops)
             w.WriteLine($"if (m{t[d]} != null) {K}.Philox.FillKeepScales<T>(m{t[d]}.AsSpan(0, j1 - j0), seed, {d.Site}UL, (ulong)((long)r * nb + j0), {Num(d.P)}f, s{t[d]});");
         w.WriteLine("int j = j0;");
-        w.WriteLine("if (typeof(T) == typeof(float) && global::System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated)");
-        w.WriteLine("{"); w.Indent++;
-        w.WriteLine("for (; j + 16 <= j1; j += 16)");
-        w.WriteLine("{"); w.Indent++;
-        w.WriteLine("int i = r * nb + j;");
-        vectorBody();
-        w.Indent--; w.WriteLine("}");
-        w.Indent--; w.WriteLine("}");
+        // The float path at the width TW (Simd.FloatLanes unless a test picks one); the other width's loop is dead code in
+        // this instantiation. Every lane computes what the other widths' lanes compute, so only the scalar tail's length
+        // depends on the width.
+        foreach (var wd in new[] { W512, W256 })
+        {
+            w.WriteLine($"{(wd == W512 ? "" : "else ")}if (typeof(T) == typeof(float) && typeof(TW) == typeof({RT}.{wd.Marker}))");
+            w.WriteLine("{"); w.Indent++;
+            w.WriteLine($"for (; j + {wd.Lanes} <= j1; j += {wd.Lanes})");
+            w.WriteLine("{"); w.Indent++;
+            w.WriteLine("int i = r * nb + j;");
+            vectorBody(wd);
+            w.Indent--; w.WriteLine("}");
+            w.Indent--; w.WriteLine("}");
+        }
         w.WriteLine("for (; j < j1; j++)");
         w.WriteLine("{"); w.Indent++;
         w.WriteLine("int i = r * nb + j;");
     }
 
-    const string V5 = "global::System.Runtime.Intrinsics.Vector512";
-    const string VF = "global::System.Runtime.Intrinsics.Vector512<float>";
+    /// <summary>A vector width of the float loops: the static class (S), the vector type (F) and its lanes.</summary>
+    sealed record Width(string S, string F, int Lanes, string Marker);
+    static readonly Width W512 = new("global::System.Runtime.Intrinsics.Vector512", "global::System.Runtime.Intrinsics.Vector512<float>", 16, "Lanes16");
+    static readonly Width W256 = new("global::System.Runtime.Intrinsics.Vector256", "global::System.Runtime.Intrinsics.Vector256<float>", 8, "Lanes8");
 
-    static string U(Topo t, FE e) => e is FConst c ? $"{V5}.Create({Num((float)c.Value)}f)" : "u" + t[e];
+    /// <summary>The row loops are compiled optimized at their first call (no tier-0 phase: a short run such as predict pays it
+    /// on every forward) and never inlined: inlined into their caller at its tier-1 rejit, they would share its inlining
+    /// budget, run out of it, and call their vector math out of line.</summary>
+    const string RangeAttribute = "[global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.NoInlining | global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]";
 
-    /// <summary>The float path, sixteen lanes at a time: the same expression as <see cref="EmitValues"/>.</summary>
-    static void EmitVValues(IndentedTextWriter w, Topo t, bool[] bcast, BackwardNeeds? needs = null)
+    /// <summary>A row loop's call at the body's width: one instantiation of the range method per width (see ILanes).</summary>
+    static string Dispatch(string method, string args) =>
+        $"if (lanes == 16) {method}<T, {RT}.Lanes16>({args}); else if (lanes == 8) {method}<T, {RT}.Lanes8>({args}); else {method}<T, {RT}.NoLanes>({args});";
+
+    static string U(Width wd, Topo t, FE e) => e is FConst c ? $"{wd.S}.Create({Num((float)c.Value)}f)" : "u" + t[e];
+
+    /// <summary>The float path, a vector of lanes at a time: the same expression as <see cref="EmitValues"/>.</summary>
+    static void EmitVValues(IndentedTextWriter w, Width wd, Topo t, bool[] bcast, BackwardNeeds? needs = null)
     {
         foreach (var e in t.Order)
         {
@@ -701,10 +720,10 @@ public static class Emitter
             int id = t[e];
             switch (e)
             {
-                case FIn i: w.WriteLine($"var u{id} = {V5}.Load((float*)x{i.Index} + {(bcast[i.Index] ? $"o{i.Index} + j" : "i")});"); break;
+                case FIn i: w.WriteLine($"var u{id} = {wd.S}.Load((float*)x{i.Index} + {(bcast[i.Index] ? $"o{i.Index} + j" : "i")});"); break;
                 case FConst: break;
                 case FOp o:
-                    string A(int k) => U(t, o.Args[k]);
+                    string A(int k) => U(wd, t, o.Args[k]);
                     string expr = o.Op switch
                     {
                         "add" => $"{A(0)} + {A(1)}",
@@ -713,15 +732,15 @@ public static class Emitter
                         "div" => $"{A(0)} / {A(1)}",
                         "neg" => $"-{A(0)}",
                         "exp" => $"{RT}.VMath.Exp({A(0)})",
-                        "log" => $"{V5}.Log({A(0)})",
+                        "log" => $"{wd.S}.Log({A(0)})",
                         "tanh" => $"{RT}.VMath.Tanh({A(0)})",
-                        "sqrt" => $"{V5}.Sqrt({A(0)})",
-                        "abs" => $"{V5}.Abs({A(0)})",
-                        "max" => $"{V5}.Max({A(0)}, {A(1)})",
-                        "min" => $"{V5}.Min({A(0)}, {A(1)})",
+                        "sqrt" => $"{wd.S}.Sqrt({A(0)})",
+                        "abs" => $"{wd.S}.Abs({A(0)})",
+                        "max" => $"{wd.S}.Max({A(0)}, {A(1)})",
+                        "min" => $"{wd.S}.Min({A(0)}, {A(1)})",
                         "erf" => $"{RT}.VMath.Erf({A(0)})",
-                        "drop" => $"m{id} != null ? {V5}.LoadUnsafe(ref global::System.Runtime.CompilerServices.Unsafe.As<T, float>(ref m{id}[j - j0])) : {VF}.One",
-                        _ when o.Op.StartsWith("sel") => $"{V5}.ConditionalSelect({Cmp(o.Op.Substring(3), A(0), A(1))}, {A(2)}, {A(3)})",
+                        "drop" => $"m{id} != null ? {wd.S}.LoadUnsafe(ref global::System.Runtime.CompilerServices.Unsafe.As<T, float>(ref m{id}[j - j0])) : {wd.F}.One",
+                        _ when o.Op.StartsWith("sel") => $"{wd.S}.ConditionalSelect({Cmp(wd, o.Op.Substring(3), A(0), A(1))}, {A(2)}, {A(3)})",
                         _ => throw new InvalidOperationException(o.Op),
                     };
                     w.WriteLine($"var u{id} = {expr};");
@@ -730,16 +749,16 @@ public static class Emitter
         }
     }
 
-    static string Cmp(string op, string a, string b) => op switch
+    static string Cmp(Width wd, string op, string a, string b) => op switch
     {
-        "<" => $"{V5}.LessThan({a}, {b})",
-        "<=" => $"{V5}.LessThanOrEqual({a}, {b})",
-        ">" => $"{V5}.GreaterThan({a}, {b})",
-        _ => $"{V5}.GreaterThanOrEqual({a}, {b})",
+        "<" => $"{wd.S}.LessThan({a}, {b})",
+        "<=" => $"{wd.S}.LessThanOrEqual({a}, {b})",
+        ">" => $"{wd.S}.GreaterThan({a}, {b})",
+        _ => $"{wd.S}.GreaterThanOrEqual({a}, {b})",
     };
 
     /// <summary>The float path of <see cref="EmitAdjoints"/>.</summary>
-    static void EmitVAdjoints(IndentedTextWriter w, Topo t, FE root, int ni, bool[] bcast, bool[] assign)
+    static void EmitVAdjoints(IndentedTextWriter w, Width wd, Topo t, FE root, int ni, bool[] bcast, bool[] assign)
     {
         var has = new HashSet<int>();
         void Acc(FE target, string term)
@@ -749,15 +768,15 @@ public static class Emitter
             if (has.Add(id)) w.WriteLine($"var h{id} = {term};");
             else w.WriteLine($"h{id} += {term};");
         }
-        string Z = $"{VF}.Zero";
-        w.WriteLine($"var h{t[root]} = {V5}.Load((float*)dy + i);");
+        string Z = $"{wd.F}.Zero";
+        w.WriteLine($"var h{t[root]} = {wd.S}.Load((float*)dy + i);");
         has.Add(t[root]);
         for (int k = t.Order.Count - 1; k >= 0; k--)
         {
             var e = t.Order[k];
             if (e is not FOp o || !has.Contains(k)) continue;
             string g = "h" + k, y = "u" + k;
-            string A(int j) => U(t, o.Args[j]);
+            string A(int j) => U(wd, t, o.Args[j]);
             switch (o.Op)
             {
                 case "add": Acc(o.Args[0], g); Acc(o.Args[1], g); break;
@@ -767,19 +786,19 @@ public static class Emitter
                 case "neg": Acc(o.Args[0], "-" + g); break;
                 case "exp": Acc(o.Args[0], $"{g} * {y}"); break;
                 case "log": Acc(o.Args[0], $"{g} / {A(0)}"); break;
-                case "tanh": Acc(o.Args[0], $"{g} * ({VF}.One - {y} * {y})"); break;
+                case "tanh": Acc(o.Args[0], $"{g} * ({wd.F}.One - {y} * {y})"); break;
                 case "sqrt": Acc(o.Args[0], $"{g} / ({y} + {y})"); break;
-                case "abs": Acc(o.Args[0], $"{V5}.ConditionalSelect({V5}.GreaterThanOrEqual({A(0)}, {Z}), {g}, -{g})"); break;
-                case "erf": Acc(o.Args[0], $"{g} * {V5}.Create(1.1283791670955126f) * {RT}.VMath.Exp(-{A(0)} * {A(0)})"); break;
-                case "max": Acc(o.Args[0], $"{V5}.ConditionalSelect({V5}.GreaterThanOrEqual({A(0)}, {A(1)}), {g}, {Z})"); Acc(o.Args[1], $"{V5}.ConditionalSelect({V5}.GreaterThanOrEqual({A(0)}, {A(1)}), {Z}, {g})"); break;
-                case "min": Acc(o.Args[0], $"{V5}.ConditionalSelect({V5}.LessThanOrEqual({A(0)}, {A(1)}), {g}, {Z})"); Acc(o.Args[1], $"{V5}.ConditionalSelect({V5}.LessThanOrEqual({A(0)}, {A(1)}), {Z}, {g})"); break;
+                case "abs": Acc(o.Args[0], $"{wd.S}.ConditionalSelect({wd.S}.GreaterThanOrEqual({A(0)}, {Z}), {g}, -{g})"); break;
+                case "erf": Acc(o.Args[0], $"{g} * {wd.S}.Create(1.1283791670955126f) * {RT}.VMath.Exp(-{A(0)} * {A(0)})"); break;
+                case "max": Acc(o.Args[0], $"{wd.S}.ConditionalSelect({wd.S}.GreaterThanOrEqual({A(0)}, {A(1)}), {g}, {Z})"); Acc(o.Args[1], $"{wd.S}.ConditionalSelect({wd.S}.GreaterThanOrEqual({A(0)}, {A(1)}), {Z}, {g})"); break;
+                case "min": Acc(o.Args[0], $"{wd.S}.ConditionalSelect({wd.S}.LessThanOrEqual({A(0)}, {A(1)}), {g}, {Z})"); Acc(o.Args[1], $"{wd.S}.ConditionalSelect({wd.S}.LessThanOrEqual({A(0)}, {A(1)}), {Z}, {g})"); break;
                 case "drop": break;
                 default:
                     if (o.Op.StartsWith("sel"))
                     {
-                        var cond = Cmp(o.Op.Substring(3), A(0), A(1));
-                        Acc(o.Args[2], $"{V5}.ConditionalSelect({cond}, {g}, {Z})");
-                        Acc(o.Args[3], $"{V5}.ConditionalSelect({cond}, {Z}, {g})");
+                        var cond = Cmp(wd, o.Op.Substring(3), A(0), A(1));
+                        Acc(o.Args[2], $"{wd.S}.ConditionalSelect({cond}, {g}, {Z})");
+                        Acc(o.Args[3], $"{wd.S}.ConditionalSelect({cond}, {Z}, {g})");
                     }
                     break;
             }
@@ -788,11 +807,11 @@ public static class Emitter
         {
             var leaf = t.Order.FirstOrDefault(e => e is FIn f && f.Index == i);
             bool adj = leaf is not null && has.Contains(t[leaf]);
-            if (assign[i]) w.WriteLine($"if (dx{i} != null) {V5}.Store({(adj ? "h" + t[leaf!] : $"{VF}.Zero")}, (float*)dx{i} + i);");
+            if (assign[i]) w.WriteLine($"if (dx{i} != null) {wd.S}.Store({(adj ? "h" + t[leaf!] : $"{wd.F}.Zero")}, (float*)dx{i} + i);");
             else if (adj)
             {
                 var at = bcast[i] ? $"o{i} + j" : "i";
-                w.WriteLine($"if (dx{i} != null) {{ float* q = (float*)dx{i} + {at}; {V5}.Store({V5}.Load(q) + h{t[leaf!]}, q); }}");
+                w.WriteLine($"if (dx{i} != null) {{ float* q = (float*)dx{i} + {at}; {wd.S}.Store({wd.S}.Load(q) + h{t[leaf!]}, q); }}");
             }
         }
     }

@@ -1,92 +1,285 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
 namespace Bert.Runtime;
 
-/// <summary>Vector math the generated float kernels use where System.Runtime.Intrinsics has none.</summary>
+/// <summary>The widest float vectors this machine runs in hardware: <see cref="FloatLanes"/> is 16 (AVX-512), 8 (AVX2)
+/// or 0 (neither: the kernels' scalar loops). The generated element-wise kernels, the vector math and the softmaxes
+/// take their width from here. <c>BERT_SIMD=256</c> caps it at AVX2 on an AVX-512 machine (to measure what an AVX2
+/// machine runs), <c>BERT_SIMD=scalar</c> turns the vector loops off; the GEMM keeps its own choice.</summary>
+public static class Simd
+{
+    /// <summary>Floats per vector in the element-wise kernels: 16, 8 or 0.</summary>
+    public static int FloatLanes { get; } = Pick(Environment.GetEnvironmentVariable("BERT_SIMD"));
+
+    static int Pick(string? cap)
+    {
+        int lanes = Vector512.IsHardwareAccelerated ? 16 : Vector256.IsHardwareAccelerated ? 8 : 0;
+        return cap?.Trim().ToLowerInvariant() switch
+        {
+            "256" or "avx2" => Math.Min(lanes, 8),
+            "scalar" or "0" or "none" => 0,
+            _ => lanes,
+        };
+    }
+
+    /// <summary>"AVX-512 (16 floats)", "AVX2 (8 floats)" or "scalar", for benchmark and info lines.</summary>
+    public static string Describe() => FloatLanes switch { 16 => "AVX-512 (16 floats)", 8 => "AVX2 (8 floats)", _ => "scalar" };
+}
+
+/// <summary>A vector width as a type, for code that is compiled once per width (the generated kernels' row loops): with
+/// <c>typeof(TW) == typeof(Lanes16)</c> the JIT keeps only that width's loop in each instantiation, so the loops of the
+/// widths a machine does not run are never compiled and do not use up the inlining budget of the one it does.</summary>
+public interface ILanes { static abstract int Count { get; } }
+/// <summary>16 floats (AVX-512).</summary>
+public readonly struct Lanes16 : ILanes { public static int Count => 16; }
+/// <summary>8 floats (AVX2).</summary>
+public readonly struct Lanes8 : ILanes { public static int Count => 8; }
+/// <summary>No vector loop: the scalar one only.</summary>
+public readonly struct NoLanes : ILanes { public static int Count => 0; }
+
+/// <summary>Vector math the generated float kernels use where System.Runtime.Intrinsics has none, for 16 floats
+/// (Vector512) and 8 (Vector256): one body per function, <see cref="VMath{TV}"/>, instantiated per width.</summary>
 public static class VMath
 {
     /// <summary>tanh: an odd polynomial below |x| = 0.5 (where 1 − 2/(e²ˣ+1) would cancel), the exponential form above.</summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Tanh(Vector512<float> x)
-    {
-        var a = Vector512.Abs(x);
-        var e = Exp(Vector512.Min(a + a, Vector512.Create(80f)));
-        var big = Vector512<float>.One - Vector512.Create(2f) / (e + Vector512<float>.One);
-        big = Vector512.ConditionalSelect(Vector512.LessThan(x, Vector512<float>.Zero), -big, big);
-        var x2 = x * x;
-        // x − x³/3 + 2x⁵/15 − 17x⁷/315 + 62x⁹/2835
-        var p = Vector512.Create(62f / 2835f);
-        p = p * x2 - Vector512.Create(17f / 315f);
-        p = p * x2 + Vector512.Create(2f / 15f);
-        p = p * x2 - Vector512.Create(1f / 3f);
-        var small = x + x * x2 * p;
-        return Vector512.ConditionalSelect(Vector512.LessThan(a, Vector512.Create(0.5f)), small, big);
-    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Tanh(Vector512<float> x) => VMath<F512>.Tanh(new(x)).V;
 
-    /// <summary>eˣ for 16 floats: x = n·ln 2 + r with |r| ≤ ln 2 / 2 (n rounded by the 1.5·2²³ trick, ln 2 in two parts),
-    /// eʳ by Cephes' degree-6 polynomial, then 2ⁿ as two normal powers of two (so that n = 128 near the top and the
-    /// subnormal results near the bottom come out right). Within 2 ulp of the correctly rounded result for normal results
+    /// <inheritdoc cref="Tanh(Vector512{float})"/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Tanh(Vector256<float> x) => VMath<F256>.Tanh(new(x)).V;
+
+    /// <summary>eˣ: x = n·ln 2 + r with |r| ≤ ln 2 / 2 (n rounded by the 1.5·2²³ trick, ln 2 in two parts), eʳ by
+    /// Cephes' degree-6 polynomial, then 2ⁿ as two normal powers of two (so that n = 128 near the top and the subnormal
+    /// results near the bottom come out right). Within 2 ulp of the correctly rounded result for normal results
     /// (checked against Math.Exp in the tests); +∞ above 88.72, 0 below −103.97, NaN stays NaN. Vector512.Exp and
-    /// TensorPrimitives.Exp run far slower here (20 cycles an element and more, .NET 10.0.12, measured 2026-11-27).</summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Exp(Vector512<float> x)
-    {
-        var hi = Vector512.Create(88.72283f);
-        var lo = Vector512.Create(-103.97208f);
-        var magic = Vector512.Create(12582912f);                // 1.5·2²³
-        var xc = Vector512.Min(Vector512.Max(x, lo), hi);
-        var t = xc * Vector512.Create(1.44269504088896341f) + magic;
-        var n = t - magic;                                      // round(x / ln 2), to nearest even
-        var ni = t.AsInt32() - magic.AsInt32();
-        var r = xc - n * Vector512.Create(0.693359375f);
-        r -= n * Vector512.Create(-2.12194440e-4f);
-        var p = Vector512.Create(1.9875691500E-4f);
-        p = p * r + Vector512.Create(1.3981999507E-3f);
-        p = p * r + Vector512.Create(8.3334519073E-3f);
-        p = p * r + Vector512.Create(4.1665795894E-2f);
-        p = p * r + Vector512.Create(1.6666665459E-1f);
-        p = p * r + Vector512.Create(5.0000001201E-1f);
-        var e = p * (r * r) + r + Vector512<float>.One;
-        var h = Vector512.ShiftRightArithmetic(ni, 1);
-        var bias = Vector512.Create(127);
-        var y = e * Vector512.ShiftLeft(h + bias, 23).AsSingle() * Vector512.ShiftLeft(ni - h + bias, 23).AsSingle();
-        y = Vector512.ConditionalSelect(Vector512.GreaterThan(x, hi), Vector512.Create(float.PositiveInfinity), y);
-        y = Vector512.ConditionalSelect(Vector512.LessThan(x, lo), Vector512<float>.Zero, y);
-        return Vector512.ConditionalSelect(Vector512.Equals(x, x), y, x);
-    }
+    /// TensorPrimitives.Exp run far slower (20 cycles an element and more, .NET 10.0.12, measured 2026-11-27).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Exp(Vector512<float> x) => VMath<F512>.Exp(new(x)).V;
+
+    /// <inheritdoc cref="Exp(Vector512{float})"/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Exp(Vector256<float> x) => VMath<F256>.Exp(new(x)).V;
+
+    /// <summary>erf as MathT's float erf (Abramowitz and Stegun 7.1.26, |error| ≤ 1.5e-7).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Erf(Vector512<float> x) => VMath<F512>.Erf(new(x)).V;
+
+    /// <inheritdoc cref="Erf(Vector512{float})"/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Erf(Vector256<float> x) => VMath<F256>.Erf(new(x)).V;
 
     /// <summary>xs[i] = e^xs[i] in place: floats through <see cref="ExpInPlace(System.Span{float})"/>, doubles through
     /// TensorPrimitives (exact to the last bits, for the double models the tests check gradients with).</summary>
-    public static void ExpInPlace<T>(System.Span<T> xs) where T : unmanaged, System.Numerics.IExponentialFunctions<T>
+    public static void ExpInPlace<T>(Span<T> xs) where T : unmanaged, IExponentialFunctions<T>
     {
         if (typeof(T) == typeof(float)) ExpInPlace(System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(xs));
         else System.Numerics.Tensors.TensorPrimitives.Exp<T>(xs, xs);
     }
 
-    /// <summary>xs[i] = e^xs[i] in place (the vector <see cref="Exp(Vector512{float})"/>, then MathF.Exp for a tail of
-    /// fewer than 16).</summary>
-    public static unsafe void ExpInPlace(System.Span<float> xs)
+    /// <summary>xs[i] = e^xs[i] in place: the vector <see cref="Exp(Vector512{float})"/> at <see cref="Simd.FloatLanes"/>,
+    /// then MathF.Exp for the tail.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // a softmax's row: tier 0 would run it several times slower
+    public static void ExpInPlace(Span<float> xs) => ExpInPlace(xs, Simd.FloatLanes);
+
+    /// <summary>As <see cref="ExpInPlace(System.Span{float})"/> with the vector width given (16, 8 or 0): the tests run
+    /// each width on any machine (Vector512 without AVX-512 is emulated, slowly but exactly).</summary>
+    public static void ExpInPlace(Span<float> xs, int lanes)
+    {
+        int i = lanes == 16 ? Exp16(xs) : lanes == 8 ? Exp8(xs) : 0;
+        for (; i < xs.Length; i++) xs[i] = MathF.Exp(xs[i]);
+    }
+
+    // One method per width, so that each is compiled (and inlines its vector math) only where it runs.
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    static unsafe int Exp16(Span<float> xs)
     {
         int i = 0;
         fixed (float* p = xs)
-        {
-            if (Vector512.IsHardwareAccelerated)
-                for (; i + 16 <= xs.Length; i += 16) Vector512.Store(Exp(Vector512.Load(p + i)), p + i);
-            for (; i < xs.Length; i++) p[i] = System.MathF.Exp(p[i]);
-        }
+            for (; i + 16 <= xs.Length; i += 16) Vector512.Store(Exp(Vector512.Load(p + i)), p + i);
+        return i;
     }
 
-    /// <summary>erf as MathT's float erf (Abramowitz and Stegun 7.1.26, |error| ≤ 1.5e-7).</summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Erf(Vector512<float> x)
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    static unsafe int Exp8(Span<float> xs)
     {
-        var a = Vector512.Abs(x);
-        var t = Vector512<float>.One / (Vector512<float>.One + Vector512.Create(0.3275911f) * a);
-        var p = Vector512.Create(1.061405429f) * t - Vector512.Create(1.453152027f);
-        p = p * t + Vector512.Create(1.421413741f);
-        p = p * t - Vector512.Create(0.284496736f);
-        p = p * t + Vector512.Create(0.254829592f);
-        var y = Vector512<float>.One - p * t * Exp(-a * a);
-        return Vector512.ConditionalSelect(Vector512.LessThan(x, Vector512<float>.Zero), -y, y);
+        int i = 0;
+        fixed (float* p = xs)
+            for (; i + 8 <= xs.Length; i += 8) Vector256.Store(Exp(Vector256.Load(p + i)), p + i);
+        return i;
+    }
+}
+
+/// <summary>A float vector of one width as the vector math sees it (<see cref="F512"/>, <see cref="F256"/>): operators
+/// and the few lane operations it needs, all static, so that every call is resolved and inlined when the JIT
+/// specializes <see cref="VMath{TV}"/> for the width. (Vector512 and Vector256 implement the operator interfaces only
+/// inside the runtime, so a generic method cannot use their operators directly; these wrappers add nothing at run
+/// time.)</summary>
+public interface IFloatVector<TSelf> where TSelf : struct, IFloatVector<TSelf>
+{
+    static abstract TSelf operator +(TSelf a, TSelf b);
+    static abstract TSelf operator -(TSelf a, TSelf b);
+    static abstract TSelf operator *(TSelf a, TSelf b);
+    static abstract TSelf operator /(TSelf a, TSelf b);
+    static abstract TSelf operator -(TSelf a);
+    static abstract TSelf Create(float x);
+    static abstract TSelf Min(TSelf a, TSelf b);
+    static abstract TSelf Max(TSelf a, TSelf b);
+    static abstract TSelf Abs(TSelf a);
+    /// <summary>Lanes of a where mask is all ones, of b where it is zero.</summary>
+    static abstract TSelf Select(TSelf mask, TSelf a, TSelf b);
+    static abstract TSelf LessThan(TSelf a, TSelf b);
+    static abstract TSelf GreaterThan(TSelf a, TSelf b);
+    /// <summary>All ones where a lane is not NaN.</summary>
+    static abstract TSelf IsNumber(TSelf a);
+    /// <summary>e·2ⁿ, n the integer that adding the 1.5·2²³ <paramref name="magic"/> left in the low bits of
+    /// <paramref name="t"/>: as two normal powers of two, 2^⌊n/2⌋ and 2^(n − ⌊n/2⌋), so that 2¹²⁸ and the subnormal
+    /// results come out without an overflowing or zero factor.</summary>
+    static abstract TSelf ScaleByPow2(TSelf e, TSelf t, TSelf magic);
+}
+
+/// <summary>AVX-512's 16 floats.</summary>
+public readonly struct F512(Vector512<float> v) : IFloatVector<F512>
+{
+    public readonly Vector512<float> V = v;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static F512 operator +(F512 a, F512 b) => new(a.V + b.V);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static F512 operator -(F512 a, F512 b) => new(a.V - b.V);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static F512 operator *(F512 a, F512 b) => new(a.V * b.V);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static F512 operator /(F512 a, F512 b) => new(a.V / b.V);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static F512 operator -(F512 a) => new(-a.V);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static F512 Create(float x) => new(Vector512.Create(x));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static F512 Min(F512 a, F512 b) => new(Vector512.Min(a.V, b.V));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static F512 Max(F512 a, F512 b) => new(Vector512.Max(a.V, b.V));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static F512 Abs(F512 a) => new(Vector512.Abs(a.V));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static F512 Select(F512 mask, F512 a, F512 b) => new(Vector512.ConditionalSelect(mask.V, a.V, b.V));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static F512 LessThan(F512 a, F512 b) => new(Vector512.LessThan(a.V, b.V));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static F512 GreaterThan(F512 a, F512 b) => new(Vector512.GreaterThan(a.V, b.V));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static F512 IsNumber(F512 a) => new(Vector512.Equals(a.V, a.V));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static F512 ScaleByPow2(F512 e, F512 t, F512 magic)
+    {
+        var n = t.V.AsInt32() - magic.V.AsInt32();
+        var h = Vector512.ShiftRightArithmetic(n, 1);
+        var bias = Vector512.Create(127);
+        return new(e.V * Vector512.ShiftLeft(h + bias, 23).AsSingle() * Vector512.ShiftLeft(n - h + bias, 23).AsSingle());
+    }
+}
+
+/// <summary>AVX2's 8 floats.</summary>
+public readonly struct F256(Vector256<float> v) : IFloatVector<F256>
+{
+    public readonly Vector256<float> V = v;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static F256 operator +(F256 a, F256 b) => new(a.V + b.V);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static F256 operator -(F256 a, F256 b) => new(a.V - b.V);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static F256 operator *(F256 a, F256 b) => new(a.V * b.V);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static F256 operator /(F256 a, F256 b) => new(a.V / b.V);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static F256 operator -(F256 a) => new(-a.V);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static F256 Create(float x) => new(Vector256.Create(x));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static F256 Min(F256 a, F256 b) => new(Vector256.Min(a.V, b.V));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static F256 Max(F256 a, F256 b) => new(Vector256.Max(a.V, b.V));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static F256 Abs(F256 a) => new(Vector256.Abs(a.V));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static F256 Select(F256 mask, F256 a, F256 b) => new(Vector256.ConditionalSelect(mask.V, a.V, b.V));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static F256 LessThan(F256 a, F256 b) => new(Vector256.LessThan(a.V, b.V));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static F256 GreaterThan(F256 a, F256 b) => new(Vector256.GreaterThan(a.V, b.V));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static F256 IsNumber(F256 a) => new(Vector256.Equals(a.V, a.V));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static F256 ScaleByPow2(F256 e, F256 t, F256 magic)
+    {
+        var n = t.V.AsInt32() - magic.V.AsInt32();
+        var h = Vector256.ShiftRightArithmetic(n, 1);
+        var bias = Vector256.Create(127);
+        return new(e.V * Vector256.ShiftLeft(h + bias, 23).AsSingle() * Vector256.ShiftLeft(n - h + bias, 23).AsSingle());
+    }
+}
+
+/// <summary>The vector math written once for any width <typeparamref name="TV"/>. Every lane computes what the other
+/// widths' lanes compute, bit for bit.</summary>
+public static class VMath<TV> where TV : struct, IFloatVector<TV>
+{
+    /// <inheritdoc cref="VMath.Exp(Vector512{float})"/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TV Exp(TV x)
+    {
+        var hi = TV.Create(88.72283f);
+        var lo = TV.Create(-103.97208f);
+        var magic = TV.Create(12582912f);                      // 1.5·2²³
+        var xc = TV.Min(TV.Max(x, lo), hi);
+        var t = xc * TV.Create(1.44269504088896341f) + magic;
+        var n = t - magic;                                      // round(x / ln 2), to nearest even
+        var r = xc - n * TV.Create(0.693359375f);
+        r -= n * TV.Create(-2.12194440e-4f);
+        var p = TV.Create(1.9875691500E-4f);
+        p = p * r + TV.Create(1.3981999507E-3f);
+        p = p * r + TV.Create(8.3334519073E-3f);
+        p = p * r + TV.Create(4.1665795894E-2f);
+        p = p * r + TV.Create(1.6666665459E-1f);
+        p = p * r + TV.Create(5.0000001201E-1f);
+        var e = p * (r * r) + r + TV.Create(1f);
+        var y = TV.ScaleByPow2(e, t, magic);
+        y = TV.Select(TV.GreaterThan(x, hi), TV.Create(float.PositiveInfinity), y);
+        y = TV.Select(TV.LessThan(x, lo), TV.Create(0f), y);
+        return TV.Select(TV.IsNumber(x), y, x);
+    }
+
+    /// <inheritdoc cref="VMath.Tanh(Vector512{float})"/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TV Tanh(TV x)
+    {
+        var one = TV.Create(1f);
+        var a = TV.Abs(x);
+        var e = Exp(TV.Min(a + a, TV.Create(80f)));
+        var big = one - TV.Create(2f) / (e + one);
+        big = TV.Select(TV.LessThan(x, TV.Create(0f)), -big, big);
+        var x2 = x * x;
+        // x − x³/3 + 2x⁵/15 − 17x⁷/315 + 62x⁹/2835
+        var p = TV.Create(62f / 2835f);
+        p = p * x2 - TV.Create(17f / 315f);
+        p = p * x2 + TV.Create(2f / 15f);
+        p = p * x2 - TV.Create(1f / 3f);
+        var small = x + x * x2 * p;
+        return TV.Select(TV.LessThan(a, TV.Create(0.5f)), small, big);
+    }
+
+    /// <inheritdoc cref="VMath.Erf(Vector512{float})"/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TV Erf(TV x)
+    {
+        var one = TV.Create(1f);
+        var a = TV.Abs(x);
+        var t = one / (one + TV.Create(0.3275911f) * a);
+        var p = TV.Create(1.061405429f) * t - TV.Create(1.453152027f);
+        p = p * t + TV.Create(1.421413741f);
+        p = p * t - TV.Create(0.284496736f);
+        p = p * t + TV.Create(0.254829592f);
+        var y = one - p * t * Exp(-a * a);
+        return TV.Select(TV.LessThan(x, TV.Create(0f)), -y, y);
     }
 }

@@ -343,6 +343,14 @@ public static partial class Program
     static int CheckMaxLen(string flag, int value, int least) => value >= least ? value
         : throw new ArgumentException($"{flag} {value} leaves no room for text between [CLS] and [SEP]; give {least} or more (BERT uses 128 or 512).");
 
+    /// <summary>A sentence pair packs two texts between three special tokens ([CLS] first [SEP] second [SEP]): a --max-len below
+    /// 5 leaves one of them no token, which CheckMaxLen's 3 (for one text) allows.</summary>
+    static void RequirePairRoom(int maxLen, string what)
+    {
+        if (maxLen < 5)
+            throw new ArgumentException($"--max-len {maxLen} leaves no room for both texts of {what} ([CLS] first [SEP] second [SEP] needs 5 tokens or more); give --max-len 5 or more (BERT uses 128 or 512).");
+    }
+
     /// <summary>--precision is the GPU's: given with the CPU (which computes in fp32) it is one sentence instead of being ignored.</summary>
     static string DeviceOf(System.CommandLine.ParseResult pr, Option<string> device, Option<string> precision)
     {
@@ -552,6 +560,7 @@ public static partial class Program
         var (trainSet, devSet, how) = DataSets.Load(dataSpec, devFile, format);
         if (trainSet.Examples.Select(e => e.Label).Distinct().Count() < 2)
             throw new ArgumentException($"The training part of {how} has examples of one class only; a classifier needs examples of at least two.");
+        if (trainSet.Pairs is not null) RequirePairRoom(maxLen, $"the sentence pairs of {how}");
         var tok = FinetuneTokenizer(from, vocab);
         var (entry, model) = StartingModel(from, reinit, size, "classifier", Math.Max(2, trainSet.Classes), train.Seed, declared);
         using var trainer = OpenTrainer(device, entry, train);
@@ -705,6 +714,7 @@ public static partial class Program
         string source = devFile ?? dataSpec;
         if (loaded.Pairs && format == "tsv") format = "pairs";   // a model of sentence pairs reads its files as pairs
         var (trainSet, devSet, how) = DataSets.Load(source, null, format);
+        if (trainSet.Pairs is not null) RequirePairRoom(len, $"the sentence pairs of {source}");
         if (File.Exists(source))
             (devSet, how) = (trainSet.Concat(devSet), $"all {trainSet.Examples.Count + devSet.Examples.Count} examples of {Path.GetFileName(source)}");
         // Named classes are matched to the model's by name, not by the file's order.
@@ -766,6 +776,15 @@ public static partial class Program
         var texts = text is not null ? new List<string> { text } : ReadStdin();
         if (texts.Count == 0) throw new ArgumentException("No text to classify; pass it as an argument or one per line on standard input.");
         int limit = Math.Min(maxLen, model.Info.MaxLen), longer = 0;
+        if (entry.Head != "token-classifier" && loaded.TabSeparatesPairs)
+            for (int i = 0; i < texts.Count; i++)
+            {
+                int tabs = texts[i].Count(c => c == '\t');
+                string where = text is not null ? "The text" : $"Line {i + 1} of standard input";
+                if (tabs > 1)
+                    throw new ArgumentException($"{where} has {tabs + 1} tab-separated fields, but a sentence pair is 'first text<TAB>second text'; remove the extra tabs.");
+                if (tabs == 1) RequirePairRoom(limit, where.ToLowerInvariant() == "the text" ? "the sentence pair" : $"the sentence pair on line {i + 1}");
+            }
         if (entry.Head == "token-classifier")
         {
             // Words are what spaces separate (as in a CoNLL file); each gets a line: word, tag, probability; a blank line after each text.
@@ -817,17 +836,37 @@ public static partial class Program
             throw new CheckpointException($"The {WordPiece.VocabFileName} in {dir} has {tok.VocabSize} entries but {model.Info.Name} embeds {embeds}; put back the vocabulary saved with the checkpoint.", dir);
     }
 
+    /// <summary>The texts on standard input, one per line: redirected input is decoded as strict UTF-8 (as the data files are),
+    /// so that bytes of another encoding are refused, naming the line, instead of turning into U+FFFD.</summary>
     static List<string> ReadStdin()
+    {
+        if (StandardInput is not null || !Console.IsInputRedirected) return ReadLines(StandardInput ?? Console.In);
+        using var buffer = new MemoryStream();
+        Console.OpenStandardInput().CopyTo(buffer);
+        return ReadLines(buffer.ToArray());
+    }
+
+    /// <summary>The non-blank lines of UTF-8 <paramref name="bytes"/> (standard input); bytes that are not UTF-8 are a
+    /// <see cref="DataException"/> naming the line.</summary>
+    public static List<string> ReadLines(byte[] bytes) =>
+        bytes.Length == 0 ? [] : ReadLines(new StringReader(TextSource.Decode(bytes, "standard input", subject: "Standard input")));
+
+    /// <summary>The non-blank lines of <paramref name="reader"/>, a byte-order mark dropped.</summary>
+    public static List<string> ReadLines(TextReader reader)
     {
         var lines = new List<string>();
         string? line;
-        while ((line = Console.In.ReadLine()) is not null)
+        while ((line = reader.ReadLine()) is not null)
         {
             if (lines.Count == 0) line = line.TrimStart('\uFEFF');   // a byte-order mark is not text
             if (line.Trim().Length > 0) lines.Add(line);
         }
         return lines;
     }
+
+    /// <summary>Where predict reads its texts when none is given; null (the default): the process's standard input. For a
+    /// host that runs the command in process (the tests), as Console.SetIn would be, which the strict decoding bypasses.</summary>
+    public static TextReader? StandardInput { get; set; }
 
     static int Vocab(string[]? corpus, string lang, int? size, bool cased, bool keepAccents, int minFrequency, string outDir)
     {

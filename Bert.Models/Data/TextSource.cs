@@ -25,11 +25,12 @@ public static class TextSource
         return Decode(buffer.ToArray(), name);
     }
 
-    /// <summary>Decodes strict UTF-8, dropping a leading byte order mark.</summary>
-    public static string Decode(byte[] bytes, string name)
+    /// <summary>Decodes strict UTF-8, dropping a leading byte order mark. <paramref name="subject"/>: how the messages name
+    /// a source that is not a file (standard input); null for a file.</summary>
+    public static string Decode(byte[] bytes, string name, string? subject = null)
     {
         if (bytes.Length == 0)
-            throw new DataException($"Data file '{name}' is empty; point to the file that holds the data.", name);
+            throw new DataException($"{subject ?? $"Data file '{name}'"} is empty; point to the file that holds the data.", name);
         string text;
         try
         {
@@ -41,11 +42,13 @@ public static class TextSource
             int at = Math.Clamp(e.Index, 0, bytes.Length);
             for (int i = 0; i < at; i++)
                 if (bytes[i] == (byte)'\n') line++;
-            throw new DataException($"Data file '{name}' is not valid UTF-8 (first bad byte on line {line}); re-save it as UTF-8, for example with `iconv -f cp1252 -t utf-8`.", name, line, e);
+            throw new DataException(subject is null
+                ? $"Data file '{name}' is not valid UTF-8 (first bad byte on line {line}); re-save it as UTF-8, for example with `iconv -f cp1252 -t utf-8`."
+                : $"{subject} is not valid UTF-8 (first bad byte on line {line}); convert it to UTF-8, for example with `iconv -f cp1252 -t utf-8`, and pass it again.", name, line, e);
         }
         if (text.Length > 0 && text[0] == '\uFEFF') text = text[1..];
         if (text.Length == 0)
-            throw new DataException($"Data file '{name}' is empty; point to the file that holds the data.", name);
+            throw new DataException($"{subject ?? $"Data file '{name}'"} is empty; point to the file that holds the data.", name);
         return text;
     }
 

@@ -111,8 +111,8 @@ public static class Checkpoint
     /// extras (<c>embeddings.position_ids</c>, the tied <c>cls.predictions.decoder.*</c>) are ignored; other tensors
     /// the model has no place for are reported as unused. A tensor the model needs but the file lacks is an error
     /// unless <paramref name="allowMissing"/> accepts its name (e.g. <c>n =&gt; n.StartsWith("classifier.")</c> to
-    /// fine-tune from a pre-training checkpoint): such tensors keep their current values. Nothing in the model
-    /// changes unless the whole load succeeds.</summary>
+    /// fine-tune from a pre-training checkpoint): such tensors keep their current values. A tensor holding a NaN or an
+    /// infinity is refused, by name. Nothing in the model changes unless the whole load succeeds.</summary>
     public static CheckpointReport Load<T>(string dir, Model<T> model, Func<string, bool>? allowMissing = null)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
@@ -206,7 +206,12 @@ public static class Checkpoint
         foreach (var (hf, name) in source)
         {
             var p = byHf[hf];
-            reader.Read<T>(name, staged.AsSpan((int)p.Offset, (int)p.Length));
+            var values = staged.AsSpan((int)p.Offset, (int)p.Length);
+            reader.Read<T>(name, values);
+            // A NaN or an infinity would only show later, as a NaN loss or NaN scores: refuse it here, naming the tensor.
+            foreach (var v in values)
+                if (!T.IsFinite(v))
+                    throw new CheckpointException($"{file} holds {(T.IsNaN(v) ? "NaN" : "infinite")} values in {name} (a run that diverged before it saved?); load an earlier checkpoint.", file);
         }
         staged.CopyTo(model.Parameters);
 

@@ -240,5 +240,14 @@ public sealed class HfConfig
             if (have is { } h && h != want)
                 throw new CheckpointException($"{source} was saved from a model with {key} {h} but this model ({info.Name}) has {want}; {fix}.", source);
         }
+        if (IsClassifier(info) && Json["id2label"] is JsonObject map)
+        {
+            // transformers takes the class count from id2label (warning when num_labels disagrees); the names must cover 0 .. n-1.
+            if (Get("num_labels", source) is { } count && count != map.Count)
+                throw new CheckpointException($"{source} has num_labels {count} but its id2label names {map.Count} classes; make the two agree (or remove num_labels).", source);
+            var ids = map.Select(kv => int.TryParse(kv.Key, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int id) ? id : -1).Order();
+            if (!ids.SequenceEqual(Enumerable.Range(0, map.Count)))
+                throw new CheckpointException($"{source}'s id2label keys ({string.Join(", ", map.Select(kv => kv.Key).Take(6))}{(map.Count > 6 ? ", …" : "")}) are not the class numbers 0 to {map.Count - 1}; number the classes from 0.", source);
+        }
     }
 }

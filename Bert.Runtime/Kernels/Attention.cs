@@ -57,6 +57,38 @@ public static class Attention
         }
     }
 
+    /// <summary>row = softmax(row + maskAdd) over the keys (maskAdd added only when <paramref name="anyMasked"/>): the
+    /// maximum subtracted, the exponential, the sum, the division. Vector&lt;T&gt; loops of its own rather than
+    /// TensorPrimitives: compiled optimized at the first call (the library's generic methods start at tier 0 and take
+    /// dozens of forwards to be rejitted, which a short predict or eval run pays on every forward).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    static void SoftmaxRow<TFloat>(Span<TFloat> row, ReadOnlySpan<TFloat> maskAdd, bool anyMasked)
+        where TFloat : unmanaged, IBinaryFloatingPointIeee754<TFloat>
+    {
+        int T = row.Length, W = Vector.IsHardwareAccelerated ? Vector<TFloat>.Count : int.MaxValue, i;
+        if (anyMasked)
+        {
+            for (i = 0; i + W <= T; i += W) (new Vector<TFloat>(row.Slice(i)) + new Vector<TFloat>(maskAdd.Slice(i))).CopyTo(row.Slice(i));
+            for (; i < T; i++) row[i] += maskAdd[i];
+        }
+        var vmax = new Vector<TFloat>(TFloat.NegativeInfinity);
+        for (i = 0; i + W <= T; i += W) vmax = Vector.Max(vmax, new Vector<TFloat>(row.Slice(i)));
+        TFloat max = TFloat.NegativeInfinity;
+        for (int k = 0; k < Vector<TFloat>.Count; k++) max = TFloat.Max(max, vmax[k]);
+        for (; i < T; i++) max = TFloat.Max(max, row[i]);
+        var vm = new Vector<TFloat>(max);
+        for (i = 0; i + W <= T; i += W) (new Vector<TFloat>(row.Slice(i)) - vm).CopyTo(row.Slice(i));
+        for (; i < T; i++) row[i] -= max;
+        VMath.ExpInPlace(row);
+        var acc = Vector<TFloat>.Zero;
+        for (i = 0; i + W <= T; i += W) acc += new Vector<TFloat>(row.Slice(i));
+        TFloat sum = Vector.Sum(acc);
+        for (; i < T; i++) sum += row[i];
+        var vs = new Vector<TFloat>(sum);
+        for (i = 0; i + W <= T; i += W) (new Vector<TFloat>(row.Slice(i)) / vs).CopyTo(row.Slice(i));
+        for (; i < T; i++) row[i] /= sum;
+    }
+
     /// <summary>Heads lo .. hi - 1 (index b·H + h) of the forward, with scratch from ArrayPool per range.</summary>
     unsafe struct ForwardHeads<TFloat> : IRangeBody where TFloat : unmanaged, IBinaryFloatingPointIeee754<TFloat>
     {
@@ -104,15 +136,7 @@ public static class Attention
             maskAdd[k] = isMasked ? masked : TFloat.Zero;
             anyMasked |= isMasked;
         }
-        for (int q = 0; q < T; q++)
-        {
-            Span<TFloat> pRow = P.Slice(q * T, T);                                   // (T) over keys
-            if (anyMasked) TensorPrimitives.Add<TFloat>(pRow, maskAdd, pRow);
-            TFloat max = TensorPrimitives.Max<TFloat>(pRow);
-            TensorPrimitives.Subtract(pRow, max, pRow);
-            VMath.ExpInPlace(pRow);
-            TensorPrimitives.Divide(pRow, TensorPrimitives.Sum<TFloat>(pRow), pRow);
-        }
+        for (int q = 0; q < T; q++) SoftmaxRow(P.Slice(q * T, T), maskAdd, anyMasked);   // (T) over keys
 
         // dropped = probs ⊙ keep scale (probs themselves are saved before dropout)
         ReadOnlySpan<TFloat> dropped = P;

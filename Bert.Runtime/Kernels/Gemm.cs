@@ -249,7 +249,9 @@ public static unsafe class OpenBlasGemm
 /// bitwise reproducible. Packing buffers are per-thread pinned arrays, reused across calls.</summary>
 public static unsafe class ManagedGemm
 {
-    private static readonly int Simd = Vector512.IsHardwareAccelerated ? 512 : Vector256.IsHardwareAccelerated ? 256 : 0;
+    /// <summary>512 (AVX-512), 256 (AVX2) or 0 (Vector&lt;T&gt;): the width <see cref="Bert.Runtime.Simd.FloatLanes"/> picked
+    /// (so that BERT_SIMD=256 measures an AVX2 machine's products too).</summary>
+    private static readonly int Width = Bert.Runtime.Simd.FloatLanes * 32;
 
     /// <summary>Products with M·N·K below this run on the calling thread only.</summary>
     public const long ParallelThreshold = 64L * 64 * 64;
@@ -263,16 +265,16 @@ public static unsafe class ManagedGemm
     /// <summary>Most rows of op(A) packed at once.</summary>
     private static int McMax<T>() => typeof(T) == typeof(float) ? 768 : 384;
 
-    private static int Mr => Simd == 512 ? 12 : Simd == 256 ? 6 : 4;
+    private static int Mr => Width == 512 ? 12 : Width == 256 ? 6 : 4;
     private static int Nr<T>() where T : unmanaged =>
-        Simd == 512 ? 2 * Vector512<T>.Count : Simd == 256 ? 2 * Vector256<T>.Count : 2 * Vector<T>.Count;
+        Width == 512 ? 2 * Vector512<T>.Count : Width == 256 ? 2 * Vector256<T>.Count : 2 * Vector<T>.Count;
 
     /// <summary>Threads used by default for large products.</summary>
     public static int DefaultThreads { get; } = Math.Max(1, Environment.ProcessorCount);
 
     public static string Describe()
     {
-        string simd = Simd switch
+        string simd = Width switch
         {
             512 => "Vector512",
             256 => "Vector256",
@@ -546,15 +548,15 @@ public static unsafe class ManagedGemm
         if (typeof(T) == typeof(float))
         {
             float al = Unsafe.BitCast<T, float>(alpha), be = Unsafe.BitCast<T, float>(beta);
-            if (Simd == 512) KernelF512(kc, (float*)a, (float*)b, (float*)c, ldc, al, be, mr, nr, (float*)tile);
-            else if (Simd == 256) KernelF256(kc, (float*)a, (float*)b, (float*)c, ldc, al, be, mr, nr, (float*)tile);
+            if (Width == 512) KernelF512(kc, (float*)a, (float*)b, (float*)c, ldc, al, be, mr, nr, (float*)tile);
+            else if (Width == 256) KernelF256(kc, (float*)a, (float*)b, (float*)c, ldc, al, be, mr, nr, (float*)tile);
             else KernelFVec(kc, (float*)a, (float*)b, (float*)c, ldc, al, be, mr, nr, (float*)tile);
         }
         else
         {
             double al = Unsafe.BitCast<T, double>(alpha), be = Unsafe.BitCast<T, double>(beta);
-            if (Simd == 512) KernelD512(kc, (double*)a, (double*)b, (double*)c, ldc, al, be, mr, nr, (double*)tile);
-            else if (Simd == 256) KernelD256(kc, (double*)a, (double*)b, (double*)c, ldc, al, be, mr, nr, (double*)tile);
+            if (Width == 512) KernelD512(kc, (double*)a, (double*)b, (double*)c, ldc, al, be, mr, nr, (double*)tile);
+            else if (Width == 256) KernelD256(kc, (double*)a, (double*)b, (double*)c, ldc, al, be, mr, nr, (double*)tile);
             else KernelDVec(kc, (double*)a, (double*)b, (double*)c, ldc, al, be, mr, nr, (double*)tile);
         }
     }

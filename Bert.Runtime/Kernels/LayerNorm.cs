@@ -1,6 +1,5 @@
 using System.Runtime.CompilerServices;
 using System.Numerics;
-using System.Numerics.Tensors;
 
 namespace Bert.Runtime.Kernels;
 
@@ -47,20 +46,41 @@ public static class LayerNorm
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // no tier-0 phase: a short run (predict, eval) pays it on every forward
+    /// <remarks>Vector&lt;T&gt; loops of its own rather than TensorPrimitives: compiled optimized at the first call (the
+    /// library's generic methods start at tier 0 and take dozens of forwards to be rejitted, which a short predict or eval
+    /// run pays on every forward), and never inlined into the row loop's caller, whose inlining budget it would share.</remarks>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     static void ForwardRow<T>(Span<T> out_, Span<T> mean, Span<T> rstd, ReadOnlySpan<T> inp,
         ReadOnlySpan<T> weight, ReadOnlySpan<T> bias, int n, int C, T eps)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         ReadOnlySpan<T> x = inp.Slice(n * C, C);  // (C)
         Span<T> y = out_.Slice(n * C, C);         // (C)
+        int W = Vector.IsHardwareAccelerated ? Vector<T>.Count : int.MaxValue, i;
         T c = T.CreateTruncating(C);
-        T m = TensorPrimitives.Sum(x) / c;
-        TensorPrimitives.Subtract(x, m, y);       // y = x - mean
-        T v = TensorPrimitives.SumOfSquares<T>(y) / c;
-        T s = T.One / T.Sqrt(v + eps);
-        TensorPrimitives.Multiply(y, s, y);       // y = norm
-        TensorPrimitives.MultiplyAdd<T>(y, weight, bias, y);
+        // mean
+        var acc = Vector<T>.Zero;
+        for (i = 0; i + W <= C; i += W) acc += new Vector<T>(x.Slice(i));
+        T sum = Vector.Sum(acc);
+        for (; i < C; i++) sum += x[i];
+        T m = sum / c;
+        // y = x - mean, and the sum of its squares
+        var vm = new Vector<T>(m);
+        acc = Vector<T>.Zero;
+        for (i = 0; i + W <= C; i += W)
+        {
+            var d = new Vector<T>(x.Slice(i)) - vm;
+            d.CopyTo(y.Slice(i));
+            acc += d * d;
+        }
+        T squares = Vector.Sum(acc);
+        for (; i < C; i++) { T d = x[i] - m; y[i] = d; squares += d * d; }
+        T s = T.One / T.Sqrt(squares / c + eps);
+        // y = (y · rstd) · weight + bias
+        var vs = new Vector<T>(s);
+        for (i = 0; i + W <= C; i += W)
+            (new Vector<T>(y.Slice(i)) * vs * new Vector<T>(weight.Slice(i)) + new Vector<T>(bias.Slice(i))).CopyTo(y.Slice(i));
+        for (; i < C; i++) y[i] = y[i] * s * weight[i] + bias[i];
         mean[n] = m;
         rstd[n] = s;
     }

@@ -79,10 +79,12 @@ public sealed record ExprNode(string Op, int[] Args, double Value)
     public ExprNode(string op, int[] args, double value, int _ = 0) : this(op, args, value) { }
 }
 
-public delegate void FusedForward(double[] y, double[][] xs, ulong seed, bool training);
-public delegate void FusedBackward(double[] dy, double[]?[] dxs, double[][] xs, ulong seed, bool training);
-public delegate void FusedForwardF(float[] y, float[][] xs, ulong seed, bool training);
-public delegate void FusedBackwardF(float[] dy, float[]?[] dxs, float[][] xs, ulong seed, bool training);
+// lanes: the float vector width the kernel runs (16, 8, or 0 for its scalar loop; -1, Simd.FloatLanes), so that tests check
+// every width on any machine; the double entry points have only the scalar loop and ignore it.
+public delegate void FusedForward(double[] y, double[][] xs, ulong seed, bool training, int lanes = -1);
+public delegate void FusedBackward(double[] dy, double[]?[] dxs, double[][] xs, ulong seed, bool training, int lanes = -1);
+public delegate void FusedForwardF(float[] y, float[][] xs, ulong seed, bool training, int lanes = -1);
+public delegate void FusedBackwardF(float[] dy, float[]?[] dxs, float[][] xs, ulong seed, bool training, int lanes = -1);
 
 /// <summary>A generated fused element-wise kernel, with entry points in double (gradient checks) and float (the
 /// vectorized path, checked against double). Expression is for people to read; Nodes is the same expression for

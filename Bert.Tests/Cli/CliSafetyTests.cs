@@ -1,4 +1,5 @@
 using System.Text;
+using Bert.Cli;
 using Xunit;
 
 namespace Bert.Tests.Cli;
@@ -240,5 +241,70 @@ public partial class CliTests
         r = Run("finetune", "--data", Labeled(), "--from", multi, "--epochs", "1", "--batch", "8", "--max-len", "16", "--out", Path.Combine(_dir, "from-multi"));
         Assert.True(r.Code == 0, r.Out + r.Err);
         Assert.Contains("whose head (3 labels, multi label classification) no declared model of its size has; its encoder loaded as BertNanoPreTraining", r.Err);
+    }
+
+    /// <summary>Input that would be read wrongly is one sentence each: a config whose num_labels and id2label disagree or
+    /// whose id2label is not numbered 0 .. n-1, a predicted text of three tab-separated fields, a --max-len that leaves a
+    /// sentence pair's second text no token (predict and finetune), a checkpoint holding NaN weights, and standard input
+    /// that is not UTF-8.</summary>
+    [Fact]
+    public void LabelMaps_Tabs_PairRoom_NanWeights_AndInvalidUtf8_AreOneSentenceEach()
+    {
+        var best = FineTunedNano("ft");
+        string Classifier(string extra) => "{\"architectures\": [\"BertForSequenceClassification\"], " + NanoSizes + extra + "}";
+        var disagree = AsHuggingFace(best, "hf-disagree", "BertNanoClassifier", _ => true,
+            Classifier(", \"num_labels\": 3, \"id2label\": {\"0\": \"neg\", \"1\": \"pos\"}"));
+        var r = Run("predict", "--model", disagree, "a great film");
+        Assert.Equal(1, r.Code);
+        Assert.Contains("has num_labels 3 but its id2label names 2 classes; make the two agree", r.Err);
+        var gaps = AsHuggingFace(best, "hf-gaps", "BertNanoClassifier", _ => true,
+            Classifier(", \"id2label\": {\"0\": \"neg\", \"1\": \"pos\", \"5\": \"odd\"}"));
+        r = Run("predict", "--model", gaps, "a great film");
+        Assert.Equal(1, r.Code);
+        Assert.Contains("id2label keys (0, 1, 5) are not the class numbers 0 to 2", r.Err);
+
+        // A Hugging Face classifier does not say whether it was fine-tuned on pairs: a tab separates a pair's texts.
+        var hf = AsHuggingFace(best, "hf", "BertNanoClassifier", _ => true, Classifier(", \"num_labels\": 3"));
+        r = Run("predict", "--model", hf, "a great\tfilm\tindeed");
+        Assert.Equal(1, r.Code);
+        Assert.Contains("The text has 3 tab-separated fields, but a sentence pair is 'first text<TAB>second text'", r.Err);
+        r = Run("predict", "--model", hf, "--max-len", "4", "a great\tfilm");
+        Assert.Equal(1, r.Code);
+        Assert.Contains("--max-len 4 leaves no room for both texts of the sentence pair", r.Err);
+        r = Run("predict", "--model", hf, "--max-len", "5", "a great\tfilm");
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        var pairs = Path.Combine(_dir, "pairs.tsv");
+        File.WriteAllLines(pairs, Enumerable.Range(0, 20).Select(i => $"first text {i}\tsecond text {i}\t{i % 2}"));
+        r = Run("finetune", "--data", pairs, "--format", "pairs", "--size", "nano", "--epochs", "1", "--max-len", "4", "--out", Path.Combine(_dir, "pairs-run"));
+        Assert.Equal(1, r.Code);
+        Assert.Contains("--max-len 4 leaves no room for both texts of the sentence pairs of", r.Err);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "pairs-run")));
+
+        // NaN in one weight: refused at load, naming the tensor, instead of NaN scores.
+        var m = Bert.Models.BertNanoClassifier.Create<float>();
+        Bert.Runtime.Checkpoints.Checkpoint.Load(best, m);
+        var nan = Path.Combine(_dir, "hf-nan");
+        Directory.CreateDirectory(nan);
+        var w = new Bert.Runtime.Checkpoints.SafeTensorsWriter();
+        foreach (var p in m.Info.Parameters)
+        {
+            var values = m.Parameter(p.Name).ToArray();
+            if (p.HfName == "bert.encoder.layer.1.output.dense.weight") values[7] = float.NaN;
+            w.Add<float>(p.HfName, p.Shape, values);
+        }
+        w.Save(Path.Combine(nan, "model.safetensors"));
+        File.Copy(Path.Combine(best, "vocab.txt"), Path.Combine(nan, "vocab.txt"));
+        File.WriteAllText(Path.Combine(nan, "config.json"), Classifier(", \"num_labels\": 3"));
+        r = Run("predict", "--model", nan, "a great film");
+        Assert.Equal(1, r.Code);
+        Assert.Contains("holds NaN values in bert.encoder.layer.1.output.dense.weight", r.Err);
+        Assert.Single(r.Err.Trim().Split('\n'));
+
+        // Standard input in Latin-1 (é as the byte E9): refused naming the line, not read as U+FFFD.
+        var bytes = Encoding.UTF8.GetBytes("a fine film\ncaf").Concat(new byte[] { 0xE9, (byte)'\n' }).ToArray();
+        var e = Assert.Throws<Bert.Data.DataException>(() => Program.ReadLines(bytes));
+        Assert.Equal("Standard input is not valid UTF-8 (first bad byte on line 2); convert it to UTF-8, for example with `iconv -f cp1252 -t utf-8`, and pass it again.", e.Message);
+        Assert.Equal(["a fine film", "café"], Program.ReadLines(Encoding.UTF8.GetBytes("\uFEFFa fine film\n\ncafé\n")));
+        Assert.Empty(Program.ReadLines(Array.Empty<byte>()));
     }
 }

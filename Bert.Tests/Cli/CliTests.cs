@@ -238,10 +238,9 @@ public partial class CliTests : IDisposable
 
         // Ten "positive" pairs: eval's accuracy is the share predict calls positive.
         var positives = Pairs("positives.tsv", 10, true);
-        var oldIn = Console.In;
-        Console.SetIn(new StringReader(string.Join("\n", File.ReadAllLines(positives).Select(l => l[..l.LastIndexOf('\t')]))));
+        Program.StandardInput = new StringReader(string.Join("\n", File.ReadAllLines(positives).Select(l => l[..l.LastIndexOf('\t')])));
         try { r = Run("predict", "--model", best); }
-        finally { Console.SetIn(oldIn); }
+        finally { Program.StandardInput = null; }
         Assert.True(r.Code == 0, r.Out + r.Err);
         int called = r.Out.Trim().Split('\n').Count(l => l.StartsWith("positive\t", StringComparison.Ordinal));
         r = Run("eval", "--model", best, "--data", positives, "--format", "pairs");

@@ -83,4 +83,43 @@ public class VMathTests
             }
         }
     }
+
+    /// <summary>The AVX2 width (8 floats) computes what the AVX-512 width computes, lane by lane, bit for bit: one body
+    /// (Lanes&lt;TV&gt;) serves both, and a machine runs whichever it has (Simd.FloatLanes).</summary>
+    [Fact]
+    public void EightLanes_GiveTheBitsOfSixteen_ForExpErfAndTanh()
+    {
+        var rng = new Random(17);
+        float[] specials = [0f, -0f, 1f, -1f, 0.4999f, 0.5f, 88.72f, 88.73f, -103.9f, -104f, 1e-8f, float.NaN, float.PositiveInfinity, float.NegativeInfinity, 30f, -30f];
+        for (int k = 0; k < 2048; k++)
+        {
+            var xs = k == 0 ? specials : Enumerable.Range(0, 16).Select(_ => (float)(rng.NextDouble() * 200 - 100) * (rng.Next(4) == 0 ? 0.01f : 1f)).ToArray();
+            var x16 = Vector512.Create(xs);
+            var (lo, hi) = (Vector256.Create(xs.AsSpan(0, 8)), Vector256.Create(xs.AsSpan(8, 8)));
+            foreach (var (name, wide, narrow) in new (string, Func<Vector512<float>, Vector512<float>>, Func<Vector256<float>, Vector256<float>>)[]
+                     { ("exp", VMath.Exp, VMath.Exp), ("erf", VMath.Erf, VMath.Erf), ("tanh", VMath.Tanh, VMath.Tanh) })
+            {
+                var w = wide(x16);
+                var (a, b) = (narrow(lo), narrow(hi));
+                for (int i = 0; i < 16; i++)
+                {
+                    float n8 = i < 8 ? a[i] : b[i - 8];
+                    Assert.True(BitConverter.SingleToInt32Bits(n8) == BitConverter.SingleToInt32Bits(w[i]), $"{name}({xs[i]}): 8 lanes {n8}, 16 lanes {w[i]}");
+                }
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(16)]
+    [InlineData(8)]
+    [InlineData(0)]
+    public void ExpInPlace_AtEachWidth_IsTheExponential(int lanes)
+    {
+        var xs = Enumerable.Range(0, 45).Select(i => (i - 22) * 0.9f).ToArray();
+        var ys = (float[])xs.Clone();
+        VMath.ExpInPlace(ys, lanes);
+        for (int i = 0; i < xs.Length; i++)
+            Assert.True(Math.Abs(ys[i] - Math.Exp(xs[i])) <= 2.4e-7 * Math.Exp(xs[i]), $"{lanes} lanes, element {i}: {ys[i]} vs {Math.Exp(xs[i])}");
+    }
 }
