@@ -5,9 +5,10 @@ using System.Runtime.Intrinsics;
 namespace Bert.Runtime;
 
 /// <summary>The widest float vectors this machine runs in hardware: <see cref="FloatLanes"/> is 16 (AVX-512), 8 (AVX2)
-/// or 0 (neither: the kernels' scalar loops). The generated element-wise kernels, the vector math and the softmaxes
-/// take their width from here. <c>BERT_SIMD=256</c> caps it at AVX2 on an AVX-512 machine (to measure what an AVX2
-/// machine runs), <c>BERT_SIMD=scalar</c> turns the vector loops off; the GEMM keeps its own choice.</summary>
+/// or 0 (neither: the kernels' scalar loops). The generated element-wise kernels, the vector exponential, the managed
+/// GEMM's micro-kernel and the dropout mask's Philox take their width from here. <c>BERT_SIMD=256</c> caps it at AVX2
+/// on an AVX-512 machine (to measure what an AVX2 machine runs), <c>BERT_SIMD=scalar</c> turns those vector loops off;
+/// LayerNorm's rows and the softmaxes' sums are Vector&lt;T&gt; code (256 bits on both) and do not follow it.</summary>
 public static class Simd
 {
     /// <summary>Floats per vector in the element-wise kernels: 16, 8 or 0.</summary>
@@ -16,28 +17,31 @@ public static class Simd
     static int Pick(string? cap)
     {
         int lanes = Vector512.IsHardwareAccelerated ? 16 : Vector256.IsHardwareAccelerated ? 8 : 0;
-        return cap?.Trim().ToLowerInvariant() switch
+        switch (cap?.Trim().ToLowerInvariant())
         {
-            "256" or "avx2" => Math.Min(lanes, 8),
-            "scalar" or "0" or "none" => 0,
-            _ => lanes,
-        };
+            case null or "" or "512" or "avx512": return lanes;
+            case "256" or "avx2": return Math.Min(lanes, 8);
+            case "scalar" or "0" or "none": return 0;
+            default:
+                Console.Error.WriteLine($"BERT_SIMD={cap} is not 512, 256 or scalar; using {(lanes == 16 ? "AVX-512" : lanes == 8 ? "AVX2" : "scalar")} loops, as the machine allows.");
+                return lanes;
+        }
     }
 
-    /// <summary>"AVX-512 (16 floats)", "AVX2 (8 floats)" or "scalar", for benchmark and info lines.</summary>
+    /// <summary>"AVX-512 (16 floats)", "AVX2 (8 floats)" or "scalar", for benchmark lines.</summary>
     public static string Describe() => FloatLanes switch { 16 => "AVX-512 (16 floats)", 8 => "AVX2 (8 floats)", _ => "scalar" };
 }
 
 /// <summary>A vector width as a type, for code that is compiled once per width (the generated kernels' row loops): with
 /// <c>typeof(TW) == typeof(Lanes16)</c> the JIT keeps only that width's loop in each instantiation, so the loops of the
 /// widths a machine does not run are never compiled and do not use up the inlining budget of the one it does.</summary>
-public interface ILanes { static abstract int Count { get; } }
+public interface ILanes;
 /// <summary>16 floats (AVX-512).</summary>
-public readonly struct Lanes16 : ILanes { public static int Count => 16; }
+public readonly struct Lanes16 : ILanes;
 /// <summary>8 floats (AVX2).</summary>
-public readonly struct Lanes8 : ILanes { public static int Count => 8; }
+public readonly struct Lanes8 : ILanes;
 /// <summary>No vector loop: the scalar one only.</summary>
-public readonly struct NoLanes : ILanes { public static int Count => 0; }
+public readonly struct NoLanes : ILanes;
 
 /// <summary>Vector math the generated float kernels use where System.Runtime.Intrinsics has none, for 16 floats
 /// (Vector512) and 8 (Vector256): one body per function, <see cref="VMath{TV}"/>, instantiated per width.</summary>
@@ -81,11 +85,11 @@ public static class VMath
 
     /// <summary>xs[i] = e^xs[i] in place: the vector <see cref="Exp(Vector512{float})"/> at <see cref="Simd.FloatLanes"/>,
     /// then MathF.Exp for the tail.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // a softmax's row: tier 0 would run it several times slower
     public static void ExpInPlace(Span<float> xs) => ExpInPlace(xs, Simd.FloatLanes);
 
     /// <summary>As <see cref="ExpInPlace(System.Span{float})"/> with the vector width given (16, 8 or 0): the tests run
     /// each width on any machine (Vector512 without AVX-512 is emulated, slowly but exactly).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // a softmax's row: tier 0 would run its tail several times slower
     public static void ExpInPlace(Span<float> xs, int lanes)
     {
         int i = lanes == 16 ? Exp16(xs) : lanes == 8 ? Exp8(xs) : 0;

@@ -849,7 +849,7 @@ public static partial class Program
     /// <summary>The non-blank lines of UTF-8 <paramref name="bytes"/> (standard input); bytes that are not UTF-8 are a
     /// <see cref="DataException"/> naming the line.</summary>
     public static List<string> ReadLines(byte[] bytes) =>
-        bytes.Length == 0 ? [] : ReadLines(new StringReader(TextSource.Decode(bytes, "standard input", subject: "Standard input")));
+        bytes is [] or [0xEF, 0xBB, 0xBF] ? [] : ReadLines(new StringReader(TextSource.Decode(bytes, "standard input", subject: "Standard input")));
 
     /// <summary>The non-blank lines of <paramref name="reader"/>, a byte-order mark dropped.</summary>
     public static List<string> ReadLines(TextReader reader)

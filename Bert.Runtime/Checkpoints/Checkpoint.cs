@@ -209,9 +209,12 @@ public static class Checkpoint
             var values = staged.AsSpan((int)p.Offset, (int)p.Length);
             reader.Read<T>(name, values);
             // A NaN or an infinity would only show later, as a NaN loss or NaN scores: refuse it here, naming the tensor.
-            foreach (var v in values)
-                if (!T.IsFinite(v))
-                    throw new CheckpointException($"{file} holds {(T.IsNaN(v) ? "NaN" : "infinite")} values in {name} (a run that diverged before it saved?); load an earlier checkpoint.", file);
+            if (!Training.GradientClipping.AllFinite<T>(values))
+            {
+                bool nan = false;
+                foreach (var v in values) nan |= T.IsNaN(v);
+                throw new CheckpointException($"{file} holds {(nan ? "NaN" : "infinite")} values in {name} (a run that diverged before it saved?); load an earlier checkpoint.", file);
+            }
         }
         staged.CopyTo(model.Parameters);
 

@@ -214,7 +214,9 @@ public sealed class HfConfig
 
     /// <summary>Throws a <see cref="CheckpointException"/> when this config describes a model of another type or
     /// size than <paramref name="info"/>. num_labels is compared only when both are the same classifier
-    /// architecture (a pre-training config's num_labels says nothing about a classifier's head).</summary>
+    /// architecture (a pre-training config's num_labels says nothing about a classifier's head). Loaded into a
+    /// classifier, an id2label must name as many classes as num_labels says and be numbered 0 .. n-1 (it names the
+    /// classes predict prints, whatever the saved architecture).</summary>
     public void Check(ModelInfo info, string source)
     {
         string ours = ModelTypeOf(info);

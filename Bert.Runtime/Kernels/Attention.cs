@@ -294,7 +294,7 @@ public static class Attention
     {
         int n = ks.Length, k = 0;
         ulong threshold = (ulong)Math.Ceiling(p * 16777216.0);
-        if (Avx512F.IsSupported && (typeof(TFloat) == typeof(float) || typeof(TFloat) == typeof(double)))
+        if (Simd.FloatLanes == 16 && Avx512F.IsSupported && (typeof(TFloat) == typeof(float) || typeof(TFloat) == typeof(double)))
         {
             var c = new PhiloxLanes512(seed, site, threshold);
             if (typeof(TFloat) == typeof(float))

@@ -306,5 +306,6 @@ public partial class CliTests
         Assert.Equal("Standard input is not valid UTF-8 (first bad byte on line 2); convert it to UTF-8, for example with `iconv -f cp1252 -t utf-8`, and pass it again.", e.Message);
         Assert.Equal(["a fine film", "café"], Program.ReadLines(Encoding.UTF8.GetBytes("\uFEFFa fine film\n\ncafé\n")));
         Assert.Empty(Program.ReadLines(Array.Empty<byte>()));
+        Assert.Empty(Program.ReadLines(new byte[] { 0xEF, 0xBB, 0xBF }));
     }
 }

@@ -85,7 +85,7 @@ public class VMathTests
     }
 
     /// <summary>The AVX2 width (8 floats) computes what the AVX-512 width computes, lane by lane, bit for bit: one body
-    /// (Lanes&lt;TV&gt;) serves both, and a machine runs whichever it has (Simd.FloatLanes).</summary>
+    /// (VMath&lt;TV&gt;) serves both, and a machine runs whichever it has (Simd.FloatLanes).</summary>
     [Fact]
     public void EightLanes_GiveTheBitsOfSixteen_ForExpErfAndTanh()
     {

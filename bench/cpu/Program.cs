@@ -23,7 +23,7 @@ if (args.Contains("--profile")) { ProfileInference(); return; }
 const int T = 128, OrtThreads = 2;
 var cpu = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name"))?.Split(':')[1].Trim() ?? "unknown CPU";
 Console.WriteLine($"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC · {cpu} · {Environment.ProcessorCount} cores · {GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / (1 << 30)} GiB · .NET {Environment.Version}");
-Console.WriteLine($"GEMM: {Gemm.Describe()}");
+Console.WriteLine($"GEMM: {Gemm.Describe()}; element-wise kernels: {Simd.Describe()}");
 Console.WriteLine($"ONNX Runtime {OrtEnv.Instance().GetVersionString()}: GraphOptimizationLevel ORT_ENABLE_ALL, IntraOpNumThreads {OrtThreads}, sequential execution");
 Console.WriteLine($"load average at start: {LoadAverage()}");
 Console.WriteLine();
