@@ -783,7 +783,7 @@ public static partial class Program
                 string where = text is not null ? "The text" : $"Line {i + 1} of standard input";
                 if (tabs > 1)
                     throw new ArgumentException($"{where} has {tabs + 1} tab-separated fields, but a sentence pair is 'first text<TAB>second text'; remove the extra tabs.");
-                if (tabs == 1) RequirePairRoom(limit, where.ToLowerInvariant() == "the text" ? "the sentence pair" : $"the sentence pair on line {i + 1}");
+                if (tabs == 1) RequirePairRoom(limit, text is not null ? "the sentence pair" : $"the sentence pair on line {i + 1}");
             }
         if (entry.Head == "token-classifier")
         {

@@ -29,8 +29,9 @@ public static class TextSource
     /// a source that is not a file (standard input); null for a file.</summary>
     public static string Decode(byte[] bytes, string name, string? subject = null)
     {
+        string what = subject ?? $"Data file '{name}'";
         if (bytes.Length == 0)
-            throw new DataException($"{subject ?? $"Data file '{name}'"} is empty; point to the file that holds the data.", name);
+            throw new DataException($"{what} is empty; point to the file that holds the data.", name);
         string text;
         try
         {
@@ -42,13 +43,13 @@ public static class TextSource
             int at = Math.Clamp(e.Index, 0, bytes.Length);
             for (int i = 0; i < at; i++)
                 if (bytes[i] == (byte)'\n') line++;
-            throw new DataException(subject is null
-                ? $"Data file '{name}' is not valid UTF-8 (first bad byte on line {line}); re-save it as UTF-8, for example with `iconv -f cp1252 -t utf-8`."
-                : $"{subject} is not valid UTF-8 (first bad byte on line {line}); convert it to UTF-8, for example with `iconv -f cp1252 -t utf-8`, and pass it again.", name, line, e);
+            throw new DataException($"{what} is not valid UTF-8 (first bad byte on line {line}); " + (subject is null
+                ? "re-save it as UTF-8, for example with `iconv -f cp1252 -t utf-8`."
+                : "convert it to UTF-8, for example with `iconv -f cp1252 -t utf-8`, and pass it again."), name, line, e);
         }
         if (text.Length > 0 && text[0] == '\uFEFF') text = text[1..];
         if (text.Length == 0)
-            throw new DataException($"{subject ?? $"Data file '{name}'"} is empty; point to the file that holds the data.", name);
+            throw new DataException($"{what} is empty; point to the file that holds the data.", name);
         return text;
     }
 
