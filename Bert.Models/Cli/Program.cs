@@ -871,7 +871,7 @@ public static partial class Program
     static int Vocab(string[]? corpus, string lang, int? size, bool cased, bool keepAccents, int minFrequency, string outDir)
     {
         RequireWritableFolder(outDir, "--out");
-        foreach (string held in new[] { WordPiece.VocabFileName, "config.json", Checkpoint.ModelFile })
+        foreach (string held in TensorFiles.ModelFiles.Prepend("config.json").Prepend(WordPiece.VocabFileName))
             if (File.Exists(Path.Combine(outDir, held)))
                 throw new ArgumentException($"{outDir} already holds {held}{(held == WordPiece.VocabFileName ? "" : " (a model, whose tokenizer a new vocabulary would replace)")}; give another --out.");
         bool pt = lang == "pt";

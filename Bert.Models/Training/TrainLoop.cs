@@ -108,7 +108,7 @@ public sealed class TrainLoop
     public static void RequireRunOrEmpty(string dir, Text.WordPiece? tokenizer = null)
     {
         if (!Directory.Exists(dir) || File.Exists(Path.Combine(dir, StateFile))) return;
-        foreach (string held in new[] { Checkpoint.ModelFile, "config.json", "pytorch_model.bin", "model.safetensors.index.json" })
+        foreach (string held in TensorFiles.ModelFiles.Append("config.json"))
             if (File.Exists(Path.Combine(dir, held)))
                 throw new CheckpointException($"{dir} already holds a model ({held}) but no run to resume ({StateFile}), and this run would overwrite it; give another --out (--from {dir} starts from that model), or delete the folder if it is a run whose first save was cut off.", dir);
         string vocab = Path.Combine(dir, Text.WordPiece.VocabFileName);

@@ -104,7 +104,9 @@ public static class Checkpoint
         if (optimizerState is null && File.Exists(optimizerPath)) File.Delete(optimizerPath);
     }
 
-    /// <summary>Loads a checkpoint directory (or a .safetensors file) into <paramref name="model"/>. When
+    /// <summary>Loads a checkpoint directory (or a weights file) into <paramref name="model"/>: its model.safetensors,
+    /// else a sharded one's index, else a PyTorch pytorch_model.bin (read without Python, refusing any pickled object
+    /// that is not a tensor) or its shards' index (see <see cref="TensorFiles"/>). When
     /// <c>config.json</c> is present it must describe a model of the same type and sizes. Tensor names are matched
     /// to the model's Hugging Face names, also without the base-model prefix ("bert.") and with the old
     /// TensorFlow LayerNorm names gamma/beta for weight/bias; F32, F64, F16 and BF16 are converted to T. Known
@@ -126,7 +128,7 @@ public static class Checkpoint
             config.Check(info, configPath);
         }
 
-        using var reader = SafeTensorsReader.Open(file);
+        using var reader = TensorFiles.Open(file);
         string prefix = HfConfig.BaseModelPrefix(info);
         var byHf = new Dictionary<string, ParamInfo>(StringComparer.Ordinal);
         foreach (var p in info.Parameters) byHf.TryAdd(p.HfName, p);
@@ -216,6 +218,20 @@ public static class Checkpoint
                 throw new CheckpointException($"{file} holds {(nan ? "NaN" : "infinite")} values in {name} (a run that diverged before it saved?); load an earlier checkpoint.", file);
             }
         }
+        // The model ties the masked-LM decoder to the word embeddings; a file whose decoder is another matrix
+        // (tie_word_embeddings false) would predict otherwise once loaded, so it is refused rather than dropped.
+        if (tied && decoderInFile is not null && source.TryGetValue(wordName, out var wordInFile) && wordInFile != decoderInFile)
+        {
+            var p = byHf[wordName];
+            var t = reader[decoderInFile];
+            var decoder = new T[p.Length];
+            if (t.Count != p.Length || !SafeTensors.IsFloat(t.DType)) decoder[0] = T.NaN;
+            else reader.Read<T>(decoderInFile, decoder);
+            var word = staged.AsSpan((int)p.Offset, (int)p.Length);
+            for (int i = 0; i < decoder.Length; i++)
+                if (!decoder[i].Equals(word[i]))
+                    throw new CheckpointException($"{file} holds a masked-LM decoder weight ({decoderInFile}) that is not its word embeddings ({wordInFile}), but {info.Name} ties the two, so its masked-LM predictions would change; fine-tune from it (a classifier has no masked-LM head) or declare a model with an untied decoder.", file);
+        }
         staged.CopyTo(model.Parameters);
 
         return new CheckpointReport(file,
@@ -230,20 +246,21 @@ public static class Checkpoint
         return File.Exists(path) ? new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read) : null;
     }
 
-    /// <summary>The safetensors file and the config.json beside it for a checkpoint directory or a file path.</summary>
+    /// <summary>The weights file and the config.json beside it for a checkpoint directory or a file path. A directory's
+    /// weights are the first of <see cref="TensorFiles.ModelFiles"/> it holds: model.safetensors, its shard index,
+    /// pytorch_model.bin, its shard index (transformers' own order).</summary>
     static (string File, string? Config) Resolve(string dirOrFile)
     {
         if (File.Exists(dirOrFile))
             return (dirOrFile, Path.Combine(Path.GetDirectoryName(Path.GetFullPath(dirOrFile))!, ConfigFile));
         if (!Directory.Exists(dirOrFile))
             throw new CheckpointException($"The checkpoint directory {dirOrFile} does not exist; check the path or save a checkpoint there first.", dirOrFile);
-        string file = Path.Combine(dirOrFile, ModelFile);
-        if (File.Exists(file)) return (file, Path.Combine(dirOrFile, ConfigFile));
-        if (File.Exists(Path.Combine(dirOrFile, "model.safetensors.index.json")))
-            throw new CheckpointException($"{dirOrFile} holds a sharded checkpoint (model.safetensors.index.json), which this loader does not read; re-save it as a single model.safetensors (save_pretrained with a larger max_shard_size).", dirOrFile);
-        if (File.Exists(Path.Combine(dirOrFile, "pytorch_model.bin")))
-            throw new CheckpointException($"{dirOrFile} holds pytorch_model.bin but no {ModelFile}; convert it with transformers (model.save_pretrained(dir, safe_serialization=True)) and load that.", dirOrFile);
-        throw new CheckpointException($"{dirOrFile} has no {ModelFile}; point to the directory a checkpoint was saved in.", dirOrFile);
+        foreach (string name in TensorFiles.ModelFiles)
+        {
+            string file = Path.Combine(dirOrFile, name);
+            if (File.Exists(file)) return (file, Path.Combine(dirOrFile, ConfigFile));
+        }
+        throw new CheckpointException($"{dirOrFile} has no {ModelFile} (nor pytorch_model.bin, nor a shard index of either); point to the directory a checkpoint was saved in.", dirOrFile);
     }
 }
 

@@ -84,12 +84,53 @@ public static class SafeTensors
     }
 
     public static float FromBFloat16(ushort bits) => BitConverter.UInt32BitsToSingle((uint)bits << 16);
+
+    /// <summary>Little-endian elements of a floating-point <paramref name="dtype"/> (F32, F64, F16, BF16) converted to T,
+    /// rounding to nearest when narrowing; <paramref name="source"/> holds exactly <paramref name="destination"/>'s count.</summary>
+    public static void Convert<T>(ReadOnlySpan<byte> source, SafeTensorDType dtype, Span<T> destination) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        if (!IsFloat(dtype)) throw new ArgumentException($"{Name(dtype)} is not a floating-point type.", nameof(dtype));
+        if (source.Length != destination.Length * SizeOf(dtype))
+            throw new ArgumentException($"{source.Length} bytes of {Name(dtype)} do not make {destination.Length} elements.", nameof(source));
+        int n = destination.Length;
+        switch (dtype)
+        {
+            case SafeTensorDType.F32:
+                for (int i = 0; i < n; i++) destination[i] = T.CreateTruncating(BinaryPrimitives.ReadSingleLittleEndian(source[(4 * i)..]));
+                break;
+            case SafeTensorDType.F64:
+                for (int i = 0; i < n; i++) destination[i] = T.CreateTruncating(BinaryPrimitives.ReadDoubleLittleEndian(source[(8 * i)..]));
+                break;
+            case SafeTensorDType.F16:
+                for (int i = 0; i < n; i++) destination[i] = T.CreateTruncating((float)BinaryPrimitives.ReadHalfLittleEndian(source[(2 * i)..]));
+                break;
+            case SafeTensorDType.BF16:
+                for (int i = 0; i < n; i++) destination[i] = T.CreateTruncating(FromBFloat16(BinaryPrimitives.ReadUInt16LittleEndian(source[(2 * i)..])));
+                break;
+        }
+    }
+}
+
+/// <summary>A file of named tensors that <see cref="Checkpoint.Load{T}"/> reads: safetensors (<see cref="SafeTensorsReader"/>),
+/// a PyTorch checkpoint (<see cref="TorchCheckpointReader"/>) or the shards of either behind an index
+/// (<see cref="ShardedTensorReader"/>). <see cref="TensorFiles.Open"/> picks the reader by the file's first bytes.</summary>
+public interface ITensorReader : IDisposable
+{
+    /// <summary>The file path (or source name) used in messages.</summary>
+    string Source { get; }
+    IReadOnlyDictionary<string, string> Metadata { get; }
+    /// <summary>Every tensor; for safetensors Begin and End are the data offsets, for the others 0 and the byte length.</summary>
+    IReadOnlyList<SafeTensorInfo> Tensors { get; }
+    SafeTensorInfo this[string name] { get; }
+    /// <summary>Reads a floating-point tensor (F32, F64, F16 or BF16) into <paramref name="destination"/>, converting to
+    /// T (rounding to nearest when narrowing).</summary>
+    void Read<T>(string name, Span<T> destination) where T : unmanaged, IBinaryFloatingPointIeee754<T>;
 }
 
 /// <summary>Reads a safetensors file. <see cref="Open"/> validates the whole layout up front (header length,
 /// JSON, dtypes, shapes against byte ranges, ranges contiguous and exactly covering the data) and throws
 /// <see cref="CheckpointException"/> naming the file and the problem; tensors are then read on demand.</summary>
-public sealed class SafeTensorsReader : IDisposable
+public sealed class SafeTensorsReader : ITensorReader
 {
     readonly SafeFileHandle? _file;
     readonly byte[]? _bytes;
@@ -289,22 +330,7 @@ public sealed class SafeTensorsReader : IDisposable
             int n = Math.Min(ChunkElements, destination.Length - start);
             var b = buf.AsSpan(0, n * size);
             ReadAt(offset + (long)start * size, b);
-            var dst = destination.Slice(start, n);
-            switch (t.DType)
-            {
-                case SafeTensorDType.F32:
-                    for (int i = 0; i < n; i++) dst[i] = T.CreateTruncating(BinaryPrimitives.ReadSingleLittleEndian(b[(4 * i)..]));
-                    break;
-                case SafeTensorDType.F64:
-                    for (int i = 0; i < n; i++) dst[i] = T.CreateTruncating(BinaryPrimitives.ReadDoubleLittleEndian(b[(8 * i)..]));
-                    break;
-                case SafeTensorDType.F16:
-                    for (int i = 0; i < n; i++) dst[i] = T.CreateTruncating((float)BinaryPrimitives.ReadHalfLittleEndian(b[(2 * i)..]));
-                    break;
-                case SafeTensorDType.BF16:
-                    for (int i = 0; i < n; i++) dst[i] = T.CreateTruncating(SafeTensors.FromBFloat16(BinaryPrimitives.ReadUInt16LittleEndian(b[(2 * i)..])));
-                    break;
-            }
+            SafeTensors.Convert(b, t.DType, destination.Slice(start, n));
         }
     }
 

@@ -375,7 +375,7 @@ public sealed class CheckpointTests : IDisposable
         Assert.Contains("does not exist", e.Message);
         Directory.CreateDirectory(Sub("empty"));
         e = Assert.Throws<CheckpointException>(() => Checkpoint.Load(Sub("empty"), PreTraining(1)));
-        Assert.Contains("has no model.safetensors", e.Message);
+        Assert.Contains("has no model.safetensors (nor pytorch_model.bin, nor a shard index of either)", e.Message);
         Assert.Null(Checkpoint.LoadOptimizerState(Sub("empty")));
     }
 

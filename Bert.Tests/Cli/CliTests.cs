@@ -172,6 +172,37 @@ public partial class CliTests : IDisposable
         mineLine[0] = new[] { "neg", "pos", "other" }[int.Parse(mineLine[0])];
         Assert.Equal(string.Join('\t', mineLine), theirs.Out.Trim().Split('\n').Last());
 
+        // The same folder with its weights as PyTorch's pytorch_model.bin, and as safetensors shards behind an index.
+        var m = Bert.Models.Catalog.ByName("BertNanoClassifier").Create();
+        Bert.Runtime.Checkpoints.Checkpoint.Load(hfCls, m);
+        var tensors = m.Info.Parameters.Select(p => (p.HfName, p.Shape.Select(d => (long)d).ToArray(), m.Parameter(p.Name).ToArray())).ToList();
+        var torch = Path.Combine(_dir, "hf-cls-torch");
+        var sharded = Path.Combine(_dir, "hf-cls-sharded");
+        var map = new System.Text.Json.Nodes.JsonObject();
+        foreach (var dir in new[] { torch, sharded })
+        {
+            Directory.CreateDirectory(dir);
+            foreach (var f in new[] { "vocab.txt", "config.json" }) File.Copy(Path.Combine(hfCls, f), Path.Combine(dir, f));
+        }
+        Bert.Tests.Support.TorchZip.Write(Path.Combine(torch, "pytorch_model.bin"), tensors);
+        for (int s = 0; s < 2; s++)
+        {
+            var w = new Bert.Runtime.Checkpoints.SafeTensorsWriter();
+            foreach (var (name, shape, values) in tensors.Where((_, i) => i % 2 == s))
+            {
+                w.Add<float>(name, shape, values);
+                map[name] = $"model-0000{s + 1}-of-00002.safetensors";
+            }
+            w.Save(Path.Combine(sharded, $"model-0000{s + 1}-of-00002.safetensors"));
+        }
+        File.WriteAllText(Path.Combine(sharded, "model.safetensors.index.json"), new System.Text.Json.Nodes.JsonObject { ["weight_map"] = map }.ToJsonString());
+        foreach (var dir in new[] { torch, sharded })
+        {
+            var other = Run("predict", "--model", dir, "a really great film");
+            Assert.True(other.Code == 0, other.Out + other.Err);
+            Assert.Equal(theirs.Out, other.Out);
+        }
+
         // eval scores a file whole (40 examples), not the 20 % dev split fine-tuning held out.
         r = Run("eval", "--model", hfCls, "--data", Labeled());
         Assert.True(r.Code == 0, r.Out + r.Err);
