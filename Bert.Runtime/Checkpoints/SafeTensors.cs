@@ -85,6 +85,16 @@ public static class SafeTensors
 
     public static float FromBFloat16(ushort bits) => BitConverter.UInt32BitsToSingle((uint)bits << 16);
 
+    /// <summary>What every reader checks before reading <paramref name="t"/> into <paramref name="destination"/>: a
+    /// floating-point tensor (else a <see cref="CheckpointException"/> naming <paramref name="source"/>) of as many elements.</summary>
+    internal static void CheckRead<T>(SafeTensorInfo t, string source, Span<T> destination)
+    {
+        if (!IsFloat(t.DType))
+            throw new CheckpointException($"Tensor '{t.Name}' in {source} is stored as {Name(t.DType)}, not floating point, so it cannot be read as {typeof(T).Name}; re-save it as F32.", source);
+        if (destination.Length != t.Count)
+            throw new ArgumentException($"Tensor '{t.Name}' has {t.Count} elements but the destination holds {destination.Length}.", nameof(destination));
+    }
+
     /// <summary>Little-endian elements of a floating-point <paramref name="dtype"/> (F32, F64, F16, BF16) converted to T,
     /// rounding to nearest when narrowing; <paramref name="source"/> holds exactly <paramref name="destination"/>'s count.</summary>
     public static void Convert<T>(ReadOnlySpan<byte> source, SafeTensorDType dtype, Span<T> destination) where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -310,10 +320,7 @@ public sealed class SafeTensorsReader : ITensorReader
     public void Read<T>(string name, Span<T> destination) where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         var t = this[name];
-        if (!SafeTensors.IsFloat(t.DType))
-            throw new CheckpointException($"Tensor '{name}' in {Source} is stored as {SafeTensors.Name(t.DType)}, not floating point, so it cannot be read as {typeof(T).Name}; re-save it as F32.", Source);
-        if (destination.Length != t.Count)
-            throw new ArgumentException($"Tensor '{name}' has {t.Count} elements but the destination holds {destination.Length}.", nameof(destination));
+        SafeTensors.CheckRead(t, Source, destination);
         int size = SafeTensors.SizeOf(t.DType);
         long offset = _dataStart + t.Begin;
         // Same type on a little-endian machine: straight into the destination's bytes.

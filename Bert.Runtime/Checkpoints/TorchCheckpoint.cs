@@ -306,10 +306,7 @@ public sealed class TorchCheckpointReader : ITensorReader
     {
         var info = this[name];
         var t = _refs[name];
-        if (!SafeTensors.IsFloat(info.DType))
-            throw new CheckpointException($"Tensor '{name}' in {Source} is stored as {SafeTensors.Name(info.DType)}, not floating point, so it cannot be read as {typeof(T).Name}; re-save it as F32.", Source);
-        if (destination.Length != info.Count)
-            throw new ArgumentException($"Tensor '{name}' has {info.Count} elements but the destination holds {destination.Length}.", nameof(destination));
+        SafeTensors.CheckRead(info, Source, destination);
         int size = SafeTensors.SizeOf(info.DType);
         var bytes = StorageBytes(t.Storage);
         long start = t.Storage.Offset + t.Offset;
