@@ -260,14 +260,26 @@ public static partial class Program
         root.Subcommands.Add(info);
 
         // ---- export ----
-        var export = new Command("export", "Write a model as an ONNX inference graph (opset 17, dynamic batch and sequence, weights inside).");
-        var onnx = new Option<string>("--onnx") { Description = "the .onnx file to write", Required = true };
+        var export = new Command("export", "Write a model as an ONNX inference graph (opset 17, dynamic batch and sequence, weights inside), or as a Hugging Face folder to publish (weights in f32, f16 or bf16, config.json, tokenizer; no training state).");
+        var onnx = new Option<string?>("--onnx") { Description = "the .onnx file to write" };
+        var eHf = new Option<string?>("--hf") { Description = "instead of --onnx: a new folder for transformers' from_pretrained and the Hub: model.safetensors, config.json, vocab.txt, tokenizer_config.json" };
+        var eDtype = Opt("--dtype", "with --hf: the weights' type, f32, f16 or bf16 (half the size; what transformers loads with torch_dtype)", "f32");
+        eDtype.AcceptOnlyFromAmong("f32", "f16", "bf16");
         var eModel = new Option<string?>("--model") { Description = "checkpoint folder to export" };
         var eSize = new Option<string?>("--size") { Description = "instead of --model: a freshly initialized model of this size (" + string.Join(", ", Catalog.Sizes) + ") or name (e.g. AlbertClassifier)" };
         var eClasses = Opt("--classes", "with --size and --head classifier: number of classes", 2);
-        foreach (var o in new Option[] { onnx, eModel, eSize, head, eClasses, seed }) export.Options.Add(o);
-        export.SetAction(pr => ExportOnnx(pr.GetValue(onnx)!, pr.GetValue(eModel), pr.GetValue(eSize), pr.GetValue(head)!, pr.GetValue(eClasses) >= 2 ? pr.GetValue(eClasses)
-            : throw new ArgumentException($"--classes {pr.GetValue(eClasses)} is too few for a classifier; give 2 or more."), pr.GetValue(seed)));
+        foreach (var o in new Option[] { onnx, eHf, eDtype, eModel, eSize, head, eClasses, seed }) export.Options.Add(o);
+        export.SetAction(pr =>
+        {
+            string? onnxFile = pr.GetValue(onnx), hfDir = pr.GetValue(eHf);
+            if ((onnxFile is null) == (hfDir is null))
+                throw new ArgumentException("Say what to write: --onnx FILE for an ONNX graph or --hf DIR for a Hugging Face folder, one of the two.");
+            if (hfDir is not null)
+                return ExportHf(hfDir, pr.GetValue(eModel) ?? throw new ArgumentException("--hf exports a checkpoint: give it with --model DIR (a fine-tuned or pre-trained folder)."), pr.GetValue(eDtype)!);
+            if (pr.GetValue(eDtype) != "f32") throw new ArgumentException("--dtype applies to --hf; an ONNX graph keeps f32 weights.");
+            return ExportOnnx(onnxFile!, pr.GetValue(eModel), pr.GetValue(eSize), pr.GetValue(head)!, pr.GetValue(eClasses) >= 2 ? pr.GetValue(eClasses)
+                : throw new ArgumentException($"--classes {pr.GetValue(eClasses)} is too few for a classifier; give 2 or more."), pr.GetValue(seed));
+        });
         root.Subcommands.Add(export);
 
         // ---- parity-batch ----
@@ -907,6 +919,55 @@ public static partial class Program
         var g = proto.Graph;
         Console.WriteLine(string.Create(Inv, $"Wrote {file}: {model.Info.Name}, ONNX opset {OnnxExport.Opset}, {g.Node.Count} nodes, {model.Info.ParameterCount:N0} weights; " +
             $"inputs {string.Join(", ", g.Input.Select(i => i.Name))}; outputs {string.Join(", ", g.Output.Select(o => o.Name))}."));
+        return 0;
+    }
+
+    /// <summary>export --hf: a checkpoint as a folder to publish — the weights (in <paramref name="dtype"/>), config.json
+    /// and the tokenizer, without optimizer.bin and trainer_state.json — written in a temporary sibling folder and moved
+    /// into place whole, so a failed export leaves nothing behind. The folder must be new or empty.</summary>
+    static int ExportHf(string outDir, string dir, string dtype)
+    {
+        RequireWritableFolder(outDir, "--hf");
+        string full = Path.GetFullPath(outDir);
+        if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any())
+            throw new ArgumentException($"--hf {outDir} already holds files; give a new or empty folder (export never writes over files).");
+        var loaded = LoadModel(dir);
+        var tokenizer = CheckpointTokenizer.Load(dir);
+        var model = loaded.Model;
+        var type = dtype switch { "f16" => Bert.Runtime.Checkpoints.SafeTensorDType.F16, "bf16" => Bert.Runtime.Checkpoints.SafeTensorDType.BF16, _ => Bert.Runtime.Checkpoints.SafeTensorDType.F32 };
+        if (type == Bert.Runtime.Checkpoints.SafeTensorDType.F16)
+        {
+            float largest = 0;
+            string where = "";
+            foreach (var p in model.Info.Parameters)
+            {
+                float m = System.Numerics.Tensors.TensorPrimitives.MaxMagnitude<float>(model.Parameter(p.Name));
+                if (Math.Abs(m) > largest) (largest, where) = (Math.Abs(m), p.HfName);
+            }
+            if (largest > (float)Half.MaxValue)
+                throw new ArgumentException(string.Create(Inv, $"{dir} has weights beyond float16's range ({where} holds {largest:G4}, above {(float)Half.MaxValue}), which f16 would make infinite; export with --dtype bf16 (float32's range) or f32."));
+        }
+        var meta = new Dictionary<string, string>(loaded.Metadata);
+        meta.Remove("step");
+        foreach (var (k, v) in CheckpointTokenizer.Stamp(tokenizer)) meta[k] = v;
+        string parent = Path.GetDirectoryName(full)!;
+        Directory.CreateDirectory(parent);
+        string temp = Path.Combine(parent, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
+        try
+        {
+            Checkpoint.Save(temp, model, meta, labels: loaded.Config.Labels, dtype: type);
+            tokenizer.Save(temp, model.Info.MaxLen);
+            if (Directory.Exists(full)) Directory.Delete(full);   // empty, checked above
+            Directory.Move(temp, full);
+        }
+        finally
+        {
+            if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
+        }
+        long bytes = new FileInfo(Path.Combine(full, Checkpoint.ModelFile)).Length;
+        string auto = loaded.Entry.Head switch { "classifier" => "AutoModelForSequenceClassification", "token-classifier" => "AutoModelForTokenClassification", _ => "AutoModelForPreTraining" };
+        Console.WriteLine(string.Create(Inv, $"Wrote {outDir}: {model.Info.Name} with {dtype} weights ({bytes / 1048576.0:F1} MiB {Checkpoint.ModelFile}), config.json, {WordPiece.VocabFileName} and {TokenizerSettings.FileName}; " +
+            $"transformers loads it with {auto}.from_pretrained(\"{outDir}\") and bert with --model {outDir}."));
         return 0;
     }
 

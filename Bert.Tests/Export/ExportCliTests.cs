@@ -52,6 +52,67 @@ public class ExportCliTests : IDisposable
         Assert.Contains("seq_relationship_logits", r.Out);
     }
 
+    /// <summary>`export --hf`: a fine-tuned checkpoint as a folder to publish, in f32, f16 and bf16: exactly the four files
+    /// transformers reads (no optimizer or trainer state), the weights in that dtype, config.json's torch_dtype and class
+    /// names kept, and bert predicts from it as from the checkpoint (bf16 to its rounding); a folder that holds files,
+    /// weights f16 cannot hold, and --dtype with --onnx are one sentence each.</summary>
+    [Fact]
+    public void Hf_WritesAPublishableFolder_InEachDtype_ThatPredictsAsTheCheckpoint()
+    {
+        var data = Path.Combine(_dir, "set.tsv");
+        File.WriteAllLines(data, Enumerable.Range(0, 40).Select(i => i % 2 == 0 ? $"a really great film number {i}\tpositive" : $"a very bad phone number {i}\tnegative"));
+        var ft = Path.Combine(_dir, "ft");
+        var r = CliTests.Run("finetune", "--data", data, "--size", "nano", "--epochs", "1", "--batch", "8", "--max-len", "16", "--out", ft);
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        var best = Path.Combine(ft, "best");
+        var mine = CliTests.Run("predict", "--model", best, "a really great film").Out.Trim().Split('\t');
+
+        foreach (var (dtype, file, tolerance) in new[] { ("f32", SafeTensorDType.F32, 0.0), ("f16", SafeTensorDType.F16, 2e-3), ("bf16", SafeTensorDType.BF16, 2e-2) })
+        {
+            var hf = Path.Combine(_dir, "hub", dtype);
+            r = CliTests.Run("export", "--hf", hf, "--model", best, "--dtype", dtype);
+            Assert.True(r.Code == 0, r.Out + r.Err);
+            Assert.Contains($"BertNanoClassifier with {dtype} weights", r.Out);
+            Assert.Contains($"AutoModelForSequenceClassification.from_pretrained(\"{hf}\")", r.Out);
+            Assert.Equal(new[] { "config.json", "model.safetensors", "tokenizer_config.json", "vocab.txt" }, Directory.GetFiles(hf).Select(Path.GetFileName).Order());
+            Assert.Empty(Directory.GetDirectories(Path.Combine(_dir, "hub")).Where(d => Path.GetFileName(d).StartsWith('.')));   // no temporary folder left
+            using (var reader = SafeTensorsReader.Open(Path.Combine(hf, "model.safetensors")))
+                Assert.All(reader.Tensors, t => Assert.Equal(file, t.DType));
+            var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(hf, "config.json")))!;
+            Assert.Equal(dtype switch { "f16" => "float16", "bf16" => "bfloat16", _ => "float32" }, config["torch_dtype"]!.GetValue<string>());
+            Assert.Equal("positive", config["id2label"]!["1"]!.GetValue<string>());
+
+            var theirs = CliTests.Run("predict", "--model", hf, "a really great film");
+            Assert.True(theirs.Code == 0, theirs.Out + theirs.Err);
+            var line = theirs.Out.Trim().Split('\t');
+            Assert.Equal(mine[0], line[0]);
+            Assert.InRange(double.Parse(line[1], System.Globalization.CultureInfo.InvariantCulture) - double.Parse(mine[1], System.Globalization.CultureInfo.InvariantCulture), -tolerance - 1e-3, tolerance + 1e-3);
+        }
+
+        string Refusal(params string[] args)
+        {
+            var x = CliTests.Run(args);
+            Assert.Equal(1, x.Code);
+            Assert.Single(x.Err.Trim().Split('\n'));
+            return x.Err;
+        }
+        Assert.Contains("already holds files; give a new or empty folder (export never writes over files)", Refusal("export", "--hf", Path.Combine(_dir, "hub", "bf16"), "--model", best));
+        Assert.Contains("--dtype applies to --hf", Refusal("export", "--onnx", Path.Combine(_dir, "x.onnx"), "--size", "nano", "--dtype", "bf16"));
+        Assert.Contains("one of the two", Refusal("export", "--onnx", Path.Combine(_dir, "x.onnx"), "--hf", Path.Combine(_dir, "y"), "--model", best));
+
+        // A weight past float16's largest value (65504) would be infinite in f16.
+        var big = Path.Combine(_dir, "big");
+        Directory.CreateDirectory(big);
+        foreach (var f in Directory.GetFiles(best)) File.Copy(f, Path.Combine(big, Path.GetFileName(f)));
+        var m = BertNanoClassifier.Create<float>();
+        Checkpoint.Load(big, m);
+        m.Parameter("classifier.bias")[0] = 1e5f;
+        using (var reader = SafeTensorsReader.Open(Path.Combine(big, "model.safetensors")))
+            Checkpoint.Save(big, m, new Dictionary<string, string>(reader.Metadata), labels: ["negative", "positive", "LABEL_2"]);
+        Assert.Contains("has weights beyond float16's range (classifier.bias holds 1E+05, above 65504), which f16 would make infinite; export with --dtype bf16", Refusal("export", "--hf", Path.Combine(_dir, "big-f16"), "--model", big, "--dtype", "f16"));
+        Assert.False(Directory.Exists(Path.Combine(_dir, "big-f16")));
+    }
+
     [Theory]
     [InlineData("neither", "Say which model")]
     [InlineData("both", "not both")]

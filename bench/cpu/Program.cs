@@ -8,7 +8,7 @@
 //   3. peak memory of each: our planned bytes (arena + parameters [+ gradients + AdamW moments]) and the
 //      process's peak resident set above the level before the phase (VmHWM after resetting it through
 //      /proc/self/clear_refs), the only measure that also sees ONNX Runtime's native allocations.
-// Usage: bench/cpu/run.sh [--quick | --profile]
+// Usage: bench/cpu/run.sh [--quick | --profile | --torch]   (--torch: training against PyTorch's CPU step, see TrainingAgainstTorch)
 using System.Diagnostics;
 using Bert.Export;
 using Bert.Models;
@@ -24,6 +24,7 @@ const int T = 128, OrtThreads = 2;
 var cpu = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name"))?.Split(':')[1].Trim() ?? "unknown CPU";
 Console.WriteLine($"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC · {cpu} · {Environment.ProcessorCount} cores · {GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / (1 << 30)} GiB · .NET {Environment.Version}");
 Console.WriteLine($"GEMM: {Gemm.Describe()}; element-wise kernels: {Simd.Describe()}");
+if (args.Contains("--torch")) { TrainingAgainstTorch(quick); return; }
 Console.WriteLine($"ONNX Runtime {OrtEnv.Instance().GetVersionString()}: GraphOptimizationLevel ORT_ENABLE_ALL, IntraOpNumThreads {OrtThreads}, sequential execution");
 Console.WriteLine($"load average at start: {LoadAverage()}");
 Console.WriteLine();
@@ -127,6 +128,87 @@ Console.WriteLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
 trainRows.ForEach(Console.WriteLine);
 
 // ---- helpers ----
+
+// `--torch`: a pre-training step (forward with dropout, masked LM + next sentence, backward, AdamW) of BERT-Mini at B=32
+// and BERT-Base at B=8, T=128, ours against PyTorch's eager CPU step (bench/cpu/torch_train.py: the masked-LM head over
+// every position as transformers' BertForPreTraining computes it, and over the masked rows only), each in its own
+// process for torch, in rounds that alternate the three so that each sees the same background load; medians.
+// PYTHON names the interpreter (default: the first of python3 and /usr/bin/python3 that imports torch).
+static void TrainingAgainstTorch(bool quick)
+{
+    string python = Environment.GetEnvironmentVariable("PYTHON") is { Length: > 0 } p ? p
+        : new[] { "python3", "/usr/bin/python3" }.FirstOrDefault(py => RunPython(py, "-c", "import torch").Code == 0)
+          ?? throw new InvalidOperationException("No python3 here imports torch; install it (pip install torch, or apt-get install python3-torch) or name an interpreter with PYTHON.");
+    string script = Path.Combine("bench", "cpu", "torch_train.py");
+    Console.WriteLine($"load average at start: {LoadAverage()}");
+    Console.WriteLine();
+    int rounds = quick ? 1 : 3;
+    var rows = new List<string>();
+    foreach (var (size, B, steps) in new[] { ("mini", 32, quick ? 2 : 4), ("base", 8, quick ? 1 : 2) })
+    {
+        var entry = Catalog.Get(size, "pretraining");
+        int G = (int)(B * T * 0.15);
+        var model = entry.Create();
+        model.InitParameters(1);
+        var opt = new AdamW<float>(model.Info);
+        model.Bind(B, T, G, training: true);
+        SetInputs(model, B, G, new Random(1));
+        var ours = new List<double>();
+        var torch = new Dictionary<string, List<double>> { ["masked"] = [], ["all"] = [] };
+        ulong seed = 0;
+        void Step()
+        {
+            model.Forward(training: true, seed: seed++);
+            model.ZeroGradients();
+            model.Backward();
+            opt.Step(model.Parameters, model.Gradients, 1e-4f);
+        }
+        Step();   // warms up, as torch_train.py's two
+        for (int r = 0; r < rounds; r++)
+        {
+            for (int s = 0; s < steps; s++)
+            {
+                var sw = Stopwatch.StartNew();
+                Step();
+                ours.Add(sw.Elapsed.TotalMilliseconds);
+            }
+            foreach (var mlm in torch.Keys)
+            {
+                var (code, output) = RunPython(python, script, "--size", size, "--batch", $"{B}", "--seq", $"{T}", "--steps", $"{steps}",
+                    "--threads", $"{Environment.ProcessorCount}", "--mlm", mlm);
+                var line = output.Split('\n').FirstOrDefault(l => l.StartsWith("ms_per_step="))
+                    ?? throw new InvalidOperationException($"{script} failed (exit {code}): {output}");
+                torch[mlm].Add(double.Parse(line["ms_per_step=".Length..], System.Globalization.CultureInfo.InvariantCulture));
+                if (size == "mini" && r == 0 && mlm == "masked") Console.WriteLine($"PyTorch ({python}): {output.Split('\n')[0].Trim()}");
+            }
+            Console.WriteLine($"{entry.Info.Name} B={B} round {r + 1}: ours {Median(ours.TakeLast(steps).ToList()):F0} ms, torch masked rows {torch["masked"][^1]:F0} ms, torch every position {torch["all"][^1]:F0} ms (load {LoadAverage()})");
+        }
+        double o = Median(ours), tm = Median(torch["masked"]), ta = Median(torch["all"]);
+        rows.Add($"| {entry.Info.Name} | {B} | {o:F0} ms | {ta:F0} ms | **{ta / o:F2}×** | {tm:F0} ms | **{tm / o:F2}×** |");
+    }
+    Console.WriteLine();
+    Console.WriteLine($"load average at end: {LoadAverage()}");
+    Console.WriteLine();
+    Console.WriteLine("| model | B | ours | PyTorch, MLM over every position (as transformers) | ratio | PyTorch, MLM over masked rows | ratio |");
+    Console.WriteLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    rows.ForEach(Console.WriteLine);
+    Console.WriteLine("ratio = PyTorch's step ÷ ours (> 1: ours is faster); T = 128, dropout 0.1, AdamW, medians");
+}
+
+static (int Code, string Out) RunPython(string python, params string[] args)
+{
+    var psi = new ProcessStartInfo(python) { RedirectStandardOutput = true, RedirectStandardError = true };
+    foreach (var a in args) psi.ArgumentList.Add(a);
+    try
+    {
+        using var p = Process.Start(psi)!;
+        var err = p.StandardError.ReadToEndAsync();
+        string output = p.StandardOutput.ReadToEnd();
+        p.WaitForExit();
+        return (p.ExitCode, output + err.Result);
+    }
+    catch (System.ComponentModel.Win32Exception) { return (-1, $"{python} not found"); }
+}
 
 // `--profile`: where the time of a B = 1 forward goes, per op kind (the model's OnOp hook with a stopwatch; medians of
 // the per-kind sums over the last 30 of PROFILE_REPS forwards, default 200: the JIT's tiering needs about a hundred
