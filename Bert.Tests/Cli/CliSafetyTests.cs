@@ -308,4 +308,39 @@ public partial class CliTests
         Assert.Empty(Program.ReadLines(Array.Empty<byte>()));
         Assert.Empty(Program.ReadLines(new byte[] { 0xEF, 0xBB, 0xBF }));
     }
+
+    /// <summary>The path the in-process tests cannot take: bert in a process of its own, its standard input redirected
+    /// (a pipe, as `cat texts | bert predict`), read as strict UTF-8 — a line per text, and Latin-1 bytes refused in one
+    /// sentence naming the line, exit 1.</summary>
+    [Fact]
+    public void Predict_InItsOwnProcess_ReadsARedirectedStandardInputAsStrictUtf8()
+    {
+        var best = FineTunedNano("ft");
+        (int Code, string Out, string Err) Child(byte[] stdin)
+        {
+            var psi = new System.Diagnostics.ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host ? host : "dotnet")
+            {
+                RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true,
+            };
+            foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "bert.dll"), "predict", "--model", best }) psi.ArgumentList.Add(a);
+            using var p = System.Diagnostics.Process.Start(psi)!;
+            var output = p.StandardOutput.ReadToEndAsync();
+            var error = p.StandardError.ReadToEndAsync();
+            p.StandardInput.BaseStream.Write(stdin);
+            p.StandardInput.Close();
+            Assert.True(p.WaitForExit(120_000), "bert predict did not finish in 2 minutes");
+            return (p.ExitCode, output.Result, error.Result);
+        }
+        var r = Child(Encoding.UTF8.GetBytes("a fine film\ncafé au lait\n"));
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        var lines = r.Out.Trim().Split('\n');
+        Assert.Equal(2, lines.Length);
+        Assert.EndsWith("\ta fine film", lines[0]);
+        Assert.EndsWith("\tcafé au lait", lines[1]);
+
+        r = Child(Encoding.UTF8.GetBytes("a fine film\ncaf").Concat(new byte[] { 0xE9, (byte)'\n' }).ToArray());
+        Assert.Equal(1, r.Code);
+        Assert.Equal("error: Standard input is not valid UTF-8 (first bad byte on line 2); convert it to UTF-8, for example with `iconv -f cp1252 -t utf-8`, and pass it again.", r.Err.Trim());
+        Assert.Equal("", r.Out);
+    }
 }
