@@ -275,8 +275,12 @@ public static partial class Program
             if ((onnxFile is null) == (hfDir is null))
                 throw new ArgumentException("Say what to write: --onnx FILE for an ONNX graph or --hf DIR for a Hugging Face folder, one of the two.");
             if (hfDir is not null)
+            {
+                if (new Option[] { eSize, head, eClasses, seed }.FirstOrDefault(o => pr.GetResult(o) is { Implicit: false }) is { } fresh)
+                    throw new ArgumentException($"{fresh.Name} describes a fresh model, which only --onnx exports; --hf exports a checkpoint, given with --model DIR.");
                 return ExportHf(hfDir, pr.GetValue(eModel) ?? throw new ArgumentException("--hf exports a checkpoint: give it with --model DIR (a fine-tuned or pre-trained folder)."), pr.GetValue(eDtype)!);
-            if (pr.GetValue(eDtype) != "f32") throw new ArgumentException("--dtype applies to --hf; an ONNX graph keeps f32 weights.");
+            }
+            if (pr.GetValue(eDtype) != "f32") throw new ArgumentException("--dtype applies to --hf only (an ONNX graph keeps f32 weights); drop it, or export with --hf.");
             return ExportOnnx(onnxFile!, pr.GetValue(eModel), pr.GetValue(eSize), pr.GetValue(head)!, pr.GetValue(eClasses) >= 2 ? pr.GetValue(eClasses)
                 : throw new ArgumentException($"--classes {pr.GetValue(eClasses)} is too few for a classifier; give 2 or more."), pr.GetValue(seed));
         });
@@ -928,9 +932,12 @@ public static partial class Program
     static int ExportHf(string outDir, string dir, string dtype)
     {
         RequireWritableFolder(outDir, "--hf");
-        string full = Path.GetFullPath(outDir);
+        string full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(outDir));
         if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any())
             throw new ArgumentException($"--hf {outDir} already holds files; give a new or empty folder (export never writes over files).");
+        string cwd = Path.TrimEndingDirectorySeparator(Path.GetFullPath(Environment.CurrentDirectory));
+        if (cwd == full || cwd.StartsWith(full + Path.DirectorySeparatorChar, StringComparison.Ordinal) || Path.GetDirectoryName(full) is null)
+            throw new ArgumentException($"--hf {outDir} is the current folder (or holds it), which the export would replace; give a new folder's name.");
         var loaded = LoadModel(dir);
         var tokenizer = CheckpointTokenizer.Load(dir);
         var model = loaded.Model;

@@ -15,11 +15,13 @@ sealed record PyGlobal(string Module, string Name)
 sealed class PyDict
 {
     public readonly List<KeyValuePair<object?, object?>> Items = [];
+    readonly Dictionary<object, int> _at = [];   // key → its place in Items (a null key is looked for in Items)
 
     public void Set(object? key, object? value)
     {
-        for (int i = 0; i < Items.Count; i++)
-            if (Equals(Items[i].Key, key)) { Items[i] = new(key, value); return; }
+        int i = key is null ? Items.FindIndex(kv => kv.Key is null) : _at.GetValueOrDefault(key, -1);
+        if (i >= 0) { Items[i] = new(key, value); return; }
+        if (key is not null) _at[key] = Items.Count;
         Items.Add(new(key, value));
     }
 }
@@ -57,9 +59,14 @@ sealed class Unpickler
         return b;
     }
 
+    /// <summary>The longest string, byte string or number an opcode may hold: far more than any name or number of a
+    /// state dict (its tensors' data lie outside the pickle), far less than an allocation to fear.</summary>
+    const long MaxLength = 64L << 20;
+
     byte[] Bytes(long n)
     {
         if (n < 0 || n > _end - _s.Position) throw Bad($"a length of {n} bytes runs past the end of the data");
+        if (n > MaxLength) throw Bad($"a length of {n} bytes is more than a state dict's pickle holds");
         var b = new byte[n];
         _s.ReadExactly(b);
         return b;
@@ -104,7 +111,7 @@ sealed class Unpickler
         return items;
     }
 
-    static object Int(BigInteger v) => v >= long.MinValue && v <= long.MaxValue ? (long)v : v;
+    static object Int(BigInteger v) => v >= long.MinValue && v <= long.MaxValue ? (object)(long)v : v;
 
     static string Latin1(byte[] b) => Encoding.Latin1.GetString(b);
 

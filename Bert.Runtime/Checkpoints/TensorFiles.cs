@@ -12,13 +12,13 @@ public static class TensorFiles
 
     public const string TorchModelFile = "pytorch_model.bin";
 
-    /// <summary>A shard index (<c>*.index.json</c>) → <see cref="ShardedTensorReader"/>; a zip, a pickle or a
-    /// <c>.bin</c>, <c>.pt</c>, <c>.pth</c> file → <see cref="TorchCheckpointReader"/>; anything else →
-    /// <see cref="SafeTensorsReader"/>, which checks its layout. A Git LFS pointer in place of the weights is one
-    /// sentence saying so.</summary>
+    /// <summary>A shard index (<c>*.index.json</c>) → <see cref="ShardedTensorReader"/>; a <c>.safetensors</c> file, or
+    /// one shaped as safetensors (its JSON header's '{' at byte 8) → <see cref="SafeTensorsReader"/>; a zip, a pickle or
+    /// another <c>.bin</c>, <c>.pt</c>, <c>.pth</c> file → <see cref="TorchCheckpointReader"/>; anything else →
+    /// <see cref="SafeTensorsReader"/>, which checks its layout. A Git LFS pointer in place of the weights (or of an
+    /// index) is one sentence saying so.</summary>
     public static ITensorReader Open(string path)
     {
-        if (path.EndsWith(".index.json", StringComparison.OrdinalIgnoreCase)) return ShardedTensorReader.Open(path);
         Span<byte> head = stackalloc byte[24];
         int n;
         try
@@ -33,8 +33,13 @@ public static class TensorFiles
         head = head[..n];
         if (head.StartsWith("version https://git-lfs"u8))
             throw new CheckpointException($"{path} is a Git LFS pointer, not the weights it stands for; fetch them (git lfs pull in the clone) or download the file itself.", path);
-        bool torch = head.StartsWith("PK\x03\x04"u8) || head.StartsWith([(byte)0x80])
-            || path.EndsWith(".bin", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".pt", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".pth", StringComparison.OrdinalIgnoreCase);
+        if (path.EndsWith(".index.json", StringComparison.OrdinalIgnoreCase)) return ShardedTensorReader.Open(path);
+        if (path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase)) return SafeTensorsReader.Open(path);
+        // safetensors: an 8-byte header length, then the JSON header's '{' (the length's first byte may be 0x80, as a
+        // pickle's first byte is); torch: a zip, or a pickle (PROTO 2..5).
+        bool torch = head.StartsWith("PK\x03\x04"u8)
+            || (!(n > 8 && head[8] == (byte)'{') && (head is [0x80, >= 2 and <= 5, ..]
+                || path.EndsWith(".bin", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".pt", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".pth", StringComparison.OrdinalIgnoreCase)));
         return torch ? TorchCheckpointReader.Open(path) : SafeTensorsReader.Open(path);
     }
 }
@@ -81,6 +86,8 @@ public sealed class ShardedTensorReader : ITensorReader
             string file = p.Value.GetString()!;
             if (file.Length == 0 || file.Contains('/') || file.Contains('\\') || file is "." or "..")
                 throw Invalid($"the shard of '{p.Name}' is \"{file}\", not a file beside the index");
+            if (file.EndsWith(".index.json", StringComparison.OrdinalIgnoreCase))
+                throw Invalid($"the shard of '{p.Name}' is \"{file}\", another index rather than a file of tensors");
             if (!placed.TryGetValue(file, out var names)) placed[file] = names = [];
             names.Add(p.Name);
         }

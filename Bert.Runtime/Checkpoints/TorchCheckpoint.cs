@@ -44,6 +44,7 @@ public sealed class TorchCheckpointReader : ITensorReader
     readonly SafeFileHandle? _file;
     readonly Dictionary<string, long> _legacyOffsets = new(StringComparer.Ordinal);   // storage key → file offset of its data
     readonly Dictionary<string, TensorRef> _refs = new(StringComparer.Ordinal);
+    readonly Dictionary<string, long> _needed = new(StringComparer.Ordinal);   // zip storage key → the bytes its tensors reach
     readonly Dictionary<string, SafeTensorInfo> _byName = new(StringComparer.Ordinal);
     (string Key, byte[] Bytes)? _cached;
 
@@ -130,10 +131,12 @@ public sealed class TorchCheckpointReader : ITensorReader
         return RandomAccess.Read(h, magic, 257) == 5 && magic.SequenceEqual("ustar"u8);
     }
 
-    byte[] ReadEntry(ZipArchiveEntry e, long limit)
+    /// <summary>An entry's first <paramref name="count"/> bytes (all of it by default), no more than <paramref name="limit"/>.</summary>
+    byte[] ReadEntry(ZipArchiveEntry e, long limit, long? count = null)
     {
-        if (e.Length > limit || e.Length > Array.MaxLength) throw Invalid($"its entry {e.FullName} is {e.Length} bytes, more than this reader holds at once");
-        var b = new byte[e.Length];
+        long n = Math.Min(count ?? e.Length, e.Length);
+        if (n > limit || n > Array.MaxLength) throw Invalid($"its entry {e.FullName} is {e.Length} bytes, more than this reader holds at once");
+        var b = new byte[n];
         try
         {
             using var s = e.Open();
@@ -149,7 +152,7 @@ public sealed class TorchCheckpointReader : ITensorReader
     object? ReadLegacy(FileStream fs)
     {
         object? Next() => Unpickle(fs, legacyViews: true, plain: true);
-        if (!Equals(Next(), Int(BigInteger.Parse("119547037146038801333356"))))
+        if (Next() is not BigInteger magic || magic != BigInteger.Parse("119547037146038801333356"))
             throw Invalid("it starts with a pickle but not with torch.save's magic number");
         if (!Equals(Next(), 1001L)) throw Invalid("its legacy protocol version is not 1001");
         if (Next() is not PyDict info) throw Invalid("its system information is not a dict");
@@ -176,8 +179,6 @@ public sealed class TorchCheckpointReader : ITensorReader
     }
 
     readonly Dictionary<string, (SafeTensorDType DType, long Numel)> _legacySizes = new(StringComparer.Ordinal);
-
-    static object Int(BigInteger v) => v >= long.MinValue && v <= long.MaxValue ? (long)v : v;
 
     object? Unpickle(Stream s, bool legacyViews, bool plain = false)
     {
@@ -208,7 +209,9 @@ public sealed class TorchCheckpointReader : ITensorReader
                     return args[0] as TensorRef ?? throw new FormatException("a parameter's data is not a tensor");
                 case "torch._tensor._rebuild_from_type_v2" or "torch._tensor._rebuild_from_type" when args.Length >= 3:
                     if (args[1] is not PyGlobal t || !TensorTypes.Contains(t.ToString())) throw new FormatException("a tensor of a class other than Tensor or Parameter");
-                    return Call(args[0] ?? throw new FormatException("a rebuild without a function"), args[2] as object?[] ?? throw new FormatException("a rebuild's arguments are not a tuple"));
+                    // torch wraps one of the plain rebuilds, never itself: no recursion for a crafted file to nest.
+                    if (args[0] is not PyGlobal { Module: "torch._utils" } inner) throw new FormatException("a rebuild of a type around something other than a tensor rebuild");
+                    return Call(inner, args[2] as object?[] ?? throw new FormatException("a rebuild's arguments are not a tuple"));
                 default: throw new FormatException($"a call of {full} with {args.Length} arguments, which a state dict does not make");
             }
         }
@@ -218,14 +221,14 @@ public sealed class TorchCheckpointReader : ITensorReader
             // ('storage', type, key, location, numel) in the zip format; legacy adds view metadata (view key, offset, size) or None.
             if (pid is not object?[] { Length: >= 5 } t || !Equals(t[0], "storage") || t[1] is not StorageType type || t[2] is not string key)
                 throw new FormatException("a persistent id that is not a storage");
-            long numel = Long(t[4], "storage size");
+            long numel = Elements(t[4], "storage size");
             if (!legacyViews)
                 return new Storage(key, type.DType, numel, 0);
             if (_legacySizes.TryGetValue(key, out var known) && (known.DType != type.DType || known.Numel != numel))
                 throw new FormatException($"the storage {key} is described twice, differently");
             _legacySizes[key] = (type.DType, numel);
             if (t.Length >= 6 && t[5] is object?[] { Length: 3 } view && view[0] is string)
-                return new Storage(key, type.DType, Long(view[2], "view size"), Long(view[1], "view offset"));
+                return new Storage(key, type.DType, Elements(view[2], "view size"), Elements(view[1], "view offset"));
             return new Storage(key, type.DType, numel, 0);
         }
 
@@ -234,6 +237,11 @@ public sealed class TorchCheckpointReader : ITensorReader
     }
 
     static long Long(object? o, string what) => o is long v && v >= 0 ? v : throw new FormatException($"a {what} that is not a non-negative integer");
+
+    /// <summary>A storage's element count or offset: at most what one array holds, so that every byte count made of it
+    /// fits a long.</summary>
+    static long Elements(object? o, string what) => Long(o, what) is var v && v <= Array.MaxLength ? v
+        : throw new FormatException($"a {what} of {v} elements, more than a storage this reader reads");
 
     static long[] Longs(object? o, string what) => o is object?[] t ? t.Select(x => Long(x, what)).ToArray()
         : throw new FormatException($"a tensor {what} that is not a tuple");
@@ -267,6 +275,7 @@ public sealed class TorchCheckpointReader : ITensorReader
                     entryLengths[t.Storage.Key] = have = (_zip.GetEntry(_zipPrefix + "data/" + t.Storage.Key)
                         ?? throw Invalid($"its storage data/{t.Storage.Key} (of tensor '{name}') is missing")).Length;
                 if (have < storageBytes) throw Invalid($"its storage data/{t.Storage.Key} is {have} bytes where tensor '{name}' needs {storageBytes}");
+                _needed[t.Storage.Key] = Math.Max(_needed.GetValueOrDefault(t.Storage.Key), storageBytes);
             }
             else if (t.Storage.Offset + t.Storage.Numel > _legacySizes[t.Storage.Key].Numel)
                 throw Invalid($"tensor '{name}' views elements past the end of its storage {t.Storage.Key}");
@@ -284,7 +293,7 @@ public sealed class TorchCheckpointReader : ITensorReader
         if (_cached is { } c && c.Key == s.Key) return c.Bytes;
         byte[] bytes;
         if (_zip is not null)
-            bytes = ReadEntry(_zip.GetEntry(_zipPrefix + "data/" + s.Key)!, Array.MaxLength);
+            bytes = ReadEntry(_zip.GetEntry(_zipPrefix + "data/" + s.Key)!, Array.MaxLength, _needed[s.Key]);
         else
         {
             var (dt, numel) = _legacySizes[s.Key];

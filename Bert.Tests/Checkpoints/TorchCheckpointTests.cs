@@ -143,6 +143,73 @@ public sealed class TorchCheckpointTests : IDisposable
         Assert.InRange(refused, 40, 400);   // the damage is seen often (a changed float value is not damage it can see)
     }
 
+    /// <summary>A pickle in a zip as torch writes one (archive/data.pkl), from opcodes given as text and bytes.</summary>
+    string CraftedZip(string name, params object[] parts)
+    {
+        var pkl = new MemoryStream();
+        foreach (var part in parts)
+            if (part is string text) pkl.Write(System.Text.Encoding.Latin1.GetBytes(text));
+            else pkl.Write((byte[])part);
+        var path = Path.Combine(_dir, name);
+        using (var zip = new ZipArchive(File.Create(path), ZipArchiveMode.Create))
+        using (var e = zip.CreateEntry("archive/data.pkl").Open())
+            e.Write(pkl.ToArray());
+        return path;
+    }
+
+    /// <summary>Files made to hurt the reader (a nested rebuild that would recurse without end, a storage of 2^62
+    /// elements, a length past the data, a dict of 100 000 keys) are refused in one CheckpointException each, at once.</summary>
+    [Fact]
+    public void CraftedPickles_AreRefused_WithoutRecursionOverflowOrQuadraticTime()
+    {
+        string Refusal(string path)
+        {
+            var e = Assert.Throws<CheckpointException>(() => TensorFiles.Open(path).Dispose());
+            Assert.Single(e.Message.Split(". ", StringSplitOptions.None));
+            return e.Message;
+        }
+        const string FromType = "ctorch._tensor\n_rebuild_from_type_v2\n";
+        // {'x': _rebuild_from_type_v2(_rebuild_from_type_v2, Tensor, (), {})}: torch never nests it.
+        Assert.Contains("a rebuild of a type around something other than a tensor rebuild",
+            Refusal(CraftedZip("nested.bin", "\x80\x02}X", new byte[] { 1, 0, 0, 0 }, "x", FromType, "(", FromType, "ctorch\nTensor\n)}tRs.")));
+        // A storage whose element count is 2^62: every byte count made of it would overflow.
+        var huge = new byte[] { 0x8a, 8, 0, 0, 0, 0, 0, 0, 0, 0x40 };
+        Assert.Contains("a storage size of 4611686018427387904 elements, more than a storage this reader reads",
+            Refusal(CraftedZip("huge.bin", "\x80\x02}X", new byte[] { 1, 0, 0, 0 }, "x", "ctorch._utils\n_rebuild_tensor_v2\n((X", new byte[] { 7, 0, 0, 0 },
+                "storagectorch\nFloatStorage\nX", new byte[] { 1, 0, 0, 0 }, "0X", new byte[] { 3, 0, 0, 0 }, "cpu", huge, "tQK\x00K\x01\x85K\x01\x85\x89tRs.")));
+        // LONG4 claiming 2 GiB of digits.
+        Assert.Contains("runs past the end of the data", Refusal(CraftedZip("long4.bin", "\x80\x02\x8b", new byte[] { 0, 0, 0, 0x80 }, "\x00.")));
+        // 100 000 distinct keys: a dict built in linear time (each key looked up, not searched for), then refused for what it holds.
+        var many = new List<object> { "\x80\x02}(" };
+        for (int i = 0; i < 100_000; i++) many.Add(new byte[] { (byte)'J', (byte)i, (byte)(i >> 8), (byte)(i >> 16), 0, (byte)'N' });
+        many.Add("u.");
+        Assert.Contains("one of its dict's keys is not a string", Refusal(CraftedZip("many.bin", [.. many])));
+    }
+
+    /// <summary>A safetensors file whose header length starts with the byte 0x80 (a header of 128, 384, … bytes) is not
+    /// taken for a pickle, whatever its name.</summary>
+    [Fact]
+    public void ASafetensorsHeaderLengthOf0x80_IsNotTakenForAPickle()
+    {
+        for (int pad = 0; ; pad++)
+        {
+            var w = new SafeTensorsWriter();
+            w.Metadata["pad"] = new string('x', pad);
+            w.Add<float>("w", [2], [1.5f, -2f]);
+            var bytes = w.ToArray();
+            if (bytes[0] != 0x80) continue;
+            foreach (var name in new[] { "model.safetensors", "weights.bin", "weights" })
+            {
+                var path = Path.Combine(_dir, name);
+                File.WriteAllBytes(path, bytes);
+                using var r = TensorFiles.Open(path);
+                Assert.IsType<SafeTensorsReader>(r);
+                Assert.Equal(new[] { 1.5f, -2f }, Read(r, "w"));
+            }
+            break;
+        }
+    }
+
     // ----- whole models -----
 
     static Model<float> Nano(ulong seed)
@@ -295,5 +362,9 @@ public sealed class TorchCheckpointTests : IDisposable
 
         File.WriteAllText(Path.Combine(twice, ShardedTensorReader.SafeTensorsIndex), "{\"weight_map\": ");
         Assert.Contains("it is not valid JSON", Refusal(twice));
+
+        // An index that names itself (or another index) as a shard would open indexes without end.
+        File.WriteAllText(Path.Combine(twice, ShardedTensorReader.SafeTensorsIndex), "{\"weight_map\": {\"a\": \"model.safetensors.index.json\"}}");
+        Assert.Contains("the shard of 'a' is \"model.safetensors.index.json\", another index rather than a file of tensors", Refusal(twice));
     }
 }

@@ -97,7 +97,29 @@ public class ExportCliTests : IDisposable
             return x.Err;
         }
         Assert.Contains("already holds files; give a new or empty folder (export never writes over files)", Refusal("export", "--hf", Path.Combine(_dir, "hub", "bf16"), "--model", best));
-        Assert.Contains("--dtype applies to --hf", Refusal("export", "--onnx", Path.Combine(_dir, "x.onnx"), "--size", "nano", "--dtype", "bf16"));
+        Assert.Contains("--dtype applies to --hf only (an ONNX graph keeps f32 weights); drop it, or export with --hf.", Refusal("export", "--onnx", Path.Combine(_dir, "x.onnx"), "--size", "nano", "--dtype", "bf16"));
+        Assert.Contains("--size describes a fresh model, which only --onnx exports", Refusal("export", "--hf", Path.Combine(_dir, "z"), "--size", "nano"));
+        // The current folder (a child process, so that this one's stays put), empty as it may be, is not replaced.
+        var here = Directory.CreateDirectory(Path.Combine(_dir, "here")).FullName;
+        var psi = new System.Diagnostics.ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host ? host : "dotnet")
+        {
+            WorkingDirectory = here, RedirectStandardOutput = true, RedirectStandardError = true,
+        };
+        foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "bert.dll"), "export", "--hf", ".", "--model", best }) psi.ArgumentList.Add(a);
+        using (var p = System.Diagnostics.Process.Start(psi)!)
+        {
+            string err = p.StandardError.ReadToEnd();
+            p.WaitForExit();
+            Assert.Equal(1, p.ExitCode);
+            Assert.Contains("--hf . is the current folder (or holds it), which the export would replace; give a new folder's name.", err);
+        }
+        Assert.Empty(Directory.GetFileSystemEntries(here));
+        // A trailing separator (as tab completion leaves it) names the same folder.
+        var slash = Path.Combine(_dir, "slash") + Path.DirectorySeparatorChar;
+        r = CliTests.Run("export", "--hf", slash, "--model", best);
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        Assert.True(File.Exists(Path.Combine(_dir, "slash", "model.safetensors")));
+        Assert.Empty(Directory.GetDirectories(_dir).Where(d => Path.GetFileName(d).StartsWith('.')));
         Assert.Contains("one of the two", Refusal("export", "--onnx", Path.Combine(_dir, "x.onnx"), "--hf", Path.Combine(_dir, "y"), "--model", best));
 
         // A weight past float16's largest value (65504) would be infinite in f16.
