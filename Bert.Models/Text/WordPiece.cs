@@ -74,6 +74,65 @@ public sealed class WordPiece
     public static WordPiece FromVocabText(string text, TokenizerSettings settings, string source) =>
         new(ParseVocab(text), settings, source);
 
+    public const string TokenizerJsonFileName = "tokenizer.json";
+
+    /// <summary>Reads a Hugging Face fast tokenizer's <c>tokenizer.json</c> (what transformers saves beside, or instead
+    /// of, vocab.txt): its WordPiece model's vocabulary and added tokens, which must number 0 to n-1, and its
+    /// BertNormalizer's lowercase and strip_accents (null: as lowercase) and max_input_chars_per_word. Another model
+    /// (BPE, Unigram), another normalizer or another sub-word prefix than "##" is refused in one sentence, since the
+    /// text would be split otherwise than the model learnt.</summary>
+    public static WordPiece FromTokenizerJson(string path)
+    {
+        System.Text.Json.Nodes.JsonObject root;
+        try
+        {
+            root = System.Text.Json.Nodes.JsonNode.Parse(TextSource.ReadFile(path)) as System.Text.Json.Nodes.JsonObject
+                ?? throw new DataException($"{path} is not a JSON object; put back the tokenizer.json transformers saved, or a vocab.txt.", path);
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            throw new DataException($"{path} is not valid JSON (line {e.LineNumber + 1}); put back the tokenizer.json transformers saved, or a vocab.txt.", path, 0, e);
+        }
+        string? Str(System.Text.Json.Nodes.JsonNode? n, string key) => n?[key] is System.Text.Json.Nodes.JsonValue v && v.TryGetValue<string>(out var x) ? x : null;
+        var model = root["model"] as System.Text.Json.Nodes.JsonObject;
+        string type = Str(model, "type") ?? "none";
+        if (type != "WordPiece")
+            throw new DataException($"{path} describes a {type} tokenizer, not BERT's WordPiece; use the tokenizer the checkpoint was trained with (a vocab.txt of word pieces).", path);
+        if ((Str(model, "continuing_subword_prefix") ?? "##") != "##")
+            throw new DataException($"{path} marks word pieces with '{Str(model, "continuing_subword_prefix")}', not BERT's '##'; use the vocab.txt of this checkpoint.", path);
+        var normalizer = root["normalizer"] as System.Text.Json.Nodes.JsonObject;
+        if (normalizer is not null && Str(normalizer, "type") != "BertNormalizer")
+            throw new DataException($"{path} normalizes text with {Str(normalizer, "type")}, not BERT's BertNormalizer, which this tokenizer follows; use a vocab.txt with a tokenizer_config.json instead.", path);
+        bool? Flag(string key) => normalizer?[key] is System.Text.Json.Nodes.JsonValue v && v.TryGetValue<bool>(out var b) ? b : null;
+        bool lower = Flag("lowercase") ?? true;
+        var settings = new TokenizerSettings
+        {
+            LowerCase = lower,
+            StripAccents = Flag("strip_accents") ?? lower,
+            MaxWordChars = model!["max_input_chars_per_word"] is System.Text.Json.Nodes.JsonValue m && m.TryGetValue<int>(out var max) && max > 0 ? max : 100,
+        };
+        var byId = new SortedDictionary<int, string>();
+        void Add(string token, System.Text.Json.Nodes.JsonNode? id)
+        {
+            if (id is not System.Text.Json.Nodes.JsonValue v || !v.TryGetValue<int>(out int i) || i < 0)
+                throw new DataException($"{path} gives '{token}' an id that is not a non-negative integer; put back the tokenizer.json transformers saved.", path);
+            if (byId.TryGetValue(i, out var other) && other != token)
+                throw new DataException($"{path} gives the id {i} to both '{other}' and '{token}'; put back the tokenizer.json transformers saved.", path);
+            byId[i] = token;
+        }
+        if (model["vocab"] is not System.Text.Json.Nodes.JsonObject vocab)
+            throw new DataException($"{path} has no WordPiece vocabulary (model.vocab); put back the tokenizer.json transformers saved, or a vocab.txt.", path);
+        foreach (var (token, id) in vocab) Add(token, id);
+        if (root["added_tokens"] is System.Text.Json.Nodes.JsonArray added)
+            foreach (var t in added)
+                if (Str(t, "content") is { } content) Add(content, t!["id"]);
+        int expected = 0;
+        foreach (int id in byId.Keys)
+            if (id != expected++)
+                throw new DataException($"{path} numbers its tokens with a gap (no token has the id {expected - 1}); put back the tokenizer.json transformers saved.", path);
+        return new WordPiece(byId.Values.ToList(), settings, path);
+    }
+
     /// <summary>Google's bert-base-uncased vocabulary, embedded, with <see cref="TokenizerSettings.Uncased"/>.</summary>
     public static WordPiece BertBaseUncased() =>
         FromVocabText(DefaultData.ReadText(DataFile.BertBaseUncasedVocab), TokenizerSettings.Uncased, DefaultData.ResourceName(DataFile.BertBaseUncasedVocab));

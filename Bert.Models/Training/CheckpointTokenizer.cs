@@ -49,12 +49,22 @@ public static class CheckpointTokenizer
     /// <c>tokenizer_config.json</c>), checked against the checkpoint's stamp.</summary>
     public static WordPiece Load(string dir)
     {
-        var tokenizer = IsHfFolderWithoutSettings(dir)
-            ? WordPiece.FromVocabFile(Path.Combine(dir, WordPiece.VocabFileName), TokenizerSettings.Uncased)
+        string json = Path.Combine(dir, WordPiece.TokenizerJsonFileName);
+        var tokenizer = !File.Exists(Path.Combine(dir, WordPiece.VocabFileName)) && File.Exists(json) ? FromTokenizerJson(dir, json)
+            : IsHfFolderWithoutSettings(dir) ? WordPiece.FromVocabFile(Path.Combine(dir, WordPiece.VocabFileName), TokenizerSettings.Uncased)
             : WordPiece.Load(dir);
         if (ReadStamp(dir) is { } stamp && stamp[Sha256Key] != Fingerprint(tokenizer))
             throw new CheckpointException(
                 $"The model in {dir} was trained with {Describe(stamp)}, but the {WordPiece.VocabFileName} and {TokenizerSettings.FileName} beside it give {Describe(Stamp(tokenizer))}; put back the tokenizer files saved with the checkpoint.", dir);
+        return tokenizer;
+    }
+
+    /// <summary>A Hugging Face folder with a tokenizer.json but no vocab.txt (transformers' fast tokenizer alone), said
+    /// on standard error, as the other guesses about a folder's tokenizer are.</summary>
+    static WordPiece FromTokenizerJson(string dir, string json)
+    {
+        var tokenizer = WordPiece.FromTokenizerJson(json);
+        Console.Error.WriteLine($"{dir} has no {WordPiece.VocabFileName}; tokenizing with the WordPiece vocabulary of its {WordPiece.TokenizerJsonFileName} ({tokenizer.VocabSize} tokens, lower case: {tokenizer.Settings.LowerCase}, strip accents: {tokenizer.Settings.StripAccents}).");
         return tokenizer;
     }
 

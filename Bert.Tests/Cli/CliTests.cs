@@ -196,12 +196,36 @@ public partial class CliTests : IDisposable
             w.Save(Path.Combine(sharded, $"model-0000{s + 1}-of-00002.safetensors"));
         }
         File.WriteAllText(Path.Combine(sharded, "model.safetensors.index.json"), new System.Text.Json.Nodes.JsonObject { ["weight_map"] = map }.ToJsonString());
-        foreach (var dir in new[] { torch, sharded })
+        // And with transformers' tokenizer.json in place of vocab.txt (a fast tokenizer saved alone).
+        var fast = Path.Combine(_dir, "hf-cls-fast");
+        Directory.CreateDirectory(fast);
+        foreach (var f in new[] { "model.safetensors", "config.json" }) File.Copy(Path.Combine(hfCls, f), Path.Combine(fast, f));
+        var vocab = File.ReadAllLines(Path.Combine(hfCls, "vocab.txt"));
+        var specials = new System.Text.Json.Nodes.JsonArray();
+        foreach (var t in new[] { "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]" })
+            specials.Add(new System.Text.Json.Nodes.JsonObject { ["id"] = Array.IndexOf(vocab, t), ["content"] = t, ["special"] = true });
+        var wordPieces = new System.Text.Json.Nodes.JsonObject();
+        for (int i = 0; i < vocab.Length; i++) wordPieces[vocab[i]] = i;
+        var tokenizerJson = new System.Text.Json.Nodes.JsonObject
+        {
+            ["version"] = "1.0", ["added_tokens"] = specials,
+            ["normalizer"] = new System.Text.Json.Nodes.JsonObject { ["type"] = "BertNormalizer", ["clean_text"] = true, ["handle_chinese_chars"] = true, ["strip_accents"] = null, ["lowercase"] = true },
+            ["pre_tokenizer"] = new System.Text.Json.Nodes.JsonObject { ["type"] = "BertPreTokenizer" },
+            ["model"] = new System.Text.Json.Nodes.JsonObject { ["type"] = "WordPiece", ["unk_token"] = "[UNK]", ["continuing_subword_prefix"] = "##", ["max_input_chars_per_word"] = 100, ["vocab"] = wordPieces },
+        };
+        File.WriteAllText(Path.Combine(fast, "tokenizer.json"), tokenizerJson.ToJsonString());
+        foreach (var dir in new[] { torch, sharded, fast })
         {
             var other = Run("predict", "--model", dir, "a really great film");
             Assert.True(other.Code == 0, other.Out + other.Err);
             Assert.Equal(theirs.Out, other.Out);
         }
+        Assert.Contains($"has no vocab.txt; tokenizing with the WordPiece vocabulary of its tokenizer.json ({vocab.Length} tokens, lower case: True, strip accents: True)", Run("predict", "--model", fast, "x").Err);
+        tokenizerJson["model"]!["type"] = "BPE";
+        File.WriteAllText(Path.Combine(fast, "tokenizer.json"), tokenizerJson.ToJsonString());
+        var bpe = Run("predict", "--model", fast, "a really great film");
+        Assert.Equal(1, bpe.Code);
+        Assert.Contains("describes a BPE tokenizer, not BERT's WordPiece; use the tokenizer the checkpoint was trained with", bpe.Err);
 
         // eval scores a file whole (40 examples), not the 20 % dev split fine-tuning held out.
         r = Run("eval", "--model", hfCls, "--data", Labeled());

@@ -79,8 +79,7 @@ def main():
         d = os.path.join(work, name)
         os.makedirs(d, exist_ok=True)
         cfg.save_pretrained(d)
-        tok.save_pretrained(d)
-        shutil.copyfile(a.vocab, os.path.join(d, "vocab.txt"))   # whether or not this transformers writes one
+        tok.save_pretrained(d)   # as this transformers saves it: tokenizer.json, with or without vocab.txt (bert reads either)
         return d
 
     d = folder("safetensors")
