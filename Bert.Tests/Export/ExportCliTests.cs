@@ -75,7 +75,7 @@ public class ExportCliTests : IDisposable
             Assert.Contains($"BertNanoClassifier with {dtype} weights", r.Out);
             Assert.Contains($"AutoModelForSequenceClassification.from_pretrained(\"{hf}\")", r.Out);
             Assert.Equal(new[] { "config.json", "model.safetensors", "tokenizer_config.json", "vocab.txt" }, Directory.GetFiles(hf).Select(Path.GetFileName).Order());
-            Assert.Empty(Directory.GetDirectories(Path.Combine(_dir, "hub")).Where(d => Path.GetFileName(d).StartsWith('.')));   // no temporary folder left
+            Assert.DoesNotContain(Directory.GetDirectories(Path.Combine(_dir, "hub")), d => Path.GetFileName(d).StartsWith('.'));   // no temporary folder left
             using (var reader = SafeTensorsReader.Open(Path.Combine(hf, "model.safetensors")))
                 Assert.All(reader.Tensors, t => Assert.Equal(file, t.DType));
             var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(hf, "config.json")))!;
@@ -119,7 +119,7 @@ public class ExportCliTests : IDisposable
         r = CliTests.Run("export", "--hf", slash, "--model", best);
         Assert.True(r.Code == 0, r.Out + r.Err);
         Assert.True(File.Exists(Path.Combine(_dir, "slash", "model.safetensors")));
-        Assert.Empty(Directory.GetDirectories(_dir).Where(d => Path.GetFileName(d).StartsWith('.')));
+        Assert.DoesNotContain(Directory.GetDirectories(_dir), d => Path.GetFileName(d).StartsWith('.'));
         Assert.Contains("one of the two", Refusal("export", "--onnx", Path.Combine(_dir, "x.onnx"), "--hf", Path.Combine(_dir, "y"), "--model", best));
 
         // A weight past float16's largest value (65504) would be infinite in f16.
