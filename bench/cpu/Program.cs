@@ -8,7 +8,7 @@
 //   3. peak memory of each: our planned bytes (arena + parameters [+ gradients + AdamW moments]) and the
 //      process's peak resident set above the level before the phase (VmHWM after resetting it through
 //      /proc/self/clear_refs), the only measure that also sees ONNX Runtime's native allocations.
-// Usage: bench/cpu/run.sh [--quick | --profile | --torch]   (--torch: training against PyTorch's CPU step, see TrainingAgainstTorch)
+// Usage: bench/cpu/run.sh [--quick | --profile | --profile-train | --torch]   (--torch: training against PyTorch's CPU step, see TrainingAgainstTorch)
 using System.Diagnostics;
 using Bert.Export;
 using Bert.Models;
@@ -20,6 +20,7 @@ using Microsoft.ML.OnnxRuntime;
 
 bool quick = args.Contains("--quick");
 if (args.Contains("--profile")) { ProfileInference(); return; }
+if (args.Contains("--profile-train")) { ProfileTraining(); return; }
 const int T = 128, OrtThreads = 2;
 var cpu = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name"))?.Split(':')[1].Trim() ?? "unknown CPU";
 Console.WriteLine($"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC · {cpu} · {Environment.ProcessorCount} cores · {GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / (1 << 30)} GiB · .NET {Environment.Version}");
@@ -214,6 +215,58 @@ static (int Code, string Out) RunPython(string python, params string[] args)
 // the per-kind sums over the last 30 of PROFILE_REPS forwards, default 200: the JIT's tiering needs about a hundred
 // forwards before the kernels run their optimized code, and the first few dozen are 2-3× slower), for BERT-Mini and
 // BERT-Base classifiers at T = 128.
+// `--profile-train`: where a BERT-Mini pre-training step (B = 32, T = 128, dropout) goes, per op kind, forward and backward
+// apart, plus clearing the gradients and AdamW; medians over PROFILE_REPS steps (default 8) after two warm-up steps.
+static void ProfileTraining()
+{
+    var entry = Catalog.Get("mini", "pretraining");
+    int B = 32, G = (int)(B * T * 0.15);
+    var model = entry.Create();
+    model.InitParameters(1);
+    var opt = new AdamW<float>(model.Info);
+    model.Bind(B, T, G, training: true);
+    SetInputs(model, B, G, new Random(1));
+    var ops = model.Info.Ops;
+    var sums = new Dictionary<string, List<double>>();
+    var totals = new List<double>();
+    int reps = int.TryParse(Environment.GetEnvironmentVariable("PROFILE_REPS"), out int pr) ? pr : 8;
+    for (int rep = 0; rep < reps + 2; rep++)
+    {
+        var acc = new Dictionary<string, double>();
+        var sw = Stopwatch.StartNew();
+        string phase = "fwd"; int current = -1; double at = 0;
+        void Close(double now) { if (current >= 0) { string k = $"{phase} {Kind(ops[current])}"; acc[k] = acc.GetValueOrDefault(k) + now - at; } }
+        model.OnOp = id => { double now = sw.Elapsed.TotalMilliseconds; Close(now); current = id; at = now; };
+        model.Forward(training: true, seed: (ulong)rep);
+        Close(sw.Elapsed.TotalMilliseconds); current = -1;
+        double t0 = sw.Elapsed.TotalMilliseconds;
+        model.ZeroGradients();
+        acc["zero gradients"] = sw.Elapsed.TotalMilliseconds - t0;
+        phase = "bwd";
+        model.Backward();
+        Close(sw.Elapsed.TotalMilliseconds); current = -1;
+        model.OnOp = null;
+        t0 = sw.Elapsed.TotalMilliseconds;
+        opt.Step(model.Parameters, model.Gradients, 1e-4f);
+        double end = sw.Elapsed.TotalMilliseconds;
+        acc["AdamW step"] = end - t0;
+        if (rep < 2) continue;
+        totals.Add(end);
+        foreach (var (k, v) in acc) (sums.TryGetValue(k, out var l) ? l : sums[k] = []).Add(v);
+    }
+    double total = Median(totals);
+    Console.WriteLine($"{entry.Info.Name} training B={B} T={T} G={G}: {total:F0} ms a step (median of {totals.Count}); {Gemm.Describe()}; {Simd.Describe()}");
+    foreach (var (k, l) in sums.OrderByDescending(x => Median(x.Value)))
+        Console.WriteLine($"  {k,-48} {Median(l),9:F2} ms  {Median(l) / total,6:P1}");
+
+    static string Kind(Bert.Runtime.OpInfo op) => op.Kind switch
+    {
+        Bert.Runtime.OpKind.Linear or Bert.Runtime.OpKind.MatMul => $"{op.Kind} {op.InputShapes.FirstOrDefault()} -> {op.OutputShape}",
+        Bert.Runtime.OpKind.Pointwise => "pointwise " + op.Label,
+        _ => op.Kind.ToString(),
+    };
+}
+
 static void ProfileInference()
 {
     foreach (var size in new[] { "mini", "base" })
