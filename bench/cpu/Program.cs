@@ -8,7 +8,7 @@
 //   3. peak memory of each: our planned bytes (arena + parameters [+ gradients + AdamW moments]) and the
 //      process's peak resident set above the level before the phase (VmHWM after resetting it through
 //      /proc/self/clear_refs), the only measure that also sees ONNX Runtime's native allocations.
-// Usage: bench/cpu/run.sh [--quick | --profile | --profile-train | --torch]   (--torch: training against PyTorch's CPU step, see TrainingAgainstTorch)
+// Usage: bench/cpu/run.sh [--quick | --profile | --profile-train | --gemm-training | --torch]   (--torch: training against PyTorch's CPU step, see TrainingAgainstTorch)
 using System.Diagnostics;
 using Bert.Export;
 using Bert.Models;
@@ -21,6 +21,7 @@ using Microsoft.ML.OnnxRuntime;
 bool quick = args.Contains("--quick");
 if (args.Contains("--profile")) { ProfileInference(); return; }
 if (args.Contains("--profile-train")) { ProfileTraining(); return; }
+if (args.Contains("--gemm-training")) { GemmTrainingShapes(); return; }
 const int T = 128, OrtThreads = 2;
 var cpu = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name"))?.Split(':')[1].Trim() ?? "unknown CPU";
 Console.WriteLine($"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC · {cpu} · {Environment.ProcessorCount} cores · {GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / (1 << 30)} GiB · .NET {Environment.Version}");
@@ -311,6 +312,36 @@ static void ProfileInference()
         Bert.Runtime.OpKind.Pointwise => "pointwise " + op.Label,
         _ => op.Kind.ToString(),
     };
+}
+
+// `--gemm-training`: the GEMM backend on BERT-Mini's training products at B = 32, T = 128 (FFN in and out, the masked-LM
+// decoder over G = 614 rows), each in its three forms: the forward y = x·Wᵀ, the input gradient dX = dY·W and the weight
+// gradient dW = dYᵀ·X; medians over 1 s each.
+static void GemmTrainingShapes()
+{
+    // Twice: the first pass also warms the JIT's tiers of every form.
+    for (int pass = 1; pass <= 2; pass++)
+    foreach (var (name, rows, outF, inF) in new[] { ("FFN in", 4096, 1024, 256), ("FFN out", 4096, 256, 1024), ("MLM decoder", 614, 30522, 256) })
+    {
+        double Rate(bool ta, bool tb, int m, int n, int k)
+        {
+            var a = new float[m * k]; var b = new float[n * k]; var c = new float[m * n];
+            for (int i = 0; i < a.Length; i++) a[i] = (i % 7) * 0.01f;
+            for (int i = 0; i < b.Length; i++) b[i] = (i % 5) * 0.01f;
+            int lda = ta ? m : k, ldb = tb ? k : n;
+            var times = new List<double>();
+            var total = Stopwatch.StartNew();
+            for (int rep = 0; total.Elapsed.TotalSeconds < 1 || times.Count < 3; rep++)
+            {
+                var sw = Stopwatch.StartNew();
+                Gemm.Run(ta, tb, m, n, k, 1f, a, lda, b, ldb, 0f, c, n);
+                if (rep > 0) times.Add(sw.Elapsed.TotalSeconds);
+            }
+            return 2.0 * m * n * k / Median(times) / 1e9;
+        }
+        double fwd = Rate(false, true, rows, outF, inF), dx = Rate(false, false, rows, inF, outF), dw = Rate(true, false, outF, inF, rows);
+        Console.WriteLine($"pass {pass}: {name,-12} [{rows}×{inF}]·Wᵀ[{outF}×{inF}]: forward {fwd:F1}, dX {dx:F1}, dW {dw:F1} GFLOP/s");
+    }
 }
 
 static double GemmRate(int m, int n, int k, double seconds)
