@@ -941,8 +941,8 @@ public static partial class Program
         var loaded = LoadModel(dir);
         var tokenizer = CheckpointTokenizer.Load(dir);
         var model = loaded.Model;
-        var type = dtype switch { "f16" => Bert.Runtime.Checkpoints.SafeTensorDType.F16, "bf16" => Bert.Runtime.Checkpoints.SafeTensorDType.BF16, _ => Bert.Runtime.Checkpoints.SafeTensorDType.F32 };
-        if (type == Bert.Runtime.Checkpoints.SafeTensorDType.F16)
+        var type = dtype switch { "f16" => SafeTensorDType.F16, "bf16" => SafeTensorDType.BF16, _ => SafeTensorDType.F32 };
+        if (type == SafeTensorDType.F16)
         {
             float largest = 0;
             string where = "";

@@ -224,13 +224,15 @@ public static class Checkpoint
         {
             var p = byHf[wordName];
             var t = reader[decoderInFile];
-            var decoder = new T[p.Length];
-            if (t.Count != p.Length || !SafeTensors.IsFloat(t.DType)) decoder[0] = T.NaN;
-            else reader.Read<T>(decoderInFile, decoder);
-            var word = staged.AsSpan((int)p.Offset, (int)p.Length);
-            for (int i = 0; i < decoder.Length; i++)
-                if (!decoder[i].Equals(word[i]))
-                    throw new CheckpointException($"{file} holds a masked-LM decoder weight ({decoderInFile}) that is not its word embeddings ({wordInFile}), but {info.Name} ties the two, so its masked-LM predictions would change; fine-tune from it (a classifier has no masked-LM head) or declare a model with an untied decoder.", file);
+            bool same = t.Count == p.Length && SafeTensors.IsFloat(t.DType);
+            if (same)
+            {
+                var decoder = new T[p.Length];
+                reader.Read<T>(decoderInFile, decoder);
+                same = decoder.AsSpan().SequenceEqual(staged.AsSpan((int)p.Offset, (int)p.Length));
+            }
+            if (!same)
+                throw new CheckpointException($"{file} holds a masked-LM decoder weight ({decoderInFile}) that is not its word embeddings ({wordInFile}), but {info.Name} ties the two, so its masked-LM predictions would change; fine-tune from it (a classifier has no masked-LM head) or declare a model with an untied decoder.", file);
         }
         staged.CopyTo(model.Parameters);
 

@@ -123,7 +123,7 @@ public static class SafeTensors
 
 /// <summary>A file of named tensors that <see cref="Checkpoint.Load{T}"/> reads: safetensors (<see cref="SafeTensorsReader"/>),
 /// a PyTorch checkpoint (<see cref="TorchCheckpointReader"/>) or the shards of either behind an index
-/// (<see cref="ShardedTensorReader"/>). <see cref="TensorFiles.Open"/> picks the reader by the file's first bytes.</summary>
+/// (<see cref="ShardedTensorReader"/>). <see cref="TensorFiles.Open"/> picks the reader by the file's name and first bytes.</summary>
 public interface ITensorReader : IDisposable
 {
     /// <summary>The file path (or source name) used in messages.</summary>
@@ -158,12 +158,7 @@ public sealed class SafeTensorsReader : ITensorReader
     /// <summary>Opens and validates a file; keep the reader open while reading tensors.</summary>
     public static SafeTensorsReader Open(string path)
     {
-        SafeFileHandle h;
-        try { h = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new CheckpointException($"Cannot open {path} ({e.Message.TrimEnd('.')}); check that the file exists and is readable.", path, e);
-        }
+        var h = TensorFiles.OpenRead(path);
         try { return new SafeTensorsReader(path, h, null); }
         catch { h.Dispose(); throw; }
     }

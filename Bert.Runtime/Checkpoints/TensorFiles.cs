@@ -1,5 +1,6 @@
 using System.Numerics;
 using System.Text.Json;
+using Microsoft.Win32.SafeHandles;
 
 namespace Bert.Runtime.Checkpoints;
 
@@ -12,6 +13,16 @@ public static class TensorFiles
 
     public const string TorchModelFile = "pytorch_model.bin";
 
+    /// <summary>Opens a weights file to read, or says in one sentence why it cannot be (every reader's opening).</summary>
+    internal static SafeFileHandle OpenRead(string path)
+    {
+        try { return File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw CannotOpen(path, e); }
+    }
+
+    internal static CheckpointException CannotOpen(string path, Exception e) =>
+        new($"Cannot open {path} ({e.Message.TrimEnd('.')}); check that the file exists and is readable.", path, e);
+
     /// <summary>A shard index (<c>*.index.json</c>) → <see cref="ShardedTensorReader"/>; a <c>.safetensors</c> file, or
     /// one shaped as safetensors (its JSON header's '{' at byte 8) → <see cref="SafeTensorsReader"/>; a zip, a pickle or
     /// another <c>.bin</c>, <c>.pt</c>, <c>.pth</c> file → <see cref="TorchCheckpointReader"/>; anything else →
@@ -21,15 +32,7 @@ public static class TensorFiles
     {
         Span<byte> head = stackalloc byte[24];
         int n;
-        try
-        {
-            using var h = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read);
-            n = RandomAccess.Read(h, head, 0);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new CheckpointException($"Cannot open {path} ({e.Message.TrimEnd('.')}); check that the file exists and is readable.", path, e);
-        }
+        using (var h = OpenRead(path)) n = RandomAccess.Read(h, head, 0);
         head = head[..n];
         if (head.StartsWith("version https://git-lfs"u8))
             throw new CheckpointException($"{path} is a Git LFS pointer, not the weights it stands for; fetch them (git lfs pull in the clone) or download the file itself.", path);
@@ -71,10 +74,7 @@ public sealed class ShardedTensorReader : ITensorReader
         JsonDocument doc;
         try { doc = JsonDocument.Parse(File.ReadAllBytes(index)); }
         catch (JsonException e) { throw Invalid($"it is not valid JSON (line {e.LineNumber + 1}, byte {e.BytePositionInLine + 1})"); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new CheckpointException($"Cannot open {index} ({e.Message.TrimEnd('.')}); check that the file exists and is readable.", index, e);
-        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw TensorFiles.CannotOpen(index, e); }
         using var _ = doc;
         if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
             throw Invalid("it has no weight_map object");

@@ -43,6 +43,7 @@ public sealed class TorchCheckpointReader : ITensorReader
     readonly string _zipPrefix = "";
     readonly SafeFileHandle? _file;
     readonly Dictionary<string, long> _legacyOffsets = new(StringComparer.Ordinal);   // storage key → file offset of its data
+    readonly Dictionary<string, (SafeTensorDType DType, long Numel)> _legacySizes = new(StringComparer.Ordinal);   // storage key → its type and size
     readonly Dictionary<string, TensorRef> _refs = new(StringComparer.Ordinal);
     readonly Dictionary<string, long> _needed = new(StringComparer.Ordinal);   // zip storage key → the bytes its tensors reach
     readonly Dictionary<string, SafeTensorInfo> _byName = new(StringComparer.Ordinal);
@@ -86,12 +87,7 @@ public sealed class TorchCheckpointReader : ITensorReader
     /// <summary>Opens and checks a PyTorch checkpoint; keep the reader open while reading tensors.</summary>
     public static TorchCheckpointReader Open(string path)
     {
-        SafeFileHandle h;
-        try { h = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new CheckpointException($"Cannot open {path} ({e.Message.TrimEnd('.')}); check that the file exists and is readable.", path, e);
-        }
+        var h = TensorFiles.OpenRead(path);
         try
         {
             Span<byte> head = stackalloc byte[4];
@@ -99,19 +95,19 @@ public sealed class TorchCheckpointReader : ITensorReader
             if (n == 4 && head.SequenceEqual("PK\x03\x04"u8))
             {
                 h.Dispose();
-                ZipArchive zip;
-                try { zip = ZipFile.OpenRead(path); }
-                catch (InvalidDataException e)
+                ZipArchive? zip = null;
+                try
                 {
-                    throw new CheckpointException($"{path} is not a PyTorch checkpoint this reader can use: its zip layout is damaged ({e.Message.TrimEnd('.')}); download it again or re-save it.", path, e);
+                    zip = ZipFile.OpenRead(path);
+                    return new TorchCheckpointReader(path, zip, null);
                 }
-                try { return new TorchCheckpointReader(path, zip, null); }
-                catch (InvalidDataException e)
+                catch (Exception e)
                 {
-                    zip.Dispose();
-                    throw new CheckpointException($"{path} is not a PyTorch checkpoint this reader can use: its zip layout is damaged ({e.Message.TrimEnd('.')}); download it again or re-save it.", path, e);
+                    zip?.Dispose();
+                    if (e is InvalidDataException)
+                        throw new CheckpointException($"{path} is not a PyTorch checkpoint this reader can use: its zip layout is damaged ({e.Message.TrimEnd('.')}); download it again or re-save it.", path, e);
+                    throw;
                 }
-                catch { zip.Dispose(); throw; }
             }
             if (n >= 1 && head[0] == 0x80) return new TorchCheckpointReader(path, null, h);
             throw new CheckpointException(RandomAccess.GetLength(h) > 262 && IsTar(h)
@@ -177,8 +173,6 @@ public sealed class TorchCheckpointReader : ITensorReader
             if (!_legacyOffsets.ContainsKey(key)) throw Invalid($"its storage {key} is used by a tensor but not stored");
         return root;
     }
-
-    readonly Dictionary<string, (SafeTensorDType DType, long Numel)> _legacySizes = new(StringComparer.Ordinal);
 
     object? Unpickle(Stream s, bool legacyViews, bool plain = false)
     {
