@@ -62,6 +62,21 @@ public sealed class TorchCheckpointTests : IDisposable
         return v;
     }
 
+    /// <summary>Opens a weights file and reads every floating-point tensor in it.</summary>
+    static void ReadAll(string path)
+    {
+        using var r = TensorFiles.Open(path);
+        foreach (var t in r.Tensors.Where(t => SafeTensors.IsFloat(t.DType))) Read(r, t.Name);
+    }
+
+    /// <summary>The CheckpointException <paramref name="act"/> throws, whose message must be one sentence.</summary>
+    static CheckpointException Refused(Action act)
+    {
+        var e = Assert.Throws<CheckpointException>(act);
+        Assert.Single(e.Message.Split(". ", StringSplitOptions.None));
+        return e;
+    }
+
     [Theory]
     [InlineData("module.bin", "pickles torch.nn.modules.linear.Linear, which a PyTorch state dict never holds")]
     [InlineData("function.bin", "pickles posix.system, which a PyTorch state dict never holds")]
@@ -78,8 +93,7 @@ public sealed class TorchCheckpointTests : IDisposable
         string Write(string name, byte[] bytes) { var p = Path.Combine(_dir, name); File.WriteAllBytes(p, bytes); return p; }
         string Refusal(string path)
         {
-            var e = Assert.Throws<CheckpointException>(() => { using var r = TensorFiles.Open(path); foreach (var t in r.Tensors) if (SafeTensors.IsFloat(t.DType)) Read(r, t.Name); });
-            Assert.Single(e.Message.Split(". ", StringSplitOptions.None));
+            var e = Refused(() => ReadAll(path));
             Assert.Equal(path, e.File);
             return e.Message;
         }
@@ -133,11 +147,7 @@ public sealed class TorchCheckpointTests : IDisposable
             if (trial % 4 != 3)
                 for (int k = rng.Next(1, 4); k > 0; k--) bytes[rng.Next(bytes.Length)] = (byte)rng.Next(256);
             File.WriteAllBytes(path, bytes);
-            try
-            {
-                using var r = TensorFiles.Open(path);
-                foreach (var t in r.Tensors.Where(t => SafeTensors.IsFloat(t.DType))) Read(r, t.Name);
-            }
+            try { ReadAll(path); }
             catch (CheckpointException) { refused++; }
         }
         Assert.InRange(refused, 40, 400);   // the damage is seen often (a changed float value is not damage it can see)
@@ -162,12 +172,7 @@ public sealed class TorchCheckpointTests : IDisposable
     [Fact]
     public void CraftedPickles_AreRefused_WithoutRecursionOverflowOrQuadraticTime()
     {
-        string Refusal(string path)
-        {
-            var e = Assert.Throws<CheckpointException>(() => TensorFiles.Open(path).Dispose());
-            Assert.Single(e.Message.Split(". ", StringSplitOptions.None));
-            return e.Message;
-        }
+        string Refusal(string path) => Refused(() => ReadAll(path)).Message;
         const string FromType = "ctorch._tensor\n_rebuild_from_type_v2\n";
         // {'x': _rebuild_from_type_v2(_rebuild_from_type_v2, Tensor, (), {})}: torch never nests it.
         Assert.Contains("a rebuild of a type around something other than a tensor rebuild",
@@ -335,12 +340,7 @@ public sealed class TorchCheckpointTests : IDisposable
         Checkpoint.Load(torchDir, b);
         Assert.Equal(Bits(a.Parameters), Bits(b.Parameters));
 
-        string Refusal(string d)
-        {
-            var e = Assert.Throws<CheckpointException>(() => Checkpoint.Load(d, BertNanoPreTraining.Create<float>()));
-            Assert.Single(e.Message.Split(". ", StringSplitOptions.None));
-            return e.Message;
-        }
+        string Refusal(string d) => Refused(() => Checkpoint.Load(d, BertNanoPreTraining.Create<float>())).Message;
         File.Delete(Path.Combine(dir, "model-00002-of-00003.safetensors"));
         Assert.Contains("is not a shard index this reader can use: its shard model-00002-of-00003.safetensors is missing (an interrupted download?)", Refusal(dir));
 

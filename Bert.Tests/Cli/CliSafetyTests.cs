@@ -316,21 +316,7 @@ public partial class CliTests
     public void Predict_InItsOwnProcess_ReadsARedirectedStandardInputAsStrictUtf8()
     {
         var best = FineTunedNano("ft");
-        (int Code, string Out, string Err) Child(byte[] stdin)
-        {
-            var psi = new System.Diagnostics.ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host ? host : "dotnet")
-            {
-                RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true,
-            };
-            foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "bert.dll"), "predict", "--model", best }) psi.ArgumentList.Add(a);
-            using var p = System.Diagnostics.Process.Start(psi)!;
-            var output = p.StandardOutput.ReadToEndAsync();
-            var error = p.StandardError.ReadToEndAsync();
-            p.StandardInput.BaseStream.Write(stdin);
-            p.StandardInput.Close();
-            Assert.True(p.WaitForExit(120_000), "bert predict did not finish in 2 minutes");
-            return (p.ExitCode, output.Result, error.Result);
-        }
+        (int Code, string Out, string Err) Child(byte[] stdin) => Bert.Tests.Support.BertProcess.Run(["predict", "--model", best], stdin);
         var r = Child(Encoding.UTF8.GetBytes("a fine film\ncafé au lait\n"));
         Assert.True(r.Code == 0, r.Out + r.Err);
         var lines = r.Out.Trim().Split('\n');

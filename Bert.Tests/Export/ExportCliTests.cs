@@ -101,18 +101,9 @@ public class ExportCliTests : IDisposable
         Assert.Contains("--size describes a fresh model, which only --onnx exports", Refusal("export", "--hf", Path.Combine(_dir, "z"), "--size", "nano"));
         // The current folder (a child process, so that this one's stays put), empty as it may be, is not replaced.
         var here = Directory.CreateDirectory(Path.Combine(_dir, "here")).FullName;
-        var psi = new System.Diagnostics.ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host ? host : "dotnet")
-        {
-            WorkingDirectory = here, RedirectStandardOutput = true, RedirectStandardError = true,
-        };
-        foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "bert.dll"), "export", "--hf", ".", "--model", best }) psi.ArgumentList.Add(a);
-        using (var p = System.Diagnostics.Process.Start(psi)!)
-        {
-            string err = p.StandardError.ReadToEnd();
-            p.WaitForExit();
-            Assert.Equal(1, p.ExitCode);
-            Assert.Contains("--hf . is the current folder (or holds it), which the export would replace; give a new folder's name.", err);
-        }
+        var child = BertProcess.Run(["export", "--hf", ".", "--model", best], workingDirectory: here);
+        Assert.Equal(1, child.Code);
+        Assert.Contains("--hf . is the current folder (or holds it), which the export would replace; give a new folder's name.", child.Err);
         Assert.Empty(Directory.GetFileSystemEntries(here));
         // A trailing separator (as tab completion leaves it) names the same folder.
         var slash = Path.Combine(_dir, "slash") + Path.DirectorySeparatorChar;
