@@ -93,19 +93,12 @@ foreach (var (size, B, steps) in new[] { ("mini", 32, quick ? 2 : 6), ("base", 8
     var entry = Catalog.Get(size, "pretraining");
     int G = (int)(B * T * 0.15);
     ResetPeak(); long before = Rss();
-    var model = entry.Create();
-    model.InitParameters(1);
-    var opt = new AdamW<float>(model.Info);
-    model.Bind(B, T, G, training: true);
-    SetInputs(model, B, G, new Random(1));
+    var (model, opt) = Trainer(entry, B, G);
     var times = new List<double>();
     for (int s = 0; s <= steps; s++)
     {
         var sw = Stopwatch.StartNew();
-        model.Forward(training: true, seed: (ulong)s);
-        model.ZeroGradients();
-        model.Backward();
-        opt.Step(model.Parameters, model.Gradients, 1e-4f);
+        Step(model, opt, (ulong)s);
         if (s > 0) times.Add(sw.Elapsed.TotalSeconds);     // step 0 warms up
     }
     long peak = Hwm() - before;
@@ -149,29 +142,17 @@ static void TrainingAgainstTorch(bool quick)
     foreach (var (size, B, steps) in new[] { ("mini", 32, quick ? 2 : 4), ("base", 8, quick ? 1 : 2) })
     {
         var entry = Catalog.Get(size, "pretraining");
-        int G = (int)(B * T * 0.15);
-        var model = entry.Create();
-        model.InitParameters(1);
-        var opt = new AdamW<float>(model.Info);
-        model.Bind(B, T, G, training: true);
-        SetInputs(model, B, G, new Random(1));
+        var (model, opt) = Trainer(entry, B, (int)(B * T * 0.15));
         var ours = new List<double>();
         var torch = new Dictionary<string, List<double>> { ["masked"] = [], ["all"] = [] };
         ulong seed = 0;
-        void Step()
-        {
-            model.Forward(training: true, seed: seed++);
-            model.ZeroGradients();
-            model.Backward();
-            opt.Step(model.Parameters, model.Gradients, 1e-4f);
-        }
-        Step();   // warms up, as torch_train.py's two
+        Step(model, opt, seed++);   // warms up, as torch_train.py's two
         for (int r = 0; r < rounds; r++)
         {
             for (int s = 0; s < steps; s++)
             {
                 var sw = Stopwatch.StartNew();
-                Step();
+                Step(model, opt, seed++);
                 ours.Add(sw.Elapsed.TotalMilliseconds);
             }
             foreach (var mlm in torch.Keys)
@@ -212,21 +193,13 @@ static (int Code, string Out) RunPython(string python, params string[] args)
     catch (System.ComponentModel.Win32Exception) { return (-1, $"{python} not found"); }
 }
 
-// `--profile`: where the time of a B = 1 forward goes, per op kind (the model's OnOp hook with a stopwatch; medians of
-// the per-kind sums over the last 30 of PROFILE_REPS forwards, default 200: the JIT's tiering needs about a hundred
-// forwards before the kernels run their optimized code, and the first few dozen are 2-3× slower), for BERT-Mini and
-// BERT-Base classifiers at T = 128.
 // `--profile-train`: where a BERT-Mini pre-training step (B = 32, T = 128, dropout) goes, per op kind, forward and backward
 // apart, plus clearing the gradients and AdamW; medians over PROFILE_REPS steps (default 8) after two warm-up steps.
 static void ProfileTraining()
 {
     var entry = Catalog.Get("mini", "pretraining");
     int B = 32, G = (int)(B * T * 0.15);
-    var model = entry.Create();
-    model.InitParameters(1);
-    var opt = new AdamW<float>(model.Info);
-    model.Bind(B, T, G, training: true);
-    SetInputs(model, B, G, new Random(1));
+    var (model, opt) = Trainer(entry, B, G);
     var ops = model.Info.Ops;
     var sums = new Dictionary<string, List<double>>();
     var totals = new List<double>();
@@ -259,15 +232,39 @@ static void ProfileTraining()
     Console.WriteLine($"{entry.Info.Name} training B={B} T={T} G={G}: {total:F0} ms a step (median of {totals.Count}); {Gemm.Describe()}; {Simd.Describe()}");
     foreach (var (k, l) in sums.OrderByDescending(x => Median(x.Value)))
         Console.WriteLine($"  {k,-48} {Median(l),9:F2} ms  {Median(l) / total,6:P1}");
-
-    static string Kind(Bert.Runtime.OpInfo op) => op.Kind switch
-    {
-        Bert.Runtime.OpKind.Linear or Bert.Runtime.OpKind.MatMul => $"{op.Kind} {op.InputShapes.FirstOrDefault()} -> {op.OutputShape}",
-        Bert.Runtime.OpKind.Pointwise => "pointwise " + op.Label,
-        _ => op.Kind.ToString(),
-    };
 }
 
+// A pre-training model of the entry's, bound for B × T with G masked rows, its inputs set, and its AdamW.
+static (Model<float> Model, AdamW<float> Optimizer) Trainer(Catalog.Entry entry, int B, int G)
+{
+    var model = entry.Create();
+    model.InitParameters(1);
+    model.Bind(B, T, G, training: true);
+    SetInputs(model, B, G, new Random(1));
+    return (model, new AdamW<float>(model.Info));
+}
+
+// One training step: forward with dropout, backward, AdamW.
+static void Step(Model<float> model, AdamW<float> opt, ulong seed)
+{
+    model.Forward(training: true, seed: seed);
+    model.ZeroGradients();
+    model.Backward();
+    opt.Step(model.Parameters, model.Gradients, 1e-4f);
+}
+
+// How the profiles name an op: a product by its shapes, a fused kernel by its label, any other by its kind.
+static string Kind(Bert.Runtime.OpInfo op) => op.Kind switch
+{
+    Bert.Runtime.OpKind.Linear or Bert.Runtime.OpKind.MatMul => $"{op.Kind} {op.InputShapes.FirstOrDefault()} -> {op.OutputShape}",
+    Bert.Runtime.OpKind.Pointwise => "pointwise " + op.Label,
+    _ => op.Kind.ToString(),
+};
+
+// `--profile`: where the time of a B = 1 forward goes, per op kind (the model's OnOp hook with a stopwatch; medians of
+// the per-kind sums over the last 30 of PROFILE_REPS forwards, default 200: the JIT's tiering needs about a hundred
+// forwards before the kernels run their optimized code, and the first few dozen are 2-3× slower), for BERT-Mini and
+// BERT-Base classifiers at T = 128.
 static void ProfileInference()
 {
     foreach (var size in new[] { "mini", "base" })
@@ -305,13 +302,6 @@ static void ProfileInference()
         foreach (var (k, l) in sums.OrderByDescending(x => Median(x.Value)))
             Console.WriteLine($"  {k,-40} {Median(l),8:F3} ms  {Median(l) / total,6:P1}");
     }
-
-    static string Kind(Bert.Runtime.OpInfo op) => op.Kind switch
-    {
-        Bert.Runtime.OpKind.Linear or Bert.Runtime.OpKind.MatMul => $"{op.Kind} {op.InputShapes.FirstOrDefault()} -> {op.OutputShape}",
-        Bert.Runtime.OpKind.Pointwise => "pointwise " + op.Label,
-        _ => op.Kind.ToString(),
-    };
 }
 
 // `--gemm-training`: the GEMM backend on BERT-Mini's training products at B = 32, T = 128 (FFN in and out, the masked-LM
@@ -319,43 +309,29 @@ static void ProfileInference()
 // gradient dW = dYᵀ·X; medians over 1 s each.
 static void GemmTrainingShapes()
 {
-    // Twice: the first pass also warms the JIT's tiers of every form.
+    // Twice: the first pass runs slower for about a second per form (bench/RESULTS.md).
     for (int pass = 1; pass <= 2; pass++)
     foreach (var (name, rows, outF, inF) in new[] { ("FFN in", 4096, 1024, 256), ("FFN out", 4096, 256, 1024), ("MLM decoder", 614, 30522, 256) })
     {
-        double Rate(bool ta, bool tb, int m, int n, int k)
-        {
-            var a = new float[m * k]; var b = new float[n * k]; var c = new float[m * n];
-            for (int i = 0; i < a.Length; i++) a[i] = (i % 7) * 0.01f;
-            for (int i = 0; i < b.Length; i++) b[i] = (i % 5) * 0.01f;
-            int lda = ta ? m : k, ldb = tb ? k : n;
-            var times = new List<double>();
-            var total = Stopwatch.StartNew();
-            for (int rep = 0; total.Elapsed.TotalSeconds < 1 || times.Count < 3; rep++)
-            {
-                var sw = Stopwatch.StartNew();
-                Gemm.Run(ta, tb, m, n, k, 1f, a, lda, b, ldb, 0f, c, n);
-                if (rep > 0) times.Add(sw.Elapsed.TotalSeconds);
-            }
-            return 2.0 * m * n * k / Median(times) / 1e9;
-        }
-        double fwd = Rate(false, true, rows, outF, inF), dx = Rate(false, false, rows, inF, outF), dw = Rate(true, false, outF, inF, rows);
+        double fwd = GemmRate(rows, outF, inF, 1), dx = GemmRate(rows, inF, outF, 1, transB: false), dw = GemmRate(outF, inF, rows, 1, transA: true, transB: false);
         Console.WriteLine($"pass {pass}: {name,-12} [{rows}×{inF}]·Wᵀ[{outF}×{inF}]: forward {fwd:F1}, dX {dx:F1}, dW {dw:F1} GFLOP/s");
     }
 }
 
-static double GemmRate(int m, int n, int k, double seconds)
+// GFLOP/s of C (m×n) = op(A)·op(B) over k, by default x·Wᵀ (A m×k, B n×k); the median over `seconds` after one untimed call.
+static double GemmRate(int m, int n, int k, double seconds, bool transA = false, bool transB = true)
 {
     var a = new float[m * k]; var b = new float[n * k]; var c = new float[m * n];
     for (int i = 0; i < a.Length; i++) a[i] = (i % 7) * 0.01f;
     for (int i = 0; i < b.Length; i++) b[i] = (i % 5) * 0.01f;
-    Gemm.Run(false, true, m, n, k, 1f, a, k, b, k, 0f, c, n);
+    int lda = transA ? m : k, ldb = transB ? k : n;
+    Gemm.Run(transA, transB, m, n, k, 1f, a, lda, b, ldb, 0f, c, n);
     var times = new List<double>();
     var total = Stopwatch.StartNew();
     while (total.Elapsed.TotalSeconds < seconds || times.Count < 3)
     {
         var sw = Stopwatch.StartNew();
-        Gemm.Run(false, true, m, n, k, 1f, a, k, b, k, 0f, c, n);
+        Gemm.Run(transA, transB, m, n, k, 1f, a, lda, b, ldb, 0f, c, n);
         times.Add(sw.Elapsed.TotalSeconds);
     }
     return 2.0 * m * n * k / Median(times) / 1e9;
