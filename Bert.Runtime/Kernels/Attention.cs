@@ -303,14 +303,20 @@ public static class Attention
                 Vector512<float> s = Vector512.Create(float.CreateTruncating(keepScale));
                 for (; k + 16 <= n; k += 16)
                 {
-                    Vector512<uint> keep = Vector512.Narrow(c.Keep(index0 + (ulong)k), c.Keep(index0 + (ulong)k + 8));
-                    Vector512.ConditionalSelect(keep.AsSingle(), s, Vector512<float>.Zero).StoreUnsafe(ref MemoryMarshal.GetReference(dst), (nuint)k);
+                    c.Keep2(index0 + (ulong)k, out Vector512<ulong> lo, out Vector512<ulong> hi);
+                    Vector512.ConditionalSelect(Vector512.Narrow(lo, hi).AsSingle(), s, Vector512<float>.Zero).StoreUnsafe(ref MemoryMarshal.GetReference(dst), (nuint)k);
                 }
             }
             else
             {
                 Span<double> dst = MemoryMarshal.Cast<TFloat, double>(ks);
                 Vector512<double> s = Vector512.Create(double.CreateTruncating(keepScale));
+                for (; k + 16 <= n; k += 16)
+                {
+                    c.Keep2(index0 + (ulong)k, out Vector512<ulong> lo, out Vector512<ulong> hi);
+                    Vector512.ConditionalSelect(lo.AsDouble(), s, Vector512<double>.Zero).StoreUnsafe(ref MemoryMarshal.GetReference(dst), (nuint)k);
+                    Vector512.ConditionalSelect(hi.AsDouble(), s, Vector512<double>.Zero).StoreUnsafe(ref MemoryMarshal.GetReference(dst), (nuint)k + 8);
+                }
                 for (; k + 8 <= n; k += 8)
                     Vector512.ConditionalSelect(c.Keep(index0 + (ulong)k).AsDouble(), s, Vector512<double>.Zero).StoreUnsafe(ref MemoryMarshal.GetReference(dst), (nuint)k);
             }
@@ -324,14 +330,20 @@ public static class Attention
                 Vector256<float> s = Vector256.Create(float.CreateTruncating(keepScale));
                 for (; k + 8 <= n; k += 8)
                 {
-                    Vector256<uint> keep = Vector256.Narrow(c.Keep(index0 + (ulong)k), c.Keep(index0 + (ulong)k + 4));
-                    Vector256.ConditionalSelect(keep.AsSingle(), s, Vector256<float>.Zero).StoreUnsafe(ref MemoryMarshal.GetReference(dst), (nuint)k);
+                    c.Keep2(index0 + (ulong)k, out Vector256<ulong> lo, out Vector256<ulong> hi);
+                    Vector256.ConditionalSelect(Vector256.Narrow(lo, hi).AsSingle(), s, Vector256<float>.Zero).StoreUnsafe(ref MemoryMarshal.GetReference(dst), (nuint)k);
                 }
             }
             else
             {
                 Span<double> dst = MemoryMarshal.Cast<TFloat, double>(ks);
                 Vector256<double> s = Vector256.Create(double.CreateTruncating(keepScale));
+                for (; k + 8 <= n; k += 8)
+                {
+                    c.Keep2(index0 + (ulong)k, out Vector256<ulong> lo, out Vector256<ulong> hi);
+                    Vector256.ConditionalSelect(lo.AsDouble(), s, Vector256<double>.Zero).StoreUnsafe(ref MemoryMarshal.GetReference(dst), (nuint)k);
+                    Vector256.ConditionalSelect(hi.AsDouble(), s, Vector256<double>.Zero).StoreUnsafe(ref MemoryMarshal.GetReference(dst), (nuint)k + 4);
+                }
                 for (; k + 4 <= n; k += 4)
                     Vector256.ConditionalSelect(c.Keep(index0 + (ulong)k).AsDouble(), s, Vector256<double>.Zero).StoreUnsafe(ref MemoryMarshal.GetReference(dst), (nuint)k);
             }
@@ -367,6 +379,30 @@ public static class Attention
             }
             return Vector512.GreaterThanOrEqual(c0 >> 8, _threshold);
         }
+
+        /// <summary>As <see cref="Keep"/> for index0 .. index0 + 8 - 1 (<paramref name="lo"/>) and the 8 after
+        /// (<paramref name="hi"/>), their rounds interleaved: one chain of multiplies alone waits on each product's latency.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Keep2(ulong index0, out Vector512<ulong> lo, out Vector512<ulong> hi)
+        {
+            Vector512<ulong> lo32 = Vector512.Create(0xFFFFFFFFUL);
+            Vector512<uint> m0 = Vector512.Create((ulong)PhiloxM0).AsUInt32(), m1 = Vector512.Create((ulong)PhiloxM1).AsUInt32();
+            Vector512<ulong> idx = Vector512.Create(index0) + Vector512.Create(0UL, 1, 2, 3, 4, 5, 6, 7), idy = idx + Vector512.Create(8UL);
+            Vector512<ulong> a0 = idx & lo32, a1 = idx >> 32, a2 = _c2, a3 = _c3;
+            Vector512<ulong> b0 = idy & lo32, b1 = idy >> 32, b2 = _c2, b3 = _c3;
+            uint k0 = _k0, k1 = _k1;
+            for (int r = 0; r < 10; r++)
+            {
+                if (r > 0) { k0 += PhiloxW0; k1 += PhiloxW1; }
+                Vector512<ulong> key0 = Vector512.Create((ulong)k0), key1 = Vector512.Create((ulong)k1);
+                Vector512<ulong> pa0 = Avx512F.Multiply(a0.AsUInt32(), m0), pa1 = Avx512F.Multiply(a2.AsUInt32(), m1);
+                Vector512<ulong> pb0 = Avx512F.Multiply(b0.AsUInt32(), m0), pb1 = Avx512F.Multiply(b2.AsUInt32(), m1);
+                a0 = (pa1 >> 32) ^ a1 ^ key0; a1 = pa1 & lo32; a2 = (pa0 >> 32) ^ a3 ^ key1; a3 = pa0 & lo32;
+                b0 = (pb1 >> 32) ^ b1 ^ key0; b1 = pb1 & lo32; b2 = (pb0 >> 32) ^ b3 ^ key1; b3 = pb0 & lo32;
+            }
+            lo = Vector512.GreaterThanOrEqual(a0 >> 8, _threshold);
+            hi = Vector512.GreaterThanOrEqual(b0 >> 8, _threshold);
+        }
     }
 
     /// <summary>As <see cref="PhiloxLanes512"/> for 4 counters with AVX2.</summary>
@@ -394,6 +430,30 @@ public static class Attention
                 c3 = p0 & lo32;
             }
             return Vector256.GreaterThanOrEqual(c0 >> 8, _threshold);
+        }
+
+        /// <summary>As <see cref="Keep"/> for index0 .. index0 + 4 - 1 (<paramref name="lo"/>) and the 4 after
+        /// (<paramref name="hi"/>), their rounds interleaved: one chain of multiplies alone waits on each product's latency.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Keep2(ulong index0, out Vector256<ulong> lo, out Vector256<ulong> hi)
+        {
+            Vector256<ulong> lo32 = Vector256.Create(0xFFFFFFFFUL);
+            Vector256<uint> m0 = Vector256.Create((ulong)PhiloxM0).AsUInt32(), m1 = Vector256.Create((ulong)PhiloxM1).AsUInt32();
+            Vector256<ulong> idx = Vector256.Create(index0) + Vector256.Create(0UL, 1, 2, 3), idy = idx + Vector256.Create(4UL);
+            Vector256<ulong> a0 = idx & lo32, a1 = idx >> 32, a2 = _c2, a3 = _c3;
+            Vector256<ulong> b0 = idy & lo32, b1 = idy >> 32, b2 = _c2, b3 = _c3;
+            uint k0 = _k0, k1 = _k1;
+            for (int r = 0; r < 10; r++)
+            {
+                if (r > 0) { k0 += PhiloxW0; k1 += PhiloxW1; }
+                Vector256<ulong> key0 = Vector256.Create((ulong)k0), key1 = Vector256.Create((ulong)k1);
+                Vector256<ulong> pa0 = Avx2.Multiply(a0.AsUInt32(), m0), pa1 = Avx2.Multiply(a2.AsUInt32(), m1);
+                Vector256<ulong> pb0 = Avx2.Multiply(b0.AsUInt32(), m0), pb1 = Avx2.Multiply(b2.AsUInt32(), m1);
+                a0 = (pa1 >> 32) ^ a1 ^ key0; a1 = pa1 & lo32; a2 = (pa0 >> 32) ^ a3 ^ key1; a3 = pa0 & lo32;
+                b0 = (pb1 >> 32) ^ b1 ^ key0; b1 = pb1 & lo32; b2 = (pb0 >> 32) ^ b3 ^ key1; b3 = pb0 & lo32;
+            }
+            lo = Vector256.GreaterThanOrEqual(a0 >> 8, _threshold);
+            hi = Vector256.GreaterThanOrEqual(b0 >> 8, _threshold);
         }
     }
 

@@ -4,6 +4,7 @@ using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Bert.Runtime.Kernels;
 
@@ -457,6 +458,12 @@ public static unsafe class ManagedGemm
         for (int s = 0; s < mc; s += mr, dst += (long)mr * kc)
         {
             int rows = Math.Min(mr, mc - s);
+            if (VectorPacking && typeof(T) == typeof(float))
+            {
+                if (!transA) PackTransposedF((float*)(A + (long)(i0 + s) * lda + p0), lda, rows, mr, kc, (float*)dst);
+                else PackRowsF((float*)(A + (long)p0 * lda + i0 + s), lda, rows, mr, kc, (float*)dst);
+                continue;
+            }
             if (!transA)
             {
                 T* src = A + (long)(i0 + s) * lda + p0;
@@ -504,6 +511,12 @@ public static unsafe class ManagedGemm
         for (int t = 0; t < nc; t += nr, dst += (long)nr * kc)
         {
             int cols = Math.Min(nr, nc - t);
+            if (VectorPacking && typeof(T) == typeof(float))
+            {
+                if (!transB) PackRowsF((float*)(B + (long)p0 * ldb + j0 + t), ldb, cols, nr, kc, (float*)dst);
+                else PackTransposedF((float*)(B + (long)(j0 + t) * ldb + p0), ldb, cols, nr, kc, (float*)dst);
+                continue;
+            }
             if (!transB)
             {
                 T* src = B + (long)p0 * ldb + j0 + t;
@@ -527,6 +540,82 @@ public static unsafe class ManagedGemm
                     for (int k = 0; k < kc; k++) new Span<T>(dst + (long)k * nr + cols, nr - cols).Clear();
             }
         }
+    }
+
+    /// <summary>Packing with AVX vectors (float, and a 256- or 512-bit GEMM, whose MR and NR are 6 or 12 and 16 or 32);
+    /// the scalar loops otherwise. Both move the same values, so the products' bits do not depend on it.</summary>
+    private static readonly bool VectorPacking = Avx.IsSupported && Width >= 256;
+
+    /// <summary>dst[k·width + r] = src[k·ld + r] for r &lt; valid, 0 for valid ≤ r &lt; width, k &lt; kc: a sliver whose
+    /// values are already contiguous in memory (op(A) of a transposed A, op(B) of a plain B), copied a vector at a time
+    /// rather than through a memmove call per k.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PackRowsF(float* src, int ld, int valid, int width, int kc, float* dst)
+    {
+        for (int k = 0; k < kc; k++, src += ld, dst += width)
+        {
+            int r = 0;
+            for (; r + 8 <= valid; r += 8) Vector256.Store(Vector256.Load(src + r), dst + r);
+            if (r + 4 <= valid) { Vector128.Store(Vector128.Load(src + r), dst + r); r += 4; }
+            for (; r < valid; r++) dst[r] = src[r];
+            for (; r < width; r++) dst[r] = 0f;
+        }
+    }
+
+    /// <summary>dst[k·width + r] = src[r·ld + k] for r &lt; valid, 0 for valid ≤ r &lt; width, k &lt; kc: a sliver whose
+    /// values lie across rows (op(A) of a plain A, op(B) of a transposed B). Eight rows by eight k at a time are loaded
+    /// as eight vectors and transposed in registers; the k past the last multiple of 8 go one value at a time.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PackTransposedF(float* src, int ld, int valid, int width, int kc, float* dst)
+    {
+        int k = 0;
+        for (; k + 8 <= kc; k += 8)
+            for (int g = 0; g < width; g += 8)
+            {
+                // rows g .. g+7 of the source (those past `valid` read as zero), k .. k+7 of each
+                float* s = src + (long)g * ld + k;
+                int n = valid - g;
+                Vector256<float> r0 = n > 0 ? Vector256.Load(s) : default, r1 = n > 1 ? Vector256.Load(s + ld) : default,
+                    r2 = n > 2 ? Vector256.Load(s + 2L * ld) : default, r3 = n > 3 ? Vector256.Load(s + 3L * ld) : default,
+                    r4 = n > 4 ? Vector256.Load(s + 4L * ld) : default, r5 = n > 5 ? Vector256.Load(s + 5L * ld) : default,
+                    r6 = n > 6 ? Vector256.Load(s + 6L * ld) : default, r7 = n > 7 ? Vector256.Load(s + 7L * ld) : default;
+                Transpose8(ref r0, ref r1, ref r2, ref r3, ref r4, ref r5, ref r6, ref r7);
+                // now r_j holds rows g .. g+7 at k + j: the j-th packed column's entries g .. g+7
+                int lanes = Math.Min(8, width - g);
+                float* d = dst + (long)k * width + g;
+                StoreLanes(r0, d, lanes); StoreLanes(r1, d + width, lanes); StoreLanes(r2, d + 2 * width, lanes);
+                StoreLanes(r3, d + 3 * width, lanes); StoreLanes(r4, d + 4 * width, lanes); StoreLanes(r5, d + 5 * width, lanes);
+                StoreLanes(r6, d + 6 * width, lanes); StoreLanes(r7, d + 7 * width, lanes);
+            }
+        for (; k < kc; k++)
+        {
+            float* d = dst + (long)k * width;
+            int r = 0;
+            for (; r < valid; r++) d[r] = src[(long)r * ld + k];
+            for (; r < width; r++) d[r] = 0f;
+        }
+    }
+
+    /// <summary>The first <paramref name="lanes"/> (8, 6 or 4: the widths' remainders after groups of 8) of v to d.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreLanes(Vector256<float> v, float* d, int lanes)
+    {
+        if (lanes == 8) { Vector256.Store(v, d); return; }
+        Vector128.Store(v.GetLower(), d);
+        if (lanes == 6) *(ulong*)(d + 4) = v.GetUpper().AsUInt64().ToScalar();
+    }
+
+    /// <summary>8×8 transpose in registers: afterwards r_j[i] is what r_i[j] was (unpack, shuffle, then swap 128-bit halves).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose8(ref Vector256<float> r0, ref Vector256<float> r1, ref Vector256<float> r2, ref Vector256<float> r3,
+        ref Vector256<float> r4, ref Vector256<float> r5, ref Vector256<float> r6, ref Vector256<float> r7)
+    {
+        Vector256<float> t0 = Avx.UnpackLow(r0, r1), t1 = Avx.UnpackHigh(r0, r1), t2 = Avx.UnpackLow(r2, r3), t3 = Avx.UnpackHigh(r2, r3);
+        Vector256<float> t4 = Avx.UnpackLow(r4, r5), t5 = Avx.UnpackHigh(r4, r5), t6 = Avx.UnpackLow(r6, r7), t7 = Avx.UnpackHigh(r6, r7);
+        Vector256<float> u0 = Avx.Shuffle(t0, t2, 0x44), u1 = Avx.Shuffle(t0, t2, 0xEE), u2 = Avx.Shuffle(t1, t3, 0x44), u3 = Avx.Shuffle(t1, t3, 0xEE);
+        Vector256<float> u4 = Avx.Shuffle(t4, t6, 0x44), u5 = Avx.Shuffle(t4, t6, 0xEE), u6 = Avx.Shuffle(t5, t7, 0x44), u7 = Avx.Shuffle(t5, t7, 0xEE);
+        r0 = Avx.Permute2x128(u0, u4, 0x20); r1 = Avx.Permute2x128(u1, u5, 0x20); r2 = Avx.Permute2x128(u2, u6, 0x20); r3 = Avx.Permute2x128(u3, u7, 0x20);
+        r4 = Avx.Permute2x128(u0, u4, 0x31); r5 = Avx.Permute2x128(u1, u5, 0x31); r6 = Avx.Permute2x128(u2, u6, 0x31); r7 = Avx.Permute2x128(u3, u7, 0x31);
     }
 
     /// <summary>Writes the (alpha-scaled) accumulator tile to the mr×nr corner of C: C = tile (beta == 0) or fma(beta, C, tile),

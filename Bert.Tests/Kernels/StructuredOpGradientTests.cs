@@ -472,6 +472,28 @@ public class StructuredOpGradientTests
         Assert.InRange((double)kept / n, 1 - p - Tolerances.KeepFractionAbs, 1 - p + Tolerances.KeepFractionAbs);
     }
 
+    /// <summary>The vectorized mask (16, 8 or 4 counters a step, two chains interleaved, then one, then one at a time)
+    /// is bit for bit Philox.Keep element by element: every length from 0 past two interleaved steps, any start (low
+    /// word about to carry into the high one included), p at its edges, float and double.</summary>
+    [Property(MaxTest = 200)]
+    public Property Philox_FillKeepScales_IsKeepElementByElement() =>
+        Prop.ForAll(Gen.Choose(0, 80).ToArbitrary(), Gen.Choose(0, int.MaxValue).ToArbitrary(),
+            Gen.Elements(0f, 1e-7f, 0.1f, 0.5f, 0.9f, 1f).ToArbitrary(), (int n, int r, float p) =>
+        {
+            var rng = new Random(r);
+            ulong seed = (ulong)rng.NextInt64(), site = (ulong)rng.Next(0, 9);
+            ulong index0 = rng.Next(3) switch { 0 => (ulong)rng.Next(0, 1000), 1 => 0xFFFFFFFFUL - (ulong)rng.Next(0, 40), _ => (ulong)rng.NextInt64() };
+            var f = new float[n]; var d = new double[n];
+            Philox.FillKeepScales(f, seed, site, index0, p, 1.25f);
+            Philox.FillKeepScales(d, seed, site, index0, p, 1.25);
+            for (int k = 0; k < n; k++)
+            {
+                bool keep = Philox.Keep(seed, site, index0 + (ulong)k, p);
+                Assert.True(f[k] == (keep ? 1.25f : 0f), $"float element {k} of {n} (index {index0 + (ulong)k}, p = {p}): {f[k]}, Keep says {keep}");
+                Assert.True(d[k] == (keep ? 1.25 : 0.0), $"double element {k} of {n} (index {index0 + (ulong)k}, p = {p}): {d[k]}, Keep says {keep}");
+            }
+        });
+
     [Fact]
     public void Philox_Keep_DependsOnSeedAndSite()
     {

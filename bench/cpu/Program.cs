@@ -8,7 +8,7 @@
 //   3. peak memory of each: our planned bytes (arena + parameters [+ gradients + AdamW moments]) and the
 //      process's peak resident set above the level before the phase (VmHWM after resetting it through
 //      /proc/self/clear_refs), the only measure that also sees ONNX Runtime's native allocations.
-// Usage: bench/cpu/run.sh [--quick | --profile | --profile-train | --gemm-training | --torch]   (--torch: training against PyTorch's CPU step, see TrainingAgainstTorch)
+// Usage: bench/cpu/run.sh [--quick | --profile | --profile-train | --gemm-training | --attention | --torch]   (--torch: training against PyTorch's CPU step, see TrainingAgainstTorch)
 using System.Diagnostics;
 using Bert.Export;
 using Bert.Models;
@@ -22,6 +22,7 @@ bool quick = args.Contains("--quick");
 if (args.Contains("--profile")) { ProfileInference(); return; }
 if (args.Contains("--profile-train")) { ProfileTraining(); return; }
 if (args.Contains("--gemm-training")) { GemmTrainingShapes(); return; }
+if (args.Contains("--attention")) { AttentionShapes(); return; }
 const int T = 128, OrtThreads = 2;
 var cpu = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name"))?.Split(':')[1].Trim() ?? "unknown CPU";
 Console.WriteLine($"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC · {cpu} · {Environment.ProcessorCount} cores · {GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / (1 << 30)} GiB · .NET {Environment.Version}");
@@ -315,6 +316,59 @@ static void GemmTrainingShapes()
     {
         double fwd = GemmRate(rows, outF, inF, 1), dx = GemmRate(rows, inF, outF, 1, transB: false), dw = GemmRate(outF, inF, rows, 1, transA: true, transB: false);
         Console.WriteLine($"pass {pass}: {name,-12} [{rows}×{inF}]·Wᵀ[{outF}×{inF}]: forward {fwd:F1}, dX {dx:F1}, dW {dw:F1} GFLOP/s");
+    }
+}
+
+// `--attention`: the CPU attention kernel alone on BERT-Mini's (B = 32, H = 4) and BERT-Base's (B = 8, H = 12) training
+// shapes at T = 128, forward and backward, with and without attention dropout; medians over 2 s each. GFLOP/s counts
+// the products only (forward 2, backward 4 of B·H·T·T·D multiply-adds each).
+static void AttentionShapes()
+{
+    const int T = 128;
+    foreach (var (name, B, C, H) in new[] { ("BERT-Mini", 32, 256, 4), ("BERT-Base", 8, 768, 12) })
+    foreach (float dropout in new[] { 0f, 0.1f })
+    {
+        var rng = new Random(1);
+        var qkv = Enumerable.Range(0, B * T * 3 * C).Select(_ => (float)rng.NextDouble() - 0.5f).ToArray();
+        var dOut = Enumerable.Range(0, B * T * C).Select(_ => (float)rng.NextDouble() - 0.5f).ToArray();
+        var mask = Enumerable.Range(0, B * T).Select(i => i % T < T - 8 * (i / T % 4) ? 1 : 0).ToArray();
+        var out_ = new float[B * T * C]; var probs = new float[B * H * T * T]; var dQkv = new float[B * T * 3 * C];
+        ulong seed = 7;
+        double fwd = Time(() => Attention.Forward<float>(out_, probs, qkv, mask, B, T, C, H, dropout, seed++, 3, training: true));
+        double bwd = Time(() => Attention.Backward<float>(dQkv, dOut, qkv, probs, mask, B, T, C, H, dropout, seed, 3, training: true, accumulate: false));
+        double macs = (double)B * H * T * T * (C / H);
+        Console.WriteLine($"{name,-9} B={B,-2} dropout {dropout:F1}: forward {fwd * 1e3,7:F2} ms ({2 * 2 * macs / fwd / 1e9,5:F1} GFLOP/s), " +
+            $"backward {bwd * 1e3,7:F2} ms ({4 * 2 * macs / bwd / 1e9,5:F1} GFLOP/s) per layer");
+    }
+
+    // one head's products alone on one thread, operands hot in cache, for comparison
+    {
+        int Tq = 128, D = 64, ld = 768;
+        var q = new float[Tq * ld]; var p = new float[Tq * Tq]; var o = new float[Tq * ld];
+        for (int i = 0; i < q.Length; i++) q[i] = (i % 7) * 0.01f;
+        for (int i = 0; i < p.Length; i++) p[i] = (i % 5) * 0.01f;
+        foreach (var (what, run) in new (string, Action)[] {
+            ("Q·Kᵀ  (NT, 128×128×64)", () => ManagedGemm.Run(false, true, Tq, Tq, D, 1f, q, ld, q.AsSpan(64), ld, 0f, o, Tq, 1)),
+            ("P·V   (NN, 128×64×128)", () => ManagedGemm.Run(false, false, Tq, D, Tq, 1f, p, Tq, q, ld, 0f, o, ld, 1)),
+            ("Pᵀ·dO (TN, 128×64×128)", () => ManagedGemm.Run(true, false, Tq, D, Tq, 1f, p, Tq, q, ld, 0f, o, ld, 1)) })
+            Console.WriteLine($"one thread, hot: {what}: {2.0 * Tq * Tq * D / Time(run) / 1e9:F1} GFLOP/s");
+    }
+
+    // the dropout mask alone (attention's and the fused kernels'): one thread, 2^20 decisions a call
+    {
+        var ks = new float[1 << 20];
+        ulong at = 0;
+        double t = Time(() => { Philox.FillKeepScales<float>(ks, 7, 3, at, 0.1f, 1f / 0.9f); at += 1UL << 20; });
+        Console.WriteLine($"one thread: dropout keep mask (Philox4x32-10) {t * 1e9 / ks.Length:F2} ns an element");
+    }
+
+    static double Time(Action a)
+    {
+        for (int i = 0; i < 3; i++) a();
+        var times = new List<double>();
+        var total = Stopwatch.StartNew();
+        while (total.Elapsed.TotalSeconds < 2 || times.Count < 5) { var sw = Stopwatch.StartNew(); a(); times.Add(sw.Elapsed.TotalSeconds); }
+        return Median(times);
     }
 }
 
