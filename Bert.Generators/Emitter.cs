@@ -636,7 +636,7 @@ public static class Emitter
         EmitLoops(w, bcast, topo, wd =>
         {
             EmitVValues(w, wd, topo, bcast, needs);
-            EmitVAdjoints(w, wd, topo, n.Expr!, ni, bcast, assign);
+            EmitVAdjoints(w, wd, topo, n.Expr!, ni, bcast, assign, needs);
         });
         EmitValues(w, topo, bcast, needs);
         EmitAdjoints(w, topo, n.Expr!, ni, bcast, assign);
@@ -738,7 +738,8 @@ public static class Emitter
                         "abs" => $"{wd.S}.Abs({A(0)})",
                         "max" => $"{wd.S}.Max({A(0)}, {A(1)})",
                         "min" => $"{wd.S}.Min({A(0)}, {A(1)})",
-                        "erf" => $"{RT}.VMath.Erf({A(0)})",
+                        // In a backward, erf hands over the e^(−x²) its derivative needs (the same bits as VMath.Exp(-x * x)).
+                        "erf" => needs != null ? $"{RT}.VMath.Erf({A(0)}, out var e{id})" : $"{RT}.VMath.Erf({A(0)})",
                         "drop" => $"m{id} != null ? {wd.S}.LoadUnsafe(ref global::System.Runtime.CompilerServices.Unsafe.As<T, float>(ref m{id}[j - j0])) : {wd.F}.One",
                         _ when o.Op.StartsWith("sel") => $"{wd.S}.ConditionalSelect({Cmp(wd, o.Op.Substring(3), A(0), A(1))}, {A(2)}, {A(3)})",
                         _ => throw new InvalidOperationException(o.Op),
@@ -758,7 +759,7 @@ public static class Emitter
     };
 
     /// <summary>The float path of <see cref="EmitAdjoints"/>.</summary>
-    static void EmitVAdjoints(IndentedTextWriter w, Width wd, Topo t, FE root, int ni, bool[] bcast, bool[] assign)
+    static void EmitVAdjoints(IndentedTextWriter w, Width wd, Topo t, FE root, int ni, bool[] bcast, bool[] assign, BackwardNeeds needs)
     {
         var has = new HashSet<int>();
         void Acc(FE target, string term)
@@ -789,7 +790,7 @@ public static class Emitter
                 case "tanh": Acc(o.Args[0], $"{g} * ({wd.F}.One - {y} * {y})"); break;
                 case "sqrt": Acc(o.Args[0], $"{g} / ({y} + {y})"); break;
                 case "abs": Acc(o.Args[0], $"{wd.S}.ConditionalSelect({wd.S}.GreaterThanOrEqual({A(0)}, {Z}), {g}, -{g})"); break;
-                case "erf": Acc(o.Args[0], $"{g} * {wd.S}.Create(1.1283791670955126f) * {RT}.VMath.Exp(-{A(0)} * {A(0)})"); break;
+                case "erf": Acc(o.Args[0], $"{g} * {wd.S}.Create(1.1283791670955126f) * {(needs.Has(o) ? "e" + k : $"{RT}.VMath.Exp(-{A(0)} * {A(0)})")}"); break;
                 case "max": Acc(o.Args[0], $"{wd.S}.ConditionalSelect({wd.S}.GreaterThanOrEqual({A(0)}, {A(1)}), {g}, {Z})"); Acc(o.Args[1], $"{wd.S}.ConditionalSelect({wd.S}.GreaterThanOrEqual({A(0)}, {A(1)}), {Z}, {g})"); break;
                 case "min": Acc(o.Args[0], $"{wd.S}.ConditionalSelect({wd.S}.LessThanOrEqual({A(0)}, {A(1)}), {g}, {Z})"); Acc(o.Args[1], $"{wd.S}.ConditionalSelect({wd.S}.LessThanOrEqual({A(0)}, {A(1)}), {Z}, {g})"); break;
                 case "drop": break;

@@ -388,7 +388,7 @@ static double GemmRate(int m, int n, int k, double seconds, bool transA = false,
         Gemm.Run(transA, transB, m, n, k, 1f, a, lda, b, ldb, 0f, c, n);
         times.Add(sw.Elapsed.TotalSeconds);
     }
-    return 2.0 * m * n * k / Median(times) / 1e9;
+    return 2.0 * m * n * k / (Environment.GetEnvironmentVariable("BEST") == "1" ? times.Min() : Median(times)) / 1e9;
 }
 
 // Random ids (types: second half 1, mask all 1, rows the first G positions of a shuffle, labels in range);
