@@ -76,7 +76,7 @@ public static class VMath
     public static Vector256<float> Erf(Vector256<float> x) => VMath<F256>.Erf(new(x)).V;
 
     /// <summary><see cref="Erf(Vector512{float})"/>, and in <paramref name="expNegX2"/> the e^(−x²) it computes on the
-    /// way, bit for bit <c>Exp(-x * x)</c>: the backward of erf (2/√π·e^(−x²)) then costs no second exponential.</summary>
+    /// way, bit for bit <c>Exp(-x * x)</c> for any x but NaN (a NaN may come out with the other sign): the backward of erf (2/√π·e^(−x²)) then costs no second exponential.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Erf(Vector512<float> x, out Vector512<float> expNegX2)
     {
@@ -306,7 +306,7 @@ public static class VMath<TV> where TV : struct, IFloatVector<TV>
         p = p * t + TV.Create(1.421413741f);
         p = p * t - TV.Create(0.284496736f);
         p = p * t + TV.Create(0.254829592f);
-        expNegX2 = Exp(-(a * a));                            // a·a = x·x exactly, and −(x·x) = (−x)·x: Exp(-x * x)'s bits
+        expNegX2 = Exp(-(a * a));                            // a·a = x·x exactly, and −(x·x) = (−x)·x: Exp(-x * x)'s bits (NaN: maybe another sign)
         var y = one - p * t * expNegX2;
         return TV.Select(TV.LessThan(x, TV.Create(0f)), -y, y);
     }

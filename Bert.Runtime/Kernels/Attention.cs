@@ -22,7 +22,7 @@ namespace Bert.Runtime.Kernels;
 /// dV += droppedᵀ·dOut, dS = P ⊙ (dP − rowsum(P ⊙ dP)), dQ += scale·dS·K, dK += scale·dSᵀ·Q, all through the managed
 /// GEMM (see <see cref="Mm{TFloat}"/> for why not OpenBLAS). Large calls run the (b,h) pairs in parallel, each GEMM on
 /// one thread; every element is computed by the same arithmetic whatever thread runs its pair, so results are bitwise
-/// reproducible. The dropout keep mask is Philox computed 8 (AVX-512) or 4 (AVX2) counters at a time. Scratch (dropped probabilities, their gradient, one row of keep scales and one of mask
+/// reproducible. The dropout keep mask is Philox computed 16 (AVX-512) or 8 (AVX2) counters a step (see KeepScales). Scratch (dropped probabilities, their gradient, one row of keep scales and one of mask
 /// offsets) comes from ArrayPool, T×T per range of heads.</remarks>
 public static class Attention
 {
@@ -286,8 +286,9 @@ public static class Attention
 
     /// <summary>ks[k] = Philox.Keep(seed, site, index0 + k, p) ? keepScale : 0 for k in [0, ks.Length).</summary>
     /// <remarks>Keep is Uniform >= p with Uniform = (x >> 8)·2⁻²⁴ exactly (x the first Philox output word), which is
-    /// (x >> 8) >= ceil(p·2²⁴) in integers. Eight (AVX-512) or four (AVX2) counters go through the rounds at once, each
-    /// 32-bit word in a 64-bit lane so that vpmuludq gives the 32×32→64 products; the tail uses Philox.Keep.</remarks>
+    /// (x >> 8) >= ceil(p·2²⁴) in integers. Eight (AVX-512) or four (AVX2) counters go through the rounds in each vector, each
+    /// 32-bit word in a 64-bit lane so that vpmuludq gives the 32×32→64 products, two vectors' rounds interleaved (16 or 8
+    /// counters a step) while the span lasts, then one vector, then Philox.Keep for the tail.</remarks>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // intrinsics at tier 0 are ~20× slower
     internal static void KeepScales<TFloat>(Span<TFloat> ks, ulong seed, ulong site, ulong index0, float p, TFloat keepScale)
         where TFloat : unmanaged, IBinaryFloatingPointIeee754<TFloat>

@@ -37,7 +37,7 @@ public static class Philox
     /// <summary>Dropout keep decision for one element, identical on every call: Uniform(seed, site, index) >= p.</summary>
     public static bool Keep(ulong seed, ulong site, ulong index, float p) => Uniform(seed, site, index) >= p;
 
-    /// <summary>dst[k] = Keep(seed, site, index0 + k, p) ? scale : 0, eight or four counters at a time (AVX-512 or
+    /// <summary>dst[k] = Keep(seed, site, index0 + k, p) ? scale : 0, 16 or 8 counters a step (AVX-512 or
     /// AVX2), bit for bit what Keep decides element by element.</summary>
     public static void FillKeepScales<T>(Span<T> dst, ulong seed, ulong site, ulong index0, float p, T scale)
         where T : unmanaged, System.Numerics.IBinaryFloatingPointIeee754<T> =>
