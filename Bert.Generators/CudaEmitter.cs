@@ -67,10 +67,11 @@ public static class CudaEmitter
         }
         if (used.Contains("drop"))
         {
-            w.WriteLine("// Philox4x32-10 (Salmon et al., SC 2011), as Bert.Runtime.Kernels.Philox: key = seed, counter = (index, site).");
+            w.WriteLine("// Philox4x32-10 (Salmon et al., SC 2011), as Bert.Runtime.Kernels.Philox.KeepUniform: key = seed, counter =");
+            w.WriteLine("// (index / 4, site), word index % 4 of the output (one evaluation serves four consecutive elements).");
             w.WriteLine("static __device__ __forceinline__ float bert_uniform(unsigned long long seed, unsigned long long site, unsigned long long index)");
             w.WriteLine("{"); w.Indent++;
-            w.WriteLine("unsigned int c0 = (unsigned int)index, c1 = (unsigned int)(index >> 32), c2 = (unsigned int)site, c3 = (unsigned int)(site >> 32);");
+            w.WriteLine("unsigned int c0 = (unsigned int)(index >> 2), c1 = (unsigned int)(index >> 34), c2 = (unsigned int)site, c3 = (unsigned int)(site >> 32);");
             w.WriteLine("unsigned int k0 = (unsigned int)seed, k1 = (unsigned int)(seed >> 32);");
             w.WriteLine("for (int r = 0; r < 10; r++)");
             w.WriteLine("{"); w.Indent++;
@@ -79,7 +80,8 @@ public static class CudaEmitter
             w.WriteLine("unsigned int hi0 = (unsigned int)(p0 >> 32), lo0 = (unsigned int)p0, hi1 = (unsigned int)(p1 >> 32), lo1 = (unsigned int)p1;");
             w.WriteLine("c0 = hi1 ^ c1 ^ k0; c1 = lo1; c2 = hi0 ^ c3 ^ k1; c3 = lo0;");
             w.Indent--; w.WriteLine("}");
-            w.WriteLine("return (float)(c0 >> 8) * 5.9604645E-08f; // top 24 bits x 2^-24, exact");
+            w.WriteLine("unsigned int x = (index & 3) == 0 ? c0 : (index & 3) == 1 ? c1 : (index & 3) == 2 ? c2 : c3;");
+            w.WriteLine("return (float)(x >> 8) * 5.9604645E-08f; // top 24 bits x 2^-24, exact");
             w.Indent--; w.WriteLine("}");
             w.WriteLine("// Dropout keep decision for one element: the same on every call, in forward and backward, on CPU and GPU.");
             w.WriteLine("static __device__ __forceinline__ bool bert_keep(unsigned long long seed, unsigned long long site, unsigned long long index, float p)");

@@ -20,10 +20,11 @@ public static class CudaKernels
 // Structured ops, fp32. B batch, T sequence, C hidden, H heads, D = C/H, N rows, V classes.
 typedef unsigned long long rt_u64;
 
-// Philox4x32-10 (Salmon et al., SC 2011), as Bert.Runtime.Kernels.Philox: key = seed, counter = (index, site).
+// Philox4x32-10 (Salmon et al., SC 2011), as Bert.Runtime.Kernels.Philox.KeepUniform: key = seed, counter = (index / 4,
+// site), word index % 4 of the output (one evaluation serves four consecutive elements).
 static __device__ __forceinline__ float rt_uniform(rt_u64 seed, rt_u64 site, rt_u64 index)
 {
-    unsigned int c0 = (unsigned int)index, c1 = (unsigned int)(index >> 32), c2 = (unsigned int)site, c3 = (unsigned int)(site >> 32);
+    unsigned int c0 = (unsigned int)(index >> 2), c1 = (unsigned int)(index >> 34), c2 = (unsigned int)site, c3 = (unsigned int)(site >> 32);
     unsigned int k0 = (unsigned int)seed, k1 = (unsigned int)(seed >> 32);
     for (int r = 0; r < 10; r++)
     {
@@ -32,7 +33,8 @@ static __device__ __forceinline__ float rt_uniform(rt_u64 seed, rt_u64 site, rt_
         unsigned int hi0 = (unsigned int)(p0 >> 32), lo0 = (unsigned int)p0, hi1 = (unsigned int)(p1 >> 32), lo1 = (unsigned int)p1;
         c0 = hi1 ^ c1 ^ k0; c1 = lo1; c2 = hi0 ^ c3 ^ k1; c3 = lo0;
     }
-    return (float)(c0 >> 8) * 5.9604645E-08f;
+    unsigned int x = (index & 3) == 0 ? c0 : (index & 3) == 1 ? c1 : (index & 3) == 2 ? c2 : c3;
+    return (float)(x >> 8) * 5.9604645E-08f;
 }
 
 // Dropout's scale of a kept value, 1/(1 − p) rounded from double as the CPU does; 0 when everything drops.

@@ -22,7 +22,7 @@ namespace Bert.Runtime.Kernels;
 /// dV += droppedᵀ·dOut, dS = P ⊙ (dP − rowsum(P ⊙ dP)), dQ += scale·dS·K, dK += scale·dSᵀ·Q, all through the managed
 /// GEMM (see <see cref="Mm{TFloat}"/> for why not OpenBLAS). Large calls run the (b,h) pairs in parallel, each GEMM on
 /// one thread; every element is computed by the same arithmetic whatever thread runs its pair, so results are bitwise
-/// reproducible. The dropout keep mask is Philox computed 16 (AVX-512) or 8 (AVX2) counters a step (see KeepScales). Scratch (dropped probabilities, their gradient, one row of keep scales and one of mask
+/// reproducible. The dropout keep mask is Philox, four elements an evaluation, 8 counters a vector step (see KeepScales). Scratch (dropped probabilities, their gradient, one row of keep scales and one of mask
 /// offsets) comes from ArrayPool, T×T per range of heads.</remarks>
 public static class Attention
 {
@@ -285,140 +285,86 @@ public static class Attention
     const uint PhiloxW0 = 0x9E3779B9, PhiloxW1 = 0xBB67AE85;
 
     /// <summary>ks[k] = Philox.Keep(seed, site, index0 + k, p) ? keepScale : 0 for k in [0, ks.Length).</summary>
-    /// <remarks>Keep is Uniform >= p with Uniform = (x >> 8)·2⁻²⁴ exactly (x the first Philox output word), which is
-    /// (x >> 8) >= ceil(p·2²⁴) in integers. Eight (AVX-512) or four (AVX2) counters go through the rounds in each vector, each
-    /// 32-bit word in a 64-bit lane so that vpmuludq gives the 32×32→64 products, two vectors' rounds interleaved (16 or 8
-    /// counters a step) while the span lasts, then one vector, then Philox.Keep for the tail.</remarks>
+    /// <remarks>Keep is KeepUniform >= p, KeepUniform = (x >> 8)·2⁻²⁴ exactly with x word (index mod 4) of Philox's output
+    /// for counter index / 4, which is (x >> 8) >= ceil(p·2²⁴) in integers. With AVX2 (AVX-512 machines included) four
+    /// counters go through the rounds in a vector, each 32-bit word in a 64-bit lane so that vpmuludq gives the 32×32→64
+    /// products, two vectors' rounds interleaved: 8 counters, 32 elements a step, then 16; the elements before the first
+    /// counter boundary and after the last whole counter group one counter at a time.</remarks>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // intrinsics at tier 0 are ~20× slower
     internal static void KeepScales<TFloat>(Span<TFloat> ks, ulong seed, ulong site, ulong index0, float p, TFloat keepScale)
         where TFloat : unmanaged, IBinaryFloatingPointIeee754<TFloat>
     {
         int n = ks.Length, k = 0;
-        ulong threshold = (ulong)Math.Ceiling(p * 16777216.0);
-        if (Simd.FloatLanes == 16 && Avx512F.IsSupported && (typeof(TFloat) == typeof(float) || typeof(TFloat) == typeof(double)))
-        {
-            var c = new PhiloxLanes512(seed, site, threshold);
-            if (typeof(TFloat) == typeof(float))
-            {
-                Span<float> dst = MemoryMarshal.Cast<TFloat, float>(ks);
-                Vector512<float> s = Vector512.Create(float.CreateTruncating(keepScale));
-                for (; k + 16 <= n; k += 16)
-                {
-                    c.Keep2(index0 + (ulong)k, out Vector512<ulong> lo, out Vector512<ulong> hi);
-                    Vector512.ConditionalSelect(Vector512.Narrow(lo, hi).AsSingle(), s, Vector512<float>.Zero).StoreUnsafe(ref MemoryMarshal.GetReference(dst), (nuint)k);
-                }
-            }
-            else
-            {
-                Span<double> dst = MemoryMarshal.Cast<TFloat, double>(ks);
-                Vector512<double> s = Vector512.Create(double.CreateTruncating(keepScale));
-                for (; k + 16 <= n; k += 16)
-                {
-                    c.Keep2(index0 + (ulong)k, out Vector512<ulong> lo, out Vector512<ulong> hi);
-                    Vector512.ConditionalSelect(lo.AsDouble(), s, Vector512<double>.Zero).StoreUnsafe(ref MemoryMarshal.GetReference(dst), (nuint)k);
-                    Vector512.ConditionalSelect(hi.AsDouble(), s, Vector512<double>.Zero).StoreUnsafe(ref MemoryMarshal.GetReference(dst), (nuint)k + 8);
-                }
-                for (; k + 8 <= n; k += 8)
-                    Vector512.ConditionalSelect(c.Keep(index0 + (ulong)k).AsDouble(), s, Vector512<double>.Zero).StoreUnsafe(ref MemoryMarshal.GetReference(dst), (nuint)k);
-            }
-        }
-        else if (Avx2.IsSupported && (typeof(TFloat) == typeof(float) || typeof(TFloat) == typeof(double)))
+        uint threshold = (uint)Math.Ceiling(p * 16777216.0); // 0 (keep all) … 2²⁴ (keep none)
+        while (k < n && ((index0 + (ulong)k) & 3) != 0) k++;
+        KeepScalesScalar(ks, 0, k, seed, site, index0, threshold, keepScale);
+        if (Avx2.IsSupported && (typeof(TFloat) == typeof(float) || typeof(TFloat) == typeof(double)))
         {
             var c = new PhiloxLanes256(seed, site, threshold);
-            if (typeof(TFloat) == typeof(float))
+            ref TFloat dst = ref MemoryMarshal.GetReference(ks);
+            for (; k + 32 <= n; k += 32)
             {
-                Span<float> dst = MemoryMarshal.Cast<TFloat, float>(ks);
-                Vector256<float> s = Vector256.Create(float.CreateTruncating(keepScale));
-                for (; k + 8 <= n; k += 8)
-                {
-                    c.Keep2(index0 + (ulong)k, out Vector256<ulong> lo, out Vector256<ulong> hi);
-                    Vector256.ConditionalSelect(Vector256.Narrow(lo, hi).AsSingle(), s, Vector256<float>.Zero).StoreUnsafe(ref MemoryMarshal.GetReference(dst), (nuint)k);
-                }
+                c.Keep2((index0 + (ulong)k) >> 2, out var m0, out var m1, out var m2, out var m3);
+                Put(ref dst, k, m0, keepScale); Put(ref dst, k + 8, m1, keepScale); Put(ref dst, k + 16, m2, keepScale); Put(ref dst, k + 24, m3, keepScale);
             }
-            else
+            for (; k + 16 <= n; k += 16)
             {
-                Span<double> dst = MemoryMarshal.Cast<TFloat, double>(ks);
-                Vector256<double> s = Vector256.Create(double.CreateTruncating(keepScale));
-                for (; k + 8 <= n; k += 8)
-                {
-                    c.Keep2(index0 + (ulong)k, out Vector256<ulong> lo, out Vector256<ulong> hi);
-                    Vector256.ConditionalSelect(lo.AsDouble(), s, Vector256<double>.Zero).StoreUnsafe(ref MemoryMarshal.GetReference(dst), (nuint)k);
-                    Vector256.ConditionalSelect(hi.AsDouble(), s, Vector256<double>.Zero).StoreUnsafe(ref MemoryMarshal.GetReference(dst), (nuint)k + 4);
-                }
-                for (; k + 4 <= n; k += 4)
-                    Vector256.ConditionalSelect(c.Keep(index0 + (ulong)k).AsDouble(), s, Vector256<double>.Zero).StoreUnsafe(ref MemoryMarshal.GetReference(dst), (nuint)k);
+                c.Keep((index0 + (ulong)k) >> 2, out var m0, out var m1);
+                Put(ref dst, k, m0, keepScale); Put(ref dst, k + 8, m1, keepScale);
             }
         }
-        for (; k < n; k++)
-            ks[k] = Philox.Keep(seed, site, index0 + (ulong)k, p) ? keepScale : TFloat.Zero;
+        KeepScalesScalar(ks, k, n, seed, site, index0, threshold, keepScale);
     }
 
-    /// <summary>Philox4x32-10 keep decisions for 8 consecutive counters; each 32-bit word sits in a 64-bit lane.</summary>
-    readonly struct PhiloxLanes512(ulong seed, ulong site, ulong threshold)
+    /// <summary>ks[k] for k in [from, to) by <see cref="Philox.Round10"/>, one evaluation per counter (four elements).</summary>
+    static void KeepScalesScalar<TFloat>(Span<TFloat> ks, int from, int to, ulong seed, ulong site, ulong index0, uint threshold, TFloat keepScale)
+        where TFloat : unmanaged, IBinaryFloatingPointIeee754<TFloat>
     {
-        readonly Vector512<ulong> _c2 = Vector512.Create(site & 0xFFFFFFFF), _c3 = Vector512.Create(site >> 32);
-        readonly uint _k0 = (uint)seed, _k1 = (uint)(seed >> 32);
-        readonly Vector512<ulong> _threshold = Vector512.Create(threshold);
-
-        /// <summary>All-ones lanes where index0 + lane is kept, zero where it is dropped.</summary>
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public Vector512<ulong> Keep(ulong index0)
+        uint x0 = 0, x1 = 0, x2 = 0, x3 = 0;
+        for (int k = from; k < to; k++)
         {
-            Vector512<ulong> lo32 = Vector512.Create(0xFFFFFFFFUL);
-            Vector512<uint> m0 = Vector512.Create((ulong)PhiloxM0).AsUInt32(), m1 = Vector512.Create((ulong)PhiloxM1).AsUInt32();
-            Vector512<ulong> idx = Vector512.Create(index0) + Vector512.Create(0UL, 1, 2, 3, 4, 5, 6, 7);
-            Vector512<ulong> c0 = idx & lo32, c1 = idx >> 32, c2 = _c2, c3 = _c3;
-            uint k0 = _k0, k1 = _k1;
-            for (int r = 0; r < 10; r++)
-            {
-                if (r > 0) { k0 += PhiloxW0; k1 += PhiloxW1; }
-                Vector512<ulong> p0 = Avx512F.Multiply(c0.AsUInt32(), m0), p1 = Avx512F.Multiply(c2.AsUInt32(), m1);
-                c0 = (p1 >> 32) ^ c1 ^ Vector512.Create((ulong)k0);
-                c1 = p1 & lo32;
-                c2 = (p0 >> 32) ^ c3 ^ Vector512.Create((ulong)k1);
-                c3 = p0 & lo32;
-            }
-            return Vector512.GreaterThanOrEqual(c0 >> 8, _threshold);
-        }
-
-        /// <summary>As <see cref="Keep"/> for index0 .. index0 + 8 - 1 (<paramref name="lo"/>) and the 8 after
-        /// (<paramref name="hi"/>), their rounds interleaved: one chain of multiplies alone waits on each product's latency.</summary>
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public void Keep2(ulong index0, out Vector512<ulong> lo, out Vector512<ulong> hi)
-        {
-            Vector512<ulong> lo32 = Vector512.Create(0xFFFFFFFFUL);
-            Vector512<uint> m0 = Vector512.Create((ulong)PhiloxM0).AsUInt32(), m1 = Vector512.Create((ulong)PhiloxM1).AsUInt32();
-            Vector512<ulong> idx = Vector512.Create(index0) + Vector512.Create(0UL, 1, 2, 3, 4, 5, 6, 7), idy = idx + Vector512.Create(8UL);
-            Vector512<ulong> a0 = idx & lo32, a1 = idx >> 32, a2 = _c2, a3 = _c3;
-            Vector512<ulong> b0 = idy & lo32, b1 = idy >> 32, b2 = _c2, b3 = _c3;
-            uint k0 = _k0, k1 = _k1;
-            for (int r = 0; r < 10; r++)
-            {
-                if (r > 0) { k0 += PhiloxW0; k1 += PhiloxW1; }
-                Vector512<ulong> key0 = Vector512.Create((ulong)k0), key1 = Vector512.Create((ulong)k1);
-                Vector512<ulong> pa0 = Avx512F.Multiply(a0.AsUInt32(), m0), pa1 = Avx512F.Multiply(a2.AsUInt32(), m1);
-                Vector512<ulong> pb0 = Avx512F.Multiply(b0.AsUInt32(), m0), pb1 = Avx512F.Multiply(b2.AsUInt32(), m1);
-                a0 = (pa1 >> 32) ^ a1 ^ key0; a1 = pa1 & lo32; a2 = (pa0 >> 32) ^ a3 ^ key1; a3 = pa0 & lo32;
-                b0 = (pb1 >> 32) ^ b1 ^ key0; b1 = pb1 & lo32; b2 = (pb0 >> 32) ^ b3 ^ key1; b3 = pb0 & lo32;
-            }
-            lo = Vector512.GreaterThanOrEqual(a0 >> 8, _threshold);
-            hi = Vector512.GreaterThanOrEqual(b0 >> 8, _threshold);
+            ulong index = index0 + (ulong)k, counter = index >> 2;
+            if (k == from || (index & 3) == 0)
+                (x0, x1, x2, x3) = Philox.Round10((uint)counter, (uint)(counter >> 32), (uint)site, (uint)(site >> 32), (uint)seed, (uint)(seed >> 32));
+            uint x = (index & 3) switch { 0 => x0, 1 => x1, 2 => x2, _ => x3 };
+            ks[k] = (x >> 8) >= threshold ? keepScale : TFloat.Zero;
         }
     }
 
-    /// <summary>As <see cref="PhiloxLanes512"/> for 4 counters with AVX2.</summary>
-    readonly struct PhiloxLanes256(ulong seed, ulong site, ulong threshold)
+    /// <summary>Eight elements from k on: keepScale where the mask lane is all ones, 0 where it is zero.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Put<TFloat>(ref TFloat dst, int k, Vector256<int> mask, TFloat keepScale) where TFloat : unmanaged
+    {
+        if (typeof(TFloat) == typeof(float))
+        {
+            Vector256<float> s = Vector256.Create(Unsafe.BitCast<TFloat, float>(keepScale));
+            Vector256.ConditionalSelect(mask.AsSingle(), s, Vector256<float>.Zero).StoreUnsafe(ref Unsafe.As<TFloat, float>(ref dst), (nuint)k);
+        }
+        else
+        {
+            Vector256<double> s = Vector256.Create(Unsafe.BitCast<TFloat, double>(keepScale));
+            ref double d = ref Unsafe.As<TFloat, double>(ref dst);
+            Vector256.ConditionalSelect(Vector256.WidenLower(mask).AsDouble(), s, Vector256<double>.Zero).StoreUnsafe(ref d, (nuint)k);
+            Vector256.ConditionalSelect(Vector256.WidenUpper(mask).AsDouble(), s, Vector256<double>.Zero).StoreUnsafe(ref d, (nuint)k + 4);
+        }
+    }
+
+    /// <summary>Philox4x32-10 for 4 consecutive counters a vector (each 32-bit word in a 64-bit lane), turned into the keep
+    /// masks of their 16 elements in element order.</summary>
+    readonly struct PhiloxLanes256(ulong seed, ulong site, uint threshold)
     {
         readonly Vector256<ulong> _c2 = Vector256.Create(site & 0xFFFFFFFF), _c3 = Vector256.Create(site >> 32);
         readonly uint _k0 = (uint)seed, _k1 = (uint)(seed >> 32);
-        readonly Vector256<ulong> _threshold = Vector256.Create(threshold);
+        readonly Vector256<int> _threshold = Vector256.Create((int)threshold);
 
+        /// <summary>The masks (all ones: kept) of elements 4·counter0 … 4·counter0 + 7 (<paramref name="lo"/>) and the 8
+        /// after (<paramref name="hi"/>).</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public Vector256<ulong> Keep(ulong index0)
+        public void Keep(ulong counter0, out Vector256<int> lo, out Vector256<int> hi)
         {
             Vector256<ulong> lo32 = Vector256.Create(0xFFFFFFFFUL);
             Vector256<uint> m0 = Vector256.Create((ulong)PhiloxM0).AsUInt32(), m1 = Vector256.Create((ulong)PhiloxM1).AsUInt32();
-            Vector256<ulong> idx = Vector256.Create(index0) + Vector256.Create(0UL, 1, 2, 3);
+            Vector256<ulong> idx = Vector256.Create(counter0) + Vector256.Create(0UL, 1, 2, 3);
             Vector256<ulong> c0 = idx & lo32, c1 = idx >> 32, c2 = _c2, c3 = _c3;
             uint k0 = _k0, k1 = _k1;
             for (int r = 0; r < 10; r++)
@@ -430,31 +376,46 @@ public static class Attention
                 c2 = (p0 >> 32) ^ c3 ^ Vector256.Create((ulong)k1);
                 c3 = p0 & lo32;
             }
-            return Vector256.GreaterThanOrEqual(c0 >> 8, _threshold);
+            Masks(c0, c1, c2, c3, out lo, out hi);
         }
 
-        /// <summary>As <see cref="Keep"/> for index0 .. index0 + 4 - 1 (<paramref name="lo"/>) and the 4 after
-        /// (<paramref name="hi"/>), their rounds interleaved: one chain of multiplies alone waits on each product's latency.</summary>
+        /// <summary>As <see cref="Keep"/> for counters counter0 … counter0 + 3 (<paramref name="a0"/>, <paramref name="a1"/>)
+        /// and the 4 after (<paramref name="b0"/>, <paramref name="b1"/>), their rounds interleaved: one chain of multiplies
+        /// alone waits on each product's latency.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public void Keep2(ulong index0, out Vector256<ulong> lo, out Vector256<ulong> hi)
+        public void Keep2(ulong counter0, out Vector256<int> a0, out Vector256<int> a1, out Vector256<int> b0, out Vector256<int> b1)
         {
             Vector256<ulong> lo32 = Vector256.Create(0xFFFFFFFFUL);
             Vector256<uint> m0 = Vector256.Create((ulong)PhiloxM0).AsUInt32(), m1 = Vector256.Create((ulong)PhiloxM1).AsUInt32();
-            Vector256<ulong> idx = Vector256.Create(index0) + Vector256.Create(0UL, 1, 2, 3), idy = idx + Vector256.Create(4UL);
-            Vector256<ulong> a0 = idx & lo32, a1 = idx >> 32, a2 = _c2, a3 = _c3;
-            Vector256<ulong> b0 = idy & lo32, b1 = idy >> 32, b2 = _c2, b3 = _c3;
+            Vector256<ulong> idx = Vector256.Create(counter0) + Vector256.Create(0UL, 1, 2, 3), idy = idx + Vector256.Create(4UL);
+            Vector256<ulong> x0 = idx & lo32, x1 = idx >> 32, x2 = _c2, x3 = _c3;
+            Vector256<ulong> y0 = idy & lo32, y1 = idy >> 32, y2 = _c2, y3 = _c3;
             uint k0 = _k0, k1 = _k1;
             for (int r = 0; r < 10; r++)
             {
                 if (r > 0) { k0 += PhiloxW0; k1 += PhiloxW1; }
                 Vector256<ulong> key0 = Vector256.Create((ulong)k0), key1 = Vector256.Create((ulong)k1);
-                Vector256<ulong> pa0 = Avx2.Multiply(a0.AsUInt32(), m0), pa1 = Avx2.Multiply(a2.AsUInt32(), m1);
-                Vector256<ulong> pb0 = Avx2.Multiply(b0.AsUInt32(), m0), pb1 = Avx2.Multiply(b2.AsUInt32(), m1);
-                a0 = (pa1 >> 32) ^ a1 ^ key0; a1 = pa1 & lo32; a2 = (pa0 >> 32) ^ a3 ^ key1; a3 = pa0 & lo32;
-                b0 = (pb1 >> 32) ^ b1 ^ key0; b1 = pb1 & lo32; b2 = (pb0 >> 32) ^ b3 ^ key1; b3 = pb0 & lo32;
+                Vector256<ulong> px0 = Avx2.Multiply(x0.AsUInt32(), m0), px1 = Avx2.Multiply(x2.AsUInt32(), m1);
+                Vector256<ulong> py0 = Avx2.Multiply(y0.AsUInt32(), m0), py1 = Avx2.Multiply(y2.AsUInt32(), m1);
+                x0 = (px1 >> 32) ^ x1 ^ key0; x1 = px1 & lo32; x2 = (px0 >> 32) ^ x3 ^ key1; x3 = px0 & lo32;
+                y0 = (py1 >> 32) ^ y1 ^ key0; y1 = py1 & lo32; y2 = (py0 >> 32) ^ y3 ^ key1; y3 = py0 & lo32;
             }
-            lo = Vector256.GreaterThanOrEqual(a0 >> 8, _threshold);
-            hi = Vector256.GreaterThanOrEqual(b0 >> 8, _threshold);
+            Masks(x0, x1, x2, x3, out a0, out a1);
+            Masks(y0, y1, y2, y3, out b0, out b1);
+        }
+
+        /// <summary>Words w0 … w3 of counters j = 0 … 3 (lane j of each, in its low half) compared with the threshold and
+        /// put in element order 4j + w: elements 0 … 7 in <paramref name="lo"/>, 8 … 15 in <paramref name="hi"/>.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        void Masks(Vector256<ulong> w0, Vector256<ulong> w1, Vector256<ulong> w2, Vector256<ulong> w3, out Vector256<int> lo, out Vector256<int> hi)
+        {
+            // 64-bit lane j: (w0, w1) and (w2, w3) of counter j as two 32-bit halves; the words' upper halves are zero
+            Vector256<int> x = Vector256.GreaterThanOrEqual(((w0 | (w1 << 32)).AsUInt32() >> 8).AsInt32(), _threshold);
+            Vector256<int> y = Vector256.GreaterThanOrEqual(((w2 | (w3 << 32)).AsUInt32() >> 8).AsInt32(), _threshold);
+            // [x0 y0 | x2 y2] and [x1 y1 | x3 y3] in 64-bit lanes, then their low and high 128-bit halves paired
+            Vector256<ulong> l = Avx2.UnpackLow(x.AsUInt64(), y.AsUInt64()), h = Avx2.UnpackHigh(x.AsUInt64(), y.AsUInt64());
+            lo = Avx2.Permute2x128(l, h, 0x20).AsInt32();
+            hi = Avx2.Permute2x128(l, h, 0x31).AsInt32();
         }
     }
 

@@ -3,7 +3,9 @@ namespace Bert.Runtime.Kernels;
 /// <summary>Philox4x32-10 (Salmon, Moraes, Dror, Shaw, "Parallel random numbers: as easy as 1, 2, 3", SC 2011):
 /// a counter-based generator, so the random number for any element is a pure function of (seed, site, index).
 /// Dropout uses it to make the keep mask identical in forward, backward and on every repeated call, on any
-/// thread and on any device, without storing the mask.</summary>
+/// thread and on any device, without storing the mask: element <c>index</c> takes word <c>index mod 4</c> of the
+/// generator's four output words for counter (index / 4, site), so one evaluation (ten rounds) serves four
+/// consecutive elements (<see cref="KeepUniform"/>). Parameter initialization draws from <see cref="Uniform"/>.</summary>
 public static class Philox
 {
     const uint M0 = 0xD2511F53, M1 = 0xCD9E8D57; // round multipliers
@@ -24,7 +26,7 @@ public static class Philox
         return (c0, c1, c2, c3);
     }
 
-    /// <summary>Uniform in [0,1) for element <paramref name="index"/> of dropout site <paramref name="site"/>
+    /// <summary>Uniform in [0,1) for draw <paramref name="index"/> of stream <paramref name="site"/> (parameter initialization)
     /// under <paramref name="seed"/>: key = seed, counter = (index, site); the top 24 bits of the first output
     /// word become the float exactly.</summary>
     public static float Uniform(ulong seed, ulong site, ulong index)
@@ -34,11 +36,23 @@ public static class Philox
         return (x >> 8) * (1.0f / (1 << 24));
     }
 
-    /// <summary>Dropout keep decision for one element, identical on every call: Uniform(seed, site, index) >= p.</summary>
-    public static bool Keep(ulong seed, ulong site, ulong index, float p) => Uniform(seed, site, index) >= p;
+    /// <summary>Dropout's uniform in [0,1) for element <paramref name="index"/> of site <paramref name="site"/>: word
+    /// index mod 4 of Philox with key = seed, counter = (index / 4, site), its top 24 bits as the float, exactly. The
+    /// CUDA kernels' <c>rt_uniform</c> and <c>bert_uniform</c> compute the same.</summary>
+    public static float KeepUniform(ulong seed, ulong site, ulong index)
+    {
+        ulong counter = index >> 2;
+        var (x0, x1, x2, x3) = Round10((uint)counter, (uint)(counter >> 32), (uint)site, (uint)(site >> 32),
+                                       (uint)seed, (uint)(seed >> 32));
+        uint x = (index & 3) switch { 0 => x0, 1 => x1, 2 => x2, _ => x3 };
+        return (x >> 8) * (1.0f / (1 << 24));
+    }
 
-    /// <summary>dst[k] = Keep(seed, site, index0 + k, p) ? scale : 0, 16 or 8 counters a step (AVX-512 or
-    /// AVX2), bit for bit what Keep decides element by element.</summary>
+    /// <summary>Dropout keep decision for one element, identical on every call: KeepUniform(seed, site, index) >= p.</summary>
+    public static bool Keep(ulong seed, ulong site, ulong index, float p) => KeepUniform(seed, site, index) >= p;
+
+    /// <summary>dst[k] = Keep(seed, site, index0 + k, p) ? scale : 0, 64 or 32 elements a step (AVX-512 or AVX2: 16
+    /// or 8 counters of four words), bit for bit what Keep decides element by element.</summary>
     public static void FillKeepScales<T>(Span<T> dst, ulong seed, ulong site, ulong index0, float p, T scale)
         where T : unmanaged, System.Numerics.IBinaryFloatingPointIeee754<T> =>
         Attention.KeepScales(dst, seed, site, index0, p, scale);

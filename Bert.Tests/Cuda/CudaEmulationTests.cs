@@ -220,7 +220,9 @@ public partial class CudaSourceTests(ITestOutputHelper output)
 
             double[] a = Losses(cpu.Output, 4), b = Losses(gpu.Output, 4);
             Assert.Equal(4, a.Length);
-            Assert.Equal(a, b);                       // printed to 4 decimals
+            // printed to 4 decimals: equal but for a last digit rounded the other way (the device sums in another order)
+            for (int i = 0; i < a.Length; i++)
+                Assert.True(Math.Abs(a[i] - b[i]) <= 1.5e-4, $"step {i + 1}: the CPU printed loss {a[i]}, the device {b[i]}");
             static string[] Accuracies(string text) => Regex.Matches(text, @"step \d+/4\s+loss [0-9.]+\s+(mlm_acc [0-9.]+ %\s+nsp_acc [0-9.]+ %)")
                 .Select(m => m.Groups[1].Value).ToArray();
             Assert.Equal(4, Accuracies(cpu.Output).Length);

@@ -117,7 +117,7 @@ public partial class CudaSourceTests
                     double delta = 0;
                     for (int k = 0; k < T; k++)
                     {
-                        double keep = !drop ? 1.0 : Philox.Uniform(Seed, Site, (ulong)((long)row * T + k)) >= P ? 1.0 / (1.0 - P) : 0.0;
+                        double keep = !drop ? 1.0 : Philox.Keep(Seed, Site, (ulong)((long)row * T + k), P) ? 1.0 / (1.0 - P) : 0.0;
                         double dpd = 0;
                         for (int d = 0; d < D; d++) dpd += (double)dy[(b * T + q) * C + h * D + d] * qkv[(b * T + k) * 3 * C + 2 * C + h * D + d];
                         delta += probsCpu[(long)row * T + k] * dpd * keep;
