@@ -143,6 +143,10 @@ public static partial class Program
             var sets = pr.GetValue(dSets) is string list ? list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) : defSets;
             string demoOut = pr.GetValue(dOut) ?? Path.Combine(Path.GetTempPath(), "bert-demo-" + lang);
             RequireWritableFolder(demoOut, "--out");
+            // The demo keeps its pre-trained checkpoint in --out/pretrained (an earlier demo's is resumed or refused there);
+            // a folder holding anything else is some other run's, which the demo must not write into.
+            if (Directory.Exists(demoOut) && Directory.EnumerateFileSystemEntries(demoOut).FirstOrDefault(e => Path.GetFileName(e) != "pretrained") is { } other)
+                throw new ArgumentException($"--out {demoOut} holds {Path.GetFileName(other)}, so it is not a demo's folder; give a new or empty folder, or an earlier demo's.");
             return Demo.Run(new Demo.Settings(pr.GetValue(dSize) ?? defSize, CheckNonNegative("--pretrain-steps", pr.GetValue(dSteps)), CheckPositive("--epochs", pr.GetValue(dEpochs)),
                 CheckPositive("--sst2-epochs", pr.GetValue(dSst2Epochs)), demoOut, sets, pr.GetValue(seed),
                 CheckMaxLen("--pretrain-max-len", pr.GetValue(dLen), PretrainingOptions.MinSeqLength), CheckRate("--pretrain-lr", pr.GetValue(dPreLr)), CheckRate("--finetune-lr", pr.GetValue(dFtLr)),
@@ -281,6 +285,10 @@ public static partial class Program
                 return ExportHf(hfDir, pr.GetValue(eModel) ?? throw new ArgumentException("--hf exports a checkpoint: give it with --model DIR (a fine-tuned or pre-trained folder)."), pr.GetValue(eDtype)!);
             }
             if (pr.GetValue(eDtype) != "f32") throw new ArgumentException("--dtype applies to --hf only (an ONNX graph keeps f32 weights); drop it, or export with --hf.");
+            if (pr.GetValue(eModel) is not null && new Option[] { head, eClasses, seed }.FirstOrDefault(o => pr.GetResult(o) is { Implicit: false }) is { } unused)
+                throw new ArgumentException($"{unused.Name} describes a fresh model (with --size); --model exports the checkpoint as it is: drop {unused.Name}.");
+            if (pr.GetResult(eClasses) is { Implicit: false } && pr.GetValue(head) == "pretraining")
+                throw new ArgumentException($"--classes applies to a classifier or tagger head; add --head classifier (or token-classifier), or drop --classes.");
             return ExportOnnx(onnxFile!, pr.GetValue(eModel), pr.GetValue(eSize), pr.GetValue(head)!, pr.GetValue(eClasses) >= 2 ? pr.GetValue(eClasses)
                 : throw new ArgumentException($"--classes {pr.GetValue(eClasses)} is too few for a classifier; give 2 or more."), pr.GetValue(seed));
         });
@@ -419,7 +427,16 @@ public static partial class Program
 
     /// <summary>--mask-prob must leave something to predict and something to read.</summary>
     static double CheckMaskProb(double p) => p > 0 && p < 1 ? p
-        : throw new ArgumentException($"--mask-prob {p.ToString(Inv)} must be between 0 and 1 (BERT uses 0.15).");
+        : throw new ArgumentException($"--mask-prob {p.ToString(Inv)} must be above 0 and below 1 (BERT uses 0.15).");
+
+    /// <summary>Optimizer steps an epoch of <paramref name="microBatches"/> micro-batches makes; refuses an --accumulate
+    /// larger than the epoch (each step would otherwise run the data round again and again).</summary>
+    static int EpochSteps(int microBatches, TrainOptions train, string what)
+    {
+        if (train.Accumulate > microBatches)
+            throw new ArgumentException($"--accumulate {train.Accumulate} asks for more micro-batches per optimizer step than an epoch of {what} has ({microBatches} of --batch {train.BatchSize}); give --accumulate {microBatches} or less.");
+        return OptimizerSteps(microBatches, train.Accumulate);
+    }
 
     /// <summary>BERT's cap of 20 predictions for 128 tokens at 15 %, scaled to the length and share asked for.</summary>
     internal static int MaxPredictions(int maxLen, double maskProb) => MemoryEstimate.MaxPredictionsPerSeq(maxLen, maskProb);
@@ -579,11 +596,12 @@ public static partial class Program
         if (trainSet.Pairs is not null) RequirePairRoom(maxLen, $"the sentence pairs of {how}");
         var tok = FinetuneTokenizer(from, vocab);
         var (entry, model) = StartingModel(from, reinit, size, "classifier", Math.Max(2, trainSet.Classes), train.Seed, declared);
+        SilenceSpareClasses(model, Math.Max(2, trainSet.Classes), "classes");
         using var trainer = OpenTrainer(device, entry, train);
         var job = new FinetuneJob(model, tok, trainSet, devSet, maxLen, train.BatchSize, (int)train.Seed);
         if (trainer is { UseGraphs: true }) job.SeqMultiple = FinetuneJob.GraphSeqMultiple;   // fewer shapes: graphs replay
         Console.WriteLine($"{entry.Info.Name} on {how}; {job.Truncated} texts truncated to {maxLen} tokens.");
-        int perEpoch = OptimizerSteps(job.StepsPerEpoch, train.Accumulate);
+        int perEpoch = EpochSteps(job.StepsPerEpoch, train, how);
         var loop = new TrainLoop
         {
             Model = model, Options = PerEpoch(train, perEpoch), TotalSteps = (long)epochs * perEpoch, Bind = job.Bind, StepMetrics = job.Metrics, DeviceMetrics = FinetuneJob.DeviceMetrics,
@@ -622,6 +640,18 @@ public static partial class Program
         model.InitParameters(seed);
         if (pre is not null) StartFrom(pre, model, from!, reinit, head == "classifier" ? "the classifier head" : "the tagging head");
         return (entry, model);
+    }
+
+    /// <summary>A head with more outputs than the data has classes (the catalog's nearest size): the spare outputs start with
+    /// a bias of −10000, so that they never win an argmax nor take probability, in training, evaluation, prediction and
+    /// the exported models alike (their gradients are then about 0: they stay there).</summary>
+    internal static void SilenceSpareClasses(Model<float> model, int used, string what)
+    {
+        var bias = model.Info.Parameters.FirstOrDefault(p => p.HfName == FinetuneJob.HeadPrefix + "bias");
+        if (bias is null || bias.Length <= used) return;
+        model.Parameter(bias.HfName)[used..].Fill(-10000f);
+        long spare = bias.Length - used;
+        Console.WriteLine($"{model.Info.Name} has {bias.Length} outputs and the data {used} {what}: the other {spare} {(spare == 1 ? "is" : "are")} kept out (bias −10000).");
     }
 
     /// <summary>Copies a start's tensors into a freshly initialized model (<see cref="FinetuneJob.Transfer"/>) and says what
@@ -683,11 +713,12 @@ public static partial class Program
         var (trainSet, devSet, how) = TaggedSplit(dataSpec, devFile);
         var tok = FinetuneTokenizer(from, vocab);
         var (entry, model) = StartingModel(from, reinit, size, "token-classifier", trainSet.Tags.Count, train.Seed, declared);
+        SilenceSpareClasses(model, trainSet.Tags.Count, "tags");
         using var trainer = OpenTrainer(device, entry, train);
         var job = new TokenTaggingJob(model, tok, trainSet.Sentences, devSet.Sentences, maxLen, train.BatchSize, (int)train.Seed) { TagNames = trainSet.Tags };
         if (trainer is { UseGraphs: true }) job.SeqMultiple = FinetuneJob.GraphSeqMultiple;   // fewer shapes: graphs replay
         Console.WriteLine($"{entry.Info.Name} on {how}; {trainSet.Tags.Count} tags ({string.Join(", ", trainSet.Tags.Take(12))}{(trainSet.Tags.Count > 12 ? ", …" : "")}); {job.Truncated} sentences truncated to {maxLen} tokens.");
-        int perEpoch = OptimizerSteps(job.StepsPerEpoch, train.Accumulate);
+        int perEpoch = EpochSteps(job.StepsPerEpoch, train, how);
         var loop = new TrainLoop
         {
             Model = model, Options = PerEpoch(train, perEpoch), TotalSteps = (long)epochs * perEpoch, Bind = job.Bind, StepMetrics = job.Metrics, DeviceMetrics = TokenTaggingJob.DeviceMetrics,
@@ -911,6 +942,8 @@ public static partial class Program
         if ((dir is null) == (size is null))
             throw new ArgumentException("Say which model to export: --model DIR for a checkpoint, or --size SIZE (with --head) for a freshly initialized one, not both.");
         RequireWritableFile(file, "--onnx");
+        if (File.Exists(file))
+            throw new ArgumentException($"--onnx {file} already exists; give a new file name, or delete the old file first (export never writes over files).");
         Model<float> model;
         if (dir is not null) model = LoadModel(dir).Model;
         else

@@ -20,6 +20,10 @@ public static class Conll
         {
             var fields = line.Split([' ', '\t'], StringSplitOptions.RemoveEmptyEntries);
             if (fields.Length == 0 || fields[0] == "-DOCSTART-") { words = null; continue; }
+            // "several words<TAB>label" is a text classification line (--format tsv), not a word and its columns
+            int tab = line.IndexOf('\t');
+            if (tab > 0 && line[..tab].Trim().Contains(' '))
+                throw new DataException($"{file} line {number} has several words before its tab ('{line[..tab].Trim()}'), as a text<TAB>label file has, while a CoNLL file has one word and its tag per line; classify such texts with --format tsv and a classifier.", file, number);
             if (fields.Length < 2)
                 throw new DataException($"{file} line {number} has one column ('{fields[0]}'); write each word and its tag on one line ('Paris B-LOC'), with a blank line between sentences.", file, number);
             if (words is null) { words = []; names = []; sentences.Add((words, names, number)); }

@@ -44,7 +44,7 @@ public static class Labeled
     public static LabeledSet ReadUci(string path) => ParseUci(TextSource.ReadFile(path), path);
 
     /// <summary>Parses UCI sentiment text; <paramref name="file"/> names the source in errors and the set.</summary>
-    public static LabeledSet ParseUci(string text, string file) => ParseTabbed(text, file, classes: 2, allowNames: false);
+    public static LabeledSet ParseUci(string text, string file) => ParseTabbed(text, file, classes: 2, allowNames: false, oneTab: false);
 
     /// <summary>Reads an SST-2 file (<c>label SPACE sentence</c>).</summary>
     public static LabeledSet ReadSst2(string path) => ParseSst2(TextSource.ReadFile(path), path);
@@ -137,7 +137,8 @@ public static class Labeled
         }
     }
 
-    static LabeledSet ParseTabbed(string text, string file, int? classes, bool pairs = false, IReadOnlyList<string>? names = null, bool allowNames = true)
+    /// <param name="oneTab">Refuse a tab inside the text (a user's file); the UCI files' texts may hold one (split at the last).</param>
+    static LabeledSet ParseTabbed(string text, string file, int? classes, bool pairs = false, IReadOnlyList<string>? names = null, bool allowNames = true, bool oneTab = true)
     {
         var rows = new List<(int Number, string Text, string? Second, string Label)>();
         foreach (var (number, line) in TextSource.Lines(text))
@@ -156,10 +157,16 @@ public static class Labeled
                     throw new DataException($"{file} line {number} has {line.Count(c => c == '\t') + 1} tab-separated fields, not 3; write each sentence pair as 'first text<TAB>second text<TAB>label'.", file, number);
                 (body, second) = (body[..mid], body[(mid + 1)..].Trim());
             }
+            else if (oneTab && body.Contains('\t'))
+                throw new DataException($"{file} line {number} has {line.Count(c => c == '\t') + 1} tab-separated fields, not 2; write each example as 'text<TAB>label' (for two texts and a label, use --format pairs).", file, number);
             rows.Add((number, body.Trim(), pairs ? second : null, line[(tab + 1)..].Trim()));
         }
         if (rows.Count == 0)
             throw new DataException($"Data file '{file}' holds no examples, only blank lines; point to the file that holds the data.", file);
+        // A header row ("sentence<TAB>label", as SST-2's and many exported files have): its label is a column name that no
+        // other line repeats. Read as data it would become a class of its own (or, among class numbers, an error).
+        if (rows.Count > 1 && IsHeaderLabel(rows[0].Label) && rows.Skip(1).All(r => r.Label != rows[0].Label))
+            throw new DataException($"{file} line {rows[0].Number} looks like a header ('{rows[0].Text}<TAB>{rows[0].Label}'), not an example; delete that line, so that the file holds examples only.", file, rows[0].Number);
 
         // Class numbers, or names: a file whose labels are all words that are not numbers names its classes.
         static bool IsNumber(string s) => int.TryParse(s, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out _);
@@ -193,6 +200,10 @@ public static class Labeled
         return Finish(file, examples, Math.Max(classes ?? 0, order.Count)) with { LabelNames = order, Pairs = seconds };
     }
 
+    /// <summary>Column names files put above their labels.</summary>
+    static bool IsHeaderLabel(string label) => label.ToLowerInvariant() is "label" or "labels" or "class" or "category" or "sentiment"
+        or "polarity" or "target" or "tag" or "y" or "gold_label" or "intent" or "topic";
+
     static int ParseLabel(string field, int? classes, string file, int number)
     {
         string s = field.Trim();
@@ -202,7 +213,7 @@ public static class Labeled
                 ? $"{file} line {number} has label {s}, far past any class; the label must be {allowed}."
                 : $"{file} line {number} has label '{s}', which is not an integer; the label must be {allowed}.", file, number);
         if (label < 0 || label >= classes)
-            throw new DataException($"{file} line {number} has label {label}, but the label must be {allowed}; fix the label or say how many classes the set has.", file, number);
+            throw new DataException($"{file} line {number} has label {label}, but the label must be {allowed}; fix the label (classes are numbered from 0, or named with words).", file, number);
         return label;
     }
 

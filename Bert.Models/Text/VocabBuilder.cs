@@ -67,7 +67,7 @@ public static class VocabBuilder
         int needed = vocab.Count + 2 * chars.Count;
         if (vocabSize < needed)
             throw new ArgumentOutOfRangeException(nameof(vocabSize), vocabSize,
-                $"A vocabulary of {vocabSize} cannot hold the 5 special tokens and the {chars.Count} characters seen at least {minFrequency} times, with and without '##' ({needed} entries); ask for at least {needed} or raise minFrequency.");
+                $"A vocabulary of {vocabSize} cannot hold the 5 special tokens and the {chars.Count} characters seen at least {minFrequency} times, with and without '##' ({needed} entries); ask for at least {needed} entries (--size), or raise the minimum frequency (--min-frequency).");
         foreach (string c in chars) if (seen.Add(c)) vocab.Add(c);
         foreach (string c in chars) if (seen.Add("##" + c)) vocab.Add("##" + c);
 

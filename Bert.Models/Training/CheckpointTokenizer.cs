@@ -50,6 +50,8 @@ public static class CheckpointTokenizer
     public static WordPiece Load(string dir)
     {
         string json = Path.Combine(dir, WordPiece.TokenizerJsonFileName);
+        if (Directory.Exists(dir) && !File.Exists(Path.Combine(dir, WordPiece.VocabFileName)) && !File.Exists(json))
+            throw new CheckpointException($"{dir} has no {WordPiece.VocabFileName} (nor {WordPiece.TokenizerJsonFileName}), so the tokenizer its model was trained with is missing; copy that {WordPiece.VocabFileName} (and {TokenizerSettings.FileName}) back into the folder.", dir);
         var tokenizer = !File.Exists(Path.Combine(dir, WordPiece.VocabFileName)) && File.Exists(json) ? FromTokenizerJson(dir, json)
             : IsHfFolderWithoutSettings(dir) ? WordPiece.FromVocabFile(Path.Combine(dir, WordPiece.VocabFileName), TokenizerSettings.Uncased)
             : WordPiece.Load(dir);

@@ -246,7 +246,7 @@ public sealed class FinetuneJob
     /// tagging alike).</summary>
     internal static void CheckFits(ModelInfo model, WordPiece tokenizer, int maxLen)
     {
-        if (maxLen > model.MaxLen) throw new ArgumentException($"--max-len {maxLen} is over {model.Name}'s MaxLen of {model.MaxLen}.");
+        if (maxLen > model.MaxLen) throw new ArgumentException($"--max-len {maxLen} is over {model.Name}'s MaxLen of {model.MaxLen}; give --max-len {model.MaxLen} or less.");
         int vocab = (int)model.Constants["Vocab"];
         if (tokenizer.VocabSize > vocab)
             throw new ArgumentException($"The vocabulary has {tokenizer.VocabSize} entries but {model.Name} embeds {vocab}; use the vocabulary the model was pre-trained with, or a model declared with Vocab = {tokenizer.VocabSize}.");

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
+using System.Globalization;
 using Bert.Runtime;
 using Bert.Runtime.Checkpoints;
 using Bert.Runtime.Training;
@@ -142,6 +143,16 @@ public sealed class TrainLoop
             throw new CheckpointException($"{Dir} holds a run of {(state.Experiment is null ? "a command other than bert run" : "another declaration of this experiment (" + state.Experiment + ")")}, not of {Experiment}; move or delete the folder, or give bert run another --out.", Dir);
         if (state.Data is not null && Data is not null && state.Data != Data)
             throw new CheckpointException($"{Dir} holds a run on {state.Data}, not on {Data}; resuming it would mix the two, so give the same data to continue it, or another --out.", Dir);
+        if (state.Recipe is { } was)
+        {
+            var now = Recipe();
+            var changed = now.Where(kv => was.TryGetValue(kv.Key, out var v) && v != kv.Value).ToList();
+            if (changed.Count > 0)
+            {
+                static string Say(string key, string value) => key == "dropout" ? $"dropout {value}" : $"{key} {(value == "" ? "(none)" : value)}";
+                throw new CheckpointException($"{Dir} holds a run with {string.Join(", ", changed.Select(kv => Say(kv.Key, was[kv.Key])))}, not {string.Join(", ", changed.Select(kv => Say(kv.Key, kv.Value)))}; give the options it was started with to continue it, or another --out.", Dir);
+            }
+        }
         if (state.Step > TotalSteps)
             throw new CheckpointException($"The run in {Dir} is at step {state.Step}, past the {TotalSteps} steps asked for; ask for at least {state.Step} steps (or the epochs that make them) to continue it, or give another --out.", Dir);
         if (Tokenizer is not null) CheckpointTokenizer.Require(Tokenizer, Dir, "this run's tokenizer");
@@ -185,7 +196,22 @@ public sealed class TrainLoop
     /// <summary>trainer_state.json. BestLoss and BestMetrics (the best evaluation's, so a resumed run reports it whole),
     /// and Data (the set or corpus the run trains on), are absent from states written before they were.</summary>
     sealed record TrainerState(string Model, long Step, long TotalSteps, double? BestScore, List<double[]> Losses,
-        double? BestLoss = null, Dictionary<string, double>? BestMetrics = null, string? Experiment = null, string? Data = null);
+        double? BestLoss = null, Dictionary<string, double>? BestMetrics = null, string? Experiment = null, string? Data = null,
+        Dictionary<string, string>? Recipe = null);
+
+    /// <summary>The options a run must keep to be continued (kept in trainer_state.json; a state written before it was is
+    /// not compared): its start, seed, learning rate, batch, accumulation, warm-up and dropout (the optimizer: by its state). The epochs or
+    /// steps may grow.</summary>
+    Dictionary<string, string> Recipe() => new()
+    {
+        ["--from"] = Metadata?.GetValueOrDefault("from") ?? "",
+        ["--seed"] = Options.Seed.ToString(CultureInfo.InvariantCulture),
+        ["--lr"] = Options.LearningRate.ToString("R", CultureInfo.InvariantCulture),
+        ["--batch"] = Options.BatchSize.ToString(CultureInfo.InvariantCulture),
+        ["--accumulate"] = Options.Accumulate.ToString(CultureInfo.InvariantCulture),
+        ["--warmup"] = Options.WarmupFraction.ToString("R", CultureInfo.InvariantCulture),
+        ["dropout"] = Options.Dropout ? "on" : "off",
+    };
 
     /// <summary>Runs from the current step to TotalSteps, or until cancelled (then saves a resumable checkpoint). With a
     /// <see cref="Device"/>, the steps (forward, backward, clipping, AdamW) and the evaluation's forwards run there, on the
@@ -303,7 +329,7 @@ public sealed class TrainLoop
         Checkpoint.Save(dir, Model, meta, optimizerState: s => Optimizer.SaveState(s), labels: labels);
         Tokenizer?.Save(dir, Model.Info.MaxLen);
         var state = new TrainerState(Model.Info.Name, Step, TotalSteps, Best?.Score, Losses.Select(l => new[] { (double)l.Step, l.Loss }).ToList(),
-            Best is { Loss: var bl } && double.IsFinite(bl) ? bl : null, Best is null ? null : new Dictionary<string, double>(Best.Metrics), Experiment, Data);
+            Best is { Loss: var bl } && double.IsFinite(bl) ? bl : null, Best is null ? null : new Dictionary<string, double>(Best.Metrics), Experiment, Data, Recipe());
         AtomicFile.Write(Path.Combine(dir, StateFile), s => JsonSerializer.Serialize(s, state));
         if (interrupted) Console.Error.WriteLine($"Stopped at step {Step}; a resumable checkpoint is in {dir} (run the same command again to continue).");
     }

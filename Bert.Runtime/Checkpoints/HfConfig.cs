@@ -198,10 +198,10 @@ public sealed class HfConfig
         try { node = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { AllowTrailingCommas = false }); }
         catch (JsonException e)
         {
-            throw new CheckpointException($"{source} is not valid JSON ({e.Message.TrimEnd('.')}); re-save the checkpoint or delete config.json to load the weights without the size check.", source, e);
+            throw new CheckpointException($"{source} is not valid JSON ({e.Message.TrimEnd('.')}); restore config.json from where the checkpoint came from, or save the checkpoint again.", source, e);
         }
         if (node is not JsonObject o)
-            throw new CheckpointException($"{source} is JSON but not an object; re-save the checkpoint or delete config.json to load the weights without the size check.", source);
+            throw new CheckpointException($"{source} is JSON but not an object; restore config.json from where the checkpoint came from, or save the checkpoint again.", source);
         return new HfConfig(o);
     }
 

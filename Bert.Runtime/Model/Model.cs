@@ -112,14 +112,20 @@ public sealed unsafe class Model<T> where T : unmanaged, IBinaryFloatingPointIee
         var key = (batch, seq, rows, training, ReuseMemory);
         if (key != _layoutKey)
         {
-            (_offsets, _lengths, _total) = Info.Layout(batch, seq, rows, training, ReuseMemory);
+            var layout = Info.Layout(batch, seq, rows, training, ReuseMemory);
+            if (!InputsOnly && layout.Total + 16 > Array.MaxLength)
+            {
+                long fits = Math.Max(1, (long)batch * (Array.MaxLength - 16) / Math.Max(1, layout.Total));
+                throw new ArgumentOutOfRangeException(nameof(batch), $"A batch of {batch} sequences of {seq} tokens needs {layout.Total:N0} values of working memory, more than one array can hold ({Array.MaxLength:N0}); use a batch of at most about {fits} (--batch), or shorter sequences.");
+            }
+            (_offsets, _lengths, _total) = layout;
             _layoutKey = key;
         }
         long total = _total;
         if (InputsOnly) total = -16; // a device runs the step: keep the inputs only
         if (total + 16 > _arena.Length)
         {
-            _arena = GC.AllocateArray<T>(checked((int)(total + 16)), pinned: true);
+            _arena = GC.AllocateArray<T>((int)(total + 16), pinned: true);
             _ex.Arena = (T*)Unsafe.AsPointer(ref _arena[0]);
         }
         if (training && _grads.Length == 0 && !InputsOnly)

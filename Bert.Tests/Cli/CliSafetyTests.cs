@@ -88,6 +88,8 @@ public partial class CliTests
         Refused(Pretrain(corpus, 4), "optimizer.bin cannot be read");
         File.Move(Path.Combine(_dir, "optimizer.bin"), Path.Combine(run, "optimizer.bin"), overwrite: true);
         Refused([.. Pretrain(corpus, 4), "--optimizer", "lamb"], $"The run in {run} was trained with another optimizer (AdamW optimizer state, not Lamb); resume it with the --optimizer it used");
+        // Changed options would continue the run as another one (and relabel its start): refused, naming them.
+        Refused([.. Pretrain(corpus, 4), "--lr", "0.5", "--seed", "5"], $"{run} holds a run with --seed 1, --lr 0.0005, not --seed 5, --lr 0.5; give the options it was started with to continue it, or another --out.");
         r = Run(Pretrain(corpus, 4));   // all put back: it resumes
         Assert.True(r.Code == 0, r.Out + r.Err);
         Assert.Contains("Resuming from step 2", r.Out);
@@ -95,6 +97,66 @@ public partial class CliTests
         r = Run(Pretrain(Path.Combine(_dir, ".", "corpus.txt"), 5));
         Assert.True(r.Code == 0, r.Out + r.Err);
         Assert.Contains("Resuming from step 4", r.Out);
+    }
+
+    /// <summary>Mistakes in a labelled file, and options a set cannot honour, are one sentence each before any work: a header
+    /// row, a line with an extra column, a text file read as CoNLL, --accumulate past an epoch, a batch too large for one
+    /// array, and a demo pointed at another run's folder (whose files stay as they were).</summary>
+    [Fact]
+    public void DataAndOptionMistakes_AreOneSentenceEach_BeforeAnyWork()
+    {
+        string Refusal(params string[] args)
+        {
+            var x = Run(args);
+            Assert.Equal(1, x.Code);
+            var err = x.Err.Trim();
+            Assert.Single(err.Split('\n'));
+            Assert.StartsWith("error: ", err);
+            return err;
+        }
+        string[] Finetune(string data, string outName) => ["finetune", "--data", data, "--size", "nano", "--epochs", "1", "--batch", "8", "--max-len", "16", "--out", Path.Combine(_dir, outName)];
+        var header = Path.Combine(_dir, "header.tsv");
+        File.WriteAllText(header, "sentence\tlabel\n" + File.ReadAllText(Labeled()));
+        Assert.Contains($"{header} line 1 looks like a header ('sentence<TAB>label'), not an example; delete that line", Refusal(Finetune(header, "h")));
+        var named = Path.Combine(_dir, "named.tsv");
+        File.WriteAllText(named, "text\tsentiment\n" + File.ReadAllText(Labeled()).Replace("\t1\n", "\tpositive\n").Replace("\t0\n", "\tnegative\n"));
+        Assert.Contains("line 1 looks like a header", Refusal(Finetune(named, "n")));
+        var cols = Path.Combine(_dir, "cols.tsv");
+        File.WriteAllText(cols, File.ReadAllText(Labeled()) + "a fine film\textra\t1\n");
+        Assert.Contains($"{cols} line 41 has 3 tab-separated fields, not 2; write each example as 'text<TAB>label' (for two texts and a label, use --format pairs).", Refusal(Finetune(cols, "c")));
+        Assert.Contains("line 1 has several words before its tab ('a really great film number 0'), as a text<TAB>label file has", Refusal([.. Finetune(Labeled(), "k"), "--format", "conll"]));
+        Assert.Contains("--accumulate 50 asks for more micro-batches per optimizer step than an epoch of", Refusal([.. Finetune(Labeled(), "a"), "--accumulate", "50"]));
+        Assert.Contains("use a batch of at most about", Refusal("pretrain", "--size", "nano", "--steps", "1", "--batch", "100000", "--max-len", "32", "--out", Path.Combine(_dir, "big")));
+        foreach (var name in new[] { "h", "n", "c", "k", "a", "big" }) Assert.False(Directory.Exists(Path.Combine(_dir, name)) && Directory.EnumerateFileSystemEntries(Path.Combine(_dir, name)).Any(), name);
+
+        var tuned = FineTunedNano("tuned");
+        var before = Directory.GetFiles(tuned).ToDictionary(f => f, File.ReadAllBytes);
+        Assert.Contains($"--out {tuned} holds ", Refusal("demo", "--size", "nano", "--pretrain-steps", "1", "--epochs", "1", "--sst2-epochs", "1", "--runs", "1", "--pretrain-max-len", "32", "--sets", "amazon", "--out", tuned));
+        Assert.Equal(before.Keys.Order(), Directory.GetFiles(tuned).Order());
+        Assert.Empty(Directory.GetDirectories(tuned));
+        foreach (var (f, bytes) in before) Assert.Equal(bytes, File.ReadAllBytes(f));
+
+        // A checkpoint that lost its vocabulary says so, not that some data file is missing.
+        var novocab = Directory.CreateDirectory(Path.Combine(_dir, "novocab")).FullName;
+        foreach (var f in Directory.GetFiles(tuned).Where(f => Path.GetFileName(f) != "vocab.txt")) File.Copy(f, Path.Combine(novocab, Path.GetFileName(f)));
+        Assert.Contains($"{novocab} has no vocab.txt (nor tokenizer.json), so the tokenizer its model was trained with is missing", Refusal("predict", "--model", novocab, "a film"));
+    }
+
+    /// <summary>A head with more outputs than the data has classes (BERT-Nano's classifier has 3, the set 2): the spare
+    /// output starts at bias −10000, says so, keeps that bias through training, and so is never predicted.</summary>
+    [Fact]
+    public void Finetune_OnFewerClassesThanTheHeadHas_KeepsTheSpareOutputsOut()
+    {
+        var dir = Path.Combine(_dir, "spare");
+        var r = Run("finetune", "--data", Labeled(), "--size", "nano", "--epochs", "1", "--batch", "8", "--max-len", "16", "--out", dir);
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        Assert.Contains("BertNanoClassifier has 3 outputs and the data 2 classes: the other 1 is kept out (bias −10000).", r.Out);
+        var m = Bert.Models.BertNanoClassifier.Create<float>();
+        Bert.Runtime.Checkpoints.Checkpoint.Load(dir, m);
+        Assert.InRange(m.Parameter("classifier.bias")[2], -10001f, -9999f);
+        var p = Run("predict", "--model", dir, "a really great film");
+        Assert.True(p.Code == 0, p.Out + p.Err);
+        Assert.Matches(@"^[01]\t", p.Out);
     }
 
     /// <summary>vocab never writes over a vocabulary or a model's tokenizer.</summary>

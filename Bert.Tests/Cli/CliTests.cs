@@ -478,7 +478,7 @@ public partial class CliTests : IDisposable
     [InlineData("finetune --data {five} --size nano --out {dir}/i", "no nano classifier with 5 classes")]
     [InlineData("pretrain --vocab {bigvocab} --size nano --steps 1 --out {dir}/j", "embeds 30522")]
     [InlineData("finetune --data {five} --dev {dir}/missing.tsv --size nano --out {dir}/k", "does not exist")]
-    [InlineData("pretrain --size nano --steps 1 --mask-prob 1.5 --out {dir}/l", "--mask-prob 1.5 must be between 0 and 1")]
+    [InlineData("pretrain --size nano --steps 1 --mask-prob 1.5 --out {dir}/l", "--mask-prob 1.5 must be above 0 and below 1")]
     [InlineData("pretrain --size nano --steps 1 --save-every -3 --out {dir}/m", "--save-every -3 must be 0 or more")]
     [InlineData("parity-batch {dir}/nothing --out {dir}/n", "The checkpoint folder")]
     [InlineData("finetune --data amazon --size nano --reinit qk --out {dir}/o", "--reinit qk needs --from")]

@@ -34,6 +34,29 @@ public class ExportCliTests : IDisposable
         Assert.True(OnnxExportTests.RelativeError(ours, theirs) <= Tolerances.OnnxVsOursRel);
     }
 
+    /// <summary>An existing file is not written over (the same rule as --hf's folder), and the options of a fresh model
+    /// are refused rather than dropped: --classes without a classifier or tagger head, --seed or --head with --model.</summary>
+    [Fact]
+    public void Onnx_RefusesAnExistingFile_AndOptionsItWouldIgnore()
+    {
+        string Refusal(params string[] args)
+        {
+            var x = CliTests.Run(args);
+            Assert.Equal(1, x.Code);
+            Assert.Single(x.Err.Trim().Split('\n'));
+            return x.Err;
+        }
+        var keep = Path.Combine(_dir, "keep.onnx");
+        File.WriteAllText(keep, "precious");
+        Assert.Contains($"--onnx {keep} already exists; give a new file name, or delete the old file first", Refusal("export", "--onnx", keep, "--size", "nano"));
+        Assert.Equal("precious", File.ReadAllText(keep));
+        Assert.Contains("--classes applies to a classifier or tagger head", Refusal("export", "--onnx", Path.Combine(_dir, "c.onnx"), "--size", "nano", "--classes", "5"));
+        var ckpt = Path.Combine(_dir, "ckpt");
+        Checkpoint.Save(ckpt, OnnxExportTests.RandomModel(BertNanoClassifier.Create<float>, 3));
+        Assert.Contains("--seed describes a fresh model (with --size); --model exports the checkpoint as it is", Refusal("export", "--onnx", Path.Combine(_dir, "s.onnx"), "--model", ckpt, "--seed", "4"));
+        Assert.False(File.Exists(Path.Combine(_dir, "c.onnx")) || File.Exists(Path.Combine(_dir, "s.onnx")));
+    }
+
     [Fact]
     public void Size_ExportsAFreshModel()
     {
