@@ -821,8 +821,8 @@ public static partial class Program
         var names = loaded.LabelNames;
         if (text is not null && text.Trim().Length == 0) throw new ArgumentException("The text to classify is empty; pass some text, or omit it to read one text per line from standard input.");
         var texts = text is not null ? new List<string> { text } : ReadStdin();
-        if (texts.Count == 0) throw new ArgumentException("No text to classify; pass it as an argument or one per line on standard input.");
-        int limit = Math.Min(maxLen, model.Info.MaxLen), longer = 0;
+        if (texts.All(t => t.Trim().Length == 0)) throw new ArgumentException("No text to classify; pass it as an argument or one per line on standard input.");
+        int limit = Math.Min(maxLen, model.Info.MaxLen), longer = 0, printed = 0;
         if (entry.Head != "token-classifier" && loaded.TabSeparatesPairs)
             for (int i = 0; i < texts.Count; i++)
             {
@@ -835,8 +835,12 @@ public static partial class Program
         if (entry.Head == "token-classifier")
         {
             // Words are what spaces separate (as in a CoNLL file); each gets a line: word, tag, probability; a blank line after each text.
+            // A blank line of standard input gets its blank line of output only, so that the blocks stay in step with the input.
             var sentences = texts.Select(t => t.Split([' ', '\t'], StringSplitOptions.RemoveEmptyEntries)).ToList();
-            var tagged = TokenTaggingJob.Predict(model, tok, sentences, Math.Min(maxLen, model.Info.MaxLen));
+            var words = sentences.Where(s => s.Length > 0).ToList();
+            var taggedWords = TokenTaggingJob.Predict(model, tok, words, Math.Min(maxLen, model.Info.MaxLen));
+            int next = 0;
+            var tagged = sentences.Select(s => s.Length > 0 ? taggedWords[next++] : []).ToList();
             for (int i = 0; i < sentences.Count; i++)
             {
                 for (int w = 0; w < sentences[i].Length; w++)
@@ -848,9 +852,10 @@ public static partial class Program
             }
             return 0;
         }
-        foreach (var chunk in texts.Chunk(32))
+        // A blank line of standard input gets an empty line of output, so that output line i answers input line i.
+        foreach (var chunk in texts.Select((t, i) => (Text: t, Line: i)).Where(x => x.Text.Trim().Length > 0).Chunk(32))
         {
-            var items = chunk.Select(t =>
+            var items = chunk.Select(x => x.Text).Select(t =>
             {
                 int tab = loaded.TabSeparatesPairs ? t.IndexOf('\t') : -1;
                 var p = tab < 0 ? tok.EncodePair(t, null, limit) : tok.EncodePair(t[..tab], t[(tab + 1)..], limit);
@@ -866,11 +871,14 @@ public static partial class Program
                 var row = p.Slice(b * K, K);
                 int label = PretrainJob.ArgMax(row);
                 string shown = names is not null && label < names.Count ? names[label] : label.ToString(Inv);
-                Console.WriteLine(string.Create(Inv, $"{shown}\t{row[label]:F3}\t{chunk[b]}"));
+                for (int line = b == 0 ? printed : chunk[b - 1].Line + 1; line < chunk[b].Line; line++) Console.WriteLine();
+                Console.WriteLine(string.Create(Inv, $"{shown}\t{row[label]:F3}\t{chunk[b].Text}"));
+                printed = chunk[b].Line + 1;
             }
         }
+        for (; printed < texts.Count; printed++) Console.WriteLine();
         if (longer > 0)
-            Console.Error.WriteLine($"{longer} of {texts.Count} text{(texts.Count == 1 ? " was" : "s were")} longer than {limit} tokens and classified by {(longer == 1 ? "its" : "their")} first {limit} (--max-len; the model takes up to {model.Info.MaxLen}).");
+            Console.Error.WriteLine($"{longer} of {texts.Count(t => t.Trim().Length > 0)} text{(texts.Count == 1 ? " was" : "s were")} longer than {limit} tokens and classified by {(longer == 1 ? "its" : "their")} first {limit} (--max-len; the model takes up to {model.Info.MaxLen}).");
         return 0;
     }
 
@@ -893,12 +901,12 @@ public static partial class Program
         return ReadLines(buffer.ToArray());
     }
 
-    /// <summary>The non-blank lines of UTF-8 <paramref name="bytes"/> (standard input); bytes that are not UTF-8 are a
-    /// <see cref="DataException"/> naming the line.</summary>
+    /// <summary>The lines of UTF-8 <paramref name="bytes"/> (standard input), blank ones included (predict answers each line
+    /// with one); bytes that are not UTF-8 are a <see cref="DataException"/> naming the line.</summary>
     public static List<string> ReadLines(byte[] bytes) =>
         bytes is [] or [0xEF, 0xBB, 0xBF] ? [] : ReadLines(new StringReader(TextSource.Decode(bytes, "standard input", subject: "Standard input")));
 
-    /// <summary>The non-blank lines of <paramref name="reader"/>, a byte-order mark dropped.</summary>
+    /// <summary>The lines of <paramref name="reader"/>, blank ones included, a byte-order mark dropped.</summary>
     public static List<string> ReadLines(TextReader reader)
     {
         var lines = new List<string>();
@@ -906,7 +914,7 @@ public static partial class Program
         while ((line = reader.ReadLine()) is not null)
         {
             if (lines.Count == 0) line = line.TrimStart('\uFEFF');   // a byte-order mark is not text
-            if (line.Trim().Length > 0) lines.Add(line);
+            lines.Add(line);
         }
         return lines;
     }

@@ -157,6 +157,18 @@ public partial class CliTests
         var p = Run("predict", "--model", dir, "a really great film");
         Assert.True(p.Code == 0, p.Out + p.Err);
         Assert.Matches(@"^[01]\t", p.Out);
+
+        // Standard input's blank lines get empty lines of output: line i of the output answers line i of the input.
+        Program.StandardInput = new StringReader("a really great film\n\n  \na very bad phone\n\n");
+        try { p = Run("predict", "--model", dir); }
+        finally { Program.StandardInput = null; }
+        Assert.True(p.Code == 0, p.Out + p.Err);
+        var lines = p.Out.Replace("\r", "").Split('\n');
+        Assert.True(lines.Length >= 5, p.Out);
+        Assert.Matches(@"^[01]\t[0-9.]+\ta really great film$", lines[0]);
+        Assert.Equal(["", ""], lines[1..3]);
+        Assert.Matches(@"^[01]\t[0-9.]+\ta very bad phone$", lines[3]);
+        Assert.Equal("", lines[4]);
     }
 
     /// <summary>vocab never writes over a vocabulary or a model's tokenizer.</summary>
@@ -366,7 +378,7 @@ public partial class CliTests
         var bytes = Encoding.UTF8.GetBytes("a fine film\ncaf").Concat(new byte[] { 0xE9, (byte)'\n' }).ToArray();
         var e = Assert.Throws<Bert.Data.DataException>(() => Program.ReadLines(bytes));
         Assert.Equal("Standard input is not valid UTF-8 (first bad byte on line 2); convert it to UTF-8, for example with `iconv -f cp1252 -t utf-8`, and pass it again.", e.Message);
-        Assert.Equal(["a fine film", "café"], Program.ReadLines(Encoding.UTF8.GetBytes("\uFEFFa fine film\n\ncafé\n")));
+        Assert.Equal(["a fine film", "", "café"], Program.ReadLines(Encoding.UTF8.GetBytes("\uFEFFa fine film\n\ncafé\n")));
         Assert.Empty(Program.ReadLines(Array.Empty<byte>()));
         Assert.Empty(Program.ReadLines(new byte[] { 0xEF, 0xBB, 0xBF }));
     }
