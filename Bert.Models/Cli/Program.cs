@@ -420,8 +420,6 @@ public static partial class Program
 
     /// <summary>Optimizer steps in an epoch of <paramref name="microBatches"/> micro-batches taken <paramref name="accumulate"/>
     /// at a time (the last step of an epoch may reach into the next).</summary>
-    static int OptimizerSteps(int microBatches, int accumulate) => (microBatches + accumulate - 1) / Math.Max(1, accumulate);
-
     static int CheckNonNegative(string flag, int value) => value >= 0 ? value
         : throw new ArgumentException($"{flag} {value} must be 0 or more.");
 
@@ -435,7 +433,7 @@ public static partial class Program
     {
         if (train.Accumulate > microBatches)
             throw new ArgumentException($"--accumulate {train.Accumulate} asks for more micro-batches per optimizer step than an epoch of {what} has ({microBatches} of --batch {train.BatchSize}); give --accumulate {microBatches} or less.");
-        return OptimizerSteps(microBatches, train.Accumulate);
+        return (microBatches + train.Accumulate - 1) / Math.Max(1, train.Accumulate);
     }
 
     /// <summary>BERT's cap of 20 predictions for 128 tokens at 15 %, scaled to the length and share asked for.</summary>
@@ -821,7 +819,8 @@ public static partial class Program
         var names = loaded.LabelNames;
         if (text is not null && text.Trim().Length == 0) throw new ArgumentException("The text to classify is empty; pass some text, or omit it to read one text per line from standard input.");
         var texts = text is not null ? new List<string> { text } : ReadStdin();
-        if (texts.All(t => t.Trim().Length == 0)) throw new ArgumentException("No text to classify; pass it as an argument or one per line on standard input.");
+        int nonBlank = texts.Count(t => t.Trim().Length > 0);
+        if (nonBlank == 0) throw new ArgumentException("No text to classify; pass it as an argument or one per line on standard input.");
         int limit = Math.Min(maxLen, model.Info.MaxLen), longer = 0, printed = 0;
         if (entry.Head != "token-classifier" && loaded.TabSeparatesPairs)
             for (int i = 0; i < texts.Count; i++)
@@ -871,14 +870,14 @@ public static partial class Program
                 var row = p.Slice(b * K, K);
                 int label = PretrainJob.ArgMax(row);
                 string shown = names is not null && label < names.Count ? names[label] : label.ToString(Inv);
-                for (int line = b == 0 ? printed : chunk[b - 1].Line + 1; line < chunk[b].Line; line++) Console.WriteLine();
+                for (; printed < chunk[b].Line; printed++) Console.WriteLine();   // the blank lines before it
                 Console.WriteLine(string.Create(Inv, $"{shown}\t{row[label]:F3}\t{chunk[b].Text}"));
-                printed = chunk[b].Line + 1;
+                printed++;
             }
         }
         for (; printed < texts.Count; printed++) Console.WriteLine();
         if (longer > 0)
-            Console.Error.WriteLine($"{longer} of {texts.Count(t => t.Trim().Length > 0)} text{(texts.Count == 1 ? " was" : "s were")} longer than {limit} tokens and classified by {(longer == 1 ? "its" : "their")} first {limit} (--max-len; the model takes up to {model.Info.MaxLen}).");
+            Console.Error.WriteLine($"{longer} of {nonBlank} text{(nonBlank == 1 ? " was" : "s were")} longer than {limit} tokens and classified by {(longer == 1 ? "its" : "their")} first {limit} (--max-len; the model takes up to {model.Info.MaxLen}).");
         return 0;
     }
 

@@ -316,18 +316,16 @@ public static class Attention
         KeepScalesScalar(ks, k, n, seed, site, index0, threshold, keepScale);
     }
 
-    /// <summary>ks[k] for k in [from, to) by <see cref="Philox.Round10"/>, one evaluation per counter (four elements).</summary>
+    /// <summary>ks[k] for k in [from, to) by <see cref="Philox.Block"/>, one evaluation per counter (four elements).</summary>
     static void KeepScalesScalar<TFloat>(Span<TFloat> ks, int from, int to, ulong seed, ulong site, ulong index0, uint threshold, TFloat keepScale)
         where TFloat : unmanaged, IBinaryFloatingPointIeee754<TFloat>
     {
-        uint x0 = 0, x1 = 0, x2 = 0, x3 = 0;
+        (uint, uint, uint, uint) block = default;
         for (int k = from; k < to; k++)
         {
-            ulong index = index0 + (ulong)k, counter = index >> 2;
-            if (k == from || (index & 3) == 0)
-                (x0, x1, x2, x3) = Philox.Round10((uint)counter, (uint)(counter >> 32), (uint)site, (uint)(site >> 32), (uint)seed, (uint)(seed >> 32));
-            uint x = (index & 3) switch { 0 => x0, 1 => x1, 2 => x2, _ => x3 };
-            ks[k] = (x >> 8) >= threshold ? keepScale : TFloat.Zero;
+            ulong index = index0 + (ulong)k;
+            if (k == from || (index & 3) == 0) block = Philox.Block(seed, site, index >> 2);
+            ks[k] = (Philox.Word(block, index) >> 8) >= threshold ? keepScale : TFloat.Zero;
         }
     }
 

@@ -40,19 +40,21 @@ public static class Philox
     /// index mod 4 of Philox with key = seed, counter = (index / 4, site), its top 24 bits as the float, exactly. The
     /// CUDA kernels' <c>rt_uniform</c> and <c>bert_uniform</c> compute the same.</summary>
     public static float KeepUniform(ulong seed, ulong site, ulong index)
-    {
-        ulong counter = index >> 2;
-        var (x0, x1, x2, x3) = Round10((uint)counter, (uint)(counter >> 32), (uint)site, (uint)(site >> 32),
-                                       (uint)seed, (uint)(seed >> 32));
-        uint x = (index & 3) switch { 0 => x0, 1 => x1, 2 => x2, _ => x3 };
-        return (x >> 8) * (1.0f / (1 << 24));
-    }
+        => (Word(Block(seed, site, index >> 2), index) >> 8) * (1.0f / (1 << 24));
+
+    /// <summary>The four output words of <paramref name="counter"/> of a dropout site: elements 4·counter … 4·counter + 3.</summary>
+    internal static (uint, uint, uint, uint) Block(ulong seed, ulong site, ulong counter)
+        => Round10((uint)counter, (uint)(counter >> 32), (uint)site, (uint)(site >> 32), (uint)seed, (uint)(seed >> 32));
+
+    /// <summary>Element <paramref name="index"/>'s word of its counter's <paramref name="block"/>: word index mod 4.</summary>
+    internal static uint Word((uint X0, uint X1, uint X2, uint X3) block, ulong index)
+        => (index & 3) switch { 0 => block.X0, 1 => block.X1, 2 => block.X2, _ => block.X3 };
 
     /// <summary>Dropout keep decision for one element, identical on every call: KeepUniform(seed, site, index) >= p.</summary>
     public static bool Keep(ulong seed, ulong site, ulong index, float p) => KeepUniform(seed, site, index) >= p;
 
-    /// <summary>dst[k] = Keep(seed, site, index0 + k, p) ? scale : 0, 64 or 32 elements a step (AVX-512 or AVX2: 16
-    /// or 8 counters of four words), bit for bit what Keep decides element by element.</summary>
+    /// <summary>dst[k] = Keep(seed, site, index0 + k, p) ? scale : 0, 32 elements a step with AVX2 (8 counters of four
+    /// words), bit for bit what Keep decides element by element.</summary>
     public static void FillKeepScales<T>(Span<T> dst, ulong seed, ulong site, ulong index0, float p, T scale)
         where T : unmanaged, System.Numerics.IBinaryFloatingPointIeee754<T> =>
         Attention.KeepScales(dst, seed, site, index0, p, scale);
