@@ -228,6 +228,7 @@ public static partial class Program
         pred.Options.Add(precision);
         pred.SetAction(pr => Predict(DeviceOf(pr, device, precision), pr.GetValue(model)!, pr.GetValue(text), CheckMaxLen("--max-len", pr.GetValue(ftLen), 3)));
         root.Subcommands.Add(pred);
+        root.Subcommands.Add(TokenizeCommand());
 
         // ---- vocab ----
         var voc = new Command("vocab", "Build a WordPiece vocabulary from a corpus (for another language).");
@@ -877,7 +878,7 @@ public static partial class Program
         }
         for (; printed < texts.Count; printed++) Console.WriteLine();
         if (longer > 0)
-            Console.Error.WriteLine($"{longer} of {nonBlank} text{(nonBlank == 1 ? " was" : "s were")} longer than {limit} tokens and classified by {(longer == 1 ? "its" : "their")} first {limit} (--max-len; the model takes up to {model.Info.MaxLen}).");
+            Console.Error.WriteLine($"{longer} of {nonBlank} text{(nonBlank == 1 ? "" : "s")} {(longer == 1 ? "was" : "were")} longer than {limit} tokens and classified by {(longer == 1 ? "its" : "their")} first {limit} (--max-len; the model takes up to {model.Info.MaxLen}).");
         return 0;
     }
 

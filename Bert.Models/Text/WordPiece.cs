@@ -10,8 +10,8 @@ namespace Bert.Text;
 public readonly record struct EncodedPair(int[] Ids, int[] TypeIds, int Truncated);
 
 /// <summary>BERT's WordPiece tokenizer: Microsoft.ML.Tokenizers' <see cref="BertTokenizer"/> for normalization
-/// (lower-casing, accent stripping, CJK spacing) and greedy longest-match-first word pieces, with three fixes
-/// that make it agree with Google's and Hugging Face's BertTokenizer:
+/// (lower-casing, CJK spacing) and greedy longest-match-first word pieces, with four fixes that make it agree with
+/// Google's and Hugging Face's BertTokenizer:
 /// <list type="number">
 /// <item>Pre-tokenization splits on whitespace and on BERT's punctuation — ASCII <c>!"#$%&amp;'()*+,-./:;&lt;=&gt;?@[\]^_`{|}~</c>
 /// and every Unicode P* character — and keeps every other character in its word. The package's default
@@ -22,6 +22,9 @@ public readonly record struct EncodedPair(int[] Ids, int[] TypeIds, int Truncate
 /// <c>_clean_text</c> does; the package deleted tabs (gluing "a\tb" into "ab") and kept U+200B inside words.</item>
 /// <item>The five special tokens written literally in the text ("[MASK]") are split out first and kept whole,
 /// as Hugging Face's added-token split does, before lower-casing could turn them into "[mask]".</item>
+/// <item>Accents are stripped by <see cref="Accents"/> (NFD without the Mn marks, from a table that ships with the
+/// code), not by the package, whose <c>string.Normalize</c> needs ICU: under InvariantGlobalization, as `bert` runs,
+/// "café" stayed "café" and became [UNK] in bert-base-uncased.</item>
 /// </list>
 /// Special ids come from the vocabulary file itself (<see cref="SpecialTokenIds"/>), never from constants.</summary>
 public sealed class WordPiece
@@ -63,7 +66,7 @@ public sealed class WordPiece
 
         var bytes = Encoding.UTF8.GetBytes(string.Join('\n', _vocab) + "\n");
         _bert = BertTokenizer.Create(new MemoryStream(bytes), Options(settings));
-        _text = new BertText(settings, _bert.Normalizer!);
+        _text = new BertText(settings);
     }
 
     /// <summary>Reads a vocabulary file (one token per line, the line index is the id).</summary>
@@ -187,9 +190,9 @@ public sealed class WordPiece
             var (at, special) = NextSpecial(text, start);
             if (at > start)
             {
-                string clean = BertText.Clean(text.AsSpan(start, at - start));
-                if (clean.Length > 0)
-                    ids.AddRange(_bert.EncodeToIds(clean, addSpecialTokens: false, considerPreTokenization: true, considerNormalization: true));
+                string normalized = _text.Normalize(text.AsSpan(start, at - start));
+                if (normalized.Length > 0)
+                    ids.AddRange(_bert.EncodeToIds(normalized, addSpecialTokens: false, considerPreTokenization: true, considerNormalization: false));
             }
             if (special is null) break;
             ids.Add(_ids[special]);
@@ -249,7 +252,7 @@ public sealed class WordPiece
     static BertOptions Options(TokenizerSettings settings) => new()
     {
         LowerCaseBeforeTokenization = settings.LowerCase,
-        RemoveNonSpacingMarks = settings.StripAccents,
+        RemoveNonSpacingMarks = settings.StripAccents,   // unused: BertText normalizes (the package's normalizer is never called)
         ApplyBasicTokenization = true,
         IndividuallyTokenizeCjk = true,
         SplitOnSpecialTokens = false, // Encode splits them out itself, before normalization
@@ -276,28 +279,74 @@ public sealed class WordPiece
     internal static List<string> ParseVocab(string text) =>
         TextSource.Lines(text).Select(l => l.Line).ToList();
 
-    /// <summary>The normalizer for a settings object when no vocabulary exists yet (VocabBuilder): the package's
-    /// normalizer taken from a tokenizer over the five special tokens alone.</summary>
-    internal static BertText TextFor(TokenizerSettings settings)
-    {
-        var bytes = Encoding.UTF8.GetBytes(string.Join('\n', SpecialTokens) + "\n");
-        var bert = BertTokenizer.Create(new MemoryStream(bytes), Options(settings));
-        return new BertText(settings, bert.Normalizer!);
-    }
+    /// <summary>The normalizer for a settings object when no vocabulary exists yet (VocabBuilder).</summary>
+    internal static BertText TextFor(TokenizerSettings settings) => new(settings);
 }
 
-/// <summary>BERT's text pipeline before word pieces: <see cref="Clean"/>, the package's normalizer, then
-/// <see cref="BertPreTokenizer"/>. Shared by <see cref="WordPiece"/> and <see cref="VocabBuilder"/> so that a
-/// built vocabulary sees exactly the words the tokenizer will.</summary>
-internal sealed class BertText(TokenizerSettings settings, Normalizer normalizer)
+/// <summary>BERT's text pipeline before word pieces, in the order of transformers' (fast) BertNormalizer:
+/// <see cref="Clean"/>, a space around each CJK ideograph, the accents stripped (<see cref="Accents"/>), lower case;
+/// then <see cref="BertPreTokenizer"/>. Shared by <see cref="WordPiece"/> and <see cref="VocabBuilder"/> so that a
+/// built vocabulary sees exactly the words the tokenizer will.
+/// <para>All of it is ours rather than Microsoft.ML.Tokenizers' normalizer, which recomposes its output (NFC) and
+/// strips accents with <c>string.Normalize</c>: both need ICU, so under InvariantGlobalization, as `bert` runs, the
+/// same text tokenized differently from the tests' ICU runs ("café" stayed whole, [UNK] in bert-base-uncased), and with
+/// ICU the recomposition turned the jamo that transformers gives a Korean syllable back into the syllable.</para></summary>
+internal sealed class BertText(TokenizerSettings settings)
 {
     public TokenizerSettings Settings { get; } = settings;
 
-    public string Normalize(string text)
+    public string Normalize(string text) => Normalize(text.AsSpan());
+
+    public string Normalize(ReadOnlySpan<char> text)
     {
-        string clean = Clean(text);
-        return clean.Length == 0 ? clean : normalizer.Normalize(clean);
+        string s = SpaceCjk(Clean(text));
+        if (Settings.StripAccents) s = Accents.Strip(s);
+        return Settings.LowerCase ? Lower(s) : s;
     }
+
+    /// <summary>Lower case by each character's own mapping (transformers: Rust's char::to_lowercase, so no final-sigma
+    /// rule); U+0130 (İ) becomes "i̇", its full mapping, as there. The same string when nothing changes.</summary>
+    internal static string Lower(string text)
+    {
+        int i = 0;
+        while (i < text.Length && text[i] < 0x80 && !char.IsAsciiLetterUpper(text[i])) i++;
+        if (i == text.Length) return text;
+        var sb = new StringBuilder(text.Length + 8).Append(text, 0, i);
+        while (i < text.Length)
+        {
+            Rune.DecodeFromUtf16(text.AsSpan(i), out Rune r, out int used);
+            if (r.Value == 0x130) sb.Append("i\u0307");
+            else sb.Append(Rune.ToLowerInvariant(r).ToString());
+            i += used;
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>A space before and after each CJK ideograph, BERT's <c>_tokenize_chinese_chars</c> (its ranges: the CJK
+    /// Unified Ideographs and their extensions A–E, and the compatibility ideographs), so each is a word of its own.</summary>
+    internal static string SpaceCjk(string text)
+    {
+        int i = 0;
+        while (i < text.Length && text[i] < 0x3400) i++;
+        if (i == text.Length) return text;
+        StringBuilder? sb = null;
+        for (i = 0; i < text.Length;)
+        {
+            Rune.DecodeFromUtf16(text.AsSpan(i), out Rune r, out int used);
+            if (IsCjk(r.Value))
+            {
+                sb ??= new StringBuilder(text.Length + 16).Append(text, 0, i);
+                sb.Append(' ').Append(text, i, used).Append(' ');
+            }
+            else sb?.Append(text, i, used);
+            i += used;
+        }
+        return sb?.ToString() ?? text;
+    }
+
+    static bool IsCjk(int cp) => cp is >= 0x4E00 and <= 0x9FFF or >= 0x3400 and <= 0x4DBF or >= 0x20000 and <= 0x2A6DF
+        or >= 0x2A700 and <= 0x2B73F or >= 0x2B740 and <= 0x2B81F or >= 0x2B820 and <= 0x2CEAF or >= 0xF900 and <= 0xFAFF
+        or >= 0x2F800 and <= 0x2FA1F;
 
     public List<string> Words(string text)
     {

@@ -6,14 +6,19 @@ using Bert.Runtime.Kernels;
 // Arguments: [reps] [threads] — threads limits the managed GEMM (set OPENBLAS_NUM_THREADS to match for OpenBLAS).
 int reps = args.Length > 0 ? int.Parse(args[0]) : 9;
 int threads = args.Length > 1 ? int.Parse(args[1]) : ManagedGemm.DefaultThreads;
-(int M, int N, int K, string note)[] shapes =
+// transB: y = x·Wᵀ with W stored N×K, as a Linear layer runs (the rows of BERT-Base at B = 1, T = 128).
+(int M, int N, int K, string note, bool transB)[] shapes =
 [
-    (512, 512, 512, "square"),
-    (1024, 1024, 1024, "square"),
-    (2048, 2048, 2048, "square"),
-    (4096, 768, 768, "attention projection (seq·batch 4096, hidden 768)"),
-    (4096, 768, 3072, "FFN down (4096×3072 · 3072×768)"),
-    (4096, 3072, 768, "FFN up (4096×768 · 768×3072)"),
+    (512, 512, 512, "square", false),
+    (1024, 1024, 1024, "square", false),
+    (2048, 2048, 2048, "square", false),
+    (4096, 768, 768, "attention projection (seq·batch 4096, hidden 768)", false),
+    (4096, 768, 3072, "FFN down (4096×3072 · 3072×768)", false),
+    (4096, 3072, 768, "FFN up (4096×768 · 768×3072)", false),
+    (128, 2304, 768, "BERT-Base B=1: query-key-value, x·Wᵀ", true),
+    (128, 768, 768, "BERT-Base B=1: attention output, x·Wᵀ", true),
+    (128, 3072, 768, "BERT-Base B=1: FFN up, x·Wᵀ", true),
+    (128, 768, 3072, "BERT-Base B=1: FFN down, x·Wᵀ", true),
 ];
 
 string cpu = File.Exists("/proc/cpuinfo")
@@ -33,15 +38,15 @@ Console.WriteLine("| M×N×K | managed GFLOP/s | OpenBLAS GFLOP/s | managed/Open
 Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|");
 
 var rng = new Random(42);
-foreach (var (M, N, K, _) in shapes)
+foreach (var (M, N, K, _, transB) in shapes)
 {
     float[] a = new float[M * K], b = new float[K * N], c1 = new float[M * N], c2 = new float[M * N];
     for (int i = 0; i < a.Length; i++) a[i] = (float)(rng.NextDouble() * 2 - 1);
     for (int i = 0; i < b.Length; i++) b[i] = (float)(rng.NextDouble() * 2 - 1);
 
     double flops = 2.0 * M * N * K;
-    Action managed = () => ManagedGemm.Run(false, false, M, N, K, 1f, a, K, b, N, 0f, c1, N, threads);
-    Action openblas = OpenBlasGemm.IsAvailable ? () => OpenBlasGemm.Run(false, false, M, N, K, 1f, a, K, b, N, 0f, c2, N) : () => { };
+    Action managed = () => ManagedGemm.Run(false, transB, M, N, K, 1f, a, K, b, transB ? K : N, 0f, c1, N, threads);
+    Action openblas = OpenBlasGemm.IsAvailable ? () => OpenBlasGemm.Run(false, transB, M, N, K, 1f, a, K, b, transB ? K : N, 0f, c2, N) : () => { };
     Warm(managed);
     Warm(openblas);
     var tm = new double[reps];
@@ -63,7 +68,7 @@ foreach (var (M, N, K, _) in shapes)
         foreach (float v in c2) scale = Math.Max(scale, Math.Abs(v));
         for (int i = 0; i < c1.Length; i++) maxRel = Math.Max(maxRel, Math.Abs(c1[i] - c2[i]) / scale);
     }
-    Console.WriteLine($"| {M}×{N}×{K} | {gm:F1} | {go:F1} | {gm / go * 100:F0}% | {bm:F1} | {bo:F1} | {bm / bo * 100:F0}% | {maxRel:E1} |");
+    Console.WriteLine($"| {M}×{N}×{K}{(transB ? " (Bᵀ)" : "")} | {gm:F1} | {go:F1} | {gm / go * 100:F0}% | {bm:F1} | {bo:F1} | {bm / bo * 100:F0}% | {maxRel:E1} |");
 }
 
 Console.WriteLine();
