@@ -17,7 +17,8 @@
 #   parity    a checkpoint we wrote, loaded into transformers' BertForPreTraining: logits, loss and every gradient
 #   formats   (not in the default PARTS; CPU only, about 15 s) hf_formats.py: a transformers classifier saved as safetensors,
 #             as torch's pytorch_model.bin in both formats and sharded both ways, each read by `bert predict` to
-#             transformers' own probabilities; and `bert export --hf` (f32, bf16) loaded back by transformers
+#             transformers' own probabilities; and `bert export --hf` (f32, bf16) loaded back by transformers; then
+#             bench/parity/tokenizer.sh: `bert tokenize` against transformers' BertTokenizerFast on every embedded text
 # Outputs go to $OUT (or bench/gpu/out) for bench/RESULTS.md.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -53,7 +54,8 @@ parts=${PARTS:-selftest train hf parity}
         timeout ${HF_TIMEOUT:-240} python3 "$here/hf_baseline.py" ${HF_ARGS:---batches 32,64,256} --json "$out/hf_baseline.json"; echo "baseline exit $?" ;;
       formats)
         echo "== weight files: transformers' and torch's read by bert, bert's exports read by transformers"
-        timeout ${FORMATS_TIMEOUT:-120} python3 "$here/hf_formats.py" --bert "$bert"; echo "formats exit $?" ;;
+        timeout ${FORMATS_TIMEOUT:-120} python3 "$here/hf_formats.py" --bert "$bert"; echo "formats exit $?"
+        BERT=$bert timeout 120 bash "$root/bench/parity/tokenizer.sh"; echo "tokenizer exit $?" ;;
       parity)
         echo "== parity with transformers"
         BERT=$bert WORK=/tmp/bert-parity timeout ${PARITY_TIMEOUT:-180} bash "$root/bench/parity/run.sh"; echo "parity exit $?" ;;
