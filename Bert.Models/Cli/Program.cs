@@ -33,6 +33,13 @@ public static partial class Program
         {
             var root = Build(cancel.Token);
             var parsed = root.Parse(args.Length == 0 ? ["--help"] : args);   // a bare `bert` lists the commands
+            if (parsed.Errors.Count > 0 && parsed.CommandResult.Command is RootCommand && args.Length > 0 && !args[0].StartsWith('-'))
+            {
+                // An unknown command is one sentence, not the parser's three ("Required command was not provided", and each
+                // word unrecognized).
+                Console.Error.WriteLine($"error: '{args[0]}' is not a bert command; `bert --help` lists them ({string.Join(", ", root.Subcommands.Select(c => c.Name))}).");
+                return 1;
+            }
             if (parsed.Errors.Count > 0)
             {
                 // Each error on a line of its own, naming its option, the last saying where the options are listed: not the
@@ -217,7 +224,7 @@ public static partial class Program
         var model = new Option<string>("--model") { Description = "checkpoint folder of a classifier", Required = true };
         foreach (var o in new Option[] { model, data, dev, format, ftLen, device }) ev.Options.Add(o);
         ev.Options.Add(precision);
-        ev.SetAction(pr => Eval(DeviceOf(pr, device, precision), pr.GetValue(model)!, pr.GetValue(data)!, pr.GetValue(dev), pr.GetValue(format)!, CheckMaxLen("--max-len", pr.GetValue(ftLen), 3)));
+        ev.SetAction(pr => Eval(DeviceOf(pr, device, precision), pr.GetValue(model)!, pr.GetValue(data)!, pr.GetValue(dev), pr.GetValue(format)!, CheckMaxLen("--max-len", pr.GetValue(ftLen), 3), pr.GetResult(ftLen) is { Implicit: false }));
         root.Subcommands.Add(ev);
 
         // ---- predict ----
@@ -226,7 +233,7 @@ public static partial class Program
         pred.Arguments.Add(text);
         foreach (var o in new Option[] { model, ftLen, device }) pred.Options.Add(o);
         pred.Options.Add(precision);
-        pred.SetAction(pr => Predict(DeviceOf(pr, device, precision), pr.GetValue(model)!, pr.GetValue(text), CheckMaxLen("--max-len", pr.GetValue(ftLen), 3)));
+        pred.SetAction(pr => Predict(DeviceOf(pr, device, precision), pr.GetValue(model)!, pr.GetValue(text), CheckMaxLen("--max-len", pr.GetValue(ftLen), 3), pr.GetResult(ftLen) is { Implicit: false }));
         root.Subcommands.Add(pred);
         root.Subcommands.Add(TokenizeCommand());
 
@@ -632,6 +639,10 @@ public static partial class Program
     static (Catalog.Entry Entry, Model<float> Model) StartingModel(string? from, Reinit? reinit, string? size, string head, int classes, ulong seed, Catalog.Entry? declared = null)
     {
         var pre = from is null ? null : LoadModel(from, asEncoder: true);
+        // A start whose run was cut short (Ctrl-C, --save-every) is taken as it is, but said: its weights are those of an
+        // early step, and finishing the run first is one command.
+        if (from is not null && TrainLoop.Progress(from) is { } p && p.Step < p.TotalSteps)
+            Console.Error.WriteLine($"Note: {from} holds a run stopped at step {p.Step:N0} of {p.TotalSteps:N0}; starting from those weights (running its command again with --out {from} finishes it first).");
         var entry = declared ?? Catalog.Get(size ?? pre?.Entry.Size ?? "mini", head, classes);
         if (declared is not null && (declared.Head != head || declared.Classes < classes))
             throw new ArgumentException($"{declared.Name} is a {declared.Head} with {declared.Classes} classes, and the data needs a {head} with {classes}; name another model in the experiment.");
@@ -738,11 +749,12 @@ public static partial class Program
         return trainer;
     }
 
-    static int Eval(string device, string dir, string dataSpec, string? devFile, string format, int maxLen)
+    static int Eval(string device, string dir, string dataSpec, string? devFile, string format, int maxLen, bool maxLenGiven)
     {
         var loaded = LoadModel(dir);
         RequireFineTuned(loaded, dir);
         var (entry, model) = loaded;
+        RequireMaxLenFits(maxLen, maxLenGiven, model);
         using var gpu = OnDevice(device, entry, model);
         var tok = CheckpointTokenizer.Load(dir);
         RequireVocabFits(tok, model, dir);
@@ -809,11 +821,12 @@ public static partial class Program
 
     /// <summary>Prints label (its name when the checkpoint names its classes), probability and text for each text; a
     /// text with a tab is a sentence pair (first TAB second), for models fine-tuned on pairs.</summary>
-    static int Predict(string device, string dir, string? text, int maxLen)
+    static int Predict(string device, string dir, string? text, int maxLen, bool maxLenGiven)
     {
         var loaded = LoadModel(dir);
         RequireFineTuned(loaded, dir);
         var (entry, model) = loaded;
+        RequireMaxLenFits(maxLen, maxLenGiven, model);
         using var gpu = OnDevice(device, entry, model);
         var tok = CheckpointTokenizer.Load(dir);
         RequireVocabFits(tok, model, dir);
@@ -880,6 +893,14 @@ public static partial class Program
         if (longer > 0)
             Console.Error.WriteLine($"{longer} of {nonBlank} text{(nonBlank == 1 ? "" : "s")} {(longer == 1 ? "was" : "were")} longer than {limit} tokens and classified by {(longer == 1 ? "its" : "their")} first {limit} (--max-len; the model takes up to {model.Info.MaxLen}).");
         return 0;
+    }
+
+    /// <summary>A --max-len given beyond the model's positions is one sentence (eval, predict), as in finetune, instead of
+    /// being lowered to MaxLen unsaid; the default (128) is lowered to a smaller model's MaxLen.</summary>
+    static void RequireMaxLenFits(int maxLen, bool given, Model<float> model)
+    {
+        if (given && maxLen > model.Info.MaxLen)
+            throw new ArgumentException($"--max-len {maxLen} is over {model.Info.Name}'s MaxLen of {model.Info.MaxLen}; give --max-len {model.Info.MaxLen} or less.");
     }
 
     /// <summary>A tokenizer whose ids the model's embedding holds: more entries than it embeds is one sentence up front

@@ -90,6 +90,9 @@ public sealed class TrainLoop
         ReadState(dir) is { } s && s.Model == model && s.Step >= s.TotalSteps
             && (totalSteps is null || s.TotalSteps == totalSteps) && (experiment is null || s.Experiment == experiment);
 
+    /// <summary>The step and the total steps of the run in <paramref name="dir"/> (its trainer_state.json), or null.</summary>
+    public static (long Step, long TotalSteps)? Progress(string dir) => ReadState(dir) is { } s ? (s.Step, s.TotalSteps) : null;
+
     /// <summary>The best evaluation's score of the run in <paramref name="dir"/> (its trainer_state.json), or null.</summary>
     public static double? BestScore(string dir) => ReadState(dir)?.BestScore;
 

@@ -127,6 +127,7 @@ public partial class CliTests
         Assert.Contains("line 1 has several words before its tab ('a really great film number 0'), as a text<TAB>label file has", Refusal([.. Finetune(Labeled(), "k"), "--format", "conll"]));
         Assert.Contains("--accumulate 50 asks for more micro-batches per optimizer step than an epoch of", Refusal([.. Finetune(Labeled(), "a"), "--accumulate", "50"]));
         Assert.Contains("use a batch of at most about", Refusal("pretrain", "--size", "nano", "--steps", "1", "--batch", "100000", "--max-len", "32", "--out", Path.Combine(_dir, "big")));
+        Assert.StartsWith("error: 'frobnicate' is not a bert command; `bert --help` lists them (demo, pretrain,", Refusal("frobnicate", "--size", "nano"));
         foreach (var name in new[] { "h", "n", "c", "k", "a", "big" }) Assert.False(Directory.Exists(Path.Combine(_dir, name)) && Directory.EnumerateFileSystemEntries(Path.Combine(_dir, name)).Any(), name);
 
         var tuned = FineTunedNano("tuned");
@@ -169,6 +170,19 @@ public partial class CliTests
         Assert.Equal(["", ""], lines[1..3]);
         Assert.Matches(@"^[01]\t[0-9.]+\ta very bad phone$", lines[3]);
         Assert.Equal("", lines[4]);
+
+        // A start whose run stopped early (its trainer_state.json short of its total) is taken, and said to be.
+        string state = Path.Combine(dir, "trainer_state.json");
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(state))!;
+        long step = (long)json["Step"]!;
+        json["TotalSteps"] = 1000;
+        File.WriteAllText(state, json.ToJsonString());
+        r = Run("finetune", "--data", Labeled(), "--from", dir, "--epochs", "1", "--batch", "8", "--max-len", "16", "--out", Path.Combine(_dir, "from-stopped"));
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        Assert.Contains($"Note: {dir} holds a run stopped at step {step} of 1,000; starting from those weights", r.Err);
+        r = Run("finetune", "--data", Labeled(), "--from", Path.Combine(_dir, "from-stopped"), "--epochs", "1", "--batch", "8", "--max-len", "16", "--out", Path.Combine(_dir, "from-finished"));
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        Assert.DoesNotContain("Note:", r.Err);
     }
 
     /// <summary>vocab never writes over a vocabulary or a model's tokenizer.</summary>
@@ -225,6 +239,16 @@ public partial class CliTests
         r = Run("predict", "--model", model, "--max-len", "8", string.Join(' ', Enumerable.Repeat("great", 40)));
         Assert.True(r.Code == 0, r.Out + r.Err);
         Assert.Contains("1 of 1 text was longer than 8 tokens and classified by its first 8 (--max-len; the model takes up to 64).", r.Err);
+        // A --max-len beyond the model's positions is refused, by predict and eval alike; the default (128) is lowered to 64.
+        foreach (var command in new[] { "predict", "eval" })
+        {
+            r = Run([command, "--model", model, "--max-len", "100", .. command == "eval" ? new[] { "--data", Labeled() } : ["a fine film"]]);
+            Assert.Equal(1, r.Code);
+            Assert.Equal("error: --max-len 100 is over BertNanoClassifier's MaxLen of 64; give --max-len 64 or less.", r.Err.Trim());
+        }
+        r = Run("predict", "--model", model, string.Join(' ', Enumerable.Repeat("great", 80)));
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        Assert.Contains("1 of 1 text was longer than 64 tokens and classified by its first 64", r.Err);
         r = Run("predict", "--model", model, "  ");
         Assert.Equal(1, r.Code);
         Assert.Contains("The text to classify is empty", r.Err);
