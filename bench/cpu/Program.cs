@@ -8,7 +8,7 @@
 //   3. peak memory of each: our planned bytes (arena + parameters [+ gradients + AdamW moments]) and the
 //      process's peak resident set above the level before the phase (VmHWM after resetting it through
 //      /proc/self/clear_refs), the only measure that also sees ONNX Runtime's native allocations.
-// Usage: bench/cpu/run.sh [--quick | --profile | --profile-train | --gemm-training | --attention | --torch]   (--torch: training against PyTorch's CPU step, see TrainingAgainstTorch)
+// Usage: bench/cpu/run.sh [--quick | --profile | --latency | --profile-train | --gemm-training | --attention | --torch]   (--torch: training against PyTorch's CPU step, see TrainingAgainstTorch)
 using System.Diagnostics;
 using Bert.Export;
 using Bert.Models;
@@ -20,6 +20,7 @@ using Microsoft.ML.OnnxRuntime;
 
 bool quick = args.Contains("--quick");
 if (args.Contains("--profile")) { ProfileInference(); return; }
+if (args.Contains("--latency")) { LatencyCurve(); return; }
 if (args.Contains("--profile-train")) { ProfileTraining(); return; }
 if (args.Contains("--gemm-training")) { GemmTrainingShapes(); return; }
 if (args.Contains("--attention")) { AttentionShapes(); return; }
@@ -262,6 +263,55 @@ static string Kind(Bert.Runtime.OpInfo op) => op.Kind switch
     _ => op.Kind.ToString(),
 };
 
+// `--latency`: B = 1 forwards one after another from a cold start, BERT-Mini and BERT-Base classifiers at T = 128: the
+// median of each block of 20 (so the JIT's tiering shows: about twice as slow for the first 40-140 forwards), ours
+// alone, ONNX Runtime's alone, then the two strictly interleaved, back to back and 50 ms apart, to tell warm-up from
+// interference. ORT_SPIN=0 turns ONNX Runtime's thread spinning off (session.intra_op.allow_spinning); LATENCY_ALONE=1
+// prints only our cold-start curve.
+static void LatencyCurve()
+{
+    foreach (var size in new[] { "mini", "base" })
+    {
+        var entry = Catalog.Get(size, "classifier");
+        var model = entry.Create();
+        model.InitParameters(1);
+        model.Bind(1, T, 0, training: false);
+        var ids = SetInputs(model, 1, 0, new Random(1));
+        int reps = size == "mini" ? 400 : 120;
+        var alone = new List<double>();
+        for (int r = 0; r < reps; r++) { var sw = Stopwatch.StartNew(); model.Forward(); alone.Add(sw.Elapsed.TotalMilliseconds); }
+        if (Environment.GetEnvironmentVariable("LATENCY_ALONE") == "1")
+        {
+            Console.WriteLine($"{entry.Info.Name} B=1, ours alone from cold, medians of blocks of 20: {string.Join(" ", alone.Chunk(20).Select(c => Median([.. c]).ToString("F1")))}");
+            continue;
+        }
+        var onnx = OnnxExport.Build(model.Info, model.Parameters).ToByteArray();
+        using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL, IntraOpNumThreads = 2, InterOpNumThreads = 1, ExecutionMode = ExecutionMode.ORT_SEQUENTIAL };
+        if (Environment.GetEnvironmentVariable("ORT_SPIN") == "0") options.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
+        using var session = new InferenceSession(onnx, options);
+        using var ort = new OrtBatch(session, 1, ids);
+        var ortAlone = new List<double>();
+        for (int r = 0; r < reps / 2; r++) { var sw = Stopwatch.StartNew(); ort.Run(); ortAlone.Add(sw.Elapsed.TotalMilliseconds); }
+        string Blocks(List<double> xs) => string.Join(" ", xs.Chunk(20).Select(c => Median([.. c]).ToString("F1")));
+        Console.WriteLine($"{entry.Info.Name} B=1 T={T}, ms, medians of blocks of 20 forwards:");
+        Console.WriteLine($"  ours alone, from cold:                {Blocks(alone)}");
+        Console.WriteLine($"  ORT alone:                            {Blocks(ortAlone)}");
+        foreach (int pause in new[] { 0, 50 })
+        {
+            var ours = new List<double>(); var theirs = new List<double>();
+            for (int r = 0; r < reps / 2; r++)
+            {
+                var sw = Stopwatch.StartNew(); model.Forward(); ours.Add(sw.Elapsed.TotalMilliseconds);
+                if (pause > 0) Thread.Sleep(pause);
+                sw.Restart(); ort.Run(); theirs.Add(sw.Elapsed.TotalMilliseconds);
+                if (pause > 0) Thread.Sleep(pause);
+            }
+            Console.WriteLine($"  interleaved, {pause,2} ms apart: ours    {Blocks(ours)}");
+            Console.WriteLine($"  interleaved, {pause,2} ms apart: ORT     {Blocks(theirs)}");
+        }
+    }
+}
+
 // `--profile`: where the time of a B = 1 forward goes, per op kind (the model's OnOp hook with a stopwatch; medians of
 // the per-kind sums over the last 30 of PROFILE_REPS forwards, default 200: the JIT's tiering needs about a hundred
 // forwards before the kernels run their optimized code, and the first few dozen are 2-3× slower), for BERT-Mini and
@@ -428,14 +478,31 @@ static double Compare(Model<float> model, OrtBatch ort)
     return diff / scale;
 }
 
+// The two alternate in blocks of about half a second each, 150 ms apart, the first call of a block not counted when calls
+// are short: ONNX Runtime's pool keeps its threads spinning for tens of milliseconds after a run returns (its
+// allow_spinning default, which speeds its own next call), and on 2 cores that spinning took a core from whatever ran
+// next: BERT-Mini's B=1 forward, 5.0 ms alone, took 9-13 ms when called right after an ONNX Runtime run
+// (bench/RESULTS.md, 2026-12-07 later; `--latency`). Blocks still alternate, so both see the VM's drift alike.
 static (List<double>, List<double>) Interleaved(Action a, Action b, int minReps, int maxReps, double budgetSeconds)
 {
     var ta = new List<double>(); var tb = new List<double>();
     var total = Stopwatch.StartNew();
     while (ta.Count < maxReps && (ta.Count < minReps || total.Elapsed.TotalSeconds < budgetSeconds))
     {
-        var sw = Stopwatch.StartNew(); a(); ta.Add(sw.Elapsed.TotalSeconds);
-        sw.Restart(); b(); tb.Add(sw.Elapsed.TotalSeconds);
+        foreach (var (run, times) in new[] { (a, ta), (b, tb) })
+        {
+            Thread.Sleep(150);
+            var block = Stopwatch.StartNew();
+            var sw = Stopwatch.StartNew(); run();
+            double first = sw.Elapsed.TotalSeconds;
+            if (first >= 1) times.Add(first);     // a long call: a residue of milliseconds is noise, and a rep costs seconds
+            while (times.Count < maxReps && block.Elapsed.TotalSeconds < 0.5 && first < 1)
+            {
+                sw.Restart(); run(); times.Add(sw.Elapsed.TotalSeconds);
+            }
+        }
+        int n = Math.Min(ta.Count, tb.Count);
+        ta.RemoveRange(n, ta.Count - n); tb.RemoveRange(n, tb.Count - n);   // as many of each
     }
     return (ta, tb);
 }
