@@ -4,7 +4,8 @@ transformers' BasicTokenizer._run_strip_accents does) for the characters whose c
 
 The product runs with InvariantGlobalization (no ICU), where .NET's string.Normalize cannot decompose, so the
 decompositions travel with the code. Mn characters themselves and the Hangul syllables (decomposed by formula) are
-handled in Accents.cs and left out of the table. Run: python3 scripts/accents.py (it prints the Unicode version used).
+handled in Accents.cs and left out of the table. Run it with a Python whose unicodedata is at least as new as the
+ICU the tests compare with (AccentsTests): python3.13 scripts/accents.py (Unicode 15.1; it prints the version used).
 """
 import os
 import unicodedata

@@ -916,6 +916,8 @@ public static partial class Program
     /// so that bytes of another encoding are refused, naming the line, instead of turning into U+FFFD.</summary>
     static List<string> ReadStdin()
     {
+        if (StandardInput is null && !Console.IsInputRedirected)
+            Console.Error.WriteLine("Reading texts from the terminal, one per line; end with Ctrl-D (or pass a text as an argument).");
         if (StandardInput is not null || !Console.IsInputRedirected) return ReadLines(StandardInput ?? Console.In);
         using var buffer = new MemoryStream();
         Console.OpenStandardInput().CopyTo(buffer);

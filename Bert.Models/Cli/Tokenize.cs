@@ -36,12 +36,13 @@ public static partial class Program
                 throw new ArgumentException("Give the tokenizer once: --model DIR (the one saved with a checkpoint) or --vocab DIR, not both.");
             int len = CheckMaxLen("--max-len", pr.GetValue(maxLen), 3);
             if (pr.GetValue(pairs)) RequirePairRoom(len, "a sentence pair");
-            return Tokenize(pr.GetValue(text), pr.GetValue(corpus), pr.GetValue(model), pr.GetValue(vocab), pr.GetValue(output)!, pr.GetValue(pairs), pr.GetValue(stats), len);
+            return Tokenize(pr.GetValue(text), pr.GetValue(corpus), pr.GetValue(model), pr.GetValue(vocab), pr.GetValue(output)!, pr.GetValue(pairs), pr.GetValue(stats), len,
+                pr.GetResult(maxLen) is { Implicit: false });
         });
         return cmd;
     }
 
-    static int Tokenize(string? text, string[]? corpus, string? modelDir, string? vocabDir, string output, bool pairs, bool stats, int maxLen)
+    static int Tokenize(string? text, string[]? corpus, string? modelDir, string? vocabDir, string output, bool pairs, bool stats, int maxLen, bool maxLenGiven)
     {
         bool fromCorpus = corpus is { Length: > 0 };
         if (text is not null && fromCorpus)
@@ -49,18 +50,38 @@ public static partial class Program
         if (text is not null && text.Trim().Length == 0)
             throw new ArgumentException("The text to tokenize is empty; pass some text, or omit it to read --corpus or one text per line from standard input.");
         var tok = modelDir is not null ? CheckpointTokenizer.Load(modelDir) : Tokenizer(vocabDir);
-        string source = text is not null ? "The text" : fromCorpus ? "The corpus" : "Standard input";
+        // A checkpoint's positions bound --max-len as they do for eval and predict: a larger one given is refused, the
+        // default lowered to them.
+        int positions = 512;
+        if (modelDir is not null && File.Exists(Path.Combine(modelDir, "config.json"))
+            && Bert.Runtime.Checkpoints.HfConfig.Read(Path.Combine(modelDir, "config.json")).Get("max_position_embeddings") is long mp and > 0)
+        {
+            positions = (int)Math.Min(mp, int.MaxValue);
+            if (maxLen > positions && maxLenGiven)
+                throw new ArgumentException($"--max-len {maxLen} is over the MaxLen of the model in {modelDir}, {positions}; give --max-len {positions} or less.");
+            maxLen = Math.Min(maxLen, positions);
+        }
         List<string> texts = text is not null ? [text] : fromCorpus ? DataSets.VocabLines(corpus!) : ReadStdin();
         int nonBlank = texts.Count(t => t.Trim().Length > 0);
         if (nonBlank == 0)
             throw new ArgumentException(fromCorpus ? $"The corpus ({string.Join(", ", corpus!)}) has no text to tokenize; give files with text in them."
                 : "No text to tokenize; pass it as an argument, with --corpus, or one per line on standard input.");
+        // Where text i came from, for a message: the argument, a line of standard input or of the one corpus file, or the
+        // i-th text of several corpus inputs.
+        string Where(int i) => text is not null ? "The text"
+            : !fromCorpus ? $"Line {i + 1} of standard input"
+            : corpus!.Length == 1 && File.Exists(corpus[0]) ? $"Line {i + 1} of {corpus[0]}"
+            : $"Text {i + 1} of --corpus {string.Join(' ', corpus!)}";
         if (pairs)
             for (int i = 0; i < texts.Count; i++)
             {
+                if (texts[i].Trim().Length == 0) continue;
                 int tabs = texts[i].Count(c => c == '\t');
-                if (texts[i].Trim().Length > 0 && tabs != 1)
-                    throw new ArgumentException($"{(text is not null ? source : $"Line {i + 1} of {source.ToLowerInvariant()}")} has {tabs + 1} tab-separated field{(tabs == 0 ? "" : "s")}, but with --pairs a text is 'first text<TAB>second text'; {(tabs == 0 ? "put a tab between the two texts, or drop --pairs" : "remove the extra tabs")}.");
+                if (tabs != 1)
+                    throw new ArgumentException($"{Where(i)} has {tabs + 1} tab-separated field{(tabs == 0 ? "" : "s")}, but with --pairs a text is 'first text<TAB>second text'; {(tabs == 0 ? "put a tab between the two texts, or drop --pairs" : "remove the extra tabs")}.");
+                int tab = texts[i].IndexOf('\t');
+                if (texts[i][..tab].Trim().Length == 0 || texts[i][(tab + 1)..].Trim().Length == 0)
+                    throw new ArgumentException($"{Where(i)} has an empty {(texts[i][..tab].Trim().Length == 0 ? "first" : "second")} text; with --pairs both sides of the tab need text.");
             }
 
         EncodedPair Encode(string t)
@@ -70,7 +91,7 @@ public static partial class Program
             return tok.EncodePair(t[..tab], t[(tab + 1)..], maxLen);
         }
 
-        if (stats) return TokenizeStats(tok, texts, Encode, modelDir ?? vocabDir, maxLen, pairs);
+        if (stats) return TokenizeStats(tok, texts, Encode, modelDir ?? vocabDir, maxLen, pairs, positions);
 
         int longer = 0;
         var json = new JsonSerializerOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
@@ -106,7 +127,7 @@ public static partial class Program
 
     /// <summary>`tokenize --stats`: the summary that tells whether a tokenizer fits a corpus (pieces a word, [UNK]) and
     /// which --max-len its texts need (length percentiles, how many would be cut).</summary>
-    static int TokenizeStats(WordPiece tok, List<string> texts, Func<string, EncodedPair> encode, string? from, int maxLen, bool pairs)
+    static int TokenizeStats(WordPiece tok, List<string> texts, Func<string, EncodedPair> encode, string? from, int maxLen, bool pairs, int positions)
     {
         long words = 0, pieces = 0, unkPieces = 0;
         int blank = 0, longer = 0;
@@ -137,14 +158,15 @@ public static partial class Program
         static string Percent(long part, long whole) { double p = 100.0 * part / whole; return p.ToString(p >= 0.01 ? "F2" : "G2", Inv); }
         int Pct(double q) => lengths[Math.Min(n - 1, (int)Math.Ceiling(q * n) - 1)];
         var s0 = tok.Settings;
-        Console.WriteLine($"Tokenizer: {from ?? "bert-base-uncased"} ({tok.VocabSize:N0} entries; lower case: {s0.LowerCase}, strip accents: {s0.StripAccents}).");
-        Console.WriteLine($"Texts: {n:N0}{(pairs ? " sentence pairs" : "")}{(blank > 0 ? $" ({blank:N0} blank line{(blank == 1 ? "" : "s")} skipped)" : "")}; {words:N0} words, {pieces:N0} word pieces: {(double)pieces / Math.Max(1, words):F2} pieces a word.");
-        string top = string.Join(", ", unknown.OrderByDescending(kv => kv.Value).ThenBy(kv => kv.Key, StringComparer.Ordinal).Take(10).Select(kv => $"{kv.Key} ({kv.Value:N0})"));
+        string Plural(long k, string one) => k == 1 ? one : one + "s";
+        Console.WriteLine(string.Create(Inv, $"Tokenizer: {from ?? "bert-base-uncased"} ({tok.VocabSize:N0} entries; lower case: {s0.LowerCase}, strip accents: {s0.StripAccents})."));
+        Console.WriteLine(string.Create(Inv, $"Texts: {n:N0}{(pairs ? " sentence " + Plural(n, "pair") : "")}{(blank > 0 ? $" ({blank:N0} blank {Plural(blank, "line")} skipped)" : "")}; {words:N0} {Plural(words, "word")}, {pieces:N0} word {Plural(pieces, "piece")}: {(double)pieces / Math.Max(1, words):F2} pieces a word."));
+        string top = string.Join(", ", unknown.OrderByDescending(kv => kv.Value).ThenBy(kv => kv.Key, StringComparer.Ordinal).Take(10).Select(kv => string.Create(Inv, $"{kv.Key} ({kv.Value:N0})")));
         Console.WriteLine(unkPieces == 0 ? "[UNK]: none; every word has pieces in the vocabulary."
-            : $"[UNK]: {unkPieces:N0} piece{(unkPieces == 1 ? "" : "s")}, {Percent(unkPieces, pieces)} % of all; most frequent unknown words: {top}.");
-        Console.WriteLine($"Length with [CLS] and [SEP]: median {Pct(0.5)}, 90th percentile {Pct(0.9)}, 99th {Pct(0.99)}, longest {lengths[n - 1]}.");
+            : string.Create(Inv, $"[UNK]: {unkPieces:N0} {Plural(unkPieces, "piece")}, {Percent(unkPieces, pieces)} % of all; most frequent unknown words: {top}."));
+        Console.WriteLine(string.Create(Inv, $"Length with [CLS] and [SEP]: median {Pct(0.5)}, 90th percentile {Pct(0.9)}, 99th {Pct(0.99)}, longest {lengths[n - 1]}."));
         Console.WriteLine(longer == 0 ? $"None longer than --max-len {maxLen}."
-            : $"{longer:N0} of {n:N0} ({100.0 * longer / n:F1} %) longer than --max-len {maxLen}: finetune, eval and predict would cut them to {maxLen} tokens{(lengths[n - 1] <= 512 ? $" (a --max-len of {lengths[n - 1]} keeps every one whole)" : "")}.");
+            : string.Create(Inv, $"{longer:N0} of {n:N0} ({100.0 * longer / n:F1} %) longer than --max-len {maxLen}: finetune, eval and predict would cut them to {maxLen} tokens{(lengths[n - 1] <= positions ? $" (a --max-len of {lengths[n - 1]} keeps every one whole)" : $" ({lengths.Count(l => l > positions):N0} longer than the {positions} positions a model takes)")}."));
         return 0;
     }
 }

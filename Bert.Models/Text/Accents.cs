@@ -14,25 +14,35 @@ public static partial class Accents
 {
     const int HangulBase = 0xAC00, HangulCount = 11172, JamoL = 0x1100, JamoV = 0x1161, JamoT = 0x11A7, VCount = 21, TCount = 28;
 
-    /// <summary><paramref name="text"/> with its accents stripped; the same string when nothing changes.</summary>
+    /// <summary><paramref name="text"/> with its accents stripped; the same string (nothing allocated) when nothing
+    /// changes.</summary>
     public static string Strip(string text)
     {
         int first = 0;
-        while (first < text.Length && text[first] < 0xC0) first++;     // nothing below U+00C0 decomposes or is Mn
+        while (first < text.Length)
+        {
+            if (text[first] < 0xC0) { first++; continue; }                  // nothing below U+00C0 decomposes or is Mn
+            if (!Rune.TryGetRuneAt(text, first, out Rune r)) { first++; continue; }   // an unpaired surrogate stays
+            if (Changes(r)) break;
+            first += r.Utf16SequenceLength;
+        }
         if (first == text.Length) return text;
-        var sb = new StringBuilder(text.Length).Append(text, 0, first);
-        bool changed = false;
+        var sb = new StringBuilder(text.Length + 8).Append(text, 0, first);
         for (int i = first; i < text.Length;)
         {
-            if (text[i] < 0xC0) { sb.Append(text[i++]); continue; }
-            if (!Rune.TryGetRuneAt(text, i, out Rune r)) { sb.Append(text[i++]); continue; }   // an unpaired surrogate stays
-            i += r.Utf16SequenceLength;
-            changed |= Append(sb, r);
+            if (text[i] < 0xC0 || !Rune.TryGetRuneAt(text, i, out Rune r)) { sb.Append(text[i++]); continue; }
+            int used = r.Utf16SequenceLength;
+            if (!Append(sb, r)) sb.Append(text, i, used);
+            i += used;
         }
-        return changed ? sb.ToString() : text;
+        return sb.ToString();
     }
 
-    /// <summary>Appends <paramref name="r"/> stripped; false when that is <paramref name="r"/> itself.</summary>
+    static bool Changes(Rune r) => Rune.GetUnicodeCategory(r) == UnicodeCategory.NonSpacingMark
+        || r.Value - HangulBase is >= 0 and < HangulCount || Array.BinarySearch(Keys, r.Value) >= 0;
+
+    /// <summary>Appends <paramref name="r"/> stripped when that differs from <paramref name="r"/> (then true); else
+    /// appends nothing and returns false.</summary>
     static bool Append(StringBuilder sb, Rune r)
     {
         int c = r.Value;
@@ -44,12 +54,7 @@ public static partial class Accents
             return true;
         }
         int k = Array.BinarySearch(Keys, c);
-        if (k < 0)
-        {
-            if (r.IsBmp) sb.Append((char)c);
-            else sb.Append(r.ToString());
-            return false;
-        }
+        if (k < 0) return false;
         for (int u = k == 0 ? 0 : Ends[k - 1]; u < Ends[k]; u++) sb.Append((char)Units[u]);
         return true;
     }

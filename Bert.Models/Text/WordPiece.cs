@@ -17,7 +17,7 @@ public readonly record struct EncodedPair(int[] Ids, int[] TypeIds, int Truncate
 /// and every Unicode P* character — and keeps every other character in its word. The package's default
 /// (<c>\w+|\p{P}</c>) silently drops symbols: "$5" became "5" and "1+1=2" became "1 1 2"; here they are "$ 5"
 /// and "1 + 1 = 2", and "x😀y" is one word ([UNK] in bert-base-uncased) as in Hugging Face.</item>
-/// <item>Before the package sees the text, control and format characters (Unicode C*, except tab, CR, LF),
+/// <item>Before the package sees the text, control, format and private-use characters (Cc, Cf, Co; not tab, CR, LF),
 /// U+0000 and U+FFFD are removed and all whitespace (tab, CR, LF, Zs, Zl, Zp) becomes a space, as BERT's
 /// <c>_clean_text</c> does; the package deleted tabs (gluing "a\tb" into "ab") and kept U+200B inside words.</item>
 /// <item>The five special tokens written literally in the text ("[MASK]") are split out first and kept whole,
@@ -104,9 +104,14 @@ public sealed class WordPiece
         if ((Str(model, "continuing_subword_prefix") ?? "##") != "##")
             throw new DataException($"{path} marks word pieces with '{Str(model, "continuing_subword_prefix")}', not BERT's '##'; use the vocab.txt of this checkpoint.", path);
         var normalizer = root["normalizer"] as System.Text.Json.Nodes.JsonObject;
-        if (normalizer is not null && Str(normalizer, "type") != "BertNormalizer")
-            throw new DataException($"{path} normalizes text with {Str(normalizer, "type")}, not BERT's BertNormalizer, which this tokenizer follows; use a vocab.txt with a tokenizer_config.json instead.", path);
+        if (normalizer is null || Str(normalizer, "type") != "BertNormalizer")
+            throw new DataException($"{path} normalizes text with {(normalizer is null ? "nothing" : Str(normalizer, "type"))}, not BERT's BertNormalizer, which this tokenizer follows; use a vocab.txt with a tokenizer_config.json instead.", path);
         bool? Flag(string key) => normalizer?[key] is System.Text.Json.Nodes.JsonValue v && v.TryGetValue<bool>(out var b) ? b : null;
+        foreach (string always in new[] { "clean_text", "handle_chinese_chars" })
+            if (Flag(always) == false)
+                throw new DataException($"{path} turns BertNormalizer's {always} off, which this tokenizer always does; use a tokenizer that has it on (BERT's default).", path);
+        if (root["pre_tokenizer"] is System.Text.Json.Nodes.JsonObject pre && Str(pre, "type") != "BertPreTokenizer")
+            throw new DataException($"{path} splits words with {Str(pre, "type")}, not BERT's BertPreTokenizer, which this tokenizer follows; use a vocab.txt with a tokenizer_config.json instead.", path);
         bool lower = Flag("lowercase") ?? true;
         var settings = new TokenizerSettings
         {
@@ -128,7 +133,13 @@ public sealed class WordPiece
         foreach (var (token, id) in vocab) Add(token, id);
         if (root["added_tokens"] is System.Text.Json.Nodes.JsonArray added)
             foreach (var t in added)
-                if (Str(t, "content") is { } content) Add(content, t!["id"]);
+                if (Str(t, "content") is { } content)
+                {
+                    // transformers splits every added token out of the text; this tokenizer splits out BERT's five only.
+                    if (!SpecialTokens.Contains(content))
+                        throw new DataException($"{path} adds the token '{content}', which transformers splits out of the text and this tokenizer does not (it splits out {string.Join(", ", SpecialTokens)} only); use a tokenizer without added tokens.", path);
+                    Add(content, t!["id"]);
+                }
         int expected = 0;
         foreach (int id in byId.Keys)
             if (id != expected++)
@@ -209,7 +220,20 @@ public sealed class WordPiece
     public string Normalize(string text) => _text.Normalize(text);
 
     /// <summary>The words (pre-tokens) of the normalized text, before word pieces.</summary>
-    public IReadOnlyList<string> Words(string text) => _text.Words(text);
+    public IReadOnlyList<string> Words(string text)
+    {
+        // As Encode splits: a special token written in the text is one word, the text between them normalized.
+        var words = new List<string>();
+        for (int start = 0; start < text.Length;)
+        {
+            var (at, special) = NextSpecial(text, start);
+            if (at > start) words.AddRange(_text.Words(text[start..at]));
+            if (special is null) break;
+            words.Add(special);
+            start = at + special.Length;
+        }
+        return words;
+    }
 
     /// <summary>Encodes one text or a pair as BERT input of at most <paramref name="maxLen"/> ids.</summary>
     public EncodedPair EncodePair(string a, string? b, int maxLen) =>
@@ -305,25 +329,30 @@ internal sealed class BertText(TokenizerSettings settings)
     }
 
     /// <summary>Lower case by each character's own mapping (transformers: Rust's char::to_lowercase, so no final-sigma
-    /// rule); U+0130 (İ) becomes "i̇", its full mapping, as there. The same string when nothing changes.</summary>
+    /// rule); U+0130 (İ) becomes "i̇", its full mapping, as there. The same string when it has no letter A-Z and nothing
+    /// beyond ASCII.</summary>
     internal static string Lower(string text)
     {
         int i = 0;
         while (i < text.Length && text[i] < 0x80 && !char.IsAsciiLetterUpper(text[i])) i++;
         if (i == text.Length) return text;
         var sb = new StringBuilder(text.Length + 8).Append(text, 0, i);
+        Span<char> pair = stackalloc char[2];
         while (i < text.Length)
         {
             Rune.DecodeFromUtf16(text.AsSpan(i), out Rune r, out int used);
             if (r.Value == 0x130) sb.Append("i\u0307");
-            else sb.Append(Rune.ToLowerInvariant(r).ToString());
+            else if (Rune.ToLowerInvariant(r) is { IsBmp: true } low) sb.Append((char)low.Value);
+            else sb.Append(pair[..Rune.ToLowerInvariant(r).EncodeToUtf16(pair)]);
             i += used;
         }
         return sb.ToString();
     }
 
     /// <summary>A space before and after each CJK ideograph, BERT's <c>_tokenize_chinese_chars</c> (its ranges: the CJK
-    /// Unified Ideographs and their extensions A–E, and the compatibility ideographs), so each is a word of its own.</summary>
+    /// Unified Ideographs and their extensions A–E, and the compatibility ideographs), so each is a word of its own. The
+    /// ranges are transformers' fast BertNormalizer's, whose extension E starts at U+2B920 where Google's starts at
+    /// U+2B820.</summary>
     internal static string SpaceCjk(string text)
     {
         int i = 0;
@@ -345,7 +374,7 @@ internal sealed class BertText(TokenizerSettings settings)
     }
 
     static bool IsCjk(int cp) => cp is >= 0x4E00 and <= 0x9FFF or >= 0x3400 and <= 0x4DBF or >= 0x20000 and <= 0x2A6DF
-        or >= 0x2A700 and <= 0x2B73F or >= 0x2B740 and <= 0x2B81F or >= 0x2B820 and <= 0x2CEAF or >= 0xF900 and <= 0xFAFF
+        or >= 0x2A700 and <= 0x2B73F or >= 0x2B740 and <= 0x2B81F or >= 0x2B920 and <= 0x2CEAF or >= 0xF900 and <= 0xFAFF
         or >= 0x2F800 and <= 0x2FA1F;
 
     public List<string> Words(string text)
@@ -357,8 +386,9 @@ internal sealed class BertText(TokenizerSettings settings)
         return words;
     }
 
-    /// <summary>BERT's <c>_clean_text</c>: drop U+0000, U+FFFD, unpaired surrogates and C* characters other than
-    /// tab/CR/LF; turn whitespace (tab, CR, LF, Zs, Zl, Zp) into a space. Returns the input when nothing changes.</summary>
+    /// <summary>BERT's <c>_clean_text</c>: drop U+0000, U+FFFD, unpaired surrogates and the Cc, Cf and Co characters
+    /// other than tab/CR/LF (<see cref="IsControl"/>); turn whitespace (tab, CR, LF, Zs, Zl, Zp) into a space. Returns
+    /// the input when nothing changes.</summary>
     public static string Clean(ReadOnlySpan<char> text)
     {
         StringBuilder? sb = null;
@@ -380,9 +410,10 @@ internal sealed class BertText(TokenizerSettings settings)
     static bool IsWhitespace(Rune r) => r.Value is ' ' or '\t' or '\n' or '\r'
         || Rune.GetUnicodeCategory(r) is UnicodeCategory.SpaceSeparator or UnicodeCategory.LineSeparator or UnicodeCategory.ParagraphSeparator;
 
+    /// <summary>transformers' fast BertNormalizer: Cc, Cf and Co (its <c>is_other</c>); Google's tokenization.py drops
+    /// unassigned characters (Cn) too, which the fast tokenizer keeps (and WordPiece then makes [UNK]).</summary>
     static bool IsControl(Rune r) => r.Value is not ('\t' or '\n' or '\r')
-        && Rune.GetUnicodeCategory(r) is UnicodeCategory.Control or UnicodeCategory.Format or UnicodeCategory.Surrogate
-            or UnicodeCategory.PrivateUse or UnicodeCategory.OtherNotAssigned;
+        && Rune.GetUnicodeCategory(r) is UnicodeCategory.Control or UnicodeCategory.Format or UnicodeCategory.PrivateUse;
 }
 
 /// <summary>BERT's basic split of normalized text: whitespace separates words, and each punctuation character is a

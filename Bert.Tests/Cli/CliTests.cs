@@ -226,6 +226,25 @@ public partial class CliTests : IDisposable
         var bpe = Run("predict", "--model", fast, "a really great film");
         Assert.Equal(1, bpe.Code);
         Assert.Contains("describes a BPE tokenizer, not BERT's WordPiece; use the tokenizer the checkpoint was trained with", bpe.Err);
+        tokenizerJson["model"]!["type"] = "WordPiece";
+        // What transformers would do otherwise than this tokenizer is refused, one sentence each: no normalizer, a
+        // normalizer step turned off, another word split, a token added beyond BERT's five (split out of the text there).
+        void Refused(Action<System.Text.Json.Nodes.JsonObject> change, string message)
+        {
+            var copy = System.Text.Json.Nodes.JsonNode.Parse(tokenizerJson.ToJsonString())!.AsObject();
+            change(copy);
+            File.WriteAllText(Path.Combine(fast, "tokenizer.json"), copy.ToJsonString());
+            var x = Run("predict", "--model", fast, "a really great film");
+            Assert.Equal(1, x.Code);
+            Assert.Contains(message, x.Err);
+            Assert.Single(x.Err.Trim().Split('\n'), l => l.StartsWith("error: "));
+        }
+        Refused(j => j["normalizer"] = null, "normalizes text with nothing, not BERT's BertNormalizer");
+        Refused(j => j["normalizer"]!["handle_chinese_chars"] = false, "turns BertNormalizer's handle_chinese_chars off");
+        Refused(j => j["normalizer"]!["clean_text"] = false, "turns BertNormalizer's clean_text off");
+        Refused(j => j["pre_tokenizer"] = new System.Text.Json.Nodes.JsonObject { ["type"] = "Whitespace" }, "splits words with Whitespace, not BERT's BertPreTokenizer");
+        Refused(j => j["added_tokens"]!.AsArray().Add(new System.Text.Json.Nodes.JsonObject { ["id"] = vocab.Length, ["content"] = "[E1]", ["special"] = true }),
+            "adds the token '[E1]', which transformers splits out of the text and this tokenizer does not");
 
         // eval scores a file whole (40 examples), not the 20 % dev split fine-tuning held out.
         r = Run("eval", "--model", hfCls, "--data", Labeled());

@@ -87,6 +87,11 @@ public class TokenizeCliTests : IDisposable
         Assert.Contains("1 of 10 (10.0 %) longer than --max-len 16", output);
         Assert.Contains("a --max-len of 32 keeps every one whole", output);
 
+        // Pairs count both sides' words; a [MASK] written in a text is one word and one piece.
+        (code, output, _) = RunWithInput("hello world\tfoo [MASK] bar\n", "tokenize", "--stats", "--pairs");
+        Assert.Equal(0, code);
+        Assert.Contains("Texts: 1 sentence pair; 5 words, 5 word pieces: 1.00 pieces a word.", output);
+
         // An embedded set by name, read without any file.
         (code, output, _) = Run("tokenize", "--stats", "--corpus", "amazon");
         Assert.Equal(0, code);
@@ -107,6 +112,16 @@ public class TokenizeCliTests : IDisposable
         (code, output, _) = Run("tokenize", "--model", vocab, "--stats", "Café");
         Assert.Equal(0, code);
         Assert.Contains($"Tokenizer: {vocab} (9 entries; lower case: False, strip accents: False).", output);
+
+        // A checkpoint's MaxLen bounds --max-len: more is refused, the default lowered to it.
+        File.WriteAllText(Path.Combine(vocab, "config.json"), """{"model_type": "bert", "max_position_embeddings": 8}""");
+        (code, _, string err) = Run("tokenize", "--model", vocab, "--max-len", "16", "Café");
+        Assert.Equal(1, code);
+        Assert.Contains($"--max-len 16 is over the MaxLen of the model in {vocab}, 8; give --max-len 8 or less.", err);
+        (code, output, err) = Run("tokenize", "--model", vocab, "a b c d e f g h i j");
+        Assert.Equal(0, code);
+        Assert.Equal(8, output.Trim().Split(' ').Length);
+        Assert.Contains("cut to 8 (--max-len)", err);
     }
 
     [Theory]
@@ -116,6 +131,7 @@ public class TokenizeCliTests : IDisposable
     [InlineData(new[] { "tokenize", "--model", "a", "--vocab", "b", "text" }, "Give the tokenizer once")]
     [InlineData(new[] { "tokenize", "--pairs", "no tab here" }, "The text has 1 tab-separated field, but with --pairs a text is 'first text<TAB>second text'; put a tab between the two texts, or drop --pairs.")]
     [InlineData(new[] { "tokenize", "--pairs", "a\tb\tc" }, "The text has 3 tab-separated fields")]
+    [InlineData(new[] { "tokenize", "--pairs", "good\t " }, "The text has an empty second text; with --pairs both sides of the tab need text.")]
     [InlineData(new[] { "tokenize", "--max-len", "2", "text" }, "--max-len 2 leaves no room for text")]
     [InlineData(new[] { "tokenize", "--pairs", "--max-len", "4", "a\tb" }, "--max-len 4 leaves no room for both texts")]
     [InlineData(new[] { "tokenize", "--corpus", "/nonexistent/corpus.txt" }, "Corpus file '/nonexistent/corpus.txt' does not exist")]

@@ -37,8 +37,9 @@ public class AccentsTests
             if (actual != s) changed++;
             if (expected != actual) differ.Add($"U+{c:X4} → ICU '{expected}' ({string.Join(' ', expected.Select(ch => ((int)ch).ToString("X4")))}), ours '{actual}'");
         }
-        // Table and ICU may differ only by characters one Unicode version assigns and the other does not; none do today.
-        Assert.True(differ.Count == 0, $"{differ.Count} characters strip differently from ICU (table: Unicode {Accents.TableUnicodeVersion}): " + string.Join("; ", differ.Take(10)));
+        // The table (Unicode 15.1) and ICU (72 here: Unicode 15.0) agree on every character; a newer ICU that decomposes
+        // characters the table has not heard of fails this, and the table is regenerated with a newer Python.
+        Assert.True(differ.Count == 0, $"{differ.Count} characters strip differently from ICU (table: Unicode {Accents.TableUnicodeVersion}; regenerate it with scripts/accents.py under a Python at least as new as this ICU): " + string.Join("; ", differ.Take(10)));
         Assert.InRange(changed, 3900, 20000);
         Assert.InRange(refused, 0, 66);         // the 66 noncharacters at most   // the 2043 decomposable characters, ~1900 Mn, 11172 Hangul syllables
     }
@@ -76,6 +77,14 @@ public class AccentsTests
         Assert.Equal("σοφια", uncased.Normalize("ΣΟΦΙΑ"));
         Assert.Equal(" 中  文 ", uncased.Normalize("中文"));                                  // each ideograph a word of its own
         Assert.Equal(["[CLS]", "cafe", "[SEP]"], uncased.EncodePair("Cafe\u0301", null, 8).Ids.Select(uncased.TokenOf));
+
+        // transformers' fast tokenizer: CJK extension E spaced from U+2B920 (not U+2B820), unassigned characters kept
+        // (then [UNK]), control, format and private-use ones dropped.
+        Assert.Equal("\U0002B820z", uncased.Normalize("\U0002B820z"));
+        Assert.Equal(" \U0002B920 z", uncased.Normalize("\U0002B920z"));
+        Assert.Equal("x\u0378y", uncased.Normalize("x\u0378y"));
+        Assert.Equal("pq ab", uncased.Normalize("p\uE001q a\u200Bb"));
+        Assert.Equal(["the", "[MASK]", "is"], uncased.Words("The [MASK] is"));   // a special written in the text is one word
 
         var cased = new WordPiece(uncased.Vocab, new TokenizerSettings { LowerCase = false, StripAccents = false });
         Assert.Equal("Cafe\u0301", cased.Normalize("Cafe\u0301"));       // a decomposed accent stays decomposed (no NFC)

@@ -12,7 +12,7 @@ work=$(mktemp -d)
 res=$root/Bert.Models/Resources
 {
   cat "$res"/wikitext-2-raw.test.raw "$res"/tinyshakespeare.txt "$res"/stsa.binary.* "$res"/*_labelled.txt "$res"/pt-machado-*.txt "$res"/pt-tweets-*_text.txt
-  printf '\nCafé naïve 한국어 İstanbul ΣΟΦΙΑΣ x\xcc\x81 ﬁ 豈 ǅ Ⅻ ⓐⒶ a\xe2\x80\x8bb $5 1+1=2 x😀y 中文 tab\there\n'
+  printf '\nCafé naïve 한국어 İstanbul ΣΟΦΙΑΣ x\xcc\x81 ﬁ 豈 ǅ Ⅻ ⓐⒶ a\xe2\x80\x8bb $5 1+1=2 x😀y 中文 tab\there x\xcd\xb8y p\xee\x80\x81q \xf0\xab\xa0\xa0z \xf0\xab\xa4\xa0z\n'
 } > "$work/texts.txt"
 echo "$(grep -c '' "$work/texts.txt") lines; $($PYTHON -c 'import sys, unicodedata; print("Python", sys.version.split()[0], "unicodedata", unicodedata.unidata_version)')"
 $BERT tokenize --output ids --max-len 1000000 < "$work/texts.txt" > "$work/ours.txt"

@@ -1,7 +1,9 @@
 # A reference for `bert tokenize --output ids`: BERT's uncased tokenization (clean the text, space the CJK ideographs,
 # split on whitespace, strip accents (NFD without Mn) then lower-case each character, split off punctuation, greedy
-# longest-match-first word pieces; the order of transformers' fast BertNormalizer), written from the algorithm of
-# Google's tokenization.py with Python's unicodedata. Reads texts on stdin, one per line; prints [CLS] ids [SEP] per
+# longest-match-first word pieces), written from the algorithm of Google's tokenization.py with Python's unicodedata,
+# where the two differ as transformers' fast tokenizer does it (BertTokenizerFast, the default): strip then lower-case,
+# characters dropped only when Cc, Cf or Co (tokenization.py: any C*), CJK extension E from U+2B920 (tokenization.py:
+# U+2B820). Reads texts on stdin, one per line; prints [CLS] ids [SEP] per
 # line (a blank line for a blank line). With --hf, uses transformers' BertTokenizerFast on the same vocabulary instead.
 #   usage: python3 tokenizer_ref.py VOCAB.txt [--hf] < texts > ids
 import sys, unicodedata
@@ -13,14 +15,14 @@ if '--hf' in sys.argv:
     sys.exit(0)
 vocab = {t.rstrip('\n'): i for i, t in enumerate(open(sys.argv[1], encoding='utf-8'))}
 def is_ws(c): return c in ' \t\n\r' or unicodedata.category(c) == 'Zs'
-def is_ctrl(c): return c not in '\t\n\r' and unicodedata.category(c).startswith('C')
+def is_ctrl(c): return c not in '\t\n\r' and unicodedata.category(c) in ('Cc', 'Cf', 'Co')
 def is_punc(c):
     cp = ord(c)
     if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126: return True
     return unicodedata.category(c).startswith('P')
 def is_cjk(cp):
     return (0x4E00 <= cp <= 0x9FFF or 0x3400 <= cp <= 0x4DBF or 0x20000 <= cp <= 0x2A6DF or 0x2A700 <= cp <= 0x2B73F
-            or 0x2B740 <= cp <= 0x2B81F or 0x2B820 <= cp <= 0x2CEAF or 0xF900 <= cp <= 0xFAFF or 0x2F800 <= cp <= 0x2FA1F)
+            or 0x2B740 <= cp <= 0x2B81F or 0x2B920 <= cp <= 0x2CEAF or 0xF900 <= cp <= 0xFAFF or 0x2F800 <= cp <= 0x2FA1F)
 def basic(text):
     out = []
     for c in text:
