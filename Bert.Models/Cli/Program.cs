@@ -870,8 +870,7 @@ public static partial class Program
         {
             var items = chunk.Select(x => x.Text).Select(t =>
             {
-                int tab = loaded.TabSeparatesPairs ? t.IndexOf('\t') : -1;
-                var p = tab < 0 ? tok.EncodePair(t, null, limit) : tok.EncodePair(t[..tab], t[(tab + 1)..], limit);
+                var p = EncodeLine(tok, t, loaded.TabSeparatesPairs, limit);
                 if (p.Truncated > 0) longer++;
                 return new FinetuneJob.Example(p.Ids, p.TypeIds, Bert.Runtime.Kernels.CrossEntropy.DefaultIgnoreIndex);
             }).ToArray();
@@ -895,12 +894,19 @@ public static partial class Program
         return 0;
     }
 
+    /// <summary>A line of text as BERT input: with <paramref name="pairs"/>, a tab separates the two texts of a sentence pair
+    /// (a line without one is a single text).</summary>
+    static EncodedPair EncodeLine(WordPiece tok, string line, bool pairs, int maxLen)
+    {
+        int tab = pairs ? line.IndexOf('\t') : -1;
+        return tab < 0 ? tok.EncodePair(line, null, maxLen) : tok.EncodePair(line[..tab], line[(tab + 1)..], maxLen);
+    }
+
     /// <summary>A --max-len given beyond the model's positions is one sentence (eval, predict), as in finetune, instead of
     /// being lowered to MaxLen unsaid; the default (128) is lowered to a smaller model's MaxLen.</summary>
     static void RequireMaxLenFits(int maxLen, bool given, Model<float> model)
     {
-        if (given && maxLen > model.Info.MaxLen)
-            throw new ArgumentException($"--max-len {maxLen} is over {model.Info.Name}'s MaxLen of {model.Info.MaxLen}; give --max-len {model.Info.MaxLen} or less.");
+        if (given) FinetuneJob.CheckMaxLen(model.Info, maxLen);
     }
 
     /// <summary>A tokenizer whose ids the model's embedding holds: more entries than it embeds is one sentence up front

@@ -80,18 +80,12 @@ public static partial class Program
                 if (tabs != 1)
                     throw new ArgumentException($"{Where(i)} has {tabs + 1} tab-separated field{(tabs == 0 ? "" : "s")}, but with --pairs a text is 'first text<TAB>second text'; {(tabs == 0 ? "put a tab between the two texts, or drop --pairs" : "remove the extra tabs")}.");
                 int tab = texts[i].IndexOf('\t');
-                if (texts[i][..tab].Trim().Length == 0 || texts[i][(tab + 1)..].Trim().Length == 0)
-                    throw new ArgumentException($"{Where(i)} has an empty {(texts[i][..tab].Trim().Length == 0 ? "first" : "second")} text; with --pairs both sides of the tab need text.");
+                bool firstEmpty = texts[i][..tab].Trim().Length == 0;
+                if (firstEmpty || texts[i][(tab + 1)..].Trim().Length == 0)
+                    throw new ArgumentException($"{Where(i)} has an empty {(firstEmpty ? "first" : "second")} text; with --pairs both sides of the tab need text.");
             }
 
-        EncodedPair Encode(string t)
-        {
-            if (!pairs) return tok.EncodePair(t, null, maxLen);
-            int tab = t.IndexOf('\t');
-            return tok.EncodePair(t[..tab], t[(tab + 1)..], maxLen);
-        }
-
-        if (stats) return TokenizeStats(tok, texts, Encode, modelDir ?? vocabDir, maxLen, pairs, positions);
+        if (stats) return TokenizeStats(tok, texts, modelDir ?? vocabDir, maxLen, pairs, positions);
 
         int longer = 0;
         var json = new JsonSerializerOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
@@ -104,7 +98,7 @@ public static partial class Program
                 outp.WriteLine(output == "json" ? """{"tokens":[],"ids":[],"type_ids":[],"truncated":0}""" : "");
                 continue;
             }
-            var p = Encode(t);
+            var p = EncodeLine(tok, t, pairs, maxLen);
             if (p.Truncated > 0) longer++;
             outp.WriteLine(output switch
             {
@@ -127,7 +121,7 @@ public static partial class Program
 
     /// <summary>`tokenize --stats`: the summary that tells whether a tokenizer fits a corpus (pieces a word, [UNK]) and
     /// which --max-len its texts need (length percentiles, how many would be cut).</summary>
-    static int TokenizeStats(WordPiece tok, List<string> texts, Func<string, EncodedPair> encode, string? from, int maxLen, bool pairs, int positions)
+    static int TokenizeStats(WordPiece tok, List<string> texts, string? from, int maxLen, bool pairs, int positions)
     {
         long words = 0, pieces = 0, unkPieces = 0;
         int blank = 0, longer = 0;
@@ -137,21 +131,23 @@ public static partial class Program
         {
             if (t.Trim().Length == 0) { blank++; continue; }
             var segments = pairs ? t.Split('\t') : [t];
+            int length = segments.Length + 1;       // [CLS], and a [SEP] after each text
             foreach (string s in segments)
             {
                 var ws = tok.Words(s);
                 words += ws.Count;
                 var ids = tok.Encode(s);
                 pieces += ids.Length;
+                length += ids.Length;
                 int unk = ids.Count(id => id == tok.UnkId);
                 if (unk == 0) continue;
                 unkPieces += unk;
                 foreach (string w in ws)
                     if (Array.IndexOf(tok.Encode(w), tok.UnkId) >= 0) unknown[w] = unknown.GetValueOrDefault(w) + 1;
             }
-            var p = encode(t);
-            if (p.Truncated > 0) longer++;
-            lengths.Add(p.Ids.Length + p.Truncated);
+            // The whole encoding's length; EncodePair would cut it to maxLen.
+            if (length > maxLen) longer++;
+            lengths.Add(length);
         }
         lengths.Sort();
         int n = lengths.Count;

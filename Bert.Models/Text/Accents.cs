@@ -18,44 +18,41 @@ public static partial class Accents
     /// changes.</summary>
     public static string Strip(string text)
     {
-        int first = 0;
-        while (first < text.Length)
+        StringBuilder? sb = null;
+        Span<char> stripped = stackalloc char[MaxStripped];
+        for (int i = 0; i < text.Length;)
         {
-            if (text[first] < 0xC0) { first++; continue; }                  // nothing below U+00C0 decomposes or is Mn
-            if (!Rune.TryGetRuneAt(text, first, out Rune r)) { first++; continue; }   // an unpaired surrogate stays
-            if (Changes(r)) break;
-            first += r.Utf16SequenceLength;
-        }
-        if (first == text.Length) return text;
-        var sb = new StringBuilder(text.Length + 8).Append(text, 0, first);
-        for (int i = first; i < text.Length;)
-        {
-            if (text[i] < 0xC0 || !Rune.TryGetRuneAt(text, i, out Rune r)) { sb.Append(text[i++]); continue; }
-            int used = r.Utf16SequenceLength;
-            if (!Append(sb, r)) sb.Append(text, i, used);
+            // Nothing below U+00C0 decomposes or is Mn; an unpaired surrogate stays.
+            if (text[i] < 0xC0 || !Rune.TryGetRuneAt(text, i, out Rune r)) { sb?.Append(text[i]); i++; continue; }
+            int used = r.Utf16SequenceLength, n = Stripped(r, stripped);
+            if (n < 0) sb?.Append(text, i, used);
+            else (sb ??= new StringBuilder(text.Length + 8).Append(text, 0, i)).Append(stripped[..n]);
             i += used;
         }
-        return sb.ToString();
+        return sb?.ToString() ?? text;
     }
 
-    static bool Changes(Rune r) => Rune.GetUnicodeCategory(r) == UnicodeCategory.NonSpacingMark
-        || r.Value - HangulBase is >= 0 and < HangulCount || Array.BinarySearch(Keys, r.Value) >= 0;
+    /// <summary>Most UTF-16 units a character strips to (a table entry's, or a Hangul syllable's three jamo).</summary>
+    const int MaxStripped = 8;
 
-    /// <summary>Appends <paramref name="r"/> stripped when that differs from <paramref name="r"/> (then true); else
-    /// appends nothing and returns false.</summary>
-    static bool Append(StringBuilder sb, Rune r)
+    /// <summary>Writes <paramref name="r"/> stripped into <paramref name="dest"/> and returns its length, or -1 when that
+    /// is <paramref name="r"/> itself.</summary>
+    static int Stripped(Rune r, Span<char> dest)
     {
         int c = r.Value;
-        if (Rune.GetUnicodeCategory(r) == UnicodeCategory.NonSpacingMark) return true;
+        if (Rune.GetUnicodeCategory(r) == UnicodeCategory.NonSpacingMark) return 0;
         if (c - HangulBase is >= 0 and < HangulCount and int s)
         {
-            sb.Append((char)(JamoL + s / (VCount * TCount))).Append((char)(JamoV + s % (VCount * TCount) / TCount));
-            if (s % TCount != 0) sb.Append((char)(JamoT + s % TCount));
-            return true;
+            dest[0] = (char)(JamoL + s / (VCount * TCount));
+            dest[1] = (char)(JamoV + s % (VCount * TCount) / TCount);
+            if (s % TCount == 0) return 2;
+            dest[2] = (char)(JamoT + s % TCount);
+            return 3;
         }
         int k = Array.BinarySearch(Keys, c);
-        if (k < 0) return false;
-        for (int u = k == 0 ? 0 : Ends[k - 1]; u < Ends[k]; u++) sb.Append((char)Units[u]);
-        return true;
+        if (k < 0) return -1;
+        int from = k == 0 ? 0 : Ends[k - 1];
+        for (int u = from; u < Ends[k]; u++) dest[u - from] = (char)Units[u];
+        return Ends[k] - from;
     }
 }

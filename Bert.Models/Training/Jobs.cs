@@ -242,11 +242,17 @@ public sealed class FinetuneJob
         _perEpoch = (_train.Count + batchSize - 1) / batchSize;
     }
 
+    /// <summary>Throws when --max-len is over the model's MaxLen (fine-tuning, tagging, eval, predict).</summary>
+    internal static void CheckMaxLen(ModelInfo model, int maxLen)
+    {
+        if (maxLen > model.MaxLen) throw new ArgumentException($"--max-len {maxLen} is over {model.Name}'s MaxLen of {model.MaxLen}; give --max-len {model.MaxLen} or less.");
+    }
+
     /// <summary>Throws when texts of maxLen tokens or the tokenizer's vocabulary do not fit the model (fine-tuning and
     /// tagging alike).</summary>
     internal static void CheckFits(ModelInfo model, WordPiece tokenizer, int maxLen)
     {
-        if (maxLen > model.MaxLen) throw new ArgumentException($"--max-len {maxLen} is over {model.Name}'s MaxLen of {model.MaxLen}; give --max-len {model.MaxLen} or less.");
+        CheckMaxLen(model, maxLen);
         int vocab = (int)model.Constants["Vocab"];
         if (tokenizer.VocabSize > vocab)
             throw new ArgumentException($"The vocabulary has {tokenizer.VocabSize} entries but {model.Name} embeds {vocab}; use the vocabulary the model was pre-trained with, or a model declared with Vocab = {tokenizer.VocabSize}.");

@@ -263,6 +263,16 @@ static string Kind(Bert.Runtime.OpInfo op) => op.Kind switch
     _ => op.Kind.ToString(),
 };
 
+// A classifier of this size with fresh weights, bound for inference at B = 1, T = 128, its inputs set (the ids returned).
+static (Catalog.Entry Entry, Model<float> Model, int[] Ids) ClassifierAtB1(string size)
+{
+    var entry = Catalog.Get(size, "classifier");
+    var model = entry.Create();
+    model.InitParameters(1);
+    model.Bind(1, T, 0, training: false);
+    return (entry, model, SetInputs(model, 1, 0, new Random(1)));
+}
+
 // `--latency`: B = 1 forwards one after another from a cold start, BERT-Mini and BERT-Base classifiers at T = 128: the
 // median of each block of 20 (so the JIT's tiering shows: about twice as slow for the first 40-140 forwards), ours
 // alone, ONNX Runtime's alone, then the two strictly interleaved, back to back and 50 ms apart, to tell warm-up from
@@ -272,11 +282,7 @@ static void LatencyCurve()
 {
     foreach (var size in new[] { "mini", "base" })
     {
-        var entry = Catalog.Get(size, "classifier");
-        var model = entry.Create();
-        model.InitParameters(1);
-        model.Bind(1, T, 0, training: false);
-        var ids = SetInputs(model, 1, 0, new Random(1));
+        var (entry, model, ids) = ClassifierAtB1(size);
         int reps = size == "mini" ? 400 : 120;
         var alone = new List<double>();
         for (int r = 0; r < reps; r++) { var sw = Stopwatch.StartNew(); model.Forward(); alone.Add(sw.Elapsed.TotalMilliseconds); }
@@ -320,11 +326,7 @@ static void ProfileInference()
 {
     foreach (var size in new[] { "mini", "base" })
     {
-        var entry = Catalog.Get(size, "classifier");
-        var model = entry.Create();
-        model.InitParameters(1);
-        model.Bind(1, T, 0, training: false);
-        SetInputs(model, 1, 0, new Random(1));
+        var (entry, model, _) = ClassifierAtB1(size);
         var ops = model.Info.Ops;
         var sums = new Dictionary<string, List<double>>();
         var totals = new List<double>();
