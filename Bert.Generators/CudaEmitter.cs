@@ -48,10 +48,18 @@ public static class CudaEmitter
 
     static void EmitPrelude(IndentedTextWriter w, HashSet<string> used, bool bf16, bool bf16In)
     {
+        w.WriteLine("// Four consecutive elements for the vector paths (16-byte loads and stores; no SDK header: NVRTC's float4 is not assumed).");
+        w.WriteLine("struct alignas(16) bert_f4 { float x, y, z, w; };");
+        w.WriteLine("static __device__ __forceinline__ void bert_ld4(float* a, const float* p) { bert_f4 v = *(const bert_f4*)p; a[0] = v.x; a[1] = v.y; a[2] = v.z; a[3] = v.w; }");
+        w.WriteLine("static __device__ __forceinline__ void bert_st4(float* p, const float* a) { bert_f4 v = { a[0], a[1], a[2], a[3] }; *(bert_f4*)p = v; }");
+        w.WriteLine("static __device__ __forceinline__ void bert_add4(float* p, const float* a) { bert_f4 v = *(const bert_f4*)p; v.x = v.x + a[0]; v.y = v.y + a[1]; v.z = v.z + a[2]; v.w = v.w + a[3]; *(bert_f4*)p = v; }");
+        if (bf16 || bf16In) w.WriteLine("struct alignas(8) bert_h4 { unsigned short x, y, z, w; };");
+        w.WriteLine();
         if (bf16In)
         {
             w.WriteLine("// bf16 bits to the fp32 value they stand for (exact): an input a product wrote in bf16 (Plan.Bf16Stored).");
             w.WriteLine("static __device__ __forceinline__ float bert_f32(unsigned short h) { return __int_as_float((int)((unsigned int)h << 16)); }");
+            w.WriteLine("static __device__ __forceinline__ void bert_ld4h(float* a, const unsigned short* p) { bert_h4 v = *(const bert_h4*)p; a[0] = bert_f32(v.x); a[1] = bert_f32(v.y); a[2] = bert_f32(v.z); a[3] = bert_f32(v.w); }");
             w.WriteLine();
         }
         if (bf16)
@@ -63,15 +71,17 @@ public static class CudaEmitter
             w.WriteLine("unsigned int b = (unsigned int)__float_as_int(f);");
             w.WriteLine("return (b & 0x7fffffffu) > 0x7f800000u ? (unsigned short)0x7fc0u : (unsigned short)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);");
             w.Indent--; w.WriteLine("}");
+            w.WriteLine("static __device__ __forceinline__ void bert_st4h(unsigned short* p, const float* a) { bert_h4 v = { bert_bf16(a[0]), bert_bf16(a[1]), bert_bf16(a[2]), bert_bf16(a[3]) }; *(bert_h4*)p = v; }");
             w.WriteLine();
         }
         if (used.Contains("drop"))
         {
             w.WriteLine("// Philox4x32-10 (Salmon et al., SC 2011), as Bert.Runtime.Kernels.Philox.KeepUniform: key = seed, counter =");
             w.WriteLine("// (index / 4, site), word index % 4 of the output (one evaluation serves four consecutive elements).");
-            w.WriteLine("static __device__ __forceinline__ float bert_uniform(unsigned long long seed, unsigned long long site, unsigned long long index)");
+            w.WriteLine("// The four words of counter (ctr, site): elements 4*ctr to 4*ctr + 3 of the site take words 0 to 3.");
+            w.WriteLine("static __device__ __forceinline__ void bert_philox(unsigned long long seed, unsigned long long site, unsigned long long ctr, unsigned int* word)");
             w.WriteLine("{"); w.Indent++;
-            w.WriteLine("unsigned int c0 = (unsigned int)(index >> 2), c1 = (unsigned int)(index >> 34), c2 = (unsigned int)site, c3 = (unsigned int)(site >> 32);");
+            w.WriteLine("unsigned int c0 = (unsigned int)ctr, c1 = (unsigned int)(ctr >> 32), c2 = (unsigned int)site, c3 = (unsigned int)(site >> 32);");
             w.WriteLine("unsigned int k0 = (unsigned int)seed, k1 = (unsigned int)(seed >> 32);");
             w.WriteLine("for (int r = 0; r < 10; r++)");
             w.WriteLine("{"); w.Indent++;
@@ -80,8 +90,15 @@ public static class CudaEmitter
             w.WriteLine("unsigned int hi0 = (unsigned int)(p0 >> 32), lo0 = (unsigned int)p0, hi1 = (unsigned int)(p1 >> 32), lo1 = (unsigned int)p1;");
             w.WriteLine("c0 = hi1 ^ c1 ^ k0; c1 = lo1; c2 = hi0 ^ c3 ^ k1; c3 = lo0;");
             w.Indent--; w.WriteLine("}");
-            w.WriteLine("unsigned int x = (index & 3) == 0 ? c0 : (index & 3) == 1 ? c1 : (index & 3) == 2 ? c2 : c3;");
-            w.WriteLine("return (float)(x >> 8) * 5.9604645E-08f; // top 24 bits x 2^-24, exact");
+            w.WriteLine("word[0] = c0; word[1] = c1; word[2] = c2; word[3] = c3;");
+            w.Indent--; w.WriteLine("}");
+            w.WriteLine("// A word's uniform in [0, 1): its top 24 bits x 2^-24, exact.");
+            w.WriteLine("static __device__ __forceinline__ float bert_unit(unsigned int x) { return (float)(x >> 8) * 5.9604645E-08f; }");
+            w.WriteLine("static __device__ __forceinline__ float bert_uniform(unsigned long long seed, unsigned long long site, unsigned long long index)");
+            w.WriteLine("{"); w.Indent++;
+            w.WriteLine("unsigned int word[4];");
+            w.WriteLine("bert_philox(seed, site, index >> 2, word);");
+            w.WriteLine("return bert_unit(word[index & 3]);");
             w.Indent--; w.WriteLine("}");
             w.WriteLine("// Dropout keep decision for one element: the same on every call, in forward and backward, on CPU and GPU.");
             w.WriteLine("static __device__ __forceinline__ bool bert_keep(unsigned long long seed, unsigned long long site, unsigned long long index, float p)");
@@ -159,6 +176,7 @@ public static class CudaEmitter
         w.WriteLine("{"); w.Indent++;
         w.WriteLine("const unsigned long long seed = *seedp;   // on the device: a replayed graph reads each step's seed");
         w.WriteLine("int stride = (int)(blockDim.x * gridDim.x);");
+        EmitVectorPath(w, n, topo, bcast, period, half, VecMode.Forward, null, assign, slot, alias, out16);
         w.WriteLine("for (int i = (int)(blockIdx.x * blockDim.x + threadIdx.x); i < n; i += stride)");
         w.WriteLine("{"); w.Indent++;
         EmitValues(w, topo, bcast, period, half);
@@ -185,6 +203,7 @@ public static class CudaEmitter
         w.WriteLine("int stride = (int)(blockDim.x * gridDim.x);");
         if (!anyB)
         {
+            EmitVectorPath(w, n, topo, bcast, period, half, VecMode.Backward, BackwardNeeds.Of(n.Expr!), assign, slot, alias, false);
             w.WriteLine("for (int i = (int)(blockIdx.x * blockDim.x + threadIdx.x); i < n; i += stride)");
             w.WriteLine("{"); w.Indent++;
         }
@@ -238,6 +257,7 @@ public static class CudaEmitter
         w.WriteLine("if (n == 0 || nb == 0) return;");
         w.WriteLine("int rows = n / nb, chunk = (int)blockIdx.y, chunks = (int)gridDim.y;");
         w.WriteLine("int r0 = chunk * rowChunk, r1 = r0 + rowChunk < rows ? r0 + rowChunk : rows;");
+        EmitVectorPath(w, n, topo, bcast, period, half, VecMode.Rows, needs, assign, slot, alias, false);
         w.WriteLine("for (int j = (int)(blockIdx.x * blockDim.x + threadIdx.x); j < nb; j += (int)(blockDim.x * gridDim.x))");
         w.WriteLine("{"); w.Indent++;
         foreach (var b in bs) w.WriteLine($"float acc{b} = 0.0f;");
@@ -255,13 +275,125 @@ public static class CudaEmitter
         w.WriteLine();
     }
 
+    enum VecMode { Forward, Backward, Rows }
+
+    /// <summary>The vector path at the top of a kernel: when n (and a broadcast's runtime period) is a multiple of 4 and every
+    /// pointer it touches is 16-byte aligned (8 for bf16), each thread takes four consecutive elements (Rows: four consecutive
+    /// columns) with 16-byte loads and stores, one Philox evaluation per dropout site serving the four (their counter is
+    /// index / 4), and returns; otherwise the scalar loop after it runs. The same expression per element as the scalar
+    /// path, so the same bits; a broadcast gradient's partial sums add the rows in the same order. The host launches a
+    /// quarter of the threads (the scalar loop strides over what it is given).</summary>
+    static void EmitVectorPath(IndentedTextWriter w, Node n, Topo topo, bool[] bcast, string[] period, bool[] half, VecMode mode,
+        BackwardNeeds? needs, bool[] assign, int slot, bool[] alias, bool out16)
+    {
+        int ni = n.Inputs.Count;
+        for (int i = 0; i < ni; i++)
+            if (bcast[i] && !period[i].StartsWith("n", StringComparison.Ordinal) && long.Parse(period[i], CultureInfo.InvariantCulture) % 4 != 0)
+                return;   // a fixed period that is not a multiple of 4: four consecutive elements may wrap
+        var inputs = topo.Order.OfType<FIn>().Select(f => f.Index).Distinct().Where(k => needs == null || needs.Inputs.Contains(k)).OrderBy(k => k).ToList();
+        var sites = new Dictionary<int, int>();
+        foreach (var o in topo.Order.OfType<FOp>().Where(o => o.Op == "drop" && (needs == null || needs.Has(o))))
+            if (!sites.ContainsKey(o.Site)) sites[o.Site] = sites.Count;
+        var sizes = new List<string> { "n" };
+        if (mode == VecMode.Rows) sizes.Add("nb");
+        sizes.AddRange(Enumerable.Range(0, ni).Where(i => bcast[i] && period[i].StartsWith("n", StringComparison.Ordinal)).Select(i => period[i]).Distinct());
+        var p16 = inputs.Select(k => "x" + k).ToList();
+        var p8 = inputs.Where(k => half[k]).Select(k => "h" + k).ToList();
+        if (mode == VecMode.Forward) { p16.Add("y"); if (out16) p8.Add("y16"); }
+        else
+        {
+            p16.Add("dy");
+            p16.AddRange(Enumerable.Range(0, ni).Where(i => !bcast[i]).Select(i => "dx" + i));
+            if (mode == VecMode.Rows) p16.Add("part");
+            if (slot >= 0) p8.Add("dx16");
+        }
+        static string Or(IEnumerable<string> ptrs) => string.Join(" | ", ptrs.Select(q => $"(unsigned long long){q}"));
+        string cond = $"(({string.Join(" | ", sizes)}) & 3) == 0 && (({Or(p16)}) & 15ull) == 0" + (p8.Count > 0 ? $" && (({Or(p8)}) & 7ull) == 0" : "");
+        w.WriteLine("// vector path: four consecutive elements a thread, one Philox evaluation per four (the scalar loop below otherwise)");
+        w.WriteLine($"if ({cond})");
+        w.WriteLine("{"); w.Indent++;
+        var bs = Enumerable.Range(0, ni).Where(i => bcast[i]).ToList();
+        if (mode == VecMode.Rows)
+        {
+            w.WriteLine("for (int j = (int)(blockIdx.x * blockDim.x + threadIdx.x) << 2; j < nb; j += (int)(blockDim.x * gridDim.x) << 2)");
+            w.WriteLine("{"); w.Indent++;
+            foreach (var b in bs) w.WriteLine($"float acc{b}[4] = {{ 0.0f, 0.0f, 0.0f, 0.0f }};");
+            w.WriteLine("for (int r = r0; r < r1; r++)");
+            w.WriteLine("{"); w.Indent++;
+            w.WriteLine("int i0 = r * nb + j;");
+        }
+        else
+        {
+            w.WriteLine("for (int q = (int)(blockIdx.x * blockDim.x + threadIdx.x); q < (n >> 2); q += stride)");
+            w.WriteLine("{"); w.Indent++;
+            w.WriteLine("int i0 = q << 2;");
+        }
+        foreach (var k in inputs)
+        {
+            string at = !bcast[k] ? "i0" : mode == VecMode.Rows ? "j" : $"i0 % {period[k]}";
+            w.WriteLine(half[k]
+                ? $"float a{k}[4]; if (h{k}) bert_ld4h(a{k}, h{k} + {at}); else bert_ld4(a{k}, x{k} + {at});"
+                : $"float a{k}[4]; bert_ld4(a{k}, x{k} + {at});");
+        }
+        foreach (var (site, m) in sites)
+        {
+            w.WriteLine($"unsigned int ws{m}[4] = {{ 0u, 0u, 0u, 0u }};");
+            w.WriteLine($"if (training) bert_philox(seed, {site}ull, (unsigned long long)(i0 >> 2), ws{m});");
+        }
+        if (mode == VecMode.Forward)
+        {
+            w.WriteLine("float o[4];");
+            w.WriteLine("#pragma unroll");
+            w.WriteLine("for (int e = 0; e < 4; e++)");
+            w.WriteLine("{"); w.Indent++;
+            EmitValues(w, topo, bcast, period, half, sites: sites);
+            w.WriteLine($"o[e] = {V(topo, n.Expr!)};");
+            w.Indent--; w.WriteLine("}");
+            if (out16) { w.WriteLine("if (y) bert_st4(y + i0, o);"); w.WriteLine("if (y16) bert_st4h(y16 + i0, o);"); }
+            else w.WriteLine("bert_st4(y + i0, o);");
+        }
+        else
+        {
+            // the lanes' code first, to know which gradient arrays it fills
+            var sw = new StringWriter { NewLine = "\n" };
+            var body = new IndentedTextWriter(sw, "    ") { NewLine = "\n" };
+            EmitValues(body, topo, bcast, period, half, needs: needs, sites: sites);
+            var lanes = EmitAdjoints(body, topo, n.Expr!, ni, bcast, period, assign, slot, alias, rows: mode == VecMode.Rows, vec: true);
+            w.WriteLine("float ady[4]; bert_ld4(ady, dy + i0);");
+            for (int i = 0; i < ni; i++) if (lanes[i] != 0) w.WriteLine($"float d{i}[4];");
+            w.WriteLine("#pragma unroll");
+            w.WriteLine("for (int e = 0; e < 4; e++)");
+            w.WriteLine("{"); w.Indent++;
+            foreach (var line in sw.ToString().Split('\n')) if (line.Length > 0) w.WriteLine(line);
+            w.Indent--; w.WriteLine("}");
+            for (int i = 0; i < ni; i++)
+            {
+                if (lanes[i] == 1) w.WriteLine($"if (dx{i}) bert_st4(dx{i} + i0, d{i});");
+                if (lanes[i] == 2) w.WriteLine($"if (dx{i}) bert_add4(dx{i} + i0, d{i});");
+                if (lanes[i] != 0 && i == slot && (assign[i] || alias[i])) w.WriteLine($"if (dx16) bert_st4h(dx16 + i0, d{i});");
+            }
+        }
+        w.Indent--; w.WriteLine("}");
+        if (mode == VecMode.Rows)
+        {
+            for (int s = 0; s < bs.Count; s++)
+                w.WriteLine($"bert_st4(part + ((long long){s} * chunks + chunk) * nb + j, acc{bs[s]});");
+            w.Indent--; w.WriteLine("}");
+        }
+        w.WriteLine("return;");
+        w.Indent--; w.WriteLine("}");
+    }
+
     static string V(Topo t, FE e) => e is FConst c ? Float(c.Value) : "v" + t[e];
 
     /// <param name="period">Per broadcast input, the divisor of its index (see <see cref="Period"/>); with
     /// <paramref name="direct"/>, the index itself.</param>
     /// <param name="half">Per input: it may come in bf16 (h{k}, when not null, instead of x{k}).</param>
     /// <param name="needs">In a backward: only the values its derivative rules read (<see cref="BackwardNeeds"/>).</param>
-    static void EmitValues(IndentedTextWriter w, Topo t, bool[] bcast, string[] period, bool[] half, bool direct = false, BackwardNeeds? needs = null)
+    /// <param name="sites">In a vector path: the dropout sites' word arrays (ws{k}), by site; the inputs are then read from
+    /// their loaded arrays (a{k}) at lane e.</param>
+    static void EmitValues(IndentedTextWriter w, Topo t, bool[] bcast, string[] period, bool[] half, bool direct = false, BackwardNeeds? needs = null,
+        Dictionary<int, int>? sites = null)
     {
         foreach (var e in t.Order)
         {
@@ -269,6 +401,12 @@ public static class CudaEmitter
             int id = t[e];
             switch (e)
             {
+                case FIn i when sites != null:
+                    w.WriteLine($"float v{id} = a{i.Index}[e];");
+                    break;
+                case FOp { Op: "drop" } o when sites != null:
+                    w.WriteLine($"float v{id} = training ? (bert_unit(ws{sites[o.Site]}[e]) >= {Float(o.P)} ? {Float(1.0 / (1.0 - o.P))} : 0.0f) : 1.0f;");
+                    break;
                 case FIn i:
                 {
                     string at = !bcast[i.Index] ? "i" : direct ? period[i.Index] : $"i % {period[i.Index]}";
@@ -304,7 +442,10 @@ public static class CudaEmitter
     }
 
     /// <summary>Reverse mode over the expression, rule for rule as the CPU kernel's.</summary>
-    static void EmitAdjoints(IndentedTextWriter w, Topo t, FE root, int ni, bool[] bcast, string[] period, bool[] assign, int slot, bool[] alias, bool rows)
+    /// <param name="vec">In a vector path: lane e's input gradients go to d{k}[e] (stored after the lanes by
+    /// <see cref="EmitVectorPath"/>) and a broadcast one's to acc{k}[e]; returns per input what follows the lanes: 0 nothing,
+    /// 1 d{k} written to dx{k}, 2 d{k} added into dx{k}, 3 d{k} only for the bf16 copy (dx16).</param>
+    static int[] EmitAdjoints(IndentedTextWriter w, Topo t, FE root, int ni, bool[] bcast, string[] period, bool[] assign, int slot, bool[] alias, bool rows, bool vec = false)
     {
         var hasAdj = new HashSet<int>();
         void Acc(FE target, string term)
@@ -314,7 +455,7 @@ public static class CudaEmitter
             if (hasAdj.Add(id)) w.WriteLine($"float g{id} = {term};");
             else w.WriteLine($"g{id} += {term};");
         }
-        w.WriteLine($"float g{t[root]} = dy[i];");
+        w.WriteLine(vec ? $"float g{t[root]} = ady[e];" : $"float g{t[root]} = dy[i];");
         hasAdj.Add(t[root]);
         for (int k = t.Order.Count - 1; k >= 0; k--)
         {
@@ -348,11 +489,20 @@ public static class CudaEmitter
                     break;
             }
         }
+        var lanes = new int[ni];
         for (int i = 0; i < ni; i++)
         {
             var leaf = t.Order.FirstOrDefault(e => e is FIn f && f.Index == i);
             bool adj = leaf is not null && hasAdj.Contains(t[leaf]);
             string v = adj ? "g" + t[leaf!] : "0.0f";
+            if (vec)
+            {
+                // what the scalar path writes, lane by lane: assigned or added (after the lanes), summed per column, the bf16 copy
+                lanes[i] = assign[i] ? 1 : adj && !bcast[i] ? 2 : i == slot && alias[i] ? 3 : 0;
+                if (lanes[i] != 0) w.WriteLine($"d{i}[e] = {v};");
+                else if (adj) w.WriteLine($"acc{i}[e] += {v};");
+                continue;
+            }
             if (assign[i]) w.WriteLine($"if (dx{i}) dx{i}[i] = {v};");
             else if (adj)
                 w.WriteLine(bcast[i]
@@ -362,5 +512,6 @@ public static class CudaEmitter
             // the adjoint passes on unchanged: its bf16 copy too.
             if (i == slot && (assign[i] || alias[i])) w.WriteLine($"if (dx16) dx16[i] = bert_bf16({v});");
         }
+        return lanes;
     }
 }

@@ -425,7 +425,8 @@ public static class Emitter
                     : y;
                 // A bias the product before added itself (Plan.EpilogueOf) needs no kernel.
                 string skip = Plan.EpilogueOf(g, n) != null ? $"if (!lt{n.Id}) " : "";
-                w.WriteLine($"{skip}ex.Pointwise(\"k{n.Id}_forward\", {n.Out.Size.Code()}, {n.Out.Size.Code()}, ex.Args().Add({y32}){args}.Add({n.Out.Size.Code()}).Add(ex.SeedPointer).Add(ex.Training ? 1 : 0){(k16 >= 0 ? $".Add({Out16()})" : "")});");
+                // A quarter of the threads: the kernel's vector path takes four elements a thread (CudaEmitter.EmitVectorPath).
+                w.WriteLine($"{skip}ex.Pointwise(\"k{n.Id}_forward\", {n.Out.Size.Code()}, ({n.Out.Size.Code()} + 3) / 4, ex.Args().Add({y32}){args}.Add({n.Out.Size.Code()}).Add(ex.SeedPointer).Add(ex.Training ? 1 : 0){(k16 >= 0 ? $".Add({Out16()})" : "")});");
                 break;
             }
         }
@@ -503,7 +504,8 @@ public static class Emitter
                 var xs = FusedInputs(g, plan, n, backward: true);
                 // One thread per broadcast column (the smallest input), each summing its rows in order, as on the CPU.
                 var bs = n.Inputs.Where(v => !v.Size.Equals(n.Out.Size)).Select(v => v.Size.Code()).Distinct().ToList();
-                string threads = bs.Count == 0 ? n.Out.Size.Code() : bs.Skip(1).Aggregate(bs[0], (a, b) => $"global::System.Math.Min({a}, {b})");
+                // Without broadcast inputs a quarter of the elements (the vector path takes four a thread).
+                string threads = bs.Count == 0 ? $"({n.Out.Size.Code()} + 3) / 4" : bs.Skip(1).Aggregate(bs[0], (a, b) => $"global::System.Math.Min({a}, {b})");
                 // A product's output gradient written here also goes, in bf16, to the products' first operand slot, where
                 // the product's backward (the next op) reads it (Plan.GradientToSlot).
                 int slot = Plan.GradientToSlot(plan, count, n);

@@ -20,6 +20,7 @@ public static class Parity
     public static Result Write(string modelDir, string outDir, int batch, int maxLen, int seed, string[]? corpusFiles)
     {
         if (batch < 1) throw new ArgumentException($"--batch {batch} must be at least 1.");
+        CheckOut(outDir);
         var (_, model) = Program.LoadModel(modelDir);
         var info = model.Info;
         if (!info.Inputs.Any(i => i.Name == "masked") || !info.Inputs.Any(i => i.Name == "nspLabels"))
@@ -85,5 +86,22 @@ public static class Parity
             w.WriteEndObject();
         });
         return new Result(x.B, x.T, G, loss, info.Name);
+    }
+
+    /// <summary>--out must be new, empty, or hold only what an earlier parity-batch wrote (which this run replaces): its two
+    /// files are written over, so a folder with anything else in it (a checkpoint, someone's own batch.json beside other
+    /// files) is refused before any work.</summary>
+    /// <summary>A temporary file of an interrupted write of either file (AtomicFile: .NAME.GUID.tmp).</summary>
+    static bool Leftover(string name) => name.EndsWith(".tmp", StringComparison.Ordinal)
+        && (name.StartsWith($".{BatchFile}.", StringComparison.Ordinal) || name.StartsWith($".{GradientsFile}.", StringComparison.Ordinal));
+
+    static void CheckOut(string outDir)
+    {
+        if (File.Exists(outDir)) throw new ArgumentException($"--out {outDir} is a file; give a folder for {BatchFile} and {GradientsFile}.");
+        if (!Directory.Exists(outDir)) return;
+        var other = Directory.EnumerateFileSystemEntries(outDir).Select(Path.GetFileName)
+            .Where(name => name is not (BatchFile or GradientsFile) && !Leftover(name!)).Order(StringComparer.Ordinal).ToList();
+        if (other.Count > 0)
+            throw new ArgumentException($"--out {outDir} holds other files ({string.Join(", ", other.Take(3))}{(other.Count > 3 ? ", …" : "")}), which parity-batch would write beside; give a new or empty folder, or one holding only an earlier parity-batch's {BatchFile} and {GradientsFile}.");
     }
 }

@@ -249,7 +249,8 @@ public sealed unsafe class CudaExec
         RequireScratch(broadcastGrads.Length * chunks * nb, "a fused backward");
         args.Add(Scratch).Add(PointwiseRowChunk);
         if (dx16 is { } d16) args.Add(d16);
-        LaunchBlocks(kernel, new Dim3(Grid(nb), (uint)chunks), args);
+        // A thread per four columns: the kernel's vector path takes four (its scalar path strides over the columns).
+        LaunchBlocks(kernel, new Dim3(Grid((nb + 3) / 4), (uint)chunks), args);
         // The column sums write the broadcast (parameter) gradients only: neither the slot nor what it copies.
         for (int s = 0; s < broadcastGrads.Length; s++)
             if (broadcastGrads[s] != 0)

@@ -22,9 +22,10 @@ typedef unsigned long long rt_u64;
 
 // Philox4x32-10 (Salmon et al., SC 2011), as Bert.Runtime.Kernels.Philox.KeepUniform: key = seed, counter = (index / 4,
 // site), word index % 4 of the output (one evaluation serves four consecutive elements).
-static __device__ __forceinline__ float rt_uniform(rt_u64 seed, rt_u64 site, rt_u64 index)
+// The four words of counter (ctr, site): elements 4·ctr … 4·ctr + 3 of the site take words 0 … 3.
+static __device__ __forceinline__ void rt_philox(rt_u64 seed, rt_u64 site, rt_u64 ctr, unsigned int* word)
 {
-    unsigned int c0 = (unsigned int)(index >> 2), c1 = (unsigned int)(index >> 34), c2 = (unsigned int)site, c3 = (unsigned int)(site >> 32);
+    unsigned int c0 = (unsigned int)ctr, c1 = (unsigned int)(ctr >> 32), c2 = (unsigned int)site, c3 = (unsigned int)(site >> 32);
     unsigned int k0 = (unsigned int)seed, k1 = (unsigned int)(seed >> 32);
     for (int r = 0; r < 10; r++)
     {
@@ -33,8 +34,15 @@ static __device__ __forceinline__ float rt_uniform(rt_u64 seed, rt_u64 site, rt_
         unsigned int hi0 = (unsigned int)(p0 >> 32), lo0 = (unsigned int)p0, hi1 = (unsigned int)(p1 >> 32), lo1 = (unsigned int)p1;
         c0 = hi1 ^ c1 ^ k0; c1 = lo1; c2 = hi0 ^ c3 ^ k1; c3 = lo0;
     }
-    unsigned int x = (index & 3) == 0 ? c0 : (index & 3) == 1 ? c1 : (index & 3) == 2 ? c2 : c3;
-    return (float)(x >> 8) * 5.9604645E-08f;
+    word[0] = c0; word[1] = c1; word[2] = c2; word[3] = c3;
+}
+// A word's uniform in [0, 1): its top 24 bits × 2⁻²⁴, exact.
+static __device__ __forceinline__ float rt_unit(unsigned int x) { return (float)(x >> 8) * 5.9604645E-08f; }
+static __device__ __forceinline__ float rt_uniform(rt_u64 seed, rt_u64 site, rt_u64 index)
+{
+    unsigned int word[4];
+    rt_philox(seed, site, index >> 2, word);
+    return rt_unit(word[index & 3]);
 }
 
 // Dropout's scale of a kept value, 1/(1 − p) rounded from double as the CPU does; 0 when everything drops.
@@ -472,6 +480,25 @@ extern "C" __global__ void rt_heads_merge4(float* __restrict__ dst, const float*
     }
 }
 
+// The dropout words of a warp's row for keys base … base + 127 (row0 = the row's first element index, row·T; T % 4 = 0, so
+// a Philox evaluation's four words are four keys of the row): lane L draws the four keys base + 4L …, then out[i] is the
+// word of key base + 32·i + L, which lane 8·i + L/4 drew (word L mod 4). One evaluation per lane per 128 keys, where
+// drawing per key made one per key; the same words. Every lane of the warp calls it (shuffles).
+static __device__ __forceinline__ void rt_row_words(rt_u64 seed, rt_u64 site, rt_u64 row0, int base, int lane, unsigned int* out)
+{
+    unsigned int wd[4];
+    rt_philox(seed, site, (row0 + (rt_u64)(base + 4 * lane)) >> 2, wd);
+    int sel = lane & 3;
+    #pragma unroll
+    for (int i = 0; i < 4; i++)
+    {
+        int src = 8 * i + (lane >> 2);
+        unsigned int w0 = __shfl_sync(0xffffffffu, wd[0], src), w1 = __shfl_sync(0xffffffffu, wd[1], src);
+        unsigned int w2 = __shfl_sync(0xffffffffu, wd[2], src), w3 = __shfl_sync(0xffffffffu, wd[3], src);
+        out[i] = sel == 0 ? w0 : sel == 1 ? w1 : sel == 2 ? w2 : w3;
+    }
+}
+
 // One warp per (b,h,q) row of the scaled scores in probs: add the key mask (-10000 on padded keys), softmax in place, and
 // the dropped row into dropped when dropping.
 extern "C" __global__ void rt_attention_softmax(float* __restrict__ probs, float* __restrict__ dropped, const int* __restrict__ mask,
@@ -496,6 +523,25 @@ extern "C" __global__ void rt_attention_softmax(float* __restrict__ probs, float
     for (int k = lane; k < T; k += 32) { float e = expf(P[k] - mx); P[k] = e; sum += e; }
     sum = rt_warp_sum(sum);
     float ks = rt_keep_scale(p);
+    if (drop && (T & 3) == 0)
+    {
+        // the mask's words shared across the warp (rt_row_words): 128 keys per round, every lane in every round
+        for (int base = 0; base < T; base += 128)
+        {
+            unsigned int wk[4];
+            rt_row_words(seed, site, (rt_u64)(row * T), base, lane, wk);
+            #pragma unroll
+            for (int i = 0; i < 4; i++)
+            {
+                int k = base + 32 * i + lane;
+                if (k >= T) continue;
+                float v = P[k] / sum;
+                P[k] = v;
+                dropped[row * T + k] = rt_unit(wk[i]) >= p ? v * ks : 0.0f;
+            }
+        }
+        return;
+    }
     for (int k = lane; k < T; k += 32)
     {
         float v = P[k] / sum;
@@ -517,18 +563,39 @@ extern "C" __global__ void rt_attention_softmax_backward(float* __restrict__ g, 
     float* G = g + row * T;
     float ks = rt_keep_scale(p);
     float dot = 0.0f;
-    for (int k = lane; k < T; k += 32)
+    if (drop && (T & 3) == 0)
     {
-        float s = G[k];
-        if (drop)
+        // the mask's words shared across the warp (rt_row_words); each lane adds its keys in the order of the loop below
+        for (int base = 0; base < T; base += 128)
         {
-            float keep = rt_uniform(seed, site, (rt_u64)(row * T + k)) >= p ? ks : 0.0f;
-            s *= keep;
-            dropped[row * T + k] = P[k] * keep;
-            G[k] = s;
+            unsigned int wk[4];
+            rt_row_words(seed, site, (rt_u64)(row * T), base, lane, wk);
+            #pragma unroll
+            for (int i = 0; i < 4; i++)
+            {
+                int k = base + 32 * i + lane;
+                if (k >= T) continue;
+                float keep = rt_unit(wk[i]) >= p ? ks : 0.0f;
+                float s = G[k] * keep;
+                dropped[row * T + k] = P[k] * keep;
+                G[k] = s;
+                dot += P[k] * s;
+            }
         }
-        dot += P[k] * s;
     }
+    else
+        for (int k = lane; k < T; k += 32)
+        {
+            float s = G[k];
+            if (drop)
+            {
+                float keep = rt_uniform(seed, site, (rt_u64)(row * T + k)) >= p ? ks : 0.0f;
+                s *= keep;
+                dropped[row * T + k] = P[k] * keep;
+                G[k] = s;
+            }
+            dot += P[k] * s;
+        }
     dot = rt_warp_sum(dot);
     for (int k = lane; k < T; k += 32) G[k] = P[k] * (G[k] - dot);
 }
@@ -1135,6 +1202,20 @@ template <int D> static __device__ void rt_flash_forward_t(float* __restrict__ o
         unsigned int kw[4] = { 0u, 0u, 0u, 0u };
         #pragma unroll
         for (int n = 0; n < RT_FL_ROWS / 8; n++)
+        {
+            // With T % 4 = 0 a Philox evaluation's four words are four keys of one row (rt_uniform: index / 4), and lanes t and
+            // t ^ 1 hold those four keys of rows q0 and q1 between them: the even lane draws row q0's four, the odd lane row
+            // q1's, and each passes the other the two words it holds the keys of. One evaluation per lane where there were four.
+            unsigned int u[4] = { 0u, 0u, 0u, 0u };
+            if (drop && (T & 3) == 0)
+            {
+                unsigned int wd[4];
+                int odd = t & 1, kg = k0 + n * 8 + (t >> 1) * 4;
+                rt_philox(seed, site, (((rt_u64)bh * (rt_u64)T + (rt_u64)(odd ? q1 : q0)) * (rt_u64)T + (rt_u64)kg) >> 2, wd);
+                unsigned int r0 = __shfl_xor_sync(0xffffffffu, odd ? wd[0] : wd[2], 1), r1 = __shfl_xor_sync(0xffffffffu, odd ? wd[1] : wd[3], 1);
+                u[0] = odd ? r0 : wd[0]; u[1] = odd ? r1 : wd[1];   // row q0, keys 2t and 2t + 1
+                u[2] = odd ? wd[2] : r0; u[3] = odd ? wd[3] : r1;   // row q1
+            }
             #pragma unroll
             for (int j = 0; j < 4; j++)
             {
@@ -1142,12 +1223,14 @@ template <int D> static __device__ void rt_flash_forward_t(float* __restrict__ o
                 if (j < 2) l0 += e; else l1 += e;
                 if (drop)
                 {
-                    bool kept = rt_fl_kept(seed, site, bh, T, j < 2 ? q0 : q1, k0 + n * 8 + t * 2 + (j & 1), p);
+                    int q = j < 2 ? q0 : q1, k = k0 + n * 8 + t * 2 + (j & 1);
+                    bool kept = (T & 3) == 0 ? q < T && k < T && rt_unit(u[j]) >= p : rt_fl_kept(seed, site, bh, T, q, k, p);
                     if (kept) kw[(j >> 1) * 2 + (n >> 2)] |= 1u << ((n & 3) * 8 + t * 2 + (j & 1));
                     e = kept ? e * ks : 0.0f;
                 }
                 s[n][j] = e;
             }
+        }
         if (drop && keepBits)
         {
             // A quad's lanes hold a row's 64 bits between them: gathered, then each lane writes one (row, word).

@@ -82,6 +82,31 @@ public class ParityBatchTests : IDisposable
         Assert.True(Max("bert.encoder.layer.0.attention.self.key.bias") < 1e-4 * Max("bert.encoder.layer.0.attention.self.query.bias"));
     }
 
+    /// <summary>--out takes a new or empty folder, or an earlier parity-batch's (its two files replaced); a folder with anything
+    /// else in it — here the checkpoint's own folder — is refused in one sentence before any work, and left as it was.</summary>
+    [Fact]
+    public void AnOutFolderHoldingOtherFiles_IsRefused_AndAnEarlierBatchIsReplaced()
+    {
+        var corpus = Pretrained();
+        var pre = Path.Combine(_dir, "pre");
+        var before = Directory.GetFiles(pre).ToDictionary(f => f, File.ReadAllBytes);
+        var r = CliTests.Run("parity-batch", pre, "--out", pre, "--batch", "4", "--max-len", "64", "--corpus", corpus);
+        Assert.NotEqual(0, r.Code);
+        Assert.Contains("holds other files", r.Err);
+        Assert.Single(r.Err.Trim().Split('\n'));
+        Assert.Equal(before.Keys.Order(), Directory.GetFiles(pre).Order());
+        Assert.All(before, kv => Assert.Equal(kv.Value, File.ReadAllBytes(kv.Key)));
+
+        var outDir = Path.Combine(_dir, "parity");
+        r = CliTests.Run("parity-batch", pre, "--out", outDir, "--batch", "4", "--max-len", "64", "--corpus", corpus);
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        r = CliTests.Run("parity-batch", pre, "--out", outDir, "--batch", "5", "--max-len", "64", "--corpus", corpus);
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        using var doc = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(outDir, "batch.json")));
+        Assert.Equal(5, doc.RootElement.GetProperty("input_ids").GetArrayLength());   // the second run's batch
+        Assert.Equal(new[] { "batch.json", "gradients.safetensors" }, Directory.GetFiles(outDir).Select(Path.GetFileName).Order());
+    }
+
     [Fact]
     public void AClassifierCheckpoint_IsRefusedInOneSentence()
     {

@@ -112,6 +112,7 @@ public partial class CudaSourceTests
         __device__ void __syncthreads();
         __device__ void __syncwarp(unsigned int mask = 0xffffffffu);
         __device__ float __shfl_sync(unsigned int mask, float var, int srcLane, int width = 32);
+        __device__ unsigned int __shfl_sync(unsigned int mask, unsigned int var, int srcLane, int width = 32);
         extern "C" __device__ double sqrt(double);
 
         """;
@@ -241,8 +242,13 @@ public partial class CudaSourceTests
         Assert.Contains("0xBB67AE85u", source);
         var drop = KernelText(source, c => c.Contains("dropmask("));
         var mask = "training ? (bert_keep(seed, ";
-        Assert.Equal(2, drop.Split(mask).Length - 1);   // forward and backward draw the same mask
+        Assert.Equal(2, drop.Split(mask).Length - 1);   // forward and backward draw the same mask (their scalar loops)
         Assert.Contains("(unsigned long long)i, 0.1f) ? 1.1111112f : 0.0f) : 1.0f;", drop);
+        // and their vector paths (four elements a thread), one Philox evaluation per four
+        Assert.Equal(2, drop.Split("// vector path:").Length - 1);
+        Assert.Equal(2, drop.Split("if (training) bert_philox(seed, ").Length - 1);
+        Assert.Contains("(unsigned long long)(i0 >> 2), ws0);", drop);
+        Assert.Contains("training ? (bert_unit(ws0[e]) >= 0.1f ? 1.1111112f : 0.0f) : 1.0f;", drop);
         // A model without dropout has no Philox.
         Assert.DoesNotContain("bert_uniform", MatrixOps.CudaSource);
     }
@@ -299,13 +305,18 @@ public partial class CudaSourceTests
         sb.Append($"static const int takes16[] = {{ {string.Join(", ", info.Kernels.Select(k => Enumerable.Range(0, k.Inputs.Length).Sum(i => k.TakesBf16(i) ? 1 << i : 0).ToString(CultureInfo.InvariantCulture)).Append("0"))} }};\n");
         sb.Append("""
             static int rd(FILE* f, void* p, size_t bytes) { return fread(p, 1, bytes, f) == bytes; }
-            static float* rdf(FILE* f, int n) { float* p = (float*)malloc(sizeof(float) * (n + 1)); if (!rd(f, p, sizeof(float) * n)) exit(3); return p; }
+            // Every array the kernels see: zeroed, 16-byte aligned, or with argv[3] = 1 shifted by one float (then no pointer is
+            // 8- or 16-byte aligned and the kernels take their scalar loops instead of the vector paths). Kept to the end.
+            static int shift = 0;
+            static void* al(size_t bytes) { char* p = (char*)calloc(bytes + 64, 1); if (!p) exit(7); return p + 16 + 4 * shift; }
+            static float* rdf(FILE* f, int n) { float* p = (float*)al(sizeof(float) * (n + 1)); if (!rd(f, p, sizeof(float) * n)) exit(3); return p; }
             // bf16 values widened to the floats they stand for
             static void wr16(FILE* out, const unsigned short* d16, int n) { for (int i = 0; i < n; i++) { unsigned int b = (unsigned int)d16[i] << 16; float f; memcpy(&f, &b, 4); fwrite(&f, 4, 1, out); } }
             int main(int argc, char** argv)
             {
                 FILE* in = fopen(argv[1], "rb"); FILE* out = fopen(argv[2], "wb");
                 if (!in || !out) return 2;
+                if (argc > 3) shift = atoi(argv[3]);
                 int h[3], n, ni, ns[16]; unsigned long long seed;
                 while (rd(in, h, sizeof h) && rd(in, &seed, 8) && rd(in, &n, 4) && rd(in, &ni, 4))
                 {
@@ -339,12 +350,12 @@ public partial class CudaSourceTests
                     {
                         hx[k] = 0; xa[k] = x[k];
                         if (!half || !((takes16[h[0]] >> k) & 1)) continue;
-                        hx[k] = (unsigned short*)malloc(2 * ((size_t)ns[k] + 1));
+                        hx[k] = (unsigned short*)al(2 * ((size_t)ns[k] + 1));
                         for (int i = 0; i < ns[k]; i++) { unsigned int b; memcpy(&b, &x[k][i], 4); hx[k][i] = (unsigned short)(b >> 16); }
                         xa[k] = 0;
                     }
                     // a product's output gradient in bf16 (kernels with Grad16Input), written after the dx as floats
-                    unsigned short* d16 = (unsigned short*)calloc((size_t)n + 1, sizeof(unsigned short));
+                    unsigned short* d16 = (unsigned short*)al(((size_t)n + 1) * sizeof(unsigned short));
                     for (int i = 0; i < n; i++) d16[i] = 0xFFFF;
                     if (h[1] == 3)
                     {
@@ -352,7 +363,7 @@ public partial class CudaSourceTests
                         int nb = n, nbc = 0;
                         for (int k = 0; k < ni; k++) if (ns[k] != n) { nbc++; if (ns[k] < nb) nb = ns[k]; }
                         int rows = n / nb, rowChunk = 2, chunks = (rows + rowChunk - 1) / rowChunk;
-                        float* part = (float*)calloc((size_t)nbc * chunks * nb + 1, sizeof(float));
+                        float* part = (float*)al(((size_t)nbc * chunks * nb + 1) * sizeof(float));
                         blockDim.x = BLOCK; gridDim.x = GRID; gridDim.y = chunks; blockDim.y = blockDim.z = gridDim.z = 1;
                         for (unsigned c = 0; c < gridDim.y; c++)
                         for (unsigned b = 0; b < gridDim.x; b++)
@@ -390,11 +401,9 @@ public partial class CudaSourceTests
                         }
                         for (int k = 0; k < ni; k++) fwrite(dx[k], sizeof(float), ns[k], out);
                         if (grad16[h[0]]) wr16(out, d16, n);
-                        free(part); free(dy); free(d16);
-                        for (int k = 0; k < ni; k++) { free(x[k]); free(dx[k]); free(hx[k]); }
                         continue;
                     }
-                    float* y = (float*)malloc(sizeof(float) * (n + 1));
+                    float* y = (float*)al(sizeof(float) * (n + 1));
 
             """);
         sb.Append("""
@@ -424,8 +433,6 @@ public partial class CudaSourceTests
                     if (h[1] == 0) { fwrite(y, sizeof(float), n, out); if (out16[h[0]]) wr16(out, d16, n); }
                     else for (int k = 0; k < ni; k++) fwrite(dx[k], sizeof(float), ns[k], out);
                     if ((h[1] == 1 || h[1] == 3) && grad16[h[0]]) wr16(out, d16, n);
-                    free(y); free(dy); free(d16);
-                    for (int k = 0; k < ni; k++) { free(x[k]); free(dx[k]); free(hx[k]); }
                 }
                 fclose(out);
                 return 0;
@@ -449,7 +456,7 @@ public partial class CudaSourceTests
     static double[] Doubles(float[] x) => x.Select(v => (double)v).ToArray();
 
     /// <summary>Every fused kernel of the model that stands for a family, run from the model's CUDA source compiled for
-    /// the host: forward and backward, with and without dropout, B=2 T=3 G=2, against the CPU kernel in double on the
+    /// the host: forward and backward, with and without dropout, B=2 T=4 G=2, on aligned arrays (the vector paths) and again unaligned (the scalar loops, the same bits),, against the CPU kernel in double on the
     /// same float inputs. The dropout mask must be the CPU's element for element; the Philox uniforms must be the
     /// CPU's bit for bit, for indices and sites past 2^32.</summary>
     [ClangTheory]
@@ -470,7 +477,7 @@ public partial class CudaSourceTests
             var build = Run(Clang, new[] { "-x", "c++", "-std=c++17", "-O1", "-ffp-contract=off", "-w", "main.cpp", "-o", "run", "-lm" }, dir);
             Assert.True(build.Code == 0, $"clang-14 could not compile the CUDA source of {model} for the host (exit {build.Code}):\n{Tail(build.Output)}");
 
-            const int B = 2, T = 3, G = 2;
+            const int B = 2, T = 4, G = 2;   // B·T a multiple of 4: the vector paths take the unbroadcast kernels (the unaligned rerun, the scalar loops)
             var rng = new Random(20240611);
             var cases = new List<(Case Case, Func<float[], string?> Check)>();
             for (int q = 0; q < info.Kernels.Count; q++)
@@ -552,6 +559,15 @@ public partial class CudaSourceTests
             var outPath = Path.Combine(dir, "out.bin");
             var run = Run(Path.Combine(dir, "run"), new[] { inPath, outPath }, dir);
             Assert.True(run.Code == 0, $"the host build of {model}'s CUDA kernels failed (exit {run.Code}):\n{Tail(run.Output)}");
+            // Again with every array one float off alignment: the scalar loops instead of the vector paths (four elements a
+            // thread, one Philox evaluation per four) wherever the sizes allowed those; the same bits either way.
+            var scalarPath = Path.Combine(dir, "out-scalar.bin");
+            var scalarRun = Run(Path.Combine(dir, "run"), new[] { inPath, scalarPath, "1" }, dir);
+            Assert.True(scalarRun.Code == 0, $"the host build of {model}'s CUDA kernels failed on unaligned arrays (exit {scalarRun.Code}):\n{Tail(scalarRun.Output)}");
+            byte[] vectorBytes = File.ReadAllBytes(outPath), scalarBytes = File.ReadAllBytes(scalarPath);
+            int differ = Enumerable.Range(0, Math.Min(vectorBytes.Length, scalarBytes.Length)).FirstOrDefault(i => vectorBytes[i] != scalarBytes[i], -1);
+            Assert.True(vectorBytes.Length == scalarBytes.Length && differ < 0,
+                $"{model}: the kernels on aligned arrays (vector paths) and on unaligned ones (scalar loops) differ, first at byte {differ} of {vectorBytes.Length}");
 
             using var r = new BinaryReader(File.OpenRead(outPath));
             float[] Read(int len) => Enumerable.Range(0, len).Select(_ => r.ReadSingle()).ToArray();
