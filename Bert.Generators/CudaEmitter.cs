@@ -98,7 +98,8 @@ public static class CudaEmitter
             w.WriteLine("{"); w.Indent++;
             w.WriteLine("unsigned int word[4];");
             w.WriteLine("bert_philox(seed, site, index >> 2, word);");
-            w.WriteLine("return bert_unit(word[index & 3]);");
+            w.WriteLine("// a select, not word[index & 3]: an array indexed at run time would live in local memory");
+            w.WriteLine("return bert_unit((index & 3) == 0 ? word[0] : (index & 3) == 1 ? word[1] : (index & 3) == 2 ? word[2] : word[3]);");
             w.Indent--; w.WriteLine("}");
             w.WriteLine("// Dropout keep decision for one element: the same on every call, in forward and backward, on CPU and GPU.");
             w.WriteLine("static __device__ __forceinline__ bool bert_keep(unsigned long long seed, unsigned long long site, unsigned long long index, float p)");
@@ -277,6 +278,12 @@ public static class CudaEmitter
 
     enum VecMode { Forward, Backward, Rows }
 
+    /// <summary>Whether a fused kernel's forward and its backward without broadcast sums, or its chunked backward, have the
+    /// vector path (<see cref="EmitVectorPath"/>): no broadcast input of a fixed size that is not a multiple of 4 (four
+    /// consecutive elements would wrap round it). The schedule launches a quarter of the threads for those kernels only.</summary>
+    public static bool HasVectorPath(Node n) =>
+        n.Inputs.Where(v => v.Size != n.Out.Size).All(v => v.Size is not { PB: 0, PT: 0, PG: 0 } || v.Size.C % 4 == 0);
+
     /// <summary>The vector path at the top of a kernel: when n (and a broadcast's runtime period) is a multiple of 4 and every
     /// pointer it touches is 16-byte aligned (8 for bf16), each thread takes four consecutive elements (Rows: four consecutive
     /// columns) with 16-byte loads and stores, one Philox evaluation per dropout site serving the four (their counter is
@@ -287,9 +294,7 @@ public static class CudaEmitter
         BackwardNeeds? needs, bool[] assign, int slot, bool[] alias, bool out16)
     {
         int ni = n.Inputs.Count;
-        for (int i = 0; i < ni; i++)
-            if (bcast[i] && !period[i].StartsWith("n", StringComparison.Ordinal) && long.Parse(period[i], CultureInfo.InvariantCulture) % 4 != 0)
-                return;   // a fixed period that is not a multiple of 4: four consecutive elements may wrap
+        if (!HasVectorPath(n)) return;
         var inputs = topo.Order.OfType<FIn>().Select(f => f.Index).Distinct().Where(k => needs == null || needs.Inputs.Contains(k)).OrderBy(k => k).ToList();
         var sites = new Dictionary<int, int>();
         foreach (var o in topo.Order.OfType<FOp>().Where(o => o.Op == "drop" && (needs == null || needs.Has(o))))

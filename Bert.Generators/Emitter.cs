@@ -425,8 +425,9 @@ public static class Emitter
                     : y;
                 // A bias the product before added itself (Plan.EpilogueOf) needs no kernel.
                 string skip = Plan.EpilogueOf(g, n) != null ? $"if (!lt{n.Id}) " : "";
-                // A quarter of the threads: the kernel's vector path takes four elements a thread (CudaEmitter.EmitVectorPath).
-                w.WriteLine($"{skip}ex.Pointwise(\"k{n.Id}_forward\", {n.Out.Size.Code()}, ({n.Out.Size.Code()} + 3) / 4, ex.Args().Add({y32}){args}.Add({n.Out.Size.Code()}).Add(ex.SeedPointer).Add(ex.Training ? 1 : 0){(k16 >= 0 ? $".Add({Out16()})" : "")});");
+                // A quarter of the threads where the kernel's vector path takes four elements a thread (CudaEmitter.EmitVectorPath).
+                bool vec = CudaEmitter.HasVectorPath(n);
+                w.WriteLine($"{skip}ex.Pointwise(\"k{n.Id}_forward\", {n.Out.Size.Code()}, {(vec ? $"({n.Out.Size.Code()} + 3L) / 4" : n.Out.Size.Code())}, ex.Args().Add({y32}){args}.Add({n.Out.Size.Code()}).Add(ex.SeedPointer).Add(ex.Training ? 1 : 0){(k16 >= 0 ? $".Add({Out16()})" : "")});");
                 break;
             }
         }
@@ -505,7 +506,8 @@ public static class Emitter
                 // One thread per broadcast column (the smallest input), each summing its rows in order, as on the CPU.
                 var bs = n.Inputs.Where(v => !v.Size.Equals(n.Out.Size)).Select(v => v.Size.Code()).Distinct().ToList();
                 // Without broadcast inputs a quarter of the elements (the vector path takes four a thread).
-                string threads = bs.Count == 0 ? $"({n.Out.Size.Code()} + 3) / 4" : bs.Skip(1).Aggregate(bs[0], (a, b) => $"global::System.Math.Min({a}, {b})");
+                bool vec = CudaEmitter.HasVectorPath(n);
+                string threads = bs.Count == 0 ? (vec ? $"({n.Out.Size.Code()} + 3L) / 4" : n.Out.Size.Code()) : bs.Skip(1).Aggregate(bs[0], (a, b) => $"global::System.Math.Min({a}, {b})");
                 // A product's output gradient written here also goes, in bf16, to the products' first operand slot, where
                 // the product's backward (the next op) reads it (Plan.GradientToSlot).
                 int slot = Plan.GradientToSlot(plan, count, n);
@@ -515,8 +517,8 @@ public static class Emitter
                     // Broadcast gradients summed over rows in chunks, then added in chunk order (k{id}_backward_rows).
                     var bdx = string.Join(", ", n.Inputs.Where(v => v.Size != n.Out.Size).Select(v => v.NeedsGrad ? GDPtr(plan, v) : "0UL"));
                     w.WriteLine(slot < 0
-                        ? $"ex.PointwiseRows(\"k{n.Id}_backward_rows\", {n.Out.Size.Code()}, {threads}, ex.Args().Add({dy}){dxs}{xs}.Add({n.Out.Size.Code()}).Add(ex.SeedPointer).Add(ex.Training ? 1 : 0), {bdx});"
-                        : $"ex.PointwiseRows(\"k{n.Id}_backward_rows\", {n.Out.Size.Code()}, {threads}, ex.Args().Add({dy}){dxs}{xs}.Add({n.Out.Size.Code()}).Add(ex.SeedPointer).Add(ex.Training ? 1 : 0), new ulong[] {{ {bdx} }}, {grad16});");
+                        ? $"ex.PointwiseRows(\"k{n.Id}_backward_rows\", {n.Out.Size.Code()}, {threads}, ex.Args().Add({dy}){dxs}{xs}.Add({n.Out.Size.Code()}).Add(ex.SeedPointer).Add(ex.Training ? 1 : 0), new ulong[] {{ {bdx} }}, null, {(vec ? "true" : "false")});"
+                        : $"ex.PointwiseRows(\"k{n.Id}_backward_rows\", {n.Out.Size.Code()}, {threads}, ex.Args().Add({dy}){dxs}{xs}.Add({n.Out.Size.Code()}).Add(ex.SeedPointer).Add(ex.Training ? 1 : 0), new ulong[] {{ {bdx} }}, {grad16}, {(vec ? "true" : "false")});");
                 }
                 else
                     w.WriteLine($"ex.Pointwise(\"k{n.Id}_backward\", {n.Out.Size.Code()}, {threads}, ex.Args().Add({dy}){dxs}{xs}.Add({n.Out.Size.Code()}).Add(ex.SeedPointer).Add(ex.Training ? 1 : 0){(slot < 0 ? "" : $".Add({grad16})")});");

@@ -242,15 +242,20 @@ public sealed unsafe class CudaExec
 
     /// <summary><see cref="PointwiseRows(string, long, long, KernelArguments, ulong[])"/> for a kernel that takes, last, the
     /// bf16 copy of a product's output gradient (<paramref name="dx16"/>, from <see cref="Grad16"/>; 0 for none).</summary>
-    public void PointwiseRows(string kernel, long n, long nb, KernelArguments args, ulong[] broadcastGrads, ulong? dx16)
+    public void PointwiseRows(string kernel, long n, long nb, KernelArguments args, ulong[] broadcastGrads, ulong? dx16) =>
+        PointwiseRows(kernel, n, nb, args, broadcastGrads, dx16, vectorPath: false);
+
+    /// <summary>As above; <paramref name="vectorPath"/>: the kernel has a vector path (four columns a thread, CudaEmitter's
+    /// HasVectorPath), so a quarter of the threads are launched (its scalar loop strides over the columns if the sizes or
+    /// pointers turn it down).</summary>
+    public void PointwiseRows(string kernel, long n, long nb, KernelArguments args, ulong[] broadcastGrads, ulong? dx16, bool vectorPath)
     {
         if (n == 0 || nb == 0) { DropPendingSlot(); return; }
         long rows = n / nb, chunks = (rows + PointwiseRowChunk - 1) / PointwiseRowChunk;
         RequireScratch(broadcastGrads.Length * chunks * nb, "a fused backward");
         args.Add(Scratch).Add(PointwiseRowChunk);
         if (dx16 is { } d16) args.Add(d16);
-        // A thread per four columns: the kernel's vector path takes four (its scalar path strides over the columns).
-        LaunchBlocks(kernel, new Dim3(Grid((nb + 3) / 4), (uint)chunks), args);
+        LaunchBlocks(kernel, new Dim3(Grid(vectorPath ? (nb + 3) / 4 : nb), (uint)chunks), args);
         // The column sums write the broadcast (parameter) gradients only: neither the slot nor what it copies.
         for (int s = 0; s < broadcastGrads.Length; s++)
             if (broadcastGrads[s] != 0)

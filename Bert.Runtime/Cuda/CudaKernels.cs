@@ -42,7 +42,8 @@ static __device__ __forceinline__ float rt_uniform(rt_u64 seed, rt_u64 site, rt_
 {
     unsigned int word[4];
     rt_philox(seed, site, index >> 2, word);
-    return rt_unit(word[index & 3]);
+    // a select, not word[index & 3]: an array indexed at run time would live in local memory
+    return rt_unit((index & 3) == 0 ? word[0] : (index & 3) == 1 ? word[1] : (index & 3) == 2 ? word[2] : word[3]);
 }
 
 // Dropout's scale of a kept value, 1/(1 − p) rounded from double as the CPU does; 0 when everything drops.

@@ -253,6 +253,30 @@ public partial class CudaSourceTests
         Assert.DoesNotContain("bert_uniform", MatrixOps.CudaSource);
     }
 
+    /// <summary>Every fused kernel of BERT has the vector path (four elements a thread) in its forward and in the backward the
+    /// schedule calls, except where a broadcast input of fixed size is not a multiple of 4 (the masked-LM decoder's bias over
+    /// 30 522 words, the next-sentence bias over 2), whose four consecutive elements would wrap round it.</summary>
+    [Fact]
+    public void FusedKernels_HaveTheVectorPath_WhereFourElementsCannotWrapABroadcast()
+    {
+        var source = Bert.Models.BertPreTraining.CudaSource;
+        var kernels = source.Split("\n// k").Skip(1).Select(p => "// k" + p).ToList();
+        Assert.True(kernels.Count >= 10, $"{kernels.Count} kernels");
+        int with = 0, without = 0;
+        foreach (var k in kernels)
+        {
+            var fixedSizes = System.Text.RegularExpressions.Regex.Matches(k, @"x\d+ is \[(\d+)\] \(broadcast\)").Select(m => int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture)).ToList();
+            bool wraps = fixedSizes.Any(c => c % 4 != 0);
+            int paths = k.Split("// vector path:").Length - 1;
+            bool rows = k.Contains("_backward_rows(", StringComparison.Ordinal);
+            // forward, and the backward the schedule calls: the chunked one with broadcast inputs, else the plain one
+            Assert.True(paths == (wraps ? 0 : 2), $"{paths} vector paths in:\n{k[..Math.Min(400, k.Length)]}");
+            if (rows && !wraps) Assert.Contains("for (int j = (int)(blockIdx.x * blockDim.x + threadIdx.x) << 2; j < nb;", k);
+            if (wraps) without++; else with++;
+        }
+        Assert.True(without >= 2 && with >= 8, $"{with} kernels with the vector path, {without} without");
+    }
+
     [Theory]
     [InlineData(0.5, "0.5f")]
     [InlineData(1.0, "1.0f")]
