@@ -481,25 +481,6 @@ extern "C" __global__ void rt_heads_merge4(float* __restrict__ dst, const float*
     }
 }
 
-// The dropout words of a warp's row for keys base … base + 127 (row0 = the row's first element index, row·T; T % 4 = 0, so
-// a Philox evaluation's four words are four keys of the row): lane L draws the four keys base + 4L …, then out[i] is the
-// word of key base + 32·i + L, which lane 8·i + L/4 drew (word L mod 4). One evaluation per lane per 128 keys, where
-// drawing per key made one per key; the same words. Every lane of the warp calls it (shuffles).
-static __device__ __forceinline__ void rt_row_words(rt_u64 seed, rt_u64 site, rt_u64 row0, int base, int lane, unsigned int* out)
-{
-    unsigned int wd[4];
-    rt_philox(seed, site, (row0 + (rt_u64)(base + 4 * lane)) >> 2, wd);
-    int sel = lane & 3;
-    #pragma unroll
-    for (int i = 0; i < 4; i++)
-    {
-        int src = 8 * i + (lane >> 2);
-        unsigned int w0 = __shfl_sync(0xffffffffu, wd[0], src), w1 = __shfl_sync(0xffffffffu, wd[1], src);
-        unsigned int w2 = __shfl_sync(0xffffffffu, wd[2], src), w3 = __shfl_sync(0xffffffffu, wd[3], src);
-        out[i] = sel == 0 ? w0 : sel == 1 ? w1 : sel == 2 ? w2 : w3;
-    }
-}
-
 // One warp per (b,h,q) row of the scaled scores in probs: add the key mask (-10000 on padded keys), softmax in place, and
 // the dropped row into dropped when dropping.
 extern "C" __global__ void rt_attention_softmax(float* __restrict__ probs, float* __restrict__ dropped, const int* __restrict__ mask,
@@ -526,19 +507,18 @@ extern "C" __global__ void rt_attention_softmax(float* __restrict__ probs, float
     float ks = rt_keep_scale(p);
     if (drop && (T & 3) == 0)
     {
-        // the mask's words shared across the warp (rt_row_words): 128 keys per round, every lane in every round
-        for (int base = 0; base < T; base += 128)
+        // Four consecutive keys a lane, so that one Philox evaluation gives their four words (rt_uniform: index / 4; the
+        // row starts at a multiple of 4 when T is one). Nothing is summed here, so the lanes may take the keys in any order.
+        for (int k0 = 4 * lane; k0 < T; k0 += 128)
         {
-            unsigned int wk[4];
-            rt_row_words(seed, site, (rt_u64)(row * T), base, lane, wk);
+            unsigned int wd[4];
+            rt_philox(seed, site, (rt_u64)(row * T + k0) >> 2, wd);
             #pragma unroll
-            for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 4; j++)
             {
-                int k = base + 32 * i + lane;
-                if (k >= T) continue;
-                float v = P[k] / sum;
-                P[k] = v;
-                dropped[row * T + k] = rt_unit(wk[i]) >= p ? v * ks : 0.0f;
+                float v = P[k0 + j] / sum;
+                P[k0 + j] = v;
+                dropped[row * T + k0 + j] = rt_unit(wd[j]) >= p ? v * ks : 0.0f;
             }
         }
         return;
@@ -566,23 +546,22 @@ extern "C" __global__ void rt_attention_softmax_backward(float* __restrict__ g, 
     float dot = 0.0f;
     if (drop && (T & 3) == 0)
     {
-        // the mask's words shared across the warp (rt_row_words); each lane adds its keys in the order of the loop below
-        for (int base = 0; base < T; base += 128)
+        // Through dropout with four consecutive keys a lane (one Philox evaluation each, as in the forward), then the sum in
+        // the order of the loop below (key lane, lane + 32, …), so the same bits as drawing key by key.
+        for (int k0 = 4 * lane; k0 < T; k0 += 128)
         {
-            unsigned int wk[4];
-            rt_row_words(seed, site, (rt_u64)(row * T), base, lane, wk);
+            unsigned int wd[4];
+            rt_philox(seed, site, (rt_u64)(row * T + k0) >> 2, wd);
             #pragma unroll
-            for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 4; j++)
             {
-                int k = base + 32 * i + lane;
-                if (k >= T) continue;
-                float keep = rt_unit(wk[i]) >= p ? ks : 0.0f;
-                float s = G[k] * keep;
-                dropped[row * T + k] = P[k] * keep;
-                G[k] = s;
-                dot += P[k] * s;
+                float keep = rt_unit(wd[j]) >= p ? ks : 0.0f;
+                dropped[row * T + k0 + j] = P[k0 + j] * keep;
+                G[k0 + j] = G[k0 + j] * keep;
             }
         }
+        __syncwarp();   // the keys below were scaled by other lanes of the warp
+        for (int k = lane; k < T; k += 32) dot += P[k] * G[k];
     }
     else
         for (int k = lane; k < T; k += 32)
