@@ -425,13 +425,15 @@ public static class Emitter
                     : y;
                 // A bias the product before added itself (Plan.EpilogueOf) needs no kernel.
                 string skip = Plan.EpilogueOf(g, n) != null ? $"if (!lt{n.Id}) " : "";
-                // A quarter of the threads where the kernel's vector path takes four elements a thread (CudaEmitter.EmitVectorPath).
-                bool vec = CudaEmitter.HasVectorPath(n);
-                w.WriteLine($"{skip}ex.Pointwise(\"k{n.Id}_forward\", {n.Out.Size.Code()}, {(vec ? $"({n.Out.Size.Code()} + 3L) / 4" : n.Out.Size.Code())}, ex.Args().Add({y32}){args}.Add({n.Out.Size.Code()}).Add(ex.SeedPointer).Add(ex.Training ? 1 : 0){(k16 >= 0 ? $".Add({Out16()})" : "")});");
+                w.WriteLine($"{skip}ex.Pointwise(\"k{n.Id}_forward\", {n.Out.Size.Code()}, {FusedThreads(n)}, ex.Args().Add({y32}){args}.Add({n.Out.Size.Code()}).Add(ex.SeedPointer).Add(ex.Training ? 1 : 0){(k16 >= 0 ? $".Add({Out16()})" : "")});");
                 break;
             }
         }
     }
+
+    /// <summary>Threads for a fused kernel over all of its elements (its forward, or its backward without broadcast inputs): a
+    /// quarter where its vector path takes four elements a thread (<see cref="CudaEmitter.HasVectorPath"/>), else one each.</summary>
+    static string FusedThreads(Node n) => CudaEmitter.HasVectorPath(n) ? $"({n.Out.Size.Code()} + 3L) / 4" : n.Out.Size.Code();
 
     /// <summary>A fused kernel's input arguments, forward and backward: per input its pointer and size, and, for one its product
     /// may have written in bf16 (Plan.Bf16Inputs), the fp32 pointer or null, the size, then the bf16 pointer or null.</summary>
@@ -505,9 +507,7 @@ public static class Emitter
                 var xs = FusedInputs(g, plan, n, backward: true);
                 // One thread per broadcast column (the smallest input), each summing its rows in order, as on the CPU.
                 var bs = n.Inputs.Where(v => !v.Size.Equals(n.Out.Size)).Select(v => v.Size.Code()).Distinct().ToList();
-                // Without broadcast inputs a quarter of the elements (the vector path takes four a thread).
-                bool vec = CudaEmitter.HasVectorPath(n);
-                string threads = bs.Count == 0 ? (vec ? $"({n.Out.Size.Code()} + 3L) / 4" : n.Out.Size.Code()) : bs.Skip(1).Aggregate(bs[0], (a, b) => $"global::System.Math.Min({a}, {b})");
+                string threads = bs.Count == 0 ? FusedThreads(n) : bs.Skip(1).Aggregate(bs[0], (a, b) => $"global::System.Math.Min({a}, {b})");
                 // A product's output gradient written here also goes, in bf16, to the products' first operand slot, where
                 // the product's backward (the next op) reads it (Plan.GradientToSlot).
                 int slot = Plan.GradientToSlot(plan, count, n);
@@ -516,9 +516,7 @@ public static class Emitter
                 {
                     // Broadcast gradients summed over rows in chunks, then added in chunk order (k{id}_backward_rows).
                     var bdx = string.Join(", ", n.Inputs.Where(v => v.Size != n.Out.Size).Select(v => v.NeedsGrad ? GDPtr(plan, v) : "0UL"));
-                    w.WriteLine(slot < 0
-                        ? $"ex.PointwiseRows(\"k{n.Id}_backward_rows\", {n.Out.Size.Code()}, {threads}, ex.Args().Add({dy}){dxs}{xs}.Add({n.Out.Size.Code()}).Add(ex.SeedPointer).Add(ex.Training ? 1 : 0), new ulong[] {{ {bdx} }}, null, {(vec ? "true" : "false")});"
-                        : $"ex.PointwiseRows(\"k{n.Id}_backward_rows\", {n.Out.Size.Code()}, {threads}, ex.Args().Add({dy}){dxs}{xs}.Add({n.Out.Size.Code()}).Add(ex.SeedPointer).Add(ex.Training ? 1 : 0), new ulong[] {{ {bdx} }}, {grad16}, {(vec ? "true" : "false")});");
+                    w.WriteLine($"ex.PointwiseRows(\"k{n.Id}_backward_rows\", {n.Out.Size.Code()}, {threads}, ex.Args().Add({dy}){dxs}{xs}.Add({n.Out.Size.Code()}).Add(ex.SeedPointer).Add(ex.Training ? 1 : 0), new ulong[] {{ {bdx} }}, {(slot < 0 ? "null" : grad16)}, {(CudaEmitter.HasVectorPath(n) ? "true" : "false")});");
                 }
                 else
                     w.WriteLine($"ex.Pointwise(\"k{n.Id}_backward\", {n.Out.Size.Code()}, {threads}, ex.Args().Add({dy}){dxs}{xs}.Add({n.Out.Size.Code()}).Add(ex.SeedPointer).Add(ex.Training ? 1 : 0){(slot < 0 ? "" : $".Add({grad16})")});");

@@ -123,7 +123,6 @@ public static unsafe class CudaEmulation
         static float __shfl_xor_sync(unsigned int, float v, int m) { return bert_exchange(v, (int)threadIdx.x ^ m); }
         static unsigned int __shfl_xor_sync(unsigned int, unsigned int v, int m) { return bert_exchange(v, (int)threadIdx.x ^ m); }
         static float __shfl_sync(unsigned int, float v, int src) { return bert_exchange(v, src); }
-        static unsigned int __shfl_sync(unsigned int, unsigned int v, int src) { return bert_exchange(v, src); }
 
         // The tensor cores' mma.sync.m16n8k16 (bf16 in, fp32 accumulation) as a warp collective: each lane leaves its
         // fragments in a lane array, and after a warp barrier computes its four results from everyone's, by the PTX ISA's

@@ -236,18 +236,11 @@ public sealed unsafe class CudaExec
 
     /// <summary>A generated fused backward with broadcast inputs (k{id}_backward_rows): n elements as rows of nb columns,
     /// one thread per (column, chunk of <see cref="PointwiseRowChunk"/> rows) writing partial sums of each broadcast gradient
-    /// to the scratch, then the partials added into <paramref name="broadcastGrads"/> (0: not wanted) in chunk order.</summary>
-    public void PointwiseRows(string kernel, long n, long nb, KernelArguments args, params ulong[] broadcastGrads) =>
-        PointwiseRows(kernel, n, nb, args, broadcastGrads, null);
-
-    /// <summary><see cref="PointwiseRows(string, long, long, KernelArguments, ulong[])"/> for a kernel that takes, last, the
-    /// bf16 copy of a product's output gradient (<paramref name="dx16"/>, from <see cref="Grad16"/>; 0 for none).</summary>
-    public void PointwiseRows(string kernel, long n, long nb, KernelArguments args, ulong[] broadcastGrads, ulong? dx16) =>
-        PointwiseRows(kernel, n, nb, args, broadcastGrads, dx16, vectorPath: false);
-
-    /// <summary>As above; <paramref name="vectorPath"/>: the kernel has a vector path (four columns a thread, CudaEmitter's
-    /// HasVectorPath), so a quarter of the threads are launched (its scalar loop strides over the columns if the sizes or
-    /// pointers turn it down).</summary>
+    /// to the scratch, then the partials added into <paramref name="broadcastGrads"/> (0: not wanted) in chunk order.
+    /// <paramref name="dx16"/>: for a kernel that takes, last, the bf16 copy of a product's output gradient (from
+    /// <see cref="Grad16"/>; 0 for none), else null. <paramref name="vectorPath"/>: the kernel has a vector path (four
+    /// columns a thread, CudaEmitter's HasVectorPath), so a quarter of the threads are launched (its scalar loop strides
+    /// over the columns if the sizes or pointers turn it down).</summary>
     public void PointwiseRows(string kernel, long n, long nb, KernelArguments args, ulong[] broadcastGrads, ulong? dx16, bool vectorPath)
     {
         if (n == 0 || nb == 0) { DropPendingSlot(); return; }

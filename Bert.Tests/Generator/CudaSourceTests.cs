@@ -112,7 +112,6 @@ public partial class CudaSourceTests
         __device__ void __syncthreads();
         __device__ void __syncwarp(unsigned int mask = 0xffffffffu);
         __device__ float __shfl_sync(unsigned int mask, float var, int srcLane, int width = 32);
-        __device__ unsigned int __shfl_sync(unsigned int mask, unsigned int var, int srcLane, int width = 32);
         extern "C" __device__ double sqrt(double);
 
         """;
