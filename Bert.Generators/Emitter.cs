@@ -617,7 +617,7 @@ public static class Emitter
             w.WriteLine("if (n == 0 || nb == 0) return;");
             w.WriteLine("int rows = n / nb;");
             w.WriteLine($"var body = new {name}_BackwardBody<T> {{ dy = dy, {dInit}, {xInit}, nb = nb, rows = rows, seed = seed, training = training, lanes = lanes }};");
-            w.WriteLine($"{RT}.Par.For(nb, {RT}.Par.ColumnGrain(rows), ref body);");
+            w.WriteLine($"{RT}.Par.For(nb, {RT}.Par.ColumnGrain(rows, nb), ref body);");
         }
         w.Indent--; w.WriteLine("}");
         var dFields = string.Join(" ", Enumerable.Range(0, ni).Select(i => $"public T* dx{i};"));

@@ -10,8 +10,6 @@ public static class LayerNorm
 {
     // Below this many elements the work is too small to pay for a parallel loop.
     const int ParallelMinElements = 1 << 15;
-    // Columns per task in the dWeight/dBias reduction.
-    const int ColumnBlock = 64;
 
     public static unsafe void Forward<T>(Span<T> out_, Span<T> mean, Span<T> rstd, ReadOnlySpan<T> inp,
         ReadOnlySpan<T> weight, ReadOnlySpan<T> bias, int N, int C, double eps)
@@ -108,7 +106,7 @@ public static class LayerNorm
             // dWeight, dBias: one task per block of columns; each column sums its rows in the order n = 0..N-1,
             // so the result does not depend on the partitioning or the thread count.
             body.Columns = true;
-            Par.For(C, ColumnBlock, ref body);
+            Par.For(C, Par.ColumnGrain(N, C), ref body);
         }
     }
 
@@ -129,17 +127,29 @@ public static class LayerNorm
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // no tier-0 phase: a short run (predict, eval) pays it on every forward
+    /// <remarks>Vector&lt;T&gt; loops, as <see cref="ForwardRow{T}"/>: the row's two sums are taken lane by lane and then
+    /// across the lanes.</remarks>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     static void BackwardRow<T>(Span<T> dInp, ReadOnlySpan<T> dOut, ReadOnlySpan<T> inp, ReadOnlySpan<T> weight,
         ReadOnlySpan<T> mean, ReadOnlySpan<T> rstd, int n, int C, bool accumulate)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         ReadOnlySpan<T> x = inp.Slice(n * C, C), dy = dOut.Slice(n * C, C); // (C)
         Span<T> dx = dInp.Slice(n * C, C);                                  // (C)
+        int W = Vector.IsHardwareAccelerated ? Vector<T>.Count : int.MaxValue, i;
         T m = mean[n], s = rstd[n];
+        var vm = new Vector<T>(m); var vs = new Vector<T>(s);
         // dx = rstd · (w·dy - mean(w·dy) - norm · mean(w·dy·norm))
-        T dNormMean = T.Zero, dNormNormMean = T.Zero;
-        for (int i = 0; i < C; i++)
+        Vector<T> aMean = Vector<T>.Zero, aNormMean = Vector<T>.Zero;
+        for (i = 0; i + W <= C; i += W)
+        {
+            var norm = (new Vector<T>(x.Slice(i)) - vm) * vs;
+            var dNorm = new Vector<T>(weight.Slice(i)) * new Vector<T>(dy.Slice(i));
+            aMean += dNorm;
+            aNormMean += dNorm * norm;
+        }
+        T dNormMean = Vector.Sum(aMean), dNormNormMean = Vector.Sum(aNormMean);
+        for (; i < C; i++)
         {
             T norm = (x[i] - m) * s;
             T dNorm = weight[i] * dy[i];
@@ -149,7 +159,14 @@ public static class LayerNorm
         T c = T.CreateTruncating(C);
         dNormMean /= c;
         dNormNormMean /= c;
-        for (int i = 0; i < C; i++)
+        var vMean = new Vector<T>(dNormMean); var vNormMean = new Vector<T>(dNormNormMean);
+        for (i = 0; i + W <= C; i += W)
+        {
+            var norm = (new Vector<T>(x.Slice(i)) - vm) * vs;
+            var d = (new Vector<T>(weight.Slice(i)) * new Vector<T>(dy.Slice(i)) - vMean - norm * vNormMean) * vs;
+            (accumulate ? new Vector<T>(dx.Slice(i)) + d : d).CopyTo(dx.Slice(i));
+        }
+        for (; i < C; i++)
         {
             T norm = (x[i] - m) * s;
             T d = (weight[i] * dy[i] - dNormMean - norm * dNormNormMean) * s;
@@ -157,21 +174,51 @@ public static class LayerNorm
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // no tier-0 phase: a short run (predict, eval) pays it on every forward
+    /// <summary>dBias[i] += Σₙ dy[n, i] and dWeight[i] += Σₙ (x[n, i] − mean[n]) · rstd[n] · dy[n, i] for columns c0 .. c1 − 1,
+    /// each column's terms added in the order n = 0 .. N − 1 (the same bits whichever way the columns are split). Two vectors of
+    /// columns at a time, their sums held in registers across the rows.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     static void ParamColumns<T>(Span<T> dWeight, Span<T> dBias, ReadOnlySpan<T> dOut, ReadOnlySpan<T> inp,
         ReadOnlySpan<T> mean, ReadOnlySpan<T> rstd, int c0, int c1, int N, int C)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        for (int n = 0; n < N; n++)
+        int W = Vector.IsHardwareAccelerated ? Vector<T>.Count : int.MaxValue, i = c0;
+        for (; i + 2 * W <= c1; i += 2 * W)
         {
-            T m = mean[n], s = rstd[n];
-            int row = n * C;
-            for (int i = c0; i < c1; i++)
+            Vector<T> b0 = new(dBias.Slice(i)), b1 = new(dBias.Slice(i + W)), w0 = new(dWeight.Slice(i)), w1 = new(dWeight.Slice(i + W));
+            for (int n = 0; n < N; n++)
             {
-                T dy = dOut[row + i];
-                dBias[i] += dy;
-                dWeight[i] += (inp[row + i] - m) * s * dy;
+                var vm = new Vector<T>(mean[n]); var vs = new Vector<T>(rstd[n]);
+                int row = n * C + i;
+                Vector<T> dy0 = new(dOut.Slice(row)), dy1 = new(dOut.Slice(row + W));
+                b0 += dy0; b1 += dy1;
+                w0 += (new Vector<T>(inp.Slice(row)) - vm) * vs * dy0;
+                w1 += (new Vector<T>(inp.Slice(row + W)) - vm) * vs * dy1;
             }
+            b0.CopyTo(dBias.Slice(i)); b1.CopyTo(dBias.Slice(i + W)); w0.CopyTo(dWeight.Slice(i)); w1.CopyTo(dWeight.Slice(i + W));
+        }
+        for (; i + W <= c1; i += W)
+        {
+            Vector<T> b0 = new(dBias.Slice(i)), w0 = new(dWeight.Slice(i));
+            for (int n = 0; n < N; n++)
+            {
+                int row = n * C + i;
+                Vector<T> dy0 = new(dOut.Slice(row));
+                b0 += dy0;
+                w0 += (new Vector<T>(inp.Slice(row)) - new Vector<T>(mean[n])) * new Vector<T>(rstd[n]) * dy0;
+            }
+            b0.CopyTo(dBias.Slice(i)); w0.CopyTo(dWeight.Slice(i));
+        }
+        for (; i < c1; i++)
+        {
+            T b = dBias[i], w = dWeight[i];
+            for (int n = 0; n < N; n++)
+            {
+                T dy = dOut[n * C + i];
+                b += dy;
+                w += (inp[n * C + i] - mean[n]) * rstd[n] * dy;
+            }
+            dBias[i] = b; dWeight[i] = w;
         }
     }
 

@@ -143,6 +143,45 @@ public class StructuredOpGradientTests
         return (out_, dInp, dWeight, dBias);
     }
 
+    /// <summary>LayerNorm's backward at row widths its vector loops take in whole vectors, with tails, and on the parallel
+    /// path (N·C ≥ 2¹⁵): dx against the formula in double, and the weight and bias gradients bit for bit the sums a plain
+    /// loop takes over the rows in order (each column's terms in row order, whichever way the columns are split between
+    /// threads), added onto what the buffers held.</summary>
+    [Theory]
+    [InlineData(400, 100)]
+    [InlineData(160, 256)]
+    [InlineData(64, 771)]
+    [InlineData(3, 40)]
+    public void LayerNorm_WideRows_BackwardMatchesTheFormula_ParamSumsInRowOrder(int N, int C)
+    {
+        var rng = new Random(N * 1000 + C);
+        float[] F(int n, double scale) { var a = new float[n]; for (int i = 0; i < n; i++) a[i] = (float)((rng.NextDouble() * 2 - 1) * scale); return a; }
+        float[] x = F(N * C, 3), weight = F(C, 1.5), bias = F(C, 1), dy = F(N * C, 1), dx0 = F(N * C, 1), dw0 = F(C, 1), db0 = F(C, 1);
+        var (y, mean, rstd) = (new float[N * C], new float[N], new float[N]);
+        LayerNorm.Forward<float>(y, mean, rstd, x, weight, bias, N, C, Eps);
+        float[] dx = (float[])dx0.Clone(), dw = (float[])dw0.Clone(), db = (float[])db0.Clone();
+        LayerNorm.Backward<float>(dx, dw, db, dy, x, weight, mean, rstd, N, C);
+        for (int c = 0; c < C; c++)
+        {
+            float b = db0[c], w = dw0[c];
+            for (int n = 0; n < N; n++) { float g = dy[n * C + c]; b += g; w += (x[n * C + c] - mean[n]) * rstd[n] * g; }
+            Assert.True(BitConverter.SingleToInt32Bits(b) == BitConverter.SingleToInt32Bits(db[c]), $"dBias[{c}] = {db[c]}, the row-order sum is {b}");
+            Assert.True(BitConverter.SingleToInt32Bits(w) == BitConverter.SingleToInt32Bits(dw[c]), $"dWeight[{c}] = {dw[c]}, the row-order sum is {w}");
+        }
+        for (int n = 0; n < N; n++)
+        {
+            double m = mean[n], s = rstd[n], a = 0, bsum = 0;
+            for (int c = 0; c < C; c++) { double g = (double)weight[c] * dy[n * C + c]; a += g; bsum += g * (x[n * C + c] - m) * s; }
+            a /= C; bsum /= C;
+            for (int c = 0; c < C; c++)
+            {
+                double norm = (x[n * C + c] - m) * s;
+                double want = dx0[n * C + c] + ((double)weight[c] * dy[n * C + c] - a - norm * bsum) * s;
+                Assert.True(Math.Abs(dx[n * C + c] - want) <= 1e-4 * (1 + Math.Abs(want)), $"dx[{n}, {c}] = {dx[n * C + c]}, want {want}");
+            }
+        }
+    }
+
     // ---------------------------------------------------------------- Attention
 
     public record AttentionCase(int B, int T, int H, int D, int Seed);
