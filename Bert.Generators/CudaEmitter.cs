@@ -49,11 +49,14 @@ public static class CudaEmitter
     static void EmitPrelude(IndentedTextWriter w, HashSet<string> used, bool bf16, bool bf16In)
     {
         w.WriteLine("// Four consecutive elements for the vector paths (16-byte loads and stores; no SDK header: NVRTC's float4 is not assumed).");
-        w.WriteLine("struct alignas(16) bert_f4 { float x, y, z, w; };");
+        w.WriteLine("#ifndef BERT_VECTOR_COPY");
+        w.WriteLine("#define BERT_VECTOR_COPY(T, E, A)   // the host emulation checks each copy's alignment here, as a GPU would fault on it");
+        w.WriteLine("#endif");
+        w.WriteLine("struct alignas(16) bert_f4 { float x, y, z, w; BERT_VECTOR_COPY(bert_f4, float, 16) };");
         w.WriteLine("static __device__ __forceinline__ void bert_ld4(float* a, const float* p) { bert_f4 v = *(const bert_f4*)p; a[0] = v.x; a[1] = v.y; a[2] = v.z; a[3] = v.w; }");
         w.WriteLine("static __device__ __forceinline__ void bert_st4(float* p, const float* a) { bert_f4 v = { a[0], a[1], a[2], a[3] }; *(bert_f4*)p = v; }");
         w.WriteLine("static __device__ __forceinline__ void bert_add4(float* p, const float* a) { bert_f4 v = *(const bert_f4*)p; v.x = v.x + a[0]; v.y = v.y + a[1]; v.z = v.z + a[2]; v.w = v.w + a[3]; *(bert_f4*)p = v; }");
-        if (bf16 || bf16In) w.WriteLine("struct alignas(8) bert_h4 { unsigned short x, y, z, w; };");
+        if (bf16 || bf16In) w.WriteLine("struct alignas(8) bert_h4 { unsigned short x, y, z, w; BERT_VECTOR_COPY(bert_h4, unsigned short, 8) };");
         w.WriteLine();
         if (bf16In)
         {

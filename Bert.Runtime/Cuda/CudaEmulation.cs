@@ -37,6 +37,56 @@ public static unsafe class CudaEmulation
 
     // ---------------- the kernels on the host ----------------
 
+    /// <summary>Misaligned accesses, which a GPU stops a kernel for (CUDA_ERROR_MISALIGNED_ADDRESS) and x86 takes in its
+    /// stride. The program is compiled with -fsanitize=alignment, which checks every typed scalar access and member access
+    /// (clang's handler, defined here, records the first one at fault with its source line), and the kernels' vector
+    /// structs (rt_f4, rt_h4, bert_f4, bert_h4) get checked copies under <c>BERT_VECTOR_COPY</c>: a whole 16- or 8-byte
+    /// load or store through a cast pointer, which the sanitizer does not see. The emulation's dispatcher then fails the
+    /// launch; a test's host program defines <c>BERT_TRAP_MISALIGNED</c> and dies instead. Needs threadIdx and blockIdx.</summary>
+    public const string AlignmentChecks = """
+        struct bert_ubsan_location { const char* file; unsigned line, column; };
+        struct bert_ubsan_mismatch { bert_ubsan_location loc; const void* type; unsigned char log_alignment, kind; };
+        static char bert_misaligned[512];
+        static void bert_misaligned_at(const char* file, unsigned line, unsigned long ptr, unsigned alignment)
+        {
+        #ifdef BERT_TRAP_MISALIGNED
+            fprintf(stderr, "%s(%u): misaligned access of %u bytes' alignment at 0x%lx\n", file, line, alignment, ptr);
+            __builtin_trap();   // a test's host program: it dies, as the compiler's own checks make it (-fsanitize-trap=alignment)
+        #endif
+            if (!bert_misaligned[0])
+                snprintf(bert_misaligned, sizeof bert_misaligned, "%s(%u): an access of %u bytes' alignment at address 0x%lx (thread %u of block %u, %u)",
+                    file, line, alignment, ptr, threadIdx.x, blockIdx.x, blockIdx.y);
+        }
+        extern "C" __attribute__((visibility("hidden"))) void __ubsan_handle_type_mismatch_v1(bert_ubsan_mismatch* d, unsigned long ptr)
+        {
+            bert_misaligned_at(d->loc.file, d->loc.line, ptr, 1u << d->log_alignment);
+        }
+        extern "C" __attribute__((visibility("hidden"))) void __ubsan_handle_type_mismatch_v1_abort(bert_ubsan_mismatch* d, unsigned long ptr)
+        {
+            bert_misaligned_at(d->loc.file, d->loc.line, ptr, 1u << d->log_alignment);
+        }
+        static inline void bert_check_aligned(const void* p, unsigned alignment, const char* file, unsigned line)
+        {
+            if ((unsigned long)p & (alignment - 1)) bert_misaligned_at(file, line, (unsigned long)p, alignment);
+        }
+        // A vector struct's members: its four-value constructor, and copies that check both addresses (a load's line is its
+        // caller's; a store, through operator=, names the struct).
+        #define BERT_VECTOR_COPY(T, E, A) \
+            T() = default; \
+            T(E a, E b, E c, E d) : x(a), y(b), z(c), w(d) {} \
+            T(const T& o, const char* file = __builtin_FILE(), unsigned line = __builtin_LINE()) \
+            { bert_check_aligned(&o, A, file, line); memcpy((void*)this, (const void*)&o, sizeof(T)); } \
+            T& operator=(const T& o) \
+            { bert_check_aligned(this, A, "a store of " #T, 0); bert_check_aligned(&o, A, "a copy of " #T, 0); memcpy((void*)this, (const void*)&o, sizeof(T)); return *this; }
+        // The GPU's rt_ld2 is a 4-byte load; memcpy keeps the host free of aliasing trouble, so its alignment is checked here.
+        static inline unsigned int rt_ld2(const unsigned short* p, const char* file = __builtin_FILE(), unsigned line = __builtin_LINE())
+        {
+            bert_check_aligned(p, 4, file, line);
+            unsigned int v; memcpy(&v, p, sizeof v); return v;
+        }
+
+        """;
+
     /// <summary>A host C++ compiler's view of the CUDA keywords and built-ins the kernels use. A launch runs its blocks one
     /// after another; <c>bert_launch_seq</c> runs a block's threads one after another (kernels without barriers),
     /// <c>bert_launch2</c> as coroutines on one OS thread (a small x86-64 stack switch), each running until it waits at a barrier, so
@@ -60,6 +110,7 @@ public static unsafe class CudaEmulation
         static inline float __int_as_float(int i) { float f; memcpy(&f, &i, sizeof f); return f; }
         static inline int __float_as_int(float f) { int i; memcpy(&i, &f, sizeof i); return i; }
 
+        """ + AlignmentChecks + """
         // Coroutines: bert_switch saves the callee-saved registers on the current stack, stores the stack pointer in *save,
         // and resumes the coroutine whose stack pointer is load (x86-64 System V; no signal mask, unlike swapcontext).
         asm(R"(
@@ -153,7 +204,6 @@ public static unsafe class CudaEmulation
             bert_wait(1 + (t >> 5));
             for (int c = 0; c < 4; c++) d[c] = r[c];
         }
-        static inline unsigned int rt_ld2(const unsigned short* p) { unsigned int v; memcpy(&v, p, sizeof v); return v; }
 
         static void (*bert_run)(void*);
         static void* bert_body;
@@ -319,14 +369,15 @@ public static unsafe class CudaEmulation
         }
         sb.Append("    }\n    return -1;\n}\n");
         sb.Append("extern \"C\" int bert_emu_launch(int k, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, void** a)\n{\n");
-        sb.Append("    if (gz != 1 || by != 1 || bz != 1 || bx == 0 || bx > 1024) return 2;\n    switch (k)\n    {\n");
+        sb.Append("    if (gz != 1 || by != 1 || bz != 1 || bx == 0 || bx > 1024) return 2;\n    bert_misaligned[0] = 0;\n    switch (k)\n    {\n");
         for (int i = 0; i < kernels.Count; i++)
         {
             var (name, types, barriers) = kernels[i];
             string args = string.Join(", ", types.Select((t, j) => $"*({t}*)a[{j}]"));
-            sb.Append($"    case {i}: {(barriers ? "bert_launch2" : "bert_launch_seq")}(gx, gy, bx, [&] {{ {name}({args}); }}); return 0;\n");
+            sb.Append($"    case {i}: {(barriers ? "bert_launch2" : "bert_launch_seq")}(gx, gy, bx, [&] {{ {name}({args}); }}); break;\n");
         }
-        sb.Append("    }\n    return 1;\n}\n");
+        sb.Append("    default: return 1;\n    }\n    return bert_misaligned[0] ? 3 : 0;\n}\n");
+        sb.Append("extern \"C\" const char* bert_emu_error() { return bert_misaligned; }\n");
         return sb.ToString();
     }
 
@@ -348,12 +399,14 @@ public static unsafe class CudaEmulation
     static nint NewHandle() => (nint)Interlocked.Increment(ref _nextHandle);
 
     sealed class Module(nint library, delegate* unmanaged[Cdecl]<byte*, int> kernel, delegate* unmanaged[Cdecl]<int, int*, int> argSizes,
-        delegate* unmanaged[Cdecl]<int, uint, uint, uint, uint, uint, uint, void**, int> launch)
+        delegate* unmanaged[Cdecl]<int, uint, uint, uint, uint, uint, uint, void**, int> launch, delegate* unmanaged[Cdecl]<byte*> error)
     {
         public readonly nint Library = library;
         public readonly delegate* unmanaged[Cdecl]<byte*, int> Kernel = kernel;
         public readonly delegate* unmanaged[Cdecl]<int, int*, int> ArgSizes = argSizes;
         public readonly delegate* unmanaged[Cdecl]<int, uint, uint, uint, uint, uint, uint, void**, int> Launch = launch;
+        /// <summary>The last launch's first misaligned access (source line, alignment, address, thread), when it returned 3.</summary>
+        public readonly delegate* unmanaged[Cdecl]<byte*> Error = error;
     }
 
     sealed record Function(Module Module, int Index, string Name, int[] ArgSizes);
@@ -372,9 +425,17 @@ public static unsafe class CudaEmulation
         if (list != null) list.Add(op); else op();
     }
 
+    /// <summary>A kernel's access the GPU would fault on; the launch fails as the driver's would.</summary>
+    sealed class MisalignedAccessException(string message) : InvalidOperationException(message);
+
     static int Guard(Action body)
     {
         try { body(); return 0; }
+        catch (MisalignedAccessException e)
+        {
+            Console.Error.WriteLine($"CUDA emulation: {e.Message}");
+            return 716;                                  // CUDA_ERROR_MISALIGNED_ADDRESS
+        }
         catch (Exception e)
         {
             Console.Error.WriteLine($"CUDA emulation: {e.Message}");
@@ -591,7 +652,8 @@ public static unsafe class CudaEmulation
         var m = new Module(lib,
             (delegate* unmanaged[Cdecl]<byte*, int>)NativeLibrary.GetExport(lib, "bert_emu_kernel"),
             (delegate* unmanaged[Cdecl]<int, int*, int>)NativeLibrary.GetExport(lib, "bert_emu_arg_sizes"),
-            (delegate* unmanaged[Cdecl]<int, uint, uint, uint, uint, uint, uint, void**, int>)NativeLibrary.GetExport(lib, "bert_emu_launch"));
+            (delegate* unmanaged[Cdecl]<int, uint, uint, uint, uint, uint, uint, void**, int>)NativeLibrary.GetExport(lib, "bert_emu_launch"),
+            (delegate* unmanaged[Cdecl]<byte*>)NativeLibrary.GetExport(lib, "bert_emu_error"));
         nint h = NewHandle();
         lock (Gate) Modules[h] = m;
         *module = h;
@@ -675,6 +737,8 @@ public static unsafe class CudaEmulation
             void** a = stackalloc void*[Math.Max(1, values.Length)];
             for (int i = 0; i < values.Length; i++) a[i] = (void*)handles[i].AddrOfPinnedObject();
             int r = f.Module.Launch(f.Index, gx, gy, gz, bx, by, bz, a);
+            if (r == 3)
+                throw new MisalignedAccessException($"{f.Name}<<<({gx},{gy},{gz}), ({bx},{by},{bz})>>> made a misaligned access, which a GPU stops the kernel for (CUDA_ERROR_MISALIGNED_ADDRESS): {Marshal.PtrToStringUTF8((nint)f.Module.Error())}");
             if (r != 0) throw new InvalidOperationException($"{f.Name}<<<({gx},{gy},{gz}), ({bx},{by},{bz})>>> cannot run in the emulation (code {r}: only 1-D blocks of 1..1024 threads on 2-D grids)");
         }
         finally { foreach (var h in handles) h.Free(); }
@@ -763,7 +827,7 @@ public static unsafe class CudaEmulation
         {
             File.WriteAllText(Path.Combine(dir, "k.cpp"), HostProgram(p.Source, p.Name));
             var psi = new ProcessStartInfo(Compiler) { WorkingDirectory = dir, RedirectStandardOutput = true, RedirectStandardError = true };
-            foreach (var a in new[] { "-x", "c++", "-std=c++17", "-O1", "-w", "-shared", "-fPIC", "k.cpp", "-lm", "-o", "k.so" }) psi.ArgumentList.Add(a);
+            foreach (var a in HostCompilerArguments.Concat(["k.cpp", "-lm", "-o", "k.so"])) psi.ArgumentList.Add(a);
             using var c = Process.Start(psi)!;
             var stdout = c.StandardOutput.ReadToEndAsync();
             string stderr = c.StandardError.ReadToEnd();
@@ -776,6 +840,10 @@ public static unsafe class CudaEmulation
         catch (Exception e) { p.Log = $"the emulation could not run {Compiler}: {e.Message}"; return 6; }
         finally { Directory.Delete(dir, true); }
     }
+
+    /// <summary>How the emulated NVRTC builds <see cref="HostProgram"/> (before the file names): a shared library, its typed
+    /// accesses checked for alignment (the prelude's handler records the first misaligned one; the launch then fails).</summary>
+    public static readonly string[] HostCompilerArguments = ["-x", "c++", "-std=c++17", "-O1", "-w", "-fsanitize=alignment", "-shared", "-fPIC"];
 
     static Program? Prog(nint prog) { lock (Gate) return Programs.GetValueOrDefault(prog); }
 

@@ -51,10 +51,14 @@ static __device__ __forceinline__ float rt_keep_scale(float p) { return p >= 1.0
 // A gradient's element: added (accumulate 1), or written (0: the first gradient into a buffer the schedule did not clear).
 static __device__ __forceinline__ void rt_put(float* p, float v, int accumulate) { *p = accumulate ? *p + v : v; }
 
-// Four floats for 16-byte loads and stores (no SDK header: NVRTC's float4 is not assumed).
-struct alignas(16) rt_f4 { float x, y, z, w; };
+// Four floats for 16-byte loads and stores (no SDK header: NVRTC's float4 is not assumed). Under the host emulation
+// BERT_VECTOR_COPY gives them copies that check both addresses' alignment, as a GPU faults on a misaligned one.
+#ifndef BERT_VECTOR_COPY
+#define BERT_VECTOR_COPY(T, E, A)
+#endif
+struct alignas(16) rt_f4 { float x, y, z, w; BERT_VECTOR_COPY(rt_f4, float, 16) };
 // Four bf16 values for 8-byte stores.
-struct alignas(8) rt_h4 { unsigned short x, y, z, w; };
+struct alignas(8) rt_h4 { unsigned short x, y, z, w; BERT_VECTOR_COPY(rt_h4, unsigned short, 8) };
 
 // fp32 → bf16, round to nearest even; NaN stays a (quiet) NaN, overflow rounds to infinity.
 static __device__ __forceinline__ unsigned short rt_bf16(float f)

@@ -325,4 +325,71 @@ public partial class CudaSourceTests(ITestOutputHelper output)
         }
         finally { TempDir.Delete(dir); }
     }
+
+    /// <summary>The emulated NVRTC builds kernels with their accesses checked for alignment. A 16-byte load through a float
+    /// pointer that is only 4-byte aligned, which a GPU stops the kernel for (CUDA_ERROR_MISALIGNED_ADDRESS) and x86
+    /// would take, fails the launch and names the source line, the alignment and the thread: a whole vector struct copied
+    /// (its BERT_VECTOR_COPY members check), and a member read through a misaligned struct pointer (clang's alignment
+    /// check). The same kernel on aligned addresses runs, before and after, with no error left over.</summary>
+    [ClangFact]
+    public unsafe void Emulation_FailsALaunchThatMakesAMisalignedAccess()
+    {
+        RequireClang();
+        string dir = TempDir.Create();
+        float* p = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(4 * 128, 256);
+        try
+        {
+            const string source = """
+                struct alignas(16) q4 { float x, y, z, w; BERT_VECTOR_COPY(q4, float, 16) };
+                extern "C" __global__ void probe(float* p, int shift, int member)
+                {
+                    float s;
+                    if (member) s = ((const q4*)(p + 4 * threadIdx.x + shift))->y;
+                    else { q4 v = *(const q4*)(p + 4 * threadIdx.x + shift); s = v.x + v.y + v.z + v.w; }
+                    p[64 + threadIdx.x] = s;
+                }
+                """;
+            File.WriteAllText(Path.Combine(dir, "k.cpp"), CudaEmulation.HostProgram(source, "misaligned.cu"));
+            var build = Run(Clang, [.. CudaEmulation.HostCompilerArguments, "k.cpp", "-lm", "-o", "k.so"], dir);
+            Assert.True(build.Code == 0, Tail(build.Output));
+            nint lib = System.Runtime.InteropServices.NativeLibrary.Load(Path.Combine(dir, "k.so"));
+            try
+            {
+                var kernel = (delegate* unmanaged[Cdecl]<byte*, int>)System.Runtime.InteropServices.NativeLibrary.GetExport(lib, "bert_emu_kernel");
+                var launch = (delegate* unmanaged[Cdecl]<int, uint, uint, uint, uint, uint, uint, void**, int>)System.Runtime.InteropServices.NativeLibrary.GetExport(lib, "bert_emu_launch");
+                var error = (delegate* unmanaged[Cdecl]<byte*>)System.Runtime.InteropServices.NativeLibrary.GetExport(lib, "bert_emu_error");
+                int k;
+                fixed (byte* name = "probe\0"u8) k = kernel(name);
+                Assert.Equal(0, k);
+                for (int i = 0; i < 128; i++) p[i] = i;
+                int Launch(int shift, int member)
+                {
+                    float* pp = p; int s = shift, m = member;
+                    void** a = stackalloc void*[3];
+                    a[0] = &pp; a[1] = &s; a[2] = &m;
+                    return launch(k, 1, 1, 1, 8, 1, 1, a);
+                }
+                string Error() => System.Runtime.InteropServices.Marshal.PtrToStringUTF8((nint)error()) ?? "";
+                Assert.Equal(0, Launch(0, 0));
+                Assert.Equal("", Error());
+                Assert.Equal(0 + 1 + 2 + 3, p[64]);
+                Assert.Equal(3, Launch(1, 0));
+                Assert.Matches(@"^misaligned\.cu\(6\): an access of 16 bytes' alignment at address 0x[0-9a-f]+ \(thread 0 of block 0, 0\)$", Error());
+                Assert.Equal(0, Launch(0, 1));
+                Assert.Equal("", Error());
+                Assert.Equal(1, p[64]);
+                Assert.Equal(3, Launch(2, 1));
+                Assert.Matches(@"^misaligned\.cu\(5\): an access of 16 bytes' alignment at address 0x[0-9a-f]+ \(thread 0 of block 0, 0\)$", Error());
+                Assert.Equal(0, Launch(4, 0));
+                Assert.Equal("", Error());
+                Assert.Equal(4 + 5 + 6 + 7, p[64]);
+            }
+            finally { System.Runtime.InteropServices.NativeLibrary.Free(lib); }
+        }
+        finally
+        {
+            System.Runtime.InteropServices.NativeMemory.AlignedFree(p);
+            TempDir.Delete(dir);
+        }
+    }
 }

@@ -138,7 +138,7 @@ public partial class CudaSourceTests
         try
         {
             File.WriteAllText(Path.Combine(dir, "main.cpp"), ThreadedHostPrelude + RuntimeSections(0, "bf16 operands", "optimizer") + "\n" + OptimizerDriver);
-            var build = Run(Clang, new[] { "-x", "c++", "-std=c++17", "-O1", "-w", "main.cpp", "-lm", "-o", "run" }, dir);
+            var build = Run(Clang, ["-x", "c++", "-std=c++17", "-O1", .. HostChecks, "-w", "main.cpp", "-lm", "-o", "run"], dir);
             Assert.True(build.Code == 0, $"clang-14 could not compile the runtime's optimizer kernels for the host:\n{Tail(build.Output)}");
             using (var f = new BinaryWriter(File.Create(Path.Combine(dir, "in.bin"))))
             {
@@ -253,7 +253,7 @@ public partial class CudaSourceTests
         float[] qkv, int[] mask, float[] dy, float[] dqkv0)
     {
         File.WriteAllText(Path.Combine(dir, "main.cpp"), program);
-        var build = Run(Clang, new[] { "-x", "c++", "-std=c++17", "-O1", "-w", "main.cpp", "-lm", "-o", "run" }, dir);
+        var build = Run(Clang, ["-x", "c++", "-std=c++17", "-O1", .. HostChecks, "-w", "main.cpp", "-lm", "-o", "run"], dir);
         Assert.True(build.Code == 0, $"clang-14 could not compile the {what} kernels for the host:\n{Tail(build.Output)}");
         using (var f = new BinaryWriter(File.Create(Path.Combine(dir, "in.bin"))))
         {
@@ -364,7 +364,7 @@ public partial class CudaSourceTests
                     return 0;
                 }
                 """);
-            var build = Run(Clang, new[] { "-x", "c++", "-std=c++17", "-O1", "-w", "main.cpp", "-lm", "-o", "run" }, dir);
+            var build = Run(Clang, ["-x", "c++", "-std=c++17", "-O1", .. HostChecks, "-w", "main.cpp", "-lm", "-o", "run"], dir);
             Assert.True(build.Code == 0, $"clang-14 could not compile the embedding kernels for the host:\n{Tail(build.Output)}");
             using (var f = new BinaryWriter(File.Create(Path.Combine(dir, "in.bin"))))
             {
@@ -482,7 +482,7 @@ public partial class CudaSourceTests
                     return 0;
                 }
                 """);
-            var build = Run(Clang, new[] { "-x", "c++", "-std=c++17", "-O1", "-w", "main.cpp", "-lm", "-o", "run" }, dir);
+            var build = Run(Clang, ["-x", "c++", "-std=c++17", "-O1", .. HostChecks, "-w", "main.cpp", "-lm", "-o", "run"], dir);
             Assert.True(build.Code == 0, $"clang-14 could not compile the LayerNorm and cross-entropy kernels for the host:\n{Tail(build.Output)}");
             using (var f = new BinaryWriter(File.Create(Path.Combine(dir, "in.bin"))))
             {
@@ -585,7 +585,7 @@ public partial class CudaSourceTests
                     return 0;
                 }
                 """);
-            var build = Run(Clang, new[] { "-x", "c++", "-std=c++17", "-O1", "-w", "main.cpp", "-lm", "-o", "run" }, dir);
+            var build = Run(Clang, ["-x", "c++", "-std=c++17", "-O1", .. HostChecks, "-w", "main.cpp", "-lm", "-o", "run"], dir);
             Assert.True(build.Code == 0, $"clang-14 could not compile the four-at-a-time kernels for the host:\n{Tail(build.Output)}");
             using (var f = new BinaryWriter(File.Create(Path.Combine(dir, "in.bin"))))
             {

@@ -51,6 +51,11 @@ public partial class CudaSourceTests
         public ClangTheoryAttribute() { if (SkipReason is { } why) Skip = why; }
     }
 
+    /// <summary>The host programs' check of every typed access's alignment (a GPU stops a kernel at a misaligned one, x86
+    /// does not): a misaligned access traps, so the program dies and its test fails (the emulation's own
+    /// <see cref="CudaEmulation.HostCompilerArguments"/> records it instead and fails the launch).</summary>
+    static readonly string[] HostChecks = ["-fsanitize=alignment", "-fsanitize-trap=alignment", "-DBERT_TRAP_MISALIGNED"];
+
     static (int Code, string Output) Run(string exe, IEnumerable<string> args, string dir)
     {
         var psi = new ProcessStartInfo(exe) { WorkingDirectory = dir, RedirectStandardOutput = true, RedirectStandardError = true };
@@ -59,7 +64,8 @@ public partial class CudaSourceTests
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
         if (!p.WaitForExit(120_000)) { p.Kill(); return (-1, $"{exe} did not finish in 120 s"); }
-        return (p.ExitCode, stdout.Result + stderr.Result);
+        // 128 + SIGILL: the trap of HostChecks (a misaligned access, which would stop the kernel on a GPU)
+        return (p.ExitCode, stdout.Result + stderr.Result + (p.ExitCode == 132 ? "\n(killed by SIGILL: a kernel made a misaligned access, trapped by the alignment checks)" : ""));
     }
 
     static string Tail(string s, int max = 6000) => s.Length <= max ? s : "…" + s.Substring(s.Length - max);
@@ -308,7 +314,7 @@ public partial class CudaSourceTests
         static inline float __int_as_float(int i) { float f; memcpy(&f, &i, sizeof f); return f; }
         static inline int __float_as_int(float f) { int i; memcpy(&i, &f, sizeof i); return i; }
 
-        """;
+        """ + Bert.Runtime.Cuda.CudaEmulation.AlignmentChecks;
 
     const int Grid = 2, Block = 3;   // six emulated threads: the grid-stride loops wrap
 
@@ -497,7 +503,7 @@ public partial class CudaSourceTests
         {
             File.WriteAllText(Path.Combine(dir, "k.cu"), source);
             File.WriteAllText(Path.Combine(dir, "main.cpp"), Driver(info, philox));
-            var build = Run(Clang, new[] { "-x", "c++", "-std=c++17", "-O1", "-ffp-contract=off", "-w", "main.cpp", "-o", "run", "-lm" }, dir);
+            var build = Run(Clang, ["-x", "c++", "-std=c++17", "-O1", .. HostChecks, "-ffp-contract=off", "-w", "main.cpp", "-o", "run", "-lm"], dir);
             Assert.True(build.Code == 0, $"clang-14 could not compile the CUDA source of {model} for the host (exit {build.Code}):\n{Tail(build.Output)}");
 
             const int B = 2, T = 4, G = 2;   // B·T a multiple of 4: the vector paths take the unbroadcast kernels (the unaligned rerun, the scalar loops)
@@ -652,7 +658,7 @@ public partial class CudaSourceTests
                     return 0;
                 }
                 """);
-            var build = Run(Clang, new[] { "-x", "c++", "-std=c++17", "-O1", "-w", "main.cpp", "-o", "run" }, dir);
+            var build = Run(Clang, ["-x", "c++", "-std=c++17", "-O1", .. HostChecks, "-w", "main.cpp", "-o", "run"], dir);
             Assert.True(build.Code == 0, $"clang-14 could not compile the runtime's bf16 conversion for the host:\n{Tail(build.Output)}");
             using (var f = new BinaryWriter(File.Create(Path.Combine(dir, "in.bin")))) foreach (var v in values) f.Write(v);
             var run = Run(Path.Combine(dir, "run"), new[] { Path.Combine(dir, "in.bin"), Path.Combine(dir, "out.bin") }, dir);

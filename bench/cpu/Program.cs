@@ -199,8 +199,10 @@ static (int Code, string Out) RunPython(string python, params string[] args)
 // apart, plus clearing the gradients and AdamW; medians over PROFILE_REPS steps (default 8) after two warm-up steps.
 static void ProfileTraining()
 {
-    var entry = Catalog.Get("mini", "pretraining");
-    int B = 32, G = (int)(B * T * 0.15);
+    // PROFILE_SIZE (mini, base, …) and PROFILE_BATCH pick another model and batch (default BERT-Mini, B = 32).
+    string size = Environment.GetEnvironmentVariable("PROFILE_SIZE") ?? "mini";
+    var entry = Catalog.Get(size, "pretraining");
+    int B = int.TryParse(Environment.GetEnvironmentVariable("PROFILE_BATCH"), out int pb) ? pb : size == "mini" ? 32 : 8, G = (int)(B * T * 0.15);
     var (model, opt) = Trainer(entry, B, G);
     var ops = model.Info.Ops;
     var sums = new Dictionary<string, List<double>>();
