@@ -46,16 +46,20 @@ public static unsafe class CudaEmulation
     public const string AlignmentChecks = """
         struct bert_ubsan_location { const char* file; unsigned line, column; };
         struct bert_ubsan_mismatch { bert_ubsan_location loc; const void* type; unsigned char log_alignment, kind; };
-        static char bert_misaligned[512];
+        // The launch's first fault (what a GPU would stop the kernel for, or leave undefined): its kind (3 a misaligned
+        // access, 4 a warp operation naming lanes that have exited or do not exist) and a description; 0 while none.
+        static int bert_fault_code;
+        static char bert_fault[512];
         static void bert_misaligned_at(const char* file, unsigned line, unsigned long ptr, unsigned alignment)
         {
         #ifdef BERT_TRAP_MISALIGNED
             fprintf(stderr, "%s(%u): misaligned access of %u bytes' alignment at 0x%lx\n", file, line, alignment, ptr);
             __builtin_trap();   // a test's host program: it dies, as the compiler's own checks make it (-fsanitize-trap=alignment)
         #endif
-            if (!bert_misaligned[0])
-                snprintf(bert_misaligned, sizeof bert_misaligned, "%s(%u): an access of %u bytes' alignment at address 0x%lx (thread %u of block %u, %u)",
-                    file, line, alignment, ptr, threadIdx.x, blockIdx.x, blockIdx.y);
+            if (bert_fault_code) return;
+            bert_fault_code = 3;
+            snprintf(bert_fault, sizeof bert_fault, "%s(%u): an access of %u bytes' alignment at address 0x%lx (thread %u of block %u, %u)",
+                file, line, alignment, ptr, threadIdx.x, blockIdx.x, blockIdx.y);
         }
         extern "C" __attribute__((visibility("hidden"))) void __ubsan_handle_type_mismatch_v1(bert_ubsan_mismatch* d, unsigned long ptr)
         {
@@ -158,22 +162,53 @@ public static unsafe class CudaEmulation
             b->expected--;
             if (b->arrived > 0 && b->arrived == b->expected) { b->arrived = 0; b->gen++; }
         }
+        // Each warp's lanes that exist (below blockDim.x) and have not returned. A warp operation whose mask names another
+        // lane is undefined on a GPU (a shuffle reads garbage or hangs; mma.sync needs all 32): the launch fails with it.
+        static unsigned bert_live[32];
+        static void bert_check_lanes(unsigned mask, const char* what, const char* file, unsigned line)
+        {
+            unsigned w = threadIdx.x >> 5, missing = mask & ~bert_live[w];
+            if (!missing || bert_fault_code) return;
+        #ifdef BERT_TRAP_MISALIGNED
+            fprintf(stderr, "%s(%u): %s with mask 0x%08x names lanes 0x%08x of warp %u that have returned or do not exist\n", file, line, what, mask, missing, w);
+            __builtin_trap();
+        #endif
+            bert_fault_code = 4;
+            snprintf(bert_fault, sizeof bert_fault, "%s(%u): %s with mask 0x%08x names lanes 0x%08x of warp %u that have returned or do not exist (block of %u threads; thread %u of block %u, %u)",
+                file, line, what, mask, missing, w, blockDim.x, threadIdx.x, blockIdx.x, blockIdx.y);
+        }
         static void __syncthreads() { bert_wait(0); }
-        static void __syncwarp(unsigned int = 0xffffffffu) { bert_wait(1 + (int)(threadIdx.x >> 5)); }
+        static void __syncwarp(unsigned int mask = 0xffffffffu, const char* file = __builtin_FILE(), unsigned line = __builtin_LINE())
+        {
+            bert_wait(1 + (int)(threadIdx.x >> 5));
+            bert_check_lanes(mask, "__syncwarp", file, line);
+        }
         // A warp's exchange of one value a lane (a lane array per value type, its bits moved as they are).
-        template <typename V> static V bert_exchange(V v, int from)
+        // The checks of the mask come after the warp barrier: by then every lane that returned before the operation has
+        // dropped out of the warp (checked on arrival, a lane run earlier would not yet see a later lane's return).
+        template <typename V> static V bert_exchange(V v, int from, unsigned mask, const char* what, const char* file, unsigned line)
         {
             static V lanes[1024];
             int t = (int)threadIdx.x;
             lanes[t] = v;
             bert_wait(1 + (t >> 5));
+            bert_check_lanes(mask, what, file, line);
             V r = lanes[(t & ~31) | (from & 31)];
             bert_wait(1 + (t >> 5));
             return r;
         }
-        static float __shfl_xor_sync(unsigned int, float v, int m) { return bert_exchange(v, (int)threadIdx.x ^ m); }
-        static unsigned int __shfl_xor_sync(unsigned int, unsigned int v, int m) { return bert_exchange(v, (int)threadIdx.x ^ m); }
-        static float __shfl_sync(unsigned int, float v, int src) { return bert_exchange(v, src); }
+        static float __shfl_xor_sync(unsigned int mask, float v, int m, const char* file = __builtin_FILE(), unsigned line = __builtin_LINE())
+        {
+            return bert_exchange(v, (int)threadIdx.x ^ m, mask, "__shfl_xor_sync", file, line);
+        }
+        static unsigned int __shfl_xor_sync(unsigned int mask, unsigned int v, int m, const char* file = __builtin_FILE(), unsigned line = __builtin_LINE())
+        {
+            return bert_exchange(v, (int)threadIdx.x ^ m, mask, "__shfl_xor_sync", file, line);
+        }
+        static float __shfl_sync(unsigned int mask, float v, int src, const char* file = __builtin_FILE(), unsigned line = __builtin_LINE())
+        {
+            return bert_exchange(v, src, mask, "__shfl_sync", file, line);
+        }
 
         // The tensor cores' mma.sync.m16n8k16 (bf16 in, fp32 accumulation) as a warp collective: each lane leaves its
         // fragments in a lane array, and after a warp barrier computes its four results from everyone's, by the PTX ISA's
@@ -182,12 +217,13 @@ public static unsafe class CudaEmulation
         #define BERT_HOST_EMULATION 1
         static unsigned int bert_mma_a[1024][4], bert_mma_b[1024][2];
         static inline float bert_bf16_float(unsigned int h) { unsigned int u = (h & 0xffffu) << 16; float f; memcpy(&f, &u, sizeof f); return f; }
-        static void rt_warp_mma(float* d, const unsigned int* a, const unsigned int* b)
+        static void rt_warp_mma(float* d, const unsigned int* a, const unsigned int* b, const char* file = __builtin_FILE(), unsigned line = __builtin_LINE())
         {
             int t = (int)threadIdx.x, w = t & ~31, g = (t & 31) >> 2, q = t & 3;
             for (int i = 0; i < 4; i++) bert_mma_a[t][i] = a[i];
             bert_mma_b[t][0] = b[0]; bert_mma_b[t][1] = b[1];
             bert_wait(1 + (t >> 5));
+            bert_check_lanes(0xffffffffu, "mma.sync", file, line);
             float r[4];
             for (int c = 0; c < 4; c++)
             {
@@ -211,6 +247,7 @@ public static unsafe class CudaEmulation
         static void bert_start()
         {
             bert_run(bert_body);
+            bert_live[threadIdx.x >> 5] &= ~(1u << (threadIdx.x & 31));
             bert_drop(1 + (int)(threadIdx.x >> 5));
             bert_drop(0);
             bert_done[bert_cur] = 1;
@@ -252,7 +289,11 @@ public static unsafe class CudaEmulation
             {
                 unsigned b = bert_order(bo, gx * gy);
                 bert_bars[0].expected = (int)block; bert_bars[0].arrived = 0;
-                for (unsigned w = 0; w * 32 < block; w++) { bert_bars[1 + w].expected = (int)(block - w * 32 < 32 ? block - w * 32 : 32); bert_bars[1 + w].arrived = 0; }
+                for (unsigned w = 0; w * 32 < block; w++)
+                {
+                    bert_bars[1 + w].expected = (int)(block - w * 32 < 32 ? block - w * 32 : 32); bert_bars[1 + w].arrived = 0;
+                    bert_live[w] = bert_bars[1 + w].expected == 32 ? 0xffffffffu : (1u << bert_bars[1 + w].expected) - 1;
+                }
                 for (unsigned t = 0; t < block; t++) { bert_sp[t] = bert_fresh((int)t); bert_waiting[t] = -1; bert_done[t] = 0; }
                 for (int live = (int)block; live > 0;)
                 {
@@ -369,15 +410,15 @@ public static unsafe class CudaEmulation
         }
         sb.Append("    }\n    return -1;\n}\n");
         sb.Append("extern \"C\" int bert_emu_launch(int k, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, void** a)\n{\n");
-        sb.Append("    if (gz != 1 || by != 1 || bz != 1 || bx == 0 || bx > 1024) return 2;\n    bert_misaligned[0] = 0;\n    switch (k)\n    {\n");
+        sb.Append("    if (gz != 1 || by != 1 || bz != 1 || bx == 0 || bx > 1024) return 2;\n    bert_fault_code = 0; bert_fault[0] = 0;\n    switch (k)\n    {\n");
         for (int i = 0; i < kernels.Count; i++)
         {
             var (name, types, barriers) = kernels[i];
             string args = string.Join(", ", types.Select((t, j) => $"*({t}*)a[{j}]"));
             sb.Append($"    case {i}: {(barriers ? "bert_launch2" : "bert_launch_seq")}(gx, gy, bx, [&] {{ {name}({args}); }}); break;\n");
         }
-        sb.Append("    default: return 1;\n    }\n    return bert_misaligned[0] ? 3 : 0;\n}\n");
-        sb.Append("extern \"C\" const char* bert_emu_error() { return bert_misaligned; }\n");
+        sb.Append("    default: return 1;\n    }\n    return bert_fault_code;\n}\n");
+        sb.Append("extern \"C\" const char* bert_emu_error() { return bert_fault; }\n");
         return sb.ToString();
     }
 
@@ -405,7 +446,7 @@ public static unsafe class CudaEmulation
         public readonly delegate* unmanaged[Cdecl]<byte*, int> Kernel = kernel;
         public readonly delegate* unmanaged[Cdecl]<int, int*, int> ArgSizes = argSizes;
         public readonly delegate* unmanaged[Cdecl]<int, uint, uint, uint, uint, uint, uint, void**, int> Launch = launch;
-        /// <summary>The last launch's first misaligned access (source line, alignment, address, thread), when it returned 3.</summary>
+        /// <summary>The last launch's first fault (source line, what, thread), when it returned 3 or 4.</summary>
         public readonly delegate* unmanaged[Cdecl]<byte*> Error = error;
     }
 
@@ -425,16 +466,19 @@ public static unsafe class CudaEmulation
         if (list != null) list.Add(op); else op();
     }
 
-    /// <summary>A kernel's access the GPU would fault on; the launch fails as the driver's would.</summary>
-    sealed class MisalignedAccessException(string message) : InvalidOperationException(message);
+    /// <summary>What a GPU would stop a kernel for (or leave undefined); the launch fails with the driver's code for it.</summary>
+    sealed class KernelFaultException(int code, string message) : InvalidOperationException(message)
+    {
+        public int Code { get; } = code;
+    }
 
     static int Guard(Action body)
     {
         try { body(); return 0; }
-        catch (MisalignedAccessException e)
+        catch (KernelFaultException e)
         {
             Console.Error.WriteLine($"CUDA emulation: {e.Message}");
-            return 716;                                  // CUDA_ERROR_MISALIGNED_ADDRESS
+            return e.Code;                               // CUDA_ERROR_MISALIGNED_ADDRESS, CUDA_ERROR_LAUNCH_FAILED
         }
         catch (Exception e)
         {
@@ -738,7 +782,9 @@ public static unsafe class CudaEmulation
             for (int i = 0; i < values.Length; i++) a[i] = (void*)handles[i].AddrOfPinnedObject();
             int r = f.Module.Launch(f.Index, gx, gy, gz, bx, by, bz, a);
             if (r == 3)
-                throw new MisalignedAccessException($"{f.Name}<<<({gx},{gy},{gz}), ({bx},{by},{bz})>>> made a misaligned access, which a GPU stops the kernel for (CUDA_ERROR_MISALIGNED_ADDRESS): {Marshal.PtrToStringUTF8((nint)f.Module.Error())}");
+                throw new KernelFaultException(716, $"{f.Name}<<<({gx},{gy},{gz}), ({bx},{by},{bz})>>> made a misaligned access, which a GPU stops the kernel for (CUDA_ERROR_MISALIGNED_ADDRESS): {Marshal.PtrToStringUTF8((nint)f.Module.Error())}");
+            if (r == 4)
+                throw new KernelFaultException(719, $"{f.Name}<<<({gx},{gy},{gz}), ({bx},{by},{bz})>>> ran a warp operation whose mask names lanes that are not there, which is undefined on a GPU: {Marshal.PtrToStringUTF8((nint)f.Module.Error())}");
             if (r != 0) throw new InvalidOperationException($"{f.Name}<<<({gx},{gy},{gz}), ({bx},{by},{bz})>>> cannot run in the emulation (code {r}: only 1-D blocks of 1..1024 threads on 2-D grids)");
         }
         finally { foreach (var h in handles) h.Free(); }

@@ -330,7 +330,8 @@ public partial class CudaSourceTests(ITestOutputHelper output)
     /// pointer that is only 4-byte aligned, which a GPU stops the kernel for (CUDA_ERROR_MISALIGNED_ADDRESS) and x86
     /// would take, fails the launch and names the source line, the alignment and the thread: a whole vector struct copied
     /// (its BERT_VECTOR_COPY members check), and a member read through a misaligned struct pointer (clang's alignment
-    /// check). The same kernel on aligned addresses runs, before and after, with no error left over.</summary>
+    /// check). The same kernel on aligned addresses runs, before and after, with no error left over. A warp shuffle over
+    /// the full mask after half the warp's lanes returned (undefined on a GPU) fails too, and runs with every lane there.</summary>
     [ClangFact]
     public unsafe void Emulation_FailsALaunchThatMakesAMisalignedAccess()
     {
@@ -347,6 +348,11 @@ public partial class CudaSourceTests(ITestOutputHelper output)
                     if (member) s = ((const q4*)(p + 4 * threadIdx.x + shift))->y;
                     else { q4 v = *(const q4*)(p + 4 * threadIdx.x + shift); s = v.x + v.y + v.z + v.w; }
                     p[64 + threadIdx.x] = s;
+                }
+                extern "C" __global__ void lanes(float* p, int early)
+                {
+                    if (early && threadIdx.x >= 16) return;
+                    p[64 + threadIdx.x] = __shfl_xor_sync(0xffffffffu, p[threadIdx.x], 1);
                 }
                 """;
             File.WriteAllText(Path.Combine(dir, "k.cpp"), CudaEmulation.HostProgram(source, "misaligned.cu"));
@@ -383,6 +389,23 @@ public partial class CudaSourceTests(ITestOutputHelper output)
                 Assert.Equal(0, Launch(4, 0));
                 Assert.Equal("", Error());
                 Assert.Equal(4 + 5 + 6 + 7, p[64]);
+
+                // A warp shuffle over the full mask after half the lanes returned (undefined on a GPU), and with every lane there.
+                int lanes;
+                fixed (byte* name = "lanes\0"u8) lanes = kernel(name);
+                Assert.Equal(1, lanes);
+                int Lanes(int early)
+                {
+                    float* pp = p; int e = early;
+                    void** a = stackalloc void*[2];
+                    a[0] = &pp; a[1] = &e;
+                    return launch(lanes, 1, 1, 1, 32, 1, 1, a);
+                }
+                Assert.Equal(0, Lanes(0));
+                Assert.Equal("", Error());
+                Assert.Equal(p[1], p[64]);
+                Assert.Equal(4, Lanes(1));
+                Assert.Matches(@"^misaligned\.cu\(12\): __shfl_xor_sync with mask 0xffffffff names lanes 0xffff0000 of warp 0 that have returned or do not exist \(block of 32 threads; thread 0 of block 0, 0\)$", Error());
             }
             finally { System.Runtime.InteropServices.NativeLibrary.Free(lib); }
         }
