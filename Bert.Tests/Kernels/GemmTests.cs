@@ -231,6 +231,8 @@ public class GemmTests
     [Theory]
     [InlineData(false, false, 300, 200, 777)]
     [InlineData(true, true, 150, 333, 515)]
+    [InlineData(false, true, 800, 900, 300)]   // columns split, each thread's rows over two blocks
+    [InlineData(true, false, 1000, 70, 500)]   // rows split
     public void Managed_is_deterministic(bool transA, bool transB, int M, int N, int K)
     {
         var rng = new Random(7);
