@@ -26,7 +26,7 @@ public static unsafe class CudaEmulation
     /// <summary>The kernel cache's compiler id under the emulation: the host compiler and a hash of the prelude and of the
     /// dispatcher's shape, so a changed emulation never loads a library an older one built.</summary>
     public static string CompilerId => _compilerId ??= $"emulation-{Compiler}-" + Convert.ToHexStringLower(
-        System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(Prelude + HostProgram("static __device__ void w() { __syncthreads(); }\nextern \"C\" __global__ void k(int* x) { w(); }"))))[..16];
+        System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(string.Join(' ', HostCompilerArguments) + Prelude + HostProgram("static __device__ void w() { __syncthreads(); }\nextern \"C\" __global__ void k(int* x) { w(); }"))))[..16];
     static string? _compilerId;
 
     static string Compiler => Environment.GetEnvironmentVariable(Variable) is { } v && v.Contains("clang", StringComparison.Ordinal) ? v : "clang-14";
@@ -38,28 +38,37 @@ public static unsafe class CudaEmulation
     // ---------------- the kernels on the host ----------------
 
     /// <summary>Misaligned accesses, which a GPU stops a kernel for (CUDA_ERROR_MISALIGNED_ADDRESS) and x86 takes in its
-    /// stride. The program is compiled with -fsanitize=alignment, which checks every typed scalar access and member access
-    /// (clang's handler, defined here, records the first one at fault with its source line), and the kernels' vector
-    /// structs (rt_f4, rt_h4, bert_f4, bert_h4) get checked copies under <c>BERT_VECTOR_COPY</c>: a whole 16- or 8-byte
-    /// load or store through a cast pointer, which the sanitizer does not see. The emulation's dispatcher then fails the
-    /// launch; a test's host program defines <c>BERT_TRAP_MISALIGNED</c> and dies instead. Needs threadIdx and blockIdx.</summary>
+    /// stride. The program is compiled with -fsanitize=alignment, which checks every typed scalar access, member access and
+    /// reference binding (clang's handler, defined here, records the first one at fault with its source line), and the
+    /// kernels' vector structs (rt_f4, rt_h4, bert_f4, bert_h4) get user-written copies under <c>BERT_VECTOR_COPY</c>, so
+    /// that a whole 16- or 8-byte load or store through a cast pointer binds a reference the sanitizer checks (a plain
+    /// aggregate copy it does not see). The emulation's dispatcher then fails the launch; a test's host program defines
+    /// <c>BERT_TRAP_MISALIGNED</c> and dies instead. Needs threadIdx and blockIdx.</summary>
     public const string AlignmentChecks = """
         struct bert_ubsan_location { const char* file; unsigned line, column; };
         struct bert_ubsan_mismatch { bert_ubsan_location loc; const void* type; unsigned char log_alignment, kind; };
         // The launch's first fault (what a GPU would stop the kernel for, or leave undefined): its kind (3 a misaligned
-        // access, 4 a warp operation naming lanes that have exited or do not exist) and a description; 0 while none.
-        static int bert_fault_code;
+        // access, 4 an undefined warp operation; 0 while none) and its parts, put into words by bert_emu_error on the
+        // caller's stack (a kernel's thread runs on a small coroutine stack, too small for printf).
+        static int bert_fault_code, bert_fault_lane;
+        static const char* bert_fault_file;
+        static const char* bert_fault_what;
+        static unsigned bert_fault_line, bert_fault_alignment, bert_fault_mask, bert_fault_thread, bert_fault_block[2];
+        static unsigned long bert_fault_address;
         static char bert_fault[512];
-        static void bert_misaligned_at(const char* file, unsigned line, unsigned long ptr, unsigned alignment)
+        static void bert_fault_at(int code, const char* file, unsigned line)
         {
         #ifdef BERT_TRAP_MISALIGNED
-            fprintf(stderr, "%s(%u): misaligned access of %u bytes' alignment at 0x%lx\n", file, line, alignment, ptr);
             __builtin_trap();   // a test's host program: it dies, as the compiler's own checks make it (-fsanitize-trap=alignment)
         #endif
+            bert_fault_code = code; bert_fault_file = file; bert_fault_line = line;
+            bert_fault_thread = threadIdx.x; bert_fault_block[0] = blockIdx.x; bert_fault_block[1] = blockIdx.y;
+        }
+        static void bert_misaligned_at(const char* file, unsigned line, unsigned long ptr, unsigned alignment)
+        {
             if (bert_fault_code) return;
-            bert_fault_code = 3;
-            snprintf(bert_fault, sizeof bert_fault, "%s(%u): an access of %u bytes' alignment at address 0x%lx (thread %u of block %u, %u)",
-                file, line, alignment, ptr, threadIdx.x, blockIdx.x, blockIdx.y);
+            bert_fault_at(3, file, line);
+            bert_fault_address = ptr; bert_fault_alignment = alignment;
         }
         extern "C" __attribute__((visibility("hidden"))) void __ubsan_handle_type_mismatch_v1(bert_ubsan_mismatch* d, unsigned long ptr)
         {
@@ -71,17 +80,28 @@ public static unsafe class CudaEmulation
         }
         static inline void bert_check_aligned(const void* p, unsigned alignment, const char* file, unsigned line)
         {
+            asm("" : "+r"(p));   // a reference's or this's alignment is assumed by the compiler: hide where p came from
             if ((unsigned long)p & (alignment - 1)) bert_misaligned_at(file, line, (unsigned long)p, alignment);
         }
-        // A vector struct's members: its four-value constructor, and copies that check both addresses (a load's line is its
-        // caller's; a store, through operator=, names the struct).
+        // A copy of a vector struct: both addresses checked, then copied through pointers whose alignment the compiler does
+        // not know (with the struct's own, it would use aligned moves, which x86 faults on where the GPU's load would).
+        static inline void bert_copy_checked(void* d, const void* q, unsigned long bytes, unsigned alignment, const char* file, unsigned line)
+        {
+            asm("" : "+r"(d), "+r"(q));
+            bert_check_aligned(q, alignment, file, line);
+            bert_check_aligned(d, alignment, file, line);
+            memcpy(d, q, bytes);
+        }
+        // A vector struct's members: its four-value constructor, and copies that check both addresses. The sanitizer checks
+        // the reference a copy binds and the object an assignment is called on, at the caller's line, once the struct has
+        // these members (a plain aggregate copy it does not see); the checks inside are the backstop.
         #define BERT_VECTOR_COPY(T, E, A) \
             T() = default; \
             T(E a, E b, E c, E d) : x(a), y(b), z(c), w(d) {} \
             T(const T& o, const char* file = __builtin_FILE(), unsigned line = __builtin_LINE()) \
-            { bert_check_aligned(&o, A, file, line); memcpy((void*)this, (const void*)&o, sizeof(T)); } \
+            { bert_copy_checked(this, &o, sizeof(T), A, file, line); } \
             T& operator=(const T& o) \
-            { bert_check_aligned(this, A, "a store of " #T, 0); bert_check_aligned(&o, A, "a copy of " #T, 0); memcpy((void*)this, (const void*)&o, sizeof(T)); return *this; }
+            { bert_copy_checked(this, &o, sizeof(T), A, "a store of " #T, 0); return *this; }
         // The GPU's rt_ld2 is a 4-byte load; memcpy keeps the host free of aliasing trouble, so its alignment is checked here.
         static inline unsigned int rt_ld2(const unsigned short* p, const char* file = __builtin_FILE(), unsigned line = __builtin_LINE())
         {
@@ -162,27 +182,19 @@ public static unsafe class CudaEmulation
             b->expected--;
             if (b->arrived > 0 && b->arrived == b->expected) { b->arrived = 0; b->gen++; }
         }
-        // Each warp's lanes that exist (below blockDim.x) and have not returned. A warp operation whose mask names another
-        // lane is undefined on a GPU (a shuffle reads garbage or hangs; mma.sync needs all 32): the launch fails with it.
+        // Each warp's lanes that exist (below blockDim.x) and have not returned. What is undefined on a GPU fails the
+        // launch: a shuffle that reads a lane which has returned, does not exist or is not in its mask (garbage there), and
+        // mma.sync without all 32 lanes (.aligned). A mask naming lanes that returned is allowed (they are not waited for).
         static unsigned bert_live[32];
-        static void bert_check_lanes(unsigned mask, const char* what, const char* file, unsigned line)
+        // what: the operation; lane: the lane it reads (a shuffle), or -1 with the lanes it lacks in mask (mma.sync).
+        static void bert_lane_fault(const char* file, unsigned line, const char* what, unsigned mask, int lane)
         {
-            unsigned w = threadIdx.x >> 5, missing = mask & ~bert_live[w];
-            if (!missing || bert_fault_code) return;
-        #ifdef BERT_TRAP_MISALIGNED
-            fprintf(stderr, "%s(%u): %s with mask 0x%08x names lanes 0x%08x of warp %u that have returned or do not exist\n", file, line, what, mask, missing, w);
-            __builtin_trap();
-        #endif
-            bert_fault_code = 4;
-            snprintf(bert_fault, sizeof bert_fault, "%s(%u): %s with mask 0x%08x names lanes 0x%08x of warp %u that have returned or do not exist (block of %u threads; thread %u of block %u, %u)",
-                file, line, what, mask, missing, w, blockDim.x, threadIdx.x, blockIdx.x, blockIdx.y);
+            if (bert_fault_code) return;
+            bert_fault_at(4, file, line);
+            bert_fault_what = what; bert_fault_mask = mask; bert_fault_lane = lane;
         }
         static void __syncthreads() { bert_wait(0); }
-        static void __syncwarp(unsigned int mask = 0xffffffffu, const char* file = __builtin_FILE(), unsigned line = __builtin_LINE())
-        {
-            bert_wait(1 + (int)(threadIdx.x >> 5));
-            bert_check_lanes(mask, "__syncwarp", file, line);
-        }
+        static void __syncwarp(unsigned int = 0xffffffffu) { bert_wait(1 + (int)(threadIdx.x >> 5)); }
         // A warp's exchange of one value a lane (a lane array per value type, its bits moved as they are).
         // The checks of the mask come after the warp barrier: by then every lane that returned before the operation has
         // dropped out of the warp (checked on arrival, a lane run earlier would not yet see a later lane's return).
@@ -192,7 +204,8 @@ public static unsafe class CudaEmulation
             int t = (int)threadIdx.x;
             lanes[t] = v;
             bert_wait(1 + (t >> 5));
-            bert_check_lanes(mask, what, file, line);
+            unsigned src = 1u << (from & 31);
+            if (!(src & mask & bert_live[t >> 5])) bert_lane_fault(file, line, what, mask, from & 31);
             V r = lanes[(t & ~31) | (from & 31)];
             bert_wait(1 + (t >> 5));
             return r;
@@ -223,7 +236,7 @@ public static unsafe class CudaEmulation
             for (int i = 0; i < 4; i++) bert_mma_a[t][i] = a[i];
             bert_mma_b[t][0] = b[0]; bert_mma_b[t][1] = b[1];
             bert_wait(1 + (t >> 5));
-            bert_check_lanes(0xffffffffu, "mma.sync", file, line);
+            if (~bert_live[t >> 5]) bert_lane_fault(file, line, "mma.sync", ~bert_live[t >> 5], -1);
             float r[4];
             for (int c = 0; c < 4; c++)
             {
@@ -410,7 +423,7 @@ public static unsafe class CudaEmulation
         }
         sb.Append("    }\n    return -1;\n}\n");
         sb.Append("extern \"C\" int bert_emu_launch(int k, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, void** a)\n{\n");
-        sb.Append("    if (gz != 1 || by != 1 || bz != 1 || bx == 0 || bx > 1024) return 2;\n    bert_fault_code = 0; bert_fault[0] = 0;\n    switch (k)\n    {\n");
+        sb.Append("    if (gz != 1 || by != 1 || bz != 1 || bx == 0 || bx > 1024) return 2;\n    bert_fault_code = 0;\n    switch (k)\n    {\n");
         for (int i = 0; i < kernels.Count; i++)
         {
             var (name, types, barriers) = kernels[i];
@@ -418,9 +431,30 @@ public static unsafe class CudaEmulation
             sb.Append($"    case {i}: {(barriers ? "bert_launch2" : "bert_launch_seq")}(gx, gy, bx, [&] {{ {name}({args}); }}); break;\n");
         }
         sb.Append("    default: return 1;\n    }\n    return bert_fault_code;\n}\n");
-        sb.Append("extern \"C\" const char* bert_emu_error() { return bert_fault; }\n");
+        sb.Append(FaultText);
         return sb.ToString();
     }
+
+    /// <summary>The dispatcher's <c>bert_emu_error()</c>: the last launch's fault in words, on the caller's stack.</summary>
+    const string FaultText = """
+        extern "C" const char* bert_emu_error()
+        {
+            unsigned w = bert_fault_thread >> 5;
+            if (bert_fault_code == 3)
+                snprintf(bert_fault, sizeof bert_fault, "%s(%u): an access of %u bytes' alignment at address 0x%lx (thread %u of block %u, %u)",
+                    bert_fault_file, bert_fault_line, bert_fault_alignment, bert_fault_address, bert_fault_thread, bert_fault_block[0], bert_fault_block[1]);
+            else if (bert_fault_code == 4 && bert_fault_lane >= 0)
+                snprintf(bert_fault, sizeof bert_fault, "%s(%u): %s with mask 0x%08x reads lane %d of warp %u, which %s (thread %u of block %u, %u)",
+                    bert_fault_file, bert_fault_line, bert_fault_what, bert_fault_mask, bert_fault_lane, w,
+                    bert_fault_mask >> bert_fault_lane & 1 ? "has returned or does not exist" : "is not in the mask", bert_fault_thread, bert_fault_block[0], bert_fault_block[1]);
+            else if (bert_fault_code == 4)
+                snprintf(bert_fault, sizeof bert_fault, "%s(%u): %s without lanes 0x%08x of warp %u, which have returned or do not exist: it needs all 32 (thread %u of block %u, %u)",
+                    bert_fault_file, bert_fault_line, bert_fault_what, bert_fault_mask, w, bert_fault_thread, bert_fault_block[0], bert_fault_block[1]);
+            else bert_fault[0] = 0;
+            return bert_fault;
+        }
+
+        """;
 
     /// <summary>"const float* __restrict__ x" → "const float*".</summary>
     static string ParameterType(string parameter)
@@ -784,7 +818,7 @@ public static unsafe class CudaEmulation
             if (r == 3)
                 throw new KernelFaultException(716, $"{f.Name}<<<({gx},{gy},{gz}), ({bx},{by},{bz})>>> made a misaligned access, which a GPU stops the kernel for (CUDA_ERROR_MISALIGNED_ADDRESS): {Marshal.PtrToStringUTF8((nint)f.Module.Error())}");
             if (r == 4)
-                throw new KernelFaultException(719, $"{f.Name}<<<({gx},{gy},{gz}), ({bx},{by},{bz})>>> ran a warp operation whose mask names lanes that are not there, which is undefined on a GPU: {Marshal.PtrToStringUTF8((nint)f.Module.Error())}");
+                throw new KernelFaultException(719, $"{f.Name}<<<({gx},{gy},{gz}), ({bx},{by},{bz})>>> ran a warp operation that is undefined on a GPU: {Marshal.PtrToStringUTF8((nint)f.Module.Error())}");
             if (r != 0) throw new InvalidOperationException($"{f.Name}<<<({gx},{gy},{gz}), ({bx},{by},{bz})>>> cannot run in the emulation (code {r}: only 1-D blocks of 1..1024 threads on 2-D grids)");
         }
         finally { foreach (var h in handles) h.Free(); }

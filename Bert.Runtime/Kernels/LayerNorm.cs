@@ -182,8 +182,10 @@ public static class LayerNorm
         ReadOnlySpan<T> mean, ReadOnlySpan<T> rstd, int c0, int c1, int N, int C)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        int W = Vector.IsHardwareAccelerated ? Vector<T>.Count : int.MaxValue, i = c0;
-        for (; i + 2 * W <= c1; i += 2 * W)
+        // Without vector hardware the scalar loop takes every column (W stays finite: c1 - i >= 2·W cannot overflow).
+        bool vec = Vector.IsHardwareAccelerated;
+        int W = Vector<T>.Count, i = c0;
+        for (; vec && c1 - i >= 2 * W; i += 2 * W)
         {
             Vector<T> b0 = new(dBias.Slice(i)), b1 = new(dBias.Slice(i + W)), w0 = new(dWeight.Slice(i)), w1 = new(dWeight.Slice(i + W));
             for (int n = 0; n < N; n++)
@@ -197,7 +199,7 @@ public static class LayerNorm
             }
             b0.CopyTo(dBias.Slice(i)); b1.CopyTo(dBias.Slice(i + W)); w0.CopyTo(dWeight.Slice(i)); w1.CopyTo(dWeight.Slice(i + W));
         }
-        for (; i + W <= c1; i += W)
+        for (; vec && c1 - i >= W; i += W)
         {
             Vector<T> b0 = new(dBias.Slice(i)), w0 = new(dWeight.Slice(i));
             for (int n = 0; n < N; n++)

@@ -330,8 +330,9 @@ public partial class CudaSourceTests(ITestOutputHelper output)
     /// pointer that is only 4-byte aligned, which a GPU stops the kernel for (CUDA_ERROR_MISALIGNED_ADDRESS) and x86
     /// would take, fails the launch and names the source line, the alignment and the thread: a whole vector struct copied
     /// (its BERT_VECTOR_COPY members check), and a member read through a misaligned struct pointer (clang's alignment
-    /// check). The same kernel on aligned addresses runs, before and after, with no error left over. A warp shuffle over
-    /// the full mask after half the warp's lanes returned (undefined on a GPU) fails too, and runs with every lane there.</summary>
+    /// check), and a store. The same kernel on aligned addresses runs, before and after, with no error left over. A warp
+    /// shuffle that reads a lane which has returned (undefined on a GPU) fails too; one whose full mask names lanes that
+    /// returned but reads only live ones runs, as it does with every lane there.</summary>
     [ClangFact]
     public unsafe void Emulation_FailsALaunchThatMakesAMisalignedAccess()
     {
@@ -345,14 +346,15 @@ public partial class CudaSourceTests(ITestOutputHelper output)
                 extern "C" __global__ void probe(float* p, int shift, int member)
                 {
                     float s;
-                    if (member) s = ((const q4*)(p + 4 * threadIdx.x + shift))->y;
+                    if (member == 1) s = ((const q4*)(p + 4 * threadIdx.x + shift))->y;
                     else { q4 v = *(const q4*)(p + 4 * threadIdx.x + shift); s = v.x + v.y + v.z + v.w; }
+                    if (member == 2) *(q4*)(p + 92 + 4 * threadIdx.x + (shift >= 8)) = q4(s, s, s, s);
                     p[64 + threadIdx.x] = s;
                 }
                 extern "C" __global__ void lanes(float* p, int early)
                 {
-                    if (early && threadIdx.x >= 16) return;
-                    p[64 + threadIdx.x] = __shfl_xor_sync(0xffffffffu, p[threadIdx.x], 1);
+                    if (early && threadIdx.x >= 16) return;   // early 1: lanes 0-15 then read lanes 16-31; 2: read each other
+                    p[64 + threadIdx.x] = __shfl_xor_sync(0xffffffffu, p[threadIdx.x], early == 2 ? 1 : 16);
                 }
                 """;
             File.WriteAllText(Path.Combine(dir, "k.cpp"), CudaEmulation.HostProgram(source, "misaligned.cu"));
@@ -380,17 +382,20 @@ public partial class CudaSourceTests(ITestOutputHelper output)
                 Assert.Equal("", Error());
                 Assert.Equal(0 + 1 + 2 + 3, p[64]);
                 Assert.Equal(3, Launch(1, 0));
-                Assert.Matches(@"^misaligned\.cu\(6\): an access of 16 bytes' alignment at address 0x[0-9a-f]+ \(thread 0 of block 0, 0\)$", Error());
+                Assert.Matches(@"^misaligned\.cu\(6\): an access of 16 bytes' alignment at address 0x[0-9a-f]+ \(thread \d+ of block 0, 0\)$", Error());
                 Assert.Equal(0, Launch(0, 1));
                 Assert.Equal("", Error());
                 Assert.Equal(1, p[64]);
                 Assert.Equal(3, Launch(2, 1));
-                Assert.Matches(@"^misaligned\.cu\(5\): an access of 16 bytes' alignment at address 0x[0-9a-f]+ \(thread 0 of block 0, 0\)$", Error());
+                Assert.Matches(@"^misaligned\.cu\(5\): an access of 16 bytes' alignment at address 0x[0-9a-f]+ \(thread \d+ of block 0, 0\)$", Error());
                 Assert.Equal(0, Launch(4, 0));
                 Assert.Equal("", Error());
                 Assert.Equal(4 + 5 + 6 + 7, p[64]);
+                Assert.Equal(3, Launch(8, 2));   // the load aligned, the store one float off
+                Assert.Matches(@"^misaligned\.cu\(7\): an access of 16 bytes' alignment at address 0x[0-9a-f]+ \(thread \d+ of block 0, 0\)$", Error());
+                Assert.Equal(0, Launch(4, 2));
 
-                // A warp shuffle over the full mask after half the lanes returned (undefined on a GPU), and with every lane there.
+                // A warp shuffle that reads a lane which returned (undefined on a GPU); one over a mask naming them that reads live lanes only.
                 int lanes;
                 fixed (byte* name = "lanes\0"u8) lanes = kernel(name);
                 Assert.Equal(1, lanes);
@@ -403,9 +408,11 @@ public partial class CudaSourceTests(ITestOutputHelper output)
                 }
                 Assert.Equal(0, Lanes(0));
                 Assert.Equal("", Error());
-                Assert.Equal(p[1], p[64]);
+                Assert.Equal(p[16], p[64]);
                 Assert.Equal(4, Lanes(1));
-                Assert.Matches(@"^misaligned\.cu\(12\): __shfl_xor_sync with mask 0xffffffff names lanes 0xffff0000 of warp 0 that have returned or do not exist \(block of 32 threads; thread 0 of block 0, 0\)$", Error());
+                Assert.Matches(@"^misaligned\.cu\(13\): __shfl_xor_sync with mask 0xffffffff reads lane 16 of warp 0, which has returned or does not exist \(thread \d+ of block 0, 0\)$", Error());
+                Assert.Equal(0, Lanes(2));   // the mask names lanes that returned, but none is read: allowed
+                Assert.Equal("", Error());
             }
             finally { System.Runtime.InteropServices.NativeLibrary.Free(lib); }
         }

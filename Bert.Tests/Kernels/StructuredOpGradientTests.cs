@@ -149,6 +149,7 @@ public class StructuredOpGradientTests
     /// threads), added onto what the buffers held.</summary>
     [Theory]
     [InlineData(400, 100)]
+    [InlineData(400, 88)]     // two threads: the second task's columns 64 … 87 start at a single vector
     [InlineData(160, 256)]
     [InlineData(64, 771)]
     [InlineData(3, 40)]
