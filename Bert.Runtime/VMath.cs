@@ -95,6 +95,57 @@ public static class VMath
         return y;
     }
 
+    /// <summary>y[i] = e^(x[i] − shift) and their sum, in one pass (x and y may be the same span): a softmax's or a
+    /// cross-entropy's exponentials after the row's maximum. Floats: the exponentials are <see cref="ExpInPlace(System.Span{float})"/>'s
+    /// of x − shift bit for bit, summed lane by lane, then across the lanes, then the tail; doubles through TensorPrimitives.</summary>
+    public static T ExpShiftedSum<T>(ReadOnlySpan<T> x, T shift, Span<T> y) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (y.Length < x.Length) throw new ArgumentException($"ExpShiftedSum writes {x.Length} values into a span of {y.Length}.", nameof(y));
+        if (typeof(T) == typeof(float))
+        {
+            float sum = ExpShiftedSum(System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(x), Unsafe.As<T, float>(ref shift),
+                System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(y), Simd.FloatLanes);
+            return Unsafe.As<float, T>(ref sum);
+        }
+        System.Numerics.Tensors.TensorPrimitives.Subtract(x, shift, y);
+        System.Numerics.Tensors.TensorPrimitives.Exp<T>(y[..x.Length], y);
+        return System.Numerics.Tensors.TensorPrimitives.Sum<T>(y[..x.Length]);
+    }
+
+    /// <summary>As <see cref="ExpShiftedSum{T}"/> for floats with the vector width given (16, 8 or 0).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float ExpShiftedSum(ReadOnlySpan<float> x, float shift, Span<float> y, int lanes)
+    {
+        float sum = 0f;
+        int i = lanes == 16 ? ExpShiftedSum16(x, shift, y, ref sum) : lanes == 8 ? ExpShiftedSum8(x, shift, y, ref sum) : 0;
+        for (; i < x.Length; i++) { float e = MathF.Exp(x[i] - shift); y[i] = e; sum += e; }
+        return sum;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    static unsafe int ExpShiftedSum16(ReadOnlySpan<float> x, float shift, Span<float> y, ref float sum)
+    {
+        int i = 0;
+        var acc = Vector512<float>.Zero;
+        var s = Vector512.Create(shift);
+        fixed (float* px = x, py = y)
+            for (; i + 16 <= x.Length; i += 16) { var e = Exp(Vector512.Load(px + i) - s); Vector512.Store(e, py + i); acc += e; }
+        sum = Vector512.Sum(acc);
+        return i;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    static unsafe int ExpShiftedSum8(ReadOnlySpan<float> x, float shift, Span<float> y, ref float sum)
+    {
+        int i = 0;
+        var acc = Vector256<float>.Zero;
+        var s = Vector256.Create(shift);
+        fixed (float* px = x, py = y)
+            for (; i + 8 <= x.Length; i += 8) { var e = Exp(Vector256.Load(px + i) - s); Vector256.Store(e, py + i); acc += e; }
+        sum = Vector256.Sum(acc);
+        return i;
+    }
+
     /// <summary>xs[i] = e^xs[i] in place: floats through <see cref="ExpInPlace(System.Span{float})"/>, doubles through
     /// TensorPrimitives (exact to the last bits, for the double models the tests check gradients with).</summary>
     public static void ExpInPlace<T>(Span<T> xs) where T : unmanaged, IExponentialFunctions<T>

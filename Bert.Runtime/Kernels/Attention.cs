@@ -58,7 +58,7 @@ public static class Attention
     }
 
     /// <summary>row = softmax(row + maskAdd) over the keys (maskAdd added only when <paramref name="anyMasked"/>): the
-    /// maximum subtracted, the exponential, the sum, the division. Vector&lt;T&gt; loops of its own rather than
+    /// maximum; the exponential of the row less it, and the sum, in one pass; the division. Vector&lt;T&gt; loops of its own rather than
     /// TensorPrimitives: compiled optimized at the first call (the library's generic methods start at tier 0 and take
     /// dozens of forwards to be rejitted, which a short predict or eval run pays on every forward).</summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
@@ -76,14 +76,7 @@ public static class Attention
         TFloat max = TFloat.NegativeInfinity;
         for (int k = 0; k < Vector<TFloat>.Count; k++) max = TFloat.Max(max, vmax[k]);
         for (; i < T; i++) max = TFloat.Max(max, row[i]);
-        var vm = new Vector<TFloat>(max);
-        for (i = 0; i + W <= T; i += W) (new Vector<TFloat>(row.Slice(i)) - vm).CopyTo(row.Slice(i));
-        for (; i < T; i++) row[i] -= max;
-        VMath.ExpInPlace(row);
-        var acc = Vector<TFloat>.Zero;
-        for (i = 0; i + W <= T; i += W) acc += new Vector<TFloat>(row.Slice(i));
-        TFloat sum = Vector.Sum(acc);
-        for (; i < T; i++) sum += row[i];
+        TFloat sum = VMath.ExpShiftedSum<TFloat>(row, max, row);   // e^(row − max) in place, and the sum, in one pass
         var vs = new Vector<TFloat>(sum);
         for (i = 0; i + W <= T; i += W) (new Vector<TFloat>(row.Slice(i)) / vs).CopyTo(row.Slice(i));
         for (; i < T; i++) row[i] /= sum;

@@ -45,16 +45,15 @@ public static class CrossEntropy
         loss[0] = count == 0 ? T.Zero : sum / T.CreateTruncating(count);
     }
 
-    /// <summary>Writes the softmax of row n (max subtracted first, for stability) and returns its loss, 0 if ignored.</summary>
+    /// <summary>Writes the softmax of row n (max subtracted first, for stability) and returns its loss, 0 if ignored: three
+    /// passes over the row (the maximum; the exponentials and their sum; the division).</summary>
     static T ForwardRow<T>(Span<T> probs, ReadOnlySpan<T> logits, ReadOnlySpan<int> labels, int n, int V, int ignoreIndex)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         ReadOnlySpan<T> x = logits.Slice(n * V, V); // (V)
         Span<T> p = probs.Slice(n * V, V);          // (V)
         T max = TensorPrimitives.Max(x);
-        TensorPrimitives.Subtract(x, max, p);
-        VMath.ExpInPlace(p);
-        T sum = TensorPrimitives.Sum<T>(p);
+        T sum = VMath.ExpShiftedSum(x, max, p);   // p = e^(x − max), and their sum, in one pass
         TensorPrimitives.Divide(p, sum, p);
         int label = labels[n];
         return label == ignoreIndex ? T.Zero : T.Log(sum) + max - x[label];

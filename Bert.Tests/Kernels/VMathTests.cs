@@ -122,4 +122,35 @@ public class VMathTests
         for (int i = 0; i < xs.Length; i++)
             Assert.True(Math.Abs(ys[i] - Math.Exp(xs[i])) <= 2.4e-7 * Math.Exp(xs[i]), $"{lanes} lanes, element {i}: {ys[i]} vs {Math.Exp(xs[i])}");
     }
+
+    /// <summary>The fused pass of the softmaxes and the cross-entropy: at each width and length (vector part and tail, in
+    /// place or not), the exponentials of x − shift bit for bit as <see cref="VMath.ExpInPlace(System.Span{float}, int)"/>
+    /// gives them, and their sum within float rounding of the exact one; doubles through the generic entry.</summary>
+    [Theory]
+    [InlineData(16)]
+    [InlineData(8)]
+    [InlineData(0)]
+    public void ExpShiftedSum_IsExpInPlaceOfTheShiftedRow_AndItsSum(int lanes)
+    {
+        var rng = new Random(lanes + 1);
+        foreach (int n in new[] { 0, 1, 7, 8, 15, 16, 17, 33, 130 })
+            foreach (bool inPlace in new[] { false, true })
+            {
+                var x = Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 30 - 20)).ToArray();
+                float shift = n == 0 ? 0f : x.Max();
+                var want = x.Select(v => v - shift).ToArray();
+                VMath.ExpInPlace(want, lanes);
+                var y = inPlace ? (float[])x.Clone() : new float[n + 3];
+                float sum = VMath.ExpShiftedSum(inPlace ? y : x, shift, y, lanes);
+                for (int i = 0; i < n; i++)
+                    Assert.True(BitConverter.SingleToInt32Bits(want[i]) == BitConverter.SingleToInt32Bits(y[i]), $"{lanes} lanes, n = {n}, element {i}: {y[i]} vs {want[i]}");
+                double exact = want.Sum(v => (double)v);
+                Assert.True(Math.Abs(sum - exact) <= 1e-6 * Math.Max(1, exact), $"{lanes} lanes, n = {n}: sum {sum} vs {exact}");
+            }
+        var xd = Enumerable.Range(0, 21).Select(i => i * 0.37 - 3).ToArray();
+        var yd = new double[21];
+        double sd = VMath.ExpShiftedSum<double>(xd, 2.0, yd);
+        for (int i = 0; i < xd.Length; i++) Assert.Equal(Math.Exp(xd[i] - 2.0), yd[i], 1e-15);
+        Assert.Equal(xd.Sum(v => Math.Exp(v - 2.0)), sd, 1e-12);
+    }
 }
