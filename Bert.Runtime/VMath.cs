@@ -7,9 +7,10 @@ namespace Bert.Runtime;
 /// <summary>The widest float vectors this machine runs in hardware: <see cref="FloatLanes"/> is 16 (AVX-512), 8 (AVX2)
 /// or 0 (neither: the kernels' scalar loops). The generated element-wise kernels, the vector exponential and the managed
 /// GEMM's micro-kernel and packing take their width from here. <c>BERT_SIMD=256</c> caps it at AVX2 on an AVX-512
-/// machine (to measure what an AVX2 machine runs), <c>BERT_SIMD=scalar</c> turns those vector loops off; LayerNorm's rows
-/// and the softmaxes' sums are Vector&lt;T&gt; code (256 bits on both), and the dropout mask's Philox AVX2 code wherever
-/// AVX2 is present: they do not follow it.</summary>
+/// machine (to measure what an AVX2 machine runs), <c>BERT_SIMD=scalar</c> turns those vector loops off (the softmaxes'
+/// exponentials and their sums too, <see cref="VMath.ExpShiftedSum{T}"/>); LayerNorm's rows and the softmaxes' maxima and
+/// divisions are Vector&lt;T&gt; code, and the dropout mask's Philox AVX2 code wherever AVX2 is present: they do not
+/// follow it.</summary>
 public static class Simd
 {
     /// <summary>Floats per vector in the element-wise kernels: 16, 8 or 0.</summary>
