@@ -97,8 +97,9 @@ public static class VMath
     }
 
     /// <summary>y[i] = e^(x[i] − shift) and their sum, in one pass (x and y may be the same span): a softmax's or a
-    /// cross-entropy's exponentials after the row's maximum. Floats: the exponentials are <see cref="ExpInPlace(System.Span{float})"/>'s
-    /// of x − shift bit for bit, summed lane by lane, then across the lanes, then the tail; doubles through TensorPrimitives.</summary>
+    /// cross-entropy's exponentials after the row's maximum. Floats: the vector <see cref="Exp(Vector512{float})"/> at
+    /// <see cref="Simd.FloatLanes"/> and MathF.Exp for the tail, summed lane by lane, then across the lanes, then the tail;
+    /// doubles through TensorPrimitives (exact to the last bits, for the double models the tests check gradients with).</summary>
     public static T ExpShiftedSum<T>(ReadOnlySpan<T> x, T shift, Span<T> y) where T : unmanaged, IFloatingPointIeee754<T>
     {
         if (y.Length < x.Length) throw new ArgumentException($"ExpShiftedSum writes {x.Length} values into a span of {y.Length}.", nameof(y));
@@ -114,7 +115,7 @@ public static class VMath
     }
 
     /// <summary>As <see cref="ExpShiftedSum{T}"/> for floats with the vector width given (16, 8 or 0).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // a softmax's row: tier 0 would run its tail several times slower
     public static float ExpShiftedSum(ReadOnlySpan<float> x, float shift, Span<float> y, int lanes)
     {
         float sum = 0f;
@@ -123,6 +124,7 @@ public static class VMath
         return sum;
     }
 
+    // One method per width, so that each is compiled (and inlines its vector math) only where it runs.
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     static unsafe int ExpShiftedSum16(ReadOnlySpan<float> x, float shift, Span<float> y, ref float sum)
     {
@@ -147,45 +149,14 @@ public static class VMath
         return i;
     }
 
-    /// <summary>xs[i] = e^xs[i] in place: floats through <see cref="ExpInPlace(System.Span{float})"/>, doubles through
-    /// TensorPrimitives (exact to the last bits, for the double models the tests check gradients with).</summary>
-    public static void ExpInPlace<T>(Span<T> xs) where T : unmanaged, IExponentialFunctions<T>
-    {
-        if (typeof(T) == typeof(float)) ExpInPlace(System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(xs));
-        else System.Numerics.Tensors.TensorPrimitives.Exp<T>(xs, xs);
-    }
-
-    /// <summary>xs[i] = e^xs[i] in place: the vector <see cref="Exp(Vector512{float})"/> at <see cref="Simd.FloatLanes"/>,
-    /// then MathF.Exp for the tail.</summary>
+    /// <summary>xs[i] = e^xs[i] in place: <see cref="ExpShiftedSum(ReadOnlySpan{float}, float, Span{float}, int)"/> with a shift
+    /// of 0 (x − 0 is x, bit for bit), its sum unused; the vector <see cref="Exp(Vector512{float})"/> at
+    /// <see cref="Simd.FloatLanes"/>, then MathF.Exp for the tail.</summary>
     public static void ExpInPlace(Span<float> xs) => ExpInPlace(xs, Simd.FloatLanes);
 
     /// <summary>As <see cref="ExpInPlace(System.Span{float})"/> with the vector width given (16, 8 or 0): the tests run
     /// each width on any machine (Vector512 without AVX-512 is emulated, slowly but exactly).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // a softmax's row: tier 0 would run its tail several times slower
-    public static void ExpInPlace(Span<float> xs, int lanes)
-    {
-        int i = lanes == 16 ? Exp16(xs) : lanes == 8 ? Exp8(xs) : 0;
-        for (; i < xs.Length; i++) xs[i] = MathF.Exp(xs[i]);
-    }
-
-    // One method per width, so that each is compiled (and inlines its vector math) only where it runs.
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    static unsafe int Exp16(Span<float> xs)
-    {
-        int i = 0;
-        fixed (float* p = xs)
-            for (; i + 16 <= xs.Length; i += 16) Vector512.Store(Exp(Vector512.Load(p + i)), p + i);
-        return i;
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    static unsafe int Exp8(Span<float> xs)
-    {
-        int i = 0;
-        fixed (float* p = xs)
-            for (; i + 8 <= xs.Length; i += 8) Vector256.Store(Exp(Vector256.Load(p + i)), p + i);
-        return i;
-    }
+    public static void ExpInPlace(Span<float> xs, int lanes) => ExpShiftedSum(xs, 0f, xs, lanes);
 }
 
 /// <summary>A float vector of one width as the vector math sees it (<see cref="F512"/>, <see cref="F256"/>): operators

@@ -74,10 +74,6 @@ public static unsafe class CudaEmulation
         {
             bert_misaligned_at(d->loc.file, d->loc.line, ptr, 1u << d->log_alignment);
         }
-        extern "C" __attribute__((visibility("hidden"))) void __ubsan_handle_type_mismatch_v1_abort(bert_ubsan_mismatch* d, unsigned long ptr)
-        {
-            bert_misaligned_at(d->loc.file, d->loc.line, ptr, 1u << d->log_alignment);
-        }
         static inline void bert_check_aligned(const void* p, unsigned alignment, const char* file, unsigned line)
         {
             asm("" : "+r"(p));   // a reference's or this's alignment is assumed by the compiler: hide where p came from
