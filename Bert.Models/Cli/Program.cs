@@ -970,7 +970,7 @@ public static partial class Program
         var tok = built.ToTokenizer();
         tok.Save(outDir);
         Console.WriteLine($"Wrote {tok.VocabSize} entries ({built.Characters} characters) learnt from {lines.Count:N0} lines to {Path.Combine(outDir, WordPiece.VocabFileName)} in {sw.Elapsed.TotalSeconds:F1} s " +
-            $"(lower case: {settings.LowerCase}, strip accents: {settings.StripAccents}; saved in {TokenizerSettings.FileName}){(built.Exhausted ? "; the corpus ran out of pairs before the size asked" : "")}.");
+            $"(lower case: {settings.LowerCase}, strip accents: {settings.StripAccents}; saved in {TokenizerSettings.FileName}, and the whole tokenizer for Hugging Face in {WordPiece.TokenizerJsonFileName}){(built.Exhausted ? "; the corpus ran out of pairs before the size asked" : "")}.");
         return 0;
     }
 
@@ -1043,7 +1043,7 @@ public static partial class Program
         }
         long bytes = new FileInfo(Path.Combine(full, Checkpoint.ModelFile)).Length;
         string auto = loaded.Entry.Head switch { "classifier" => "AutoModelForSequenceClassification", "token-classifier" => "AutoModelForTokenClassification", _ => "AutoModelForPreTraining" };
-        Console.WriteLine(string.Create(Inv, $"Wrote {outDir}: {model.Info.Name} with {dtype} weights ({bytes / 1048576.0:F1} MiB {Checkpoint.ModelFile}), config.json, {WordPiece.VocabFileName} and {TokenizerSettings.FileName}; " +
+        Console.WriteLine(string.Create(Inv, $"Wrote {outDir}: {model.Info.Name} with {dtype} weights ({bytes / 1048576.0:F1} MiB {Checkpoint.ModelFile}), config.json, {WordPiece.VocabFileName}, {TokenizerSettings.FileName} and {WordPiece.TokenizerJsonFileName}; " +
             $"transformers loads it with {auto}.from_pretrained(\"{outDir}\") and bert with --model {outDir}."));
         return 0;
     }

@@ -35,7 +35,8 @@ public sealed record TokenizerSettings
     /// accent-bearing vocabularies (Portuguese "é" then stays its own character).</summary>
     public bool StripAccents { get; init; } = true;
 
-    /// <summary>A word longer than this many UTF-16 characters becomes [UNK] whole (BERT's 100).</summary>
+    /// <summary>A word longer than this many characters (code points, as transformers counts them) becomes [UNK] whole
+    /// (BERT's 100).</summary>
     public int MaxWordChars { get; init; } = 100;
 
     /// <summary>The special ids the vocabulary file is expected to have, when recorded. The tokenizer always
@@ -105,7 +106,7 @@ public sealed record TokenizerSettings
     public void Save(string directory)
     {
         Directory.CreateDirectory(directory);
-        File.WriteAllText(Path.Combine(directory, FileName), ToJson());
+        Bert.Runtime.Checkpoints.AtomicFile.Write(Path.Combine(directory, FileName), s => s.Write(System.Text.Encoding.UTF8.GetBytes(ToJson())));
     }
 
     /// <summary>Reads <c>directory/tokenizer_config.json</c>.</summary>

@@ -51,7 +51,7 @@ public static class VocabBuilder
         var charCounts = new Dictionary<string, long>(StringComparer.Ordinal);
         foreach (var (word, count) in wordCounts)
         {
-            if (word.Length > settings.MaxWordChars) continue;
+            if (WordPiece.CharCount(word) > settings.MaxWordChars) continue;
             foreach (Rune r in word.EnumerateRunes())
             {
                 string c = r.ToString();
@@ -76,7 +76,7 @@ public static class VocabBuilder
         var merger = new Merger();
         foreach (var (word, count) in wordCounts.OrderBy(kv => kv.Key, StringComparer.Ordinal))
         {
-            if (word.Length > settings.MaxWordChars) continue;
+            if (WordPiece.CharCount(word) > settings.MaxWordChars) continue;
             var symbols = new List<int>();
             bool ok = true;
             foreach (Rune r in word.EnumerateRunes())

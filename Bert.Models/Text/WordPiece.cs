@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using Bert.Data;
+using Bert.Runtime.Checkpoints;
 using Microsoft.ML.Tokenizers;
 
 namespace Bert.Text;
@@ -9,23 +10,30 @@ namespace Bert.Text;
 /// 0 for <c>[CLS] a [SEP]</c> and 1 for <c>b [SEP]</c>, and how many word pieces truncation dropped.</summary>
 public readonly record struct EncodedPair(int[] Ids, int[] TypeIds, int Truncated);
 
-/// <summary>BERT's WordPiece tokenizer: Microsoft.ML.Tokenizers' <see cref="BertTokenizer"/> for normalization
-/// (lower-casing, CJK spacing) and greedy longest-match-first word pieces, with four fixes that make it agree with
-/// Google's and Hugging Face's BertTokenizer:
+/// <summary>BERT's WordPiece tokenizer, giving the ids of Hugging Face's fast tokenizer (transformers' BertTokenizerFast,
+/// AutoTokenizer's default): Microsoft.ML.Tokenizers' <see cref="BertTokenizer"/> for the greedy longest-match-first word
+/// pieces, and ours for the rest, where the package differs from transformers:
 /// <list type="number">
+/// <item>Every character is classified by the fast tokenizer's own tables (<see cref="HfUnicode"/>, read from the library
+/// for every code point), not .NET's Unicode data, which is newer: about 650 characters (marks and punctuation added
+/// since its tables were made) would otherwise split, strip or drop differently.</item>
 /// <item>Pre-tokenization splits on whitespace and on BERT's punctuation — ASCII <c>!"#$%&amp;'()*+,-./:;&lt;=&gt;?@[\]^_`{|}~</c>
-/// and every Unicode P* character — and keeps every other character in its word. The package's default
+/// and the library's Unicode P* — and keeps every other character in its word. The package's default
 /// (<c>\w+|\p{P}</c>) silently drops symbols: "$5" became "5" and "1+1=2" became "1 1 2"; here they are "$ 5"
 /// and "1 + 1 = 2", and "x😀y" is one word ([UNK] in bert-base-uncased) as in Hugging Face.</item>
-/// <item>Before the package sees the text, control, format and private-use characters (Cc, Cf, Co; not tab, CR, LF),
-/// U+0000 and U+FFFD are removed and all whitespace (tab, CR, LF, Zs, Zl, Zp) becomes a space, as BERT's
-/// <c>_clean_text</c> does; the package deleted tabs (gluing "a\tb" into "ab") and kept U+200B inside words.</item>
+/// <item>Before the package sees the text, control, format and private-use characters (not tab, CR, LF), U+0000 and
+/// U+FFFD are removed and all whitespace becomes a space, as BERT's <c>_clean_text</c> does; the package deleted tabs
+/// (gluing "a\tb" into "ab") and kept U+200B inside words.</item>
 /// <item>The five special tokens written literally in the text ("[MASK]") are split out first and kept whole,
 /// as Hugging Face's added-token split does, before lower-casing could turn them into "[mask]".</item>
-/// <item>Accents are stripped by <see cref="Accents"/> (NFD without the Mn marks, from a table that ships with the
-/// code), not by the package, whose <c>string.Normalize</c> needs ICU: under InvariantGlobalization, as `bert` runs,
+/// <item>Accents are stripped by <see cref="Accents"/> (NFD without the Mn marks, from tables that ship with the code),
+/// not by the package, whose <c>string.Normalize</c> needs ICU: under InvariantGlobalization, as `bert` runs,
 /// "café" stayed "café" and became [UNK] in bert-base-uncased.</item>
+/// <item>A word's length against <see cref="TokenizerSettings.MaxWordChars"/> is counted in characters, not UTF-16
+/// units: 60 emoji are a word of 60.</item>
 /// </list>
+/// Checked against the library itself: bench/parity/tokenizer.sh (every embedded text and every code point, four
+/// normalizations, sentence pairs, and the tokenizer.json <see cref="Save"/> writes), HfTokenizerTests in the suite.
 /// Special ids come from the vocabulary file itself (<see cref="SpecialTokenIds"/>), never from constants.</summary>
 public sealed class WordPiece
 {
@@ -38,6 +46,7 @@ public sealed class WordPiece
     readonly string[] _vocab;
     readonly Dictionary<string, int> _ids;
     readonly BertTokenizer _bert;
+    BertTokenizer? _bertWide;   // words of up to 2 × MaxWordChars UTF-16 units (EncodeNormalized)
     readonly BertText _text;
 
     /// <summary>Builds a tokenizer from the vocabulary's tokens in id order. <paramref name="source"/> names the
@@ -155,13 +164,107 @@ public sealed class WordPiece
     public static WordPiece Load(string directory) =>
         FromVocabFile(Path.Combine(directory, VocabFileName), TokenizerSettings.Load(directory));
 
-    /// <summary>Writes <c>vocab.txt</c> (LF, one token per line) and <c>tokenizer_config.json</c> with the ids
-    /// recorded.</summary>
+    /// <summary>Writes <c>vocab.txt</c> (LF, one token per line), <c>tokenizer_config.json</c> with the ids recorded,
+    /// and <c>tokenizer.json</c> (<see cref="ToTokenizerJson"/>), each through a temporary file moved into place. Our
+    /// readers take vocab.txt and tokenizer_config.json; tokenizer.json is for Hugging Face's fast tokenizers, which
+    /// transformers' AutoTokenizer prefers, and for the tools that read nothing else (Rust's tokenizers, transformers.js,
+    /// text-embeddings-inference).</summary>
     public void Save(string directory, int? modelMaxLength = null)
     {
         Directory.CreateDirectory(directory);
-        File.WriteAllText(Path.Combine(directory, VocabFileName), string.Join('\n', _vocab) + "\n", new UTF8Encoding(false));
+        AtomicFile.Write(Path.Combine(directory, VocabFileName), s => s.Write(new UTF8Encoding(false).GetBytes(string.Join('\n', _vocab) + "\n")));
         (Settings with { SpecialIds = Ids, ModelMaxLength = modelMaxLength ?? Settings.ModelMaxLength }).Save(directory);
+        AtomicFile.Write(Path.Combine(directory, TokenizerJsonFileName), s => s.Write(ToTokenizerJson()));
+    }
+
+    /// <summary>This tokenizer as Hugging Face's <c>tokenizer.json</c> (the tokenizers library's format, version 1.0):
+    /// BertNormalizer with this tokenizer's lowercase and strip_accents (written out, never null), BertPreTokenizer, a
+    /// WordPiece model over the whole vocabulary in id order with the "##" prefix and <see
+    /// cref="TokenizerSettings.MaxWordChars"/>, the five special tokens as added tokens (split out of the text before
+    /// normalization, as <see cref="Encode"/> does), <c>[CLS] A [SEP]</c> / <c>[CLS] A [SEP] B:1 [SEP]:1</c> templates with
+    /// this vocabulary's ids, and the WordPiece decoder. No truncation or padding: transformers sets those per call
+    /// (model_max_length is in tokenizer_config.json). <see cref="FromTokenizerJson"/> reads it back.</summary>
+    public byte[] ToTokenizerJson()
+    {
+        var buffer = new MemoryStream();
+        using (var w = new System.Text.Json.Utf8JsonWriter(buffer, new System.Text.Json.JsonWriterOptions
+               { Indented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        {
+            w.WriteStartObject();
+            w.WriteString("version", "1.0");
+            w.WriteNull("truncation");
+            w.WriteNull("padding");
+            w.WriteStartArray("added_tokens");
+            foreach (var (id, token) in SpecialTokens.Select(t => (_ids[t], t)).OrderBy(p => p.Item1))
+            {
+                w.WriteStartObject();
+                w.WriteNumber("id", id);
+                w.WriteString("content", token);
+                w.WriteBoolean("single_word", false);
+                w.WriteBoolean("lstrip", false);
+                w.WriteBoolean("rstrip", false);
+                w.WriteBoolean("normalized", false);
+                w.WriteBoolean("special", true);
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+            w.WriteStartObject("normalizer");
+            w.WriteString("type", "BertNormalizer");
+            w.WriteBoolean("clean_text", true);
+            w.WriteBoolean("handle_chinese_chars", true);
+            w.WriteBoolean("strip_accents", Settings.StripAccents);
+            w.WriteBoolean("lowercase", Settings.LowerCase);
+            w.WriteEndObject();
+            w.WriteStartObject("pre_tokenizer");
+            w.WriteString("type", "BertPreTokenizer");
+            w.WriteEndObject();
+            w.WriteStartObject("post_processor");
+            w.WriteString("type", "TemplateProcessing");
+            void Piece(string kind, string id, int typeId)
+            {
+                w.WriteStartObject();
+                w.WriteStartObject(kind);
+                w.WriteString("id", id);
+                w.WriteNumber("type_id", typeId);
+                w.WriteEndObject();
+                w.WriteEndObject();
+            }
+            w.WriteStartArray("single");
+            Piece("SpecialToken", ClsToken, 0); Piece("Sequence", "A", 0); Piece("SpecialToken", SepToken, 0);
+            w.WriteEndArray();
+            w.WriteStartArray("pair");
+            Piece("SpecialToken", ClsToken, 0); Piece("Sequence", "A", 0); Piece("SpecialToken", SepToken, 0);
+            Piece("Sequence", "B", 1); Piece("SpecialToken", SepToken, 1);
+            w.WriteEndArray();
+            w.WriteStartObject("special_tokens");
+            foreach (var (token, id) in new[] { (ClsToken, ClsId), (SepToken, SepId) })
+            {
+                w.WriteStartObject(token);
+                w.WriteString("id", token);
+                w.WriteStartArray("ids"); w.WriteNumberValue(id); w.WriteEndArray();
+                w.WriteStartArray("tokens"); w.WriteStringValue(token); w.WriteEndArray();
+                w.WriteEndObject();
+            }
+            w.WriteEndObject();
+            w.WriteEndObject();
+            w.WriteStartObject("decoder");
+            w.WriteString("type", "WordPiece");
+            w.WriteString("prefix", "##");
+            w.WriteBoolean("cleanup", true);
+            w.WriteEndObject();
+            w.WriteStartObject("model");
+            w.WriteString("type", "WordPiece");
+            w.WriteString("unk_token", UnkToken);
+            w.WriteString("continuing_subword_prefix", "##");
+            w.WriteNumber("max_input_chars_per_word", Settings.MaxWordChars);
+            w.WriteStartObject("vocab");
+            for (int i = 0; i < _vocab.Length; i++) w.WriteNumber(_vocab[i], i);
+            w.WriteEndObject();
+            w.WriteEndObject();
+            w.WriteEndObject();
+        }
+        buffer.WriteByte((byte)'\n');
+        return buffer.ToArray();
     }
 
     public TokenizerSettings Settings { get; }
@@ -202,14 +305,43 @@ public sealed class WordPiece
             if (at > start)
             {
                 string normalized = _text.Normalize(text.AsSpan(start, at - start));
-                if (normalized.Length > 0)
-                    ids.AddRange(_bert.EncodeToIds(normalized, addSpecialTokens: false, considerPreTokenization: true, considerNormalization: false));
+                if (normalized.Length > 0) EncodeNormalized(normalized, ids);
             }
             if (special is null) break;
             ids.Add(_ids[special]);
             start = at + special.Length;
         }
         return ids.ToArray();
+    }
+
+    /// <summary>Word pieces of normalized text. A word longer than <see cref="TokenizerSettings.MaxWordChars"/> characters
+    /// is [UNK], as in transformers, which counts characters (code points) where the package counts UTF-16 units: the
+    /// same unless a word holds characters beyond the BMP (emoji, CJK extensions), whose words are then counted here and
+    /// given to a second instance that takes words of up to twice as many units. (Cleaning drops unpaired surrogates.)</summary>
+    void EncodeNormalized(string normalized, List<int> ids)
+    {
+        if (normalized.AsSpan().IndexOfAnyInRange('\uD800', '\uDBFF') < 0)
+        {
+            ids.AddRange(_bert.EncodeToIds(normalized, addSpecialTokens: false, considerPreTokenization: true, considerNormalization: false));
+            return;
+        }
+        _bertWide ??= BertTokenizer.Create(new MemoryStream(Encoding.UTF8.GetBytes(string.Join('\n', _vocab) + "\n")),
+            Options(Settings with { MaxWordChars = 2 * Settings.MaxWordChars }));
+        foreach (var (offset, length) in BertPreTokenizer.Split(normalized))
+        {
+            var word = normalized.AsSpan(offset, length);
+            if (CharCount(word) > Settings.MaxWordChars) ids.Add(UnkId);
+            else ids.AddRange(_bertWide.EncodeToIds(word.ToString(), addSpecialTokens: false, considerPreTokenization: false, considerNormalization: false));
+        }
+    }
+
+    /// <summary>A word's length as transformers counts it against max_input_chars_per_word: its characters (code points).</summary>
+    internal static int CharCount(ReadOnlySpan<char> word)
+    {
+        int chars = word.Length;
+        foreach (char c in word)
+            if (char.IsHighSurrogate(c)) chars--;
+        return chars;
     }
 
     /// <summary>The word pieces of <paramref name="text"/> as strings (continuations keep their <c>##</c>).</summary>
@@ -328,22 +460,24 @@ internal sealed class BertText(TokenizerSettings settings)
         return Settings.LowerCase ? Lower(s) : s;
     }
 
-    /// <summary>Lower case by each character's own mapping (transformers: Rust's char::to_lowercase, so no final-sigma
-    /// rule); U+0130 (İ) becomes "i̇", its full mapping, as there. The same string when it has no letter A-Z and nothing
-    /// beyond ASCII.</summary>
+    /// <summary>Lower case by each character's own mapping, as transformers' fast tokenizer does (Rust's
+    /// char::to_lowercase, from <see cref="HfUnicode"/>: no final-sigma rule; U+0130 (İ) becomes "i̇", its full mapping).
+    /// The same string when it has no letter A-Z and nothing beyond ASCII.</summary>
     internal static string Lower(string text)
     {
         int i = 0;
         while (i < text.Length && text[i] < 0x80 && !char.IsAsciiLetterUpper(text[i])) i++;
         if (i == text.Length) return text;
         var sb = new StringBuilder(text.Length + 8).Append(text, 0, i);
-        Span<char> pair = stackalloc char[2];
+        Span<char> form = stackalloc char[HfUnicode.MaxForm];
         while (i < text.Length)
         {
+            char ch = text[i];
+            if (ch < 0x80) { sb.Append(char.IsAsciiLetterUpper(ch) ? (char)(ch | 0x20) : ch); i++; continue; }
             Rune.DecodeFromUtf16(text.AsSpan(i), out Rune r, out int used);
-            if (r.Value == 0x130) sb.Append("i\u0307");
-            else if (Rune.ToLowerInvariant(r) is { IsBmp: true } low) sb.Append((char)low.Value);
-            else sb.Append(pair[..Rune.ToLowerInvariant(r).EncodeToUtf16(pair)]);
+            int n = HfUnicode.Lower(r.Value, form);
+            if (n < 0) sb.Append(text, i, used);
+            else sb.Append(form[..n]);
             i += used;
         }
         return sb.ToString();
@@ -351,8 +485,8 @@ internal sealed class BertText(TokenizerSettings settings)
 
     /// <summary>A space before and after each CJK ideograph, BERT's <c>_tokenize_chinese_chars</c> (its ranges: the CJK
     /// Unified Ideographs and their extensions A–E, and the compatibility ideographs), so each is a word of its own. The
-    /// ranges are transformers' fast BertNormalizer's, whose extension E starts at U+2B920 where Google's starts at
-    /// U+2B820.</summary>
+    /// ranges are transformers' fast BertNormalizer's (<see cref="HfUnicode.IsIdeograph"/>), whose extension E starts at
+    /// U+2B920 where Google's starts at U+2B820.</summary>
     internal static string SpaceCjk(string text)
     {
         int i = 0;
@@ -362,7 +496,7 @@ internal sealed class BertText(TokenizerSettings settings)
         for (i = 0; i < text.Length;)
         {
             Rune.DecodeFromUtf16(text.AsSpan(i), out Rune r, out int used);
-            if (IsCjk(r.Value))
+            if (HfUnicode.IsIdeograph(r.Value))
             {
                 sb ??= new StringBuilder(text.Length + 16).Append(text, 0, i);
                 sb.Append(' ').Append(text, i, used).Append(' ');
@@ -373,10 +507,6 @@ internal sealed class BertText(TokenizerSettings settings)
         return sb?.ToString() ?? text;
     }
 
-    static bool IsCjk(int cp) => cp is >= 0x4E00 and <= 0x9FFF or >= 0x3400 and <= 0x4DBF or >= 0x20000 and <= 0x2A6DF
-        or >= 0x2A700 and <= 0x2B73F or >= 0x2B740 and <= 0x2B81F or >= 0x2B920 and <= 0x2CEAF or >= 0xF900 and <= 0xFAFF
-        or >= 0x2F800 and <= 0x2FA1F;
-
     public List<string> Words(string text)
     {
         string normalized = Normalize(text);
@@ -386,19 +516,20 @@ internal sealed class BertText(TokenizerSettings settings)
         return words;
     }
 
-    /// <summary>BERT's <c>_clean_text</c>: drop U+0000, U+FFFD, unpaired surrogates and the Cc, Cf and Co characters
-    /// other than tab/CR/LF (<see cref="IsControl"/>); turn whitespace (tab, CR, LF, Zs, Zl, Zp) into a space. Returns
-    /// the input when nothing changes.</summary>
+    /// <summary>BERT's <c>_clean_text</c> as transformers' fast BertNormalizer does it (<see cref="HfUnicode"/>): drop
+    /// U+0000, U+FFFD, unpaired surrogates and its Cc, Cf and Co characters other than tab/CR/LF; turn its whitespace
+    /// (tab, CR, LF, Zs, U+2028, U+2029) into a space. Unassigned characters stay (WordPiece then makes them [UNK]), where
+    /// Google's tokenization.py drops them. Returns the input when nothing changes.</summary>
     public static string Clean(ReadOnlySpan<char> text)
     {
         StringBuilder? sb = null;
         int i = 0;
         while (i < text.Length)
         {
-            Rune.DecodeFromUtf16(text[i..], out Rune rune, out int used);
-            int cp = rune.Value;
-            bool drop = cp == 0 || cp == 0xFFFD || IsControl(rune);
-            bool space = !drop && cp != ' ' && IsWhitespace(rune);
+            int used = 1, cp = text[i];
+            if (cp >= 0x80) { Rune.DecodeFromUtf16(text[i..], out Rune rune, out used); cp = rune.Value; }
+            bool drop = HfUnicode.IsDropped(cp);   // an unpaired surrogate decodes as U+FFFD
+            bool space = !drop && cp != ' ' && HfUnicode.IsSpace(cp);
             if ((drop || space) && sb is null) sb = new StringBuilder(text.Length).Append(text[..i]);
             if (space) sb!.Append(' ');
             else if (!drop) sb?.Append(text.Slice(i, used));
@@ -406,20 +537,12 @@ internal sealed class BertText(TokenizerSettings settings)
         }
         return sb?.ToString() ?? text.ToString();
     }
-
-    static bool IsWhitespace(Rune r) => r.Value is ' ' or '\t' or '\n' or '\r'
-        || Rune.GetUnicodeCategory(r) is UnicodeCategory.SpaceSeparator or UnicodeCategory.LineSeparator or UnicodeCategory.ParagraphSeparator;
-
-    /// <summary>transformers' fast BertNormalizer: Cc, Cf and Co (its <c>is_other</c>); Google's tokenization.py drops
-    /// unassigned characters (Cn) too, which the fast tokenizer keeps (and WordPiece then makes [UNK]).</summary>
-    static bool IsControl(Rune r) => r.Value is not ('\t' or '\n' or '\r')
-        && Rune.GetUnicodeCategory(r) is UnicodeCategory.Control or UnicodeCategory.Format or UnicodeCategory.PrivateUse;
 }
 
-/// <summary>BERT's basic split of normalized text: whitespace separates words, and each punctuation character is a
-/// word of its own. Punctuation is BERT's: the ASCII ranges 33–47, 58–64, 91–96, 123–126 (so <c>$ + &lt; = &gt; ^ ` | ~</c>
-/// count) plus every Unicode P* category. All other characters (letters, digits, marks, symbols, emoji) stay in
-/// their word.</summary>
+/// <summary>BERT's basic split of normalized text, as transformers' fast BertPreTokenizer does it (<see
+/// cref="HfUnicode"/>): whitespace separates words, and each punctuation character is a word of its own. Punctuation is
+/// BERT's: the ASCII ranges 33–47, 58–64, 91–96, 123–126 (so <c>$ + &lt; = &gt; ^ ` | ~</c> count) plus the library's
+/// Unicode P*. All other characters (letters, digits, marks, symbols, emoji) stay in their word.</summary>
 internal sealed class BertPreTokenizer : PreTokenizer
 {
     public static BertPreTokenizer Instance { get; } = new();
@@ -434,12 +557,14 @@ internal sealed class BertPreTokenizer : PreTokenizer
         int start = -1, i = 0;
         while (i < text.Length)
         {
-            Rune.DecodeFromUtf16(text[i..], out Rune rune, out int used);
-            if (Rune.IsWhiteSpace(rune) || IsPunctuation(rune))
+            int used = 1, cp = text[i];
+            if (cp >= 0x80) { Rune.DecodeFromUtf16(text[i..], out Rune rune, out used); cp = rune.Value; }
+            bool separator = HfUnicode.IsSeparator(cp);
+            if (separator || HfUnicode.IsPunctuation(cp))
             {
                 if (start >= 0) words.Add((start, i - start));
                 start = -1;
-                if (!Rune.IsWhiteSpace(rune)) words.Add((i, used));
+                if (!separator) words.Add((i, used));
             }
             else if (start < 0)
             {
@@ -451,8 +576,5 @@ internal sealed class BertPreTokenizer : PreTokenizer
         return words;
     }
 
-    public static bool IsPunctuation(Rune r) => r.Value is (>= 33 and <= 47) or (>= 58 and <= 64) or (>= 91 and <= 96) or (>= 123 and <= 126)
-        || Rune.GetUnicodeCategory(r) is UnicodeCategory.ConnectorPunctuation or UnicodeCategory.DashPunctuation
-            or UnicodeCategory.OpenPunctuation or UnicodeCategory.ClosePunctuation or UnicodeCategory.InitialQuotePunctuation
-            or UnicodeCategory.FinalQuotePunctuation or UnicodeCategory.OtherPunctuation;
+    public static bool IsPunctuation(Rune r) => HfUnicode.IsPunctuation(r.Value);
 }

@@ -6,7 +6,7 @@ using Xunit;
 namespace Bert.Tests.Text;
 
 /// <summary>Accent stripping without ICU (<see cref="Accents"/>) against ICU's own NFD, which this test host has (the
-/// `bert` command runs without it), and the normalizer around it against what transformers' BertNormalizer does.</summary>
+/// `bert` command runs without it), and the normalizer around it against what transformers' fast BertNormalizer does.</summary>
 public class AccentsTests
 {
     /// <summary>transformers' strip_accents through ICU: NFD, then the Mn characters dropped.</summary>
@@ -20,12 +20,16 @@ public class AccentsTests
         return sb.ToString();
     }
 
+    /// <summary>The library's strip_accents is ICU's NFD without Mn, but for the characters its older tables do not know
+    /// as marks or as decomposable: every character where ours differs from ICU here must be one of those, which the
+    /// cases file lists with the library's own ids (checked by HfTokenizerTests).</summary>
     [Fact]
-    public void Strip_IsIcusNfdWithoutNonspacingMarks_ForEveryCharacter()
+    public void Strip_IsIcusNfdWithoutNonspacingMarks_ButWhereHuggingFacesTablesDiffer()
     {
         Assert.True("é".Normalize(NormalizationForm.FormD).Length == 2, "This test compares with ICU's NFD, but the test host runs without ICU (InvariantGlobalization); it must not.");
+        var asked = HfTokenizerTests.Cases().Select(c => c.CodePoint).ToHashSet();
         var differ = new List<string>();
-        int changed = 0, refused = 0;
+        int changed = 0, refused = 0, known = 0;
         for (int c = 0; c <= 0x10FFFF; c++)
         {
             if (c is >= 0xD800 and <= 0xDFFF) continue;
@@ -35,13 +39,14 @@ public class AccentsTests
             catch (ArgumentException) { refused++; continue; }   // ICU refuses the noncharacters (U+FDD0…, U+xFFFE/F) outright
             string actual = Accents.Strip(s);
             if (actual != s) changed++;
-            if (expected != actual) differ.Add($"U+{c:X4} → ICU '{expected}' ({string.Join(' ', expected.Select(ch => ((int)ch).ToString("X4")))}), ours '{actual}'");
+            if (expected == actual) continue;
+            if (asked.Contains(c)) known++;
+            else differ.Add($"U+{c:X4} → ICU '{expected}' ({string.Join(' ', expected.Select(ch => ((int)ch).ToString("X4")))}), ours '{actual}'");
         }
-        // The table (Unicode 15.1) and ICU (72 here: Unicode 15.0) agree on every character; a newer ICU that decomposes
-        // characters the table has not heard of fails this, and the table is regenerated with a newer Python.
-        Assert.True(differ.Count == 0, $"{differ.Count} characters strip differently from ICU (table: Unicode {Accents.TableUnicodeVersion}; regenerate it with scripts/accents.py under a Python at least as new as this ICU): " + string.Join("; ", differ.Take(10)));
-        Assert.InRange(changed, 3900, 20000);
-        Assert.InRange(refused, 0, 66);         // the 66 noncharacters at most   // the 2043 decomposable characters, ~1900 Mn, 11172 Hangul syllables
+        Assert.True(differ.Count == 0, $"{differ.Count} characters strip differently from ICU where the cases file has no answer of the library's (rerun scripts/hf_unicode.sh): " + string.Join("; ", differ.Take(10)));
+        Assert.InRange(known, 300, 700);        // the marks the library's tables predate (384 against ICU 72)
+        Assert.InRange(changed, 3900, 20000);   // its ~2000 decomposable characters, ~1500 Mn, 11172 Hangul syllables
+        Assert.InRange(refused, 0, 66);         // the 66 noncharacters at most
     }
 
     [Theory]

@@ -131,7 +131,7 @@ public class VocabBuilderTests
         // Characters below the threshold, counted on the reference words that are short enough to tokenize.
         var refLines = corpus.Select(l => ReferenceWords(l, settings)).ToList();
         var charCounts = new Dictionary<string, int>();
-        foreach (var w in refLines.SelectMany(x => x).Where(w => w.Length <= maxWordChars))
+        foreach (var w in refLines.SelectMany(x => x).Where(w => w.EnumerateRunes().Count() <= maxWordChars))   // characters, as transformers counts them
             foreach (Rune r in w.EnumerateRunes())
                 charCounts[r.ToString()] = charCounts.GetValueOrDefault(r.ToString()) + 1;
         int frequent = charCounts.Count(kv => kv.Value >= minFrequency);
@@ -142,7 +142,7 @@ public class VocabBuilderTests
         for (int i = 0; i < corpus.Count; i++)
         {
             var expected = refLines[i].Select(w =>
-                w.Length > maxWordChars || w.EnumerateRunes().Any(r => charCounts[r.ToString()] < minFrequency) ? WordPiece.UnkToken : w).ToList();
+                w.EnumerateRunes().Count() > maxWordChars || w.EnumerateRunes().Any(r => charCounts[r.ToString()] < minFrequency) ? WordPiece.UnkToken : w).ToList();
             var actual = JoinPieces(tok.Tokenize(corpus[i]));
             prop = prop.And(expected.SequenceEqual(actual)
                 .Label($"line {i}: '{corpus[i]}' → [{string.Join(" ", actual)}], expected [{string.Join(" ", expected)}]"));
