@@ -131,10 +131,14 @@ const make = (lc) => {
   const text = (c) => { const ch = String.fromCodePoint(c); return `a${ch}b ${ch} A${ch}B`; };
   const uncased = await make(true).encodeBatch(cases.map(text));
   const cased = await make(false).encodeBatch(cases.map(text));
+  const units = (s) => utf16(s).map((u) => u.toString(16).toUpperCase()).join(' ');
+  const uncasedNorm = bertNormalizer({ cleanText: true, handleChineseChars: true, lowercase: true, stripAccents: true });
   const out = [`# Hugging Face tokenizers ${version} (npm), written by scripts/hf_unicode.cjs: for each code point c, the ids of`,
-    '# "a{c}b {c} A{c}B" under bert-base-uncased\'s vocabulary, lower-cased with accents stripped, then with neither.',
+    '# "a{c}b {c} A{c}B" under bert-base-uncased\'s vocabulary, lower-cased with accents stripped, then with neither; that',
+    '# text normalized (lower-cased, accents stripped) and c with its accents stripped, as UTF-16 code units in hex.',
     '# The characters where the library differs from ICU (Unicode of Node ' + process.versions.icu + ', ' + process.versions.unicode + '), and every 509th other.'];
-  cases.forEach((c, i) => out.push(`${c.toString(16).toUpperCase()}\t${Array.from(uncased[i].getIds()).join(' ')}\t${Array.from(cased[i].getIds()).join(' ')}`));
+  cases.forEach((c, i) => out.push(`${c.toString(16).toUpperCase()}\t${Array.from(uncased[i].getIds()).join(' ')}\t${Array.from(cased[i].getIds()).join(' ')}` +
+    `\t${units(uncasedNorm.normalizeString(text(c)))}\t${units(strip.normalizeString(String.fromCodePoint(c)))}`));
   fs.writeFileSync(path.join(root, 'Bert.Tests', 'Text', 'HfTokenizerCases.txt'), out.join('\n') + '\n');
   console.log(`tokenizers ${version}: dropped ${drop.length}, spaces ${space.length}, ideographs ${ideograph.length}, punctuation ${punct.length}, ` +
     `strip ${stripMap.length} (+ 11172 Hangul), lower ${lowerMap.length}; ${cases.length} cases (Node ICU ${process.versions.icu}, Unicode ${process.versions.unicode})`);

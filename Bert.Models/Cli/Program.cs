@@ -251,7 +251,7 @@ public static partial class Program
         var cased = Opt("--cased", "keep upper case (implied by --lang pt)", false);
         var keepAccents = Opt("--keep-accents", "keep accents: é and e stay different (implied by --lang pt)", false);
         var minFreq = Opt("--min-frequency", "characters seen fewer times become [UNK]", 2);
-        var vOut = new Option<string>("--out") { Description = "folder for vocab.txt and tokenizer_config.json", Required = true };
+        var vOut = new Option<string>("--out") { Description = "folder for vocab.txt, tokenizer_config.json and tokenizer.json", Required = true };
         foreach (var o in new Option[] { vCorpus, lang, vSize, cased, keepAccents, minFreq, vOut }) voc.Options.Add(o);
         voc.SetAction(pr => Vocab(pr.GetValue(vCorpus), pr.GetValue(lang)!, pr.GetValue(vSize) is int vs ? CheckPositive("--size", vs) : null, pr.GetValue(cased), pr.GetValue(keepAccents),
             CheckPositive("--min-frequency", pr.GetValue(minFreq)), pr.GetValue(vOut)!));
@@ -274,7 +274,7 @@ public static partial class Program
         // ---- export ----
         var export = new Command("export", "Write a model as an ONNX inference graph (opset 17, dynamic batch and sequence, weights inside), or as a Hugging Face folder to publish (weights in f32, f16 or bf16, config.json, tokenizer; no training state).");
         var onnx = new Option<string?>("--onnx") { Description = "the .onnx file to write" };
-        var eHf = new Option<string?>("--hf") { Description = "instead of --onnx: a new folder for transformers' from_pretrained and the Hub: model.safetensors, config.json, vocab.txt, tokenizer_config.json" };
+        var eHf = new Option<string?>("--hf") { Description = "instead of --onnx: a new folder for transformers' from_pretrained and the Hub: model.safetensors, config.json, vocab.txt, tokenizer_config.json, tokenizer.json" };
         var eDtype = Opt("--dtype", "with --hf: the weights' type, f32, f16 or bf16 (half the size; what transformers loads with torch_dtype)", "f32");
         eDtype.AcceptOnlyFromAmong("f32", "f16", "bf16");
         var eModel = new Option<string?>("--model") { Description = "checkpoint folder to export" };
@@ -955,9 +955,9 @@ public static partial class Program
     static int Vocab(string[]? corpus, string lang, int? size, bool cased, bool keepAccents, int minFrequency, string outDir)
     {
         RequireWritableFolder(outDir, "--out");
-        foreach (string held in TensorFiles.ModelFiles.Prepend("config.json").Prepend(WordPiece.VocabFileName))
+        foreach (string held in TensorFiles.ModelFiles.Prepend("config.json").Prepend(WordPiece.TokenizerJsonFileName).Prepend(WordPiece.VocabFileName))
             if (File.Exists(Path.Combine(outDir, held)))
-                throw new ArgumentException($"{outDir} already holds {held}{(held == WordPiece.VocabFileName ? "" : " (a model, whose tokenizer a new vocabulary would replace)")}; give another --out.");
+                throw new ArgumentException($"{outDir} already holds {held}{(held is WordPiece.VocabFileName or WordPiece.TokenizerJsonFileName ? "" : " (a model, whose tokenizer a new vocabulary would replace)")}; give another --out.");
         bool pt = lang == "pt";
         if ((corpus is null || corpus.Length == 0) && !pt)
             throw new ArgumentException("Give the corpus with --corpus (text files or embedded names such as machado), or --lang pt for the embedded Portuguese text.");

@@ -4,8 +4,8 @@ namespace Bert.Text;
 /// AutoTokenizer's default) classifies each character: what its BertNormalizer drops, spaces, strips and lower-cases, and
 /// where its BertPreTokenizer splits. Read from the library itself for every code point by scripts/hf_unicode.cjs
 /// (<c>HfUnicode.Table.cs</c>), because its tables are not .NET's: punctuation, Mn and Cc/Cf/Co come from an old Unicode
-/// (the unicode_categories crate), so against .NET 10's Unicode about 650 characters differ (marks and punctuation
-/// added since, a few reclassified). Using its answers, and no Unicode data of .NET's, the tokenizer gives the library's
+/// (the unicode_categories crate). With .NET 10's Unicode data instead, 618 code points tokenized otherwise under
+/// bert-base-uncased (marks and punctuation added since, a few reclassified). Using its answers, and no Unicode data of .NET's, the tokenizer gives the library's
 /// ids for every character, and the same ids under every .NET version and with or without ICU.
 /// <para>Lookups: a flag byte per BMP character (64 KiB, built once from the tables), a binary search above.</para></summary>
 internal static partial class HfUnicode

@@ -15,7 +15,7 @@ public readonly record struct EncodedPair(int[] Ids, int[] TypeIds, int Truncate
 /// pieces, and ours for the rest, where the package differs from transformers:
 /// <list type="number">
 /// <item>Every character is classified by the fast tokenizer's own tables (<see cref="HfUnicode"/>, read from the library
-/// for every code point), not .NET's Unicode data, which is newer: about 650 characters (marks and punctuation added
+/// for every code point), not .NET's Unicode data, which is newer: 618 code points (marks and punctuation added
 /// since its tables were made) would otherwise split, strip or drop differently.</item>
 /// <item>Pre-tokenization splits on whitespace and on BERT's punctuation — ASCII <c>!"#$%&amp;'()*+,-./:;&lt;=&gt;?@[\]^_`{|}~</c>
 /// and the library's Unicode P* — and keeps every other character in its word. The package's default
@@ -46,7 +46,6 @@ public sealed class WordPiece
     readonly string[] _vocab;
     readonly Dictionary<string, int> _ids;
     readonly BertTokenizer _bert;
-    BertTokenizer? _bertWide;   // words of up to 2 × MaxWordChars UTF-16 units (EncodeNormalized)
     readonly BertText _text;
 
     /// <summary>Builds a tokenizer from the vocabulary's tokens in id order. <paramref name="source"/> names the
@@ -160,15 +159,46 @@ public sealed class WordPiece
     public static WordPiece BertBaseUncased() =>
         FromVocabText(DefaultData.ReadText(DataFile.BertBaseUncasedVocab), TokenizerSettings.Uncased, DefaultData.ResourceName(DataFile.BertBaseUncasedVocab));
 
-    /// <summary>Loads <c>vocab.txt</c> and <c>tokenizer_config.json</c> from a folder written by <see cref="Save"/>.</summary>
-    public static WordPiece Load(string directory) =>
-        FromVocabFile(Path.Combine(directory, VocabFileName), TokenizerSettings.Load(directory));
+    /// <summary>Loads <c>vocab.txt</c> and <c>tokenizer_config.json</c> from a folder written by <see cref="Save"/>, and
+    /// refuses it when a <c>tokenizer.json</c> beside them describes another tokenizer (<see
+    /// cref="RequireMatchingTokenizerJson"/>).</summary>
+    public static WordPiece Load(string directory)
+    {
+        var tokenizer = FromVocabFile(Path.Combine(directory, VocabFileName), TokenizerSettings.Load(directory));
+        tokenizer.RequireMatchingTokenizerJson(directory);
+        return tokenizer;
+    }
+
+    /// <summary>A <c>tokenizer.json</c> in <paramref name="directory"/> must be this tokenizer (the same entries and
+    /// normalization): transformers' AutoTokenizer reads it rather than vocab.txt, so a stale one — vocab.txt put back
+    /// from another run, tokenizer_config.json edited — would make transformers tokenize otherwise than we do. The file
+    /// we write is recognized by its bytes; another is read and compared.</summary>
+    public void RequireMatchingTokenizerJson(string directory)
+    {
+        string path = Path.Combine(directory, TokenizerJsonFileName);
+        if (!File.Exists(path) || File.ReadAllBytes(path).AsSpan().SequenceEqual(ToTokenizerJson())) return;
+        string fix = $"transformers reads it rather than {VocabFileName}, so delete it (bert writes it again from {VocabFileName} at its next save, and export --hf writes it) or put back the three files saved together.";
+        WordPiece other;
+        try { other = FromTokenizerJson(path); }
+        catch (DataException e)
+        {
+            throw new DataException($"{path} is not the tokenizer of the {VocabFileName} and {TokenizerSettings.FileName} beside it ({e.Message.TrimEnd('.')}); {fix}", path, 0, e);
+        }
+        string? differs = !other.Vocab.SequenceEqual(Vocab) ? $"its {other.VocabSize} entries are not the {VocabSize} of {VocabFileName}"
+            : other.Settings.LowerCase != Settings.LowerCase ? $"it {(other.Settings.LowerCase ? "lower-cases" : "keeps case")}, {TokenizerSettings.FileName} {(Settings.LowerCase ? "lower-cases" : "keeps case")}"
+            : other.Settings.StripAccents != Settings.StripAccents ? $"it {(other.Settings.StripAccents ? "strips" : "keeps")} accents, {TokenizerSettings.FileName} {(Settings.StripAccents ? "strips" : "keeps")} them"
+            : other.Settings.MaxWordChars != Settings.MaxWordChars ? $"its words are [UNK] over {other.Settings.MaxWordChars} characters, {TokenizerSettings.FileName}'s over {Settings.MaxWordChars}"
+            : null;
+        if (differs is not null)
+            throw new DataException($"{path} is not the tokenizer of the {VocabFileName} and {TokenizerSettings.FileName} beside it ({differs}); {fix}", path);
+    }
 
     /// <summary>Writes <c>vocab.txt</c> (LF, one token per line), <c>tokenizer_config.json</c> with the ids recorded,
-    /// and <c>tokenizer.json</c> (<see cref="ToTokenizerJson"/>), each through a temporary file moved into place. Our
-    /// readers take vocab.txt and tokenizer_config.json; tokenizer.json is for Hugging Face's fast tokenizers, which
-    /// transformers' AutoTokenizer prefers, and for the tools that read nothing else (Rust's tokenizers, transformers.js,
-    /// text-embeddings-inference).</summary>
+    /// and <c>tokenizer.json</c> (<see cref="ToTokenizerJson"/>), each through a temporary file moved into place (each
+    /// file whole; a save cut off between two files leaves an old tokenizer.json beside a new vocab.txt, which <see
+    /// cref="Load"/> then refuses). Our readers take vocab.txt and tokenizer_config.json; tokenizer.json is for Hugging
+    /// Face's fast tokenizers, which transformers' AutoTokenizer prefers, and for the tools that read nothing else (Rust's
+    /// tokenizers, transformers.js, text-embeddings-inference).</summary>
     public void Save(string directory, int? modelMaxLength = null)
     {
         Directory.CreateDirectory(directory);
@@ -316,8 +346,8 @@ public sealed class WordPiece
 
     /// <summary>Word pieces of normalized text. A word longer than <see cref="TokenizerSettings.MaxWordChars"/> characters
     /// is [UNK], as in transformers, which counts characters (code points) where the package counts UTF-16 units: the
-    /// same unless a word holds characters beyond the BMP (emoji, CJK extensions), whose words are then counted here and
-    /// given to a second instance that takes words of up to twice as many units. (Cleaning drops unpaired surrogates.)</summary>
+    /// same unless a word holds characters beyond the BMP (emoji, CJK extensions), so text that has one is split into
+    /// words here and each word is matched by <see cref="Pieces"/>. (Cleaning drops unpaired surrogates.)</summary>
     void EncodeNormalized(string normalized, List<int> ids)
     {
         if (normalized.AsSpan().IndexOfAnyInRange('\uD800', '\uDBFF') < 0)
@@ -325,13 +355,44 @@ public sealed class WordPiece
             ids.AddRange(_bert.EncodeToIds(normalized, addSpecialTokens: false, considerPreTokenization: true, considerNormalization: false));
             return;
         }
-        _bertWide ??= BertTokenizer.Create(new MemoryStream(Encoding.UTF8.GetBytes(string.Join('\n', _vocab) + "\n")),
-            Options(Settings with { MaxWordChars = 2 * Settings.MaxWordChars }));
         foreach (var (offset, length) in BertPreTokenizer.Split(normalized))
+            Pieces(normalized.AsSpan(offset, length), ids);
+    }
+
+    /// <summary>WordPiece's greedy longest match over one word, as the package and transformers do it (the longest
+    /// vocabulary entry that starts the rest of the word, "##" before all but the first; none: the whole word is [UNK]),
+    /// never ending a piece inside a surrogate pair; a word over <see cref="TokenizerSettings.MaxWordChars"/> characters is
+    /// [UNK].</summary>
+    void Pieces(ReadOnlySpan<char> word, List<int> ids)
+    {
+        if (CharCount(word) > Settings.MaxWordChars) { ids.Add(UnkId); return; }
+        var lookup = _ids.GetAlternateLookup<ReadOnlySpan<char>>();
+        Span<char> buffer = word.Length + 2 <= 256 ? stackalloc char[256] : new char[word.Length + 2];
+        "##".CopyTo(buffer);
+        int first = ids.Count;
+        for (int start = 0; start < word.Length;)
         {
-            var word = normalized.AsSpan(offset, length);
-            if (CharCount(word) > Settings.MaxWordChars) ids.Add(UnkId);
-            else ids.AddRange(_bertWide.EncodeToIds(word.ToString(), addSpecialTokens: false, considerPreTokenization: false, considerNormalization: false));
+            int end = word.Length, found = -1;
+            while (end > start)
+            {
+                scoped ReadOnlySpan<char> piece = word[start..end];
+                if (start > 0)
+                {
+                    piece.CopyTo(buffer[2..]);
+                    piece = buffer[..(piece.Length + 2)];
+                }
+                if (lookup.TryGetValue(piece, out int id)) { found = id; break; }
+                end--;
+                if (end > start && char.IsLowSurrogate(word[end])) end--;
+            }
+            if (found < 0)
+            {
+                ids.RemoveRange(first, ids.Count - first);
+                ids.Add(UnkId);
+                return;
+            }
+            ids.Add(found);
+            start = end;
         }
     }
 

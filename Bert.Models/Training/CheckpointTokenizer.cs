@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
+using Bert.Data;
 using Bert.Runtime.Checkpoints;
 using Bert.Text;
 
@@ -8,7 +9,8 @@ namespace Bert.Training;
 
 /// <summary>Binds a checkpoint to the tokenizer it was trained with. Every checkpoint <see cref="TrainLoop"/>
 /// writes with a <see cref="TrainLoop.Tokenizer"/> holds the tokenizer's files (<c>vocab.txt</c>,
-/// <c>tokenizer_config.json</c>) and, in the metadata of <c>model.safetensors</c>, a stamp of them: a SHA-256 of
+/// <c>tokenizer_config.json</c>, and Hugging Face's <c>tokenizer.json</c>, which must agree with them) and, in the
+/// metadata of <c>model.safetensors</c>, a stamp of them: a SHA-256 of
 /// the entries and the normalization, the entry count, and <c>do_lower_case</c>/<c>strip_accents</c>.
 /// <see cref="Load"/> and <see cref="Require"/> refuse a tokenizer that does not match the stamp, so a cased
 /// Portuguese model can never be run with an uncased vocabulary or the other way round. Checkpoints without a
@@ -46,18 +48,24 @@ public static class CheckpointTokenizer
     }
 
     /// <summary>The tokenizer saved with the checkpoint in <paramref name="dir"/> (<c>vocab.txt</c> and
-    /// <c>tokenizer_config.json</c>), checked against the checkpoint's stamp.</summary>
+    /// <c>tokenizer_config.json</c>, a <c>tokenizer.json</c> beside them checked to agree; a Hugging Face folder's
+    /// <c>tokenizer.json</c> first, as transformers reads it), checked against the checkpoint's stamp.</summary>
     public static WordPiece Load(string dir)
     {
         string json = Path.Combine(dir, WordPiece.TokenizerJsonFileName);
         if (Directory.Exists(dir) && !File.Exists(Path.Combine(dir, WordPiece.VocabFileName)) && !File.Exists(json))
             throw new CheckpointException($"{dir} has no {WordPiece.VocabFileName} (nor {WordPiece.TokenizerJsonFileName}), so the tokenizer its model was trained with is missing; copy that {WordPiece.VocabFileName} (and {TokenizerSettings.FileName}) back into the folder.", dir);
-        var tokenizer = !File.Exists(Path.Combine(dir, WordPiece.VocabFileName)) && File.Exists(json) ? FromTokenizerJson(dir, json)
+        bool hasVocab = File.Exists(Path.Combine(dir, WordPiece.VocabFileName));
+        var tokenizer = !hasVocab && File.Exists(json) ? FromTokenizerJson(dir, json)
+            : File.Exists(json) && IsHfFolder(dir) ? HfFolderTokenizer(dir, json)
             : IsHfFolderWithoutSettings(dir) ? WordPiece.FromVocabFile(Path.Combine(dir, WordPiece.VocabFileName), TokenizerSettings.Uncased)
-            : WordPiece.Load(dir);
+            : null;
+        bool ours = tokenizer is null;
+        tokenizer ??= WordPiece.FromVocabFile(Path.Combine(dir, WordPiece.VocabFileName), TokenizerSettings.Load(dir));
         if (ReadStamp(dir) is { } stamp && stamp[Sha256Key] != Fingerprint(tokenizer))
             throw new CheckpointException(
                 $"The model in {dir} was trained with {Describe(stamp)}, but the {WordPiece.VocabFileName} and {TokenizerSettings.FileName} beside it give {Describe(Stamp(tokenizer))}; put back the tokenizer files saved with the checkpoint.", dir);
+        if (ours) tokenizer.RequireMatchingTokenizerJson(dir);   // after the stamp, whose sentence says more
         return tokenizer;
     }
 
@@ -68,6 +76,28 @@ public static class CheckpointTokenizer
         var tokenizer = WordPiece.FromTokenizerJson(json);
         Console.Error.WriteLine($"{dir} has no {WordPiece.VocabFileName}; tokenizing with the WordPiece vocabulary of its {WordPiece.TokenizerJsonFileName} ({tokenizer.VocabSize} tokens, lower case: {tokenizer.Settings.LowerCase}, strip accents: {tokenizer.Settings.StripAccents}).");
         return tokenizer;
+    }
+
+    /// <summary>A Hugging Face folder: a config.json without our bert_model field (ours, and what export --hf writes,
+    /// have it).</summary>
+    static bool IsHfFolder(string dir)
+    {
+        string config = Path.Combine(dir, "config.json");
+        return File.Exists(config) && HfConfig.Read(config).BertModel is null;
+    }
+
+    /// <summary>A Hugging Face folder with both a tokenizer.json and a vocab.txt tokenizes as its tokenizer.json says, as
+    /// transformers' AutoTokenizer does (the fast tokenizer first); where that file is not a BERT WordPiece tokenizer this
+    /// one follows, its vocab.txt is taken instead (as transformers' BertTokenizer would), saying so on standard error.</summary>
+    static WordPiece HfFolderTokenizer(string dir, string json)
+    {
+        try { return WordPiece.FromTokenizerJson(json); }
+        catch (DataException e)
+        {
+            bool settings = File.Exists(Path.Combine(dir, TokenizerSettings.FileName));
+            Console.Error.WriteLine($"{e.Message} Tokenizing with its {WordPiece.VocabFileName} instead{(settings ? "" : " (lower-cased, accents stripped: transformers' BertTokenizer's defaults)")}.");
+            return WordPiece.FromVocabFile(Path.Combine(dir, WordPiece.VocabFileName), settings ? TokenizerSettings.Load(dir) : TokenizerSettings.Uncased);
+        }
     }
 
     /// <summary>A Hugging Face folder (config.json without our bert_model field) with a vocab.txt but no

@@ -107,8 +107,8 @@ public sealed class TrainLoop
 
     /// <summary>A run's output folder must be new, empty, or hold a run to resume (trainer_state.json): a folder that holds a
     /// model without one (a Hugging Face folder, a copied checkpoint, a run whose first save was cut off) would be
-    /// overwritten by the new run's weights, and a vocabulary folder's vocab.txt by the run's tokenizer
-    /// (<paramref name="tokenizer"/>, when it is another), so both are refused before any work.</summary>
+    /// overwritten by the new run's weights, and a vocabulary folder's vocab.txt (or a tokenizer.json saved alone) by the
+    /// run's tokenizer (<paramref name="tokenizer"/>, when it is another), so both are refused before any work.</summary>
     public static void RequireRunOrEmpty(string dir, Text.WordPiece? tokenizer = null)
     {
         if (!Directory.Exists(dir) || File.Exists(Path.Combine(dir, StateFile))) return;
@@ -118,6 +118,16 @@ public sealed class TrainLoop
         string vocab = Path.Combine(dir, Text.WordPiece.VocabFileName);
         if (tokenizer is not null && File.Exists(vocab) && !File.ReadAllLines(vocab).SequenceEqual(tokenizer.Vocab))
             throw new CheckpointException($"{dir} holds a vocabulary ({Text.WordPiece.VocabFileName}) that this run, with another one, would replace; pass --vocab {dir} to train with it, or give another --out.", dir);
+        // A Hugging Face fast tokenizer saved alone (tokenizer.json without vocab.txt) would be replaced as well.
+        string json = Path.Combine(dir, Text.WordPiece.TokenizerJsonFileName);
+        if (tokenizer is not null && !File.Exists(vocab) && File.Exists(json) && !SameTokenizer(json, tokenizer))
+            throw new CheckpointException($"{dir} holds a tokenizer ({Text.WordPiece.TokenizerJsonFileName}) that this run, with another one, would replace; give another --out.", dir);
+    }
+
+    static bool SameTokenizer(string json, Text.WordPiece tokenizer)
+    {
+        try { return Text.WordPiece.FromTokenizerJson(json).Vocab.SequenceEqual(tokenizer.Vocab); }
+        catch (Data.DataException) { return false; }
     }
 
     /// <summary>What identifies a run's data for <see cref="TryResume"/> (kept in trainer_state.json): a file by its full

@@ -139,8 +139,22 @@ public partial class CliTests
 
         // A checkpoint that lost its vocabulary says so, not that some data file is missing.
         var novocab = Directory.CreateDirectory(Path.Combine(_dir, "novocab")).FullName;
-        foreach (var f in Directory.GetFiles(tuned).Where(f => Path.GetFileName(f) != "vocab.txt")) File.Copy(f, Path.Combine(novocab, Path.GetFileName(f)));
+        foreach (var f in Directory.GetFiles(tuned).Where(f => Path.GetFileName(f) is not ("vocab.txt" or "tokenizer.json"))) File.Copy(f, Path.Combine(novocab, Path.GetFileName(f)));
         Assert.Contains($"{novocab} has no vocab.txt (nor tokenizer.json), so the tokenizer its model was trained with is missing", Refusal("predict", "--model", novocab, "a film"));
+        // With its tokenizer.json it still predicts, by that file (the checkpoint's stamp checks it), as it did with vocab.txt.
+        File.Copy(Path.Combine(tuned, "tokenizer.json"), Path.Combine(novocab, "tokenizer.json"));
+        var withJson = CliTests.Run("predict", "--model", novocab, "a film");
+        Assert.True(withJson.Code == 0, withJson.Err);
+        Assert.Equal(CliTests.Run("predict", "--model", tuned, "a film").Out, withJson.Out);
+        // A tokenizer.json that is not the vocab.txt's (here: lower-casing turned off) is refused, naming the difference.
+        var stale = Directory.CreateDirectory(Path.Combine(_dir, "stale")).FullName;
+        foreach (var f in Directory.GetFiles(tuned)) File.Copy(f, Path.Combine(stale, Path.GetFileName(f)));
+        string json = Path.Combine(stale, "tokenizer.json");
+        Assert.Contains("\"lowercase\": true", File.ReadAllText(json));
+        File.WriteAllText(json, File.ReadAllText(json).Replace("\"lowercase\": true", "\"lowercase\": false"));
+        Assert.Contains($"{json} is not the tokenizer of the vocab.txt and tokenizer_config.json beside it (it keeps case, tokenizer_config.json lower-cases); transformers reads it rather than vocab.txt, so delete it", Refusal("predict", "--model", stale, "a film"));
+        File.Delete(json);
+        Assert.Equal(0, CliTests.Run("predict", "--model", stale, "a film").Code);
     }
 
     /// <summary>A head with more outputs than the data has classes (BERT-Nano's classifier has 3, the set 2): the spare

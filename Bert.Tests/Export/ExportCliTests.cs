@@ -97,7 +97,7 @@ public class ExportCliTests : IDisposable
             Assert.True(r.Code == 0, r.Out + r.Err);
             Assert.Contains($"BertNanoClassifier with {dtype} weights", r.Out);
             Assert.Contains($"AutoModelForSequenceClassification.from_pretrained(\"{hf}\")", r.Out);
-            Assert.Equal(new[] { "config.json", "model.safetensors", "tokenizer_config.json", "vocab.txt" }, Directory.GetFiles(hf).Select(Path.GetFileName).Order());
+            Assert.Equal(new[] { "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.txt" }, Directory.GetFiles(hf).Select(Path.GetFileName).Order(StringComparer.Ordinal));
             Assert.DoesNotContain(Directory.GetDirectories(Path.Combine(_dir, "hub")), d => Path.GetFileName(d).StartsWith('.'));   // no temporary folder left
             using (var reader = SafeTensorsReader.Open(Path.Combine(hf, "model.safetensors")))
                 Assert.All(reader.Tensors, t => Assert.Equal(file, t.DType));

@@ -27,7 +27,7 @@ public class AccentsTests
     public void Strip_IsIcusNfdWithoutNonspacingMarks_ButWhereHuggingFacesTablesDiffer()
     {
         Assert.True("é".Normalize(NormalizationForm.FormD).Length == 2, "This test compares with ICU's NFD, but the test host runs without ICU (InvariantGlobalization); it must not.");
-        var asked = HfTokenizerTests.Cases().Select(c => c.CodePoint).ToHashSet();
+        var asked = HfTokenizerTests.Cases().ToDictionary(c => c.CodePoint, c => c.Stripped);
         var differ = new List<string>();
         int changed = 0, refused = 0, known = 0;
         for (int c = 0; c <= 0x10FFFF; c++)
@@ -40,10 +40,10 @@ public class AccentsTests
             string actual = Accents.Strip(s);
             if (actual != s) changed++;
             if (expected == actual) continue;
-            if (asked.Contains(c)) known++;
+            if (asked.TryGetValue(c, out var library) && library == actual) known++;
             else differ.Add($"U+{c:X4} → ICU '{expected}' ({string.Join(' ', expected.Select(ch => ((int)ch).ToString("X4")))}), ours '{actual}'");
         }
-        Assert.True(differ.Count == 0, $"{differ.Count} characters strip differently from ICU where the cases file has no answer of the library's (rerun scripts/hf_unicode.sh): " + string.Join("; ", differ.Take(10)));
+        Assert.True(differ.Count == 0, $"{differ.Count} characters strip differently from ICU other than the library's answer in the cases file (rerun scripts/hf_unicode.sh): " + string.Join("; ", differ.Take(10)));
         Assert.InRange(known, 300, 700);        // the marks the library's tables predate (384 against ICU 72)
         Assert.InRange(changed, 3900, 20000);   // its ~2000 decomposable characters, ~1500 Mn, 11172 Hangul syllables
         Assert.InRange(refused, 0, 66);         // the 66 noncharacters at most
