@@ -28,6 +28,12 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Bert
 TEXT = "a really great film, the actors were wonderful"
 
 
+# Texts whose characters the fast tokenizer's own Unicode tables classify (accents, CJK, a mark and punctuation newer
+# than those tables, a control, emoji, a long emoji word), for the export's tokenizer.json.
+HARD = ["Café naïve 한국어 İstanbul ΣΟΦΙΑΣ x\u0301 ﬁ 豈 ǅ Ⅻ ⓐⒶ a\u200bb $5 1+1=2 x😀y 中文 tab\there",
+        "a\u061db a\u07fdb a\u0890b a\u166db \U0002b820z \U0002b920z p\ue001q", "😀" * 60 + " ok", "The [MASK] is [SEP] here."]
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     root = os.path.abspath(os.path.join(here, "..", ".."))
@@ -132,6 +138,13 @@ def main():
         names_kept = theirs.config.id2label == labels
         check(f"transformers loads bert export --hf --dtype {dtype}", same_ids and names_kept and diff <= tol,
               f"tokens {'same' if same_ids else 'DIFFER'}, id2label {'kept' if names_kept else theirs.config.id2label}, probabilities within {diff:.2e} (limit {tol:g})")
+        # The tokenizer.json the export wrote, as AutoTokenizer loads it (the fast tokenizer), against `bert tokenize`.
+        r = subprocess.run([a.bert, "tokenize", "--model", out, "--output", "ids", "--max-len", "512"], input="\n".join(HARD) + "\n",
+                           capture_output=True, text=True, timeout=120)
+        ours = [list(map(int, l.split())) for l in r.stdout.strip("\n").split("\n")] if r.returncode == 0 else None
+        theirs_ids = their_tok(HARD, truncation=True, max_length=512)["input_ids"]
+        check(f"AutoTokenizer on bert export --hf --dtype {dtype} (its tokenizer.json)", their_tok.is_fast and ours == theirs_ids,
+              f"fast: {their_tok.is_fast}; {sum(x == y for x, y in zip(ours or [], theirs_ids))} of {len(HARD)} texts the same ids" + ("" if r.returncode == 0 else f"; bert tokenize: {r.stderr.strip()[-300:]}"))
 
     print(f"formats: {sum(results)} of {len(results)} passed")
     sys.exit(0 if all(results) else 1)

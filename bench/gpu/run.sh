@@ -19,6 +19,7 @@
 #             as torch's pytorch_model.bin in both formats and sharded both ways, each read by `bert predict` to
 #             transformers' own probabilities; and `bert export --hf` (f32, bf16) loaded back by transformers; then
 #             bench/parity/tokenizer.sh: `bert tokenize` against transformers' BertTokenizerFast on every embedded text
+#             and every code point (and against Hugging Face's tokenizers library itself where npm can install it)
 # Outputs go to $OUT (or bench/gpu/out) for bench/RESULTS.md.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)

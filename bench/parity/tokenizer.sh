@@ -57,15 +57,20 @@ ours "$work/texts.txt" "$work/ours.txt"
 "$PYTHON" "$here/tokenizer_ref.py" "$res/vocab.txt" < "$work/texts.txt" > "$work/ref.txt"
 compare "$work/ours.txt" "$work/ref.txt" "texts, bert-base-uncased: reference (tokenizer_ref.py)" "$work/texts.txt"
 if "$PYTHON" -c 'import transformers' >/dev/null 2>&1; then
+  tv=$("$PYTHON" -c 'import transformers; print(transformers.__version__)')
   "$PYTHON" "$here/tokenizer_ref.py" "$res/vocab.txt" --hf < "$work/texts.txt" > "$work/hf.txt"
-  compare "$work/ours.txt" "$work/hf.txt" "texts, bert-base-uncased: transformers $("$PYTHON" -c 'import transformers; print(transformers.__version__)') BertTokenizerFast" "$work/texts.txt"
+  compare "$work/ours.txt" "$work/hf.txt" "texts, bert-base-uncased: transformers $tv BertTokenizerFast" "$work/texts.txt"
+  ours "$work/sweep.txt" "$work/o.txt"
+  "$PYTHON" "$here/tokenizer_ref.py" "$res/vocab.txt" --hf < "$work/sweep.txt" > "$work/hf.txt"
+  compare "$work/o.txt" "$work/hf.txt" "sweep, bert-base-uncased: transformers $tv BertTokenizerFast" "$work/sweep.txt"
 else
   echo "transformers is not installed here: its BertTokenizerFast not compared"
 fi
 
 node_modules=${TOKENIZERS_NODE:-}
 if [ -z "$node_modules" ] && command -v node >/dev/null && command -v npm >/dev/null; then
-  npm install --silent --no-audit --no-fund --prefix "$work/node" tokenizers@0.23.2 >/dev/null 2>&1 && node_modules=$work/node/node_modules \
+  timeout 90 npm install --silent --no-audit --no-fund --fetch-retries=0 --fetch-timeout=20000 --prefix "$work/node" tokenizers@0.23.2 >/dev/null 2>&1 \
+    && node_modules=$work/node/node_modules \
     || echo "npm could not install tokenizers@0.23.2 (no registry?): Hugging Face's tokenizers library not compared"
 fi
 if [ -n "$node_modules" ]; then
