@@ -553,7 +553,7 @@ public static partial class Program
                 throw new CheckpointException($"{configPath} names the model {name}, which this build does not declare; run it with the build that wrote it, or use a checkpoint of a declared model ({string.Join(", ", Catalog.Sizes)}).", dir);
             }
             var model = entry.Create();
-            var ours = Checkpoint.Load(dir, model);
+            var ours = Checkpoint.Load(dir, model, freshModel: true);
             return new Loaded(entry, model, [], ours.Metadata, config);
         }
         Catalog.Entry? hfEntry = null;
@@ -578,10 +578,10 @@ public static partial class Program
             note = $", whose head ({config.NumLabels(configPath)} labels{(otherHead ? ", " + problem!.Replace('_', ' ') : "")}) no declared model of its size has; its encoder";
         }
         var hfModel = hfEntry.Create();
-        hfModel.InitParameters(1);
         string prefix = HfConfig.BaseModelPrefix(hfEntry.Info);
         bool Optional(string n) => hfEntry.Head == "pretraining" && (!n.StartsWith(prefix, StringComparison.Ordinal) || n.StartsWith(prefix + "pooler.", StringComparison.Ordinal));
-        var report = Checkpoint.Load(dir, hfModel, Optional);
+        var report = Checkpoint.Load(dir, hfModel, Optional, freshModel: true);
+        hfModel.InitParameters(1, only: report.Missing.ToHashSet(StringComparer.Ordinal));   // what it lacks starts fresh (the values InitParameters(1) gives every parameter)
         Console.Error.WriteLine($"{dir} is a Hugging Face {config.Architectures.FirstOrDefault() ?? config.ModelType ?? "BERT"} checkpoint{note}{(note.Length == 0 ? ";" : "")} loaded as {hfEntry.Name}" +
             (report.Missing.Count == 0 ? "" : $" ({report.Missing.Count} tensors it lacks start fresh: {string.Join(", ", report.Missing.Take(3))}{(report.Missing.Count > 3 ? ", …" : "")})") +
             (report.Unused.Count == 0 ? "." : $"; {report.Unused.Count} of its tensors have no place in {hfEntry.Name} and are left out: {string.Join(", ", report.Unused.Take(3))}{(report.Unused.Count > 3 ? ", …" : "")}."));

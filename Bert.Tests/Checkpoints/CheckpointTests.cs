@@ -235,6 +235,27 @@ public sealed class CheckpointTests : IDisposable
             Assert.Equal(Bits(pt.Parameter(p.HfName)), Bits(c.Parameter(p.HfName)));
     }
 
+    /// <summary>A fresh model (the command line's loads) is read into directly, without the staging copy: the same values
+    /// as a staged load; and initializing only the tensors a file lacks gives them the values a full initialization would
+    /// (each value depends on the seed and its offset), touching nothing else.</summary>
+    [Fact]
+    public void FreshModelLoad_ReadsTheSameValues_AndInitializingOnlyTheMissingTensors_MatchesAFullInitialization()
+    {
+        var pt = PreTraining(1);
+        Checkpoint.Save(_dir, pt);
+        var staged = Blank(BertNanoClassifier.Create<float>());
+        staged.InitParameters(7);
+        Checkpoint.Load(_dir, staged, allowMissing: n => n.StartsWith("classifier."));
+
+        var fresh = BertNanoClassifier.Create<float>();
+        var report = Checkpoint.Load(_dir, fresh, allowMissing: n => n.StartsWith("classifier."), freshModel: true);
+        Assert.Equal(["classifier.weight", "classifier.bias"], report.Missing);
+        Assert.Equal(0, fresh.Parameter("classifier.weight").ToArray().Count(v => v != 0));   // not read, not initialized yet
+        fresh.InitParameters(7, only: report.Missing.ToHashSet());
+        Assert.Equal(Bits(staged.Parameters), Bits(fresh.Parameters));
+        Assert.True(fresh.Parameter("classifier.weight").ToArray().Count(v => v != 0) > 10);
+    }
+
     /// <summary>config.json's hidden_act names the function the model's element-wise ops compute, and a config whose
     /// activation computes another function is refused, in one sentence (transformers' aliases and GELU's approximations
     /// count as the same function).</summary>
