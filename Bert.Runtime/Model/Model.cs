@@ -92,14 +92,20 @@ public sealed unsafe class Model<T> where T : unmanaged, IBinaryFloatingPointIee
                 case Init.Zeros: dst.Clear(); break;
                 case Init.Ones: dst.Fill(T.One); break;
                 default:
-                    for (int i = 0; i < dst.Length; i++)
+                    // Box–Muller on the counter-based generator: the value depends on (seed, offset) only, so the
+                    // threads' split changes no bit (BERT-Base's 110 M values took about 6 s on one core here).
+                    long offset = p.Offset;
+                    var all = _params;
+                    Par.For((int)p.Length, 1 << 15, (from, to) =>
                     {
-                        // Box–Muller on the counter-based generator: the value depends on (seed, offset) only.
-                        ulong idx = (ulong)(p.Offset + i);
-                        double u1 = Philox.Uniform(seed, 0xA11CE, 2 * idx), u2 = Philox.Uniform(seed, 0xA11CE, 2 * idx + 1);
-                        double z = Math.Sqrt(-2 * Math.Log(1 - u1)) * Math.Cos(2 * Math.PI * u2);
-                        dst[i] = T.CreateTruncating(z * std);
-                    }
+                        for (int i = from; i < to; i++)
+                        {
+                            ulong idx = (ulong)(offset + i);
+                            double u1 = Philox.Uniform(seed, 0xA11CE, 2 * idx), u2 = Philox.Uniform(seed, 0xA11CE, 2 * idx + 1);
+                            double z = Math.Sqrt(-2 * Math.Log(1 - u1)) * Math.Cos(2 * Math.PI * u2);
+                            all[offset + i] = T.CreateTruncating(z * std);
+                        }
+                    });
                     break;
             }
         }

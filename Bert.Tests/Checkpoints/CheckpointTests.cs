@@ -256,6 +256,28 @@ public sealed class CheckpointTests : IDisposable
         Assert.True(fresh.Parameter("classifier.weight").ToArray().Count(v => v != 0) > 10);
     }
 
+    /// <summary>The initialization runs on every core, but each value is still Box–Muller of the counter-based generator at
+    /// (seed, offset): checked at the first, a middle and the last element of every normally initialized tensor.</summary>
+    [Fact]
+    public void InitParameters_OnEveryCore_GivesEachValueItsOffsetsDraw()
+    {
+        var m = BertNanoPreTraining.Create<float>();
+        m.InitParameters(5);
+        int normal = 0;
+        foreach (var p in m.Info.Parameters.Where(p => p.Init is not (Bert.Dsl.Init.Zeros or Bert.Dsl.Init.Ones)))
+        {
+            normal++;
+            foreach (long i in new[] { 0, p.Length / 2, p.Length - 1 })
+            {
+                ulong idx = (ulong)(p.Offset + i);
+                double u1 = Bert.Runtime.Kernels.Philox.Uniform(5, 0xA11CE, 2 * idx), u2 = Bert.Runtime.Kernels.Philox.Uniform(5, 0xA11CE, 2 * idx + 1);
+                float expected = (float)(Math.Sqrt(-2 * Math.Log(1 - u1)) * Math.Cos(2 * Math.PI * u2) * 0.02);
+                Assert.Equal(BitConverter.SingleToInt32Bits(expected), BitConverter.SingleToInt32Bits(m.Parameters[(int)(p.Offset + i)]));
+            }
+        }
+        Assert.True(normal > 10);
+    }
+
     /// <summary>config.json's hidden_act names the function the model's element-wise ops compute, and a config whose
     /// activation computes another function is refused, in one sentence (transformers' aliases and GELU's approximations
     /// count as the same function).</summary>
