@@ -185,6 +185,14 @@ public partial class CliTests
         Assert.Matches(@"^[01]\t[0-9.]+\ta very bad phone$", lines[3]);
         Assert.Equal("", lines[4]);
 
+        // One batch of texts runs without the packed weights, more with them: the same answers.
+        var single = Run("predict", "--model", dir, "a really great film");
+        Program.StandardInput = new StringReader(string.Concat(Enumerable.Repeat("a really great film\n", 40)));
+        try { p = Run("predict", "--model", dir); }
+        finally { Program.StandardInput = null; }
+        Assert.True(p.Code == 0, p.Out + p.Err);
+        Assert.Equal(Enumerable.Repeat(single.Out.Replace("\r", "").Trim(), 40), p.Out.Replace("\r", "").Trim().Split('\n'));
+
         // A start whose run stopped early (its trainer_state.json short of its total) is taken, and said to be.
         string state = Path.Combine(dir, "trainer_state.json");
         var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(state))!;
