@@ -484,8 +484,7 @@ public static partial class Program
         Console.WriteLine($"Model {entry.Info.Name}: {entry.Info.ParameterCount:N0} parameters; corpus: {how}; {Gemm.Describe()}");
         var instances = Data.Pretraining.CreateInstances(docs, tok, data, (int)train.Seed);
         var model = entry.Create();
-        model.InitParameters(train.Seed);
-        if (start is not null) StartFrom(start, model, from!, reinit: null, headName: null);
+        InitOrStartFrom(model, train.Seed, start, from, reinit: null, headName: null);
 
         var job = new PretrainJob(model, tok, instances, data, train.BatchSize, train.Seed);
         if (trainer is { UseGraphs: true }) job.RowMultiple = PretrainJob.GraphRowMultiple;   // batches of a length share a graph
@@ -647,8 +646,7 @@ public static partial class Program
         if (declared is not null && (declared.Head != head || declared.Classes < classes))
             throw new ArgumentException($"{declared.Name} is a {declared.Head} with {declared.Classes} classes, and the data needs a {head} with {classes}; name another model in the experiment.");
         var model = entry.Create();
-        model.InitParameters(seed);
-        if (pre is not null) StartFrom(pre, model, from!, reinit, head == "classifier" ? "the classifier head" : "the tagging head");
+        InitOrStartFrom(model, seed, pre, from, reinit, head == "classifier" ? "the classifier head" : "the tagging head");
         return (entry, model);
     }
 
@@ -667,10 +665,11 @@ public static partial class Program
     /// <summary>Copies a start's tensors into a freshly initialized model (<see cref="FinetuneJob.Transfer"/>) and says what
     /// starts fresh: the task head (<paramref name="headName"/>; none when pre-training), the --reinit parts, and the
     /// tensors the checkpoint lacked (a masked-LM folder has no pooler).</summary>
-    static void StartFrom(Loaded pre, Model<float> model, string from, Reinit? reinit, string? headName)
+    static HashSet<string> StartFrom(Loaded pre, Model<float> model, string from, Reinit? reinit, string? headName)
     {
         FinetuneJob.CheckTransferable(pre.Model.Info, model.Info, from);
-        int n = FinetuneJob.Transfer(pre.Model, model, reinit, notLoaded: pre.Missing);
+        var copied = new HashSet<string>(StringComparer.Ordinal);
+        int n = FinetuneJob.Transfer(pre.Model, model, reinit, notLoaded: pre.Missing, copied: copied);
         var lacked = pre.Missing.Where(name => !name.StartsWith(FinetuneJob.HeadPrefix, StringComparison.Ordinal) && model.Info.Parameters.Any(p => p.HfName == name)).ToList();
         var parts = new List<string>();
         if (headName is not null) parts.Add(headName);
@@ -678,6 +677,17 @@ public static partial class Program
         if (lacked.Count > 0) parts.Add($"{lacked.Count} tensor{(lacked.Count == 1 ? "" : "s")} {from} lacks ({string.Join(", ", lacked.Take(2))}{(lacked.Count > 2 ? ", …" : "")})");
         Console.WriteLine($"Initialized {n} of {model.Info.Parameters.Count} tensors from {from}" + (parts.Count == 0 ? "."
             : $"; {string.Join(parts.Count > 2 ? ", " : " and ", parts)} start{(parts.Count == 1 && headName is not null ? "s" : "")} fresh."));
+        return copied;
+    }
+
+    /// <summary>A fresh model's parameters: drawn from <paramref name="seed"/>, or with a start, copied from it
+    /// (<see cref="StartFrom"/>) and drawn only for the tensors it does not give, with the values a full draw gives them
+    /// (each depends on the seed and its offset), so BERT-Base's 110 M draws are not made to be overwritten.</summary>
+    static void InitOrStartFrom(Model<float> model, ulong seed, Loaded? start, string? from, Reinit? reinit, string? headName)
+    {
+        if (start is null) { model.InitParameters(seed); return; }
+        var copied = StartFrom(start, model, from!, reinit, headName);
+        model.InitParameters(seed, only: model.Info.Parameters.Select(p => p.HfName).Where(n => !copied.Contains(n)).ToHashSet(StringComparer.Ordinal));
     }
 
     /// <summary>--eval-every 0: the dev set is scored after every epoch (the best epoch's weights are kept in best/).</summary>

@@ -349,7 +349,7 @@ public sealed class FinetuneJob
     /// fresh initialization, those the source's checkpoint did not hold (<paramref name="notLoaded"/>), and the task head
     /// (<see cref="HeadPrefix"/>: a classifier's or tagger's, whose classes are the new data's even when the source was
     /// fine-tuned on others); returns how many tensors were copied.</summary>
-    public static int Transfer(Model<float> from, Model<float> to, Reinit? reinit = null, IReadOnlyCollection<string>? notLoaded = null)
+    public static int Transfer(Model<float> from, Model<float> to, Reinit? reinit = null, IReadOnlyCollection<string>? notLoaded = null, ICollection<string>? copied = null)
     {
         reinit?.CheckMatches(to.Info);
         int n = 0;
@@ -358,6 +358,7 @@ public sealed class FinetuneJob
             var q = from.Info.Parameters.FirstOrDefault(x => x.HfName == p.HfName && x.Shape.SequenceEqual(p.Shape));
             if (q is null || p.HfName.StartsWith(HeadPrefix, StringComparison.Ordinal) || reinit is not null && reinit.Matches(p.HfName, to.Info) || notLoaded?.Contains(q.HfName) == true) continue;
             from.Parameters.Slice((int)q.Offset, (int)q.Length).CopyTo(to.Parameters.Slice((int)p.Offset, (int)p.Length));
+            copied?.Add(p.HfName);
             n++;
         }
         return n;

@@ -31,6 +31,24 @@ public class ReinitTests
             Assert.Equal(Tensor(p.HfName.StartsWith(FinetuneJob.HeadPrefix, StringComparison.Ordinal) ? fresh : tuned, p.HfName), Tensor(next, p.HfName));
     }
 
+    /// <summary>The commands copy a start in first and draw only what it does not give (InitOrStartFrom): the same bits as
+    /// drawing everything and copying over it, under each --reinit.</summary>
+    [Theory]
+    [InlineData(null)]
+    [InlineData("qk")]
+    [InlineData("top-1,pooler")]
+    public void CopyingFirstAndDrawingTheRest_GivesTheBitsOfDrawingAllThenCopying(string? spec)
+    {
+        var (_, _, tuned) = Transfer(spec);
+        var pre = BertNanoPreTraining.Create<float>(); pre.InitParameters(1);
+        var lazy = BertNanoClassifier.Create<float>();
+        var copied = new HashSet<string>(StringComparer.Ordinal);
+        int n = FinetuneJob.Transfer(pre, lazy, Reinit.Parse(spec), copied: copied);
+        Assert.Equal(n, copied.Count);
+        lazy.InitParameters(2, only: lazy.Info.Parameters.Select(p => p.HfName).Where(h => !copied.Contains(h)).ToHashSet());
+        Assert.Equal(tuned.Parameters.ToArray().Select(BitConverter.SingleToInt32Bits), lazy.Parameters.ToArray().Select(BitConverter.SingleToInt32Bits));
+    }
+
     static float[] Tensor(Model<float> m, string hf)
     {
         var p = m.Info.Parameters.Single(x => x.HfName == hf);
