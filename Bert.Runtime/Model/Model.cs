@@ -77,15 +77,15 @@ public sealed unsafe class Model<T> where T : unmanaged, IBinaryFloatingPointIee
         return Gradients.Slice((int)p.Offset, (int)p.Length);
     }
 
-    /// <summary>Initializes every parameter as declared (N(0, 0.02), zeros or ones) from a seed, or only those
-    /// <paramref name="only"/> names (Name or HfName): each value depends on the seed and its offset alone, so a
+    /// <summary>Initializes every parameter as declared (N(0, 0.02), zeros or ones) from a seed, or only those whose
+    /// Hugging Face names are in <paramref name="only"/>: each value depends on the seed and its offset alone, so a
     /// parameter gets the same values either way.</summary>
     public void InitParameters(ulong seed, double std = 0.02, IReadOnlyCollection<string>? only = null)
     {
         WeightsChanged();
         foreach (var p in Info.Parameters)
         {
-            if (only is not null && !only.Contains(p.Name) && !only.Contains(p.HfName)) continue;
+            if (only is not null && !only.Contains(p.HfName)) continue;
             var dst = _params.AsSpan((int)p.Offset, (int)p.Length);
             switch (p.Init)
             {
