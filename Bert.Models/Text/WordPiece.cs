@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Text;
 using Bert.Data;
 using Bert.Runtime.Checkpoints;
@@ -636,6 +635,4 @@ internal sealed class BertPreTokenizer : PreTokenizer
         if (start >= 0) words.Add((start, text.Length - start));
         return words;
     }
-
-    public static bool IsPunctuation(Rune r) => HfUnicode.IsPunctuation(r.Value);
 }

@@ -105,9 +105,7 @@ public static class CheckpointTokenizer
     /// strips accents (its defaults), and so do we, saying so.</summary>
     static bool IsHfFolderWithoutSettings(string dir)
     {
-        string config = Path.Combine(dir, "config.json");
-        if (File.Exists(Path.Combine(dir, TokenizerSettings.FileName)) || !File.Exists(Path.Combine(dir, WordPiece.VocabFileName)) || !File.Exists(config)) return false;
-        if (HfConfig.Read(config).BertModel is not null) return false;
+        if (File.Exists(Path.Combine(dir, TokenizerSettings.FileName)) || !File.Exists(Path.Combine(dir, WordPiece.VocabFileName)) || !IsHfFolder(dir)) return false;
         Console.Error.WriteLine($"{dir} has no {TokenizerSettings.FileName}; tokenizing as transformers' BertTokenizer does by default (lower-cased, accents stripped).");
         return true;
     }
