@@ -61,63 +61,75 @@ public static class DataSets
         return (train, dev, $"fixed stratified split of {set.Name}: {train.Examples.Count} train / {dev.Examples.Count} dev (seed {SplitSeed})");
     }
 
-    /// <summary>Documents of the pre-training corpus: the embedded Tiny Shakespeare and WikiText-2 when
-    /// <paramref name="specs"/> is empty; otherwise, for each spec, the embedded corpus of that name
-    /// (<c>machado</c>: the novels of Machado de Assis, a document per chapter), the training texts of a named
-    /// labeled set without their labels (documents of 8 texts; dev texts are never used), or a text file
-    /// (documents separated by blank lines).</summary>
+    /// <summary>Documents of the pre-training corpus, all in memory; see <see cref="CorpusDocuments"/>.</summary>
     public static (List<List<string>> Documents, string How) Corpus(IReadOnlyList<string>? specs)
     {
-        static List<List<string>> English() => Pretraining.ShakespeareDocuments(DefaultData.ReadText(DataFile.TinyShakespeare))
-            .Concat(Pretraining.WikiTextDocuments(DefaultData.ReadText(DataFile.WikiText2RawTest))).ToList();
+        var (docs, how) = CorpusDocuments(specs);
+        return (docs.Select(d => d as List<string> ?? d.ToList()).ToList(), how);
+    }
+
+    /// <summary>Documents of the pre-training corpus, read as they are enumerated (a file a line at a time, so a corpus
+    /// may be larger than memory): the embedded Tiny Shakespeare and WikiText-2 when <paramref name="specs"/> is empty;
+    /// otherwise, for each spec, the embedded corpus of that name (<c>machado</c>: the novels of Machado de Assis, a
+    /// document per chapter), the training texts of a named labeled set without their labels (documents of 8 texts; dev
+    /// texts are never used), or a text file (documents separated by blank lines). Every spec is checked before the
+    /// first document comes; a file without text throws when it has been read.</summary>
+    public static (IEnumerable<IReadOnlyList<string>> Documents, string How) CorpusDocuments(IReadOnlyList<string>? specs)
+    {
+        static IEnumerable<IReadOnlyList<string>> English() => Pretraining.ShakespeareDocuments(DefaultData.ReadText(DataFile.TinyShakespeare))
+            .Concat(Pretraining.WikiTextDocuments(DefaultData.ReadText(DataFile.WikiText2RawTest)));
         const string EnglishHow = "embedded Tiny Shakespeare + WikiText-2 (raw test)";
         if (specs is null || specs.Count == 0) return (English(), EnglishHow);
-        var all = new List<List<string>>();
+        var parts = new List<Func<IEnumerable<IReadOnlyList<string>>>>();
         var how = new List<string>();
         foreach (var f in specs)
         {
             if (f.Equals("english", StringComparison.OrdinalIgnoreCase))
             {
-                all.AddRange(English());
+                parts.Add(English);
                 how.Add(EnglishHow);
                 continue;
             }
             if (f.Equals("machado", StringComparison.OrdinalIgnoreCase))
             {
-                all.AddRange(Portuguese.MachadoDocuments());
+                parts.Add(Portuguese.MachadoDocuments);
                 how.Add("the ten novels of Machado de Assis (embedded)");
                 continue;
             }
             if (AllNamed.Contains(f.ToLowerInvariant()))
             {
-                var (train, _, _) = Load(f);
-                all.AddRange(train.Examples.Select(e => e.Text).Chunk(8).Select(c => c.ToList()));
+                parts.Add(() => Load(f).Train.Examples.Select(e => e.Text).Chunk(8).Select(c => (IReadOnlyList<string>)c.ToList()));
                 how.Add($"the unlabeled training texts of {f}");
                 continue;
             }
             if (!File.Exists(f)) throw new ArgumentException($"Corpus file '{f}' does not exist and is not a named corpus ({string.Join(", ", NamedCorpora.Concat(AllNamed))}); check the path.");
-            var docs = Pretraining.ParagraphDocuments(TextSource.ReadFile(f));
-            if (docs.Count == 0) throw new ArgumentException($"Corpus file '{f}' has no text; give a file of plain text with blank lines between documents.");
-            all.AddRange(docs);
+            parts.Add(() => FileDocuments(f));
             how.Add(Path.GetFileName(f));
         }
-        return (all, string.Join(", ", how));
+        return (parts.SelectMany(p => p()), string.Join(", ", how));
+
+        static IEnumerable<IReadOnlyList<string>> FileDocuments(string f)
+        {
+            int n = 0;
+            foreach (var doc in Pretraining.ParagraphDocuments(TextSource.ReadLines(f).Select(l => l.Line)))
+            {
+                n++;
+                yield return doc;
+            }
+            if (n == 0) throw new ArgumentException($"Corpus file '{f}' has no text; give a file of plain text with blank lines between documents.");
+        }
     }
 
     /// <summary>Lines to learn a vocabulary from: for a named corpus or labeled set, the sentences or training
-    /// texts of <see cref="Corpus"/>; for a file, its lines as they are.</summary>
-    public static List<string> VocabLines(IReadOnlyList<string> specs)
+    /// texts of <see cref="Corpus"/>; for a file, its lines as they are, read as they are enumerated (a file of any
+    /// size). Every spec is checked before the first line comes.</summary>
+    public static IEnumerable<string> VocabLines(IReadOnlyList<string> specs)
     {
-        var lines = new List<string>();
         foreach (var f in specs)
-        {
-            if (NamedCorpora.Concat(AllNamed).Contains(f.ToLowerInvariant()))
-                lines.AddRange(Corpus([f]).Documents.SelectMany(d => d));
-            else if (File.Exists(f))
-                lines.AddRange(TextSource.Lines(TextSource.ReadFile(f)).Select(l => l.Line));
-            else
+            if (!NamedCorpora.Concat(AllNamed).Contains(f.ToLowerInvariant()) && !File.Exists(f))
                 throw new ArgumentException($"Corpus file '{f}' does not exist and is not a named corpus ({string.Join(", ", NamedCorpora.Concat(AllNamed))}); check the path.");
-        }
-        return lines;
+        return specs.SelectMany(f => NamedCorpora.Concat(AllNamed).Contains(f.ToLowerInvariant())
+            ? CorpusDocuments([f]).Documents.SelectMany(d => d)
+            : TextSource.ReadLines(f).Select(l => l.Line));
     }
 }

@@ -480,9 +480,14 @@ public static partial class Program
             throw new ArgumentException($"--output-bias frequencies would replace the masked-LM output bias {from} holds; drop it to keep the pre-trained bias.");
         using var trainer = OpenTrainer(device, entry, train);
         var tok = from is null ? Tokenizer(vocab) : FinetuneTokenizer(from, vocab);
-        var (docs, how) = DataSets.Corpus(corpusFiles);
+        var (docs, how) = DataSets.CorpusDocuments(corpusFiles);   // names checked, nothing read yet
+        PretrainJob.CheckFits(entry.Info, tok, data);
         Console.WriteLine($"Model {entry.Info.Name}: {entry.Info.ParameterCount:N0} parameters; corpus: {how}; {Gemm.Describe()}");
-        var instances = Data.Pretraining.CreateInstances(docs, tok, data, (int)train.Seed);
+        var read = Stopwatch.StartNew();
+        var corpus = Data.TokenizedCorpus.Tokenize(docs, tok, (d, pieces) => Reporter.Progress($"tokenizing: {d:N0} documents, {pieces:N0} pieces, {read.Elapsed.TotalSeconds:F0} s"));
+        Reporter.Progress(null);
+        var instances = Data.Pretraining.CreateInstances(corpus, tok.ClsId, tok.SepId, data, (int)train.Seed);
+        Console.WriteLine($"Corpus: {corpus.Documents:N0} documents, {corpus.Sentences:N0} sentences, {corpus.Pieces:N0} pieces ({corpus.Bytes / 1048576.0:N0} MiB), tokenized and paired in {read.Elapsed.TotalSeconds:F1} s.");
         var model = entry.Create();
         InitOrStartFrom(model, train.Seed, start, from, reinit: null, headName: null);
 
@@ -490,7 +495,7 @@ public static partial class Program
         if (trainer is { UseGraphs: true }) job.RowMultiple = PretrainJob.GraphRowMultiple;   // batches of a length share a graph
         if (frequencyBias && !job.InitOutputBiasFromFrequencies())
             throw new ArgumentException($"{entry.Info.Name} has no masked-LM output bias for --output-bias frequencies.");
-        Console.WriteLine($"{job.TrainInstances:N0} training sequences ({job.StepsPerEpoch} steps an epoch); masks drawn anew each epoch" +
+        Console.WriteLine($"{job.TrainInstances:N0} training sequences ({job.StepsPerEpoch} steps an epoch), {job.HeldOutInstances:N0} held out; masks drawn anew each epoch" +
             $"{(data.NextSentence ? "" : "; masked LM only (no next-sentence objective)")}{(train.Dropout ? "" : "; no dropout")}{(frequencyBias ? "; output bias from token frequencies" : "")}.");
         var loop = new TrainLoop
         {
@@ -974,15 +979,18 @@ public static partial class Program
         bool pt = lang == "pt";
         if ((corpus is null || corpus.Length == 0) && !pt)
             throw new ArgumentException("Give the corpus with --corpus (text files or embedded names such as machado), or --lang pt for the embedded Portuguese text.");
-        var lines = corpus is null || corpus.Length == 0 ? Portuguese.VocabLines(taskText: true).ToList() : DataSets.VocabLines(corpus);
-        if (!lines.Any(l => l.Trim().Length > 0))
-            throw new ArgumentException($"The corpus ({string.Join(", ", corpus ?? [])}) has no text to learn a vocabulary from; give files with text in them.");
+        var source = corpus is null || corpus.Length == 0 ? Portuguese.VocabLines(taskText: true) : DataSets.VocabLines(corpus);
+        long lineCount = 0;
+        bool anyText = false;
+        var lines = source.Select(l => { lineCount++; anyText = anyText || l.Trim().Length > 0; return l; });   // read once, as it streams
         var settings = new TokenizerSettings { LowerCase = !(cased || pt), StripAccents = !(keepAccents || pt) };
         var sw = Stopwatch.StartNew();
         var built = VocabBuilder.Build(lines, size ?? (pt ? Portuguese.VocabSize : 8000), settings, minFrequency);
+        if (!anyText)
+            throw new ArgumentException($"The corpus ({string.Join(", ", corpus ?? [])}) has no text to learn a vocabulary from; give files with text in them.");
         var tok = built.ToTokenizer();
         tok.Save(outDir);
-        Console.WriteLine($"Wrote {tok.VocabSize} entries ({built.Characters} characters) learnt from {lines.Count:N0} lines to {Path.Combine(outDir, WordPiece.VocabFileName)} in {sw.Elapsed.TotalSeconds:F1} s " +
+        Console.WriteLine($"Wrote {tok.VocabSize} entries ({built.Characters} characters) learnt from {lineCount:N0} lines to {Path.Combine(outDir, WordPiece.VocabFileName)} in {sw.Elapsed.TotalSeconds:F1} s " +
             $"(lower case: {settings.LowerCase}, strip accents: {settings.StripAccents}; saved in {TokenizerSettings.FileName}, and the whole tokenizer for Hugging Face in {WordPiece.TokenizerJsonFileName}){(built.Exhausted ? "; the corpus ran out of pairs before the size asked" : "")}.");
         return 0;
     }

@@ -49,6 +49,16 @@ public static class Reporter
             });
     }
 
+    /// <summary>A one-line status on a terminal's standard error, rewritten in place (reading a large corpus); null clears
+    /// it. Nothing is written when standard error is not a terminal, so logs hold only the summary that follows.</summary>
+    public static void Progress(string? line)
+    {
+        if (Console.IsErrorRedirected || !AnsiConsole.Profile.Capabilities.Interactive) return;
+        int width = Math.Max(20, Console.BufferWidth - 1);
+        string text = line is null ? "" : line.Length > width ? line[..width] : line;
+        Console.Error.Write("\r" + text.PadRight(width) + (line is null ? "\r" : ""));
+    }
+
     public static void Table(string title, string[] headers, IEnumerable<string[]> rows)
     {
         var t = new Table().Title(Markup.Escape(title)).Border(TableBorder.Rounded);

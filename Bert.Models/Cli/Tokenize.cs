@@ -61,7 +61,7 @@ public static partial class Program
                 throw new ArgumentException($"--max-len {maxLen} is over the MaxLen of the model in {modelDir}, {positions}; give --max-len {positions} or less.");
             maxLen = Math.Min(maxLen, positions);
         }
-        List<string> texts = text is not null ? [text] : fromCorpus ? DataSets.VocabLines(corpus!) : ReadStdin();
+        List<string> texts = text is not null ? [text] : fromCorpus ? DataSets.VocabLines(corpus!).ToList() : ReadStdin();
         int nonBlank = texts.Count(t => t.Trim().Length > 0);
         if (nonBlank == 0)
             throw new ArgumentException(fromCorpus ? $"The corpus ({string.Join(", ", corpus!)}) has no text to tokenize; give files with text in them."

@@ -96,24 +96,46 @@ public static class Pretraining
     /// <summary>Documents separated by blank lines (Google's input format). Within a document the lines are
     /// joined with spaces and split with <see cref="SplitSentences"/>; with <paramref name="lineIsSentence"/>
     /// every non-blank line is one sentence as it stands.</summary>
-    public static List<List<string>> ParagraphDocuments(string text, bool lineIsSentence = false)
+    public static List<List<string>> ParagraphDocuments(string text, bool lineIsSentence = false) =>
+        ParagraphDocuments(TextSource.Lines(text).Select(l => l.Line), lineIsSentence).ToList();
+
+    /// <summary>The longest document <see cref="ParagraphDocuments(IEnumerable{string}, bool)"/> makes, in characters
+    /// (1 Mi, a few hundred pairs of T = 128): a longer run of lines without a blank one is cut into documents of about
+    /// this size at line breaks, so that a file without blank lines is not one string too long to hold.</summary>
+    public const int MaxDocumentChars = 1 << 20;
+
+    /// <summary>The same over lines as they come (<see cref="TextSource.ReadLines"/>: a file of any size); a run of
+    /// lines over <see cref="MaxDocumentChars"/> is cut at a line break.</summary>
+    public static IEnumerable<List<string>> ParagraphDocuments(IEnumerable<string> lines, bool lineIsSentence = false)
     {
-        var docs = new List<List<string>>();
-        var lines = new List<string>();
-        void Flush()
+        var held = new List<string>();
+        long chars = 0;
+        foreach (var line in lines)
         {
-            if (lines.Count == 0) return;
-            var doc = lineIsSentence ? lines.Select(l => l.Trim()).ToList() : SplitSentences(string.Join(' ', lines));
-            if (doc.Count > 0) docs.Add(doc);
-            lines.Clear();
+            if (string.IsNullOrWhiteSpace(line))
+            {
+                if (Document(held, lineIsSentence) is { } doc) yield return doc;
+                chars = 0;
+                continue;
+            }
+            if (chars > 0 && chars + line.Length > MaxDocumentChars)
+            {
+                if (Document(held, lineIsSentence) is { } cut) yield return cut;
+                chars = 0;
+            }
+            held.Add(line);
+            chars += line.Length + 1;
         }
-        foreach (var (_, line) in TextSource.Lines(text))
-        {
-            if (string.IsNullOrWhiteSpace(line)) Flush();
-            else lines.Add(line);
-        }
-        Flush();
-        return docs;
+        if (Document(held, lineIsSentence) is { } last) yield return last;
+    }
+
+    /// <summary>The document of the lines held (then cleared); null when they give no sentence.</summary>
+    static List<string>? Document(List<string> lines, bool lineIsSentence)
+    {
+        if (lines.Count == 0) return null;
+        var doc = lineIsSentence ? lines.Select(l => l.Trim()).ToList() : SplitSentences(string.Join(' ', lines));
+        lines.Clear();
+        return doc.Count > 0 ? doc : null;
     }
 
     /// <summary>Tiny Shakespeare: speeches are blank-line separated, each a speaker line ("First Citizen:") and its
@@ -194,9 +216,18 @@ public static class Pretraining
 
     // ---- segment pairs ---------------------------------------------------------------------------------------
 
-    /// <summary>Tokenizes documents and makes segment pairs; see the other overload.</summary>
-    public static List<PretrainingInstance> CreateInstances(IEnumerable<IReadOnlyList<string>> documents, WordPiece tokenizer, PretrainingOptions options, int seed) =>
-        CreateInstances(Tokenize(documents, tokenizer), tokenizer.ClsId, tokenizer.SepId, options, seed);
+    /// <summary>Tokenizes documents (on every core, as they come: see <see cref="TokenizedCorpus.Tokenize"/>) and makes
+    /// segment pairs; see <see cref="CreateInstances(TokenizedCorpus, int, int, PretrainingOptions, int)"/>.</summary>
+    public static PretrainingInstances CreateInstances(IEnumerable<IReadOnlyList<string>> documents, WordPiece tokenizer, PretrainingOptions options, int seed) =>
+        CreateInstances(TokenizedCorpus.Tokenize(documents, tokenizer), tokenizer.ClsId, tokenizer.SepId, options, seed);
+
+    /// <summary>Segment pairs of tokenized documents; see the corpus overload.</summary>
+    /// <param name="documents">Documents as lists of tokenized sentences (no specials); empty ones are left out.</param>
+    public static PretrainingInstances CreateInstances(IReadOnlyList<IReadOnlyList<int[]>> documents, int clsId, int sepId, PretrainingOptions options, int seed)
+    {
+        int vocab = 1 + Math.Max(Math.Max(clsId, sepId), documents.SelectMany(d => d).SelectMany(s => s).DefaultIfEmpty(0).Max());
+        return CreateInstances(TokenizedCorpus.From(documents, vocab), clsId, sepId, options, seed);
+    }
 
     /// <summary>BERT's <c>create_instances_from_document</c> over every document, <see cref="PretrainingOptions.DupeFactor"/>
     /// times: the documents are shuffled; each is cut into chunks of sentences up to a target length (T-3, or with
@@ -204,66 +235,73 @@ public static class Pretraining
     /// the chunk, or (probability RandomNextProb, and always for a one-sentence chunk) sentences from a random start
     /// in another document, in which case the unused sentences of the chunk go back to be reused. The pair is then
     /// truncated to T-3 pieces by dropping, from the longer segment, its first or last piece at random. The
-    /// instances come back shuffled.</summary>
-    /// <param name="documents">Documents as lists of tokenized sentences (no specials).</param>
-    public static List<PretrainingInstance> CreateInstances(IReadOnlyList<IReadOnlyList<int[]>> documents, int clsId, int sepId, PretrainingOptions options, int seed)
+    /// instances come back shuffled. Each pair is kept as two ranges of the corpus's pieces (24 bytes), not as ids.</summary>
+    public static PretrainingInstances CreateInstances(TokenizedCorpus corpus, int clsId, int sepId, PretrainingOptions options, int seed)
     {
         if (options.MaxSeqLength < PretrainingOptions.MinSeqLength)
             throw new ArgumentOutOfRangeException(nameof(options), options.MaxSeqLength, $"MaxSeqLength must be at least {PretrainingOptions.MinSeqLength}: [CLS], [SEP], [SEP] and one piece per segment.");
-        var docs = documents.Where(d => d.Any(s => s.Length > 0))
-            .Select(d => (IReadOnlyList<int[]>)d.Where(s => s.Length > 0).ToList()).ToList();
+        if (options.MaxSeqLength - 3 > ushort.MaxValue)
+            throw new ArgumentOutOfRangeException(nameof(options), options.MaxSeqLength, $"MaxSeqLength must be at most {ushort.MaxValue + 3}.");
         var rng = new Random(seed);
-        var instances = new List<PretrainingInstance>();
+        var pairs = new List<PairSpans>();
         for (int dupe = 0; dupe < options.DupeFactor; dupe++)
         {
-            var order = Enumerable.Range(0, docs.Count).ToList();
+            var order = Enumerable.Range(0, corpus.Documents).ToArray();
             Labeled.Shuffle(order, rng);
-            var shuffled = order.Select(i => docs[i]).ToList();
-            for (int d = 0; d < shuffled.Count; d++)
-                FromDocument(shuffled, d, clsId, sepId, options, rng, instances);
+            for (int d = 0; d < order.Length; d++)
+                FromDocument(corpus, order, d, options, rng, pairs);
         }
-        Labeled.Shuffle(instances, rng);
-        return instances;
+        Labeled.Shuffle(pairs, rng);
+        return new PretrainingInstances(corpus, pairs, clsId, sepId);
     }
 
-    static void FromDocument(List<IReadOnlyList<int[]>> docs, int docIndex, int clsId, int sepId, PretrainingOptions o, Random rng, List<PretrainingInstance> output)
+    /// <summary>The pairs of document <c>order[d]</c>, drawing from <paramref name="rng"/> in BERT's order. A chunk's
+    /// sentences are contiguous pieces, so A is one range and B another (the rest of the chunk, or a run of a random
+    /// document's sentences); truncation only moves a range's ends.</summary>
+    static void FromDocument(TokenizedCorpus corpus, int[] order, int d, PretrainingOptions o, Random rng, List<PairSpans> output)
     {
-        var document = docs[docIndex];
+        int doc = order[d], sentences = corpus.SentenceCount(doc);
         int maxTokens = o.MaxSeqLength - 3;
         int target = rng.NextDouble() < o.ShortSeqProb ? rng.Next(2, maxTokens + 1) : maxTokens;
-        var chunk = new List<int[]>();
-        int chunkLength = 0;
+        int first = 0, count = 0;
+        long chunkLength = 0;
         int i = 0;
-        while (i < document.Count)
+        while (i < sentences)
         {
-            chunk.Add(document[i]);
-            chunkLength += document[i].Length;
-            if (i == document.Count - 1 || chunkLength >= target)
+            if (count == 0) first = i;
+            count++;
+            chunkLength += corpus.SentenceLength(doc, i);
+            if (i == sentences - 1 || chunkLength >= target)
             {
-                int aEnd = chunk.Count >= 2 ? rng.Next(1, chunk.Count) : 1;
-                var a = chunk.Take(aEnd).SelectMany(s => s).ToList();
-                var b = new List<int>();
-                bool randomNext = chunk.Count == 1 || (o.NextSentence && rng.NextDouble() < o.RandomNextProb);
+                int aEnd = count >= 2 ? rng.Next(1, count) : 1;
+                long aStart = corpus.SentenceStart(doc, first);
+                long aLength = End(corpus, doc, first + aEnd - 1) - aStart;
+                long bStart, bLength;
+                bool randomNext = count == 1 || (o.NextSentence && rng.NextDouble() < o.RandomNextProb);
                 if (randomNext)
                 {
-                    int targetB = target - a.Count;
-                    int other = docIndex;
-                    for (int tries = 0; tries < 10 && other == docIndex; tries++) other = rng.Next(docs.Count);
-                    var randomDoc = docs[other];
-                    for (int j = rng.Next(randomDoc.Count); j < randomDoc.Count; j++)
+                    long targetB = target - aLength;
+                    int other = d;
+                    for (int tries = 0; tries < 10 && other == d; tries++) other = rng.Next(order.Length);
+                    int randomDoc = order[other], last = corpus.SentenceCount(randomDoc);
+                    int j = rng.Next(last);
+                    bStart = corpus.SentenceStart(randomDoc, j);
+                    bLength = 0;
+                    for (; j < last; j++)
                     {
-                        b.AddRange(randomDoc[j]);
-                        if (b.Count >= targetB) break;
+                        bLength += corpus.SentenceLength(randomDoc, j);
+                        if (bLength >= targetB) break;
                     }
-                    i -= chunk.Count - aEnd; // put the unused sentences back
+                    i -= count - aEnd; // put the unused sentences back
                 }
                 else
                 {
-                    for (int j = aEnd; j < chunk.Count; j++) b.AddRange(chunk[j]);
+                    bStart = corpus.SentenceStart(doc, first + aEnd);
+                    bLength = End(corpus, doc, first + count - 1) - bStart;
                 }
-                TruncatePair(a, b, maxTokens, rng);
-                output.Add(Assemble(a, b, clsId, sepId, randomNext));
-                chunk.Clear();
+                TruncatePair(ref aStart, ref aLength, ref bStart, ref bLength, maxTokens, rng);
+                output.Add(new PairSpans(aStart, bStart, (ushort)aLength, (ushort)bLength, randomNext));
+                count = 0;
                 chunkLength = 0;
                 // Like BERT, each new chunk keeps the target drawn for the document.
             }
@@ -271,31 +309,18 @@ public static class Pretraining
         }
     }
 
+    static long End(TokenizedCorpus corpus, int doc, int j) => corpus.SentenceStart(doc, j) + corpus.SentenceLength(doc, j);
+
     /// <summary>BERT's pretraining <c>truncate_seq_pair</c>: while too long, drop the first or the last piece
     /// (a fair coin) of the longer segment (of B on a tie).</summary>
-    static void TruncatePair(List<int> a, List<int> b, int maxTokens, Random rng)
+    static void TruncatePair(ref long aStart, ref long aLength, ref long bStart, ref long bLength, int maxTokens, Random rng)
     {
-        while (a.Count + b.Count > maxTokens)
+        while (aLength + bLength > maxTokens)
         {
-            var longer = a.Count > b.Count ? a : b;
-            if (rng.NextDouble() < 0.5) longer.RemoveAt(0);
-            else longer.RemoveAt(longer.Count - 1);
+            bool front = rng.NextDouble() < 0.5;
+            if (aLength > bLength) { if (front) aStart++; aLength--; }
+            else { if (front) bStart++; bLength--; }
         }
-    }
-
-    static PretrainingInstance Assemble(List<int> a, List<int> b, int clsId, int sepId, bool randomNext)
-    {
-        int t = a.Count + b.Count + 3;
-        var tokens = new int[t];
-        var types = new int[t];
-        int k = 0;
-        tokens[k++] = clsId;
-        foreach (int id in a) tokens[k++] = id;
-        tokens[k++] = sepId;
-        foreach (int id in b) { types[k] = 1; tokens[k++] = id; }
-        types[k] = 1;
-        tokens[k] = sepId;
-        return new PretrainingInstance(tokens, types, randomNext);
     }
 
     static bool IsCloser(char c) => c is '"' or '\'' or ')' or ']' or '”' or '’' or '»';

@@ -17,6 +17,73 @@ public static class TextSource
         return Decode(File.ReadAllBytes(path), path);
     }
 
+    /// <summary>The longest line <see cref="ReadLines"/> takes, in bytes (64 MiB): a file without line breaks is not text
+    /// to pair into sentences, and a longer line would not fit a string.</summary>
+    public const int MaxLineBytes = 64 << 20;
+
+    /// <summary>A file's lines as <see cref="Lines"/> splits them, read as they are needed: the whole file is never in
+    /// memory, so a corpus may be larger than memory or than a string can hold. Strict UTF-8 line by line (the error
+    /// names the line of the first bad byte), a leading BOM dropped; a missing or empty file, and a line over
+    /// <see cref="MaxLineBytes"/>, are a <see cref="DataException"/>.</summary>
+    public static IEnumerable<(int Number, string Line)> ReadLines(string path)
+    {
+        if (!File.Exists(path))
+            throw new DataException($"Data file '{path}' does not exist; check the path (relative paths start at '{Environment.CurrentDirectory}').", path);
+        return Iterate(path);
+
+        static IEnumerable<(int, string)> Iterate(string path)
+        {
+            using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan);
+            var buffer = new byte[1 << 20];
+            int filled = 0, number = 0;
+            bool first = true, any = false, end = false;
+            while (!end)
+            {
+                int read = file.Read(buffer, filled, buffer.Length - filled);
+                end = read == 0;
+                filled += read;
+                int start = 0;
+                if (first && (filled >= 3 || end))
+                {
+                    first = false;
+                    if (filled >= 3 && buffer[0] == 0xEF && buffer[1] == 0xBB && buffer[2] == 0xBF) start = 3;
+                }
+                else if (first) continue;
+                while (true)
+                {
+                    int nl = buffer.AsSpan(start, filled - start).IndexOf((byte)'\n');
+                    if (nl < 0 && !(end && start < filled)) break;
+                    int stop = nl < 0 ? filled : start + nl;
+                    number++;
+                    any = true;
+                    yield return (number, Line(buffer.AsSpan(start, stop - start), path, number));
+                    start = nl < 0 ? filled : stop + 1;
+                }
+                // Keep the unfinished line at the front; grow the buffer when one line fills it.
+                filled -= start;
+                Buffer.BlockCopy(buffer, start, buffer, 0, filled);
+                if (filled == buffer.Length)
+                {
+                    if (buffer.Length >= MaxLineBytes)
+                        throw new DataException($"Line {number + 1} of '{path}' is longer than {MaxLineBytes >> 20} MiB; put line breaks in it (blank lines between documents), or give a text file.", path, number + 1);
+                    Array.Resize(ref buffer, Math.Min(MaxLineBytes, buffer.Length * 2));
+                }
+            }
+            if (!any)
+                throw new DataException($"Data file '{path}' is empty; point to the file that holds the data.", path);
+        }
+
+        static string Line(ReadOnlySpan<byte> bytes, string path, int number)
+        {
+            if (bytes.Length > 0 && bytes[^1] == (byte)'\r') bytes = bytes[..^1];
+            try { return Strict.GetString(bytes); }
+            catch (DecoderFallbackException e)
+            {
+                throw new DataException($"Data file '{path}' is not valid UTF-8 (first bad byte on line {number}); re-save it as UTF-8, for example with `iconv -f cp1252 -t utf-8`.", path, number, e);
+            }
+        }
+    }
+
     /// <summary>Reads a stream to its end as UTF-8; <paramref name="name"/> names it in error messages.</summary>
     public static string ReadStream(Stream stream, string name)
     {

@@ -493,6 +493,8 @@ public partial class CliTests : IDisposable
     [InlineData("pretrain --size nano --steps 1 --max-len 100000 --out {dir}/e", "MaxLen")]
     [InlineData("finetune --data {empty} --size nano --out {dir}/f", "is empty")]
     [InlineData("finetune --data {latin1} --size nano --out {dir}/g", "not valid UTF-8")]
+    [InlineData("pretrain --corpus {latin1} --size nano --steps 1 --max-len 32 --out {dir}/h", "not valid UTF-8 (first bad byte on line 2)")]
+    [InlineData("vocab --corpus {latin1} --out {dir}/i", "not valid UTF-8 (first bad byte on line 2)")]
     [InlineData("finetune --data {negative} --size nano --out {dir}/h", "line 2 has label -1")]
     [InlineData("finetune --data {five} --size nano --out {dir}/i", "no nano classifier with 5 classes")]
     [InlineData("pretrain --vocab {bigvocab} --size nano --steps 1 --out {dir}/j", "embeds 30522")]

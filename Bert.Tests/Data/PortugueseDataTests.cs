@@ -255,7 +255,7 @@ public class PortugueseDataTests
         Assert.True(docs.Count > 600, $"{docs.Count} documents");
         int sentences = docs.Sum(d => d.Count);
         Assert.True(sentences > 25_000, $"{sentences} sentences");
-        Assert.Equal(sentences, DataSets.VocabLines(["machado"]).Count);
+        Assert.Equal(sentences, DataSets.VocabLines(["machado"]).Count());
         // The default (no corpus named) is still the English one.
         Assert.Contains("Shakespeare", DataSets.Corpus(null).How);
     }

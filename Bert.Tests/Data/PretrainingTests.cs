@@ -15,7 +15,7 @@ public class PretrainingTests
     static readonly Lazy<List<List<int[]>>> ShakespeareDocs = new(() =>
         Pretraining.Tokenize(Pretraining.ShakespeareDocuments(DefaultData.ReadText(DataFile.TinyShakespeare)), Tok));
 
-    static readonly Lazy<List<PretrainingInstance>> ShakespearePairs = new(() =>
+    static readonly Lazy<PretrainingInstances> ShakespearePairs = new(() =>
         Pretraining.CreateInstances(ShakespeareDocs.Value, Tok.ClsId, Tok.SepId, new PretrainingOptions(), seed: 12345));
 
     // ---- sentences and documents ----

@@ -1,0 +1,247 @@
+using Bert.Text;
+
+namespace Bert.Data;
+
+/// <summary>Tokenized documents stored flat, for corpora of any size: every piece in order in arrays of 16 Mi pieces
+/// (two bytes a piece when the vocabulary has at most 65 536 entries, four otherwise), each sentence a run of them, each
+/// document a run of sentences. Empty sentences and documents are never stored. A document's sentences are contiguous,
+/// so any run of its sentences, cut at either end, is one range of pieces: what a pre-training pair's segment is.</summary>
+public sealed class TokenizedCorpus
+{
+    const int ChunkBits = 24, ChunkSize = 1 << ChunkBits, ChunkMask = ChunkSize - 1;
+
+    readonly List<ushort[]>? _narrow;
+    readonly List<int[]>? _wide;
+    readonly List<long> _sentenceStarts = [0];   // sentence s is [starts[s], starts[s + 1])
+    readonly List<int> _documentStarts = [0];    // document d holds sentences [docs[d], docs[d + 1])
+
+    /// <param name="vocabSize">The vocabulary's size: every id stored must be below it.</param>
+    public TokenizedCorpus(int vocabSize)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(vocabSize);
+        VocabSize = vocabSize;
+        if (vocabSize <= ushort.MaxValue + 1) _narrow = [];
+        else _wide = [];
+    }
+
+    public int VocabSize { get; }
+
+    /// <summary>Pieces stored, over all documents.</summary>
+    public long Pieces { get; private set; }
+
+    public int Documents => _documentStarts.Count - 1;
+
+    public int Sentences => _sentenceStarts.Count - 1;
+
+    /// <summary>Bytes held by the pieces and the two indexes.</summary>
+    public long Bytes => ((_narrow?.Count ?? 0) * 2L + (_wide?.Count ?? 0) * 4L) * ChunkSize + _sentenceStarts.Capacity * 8L + _documentStarts.Capacity * 4L;
+
+    /// <summary>How many sentences document <paramref name="d"/> has (at least one).</summary>
+    public int SentenceCount(int d) => _documentStarts[d + 1] - _documentStarts[d];
+
+    /// <summary>Where sentence <paramref name="j"/> of document <paramref name="d"/> starts, as a position among all pieces.</summary>
+    public long SentenceStart(int d, int j) => _sentenceStarts[_documentStarts[d] + j];
+
+    /// <summary>Pieces in sentence <paramref name="j"/> of document <paramref name="d"/> (at least one).</summary>
+    public int SentenceLength(int d, int j)
+    {
+        int s = _documentStarts[d] + j;
+        return (int)(_sentenceStarts[s + 1] - _sentenceStarts[s]);
+    }
+
+    /// <summary>Appends a document; its empty sentences are left out, and a document left with none is not added.
+    /// Returns whether it was added.</summary>
+    public bool Add(IEnumerable<int[]> sentences)
+    {
+        int before = _sentenceStarts.Count;
+        foreach (var sentence in sentences)
+        {
+            if (sentence.Length == 0) continue;
+            foreach (int id in sentence)
+                if ((uint)id >= (uint)VocabSize)
+                    throw new ArgumentOutOfRangeException(nameof(sentences), id, $"Id {id} is outside the vocabulary of {VocabSize}.");
+            Append(sentence);
+            _sentenceStarts.Add(Pieces);
+        }
+        if (_sentenceStarts.Count == before) return false;
+        _documentStarts.Add(_sentenceStarts.Count - 1);
+        return true;
+    }
+
+    void Append(ReadOnlySpan<int> ids)
+    {
+        while (ids.Length > 0)
+        {
+            int at = (int)(Pieces & ChunkMask);
+            if (at == 0)
+            {
+                if (_narrow is not null) _narrow.Add(new ushort[ChunkSize]);
+                else _wide!.Add(new int[ChunkSize]);
+            }
+            int n = Math.Min(ids.Length, ChunkSize - at);
+            int chunk = (int)(Pieces >> ChunkBits);
+            if (_narrow is not null)
+            {
+                var dst = _narrow[chunk].AsSpan(at, n);
+                for (int i = 0; i < n; i++) dst[i] = (ushort)ids[i];
+            }
+            else ids[..n].CopyTo(_wide![chunk].AsSpan(at, n));
+            ids = ids[n..];
+            Pieces += n;
+        }
+    }
+
+    /// <summary>Copies the pieces from <paramref name="start"/> on into <paramref name="destination"/> (its length many).</summary>
+    public void CopyTo(long start, Span<int> destination)
+    {
+        if (start < 0 || start + destination.Length > Pieces)
+            throw new ArgumentOutOfRangeException(nameof(start), start, $"Pieces {start}..{start + destination.Length} are outside the corpus's {Pieces}.");
+        while (destination.Length > 0)
+        {
+            int at = (int)(start & ChunkMask), chunk = (int)(start >> ChunkBits);
+            int n = Math.Min(destination.Length, ChunkSize - at);
+            if (_narrow is not null)
+            {
+                var src = _narrow[chunk].AsSpan(at, n);
+                for (int i = 0; i < n; i++) destination[i] = src[i];
+            }
+            else _wide![chunk].AsSpan(at, n).CopyTo(destination);
+            destination = destination[n..];
+            start += n;
+        }
+    }
+
+    /// <summary>The pieces of sentence <paramref name="j"/> of document <paramref name="d"/>.</summary>
+    public int[] Sentence(int d, int j)
+    {
+        var ids = new int[SentenceLength(d, j)];
+        CopyTo(SentenceStart(d, j), ids);
+        return ids;
+    }
+
+    /// <summary>Stores already tokenized documents (the tests' and the tools' way in).</summary>
+    public static TokenizedCorpus From(IEnumerable<IReadOnlyList<int[]>> documents, int vocabSize)
+    {
+        var corpus = new TokenizedCorpus(vocabSize);
+        foreach (var d in documents) corpus.Add(d);
+        corpus.Trim();
+        return corpus;
+    }
+
+    /// <summary>Tokenizes documents as they come, a block of them at a time on every core, and stores them in order: the
+    /// text is never held whole, so a streamed corpus costs its pieces (two bytes each) and not its text. The same
+    /// documents give the same corpus whatever the number of cores. <paramref name="progress"/>, when given, hears the
+    /// count of documents and pieces stored after each block.</summary>
+    /// <param name="blockChars">How many characters of text a block gathers before it is tokenized (4 Mi: about 1 Mi
+    /// pieces of English).</param>
+    public static TokenizedCorpus Tokenize(IEnumerable<IReadOnlyList<string>> documents, WordPiece tokenizer, Action<int, long>? progress = null, int blockChars = 4 << 20)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(blockChars);
+        var corpus = new TokenizedCorpus(tokenizer.VocabSize);
+        var block = new List<IReadOnlyList<string>>();
+        long chars = 0;
+        void Flush()
+        {
+            if (block.Count == 0) return;
+            // One task per sentence range; sentences are independent, and each keeps its place.
+            var sentences = new List<string>();
+            var firsts = new int[block.Count + 1];
+            for (int i = 0; i < block.Count; i++) { firsts[i] = sentences.Count; sentences.AddRange(block[i]); }
+            firsts[block.Count] = sentences.Count;
+            var ids = new int[sentences.Count][];
+            Parallel.For(0, sentences.Count, s => ids[s] = tokenizer.Encode(sentences[s]));
+            for (int i = 0; i < block.Count; i++) corpus.Add(new ArraySegment<int[]>(ids, firsts[i], firsts[i + 1] - firsts[i]));
+            block.Clear();
+            chars = 0;
+            progress?.Invoke(corpus.Documents, corpus.Pieces);
+        }
+        foreach (var doc in documents)
+        {
+            block.Add(doc);
+            foreach (var s in doc) chars += s.Length;
+            if (chars >= blockChars) Flush();
+        }
+        Flush();
+        corpus.Trim();
+        return corpus;
+    }
+
+    /// <summary>Drops the indexes' spare capacity once the corpus is complete.</summary>
+    public void Trim()
+    {
+        _sentenceStarts.TrimExcess();
+        _documentStarts.TrimExcess();
+    }
+}
+
+/// <summary>A pre-training pair as two ranges of a <see cref="TokenizedCorpus"/>'s pieces: segment A and segment B
+/// (24 bytes, whatever T is).</summary>
+public readonly record struct PairSpans(long AStart, long BStart, ushort ALength, ushort BLength, bool IsRandomNext)
+{
+    /// <summary>T: [CLS] A [SEP] B [SEP].</summary>
+    public int Length => ALength + BLength + 3;
+}
+
+/// <summary>The pre-training pairs of a corpus, held as ranges of its pieces (<see cref="PairSpans"/>): a pair is
+/// written out as a <see cref="PretrainingInstance"/> only when it is read, so the pairs of a corpus cost 24 bytes each
+/// beside the corpus, not 8·T.</summary>
+public sealed class PretrainingInstances : IReadOnlyList<PretrainingInstance>
+{
+    readonly List<PairSpans> _pairs;
+
+    /// <param name="pairs">Kept as it is (not copied: a large corpus has millions).</param>
+    public PretrainingInstances(TokenizedCorpus corpus, List<PairSpans> pairs, int clsId, int sepId)
+    {
+        Corpus = corpus; _pairs = pairs; ClsId = clsId; SepId = sepId;
+    }
+
+    public TokenizedCorpus Corpus { get; }
+
+    public int ClsId { get; }
+
+    public int SepId { get; }
+
+    public int Count => _pairs.Count;
+
+    /// <summary>Pair <paramref name="i"/>'s ranges.</summary>
+    public PairSpans Spans(int i) => _pairs[i];
+
+    /// <summary>T of pair <paramref name="i"/>, without writing it out.</summary>
+    public int Length(int i) => _pairs[i].Length;
+
+    /// <summary>Writes pair <paramref name="i"/>'s pieces, A then B without the specials, into <paramref name="buffer"/>
+    /// (at least T long) and returns how many: its pieces without writing out the pair.</summary>
+    public int CopyPieces(int i, Span<int> buffer)
+    {
+        var p = _pairs[i];
+        Corpus.CopyTo(p.AStart, buffer[..p.ALength]);
+        Corpus.CopyTo(p.BStart, buffer.Slice(p.ALength, p.BLength));
+        return p.ALength + p.BLength;
+    }
+
+    /// <summary>Pair <paramref name="i"/> as ids and token types: [CLS] A [SEP] B [SEP], types 0 up to the first [SEP].</summary>
+    public PretrainingInstance this[int i]
+    {
+        get
+        {
+            var p = _pairs[i];
+            int a = p.ALength, t = p.Length;
+            var tokens = new int[t];
+            var types = new int[t];
+            tokens[0] = ClsId;
+            Corpus.CopyTo(p.AStart, tokens.AsSpan(1, a));
+            tokens[a + 1] = SepId;
+            Corpus.CopyTo(p.BStart, tokens.AsSpan(a + 2, p.BLength));
+            tokens[t - 1] = SepId;
+            types.AsSpan(a + 2).Fill(1);
+            return new PretrainingInstance(tokens, types, p.IsRandomNext);
+        }
+    }
+
+    public IEnumerator<PretrainingInstance> GetEnumerator()
+    {
+        for (int i = 0; i < _pairs.Count; i++) yield return this[i];
+    }
+
+    System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
+}
