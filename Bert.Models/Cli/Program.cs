@@ -484,8 +484,9 @@ public static partial class Program
         PretrainJob.CheckFits(entry.Info, tok, data);
         Console.WriteLine($"Model {entry.Info.Name}: {entry.Info.ParameterCount:N0} parameters; corpus: {how}; {Gemm.Describe()}");
         var read = Stopwatch.StartNew();
-        var corpus = Data.TokenizedCorpus.Tokenize(docs, tok, (d, pieces) => Reporter.Progress($"tokenizing: {d:N0} documents, {pieces:N0} pieces, {read.Elapsed.TotalSeconds:F0} s"));
-        Reporter.Progress(null);
+        Data.TokenizedCorpus corpus;
+        try { corpus = Data.TokenizedCorpus.Tokenize(docs, tok, (d, pieces) => Reporter.Progress($"tokenizing: {d:N0} documents, {pieces:N0} pieces, {read.Elapsed.TotalSeconds:F0} s")); }
+        finally { Reporter.Progress(null); }
         var instances = Data.Pretraining.CreateInstances(corpus, tok.ClsId, tok.SepId, data, (int)train.Seed);
         Console.WriteLine($"Corpus: {corpus.Documents:N0} documents, {corpus.Sentences:N0} sentences, {corpus.Pieces:N0} pieces ({corpus.Bytes / 1048576.0:N0} MiB), tokenized and paired in {read.Elapsed.TotalSeconds:F1} s.");
         var model = entry.Create();

@@ -61,31 +61,36 @@ public static partial class Program
                 throw new ArgumentException($"--max-len {maxLen} is over the MaxLen of the model in {modelDir}, {positions}; give --max-len {positions} or less.");
             maxLen = Math.Min(maxLen, positions);
         }
-        List<string> texts = text is not null ? [text] : fromCorpus ? DataSets.VocabLines(corpus!).ToList() : ReadStdin();
-        int nonBlank = texts.Count(t => t.Trim().Length > 0);
-        if (nonBlank == 0)
-            throw new ArgumentException(fromCorpus ? $"The corpus ({string.Join(", ", corpus!)}) has no text to tokenize; give files with text in them."
-                : "No text to tokenize; pass it as an argument, with --corpus, or one per line on standard input.");
+        string empty = fromCorpus ? $"The corpus ({string.Join(", ", corpus!)}) has no text to tokenize; give files with text in them."
+            : "No text to tokenize; pass it as an argument, with --corpus, or one per line on standard input.";
         // Where text i came from, for a message: the argument, a line of standard input or of the one corpus file, or the
         // i-th text of several corpus inputs.
         string Where(int i) => text is not null ? "The text"
             : !fromCorpus ? $"Line {i + 1} of standard input"
             : corpus!.Length == 1 && File.Exists(corpus[0]) ? $"Line {i + 1} of {corpus[0]}"
             : $"Text {i + 1} of --corpus {string.Join(' ', corpus!)}";
-        if (pairs)
-            for (int i = 0; i < texts.Count; i++)
-            {
-                if (texts[i].Trim().Length == 0) continue;
-                int tabs = texts[i].Count(c => c == '\t');
-                if (tabs != 1)
-                    throw new ArgumentException($"{Where(i)} has {tabs + 1} tab-separated field{(tabs == 0 ? "" : "s")}, but with --pairs a text is 'first text<TAB>second text'; {(tabs == 0 ? "put a tab between the two texts, or drop --pairs" : "remove the extra tabs")}.");
-                int tab = texts[i].IndexOf('\t');
-                bool firstEmpty = texts[i][..tab].Trim().Length == 0;
-                if (firstEmpty || texts[i][(tab + 1)..].Trim().Length == 0)
-                    throw new ArgumentException($"{Where(i)} has an empty {(firstEmpty ? "first" : "second")} text; with --pairs both sides of the tab need text.");
-            }
+        void CheckPair(int i, string t)
+        {
+            if (!pairs || t.Trim().Length == 0) return;
+            int tabs = t.Count(c => c == '\t');
+            if (tabs != 1)
+                throw new ArgumentException($"{Where(i)} has {tabs + 1} tab-separated field{(tabs == 0 ? "" : "s")}, but with --pairs a text is 'first text<TAB>second text'; {(tabs == 0 ? "put a tab between the two texts, or drop --pairs" : "remove the extra tabs")}.");
+            int tab = t.IndexOf('\t');
+            bool firstEmpty = t[..tab].Trim().Length == 0;
+            if (firstEmpty || t[(tab + 1)..].Trim().Length == 0)
+                throw new ArgumentException($"{Where(i)} has an empty {(firstEmpty ? "first" : "second")} text; with --pairs both sides of the tab need text.");
+        }
+        // A corpus's summary reads it as it goes (a file of any size), each line checked as it comes; nothing is printed
+        // before the whole corpus has been read.
+        if (stats && fromCorpus)
+            return TokenizeStats(tok, DataSets.VocabLines(corpus!).Select((t, i) => { CheckPair(i, t); return t; }), modelDir ?? vocabDir, maxLen, pairs, positions, empty);
 
-        if (stats) return TokenizeStats(tok, texts, modelDir ?? vocabDir, maxLen, pairs, positions);
+        List<string> texts = text is not null ? [text] : fromCorpus ? DataSets.VocabLines(corpus!).ToList() : ReadStdin();
+        int nonBlank = texts.Count(t => t.Trim().Length > 0);
+        if (nonBlank == 0) throw new ArgumentException(empty);
+        for (int i = 0; i < texts.Count; i++) CheckPair(i, texts[i]);
+
+        if (stats) return TokenizeStats(tok, texts, modelDir ?? vocabDir, maxLen, pairs, positions, empty);
 
         int longer = 0;
         var json = new JsonSerializerOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
@@ -121,11 +126,12 @@ public static partial class Program
 
     /// <summary>`tokenize --stats`: the summary that tells whether a tokenizer fits a corpus (pieces a word, [UNK]) and
     /// which --max-len its texts need (length percentiles, how many would be cut).</summary>
-    static int TokenizeStats(WordPiece tok, List<string> texts, string? from, int maxLen, bool pairs, int positions)
+    /// <param name="empty">The sentence that refuses texts without a non-blank one.</param>
+    static int TokenizeStats(WordPiece tok, IEnumerable<string> texts, string? from, int maxLen, bool pairs, int positions, string empty)
     {
         long words = 0, pieces = 0, unkPieces = 0;
         int blank = 0, longer = 0;
-        var lengths = new List<int>(texts.Count);
+        var lengths = new List<int>();
         var unknown = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (string t in texts)
         {
@@ -149,6 +155,7 @@ public static partial class Program
             if (length > maxLen) longer++;
             lengths.Add(length);
         }
+        if (lengths.Count == 0) throw new ArgumentException(empty);
         lengths.Sort();
         int n = lengths.Count;
         static string Percent(long part, long whole) { double p = 100.0 * part / whole; return p.ToString(p >= 0.01 ? "F2" : "G2", Inv); }

@@ -95,7 +95,8 @@ public static class Pretraining
 
     /// <summary>Documents separated by blank lines (Google's input format). Within a document the lines are
     /// joined with spaces and split with <see cref="SplitSentences"/>; with <paramref name="lineIsSentence"/>
-    /// every non-blank line is one sentence as it stands.</summary>
+    /// every non-blank line is one sentence as it stands. A run of lines over <see cref="MaxDocumentChars"/> without a
+    /// blank one is cut into documents at line breaks.</summary>
     public static List<List<string>> ParagraphDocuments(string text, bool lineIsSentence = false) =>
         ParagraphDocuments(TextSource.Lines(text).Select(l => l.Line), lineIsSentence).ToList();
 

@@ -17,25 +17,29 @@ public static class TextSource
         return Decode(File.ReadAllBytes(path), path);
     }
 
-    /// <summary>The longest line <see cref="ReadLines"/> takes, in bytes (64 MiB): a file without line breaks is not text
-    /// to pair into sentences, and a longer line would not fit a string.</summary>
+    /// <summary>The longest line <see cref="ReadLines"/> takes, in bytes with its line break (64 MiB): a limit of ours, so
+    /// that a file without line breaks (not text to pair into sentences, or not text at all) is refused in one sentence
+    /// instead of filling memory.</summary>
     public const int MaxLineBytes = 64 << 20;
 
     /// <summary>A file's lines as <see cref="Lines"/> splits them, read as they are needed: the whole file is never in
     /// memory, so a corpus may be larger than memory or than a string can hold. Strict UTF-8 line by line (the error
     /// names the line of the first bad byte), a leading BOM dropped; a missing or empty file, and a line over
     /// <see cref="MaxLineBytes"/>, are a <see cref="DataException"/>.</summary>
-    public static IEnumerable<(int Number, string Line)> ReadLines(string path)
+    /// <param name="bufferBytes">The first read buffer's size (it grows to hold a longer line): the tests' way to cross
+    /// reads everywhere.</param>
+    public static IEnumerable<(int Number, string Line)> ReadLines(string path, int bufferBytes = 1 << 20)
     {
         if (!File.Exists(path))
             throw new DataException($"Data file '{path}' does not exist; check the path (relative paths start at '{Environment.CurrentDirectory}').", path);
-        return Iterate(path);
+        ArgumentOutOfRangeException.ThrowIfLessThan(bufferBytes, 4);
+        return Iterate(path, Math.Min(bufferBytes, MaxLineBytes));
 
-        static IEnumerable<(int, string)> Iterate(string path)
+        static IEnumerable<(int, string)> Iterate(string path, int bufferBytes)
         {
             using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan);
-            var buffer = new byte[1 << 20];
-            int filled = 0, number = 0;
+            var buffer = new byte[bufferBytes];
+            int filled = 0, number = 0, scanned = 0;   // scanned: bytes of the unfinished line already searched for '\n'
             bool first = true, any = false, end = false;
             while (!end)
             {
@@ -51,9 +55,11 @@ public static class TextSource
                 else if (first) continue;
                 while (true)
                 {
-                    int nl = buffer.AsSpan(start, filled - start).IndexOf((byte)'\n');
-                    if (nl < 0 && !(end && start < filled)) break;
-                    int stop = nl < 0 ? filled : start + nl;
+                    int from = start + scanned;
+                    scanned = 0;
+                    int nl = buffer.AsSpan(from, filled - from).IndexOf((byte)'\n');
+                    if (nl < 0 && !(end && start < filled)) { scanned = filled - start; break; }
+                    int stop = nl < 0 ? filled : from + nl;
                     number++;
                     any = true;
                     yield return (number, Line(buffer.AsSpan(start, stop - start), path, number));

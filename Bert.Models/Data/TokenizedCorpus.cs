@@ -50,16 +50,18 @@ public sealed class TokenizedCorpus
     }
 
     /// <summary>Appends a document; its empty sentences are left out, and a document left with none is not added.
-    /// Returns whether it was added.</summary>
+    /// Returns whether it was added. An id outside the vocabulary throws before anything is stored.</summary>
     public bool Add(IEnumerable<int[]> sentences)
     {
-        int before = _sentenceStarts.Count;
-        foreach (var sentence in sentences)
-        {
-            if (sentence.Length == 0) continue;
+        var list = sentences as IReadOnlyList<int[]> ?? sentences.ToList();
+        foreach (var sentence in list)
             foreach (int id in sentence)
                 if ((uint)id >= (uint)VocabSize)
                     throw new ArgumentOutOfRangeException(nameof(sentences), id, $"Id {id} is outside the vocabulary of {VocabSize}.");
+        int before = _sentenceStarts.Count;
+        foreach (var sentence in list)
+        {
+            if (sentence.Length == 0) continue;
             Append(sentence);
             _sentenceStarts.Add(Pieces);
         }
@@ -169,8 +171,8 @@ public sealed class TokenizedCorpus
     /// <summary>Drops the indexes' spare capacity once the corpus is complete.</summary>
     public void Trim()
     {
-        _sentenceStarts.TrimExcess();
-        _documentStarts.TrimExcess();
+        _sentenceStarts.Capacity = _sentenceStarts.Count;
+        _documentStarts.Capacity = _documentStarts.Count;
     }
 }
 

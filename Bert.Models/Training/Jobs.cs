@@ -7,8 +7,8 @@ using Bert.Text;
 namespace Bert.Training;
 
 /// <summary>Pre-training on unlabeled text: masked LM on ~15% of the tokens plus next-sentence prediction.
-/// Masks are drawn anew each epoch, each instance's from (seed, epoch, instance) as its batch is bound, so an epoch
-/// costs no memory beyond its batch; batches are bucketed by length. At most <see cref="MaxHeldOut"/> instances are
+/// Masks are drawn anew each epoch, each instance's from (seed, epoch, instance) as its batch is bound, so no epoch's
+/// masked copies are ever held (only its batches' indices); batches are bucketed by length. At most <see cref="MaxHeldOut"/> instances are
 /// held out for evaluation.</summary>
 public sealed class PretrainJob
 {
@@ -32,6 +32,7 @@ public sealed class PretrainJob
     {
         _model = model; _tok = tokenizer; _batch = batchSize; _seed = seed; _instances = instances;
         CheckFits(model.Info, tokenizer, data);
+        if (instances.Count < 2) throw new ArgumentException("The corpus gives too few pre-training instances; give it more text.");
         var rng = new Random((int)(seed % int.MaxValue));
         var shuffled = Enumerable.Range(0, instances.Count).OrderBy(_ => rng.Next()).ToArray();
         int held = Math.Min(MaxHeldOut, Math.Clamp((int)(shuffled.Length * heldOutFraction), 1, Math.Max(1, shuffled.Length - 1)));

@@ -92,6 +92,19 @@ public class TokenizeCliTests : IDisposable
         Assert.Equal(0, code);
         Assert.Contains("Texts: 1 sentence pair; 5 words, 5 word pieces: 1.00 pieces a word.", output);
 
+        // A corpus file's summary is read as it streams: a bad line is still refused before anything is printed, and a
+        // file of blank lines has no text.
+        File.WriteAllLines(file, ["one\ttwo", "three\tfour", "five six", "seven\teight"]);
+        (code, output, err) = Run("tokenize", "--stats", "--pairs", "--corpus", file);
+        Assert.Equal(1, code);
+        Assert.Equal("", output);
+        Assert.Contains($"Line 3 of {file} has 1 tab-separated field, but with --pairs", err);
+        File.WriteAllLines(file, ["", "  ", ""]);
+        (code, output, err) = Run("tokenize", "--stats", "--corpus", file);
+        Assert.Equal(1, code);
+        Assert.Equal("", output);
+        Assert.Contains($"The corpus ({file}) has no text to tokenize", err);
+
         // An embedded set by name, read without any file.
         (code, output, _) = Run("tokenize", "--stats", "--corpus", "amazon");
         Assert.Equal(0, code);

@@ -27,8 +27,10 @@ public class CorpusStreamingTests
 
     static readonly string[] Pieces = ["a", "é", "😀", " ", "\r", "\u0085", "\u2028", "word", "\t", "ção"];
 
-    [Property(MaxTest = 100)]
-    public Property ReadLines_GivesTheLinesOfTheWholeFile(NonEmptyArray<byte[]> shape, bool bom, bool finalBreak)
+    /// <summary>Read with the usual 1 MiB buffer and with one of 4 to 16 bytes, which every line, \r\n and BOM crosses
+    /// (the buffer grows to hold the longest line).</summary>
+    [Property(MaxTest = 150)]
+    public Property ReadLines_GivesTheLinesOfTheWholeFile(NonEmptyArray<byte[]> shape, bool bom, bool finalBreak, byte bufferByte)
     {
         // Lines from the pieces above (lone \r, NEL and U+2028 stay inside a line), each ended by \n or \r\n.
         var sb = new StringBuilder();
@@ -47,7 +49,8 @@ public class CorpusStreamingTests
                 return Throws(() => TextSource.ReadLines(path).ToList(), "is empty").Label("empty file");
             var whole = TextSource.Lines(TextSource.ReadFile(path)).ToList();
             var streamed = TextSource.ReadLines(path).ToList();
-            return whole.SequenceEqual(streamed).Label($"{whole.Count} lines whole, {streamed.Count} streamed");
+            var tiny = TextSource.ReadLines(path, bufferBytes: 4 + bufferByte % 13).ToList();
+            return (whole.SequenceEqual(streamed) && whole.SequenceEqual(tiny)).Label($"{whole.Count} lines whole, {streamed.Count} streamed, {tiny.Count} through a {4 + bufferByte % 13}-byte buffer");
         }
         finally { File.Delete(path); }
     }
@@ -151,6 +154,13 @@ public class CorpusStreamingTests
         Assert.Equal([70_000, 3, 119_546], wide.Sentence(0, 0));
         Assert.Equal([65_536], wide.Sentence(1, 0));
         Assert.Throws<ArgumentOutOfRangeException>(() => TokenizedCorpus.From([[[30_522]]], 30_522));
+
+        // A bad id anywhere in a document stores none of it.
+        var partial = TokenizedCorpus.From([[[1, 2]]], 100);
+        Assert.Throws<ArgumentOutOfRangeException>(() => partial.Add([[3, 4], [5, 100]]));
+        Assert.True(partial.Add([[6]]));
+        Assert.Equal((2, 2, 3L), (partial.Documents, partial.Sentences, partial.Pieces));
+        Assert.Equal([6], partial.Sentence(1, 0));
     }
 
     [Fact]
@@ -245,7 +255,7 @@ public class CorpusStreamingTests
     // ---- masks per batch ----
 
     [Fact]
-    public void PretrainJob_DrawsABatchsMasksAlone_AndHoldsOutAtMostItsCap()
+    public void PretrainJob_ABatchsMasksDoNotDependOnTheBatchesBoundBefore_AndAtMostItsCapIsHeldOut()
     {
         var rng = new Random(9);
         var docs = Enumerable.Range(0, 700).Select(_ => (IReadOnlyList<int[]>)Enumerable.Range(0, 200)
@@ -278,6 +288,16 @@ public class CorpusStreamingTests
                 Assert.Equal(a[i].MaskedLabels, b[i].MaskedLabels);
             }
         }
+    }
+
+    [Fact]
+    public void PretrainJob_RefusesACorpusOfNoPairsInOneSentence()
+    {
+        // Lines of characters the tokenizer drops (zero-width spaces, controls) give documents but no pieces.
+        var pairs = Pretraining.CreateInstances([["\u200B\u200B", "\u0001"], ["\u200B"]], Tok, new PretrainingOptions(), 1);
+        Assert.Empty(pairs);
+        var e = Assert.Throws<ArgumentException>(() => new PretrainJob(BertNanoPreTraining.Create<float>(), Tok, pairs, new PretrainingOptions { MaxSeqLength = 32 }, 8, 1));
+        Assert.Equal("The corpus gives too few pre-training instances; give it more text.", e.Message);
     }
 
     [Fact]
