@@ -61,6 +61,22 @@ public static class DataSets
         return (train, dev, $"fixed stratified split of {set.Name}: {train.Examples.Count} train / {dev.Examples.Count} dev (seed {SplitSeed})");
     }
 
+    /// <summary>The corpus specs with each folder replaced by its <c>*.txt</c> files (not those of its subfolders), in
+    /// ordinal order of their names: a corpus kept as shards. A folder without one is refused in one sentence.</summary>
+    public static List<string> ExpandFolders(IReadOnlyList<string> specs)
+    {
+        var files = new List<string>();
+        foreach (var f in specs)
+        {
+            if (!Directory.Exists(f)) { files.Add(f); continue; }
+            var inside = Directory.EnumerateFiles(f, "*.txt", SearchOption.TopDirectoryOnly).Order(StringComparer.Ordinal).ToList();
+            if (inside.Count == 0)
+                throw new ArgumentException($"Corpus folder '{f}' holds no .txt files; put the corpus there as text files (*.txt), or name the files themselves.");
+            files.AddRange(inside);
+        }
+        return files;
+    }
+
     /// <summary>Documents of the pre-training corpus, all in memory; see <see cref="CorpusDocuments"/>.</summary>
     public static (List<List<string>> Documents, string How) Corpus(IReadOnlyList<string>? specs)
     {
@@ -72,8 +88,9 @@ public static class DataSets
     /// may be larger than memory): the embedded Tiny Shakespeare and WikiText-2 when <paramref name="specs"/> is empty;
     /// otherwise, for each spec, the embedded corpus of that name (<c>machado</c>: the novels of Machado de Assis, a
     /// document per chapter), the training texts of a named labeled set without their labels (documents of 8 texts; dev
-    /// texts are never used), or a text file (documents separated by blank lines). Every spec is checked before the
-    /// first document comes; a file without text throws when it has been read.</summary>
+    /// texts are never used), a text file (documents separated by blank lines), or a folder of them (its <c>*.txt</c>
+    /// files, <see cref="ExpandFolders"/>). Every spec is checked before the first document comes; a file without text
+    /// throws when it has been read.</summary>
     public static (IEnumerable<IReadOnlyList<string>> Documents, string How) CorpusDocuments(IReadOnlyList<string>? specs)
     {
         static IEnumerable<IReadOnlyList<string>> English() => Pretraining.ShakespeareDocuments(DefaultData.ReadText(DataFile.TinyShakespeare))
@@ -102,6 +119,13 @@ public static class DataSets
                 how.Add($"the unlabeled training texts of {f}");
                 continue;
             }
+            if (Directory.Exists(f))
+            {
+                var files = ExpandFolders([f]);
+                parts.Add(() => files.SelectMany(FileDocuments));
+                how.Add($"{f} ({files.Count} .txt file{(files.Count == 1 ? "" : "s")})");
+                continue;
+            }
             if (!File.Exists(f)) throw new ArgumentException($"Corpus file '{f}' does not exist and is not a named corpus ({string.Join(", ", NamedCorpora.Concat(AllNamed))}); check the path.");
             parts.Add(() => FileDocuments(f));
             how.Add(Path.GetFileName(f));
@@ -125,6 +149,7 @@ public static class DataSets
     /// size). Every spec is checked before the first line comes.</summary>
     public static IEnumerable<string> VocabLines(IReadOnlyList<string> specs)
     {
+        specs = ExpandFolders(specs);
         foreach (var f in specs)
             if (!NamedCorpora.Concat(AllNamed).Contains(f.ToLowerInvariant()) && !File.Exists(f))
                 throw new ArgumentException($"Corpus file '{f}' does not exist and is not a named corpus ({string.Join(", ", NamedCorpora.Concat(AllNamed))}); check the path.");

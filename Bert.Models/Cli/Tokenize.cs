@@ -16,7 +16,7 @@ public static partial class Program
         var text = new Argument<string?>("text") { Description = "the text (omit to read --corpus, or one text per line from standard input)", Arity = ArgumentArity.ZeroOrOne };
         var corpus = new Option<string[]>("--corpus")
         {
-            Description = "text files (one text per line) or embedded names (" + string.Join(", ", DataSets.NamedCorpora.Concat(DataSets.Named).Concat(DataSets.NamedPortuguese)) + "; a labeled set's training texts)",
+            Description = "text files (one text per line; a folder: its *.txt files) or embedded names (" + string.Join(", ", DataSets.NamedCorpora.Concat(DataSets.Named).Concat(DataSets.NamedPortuguese)) + "; a labeled set's training texts)",
             AllowMultipleArgumentsPerToken = true,
         };
         var model = new Option<string?>("--model") { Description = "the tokenizer saved with this checkpoint (ours, or a Hugging Face folder)" };

@@ -130,10 +130,10 @@ public sealed class TrainLoop
         catch (Data.DataException) { return false; }
     }
 
-    /// <summary>What identifies a run's data for <see cref="TryResume"/> (kept in trainer_state.json): a file by its full
+    /// <summary>What identifies a run's data for <see cref="TryResume"/> (kept in trainer_state.json): a file or folder by its full
     /// path, a named set or corpus by its lower-cased name; several joined in order.</summary>
     public static string DataIdentity(IEnumerable<string> specs) =>
-        string.Join(", ", specs.Select(s => File.Exists(s) ? Path.GetFullPath(s) : s.ToLowerInvariant()));
+        string.Join(", ", specs.Select(s => File.Exists(s) || Directory.Exists(s) ? Path.TrimEndingDirectorySeparator(Path.GetFullPath(s)) : s.ToLowerInvariant()));
 
     /// <summary>The run's data (<see cref="DataIdentity"/>): resuming with other data is refused. Null: not compared.</summary>
     public string? Data { get; init; }

@@ -84,6 +84,42 @@ public partial class CliTests : IDisposable
         Assert.Contains("v100", err);
     }
 
+    /// <summary>A corpus kept as shards: a folder names its *.txt files, in order, and nothing else in it; pre-training on
+    /// it reads the same documents as the files named one by one (the same corpus line, the same loss).</summary>
+    [Fact]
+    public void Pretrain_AndVocab_TakeAFolderOfTextFiles()
+    {
+        string shards = Path.Combine(_dir, "shards");
+        Directory.CreateDirectory(shards);
+        var text = File.ReadAllText(Corpus()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries);
+        File.WriteAllText(Path.Combine(shards, "b.txt"), string.Join("\n\n", text.Skip(15)));
+        File.WriteAllText(Path.Combine(shards, "a.txt"), string.Join("\n\n", text.Take(15)));
+        File.WriteAllText(Path.Combine(shards, "notes.md"), "\u00ff not a shard \u00ff");
+        Directory.CreateDirectory(Path.Combine(shards, "sub"));
+        File.WriteAllText(Path.Combine(shards, "sub", "c.txt"), "Never read. Not at all.");
+        string[] Args(string outDir, params string[] corpus) => ["pretrain", "--corpus", .. corpus, "--size", "nano", "--steps", "2", "--batch", "8", "--max-len", "32", "--out", outDir];
+        var folder = Run(Args(Path.Combine(_dir, "p1"), shards));
+        Assert.True(folder.Code == 0, folder.Out + folder.Err);
+        Assert.Contains($"corpus: {shards} (2 .txt files)", folder.Out);
+        var files = Run(Args(Path.Combine(_dir, "p2"), Path.Combine(shards, "a.txt"), Path.Combine(shards, "b.txt")));
+        Assert.True(files.Code == 0, files.Out + files.Err);
+        string Line(string output, string start) => output.Split('\n').First(l => l.StartsWith(start, StringComparison.Ordinal));
+        Assert.Equal(Line(files.Out, "Corpus:")[..Line(files.Out, "Corpus:").IndexOf(" pieces", StringComparison.Ordinal)],
+            Line(folder.Out, "Corpus:")[..Line(folder.Out, "Corpus:").IndexOf(" pieces", StringComparison.Ordinal)]);
+        Assert.Equal(Line(files.Out, "  step 2/2")[..30], Line(folder.Out, "  step 2/2")[..30]);
+
+        var vocab = Run("vocab", "--corpus", shards, "--size", "60", "--min-frequency", "1", "--out", Path.Combine(_dir, "v"));
+        Assert.True(vocab.Code == 0, vocab.Out + vocab.Err);
+        Assert.Contains("learnt from 58 lines", vocab.Out);   // 15 and 15 documents, a blank line between each two
+
+        string empty = Path.Combine(_dir, "no-shards");
+        Directory.CreateDirectory(empty);
+        var refused = Run(Args(Path.Combine(_dir, "p3"), empty));
+        Assert.NotEqual(0, refused.Code);
+        Assert.Contains($"Corpus folder '{empty}' holds no .txt files; put the corpus there as text files (*.txt), or name the files themselves.", refused.Err);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "p3")) && Directory.EnumerateFileSystemEntries(Path.Combine(_dir, "p3")).Any());
+    }
+
     [Fact]
     public void PretrainThenFinetuneThenEvalAndPredict()
     {
