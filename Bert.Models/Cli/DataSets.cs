@@ -61,17 +61,25 @@ public static class DataSets
         return (train, dev, $"fixed stratified split of {set.Name}: {train.Examples.Count} train / {dev.Examples.Count} dev (seed {SplitSeed})");
     }
 
-    /// <summary>The corpus specs with each folder replaced by its <c>*.txt</c> files (not those of its subfolders), in
-    /// ordinal order of their names: a corpus kept as shards. A folder without one is refused in one sentence.</summary>
+    /// <summary>Whether a corpus spec is an embedded corpus or labeled set by name: a name wins over a file or folder of
+    /// that name in the working directory.</summary>
+    public static bool IsNamedCorpus(string spec) => NamedCorpora.Concat(AllNamed).Contains(spec.ToLowerInvariant());
+
+    /// <summary>The corpus specs with each folder (that is not a name, <see cref="IsNamedCorpus"/>) replaced by its
+    /// <c>*.txt</c> files (not those of its subfolders, nor hidden ones), in ordinal order of their names: a corpus kept as
+    /// shards. A folder without one, or with an empty one, is refused in one sentence before anything is read.</summary>
     public static List<string> ExpandFolders(IReadOnlyList<string> specs)
     {
         var files = new List<string>();
         foreach (var f in specs)
         {
-            if (!Directory.Exists(f)) { files.Add(f); continue; }
-            var inside = Directory.EnumerateFiles(f, "*.txt", SearchOption.TopDirectoryOnly).Order(StringComparer.Ordinal).ToList();
+            if (IsNamedCorpus(f) || !Directory.Exists(f)) { files.Add(f); continue; }
+            var inside = Directory.EnumerateFiles(f, "*.txt", SearchOption.TopDirectoryOnly)
+                .Where(p => !Path.GetFileName(p).StartsWith('.')).Order(StringComparer.Ordinal).ToList();
             if (inside.Count == 0)
                 throw new ArgumentException($"Corpus folder '{f}' holds no .txt files; put the corpus there as text files (*.txt), or name the files themselves.");
+            if (inside.FirstOrDefault(p => new FileInfo(p).Length == 0) is { } empty)
+                throw new ArgumentException($"Corpus file '{empty}' is empty; delete it or fill it, so that the folder holds only the corpus.");
             files.AddRange(inside);
         }
         return files;
@@ -122,8 +130,8 @@ public static class DataSets
             if (Directory.Exists(f))
             {
                 var files = ExpandFolders([f]);
-                parts.Add(() => files.SelectMany(FileDocuments));
-                how.Add($"{f} ({files.Count} .txt file{(files.Count == 1 ? "" : "s")})");
+                parts.Add(() => FolderDocuments(f, files));
+                how.Add($"{Path.TrimEndingDirectorySeparator(f)}/ ({files.Count} .txt file{(files.Count == 1 ? "" : "s")})");
                 continue;
             }
             if (!File.Exists(f)) throw new ArgumentException($"Corpus file '{f}' does not exist and is not a named corpus ({string.Join(", ", NamedCorpora.Concat(AllNamed))}); check the path.");
@@ -131,6 +139,18 @@ public static class DataSets
             how.Add(Path.GetFileName(f));
         }
         return (parts.SelectMany(p => p()), string.Join(", ", how));
+
+        // A shard of blank lines is no mistake within a folder; a folder that gives no document at all is.
+        static IEnumerable<IReadOnlyList<string>> FolderDocuments(string folder, List<string> files)
+        {
+            int n = 0;
+            foreach (var doc in files.SelectMany(f => Pretraining.ParagraphDocuments(TextSource.ReadLines(f).Select(l => l.Line))))
+            {
+                n++;
+                yield return doc;
+            }
+            if (n == 0) throw new ArgumentException($"Corpus folder '{folder}' has no text in its .txt files; give files of plain text with blank lines between documents.");
+        }
 
         static IEnumerable<IReadOnlyList<string>> FileDocuments(string f)
         {
@@ -151,9 +171,9 @@ public static class DataSets
     {
         specs = ExpandFolders(specs);
         foreach (var f in specs)
-            if (!NamedCorpora.Concat(AllNamed).Contains(f.ToLowerInvariant()) && !File.Exists(f))
+            if (!IsNamedCorpus(f) && !File.Exists(f))
                 throw new ArgumentException($"Corpus file '{f}' does not exist and is not a named corpus ({string.Join(", ", NamedCorpora.Concat(AllNamed))}); check the path.");
-        return specs.SelectMany(f => NamedCorpora.Concat(AllNamed).Contains(f.ToLowerInvariant())
+        return specs.SelectMany(f => IsNamedCorpus(f)
             ? CorpusDocuments([f]).Documents.SelectMany(d => d)
             : TextSource.ReadLines(f).Select(l => l.Line));
     }

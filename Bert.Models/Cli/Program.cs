@@ -502,7 +502,7 @@ public static partial class Program
         {
             Model = model, Options = train, TotalSteps = steps, Bind = job.Bind, StepMetrics = job.Metrics, DeviceMetrics = PretrainJob.DeviceMetrics, Evaluate = job.Evaluate, Dir = outDir,
             Tokenizer = tok, Metadata = new Dictionary<string, string> { ["task"] = "pretraining", ["data"] = how, ["from"] = from ?? "random initialization" }, Device = trainer, Experiment = experiment,
-            Data = TrainLoop.DataIdentity(corpusFiles is { Length: > 0 } ? corpusFiles : ["english"]),
+            Data = TrainLoop.DataIdentity(corpusFiles is { Length: > 0 } ? corpusFiles : ["english"], DataSets.IsNamedCorpus),
         };
         if (loop.TryResume()) Console.WriteLine($"Resuming from step {loop.Step} in {outDir}.");
         Reporter.Run("pre-training", loop, cancel);

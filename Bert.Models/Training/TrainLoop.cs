@@ -130,10 +130,13 @@ public sealed class TrainLoop
         catch (Data.DataException) { return false; }
     }
 
-    /// <summary>What identifies a run's data for <see cref="TryResume"/> (kept in trainer_state.json): a file or folder by its full
-    /// path, a named set or corpus by its lower-cased name; several joined in order.</summary>
-    public static string DataIdentity(IEnumerable<string> specs) =>
-        string.Join(", ", specs.Select(s => File.Exists(s) || Directory.Exists(s) ? Path.TrimEndingDirectorySeparator(Path.GetFullPath(s)) : s.ToLowerInvariant()));
+    /// <summary>What identifies a run's data for <see cref="TryResume"/> (kept in trainer_state.json): a file by its full
+    /// path, a named set or corpus by its lower-cased name; several joined in order. With <paramref name="isName"/> (the
+    /// commands that take a folder of files), a folder that is not a name is identified by its full path too.</summary>
+    public static string DataIdentity(IEnumerable<string> specs, Func<string, bool>? isName = null) =>
+        string.Join(", ", specs.Select(s => File.Exists(s) ? Path.GetFullPath(s)
+            : isName is not null && !isName(s) && Directory.Exists(s) ? Path.TrimEndingDirectorySeparator(Path.GetFullPath(s))
+            : s.ToLowerInvariant()));
 
     /// <summary>The run's data (<see cref="DataIdentity"/>): resuming with other data is refused. Null: not compared.</summary>
     public string? Data { get; init; }

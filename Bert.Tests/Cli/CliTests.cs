@@ -100,7 +100,7 @@ public partial class CliTests : IDisposable
         string[] Args(string outDir, params string[] corpus) => ["pretrain", "--corpus", .. corpus, "--size", "nano", "--steps", "2", "--batch", "8", "--max-len", "32", "--out", outDir];
         var folder = Run(Args(Path.Combine(_dir, "p1"), shards));
         Assert.True(folder.Code == 0, folder.Out + folder.Err);
-        Assert.Contains($"corpus: {shards} (2 .txt files)", folder.Out);
+        Assert.Contains($"corpus: {shards}/ (2 .txt files)", folder.Out);
         var files = Run(Args(Path.Combine(_dir, "p2"), Path.Combine(shards, "a.txt"), Path.Combine(shards, "b.txt")));
         Assert.True(files.Code == 0, files.Out + files.Err);
         string Line(string output, string start) => output.Split('\n').First(l => l.StartsWith(start, StringComparison.Ordinal));
@@ -112,12 +112,42 @@ public partial class CliTests : IDisposable
         Assert.True(vocab.Code == 0, vocab.Out + vocab.Err);
         Assert.Contains("learnt from 58 lines", vocab.Out);   // 15 and 15 documents, a blank line between each two
 
+        // A shard of blank lines and a hidden file are passed over; an empty shard is refused before anything is read.
+        File.WriteAllText(Path.Combine(shards, "c.txt"), "\n  \n");
+        File.WriteAllBytes(Path.Combine(shards, "._a.txt"), [0x00, 0x05, 0x16, 0x07, 0xC3]);
+        var tolerant = Run(Args(Path.Combine(_dir, "p4"), shards));
+        Assert.True(tolerant.Code == 0, tolerant.Out + tolerant.Err);
+        Assert.Contains($"corpus: {shards}/ (3 .txt files)", tolerant.Out);
+        File.WriteAllText(Path.Combine(shards, "d.txt"), "");
+        var refused = Run(Args(Path.Combine(_dir, "p5"), shards));
+        Assert.NotEqual(0, refused.Code);
+        Assert.Contains($"Corpus file '{Path.Combine(shards, "d.txt")}' is empty; delete it or fill it", refused.Err);
+
         string empty = Path.Combine(_dir, "no-shards");
         Directory.CreateDirectory(empty);
-        var refused = Run(Args(Path.Combine(_dir, "p3"), empty));
+        refused = Run(Args(Path.Combine(_dir, "p3"), empty));
         Assert.NotEqual(0, refused.Code);
         Assert.Contains($"Corpus folder '{empty}' holds no .txt files; put the corpus there as text files (*.txt), or name the files themselves.", refused.Err);
         Assert.False(Directory.Exists(Path.Combine(_dir, "p3")) && Directory.EnumerateFileSystemEntries(Path.Combine(_dir, "p3")).Any());
+    }
+
+    /// <summary>A name wins over a folder of that name in the working directory (after `finetune --data imdb --out imdb`,
+    /// say): the embedded set is read, and the run's data identity stays the name, so it can be resumed.</summary>
+    [Fact]
+    public void ACorpusName_WinsOverAFolderOfThatName()
+    {
+        string folder = Path.Combine(Environment.CurrentDirectory, "pt-tweets");
+        bool made = !Directory.Exists(folder);
+        Directory.CreateDirectory(folder);
+        try
+        {
+            File.WriteAllText(Path.Combine(folder, "vocab.txt"), "[PAD]\n[UNK]\n");
+            Assert.Equal(["pt-tweets"], DataSets.ExpandFolders(["pt-tweets"]));
+            Assert.Equal("pt-tweets", Bert.Training.TrainLoop.DataIdentity(["pt-tweets"], DataSets.IsNamedCorpus));
+            Assert.Equal(DataSets.VocabLines(["pt-tweets"]).Take(5), DataSets.Load("pt-tweets").Train.Examples.Take(5).Select(e => e.Text));
+            Assert.Equal(Path.GetFullPath(_dir), Bert.Training.TrainLoop.DataIdentity([_dir + "/"], DataSets.IsNamedCorpus));
+        }
+        finally { if (made) Directory.Delete(folder, recursive: true); }
     }
 
     [Fact]
