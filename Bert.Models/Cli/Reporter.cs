@@ -49,11 +49,23 @@ public static class Reporter
             });
     }
 
+    [ThreadStatic] static System.Diagnostics.Stopwatch? _lastPlain;   // per thread: each run reports from its own
+
     /// <summary>A one-line status on a terminal's standard error, rewritten in place (reading a large corpus); null clears
-    /// it. Nothing is written when standard error is not a terminal, so logs hold only the summary that follows.</summary>
+    /// it (and ends the status). When standard error is not a terminal, the line is written as it is every 30 s at most,
+    /// counted from the first status, so a log holds a few lines of a long read and none of a short one.</summary>
     public static void Progress(string? line)
     {
-        if (Console.IsErrorRedirected || !AnsiConsole.Profile.Capabilities.Interactive) return;
+        if (Console.IsErrorRedirected || !AnsiConsole.Profile.Capabilities.Interactive)
+        {
+            // A log gets a plain line every half minute, so that a long read is not silence.
+            if (line is null) { _lastPlain = null; return; }
+            _lastPlain ??= System.Diagnostics.Stopwatch.StartNew();
+            if (_lastPlain.Elapsed.TotalSeconds < 30) return;
+            Console.Error.WriteLine(line);
+            _lastPlain.Restart();
+            return;
+        }
         int width = Math.Max(20, Console.BufferWidth - 1);
         string text = line is null ? "" : line.Length > width ? line[..width] : line;
         Console.Error.Write("\r" + text.PadRight(width) + (line is null ? "\r" : ""));
