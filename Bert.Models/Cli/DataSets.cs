@@ -130,18 +130,19 @@ public static class DataSets
             if (Directory.Exists(f))
             {
                 var files = ExpandFolders([f]);
-                parts.Add(() => FolderDocuments(f, files));
+                parts.Add(() => FileDocuments(files, $"Corpus folder '{f}' has no text in its .txt files; give files of plain text with blank lines between documents."));
                 how.Add($"{Path.TrimEndingDirectorySeparator(f)}/ ({files.Count} .txt file{(files.Count == 1 ? "" : "s")})");
                 continue;
             }
-            if (!File.Exists(f)) throw new ArgumentException($"Corpus file '{f}' does not exist and is not a named corpus ({string.Join(", ", NamedCorpora.Concat(AllNamed))}); check the path.");
-            parts.Add(() => FileDocuments(f));
+            if (!File.Exists(f)) throw NoSuchCorpus(f);
+            parts.Add(() => FileDocuments([f], $"Corpus file '{f}' has no text; give a file of plain text with blank lines between documents."));
             how.Add(Path.GetFileName(f));
         }
         return (parts.SelectMany(p => p()), string.Join(", ", how));
 
-        // A shard of blank lines is no mistake within a folder; a folder that gives no document at all is.
-        static IEnumerable<IReadOnlyList<string>> FolderDocuments(string folder, List<string> files)
+        // The documents of text files read in turn; none at all is the sentence given. (A shard of blank lines is no
+        // mistake within a folder, so a folder is checked as a whole.)
+        static IEnumerable<IReadOnlyList<string>> FileDocuments(IEnumerable<string> files, string noText)
         {
             int n = 0;
             foreach (var doc in files.SelectMany(f => Pretraining.ParagraphDocuments(TextSource.ReadLines(f).Select(l => l.Line))))
@@ -149,20 +150,12 @@ public static class DataSets
                 n++;
                 yield return doc;
             }
-            if (n == 0) throw new ArgumentException($"Corpus folder '{folder}' has no text in its .txt files; give files of plain text with blank lines between documents.");
-        }
-
-        static IEnumerable<IReadOnlyList<string>> FileDocuments(string f)
-        {
-            int n = 0;
-            foreach (var doc in Pretraining.ParagraphDocuments(TextSource.ReadLines(f).Select(l => l.Line)))
-            {
-                n++;
-                yield return doc;
-            }
-            if (n == 0) throw new ArgumentException($"Corpus file '{f}' has no text; give a file of plain text with blank lines between documents.");
+            if (n == 0) throw new ArgumentException(noText);
         }
     }
+
+    static ArgumentException NoSuchCorpus(string spec) =>
+        new($"Corpus file '{spec}' does not exist and is not a named corpus ({string.Join(", ", NamedCorpora.Concat(AllNamed))}); check the path.");
 
     /// <summary>Lines to learn a vocabulary from: for a named corpus or labeled set, the sentences or training
     /// texts of <see cref="Corpus"/>; for a file, its lines as they are, read as they are enumerated (a file of any
@@ -171,8 +164,7 @@ public static class DataSets
     {
         specs = ExpandFolders(specs);
         foreach (var f in specs)
-            if (!IsNamedCorpus(f) && !File.Exists(f))
-                throw new ArgumentException($"Corpus file '{f}' does not exist and is not a named corpus ({string.Join(", ", NamedCorpora.Concat(AllNamed))}); check the path.");
+            if (!IsNamedCorpus(f) && !File.Exists(f)) throw NoSuchCorpus(f);
         return specs.SelectMany(f => IsNamedCorpus(f)
             ? CorpusDocuments([f]).Documents.SelectMany(d => d)
             : TextSource.ReadLines(f).Select(l => l.Line));

@@ -12,10 +12,21 @@ public static class TextSource
     /// <summary>Reads a whole file as UTF-8; a missing, empty or non-UTF-8 file is a <see cref="DataException"/>.</summary>
     public static string ReadFile(string path)
     {
-        if (!File.Exists(path))
-            throw new DataException($"Data file '{path}' does not exist; check the path (relative paths start at '{Environment.CurrentDirectory}').", path);
+        if (!File.Exists(path)) throw Missing(path);
         return Decode(File.ReadAllBytes(path), path);
     }
+
+    static DataException Missing(string path) =>
+        new($"Data file '{path}' does not exist; check the path (relative paths start at '{Environment.CurrentDirectory}').", path);
+
+    static DataException Empty(string what, string name) => new($"{what} is empty; point to the file that holds the data.", name);
+
+    /// <summary>Bytes that are not UTF-8 at <paramref name="line"/>: a file is to be re-saved, standard input
+    /// (<paramref name="subject"/> given) converted and passed again.</summary>
+    static DataException NotUtf8(string what, string name, int line, string? subject, Exception inner) =>
+        new($"{what} is not valid UTF-8 (first bad byte on line {line}); " + (subject is null
+            ? "re-save it as UTF-8, for example with `iconv -f cp1252 -t utf-8`."
+            : "convert it to UTF-8, for example with `iconv -f cp1252 -t utf-8`, and pass it again."), name, line, inner);
 
     /// <summary>The longest line <see cref="ReadLines"/> takes, in bytes with its line break (64 MiB): a limit of ours, so
     /// that a file without line breaks (not text to pair into sentences, or not text at all) is refused in one sentence
@@ -30,8 +41,7 @@ public static class TextSource
     /// reads everywhere.</param>
     public static IEnumerable<(int Number, string Line)> ReadLines(string path, int bufferBytes = 1 << 20)
     {
-        if (!File.Exists(path))
-            throw new DataException($"Data file '{path}' does not exist; check the path (relative paths start at '{Environment.CurrentDirectory}').", path);
+        if (!File.Exists(path)) throw Missing(path);
         ArgumentOutOfRangeException.ThrowIfLessThan(bufferBytes, 4);
         return Iterate(path, Math.Min(bufferBytes, MaxLineBytes));
 
@@ -75,18 +85,14 @@ public static class TextSource
                     Array.Resize(ref buffer, Math.Min(MaxLineBytes, buffer.Length * 2));
                 }
             }
-            if (!any)
-                throw new DataException($"Data file '{path}' is empty; point to the file that holds the data.", path);
+            if (!any) throw Empty($"Data file '{path}'", path);
         }
 
         static string Line(ReadOnlySpan<byte> bytes, string path, int number)
         {
             if (bytes.Length > 0 && bytes[^1] == (byte)'\r') bytes = bytes[..^1];
             try { return Strict.GetString(bytes); }
-            catch (DecoderFallbackException e)
-            {
-                throw new DataException($"Data file '{path}' is not valid UTF-8 (first bad byte on line {number}); re-save it as UTF-8, for example with `iconv -f cp1252 -t utf-8`.", path, number, e);
-            }
+            catch (DecoderFallbackException e) { throw NotUtf8($"Data file '{path}'", path, number, subject: null, e); }
         }
     }
 
@@ -103,8 +109,7 @@ public static class TextSource
     public static string Decode(byte[] bytes, string name, string? subject = null)
     {
         string what = subject ?? $"Data file '{name}'";
-        if (bytes.Length == 0)
-            throw new DataException($"{what} is empty; point to the file that holds the data.", name);
+        if (bytes.Length == 0) throw Empty(what, name);
         string text;
         try
         {
@@ -116,13 +121,10 @@ public static class TextSource
             int at = Math.Clamp(e.Index, 0, bytes.Length);
             for (int i = 0; i < at; i++)
                 if (bytes[i] == (byte)'\n') line++;
-            throw new DataException($"{what} is not valid UTF-8 (first bad byte on line {line}); " + (subject is null
-                ? "re-save it as UTF-8, for example with `iconv -f cp1252 -t utf-8`."
-                : "convert it to UTF-8, for example with `iconv -f cp1252 -t utf-8`, and pass it again."), name, line, e);
+            throw NotUtf8(what, name, line, subject, e);
         }
         if (text.Length > 0 && text[0] == '\uFEFF') text = text[1..];
-        if (text.Length == 0)
-            throw new DataException($"{what} is empty; point to the file that holds the data.", name);
+        if (text.Length == 0) throw Empty(what, name);
         return text;
     }
 

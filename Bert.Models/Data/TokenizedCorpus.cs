@@ -205,9 +205,6 @@ public sealed class PretrainingInstances : IReadOnlyList<PretrainingInstance>
 
     public int Count => _pairs.Count;
 
-    /// <summary>Pair <paramref name="i"/>'s ranges.</summary>
-    public PairSpans Spans(int i) => _pairs[i];
-
     /// <summary>T of pair <paramref name="i"/>, without writing it out.</summary>
     public int Length(int i) => _pairs[i].Length;
 

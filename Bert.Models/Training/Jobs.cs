@@ -36,8 +36,7 @@ public sealed class PretrainJob
         var rng = new Random((int)(seed % int.MaxValue));
         var shuffled = Enumerable.Range(0, instances.Count).OrderBy(_ => rng.Next()).ToArray();
         int held = Math.Min(MaxHeldOut, Math.Clamp((int)(shuffled.Length * heldOutFraction), 1, Math.Max(1, shuffled.Length - 1)));
-        _train = shuffled[held..];
-        if (_train.Length == 0) throw new ArgumentException("The corpus gives too few pre-training instances; give it more text.");
+        _train = shuffled[held..];   // at least one: held ≤ Count - 1
         _trainLengths = Array.ConvertAll(_train, Length);
         _masker = new Masker(tokenizer, data);
         var hr = new Random(12345);

@@ -254,14 +254,19 @@ public class CorpusStreamingTests
 
     // ---- masks per batch ----
 
+    /// <summary>Documents of <paramref name="sentences"/> sentences of 3 to 14 random word ids each.</summary>
+    static List<IReadOnlyList<int[]>> SentenceDocs(int seed, int documents, int sentences)
+    {
+        var rng = new Random(seed);
+        return Enumerable.Range(0, documents).Select(_ => (IReadOnlyList<int[]>)Enumerable.Range(0, sentences)
+            .Select(_ => Enumerable.Range(0, 3 + rng.Next(12)).Select(_ => 1000 + rng.Next(5000)).ToArray()).ToList()).ToList();
+    }
+
     [Fact]
     public void PretrainJob_ABatchsMasksDoNotDependOnTheBatchesBoundBefore_AndAtMostItsCapIsHeldOut()
     {
-        var rng = new Random(9);
-        var docs = Enumerable.Range(0, 700).Select(_ => (IReadOnlyList<int[]>)Enumerable.Range(0, 200)
-            .Select(_ => Enumerable.Range(0, 3 + rng.Next(12)).Select(_ => 1000 + rng.Next(5000)).ToArray()).ToList()).ToList();
         var o = new PretrainingOptions { MaxSeqLength = 32 };
-        var pairs = Pretraining.CreateInstances(docs, Tok.ClsId, Tok.SepId, o, 3);
+        var pairs = Pretraining.CreateInstances(SentenceDocs(seed: 9, documents: 700, sentences: 200), Tok.ClsId, Tok.SepId, o, 3);
         Assert.True(pairs.Count * 0.05 > PretrainJob.MaxHeldOut, $"{pairs.Count} pairs");
         PretrainJob Job() => new(BertNanoPreTraining.Create<float>(), Tok, pairs, o, 16, 4);
         var forward = Job();
@@ -303,11 +308,8 @@ public class CorpusStreamingTests
     [Fact]
     public void PretrainJob_MasksAnInstanceAnewEachEpoch()
     {
-        var rng = new Random(2);
-        var docs = Enumerable.Range(0, 30).Select(_ => (IReadOnlyList<int[]>)Enumerable.Range(0, 20)
-            .Select(_ => Enumerable.Range(0, 3 + rng.Next(12)).Select(_ => 1000 + rng.Next(5000)).ToArray()).ToList()).ToList();
         var o = new PretrainingOptions { MaxSeqLength = 32 };
-        var job = new PretrainJob(BertNanoPreTraining.Create<float>(), Tok, Pretraining.CreateInstances(docs, Tok.ClsId, Tok.SepId, o, 3), o, 8, 4);
+        var job = new PretrainJob(BertNanoPreTraining.Create<float>(), Tok, Pretraining.CreateInstances(SentenceDocs(seed: 2, documents: 30, sentences: 20), Tok.ClsId, Tok.SepId, o, 3), o, 8, 4);
         // Each epoch's masks by instance (its ids with the labels put back; no two instances here are the same).
         Dictionary<string, string> Epoch(int e)
         {
