@@ -483,27 +483,47 @@ public static partial class Program
         var (docs, how) = DataSets.CorpusDocuments(corpusFiles);   // names checked, nothing read yet
         PretrainJob.CheckFits(entry.Info, tok, data);
         Console.WriteLine($"Model {entry.Info.Name}: {entry.Info.ParameterCount:N0} parameters; corpus: {how}; {Gemm.Describe()}");
-        var read = Stopwatch.StartNew();
-        Data.TokenizedCorpus corpus;
-        try { corpus = Data.TokenizedCorpus.Tokenize(docs, tok, (d, pieces) => Reporter.Progress($"tokenizing: {d:N0} documents, {pieces:N0} pieces, {read.Elapsed.TotalSeconds:F0} s")); }
-        finally { Reporter.Progress(null); }
-        var instances = Data.Pretraining.CreateInstances(corpus, tok.ClsId, tok.SepId, data, (int)train.Seed);
-        Console.WriteLine($"Corpus: {corpus.Documents:N0} documents, {corpus.Sentences:N0} sentences, {corpus.Pieces:N0} pieces ({corpus.Bytes / 1048576.0:N0} MiB), tokenized and paired in {read.Elapsed.TotalSeconds:F1} s.");
         var model = entry.Create();
+        PretrainJob? job = null;   // made once the corpus is read; the loop checks the folder's run first
+        var loop = new TrainLoop
+        {
+            Model = model, Options = train, TotalSteps = steps, Bind = i => job!.Bind(i), StepMetrics = () => job!.Metrics(), DeviceMetrics = PretrainJob.DeviceMetrics,
+            Evaluate = () => job!.Evaluate(), Dir = outDir,
+            Tokenizer = tok, Metadata = new Dictionary<string, string> { ["task"] = "pretraining", ["data"] = how, ["from"] = from ?? "random initialization" }, Device = trainer, Experiment = experiment,
+            Data = TrainLoop.DataIdentity(corpusFiles is { Length: > 0 } ? corpusFiles : ["english"], DataSets.IsNamedCorpus),
+            DataFiles = corpusFiles is { Length: > 0 } ? TrainLoop.DataFilesOf(DataSets.ExpandFolders(corpusFiles).Where(f => !DataSets.IsNamedCorpus(f))) : [],
+        };
+        loop.CanResume();   // a run the folder holds that this one may not continue is refused before the corpus is read
+
+        var read = Stopwatch.StartNew();
+        var cache = corpusFiles is { Length: > 0 } ? CorpusCache.For(DataSets.ExpandFolders(corpusFiles), DataSets.IsNamedCorpus, tok) : null;
+        string? cacheProblem = null;
+        var corpus = cache?.TryLoad(out cacheProblem);
+        if (cacheProblem is not null) Note(cacheProblem);
+        bool fromCache = corpus is not null;
+        if (corpus is null)
+        {
+            try { corpus = Data.TokenizedCorpus.Tokenize(docs, tok, (d, pieces) => Reporter.Progress($"tokenizing: {d:N0} documents, {pieces:N0} pieces, {read.Elapsed.TotalSeconds:F0} s")); }
+            finally { Reporter.Progress(null); }
+        }
+        double readSeconds = read.Elapsed.TotalSeconds;
+        var instances = Data.Pretraining.CreateInstances(corpus, tok.ClsId, tok.SepId, data, (int)train.Seed);
+        Console.WriteLine($"Corpus: {corpus.Documents:N0} documents, {corpus.Sentences:N0} sentences, {corpus.Pieces:N0} pieces ({corpus.Bytes / 1048576.0:N0} MiB), " +
+            $"{(fromCache ? $"read from the cache {cache!.Path}" : "tokenized")} in {readSeconds:F1} s and paired in {read.Elapsed.TotalSeconds - readSeconds:F1} s.");
+        if (cache is not null && !fromCache)
+        {
+            var saved = cache.Save(corpus, out string? saveProblem);
+            if (saved is long bytes) Console.WriteLine($"Tokenized corpus cached in {cache.Path} ({bytes / 1048576.0:N0} MiB; ${CorpusCache.EnvironmentVariable}=off turns the cache off), so the next run on these files skips tokenizing.");
+            else if (saveProblem is not null) Note(saveProblem);
+        }
         InitOrStartFrom(model, train.Seed, start, from, reinit: null, headName: null);
 
-        var job = new PretrainJob(model, tok, instances, data, train.BatchSize, train.Seed);
+        job = new PretrainJob(model, tok, instances, data, train.BatchSize, train.Seed);
         if (trainer is { UseGraphs: true }) job.RowMultiple = PretrainJob.GraphRowMultiple;   // batches of a length share a graph
         if (frequencyBias && !job.InitOutputBiasFromFrequencies())
             throw new ArgumentException($"{entry.Info.Name} has no masked-LM output bias for --output-bias frequencies.");
         Console.WriteLine($"{job.TrainInstances:N0} training sequences ({job.StepsPerEpoch} steps an epoch), {job.HeldOutInstances:N0} held out; masks drawn anew each epoch" +
             $"{(data.NextSentence ? "" : "; masked LM only (no next-sentence objective)")}{(train.Dropout ? "" : "; no dropout")}{(frequencyBias ? "; output bias from token frequencies" : "")}.");
-        var loop = new TrainLoop
-        {
-            Model = model, Options = train, TotalSteps = steps, Bind = job.Bind, StepMetrics = job.Metrics, DeviceMetrics = PretrainJob.DeviceMetrics, Evaluate = job.Evaluate, Dir = outDir,
-            Tokenizer = tok, Metadata = new Dictionary<string, string> { ["task"] = "pretraining", ["data"] = how, ["from"] = from ?? "random initialization" }, Device = trainer, Experiment = experiment,
-            Data = TrainLoop.DataIdentity(corpusFiles is { Length: > 0 } ? corpusFiles : ["english"], DataSets.IsNamedCorpus),
-        };
         if (loop.TryResume()) Console.WriteLine($"Resuming from step {loop.Step} in {outDir}.");
         Reporter.Run("pre-training", loop, cancel);
         if (cancel.IsCancellationRequested) return 130;
@@ -515,6 +535,9 @@ public static partial class Program
         if (trainer is not null) Console.Error.WriteLine(trainer.GraphSummary);
         return 0;
     }
+
+    /// <summary>A remark on stderr that does not stop the command (a cache that could not be used).</summary>
+    static void Note(string remark) => Console.Error.WriteLine($"Note: {char.ToUpperInvariant(remark[0])}{remark[1..]}.");
 
     /// <summary>A model loaded from a checkpoint folder: the declared model, its weights, and the tensors the folder did
     /// not have (a Hugging Face masked-LM folder has no pooler or next-sentence head), which keep a fresh initialization.</summary>
@@ -618,6 +641,7 @@ public static partial class Program
             Model = model, Options = PerEpoch(train, perEpoch), TotalSteps = (long)epochs * perEpoch, Bind = job.Bind, StepMetrics = job.Metrics, DeviceMetrics = FinetuneJob.DeviceMetrics,
             Evaluate = job.Evaluate, Dir = outDir, Tokenizer = tok, Device = trainer, Labels = trainSet.LabelNames, Experiment = experiment,
             Data = TrainLoop.DataIdentity(devFile is null ? [dataSpec] : [dataSpec, devFile]),
+            DataFiles = TrainLoop.DataFilesOf((devFile is null ? [dataSpec] : new[] { dataSpec, devFile }).Where(f => !DataSets.IsNamedCorpus(f))),
             Metadata = new Dictionary<string, string>
             {
                 ["task"] = "classification", ["data"] = dataSpec, ["from"] = from ?? "random initialization", ["reinit"] = reinit?.ToString() ?? "none",
@@ -750,6 +774,7 @@ public static partial class Program
             Model = model, Options = PerEpoch(train, perEpoch), TotalSteps = (long)epochs * perEpoch, Bind = job.Bind, StepMetrics = job.Metrics, DeviceMetrics = TokenTaggingJob.DeviceMetrics,
             Evaluate = job.Evaluate, Dir = outDir, Tokenizer = tok, Device = trainer, Labels = trainSet.Tags, Experiment = experiment,
             Data = TrainLoop.DataIdentity(devFile is null ? [dataSpec] : [dataSpec, devFile]),
+            DataFiles = TrainLoop.DataFilesOf((devFile is null ? [dataSpec] : new[] { dataSpec, devFile }).Where(f => !DataSets.IsNamedCorpus(f))),
             Metadata = new Dictionary<string, string> { ["task"] = "token-classification", ["data"] = dataSpec, ["from"] = from ?? "random initialization", ["reinit"] = reinit?.ToString() ?? "none" },
         };
         return RunFineTuning(loop, perEpoch, TaggingScores, outDir, trainer, cancel);

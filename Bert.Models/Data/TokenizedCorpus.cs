@@ -1,3 +1,6 @@
+using System.Buffers.Binary;
+using System.Numerics;
+using System.Runtime.InteropServices;
 using Bert.Text;
 
 namespace Bert.Data;
@@ -166,6 +169,124 @@ public sealed class TokenizedCorpus
         Flush();
         corpus.Trim();
         return corpus;
+    }
+
+    // The file form (CorpusCache): a header, each document's sentence count, each sentence's length, then the pieces as
+    // stored (two or four bytes each), all little-endian. Nothing in it is trusted on reading: the length must be exactly
+    // what the header's counts make, the counts must add up, and every id must be in the vocabulary.
+    static ReadOnlySpan<byte> Magic => "BERTCRP1"u8;
+    const int HeaderBytes = 8 + 32 + 4 + 4 + 4 + 8;
+
+    /// <summary>Writes the corpus to <paramref name="stream"/>, stamped with <paramref name="key"/> (32 bytes: what it was
+    /// made from), for <see cref="Read"/>.</summary>
+    public void Write(Stream stream, ReadOnlySpan<byte> key)
+    {
+        if (key.Length != 32) throw new ArgumentException("The key is 32 bytes (a SHA-256).", nameof(key));
+        if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("The corpus file is written on little-endian machines only.");
+        Span<byte> header = stackalloc byte[HeaderBytes];
+        Magic.CopyTo(header);
+        key.CopyTo(header[8..]);
+        BinaryPrimitives.WriteInt32LittleEndian(header[40..], VocabSize);
+        BinaryPrimitives.WriteInt32LittleEndian(header[44..], Documents);
+        BinaryPrimitives.WriteInt32LittleEndian(header[48..], Sentences);
+        BinaryPrimitives.WriteInt64LittleEndian(header[52..], Pieces);
+        stream.Write(header);
+        var counts = new int[Math.Min(Math.Max(Documents, Sentences), 1 << 20)];
+        void Runs(int n, Func<int, int> value)
+        {
+            for (int at = 0; at < n; at += counts.Length)
+            {
+                int m = Math.Min(counts.Length, n - at);
+                for (int i = 0; i < m; i++) counts[i] = value(at + i);
+                stream.Write(MemoryMarshal.AsBytes(counts.AsSpan(0, m)));
+            }
+        }
+        Runs(Documents, d => _documentStarts[d + 1] - _documentStarts[d]);
+        Runs(Sentences, s => (int)(_sentenceStarts[s + 1] - _sentenceStarts[s]));
+        for (long at = 0; at < Pieces; at += ChunkSize)
+        {
+            int n = (int)Math.Min(ChunkSize, Pieces - at), chunk = (int)(at >> ChunkBits);
+            if (_narrow is not null) stream.Write(MemoryMarshal.AsBytes(_narrow[chunk].AsSpan(0, n)));
+            else stream.Write(MemoryMarshal.AsBytes(_wide![chunk].AsSpan(0, n)));
+        }
+    }
+
+    /// <summary>Reads a corpus <see cref="Write"/> wrote with this <paramref name="key"/> for a vocabulary of
+    /// <paramref name="vocabSize"/>; null, with the reason in <paramref name="problem"/>, when the stream holds anything
+    /// else: another key, another vocabulary's size, a cut or padded file, counts that do not add up, an id outside the
+    /// vocabulary.</summary>
+    public static TokenizedCorpus? Read(Stream stream, ReadOnlySpan<byte> key, int vocabSize, out string? problem)
+    {
+        if (!BitConverter.IsLittleEndian) { problem = "this machine is not little-endian"; return null; }
+        Span<byte> header = stackalloc byte[HeaderBytes];
+        if (stream.Length < HeaderBytes || stream.ReadAtLeast(header, HeaderBytes, throwOnEndOfStream: false) < HeaderBytes || !header[..8].SequenceEqual(Magic))
+        { problem = "it is not a tokenized corpus"; return null; }
+        if (!header.Slice(8, 32).SequenceEqual(key)) { problem = "it was made from other files or another tokenizer"; return null; }
+        int vocab = BinaryPrimitives.ReadInt32LittleEndian(header[40..]), documents = BinaryPrimitives.ReadInt32LittleEndian(header[44..]),
+            sentences = BinaryPrimitives.ReadInt32LittleEndian(header[48..]);
+        long pieces = BinaryPrimitives.ReadInt64LittleEndian(header[52..]);
+        if (vocab != vocabSize) { problem = $"it holds ids of a vocabulary of {vocab}, not {vocabSize}"; return null; }
+        var corpus = new TokenizedCorpus(vocabSize);
+        int width = corpus._narrow is not null ? 2 : 4;
+        if (documents < 0 || sentences < documents || pieces < sentences || stream.Length != HeaderBytes + 4L * documents + 4L * sentences + width * pieces)
+        { problem = "its length is not what its counts make (a cut or damaged file)"; return null; }
+
+        var counts = new int[Math.Min(Math.Max(documents, sentences), 1 << 20)];
+        problem = null;
+        bool Runs(int n, Func<int, bool> take)
+        {
+            for (int at = 0; at < n; at += counts.Length)
+            {
+                int m = Math.Min(counts.Length, n - at);
+                stream.ReadExactly(MemoryMarshal.AsBytes(counts.AsSpan(0, m)));
+                for (int i = 0; i < m; i++)
+                    if (counts[i] <= 0 || !take(counts[i])) return false;
+            }
+            return true;
+        }
+        corpus._documentStarts.Capacity = documents + 1;
+        corpus._sentenceStarts.Capacity = sentences + 1;
+        int sentenceTotal = 0;
+        long pieceTotal = 0;
+        if (!Runs(documents, c => { sentenceTotal += c; if (sentenceTotal > sentences || sentenceTotal < 0) return false; corpus._documentStarts.Add(sentenceTotal); return true; })
+            || sentenceTotal != sentences
+            || !Runs(sentences, c => { pieceTotal += c; if (pieceTotal > pieces) return false; corpus._sentenceStarts.Add(pieceTotal); return true; })
+            || pieceTotal != pieces)
+        { problem = "its document and sentence counts do not add up (a damaged file)"; return null; }
+
+        for (long at = 0; at < pieces; at += ChunkSize)
+        {
+            int n = (int)Math.Min(ChunkSize, pieces - at);
+            bool inVocabulary;
+            if (corpus._narrow is not null)
+            {
+                var chunk = new ushort[ChunkSize];
+                stream.ReadExactly(MemoryMarshal.AsBytes(chunk.AsSpan(0, n)));
+                inVocabulary = vocabSize > ushort.MaxValue || Below(chunk.AsSpan(0, n), (ushort)vocabSize);
+                corpus._narrow.Add(chunk);
+            }
+            else
+            {
+                var chunk = new int[ChunkSize];
+                stream.ReadExactly(MemoryMarshal.AsBytes(chunk.AsSpan(0, n)));
+                inVocabulary = Below(MemoryMarshal.Cast<int, uint>(chunk.AsSpan(0, n)), (uint)vocabSize);
+                corpus._wide!.Add(chunk);
+            }
+            if (!inVocabulary) { problem = $"it holds an id outside the vocabulary of {vocabSize} (a damaged file)"; return null; }
+        }
+        corpus.Pieces = pieces;
+        return corpus;
+    }
+
+    static bool Below<T>(ReadOnlySpan<T> values, T limit) where T : unmanaged, IBinaryInteger<T>
+    {
+        var max = Vector<T>.Zero;
+        int i = 0;
+        for (; i + Vector<T>.Count <= values.Length; i += Vector<T>.Count) max = Vector.Max(max, new Vector<T>(values[i..]));
+        T m = T.Zero;
+        for (int l = 0; l < Vector<T>.Count; l++) m = T.Max(m, max[l]);
+        for (; i < values.Length; i++) m = T.Max(m, values[i]);
+        return m < limit;
     }
 
     /// <summary>Drops the indexes' spare capacity once the corpus is complete.</summary>

@@ -141,37 +141,39 @@ public sealed class TrainLoop
     /// <summary>The run's data (<see cref="DataIdentity"/>): resuming with other data is refused. Null: not compared.</summary>
     public string? Data { get; init; }
 
+    /// <summary>A data file as a run found it: its full path and length.</summary>
+    public sealed record DataFile(string Path, long Bytes);
+
+    /// <summary>The files among <paramref name="specs"/> (folders already expanded) as they are now; names are left out.</summary>
+    public static List<DataFile> DataFilesOf(IEnumerable<string> specs) =>
+        specs.Where(File.Exists).Select(f => new DataFile(Path.GetFullPath(f), new FileInfo(f).Length)).ToList();
+
+    /// <summary>The run's data files as they were when it started (<see cref="DataFilesOf"/>, kept in trainer_state.json):
+    /// resuming after one was added to a folder, removed or changed in length is refused, since the run would go on over
+    /// other text than it began with. Null: not compared.</summary>
+    public IReadOnlyList<DataFile>? DataFiles { get; init; }
+
+    static string FileChanges(IReadOnlyList<DataFile> then, IReadOnlyList<DataFile> now)
+    {
+        var was = then.GroupBy(f => f.Path).ToDictionary(g => g.Key, g => g.First().Bytes);
+        var @is = now.GroupBy(f => f.Path).ToDictionary(g => g.Key, g => g.First().Bytes);
+        var changes = new List<string>();
+        foreach (var f in now.Select(f => f.Path).Distinct())
+            if (!was.TryGetValue(f, out long b)) changes.Add($"{f} was added");
+            else if (b != @is[f]) changes.Add(string.Create(CultureInfo.InvariantCulture, $"{f} went from {b:N0} to {@is[f]:N0} bytes"));
+        foreach (var f in then.Select(f => f.Path).Distinct())
+            if (!@is.ContainsKey(f)) changes.Add($"{f} was removed");
+        if (changes.Count == 0) return "their order changed";
+        return changes.Count <= 3 ? string.Join("; ", changes) : string.Join("; ", changes.Take(3)) + $"; and {changes.Count - 3} more";
+    }
+
     /// <summary>The run's state beside its checkpoint.</summary>
     public const string StateFile = "trainer_state.json";
 
     /// <summary>Restores weights, optimizer state and step from Dir when a resumable checkpoint is there.</summary>
     public bool TryResume()
     {
-        if (Dir is null) return false;
-        RequireRunOrEmpty(Dir, Tokenizer);
-        string statePath = Path.Combine(Dir, StateFile);
-        if (!File.Exists(statePath)) return false;
-        var state = ReadState(Dir) is { Model: not null, Losses: not null } read ? read
-            : throw new CheckpointException($"{statePath} is not a training state (empty or not the JSON `bert` writes), so the run there cannot be resumed; restore the file, or move the folder away to start afresh.", Dir);
-        if (state.Model != Model.Info.Name)
-            throw new CheckpointException($"{Dir} holds a run of {state.Model}, not {Model.Info.Name}; choose another output folder.", Dir);
-        if (Experiment is not null && state.Experiment != Experiment)
-            throw new CheckpointException($"{Dir} holds a run of {(state.Experiment is null ? "a command other than bert run" : "another declaration of this experiment (" + state.Experiment + ")")}, not of {Experiment}; move or delete the folder, or give bert run another --out.", Dir);
-        if (state.Data is not null && Data is not null && state.Data != Data)
-            throw new CheckpointException($"{Dir} holds a run on {state.Data}, not on {Data}; resuming it would mix the two, so give the same data to continue it, or another --out.", Dir);
-        if (state.Recipe is { } was)
-        {
-            var now = Recipe();
-            var changed = now.Where(kv => was.TryGetValue(kv.Key, out var v) && v != kv.Value).ToList();
-            if (changed.Count > 0)
-            {
-                static string Say(string key, string value) => key == "dropout" ? $"dropout {value}" : $"{key} {(value == "" ? "(none)" : value)}";
-                throw new CheckpointException($"{Dir} holds a run with {string.Join(", ", changed.Select(kv => Say(kv.Key, was[kv.Key])))}, not {string.Join(", ", changed.Select(kv => Say(kv.Key, kv.Value)))}; give the options it was started with to continue it, or another --out.", Dir);
-            }
-        }
-        if (state.Step > TotalSteps)
-            throw new CheckpointException($"The run in {Dir} is at step {state.Step}, past the {TotalSteps} steps asked for; ask for at least {state.Step} steps (or the epochs that make them) to continue it, or give another --out.", Dir);
-        if (Tokenizer is not null) CheckpointTokenizer.Require(Tokenizer, Dir, "this run's tokenizer");
+        if (Dir is null || CheckResumable() is not { } state) return false;
         var report = Checkpoint.Load(Dir, Model);
         bool hasOptimizer;
         string optimizerPath = Path.Combine(Dir, Checkpoint.OptimizerFile);
@@ -209,11 +211,50 @@ public sealed class TrainLoop
         return true;
     }
 
+    /// <summary>Checks, before any costly work (a large corpus's tokenizing), that Dir is new, empty or holds a run this
+    /// one may continue: the model, experiment, data, recipe, steps and tokenizer <see cref="TryResume"/> would refuse,
+    /// without reading the weights. Returns the run's state, or null when there is none to resume.</summary>
+    TrainerState? CheckResumable()
+    {
+        if (Dir is null) return null;
+        RequireRunOrEmpty(Dir, Tokenizer);
+        string statePath = Path.Combine(Dir, StateFile);
+        if (!File.Exists(statePath)) return null;
+        var state = ReadState(Dir) is { Model: not null, Losses: not null } read ? read
+            : throw new CheckpointException($"{statePath} is not a training state (empty or not the JSON `bert` writes), so the run there cannot be resumed; restore the file, or move the folder away to start afresh.", Dir);
+        if (state.Model != Model.Info.Name)
+            throw new CheckpointException($"{Dir} holds a run of {state.Model}, not {Model.Info.Name}; choose another output folder.", Dir);
+        if (Experiment is not null && state.Experiment != Experiment)
+            throw new CheckpointException($"{Dir} holds a run of {(state.Experiment is null ? "a command other than bert run" : "another declaration of this experiment (" + state.Experiment + ")")}, not of {Experiment}; move or delete the folder, or give bert run another --out.", Dir);
+        if (state.Data is not null && Data is not null && state.Data != Data)
+            throw new CheckpointException($"{Dir} holds a run on {state.Data}, not on {Data}; resuming it would mix the two, so give the same data to continue it, or another --out.", Dir);
+        if (state.DataFiles is { } filesThen && DataFiles is { } filesNow && !filesThen.SequenceEqual(filesNow))
+            throw new CheckpointException($"{Dir} holds a run on files that have changed since it started ({FileChanges(filesThen, filesNow)}); resuming would go on over other text, so put them back as they were to continue it, or start from its weights in another --out (--from {Dir}).", Dir);
+        if (state.Recipe is { } was)
+        {
+            var now = Recipe();
+            var changed = now.Where(kv => was.TryGetValue(kv.Key, out var v) && v != kv.Value).ToList();
+            if (changed.Count > 0)
+            {
+                static string Say(string key, string value) => key == "dropout" ? $"dropout {value}" : $"{key} {(value == "" ? "(none)" : value)}";
+                throw new CheckpointException($"{Dir} holds a run with {string.Join(", ", changed.Select(kv => Say(kv.Key, was[kv.Key])))}, not {string.Join(", ", changed.Select(kv => Say(kv.Key, kv.Value)))}; give the options it was started with to continue it, or another --out.", Dir);
+            }
+        }
+        if (state.Step > TotalSteps)
+            throw new CheckpointException($"The run in {Dir} is at step {state.Step}, past the {TotalSteps} steps asked for; ask for at least {state.Step} steps (or the epochs that make them) to continue it, or give another --out.", Dir);
+        if (Tokenizer is not null) CheckpointTokenizer.Require(Tokenizer, Dir, "this run's tokenizer");
+        return state;
+    }
+
+    /// <summary>Whether Dir holds a run that <see cref="TryResume"/> will continue; throws what it would refuse (see
+    /// <see cref="CheckResumable"/>) before the caller's costly preparation.</summary>
+    public bool CanResume() => CheckResumable() is not null;
+
     /// <summary>trainer_state.json. BestLoss and BestMetrics (the best evaluation's, so a resumed run reports it whole),
     /// and Data (the set or corpus the run trains on), are absent from states written before they were.</summary>
     sealed record TrainerState(string Model, long Step, long TotalSteps, double? BestScore, List<double[]> Losses,
         double? BestLoss = null, Dictionary<string, double>? BestMetrics = null, string? Experiment = null, string? Data = null,
-        Dictionary<string, string>? Recipe = null);
+        Dictionary<string, string>? Recipe = null, List<DataFile>? DataFiles = null);
 
     /// <summary>The options a run must keep to be continued (kept in trainer_state.json; a state written before it was is
     /// not compared): its start, seed, learning rate, batch, accumulation, warm-up and dropout (the optimizer: by its state). The epochs or
@@ -345,7 +386,7 @@ public sealed class TrainLoop
         Checkpoint.Save(dir, Model, meta, optimizerState: s => Optimizer.SaveState(s), labels: labels);
         Tokenizer?.Save(dir, Model.Info.MaxLen);
         var state = new TrainerState(Model.Info.Name, Step, TotalSteps, Best?.Score, Losses.Select(l => new[] { (double)l.Step, l.Loss }).ToList(),
-            Best is { Loss: var bl } && double.IsFinite(bl) ? bl : null, Best is null ? null : new Dictionary<string, double>(Best.Metrics), Experiment, Data, Recipe());
+            Best is { Loss: var bl } && double.IsFinite(bl) ? bl : null, Best is null ? null : new Dictionary<string, double>(Best.Metrics), Experiment, Data, Recipe(), DataFiles?.ToList());
         AtomicFile.Write(Path.Combine(dir, StateFile), s => JsonSerializer.Serialize(s, state));
         if (interrupted) Console.Error.WriteLine($"Stopped at step {Step}; a resumable checkpoint is in {dir} (run the same command again to continue).");
     }
