@@ -512,8 +512,9 @@ public static partial class Program
             $"{(fromCache ? $"read from the cache {cache!.Path}" : "tokenized")} in {readSeconds:F1} s and paired in {read.Elapsed.TotalSeconds - readSeconds:F1} s.");
         if (cache is not null && !fromCache)
         {
+            var writing = Stopwatch.StartNew();
             var saved = cache.Save(corpus, out string? saveProblem);
-            if (saved is long bytes) Console.WriteLine($"Tokenized corpus cached in {cache.Path} ({bytes / 1048576.0:N0} MiB; ${CorpusCache.EnvironmentVariable}=off turns the cache off), so the next run on these files skips tokenizing.");
+            if (saved is long bytes) Console.WriteLine($"Tokenized corpus cached in {cache.Path} ({bytes / 1048576.0:N0} MiB, written in {writing.Elapsed.TotalSeconds:F1} s; ${CorpusCache.EnvironmentVariable}=off turns the cache off), so the next run on these files skips tokenizing.");
             else if (saveProblem is not null) Note(saveProblem);
         }
         InitOrStartFrom(model, train.Seed, start, from, reinit: null, headName: null);

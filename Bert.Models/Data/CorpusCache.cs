@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
+using Bert.Runtime;
 using Bert.Text;
 
 namespace Bert.Data;
@@ -13,7 +14,7 @@ namespace Bert.Data;
 /// is read is not cached. Only corpora of at least <see cref="MinSourceBytes"/> of files are kept (the embedded ones
 /// tokenize in a second). The directory is <c>$BERT_CORPUS_CACHE</c> (<c>off</c>: no cache), else
 /// <c>$XDG_CACHE_HOME/bert/corpora</c>, else <c>~/.cache/bert/corpora</c>; a file is written under a temporary name and
-/// renamed, so a reader sees a whole corpus or none, and one that cannot be written (no space, no permission) costs a
+/// renamed, and checked whole (its checksum) when it is read, and one that cannot be written (no space, no permission) costs a
 /// warning, never the run.</summary>
 public sealed class CorpusCache
 {
@@ -45,12 +46,8 @@ public sealed class CorpusCache
     public static string? DefaultDirectory(Func<string, string?>? getEnvironmentVariable = null)
     {
         getEnvironmentVariable ??= Environment.GetEnvironmentVariable;
-        static string? Set(string? v) => string.IsNullOrWhiteSpace(v) ? null : v.Trim();
-        if (Set(getEnvironmentVariable(EnvironmentVariable)) is { } dir)
-            return dir.Equals("off", StringComparison.OrdinalIgnoreCase) ? null : dir;
-        if (Set(getEnvironmentVariable("XDG_CACHE_HOME")) is { } xdg) return System.IO.Path.Combine(xdg, "bert", "corpora");
-        string home = Set(getEnvironmentVariable("HOME")) ?? Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
-        return System.IO.Path.Combine(home, ".cache", "bert", "corpora");
+        return UserCache.Set(getEnvironmentVariable(EnvironmentVariable)) is { } dir && dir.Equals("off", StringComparison.OrdinalIgnoreCase) ? null
+            : UserCache.Directory(EnvironmentVariable, "corpora", getEnvironmentVariable);
     }
 
     /// <summary>The cache entry for the corpus of <paramref name="files"/> (named corpora and files, folders already
@@ -139,8 +136,7 @@ public sealed class CorpusCache
             }
             using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
             {
-                corpus.Write(stream, _key);
-                stream.Flush(flushToDisk: true);
+                corpus.Write(stream, _key);   // a file cut short by a crash fails its checksum, so no flush to disk here
             }
             long written = new FileInfo(temp).Length;
             File.Move(temp, Path, overwrite: true);

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.IO.Hashing;
 using System.Numerics;
 using System.Runtime.InteropServices;
 using Bert.Text;
@@ -171,9 +172,10 @@ public sealed class TokenizedCorpus
         return corpus;
     }
 
-    // The file form (CorpusCache): a header, each document's sentence count, each sentence's length, then the pieces as
-    // stored (two or four bytes each), all little-endian. Nothing in it is trusted on reading: the length must be exactly
-    // what the header's counts make, the counts must add up, and every id must be in the vocabulary.
+    // The file form (CorpusCache): a header, each document's sentence count, each sentence's length, the pieces as stored
+    // (two or four bytes each), then the XxHash3 of all before it, all little-endian. Nothing in it is trusted on reading:
+    // the length must be exactly what the header's counts make, the counts must add up, every id must be in the vocabulary
+    // and the checksum must match (a file cut short or zeroed by a crash, or bits flipped on the disk).
     static ReadOnlySpan<byte> Magic => "BERTCRP1"u8;
     const int HeaderBytes = 8 + 32 + 4 + 4 + 4 + 8;
 
@@ -190,7 +192,9 @@ public sealed class TokenizedCorpus
         BinaryPrimitives.WriteInt32LittleEndian(header[44..], Documents);
         BinaryPrimitives.WriteInt32LittleEndian(header[48..], Sentences);
         BinaryPrimitives.WriteInt64LittleEndian(header[52..], Pieces);
-        stream.Write(header);
+        var hash = new XxHash3();
+        void Put(ReadOnlySpan<byte> bytes) { stream.Write(bytes); hash.Append(bytes); }
+        Put(header);
         var counts = new int[Math.Min(Math.Max(Documents, Sentences), 1 << 20)];
         void Runs(int n, Func<int, int> value)
         {
@@ -198,7 +202,7 @@ public sealed class TokenizedCorpus
             {
                 int m = Math.Min(counts.Length, n - at);
                 for (int i = 0; i < m; i++) counts[i] = value(at + i);
-                stream.Write(MemoryMarshal.AsBytes(counts.AsSpan(0, m)));
+                Put(MemoryMarshal.AsBytes(counts.AsSpan(0, m)));
             }
         }
         Runs(Documents, d => _documentStarts[d + 1] - _documentStarts[d]);
@@ -206,15 +210,18 @@ public sealed class TokenizedCorpus
         for (long at = 0; at < Pieces; at += ChunkSize)
         {
             int n = (int)Math.Min(ChunkSize, Pieces - at), chunk = (int)(at >> ChunkBits);
-            if (_narrow is not null) stream.Write(MemoryMarshal.AsBytes(_narrow[chunk].AsSpan(0, n)));
-            else stream.Write(MemoryMarshal.AsBytes(_wide![chunk].AsSpan(0, n)));
+            if (_narrow is not null) Put(MemoryMarshal.AsBytes(_narrow[chunk].AsSpan(0, n)));
+            else Put(MemoryMarshal.AsBytes(_wide![chunk].AsSpan(0, n)));
         }
+        Span<byte> sum = stackalloc byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(sum, hash.GetCurrentHashAsUInt64());
+        stream.Write(sum);
     }
 
     /// <summary>Reads a corpus <see cref="Write"/> wrote with this <paramref name="key"/> for a vocabulary of
     /// <paramref name="vocabSize"/>; null, with the reason in <paramref name="problem"/>, when the stream holds anything
     /// else: another key, another vocabulary's size, a cut or padded file, counts that do not add up, an id outside the
-    /// vocabulary.</summary>
+    /// vocabulary, a checksum that does not match.</summary>
     public static TokenizedCorpus? Read(Stream stream, ReadOnlySpan<byte> key, int vocabSize, out string? problem)
     {
         if (!BitConverter.IsLittleEndian) { problem = "this machine is not little-endian"; return null; }
@@ -228,9 +235,12 @@ public sealed class TokenizedCorpus
         if (vocab != vocabSize) { problem = $"it holds ids of a vocabulary of {vocab}, not {vocabSize}"; return null; }
         var corpus = new TokenizedCorpus(vocabSize);
         int width = corpus._narrow is not null ? 2 : 4;
-        if (documents < 0 || sentences < documents || pieces < sentences || stream.Length != HeaderBytes + 4L * documents + 4L * sentences + width * pieces)
+        if (documents < 0 || sentences < documents || pieces < sentences || stream.Length != HeaderBytes + 4L * documents + 4L * sentences + width * pieces + 8)
         { problem = "its length is not what its counts make (a cut or damaged file)"; return null; }
 
+        var hash = new XxHash3();
+        hash.Append(header);
+        void Take(Span<byte> bytes) { stream.ReadExactly(bytes); hash.Append(bytes); }
         var counts = new int[Math.Min(Math.Max(documents, sentences), 1 << 20)];
         problem = null;
         bool Runs(int n, Func<int, bool> take)
@@ -238,7 +248,7 @@ public sealed class TokenizedCorpus
             for (int at = 0; at < n; at += counts.Length)
             {
                 int m = Math.Min(counts.Length, n - at);
-                stream.ReadExactly(MemoryMarshal.AsBytes(counts.AsSpan(0, m)));
+                Take(MemoryMarshal.AsBytes(counts.AsSpan(0, m)));
                 for (int i = 0; i < m; i++)
                     if (counts[i] <= 0 || !take(counts[i])) return false;
             }
@@ -261,19 +271,23 @@ public sealed class TokenizedCorpus
             if (corpus._narrow is not null)
             {
                 var chunk = new ushort[ChunkSize];
-                stream.ReadExactly(MemoryMarshal.AsBytes(chunk.AsSpan(0, n)));
+                Take(MemoryMarshal.AsBytes(chunk.AsSpan(0, n)));
                 inVocabulary = vocabSize > ushort.MaxValue || Below(chunk.AsSpan(0, n), (ushort)vocabSize);
                 corpus._narrow.Add(chunk);
             }
             else
             {
                 var chunk = new int[ChunkSize];
-                stream.ReadExactly(MemoryMarshal.AsBytes(chunk.AsSpan(0, n)));
+                Take(MemoryMarshal.AsBytes(chunk.AsSpan(0, n)));
                 inVocabulary = Below(MemoryMarshal.Cast<int, uint>(chunk.AsSpan(0, n)), (uint)vocabSize);
                 corpus._wide!.Add(chunk);
             }
             if (!inVocabulary) { problem = $"it holds an id outside the vocabulary of {vocabSize} (a damaged file)"; return null; }
         }
+        Span<byte> sum = stackalloc byte[8];
+        stream.ReadExactly(sum);
+        if (BinaryPrimitives.ReadUInt64LittleEndian(sum) != hash.GetCurrentHashAsUInt64())
+        { problem = "its checksum does not match (a damaged file)"; return null; }
         corpus.Pieces = pieces;
         return corpus;
     }

@@ -351,15 +351,8 @@ public sealed class KernelCache
     }
 
     /// <summary>$BERT_KERNEL_CACHE, else $XDG_CACHE_HOME/bert/kernels, else ~/.cache/bert/kernels.</summary>
-    public static string DefaultDirectory(Func<string, string?>? getEnvironmentVariable = null)
-    {
-        getEnvironmentVariable ??= Environment.GetEnvironmentVariable;
-        static string? Set(string? v) => string.IsNullOrWhiteSpace(v) ? null : v.Trim();
-        if (Set(getEnvironmentVariable(EnvironmentVariable)) is { } dir) return dir;
-        if (Set(getEnvironmentVariable("XDG_CACHE_HOME")) is { } xdg) return Path.Combine(xdg, "bert", "kernels");
-        string home = Set(getEnvironmentVariable("HOME")) ?? Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
-        return Path.Combine(home, ".cache", "bert", "kernels");
-    }
+    public static string DefaultDirectory(Func<string, string?>? getEnvironmentVariable = null) =>
+        UserCache.Directory(EnvironmentVariable, "kernels", getEnvironmentVariable);
 
     /// <summary>Lower-case hex SHA-256 over the compiler id, the source and the options (each length-prefixed, so that no two
     /// different inputs share an encoding). The architecture is the other half of the key: it names the subdirectory.</summary>

@@ -102,8 +102,14 @@ public sealed class CorpusCacheTests : IDisposable
         Assert.Contains("a cut or damaged file", Refused([.. good, 0]));
 
         var outside = (byte[])good.Clone();
-        outside[^2] = 0xFF; outside[^1] = 0xFF;   // the last piece: 65 535
+        outside[^10] = 0xFF; outside[^9] = 0xFF;   // the last piece (before the 8-byte checksum): 65 535
         Assert.Contains("an id outside the vocabulary of 30522", Refused(outside));
+        var flipped = (byte[])good.Clone();
+        flipped[^10] ^= 1;   // another id, still in the vocabulary: only the checksum sees it
+        Assert.Contains("its checksum does not match", Refused(flipped));
+        var zeroed = (byte[])good.Clone();   // a crash's hole: the pieces zeroed ([PAD], in the vocabulary)
+        Array.Clear(zeroed, zeroed.Length - 200, 192);
+        Assert.Contains("its checksum does not match", Refused(zeroed));
 
         const int header = 8 + 32 + 4 + 4 + 4 + 8;
         var noSentences = (byte[])good.Clone();
