@@ -88,7 +88,7 @@ public static class DataSets
     /// <summary>Documents of the pre-training corpus, all in memory; see <see cref="CorpusDocuments"/>.</summary>
     public static (List<List<string>> Documents, string How) Corpus(IReadOnlyList<string>? specs)
     {
-        var (docs, how) = CorpusDocuments(specs);
+        var (docs, how, _) = CorpusDocuments(specs);
         return (docs.Select(d => d as List<string> ?? d.ToList()).ToList(), how);
     }
 
@@ -98,17 +98,20 @@ public static class DataSets
     /// document per chapter), the training texts of a named labeled set without their labels (documents of 8 texts; dev
     /// texts are never used), a text file (documents separated by blank lines), or a folder of them (its <c>*.txt</c>
     /// files, <see cref="ExpandFolders"/>). Every spec is checked before the first document comes; a file without text
-    /// throws when it has been read.</summary>
-    public static (IEnumerable<IReadOnlyList<string>> Documents, string How) CorpusDocuments(IReadOnlyList<string>? specs)
+    /// throws when it has been read. <c>Sources</c> are what will be read, in order: the names, and the files with each
+    /// folder's listed once, here (a shard added later is not read).</summary>
+    public static (IEnumerable<IReadOnlyList<string>> Documents, string How, IReadOnlyList<string> Sources) CorpusDocuments(IReadOnlyList<string>? specs)
     {
         static IEnumerable<IReadOnlyList<string>> English() => Pretraining.ShakespeareDocuments(DefaultData.ReadText(DataFile.TinyShakespeare))
             .Concat(Pretraining.WikiTextDocuments(DefaultData.ReadText(DataFile.WikiText2RawTest)));
         const string EnglishHow = "embedded Tiny Shakespeare + WikiText-2 (raw test)";
-        if (specs is null || specs.Count == 0) return (English(), EnglishHow);
+        if (specs is null || specs.Count == 0) return (English(), EnglishHow, ["english"]);
         var parts = new List<Func<IEnumerable<IReadOnlyList<string>>>>();
         var how = new List<string>();
+        var sources = new List<string>();
         foreach (var f in specs)
         {
+            if (IsNamedCorpus(f)) sources.Add(f);
             if (f.Equals("english", StringComparison.OrdinalIgnoreCase))
             {
                 parts.Add(English);
@@ -130,15 +133,17 @@ public static class DataSets
             if (Directory.Exists(f))
             {
                 var files = ExpandFolders([f]);
+                sources.AddRange(files);
                 parts.Add(() => FileDocuments(files, $"Corpus folder '{f}' has no text in its .txt files; give files of plain text with blank lines between documents."));
                 how.Add($"{Path.TrimEndingDirectorySeparator(f)}/ ({files.Count} .txt file{(files.Count == 1 ? "" : "s")})");
                 continue;
             }
             if (!File.Exists(f)) throw NoSuchCorpus(f);
+            sources.Add(f);
             parts.Add(() => FileDocuments([f], $"Corpus file '{f}' has no text; give a file of plain text with blank lines between documents."));
             how.Add(Path.GetFileName(f));
         }
-        return (parts.SelectMany(p => p()), string.Join(", ", how));
+        return (parts.SelectMany(p => p()), string.Join(", ", how), sources);
 
         // The documents of text files read in turn; none at all is the sentence given. (A shard of blank lines is no
         // mistake within a folder, so a folder is checked as a whole.)

@@ -480,7 +480,7 @@ public static partial class Program
             throw new ArgumentException($"--output-bias frequencies would replace the masked-LM output bias {from} holds; drop it to keep the pre-trained bias.");
         using var trainer = OpenTrainer(device, entry, train);
         var tok = from is null ? Tokenizer(vocab) : FinetuneTokenizer(from, vocab);
-        var (docs, how) = DataSets.CorpusDocuments(corpusFiles);   // names checked, nothing read yet
+        var (docs, how, sources) = DataSets.CorpusDocuments(corpusFiles);   // names checked, folders listed, nothing read yet
         PretrainJob.CheckFits(entry.Info, tok, data);
         Console.WriteLine($"Model {entry.Info.Name}: {entry.Info.ParameterCount:N0} parameters; corpus: {how}; {Gemm.Describe()}");
         var model = entry.Create();
@@ -491,12 +491,12 @@ public static partial class Program
             Evaluate = () => job!.Evaluate(), Dir = outDir,
             Tokenizer = tok, Metadata = new Dictionary<string, string> { ["task"] = "pretraining", ["data"] = how, ["from"] = from ?? "random initialization" }, Device = trainer, Experiment = experiment,
             Data = TrainLoop.DataIdentity(corpusFiles is { Length: > 0 } ? corpusFiles : ["english"], DataSets.IsNamedCorpus),
-            DataFiles = corpusFiles is { Length: > 0 } ? TrainLoop.DataFilesOf(DataSets.ExpandFolders(corpusFiles).Where(f => !DataSets.IsNamedCorpus(f))) : [],
+            DataFiles = TrainLoop.DataFilesOf(sources.Where(f => !DataSets.IsNamedCorpus(f))),
         };
         loop.CanResume();   // a run the folder holds that this one may not continue is refused before the corpus is read
 
         var read = Stopwatch.StartNew();
-        var cache = corpusFiles is { Length: > 0 } ? CorpusCache.For(DataSets.ExpandFolders(corpusFiles), DataSets.IsNamedCorpus, tok) : null;
+        var cache = CorpusCache.For(sources, DataSets.IsNamedCorpus, tok);
         string? cacheProblem = null;
         var corpus = cache?.TryLoad(out cacheProblem);
         if (cacheProblem is not null) Note(cacheProblem);

@@ -8,14 +8,15 @@ namespace Bert.Data;
 
 /// <summary>Tokenized pre-training corpora kept on disk, so that a run resumed, or another run on the same files
 /// (another model size, another seed), reads the pieces back in seconds instead of tokenizing the text again (minutes
-/// for gigabytes). A corpus is kept under a key that is a SHA-256 over everything its pieces depend on: each file's full
-/// path, length and last-write time (a named, embedded corpus by its name), the vocabulary and tokenizer settings, and
-/// this build of the tokenizing code (its module version id; a new build tokenizes afresh). A file that changes while it
-/// is read is not cached. Only corpora of at least <see cref="MinSourceBytes"/> of files are kept (the embedded ones
-/// tokenize in a second). The directory is <c>$BERT_CORPUS_CACHE</c> (<c>off</c>: no cache), else
-/// <c>$XDG_CACHE_HOME/bert/corpora</c>, else <c>~/.cache/bert/corpora</c>; a file is written under a temporary name and
-/// renamed, and checked whole (its checksum) when it is read, and one that cannot be written (no space, no permission) costs a
-/// warning, never the run.</summary>
+/// for gigabytes). An entry is named by what the corpus is (its files' full paths in order, named corpora by name, the
+/// vocabulary and tokenizer settings) and stamped with a key over everything else its pieces depend on: each file's
+/// length, last-write time and first and last 64 KiB, and this build of the code and runtime. An entry whose key no
+/// longer matches (a file edited, a shard of the same name replaced, a new build) is tokenized again and replaced, so a
+/// corpus has one entry however often it changes. A file that changes while it is read is not cached. Only corpora of
+/// at least <see cref="MinSourceBytes"/> of files are kept (the embedded ones tokenize in a second). The directory is
+/// <c>$BERT_CORPUS_CACHE</c> (<c>off</c>: no cache), else <c>$XDG_CACHE_HOME/bert/corpora</c>, else
+/// <c>~/.cache/bert/corpora</c>. A file is written under a temporary name and renamed, and checked whole (its checksum)
+/// when it is read; one that cannot be written (no space, no permission) costs a note, never the run.</summary>
 public sealed class CorpusCache
 {
     public const string EnvironmentVariable = "BERT_CORPUS_CACHE";
@@ -29,10 +30,10 @@ public sealed class CorpusCache
     readonly Func<string, bool> _isName;
     readonly WordPiece _tokenizer;
 
-    CorpusCache(string directory, byte[] key, IReadOnlyList<string> specs, Func<string, bool> isName, WordPiece tokenizer)
+    CorpusCache(string directory, byte[] name, byte[] key, IReadOnlyList<string> specs, Func<string, bool> isName, WordPiece tokenizer)
     {
         Directory = directory; _key = key; _specs = specs; _isName = isName; _tokenizer = tokenizer;
-        Path = System.IO.Path.Combine(directory, Convert.ToHexStringLower(key) + Extension);
+        Path = System.IO.Path.Combine(directory, Convert.ToHexStringLower(name) + Extension);
     }
 
     /// <summary>Where corpora are kept.</summary>
@@ -62,35 +63,53 @@ public sealed class CorpusCache
         foreach (var f in files)
             if (!isName(f) && File.Exists(f)) bytes += new FileInfo(f).Length;
         if (bytes < (minSourceBytes ?? MinSourceBytes)) return null;
-        return Key(files, isName, tokenizer) is { } key ? new CorpusCache(directory, key, files, isName, tokenizer) : null;
+        return Identify(files, isName, tokenizer) is { } id ? new CorpusCache(directory, id.Name, id.Key, files, isName, tokenizer) : null;
     }
 
-    /// <summary>The key: null when a file is missing (the reader says so in its own words).</summary>
-    static byte[]? Key(IReadOnlyList<string> files, Func<string, bool> isName, WordPiece tokenizer)
+    /// <summary>The entry's name, from what the corpus is (its files' paths, its named corpora, the tokenizer), and its
+    /// key, from everything its pieces depend on besides (the files' lengths, times and first and last 64 KiB; this build
+    /// of the code and the runtime): a corpus whose files or build change keeps one entry, replaced, not one an edit.
+    /// Null when a file is missing or cannot be read (the reader says so in its own words).</summary>
+    static (byte[] Name, byte[] Key)? Identify(IReadOnlyList<string> files, Func<string, bool> isName, WordPiece tokenizer)
     {
-        using var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        void Field(string s)
+        using var name = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        using var key = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        static void Field(IncrementalHash h, string s)
         {
             byte[] b = Encoding.UTF8.GetBytes(s);
             h.AppendData(BitConverter.GetBytes((long)b.Length));
             h.AppendData(b);
         }
-        Field("bert-corpus-cache-v1");
-        // The code that splits and tokenizes the text: this build's, and the tokenizer package's.
-        Field(typeof(CorpusCache).Assembly.ManifestModule.ModuleVersionId.ToString());
-        Field(typeof(Microsoft.ML.Tokenizers.BertTokenizer).Assembly.ManifestModule.ModuleVersionId.ToString());
-        Field(string.Join('\n', tokenizer.Vocab));
+        Field(name, "bert-corpus-cache-v1");
+        Field(name, string.Join('\n', tokenizer.Vocab));
         var st = tokenizer.Settings;
-        Field(FormattableString.Invariant($"lower={st.LowerCase} accents={st.StripAccents} word={st.MaxWordChars}"));
+        Field(name, FormattableString.Invariant($"lower={st.LowerCase} accents={st.StripAccents} word={st.MaxWordChars}"));
+        // The code that splits and tokenizes the text: this build's, the tokenizer package's, the runtime's.
+        Field(key, typeof(CorpusCache).Assembly.ManifestModule.ModuleVersionId.ToString());
+        Field(key, typeof(Microsoft.ML.Tokenizers.BertTokenizer).Assembly.ManifestModule.ModuleVersionId.ToString());
+        Field(key, Environment.Version.ToString());
+        var ends = new byte[64 << 10];
         foreach (var f in files)
         {
-            if (isName(f)) { Field("name:" + f.ToLowerInvariant()); continue; }
+            if (isName(f)) { Field(name, "name:" + f.ToLowerInvariant()); continue; }
             var info = new FileInfo(f);
             if (!info.Exists) return null;
-            Field("file:" + info.FullName);
-            Field(info.Length.ToString(CultureInfo.InvariantCulture) + "@" + info.LastWriteTimeUtc.Ticks.ToString(CultureInfo.InvariantCulture));
+            Field(name, "file:" + info.FullName);
+            Field(key, info.Length.ToString(CultureInfo.InvariantCulture) + "@" + info.LastWriteTimeUtc.Ticks.ToString(CultureInfo.InvariantCulture));
+            try
+            {
+                using var handle = File.OpenHandle(f);
+                foreach (long at in new[] { 0, Math.Max(0, info.Length - ends.Length) })
+                {
+                    int n = RandomAccess.Read(handle, ends, at);
+                    key.AppendData(ends, 0, n);
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
         }
-        return h.GetHashAndReset();
+        var nameHash = name.GetHashAndReset();
+        key.AppendData(nameHash);
+        return (nameHash, key.GetHashAndReset());
     }
 
     /// <summary>The cached corpus, or null when there is none (or it cannot be used: <paramref name="problem"/> then says
@@ -114,12 +133,12 @@ public sealed class CorpusCache
     }
 
     /// <summary>Keeps <paramref name="corpus"/>, made from the files as they were when this entry was made, unless one
-    /// has changed since (its length or time): returns the bytes written, or null with the reason in
+    /// has changed since (its length, time or ends), replacing what the entry held: returns the bytes written, or null with the reason in
     /// <paramref name="problem"/> (null too when a file changed: nothing to say, the next run tokenizes again).</summary>
     public long? Save(TokenizedCorpus corpus, out string? problem)
     {
         problem = null;
-        if (Key(_specs, _isName, _tokenizer) is not { } now || !now.AsSpan().SequenceEqual(_key))
+        if (Identify(_specs, _isName, _tokenizer) is not { } now || !now.Key.AsSpan().SequenceEqual(_key))
         {
             problem = "a corpus file changed while it was read, so it is not cached";
             return null;
@@ -128,6 +147,7 @@ public sealed class CorpusCache
         try
         {
             System.IO.Directory.CreateDirectory(Directory);
+            RemoveStaleTemporaries();
             long need = corpus.Pieces * (corpus.VocabSize <= ushort.MaxValue + 1 ? 2 : 4) + 4L * (corpus.Documents + corpus.Sentences);
             if (FreeBytes(Directory) is long free && free < need + (256L << 20))
             {
@@ -142,12 +162,21 @@ public sealed class CorpusCache
             File.Move(temp, Path, overwrite: true);
             return written;
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException or ArgumentException)
         {
             try { File.Delete(temp); } catch (Exception) { }
             problem = $"the corpus is not cached in {Directory} ({e.Message.TrimEnd('.')}); the next run on these files tokenizes them again";
             return null;
         }
+    }
+
+    /// <summary>Deletes the temporary files of writes that never finished (a process killed while it wrote), an hour old
+    /// or more: a write in progress elsewhere is younger.</summary>
+    void RemoveStaleTemporaries()
+    {
+        foreach (var f in System.IO.Directory.EnumerateFiles(Directory, "*" + Extension + ".*.tmp"))
+            try { if (File.GetLastWriteTimeUtc(f) < DateTime.UtcNow.AddHours(-1)) File.Delete(f); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
     }
 
     /// <summary>The space free where <paramref name="directory"/> is, or null when the system will not say.</summary>

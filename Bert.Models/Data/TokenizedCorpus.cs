@@ -198,10 +198,10 @@ public sealed class TokenizedCorpus
         var counts = new int[Math.Min(Math.Max(Documents, Sentences), 1 << 20)];
         void Runs(int n, Func<int, int> value)
         {
-            for (int at = 0; at < n; at += counts.Length)
+            for (long at = 0; at < n; at += counts.Length)
             {
-                int m = Math.Min(counts.Length, n - at);
-                for (int i = 0; i < m; i++) counts[i] = value(at + i);
+                int m = (int)Math.Min(counts.Length, n - at);
+                for (int i = 0; i < m; i++) counts[i] = value((int)(at + i));
                 Put(MemoryMarshal.AsBytes(counts.AsSpan(0, m)));
             }
         }
@@ -228,7 +228,7 @@ public sealed class TokenizedCorpus
         Span<byte> header = stackalloc byte[HeaderBytes];
         if (stream.Length < HeaderBytes || stream.ReadAtLeast(header, HeaderBytes, throwOnEndOfStream: false) < HeaderBytes || !header[..8].SequenceEqual(Magic))
         { problem = "it is not a tokenized corpus"; return null; }
-        if (!header.Slice(8, 32).SequenceEqual(key)) { problem = "it was made from other files or another tokenizer"; return null; }
+        if (!header.Slice(8, 32).SequenceEqual(key)) { problem = "it was made from these files as they were before, or by another build"; return null; }
         int vocab = BinaryPrimitives.ReadInt32LittleEndian(header[40..]), documents = BinaryPrimitives.ReadInt32LittleEndian(header[44..]),
             sentences = BinaryPrimitives.ReadInt32LittleEndian(header[48..]);
         long pieces = BinaryPrimitives.ReadInt64LittleEndian(header[52..]);
@@ -245,9 +245,9 @@ public sealed class TokenizedCorpus
         problem = null;
         bool Runs(int n, Func<int, bool> take)
         {
-            for (int at = 0; at < n; at += counts.Length)
+            for (long at = 0; at < n; at += counts.Length)
             {
-                int m = Math.Min(counts.Length, n - at);
+                int m = (int)Math.Min(counts.Length, n - at);
                 Take(MemoryMarshal.AsBytes(counts.AsSpan(0, m)));
                 for (int i = 0; i < m; i++)
                     if (counts[i] <= 0 || !take(counts[i])) return false;

@@ -57,6 +57,22 @@ public sealed class CorpusCacheTests : IDisposable
         return (problem is null).Label("no problem");
     }
 
+    /// <summary>More documents and more sentences than the 1 Mi counts written and read at a time.</summary>
+    [Fact]
+    public void WriteThenRead_TakesTheCountsInRuns()
+    {
+        int many = (1 << 20) + 7;
+        var docs = Enumerable.Range(0, many).Select(i => (IReadOnlyList<int[]>)[[i % 30_522]])
+            .Append(Enumerable.Range(0, many).Select(i => new[] { i % 29, 5 }).ToList());
+        var corpus = TokenizedCorpus.From(docs, 30_522);
+        var read = TokenizedCorpus.Read(new MemoryStream(Bytes(corpus)), Key, 30_522, out string? problem)!;
+        Assert.Null(problem);
+        Assert.Equal((many + 1, 2 * many, 3L * many), (read.Documents, read.Sentences, read.Pieces));
+        Assert.Equal(many, read.SentenceCount(many));
+        foreach (int d in new[] { 0, 1 << 20, many - 1 }) Assert.Equal([d % 30_522], read.Sentence(d, 0));
+        foreach (int j in new[] { 0, (1 << 20) - 1, 1 << 20, many - 1 }) Assert.Equal([j % 29, 5], read.Sentence(many, j));
+    }
+
     [Fact]
     public void Read_AcrossTheStoresArrays_GivesEveryPiece()
     {
@@ -96,7 +112,7 @@ public sealed class CorpusCacheTests : IDisposable
         }
         Assert.Contains("not a tokenized corpus", Refused([]));
         Assert.Contains("not a tokenized corpus", Refused(Encoding.UTF8.GetBytes("the quick brown fox jumps over the lazy dog, again and again")));
-        Assert.Contains("other files or another tokenizer", Refused(good, key: Enumerable.Repeat((byte)9, 32).ToArray()));
+        Assert.Contains("made from these files as they were before, or by another build", Refused(good, key: Enumerable.Repeat((byte)9, 32).ToArray()));
         Assert.Contains("vocabulary of 30522, not 30000", Refused(good, vocab: 30_000));
         Assert.Contains("a cut or damaged file", Refused(good[..^1]));
         Assert.Contains("a cut or damaged file", Refused([.. good, 0]));
@@ -118,11 +134,12 @@ public sealed class CorpusCacheTests : IDisposable
         var emptySentence = (byte[])good.Clone();
         BitConverter.GetBytes(0).CopyTo(emptySentence, header + 4 * corpus.Documents);   // the first sentence's length
         Assert.Contains("do not add up", Refused(emptySentence));
-        var moved = (byte[])good.Clone();   // one sentence longer and the next shorter: the total holds, the lengths do not
+        var moved = (byte[])good.Clone();   // one sentence a piece longer and the next a piece shorter: every count holds
         int first = BitConverter.ToInt32(good, header + 4 * corpus.Documents), second = BitConverter.ToInt32(good, header + 4 * corpus.Documents + 4);
-        BitConverter.GetBytes(first + second).CopyTo(moved, header + 4 * corpus.Documents);
-        BitConverter.GetBytes(0).CopyTo(moved, header + 4 * corpus.Documents + 4);
-        Assert.Contains("do not add up", Refused(moved));
+        Assert.True(second > 1, "the corpus's second sentence has two pieces or more");
+        BitConverter.GetBytes(first + 1).CopyTo(moved, header + 4 * corpus.Documents);
+        BitConverter.GetBytes(second - 1).CopyTo(moved, header + 4 * corpus.Documents + 4);
+        Assert.Contains("its checksum does not match", Refused(moved));
 
         // An empty corpus is a corpus.
         var none = TokenizedCorpus.From([], 30_522);
@@ -181,9 +198,29 @@ public sealed class CorpusCacheTests : IDisposable
         File.Copy(file, copy);
         File.SetLastWriteTimeUtc(copy, File.GetLastWriteTimeUtc(file));
         Assert.NotEqual(entry.Path, Other([copy]));
+
+        // The same files changed keep the entry's name, and its key tells the change: a file's time, or its text with the
+        // same length and time (a copy that keeps times). The entry is tokenized again and replaced.
+        void Stale(string why)
+        {
+            var now = CorpusCache.For([file], DataSets.IsNamedCorpus, Tok, cache, 0)!;
+            Assert.Equal(entry.Path, now.Path);
+            Assert.Null(now.TryLoad(out string? p));
+            Assert.Equal($"the cached corpus {entry.Path} cannot be used (it was made from these files as they were before, or by another build); tokenizing again", p);
+            var again = Tokenized([file]);
+            Assert.NotNull(now.Save(again, out _));
+            AssertSame(again, CorpusCache.For([file], DataSets.IsNamedCorpus, Tok, cache, 0)!.TryLoad(out p)!);
+            Assert.True(p is null, why);
+        }
         File.SetLastWriteTimeUtc(file, File.GetLastWriteTimeUtc(file).AddSeconds(-5));
-        Assert.NotEqual(entry.Path, Other([file]));
-        Assert.Equal(Other([file]), Other([file]));
+        Stale("time");
+        var time = File.GetLastWriteTimeUtc(file);
+        var text = File.ReadAllText(file);
+        File.WriteAllText(file, "The" + text[3..]);   // "the" → "The" at the start: the same length
+        File.SetLastWriteTimeUtc(file, time);
+        Assert.Equal(size, new FileInfo(file).Length);
+        Stale("text");
+        Assert.Single(Directory.GetFiles(cache));
         Assert.Null(CorpusCache.For(["no-such-file.txt"], DataSets.IsNamedCorpus, Tok, cache, 0));
     }
 
