@@ -95,6 +95,7 @@ public static class Demo
         var preDir = Path.Combine(s.Out, "pretrained");
         using var preTrainer = Trainer(entry);
         if (preTrainer is { UseGraphs: true }) job.RowMultiple = PretrainJob.GraphRowMultiple;   // batches of a length share a graph
+        job.Prefetch = preTrainer is not null;   // the next batch is made while the GPU runs this one
         var loop = new TrainLoop
         {
             Model = pre, TotalSteps = s.PretrainSteps, Bind = job.Bind, StepMetrics = job.Metrics, DeviceMetrics = PretrainJob.DeviceMetrics, Evaluate = job.Evaluate, Dir = preDir, Tokenizer = tok,

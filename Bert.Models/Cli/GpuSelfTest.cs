@@ -916,7 +916,7 @@ public static class GpuSelfTest
         {
             var model = entry.Create();
             model.InitParameters(3);
-            var job = new Bert.Training.PretrainJob(model, tok, instances, data, 8, 5);
+            var job = new Bert.Training.PretrainJob(model, tok, instances, data, 8, 5) { Prefetch = gpu };   // as bert pretrain --device cuda
             using var trainer = gpu ? new CudaTrainer(entry.Info, entry.CreateCuda(), device, CudaPrecision.Fp32, cache) : null;
             var loop = new Bert.Training.TrainLoop
             {

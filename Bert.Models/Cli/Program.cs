@@ -521,6 +521,7 @@ public static partial class Program
 
         job = new PretrainJob(model, tok, instances, data, train.BatchSize, train.Seed);
         if (trainer is { UseGraphs: true }) job.RowMultiple = PretrainJob.GraphRowMultiple;   // batches of a length share a graph
+        job.Prefetch = trainer is not null;   // the next batch is made while the GPU runs this one
         if (frequencyBias && !job.InitOutputBiasFromFrequencies())
             throw new ArgumentException($"{entry.Info.Name} has no masked-LM output bias for --output-bias frequencies.");
         Console.WriteLine($"{job.TrainInstances:N0} training sequences ({job.StepsPerEpoch} steps an epoch), {job.HeldOutInstances:N0} held out; masks drawn anew each epoch" +

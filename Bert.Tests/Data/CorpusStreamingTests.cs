@@ -295,6 +295,33 @@ public class CorpusStreamingTests
         }
     }
 
+    /// <summary>With Prefetch (as on a GPU), each micro-batch is prepared on another thread while the one before runs:
+    /// in order across an epoch's end, and after a jump (a resumed or re-bound index), the batches, their masks and their
+    /// padded rows are those bound without it.</summary>
+    [Fact]
+    public void PretrainJob_Prefetching_BindsTheSameBatches()
+    {
+        var o = new PretrainingOptions { MaxSeqLength = 32 };
+        var pairs = Pretraining.CreateInstances(SentenceDocs(seed: 4, documents: 40, sentences: 30), Tok.ClsId, Tok.SepId, o, 3);
+        PretrainJob Job(bool prefetch) => new(BertNanoPreTraining.Create<float>(), Tok, pairs, o, 8, 4) { RowMultiple = 32, Prefetch = prefetch };
+        var plain = Job(false);
+        var ahead = Job(true);
+        int perEpoch = plain.StepsPerEpoch;
+        Assert.InRange(perEpoch, 3, 200);
+        var order = Enumerable.Range(0, perEpoch + 3).Select(i => (long)i).Concat([2, 3, 2 * perEpoch + 1, 1, 2]).ToList();
+        foreach (long index in order)
+        {
+            Assert.Equal(plain.Bind(index), ahead.Bind(index));
+            Assert.Equal(plain.Current.Count, ahead.Current.Count);
+            for (int i = 0; i < plain.Current.Count; i++)
+            {
+                Assert.Equal(plain.Current[i].InputIds, ahead.Current[i].InputIds);
+                Assert.Equal(plain.Current[i].MaskedPositions, ahead.Current[i].MaskedPositions);
+                Assert.Equal(plain.Current[i].MaskedLabels, ahead.Current[i].MaskedLabels);
+            }
+        }
+    }
+
     [Fact]
     public void PretrainJob_RefusesACorpusOfNoPairsInOneSentence()
     {
