@@ -65,19 +65,26 @@ public static class DataSets
     /// that name in the working directory.</summary>
     public static bool IsNamedCorpus(string spec) => NamedCorpora.Concat(AllNamed).Contains(spec.ToLowerInvariant());
 
-    /// <summary>The corpus specs with each folder (that is not a name, <see cref="IsNamedCorpus"/>) replaced by its
-    /// <c>*.txt</c> files (not those of its subfolders, nor hidden ones), in ordinal order of their names: a corpus kept as
-    /// shards. A folder without one, or with an empty one, is refused in one sentence before anything is read.</summary>
+    /// <summary>The names a corpus folder's files may have (<see cref="ExpandFolders"/>): text, and JSON lines
+    /// (<see cref="TextSource.IsJsonLines"/>), either gzipped. A bare <c>.json</c> is left out: a folder that holds a data
+    /// set often has its metadata in one.</summary>
+    public static readonly string[] CorpusFileEndings = [".txt", ".txt.gz", ".jsonl", ".jsonl.gz", ".json.gz"];
+
+    /// <summary>The corpus specs with each folder (that is not a name, <see cref="IsNamedCorpus"/>) replaced by its corpus
+    /// files (<see cref="CorpusFileEndings"/>; not those of its subfolders, nor hidden ones), in ordinal order of their
+    /// names: a corpus kept as shards. A folder without one, or with an empty one, is refused in one sentence before
+    /// anything is read.</summary>
     public static List<string> ExpandFolders(IReadOnlyList<string> specs)
     {
         var files = new List<string>();
         foreach (var f in specs)
         {
             if (IsNamedCorpus(f) || !Directory.Exists(f)) { files.Add(f); continue; }
-            var inside = Directory.EnumerateFiles(f, "*.txt", SearchOption.TopDirectoryOnly)
-                .Where(p => !Path.GetFileName(p).StartsWith('.')).Order(StringComparer.Ordinal).ToList();
+            var inside = Directory.EnumerateFiles(f, "*", SearchOption.TopDirectoryOnly)
+                .Where(p => !Path.GetFileName(p).StartsWith('.') && CorpusFileEndings.Any(e => p.EndsWith(e, StringComparison.Ordinal)))
+                .Order(StringComparer.Ordinal).ToList();
             if (inside.Count == 0)
-                throw new ArgumentException($"Corpus folder '{f}' holds no .txt files; put the corpus there as text files (*.txt), or name the files themselves.");
+                throw new ArgumentException($"Corpus folder '{f}' holds no corpus files; put the corpus there as text (*.txt) or JSON lines (*.jsonl), either maybe gzipped (.gz), or name the files themselves.");
             if (inside.FirstOrDefault(p => new FileInfo(p).Length == 0) is { } empty)
                 throw new ArgumentException($"Corpus file '{empty}' is empty; delete it or fill it, so that the folder holds only the corpus.");
             files.AddRange(inside);
@@ -134,13 +141,15 @@ public static class DataSets
             {
                 var files = ExpandFolders([f]);
                 sources.AddRange(files);
-                parts.Add(() => FileDocuments(files, $"Corpus folder '{f}' has no text in its .txt files; give files of plain text with blank lines between documents."));
-                how.Add($"{Path.TrimEndingDirectorySeparator(f)}/ ({files.Count} .txt file{(files.Count == 1 ? "" : "s")})");
+                parts.Add(() => FileDocuments(files, $"Corpus folder '{f}' has no text in its files; give files of plain text with blank lines between documents, or JSON lines with a \"text\" in each."));
+                string kind = files.All(x => x.EndsWith(".txt", StringComparison.Ordinal)) ? ".txt file" : "corpus file";
+                how.Add($"{Path.TrimEndingDirectorySeparator(f)}/ ({files.Count} {kind}{(files.Count == 1 ? "" : "s")})");
                 continue;
             }
             if (!File.Exists(f)) throw NoSuchCorpus(f);
             sources.Add(f);
-            parts.Add(() => FileDocuments([f], $"Corpus file '{f}' has no text; give a file of plain text with blank lines between documents."));
+            parts.Add(() => FileDocuments([f], TextSource.IsJsonLines(f) ? $"Corpus file '{f}' has no text in its records; give JSON lines with a document in each \"text\"."
+                : $"Corpus file '{f}' has no text; give a file of plain text with blank lines between documents."));
             how.Add(Path.GetFileName(f));
         }
         return (parts.SelectMany(p => p()), string.Join(", ", how), sources);
@@ -150,7 +159,8 @@ public static class DataSets
         static IEnumerable<IReadOnlyList<string>> FileDocuments(IEnumerable<string> files, string noText)
         {
             int n = 0;
-            foreach (var doc in files.SelectMany(f => Pretraining.ParagraphDocuments(TextSource.ReadLines(f).Select(l => l.Line))))
+            foreach (var doc in files.SelectMany(f => TextSource.IsJsonLines(f) ? Pretraining.RecordDocuments(TextSource.JsonTexts(f).Select(r => r.Text))
+                         : Pretraining.ParagraphDocuments(TextSource.ReadLines(f).Select(l => l.Line))))
             {
                 n++;
                 yield return doc;
@@ -163,8 +173,8 @@ public static class DataSets
         new($"Corpus file '{spec}' does not exist and is not a named corpus ({string.Join(", ", NamedCorpora.Concat(AllNamed))}); check the path.");
 
     /// <summary>Lines to learn a vocabulary from: for a named corpus or labeled set, the sentences or training
-    /// texts of <see cref="Corpus"/>; for a file, its lines as they are, read as they are enumerated (a file of any
-    /// size). Every spec is checked before the first line comes.</summary>
+    /// texts of <see cref="Corpus"/>; for a file, its lines as they are (a JSON-lines file: its records' texts), read as
+    /// they are enumerated (a file of any size). Every spec is checked before the first line comes.</summary>
     public static IEnumerable<string> VocabLines(IReadOnlyList<string> specs)
     {
         specs = ExpandFolders(specs);
@@ -172,6 +182,6 @@ public static class DataSets
             if (!IsNamedCorpus(f) && !File.Exists(f)) throw NoSuchCorpus(f);
         return specs.SelectMany(f => IsNamedCorpus(f)
             ? CorpusDocuments([f]).Documents.SelectMany(d => d)
-            : TextSource.ReadLines(f).Select(l => l.Line));
+            : TextSource.IsJsonLines(f) ? TextSource.JsonTexts(f).Select(r => r.Text) : TextSource.ReadLines(f).Select(l => l.Line));
     }
 }

@@ -16,7 +16,7 @@ public static partial class Program
         var text = new Argument<string?>("text") { Description = "the text (omit to read --corpus, or one text per line from standard input)", Arity = ArgumentArity.ZeroOrOne };
         var corpus = new Option<string[]>("--corpus")
         {
-            Description = "text files (one text per line; a folder: its *.txt files) or embedded names (" + string.Join(", ", DataSets.NamedCorpora.Concat(DataSets.Named).Concat(DataSets.NamedPortuguese)) + "; a labeled set's training texts)",
+            Description = "text files (one text per line; JSON lines: one text a record; .gz read as it is; a folder: its corpus files) or embedded names (" + string.Join(", ", DataSets.NamedCorpora.Concat(DataSets.Named).Concat(DataSets.NamedPortuguese)) + "; a labeled set's training texts)",
             AllowMultipleArgumentsPerToken = true,
         };
         var model = new Option<string?>("--model") { Description = "the tokenizer saved with this checkpoint (ours, or a Hugging Face folder)" };
@@ -67,7 +67,7 @@ public static partial class Program
         // i-th text of several corpus inputs.
         string Where(int i) => text is not null ? "The text"
             : !fromCorpus ? $"Line {i + 1} of standard input"
-            : corpus!.Length == 1 && File.Exists(corpus[0]) ? $"Line {i + 1} of {corpus[0]}"
+            : corpus!.Length == 1 && File.Exists(corpus[0]) ? $"{(Bert.Data.TextSource.IsJsonLines(corpus[0]) ? "Record" : "Line")} {i + 1} of {corpus[0]}"
             : $"Text {i + 1} of --corpus {string.Join(' ', corpus!)}";
         void CheckPair(int i, string t)
         {

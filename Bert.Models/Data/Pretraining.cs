@@ -130,6 +130,13 @@ public static class Pretraining
         if (Document(held, lineIsSentence) is { } last) yield return last;
     }
 
+    /// <summary>Documents of records (a JSON-lines corpus's texts, <see cref="TextSource.JsonTexts"/>): each record one
+    /// document, its lines joined and split into sentences as a paragraph's are (blank lines inside a record only separate
+    /// its paragraphs); a record over <see cref="MaxDocumentChars"/> is cut at line breaks, and one without a sentence
+    /// gives no document.</summary>
+    public static IEnumerable<List<string>> RecordDocuments(IEnumerable<string> records, bool lineIsSentence = false) =>
+        ParagraphDocuments(records.SelectMany(r => TextSource.Lines(r).Select(l => l.Line).Where(l => !string.IsNullOrWhiteSpace(l)).Append("")), lineIsSentence);
+
     /// <summary>The document of the lines held (then cleared); null when they give no sentence.</summary>
     static List<string>? Document(List<string> lines, bool lineIsSentence)
     {

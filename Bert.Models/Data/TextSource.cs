@@ -1,4 +1,6 @@
+using System.IO.Compression;
 using System.Text;
+using System.Text.Json;
 
 namespace Bert.Data;
 
@@ -34,9 +36,12 @@ public static class TextSource
     public const int MaxLineBytes = 64 << 20;
 
     /// <summary>A file's lines as <see cref="Lines"/> splits them, read as they are needed: the whole file is never in
-    /// memory, so a corpus may be larger than memory or than a string can hold. Strict UTF-8 line by line (the error
-    /// names the line of the first bad byte), a leading BOM dropped; a missing or empty file, and a line over
-    /// <see cref="MaxLineBytes"/>, are a <see cref="DataException"/>.</summary>
+    /// memory, so a corpus may be larger than memory or than a string can hold. A gzip file (known by its first two
+    /// bytes, whatever its name) is read through its decompression, and checked against its trailer at the end (a file
+    /// cut short would otherwise just end early; several gzip files joined into one are refused too, as they cannot be
+    /// told from it). Strict UTF-8 line by line
+    /// (the error names the line of the first bad byte), a leading BOM dropped; a missing or empty file, a damaged gzip
+    /// file and a line over <see cref="MaxLineBytes"/> are a <see cref="DataException"/>.</summary>
     /// <param name="bufferBytes">The first read buffer's size (it grows to hold a longer line): the tests' way to cross
     /// reads everywhere.</param>
     public static IEnumerable<(int Number, string Line)> ReadLines(string path, int bufferBytes = 1 << 20)
@@ -47,13 +52,13 @@ public static class TextSource
 
         static IEnumerable<(int, string)> Iterate(string path, int bufferBytes)
         {
-            using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan);
+            using var file = Open(path);
             var buffer = new byte[bufferBytes];
             int filled = 0, number = 0, scanned = 0;   // scanned: bytes of the unfinished line already searched for '\n'
             bool first = true, any = false, end = false;
             while (!end)
             {
-                int read = file.Read(buffer, filled, buffer.Length - filled);
+                int read = Read(file, buffer.AsSpan(filled), path);
                 end = read == 0;
                 filled += read;
                 int start = 0;
@@ -94,6 +99,110 @@ public static class TextSource
             try { return Strict.GetString(bytes); }
             catch (DecoderFallbackException e) { throw NotUtf8($"Data file '{path}'", path, number, subject: null, e); }
         }
+    }
+
+    /// <summary>The file as a stream of its bytes: through a <see cref="GZipStream"/> when it starts with gzip's magic
+    /// bytes (1F 8B; a pipe is taken as it is).</summary>
+    static Stream Open(string path)
+    {
+        var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.SequentialScan);
+        if (!file.CanSeek) return file;
+        Span<byte> magic = stackalloc byte[2];
+        int n = file.ReadAtLeast(magic, 2, throwOnEndOfStream: false);
+        file.Position = 0;
+        return n == 2 && magic[0] == 0x1F && magic[1] == 0x8B ? new CheckedGzip(file) : file;
+    }
+
+    /// <summary>A gzip file's text, its length checked at the end against the trailer's (ISIZE, the text's length modulo
+    /// 2³²): .NET's <see cref="GZipStream"/> ends a cut file without a word.</summary>
+    sealed class CheckedGzip(FileStream file) : Stream
+    {
+        readonly GZipStream _gz = new(file, CompressionMode.Decompress);
+        long _out;
+        bool _checked;
+
+        public override int Read(Span<byte> buffer)
+        {
+            int n = _gz.Read(buffer);
+            _out += n;
+            if (n == 0 && buffer.Length > 0 && !_checked)
+            {
+                _checked = true;
+                Span<byte> trailer = stackalloc byte[4];
+                if (file.Length < 18 || RandomAccess.Read(file.SafeFileHandle, trailer, file.Length - 4) != 4)
+                    throw new InvalidDataException("it is shorter than a gzip header and trailer");
+                uint size = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(trailer);
+                if (size != (uint)_out)
+                    throw new InvalidDataException(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                        $"its trailer gives {size:N0} bytes of text and {_out:N0} came out: it was cut short, or is several gzip files joined into one"));
+            }
+            return n;
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => false;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+        public override void Flush() { }
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing) _gz.Dispose();
+            base.Dispose(disposing);
+        }
+    }
+
+    /// <summary>A read that turns a damaged gzip stream into one sentence.</summary>
+    static int Read(Stream stream, Span<byte> buffer, string path)
+    {
+        try { return stream.Read(buffer); }
+        catch (InvalidDataException e)
+        {
+            throw new DataException($"Data file '{path}' is not a whole gzip file ({e.Message.TrimEnd('.')}); compress or download it again.", path, 0, e);
+        }
+    }
+
+    /// <summary>Whether a corpus file holds JSON lines — a <c>.jsonl</c> or <c>.json</c> file, either maybe <c>.gz</c>:
+    /// a document a line, in the <c>text</c> field of a JSON object (what Hugging Face datasets' <c>to_json</c> writes, and
+    /// corpora such as C4 are kept in).</summary>
+    public static bool IsJsonLines(string path)
+    {
+        string name = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? path[..^3] : path;
+        return name.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase) || name.EndsWith(".json", StringComparison.OrdinalIgnoreCase);
+    }
+
+    /// <summary>The texts of a JSON-lines file (<see cref="IsJsonLines"/>), read as <see cref="ReadLines"/> reads: each
+    /// non-blank line one JSON object whose <c>text</c> is a string (other fields are passed over), with its line's
+    /// number. A line that is not such an object, or a file that is one JSON array, is a <see cref="DataException"/>
+    /// naming the line.</summary>
+    public static IEnumerable<(int Number, string Text)> JsonTexts(string path)
+    {
+        foreach (var (number, line) in ReadLines(path))
+            if (!string.IsNullOrWhiteSpace(line)) yield return (number, JsonText(line, path, number));
+    }
+
+    static string JsonText(string line, string path, int number)
+    {
+        const string Form = "each line of a JSON-lines corpus is one object with its document in \"text\" (as Hugging Face datasets' to_json writes)";
+        JsonElement root;
+        try
+        {
+            using var doc = JsonDocument.Parse(line);
+            root = doc.RootElement.Clone();
+        }
+        catch (JsonException e)
+        {
+            throw new DataException(line.TrimStart().StartsWith('[')
+                ? $"'{path}' is one JSON array, not JSON lines; {Form}: `jq -c '.[]' {Path.GetFileName(path)}` writes it so."
+                : $"Line {number} of '{path}' is not JSON ({e.Message.Split(" Path:")[0].TrimEnd('.')}); {Form}.", path, number, e);
+        }
+        if (root.ValueKind == JsonValueKind.Object && root.TryGetProperty("text", out var text) && text.ValueKind == JsonValueKind.String)
+            return text.GetString()!;
+        throw new DataException($"Line {number} of '{path}' has no \"text\" string; {Form}.", path, number);
     }
 
     /// <summary>Reads a stream to its end as UTF-8; <paramref name="name"/> names it in error messages.</summary>

@@ -127,7 +127,7 @@ public partial class CliTests : IDisposable
         Directory.CreateDirectory(empty);
         refused = Run(Args(Path.Combine(_dir, "p3"), empty));
         Assert.NotEqual(0, refused.Code);
-        Assert.Contains($"Corpus folder '{empty}' holds no .txt files; put the corpus there as text files (*.txt), or name the files themselves.", refused.Err);
+        Assert.Contains($"Corpus folder '{empty}' holds no corpus files; put the corpus there as text (*.txt) or JSON lines (*.jsonl), either maybe gzipped (.gz), or name the files themselves.", refused.Err);
         Assert.False(Directory.Exists(Path.Combine(_dir, "p3")) && Directory.EnumerateFileSystemEntries(Path.Combine(_dir, "p3")).Any());
     }
 
