@@ -65,9 +65,9 @@ public static class DataSets
     /// that name in the working directory.</summary>
     public static bool IsNamedCorpus(string spec) => NamedCorpora.Concat(AllNamed).Contains(spec.ToLowerInvariant());
 
-    /// <summary>The names a corpus folder's files may have (<see cref="ExpandFolders"/>): text, and JSON lines
-    /// (<see cref="TextSource.IsJsonLines"/>), either gzipped. A bare <c>.json</c> is left out: a folder that holds a data
-    /// set often has its metadata in one.</summary>
+    /// <summary>The endings a corpus folder's files may have, in any case (<see cref="ExpandFolders"/>): text, and JSON
+    /// lines (<see cref="TextSource.IsJsonLines"/>), either gzipped. A bare <c>.json</c> is left out: a folder that holds a
+    /// data set often has its metadata in one.</summary>
     public static readonly string[] CorpusFileEndings = [".txt", ".txt.gz", ".jsonl", ".jsonl.gz", ".json.gz"];
 
     /// <summary>The corpus specs with each folder (that is not a name, <see cref="IsNamedCorpus"/>) replaced by its corpus
@@ -81,7 +81,7 @@ public static class DataSets
         {
             if (IsNamedCorpus(f) || !Directory.Exists(f)) { files.Add(f); continue; }
             var inside = Directory.EnumerateFiles(f, "*", SearchOption.TopDirectoryOnly)
-                .Where(p => !Path.GetFileName(p).StartsWith('.') && CorpusFileEndings.Any(e => p.EndsWith(e, StringComparison.Ordinal)))
+                .Where(p => !Path.GetFileName(p).StartsWith('.') && CorpusFileEndings.Any(e => p.EndsWith(e, StringComparison.OrdinalIgnoreCase)))
                 .Order(StringComparer.Ordinal).ToList();
             if (inside.Count == 0)
                 throw new ArgumentException($"Corpus folder '{f}' holds no corpus files; put the corpus there as text (*.txt) or JSON lines (*.jsonl), either maybe gzipped (.gz), or name the files themselves.");
@@ -142,7 +142,7 @@ public static class DataSets
                 var files = ExpandFolders([f]);
                 sources.AddRange(files);
                 parts.Add(() => FileDocuments(files, $"Corpus folder '{f}' has no text in its files; give files of plain text with blank lines between documents, or JSON lines with a \"text\" in each."));
-                string kind = files.All(x => x.EndsWith(".txt", StringComparison.Ordinal)) ? ".txt file" : "corpus file";
+                string kind = files.All(x => x.EndsWith(".txt", StringComparison.OrdinalIgnoreCase)) ? ".txt file" : "corpus file";
                 how.Add($"{Path.TrimEndingDirectorySeparator(f)}/ ({files.Count} {kind}{(files.Count == 1 ? "" : "s")})");
                 continue;
             }

@@ -165,7 +165,7 @@ public static partial class Program
 
         // ---- pretrain ----
         var pre = new Command("pretrain", "Pre-train a BERT model (masked LM + next sentence) on text.");
-        var corpus = new Option<string[]>("--corpus") { Description = "text files (documents separated by blank lines) or JSON lines (.jsonl: a document in each record's \"text\"), either maybe gzipped, or a folder of them (its *.txt, *.jsonl, *.gz files), read a line at a time, or embedded names (machado: the Portuguese novels; a labeled set's name: its training texts); default: the embedded English corpus", AllowMultipleArgumentsPerToken = true };
+        var corpus = new Option<string[]>("--corpus") { Description = "text files (documents separated by blank lines) or JSON lines (.jsonl: a document in each record's \"text\"), either maybe gzipped, or a folder of them (its *.txt, *.jsonl, *.txt.gz, *.jsonl.gz and *.json.gz files), read a line at a time, or embedded names (machado: the Portuguese novels; a labeled set's name: its training texts); default: the embedded English corpus", AllowMultipleArgumentsPerToken = true };
         var size = new Option<string?>("--size") { Description = "model size: " + string.Join(", ", Catalog.Sizes) + " (default: the size of the --from checkpoint, else mini)" };
         var preFrom = new Option<string?>("--from") { Description = "checkpoint to continue pre-training from (ours, or a Hugging Face BERT folder): domain-adaptive pre-training; its vocabulary comes with it (default: random initialization)" };
         var steps = Opt("--steps", "optimizer steps", 1000);
@@ -241,7 +241,7 @@ public static partial class Program
         var voc = new Command("vocab", "Build a WordPiece vocabulary from a corpus (for another language).");
         var vCorpus = new Option<string[]>("--corpus")
         {
-            Description = "text files (one line each; JSON lines: each record's \"text\"; either maybe gzipped; a folder: its *.txt, *.jsonl, *.gz files) or embedded names: machado, or a labeled set's training texts (" + string.Join(", ", DataSets.Named.Concat(DataSets.NamedPortuguese)) +
+            Description = "text files (one line each; JSON lines: each record's \"text\"; either maybe gzipped; a folder: its *.txt, *.jsonl, *.txt.gz, *.jsonl.gz and *.json.gz files) or embedded names: machado, or a labeled set's training texts (" + string.Join(", ", DataSets.Named.Concat(DataSets.NamedPortuguese)) +
                 "); default for --lang pt: machado pt-reviews pt-tweets",
             AllowMultipleArgumentsPerToken = true,
         };

@@ -102,43 +102,26 @@ public static class TextSource
     }
 
     /// <summary>The file as a stream of its bytes: through a <see cref="GZipStream"/> when it starts with gzip's magic
-    /// bytes (1F 8B; a pipe is taken as it is).</summary>
+    /// bytes (1F 8B), a file or a pipe alike.</summary>
     static Stream Open(string path)
     {
         var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.SequentialScan);
-        if (!file.CanSeek) return file;
-        Span<byte> magic = stackalloc byte[2];
-        int n = file.ReadAtLeast(magic, 2, throwOnEndOfStream: false);
-        file.Position = 0;
-        return n == 2 && magic[0] == 0x1F && magic[1] == 0x8B ? new CheckedGzip(file) : file;
+        try
+        {
+            var raw = new RawBytes(file);
+            var magic = raw.Peek(2);
+            return magic is [0x1F, 0x8B] ? new CheckedGzip(raw) : raw;
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
     }
 
-    /// <summary>A gzip file's text, its length checked at the end against the trailer's (ISIZE, the text's length modulo
-    /// 2³²): .NET's <see cref="GZipStream"/> ends a cut file without a word.</summary>
-    sealed class CheckedGzip(FileStream file) : Stream
+    /// <summary>A stream that can only be read, for the two below.</summary>
+    abstract class ReadOnlyStream : Stream
     {
-        readonly GZipStream _gz = new(file, CompressionMode.Decompress);
-        long _out;
-        bool _checked;
-
-        public override int Read(Span<byte> buffer)
-        {
-            int n = _gz.Read(buffer);
-            _out += n;
-            if (n == 0 && buffer.Length > 0 && !_checked)
-            {
-                _checked = true;
-                Span<byte> trailer = stackalloc byte[4];
-                if (file.Length < 18 || RandomAccess.Read(file.SafeFileHandle, trailer, file.Length - 4) != 4)
-                    throw new InvalidDataException("it is shorter than a gzip header and trailer");
-                uint size = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(trailer);
-                if (size != (uint)_out)
-                    throw new InvalidDataException(string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                        $"its trailer gives {size:N0} bytes of text and {_out:N0} came out: it was cut short, or is several gzip files joined into one"));
-            }
-            return n;
-        }
-
         public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
         public override bool CanRead => true;
         public override bool CanSeek => false;
@@ -149,6 +132,77 @@ public static class TextSource
         public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
         public override void SetLength(long value) => throw new NotSupportedException();
         public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+    }
+
+    /// <summary>A file's or a pipe's bytes, the first few given again after <see cref="Peek"/>, and the count and the last
+    /// four of those read kept (a gzip trailer's ISIZE, without seeking: a pipe cannot).</summary>
+    sealed class RawBytes(Stream inner) : ReadOnlyStream
+    {
+        byte[] _peeked = [];
+        int _given;
+        readonly byte[] _tail = new byte[4];
+
+        /// <summary>Bytes read so far.</summary>
+        public long Count { get; private set; }
+
+        /// <summary>The last four bytes read, little-endian.</summary>
+        public uint LastFour => System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(_tail);
+
+        /// <summary>The first <paramref name="n"/> bytes (fewer at the end), which reading then gives again.</summary>
+        public byte[] Peek(int n)
+        {
+            var bytes = new byte[n];
+            _peeked = bytes[..inner.ReadAtLeast(bytes, n, throwOnEndOfStream: false)];
+            return _peeked;
+        }
+
+        public override int Read(Span<byte> buffer)
+        {
+            int n;
+            if (_given < _peeked.Length)
+            {
+                n = Math.Min(buffer.Length, _peeked.Length - _given);
+                _peeked.AsSpan(_given, n).CopyTo(buffer);
+                _given += n;
+            }
+            else n = inner.Read(buffer);
+            var read = buffer[..n];
+            Count += n;
+            if (n >= 4) read[^4..].CopyTo(_tail);
+            else
+                foreach (byte b in read) { _tail.AsSpan(1).CopyTo(_tail); _tail[3] = b; }
+            return n;
+        }
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing) inner.Dispose();
+            base.Dispose(disposing);
+        }
+    }
+
+    /// <summary>A gzip file's text, its length checked at the end against the trailer's (ISIZE, the text's length modulo
+    /// 2³²): .NET's <see cref="GZipStream"/> ends a cut file early without a word. Several gzip files joined into one
+    /// (whose last trailer counts only the last's text) cannot be told from a cut one, and are refused too.</summary>
+    sealed class CheckedGzip(RawBytes raw) : ReadOnlyStream
+    {
+        readonly GZipStream _gz = new(raw, CompressionMode.Decompress);
+        long _out;
+        bool _checked;
+
+        public override int Read(Span<byte> buffer)
+        {
+            int n = _gz.Read(buffer);
+            _out += n;
+            if (n == 0 && buffer.Length > 0 && !_checked)
+            {
+                _checked = true;
+                if (raw.Count < 18) throw new InvalidDataException("it is shorter than a gzip header and trailer");
+                if (raw.LastFour != (uint)_out) throw new GzipLengthException(raw.LastFour, _out);
+            }
+            return n;
+        }
+
         protected override void Dispose(bool disposing)
         {
             if (disposing) _gz.Dispose();
@@ -156,13 +210,24 @@ public static class TextSource
         }
     }
 
+    sealed class GzipLengthException(uint trailer, long read) : IOException
+    {
+        public uint Trailer { get; } = trailer;
+        public long ReadBytes { get; } = read;
+    }
+
     /// <summary>A read that turns a damaged gzip stream into one sentence.</summary>
     static int Read(Stream stream, Span<byte> buffer, string path)
     {
         try { return stream.Read(buffer); }
+        catch (GzipLengthException e)
+        {
+            throw new DataException(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"Data file '{path}' does not end where its gzip trailer says ({e.Trailer:N0} bytes of text by the trailer, {e.ReadBytes:N0} read): a download cut short (fetch it again), or several gzip files joined into one (`zcat {Path.GetFileName(path)} | gzip > whole.gz` makes it one)."), path, 0, e);
+        }
         catch (InvalidDataException e)
         {
-            throw new DataException($"Data file '{path}' is not a whole gzip file ({e.Message.TrimEnd('.')}); compress or download it again.", path, 0, e);
+            throw new DataException($"Data file '{path}' is not a whole gzip file ({e.Message.TrimEnd('.')}); download or compress it again.", path, 0, e);
         }
     }
 
@@ -188,21 +253,26 @@ public static class TextSource
     static string JsonText(string line, string path, int number)
     {
         const string Form = "each line of a JSON-lines corpus is one object with its document in \"text\" (as Hugging Face datasets' to_json writes)";
-        JsonElement root;
+        string Array() => $"'{path}' is one JSON array, not JSON lines; {Form}: `jq -c '.[]' {Path.GetFileName(path)}` writes it so.";
         try
         {
             using var doc = JsonDocument.Parse(line);
-            root = doc.RootElement.Clone();
+            var root = doc.RootElement;
+            if (root.ValueKind == JsonValueKind.Array && number == 1) throw new DataException(Array(), path, number);
+            if (root.ValueKind == JsonValueKind.Object && root.TryGetProperty("text", out var text))
+            {
+                if (text.ValueKind == JsonValueKind.String) return text.GetString()!;
+                if (text.ValueKind == JsonValueKind.Null) return "";   // a record without text, as some dumps have: no document
+            }
+            throw new DataException($"Line {number} of '{path}' has no \"text\" string; {Form}.", path, number);
         }
         catch (JsonException e)
         {
-            throw new DataException(line.TrimStart().StartsWith('[')
-                ? $"'{path}' is one JSON array, not JSON lines; {Form}: `jq -c '.[]' {Path.GetFileName(path)}` writes it so."
+            string start = line.Trim();
+            throw new DataException(start.StartsWith('[') && number == 1 ? Array()
+                : start == "{" ? $"Line {number} of '{path}' opens a JSON object that goes on over several lines; {Form}: `jq -c . {Path.GetFileName(path)}` writes it so."
                 : $"Line {number} of '{path}' is not JSON ({e.Message.Split(" Path:")[0].TrimEnd('.')}); {Form}.", path, number, e);
         }
-        if (root.ValueKind == JsonValueKind.Object && root.TryGetProperty("text", out var text) && text.ValueKind == JsonValueKind.String)
-            return text.GetString()!;
-        throw new DataException($"Line {number} of '{path}' has no \"text\" string; {Form}.", path, number);
     }
 
     /// <summary>Reads a stream to its end as UTF-8; <paramref name="name"/> names it in error messages.</summary>

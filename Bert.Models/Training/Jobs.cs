@@ -122,7 +122,9 @@ public sealed class PretrainJob
     /// <see cref="Prefetch"/>, the next one's inputs are then prepared on another thread.</summary>
     public int Bind(long index)
     {
-        var (batch, inputs) = _next is { } next && _nextIndex == index ? next.GetAwaiter().GetResult() : Prepare(index);
+        bool ready = _next is not null && _nextIndex == index;
+        var (batch, inputs) = ready ? _next!.GetAwaiter().GetResult() : Prepare(index);
+        if (ready) PrefetchedBinds++;
         _next = null;
         if (Prefetch)
         {
@@ -148,6 +150,9 @@ public sealed class PretrainJob
     /// bound: for a GPU, whose step leaves the CPU waiting, so that the device is not kept waiting for the CPU in turn.
     /// The batches are the same either way. Off on the CPU, whose step has every core already.</summary>
     public bool Prefetch { get; set; }
+
+    /// <summary>How many binds took a batch prepared ahead (<see cref="Prefetch"/>).</summary>
+    public long PrefetchedBinds { get; private set; }
 
     /// <summary>Pads each training batch's masked-LM rows up to a multiple of this (0: no padding) with ignored rows, so
     /// that batches of one length share a shape: a CUDA graph captured for one replays for the others (the count of masked

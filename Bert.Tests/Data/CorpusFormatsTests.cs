@@ -53,18 +53,22 @@ public sealed class CorpusFormatsTests : IDisposable
         string corrupt = Write("c.txt.gz", [.. whole[..20], .. Enumerable.Repeat((byte)0xFF, 40), .. whole[60..]]);
         var e = Assert.Throws<DataException>(() => TextSource.ReadLines(corrupt).Count());
         Assert.StartsWith($"Data file '{corrupt}' is not a whole gzip file (", e.Message);
-        Assert.EndsWith("); compress or download it again.", e.Message);
+        Assert.EndsWith("); download or compress it again.", e.Message);
 
         // Cut short (an interrupted download), at any length: .NET would end it early without a word; its trailer tells.
-        foreach (int keep in new[] { whole.Length / 2, whole.Length - 9, whole.Length - 1, 12 })
+        foreach (int keep in new[] { whole.Length / 2, whole.Length - 9, whole.Length - 1 })
         {
             string cut = Write($"t{keep}.txt.gz", whole[..keep]);
             e = Assert.Throws<DataException>(() => TextSource.ReadLines(cut).Count());
-            Assert.StartsWith($"Data file '{cut}' is not a whole gzip file (", e.Message);
+            Assert.StartsWith($"Data file '{cut}' does not end where its gzip trailer says (", e.Message);
+            Assert.EndsWith($"read): a download cut short (fetch it again), or several gzip files joined into one (`zcat t{keep}.txt.gz | gzip > whole.gz` makes it one).", e.Message);
         }
+        string stub = Write("s.txt.gz", whole[..12]);
+        e = Assert.Throws<DataException>(() => TextSource.ReadLines(stub).Count());
+        Assert.StartsWith($"Data file '{stub}' is not a whole gzip file (", e.Message);
         string joined = Write("j.txt.gz", [.. Gzip("first\n"u8.ToArray()), .. Gzip("second\n"u8.ToArray())]);
         e = Assert.Throws<DataException>(() => TextSource.ReadLines(joined).Count());
-        Assert.Equal($"Data file '{joined}' is not a whole gzip file (its trailer gives 7 bytes of text and 13 came out: it was cut short, or is several gzip files joined into one); compress or download it again.", e.Message);
+        Assert.Equal($"Data file '{joined}' does not end where its gzip trailer says (7 bytes of text by the trailer, 13 read): a download cut short (fetch it again), or several gzip files joined into one (`zcat j.txt.gz | gzip > whole.gz` makes it one).", e.Message);
 
         string empty = Write("e.txt.gz", Gzip([]));
         e = Assert.Throws<DataException>(() => TextSource.ReadLines(empty).Count());
@@ -74,15 +78,42 @@ public sealed class CorpusFormatsTests : IDisposable
         Assert.Contains("is not valid UTF-8 (first bad byte on line 1)", e.Message);
     }
 
+    /// <summary>From a pipe (no seeking, as `--corpus <(curl …)` gives): gzip is still known by its first bytes, and the
+    /// trailer checked from the bytes as they pass.</summary>
+    [Fact]
+    public void ReadLines_OfAGzippedPipe_AreThoseOfTheText()
+    {
+        var text = Encoding.UTF8.GetBytes(string.Join("\n", Enumerable.Range(0, 20_000).Select(i => $"line {i}: café ção")) + "\n");
+        foreach (var (bytes, fails) in new[] { (Gzip(text), false), (Gzip(text)[..^5], true), (text, false) })
+        {
+            string fifo = Path.Combine(_dir, "fifo" + Guid.NewGuid().ToString("N")[..6]);
+            using (var mk = System.Diagnostics.Process.Start("mkfifo", fifo)) mk.WaitForExit();
+            var writer = Task.Run(() => { using var w = new FileStream(fifo, FileMode.Open, FileAccess.Write); w.Write(bytes); });
+            try
+            {
+                var lines = TextSource.ReadLines(fifo).Select(l => l.Line).ToList();
+                Assert.False(fails, "a cut gzip stream read whole");
+                Assert.Equal(20_000, lines.Count);
+                Assert.Equal("line 19999: café ção", lines[^1]);
+            }
+            catch (DataException e) when (fails)
+            {
+                Assert.Contains("does not end where its gzip trailer says", e.Message);
+            }
+            writer.Wait();
+        }
+    }
+
     [Fact]
     public void JsonTexts_TakeEachRecordsText_AndNameABadLine()
     {
         string ok = Write("ok.jsonl", Encoding.UTF8.GetBytes(
             "{\"id\": 1, \"text\": \"First document.\\n\\nIts second paragraph.\", \"url\": \"x\"}\n\n" +
             "  {\"text\": \"Caf\\u00e9 \\\"quoted\\\" and a tab\\there.\"}\r\n" +
-            "{\"meta\": {\"text\": 5}, \"text\": \"\"}\n"));
+            "{\"meta\": {\"text\": 5}, \"text\": \"\"}\n" +
+            "{\"text\": null}\n"));
         Assert.True(TextSource.IsJsonLines(ok));
-        Assert.Equal([(1, "First document.\n\nIts second paragraph."), (3, "Café \"quoted\" and a tab\there."), (4, "")], TextSource.JsonTexts(ok).ToList());
+        Assert.Equal([(1, "First document.\n\nIts second paragraph."), (3, "Café \"quoted\" and a tab\there."), (4, ""), (5, "")], TextSource.JsonTexts(ok).ToList());
         Assert.Equal(TextSource.JsonTexts(ok), TextSource.JsonTexts(Write("ok.json.gz", Gzip(File.ReadAllBytes(ok)))));
 
         void Refused(string name, string content, string message)
@@ -96,6 +127,8 @@ public sealed class CorpusFormatsTests : IDisposable
         Refused("b.jsonl", "{\"text\": \"fine\"}\n\n{\"body\": \"no text\"}\n", $"Line 3 of 'PATH' has no \"text\" string; {Form}.");
         Refused("c.jsonl", "\"just a string\"\n", $"Line 1 of 'PATH' has no \"text\" string; {Form}.");
         Refused("d.json", "[\n  {\"text\": \"an array\"}\n]\n", $"'PATH' is one JSON array, not JSON lines; {Form}: `jq -c '.[]' d.json` writes it so.");
+        Refused("d1.json", "[{\"text\": \"an array\"}, {\"text\": \"on one line\"}]\n", $"'PATH' is one JSON array, not JSON lines; {Form}: `jq -c '.[]' d1.json` writes it so.");
+        Refused("f.json", "{\n  \"text\": \"pretty-printed\"\n}\n", $"Line 1 of 'PATH' opens a JSON object that goes on over several lines; {Form}: `jq -c . f.json` writes it so.");
         string e = Assert.Throws<DataException>(() => TextSource.JsonTexts(Write("e.jsonl", Encoding.UTF8.GetBytes("{\"text\": \"fine\"}\n{\"text\": \"cut"))).Count()).Message;
         Assert.StartsWith($"Line 2 of '{Path.Combine(_dir, "e.jsonl")}' is not JSON (", e);
         Assert.EndsWith($"); {Form}.", e);
@@ -136,10 +169,16 @@ public sealed class CorpusFormatsTests : IDisposable
         File.WriteAllBytes(Path.Combine(shards, "b.jsonl.gz"), Gzip(Encoding.UTF8.GetBytes(string.Join("\n", documents.Skip(20).Take(20).Select(d => JsonSerializer.Serialize(new { text = d }))))));
         File.WriteAllBytes(Path.Combine(shards, "c.txt.gz"), Gzip(Encoding.UTF8.GetBytes(string.Join("\n\n", documents.Skip(40)))));
         File.WriteAllText(Path.Combine(shards, "dataset_info.json"), "{\"description\": \"metadata, not a shard\"}");
+        File.WriteAllText(Path.Combine(shards, "part-0.xml.gz"), "not a corpus file");
         Assert.Equal(["a.txt", "b.jsonl.gz", "c.txt.gz"], DataSets.ExpandFolders([shards]).Select(Path.GetFileName));
         var (folderDocs, how, _) = DataSets.CorpusDocuments([shards]);
         Assert.Equal(expected, folderDocs.ToList());
         Assert.Equal($"{shards}/ (3 corpus files)", how);
+
+        string upper = Path.Combine(_dir, "upper");
+        Directory.CreateDirectory(upper);
+        File.Copy(textGz, Path.Combine(upper, "PART-0.TXT.GZ"));
+        Assert.Equal(expected, DataSets.CorpusDocuments([upper]).Documents.ToList());
 
         // A vocabulary learns from a JSON-lines file's texts, not its JSON.
         var lines = DataSets.VocabLines([jsonGz]).ToList();

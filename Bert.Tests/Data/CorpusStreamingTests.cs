@@ -320,6 +320,8 @@ public class CorpusStreamingTests
                 Assert.Equal(plain.Current[i].MaskedLabels, ahead.Current[i].MaskedLabels);
             }
         }
+        Assert.Equal(0, plain.PrefetchedBinds);
+        Assert.Equal(perEpoch + 2 + 2, ahead.PrefetchedBinds);   // every bind in order after the first, then 2 → 3 and 1 → 2 after the jumps
     }
 
     [Fact]
