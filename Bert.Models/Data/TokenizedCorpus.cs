@@ -1,4 +1,6 @@
 using System.Buffers.Binary;
+using System.Collections.Concurrent;
+using System.Runtime.ExceptionServices;
 using System.IO.Hashing;
 using System.Numerics;
 using System.Runtime.InteropServices;
@@ -135,39 +137,65 @@ public sealed class TokenizedCorpus
     }
 
     /// <summary>Tokenizes documents as they come, a block of them at a time on every core, and stores them in order: the
-    /// text is never held whole, so a streamed corpus costs its pieces (two bytes each) and not its text. The same
-    /// documents give the same corpus whatever the number of cores. <paramref name="progress"/>, when given, hears the
-    /// count of documents and pieces stored after each block.</summary>
+    /// text is never held whole, so a streamed corpus costs its pieces (two bytes each) and not its text. The documents
+    /// are read (the file, its decompression, JSON, sentence splitting: whatever enumerating them does) on a thread of
+    /// their own, at most two blocks ahead, while the block before is tokenized, so that on many cores reading is not left
+    /// to wait for. The same documents give the same corpus whatever the number of cores. An exception from reading comes
+    /// out of this method as it was thrown. <paramref name="progress"/>, when given, hears the count of documents and
+    /// pieces stored after each block (on the calling thread).</summary>
     /// <param name="blockChars">How many characters of text a block gathers before it is tokenized (4 Mi: about 1 Mi
     /// pieces of English).</param>
     public static TokenizedCorpus Tokenize(IEnumerable<IReadOnlyList<string>> documents, WordPiece tokenizer, Action<int, long>? progress = null, int blockChars = 4 << 20)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(blockChars);
         var corpus = new TokenizedCorpus(tokenizer.VocabSize);
-        var block = new List<IReadOnlyList<string>>();
-        long chars = 0;
-        void Flush()
+        using var blocks = new BlockingCollection<List<IReadOnlyList<string>>>(boundedCapacity: 2);
+        using var stop = new CancellationTokenSource();
+        ExceptionDispatchInfo? failure = null;
+        var reader = new Thread(() =>
         {
-            if (block.Count == 0) return;
-            // One task per sentence range; sentences are independent, and each keeps its place.
-            var sentences = new List<string>();
-            var firsts = new int[block.Count + 1];
-            for (int i = 0; i < block.Count; i++) { firsts[i] = sentences.Count; sentences.AddRange(block[i]); }
-            firsts[block.Count] = sentences.Count;
-            var ids = new int[sentences.Count][];
-            Parallel.For(0, sentences.Count, s => ids[s] = tokenizer.Encode(sentences[s]));
-            for (int i = 0; i < block.Count; i++) corpus.Add(new ArraySegment<int[]>(ids, firsts[i], firsts[i + 1] - firsts[i]));
-            block.Clear();
-            chars = 0;
-            progress?.Invoke(corpus.Documents, corpus.Pieces);
-        }
-        foreach (var doc in documents)
+            try
+            {
+                var block = new List<IReadOnlyList<string>>();
+                long chars = 0;
+                foreach (var doc in documents)
+                {
+                    block.Add(doc);
+                    foreach (var s in doc) chars += s.Length;
+                    if (chars < blockChars) continue;
+                    blocks.Add(block, stop.Token);
+                    block = [];
+                    chars = 0;
+                }
+                if (block.Count > 0) blocks.Add(block, stop.Token);
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested) { }
+            catch (Exception e) { failure = ExceptionDispatchInfo.Capture(e); }
+            finally { blocks.CompleteAdding(); }
+        }) { IsBackground = true, Name = "corpus reader" };
+        reader.Start();
+        try
         {
-            block.Add(doc);
-            foreach (var s in doc) chars += s.Length;
-            if (chars >= blockChars) Flush();
+            foreach (var block in blocks.GetConsumingEnumerable())
+            {
+                if (failure is not null) break;
+                // One task per sentence; sentences are independent, and each keeps its place.
+                var sentences = new List<string>();
+                var firsts = new int[block.Count + 1];
+                for (int i = 0; i < block.Count; i++) { firsts[i] = sentences.Count; sentences.AddRange(block[i]); }
+                firsts[block.Count] = sentences.Count;
+                var ids = new int[sentences.Count][];
+                Parallel.For(0, sentences.Count, s => ids[s] = tokenizer.Encode(sentences[s]));
+                for (int i = 0; i < block.Count; i++) corpus.Add(new ArraySegment<int[]>(ids, firsts[i], firsts[i + 1] - firsts[i]));
+                progress?.Invoke(corpus.Documents, corpus.Pieces);
+            }
         }
-        Flush();
+        finally
+        {
+            stop.Cancel();   // a failure here: the reader stops at its next block
+            reader.Join();
+        }
+        failure?.Throw();
         corpus.Trim();
         return corpus;
     }

@@ -163,6 +163,35 @@ public class CorpusStreamingTests
         Assert.Equal([6], partial.Sentence(1, 0));
     }
 
+    /// <summary>The documents are read on a thread of their own: a reading error comes out of Tokenize as it was thrown
+    /// (its type and sentence), and a failure on the tokenizing side stops the reader instead of leaving it blocked.</summary>
+    [Fact]
+    public void Tokenize_ReadsOnAThreadOfItsOwn_AndPassesItsErrorsOn()
+    {
+        IEnumerable<IReadOnlyList<string>> Failing()
+        {
+            for (int i = 0; i < 50; i++) yield return [$"Document {i} has a sentence.", "And another one."];
+            throw new DataException("Line 101 of 'x.txt' is not valid UTF-8; re-save it.", "x.txt", 101);
+        }
+        var e = Assert.Throws<DataException>(() => TokenizedCorpus.Tokenize(Failing(), Tok, blockChars: 200));
+        Assert.Equal("Line 101 of 'x.txt' is not valid UTF-8; re-save it.", e.Message);
+
+        int readerThread = -1, produced = 0;
+        IEnumerable<IReadOnlyList<string>> Endless()
+        {
+            readerThread = Environment.CurrentManagedThreadId;
+            while (true) { produced++; yield return ["An endless corpus, read until it is told to stop."]; }
+        }
+        int calls = 0;
+        var stopped = Assert.Throws<InvalidOperationException>(() => TokenizedCorpus.Tokenize(Endless(), Tok,
+            (_, _) => { if (++calls == 3) throw new InvalidOperationException("the caller gave up"); }, blockChars: 500));
+        Assert.Equal("the caller gave up", stopped.Message);
+        Assert.NotEqual(Environment.CurrentManagedThreadId, readerThread);
+        int after = produced;
+        Thread.Sleep(50);
+        Assert.Equal(after, produced);   // the reader has stopped
+    }
+
     [Fact]
     public void Tokenize_OnEveryCore_GivesTheSentencesOfTheOneByOneEncoding()
     {
