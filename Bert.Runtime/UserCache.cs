@@ -19,4 +19,15 @@ public static class UserCache
 
     /// <summary>The value, trimmed, or null when it is unset or blank.</summary>
     public static string? Set(string? value) => string.IsNullOrWhiteSpace(value) ? null : value.Trim();
+
+    /// <summary>Appends <paramref name="field"/> to a cache key's hash as its UTF-8 bytes after their count (8 bytes,
+    /// little-endian), so that no two different lists of fields hash the same bytes.</summary>
+    public static void AppendField(this System.Security.Cryptography.IncrementalHash hash, string field)
+    {
+        byte[] bytes = System.Text.Encoding.UTF8.GetBytes(field);
+        Span<byte> count = stackalloc byte[8];
+        System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(count, bytes.Length);
+        hash.AppendData(count);
+        hash.AppendData(bytes);
+    }
 }

@@ -491,7 +491,7 @@ public static partial class Program
             Evaluate = () => job!.Evaluate(), Dir = outDir,
             Tokenizer = tok, Metadata = new Dictionary<string, string> { ["task"] = "pretraining", ["data"] = how, ["from"] = from ?? "random initialization" }, Device = trainer, Experiment = experiment,
             Data = TrainLoop.DataIdentity(corpusFiles is { Length: > 0 } ? corpusFiles : ["english"], DataSets.IsNamedCorpus),
-            DataFiles = TrainLoop.DataFilesOf(sources.Where(f => !DataSets.IsNamedCorpus(f))),
+            DataFiles = TrainLoop.DataFilesOf(sources, DataSets.IsNamedCorpus),
         };
         loop.CanResume();   // a run the folder holds that this one may not continue is refused before the corpus is read
 
@@ -638,12 +638,13 @@ public static partial class Program
         if (trainer is { UseGraphs: true }) job.SeqMultiple = FinetuneJob.GraphSeqMultiple;   // fewer shapes: graphs replay
         Console.WriteLine($"{entry.Info.Name} on {how}; {job.Truncated} texts truncated to {maxLen} tokens.");
         int perEpoch = EpochSteps(job.StepsPerEpoch, train, how);
+        string[] dataSpecs = devFile is null ? [dataSpec] : [dataSpec, devFile];
         var loop = new TrainLoop
         {
             Model = model, Options = PerEpoch(train, perEpoch), TotalSteps = (long)epochs * perEpoch, Bind = job.Bind, StepMetrics = job.Metrics, DeviceMetrics = FinetuneJob.DeviceMetrics,
             Evaluate = job.Evaluate, Dir = outDir, Tokenizer = tok, Device = trainer, Labels = trainSet.LabelNames, Experiment = experiment,
-            Data = TrainLoop.DataIdentity(devFile is null ? [dataSpec] : [dataSpec, devFile]),
-            DataFiles = TrainLoop.DataFilesOf((devFile is null ? [dataSpec] : new[] { dataSpec, devFile }).Where(f => !DataSets.IsNamedCorpus(f))),
+            Data = TrainLoop.DataIdentity(dataSpecs),
+            DataFiles = TrainLoop.DataFilesOf(dataSpecs, DataSets.IsNamedCorpus),
             Metadata = new Dictionary<string, string>
             {
                 ["task"] = "classification", ["data"] = dataSpec, ["from"] = from ?? "random initialization", ["reinit"] = reinit?.ToString() ?? "none",
@@ -771,12 +772,13 @@ public static partial class Program
         if (trainer is { UseGraphs: true }) job.SeqMultiple = FinetuneJob.GraphSeqMultiple;   // fewer shapes: graphs replay
         Console.WriteLine($"{entry.Info.Name} on {how}; {trainSet.Tags.Count} tags ({string.Join(", ", trainSet.Tags.Take(12))}{(trainSet.Tags.Count > 12 ? ", …" : "")}); {job.Truncated} sentences truncated to {maxLen} tokens.");
         int perEpoch = EpochSteps(job.StepsPerEpoch, train, how);
+        string[] dataSpecs = devFile is null ? [dataSpec] : [dataSpec, devFile];
         var loop = new TrainLoop
         {
             Model = model, Options = PerEpoch(train, perEpoch), TotalSteps = (long)epochs * perEpoch, Bind = job.Bind, StepMetrics = job.Metrics, DeviceMetrics = TokenTaggingJob.DeviceMetrics,
             Evaluate = job.Evaluate, Dir = outDir, Tokenizer = tok, Device = trainer, Labels = trainSet.Tags, Experiment = experiment,
-            Data = TrainLoop.DataIdentity(devFile is null ? [dataSpec] : [dataSpec, devFile]),
-            DataFiles = TrainLoop.DataFilesOf((devFile is null ? [dataSpec] : new[] { dataSpec, devFile }).Where(f => !DataSets.IsNamedCorpus(f))),
+            Data = TrainLoop.DataIdentity(dataSpecs),
+            DataFiles = TrainLoop.DataFilesOf(dataSpecs, DataSets.IsNamedCorpus),
             Metadata = new Dictionary<string, string> { ["task"] = "token-classification", ["data"] = dataSpec, ["from"] = from ?? "random initialization", ["reinit"] = reinit?.ToString() ?? "none" },
         };
         return RunFineTuning(loop, perEpoch, TaggingScores, outDir, trainer, cancel);

@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Security.Cryptography;
-using System.Text;
 using Bert.Runtime;
 using Bert.Text;
 
@@ -74,28 +73,22 @@ public sealed class CorpusCache
     {
         using var name = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         using var key = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        static void Field(IncrementalHash h, string s)
-        {
-            byte[] b = Encoding.UTF8.GetBytes(s);
-            h.AppendData(BitConverter.GetBytes((long)b.Length));
-            h.AppendData(b);
-        }
-        Field(name, "bert-corpus-cache-v1");
-        Field(name, string.Join('\n', tokenizer.Vocab));
+        name.AppendField("bert-corpus-cache-v1");
+        name.AppendField(string.Join('\n', tokenizer.Vocab));
         var st = tokenizer.Settings;
-        Field(name, FormattableString.Invariant($"lower={st.LowerCase} accents={st.StripAccents} word={st.MaxWordChars}"));
+        name.AppendField(FormattableString.Invariant($"lower={st.LowerCase} accents={st.StripAccents} word={st.MaxWordChars}"));
         // The code that splits and tokenizes the text: this build's, the tokenizer package's, the runtime's.
-        Field(key, typeof(CorpusCache).Assembly.ManifestModule.ModuleVersionId.ToString());
-        Field(key, typeof(Microsoft.ML.Tokenizers.BertTokenizer).Assembly.ManifestModule.ModuleVersionId.ToString());
-        Field(key, Environment.Version.ToString());
+        key.AppendField(typeof(CorpusCache).Assembly.ManifestModule.ModuleVersionId.ToString());
+        key.AppendField(typeof(Microsoft.ML.Tokenizers.BertTokenizer).Assembly.ManifestModule.ModuleVersionId.ToString());
+        key.AppendField(Environment.Version.ToString());
         var ends = new byte[64 << 10];
         foreach (var f in files)
         {
-            if (isName(f)) { Field(name, "name:" + f.ToLowerInvariant()); continue; }
+            if (isName(f)) { name.AppendField("name:" + f.ToLowerInvariant()); continue; }
             var info = new FileInfo(f);
             if (!info.Exists) return null;
-            Field(name, "file:" + info.FullName);
-            Field(key, info.Length.ToString(CultureInfo.InvariantCulture) + "@" + info.LastWriteTimeUtc.Ticks.ToString(CultureInfo.InvariantCulture));
+            name.AppendField("file:" + info.FullName);
+            key.AppendField(info.Length.ToString(CultureInfo.InvariantCulture) + "@" + info.LastWriteTimeUtc.Ticks.ToString(CultureInfo.InvariantCulture));
             try
             {
                 using var handle = File.OpenHandle(f);

@@ -144,9 +144,10 @@ public sealed class TrainLoop
     /// <summary>A data file as a run found it: its full path and length.</summary>
     public sealed record DataFile(string Path, long Bytes);
 
-    /// <summary>The files among <paramref name="specs"/> (folders already expanded) as they are now; names are left out.</summary>
-    public static List<DataFile> DataFilesOf(IEnumerable<string> specs) =>
-        specs.Where(File.Exists).Select(f => new DataFile(Path.GetFullPath(f), new FileInfo(f).Length)).ToList();
+    /// <summary>The files among <paramref name="specs"/> (folders already expanded) as they are now; with
+    /// <paramref name="isName"/>, as in <see cref="DataIdentity"/>, a name is left out even where a file of that name exists.</summary>
+    public static List<DataFile> DataFilesOf(IEnumerable<string> specs, Func<string, bool>? isName = null) =>
+        specs.Where(f => File.Exists(f) && isName?.Invoke(f) != true).Select(f => new DataFile(Path.GetFullPath(f), new FileInfo(f).Length)).ToList();
 
     /// <summary>The run's data files as they were when it started (<see cref="DataFilesOf"/>, kept in trainer_state.json):
     /// resuming after one was added to a folder, removed or changed in length is refused, since the run would go on over

@@ -359,19 +359,11 @@ public sealed class KernelCache
     public static string Hash(string compilerId, string source, IReadOnlyList<string> options)
     {
         using var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        void Field(string s)
-        {
-            byte[] b = Encoding.UTF8.GetBytes(s);
-            Span<byte> len = stackalloc byte[8];
-            System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(len, b.Length);
-            h.AppendData(len);
-            h.AppendData(b);
-        }
-        Field("bert-kernel-cache-v1");
-        Field(compilerId);
-        Field(source);
-        Field(options.Count.ToString(System.Globalization.CultureInfo.InvariantCulture));
-        foreach (string o in options) Field(o);
+        h.AppendField("bert-kernel-cache-v1");
+        h.AppendField(compilerId);
+        h.AppendField(source);
+        h.AppendField(options.Count.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        foreach (string o in options) h.AppendField(o);
         return Convert.ToHexStringLower(h.GetHashAndReset());
     }
 
