@@ -28,8 +28,15 @@ public static class Ops
     public static Tensor Gather(Tensor x, Rows rows) => throw Compiled.Only();
     /// <summary>x[B, T, C] → x[:, 0, :] = [B, C].</summary>
     public static Tensor First(Tensor x) => throw Compiled.Only();
+    /// <summary>x[B, T, K] → [B, K, T], y[b, k, t] = x[b, t, k]; K a constant. For extractive question answering: the start
+    /// and end logits of <c>Linear(x, W[2, C], b[2])</c> turned to rows over the positions, so that
+    /// <c>CrossEntropy(Transpose(logits), span)</c> with <c>[Shape(Dim.Batch, 2)] Labels span</c> (start and end positions)
+    /// is a cross-entropy over the T positions of each of the B·2 rows, averaged: transformers' BertForQuestionAnswering
+    /// loss, (start loss + end loss) / 2.</summary>
+    public static Tensor Transpose(Tensor x) => throw Compiled.Only();
     /// <summary>Mean softmax cross-entropy of logits[N, K] against labels[N]; label -100 is ignored. → scalar.
-    /// Per token: logits[B, T, K] against labels declared <c>[Shape(Dim.Batch, Dim.Seq)] Labels</c>.</summary>
+    /// Per token: logits[B, T, K] against labels declared <c>[Shape(Dim.Batch, Dim.Seq)] Labels</c>; over positions:
+    /// <c>Transpose</c>'s [B, K, T] against labels declared <c>[Shape(Dim.Batch, K)] Labels</c>.</summary>
     public static Tensor CrossEntropy(Tensor logits, Labels labels) => throw Compiled.Only();
 
     public static Tensor Gelu(Tensor x) => throw Compiled.Only();

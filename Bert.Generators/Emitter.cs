@@ -34,7 +34,7 @@ public static class Emitter
         w.WriteLine();
         w.WriteLine("/// <summary>Creates the model for element type T (float, or double for gradient checks).</summary>");
         w.WriteLine($"public static {(m.DerivedFromModel ? "new " : "")}{RT}.Model<T> Create<T>() {Where} => new {RT}.Model<T>(Info, new __Program<T>());");
-        CudaEmitter.EmitMember(w, m, g, plan); // CUDA backend: public const string CudaSource (CudaEmitter.cs)
+        CudaEmitter.EmitMember(w, m, g, plan); // CUDA backend: CudaSourceUtf8 and CudaSource (CudaEmitter.cs)
         w.WriteLine("/// <summary>The CUDA schedule of this model (fp32): the same ops as the CPU one, as kernel launches and cuBLAS calls.</summary>");
         w.WriteLine($"public static {(m.DerivedFromModel ? "new " : "")}{RT}.Cuda.ICudaProgram CreateCudaProgram() => new __CudaProgram();");
         w.WriteLine();
@@ -251,6 +251,9 @@ public static class Emitter
             case OpKind.First:
                 w.WriteLine($"{K}.FirstToken.Forward<T>({y}, {S(0)}, {Dim(n.Inputs[0].Shape[0])}, ex.Seq, {Last(n.Out)});");
                 break;
+            case OpKind.Transpose:
+                w.WriteLine($"{K}.Transpose.Forward<T>({y}, {S(0)}, ex.Batch, ex.Seq, {Last(n.Inputs[0])});");
+                break;
             case OpKind.CrossEntropy:
                 w.WriteLine($"{K}.CrossEntropy.Forward<T>({y}, ex.Buf({plan.Saved[(n, 0)].Id}), {S(0)}, ex.Ints({n.IntInput}), {Rows(n.Inputs[0])}, {Last(n.Inputs[0])});");
                 break;
@@ -300,6 +303,9 @@ public static class Emitter
                 break;
             case OpKind.First:
                 w.WriteLine($"{K}.FirstToken.Backward<T>({D(0)}, {dy}, {Dim(n.Inputs[0].Shape[0])}, ex.Seq, {Last(n.Out)});");
+                break;
+            case OpKind.Transpose:
+                w.WriteLine($"{K}.Transpose.Backward<T>({D(0)}, {dy}, ex.Batch, ex.Seq, {Last(n.Inputs[0])}{(assign[0] ? ", accumulate: false" : "")});");
                 break;
             case OpKind.CrossEntropy:
                 w.WriteLine($"{K}.CrossEntropy.Backward<T>({D(0)}, {dy}, ex.Buf({plan.Saved[(n, 0)].Id}), ex.Ints({n.IntInput}), {Rows(n.Inputs[0])}, {Last(n.Inputs[0])}{(assign[0] ? ", accumulate: false" : "")});");
@@ -413,6 +419,9 @@ public static class Emitter
             case OpKind.First:
                 w.WriteLine($"ex.First({y}, {P(0)}, {Dim(n.Inputs[0].Shape[0])}, ex.Seq, {Last(n.Out)});");
                 break;
+            case OpKind.Transpose:
+                w.WriteLine($"ex.Transpose({y}, {P(0)}, ex.Batch, ex.Seq, {Last(n.Inputs[0])});");
+                break;
             case OpKind.CrossEntropy:
                 w.WriteLine($"ex.CrossEntropy({y}, ex.Buf({plan.Saved[(n, 0)].Id}), {P(0)}, ex.Ints({n.IntInput}), {Rows(n.Inputs[0])}, {Last(n.Inputs[0])});");
                 break;
@@ -490,6 +499,9 @@ public static class Emitter
                 break;
             case OpKind.First:
                 w.WriteLine($"ex.FirstBackward({D(0)}, {dy}, {Dim(n.Inputs[0].Shape[0])}, ex.Seq, {Last(n.Out)});");
+                break;
+            case OpKind.Transpose:
+                w.WriteLine($"ex.TransposeBackward({D(0)}, {dy}, ex.Batch, ex.Seq, {Last(n.Inputs[0])}{(assign[0] ? ", accumulate: false" : "")});");
                 break;
             case OpKind.CrossEntropy:
                 w.WriteLine($"ex.CrossEntropyBackward({D(0)}, {dy}, ex.Buf({plan.Saved[(n, 0)].Id}), ex.Ints({n.IntInput}), {Rows(n.Inputs[0])}, {Last(n.Inputs[0])}{(assign[0] ? ", accumulate: false" : "")});");

@@ -62,7 +62,9 @@ public sealed class Value
     public Size Size => Size.Of(Shape);
 }
 
-public enum OpKind { MatMul, Linear, Embed, LayerNorm, Attention, Gather, First, CrossEntropy, Pointwise }
+/// <summary>The kinds of op, in the order of Bert.Runtime.OpKind (the generated metadata names them). New kinds go at
+/// the end there.</summary>
+public enum OpKind { MatMul, Linear, Embed, LayerNorm, Attention, Gather, First, CrossEntropy, Pointwise, Transpose }
 
 public sealed class Node
 {

@@ -13,7 +13,7 @@ public sealed class Lowering
         ["MatMul"] = new[] { "x", "w" }, ["Linear"] = new[] { "x", "w", "b" }, ["Embed"] = new[] { "table", "ids" },
         ["Positions"] = new[] { "table" }, ["LayerNorm"] = new[] { "x", "gamma", "beta" },
         ["Attention"] = new[] { "qkv", "mask", "heads", "dropout" }, ["Dropout"] = new[] { "x", "p" },
-        ["Gather"] = new[] { "x", "rows" }, ["First"] = new[] { "x" }, ["CrossEntropy"] = new[] { "logits", "labels" },
+        ["Gather"] = new[] { "x", "rows" }, ["First"] = new[] { "x" }, ["Transpose"] = new[] { "x" }, ["CrossEntropy"] = new[] { "logits", "labels" },
     };
     public static readonly string[] Vocabulary = OpParams.Keys.Concat(new[] { "Cat", "Gelu", "GeluTanh", "Tanh", "Relu", "Swish", "Sigmoid" }).ToArray();
 
@@ -488,12 +488,22 @@ public sealed class Lowering
                 if (x.Shape.Length != 3 || x.Shape[1] != Sym.T) { Report("BERT0106", a[0]!.Loc, "First", "[B,T,C]", Sym.Shape(x.Shape)); return null; }
                 return Op(OpKind.First, "First", c.Loc, new[] { x.Shape[0], x.Shape[2] }, x);
             }
+            case "Transpose":
+            {
+                // [B,T,K] → [B,K,T], K a constant: B·K rows of T, a run-time length (the classes of a cross-entropy over positions).
+                var x = Tensor(v[0], a[0]!, "Transpose's input");
+                if (x is null) return null;
+                if (x.Shape.Length != 3 || x.Shape[0] != Sym.B || x.Shape[1] != Sym.T || x.Shape[2] <= 0)
+                { Report("BERT0106", a[0]!.Loc, "Transpose", "[B,T,K] with K a constant", Sym.Shape(x.Shape)); return null; }
+                return Op(OpKind.Transpose, "Transpose", c.Loc, new[] { Sym.B, x.Shape[2], Sym.T }, x);
+            }
             case "CrossEntropy":
             {
                 var x = Tensor(v[0], a[0]!, "CrossEntropy's logits");
                 if (x is null) return null;
                 if (v[1] is not IntInput labels || labels.Kind != ArgKind.Labels) { Report("BERT0106", a[1]!.Loc, "CrossEntropy", "a Labels input", Kind(v[1]!)); return null; }
-                // logits [N, K] with labels [N], or per token: logits [B, T, K] with labels [B, T]; the rows are flattened.
+                // logits [N, K] with labels [N], per token logits [B, T, K] with labels [B, T], or over positions logits [B, K, T]
+                // (Transpose) with labels [B, K]; the rows are flattened, the classes are the last axis.
                 if (x.Shape.Length < 2) { Report("BERT0106", a[0]!.Loc, "CrossEntropy", "logits [N, K] or [B, T, K]", Sym.Shape(x.Shape)); return null; }
                 var rowShape = x.Shape.Take(x.Shape.Length - 1).ToArray();
                 if (!labels.Shape.SequenceEqual(rowShape))

@@ -154,7 +154,7 @@ public sealed class Plan
     /// attention-output and second feed-forward products' outputs, about 1.5 GB).</summary>
     public static bool BackwardReads(Node n, int input) => n.Kind switch
     {
-        OpKind.Embed or OpKind.Gather or OpKind.First or OpKind.CrossEntropy => false,
+        OpKind.Embed or OpKind.Gather or OpKind.First or OpKind.Transpose or OpKind.CrossEntropy => false,
         OpKind.Pointwise => BackwardNeeds.Of(n.Expr!).Inputs.Contains(input),
         _ => true,
     };
@@ -165,8 +165,8 @@ public sealed class Plan
     /// of adding into it (+=), so that the schedule neither clears that buffer first nor reads it back: n is the first op of
     /// the backward to reach that gradient (its buffer is defined there), the value is that one input of n alone, and the op
     /// writes every element of it — a product's operand (β = 0), LayerNorm's input, attention's projections, cross-entropy's
-    /// logits (zeros on ignored rows), an element-wise kernel's full-size input. A gather, a first-token pick or an embedding
-    /// writes some rows only; they are not named here.</summary>
+    /// logits (zeros on ignored rows), a transpose's input, an element-wise kernel's full-size input. A gather, a first-token
+    /// pick or an embedding writes some rows only; they are not named here.</summary>
     public static bool AssignsGrad(Plan plan, int count, Node n, int input)
     {
         var v = n.Inputs[input];
@@ -175,7 +175,7 @@ public sealed class Plan
         return n.Kind switch
         {
             OpKind.MatMul or OpKind.Linear => true,
-            OpKind.LayerNorm or OpKind.Attention or OpKind.CrossEntropy => input == 0,
+            OpKind.LayerNorm or OpKind.Attention or OpKind.CrossEntropy or OpKind.Transpose => input == 0,
             OpKind.Pointwise => v.Size == n.Out.Size,
             _ => false,
         };
@@ -238,11 +238,16 @@ public sealed class Plan
     /// (a bias, bias + GELU, bias + dropout + residual) and not the model's output: on a GPU in bf16 the product may then write
     /// it in bf16 (half the bytes, in the first half of its buffer) and those kernels, forward and backward, read it so
     /// (CudaExec.Store16, In16), as autocast keeps a product's output. Its gradient stays fp32. Not where those kernels feed a
-    /// cross-entropy or are the model's output: the logits keep fp32 (rounding them moves every probability by up to 2⁻⁸ of
-    /// the logit).</summary>
+    /// cross-entropy or are the model's output, directly or through a transpose: the logits keep fp32 (rounding them moves
+    /// every probability by up to 2⁻⁸ of the logit).</summary>
     public static bool Bf16Stored(Graph g, Value v) =>
         v.Producer is { Kind: OpKind.Linear or OpKind.MatMul } && v != g.Output && v.Consumers.Count > 0
-        && v.Consumers.All(c => c.Kind == OpKind.Pointwise && c.Out != g.Output && c.Out.Consumers.All(d => d.Kind != OpKind.CrossEntropy));
+        && v.Consumers.All(c => c.Kind == OpKind.Pointwise && !IsLogits(g, c.Out));
+
+    /// <summary>Whether <paramref name="v"/> is logits: the model's output or a cross-entropy's operand, directly or through
+    /// transposes (the start and end logits of question answering).</summary>
+    static bool IsLogits(Graph g, Value v) =>
+        v == g.Output || v.Consumers.Any(d => d.Kind == OpKind.CrossEntropy || d.Kind == OpKind.Transpose && IsLogits(g, d.Out));
 
     /// <summary>Per input of fused node <paramref name="n"/>: whether it may come in bf16 (<see cref="Bf16Stored"/>); its CUDA
     /// kernels then take <c>h{k}</c>, the bf16 values, beside <c>x{k}</c> (one of the two null).</summary>

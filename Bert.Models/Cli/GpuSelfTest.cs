@@ -349,7 +349,8 @@ public static class GpuSelfTest
                 case InputKind.Labels:
                 {
                     var ce = info.Ops.First(o => o.IntInput == i.Index && o.Kind == OpKind.CrossEntropy);
-                    int K = ce.Operands[0].Shape[^1];
+                    // the classes: the logits' last axis, a run-time length for a cross-entropy over positions (Transpose)
+                    int K = (int)ModelInfo.ShapeSize([ce.Operands[0].Shape[^1]], B, T, G);
                     for (int k = 0; k < n; k++) v[k] = k > 0 && rng.Next(8) == 0 ? -100 : rng.Next(K);
                     break;
                 }

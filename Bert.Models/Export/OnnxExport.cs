@@ -184,6 +184,9 @@ public static class OnnxExport
                 case OpKind.First:
                     y = Node("Gather", [Operand(op.Operands[0]), Int64Const("zero", [0], scalar: true)], attrs: [Int("axis", 1)]);
                     break;
+                case OpKind.Transpose:
+                    y = Node("Transpose", [Operand(op.Operands[0])], attrs: [Ints("perm", [0, 2, 1])]);
+                    break;
                 case OpKind.CrossEntropy:
                     _logits.Add((op, Operand(op.Operands[0])));
                     _dead.Add(op.Buffer);

@@ -985,6 +985,14 @@ public sealed unsafe class CudaExec
     public void FirstBackward(ulong dx, ulong dy, int B, int T, int C) =>
         Launch("rt_first_backward", (long)B * C, Args().Add(dx).Add(dy).Add(B).Add(T).Add(C));
 
+    /// <summary>y (B,K,T) = x (B,T,K) with its last two axes swapped (Kernels.Transpose.Forward).</summary>
+    public void Transpose(ulong y, ulong x, int B, int T, int K) =>
+        Launch("rt_transpose_forward", (long)B * T * K, Args().Add(y).Add(x).Add(B).Add(T).Add(K));
+
+    /// <summary>dx (B,T,K) += dyᵀ, or = with <paramref name="accumulate"/> false (Kernels.Transpose.Backward).</summary>
+    public void TransposeBackward(ulong dx, ulong dy, int B, int T, int K, bool accumulate = true) =>
+        Launch("rt_transpose_backward", (long)B * T * K, Args().Add(dx).Add(dy).Add(B).Add(T).Add(K).Add(accumulate ? 1 : 0));
+
     public void CrossEntropy(ulong loss, ulong probs, ulong logits, ulong labels, int N, int V)
     {
         RequireScratch(Math.Max(1, N), "cross-entropy");

@@ -1,11 +1,11 @@
 namespace Bert.Runtime.Cuda;
 
 /// <summary>CUDA C source (NVRTC, fp32, no SDK header) of the structured ops every model shares: embedding lookup,
-/// LayerNorm, attention (scale + mask + softmax + dropout around the two products), row gathers, the first token,
-/// softmax cross-entropy, and the optimizer (global gradient norm, AdamW, LAMB). Each is the twin of its CPU kernel in
-/// Bert.Runtime.Kernels: the same formula, the same dropout mask (Philox on the same counters), and every sum over rows
-/// done by one thread in row order or by a fixed tree, so a run repeats bit for bit on the same card. Compiled in one
-/// program with a model's fused kernels (<see cref="ICudaProgram.Source"/>).</summary>
+/// LayerNorm, attention (scale + mask + softmax + dropout around the two products), row gathers, the first token, the
+/// transpose of the last two axes, softmax cross-entropy, and the optimizer (global gradient norm, AdamW, LAMB). Each is
+/// the twin of its CPU kernel in Bert.Runtime.Kernels: the same formula, the same dropout mask (Philox on the same
+/// counters), and every sum over rows done by one thread in row order or by a fixed tree, so a run repeats bit for bit on
+/// the same card. Compiled in one program with a model's fused kernels (<see cref="ICudaProgram.Source"/>).</summary>
 public static class CudaKernels
 {
     /// <summary>Threads per block of the row kernels (a multiple of 32).</summary>
@@ -856,6 +856,32 @@ extern "C" __global__ void rt_first_backward(float* __restrict__ dx, const float
     if (i >= B * C) return;
     int b = i / C, c = i % C;
     dx[(long long)b * T * C + c] += dy[i];
+}
+
+// ---------------- transpose: y (B,K,T) = x (B,T,K) with its last two axes swapped, y[b,k,t] = x[b,t,k] ----------------
+// One thread per element of what is written (consecutive threads write consecutive elements); K is a few columns (2 for
+// question answering's start and end logits), so the strided reads stay within a row of x.
+extern "C" __global__ void rt_transpose_forward(float* __restrict__ y, const float* __restrict__ x, int B, int T, int K)
+{
+    long long total = (long long)B * K * T;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)blockDim.x * gridDim.x)
+    {
+        long long row = i / T, b = row / K;   // i = (b·K + k)·T + t
+        int t = (int)(i - row * T), k = (int)(row - b * K);
+        y[i] = x[(b * T + t) * K + k];
+    }
+}
+
+// dx (B,T,K) += dyᵀ, or = when accumulate is 0 (every element written: the first gradient into a buffer not cleared).
+extern "C" __global__ void rt_transpose_backward(float* __restrict__ dx, const float* __restrict__ dy, int B, int T, int K, int accumulate)
+{
+    long long total = (long long)B * T * K;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)blockDim.x * gridDim.x)
+    {
+        long long row = i / K, b = row / T;   // i = (b·T + t)·K + k
+        int k = (int)(i - row * K), t = (int)(row - b * T);
+        rt_put(dx + i, dy[(b * K + k) * T + t], accumulate);
+    }
 }
 
 // ---------------- softmax cross-entropy (labels equal to -100 are ignored) ----------------

@@ -4,7 +4,9 @@ namespace Bert.Runtime;
 
 public enum InputKind { Tensor, Tokens, Mask, Labels, Rows }
 public enum BufferRole { Activation, Saved, Gradient }
-public enum OpKind { MatMul, Linear, Embed, LayerNorm, Attention, Gather, First, CrossEntropy, Pointwise }
+/// <summary>The kinds of op. New kinds go at the end: a model compiled by an older generator holds these values as
+/// numbers, which must keep their meaning.</summary>
+public enum OpKind { MatMul, Linear, Embed, LayerNorm, Attention, Gather, First, CrossEntropy, Pointwise, Transpose }
 
 /// <summary>A size c·B^b·T^t·G^g in elements.</summary>
 public readonly record struct SizeExpr(long C, int PB, int PT, int PG)

@@ -132,6 +132,25 @@ public sealed class CudaModelTests
         }
     }
 
+    /// <summary>A cross-entropy over positions (question answering's CrossEntropy(Transpose(logits), span)) has T classes, a
+    /// run-time length: the self-test's labels are drawn below T, and the CPU runs them.</summary>
+    [Fact]
+    public void SelfTestInputs_DrawPositionLabelsBelowTheSequenceLength()
+    {
+        var info = Bert.Tests.Models.QaSpanHead.Info;
+        const int B = 4, T = 7;
+        var rng = new Random(9);
+        var span = GpuSelfTest.RandomInputs(info, B, T, 0, rng)["span"];
+        Assert.Equal(B * 2, span.Length);
+        Assert.All(span, l => Assert.True(l == -100 || l is >= 0 and < T, $"label {l} outside [0, {T})"));
+        Assert.Contains(span, l => l >= 2);   // not the logits' 2 columns
+        var m = Bert.Tests.Models.QaSpanHead.Create<float>();
+        m.InitParameters(1);
+        m.Bind(B, T, training: true);
+        foreach (var (k, v) in GpuSelfTest.RandomInputs(info, B, T, 0, new Random(9))) m.SetInput(k, v);
+        Assert.True(float.IsFinite(m.Forward(training: true, seed: 3)[0]));
+    }
+
     [Fact]
     public void InputsOnlyBinding_KeepsTheInputs_AllocatesNoArena_AndRefusesForward()
     {

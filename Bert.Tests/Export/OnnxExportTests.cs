@@ -144,6 +144,17 @@ public class OnnxExportTests(ITestOutputHelper log)
     public void AlbertClassifier_MatchesOurForward() =>
         Compare(RandomModel(AlbertClassifier.Create<float>, 3), ["logits"], [[-1, 2]]);
 
+    /// <summary>Question answering's head: the transposed logits [batch, 2, sequence] (an ONNX Transpose, perm 0 2 1).</summary>
+    [Fact]
+    public void QaSpanHead_TransposedLogits_MatchOurForward()
+    {
+        var model = RandomModel(Bert.Tests.Models.QaSpanHead.Create<float>, 7);
+        Compare(model, ["logits"], [[-1, 2, -2]]);
+        var perms = OnnxExport.Build(model.Info, model.Parameters).Graph.Node.Where(n => n.OpType == "Transpose")
+            .Select(n => string.Join(" ", n.Attribute.Single(a => a.Name == "perm").Ints)).ToList();
+        Assert.Contains("0 2 1", perms);   // and the Linear weight's "1 0"
+    }
+
     [Fact]
     public void Padding_ChangesNothingButThePaddedPositions()
     {

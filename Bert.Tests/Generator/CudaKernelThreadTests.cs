@@ -386,6 +386,62 @@ public partial class CudaSourceTests
         finally { Directory.Delete(dir, true); }
     }
 
+    /// <summary>The transpose of the last two axes (question answering's start and end logits) launched with fewer threads
+    /// than elements, so the grid-stride loops wrap: y (B,K,T) = x (B,T,K) and the backward, added into a prefilled dx and
+    /// written over NaN, against the CPU kernel in double (the copies exact, the addition within the float-vs-double bounds).</summary>
+    [ClangFact]
+    public void TransposeKernels_RunOnTheHost_MatchTheCpuTranspose()
+    {
+        RequireClang();
+        const int B = 3, T = 37, K = 2, N = B * T * K;
+        var rng = new Random(23);
+        float[] Random(int n) => Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        double[] D(float[] a) => a.Select(v => (double)v).ToArray();
+        float[] x = Random(N), dy = Random(N), dx0 = Random(N);
+        var y = new double[N];
+        Transpose.Forward<double>(y, D(x), B, T, K);
+        double[] dx = D(dx0);
+        Transpose.Backward<double>(dx, D(dy), B, T, K);
+        double[] dxWritten = Enumerable.Repeat(double.NaN, N).ToArray();
+        Transpose.Backward<double>(dxWritten, D(dy), B, T, K, accumulate: false);
+
+        var dir = Directory.CreateTempSubdirectory("bert-cuda-transpose-").FullName;
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "main.cpp"), ThreadedHostPrelude + RuntimeSections(0, "transpose") + "\n" + $$"""
+                static float* rdf(FILE* f, int n) { float* p = (float*)malloc(4 * (size_t)n + 16); if (fread(p, 4, n, f) != (size_t)n) exit(3); return p; }
+                int main(int argc, char** argv)
+                {
+                    FILE* in = fopen(argv[1], "rb"); FILE* out = fopen(argv[2], "wb");
+                    if (!in || !out) return 2;
+                    const int B = {{B}}, T = {{T}}, K = {{K}}, N = B * T * K;
+                    float *x = rdf(in, N), *dy = rdf(in, N), *dx = rdf(in, N);
+                    float* y = (float*)malloc(4 * (size_t)N); for (int i = 0; i < N; i++) y[i] = __builtin_nanf("");
+                    float* dxw = (float*)malloc(4 * (size_t)N); for (int i = 0; i < N; i++) dxw[i] = __builtin_nanf("");
+                    bert_launch(2, 32, [&] { rt_transpose_forward(y, x, B, T, K); });
+                    bert_launch(2, 32, [&] { rt_transpose_backward(dx, dy, B, T, K, 1); });
+                    bert_launch(3, 32, [&] { rt_transpose_backward(dxw, dy, B, T, K, 0); });
+                    fwrite(y, 4, N, out); fwrite(dx, 4, N, out); fwrite(dxw, 4, N, out);
+                    return 0;
+                }
+                """);
+            var build = Run(Clang, ["-x", "c++", "-std=c++17", "-O1", .. HostChecks, "-w", "main.cpp", "-lm", "-o", "run"], dir);
+            Assert.True(build.Code == 0, $"clang-14 could not compile the transpose kernels for the host:\n{Tail(build.Output)}");
+            using (var f = new BinaryWriter(File.Create(Path.Combine(dir, "in.bin"))))
+                foreach (var a in new[] { x, dy, dx0 }) foreach (float v in a) f.Write(v);
+            var run = Run(Path.Combine(dir, "run"), new[] { Path.Combine(dir, "in.bin"), Path.Combine(dir, "out.bin") }, dir);
+            Assert.True(run.Code == 0, $"the host build of the transpose kernels failed (exit {run.Code}):\n{Tail(run.Output)}");
+            using var r = new BinaryReader(File.OpenRead(Path.Combine(dir, "out.bin")));
+            float[] Read(int n) => Enumerable.Range(0, n).Select(_ => r.ReadSingle()).ToArray();
+            float[] yGot = Read(N);
+            Assert.Equal(y.Select(v => (float)v), yGot);
+            Assert.Null(Compare("transpose dx (added)", Read(N), dx, true));
+            Assert.Equal(dxWritten.Select(v => (float)v), Read(N));
+            Assert.Equal(r.BaseStream.Length, r.BaseStream.Position);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
     /// <summary>LayerNorm (warp per row; weight and bias gradients by chunked column sums) and softmax cross-entropy (block per
     /// row, ignored labels, the count of counted rows), launched as CudaExec launches them, against the CPU kernels in double,
     /// the gradients added into prefilled buffers. N = 70 rows are 5 chunks of 16, the last partial (in the one-pass backward

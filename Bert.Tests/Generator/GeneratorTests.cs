@@ -353,6 +353,58 @@ public class GeneratorTests
         AssertOnly(run, id, markup.Spans.Single(), "Test0.cs");
     }
 
+    /// <summary>Transpose takes [B,T,K] with K a constant; any other shape is BERT0106 at its argument, naming what it got.</summary>
+    [Theory]
+    [InlineData("Dim.Batch, C", "[B,4]")]
+    [InlineData("Dim.Batch, Dim.Seq, C, C", "[B,T,4,4]")]
+    [InlineData("Dim.Batch, C, C", "[B,4,4]")]
+    [InlineData("Dim.Batch, Dim.Seq, Dim.Seq", "[B,T,T]")]
+    [InlineData("Dim.Seq, Dim.Batch, C", "[T,B,4]")]
+    public void Transpose_OfAnotherShape_IsBERT0106AtItsArgument(string shape, string named)
+    {
+        var marked = Usings + $$"""
+            [Model]
+            public partial class M
+            {
+                public const int C = 4, MaxLen = 8;
+                [Param(C)] Tensor B;
+                public Tensor Forward([Shape({{shape}})] Tensor x) => Transpose([|x + B|]);
+            }
+            """;
+        if (shape.EndsWith("Dim.Seq", StringComparison.Ordinal)) marked = marked.Replace("[|x + B|]", "[|x|]").Replace("[Param(C)] Tensor B;", "");
+        var markup = Markup.Parse(marked);
+        var run = GeneratorHarness.Run(new SourceFile("Test0.cs", markup.Text));
+        AssertOnly(run, "BERT0106", markup.Spans.Single(), "Test0.cs");
+        Assert.Equal($"Transpose expects [B,T,K] with K a constant but gets {named}", run.GeneratorDiagnostics.Single().GetMessage());
+    }
+
+    /// <summary>Question answering's head compiles: CrossEntropy(Transpose(logits [B,T,2]), span) with span declared
+    /// <c>[Shape(Dim.Batch, 2)] Labels</c> is a cross-entropy over B·2 rows of T classes, in both schedules.</summary>
+    [Fact]
+    public void CrossEntropyOverTransposedLogits_TakesLabelsPerBatchAndColumn_WithTheSequenceAsClasses()
+    {
+        var run = GeneratorHarness.Run(new SourceFile("Test0.cs", Usings + """
+            [Model]
+            public partial class Qa
+            {
+                public const int C = 4, MaxLen = 8;
+                [Param(2, C)] Tensor W;
+                [Param(2)] Tensor B;
+                public Tensor Forward([Shape(Dim.Batch, Dim.Seq, C)] Tensor x, [Shape(Dim.Batch, 2)] Labels span) =>
+                    CrossEntropy(Transpose(Linear(x, W, B)), span);
+            }
+            """));
+        Assert.True(run.GeneratorDiagnostics.IsEmpty && run.CompileErrors.IsEmpty, run.Describe());
+        var text = run.Sources.Single(s => s.HintName == "T.Qa.g.cs").Text;
+        Assert.Contains("global::Bert.Runtime.Kernels.Transpose.Forward<T>(ex.Buf(", text);
+        Assert.Contains("ex.Batch, ex.Seq, 2);", text);
+        Assert.Contains("global::Bert.Runtime.Kernels.CrossEntropy.Forward<T>(", text);
+        Assert.Contains("(ex.Batch * 2), ex.Seq);", text);
+        Assert.Contains("ex.Transpose(ex.Buf(", text);
+        Assert.Contains("ex.TransposeBackward(ex.Buf(", text);
+        Assert.Contains("(ex.Batch * 2), ex.Seq, accumulate: false);", text);
+    }
+
     /// <summary>The generator reports exactly one diagnostic, <paramref name="id"/> at <paramref name="span"/>, and
     /// the user's own declarations compile.</summary>
     internal static void AssertOnly(GeneratorRun run, string id, TextSpan span, string path)

@@ -482,6 +482,50 @@ public class StructuredOpGradientTests
                 ?? GradCheck.AllClose("FirstToken dInp", dInpF, dInpD));
         });
 
+    // ---------------------------------------------------------------- Transpose
+
+    public record TransposeCase(int B, int T, int K, int Seed);
+
+    /// <summary>y[b,k,t] = x[b,t,k] element for element; the backward against central differences (adding into a prefilled
+    /// gradient, and written over NaN with accumulate: false); float against double.</summary>
+    [Property(MaxTest = Cases)]
+    public Property Transpose_BackwardMatchesFiniteDifferences_FloatMatchesDouble() => Prop.ForAll(
+        (from b in Gen.Choose(1, 3) from t in Gen.Choose(1, 7) from k in Gen.Choose(1, 3) from s in Seeds
+         select new TransposeCase(b, t, k, s)).ToArbitrary(),
+        c =>
+        {
+            var (B, T, K) = (c.B, c.T, c.K);
+            var rng = new Random(c.Seed);
+            var (inpF, inp) = GradCheck.SameInputs(GradCheck.Uniform(rng, B * T * K)); // (B,T,K)
+            var (wF, w) = GradCheck.SameInputs(GradCheck.Uniform(rng, B * K * T));     // (B,K,T) = dOut
+
+            var out_ = new double[B * K * T];
+            Transpose.Forward<double>(out_, inp, B, T, K);
+            string? error = null;
+            for (int b = 0; b < B && error is null; b++)
+                for (int k = 0; k < K && error is null; k++)
+                    for (int t = 0; t < T && error is null; t++)
+                        if (out_[(b * K + k) * T + t] != inp[(b * T + t) * K + k]) error = $"Transpose out[{b},{k},{t}] is not inp[{b},{t},{k}] (B={B}, T={T}, K={K}).";
+
+            double Loss() { Transpose.Forward<double>(out_, inp, B, T, K); return GradCheck.WeightedSum(out_, w); }
+            var (dInp, before) = Prefilled(rng, B * T * K);
+            Transpose.Backward<double>(dInp, w, B, T, K);
+            error ??= GradCheck.Check("Transpose dInp", Loss, inp, Added(dInp, before), rng)
+                ?? WrittenOverNaN("Transpose dInp", B * T * K,
+                    d => Transpose.Backward<double>(d, w, B, T, K, accumulate: false),
+                    d => Transpose.Backward<double>(d, w, B, T, K));
+
+            var (outF, dInpF) = (new float[B * K * T], new float[B * T * K]);
+            Transpose.Forward<float>(outF, inpF, B, T, K);
+            Transpose.Backward<float>(dInpF, wF, B, T, K);
+            var dInpD = new double[B * T * K];
+            Transpose.Forward<double>(out_, inp, B, T, K);
+            Transpose.Backward<double>(dInpD, w, B, T, K);
+            return Verdict(error
+                ?? GradCheck.AllClose("Transpose out", outF, out_)
+                ?? GradCheck.AllClose("Transpose dInp", dInpF, dInpD));
+        });
+
     // ---------------------------------------------------------------- Philox
 
     // Philox4x32-10 known answers from Random123's kat_vectors (Salmon et al. 2011).
@@ -614,6 +658,16 @@ public class StructuredOpGradientTests
             GatherRows.Backward<double>(new double[6], new double[4], [-1, 0], 2, 2));
         Assert.Contains("row -1 at position 0", e.Message);
         Assert.Contains("[0, 3)", e.Message);
+    }
+
+    [Fact]
+    public void Transpose_ShortBuffersOrEmptyAxes_ThrowNamingTheShape()
+    {
+        var e = Assert.Throws<ArgumentException>(() => Transpose.Forward<float>(new float[5], new float[6], 1, 3, 2));
+        Assert.Contains("B = 1, T = 3, K = 2", e.Message);
+        Assert.Contains("(B,K,T) and (B,T,K) = 6 elements each; got 5 and 6", e.Message);
+        var z = Assert.Throws<ArgumentOutOfRangeException>(() => Transpose.Backward<double>(new double[6], new double[6], 1, 0, 2));
+        Assert.Contains("T, K > 0; got B = 1, T = 0, K = 2", z.Message);
     }
 
     [Fact]

@@ -74,6 +74,48 @@ public class ModelGradientTests
         Assert.True(err is null, err);
     }
 
+    /// <summary>Question answering's loss (QaSpanHead): CrossEntropy(Transpose(logits [B,T,2]), span [B,2]) is, per sequence,
+    /// the mean of the cross-entropy over the positions of the start logits against the start and of the end logits
+    /// against the end, averaged over the batch — transformers' (start_loss + end_loss) / 2 — here computed by hand from
+    /// the parameters; then the parameter gradients against central differences.</summary>
+    [Fact]
+    public void QaSpanHead_LossIsTheMeanOfStartAndEndCrossEntropies_AndGradientsMatchFiniteDifferences()
+    {
+        const int B = 3, T = 5, H = QaSpanHead.Hidden;
+        var m = QaSpanHead.Create<double>();
+        m.InitParameters(17, std: 0.8);
+        var rng = new Random(6);
+        int[] ids = Enumerable.Range(0, B * T).Select(_ => rng.Next(QaSpanHead.Vocab)).ToArray();
+        int[] span = { 1, 3, 0, 0, 4, 2 };   // (start, end) of each sequence
+        m.Bind(B, T);
+        m.SetInput("ids", ids);
+        m.SetInput("span", span);
+        double loss = m.Forward()[0];
+
+        var words = m.Parameter("Words").ToArray(); var w = m.Parameter("W").ToArray(); var bias = m.Parameter("B").ToArray();
+        double Logit(int b, int t, int k)
+        {
+            double z = bias[k];
+            for (int h = 0; h < H; h++) z += w[k * H + h] * Math.Tanh(words[ids[b * T + t] * H + h]);
+            return z;
+        }
+        double CrossEntropyOverPositions(int b, int k, int label)
+        {
+            double max = Enumerable.Range(0, T).Max(t => Logit(b, t, k));
+            double logSum = max + Math.Log(Enumerable.Range(0, T).Sum(t => Math.Exp(Logit(b, t, k) - max)));
+            return logSum - Logit(b, label, k);
+        }
+        double want = Enumerable.Range(0, B).Average(b => (CrossEntropyOverPositions(b, 0, span[2 * b]) + CrossEntropyOverPositions(b, 1, span[2 * b + 1])) / 2);
+        Assert.True(Math.Abs(loss - want) <= 1e-12 * Math.Abs(want), $"loss {loss:R}, by hand {want:R}");
+        // the probabilities are rows over the positions: [B·2, T], each summing to 1
+        var probs = m.Probabilities().ToArray();
+        Assert.Equal(B * 2 * T, probs.Length);
+        for (int r = 0; r < B * 2; r++) Assert.Equal(1.0, probs.Skip(r * T).Take(T).Sum(), 12);
+
+        var err = CheckModel(m, () => m.Forward()[0], new Random(4));
+        Assert.True(err is null, err);
+    }
+
     [Fact]
     public void PointwiseZoo_GradientsOfParametersAndInput_MatchFiniteDifferences()
     {

@@ -91,6 +91,7 @@ public class OpCoverageTests
         [OpKind.First] = "StructuredOpGradientTests.FirstToken_BackwardMatchesFiniteDifferences_FloatMatchesDouble",
         [OpKind.CrossEntropy] = "StructuredOpGradientTests.CrossEntropy_IgnoredLabels_BackwardMatchesFiniteDifferences_FloatMatchesDouble",
         [OpKind.Pointwise] = nameof(FusedKernel_BackwardMatchesCentralDifferences),
+        [OpKind.Transpose] = "StructuredOpGradientTests.Transpose_BackwardMatchesFiniteDifferences_FloatMatchesDouble",
     };
 
     [Fact]
@@ -111,6 +112,12 @@ public class OpCoverageTests
     [Property(MaxTest = 10)]
     public Property SharedSides_BackwardMatchesCentralDifferences() =>
         TensorInputGradients(SharedResidual.Create<double>, "SharedResidual", SharedResidual.C, SharedResidual.C);
+
+    /// <summary>Transposes and element-wise kernels over values whose last axis is T (TransposeZoo): the parameter and input
+    /// gradients against central differences, the transpose's backward both writing and adding into its input's gradient.</summary>
+    [Property(MaxTest = 10)]
+    public Property Transposes_BackwardMatchesCentralDifferences() =>
+        TensorInputGradients(TransposeZoo.Create<double>, "TransposeZoo", TransposeZoo.C, TransposeZoo.K);
 
     [Property(MaxTest = 15)]
     public Property MatMulAndLinear_BackwardMatchesCentralDifferences() => TensorInputGradients(MatrixOps.Create<double>, "MatrixOps", 5, 3);

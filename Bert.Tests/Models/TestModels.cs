@@ -73,3 +73,37 @@ public partial class TanhGeluFeedForward
 
     public Tensor Forward([Shape(Dim.Batch, Dim.Seq, Hidden)] Tensor x) => Linear(GeluTanh(Linear(x, W1, B1)), W2);
 }
+
+/// <summary>Extractive question answering's head (transformers' BertForQuestionAnswering) on an embedding: the start and end
+/// logits [B,T,2] turned into rows over the positions [B,2,T], one cross-entropy over the B·2 rows against the start and end
+/// positions.</summary>
+[Model]
+public partial class QaSpanHead
+{
+    public const int Vocab = 13, Hidden = 4, MaxLen = 16;
+    [Param(Vocab, Hidden, Hf = "bert.embeddings.word_embeddings.weight")] Tensor Words;
+    [Param(2, Hidden, Hf = "qa_outputs.weight")] Tensor W;
+    [Param(2, Init = Init.Zeros, Hf = "qa_outputs.bias")] Tensor B;
+
+    public Tensor Forward(Tokens ids, [Shape(Dim.Batch, 2)] Labels span) =>
+        CrossEntropy(Transpose(Linear(Tanh(Embed(Words, ids)), W, B)), span);
+}
+
+/// <summary>Transposes and element-wise ops on values whose last axis is the run-time sequence length T: h is read by a
+/// transpose (whose backward then adds into h's gradient) and by Tanh (whose backward writes it first); the sum after them
+/// is one fused kernel over [B,K,T].</summary>
+[Model]
+public partial class TransposeZoo
+{
+    public const int C = 5, K = 3, MaxLen = 8;
+    [Param(K, C)] Tensor W;
+    [Param(K)] Tensor Bias;
+
+    public Tensor Forward([Shape(Dim.Batch, Dim.Seq, C)] Tensor x)
+    {
+        var h = Linear(x, W, Bias);
+        var t = Transpose(h);
+        var u = Transpose(Tanh(h));
+        return Tanh(t) * u + t * 0.5f;
+    }
+}
