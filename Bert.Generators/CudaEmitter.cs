@@ -14,13 +14,20 @@ namespace Bert.Generators;
 /// Structured ops (GEMM, LayerNorm, attention, embedding, cross-entropy) are not generated here.</summary>
 public static class CudaEmitter
 {
-    /// <summary>The member <c>public const string CudaSource</c> of the generated model class.</summary>
+    /// <summary>The members <c>CudaSourceUtf8</c> and <c>CudaSource</c> of the generated model class. The source is a UTF-8
+    /// literal (<c>"…"u8</c>: bytes in the assembly's data), not a string constant: every string literal of an assembly
+    /// shares one heap of 16 MiB, and a BERT-Large's kernels alone are 650 K characters (1.3 MB there), so about twenty
+    /// models of that size filled it (error CS8103) when they were constants.</summary>
     public static void EmitMember(IndentedTextWriter w, ModelSpec m, Graph g, Plan plan)
     {
+        string hide = m.DerivedFromModel ? "new " : "";
         w.WriteLine();
-        w.WriteLine("/// <summary>CUDA C source (NVRTC, fp32) of the fused element-wise kernels: k{id}_forward / k{id}_backward.</summary>");
+        w.WriteLine("/// <summary>CUDA C source (NVRTC, fp32) of the fused element-wise kernels, k{id}_forward / k{id}_backward, in UTF-8.</summary>");
         // A verbatim literal: its lines are written as they are, not indented.
-        w.WriteLine($"public {(m.DerivedFromModel ? "new " : "")}const string CudaSource = @\"{EmitCuda(m, g, plan).Replace("\"", "\"\"")}\";");
+        w.WriteLine($"public static {hide}global::System.ReadOnlySpan<byte> CudaSourceUtf8 => @\"{EmitCuda(m, g, plan).Replace("\"", "\"\"")}\"u8;");
+        w.WriteLine("/// <summary>The CUDA C source of the fused element-wise kernels (<see cref=\"CudaSourceUtf8\"/>, decoded once).</summary>");
+        w.WriteLine($"public static {hide}string CudaSource => __cudaSource ??= global::System.Text.Encoding.UTF8.GetString(CudaSourceUtf8);");
+        w.WriteLine("private static string? __cudaSource;");
     }
 
     public static string EmitCuda(ModelSpec m, Graph g, Plan plan)

@@ -80,8 +80,8 @@ public partial class CudaSourceTests
             .ToList();
 
     static string? Source(Type t) =>
-        t.GetField("CudaSource", BindingFlags.Public | BindingFlags.Static | BindingFlags.DeclaredOnly) is { IsLiteral: true } f
-            ? (string?)f.GetRawConstantValue() : null;
+        t.GetProperty("CudaSource", BindingFlags.Public | BindingFlags.Static | BindingFlags.DeclaredOnly) is { PropertyType: var p } f && p == typeof(string)
+            ? (string?)f.GetValue(null) : null;
 
     internal static Type ModelType(string fullName) => ModelTypes().Single(t => t.FullName == fullName);
 
