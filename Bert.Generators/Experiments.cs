@@ -92,6 +92,7 @@ public static class ExperimentCompiler
     public static ModelFootprint Footprint(ModelSpec m, Graph g, Plan plan)
     {
         string head = g.IntInputs.Any(i => i.Kind == ArgKind.Rows) ? "pretraining"
+            : g.Nodes.Any(n => n.Kind == OpKind.Transpose && n.Out.Consumers.Any(c => c.Kind == OpKind.CrossEntropy)) ? "question-answering"
             : g.IntInputs.FirstOrDefault(i => i.Kind == ArgKind.Labels) is { } l ? (l.Shape.Length == 1 ? "classifier" : "token-classifier") : "other";
         long Const(string n) => m.Constants.FirstOrDefault(c => c.Name == n)?.Value ?? -1;
         string full = "global::" + (m.Namespace.Length > 0 ? m.Namespace + "." : "") + m.ClassName;
@@ -345,17 +346,18 @@ public static class ExperimentCompiler
             Report("BERT0213", At("Seq", e.ModelLoc), v.Seq.ToString(CultureInfo.InvariantCulture), model.ClassName, model.MaxLen.ToString(CultureInfo.InvariantCulture));
 
         // The job against the model's head.
-        bool fits = pre ? model.Head == "pretraining" : model.Head is "classifier" or "token-classifier";
+        bool fits = pre ? model.Head == "pretraining" : model.Head is "classifier" or "token-classifier" or "question-answering";
         string headText(string h) => h switch
         {
             "pretraining" => "a pre-training model (masked-LM rows)",
             "classifier" => "a classifier (a label per text)",
             "token-classifier" => "a tagger (a label per token)",
+            "question-answering" => "a question-answering model (an answer's start and end per text)",
             _ => "a model without a training head",
         };
         if (!fits)
             Report("BERT0215", At("Job", e.ModelLoc), e.ClassName, job, model.ClassName, headText(model.Head),
-                pre ? "name a model whose Forward takes Rows and their masked-LM Labels, or set Job = Job.FineTune" : "name a classifier or tagger, or set Job = Job.Pretrain");
+                pre ? "name a model whose Forward takes Rows and their masked-LM Labels, or set Job = Job.FineTune" : "name a classifier, tagger or question-answering model, or set Job = Job.Pretrain");
 
         // Data: a named set must exist and fit the model's classes; a corpus name must be embedded.
         bool LooksLikePath(string s) => s.IndexOfAny(new[] { '/', '\\', '.' }) >= 0;
@@ -370,9 +372,9 @@ public static class ExperimentCompiler
             Report("BERT0217", dataLoc, "(none)", "a fine-tuning set", string.Join(", ", Sets.Select(s => s.Name)) + ", or a file path");
         else if (Sets.FirstOrDefault(s => string.Equals(s.Name, v.Data, StringComparison.OrdinalIgnoreCase)) is { Name: not null } set)
         {
-            if (fits && model.Head == "token-classifier")
+            if (fits && model.Head is "token-classifier" or "question-answering")
                 Report("BERT0215", dataLoc, e.ClassName, "fine-tuning on " + set.Name, model.ClassName, headText(model.Head),
-                    $"{set.Name} labels whole texts: name a classifier, or give a CoNLL file for the tagger");
+                    $"{set.Name} labels whole texts: name a classifier, or give {(model.Head == "token-classifier" ? "a CoNLL file for the tagger" : "a SQuAD file for the question-answering model")}");
             else if (fits && model.Classes >= 0 && model.Classes < set.Classes)
                 Report("BERT0216", dataLoc, set.Name, set.Classes.ToString(CultureInfo.InvariantCulture), model.ClassName, model.Classes.ToString(CultureInfo.InvariantCulture));
         }

@@ -198,11 +198,11 @@ public static partial class Program
         root.Subcommands.Add(pre);
 
         // ---- finetune ----
-        var ft = new Command("finetune", "Fine-tune a classifier of texts or sentence pairs, or a tagger of words (--format conll), on a labeled set.");
+        var ft = new Command("finetune", "Fine-tune a classifier of texts or sentence pairs, a tagger of words (--format conll), or a reader that answers questions from a text (--format squad), on a labeled set.");
         var data = new Option<string>("--data") { Description = "amazon, imdb, yelp, sst2, pt-reviews, pt-tweets, or a file (its layout: --format)", Required = true };
         var dev = new Option<string?>("--dev") { Description = "dev file (default: a fixed stratified 80/20 split)" };
-        var format = Opt("--format", "file format: tsv (text<TAB>label), pairs (first text<TAB>second text<TAB>label: entailment, paraphrase), sst2 (label first), or conll (a word and its tag per line, blank lines between sentences: token classification); labels are class numbers or names", "tsv");
-        format.AcceptOnlyFromAmong("tsv", "pairs", "sst2", "conll");
+        var format = Opt("--format", "file format: tsv (text<TAB>label), pairs (first text<TAB>second text<TAB>label: entailment, paraphrase), sst2 (label first), conll (a word and its tag per line, blank lines between sentences: token classification), or squad (questions with their context and answers, SQuAD 1.1/2.0 JSON or Hugging Face JSON lines: extractive question answering); labels are class numbers or names", "tsv");
+        format.AcceptOnlyFromAmong("tsv", "pairs", "sst2", "conll", "squad");
         var from = new Option<string?>("--from") { Description = "pre-trained checkpoint folder (default: random initialization)" };
         var epochs = Opt("--epochs", "passes over the training set", 3);
         var ftLr = Opt("--lr", "peak learning rate", 1e-4);
@@ -212,15 +212,19 @@ public static partial class Program
         var ftReinit = ReinitOption("none");
         var ftSize = new Option<string?>("--size") { Description = "model size: " + string.Join(", ", Catalog.Sizes) + " (default: the size of the --from checkpoint, else mini)" };
         var ftEvalEvery = Opt("--eval-every", "evaluate on the dev set every N steps and keep the best checkpoint (0: after every epoch)", 0);
-        foreach (var o in new Option[] { data, dev, format, from, ftReinit, ftVocab, ftSize, ftEvalEvery, epochs, batch, accumulate, ftLr, ftLen, warmup, ftOut, seed, device, precision }) ft.Options.Add(o);
+        var docStride = Opt("--doc-stride", "with --format squad: a context longer than a window is read in windows starting this many word pieces apart", QuestionAnsweringJob.DefaultStride);
+        foreach (var o in new Option[] { data, dev, format, from, ftReinit, ftVocab, ftSize, ftEvalEvery, epochs, batch, accumulate, ftLr, ftLen, docStride, warmup, ftOut, seed, device, precision }) ft.Options.Add(o);
         ft.SetAction(pr => Finetune(DeviceOf(pr, device, precision), pr.GetValue(data)!, pr.GetValue(dev), pr.GetValue(format)!, pr.GetValue(from), Reinit.Parse(pr.GetValue(ftReinit)), pr.GetValue(ftVocab), pr.GetValue(ftSize),
             pr.GetValue(ftOut)!, CheckMaxLen("--max-len", pr.GetValue(ftLen), 3), CheckPositive("--epochs", pr.GetValue(epochs)),
             new TrainOptions { BatchSize = CheckPositive("--batch", pr.GetValue(batch)), Accumulate = CheckPositive("--accumulate", pr.GetValue(accumulate)), LearningRate = CheckRate("--lr", pr.GetValue(ftLr)),
-                WarmupFraction = CheckWarmup(pr.GetValue(warmup)), Seed = (ulong)pr.GetValue(seed), EvalEvery = CheckNonNegative("--eval-every", pr.GetValue(ftEvalEvery)) }, cancel));
+                WarmupFraction = CheckWarmup(pr.GetValue(warmup)), Seed = (ulong)pr.GetValue(seed), EvalEvery = CheckNonNegative("--eval-every", pr.GetValue(ftEvalEvery)) }, cancel,
+            docStride: pr.GetResult(docStride) is { Implicit: false } && pr.GetValue(format) != "squad"
+                ? throw new ArgumentException("--doc-stride applies to question answering; add --format squad, or drop --doc-stride.")
+                : CheckPositive("--doc-stride", pr.GetValue(docStride))));
         root.Subcommands.Add(ft);
 
         // ---- eval ----
-        var ev = new Command("eval", "Accuracy of a fine-tuned classifier on a labeled set (a tagger's word accuracy and entity F1 on a CoNLL file).");
+        var ev = new Command("eval", "Accuracy of a fine-tuned classifier on a labeled set (a tagger's word accuracy and entity F1 on a CoNLL file; a question-answering model's exact match and F1 on a SQuAD file).");
         var model = new Option<string>("--model") { Description = "checkpoint folder of a classifier", Required = true };
         foreach (var o in new Option[] { model, data, dev, format, ftLen, device }) ev.Options.Add(o);
         ev.Options.Add(precision);
@@ -228,7 +232,7 @@ public static partial class Program
         root.Subcommands.Add(ev);
 
         // ---- predict ----
-        var pred = new Command("predict", "Classify texts: the argument, or one text per line on standard input.");
+        var pred = new Command("predict", "Classify texts: the argument, or one text per line on standard input (a question-answering model: question<TAB>context, and it prints the answer).");
         var text = new Argument<string?>("text") { Description = "the text (omit to read lines from standard input)", Arity = ArgumentArity.ZeroOrOne };
         pred.Arguments.Add(text);
         foreach (var o in new Option[] { model, ftLen, device }) pred.Options.Add(o);
@@ -260,8 +264,8 @@ public static partial class Program
         // ---- info ----
         var info = new Command("info", "Parameters, FLOPs per token and the memory plan of a declared model.");
         var which = new Argument<string>("model") { Description = "a size (" + string.Join(", ", Catalog.Sizes) + ") or a model name (e.g. BertMiniClassifier)" };
-        var head = Opt("--head", "pretraining, classifier or token-classifier", "pretraining");
-        head.AcceptOnlyFromAmong("pretraining", "classifier", "token-classifier");
+        var head = Opt("--head", "pretraining, classifier, token-classifier or question-answering", "pretraining");
+        head.AcceptOnlyFromAmong("pretraining", "classifier", "token-classifier", QaHead);
         var iBatch = Opt("--batch", "batch size for the memory plan", 32);
         var iSeq = Opt("--seq", "sequence length for the memory plan", 128);
         var iGpu = new Option<string?>("--gpu") { Description = "also estimate a training step on this GPU, as an [Experiment]'s build-time check does: " + string.Join(", ", GpuNames.Keys) };
@@ -321,7 +325,7 @@ public static partial class Program
 
         // ---- selftest ----
         var st = new Command("selftest", "Check the CUDA backend against the CPU on this machine's GPU: cuBLAS, then every kernel through whole models (forward, backward, AdamW), and time BERT-Base pre-training steps.");
-        var stModels = Opt("--models", "comma-separated model names (or size-head) to check against the CPU in double", "BertNanoPreTraining,BertNanoClassifier,AlbertClassifier,BertNanoPreLnPreTraining,BertNanoTokenClassifier,BertMiniPreTraining,BertBasePreTraining");
+        var stModels = Opt("--models", "comma-separated model names (or size-head) to check against the CPU in double", "BertNanoPreTraining,BertNanoClassifier,AlbertClassifier,BertNanoPreLnPreTraining,BertNanoTokenClassifier,BertNanoQuestionAnswering,BertMiniPreTraining,BertBasePreTraining");
         var stTiming = Opt("--timing", "also time pre-training steps (fp32, TF32, bf16 and its variants; the product's training loop with and without CUDA graphs), profile them, and time inference", false);
         var stBatches = Opt("--batches", "batch sizes to time", "32,64,128");
         var stSeq = Opt("--seq", "sequence length to time", 128);
@@ -620,12 +624,13 @@ public static partial class Program
 
     /// <param name="declared">The model to fine-tune when an experiment names it (else the catalog's of --size and the set's classes).</param>
     static int Finetune(string device, string dataSpec, string? devFile, string format, string? from, Reinit? reinit, string? vocab, string? size, string outDir, int maxLen, int epochs, TrainOptions train, CancellationToken cancel,
-        Catalog.Entry? declared = null, string? experiment = null)
+        Catalog.Entry? declared = null, string? experiment = null, int docStride = QuestionAnsweringJob.DefaultStride)
     {
         if (reinit is not null && from is null) throw new ArgumentException($"--reinit {reinit} needs --from: without a pre-trained checkpoint every tensor starts afresh already.");
         RequireWritableFolder(outDir, "--out");
         TrainLoop.RequireRunOrEmpty(outDir);
         if (format == "conll") return FinetuneTagger(device, dataSpec, devFile, from, reinit, vocab, size, outDir, maxLen, epochs, train, cancel, declared, experiment);
+        if (format == "squad") return FinetuneReader(device, dataSpec, devFile, from, reinit, vocab, size, outDir, maxLen, docStride, epochs, train, cancel, declared, experiment);
         var (trainSet, devSet, how) = DataSets.Load(dataSpec, devFile, format);
         if (trainSet.Examples.Select(e => e.Label).Distinct().Count() < 2)
             throw new ArgumentException($"The training part of {how} has examples of one class only; a classifier needs examples of at least two.");
@@ -661,7 +666,7 @@ public static partial class Program
     /// <summary>eval and predict need a fine-tuned head; a pre-training model is one sentence saying so.</summary>
     static void RequireFineTuned(Loaded loaded, string dir)
     {
-        if (loaded.Entry.Head is "classifier" or "token-classifier") return;
+        if (loaded.Entry.Head is "classifier" or "token-classifier" or QaHead) return;
         throw new ArgumentException($"{dir} holds {loaded.Entry.Name}, a {loaded.Entry.Head} model without a classifier or tagging head; fine-tune it first (bert finetune --from {dir} --data …) and use that folder.");
     }
 
@@ -679,7 +684,9 @@ public static partial class Program
         if (declared is not null && (declared.Head != head || declared.Classes < classes))
             throw new ArgumentException($"{declared.Name} is a {declared.Head} with {declared.Classes} classes, and the data needs a {head} with {classes}; name another model in the experiment.");
         var model = entry.Create();
-        InitOrStartFrom(model, seed, pre, from, reinit, head == "classifier" ? "the classifier head" : "the tagging head");
+        // An answer-span head means the same (start, end) whatever the data: one the start has is kept.
+        string? headName = head == "classifier" ? "the classifier head" : head == QaHead ? (pre?.Model.Info.Parameters.Any(p => p.HfName == QuestionAnsweringJob.HeadPrefix + "weight") == true && pre.Missing.Count(n => n.StartsWith(QuestionAnsweringJob.HeadPrefix, StringComparison.Ordinal)) == 0 ? null : "the answer-span head") : "the tagging head";
+        InitOrStartFrom(model, seed, pre, from, reinit, headName);
         return (entry, model);
     }
 
@@ -784,6 +791,121 @@ public static partial class Program
         return RunFineTuning(loop, perEpoch, TaggingScores, outDir, trainer, cancel);
     }
 
+    /// <summary>The catalog's head of extractive question answering.</summary>
+    internal const string QaHead = "question-answering";
+
+    /// <summary>The checkpoint metadata of a question-answering run: the window stride it read contexts with, and whether it
+    /// learnt that a question may have no answer (SQuAD 2.0), so that eval and predict read and answer alike.</summary>
+    internal const string StrideKey = "doc_stride", EmptyAnswersKey = "empty_answers";
+
+    /// <summary>A question set's fixed dev split when no dev file is given: every fifth context of a seeded shuffle with all
+    /// its questions (questions on one text never straddle the split).</summary>
+    static (QaSet Train, QaSet Dev, string How) QaSplit(string dataSpec, string? devFile)
+    {
+        var all = Squad.Read(dataSpec);
+        if (devFile is not null) return (all, Squad.Read(devFile), $"{Path.GetFileName(dataSpec)} → {Path.GetFileName(devFile)}");
+        var contexts = all.Examples.Select(e => e.Context).Distinct(StringComparer.Ordinal).ToList();
+        var order = Enumerable.Range(0, contexts.Count).ToList();
+        Labeled.Shuffle(order, new Random(DataSets.SplitSeed));
+        int dev = Math.Max(1, (int)Math.Round(order.Count * DataSets.DevFraction));
+        if (dev >= order.Count) throw new DataException($"{dataSpec} holds questions on {order.Count} text(s), too few to set some aside for dev; give questions on more texts or a --dev file.", dataSpec);
+        var inDev = order.Take(dev).Select(i => contexts[i]).ToHashSet(StringComparer.Ordinal);
+        QaSet Part(bool want, string suffix) => new(all.Name + suffix, all.Examples.Where(e => inDev.Contains(e.Context) == want).ToList());
+        var (train, devSet) = (Part(false, "-train"), Part(true, "-dev"));
+        return (train, devSet, $"fixed split of {all.Name}: {train.Examples.Count} train / {devSet.Examples.Count} dev questions on {contexts.Count - dev} / {dev} texts (seed {DataSets.SplitSeed})");
+    }
+
+    static string ReadingScores(EvalReport e) =>
+        e.Metrics.TryGetValue("f1", out double f1) && e.Metrics.TryGetValue("exact", out double em)
+            ? string.Create(Inv, $"F1 {f1:P2}, exact match {em:P2}") + (e.Metrics.TryGetValue("has_ans_f1", out double hf) && e.Metrics.TryGetValue("no_ans_exact", out double ne)
+                ? string.Create(Inv, $" (answerable F1 {hf:P2}, unanswerable right {ne:P2})") : "")
+            : string.Create(Inv, $"F1 {e.Score:P2}");
+
+    /// <summary>finetune --format squad: extractive question answering (a start and an end score at every position).</summary>
+    static int FinetuneReader(string device, string dataSpec, string? devFile, string? from, Reinit? reinit, string? vocab, string? size, string outDir, int maxLen, int docStride, int epochs, TrainOptions train, CancellationToken cancel,
+        Catalog.Entry? declared = null, string? experiment = null)
+    {
+        QuestionAnsweringJob.CheckLengths(maxLen, docStride);
+        if (!File.Exists(dataSpec) && DataSets.AllNamed.Contains(dataSpec.ToLowerInvariant()))
+            throw new ArgumentException($"{dataSpec} is a set of labeled texts, and --format squad reads questions with their context and answers; give a SQuAD file (JSON, or JSON lines as datasets' to_json writes squad), or drop --format squad to train a classifier.");
+        var (trainSet, devSet, how) = QaSplit(dataSpec, devFile);
+        var tok = FinetuneTokenizer(from, vocab);
+        var (entry, model) = StartingModel(from, reinit, size, QaHead, 2, train.Seed, declared);
+        using var trainer = OpenTrainer(device, entry, train);
+        var job = new QuestionAnsweringJob(model, tok, trainSet, devSet, maxLen, docStride, train.BatchSize, (int)train.Seed);
+        if (trainer is { UseGraphs: true }) job.SeqMultiple = FinetuneJob.GraphSeqMultiple;   // fewer shapes: graphs replay
+        Console.WriteLine($"{entry.Info.Name} on {how}; {job.TrainWindows} training windows of up to {maxLen} tokens ({job.Split} contexts read in several, stride {docStride})" +
+            (job.Unfound > 0 ? $"; {job.Unfound} question{(job.Unfound == 1 ? "" : "s")} left out (answer not found in the context's words)" : "") +
+            (job.AllowEmpty ? "; unanswerable questions: the empty answer may be predicted." : "."));
+        int perEpoch = EpochSteps(job.StepsPerEpoch, train, how);
+        string[] dataSpecs = devFile is null ? [dataSpec] : [dataSpec, devFile];
+        var loop = new TrainLoop
+        {
+            Model = model, Options = PerEpoch(train, perEpoch), TotalSteps = (long)epochs * perEpoch, Bind = job.Bind, StepMetrics = job.Metrics, DeviceMetrics = FinetuneJob.DeviceMetrics,
+            Evaluate = job.Evaluate, Dir = outDir, Tokenizer = tok, Device = trainer, Experiment = experiment,
+            Data = TrainLoop.DataIdentity(dataSpecs),
+            DataFiles = TrainLoop.DataFilesOf(dataSpecs, DataSets.IsNamedCorpus),
+            Metadata = new Dictionary<string, string>
+            {
+                ["task"] = QaHead, ["data"] = dataSpec, ["from"] = from ?? "random initialization", ["reinit"] = reinit?.ToString() ?? "none",
+                [StrideKey] = docStride.ToString(Inv), [EmptyAnswersKey] = job.AllowEmpty ? "true" : "false",
+            },
+        };
+        return RunFineTuning(loop, perEpoch, ReadingScores, outDir, trainer, cancel);
+    }
+
+    /// <summary>A question-answering checkpoint's window stride and whether it answers "none": as its run recorded them; a
+    /// Hugging Face folder has the stride of transformers' run_qa and says nothing about empty answers (null) unless its
+    /// config has version_2_with_negative.</summary>
+    static (int Stride, bool? AllowEmpty) ReaderSettings(Loaded loaded) =>
+        (int.TryParse(loaded.Metadata.GetValueOrDefault(StrideKey), NumberStyles.None, Inv, out int s) && s > 0 ? s : QuestionAnsweringJob.DefaultStride,
+         loaded.Metadata.GetValueOrDefault(EmptyAnswersKey) is { } e ? e == "true"
+            : loaded.Config.Json["version_2_with_negative"] is System.Text.Json.Nodes.JsonValue v && v.TryGetValue<bool>(out bool b) ? b : null);
+
+    /// <summary>A question-answering model on a SQuAD file: exact match and F1 (SQuAD's own scoring), and for a file with
+    /// unanswerable questions the answerable and unanswerable ones apart.</summary>
+    static int EvalReader(Loaded loaded, WordPiece tok, string file, int maxLen)
+    {
+        var (entry, model) = loaded;
+        var set = Squad.Read(file);
+        var (stride, allowEmpty) = ReaderSettings(loaded);
+        QuestionAnsweringJob.CheckLengths(maxLen, stride);
+        // A model that does not say whether it answers "none" does on a set of SQuAD 2.0's kind.
+        var r = QuestionAnsweringJob.Evaluate(model, tok, set, maxLen, stride, allowEmpty ?? set.HasImpossible);
+        string Cell(string key) => r.Metrics.TryGetValue(key, out double v) ? v.ToString("P2", Inv) : "—";
+        Reporter.Table($"{entry.Info.Name} on {set.Name}", ["questions", "unanswerable", "exact match", "F1", "answerable F1", "unanswerable right", "loss"],
+            [[set.Examples.Count.ToString(Inv), set.Examples.Count(e => e.Impossible).ToString(Inv), Cell("exact"), Cell("f1"), Cell("has_ans_f1"), Cell("no_ans_exact"), r.Loss.ToString("F4", Inv)]]);
+        return 0;
+    }
+
+    /// <summary>predict with a question-answering model: each line is question TAB context; each answer line is the answer
+    /// (empty for none), its probability and the question.</summary>
+    static int PredictReader(Loaded loaded, WordPiece tok, List<string> lines, bool fromArgument, int maxLen)
+    {
+        var (_, model) = loaded;
+        var (stride, allowEmpty) = ReaderSettings(loaded);
+        QuestionAnsweringJob.CheckLengths(maxLen, stride);
+        var questions = new List<QaExample>();
+        for (int i = 0; i < lines.Count; i++)
+        {
+            if (lines[i].Trim().Length == 0) continue;
+            int tab = lines[i].IndexOf('\t');
+            string where = fromArgument ? "The text" : $"Line {i + 1} of standard input";
+            if (tab < 0 || lines[i].IndexOf('\t', tab + 1) >= 0)
+                throw new ArgumentException($"{where} is not 'question<TAB>context': a question-answering model reads the question, one tab, then the text that holds the answer.");
+            questions.Add(new QaExample((i + 1).ToString(Inv), lines[i][..tab], lines[i][(tab + 1)..], [], false));
+        }
+        var answers = QuestionAnsweringJob.Predict(model, tok, questions, maxLen, stride, allowEmpty ?? false);
+        int next = 0;
+        for (int i = 0; i < lines.Count; i++)
+        {
+            if (lines[i].Trim().Length == 0) { Console.WriteLine(); continue; }
+            var a = answers[next]; var q = questions[next++];
+            Console.WriteLine(string.Create(Inv, $"{a.Text}\t{a.Probability:F3}\t{q.Question}"));
+        }
+        return 0;
+    }
+
     /// <summary>For --device cuda: runs the model's forward on the GPU from now on (its weights copied there).</summary>
     static Bert.Runtime.Cuda.CudaTrainer? OnDevice(string device, Catalog.Entry entry, Model<float> model)
     {
@@ -804,6 +926,17 @@ public static partial class Program
         var tok = CheckpointTokenizer.Load(dir);
         RequireVocabFits(tok, model, dir);
         int len = Math.Min(maxLen, model.Info.MaxLen);
+        if (entry.Head == QaHead)
+        {
+            string file = devFile ?? dataSpec;
+            if (!File.Exists(file) && DataSets.AllNamed.Contains(file.ToLowerInvariant()))
+                throw new ArgumentException($"{dir} holds a question-answering model ({entry.Name}), which is scored on a SQuAD file of questions, and {file} is a set of labeled texts; give a SQuAD file.");
+            if (format is not ("tsv" or "squad"))
+                throw new ArgumentException($"{dir} holds a question-answering model ({entry.Name}), which reads SQuAD files; drop --format {format}.");
+            return EvalReader(loaded, tok, file, len);
+        }
+        if (format == "squad")
+            throw new ArgumentException($"--format squad is for question-answering models, and {dir} holds a {entry.Head} ({entry.Name}); fine-tune one with --format squad, or drop --format squad.");
         if (entry.Head == "token-classifier")
         {
             string file = devFile ?? dataSpec;
@@ -881,6 +1014,7 @@ public static partial class Program
         int nonBlank = texts.Count(t => t.Trim().Length > 0);
         if (nonBlank == 0) throw new ArgumentException("No text to classify; pass it as an argument or one per line on standard input.");
         int limit = Math.Min(maxLen, model.Info.MaxLen), longer = 0, printed = 0;
+        if (entry.Head == QaHead) return PredictReader(loaded, tok, texts, text is not null, limit);
         // The packed copy of the weights pays for itself over several forwards; one batch of texts is one forward, which
         // would pay for packing all of them (BERT-Base: 440 MB more to fault in, about 0.5 s here) and gain nothing.
         model.PackWeights = nonBlank > 32;
@@ -1093,7 +1227,7 @@ public static partial class Program
             if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
         }
         long bytes = new FileInfo(Path.Combine(full, Checkpoint.ModelFile)).Length;
-        string auto = loaded.Entry.Head switch { "classifier" => "AutoModelForSequenceClassification", "token-classifier" => "AutoModelForTokenClassification", _ => "AutoModelForPreTraining" };
+        string auto = loaded.Entry.Head switch { "classifier" => "AutoModelForSequenceClassification", "token-classifier" => "AutoModelForTokenClassification", QaHead => "AutoModelForQuestionAnswering", _ => "AutoModelForPreTraining" };
         Console.WriteLine(string.Create(Inv, $"Wrote {outDir}: {model.Info.Name} with {dtype} weights ({bytes / 1048576.0:F1} MiB {Checkpoint.ModelFile}), config.json, {WordPiece.VocabFileName}, {TokenizerSettings.FileName} and {WordPiece.TokenizerJsonFileName}; " +
             $"transformers loads it with {auto}.from_pretrained(\"{outDir}\") and bert with --model {outDir}."));
         return 0;

@@ -123,7 +123,7 @@ public static partial class Program
             var data = new PretrainingOptions { MaxSeqLength = e.Seq, NextSentence = e.NextSentence, MaskedLmProb = e.MaskProb, MaxPredictionsPerSeq = MaxPredictions(e.Seq, e.MaskProb) };
             return Pretrain(DeviceOf(e, device), corpus.Length == 0 ? null : corpus, entry, null, dir, data, train, e.Steps, e.FrequencyBias, cancel, e.Declaration);
         }
-        string format = entry.Head == "token-classifier" ? "conll" : "tsv";
+        string format = entry.Head == "token-classifier" ? "conll" : entry.Head == QaHead ? "squad" : "tsv";
         // Seeds Seed, Seed + 1, …: one run in the experiment's folder, several each in a folder of its own, then each best
         // dev score and their mean ± sd.
         var scores = new List<double>();
@@ -137,7 +137,7 @@ public static partial class Program
             scores.Add(TrainLoop.BestScore(runDir) ?? throw new InvalidOperationException($"{runDir} finished without a dev score."));
         }
         string Pct(double x) => x.ToString("P1", System.Globalization.CultureInfo.InvariantCulture);
-        Console.WriteLine($"{e.Name}: best dev {(format == "conll" ? "score" : "accuracy")} of {e.Runs} runs {string.Join(", ", scores.Select(Pct))}; " +
+        Console.WriteLine($"{e.Name}: best dev {(format == "tsv" ? "accuracy" : format == "squad" ? "F1" : "score")} of {e.Runs} runs {string.Join(", ", scores.Select(Pct))}; " +
             $"mean {Pct(Bert.Cli.Demo.Mean(scores))} ± {(Bert.Cli.Demo.Sd(scores) * 100).ToString("0.0", System.Globalization.CultureInfo.InvariantCulture)} (sd).");
         return 0;
     }

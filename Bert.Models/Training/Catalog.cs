@@ -1,5 +1,6 @@
 using Bert.Runtime;
 using Bert.Runtime.Checkpoints;
+using Bert.Training;
 
 namespace Bert.Models;
 
@@ -65,6 +66,13 @@ public static class Catalog
         E<BertMini48TokenClassifier>("mini", "token-classifier", 48),
         E<BertBaseTokenClassifier>("base", "token-classifier", 9),
         E<BertBase48TokenClassifier>("base", "token-classifier", 48),
+        // Extractive question answering (Models/QuestionAnswering.cs).
+        E<BertNanoQuestionAnswering>("nano", "question-answering", 2),
+        E<BertQuestionAnswering>("tiny", "question-answering", 2),
+        E<BertMiniQuestionAnswering>("mini", "question-answering", 2),
+        E<BertSmallQuestionAnswering>("small", "question-answering", 2),
+        E<BertBaseQuestionAnswering>("base", "question-answering", 2),
+        E<BertLargeQuestionAnswering>("large", "question-answering", 2),
         // Portuguese vocabulary (Models/Portuguese.cs).
         E<BertMiniPtPreTraining>("mini-pt", "pretraining", 2),
         E<BertMiniPtClassifier>("mini-pt", "classifier", 2),
@@ -91,15 +99,16 @@ public static class Catalog
     /// <summary>The declared model a Hugging Face <c>config.json</c> without our <c>bert_model</c> field describes (a
     /// folder from the Hub or transformers' <c>save_pretrained</c>): the head from <c>architectures</c>
     /// (…ForSequenceClassification: a classifier with num_labels classes, …ForTokenClassification: a token classifier,
-    /// anything else: the pre-training model, whose encoder every head shares), the type from <c>model_type</c>, and
+    /// …ForQuestionAnswering: an answer-span reader, anything else: the pre-training model, whose encoder every head shares), the type from <c>model_type</c>, and
     /// every size the config gives equal to the model's constant.</summary>
     public static Entry FromHfConfig(HfConfig config, string source)
     {
         string arch = config.Architectures.FirstOrDefault() ?? "";
         string head = arch.EndsWith("ForSequenceClassification", StringComparison.Ordinal) ? "classifier"
-            : arch.EndsWith("ForTokenClassification", StringComparison.Ordinal) ? "token-classifier" : "pretraining";
+            : arch.EndsWith("ForTokenClassification", StringComparison.Ordinal) ? "token-classifier"
+            : arch.EndsWith("ForQuestionAnswering", StringComparison.Ordinal) ? "question-answering" : "pretraining";
         string type = config.ModelType ?? "bert";
-        long? labels = head == "pretraining" ? null : config.NumLabels(source) ?? 2;
+        long? labels = head is "pretraining" or "question-answering" ? null : config.NumLabels(source) ?? 2;
         bool Fits(Entry e)
         {
             if (e.Head != head || (labels is { } n && e.Classes != n) || HfConfig.ModelTypeOf(e.Info) != type) return false;
@@ -134,13 +143,14 @@ public static class Catalog
         ?? throw new ArgumentException($"This build has no model named '{modelName}'.");
 
     /// <summary>The entry of an experiment's model: the catalog's when it has one, else one made from the experiment's
-    /// generated statics (its head from the model's inputs: gathered rows pre-train, labels per text classify, labels per
-    /// token tag).</summary>
+    /// generated statics (its head from the model's inputs: gathered rows pre-train, a transpose before the cross-entropy
+    /// answers questions, labels per text classify, labels per token tag).</summary>
     public static Entry Of(ExperimentInfo experiment)
     {
         if (All.FirstOrDefault(e => e.Name == experiment.Model) is { } listed) return listed;
         var info = experiment.Info();
         string head = info.Inputs.Any(i => i.Kind == InputKind.Rows) ? "pretraining"
+            : info.Ops.Any(o => o.Kind == OpKind.Transpose) ? "question-answering"   // start and end logits turned to rows over the positions
             : info.Inputs.FirstOrDefault(i => i.Kind == InputKind.Labels) is { } l ? (l.Shape.Length == 1 ? "classifier" : "token-classifier") : "other";
         // Its Classes constant, else the width of the logits its cross-entropy reads (as the build-time check counts them).
         int classes = info.Constants.TryGetValue("Classes", out var c) ? (int)c

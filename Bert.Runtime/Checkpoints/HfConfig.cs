@@ -115,7 +115,7 @@ public sealed class HfConfig
     public static bool IsClassifier(ModelInfo info) => Has(info, "classifier.weight");
 
     /// <summary>The transformers class that holds the same tensors: BertForPreTraining, BertForMaskedLM,
-    /// BertForSequenceClassification, BertForTokenClassification (a classifier without a pooler), ...
+    /// BertForSequenceClassification, BertForTokenClassification (a classifier without a pooler), BertForQuestionAnswering, ...
     /// (Albert... and MegatronBert... for those model types).</summary>
     public static string ArchitectureOf(ModelInfo info)
     {
@@ -124,6 +124,7 @@ public sealed class HfConfig
         if (mlm && nsp) return t + "ForPreTraining";
         if (mlm) return t + "ForMaskedLM";
         if (nsp) return t + "ForNextSentencePrediction";
+        if (Has(info, "qa_outputs.weight")) return t + "ForQuestionAnswering";
         if (IsClassifier(info))
         {
             string prefix = BaseModelPrefix(info);

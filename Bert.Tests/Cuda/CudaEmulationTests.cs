@@ -75,7 +75,7 @@ public partial class CudaSourceTests(ITestOutputHelper output)
     [ClangFact]
     public void Emulated_SelfTest_PassesEveryCheck_OnEveryModelButBase()
     {
-        string[] models = ["BertNanoPreTraining", "BertNanoClassifier", "AlbertClassifier", "BertNanoPreLnPreTraining", "BertNanoTokenClassifier", "BertMiniPreTraining"];
+        string[] models = ["BertNanoPreTraining", "BertNanoClassifier", "AlbertClassifier", "BertNanoPreLnPreTraining", "BertNanoTokenClassifier", "BertNanoQuestionAnswering", "BertMiniPreTraining"];
         string text = EmulatedSelfTest(models, order: null);
         // 19 checks per model (compile, forward, backward, gradients, fused attention, the bias epilogue off, bf16, bf16 with bf16 product outputs, bf16 operands kept from the forward,
         // bf16 rounded by cuBLAS, the bf16 copy written by the optimizers, the bf16 copy through a graph, bf16 inference with

@@ -405,6 +405,39 @@ public class ExperimentTests
         Assert.Equal(Reinit.Parts.Where(p => p != "top-N").Order(), new[] { "qk", "qkv", "attention", "ffn", "layernorm", "pooler" }.Order());
     }
 
+    /// <summary>A question-answering model (a transpose before its cross-entropy) fine-tunes on a file of questions; a named
+    /// set of labeled texts is refused at Data, saying what to give instead.</summary>
+    [Fact]
+    public void QuestionAnsweringModel_FineTunesOnAFile_NotOnLabeledTexts()
+    {
+        const string qa = """
+            [Model]
+            public partial class Qa
+            {
+                public const int C = 4, MaxLen = 16;
+                [Param(2, C)] Tensor W;
+                public Tensor Forward([Shape(Dim.Batch, Dim.Seq, C)] Tensor x, [Shape(Dim.Batch, 2)] Labels labels) => CrossEntropy(Transpose(Linear(x, W)), labels);
+            }
+
+            """;
+        var named = Message(RunWith(qa + """
+            [Experiment(typeof(Qa), Data = "amazon", Seq = 16)]
+            public partial class X;
+            """), "BERT0215");
+        Assert.Contains("a question-answering model (an answer's start and end per text)", named);
+        Assert.Contains("amazon labels whole texts: name a classifier, or give a SQuAD file for the question-answering model", named);
+        var file = RunWith(qa + """
+            [Experiment(typeof(Qa), Data = "train-v1.1.json", Seq = 16)]
+            public partial class X;
+            """);
+        Assert.True(file.GeneratorDiagnostics.IsEmpty && file.CompileErrors.IsEmpty, file.Describe());
+        // `bert run` takes it as a question-answering model: its fine-tuning reads the file as questions (--format squad).
+        using var image = new MemoryStream();
+        Assert.True(file.Output.Emit(image).Success);
+        var experiment = (ExperimentInfo)Assembly.Load(image.ToArray()).GetType("T.X")!.GetProperty("Experiment")!.GetValue(null)!;
+        Assert.Equal("question-answering", Catalog.Of(experiment).Head);
+    }
+
     [Fact]
     public void Catalog_FindsAnExperimentsModel()
     {

@@ -11,6 +11,10 @@ BertNanoClassifier), its classifier scaled so that the three probabilities diffe
 then, for each, `bert predict --model dir TEXT` must give transformers' label and probability (to its 3 printed digits).
 Last, `bert export --hf` of the safetensors folder in f32 and bf16 must load in transformers'
 AutoModelForSequenceClassification and AutoTokenizer and give the same probabilities (bf16: to 2e-2).
+Then a BertForQuestionAnswering of the same sizes (declared as BertNanoQuestionAnswering): `bert predict` with its
+save_pretrained folder must give the span transformers' start and end logits give (the best of at most 30 pieces inside
+the context, start × end probability, the text cut by the fast tokenizer's offsets), and `bert export --hf` of it must
+load in AutoModelForQuestionAnswering with the same logits.
 Prints a line per check and `formats: N of M passed`; exits 1 when any failed.
 """
 
@@ -23,7 +27,8 @@ import sys
 import tempfile
 
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertForSequenceClassification
+from transformers import (AutoModelForQuestionAnswering, AutoModelForSequenceClassification, AutoTokenizer, BertConfig,
+                          BertForQuestionAnswering, BertForSequenceClassification)
 
 TEXT = "a really great film, the actors were wonderful"
 
@@ -145,6 +150,39 @@ def main():
         theirs_ids = their_tok(HARD, truncation=True, max_length=512)["input_ids"]
         check(f"AutoTokenizer on bert export --hf --dtype {dtype} (its tokenizer.json)", their_tok.is_fast and ours == theirs_ids,
               f"fast: {their_tok.is_fast}; {sum(x == y for x, y in zip(ours or [], theirs_ids))} of {len(HARD)} texts the same ids" + ("" if r.returncode == 0 else f"; bert tokenize: {r.stderr.strip()[-300:]}"))
+
+    # Extractive question answering: transformers' span against `bert predict`, and our export read back.
+    question, context = "Who wrote the old book?", "The old book was written by a man who lived near the river in the north."
+    qcfg = BertConfig(**{k: v for k, v in cfg.to_dict().items() if k not in ("id2label", "label2id", "num_labels", "architectures")})
+    qa = BertForQuestionAnswering(qcfg).eval()
+    with torch.no_grad():
+        qa.qa_outputs.weight.mul_(40.0)
+    qenc = tok(question, context, return_tensors="pt", return_offsets_mapping=True)
+    offsets = qenc.pop("offset_mapping")[0].tolist()
+    with torch.no_grad():
+        out = qa(**qenc)
+    ps, pe = out.start_logits[0].softmax(-1), out.end_logits[0].softmax(-1)
+    ctx = [i for i, s in enumerate(qenc.sequence_ids(0)) if s == 1]
+    best = max(((float(ps[i] * pe[j]), i, j) for i in ctx for j in ctx if i <= j < i + 30), key=lambda x: x[0])
+    span = context[offsets[best[1]][0]:offsets[best[2]][1]]
+    print(f"transformers QA: '{span}' {best[0]:.5f}")
+    qdir = folder("qa")
+    qa.save_pretrained(qdir)
+    r = subprocess.run([a.bert, "predict", "--model", qdir, f"{question}\t{context}"], capture_output=True, text=True, timeout=120)
+    got = r.stdout.strip().splitlines()[-1].split("\t") if r.returncode == 0 else None
+    check("bert predict, BertForQuestionAnswering (safetensors)", got is not None and got[0] == span and abs(float(got[1]) - best[0]) <= 6e-4,
+          f"{got[:2] if got else (r.stderr.strip() or r.stdout.strip())[-400:]}")
+    out_dir = os.path.join(work, "export-qa")
+    r = subprocess.run([a.bert, "export", "--hf", out_dir, "--model", qdir], capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        check("bert export --hf, question answering", False, r.stderr.strip()[-400:])
+    else:
+        theirs = AutoModelForQuestionAnswering.from_pretrained(out_dir).float().eval()
+        with torch.no_grad():
+            o2 = theirs(**qenc)
+        diff = max(float((o2.start_logits - out.start_logits).abs().max()), float((o2.end_logits - out.end_logits).abs().max()))
+        check("transformers loads bert export --hf, question answering", type(theirs).__name__ == "BertForQuestionAnswering" and diff <= 1e-5,
+              f"{type(theirs).__name__}, start and end logits within {diff:.2e}")
 
     print(f"formats: {sum(results)} of {len(results)} passed")
     sys.exit(0 if all(results) else 1)
