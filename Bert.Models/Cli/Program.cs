@@ -212,7 +212,7 @@ public static partial class Program
         var ftReinit = ReinitOption("none");
         var ftSize = new Option<string?>("--size") { Description = "model size: " + string.Join(", ", Catalog.Sizes) + " (default: the size of the --from checkpoint, else mini)" };
         var ftEvalEvery = Opt("--eval-every", "evaluate on the dev set every N steps and keep the best checkpoint (0: after every epoch)", 0);
-        var docStride = Opt("--doc-stride", "with --format squad: a context longer than a window is read in windows starting this many word pieces apart", QuestionAnsweringJob.DefaultStride);
+        var docStride = Opt("--doc-stride", "with --format squad: a context longer than a window is read in windows that start at most this many word pieces apart (and at most half a window, so they overlap); eval and predict use the run's", QuestionAnsweringJob.DefaultStride);
         foreach (var o in new Option[] { data, dev, format, from, ftReinit, ftVocab, ftSize, ftEvalEvery, epochs, batch, accumulate, ftLr, ftLen, docStride, warmup, ftOut, seed, device, precision }) ft.Options.Add(o);
         ft.SetAction(pr => Finetune(DeviceOf(pr, device, precision), pr.GetValue(data)!, pr.GetValue(dev), pr.GetValue(format)!, pr.GetValue(from), Reinit.Parse(pr.GetValue(ftReinit)), pr.GetValue(ftVocab), pr.GetValue(ftSize),
             pr.GetValue(ftOut)!, CheckMaxLen("--max-len", pr.GetValue(ftLen), 3), CheckPositive("--epochs", pr.GetValue(epochs)),
@@ -794,9 +794,9 @@ public static partial class Program
     /// <summary>The catalog's head of extractive question answering.</summary>
     internal const string QaHead = "question-answering";
 
-    /// <summary>The checkpoint metadata of a question-answering run: the window stride it read contexts with, and whether it
-    /// learnt that a question may have no answer (SQuAD 2.0), so that eval and predict read and answer alike.</summary>
-    internal const string StrideKey = "doc_stride", EmptyAnswersKey = "empty_answers";
+    /// <summary>The checkpoint metadata of a question-answering run: the window length and stride it read contexts with, and
+    /// whether it learnt that a question may have no answer (SQuAD 2.0), so that eval and predict read and answer alike.</summary>
+    internal const string StrideKey = "doc_stride", EmptyAnswersKey = "empty_answers", MaxLenKey = "max_seq_length";
 
     /// <summary>A question set's fixed dev split when no dev file is given: every fifth context of a seeded shuffle with all
     /// its questions (questions on one text never straddle the split).</summary>
@@ -848,27 +848,28 @@ public static partial class Program
             Metadata = new Dictionary<string, string>
             {
                 ["task"] = QaHead, ["data"] = dataSpec, ["from"] = from ?? "random initialization", ["reinit"] = reinit?.ToString() ?? "none",
-                [StrideKey] = docStride.ToString(Inv), [EmptyAnswersKey] = job.AllowEmpty ? "true" : "false",
+                [StrideKey] = docStride.ToString(Inv), [MaxLenKey] = maxLen.ToString(Inv), [EmptyAnswersKey] = job.AllowEmpty ? "true" : "false",
             },
         };
         return RunFineTuning(loop, perEpoch, ReadingScores, outDir, trainer, cancel);
     }
 
-    /// <summary>A question-answering checkpoint's window stride and whether it answers "none": as its run recorded them; a
-    /// Hugging Face folder has the stride of transformers' run_qa and says nothing about empty answers (null) unless its
-    /// config has version_2_with_negative.</summary>
-    static (int Stride, bool? AllowEmpty) ReaderSettings(Loaded loaded) =>
-        (int.TryParse(loaded.Metadata.GetValueOrDefault(StrideKey), NumberStyles.None, Inv, out int s) && s > 0 ? s : QuestionAnsweringJob.DefaultStride,
+    /// <summary>A question-answering checkpoint's windows (their length, unless --max-len is given, and stride) and whether
+    /// it answers "none": as its run recorded them; a Hugging Face folder has BERT's run_squad.py stride (128) and
+    /// --max-len's, and says nothing about empty answers (null) unless its config has version_2_with_negative.</summary>
+    static (int MaxLen, int Stride, bool? AllowEmpty) ReaderSettings(Loaded loaded, int maxLen, bool maxLenGiven) =>
+        (!maxLenGiven && int.TryParse(loaded.Metadata.GetValueOrDefault(MaxLenKey), NumberStyles.None, Inv, out int m) && m > 0 ? Math.Min(m, loaded.Model.Info.MaxLen) : maxLen,
+         int.TryParse(loaded.Metadata.GetValueOrDefault(StrideKey), NumberStyles.None, Inv, out int s) && s > 0 ? s : QuestionAnsweringJob.DefaultStride,
          loaded.Metadata.GetValueOrDefault(EmptyAnswersKey) is { } e ? e == "true"
             : loaded.Config.Json["version_2_with_negative"] is System.Text.Json.Nodes.JsonValue v && v.TryGetValue<bool>(out bool b) ? b : null);
 
     /// <summary>A question-answering model on a SQuAD file: exact match and F1 (SQuAD's own scoring), and for a file with
     /// unanswerable questions the answerable and unanswerable ones apart.</summary>
-    static int EvalReader(Loaded loaded, WordPiece tok, string file, int maxLen)
+    static int EvalReader(Loaded loaded, WordPiece tok, string file, int maxLen, bool maxLenGiven)
     {
         var (entry, model) = loaded;
         var set = Squad.Read(file);
-        var (stride, allowEmpty) = ReaderSettings(loaded);
+        (maxLen, var stride, var allowEmpty) = ReaderSettings(loaded, maxLen, maxLenGiven);
         QuestionAnsweringJob.CheckLengths(maxLen, stride);
         // A model that does not say whether it answers "none" does on a set of SQuAD 2.0's kind.
         var r = QuestionAnsweringJob.Evaluate(model, tok, set, maxLen, stride, allowEmpty ?? set.HasImpossible);
@@ -880,10 +881,10 @@ public static partial class Program
 
     /// <summary>predict with a question-answering model: each line is question TAB context; each answer line is the answer
     /// (empty for none), its probability and the question.</summary>
-    static int PredictReader(Loaded loaded, WordPiece tok, List<string> lines, bool fromArgument, int maxLen)
+    static int PredictReader(Loaded loaded, WordPiece tok, List<string> lines, bool fromArgument, int maxLen, bool maxLenGiven)
     {
         var (_, model) = loaded;
-        var (stride, allowEmpty) = ReaderSettings(loaded);
+        (maxLen, var stride, var allowEmpty) = ReaderSettings(loaded, maxLen, maxLenGiven);
         QuestionAnsweringJob.CheckLengths(maxLen, stride);
         var questions = new List<QaExample>();
         for (int i = 0; i < lines.Count; i++)
@@ -933,7 +934,7 @@ public static partial class Program
                 throw new ArgumentException($"{dir} holds a question-answering model ({entry.Name}), which is scored on a SQuAD file of questions, and {file} is a set of labeled texts; give a SQuAD file.");
             if (format is not ("tsv" or "squad"))
                 throw new ArgumentException($"{dir} holds a question-answering model ({entry.Name}), which reads SQuAD files; drop --format {format}.");
-            return EvalReader(loaded, tok, file, len);
+            return EvalReader(loaded, tok, file, len, maxLenGiven);
         }
         if (format == "squad")
             throw new ArgumentException($"--format squad is for question-answering models, and {dir} holds a {entry.Head} ({entry.Name}); fine-tune one with --format squad, or drop --format squad.");
@@ -1014,7 +1015,7 @@ public static partial class Program
         int nonBlank = texts.Count(t => t.Trim().Length > 0);
         if (nonBlank == 0) throw new ArgumentException("No text to classify; pass it as an argument or one per line on standard input.");
         int limit = Math.Min(maxLen, model.Info.MaxLen), longer = 0, printed = 0;
-        if (entry.Head == QaHead) return PredictReader(loaded, tok, texts, text is not null, limit);
+        if (entry.Head == QaHead) return PredictReader(loaded, tok, texts, text is not null, limit, maxLenGiven);
         // The packed copy of the weights pays for itself over several forwards; one batch of texts is one forward, which
         // would pay for packing all of them (BERT-Base: 440 MB more to fault in, about 0.5 s here) and gain nothing.
         model.PackWeights = nonBlank > 32;

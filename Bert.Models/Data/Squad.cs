@@ -20,7 +20,7 @@ public sealed record QaSet(string Name, IReadOnlyList<QaExample> Examples)
 /// <c>answers[].answer_start</c>, <c>is_impossible</c>), or JSON lines as Hugging Face datasets' <c>to_json</c> writes
 /// <c>squad</c> and <c>squad_v2</c> (one object a line: <c>id</c>, <c>question</c>, <c>context</c>,
 /// <c>answers: {text: [...], answer_start: [...]}</c>, no answers meaning none), either maybe gzipped.</summary>
-public static class Squad
+public static partial class Squad
 {
     const string Form = "SQuAD's JSON ({\"data\": [{\"paragraphs\": [{\"context\": …, \"qas\": [{\"id\", \"question\", \"answers\": [{\"text\", \"answer_start\"}]}]}]}]}) or JSON lines as Hugging Face datasets' to_json writes squad ({\"id\", \"question\", \"context\", \"answers\": {\"text\": […], \"answer_start\": […]}} a line)";
 
@@ -158,15 +158,18 @@ public static class Squad
     // ---------------- the scores (SQuAD's evaluate-v2.0.py) ----------------
 
     /// <summary>SQuAD's answer normalization: lower case, punctuation removed (Python's string.punctuation, ASCII), the
-    /// articles a, an, the removed as words, whitespace collapsed.</summary>
+    /// articles a, an, the replaced by a space where they stand as words (<c>\b(a|an|the)\b</c>, so also beside a quote mark
+    /// or dash that string.punctuation lacks), whitespace collapsed.</summary>
     public static string Normalize(string s)
     {
         var sb = new StringBuilder(s.Length);
         foreach (char c in s.ToLowerInvariant())
             if (!Punctuation.Contains(c)) sb.Append(c);
-        var words = sb.ToString().Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries).Where(w => w is not ("a" or "an" or "the"));
-        return string.Join(' ', words);
+        return string.Join(' ', Articles().Replace(sb.ToString(), " ").Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries));
     }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"\b(a|an|the)\b")]
+    private static partial System.Text.RegularExpressions.Regex Articles();
 
     const string Punctuation = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~";
 

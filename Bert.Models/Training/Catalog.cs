@@ -150,7 +150,8 @@ public static class Catalog
         if (All.FirstOrDefault(e => e.Name == experiment.Model) is { } listed) return listed;
         var info = experiment.Info();
         string head = info.Inputs.Any(i => i.Kind == InputKind.Rows) ? "pretraining"
-            : info.Ops.Any(o => o.Kind == OpKind.Transpose) ? "question-answering"   // start and end logits turned to rows over the positions
+            : info.Ops.Any(o => o.Kind == OpKind.Transpose) && info.Inputs.Any(i => i.Kind == InputKind.Labels && i.Shape is [_, > 0])
+                ? "question-answering"   // start and end logits turned to rows over the positions, a label per row
             : info.Inputs.FirstOrDefault(i => i.Kind == InputKind.Labels) is { } l ? (l.Shape.Length == 1 ? "classifier" : "token-classifier") : "other";
         // Its Classes constant, else the width of the logits its cross-entropy reads (as the build-time check counts them).
         int classes = info.Constants.TryGetValue("Classes", out var c) ? (int)c

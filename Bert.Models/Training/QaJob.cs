@@ -7,7 +7,8 @@ using Bert.Text;
 namespace Bert.Training;
 
 /// <summary>A predicted answer: the text (a span of the context, or empty for "no answer"), where it starts in the
-/// context (-1 for none), and its probability under the model (start × end, in the window it was read from).</summary>
+/// context (-1 for none), and its probability under the model (start × end over [CLS] and the context's positions, in
+/// the window it was read from).</summary>
 public readonly record struct QaAnswer(string Text, int Start, double Probability);
 
 /// <summary>Extractive question answering (SQuAD), as BERT's run_squad.py and transformers' run_qa.py do it. Each
@@ -81,12 +82,17 @@ public sealed class QuestionAnsweringJob
         unfound = false;
         if (!e.Impossible && e.Answers.Count > 0)
         {
-            answer = c.PiecesOf(e.Answers[0].Start, e.Answers[0].Text.Length);
-            unfound = answer is null;
+            var (text, start) = e.Answers[0];
+            answer = c.PiecesOf(start, text.Length);
+            // As run_squad.py: an answer whose text is not the context's at its answer_start (spaces aside) is not trained on.
+            unfound = answer is null || !SameWords(e.Context.Substring(start, text.Length), text);
         }
         var windows = new List<Window>();
         int n = c.Pieces.Length;
-        for (int from = 0; ; from += Math.Min(stride, room))
+        // Each window starts at most `stride` pieces after the last (run_squad.py's doc_stride) and at most half a window, so
+        // that consecutive windows overlap and an answer across one's edge lies whole in the next.
+        int step = Math.Max(1, Math.Min(stride, room / 2));
+        for (int from = 0; ; from += step)
         {
             int count = Math.Min(room, n - from), at = query.Length + 2;
             var ids = new int[at + count + 1]; var types = new int[ids.Length];
@@ -116,6 +122,9 @@ public sealed class QuestionAnsweringJob
         }
         return windows;
     }
+
+    static bool SameWords(string a, string b) =>
+        a.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries).SequenceEqual(b.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries), StringComparer.Ordinal);
 
     readonly Model<float> _model;
     readonly WordPiece _tok;
@@ -267,7 +276,11 @@ public sealed class QuestionAnsweringJob
             {
                 var w = items[b];
                 var ps = p.Slice(2 * b * T, T); var pe = p.Slice((2 * b + 1) * T, T);
-                for (int t = 0; t < T; t++) { logStart[t] = Math.Log(ps[t]); logEnd[t] = Math.Log(pe[t]); }
+                // The scores as probabilities over [CLS] and the context alone (the question, the separators and the padding
+                // taken out), so that windows of one question compare whatever else shared their batch.
+                double zs = ps[0], ze = pe[0];
+                for (int t = w.ContextAt; t < w.ContextAt + w.Count; t++) { zs += ps[t]; ze += pe[t]; }
+                for (int t = 0; t < T; t++) { logStart[t] = Math.Log(ps[t] / zs); logEnd[t] = Math.Log(pe[t] / ze); }
                 empty[w.Example] = Math.Min(empty[w.Example], logStart[0] + logEnd[0]);
                 var starts = Top(logStart, w.ContextAt, w.Count); var ends = Top(logEnd, w.ContextAt, w.Count);
                 foreach (int s in starts)
@@ -287,7 +300,7 @@ public sealed class QuestionAnsweringJob
         {
             var (score, first, last) = best[i];
             if (first < 0 || (allowEmpty && empty[i] > score))
-                answers.Add(new QaAnswer("", -1, first < 0 || double.IsPositiveInfinity(empty[i]) ? 0 : Math.Exp(empty[i])));
+                answers.Add(new QaAnswer("", -1, double.IsPositiveInfinity(empty[i]) ? 0 : Math.Exp(empty[i])));
             else
             {
                 var (text, start) = contexts[i].Text(questions[i].Context, first, last);

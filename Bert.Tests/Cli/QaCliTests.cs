@@ -57,6 +57,11 @@ public partial class CliTests
         Assert.True(r.Code == 0, r.Out + r.Err);
         Assert.Matches($@"│ 40 +│ 8 +│ {printed.Groups[2].Value} % +│ {printed.Groups[1].Value} % +│ \d+\.\d\d % +│ \d+\.\d\d % +│", r.Out);
 
+        // Without --max-len, eval reads windows of the length the model was fine-tuned with (saved with it).
+        r = Run("eval", "--model", best, "--data", dev);
+        Assert.True(r.Code == 0, r.Out + r.Err);
+        Assert.Matches($@"│ 40 +│ 8 +│ {printed.Groups[2].Value} % +│ {printed.Groups[1].Value} % +│", r.Out);
+
         // predict: question TAB context in, answer (the context's own characters) TAB probability TAB question out.
         var set = Squad.Read(dev);
         var answerable = set.Examples.Where(e => !e.Impossible).Take(6).ToList();

@@ -88,6 +88,8 @@ public class SquadTests
     {
         // Normalization: lower case, punctuation and articles out, spaces collapsed.
         Assert.Equal("eiffeltower in paris", Squad.Normalize("  The Eiffel-Tower, in  Paris! "));   // punctuation deleted, not spaced
+        Assert.Equal("“ cat”", Squad.Normalize("“The cat”"));   // \b(a|an|the)\b: an article beside a quote mark string.punctuation lacks
+        Assert.Equal("theater", Squad.Normalize("the theater"));
         Assert.Equal(1, Squad.ExactMatch("the Eiffel Tower", "Eiffel tower."));
         Assert.Equal(0, Squad.ExactMatch("Eiffel Tower", "Eiffel"));
         Assert.Equal(0.8, Squad.F1("the cat sat", "a cat sat down"), 12);   // 2 common of 2 gold, 3 predicted
@@ -150,6 +152,10 @@ public class SquadTests
             }
             Assert.All(homes, h => Assert.Equal(1, h));
             var span = ctx.PiecesOf(start, answer.Length)!.Value;
+            // Consecutive windows overlap by at least half a window: an answer that short always lies whole in one.
+            int room = c.maxLen - 3 - Math.Min(Tok.Encode(e.Question).Length, (c.maxLen - 3) / 2);
+            if (span.Last - span.First + 1 <= room / 2)
+                Assert.Contains(windows, w => span.First >= w.From && span.Last < w.From + w.Count);
             bool fits = windows.Any(w => span.First >= w.From && span.Last < w.From + w.Count);
             Assert.Equal(fits ? windows.Count(w => span.First >= w.From && span.Last < w.From + w.Count) : 0, labeled);
             return true;
@@ -167,5 +173,12 @@ public class SquadTests
         span = ctx.PiecesOf(context.IndexOf("Edison", StringComparison.Ordinal), "Edison's company".Length)!.Value;
         Assert.Equal("Edison's company", ctx.Text(context, span.First, span.Last).Text);
         Assert.Null(ctx.PiecesOf(5, 1));   // the space before "(": no piece
+
+        // An answer_start that points at other words than the answer's (a shifted offset) is not trained on.
+        var shifted = new QaExample("s", "When was Tesla born?", context, [("1856", 8)], false);
+        QuestionAnsweringJob.Windows(Tok, shifted, 0, ctx, 64, 16, out bool unfound);
+        Assert.True(unfound);
+        QuestionAnsweringJob.Windows(Tok, shifted with { Answers = [("1856", 7)] }, 0, ctx, 64, 16, out unfound);
+        Assert.False(unfound);
     }
 }
